@@ -1,0 +1,5 @@
+"""`python -m duragent` runs the CLI."""
+
+from duragent.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Agent definitions: the agent.yaml model, loading folders into agents, and the catalog."""

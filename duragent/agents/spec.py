@@ -1,0 +1,184 @@
+"""The agent.yaml model (`apiVersion: duragent/v1alpha1`, `kind: Agent`).
+
+Two spellings are accepted: the full form with `metadata` and `spec`, and the seed's flat
+shorthand (`name`, `description`, `model`, `session`, `tools` at top level), which
+`normalise_shorthand` rewrites into the full form before validation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+
+from duragent.durations import Duration
+
+API_VERSION = "duragent/v1alpha1"
+NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+Provider = Literal["openai", "anthropic", "openrouter", "ollama", "demo"]
+
+#: Environment variable holding each provider's API key unless `model.api_key_env` says otherwise.
+DEFAULT_API_KEY_ENV: dict[str, str | None] = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "openrouter": "OPENROUTER_API_KEY",
+    "ollama": None,
+    "demo": None,
+}
+
+#: Tools an agent can enable by name in `spec.tools` (the executor implements them).
+BUILTIN_TOOLS = (
+    "bash",
+    "read_file",
+    "write_file",
+    "edit_file",
+    "list_files",
+    "web_fetch",
+    "memory",
+    "notify_user",
+    "artifact_put",
+    "artifact_get",
+    "artifact_list",
+)
+
+_SHORTHAND_METADATA = ("name", "description", "labels", "version")
+_FULL_FORM_KEYS = ("apiVersion", "api_version", "kind", "metadata", "spec")
+
+
+class SpecModel(BaseModel):
+    """Base of every agent.yaml section: immutable, unknown keys ignored (and warned about)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class ModelSpec(SpecModel):
+    """Which language model the agent uses."""
+
+    provider: Provider
+    name: str = Field(min_length=1, description="Model name as the provider knows it.")
+    base_url: str | None = Field(None, description="Any OpenAI-compatible server (vLLM, LM Studio...).")
+    api_key_env: str | None = Field(None, description="Variable holding the API key (default per provider).")
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_output_tokens: int | None = Field(
+        None, ge=1, validation_alias=AliasChoices("max_output_tokens", "max_tokens")
+    )
+
+    @property
+    def key_variable(self) -> str | None:
+        """The environment variable the API key is read from, if the provider needs one."""
+        return self.api_key_env or DEFAULT_API_KEY_ENV[self.provider]
+
+
+class AgentSessionSpec(SpecModel):
+    """Per-agent overrides of duragent.yaml's `session` defaults (unset = inherit)."""
+
+    on_disconnect: Literal["continue", "pause"] | None = None
+    max_background_runtime: Duration | None = None
+    output_buffer_size: int | None = Field(None, ge=0)
+
+
+class MemorySpec(SpecModel):
+    """Memory in the agent's context and the memory tool."""
+
+    enabled: bool = True
+    recent_days: int = Field(2, ge=0, description="Daily files in context: today and yesterday.")
+    max_tokens: int | None = Field(None, ge=0, description="Share of the context budget for memory.")
+
+
+class CliToolSpec(SpecModel):
+    """A command-line program offered to the model as a tool."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    command: str = Field(min_length=1)
+    description: str | None = None
+
+
+class PolicySpec(SpecModel):
+    """Which tool calls run, which are refused, which wait for a person (deny wins)."""
+
+    mode: Literal["allow", "ask", "deny"] = "ask"
+    allow: list[str] = []
+    ask: list[str] = []
+    deny: list[str] = []
+
+
+class ToolsSpec(SpecModel):
+    """Tools the agent may call; a plain list of names is shorthand for `builtin:`."""
+
+    builtin: list[str] = []
+    cli: list[CliToolSpec] = []
+    policy: PolicySpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        builtin: list[Any] = []
+        cli: list[Any] = []
+        for item in value:
+            if isinstance(item, dict) and item.get("type") == "cli":
+                cli.append({k: v for k, v in item.items() if k != "type"})
+            elif isinstance(item, dict) and "name" in item:
+                builtin.append(item["name"])
+            else:
+                builtin.append(item)
+        return {"builtin": builtin, "cli": cli}
+
+
+class ContextSpec(SpecModel):
+    """The context window budget."""
+
+    max_tokens: int | None = Field(None, ge=256, description="Default: the model's known window.")
+
+
+class AgentSpec(SpecModel):
+    """What the agent is: model, prompts, session behaviour, memory and tools."""
+
+    model: ModelSpec
+    soul: str | None = Field(None, description="Path relative to the agent folder, or inline text.")
+    system_prompt: str | None = Field(None, description="Path relative to the agent folder, or inline text.")
+    instructions: str | None = Field(None, description="Path relative to the agent folder, or inline text.")
+    session: AgentSessionSpec = AgentSessionSpec()
+    memory: MemorySpec | None = Field(None, description="Present (or true) to give the agent memory.")
+    tools: ToolsSpec = ToolsSpec()
+    skills_dir: str | None = None
+    context: ContextSpec = ContextSpec()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _memory_flag(cls, value: Any) -> Any:
+        if isinstance(value, dict) and isinstance(value.get("memory"), bool):
+            value = dict(value)
+            value["memory"] = {"enabled": value["memory"]}
+        return value
+
+
+class AgentMetadata(SpecModel):
+    """Name and labels of an agent."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="Letters, digits, '-' and '_'.")
+    description: str | None = None
+    version: str | None = None
+    labels: dict[str, str] = {}
+
+
+class AgentDocument(SpecModel):
+    """A whole agent.yaml."""
+
+    api_version: Literal["duragent/v1alpha1"] = Field("duragent/v1alpha1", alias="apiVersion")
+    kind: Literal["Agent"] = "Agent"
+    metadata: AgentMetadata
+    spec: AgentSpec
+
+
+def is_shorthand(data: Any) -> bool:
+    """True for the seed's flat form (`name:` and `model:` at top level, no `spec:`)."""
+    return isinstance(data, dict) and not any(key in data for key in _FULL_FORM_KEYS)
+
+
+def normalise_shorthand(data: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite the flat shorthand into the full `apiVersion/kind/metadata/spec` form."""
+    metadata = {k: data[k] for k in _SHORTHAND_METADATA if k in data}
+    spec = {k: v for k, v in data.items() if k not in _SHORTHAND_METADATA}
+    return {"apiVersion": API_VERSION, "kind": "Agent", "metadata": metadata, "spec": spec}

@@ -1,0 +1,50 @@
+"""What every command shares: global options, the loaded configuration, output helpers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from duragent.config import DuragentConfig
+
+
+@dataclass
+class CliState:
+    """Global options of one `duragent` invocation, and the configuration loaded on demand."""
+
+    config_path: Path | None = None
+    data_dir: Path | None = None
+    verbosity: int = 0
+    _config: DuragentConfig | None = field(default=None, repr=False)
+
+    def setup_logging(self) -> None:
+        """Log to stderr: warnings by default, info with -v, debug with -vv, errors with -q."""
+        level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(self.verbosity, logging.DEBUG)
+        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+    def config(self) -> DuragentConfig:
+        """duragent.yaml (or the defaults), loaded once; its warnings go to stderr."""
+        if self._config is None:
+            from duragent.config import load_config
+
+            self._config = load_config(self.config_path, data_dir=self.data_dir)
+            if self.verbosity >= 0:
+                for warning in self._config.warnings:
+                    print(f"warning: {warning}", file=sys.stderr)
+        return self._config
+
+
+def print_json(value: Any) -> None:
+    """Print `value` as indented JSON on stdout (dates and paths as strings)."""
+    print(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+
+
+def use_color() -> bool:
+    """Colours only on a terminal, and never when NO_COLOR is set."""
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ

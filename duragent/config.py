@@ -1,0 +1,291 @@
+"""duragent.yaml: the one model tree, its defaults, and loading with `file:line` errors.
+
+Relative paths are resolved against the directory of the configuration file (or the
+current directory when there is none), so a workspace behaves the same from anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr
+
+from duragent.durations import Duration
+from duragent.errors import ConfigError, Location, Problem
+from duragent.validation import validate_document
+from duragent.yaml_source import FieldPath, YamlDocument, load_yaml_file, load_yaml_text
+
+CONFIG_FILENAME = "duragent.yaml"
+DEFAULT_DATA_DIR = ".duragent"
+OnDisconnect = Literal["continue", "pause"]
+
+
+class ConfigModel(BaseModel):
+    """Base of every configuration section: immutable, unknown keys ignored (and warned about)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class ServerConfig(ConfigModel):
+    """The HTTP server: where it listens and the token guarding `/api/v1`."""
+
+    host: str = Field("127.0.0.1", description="Address to bind; non-loopback binds need tokens.")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port of the HTTP API.")
+    api_token: str | None = Field(None, description="Bearer token for /api/v1 (use ${VAR}).")
+
+
+class ServiceConfig(ConfigModel):
+    """Where one kind of state lives. Keys other than `backend` apply to some backends only."""
+
+    backend: str = "filesystem"
+    path: Path | None = Field(None, description="filesystem: folder (default under data_dir).")
+    url: str | None = Field(None, description="postgres: connection URL, e.g. ${DATABASE_URL}.")
+    bucket: str | None = Field(None, description="s3: bucket name.")
+    region: str | None = Field(None, description="s3: region, e.g. us-east-1.")
+    endpoint_url: str | None = Field(None, description="s3: endpoint of MinIO or another S3 server.")
+    prefix: str | None = Field(None, description="s3: key prefix inside the bucket.")
+
+
+class SessionServiceConfig(ServiceConfig):
+    """Where session event logs and snapshots live."""
+
+    backend: Literal["filesystem", "postgres"] = "filesystem"
+
+
+class MemoryServiceConfig(ServiceConfig):
+    """Where agents' memory lives."""
+
+    backend: Literal["filesystem", "postgres"] = "filesystem"
+
+
+class ArtifactServiceConfig(ServiceConfig):
+    """Where files produced by agents live."""
+
+    backend: Literal["filesystem", "s3"] = "filesystem"
+
+
+class ServicesConfig(ConfigModel):
+    """The three stores, chosen per service so backends can be mixed."""
+
+    session: SessionServiceConfig = SessionServiceConfig()
+    memory: MemoryServiceConfig = MemoryServiceConfig()
+    artifacts: ArtifactServiceConfig = Field(
+        ArtifactServiceConfig(), validation_alias=AliasChoices("artifacts", "artifact")
+    )
+
+
+class HttpGatewayConfig(ConfigModel):
+    """The built-in HTTP REST + SSE gateway."""
+
+    enabled: bool = True
+    port: int | None = Field(None, ge=0, le=65535, description="Defaults to server.port.")
+
+
+class CliGatewayConfig(ConfigModel):
+    """The built-in terminal gateway (`duragent chat` / `attach`)."""
+
+    enabled: bool = True
+
+
+class ExternalGatewayConfig(ConfigModel):
+    """A platform gateway run as a subprocess speaking the gateway protocol over stdio."""
+
+    name: str = Field(min_length=1)
+    command: str = Field(min_length=1)
+    args: list[str] = []
+    env: dict[str, str] = {}
+    config: dict[str, Any] = {}
+    restart: Literal["always", "on_failure", "never"] = "on_failure"
+
+
+class GatewaysConfig(ConfigModel):
+    """Core gateways (built in) and platform gateways (plugins)."""
+
+    http: HttpGatewayConfig = HttpGatewayConfig()
+    cli: CliGatewayConfig = CliGatewayConfig()
+    external: list[ExternalGatewayConfig] = []
+
+
+class SessionConfig(ConfigModel):
+    """Global session defaults; an agent's `spec.session` overrides them."""
+
+    on_disconnect: OnDisconnect = Field(
+        "continue",
+        description="continue: keep working while detached; pause: stop at a safe point.",
+    )
+    max_background_runtime: Duration = Field(
+        timedelta(minutes=30), description="Pause a session that has run unattended this long."
+    )
+    output_buffer_size: int = Field(
+        1000, ge=0, description="Events kept in memory for clients that are away."
+    )
+    fsync: Literal["turn", "always", "never"] = Field(
+        "turn",
+        description="turn: fsync each acknowledged batch; always: every event; never: tests.",
+    )
+    snapshot_every: int = Field(20, ge=1, description="Write state.yaml every N events.")
+
+
+class StaticAgentsConfig(ConfigModel):
+    """Agents defined as folders on disk."""
+
+    path: Path | None = Field(None, description="Default: <data_dir>/agents.")
+    watch: bool = Field(False, description="Reload edited agent files without restart.")
+
+
+class DynamicAgentsConfig(ConfigModel):
+    """Agents deployed through the admin API."""
+
+    path: Path | None = Field(None, description="Default: <data_dir>/sys/dyn_agents.")
+
+
+class AgentsConfig(ConfigModel):
+    """Where agent definitions come from and how many stay loaded."""
+
+    static: StaticAgentsConfig = StaticAgentsConfig()
+    dynamic: DynamicAgentsConfig = DynamicAgentsConfig()
+    lazy_load: bool = Field(False, description="Load an agent's spec on first use.")
+    cache_size: int = Field(1000, ge=1, description="Loaded agent specs kept (LRU).")
+
+
+class AdminConfig(ConfigModel):
+    """The admin API under /api/admin/v1."""
+
+    enabled: bool = True
+    token: str | None = Field(None, description="Bearer token for the admin API (use ${VAR}).")
+
+
+class GitConfig(ConfigModel):
+    """Automatic commits of the data directory."""
+
+    enabled: bool = True
+    commit_debounce: Duration = Field(timedelta(seconds=2), description="Quiet time before a commit.")
+    max_commit_delay: Duration = Field(
+        timedelta(seconds=10), description="Longest a change waits under constant writes."
+    )
+    author: str = Field("Duragent <duragent@localhost>", description="Author of the agent's commits.")
+
+
+class DuragentConfig(ConfigModel):
+    """The whole of duragent.yaml."""
+
+    server: ServerConfig = ServerConfig()
+    data_dir: Path = Field(Path(DEFAULT_DATA_DIR), description="The data directory (a git repo).")
+    services: ServicesConfig = ServicesConfig()
+    gateways: GatewaysConfig = GatewaysConfig()
+    session: SessionConfig = SessionConfig()
+    agents: AgentsConfig = AgentsConfig()
+    admin: AdminConfig = AdminConfig()
+    git: GitConfig = GitConfig()
+
+    _source: Path | None = PrivateAttr(None)
+    _document: YamlDocument | None = PrivateAttr(None)
+    _warnings: list[Problem] = PrivateAttr(default_factory=list)
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @property
+    def source(self) -> Path | None:
+        """The file this configuration was read from, or None for the built-in defaults."""
+        return self._source
+
+    @property
+    def warnings(self) -> list[Problem]:
+        """Unknown keys and other things worth telling the user, with locations."""
+        return self._warnings
+
+    @property
+    def base_dir(self) -> Path:
+        """The directory relative paths are resolved against."""
+        return self._base_dir
+
+    @property
+    def referenced_env(self) -> set[str]:
+        """Names of environment variables referenced as `${NAME}` (their values are secrets)."""
+        return set(self._document.referenced_env) if self._document else set()
+
+    def locate(self, path: FieldPath) -> Location:
+        """Where `path` (e.g. `("services", "session", "backend")`) is set, or the file itself."""
+        if self._document is None:
+            return Location(str(self._source) if self._source else "<defaults>")
+        return self._document.locate(path)
+
+    def resolve(self, path: Path) -> Path:
+        """An absolute path: `~` expanded, relative ones joined to the config directory."""
+        path = path.expanduser()
+        return path if path.is_absolute() else (self._base_dir / path).resolve()
+
+    @property
+    def data_path(self) -> Path:
+        """Absolute path of the data directory."""
+        return self.resolve(self.data_dir)
+
+    def service_path(self, service: Literal["session", "memory", "artifacts"]) -> Path:
+        """Absolute folder of a filesystem-backed service."""
+        configured: ServiceConfig = getattr(self.services, service)
+        default = {"session": "sessions", "memory": "memory", "artifacts": "artifacts"}[service]
+        return self.resolve(configured.path) if configured.path else self.data_path / default
+
+    @property
+    def agents_path(self) -> Path:
+        """Absolute folder of static agent definitions."""
+        static = self.agents.static.path
+        return self.resolve(static) if static else self.data_path / "agents"
+
+    @property
+    def dynamic_agents_path(self) -> Path:
+        """Absolute folder the admin API writes deployed agents to."""
+        dynamic = self.agents.dynamic.path
+        return self.resolve(dynamic) if dynamic else self.data_path / "sys" / "dyn_agents"
+
+    @property
+    def http_port(self) -> int:
+        """The port the HTTP gateway listens on."""
+        return self.gateways.http.port if self.gateways.http.port is not None else self.server.port
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    data_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    required: bool = False,
+) -> DuragentConfig:
+    """Load duragent.yaml; a missing file gives the documented defaults unless `required`."""
+    env = os.environ if env is None else env
+    explicit = path is not None or "DURAGENT_CONFIG" in env
+    if path is None:
+        path = Path(env.get("DURAGENT_CONFIG", CONFIG_FILENAME))
+    path = path.expanduser()
+    if path.is_dir():
+        path = path / CONFIG_FILENAME
+    doc: YamlDocument | None = None
+    warnings: list[Problem] = []
+    if path.exists():
+        doc = load_yaml_file(path, env)
+        config, warnings = validate_document(DuragentConfig, doc)
+    elif required or explicit:
+        raise ConfigError(f"{path}: no such configuration file (run `duragent init` to create one)")
+    else:
+        config = DuragentConfig()
+    if data_dir is not None:
+        config = config.model_copy(update={"data_dir": data_dir.expanduser().absolute()})
+    config._source = path.resolve() if doc is not None else None
+    config._document = doc
+    config._warnings = warnings
+    config._base_dir = path.resolve().parent if doc is not None else Path.cwd()
+    return config
+
+
+def parse_config_text(
+    text: str, source: str = CONFIG_FILENAME, env: Mapping[str, str] | None = None
+) -> DuragentConfig:
+    """Parse configuration from a string (for tests and the admin API)."""
+    doc = load_yaml_text(text, source, os.environ if env is None else env)
+    config, warnings = validate_document(DuragentConfig, doc)
+    config._document = doc
+    config._warnings = warnings
+    return config

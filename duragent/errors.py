@@ -1,0 +1,68 @@
+"""Exceptions shared by every layer, each mapped to user-facing text in one place per surface."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where something is in a file: 1-based line and column, as editors show them."""
+
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        parts = [self.file or "<input>"]
+        if self.line is not None:
+            parts.append(str(self.line))
+            if self.column is not None:
+                parts.append(str(self.column))
+        return ":".join(parts)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input, and where it is."""
+
+    message: str
+    location: Location | None = None
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}" if self.location else self.message
+
+
+class DuragentError(Exception):
+    """Base of every error Duragent reports to a user; `exit_code` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class ConfigError(DuragentError):
+    """A configuration or agent file is invalid; carries every problem found, with locations."""
+
+    exit_code = 2
+
+    def __init__(self, problems: Sequence[Problem] | str, location: Location | None = None):
+        if isinstance(problems, str):
+            problems = [Problem(problems, location)]
+        self.problems: list[Problem] = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class UsageError(DuragentError):
+    """The command line asked for something that cannot be done as asked."""
+
+    exit_code = 2
+
+
+class NotFound(DuragentError):
+    """A named thing (agent, session, artifact, revision) does not exist."""
+
+
+class InvalidName(DuragentError):
+    """A session id, agent name or artifact name that could escape its folder or is malformed."""
+
+    exit_code = 2

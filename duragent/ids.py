@@ -1,0 +1,40 @@
+"""Identifiers: time-sortable ULIDs with a readable prefix (`s_01J…`, `msg_01J…`), and name checks."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+from duragent.errors import InvalidName
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_last = [0, 0]
+
+
+def ulid() -> str:
+    """A 26-character ULID; monotonic within one process even inside the same millisecond."""
+    now = time.time_ns() // 1_000_000
+    if now == _last[0]:
+        _last[1] += 1
+        entropy = _last[1]
+    else:
+        entropy = int.from_bytes(os.urandom(10), "big") >> 1
+        _last[0], _last[1] = now, entropy
+    value = (now << 80) | (entropy & ((1 << 80) - 1))
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -5, -5))
+
+
+def new_id(prefix: str) -> str:
+    """`<prefix>_<ULID>`, e.g. `s_01JD…` for sessions or `msg_01JD…` for messages."""
+    return f"{prefix}_{ulid()}"
+
+
+def check_name(value: str, what: str = "name") -> str:
+    """Return `value` if it is a safe single path component (`[A-Za-z0-9_-]{1,64}`), else raise."""
+    if not isinstance(value, str) or not _SAFE_NAME.fullmatch(value):
+        raise InvalidName(
+            f"invalid {what} {value!r}: use 1-64 letters, digits, '-' or '_' (no '/', '.' or spaces)"
+        )
+    return value

@@ -1,0 +1,1 @@
+"""Daily Markdown memory: parsing and rendering sections, searching entries."""

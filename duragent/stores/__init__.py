@@ -1,0 +1,1 @@
+"""The three state interfaces (sessions, memory, artifacts) and their backends."""

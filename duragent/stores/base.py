@@ -1,0 +1,321 @@
+"""The three store protocols and the records that cross them.
+
+The operations are the deployment plan's (`SessionStore.append/read/delete`,
+`MemoryStore.put/query/export`, `ArtifactStore.put/get/list`) plus the few a user needs,
+each marked "Addition" in its docstring and documented in docs/sessions.md / docs/memory.md.
+Every backend (filesystem, PostgreSQL, S3) implements these and passes the same contract tests
+in tests/contract/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from duragent.errors import DuragentError, NotFound
+
+SessionStatus = Literal["active", "running", "paused", "ended"]
+MemorySection = Literal["decision", "preference", "fact"]
+
+#: Markdown headings of the daily memory file, in the order they are written.
+SECTION_HEADINGS: dict[str, str] = {
+    "decision": "Decisions Made",
+    "preference": "Preferences Learned",
+    "fact": "Facts Stored",
+}
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+# --- sessions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    """One line of a session's append-only log. `seq` is 1, 2, 3... with no gaps."""
+
+    seq: int
+    id: str
+    ts: datetime
+    type: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON object stored for this event (one line of events.jsonl)."""
+        return {
+            "seq": self.seq,
+            "id": self.id,
+            "ts": self.ts.isoformat().replace("+00:00", "Z"),
+            "type": self.type,
+            "payload": self.payload,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> SessionEvent:
+        """Parse a stored JSON object; raises KeyError/ValueError/TypeError when malformed."""
+        ts = datetime.fromisoformat(str(record["ts"]).replace("Z", "+00:00"))
+        payload = record.get("payload", {})
+        if not isinstance(payload, dict) or not isinstance(record["type"], str):
+            raise ValueError("malformed event record")
+        return cls(int(record["seq"]), str(record["id"]), ts, record["type"], payload)
+
+
+@dataclass(frozen=True)
+class SessionReadOptions:
+    """Which events `SessionStore.read` returns: after a seq, of some types, at most `limit`."""
+
+    after_seq: int = 0
+    limit: int | None = None
+    types: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class SessionSnapshot:
+    """state.yaml: enough to resume without replaying the whole log (events after `last_seq` are replayed)."""
+
+    session_id: str
+    agent: str
+    status: SessionStatus
+    last_seq: int
+    created_at: datetime
+    updated_at: datetime
+    on_disconnect: Literal["continue", "pause"] = "continue"
+    conversation: list[dict[str, Any]] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=dict)
+    pending_approvals: list[dict[str, Any]] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """A row of `session list`: what a session is without loading it."""
+
+    session_id: str
+    agent: str
+    status: SessionStatus
+    created_at: datetime
+    updated_at: datetime
+    last_seq: int
+
+
+class SessionNotFound(NotFound):
+    """No session with this id exists in the store."""
+
+    def __init__(self, session_id: str):
+        super().__init__(f"session {session_id!r} not found")
+        self.session_id = session_id
+
+
+class SequenceConflict(DuragentError):
+    """An append whose seq is not the next one: another writer got there first."""
+
+    def __init__(self, session_id: str, expected: int, got: int):
+        super().__init__(f"session {session_id}: expected seq {expected}, got {got}")
+        self.session_id, self.expected, self.got = session_id, expected, got
+
+
+class SessionLocked(DuragentError):
+    """Another process holds the session (or the data directory)."""
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """Append-only session logs plus snapshots."""
+
+    async def append(self, session_id: str, events: SessionEvent | Sequence[SessionEvent]) -> None:
+        """Append one event or a batch; durable (per `session.fsync`) when this returns.
+
+        The first event of each call must have seq = last stored seq + 1 and the rest follow
+        without gaps, else SequenceConflict; nothing of a refused batch is stored.
+        """
+        ...
+
+    async def read(
+        self, session_id: str, options: SessionReadOptions = SessionReadOptions()
+    ) -> list[SessionEvent]:
+        """Events in seq order, filtered by `options`; SessionNotFound if there is no such session."""
+        ...
+
+    async def delete(self, session_id: str) -> None:
+        """Remove the session's log and snapshot; SessionNotFound if absent."""
+        ...
+
+    async def last_seq(self, session_id: str) -> int:
+        """Addition: the highest stored seq (0 for a session with no events yet)."""
+        ...
+
+    async def list(
+        self, *, agent: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> list[SessionSummary]:
+        """Addition: every stored session, newest activity first, optionally filtered."""
+        ...
+
+    async def save_snapshot(self, snapshot: SessionSnapshot) -> None:
+        """Addition: write the snapshot atomically (a reader sees the old or the new, never half)."""
+        ...
+
+    async def load_snapshot(self, session_id: str) -> SessionSnapshot | None:
+        """Addition: the last snapshot, or None when missing or unreadable (rebuild from the log)."""
+        ...
+
+    async def close(self) -> None:
+        """Addition: release files, locks and connections."""
+        ...
+
+
+# --- memory ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemoryEntry:
+    """One remembered item: a bullet in a section of an agent's daily file."""
+
+    text: str
+    section: str = "fact"
+    day: date = field(default_factory=lambda: utcnow().date())
+    created_at: datetime | None = None
+    source: str | None = None  # provenance: a session id, "human", "import"
+
+
+@dataclass(frozen=True)
+class MemoryQuery:
+    """A memory search: words (case-insensitive), a section, a date range, a limit."""
+
+    text: str | None = None
+    section: str | None = None
+    since: date | None = None
+    until: date | None = None
+    limit: int = 20
+
+
+@runtime_checkable
+class MemoryStore(Protocol):
+    """An agent's daily memory, long-term MEMORY.md and the shared world memory."""
+
+    async def put(self, agent_id: str, entry: MemoryEntry) -> None:
+        """Add the entry as a bullet in its section of its day, leaving everything else as it was."""
+        ...
+
+    async def query(self, agent_id: str, query: MemoryQuery) -> list[MemoryEntry]:
+        """Matching entries, best first (exact phrase and recent days rank higher)."""
+        ...
+
+    def export(self, agent_id: str | None = None) -> AsyncIterator[bytes]:
+        """A tar.gz of the Markdown tree (one agent's, or all with None), streamed in chunks."""
+        ...
+
+    async def read_long_term(self, agent_id: str) -> str:
+        """Addition: MEMORY.md, the curated long-term memory ("" when there is none)."""
+        ...
+
+    async def write_long_term(self, agent_id: str, text: str) -> None:
+        """Addition: replace MEMORY.md (used by `reflect`)."""
+        ...
+
+    async def read_day(self, agent_id: str, day: date) -> str | None:
+        """Addition: the Markdown of one daily file, or None when that day has none."""
+        ...
+
+    async def days(self, agent_id: str) -> list[date]:
+        """Addition: the days that have a daily file, newest first."""
+        ...
+
+    async def read_world(self) -> dict[str, str]:
+        """Addition: the shared world memory, topic -> Markdown."""
+        ...
+
+    async def write_world(self, topic: str, text: str) -> None:
+        """Addition: replace one world-memory topic (used by `update_world`)."""
+        ...
+
+    async def close(self) -> None:
+        """Addition: release connections."""
+        ...
+
+
+# --- artifacts ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArtifactMeta:
+    """What is known about an artifact's bytes."""
+
+    content_type: str = "application/octet-stream"
+    size: int | None = None
+    sha256: str | None = None
+    created_at: datetime | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """A stored artifact: stable id, its name, a URL where the backend has one, its metadata."""
+
+    id: str
+    name: str
+    url: str | None
+    meta: ArtifactMeta
+
+
+class ArtifactNotFound(NotFound):
+    """No artifact with this id."""
+
+
+@runtime_checkable
+class ArtifactStore(Protocol):
+    """Files agents produce or receive, streamed in and out."""
+
+    async def put(
+        self, agent_id: str, name: str, data: AsyncIterator[bytes], meta: ArtifactMeta
+    ) -> ArtifactRef:
+        """Store the stream as `name` (`/` folders allowed, never `..`); size and sha256 are computed."""
+        ...
+
+    def get(self, ref: ArtifactRef) -> AsyncIterator[bytes]:
+        """The artifact's bytes in chunks; ArtifactNotFound when it is gone."""
+        ...
+
+    async def list(self, agent_id: str, prefix: str = "", limit: int = 100) -> list[ArtifactRef]:
+        """The agent's artifacts whose name starts with `prefix`, sorted by name, at most `limit`."""
+        ...
+
+    async def delete(self, ref: ArtifactRef) -> None:
+        """Addition: remove an artifact; ArtifactNotFound when absent."""
+        ...
+
+    async def close(self) -> None:
+        """Addition: release connections."""
+        ...
+
+
+# --- change notification (stores -> git committer) -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    """Files a store changed and why, for the committer to batch into readable commits.
+
+    `kind` is "session", "memory", "artifact", "agent" or "edit" (a person's edit);
+    `subject` is what changed (a session id, `agent/date`), `summary` a short phrase
+    like "+5 events" or "facts +1" that ends up in the commit subject.
+    """
+
+    paths: tuple[Path, ...]
+    kind: str
+    subject: str
+    summary: str
+    details: tuple[str, ...] = ()
+
+
+ChangeListener = Callable[[Change], None]
+
+
+def ignore_changes(change: Change) -> None:
+    """A ChangeListener for stores used without git (tests, `git.enabled: false`)."""
+    del change

@@ -1,0 +1,1 @@
+"""Filesystem backends: sessions, memory and artifacts as plain files under the data directory."""

@@ -1,0 +1,1 @@
+"""Fakes of Duragent's peers (LLM servers, chat platforms) for tests, ours and plugin authors'."""
