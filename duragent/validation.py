@@ -68,14 +68,44 @@ def describe_error(error: Any, loc: FieldPath) -> str:
         return f"{where} must be {error['ctx']['expected']}, got {given!r}"
     if kind == "enum":
         return f"{where} must be {error['ctx']['expected']}, got {given!r}"
+    friendly = _FRIENDLY.get(kind)
+    if friendly is not None:
+        expected = friendly.format(**error.get("ctx", {}))
+        return f"{where} must be {expected}, got {given!r}" if _is_scalar(given) else f"{where} must be {expected}"
     message = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):
             return f"{where}: {message[len(prefix) :]}"
     message = message.replace("Input should be", "must be").replace("Input should have", "must have")
-    if isinstance(given, (str, int, float, bool)) and not isinstance(given, dict):
+    if _is_scalar(given):
         return f"{where} {message[0].lower()}{message[1:]}, got {given!r}"
     return f"{where} {message[0].lower()}{message[1:]}, got {_kind(given)}"
+
+
+_FRIENDLY = {
+    "int_parsing": "a whole number",
+    "int_type": "a whole number",
+    "int_from_float": "a whole number",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "string_type": "text",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "greater_than_equal": "at least {ge}",
+    "greater_than": "greater than {gt}",
+    "less_than_equal": "at most {le}",
+    "less_than": "less than {lt}",
+    "string_too_short": "at least {min_length} character(s) long",
+    "string_pattern_mismatch": "text matching {pattern}",
+}
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool))
 
 
 def _is_union_tag(part: str | int) -> bool:
