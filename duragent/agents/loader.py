@@ -1,0 +1,303 @@
+"""Turn an agent folder (`agent.yaml` + prompt Markdown) into a validated `Agent`.
+
+Every problem is reported at once, each with the `file:line:column` of the key or value at
+fault, for both the full form and the flat shorthand: validation runs on the normalised
+full form, and field paths are mapped back to where the user wrote them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from pydantic import ValidationError
+
+from duragent.agents.spec import (
+    BUILTIN_TOOLS,
+    AgentDocument,
+    AgentSpec,
+    is_shorthand,
+    normalise_shorthand,
+)
+from duragent.config import DuragentConfig
+from duragent.errors import ConfigError, Location, Problem
+from duragent.validation import describe_error, dotted, unknown_key_warnings
+from duragent.yaml_source import FieldPath, YamlDocument, load_yaml_file
+
+T = TypeVar("T")
+
+AGENT_FILENAME = "agent.yaml"
+PROMPT_FIELDS = ("soul", "system_prompt", "instructions")
+SESSION_SETTINGS = ("on_disconnect", "max_background_runtime", "output_buffer_size")
+_PROMPT_SUFFIXES = (".md", ".txt")
+_METADATA_KEYS = ("name", "description", "labels", "version")
+
+
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    """A resolved value and where it came from (`file:line:column`, or "default")."""
+
+    value: T
+    source: str
+
+
+@dataclass(frozen=True)
+class AgentFileLayout:
+    """The parsed agent.yaml and how full-form field paths map to where they are in the file."""
+
+    document: YamlDocument
+    shorthand: bool
+
+    def file_path(self, path: FieldPath) -> FieldPath:
+        """`("spec", "model", "name")` -> `("model", "name")` in a shorthand file; unchanged otherwise."""
+        if self.shorthand and path and path[0] in ("metadata", "spec"):
+            return path[1:]
+        return path
+
+    def locate(self, path: FieldPath, *, key: bool = False) -> Location:
+        """Where the full-form `path` is written in the file."""
+        return self.document.locate(self.file_path(path), key=key)
+
+
+@dataclass(frozen=True)
+class Agent:
+    """A loaded, validated agent: its definition and the text of its prompts."""
+
+    name: str
+    directory: Path
+    source: Path
+    document: AgentDocument
+    soul: str
+    system_prompt: str
+    instructions: str
+    #: Prompt fields read from files (field -> file); fields absent here were inline or unset.
+    prompt_files: Mapping[str, Path] = field(default_factory=dict, compare=False)
+    layout: AgentFileLayout | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def spec(self) -> AgentSpec:
+        """The agent's `spec` section."""
+        return self.document.spec
+
+    @property
+    def description(self) -> str:
+        """The one-line description, or "" when the agent has none."""
+        return self.document.metadata.description or ""
+
+    def locate(self, path: FieldPath) -> Location:
+        """Where the full-form field `path` (e.g. `("spec", "session", "on_disconnect")`) is set."""
+        if self.layout is None:
+            return Location(str(self.source))
+        return self.layout.locate(path)
+
+
+def discover_agents(agents_dir: Path) -> list[Path]:
+    """Sorted subfolders of `agents_dir` that hold an agent.yaml (hidden folders are skipped)."""
+    if not agents_dir.is_dir():
+        return []
+    return sorted(
+        child
+        for child in agents_dir.iterdir()
+        if child.is_dir() and not child.name.startswith(".") and (child / AGENT_FILENAME).is_file()
+    )
+
+
+def load_agent(directory: Path, env: Mapping[str, str] | None = None) -> tuple[Agent, list[Problem]]:
+    """Load the agent in `directory`; raise ConfigError listing every problem, return warnings."""
+    directory = directory.resolve()
+    source = directory / AGENT_FILENAME
+    if not source.is_file():
+        raise ConfigError(f"{display_path(directory)}: no {AGENT_FILENAME} in this folder")
+    # Opened by its display name so every location reads as a path the user can click.
+    doc = load_yaml_file(Path(display_path(source)), os.environ if env is None else env)
+    if not isinstance(doc.data, dict):
+        raise ConfigError([Problem("agent.yaml must be a YAML mapping", doc.locate(()))])
+    layout = AgentFileLayout(doc, is_shorthand(doc.data))
+    data = normalise_shorthand(doc.data) if layout.shorthand else doc.data
+
+    problems: list[Problem] = []
+    document = _validate(data, layout, problems)
+    problems += _name_problems(data, directory, layout)
+    problems += _tool_problems(data, layout)
+    prompts, prompt_files = _read_prompts(data, directory, layout, problems)
+    if problems or document is None:
+        raise ConfigError(sorted(problems, key=_reading_order))
+
+    agent = Agent(
+        name=document.metadata.name,
+        directory=directory,
+        source=source,
+        document=document,
+        soul=prompts.get("soul", ""),
+        system_prompt=prompts.get("system_prompt", ""),
+        instructions=prompts.get("instructions", ""),
+        prompt_files=prompt_files,
+        layout=layout,
+    )
+    return agent, _key_warnings(doc.data, layout)
+
+
+def session_settings(agent: Agent, config: DuragentConfig) -> dict[str, Setting[Any]]:
+    """Effective session settings: the agent's `spec.session` over duragent.yaml's `session`."""
+    settings: dict[str, Setting[Any]] = {}
+    for key in SESSION_SETTINGS:
+        own = getattr(agent.spec.session, key)
+        if own is not None:
+            settings[key] = Setting(own, str(agent.locate(("spec", "session", key))))
+        elif "session" in config.model_fields_set and key in config.session.model_fields_set:
+            settings[key] = Setting(getattr(config.session, key), str(config.locate(("session", key))))
+        else:
+            settings[key] = Setting(getattr(config.session, key), "default")
+    return settings
+
+
+def is_prompt_path(value: str) -> bool:
+    """True when a prompt field names a file (one line, `.md`/`.txt`, or `./`/`../`) not inline text."""
+    text = value.strip()
+    if not text or "\n" in text:
+        return False
+    return text.endswith(_PROMPT_SUFFIXES) or text.startswith(("./", "../"))
+
+
+def display_path(path: Path) -> str:
+    """A path as messages show it: relative to the working directory when inside it, else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _validate(data: dict[str, Any], layout: AgentFileLayout, problems: list[Problem]) -> AgentDocument | None:
+    try:
+        return AgentDocument.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            where = layout.file_path(tuple(error["loc"]))
+            problems.append(Problem(describe_error(error, where), layout.document.locate(where)))
+        return None
+
+
+def _name_problems(data: dict[str, Any], directory: Path, layout: AgentFileLayout) -> list[Problem]:
+    metadata = data.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    if not isinstance(name, str) or name == directory.name:
+        return []
+    field_name = dotted(layout.file_path(("metadata", "name")))
+    return [
+        Problem(
+            f"{field_name} '{name}' must equal the folder name '{directory.name}' "
+            f"(rename the folder or change the name)",
+            layout.locate(("metadata", "name")),
+        )
+    ]
+
+
+def _tool_problems(data: dict[str, Any], layout: AgentFileLayout) -> list[Problem]:
+    spec = data.get("spec")
+    tools = spec.get("tools") if isinstance(spec, dict) else None
+    known = ", ".join(BUILTIN_TOOLS)
+    problems = []
+    for name, path in _builtin_tool_entries(tools):
+        if name not in BUILTIN_TOOLS:
+            where = dotted(layout.file_path(path))
+            problems.append(
+                Problem(
+                    f"unknown builtin tool '{name}' in {where}; known tools: {known}",
+                    layout.locate(path),
+                )
+            )
+    return problems
+
+
+def _builtin_tool_entries(tools: Any) -> list[tuple[str, FieldPath]]:
+    """Each builtin tool name with its full-form path, in either the list or the mapping form."""
+    base: FieldPath = ("spec", "tools")
+    if isinstance(tools, dict):
+        builtin = tools.get("builtin")
+        items = list(enumerate(builtin)) if isinstance(builtin, list) else []
+        return [(name, (*base, "builtin", i)) for i, name in items if isinstance(name, str)]
+    if not isinstance(tools, list):
+        return []
+    entries: list[tuple[str, FieldPath]] = []
+    for i, item in enumerate(tools):
+        if isinstance(item, str):
+            entries.append((item, (*base, i)))
+        elif isinstance(item, dict) and item.get("type") != "cli" and isinstance(item.get("name"), str):
+            entries.append((item["name"], (*base, i, "name")))
+    return entries
+
+
+def _read_prompts(
+    data: dict[str, Any], directory: Path, layout: AgentFileLayout, problems: list[Problem]
+) -> tuple[dict[str, str], dict[str, Path]]:
+    spec = data.get("spec")
+    texts: dict[str, str] = {}
+    files: dict[str, Path] = {}
+    for key in PROMPT_FIELDS:
+        value = spec.get(key) if isinstance(spec, dict) else None
+        if not isinstance(value, str):
+            continue
+        if not is_prompt_path(value):
+            texts[key] = value
+            continue
+        path = ("spec", key)
+        try:
+            file = _prompt_file(directory, value.strip(), dotted(layout.file_path(path)))
+            texts[key] = _read_markdown(file)
+        except _PromptFileError as exc:
+            problems.append(Problem(str(exc), layout.locate(path)))
+            continue
+        files[key] = file
+    return texts, files
+
+
+class _PromptFileError(Exception):
+    """A prompt field names a file that cannot be used; the caller attaches the location."""
+
+
+def _prompt_file(directory: Path, value: str, field_name: str) -> Path:
+    file = (directory / value).resolve()
+    if not file.is_relative_to(directory):
+        raise _PromptFileError(
+            f"{field_name} '{value}' points outside the agent folder; "
+            f"prompt files must live inside {display_path(directory)}"
+        )
+    if not file.is_file():
+        raise _PromptFileError(
+            f"{field_name} file '{value}' does not exist (looked for {display_path(file)})"
+        )
+    return file
+
+
+def _read_markdown(file: Path) -> str:
+    """The file's text with any YAML front matter removed."""
+    import frontmatter
+    import yaml
+
+    try:
+        return str(frontmatter.loads(file.read_text(encoding="utf-8")).content)
+    except UnicodeDecodeError:
+        raise _PromptFileError(f"{display_path(file)} is not UTF-8 text") from None
+    except OSError as exc:
+        raise _PromptFileError(f"cannot read {display_path(file)}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise _PromptFileError(f"{display_path(file)}: invalid front matter: {exc}") from None
+
+
+def _key_warnings(raw: dict[str, Any], layout: AgentFileLayout) -> list[Problem]:
+    if not layout.shorthand:
+        return unknown_key_warnings(AgentDocument, raw, layout.document)
+    # In the shorthand, spec keys sit at the top level beside the metadata keys: walk the spec
+    # model over everything but those, so warnings name the keys as the user wrote them.
+    spec_part = {key: value for key, value in raw.items() if key not in _METADATA_KEYS}
+    return unknown_key_warnings(AgentSpec, spec_part, layout.document)
+
+
+def _reading_order(problem: Problem) -> tuple[int, int]:
+    location = problem.location
+    if location is None:
+        return (0, 0)
+    return (location.line or 0, location.column or 0)

@@ -1,0 +1,315 @@
+"""`duragent agent list|show|validate|create`: a thin shell over `duragent.agents`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from duragent.cli.context import CliState, print_json
+
+if TYPE_CHECKING:
+    from duragent.agents.catalog import AgentCatalog
+    from duragent.agents.loader import Agent, Setting
+    from duragent.errors import Problem
+    from duragent.scaffold import FileAction
+
+agent_app = typer.Typer(
+    help="List, inspect, validate and create agents.", no_args_is_help=True, rich_markup_mode=None
+)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `agent` command group to the app."""
+    app.add_typer(agent_app, name="agent")
+
+
+@agent_app.command("list")
+def list_agents(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """List the workspace's agents: name, description, model and folder."""
+    catalog = _catalog(ctx)
+    agents, errors = catalog.load_all()
+    rows = [_agent_row(agent) for agent in agents] + [_invalid_row(error) for error in errors]
+    rows.sort(key=lambda row: str(row["name"]))
+    if errors:
+        count = len(errors)
+        print(
+            f"warning: {count} agent{'s' if count > 1 else ''} cannot be loaded; "
+            "see `duragent agent validate`",
+            file=sys.stderr,
+        )
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        print(f"no agents in {_shown(catalog.agents_dir)} (create one: duragent agent create NAME)")
+        return
+    table = [("NAME", "DESCRIPTION", "MODEL", "PATH")]
+    for row in rows:
+        model = f"{row['provider']}/{row['model']}" if row["valid"] else "(invalid)"
+        table.append((str(row["name"]), _shorten(str(row["description"]), 48), model, str(row["path"])))
+    _print_table(table)
+
+
+@agent_app.command("show")
+def show_agent(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The agent's name (its folder name).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Show an agent's definition, its effective session settings and where each came from."""
+    from duragent.agents.loader import session_settings
+
+    state = _state(ctx)
+    agent, warnings = _catalog(ctx).load(name)
+    settings = session_settings(agent, state.config())
+    if as_json:
+        print_json(_agent_details(agent, settings, warnings))
+        return
+    _print_details(agent, settings)
+    _print_warnings(warnings)
+
+
+@agent_app.command("validate")
+def validate_agents(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Agent folders or agent.yaml files (default: every agent in the workspace)."),
+    ] = None,
+) -> None:
+    """Check agent definitions; print every problem as file:line:column and exit 2 if any."""
+    from duragent.agents.loader import discover_agents, load_agent
+    from duragent.errors import ConfigError
+
+    if paths:
+        directories = [folder for path in paths for folder in _agent_folders(path)]
+    else:
+        agents_dir = _state(ctx).config().agents_path
+        directories = discover_agents(agents_dir)
+        if not directories:
+            print(f"ok: 0 agents valid (no agents in {_shown(agents_dir)})")
+            return
+    invalid = 0
+    for directory in directories:
+        try:
+            _, warnings = load_agent(directory)
+        except ConfigError as exc:
+            invalid += 1
+            for problem in exc.problems:
+                print(problem)
+            continue
+        _print_warnings(warnings, stream=sys.stdout)
+    total = len(directories)
+    if invalid:
+        print(f"{invalid} of {total} agent{'s' if total > 1 else ''} invalid", file=sys.stderr)
+        raise typer.Exit(2)
+    print(f"ok: {total} agent{'s' if total != 1 else ''} valid")
+
+
+@agent_app.command("create")
+def create_agent(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Name of the new agent (letters, digits, '-', '_').")],
+    from_agent: Annotated[
+        str | None, typer.Option("--from", help="Copy this existing agent instead of the template.")
+    ] = None,
+    provider: Annotated[
+        str | None, typer.Option("--provider", help="openai, anthropic, openrouter, ollama or demo.")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model name as the provider knows it.")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Rewrite existing files (a .bak copy is kept).")
+    ] = False,
+) -> None:
+    """Create an agent folder from the template, or as a copy of another agent."""
+    from duragent.agents.loader import load_agent
+
+    agents_dir = _state(ctx).config().agents_path
+    if from_agent is not None:
+        actions = _catalog(ctx).copy(from_agent, name, provider=provider, model=model, force=force)
+    else:
+        actions = _write_from_template(agents_dir, name, provider, model, force)
+    _print_actions(actions)
+    if all(action.action == "skipped" for action in actions):
+        print(f"agent '{name}' already exists; nothing written (--force rewrites its files)")
+        return
+    load_agent(agents_dir / name)
+    print(f"agent '{name}' is ready: duragent agent show {name}")
+
+
+def _write_from_template(
+    agents_dir: Path, name: str, provider: str | None, model: str | None, force: bool
+) -> list[FileAction]:
+    from duragent.scaffold import DEFAULT_MODELS, detect_provider, write_agent
+
+    if provider is None:
+        choice = detect_provider()
+        provider, model = choice.provider, model or choice.model
+    model = model or DEFAULT_MODELS.get(provider, "")
+    return write_agent(agents_dir, name, provider=provider, model=model, force=force)
+
+
+def _state(ctx: typer.Context) -> CliState:
+    state = ctx.find_root().obj
+    return state if isinstance(state, CliState) else CliState()
+
+
+def _catalog(ctx: typer.Context) -> AgentCatalog:
+    from duragent.agents.catalog import AgentCatalog
+
+    return AgentCatalog(_state(ctx).config().agents_path)
+
+
+def _agent_folders(path: Path) -> list[Path]:
+    """The agent folders a command-line path names: a folder, an agent.yaml, or a folder of agents."""
+    from duragent.agents.loader import AGENT_FILENAME, discover_agents
+    from duragent.errors import UsageError
+
+    if path.is_file():
+        if path.name != AGENT_FILENAME:
+            raise UsageError(
+                f"{path}: not an {AGENT_FILENAME} (give an agent folder or its {AGENT_FILENAME})"
+            )
+        return [path.parent]
+    if not path.is_dir():
+        raise UsageError(f"{path}: no such file or folder")
+    if (path / AGENT_FILENAME).is_file():
+        return [path]
+    found = discover_agents(path) or discover_agents(path / "agents")
+    if not found:
+        raise UsageError(f"{path}: no {AGENT_FILENAME} here or in its subfolders")
+    return found
+
+
+def _shown(path: Path) -> str:
+    from duragent.agents.loader import display_path
+
+    return display_path(path)
+
+
+def _agent_row(agent: Agent) -> dict[str, Any]:
+    return {
+        "name": agent.name,
+        "description": agent.description,
+        "provider": agent.spec.model.provider,
+        "model": agent.spec.model.name,
+        "path": _shown(agent.directory),
+        "valid": True,
+    }
+
+
+def _invalid_row(error: Exception) -> dict[str, Any]:
+    from duragent.agents.catalog import InvalidAgent
+
+    assert isinstance(error, InvalidAgent)
+    return {
+        "name": error.name,
+        "description": "",
+        "provider": None,
+        "model": None,
+        "path": _shown(error.directory),
+        "valid": False,
+        "problems": [str(problem) for problem in error.problems],
+    }
+
+
+def _setting_text(setting: Setting[Any]) -> str:
+    from datetime import timedelta
+
+    from duragent.durations import format_duration
+
+    value = setting.value
+    return format_duration(value) if isinstance(value, timedelta) else str(value)
+
+
+def _prompt_details(agent: Agent) -> dict[str, dict[str, Any]]:
+    from duragent.agents.loader import PROMPT_FIELDS
+
+    details: dict[str, dict[str, Any]] = {}
+    for field in PROMPT_FIELDS:
+        text: str = getattr(agent, field)
+        file = agent.prompt_files.get(field)
+        if file is not None:
+            details[field] = {"file": _shown(file), "bytes": file.stat().st_size, "chars": len(text)}
+        elif text:
+            details[field] = {"file": None, "bytes": len(text.encode()), "chars": len(text)}
+        else:
+            details[field] = {"file": None, "bytes": 0, "chars": 0}
+    return details
+
+
+def _agent_details(
+    agent: Agent, settings: dict[str, Setting[Any]], warnings: list[Problem]
+) -> dict[str, Any]:
+    return {
+        "name": agent.name,
+        "description": agent.description,
+        "path": _shown(agent.directory),
+        "source": _shown(agent.source),
+        "definition": agent.document.model_dump(mode="json", by_alias=True),
+        "session": {
+            key: {"value": _setting_text(setting) if key == "max_background_runtime" else setting.value}
+            | {"source": setting.source}
+            for key, setting in settings.items()
+        },
+        "prompts": _prompt_details(agent),
+        "warnings": [str(warning) for warning in warnings],
+    }
+
+
+def _print_details(agent: Agent, settings: dict[str, Setting[Any]]) -> None:
+    model = agent.spec.model
+    key = f"  (API key from ${model.key_variable})" if model.key_variable else ""
+    print(f"agent        {agent.name}")
+    if agent.description:
+        print(f"description  {agent.description}")
+    print(f"folder       {_shown(agent.directory)}")
+    print(f"model        {model.provider}/{model.name}{key}")
+    print("session")
+    _print_table(
+        [(f"  {name}", _setting_text(setting), f"({setting.source})") for name, setting in settings.items()],
+    )
+    print("prompts")
+    rows = []
+    for field, detail in _prompt_details(agent).items():
+        if detail["file"]:
+            rows.append((f"  {field}", str(detail["file"]), f"{detail['bytes']} bytes"))
+        elif detail["chars"]:
+            rows.append((f"  {field}", "(inline)", f"{detail['chars']} chars"))
+        else:
+            rows.append((f"  {field}", "(not set)", ""))
+    _print_table(rows)
+    memory = agent.spec.memory
+    memory_text = f"on, {memory.recent_days} recent days" if memory and memory.enabled else "off"
+    print(f"memory       {memory_text}")
+    tools = list(agent.spec.tools.builtin) + [f"{tool.name} (cli)" for tool in agent.spec.tools.cli]
+    print(f"tools        {', '.join(tools) if tools else '(none)'}")
+
+
+def _print_actions(actions: list[FileAction]) -> None:
+    for action in actions:
+        note = f"  (previous version kept as {_shown(action.backup)})" if action.backup else ""
+        note = note or ("  (exists, left alone)" if action.action == "skipped" else "")
+        print(f"{action.action:<11} {_shown(action.path)}{note}")
+
+
+def _print_warnings(warnings: list[Problem], *, stream: Any = None) -> None:
+    for warning in warnings:
+        where = f"{warning.location}: " if warning.location else ""
+        print(f"{where}warning: {warning.message}", file=stream or sys.stderr)
+
+
+def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
