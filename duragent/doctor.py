@@ -1,0 +1,447 @@
+"""`duragent doctor`: check that this machine and workspace can run the agents, and how to fix them.
+
+Each check is a `Check(name, status, message, hint)`. Checks that touch the network (model
+endpoints, PostgreSQL, S3) run concurrently, each bounded by the same timeout, so the whole
+report takes at most about that long. Nothing here changes any file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Awaitable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from duragent.agents.loader import Agent
+    from duragent.config import DuragentConfig
+
+Status = Literal["ok", "warn", "fail"]
+DEFAULT_TIMEOUT = 3.0
+#: An index.lock older than this is left over from a crashed git process, not a running one.
+STALE_LOCK_SECONDS = 60.0
+MIN_PYTHON = (3, 11)
+
+#: Where each provider is reached when the agent sets no `base_url`.
+DEFAULT_ENDPOINTS: dict[str, str] = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+    "openrouter": "https://openrouter.ai/api/v1",
+    "ollama": "http://127.0.0.1:11434",
+}
+_STATUS_ORDER: dict[Status, int] = {"ok": 0, "warn": 1, "fail": 2}
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one check, and what to do about it when it is not ok."""
+
+    name: str
+    status: Status
+    message: str
+    hint: str | None = None
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    """Every check, in the order they were made."""
+
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def status(self) -> Status:
+        """The worst status of any check: `fail` if one failed, else `warn` if one warned, else `ok`."""
+        worst: Status = "ok"
+        for check in self.checks:
+            if _STATUS_ORDER[check.status] > _STATUS_ORDER[worst]:
+                worst = check.status
+        return worst
+
+    def to_dict(self) -> dict[str, Any]:
+        """`{"status": ..., "checks": [{name, status, message, hint}, ...]}` for `--json`."""
+        return {"status": self.status, "checks": [asdict(check) for check in self.checks]}
+
+
+def run_doctor(
+    config_path: Path | None = None,
+    *,
+    data_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    wait_seconds: float = DEFAULT_TIMEOUT,
+) -> DoctorReport:
+    """Run every check against the workspace of `config_path` (default ./duragent.yaml)."""
+    return asyncio.run(diagnose(config_path, data_dir=data_dir, env=env, wait_seconds=wait_seconds))
+
+
+async def diagnose(
+    config_path: Path | None = None,
+    *,
+    data_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    wait_seconds: float = DEFAULT_TIMEOUT,
+) -> DoctorReport:
+    """The checks of `run_doctor`, for callers already inside an event loop."""
+    env = os.environ if env is None else env
+    checks = [check_python()]
+    config, config_check = check_config(config_path, data_dir, env)
+    checks.append(config_check)
+    if config is None:
+        # Without a configuration nothing else can be located; git is still worth knowing.
+        checks.append(check_git_installed(git_enabled=True))
+        return DoctorReport(checks)
+
+    checks.append(check_data_dir(config.data_path))
+    checks.append(check_git_installed(config.git.enabled))
+    if config.git.enabled and shutil.which("git") and config.data_path.is_dir():
+        checks.append(check_data_repo(config.data_path))
+    agent_checks, agents = check_agents(config, env)
+    checks += agent_checks
+    checks += [check_provider_key(agent, env) for agent in agents]
+
+    probes: list[Awaitable[Check]] = [
+        check_endpoint(url, users, env, wait_seconds) for url, users in _endpoints(agents).items()
+    ]
+    probes += [
+        check_postgres(url, services, wait_seconds) for url, services in _postgres_urls(config).items()
+    ]
+    probes += [check_s3(config, wait_seconds)] if config.services.artifacts.backend == "s3" else []
+    checks += await asyncio.gather(*probes)
+    checks += check_gateway_commands(config, env)
+    return DoctorReport(checks)
+
+
+def check_python() -> Check:
+    """The interpreter is new enough."""
+    version = ".".join(str(part) for part in sys.version_info[:3])
+    if sys.version_info[:2] >= MIN_PYTHON:
+        return Check("python", "ok", f"Python {version}")
+    wanted = ".".join(str(part) for part in MIN_PYTHON)
+    return Check("python", "fail", f"Python {version} is too old", f"install Python {wanted} or newer")
+
+
+def check_config(
+    config_path: Path | None, data_dir: Path | None, env: Mapping[str, str]
+) -> tuple[DuragentConfig | None, Check]:
+    """duragent.yaml parses and validates; unknown keys and the like are warnings."""
+    from duragent.config import load_config
+    from duragent.errors import ConfigError
+
+    try:
+        config = load_config(config_path, data_dir=data_dir, env=env)
+    except ConfigError as exc:
+        return None, Check(
+            "config", "fail", str(exc), "fix what is listed above; `duragent schema config` shows every key"
+        )
+    if config.source is None:
+        return config, Check("config", "ok", "no duragent.yaml here: using the defaults")
+    if config.warnings:
+        message = "\n".join(str(warning) for warning in config.warnings)
+        return config, Check("config", "warn", message, "unknown keys are ignored: fix or remove them")
+    return config, Check("config", "ok", f"{config.source} is valid")
+
+
+def check_data_dir(path: Path) -> Check:
+    """The data directory exists and a file can be created in it."""
+    name = "data dir"
+    if not path.exists():
+        return Check(name, "fail", f"{path} does not exist", "run `duragent init` in the workspace folder")
+    if not path.is_dir():
+        return Check(
+            name, "fail", f"{path} is not a directory", "point data_dir in duragent.yaml at a folder"
+        )
+    try:
+        # Creating a real file is the only reliable test (permissions, read-only mounts, quotas).
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".doctor-", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        return Check(
+            name, "fail", f"{path} is not writable: {exc.strerror}", f"fix the permissions of {path}"
+        )
+    return Check(name, "ok", f"{path} is writable")
+
+
+def check_git_installed(git_enabled: bool) -> Check:
+    """A git executable is on PATH (needed for the history of the data directory)."""
+    if not git_enabled:
+        return Check("git", "ok", "automatic commits are off (git.enabled: false)")
+    executable = shutil.which("git")
+    if executable is None:
+        return Check(
+            "git", "warn", "git is not on PATH: state is saved but its history is not recorded", "install git"
+        )
+    try:
+        version = subprocess.run(
+            [executable, "--version"], capture_output=True, text=True, timeout=DEFAULT_TIMEOUT, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        return Check("git", "fail", f"{executable} does not run: {exc}", "reinstall git")
+    return Check("git", "ok", version)
+
+
+def check_data_repo(path: Path) -> Check:
+    """The data directory is its own healthy git repository with no stale lock."""
+    import git
+
+    name = "data repo"
+    try:
+        repo = git.Repo(path)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return Check(
+            name,
+            "warn",
+            f"{path} is not a git repository: its history is not recorded",
+            "run `duragent init` again (it only adds what is missing)",
+        )
+    except git.GitError as exc:
+        return Check(
+            name, "fail", f"{path}: git cannot open it: {exc}", f"inspect it with `git -C {path} status`"
+        )
+    with repo:
+        lock = Path(repo.git_dir) / "index.lock"
+        age = _age_seconds(lock)
+        if age is not None and age > STALE_LOCK_SECONDS:
+            return Check(
+                name,
+                "fail",
+                f"{lock} is {int(age // 60)} min old and blocks every commit",
+                f"if no git command is running: rm {lock}",
+            )
+        if not repo.head.is_valid():
+            return Check(
+                name, "warn", f"{path} has no commits yet", f"commit it: git -C {path} add -A && git commit"
+            )
+        return Check(name, "ok", f"{path} is a repository at {repo.head.commit.hexsha[:7]}")
+
+
+def _age_seconds(path: Path) -> float | None:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+
+
+def check_agents(config: DuragentConfig, env: Mapping[str, str]) -> tuple[list[Check], list[Agent]]:
+    """Every agent folder loads; returns one check per agent and the agents that loaded."""
+    from duragent.agents.loader import discover_agents, load_agent
+    from duragent.errors import ConfigError
+
+    folders = discover_agents(config.agents_path)
+    if not folders:
+        hint = "create one with `duragent init` (or `duragent agent create NAME`)"
+        return [Check("agents", "warn", f"no agents in {config.agents_path}", hint)], []
+    checks: list[Check] = []
+    agents: list[Agent] = []
+    for folder in folders:
+        name = f"agent {folder.name}"
+        try:
+            agent, warnings = load_agent(folder, env)
+        except ConfigError as exc:
+            hint = "fix what is listed above; `duragent agent validate` shows the same problems"
+            checks.append(Check(name, "fail", str(exc), hint))
+            continue
+        agents.append(agent)
+        model = f"{agent.spec.model.provider}/{agent.spec.model.name}"
+        if warnings:
+            message = "\n".join(str(warning) for warning in warnings)
+            checks.append(Check(name, "warn", f"valid ({model}), with warnings:\n{message}"))
+        else:
+            checks.append(Check(name, "ok", f"valid ({model})"))
+    return checks, agents
+
+
+def check_provider_key(agent: Agent, env: Mapping[str, str]) -> Check:
+    """The variable holding the agent's API key is set (its value is never shown)."""
+    name = f"agent {agent.name} key"
+    model = agent.spec.model
+    variable = model.key_variable
+    if model.provider == "demo":
+        return Check(name, "ok", "the demo provider needs no key and no network")
+    if variable is None:
+        return Check(name, "ok", f"{model.provider} needs no API key")
+    if env.get(variable):
+        return Check(name, "ok", f"{variable} is set")
+    return Check(
+        name,
+        "fail",
+        f"{variable} is not set, so {agent.name} cannot reach {model.provider}",
+        f"export {variable}=... (agent.yaml names the variable; the value stays in the environment)",
+    )
+
+
+def _endpoints(agents: list[Agent]) -> dict[str, list[str]]:
+    """Each model endpoint and the agents using it (demo agents use none)."""
+    endpoints: dict[str, list[str]] = {}
+    for agent in agents:
+        model = agent.spec.model
+        url = model.base_url or DEFAULT_ENDPOINTS.get(model.provider)
+        if url:
+            endpoints.setdefault(url, []).append(agent.name)
+    return endpoints
+
+
+async def check_endpoint(url: str, users: list[str], env: Mapping[str, str], wait_seconds: float) -> Check:
+    """A TCP connection to the endpoint (or to the proxy in front of it) opens within `wait_seconds`."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    name = f"endpoint {host}:{port}"
+    proxy = _proxy_for(parts.scheme, host, env)
+    target_host, target_port = (proxy.hostname or "", proxy.port or 80) if proxy else (host, port)
+    via = f" through the proxy {target_host}:{target_port}" if proxy else ""
+    error = await _connect_error(target_host, target_port, wait_seconds)
+    if error is None:
+        return Check(name, "ok", f"reachable{via} (used by {', '.join(users)})")
+    return Check(
+        name,
+        "fail",
+        f"cannot connect{via} within {wait_seconds:g} s: {error} (used by {', '.join(users)})",
+        "check the network or proxy, or spec.model.base_url in agent.yaml",
+    )
+
+
+def _proxy_for(scheme: str, host: str, env: Mapping[str, str]) -> urllib.parse.SplitResult | None:
+    """The proxy the provider clients would use for `scheme://host`, from the environment."""
+    proxy = env.get(f"{scheme}_proxy") or env.get(f"{scheme.upper()}_PROXY")
+    if not proxy:
+        return None
+    if _bypasses_proxy(host, env.get("no_proxy") or env.get("NO_PROXY") or ""):
+        return None
+    return urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+
+
+def _bypasses_proxy(host: str, no_proxy: str) -> bool:
+    """True when `host` matches `no_proxy` (`*`, a host name, or a domain suffix like `.corp`)."""
+    for entry in (item.strip().lower() for item in no_proxy.split(",")):
+        domain = entry.lstrip(".")
+        if entry == "*" or (domain and (host.lower() == domain or host.lower().endswith("." + domain))):
+            return True
+    return False
+
+
+async def _connect_error(host: str, port: int, wait_seconds: float) -> str | None:
+    """None when a TCP connection opens in time, else why it did not."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), wait_seconds)
+    except TimeoutError:
+        return "timed out"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    writer.close()
+    # The connection was made, which is all this check asks; a reset on close does not matter.
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return None
+
+
+def _postgres_urls(config: DuragentConfig) -> dict[str | None, list[str]]:
+    """Each PostgreSQL URL in `services` and the services using it."""
+    urls: dict[str | None, list[str]] = {}
+    for service in ("session", "memory", "artifacts"):
+        settings = getattr(config.services, service)
+        if settings.backend == "postgres":
+            urls.setdefault(settings.url, []).append(service)
+    return urls
+
+
+async def check_postgres(url: str | None, services: list[str], wait_seconds: float) -> Check:
+    """PostgreSQL accepts a connection within `wait_seconds` (credentials in the URL are never shown)."""
+    name = f"postgres ({', '.join(services)})"
+    if not url:
+        key = f"services.{services[0]}.url"
+        return Check(
+            name, "fail", f"backend is postgres but {key} is not set", f"set {key}: ${{DATABASE_URL}}"
+        )
+    try:
+        import asyncpg
+    except ImportError:
+        return Check(
+            name,
+            "fail",
+            "not installed: pip install 'duragent[postgres]'",
+            "pip install 'duragent[postgres]'",
+        )
+    where = _redacted(url)
+    try:
+        connection = await asyncio.wait_for(asyncpg.connect(dsn=url, timeout=wait_seconds), wait_seconds)
+    except TimeoutError:
+        return Check(
+            name, "fail", f"{where}: no answer within {wait_seconds:g} s", "is PostgreSQL running there?"
+        )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return Check(name, "fail", f"{where}: {exc}", "check the URL, the server and the credentials")
+    await connection.close()
+    return Check(name, "ok", f"{where} accepts connections")
+
+
+def _redacted(url: str) -> str:
+    """`postgresql://user:secret@db:5432/app` -> `db:5432/app`: enough to recognise, no secret."""
+    parts = urllib.parse.urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.hostname or 'localhost'}{port}{parts.path}"
+
+
+async def check_s3(config: DuragentConfig, wait_seconds: float) -> Check:
+    """The artifacts bucket answers HEAD within `wait_seconds` with the credentials of the environment."""
+    settings = config.services.artifacts
+    name = "s3 (artifacts)"
+    if not settings.bucket:
+        return Check(
+            name, "fail", "backend is s3 but services.artifacts.bucket is not set", "set the bucket name"
+        )
+    try:
+        from aiobotocore.session import get_session
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:
+        return Check(name, "fail", "not installed: pip install 'duragent[s3]'", "pip install 'duragent[s3]'")
+    where = f"bucket {settings.bucket}" + (f" at {settings.endpoint_url}" if settings.endpoint_url else "")
+    client_config = Config(
+        connect_timeout=wait_seconds, read_timeout=wait_seconds, retries={"max_attempts": 1}
+    )
+    try:
+        async with get_session().create_client(
+            "s3", region_name=settings.region, endpoint_url=settings.endpoint_url, config=client_config
+        ) as client:
+            await asyncio.wait_for(client.head_bucket(Bucket=settings.bucket), wait_seconds)
+    except TimeoutError:
+        return Check(
+            name,
+            "fail",
+            f"{where}: no answer within {wait_seconds:g} s",
+            "check endpoint_url and the network",
+        )
+    except (BotoCoreError, ClientError, OSError) as exc:
+        return Check(
+            name, "fail", f"{where}: {exc}", "check the bucket, region, endpoint_url and AWS credentials"
+        )
+    return Check(name, "ok", f"{where} is reachable")
+
+
+def check_gateway_commands(config: DuragentConfig, env: Mapping[str, str]) -> list[Check]:
+    """Each platform gateway's command can be found (on PATH, or as a path)."""
+    checks = []
+    for index, gateway in enumerate(config.gateways.external):
+        name = f"gateway {gateway.name}"
+        found = shutil.which(gateway.command, path=env.get("PATH"))
+        if found:
+            checks.append(Check(name, "ok", f"{gateway.command} is {found}"))
+            continue
+        where = config.locate(("gateways", "external", index, "command"))
+        checks.append(
+            Check(
+                name,
+                "fail",
+                f"{where}: command {gateway.command!r} is not on PATH",
+                "install the plugin that provides it, or fix gateways.external[].command",
+            )
+        )
+    return checks

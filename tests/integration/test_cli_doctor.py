@@ -1,0 +1,233 @@
+"""`duragent doctor`: each check against a real workspace, real git, real sockets and a real S3 server."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from duragent.cli import build_app
+from duragent.doctor import Check, DoctorReport, run_doctor
+from duragent.scaffold import ProviderChoice, init_workspace
+
+DURAGENT = Path(sys.executable).with_name("duragent")
+DEMO = ProviderChoice("demo", "demo", "no API key found")
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh `duragent init` workspace (demo provider) that is the working directory."""
+    root = tmp_path / "ws"
+    init_workspace(root, provider=DEMO)
+    monkeypatch.chdir(root)
+    return root
+
+
+@pytest.fixture
+def listening_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+def doctor(root: Path, **env: str) -> DoctorReport:
+    return run_doctor(root / "duragent.yaml", env={"PATH": os.environ["PATH"], **env}, wait_seconds=2)
+
+
+def by_name(report: DoctorReport) -> dict[str, Check]:
+    return {check.name: check for check in report.checks}
+
+
+def write_agent_yaml(root: Path, name: str, text: str) -> None:
+    folder = root / ".duragent" / "agents" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "agent.yaml").write_text(text)
+
+
+def test_doctor_json_on_a_fresh_workspace_is_all_ok_and_exits_0(workspace: Path) -> None:
+    result = CliRunner().invoke(build_app(), ["doctor", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["status"] in ("ok", "warn")
+    names = [check["name"] for check in report["checks"]]
+    for expected in ("python", "config", "data dir", "git", "data repo", "agent assistant"):
+        assert expected in names
+    assert {check["status"] for check in report["checks"]} <= {"ok", "warn"}
+    assert set(report["checks"][0]) == {"name", "status", "message", "hint"}
+
+
+def test_text_output_is_one_line_per_check_with_its_status(workspace: Path) -> None:
+    result = CliRunner().invoke(build_app(), ["doctor"])
+    assert result.exit_code == 0
+    assert "ok    data repo: " in result.output
+    assert "ok    agent assistant: valid (demo/demo)" in result.output
+
+
+@pytest.mark.slow
+def test_a_broken_agent_fails_with_its_location_and_exit_1_as_a_subprocess(workspace: Path) -> None:
+    agent_yaml = workspace / ".duragent" / "agents" / "assistant" / "agent.yaml"
+    agent_yaml.write_text(agent_yaml.read_text().replace("on_disconnect: pause", "on_disconnect: stop"))
+    result = subprocess.run(
+        [str(DURAGENT), "doctor", "--json"], cwd=workspace, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["status"] == "fail"
+    failed = {check["name"]: check for check in report["checks"] if check["status"] == "fail"}
+    assert list(failed) == ["agent assistant"]
+    assert "agent.yaml:" in failed["agent assistant"]["message"]
+    assert "on_disconnect" in failed["agent assistant"]["message"]
+    assert failed["agent assistant"]["hint"]
+
+
+def test_an_invalid_config_fails_with_file_and_line(workspace: Path) -> None:
+    (workspace / "duragent.yaml").write_text("session:\n  on_disconnect: stop\n")
+    result = CliRunner().invoke(build_app(), ["doctor"])
+    assert result.exit_code == 1
+    assert "FAIL  config: " in result.output
+    assert "duragent.yaml:2:" in result.output
+    assert "hint: " in result.output
+
+
+def test_unknown_config_keys_are_warnings_not_failures(workspace: Path) -> None:
+    (workspace / "duragent.yaml").write_text("sesion:\n  on_disconnect: pause\n")
+    report = doctor(workspace)
+    assert by_name(report)["config"].status == "warn"
+    assert "did you mean 'session'" in by_name(report)["config"].message
+    assert report.status == "warn"
+
+
+def test_a_missing_data_dir_fails_and_suggests_init(tmp_path: Path) -> None:
+    (tmp_path / "duragent.yaml").write_text("data_dir: ./nowhere\n")
+    check = by_name(doctor(tmp_path))["data dir"]
+    assert check.status == "fail"
+    assert "does not exist" in check.message
+    assert check.hint is not None
+    assert "duragent init" in check.hint
+
+
+def test_a_missing_api_key_fails_without_revealing_anything(workspace: Path, listening_port: int) -> None:
+    write_agent_yaml(
+        workspace,
+        "writer",
+        f"name: writer\nmodel:\n  provider: openai\n  name: m\n  base_url: http://127.0.0.1:{listening_port}/v1\n",
+    )
+    missing = by_name(doctor(workspace))["agent writer key"]
+    assert missing.status == "fail"
+    assert "OPENAI_API_KEY is not set" in missing.message
+    assert missing.hint is not None
+    assert "export OPENAI_API_KEY" in missing.hint
+    present = by_name(doctor(workspace, OPENAI_API_KEY="sk-value-never-shown"))["agent writer key"]
+    assert present.status == "ok"
+    assert "sk-value-never-shown" not in present.message
+
+
+def test_a_reachable_endpoint_is_ok(workspace: Path, listening_port: int) -> None:
+    write_agent_yaml(
+        workspace,
+        "local",
+        f"name: local\nmodel:\n  provider: ollama\n  name: llama3.2\n  base_url: http://127.0.0.1:{listening_port}\n",
+    )
+    report = doctor(workspace)
+    check = by_name(report)[f"endpoint 127.0.0.1:{listening_port}"]
+    assert check.status == "ok"
+    assert "used by local" in check.message
+    assert report.status == "ok"
+
+
+def test_an_unreachable_endpoint_fails_quickly(workspace: Path, closed_port: int) -> None:
+    write_agent_yaml(
+        workspace,
+        "local",
+        f"name: local\nmodel:\n  provider: ollama\n  name: llama3.2\n  base_url: http://127.0.0.1:{closed_port}\n",
+    )
+    started = time.monotonic()
+    check = by_name(doctor(workspace))[f"endpoint 127.0.0.1:{closed_port}"]
+    assert check.status == "fail"
+    assert time.monotonic() - started < 3
+
+
+def test_a_stale_index_lock_fails_but_a_fresh_one_does_not(workspace: Path) -> None:
+    lock = workspace / ".duragent" / ".git" / "index.lock"
+    lock.touch()
+    assert by_name(doctor(workspace))["data repo"].status == "ok", "a running git holds a fresh lock"
+    old = time.time() - 300
+    os.utime(lock, (old, old))
+    check = by_name(doctor(workspace))["data repo"]
+    assert check.status == "fail"
+    assert check.hint == f"if no git command is running: rm {lock}"
+
+
+def test_a_data_dir_that_is_not_a_repository_is_a_warning(tmp_path: Path) -> None:
+    init_workspace(tmp_path, provider=DEMO, git=False)
+    check = by_name(doctor(tmp_path))["data repo"]
+    assert check.status == "warn"
+    assert "not a git repository" in check.message
+
+
+def test_gateway_commands_must_be_on_path(workspace: Path) -> None:
+    (workspace / "duragent.yaml").write_text(
+        "gateways:\n  external:\n"
+        "    - name: telegram\n      command: duragent-gateway-does-not-exist\n"
+        "    - name: shell\n      command: git\n"
+    )
+    checks = by_name(doctor(workspace))
+    assert checks["gateway telegram"].status == "fail"
+    assert "duragent.yaml:4:" in checks["gateway telegram"].message
+    assert checks["gateway shell"].status == "ok"
+
+
+def test_unreachable_postgres_fails_without_showing_the_password(workspace: Path, closed_port: int) -> None:
+    (workspace / "duragent.yaml").write_text(
+        "services:\n  session:\n    backend: postgres\n"
+        f"    url: postgresql://duragent:hunter2@127.0.0.1:{closed_port}/duragent\n"
+    )
+    check = by_name(doctor(workspace))["postgres (session)"]
+    assert check.status == "fail"
+    assert f"127.0.0.1:{closed_port}/duragent" in check.message
+    assert "hunter2" not in check.message
+
+
+@pytest.fixture
+def s3_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A real S3-compatible server (moto) on 127.0.0.1 with a bucket named `artifacts`."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    boto3.client("s3", endpoint_url=url, region_name="us-east-1").create_bucket(Bucket="artifacts")
+    yield url
+    server.stop()
+
+
+@pytest.mark.slow
+def test_s3_bucket_reachable_is_ok_and_a_missing_bucket_fails(workspace: Path, s3_server: str) -> None:
+    config = "services:\n  artifacts:\n    backend: s3\n    bucket: {bucket}\n    region: us-east-1\n"
+    config += f"    endpoint_url: {s3_server}\n"
+    (workspace / "duragent.yaml").write_text(config.format(bucket="artifacts"))
+    assert by_name(doctor(workspace))["s3 (artifacts)"].status == "ok"
+    (workspace / "duragent.yaml").write_text(config.format(bucket="no-such-bucket"))
+    assert by_name(doctor(workspace))["s3 (artifacts)"].status == "fail"
