@@ -1,0 +1,248 @@
+"""The Anthropic Messages API: `POST {base}/v1/messages` with its SSE events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from duragent.llm.errors import StreamError
+from duragent.llm.http_provider import HttpProvider, StreamDecoder, Timeouts
+from duragent.llm.retry import RetryPolicy
+from duragent.llm.sse import SseEvent
+from duragent.llm.types import (
+    Finish,
+    FinishReason,
+    ForceTool,
+    LLMRequest,
+    Message,
+    StreamChunk,
+    TextDelta,
+    ToolCall,
+    ToolCallComplete,
+    ToolCallDelta,
+    ToolChoice,
+    Usage,
+)
+
+ANTHROPIC_VERSION = "2023-06-01"
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+#: The Messages API requires max_tokens; used when the agent does not set one.
+DEFAULT_MAX_OUTPUT_TOKENS = 4096
+
+_STOP_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "tool_use": "tool_calls",
+    "max_tokens": "length",
+    "refusal": "error",
+}
+
+
+class AnthropicProvider(HttpProvider):
+    """Streams Messages API replies, with tool_use and tool_result blocks."""
+
+    def __init__(
+        self,
+        api_key: str | None,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        provider_name: str = "anthropic",
+        api_key_env: str | None = "ANTHROPIC_API_KEY",
+        headers: Mapping[str, str] | None = None,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+    ):
+        super().__init__(
+            provider_name=provider_name,
+            api_key=api_key,
+            api_key_env=api_key_env,
+            headers=headers,
+            retry=retry,
+            timeouts=timeouts,
+        )
+        self.base_url = base_url.rstrip("/")
+
+    @property
+    def endpoint(self) -> str:
+        """`{base}/v1/messages`; a base URL that already ends in `/v1` is not doubled."""
+        if self.base_url.endswith("/v1"):
+            return f"{self.base_url}/messages"
+        return f"{self.base_url}/v1/messages"
+
+    def auth_headers(self) -> dict[str, str]:
+        """`x-api-key` and the API version header."""
+        headers = {"anthropic-version": ANTHROPIC_VERSION}
+        if self.api_key:
+            headers["x-api-key"] = self.api_key
+        return headers
+
+    def build_payload(self, request: LLMRequest) -> dict[str, Any]:
+        """The Messages body: system prompt at top level, consecutive same-role messages merged."""
+        system = "\n\n".join(m.content for m in request.messages if m.role == "system" and m.content)
+        payload: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
+            "messages": messages_to_anthropic(request.messages),
+            "stream": True,
+        }
+        if system:
+            payload["system"] = system
+        if request.tools:
+            payload["tools"] = [
+                {"name": tool.name, "description": tool.description, "input_schema": tool.parameters}
+                for tool in request.tools
+            ]
+            if request.tool_choice is not None:
+                payload["tool_choice"] = tool_choice_to_anthropic(request.tool_choice)
+        if request.temperature is not None:
+            payload["temperature"] = request.temperature
+        return payload
+
+    def new_decoder(self) -> StreamDecoder:
+        """A decoder for one Messages SSE stream."""
+        return AnthropicStreamDecoder(self.name)
+
+
+def messages_to_anthropic(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
+    """User and assistant turns as content blocks; tool results become user `tool_result` blocks.
+
+    The API wants roles to alternate, so consecutive messages of the same role (several tool
+    results, or a tool result followed by the user's next words) are merged into one.
+    """
+    merged: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "system":
+            continue
+        role = "assistant" if message.role == "assistant" else "user"
+        blocks = _content_blocks(message)
+        if not blocks:
+            continue  # the API refuses empty content
+        if merged and merged[-1]["role"] == role:
+            merged[-1]["content"].extend(blocks)
+        else:
+            merged.append({"role": role, "content": blocks})
+    return merged
+
+
+def _content_blocks(message: Message) -> list[dict[str, Any]]:
+    if message.role == "tool":
+        return [
+            {"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message.content or ""}
+        ]
+    blocks: list[dict[str, Any]] = []
+    if message.content:
+        blocks.append({"type": "text", "text": message.content})
+    for call in message.tool_calls:
+        blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments})
+    return blocks
+
+
+def tool_choice_to_anthropic(choice: ToolChoice) -> dict[str, Any]:
+    """`auto` -> auto, `required` -> any, `none` -> none, a forced tool -> tool."""
+    if isinstance(choice, ForceTool):
+        return {"type": "tool", "name": choice.name}
+    return {"type": {"auto": "auto", "required": "any", "none": "none"}[choice]}
+
+
+@dataclass
+class _ToolBlock:
+    ordinal: int
+    id: str
+    name: str
+    json: str = ""
+
+
+class AnthropicStreamDecoder:
+    """Decodes message_start, content_block_*, message_delta, message_stop, ping and error events."""
+
+    def __init__(self, provider: str):
+        self.provider = provider
+        self._tool_blocks: dict[int, _ToolBlock] = {}
+        self._input_tokens = 0
+        self._output_tokens = 0
+        self._finish: FinishReason | None = None
+        self._done = False
+
+    def feed(self, event: SseEvent) -> list[StreamChunk]:
+        """Chunks for one event; `message_stop` ends the reply."""
+        if self._done or not event.data.strip():
+            return []
+        try:
+            data = json.loads(event.data)
+            return self._event(str(data.get("type") or event.event), data)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise StreamError(
+                f"malformed chunk from {self.provider}: {event.data[:200]}", provider=self.provider
+            ) from exc
+
+    def end(self) -> list[StreamChunk]:
+        """The body ended before `message_stop`: the reply was cut short."""
+        if self._done:
+            return []
+        raise StreamError(
+            f"the stream from {self.provider} ended before the reply was complete", provider=self.provider
+        )
+
+    def _event(self, kind: str, data: dict[str, Any]) -> list[StreamChunk]:
+        if kind == "message_start":
+            usage = data["message"].get("usage") or {}
+            self._input_tokens = sum(
+                int(usage.get(key) or 0)
+                for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+            )
+            self._output_tokens = int(usage.get("output_tokens") or 0)
+            return []
+        if kind == "content_block_start":
+            return self._block_start(int(data["index"]), data["content_block"])
+        if kind == "content_block_delta":
+            return self._block_delta(int(data["index"]), data["delta"])
+        if kind == "content_block_stop":
+            return self._block_stop(int(data["index"]))
+        if kind == "message_delta":
+            reason = (data.get("delta") or {}).get("stop_reason")
+            if reason:
+                self._finish = _STOP_REASONS.get(reason, "stop")
+            if (data.get("usage") or {}).get("output_tokens") is not None:
+                self._output_tokens = int(data["usage"]["output_tokens"])
+            return []
+        if kind == "message_stop":
+            self._done = True
+            return [Usage(self._input_tokens, self._output_tokens), Finish(self._finish or "stop")]
+        if kind == "error":
+            error = data.get("error") or {}
+            raise StreamError(
+                f"{self.provider} reported an error mid-stream: {error.get('type', 'error')}: "
+                f"{error.get('message', '')}",
+                provider=self.provider,
+            )
+        return []  # ping, and event types newer than this code
+
+    def _block_start(self, index: int, block: dict[str, Any]) -> list[StreamChunk]:
+        if block["type"] == "text":
+            return [TextDelta(block["text"])] if block.get("text") else []
+        if block["type"] != "tool_use":
+            return []  # thinking and other block types are not part of the reply we pass on
+        tool = _ToolBlock(len(self._tool_blocks), str(block["id"]), str(block["name"]))
+        if block.get("input"):
+            tool.json = json.dumps(block["input"])
+        self._tool_blocks[index] = tool
+        return [ToolCallDelta(tool.ordinal, tool.id, tool.name, tool.json)]
+
+    def _block_delta(self, index: int, delta: dict[str, Any]) -> list[StreamChunk]:
+        if delta["type"] == "text_delta":
+            return [TextDelta(str(delta["text"]))] if delta["text"] else []
+        if delta["type"] == "input_json_delta":
+            tool = self._tool_blocks[index]
+            fragment = str(delta["partial_json"])
+            tool.json += fragment
+            return [ToolCallDelta(tool.ordinal, None, None, fragment)]
+        return []
+
+    def _block_stop(self, index: int) -> list[StreamChunk]:
+        tool = self._tool_blocks.get(index)
+        if tool is None:
+            return []
+        return [ToolCallComplete(ToolCall.from_json_arguments(tool.id, tool.name, tool.json))]

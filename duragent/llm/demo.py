@@ -1,0 +1,154 @@
+"""The demo provider: offline, deterministic, instant, and honest that it is not a language model.
+
+It lets `duragent init --yes` followed by a message work with no key and no network, and it
+exercises the machinery a newcomer should see working: a message starting with `remember `
+calls the memory tool, `recall` or "what do you remember" asks the memory tool for what it
+knows, and once a tool's result comes back the reply quotes it. Anything else is echoed back
+with a word count. Every reply says how to configure a real model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncGenerator
+from types import TracebackType
+from typing import Any, Self
+
+from duragent.llm.base import collect_completion
+from duragent.llm.types import (
+    Completion,
+    Finish,
+    LLMRequest,
+    Message,
+    StreamChunk,
+    TextDelta,
+    ToolCall,
+    ToolCallComplete,
+    ToolCallDelta,
+    Usage,
+)
+
+CONFIGURE_HINT = (
+    "This is Duragent's demo provider, not a language model: it answers from a fixed script. "
+    "To talk to a real model, set OPENAI_API_KEY (or ANTHROPIC_API_KEY, OPENROUTER_API_KEY) and run "
+    "`duragent init --force`, or edit spec.model in your agent's agent.yaml."
+)
+MEMORY_TOOL = "memory"
+_WORDS_PER_DELTA = 4
+_QUOTE_LIMIT = 200
+_RECALL = re.compile(r"^\s*recall\b\s*(?P<query>.*)$|what do you remember", re.IGNORECASE | re.DOTALL)
+_REMEMBER = re.compile(r"^\s*remember\s+(?P<content>\S.*)$", re.IGNORECASE | re.DOTALL)
+
+
+class DemoProvider:
+    """A provider that needs nothing and pretends nothing."""
+
+    name = "demo"
+
+    async def stream(self, request: LLMRequest) -> AsyncGenerator[StreamChunk, None]:
+        """Stream the scripted reply, yielding to the event loop between chunks like a real stream."""
+        for chunk in demo_reply(request):
+            await asyncio.sleep(0)
+            yield chunk
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        """The whole scripted reply."""
+        return await collect_completion(self.stream(request))
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def demo_reply(request: LLMRequest) -> list[StreamChunk]:
+    """The chunks the demo provider answers `request` with."""
+    last = request.messages[-1] if request.messages else None
+    if last is not None and last.role == "tool":
+        return _text_reply(request, _after_tool_results(request.messages))
+    user_text = (last.content or "") if last is not None and last.role == "user" else ""
+    arguments = _memory_arguments(user_text)
+    if arguments is None:
+        return _text_reply(request, _echo(user_text))
+    if not any(tool.name == MEMORY_TOOL for tool in request.tools):
+        return _text_reply(
+            request,
+            "That looks like a memory request, but this agent has no memory tool: "
+            "add `memory` to spec.tools in its agent.yaml.",
+        )
+    arguments_json = json.dumps(arguments)
+    call = ToolCall(f"demo_call_{len(request.messages)}", MEMORY_TOOL, arguments)
+    return [
+        ToolCallDelta(0, call.id, call.name, arguments_json),
+        ToolCallComplete(call),
+        Usage(_count_words(request.messages), _words(arguments_json)),
+        Finish("tool_calls"),
+    ]
+
+
+def _memory_arguments(text: str) -> dict[str, Any] | None:
+    remember = _REMEMBER.match(text)
+    if remember:
+        return {"action": "remember", "section": "fact", "content": remember["content"].strip()}
+    recall = _RECALL.search(text)
+    if recall:
+        query = (recall["query"] or "").strip()
+        return {"action": "recall", "query": query} if query else {"action": "recall"}
+    return None
+
+
+def _after_tool_results(messages: tuple[Message, ...]) -> str:
+    results: list[Message] = []
+    for message in reversed(messages):
+        if message.role != "tool":
+            break
+        results.insert(0, message)
+    names = {call.id: call.name for m in messages for call in m.tool_calls}
+    lines = [
+        f"The {result.name or names.get(result.tool_call_id or '', 'tool')} tool replied: "
+        f'"{_quote(result.content or "")}".'
+        for result in results
+    ]
+    return " ".join(lines)
+
+
+def _echo(text: str) -> str:
+    if not text.strip():
+        return "You sent an empty message."
+    count = _words(text)
+    return f'You wrote {count} word{"" if count == 1 else "s"}: "{_quote(text)}".'
+
+
+def _text_reply(request: LLMRequest, text: str) -> list[StreamChunk]:
+    reply = f"{text}\n\n{CONFIGURE_HINT}"
+    pieces = re.findall(r"\S+\s*", reply)
+    deltas: list[StreamChunk] = [
+        TextDelta("".join(pieces[start : start + _WORDS_PER_DELTA]))
+        for start in range(0, len(pieces), _WORDS_PER_DELTA)
+    ]
+    return [*deltas, Usage(_count_words(request.messages), len(pieces)), Finish("stop")]
+
+
+def _quote(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _QUOTE_LIMIT else flat[: _QUOTE_LIMIT - 1] + "…"
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _count_words(messages: tuple[Message, ...]) -> int:
+    """Usage for the demo is counted in words, which is honest about there being no tokenizer."""
+    return sum(_words(message.content or "") for message in messages)

@@ -1,0 +1,70 @@
+"""Errors a provider raises, each with text a user can act on."""
+
+from __future__ import annotations
+
+from duragent.errors import ConfigError, DuragentError
+
+
+class ProviderError(DuragentError):
+    """The provider refused or failed a request; the text names the provider and, if known, the URL."""
+
+    def __init__(self, message: str, *, provider: str, status: int | None = None, url: str | None = None):
+        super().__init__(message)
+        self.provider = provider
+        self.status = status
+        self.url = url
+
+
+class ProviderAuthError(ProviderError):
+    """The provider rejected the credentials (HTTP 401 or 403)."""
+
+
+class ProviderRateLimited(ProviderError):
+    """HTTP 429 on every attempt; `retry_after` is the last wait the provider asked for, if any."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        url: str | None = None,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message, provider=provider, status=429, url=url)
+        self.retry_after = retry_after
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider could not be reached, or answered 5xx, on every attempt."""
+
+
+class StreamError(ProviderError):
+    """The reply stream broke after it started: malformed chunk, dropped connection, error event.
+
+    Raised from the stream iterator; the caller turns it into an error event and the session
+    stays usable.
+    """
+
+
+class StreamTimeout(StreamError):
+    """No bytes arrived from the provider for longer than the idle timeout."""
+
+
+class MissingApiKey(ConfigError):
+    """The provider needs an API key and the environment variable that should hold it is unset."""
+
+    def __init__(self, provider: str, variable: str):
+        super().__init__(
+            f"the {provider} provider needs an API key: set the environment variable {variable} "
+            f"(or point model.api_key_env in agent.yaml at the variable that holds it)"
+        )
+        self.provider = provider
+        self.variable = variable
+
+
+class UnknownProvider(ConfigError):
+    """agent.yaml names a provider Duragent does not have."""
+
+    def __init__(self, provider: str, known: tuple[str, ...]):
+        super().__init__(f"unknown model provider {provider!r}; known providers: {', '.join(known)}")
+        self.provider = provider

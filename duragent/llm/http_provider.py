@@ -1,0 +1,294 @@
+"""What every HTTP provider shares: one aiohttp session, retries, timeouts, cancellation, error text.
+
+We talk to providers with aiohttp rather than vendor SDKs: it is already a dependency (the
+server uses it), and owning the HTTP call gives us full control of streaming, idle timeouts,
+retries before the first chunk, and closing the connection the moment a turn is cancelled.
+
+A subclass says where to POST, what body and headers to send, and how to decode the SSE events
+of one reply (`StreamDecoder`); this module does the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol, Self
+
+from duragent.llm.base import collect_completion
+from duragent.llm.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderUnavailable,
+    StreamError,
+    StreamTimeout,
+)
+from duragent.llm.retry import RetryPolicy, is_retryable_status, parse_retry_after
+from duragent.llm.sse import SseEvent, SseParser
+from duragent.llm.types import Completion, Finish, LLMRequest, StreamChunk
+
+if TYPE_CHECKING:
+    import aiohttp
+
+logger = logging.getLogger(__name__)
+
+_READ_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds to wait for a connection, and for the next bytes of a reply (headers included)."""
+
+    connect: float = 30.0
+    idle: float = 300.0
+
+
+class StreamDecoder(Protocol):
+    """Turns one reply's SSE events into stream chunks; one decoder per attempt."""
+
+    def feed(self, event: SseEvent) -> list[StreamChunk]:
+        """Chunks for this event; raises StreamError for a malformed event or an error event."""
+        ...
+
+    def end(self) -> list[StreamChunk]:
+        """The body ended: the final chunks (ending with Finish), or StreamError if it was cut short."""
+        ...
+
+
+class _TransientFailure(Exception):
+    """A failure worth retrying if nothing has been yielded yet; `error` is raised when we give up."""
+
+    def __init__(self, error: ProviderError, retry_after: float | None = None):
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+class HttpProvider(ABC):
+    """A provider reached over HTTP with a streaming (SSE) endpoint."""
+
+    def __init__(
+        self,
+        *,
+        provider_name: str,
+        api_key: str | None,
+        api_key_env: str | None,
+        headers: Mapping[str, str] | None = None,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+    ):
+        self.name = provider_name
+        self.api_key = api_key
+        self.api_key_env = api_key_env
+        self.extra_headers = dict(headers or {})
+        self.retry = retry or RetryPolicy()
+        self.timeouts = timeouts or Timeouts()
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    @abstractmethod
+    def endpoint(self) -> str:
+        """The URL replies are streamed from."""
+
+    @abstractmethod
+    def build_payload(self, request: LLMRequest) -> dict[str, Any]:
+        """The JSON body for `request`, in the provider's wire format."""
+
+    @abstractmethod
+    def auth_headers(self) -> dict[str, str]:
+        """Headers carrying the API key (empty when there is none)."""
+
+    @abstractmethod
+    def new_decoder(self) -> StreamDecoder:
+        """A fresh decoder for one reply."""
+
+    async def stream(self, request: LLMRequest) -> AsyncGenerator[StreamChunk, None]:
+        """Stream the reply, retrying transient failures that happen before the first chunk."""
+        url = self.endpoint
+        payload = self.build_payload(request)
+        headers = {**self.auth_headers(), **self.extra_headers}
+        for attempt in range(1, self.retry.max_attempts + 1):
+            started = False
+            try:
+                async for chunk in self._attempt(url, payload, headers):
+                    started = True
+                    yield chunk
+                return
+            except _TransientFailure as failure:
+                if started or attempt == self.retry.max_attempts:
+                    raise failure.error from failure
+                await asyncio.sleep(self._wait_before_retry(failure, attempt))
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        """The whole reply, gathered from `stream`."""
+        return await collect_completion(self.stream(request))
+
+    async def close(self) -> None:
+        """Close the HTTP session and its connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _wait_before_retry(self, failure: _TransientFailure, attempt: int) -> float:
+        if failure.retry_after is not None and failure.retry_after > self.retry.max_retry_after:
+            raise failure.error from failure
+        delay = failure.retry_after if failure.retry_after is not None else self.retry.backoff(attempt)
+        logger.warning(
+            "%s; attempt %d of %d, retrying in %.2f s", failure.error, attempt, self.retry.max_attempts, delay
+        )
+        return delay
+
+    def _client(self) -> aiohttp.ClientSession:
+        import aiohttp
+
+        if self._session is None or self._session.closed:
+            timeout = aiohttp.ClientTimeout(
+                total=None,
+                connect=self.timeouts.connect,
+                sock_connect=self.timeouts.connect,
+                sock_read=self.timeouts.idle,
+            )
+            self._session = aiohttp.ClientSession(timeout=timeout)
+        return self._session
+
+    async def _attempt(
+        self, url: str, payload: dict[str, Any], headers: dict[str, str]
+    ) -> AsyncGenerator[StreamChunk, None]:
+        import aiohttp
+
+        try:
+            response = await self._client().post(url, json=payload, headers=headers)
+        except TimeoutError as exc:
+            if isinstance(exc, aiohttp.ConnectionTimeoutError):
+                raise _TransientFailure(self._unreachable(url, "connection timed out")) from exc
+            raise self._idle_timeout(url) from exc
+        except aiohttp.ClientConnectionError as exc:
+            raise _TransientFailure(self._unreachable(url, str(exc) or type(exc).__name__)) from exc
+        except aiohttp.ClientError as exc:  # e.g. an invalid base_url: retrying cannot help
+            raise ProviderError(
+                f"request to {self.name} at {url} failed: {exc}", provider=self.name, url=url
+            ) from exc
+        finished = False
+        try:
+            if response.status >= 400:
+                raise await self._status_error(response, url)
+            decoder = self.new_decoder()
+            parser = SseParser()
+            while not finished:
+                data = await self._read(response, url)
+                events = parser.feed(data) if data else parser.flush()
+                for event in events:
+                    for chunk in decoder.feed(event):
+                        yield chunk
+                        finished = finished or isinstance(chunk, Finish)
+                if not data and not finished:
+                    for chunk in decoder.end():
+                        yield chunk
+                    finished = True
+        finally:
+            # An unfinished body (error, cancellation, abandoned iterator) must not go back to the
+            # pool: closing it is what tells the server the client has gone.
+            if finished:
+                response.release()
+            else:
+                response.close()
+
+    async def _read(self, response: aiohttp.ClientResponse, url: str) -> bytes:
+        import aiohttp
+
+        try:
+            async with asyncio.timeout(self.timeouts.idle):
+                return await response.content.readany()
+        except TimeoutError as exc:
+            raise self._idle_timeout(url) from exc
+        except aiohttp.ClientError as exc:
+            reason = (
+                "the server closed the connection before the reply was complete"
+                if isinstance(exc, aiohttp.ClientPayloadError)
+                else str(exc) or type(exc).__name__
+            )
+            error = StreamError(
+                f"the connection to {self.name} broke mid-stream ({url}): {reason}",
+                provider=self.name,
+                url=url,
+            )
+            raise _TransientFailure(error) from exc
+
+    async def _status_error(self, response: aiohttp.ClientResponse, url: str) -> Exception:
+        import aiohttp
+
+        status = response.status
+        try:
+            body = await response.text(errors="replace")
+        except (aiohttp.ClientError, TimeoutError):
+            body = ""
+        detail = server_message(body) or response.reason or "no details"
+        where = f"{status} from {self.name} at {url}"
+        if status in (401, 403):
+            return ProviderAuthError(
+                f"{where}: {self._rejected_key_text()} (server said: {detail})",
+                provider=self.name,
+                status=status,
+                url=url,
+            )
+        if not is_retryable_status(status):
+            return ProviderError(f"{where}: {detail}", provider=self.name, status=status, url=url)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        error: ProviderError
+        if status == 429:
+            error = ProviderRateLimited(
+                f"{where}: rate limited: {detail}", provider=self.name, url=url, retry_after=retry_after
+            )
+        else:
+            error = ProviderUnavailable(f"{where}: {detail}", provider=self.name, status=status, url=url)
+        return _TransientFailure(error, retry_after)
+
+    def _rejected_key_text(self) -> str:
+        if self.api_key is None:
+            return "no API key was sent; set model.api_key_env in agent.yaml to the variable holding one"
+        if self.api_key_env:
+            return f"the API key in {self.api_key_env} was rejected"
+        return "the API key was rejected"
+
+    def _unreachable(self, url: str, reason: str) -> ProviderUnavailable:
+        return ProviderUnavailable(
+            f"could not reach {self.name} at {url}: {reason}", provider=self.name, url=url
+        )
+
+    def _idle_timeout(self, url: str) -> StreamTimeout:
+        return StreamTimeout(
+            f"no data from {self.name} for {self.timeouts.idle:g} s ({url})", provider=self.name, url=url
+        )
+
+
+def server_message(body: str) -> str:
+    """The human-readable message in an error body (`{"error": {"message": ...}}` and kin)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.strip()[:300]
+    if isinstance(data, dict):
+        error = data.get("error", data)
+        if isinstance(error, dict):
+            for key in ("message", "detail", "msg"):
+                if isinstance(error.get(key), str):
+                    return str(error[key])
+        if isinstance(error, str):
+            return error
+    return body.strip()[:300]

@@ -1,0 +1,246 @@
+"""The OpenAI Chat Completions wire format, spoken by OpenAI, OpenRouter, Ollama, vLLM, LM Studio..."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from duragent.llm.errors import StreamError
+from duragent.llm.http_provider import HttpProvider, StreamDecoder, Timeouts
+from duragent.llm.retry import RetryPolicy
+from duragent.llm.sse import SseEvent
+from duragent.llm.types import (
+    Finish,
+    FinishReason,
+    ForceTool,
+    LLMRequest,
+    Message,
+    StreamChunk,
+    TextDelta,
+    ToolCall,
+    ToolCallComplete,
+    ToolCallDelta,
+    ToolChoice,
+    ToolDefinition,
+    Usage,
+)
+
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "length": "length",
+    "content_filter": "error",
+}
+
+
+class OpenAICompatProvider(HttpProvider):
+    """Streams `POST {base_url}/chat/completions` replies."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        provider_name: str = "openai",
+        api_key_env: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+        max_tokens_field: str = "max_tokens",
+    ):
+        super().__init__(
+            provider_name=provider_name,
+            api_key=api_key,
+            api_key_env=api_key_env,
+            headers=headers,
+            retry=retry,
+            timeouts=timeouts,
+        )
+        self.base_url = base_url.rstrip("/")
+        # OpenAI itself wants `max_completion_tokens` (reasoning models refuse `max_tokens`);
+        # most compatible servers only know `max_tokens`.
+        self.max_tokens_field = max_tokens_field
+
+    @property
+    def endpoint(self) -> str:
+        """`{base_url}/chat/completions`."""
+        return f"{self.base_url}/chat/completions"
+
+    def auth_headers(self) -> dict[str, str]:
+        """A Bearer token when there is a key."""
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    def build_payload(self, request: LLMRequest) -> dict[str, Any]:
+        """The chat completions body: streaming, with usage in the last chunk."""
+        payload: dict[str, Any] = {
+            "model": request.model,
+            "messages": [message_to_openai(message) for message in request.messages],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if request.tools:
+            payload["tools"] = [tool_to_openai(tool) for tool in request.tools]
+            if request.tool_choice is not None:
+                payload["tool_choice"] = tool_choice_to_openai(request.tool_choice)
+        if request.temperature is not None:
+            payload["temperature"] = request.temperature
+        if request.max_output_tokens is not None:
+            payload[self.max_tokens_field] = request.max_output_tokens
+        return payload
+
+    def new_decoder(self) -> StreamDecoder:
+        """A decoder for one chat completions SSE stream."""
+        return OpenAIStreamDecoder(self.name)
+
+
+def message_to_openai(message: Message) -> dict[str, Any]:
+    """One message in chat completions form."""
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content or ""}
+    result: dict[str, Any] = {"role": message.role, "content": message.content or ""}
+    if message.role == "assistant" and message.tool_calls:
+        result["content"] = message.content or None
+        result["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {
+                    "name": call.name,
+                    "arguments": call.unparsed_arguments or json.dumps(call.arguments),
+                },
+            }
+            for call in message.tool_calls
+        ]
+    if message.name and message.role in ("user", "system"):
+        result["name"] = message.name
+    return result
+
+
+def tool_to_openai(tool: ToolDefinition) -> dict[str, Any]:
+    """A tool definition as a chat completions `function` tool."""
+    return {
+        "type": "function",
+        "function": {"name": tool.name, "description": tool.description, "parameters": tool.parameters},
+    }
+
+
+def tool_choice_to_openai(choice: ToolChoice) -> str | dict[str, Any]:
+    """`auto`/`none`/`required` as is; a forced tool as a `function` object."""
+    if isinstance(choice, ForceTool):
+        return {"type": "function", "function": {"name": choice.name}}
+    return choice
+
+
+@dataclass
+class _PartialCall:
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+    completed: bool = False
+
+
+class OpenAIStreamDecoder:
+    """Decodes `chat.completion.chunk` events; tool calls are assembled by their `index`."""
+
+    def __init__(self, provider: str):
+        self.provider = provider
+        self._calls: dict[int, _PartialCall] = {}
+        self._finish: FinishReason | None = None
+        self._usage: Usage | None = None
+        self._done = False
+
+    def feed(self, event: SseEvent) -> list[StreamChunk]:
+        """Chunks for one `data:` event; `[DONE]` ends the reply."""
+        data = event.data.strip()
+        if self._done or not data:
+            return []
+        if data == "[DONE]":
+            return self._final()
+        try:
+            chunk = json.loads(data)
+            return self._chunk(chunk)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise StreamError(
+                f"malformed chunk from {self.provider}: {data[:200]}", provider=self.provider
+            ) from exc
+
+    def end(self) -> list[StreamChunk]:
+        """The body ended without `[DONE]`: fine after a finish reason, a broken reply otherwise."""
+        if self._done:
+            return []
+        if self._finish is None:
+            raise StreamError(
+                f"the stream from {self.provider} ended before the reply was complete", provider=self.provider
+            )
+        return self._final()
+
+    def _chunk(self, chunk: dict[str, Any]) -> list[StreamChunk]:
+        if "error" in chunk:
+            error = chunk["error"]
+            message = error.get("message", error) if isinstance(error, dict) else error
+            raise StreamError(
+                f"{self.provider} reported an error mid-stream: {message}", provider=self.provider
+            )
+        usage = chunk.get("usage")
+        if usage:
+            self._usage = Usage(
+                int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+            )
+        out: list[StreamChunk] = []
+        for choice in chunk.get("choices") or []:
+            if choice.get("index", 0) != 0:
+                continue  # we never ask for n > 1
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                out.append(TextDelta(str(delta["content"])))
+            for call_delta in delta.get("tool_calls") or []:
+                out.append(self._tool_call_delta(call_delta))
+            reason = choice.get("finish_reason")
+            if reason:
+                self._finish = _FINISH_REASONS.get(reason, "stop")
+                out.extend(self._complete_calls())
+        return out
+
+    def _tool_call_delta(self, call_delta: dict[str, Any]) -> ToolCallDelta:
+        index = int(call_delta.get("index", len(self._calls)))
+        function = call_delta.get("function") or {}
+        partial = self._calls.setdefault(index, _PartialCall())
+        if call_delta.get("id"):
+            partial.id = str(call_delta["id"])
+        if function.get("name"):
+            partial.name = str(function["name"])
+        fragment = str(function.get("arguments") or "")
+        partial.arguments += fragment
+        return ToolCallDelta(index, call_delta.get("id"), function.get("name"), fragment)
+
+    def _complete_calls(self) -> list[StreamChunk]:
+        out: list[StreamChunk] = []
+        for index in sorted(self._calls):
+            partial = self._calls[index]
+            if partial.completed:
+                continue
+            if not partial.name:
+                raise StreamError(
+                    f"tool call {index} from {self.provider} has no name", provider=self.provider
+                )
+            partial.completed = True
+            call = ToolCall.from_json_arguments(
+                partial.id or f"call_{index}", partial.name, partial.arguments
+            )
+            out.append(ToolCallComplete(call))
+        return out
+
+    def _final(self) -> list[StreamChunk]:
+        self._done = True
+        out = self._complete_calls()
+        if self._usage is not None:
+            out.append(self._usage)
+        reason = self._finish or "stop"
+        # Some servers (Ollama among them) say "stop" even when the reply is tool calls.
+        if self._calls and reason == "stop":
+            reason = "tool_calls"
+        out.append(Finish(reason))
+        return out

@@ -1,0 +1,27 @@
+"""Pytest fixtures that start Duragent's fake peers; registered as a pytest plugin.
+
+Use them in any test suite where duragent is installed (needs pytest-asyncio):
+
+    async def test_reply_is_streamed(fake_llm):
+        fake_llm.enqueue(text("Hello", chunks=2))
+        provider = OpenAICompatProvider(fake_llm.url, "test-key")
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import pytest_asyncio
+
+if TYPE_CHECKING:
+    from duragent.testing.fake_llm import FakeLLMServer
+
+
+@pytest_asyncio.fixture
+async def fake_llm() -> AsyncIterator[FakeLLMServer]:
+    """A fake OpenAI + Anthropic server on 127.0.0.1 (free port), started and stopped per test."""
+    from duragent.testing.fake_llm import FakeLLMServer
+
+    async with FakeLLMServer() as server:
+        yield server
