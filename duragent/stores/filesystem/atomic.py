@@ -1,0 +1,58 @@
+"""Durable file writes: whole-file replacement that a crash can never leave half done.
+
+`write_atomic` is the one way the filesystem stores replace a file (snapshots, sidecars,
+rewritten Markdown): a temp file in the same directory, fsync, rename over the target, fsync
+the directory. A reader (or `git add`) sees the old bytes or the new, never a mix.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from duragent.ids import ulid
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of `data` to `fd`, looping over short writes (a signal or a full pipe)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make file creations, renames and removals in `directory` survive a power loss."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temp_path_for(path: Path) -> Path:
+    """The temp file `write_atomic` uses for `path`: `<name>.<ULID>.tmp`, beside it (same filesystem)."""
+    return path.with_name(f"{path.name}.{ulid()}.tmp")
+
+
+def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace `path` with `data` atomically; with `durable`, fsync the file and its directory.
+
+    The temp file is removed if anything fails, so no `.tmp` litter is left behind.
+    `durable=False` keeps the atomicity (rename) but skips both fsyncs, for tests and benchmarks.
+    """
+    temp = temp_path_for(path)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        try:
+            write_all(fd, data)
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_directory(path.parent)

@@ -1,0 +1,793 @@
+"""The filesystem SessionStore: `<root>/<id>/events.jsonl` (append-only log) and `state.yaml` (snapshot).
+
+Every event is one compact JSON line appended with a single `os.write` on an `O_APPEND` fd, so
+`cat`, `tail -f` and `jq` read the log as it grows. The stdlib `json` module is used directly
+rather than the jsonlines library: appends need the encoded bytes of a whole batch for one
+write, and reading backwards from the end needs raw lines, neither of which jsonlines helps with.
+
+Durability (`fsync`): "turn" fsyncs once at the end of each `append` call, "always" after every
+event line, "never" not at all. When `append` returns, the batch is on disk per that mode.
+
+Event loop: writing a few hundred bytes takes about a microsecond and runs inline. An fsync took
+~150 us on the reference VM while a round trip through `asyncio.to_thread` alone cost ~100 us,
+so always offloading fsync doubled append latency. The store therefore measures its fsyncs and
+runs them inline while their moving average stays under `inline_fsync_max_seconds` (2 ms by
+default: a stall no token stream would notice, and below a spinning disk's fsync, so slow disks
+and overloaded ones move fsync to a worker thread until it is fast again). Anything bigger
+(large batches, reads, list, snapshots, tail recovery) always runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import functools
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
+
+import yaml
+
+from duragent.errors import InvalidName
+from duragent.ids import check_name
+from duragent.stores.base import (
+    Change,
+    ChangeListener,
+    SequenceConflict,
+    SessionEvent,
+    SessionNotFound,
+    SessionReadOptions,
+    SessionSnapshot,
+    SessionStatus,
+    SessionSummary,
+    ignore_changes,
+)
+from duragent.stores.filesystem.atomic import fsync_directory, write_all, write_atomic
+from duragent.stores.filesystem.locks import SessionLock
+
+try:
+    from yaml import CSafeDumper as _YamlDumper
+    from yaml import CSafeLoader as _YamlLoader
+except ImportError:  # PyYAML built without libyaml
+    from yaml import SafeDumper as _YamlDumper  # type: ignore[assignment]
+    from yaml import SafeLoader as _YamlLoader  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
+
+log = logging.getLogger(__name__)
+
+EVENTS_FILE = "events.jsonl"
+SNAPSHOT_FILE = "state.yaml"
+SNAPSHOT_SCHEMA_VERSION = 1
+FsyncMode = Literal["turn", "always", "never"]
+Redactor = Callable[[dict[str, Any]], dict[str, Any]]
+
+#: Bytes read per step when scanning a log backwards from its end.
+_BLOCK_SIZE = 64 * 1024
+#: Batches bigger than this are written from a worker thread (measured: 64 KiB writes in ~20 us).
+_INLINE_WRITE_MAX = 64 * 1024
+#: How much of a log's end `list` looks at for the latest status and activity.
+_SUMMARY_TAIL_BYTES = 64 * 1024
+#: Weight of the newest fsync duration in the moving average that decides inline vs thread.
+_FSYNC_AVERAGE_WEIGHT = 0.2
+_STATUSES: frozenset[str] = frozenset(get_args(SessionStatus))
+#: Compact, UTF-8 as is (greppable), strict JSON (no NaN, so jq reads every line); built once.
+_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class RecoveredTail:
+    """Bytes cut off the end of a session log when it was opened: a torn or corrupt last line."""
+
+    session_id: str
+    saved_to: Path
+    size: int
+
+
+@dataclass
+class _Writer:
+    """A session this process has opened for appending: its lock, its O_APPEND fd, where the log ends."""
+
+    path: Path
+    lock: SessionLock
+    fd: int
+    last_seq: int
+    size: int
+
+
+@dataclass
+class _Scan:
+    """Events found while reading a log, plus the byte offsets of lines that were not valid events."""
+
+    events: list[SessionEvent] = field(default_factory=list)
+    corrupt_offsets: list[int] = field(default_factory=list)
+
+
+# --- encoding and parsing lines ----------------------------------------------------------------
+
+
+def encode_event(event: SessionEvent, payload: dict[str, Any] | None = None) -> bytes:
+    """One events.jsonl line: compact JSON (UTF-8, no NaN) ending in a newline."""
+    record = event.to_record()
+    if payload is not None:
+        record["payload"] = payload
+    return (_JSON_ENCODER.encode(record) + "\n").encode()
+
+
+def parse_event_line(line: bytes) -> SessionEvent | None:
+    """The event stored on one line, or None when the line is not a valid event."""
+    try:
+        record = json.loads(line)
+        if not isinstance(record, dict):
+            return None
+        return SessionEvent.from_record(record)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+# --- scanning a log file -----------------------------------------------------------------------
+
+
+def _complete_end(fd: int, size: int) -> int:
+    """Offset just past the last newline: where the complete lines end (0 when there is none)."""
+    position = size
+    while position > 0:
+        start = max(0, position - _BLOCK_SIZE)
+        newline = os.pread(fd, position - start, start).rfind(b"\n")
+        if newline >= 0:
+            return start + newline + 1
+        position = start
+    return 0
+
+
+def _lines_backward(fd: int, end: int) -> Iterator[tuple[int, bytes]]:
+    """The complete lines before `end` (which must follow a newline), last first, with start offsets.
+
+    Reads blocks from the end towards the start, so stopping early costs only the tail.
+    """
+    if end <= 0:
+        return
+    # `buf` holds file[buf_start : buf_start + len(buf)]; the current line ends at buf[high] ("\n").
+    buf_start, buf, high = end - 1, b"", 0
+    while True:
+        newline = buf.rfind(b"\n", 0, high)
+        while newline < 0 and buf_start > 0:
+            start = max(0, buf_start - _BLOCK_SIZE)
+            block = os.pread(fd, buf_start - start, start)
+            buf = block + buf[:high]
+            high += len(block)
+            buf_start = start
+            newline = block.rfind(b"\n")
+        yield buf_start + newline + 1, buf[newline + 1 : high]
+        if newline < 0:
+            return
+        high = newline
+
+
+def _lines_forward(fd: int, end: int, chunk_size: int = 1024 * 1024) -> Iterator[tuple[int, bytes]]:
+    """The complete lines before `end`, first first, with start offsets; reads `chunk_size` at a time."""
+    position, carry = 0, b""
+    while position < end:
+        chunk = os.pread(fd, min(chunk_size, end - position), position)
+        if not chunk:
+            return
+        data = carry + chunk
+        data_start = position - len(carry)
+        position += len(chunk)
+        line_start = 0
+        while (newline := data.find(b"\n", line_start)) >= 0:
+            yield data_start + line_start, data[line_start:newline]
+            line_start = newline + 1
+        carry = data[line_start:]
+
+
+def _read_backward(fd: int, end: int, after_seq: int) -> _Scan:
+    """Events after `after_seq`, found by walking back from the end; cost grows with the tail only."""
+    scan = _Scan()
+    for offset, line in _lines_backward(fd, end):
+        if not line.strip():
+            continue
+        event = parse_event_line(line)
+        if event is None:
+            scan.corrupt_offsets.append(offset)
+            continue
+        if event.seq <= after_seq:
+            break
+        scan.events.append(event)
+    scan.events.reverse()
+    scan.corrupt_offsets.reverse()
+    return scan
+
+
+def _read_forward(fd: int, end: int, options: SessionReadOptions) -> _Scan:
+    """Events after `options.after_seq` from the start of the log, stopping once `limit` match."""
+    scan = _Scan()
+    matched = 0
+    for offset, line in _lines_forward(fd, end):
+        if not line.strip():
+            continue
+        event = parse_event_line(line)
+        if event is None:
+            scan.corrupt_offsets.append(offset)
+            continue
+        if event.seq <= options.after_seq:
+            continue
+        scan.events.append(event)
+        if options.types is None or event.type in options.types:
+            matched += 1
+            if options.limit is not None and matched >= options.limit:
+                break
+    return scan
+
+
+def _last_event(fd: int, end: int) -> SessionEvent | None:
+    """The last valid event of the log (corrupt trailing lines are skipped)."""
+    for _offset, line in _lines_backward(fd, end):
+        event = parse_event_line(line)
+        if event is not None:
+            return event
+    return None
+
+
+def _in_order(session_id: str, scan: _Scan, options: SessionReadOptions) -> list[SessionEvent]:
+    """Apply the filters, dropping any event whose seq does not increase (a hand-edited log)."""
+    result: list[SessionEvent] = []
+    previous = options.after_seq
+    for event in scan.events:
+        if event.seq <= previous:
+            log.warning("session %s: skipped event seq %d after seq %d", session_id, event.seq, previous)
+            continue
+        previous = event.seq
+        if options.types is not None and event.type not in options.types:
+            continue
+        result.append(event)
+        if options.limit is not None and len(result) >= options.limit:
+            break
+    return result
+
+
+# --- snapshots -----------------------------------------------------------------------------------
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def snapshot_to_yaml(snapshot: SessionSnapshot) -> bytes:
+    """state.yaml: block-style YAML a person can read, timestamps as ISO 8601 strings."""
+    document: dict[str, Any] = {"schema_version": SNAPSHOT_SCHEMA_VERSION, **asdict(snapshot)}
+    document["created_at"] = _iso(snapshot.created_at)
+    document["updated_at"] = _iso(snapshot.updated_at)
+    text = yaml.dump(
+        document, Dumper=_YamlDumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100
+    )
+    return text.encode()
+
+
+@functools.cache
+def _snapshot_adapter() -> TypeAdapter[SessionSnapshot]:
+    """The pydantic validator of state.yaml, built once (pydantic is imported only when needed)."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(SessionSnapshot)
+
+
+def snapshot_from_yaml(data: bytes) -> SessionSnapshot:
+    """Parse and validate state.yaml; raises ValueError (or yaml.YAMLError) when it is not a snapshot."""
+    from pydantic import ValidationError
+
+    document = yaml.load(data, Loader=_YamlLoader)
+    if not isinstance(document, dict):
+        raise ValueError("not a mapping")
+    document.pop("schema_version", None)
+    try:
+        return _snapshot_adapter().validate_python(document)
+    except ValidationError as error:
+        raise ValueError(str(error)) from error
+
+
+def _corrupt_copy_path(events_path: Path) -> Path:
+    """`events.jsonl.corrupt-<UTC timestamp>`, with a counter if that name is taken."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    candidate = events_path.with_name(f"{events_path.name}.corrupt-{stamp}")
+    counter = 2
+    while candidate.exists():
+        candidate = events_path.with_name(f"{events_path.name}.corrupt-{stamp}-{counter}")
+        counter += 1
+    return candidate
+
+
+def _batch_change(events_path: Path, session_id: str, batch: Sequence[SessionEvent]) -> Change:
+    """What an append tells the committer: `turn K (+N events)` or `+N events`, details = the types."""
+    turns = [
+        turn
+        for event in batch
+        if isinstance(turn := event.payload.get("turn"), int) and not isinstance(turn, bool)
+    ]
+    count = f"+{len(batch)} event{'s' if len(batch) != 1 else ''}"
+    summary = f"turn {max(turns)} ({count})" if turns else count
+    return Change(
+        paths=(events_path,),
+        kind="session",
+        subject=session_id,
+        summary=summary,
+        details=tuple(event.type for event in batch),
+    )
+
+
+class FilesystemSessionStore:
+    """SessionStore on plain files: one folder per session under `root`.
+
+    `fsync` is the durability mode (see the module docstring), `on_change` is told about every
+    file this store changes (for the git committer), `redact` rewrites each payload before it
+    reaches disk (the secret guard). `recovered` lists the torn or corrupt log tails this store
+    cut off when it opened sessions. `inline_fsync_max_seconds` is the average fsync time under
+    which fsync runs on the event loop instead of a thread (0 = always a thread).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        fsync: FsyncMode = "turn",
+        on_change: ChangeListener = ignore_changes,
+        redact: Redactor | None = None,
+        inline_fsync_max_seconds: float = 0.002,
+    ):
+        if fsync not in ("turn", "always", "never"):
+            raise ValueError(f"fsync must be turn, always or never, not {fsync!r}")
+        self.root = root
+        self.fsync: FsyncMode = fsync
+        self.recovered: list[RecoveredTail] = []
+        self._on_change = on_change
+        self._redact = redact
+        self._inline_fsync_max = inline_fsync_max_seconds
+        self._fsync_average: float | None = None  # unknown until the first fsync (done in a thread)
+        self._writers: dict[str, _Writer] = {}
+        self._guards: dict[str, asyncio.Lock] = {}
+
+    # --- paths ---------------------------------------------------------------------------------
+
+    def session_dir(self, session_id: str) -> Path:
+        """The folder of one session (validated id: never escapes `root`)."""
+        return self.root / check_name(session_id, "session id")
+
+    def events_path(self, session_id: str) -> Path:
+        """`<root>/<id>/events.jsonl`."""
+        return self.session_dir(session_id) / EVENTS_FILE
+
+    def snapshot_path(self, session_id: str) -> Path:
+        """`<root>/<id>/state.yaml`."""
+        return self.session_dir(session_id) / SNAPSHOT_FILE
+
+    # --- SessionStore --------------------------------------------------------------------------
+
+    async def append(self, session_id: str, events: SessionEvent | Sequence[SessionEvent]) -> None:
+        """Append one event or a batch; seqs must continue the log, else SequenceConflict (nothing written).
+
+        Takes the session's lock on the first write from this process (SessionLocked if another
+        process writes it). When this returns the batch is on disk, fsynced per the store's mode.
+        """
+        check_name(session_id, "session id")
+        batch = [events] if isinstance(events, SessionEvent) else list(events)
+        if not batch:
+            return
+        async with self._guard(session_id):
+            writer = await self._open_writer(session_id)
+            _check_sequence(session_id, writer.last_seq, batch)
+            lines = [self._encode(event) for event in batch]
+            if self._can_write_inline(lines):
+                self._write_batch(writer, lines, batch[-1].seq)
+            else:
+                await _run_to_completion(lambda: self._write_batch(writer, lines, batch[-1].seq))
+        self._on_change(_batch_change(writer.path, session_id, batch))
+
+    async def read(
+        self, session_id: str, options: SessionReadOptions = SessionReadOptions()
+    ) -> list[SessionEvent]:
+        """Events in seq order after `options.after_seq`, of `options.types`, at most `options.limit`.
+
+        With a large `after_seq` (resuming), only the end of the log is read. Corrupt lines are
+        skipped with a warning; an incomplete last line (a write in progress or torn) is ignored.
+        """
+        session_dir = self.session_dir(session_id)
+        if not session_dir.is_dir():
+            raise SessionNotFound(session_id)
+        return await asyncio.to_thread(self._read_sync, session_id, options)
+
+    async def delete(self, session_id: str) -> None:
+        """Remove the session's folder (log, snapshot, memory) under its lock; SessionNotFound if absent."""
+        session_dir = self.session_dir(session_id)
+        async with self._guard(session_id):
+            if not session_dir.is_dir():
+                raise SessionNotFound(session_id)
+            writer = self._writers.pop(session_id, None)
+            if writer is not None:
+                os.close(writer.fd)
+                lock = writer.lock
+            else:
+                lock = SessionLock(session_dir, session_id)
+                lock.acquire()
+            try:
+                await asyncio.to_thread(self._remove_dir, session_dir)
+            finally:
+                lock.release()
+        self._on_change(Change(paths=(session_dir,), kind="session", subject=session_id, summary="deleted"))
+
+    async def last_seq(self, session_id: str) -> int:
+        """The highest stored seq; 0 for a session with no events or that does not exist yet."""
+        check_name(session_id, "session id")
+        writer = self._writers.get(session_id)
+        if writer is not None:
+            return writer.last_seq
+        return await asyncio.to_thread(self._last_seq_sync, session_id)
+
+    async def list(
+        self, *, agent: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> list[SessionSummary]:
+        """Every session (from its snapshot and the end of its log, never the whole log), newest first."""
+        summaries = await asyncio.to_thread(self._list_sync)
+        chosen = [
+            summary
+            for summary in summaries
+            if (agent is None or summary.agent == agent) and (status is None or summary.status == status)
+        ]
+        chosen.sort(key=lambda summary: summary.updated_at, reverse=True)
+        return chosen if limit is None else chosen[:limit]
+
+    async def save_snapshot(self, snapshot: SessionSnapshot) -> None:
+        """Write state.yaml atomically (temp file, fsync, rename, fsync dir) as this session's writer."""
+        session_id = snapshot.session_id
+        path = self.snapshot_path(session_id)
+        durable = self.fsync != "never"
+        async with self._guard(session_id):
+            await self._open_writer(session_id)
+            # Dumping a long conversation to YAML takes milliseconds: do it off the loop too.
+            await _run_to_completion(lambda: write_atomic(path, snapshot_to_yaml(snapshot), durable=durable))
+        self._on_change(
+            Change(
+                paths=(path,),
+                kind="session",
+                subject=session_id,
+                summary=f"snapshot at seq {snapshot.last_seq}",
+            )
+        )
+
+    async def load_snapshot(self, session_id: str) -> SessionSnapshot | None:
+        """state.yaml, or None when missing or unreadable (logged as a warning; rebuild from the log)."""
+        path = self.snapshot_path(session_id)
+        return await asyncio.to_thread(_load_snapshot_file, session_id, path)
+
+    async def close(self) -> None:
+        """Close every open log and release the session locks this store holds."""
+        writers, self._writers = self._writers, {}
+        for writer in writers.values():
+            os.close(writer.fd)
+            writer.lock.release()
+
+    # --- appending -----------------------------------------------------------------------------
+
+    def _guard(self, session_id: str) -> asyncio.Lock:
+        """Serialises this process's writes to one session (appends, snapshots, delete)."""
+        guard = self._guards.get(session_id)
+        if guard is None:
+            guard = self._guards[session_id] = asyncio.Lock()
+        return guard
+
+    async def _open_writer(self, session_id: str) -> _Writer:
+        writer = self._writers.get(session_id)
+        if writer is None:
+            writer = await asyncio.to_thread(self._open_writer_sync, session_id)
+            self._writers[session_id] = writer
+        return writer
+
+    def _open_writer_sync(self, session_id: str) -> _Writer:
+        """Create the folder if needed, take the lock, open the log and repair its tail."""
+        session_dir = self.session_dir(session_id)
+        created = not session_dir.is_dir()
+        session_dir.mkdir(parents=True, exist_ok=True)
+        events_path = session_dir / EVENTS_FILE
+        lock = SessionLock(session_dir, session_id)
+        lock.acquire()
+        try:
+            fd = os.open(events_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                last_seq, size = self._recover_tail(session_id, fd)
+                if created and self.fsync != "never":
+                    fsync_directory(session_dir)
+                    fsync_directory(self.root)
+            except BaseException:
+                os.close(fd)
+                raise
+        except BaseException:
+            lock.release()
+            raise
+        return _Writer(path=events_path, lock=lock, fd=fd, last_seq=last_seq, size=size)
+
+    def _recover_tail(self, session_id: str, fd: int) -> tuple[int, int]:
+        """Cut a torn or corrupt end off the log (saving the bytes); returns (last seq, new size).
+
+        A complete valid event is never dropped: a valid last line that only lacks its newline
+        gets the newline added instead.
+        """
+        size = os.fstat(fd).st_size
+        end = _complete_end(fd, size)
+        if end < size:
+            trailing = os.pread(fd, size - end, end)
+            event = parse_event_line(trailing)
+            if event is not None:
+                write_all(fd, b"\n")
+                return event.seq, size + 1
+        cut_from = end
+        last_seq = 0
+        for offset, line in _lines_backward(fd, end):
+            event = parse_event_line(line)
+            if event is not None:
+                last_seq = event.seq
+                break
+            cut_from = offset
+        if cut_from < size:
+            self._cut_tail(session_id, fd, cut_from, size)
+        return last_seq, cut_from
+
+    def _cut_tail(self, session_id: str, fd: int, cut_from: int, size: int) -> None:
+        events_path = self.events_path(session_id)
+        saved_to = _corrupt_copy_path(events_path)
+        write_atomic(saved_to, os.pread(fd, size - cut_from, cut_from), durable=self.fsync != "never")
+        os.ftruncate(fd, cut_from)
+        if self.fsync != "never":
+            os.fsync(fd)
+        self.recovered.append(RecoveredTail(session_id, saved_to, size - cut_from))
+        log.warning(
+            "session %s: cut %d bytes of torn or corrupt data off the end of %s; saved in %s",
+            session_id,
+            size - cut_from,
+            events_path,
+            saved_to,
+        )
+
+    def _encode(self, event: SessionEvent) -> bytes:
+        payload = self._redact(event.payload) if self._redact is not None else None
+        return encode_event(event, payload)
+
+    def _can_write_inline(self, lines: Sequence[bytes]) -> bool:
+        if sum(len(line) for line in lines) > _INLINE_WRITE_MAX:
+            return False
+        if self.fsync == "never":
+            return True
+        fsyncs = len(lines) if self.fsync == "always" else 1
+        average = self._fsync_average
+        return fsyncs == 1 and average is not None and average <= self._inline_fsync_max
+
+    def _write_batch(self, writer: _Writer, lines: Sequence[bytes], last_seq: int) -> None:
+        """Blocking: write the lines and fsync per mode, then advance the writer; undo on failure."""
+        try:
+            if self.fsync == "always":
+                for line in lines:
+                    write_all(writer.fd, line)
+                    self._timed_fsync(writer.fd)
+            else:
+                write_all(writer.fd, b"".join(lines))
+                if self.fsync == "turn":
+                    self._timed_fsync(writer.fd)
+        except OSError:
+            self._undo_partial_write(writer)
+            raise
+        writer.size += sum(len(line) for line in lines)
+        writer.last_seq = last_seq
+
+    def _undo_partial_write(self, writer: _Writer) -> None:
+        """Truncate what a failed batch left behind, so the log ends on an acknowledged event."""
+        try:
+            os.ftruncate(writer.fd, writer.size)
+        except OSError:
+            # The log's end is unknown now: forget the writer so the next append reopens and repairs it.
+            for session_id, open_writer in list(self._writers.items()):
+                if open_writer is writer:
+                    del self._writers[session_id]
+            os.close(writer.fd)
+            writer.lock.release()
+
+    def _timed_fsync(self, fd: int) -> None:
+        started = time.perf_counter()
+        os.fsync(fd)
+        elapsed = time.perf_counter() - started
+        previous = self._fsync_average
+        self._fsync_average = (
+            elapsed
+            if previous is None
+            else (1 - _FSYNC_AVERAGE_WEIGHT) * previous + _FSYNC_AVERAGE_WEIGHT * elapsed
+        )
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def _read_sync(self, session_id: str, options: SessionReadOptions) -> builtins.list[SessionEvent]:
+        try:
+            fd = os.open(self.events_path(session_id), os.O_RDONLY)
+        except FileNotFoundError:
+            if self.session_dir(session_id).is_dir():
+                return []
+            raise SessionNotFound(session_id) from None
+        try:
+            end = _complete_end(fd, os.fstat(fd).st_size)
+            scan = (
+                _read_backward(fd, end, options.after_seq)
+                if self._tail_is_shorter(fd, end, options.after_seq)
+                else _read_forward(fd, end, options)
+            )
+        finally:
+            os.close(fd)
+        if scan.corrupt_offsets:
+            log.warning(
+                "session %s: skipped %d corrupt line(s) in %s at byte offset(s) %s",
+                session_id,
+                len(scan.corrupt_offsets),
+                self.events_path(session_id),
+                ", ".join(str(offset) for offset in scan.corrupt_offsets[:10]),
+            )
+        return _in_order(session_id, scan, options)
+
+    def _tail_is_shorter(self, fd: int, end: int, after_seq: int) -> bool:
+        """Whether the events after `after_seq` are likely in the second half of the log."""
+        if after_seq <= 0:
+            return False
+        last = _last_event(fd, end)
+        return last is not None and after_seq >= last.seq / 2
+
+    def _last_seq_sync(self, session_id: str) -> int:
+        try:
+            fd = os.open(self.events_path(session_id), os.O_RDONLY)
+        except FileNotFoundError:
+            return 0
+        try:
+            last = _last_event(fd, _complete_end(fd, os.fstat(fd).st_size))
+        finally:
+            os.close(fd)
+        return 0 if last is None else last.seq
+
+    def _remove_dir(self, session_dir: Path) -> None:
+        shutil.rmtree(session_dir)
+        if self.fsync != "never":
+            fsync_directory(self.root)
+
+    # --- listing -------------------------------------------------------------------------------
+
+    def _list_sync(self) -> builtins.list[SessionSummary]:
+        try:
+            entries = sorted(os.scandir(self.root), key=lambda entry: entry.name)
+        except FileNotFoundError:
+            return []
+        summaries = []
+        for entry in entries:
+            if not entry.is_dir() or entry.name.startswith("."):
+                continue
+            try:
+                check_name(entry.name, "session id")
+            except InvalidName:
+                continue
+            summary = self._summarize(entry.name)
+            if summary is not None:
+                summaries.append(summary)
+        return summaries
+
+    def _summarize(self, session_id: str) -> SessionSummary | None:
+        """A session's row from its snapshot, corrected by the events at the end of its log."""
+        snapshot = _load_snapshot_file(session_id, self.snapshot_path(session_id))
+        first, tail = _head_and_tail(self.events_path(session_id))
+        status: SessionStatus
+        if snapshot is not None:
+            agent, status, last_seq = snapshot.agent, snapshot.status, snapshot.last_seq
+            created_at, updated_at = snapshot.created_at, snapshot.updated_at
+        elif first is not None:
+            agent, status, last_seq = _agent_of(first), "active", 0
+            created_at, updated_at = first.ts, first.ts
+        else:
+            return None
+        for event in tail:
+            if event.seq <= last_seq:
+                continue
+            status = _status_after(status, event)
+            last_seq, updated_at = event.seq, max(updated_at, event.ts)
+        return SessionSummary(session_id, agent, status, created_at, updated_at, last_seq)
+
+
+def _check_sequence(session_id: str, last_seq: int, batch: Sequence[SessionEvent]) -> None:
+    expected = last_seq + 1
+    for event in batch:
+        if event.seq != expected:
+            raise SequenceConflict(session_id, expected, event.seq)
+        expected += 1
+
+
+async def _run_to_completion(call: Callable[[], _T]) -> _T:
+    """Run blocking `call` in a thread; if the caller is cancelled, still wait for it to finish.
+
+    The thread cannot be stopped, so returning early would let the next append race a write
+    still in flight; waiting keeps the per-session guard held until the log's state is known.
+    """
+    task = asyncio.ensure_future(asyncio.to_thread(call))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task})
+        raise
+
+
+def _load_snapshot_file(session_id: str, path: Path) -> SessionSnapshot | None:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        log.warning("session %s: cannot read %s (%s); rebuilding from the log", session_id, path, error)
+        return None
+    try:
+        snapshot = snapshot_from_yaml(data)
+    except (ValueError, yaml.YAMLError) as error:
+        log.warning("session %s: ignoring corrupt %s (%s); rebuilding from the log", session_id, path, error)
+        return None
+    if snapshot.session_id != session_id:
+        log.warning(
+            "session %s: %s is for session %s; rebuilding from the log", session_id, path, snapshot.session_id
+        )
+        return None
+    return snapshot
+
+
+def _head_and_tail(events_path: Path) -> tuple[SessionEvent | None, list[SessionEvent]]:
+    """The first valid event and the valid events in the last 64 KiB of a log (in order)."""
+    try:
+        fd = os.open(events_path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None, []
+    try:
+        end = _complete_end(fd, os.fstat(fd).st_size)
+        first = next(
+            (
+                event
+                for _offset, line in _lines_forward(fd, end, chunk_size=4096)
+                if (event := parse_event_line(line)) is not None
+            ),
+            None,
+        )
+        tail: list[SessionEvent] = []
+        for offset, line in _lines_backward(fd, end):
+            event = parse_event_line(line)
+            if event is not None:
+                tail.append(event)
+            if offset < end - _SUMMARY_TAIL_BYTES:
+                break
+    finally:
+        os.close(fd)
+    tail.reverse()
+    return first, tail
+
+
+def _agent_of(first: SessionEvent | None) -> str:
+    """The agent named by a session_start event ("" when the log does not start with one)."""
+    if first is not None and first.type == "session_start":
+        agent = first.payload.get("agent")
+        if isinstance(agent, str):
+            return agent
+    return ""
+
+
+def _status_after(status: SessionStatus, event: SessionEvent) -> SessionStatus:
+    """The status once `event` has happened: status_change moves it, session_end ends it."""
+    if event.type == "session_end":
+        return "ended"
+    if event.type == "status_change":
+        target = event.payload.get("to")
+        if isinstance(target, str) and target in _STATUSES:
+            return target  # type: ignore[return-value]  # checked against SessionStatus above
+    return status

@@ -1,0 +1,355 @@
+"""Filesystem specifics of the SessionStore: the files a person reads, tail repair, locks, fsync modes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from duragent.errors import InvalidName
+from duragent.ids import new_id
+from duragent.stores.base import (
+    Change,
+    SequenceConflict,
+    SessionEvent,
+    SessionLocked,
+    SessionReadOptions,
+    SessionSnapshot,
+)
+from duragent.stores.filesystem.atomic import write_atomic
+from duragent.stores.filesystem.sessions import FilesystemSessionStore, FsyncMode
+
+START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def make_event(seq: int, type: str = "user_message", **payload: Any) -> SessionEvent:
+    return SessionEvent(seq, new_id("evt"), START + timedelta(seconds=seq), type, payload)
+
+
+def events(first: int, last: int, **payload: Any) -> list[SessionEvent]:
+    return [make_event(seq, **payload) for seq in range(first, last + 1)]
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> Any:
+    opened = FilesystemSessionStore(tmp_path / "sessions")
+    yield opened
+    await opened.close()
+
+
+def log_path(tmp_path: Path, session_id: str) -> Path:
+    return tmp_path / "sessions" / session_id / "events.jsonl"
+
+
+def insert_after_first_line(path: Path, garbage: bytes) -> None:
+    """Damage a log the way a bad hand edit does: a broken line between two good ones."""
+    first, rest = path.read_bytes().split(b"\n", 1)
+    path.write_bytes(first + b"\n" + garbage + rest)
+
+
+# --- the files on disk ---------------------------------------------------------------------------
+
+
+async def test_events_jsonl_is_one_compact_json_object_per_line(
+    store: FilesystemSessionStore, tmp_path: Path
+) -> None:
+    await store.append(
+        "s_cat", [make_event(1, "session_start", agent="helper"), make_event(2, content="ünï")]
+    )
+
+    lines = log_path(tmp_path, "s_cat").read_text(encoding="utf-8").splitlines()
+
+    assert len(lines) == 2
+    record = json.loads(lines[1])
+    assert list(record) == ["seq", "id", "ts", "type", "payload"]
+    assert record["ts"] == "2026-03-01T09:00:02Z"
+    assert record["payload"] == {"content": "ünï"}
+    assert ", " not in lines[1], "compact"
+    assert "ünï" in lines[1], "UTF-8 as is, so grep finds it"
+
+
+async def test_state_yaml_is_plain_readable_yaml_next_to_the_log(
+    store: FilesystemSessionStore, tmp_path: Path
+) -> None:
+    await store.append("s_yaml", make_event(1))
+    await store.save_snapshot(
+        SessionSnapshot("s_yaml", "helper", "paused", 1, START, START, conversation=[{"role": "user"}])
+    )
+
+    text = (tmp_path / "sessions" / "s_yaml" / "state.yaml").read_text()
+
+    assert "status: paused\n" in text
+    assert "created_at: '2026-03-01T09:00:00Z'\n" in text
+    assert "- role: user\n" in text
+    assert yaml.safe_load(text)["last_seq"] == 1
+
+
+async def test_saving_a_snapshot_leaves_no_temp_files(store: FilesystemSessionStore, tmp_path: Path) -> None:
+    await store.append("s_tmp", make_event(1))
+    for status in ("active", "paused", "ended"):
+        await store.save_snapshot(SessionSnapshot("s_tmp", "helper", status, 1, START, START))
+
+    names = sorted(path.name for path in (tmp_path / "sessions" / "s_tmp").iterdir())
+
+    assert names == [".lock", "events.jsonl", "state.yaml"]
+
+
+def test_atomic_write_replaces_the_whole_file_and_cleans_up(tmp_path: Path) -> None:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    target = folder / "note.md"
+    target.write_text("old")
+
+    write_atomic(target, b"new contents")
+
+    assert target.read_text() == "new contents"
+    assert [path.name for path in folder.iterdir()] == ["note.md"]
+
+
+async def test_a_snapshot_of_another_session_copied_in_is_ignored(
+    store: FilesystemSessionStore, tmp_path: Path
+) -> None:
+    await store.append("s_src", make_event(1))
+    await store.append("s_dst", make_event(1))
+    await store.save_snapshot(SessionSnapshot("s_src", "helper", "active", 1, START, START))
+    source = tmp_path / "sessions" / "s_src" / "state.yaml"
+    (tmp_path / "sessions" / "s_dst" / "state.yaml").write_bytes(source.read_bytes())
+
+    assert await store.load_snapshot("s_dst") is None
+
+
+async def test_redaction_happens_before_the_event_reaches_disk(tmp_path: Path) -> None:
+    def hide_keys(payload: dict[str, Any]) -> dict[str, Any]:
+        return {
+            key: str(value).replace("sk-secret123", "[REDACTED:OPENAI_API_KEY]")
+            for key, value in payload.items()
+        }
+
+    store = FilesystemSessionStore(tmp_path / "sessions", redact=hide_keys)
+    await store.append("s_secret", make_event(1, content="my key is sk-secret123"))
+    await store.close()
+
+    text = log_path(tmp_path, "s_secret").read_text()
+    assert "sk-secret123" not in text
+    assert "my key is [REDACTED:OPENAI_API_KEY]" in text
+
+
+# --- change notifications ------------------------------------------------------------------------
+
+
+async def test_every_write_tells_the_committer_what_changed(tmp_path: Path) -> None:
+    changes: list[Change] = []
+    store = FilesystemSessionStore(tmp_path / "sessions", on_change=changes.append)
+    events_file = log_path(tmp_path, "s_git")
+
+    await store.append("s_git", make_event(1, "session_start", agent="helper"))
+    await store.append(
+        "s_git", [make_event(2, "user_message", turn=12), make_event(3, "assistant_message", turn=12)]
+    )
+    await store.save_snapshot(SessionSnapshot("s_git", "helper", "active", 3, START, START))
+    await store.delete("s_git")
+
+    assert [(change.paths, change.subject, change.summary) for change in changes] == [
+        ((events_file,), "s_git", "+1 event"),
+        ((events_file,), "s_git", "turn 12 (+2 events)"),
+        ((events_file.with_name("state.yaml"),), "s_git", "snapshot at seq 3"),
+        ((events_file.parent,), "s_git", "deleted"),
+    ]
+    assert changes[1].details == ("user_message", "assistant_message")
+    assert {change.kind for change in changes} == {"session"}
+
+
+# --- tail repair and corrupt lines ---------------------------------------------------------------
+
+
+async def test_a_torn_last_line_is_cut_off_and_kept_in_a_corrupt_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = FilesystemSessionStore(tmp_path / "sessions")
+    await first.append("s_torn", events(1, 3))
+    await first.close()
+    path = log_path(tmp_path, "s_torn")
+    intact = path.read_bytes()
+    path.write_bytes(intact + b'{"seq":4,"id":"evt_')
+
+    store = FilesystemSessionStore(tmp_path / "sessions")
+    with caplog.at_level(logging.WARNING):
+        assert [event.seq for event in await store.read("s_torn")] == [1, 2, 3]  # reading repairs nothing
+        await store.append("s_torn", make_event(4))
+    await store.close()
+
+    (recovered,) = store.recovered
+    assert recovered.session_id == "s_torn"
+    assert recovered.saved_to.read_bytes() == b'{"seq":4,"id":"evt_'
+    assert recovered.size == len(b'{"seq":4,"id":"evt_')
+    assert path.read_bytes().startswith(intact)
+    assert [json.loads(line)["seq"] for line in path.read_text().splitlines()] == [1, 2, 3, 4]
+    assert "cut 19 bytes" in caplog.text
+
+
+async def test_several_garbage_lines_at_the_end_are_all_cut(tmp_path: Path) -> None:
+    first = FilesystemSessionStore(tmp_path / "sessions")
+    await first.append("s_junk", events(1, 2))
+    await first.close()
+    path = log_path(tmp_path, "s_junk")
+    path.write_bytes(path.read_bytes() + b"not json\n\x00\x00\x00\n{broken\n")
+
+    store = FilesystemSessionStore(tmp_path / "sessions")
+    assert await store.last_seq("s_junk") == 2
+    await store.append("s_junk", make_event(3))
+    await store.close()
+
+    assert store.recovered[0].saved_to.read_bytes() == b"not json\n\x00\x00\x00\n{broken\n"
+    assert [json.loads(line)["seq"] for line in path.read_text().splitlines()] == [1, 2, 3]
+
+
+async def test_a_complete_last_line_missing_only_its_newline_is_kept(tmp_path: Path) -> None:
+    first = FilesystemSessionStore(tmp_path / "sessions")
+    await first.append("s_nonl", events(1, 2))
+    await first.close()
+    path = log_path(tmp_path, "s_nonl")
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))  # as an editor might save it
+
+    store = FilesystemSessionStore(tmp_path / "sessions")
+    await store.append("s_nonl", make_event(3))
+    await store.close()
+
+    assert store.recovered == []
+    assert [json.loads(line)["seq"] for line in path.read_text().splitlines()] == [1, 2, 3]
+
+
+async def test_a_corrupt_line_in_the_middle_is_skipped_with_a_warning(
+    store: FilesystemSessionStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await store.append("s_mid", events(1, 2))
+    await store.close()
+    insert_after_first_line(log_path(tmp_path, "s_mid"), b"{this line was mangled by hand}\n")
+    reopened = FilesystemSessionStore(tmp_path / "sessions")
+    await reopened.append("s_mid", make_event(3))
+
+    with caplog.at_level(logging.WARNING):
+        read_back = await reopened.read("s_mid")
+    await reopened.close()
+
+    assert [event.seq for event in read_back] == [1, 2, 3]
+    assert "skipped 1 corrupt line" in caplog.text
+    assert reopened.recovered == [], "only the tail is repaired; the middle line stays for a person to see"
+
+
+async def test_resuming_from_the_end_reads_only_the_tail_of_the_log(
+    store: FilesystemSessionStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await store.append("s_long", events(1, 3000, content="x" * 100))
+    await store.close()
+    # Damage near the start: a read of the whole log would warn about it.
+    insert_after_first_line(log_path(tmp_path, "s_long"), b"garbage near the start\n")
+    store = FilesystemSessionStore(tmp_path / "sessions")
+
+    with caplog.at_level(logging.WARNING):
+        tail = await store.read("s_long", SessionReadOptions(after_seq=2950))
+        summaries = await store.list()
+    assert "corrupt" not in caplog.text
+    with caplog.at_level(logging.WARNING):
+        await store.read("s_long")
+    await store.close()
+
+    assert [event.seq for event in tail] == list(range(2951, 3001))
+    assert summaries[0].last_seq == 3000
+    assert "skipped 1 corrupt line" in caplog.text
+
+
+async def test_a_line_still_being_written_is_invisible_to_readers(
+    store: FilesystemSessionStore, tmp_path: Path
+) -> None:
+    await store.append("s_partial", events(1, 2))
+    with log_path(tmp_path, "s_partial").open("ab") as log_file:
+        log_file.write(b'{"seq":3,"id":"e')
+
+    reader = FilesystemSessionStore(tmp_path / "sessions")
+    assert [event.seq for event in await reader.read("s_partial")] == [1, 2]
+    assert await reader.last_seq("s_partial") == 2
+
+
+# --- fsync modes ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["turn", "always", "never"])
+@pytest.mark.parametrize("inline_fsync_max_seconds", [0.0, 1.0])
+async def test_every_fsync_mode_stores_the_same_log(
+    tmp_path: Path, mode: FsyncMode, inline_fsync_max_seconds: float
+) -> None:
+    store = FilesystemSessionStore(
+        tmp_path / "sessions", fsync=mode, inline_fsync_max_seconds=inline_fsync_max_seconds
+    )
+    for batch_start in range(1, 13, 3):
+        await store.append("s_sync", events(batch_start, batch_start + 2))
+    await store.append("s_sync", make_event(13, content="y" * 100_000))  # a large write, off the loop
+    await store.close()
+
+    lines = log_path(tmp_path, "s_sync").read_text().splitlines()
+    assert [json.loads(line)["seq"] for line in lines] == list(range(1, 14))
+
+
+def test_an_unknown_fsync_mode_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="fsync must be"):
+        FilesystemSessionStore(tmp_path, fsync="sometimes")  # type: ignore[arg-type]
+
+
+async def test_concurrent_appends_from_one_process_are_serialised(store: FilesystemSessionStore) -> None:
+    async def append_next() -> None:
+        while True:
+            seq = await store.last_seq("s_race") + 1
+            try:
+                await store.append("s_race", make_event(seq))
+                return
+            except SequenceConflict:  # lost the race for this seq: retry with the next one
+                continue
+
+    await asyncio.gather(*(append_next() for _ in range(20)))
+
+    assert [event.seq for event in await store.read("s_race")] == list(range(1, 21))
+
+
+# --- locks ---------------------------------------------------------------------------------------
+
+
+async def test_a_second_store_in_the_same_process_cannot_write_a_held_session(
+    store: FilesystemSessionStore, tmp_path: Path
+) -> None:
+    await store.append("s_mine", make_event(1))
+    other = FilesystemSessionStore(tmp_path / "sessions")
+
+    with pytest.raises(SessionLocked, match="session s_mine is in use by pid"):
+        await other.append("s_mine", make_event(2))
+    with pytest.raises(SessionLocked):
+        await other.save_snapshot(SessionSnapshot("s_mine", "helper", "active", 1, START, START))
+    assert await other.last_seq("s_mine") == 1
+
+    await store.close()
+    await other.append("s_mine", make_event(2))
+    await other.close()
+
+
+async def test_the_lock_file_names_the_writing_process(store: FilesystemSessionStore, tmp_path: Path) -> None:
+    import os
+
+    await store.append("s_pid", make_event(1))
+
+    lock_text = (tmp_path / "sessions" / "s_pid" / ".lock").read_text()
+
+    assert lock_text.splitlines() == [str(os.getpid()), "session s_pid"]
+
+
+def test_invalid_session_ids_never_become_paths(tmp_path: Path) -> None:
+    store = FilesystemSessionStore(tmp_path / "sessions")
+
+    for bad in ("../outside", "a/b", ".", ""):
+        with pytest.raises(InvalidName):
+            store.session_dir(bad)
+    assert not (tmp_path / "outside").exists()
