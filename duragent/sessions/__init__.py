@@ -1,0 +1,1 @@
+"""Sessions: event payloads, transcripts, and (later) the live session actor and its manager."""

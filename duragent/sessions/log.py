@@ -1,0 +1,80 @@
+"""SessionLog: appends a live session's events (durably, in order) and keeps its state current.
+
+The one writer of a session: it assigns seq numbers, stamps ids and times, folds each event
+into the `SessionState`, and writes the `state.yaml` snapshot every `snapshot_every` events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from duragent.ids import new_id
+from duragent.sessions.state import SessionState, resume
+from duragent.stores.base import SessionEvent, SessionStore, utcnow
+
+
+class SessionLog:
+    """The append side of one session; not safe for two writers (the store's lock enforces it)."""
+
+    def __init__(self, store: SessionStore, state: SessionState, *, snapshot_every: int = 20):
+        self.store = store
+        self.state = state
+        self.snapshot_every = snapshot_every
+        self._since_snapshot = 0
+
+    @property
+    def session_id(self) -> str:
+        """The session's id."""
+        return self.state.session_id
+
+    @classmethod
+    async def create(
+        cls,
+        store: SessionStore,
+        *,
+        agent: str,
+        on_disconnect: str = "continue",
+        metadata: dict[str, Any] | None = None,
+        session_id: str | None = None,
+        snapshot_every: int = 20,
+    ) -> SessionLog:
+        """Start a new session: its `session_start` event is durable when this returns."""
+        state = SessionState(session_id=session_id or new_id("s"))
+        log = cls(store, state, snapshot_every=snapshot_every)
+        await log.append(
+            "session_start", {"agent": agent, "on_disconnect": on_disconnect, "metadata": metadata or {}}
+        )
+        await log.snapshot()
+        return log
+
+    @classmethod
+    async def open(cls, store: SessionStore, session_id: str, *, snapshot_every: int = 20) -> SessionLog:
+        """Resume an existing session from its snapshot and the events after it."""
+        return cls(store, await resume(store, session_id), snapshot_every=snapshot_every)
+
+    async def append(self, type: str, payload: dict[str, Any] | None = None) -> SessionEvent:
+        """Append one event; durable when this returns."""
+        (event,) = await self.append_many([(type, payload or {})])
+        return event
+
+    async def append_many(self, items: Sequence[tuple[str, dict[str, Any]]]) -> list[SessionEvent]:
+        """Append events as one batch (one fsync); durable when this returns."""
+        now = utcnow()
+        first = self.state.last_seq + 1
+        events = [
+            SessionEvent(seq=first + i, id=new_id("ev"), ts=now, type=type, payload=payload)
+            for i, (type, payload) in enumerate(items)
+        ]
+        await self.store.append(self.session_id, events)
+        for event in events:
+            self.state.apply(event)
+        self._since_snapshot += len(events)
+        if self._since_snapshot >= self.snapshot_every:
+            await self.snapshot()
+        return events
+
+    async def snapshot(self) -> None:
+        """Write state.yaml now (also done every `snapshot_every` events)."""
+        await self.store.save_snapshot(self.state.to_snapshot())
+        self._since_snapshot = 0

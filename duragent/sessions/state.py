@@ -1,0 +1,180 @@
+"""A session's state folded from its events, and resume from snapshot + log tail.
+
+`state.yaml` is only a cache of `SessionState`: `resume` loads it and replays the events
+after its `last_seq`; when it is missing or unreadable the whole log is replayed instead, so
+the log alone is always enough.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from duragent.stores.base import (
+    SessionEvent,
+    SessionNotFound,
+    SessionReadOptions,
+    SessionSnapshot,
+    SessionStatus,
+    SessionStore,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SessionState:
+    """Everything needed to continue a session: who, where it stands, and the conversation."""
+
+    session_id: str
+    agent: str = ""
+    status: SessionStatus = "active"
+    on_disconnect: str = "continue"
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+    last_seq: int = 0
+    turns: int = 0
+    conversation: list[dict[str, Any]] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=dict)
+    pending_approvals: list[dict[str, Any]] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    event_counts: dict[str, int] = field(default_factory=dict)
+
+    def apply(self, event: SessionEvent) -> None:
+        """Fold one event into the state (events must arrive in seq order)."""
+        p = event.payload
+        self.last_seq = event.seq
+        self.updated_at = event.ts
+        self.event_counts[event.type] = self.event_counts.get(event.type, 0) + 1
+        handler = _HANDLERS.get(event.type)
+        if handler is not None:
+            handler(self, event, p)
+
+    def to_snapshot(self) -> SessionSnapshot:
+        """The snapshot to store as state.yaml."""
+        return SessionSnapshot(
+            session_id=self.session_id,
+            agent=self.agent,
+            status=self.status,
+            last_seq=self.last_seq,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            on_disconnect="pause" if self.on_disconnect == "pause" else "continue",
+            conversation=list(self.conversation),
+            usage=dict(self.usage),
+            pending_approvals=list(self.pending_approvals),
+            metadata={**self.metadata, "turns": self.turns, "event_counts": dict(self.event_counts)},
+        )
+
+    @classmethod
+    def from_snapshot(cls, snapshot: SessionSnapshot) -> SessionState:
+        """State as the snapshot left it (replay the events after `last_seq` on top)."""
+        metadata = dict(snapshot.metadata)
+        turns = int(metadata.pop("turns", 0))
+        counts = dict(metadata.pop("event_counts", {}))
+        return cls(
+            session_id=snapshot.session_id,
+            agent=snapshot.agent,
+            status=snapshot.status,
+            on_disconnect=snapshot.on_disconnect,
+            created_at=snapshot.created_at,
+            updated_at=snapshot.updated_at,
+            last_seq=snapshot.last_seq,
+            turns=turns,
+            conversation=list(snapshot.conversation),
+            usage=dict(snapshot.usage),
+            pending_approvals=list(snapshot.pending_approvals),
+            metadata=metadata,
+            event_counts=counts,
+        )
+
+
+def _start(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
+    state.agent = str(p.get("agent", state.agent))
+    state.on_disconnect = str(p.get("on_disconnect", state.on_disconnect))
+    state.created_at = event.ts
+    state.metadata.update(p.get("metadata") or {})
+
+
+def _user(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
+    state.turns = int(p.get("turn", state.turns + 1))
+    state.conversation.append({"role": "user", "content": p.get("content", "")})
+
+
+def _assistant(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
+    message: dict[str, Any] = {"role": "assistant", "content": p.get("content", "")}
+    if p.get("tool_calls"):
+        message["tool_calls"] = p["tool_calls"]
+    state.conversation.append(message)
+    for key, value in (p.get("usage") or {}).items():
+        if isinstance(value, int):
+            state.usage[key] = state.usage.get(key, 0) + value
+
+
+def _tool_result(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
+    state.conversation.append(
+        {
+            "role": "tool",
+            "tool_call_id": p.get("call_id"),
+            "name": p.get("tool"),
+            "content": p.get("content", ""),
+        }
+    )
+
+
+def _approval_required(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
+    state.pending_approvals.append(dict(p))
+
+
+def _approval_decision(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
+    state.pending_approvals = [a for a in state.pending_approvals if a.get("call_id") != p.get("call_id")]
+
+
+def _status(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
+    to = p.get("to")
+    if to in ("active", "running", "paused", "ended"):
+        state.status = to
+
+
+def _end(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
+    state.status = "ended"
+
+
+_HANDLERS = {
+    "session_start": _start,
+    "user_message": _user,
+    "assistant_message": _assistant,
+    "tool_result": _tool_result,
+    "approval_required": _approval_required,
+    "approval_decision": _approval_decision,
+    "status_change": _status,
+    "session_end": _end,
+}
+
+
+def replay(
+    session_id: str, events: Iterable[SessionEvent], state: SessionState | None = None
+) -> SessionState:
+    """Fold `events` into `state` (a fresh one when None)."""
+    state = state or SessionState(session_id=session_id)
+    for event in events:
+        if event.seq > state.last_seq:
+            state.apply(event)
+    return state
+
+
+async def resume(store: SessionStore, session_id: str) -> SessionState:
+    """The session's current state: its snapshot plus the events after it, or the whole log."""
+    snapshot = await store.load_snapshot(session_id)
+    if snapshot is not None:
+        tail = await store.read(session_id, SessionReadOptions(after_seq=snapshot.last_seq))
+        return replay(session_id, tail, SessionState.from_snapshot(snapshot))
+    events = await store.read(session_id)
+    if not events:
+        raise SessionNotFound(session_id)
+    log.info("session %s: no usable snapshot, rebuilt from %d events", session_id, len(events))
+    return replay(session_id, events)
