@@ -1,0 +1,147 @@
+"""The secret guard: keeps API keys, tokens and configured secrets out of files and git.
+
+Two sources of secrets are recognised: the values of environment variables the
+configuration references as `${NAME}` (plus any variable whose name looks secret, such
+as `OPENAI_API_KEY`), and strings shaped like well-known keys and bot tokens. Every
+match is replaced with `[REDACTED:NAME]`. All of them are compiled into one regular
+expression, because the guard runs on every event a session stores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from duragent.config import DuragentConfig
+
+#: Values shorter than this are too common to be redacted safely ("true", "8080", "admin").
+MIN_SECRET_LENGTH = 8
+
+#: Key and token shapes, by the name shown in `[REDACTED:NAME]`. The look-behinds keep a
+#: pattern from starting inside a longer word ("risk-assessment-..." is not an `sk-` key).
+TOKEN_PATTERNS: dict[str, str] = {
+    "API_KEY": r"(?<![A-Za-z0-9_-])sk-[A-Za-z0-9_-]{16,}",
+    "SLACK_TOKEN": r"(?<![A-Za-z0-9_-])xox[abposr]-[A-Za-z0-9-]{10,}",
+    "TELEGRAM_TOKEN": r"(?<![A-Za-z0-9])\d{6,}:[A-Za-z0-9_-]{30,}",
+    "AWS_ACCESS_KEY": r"(?<![A-Za-z0-9])AKIA[0-9A-Z]{16}(?![0-9A-Z])",
+    "GITHUB_TOKEN": r"(?<![A-Za-z0-9_])(?:ghp_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{22,})",
+}
+
+#: Environment variables whose values are never secret even when the configuration uses them
+#: (`data_dir: ${HOME}/agents` must not redact every path under the home directory).
+NOT_SECRET_ENV = frozenset(
+    {"HOME", "USER", "LOGNAME", "PATH", "PWD", "SHELL", "TMPDIR", "TEMP", "TMP", "LANG", "TERM", "HOSTNAME"}
+)
+
+_SECRET_NAME = re.compile(r"(?:^|_)(?:API_KEY|TOKEN)$|(?:^|_)SECRET(?:$|_)|PASSWORD|PASSWD", re.IGNORECASE)
+_VALUE_GROUP = "value"
+
+#: Literal strings every token pattern but the Telegram one contains. Searching for them with
+#: `in` takes nanoseconds; the full expression (look-behinds, no literal prefix) costs ~100x more,
+#: so it only runs on text that may hold a secret.
+_TOKEN_ANCHORS = ("sk-", "xox", "AKIA", "ghp_", "github_pat_")
+#: A necessary condition for a Telegram token that starts with a literal, hence fast to search.
+_TELEGRAM_HINT = re.compile(r":(?<=\d{6}:)[A-Za-z0-9_-]{30}")
+
+
+def looks_secret(name: str) -> bool:
+    """True for environment variable names that hold secrets by convention (`*_API_KEY`, `*_TOKEN`...)."""
+    return bool(_SECRET_NAME.search(name))
+
+
+class SecretGuard:
+    """Finds and redacts secrets in text and in JSON-like values."""
+
+    def __init__(self, values: Mapping[str, str] | None = None):
+        self._names: dict[str, str] = {}
+        for name, value in (values or {}).items():
+            for form in _forms(value):
+                # the first name seen for a value wins, so redactions are stable
+                self._names.setdefault(form, name)
+        self._pattern = _compile(self._names)
+        self._needles = _TOKEN_ANCHORS + tuple(self._names)
+
+    @classmethod
+    def from_config(cls, config: DuragentConfig, env: Mapping[str, str] | None = None) -> SecretGuard:
+        """A guard for the values of `${NAME}` references in `config`, secret-looking env vars, tokens."""
+        env = os.environ if env is None else env
+        names = {name for name in config.referenced_env if name not in NOT_SECRET_ENV}
+        names.update(name for name in env if looks_secret(name))
+        values = {name: env[name] for name in sorted(names) if name in env}
+        # tokens written literally in duragent.yaml are secrets too
+        if config.server.api_token:
+            values.setdefault("SERVER_API_TOKEN", config.server.api_token)
+        if config.admin.token:
+            values.setdefault("ADMIN_TOKEN", config.admin.token)
+        return cls(values)
+
+    @property
+    def secret_names(self) -> list[str]:
+        """Names of the configured secret values (not the token patterns), sorted."""
+        return sorted(set(self._names.values()))
+
+    def redact(self, text: str) -> str:
+        """`text` with every secret replaced by `[REDACTED:NAME]`."""
+        if not self._may_contain_secret(text):
+            return text
+        return self._pattern.sub(self._replacement, text)
+
+    def redact_value(self, value: Any) -> Any:
+        """`value` with secrets redacted in every string inside it (dicts, lists and tuples are copied)."""
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, dict):
+            return {key: self.redact_value(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.redact_value(item) for item in value]
+        if isinstance(value, tuple):
+            return tuple(self.redact_value(item) for item in value)
+        return value
+
+    def find(self, text: str) -> list[str]:
+        """Names of the secrets present in `text`, each once, in order of first appearance."""
+        found: dict[str, None] = {}
+        if not self._may_contain_secret(text):
+            return []
+        for match in self._pattern.finditer(text):
+            found.setdefault(self._name_of(match), None)
+        return list(found)
+
+    def contains_secret(self, text: str) -> bool:
+        """True when `text` holds at least one secret."""
+        return self._may_contain_secret(text) and self._pattern.search(text) is not None
+
+    def _may_contain_secret(self, text: str) -> bool:
+        for needle in self._needles:
+            if needle in text:
+                return True
+        return _TELEGRAM_HINT.search(text) is not None
+
+    def _replacement(self, match: re.Match[str]) -> str:
+        return f"[REDACTED:{self._name_of(match)}]"
+
+    def _name_of(self, match: re.Match[str]) -> str:
+        if match.lastgroup == _VALUE_GROUP:
+            return self._names[match.group()]
+        return str(match.lastgroup)
+
+
+def _forms(value: str) -> Iterable[str]:
+    """The value as written in text, and as it appears inside a JSON string (events.jsonl)."""
+    if len(value) < MIN_SECRET_LENGTH or not value.strip():
+        return ()
+    escaped = json.dumps(value)[1:-1]
+    return (value,) if escaped == value else (value, escaped)
+
+
+def _compile(values: Mapping[str, str]) -> re.Pattern[str]:
+    alternatives = [f"(?P<{name}>{pattern})" for name, pattern in TOKEN_PATTERNS.items()]
+    if values:
+        # longest first, so a value containing another is redacted whole
+        literal = "|".join(re.escape(value) for value in sorted(values, key=len, reverse=True))
+        alternatives.insert(0, f"(?P<{_VALUE_GROUP}>{literal})")
+    return re.compile("|".join(alternatives))

@@ -1,0 +1,459 @@
+"""The git committer: batches the stores' changes into readable commits, off the hot path.
+
+Stores call `Committer.notify(change)` (a `ChangeListener`) after writing files. That call
+only appends to a list; a background thread commits the batch once writes have been quiet
+for `debounce` seconds, or `max_delay` seconds after the first pending change when writes
+never stop. A turn therefore never waits for git.
+
+Every commit carries trailers (`Duragent-Kind: session`, `Duragent-Session: <id>`,
+`Duragent-Agent: <name>`) so `duragent.vcs.history` can read the log back.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from duragent.errors import DuragentError
+from duragent.stores.base import Change
+from duragent.vcs.repo import DEFAULT_AUTHOR, GitRepo, parse_identity
+
+if TYPE_CHECKING:
+    from duragent.config import DuragentConfig
+    from duragent.secrets import SecretGuard
+
+log = logging.getLogger(__name__)
+
+TRAILER_KIND = "Duragent-Kind"
+TRAILER_SESSION = "Duragent-Session"
+TRAILER_AGENT = "Duragent-Agent"
+#: Change kinds whose subject names an agent (`assistant` or `assistant/2026-11-26`).
+AGENT_KINDS = frozenset({"memory", "artifact", "agent"})
+
+_MAX_SUBJECT = 100
+_MAX_DETAILS_PER_GROUP = 20
+_PLURALS = {"memory": "memories", "edit": "edits"}
+_NUMBER = re.compile(r"(\+?\d+)")
+_COUNTED_NOUN = re.compile(r"(?P<count>\+\d+) (?P<noun>[A-Za-z][\w-]*)")
+_MARKED_NOUN = re.compile(r"(?P<count>\+\d+) (?P<noun>[A-Za-z][\w-]*)\0")
+# "+5 events" or "facts +1"
+_COUNT = re.compile(r"\+(?P<after>\d+) (?P<noun>[A-Za-z][\w-]*)|(?P<label>[A-Za-z][\w-]*) \+(?P<before>\d+)")
+
+
+class CommitFailed(DuragentError):
+    """Pending changes could not be committed (the files stay on disk and are retried)."""
+
+
+class Committer:
+    """Commits changed paths in the background, one commit per batch of changes."""
+
+    def __init__(
+        self,
+        repo: GitRepo,
+        *,
+        debounce: float = 2.0,
+        max_delay: float = 10.0,
+        author: str = DEFAULT_AUTHOR,
+        guard: SecretGuard | None = None,
+    ):
+        parse_identity(author)  # a bad author is a configuration mistake: say so now, not later
+        self.repo = repo
+        self.debounce = debounce
+        self.max_delay = max(max_delay, debounce)
+        self.author = author
+        self.guard = guard
+        #: Commits made so far, and the newest one's sha.
+        self.commits_made = 0
+        self.last_commit: str | None = None
+        #: The last failure to commit (None once a later batch succeeds), for metrics and `doctor`.
+        self.last_error: str | None = None
+        #: Files left out of commits because they still contained a secret.
+        self.files_refused = 0
+        # An RLock so close() may run from a signal handler that interrupted notify().
+        self._cond = threading.Condition(threading.RLock())
+        self._pending: list[Change] = []
+        self._first_at: float | None = None
+        self._last_at = 0.0
+        self._received = 0  # changes notified so far
+        self._done = 0  # changes whose batch has been committed (or needed no commit)
+        self._attempts = 0
+        self._last_attempt_failed = False
+        self._urgent = False
+        self._retry_at = 0.0
+        self._retry_delay = 0.0
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._batch_lock = threading.Lock()  # one batch in git at a time (worker or inline flush)
+        self._outside_repo_reported: set[Path] = set()
+
+    @classmethod
+    def from_config(cls, config: DuragentConfig, *, guard: SecretGuard | None = None) -> Committer:
+        """A committer for the data directory of `config` (created as a repository if missing)."""
+        from duragent.secrets import SecretGuard
+
+        return cls(
+            GitRepo.open_or_init(config.data_path),
+            debounce=config.git.commit_debounce.total_seconds(),
+            max_delay=config.git.max_commit_delay.total_seconds(),
+            author=config.git.author,
+            guard=guard if guard is not None else SecretGuard.from_config(config),
+        )
+
+    # --- the listener ----------------------------------------------------------------------
+
+    def notify(self, change: Change) -> None:
+        """Record a change to commit later. Thread-safe, O(1); never touches git."""
+        with self._cond:
+            now = time.monotonic()
+            was_idle = not self._pending
+            self._pending.append(change)
+            self._received += 1
+            self._last_at = now
+            if self._first_at is None:
+                self._first_at = now
+            # The worker only needs waking when it sleeps without a deadline: later changes only
+            # push its deadline back, which it notices when it wakes up anyway.
+            if was_idle:
+                self._cond.notify_all()
+
+    @property
+    def pending(self) -> int:
+        """Changes notified but not committed yet."""
+        with self._cond:
+            return self._received - self._done
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the background thread (a daemon) that commits batches."""
+        with self._cond:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stopping = False
+            self._thread = threading.Thread(target=self._run, name="duragent-committer", daemon=True)
+            self._thread.start()
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Commit everything notified so far now, and wait until it is committed.
+
+        Without a running worker the commit happens in the calling thread. Raises CommitFailed
+        when the commit fails or `timeout` seconds pass first (the changes stay pending).
+        """
+        if not self._worker_alive():
+            self._commit_inline()
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            target = self._received
+            attempts = self._attempts
+            self._urgent = True
+            self._cond.notify_all()
+            while self._done < target:
+                if self._attempts > attempts and self._last_attempt_failed:
+                    raise CommitFailed(f"could not commit pending changes: {self.last_error}")
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise CommitFailed(f"pending changes were not committed within {timeout:g} s")
+                self._cond.wait(remaining)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Commit everything pending, then stop the worker.
+
+        Safe to call from a signal handler while the worker runs: the handler waits for the
+        worker, which never needs the interrupted thread.
+        """
+        try:
+            self.flush(timeout)
+        finally:
+            with self._cond:
+                self._stopping = True
+                self._cond.notify_all()
+                thread = self._thread
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout)
+
+    def __enter__(self) -> Committer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- the worker ------------------------------------------------------------------------
+
+    def _worker_alive(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive() and not self._stopping
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                batch = self._wait_for_batch()
+                if batch is None:
+                    return
+                upto = self._received
+            self._process(batch, upto)
+
+    def _wait_for_batch(self) -> list[Change] | None:
+        """Sleep (holding the condition) until a batch is due; None when stopping."""
+        while not self._stopping:
+            if not self._pending:
+                self._cond.wait()
+                continue
+            wait = self._due_at() - time.monotonic()
+            if wait <= 0:
+                return self._take_batch()
+            self._cond.wait(wait)
+        return None
+
+    def _due_at(self) -> float:
+        if self._urgent:
+            return 0.0
+        first = self._first_at if self._first_at is not None else self._last_at
+        due = min(self._last_at + self.debounce, first + self.max_delay)
+        return max(due, self._retry_at)
+
+    def _take_batch(self) -> list[Change]:
+        batch, self._pending = self._pending, []
+        self._first_at = None
+        self._urgent = False
+        return batch
+
+    def _commit_inline(self) -> None:
+        with self._cond:
+            if not self._pending:
+                return
+            batch = self._take_batch()
+            upto = self._received
+        self._process(batch, upto)
+        if self._last_attempt_failed:
+            raise CommitFailed(f"could not commit pending changes: {self.last_error}")
+
+    def _process(self, batch: list[Change], upto: int) -> None:
+        """Commit one batch; on failure put it back to be retried with backoff."""
+        with self._batch_lock:
+            try:
+                self._commit(batch)
+            # The worker must survive anything (a full disk, a broken repo, a bug here): the
+            # error is logged and kept in last_error, and the batch is retried later.
+            except Exception as error:
+                log.error("git commit of %d change(s) failed, will retry: %s", len(batch), error)
+                log.debug("commit failure", exc_info=True)
+                self._requeue(batch, str(error) or type(error).__name__)
+                return
+        with self._cond:
+            self._done = max(self._done, upto)
+            self._attempts += 1
+            self._last_attempt_failed = False
+            self.last_error = None
+            self._retry_delay = 0.0
+            self._retry_at = 0.0
+            self._cond.notify_all()
+
+    def _requeue(self, batch: list[Change], error: str) -> None:
+        with self._cond:
+            self._pending = batch + self._pending
+            now = time.monotonic()
+            self._first_at = now if self._first_at is None else self._first_at
+            self._last_at = max(self._last_at, now)
+            self._retry_delay = min(max(1.0, self._retry_delay * 2), 60.0)
+            self._retry_at = now + self._retry_delay
+            self._attempts += 1
+            self._last_attempt_failed = True
+            self.last_error = error
+            self._cond.notify_all()
+
+    def _commit(self, batch: list[Change]) -> None:
+        paths = self._paths_in_repo(batch)
+        if not paths:
+            return
+
+        def message(committed: Sequence[str]) -> str:
+            return commit_message(_changes_touching(batch, committed, self.repo))
+
+        screen = self._screen if self.guard is not None else None
+        sha = self.repo.commit_paths(paths, message, self.author, screen=screen)
+        if sha is not None:
+            self.commits_made += 1
+            self.last_commit = sha
+            log.debug("committed %s (%d change(s))", sha[:10], len(batch))
+
+    def _paths_in_repo(self, batch: list[Change]) -> list[Path]:
+        paths: dict[Path, None] = {}
+        for change in batch:
+            for path in change.paths:
+                try:
+                    self.repo.relative(path)
+                except ValueError:
+                    if path not in self._outside_repo_reported:
+                        self._outside_repo_reported.add(path)
+                        log.warning("not committing %s: it is outside the data repository", path)
+                    continue
+                paths[path] = None
+        return list(paths)
+
+    def _screen(self, path: str, added: str) -> bool:
+        assert self.guard is not None
+        names = self.guard.find(added)
+        if not names:
+            return True
+        self.files_refused += 1
+        log.error(
+            "not committing %s: it contains a secret (%s); the file is kept on disk, "
+            "remove the secret and it is committed with its next change",
+            path,
+            ", ".join(names),
+        )
+        return False
+
+
+# --- commit messages ----------------------------------------------------------------------------
+
+
+def commit_message(changes: Sequence[Change]) -> str:
+    """The commit message for a batch: a readable subject, one body line per change, trailers."""
+    groups: dict[tuple[str, str], list[Change]] = {}
+    for change in changes:
+        groups.setdefault((change.kind, change.subject), []).append(change)
+    subject = _subject(groups)
+    body: list[str] = []
+    if len(groups) > 1 or any(change.details for change in changes):
+        for (kind, name), members in groups.items():
+            body.append(f"- {kind} {name}: {merge_summaries([c.summary for c in members])}")
+            details = [detail for change in members for detail in change.details]
+            body.extend(f"  {detail}" for detail in details[:_MAX_DETAILS_PER_GROUP])
+            if len(details) > _MAX_DETAILS_PER_GROUP:
+                body.append(f"  ... and {len(details) - _MAX_DETAILS_PER_GROUP} more")
+    parts = [subject]
+    if body:
+        parts.append("\n".join(body))
+    parts.append("\n".join(_trailers(groups)))
+    return "\n\n".join(parts) + "\n"
+
+
+def _subject(groups: dict[tuple[str, str], list[Change]]) -> str:
+    if len(groups) == 1:
+        ((kind, name), members), *_ = groups.items()
+        return _shorten(f"{kind} {name}: {merge_summaries([c.summary for c in members])}")
+    by_kind: dict[str, list[str]] = {}
+    for kind, name in groups:
+        by_kind.setdefault(kind, []).append(name)
+    what = ", ".join(
+        f"{kind} {names[0]}" if len(names) == 1 else f"{len(names)} {_PLURALS.get(kind, kind + 's')}"
+        for kind, names in by_kind.items()
+    )
+    summaries = [change.summary for members in groups.values() for change in members]
+    return _shorten(f"{what}: {_totals(summaries)}")
+
+
+def merge_summaries(summaries: Sequence[str]) -> str:
+    """One phrase for several changes of one subject: `+N` counts add up, other numbers become ranges.
+
+    `turn 12 (+5 events)` and `turn 13 (+4 events)` give `turn 12-13 (+9 events)`; phrases of
+    different shapes are merged per shape and joined with `; `.
+    """
+    texts = [summary for summary in summaries if summary]
+    if not texts:
+        return f"{len(summaries)} change{'s' if len(summaries) != 1 else ''}"
+    by_shape: dict[tuple[str, ...], list[list[str]]] = {}
+    originals: dict[tuple[str, ...], str] = {}
+    for text in texts:
+        parts = _NUMBER.split(_COUNTED_NOUN.sub(_mark_noun, text))
+        shape = tuple(parts[0::2])
+        by_shape.setdefault(shape, []).append(parts)
+        originals.setdefault(shape, text)
+    # a phrase that occurs once is kept exactly as the store wrote it
+    merged = [
+        originals[shape] if len(group) == 1 else _merge_same_shape(group) for shape, group in by_shape.items()
+    ]
+    return _shorten("; ".join(dict.fromkeys(merged)), 80)
+
+
+def _mark_noun(match: re.Match[str]) -> str:
+    """`+5 events` -> `+5 event\0`: singular and plural counts then share a shape."""
+    noun = match["noun"]
+    return f"{match['count']} {noun[:-1] if _is_plural(noun) else noun}\0"
+
+
+def _merge_same_shape(group: list[list[str]]) -> str:
+    merged: list[str] = []
+    for i, part in enumerate(group[0]):
+        if i % 2 == 0:
+            merged.append(part)
+        elif part.startswith("+"):
+            merged.append(f"+{sum(int(parts[i]) for parts in group)}")
+        else:
+            first, last = part, group[-1][i]
+            merged.append(first if first == last else f"{first}-{last}")
+    return _MARKED_NOUN.sub(_pluralise, "".join(merged))
+
+
+def _pluralise(match: re.Match[str]) -> str:
+    count = int(match["count"][1:])
+    return f"{match['count']} {match['noun']}{'' if count == 1 else 's'}"
+
+
+def _is_plural(word: str) -> bool:
+    return word.endswith("s") and not word.endswith("ss") and len(word) > 3
+
+
+def _totals(summaries: Sequence[str]) -> str:
+    """`42 events, facts +1`: the `+N` counts of all summaries added up by what they count."""
+    totals: dict[tuple[str, bool], int] = {}  # (word, count written first) -> sum, in order seen
+    for summary in summaries:
+        for match in _COUNT.finditer(summary):
+            if match["after"]:
+                word = match["noun"]
+                stem = word[:-1] if _is_plural(word) else word
+                key, count = (stem, True), int(match["after"])
+            else:
+                key, count = (match["label"], False), int(match["before"])
+            totals[key] = totals.get(key, 0) + count
+    parts = [
+        (f"{n} {word}{'' if n == 1 else 's'}" if count_first else f"{word} +{n}")
+        for (word, count_first), n in totals.items()
+    ]
+    return ", ".join(parts) if parts else f"{len(summaries)} changes"
+
+
+def _trailers(groups: dict[tuple[str, str], list[Change]]) -> list[str]:
+    kinds = dict.fromkeys(kind for kind, _ in groups)
+    sessions = dict.fromkeys(name for kind, name in groups if kind == "session")
+    agents = dict.fromkeys(name.split("/")[0] for kind, name in groups if kind in AGENT_KINDS)
+    lines = [f"{TRAILER_KIND}: {kind}" for kind in kinds]
+    lines += [f"{TRAILER_SESSION}: {session}" for session in sessions]
+    lines += [f"{TRAILER_AGENT}: {agent}" for agent in agents if agent]
+    return lines
+
+
+def _shorten(text: str, limit: int = _MAX_SUBJECT) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _changes_touching(batch: Sequence[Change], committed: Sequence[str], repo: GitRepo) -> list[Change]:
+    """The changes with at least one path among (or above) the committed files."""
+    files = set(committed)
+    kept = []
+    for change in batch:
+        for path in change.paths:
+            try:
+                relative = repo.relative(path)
+            except ValueError:
+                continue
+            prefix = relative + "/"
+            if relative in files or any(file.startswith(prefix) for file in files):
+                kept.append(change)
+                break
+    return kept or list(batch)

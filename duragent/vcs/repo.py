@@ -1,0 +1,480 @@
+"""GitRepo: the one owner of every git operation on the data repository.
+
+It drives the `git` command line through subprocess rather than gitpython: the plumbing
+commands used here (a private index file, `commit-tree`, a compare-and-swap `update-ref`)
+are what make committing beside a person safe, and one short process per step is fast
+enough for a background worker.
+
+How `commit_paths` stays out of a person's way:
+- it stages into a temporary index built from HEAD, so their staged and unstaged work is
+  neither committed nor touched;
+- it waits while `.git/index.lock` is held (someone is running git) and refuses to commit
+  during a merge, rebase, cherry-pick or revert;
+- HEAD moves with a compare-and-swap, so a commit the person made meanwhile is never
+  overwritten: the commit is rebuilt on top of theirs;
+- it never resets, amends or rewrites history.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from duragent.errors import DuragentError, NotFound
+
+log = logging.getLogger(__name__)
+
+DEFAULT_AUTHOR = "Duragent <duragent@localhost>"
+#: How long a held index.lock (someone else's git command) is waited for before giving up.
+DEFAULT_LOCK_TIMEOUT = 10.0
+
+#: Decides whether a staged file may be committed, given its repo-relative path and the text
+#: it adds (added lines of its staged diff). Returning False leaves the file out of the commit.
+ContentScreen = Callable[[str, str], bool]
+#: A commit message, or a function building it from the repo-relative files actually committed.
+CommitMessage = str | Callable[[Sequence[str]], str]
+
+# Run with these so a person's configuration cannot prompt, sign, run a filesystem monitor or
+# quote paths in the output we parse.
+_GIT_FLAGS = (
+    "-c",
+    "core.quotepath=false",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "core.safecrlf=false",
+    "-c",
+    "advice.addIgnoredFile=false",
+)
+# Inherited from a git hook or a parent git process, these would point us at another repository.
+_GIT_LOCATION_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_PREFIX")
+_LOCK_CONFLICT = re.compile(r"index\.lock': File exists|Unable to create .*\.lock|cannot lock ref")
+_IN_PROGRESS = {
+    "MERGE_HEAD": "a merge",
+    "rebase-merge": "a rebase",
+    "rebase-apply": "a rebase",
+    "CHERRY_PICK_HEAD": "a cherry-pick",
+    "REVERT_HEAD": "a revert",
+}
+_IDENTITY = re.compile(r"\s*(?P<name>[^<>]*?)\s*<(?P<email>[^<>]*)>\s*")
+
+
+class GitError(DuragentError):
+    """A git command failed; carries the command and what git said."""
+
+    def __init__(self, message: str, command: Sequence[str] = (), stderr: str = ""):
+        super().__init__(f"{message}: {stderr.strip()}" if stderr.strip() else message)
+        self.command = list(command)
+        self.stderr = stderr
+
+
+class NotARepository(NotFound):
+    """The folder is not the top of a git working tree."""
+
+
+class RepoLocked(GitError):
+    """Another git process held the repository longer than we were willing to wait."""
+
+
+class RepoBusy(GitError):
+    """A merge, rebase, cherry-pick or revert is in progress; commits wait until it ends."""
+
+
+class InvalidIdentity(DuragentError):
+    """An author string that is not `Name <email>`."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A git identity: a name and an email address."""
+
+    name: str
+    email: str
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>"
+
+
+def parse_identity(text: str) -> Identity:
+    """Parse `Name <email>` (or a bare `email@host`) into an Identity; InvalidIdentity otherwise."""
+    match = _IDENTITY.fullmatch(text)
+    if match and match["email"].strip():
+        email = match["email"].strip()
+        return Identity(match["name"] or email.split("@")[0], email)
+    bare = text.strip()
+    if bare and "@" in bare and not any(c in bare for c in " <>"):
+        return Identity(bare.split("@")[0], bare)
+    raise InvalidIdentity(f"invalid git identity {text!r}: expected `Name <email>`")
+
+
+class GitRepo:
+    """A git working tree whose top folder is `root` (Duragent's data directory)."""
+
+    def __init__(self, root: Path, git_dir: Path, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT):
+        self.root = root
+        self.git_dir = git_dir
+        self.lock_timeout = lock_timeout
+        self._person_identity: bool | None = None
+        # two committers in one process must not interleave their HEAD updates
+        self._commit_lock = threading.Lock()
+
+    # --- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open_or_init(
+        cls, path: Path, *, create: bool = True, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    ) -> GitRepo:
+        """Open the repository whose top folder is `path`, creating folder and repo if `create`."""
+        path = path.expanduser().absolute()
+        if not cls.is_repo(path):
+            if not create:
+                raise NotARepository(f"{path} is not a git repository (its own top folder)")
+            path.mkdir(parents=True, exist_ok=True)
+            _run_git(path, ["init", "--quiet", "--initial-branch=main"])
+            log.info("created git repository %s", path)
+        git_dir = Path(_run_git(path, ["rev-parse", "--absolute-git-dir"]).strip())
+        return cls(path, git_dir, lock_timeout=lock_timeout)
+
+    @staticmethod
+    def is_repo(path: Path) -> bool:
+        """True when `path` is the top folder of a git working tree (not merely inside one)."""
+        if not (path / ".git").exists():
+            return False
+        try:
+            top = _run_git(path, ["rev-parse", "--show-toplevel"]).strip()
+        except GitError:
+            return False
+        return Path(top).resolve() == path.resolve()
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def head(self) -> str | None:
+        """The sha HEAD points at, or None in a repository without commits."""
+        out = self._git(["rev-parse", "--verify", "--quiet", "HEAD"], check=False)
+        return out.strip() or None
+
+    def relative(self, path: Path) -> str:
+        """`path` (absolute or relative to the root) as a repo-relative POSIX path; ValueError outside."""
+        absolute = Path(os.path.normpath(path if path.is_absolute() else self.root / path))
+        try:
+            relative = absolute.relative_to(self.root)
+        except ValueError:
+            # the same folder reached through a symlink (/tmp vs /private/tmp); the file itself
+            # is not resolved, a symlink inside the repository is committed as a symlink
+            relative = (absolute.parent.resolve() / absolute.name).relative_to(self.root.resolve())
+        if relative.parts[:1] == (".git",) or str(relative) == ".":
+            raise ValueError(f"{path} is not a file of the working tree")
+        return relative.as_posix()
+
+    def changed_paths(self, under: Sequence[Path] = ()) -> list[str]:
+        """Repo-relative files that differ from HEAD (modified, new, deleted), ignoring .gitignore'd ones."""
+        args = ["status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames", "--"]
+        out = self._git([*args, *(self.relative(p) for p in under)])
+        entries = [entry for entry in out.split("\0") if entry]
+        return [entry[3:] for entry in entries]
+
+    def stream(self, args: Sequence[str]) -> Generator[str, None, None]:
+        """Run a read-only git command and yield its output in chunks; closing the iterator stops git."""
+        # stderr goes to a file: a pipe nobody reads while stdout streams could fill and stall git
+        with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as stderr:
+            process = subprocess.Popen(
+                ["git", *_GIT_FLAGS, *args],
+                cwd=self.root,
+                env=_git_env(),
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+            )
+            stdout = process.stdout
+            assert stdout is not None
+            finished = False
+            try:
+                while chunk := stdout.read(65536):
+                    yield chunk
+                finished = True
+            finally:
+                if not finished:
+                    process.kill()
+                stdout.close()
+                code = process.wait()
+            if code != 0 and finished:
+                stderr.seek(0)
+                raise GitError(f"git {args[0]} failed in {self.root}", args, stderr.read())
+
+    # --- committing ------------------------------------------------------------------------
+
+    def commit_paths(
+        self,
+        paths: Sequence[Path],
+        message: CommitMessage,
+        author: str = DEFAULT_AUTHOR,
+        *,
+        screen: ContentScreen | None = None,
+    ) -> str | None:
+        """Commit exactly `paths` (files or folders, deletions included) as they are on disk now.
+
+        Nothing else is staged or committed, whatever the person has staged or changed. Returns
+        the new commit's sha, or None when those paths match HEAD already. Raises RepoLocked when
+        index.lock stays held for `lock_timeout` seconds, RepoBusy during a merge or rebase.
+        """
+        identity = parse_identity(author)
+        relative = list(dict.fromkeys(self.relative(p) for p in paths))
+        if not relative:
+            return None
+        deadline = time.monotonic() + self.lock_timeout
+        with self._commit_lock:
+            while True:
+                self._wait_for_index_lock(deadline)
+                self._check_not_busy()
+                try:
+                    result = self._attempt_commit(identity, relative, message, screen)
+                except _HeadMoved:
+                    log.debug("HEAD moved while committing in %s; rebuilding on top", self.root)
+                    self._sleep_before_retry(deadline, "HEAD kept moving")
+                    continue
+                if result is None:
+                    return None
+                sha, committed = result
+                self._sync_index(sha, committed, deadline)
+                return sha
+
+    def _attempt_commit(
+        self, identity: Identity, relative: list[str], message: CommitMessage, screen: ContentScreen | None
+    ) -> tuple[str, list[str]] | None:
+        attempt = _CommitAttempt(self, identity)
+        try:
+            return attempt.run(relative, message, screen)
+        finally:
+            attempt.cleanup()
+
+    def _wait_for_index_lock(self, deadline: float) -> None:
+        lock = self.git_dir / "index.lock"
+        delay = 0.02
+        while lock.exists():
+            if time.monotonic() >= deadline:
+                raise RepoLocked(
+                    f"{lock} has been held for {self.lock_timeout:g} s by another git process; "
+                    "if no git command is running, delete that file"
+                )
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.25)
+
+    def _check_not_busy(self) -> None:
+        for marker, operation in _IN_PROGRESS.items():
+            if (self.git_dir / marker).exists():
+                raise RepoBusy(f"{operation} is in progress in {self.root}; commits wait until it ends")
+
+    def _sleep_before_retry(self, deadline: float, why: str) -> None:
+        if time.monotonic() >= deadline:
+            raise RepoLocked(f"could not commit in {self.root} within {self.lock_timeout:g} s: {why}")
+        time.sleep(0.05)
+
+    def _sync_index(self, sha: str, committed: Sequence[str], deadline: float) -> None:
+        """Make the person's index agree with the new commit for the committed files only.
+
+        Without this `git status` would show our committed files as staged reversions.
+        """
+        pathspec = "\0".join(committed) + "\0"
+        while True:
+            try:
+                self._git(
+                    ["reset", "--quiet", sha, "--pathspec-from-file=-", "--pathspec-file-nul"],
+                    input=pathspec,
+                )
+                return
+            except GitError as error:
+                if not _LOCK_CONFLICT.search(error.stderr) or time.monotonic() >= deadline:
+                    log.warning("committed %s but could not update the index: %s", sha[:10], error)
+                    return
+                time.sleep(0.05)
+
+    def committer_env(self, identity: Identity) -> dict[str, str]:
+        """Author = `identity`; committer = the person's git identity, or `identity` when there is none."""
+        env = {"GIT_AUTHOR_NAME": identity.name, "GIT_AUTHOR_EMAIL": identity.email}
+        if self._person_identity is None:
+            name = self._git(["config", "user.name"], check=False).strip()
+            email = self._git(["config", "user.email"], check=False).strip()
+            from_env = os.environ.get("GIT_COMMITTER_NAME") and os.environ.get("GIT_COMMITTER_EMAIL")
+            self._person_identity = bool((name and email) or from_env)
+        if not self._person_identity:
+            env.update(GIT_COMMITTER_NAME=identity.name, GIT_COMMITTER_EMAIL=identity.email)
+        return env
+
+    def _git(
+        self,
+        args: Sequence[str],
+        *,
+        check: bool = True,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> str:
+        return _run_git(self.root, args, check=check, input=input, env=env)
+
+
+class _HeadMoved(Exception):
+    """HEAD changed between reading it and moving it: someone committed meanwhile."""
+
+
+class _CommitAttempt:
+    """One try at a commit through a private index file; `run` then `cleanup`."""
+
+    def __init__(self, repo: GitRepo, identity: Identity):
+        self.repo = repo
+        self.identity = identity
+        self.index = repo.git_dir / f"duragent-index-{os.getpid()}-{threading.get_ident()}"
+        self.env = {"GIT_INDEX_FILE": str(self.index)}
+
+    def run(
+        self, relative: list[str], message: CommitMessage, screen: ContentScreen | None
+    ) -> tuple[str, list[str]] | None:
+        self.cleanup()
+        head = self.repo.head()
+        if head:
+            self._git(["read-tree", head])
+        self._stage(relative, head)
+        changed = self._changed_files()
+        if screen is not None and changed:
+            refused = self._screen(changed, screen)
+            if refused:
+                self._unstage(refused, head)
+                changed = [path for path in changed if path not in refused]
+        if not changed:
+            return None
+        text = message if isinstance(message, str) else message(changed)
+        tree = self._git(["write-tree"]).strip()
+        parents = ["-p", head] if head else []
+        env = {**self.env, **self.repo.committer_env(self.identity)}
+        sha = self._git(["commit-tree", "--no-gpg-sign", tree, *parents, "-F", "-"], input=text, env=env)
+        sha = sha.strip()
+        reason = "duragent: " + text.splitlines()[0] if text else "duragent"
+        try:
+            self._git(["update-ref", "-m", reason, "HEAD", sha, head or ""])
+        except GitError as error:
+            if _LOCK_CONFLICT.search(error.stderr) or "but expected" in error.stderr:
+                raise _HeadMoved from error
+            raise
+        return sha, changed
+
+    def cleanup(self) -> None:
+        for leftover in (self.index, self.index.with_name(self.index.name + ".lock")):
+            leftover.unlink(missing_ok=True)
+
+    def _stage(self, relative: list[str], head: str | None) -> None:
+        present = [path for path in relative if os.path.lexists(self.repo.root / path)]
+        missing = [path for path in relative if not os.path.lexists(self.repo.root / path)]
+        if present:
+            ignored = self._git(["check-ignore", "-z", "--stdin"], input=_nul(present), check=False)
+            skipped = {path for path in ignored.split("\0") if path}
+            if skipped:
+                log.debug("not committing ignored paths: %s", ", ".join(sorted(skipped)))
+            present = [path for path in present if path not in skipped]
+        # a path gone from disk is staged as a deletion only when the index knows it
+        tracked_missing: list[str] = []
+        if missing and head:
+            out = self._git(["ls-files", "-z", "--", *missing])
+            tracked_missing = [path for path in out.split("\0") if path]
+        to_stage = present + tracked_missing
+        if to_stage:
+            self._git(["add", "--all", "--pathspec-from-file=-", "--pathspec-file-nul"], input=_nul(to_stage))
+
+    def _changed_files(self) -> list[str]:
+        out = self._git(["diff", "--cached", "--name-only", "-z", "--no-renames"])
+        return [path for path in out.split("\0") if path]
+
+    def _screen(self, changed: list[str], screen: ContentScreen) -> set[str]:
+        refused: set[str] = set()
+        for path, added in self._added_text(changed).items():
+            if not screen(path, added):
+                refused.add(path)
+        return refused
+
+    def _added_text(self, changed: list[str]) -> dict[str, str]:
+        """Each changed file's added lines, from one `git diff` (per-file diffs if its shape surprises us)."""
+        patch = self._git(
+            ["diff", "--cached", "-U0", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames"]
+        )
+        sections = re.split(r"^diff --git ", patch, flags=re.MULTILINE)[1:]
+        if len(sections) != len(changed):
+            sections = [
+                self._git(["diff", "--cached", "-U0", "--no-color", "--no-ext-diff", "--", path])
+                for path in changed
+            ]
+        return {path: _added_lines(section) for path, section in zip(changed, sections, strict=True)}
+
+    def _unstage(self, refused: set[str], head: str | None) -> None:
+        if head:
+            self._git(
+                ["reset", "--quiet", head, "--pathspec-from-file=-", "--pathspec-file-nul"],
+                input=_nul(sorted(refused)),
+            )
+        else:
+            self._git(["rm", "--cached", "--quiet", "--ignore-unmatch", "--", *sorted(refused)])
+
+    def _git(
+        self,
+        args: Sequence[str],
+        *,
+        check: bool = True,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> str:
+        return self.repo._git(args, check=check, input=input, env=env or self.env)
+
+
+def _added_lines(section: str) -> str:
+    return "\n".join(
+        line[1:] for line in section.splitlines() if line.startswith("+") and not line.startswith("+++")
+    )
+
+
+def _nul(paths: Sequence[str]) -> str:
+    return "".join(path + "\0" for path in paths)
+
+
+def _git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in _GIT_LOCATION_ENV}
+    # reads must not take index.lock behind a person's back; paths are literal, never globs
+    env.update(GIT_OPTIONAL_LOCKS="0", GIT_TERMINAL_PROMPT="0", GIT_LITERAL_PATHSPECS="1")
+    env.update(LC_ALL="C", LANGUAGE="C")  # error messages we match on stay in English
+    env.update(extra or {})
+    return env
+
+
+def _run_git(
+    cwd: Path,
+    args: Sequence[str],
+    *,
+    check: bool = True,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
+) -> str:
+    command = ["git", *_GIT_FLAGS, *args]
+    try:
+        done = subprocess.run(
+            command,
+            cwd=cwd,
+            env=_git_env(env),
+            input=input,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            check=False,
+        )
+    except FileNotFoundError as error:
+        raise GitError("git is not installed (Duragent needs the git command)", command) from error
+    if check and done.returncode != 0:
+        raise GitError(f"git {args[0]} failed in {cwd}", command, done.stderr)
+    return done.stdout

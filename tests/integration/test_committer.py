@@ -1,0 +1,537 @@
+"""The git committer against real repositories: batching, timing, people using git, secrets."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from duragent.secrets import SecretGuard
+from duragent.stores.base import Change
+from duragent.vcs.committer import CommitFailed, Committer, commit_message
+from duragent.vcs.repo import GitRepo, RepoBusy
+
+AGENT = "Duragent <duragent@localhost>"
+
+
+def git(root: Path, *args: str, check: bool = True) -> str:
+    """Run git as a person would in the data repository."""
+    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    if check and done.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {done.stderr}")
+    return done.stdout
+
+
+def commit_count(root: Path) -> int:
+    out = git(root, "rev-list", "--count", "HEAD", check=False).strip()
+    return int(out) if out.isdigit() else 0
+
+
+def subjects(root: Path) -> list[str]:
+    return git(root, "log", "--format=%s").splitlines()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def append_event(root: Path, session: str, line: str) -> Path:
+    path = root / "sessions" / session / "events.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as file:
+        file.write(line + "\n")
+    return path
+
+
+def session_change(path: Path, session: str, summary: str = "+1 events") -> Change:
+    return Change((path,), "session", session, summary)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def repo(root: Path) -> GitRepo:
+    return GitRepo.open_or_init(root)
+
+
+@pytest.fixture
+def make_committer(repo: GitRepo) -> Iterator[Callable[..., Committer]]:
+    started: list[Committer] = []
+
+    def make(**options: object) -> Committer:
+        committer = Committer(repo, **options)  # type: ignore[arg-type]
+        committer.start()
+        started.append(committer)
+        return committer
+
+    yield make
+    for committer in started:
+        committer.close(timeout=15)
+
+
+# --- batching and timing -------------------------------------------------------------------------
+
+
+def test_a_thousand_changes_in_a_second_become_a_handful_of_commits_holding_every_file(
+    root: Path, make_committer: Callable[..., Committer]
+) -> None:
+    committer = make_committer(debounce=0.2, max_delay=0.5)
+    sessions = [f"s{i}" for i in range(10)]
+    started = time.monotonic()
+    for n in range(1000):
+        session = sessions[n % 10]
+        path = append_event(root, session, f'{{"seq": {n // 10 + 1}}}')
+        committer.notify(session_change(path, session))
+        time.sleep(max(0.0, started + n / 1000 - time.monotonic()))
+    committer.flush(timeout=10)
+
+    assert 1 <= committer.commits_made <= 6
+    assert commit_count(root) == committer.commits_made
+    for session in sessions:
+        relative = f"sessions/{session}/events.jsonl"
+        assert git(root, "show", f"HEAD:{relative}") == (root / relative).read_text()
+        assert len((root / relative).read_text().splitlines()) == 100
+    assert git(root, "status", "--porcelain") == ""
+
+
+def test_a_commit_waits_until_writes_have_been_quiet_for_the_debounce(
+    root: Path, make_committer: Callable[..., Committer]
+) -> None:
+    committer = make_committer(debounce=0.4, max_delay=5.0)
+    committer.notify(session_change(append_event(root, "s1", "{}"), "s1"))
+    time.sleep(0.25)
+    committer.notify(session_change(append_event(root, "s2", "{}"), "s2"))
+    time.sleep(0.25)
+    assert commit_count(root) == 0, "committed before 0.4 s of quiet"
+
+    assert wait_until(lambda: commit_count(root) == 1)
+    assert git(root, "show", "--name-only", "--format=", "HEAD").split() == [
+        "sessions/s1/events.jsonl",
+        "sessions/s2/events.jsonl",
+    ]
+
+
+def test_max_delay_bounds_the_wait_under_constant_writes(
+    root: Path, make_committer: Callable[..., Committer]
+) -> None:
+    committer = make_committer(debounce=0.2, max_delay=0.6)
+    started = time.monotonic()
+    first_commit_at = None
+    while time.monotonic() - started < 1.6:
+        committer.notify(session_change(append_event(root, "s1", "{}"), "s1"))
+        if first_commit_at is None and commit_count(root) > 0:
+            first_commit_at = time.monotonic() - started
+        time.sleep(0.05)
+    commits_while_writing = commit_count(root)
+
+    assert first_commit_at is not None, "nothing was committed during 1.6 s of constant writes"
+    assert first_commit_at < 1.3
+    assert commits_while_writing >= 2
+
+
+def test_flush_commits_pending_changes_immediately(
+    root: Path, make_committer: Callable[..., Committer]
+) -> None:
+    committer = make_committer(debounce=60.0, max_delay=120.0)
+    committer.notify(session_change(append_event(root, "s1", "{}"), "s1", "turn 1 (+2 events)"))
+    started = time.monotonic()
+    committer.flush(timeout=10)
+
+    assert time.monotonic() - started < 3
+    assert subjects(root) == ["session s1: turn 1 (+2 events)"]
+    assert committer.pending == 0
+
+
+def test_flush_without_a_running_worker_commits_in_the_calling_thread(root: Path, repo: GitRepo) -> None:
+    committer = Committer(repo)
+    committer.notify(session_change(append_event(root, "s1", "{}"), "s1"))
+    committer.flush()
+    assert committer.commits_made == 1
+    assert subjects(root) == ["session s1: +1 events"]
+
+
+def test_notify_never_waits_for_git_even_while_a_commit_is_stuck(
+    root: Path, repo: GitRepo, make_committer: Callable[..., Committer]
+) -> None:
+    lock = repo.git_dir / "index.lock"
+    lock.write_text("")
+    committer = make_committer(debounce=0.0, max_delay=0.0)
+    path = append_event(root, "s1", "{}")
+    committer.notify(session_change(path, "s1"))
+    time.sleep(0.2)  # the worker is now waiting for the lock
+
+    started = time.perf_counter()
+    for _ in range(1000):
+        committer.notify(session_change(path, "s1"))
+    elapsed = time.perf_counter() - started
+
+    lock.unlink()
+    committer.flush(timeout=15)
+    assert elapsed < 0.1, f"1000 notify() calls took {elapsed * 1000:.0f} ms"
+    assert commit_count(root) >= 1
+
+
+def test_deleted_paths_are_committed_as_deletions(root: Path, repo: GitRepo) -> None:
+    committer = Committer(repo)
+    append_event(root, "s1", "{}")
+    (root / "sessions" / "s1" / "state.yaml").write_text("last_seq: 1\n")
+    committer.notify(Change((root / "sessions" / "s1",), "session", "s1", "+1 events"))
+    committer.flush()
+    for path in (root / "sessions" / "s1").iterdir():
+        path.unlink()
+    (root / "sessions" / "s1").rmdir()
+
+    committer.notify(Change((root / "sessions" / "s1",), "session", "s1", "deleted"))
+    committer.flush()
+    assert subjects(root)[0] == "session s1: deleted"
+    assert git(root, "ls-tree", "-r", "--name-only", "HEAD") == ""
+    assert git(root, "status", "--porcelain") == ""
+
+
+def test_nothing_is_committed_when_the_files_did_not_change(root: Path, repo: GitRepo) -> None:
+    committer = Committer(repo)
+    path = append_event(root, "s1", "{}")
+    committer.notify(session_change(path, "s1"))
+    committer.flush()
+    committer.notify(session_change(path, "s1"))
+    committer.flush()
+    assert committer.commits_made == 1
+
+
+# --- beside a person using git -------------------------------------------------------------------
+
+
+def test_a_persons_commits_staged_and_unstaged_work_are_left_untouched(root: Path, repo: GitRepo) -> None:
+    committer = Committer(repo)
+    committer.notify(session_change(append_event(root, "s1", "{}"), "s1"))
+    committer.flush()
+    (root / "notes.md").write_text("my notes\n")
+    git(root, "add", "notes.md")
+    git(root, "commit", "-q", "-m", "person: notes")
+    persons_commit = git(root, "rev-parse", "HEAD").strip()
+    (root / "notes.md").write_text("my notes, edited but not staged\n")
+    (root / "todo.txt").write_text("staged, not for the agent to commit\n")
+    git(root, "add", "todo.txt")
+
+    committer.notify(session_change(append_event(root, "s1", "{}"), "s1"))
+    committer.flush()
+
+    assert subjects(root) == ["session s1: +1 events", "person: notes", "session s1: +1 events"]
+    assert git(root, "merge-base", "--is-ancestor", persons_commit, "HEAD", check=False) == ""
+    assert git(root, "show", "--name-only", "--format=", "HEAD").split() == ["sessions/s1/events.jsonl"]
+    assert git(root, "diff", "--cached", "--name-only").split() == ["todo.txt"]
+    assert git(root, "diff", "--name-only").split() == ["notes.md"]
+    assert (root / "notes.md").read_text() == "my notes, edited but not staged\n"
+    assert (
+        git(root, "log", "--format=%an <%ae>|%cn <%ce>", "-1")
+        == f"{AGENT}|Test Person <person@example.test>\n"
+    )
+
+
+def test_a_person_committing_by_hand_at_the_same_time_loses_nothing(
+    root: Path, make_committer: Callable[..., Committer]
+) -> None:
+    committer = make_committer(debounce=0.02, max_delay=0.05)
+    (root / "human").mkdir(parents=True)
+    person_done = threading.Event()
+
+    def person() -> None:
+        for n in range(8):
+            (root / "human" / f"{n}.txt").write_text(f"note {n}\n")
+            # like a person whose git command met a lock, try again until it works
+            while True:
+                added = subprocess.run(["git", "add", f"human/{n}.txt"], cwd=root, capture_output=True)
+                if added.returncode == 0:
+                    made = subprocess.run(
+                        ["git", "commit", "-q", "-m", f"person {n}", "--", f"human/{n}.txt"],
+                        cwd=root,
+                        capture_output=True,
+                    )
+                    if made.returncode == 0:
+                        break
+                time.sleep(0.01)
+            time.sleep(0.05)  # a person types between commits; agent commits land in between
+        person_done.set()
+
+    thread = threading.Thread(target=person)
+    thread.start()
+    n = 0
+    while not person_done.is_set() or n < 50:
+        committer.notify(session_change(append_event(root, "s1", f'{{"n": {n}}}'), "s1"))
+        n += 1
+        time.sleep(0.005)
+    thread.join()
+    committer.flush(timeout=15)
+
+    log = subjects(root)
+    assert [s for s in log if s.startswith("person")] == [f"person {i}" for i in reversed(range(8))]
+    between = log[log.index("person 7") : log.index("person 0")]
+    assert any(s.startswith("session s1") for s in between), log
+    for i in range(8):
+        assert git(root, "show", f"HEAD:human/{i}.txt") == f"note {i}\n"
+    assert git(root, "show", "HEAD:sessions/s1/events.jsonl").count("\n") == n
+    assert git(root, "status", "--porcelain") == ""
+
+
+def test_a_held_index_lock_delays_the_commit_until_it_is_released(root: Path, repo: GitRepo) -> None:
+    lock = repo.git_dir / "index.lock"
+    lock.write_text("")
+    threading.Timer(1.0, lock.unlink).start()
+    committer = Committer(repo)
+    committer.notify(session_change(append_event(root, "s1", "{}"), "s1"))
+    started = time.monotonic()
+    committer.flush(timeout=15)
+
+    assert time.monotonic() - started >= 0.9
+    assert subjects(root) == ["session s1: +1 events"]
+
+
+def test_a_lock_held_too_long_fails_clearly_and_the_batch_is_retried_later(
+    root: Path, tmp_path: Path
+) -> None:
+    repo = GitRepo.open_or_init(root, lock_timeout=0.3)
+    lock = repo.git_dir / "index.lock"
+    lock.write_text("")
+    committer = Committer(repo)
+    committer.notify(session_change(append_event(root, "s1", "{}"), "s1"))
+
+    with pytest.raises(CommitFailed, match=r"index\.lock"):
+        committer.flush()
+    assert committer.last_error is not None
+    assert "index.lock" in committer.last_error
+
+    lock.unlink()
+    committer.flush()
+    assert subjects(root) == ["session s1: +1 events"]
+    assert committer.last_error is None
+
+
+def test_nothing_is_committed_while_a_rebase_is_in_progress(root: Path, repo: GitRepo) -> None:
+    (repo.git_dir / "rebase-merge").mkdir()
+    path = append_event(root, "s1", "{}")
+    with pytest.raises(RepoBusy, match="rebase"):
+        repo.commit_paths([path], "session s1: +1 events")
+
+
+def test_without_a_git_identity_the_author_is_also_the_committer(
+    root: Path, repo: GitRepo, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    nobody = tmp_path / "nobody"
+    nobody.mkdir()
+    monkeypatch.setenv("HOME", str(nobody))
+    committer = Committer(repo, author="Assistant Bot <bot@example.test>")
+    committer.notify(session_change(append_event(root, "s1", "{}"), "s1"))
+    committer.flush()
+    assert git(root, "log", "--format=%an <%ae>|%cn <%ce>", "-1") == (
+        "Assistant Bot <bot@example.test>|Assistant Bot <bot@example.test>\n"
+    )
+
+
+def test_paths_outside_the_repository_are_skipped_with_a_warning(
+    root: Path, repo: GitRepo, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    outside = tmp_path / "elsewhere.txt"
+    outside.write_text("not ours\n")
+    inside = append_event(root, "s1", "{}")
+    committer = Committer(repo)
+    committer.notify(Change((outside, inside), "session", "s1", "+1 events"))
+    with caplog.at_level(logging.WARNING):
+        committer.flush()
+    assert git(root, "show", "--name-only", "--format=", "HEAD").split() == ["sessions/s1/events.jsonl"]
+    assert str(outside) in caplog.text
+
+
+# --- the secret guard ----------------------------------------------------------------------------
+
+
+def test_a_file_still_holding_a_secret_is_not_committed_and_never_reaches_git(
+    root: Path, repo: GitRepo, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "super-secret-value-42"
+    committer = Committer(repo, guard=SecretGuard({"MY_SERVICE_TOKEN": secret}))
+    clean = append_event(root, "clean", '{"type": "user_message", "payload": {"text": "hello"}}')
+    leaky = append_event(root, "leaky", f'{{"type": "user_message", "payload": {{"text": "key {secret}"}}}}')
+    committer.notify(session_change(clean, "clean"))
+    committer.notify(session_change(leaky, "leaky"))
+    with caplog.at_level(logging.ERROR):
+        committer.flush()
+
+    assert git(root, "ls-tree", "-r", "--name-only", "HEAD").split() == ["sessions/clean/events.jsonl"]
+    assert subjects(root) == ["session clean: +1 events"]
+    assert secret in leaky.read_text(), "the working file is kept"
+    assert "sessions/leaky/events.jsonl" in caplog.text
+    assert "MY_SERVICE_TOKEN" in caplog.text
+    assert secret not in caplog.text
+    assert committer.files_refused == 1
+
+    # later appends to the leaky file are still refused: the secret is still in it
+    append_event(root, "leaky", "{}")
+    committer.notify(session_change(leaky, "leaky"))
+    committer.flush()
+    assert secret not in git(root, "log", "-p", "--all")
+    assert git(root, "status", "--porcelain", "--untracked-files=all").split() == [
+        "??",
+        "sessions/leaky/events.jsonl",
+    ]
+
+
+def test_a_key_shaped_token_appended_to_a_committed_file_blocks_that_file(root: Path, repo: GitRepo) -> None:
+    committer = Committer(repo, guard=SecretGuard())
+    path = append_event(root, "s1", '{"text": "hello"}')
+    committer.notify(session_change(path, "s1"))
+    committer.flush()
+    append_event(root, "s1", '{"text": "token 123456789:AAEhBP0av28Zr0j3Cp-6ZxNMlq_wXyZ12345"}')
+    committer.notify(session_change(path, "s1"))
+    committer.flush()
+
+    assert committer.commits_made == 1
+    assert "AAEhBP0av28Zr0j3Cp" not in git(root, "log", "-p")
+    assert git(root, "diff", "--name-only").split() == ["sessions/s1/events.jsonl"]
+
+
+# --- commit messages -----------------------------------------------------------------------------
+
+
+def test_one_subject_reads_as_one_line_and_merges_counts() -> None:
+    message = commit_message(
+        [
+            Change((Path("a"),), "session", "s_01HX", "turn 12 (+5 events)"),
+            Change((Path("a"),), "session", "s_01HX", "turn 13 (+4 events)"),
+        ]
+    )
+    subject, _, rest = message.partition("\n\n")
+    assert subject == "session s_01HX: turn 12-13 (+9 events)"
+    assert rest.splitlines() == ["Duragent-Kind: session", "Duragent-Session: s_01HX"]
+
+
+def test_counts_add_up_across_singular_and_plural_and_other_phrases_are_kept() -> None:
+    summaries = ["turn 3 (+1 event)", "snapshot at seq 20", "turn 4 (+6 events)", "snapshot at seq 20"]
+    message = commit_message([Change((Path("a"),), "session", "s1", summary) for summary in summaries])
+    assert message.splitlines()[0] == "session s1: turn 3-4 (+7 events); snapshot at seq 20"
+
+
+def test_a_mixed_batch_has_a_summary_subject_a_line_per_change_and_trailers() -> None:
+    message = commit_message(
+        [
+            Change((Path("a"),), "session", "s1", "turn 1 (+20 events)"),
+            Change((Path("b"),), "session", "s2", "turn 4 (+12 events)", ("tool_call bash",)),
+            Change((Path("c"),), "session", "s3", "turn 2 (+10 events)"),
+            Change((Path("d"),), "memory", "assistant", "2026-11-26 facts +1"),
+        ]
+    )
+    subject, body, trailers = message.strip().split("\n\n")
+    assert subject == "3 sessions, memory assistant: 42 events, facts +1"
+    assert body.splitlines() == [
+        "- session s1: turn 1 (+20 events)",
+        "- session s2: turn 4 (+12 events)",
+        "  tool_call bash",
+        "- session s3: turn 2 (+10 events)",
+        "- memory assistant: 2026-11-26 facts +1",
+    ]
+    assert trailers.splitlines() == [
+        "Duragent-Kind: session",
+        "Duragent-Kind: memory",
+        "Duragent-Session: s1",
+        "Duragent-Session: s2",
+        "Duragent-Session: s3",
+        "Duragent-Agent: assistant",
+    ]
+
+
+# --- shutdown -------------------------------------------------------------------------------------
+
+CHILD = textwrap.dedent(
+    """
+    import signal, sys, time
+    from pathlib import Path
+    from duragent.stores.base import Change
+    from duragent.vcs.committer import Committer
+    from duragent.vcs.repo import GitRepo
+
+    root = Path(sys.argv[1])
+    committer = Committer(GitRepo.open_or_init(root), debounce=60, max_delay=120)
+    committer.start()
+
+    def on_sigterm(signum, frame):
+        committer.close(timeout=10)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    path = root / "sessions" / "s1" / "events.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"seq": 1}\\n')
+    committer.notify(Change((path,), "session", "s1", "turn 1 (+1 events)"))
+    print("ready", flush=True)
+    while True:
+        time.sleep(0.05)
+    """
+)
+
+
+@pytest.mark.slow
+def test_sigterm_commits_what_is_pending_before_the_process_exits(root: Path, tmp_path: Path) -> None:
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        assert commit_count(root) == 0
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=15) == 0
+    finally:
+        child.kill()
+    assert subjects(root) == ["session s1: turn 1 (+1 events)"]
+    assert git(root, "show", "HEAD:sessions/s1/events.jsonl") == '{"seq": 1}\n'
+
+
+def test_from_config_uses_the_git_settings_and_guards_configured_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from duragent.config import load_config
+
+    (tmp_path / "duragent.yaml").write_text(
+        "data_dir: data\ngit:\n  commit_debounce: 5s\n  max_commit_delay: 30s\n"
+        '  author: "Ops Bot <ops@example.test>"\n'
+        "server:\n  api_token: ${DURAGENT_API_TOKEN}\n"
+    )
+    monkeypatch.setenv("DURAGENT_API_TOKEN", "server-token-value-123")
+    config = load_config(tmp_path / "duragent.yaml")
+    committer = Committer.from_config(config)
+    root = tmp_path / "data"
+    leaky = append_event(root, "s1", "token server-token-value-123")
+    clean = append_event(root, "s2", "{}")
+    committer.notify(session_change(leaky, "s1"))
+    committer.notify(session_change(clean, "s2"))
+    committer.flush()
+
+    assert (committer.debounce, committer.max_delay) == (5.0, 30.0)
+    assert git(root, "log", "--format=%an <%ae> %s") == "Ops Bot <ops@example.test> session s2: +1 events\n"
+
+
+def test_paths_reached_through_a_symlinked_folder_are_committed(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    GitRepo.open_or_init(real)
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    committer = Committer(GitRepo.open_or_init(real))
+    committer.notify(session_change(append_event(tmp_path / "link", "s1", "{}"), "s1"))
+    committer.flush()
+    assert git(real, "show", "--name-only", "--format=", "HEAD").split() == ["sessions/s1/events.jsonl"]

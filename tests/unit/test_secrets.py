@@ -1,0 +1,155 @@
+"""The secret guard: configured values and key-shaped strings never reach disk or git."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from duragent.config import parse_config_text
+from duragent.secrets import SecretGuard, looks_secret
+
+OPENAI_KEY = "sk-proj-Ab3dEf6hIj9kLmNoPqRsTuVw"
+ANTHROPIC_KEY = "sk-ant-api03-Zy8xWv7uTs6rQp5oNm4l"
+SLACK_TOKEN = "xoxb-1234567890-abcdefABCDEF"
+TELEGRAM_TOKEN = "123456789:AAEhBP0av28Zr0j3Cp-6ZxNMlq_wXyZ12345"
+AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
+GITHUB_TOKEN = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+
+
+@pytest.mark.parametrize(
+    ("secret", "name"),
+    [
+        (OPENAI_KEY, "API_KEY"),
+        (ANTHROPIC_KEY, "API_KEY"),
+        (SLACK_TOKEN, "SLACK_TOKEN"),
+        (TELEGRAM_TOKEN, "TELEGRAM_TOKEN"),
+        (AWS_KEY, "AWS_ACCESS_KEY"),
+        (GITHUB_TOKEN, "GITHUB_TOKEN"),
+    ],
+)
+def test_key_shaped_strings_are_redacted_with_their_kind(secret: str, name: str) -> None:
+    guard = SecretGuard()
+    text = f"my key is {secret}, please use it"
+    assert guard.redact(text) == f"my key is [REDACTED:{name}], please use it"
+    assert guard.find(text) == [name]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a risk-assessment-for-the-quarter document",
+        "task-0123456789abcdefghij is done",
+        "call me at 12:30 or at 555-123-4567",
+        "AKIA is a prefix, AKIAshort is not a key",
+        "timestamps like 2026-11-26T10:00:00Z and seq 123456",
+    ],
+)
+def test_ordinary_text_is_left_alone(text: str) -> None:
+    guard = SecretGuard({"OPENAI_API_KEY": OPENAI_KEY})
+    assert guard.redact(text) == text
+    assert guard.find(text) == []
+
+
+def test_configured_values_are_redacted_with_the_variable_name() -> None:
+    guard = SecretGuard({"DATABASE_PASSWORD": "correct-horse-battery", "PORT": "8080"})
+    text = "connect with correct-horse-battery on 8080"
+    assert guard.redact(text) == "connect with [REDACTED:DATABASE_PASSWORD] on 8080"
+    assert guard.find(text) == ["DATABASE_PASSWORD"]
+
+
+def test_values_shorter_than_eight_characters_are_not_treated_as_secrets() -> None:
+    guard = SecretGuard({"SHORT_TOKEN": "abc123", "EMPTY_TOKEN": ""})
+    assert guard.redact("abc123 everywhere") == "abc123 everywhere"
+    assert guard.secret_names == []
+
+
+def test_a_value_written_inside_a_json_string_is_found_in_its_escaped_form() -> None:
+    secret = 'pa"ss\\word-with-quote'
+    guard = SecretGuard({"DB_PASSWORD": secret})
+    line = json.dumps({"payload": {"text": f"the password is {secret}"}})
+    assert secret not in line  # JSON escaped it
+    assert guard.find(line) == ["DB_PASSWORD"]
+    assert "word-with-quote" not in guard.redact(line)
+
+
+def test_a_value_containing_another_is_redacted_whole() -> None:
+    guard = SecretGuard({"SHORT_SECRET": "abcdefgh", "LONG_SECRET": "abcdefgh-ijklmnop"})
+    assert guard.redact("x abcdefgh-ijklmnop y") == "x [REDACTED:LONG_SECRET] y"
+
+
+def test_redact_value_reaches_strings_inside_nested_payloads_and_keeps_other_types() -> None:
+    guard = SecretGuard({"MY_TOKEN": "tok-1234567890"})
+    payload = {
+        "text": "use tok-1234567890",
+        "args": ["--key", OPENAI_KEY, 3, None],
+        "nested": {"pair": ("tok-1234567890", True)},
+        "count": 7,
+    }
+    assert guard.redact_value(payload) == {
+        "text": "use [REDACTED:MY_TOKEN]",
+        "args": ["--key", "[REDACTED:API_KEY]", 3, None],
+        "nested": {"pair": ("[REDACTED:MY_TOKEN]", True)},
+        "count": 7,
+    }
+    assert payload["text"] == "use tok-1234567890"  # the original is not modified
+
+
+def test_from_config_takes_referenced_variables_and_secret_looking_names() -> None:
+    env = {
+        "MODEL_ENDPOINT": "https://llm.internal.example/v1",
+        "MY_SERVICE_API_KEY": "service-key-value-1",
+        "SLACK_BOT_TOKEN": "slack-token-value-2",
+        "AWS_SECRET_ACCESS_KEY": "aws-secret-value-3",
+        "DB_PASSWORD_FILE_CONTENT": "pw-value-value-4",
+        "HOME": "/home/someone",
+        "EDITOR": "vim-but-long-enough",
+    }
+    config = parse_config_text(
+        "server:\n  api_token: literal-admin-token-5\nservices:\n"
+        "  session:\n    url: ${MODEL_ENDPOINT}\ndata_dir: ${HOME}/data\n",
+        env=env,
+    )
+    guard = SecretGuard.from_config(config, env=env)
+    assert guard.secret_names == [
+        "AWS_SECRET_ACCESS_KEY",
+        "DB_PASSWORD_FILE_CONTENT",
+        "MODEL_ENDPOINT",
+        "MY_SERVICE_API_KEY",
+        "SERVER_API_TOKEN",
+        "SLACK_BOT_TOKEN",
+    ]
+    assert guard.redact("files in /home/someone/data") == "files in /home/someone/data"
+    assert guard.redact("EDITOR=vim-but-long-enough") == "EDITOR=vim-but-long-enough"
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("OPENAI_API_KEY", True),
+        ("API_KEY", True),
+        ("TELEGRAM_BOT_TOKEN", True),
+        ("CLIENT_SECRET", True),
+        ("AWS_SECRET_ACCESS_KEY", True),
+        ("PGPASSWORD", True),
+        ("SECRETS_DIR", False),
+        ("TOKENIZER", False),
+        ("PATH", False),
+    ],
+)
+def test_secret_looking_variable_names(name: str, secret: bool) -> None:
+    assert looks_secret(name) is secret
+
+
+def test_redacting_a_one_kilobyte_event_takes_microseconds() -> None:
+    values = {f"SERVICE_{i}_TOKEN": f"token-value-number-{i:04d}" for i in range(20)}
+    guard = SecretGuard(values)
+    event = json.dumps({"type": "user_message", "payload": {"text": "an ordinary sentence 1234. " * 40}})
+    event = event[:1024]
+    runs = 2000
+    started = time.perf_counter()
+    for _ in range(runs):
+        guard.redact(event)
+    per_call = (time.perf_counter() - started) / runs
+    assert per_call < 100e-6, f"{per_call * 1e6:.1f} µs per 1 KB event"
