@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "duragent.cli.agent",
     "duragent.cli.schema",
     "duragent.cli.doctor",
+    "duragent.cli.session",
+    "duragent.cli.history",
 )
 
 

@@ -48,3 +48,17 @@ def print_json(value: Any) -> None:
 def use_color() -> bool:
     """Colours only on a terminal, and never when NO_COLOR is set."""
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    """Aligned plain-text columns: readable on a terminal and easy to pipe into `awk`/`cut`."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    for line in [headers, *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+
+
+def run_async(coro: Any) -> Any:
+    """Run a coroutine to completion from a synchronous command."""
+    import asyncio
+
+    return asyncio.run(coro)

@@ -1,0 +1,60 @@
+"""`duragent history`: the data repository's git log as a timeline of what happened."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from duragent.cli.context import CliState, print_json
+
+
+def register(root: typer.Typer) -> None:
+    """Add the `history` command."""
+    root.command("history")(history)
+
+
+def history(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("-n", "--limit", min=1, help="How many entries.")] = 20,
+    agent: Annotated[str | None, typer.Option("--agent", "-a", help="Only changes of this agent.")] = None,
+    session: Annotated[
+        str | None, typer.Option("--session", "-s", help="Only changes of this session.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """What the agents (and people) changed, newest first, from `git log` of the data directory."""
+    from duragent.errors import UsageError
+    from duragent.vcs.history import read_history
+
+    state: CliState = ctx.obj
+    config = state.config()
+    if not (config.data_path / ".git").exists():
+        raise UsageError(f"{config.data_path} is not a git repository (is git.enabled false?)")
+    entries = read_history(
+        config.data_path, limit=limit, agent=agent, session=session, agent_author=config.git.author
+    )
+    if as_json:
+        print_json([_entry_json(e) for e in entries])
+        return
+    if not entries:
+        print("No history yet.")
+        return
+    for entry in entries:
+        when = entry.when.astimezone().strftime("%Y-%m-%d %H:%M")
+        who = "agent" if entry.author_kind == "agent" else entry.author
+        print(f"{entry.short}  {when}  {who:<12.12}  {entry.subject}")
+
+
+def _entry_json(entry: Any) -> dict[str, Any]:
+    return {
+        "sha": entry.sha,
+        "when": entry.when.isoformat(),
+        "author": entry.author,
+        "author_kind": entry.author_kind,
+        "subject": entry.subject,
+        "kinds": list(entry.kinds),
+        "sessions": list(entry.sessions),
+        "agents": list(entry.agents),
+        "files": list(entry.files),
+    }

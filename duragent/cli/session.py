@@ -1,0 +1,182 @@
+"""`duragent session ...`: list, show, log, export and delete stored sessions."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from duragent.cli.context import CliState, print_json, print_table, run_async
+
+if TYPE_CHECKING:
+    from duragent.workspace import Workspace
+
+app = typer.Typer(help="Inspect and manage stored sessions.", no_args_is_help=True)
+
+
+def register(root: typer.Typer) -> None:
+    """Add the `session` command group."""
+    root.add_typer(app, name="session")
+
+
+def _workspace(ctx: typer.Context) -> Workspace:
+    from duragent.workspace import Workspace
+
+    state: CliState = ctx.obj
+    return Workspace(state.config())
+
+
+def _when(value: datetime) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+@app.command("list")
+def list_sessions(
+    ctx: typer.Context,
+    agent: Annotated[str | None, typer.Option("--agent", "-a", help="Only this agent's sessions.")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", "-s", help="active, running, paused or ended.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every session on disk, most recent activity first."""
+
+    async def run() -> list[Any]:
+        async with _workspace(ctx) as workspace:
+            return await workspace.stores.sessions.list(agent=agent, status=status)
+
+    sessions = run_async(run())
+    if as_json:
+        print_json(
+            [
+                {
+                    "session_id": s.session_id,
+                    "agent": s.agent,
+                    "status": s.status,
+                    "created_at": s.created_at.isoformat(),
+                    "updated_at": s.updated_at.isoformat(),
+                    "events": s.last_seq,
+                }
+                for s in sessions
+            ]
+        )
+        return
+    if not sessions:
+        print("No sessions yet.")
+        return
+    rows = [[s.session_id, s.agent, s.status, str(s.last_seq), _when(s.updated_at)] for s in sessions]
+    print_table(["SESSION", "AGENT", "STATUS", "EVENTS", "LAST ACTIVITY"], rows)
+
+
+@app.command("show")
+def show_session(
+    ctx: typer.Context,
+    session_id: Annotated[str, typer.Argument(help="Session id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """What a session is: agent, state, counts, usage, pending approvals."""
+    from duragent.sessions.inspect import inspect_session
+
+    async def run() -> Any:
+        async with _workspace(ctx) as workspace:
+            return await inspect_session(workspace.stores.sessions, session_id)
+
+    info = run_async(run())
+    if as_json:
+        print_json(info.to_json())
+        return
+    print(f"session   {info.session_id}")
+    print(f"agent     {info.agent}")
+    print(f"status    {info.status}")
+    print(f"created   {_when(info.created_at)}")
+    print(f"updated   {_when(info.updated_at)}")
+    print(
+        f"events    {info.last_seq} ({', '.join(f'{n} {t}' for t, n in sorted(info.event_counts.items()))})"
+    )
+    print(f"turns     {info.turns}")
+    if info.usage:
+        print("usage     " + ", ".join(f"{k} {v}" for k, v in sorted(info.usage.items())))
+    for approval in info.pending_approvals:
+        print(f"pending   approval for {approval.get('tool', '?')} (call {approval.get('call_id', '?')})")
+
+
+@app.command("log")
+def log_session(
+    ctx: typer.Context,
+    session_id: Annotated[str, typer.Argument(help="Session id.")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line.")] = False,
+) -> None:
+    """The session as a readable transcript (`--follow` tails live appends, like `tail -f`)."""
+    from duragent.sessions.inspect import follow_events
+
+    def emit(event: Any) -> None:
+        if as_json:
+            import json
+
+            print(json.dumps(event.to_record(), ensure_ascii=False, separators=(",", ":")), flush=True)
+        else:
+            from duragent.sessions.transcript import render_text
+
+            for line in render_text([event]):
+                print(line, flush=True)
+
+    async def run() -> None:
+        async with _workspace(ctx) as workspace:
+            async for event in follow_events(workspace.stores.sessions, session_id, follow=follow):
+                emit(event)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        run_async(run())
+
+
+@app.command("export")
+def export_session(
+    ctx: typer.Context,
+    session_id: Annotated[str, typer.Argument(help="Session id.")],
+    fmt: Annotated[str, typer.Option("--format", help="jsonl (the raw log) or md (a transcript).")] = "jsonl",
+) -> None:
+    """Write the whole session to stdout as JSON lines or Markdown."""
+    import json
+
+    from duragent.errors import UsageError
+    from duragent.sessions.transcript import render_markdown
+
+    if fmt not in ("jsonl", "md"):
+        raise UsageError(f"--format must be 'jsonl' or 'md', got {fmt!r}")
+
+    async def run() -> list[Any]:
+        async with _workspace(ctx) as workspace:
+            return await workspace.stores.sessions.read(session_id)
+
+    events = run_async(run())
+    if fmt == "jsonl":
+        for event in events:
+            sys.stdout.write(json.dumps(event.to_record(), ensure_ascii=False, separators=(",", ":")) + "\n")
+    else:
+        sys.stdout.write("\n".join(render_markdown(session_id, events)))
+
+
+@app.command("delete")
+def delete_session(
+    ctx: typer.Context,
+    session_id: Annotated[str, typer.Argument(help="Session id.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a session's log and snapshot; the deletion is committed, so git still has it."""
+    from duragent.errors import UsageError
+
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("refusing to delete without confirmation: pass --yes")
+        typer.confirm(f"Delete session {session_id}?", abort=True)
+
+    async def run() -> None:
+        async with _workspace(ctx) as workspace:
+            await workspace.stores.sessions.delete(session_id)
+
+    run_async(run())
+    print(f"Deleted session {session_id}.")
