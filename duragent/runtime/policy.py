@@ -1,0 +1,409 @@
+"""Tool policy: which calls run, which are refused, which wait for a person.
+
+An agent's policy is `spec.tools.policy` in agent.yaml merged with `policy.yaml` in the agent
+folder (the file's `mode` wins; the lists are joined)::
+
+    mode: ask            # allow | ask | deny: what happens when no pattern matches
+    allow: ["bash:git status", "bash:git log *", "read_file"]
+    ask: ["write_file:/etc/**"]
+    deny: ["bash:rm -rf *", "web_fetch"]
+
+A pattern is `tool:glob` matched against the call's invocation text (the command for bash, the
+path for file tools, the URL for web_fetch, the action for memory), or a bare `tool` matching
+every call of it. Globs are fnmatch-style; for path-like invocations `*` and `?` stop at `/`
+and `**` crosses it, elsewhere `*` matches any text. Order: deny wins, then ask, then allow,
+then the mode.
+
+A bash command made of several commands (`;`, `&&`, `|`, `$(...)`, redirections) is checked
+piece by piece against deny and ask patterns, and is allowed only by a pattern equal to the
+whole command: `bash:git *` must not let `git log; rm -rf ~` through.
+
+With no policy at all, the default is mode `ask` with DEFAULT_ALLOWED tools allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import threading
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from duragent.agents.spec import PolicySpec
+from duragent.errors import ConfigError, DuragentError, Problem
+from duragent.ids import ulid
+from duragent.tools.registry import PATH_INVOCATION_TOOLS
+from duragent.validation import validate_document
+from duragent.yaml_source import load_yaml_file, load_yaml_text
+
+Decision = Literal["allow", "ask", "deny"]
+POLICY_FILENAME = "policy.yaml"
+#: Tools that only read or talk to the user, allowed when an agent has no policy at all.
+DEFAULT_ALLOWED = ("memory", "notify_user", "read_file", "list_files", "artifact_list", "artifact_get")
+#: Modes of the Rust version's policy files, read as their equivalents here.
+_MODE_ALIASES = {"dangerous": "allow", "restrict": "deny"}
+_SHELL_OPERATORS = frozenset(";&|<>()")
+_KEY_LINE = re.compile(r"^allow[ \t]*:(?P<rest>.*)$")
+_EDIT_LOCK = threading.Lock()
+
+
+class PolicyEditError(DuragentError):
+    """allow_always could not add the pattern to the policy file without rewriting it by hand."""
+
+
+class PolicyFile(BaseModel):
+    """The contents of an agent's policy.yaml."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    __extra_keys__ = ("apiVersion", "kind")
+
+    mode: Decision | None = Field(None, description="What happens when no pattern matches.")
+    allow: list[str] = []
+    ask: list[str] = []
+    deny: list[str] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rust_modes(cls, value: Any) -> Any:
+        if isinstance(value, dict) and value.get("mode") in _MODE_ALIASES:
+            value = {**value, "mode": _MODE_ALIASES[value["mode"]]}
+        return value
+
+    @field_validator("allow", "ask", "deny", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @field_validator("allow", "ask", "deny")
+    @classmethod
+    def _non_empty(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            if not pattern.strip():
+                raise ValueError("a pattern must not be empty")
+        return patterns
+
+
+@dataclass(frozen=True)
+class PolicyDecision:
+    """The outcome for one call and the pattern that decided it (None when the mode did)."""
+
+    decision: Decision
+    pattern: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolPolicy:
+    """An agent's merged policy. `path` is the policy.yaml that allow_always edits."""
+
+    mode: Decision = "ask"
+    allow: tuple[str, ...] = ()
+    ask: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    path: Path | None = None
+    is_default: bool = False
+    warnings: tuple[Problem, ...] = field(default=(), compare=False)
+
+    def decide(self, tool: str, invocation: str) -> PolicyDecision:
+        """allow, ask or deny for `tool` called with this invocation text: deny > ask > allow > mode."""
+        compound = tool == "bash" and not is_simple_bash_command(invocation)
+        pieces = [invocation, *bash_segments(invocation)] if compound else [invocation]
+        checks: tuple[tuple[Decision, tuple[str, ...]], ...] = (("deny", self.deny), ("ask", self.ask))
+        for decision, patterns in checks:
+            for pattern in patterns:
+                if any(pattern_matches(pattern, tool, piece) for piece in pieces):
+                    return PolicyDecision(decision, pattern)
+        for pattern in self.allow:
+            if pattern_matches(pattern, tool, invocation) and (not compound or _is_exact(pattern)):
+                return PolicyDecision("allow", pattern)
+        return PolicyDecision(self.mode, None)
+
+    def allow_always(self, tool: str, invocation: str) -> Path:
+        """Save an exact allow pattern for this call to the agent's policy.yaml; returns the file."""
+        if self.path is None:
+            raise PolicyEditError("this policy has no policy.yaml to save 'allow always' to")
+        return allow_always(tool, invocation, self.path, seed_defaults=self.is_default)
+
+
+def default_policy(path: Path | None = None) -> ToolPolicy:
+    """The policy of an agent that has none: ask, except for the read-only DEFAULT_ALLOWED tools."""
+    return ToolPolicy(mode="ask", allow=DEFAULT_ALLOWED, path=path, is_default=True)
+
+
+def load_policy(agent_dir: Path, spec_policy: PolicySpec | None = None) -> ToolPolicy:
+    """The agent's policy: `spec.tools.policy` merged with `<agent_dir>/policy.yaml` (file's mode wins).
+
+    Raises ConfigError with file:line for an invalid policy.yaml.
+    """
+    path = agent_dir / POLICY_FILENAME
+    file_policy, warnings = read_policy_file(path) if path.exists() else (None, [])
+    if file_policy is None and spec_policy is None:
+        return default_policy(path)
+    parts: list[Any] = [part for part in (spec_policy, file_policy) if part is not None]
+    mode: Decision = "ask"
+    if spec_policy is not None:
+        mode = spec_policy.mode
+    if file_policy is not None and file_policy.mode is not None:
+        mode = file_policy.mode
+    return ToolPolicy(
+        mode=mode,
+        allow=_joined(part.allow for part in parts),
+        ask=_joined(part.ask for part in parts),
+        deny=_joined(part.deny for part in parts),
+        path=path,
+        warnings=tuple(warnings),
+    )
+
+
+def read_policy_file(path: Path) -> tuple[PolicyFile, list[Problem]]:
+    """Parse and validate a policy.yaml; ConfigError with file:line when it is wrong."""
+    doc = load_yaml_file(path, {}, interpolate=False)
+    return validate_document(PolicyFile, doc)
+
+
+def _joined(lists: Any) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(pattern for patterns in lists for pattern in patterns))
+
+
+# --- patterns ---------------------------------------------------------------------------------
+
+
+def pattern_matches(pattern: str, tool: str, invocation: str) -> bool:
+    """Whether `tool:glob` (or a bare `tool`) matches this call."""
+    tool_glob, colon, rest = pattern.partition(":")
+    if not _compiled(tool_glob, False).fullmatch(tool):
+        return False
+    if not colon:
+        return True
+    return bool(_compiled(rest, tool in PATH_INVOCATION_TOOLS).fullmatch(invocation))
+
+
+def exact_pattern(tool: str, invocation: str) -> str:
+    """A pattern matching exactly this call (glob characters in the invocation escaped)."""
+    escaped = re.sub(r"([*?\[])", r"[\1]", invocation)
+    return f"{tool}:{escaped}"
+
+
+@lru_cache(maxsize=1024)
+def _compiled(glob: str, path_like: bool) -> re.Pattern[str]:
+    return re.compile(_translate(glob, path_like)[0], re.DOTALL)
+
+
+def _is_exact(pattern: str) -> bool:
+    """True when the pattern can match one invocation only (no wildcard left after escapes)."""
+    _tool, colon, rest = pattern.partition(":")
+    return bool(colon) and _translate(rest, False)[1]
+
+
+def _translate(glob: str, path_like: bool) -> tuple[str, bool]:
+    """The regex for a glob, and whether the glob is a plain literal."""
+    star = "[^/]*" if path_like else ".*"
+    one = "[^/]" if path_like else "."
+    out: list[str] = []
+    literal = True
+    i = 0
+    while i < len(glob):
+        char = glob[i]
+        if glob.startswith("**/", i):
+            out.append("(?:.*/)?")  # `a/**/b` also matches `a/b`
+            literal, i = False, i + 3
+        elif glob.startswith("**", i):
+            out.append(".*")
+            literal, i = False, i + 2
+        elif char == "*":
+            out.append(star)
+            literal, i = False, i + 1
+        elif char == "?":
+            out.append(one)
+            literal, i = False, i + 1
+        elif char == "[":
+            end = _class_end(glob, i)
+            if end < 0:
+                out.append(re.escape(char))
+                i += 1
+                continue
+            body = glob[i + 1 : end]
+            if len(body) == 1:
+                out.append(re.escape(body))  # `[*]` is how a literal `*` is written
+            else:
+                literal = False
+                negate = body.startswith("!")
+                inner = body[1:] if negate else body
+                out.append(("[^" if negate else "[") + inner.replace("\\", "\\\\") + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(char))
+            i += 1
+    return "".join(out), literal
+
+
+def _class_end(glob: str, start: int) -> int:
+    """Index of the `]` closing the class opened at `start`, or -1 (then `[` is literal)."""
+    i = start + 1
+    if i < len(glob) and glob[i] == "!":
+        i += 1
+    if i < len(glob) and glob[i] == "]":
+        i += 1
+    return glob.find("]", i)
+
+
+def is_simple_bash_command(command: str) -> bool:
+    """True for one plain command: no `;`, `&&`, `|`, redirection, substitution or second line."""
+    if any(marker in command for marker in ("`", "$(", "\n", "<(", ">(")):
+        return False
+    tokens = _shell_tokens(command)
+    return tokens is not None and not any(_is_operator(token) for token in tokens)
+
+
+def bash_segments(command: str) -> list[str]:
+    """Every simple command a command line may run, for deny and ask checks.
+
+    Deliberately generous: the line is split at operators both with and without regard to
+    quoting, so a command hidden in a quoted substitution (`echo "$(rm -rf ~)"`) is still seen.
+    """
+    segments: list[str] = []
+    tokens = _shell_tokens(command.replace("`", " ; ").replace("$(", " ; ").replace("\n", " ; "))
+    if tokens is not None:
+        current: list[str] = []
+        for token in [*tokens, ";"]:
+            if _is_operator(token):
+                segments.append(" ".join(current))
+                current = []
+            else:
+                current.append(token)
+    segments += [piece.strip(" \t'\"") for piece in _NAIVE_SPLIT.split(command)]
+    return [segment for segment in dict.fromkeys(segments) if segment]
+
+
+_NAIVE_SPLIT = re.compile(r"\$\(|[;&|\n`()<>]")
+
+
+def _shell_tokens(command: str) -> list[str] | None:
+    """Words and operators as bash would split them, or None for unbalanced quotes."""
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        return list(lexer)
+    except ValueError:
+        return None
+
+
+def _is_operator(token: str) -> bool:
+    return bool(token) and set(token) <= _SHELL_OPERATORS
+
+
+# --- allow always -----------------------------------------------------------------------------
+
+
+def allow_always(tool: str, invocation: str, policy_path: Path, *, seed_defaults: bool = False) -> Path:
+    """Append an exact allow pattern for this call to `policy_path` with a minimal text edit.
+
+    Comments and every other line are kept; a missing file is created (with DEFAULT_ALLOWED
+    when `seed_defaults`, so an agent that had no policy keeps its defaults). Returns the path
+    so the caller can tell the committer.
+    """
+    pattern = exact_pattern(tool, invocation)
+    with _EDIT_LOCK:
+        try:
+            old = policy_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            old = None
+        if old is not None and pattern in _parse(old, policy_path).allow:
+            return policy_path
+        new = _new_file(pattern, seed_defaults) if old is None else add_allow_pattern(old, pattern)
+        if pattern not in _parse(new, policy_path).allow:
+            raise PolicyEditError(f"could not add {pattern!r} to {policy_path}; add it to `allow:` by hand")
+        _write_atomically(policy_path, new)
+    return policy_path
+
+
+def add_allow_pattern(text: str, pattern: str) -> str:
+    """`text` of a policy.yaml with `pattern` appended to its top-level `allow:` list."""
+    if text and not text.endswith("\n"):
+        text += "\n"
+    lines = text.splitlines(keepends=True)
+    item = json.dumps(pattern, ensure_ascii=False)
+    key_index = next((i for i, line in enumerate(lines) if _KEY_LINE.match(line.rstrip("\r\n"))), None)
+    if key_index is None:
+        return text + f"allow:\n  - {item}\n"
+    match = _KEY_LINE.match(lines[key_index].rstrip("\r\n"))
+    assert match is not None
+    value, comment = _split_comment(match.group("rest"))
+    if value:
+        return _flow_list_to_block(lines, key_index, value, comment, item)
+    last_item, indent = key_index, "  "
+    for i in range(key_index + 1, len(lines)):
+        stripped = lines[i].strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if not (lines[i][0] in " \t" or stripped.startswith("-")):
+            break
+        if last_item == key_index:
+            indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
+        last_item = i
+    lines.insert(last_item + 1, f"{indent}- {item}\n")
+    return "".join(lines)
+
+
+def _flow_list_to_block(lines: list[str], key_index: int, value: str, comment: str, item: str) -> str:
+    """`allow: [a, b]` -> a block list with the new item (a flow list cannot be appended to in place)."""
+    import yaml
+
+    try:
+        existing = yaml.safe_load(value)
+    except yaml.YAMLError:
+        existing = None
+    if not isinstance(existing, list):
+        raise PolicyEditError(f"`allow: {value}` is not a one-line list; add the pattern by hand")
+    block = [f"allow:{' ' + comment if comment else ''}\n"]
+    block += [f"  - {json.dumps(str(entry), ensure_ascii=False)}\n" for entry in existing]
+    block.append(f"  - {item}\n")
+    lines[key_index : key_index + 1] = block
+    return "".join(lines)
+
+
+def _split_comment(rest: str) -> tuple[str, str]:
+    """`' [a, b]  # note'` -> ("[a, b]", "# note"), ignoring `#` inside quotes."""
+    quote = ""
+    for i, char in enumerate(rest):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (i == 0 or rest[i - 1] in " \t"):
+            return rest[:i].strip(), rest[i:].strip()
+    return rest.strip(), ""
+
+
+def _new_file(pattern: str, seed_defaults: bool) -> str:
+    allowed = [*(DEFAULT_ALLOWED if seed_defaults else ()), pattern]
+    items = "".join(f"  - {json.dumps(entry, ensure_ascii=False)}\n" for entry in allowed)
+    header = (
+        "# Tool policy (see docs/tools.md): deny wins, then ask, then allow, then mode.\n"
+        "# Entries were added by 'allow always' decisions; edit freely.\n"
+    )
+    mode = "mode: ask\n" if seed_defaults else ""
+    return f"{header}{mode}allow:\n{items}"
+
+
+def _parse(text: str, path: Path) -> PolicyFile:
+    doc = load_yaml_text(text, str(path), {}, interpolate=False)
+    try:
+        return validate_document(PolicyFile, doc)[0]
+    except ConfigError as exc:
+        raise PolicyEditError(f"{path} is not a valid policy file: {exc}") from None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{ulid()}.tmp")
+    try:
+        temp.write_text(text, encoding="utf-8")
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)

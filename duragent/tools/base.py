@@ -1,0 +1,147 @@
+"""What a tool is: typed arguments, a run function, and the context it runs in.
+
+A tool never raises for a failure the model could act on: it returns
+`ToolResult(ok=False, content=<what went wrong>)` and the loop hands that back to the model.
+Only cancellation propagates.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from duragent.errors import DuragentError
+from duragent.stores.base import ArtifactStore, MemoryStore
+from duragent.validation import describe_error
+
+Notify = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What a tool call produced: success, the text the model reads, and structured data for clients."""
+
+    ok: bool
+    content: str
+    data: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ToolLimits:
+    """Time and size limits applied by the builtin tools."""
+
+    bash_timeout_seconds: float = 120.0
+    output_cap_bytes: int = 16 * 1024
+    read_max_bytes: int = 256 * 1024
+    fetch_timeout_seconds: float = 30.0
+    fetch_max_bytes: int = 1024 * 1024
+    list_max_entries: int = 1000
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """Where and for whom a tool runs: the agent, its session, folders, stores and limits.
+
+    `file_roots` confine the file tools (empty means the working directory alone);
+    `scrub_env` names environment variables never passed to subprocesses (the
+    configuration's secrets); `notify` delivers `notify_user` messages to attached clients.
+    """
+
+    agent: str
+    session_id: str
+    workdir: Path
+    file_roots: tuple[Path, ...] = ()
+    memory: MemoryStore | None = None
+    artifacts: ArtifactStore | None = None
+    scrub_env: frozenset[str] = frozenset()
+    notify: Notify | None = None
+    limits: ToolLimits = field(default_factory=ToolLimits)
+
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        """The folders file tools may touch, resolved (symlinks followed)."""
+        return tuple(root.resolve() for root in (self.file_roots or (self.workdir,)))
+
+
+class ToolArgs(BaseModel):
+    """Base of every tool's arguments: unknown keys are refused so the model learns the schema."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InvalidToolArguments(DuragentError):
+    """The model's arguments do not fit the tool's schema; the message tells it what to fix."""
+
+
+ArgsT = TypeVar("ArgsT", bound=ToolArgs)
+
+
+class Tool(ABC, Generic[ArgsT]):
+    """A tool: a name, a description, an `Args` model (its JSON schema) and an async `run`.
+
+    `invocation_is_path` tells the policy that `*` in patterns for this tool stops at `/`.
+    """
+
+    name: str
+    description: str
+    Args: type[ArgsT]
+    invocation_is_path: ClassVar[bool] = False
+
+    @abstractmethod
+    async def run(self, args: ArgsT, ctx: ToolContext) -> ToolResult:
+        """Do the work; return a failed ToolResult (never raise) when something goes wrong."""
+
+    @abstractmethod
+    def invocation(self, args: ArgsT, ctx: ToolContext) -> str:
+        """The text policy patterns are matched against (a command, a path, a URL, an action)."""
+
+    def parameters(self) -> dict[str, Any]:
+        """The JSON schema of the arguments, as offered to the model."""
+        return json_schema(self.Args)
+
+    def parse_arguments(self, raw: Any) -> ArgsT:
+        """Validate the model's arguments; InvalidToolArguments says what is wrong in one sentence."""
+        if not isinstance(raw, dict):
+            raise InvalidToolArguments(f"invalid arguments for {self.name}: expected a JSON object")
+        try:
+            return self.Args.model_validate(raw)
+        except ValidationError as exc:
+            reasons = "; ".join(
+                _describe(error, tuple(error["loc"])) for error in exc.errors(include_url=False)
+            )
+            raise InvalidToolArguments(f"invalid arguments for {self.name}: {reasons}") from None
+
+
+def _describe(error: Any, loc: tuple[str | int, ...]) -> str:
+    if error["type"] == "extra_forbidden":
+        return f"unknown argument {'.'.join(str(p) for p in loc)!r}"
+    return describe_error(error, loc)
+
+
+def json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema without pydantic's `title` noise (models read descriptions, not titles)."""
+    schema: dict[str, Any] = _strip_titles(model.model_json_schema())
+    schema.pop("description", None)  # the Args docstring; the tool's own description says more
+    return schema
+
+
+def _strip_titles(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: _strip_titles(value) if key != "properties" else _strip_property_titles(value)
+            for key, value in node.items()
+            if key != "title"
+        }
+    if isinstance(node, list):
+        return [_strip_titles(item) for item in node]
+    return node
+
+
+def _strip_property_titles(properties: dict[str, Any]) -> dict[str, Any]:
+    # Under `properties` the keys are argument names (one may be called "title"), so only strip inside.
+    return {name: _strip_titles(schema) for name, schema in properties.items()}

@@ -1,0 +1,108 @@
+"""The tool registry: builtin tools by name, an agent's tool set, definitions, and running a call.
+
+The loop calls a tool in three steps so the policy can sit in between::
+
+    args = tool.parse_arguments(raw)          # InvalidToolArguments -> tell the model
+    decision = policy.decide(tool.name, tool.invocation(args, ctx))
+    result = await execute(tool, args, ctx)   # never raises, except cancellation
+
+`call_tool` does all three minus the policy, for callers that already decided.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from duragent.agents.spec import ToolsSpec
+from duragent.errors import ConfigError, DuragentError, NotFound
+from duragent.tools.artifacts import ArtifactGetTool, ArtifactListTool, ArtifactPutTool
+from duragent.tools.base import InvalidToolArguments, Tool, ToolContext, ToolResult
+from duragent.tools.bash import BashTool, CliTool
+from duragent.tools.files import EditFileTool, ListFilesTool, ReadFileTool, WriteFileTool
+from duragent.tools.memory import MemoryTool
+from duragent.tools.notify import NotifyUserTool
+from duragent.tools.web import WebFetchTool
+
+logger = logging.getLogger(__name__)
+
+AnyTool = Tool[Any]
+
+#: Builtin tools by name; the names are exactly `duragent.agents.spec.BUILTIN_TOOLS`.
+BUILTINS: dict[str, type[AnyTool]] = {
+    "bash": BashTool,
+    "read_file": ReadFileTool,
+    "write_file": WriteFileTool,
+    "edit_file": EditFileTool,
+    "list_files": ListFilesTool,
+    "web_fetch": WebFetchTool,
+    "memory": MemoryTool,
+    "notify_user": NotifyUserTool,
+    "artifact_put": ArtifactPutTool,
+    "artifact_get": ArtifactGetTool,
+    "artifact_list": ArtifactListTool,
+}
+
+#: Builtins whose policy text is a path or a name with folders: `*` in their patterns stops at `/`.
+PATH_INVOCATION_TOOLS = frozenset(name for name, make in BUILTINS.items() if make.invocation_is_path)
+
+
+class UnknownTool(NotFound):
+    """No builtin tool has this name."""
+
+
+def builtin_tool(name: str) -> AnyTool:
+    """A fresh instance of the builtin tool `name`; UnknownTool lists the known names."""
+    make = BUILTINS.get(name)
+    if make is None:
+        raise UnknownTool(f"unknown builtin tool {name!r}; known tools: {', '.join(BUILTINS)}")
+    return make()
+
+
+def tools_for(spec: ToolsSpec, *, include_memory: bool = False) -> list[AnyTool]:
+    """The tools an agent's `spec.tools` enables, in order; `include_memory` adds `memory` if absent.
+
+    Raises ConfigError for an unknown builtin or two tools with the same name.
+    """
+    names = list(dict.fromkeys(spec.builtin))
+    if include_memory and "memory" not in names:
+        names.append("memory")
+    tools: list[AnyTool] = []
+    for name in names:
+        try:
+            tools.append(builtin_tool(name))
+        except UnknownTool as exc:
+            raise ConfigError(str(exc)) from None
+    taken = set(names)
+    for cli in spec.cli:
+        if cli.name in taken:
+            raise ConfigError(f"tool name {cli.name!r} is used twice; give the cli tool another name")
+        taken.add(cli.name)
+        tools.append(CliTool(cli))
+    return tools
+
+
+def definition(tool: AnyTool) -> dict[str, Any]:
+    """What the model is offered: `{"name", "description", "parameters"}` (a JSON schema)."""
+    return {"name": tool.name, "description": tool.description, "parameters": tool.parameters()}
+
+
+async def execute(tool: AnyTool, args: Any, ctx: ToolContext) -> ToolResult:
+    """Run a tool with validated args; an unexpected error becomes a failed result (and a log line)."""
+    try:
+        return await tool.run(args, ctx)
+    except DuragentError as exc:
+        return ToolResult(False, f"{tool.name} failed: {exc}")
+    except Exception as exc:
+        # The model must always get a result back; the traceback goes to the log for us.
+        logger.exception("tool %s raised", tool.name)
+        return ToolResult(False, f"{tool.name} failed unexpectedly: {type(exc).__name__}: {exc}")
+
+
+async def call_tool(tool: AnyTool, raw_arguments: Any, ctx: ToolContext) -> ToolResult:
+    """Validate the model's arguments and run the tool (no policy check: the caller decided)."""
+    try:
+        args = tool.parse_arguments(raw_arguments)
+    except InvalidToolArguments as exc:
+        return ToolResult(False, str(exc))
+    return await execute(tool, args, ctx)
