@@ -6,7 +6,7 @@ into the `SessionState`, and writes the `state.yaml` snapshot every `snapshot_ev
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from duragent.ids import new_id
@@ -22,6 +22,8 @@ class SessionLog:
         self.state = state
         self.snapshot_every = snapshot_every
         self._since_snapshot = 0
+        #: Called with each durable batch, in order (the live session publishes from here).
+        self.listeners: list[Callable[[list[SessionEvent]], None]] = []
 
     @property
     def session_id(self) -> str:
@@ -69,6 +71,8 @@ class SessionLog:
         await self.store.append(self.session_id, events)
         for event in events:
             self.state.apply(event)
+        for listener in self.listeners:
+            listener(events)
         self._since_snapshot += len(events)
         if self._since_snapshot >= self.snapshot_every:
             await self.snapshot()

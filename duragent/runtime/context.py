@@ -1,0 +1,186 @@
+"""Context assembly: what the model sees each turn, in priority order, inside a token budget.
+
+Order: prime directives, SOUL.md, SYSTEM_PROMPT.md, INSTRUCTIONS.md, memory, then the
+conversation. Fixed parts are always kept; memory gets at most its share of the budget; the
+conversation fills the rest, newest first, so the oldest history is dropped first. Large tool
+results are cut to their head and tail with a marker.
+
+Tokens are estimated as ceil(characters / 4) (no tokenizer is downloaded at run time); the
+estimate errs on the generous side for English and code, and the budget keeps a 10% margin.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from duragent.agents.loader import Agent
+from duragent.llm.types import Message, ToolCall
+from duragent.sessions.state import SessionState
+
+PRIME_DIRECTIVES = """\
+You are an agent run by Duragent. Act only through the tools you are given and only on the \
+user's behalf; pursue no goals of your own. Defer to the people overseeing you. Confirm before \
+doing anything destructive unless the policy already allows it. If a tool fails, report the \
+error clearly instead of retrying the same call in a loop. Verify the state of things before \
+acting on assumptions."""
+
+DEFAULT_OUTPUT_TOKENS = 4096
+TOOL_RESULT_MAX_TOKENS = 4000
+MEMORY_SHARE = 0.25
+
+#: Context windows by model-name fragment, first match wins (checked in order).
+_CONTEXT_WINDOWS = (
+    ("demo", 16_000),
+    ("claude", 200_000),
+    ("gpt-4.1", 1_000_000),
+    ("gpt-5", 400_000),
+    ("gpt-4o", 128_000),
+    ("gpt-4", 128_000),
+    ("gemini", 1_000_000),
+    ("llama", 128_000),
+    ("qwen", 128_000),
+    ("mistral", 128_000),
+    ("deepseek", 128_000),
+)
+DEFAULT_CONTEXT_WINDOW = 128_000
+
+
+def estimate_tokens(text: str) -> int:
+    """The documented estimate: one token per four characters, rounded up."""
+    return (len(text) + 3) // 4
+
+
+def context_window(agent: Agent) -> int:
+    """`spec.context.max_tokens`, else the known window of the model, else 128k."""
+    if agent.spec.context.max_tokens:
+        return agent.spec.context.max_tokens
+    name = f"{agent.spec.model.provider}/{agent.spec.model.name}".lower()
+    return next((size for fragment, size in _CONTEXT_WINDOWS if fragment in name), DEFAULT_CONTEXT_WINDOW)
+
+
+def expand_template(text: str, variables: dict[str, str]) -> str:
+    """Replace `{{name}}` (spaces inside the braces allowed); unknown names stay as written."""
+    if "{{" not in text:
+        return text
+    for name, value in variables.items():
+        text = text.replace("{{" + name + "}}", value).replace("{{ " + name + " }}", value)
+    return text
+
+
+def cut_middle(text: str, max_tokens: int) -> str:
+    """Keep the head and tail of an overlong text with a marker saying how much was cut."""
+    limit = max_tokens * 4
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n[… {len(text) - 2 * half} characters cut …]\n{text[-half:]}"
+
+
+@dataclass(frozen=True)
+class ContextPart:
+    """One part of the assembled context and its estimated size."""
+
+    name: str
+    text: str
+    tokens: int
+
+
+@dataclass(frozen=True)
+class AssembledContext:
+    """The messages to send, and an account of what went in and what was left out."""
+
+    messages: tuple[Message, ...]
+    parts: tuple[ContextPart, ...]
+    history_kept: int
+    history_dropped: int
+    tokens: int
+    budget: int
+
+
+def to_message(entry: dict[str, Any]) -> Message:
+    """A stored conversation entry (state.yaml / replayed events) as an LLM message."""
+    calls = tuple(
+        ToolCall(id=str(c.get("id")), name=str(c.get("name")), arguments=dict(c.get("arguments") or {}))
+        for c in entry.get("tool_calls") or ()
+    )
+    return Message(
+        role=entry["role"],
+        content=entry.get("content"),
+        tool_calls=calls,
+        tool_call_id=entry.get("tool_call_id"),
+        name=entry.get("name"),
+    )
+
+
+def _message_tokens(message: Message) -> int:
+    size = estimate_tokens(message.content or "") + 4
+    for call in message.tool_calls:
+        size += estimate_tokens(call.name + json.dumps(call.arguments)) + 4
+    return size
+
+
+def assemble_context(
+    agent: Agent,
+    state: SessionState,
+    *,
+    memory_text: str = "",
+    now: datetime,
+) -> AssembledContext:
+    """Build this turn's messages for `agent` from the session's conversation."""
+    window = context_window(agent)
+    output = agent.spec.model.max_output_tokens or DEFAULT_OUTPUT_TOKENS
+    budget = max(window - output - window // 10, 256)
+    variables = {
+        "date": now.strftime("%Y-%m-%d"),
+        "time": now.strftime("%H:%M %Z").strip(),
+        "agent_name": agent.name,
+        "agent.name": agent.name,
+        "session_id": state.session_id,
+    }
+    parts = [ContextPart("prime directives", PRIME_DIRECTIVES, estimate_tokens(PRIME_DIRECTIVES))]
+    for name, text in (
+        ("SOUL.md", agent.soul),
+        ("SYSTEM_PROMPT.md", agent.system_prompt),
+        ("INSTRUCTIONS.md", agent.instructions),
+    ):
+        if text.strip():
+            expanded = expand_template(text.strip(), variables)
+            parts.append(ContextPart(name, expanded, estimate_tokens(expanded)))
+    if memory_text.strip():
+        share = agent.spec.memory.max_tokens if agent.spec.memory and agent.spec.memory.max_tokens else None
+        memory_budget = share or int(budget * MEMORY_SHARE)
+        text = cut_middle(memory_text.strip(), memory_budget)
+        parts.append(ContextPart("memory", text, estimate_tokens(text)))
+    system = "\n\n".join(p.text for p in parts)
+    used = estimate_tokens(system) + 4
+    history, dropped = _fit_history(state.conversation, budget - used)
+    used += sum(_message_tokens(m) for m in history)
+    messages = (Message(role="system", content=system), *history)
+    return AssembledContext(messages, tuple(parts), len(history), dropped, used, budget)
+
+
+def _fit_history(conversation: list[dict[str, Any]], budget: int) -> tuple[list[Message], int]:
+    kept: list[Message] = []
+    used = 0
+    for entry in reversed(conversation):
+        message = to_message(entry)
+        if message.role == "tool" and message.content:
+            message = Message(
+                role="tool",
+                content=cut_middle(message.content, TOOL_RESULT_MAX_TOKENS),
+                tool_call_id=message.tool_call_id,
+                name=message.name,
+            )
+        size = _message_tokens(message)
+        if used + size > budget and kept:
+            break
+        kept.append(message)
+        used += size
+    kept.reverse()
+    # A kept window must not open with tool results whose call was dropped.
+    while kept and kept[0].role == "tool":
+        kept.pop(0)
+    return kept, len(conversation) - len(kept)

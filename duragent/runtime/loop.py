@@ -1,0 +1,371 @@
+"""The agentic loop: one turn of a session, from the user's message to the final reply.
+
+Every step is appended to the session log before the next begins (user message, each
+assistant message with its tool calls, each tool result), so a crash resumes from the last
+durable step: `run_turn(log, agent, None)` continues a turn that stopped midway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from duragent.agents.loader import Agent
+from duragent.errors import DuragentError
+from duragent.ids import new_id
+from duragent.llm.base import Provider
+from duragent.llm.errors import ProviderError
+from duragent.llm.types import LLMRequest, TextDelta, ToolCall, ToolCallComplete, ToolDefinition, Usage
+from duragent.runtime.approvals import ApprovalBroker
+from duragent.runtime.context import assemble_context
+from duragent.runtime.events import (
+    ApprovalRequired,
+    ApprovalResolved,
+    Notification,
+    RuntimeEvent,
+    ToolCallFinished,
+    ToolCallStarted,
+    TurnFailed,
+    TurnFinished,
+    TurnPaused,
+    TurnStarted,
+)
+from duragent.runtime.events import TextDelta as TextEvent
+from duragent.runtime.memory_context import gather_memory
+from duragent.runtime.policy import ToolPolicy, load_policy
+from duragent.sessions.log import SessionLog
+from duragent.stores.base import ArtifactStore, Change, ChangeListener, MemoryStore, ignore_changes, utcnow
+from duragent.tools.base import InvalidToolArguments, ToolContext, ToolResult
+from duragent.tools.registry import AnyTool, definition, execute, tools_for
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_STEPS = 20
+INTERRUPTED = "interrupted: the turn stopped before this tool call finished"
+
+
+@dataclass
+class TurnControl:
+    """Lets another task ask a running turn to pause at its next safe point."""
+
+    pause_requested: bool = False
+    pause_reason: str = ""
+
+    def request_pause(self, reason: str) -> None:
+        """Stop before the next model or tool call; the turn can be resumed later."""
+        self.pause_requested = True
+        self.pause_reason = reason
+
+
+@dataclass
+class Runtime:
+    """Runs turns: context, model, tools, policy, approvals; every step durable in the session log."""
+
+    provider_for: Callable[[Agent], Provider]
+    approvals: ApprovalBroker = field(default_factory=ApprovalBroker)
+    memory: MemoryStore | None = None
+    artifacts: ArtifactStore | None = None
+    scrub_env: frozenset[str] = frozenset()
+    max_steps: int = DEFAULT_MAX_STEPS
+    on_change: ChangeListener = ignore_changes
+    workdir_for: Callable[[Agent], Path] | None = None
+
+    async def run_turn(
+        self,
+        session: SessionLog,
+        agent: Agent,
+        content: str | None,
+        *,
+        sender: Mapping[str, Any] | None = None,
+        control: TurnControl | None = None,
+    ) -> AsyncIterator[RuntimeEvent]:
+        """Run one turn for `content` (None continues the session's unfinished turn)."""
+        control = control or TurnControl()
+        if content is not None:
+            payload: dict[str, Any] = {"content": content, "turn": session.state.turns + 1}
+            if sender:
+                payload["sender"] = dict(sender)
+            await session.append("user_message", payload)
+        yield TurnStarted(session.state.turns, content)
+        try:
+            tools = {t.name: t for t in tools_for(agent.spec.tools, include_memory=_memory_on(agent))}
+            policy = load_policy(agent.directory, agent.spec.tools.policy)
+        except DuragentError as exc:
+            yield await self._fail(session, "agent_invalid", str(exc))
+            return
+        notifications: asyncio.Queue[str] = asyncio.Queue()
+        ctx = self._tool_context(agent, session, notifications)
+        async for event in self._steps(session, agent, tools, policy, ctx, notifications, control):
+            yield event
+
+    async def _steps(
+        self,
+        session: SessionLog,
+        agent: Agent,
+        tools: dict[str, AnyTool],
+        policy: ToolPolicy,
+        ctx: ToolContext,
+        notifications: asyncio.Queue[str],
+        control: TurnControl,
+    ) -> AsyncIterator[RuntimeEvent]:
+        definitions = tuple(ToolDefinition(**definition(t)) for t in tools.values())
+        provider = self.provider_for(agent)
+        # Calls left without a result by an interrupted run are answered before the model is asked again.
+        await close_open_tool_calls(session, INTERRUPTED)
+        for _step in range(self.max_steps):
+            if control.pause_requested:
+                yield TurnPaused(control.pause_reason)
+                return
+            request = await self._request(agent, session, definitions)
+            text: list[str] = []
+            calls: list[ToolCall] = []
+            usage: dict[str, int] = {}
+            try:
+                async with aclosing(provider.stream(request)) as stream:
+                    async for chunk in stream:
+                        if isinstance(chunk, TextDelta):
+                            text.append(chunk.text)
+                            yield TextEvent(chunk.text)
+                        elif isinstance(chunk, ToolCallComplete):
+                            calls.append(chunk.tool_call)
+                        elif isinstance(chunk, Usage):
+                            usage = {"input_tokens": chunk.input_tokens, "output_tokens": chunk.output_tokens}
+            except ProviderError as exc:
+                if text:
+                    await self._assistant(session, "".join(text), [], usage, partial=True)
+                yield await self._fail(session, "llm_error", str(exc))
+                return
+            except asyncio.CancelledError:
+                # Keep what was said so far; the caller records the cancellation.
+                if text:
+                    await asyncio.shield(self._assistant(session, "".join(text), [], usage, partial=True))
+                raise
+            message_id = await self._assistant(session, "".join(text), calls, usage)
+            if not calls:
+                yield TurnFinished(message_id, "".join(text), usage)
+                return
+            async for event in self._run_calls(session, agent, tools, policy, ctx, calls, control):
+                yield event
+            while not notifications.empty():
+                yield Notification(notifications.get_nowait())
+        yield await self._fail(
+            session, "max_steps", f"the turn used all {self.max_steps} steps without a final answer"
+        )
+
+    async def _request(
+        self, agent: Agent, session: SessionLog, definitions: tuple[ToolDefinition, ...]
+    ) -> LLMRequest:
+        now = utcnow()
+        memory_text = await gather_memory(self.memory, agent, now.date()) if self.memory else ""
+        context = assemble_context(agent, session.state, memory_text=memory_text, now=now)
+        model = agent.spec.model
+        return LLMRequest(
+            model=model.name,
+            messages=context.messages,
+            tools=definitions,
+            temperature=model.temperature,
+            max_output_tokens=model.max_output_tokens,
+        )
+
+    async def _assistant(
+        self,
+        session: SessionLog,
+        text: str,
+        calls: list[ToolCall],
+        usage: dict[str, int],
+        *,
+        partial: bool = False,
+    ) -> str:
+        message_id = new_id("msg")
+        payload: dict[str, Any] = {"content": text, "message_id": message_id}
+        if usage:
+            payload["usage"] = usage
+        if calls:
+            payload["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls]
+        if partial:
+            payload["partial"] = True
+        await session.append("assistant_message", payload)
+        return message_id
+
+    async def _fail(self, session: SessionLog, code: str, message: str) -> TurnFailed:
+        await session.append("error", {"code": code, "message": message})
+        return TurnFailed(code, message)
+
+    async def _run_calls(
+        self,
+        session: SessionLog,
+        agent: Agent,
+        tools: dict[str, AnyTool],
+        policy: ToolPolicy,
+        ctx: ToolContext,
+        calls: list[ToolCall],
+        control: TurnControl,
+    ) -> AsyncIterator[RuntimeEvent]:
+        await session.append_many(
+            [("tool_call", {"call_id": c.id, "tool": c.name, "arguments": c.arguments}) for c in calls]
+        )
+        runnable: list[tuple[ToolCall, AnyTool, Any]] = []
+        results: dict[str, ToolResult] = {}
+        for call in calls:
+            prepared = _prepare(call, tools)
+            if isinstance(prepared, ToolResult):
+                results[call.id] = prepared
+                continue
+            tool, args = prepared
+            invocation = tool.invocation(args, ctx)
+            verdict = policy.decide(tool.name, invocation).decision
+            if verdict == "ask":
+                if control.pause_requested:
+                    verdict = "deny"
+                else:
+                    async for event in self._ask(session, agent, call, invocation, policy):
+                        if isinstance(event, ApprovalResolved):
+                            verdict = "allow" if event.decision != "deny" else "deny"
+                        yield event
+            if verdict == "deny":
+                results[call.id] = ToolResult(False, f"denied by policy: {tool.name} {invocation}".strip())
+            else:
+                runnable.append((call, tool, args))
+        for call, _tool, _args in runnable:
+            yield ToolCallStarted(call.id, call.name, call.arguments)
+        timings: dict[str, int] = {}
+
+        async def timed(call: ToolCall, tool: AnyTool, args: Any) -> ToolResult:
+            started = time.perf_counter()
+            try:
+                return await execute(tool, args, ctx)
+            finally:
+                timings[call.id] = int((time.perf_counter() - started) * 1000)
+
+        try:
+            outcomes = await asyncio.gather(*(timed(c, t, a) for c, t, a in runnable))
+        except asyncio.CancelledError:
+            await asyncio.shield(close_open_tool_calls(session, "cancelled: the turn was cancelled"))
+            raise
+        for (call, _tool, _args), outcome in zip(runnable, outcomes, strict=True):
+            results[call.id] = outcome
+        await session.append_many(
+            [
+                (
+                    "tool_result",
+                    {
+                        "call_id": c.id,
+                        "tool": c.name,
+                        "ok": results[c.id].ok,
+                        "content": results[c.id].content,
+                        "duration_ms": timings.get(c.id, 0),
+                    },
+                )
+                for c in calls
+            ]
+        )
+        for call in calls:
+            result = results[call.id]
+            yield ToolCallFinished(call.id, call.name, result.ok, result.content, timings.get(call.id, 0))
+
+    async def _ask(
+        self, session: SessionLog, agent: Agent, call: ToolCall, invocation: str, policy: ToolPolicy
+    ) -> AsyncIterator[RuntimeEvent]:
+        waiting = self.approvals.request(
+            call.id,
+            session_id=session.session_id,
+            agent=agent.name,
+            tool=call.name,
+            invocation=invocation,
+            arguments=call.arguments,
+        )
+        await session.append(
+            "approval_required",
+            {"call_id": call.id, "tool": call.name, "arguments": call.arguments, "command": invocation},
+        )
+        yield ApprovalRequired(call.id, call.name, call.arguments, invocation)
+        outcome = await waiting
+        await session.append(
+            "approval_decision", {"call_id": call.id, "decision": outcome.decision, "reason": outcome.reason}
+        )
+        if outcome.decision == "allow_always":
+            try:
+                path = policy.allow_always(call.name, invocation)
+            except DuragentError as exc:
+                log.warning("could not save 'allow always' for %s: %s", call.name, exc)
+            else:
+                self.on_change(
+                    Change((path,), "agent", agent.name, f"policy allows {call.name} {invocation}".strip())
+                )
+        yield ApprovalResolved(call.id, outcome.decision, outcome.reason)
+
+    def _tool_context(
+        self, agent: Agent, session: SessionLog, notifications: asyncio.Queue[str]
+    ) -> ToolContext:
+        async def notify(message: str) -> None:
+            await session.append("notification", {"message": message})
+            notifications.put_nowait(message)
+
+        workdir = self.workdir_for(agent) if self.workdir_for else agent.directory
+        return ToolContext(
+            agent=agent.name,
+            session_id=session.session_id,
+            workdir=workdir,
+            memory=self.memory,
+            artifacts=self.artifacts,
+            scrub_env=self.scrub_env,
+            notify=notify,
+        )
+
+
+def _memory_on(agent: Agent) -> bool:
+    return agent.spec.memory is not None and agent.spec.memory.enabled
+
+
+def _prepare(call: ToolCall, tools: dict[str, AnyTool]) -> tuple[AnyTool, Any] | ToolResult:
+    tool = tools.get(call.name)
+    if tool is None:
+        return ToolResult(False, f"unknown tool {call.name!r}; available: {', '.join(tools) or 'none'}")
+    if call.unparsed_arguments is not None:
+        return ToolResult(
+            False, f"invalid arguments for {call.name}: not a JSON object: {call.unparsed_arguments}"
+        )
+    try:
+        return tool, tool.parse_arguments(call.arguments)
+    except InvalidToolArguments as exc:
+        return ToolResult(False, str(exc))
+
+
+async def close_open_tool_calls(session: SessionLog, reason: str) -> int:
+    """Record a failed result for every tool call of the session that has none; returns how many."""
+    answered = {m.get("tool_call_id") for m in session.state.conversation if m.get("role") == "tool"}
+    open_calls = [
+        call
+        for message in session.state.conversation
+        if message.get("role") == "assistant"
+        for call in message.get("tool_calls") or ()
+        if call.get("id") not in answered
+    ]
+    if open_calls:
+        await session.append_many(
+            [
+                (
+                    "tool_result",
+                    {"call_id": c.get("id"), "tool": c.get("name"), "ok": False, "content": reason},
+                )
+                for c in open_calls
+            ]
+        )
+    return len(open_calls)
+
+
+def needs_model(session: SessionLog) -> bool:
+    """True when the last durable step leaves the model to speak (a user message or tool results)."""
+    conversation = session.state.conversation
+    return bool(conversation) and conversation[-1].get("role") in ("user", "tool")
+
+
+async def drain(events: AsyncIterator[RuntimeEvent]) -> list[RuntimeEvent]:
+    """Consume a turn's events into a list (for callers that only want the outcome)."""
+    return [event async for event in events]

@@ -1,0 +1,33 @@
+"""One provider instance (and HTTP connection pool) per distinct model configuration."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from duragent.agents.loader import Agent
+from duragent.agents.spec import ModelSpec
+from duragent.llm.base import Provider
+from duragent.llm.registry import provider_for_model
+
+
+class ProviderPool:
+    """Creates providers on first use and closes them all at the end."""
+
+    def __init__(self, env: Mapping[str, str] | None = None):
+        self.env: Mapping[str, str] = os.environ if env is None else env
+        self._providers: dict[ModelSpec, Provider] = {}
+
+    def for_agent(self, agent: Agent) -> Provider:
+        """The provider for the agent's `spec.model` (shared by agents with the same model settings)."""
+        model = agent.spec.model
+        provider = self._providers.get(model)
+        if provider is None:
+            provider = self._providers[model] = provider_for_model(model, self.env)
+        return provider
+
+    async def close(self) -> None:
+        """Close every provider's connections."""
+        providers, self._providers = list(self._providers.values()), {}
+        for provider in providers:
+            await provider.close()

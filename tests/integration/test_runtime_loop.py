@@ -1,0 +1,315 @@
+"""The agentic loop against a real fake LLM server: streaming, tools, policy, approvals, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from duragent.agents.loader import Agent, load_agent
+from duragent.runtime.approvals import ApprovalBroker
+from duragent.runtime.events import (
+    ApprovalRequired,
+    ApprovalResolved,
+    RuntimeEvent,
+    TextDelta,
+    ToolCallFinished,
+    TurnFailed,
+    TurnFinished,
+    TurnStarted,
+)
+from duragent.runtime.loop import Runtime, drain
+from duragent.runtime.providers import ProviderPool
+from duragent.sessions.log import SessionLog
+from duragent.stores.base import SessionReadOptions
+from duragent.stores.filesystem.memory import FilesystemMemoryStore
+from duragent.stores.filesystem.sessions import FilesystemSessionStore
+from duragent.testing.fake_llm import FakeLLMServer, broken_stream, delay, error, text, tool_calls
+
+pytest_plugins = ["duragent.testing.pytest_plugin"]
+
+AGENT_YAML = """\
+apiVersion: duragent/v1alpha1
+kind: Agent
+metadata:
+  name: helper
+spec:
+  model:
+    provider: openai
+    name: gpt-test
+    base_url: {url}
+  system_prompt: You are a test agent. Today is {{{{date}}}}.
+  memory: {{enabled: true}}
+  tools:
+    builtin: [bash, memory, write_file]
+    policy:
+      mode: ask
+      allow: ["memory", "bash:echo *", "bash:python3 *"]
+      deny: ["bash:rm *"]
+"""
+
+
+@pytest.fixture
+def agent(tmp_path: Path, fake_llm: FakeLLMServer) -> Agent:
+    directory = tmp_path / "agents" / "helper"
+    directory.mkdir(parents=True)
+    (directory / "agent.yaml").write_text(AGENT_YAML.format(url=fake_llm.url))
+    loaded, _ = load_agent(directory, env={"OPENAI_API_KEY": "sk-test"})
+    return loaded
+
+
+@pytest.fixture
+async def session(tmp_path: Path) -> AsyncIterator[SessionLog]:
+    store = FilesystemSessionStore(tmp_path / "sessions", fsync="never")
+    yield await SessionLog.create(store, agent="helper")
+    await store.close()
+
+
+@pytest.fixture
+def memory(tmp_path: Path) -> FilesystemMemoryStore:
+    return FilesystemMemoryStore(tmp_path / "memory")
+
+
+@pytest.fixture
+async def providers() -> AsyncIterator[ProviderPool]:
+    pool = ProviderPool({"OPENAI_API_KEY": "sk-test"})
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def runtime(memory: FilesystemMemoryStore, providers: ProviderPool) -> Runtime:
+    return Runtime(provider_for=providers.for_agent, memory=memory)
+
+
+async def stored_types(session: SessionLog) -> list[str]:
+    events = await session.store.read(session.session_id, SessionReadOptions(after_seq=1))
+    return [e.type for e in events]
+
+
+async def test_reply_is_streamed_and_stored(
+    fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, runtime: Runtime
+) -> None:
+    fake_llm.enqueue(text("Hello there, friend", chunks=3, usage=(12, 4)))
+    events = await drain(runtime.run_turn(session, agent, "hi"))
+    assert isinstance(events[0], TurnStarted)
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Hello there, friend"
+    assert len([e for e in events if isinstance(e, TextDelta)]) == 3
+    finished = events[-1]
+    assert isinstance(finished, TurnFinished)
+    assert finished.usage == {"input_tokens": 12, "output_tokens": 4}
+    assert await stored_types(session) == ["user_message", "assistant_message"]
+    sent = fake_llm.requests[0].body["messages"]
+    assert sent[0]["role"] == "system"
+    assert "You are a test agent" in sent[0]["content"]
+    assert sent[-1] == {"role": "user", "content": "hi"}
+
+
+async def test_a_tool_call_runs_and_its_result_goes_back_to_the_model(
+    fake_llm: FakeLLMServer,
+    agent: Agent,
+    session: SessionLog,
+    runtime: Runtime,
+    memory: FilesystemMemoryStore,
+) -> None:
+    fake_llm.enqueue(
+        tool_calls(
+            [("memory", {"action": "remember", "content": "likes green tea", "section": "preference"})]
+        ),
+        text("Noted."),
+    )
+    events = await drain(runtime.run_turn(session, agent, "remember that I like green tea"))
+    finished = [e for e in events if isinstance(e, ToolCallFinished)]
+    assert finished
+    assert finished[0].ok
+    assert isinstance(events[-1], TurnFinished)
+    assert events[-1].content == "Noted."
+    today = await memory.read_day("helper", (await memory.days("helper"))[0])
+    assert today is not None
+    assert "## Preferences Learned\n- likes green tea" in today
+    assert await stored_types(session) == [
+        "user_message",
+        "assistant_message",
+        "tool_call",
+        "tool_result",
+        "assistant_message",
+    ]
+    second = fake_llm.requests[1].body["messages"]
+    assert second[-1]["role"] == "tool"
+    assert second[-2]["tool_calls"][0]["function"]["name"] == "memory"
+
+
+async def test_parallel_tool_calls_run_concurrently(
+    fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, runtime: Runtime
+) -> None:
+    fake_llm.enqueue(
+        tool_calls(
+            [
+                ("bash", {"command": "python3 -c 'import time; time.sleep(1.0); print(1)'"}),
+                ("bash", {"command": "python3 -c 'import time; time.sleep(1.0); print(2)'"}),
+            ]
+        ),
+        text("both done"),
+    )
+    started = time.monotonic()
+    events = await drain(runtime.run_turn(session, agent, "run both"))
+    elapsed = time.monotonic() - started
+    results = [e for e in events if isinstance(e, ToolCallFinished)]
+    assert [r.content.strip().splitlines()[0] for r in results] == ["1", "2"]
+    assert elapsed < 1.8  # one after the other would take 2 s
+
+
+async def test_denied_tool_call_is_reported_to_the_model_not_run(
+    fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, runtime: Runtime, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    fake_llm.enqueue(tool_calls([("bash", {"command": f"rm {victim}"})]), text("I could not."))
+    events = await drain(runtime.run_turn(session, agent, "delete it"))
+    result = next(e for e in events if isinstance(e, ToolCallFinished))
+    assert not result.ok
+    assert "denied by policy" in result.content
+    assert victim.exists()
+
+
+async def test_ask_waits_for_a_decision_and_allow_always_is_saved(
+    fake_llm: FakeLLMServer,
+    agent: Agent,
+    session: SessionLog,
+    memory: FilesystemMemoryStore,
+    providers: ProviderPool,
+) -> None:
+    broker = ApprovalBroker()
+    runtime = Runtime(
+        provider_for=providers.for_agent,
+        memory=memory,
+        approvals=broker,
+    )
+    fake_llm.enqueue(tool_calls([("bash", {"command": "pwd"})]), text("done"))
+    seen: list[RuntimeEvent] = []
+    async for event in runtime.run_turn(session, agent, "where are you?"):
+        seen.append(event)
+        if isinstance(event, ApprovalRequired):
+            assert [p.call_id for p in broker.pending()] == [event.call_id]
+            broker.decide(event.call_id, "allow_always")
+    resolved = next(e for e in seen if isinstance(e, ApprovalResolved))
+    assert resolved.decision == "allow_always"
+    result = next(e for e in seen if isinstance(e, ToolCallFinished))
+    assert result.ok
+    assert str(agent.directory) in result.content
+    policy_text = (agent.directory / "policy.yaml").read_text()
+    assert "bash:pwd" in policy_text
+    assert "approval_required" in await stored_types(session)
+    assert "approval_decision" in await stored_types(session)
+
+
+async def test_unanswered_approval_is_denied_after_its_timeout(
+    fake_llm: FakeLLMServer,
+    agent: Agent,
+    session: SessionLog,
+    memory: FilesystemMemoryStore,
+    providers: ProviderPool,
+) -> None:
+    from datetime import timedelta
+
+    runtime = Runtime(
+        provider_for=providers.for_agent,
+        memory=memory,
+        approvals=ApprovalBroker(default_timeout=timedelta(seconds=0.2)),
+    )
+    fake_llm.enqueue(tool_calls([("bash", {"command": "pwd"})]), text("ok"))
+    events = await drain(runtime.run_turn(session, agent, "where?"))
+    resolved = next(e for e in events if isinstance(e, ApprovalResolved))
+    assert (resolved.decision, resolved.reason) == ("deny", "timeout")
+    assert not next(e for e in events if isinstance(e, ToolCallFinished)).ok
+
+
+async def test_provider_error_fails_the_turn_and_the_session_stays_usable(
+    fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, runtime: Runtime
+) -> None:
+    fake_llm.enqueue(error(401, "bad key"))
+    events = await drain(runtime.run_turn(session, agent, "hello"))
+    failed = events[-1]
+    assert isinstance(failed, TurnFailed)
+    assert failed.code == "llm_error"
+    assert "401 from openai" in failed.message
+    assert "OPENAI_API_KEY" in failed.message
+    fake_llm.enqueue(text("back again"))
+    events = await drain(runtime.run_turn(session, agent, "hello again"))
+    assert isinstance(events[-1], TurnFinished)
+    assert events[-1].content == "back again"
+
+
+async def test_a_broken_stream_keeps_the_partial_reply(
+    fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, runtime: Runtime
+) -> None:
+    fake_llm.enqueue(broken_stream(after_chunks=2, content="one two three four", chunks=4))
+    events = await drain(runtime.run_turn(session, agent, "talk"))
+    assert isinstance(events[-1], TurnFailed)
+    stored = await session.store.read(
+        session.session_id, SessionReadOptions(types=frozenset({"assistant_message"}))
+    )
+    assert stored[0].payload["partial"] is True
+    assert stored[0].payload["content"]
+
+
+async def test_the_step_limit_stops_a_runaway_loop(
+    fake_llm: FakeLLMServer,
+    agent: Agent,
+    session: SessionLog,
+    memory: FilesystemMemoryStore,
+    providers: ProviderPool,
+) -> None:
+    runtime = Runtime(provider_for=providers.for_agent, memory=memory, max_steps=3)
+    for _ in range(3):
+        fake_llm.enqueue(tool_calls([("bash", {"command": "echo again"})]))
+    events = await drain(runtime.run_turn(session, agent, "loop"))
+    assert isinstance(events[-1], TurnFailed)
+    assert events[-1].code == "max_steps"
+
+
+async def test_cancellation_mid_stream_closes_the_connection_and_keeps_partial_text(
+    fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, runtime: Runtime
+) -> None:
+    fake_llm.enqueue(text("a b c d e f g h", chunks=8, chunk_delay=0.2))
+    got_text = asyncio.Event()
+
+    async def consume() -> None:
+        async for event in runtime.run_turn(session, agent, "go slowly"):
+            if isinstance(event, TextDelta):
+                got_text.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(got_text.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await fake_llm.wait_for_disconnect(within=5)
+    stored = await session.store.read(
+        session.session_id, SessionReadOptions(types=frozenset({"assistant_message"}))
+    )
+    assert stored
+    assert stored[-1].payload["partial"] is True
+
+
+async def test_an_interrupted_tool_call_gets_a_result_and_the_turn_continues(
+    fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, runtime: Runtime
+) -> None:
+    await session.append("user_message", {"content": "do it", "turn": 1})
+    await session.append(
+        "assistant_message",
+        {"content": "", "message_id": "msg_1", "tool_calls": [{"id": "c1", "name": "bash", "arguments": {}}]},
+    )
+    fake_llm.enqueue(delay(0, text("resumed")))
+    events = await drain(runtime.run_turn(session, agent, None))
+    assert isinstance(events[-1], TurnFinished)
+    assert events[-1].content == "resumed"
+    results = await session.store.read(
+        session.session_id, SessionReadOptions(types=frozenset({"tool_result"}))
+    )
+    assert results[0].payload["call_id"] == "c1"
+    assert results[0].payload["ok"] is False
+    assert "interrupted" in results[0].payload["content"]
