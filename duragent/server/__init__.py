@@ -1,0 +1,1 @@
+"""`duragent serve`: the aiohttp application — REST, SSE, admin API — over the library."""

@@ -1,0 +1,36 @@
+"""What the running server shares between handlers, stored on the app under one typed key."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from duragent.agents.registry import AgentRegistry
+    from duragent.config import DuragentConfig
+    from duragent.runtime.approvals import ApprovalBroker
+    from duragent.server.metrics import Metrics
+    from duragent.sessions.manager import SessionManager
+    from duragent.workspace import Workspace
+
+
+@dataclass
+class ServerState:
+    """The library objects one server process works through (built in `create_app`'s lifecycle)."""
+
+    config: DuragentConfig
+    workspace: Workspace
+    agents: AgentRegistry
+    sessions: SessionManager
+    approvals: ApprovalBroker
+    metrics: Metrics
+    started_at: float = field(default_factory=time.time)
+    #: Set when a shutdown was asked for (SIGTERM, SIGINT or POST /api/admin/v1/shutdown).
+    shutdown: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+STATE = web.AppKey("duragent_state", ServerState)

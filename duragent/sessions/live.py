@@ -1,0 +1,362 @@
+"""LiveSession: the one actor that owns a loaded session — its turns, status and subscribers.
+
+Clients never touch a session's state directly: they submit messages (queued in order),
+subscribe to its stream (replay from a position, then live), decide approvals, cancel,
+resume. Subscribing is attaching; when the last subscriber leaves during a turn, the session
+keeps going (`on_disconnect: continue`, status `running`) or pauses at the next safe point
+(`pause`). A session left running unattended for `max_background_runtime` is paused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from duragent.agents.loader import Agent
+from duragent.durations import format_duration
+from duragent.errors import DuragentError
+from duragent.runtime.events import ApprovalRequired, ApprovalResolved, TextDelta, TurnPaused
+from duragent.runtime.loop import Runtime, TurnControl, needs_model
+from duragent.sessions.log import SessionLog
+from duragent.sessions.stream import Position, StreamEvent, from_stored, token
+from duragent.stores.base import SessionEvent, SessionReadOptions, SessionStatus
+
+log = logging.getLogger(__name__)
+
+#: A subscriber this far behind is dropped; it reconnects with its last position and catches up.
+SUBSCRIBER_QUEUE_LIMIT = 10_000
+
+
+class SessionEnded(DuragentError):
+    """The session has ended and takes no more messages."""
+
+    def __init__(self, session_id: str):
+        super().__init__(f"session {session_id} has ended; start a new one")
+        self.session_id = session_id
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """How a session behaves when clients come and go (agent spec over duragent.yaml)."""
+
+    on_disconnect: str = "continue"
+    max_background_runtime: timedelta = timedelta(minutes=30)
+    output_buffer_size: int = 1000
+
+
+class Subscription:
+    """An attached client: iterate it for events; `close()` (or leaving the loop) detaches."""
+
+    def __init__(
+        self, session: LiveSession, queue: asyncio.Queue[StreamEvent | None], replay: list[StreamEvent]
+    ):
+        self._session = session
+        self._queue = queue
+        self._replay = collections.deque(replay)
+        self._last = replay[-1].position if replay else Position(-1)
+        self._closed = False
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        if self._replay:
+            return self._replay.popleft()
+        while not self._closed:
+            event = await self._queue.get()
+            if event is None:
+                break
+            if event.position > self._last:
+                self._last = event.position
+                return event
+        self.close()
+        raise StopAsyncIteration
+
+    async def next_within(self, seconds: float) -> StreamEvent | None:
+        """The next event, or None when nothing arrived within `seconds` (time for a keep-alive)."""
+        try:
+            return await asyncio.wait_for(self.__anext__(), seconds)
+        except TimeoutError:
+            return None
+
+    def close(self) -> None:
+        """Detach from the session."""
+        if not self._closed:
+            self._closed = True
+            self._session._detach(self._queue)
+
+
+class LiveSession:
+    """The actor of one loaded session."""
+
+    def __init__(self, session_log: SessionLog, agent: Agent, runtime: Runtime, settings: LiveSettings):
+        self.log = session_log
+        self.agent = agent
+        self.runtime = runtime
+        self.settings = settings
+        self._buffer: collections.deque[StreamEvent] = collections.deque(
+            maxlen=max(settings.output_buffer_size, 1)
+        )
+        self._subscribers: set[asyncio.Queue[StreamEvent | None]] = set()
+        self._pending: collections.deque[tuple[str, Mapping[str, Any] | None]] = collections.deque()
+        self._turn: asyncio.Task[None] | None = None
+        self._control: TurnControl | None = None
+        self._delta_after = session_log.state.last_seq
+        self._deltas = 0
+        self._background_timer: asyncio.TimerHandle | None = None
+        self._paused_for_disconnect = False
+        self._status_lock = asyncio.Lock()
+        self.turn_finished = asyncio.Event()
+        session_log.listeners.append(self._on_append)
+
+    # --- what clients see --------------------------------------------------------------------
+
+    @property
+    def session_id(self) -> str:
+        """The session's id."""
+        return self.log.session_id
+
+    @property
+    def status(self) -> SessionStatus:
+        """active, running, paused or ended."""
+        return self.log.state.status
+
+    @property
+    def busy(self) -> bool:
+        """True while a turn runs."""
+        return self._turn is not None
+
+    @property
+    def attached(self) -> int:
+        """How many clients are subscribed."""
+        return len(self._subscribers)
+
+    @property
+    def queued(self) -> int:
+        """Messages waiting for the current turn to end."""
+        return len(self._pending)
+
+    # --- commands ----------------------------------------------------------------------------
+
+    async def submit(self, content: str, sender: Mapping[str, Any] | None = None) -> int:
+        """Queue a message; returns how many turns run before it (0: it starts now)."""
+        if self.status == "ended":
+            raise SessionEnded(self.session_id)
+        ahead = len(self._pending) + (1 if self._turn is not None else 0)
+        self._pending.append((content, sender))
+        self._start_next()
+        return ahead
+
+    async def subscribe(self, after: Position | None = None) -> Subscription:
+        """Attach: replay what came after `after` (None: nothing, only live events), then go live."""
+        queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
+        self._subscribers.add(queue)
+        replay = await self._replay(after) if after is not None else []
+        await self._on_attach()
+        return Subscription(self, queue, replay)
+
+    async def cancel(self) -> bool:
+        """Stop the running turn now (partial output is kept); False when no turn runs."""
+        task = self._turn
+        if task is None:
+            return False
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return True
+
+    async def resume(self) -> None:
+        """Continue a paused session: its unfinished turn, then any queued messages."""
+        if self.status == "ended":
+            raise SessionEnded(self.session_id)
+        self._paused_for_disconnect = False
+        if self._turn is not None:
+            return
+        if self._pending:
+            self._start_next()
+        elif needs_model(self.log):
+            self._start(None, None)
+        elif self.status == "paused":
+            await self._set_status("active", "resumed")
+
+    def decide(self, call_id: str, decision: str) -> None:
+        """Answer a pending approval of this session (allow_once, allow_always, deny)."""
+        self.runtime.approvals.decide(call_id, decision)
+
+    async def end(self, reason: str = "ended by client") -> None:
+        """End the session: stop any turn, record `session_end`, detach everyone."""
+        self._pending.clear()
+        await self.cancel()
+        if self.status != "ended":
+            await self.log.append("session_end", {"reason": reason})
+            await self.log.snapshot()
+        self._close_subscribers()
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Unload: let a running turn reach a safe point within `grace` seconds, then snapshot."""
+        if self._turn is not None and self._control is not None:
+            self._control.request_pause("server shutting down")
+            done, _ = await asyncio.wait({self._turn}, timeout=grace)
+            if not done:
+                await self.cancel()
+        self._cancel_background_timer()
+        self._close_subscribers()
+        if self._on_append in self.log.listeners:
+            self.log.listeners.remove(self._on_append)
+        await self.log.snapshot()
+
+    # --- turns -------------------------------------------------------------------------------
+
+    def _start_next(self) -> None:
+        if self._turn is None and self._pending and self.status != "ended":
+            content, sender = self._pending.popleft()
+            self._start(content, sender)
+
+    def _start(self, content: str | None, sender: Mapping[str, Any] | None) -> None:
+        self._control = TurnControl()
+        self.turn_finished.clear()
+        self._turn = asyncio.create_task(
+            self._run(content, sender, self._control), name=f"turn {self.session_id}"
+        )
+
+    async def _run(self, content: str | None, sender: Mapping[str, Any] | None, control: TurnControl) -> None:
+        try:
+            await self._set_status("active" if self._subscribers else "running")
+            if not self._subscribers:
+                self._on_unattended()
+            async for event in self.runtime.run_turn(
+                self.log, self.agent, content, sender=sender, control=control
+            ):
+                await self._on_runtime_event(event)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            await self.log.append("cancelled", {"reason": "cancelled by client"})
+        except Exception as exc:
+            # A bug or a store failure must not kill the actor: record it and stay usable.
+            log.exception("session %s: turn failed", self.session_id)
+            with contextlib.suppress(Exception):
+                await self.log.append(
+                    "error", {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}
+                )
+        finally:
+            self._turn = None
+            self._control = None
+            self._cancel_background_timer()
+            if self.status in ("active", "running"):
+                await self._set_status("active")
+            self.turn_finished.set()
+            if self.status != "paused":
+                self._start_next()
+
+    async def _on_runtime_event(self, event: Any) -> None:
+        if isinstance(event, TextDelta):
+            self._deltas += 1
+            self._publish(token(self._delta_after, self._deltas, event.text))
+        elif isinstance(event, ApprovalRequired):
+            await self._set_status("paused", "awaiting approval")
+        elif isinstance(event, ApprovalResolved):
+            await self._set_status("active" if self._subscribers else "running", f"approval {event.decision}")
+        elif isinstance(event, TurnPaused):
+            await self._set_status("paused", event.reason)
+
+    # --- status ------------------------------------------------------------------------------
+
+    async def _set_status(self, to: SessionStatus, reason: str | None = None) -> None:
+        async with self._status_lock:
+            current = self.status
+            if current == to or current == "ended":
+                return
+            payload: dict[str, Any] = {"from": current, "to": to}
+            if reason:
+                payload["reason"] = reason
+            await self.log.append("status_change", payload)
+            if to in ("paused", "ended"):
+                await self.log.snapshot()
+
+    async def _on_attach(self) -> None:
+        self._cancel_background_timer()
+        if self.status == "running":
+            await self._set_status("active", "client attached")
+        elif self.status == "paused" and self._paused_for_disconnect:
+            await self.resume()
+
+    def _detach(self, queue: asyncio.Queue[StreamEvent | None]) -> None:
+        self._subscribers.discard(queue)
+        if self._subscribers or self._turn is None:
+            return
+        if self.settings.on_disconnect == "pause":
+            if self._control is not None:
+                self._paused_for_disconnect = True
+                self._control.request_pause("client disconnected (on_disconnect: pause)")
+        else:
+            asyncio.get_running_loop().create_task(self._set_status("running", "client disconnected"))
+            self._on_unattended()
+
+    def _on_unattended(self) -> None:
+        limit = self.settings.max_background_runtime.total_seconds()
+        if self._background_timer is None and limit > 0:
+            self._background_timer = asyncio.get_running_loop().call_later(
+                limit, self._background_limit_reached
+            )
+
+    def _background_limit_reached(self) -> None:
+        self._background_timer = None
+        if self._control is not None and not self._subscribers:
+            limit = format_duration(self.settings.max_background_runtime)
+            self._control.request_pause(f"ran unattended for {limit} (max_background_runtime)")
+
+    def _cancel_background_timer(self) -> None:
+        if self._background_timer is not None:
+            self._background_timer.cancel()
+            self._background_timer = None
+
+    # --- publishing --------------------------------------------------------------------------
+
+    def _on_append(self, events: list[SessionEvent]) -> None:
+        for event in events:
+            self._delta_after, self._deltas = event.seq, 0
+            self._publish(from_stored(event))
+
+    def _publish(self, event: StreamEvent) -> None:
+        self._buffer.append(event)
+        for queue in list(self._subscribers):
+            if queue.qsize() >= SUBSCRIBER_QUEUE_LIMIT:
+                # Too slow: drop it; the client reconnects from its last position and catches up.
+                self._subscribers.discard(queue)
+                queue.put_nowait(None)
+            else:
+                queue.put_nowait(event)
+
+    def _close_subscribers(self) -> None:
+        for queue in list(self._subscribers):
+            queue.put_nowait(None)
+        self._subscribers.clear()
+
+    async def _replay(self, after: Position) -> list[StreamEvent]:
+        buffered = list(self._buffer)
+        if buffered and buffered[0].position <= after:
+            return [e for e in buffered if e.position > after]
+        stored = await self.log.store.read(self.session_id, SessionReadOptions(after_seq=after.seq))
+        replay = [from_stored(e) for e in stored if Position(e.seq) > after]
+        last = replay[-1].position if replay else after
+        # Deltas of the turn in progress (not yet covered by a stored assistant message).
+        replay += [e for e in buffered if e.event == "token" and e.position > last]
+        return replay
+
+
+async def collect_turn(subscription: Subscription) -> AsyncIterator[StreamEvent]:
+    """Events of one turn from a subscription, ending after done/error/cancelled or a pause."""
+    async for event in subscription:
+        yield event
+        if event.event in ("done", "error", "cancelled"):
+            return
+        if event.event == "status" and event.data.get("to") == "paused":
+            return

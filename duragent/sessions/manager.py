@@ -1,0 +1,212 @@
+"""SessionManager: the live sessions of one process — create, load lazily, recover, unload.
+
+Sessions on disk are many; live ones (an actor each) are those in use. A session is loaded
+on first use and unloaded after `idle_ttl` without subscribers or turns. At start, sessions
+that were mid-turn when the process died are recovered: continue-mode ones resume their
+turn from the last durable step, pause-mode ones come back paused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
+
+from duragent.agents.loader import Agent, session_settings
+from duragent.config import DuragentConfig
+from duragent.errors import UsageError
+from duragent.runtime.loop import Runtime, close_open_tool_calls, needs_model
+from duragent.sessions.live import LiveSession, LiveSettings
+from duragent.sessions.log import SessionLog
+from duragent.stores.base import SessionStatus, SessionStore, SessionSummary
+
+log = logging.getLogger(__name__)
+
+RESTART_INTERRUPTED = "interrupted by restart: the server stopped before this tool call finished"
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    """What `recover()` did at start."""
+
+    resumed: tuple[str, ...] = ()
+    paused: tuple[str, ...] = ()
+
+
+class SessionManager:
+    """Owns every LiveSession of the process."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        runtime: Runtime,
+        config: DuragentConfig,
+        agent_for: Callable[[str], Agent],
+        *,
+        idle_ttl: timedelta = timedelta(minutes=30),
+    ):
+        self.store = store
+        self.runtime = runtime
+        self.config = config
+        self.agent_for = agent_for
+        self.idle_ttl = idle_ttl
+        self._live: dict[str, LiveSession] = {}
+        self._loading: dict[str, asyncio.Future[LiveSession]] = {}
+        self._idle_since: dict[str, float] = {}
+        self._closing = False
+
+    @property
+    def live(self) -> Mapping[str, LiveSession]:
+        """Loaded sessions by id."""
+        return self._live
+
+    def settings_for(self, agent: Agent, on_disconnect: str | None = None) -> LiveSettings:
+        """The agent's session settings over duragent.yaml's, with an explicit override."""
+        resolved = session_settings(agent, self.config)
+        return LiveSettings(
+            on_disconnect=on_disconnect or resolved["on_disconnect"].value,
+            max_background_runtime=resolved["max_background_runtime"].value,
+            output_buffer_size=resolved["output_buffer_size"].value,
+        )
+
+    async def create(
+        self, agent_name: str, *, on_disconnect: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> LiveSession:
+        """A new session of `agent_name` (AgentNotFound when there is no such agent)."""
+        self._refuse_when_closing()
+        if on_disconnect not in (None, "continue", "pause"):
+            raise UsageError(f"on_disconnect must be 'continue' or 'pause', got {on_disconnect!r}")
+        agent = self.agent_for(agent_name)
+        settings = self.settings_for(agent, on_disconnect)
+        session_log = await SessionLog.create(
+            self.store,
+            agent=agent.name,
+            on_disconnect=settings.on_disconnect,
+            metadata=metadata,
+            snapshot_every=self.config.session.snapshot_every,
+        )
+        live = LiveSession(session_log, agent, self.runtime, settings)
+        self._live[live.session_id] = live
+        return live
+
+    async def get(self, session_id: str) -> LiveSession:
+        """The live session, loading it from the store on first use (SessionNotFound if absent)."""
+        live = self._live.get(session_id)
+        if live is not None:
+            self._idle_since.pop(session_id, None)
+            return live
+        self._refuse_when_closing()
+        loading = self._loading.get(session_id)
+        if loading is not None:
+            return await asyncio.shield(loading)
+        future: asyncio.Future[LiveSession] = asyncio.get_running_loop().create_future()
+        self._loading[session_id] = future
+        try:
+            live = await self._load(session_id)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here so a load nobody else awaited does not warn
+            raise
+        finally:
+            self._loading.pop(session_id, None)
+        future.set_result(live)
+        self._live[session_id] = live
+        return live
+
+    async def _load(self, session_id: str) -> LiveSession:
+        session_log = await SessionLog.open(
+            self.store, session_id, snapshot_every=self.config.session.snapshot_every
+        )
+        agent = self.agent_for(session_log.state.agent)
+        settings = self.settings_for(agent, session_log.state.on_disconnect)
+        return LiveSession(session_log, agent, self.runtime, settings)
+
+    async def list_sessions(
+        self, *, agent: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> list[SessionSummary]:
+        """Every stored session (not only live ones), newest activity first."""
+        summaries = await self.store.list(agent=agent, status=status)
+        # A live session's status is newer than its last snapshot.
+        merged = [
+            s if s.session_id not in self._live else _with_status(s, self._live[s.session_id].status)
+            for s in summaries
+        ]
+        if status is not None:
+            merged = [s for s in merged if s.status == status]
+        return merged[:limit] if limit is not None else merged
+
+    async def delete(self, session_id: str) -> None:
+        """Stop and forget a session, and remove its files."""
+        live = self._live.pop(session_id, None)
+        if live is not None:
+            await live.end("deleted")
+            await live.close(grace=0)
+        await self.store.delete(session_id)
+
+    async def recover(self) -> RecoveryReport:
+        """Bring back sessions a crash left mid-turn (call once at start)."""
+        resumed: list[str] = []
+        paused: list[str] = []
+        for summary in await self.store.list():
+            if summary.status == "ended":
+                continue
+            try:
+                live = await self.get(summary.session_id)
+            except Exception:
+                # One unreadable session or a removed agent must not stop the server starting.
+                log.exception("session %s could not be recovered", summary.session_id)
+                continue
+            closed = await close_open_tool_calls(live.log, RESTART_INTERRUPTED)
+            if not (closed or needs_model(live.log)) and live.status != "running":
+                continue
+            if live.settings.on_disconnect == "continue" and live.status != "paused":
+                await live.resume()
+                resumed.append(live.session_id)
+            else:
+                await live._set_status("paused", "server restarted")
+                paused.append(live.session_id)
+        if resumed or paused:
+            log.info("recovered sessions: %d resumed, %d paused", len(resumed), len(paused))
+        return RecoveryReport(tuple(resumed), tuple(paused))
+
+    async def unload_idle(self, now: float) -> list[str]:
+        """Unload sessions idle (no turn, no subscriber) for longer than `idle_ttl`."""
+        unloaded = []
+        for session_id, live in list(self._live.items()):
+            if live.busy or live.attached or live.queued or live.status == "paused":
+                self._idle_since.pop(session_id, None)
+                continue
+            since = self._idle_since.setdefault(session_id, now)
+            if now - since >= self.idle_ttl.total_seconds():
+                self._live.pop(session_id, None)
+                self._idle_since.pop(session_id, None)
+                await live.close(grace=0)
+                unloaded.append(session_id)
+        return unloaded
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Stop taking work, let running turns reach a safe point within `grace`, snapshot everything."""
+        self._closing = True
+        sessions = list(self._live.values())
+        self._live.clear()
+        results = await asyncio.gather(*(s.close(grace) for s in sessions), return_exceptions=True)
+        for session, result in zip(sessions, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("session %s did not close cleanly: %s", session.session_id, result)
+
+    def _refuse_when_closing(self) -> None:
+        if self._closing:
+            raise ServerClosing("the server is shutting down")
+
+
+class ServerClosing(UsageError):
+    """The process is shutting down and takes no new work."""
+
+    exit_code = 1
+
+
+def _with_status(summary: SessionSummary, status: SessionStatus) -> SessionSummary:
+    return replace(summary, status=status)

@@ -1,0 +1,91 @@
+"""The events a session shows its clients, each with a position clients can resume from.
+
+Stored events keep their seq as position (`"12"`); token deltas, which are not stored one by
+one, get `"<last seq>.<n>"` (`"12.3"` is the third delta after event 12). Positions sort in
+the order events happened, so a client that saw `"12.3"` asks for everything after it and
+gets the rest, without duplicates, whether from the in-memory buffer or from the log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from duragent.stores.base import SessionEvent
+
+#: Events the Rust Duragent's `/stream` clients understand (its parser rejects other names).
+STREAM_EVENTS = frozenset(
+    {
+        "start",
+        "token",
+        "tool_call",
+        "tool_result",
+        "approval_required",
+        "status",
+        "done",
+        "error",
+        "cancelled",
+    }
+)
+#: Events after which a turn is over (a turn paused by `status` also ends the stream).
+TURN_END_EVENTS = frozenset({"done", "error", "cancelled"})
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """Where an event sits in a session's stream: stored seq, and delta number after it."""
+
+    seq: int
+    delta: int = 0
+
+    @classmethod
+    def parse(cls, text: str | None) -> Position:
+        """`"12"` / `"12.3"`; raises ValueError for anything else. None means the beginning."""
+        if text is None or text == "":
+            return cls(0)
+        seq, _, delta = text.strip().partition(".")
+        position = cls(int(seq), int(delta) if delta else 0)
+        if position.seq < 0 or position.delta < 0:
+            raise ValueError(f"invalid event position {text!r}")
+        return position
+
+    def __str__(self) -> str:
+        return f"{self.seq}.{self.delta}" if self.delta else str(self.seq)
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """One event as clients see it: position, SSE event name, JSON data."""
+
+    position: Position
+    event: str
+    data: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        """The SSE `id:` field."""
+        return str(self.position)
+
+
+def from_stored(event: SessionEvent) -> StreamEvent:
+    """The client-facing form of a stored event."""
+    p = event.payload
+    name = _NAMES.get(event.type, event.type)
+    data: dict[str, Any] = {"seq": event.seq, "ts": event.ts.isoformat().replace("+00:00", "Z"), **p}
+    if event.type == "assistant_message":
+        final = not p.get("tool_calls") and not p.get("partial")
+        name = "done" if final else "message"
+    elif event.type == "user_message":
+        data["turn"] = p.get("turn")
+    return StreamEvent(Position(event.seq), name, data)
+
+
+def token(after_seq: int, number: int, text: str) -> StreamEvent:
+    """A token delta: not stored, positioned after the last stored event."""
+    return StreamEvent(Position(after_seq, number), "token", {"content": text})
+
+
+_NAMES = {
+    "user_message": "start",
+    "status_change": "status",
+}
