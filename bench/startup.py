@@ -55,7 +55,8 @@ def main() -> None:
     print(f"{'command':<24}{'median ms':>10}{'x python':>10}{'peak MiB':>10}")
     for name, (wall, rss) in results.items():
         print(f"{name:<24}{wall * 1000:>10.1f}{wall / base_wall:>10.1f}{rss:>10.1f}")
-    print(f"(runs={args.runs}, python {sys.version.split()[0]}, {os.cpu_count()} cpus; baseline {base_rss:.1f} MiB)")
+    python = sys.version.split()[0]
+    print(f"(runs={args.runs}, python {python}, {os.cpu_count()} cpus; baseline {base_rss:.1f} MiB)")
 
 
 if __name__ == "__main__":

@@ -156,16 +156,18 @@ def assemble_context(
         parts.append(ContextPart("memory", text, estimate_tokens(text)))
     system = "\n\n".join(p.text for p in parts)
     used = estimate_tokens(system) + 4
-    history, dropped = _fit_history(state.conversation, budget - used)
-    used += sum(_message_tokens(m) for m in history)
+    history, dropped, history_tokens = _fit_history(state, budget - used)
+    used += history_tokens
     messages = (Message(role="system", content=system), *history)
     return AssembledContext(messages, tuple(parts), len(history), dropped, used, budget)
 
 
-def _fit_history(conversation: list[dict[str, Any]], budget: int) -> tuple[list[Message], int]:
-    kept: list[Message] = []
-    used = 0
-    for entry in reversed(conversation):
+def _history(state: SessionState) -> list[tuple[Message, int]]:
+    """The conversation as LLM messages with their token estimates, converted once per message."""
+    cache: list[tuple[Message, int]] = state.context_cache
+    if len(cache) > len(state.conversation):
+        cache.clear()
+    for entry in state.conversation[len(cache) :]:
         message = to_message(entry)
         if message.role == "tool" and message.content:
             message = Message(
@@ -174,13 +176,23 @@ def _fit_history(conversation: list[dict[str, Any]], budget: int) -> tuple[list[
                 tool_call_id=message.tool_call_id,
                 name=message.name,
             )
-        size = _message_tokens(message)
-        if used + size > budget and kept:
+        cache.append((message, _message_tokens(message)))
+    return cache
+
+
+def _fit_history(state: SessionState, budget: int) -> tuple[list[Message], int, int]:
+    """The newest messages that fit `budget`: (messages, how many were dropped, their tokens)."""
+    history = _history(state)
+    start = len(history)
+    used = 0
+    while start > 0:
+        size = history[start - 1][1]
+        if used + size > budget and start < len(history):
             break
-        kept.append(message)
         used += size
-    kept.reverse()
+        start -= 1
     # A kept window must not open with tool results whose call was dropped.
-    while kept and kept[0].role == "tool":
-        kept.pop(0)
-    return kept, len(conversation) - len(kept)
+    while start < len(history) and history[start][0].role == "tool":
+        used -= history[start][1]
+        start += 1
+    return [message for message, _ in history[start:]], start, used

@@ -43,6 +43,8 @@ class SessionState:
     pending_approvals: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     event_counts: dict[str, int] = field(default_factory=dict)
+    #: Derived per-message data the context builder caches (the conversation only grows).
+    context_cache: list[Any] = field(default_factory=list, repr=False, compare=False)
 
     def apply(self, event: SessionEvent) -> None:
         """Fold one event into the state (events must arrive in seq order)."""

@@ -7,6 +7,7 @@ Only cancellation propagates.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -123,8 +124,13 @@ def _describe(error: Any, loc: tuple[str | int, ...]) -> str:
     return describe_error(error, loc)
 
 
+@functools.cache
 def json_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The model's JSON schema without pydantic's `title` noise (models read descriptions, not titles)."""
+    """The model's JSON schema without pydantic's `title` noise (models read descriptions, not titles).
+
+    Cached per model class (generating it costs milliseconds and every turn offers the tools);
+    treat the returned dict as read-only.
+    """
     schema: dict[str, Any] = _strip_titles(model.model_json_schema())
     schema.pop("description", None)  # the Args docstring; the tool's own description says more
     return schema
