@@ -48,6 +48,9 @@ class ServiceConfig(ConfigModel):
     region: str | None = Field(None, description="s3: region, e.g. us-east-1.")
     endpoint_url: str | None = Field(None, description="s3: endpoint of MinIO or another S3 server.")
     prefix: str | None = Field(None, description="s3: key prefix inside the bucket.")
+    presign_ttl: Duration = Field(
+        timedelta(hours=1), description="s3: how long presigned artifact URLs stay valid."
+    )
 
 
 class SessionServiceConfig(ServiceConfig):

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "duragent.cli.doctor",
     "duragent.cli.session",
     "duragent.cli.history",
+    "duragent.cli.db",
 )
 
 

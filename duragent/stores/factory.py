@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from duragent.config import DuragentConfig
-from duragent.errors import ConfigError
+from duragent.errors import ConfigError, DuragentError
 from duragent.stores.base import ArtifactStore, ChangeListener, MemoryStore, SessionStore, ignore_changes
 
 
@@ -34,6 +34,30 @@ def _unavailable(config: DuragentConfig, service: str, backend: str) -> ConfigEr
     )
 
 
+def _required(config: DuragentConfig, service: str, key: str, backend: str) -> str:
+    """`services.<service>.<key>`, or a ConfigError at that line (or the service's, when absent)."""
+    value: str | None = getattr(getattr(config.services, service), key)
+    if not value:
+        raise ConfigError(
+            f"services.{service}.{key} is required with backend '{backend}'",
+            config.locate(("services", service, key)),
+        )
+    return value
+
+
+def _require_library(module: str, extra: str) -> None:
+    """A clear error naming the extra to install when a backend's library is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise DuragentError(f"this backend needs {module}: pip install 'duragent[{extra}]'")
+
+
+def postgres_url(config: DuragentConfig, service: str) -> str:
+    """`services.<service>.url` of a postgres-backed service (ConfigError when unset)."""
+    return _required(config, service, "url", "postgres")
+
+
 def open_session_store(
     config: DuragentConfig,
     *,
@@ -48,6 +72,12 @@ def open_session_store(
         return FilesystemSessionStore(
             config.service_path("session"), fsync=config.session.fsync, on_change=on_change, redact=redact
         )
+    if backend == "postgres":
+        url = postgres_url(config, "session")
+        _require_library("asyncpg", "postgres")
+        from duragent.stores.postgres.sessions import PostgresSessionStore
+
+        return PostgresSessionStore(url, on_change=on_change, redact=redact)
     raise _unavailable(config, "session", backend)
 
 
@@ -63,6 +93,12 @@ def open_memory_store(
         from duragent.stores.filesystem.memory import FilesystemMemoryStore
 
         return FilesystemMemoryStore(config.service_path("memory"), on_change=on_change, redact=redact)
+    if backend == "postgres":
+        url = postgres_url(config, "memory")
+        _require_library("asyncpg", "postgres")
+        from duragent.stores.postgres.memory import PostgresMemoryStore
+
+        return PostgresMemoryStore(url, on_change=on_change, redact=redact)
     raise _unavailable(config, "memory", backend)
 
 
@@ -75,4 +111,18 @@ def open_artifact_store(
         from duragent.stores.filesystem.artifacts import FilesystemArtifactStore
 
         return FilesystemArtifactStore(config.service_path("artifacts"), on_change=on_change)
+    if backend == "s3":
+        service = config.services.artifacts
+        bucket = _required(config, "artifacts", "bucket", "s3")
+        _require_library("aiobotocore", "s3")
+        from duragent.stores.s3 import S3ArtifactStore
+
+        # Git does not cover S3: on_change is not used.
+        return S3ArtifactStore(
+            bucket,
+            region=service.region,
+            prefix=service.prefix or "",
+            endpoint_url=service.endpoint_url,
+            presign_ttl=service.presign_ttl,
+        )
     raise _unavailable(config, "artifacts", backend)

@@ -29,8 +29,24 @@ async def filesystem_session_store(tmp_path: Path) -> AsyncIterator[SessionStore
         await store.close()
 
 
+@asynccontextmanager
+async def postgres_session_store(tmp_path: Path) -> AsyncIterator[SessionStore]:
+    """PostgreSQL in a throwaway schema (skipped when the test server is unreachable, unless CI)."""
+    from duragent.stores.postgres.sessions import PostgresSessionStore
+    from duragent.testing.postgres import temporary_schema
+
+    del tmp_path
+    async with temporary_schema() as url:
+        store = PostgresSessionStore(url)
+        try:
+            yield store
+        finally:
+            await store.close()
+
+
 SESSION_STORE_FACTORIES: dict[str, SessionStoreFactory] = {
     "fs": filesystem_session_store,
+    "pg": postgres_session_store,
 }
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -15,22 +16,42 @@ import pytest
 from duragent.errors import InvalidName
 from duragent.stores.base import ArtifactMeta, ArtifactNotFound, ArtifactRef, ArtifactStore
 from duragent.stores.filesystem.artifacts import FilesystemArtifactStore
+from duragent.testing.s3 import MotoS3Server, moto_s3  # noqa: F401  (the moto_s3 fixture)
 
-ArtifactStoreFactory = Callable[[Path], Awaitable[ArtifactStore]]
-
-
-async def make_fs_artifact_store(tmp_path: Path) -> ArtifactStore:
-    return FilesystemArtifactStore(tmp_path / "artifacts")
+#: A backend: given the test's fixture request (for tmp_path, servers), a fresh store, cleaned up after.
+ArtifactStoreFactory = Callable[[pytest.FixtureRequest], AbstractAsyncContextManager[ArtifactStore]]
 
 
-ARTIFACT_BACKENDS: dict[str, ArtifactStoreFactory] = {"fs": make_fs_artifact_store}
+@asynccontextmanager
+async def make_fs_artifact_store(request: pytest.FixtureRequest) -> AsyncIterator[ArtifactStore]:
+    tmp_path: Path = request.getfixturevalue("tmp_path")
+    yield FilesystemArtifactStore(tmp_path / "artifacts")
+
+
+@asynccontextmanager
+async def make_s3_artifact_store(request: pytest.FixtureRequest) -> AsyncIterator[ArtifactStore]:
+    """S3 on moto's standalone server (one per test session), a fresh bucket per test."""
+    from duragent.stores.s3 import S3ArtifactStore
+
+    server: MotoS3Server = request.getfixturevalue("moto_s3")
+    store = S3ArtifactStore(server.create_bucket(), prefix="contract", **server.client_options())
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+ARTIFACT_BACKENDS: dict[str, ArtifactStoreFactory] = {
+    "fs": make_fs_artifact_store,
+    "s3": make_s3_artifact_store,
+}
 
 
 @pytest.fixture(params=sorted(ARTIFACT_BACKENDS))
-async def artifact_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ArtifactStore]:
-    store = await ARTIFACT_BACKENDS[request.param](tmp_path)
-    yield store
-    await store.close()
+async def artifact_store(request: pytest.FixtureRequest) -> AsyncIterator[ArtifactStore]:
+    async with ARTIFACT_BACKENDS[request.param](request) as store:
+        yield store
+        await store.close()
 
 
 async def stream(data: bytes, chunk_size: int = 100_000) -> AsyncIterator[bytes]:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import io
 import tarfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import date
 from pathlib import Path
 
@@ -17,21 +18,36 @@ from duragent.errors import InvalidName
 from duragent.stores.base import MemoryEntry, MemoryQuery, MemoryStore
 from duragent.stores.filesystem.memory import FilesystemMemoryStore
 
-MemoryStoreFactory = Callable[[Path], Awaitable[MemoryStore]]
+MemoryStoreFactory = Callable[[Path], AbstractAsyncContextManager[MemoryStore]]
 
 
-async def make_fs_memory_store(tmp_path: Path) -> MemoryStore:
-    return FilesystemMemoryStore(tmp_path / "memory")
+@asynccontextmanager
+async def make_fs_memory_store(tmp_path: Path) -> AsyncIterator[MemoryStore]:
+    yield FilesystemMemoryStore(tmp_path / "memory")
 
 
-MEMORY_BACKENDS: dict[str, MemoryStoreFactory] = {"fs": make_fs_memory_store}
+@asynccontextmanager
+async def make_pg_memory_store(tmp_path: Path) -> AsyncIterator[MemoryStore]:
+    """PostgreSQL in a throwaway schema (skipped when the test server is unreachable, unless CI)."""
+    from duragent.stores.postgres.memory import PostgresMemoryStore
+    from duragent.testing.postgres import temporary_schema
+
+    async with temporary_schema() as url:
+        store = PostgresMemoryStore(url)
+        try:
+            yield store
+        finally:
+            await store.close()
+
+
+MEMORY_BACKENDS: dict[str, MemoryStoreFactory] = {"fs": make_fs_memory_store, "pg": make_pg_memory_store}
 
 
 @pytest.fixture(params=sorted(MEMORY_BACKENDS))
 async def memory_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MemoryStore]:
-    store = await MEMORY_BACKENDS[request.param](tmp_path)
-    yield store
-    await store.close()
+    async with MEMORY_BACKENDS[request.param](tmp_path) as store:
+        yield store
+        await store.close()
 
 
 D1, D2, D3 = date(2026, 11, 24), date(2026, 11, 25), date(2026, 11, 26)

@@ -1,0 +1,82 @@
+"""`duragent db upgrade` and `duragent db status`: the PostgreSQL schema of the configured services."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from duragent.cli.context import CliState, print_json, run_async
+
+db_app = typer.Typer(
+    name="db", help="PostgreSQL schema of the services that use it: status and upgrade.", no_args_is_help=True
+)
+
+
+def register(root: typer.Typer) -> None:
+    """Add the `db` command group."""
+    root.add_typer(db_app)
+
+
+@db_app.command("status")
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Applied and available schema versions of each PostgreSQL database in services.*."""
+    from duragent.stores.postgres.migrations import configured_databases, database_status
+
+    state: CliState = ctx.obj
+    databases = configured_databases(state.config())
+    reports = [
+        _status_json(target.describe(), target.schema, services, run_async(database_status(target)))
+        for target, services in databases.items()
+    ]
+    if as_json:
+        print_json(reports)
+        return
+    if not reports:
+        print("No service uses PostgreSQL (services.session/memory.backend: postgres).")
+        return
+    for report in reports:
+        pending = report["pending"]
+        state_text = "up to date" if not pending else f"{len(pending)} pending: run `duragent db upgrade`"
+        print(
+            f"{', '.join(report['services'])}: {report['database']}  "
+            f"version {report['current']} of {report['latest']}  ({state_text})"
+        )
+
+
+@db_app.command("upgrade")
+def upgrade(ctx: typer.Context) -> None:
+    """Create the schema and apply pending migrations (safe while workers run or start)."""
+    from duragent.stores.postgres.migrations import configured_databases, upgrade_database
+
+    state: CliState = ctx.obj
+    databases = configured_databases(state.config())
+    if not databases:
+        print("No service uses PostgreSQL (services.session/memory.backend: postgres); nothing to do.")
+        return
+    for target, services in databases.items():
+        applied = run_async(upgrade_database(target))
+        done = (
+            f"applied {', '.join(f'{version:04d}' for version in applied)}"
+            if applied
+            else "already up to date"
+        )
+        print(f"{', '.join(services)}: {target.describe()}  {done}")
+
+
+def _status_json(database: str, schema: str, services: list[str], status: Any) -> dict[str, Any]:
+    return {
+        "services": services,
+        "database": database,
+        "schema": schema,
+        "current": status.current,
+        "latest": status.latest,
+        "applied": [
+            {"version": version, "applied_at": applied_at.isoformat()}
+            for version, applied_at in sorted(status.applied.items())
+        ],
+        "pending": [f"{migration.version:04d}_{migration.name}" for migration in status.pending],
+    }

@@ -1,0 +1,188 @@
+"""Versioned schema migrations: the SQL files in `migrations/`, applied in order under an advisory lock.
+
+Files are named `<version>_<name>.sql` (`0001_initial.sql`); each is applied once and recorded
+in `schema_migrations(version, name, applied_at)`. The pending ones are applied in one
+transaction, so a failing file leaves the database as it was before the upgrade.
+`ensure_schema` holds a transaction-scoped advisory lock keyed by the schema while it looks at
+and applies migrations, so any number of workers may start together: the first applies, the
+others wait on the lock and then find nothing left to do.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from duragent.errors import DuragentError
+from duragent.stores.postgres.pool import PostgresTarget, check_schema_name, create_pool, parse_postgres_url
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from duragent.config import DuragentConfig
+
+#: First key of the advisory lock (ASCII "DRGM"); the second is a hash of the schema name.
+_LOCK_CLASS = 0x4452474D
+_FILE_NAME = re.compile(r"(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql")
+
+
+class MigrationError(DuragentError):
+    """The database schema is newer than this version of Duragent, or a migration failed."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One SQL file: its version number, its name and its statements."""
+
+    version: int
+    name: str
+    sql: str
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    """Where a database stands: applied versions (with times) and what this Duragent ships."""
+
+    schema: str
+    applied: dict[int, datetime]
+    available: list[Migration]
+
+    @property
+    def current(self) -> int:
+        """The highest applied version (0 for an empty database)."""
+        return max(self.applied, default=0)
+
+    @property
+    def latest(self) -> int:
+        """The highest version this Duragent ships."""
+        return max((migration.version for migration in self.available), default=0)
+
+    @property
+    def pending(self) -> list[Migration]:
+        """Migrations `db upgrade` would apply, in order."""
+        return [migration for migration in self.available if migration.version not in self.applied]
+
+
+def available_migrations() -> list[Migration]:
+    """The migrations shipped in the package, in version order."""
+    folder = resources.files("duragent.stores.postgres").joinpath("migrations")
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        match = _FILE_NAME.fullmatch(entry.name)
+        if match:
+            found.append(Migration(int(match["version"]), match["name"], entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda migration: migration.version)
+    return found
+
+
+async def applied_versions(connection: asyncpg.Connection | asyncpg.Pool, schema: str) -> dict[int, datetime]:
+    """Version -> when it was applied, in `schema` ({} when Duragent's tables were never created)."""
+    check_schema_name(schema)
+    exists = await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{schema}.schema_migrations")
+    if not exists:
+        return {}
+    rows = await connection.fetch(f'SELECT version, applied_at FROM "{schema}".schema_migrations')
+    return {int(row["version"]): row["applied_at"] for row in rows}
+
+
+async def migration_status(pool: asyncpg.Pool, schema: str) -> MigrationStatus:
+    """What is applied in `schema` and what this Duragent ships (changes nothing)."""
+    return MigrationStatus(schema, await applied_versions(pool, schema), available_migrations())
+
+
+async def ensure_schema(pool: asyncpg.Pool, schema: str) -> list[int]:
+    """Create `schema` and apply every pending migration; returns the versions applied now.
+
+    Safe to call from many processes at once (advisory lock). MigrationError when the database
+    has versions this Duragent does not know (a newer Duragent migrated it).
+    """
+    check_schema_name(schema)
+    migrations = available_migrations()
+    applied_now: list[int] = []
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS, schema)
+        await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await connection.execute(f'SET LOCAL search_path TO "{schema}"')
+        await connection.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        applied = await applied_versions(connection, schema)
+        _refuse_unknown_versions(applied, migrations, schema)
+        for migration in migrations:
+            if migration.version in applied:
+                continue
+            await _apply(connection, migration)
+            applied_now.append(migration.version)
+    return applied_now
+
+
+async def _apply(connection: Any, migration: Migration) -> None:
+    """Run one migration inside the caller's transaction (a savepoint names the failing file)."""
+    asyncpg_error = _postgres_error_type()
+    try:
+        async with connection.transaction():
+            await connection.execute(migration.sql)
+            await connection.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                migration.version,
+                migration.name,
+            )
+    except asyncpg_error as error:
+        raise MigrationError(
+            f"migration {migration.version:04d}_{migration.name}.sql failed: {error}"
+        ) from error
+
+
+def _refuse_unknown_versions(applied: dict[int, datetime], migrations: list[Migration], schema: str) -> None:
+    known = {migration.version for migration in migrations}
+    unknown = sorted(set(applied) - known)
+    if unknown:
+        raise MigrationError(
+            f"schema {schema!r} has migration(s) {', '.join(map(str, unknown))} that this version of "
+            "Duragent does not know: upgrade Duragent"
+        )
+
+
+def _postgres_error_type() -> type[Exception]:
+    import asyncpg
+
+    error_type: type[Exception] = asyncpg.PostgresError
+    return error_type
+
+
+# --- operators' view: every database the configuration uses ------------------------------------
+
+
+def configured_databases(config: DuragentConfig) -> dict[PostgresTarget, list[str]]:
+    """The PostgreSQL databases (URL + schema) `services.*` use, each with the services on it."""
+    from duragent.stores.factory import postgres_url
+
+    databases: dict[PostgresTarget, list[str]] = {}
+    for service in ("session", "memory"):
+        if getattr(config.services, service).backend == "postgres":
+            target = parse_postgres_url(postgres_url(config, service))
+            databases.setdefault(target, []).append(service)
+    return databases
+
+
+async def database_status(target: PostgresTarget) -> MigrationStatus:
+    """Connect to one database and report its migrations (changes nothing)."""
+    pool = await create_pool(target, min_size=1, max_size=1)
+    try:
+        return await migration_status(pool, target.schema)
+    finally:
+        await pool.close()
+
+
+async def upgrade_database(target: PostgresTarget) -> list[int]:
+    """Connect to one database and apply its pending migrations; the versions applied."""
+    pool = await create_pool(target, min_size=1, max_size=1)
+    try:
+        return await ensure_schema(pool, target.schema)
+    finally:
+        await pool.close()

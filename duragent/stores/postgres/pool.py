@@ -1,0 +1,153 @@
+"""Connection pools for the PostgreSQL stores: which schema, and a pool opened on first use.
+
+Every Duragent table lives in one schema, `duragent` unless the URL says otherwise with a
+`schema` query parameter (`postgresql://host/db?schema=team_a`). The schema keeps Duragent's
+`sessions` and `events` tables away from an application's own tables in a shared database,
+and lets several test runs or teams share one server. The parameter is ours: it is removed
+from the URL before asyncpg sees it, and becomes the connections' `search_path`.
+
+Queries go through asyncpg's per-connection statement cache, so each statement is prepared
+once per connection and then only bound and executed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from duragent.errors import ConfigError, DuragentError
+
+if TYPE_CHECKING:
+    import asyncpg
+
+DEFAULT_SCHEMA = "duragent"
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+class PostgresUnavailable(DuragentError):
+    """The PostgreSQL server could not be reached or refused the connection."""
+
+
+@dataclass(frozen=True)
+class PostgresTarget:
+    """A connection URL as asyncpg takes it, and the schema Duragent's tables live in."""
+
+    dsn: str
+    schema: str
+
+    def describe(self) -> str:
+        """The URL without its password, for messages and `db status`."""
+        parts = urlsplit(self.dsn)
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        user = f"{parts.username}@" if parts.username else ""
+        return f"{parts.scheme}://{user}{host}{parts.path} (schema {self.schema})"
+
+
+def check_schema_name(schema: str) -> str:
+    """Return `schema` if it is a plain lower-case identifier (it is spliced into DDL), else ConfigError."""
+    if not _SCHEMA_NAME.fullmatch(schema):
+        raise ConfigError(
+            f"invalid PostgreSQL schema {schema!r}: use lower-case letters, digits and '_' "
+            "(at most 63, not starting with a digit)"
+        )
+    return schema
+
+
+def parse_postgres_url(url: str, schema: str | None = None) -> PostgresTarget:
+    """Split our `schema` query parameter off a postgres URL; `schema` given here wins over the URL's."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise ConfigError(f"a PostgreSQL URL starts with postgresql://, not {parts.scheme or url!r}")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    from_url = [value for key, value in query if key == "schema"]
+    rest = [(key, value) for key, value in query if key != "schema"]
+    chosen = schema or (from_url[-1] if from_url else DEFAULT_SCHEMA)
+    dsn = urlunsplit(parts._replace(query=urlencode(rest)))
+    return PostgresTarget(dsn=dsn, schema=check_schema_name(chosen))
+
+
+def import_asyncpg() -> Any:
+    """asyncpg, or a message naming the extra to install."""
+    try:
+        import asyncpg
+    except ImportError as error:
+        raise DuragentError(
+            "the PostgreSQL backend needs asyncpg: pip install 'duragent[postgres]'"
+        ) from error
+    return asyncpg
+
+
+async def create_pool(target: PostgresTarget, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """An asyncpg pool whose connections use the target's schema; PostgresUnavailable when unreachable."""
+    driver = import_asyncpg()
+    try:
+        pool: asyncpg.Pool = await driver.create_pool(
+            target.dsn,
+            min_size=min_size,
+            max_size=max_size,
+            server_settings={"search_path": target.schema, "application_name": "duragent"},
+        )
+    except (OSError, driver.PostgresError, driver.InterfaceError) as error:
+        raise PostgresUnavailable(f"cannot connect to PostgreSQL at {target.describe()}: {error}") from error
+    return pool
+
+
+class LazyPool:
+    """A pool opened (and the schema migrated) on first use, so stores can be built synchronously.
+
+    Given an existing `pool`, it is used as is and never closed here: its owner closes it; its
+    connections must already use `schema` as their search_path (see `create_pool`).
+    """
+
+    def __init__(
+        self,
+        target: PostgresTarget | None,
+        pool: asyncpg.Pool | None = None,
+        *,
+        schema: str | None = None,
+        migrate: bool = True,
+        min_size: int = 1,
+        max_size: int = 10,
+    ):
+        if target is None and pool is None:
+            raise ValueError("a PostgreSQL store needs a url or a pool")
+        self.target = target
+        self._schema = check_schema_name(schema or (target.schema if target else DEFAULT_SCHEMA))
+        self._pool = pool
+        self._owned = pool is None
+        self._migrate = migrate
+        self._ready = False
+        self._sizes = (min_size, max_size)
+        self._opening = asyncio.Lock()
+
+    @property
+    def schema(self) -> str:
+        """The schema the tables are in."""
+        return self._schema
+
+    async def get(self) -> asyncpg.Pool:
+        """The pool, opened and migrated the first time."""
+        if self._ready and self._pool is not None:
+            return self._pool
+        async with self._opening:
+            if self._pool is None:
+                assert self.target is not None  # checked in __init__
+                self._pool = await create_pool(self.target, min_size=self._sizes[0], max_size=self._sizes[1])
+            if not self._ready:
+                if self._migrate:
+                    from duragent.stores.postgres.migrations import ensure_schema
+
+                    await ensure_schema(self._pool, self.schema)
+                self._ready = True
+        return self._pool
+
+    async def close(self) -> None:
+        """Close the pool if this object opened it."""
+        pool, self._pool, self._ready = self._pool, None, False
+        if pool is not None and self._owned:
+            await pool.close()

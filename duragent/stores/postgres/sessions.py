@@ -1,0 +1,331 @@
+"""The PostgreSQL SessionStore: events keyed by (session_id, seq), a sessions row, snapshots.
+
+An append runs in one transaction: it upserts and locks the session's row (`ON CONFLICT DO
+UPDATE ... RETURNING`, one round trip), checks that the batch continues the log, inserts every
+event in one statement and moves the row's `last_seq`, `status` and `updated_at`. The row lock
+serialises writers of one session across processes, and the (session_id, seq) primary key is
+the last line of defence: a duplicate seq is a SequenceConflict, never a second event.
+
+History: events are append-only; a replaced snapshot is copied to `snapshot_history` in the
+same transaction. Git does not cover PostgreSQL, so `on_change` is accepted for the same
+signature as the filesystem store and never called.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, get_args
+
+from duragent.ids import check_name
+from duragent.stores.base import (
+    ChangeListener,
+    SequenceConflict,
+    SessionEvent,
+    SessionNotFound,
+    SessionReadOptions,
+    SessionSnapshot,
+    SessionStatus,
+    SessionSummary,
+    ignore_changes,
+)
+from duragent.stores.postgres.pool import LazyPool, parse_postgres_url
+
+if TYPE_CHECKING:
+    import asyncpg
+    from pydantic import TypeAdapter
+
+log = logging.getLogger(__name__)
+
+Redactor = Callable[[dict[str, Any]], dict[str, Any]]
+SNAPSHOT_SCHEMA_VERSION = 1
+_STATUSES: frozenset[str] = frozenset(get_args(SessionStatus))
+_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+_LOCK_SESSION = """
+INSERT INTO sessions (id, agent, status, created_at, updated_at, last_seq)
+VALUES ($1, $2, 'active', $3, $3, 0)
+ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id
+RETURNING last_seq, status, updated_at
+"""
+_INSERT_EVENTS = """
+INSERT INTO events (session_id, seq, id, ts, type, payload)
+SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::timestamptz[], $5::text[], $6::json[])
+"""
+_UPDATE_SESSION = "UPDATE sessions SET last_seq = $2, status = $3, updated_at = $4 WHERE id = $1"
+_READ_EVENTS = """
+SELECT seq, id, ts, type, payload::text AS payload FROM events
+WHERE session_id = $1 AND seq > $2 AND ($3::text[] IS NULL OR type = ANY($3::text[]))
+ORDER BY seq LIMIT $4
+"""
+_LIST_SESSIONS = """
+SELECT id, agent, status, created_at, updated_at, last_seq FROM sessions
+WHERE ($1::text IS NULL OR agent = $1) AND ($2::text IS NULL OR status = $2)
+ORDER BY updated_at DESC, id LIMIT $3
+"""
+_UPSERT_SNAPSHOT_SESSION = """
+INSERT INTO sessions (id, agent, status, created_at, updated_at, last_seq)
+VALUES ($1, $2, $3, $4, $5, 0)
+ON CONFLICT (id) DO UPDATE SET
+    agent = EXCLUDED.agent, status = EXCLUDED.status,
+    created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at
+"""
+_KEEP_OLD_SNAPSHOT = """
+INSERT INTO snapshot_history (session_id, last_seq, snapshot, saved_at)
+SELECT session_id, last_seq, snapshot, saved_at FROM snapshots WHERE session_id = $1
+"""
+_SAVE_SNAPSHOT = """
+INSERT INTO snapshots (session_id, last_seq, snapshot, saved_at) VALUES ($1, $2, $3::json, now())
+ON CONFLICT (session_id) DO UPDATE SET
+    last_seq = EXCLUDED.last_seq, snapshot = EXCLUDED.snapshot, saved_at = EXCLUDED.saved_at
+"""
+
+
+class PostgresSessionStore:
+    """SessionStore on PostgreSQL, for stateless workers sharing one database.
+
+    Give a `url` (`postgresql://...`, optional `?schema=`; see duragent.stores.postgres.pool) or
+    an asyncpg `pool` made by `create_pool` (with its `schema`). The pool is opened and the
+    schema migrated on first use. `redact` rewrites each payload before it is stored (the secret
+    guard); `on_change` is accepted and ignored (git does not cover PostgreSQL).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        pool: asyncpg.Pool | None = None,
+        schema: str | None = None,
+        redact: Redactor | None = None,
+        on_change: ChangeListener = ignore_changes,
+        migrate: bool = True,
+        max_connections: int = 10,
+    ):
+        target = parse_postgres_url(url, schema) if url is not None else None
+        self._pool = LazyPool(target, pool, schema=schema, migrate=migrate, max_size=max_connections)
+        self._redact = redact
+        del on_change  # git does not version PostgreSQL; see the module docstring
+
+    @property
+    def schema(self) -> str:
+        """The PostgreSQL schema holding this store's tables."""
+        return self._pool.schema
+
+    async def append(self, session_id: str, events: SessionEvent | Sequence[SessionEvent]) -> None:
+        """Append one event or a batch in one transaction; SequenceConflict (nothing stored) on a gap."""
+        check_name(session_id, "session id")
+        batch = [events] if isinstance(events, SessionEvent) else list(events)
+        if not batch:
+            return
+        payloads = [_JSON_ENCODER.encode(self._redacted(event.payload)) for event in batch]
+        pool = await self._pool.get()
+        async with pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(_LOCK_SESSION, session_id, _agent_of(batch[0]), batch[0].ts)
+            _check_sequence(session_id, int(row["last_seq"]), batch)
+            try:
+                await connection.execute(
+                    _INSERT_EVENTS,
+                    session_id,
+                    [event.seq for event in batch],
+                    [event.id for event in batch],
+                    [event.ts for event in batch],
+                    [event.type for event in batch],
+                    payloads,
+                )
+            except _unique_violation() as error:
+                raise SequenceConflict(session_id, int(row["last_seq"]) + 1, batch[0].seq) from error
+            status, updated_at = _fold(row["status"], row["updated_at"], batch)
+            await connection.execute(_UPDATE_SESSION, session_id, batch[-1].seq, status, updated_at)
+
+    async def read(
+        self, session_id: str, options: SessionReadOptions = SessionReadOptions()
+    ) -> list[SessionEvent]:
+        """Events in seq order after `options.after_seq`, of `options.types`, at most `options.limit`."""
+        check_name(session_id, "session id")
+        pool = await self._pool.get()
+        types = sorted(options.types) if options.types is not None else None
+        rows = await pool.fetch(_READ_EVENTS, session_id, options.after_seq, types, options.limit)
+        if not rows and not await pool.fetchval("SELECT true FROM sessions WHERE id = $1", session_id):
+            raise SessionNotFound(session_id)
+        return [
+            SessionEvent(int(row["seq"]), row["id"], row["ts"], row["type"], json.loads(row["payload"]))
+            for row in rows
+        ]
+
+    async def delete(self, session_id: str) -> None:
+        """Remove the session's events, snapshot and snapshot history; SessionNotFound if absent."""
+        check_name(session_id, "session id")
+        pool = await self._pool.get()
+        async with pool.acquire() as connection, connection.transaction():
+            deleted = await connection.fetchval("DELETE FROM sessions WHERE id = $1 RETURNING id", session_id)
+            if deleted is None:
+                raise SessionNotFound(session_id)
+            await connection.execute("DELETE FROM snapshot_history WHERE session_id = $1", session_id)
+
+    async def last_seq(self, session_id: str) -> int:
+        """The highest stored seq; 0 for a session with no events or that does not exist."""
+        check_name(session_id, "session id")
+        pool = await self._pool.get()
+        value = await pool.fetchval("SELECT last_seq FROM sessions WHERE id = $1", session_id)
+        return int(value or 0)
+
+    async def list(
+        self, *, agent: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> builtins.list[SessionSummary]:
+        """Every session, newest activity first, optionally filtered by agent and status."""
+        pool = await self._pool.get()
+        rows = await pool.fetch(_LIST_SESSIONS, agent, status, limit)
+        return [
+            SessionSummary(
+                row["id"],
+                row["agent"],
+                row["status"],
+                row["created_at"],
+                row["updated_at"],
+                int(row["last_seq"]),
+            )
+            for row in rows
+        ]
+
+    async def save_snapshot(self, snapshot: SessionSnapshot) -> None:
+        """Replace the session's snapshot (the old one goes to snapshot_history) and its sessions row."""
+        session_id = check_name(snapshot.session_id, "session id")
+        document = _JSON_ENCODER.encode(snapshot_to_record(snapshot))
+        pool = await self._pool.get()
+        async with pool.acquire() as connection, connection.transaction():
+            await connection.execute(
+                _UPSERT_SNAPSHOT_SESSION,
+                session_id,
+                snapshot.agent,
+                snapshot.status,
+                snapshot.created_at,
+                snapshot.updated_at,
+            )
+            await self._apply_events_after_snapshot(connection, snapshot)
+            await connection.execute(_KEEP_OLD_SNAPSHOT, session_id)
+            await connection.execute(_SAVE_SNAPSHOT, session_id, snapshot.last_seq, document)
+
+    async def load_snapshot(self, session_id: str) -> SessionSnapshot | None:
+        """The latest snapshot, or None when there is none or it cannot be read (rebuild from the log)."""
+        check_name(session_id, "session id")
+        pool = await self._pool.get()
+        text = await pool.fetchval("SELECT snapshot::text FROM snapshots WHERE session_id = $1", session_id)
+        if text is None:
+            return None
+        try:
+            snapshot = snapshot_from_record(json.loads(text))
+        except ValueError as error:
+            log.warning(
+                "session %s: ignoring unreadable snapshot (%s); rebuilding from the log", session_id, error
+            )
+            return None
+        return snapshot if snapshot.session_id == session_id else None
+
+    async def close(self) -> None:
+        """Close the pool if this store opened it."""
+        await self._pool.close()
+
+    def _redacted(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return self._redact(payload) if self._redact is not None else payload
+
+    async def _apply_events_after_snapshot(self, connection: Any, snapshot: SessionSnapshot) -> None:
+        """Events newer than the snapshot still move status and activity, as on files."""
+        rows = await connection.fetch(
+            "SELECT seq, id, ts, type, payload::text AS payload FROM events"
+            " WHERE session_id = $1 AND seq > $2 ORDER BY seq",
+            snapshot.session_id,
+            snapshot.last_seq,
+        )
+        if not rows:
+            return
+        later = [
+            SessionEvent(int(row["seq"]), row["id"], row["ts"], row["type"], json.loads(row["payload"]))
+            for row in rows
+        ]
+        status, updated_at = _fold(snapshot.status, snapshot.updated_at, later)
+        await connection.execute(
+            "UPDATE sessions SET status = $2, updated_at = $3 WHERE id = $1",
+            snapshot.session_id,
+            status,
+            updated_at,
+        )
+
+
+# --- snapshots as JSON -------------------------------------------------------------------------
+
+
+def snapshot_to_record(snapshot: SessionSnapshot) -> dict[str, Any]:
+    """The JSON document stored for a snapshot: state.yaml's fields, timestamps as ISO 8601."""
+    record: dict[str, Any] = {"schema_version": SNAPSHOT_SCHEMA_VERSION, **asdict(snapshot)}
+    record["created_at"] = _iso(snapshot.created_at)
+    record["updated_at"] = _iso(snapshot.updated_at)
+    return record
+
+
+def snapshot_from_record(record: Any) -> SessionSnapshot:
+    """Validate a stored snapshot document; ValueError when it is not one."""
+    from pydantic import ValidationError
+
+    if not isinstance(record, dict):
+        raise ValueError("not an object")
+    document = {key: value for key, value in record.items() if key != "schema_version"}
+    try:
+        return _snapshot_adapter().validate_python(document)
+    except ValidationError as error:
+        raise ValueError(str(error)) from error
+
+
+@functools.cache
+def _snapshot_adapter() -> TypeAdapter[SessionSnapshot]:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(SessionSnapshot)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+# --- folding events into the sessions row ------------------------------------------------------
+
+
+def _check_sequence(session_id: str, last_seq: int, batch: Sequence[SessionEvent]) -> None:
+    expected = last_seq + 1
+    for event in batch:
+        if event.seq != expected:
+            raise SequenceConflict(session_id, expected, event.seq)
+        expected += 1
+
+
+def _agent_of(first: SessionEvent) -> str:
+    """The agent named by a session_start event ("" otherwise), as the filesystem store reads it."""
+    if first.type == "session_start":
+        agent = first.payload.get("agent")
+        if isinstance(agent, str):
+            return agent
+    return ""
+
+
+def _fold(status: str, updated_at: datetime, events: Sequence[SessionEvent]) -> tuple[str, datetime]:
+    """Status and latest activity after `events`: status_change moves it, session_end ends it."""
+    for event in events:
+        if event.type == "session_end":
+            status = "ended"
+        elif event.type == "status_change":
+            target = event.payload.get("to")
+            if isinstance(target, str) and target in _STATUSES:
+                status = target
+        updated_at = max(updated_at, event.ts)
+    return status, updated_at
+
+
+def _unique_violation() -> type[Exception]:
+    import asyncpg
+
+    error_type: type[Exception] = asyncpg.UniqueViolationError
+    return error_type

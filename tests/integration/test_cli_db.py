@@ -1,0 +1,77 @@
+"""`duragent db status` and `duragent db upgrade` against a real PostgreSQL schema."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from duragent.cli import build_app
+from duragent.stores.postgres.migrations import available_migrations
+from duragent.testing.postgres import temporary_schema
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    async with temporary_schema() as url:
+        yield url
+
+
+def write_config(tmp_path: Path, url: str) -> Path:
+    config = tmp_path / "duragent.yaml"
+    config.write_text(
+        "services:\n"
+        f"  session:\n    backend: postgres\n    url: '{url}'\n"
+        f"  memory:\n    backend: postgres\n    url: '{url}'\n"
+    )
+    return config
+
+
+def run(config: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(build_app(), ["--config", str(config), "db", *args])
+    return result.exit_code, result.output
+
+
+def test_status_shows_pending_migrations_and_upgrade_applies_them_once(pg_url: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path, pg_url)
+    latest = available_migrations()[-1].version
+
+    code, before = run(config, "status")
+    assert code == 0, before
+    assert "session, memory: postgresql://postgres@" in before
+    assert f"version 0 of {latest}" in before
+    assert "run `duragent db upgrade`" in before
+
+    code, upgraded = run(config, "upgrade")
+    assert code == 0, upgraded
+    assert "applied 0001" in upgraded
+
+    code, again = run(config, "upgrade")
+    assert (code, "already up to date" in again) == (0, True)
+
+    code, after = run(config, "status", "--json")
+    assert code == 0, after
+    (report,) = json.loads(after)
+    assert report["services"] == ["session", "memory"]
+    assert (report["current"], report["latest"], report["pending"]) == (latest, latest, [])
+    assert report["schema"].startswith("duragent_test_")
+
+
+def test_status_without_postgres_services_says_so(tmp_path: Path) -> None:
+    config = tmp_path / "duragent.yaml"
+    config.write_text("services:\n  session:\n    backend: filesystem\n")
+    code, output = run(config, "status")
+    assert code == 0
+    assert "No service uses PostgreSQL" in output
+    code, output = run(config, "status", "--json")
+    assert json.loads(output) == []
+
+
+def test_the_password_of_the_url_is_never_printed(pg_url: str, tmp_path: Path) -> None:
+    url_with_password = pg_url.replace("postgres@", "postgres:s3cret@")
+    config = write_config(tmp_path, url_with_password)
+    _code, output = run(config, "status")
+    assert "s3cret" not in output

@@ -1,0 +1,109 @@
+"""S3 artifact store against moto's real HTTP server: multipart, metadata, presigned URLs, key layout."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import pytest
+
+from duragent.errors import DuragentError
+from duragent.stores.base import ArtifactMeta
+from duragent.stores.s3 import PART_SIZE, S3ArtifactStore, S3Error
+from duragent.testing.s3 import MotoS3Server, moto_s3  # noqa: F401  (the moto_s3 fixture)
+
+
+async def stream(data: bytes, chunk_size: int = 1024 * 1024) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), chunk_size):
+        yield data[start : start + chunk_size]
+
+
+@pytest.fixture
+async def store(moto_s3: MotoS3Server) -> AsyncIterator[S3ArtifactStore]:  # noqa: F811
+    artifacts = S3ArtifactStore(moto_s3.create_bucket(), prefix="team-a/", **moto_s3.client_options())
+    yield artifacts
+    await artifacts.close()
+
+
+async def test_a_large_artifact_goes_up_in_parts_and_comes_back_with_its_sha256(
+    store: S3ArtifactStore,
+    moto_s3: MotoS3Server,  # noqa: F811
+) -> None:
+    data = os.urandom(2 * PART_SIZE + 123_457)  # three parts, the last one short
+    ref = await store.put(
+        "assistant", "big/blob.bin", stream(data), ArtifactMeta(content_type="application/zip")
+    )
+
+    head = moto_s3.client().head_object(Bucket=store.bucket, Key="team-a/assistant/big/blob.bin")
+    digest = hashlib.sha256(data).hexdigest()
+    assert ref.meta.sha256 == digest
+    assert ref.meta.size == len(data)
+    assert head["Metadata"]["sha256"] == digest
+    assert head["ContentType"] == "application/zip"
+    received = hashlib.sha256()
+    async for chunk in store.get(ref):
+        received.update(chunk)
+    assert received.hexdigest() == digest
+    (listed,) = await store.list("assistant", prefix="big/")
+    assert (listed.meta.sha256, listed.meta.size) == (digest, len(data))
+
+
+async def test_a_small_artifact_is_one_object_under_prefix_agent_name(
+    store: S3ArtifactStore,
+    moto_s3: MotoS3Server,  # noqa: F811
+) -> None:
+    await store.put(
+        "assistant", "notes/today.md", stream(b"# hi"), ArtifactMeta(content_type="text/markdown")
+    )
+    keys = [item["Key"] for item in moto_s3.client().list_objects_v2(Bucket=store.bucket)["Contents"]]
+    assert keys == ["team-a/assistant/notes/today.md"]
+
+
+async def test_the_presigned_url_downloads_the_artifact_without_credentials(store: S3ArtifactStore) -> None:
+    ref = await store.put("assistant", "report.txt", stream(b"quarterly numbers"), ArtifactMeta("text/plain"))
+    assert ref.url is not None
+    async with aiohttp.ClientSession() as session, session.get(ref.url) as response:
+        body = await response.read()
+    assert response.status == 200
+    assert body == b"quarterly numbers"
+
+
+async def test_presigned_urls_last_as_long_as_presign_ttl(moto_s3: MotoS3Server) -> None:  # noqa: F811
+    store = S3ArtifactStore(
+        moto_s3.create_bucket(), presign_ttl=timedelta(minutes=5), **moto_s3.client_options()
+    )
+    try:
+        ref = await store.put("assistant", "a.txt", stream(b"a"), ArtifactMeta())
+    finally:
+        await store.close()
+    assert ref.url is not None
+    assert parse_qs(urlsplit(ref.url).query)["X-Amz-Expires"] == ["300"]
+
+
+async def test_a_failing_stream_leaves_no_object_and_no_open_upload(
+    store: S3ArtifactStore,
+    moto_s3: MotoS3Server,  # noqa: F811
+) -> None:
+    async def broken() -> AsyncIterator[bytes]:
+        yield os.urandom(PART_SIZE)
+        raise OSError("the producer died")
+
+    with pytest.raises(OSError, match="producer died"):
+        await store.put("assistant", "half.bin", broken(), ArtifactMeta())
+    client = moto_s3.client()
+    assert "Contents" not in client.list_objects_v2(Bucket=store.bucket)
+    assert client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", []) == []
+
+
+async def test_a_missing_bucket_is_a_clear_s3_error(moto_s3: MotoS3Server) -> None:  # noqa: F811
+    store = S3ArtifactStore("no-such-bucket-here", **moto_s3.client_options())
+    try:
+        with pytest.raises(S3Error, match="NoSuchBucket"):
+            await store.put("assistant", "a.txt", stream(b"a"), ArtifactMeta())
+    finally:
+        await store.close()
+    assert issubclass(S3Error, DuragentError)
