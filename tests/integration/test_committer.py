@@ -183,7 +183,8 @@ def test_notify_never_waits_for_git_even_while_a_commit_is_stuck(
 
     lock.unlink()
     committer.flush(timeout=15)
-    assert elapsed < 0.1, f"1000 notify() calls took {elapsed * 1000:.0f} ms"
+    # A notify that waited for git would never return while the lock is held.
+    assert elapsed < 2, f"1000 notify() calls took {elapsed * 1000:.0f} ms"
     assert commit_count(root) >= 1
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -140,16 +139,3 @@ def test_from_config_takes_referenced_variables_and_secret_looking_names() -> No
 )
 def test_secret_looking_variable_names(name: str, secret: bool) -> None:
     assert looks_secret(name) is secret
-
-
-def test_redacting_a_one_kilobyte_event_takes_microseconds() -> None:
-    values = {f"SERVICE_{i}_TOKEN": f"token-value-number-{i:04d}" for i in range(20)}
-    guard = SecretGuard(values)
-    event = json.dumps({"type": "user_message", "payload": {"text": "an ordinary sentence 1234. " * 40}})
-    event = event[:1024]
-    runs = 2000
-    started = time.perf_counter()
-    for _ in range(runs):
-        guard.redact(event)
-    per_call = (time.perf_counter() - started) / runs
-    assert per_call < 100e-6, f"{per_call * 1e6:.1f} µs per 1 KB event"
