@@ -1,0 +1,567 @@
+"""AgentRegistry: the agents a running server uses — static and deployed, cached, kept current.
+
+Two folders hold agents: the static one (`agents.static.path`, edited by people) and the
+dynamic one (`agents.dynamic.path`, written by the admin API through `deploy`/`remove`). A
+name in both is the static agent; the shadowed deployment is reported by `errors()`.
+
+Loaded specs are kept in an LRU cache of `agents.cache_size` entries. With `agents.lazy_load`
+only names are discovered at start and a spec is read on first `get`; an evicted spec is read
+again on its next use. With `agents.static.watch` a watchdog observer reloads an edited agent
+(debounced); an edit that breaks it keeps the previous version in use and records the error.
+
+The registry is used from the event loop (`get`) and from worker threads (`deploy`, `reload`
+through `asyncio.to_thread`), so its maps are guarded by one lock; files are read outside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Literal
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+
+from duragent.agents.catalog import AgentNotFound, InvalidAgent
+from duragent.agents.loader import AGENT_FILENAME, Agent, discover_agents, display_path, load_agent
+from duragent.config import DuragentConfig
+from duragent.errors import ConfigError, Location, Problem, UsageError
+from duragent.ids import check_name, ulid
+from duragent.stores.base import Change, ChangeListener, ignore_changes
+
+if TYPE_CHECKING:
+    from watchdog.observers.api import BaseObserver
+
+log = logging.getLogger(__name__)
+
+AgentSource = Literal["static", "dynamic"]
+
+#: Quiet time after the last file event before an edited agent is reloaded (editors write in bursts).
+WATCH_DEBOUNCE_SECONDS = 0.3
+#: Folders `deploy` works in, inside the dynamic folder; hidden, so never taken for agents.
+_STAGING_PREFIX = ".staging-"
+#: Watchdog events that say a file changed; opened/closed-without-write events are our own reads.
+_CHANGE_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})
+
+
+@dataclass(frozen=True)
+class AgentSummary:
+    """One row of the agent list: what an agent is, where it comes from, and whether it loads."""
+
+    name: str
+    description: str
+    version: str | None
+    provider: str | None
+    model: str | None
+    source: AgentSource
+    valid: bool
+    #: The agent's current problems (`file:line:col: message`, one per line), or None.
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RegistryStats:
+    """Cache counters since start: lookups served from the cache, lookups that read files, evictions."""
+
+    hits: int
+    misses: int
+    evictions: int
+    loaded: int
+
+
+class StaticAgentConflict(UsageError):
+    """A deploy or remove aimed at an agent defined in the static folder, which the API never changes."""
+
+    def __init__(self, name: str, directory: Path, action: str):
+        self.name = name
+        self.directory = directory
+        super().__init__(
+            f"agent '{name}' is a static agent defined in {display_path(directory)}; "
+            f"{action} by editing or deleting that folder (the admin API only manages deployed agents)"
+        )
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """Where an agent's files are."""
+
+    name: str
+    directory: Path
+    source: AgentSource
+
+
+class AgentRegistry:
+    """Every agent of a server: lookup by name with an LRU cache, deploy/remove, reload, watch."""
+
+    def __init__(
+        self,
+        config: DuragentConfig,
+        *,
+        env: Mapping[str, str] | None = None,
+        on_change: ChangeListener = ignore_changes,
+    ):
+        self.static_path = config.agents_path
+        self.dynamic_path = config.dynamic_agents_path
+        self.lazy = config.agents.lazy_load
+        self.cache_size = config.agents.cache_size
+        self.watch_enabled = config.agents.static.watch
+        self._env = env
+        self._on_change = on_change
+        self._lock = threading.RLock()
+        self._known: dict[str, _Entry] = {}
+        self._shadowed: dict[str, Path] = {}
+        self._cache: OrderedDict[str, Agent] = OrderedDict()
+        self._errors: dict[str, list[str]] = {}
+        self._hits = self._misses = self._evictions = 0
+        self._observer: BaseObserver | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._refreshes: set[asyncio.Task[bool]] = set()
+        self._remove_leftover_staging()
+        if self.lazy:
+            self._rediscover()
+        else:
+            self.reload()
+
+    # --- lookup ---------------------------------------------------------------------------------
+
+    def get(self, name: str) -> Agent:
+        """Agent `name`; raises AgentNotFound (listing known names) or InvalidAgent (with every problem)."""
+        check_name(name, "agent name")
+        with self._lock:
+            cached = self._cache.get(name)
+            if cached is not None:
+                self._cache.move_to_end(name)
+                self._hits += 1
+                return cached
+            self._misses += 1
+            entry = self._known.get(name)
+        # An agent folder created after the last scan (`agent create`, a copy) is found here.
+        entry = entry or self._find_on_disk(name)
+        if entry is None:
+            raise AgentNotFound(name, self.names(), self.static_path)
+        agent = self._load(entry)
+        with self._lock:
+            self._known[name] = entry
+            self._remember(agent)
+        return agent
+
+    def names(self) -> list[str]:
+        """Names of every known agent, sorted."""
+        with self._lock:
+            return sorted(self._known)
+
+    def source(self, name: str) -> AgentSource:
+        """Whether agent `name` is static or deployed; AgentNotFound when there is no such agent."""
+        return self._entry(name).source
+
+    def summaries(self) -> list[AgentSummary]:
+        """Every known agent, sorted by name; agents not in the cache are read without caching them."""
+        with self._lock:
+            entries = [self._known[name] for name in sorted(self._known)]
+        return [self._summarise(entry) for entry in entries]
+
+    def summary(self, name: str) -> AgentSummary:
+        """The summary of one agent; AgentNotFound when there is no such agent."""
+        return self._summarise(self._entry(name))
+
+    def errors(self) -> list[str]:
+        """`file:line:col: message` for each problem of a broken agent file, plus shadowed deployments."""
+        with self._lock:
+            lines = [line for name in sorted(self._errors) for line in self._errors[name]]
+            for name, directory in sorted(self._shadowed.items()):
+                lines.append(
+                    f"{display_path(directory / AGENT_FILENAME)}: warning: deployed agent '{name}' is "
+                    f"hidden by the static agent in {display_path(self.static_path / name)} "
+                    "(static agents win)"
+                )
+        return lines
+
+    @property
+    def stats(self) -> RegistryStats:
+        """Cache counters for /metrics."""
+        with self._lock:
+            return RegistryStats(self._hits, self._misses, self._evictions, len(self._cache))
+
+    def files(self, name: str) -> dict[str, str]:
+        """The text files of agent `name`'s folder by relative POSIX path (binary files are left out)."""
+        directory = self._entry(name).directory
+        contents: dict[str, str] = {}
+        for file in sorted(directory.rglob("*")):
+            if not file.is_file():
+                continue
+            try:
+                contents[file.relative_to(directory).as_posix()] = file.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                log.debug("files(%s): leaving out binary file %s", name, file)
+        return contents
+
+    # --- reloading ------------------------------------------------------------------------------
+
+    def reload(self) -> int:
+        """Rescan both folders and re-read every agent; return how many are valid.
+
+        A broken agent keeps its previously loaded version (if any) and its problems go to
+        `errors()`. With lazy loading, only agents already in the cache stay cached.
+        """
+        entries = self._rediscover()
+        valid = 0
+        for entry in entries:
+            try:
+                agent = self._load(entry)
+            except ConfigError:
+                continue
+            valid += 1
+            with self._lock:
+                if not self.lazy or entry.name in self._cache:
+                    self._remember(agent)
+        return valid
+
+    def reload_agent(self, name: str) -> bool:
+        """Re-read one agent after its files changed; True when it loads.
+
+        A broken edit keeps the previously loaded version in use and records its problems.
+        """
+        entry = self._find_on_disk(name)
+        with self._lock:
+            self._shadowed.pop(name, None)
+            if entry is not None and entry.source == "static" and self._dynamic_folder_has(name):
+                self._shadowed[name] = self.dynamic_path / name
+            if entry is None:
+                self._forget(name)
+                log.info("agent '%s' removed: its folder is gone", name)
+                return False
+            self._known[name] = entry
+        try:
+            agent = self._load(entry)
+        except ConfigError:
+            return False
+        with self._lock:
+            if not self.lazy or name in self._cache:
+                self._remember(agent)
+        log.info("agent '%s' reloaded from %s", name, display_path(entry.directory))
+        return True
+
+    # --- deploying ------------------------------------------------------------------------------
+
+    def deploy(self, name: str, files: Mapping[str, str]) -> Agent:
+        """Validate `files` as agent `name`'s folder, then replace the deployed folder with them.
+
+        Nothing is written when the files are invalid: ConfigError lists every problem, each
+        located in the file it is about (`agent.yaml:3:5`). Reports a "deployed" Change.
+        """
+        check_name(name, "agent name")
+        static = self.static_path / name
+        if (static / AGENT_FILENAME).is_file():
+            raise StaticAgentConflict(name, static, "change it")
+        _check_files(files)
+        self.dynamic_path.mkdir(parents=True, exist_ok=True)
+        staging = self.dynamic_path / f"{_STAGING_PREFIX}{ulid()}"
+        staged = staging / name
+        target = self.dynamic_path / name
+        try:
+            _write_files(staged, files)
+            try:
+                _, warnings = load_agent(staged, self._env)
+            except ConfigError as exc:
+                raise ConfigError(_relocated(exc.problems, staged, target)) from None
+            for warning in _relocated(warnings, staged, target):
+                log.warning("deploying agent '%s': %s", name, warning)
+            with self._lock:
+                if target.exists():
+                    # A directory cannot be renamed over a non-empty one: move the old one aside first.
+                    os.replace(target, staging / ".previous")
+                os.replace(staged, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        agent, _ = load_agent(target, self._env)
+        with self._lock:
+            self._known[name] = _Entry(name, target, "dynamic")
+            self._errors.pop(name, None)
+            self._remember(agent)
+        # The folder stages deletions of files the new version dropped; the files are listed too
+        # so listeners that track written content (the human-edit ledger) see each one.
+        written = tuple(target / relative for relative in sorted(files))
+        self._on_change(Change((target, *written), "agent", name, "deployed"))
+        log.info("agent '%s' deployed to %s", name, display_path(target))
+        return agent
+
+    def remove(self, name: str) -> None:
+        """Delete deployed agent `name`; reports a "removed" Change. Static agents: StaticAgentConflict."""
+        check_name(name, "agent name")
+        static = self.static_path / name
+        if (static / AGENT_FILENAME).is_file():
+            raise StaticAgentConflict(name, static, "remove it")
+        target = self.dynamic_path / name
+        if not (target / AGENT_FILENAME).is_file():
+            raise AgentNotFound(name, self.names(), self.static_path)
+        trash = self.dynamic_path / f"{_STAGING_PREFIX}{ulid()}"
+        with self._lock:
+            os.replace(target, trash)
+            self._forget(name)
+        shutil.rmtree(trash, ignore_errors=True)
+        self._on_change(Change((target,), "agent", name, "removed"))
+        log.info("agent '%s' removed from %s", name, display_path(self.dynamic_path))
+
+    # --- watching -------------------------------------------------------------------------------
+
+    async def start_watching(self) -> None:
+        """Watch the static folder when `agents.static.watch` is on (a no-op otherwise)."""
+        if not self.watch_enabled or self._observer is not None:
+            return
+        if not self.static_path.is_dir():
+            log.warning("not watching agents: %s does not exist", display_path(self.static_path))
+            return
+        from watchdog.observers import Observer
+
+        self._loop = asyncio.get_running_loop()
+        observer = Observer()
+        handler = _StaticFolderHandler(self.static_path, self._notify_threadsafe)
+        observer.schedule(handler, str(self.static_path), recursive=True)
+        observer.daemon = True
+        await asyncio.to_thread(observer.start)
+        self._observer = observer
+        log.info("watching %s for agent edits", display_path(self.static_path))
+
+    async def stop(self) -> None:
+        """Stop watching and wait for reloads in progress."""
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            observer.stop()
+            await asyncio.to_thread(observer.join, 5.0)
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        if self._refreshes:
+            await asyncio.gather(*self._refreshes, return_exceptions=True)
+
+    def _notify_threadsafe(self, name: str) -> None:
+        """Called on the observer thread: hand the event to the event loop."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self._debounce, name)
+        except RuntimeError:
+            # The loop closed between the check and the call: the server is stopping.
+            log.debug("agent change for '%s' after the event loop closed", name)
+
+    def _debounce(self, name: str) -> None:
+        if self._observer is None or self._loop is None:
+            return
+        pending = self._timers.pop(name, None)
+        if pending is not None:
+            pending.cancel()
+        self._timers[name] = self._loop.call_later(WATCH_DEBOUNCE_SECONDS, self._start_refresh, name)
+
+    def _start_refresh(self, name: str) -> None:
+        self._timers.pop(name, None)
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.reload_agent, name))
+        self._refreshes.add(task)
+        task.add_done_callback(self._refresh_done)
+
+    def _refresh_done(self, task: asyncio.Task[bool]) -> None:
+        self._refreshes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("reloading an edited agent failed", exc_info=task.exception())
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _entry(self, name: str) -> _Entry:
+        check_name(name, "agent name")
+        with self._lock:
+            entry = self._known.get(name)
+        entry = entry or self._find_on_disk(name)
+        if entry is None:
+            raise AgentNotFound(name, self.names(), self.static_path)
+        return entry
+
+    def _summarise(self, entry: _Entry) -> AgentSummary:
+        with self._lock:
+            agent = self._cache.get(entry.name)
+        if agent is None:
+            try:
+                agent = self._load(entry)
+            except ConfigError:
+                agent = None
+        with self._lock:
+            problems = self._errors.get(entry.name)
+        return _summary(entry, agent, "\n".join(problems) if problems else None)
+
+    def _find_on_disk(self, name: str) -> _Entry | None:
+        """The folder of `name`, static first."""
+        if (self.static_path / name / AGENT_FILENAME).is_file():
+            return _Entry(name, self.static_path / name, "static")
+        if self._dynamic_folder_has(name):
+            return _Entry(name, self.dynamic_path / name, "dynamic")
+        return None
+
+    def _dynamic_folder_has(self, name: str) -> bool:
+        return (self.dynamic_path / name / AGENT_FILENAME).is_file()
+
+    def _rediscover(self) -> list[_Entry]:
+        """Scan both folders; forget agents whose folders are gone. Returns the entries, sorted."""
+        entries = {d.name: _Entry(d.name, d, "dynamic") for d in discover_agents(self.dynamic_path)}
+        shadowed: dict[str, Path] = {}
+        for directory in discover_agents(self.static_path):
+            if directory.name in entries:
+                shadowed[directory.name] = entries[directory.name].directory
+            entries[directory.name] = _Entry(directory.name, directory, "static")
+        with self._lock:
+            for gone in set(self._known) - set(entries):
+                self._forget(gone)
+            self._known = entries
+            self._shadowed = shadowed
+        return [entries[name] for name in sorted(entries)]
+
+    def _load(self, entry: _Entry) -> Agent:
+        """Read an agent's files; record (and re-raise as InvalidAgent) its problems, or clear them."""
+        try:
+            agent, _ = load_agent(entry.directory, self._env)
+        except ConfigError as exc:
+            lines = [str(problem) for problem in exc.problems]
+            with self._lock:
+                changed = self._errors.get(entry.name) != lines
+                self._errors[entry.name] = lines
+            if changed:
+                log.warning("agent '%s' is invalid:\n%s", entry.name, "\n".join(lines))
+            raise InvalidAgent(entry.name, entry.directory, exc.problems) from None
+        with self._lock:
+            if self._errors.pop(entry.name, None) is not None:
+                log.info("agent '%s' is valid again", entry.name)
+        return agent
+
+    def _remember(self, agent: Agent) -> None:
+        """Put `agent` in the cache as most recently used, evicting the least recently used. Lock held."""
+        self._cache[agent.name] = agent
+        self._cache.move_to_end(agent.name)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+            self._evictions += 1
+
+    def _forget(self, name: str) -> None:
+        """Drop everything known about `name`. Lock held."""
+        self._known.pop(name, None)
+        self._cache.pop(name, None)
+        self._errors.pop(name, None)
+        self._shadowed.pop(name, None)
+
+    def _remove_leftover_staging(self) -> None:
+        """Remove staging folders a crash in the middle of `deploy` or `remove` left behind."""
+        if not self.dynamic_path.is_dir():
+            return
+        for leftover in self.dynamic_path.glob(f"{_STAGING_PREFIX}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+class _StaticFolderHandler(FileSystemEventHandler):
+    """Watchdog handler: maps each file event under the static folder to the agent it belongs to."""
+
+    def __init__(self, root: Path, notify: Callable[[str], None]):
+        super().__init__()
+        self.root = root.resolve()
+        self.notify = notify
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        """Called by watchdog on its thread for every event."""
+        if event.event_type not in _CHANGE_EVENTS:
+            return
+        for raw in (event.src_path, getattr(event, "dest_path", "")):
+            name = self._agent_of(os.fsdecode(raw)) if raw else None
+            if name is not None:
+                self.notify(name)
+
+    def _agent_of(self, path: str) -> str | None:
+        try:
+            parts = Path(path).resolve().relative_to(self.root).parts
+        except ValueError:
+            return None
+        if not parts or parts[0].startswith("."):
+            return None
+        return parts[0]
+
+
+def _summary(entry: _Entry, agent: Agent | None, error: str | None) -> AgentSummary:
+    if agent is None:
+        return AgentSummary(entry.name, "", None, None, None, entry.source, valid=False, error=error)
+    return AgentSummary(
+        name=entry.name,
+        description=agent.description,
+        version=agent.document.metadata.version,
+        provider=agent.spec.model.provider,
+        model=agent.spec.model.name,
+        source=entry.source,
+        valid=True,
+        error=error,
+    )
+
+
+def _check_files(files: Mapping[str, str]) -> None:
+    """Refuse file names that could leave the agent folder, and anything that is not text."""
+    problems: list[Problem] = []
+    if AGENT_FILENAME not in files:
+        problems.append(Problem(f"the files must include {AGENT_FILENAME}", Location(AGENT_FILENAME)))
+    for relative, content in files.items():
+        reason = _bad_file_name(relative)
+        if reason is not None:
+            problems.append(Problem(f"invalid file name: {reason}", Location(relative)))
+        elif not isinstance(content, str) or "\x00" in content:
+            problems.append(
+                Problem("file content must be text (a JSON string without NUL)", Location(relative))
+            )
+    if problems:
+        raise ConfigError(problems)
+
+
+def _bad_file_name(relative: str) -> str | None:
+    """Why `relative` is not a usable file name inside an agent folder, or None when it is."""
+    if not isinstance(relative, str) or not relative:
+        return "empty"
+    if "\\" in relative or "\x00" in relative:
+        return "use '/' between folders and no NUL characters"
+    path = PurePosixPath(relative)
+    if path.is_absolute():
+        return "must be relative to the agent folder"
+    if any(part in ("", ".", "..") or part.startswith(".") for part in relative.split("/")):
+        return "no '..', '.', empty or hidden path parts"
+    return None
+
+
+def _write_files(directory: Path, files: Mapping[str, str]) -> None:
+    for relative, content in files.items():
+        file = directory / relative
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(content, encoding="utf-8")
+
+
+def _relocated(problems: list[Problem], staged: Path, target: Path) -> list[Problem]:
+    """Problems found in the staging folder, as if found in the agent folder: `agent.yaml:3:5`."""
+    shown_target = display_path(target)
+    spellings = sorted({display_path(staged), str(staged), str(staged.resolve())}, key=len, reverse=True)
+
+    def message(text: str) -> str:
+        for spelling in spellings:
+            text = text.replace(spelling, shown_target)
+        return text
+
+    relocated: list[Problem] = []
+    for problem in problems:
+        location = problem.location
+        if location is not None and location.file is not None:
+            location = Location(_inside(location.file, staged), location.line, location.column)
+        relocated.append(Problem(message(problem.message), location))
+    return relocated
+
+
+def _inside(file: str, staged: Path) -> str:
+    """`file` (as a message shows it) relative to the staged agent folder, when it is inside it."""
+    try:
+        return Path(file).resolve().relative_to(staged.resolve()).as_posix()
+    except ValueError:
+        return file
