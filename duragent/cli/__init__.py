@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "duragent.cli.session",
     "duragent.cli.history",
     "duragent.cli.db",
+    "duragent.cli.serve",
 )
 
 

@@ -12,6 +12,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from duragent.agents.registry import AgentRegistry
     from duragent.config import DuragentConfig
+    from duragent.gateways.service import GatewayService
     from duragent.runtime.approvals import ApprovalBroker
     from duragent.server.metrics import Metrics
     from duragent.sessions.manager import SessionManager
@@ -29,8 +30,14 @@ class ServerState:
     approvals: ApprovalBroker
     metrics: Metrics
     started_at: float = field(default_factory=time.time)
+    #: Seconds between SSE keep-alive comments.
+    keep_alive: float = 15.0
+    #: How long running turns get to reach a safe point when the server stops.
+    shutdown_grace: float = 10.0
     #: Set when a shutdown was asked for (SIGTERM, SIGINT or POST /api/admin/v1/shutdown).
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Gateway plugins and their router (set in `create_app`'s lifecycle).
+    gateways: GatewayService | None = None
 
 
 STATE = web.AppKey("duragent_state", ServerState)

@@ -24,7 +24,7 @@ from duragent.errors import DuragentError
 from duragent.runtime.events import ApprovalRequired, ApprovalResolved, TextDelta, TurnPaused
 from duragent.runtime.loop import Runtime, TurnControl, needs_model
 from duragent.sessions.log import SessionLog
-from duragent.sessions.stream import Position, StreamEvent, from_stored, token
+from duragent.sessions.stream import TURN_END_EVENTS, Position, StreamEvent, from_stored, token
 from duragent.stores.base import SessionEvent, SessionReadOptions, SessionStatus
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,19 @@ class SessionEnded(DuragentError):
     def __init__(self, session_id: str):
         super().__init__(f"session {session_id} has ended; start a new one")
         self.session_id = session_id
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A submitted message: how many turns run before it, and the position of its `start` event.
+
+    `started` resolves when the message's turn stores it (before its `start` event reaches any
+    subscriber), so a client can tell its own turn's events from those of turns ahead of it.
+    It is cancelled when the message never runs (the session ended or the turn was cancelled first).
+    """
+
+    ahead: int
+    started: asyncio.Future[Position]
 
 
 @dataclass(frozen=True)
@@ -79,11 +92,39 @@ class Subscription:
         raise StopAsyncIteration
 
     async def next_within(self, seconds: float) -> StreamEvent | None:
-        """The next event, or None when nothing arrived within `seconds` (time for a keep-alive)."""
+        """The next event, or None when nothing arrived within `seconds` (time for a keep-alive).
+
+        Also None once the subscription is closed (check `closed`).
+        """
+        ready = self.ready(limit=1)
+        if ready:
+            return ready[0]
+        if self._closed:
+            return None
         try:
             return await asyncio.wait_for(self.__anext__(), seconds)
-        except TimeoutError:
+        except (TimeoutError, StopAsyncIteration):
             return None
+
+    @property
+    def closed(self) -> bool:
+        """True once detached (by `close()`, or because the session closed or dropped a slow client)."""
+        return self._closed and not self._replay
+
+    def ready(self, limit: int | None = None) -> list[StreamEvent]:
+        """Events available now without waiting (lets a writer batch a burst of tokens into one write)."""
+        ready: list[StreamEvent] = []
+        while self._replay and (limit is None or len(ready) < limit):
+            ready.append(self._replay.popleft())
+        while not self._closed and not self._queue.empty() and (limit is None or len(ready) < limit):
+            event = self._queue.get_nowait()
+            if event is None:
+                self.close()
+                break
+            if event.position > self._last:
+                self._last = event.position
+                ready.append(event)
+        return ready
 
     def close(self) -> None:
         """Detach from the session."""
@@ -104,7 +145,11 @@ class LiveSession:
             maxlen=max(settings.output_buffer_size, 1)
         )
         self._subscribers: set[asyncio.Queue[StreamEvent | None]] = set()
-        self._pending: collections.deque[tuple[str, Mapping[str, Any] | None]] = collections.deque()
+        self._pending: collections.deque[tuple[str, Mapping[str, Any] | None, asyncio.Future[Position]]] = (
+            collections.deque()
+        )
+        #: The ticket of the message whose turn runs now, until its user message is stored.
+        self._starting: asyncio.Future[Position] | None = None
         self._turn: asyncio.Task[None] | None = None
         self._control: TurnControl | None = None
         self._delta_after = session_log.state.last_seq
@@ -146,12 +191,17 @@ class LiveSession:
 
     async def submit(self, content: str, sender: Mapping[str, Any] | None = None) -> int:
         """Queue a message; returns how many turns run before it (0: it starts now)."""
+        return self.enqueue(content, sender).ahead
+
+    def enqueue(self, content: str, sender: Mapping[str, Any] | None = None) -> Ticket:
+        """Queue a message and return its ticket (turns ahead, and when its turn starts)."""
         if self.status == "ended":
             raise SessionEnded(self.session_id)
         ahead = len(self._pending) + (1 if self._turn is not None else 0)
-        self._pending.append((content, sender))
+        started: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
+        self._pending.append((content, sender, started))
         self._start_next()
-        return ahead
+        return Ticket(ahead, started)
 
     async def subscribe(self, after: Position | None = None) -> Subscription:
         """Attach: replay what came after `after` (None: nothing, only live events), then go live."""
@@ -191,6 +241,8 @@ class LiveSession:
 
     async def end(self, reason: str = "ended by client") -> None:
         """End the session: stop any turn, record `session_end`, detach everyone."""
+        for _content, _sender, started in self._pending:
+            started.cancel()
         self._pending.clear()
         await self.cancel()
         if self.status != "ended":
@@ -215,10 +267,16 @@ class LiveSession:
 
     def _start_next(self) -> None:
         if self._turn is None and self._pending and self.status != "ended":
-            content, sender = self._pending.popleft()
-            self._start(content, sender)
+            content, sender, started = self._pending.popleft()
+            self._start(content, sender, started)
 
-    def _start(self, content: str | None, sender: Mapping[str, Any] | None) -> None:
+    def _start(
+        self,
+        content: str | None,
+        sender: Mapping[str, Any] | None,
+        started: asyncio.Future[Position] | None = None,
+    ) -> None:
+        self._starting = started
         self._control = TurnControl()
         self.turn_finished.clear()
         self._turn = asyncio.create_task(
@@ -247,6 +305,10 @@ class LiveSession:
                     "error", {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}
                 )
         finally:
+            if self._starting is not None:
+                # The turn ended before storing its message (cancelled at once): it never ran.
+                self._starting.cancel()
+                self._starting = None
             self._turn = None
             self._control = None
             self._cancel_background_timer()
@@ -265,6 +327,8 @@ class LiveSession:
         elif isinstance(event, ApprovalResolved):
             await self._set_status("active" if self._subscribers else "running", f"approval {event.decision}")
         elif isinstance(event, TurnPaused):
+            # The turn is over; nothing is left to pause (or to un-pause on reattach).
+            self._control = None
             await self._set_status("paused", event.reason)
 
     # --- status ------------------------------------------------------------------------------
@@ -283,6 +347,10 @@ class LiveSession:
 
     async def _on_attach(self) -> None:
         self._cancel_background_timer()
+        if self._paused_for_disconnect and self._turn is not None and self._control is not None:
+            # The client came back before the turn reached its safe point: withdraw the pause.
+            self._control.pause_requested = False
+            self._paused_for_disconnect = False
         if self.status == "running":
             await self._set_status("active", "client attached")
         elif self.status == "paused" and self._paused_for_disconnect:
@@ -290,13 +358,14 @@ class LiveSession:
 
     def _detach(self, queue: asyncio.Queue[StreamEvent | None]) -> None:
         self._subscribers.discard(queue)
-        if self._subscribers or self._turn is None:
+        if self._subscribers or self._turn is None or self._control is None:
             return
         if self.settings.on_disconnect == "pause":
             if self._control is not None:
                 self._paused_for_disconnect = True
                 self._control.request_pause("client disconnected (on_disconnect: pause)")
-        else:
+        elif self.status != "paused":
+            # (A turn waiting for approval stays `paused` until someone decides.)
             asyncio.get_running_loop().create_task(self._set_status("running", "client disconnected"))
             self._on_unattended()
 
@@ -323,7 +392,16 @@ class LiveSession:
     def _on_append(self, events: list[SessionEvent]) -> None:
         for event in events:
             self._delta_after, self._deltas = event.seq, 0
-            self._publish(from_stored(event))
+            shown = from_stored(event)
+            if shown.event in TURN_END_EVENTS:
+                # The turn has nothing left to pause: a client leaving now must not pause the next one.
+                self._control = None
+            if event.type == "user_message" and self._starting is not None:
+                # Resolved before publishing, so the submitter knows this `start` is its own.
+                if not self._starting.done():
+                    self._starting.set_result(Position(event.seq))
+                self._starting = None
+            self._publish(shown)
 
     def _publish(self, event: StreamEvent) -> None:
         self._buffer.append(event)

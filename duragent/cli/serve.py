@@ -1,0 +1,248 @@
+"""`duragent serve`: run the HTTP server; `serve status` and `serve stop` talk to a running one.
+
+The running server writes `<data_dir>/run/serve.json` ({pid, host, port, url, started_at});
+`status` and `stop` find it there. SIGTERM / SIGINT stop it gracefully: running turns get a
+grace period to reach a safe point, sessions are snapshotted, git commits what is pending.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from duragent.cli.context import CliState, print_json
+
+if TYPE_CHECKING:
+    from duragent.config import DuragentConfig
+
+RUN_FILE = Path("run") / "serve.json"
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `serve` command group."""
+    serve_app = typer.Typer(
+        invoke_without_command=True,
+        no_args_is_help=False,
+        help="Run the HTTP REST + SSE server (or check on / stop a running one).",
+    )
+    serve_app.callback()(serve)
+    serve_app.command("status")(status)
+    serve_app.command("stop")(stop)
+    app.add_typer(serve_app, name="serve")
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to bind (default: server.host).")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", "-p", min=0, max=65535, help="Port (default: server.port; 0 = any)."),
+    ] = None,
+    agents_dir: Annotated[
+        Path | None, typer.Option("--agents-dir", help="Folder of agent definitions (agents.static.path).")
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Allow a non-loopback bind without api and admin tokens.")
+    ] = False,
+    grace: Annotated[
+        float, typer.Option("--grace", min=0, help="Seconds running turns get to reach a safe point on stop.")
+    ] = 10.0,
+) -> None:
+    """Run the server until SIGTERM / SIGINT / `duragent serve stop`."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import asyncio
+
+    state: CliState = ctx.ensure_object(CliState)
+    config = state.config()
+    if agents_dir is not None:
+        static = config.agents.static.model_copy(update={"path": agents_dir.expanduser().absolute()})
+        config = config.model_copy(update={"agents": config.agents.model_copy(update={"static": static})})
+    asyncio.run(
+        run_server(
+            config,
+            host or config.server.host,
+            config.http_port if port is None else port,
+            insecure=insecure,
+            grace=grace,
+        )
+    )
+
+
+async def run_server(config: DuragentConfig, host: str, port: int, *, insecure: bool, grace: float) -> None:
+    """Serve until a signal or an admin shutdown; then stop gracefully and remove the run file."""
+    import asyncio
+    import signal
+
+    from aiohttp import web
+
+    from duragent.server.app import create_app
+    from duragent.server.state import STATE
+
+    app = create_app(config, insecure=insecure, host=host, shutdown_grace=grace)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=grace + 5, access_log=None)
+    await runner.setup()
+    run_file = config.data_path / RUN_FILE
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound_port = _bound_port(runner, port)
+        url = f"http://{_url_host(host)}:{bound_port}"
+        _write_run_file(run_file, host, bound_port, url)
+        print(f"duragent serve: listening on {url} (data: {config.data_path})", file=sys.stderr, flush=True)
+        stopping = app[STATE].shutdown
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+        await stopping.wait()
+        print("duragent serve: stopping", file=sys.stderr, flush=True)
+    finally:
+        await runner.cleanup()
+        run_file.unlink(missing_ok=True)
+
+
+def _bound_port(runner: Any, requested: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return requested
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _write_run_file(path: Path, host: str, port: int, url: str) -> None:
+    from datetime import UTC, datetime
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "pid": os.getpid(),
+        "host": host,
+        "port": port,
+        "url": url,
+        "started_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    temporary.replace(path)
+
+
+def read_run_file(config: DuragentConfig) -> dict[str, Any] | None:
+    """The running server's record, or None when no server of this data directory is running."""
+    path = config.data_path / RUN_FILE
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not _alive(int(record.get("pid", 0))):
+        return None
+    return record
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A process that exited but was not reaped yet (a zombie) is not running.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def api_token(config: DuragentConfig) -> str | None:
+    """The API token every CLI request sends: server.api_token, else DURAGENT_API_TOKEN."""
+    return config.server.api_token or os.environ.get("DURAGENT_API_TOKEN") or None
+
+
+def admin_token(config: DuragentConfig) -> str | None:
+    """The admin token: admin.token, else DURAGENT_ADMIN_TOKEN."""
+    return config.admin.token or os.environ.get("DURAGENT_ADMIN_TOKEN") or None
+
+
+def _request(url: str, token: str | None, method: str = "GET", timeout: float = 5.0) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8", "replace")
+
+
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Is a server running for this data directory? Where, since when, and is it ready?"""
+    state: CliState = ctx.ensure_object(CliState)
+    config = state.config()
+    record = read_run_file(config)
+    if record is None:
+        if as_json:
+            print_json({"running": False})
+        else:
+            print(f"not running (no live server for {config.data_path})")
+        raise typer.Exit(1)
+    try:
+        code, body = _request(f"{record['url']}/readyz", None)
+        ready: Any = json.loads(body) if body else {}
+        ready_status = "ready" if code == 200 else "not ready"
+    except (OSError, ValueError) as exc:
+        ready, ready_status = {"error": str(exc)}, "not answering"
+    if as_json:
+        print_json({"running": True, **record, "ready": ready_status == "ready", "readyz": ready})
+        return
+    print(f"running: pid {record['pid']} at {record['url']} since {record['started_at']} ({ready_status})")
+    for problem in ready.get("problems", []) if isinstance(ready, dict) else []:
+        print(f"  {problem}")
+
+
+def stop(
+    ctx: typer.Context,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for the server to exit.")
+    ] = 30.0,
+) -> None:
+    """Ask the running server to shut down (admin API) and wait until its process exits."""
+    state: CliState = ctx.ensure_object(CliState)
+    config = state.config()
+    record = read_run_file(config)
+    if record is None:
+        print(f"not running (no live server for {config.data_path})")
+        return
+    code, body = _request(f"{record['url']}/api/admin/v1/shutdown", admin_token(config), method="POST")
+    if code >= 400 and code != 409:
+        from duragent.errors import DuragentError
+
+        raise DuragentError(f"the server refused to shut down (HTTP {code}): {body.strip()}")
+    pid = int(record["pid"])
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(pid):
+        from duragent.errors import DuragentError
+
+        raise DuragentError(f"pid {pid} is still running after {timeout:g}s")
+    print(f"stopped (pid {pid})")

@@ -1,0 +1,183 @@
+"""The aiohttp application: `create_app(config)` wires the library into HTTP routes.
+
+Everything the server holds open is opened and closed in one lifecycle (`cleanup_ctx`):
+the data-dir lock, the workspace (stores, git committer), providers, the runtime, the agent
+registry and the session manager. At start, sessions a crash left mid-turn are recovered;
+while running, idle sessions are unloaded; at stop, running turns get a grace period to reach
+a safe point, every session is snapshotted and git commits everything pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import timedelta
+
+from aiohttp import web
+
+from duragent.config import DuragentConfig
+from duragent.server import auth
+from duragent.server.problems import problem_middleware
+from duragent.server.state import STATE, ServerState
+
+log = logging.getLogger(__name__)
+
+#: Largest request body accepted (413 above it), as in the Rust server.
+MAX_BODY_BYTES = 2 * 1024 * 1024
+#: How often idle sessions are looked for.
+SWEEP_INTERVAL = 30.0
+
+
+def create_app(
+    config: DuragentConfig,
+    *,
+    env: Mapping[str, str] | None = None,
+    insecure: bool = False,
+    host: str | None = None,
+    keep_alive: float = 15.0,
+    shutdown_grace: float = 10.0,
+    idle_ttl: timedelta = timedelta(minutes=30),
+) -> web.Application:
+    """The server for `config` (nothing is opened until the app starts)."""
+    from duragent.server.openapi import openapi_json
+    from duragent.server.routes import agents, health, sessions
+
+    tokens = auth.Tokens(api=config.server.api_token or None, admin=config.admin.token or None)
+    auth.check_bind(host or config.server.host, tokens, insecure=insecure)
+    app = web.Application(
+        middlewares=[problem_middleware, auth.auth_middleware(tokens)], client_max_size=MAX_BODY_BYTES
+    )
+    health.add_routes(app)
+    app.router.add_get("/openapi.json", openapi_json)
+    agents.add_routes(app)
+    sessions.add_routes(app)
+    if config.admin.enabled:
+        from duragent.server.routes.admin import add_admin_routes
+
+        add_admin_routes(app)
+        from duragent.server.routes import gateways
+
+        gateways.add_routes(app)
+    app.cleanup_ctx.append(
+        _lifecycle(
+            config,
+            env=os.environ if env is None else env,
+            keep_alive=keep_alive,
+            shutdown_grace=shutdown_grace,
+            idle_ttl=idle_ttl,
+        )
+    )
+    app.on_shutdown.append(_stop_sessions)
+    return app
+
+
+def _lifecycle(
+    config: DuragentConfig,
+    *,
+    env: Mapping[str, str],
+    keep_alive: float,
+    shutdown_grace: float,
+    idle_ttl: timedelta,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            app[STATE] = await _open(config, env, stack, keep_alive, shutdown_grace, idle_ttl)
+            sweeper = asyncio.create_task(_sweep_idle(app[STATE]), name="unload idle sessions")
+            stack.push_async_callback(_stop_task, sweeper)
+            yield
+
+    return lifecycle
+
+
+async def _open(
+    config: DuragentConfig,
+    env: Mapping[str, str],
+    stack: contextlib.AsyncExitStack,
+    keep_alive: float,
+    shutdown_grace: float,
+    idle_ttl: timedelta,
+) -> ServerState:
+    """Open every resource in order; `stack` closes them in reverse (last opened, first closed)."""
+    from duragent.agents.registry import AgentRegistry
+    from duragent.runtime.approvals import ApprovalBroker
+    from duragent.runtime.loop import Runtime
+    from duragent.runtime.providers import ProviderPool
+    from duragent.secrets import looks_secret
+    from duragent.server.metrics import Metrics
+    from duragent.sessions.manager import SessionManager
+    from duragent.stores.filesystem.locks import DataDirLock
+    from duragent.workspace import Workspace
+
+    workspace = Workspace(config, env=env)
+    lock = DataDirLock(config.data_path, f"duragent serve on {config.server.host}:{config.http_port}")
+    lock.acquire()
+    stack.callback(lock.release)
+    # Closed last but one: commits everything the sessions wrote while closing.
+    stack.push_async_callback(workspace.close)
+    stores = workspace.stores
+    providers = ProviderPool(env)
+    stack.push_async_callback(providers.close)
+    approvals = ApprovalBroker()
+    runtime = Runtime(
+        provider_for=providers.for_agent,
+        approvals=approvals,
+        memory=stores.memory,
+        artifacts=stores.artifacts,
+        scrub_env=frozenset(config.referenced_env | {name for name in env if looks_secret(name)}),
+        on_change=workspace.record_change,
+    )
+    registry = AgentRegistry(config, env=env, on_change=workspace.record_change)
+    if config.agents.static.watch:
+        await registry.start_watching()
+    stack.push_async_callback(registry.stop)
+    manager = SessionManager(stores.sessions, runtime, config, registry.get, idle_ttl=idle_ttl)
+    stack.push_async_callback(manager.close, shutdown_grace)
+    state = ServerState(
+        config=config,
+        workspace=workspace,
+        agents=registry,
+        sessions=manager,
+        approvals=approvals,
+        metrics=Metrics(),
+        keep_alive=keep_alive,
+        shutdown_grace=shutdown_grace,
+    )
+    report = await manager.recover()
+    if report.resumed or report.paused:
+        log.info("recovered %d session(s), paused %d", len(report.resumed), len(report.paused))
+    from duragent.gateways.service import GatewayService
+
+    state.gateways = GatewayService(state)
+    await state.gateways.start()
+    stack.push_async_callback(state.gateways.stop)
+    return state
+
+
+async def _stop_sessions(app: web.Application) -> None:
+    """On shutdown, before open connections are waited for: pause running turns at a safe point.
+
+    This ends every SSE stream and waiting request, so the server can stop promptly.
+    """
+    state = app.get(STATE)
+    if state is not None:
+        state.shutdown.set()
+        await state.sessions.close(state.shutdown_grace)
+
+
+async def _sweep_idle(state: ServerState) -> None:
+    interval = min(SWEEP_INTERVAL, max(state.sessions.idle_ttl.total_seconds() / 2, 0.5))
+    while True:
+        await asyncio.sleep(interval)
+        unloaded = await state.sessions.unload_idle(time.monotonic())
+        if unloaded:
+            log.info("unloaded %d idle session(s)", len(unloaded))
+
+
+async def _stop_task(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

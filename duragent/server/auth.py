@@ -1,0 +1,109 @@
+"""Who may call the API: bearer tokens for /api/v1 and /api/admin/v1, loopback-only without them.
+
+`server.api_token` guards `/api/v1`, `admin.token` guards `/api/admin/v1`. When a token is not
+configured, only clients on the loopback interface are served. Binding a non-loopback address
+without both tokens is refused at start unless `--insecure` is given.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import cast
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from duragent.errors import UsageError
+from duragent.server.problems import problem_response
+
+API_PREFIX = "/api/v1"
+ADMIN_PREFIX = "/api/admin/v1"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class InsecureBind(UsageError):
+    """A non-loopback bind without the tokens that would protect it."""
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """The configured bearer tokens (None: loopback clients only)."""
+
+    api: str | None
+    admin: str | None
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for 127.0.0.0/8, ::1 and `localhost`."""
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, tokens: Tokens, *, insecure: bool) -> None:
+    """Refuse to listen on a non-loopback address without both tokens (unless `insecure`)."""
+    if insecure or is_loopback(host):
+        return
+    missing = [
+        name for name, value in (("server.api_token", tokens.api), ("admin.token", tokens.admin)) if not value
+    ]
+    if missing:
+        raise InsecureBind(
+            f"refusing to listen on {host} without {' and '.join(missing)}: anyone on the network could "
+            "drive your agents. Set the token(s) in duragent.yaml (e.g. api_token: ${DURAGENT_API_TOKEN}), "
+            "bind 127.0.0.1, or pass --insecure if something else protects this address"
+        )
+
+
+def bearer_token(request: web.Request) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, if any."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def authorized(request: web.Request, expected: str | None) -> bool:
+    """With a token configured: the request carries it (constant-time compare); without: loopback peer."""
+    if expected is None:
+        return is_loopback(request.remote)
+    given = bearer_token(request)
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def auth_middleware(tokens: Tokens) -> Middleware:
+    """Middleware guarding the API prefixes with `tokens`."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+            return await _guard(request, handler, tokens.admin, 403, "admin")
+        if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
+            return await _guard(request, handler, tokens.api, 401, "api")
+        return await handler(request)
+
+    return cast(Middleware, check)
+
+
+async def _guard(
+    request: web.Request, handler: Handler, expected: str | None, status: int, realm: str
+) -> web.StreamResponse:
+    if authorized(request, expected):
+        return await handler(request)
+    if expected is None:
+        detail = f"no {realm} token is configured, so only loopback clients are served"
+        return problem_response(request, 403, detail, type_name="forbidden")
+    if bearer_token(request) is None:
+        detail = f"this route needs `Authorization: Bearer <{realm} token>`"
+    else:
+        detail = f"the {realm} token is not valid"
+    headers = {"WWW-Authenticate": f'Bearer realm="duragent-{realm}"'} if status == 401 else None
+    return problem_response(request, status, detail, headers=headers)

@@ -1,0 +1,294 @@
+"""Request and response bodies of the HTTP API: one pydantic model each, parsed in one place.
+
+Field names follow the Rust Duragent where it has the route (so its clients work); the
+OpenAPI document is generated from these models.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from duragent.server.problems import FieldError, HttpProblem, validation_errors
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class Body(BaseModel):
+    """A request body: unknown fields are refused, so typos are not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Reply(BaseModel):
+    """A response body."""
+
+
+# --- requests --------------------------------------------------------------------------------
+
+
+class CreateSession(Body):
+    """POST /api/v1/sessions."""
+
+    agent: str = Field(min_length=1, max_length=200, description="Name of the agent to talk to.")
+    on_disconnect: Literal["continue", "pause"] | None = Field(
+        None, description="What the session does when no client is attached (default: the agent's)."
+    )
+    metadata: dict[str, Any] | None = Field(None, description="Free-form data stored with the session.")
+
+
+class SendMessage(Body):
+    """POST /api/v1/sessions/{id}/messages and /stream."""
+
+    content: str = Field(min_length=1, max_length=1_000_000, description="The user's message.")
+
+
+class Approve(Body):
+    """POST /api/v1/sessions/{id}/approve."""
+
+    call_id: str = Field(min_length=1, max_length=200, description="The tool call waiting for approval.")
+    decision: Literal["allow_once", "allow_always", "deny"]
+    command: str | None = Field(None, description="Accepted for Rust clients; the pending call is used.")
+
+
+class SessionQuery(Body):
+    """GET /api/v1/sessions query string."""
+
+    agent: str | None = None
+    status: Literal["active", "running", "paused", "ended"] | None = None
+    limit: int = Field(50, ge=1, le=1000)
+    cursor: str | None = Field(None, max_length=400, description="`next_cursor` of the previous page.")
+
+
+class MessagesQuery(Body):
+    """GET /api/v1/sessions/{id}/messages query string."""
+
+    after: int | None = Field(None, ge=0, description="Only events after this seq (oldest first).")
+    limit: int = Field(100, ge=1, le=1000)
+
+
+class EventsQuery(Body):
+    """GET /api/v1/sessions/{id}/events query string."""
+
+    after: str | None = Field(None, max_length=40, description="Replay events after this position.")
+
+
+# --- responses -------------------------------------------------------------------------------
+
+
+class AgentSummaryOut(Reply):
+    """One agent in GET /api/v1/agents."""
+
+    name: str
+    description: str | None = None
+    version: str | None = None
+
+
+class AgentList(Reply):
+    """GET /api/v1/agents."""
+
+    agents: list[AgentSummaryOut]
+
+
+class AgentModelOut(Reply):
+    """The model section of an agent (Rust shape)."""
+
+    provider: str
+    name: str
+    temperature: float | None = None
+    max_input_tokens: int | None = None
+    max_output_tokens: int | None = None
+    base_url: str | None = None
+
+
+class AgentMetadataOut(Reply):
+    """Agent metadata (Rust shape)."""
+
+    name: str
+    description: str | None = None
+    version: str | None = None
+    labels: dict[str, str] | None = None
+
+
+class AgentSpecOut(Reply):
+    """The part of an agent's spec clients are shown (prompts are file contents)."""
+
+    model: AgentModelOut
+    system_prompt: str | None = None
+    instructions: str | None = None
+
+
+class AgentDetail(Reply):
+    """GET /api/v1/agents/{name}."""
+
+    api_version: str
+    kind: str
+    metadata: AgentMetadataOut
+    spec: AgentSpecOut
+
+
+class SessionOut(Reply):
+    """A session as the API shows it."""
+
+    session_id: str
+    agent: str
+    status: Literal["active", "running", "paused", "ended"]
+    created_at: str
+    updated_at: str
+    last_seq: int
+    loaded: bool = Field(description="Whether the session is live in this server process.")
+    on_disconnect: str | None = None
+    attached: int | None = None
+    queued: int | None = None
+    busy: bool | None = None
+    pending_approvals: list[dict[str, Any]] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class SessionList(Reply):
+    """GET /api/v1/sessions: one page, newest activity first."""
+
+    sessions: list[SessionOut]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page; null at the end.")
+
+
+class HistoryItem(Reply):
+    """One stored event of a session's history."""
+
+    seq: int
+    id: str
+    ts: str
+    type: str
+    role: str | None = None
+    content: str | None = None
+    payload: dict[str, Any]
+
+
+class MessagePage(Reply):
+    """GET /api/v1/sessions/{id}/messages."""
+
+    messages: list[HistoryItem]
+    next_after: int | None = Field(None, description="Pass as `after` for the next page; null at the end.")
+
+
+class MessageReply(Reply):
+    """200 of POST /messages: the assistant's final reply."""
+
+    message_id: str
+    role: Literal["assistant"] = "assistant"
+    content: str
+    usage: dict[str, int] | None = None
+
+
+class PendingApproval(Reply):
+    """202: the turn waits for a decision on a tool call."""
+
+    status: Literal["pending_approval"] = "pending_approval"
+    session_id: str
+    call_id: str
+    tool: str
+    command: str
+    arguments: dict[str, Any]
+
+
+class Queued(Reply):
+    """202: a turn is running; the message waits in order."""
+
+    status: Literal["queued"] = "queued"
+    position: int = Field(description="Turns that run before this message.")
+
+
+class Paused(Reply):
+    """202: the turn stopped at a safe point (resume continues it)."""
+
+    status: Literal["paused"] = "paused"
+    reason: str
+
+
+class TurnFailed(Reply):
+    """502: the model or a tool made the turn fail; the session stays usable."""
+
+    status: Literal["error"] = "error"
+    code: str
+    message: str
+
+
+class ApprovalComplete(Reply):
+    """200 of POST /approve: the turn finished."""
+
+    status: Literal["complete"] = "complete"
+    message_id: str
+    content: str
+
+
+class Accepted(Reply):
+    """Result of cancel / resume."""
+
+    status: str
+    session_id: str
+
+
+class Health(Reply):
+    """GET /readyz."""
+
+    status: Literal["ok", "unavailable"]
+    workspace_hash: str
+    problems: list[str] = []
+    warnings: list[str] = []
+
+
+class VersionOut(Reply):
+    """GET /version."""
+
+    version: str
+    commit: str | None = None
+    build_date: str | None = None
+    variant: str = "python"
+
+
+class ProblemOut(Reply):
+    """Every error: RFC 7807 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: list[dict[str, str]] | None = None
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+
+async def read_body(request: web.Request, model: type[ModelT]) -> ModelT:
+    """The request's JSON body as `model`; 400 problem with field paths when it is not."""
+    raw = await request.read()
+    try:
+        data = json.loads(raw) if raw else None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HttpProblem(400, f"the body is not valid JSON: {exc}", type_name="validation") from None
+    if not isinstance(data, dict):
+        raise HttpProblem(
+            400, "the body must be a JSON object", (FieldError("body", "expected an object"),), "validation"
+        )
+    return model.model_validate(data)
+
+
+def read_query(request: web.Request, model: type[ModelT]) -> ModelT:
+    """The query string as `model`; 400 problem naming `query.<field>` when it is invalid."""
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise HttpProblem(
+            400, "the query string is invalid", validation_errors(exc, "query"), "validation"
+        ) from None
+
+
+def json_reply(reply: Reply, status: int = 200) -> web.Response:
+    """A response whose body is `reply` (fields that are None left out)."""
+    return web.Response(
+        status=status, text=reply.model_dump_json(exclude_none=True), content_type="application/json"
+    )

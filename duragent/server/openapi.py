@@ -1,0 +1,170 @@
+"""GET /openapi.json: the OpenAPI 3.1 document, built from the route table and the body models.
+
+Handlers carry their documentation (`@documented(...)`: summary, body, query and response
+models); the document walks `app.router`, so a route cannot exist without showing up here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from duragent import __version__
+
+HandlerT = TypeVar("HandlerT", bound=Callable[..., Any])
+_ATTRIBUTE = "__duragent_openapi__"
+_PATH_PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
+
+
+@dataclass(frozen=True)
+class RouteDoc:
+    """What the OpenAPI document says about one handler."""
+
+    summary: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    responses: Mapping[int, type[BaseModel]] = field(default_factory=dict)
+    text: bool = False
+    sse: bool = False
+
+
+def documented(
+    summary: str,
+    *,
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    responses: Mapping[int, type[BaseModel]] | None = None,
+    text: bool = False,
+    sse: bool = False,
+) -> Callable[[HandlerT], HandlerT]:
+    """Attach OpenAPI documentation to a handler."""
+
+    def attach(handler: HandlerT) -> HandlerT:
+        setattr(handler, _ATTRIBUTE, RouteDoc(summary, body, query, dict(responses or {}), text, sse))
+        return handler
+
+    return attach
+
+
+def build_document(app: web.Application) -> dict[str, Any]:
+    """The OpenAPI document of every route registered on `app`."""
+    from duragent.server.bodies import ProblemOut
+
+    paths: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, Any] = {}
+    for route in app.router.routes():
+        method = route.method.lower()
+        if method in ("head", "*") or route.resource is None:
+            continue
+        path = route.resource.canonical
+        doc: RouteDoc = getattr(route.handler, _ATTRIBUTE, None) or RouteDoc(
+            (route.handler.__doc__ or "").strip().splitlines()[0] if route.handler.__doc__ else path
+        )
+        operation: dict[str, Any] = {
+            "summary": doc.summary,
+            "operationId": f"{method}_{route.handler.__name__}",
+            "parameters": _path_parameters(path) + _query_parameters(doc.query),
+            "responses": _responses(doc, schemas),
+        }
+        if path.startswith("/api/"):
+            operation["security"] = [{"bearer": []}]
+            operation["responses"].setdefault("401", _problem_ref(schemas, ProblemOut, "unauthorized"))
+        if doc.body is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": _schema_ref(doc.body, schemas)}},
+            }
+            operation["responses"].setdefault("400", _problem_ref(schemas, ProblemOut, "invalid request"))
+        paths.setdefault(_PATH_PARAM.sub(r"{\1}", path), {})[method] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Duragent API", "version": __version__},
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    """The OpenAPI document of this server."""
+    return web.json_response(build_document(request.app))
+
+
+def _path_parameters(path: str) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _PATH_PARAM.findall(path)
+    ]
+
+
+def _query_parameters(model: type[BaseModel] | None) -> list[dict[str, Any]]:
+    if model is None:
+        return []
+    schema = model.model_json_schema()
+    required = set(schema.get("required", ()))
+    return [
+        {"name": name, "in": "query", "required": name in required, "schema": _inline(prop)}
+        for name, prop in schema.get("properties", {}).items()
+    ]
+
+
+def _inline(prop: dict[str, Any]) -> dict[str, Any]:
+    # Query values are single scalars; `anyOf: [X, null]` becomes X (absent means null).
+    options = [option for option in prop.get("anyOf", ()) if option.get("type") != "null"]
+    base = dict(options[0]) if len(options) == 1 else {k: v for k, v in prop.items() if k != "anyOf"}
+    for key in ("description", "default"):
+        if key in prop:
+            base[key] = prop[key]
+    base.pop("title", None)
+    return base
+
+
+def _responses(doc: RouteDoc, schemas: dict[str, Any]) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    for status, model in doc.responses.items():
+        responses[str(status)] = {
+            "description": (model.__doc__ or model.__name__).strip().splitlines()[0],
+            "content": {_content_type(status): {"schema": _schema_ref(model, schemas)}},
+        }
+    if doc.text:
+        responses.setdefault(
+            "200", {"description": "text", "content": {"text/plain": {"schema": {"type": "string"}}}}
+        )
+    if doc.sse:
+        responses.setdefault(
+            "200",
+            {
+                "description": "server-sent events",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+        )
+    if not responses:
+        responses["200"] = {"description": "OK"}
+    return responses
+
+
+def _content_type(status: int) -> str:
+    return "application/problem+json" if status >= 400 and status != 503 else "application/json"
+
+
+def _problem_ref(schemas: dict[str, Any], model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": _schema_ref(model, schemas)}},
+    }
+
+
+def _schema_ref(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
+    if model.__name__ not in schemas:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in schema.pop("$defs", {}).items():
+            schemas.setdefault(name, definition)
+        schemas[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}

@@ -1,0 +1,154 @@
+"""Every HTTP error as RFC 7807 `application/problem+json`, produced in exactly one place.
+
+Handlers raise library exceptions (`NotFound`, `UsageError`, pydantic's `ValidationError`...)
+or `HttpProblem`; the middleware here maps each to a status and a problem document
+`{type, title, status, detail, instance, errors?}`. aiohttp's own 404/405/413 become problems too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, cast
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from pydantic import ValidationError
+
+from duragent.errors import ConfigError, DuragentError, InvalidName, NotFound, UsageError
+from duragent.runtime.approvals import DuplicateApproval
+from duragent.sessions.live import SessionEnded
+from duragent.sessions.manager import ServerClosing
+from duragent.stores.base import SessionLocked
+
+log = logging.getLogger(__name__)
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:duragent:problem:"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One invalid field of a request: its dotted path (`body.content`, `query.limit`) and why."""
+
+    field: str
+    message: str
+
+
+@dataclass
+class HttpProblem(Exception):
+    """An error a handler reports directly with its status (the library's errors map by class)."""
+
+    status: int
+    detail: str
+    errors: Sequence[FieldError] = field(default_factory=tuple)
+    type_name: str | None = None
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+def problem_response(
+    request: web.Request,
+    status: int,
+    detail: str,
+    *,
+    errors: Sequence[FieldError] = (),
+    type_name: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    """The problem+json response for `status`."""
+    phrase = HTTPStatus(status).phrase
+    body: dict[str, Any] = {
+        "type": TYPE_PREFIX + (type_name or phrase.lower().replace(" ", "-").replace("'", "")),
+        "title": phrase,
+        "status": status,
+        "detail": detail,
+        "instance": request.path,
+    }
+    if errors:
+        body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
+    return web.Response(
+        status=status, text=json.dumps(body), content_type=PROBLEM_CONTENT_TYPE, headers=headers
+    )
+
+
+def validation_errors(exc: ValidationError, prefix: str) -> list[FieldError]:
+    """pydantic errors as field paths under `prefix` (`body`, `query`)."""
+    found = []
+    for error in exc.errors(include_url=False):
+        path = ".".join(str(part) for part in (prefix, *error["loc"]))
+        found.append(FieldError(path, error["msg"]))
+    return found
+
+
+def _status_of(exc: DuragentError) -> int:
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, SessionEnded | DuplicateApproval | SessionLocked):
+        return 409
+    if isinstance(exc, ServerClosing):
+        return 503
+    if isinstance(exc, UsageError | InvalidName | ConfigError):
+        return 400
+    return 500
+
+
+@web.middleware
+async def _problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every error raised while handling a request into a problem+json response."""
+    try:
+        response = await handler(request)
+    except HttpProblem as exc:
+        return problem_response(request, exc.status, exc.detail, errors=exc.errors, type_name=exc.type_name)
+    except ValidationError as exc:
+        return problem_response(
+            request,
+            400,
+            "the request is invalid",
+            errors=validation_errors(exc, "body"),
+            type_name="validation",
+        )
+    except DuragentError as exc:
+        status = _status_of(exc)
+        if status >= 500:
+            log.error("%s %s failed: %s", request.method, request.path, exc)
+        return problem_response(request, status, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _from_http_exception(request, exc)
+    except (ConnectionResetError, TimeoutError):
+        raise
+    except Exception:
+        # The one place an unexpected error becomes a response: logged with its traceback.
+        log.exception("%s %s failed", request.method, request.path)
+        return problem_response(request, 500, "internal server error (see the server log)")
+    if isinstance(response, web.Response) and response.status >= 400 and not _is_problem(response):
+        return problem_response(request, response.status, response.text or HTTPStatus(response.status).phrase)
+    return response
+
+
+#: The middleware that turns errors into problem+json (first in the chain, so it sees every error).
+problem_middleware = cast(Middleware, _problem_middleware)
+
+
+def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Response:
+    detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+    headers = {}
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
+        detail = f"{request.method} is not allowed here; allowed: {headers['Allow']}"
+    elif exc.status == 404:
+        detail = f"no route {request.method} {request.path}"
+    elif exc.status == 413:
+        detail = "the request body is too large"
+    return problem_response(request, exc.status, detail, headers=headers or None)
+
+
+def _is_problem(response: web.Response) -> bool:
+    return response.content_type == PROBLEM_CONTENT_TYPE

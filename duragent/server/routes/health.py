@@ -1,0 +1,81 @@
+"""Process health and facts: /livez, /readyz, /version, /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+from aiohttp import web
+
+from duragent import __version__
+from duragent.server.bodies import Health, VersionOut, json_reply
+from duragent.server.openapi import documented
+from duragent.server.state import STATE
+
+#: How long /readyz waits for a store before calling it unreachable.
+STORE_CHECK_TIMEOUT = 2.0
+
+
+@documented("Liveness: 200 `ok` while the process serves requests.", text=True)
+async def livez(request: web.Request) -> web.Response:
+    """The process is up."""
+    return web.Response(text="ok")
+
+
+@documented(
+    "Readiness: 503 with the problems when an agent file is invalid or a store unreachable.",
+    responses={200: Health, 503: Health},
+)
+async def readyz(request: web.Request) -> web.Response:
+    """Ready to serve: every agent file valid, the session store answering."""
+    state = request.app[STATE]
+    problems: list[str] = []
+    warnings: list[str] = []
+    for line in state.agents.errors():
+        (warnings if ": warning: " in line else problems).append(line)
+    try:
+        await asyncio.wait_for(state.workspace.stores.sessions.list(limit=1), STORE_CHECK_TIMEOUT)
+    except TimeoutError:
+        problems.append(f"session store did not answer within {STORE_CHECK_TIMEOUT:g}s")
+    except OSError as exc:
+        problems.append(f"session store unreachable: {exc}")
+    if state.gateways is not None:
+        problems += state.gateways.problems()
+    body = Health(
+        status="unavailable" if problems else "ok",
+        workspace_hash=workspace_hash(str(state.config.data_path)),
+        problems=problems,
+        warnings=warnings,
+    )
+    return json_reply(body, 503 if problems else 200)
+
+
+@documented("Version of the running server.", responses={200: VersionOut})
+async def version(request: web.Request) -> web.Response:
+    """The package version."""
+    return json_reply(VersionOut(version=__version__))
+
+
+@documented("Prometheus metrics (text exposition format).", text=True)
+async def metrics(request: web.Request) -> web.Response:
+    """Counters and gauges for Prometheus."""
+    state = request.app[STATE]
+    return web.Response(
+        text=state.metrics.render(state),
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"X-Prometheus-Format": "0.0.4"},
+    )
+
+
+def workspace_hash(data_path: str) -> str:
+    """sha256 of the data directory's path (as the Rust server reports it)."""
+    return hashlib.sha256(data_path.encode()).hexdigest()
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the health routes."""
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/version", version)
+    app.router.add_get("/metrics", metrics)

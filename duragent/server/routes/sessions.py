@@ -1,0 +1,472 @@
+"""Sessions over HTTP: create, list, read, delete, send messages (waiting or streamed), follow
+events with replay, approve tool calls, cancel and resume. Each handler maps HTTP onto the
+SessionManager / LiveSession API; the session actor does the work.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+from aiohttp import web
+
+from duragent.server import sse
+from duragent.server.bodies import (
+    Accepted,
+    ApprovalComplete,
+    Approve,
+    CreateSession,
+    EventsQuery,
+    HistoryItem,
+    MessagePage,
+    MessageReply,
+    MessagesQuery,
+    Paused,
+    PendingApproval,
+    ProblemOut,
+    Queued,
+    SendMessage,
+    SessionList,
+    SessionOut,
+    SessionQuery,
+    json_reply,
+    read_body,
+    read_query,
+)
+from duragent.server.openapi import documented
+from duragent.server.problems import HttpProblem
+from duragent.server.state import STATE, ServerState
+from duragent.sessions.live import LiveSession, Subscription, Ticket
+from duragent.sessions.state import SessionState, resume
+from duragent.sessions.stream import STREAM_EVENTS, TURN_END_EVENTS, Position, StreamEvent
+from duragent.stores.base import SessionReadOptions, SessionSummary
+
+#: Stored event types that make up a session's history (status changes and bookkeeping left out).
+HISTORY_TYPES = frozenset(
+    {
+        "user_message",
+        "assistant_message",
+        "tool_call",
+        "tool_result",
+        "approval_required",
+        "approval_decision",
+        "notification",
+        "error",
+        "cancelled",
+    }
+)
+_ROLES = {"user_message": "user", "assistant_message": "assistant", "tool_result": "tool"}
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _session_id(request: web.Request) -> str:
+    return request.match_info["session_id"]
+
+
+async def _live(request: web.Request) -> LiveSession:
+    return await request.app[STATE].sessions.get(_session_id(request))
+
+
+def _live_out(live: LiveSession, state: ServerState) -> SessionOut:
+    s = live.log.state
+    return SessionOut(
+        session_id=s.session_id,
+        agent=s.agent,
+        status=s.status,
+        created_at=_iso(s.created_at),
+        updated_at=_iso(s.updated_at),
+        last_seq=s.last_seq,
+        loaded=True,
+        on_disconnect=live.settings.on_disconnect,
+        attached=live.attached,
+        queued=live.queued,
+        busy=live.busy,
+        pending_approvals=[a.to_record() for a in state.approvals.pending(s.session_id)],
+        metadata=dict(s.metadata),
+    )
+
+
+def _stored_out(s: SessionState) -> SessionOut:
+    return SessionOut(
+        session_id=s.session_id,
+        agent=s.agent,
+        status=s.status,
+        created_at=_iso(s.created_at),
+        updated_at=_iso(s.updated_at),
+        last_seq=s.last_seq,
+        loaded=False,
+        on_disconnect=s.on_disconnect,
+        metadata=dict(s.metadata),
+    )
+
+
+def _summary_out(s: SessionSummary, live: LiveSession | None) -> SessionOut:
+    return SessionOut(
+        session_id=s.session_id,
+        agent=s.agent,
+        status=s.status,
+        created_at=_iso(s.created_at),
+        updated_at=_iso(s.updated_at),
+        last_seq=s.last_seq,
+        loaded=live is not None,
+    )
+
+
+# --- sessions ------------------------------------------------------------------------------
+
+
+@documented(
+    "Start a session with an agent.",
+    body=CreateSession,
+    responses={201: SessionOut, 404: ProblemOut},
+)
+async def create_session(request: web.Request) -> web.Response:
+    """POST /api/v1/sessions -> 201 with the new session."""
+    body = await read_body(request, CreateSession)
+    state = request.app[STATE]
+    live = await state.sessions.create(body.agent, on_disconnect=body.on_disconnect, metadata=body.metadata)
+    return json_reply(_live_out(live, state), 201)
+
+
+@documented(
+    "Every session on disk, newest activity first, one page at a time.",
+    query=SessionQuery,
+    responses={200: SessionList},
+)
+async def list_sessions(request: web.Request) -> web.Response:
+    """GET /api/v1/sessions?agent=&status=&limit=&cursor=."""
+    query = read_query(request, SessionQuery)
+    state = request.app[STATE]
+    summaries = await state.sessions.list_sessions(agent=query.agent, status=query.status)
+    ordered = sorted(summaries, key=_sort_key, reverse=True)
+    if query.cursor:
+        after = _decode_cursor(query.cursor)
+        ordered = [s for s in ordered if _sort_key(s) < after]
+    page = ordered[: query.limit]
+    more = len(ordered) > query.limit
+    live = state.sessions.live
+    return json_reply(
+        SessionList(
+            sessions=[_summary_out(s, live.get(s.session_id)) for s in page],
+            next_cursor=_encode_cursor(_sort_key(page[-1])) if more and page else None,
+        )
+    )
+
+
+def _sort_key(summary: SessionSummary) -> tuple[str, str]:
+    return (_iso(summary.updated_at), summary.session_id)
+
+
+def _encode_cursor(key: tuple[str, str]) -> str:
+    return base64.urlsafe_b64encode("|".join(key).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        text = ""
+    updated, sep, session_id = text.partition("|")
+    if not sep:
+        raise HttpProblem(
+            400, "invalid cursor: pass the next_cursor of a previous page", type_name="validation"
+        )
+    return updated, session_id
+
+
+@documented(
+    "One session: status, attached clients, queue, pending approvals.",
+    responses={200: SessionOut, 404: ProblemOut},
+)
+async def get_session(request: web.Request) -> web.Response:
+    """GET /api/v1/sessions/{id} (read from disk when the session is not loaded)."""
+    state = request.app[STATE]
+    session_id = _session_id(request)
+    live = state.sessions.live.get(session_id)
+    if live is not None:
+        return json_reply(_live_out(live, state))
+    return json_reply(_stored_out(await resume(state.workspace.stores.sessions, session_id)))
+
+
+@documented("Stop a session and delete its files.", responses={404: ProblemOut})
+async def delete_session(request: web.Request) -> web.Response:
+    """DELETE /api/v1/sessions/{id} -> 204."""
+    await request.app[STATE].sessions.delete(_session_id(request))
+    return web.Response(status=204)
+
+
+@documented(
+    "History (messages, tool calls and results): the newest `limit` by default, or the page after `after`.",
+    query=MessagesQuery,
+    responses={200: MessagePage, 404: ProblemOut},
+)
+async def list_messages(request: web.Request) -> web.Response:
+    """GET /api/v1/sessions/{id}/messages?after=&limit=."""
+    query = read_query(request, MessagesQuery)
+    store = request.app[STATE].workspace.stores.sessions
+    session_id = _session_id(request)
+    if query.after is None:
+        events = await store.read(session_id, SessionReadOptions(types=HISTORY_TYPES))
+        page, next_after = events[-query.limit :], None
+    else:
+        options = SessionReadOptions(after_seq=query.after, types=HISTORY_TYPES, limit=query.limit + 1)
+        events = await store.read(session_id, options)
+        page = events[: query.limit]
+        next_after = page[-1].seq if len(events) > query.limit else None
+    items = [
+        HistoryItem(
+            seq=e.seq,
+            id=e.id,
+            ts=_iso(e.ts),
+            type=e.type,
+            role=_ROLES.get(e.type),
+            content=e.payload.get("content") if isinstance(e.payload.get("content"), str) else None,
+            payload=e.payload,
+        )
+        for e in page
+    ]
+    return json_reply(MessagePage(messages=items, next_after=next_after))
+
+
+# --- turns ---------------------------------------------------------------------------------
+
+
+async def _own_turn(subscription: Subscription, ticket: Ticket) -> AsyncIterator[StreamEvent]:
+    """Events of the ticket's turn (turns queued ahead of it are skipped), up to its end or pause."""
+    async for event in subscription:
+        if not ticket.started.done():
+            continue
+        if ticket.started.cancelled():
+            if event.event == "cancelled":
+                yield event
+                return
+            continue
+        if event.position < ticket.started.result():
+            continue
+        yield event
+        if _ends_turn(event):
+            return
+
+
+def _ends_turn(event: StreamEvent) -> bool:
+    return event.event in TURN_END_EVENTS or (event.event == "status" and event.data.get("to") == "paused")
+
+
+def _pending_reply(session_id: str, event: StreamEvent) -> PendingApproval:
+    data = event.data
+    return PendingApproval(
+        session_id=session_id,
+        call_id=str(data.get("call_id", "")),
+        tool=str(data.get("tool", "")),
+        command=str(data.get("command", "")),
+        arguments=dict(data.get("arguments") or {}),
+    )
+
+
+def _turn_problem(event: StreamEvent) -> HttpProblem:
+    if event.event == "cancelled":
+        return HttpProblem(409, "the turn was cancelled", type_name="cancelled")
+    code = str(event.data.get("code", "error"))
+    return HttpProblem(502, str(event.data.get("message", "the turn failed")), type_name=f"turn-{code}")
+
+
+async def _wait_for_outcome(
+    live: LiveSession, events: AsyncIterator[StreamEvent], *, approve: bool
+) -> web.Response:
+    """Follow a turn to its outcome: reply, pending approval, pause, or failure."""
+    async for event in events:
+        if event.event == "approval_required":
+            return json_reply(_pending_reply(live.session_id, event), 202)
+        if event.event == "done":
+            data = event.data
+            if approve:
+                return json_reply(
+                    ApprovalComplete(
+                        message_id=str(data.get("message_id", "")), content=str(data.get("content", ""))
+                    )
+                )
+            return json_reply(
+                MessageReply(
+                    message_id=str(data.get("message_id", "")),
+                    content=str(data.get("content", "")),
+                    usage=data.get("usage") or None,
+                )
+            )
+        if event.event in ("error", "cancelled"):
+            raise _turn_problem(event)
+        if event.event == "status" and event.data.get("to") == "paused":
+            return json_reply(Paused(reason=str(event.data.get("reason", "paused"))), 202)
+    raise HttpProblem(503, "the session was closed before the turn finished (server shutting down?)")
+
+
+@documented(
+    "Send a message and wait for the reply (202 when it waits for approval or is queued).",
+    body=SendMessage,
+    responses={200: MessageReply, 202: PendingApproval, 404: ProblemOut, 409: ProblemOut, 502: ProblemOut},
+)
+async def send_message(request: web.Request) -> web.Response:
+    """POST /api/v1/sessions/{id}/messages."""
+    body = await read_body(request, SendMessage)
+    live = await _live(request)
+    subscription = await live.subscribe()
+    try:
+        ticket = live.enqueue(body.content)
+        if ticket.ahead:
+            return json_reply(Queued(position=ticket.ahead), 202)
+        return await _wait_for_outcome(live, _own_turn(subscription, ticket), approve=False)
+    finally:
+        subscription.close()
+
+
+@documented(
+    "Send a message and stream its turn as server-sent events (start, token, tool_call, tool_result, "
+    "approval_required, status, done, error, cancelled).",
+    body=SendMessage,
+    responses={404: ProblemOut},
+    sse=True,
+)
+async def stream_message(request: web.Request) -> web.StreamResponse:
+    """POST /api/v1/sessions/{id}/stream."""
+    body = await read_body(request, SendMessage)
+    live = await _live(request)
+    subscription = await live.subscribe()
+    try:
+        ticket = live.enqueue(body.content)
+        response = await sse.open_stream(request)
+        state = {"mine": False}
+
+        def accept(event: StreamEvent) -> tuple[bool, bool]:
+            if not state["mine"]:
+                if not ticket.started.done():
+                    return False, False
+                if ticket.started.cancelled():
+                    return event.event == "cancelled", event.event == "cancelled"
+                if event.position < ticket.started.result():
+                    return False, False
+                state["mine"] = True
+            return event.event in STREAM_EVENTS, _ends_turn(event)
+
+        await sse.pump(request, response, subscription, accept, keep_alive=_keep_alive(request))
+        return response
+    finally:
+        subscription.close()
+
+
+@documented(
+    "Follow everything a session does, as server-sent events with `id:` positions. Send "
+    "`Last-Event-ID` (or `?after=`) to replay what was missed first; `?after=0` replays everything.",
+    query=EventsQuery,
+    responses={404: ProblemOut},
+    sse=True,
+)
+async def follow_events(request: web.Request) -> web.StreamResponse:
+    """GET /api/v1/sessions/{id}/events."""
+    query = read_query(request, EventsQuery)
+    raw = request.headers.get("Last-Event-ID") or query.after
+    try:
+        after = Position.parse(raw) if raw else None
+    except ValueError:
+        raise HttpProblem(
+            400, f"invalid event position {raw!r}: expected `12` or `12.3`", type_name="validation"
+        ) from None
+    live = await _live(request)
+    subscription = await live.subscribe(after)
+    try:
+        response = await sse.open_stream(request)
+        await sse.pump(
+            request, response, subscription, lambda event: (True, False), keep_alive=_keep_alive(request)
+        )
+        return response
+    finally:
+        subscription.close()
+
+
+@documented(
+    "Decide a tool call that waits for approval; waits for the turn like POST /messages.",
+    body=Approve,
+    responses={200: ApprovalComplete, 202: PendingApproval, 400: ProblemOut, 404: ProblemOut},
+)
+async def approve(request: web.Request) -> web.Response:
+    """POST /api/v1/sessions/{id}/approve {call_id, decision}."""
+    body = await read_body(request, Approve)
+    state = request.app[STATE]
+    live = await _live(request)
+    pending = state.approvals.pending(live.session_id)
+    if not any(p.call_id == body.call_id for p in pending):
+        if pending:
+            raise HttpProblem(400, f"call_id mismatch: expected {pending[0].call_id}", type_name="validation")
+        raise HttpProblem(404, "no pending approval for this session", type_name="not-found")
+    subscription = await live.subscribe()
+    try:
+        live.decide(body.call_id, body.decision)
+        events = _after_decision(subscription, body.call_id)
+        return await _wait_for_outcome(live, events, approve=True)
+    finally:
+        subscription.close()
+
+
+async def _after_decision(subscription: Subscription, call_id: str) -> AsyncIterator[StreamEvent]:
+    async for event in subscription:
+        if event.event == "approval_required" and event.data.get("call_id") == call_id:
+            continue
+        yield event
+        if _ends_turn(event) or event.event == "approval_required":
+            return
+
+
+@documented(
+    "Stop the running turn now (what was said so far is kept).", responses={200: Accepted, 404: ProblemOut}
+)
+async def cancel(request: web.Request) -> web.Response:
+    """POST /api/v1/sessions/{id}/cancel."""
+    live = await _live(request)
+    cancelled = await live.cancel()
+    return json_reply(Accepted(status="cancelled" if cancelled else "idle", session_id=live.session_id))
+
+
+@documented(
+    "Continue a paused session: its unfinished turn, then queued messages.",
+    responses={202: Accepted, 404: ProblemOut, 409: ProblemOut},
+)
+async def resume_session(request: web.Request) -> web.Response:
+    """POST /api/v1/sessions/{id}/resume."""
+    live = await _live(request)
+    await live.resume()
+    return json_reply(Accepted(status=live.status, session_id=live.session_id), 202)
+
+
+@documented(
+    "End a session: any turn stops, `session_end` is recorded, it takes no more messages; its files stay.",
+    responses={200: Accepted, 404: ProblemOut},
+)
+async def end_session(request: web.Request) -> web.Response:
+    """POST /api/v1/sessions/{id}/end."""
+    live = await _live(request)
+    await live.end("ended by client")
+    return json_reply(Accepted(status=live.status, session_id=live.session_id))
+
+
+def _keep_alive(request: web.Request) -> float:
+    return request.app[STATE].keep_alive
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the session routes."""
+    r = app.router
+    r.add_post("/api/v1/sessions", create_session)
+    r.add_get("/api/v1/sessions", list_sessions)
+    r.add_get("/api/v1/sessions/{session_id}", get_session)
+    r.add_delete("/api/v1/sessions/{session_id}", delete_session)
+    r.add_get("/api/v1/sessions/{session_id}/messages", list_messages)
+    r.add_post("/api/v1/sessions/{session_id}/messages", send_message)
+    r.add_post("/api/v1/sessions/{session_id}/stream", stream_message)
+    r.add_get("/api/v1/sessions/{session_id}/events", follow_events)
+    r.add_post("/api/v1/sessions/{session_id}/approve", approve)
+    r.add_post("/api/v1/sessions/{session_id}/cancel", cancel)
+    r.add_post("/api/v1/sessions/{session_id}/resume", resume_session)
+    r.add_post("/api/v1/sessions/{session_id}/end", end_session)

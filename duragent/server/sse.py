@@ -1,0 +1,91 @@
+"""Server-sent events: a session's events written as `id:`/`event:`/`data:` frames, plus keep-alives.
+
+A burst of events (a model streaming tokens) is written in one `write`, so relaying stays cheap
+with hundreds of streams. When the client hangs up the pump returns; the caller closes its
+subscription, which detaches it from the session.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+
+from duragent.sessions.live import Subscription
+from duragent.sessions.stream import StreamEvent
+
+#: Seconds between keep-alive comments when nothing else is sent.
+DEFAULT_KEEP_ALIVE = 15.0
+#: How often an idle stream checks that its client is still connected.
+DISCONNECT_CHECK = 0.5
+
+#: Decides, per event, whether to send it and whether the stream ends after it.
+EventFilter = Callable[[StreamEvent], tuple[bool, bool]]
+
+
+def frame(event: StreamEvent, *, with_id: bool = True) -> bytes:
+    """One SSE frame."""
+    data = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"), default=str)
+    head = f"id: {event.id}\n" if with_id else ""
+    return f"{head}event: {event.event}\ndata: {data}\n\n".encode()
+
+
+async def open_stream(request: web.Request) -> web.StreamResponse:
+    """Send the headers of an event stream."""
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    return response
+
+
+def client_gone(request: web.Request) -> bool:
+    """True once the client's connection is closed."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+async def pump(
+    request: web.Request,
+    response: web.StreamResponse,
+    subscription: Subscription,
+    accept: EventFilter,
+    *,
+    keep_alive: float = DEFAULT_KEEP_ALIVE,
+) -> bool:
+    """Relay events until `accept` says the stream ends (True) or the client or session goes (False)."""
+    last_write = time.monotonic()
+    try:
+        while True:
+            event = await subscription.next_within(min(keep_alive, DISCONNECT_CHECK))
+            if event is None:
+                if subscription.closed:
+                    return False
+                if client_gone(request):
+                    return False
+                if time.monotonic() - last_write >= keep_alive:
+                    await response.write(b": keep-alive\n\n")
+                    last_write = time.monotonic()
+                continue
+            chunks: list[bytes] = []
+            ended = False
+            for item in [event, *subscription.ready()]:
+                send, ends = accept(item)
+                if send:
+                    chunks.append(frame(item))
+                if ends:
+                    ended = True
+                    break
+            if chunks:
+                await response.write(b"".join(chunks))
+                last_write = time.monotonic()
+            if ended:
+                return True
+    except ConnectionResetError:
+        return False

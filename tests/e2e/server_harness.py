@@ -1,0 +1,270 @@
+"""What the server tests share: a workspace on disk, the app in-process or as a real
+`duragent serve` process, and an SSE reader. Loaded as a pytest plugin for its fixtures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from duragent.config import load_config
+from duragent.server.app import create_app
+from duragent.testing.fake_llm import FakeLLMServer
+
+AGENT_YAML = """\
+apiVersion: duragent/v1alpha1
+kind: Agent
+metadata:
+  name: {name}
+  description: A test agent
+  version: "1.2"
+spec:
+  model:
+    provider: openai
+    name: gpt-test
+    base_url: {url}
+    api_key_env: FAKE_LLM_KEY
+  system_prompt: You are a test agent.
+  session:
+    on_disconnect: {on_disconnect}
+    max_background_runtime: {max_background}
+  tools:
+    builtin: [bash]
+    policy:
+      mode: ask
+      allow: ["bash:echo *"]
+"""
+
+CHILD_ENV = {"FAKE_LLM_KEY": "sk-test"}
+
+
+def write_workspace(
+    root: Path,
+    llm_url: str,
+    *,
+    api_token: str | None = None,
+    admin_token: str | None = None,
+    git: bool = True,
+    agents: dict[str, str] | None = None,
+    max_background: str = "30m",
+) -> Path:
+    """A config file and a data directory with agents `helper` (continue) and `pauser` (pause)."""
+    data = root / "data"
+    agents = agents or {"helper": "continue", "pauser": "pause"}
+    for name, mode in agents.items():
+        folder = data / "agents" / name
+        folder.mkdir(parents=True)
+        (folder / "agent.yaml").write_text(
+            AGENT_YAML.format(name=name, url=llm_url, on_disconnect=mode, max_background=max_background)
+        )
+    (data / ".gitignore").write_text("run/\n.locks/\n*.lock\n")
+    lines = [
+        f"data_dir: {data}",
+        "session:",
+        "  fsync: never",
+        "git:",
+        f"  enabled: {'true' if git else 'false'}",
+    ]
+    lines += ["  commit_debounce: 100ms", "  max_commit_delay: 500ms"]
+    lines += ["server:", "  host: 127.0.0.1"]
+    if api_token:
+        lines.append(f"  api_token: {api_token}")
+    if admin_token:
+        lines += ["admin:", f"  token: {admin_token}"]
+    config = root / "duragent.yaml"
+    config.write_text("\n".join(lines) + "\n")
+    if git:
+        # as `duragent init` leaves it: a repository with the agents committed
+        for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "init"]):
+            subprocess.run(["git", *command], cwd=data, check=True, capture_output=True)
+    return config
+
+
+@dataclass
+class SSEEvent:
+    """One server-sent event."""
+
+    event: str
+    data: dict[str, Any]
+    id: str | None
+
+
+async def read_sse(response: aiohttp.ClientResponse) -> AsyncIterator[SSEEvent]:
+    """Parse an event stream into events (comments skipped)."""
+    fields: dict[str, str] = {}
+    async for raw in response.content:
+        line = raw.decode().rstrip("\r\n")
+        if not line:
+            if "event" in fields or "data" in fields:
+                yield SSEEvent(
+                    fields.get("event", "message"), json.loads(fields.get("data", "{}")), fields.get("id")
+                )
+            fields = {}
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        fields[name] = value[1:] if value.startswith(" ") else value
+
+
+async def collect_until(
+    response: aiohttp.ClientResponse, last: str = "done", limit: int = 500
+) -> list[SSEEvent]:
+    """Events until (and including) the first named `last`."""
+    events = []
+    async for event in read_sse(response):
+        events.append(event)
+        if event.event == last or len(events) >= limit:
+            break
+    return events
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServeProcess:
+    """A real `duragent serve` child process."""
+
+    process: subprocess.Popen[str]
+    url: str
+    config: Path
+    log_path: Path
+
+    def log(self) -> str:
+        """What the server wrote to stderr."""
+        return self.log_path.read_text()
+
+    def terminate(self, timeout: float = 20) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        """SIGKILL and reap."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+
+def cli(
+    config: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """Run `duragent -c config ...` in a child process."""
+    return subprocess.run(
+        [sys.executable, "-m", "duragent", "-c", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **CHILD_ENV, **(env or {})},
+    )
+
+
+def start_serve(config: Path, log_path: Path, *args: str, env: dict[str, str] | None = None) -> ServeProcess:
+    """Start `duragent serve` on a free port and wait until it answers /livez."""
+    port = free_port()
+    log_file = log_path.open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "duragent",
+            "-c",
+            str(config),
+            "serve",
+            "--port",
+            str(port),
+            "--grace",
+            "3",
+            *args,
+        ],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **CHILD_ENV, **(env or {})},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"duragent serve exited with {process.returncode}:\n{log_path.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        process.kill()
+        raise RuntimeError(f"duragent serve did not start:\n{log_path.read_text()}")
+    return ServeProcess(process, url, config, log_path)
+
+
+class Api:
+    """A client of one in-process server."""
+
+    def __init__(self, server: TestServer, http: aiohttp.ClientSession):
+        self.server = server
+        self.http = http
+
+    def url(self, path: str) -> str:
+        return str(self.server.make_url(path))
+
+    async def call(self, method: str, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
+        async with self.http.request(method, self.url(path), json=body, **kwargs) as response:
+            if response.content_type in ("application/json", "application/problem+json"):
+                return response.status, await response.json(content_type=None)
+            return response.status, await response.text()
+
+    async def new_session(self, agent: str = "helper") -> str:
+        status, body = await self.call("POST", "/api/v1/sessions", {"agent": agent})
+        assert status == 201, body
+        return str(body["session_id"])
+
+
+ApiFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def start_api(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[ApiFactory]:
+    """Start the app for a workspace in tmp_path; stopped (gracefully) at the end."""
+    started: list[tuple[TestServer, aiohttp.ClientSession]] = []
+
+    async def start(**options: Any) -> Api:
+        keep_alive = options.pop("keep_alive", 15.0)
+        config_path = write_workspace(tmp_path / f"ws{len(started)}", fake_llm.url, **options)
+        config = load_config(config_path)
+        app = create_app(
+            config, env=CHILD_ENV, keep_alive=keep_alive, shutdown_grace=2, idle_ttl=timedelta(minutes=5)
+        )
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        http = aiohttp.ClientSession()
+        started.append((server, http))
+        return Api(server, http)
+
+    yield start
+    for server, http in reversed(started):
+        await http.close()
+        await server.close()
+
+
+@pytest.fixture
+async def api(start_api: ApiFactory) -> Api:
+    result: Api = await start_api(git=False)
+    return result
