@@ -113,6 +113,22 @@ class GatewaysConfig(ConfigModel):
     external: list[ExternalGatewayConfig] = []
 
 
+class RouteMatch(ConfigModel):
+    """Conditions of a route; every one given must match (none given: matches everything)."""
+
+    gateway: str | None = Field(None, description="Gateway name (case-insensitive).")
+    chat_type: str | None = Field(None, description="dm, group or channel (case-insensitive).")
+    chat_id: str | None = Field(None, description="Exact chat id.")
+    sender_id: str | None = Field(None, description="Exact sender id.")
+
+
+class RouteConfig(ConfigModel):
+    """Which agent answers messages from gateway plugins; the first matching route wins."""
+
+    match: RouteMatch = RouteMatch()
+    agent: str = Field(min_length=1, description="Name of the agent that answers.")
+
+
 class SessionConfig(ConfigModel):
     """Global session defaults; an agent's `spec.session` overrides them."""
 
@@ -180,6 +196,7 @@ class DuragentConfig(ConfigModel):
     data_dir: Path = Field(Path(DEFAULT_DATA_DIR), description="The data directory (a git repo).")
     services: ServicesConfig = ServicesConfig()
     gateways: GatewaysConfig = GatewaysConfig()
+    routes: list[RouteConfig] = Field([], description="Gateway chats -> agents, first match wins.")
     session: SessionConfig = SessionConfig()
     agents: AgentsConfig = AgentsConfig()
     admin: AdminConfig = AdminConfig()

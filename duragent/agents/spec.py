@@ -7,6 +7,7 @@ shorthand (`name`, `description`, `model`, `session`, `tools` at top level), whi
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
@@ -132,6 +133,38 @@ class ContextSpec(SpecModel):
     max_tokens: int | None = Field(None, ge=256, description="Default: the model's known window.")
 
 
+AccessPolicy = Literal["open", "disabled", "allowlist"]
+
+
+class DmAccessSpec(SpecModel):
+    """Who may talk to the agent in direct messages on chat platforms."""
+
+    policy: AccessPolicy = Field("open", description="open, disabled, or allowlist of sender ids.")
+    allowlist: list[str] = Field([], description="Sender ids; a trailing `*` matches a prefix.")
+
+
+class GroupAccessSpec(SpecModel):
+    """In which group chats the agent takes part, and when it answers there."""
+
+    policy: AccessPolicy = Field("open", description="open, disabled, or allowlist of chats.")
+    allowlist: list[str] = Field(
+        [], description="Chat ids or `<gateway>:<chat_id>`; a trailing `*` matches a prefix."
+    )
+    activation: Literal["mention", "always"] = Field(
+        "mention", description="mention: answer only when mentioned or replied to."
+    )
+
+
+class AccessSpec(SpecModel):
+    """Access control and pacing for messages arriving through gateway plugins."""
+
+    dm: DmAccessSpec = DmAccessSpec()
+    groups: GroupAccessSpec = GroupAccessSpec()
+    debounce: Duration = Field(
+        timedelta(milliseconds=1500), description="Rapid messages from one sender merge into one turn."
+    )
+
+
 class AgentSpec(SpecModel):
     """What the agent is: model, prompts, session behaviour, memory and tools."""
 
@@ -144,6 +177,7 @@ class AgentSpec(SpecModel):
     tools: ToolsSpec = ToolsSpec()
     skills_dir: str | None = None
     context: ContextSpec = ContextSpec()
+    access: AccessSpec = AccessSpec()
 
     @model_validator(mode="before")
     @classmethod

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "duragent.cli.history",
     "duragent.cli.db",
     "duragent.cli.serve",
+    "duragent.cli.gateway",
 )
 
 

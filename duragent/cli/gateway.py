@@ -1,0 +1,65 @@
+"""`duragent gateway list`: the running server's gateway plugins, from its admin API."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from duragent.cli.context import CliState, print_json, print_table
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `gateway` command group."""
+    gateway_app = typer.Typer(no_args_is_help=True, help="Gateway plugins of the running server.")
+    gateway_app.command("list")(list_gateways)
+    app.add_typer(gateway_app, name="gateway")
+
+
+def list_gateways(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Each gateway plugin's state, restarts and last error (asks the running server)."""
+    from duragent.cli.serve import admin_token, read_run_file
+    from duragent.errors import DuragentError
+
+    state: CliState = ctx.ensure_object(CliState)
+    config = state.config()
+    record = read_run_file(config)
+    if record is None:
+        raise DuragentError(f"no server is running for {config.data_path} (start one with `duragent serve`)")
+    gateways = _fetch(f"{record['url']}/api/admin/v1/gateways", admin_token(config))
+    if as_json:
+        print_json(gateways)
+        return
+    if not gateways:
+        print("no gateway plugins configured (gateways.external in duragent.yaml)")
+        return
+    rows = [
+        [g["name"], g["state"], str(g["restarts"]), str(g.get("pid") or "-"), g.get("last_error") or ""]
+        for g in gateways
+    ]
+    print_table(["NAME", "STATE", "RESTARTS", "PID", "LAST ERROR"], rows)
+
+
+def _fetch(url: str, token: str | None) -> list[dict[str, Any]]:
+    import urllib.error
+    import urllib.request
+
+    from duragent.errors import DuragentError
+
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5.0) as response:
+            body: dict[str, Any] = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", "replace").strip()
+        raise DuragentError(f"the server answered HTTP {exc.code}: {detail}") from exc
+    except (OSError, ValueError) as exc:
+        raise DuragentError(f"cannot reach the server at {url}: {exc}") from exc
+    gateways: list[dict[str, Any]] = body.get("gateways", [])
+    return gateways

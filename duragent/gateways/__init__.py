@@ -1,0 +1,1 @@
+"""Platform gateways: the plugin protocol and SDK, the subprocess manager, the router."""

@@ -1,0 +1,70 @@
+"""Who handles a gateway message and whether they may: route matching and per-agent access."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from duragent.agents.spec import AccessSpec
+from duragent.config import RouteConfig
+from duragent.gateways.protocol import Routing
+
+GROUP_CHAT_TYPES = frozenset({"group", "supergroup", "channel"})
+DM_CHAT_TYPES = frozenset({"dm", "private"})
+
+
+def is_group(chat_type: str) -> bool:
+    """True for group-like chats (group, supergroup, channel)."""
+    return chat_type.lower() in GROUP_CHAT_TYPES
+
+
+def match_route(routes: Sequence[RouteConfig], gateway: str, routing: Routing) -> str | None:
+    """The agent of the first route whose every given condition matches, or None."""
+    for route in routes:
+        rule = route.match
+        if rule.gateway is not None and rule.gateway.lower() != gateway.lower():
+            continue
+        if rule.chat_type is not None and rule.chat_type.lower() != routing.chat_type.lower():
+            continue
+        if rule.chat_id is not None and rule.chat_id != routing.chat_id:
+            continue
+        if rule.sender_id is not None and rule.sender_id != routing.sender_id:
+            continue
+        return route.agent
+    return None
+
+
+def matches_entry(value: str, entry: str) -> bool:
+    """An allowlist entry matches exactly, or as a prefix when it ends with `*`."""
+    return value.startswith(entry[:-1]) if entry.endswith("*") else value == entry
+
+
+@dataclass(frozen=True)
+class AccessDecision:
+    """Whether a message may reach the agent, and why not (for the log line)."""
+
+    allowed: bool
+    reason: str = ""
+
+
+def check_access(access: AccessSpec, gateway: str, routing: Routing) -> AccessDecision:
+    """Apply the agent's `access` rules to one incoming message."""
+    chat_type = routing.chat_type.lower()
+    if chat_type in DM_CHAT_TYPES:
+        policy, allowlist = access.dm.policy, access.dm.allowlist
+        candidates = [routing.sender_id]
+        what = f"sender {routing.sender_id}"
+    elif chat_type in GROUP_CHAT_TYPES:
+        policy, allowlist = access.groups.policy, access.groups.allowlist
+        # Both our bare chat ids and the Rust form `<channel>:<chat_id>` are accepted.
+        candidates = [routing.chat_id, f"{gateway}:{routing.chat_id}", f"{routing.channel}:{routing.chat_id}"]
+        what = f"chat {routing.chat_id}"
+    else:
+        return AccessDecision(True)
+    if policy == "open":
+        return AccessDecision(True)
+    if policy == "disabled":
+        return AccessDecision(False, f"{chat_type} messages are disabled")
+    if any(matches_entry(value, entry) for value in candidates for entry in allowlist):
+        return AccessDecision(True)
+    return AccessDecision(False, f"{what} is not on the {chat_type} allowlist")

@@ -1,0 +1,472 @@
+"""Gateway plugin subprocesses: start, configure, watch, restart, and stop them.
+
+One `PluginSupervisor` per `gateways.external[]` entry runs the plugin, sends `configure`,
+waits for `ready`, pings it, and restarts it per its `restart` policy with exponential backoff
+and jitter. Too many failures inside a window is a crash loop: it stops restarting and says so
+(state `crash_loop`). Commands that carry a `request_id` stay in an outbox until the plugin
+acknowledges them, so replies owed to a plugin that crashed are re-sent after it restarts.
+Plugins die with the server: SIGTERM via PR_SET_PDEATHSIG on Linux, and stdin EOF otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ctypes
+import logging
+import os
+import random
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from duragent.config import ExternalGatewayConfig
+from duragent.errors import NotFound
+from duragent.gateways.framing import iter_lines
+from duragent.gateways.protocol import (
+    PROTOCOL_VERSION,
+    Command,
+    CommandError,
+    CommandOk,
+    Configure,
+    Error,
+    Event,
+    Ping,
+    Pong,
+    ProtocolError,
+    Ready,
+    Shutdown,
+    ShutdownEvent,
+    UnknownEvent,
+    encode,
+    parse_event,
+)
+from duragent.gateways.sdk import CONFIGURE_ENV
+from duragent.ids import new_id
+
+log = logging.getLogger(__name__)
+
+PluginState = Literal["starting", "ready", "backoff", "stopped", "crash_loop", "stopping"]
+#: Called with (gateway name, event) for events the router handles (messages, button presses).
+EventHandler = Callable[[str, Event], Awaitable[None]]
+CommandResult = CommandOk | CommandError
+
+_PR_SET_PDEATHSIG = 1
+OUTBOX_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class GatewayTiming:
+    """Timeouts and restart pacing (seconds); the defaults suit a home server."""
+
+    ready_timeout: float = 30.0
+    ping_interval: float = 30.0
+    pong_timeout: float = 10.0
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+    #: Up to this fraction of the backoff is added at random, so plugins don't restart in step.
+    jitter: float = 0.25
+    #: A plugin ready for this long is healthy again: backoff and failure count reset.
+    healthy_after: float = 60.0
+    crash_loop_failures: int = 5
+    crash_loop_window: float = 300.0
+    #: After `shutdown` + SIGTERM, how long before SIGKILL.
+    stop_grace: float = 5.0
+
+
+@dataclass
+class PluginStatus:
+    """What `duragent gateway list`, /readyz and /metrics report about one plugin."""
+
+    name: str
+    state: PluginState = "starting"
+    restarts: int = 0
+    last_error: str | None = None
+    pid: int | None = None
+    capabilities: list[str] = field(default_factory=list)
+    ready_since: float | None = None
+
+    def to_json(self) -> dict[str, object]:
+        """The JSON form used by the admin endpoint."""
+        return {
+            "name": self.name,
+            "state": self.state,
+            "restarts": self.restarts,
+            "last_error": self.last_error,
+            "pid": self.pid,
+            "capabilities": self.capabilities,
+        }
+
+
+class GatewayNotFound(NotFound):
+    """No configured gateway has this name."""
+
+    def __init__(self, name: str):
+        super().__init__(f"no gateway named {name!r}")
+        self.name = name
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None]:
+    """A preexec_fn: ask Linux to SIGTERM the child when the server dies (no orphans)."""
+
+    def preexec() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent_pid:
+            # The server died between fork and prctl: nobody would ever stop us.
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
+
+
+class PluginSupervisor:
+    """Runs and re-runs one plugin process."""
+
+    def __init__(
+        self,
+        spec: ExternalGatewayConfig,
+        on_event: EventHandler,
+        *,
+        base_dir: Path,
+        timing: GatewayTiming,
+        on_restart: Callable[[str], None] = lambda name: None,
+    ):
+        self.spec = spec
+        self.on_event = on_event
+        self.base_dir = base_dir
+        self.timing = timing
+        self.on_restart = on_restart
+        self.status = PluginStatus(spec.name)
+        # A bare name is looked up on PATH; a relative path is relative to duragent.yaml's folder.
+        command = os.path.expanduser(spec.command)
+        if "/" in command and not os.path.isabs(command):
+            command = str(base_dir / command)
+        self._command_path = command
+        self._outbox: collections.OrderedDict[str, Command] = collections.OrderedDict()
+        self._waiters: dict[str, asyncio.Future[CommandResult]] = {}
+        self._pongs: dict[str, asyncio.Future[Pong]] = {}
+        self._proc: asyncio.subprocess.Process | None = None
+        self._ready = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._write_lock = asyncio.Lock()
+        self._failures: collections.deque[float] = collections.deque()
+        #: Why the current run is failing, when we know better than its exit code.
+        self._run_error: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The gateway's configured name."""
+        return self.spec.name
+
+    @property
+    def outbox(self) -> list[Command]:
+        """Commands sent but not acknowledged yet, oldest first."""
+        return list(self._outbox.values())
+
+    def start(self) -> None:
+        """Start supervising (returns at once)."""
+        self._task = asyncio.create_task(self._supervise(), name=f"gateway {self.name}")
+        self._task.add_done_callback(self._supervisor_done)
+
+    def _supervisor_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.status.state = "stopped"
+            self.status.last_error = f"supervisor failed: {task.exception()!r}"
+            log.error("gateway %s: supervisor failed", self.name, exc_info=task.exception())
+
+    async def send(self, command: Command) -> asyncio.Future[CommandResult] | None:
+        """Send a command; for ones with a request_id, a future of the plugin's answer.
+
+        Such commands wait in the outbox until answered: if the plugin is down or crashes
+        before answering, they are (re-)sent once it is ready again. Commands without a
+        request_id (typing) are dropped while the plugin is not ready.
+        """
+        request_id: str | None = getattr(command, "request_id", None)
+        if request_id is None:
+            if self._ready.is_set():
+                with contextlib.suppress(ConnectionError):
+                    await self._write(command)
+            return None
+        future: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
+        self._waiters[request_id] = future
+        self._outbox[request_id] = command
+        while len(self._outbox) > OUTBOX_LIMIT:
+            dropped, _ = self._outbox.popitem(last=False)
+            log.warning("gateway %s: outbox full, dropping %s", self.name, dropped)
+            waiter = self._waiters.pop(dropped, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(ConnectionError("dropped from a full outbox"))
+        if self._ready.is_set():
+            with contextlib.suppress(ConnectionError):
+                await self._write(command)  # if the plugin just died, the outbox re-sends it
+        return future
+
+    async def stop(self) -> None:
+        """Ask the plugin to shut down; SIGTERM, then SIGKILL after the grace period."""
+        self._stopping = True
+        self.status.state = "stopping"
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ConnectionError, OSError):
+                await asyncio.wait_for(self._write(Shutdown()), 1.0)
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), self.timing.stop_grace)
+            except TimeoutError:
+                log.warning(
+                    "gateway %s: no exit %.1fs after SIGTERM, killing", self.name, self.timing.stop_grace
+                )
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.status.state = "stopped"
+        self.status.pid = None
+        for waiter in self._waiters.values():
+            if not waiter.done():
+                waiter.cancel()
+
+    # ---------------------------------------------------------------- supervision
+
+    async def _supervise(self) -> None:
+        backoff = self.timing.backoff_initial
+        while not self._stopping:
+            started = time.monotonic()
+            exit_code = await self._run_once()
+            if self._stopping:
+                return
+            ready_for = time.monotonic() - self.status.ready_since if self.status.ready_since else 0.0
+            self.status.ready_since = None
+            if ready_for >= self.timing.healthy_after:
+                backoff = self.timing.backoff_initial
+                self._failures.clear()
+            failed = exit_code != 0
+            if self.spec.restart == "never" or (self.spec.restart == "on_failure" and not failed):
+                self.status.state = "stopped"
+                log.info("gateway %s exited (%s); restart: %s", self.name, exit_code, self.spec.restart)
+                return
+            self._failures.append(started)
+            while self._failures and self._failures[0] < time.monotonic() - self.timing.crash_loop_window:
+                self._failures.popleft()
+            if len(self._failures) >= self.timing.crash_loop_failures:
+                self.status.state = "crash_loop"
+                log.error(
+                    "gateway %s: %d failures within %.0fs, not restarting (last error: %s)",
+                    self.name,
+                    len(self._failures),
+                    self.timing.crash_loop_window,
+                    self.status.last_error,
+                )
+                return
+            self.status.state = "backoff"
+            delay = backoff * (1 + random.uniform(0, self.timing.jitter))
+            log.warning("gateway %s: restarting in %.1fs (%s)", self.name, delay, self.status.last_error)
+            await asyncio.sleep(delay)
+            backoff = min(backoff * 2, self.timing.backoff_max)
+            self.status.restarts += 1
+            self.on_restart(self.name)
+
+    async def _run_once(self) -> int | None:
+        """Run the plugin until it exits; its exit code (None: it could not be started)."""
+        self.status.state = "starting"
+        self._run_error = None
+        self._ready.clear()
+        try:
+            proc = await self._spawn()
+        except OSError as exc:
+            self.status.last_error = f"cannot start {self.spec.command!r}: {exc}"
+            log.error("gateway %s: %s", self.name, self.status.last_error)
+            return None
+        self._proc = proc
+        self.status.pid = proc.pid
+        reader = asyncio.create_task(self._read_events(proc))
+        watchdog = asyncio.create_task(self._watch(proc))
+        try:
+            await self._write(Configure(config=dict(self.spec.config)))
+        except (ConnectionError, OSError) as exc:
+            log.warning("gateway %s: could not send configure: %s", self.name, exc)
+        exit_code = await proc.wait()
+        watchdog.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        self._ready.clear()
+        self.status.pid = None
+        if not self._stopping and (self._run_error or exit_code != 0):
+            self.status.last_error = self._run_error or f"exited with code {exit_code}"
+        log.info("gateway %s (pid %s) exited with %s", self.name, proc.pid, exit_code)
+        return exit_code
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        command = self._command_path
+        env = {**os.environ, **self.spec.env, CONFIGURE_ENV: "1"}
+        preexec = _die_with_parent(os.getpid()) if sys.platform == "linux" else None
+        return await asyncio.create_subprocess_exec(
+            command,
+            *self.spec.args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=None,  # inherited: plugin logs land in the server's log
+            env=env,
+            preexec_fn=preexec,
+            # Own process group: a terminal's Ctrl-C reaches the server, which stops plugins in order.
+            start_new_session=True,
+        )
+
+    async def _watch(self, proc: asyncio.subprocess.Process) -> None:
+        """Kill the plugin if it is not ready in time or stops answering pings."""
+        try:
+            await asyncio.wait_for(self._ready.wait(), self.timing.ready_timeout)
+        except TimeoutError:
+            self._fail(proc, f"no ready within {self.timing.ready_timeout:g}s")
+            return
+        while proc.returncode is None:
+            await asyncio.sleep(self.timing.ping_interval)
+            request_id = new_id("ping")
+            pong: asyncio.Future[Pong] = asyncio.get_running_loop().create_future()
+            self._pongs[request_id] = pong
+            try:
+                await self._write(Ping(request_id=request_id))
+                await asyncio.wait_for(pong, self.timing.pong_timeout)
+            except TimeoutError:
+                self._fail(proc, f"no pong within {self.timing.pong_timeout:g}s")
+                return
+            except (ConnectionError, OSError):
+                return  # the plugin is exiting; _run_once sees it
+            finally:
+                self._pongs.pop(request_id, None)
+
+    def _fail(self, proc: asyncio.subprocess.Process, reason: str) -> None:
+        self._run_error = reason
+        log.error("gateway %s: %s; killing pid %s", self.name, reason, proc.pid)
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+
+    async def _read_events(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        oversize = self._log_oversize
+        async for line in iter_lines(proc.stdout, on_oversize=oversize):
+            try:
+                event = parse_event(line)
+            except ProtocolError as exc:
+                log.warning("gateway %s: skipping an event line: %s", self.name, exc)
+                continue
+            await self._handle(event)
+
+    def _log_oversize(self, size: int) -> None:
+        log.warning("gateway %s: skipping an oversized event line (%d bytes)", self.name, size)
+
+    async def _handle(self, event: Event | UnknownEvent) -> None:
+        if isinstance(event, Ready):
+            await self._on_ready(event)
+        elif isinstance(event, CommandOk | CommandError):
+            self._outbox.pop(event.request_id, None)
+            waiter = self._waiters.pop(event.request_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(event)
+            if isinstance(event, CommandError):
+                log.warning("gateway %s: command %s failed: %s", self.name, event.request_id, event.message)
+        elif isinstance(event, Pong):
+            pong = self._pongs.get(event.request_id)
+            if pong is not None and not pong.done():
+                pong.set_result(event)
+        elif isinstance(event, Error):
+            log.log(logging.ERROR if event.fatal else logging.WARNING, "gateway %s: %s", self.name, event)
+            if event.fatal:
+                self._run_error = f"fatal {event.code}: {event.message}"
+        elif isinstance(event, ShutdownEvent):
+            log.info("gateway %s is shutting down: %s", self.name, event.reason)
+        elif isinstance(event, UnknownEvent):
+            log.debug("gateway %s: ignoring unknown event %r", self.name, event.type)
+        else:
+            try:
+                await self.on_event(self.name, event)
+            except Exception:
+                # One bad message must not stop the plugin's event stream.
+                log.exception("gateway %s: handling %s failed", self.name, event.type)
+
+    async def _on_ready(self, event: Ready) -> None:
+        if event.version.split(".")[0] != PROTOCOL_VERSION.split(".")[0]:
+            log.warning(
+                "gateway %s speaks protocol %s, we speak %s", self.name, event.version, PROTOCOL_VERSION
+            )
+        self.status.state = "ready"
+        self.status.capabilities = list(event.capabilities)
+        self.status.ready_since = time.monotonic()
+        self._ready.set()
+        owed = list(self._outbox.values())
+        if owed:
+            log.info("gateway %s: re-sending %d unacknowledged commands", self.name, len(owed))
+        for command in owed:
+            await self._write(command)
+
+    async def _write(self, command: Command) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None or proc.returncode is not None:
+            raise ConnectionError(f"gateway {self.name} is not running")
+        async with self._write_lock:
+            try:
+                proc.stdin.write(encode(command))
+                await proc.stdin.drain()
+            except (ConnectionError, OSError) as exc:
+                # Left in the outbox; re-sent after the restart this exit will cause.
+                log.info("gateway %s: write failed (%s)", self.name, exc)
+
+
+class GatewayManager:
+    """All configured gateway plugins of one server."""
+
+    def __init__(
+        self,
+        gateways: Iterable[ExternalGatewayConfig],
+        on_event: EventHandler,
+        *,
+        base_dir: Path,
+        timing: GatewayTiming | None = None,
+        on_restart: Callable[[str], None] = lambda name: None,
+    ):
+        timing = timing or GatewayTiming()
+        self.plugins = {
+            spec.name: PluginSupervisor(
+                spec, on_event, base_dir=base_dir, timing=timing, on_restart=on_restart
+            )
+            for spec in gateways
+        }
+
+    def start(self) -> None:
+        """Start every plugin (returns at once; each becomes ready on its own)."""
+        for plugin in self.plugins.values():
+            plugin.start()
+
+    async def stop(self) -> None:
+        """Stop every plugin in parallel (SIGKILL after the grace period)."""
+        await asyncio.gather(*(plugin.stop() for plugin in self.plugins.values()))
+
+    def plugin(self, name: str) -> PluginSupervisor:
+        """The supervisor of gateway `name` (GatewayNotFound otherwise)."""
+        try:
+            return self.plugins[name]
+        except KeyError:
+            raise GatewayNotFound(name) from None
+
+    async def send(self, gateway: str, command: Command) -> asyncio.Future[CommandResult] | None:
+        """Send a command to one gateway (see PluginSupervisor.send)."""
+        return await self.plugin(gateway).send(command)
+
+    def statuses(self) -> list[PluginStatus]:
+        """Every plugin's status, in configuration order."""
+        return [plugin.status for plugin in self.plugins.values()]
+
+    @property
+    def healthy(self) -> bool:
+        """False while any plugin is in a crash loop."""
+        return all(status.state != "crash_loop" for status in self.statuses())

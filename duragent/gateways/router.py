@@ -1,0 +1,529 @@
+"""The gateway router: chat messages in, agent replies out.
+
+For each incoming message: deduplicate by message id, pick the agent by `routes[]`, apply the
+agent's `access`, handle chat commands (`/start`, `/help`, `/reset`, `/status`, also with
+`@botname`), keep unaddressed group messages as context, debounce rapid messages from one
+sender into one turn, and submit it to the chat's session (one per gateway, chat and agent,
+kept across restarts in `<data_dir>/gateways/sessions.json`). A `ChatBinding` follows each
+session's stream and sends the chat what it needs: a typing indicator while a turn runs, the
+reply split to the platform's limit, approval buttons, errors and `notify_user` notifications.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from duragent.agents.loader import Agent
+from duragent.config import RouteConfig
+from duragent.errors import DuragentError, NotFound
+from duragent.gateways.access import check_access, is_group, match_route
+from duragent.gateways.chunking import TELEGRAM_LIMIT, split_message
+from duragent.gateways.protocol import (
+    AnswerCallbackQuery,
+    CallbackQuery,
+    Command,
+    Event,
+    InlineButton,
+    InlineKeyboard,
+    MediaContent,
+    MessageReceived,
+    SendMessage,
+    SendTyping,
+)
+from duragent.ids import new_id
+from duragent.sessions.live import LiveSession, SessionEnded, Subscription
+from duragent.sessions.manager import SessionManager
+from duragent.stores.base import ArtifactMeta, ArtifactStore
+
+log = logging.getLogger(__name__)
+
+#: Sends one command to a gateway (the manager's `send`).
+Send = Callable[[str, Command], Awaitable[object]]
+
+HELP_TEXT = (
+    "Send a message to talk to the agent.\n\n"
+    "/reset: start a new conversation\n/status: show this chat's session\n/help: this text"
+)
+DECISION_LABELS = {"allow_once": "Allow once", "allow_always": "Allow always", "deny": "Deny"}
+DECISION_TOASTS = {"allow_once": "✓ Running", "allow_always": "✓ Always allowed", "deny": "✗ Denied"}
+TYPING_EVERY = 4.0
+RECENT_IDS = 500
+
+
+@dataclass(frozen=True)
+class ChatKey:
+    """One session's place: a chat on a gateway, answered by one agent."""
+
+    gateway: str
+    chat_id: str
+    agent: str
+
+    def encode(self) -> str:
+        """The key as stored in sessions.json."""
+        return json.dumps([self.gateway, self.chat_id, self.agent])
+
+
+class SessionDirectory:
+    """The (gateway, chat, agent) -> session id map, persisted as one small JSON file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._ids: dict[ChatKey, str] = {}
+
+    async def load(self, live_ids: set[str]) -> None:
+        """Read the file, keeping only sessions that still exist and have not ended."""
+        text = await asyncio.to_thread(_read_text, self.path)
+        entries: dict[str, str] = json.loads(text) if text else {}
+        for encoded, session_id in entries.items():
+            gateway, chat_id, agent = json.loads(encoded)
+            if session_id in live_ids:
+                self._ids[ChatKey(gateway, chat_id, agent)] = session_id
+
+    def get(self, key: ChatKey) -> str | None:
+        """The chat's session id, if it has one."""
+        return self._ids.get(key)
+
+    def keys_for_chat(self, gateway: str, chat_id: str) -> list[ChatKey]:
+        """Every agent's key in one chat."""
+        return [k for k in self._ids if k.gateway == gateway and k.chat_id == chat_id]
+
+    async def set(self, key: ChatKey, session_id: str | None) -> None:
+        """Remember (or forget, with None) the chat's session, durably."""
+        if session_id is None:
+            self._ids.pop(key, None)
+        else:
+            self._ids[key] = session_id
+        body = json.dumps({k.encode(): v for k, v in self._ids.items()}, indent=1, sort_keys=True)
+        await asyncio.to_thread(_write_atomically, self.path, body)
+
+
+def _read_text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def _write_atomically(path: Path, body: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(body)
+    os.replace(tmp, path)
+
+
+@dataclass
+class Debounce:
+    """Messages from one sender waiting for the window to pass."""
+
+    texts: list[str] = field(default_factory=list)
+    message: MessageReceived | None = None
+    timer: asyncio.TimerHandle | None = None
+
+
+class ChatBinding:
+    """Follows one session's stream and speaks for it in its chat."""
+
+    def __init__(self, router: GatewayRouter, key: ChatKey, live: LiveSession, subscription: Subscription):
+        self.router = router
+        self.key = key
+        self.live = live
+        self.subscription = subscription
+        #: Who triggered each submitted turn, in order: (sender id, platform message id).
+        self.triggers: collections.deque[tuple[str, str | None]] = collections.deque()
+        self.current: tuple[str, str | None] | None = None
+        #: Pending approvals of this chat: call id -> requester's sender id.
+        self.approvals: dict[str, str] = {}
+        #: Group messages kept as context while a turn ran; folded into the next submission.
+        self.context: list[str] = []
+        self._typing: asyncio.Task[None] | None = None
+        self._task = asyncio.create_task(self._follow(), name=f"chat {key}")
+
+    async def close(self) -> None:
+        """Stop following the session (detaches from it)."""
+        self.subscription.close()
+        self._stop_typing()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _follow(self) -> None:
+        async for event in self.subscription:
+            try:
+                await self._on_event(event.event, event.data)
+            except DuragentError:
+                log.exception("chat %s: handling %s failed", self.key, event.event)
+        self._stop_typing()
+
+    async def _on_event(self, name: str, data: dict[str, Any]) -> None:
+        if name == "start" and not data.get("silent"):
+            self.current = self.triggers.popleft() if self.triggers else None
+            self._start_typing()
+        elif name == "done":
+            self._stop_typing()
+            await self._reply(str(data.get("content") or ""))
+        elif name == "approval_required":
+            self._stop_typing()
+            await self._ask_approval(data)
+        elif name == "error":
+            self._stop_typing()
+            await self._reply(f"Error processing request: {data.get('message', 'unknown error')}")
+        elif name == "notification":
+            await self._reply(str(data.get("message") or ""), reply=False)
+        elif name == "cancelled" or (name == "status" and data.get("to") == "paused"):
+            self._stop_typing()
+
+    async def _reply(self, text: str, *, reply: bool = True) -> None:
+        reply_to = self.current[1] if reply and self.current else None
+        await self.router.send_text(self.key.gateway, self.key.chat_id, text.strip(), reply_to=reply_to)
+
+    async def _ask_approval(self, data: dict[str, Any]) -> None:
+        call_id = str(data.get("call_id"))
+        requester = self.current[0] if self.current else ""
+        self.approvals[call_id] = requester
+        command = str(data.get("command") or data.get("tool") or "")
+        keyboard = InlineKeyboard(
+            rows=[
+                [
+                    InlineButton(text=label, callback_data=f"approve:{call_id}:{decision}")
+                    for decision, label in DECISION_LABELS.items()
+                ]
+            ]
+        )
+        text = f"Command requires approval:\n\n```\n{command}\n```"
+        await self.router.send_text(self.key.gateway, self.key.chat_id, text, keyboard=keyboard)
+
+    def _start_typing(self) -> None:
+        if self._typing is None or self._typing.done():
+            self._typing = asyncio.create_task(self._type())
+
+    def _stop_typing(self) -> None:
+        if self._typing is not None:
+            self._typing.cancel()
+            self._typing = None
+
+    async def _type(self) -> None:
+        while True:
+            await self.router.send(
+                self.key.gateway, SendTyping(chat_id=self.key.chat_id, duration=int(TYPING_EVERY) + 1)
+            )
+            await asyncio.sleep(TYPING_EVERY)
+
+
+class GatewayRouter:
+    """Turns gateway events into session turns and session events into chat messages."""
+
+    def __init__(
+        self,
+        *,
+        sessions: SessionManager,
+        agent_for: Callable[[str], Agent],
+        routes: Sequence[RouteConfig],
+        send: Send,
+        directory_path: Path,
+        artifacts: ArtifactStore | None = None,
+        chunk_limits: dict[str, int] | None = None,
+    ):
+        self.sessions = sessions
+        self.agent_for = agent_for
+        self.routes = list(routes)
+        self.send = send
+        self.directory = SessionDirectory(directory_path)
+        self.artifacts = artifacts
+        self.chunk_limits = chunk_limits or {}
+        self.bindings: dict[ChatKey, ChatBinding] = {}
+        self._debounces: dict[tuple[ChatKey, str], Debounce] = {}
+        self._recent: collections.deque[tuple[str, str, str]] = collections.deque(maxlen=RECENT_IDS)
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Restore the chat -> session map and follow sessions that can still take messages."""
+        summaries = await self.sessions.list_sessions()
+        await self.directory.load({s.session_id for s in summaries if s.status != "ended"})
+
+    async def stop(self) -> None:
+        """Flush nothing further; detach from every session."""
+        for pending in self._debounces.values():
+            if pending.timer is not None:
+                pending.timer.cancel()
+        self._debounces.clear()
+        await asyncio.gather(*(binding.close() for binding in self.bindings.values()))
+        self.bindings.clear()
+
+    # ---------------------------------------------------------------- outgoing
+
+    async def send_text(
+        self,
+        gateway: str,
+        chat_id: str,
+        text: str,
+        *,
+        reply_to: str | None = None,
+        keyboard: InlineKeyboard | None = None,
+    ) -> None:
+        """Send text split to the gateway's limit: reply_to on the first piece, keyboard on the last."""
+        pieces = split_message(text, self.chunk_limits.get(gateway, TELEGRAM_LIMIT))
+        for index, piece in enumerate(pieces):
+            command = SendMessage(
+                request_id=new_id("req"),
+                chat_id=chat_id,
+                content=piece,
+                reply_to=reply_to if index == 0 else None,
+                inline_keyboard=keyboard if index == len(pieces) - 1 else None,
+            )
+            await self.send(gateway, command)
+
+    # ---------------------------------------------------------------- incoming
+
+    async def handle(self, gateway: str, event: Event) -> None:
+        """Handle one event a plugin sent (messages and button presses; others are ignored)."""
+        if isinstance(event, MessageReceived):
+            await self._on_message(gateway, event)
+        elif isinstance(event, CallbackQuery):
+            await self._on_callback(gateway, event)
+
+    async def _on_message(self, gateway: str, message: MessageReceived) -> None:
+        seen = (gateway, message.chat_id, message.message_id)
+        if seen in self._recent:
+            log.info("gateway %s: duplicate message %s ignored", gateway, message.message_id)
+            return
+        self._recent.append(seen)
+        agent_name = match_route(self.routes, gateway, message.routing)
+        if agent_name is None:
+            log.warning("gateway %s: no route for chat %s; message dropped", gateway, message.chat_id)
+            return
+        try:
+            agent = self.agent_for(agent_name)
+        except NotFound as exc:
+            log.warning("gateway %s: route names agent %r: %s", gateway, agent_name, exc)
+            return
+        decision = check_access(agent.spec.access, gateway, message.routing)
+        if not decision.allowed:
+            log.info(
+                "gateway %s: denied message from sender %s in chat %s: %s",
+                gateway,
+                message.sender.id,
+                message.chat_id,
+                decision.reason,
+            )
+            return
+        key = ChatKey(gateway, message.chat_id, agent.name)
+        text = await self._text_of(agent.name, message)
+        if await self._chat_command(key, message, text):
+            return
+        group = is_group(message.routing.chat_type)
+        if group:
+            text = f"{message.sender.label}: {text}"
+            addressed = message.mentions_bot or message.reply_to_bot
+            if agent.spec.access.groups.activation == "mention" and not addressed:
+                await self._keep_as_context(key, message, text)
+                return
+        window = agent.spec.access.debounce.total_seconds()
+        self._debounce(key, message, text, window)
+
+    async def _text_of(self, agent: str, message: MessageReceived) -> str:
+        """The message as text for the agent; media files are stored as artifacts first."""
+        text = message.text
+        content = message.content
+        if not isinstance(content, MediaContent):
+            return text
+        metadata = message.metadata if isinstance(message.metadata, dict) else {}
+        file_path = metadata.get("file_path")
+        note = f"[{content.media_type}]"
+        if file_path and self.artifacts is not None:
+            name = metadata.get("file_name") or Path(str(file_path)).name
+            ref = await self.artifacts.put(
+                agent,
+                f"inbox/{message.message_id}-{name}",
+                _file_chunks(Path(str(file_path))),
+                ArtifactMeta(content_type=str(metadata.get("mime_type") or "application/octet-stream")),
+            )
+            note = f"[{content.media_type} saved as artifact {ref.name} ({ref.id})]"
+        return f"{note} {text}".strip()
+
+    async def _chat_command(self, key: ChatKey, message: MessageReceived, text: str) -> bool:
+        if not text.startswith("/"):
+            return False
+        command = text.split()[0].split("@")[0].lower()
+        if command in ("/start", "/help"):
+            await self.send_text(key.gateway, key.chat_id, HELP_TEXT)
+        elif command == "/reset":
+            await self._reset(key)
+        elif command == "/status":
+            await self.send_text(key.gateway, key.chat_id, await self._status(key))
+        else:
+            return False  # other /words are ordinary messages
+        return True
+
+    async def _reset(self, key: ChatKey) -> None:
+        session_id = self.directory.get(key)
+        if session_id is None:
+            await self.send_text(key.gateway, key.chat_id, "No active session to reset.")
+            return
+        binding = self.bindings.pop(key, None)
+        if binding is not None:
+            await binding.close()
+        with contextlib.suppress(NotFound):
+            live = await self.sessions.get(session_id)
+            await live.end("reset from chat")
+        await self.directory.set(key, None)
+        await self.send_text(
+            key.gateway, key.chat_id, "Session reset. Send a message to start a new conversation."
+        )
+
+    async def _status(self, key: ChatKey) -> str:
+        session_id = self.directory.get(key)
+        if session_id is None:
+            return "No active session."
+        try:
+            live = await self.sessions.get(session_id)
+        except NotFound:
+            return "No active session."
+        created = live.log.state.created_at
+        when = created.strftime("%Y-%m-%d %H:%M UTC") if created else "unknown"
+        return f"Session: {session_id}\nAgent: {key.agent}\nStatus: {live.status}\nCreated: {when}"
+
+    async def _keep_as_context(self, key: ChatKey, message: MessageReceived, text: str) -> None:
+        """Store an unaddressed group message where the next turn sees it, without replying."""
+        binding = await self._binding(key)
+        if binding.live.busy or binding.live.queued:
+            binding.context.append(text)  # the running turn owns the log; fold into the next message
+            return
+        await binding.live.log.append(
+            "user_message",
+            {
+                "content": text,
+                "turn": binding.live.log.state.turns,
+                "sender": _sender(key.gateway, message),
+                "silent": True,
+            },
+        )
+
+    def _debounce(self, key: ChatKey, message: MessageReceived, text: str, window: float) -> None:
+        slot = (key, message.sender.id)
+        pending = self._debounces.setdefault(slot, Debounce())
+        pending.texts.append(text)
+        pending.message = message
+        if pending.timer is not None:
+            pending.timer.cancel()
+        if window <= 0:
+            self._flush(slot)
+            return
+        pending.timer = asyncio.get_running_loop().call_later(window, self._flush, slot)
+
+    def _flush(self, slot: tuple[ChatKey, str]) -> None:
+        pending = self._debounces.pop(slot, None)
+        if pending is None or pending.message is None:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._submit(slot[0], pending.message, "\n".join(pending.texts))
+        )
+        task.add_done_callback(_log_failure)
+
+    async def _submit(self, key: ChatKey, message: MessageReceived, text: str) -> None:
+        binding = await self._binding(key)
+        if binding.context:
+            text = "\n".join([*binding.context, text])
+            binding.context.clear()
+        binding.triggers.append((message.sender.id, message.message_id))
+        try:
+            binding.live.enqueue(text, _sender(key.gateway, message))
+        except SessionEnded:
+            binding.triggers.pop()
+            await self._forget(key)
+            await self._submit(key, message, text)
+
+    async def _forget(self, key: ChatKey) -> None:
+        binding = self.bindings.pop(key, None)
+        if binding is not None:
+            await binding.close()
+        await self.directory.set(key, None)
+
+    async def _binding(self, key: ChatKey) -> ChatBinding:
+        """The chat's binding, loading or creating its session on first use."""
+        async with self._lock:
+            binding = self.bindings.get(key)
+            if binding is not None and not binding.subscription.closed:
+                return binding
+            live = await self._session(key)
+            subscription = await live.subscribe()
+            binding = ChatBinding(self, key, live, subscription)
+            self.bindings[key] = binding
+            return binding
+
+    async def _session(self, key: ChatKey) -> LiveSession:
+        session_id = self.directory.get(key)
+        if session_id is not None:
+            try:
+                live = await self.sessions.get(session_id)
+            except NotFound:
+                live = None
+            if live is not None and live.status != "ended":
+                return live
+        live = await self.sessions.create(
+            key.agent, metadata={"gateway": key.gateway, "chat_id": key.chat_id}
+        )
+        await self.directory.set(key, live.session_id)
+        log.info(
+            "gateway %s: chat %s -> new session %s (%s)", key.gateway, key.chat_id, live.session_id, key.agent
+        )
+        return live
+
+    # ---------------------------------------------------------------- approvals
+
+    async def _on_callback(self, gateway: str, query: CallbackQuery) -> None:
+        toast = await self._decide(gateway, query)
+        await self.send(
+            gateway,
+            AnswerCallbackQuery(
+                request_id=new_id("req"), callback_query_id=query.callback_query_id, text=toast
+            ),
+        )
+
+    async def _decide(self, gateway: str, query: CallbackQuery) -> str:
+        parts = query.data.split(":")
+        if parts[0] != "approve" or len(parts) not in (2, 3):
+            return "Unknown button"
+        decision = parts[-1]
+        call_id = parts[1] if len(parts) == 3 else None
+        for key in self.directory.keys_for_chat(gateway, query.chat_id):
+            binding = self.bindings.get(key)
+            if binding is None:
+                continue
+            # The Rust form `approve:<decision>` names no call: it means the chat's pending one.
+            candidates = [call_id] if call_id else list(binding.approvals)
+            for candidate in candidates:
+                if candidate not in binding.approvals:
+                    continue
+                requester = binding.approvals[candidate]
+                if requester and requester != query.sender.id:
+                    return "Only the original requester can approve this command"
+                try:
+                    binding.live.decide(candidate, decision)
+                except DuragentError as exc:
+                    binding.approvals.pop(candidate, None)
+                    return f"Cannot decide: {exc}"
+                binding.approvals.pop(candidate, None)
+                binding._start_typing()
+                return DECISION_TOASTS.get(decision, decision)
+        return "No pending approval"
+
+
+def _sender(gateway: str, message: MessageReceived) -> dict[str, Any]:
+    sender: dict[str, Any] = {"id": message.sender.id, "name": message.sender.label, "gateway": gateway}
+    return sender
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    data = await asyncio.to_thread(path.read_bytes)
+    yield data
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("gateway message handling failed", exc_info=task.exception())

@@ -1,0 +1,65 @@
+"""GatewayService: the gateway manager and router started and stopped with `duragent serve`."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from duragent.gateways.manager import GatewayManager, GatewayTiming, PluginStatus
+from duragent.gateways.protocol import Command
+from duragent.gateways.router import GatewayRouter
+
+if TYPE_CHECKING:
+    from duragent.server.state import ServerState
+
+log = logging.getLogger(__name__)
+
+
+class GatewayService:
+    """Runs every `gateways.external[]` plugin and routes its chats to agents."""
+
+    def __init__(self, state: ServerState, *, timing: GatewayTiming | None = None):
+        config = state.config
+        self.router = GatewayRouter(
+            sessions=state.sessions,
+            agent_for=state.agents.get,
+            routes=config.routes,
+            send=self._send,
+            directory_path=config.data_path / "gateways" / "sessions.json",
+            artifacts=state.workspace.stores.artifacts,
+        )
+        self.manager = GatewayManager(
+            config.gateways.external,
+            self.router.handle,
+            base_dir=config.base_dir,
+            timing=timing,
+            on_restart=state.metrics.plugin_restart,
+        )
+
+    async def _send(self, gateway: str, command: Command) -> object:
+        return await self.manager.send(gateway, command)
+
+    async def start(self) -> None:
+        """Restore chat sessions, then start the plugins."""
+        if not self.manager.plugins:
+            return
+        await self.router.start()
+        self.manager.start()
+        log.info("gateways: started %s", ", ".join(self.manager.plugins))
+
+    async def stop(self) -> None:
+        """Stop the plugins (SIGTERM, then SIGKILL after the grace period) and detach from sessions."""
+        await self.manager.stop()
+        await self.router.stop()
+
+    def statuses(self) -> list[PluginStatus]:
+        """Every plugin's state, restarts and last error."""
+        return self.manager.statuses()
+
+    def problems(self) -> list[str]:
+        """Lines for /readyz: plugins that gave up restarting."""
+        return [
+            f"gateway {s.name}: crash loop, not restarting (last error: {s.last_error})"
+            for s in self.statuses()
+            if s.state == "crash_loop"
+        ]

@@ -1,0 +1,45 @@
+"""GET /api/admin/v1/gateways: each gateway plugin's state, restarts and last error."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import Field
+
+from duragent.server.bodies import Reply, json_reply
+from duragent.server.openapi import documented
+from duragent.server.state import STATE
+
+ADMIN_PREFIX = "/api/admin/v1"
+
+
+class GatewayOut(Reply):
+    """One gateway plugin as `duragent gateway list` shows it."""
+
+    name: str
+    state: str
+    restarts: int
+    last_error: str | None = None
+    pid: int | None = None
+    capabilities: list[str] = Field(default_factory=list)
+
+
+class GatewaysOut(Reply):
+    """GET /api/admin/v1/gateways."""
+
+    gateways: list[GatewayOut]
+
+
+@documented(
+    "Gateway plugins: state (starting, ready, backoff, stopped, crash_loop), restarts, last error.",
+    responses={200: GatewaysOut},
+)
+async def list_gateways(request: web.Request) -> web.Response:
+    """Every configured gateway plugin and how it is doing."""
+    service = request.app[STATE].gateways
+    statuses = service.statuses() if service is not None else []
+    return json_reply(GatewaysOut(gateways=[GatewayOut.model_validate(s.to_json()) for s in statuses]))
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the gateway admin route."""
+    app.router.add_get(f"{ADMIN_PREFIX}/gateways", list_gateways)

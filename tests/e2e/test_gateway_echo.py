@@ -1,0 +1,154 @@
+"""The server with a real gateway plugin subprocess (the SDK echo plugin) and the fake LLM."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from duragent.config import load_config
+from duragent.gateways.protocol import AnswerCallbackQuery, Command, SendMessage, SendTyping
+from duragent.server.app import create_app
+from duragent.testing.echo_gateway import EchoGatewayControl
+from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
+from tests.e2e.server_harness import CHILD_ENV, write_workspace
+
+pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
+
+OWNER = "100"
+ACCESS = """\
+  access:
+    dm: {policy: allowlist, allowlist: ["100"]}
+    groups: {policy: open, activation: mention}
+    debounce: 200ms
+"""
+
+
+class Server:
+    """The app on a test server, its echo plugin's control folder, and an HTTP client."""
+
+    def __init__(self, server: TestServer, control: EchoGatewayControl, http: aiohttp.ClientSession):
+        self.server = server
+        self.control = control
+        self.http = http
+
+    async def gateways(self) -> list[dict[str, object]]:
+        async with self.http.get(self.server.make_url("/api/admin/v1/gateways")) as response:
+            body = await response.json()
+        gateways: list[dict[str, object]] = body["gateways"]
+        return gateways
+
+
+@pytest.fixture
+async def served(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[Server]:
+    config_path = write_workspace(tmp_path / "ws", fake_llm.url, git=False, agents={"helper": "continue"})
+    agent_yaml = config_path.parent / "data" / "agents" / "helper" / "agent.yaml"
+    agent_yaml.write_text(agent_yaml.read_text() + ACCESS)
+    control = EchoGatewayControl(tmp_path / "echo")
+    config_path.write_text(
+        config_path.read_text()
+        + "gateways:\n  external:\n"
+        + f"    - name: echo\n      command: {sys.executable}\n"
+        + "      args: [-m, duragent.testing.echo_gateway]\n"
+        + f"      config: {{control_dir: {control.folder}}}\n"
+        + "routes:\n  - match: {gateway: echo}\n    agent: helper\n"
+    )
+    app = create_app(load_config(config_path), env=CHILD_ENV, shutdown_grace=2, idle_ttl=timedelta(minutes=5))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    http = aiohttp.ClientSession()
+    served = Server(server, control, http)
+    for _ in range(200):
+        if (await served.gateways())[0]["state"] == "ready":
+            break
+        await asyncio.sleep(0.05)
+    yield served
+    await http.close()
+    await server.close()
+
+
+def sends(chat: str) -> object:
+    def condition(commands: list[Command]) -> bool:
+        return any(isinstance(c, SendMessage) and c.chat_id == chat for c in commands)
+
+    return condition
+
+
+async def test_a_message_in_gets_the_agents_reply_out(served: Server, fake_llm: FakeLLMServer) -> None:
+    fake_llm.enqueue(text("Hello from the agent"))
+    message_id = served.control.inject_message("c1", "hi", sender_id=OWNER)
+    commands = await served.control.wait_for(sends("c1"), within=10)  # type: ignore[arg-type]
+    (reply,) = [c for c in commands if isinstance(c, SendMessage)]
+    assert reply.content == "Hello from the agent"
+    assert reply.reply_to == message_id
+    assert any(isinstance(c, SendTyping) for c in commands)
+    assert (await served.gateways())[0]["state"] == "ready"
+
+
+async def test_rapid_messages_from_one_sender_become_one_turn(
+    served: Server, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.enqueue(text("got both"))
+    served.control.inject_message("c2", "first", sender_id=OWNER)
+    served.control.inject_message("c2", "second", sender_id=OWNER)
+    await served.control.wait_for(sends("c2"), within=10)  # type: ignore[arg-type]
+    (request,) = fake_llm.requests
+    assert request.body["messages"][-1] == {"role": "user", "content": "first\nsecond"}
+
+
+async def test_a_stranger_gets_no_reply(served: Server, fake_llm: FakeLLMServer) -> None:
+    fake_llm.enqueue(text("should not be sent"))
+    served.control.inject_message("c3", "hello?", sender_id="666")
+    await asyncio.sleep(1.0)
+    assert served.control.sent("c3") == []
+    assert fake_llm.requests == []
+
+
+async def test_group_messages_without_a_mention_are_context_not_turns(
+    served: Server, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.enqueue(text("answered"))
+    served.control.inject_message(
+        "g1", "we meet at noon", sender_id="7", display_name="Bea", chat_type="group"
+    )
+    await asyncio.sleep(0.6)
+    assert fake_llm.requests == []
+    served.control.inject_message(
+        "g1", "@bot when do we meet?", sender_id="8", chat_type="group", mentions_bot=True
+    )
+    await served.control.wait_for(sends("g1"), within=10)  # type: ignore[arg-type]
+    contents = [m["content"] for m in fake_llm.requests[0].body["messages"]]
+    assert "Bea: we meet at noon" in contents
+
+
+async def test_only_the_requester_may_press_the_approval_buttons(
+    served: Server, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.enqueue(tool_calls([("bash", {"command": "ls /"})]), text("listed it"))
+    served.control.inject_message("c4", "list root", sender_id=OWNER)
+    commands = await served.control.wait_for(sends("c4"), within=10)  # type: ignore[arg-type]
+    (prompt,) = [c for c in commands if isinstance(c, SendMessage)]
+    assert "ls /" in prompt.content
+    assert prompt.inline_keyboard is not None
+    allow_once = prompt.inline_keyboard.rows[0][0].callback_data
+    assert allow_once.startswith("approve:")
+    assert allow_once.endswith(":allow_once")
+
+    served.control.press_button("c4", "m1", allow_once, sender_id="999")
+    toasts = await served.control.wait_for(
+        lambda cs: any(isinstance(c, AnswerCallbackQuery) for c in cs), within=10
+    )
+    (refusal,) = [c for c in toasts if isinstance(c, AnswerCallbackQuery)]
+    assert refusal.text == "Only the original requester can approve this command"
+
+    served.control.press_button("c4", "m1", allow_once, sender_id=OWNER)
+    await served.control.wait_for(
+        lambda cs: len([c for c in cs if isinstance(c, SendMessage)]) >= 2, within=10
+    )
+    assert served.control.sent("c4")[-1].content == "listed it"

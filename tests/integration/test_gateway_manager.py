@@ -1,0 +1,266 @@
+"""The gateway manager against real plugin subprocesses (the SDK echo plugin and raw scripts)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from duragent.config import ExternalGatewayConfig
+from duragent.gateways.manager import GatewayManager, GatewayTiming, PluginSupervisor
+from duragent.gateways.protocol import CommandOk, Event, MessageReceived, SendMessage
+from duragent.testing.echo_gateway import EchoGatewayControl
+
+FAST = GatewayTiming(
+    ready_timeout=5.0,
+    ping_interval=0.2,
+    pong_timeout=0.5,
+    backoff_initial=0.05,
+    backoff_max=0.2,
+    healthy_after=30.0,
+    crash_loop_failures=3,
+    crash_loop_window=30.0,
+    stop_grace=1.0,
+)
+
+
+def echo_spec(
+    control: EchoGatewayControl, restart: str = "on_failure", **switches: Any
+) -> ExternalGatewayConfig:
+    return ExternalGatewayConfig(
+        name="echo",
+        command=sys.executable,
+        args=["-m", "duragent.testing.echo_gateway"],
+        config=control.config(**switches),
+        restart=restart,  # type: ignore[arg-type]
+    )
+
+
+def script_spec(tmp_path: Path, body: str, restart: str = "never") -> ExternalGatewayConfig:
+    script = tmp_path / "plugin.py"
+    script.write_text(textwrap.dedent(body))
+    return ExternalGatewayConfig(name="raw", command=sys.executable, args=[str(script)], restart=restart)  # type: ignore[arg-type]
+
+
+class Recorder:
+    """The router's seat: every event the manager forwards."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Event]] = []
+        self.restarts: list[str] = []
+
+    async def __call__(self, gateway: str, event: Event) -> None:
+        self.events.append((gateway, event))
+
+    def restarted(self, name: str) -> None:
+        self.restarts.append(name)
+
+
+async def wait_until(condition: Any, within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+def manager_for(
+    spec: ExternalGatewayConfig, recorder: Recorder, timing: GatewayTiming = FAST
+) -> GatewayManager:
+    return GatewayManager([spec], recorder, base_dir=Path.cwd(), timing=timing, on_restart=recorder.restarted)
+
+
+async def test_plugin_is_configured_becomes_ready_and_delivers_both_ways(tmp_path: Path) -> None:
+    control = EchoGatewayControl(tmp_path)
+    recorder = Recorder()
+    manager = manager_for(echo_spec(control), recorder)
+    manager.start()
+    plugin = manager.plugin("echo")
+    try:
+        await wait_until(lambda: plugin.status.state == "ready")
+        assert plugin.status.capabilities == ["typing", "reply", "inline_keyboard", "edit"]
+        future = await manager.send("echo", SendMessage(request_id="r1", chat_id="c", content="hi"))
+        assert future is not None
+        assert await asyncio.wait_for(future, 5) == CommandOk(request_id="r1", message_id="m1")
+        assert plugin.outbox == []
+        control.inject_message("c", "hello", sender_id="9")
+        await wait_until(lambda: recorder.events)
+        gateway, event = recorder.events[0]
+        assert gateway == "echo"
+        assert isinstance(event, MessageReceived)
+        assert event.text == "hello"
+    finally:
+        await manager.stop()
+    assert (tmp_path / "clean_exit").exists()
+    assert plugin.status.state == "stopped"
+
+
+async def test_a_plugin_not_ready_in_time_is_killed_and_reported(tmp_path: Path) -> None:
+    control = EchoGatewayControl(tmp_path)
+    recorder = Recorder()
+    timing = GatewayTiming(ready_timeout=0.5, stop_grace=1.0)
+    manager = manager_for(echo_spec(control, restart="never", ready_delay=30), recorder, timing)
+    manager.start()
+    plugin = manager.plugin("echo")
+    try:
+        await wait_until(lambda: plugin.status.state == "stopped", within=10)
+        assert plugin.status.last_error == "no ready within 0.5s"
+    finally:
+        await manager.stop()
+
+
+@pytest.mark.slow
+async def test_a_crashing_plugin_is_restarted_then_reported_as_a_crash_loop(tmp_path: Path) -> None:
+    control = EchoGatewayControl(tmp_path)
+    recorder = Recorder()
+    manager = manager_for(echo_spec(control, exit_after_ready=3), recorder)
+    manager.start()
+    plugin = manager.plugin("echo")
+    try:
+        await wait_until(lambda: plugin.status.state == "crash_loop", within=20)
+        assert len(control.pids()) == 3
+        assert plugin.status.restarts == 2
+        assert recorder.restarts == ["echo", "echo"]
+        assert plugin.status.last_error == "exited with code 3"
+        assert not manager.healthy
+        await asyncio.sleep(0.5)
+        assert len(control.pids()) == 3, "a crash loop must stop restarting"
+    finally:
+        await manager.stop()
+
+
+async def test_restart_never_leaves_a_crashed_plugin_stopped(tmp_path: Path) -> None:
+    control = EchoGatewayControl(tmp_path)
+    recorder = Recorder()
+    manager = manager_for(echo_spec(control, restart="never", exit_after_ready=4), recorder)
+    manager.start()
+    plugin = manager.plugin("echo")
+    try:
+        await wait_until(lambda: plugin.status.state == "stopped")
+        assert plugin.status.last_error == "exited with code 4"
+        assert plugin.status.restarts == 0
+    finally:
+        await manager.stop()
+
+
+async def test_reply_owed_to_a_crashed_plugin_is_resent_after_restart(tmp_path: Path) -> None:
+    control = EchoGatewayControl(tmp_path)
+    recorder = Recorder()
+    manager = manager_for(echo_spec(control, crash_on_send=True), recorder)
+    manager.start()
+    plugin = manager.plugin("echo")
+    try:
+        await wait_until(lambda: plugin.status.state == "ready")
+        future = await manager.send("echo", SendMessage(request_id="owed", chat_id="c", content="reply"))
+        assert future is not None
+        result = await asyncio.wait_for(future, 10)
+        assert isinstance(result, CommandOk)
+        assert len(control.pids()) == 2
+        assert [c.request_id for c in control.sent("c")] == ["owed", "owed"]
+        assert plugin.outbox == []
+    finally:
+        await manager.stop()
+
+
+PLUGIN_IGNORING_PINGS = """
+    import json, sys
+    ready = {"type": "ready", "gateway": "raw", "version": "v1alpha1", "capabilities": []}
+    print(json.dumps(ready), flush=True)
+    for line in sys.stdin:
+        pass
+"""
+
+
+async def test_a_plugin_that_stops_answering_pings_is_restarted(tmp_path: Path) -> None:
+    recorder = Recorder()
+    manager = manager_for(script_spec(tmp_path, PLUGIN_IGNORING_PINGS, restart="always"), recorder)
+    manager.start()
+    plugin = manager.plugin("raw")
+    try:
+        await wait_until(lambda: plugin.status.restarts >= 1, within=10)
+        assert plugin.status.last_error == "no pong within 0.5s"
+    finally:
+        await manager.stop()
+
+
+PLUGIN_IGNORING_SIGTERM = """
+    import json, signal, sys, time
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    print(json.dumps({"type": "ready", "gateway": "raw"}), flush=True)
+    sys.stdin.close()
+    time.sleep(60)
+"""
+
+
+async def test_a_plugin_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path: Path) -> None:
+    recorder = Recorder()
+    timing = GatewayTiming(ping_interval=60, stop_grace=1.0)
+    manager = manager_for(script_spec(tmp_path, PLUGIN_IGNORING_SIGTERM), recorder, timing)
+    manager.start()
+    plugin: PluginSupervisor = manager.plugin("raw")
+    await wait_until(lambda: plugin.status.state == "ready")
+    pid = plugin.status.pid
+    assert pid is not None
+    started = time.monotonic()
+    await manager.stop()
+    assert 0.9 <= time.monotonic() - started < 4
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+SERVER_HOLDING_A_PLUGIN = """
+    import asyncio, sys
+    from pathlib import Path
+    from duragent.config import ExternalGatewayConfig
+    from duragent.gateways.manager import GatewayManager
+
+    async def ignore(gateway, event):
+        pass
+
+    async def main():
+        spec = ExternalGatewayConfig(
+            name="echo", command=sys.executable, args=["-m", "duragent.testing.echo_gateway"],
+            config={"control_dir": sys.argv[1]},
+        )
+        GatewayManager([spec], ignore, base_dir=Path.cwd()).start()
+        await asyncio.sleep(60)
+
+    asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+async def test_plugins_die_when_the_server_is_killed(tmp_path: Path) -> None:
+    control = EchoGatewayControl(tmp_path / "control")
+    script = tmp_path / "server.py"
+    script.write_text(textwrap.dedent(SERVER_HOLDING_A_PLUGIN))
+    server = await asyncio.create_subprocess_exec(sys.executable, str(script), str(control.folder))
+    try:
+        (pid,) = await control.wait_for_pids(1)
+        server.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(server.wait(), 5)
+        deadline = time.monotonic() + 5
+        while _alive(pid):
+            assert time.monotonic() < deadline, f"plugin {pid} outlived the server"
+            await asyncio.sleep(0.05)
+    finally:
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (dead, not yet reaped by init) counts as gone.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(") ")[1][0] != "Z"
