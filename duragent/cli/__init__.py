@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "duragent.cli.db",
     "duragent.cli.serve",
     "duragent.cli.gateway",
+    "duragent.cli.chat",
 )
 
 

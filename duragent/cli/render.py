@@ -1,0 +1,238 @@
+"""How a session looks in a terminal: streamed tokens, Markdown replies, tool lines, approvals.
+
+On a TTY: a spinner while the model thinks, tokens as they arrive, the finished reply re-drawn
+as Markdown (rich) when it fits on the screen, colours unless NO_COLOR. Anywhere else (a pipe,
+a file): plain text, one thing per line, no escape codes, so the output greps and pipes well.
+Only the standard library is imported here; rich is loaded when a reply is drawn as Markdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import shutil
+import sys
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+SPINNER_FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+SPINNER_INTERVAL = 0.08
+#: Longest the arguments of a tool line get before they are cut with "…".
+TOOL_ARGUMENTS_WIDTH = 60
+#: Signs that a reply is Markdown worth re-drawing (plain prose is left as streamed).
+_MARKDOWN_SIGNS = ("```", "**", "__", "# ", "\n- ", "\n* ", "\n1. ", "`", "|", "](", "> ")
+_STYLES = {"dim": "2", "bold": "1", "red": "31", "green": "32", "yellow": "33", "cyan": "36"}
+
+
+def short_arguments(tool: str, arguments: dict[str, Any], width: int = TOOL_ARGUMENTS_WIDTH) -> str:
+    """A tool call's arguments in one short line: the command of bash-like tools, else key=value."""
+    for key in ("command", "cmd", "path", "query", "url", "action"):
+        value = arguments.get(key)
+        if isinstance(value, str) and value:
+            text = value if len(arguments) == 1 or key == "command" else _pairs(arguments)
+            break
+    else:
+        text = _pairs(arguments)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _pairs(arguments: dict[str, Any]) -> str:
+    return " ".join(
+        f"{k}={v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}" for k, v in arguments.items()
+    )
+
+
+def cell_width(text: str) -> int:
+    """Terminal columns `text` takes (wide East Asian characters count twice)."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def rows_used(text: str, columns: int) -> int:
+    """Terminal rows `text` occupies when written from column 0 on a screen `columns` wide."""
+    return sum(max(1, math.ceil(cell_width(line) / max(columns, 1))) for line in text.split("\n"))
+
+
+def looks_like_markdown(text: str) -> bool:
+    """Whether re-drawing `text` as Markdown would change how it looks."""
+    return any(sign in "\n" + text for sign in _MARKDOWN_SIGNS)
+
+
+@dataclass
+class Renderer:
+    """Writes a session's events to a terminal (or a pipe) as a person reads them."""
+
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    tty: bool | None = None
+    color: bool | None = None
+    markdown: bool = True
+    _streamed: list[str] = field(default_factory=list)
+    _open_tool: str | None = None
+    _tool_lines: dict[str, str] = field(default_factory=dict)
+    _spinner: asyncio.Task[None] | None = None
+    _spinner_shown: bool = False
+    _at_line_start: bool = True
+
+    def __post_init__(self) -> None:
+        if self.tty is None:
+            self.tty = self.out.isatty()
+        if self.color is None:
+            self.color = bool(self.tty) and "NO_COLOR" not in os.environ
+
+    # --- low level ---------------------------------------------------------------------------
+
+    def write(self, text: str) -> None:
+        """Write raw text (the spinner is cleared first)."""
+        if not text:
+            return
+        self._clear_spinner()
+        self.out.write(text)
+        self.out.flush()
+        self._at_line_start = text.endswith("\n")
+
+    def line(self, text: str, style: str | None = None) -> None:
+        """One line of text, on a line of its own, styled when colours are on."""
+        self._end_open_line()
+        if style and self.color:
+            codes = ";".join(_STYLES[s] for s in style.split())
+            text = f"\x1b[{codes}m{text}\x1b[0m"
+        self.write(text + "\n")
+
+    def _end_open_line(self) -> None:
+        self._clear_spinner()
+        if self._open_tool is not None:
+            self._open_tool = None
+        if not self._at_line_start:
+            self.write("\n")
+
+    # --- spinner -----------------------------------------------------------------------------
+
+    def start_spinner(self, label: str = "thinking") -> None:
+        """Show a spinner until the next output (TTY only)."""
+        if not self.tty or self._spinner is not None:
+            return
+        self._end_open_line()
+        self._spinner = asyncio.get_running_loop().create_task(self._spin(label))
+
+    async def _spin(self, label: str) -> None:
+        for n in range(10**9):
+            self.out.write(f"\r{SPINNER_FRAMES[n % len(SPINNER_FRAMES)]} {label}…")
+            self.out.flush()
+            self._spinner_shown = True
+            await asyncio.sleep(SPINNER_INTERVAL)
+
+    def stop_spinner(self) -> None:
+        """Remove the spinner (no-op when none runs)."""
+        self._clear_spinner()
+
+    def _clear_spinner(self) -> None:
+        if self._spinner is not None:
+            self._spinner.cancel()
+            self._spinner = None
+        if self._spinner_shown:
+            self.out.write("\r\x1b[K")
+            self.out.flush()
+            self._spinner_shown = False
+
+    # --- the conversation --------------------------------------------------------------------
+
+    def user(self, content: str) -> None:
+        """A user message (shown when replaying; typed ones are already on screen)."""
+        first, *rest = content.splitlines() or [""]
+        self.line(f"> {first}", "bold")
+        for more in rest:
+            self.line(f"  {more}", "bold")
+
+    def token(self, text: str) -> None:
+        """A piece of the reply, written as it arrives."""
+        if self._open_tool is not None or (not self._streamed and not self._at_line_start):
+            self._end_open_line()
+        self._streamed.append(text)
+        self.write(text)
+
+    def reply(self, content: str, *, final: bool = True) -> None:
+        """The assistant's message is complete: re-draw streamed text as Markdown, or print it whole."""
+        streamed = "".join(self._streamed)
+        self._streamed.clear()
+        if not streamed:
+            if content.strip():
+                self._end_open_line()
+                self._print_reply(content)
+            return
+        if final and self.tty and self.markdown and looks_like_markdown(content) and self._erase(streamed):
+            self._print_reply(content)
+            return
+        if not self._at_line_start:
+            self.write("\n")
+
+    def _erase(self, streamed: str) -> bool:
+        """Move the cursor back over `streamed` and clear it; False when it scrolled off the screen."""
+        size = shutil.get_terminal_size((80, 24))
+        rows = rows_used(streamed, size.columns)
+        if rows >= size.lines - 1:
+            return False
+        up = rows - 1
+        self.write("\r" + (f"\x1b[{up}A" if up else "") + "\x1b[J")
+        self._at_line_start = True
+        return True
+
+    def _print_reply(self, content: str) -> None:
+        if not (self.tty and self.markdown):
+            self.write(content if content.endswith("\n") else content + "\n")
+            return
+        from rich.console import Console
+        from rich.markdown import Markdown
+
+        console = Console(
+            file=self.out, force_terminal=True, no_color=not self.color, highlight=False, soft_wrap=False
+        )
+        console.print(Markdown(content))
+        self._at_line_start = True
+
+    def tool_call(self, call_id: str, tool: str, arguments: dict[str, Any]) -> None:
+        """A tool call starts: on a TTY its line is shown now and completed by `tool_result`."""
+        text = f"⚙ {tool} {short_arguments(tool, arguments)}".rstrip() + " …"
+        self._tool_lines[call_id] = text
+        if self.tty:
+            self._end_open_line()
+            self.write(self._styled(text, "cyan"))
+            self._open_tool = call_id
+
+    def tool_result(self, call_id: str, tool: str, ok: bool, duration_ms: int, content: str = "") -> None:
+        """A tool call ended: `ok 12 ms`, `failed 3 ms` or `denied`."""
+        outcome = "ok" if ok else ("denied" if content.startswith("denied") else "failed")
+        verdict = f"{outcome} {duration_ms} ms" if outcome != "denied" else outcome
+        style = "green" if ok else "red"
+        head = self._tool_lines.pop(call_id, f"⚙ {tool} …")
+        if self.tty and self._open_tool == call_id:
+            self._open_tool = None
+            self.write(" " + self._styled(verdict, style) + "\n")
+        else:
+            self.line(f"{head} {verdict}", style if self.color else None)
+
+    def approval(self, tool: str, command: str) -> None:
+        """A tool call waits for a decision."""
+        self.line(f"⚠ approval needed: {tool} {command}".rstrip(), "yellow bold")
+
+    def notice(self, text: str) -> None:
+        """Something about the session (status changes, hints)."""
+        self.line(text, "dim")
+
+    def error(self, text: str) -> None:
+        """A failed turn or request."""
+        self.line(text, "red")
+
+    def _styled(self, text: str, style: str) -> str:
+        if not self.color:
+            return text
+        codes = ";".join(_STYLES[s] for s in style.split())
+        return f"\x1b[{codes}m{text}\x1b[0m"
+
+    def close(self) -> None:
+        """Finish any open line and stop the spinner."""
+        with contextlib.suppress(RuntimeError):
+            self._end_open_line()

@@ -1,0 +1,639 @@
+"""The interactive loop behind `duragent chat` and `duragent attach`.
+
+One `GET /events` stays open while the terminal is attached: it replays what this terminal
+missed, then everything live, whoever caused it. Typed messages go to `POST /messages` in the
+background; what they cause is drawn from the event stream. Leaving (Ctrl-D, /detach, a second
+Ctrl-C) closes the stream, which detaches: the session continues or pauses per on_disconnect.
+
+Heavy modules (prompt_toolkit, aiohttp through the client) are imported when the loop runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from duragent.cli.render import Renderer
+
+if TYPE_CHECKING:
+    from prompt_toolkit import PromptSession
+
+    from duragent.client.follow import EventFollower
+    from duragent.client.http import ApiClient, ServerEvent
+    from duragent.client.state import ClientState
+    from duragent.config import DuragentConfig
+
+#: Events that change nothing on screen while the person is typing.
+QUIET_EVENTS = frozenset({"status", "approval_decision", "session_start"})
+#: Marker events the loop puts into its own queue (never sent by a server).
+SIGINT_MARK, SENT_MARK = "_sigint", "_sent"
+#: Seconds to wait for the stream to show a reply the server already returned.
+REPLY_GRACE = 3.0
+DECISIONS = {"y": "allow_once", "a": "allow_always", "n": "deny"}
+HELP = """\
+Commands:
+  /help             this list
+  /detach           leave; the session keeps going (or pauses) without you   (also Ctrl-D)
+  /end              end the session for good (its files stay)
+  /status           state, agent, model, tokens used, on_disconnect
+  /cancel           stop the running turn                                     (also Ctrl-C)
+  /history [N]      the last N messages (default 10)
+  /memory           what the agent remembers (read-only)
+  /approve [always] allow the tool call waiting for approval (once, or always)
+  /deny             refuse it
+  /sessions         this agent's sessions
+Keys: Enter sends · Esc Enter (or Alt-Enter) adds a new line · pasting is safe ·
+      Ctrl-C during a turn cancels it, a second Ctrl-C detaches · Ctrl-D detaches"""
+
+
+@dataclass
+class Session:
+    """The session this terminal is attached to, as the server last described it."""
+
+    id: str
+    agent: str
+    on_disconnect: str
+    info: dict[str, Any]
+    agent_info: dict[str, Any] = field(default_factory=dict)
+
+
+class Repl:
+    """Read, send, show; until the person detaches or the session ends."""
+
+    def __init__(
+        self,
+        api: ApiClient,
+        session: Session,
+        client: ClientState,
+        config: DuragentConfig,
+        *,
+        renderer: Renderer | None = None,
+        interactive: bool | None = None,
+    ):
+        self.api = api
+        self.session = session
+        self.client = client
+        self.config = config
+        self.renderer = renderer or Renderer()
+        self.interactive = sys.stdin.isatty() if interactive is None else interactive
+        self.follower: EventFollower | None = None
+        self.shown: str | None = None
+        self.in_turn = bool(session.info.get("busy"))
+        self.pending: dict[str, dict[str, Any]] = {}
+        self.asked: set[str] = set()
+        self.background: set[asyncio.Task[Any]] = set()
+        self.draft = ""
+        self.cancel_pressed = False
+        self.cancelled_last_turn = False
+        self.held: ServerEvent | None = None
+        self._prompt: PromptSession[str] | None = None
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    async def run(self, after: str | None) -> str:
+        """Replay from `after`, then read and send until the person leaves; returns why it stopped."""
+        from duragent.client.follow import EventFollower
+
+        self.shown = after
+        self.follower = EventFollower(self.api, self.session.id, after=after)
+        self.follower.start()
+        self.remember()  # a terminal closed without a goodbye still knows its session next time
+        try:
+            outcome = await self.follow(target_seq=int(self.session.info.get("last_seq", 0)))
+            while outcome == "idle":
+                text = await self.read_input()
+                if text is None:
+                    outcome = "detach"
+                elif text == "":
+                    outcome = await self.follow(target_seq=0)
+                else:
+                    outcome = await self.handle(text)
+            return outcome
+        finally:
+            await self.leave()
+
+    async def leave(self) -> None:
+        """Close the stream and any request in flight (both detach), remember what was seen."""
+        for task in list(self.background):
+            task.cancel()
+        if self.follower is not None:
+            await self.follower.close()
+        self.renderer.close()
+        self.remember()
+
+    def remember(self) -> None:
+        """Save this terminal's last session and last seen position."""
+        self.client.attached(self.session.agent, self.session.id)
+        self.client.saw(self.session.id, self.shown)
+        self.client.save()
+
+    async def handle(self, text: str) -> str:
+        """Run one line the person entered: a slash command or a message."""
+        self.cancelled_last_turn = False
+        stripped = text.strip()
+        if stripped.startswith("/") and not stripped.startswith("//"):
+            return await self.command(stripped)
+        if stripped.startswith("//"):
+            text = text.replace("//", "/", 1)
+        return await self.send(text)
+
+    async def send(self, text: str) -> str:
+        """Send a message and show its turn as it happens."""
+        task = asyncio.get_running_loop().create_task(self.api.send(self.session.id, text))
+        self._track(task, mark=True)
+        self.renderer.start_spinner()
+        return await self.follow(target_seq=0, own=text, send_task=task)
+
+    # --- following the stream ----------------------------------------------------------------
+
+    async def follow(
+        self,
+        *,
+        target_seq: int,
+        own: str | None = None,
+        send_task: asyncio.Task[tuple[int, dict[str, Any]]] | None = None,
+    ) -> str:
+        """Show events until caught up with `target_seq`, the running turn (or `own` turn) is over."""
+        from duragent.client.state import position_seq
+
+        assert self.follower is not None
+        loop = asyncio.get_running_loop()
+        self.cancel_pressed = False
+        own_started = own is None
+        own_done = False
+        replied_at: float | None = None
+        loop.add_signal_handler(signal.SIGINT, self._on_sigint)
+        try:
+            while True:
+                caught_up = position_seq(self.shown) >= target_seq
+                if caught_up:
+                    waiting = [c for c in self.pending if c not in self.asked]
+                    if waiting:
+                        if not await self.ask(waiting[0]):
+                            return "idle"
+                        continue
+                    if own is None and not self.in_turn:
+                        return "idle"
+                    if own is not None and own_done:
+                        return "idle"
+                if send_task is not None and send_task.done() and not own_started:
+                    problem = _failure(send_task)
+                    if problem is not None:
+                        self.renderer.error(f"✗ {problem}")
+                        return "idle"
+                    status, body = send_task.result()
+                    if status == 202 and body.get("status") == "queued":
+                        self.renderer.notice(f"queued behind {body.get('position', 1)} turn(s)")
+                        send_task = None
+                    elif replied_at is None:
+                        replied_at = loop.time()
+                    elif loop.time() - replied_at > REPLY_GRACE:
+                        # The stream missed it (it reconnected too late): show the server's answer.
+                        self.renderer.reply(str(body.get("content", "")))
+                        return "idle"
+                event = self.held or await self.follower.next(within=0.5 if replied_at else None)
+                self.held = None
+                if event is None:
+                    continue
+                if event.event == SIGINT_MARK:
+                    if self.cancel_pressed or not self.in_turn:
+                        self.renderer.notice("(detaching)")
+                        return "detach"
+                    self.cancel_pressed = True
+                    self.renderer.notice("cancelling… (Ctrl-C again to detach)")
+                    self._track(loop.create_task(self.api.cancel(self.session.id)))
+                    continue
+                if event.event == SENT_MARK:
+                    continue
+                is_own_start = (
+                    own is not None
+                    and not own_started
+                    and event.event == "start"
+                    and event.data.get("content") == own
+                )
+                ended = self.show(event, echo=not is_own_start)
+                if is_own_start:
+                    own_started = True
+                if event.event == "session_end":
+                    return "ended"
+                if ended:
+                    self.remember()
+                    if self.cancel_pressed:
+                        self.cancelled_last_turn = True
+                    if own is not None and own_started:
+                        own_done = True
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+            self.renderer.stop_spinner()
+
+    def _on_sigint(self) -> None:
+        from duragent.client.http import ServerEvent
+
+        assert self.follower is not None
+        self.follower.queue.put_nowait(ServerEvent(None, SIGINT_MARK, {}))
+
+    def show(self, event: ServerEvent, *, echo: bool = True) -> bool:
+        """Draw one event; True when it ends a turn."""
+        r, data = self.renderer, event.data
+        if event.id is not None:
+            self.shown = event.id
+        name = event.event
+        live = self._live(event)
+        if name == "start":
+            self.in_turn = True
+            if echo:
+                r.user(str(data.get("content", "")))
+            if live:
+                r.start_spinner()
+        elif name == "token":
+            r.token(str(data.get("content", "")))
+        elif name == "message":
+            r.reply(str(data.get("content", "")), final=False)
+        elif name == "done":
+            r.reply(str(data.get("content", "")))
+            return self._turn_over()
+        elif name == "tool_call":
+            r.tool_call(
+                str(data.get("call_id", "")), str(data.get("tool", "")), dict(data.get("arguments") or {})
+            )
+        elif name == "tool_result":
+            r.tool_result(
+                str(data.get("call_id", "")),
+                str(data.get("tool", "")),
+                bool(data.get("ok")),
+                int(data.get("duration_ms") or 0),
+                str(data.get("content", "")),
+            )
+            if live and self.in_turn:
+                r.start_spinner()
+        elif name == "approval_required":
+            r.approval(str(data.get("tool", "")), str(data.get("command", "")))
+            self.pending[str(data.get("call_id", ""))] = dict(data)
+        elif name == "approval_decision":
+            call_id = str(data.get("call_id", ""))
+            self.pending.pop(call_id, None)
+            if call_id not in self.asked:
+                r.notice(f"approval decided: {data.get('decision')}")
+        elif name == "status":
+            if data.get("to") == "paused" and data.get("reason") != "awaiting approval":
+                r.notice(
+                    f"⏸ session paused: {data.get('reason', '')} (/cancel or `duragent attach` resumes it)"
+                )
+                return self._turn_over()
+        elif name == "error":
+            r.error(f"✗ {data.get('message', 'the turn failed')} ({data.get('code', 'error')})")
+            return self._turn_over()
+        elif name == "cancelled":
+            r.notice("[cancelled]")
+            return self._turn_over()
+        elif name == "notification":
+            r.line(f"🔔 {data.get('message', '')}", "yellow")
+        elif name == "session_end":
+            r.notice(f"session ended ({data.get('reason', 'ended')})")
+        return False
+
+    def _turn_over(self) -> bool:
+        self.in_turn = False
+        return True
+
+    def _live(self, event: ServerEvent) -> bool:
+        assert self.follower is not None
+        return not self.follower.pending()
+
+    # --- approvals ---------------------------------------------------------------------------
+
+    async def ask(self, call_id: str) -> bool:
+        """Ask allow once / always / deny for a pending call and post the answer; False if skipped."""
+        self.asked.add(call_id)
+        self.renderer.stop_spinner()
+        decision = await self.read_decision()
+        if decision is None:
+            self.renderer.notice("left waiting: /approve, /approve always or /deny decides it")
+            return False
+        await self.decide(call_id, decision)
+        return True
+
+    async def decide(self, call_id: str, decision: str) -> None:
+        """Post a decision (the request waits for the turn, so it runs in the background)."""
+        self.pending.pop(call_id, None)
+        self.asked.add(call_id)
+        self.renderer.notice(f"→ {decision.replace('_', ' ')}")
+        self._track(
+            asyncio.get_running_loop().create_task(self.api.approve(self.session.id, call_id, decision))
+        )
+        self.renderer.start_spinner()
+
+    async def read_decision(self) -> str | None:
+        """y / a / n from the keyboard (one key, no Enter needed); None on Ctrl-C / Ctrl-D."""
+        question = "allow once / always / deny (y/a/n)? "
+        if not self.interactive:
+            self.renderer.write(question)
+            answer = (await asyncio.to_thread(sys.stdin.readline)).strip().lower()[:1]
+            return DECISIONS.get(answer)
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.key_binding import KeyBindings
+
+        bindings = KeyBindings()
+        for key, decision in DECISIONS.items():
+            bindings.add(key)(_exit_with(decision))
+            bindings.add(key.upper())(_exit_with(decision))
+        asker: PromptSession[str] = PromptSession(key_bindings=bindings)
+        try:
+            return await asker.prompt_async(question) or None
+        except (KeyboardInterrupt, EOFError):
+            return None
+
+    # --- input -------------------------------------------------------------------------------
+
+    async def read_input(self) -> str | None:
+        """The next line (None: leave; "": events arrived while typing, show them first)."""
+        self.renderer.stop_spinner()
+        if not self.interactive:
+            line = await asyncio.to_thread(sys.stdin.readline)
+            return None if line == "" else (line.rstrip("\n") or "")
+        prompt = self.prompt_session()
+        loop = asyncio.get_running_loop()
+        typing = loop.create_task(_keys(prompt, self.draft))
+        watching = loop.create_task(self._wait_for_news())
+        self.draft = ""
+        done, _ = await asyncio.wait({typing, watching}, return_when=asyncio.FIRST_COMPLETED)
+        if typing not in done:
+            self.draft = prompt.default_buffer.text
+            prompt.app.exit(result="")
+            await typing
+            return ""
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+        key, text = typing.result()
+        if key == "eof":
+            return None
+        if key == "interrupt":
+            if self.cancelled_last_turn:
+                return None
+            self.renderer.notice("(Ctrl-D or /detach leaves; the session stays)")
+            return await self.read_input()
+        return text if text.strip() else await self.read_input()
+
+    async def _wait_for_news(self) -> None:
+        """Return when an event worth showing arrives (quiet ones are taken and recorded)."""
+        assert self.follower is not None
+        while True:
+            event = await self.follower.next()
+            if event is None or event.event in (SIGINT_MARK, SENT_MARK):
+                continue
+            if event.event in QUIET_EVENTS:
+                self.show(event)
+                continue
+            self.held = event
+            return
+
+    def prompt_session(self) -> PromptSession[str]:
+        """The input line: history per workspace, Enter sends, Esc/Alt-Enter adds a line."""
+        if self._prompt is None:
+            from prompt_toolkit import PromptSession
+            from prompt_toolkit.history import FileHistory
+            from prompt_toolkit.key_binding import KeyBindings
+
+            bindings = KeyBindings()
+
+            @bindings.add("escape", "enter")
+            def _newline(event: Any) -> None:
+                event.current_buffer.insert_text("\n")
+
+            history = self.config.data_path / "clients" / "history"
+            history.parent.mkdir(parents=True, exist_ok=True)
+            self._prompt = PromptSession(
+                history=FileHistory(str(history)),
+                key_bindings=bindings,
+                multiline=False,
+                enable_open_in_editor=False,
+            )
+        return self._prompt
+
+    def _track(self, task: asyncio.Task[Any], *, mark: bool = False) -> None:
+        from duragent.client.http import ServerEvent
+
+        self.background.add(task)
+
+        def finished(done: asyncio.Task[Any]) -> None:
+            self.background.discard(done)
+            if mark and self.follower is not None:
+                self.follower.queue.put_nowait(ServerEvent(None, SENT_MARK, {}))
+            elif not done.cancelled():
+                problem = _failure(done)
+                if problem is not None and not _turn_outcome(done):
+                    self.renderer.error(f"✗ {problem}")
+
+        task.add_done_callback(finished)
+
+    # --- slash commands ----------------------------------------------------------------------
+
+    async def command(self, line: str) -> str:
+        """Run a slash command; returns the loop outcome ("idle", "detach", "ended")."""
+        name, _, argument = line[1:].partition(" ")
+        handler = self._commands().get(name.lower())
+        if handler is None:
+            self.renderer.error(f"unknown command /{name}; /help lists them")
+            return "idle"
+        return await handler(argument.strip())
+
+    def _commands(self) -> dict[str, Callable[[str], Awaitable[str]]]:
+        return {
+            "help": self.cmd_help,
+            "detach": self.cmd_detach,
+            "quit": self.cmd_detach,
+            "exit": self.cmd_detach,
+            "end": self.cmd_end,
+            "status": self.cmd_status,
+            "cancel": self.cmd_cancel,
+            "history": self.cmd_history,
+            "memory": self.cmd_memory,
+            "approve": self.cmd_approve,
+            "deny": self.cmd_deny,
+            "sessions": self.cmd_sessions,
+        }
+
+    async def cmd_help(self, _argument: str) -> str:
+        """/help."""
+        self.renderer.write(HELP + "\n")
+        return "idle"
+
+    async def cmd_detach(self, _argument: str) -> str:
+        """/detach."""
+        return "detach"
+
+    async def cmd_end(self, _argument: str) -> str:
+        """/end: end the session (it takes no more messages; its files stay)."""
+        await self.api.end_session(self.session.id)
+        return await self.follow(target_seq=0) if self.in_turn else "ended"
+
+    async def cmd_status(self, _argument: str) -> str:
+        """/status."""
+        info = await self.api.session(self.session.id)
+        self.session.info = info
+        model = self.session.agent_info.get("spec", {}).get("model", {})
+        used = await usage_of(self.api, self.session.id)
+        pending = info.get("pending_approvals") or []
+        lines = [
+            f"session        {self.session.id}",
+            f"state          {info.get('status')}{' (turn running)' if info.get('busy') else ''}",
+            f"agent          {self.session.agent}",
+            f"model          {model.get('name', '?')} via {model.get('provider', '?')}",
+            f"tokens used    {used[0]} in, {used[1]} out",
+            f"on_disconnect  {info.get('on_disconnect') or self.session.on_disconnect}",
+            f"attached       {info.get('attached', '?')} client(s), {info.get('queued', 0)} queued",
+        ]
+        if pending:
+            lines.append(f"waiting        approval of {pending[0].get('tool')} {pending[0].get('command')}")
+        self.renderer.write("\n".join(lines) + "\n")
+        return "idle"
+
+    async def cmd_cancel(self, _argument: str) -> str:
+        """/cancel."""
+        answer = await self.api.cancel(self.session.id)
+        if answer.get("status") != "cancelled":
+            self.renderer.notice("no turn is running")
+            return "idle"
+        return await self.follow(target_seq=0)
+
+    async def cmd_history(self, argument: str) -> str:
+        """/history [N]: the last N user and assistant messages."""
+        count = int(argument) if argument.isdigit() and int(argument) > 0 else 10
+        page = await self.api.messages(self.session.id, limit=min(1000, count * 6))
+        items = [m for m in page.get("messages", []) if m.get("role") in ("user", "assistant")]
+        items = [m for m in items if m.get("role") == "user" or (m.get("content") or "").strip()]
+        if not items:
+            self.renderer.notice("no messages yet")
+        for item in items[-count:]:
+            if item.get("role") == "user":
+                self.renderer.user(str(item.get("content", "")))
+            else:
+                self.renderer.reply(str(item.get("content", "")))
+        return "idle"
+
+    async def cmd_memory(self, _argument: str) -> str:
+        """/memory: the agent's long-term memory and latest daily notes, read from the workspace."""
+        text = await read_memory(self.config, self.session.agent)
+        if text is None:
+            self.renderer.notice(
+                f"no memory here for {self.session.agent} (it lives on the server's machine)"
+            )
+        else:
+            self.renderer.reply(text)
+        return "idle"
+
+    async def cmd_approve(self, argument: str) -> str:
+        """/approve [always]."""
+        return await self._decide_pending(
+            "allow_always" if argument.lower().startswith("a") else "allow_once"
+        )
+
+    async def cmd_deny(self, _argument: str) -> str:
+        """/deny."""
+        return await self._decide_pending("deny")
+
+    async def _decide_pending(self, decision: str) -> str:
+        info = await self.api.session(self.session.id)
+        pending = info.get("pending_approvals") or []
+        if not pending:
+            self.renderer.notice("nothing is waiting for approval")
+            return "idle"
+        await self.decide(str(pending[0]["call_id"]), decision)
+        self.in_turn = True
+        return await self.follow(target_seq=0)
+
+    async def cmd_sessions(self, _argument: str) -> str:
+        """/sessions: this agent's sessions, this one marked."""
+        sessions = await self.api.sessions(agent=self.session.agent, limit=20)
+        for item in sessions:
+            mark = "*" if item.get("session_id") == self.session.id else " "
+            when = str(item.get("updated_at", ""))[:16].replace("T", " ")
+            self.renderer.write(f"{mark} {item.get('session_id')}  {item.get('status'):<7}  {when}\n")
+        return "idle"
+
+
+async def _keys(prompt: PromptSession[str], default: str) -> tuple[str, str]:
+    """One input line as ("line", text), or ("interrupt", "") for Ctrl-C and ("eof", "") for Ctrl-D.
+
+    KeyboardInterrupt must not escape a task: asyncio would re-raise it out of the event loop.
+    """
+    try:
+        return "line", await prompt.prompt_async("› ", default=default)
+    except KeyboardInterrupt:
+        return "interrupt", ""
+    except EOFError:
+        return "eof", ""
+
+
+def _exit_with(decision: str) -> Callable[[Any], None]:
+    def handler(event: Any) -> None:
+        event.app.exit(result=decision)
+
+    return handler
+
+
+def _failure(task: asyncio.Task[Any]) -> str | None:
+    if task.cancelled():
+        return None
+    error = task.exception()
+    return str(error) if error is not None else None
+
+
+def _turn_outcome(task: asyncio.Task[Any]) -> bool:
+    """Whether a failed request only reports what the stream already showed (a failed/cancelled turn)."""
+    from duragent.client.http import ApiError
+
+    error = task.exception()
+    return isinstance(error, ApiError) and error.status in (409, 502, 503)
+
+
+async def usage_of(api: ApiClient, session_id: str) -> tuple[int, int]:
+    """Input and output tokens of every model call of the session."""
+    total_in = total_out = 0
+    after: int | None = 0
+    while after is not None:
+        page = await api.messages(session_id, after=after, limit=1000)
+        for item in page.get("messages", []):
+            usage = (item.get("payload") or {}).get("usage") or {}
+            total_in += int(usage.get("input_tokens") or usage.get("prompt_tokens") or 0)
+            total_out += int(usage.get("output_tokens") or usage.get("completion_tokens") or 0)
+        after = page.get("next_after")
+    return total_in, total_out
+
+
+async def read_memory(config: DuragentConfig, agent: str, days: int = 3) -> str | None:
+    """MEMORY.md and the latest daily files of `agent`, as Markdown; None when there is none here."""
+    if not config.data_path.is_dir():
+        return None
+    from duragent.stores.factory import open_memory_store
+
+    store = open_memory_store(config)
+    try:
+        parts: list[str] = []
+        long_term = (await store.read_long_term(agent)).strip()
+        if long_term:
+            parts.append(f"## MEMORY.md\n\n{long_term}")
+        for day in (await store.days(agent))[:days]:
+            text = await store.read_day(agent, day)
+            if text and text.strip():
+                parts.append(f"## {_day_title(day)}\n\n{text.strip()}")
+    finally:
+        await store.close()
+    return "\n\n".join(parts) if parts else None
+
+
+def _day_title(day: date) -> str:
+    return day.isoformat()
+
+
+def history_file(config: DuragentConfig) -> Path:
+    """The input history of this workspace's terminals."""
+    return config.data_path / "clients" / "history"

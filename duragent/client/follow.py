@@ -1,0 +1,102 @@
+"""Follow a session's event stream in the background, resuming from the last position after a drop.
+
+`EventFollower` keeps one `GET /events` open (which counts as an attached client), puts every
+event into a queue in order, and reconnects with the last position it saw when the connection
+breaks, so nothing is lost or shown twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from duragent.client.http import ApiClient, ApiError, ServerEvent, ServerUnreachable
+from duragent.client.state import position_key
+
+log = logging.getLogger(__name__)
+
+#: How long a broken stream keeps trying to reconnect before giving up.
+RECONNECT_FOR = 15.0
+
+
+class StreamLost(ServerUnreachable):
+    """The event stream broke and could not be re-opened."""
+
+
+class EventFollower:
+    """A session's events, replayed from `after` and then live, read into a queue by a task."""
+
+    def __init__(self, api: ApiClient, session_id: str, *, after: str | None):
+        self.api = api
+        self.session_id = session_id
+        self.position = after
+        self.queue: asyncio.Queue[ServerEvent | BaseException] = asyncio.Queue()
+        self.arrived = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Open the stream (in a background task)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._read(), name=f"events {self.session_id}"
+            )
+
+    async def close(self) -> None:
+        """Close the stream: the server counts this client as detached."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def next(self, within: float | None = None) -> ServerEvent | None:
+        """The next event (None after `within` seconds without one); re-raises a lost stream."""
+        try:
+            item = await asyncio.wait_for(self.queue.get(), within)
+        except TimeoutError:
+            return None
+        if self.queue.empty():
+            self.arrived.clear()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def pending(self) -> bool:
+        """Whether events are waiting to be taken."""
+        return not self.queue.empty()
+
+    async def _read(self) -> None:
+        failing_since: float | None = None
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                async for event in self.api.events(self.session_id, after=self.position):
+                    failing_since = None
+                    if event.id is not None:
+                        if self.position is not None and position_key(event.id) <= position_key(
+                            self.position
+                        ):
+                            continue
+                        self.position = event.id
+                    self._put(event)
+                # The server closed the stream (session ended or server stopping): try again.
+                if failing_since is None:
+                    failing_since = loop.time()
+            except ServerUnreachable as exc:
+                if failing_since is None:
+                    failing_since = loop.time()
+                if loop.time() - failing_since > RECONNECT_FOR:
+                    self._put(StreamLost(self.api.base_url, f"the event stream broke: {exc}"))
+                    return
+            except ApiError as exc:
+                self._put(exc)
+                return
+            await asyncio.sleep(0.2 if failing_since is None else min(2.0, 0.2 + loop.time() - failing_since))
+            if failing_since is not None and loop.time() - failing_since > RECONNECT_FOR:
+                self._put(StreamLost(self.api.base_url, "the event stream closed and did not come back"))
+                return
+
+    def _put(self, item: ServerEvent | BaseException) -> None:
+        self.queue.put_nowait(item)
+        self.arrived.set()

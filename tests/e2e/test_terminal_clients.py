@@ -1,0 +1,409 @@
+"""`duragent chat`, `attach` and `send` in a real pseudo-terminal, against a real `duragent serve`.
+
+The model is the fake OpenAI server (`duragent.testing.fake_llm`) running in a thread of the
+test process, so each test scripts exactly what the model says. Assertions are on what the
+person sees on the terminal (escape codes removed), on files and on git.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pexpect
+import pytest
+
+from duragent.testing.fake_llm import FakeLLMServer, ScriptedResponse, error, text, tool_calls
+
+pytestmark = pytest.mark.slow
+
+DURAGENT = [sys.executable, "-m", "duragent"]
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[=>]|[\x08\r]")
+
+
+class ThreadedFakeLLM:
+    """The fake OpenAI server on its own event loop in a thread, scriptable from the test."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = FakeLLMServer()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(5)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def enqueue(self, *responses: ScriptedResponse) -> None:
+        self.loop.call_soon_threadsafe(self.server.enqueue, *responses)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+AGENT_YAML = """\
+apiVersion: duragent/v1alpha1
+kind: Agent
+metadata:
+  name: helper
+  description: Test agent
+spec:
+  model:
+    provider: openai
+    name: fake-model
+    base_url: {base_url}
+  system_prompt: You help.
+  session:
+    on_disconnect: continue
+  tools:
+    builtin: [bash]
+"""
+
+
+@pytest.fixture
+def fake_model() -> Iterator[ThreadedFakeLLM]:
+    server = ThreadedFakeLLM()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, fake_model: ThreadedFakeLLM) -> Path:
+    root = tmp_path / "ws"
+    agent = root / ".duragent" / "agents" / "helper"
+    agent.mkdir(parents=True)
+    (root / "duragent.yaml").write_text(
+        f"data_dir: ./.duragent\nserver:\n  port: {free_port()}\n"
+        "git:\n  commit_debounce: 100ms\n  max_commit_delay: 1s\n"
+    )
+    (agent / "agent.yaml").write_text(AGENT_YAML.format(base_url=fake_model.url))
+    (agent / "policy.yaml").write_text('mode: ask\nallow:\n  - "bash:echo *"\n')
+    (root / ".duragent" / ".gitignore").write_text("logs/\nrun/\nclients/\n.locks/\n*.lock\n*.tmp\n")
+    return root
+
+
+def client_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        OPENAI_API_KEY="test-key",
+        PROMPT_TOOLKIT_NO_CPR="1",
+        NO_COLOR="1",
+        DURAGENT_CLIENT_ID="terminal-one",
+        TERM="xterm",
+    )
+    env.update(extra)
+    return env
+
+
+def run_info(root: Path) -> dict[str, Any] | None:
+    try:
+        return dict(json.loads((root / ".duragent" / "run" / "serve.json").read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def stop_server(root: Path) -> None:
+    info = run_info(root)
+    if info is None:
+        return
+    pid = int(info["pid"])
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def server(workspace: Path) -> Iterator[dict[str, Any]]:
+    """A real `duragent serve` for the workspace, stopped with SIGTERM afterwards."""
+    log = (workspace / "serve.log").open("ab")
+    process = subprocess.Popen(
+        [*DURAGENT, "serve", "--grace", "1"],
+        cwd=workspace,
+        env=client_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 15
+    while (info := run_info(workspace)) is None or info.get("pid") != process.pid:
+        assert process.poll() is None, (workspace / "serve.log").read_text()
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    yield info
+    process.send_signal(signal.SIGTERM)
+    process.wait(15)
+    log.close()
+
+
+class Terminal:
+    """A command running in a pseudo-terminal, and everything it has shown (escapes removed)."""
+
+    def __init__(self, args: list[str], cwd: Path, **env: str):
+        self.child = pexpect.spawn(
+            DURAGENT[0],
+            [*DURAGENT[1:], *args],
+            cwd=str(cwd),
+            env=client_env(**env),
+            encoding="utf-8",
+            timeout=15,
+            dimensions=(40, 160),
+        )
+        self.seen = ""
+
+    def expect(self, pattern: str) -> str:
+        """Wait until the screen shows `pattern` (a regex) after what was already matched."""
+        deadline = time.monotonic() + 15
+        while True:
+            match = re.search(pattern, self.seen)
+            if match:
+                shown, self.seen = self.seen[: match.end()], self.seen[match.end() :]
+                return shown
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"{pattern!r} never appeared; screen so far:\n{self.seen}")
+            try:
+                chunk = self.child.read_nonblocking(4096, timeout=min(remaining, 0.2))
+            except pexpect.TIMEOUT:
+                continue
+            except pexpect.EOF:
+                raise AssertionError(
+                    f"{pattern!r} never appeared before exit; screen:\n{self.seen}"
+                ) from None
+            self.seen += ANSI.sub("", chunk)
+
+    def prompt(self) -> None:
+        """Wait for the input prompt, then let prompt_toolkit take the keyboard."""
+        self.expect("›")
+        time.sleep(0.2)
+
+    def type(self, line: str) -> None:
+        self.child.send(line + "\r")
+
+    def finish(self) -> str:
+        """Everything shown until the program exits; asserts it exited with status 0."""
+        rest = self.child.read()
+        self.child.close()
+        self.seen += ANSI.sub("", rest)
+        assert self.child.exitstatus == 0, self.seen
+        return self.seen
+
+
+def test_chat_streams_the_reply_as_it_arrives(
+    workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
+) -> None:
+    fake_model.enqueue(
+        text("Tea is brewed with **hot water** and patience.", chunks=6, chunk_delay=0.15, delay=0.4)
+    )
+    term = Terminal(["chat"], workspace)
+    term.expect("helper · fake-model via openai")
+    term.prompt()
+    term.type("how is tea made?")
+    term.expect("thinking")
+    first = term.expect("Tea is")
+    assert "patience" not in first
+    term.expect("patience")
+    term.prompt()
+    term.child.sendcontrol("d")
+    shown = term.finish()
+    assert "continues in the background (on_disconnect: continue)" in shown
+    assert re.search(r"Come back with: duragent attach s_\w+", shown)
+
+
+def test_a_tool_call_is_one_compact_line_with_its_outcome(
+    workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
+) -> None:
+    fake_model.enqueue(
+        tool_calls([("bash", {"command": "echo hello-from-tool"})]), text("The tool said hello.")
+    )
+    term = Terminal(["chat"], workspace)
+    term.prompt()
+    term.type("run echo")
+    line = term.expect(r"⚙ bash echo hello-from-tool … ok \d+ ms")
+    assert "⚙" in line
+    term.expect("The tool said hello.")
+    term.prompt()
+    term.type("/detach")
+    term.finish()
+
+
+def test_approval_answered_always_is_saved_to_the_policy_and_committed(
+    workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
+) -> None:
+    fake_model.enqueue(tool_calls([("bash", {"command": "ls -la"})]), text("Listed the folder."))
+    term = Terminal(["chat"], workspace)
+    term.prompt()
+    term.type("list files")
+    term.expect(r"approval needed: bash ls -la")
+    term.expect(r"allow once / always / deny \(y/a/n\)\?")
+    time.sleep(0.2)
+    term.child.send("a")
+    term.expect("allow always")
+    term.expect(r"⚙ bash ls -la … ok \d+ ms")
+    term.expect("Listed the folder.")
+    term.prompt()
+    term.child.sendcontrol("d")
+    term.finish()
+    policy = workspace / ".duragent" / "agents" / "helper" / "policy.yaml"
+    assert '"bash:ls -la"' in policy.read_text()
+    deadline = time.monotonic() + 10
+    while True:
+        log = subprocess.run(
+            ["git", "-C", str(workspace / ".duragent"), "log", "--format=%s", "--name-only"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        if "agents/helper/policy.yaml" in log:
+            break
+        assert time.monotonic() < deadline, log
+        time.sleep(0.2)
+
+
+def test_first_ctrl_c_cancels_the_turn_and_the_second_detaches(
+    workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
+) -> None:
+    fake_model.enqueue(text("one two three four five six seven eight nine ten", chunks=10, chunk_delay=0.5))
+    term = Terminal(["chat"], workspace)
+    term.prompt()
+    term.type("count slowly")
+    term.expect("one")
+    term.child.sendintr()
+    term.expect(r"cancelling… \(Ctrl-C again to detach\)")
+    term.expect(r"\[cancelled\]")
+    term.prompt()
+    term.child.sendintr()
+    shown = term.finish()
+    assert "Detached." in shown
+    assert "ten" not in shown
+
+
+def test_attach_replays_what_a_continue_session_did_while_the_terminal_was_gone(
+    workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
+) -> None:
+    fake_model.enqueue(
+        text("Started. Still working. Finished while you were away.", chunks=6, chunk_delay=0.25)
+    )
+    term = Terminal(["chat"], workspace)
+    term.prompt()
+    term.type("do the long thing")
+    term.expect("Started.")
+    term.child.close(force=True)  # the terminal window is closed mid-turn
+    deadline = time.monotonic() + 10
+    while "Finished while you were away." not in "".join(
+        p.read_text() for p in (workspace / ".duragent" / "sessions").glob("*/events.jsonl")
+    ):
+        assert time.monotonic() < deadline, "the turn did not finish in the background"
+        time.sleep(0.1)
+    listing = subprocess.run(
+        [*DURAGENT, "attach", "--list"],
+        cwd=workspace,
+        env=client_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert re.search(r"s_\w+\s+helper\s+active", listing.stdout), listing.stdout + listing.stderr
+    again = Terminal(["attach", "--last"], workspace)
+    again.expect("do the long thing")
+    again.expect("Finished while you were away.")
+    again.prompt()
+    again.child.sendcontrol("d")
+    again.finish()
+
+
+def test_send_json_in_a_pipe_exits_0_1_or_3(
+    workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
+) -> None:
+    def send(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*DURAGENT, "send", "--json", *args],
+            cwd=workspace,
+            env=client_env(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    fake_model.enqueue(tool_calls([("bash", {"command": "echo hi"})]), text("All good.", usage=(12, 3)))
+    ok = send("check things")
+    assert ok.returncode == 0, ok.stderr
+    result = json.loads(ok.stdout)
+    assert result["reply"] == "All good."
+    assert result["status"] == "complete"
+    assert result["usage"] == {"input_tokens": 12, "output_tokens": 3}
+    assert [(c["tool"], c["ok"]) for c in result["tool_calls"]] == [("bash", True)]
+    assert "\x1b[" not in ok.stdout
+
+    fake_model.enqueue(error(400, {"error": {"message": "bad request from the fake"}}))
+    failed = send("--session", result["session_id"], "break please")
+    assert failed.returncode == 1, failed.stderr
+    assert json.loads(failed.stdout)["status"] == "failed"
+
+    fake_model.enqueue(tool_calls([("bash", {"command": "rm -rf build"})]))
+    waiting = send("--session", result["session_id"], "clean up")
+    assert waiting.returncode == 3, waiting.stderr
+    pending = json.loads(waiting.stdout)
+    assert pending["status"] == "pending_approval"
+    assert pending["approval"]["command"] == "rm -rf build"
+    assert pending["approval"]["approve_with"]["terminal"] == f"duragent attach {result['session_id']}"
+    assert pending["approval"]["call_id"]
+
+
+def test_chat_starts_the_server_in_the_background_and_a_second_chat_reuses_it(
+    workspace: Path, fake_model: ThreadedFakeLLM
+) -> None:
+    try:
+        fake_model.enqueue(text("First answer."), text("Second answer."))
+        first = Terminal(["chat"], workspace)
+        first.expect(r"started the workspace's server \(pid (\d+)")
+        first.prompt()
+        first.type("hello")
+        first.expect("First answer.")
+        first.prompt()
+        first.child.sendcontrol("d")
+        first.finish()
+        info = run_info(workspace)
+        assert info is not None
+        os.kill(int(info["pid"]), 0)  # the server outlived the terminal
+        assert (workspace / ".duragent" / "logs" / "serve.log").exists()
+
+        second = Terminal(["chat"], workspace)
+        second.expect("helper · fake-model via openai")
+        second.expect("resumed")
+        second.prompt()
+        second.type("again")
+        second.expect("Second answer.")
+        second.prompt()
+        second.child.sendcontrol("d")
+        shown = second.finish()
+        assert "started the workspace's server" not in shown
+        assert run_info(workspace) == info
+    finally:
+        stop_server(workspace)

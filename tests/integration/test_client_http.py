@@ -1,0 +1,230 @@
+"""The API client and launcher against a real in-process server and the fake model.
+
+What a terminal user meets: replies streamed with positions, replay after a position without
+duplicates, and one-line errors that say how to fix them (token, unknown agent, no server,
+ended session, a server of another workspace).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestServer
+
+from duragent.client.http import (
+    AgentNotFound,
+    ApiClient,
+    ServerUnreachable,
+    SessionGone,
+    Unauthorized,
+)
+from duragent.client.launcher import WrongWorkspace, connect, find_running
+from duragent.client.state import ClientState
+from duragent.config import DuragentConfig, load_config
+from duragent.server.app import create_app
+from duragent.testing.fake_llm import FakeLLMServer, text
+
+AGENT = """\
+apiVersion: duragent/v1alpha1
+kind: Agent
+metadata:
+  name: {name}
+spec:
+  model:
+    provider: openai
+    name: fake-model
+    base_url: {base_url}
+  system_prompt: You help.
+"""
+
+
+def make_workspace(root: Path, base_url: str, *, token: str | None = None) -> DuragentConfig:
+    for name in ("helper", "writer"):
+        folder = root / ".duragent" / "agents" / name
+        folder.mkdir(parents=True)
+        (folder / "agent.yaml").write_text(AGENT.format(name=name, base_url=base_url))
+    server = f"server:\n  api_token: {token}\n" if token else ""
+    (root / "duragent.yaml").write_text(f"data_dir: ./.duragent\ngit:\n  enabled: false\n{server}")
+    return load_config(root / "duragent.yaml")
+
+
+@pytest_asyncio.fixture
+async def fake_model() -> AsyncIterator[FakeLLMServer]:
+    async with FakeLLMServer() as server:
+        yield server
+
+
+@pytest.fixture
+def env_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+
+
+async def serve(config: DuragentConfig) -> TestServer:
+    server = TestServer(create_app(config), host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
+def url_of(server: TestServer) -> str:
+    return str(server.make_url("")).rstrip("/")
+
+
+async def test_a_streamed_reply_arrives_as_tokens_then_done_with_positions(
+    tmp_path: Path, fake_model: FakeLLMServer, env_key: None
+) -> None:
+    config = make_workspace(tmp_path, fake_model.url)
+    fake_model.enqueue(text("one two three", chunks=3))
+    server = await serve(config)
+    try:
+        async with ApiClient(url_of(server)) as api:
+            session = await api.create_session("helper")
+            events = [e async for e in api.stream(session["session_id"], "count")]
+    finally:
+        await server.close()
+    tokens = [e.data["content"] for e in events if e.event == "token"]
+    assert "".join(tokens) == "one two three"
+    assert events[-1].event == "done"
+    assert events[-1].data["content"] == "one two three"
+    assert all(e.id for e in events)
+
+
+async def test_events_after_a_position_replay_exactly_what_came_later(
+    tmp_path: Path, fake_model: FakeLLMServer, env_key: None
+) -> None:
+    config = make_workspace(tmp_path, fake_model.url)
+    fake_model.enqueue(text("first"), text("second"))
+    server = await serve(config)
+    try:
+        async with ApiClient(url_of(server)) as api:
+            session_id = (await api.create_session("helper"))["session_id"]
+            first = [e async for e in api.stream(session_id, "one")]
+            seen = first[-1].id
+            await api.send(session_id, "two")
+            replayed = []
+            async for event in api.events(session_id, after=seen):
+                replayed.append(event)
+                if event.event == "done":
+                    break
+    finally:
+        await server.close()
+    assert [e.event for e in replayed if e.event != "token"] == ["start", "done"]
+    assert replayed[0].data["content"] == "two"
+    assert "".join(e.data["content"] for e in replayed if e.event == "token") == "second"
+    assert replayed[-1].data["content"] == "second"
+    assert len({e.id for e in replayed}) == len(replayed)
+
+
+async def test_a_wrong_token_says_which_token_to_set(tmp_path: Path, fake_model: FakeLLMServer) -> None:
+    config = make_workspace(tmp_path, fake_model.url, token="right-token")
+    server = await serve(config)
+    try:
+        async with ApiClient(url_of(server), token="wrong-token") as api:
+            with pytest.raises(Unauthorized) as caught:
+                await api.agents()
+        async with ApiClient(url_of(server), token="right-token") as api:
+            assert {a["name"] for a in await api.agents()} == {"helper", "writer"}
+    finally:
+        await server.close()
+    assert "401" in str(caught.value)
+    assert "DURAGENT_API_TOKEN" in str(caught.value)
+    assert "server.api_token" in str(caught.value)
+
+
+async def test_an_unknown_agent_lists_the_known_ones(tmp_path: Path, fake_model: FakeLLMServer) -> None:
+    config = make_workspace(tmp_path, fake_model.url)
+    server = await serve(config)
+    try:
+        async with ApiClient(url_of(server)) as api:
+            with pytest.raises(AgentNotFound) as caught:
+                await api.create_session("nobody")
+    finally:
+        await server.close()
+    assert str(caught.value) == "unknown agent 'nobody'; known agents: helper, writer"
+
+
+async def test_no_server_says_how_to_start_one() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with ApiClient(f"http://127.0.0.1:{port}") as api:
+        with pytest.raises(ServerUnreachable) as caught:
+            await api.agents()
+    assert f"http://127.0.0.1:{port}" in str(caught.value)
+    assert "duragent serve" in str(caught.value)
+
+
+async def test_an_ended_session_refuses_messages_with_the_way_out(
+    tmp_path: Path, fake_model: FakeLLMServer, env_key: None
+) -> None:
+    config = make_workspace(tmp_path, fake_model.url)
+    server = await serve(config)
+    try:
+        async with ApiClient(url_of(server)) as api:
+            session_id = (await api.create_session("helper"))["session_id"]
+            await api.end_session(session_id)
+            assert (await api.session(session_id))["status"] == "ended"
+            with pytest.raises(SessionGone) as caught:
+                await api.send(session_id, "hello?")
+    finally:
+        await server.close()
+    assert "has ended" in str(caught.value)
+    assert "duragent chat --new" in str(caught.value)
+
+
+async def test_the_launcher_reuses_the_server_named_in_the_run_file(
+    tmp_path: Path, fake_model: FakeLLMServer
+) -> None:
+    config = make_workspace(tmp_path, fake_model.url)
+    server = await serve(config)
+    try:
+        run = config.data_path / "run" / "serve.json"
+        run.parent.mkdir(parents=True, exist_ok=True)
+        run.write_text(json.dumps({"pid": os.getpid(), "url": url_of(server)}))
+        connection = await connect(config, token=None)
+        assert connection.url == url_of(server)
+        assert not connection.started
+    finally:
+        await server.close()
+
+
+async def test_the_launcher_refuses_a_server_of_another_workspace(
+    tmp_path: Path, fake_model: FakeLLMServer
+) -> None:
+    other = make_workspace(tmp_path / "other", fake_model.url)
+    mine = make_workspace(tmp_path / "mine", fake_model.url)
+    server = await serve(other)
+    try:
+        run = mine.data_path / "run" / "serve.json"
+        run.parent.mkdir(parents=True)
+        run.write_text(json.dumps({"pid": os.getpid(), "url": url_of(server)}))
+        with pytest.raises(WrongWorkspace, match="serves another workspace"):
+            await find_running(mine, token=None)
+    finally:
+        await server.close()
+
+
+async def test_a_run_file_of_a_dead_process_is_ignored(tmp_path: Path) -> None:
+    config = make_workspace(tmp_path, "http://127.0.0.1:9/v1")
+    run = config.data_path / "run" / "serve.json"
+    run.parent.mkdir(parents=True)
+    run.write_text(json.dumps({"pid": 2**22 + 12345, "url": "http://127.0.0.1:9"}))
+    assert await find_running(config, token=None) is None
+
+
+def test_a_terminal_remembers_its_session_and_never_moves_its_position_back(tmp_path: Path) -> None:
+    state = ClientState.load(tmp_path, "term")
+    state.attached("helper", "s_1")
+    state.saw("s_1", "12.3")
+    state.saw("s_1", "12")
+    state.save()
+    again = ClientState.load(tmp_path, "term")
+    assert again.last_session == {"helper": "s_1"}
+    assert again.seen == {"s_1": "12.3"}
+    assert again.unseen("s_1", 20) == 8
+    assert (tmp_path / "clients" / "term.json").exists()

@@ -1,0 +1,37 @@
+"""The client's SSE parser: frames split anywhere, ids, comments, multi-line data."""
+
+from __future__ import annotations
+
+from duragent.client.sse import SseMessage, SseParser
+
+STREAM = (
+    ": keep-alive\n\n"
+    'id: 12\nevent: start\ndata: {"content": "héllo ☕"}\n\n'
+    'id: 12.1\nevent: token\ndata: {"content": "a"}\n\n'
+).encode()
+
+
+def test_frames_split_at_any_byte_come_out_whole_and_in_order() -> None:
+    parser = SseParser()
+    messages: list[SseMessage] = []
+    for index in range(len(STREAM)):
+        messages += parser.feed(STREAM[index : index + 1])
+    assert [m.comment for m in messages if m.is_comment] == ["keep-alive"]
+    events = [m for m in messages if not m.is_comment]
+    assert [(m.id, m.event) for m in events] == [("12", "start"), ("12.1", "token")]
+    assert events[0].json() == {"content": "héllo ☕"}
+
+
+def test_multi_line_data_is_joined_and_the_id_carries_over() -> None:
+    parser = SseParser()
+    messages = parser.feed(b"id: 7\ndata: line one\ndata: line two\n\ndata: next\n\n")
+    assert [(m.id, m.data) for m in messages] == [("7", "line one\nline two"), ("7", "next")]
+    assert messages[1].event == "message"
+
+
+def test_crlf_and_cr_line_endings_are_accepted() -> None:
+    parser = SseParser()
+    messages = parser.feed(b"event: done\r\ndata: {}\r\n\r")
+    messages += parser.feed(b'\nevent: error\rdata: {"message": "x"}\r\r\n')
+    assert [m.event for m in messages] == ["done", "error"]
+    assert messages[1].json() == {"message": "x"}
