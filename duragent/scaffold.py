@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import urllib.error
 import urllib.request
@@ -64,6 +65,56 @@ class FileAction:
     path: Path
     action: Literal["created", "skipped", "overwritten"]
     backup: Path | None = None
+
+
+@dataclass(frozen=True)
+class TelegramSetup:
+    """`init --telegram`: the variable holding the bot token and the owner's Telegram user id."""
+
+    owner_id: str
+    token_variable: str = "TELEGRAM_BOT_TOKEN"
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.token_variable):
+            raise UsageError(f"{self.token_variable!r} is not an environment variable name")
+        if not re.fullmatch(r"[0-9]{1,20}", self.owner_id):
+            raise UsageError(
+                f"{self.owner_id!r} is not a Telegram user id (digits; @userinfobot tells you yours)"
+            )
+
+    def config_block(self, agent: str) -> str:
+        """The duragent.yaml lines: the plugin, and a route sending its chats to `agent`."""
+        return (
+            "\n# The Telegram bot (duragent init --telegram); docs/gateways.md walks through the set-up.\n"
+            "gateways:\n"
+            "  external:\n"
+            "    - name: telegram\n"
+            "      command: duragent-gateway-telegram\n"
+            "      restart: always\n"
+            "      config:\n"
+            f"        bot_token: ${{{self.token_variable}}}\n"
+            "\n"
+            "# Which agent answers which chats; the first matching route wins.\n"
+            "routes:\n"
+            "  - match:\n"
+            "      gateway: telegram\n"
+            f"    agent: {agent}\n"
+        )
+
+    def access_block(self) -> str:
+        """The agent.yaml lines: only the owner may talk to the bot, in DMs, until you allow more."""
+        return (
+            "\n  # Who may talk to this agent through chat gateways (duragent init --telegram).\n"
+            "  # A bot on a home server must not answer strangers: only listed ids get a reply.\n"
+            "  access:\n"
+            "    dm:\n"
+            "      policy: allowlist\n"
+            f'      allowlist: ["{self.owner_id}"]\n'
+            "    groups:\n"
+            "      policy: allowlist\n"
+            '      allowlist: []   # e.g. "telegram:-1001234567890" to join a group chat\n'
+            "      activation: mention\n"
+        )
 
 
 @dataclass(frozen=True)
@@ -142,9 +193,18 @@ def render(text: str, values: Mapping[str, str]) -> str:
 
 
 def write_agent(
-    agents_dir: Path, name: str, *, provider: str, model: str, force: bool = False
+    agents_dir: Path,
+    name: str,
+    *,
+    provider: str,
+    model: str,
+    force: bool = False,
+    spec_suffix: str = "",
 ) -> list[FileAction]:
-    """Write `<agents_dir>/<name>/` (agent.yaml and its three prompt files) from the templates."""
+    """Write `<agents_dir>/<name>/` (agent.yaml and its three prompt files) from the templates.
+
+    `spec_suffix` is appended to agent.yaml (lines indented under `spec:`).
+    """
     check_agent_choice(name, provider, model)
     values = {
         "agent_name": name,
@@ -154,7 +214,11 @@ def write_agent(
     }
     folder = agents_dir / name
     return [
-        write_file(folder / target, render(template_text(source), values), force=force)
+        write_file(
+            folder / target,
+            render(template_text(source), values) + (spec_suffix if target == "agent.yaml" else ""),
+            force=force,
+        )
         for source, target in _AGENT_TEMPLATES
     ]
 
@@ -230,6 +294,7 @@ def init_workspace(
     provider: ProviderChoice | None = None,
     git: bool = True,
     force: bool = False,
+    telegram: TelegramSetup | None = None,
 ) -> InitResult:
     """Create `<root>/duragent.yaml` and `<root>/.duragent/` with one agent, then commit it to git."""
     provider = provider or detect_provider()
@@ -237,9 +302,15 @@ def init_workspace(
     check_agent_choice(agent, provider.provider, provider.model)
     root = root.expanduser().absolute()
     data_dir = root / ".duragent"
-    files = [write_file(root / "duragent.yaml", template_text("duragent.yaml"), force=force)]
+    config_text = template_text("duragent.yaml") + (telegram.config_block(agent) if telegram else "")
+    files = [write_file(root / "duragent.yaml", config_text, force=force)]
     files += write_agent(
-        data_dir / "agents", agent, provider=provider.provider, model=provider.model, force=force
+        data_dir / "agents",
+        agent,
+        provider=provider.provider,
+        model=provider.model,
+        force=force,
+        spec_suffix=telegram.access_block() if telegram else "",
     )
     memory = render(template_text("memory/MEMORY.md"), {"agent_name": agent})
     files.append(write_file(data_dir / "memory" / agent / "MEMORY.md", memory, force=force))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from duragent.scaffold import InitResult, ProviderChoice
+    from duragent.scaffold import InitResult, ProviderChoice, TelegramSetup
 
 
 def register(app: typer.Typer) -> None:
@@ -35,6 +35,21 @@ def init(
     force: Annotated[
         bool, typer.Option("--force", help="Rewrite existing template files, keeping .bak copies.")
     ] = False,
+    telegram: Annotated[
+        bool, typer.Option("--telegram", help="Set up a Telegram bot answering only its owner.")
+    ] = False,
+    telegram_owner: Annotated[
+        str | None,
+        typer.Option(
+            "--telegram-owner", metavar="USER_ID", help="Your Telegram user id (implies --telegram)."
+        ),
+    ] = None,
+    telegram_token_var: Annotated[
+        str,
+        typer.Option(
+            "--telegram-token-var", metavar="VAR", help="Environment variable holding the bot token."
+        ),
+    ] = "TELEGRAM_BOT_TOKEN",
 ) -> None:
     """Create duragent.yaml and .duragent/ with a first agent; existing files are left alone."""
     from duragent.scaffold import init_workspace
@@ -44,8 +59,57 @@ def init(
         agent, choice = _ask(agent, provider, model)
     else:
         agent, choice = agent or "assistant", _choose_provider(provider, model)
-    result = init_workspace(directory, agent=agent, provider=choice, git=not no_git, force=force)
+    wants_telegram = telegram or telegram_owner is not None
+    setup = _telegram_setup(wants_telegram, telegram_owner, telegram_token_var, interactive=interactive)
+    result = init_workspace(
+        directory, agent=agent, provider=choice, git=not no_git, force=force, telegram=setup
+    )
     _report(result, git_wanted=not no_git)
+    if setup is not None:
+        _report_telegram(result, setup)
+
+
+def _telegram_setup(
+    wanted: bool, owner: str | None, token_variable: str, *, interactive: bool
+) -> TelegramSetup | None:
+    """The Telegram choices from the flags, asking for what is missing when at a terminal."""
+    from duragent.errors import UsageError
+    from duragent.scaffold import TelegramSetup
+
+    # Only --telegram opens the questions, so plain `duragent init` asks what it always asked.
+    if not wanted:
+        return None
+    if interactive:
+        from rich.prompt import Prompt
+
+        token_variable = Prompt.ask("Environment variable holding the bot token", default=token_variable)
+        while owner is None:
+            answer = Prompt.ask("Your Telegram user id (message @userinfobot to see it)").strip()
+            try:
+                return TelegramSetup(owner_id=answer, token_variable=token_variable)
+            except UsageError as exc:
+                print(exc)
+    if owner is None:
+        raise UsageError(
+            "--telegram needs --telegram-owner USER_ID: the bot answers only its owner "
+            "(message @userinfobot on Telegram to see your id)"
+        )
+    return TelegramSetup(owner_id=owner.strip(), token_variable=token_variable)
+
+
+def _report_telegram(result: InitResult, setup: TelegramSetup) -> None:
+    config = result.root / "duragent.yaml"
+    skipped = any(f.path == config and f.action == "skipped" for f in result.files)
+    print(f"Telegram: the bot answers direct messages from user {setup.owner_id} only.")
+    if skipped:
+        print("  duragent.yaml already existed and was left alone; add this to it:")
+        print(setup.config_block(result.agent))
+    print(
+        "  1. Create the bot with @BotFather and keep its token in the environment:\n"
+        f"       export {setup.token_variable}=123456:ABC...\n"
+        "  2. Install the plugin: pip install 'duragent[telegram]'\n"
+        "  3. Run: duragent serve   (docs/gateways.md has a systemd unit for a home server)"
+    )
 
 
 def _choose_provider(provider: str | None, model: str | None) -> ProviderChoice:

@@ -16,6 +16,7 @@ import pytest_asyncio
 
 if TYPE_CHECKING:
     from duragent.testing.fake_llm import FakeLLMServer
+    from duragent.testing.fake_telegram import FakeTelegramBotAPI
 
 
 @pytest_asyncio.fixture
@@ -24,4 +25,13 @@ async def fake_llm() -> AsyncIterator[FakeLLMServer]:
     from duragent.testing.fake_llm import FakeLLMServer
 
     async with FakeLLMServer() as server:
+        yield server
+
+
+@pytest_asyncio.fixture
+async def fake_telegram() -> AsyncIterator[FakeTelegramBotAPI]:
+    """A fake Telegram Bot API on 127.0.0.1 (free port); point a bot at `fake_telegram.api_base`."""
+    from duragent.testing.fake_telegram import FakeTelegramBotAPI
+
+    async with FakeTelegramBotAPI() as server:
         yield server

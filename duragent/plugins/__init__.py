@@ -1,0 +1,1 @@
+"""Gateway plugins that ship with Duragent: separate processes speaking the gateway protocol."""

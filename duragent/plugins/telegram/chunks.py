@@ -1,0 +1,99 @@
+"""Split Telegram HTML into messages within Telegram's length limit, keeping markup valid.
+
+Telegram limits a message to 4096 characters of *visible* text (UTF-16 code units, after the
+markup is parsed), so tags do not count. A cut prefers a blank line, then a line break, then a
+space, in the last part of the window; tags open at a cut are closed at the end of one chunk and
+reopened at the start of the next, so a code block or a bold run split in two stays formatted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+#: Telegram's limit on one message's text.
+TELEGRAM_TEXT_LIMIT = 4096
+#: A preferred break is used only if it keeps at least this share of the window.
+_MIN_FILL = 0.5
+_TOKEN = re.compile(r"<(/?)([a-zA-Z][\w-]*)[^>]*>|&#?\w+;|[\s\S]")
+
+
+@dataclass(frozen=True, slots=True)
+class _Atom:
+    raw: str
+    width: int  # UTF-16 code units the user sees (0 for tags)
+    tag: str | None = None
+    closing: bool = False
+
+
+def _atoms(markup: str) -> list[_Atom]:
+    atoms = []
+    for match in _TOKEN.finditer(markup):
+        raw = match.group()
+        if match.group(2) is not None:
+            atoms.append(_Atom(raw, 0, match.group(2).lower(), bool(match.group(1))))
+        elif raw.startswith("&") and len(raw) > 1:
+            atoms.append(_Atom(raw, 1))
+        else:
+            atoms.append(_Atom(raw, len(raw.encode("utf-16-le")) // 2))
+    return atoms
+
+
+def _cut(atoms: list[_Atom], start: int, limit: int) -> int:
+    """The index where the chunk beginning at `start` ends (exclusive)."""
+    width = 0
+    end = start
+    breaks: dict[str, int] = {}
+    while end < len(atoms) and width + atoms[end].width <= limit:
+        atom = atoms[end]
+        width += atom.width
+        end += 1
+        if atom.raw == "\n":
+            key = "paragraph" if end - 2 >= start and atoms[end - 2].raw == "\n" else "line"
+            breaks[key] = end
+            breaks["line"] = end
+        elif atom.raw == " ":
+            breaks["space"] = end
+    if end >= len(atoms):
+        return end
+    for kind in ("paragraph", "line", "space"):
+        position = breaks.get(kind)
+        if position is not None and position - start >= (end - start) * _MIN_FILL:
+            return position
+    return max(end, start + 1)
+
+
+def split_telegram_html(markup: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
+    """Chunks of `markup`, each with at most `limit` visible characters and balanced tags."""
+    atoms = _atoms(markup)
+    chunks: list[str] = []
+    open_tags: list[_Atom] = []
+    start = 0
+    while start < len(atoms):
+        end = _cut(atoms, start, limit)
+        reopened = "".join(tag.raw for tag in open_tags)
+        body = []
+        for atom in atoms[start:end]:
+            body.append(atom.raw)
+            if atom.tag is None:
+                continue
+            if atom.closing:
+                if open_tags and open_tags[-1].tag == atom.tag:
+                    open_tags.pop()
+            else:
+                open_tags.append(atom)
+        closed = "".join(f"</{tag.tag}>" for tag in reversed(open_tags))
+        chunk = _trim(reopened + "".join(body) + closed)
+        if _has_text(chunk):
+            chunks.append(chunk)
+        start = end
+    return chunks
+
+
+def _trim(chunk: str) -> str:
+    """Drop whitespace at the chunk's edges (blank lines left by a cut), keeping tags intact."""
+    return re.sub(r"^((?:<[^>]+>)*)\s+", r"\1", re.sub(r"\s+((?:</[^>]+>)*)$", r"\1", chunk))
+
+
+def _has_text(chunk: str) -> bool:
+    return bool(re.sub(r"<[^>]+>", "", chunk).strip())

@@ -1,0 +1,669 @@
+"""The Telegram gateway plugin: Telegram Bot API (through aiogram 3) <-> the gateway protocol.
+
+Runs as its own process (`duragent-gateway-telegram`) started by `duragent serve`. It receives
+updates by long polling (default) or a webhook (`mode: webhook`), turns each into a
+`message_received` / `callback_query` event, and carries out send/edit/delete/typing commands,
+converting the agent's Markdown to Telegram HTML in chunks of at most 4096 characters.
+Photos, documents and voice notes are downloaded into a private folder and passed on in the
+event's `metadata` (`file_path`, `file_name`, `mime_type`, `size`) for Duragent to store as
+artifacts; their captions are the text. The bot token is never logged: every log line and
+error text is scrubbed of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hmac
+import html
+import logging
+import os
+import random
+import re
+import secrets
+import shutil
+import tempfile
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import aiohttp
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramConflictError,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramUnauthorizedError,
+)
+from aiogram.types import (
+    BufferedInputFile,
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    MessageEntity,
+    ReplyParameters,
+    Update,
+    User,
+)
+from aiohttp import web
+
+from duragent.errors import ConfigError
+from duragent.gateways.protocol import (
+    AnswerCallbackQuery,
+    DeleteMessage,
+    EditMessage,
+    InlineKeyboard,
+    SendMedia,
+    SendMessage,
+    SendTyping,
+)
+from duragent.gateways.sdk import GatewayPlugin, PlatformError
+from duragent.plugins.telegram.chunks import TELEGRAM_TEXT_LIMIT, split_telegram_html
+from duragent.plugins.telegram.markdown import markdown_to_telegram_html
+
+TOKEN_ENV = "TELEGRAM_BOT_TOKEN"
+API_BASE_ENV = "TELEGRAM_API_BASE"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+CAPTION_LIMIT = 1024
+#: Attempts at one Bot API call that Telegram answers with 429 before giving up.
+RATE_LIMIT_ATTEMPTS = 5
+#: Polling backoff after network errors: doubles from the first to the last value.
+BACKOFF_FIRST_SECONDS = 1.0
+BACKOFF_MAX_SECONDS = 60.0
+#: Downloaded files older than this are removed (Duragent copies them on receipt).
+DOWNLOAD_RETENTION_SECONDS = 3600
+_ALLOWED_UPDATES = ["message", "channel_post", "callback_query"]
+_CHAT_TYPES = {"private": "dm", "group": "group", "supergroup": "group", "channel": "channel"}
+
+log = logging.getLogger("duragent.gateway.telegram")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TelegramSettings:
+    """The plugin's `config:` map from duragent.yaml, with environment fallbacks applied."""
+
+    bot_token: str
+    api_base: str | None = None
+    mode: Literal["polling", "webhook"] = "polling"
+    poll_timeout: int = 30
+    webhook_url: str | None = None
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = 8081
+    webhook_path: str = "/telegram/webhook"
+    secret_token: str | None = None
+    download_dir: str | None = None
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], environ: dict[str, str]) -> TelegramSettings:
+        """Read the config map; `bot_token` and `api_base` fall back to their environment variables."""
+        token = str(config.get("bot_token") or environ.get(TOKEN_ENV, "")).strip()
+        if not token:
+            raise ConfigError(f"no bot token: set `bot_token` in the gateway's config or {TOKEN_ENV}")
+        mode = str(config.get("mode", "polling"))
+        if mode not in ("polling", "webhook"):
+            raise ConfigError(f"mode must be polling or webhook, not {mode!r}")
+        webhook_url = config.get("webhook_url")
+        if mode == "webhook" and not webhook_url:
+            raise ConfigError("mode: webhook needs `webhook_url`, the public HTTPS address Telegram posts to")
+        return cls(
+            bot_token=token,
+            api_base=config.get("api_base") or environ.get(API_BASE_ENV) or None,
+            mode="webhook" if mode == "webhook" else "polling",
+            poll_timeout=int(config.get("poll_timeout", 30)),
+            webhook_url=str(webhook_url) if webhook_url else None,
+            webhook_host=str(config.get("webhook_host", "127.0.0.1")),
+            webhook_port=int(config.get("webhook_port", 8081)),
+            webhook_path=str(config.get("webhook_path", "/telegram/webhook")),
+            secret_token=config.get("secret_token") or None,
+            download_dir=config.get("download_dir") or None,
+        )
+
+
+class TokenRedactor(logging.Filter):
+    """Replaces the bot token in every log record, whoever logs it (aiogram, aiohttp, us)."""
+
+    def __init__(self, token: str):
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.token in message:
+            record.msg = message.replace(self.token, "<bot-token>")
+            record.args = None
+        return True
+
+
+class TelegramPlugin(GatewayPlugin):
+    """A Telegram bot speaking the Duragent gateway protocol."""
+
+    name = "telegram"
+    capabilities = ("media", "edit", "delete", "typing", "reply", "inline_keyboard")
+
+    def __init__(self, environ: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.environ = dict(os.environ if environ is None else environ)
+        self.settings: TelegramSettings | None = None
+        self._bot: Bot | None = None
+        self._me: User | None = None
+        self._connected = False
+        self._poller: asyncio.Task[None] | None = None
+        self._webhook_runner: web.AppRunner | None = None
+        self._seen_updates: deque[int] = deque(maxlen=1000)
+        self._update_tasks: set[asyncio.Task[None]] = set()
+        self._downloads: Path | None = None
+        self._owns_downloads = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def bot(self) -> Bot:
+        """The aiogram Bot (available once started)."""
+        if self._bot is None:
+            raise PlatformError("not_connected", "the bot has not started")
+        return self._bot
+
+    async def on_start(self) -> None:
+        """Check the token with getMe, then start receiving updates (polling or webhook)."""
+        settings = TelegramSettings.from_config(self.config, self.environ)
+        self.settings = settings
+        _install_redactor(settings.bot_token)
+        api = TelegramAPIServer.from_base(settings.api_base) if settings.api_base else None
+        session = AiohttpSession(api=api) if api else AiohttpSession()
+        # A long poll holds the request open for poll_timeout; allow for that plus slow networks.
+        session.timeout = settings.poll_timeout + 30
+        self._bot = Bot(settings.bot_token, session=session)
+        self._me = await self._get_me()
+        self._connected = True
+        self._downloads = self._download_folder(settings)
+        log.info("connected as @%s (%s mode)", self._me.username, settings.mode)
+        if settings.mode == "webhook":
+            await self._start_webhook(settings)
+        else:
+            await self._call(lambda: self.bot.delete_webhook(drop_pending_updates=False))
+            self._poller = asyncio.create_task(self._poll_forever(settings.poll_timeout))
+
+    async def _get_me(self) -> User:
+        """getMe, retried briefly: a flaky network at boot should not cost a restart cycle."""
+        delay = BACKOFF_FIRST_SECONDS
+        for attempt in range(4):
+            try:
+                return await self._call(lambda: self.bot.get_me())
+            except TelegramUnauthorizedError:
+                raise ConfigError("Telegram refused the bot token (401 Unauthorized)") from None
+            except (TelegramNetworkError, PlatformError) as error:
+                if attempt == 3:
+                    raise ConnectionError(self._redact(f"cannot reach Telegram: {error}")) from None
+                log.warning("getMe failed (%s); retrying in %.0f s", self._redact(str(error)), delay)
+                await asyncio.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    def _download_folder(self, settings: TelegramSettings) -> Path:
+        if settings.download_dir:
+            folder = Path(settings.download_dir).expanduser()
+            folder.mkdir(parents=True, exist_ok=True)
+            return folder
+        self._owns_downloads = True
+        return Path(tempfile.mkdtemp(prefix="duragent-telegram-"))
+
+    async def on_shutdown(self) -> None:
+        """Stop receiving, let in-flight updates finish briefly, close the HTTP session."""
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        if self._webhook_runner is not None:
+            await self._webhook_runner.cleanup()
+        if self._update_tasks:
+            await asyncio.wait(set(self._update_tasks), timeout=2)
+        if self._bot is not None:
+            await self._bot.session.close()
+        if self._owns_downloads and self._downloads is not None:
+            shutil.rmtree(self._downloads, ignore_errors=True)
+
+    def is_connected(self) -> bool:
+        """Whether the last Bot API exchange succeeded."""
+        return self._connected
+
+    # ------------------------------------------------------------------ receiving
+
+    async def _poll_forever(self, poll_timeout: int) -> None:
+        """getUpdates in a loop; network trouble backs off (with jitter) and never ends the loop."""
+        offset: int | None = None
+        failures = 0
+        while True:
+            try:
+                updates = await self.bot.get_updates(
+                    offset=offset,
+                    timeout=poll_timeout,
+                    allowed_updates=_ALLOWED_UPDATES,
+                    request_timeout=poll_timeout + 30,
+                )
+            except TelegramRetryAfter as error:
+                await asyncio.sleep(error.retry_after)
+                continue
+            except TelegramUnauthorizedError:
+                await self.error("unauthorized", "Telegram refused the bot token", fatal=True)
+                self.request_stop("bot token revoked")
+                return
+            except (TelegramAPIError, aiohttp.ClientError, OSError) as error:
+                self._connected = False
+                failures += 1
+                delay = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** (failures - 1))
+                delay *= random.uniform(0.8, 1.2)  # jitter: many bots must not retry in lockstep
+                hint = " (is a webhook set, or another poller running?)" if _is_conflict(error) else ""
+                log.warning("getUpdates failed: %s%s; retry in %.1f s", self._redact(str(error)), hint, delay)
+                await asyncio.sleep(delay)
+                continue
+            if not self._connected:
+                log.info("connection to Telegram restored")
+            self._connected = True
+            failures = 0
+            for update in updates:
+                offset = update.update_id + 1
+                await self._handle_update(update)
+
+    async def _start_webhook(self, settings: TelegramSettings) -> None:
+        secret = settings.secret_token or secrets.token_urlsafe(32)
+        app = web.Application()
+        app.router.add_post(settings.webhook_path, self._webhook_handler(secret))
+        self._webhook_runner = web.AppRunner(app, access_log=None)
+        await self._webhook_runner.setup()
+        await web.TCPSite(self._webhook_runner, settings.webhook_host, settings.webhook_port).start()
+        await self._call(
+            lambda: self.bot.set_webhook(
+                url=str(settings.webhook_url),
+                secret_token=secret,
+                allowed_updates=_ALLOWED_UPDATES,
+            )
+        )
+        log.info(
+            "webhook listening on %s:%s%s",
+            settings.webhook_host,
+            settings.webhook_port,
+            settings.webhook_path,
+        )
+
+    def _webhook_handler(self, secret: str) -> Any:
+        async def receive(request: web.Request) -> web.Response:
+            given = request.headers.get(SECRET_HEADER, "")
+            if not hmac.compare_digest(given.encode(), secret.encode()):
+                log.warning("webhook call without the right secret token from %s", request.remote)
+                return web.Response(status=401, text="wrong secret token")
+            try:
+                update = Update.model_validate(await request.json(), context={"bot": self.bot})
+            except ValueError as error:
+                log.warning("webhook body is not a Telegram update: %s", error)
+                return web.Response(status=400, text="not an update")
+            # Answer at once (Telegram retries slow webhooks); handle the update in the background.
+            task = asyncio.create_task(self._handle_update(update))
+            self._update_tasks.add(task)
+            task.add_done_callback(self._update_tasks.discard)
+            return web.Response(text="ok")
+
+        return receive
+
+    async def _handle_update(self, update: Update) -> None:
+        """Forward one update as an event; a failure here is logged and skips only this update."""
+        if update.update_id in self._seen_updates:
+            return  # a webhook retry of something already handled
+        self._seen_updates.append(update.update_id)
+        try:
+            if update.message is not None:
+                await self._forward_message(update.message)
+            elif update.channel_post is not None:
+                await self._forward_message(update.channel_post)
+            elif update.callback_query is not None:
+                await self._forward_callback(update.callback_query)
+        except (TelegramAPIError, aiohttp.ClientError, OSError) as error:
+            log.error("could not forward update %s: %s", update.update_id, self._redact(str(error)))
+
+    async def _forward_message(self, message: Message) -> None:
+        content, metadata = await self._content(message)
+        if content is None:
+            return  # stickers, polls, service messages...: nothing an agent can read
+        sender = _sender(message)
+        chat_type = _CHAT_TYPES.get(message.chat.type, message.chat.type)
+        routing: dict[str, Any] = {
+            "channel": "telegram",
+            "chat_type": chat_type,
+            "chat_id": str(message.chat.id),
+            "sender_id": sender["id"],
+        }
+        if message.message_thread_id is not None and message.is_topic_message:
+            routing["thread_id"] = str(message.message_thread_id)
+        replied = message.reply_to_message
+        await self.message_received(
+            message_id=str(message.message_id),
+            chat_id=str(message.chat.id),
+            sender=sender,
+            content=content,
+            routing=routing,
+            reply_to=str(replied.message_id) if replied is not None else None,
+            mentions_bot=self._mentions_bot(message),
+            reply_to_bot=bool(
+                replied and replied.from_user and self._me and replied.from_user.id == self._me.id
+            ),
+            timestamp=message.date.isoformat(),
+            metadata=metadata,
+        )
+
+    async def _forward_callback(self, query: CallbackQuery) -> None:
+        if query.message is None or query.data is None:
+            await self._call(lambda: self.bot.answer_callback_query(query.id))
+            return
+        await self.callback_query(
+            callback_query_id=query.id,
+            chat_id=str(query.message.chat.id),
+            sender=_user_sender(query.from_user),
+            message_id=str(query.message.message_id),
+            data=query.data,
+        )
+
+    def _mentions_bot(self, message: Message) -> bool:
+        """An @mention of the bot, a text mention of its user, or a /command@bot addressed to it."""
+        me = self._me
+        text = message.text or message.caption or ""
+        entities: list[MessageEntity] = list(message.entities or message.caption_entities or [])
+        if me is None or not text:
+            return False
+        handle = f"@{me.username or ''}".lower()
+        for entity in entities:
+            if entity.type == "text_mention" and entity.user is not None and entity.user.id == me.id:
+                return True
+            if entity.type == "mention" and entity.extract_from(text).lower() == handle:
+                return True
+            if entity.type == "bot_command" and entity.extract_from(text).lower().endswith(handle):
+                return True
+        return False
+
+    async def _content(self, message: Message) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The protocol `content` of a message, and `metadata` pointing at a downloaded file."""
+        if message.text is not None:
+            return {"type": "text", "text": message.text}, None
+        if message.location is not None:
+            location = message.location
+            return {"type": "location", "latitude": location.latitude, "longitude": location.longitude}, None
+        if message.contact is not None:
+            contact = message.contact
+            name = " ".join(part for part in (contact.first_name, contact.last_name) if part)
+            return {"type": "contact", "name": name, "phone": contact.phone_number}, None
+        media = _media_of(message)
+        if media is None:
+            return None, None
+        media_type, file_id, file_name, mime_type = media
+        content: dict[str, Any] = {"type": "media", "media_type": media_type}
+        if message.caption:
+            content["caption"] = message.caption
+        metadata = await self._download(file_id, file_name, mime_type)
+        return content, metadata
+
+    async def _download(self, file_id: str, file_name: str, mime_type: str) -> dict[str, Any]:
+        """Fetch a file into the download folder; on failure say why instead of dropping the message."""
+        assert self._downloads is not None
+        self._prune_downloads()
+        try:
+            file = await self._call(lambda: self.bot.get_file(file_id))
+            if file.file_path is None:
+                raise PlatformError("platform_error", "Telegram gave no path for the file")
+            target = self._downloads / f"{secrets.token_hex(8)}-{Path(file_name).name}"
+            await self.bot.download_file(file.file_path, destination=target, timeout=120)
+        except (TelegramAPIError, PlatformError, aiohttp.ClientError, OSError) as error:
+            reason = self._redact(str(error))
+            log.warning("could not download %s: %s", file_name, reason)
+            return {"file_name": file_name, "mime_type": mime_type, "download_error": reason}
+        return {
+            "file_path": str(target),
+            "file_name": file_name,
+            "mime_type": mime_type,
+            "size": target.stat().st_size,
+        }
+
+    def _prune_downloads(self) -> None:
+        assert self._downloads is not None
+        horizon = time.time() - DOWNLOAD_RETENTION_SECONDS
+        for path in self._downloads.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if path.is_file() and path.stat().st_mtime < horizon:
+                    path.unlink()
+
+    # ------------------------------------------------------------------ commands
+
+    async def on_send_message(self, cmd: SendMessage) -> str | None:
+        """Send Markdown as Telegram HTML in ordered chunks; returns the last chunk's message id."""
+        chunks = split_telegram_html(markdown_to_telegram_html(cmd.content), TELEGRAM_TEXT_LIMIT)
+        if not chunks:
+            raise PlatformError("invalid_request", "nothing to send: the message is empty")
+        chat_id = _chat_id(cmd.chat_id)
+        last_id: int | None = None
+        for index, chunk in enumerate(chunks):
+            first, last = index == 0, index == len(chunks) - 1
+            reply = _reply_parameters(cmd.reply_to) if first else None
+            markup = _keyboard(cmd.inline_keyboard) if last else None
+            last_id = await self._send_html(chat_id, chunk, reply, markup)
+        return str(last_id)
+
+    async def _send_html(
+        self,
+        chat_id: int | str,
+        chunk: str,
+        reply: ReplyParameters | None,
+        markup: InlineKeyboardMarkup | None,
+    ) -> int:
+        try:
+            sent = await self._call(
+                lambda: self.bot.send_message(
+                    chat_id, chunk, parse_mode="HTML", reply_parameters=reply, reply_markup=markup
+                )
+            )
+        except PlatformError as error:
+            if "can't parse entities" not in error.message:
+                raise
+            # Our converter should never produce this; if Telegram disagrees, the words still arrive.
+            log.warning("Telegram refused the HTML (%s); sending plain text", error.message)
+            sent = await self._call(
+                lambda: self.bot.send_message(
+                    chat_id,
+                    _visible_text(chunk),
+                    parse_mode=None,
+                    reply_parameters=reply,
+                    reply_markup=markup,
+                )
+            )
+        return sent.message_id
+
+    async def on_send_media(self, cmd: SendMedia) -> str | None:
+        """Send a photo, voice note or document (from a URL or base64 data) with an optional caption."""
+        chat_id = _chat_id(cmd.chat_id)
+        mime_type = cmd.media.mime_type or ""
+        if cmd.media.source == "url":
+            payload: str | BufferedInputFile = cmd.media.url
+        else:
+            try:
+                data = base64.b64decode(cmd.media.data, validate=True)
+            except ValueError:
+                raise PlatformError("invalid_request", "media data is not valid base64") from None
+            payload = BufferedInputFile(data, filename=cmd.media.filename or "file")
+        caption = None
+        if cmd.caption:
+            caption = split_telegram_html(markdown_to_telegram_html(cmd.caption), CAPTION_LIMIT)[0]
+        if mime_type.startswith("image/") and mime_type != "image/gif":
+            sent = await self._call(
+                lambda: self.bot.send_photo(chat_id, payload, caption=caption, parse_mode="HTML")
+            )
+        elif mime_type == "audio/ogg":
+            sent = await self._call(
+                lambda: self.bot.send_voice(chat_id, payload, caption=caption, parse_mode="HTML")
+            )
+        else:
+            sent = await self._call(
+                lambda: self.bot.send_document(chat_id, payload, caption=caption, parse_mode="HTML")
+            )
+        return str(sent.message_id)
+
+    async def on_send_typing(self, cmd: SendTyping) -> None:
+        """Show "typing..." (Telegram shows it for about 5 s or until the next message)."""
+        await self._call(lambda: self.bot.send_chat_action(_chat_id(cmd.chat_id), "typing"))
+
+    async def on_edit_message(self, cmd: EditMessage) -> None:
+        """Replace a sent message's text (only the first 4096 characters fit in one message)."""
+        chunks = split_telegram_html(markdown_to_telegram_html(cmd.content), TELEGRAM_TEXT_LIMIT)
+        if not chunks:
+            raise PlatformError("invalid_request", "nothing to send: the message is empty")
+        try:
+            await self._call(
+                lambda: self.bot.edit_message_text(
+                    text=chunks[0],
+                    chat_id=_chat_id(cmd.chat_id),
+                    message_id=int(cmd.message_id),
+                    parse_mode="HTML",
+                )
+            )
+        except PlatformError as error:
+            if "message is not modified" not in error.message:
+                raise
+
+    async def on_delete_message(self, cmd: DeleteMessage) -> None:
+        """Delete a message."""
+        await self._call(lambda: self.bot.delete_message(_chat_id(cmd.chat_id), int(cmd.message_id)))
+
+    async def on_answer_callback_query(self, cmd: AnswerCallbackQuery) -> None:
+        """Acknowledge a button press, with the toast text if given."""
+        await self._call(lambda: self.bot.answer_callback_query(cmd.callback_query_id, text=cmd.text))
+
+    # ------------------------------------------------------------------ Bot API calls
+
+    async def _call(self, request: Callable[[], Awaitable[T]]) -> T:
+        """Make a Bot API call, honouring 429 retry_after; Telegram errors become PlatformError.
+
+        `request` makes the call afresh each time, so a rate-limited call can be repeated.
+        """
+        for attempt in range(1, RATE_LIMIT_ATTEMPTS + 1):
+            try:
+                result = await request()
+            except TelegramRetryAfter as error:
+                if attempt == RATE_LIMIT_ATTEMPTS:
+                    raise PlatformError(
+                        "rate_limited", f"Telegram kept asking to retry after {error.retry_after} s"
+                    ) from None
+                log.info("rate limited by Telegram; retrying in %s s", error.retry_after)
+                await asyncio.sleep(error.retry_after)
+                continue
+            except TelegramUnauthorizedError:
+                raise
+            except TelegramAPIError as error:
+                self._connected = not isinstance(error, TelegramNetworkError)
+                raise PlatformError(_error_code(error), self._redact(error.message)) from None
+            self._connected = True
+            return result
+        raise AssertionError("unreachable")
+
+    def _redact(self, text: str) -> str:
+        token = self.settings.bot_token if self.settings else self.environ.get(TOKEN_ENV, "")
+        return text.replace(token, "<bot-token>") if token else text
+
+
+def _install_redactor(token: str) -> None:
+    redactor = TokenRedactor(token)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redactor)
+
+
+def _is_conflict(error: BaseException) -> bool:
+    return isinstance(error, TelegramConflictError)
+
+
+def _error_code(error: TelegramAPIError) -> str:
+    message = error.message.lower()
+    if isinstance(error, TelegramNetworkError):
+        return "not_connected"
+    if "chat not found" in message:
+        return "chat_not_found"
+    if "message to" in message and "not found" in message:
+        return "message_not_found"
+    if isinstance(error, TelegramForbiddenError):
+        return "chat_not_found" if "blocked" in message or "kicked" in message else "platform_error"
+    if isinstance(error, TelegramBadRequest):
+        return "invalid_request"
+    return "platform_error"
+
+
+def _chat_id(value: str) -> int | str:
+    """Telegram chat ids are integers, channels may be addressed as @name."""
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
+def _reply_parameters(reply_to: str | None) -> ReplyParameters | None:
+    if not reply_to or not reply_to.lstrip("-").isdigit():
+        return None
+    # The reply still goes out if the original was deleted meanwhile.
+    return ReplyParameters(message_id=int(reply_to), allow_sending_without_reply=True)
+
+
+def _keyboard(keyboard: InlineKeyboard | None) -> InlineKeyboardMarkup | None:
+    if keyboard is None or not keyboard.rows:
+        return None
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text=button.text, callback_data=button.callback_data) for button in row]
+            for row in keyboard.rows
+        ]
+    )
+
+
+def _user_sender(user: User) -> dict[str, Any]:
+    display_name = " ".join(part for part in (user.first_name, user.last_name) if part)
+    return {"id": str(user.id), "username": user.username, "display_name": display_name or None}
+
+
+def _sender(message: Message) -> dict[str, Any]:
+    if message.from_user is not None:
+        return _user_sender(message.from_user)
+    # Channel posts and anonymous group admins speak as a chat.
+    chat = message.sender_chat or message.chat
+    return {"id": str(chat.id), "username": chat.username, "display_name": chat.title}
+
+
+def _media_of(message: Message) -> tuple[str, str, str, str] | None:
+    """(media_type, file_id, file_name, mime_type) of a photo, document, voice, audio or video."""
+    number = message.message_id
+    if message.photo:
+        largest = message.photo[-1]
+        return "photo", largest.file_id, f"photo-{number}.jpg", "image/jpeg"
+    if message.document is not None:
+        document = message.document
+        mime_type = document.mime_type or "application/octet-stream"
+        return "document", document.file_id, document.file_name or f"document-{number}", mime_type
+    if message.voice is not None:
+        return "voice", message.voice.file_id, f"voice-{number}.ogg", message.voice.mime_type or "audio/ogg"
+    if message.audio is not None:
+        audio = message.audio
+        return "audio", audio.file_id, audio.file_name or f"audio-{number}", audio.mime_type or "audio/mpeg"
+    if message.video is not None:
+        video = message.video
+        return (
+            "video",
+            video.file_id,
+            video.file_name or f"video-{number}.mp4",
+            video.mime_type or "video/mp4",
+        )
+    return None
+
+
+def _visible_text(chunk: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", "", chunk))
