@@ -6,14 +6,16 @@ every resource through it, so each resource has exactly one owner and one place 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from functools import cached_property
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from duragent.config import DuragentConfig
-from duragent.errors import NotFound
+from duragent.errors import DuragentError, NotFound
 from duragent.stores.base import Change
 
 if TYPE_CHECKING:
@@ -21,6 +23,13 @@ if TYPE_CHECKING:
     from duragent.secrets import SecretGuard
     from duragent.stores.factory import Stores
     from duragent.vcs.committer import Committer
+    from duragent.vcs.repo import GitRepo
+    from duragent.vcs.watch import AgentWriteLedger, HumanEditCommitter
+
+log = logging.getLogger(__name__)
+
+#: Change kinds that write files a person may also edit (recorded so the two are told apart).
+_EDITABLE_KINDS = frozenset({"memory", "agent"})
 
 
 class WorkspaceNotFound(NotFound):
@@ -39,6 +48,8 @@ class Workspace:
                 "(or pass --config / --data-dir)"
             )
         self._stores: Stores | None = None
+        # files this workspace's stores wrote: its committer commits them, not the offline sweep
+        self._written_here: set[str] = set()
 
     @property
     def data_path(self) -> os.PathLike[str]:
@@ -55,12 +66,17 @@ class Workspace:
     @cached_property
     def committer(self) -> Committer | None:
         """The background git committer, started on first use; None when `git.enabled` is false."""
-        if not self.config.git.enabled:
+        repo = self.repo
+        if repo is None:
             return None
         from duragent.vcs.committer import Committer
-        from duragent.vcs.repo import GitRepo
 
-        repo = GitRepo.open_or_init(self.config.data_path)
+        # a person's edits made while nothing ran go in first, under their name; a repository
+        # that cannot take a commit now (a rebase in progress) must not stop the agent's work
+        try:
+            self.commit_offline_edits()
+        except DuragentError as error:
+            log.warning("could not commit edits made while Duragent was not running: %s", error)
         committer = Committer(
             repo,
             debounce=self.config.git.commit_debounce.total_seconds(),
@@ -71,8 +87,67 @@ class Workspace:
         committer.start()
         return committer
 
+    @cached_property
+    def repo(self) -> GitRepo | None:
+        """The data directory's git repository (created if missing); None when `git.enabled` is false."""
+        if not self.config.git.enabled:
+            return None
+        from duragent.vcs.repo import GitRepo
+
+        return GitRepo.open_or_init(self.config.data_path)
+
+    @cached_property
+    def agent_writes(self) -> AgentWriteLedger | None:
+        """Content hashes of the memory and agent files Duragent wrote (tells them from a person's edits)."""
+        repo = self.repo
+        if repo is None:
+            return None
+        from duragent.vcs.watch import AgentWriteLedger
+
+        return AgentWriteLedger(repo)
+
+    @property
+    def editable_paths(self) -> list[Path]:
+        """Folders a person edits by hand and whose edits are committed as theirs: memory and agents."""
+        paths = [self.config.agents_path]
+        if self.config.services.memory.backend == "filesystem":
+            paths.insert(0, self.config.service_path("memory"))
+        return paths
+
+    @cached_property
+    def human_edits(self) -> HumanEditCommitter | None:
+        """Commits a person's edits of memory and agent files apart from the agent's; None without git."""
+        repo, ledger = self.repo, self.agent_writes
+        if repo is None or ledger is None:
+            return None
+        from duragent.vcs.watch import HumanEditCommitter
+
+        guard = self.guard
+
+        def screen(path: str, added: str) -> bool:
+            found = guard.find(added)
+            if found:
+                log.error("not committing %s: it contains a secret (%s)", path, ", ".join(found))
+            return not found
+
+        return HumanEditCommitter(
+            repo, self.editable_paths, ledger=ledger, agent_author=self.config.git.author, screen=screen
+        )
+
+    def commit_offline_edits(self) -> str | None:
+        """Commit edits a person made to memory/agent files while no Duragent process ran; the sha or None."""
+        if not self.config.data_path.is_dir():
+            return None
+        edits = self.human_edits
+        if edits is None:
+            return None
+        return edits.commit_pending(exclude=self._written_here).sha
+
     def record_change(self, change: Change) -> None:
-        """The ChangeListener every store reports to: hands the change to the committer."""
+        """The ChangeListener every store reports to: notes agent-written files, hands the change to git."""
+        ledger = self.agent_writes
+        if ledger is not None and change.kind in _EDITABLE_KINDS:
+            self._written_here.update(ledger.record(change.paths))
         committer = self.committer
         if committer is not None:
             committer.notify(change)

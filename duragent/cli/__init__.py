@@ -25,6 +25,8 @@ COMMAND_MODULES = (
     "duragent.cli.doctor",
     "duragent.cli.session",
     "duragent.cli.history",
+    "duragent.cli.memory",
+    "duragent.cli.revisions",
     "duragent.cli.db",
     "duragent.cli.serve",
     "duragent.cli.gateway",

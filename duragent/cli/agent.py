@@ -75,6 +75,58 @@ def show_agent(
     _print_warnings(warnings)
 
 
+@agent_app.command("context")
+def agent_context(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The agent's name.")],
+    session: Annotated[
+        str | None,
+        typer.Option("--session", "-s", help="Use this session's conversation and working memory."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print exactly what the agent's next model request would contain (memory included)."""
+    from duragent.cli.context import run_async
+    from duragent.runtime.context import assemble_context
+    from duragent.runtime.memory_context import gather_memory, session_folder
+    from duragent.sessions.state import SessionState, resume
+    from duragent.stores.base import utcnow
+    from duragent.workspace import Workspace
+
+    async def run() -> Any:
+        async with Workspace(_state(ctx).config()) as workspace:
+            agent = workspace.agents.get(name)
+            sessions = workspace.stores.sessions
+            state = await resume(sessions, session) if session else SessionState(session_id="preview")
+            folder = session_folder(sessions, session) if session else None
+            now = utcnow()
+            memory = await gather_memory(workspace.stores.memory, agent, now.date(), session_dir=folder)
+            return assemble_context(agent, state, memory_text=memory, now=now)
+
+    assembled = run_async(run())
+    if as_json:
+        print_json(
+            {
+                "messages": [{"role": m.role, "content": m.content} for m in assembled.messages],
+                "parts": [{"name": p.name, "tokens": p.tokens} for p in assembled.parts],
+                "tokens": assembled.tokens,
+                "budget": assembled.budget,
+                "history_kept": assembled.history_kept,
+                "history_dropped": assembled.history_dropped,
+            }
+        )
+        return
+    for message in assembled.messages:
+        print(f"===== {message.role} =====")
+        print(message.content or "")
+    print(
+        f"({assembled.tokens} of {assembled.budget} tokens; "
+        + ", ".join(f"{p.name} {p.tokens}" for p in assembled.parts)
+        + f"; {assembled.history_kept} messages kept, {assembled.history_dropped} dropped)",
+        file=sys.stderr,
+    )
+
+
 @agent_app.command("validate")
 def validate_agents(
     ctx: typer.Context,

@@ -21,6 +21,13 @@ def history(
     session: Annotated[
         str | None, typer.Option("--session", "-s", help="Only changes of this session.")
     ] = None,
+    memory: Annotated[bool, typer.Option("--memory", "-m", help="Only changes to memory files.")] = False,
+    author: Annotated[
+        str | None, typer.Option("--author", help="agent (Duragent's commits) or human (a person's).")
+    ] = None,
+    kind: Annotated[
+        str | None, typer.Option("--kind", "-k", help="session, memory, artifact, agent or edit.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """What the agents (and people) changed, newest first, from `git log` of the data directory."""
@@ -31,8 +38,23 @@ def history(
     config = state.config()
     if not (config.data_path / ".git").exists():
         raise UsageError(f"{config.data_path} is not a git repository (is git.enabled false?)")
+    if author not in (None, "agent", "human"):
+        raise UsageError(f"invalid --author {author!r}: use agent or human")
+    memory_path = None
+    if memory:
+        folder = config.service_path("memory")
+        if not folder.is_relative_to(config.data_path):
+            raise UsageError(f"memory is kept outside the data repository ({folder})")
+        memory_path = folder.relative_to(config.data_path).as_posix()
     entries = read_history(
-        config.data_path, limit=limit, agent=agent, session=session, agent_author=config.git.author
+        config.data_path,
+        limit=limit,
+        agent=agent,
+        session=session,
+        kind=kind,
+        author="agent" if author == "agent" else "human" if author == "human" else None,
+        agent_author=config.git.author,
+        path=memory_path,
     )
     if as_json:
         print_json([_entry_json(e) for e in entries])

@@ -180,3 +180,37 @@ def delete_session(
 
     run_async(run())
     print(f"Deleted session {session_id}.")
+
+
+@app.command("fork")
+def fork_session(
+    ctx: typer.Context,
+    target: Annotated[
+        str, typer.Argument(help="ID (whole session), ID@SEQ (up to that event) or ID@REV (as of a commit).")
+    ],
+    name: Annotated[str | None, typer.Option("--name", "-n", help="A name kept in the new session.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """A new session whose history is the original's up to that point; the original is untouched."""
+    from duragent.sessions.fork import events_to_fork, fork_session, parse_fork_target
+
+    point = parse_fork_target(target)
+
+    async def run() -> Any:
+        async with _workspace(ctx) as workspace:
+            store = workspace.stores.sessions
+            events_path = None
+            if workspace.repo is not None:
+                folder = workspace.config.service_path("session") / point.session_id / "events.jsonl"
+                events_path = workspace.repo.relative(folder)
+            events = await events_to_fork(store, point, repo=workspace.repo, events_path=events_path)
+            return await fork_session(store, point.session_id, events, name=name)
+
+    state = run_async(run())
+    forked_at = state.last_seq
+    if as_json:
+        print_json(
+            {"session_id": state.session_id, "forked_from": {"session": point.session_id, "seq": forked_at}}
+        )
+        return
+    print(f"Forked {point.session_id} at seq {forked_at} into {state.session_id}.")

@@ -3,8 +3,10 @@
 It lets `duragent init --yes` followed by a message work with no key and no network, and it
 exercises the machinery a newcomer should see working: a message starting with `remember `
 calls the memory tool, `recall` or "what do you remember" asks the memory tool for what it
-knows, and once a tool's result comes back the reply quotes it. Anything else is echoed back
-with a word count. Every reply says how to configure a real model.
+knows, `reflect` consolidates memory (it asks the memory tool for MEMORY.md and the recent
+daily files, then writes back a MEMORY.md that merges their bullets by section, the same
+every time), and once a tool's result comes back the reply quotes it. Anything else is echoed
+back with a word count. Every reply says how to configure a real model.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ MEMORY_TOOL = "memory"
 _WORDS_PER_DELTA = 4
 _QUOTE_LIMIT = 200
 _RECALL = re.compile(r"^\s*recall\b\s*(?P<query>.*)$|what do you remember", re.IGNORECASE | re.DOTALL)
+_REFLECT = re.compile(r"^\s*reflect\b", re.IGNORECASE)
+_REFLECT_PART = re.compile(
+    r"^## (?:MEMORY\.md \(current\)|Daily file (?P<day>\d{4}-\d{2}-\d{2}))$", re.MULTILINE
+)
 _REMEMBER = re.compile(r"^\s*remember\s+(?P<content>\S.*)$", re.IGNORECASE | re.DOTALL)
 
 
@@ -76,6 +82,9 @@ def demo_reply(request: LLMRequest) -> list[StreamChunk]:
     """The chunks the demo provider answers `request` with."""
     last = request.messages[-1] if request.messages else None
     if last is not None and last.role == "tool":
+        merged = _reflection_to_write(request.messages)
+        if merged is not None:
+            return _tool_call(request, {"action": "reflect", "content": merged})
         return _text_reply(request, _after_tool_results(request.messages))
     user_text = (last.content or "") if last is not None and last.role == "user" else ""
     arguments = _memory_arguments(user_text)
@@ -87,6 +96,10 @@ def demo_reply(request: LLMRequest) -> list[StreamChunk]:
             "That looks like a memory request, but this agent has no memory tool: "
             "add `memory` to spec.tools in its agent.yaml.",
         )
+    return _tool_call(request, arguments)
+
+
+def _tool_call(request: LLMRequest, arguments: dict[str, Any]) -> list[StreamChunk]:
     arguments_json = json.dumps(arguments)
     call = ToolCall(f"demo_call_{len(request.messages)}", MEMORY_TOOL, arguments)
     return [
@@ -98,6 +111,8 @@ def demo_reply(request: LLMRequest) -> list[StreamChunk]:
 
 
 def _memory_arguments(text: str) -> dict[str, Any] | None:
+    if _REFLECT.match(text):
+        return {"action": "reflect"}
     remember = _REMEMBER.match(text)
     if remember:
         return {"action": "remember", "section": "fact", "content": remember["content"].strip()}
@@ -106,6 +121,54 @@ def _memory_arguments(text: str) -> dict[str, Any] | None:
         query = (recall["query"] or "").strip()
         return {"action": "recall", "query": query} if query else {"action": "recall"}
     return None
+
+
+def _reflection_to_write(messages: tuple[Message, ...]) -> str | None:
+    """After `memory reflect` showed the material: the merged MEMORY.md to write back, else None."""
+    result = messages[-1]
+    calls = {call.id: call for m in messages for call in m.tool_calls}
+    call = calls.get(result.tool_call_id or "")
+    if call is None or call.name != MEMORY_TOOL or call.arguments != {"action": "reflect"}:
+        return None
+    return merge_reflection(result.content or "")
+
+
+def merge_reflection(material: str) -> str:
+    """MEMORY.md merging the bullets of the current MEMORY.md and the daily files, by section.
+
+    Deterministic: sections in the canonical order (decisions, preferences, facts) then others
+    as first seen; bullets in order of first appearance (MEMORY.md first, then oldest day first),
+    duplicates (ignoring case and spacing) kept once.
+    """
+    from datetime import date
+
+    from duragent.memory.markdown import parse_daily, section_heading
+    from duragent.stores.base import SECTION_HEADINGS
+
+    blocks: list[tuple[str | None, str]] = []
+    matches = list(_REFLECT_PART.finditer(material))
+    for index, match in enumerate(matches):
+        end = matches[index + 1].start() if index + 1 < len(matches) else len(material)
+        blocks.append((match["day"], material[match.end() : end]))
+    current = [text for day, text in blocks if day is None]
+    days = sorted((day, text) for day, text in blocks if day is not None)
+    sections: dict[str, list[str]] = {key: [] for key in SECTION_HEADINGS}
+    seen: set[tuple[str, str]] = set()
+    for day, text in [(None, t) for t in current] + days:
+        when = date.fromisoformat(day) if day else date.min
+        for entry in parse_daily(text, when):
+            key = (entry.section, " ".join(entry.text.casefold().split()))
+            if key not in seen:
+                seen.add(key)
+                sections.setdefault(entry.section, []).append(entry.text)
+    lines = ["# Long-term memory"]
+    for section, bullets in sections.items():
+        if bullets:
+            lines += ["", f"## {section_heading(section)}"]
+            for bullet in bullets:
+                first, *rest = bullet.split("\n")
+                lines += [f"- {first}", *(f"  {line}" for line in rest)]
+    return "\n".join(lines) + "\n"
 
 
 def _after_tool_results(messages: tuple[Message, ...]) -> str:

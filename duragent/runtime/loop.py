@@ -37,7 +37,7 @@ from duragent.runtime.events import (
     TurnStarted,
 )
 from duragent.runtime.events import TextDelta as TextEvent
-from duragent.runtime.memory_context import gather_memory
+from duragent.runtime.memory_context import gather_memory, session_folder
 from duragent.runtime.policy import ToolPolicy, load_policy
 from duragent.sessions.log import SessionLog
 from duragent.stores.base import ArtifactStore, Change, ChangeListener, MemoryStore, ignore_changes, utcnow
@@ -162,7 +162,10 @@ class Runtime:
         self, agent: Agent, session: SessionLog, definitions: tuple[ToolDefinition, ...]
     ) -> LLMRequest:
         now = utcnow()
-        memory_text = await gather_memory(self.memory, agent, now.date()) if self.memory else ""
+        memory_text = ""
+        if self.memory:
+            folder = session_folder(session.store, session.session_id)
+            memory_text = await gather_memory(self.memory, agent, now.date(), session_dir=folder)
         context = assemble_context(agent, session.state, memory_text=memory_text, now=now)
         model = agent.spec.model
         return LLMRequest(

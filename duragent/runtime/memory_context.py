@@ -1,29 +1,102 @@
-"""The memory slot of the context: MEMORY.md, the last N daily files, the shared world memory."""
+"""The memory slot of the context: MEMORY.md, the session's working memory, world memory, recent days.
+
+Re-read from the store every turn, so a person's edit in their editor is what the next turn sees.
+Everything fits the memory share of the token budget (`spec.memory.max_tokens`, else
+`MEMORY_SHARE` of the context budget): when it does not, the oldest daily file is dropped first,
+then the next oldest; MEMORY.md, working memory and world memory are cut last (head and tail kept).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, timedelta
+from pathlib import Path
 
 from duragent.agents.loader import Agent
-from duragent.stores.base import MemoryStore
+from duragent.runtime.context import (
+    DEFAULT_OUTPUT_TOKENS,
+    MEMORY_SHARE,
+    context_window,
+    cut_middle,
+    estimate_tokens,
+)
+from duragent.stores.base import MemoryStore, SessionStore
+
+WORKING_MEMORY_FILE = Path("memory") / "working.md"
+_SEPARATOR = "\n\n"
 
 
-async def gather_memory(store: MemoryStore, agent: Agent, today: date) -> str:
-    """Memory text for the agent's context, oldest daily file last so a budget cut drops it first."""
+def memory_budget(agent: Agent) -> int:
+    """Tokens the memory slot may use: `spec.memory.max_tokens`, else a share of the context budget."""
+    spec = agent.spec.memory
+    if spec is not None and spec.max_tokens:
+        return spec.max_tokens
+    window = context_window(agent)
+    output = agent.spec.model.max_output_tokens or DEFAULT_OUTPUT_TOKENS
+    budget = max(window - output - window // 10, 256)
+    return int(budget * MEMORY_SHARE)
+
+
+def working_memory_path(session_dir: Path) -> Path:
+    """`sessions/<id>/memory/working.md`: notes that belong to one session only."""
+    return session_dir / WORKING_MEMORY_FILE
+
+
+def session_folder(store: SessionStore, session_id: str) -> Path | None:
+    """The session's folder when its store keeps sessions on files (where working memory lives)."""
+    from duragent.stores.filesystem.sessions import FilesystemSessionStore
+
+    return store.session_dir(session_id) if isinstance(store, FilesystemSessionStore) else None
+
+
+async def gather_memory(
+    store: MemoryStore,
+    agent: Agent,
+    today: date,
+    *,
+    session_dir: Path | None = None,
+    max_tokens: int | None = None,
+) -> str:
+    """Memory text for the agent's context within `max_tokens` (default `memory_budget(agent)`).
+
+    Order: MEMORY.md, the session's working memory (when `session_dir` is given), world memory,
+    then the daily files newest first, so a budget cut drops the oldest day first.
+    """
     spec = agent.spec.memory
     if spec is None or not spec.enabled:
         return ""
-    parts: list[str] = []
+    fixed: list[str] = []
     long_term = (await store.read_long_term(agent.name)).strip()
     if long_term:
-        parts.append(f"# Long-term memory (MEMORY.md)\n\n{long_term}")
-    for offset in range(spec.recent_days):
-        day = today - timedelta(days=offset)
-        text = await store.read_day(agent.name, day)
-        if text and text.strip():
-            parts.append(f"# Memory of {day.isoformat()}\n\n{text.strip()}")
+        fixed.append(f"# Long-term memory (MEMORY.md)\n\n{long_term}")
+    if session_dir is not None:
+        working = (await asyncio.to_thread(_read_or_empty, working_memory_path(session_dir))).strip()
+        if working:
+            fixed.append(f"# Working memory of this session\n\n{working}")
     world = await store.read_world()
     for topic, text in sorted(world.items()):
         if text.strip():
-            parts.append(f"# World knowledge: {topic}\n\n{text.strip()}")
-    return "\n\n".join(parts)
+            fixed.append(f"# World knowledge: {topic}\n\n{text.strip()}")
+    days: list[str] = []
+    for offset in range(spec.recent_days):
+        day = today - timedelta(days=offset)
+        daily = await store.read_day(agent.name, day)
+        if daily and daily.strip():
+            days.append(f"# Memory of {day.isoformat()}\n\n{daily.strip()}")
+    return fit_memory(fixed, days, memory_budget(agent) if max_tokens is None else max_tokens)
+
+
+def fit_memory(fixed: list[str], days_newest_first: list[str], max_tokens: int) -> str:
+    """The parts joined within `max_tokens`: daily files dropped oldest first, then the rest cut."""
+    days = list(days_newest_first)
+    while days and estimate_tokens(_SEPARATOR.join([*fixed, *days])) > max_tokens:
+        days.pop()
+    text = _SEPARATOR.join([*fixed, *days])
+    return cut_middle(text, max_tokens) if estimate_tokens(text) > max_tokens else text
+
+
+def _read_or_empty(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""

@@ -63,29 +63,34 @@ def read_history(
     kind: str | None = None,
     author: AuthorKind | None = None,
     agent_author: str = DEFAULT_AUTHOR,
+    path: str | None = None,
 ) -> list[HistoryEntry]:
     """The newest `limit` commits of the repository at `repo_path` matching every filter given.
 
     `agent_author` is the configured `git.author`: commits by it, or carrying Duragent trailers
-    other than a person's `edit`, are the agent's; the rest are a human's.
+    other than a person's `edit`, are the agent's; the rest are a human's. `path` (repo-relative)
+    keeps only commits touching that file or folder.
     """
     repo = GitRepo.open_or_init(repo_path, create=False)
     if limit <= 0 or repo.head() is None:
         return []
     args = ["log", "-z", "--name-status", "--no-renames", "--no-color", f"--format={_FORMAT}"]
-    filtered_here = agent is not None or kind is not None or author is not None
+    filtered_here = agent is not None or kind is not None or author is not None or path is not None
     if not filtered_here:
         args += ["-n", str(limit)]
-    if session is not None:
-        # git narrows to the session's folder; --full-diff still lists every file of each commit
-        args += ["--full-diff", "--", f"sessions/{session}"]
+    # git narrows to one folder (the session's, else `path`); --full-diff still lists every file
+    pathspec = f"sessions/{session}" if session is not None else path
+    if pathspec is not None:
+        args += ["--full-diff", "--", pathspec]
     ours = parse_identity(agent_author)
     entries: list[HistoryEntry] = []
     stream = repo.stream(args)
     try:
         for record in _records(stream):
             entry = _parse(record, ours)
-            if _matches(entry, agent=agent, session=session, kind=kind, author=author):
+            if _touches(entry, path) and _matches(
+                entry, agent=agent, session=session, kind=kind, author=author
+            ):
                 entries.append(entry)
                 if len(entries) >= limit:
                     break
@@ -154,6 +159,14 @@ def _from_paths(files: list[str]) -> tuple[list[str], list[str], list[str]]:
         elif kind == "agent" or (len(parts) >= 3 and parts[1] != "world"):
             agents[parts[1]] = None
     return list(kinds), list(sessions), list(agents)
+
+
+def _touches(entry: HistoryEntry, path: str | None) -> bool:
+    """True when the commit changed `path` or a file under it (always, without a path)."""
+    if path is None:
+        return True
+    folder = path.rstrip("/") + "/"
+    return any(file == path or file.startswith(folder) for file in entry.files)
 
 
 def _union(first: list[str], second: list[str]) -> list[str]:

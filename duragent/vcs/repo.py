@@ -64,6 +64,8 @@ _IN_PROGRESS = {
     "CHERRY_PICK_HEAD": "a cherry-pick",
     "REVERT_HEAD": "a revert",
 }
+#: The sha of git's empty tree: the "before" of a repository's first commit.
+_EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 _IDENTITY = re.compile(r"\s*(?P<name>[^<>]*?)\s*<(?P<email>[^<>]*)>\s*")
 
 
@@ -78,6 +80,10 @@ class GitError(DuragentError):
 
 class NotARepository(NotFound):
     """The folder is not the top of a git working tree."""
+
+
+class UnknownRevision(NotFound):
+    """A revision that names no commit of the repository."""
 
 
 class RepoLocked(GitError):
@@ -182,6 +188,105 @@ class GitRepo:
         out = self._git([*args, *(self.relative(p) for p in under)])
         entries = [entry for entry in out.split("\0") if entry]
         return [entry[3:] for entry in entries]
+
+    def resolve(self, rev: str) -> str:
+        """The full sha of the commit `rev` names (a sha, `HEAD~2`, a branch); UnknownRevision otherwise."""
+        if not rev or rev.startswith("-"):
+            raise UnknownRevision(f"unknown revision {rev!r}")
+        out = self._git(
+            ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"], check=False
+        )
+        if not out.strip():
+            raise UnknownRevision(f"unknown revision {rev!r}: not a commit of {self.root}")
+        return out.strip()
+
+    def parents(self, rev: str) -> list[str]:
+        """The parent shas of a commit (none for the first commit)."""
+        out = self._git(["rev-list", "--parents", "-n", "1", self.resolve(rev)])
+        return out.split()[1:]
+
+    def commit_files(self, rev: str) -> list[tuple[str, str]]:
+        """(status letter, repo-relative path) of every file a commit changed (against its first parent)."""
+        sha = self.resolve(rev)
+        out = self._git(
+            ["diff-tree", "--root", "-r", "-z", "--no-renames", "--no-commit-id", "--name-status", sha]
+        )
+        tokens = [token for token in out.split("\0") if token]
+        return list(zip(tokens[0::2], tokens[1::2], strict=True))
+
+    def diff_files(
+        self, old: str | None, new: str | None, paths: Sequence[str] = ()
+    ) -> list[tuple[str, str]]:
+        """(status, path) of files differing between two commits; `new` None is the working tree.
+
+        `old` None compares against the empty tree (everything is added).
+        """
+        base = self.resolve(old) if old is not None else _EMPTY_TREE
+        args = ["diff", "-z", "--no-renames", "--name-status", base]
+        if new is not None:
+            args.append(self.resolve(new))
+        out = self._git([*args, "--", *paths])
+        tokens = [token for token in out.split("\0") if token]
+        changed = list(zip(tokens[0::2], tokens[1::2], strict=True))
+        if new is None:
+            # `git diff` leaves out new files nobody has added; a person's new memory file counts
+            untracked = self._git(["ls-files", "-z", "--others", "--exclude-standard", "--", *paths])
+            changed += [("A", path) for path in untracked.split("\0") if path]
+        return changed
+
+    def patch(self, old: str | None, new: str | None, paths: Sequence[str] = ()) -> str:
+        """The unified diff between two commits (`new` None: the working tree), as git prints it."""
+        base = self.resolve(old) if old is not None else _EMPTY_TREE
+        args = ["diff", "--no-color", "--no-ext-diff", "--no-renames", base]
+        if new is not None:
+            args.append(self.resolve(new))
+        return self._git([*args, "--", *paths])
+
+    def file_at(self, rev: str, path: str) -> str | None:
+        """The text of `path` in commit `rev`, or None when the commit has no such file."""
+        sha = self.resolve(rev)
+        out = subprocess.run(
+            ["git", *_GIT_FLAGS, "cat-file", "blob", f"{sha}:{path}"],
+            cwd=self.root,
+            env=_git_env(),
+            capture_output=True,
+            check=False,
+        )
+        if out.returncode != 0:
+            return None
+        return out.stdout.decode("utf-8", errors="replace")
+
+    def merge_text(self, ours: str, base: str, theirs: str) -> tuple[str, bool]:
+        """Three-way merge of texts (`git merge-file`): the result and whether it has conflicts."""
+        with tempfile.TemporaryDirectory(prefix="duragent-merge-") as folder:
+            files = []
+            for name, text in (("ours", ours), ("base", base), ("theirs", theirs)):
+                path = Path(folder) / name
+                path.write_text(text, encoding="utf-8")
+                files.append(str(path))
+            done = subprocess.run(
+                ["git", *_GIT_FLAGS, "merge-file", "-p", *files],
+                cwd=self.root,
+                env=_git_env(),
+                capture_output=True,
+                check=False,
+            )
+        if done.returncode < 0 or done.returncode > 127:
+            raise GitError("git merge-file failed", ["merge-file"], done.stderr.decode(errors="replace"))
+        return done.stdout.decode("utf-8", errors="replace"), done.returncode != 0
+
+    def gc(self) -> None:
+        """Compact the repository (`git gc`, unreachable objects pruned now)."""
+        self._git(["gc", "--quiet", "--prune=now"])
+
+    def person_identity(self) -> Identity:
+        """The person at the keyboard: git's user.name/user.email here, else `$USER <$USER@localhost>`."""
+        name = self._git(["config", "user.name"], check=False).strip()
+        email = self._git(["config", "user.email"], check=False).strip()
+        if name and email:
+            return Identity(name, email)
+        user = os.environ.get("USER") or os.environ.get("LOGNAME") or "person"
+        return Identity(name or user, email or f"{user}@localhost")
 
     def stream(self, args: Sequence[str]) -> Generator[str, None, None]:
         """Run a read-only git command and yield its output in chunks; closing the iterator stops git."""

@@ -1,0 +1,346 @@
+"""`duragent memory ...`: read, edit, search, add to, export and import an agent's memory.
+
+Every command first commits edits a person made while nothing ran (as that person), and the
+changes these commands make are a person's too: committed under their git identity with a
+`Duragent-Kind: edit` trailer, apart from the agent's own commits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from duragent.cli.context import CliState, print_json, run_async
+
+if TYPE_CHECKING:
+    from duragent.stores.base import MemoryStore
+    from duragent.workspace import Workspace
+
+app = typer.Typer(help="Read, edit and search agents' memory.", no_args_is_help=True)
+
+AgentArgument = Annotated[
+    str | None, typer.Argument(help="Agent name (optional when there is only one agent).", show_default=False)
+]
+AgentOption = Annotated[str | None, typer.Option("--agent", "-a", help="Agent name.")]
+DEFAULT_SHOWN_DAYS = 2
+
+
+def register(root: typer.Typer) -> None:
+    """Add the `memory` command group."""
+    root.add_typer(app, name="memory")
+
+
+def _open(ctx: typer.Context) -> Workspace:
+    """The workspace, with edits made while nothing ran committed first."""
+    from duragent.workspace import Workspace
+
+    state: CliState = ctx.obj
+    workspace = Workspace(state.config())
+    workspace.commit_offline_edits()
+    return workspace
+
+
+def _agent(workspace: Workspace, given: str | None) -> str:
+    """The agent named, or the only one there is."""
+    from duragent.errors import UsageError
+    from duragent.ids import check_name
+
+    if given:
+        return check_name(given, "agent name")
+    names = workspace.agents.names() if workspace.config.agents_path.is_dir() else []
+    if not names:
+        memory = workspace.config.service_path("memory")
+        names = sorted(p.name for p in memory.iterdir() if p.is_dir() and p.name not in ("world", ".locks"))
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise UsageError("no agents yet: create one with `duragent agent create NAME`")
+    raise UsageError(f"there are several agents ({', '.join(names)}): name one")
+
+
+def _parse_day(text: str) -> date:
+    from duragent.errors import UsageError
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError as error:
+        raise UsageError(f"invalid date {text!r}: use YYYY-MM-DD") from error
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    agent: AgentArgument = None,
+    day: Annotated[str | None, typer.Option("--date", "-d", help="Only this day (YYYY-MM-DD).")] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Every daily file, not only the latest.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """MEMORY.md and the latest daily files (`--date` one day, `--all` every day)."""
+    from duragent.errors import NotFound, UsageError
+
+    if day and show_all:
+        raise UsageError("use --date or --all, not both")
+    chosen = _parse_day(day) if day else None
+
+    async def run() -> dict[str, Any]:
+        async with _open(ctx) as workspace:
+            name = _agent(workspace, agent)
+            store = workspace.stores.memory
+            days = [chosen] if chosen else await store.days(name)
+            if not chosen and not show_all:
+                days = days[:DEFAULT_SHOWN_DAYS]
+            texts = [(d, await store.read_day(name, d)) for d in days]
+            if chosen and texts[0][1] is None:
+                raise NotFound(f"{name} has no memory for {chosen.isoformat()}")
+            long_term = None if chosen else await store.read_long_term(name)
+            return {"agent": name, "long_term": long_term, "days": [(d, t) for d, t in texts if t]}
+
+    shown = run_async(run())
+    if as_json:
+        print_json(_show_json(shown))
+        return
+    blocks = []
+    if shown["long_term"]:
+        blocks.append(f"==> MEMORY.md <==\n{shown['long_term'].rstrip()}")
+    blocks += [f"==> {d.isoformat()}.md <==\n{text.rstrip()}" for d, text in shown["days"]]
+    print("\n\n".join(blocks) if blocks else f"{shown['agent']} remembers nothing yet.")
+
+
+def _show_json(shown: dict[str, Any]) -> dict[str, Any]:
+    from duragent.memory.markdown import parse_daily
+
+    return {
+        "agent": shown["agent"],
+        "long_term": shown["long_term"],
+        "days": [
+            {
+                "date": d.isoformat(),
+                "text": text,
+                "entries": [{"section": e.section, "text": e.text} for e in parse_daily(text, d)],
+            }
+            for d, text in shown["days"]
+        ],
+    }
+
+
+@app.command("edit")
+def edit(
+    ctx: typer.Context,
+    agent: AgentArgument = None,
+    day: Annotated[str | None, typer.Option("--date", "-d", help="This day's file (default today).")] = None,
+    long_term: Annotated[bool, typer.Option("--long-term", "-l", help="Edit MEMORY.md.")] = False,
+) -> None:
+    """Open a memory file in $VISUAL/$EDITOR; what you save is committed as your edit."""
+    import os
+    import shlex
+    import subprocess
+
+    from duragent.errors import UsageError
+    from duragent.stores.base import utcnow
+
+    if day and long_term:
+        raise UsageError("use --date or --long-term, not both")
+    with _open_sync(ctx) as workspace:
+        name = _agent(workspace, agent)
+        folder = workspace.config.service_path("memory") / name
+        if long_term:
+            path, template = folder / "MEMORY.md", f"# Long-term memory of {name}\n\n"
+        else:
+            chosen = _parse_day(day) if day else utcnow().date()
+            path, template = folder / f"{chosen.isoformat()}.md", f"# {chosen.isoformat()}\n\n"
+        before = path.read_text(encoding="utf-8") if path.exists() else None
+        if before is None:
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(template, encoding="utf-8")
+        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+        done = subprocess.run([*shlex.split(editor), str(path)], check=False)
+        after = path.read_text(encoding="utf-8") if path.exists() else None
+        if done.returncode != 0:
+            print(f"warning: the editor exited with status {done.returncode}", file=sys.stderr)
+        if after == (template if before is None else before):
+            if before is None:
+                path.unlink(missing_ok=True)
+            print("No changes.")
+            return
+        _commit_edit(workspace, [path])
+
+
+def _commit_edit(workspace: Workspace, paths: list[Path], summary: str | None = None) -> None:
+    """Commit the person's change to `paths` and say so."""
+    edits = workspace.human_edits
+    if edits is None:
+        print(f"Saved {', '.join(str(p) for p in paths)} (git is disabled: not committed).")
+        return
+    relative = [edits.repo.relative(path) for path in paths]
+    result = edits.commit(relative, summary=summary)
+    if result.sha:
+        print(f"Committed {result.sha[:10]} as {edits.repo.person_identity()}: {', '.join(result.files)}")
+    else:
+        print(f"Saved {', '.join(relative)} (nothing new to commit).")
+
+
+@contextlib.contextmanager
+def _open_sync(ctx: typer.Context) -> Iterator[Workspace]:
+    """A workspace for synchronous commands, closed (stores, committer) on exit."""
+    workspace = _open(ctx)
+    try:
+        yield workspace
+    finally:
+        run_async(workspace.close())
+
+
+@app.command("search")
+def search(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help="Words to look for (case-insensitive).")],
+    agent: AgentOption = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only days from this date (YYYY-MM-DD).")
+    ] = None,
+    section: Annotated[
+        str | None, typer.Option("--section", "-s", help="decision, preference, fact or a heading.")
+    ] = None,
+    limit: Annotated[int, typer.Option("-n", "--limit", min=1, help="At most this many.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Find remembered entries, best match first (every agent unless --agent)."""
+    from duragent.memory.markdown import section_key
+    from duragent.stores.base import MemoryQuery
+
+    memory_query = MemoryQuery(
+        text=query,
+        section=section_key(section) if section else None,
+        since=_parse_day(since) if since else None,
+        limit=limit,
+    )
+
+    async def run() -> list[tuple[str, Any]]:
+        async with _open(ctx) as workspace:
+            names = [_agent(workspace, agent)] if agent else _all_agents(workspace)
+            found = []
+            for name in names:
+                found += [(name, e) for e in await workspace.stores.memory.query(name, memory_query)]
+            return found[:limit]
+
+    found = run_async(run())
+    if as_json:
+        print_json(
+            [
+                {"agent": name, "date": e.day.isoformat(), "section": e.section, "text": e.text}
+                for name, e in found
+            ]
+        )
+        return
+    if not found:
+        print(f"Nothing remembered matches {query!r}.")
+        return
+    for name, entry in found:
+        print(f"{entry.day.isoformat()}  {name}  [{entry.section}]  {' / '.join(entry.text.splitlines())}")
+
+
+def _all_agents(workspace: Workspace) -> list[str]:
+    memory = workspace.config.service_path("memory")
+    on_disk = {p.name for p in memory.iterdir() if p.is_dir()} if memory.is_dir() else set()
+    defined = set(workspace.agents.names()) if workspace.config.agents_path.is_dir() else set()
+    return sorted((on_disk | defined) - {"world", ".locks"})
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    text: Annotated[str, typer.Argument(help="What to remember.")],
+    section: Annotated[str, typer.Option("--section", "-s", help="fact, preference or decision.")] = "fact",
+    agent: AgentOption = None,
+) -> None:
+    """Add an entry to today's memory yourself (committed as your edit)."""
+    from duragent.errors import UsageError
+    from duragent.memory.markdown import section_key, section_plural
+    from duragent.stores.base import Change, MemoryEntry
+    from duragent.stores.factory import open_memory_store
+
+    key = section_key(section)
+    if key not in ("fact", "preference", "decision"):
+        raise UsageError(f"invalid section {section!r}: use fact, preference or decision")
+    written: list[Path] = []
+
+    def collect(change: Change) -> None:
+        written.extend(change.paths)
+
+    async def run(workspace: Workspace) -> MemoryEntry:
+        store: MemoryStore = open_memory_store(
+            workspace.config, on_change=collect, redact=workspace.guard.redact
+        )
+        try:
+            entry = MemoryEntry(text=text, section=key, source="human")
+            await store.put(_agent(workspace, agent), entry)
+            return entry
+        finally:
+            await store.close()
+
+    with _open_sync(ctx) as workspace:
+        entry = run_async(run(workspace))
+        print(f"Added to {section_plural(key)} of {entry.day.isoformat()}.")
+        if written:
+            _commit_edit(workspace, written, summary=f"{section_plural(key)} +1")
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    agent: AgentOption = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """A tar.gz of the memory Markdown (one agent's with --agent, plus world memory): `> memory.tar.gz`."""
+    from duragent.errors import UsageError
+
+    if output is None and sys.stdout.isatty():
+        raise UsageError(
+            "refusing to write a tar.gz to the terminal: redirect it (> memory.tar.gz) or use -o"
+        )
+
+    async def run() -> None:
+        async with _open(ctx) as workspace:
+            name = _agent(workspace, agent) if agent else None
+            # a local file or a pipe: writes are small and sequential, fine on the loop
+            sink = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115, ASYNC230
+            try:
+                async for chunk in workspace.stores.memory.export(name):
+                    sink.write(chunk)
+                sink.flush()
+            finally:
+                if output:
+                    sink.close()
+
+    run_async(run())
+
+
+@app.command("import")
+def import_archive(
+    ctx: typer.Context,
+    archive: Annotated[Path, typer.Argument(help="A tar.gz made by `duragent memory export`.")],
+) -> None:
+    """Merge an exported archive into memory: new files added, existing ones get what they lack."""
+    from duragent.errors import UsageError
+    from duragent.memory.importing import import_memory, read_memory_archive
+
+    if not archive.is_file():
+        raise UsageError(f"{archive} is not a file")
+    files = read_memory_archive(archive)
+    with _open_sync(ctx) as workspace:
+        if workspace.config.services.memory.backend != "filesystem":
+            raise UsageError("memory import writes Markdown files: services.memory must be filesystem")
+        report = import_memory(files, workspace.config.service_path("memory"))
+        print(
+            f"Imported {len(files)} file(s): {len(report.created)} new, {len(report.merged)} merged "
+            f"(+{report.entries_added} entries), {len(report.unchanged)} unchanged."
+        )
+        if report.written:
+            _commit_edit(workspace, report.written, summary=f"import of {archive.name}")

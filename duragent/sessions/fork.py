@@ -1,0 +1,128 @@
+"""Forking a session: a new session whose history is the original's up to a point.
+
+The fork point is a sequence number (`ID@12`) or a revision of the data repository
+(`ID@a1b2c3d`: the session's events.jsonl as that commit has it). The new session gets a new
+id; its first event is a `session_start` like the original's plus
+`forked_from: {session, seq}`, and the original's events 2..seq follow with their seq numbers,
+times and payloads (new event ids). The original session is only read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from duragent.errors import DuragentError, UsageError
+from duragent.ids import check_name, new_id
+from duragent.sessions.state import SessionState, replay
+from duragent.stores.base import SessionEvent, SessionNotFound, SessionReadOptions, SessionStore, utcnow
+from duragent.vcs.repo import GitRepo
+
+
+class ForkFailed(DuragentError):
+    """The session cannot be forked at that point; the message says why."""
+
+
+@dataclass(frozen=True)
+class ForkTarget:
+    """`ID`, `ID@SEQ` or `ID@REV` parsed: where to fork from."""
+
+    session_id: str
+    seq: int | None = None
+    rev: str | None = None
+
+
+def parse_fork_target(text: str) -> ForkTarget:
+    """`s_123` (the whole session), `s_123@12` (up to seq 12) or `s_123@a1b2c3d` (as of that commit)."""
+    session_id, sep, point = text.partition("@")
+    check_name(session_id, "session id")
+    if not sep:
+        return ForkTarget(session_id)
+    if not point:
+        raise UsageError(f"nothing after '@' in {text!r}: use ID@SEQ or ID@REV")
+    if point.isdigit():
+        return ForkTarget(session_id, seq=int(point))
+    return ForkTarget(session_id, rev=point)
+
+
+async def events_to_fork(
+    store: SessionStore,
+    target: ForkTarget,
+    *,
+    repo: GitRepo | None = None,
+    events_path: str | None = None,
+) -> list[SessionEvent]:
+    """The original's events up to the fork point (`repo` and `events_path` needed for a revision)."""
+    if target.rev is not None:
+        if repo is None or events_path is None:
+            raise UsageError("forking at a revision needs the data directory's git repository")
+        text = repo.file_at(target.rev, events_path)
+        if text is None:
+            raise ForkFailed(f"revision {target.rev} has no {events_path}")
+        events = _parse_log(text)
+    else:
+        events = await store.read(target.session_id)
+        if target.seq is not None:
+            if target.seq < 1 or target.seq > (events[-1].seq if events else 0):
+                last = events[-1].seq if events else 0
+                raise ForkFailed(f"session {target.session_id} has events 1..{last}, not seq {target.seq}")
+            events = [event for event in events if event.seq <= target.seq]
+    if not events:
+        raise SessionNotFound(target.session_id)
+    if events[0].type != "session_start":
+        raise ForkFailed(f"session {target.session_id} does not begin with session_start")
+    return events
+
+
+def _parse_log(text: str) -> list[SessionEvent]:
+    from duragent.stores.filesystem.sessions import parse_event_line
+
+    events: list[SessionEvent] = []
+    for line in text.encode("utf-8").split(b"\n"):
+        if line.strip():
+            event = parse_event_line(line)
+            if event is not None:
+                events.append(event)
+    return events
+
+
+async def fork_session(
+    store: SessionStore,
+    source_id: str,
+    events: list[SessionEvent],
+    *,
+    name: str | None = None,
+    new_session_id: str | None = None,
+) -> SessionState:
+    """Write the fork of `source_id` made of `events` (from `events_to_fork`); its state when durable."""
+    start, rest = events[0], events[1:]
+    last_seq = events[-1].seq
+    payload: dict[str, Any] = dict(start.payload)
+    metadata = dict(payload.get("metadata") or {})
+    if name:
+        metadata["name"] = name
+    payload["metadata"] = metadata
+    payload["forked_from"] = {"session": source_id, "seq": last_seq}
+    session_id = new_session_id or new_id("s")
+    copied = [SessionEvent(seq=1, id=new_id("ev"), ts=utcnow(), type="session_start", payload=payload)]
+    # seq numbers stay those of the original, so `ID@SEQ` means the same event in both sessions
+    copied += [replace(event, id=new_id("ev")) for event in rest]
+    copied = _renumbered(copied)
+    await store.append(session_id, copied)
+    state = replay(session_id, copied)
+    await store.save_snapshot(state.to_snapshot())
+    return state
+
+
+def _renumbered(events: list[SessionEvent]) -> list[SessionEvent]:
+    """Seq 1, 2, 3... in order: the store requires a gapless log (a truncated original may skip)."""
+    return [event if event.seq == i else replace(event, seq=i) for i, event in enumerate(events, start=1)]
+
+
+async def read_forked_from(store: SessionStore, session_id: str) -> dict[str, Any] | None:
+    """The `forked_from` of a session's start event, or None for a session that is not a fork."""
+    events = await store.read(session_id, SessionReadOptions(limit=1))
+    if not events:
+        return None
+    found = events[0].payload.get("forked_from")
+    return dict(found) if isinstance(found, dict) else None

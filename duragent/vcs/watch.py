@@ -1,0 +1,409 @@
+"""Edits a person makes to memory and agent files, committed on their own and under their name.
+
+Three pieces:
+
+- `AgentWriteLedger` remembers what Duragent itself wrote: for every memory or agent file a
+  store writes, the sha-256 of the bytes written, appended to `.git/duragent/agent-writes`.
+  It lives in the git folder so it is never committed, survives restarts, and is shared by
+  every Duragent process on the data directory (a `duragent chat` beside a `duragent serve`).
+- `HumanEditCommitter` decides who changed a file and commits a person's changes: a changed
+  file whose current bytes are exactly bytes Duragent wrote is the agent's (its own committer
+  commits it); anything else is a person's edit, committed with their git identity and a
+  `Duragent-Kind: edit` trailer, apart from the agent's commits.
+- `HumanEditWatcher` runs while `duragent serve` does: a watchdog observer on `memory/` and
+  `agents/` collects the paths editors touch (atomic renames, vim's backup dance, VS Code's
+  temp files), waits until saving has been quiet for `debounce` seconds, and hands the real
+  files to the committer, so one save burst is one commit.
+
+Why content hashes rather than "paths the agent wrote in the last few seconds": a time window
+either misses a slow commit or swallows a person's edit made right after an agent write. The
+hash is exact: only bytes the agent produced are attributed to it. One case remains shared: if
+the agent appends to a file within the debounce window after a person edited it, its write
+(which re-read the file under the lock, so the person's edit survives) carries both changes,
+and whichever commit lands first holds both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+
+from duragent.vcs.committer import TRAILER_AGENT, TRAILER_KIND
+from duragent.vcs.repo import ContentScreen, GitRepo, Identity
+
+if TYPE_CHECKING:
+    from watchdog.observers.api import BaseObserver
+
+    from duragent.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+EDIT_KIND = "edit"
+DEFAULT_DEBOUNCE = 1.0
+DEFAULT_MAX_DELAY = 10.0
+#: Agent writes older than this no longer identify a file as the agent's.
+LEDGER_MAX_AGE = 7 * 24 * 3600.0
+_LEDGER_ROTATE_BYTES = 512 * 1024
+_LEDGER_READ_BYTES = 1024 * 1024
+_MISSING = "-"
+#: File names editors create beside the file being saved, never a person's content.
+_JUNK_SUFFIXES = ("~", ".swp", ".swo", ".swx", ".swpx", ".tmp", ".bak", ".orig", ".rej", ".part")
+_JUNK_NAMES = frozenset({"4913", "Thumbs.db"})
+
+
+def is_editor_junk(relative: str) -> bool:
+    """True for swap, backup and temp files editors make, and anything in a hidden folder."""
+    parts = PurePosixPath(relative).parts
+    if not parts or any(part.startswith(".") for part in parts):
+        return True
+    name = parts[-1]
+    return (
+        name in _JUNK_NAMES
+        or name.endswith(_JUNK_SUFFIXES)
+        or (name.startswith("#") and name.endswith("#"))
+        or ".tmp." in name
+    )
+
+
+def content_digest(path: Path) -> str:
+    """sha-256 of the file's bytes, or `-` when it does not exist."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return _MISSING
+
+
+class AgentWriteLedger:
+    """What Duragent wrote, by content hash: the file `<git dir>/duragent/agent-writes`."""
+
+    def __init__(self, repo: GitRepo):
+        self.repo = repo
+        self.path = repo.git_dir / "duragent" / "agent-writes"
+        self._lock = threading.Lock()
+
+    def record(self, paths: Sequence[Path]) -> list[str]:
+        """Note the current bytes of `paths` as written by Duragent; the repo-relative paths noted."""
+        lines: list[str] = []
+        noted: list[str] = []
+        now = time.time()
+        for path in paths:
+            try:
+                relative = self.repo.relative(path)
+            except ValueError:
+                continue
+            absolute = self.repo.root / relative
+            if absolute.is_dir():
+                continue
+            lines.append(f"{now:.3f} {content_digest(absolute)} {relative}\n")
+            noted.append(relative)
+        if not lines:
+            return noted
+        data = "".join(lines).encode("utf-8")
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._rotate_if_large()
+            # one O_APPEND write per batch: lines of concurrent processes never interleave
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+        return noted
+
+    def wrote(self, relative: str, digest: str) -> bool:
+        """True when Duragent wrote exactly these bytes (`digest`) to `relative` recently."""
+        oldest = time.time() - LEDGER_MAX_AGE
+        for line in self._lines():
+            stamp, _, rest = line.partition(" ")
+            found_digest, _, found_path = rest.partition(" ")
+            if found_path == relative and found_digest == digest:
+                try:
+                    if float(stamp) >= oldest:
+                        return True
+                except ValueError:
+                    continue
+        return False
+
+    def _lines(self) -> list[str]:
+        lines: list[str] = []
+        for path in (self.path.with_name(self.path.name + ".old"), self.path):
+            try:
+                with open(path, "rb") as handle:
+                    size = handle.seek(0, os.SEEK_END)
+                    handle.seek(max(0, size - _LEDGER_READ_BYTES))
+                    text = handle.read().decode("utf-8", errors="replace")
+            except FileNotFoundError:
+                continue
+            lines.extend(line for line in text.split("\n") if line)
+        return lines
+
+    def _rotate_if_large(self) -> None:
+        try:
+            if self.path.stat().st_size > _LEDGER_ROTATE_BYTES:
+                os.replace(self.path, self.path.with_name(self.path.name + ".old"))
+        except FileNotFoundError:
+            return
+
+
+@dataclass(frozen=True)
+class EditCommit:
+    """What `HumanEditCommitter.commit` did: the person's commit and the agent files it left alone."""
+
+    sha: str | None
+    files: tuple[str, ...]
+    agent_files: tuple[str, ...] = ()
+    recovered_sha: str | None = None
+
+
+def edit_message(files: Sequence[str], agents: Sequence[str] = (), summary: str | None = None) -> str:
+    """`edit: memory/assistant/2026-11-26.md` or `edit: 3 files in memory/assistant`, with trailers."""
+    if len(files) == 1:
+        what = files[0]
+    else:
+        common = os.path.commonpath([str(PurePosixPath(f).parent) for f in files])
+        what = f"{len(files)} files in {common}" if common not in ("", ".") else f"{len(files)} files"
+    subject = f"{EDIT_KIND}: {what}" + (f" ({summary})" if summary else "")
+    parts = [subject]
+    if len(files) > 1:
+        parts.append("\n".join(f"- {file}" for file in files))
+    trailers = [f"{TRAILER_KIND}: {EDIT_KIND}", *(f"{TRAILER_AGENT}: {agent}" for agent in agents)]
+    parts.append("\n".join(trailers))
+    return "\n\n".join(parts) + "\n"
+
+
+class HumanEditCommitter:
+    """Commits a person's edits under `roots` (absolute folders of the repo) as that person."""
+
+    def __init__(
+        self,
+        repo: GitRepo,
+        roots: Sequence[Path],
+        *,
+        ledger: AgentWriteLedger,
+        agent_author: str,
+        screen: ContentScreen | None = None,
+    ):
+        self.repo = repo
+        self.ledger = ledger
+        self.agent_author = agent_author
+        self.screen = screen
+        self.roots: list[str] = []
+        for root in roots:
+            try:
+                self.roots.append(repo.relative(root))
+            except ValueError:
+                log.info("%s is outside the data repository: edits there are not committed", root)
+
+    def watched(self, relative: str) -> bool:
+        """True for a real file (not editor junk) under one of the roots."""
+        return not is_editor_junk(relative) and any(
+            relative == root or relative.startswith(root + "/") for root in self.roots
+        )
+
+    def pending(self) -> list[str]:
+        """Files under the roots that differ from HEAD (what an offline session left behind)."""
+        if not self.roots:
+            return []
+        changed = self.repo.changed_paths(under=[self.repo.root / root for root in self.roots])
+        return [path for path in changed if self.watched(path)]
+
+    def commit(
+        self,
+        files: Sequence[str],
+        *,
+        summary: str | None = None,
+        identity: Identity | None = None,
+        recover_agent_files: bool = False,
+    ) -> EditCommit:
+        """Commit the person's changes among `files` (repo-relative) in one commit.
+
+        Files whose bytes Duragent wrote are left to the agent's committer, or, with
+        `recover_agent_files` (nobody else will commit them: a crash left them behind),
+        committed in a separate commit authored by the agent.
+        """
+        candidates = sorted({file for file in files if self.watched(file)})
+        human: list[str] = []
+        agent: list[str] = []
+        for file in candidates:
+            digest = content_digest(self.repo.root / file)
+            (agent if digest != _MISSING and self.ledger.wrote(file, digest) else human).append(file)
+        sha = None
+        if human:
+            person = identity or self.repo.person_identity()
+            message = edit_message(human, self._agents_of(human), summary)
+            sha = self.repo.commit_paths(
+                [self.repo.root / file for file in human], message, str(person), screen=self.screen
+            )
+            if sha:
+                log.info("committed %s's edit of %s as %s", person.name, ", ".join(human), sha[:10])
+        recovered = None
+        if agent and recover_agent_files:
+            recovered = self.repo.commit_paths(
+                [self.repo.root / file for file in agent],
+                _recovered_message(agent, self._agents_of(agent)),
+                self.agent_author,
+                screen=self.screen,
+            )
+        return EditCommit(sha, tuple(human), tuple(agent), recovered)
+
+    def commit_pending(self, exclude: Collection[str] = ()) -> EditCommit:
+        """Commit everything under the roots that differs from HEAD (edits made while nothing ran).
+
+        `exclude`: files this process's stores wrote and its committer is about to commit.
+        """
+        return self.commit([f for f in self.pending() if f not in exclude], recover_agent_files=True)
+
+    def _agents_of(self, files: Sequence[str]) -> list[str]:
+        agents: dict[str, None] = {}
+        for file in files:
+            for root in self.roots:
+                rest = PurePosixPath(file).relative_to(root).parts if file.startswith(root + "/") else ()
+                if len(rest) >= 2 and rest[0] != "world":
+                    agents[rest[0]] = None
+        return list(agents)
+
+
+def _recovered_message(files: Sequence[str], agents: Sequence[str]) -> str:
+    subject = f"memory: {len(files)} uncommitted file{'s' if len(files) != 1 else ''} recovered"
+    trailers = [f"{TRAILER_KIND}: memory", *(f"{TRAILER_AGENT}: {agent}" for agent in agents)]
+    return "\n\n".join([subject, "\n".join(f"- {file}" for file in files), "\n".join(trailers)]) + "\n"
+
+
+class HumanEditWatcher:
+    """Watches `memory/` and `agents/` while a server runs and commits a person's edits as theirs."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        *,
+        debounce: float = DEFAULT_DEBOUNCE,
+        max_delay: float = DEFAULT_MAX_DELAY,
+    ):
+        self.workspace = workspace
+        self.debounce = debounce
+        self.max_delay = max(max_delay, debounce)
+        #: The person's commits made so far, newest last.
+        self.commits: list[str] = []
+        self._pending: set[str] = set()
+        self._first_at: float | None = None
+        self._last_at = 0.0
+        self._wakeup = asyncio.Event()
+        self._observer: BaseObserver | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._committer: HumanEditCommitter | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        """Commit edits made while nothing ran, then start watching (no-op without git)."""
+        committer = self.workspace.human_edits
+        if committer is None or self._observer is not None:
+            return
+        self._committer = committer
+        await asyncio.to_thread(self.workspace.commit_offline_edits)
+        self._loop = asyncio.get_running_loop()
+        self._observer = await asyncio.to_thread(self._start_observer, committer)
+        self._task = asyncio.create_task(self._run(), name="duragent-human-edits")
+
+    async def stop(self) -> None:
+        """Stop watching and commit what is still waiting for its debounce."""
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            observer.stop()
+            await asyncio.to_thread(observer.join, 5.0)
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Commit the edits seen so far now, without waiting for the debounce."""
+        files, self._pending = sorted(self._pending), set()
+        self._first_at = None
+        if files and self._committer is not None:
+            result = await asyncio.to_thread(self._committer.commit, files)
+            if result.sha:
+                self.commits.append(result.sha)
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _start_observer(self, committer: HumanEditCommitter) -> BaseObserver:
+        from watchdog.observers import Observer
+
+        handler = _EditHandler(committer.repo, self._from_thread)
+        observer = Observer()
+        for root in committer.roots:
+            folder = committer.repo.root / root
+            folder.mkdir(parents=True, exist_ok=True)
+            observer.schedule(handler, str(folder), recursive=True)
+        observer.daemon = True
+        observer.start()
+        return observer
+
+    def _from_thread(self, relative: str) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._seen, relative)
+
+    def _seen(self, relative: str) -> None:
+        if self._committer is None or not self._committer.watched(relative):
+            return
+        now = time.monotonic()
+        self._pending.add(relative)
+        self._last_at = now
+        if self._first_at is None:
+            self._first_at = now
+        self._wakeup.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending and self._first_at is not None:
+                due = min(self._last_at + self.debounce, self._first_at + self.max_delay)
+                wait = due - time.monotonic()
+                if wait > 0:
+                    try:
+                        await asyncio.wait_for(self._wakeup.wait(), wait)
+                        self._wakeup.clear()
+                    except TimeoutError:
+                        pass
+                    continue
+                try:
+                    await self.flush()
+                except Exception as error:  # a failed commit must not end the watcher; retried on next edit
+                    log.error("could not commit a person's edit: %s", error)
+
+
+class _EditHandler(FileSystemEventHandler):
+    """A watchdog handler that reports every repo-relative path an event touches."""
+
+    def __init__(self, repo: GitRepo, report: Callable[[str], None]):
+        super().__init__()
+        self.repo = repo
+        self.report = report
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        """Called by watchdog's thread for each event; directory events carry no content."""
+        if event.is_directory:
+            return
+        for raw in (event.src_path, getattr(event, "dest_path", "")):
+            path = os.fsdecode(raw) if raw else ""
+            if not path:
+                continue
+            try:
+                self.report(self.repo.relative(Path(path)))
+            except ValueError:
+                continue

@@ -1,0 +1,200 @@
+"""`duragent memory ...` and `duragent agent context` on a real workspace with a real git repository."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from duragent.cli import build_app
+from duragent.errors import NotFound, UsageError
+from duragent.memory.importing import InvalidMemoryArchive
+from duragent.scaffold import init_workspace
+from duragent.stores.base import utcnow
+
+DURAGENT = Path(sys.executable).parent / "duragent"
+PERSON = "Test Person <person@example.test>"
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(build_app(), list(args))
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    init_workspace(tmp_path / "ws")
+    monkeypatch.chdir(tmp_path / "ws")
+    return tmp_path / "ws"
+
+
+@pytest.fixture
+def memory(workspace: Path) -> Path:
+    folder = workspace / ".duragent" / "memory" / "assistant"
+    (folder / "2026-11-25.md").write_text(
+        "# 2026-11-25\n\n## Decisions Made\n- Chose Telegram as primary interface\n\n"
+        "## Facts Stored\n- User's blog: example.com\n"
+    )
+    (folder / "2026-11-26.md").write_text("# 2026-11-26\n\n## Preferences Learned\n- Prefers bullet points\n")
+    (folder / "MEMORY.md").write_text("# Long-term memory\n\n- Works on Duragent\n")
+    return folder
+
+
+def test_add_writes_a_bullet_in_its_section_committed_as_the_person(workspace: Path) -> None:
+    result = run("memory", "add", "Ships on Fridays", "--section", "decision")
+    assert result.exit_code == 0, result.output
+    today = utcnow().date().isoformat()
+    text = (workspace / ".duragent" / "memory" / "assistant" / f"{today}.md").read_text()
+    assert "## Decisions Made\n- Ships on Fridays\n" in text
+    log = git(workspace / ".duragent", "log", "-1", "--format=%an <%ae>%n%s%n%b")
+    assert log.startswith(f"{PERSON}\nedit: memory/assistant/{today}.md (decisions +1)")
+    assert "Duragent-Kind: edit" in log
+
+
+def test_add_refuses_an_unknown_section(workspace: Path) -> None:
+    result = run("memory", "add", "x", "--section", "gossip")
+    assert isinstance(result.exception, UsageError)
+    assert "fact, preference or decision" in str(result.exception)
+
+
+def test_show_prints_long_term_and_latest_days_and_json_has_entries(memory: Path) -> None:
+    result = run("memory", "show")
+    assert result.exit_code == 0, result.output
+    assert "==> MEMORY.md <==" in result.output
+    assert "Prefers bullet points" in result.output
+    assert "Chose Telegram" in result.output
+    shown = json.loads(run("memory", "show", "assistant", "--date", "2026-11-25", "--json").output)
+    assert shown["agent"] == "assistant"
+    assert shown["long_term"] is None
+    assert shown["days"][0]["date"] == "2026-11-25"
+    assert {"section": "decision", "text": "Chose Telegram as primary interface"} in shown["days"][0][
+        "entries"
+    ]
+
+
+def test_show_of_a_day_without_memory_says_so(memory: Path) -> None:
+    result = run("memory", "show", "--date", "2020-01-01")
+    assert isinstance(result.exception, NotFound)
+    assert "no memory for 2020-01-01" in str(result.exception)
+
+
+def test_search_finds_entries_by_word_section_and_date(memory: Path) -> None:
+    found = json.loads(run("memory", "search", "telegram", "--json").output)
+    assert found == [
+        {
+            "agent": "assistant",
+            "date": "2026-11-25",
+            "section": "decision",
+            "text": "Chose Telegram as primary interface",
+        }
+    ]
+    assert json.loads(run("memory", "search", "telegram", "--section", "fact", "--json").output) == []
+    assert json.loads(run("memory", "search", "telegram", "--since", "2026-11-26", "--json").output) == []
+    assert "Nothing remembered matches" in run("memory", "search", "kangaroo").output
+
+
+def test_edit_opens_the_editor_and_commits_the_save_as_the_person(workspace: Path, memory: Path) -> None:
+    editor = workspace / "editor.py"
+    editor.write_text(
+        "import sys\n"
+        "path = sys.argv[1]\n"
+        "text = open(path).read()\n"
+        "open(path, 'w').write(text + '- Added in the editor\\n')\n"
+    )
+    result = CliRunner().invoke(
+        build_app(),
+        ["memory", "edit", "--long-term"],
+        env={"EDITOR": f"{sys.executable} {editor}", "VISUAL": ""},
+    )
+    assert result.exit_code == 0, result.output
+    assert "Committed" in result.output
+    assert (memory / "MEMORY.md").read_text().endswith("- Works on Duragent\n- Added in the editor\n")
+    log = git(workspace / ".duragent", "log", "-1", "--format=%an <%ae>|%s")
+    assert log.strip() == f"{PERSON}|edit: memory/assistant/MEMORY.md"
+
+
+def test_edit_without_changes_commits_nothing(workspace: Path, memory: Path) -> None:
+    head = git(workspace / ".duragent", "rev-parse", "HEAD")
+    run("memory", "show")  # commits the fixture's files as the person's offline edit
+    head = git(workspace / ".duragent", "rev-parse", "HEAD")
+    result = CliRunner().invoke(
+        build_app(), ["memory", "edit", "--date", "2026-11-26"], env={"EDITOR": "true", "VISUAL": ""}
+    )
+    assert result.exit_code == 0, result.output
+    assert "No changes." in result.output
+    assert git(workspace / ".duragent", "rev-parse", "HEAD") == head
+
+
+def test_export_then_import_into_another_workspace_merges_and_commits(
+    tmp_path: Path, workspace: Path, memory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = tmp_path / "memory.tar.gz"
+    assert run("memory", "export", "-o", str(archive)).exit_code == 0
+    with tarfile.open(archive) as tar:
+        names = sorted(tar.getnames())
+    assert "memory/assistant/2026-11-25.md" in names
+    assert "memory/assistant/MEMORY.md" in names
+
+    init_workspace(tmp_path / "other")
+    monkeypatch.chdir(tmp_path / "other")
+    other = tmp_path / "other" / ".duragent" / "memory" / "assistant"
+    (other / "2026-11-25.md").write_text("# 2026-11-25\n\n## Facts Stored\n- Already known here\n")
+    result = run("memory", "import", str(archive))
+    assert result.exit_code == 0, result.output
+    merged = (other / "2026-11-25.md").read_text()
+    assert "- Already known here\n" in merged
+    assert "- User's blog: example.com\n" in merged
+    assert "## Decisions Made\n- Chose Telegram as primary interface\n" in merged
+    assert (other / "2026-11-26.md").read_text() == (memory / "2026-11-26.md").read_text()
+    log = git(tmp_path / "other" / ".duragent", "log", "-1", "--format=%an <%ae>|%s")
+    assert log.startswith(f"{PERSON}|edit: ")
+    assert "import of memory.tar.gz" in log
+    assert run("memory", "import", str(archive)).output.count("unchanged") == 1
+
+
+def test_import_refuses_an_archive_with_paths_outside_memory(workspace: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "evil.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name in ("memory/assistant/ok.md", "memory/../../etc/passwd.md", "agents/x/agent.yaml"):
+            data = b"- hi\n"
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    result = run("memory", "import", str(archive))
+    assert isinstance(result.exception, InvalidMemoryArchive)
+    assert result.exception.exit_code == 2
+    assert "escapes the memory folder" in str(result.exception)
+    assert "not under memory/" in str(result.exception)
+    assert not (workspace / ".duragent" / "memory" / "assistant" / "ok.md").exists()
+
+
+def test_export_to_stdout_in_a_real_process_is_a_tar_gz(workspace: Path, memory: Path) -> None:
+    done = subprocess.run(
+        [str(DURAGENT), "memory", "export", "--agent", "assistant"],
+        cwd=workspace,
+        capture_output=True,
+        check=True,
+    )
+    with tarfile.open(fileobj=io.BytesIO(done.stdout), mode="r:gz") as tar:
+        assert "memory/assistant/2026-11-26.md" in tar.getnames()
+
+
+def test_agent_context_shows_memory_newest_day_first_within_the_budget(workspace: Path, memory: Path) -> None:
+    today = utcnow().date().isoformat()
+    (memory / f"{today}.md").write_text(f"# {today}\n\n## Facts Stored\n- Fresh fact of today\n")
+    result = run("agent", "context", "assistant")
+    assert result.exit_code == 0, result.output
+    assert "===== system =====" in result.output
+    assert "# Long-term memory (MEMORY.md)" in result.output
+    assert "Fresh fact of today" in result.output
+    shown = json.loads(run("agent", "context", "assistant", "--json").output)
+    assert any(part["name"] == "memory" for part in shown["parts"])

@@ -1,0 +1,269 @@
+"""A person edits memory in their editor while Duragent runs (or not): real git, watchdog, processes."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from duragent.config import load_config
+from duragent.runtime.loop import Runtime, drain
+from duragent.runtime.providers import ProviderPool
+from duragent.scaffold import init_workspace
+from duragent.sessions.log import SessionLog
+from duragent.stores.base import MemoryEntry, utcnow
+from duragent.testing.fake_llm import FakeLLMServer, text
+from duragent.vcs.watch import HumanEditWatcher
+from duragent.workspace import Workspace
+
+pytest_plugins = ["duragent.testing.pytest_plugin"]
+
+DURAGENT = Path(sys.executable).parent / "duragent"
+PERSON = "Test Person <person@example.test>"
+AGENT = "Duragent <duragent@localhost>"
+
+HELPER_YAML = """\
+apiVersion: duragent/v1alpha1
+kind: Agent
+metadata:
+  name: helper
+spec:
+  model:
+    provider: openai
+    name: gpt-test
+    base_url: {url}
+  system_prompt: You are a test agent.
+  memory: {{enabled: true}}
+  tools:
+    builtin: [memory]
+    policy: {{mode: allow}}
+"""
+
+# An editor that saves like vim and VS Code: probe file, swap file, temp file + rename.
+EDITOR_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    path = sys.argv[1]
+    folder = os.path.dirname(path)
+    name = os.path.basename(path)
+    probe = os.path.join(folder, "4913")
+    open(probe, "w").close(); os.unlink(probe)
+    swap = os.path.join(folder, "." + name + ".swp")
+    open(swap, "w").write("swap")
+    text = open(path).read().replace("likes green tea", "likes oolong tea (edited by hand)")
+    temp = os.path.join(folder, "." + name + ".tmp-save")
+    with open(temp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+    os.unlink(swap)
+    """
+)
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout
+
+
+def authors_and_subjects(data: Path) -> list[tuple[str, str]]:
+    lines = git(data, "log", "--format=%an <%ae>\x1f%s").splitlines()
+    return [(author, subject) for author, subject in (line.split("\x1f", 1) for line in lines)]
+
+
+def human_commits(data: Path) -> list[str]:
+    return [subject for author, subject in authors_and_subjects(data) if author == PERSON]
+
+
+async def wait_for(condition: object, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if callable(condition) and condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    init_workspace(tmp_path / "ws")
+    config = tmp_path / "ws" / "duragent.yaml"
+    config.write_text(config.read_text() + "\ngit:\n  commit_debounce: 50ms\n  max_commit_delay: 500ms\n")
+    return tmp_path / "ws"
+
+
+@pytest.fixture
+def data(root: Path) -> Path:
+    return root / ".duragent"
+
+
+@pytest.fixture
+async def workspace(root: Path, fake_llm: FakeLLMServer) -> AsyncIterator[Workspace]:
+    helper = root / ".duragent" / "agents" / "helper"
+    helper.mkdir(parents=True)
+    (helper / "agent.yaml").write_text(HELPER_YAML.format(url=fake_llm.url))
+    opened = Workspace(load_config(root / "duragent.yaml"), env={"OPENAI_API_KEY": "sk-test"})
+    opened.commit_offline_edits()  # the new agent folder: a person's edit made before anything ran
+    yield opened
+    await opened.close()
+
+
+async def test_an_editor_save_is_one_human_commit_and_the_next_turn_uses_the_edited_text(
+    workspace: Workspace, data: Path, fake_llm: FakeLLMServer
+) -> None:
+    store = workspace.stores.memory
+    await store.put("helper", MemoryEntry("likes green tea", section="preference"))
+    assert workspace.committer is not None
+    workspace.committer.flush()
+    daily = data / "memory" / "helper" / f"{utcnow().date().isoformat()}.md"
+    before = len(human_commits(data))
+
+    watcher = HumanEditWatcher(workspace, debounce=0.3)
+    await watcher.start()
+    try:
+        editor = await asyncio.create_subprocess_exec(sys.executable, "-c", EDITOR_SCRIPT, str(daily))
+        assert await editor.wait() == 0
+        await wait_for(lambda: len(human_commits(data)) > before)
+        await asyncio.sleep(0.8)  # a second commit for the same save burst would have landed by now
+        new = human_commits(data)[: len(human_commits(data)) - before]
+        assert new == [f"edit: memory/helper/{daily.name}"]
+        message = git(data, "log", "-1", "--format=%B", f"--author={PERSON}")
+        assert "Duragent-Kind: edit" in message
+        assert "Duragent-Agent: helper" in message
+        assert git(data, "status", "--porcelain", "--", "memory").strip() == ""
+
+        fake_llm.enqueue(text("Noted."))
+        agent = workspace.agents.get("helper")
+        session = await SessionLog.create(workspace.stores.sessions, agent="helper")
+        pool = ProviderPool({"OPENAI_API_KEY": "sk-test"})
+        runtime = Runtime(provider_for=pool.for_agent, memory=store)
+        try:
+            await drain(runtime.run_turn(session, agent, "what tea do I like?"))
+        finally:
+            await pool.close()
+        system = fake_llm.requests[-1].body["messages"][0]["content"]
+        assert "likes oolong tea (edited by hand)" in system
+        assert "likes green tea" not in system
+    finally:
+        await watcher.stop()
+    workspace.committer.flush()
+    assert len(human_commits(data)) == before + 1
+
+
+async def test_the_agents_own_memory_writes_are_not_committed_as_a_persons_edits(
+    workspace: Workspace, data: Path
+) -> None:
+    before = len(human_commits(data))
+    watcher = HumanEditWatcher(workspace, debounce=0.1)
+    await watcher.start()
+    try:
+        for number in range(5):
+            await workspace.stores.memory.put("helper", MemoryEntry(f"agent note {number}"))
+            await workspace.stores.memory.write_long_term("helper", f"# Long-term\n\n- summary {number}\n")
+            await asyncio.sleep(0.03)
+        await asyncio.sleep(0.6)
+    finally:
+        await watcher.stop()
+    assert workspace.committer is not None
+    workspace.committer.flush()
+    assert watcher.commits == []
+    assert len(human_commits(data)) == before
+    authors = set(git(data, "log", "--format=%an <%ae>", "--", "memory/helper").splitlines())
+    assert authors == {AGENT}
+    assert git(data, "status", "--porcelain", "--", "memory").strip() == ""
+
+
+async def test_edits_made_while_nothing_ran_are_committed_by_the_next_command(root: Path, data: Path) -> None:
+    daily = data / "memory" / "assistant" / "2026-11-20.md"
+    daily.write_text("# 2026-11-20\n\n## Facts Stored\n- written in vim while the server was down\n")
+    (data / "agents" / "assistant" / "SOUL.md").write_text("You are terse.\n")
+    command = [str(DURAGENT), "memory", "show", "--json"]
+    done = await asyncio.to_thread(
+        subprocess.run, command, cwd=root, capture_output=True, text=True, check=True
+    )
+    assert "assistant" in done.stdout
+    author, subject = authors_and_subjects(data)[0]
+    assert author == PERSON
+    assert subject == "edit: 2 files"
+    files = git(data, "show", "--name-only", "--format=", "HEAD").split()
+    assert sorted(files) == ["agents/assistant/SOUL.md", "memory/assistant/2026-11-20.md"]
+    assert git(data, "status", "--porcelain").strip() == ""
+
+
+async def test_uncommitted_agent_writes_left_by_a_crash_are_recovered_as_the_agents(
+    root: Path, data: Path
+) -> None:
+    config = load_config(root / "duragent.yaml")
+    crashed = Workspace(config)
+    assert crashed.agent_writes is not None
+    daily = data / "memory" / "assistant" / "2026-11-21.md"
+    daily.write_text("# 2026-11-21\n\n## Facts Stored\n- the agent wrote this\n")
+    crashed.agent_writes.record([daily])  # the store's notification, then the process died
+
+    assert Workspace(config).commit_offline_edits() is None
+    author, subject = authors_and_subjects(data)[0]
+    assert author == AGENT
+    assert subject.startswith("memory: 1 uncommitted file recovered")
+
+
+@pytest.mark.slow
+async def test_a_person_and_the_agent_writing_the_same_file_at_once_both_survive(
+    root: Path, data: Path
+) -> None:
+    async with Workspace(load_config(root / "duragent.yaml")) as workspace:
+        # two people's `duragent memory add` (which lock the file like the store does) at once
+        people = [
+            await asyncio.create_subprocess_exec(str(DURAGENT), "memory", "add", f"person note {n}", cwd=root)
+            for n in range(2)
+        ]
+        count = 0
+        while any(p.returncode is None for p in people) or count < 20:
+            await workspace.stores.memory.put("assistant", MemoryEntry(f"agent note {count}"))
+            count += 1
+            await asyncio.sleep(0.01)
+        assert [await p.wait() for p in people] == [0, 0]
+    daily = (data / "memory" / "assistant" / f"{utcnow().date().isoformat()}.md").read_text()
+    for n in range(2):
+        assert f"- person note {n}\n" in daily
+    for n in range(count):
+        assert f"- agent note {n}\n" in daily
+    assert len(human_commits(data)) >= 2
+
+
+async def test_remember_lands_in_its_section_and_reflect_merges_days_in_one_commit(
+    root: Path, data: Path
+) -> None:
+    async with Workspace(load_config(root / "duragent.yaml")) as workspace:
+        agent = workspace.agents.get("assistant")
+        pool = ProviderPool({})
+        runtime = Runtime(provider_for=pool.for_agent, memory=workspace.stores.memory)
+        session = await SessionLog.create(workspace.stores.sessions, agent="assistant")
+        try:
+            await drain(runtime.run_turn(session, agent, "remember the launch is on Friday"))
+            yesterday = utcnow().date() - timedelta(days=1)
+            await workspace.stores.memory.put(
+                "assistant", MemoryEntry("use Telegram", "decision", day=yesterday)
+            )
+            assert workspace.committer is not None
+            workspace.committer.flush()
+            today = data / "memory" / "assistant" / f"{utcnow().date().isoformat()}.md"
+            assert "## Facts Stored\n- the launch is on Friday\n" in today.read_text()
+            assert authors_and_subjects(data)[0][0] == AGENT
+            before = git(data, "rev-parse", "HEAD").strip()
+
+            await drain(runtime.run_turn(session, agent, "reflect"))
+            workspace.committer.flush()
+        finally:
+            await pool.close()
+    long_term = (data / "memory" / "assistant" / "MEMORY.md").read_text()
+    assert "## Decisions Made\n- use Telegram\n" in long_term
+    assert "## Facts Stored\n- the launch is on Friday\n" in long_term
+    touching = git(data, "log", "--format=%an", f"{before}..HEAD", "--", "memory/assistant/MEMORY.md")
+    assert touching.split() == ["Duragent"]

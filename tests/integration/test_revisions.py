@@ -1,0 +1,168 @@
+"""`duragent history`, `show`, `diff`, `revert`, `gc` on a real workspace and git repository."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from duragent.cli import build_app
+from duragent.config import load_config
+from duragent.scaffold import init_workspace
+from duragent.sessions.log import SessionLog
+from duragent.stores.base import MemoryEntry
+from duragent.vcs.revisions import RevertConflict, RevertRefused
+from duragent.workspace import Workspace
+
+PERSON = "Test Person <person@example.test>"
+DAY = "2026-11-26"
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(build_app(), list(args))
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    init_workspace(tmp_path / "ws")
+    monkeypatch.chdir(tmp_path / "ws")
+    return tmp_path / "ws"
+
+
+@pytest.fixture
+def data(root: Path) -> Path:
+    return root / ".duragent"
+
+
+async def agent_remembers(*texts: str, section: str = "fact") -> None:
+    from datetime import date
+
+    async with Workspace(load_config()) as workspace:
+        for text in texts:
+            await workspace.stores.memory.put(
+                "assistant", MemoryEntry(text, section, day=date.fromisoformat(DAY))
+            )
+
+
+async def agent_talks() -> str:
+    async with Workspace(load_config()) as workspace:
+        log = await SessionLog.create(workspace.stores.sessions, agent="assistant")
+        await log.append("user_message", {"content": "hi", "turn": 1})
+        return log.session_id
+
+
+def test_revert_of_a_memory_commit_is_a_new_commit_that_keeps_later_changes(data: Path) -> None:
+    asyncio.run(agent_remembers("likes tea"))
+    bad = git(data, "rev-parse", "HEAD").strip()
+    asyncio.run(agent_remembers("likes coffee"))
+    result = run("revert", bad, "--yes")
+    assert result.exit_code == 0, result.output
+    text = (data / "memory" / "assistant" / f"{DAY}.md").read_text()
+    assert "likes tea" not in text
+    assert "- likes coffee\n" in text
+    log = git(data, "log", "-1", "--format=%an <%ae>|%s|%b")
+    assert log.startswith(f"{PERSON}|revert: ")
+    assert f"This reverts commit {bad}." in log
+    assert bad in git(data, "rev-list", "HEAD")  # history is not rewritten
+
+
+def test_revert_refuses_a_commit_that_touches_session_logs(data: Path) -> None:
+    asyncio.run(agent_talks())
+    head = git(data, "rev-parse", "HEAD").strip()
+    result = run("revert", head, "--yes")
+    assert isinstance(result.exception, RevertRefused)
+    assert "append-only" in str(result.exception)
+    assert "duragent session fork" in str(result.exception)
+    assert git(data, "rev-parse", "HEAD").strip() == head
+
+
+def test_revert_refuses_when_later_edits_touch_the_same_lines(data: Path) -> None:
+    asyncio.run(agent_remembers("likes tea"))
+    bad = git(data, "rev-parse", "HEAD").strip()
+    daily = data / "memory" / "assistant" / f"{DAY}.md"
+    daily.write_text(daily.read_text().replace("likes tea", "likes green tea"))
+    run("memory", "show")  # commits the person's edit
+    result = run("revert", bad, "--yes")
+    assert isinstance(result.exception, RevertConflict)
+    assert "likes green tea" in daily.read_text()
+
+
+def test_show_renders_a_memory_commit_as_bullets_per_section(data: Path) -> None:
+    asyncio.run(agent_remembers("Chose Telegram", section="decision"))
+    result = run("show", "HEAD")
+    assert result.exit_code == 0, result.output
+    assert f"memory/assistant/{DAY}.md (added)" in result.output
+    assert "  ## Decisions Made\n  + Chose Telegram" in result.output
+    assert "@@" not in result.output
+    assert "@@" in run("show", "HEAD", "--raw").output
+    shown = json.loads(run("show", "--json").output)
+    assert shown["files"][0]["sections"] == [
+        {"section": "decision", "added": ["Chose Telegram"], "removed": []}
+    ]
+
+
+def test_diff_shows_uncommitted_edits_and_changes_between_revisions(data: Path) -> None:
+    asyncio.run(agent_remembers("likes tea"))
+    first = git(data, "rev-parse", "HEAD").strip()
+    daily = data / "memory" / "assistant" / f"{DAY}.md"
+    daily.write_text(daily.read_text().replace("- likes tea\n", "- likes oolong\n\nA note in prose.\n"))
+    result = run("diff")
+    assert result.exit_code == 0, result.output
+    assert "  ## Facts Stored\n  + likes oolong\n  - likes tea" in result.output
+    assert "(other text)\n  + A note in prose." in result.output
+    asyncio.run(agent_remembers("likes cake"))  # commits the edit (offline) then the agent's write
+    between = json.loads(run("diff", first, "HEAD", "--json").output)
+    assert [d["path"] for d in between] == [f"memory/assistant/{DAY}.md"]
+    assert sorted(between[0]["sections"][0]["added"]) == ["likes cake", "likes oolong"]
+    only = run("diff", first, "HEAD", "memory/world")
+    assert only.output.strip() == "No changes."
+
+
+def test_history_json_shape_and_author_and_memory_filters(data: Path) -> None:
+    session_id = asyncio.run(agent_talks())
+    asyncio.run(agent_remembers("likes tea"))
+    run("memory", "add", "Prefers short answers", "--section", "preference")
+    entries = json.loads(run("history", "--json").output)
+    assert set(entries[0]) == {
+        "sha",
+        "when",
+        "author",
+        "author_kind",
+        "subject",
+        "kinds",
+        "sessions",
+        "agents",
+        "files",
+    }
+    human = json.loads(run("history", "--author", "human", "--json").output)
+    assert {e["author_kind"] for e in human} == {"human"}
+    assert human[0]["subject"].startswith("edit: memory/assistant/")
+    assert human[0]["kinds"] == ["edit"]
+    assert human[0]["agents"] == ["assistant"]
+    agent = json.loads(run("history", "--author", "agent", "--memory", "--json").output)
+    assert [e["subject"] for e in agent] == [
+        "memory assistant: 2026-11-26 facts +1",
+        "init: workspace with agent assistant",
+    ]
+    memory = json.loads(run("history", "--memory", "--json").output)
+    assert all(any(f.startswith("memory/") for f in e["files"]) for e in memory)
+    assert not any(session_id in e["sessions"] for e in memory)
+    sessions = json.loads(run("history", "--kind", "session", "--json").output)
+    assert sessions
+    assert all("session" in e["kinds"] for e in sessions)
+
+
+def test_gc_reports_sizes_before_and_after(data: Path) -> None:
+    asyncio.run(agent_remembers("likes tea"))
+    report = json.loads(run("gc", "--json").output)
+    assert report["git_after"] > 0
+    assert report["tracked"] > 0
+    assert "ratio" in run("gc").output
