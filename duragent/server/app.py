@@ -134,6 +134,13 @@ async def _open(
     if config.agents.static.watch:
         await registry.start_watching()
     stack.push_async_callback(registry.stop)
+    if config.git.enabled:
+        from duragent.vcs.watch import HumanEditWatcher
+
+        # A person's edits to memory and agent files are committed as theirs while we run.
+        watcher = HumanEditWatcher(workspace)
+        await watcher.start()
+        stack.push_async_callback(watcher.stop)
     manager = SessionManager(stores.sessions, runtime, config, registry.get, idle_ttl=idle_ttl)
     stack.push_async_callback(manager.close, shutdown_grace)
     state = ServerState(
