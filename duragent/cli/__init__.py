@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "duragent.cli.memory",
     "duragent.cli.revisions",
     "duragent.cli.db",
+    "duragent.cli.migrate",
     "duragent.cli.serve",
     "duragent.cli.gateway",
     "duragent.cli.chat",
