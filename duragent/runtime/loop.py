@@ -84,13 +84,19 @@ class Runtime:
         *,
         sender: Mapping[str, Any] | None = None,
         control: TurnControl | None = None,
+        queue_id: str | None = None,
     ) -> AsyncIterator[RuntimeEvent]:
-        """Run one turn for `content` (None continues the session's unfinished turn)."""
+        """Run one turn for `content` (None continues the session's unfinished turn).
+
+        `queue_id` names the `message_queued` event this message was accepted with, if any.
+        """
         control = control or TurnControl()
         if content is not None:
             payload: dict[str, Any] = {"content": content, "turn": session.state.turns + 1}
             if sender:
                 payload["sender"] = dict(sender)
+            if queue_id:
+                payload["queue_id"] = queue_id
             await session.append("user_message", payload)
         yield TurnStarted(session.state.turns, content)
         try:
@@ -116,6 +122,14 @@ class Runtime:
     ) -> AsyncIterator[RuntimeEvent]:
         definitions = tuple(ToolDefinition(**definition(t)) for t in tools.values())
         provider = self.provider_for(agent)
+        waiting = calls_awaiting_approval(session)
+        if waiting:
+            # The turn stopped (a restart) while a person was being asked: none of these calls ran,
+            # so ask again and carry on from there.
+            async for event in self._run_calls(
+                session, agent, tools, policy, ctx, waiting, control, recorded=True
+            ):
+                yield event
         # Calls left without a result by an interrupted run are answered before the model is asked again.
         await close_open_tool_calls(session, INTERRUPTED)
         for _step in range(self.max_steps):
@@ -209,10 +223,13 @@ class Runtime:
         ctx: ToolContext,
         calls: list[ToolCall],
         control: TurnControl,
+        *,
+        recorded: bool = False,
     ) -> AsyncIterator[RuntimeEvent]:
-        await session.append_many(
-            [("tool_call", {"call_id": c.id, "tool": c.name, "arguments": c.arguments}) for c in calls]
-        )
+        if not recorded:
+            await session.append_many(
+                [("tool_call", {"call_id": c.id, "tool": c.name, "arguments": c.arguments}) for c in calls]
+            )
         runnable: list[tuple[ToolCall, AnyTool, Any]] = []
         results: dict[str, ToolResult] = {}
         for call in calls:
@@ -227,10 +244,19 @@ class Runtime:
                 if control.pause_requested:
                     verdict = "deny"
                 else:
-                    async for event in self._ask(session, agent, call, invocation, policy):
-                        if isinstance(event, ApprovalResolved):
-                            verdict = "allow" if event.decision != "deny" else "deny"
-                        yield event
+                    try:
+                        async for event in self._ask(session, agent, call, invocation, policy):
+                            if isinstance(event, ApprovalResolved):
+                                verdict = "allow" if event.decision != "deny" else "deny"
+                            yield event
+                    except asyncio.CancelledError:
+                        if not control.pause_requested:
+                            # Cancelled by a client: these calls are over. (A pause asked for by a
+                            # shutdown leaves them open, so the approval is asked again on resume.)
+                            await asyncio.shield(
+                                close_open_tool_calls(session, "cancelled: the turn was cancelled")
+                            )
+                        raise
             if verdict == "deny":
                 results[call.id] = ToolResult(False, f"denied by policy: {tool.name} {invocation}".strip())
             else:
@@ -361,6 +387,27 @@ async def close_open_tool_calls(session: SessionLog, reason: str) -> int:
             ]
         )
     return len(open_calls)
+
+
+def calls_awaiting_approval(session: SessionLog) -> list[ToolCall]:
+    """The open tool calls of a turn stopped while asking a person (none of them ran yet), or [].
+
+    Approvals are all asked before any call of a batch runs, so while one is pending the whole
+    batch can safely be taken up again.
+    """
+    pending = {a.get("call_id") for a in session.state.pending_approvals}
+    if not pending:
+        return []
+    answered = {m.get("tool_call_id") for m in session.state.conversation if m.get("role") == "tool"}
+    for message in reversed(session.state.conversation):
+        if message.get("role") == "assistant" and message.get("tool_calls"):
+            open_calls = [
+                ToolCall(str(c.get("id")), str(c.get("name")), dict(c.get("arguments") or {}))
+                for c in message["tool_calls"]
+                if c.get("id") not in answered
+            ]
+            return open_calls if any(c.id in pending for c in open_calls) else []
+    return []
 
 
 def needs_model(session: SessionLog) -> bool:

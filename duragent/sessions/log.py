@@ -6,6 +6,7 @@ into the `SessionState`, and writes the `state.yaml` snapshot every `snapshot_ev
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +23,9 @@ class SessionLog:
         self.state = state
         self.snapshot_every = snapshot_every
         self._since_snapshot = 0
+        # Seqs are numbered before the store's write awaits: two tasks appending at once (the turn,
+        # a status change, a queued message) must take turns or both would claim the same seq.
+        self._append_lock = asyncio.Lock()
         #: Called with each durable batch, in order (the live session publishes from here).
         self.listeners: list[Callable[[list[SessionEvent]], None]] = []
 
@@ -62,17 +66,18 @@ class SessionLog:
 
     async def append_many(self, items: Sequence[tuple[str, dict[str, Any]]]) -> list[SessionEvent]:
         """Append events as one batch (one fsync); durable when this returns."""
-        now = utcnow()
-        first = self.state.last_seq + 1
-        events = [
-            SessionEvent(seq=first + i, id=new_id("ev"), ts=now, type=type, payload=payload)
-            for i, (type, payload) in enumerate(items)
-        ]
-        await self.store.append(self.session_id, events)
-        for event in events:
-            self.state.apply(event)
-        for listener in self.listeners:
-            listener(events)
+        async with self._append_lock:
+            now = utcnow()
+            first = self.state.last_seq + 1
+            events = [
+                SessionEvent(seq=first + i, id=new_id("ev"), ts=now, type=type, payload=payload)
+                for i, (type, payload) in enumerate(items)
+            ]
+            await self.store.append(self.session_id, events)
+            for event in events:
+                self.state.apply(event)
+            for listener in self.listeners:
+                listener(events)
         self._since_snapshot += len(events)
         if self._since_snapshot >= self.snapshot_every:
             await self.snapshot()

@@ -41,6 +41,8 @@ class SessionState:
     conversation: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=dict)
     pending_approvals: list[dict[str, Any]] = field(default_factory=list)
+    #: Messages accepted while a turn ran (`message_queued`) whose turn has not started yet, oldest first.
+    queued: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     event_counts: dict[str, int] = field(default_factory=dict)
     #: Derived per-message data the context builder caches (the conversation only grows).
@@ -69,7 +71,12 @@ class SessionState:
             conversation=list(self.conversation),
             usage=dict(self.usage),
             pending_approvals=list(self.pending_approvals),
-            metadata={**self.metadata, "turns": self.turns, "event_counts": dict(self.event_counts)},
+            metadata={
+                **self.metadata,
+                "turns": self.turns,
+                "event_counts": dict(self.event_counts),
+                **({"queued": [dict(q) for q in self.queued]} if self.queued else {}),
+            },
         )
 
     @classmethod
@@ -78,6 +85,7 @@ class SessionState:
         metadata = dict(snapshot.metadata)
         turns = int(metadata.pop("turns", 0))
         counts = dict(metadata.pop("event_counts", {}))
+        queued = list(metadata.pop("queued", []))
         return cls(
             session_id=snapshot.session_id,
             agent=snapshot.agent,
@@ -90,6 +98,7 @@ class SessionState:
             conversation=list(snapshot.conversation),
             usage=dict(snapshot.usage),
             pending_approvals=list(snapshot.pending_approvals),
+            queued=queued,
             metadata=metadata,
             event_counts=counts,
         )
@@ -105,6 +114,13 @@ def _start(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
 def _user(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
     state.turns = int(p.get("turn", state.turns + 1))
     state.conversation.append({"role": "user", "content": p.get("content", "")})
+    if p.get("queue_id"):
+        # The queued message's turn started: it is a user message now, no longer waiting.
+        state.queued = [q for q in state.queued if q.get("queue_id") != p["queue_id"]]
+
+
+def _queued(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
+    state.queued.append({**p, "seq": event.seq})
 
 
 def _assistant(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
@@ -118,6 +134,9 @@ def _assistant(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> N
 
 
 def _tool_result(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
+    if state.pending_approvals:
+        # A call answered without a decision (cancelled, interrupted) waits for nobody any more.
+        state.pending_approvals = [a for a in state.pending_approvals if a.get("call_id") != p.get("call_id")]
     state.conversation.append(
         {
             "role": "tool",
@@ -129,7 +148,9 @@ def _tool_result(state: SessionState, event: SessionEvent, p: dict[str, Any]) ->
 
 
 def _approval_required(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
-    state.pending_approvals.append(dict(p))
+    # Asked again after a restart: one pending entry per call.
+    others = [a for a in state.pending_approvals if a.get("call_id") != p.get("call_id")]
+    state.pending_approvals = [*others, dict(p)]
 
 
 def _approval_decision(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
@@ -144,11 +165,13 @@ def _status(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None
 
 def _end(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
     state.status = "ended"
+    state.queued = []  # an ended session runs nothing more
 
 
 _HANDLERS = {
     "session_start": _start,
     "user_message": _user,
+    "message_queued": _queued,
     "assistant_message": _assistant,
     "tool_result": _tool_result,
     "approval_required": _approval_required,

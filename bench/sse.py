@@ -1,0 +1,248 @@
+"""SSE relay: many sessions streaming through `duragent serve`, against the same clients reading the
+fake LLM directly, in one run.
+
+    python bench/sse.py [--sessions 200] [--chunks 500] [--quick]
+
+Three processes, so the clients, the server and the model never share an event loop: the fake LLM
+(`python -m duragent.testing.fake_llm`, two agents' worth: one instant, one paced), a real
+`duragent serve`, and this script's clients.
+
+- Throughput: every session asks the instant model for a reply of `--chunks` pieces at once;
+  tokens/s = token events received by all clients / wall time from the first request to the last
+  byte. The same is measured reading the fake LLM's chat-completions stream directly.
+- Added latency per token: the paced model sends a piece every `--pace` ms. For each stream,
+  token k's arrival is taken relative to that stream's first token (so the turn's start-up — the
+  durable user message, context, model request — is not counted as per-token cost); the added
+  latency of token k is that offset through the server minus the median offset of token k read
+  directly. p50/p99 over every token of every stream.
+
+Targets (2 cores): >= 50,000 tokens/s relayed; p99 added latency <= 20 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+AGENT_YAML = """\
+apiVersion: duragent/v1alpha1
+kind: Agent
+metadata:
+  name: {name}
+spec:
+  model:
+    provider: openai
+    name: bench
+    base_url: {url}
+    api_key_env: BENCH_LLM_KEY
+  system_prompt: You are a benchmark.
+  session:
+    on_disconnect: continue
+"""
+
+
+@dataclass
+class StreamTimes:
+    """When each token of one stream arrived (perf_counter seconds)."""
+
+    arrivals: list[float]
+
+
+def start_fake_llm(root: Path, name: str, chunks: int, pace: float) -> tuple[subprocess.Popen[str], str]:
+    """A fake LLM process whose every reply is `chunks` pieces, `pace` seconds apart."""
+    script = root / f"{name}.yaml"
+    words = " ".join(f"w{i}" for i in range(chunks))
+    script.write_text(f"default:\n  text: {words!r}\n  chunks: {chunks}\n  chunk_delay: {pace}\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "duragent.testing.fake_llm", "--script", str(script)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    match = re.search(r"(http://\S+)", line)
+    if not match:
+        process.kill()
+        raise RuntimeError(f"fake LLM did not start: {line!r}")
+    return process, match.group(1)
+
+
+def start_server(root: Path, agents: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """`duragent serve` on a free port over a fresh workspace (git off: git is never on the hot path)."""
+    data = root / "data"
+    for name, url in agents.items():
+        folder = data / "agents" / name
+        folder.mkdir(parents=True)
+        (folder / "agent.yaml").write_text(AGENT_YAML.format(name=name, url=url))
+    config = root / "duragent.yaml"
+    config.write_text(f"data_dir: {data}\nsession:\n  fsync: never\ngit:\n  enabled: false\n")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (root / "serve.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "duragent", "-c", str(config), "serve", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "BENCH_LLM_KEY": "sk-bench"},
+    )
+    return process, f"http://127.0.0.1:{port}"
+
+
+async def wait_ready(http: aiohttp.ClientSession, url: str) -> None:
+    """Until the server answers /livez."""
+    for _ in range(400):
+        try:
+            async with http.get(f"{url}/livez") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.05)
+    raise RuntimeError("duragent serve did not start (see serve.log)")
+
+
+async def read_direct(http: aiohttp.ClientSession, llm_url: str) -> StreamTimes:
+    """One chat-completions stream read straight from the fake LLM."""
+    body = {"model": "bench", "stream": True, "messages": [{"role": "user", "content": "go"}]}
+    arrivals = []
+    async with http.post(f"{llm_url}/chat/completions", json=body) as response:
+        async for line in response.content:
+            if line.startswith(b"data: {") and b'"content"' in line:
+                arrivals.append(time.perf_counter())
+    return StreamTimes(arrivals)
+
+
+async def read_relayed(http: aiohttp.ClientSession, url: str, session_id: str) -> StreamTimes:
+    """One turn streamed through the server (`token` events only)."""
+    arrivals = []
+    async with http.post(f"{url}/api/v1/sessions/{session_id}/stream", json={"content": "go"}) as response:
+        async for line in response.content:
+            if line.startswith(b"event: token"):
+                arrivals.append(time.perf_counter())
+            elif line.startswith(b"event: done") or line.startswith(b"event: error"):
+                break
+    return StreamTimes(arrivals)
+
+
+async def concurrently(
+    n: int, read: Callable[[int], Awaitable[StreamTimes]]
+) -> tuple[list[StreamTimes], float]:
+    """Run `n` readers at once; their results and the wall time."""
+    started = time.perf_counter()
+    results = await asyncio.gather(*(read(i) for i in range(n)))
+    return list(results), time.perf_counter() - started
+
+
+def tokens_per_second(streams: list[StreamTimes], wall: float) -> float:
+    """All tokens received over the wall time."""
+    return sum(len(s.arrivals) for s in streams) / wall
+
+
+def added_latencies(direct: list[StreamTimes], relayed: list[StreamTimes]) -> list[float]:
+    """Per token: its offset from its stream's first token through the server, minus directly (median)."""
+    length = min(len(s.arrivals) for s in direct + relayed)
+    baseline = [statistics.median(s.arrivals[k] - s.arrivals[0] for s in direct) for k in range(length)]
+    return [s.arrivals[k] - s.arrivals[0] - baseline[k] for s in relayed for k in range(length)]
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The p-th percentile (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
+
+
+async def bench(sessions: int, chunks: int, pace: float) -> dict[str, float]:
+    """Run both measurements; returns the figures for the table."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        instant, instant_url = start_fake_llm(root, "instant", chunks, 0.0)
+        paced_chunks = 40
+        paced, paced_url = start_fake_llm(root, "paced", paced_chunks, pace)
+        server, url = start_server(root, {"instant": instant_url, "paced": paced_url})
+        connector = aiohttp.TCPConnector(limit=0)
+        timeout = aiohttp.ClientTimeout(total=600)
+        try:
+            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+                await wait_ready(http, url)
+
+                async def new_sessions(agent: str) -> list[str]:
+                    ids = []
+                    for _ in range(sessions):
+                        async with http.post(f"{url}/api/v1/sessions", json={"agent": agent}) as r:
+                            ids.append((await r.json())["session_id"])
+                    return ids
+
+                fast_ids, paced_ids = await new_sessions("instant"), await new_sessions("paced")
+                await read_relayed(http, url, fast_ids[0])  # warm up imports and connections
+                direct, direct_wall = await concurrently(sessions, lambda i: read_direct(http, instant_url))
+                relayed, relay_wall = await concurrently(
+                    sessions, lambda i: read_relayed(http, url, fast_ids[i])
+                )
+                paced_direct, _ = await concurrently(sessions, lambda i: read_direct(http, paced_url))
+                paced_relayed, _ = await concurrently(
+                    sessions, lambda i: read_relayed(http, url, paced_ids[i])
+                )
+        finally:
+            for process in (server, instant, paced):
+                process.terminate()
+            for process in (server, instant, paced):
+                process.wait(timeout=30)
+        expected = sessions * chunks
+        received = sum(len(s.arrivals) for s in relayed)
+        if received < expected:
+            raise RuntimeError(f"relayed {received} of {expected} tokens: see the server log")
+        added = added_latencies(paced_direct, paced_relayed)
+        return {
+            "direct_tps": tokens_per_second(direct, direct_wall),
+            "relay_tps": tokens_per_second(relayed, relay_wall),
+            "relay_wall": relay_wall,
+            "p50_added_ms": percentile(added, 50) * 1000,
+            "p99_added_ms": percentile(added, 99) * 1000,
+        }
+
+
+def main() -> None:
+    """Parse arguments, run, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", type=int, default=200)
+    parser.add_argument("--chunks", type=int, default=500, help="tokens per reply of the instant model")
+    parser.add_argument(
+        "--pace", type=float, default=50.0, help="ms between tokens of the paced model (below saturation)"
+    )
+    parser.add_argument("--quick", action="store_true", help="40 sessions x 100 tokens")
+    args = parser.parse_args()
+    sessions, chunks = (40, 100) if args.quick else (args.sessions, args.chunks)
+    result = asyncio.run(bench(sessions, chunks, args.pace / 1000))
+    ok_tps = result["relay_tps"] >= 50_000
+    ok_latency = result["p99_added_ms"] <= 20
+    print(f"SSE relay: {sessions} concurrent sessions x {chunks} tokens, {os.cpu_count()} CPUs")
+    print(f"{'measure':<34}{'direct':>12}{'relayed':>12}{'target':>12}")
+    print(
+        f"{'tokens/s':<34}{result['direct_tps']:>12,.0f}{result['relay_tps']:>12,.0f}"
+        f"{'>= 50,000':>12} {'ok' if ok_tps else 'MISSED'}"
+    )
+    print(f"{'added latency per token p50 (ms)':<34}{'':>12}{result['p50_added_ms']:>12.2f}")
+    print(
+        f"{'added latency per token p99 (ms)':<34}{'':>12}{result['p99_added_ms']:>12.2f}"
+        f"{'<= 20':>12} {'ok' if ok_latency else 'MISSED'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
