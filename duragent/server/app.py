@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -23,6 +24,13 @@ from duragent.config import DuragentConfig
 from duragent.server import auth
 from duragent.server.problems import problem_middleware
 from duragent.server.state import STATE, ServerState
+
+if TYPE_CHECKING:
+    from duragent.cluster.node import ClusterNode
+    from duragent.server.metrics import Metrics
+    from duragent.sessions.live import EventFeed, TurnEndHook, TurnReport
+    from duragent.sessions.stream import Position
+    from duragent.stores.base import SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +121,12 @@ async def _open(
     from duragent.workspace import Workspace
 
     workspace = Workspace(config, env=env)
-    lock = DataDirLock(config.data_path, f"duragent serve on {config.server.host}:{config.http_port}")
-    lock.acquire()
-    stack.callback(lock.release)
+    cluster = await _join_cluster(config, stack)
+    if cluster is None:
+        # One server per data directory; stateless workers share PostgreSQL instead (duragent.cluster).
+        lock = DataDirLock(config.data_path, f"duragent serve on {config.server.host}:{config.http_port}")
+        lock.acquire()
+        stack.callback(lock.release)
     # Closed last but one: commits everything the sessions wrote while closing.
     stack.push_async_callback(workspace.close)
     stores = workspace.stores
@@ -130,7 +141,10 @@ async def _open(
         scrub_env=frozenset(config.referenced_env | {name for name in env if looks_secret(name)}),
         on_change=workspace.record_change,
     )
-    registry = AgentRegistry(config, env=env, on_change=workspace.record_change)
+    agent_changes = (
+        workspace.record_change if cluster is None else cluster.agents.listener(workspace.record_change)
+    )
+    registry = AgentRegistry(config, env=env, on_change=agent_changes)
     if config.agents.static.watch:
         await registry.start_watching()
     stack.push_async_callback(registry.stop)
@@ -141,7 +155,18 @@ async def _open(
         watcher = HumanEditWatcher(workspace)
         await watcher.start()
         stack.push_async_callback(watcher.stop)
-    manager = SessionManager(stores.sessions, runtime, config, registry.get, idle_ttl=idle_ttl)
+    if cluster is not None:
+        await cluster.agents.attach(registry)
+    metrics = Metrics()
+    manager = SessionManager(
+        stores.sessions,
+        runtime,
+        config,
+        registry.get,
+        idle_ttl=idle_ttl,
+        on_turn_end=_turn_metrics(metrics),
+        **_cluster_hooks(cluster, stores.sessions),
+    )
     stack.push_async_callback(manager.close, shutdown_grace)
     state = ServerState(
         config=config,
@@ -149,19 +174,60 @@ async def _open(
         agents=registry,
         sessions=manager,
         approvals=approvals,
-        metrics=Metrics(),
+        metrics=metrics,
         keep_alive=keep_alive,
         shutdown_grace=shutdown_grace,
     )
-    report = await manager.recover()
-    if report.resumed or report.paused:
-        log.info("recovered %d session(s), paused %d", len(report.resumed), len(report.paused))
     from duragent.gateways.service import GatewayService
 
     state.gateways = GatewayService(state)
+    if cluster is None:
+        # Chats follow their sessions before recovery, so a resumed turn's reply reaches its chat.
+        await state.gateways.restore()
+    if cluster is not None:
+        # Sessions of workers that died (or of the whole cluster's last stop) are adopted by the scan.
+        cluster.start(manager)
+    else:
+        report = await manager.recover()
+        if report.resumed or report.paused:
+            log.info("recovered %d session(s), paused %d", len(report.resumed), len(report.paused))
     await state.gateways.start()
     stack.push_async_callback(state.gateways.stop)
     return state
+
+
+async def _join_cluster(config: DuragentConfig, stack: contextlib.AsyncExitStack) -> ClusterNode | None:
+    """With sessions in PostgreSQL this process is one of N stateless workers: join them."""
+    if config.services.session.backend != "postgres":
+        return None
+    from duragent.cluster.node import ClusterNode
+    from duragent.stores.factory import postgres_url
+
+    cluster = await ClusterNode.open(postgres_url(config, "session"))
+    stack.push_async_callback(cluster.close)
+    log.info("worker %s joined the cluster (schema %s)", cluster.worker, cluster.schema)
+    return cluster
+
+
+def _cluster_hooks(cluster: ClusterNode | None, store: SessionStore) -> dict[str, Any]:
+    """SessionManager options that make its sessions owned, published and followed cluster-wide."""
+    if cluster is None:
+        return {}
+
+    async def follow_remote(session_id: str, after: Position | None) -> EventFeed:
+        return await cluster.events.follow(store, session_id, after)
+
+    return {"ownership": cluster.ownership, "publish": cluster.events.publish, "follow_remote": follow_remote}
+
+
+def _turn_metrics(metrics: Metrics) -> TurnEndHook:
+    """The hook that counts each finished turn, its latency and its tokens in `metrics`."""
+
+    def record(report: TurnReport) -> None:
+        metrics.turn_finished(report.seconds, report.outcome)
+        metrics.tokens(report.input_tokens, report.output_tokens)
+
+    return record
 
 
 async def _stop_sessions(app: web.Application) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from duragent.sessions.live import Subscription
+from duragent.sessions.live import EventFeed
 from duragent.sessions.stream import StreamEvent
 
 #: Seconds between keep-alive comments when nothing else is sent.
@@ -54,7 +54,7 @@ def client_gone(request: web.Request) -> bool:
 async def pump(
     request: web.Request,
     response: web.StreamResponse,
-    subscription: Subscription,
+    subscription: EventFeed,
     accept: EventFilter,
     *,
     keep_alive: float = DEFAULT_KEEP_ALIVE,

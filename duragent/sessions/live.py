@@ -13,16 +13,25 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from duragent.agents.loader import Agent
 from duragent.durations import format_duration
 from duragent.errors import DuragentError
-from duragent.runtime.events import ApprovalRequired, ApprovalResolved, TextDelta, TurnPaused
-from duragent.runtime.loop import Runtime, TurnControl, needs_model
+from duragent.ids import new_id
+from duragent.runtime.events import (
+    ApprovalRequired,
+    ApprovalResolved,
+    TextDelta,
+    TurnFailed,
+    TurnFinished,
+    TurnPaused,
+)
+from duragent.runtime.loop import Runtime, TurnControl, calls_awaiting_approval, needs_model
 from duragent.sessions.log import SessionLog
 from duragent.sessions.stream import TURN_END_EVENTS, Position, StreamEvent, from_stored, token
 from duragent.stores.base import SessionEvent, SessionReadOptions, SessionStatus
@@ -55,12 +64,55 @@ class Ticket:
 
 
 @dataclass(frozen=True)
+class TurnReport:
+    """How one turn went, for metrics: wall time, outcome, and the tokens its model calls used."""
+
+    session_id: str
+    seconds: float
+    #: done, error, cancelled or paused
+    outcome: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+#: Called once at the end of every turn (keep it quick: it runs on the session's task).
+TurnEndHook = Callable[[TurnReport], None]
+
+
+@dataclass
+class _Waiting:
+    """A message waiting for its turn; `queue_id` names its `message_queued` event when recorded."""
+
+    content: str
+    sender: Mapping[str, Any] | None
+    started: asyncio.Future[Position]
+    queue_id: str | None = None
+
+
+@dataclass(frozen=True)
 class LiveSettings:
     """How a session behaves when clients come and go (agent spec over duragent.yaml)."""
 
     on_disconnect: str = "continue"
     max_background_runtime: timedelta = timedelta(minutes=30)
     output_buffer_size: int = 1000
+
+
+class EventFeed(Protocol):
+    """What a stream reads: a local `Subscription` or a relay from another worker (duragent.cluster)."""
+
+    @property
+    def closed(self) -> bool:
+        """True once detached and drained."""
+
+    async def next_within(self, seconds: float) -> StreamEvent | None:
+        """The next event, or None when nothing arrived within `seconds`."""
+
+    def ready(self, limit: int | None = None) -> list[StreamEvent]:
+        """Events available now without waiting."""
+
+    def close(self) -> None:
+        """Detach."""
 
 
 class Subscription:
@@ -136,18 +188,28 @@ class Subscription:
 class LiveSession:
     """The actor of one loaded session."""
 
-    def __init__(self, session_log: SessionLog, agent: Agent, runtime: Runtime, settings: LiveSettings):
+    def __init__(
+        self,
+        session_log: SessionLog,
+        agent: Agent,
+        runtime: Runtime,
+        settings: LiveSettings,
+        *,
+        on_turn_end: TurnEndHook | None = None,
+    ):
         self.log = session_log
         self.agent = agent
         self.runtime = runtime
         self.settings = settings
+        self.on_turn_end = on_turn_end
+        #: Also told every event clients see: (session id, event), e.g. to reach other workers.
+        self.publishers: list[Callable[[str, StreamEvent], None]] = []
+        self._turn_tokens = [0, 0]
         self._buffer: collections.deque[StreamEvent] = collections.deque(
             maxlen=max(settings.output_buffer_size, 1)
         )
         self._subscribers: set[asyncio.Queue[StreamEvent | None]] = set()
-        self._pending: collections.deque[tuple[str, Mapping[str, Any] | None, asyncio.Future[Position]]] = (
-            collections.deque()
-        )
+        self._pending: collections.deque[_Waiting] = collections.deque()
         #: The ticket of the message whose turn runs now, until its user message is stored.
         self._starting: asyncio.Future[Position] | None = None
         self._turn: asyncio.Task[None] | None = None
@@ -190,18 +252,61 @@ class LiveSession:
     # --- commands ----------------------------------------------------------------------------
 
     async def submit(self, content: str, sender: Mapping[str, Any] | None = None) -> int:
-        """Queue a message; returns how many turns run before it (0: it starts now)."""
-        return self.enqueue(content, sender).ahead
+        """Queue a message (durably, see `queue`); returns how many turns run before it (0: it starts now)."""
+        return (await self.queue(content, sender)).ahead
+
+    async def queue(self, content: str, sender: Mapping[str, Any] | None = None) -> Ticket:
+        """Queue a message; one that must wait for a turn is stored (`message_queued`) before this returns.
+
+        So a message acknowledged as queued survives a crash: recovery queues it again. Its turn's
+        `user_message` names it by `queue_id`. A message that starts at once needs no record: its
+        `user_message` is stored before the client hears anything.
+        """
+        if self.status == "ended":
+            raise SessionEnded(self.session_id)
+        if self._turn is None and not self._pending:
+            return self.enqueue(content, sender)
+        payload: dict[str, Any] = {"queue_id": new_id("q"), "content": content}
+        if sender:
+            payload["sender"] = dict(sender)
+        await self.log.append("message_queued", payload)
+        return self._add(_Waiting(content, sender, self._future(), payload["queue_id"]))
 
     def enqueue(self, content: str, sender: Mapping[str, Any] | None = None) -> Ticket:
-        """Queue a message and return its ticket (turns ahead, and when its turn starts)."""
+        """Queue a message in memory only and return its ticket (prefer `queue`, which is durable)."""
+        if self.status == "ended":
+            raise SessionEnded(self.session_id)
+        return self._add(_Waiting(content, sender, self._future()))
+
+    def requeue_stored(self) -> int:
+        """Queue again the messages recorded as queued whose turn never started (after a restart).
+
+        They wait until the session is resumed (`resume()`); returns how many.
+        """
+        known = {w.queue_id for w in self._pending}
+        stored = [q for q in self.log.state.queued if q.get("queue_id") not in known]
+        for item in stored:
+            sender = item.get("sender")
+            self._pending.append(
+                _Waiting(
+                    str(item.get("content", "")),
+                    sender if isinstance(sender, dict) else None,
+                    self._future(),
+                    str(item["queue_id"]),
+                )
+            )
+        return len(stored)
+
+    def _future(self) -> asyncio.Future[Position]:
+        return asyncio.get_running_loop().create_future()
+
+    def _add(self, waiting: _Waiting) -> Ticket:
         if self.status == "ended":
             raise SessionEnded(self.session_id)
         ahead = len(self._pending) + (1 if self._turn is not None else 0)
-        started: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
-        self._pending.append((content, sender, started))
+        self._pending.append(waiting)
         self._start_next()
-        return Ticket(ahead, started)
+        return Ticket(ahead, waiting.started)
 
     async def subscribe(self, after: Position | None = None) -> Subscription:
         """Attach: replay what came after `after` (None: nothing, only live events), then go live."""
@@ -228,12 +333,17 @@ class LiveSession:
         self._paused_for_disconnect = False
         if self._turn is not None:
             return
-        if self._pending:
-            self._start_next()
-        elif needs_model(self.log):
+        if self.unfinished_turn:
             self._start(None, None)
+        elif self._pending:
+            self._start_next()
         elif self.status == "paused":
             await self._set_status("active", "resumed")
+
+    @property
+    def unfinished_turn(self) -> bool:
+        """True when the log stops mid-turn: the model has to speak, or a person has to decide."""
+        return needs_model(self.log) or bool(calls_awaiting_approval(self.log))
 
     def decide(self, call_id: str, decision: str) -> None:
         """Answer a pending approval of this session (allow_once, allow_always, deny)."""
@@ -241,8 +351,8 @@ class LiveSession:
 
     async def end(self, reason: str = "ended by client") -> None:
         """End the session: stop any turn, record `session_end`, detach everyone."""
-        for _content, _sender, started in self._pending:
-            started.cancel()
+        for waiting in self._pending:
+            waiting.started.cancel()
         self._pending.clear()
         await self.cancel()
         if self.status != "ended":
@@ -267,37 +377,51 @@ class LiveSession:
 
     def _start_next(self) -> None:
         if self._turn is None and self._pending and self.status != "ended":
-            content, sender, started = self._pending.popleft()
-            self._start(content, sender, started)
+            waiting = self._pending.popleft()
+            self._start(waiting.content, waiting.sender, waiting.started, waiting.queue_id)
 
     def _start(
         self,
         content: str | None,
         sender: Mapping[str, Any] | None,
         started: asyncio.Future[Position] | None = None,
+        queue_id: str | None = None,
     ) -> None:
         self._starting = started
         self._control = TurnControl()
         self.turn_finished.clear()
         self._turn = asyncio.create_task(
-            self._run(content, sender, self._control), name=f"turn {self.session_id}"
+            self._run(content, sender, self._control, queue_id), name=f"turn {self.session_id}"
         )
 
-    async def _run(self, content: str | None, sender: Mapping[str, Any] | None, control: TurnControl) -> None:
+    async def _run(
+        self,
+        content: str | None,
+        sender: Mapping[str, Any] | None,
+        control: TurnControl,
+        queue_id: str | None = None,
+    ) -> None:
+        began = time.monotonic()
+        self._turn_tokens = [0, 0]
+        outcome = "done"
         try:
             await self._set_status("active" if self._subscribers else "running")
             if not self._subscribers:
                 self._on_unattended()
             async for event in self.runtime.run_turn(
-                self.log, self.agent, content, sender=sender, control=control
+                self.log, self.agent, content, sender=sender, control=control, queue_id=queue_id
             ):
+                if isinstance(event, TurnFinished | TurnFailed | TurnPaused):
+                    outcome = _OUTCOMES[type(event)]
                 await self._on_runtime_event(event)
         except asyncio.CancelledError:
+            outcome = "cancelled"
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
             await self.log.append("cancelled", {"reason": "cancelled by client"})
         except Exception as exc:
+            outcome = "error"
             # A bug or a store failure must not kill the actor: record it and stay usable.
             log.exception("session %s: turn failed", self.session_id)
             with contextlib.suppress(Exception):
@@ -305,6 +429,7 @@ class LiveSession:
                     "error", {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}
                 )
         finally:
+            self._report_turn(time.monotonic() - began, outcome)
             if self._starting is not None:
                 # The turn ended before storing its message (cancelled at once): it never ran.
                 self._starting.cancel()
@@ -317,6 +442,16 @@ class LiveSession:
             self.turn_finished.set()
             if self.status != "paused":
                 self._start_next()
+
+    def _report_turn(self, seconds: float, outcome: str) -> None:
+        if self.on_turn_end is None:
+            return
+        report = TurnReport(self.session_id, seconds, outcome, *self._turn_tokens)
+        try:
+            self.on_turn_end(report)
+        except Exception:
+            # Metrics must never break a session; the traceback goes to the log.
+            log.exception("session %s: turn-end hook failed", self.session_id)
 
     async def _on_runtime_event(self, event: Any) -> None:
         if isinstance(event, TextDelta):
@@ -392,6 +527,8 @@ class LiveSession:
     def _on_append(self, events: list[SessionEvent]) -> None:
         for event in events:
             self._delta_after, self._deltas = event.seq, 0
+            if event.type == "assistant_message" and self._turn is not None:
+                self._count_tokens(event.payload.get("usage"))
             shown = from_stored(event)
             if shown.event in TURN_END_EVENTS:
                 # The turn has nothing left to pause: a client leaving now must not pause the next one.
@@ -403,8 +540,15 @@ class LiveSession:
                 self._starting = None
             self._publish(shown)
 
+    def _count_tokens(self, usage: Any) -> None:
+        if isinstance(usage, dict):
+            self._turn_tokens[0] += int(usage.get("input_tokens") or 0)
+            self._turn_tokens[1] += int(usage.get("output_tokens") or 0)
+
     def _publish(self, event: StreamEvent) -> None:
         self._buffer.append(event)
+        for publisher in self.publishers:
+            publisher(self.session_id, event)
         for queue in list(self._subscribers):
             if queue.qsize() >= SUBSCRIBER_QUEUE_LIMIT:
                 # Too slow: drop it; the client reconnects from its last position and catches up.
@@ -428,6 +572,9 @@ class LiveSession:
         # Deltas of the turn in progress (not yet covered by a stored assistant message).
         replay += [e for e in buffered if e.event == "token" and e.position > last]
         return replay
+
+
+_OUTCOMES: dict[type, str] = {TurnFinished: "done", TurnFailed: "error", TurnPaused: "paused"}
 
 
 async def collect_turn(subscription: Subscription) -> AsyncIterator[StreamEvent]:

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from duragent.agents.loader import Agent, session_settings
 from duragent.config import DuragentConfig
 from duragent.errors import UsageError
-from duragent.runtime.loop import Runtime, close_open_tool_calls, needs_model
-from duragent.sessions.live import LiveSession, LiveSettings
+from duragent.runtime.loop import Runtime, calls_awaiting_approval, close_open_tool_calls
+from duragent.sessions.live import EventFeed, LiveSession, LiveSettings, TurnEndHook
 from duragent.sessions.log import SessionLog
+from duragent.sessions.stream import Position, StreamEvent
 from duragent.stores.base import SessionStatus, SessionStore, SessionSummary
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,29 @@ class RecoveryReport:
     paused: tuple[str, ...] = ()
 
 
+class SessionOwner(Protocol):
+    """Who may run a session when several workers share one store (duragent.cluster.ownership)."""
+
+    async def claim(self, session_id: str) -> None:
+        """Own the session, or raise SessionLocked when another worker keeps it."""
+
+    async def release(self, session_id: str) -> None:
+        """Let the session go."""
+
+
+#: Publishes a session's events to other workers: (session id, event).
+EventPublisher = Callable[[str, StreamEvent], None]
+#: Follows a session wherever it runs: (session id, replay after) -> a feed of its events.
+RemoteFollower = Callable[[str, Position | None], Awaitable[EventFeed]]
+
+
 class SessionManager:
-    """Owns every LiveSession of the process."""
+    """Owns every LiveSession of the process.
+
+    With `ownership` (stateless workers), a session is loaded only once this worker owns it and
+    released when unloaded; `publish` sends every event to other workers and `follow_remote`
+    serves `follow` from wherever the session runs.
+    """
 
     def __init__(
         self,
@@ -47,8 +69,16 @@ class SessionManager:
         agent_for: Callable[[str], Agent],
         *,
         idle_ttl: timedelta = timedelta(minutes=30),
+        on_turn_end: TurnEndHook | None = None,
+        ownership: SessionOwner | None = None,
+        publish: EventPublisher | None = None,
+        follow_remote: RemoteFollower | None = None,
     ):
         self.store = store
+        self.ownership = ownership
+        self._publish = publish
+        self._follow_remote = follow_remote
+        self.on_turn_end = on_turn_end
         self.runtime = runtime
         self.config = config
         self.agent_for = agent_for
@@ -88,7 +118,11 @@ class SessionManager:
             metadata=metadata,
             snapshot_every=self.config.session.snapshot_every,
         )
-        live = LiveSession(session_log, agent, self.runtime, settings)
+        if self.ownership is not None:
+            await self.ownership.claim(session_log.session_id)
+        live = self._wired(
+            LiveSession(session_log, agent, self.runtime, settings, on_turn_end=self.on_turn_end)
+        )
         self._live[live.session_id] = live
         return live
 
@@ -117,12 +151,51 @@ class SessionManager:
         return live
 
     async def _load(self, session_id: str) -> LiveSession:
-        session_log = await SessionLog.open(
-            self.store, session_id, snapshot_every=self.config.session.snapshot_every
-        )
-        agent = self.agent_for(session_log.state.agent)
+        if self.ownership is not None:
+            await self.ownership.claim(session_id)
+        try:
+            session_log = await SessionLog.open(
+                self.store, session_id, snapshot_every=self.config.session.snapshot_every
+            )
+            agent = self.agent_for(session_log.state.agent)
+        except BaseException:
+            await self._release(session_id)
+            raise
         settings = self.settings_for(agent, session_log.state.on_disconnect)
-        return LiveSession(session_log, agent, self.runtime, settings)
+        live = self._wired(
+            LiveSession(session_log, agent, self.runtime, settings, on_turn_end=self.on_turn_end)
+        )
+        # Messages acknowledged as queued but never started wait again, in order, for `resume()`.
+        live.requeue_stored()
+        return live
+
+    def _wired(self, live: LiveSession) -> LiveSession:
+        if self._publish is not None:
+            live.publishers.append(self._publish)
+        return live
+
+    async def _release(self, session_id: str) -> None:
+        if self.ownership is not None:
+            await self.ownership.release(session_id)
+
+    async def follow(self, session_id: str, after: Position | None = None) -> EventFeed:
+        """A session's events from `after` on (None: only new ones), wherever the session runs."""
+        if self._follow_remote is not None:
+            return await self._follow_remote(session_id, after)
+        live = await self.get(session_id)
+        return await live.subscribe(after)
+
+    async def release_if_idle(self, session_id: str) -> bool:
+        """Unload a session no turn is using (another worker asked for it); True when released."""
+        live = self._live.get(session_id)
+        if live is not None:
+            if live.busy or live.queued or session_id in self._loading:
+                return False
+            self._live.pop(session_id, None)
+            self._idle_since.pop(session_id, None)
+            await live.close(grace=0)
+        await self._release(session_id)
+        return True
 
     async def list_sessions(
         self, *, agent: str | None = None, status: str | None = None, limit: int | None = None
@@ -144,7 +217,13 @@ class SessionManager:
         if live is not None:
             await live.end("deleted")
             await live.close(grace=0)
-        await self.store.delete(session_id)
+        elif self.ownership is not None:
+            # Not running here: make sure no other worker runs it while it is deleted.
+            await self.ownership.claim(session_id)
+        try:
+            await self.store.delete(session_id)
+        finally:
+            await self._release(session_id)
 
     async def recover(self) -> RecoveryReport:
         """Bring back sessions a crash left mid-turn (call once at start)."""
@@ -154,23 +233,32 @@ class SessionManager:
             if summary.status == "ended":
                 continue
             try:
-                live = await self.get(summary.session_id)
+                outcome = await self.recover_session(summary.session_id)
             except Exception:
                 # One unreadable session or a removed agent must not stop the server starting.
                 log.exception("session %s could not be recovered", summary.session_id)
                 continue
-            closed = await close_open_tool_calls(live.log, RESTART_INTERRUPTED)
-            if not (closed or needs_model(live.log)) and live.status != "running":
-                continue
-            if live.settings.on_disconnect == "continue" and live.status != "paused":
-                await live.resume()
-                resumed.append(live.session_id)
-            else:
-                await live._set_status("paused", "server restarted")
-                paused.append(live.session_id)
+            if outcome == "resumed":
+                resumed.append(summary.session_id)
+            elif outcome == "paused":
+                paused.append(summary.session_id)
         if resumed or paused:
             log.info("recovered sessions: %d resumed, %d paused", len(resumed), len(paused))
         return RecoveryReport(tuple(resumed), tuple(paused))
+
+    async def recover_session(self, session_id: str) -> str | None:
+        """Load one session a crash may have left mid-turn: "resumed", "paused", or None (nothing to do)."""
+        live = await self.get(session_id)
+        asking = bool(calls_awaiting_approval(live.log))
+        # A call waiting for a person never ran: it stays open and is asked again below.
+        closed = 0 if asking else await close_open_tool_calls(live.log, RESTART_INTERRUPTED)
+        if not (closed or asking or live.unfinished_turn or live.queued) and live.status != "running":
+            return None
+        if asking or (live.settings.on_disconnect == "continue" and live.status != "paused"):
+            await live.resume()
+            return "resumed"
+        await live._set_status("paused", "server restarted")
+        return "paused"
 
     async def unload_idle(self, now: float) -> list[str]:
         """Unload sessions idle (no turn, no subscriber) for longer than `idle_ttl`."""
@@ -184,6 +272,7 @@ class SessionManager:
                 self._live.pop(session_id, None)
                 self._idle_since.pop(session_id, None)
                 await live.close(grace=0)
+                await self._release(session_id)
                 unloaded.append(session_id)
         return unloaded
 
@@ -196,6 +285,7 @@ class SessionManager:
         for session, result in zip(sessions, results, strict=True):
             if isinstance(result, BaseException):
                 log.error("session %s did not close cleanly: %s", session.session_id, result)
+            await self._release(session.session_id)
 
     def _refuse_when_closing(self) -> None:
         if self._closing:

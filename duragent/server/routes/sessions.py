@@ -5,8 +5,10 @@ SessionManager / LiveSession API; the session actor does the work.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import datetime
 
@@ -304,6 +306,39 @@ async def _wait_for_outcome(
     raise HttpProblem(503, "the session was closed before the turn finished (server shutting down?)")
 
 
+class ClientGone(Exception):
+    """The client hung up while waiting for its turn."""
+
+
+def _client_gone_reply() -> web.Response:
+    # Nobody reads it; 499 is how nginx logs a request its client abandoned.
+    return web.Response(status=499, reason="Client Closed Request")
+
+
+async def _while_connected(
+    request: web.Request, events: AsyncIterator[StreamEvent]
+) -> AsyncIterator[StreamEvent]:
+    """`events`, until the client hangs up (then ClientGone, so the handler detaches at once).
+
+    aiohttp does not cancel a handler whose client went away, so a waiting request checks.
+    """
+    iterator = aiter(events)
+    while True:
+        upcoming = asyncio.ensure_future(anext(iterator))
+        while not upcoming.done():
+            await asyncio.wait({upcoming}, timeout=sse.DISCONNECT_CHECK)
+            if not upcoming.done() and sse.client_gone(request):
+                upcoming.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await upcoming
+                raise ClientGone()
+        try:
+            event = upcoming.result()
+        except StopAsyncIteration:
+            return
+        yield event
+
+
 @documented(
     "Send a message and wait for the reply (202 when it waits for approval or is queued).",
     body=SendMessage,
@@ -315,10 +350,13 @@ async def send_message(request: web.Request) -> web.Response:
     live = await _live(request)
     subscription = await live.subscribe()
     try:
-        ticket = live.enqueue(body.content)
+        ticket = await live.queue(body.content)
         if ticket.ahead:
             return json_reply(Queued(position=ticket.ahead), 202)
-        return await _wait_for_outcome(live, _own_turn(subscription, ticket), approve=False)
+        events = _while_connected(request, _own_turn(subscription, ticket))
+        return await _wait_for_outcome(live, events, approve=False)
+    except ClientGone:
+        return _client_gone_reply()
     finally:
         subscription.close()
 
@@ -336,7 +374,7 @@ async def stream_message(request: web.Request) -> web.StreamResponse:
     live = await _live(request)
     subscription = await live.subscribe()
     try:
-        ticket = live.enqueue(body.content)
+        ticket = await live.queue(body.content)
         response = await sse.open_stream(request)
         state = {"mine": False}
 
@@ -374,8 +412,8 @@ async def follow_events(request: web.Request) -> web.StreamResponse:
         raise HttpProblem(
             400, f"invalid event position {raw!r}: expected `12` or `12.3`", type_name="validation"
         ) from None
-    live = await _live(request)
-    subscription = await live.subscribe(after)
+    # On stateless workers this relays the session from whichever worker runs it.
+    subscription = await request.app[STATE].sessions.follow(_session_id(request), after)
     try:
         response = await sse.open_stream(request)
         await sse.pump(
@@ -404,8 +442,10 @@ async def approve(request: web.Request) -> web.Response:
     subscription = await live.subscribe()
     try:
         live.decide(body.call_id, body.decision)
-        events = _after_decision(subscription, body.call_id)
+        events = _while_connected(request, _after_decision(subscription, body.call_id))
         return await _wait_for_outcome(live, events, approve=True)
+    except ClientGone:
+        return _client_gone_reply()
     finally:
         subscription.close()
 

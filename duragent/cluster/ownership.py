@@ -1,0 +1,177 @@
+"""Which worker owns which live session: PostgreSQL session-level advisory locks.
+
+A worker owns a session while it holds the advisory lock keyed by a 64-bit hash of (schema,
+session id) on its one dedicated connection. Locks (not a lease row with a heartbeat) because
+PostgreSQL frees them the moment that connection drops: a worker killed with SIGKILL loses
+every session at once, with no lease to expire and no clock to trust.
+
+Next to the lock, a `session_claims` row records that a worker took the session. The row is
+written after the lock is taken and deleted before it is released, so a row whose lock is free
+can only belong to a worker that died: `adopt_orphans` finds those sessions for recovery.
+
+A worker that wants a session another worker holds asks it to let go (`ask_release`, sent
+through NOTIFY; the owner releases it when no turn runs) and waits a moment for the lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from duragent.stores.base import SessionLocked
+
+if TYPE_CHECKING:
+    import asyncpg
+
+log = logging.getLogger(__name__)
+
+#: How long `claim` waits for the owner to let a session go before giving up.
+DEFAULT_RELEASE_WAIT = 3.0
+_POLL_SECONDS = 0.05
+
+
+class SessionOwnedElsewhere(SessionLocked):
+    """Another worker runs this session right now (HTTP 409: retry in a moment)."""
+
+    def __init__(self, session_id: str):
+        super().__init__(
+            f"session {session_id} is running a turn on another worker; retry in a moment "
+            f"(or follow it with GET /api/v1/sessions/{session_id}/events on any worker)"
+        )
+        self.session_id = session_id
+
+
+class OwnershipLost(SessionLocked):
+    """This worker's connection to PostgreSQL dropped, and with it every session lock it held."""
+
+
+def session_lock_key(schema: str, session_id: str) -> int:
+    """The signed 64-bit advisory lock key of a session (the schema keeps test runs and teams apart)."""
+    digest = hashlib.blake2b(f"{schema}\x00{session_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class SessionOwnership:
+    """The session locks of one worker, held on its dedicated `connection`; claims rows via `pool`."""
+
+    def __init__(
+        self,
+        connection: asyncpg.Connection,
+        pool: asyncpg.Pool,
+        *,
+        schema: str,
+        worker: str,
+        ask_release: Callable[[str], Awaitable[None]] | None = None,
+        release_wait: float = DEFAULT_RELEASE_WAIT,
+    ):
+        self._connection = connection
+        self._pool = pool
+        self._schema = schema
+        self.worker = worker
+        self._ask_release = ask_release
+        self._release_wait = release_wait
+        self._held: set[str] = set()
+        # One connection runs one query at a time.
+        self._guard = asyncio.Lock()
+        self.lost = False
+
+    @property
+    def held(self) -> frozenset[str]:
+        """Sessions this worker owns now."""
+        return frozenset(self._held)
+
+    def owns(self, session_id: str) -> bool:
+        """True while this worker holds the session's lock."""
+        return session_id in self._held and not self.lost
+
+    async def try_acquire(self, session_id: str) -> bool:
+        """Take the session's lock if it is free (or already ours), recording the claim."""
+        if self.lost:
+            raise OwnershipLost("lost the connection holding session locks; restart this worker")
+        if session_id in self._held:
+            return True
+        if not await self._lock(session_id):
+            return False
+        self._held.add(session_id)
+        await self._record_claim(session_id)
+        return True
+
+    async def claim(self, session_id: str) -> None:
+        """Own the session, asking its owner to let go and waiting briefly; SessionOwnedElsewhere if not."""
+        if await self.try_acquire(session_id):
+            return
+        if self._ask_release is not None:
+            await self._ask_release(session_id)
+        deadline = time.monotonic() + self._release_wait
+        while time.monotonic() < deadline:
+            await asyncio.sleep(_POLL_SECONDS)
+            if await self.try_acquire(session_id):
+                return
+        raise SessionOwnedElsewhere(session_id)
+
+    async def release(self, session_id: str) -> None:
+        """Let the session go: its claim row first, then the lock (see the module docstring)."""
+        if session_id not in self._held:
+            return
+        self._held.discard(session_id)
+        if self.lost:
+            return
+        await self._pool.execute(
+            "DELETE FROM session_claims WHERE session_id = $1 AND worker = $2", session_id, self.worker
+        )
+        async with self._guard:
+            await self._connection.execute(
+                "SELECT pg_advisory_unlock($1)", session_lock_key(self._schema, session_id)
+            )
+
+    async def adopt_orphans(self) -> list[str]:
+        """Take the sessions of workers that died (claim row present, lock free); returns their ids."""
+        if self.lost:
+            return []
+        rows = await self._pool.fetch("SELECT session_id FROM session_claims ORDER BY claimed_at")
+        adopted: list[str] = []
+        for row in rows:
+            session_id = str(row["session_id"])
+            if session_id in self._held or not await self._lock(session_id):
+                continue
+            # Its owner may have released it cleanly between our read and our lock: then the row is gone.
+            still_claimed = await self._pool.fetchval(
+                "SELECT true FROM session_claims WHERE session_id = $1", session_id
+            )
+            if not still_claimed:
+                await self._unlock(session_id)
+                continue
+            self._held.add(session_id)
+            await self._record_claim(session_id)
+            adopted.append(session_id)
+        return adopted
+
+    def mark_lost(self) -> None:
+        """The dedicated connection is gone: every lock went with it."""
+        self.lost = True
+        self._held.clear()
+
+    async def _lock(self, session_id: str) -> bool:
+        async with self._guard:
+            acquired = await self._connection.fetchval(
+                "SELECT pg_try_advisory_lock($1)", session_lock_key(self._schema, session_id)
+            )
+        return bool(acquired)
+
+    async def _unlock(self, session_id: str) -> None:
+        async with self._guard:
+            await self._connection.execute(
+                "SELECT pg_advisory_unlock($1)", session_lock_key(self._schema, session_id)
+            )
+
+    async def _record_claim(self, session_id: str) -> None:
+        await self._pool.execute(
+            "INSERT INTO session_claims (session_id, worker) VALUES ($1, $2)"
+            " ON CONFLICT (session_id) DO UPDATE SET worker = EXCLUDED.worker, claimed_at = now()",
+            session_id,
+            self.worker,
+        )

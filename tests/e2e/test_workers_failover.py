@@ -1,0 +1,193 @@
+"""Two real `duragent serve` workers sharing PostgreSQL: streams across workers, SIGKILL failover,
+handing a session between workers, and agents deployed on one worker used on the other."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from duragent.stores.postgres.sessions import PostgresSessionStore
+from duragent.testing.fake_llm import FakeLLMServer, text
+from duragent.testing.postgres import temporary_schema
+from tests.e2e.server_harness import (
+    AGENT_YAML,
+    ServeProcess,
+    SSEEvent,
+    read_sse,
+    start_serve,
+    write_workspace,
+)
+
+pytest_plugins = ["duragent.testing.pytest_plugin"]
+
+ADMIN_TOKEN = "admin-token-for-workers"
+SLOW_REPLY = " ".join(f"w{i}" for i in range(40))
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    async with temporary_schema() as url:
+        yield url
+
+
+def worker_config(root: Path, llm_url: str, pg_url: str) -> Path:
+    """The same configuration for every worker (each with its own local data directory)."""
+    config = write_workspace(root, llm_url, git=False, admin_token=ADMIN_TOKEN)
+    with config.open("a") as file:
+        file.write(f"services:\n  session:\n    backend: postgres\n    url: {pg_url}\n")
+    return config
+
+
+async def start_worker(root: Path, llm_url: str, pg_url: str, name: str) -> ServeProcess:
+    config = worker_config(root / name, llm_url, pg_url)
+    # Started in a thread: the fake model in this process must keep answering meanwhile.
+    return await asyncio.to_thread(start_serve, config, root / f"{name}.log")
+
+
+async def call(http: aiohttp.ClientSession, method: str, url: str, body: Any = None) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"} if "/api/admin/" in url else {}
+    async with http.request(method, url, json=body, headers=headers) as response:
+        if response.status == 204:
+            return response.status, None
+        return response.status, await response.json(content_type=None)
+
+
+async def next_event(events: AsyncIterator[SSEEvent]) -> SSEEvent:
+    """The next event of a stream, failing the test when none comes within 15 s."""
+    return await asyncio.wait_for(events.__anext__(), 15)
+
+
+@pytest.mark.slow
+async def test_a_stream_on_worker_b_survives_worker_a_dying_mid_turn_and_loses_nothing(
+    tmp_path: Path, fake_llm: FakeLLMServer, pg_url: str
+) -> None:
+    fake_llm.enqueue(
+        text(SLOW_REPLY, chunks=40, chunk_delay=0.1), text("Recovered reply", chunks=3), text("Second turn")
+    )
+    a = await start_worker(tmp_path, fake_llm.url, pg_url, "a")
+    b = await start_worker(tmp_path, fake_llm.url, pg_url, "b")
+    try:
+        async with aiohttp.ClientSession() as http:
+            status, created = await call(http, "POST", f"{a.url}/api/v1/sessions", {"agent": "helper"})
+            assert status == 201, created
+            session_id = created["session_id"]
+            stream = await http.get(f"{b.url}/api/v1/sessions/{session_id}/events?after=0")
+            assert stream.status == 200
+            events = read_sse(stream)
+            sending = asyncio.create_task(
+                http.post(f"{a.url}/api/v1/sessions/{session_id}/messages", json={"content": "hello"})
+            )
+
+            seen: list[SSEEvent] = []
+            while sum(e.event == "token" for e in seen) < 3:
+                seen.append(await next_event(events))
+            a.process.kill()  # SIGKILL mid-turn: no shutdown, no snapshot, its locks die with it
+            a.process.wait(10)
+            killed_at = time.monotonic()
+            while not seen or seen[-1].event != "done":
+                seen.append(await next_event(events))
+            took_over_after = time.monotonic() - killed_at
+            stream.close()
+            with pytest.raises(aiohttp.ClientError):
+                await sending
+
+            # Worker B finished the turn from the last durable step, within a few seconds.
+            assert seen[-1].data["content"] == "Recovered reply"
+            assert took_over_after < 10
+            status, session = await call(http, "GET", f"{b.url}/api/v1/sessions/{session_id}")
+            assert session["loaded"] is True
+
+            # Every stored event reached the stream on B, once, in order; positions only grow.
+            stored_ids = [int(e.id) for e in seen if e.id and "." not in e.id]
+            assert stored_ids == list(range(1, stored_ids[-1] + 1))
+            positions = [tuple(int(p) for p in (e.id or "").split(".")) for e in seen]
+            assert positions == sorted(positions)
+            assert len(set(positions)) == len(positions)
+            assert [e.data.get("content") for e in seen if e.event == "start"] == ["hello"]
+            # Token deltas streamed live from A (through NOTIFY) before it died.
+            assert "".join(e.data["content"] for e in seen if e.event == "token").startswith("w0 w1")
+
+            # The table holds the acknowledged message once and the reply; no seq duplicated or skipped.
+            store = PostgresSessionStore(pg_url)
+            log = await store.read(session_id)
+            await store.close()
+            assert [e.seq for e in log] == list(range(1, len(log) + 1))
+            assert [e.payload["content"] for e in log if e.type == "user_message"] == ["hello"]
+            assert [e.payload["content"] for e in log if e.type == "assistant_message"][
+                -1
+            ] == "Recovered reply"
+
+            # Last-Event-ID replays from the table on any worker.
+            async with http.get(
+                f"{b.url}/api/v1/sessions/{session_id}/events", headers={"Last-Event-ID": "2"}
+            ) as replay:
+                replay_events = read_sse(replay)
+                first = await next_event(replay_events)
+            assert first.id == "3"
+
+            # A worker that joins later is handed the (idle) session by B for the next message.
+            a = await start_worker(tmp_path, fake_llm.url, pg_url, "a2")
+            status, reply = await call(
+                http, "POST", f"{a.url}/api/v1/sessions/{session_id}/messages", {"content": "again"}
+            )
+            assert status == 200, reply
+            assert reply["content"] == "Second turn"
+    finally:
+        for worker in (a, b):
+            if worker.process.poll() is None:
+                worker.terminate()
+
+
+DEPLOYED_AGENT = AGENT_YAML.replace("name: {name}", "name: deployed-helper")
+
+
+@pytest.mark.slow
+async def test_an_agent_deployed_on_one_worker_serves_sessions_on_the_other(
+    tmp_path: Path, fake_llm: FakeLLMServer, pg_url: str
+) -> None:
+    a = await start_worker(tmp_path, fake_llm.url, pg_url, "a")
+    b = await start_worker(tmp_path, fake_llm.url, pg_url, "b")
+    try:
+        async with aiohttp.ClientSession() as http:
+            files = {
+                "agent.yaml": DEPLOYED_AGENT.format(
+                    url=fake_llm.url, on_disconnect="continue", max_background="30m"
+                )
+            }
+            status, body = await call(
+                http, "POST", f"{a.url}/api/admin/v1/agents", {"name": "deployed-helper", "files": files}
+            )
+            assert status == 201, body
+
+            # B learns of the deployment through NOTIFY, a moment after A answered.
+            for _ in range(100):
+                status, created = await call(
+                    http, "POST", f"{b.url}/api/v1/sessions", {"agent": "deployed-helper"}
+                )
+                if status != 404:
+                    break
+                await asyncio.sleep(0.05)
+            assert status == 201, created
+            fake_llm.enqueue(text("hello from a deployed agent"))
+            status, reply = await call(
+                http, "POST", f"{b.url}/api/v1/sessions/{created['session_id']}/messages", {"content": "hi"}
+            )
+            assert (status, reply["content"]) == (200, "hello from a deployed agent")
+
+            status, _ = await call(http, "DELETE", f"{a.url}/api/admin/v1/agents/deployed-helper")
+            assert status == 204
+            for _ in range(100):
+                status, _ = await call(http, "POST", f"{b.url}/api/v1/sessions", {"agent": "deployed-helper"})
+                if status == 404:
+                    break
+                await asyncio.sleep(0.05)
+            assert status == 404
+    finally:
+        for worker in (a, b):
+            worker.terminate()
