@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+#: Fakes every test may use (fake LLM, fake Telegram, S3, PostgreSQL schemas) and the server harness.
+pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
+
 
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:

@@ -38,6 +38,16 @@ class CreateSession(Body):
         None, description="What the session does when no client is attached (default: the agent's)."
     )
     metadata: dict[str, Any] | None = Field(None, description="Free-form data stored with the session.")
+    agent_spec: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "An agent.yaml as JSON (full or flat form), validated like `agent validate` and deployed "
+            "as agent `agent` before the session starts: agent configs passed per request."
+        ),
+    )
+    prompts: dict[str, str] | None = Field(
+        None, description='Files next to agent_spec, e.g. {"SYSTEM_PROMPT.md": "You are..."}.'
+    )
 
 
 class SendMessage(Body):

@@ -112,7 +112,7 @@ async def deploy_agent(request: web.Request) -> web.Response:
             f"agent '{body.name}' already exists; replace it with PUT {ADMIN_PREFIX}/agents/{body.name}",
             type_name="conflict",
         )
-    await _deploy(registry, body.name, body.files)
+    await deploy_files(registry, body.name, body.files)
     return json_reply(_agent_out(registry.summary(body.name)), 201)
 
 
@@ -136,7 +136,7 @@ async def replace_agent(request: web.Request) -> web.Response:
     body = await read_body(request, ReplaceAgent)
     registry = request.app[STATE].agents
     existed = _exists(registry, name)
-    await _deploy(registry, name, body.files)
+    await deploy_files(registry, name, body.files)
     return json_reply(_agent_out(registry.summary(name)), 200 if existed else 201)
 
 
@@ -153,7 +153,7 @@ async def remove_agent(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def _deploy(registry: AgentRegistry, name: str, files: dict[str, str]) -> None:
+async def deploy_files(registry: AgentRegistry, name: str, files: dict[str, str]) -> None:
     """Deploy, turning the library's refusals into 409 / 422 problems."""
     try:
         await asyncio.to_thread(registry.deploy, name, files)

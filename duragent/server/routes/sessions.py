@@ -38,7 +38,7 @@ from duragent.server.bodies import (
     read_query,
 )
 from duragent.server.openapi import documented
-from duragent.server.problems import HttpProblem
+from duragent.server.problems import FieldError, HttpProblem
 from duragent.server.state import STATE, ServerState
 from duragent.sessions.live import LiveSession, Subscription, Ticket
 from duragent.sessions.state import SessionState, resume
@@ -131,6 +131,8 @@ async def create_session(request: web.Request) -> web.Response:
     """POST /api/v1/sessions -> 201 with the new session."""
     body = await read_body(request, CreateSession)
     state = request.app[STATE]
+    if body.agent_spec is not None:
+        await _deploy_inline_agent(state, body)
     live = await state.sessions.create(body.agent, on_disconnect=body.on_disconnect, metadata=body.metadata)
     return json_reply(_live_out(live, state), 201)
 
@@ -158,6 +160,46 @@ async def list_sessions(request: web.Request) -> web.Response:
             next_cursor=_encode_cursor(_sort_key(page[-1])) if more and page else None,
         )
     )
+
+
+async def _deploy_inline_agent(state: ServerState, body: CreateSession) -> None:
+    """Deploy the request's agent spec as a dynamic agent unless the same files are already deployed.
+
+    Deploying (not a throwaway agent) keeps the session resumable after a restart and lets every
+    worker load it; identical specs are not redeployed, so a client may send its spec every time.
+    """
+    import yaml
+
+    from duragent.agents.catalog import AgentNotFound
+    from duragent.agents.spec import is_shorthand
+    from duragent.server.routes.admin import deploy_files
+
+    spec = dict(body.agent_spec or {})
+    if is_shorthand(spec):
+        spec.setdefault("name", body.agent)
+        named = spec["name"]
+    else:
+        metadata = dict(spec.get("metadata") or {})
+        metadata.setdefault("name", body.agent)
+        spec["metadata"] = metadata
+        named = metadata["name"]
+    if named != body.agent:
+        raise HttpProblem(
+            422,
+            "agent_spec names another agent",
+            [
+                FieldError(
+                    "agent_spec.metadata.name", f"must be {body.agent!r} (the session's agent), got {named!r}"
+                )
+            ],
+        )
+    files = {"agent.yaml": yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), **(body.prompts or {})}
+    try:
+        deployed = await asyncio.to_thread(state.agents.files, body.agent)
+    except AgentNotFound:
+        deployed = {}
+    if deployed != files:
+        await deploy_files(state.agents, body.agent, files)
 
 
 def _sort_key(summary: SessionSummary) -> tuple[str, str]:
