@@ -42,7 +42,7 @@ from duragent.gateways.protocol import (
 from duragent.ids import new_id
 from duragent.sessions.live import LiveSession, SessionEnded, Subscription
 from duragent.sessions.manager import SessionManager
-from duragent.stores.base import ArtifactMeta, ArtifactStore
+from duragent.stores.base import ArtifactMeta, ArtifactStore, SessionReadOptions
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,10 @@ class SessionDirectory:
     def get(self, key: ChatKey) -> str | None:
         """The chat's session id, if it has one."""
         return self._ids.get(key)
+
+    def chats(self) -> list[ChatKey]:
+        """Every chat that has a session."""
+        return list(self._ids)
 
     def keys_for_chat(self, gateway: str, chat_id: str) -> list[ChatKey]:
         """Every agent's key in one chat."""
@@ -242,9 +246,26 @@ class GatewayRouter:
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
-        """Restore the chat -> session map and follow sessions that can still take messages."""
+        """Restore the chat -> session map (sessions that can still take messages)."""
         summaries = await self.sessions.list_sessions()
         await self.directory.load({s.session_id for s in summaries if s.status != "ended"})
+
+    async def follow_chats(self) -> None:
+        """Follow every chat's session now rather than at its next message.
+
+        Called before the session manager recovers interrupted turns: a turn resumed after a
+        restart (or an approval asked again) then reaches its chat like any other.
+        """
+        for key in self.directory.chats():
+            try:
+                binding = await self._binding(key)
+            except DuragentError as exc:
+                log.warning(
+                    "gateway %s: chat %s: cannot follow its session: %s", key.gateway, key.chat_id, exc
+                )
+                continue
+            # A turn resumed after the restart starts no new message: it answers the last trigger.
+            binding.current = await _last_trigger(binding.live)
 
     async def stop(self) -> None:
         """Flush nothing further; detach from every session."""
@@ -304,7 +325,8 @@ class GatewayRouter:
             return
         decision = check_access(agent.spec.access, gateway, message.routing)
         if not decision.allowed:
-            log.info(
+            # A warning, so the default `duragent serve` log shows who knocked (a stranger found the bot).
+            log.warning(
                 "gateway %s: denied message from sender %s in chat %s: %s",
                 gateway,
                 message.sender.id,
@@ -516,7 +538,28 @@ class GatewayRouter:
 
 def _sender(gateway: str, message: MessageReceived) -> dict[str, Any]:
     sender: dict[str, Any] = {"id": message.sender.id, "name": message.sender.label, "gateway": gateway}
+    # Stored with the user message, so a turn resumed after a restart still knows whom it answers.
+    sender["message_id"] = message.message_id
     return sender
+
+
+#: How far back a restored chat looks for the message that started its last turn.
+TRIGGER_LOOKBACK = 200
+
+
+async def _last_trigger(live: LiveSession) -> tuple[str, str | None] | None:
+    """(sender id, platform message id) of the last message that started a turn, from the log."""
+    after = max(0, live.log.state.last_seq - TRIGGER_LOOKBACK)
+    events = await live.log.store.read(
+        live.session_id, SessionReadOptions(after_seq=after, types=frozenset({"user_message"}))
+    )
+    for event in reversed(events):
+        sender = event.payload.get("sender")
+        if event.payload.get("silent") or not isinstance(sender, dict) or "id" not in sender:
+            continue
+        message_id = sender.get("message_id")
+        return str(sender["id"]), None if message_id is None else str(message_id)
+    return None
 
 
 async def _file_chunks(path: Path) -> AsyncIterator[bytes]:

@@ -35,15 +35,26 @@ class GatewayService:
             timing=timing,
             on_restart=state.metrics.plugin_restart,
         )
+        self._restored = False
 
     async def _send(self, gateway: str, command: Command) -> object:
         return await self.manager.send(gateway, command)
 
-    async def start(self) -> None:
-        """Restore chat sessions, then start the plugins."""
-        if not self.manager.plugins:
+    async def restore(self) -> None:
+        """Follow every chat's session again; call before the server recovers interrupted turns."""
+        if not self.manager.plugins or self._restored:
             return
         await self.router.start()
+        await self.router.follow_chats()
+        self._restored = True
+
+    async def start(self) -> None:
+        """Restore the chat -> session map (unless `restore` did), then start the plugins."""
+        if not self.manager.plugins:
+            return
+        if not self._restored:
+            await self.router.start()
+            self._restored = True
         self.manager.start()
         log.info("gateways: started %s", ", ".join(self.manager.plugins))
 
