@@ -425,12 +425,14 @@ class Repl:
 
         def finished(done: asyncio.Task[Any]) -> None:
             self.background.discard(done)
+            # Read the outcome here, always: an exception nobody retrieves (a 409 for a turn the
+            # person cancelled) would reach prompt_toolkit's handler and block on "Press ENTER".
+            problem = None if done.cancelled() else _failure(done)
             if mark and self.follower is not None:
+                # The stream shows what became of a sent message; `follow` reports a failed send.
                 self.follower.queue.put_nowait(ServerEvent(None, SENT_MARK, {}))
-            elif not done.cancelled():
-                problem = _failure(done)
-                if problem is not None and not _turn_outcome(done):
-                    self.renderer.error(f"✗ {problem}")
+            elif problem is not None and not _turn_outcome(done):
+                self.renderer.error(f"✗ {problem}")
 
         task.add_done_callback(finished)
 
