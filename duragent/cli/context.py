@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -25,6 +23,8 @@ class CliState:
 
     def setup_logging(self) -> None:
         """Log to stderr: warnings by default, info with -v, debug with -vv, errors with -q."""
+        import logging
+
         level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(self.verbosity, logging.DEBUG)
         logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
@@ -42,6 +42,8 @@ class CliState:
 
 def print_json(value: Any) -> None:
     """Print `value` as indented JSON on stdout (dates and paths as strings)."""
+    import json
+
     print(json.dumps(value, indent=2, default=str, ensure_ascii=False))
 
 
