@@ -27,6 +27,9 @@ from duragent.llm.types import (
     Usage,
 )
 
+#: Converted messages kept per provider (roughly the conversations of the sessions it serves).
+_WIRE_CACHE_MAX = 20_000
+
 _FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
     "tool_calls": "tool_calls",
@@ -63,6 +66,10 @@ class OpenAICompatProvider(HttpProvider):
         # OpenAI itself wants `max_completion_tokens` (reasoning models refuse `max_tokens`);
         # most compatible servers only know `max_tokens`.
         self.max_tokens_field = max_tokens_field
+        # Each turn resends the whole conversation as the same Message objects (the context
+        # builder keeps them), so each is converted once; keyed by id() with the message kept
+        # alive beside it, so an id is never reused while its entry exists.
+        self._wire_messages: dict[int, tuple[Message, dict[str, Any]]] = {}
 
     @property
     def endpoint(self) -> str:
@@ -77,7 +84,7 @@ class OpenAICompatProvider(HttpProvider):
         """The chat completions body: streaming, with usage in the last chunk."""
         payload: dict[str, Any] = {
             "model": request.model,
-            "messages": [message_to_openai(message) for message in request.messages],
+            "messages": [self._wire_message(message) for message in request.messages],
             "stream": True,
             "stream_options": {"include_usage": True},
         }
@@ -90,6 +97,18 @@ class OpenAICompatProvider(HttpProvider):
         if request.max_output_tokens is not None:
             payload[self.max_tokens_field] = request.max_output_tokens
         return payload
+
+    def _wire_message(self, message: Message) -> dict[str, Any]:
+        if message.role == "system":
+            return message_to_openai(message)  # rebuilt every turn (date, memory): not worth keeping
+        known = self._wire_messages.get(id(message))
+        if known is not None and known[0] is message:
+            return known[1]
+        if len(self._wire_messages) >= _WIRE_CACHE_MAX:
+            self._wire_messages.clear()  # rare; the next turn converts its messages again
+        wire = message_to_openai(message)
+        self._wire_messages[id(message)] = (message, wire)
+        return wire
 
     def new_decoder(self) -> StreamDecoder:
         """A decoder for one chat completions SSE stream."""

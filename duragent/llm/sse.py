@@ -27,16 +27,19 @@ class SseParser:
 
     def feed(self, data: bytes) -> list[SseEvent]:
         """Parse `data` and return the events it completed."""
-        self._buffer += data
+        if b"\n" not in data:
+            self._buffer += data
+            return []
+        # One split per chunk: slicing the buffer line by line would copy the rest of a large
+        # chunk once per line (quadratic in the lines a fast model packs into one read).
+        lines = (self._buffer + data).split(b"\n")
+        self._buffer = lines.pop()
         events: list[SseEvent] = []
-        while True:
-            newline = self._buffer.find(b"\n")
-            if newline < 0:
-                return events
-            raw, self._buffer = self._buffer[:newline], self._buffer[newline + 1 :]
+        for raw in lines:
             event = self._line(raw.rstrip(b"\r").decode("utf-8", errors="replace"))
             if event is not None:
                 events.append(event)
+        return events
 
     def flush(self) -> list[SseEvent]:
         """Events still pending when the body ended without a final blank line."""

@@ -11,8 +11,9 @@ estimate errs on the generous side for English and code, and the budget keeps a 
 
 from __future__ import annotations
 
+import bisect
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -162,12 +163,31 @@ def assemble_context(
     return AssembledContext(messages, tuple(parts), len(history), dropped, used, budget)
 
 
-def _history(state: SessionState) -> list[tuple[Message, int]]:
-    """The conversation as LLM messages with their token estimates, converted once per message."""
-    cache: list[tuple[Message, int]] = state.context_cache
-    if len(cache) > len(state.conversation):
-        cache.clear()
-    for entry in state.conversation[len(cache) :]:
+@dataclass
+class _HistoryCache:
+    """The conversation as LLM messages, their token estimates and running totals, built once each.
+
+    Kept on the session state (the conversation only grows), so a turn's context costs the new
+    messages plus a binary search, not a walk over the whole conversation.
+    """
+
+    messages: list[Message] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    #: totals[i] = tokens of messages[:i]
+    totals: list[int] = field(default_factory=lambda: [0])
+
+
+def _history(state: SessionState) -> _HistoryCache:
+    """The session's converted history, extended with the messages added since the last call."""
+    holder: list[Any] = state.context_cache
+    if (
+        not holder
+        or not isinstance(holder[0], _HistoryCache)
+        or len(holder[0].messages) > len(state.conversation)
+    ):
+        holder[:] = [_HistoryCache()]
+    cache: _HistoryCache = holder[0]
+    for entry in state.conversation[len(cache.messages) :]:
         message = to_message(entry)
         if message.role == "tool" and message.content:
             message = Message(
@@ -176,23 +196,24 @@ def _history(state: SessionState) -> list[tuple[Message, int]]:
                 tool_call_id=message.tool_call_id,
                 name=message.name,
             )
-        cache.append((message, _message_tokens(message)))
+        size = _message_tokens(message)
+        cache.messages.append(message)
+        cache.tokens.append(size)
+        cache.totals.append(cache.totals[-1] + size)
     return cache
 
 
 def _fit_history(state: SessionState, budget: int) -> tuple[list[Message], int, int]:
-    """The newest messages that fit `budget`: (messages, how many were dropped, their tokens)."""
+    """The newest messages that fit `budget`: (messages, how many were dropped, their tokens).
+
+    The newest message is always kept, even when it alone is over the budget.
+    """
     history = _history(state)
-    start = len(history)
-    used = 0
-    while start > 0:
-        size = history[start - 1][1]
-        if used + size > budget and start < len(history):
-            break
-        used += size
-        start -= 1
+    count = len(history.messages)
+    total = history.totals[-1]
+    # The first start whose suffix fits: totals[start] >= total - budget.
+    start = min(bisect.bisect_left(history.totals, total - budget), max(count - 1, 0))
     # A kept window must not open with tool results whose call was dropped.
-    while start < len(history) and history[start][0].role == "tool":
-        used -= history[start][1]
+    while start < count and history.messages[start].role == "tool":
         start += 1
-    return [message for message, _ in history[start:]], start, used
+    return history.messages[start:], start, total - history.totals[start]

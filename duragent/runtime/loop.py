@@ -368,14 +368,7 @@ def _prepare(call: ToolCall, tools: dict[str, AnyTool]) -> tuple[AnyTool, Any] |
 
 async def close_open_tool_calls(session: SessionLog, reason: str) -> int:
     """Record a failed result for every tool call of the session that has none; returns how many."""
-    answered = {m.get("tool_call_id") for m in session.state.conversation if m.get("role") == "tool"}
-    open_calls = [
-        call
-        for message in session.state.conversation
-        if message.get("role") == "assistant"
-        for call in message.get("tool_calls") or ()
-        if call.get("id") not in answered
-    ]
+    open_calls = session.state.open_tool_calls()
     if open_calls:
         await session.append_many(
             [
@@ -398,7 +391,7 @@ def calls_awaiting_approval(session: SessionLog) -> list[ToolCall]:
     pending = {a.get("call_id") for a in session.state.pending_approvals}
     if not pending:
         return []
-    answered = {m.get("tool_call_id") for m in session.state.conversation if m.get("role") == "tool"}
+    answered = session.state.answered_call_ids()
     for message in reversed(session.state.conversation):
         if message.get("role") == "assistant" and message.get("tool_calls"):
             open_calls = [

@@ -9,6 +9,7 @@ then the next oldest; MEMORY.md, working memory and world memory are cut last (h
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from duragent.stores.base import MemoryStore, SessionStore
 
 WORKING_MEMORY_FILE = Path("memory") / "working.md"
 _SEPARATOR = "\n\n"
+#: working.md up to this size is read on the event loop (microseconds from the page cache).
+_INLINE_READ_MAX = 256 * 1024
 
 
 def memory_budget(agent: Agent) -> int:
@@ -65,22 +68,24 @@ async def gather_memory(
     spec = agent.spec.memory
     if spec is None or not spec.enabled:
         return ""
+    recent = [today - timedelta(days=offset) for offset in range(spec.recent_days)]
+    # One call for the store's part (one query on PostgreSQL, no thread hop for small files):
+    # this runs before every model call.
+    memory = await store.read_for_context(agent.name, recent)
     fixed: list[str] = []
-    long_term = (await store.read_long_term(agent.name)).strip()
+    long_term = memory.long_term.strip()
     if long_term:
         fixed.append(f"# Long-term memory (MEMORY.md)\n\n{long_term}")
     if session_dir is not None:
-        working = (await asyncio.to_thread(_read_or_empty, working_memory_path(session_dir))).strip()
+        working = (await _read_working_memory(working_memory_path(session_dir))).strip()
         if working:
             fixed.append(f"# Working memory of this session\n\n{working}")
-    world = await store.read_world()
-    for topic, text in sorted(world.items()):
+    for topic, text in sorted(memory.world.items()):
         if text.strip():
             fixed.append(f"# World knowledge: {topic}\n\n{text.strip()}")
     days: list[str] = []
-    for offset in range(spec.recent_days):
-        day = today - timedelta(days=offset)
-        daily = await store.read_day(agent.name, day)
+    for day in recent:
+        daily = memory.days.get(day)
         if daily and daily.strip():
             days.append(f"# Memory of {day.isoformat()}\n\n{daily.strip()}")
     return fit_memory(fixed, days, memory_budget(agent) if max_tokens is None else max_tokens)
@@ -93,6 +98,17 @@ def fit_memory(fixed: list[str], days_newest_first: list[str], max_tokens: int) 
         days.pop()
     text = _SEPARATOR.join([*fixed, *days])
     return cut_middle(text, max_tokens) if estimate_tokens(text) > max_tokens else text
+
+
+async def _read_working_memory(path: Path) -> str:
+    """working.md ("" when absent): read inline when small, as a thread hop costs more than the read."""
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        return ""
+    if size <= _INLINE_READ_MAX:
+        return _read_or_empty(path)
+    return await asyncio.to_thread(_read_or_empty, path)
 
 
 def _read_or_empty(path: Path) -> str:

@@ -25,11 +25,19 @@ DISCONNECT_CHECK = 0.5
 EventFilter = Callable[[StreamEvent], tuple[bool, bool]]
 
 
+#: Built once: json.dumps with options makes a new encoder per call, and this runs per token.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 def frame(event: StreamEvent, *, with_id: bool = True) -> bytes:
     """One SSE frame."""
-    data = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"), default=str)
+    data = event.data
+    if event.event == "token" and len(data) == 1 and isinstance(content := data.get("content"), str):
+        encoded = '{"content":' + _ENCODER.encode(content) + "}"  # the common case, without a dict walk
+    else:
+        encoded = _ENCODER.encode(data)
     head = f"id: {event.id}\n" if with_id else ""
-    return f"{head}event: {event.event}\ndata: {data}\n\n".encode()
+    return f"{head}event: {event.event}\ndata: {encoded}\n\n".encode()
 
 
 async def open_stream(request: web.Request) -> web.StreamResponse:

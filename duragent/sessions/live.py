@@ -154,7 +154,10 @@ class Subscription:
         if self._closed:
             return None
         try:
-            return await asyncio.wait_for(self.__anext__(), seconds)
+            # asyncio.timeout, not wait_for: wait_for wraps the wait in a new task every call,
+            # and a stream calls this once per burst of tokens.
+            async with asyncio.timeout(seconds):
+                return await self.__anext__()
         except (TimeoutError, StopAsyncIteration):
             return None
 

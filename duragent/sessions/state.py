@@ -47,6 +47,22 @@ class SessionState:
     event_counts: dict[str, int] = field(default_factory=dict)
     #: Derived per-message data the context builder caches (the conversation only grows).
     context_cache: list[Any] = field(default_factory=list, repr=False, compare=False)
+    _tool_calls: _ToolCallIndex = field(
+        default_factory=lambda: _ToolCallIndex(), init=False, repr=False, compare=False
+    )
+
+    def open_tool_calls(self) -> list[dict[str, Any]]:
+        """The tool calls of the conversation that have no result yet, oldest first.
+
+        Asked before every model call: kept up to date from the new messages only, so the cost
+        does not grow with the conversation.
+        """
+        return self._tool_calls.update(self.conversation)
+
+    def answered_call_ids(self) -> set[Any]:
+        """Ids of the tool calls the conversation holds a result for."""
+        self._tool_calls.update(self.conversation)
+        return self._tool_calls.answered
 
     def apply(self, event: SessionEvent) -> None:
         """Fold one event into the state (events must arrive in seq order)."""
@@ -102,6 +118,30 @@ class SessionState:
             metadata=metadata,
             event_counts=counts,
         )
+
+
+@dataclass
+class _ToolCallIndex:
+    """Which tool calls are answered, read incrementally from a conversation that only grows."""
+
+    scanned: int = 0
+    answered: set[Any] = field(default_factory=set)
+    open: list[dict[str, Any]] = field(default_factory=list)
+
+    def update(self, conversation: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self.scanned > len(conversation):  # replaced by a shorter conversation: start again
+            self.scanned, self.answered, self.open = 0, set(), []
+        for message in conversation[self.scanned :]:
+            role = message.get("role")
+            if role == "tool":
+                call_id = message.get("tool_call_id")
+                self.answered.add(call_id)
+                if self.open:
+                    self.open = [call for call in self.open if call.get("id") != call_id]
+            elif role == "assistant":
+                self.open += [c for c in message.get("tool_calls") or () if c.get("id") not in self.answered]
+        self.scanned = len(conversation)
+        return list(self.open)
 
 
 def _start(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:

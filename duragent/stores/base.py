@@ -194,6 +194,16 @@ class MemoryQuery:
     limit: int = 20
 
 
+@dataclass(frozen=True)
+class ContextMemory:
+    """What context assembly reads from memory each turn, fetched in one call."""
+
+    long_term: str = ""
+    world: dict[str, str] = field(default_factory=dict)
+    #: The Markdown of each asked-for day that has memory (days without any are left out).
+    days: dict[date, str] = field(default_factory=dict)
+
+
 @runtime_checkable
 class MemoryStore(Protocol):
     """An agent's daily memory, long-term MEMORY.md and the shared world memory."""
@@ -232,6 +242,10 @@ class MemoryStore(Protocol):
 
     async def write_world(self, topic: str, text: str) -> None:
         """Addition: replace one world-memory topic (used by `update_world`)."""
+        ...
+
+    async def read_for_context(self, agent_id: str, days: Sequence[date]) -> ContextMemory:
+        """Addition: MEMORY.md, world memory and the given days in one call (once per turn, so cheap)."""
         ...
 
     async def close(self) -> None:

@@ -333,7 +333,15 @@ class FakeLLMServer:
         writer = _OpenAIWriter(reply) if api == "openai" else _AnthropicWriter(reply)
         await stream.write(writer.opening())
         response = reply.response
-        for count, piece in enumerate(_pieces(reply, interleave=api == "openai")):
+        pieces = _pieces(reply, interleave=api == "openai")
+        if not response.chunk_delay and response.kind not in _INTERRUPTED:
+            # An instant model: several events per write, as a real server's socket buffer would
+            # deliver them, so the fake costs little per token and benchmarks measure the client.
+            for start in range(0, len(pieces), _INSTANT_PIECES_PER_WRITE):
+                batch = pieces[start : start + _INSTANT_PIECES_PER_WRITE]
+                await stream.write(b"".join(writer.piece(piece) for piece in batch))
+            pieces = []
+        for count, piece in enumerate(pieces):
             if response.kind in _INTERRUPTED and count == response.after_chunks:
                 return await self._interrupt(request, stream, writer, response)
             if response.chunk_delay and count:
@@ -358,6 +366,10 @@ class FakeLLMServer:
             await stream.write(writer.stream_error(str(response.body)))
         await stream.write_eof()
         return stream
+
+
+#: Events an instant reply sends per write.
+_INSTANT_PIECES_PER_WRITE = 32
 
 
 def _pieces(reply: _Reply, *, interleave: bool) -> list[_Piece]:

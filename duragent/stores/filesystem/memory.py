@@ -20,9 +20,10 @@ import fcntl
 import os
 import queue
 import shutil
+import stat
 import tarfile
 import threading
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -37,13 +38,24 @@ from duragent.memory.markdown import (
     section_plural,
 )
 from duragent.memory.search import rank_entries
-from duragent.stores.base import Change, ChangeListener, MemoryEntry, MemoryQuery, ignore_changes
+from duragent.stores.base import (
+    Change,
+    ChangeListener,
+    ContextMemory,
+    MemoryEntry,
+    MemoryQuery,
+    ignore_changes,
+)
 
 WORLD = "world"
 LONG_TERM_FILE = "MEMORY.md"
 EXPORT_CHUNK_SIZE = 64 * 1024
 _LOCKS_DIR = ".locks"
 _EXPORT_QUEUE_DEPTH = 8
+#: Context reads up to this many bytes in all run on the event loop: from the page cache they take
+#: microseconds, while each hop to a worker thread costs ~100 us (far more on a busy machine), and
+#: the memory slot is read every turn. Bigger memory is read in a thread.
+_INLINE_CONTEXT_READ_MAX = 256 * 1024
 
 
 class MemoryExportFailed(DuragentError):
@@ -121,6 +133,14 @@ class FilesystemMemoryStore:
         path = self.root / WORLD / f"{check_name(topic, 'world topic')}.md"
         await self._replace(path, text)
         self._on_change(Change(paths=(path,), kind="memory", subject=WORLD, summary=f"{topic} updated"))
+
+    async def read_for_context(self, agent_id: str, days: Sequence[date]) -> ContextMemory:
+        """MEMORY.md, the world folder and the given days' files, re-read from disk every call."""
+        agent_dir = self._agent_dir(agent_id)
+        files = _context_files(agent_dir, self.root / WORLD, days)
+        if sum(size for _kind, _key, _path, size in files) <= _INLINE_CONTEXT_READ_MAX:
+            return _read_context_files(files)
+        return await asyncio.to_thread(_read_context_files, files)
 
     # --- export ---------------------------------------------------------------------------
 
@@ -233,6 +253,54 @@ def _read_world(world_dir: Path) -> dict[str, str]:
     except FileNotFoundError:
         return {}
     return {path.stem: path.read_text(encoding="utf-8") for path in files}
+
+
+_ContextFile = tuple[str, str, str, int]
+
+
+def _context_files(agent_dir: Path, world_dir: Path, days: Sequence[date]) -> list[_ContextFile]:
+    """(kind, key, path, size) of each context file that exists: long_term, world topics, days.
+
+    Plain `os` calls on strings: this runs every turn and pathlib's object churn cost more than the stats.
+    """
+    agent, world = os.fspath(agent_dir), os.fspath(world_dir)
+    candidates: list[tuple[str, str, str]] = [("long_term", "", os.path.join(agent, LONG_TERM_FILE))]
+    try:
+        with os.scandir(world) as entries:
+            topics = sorted(entry.name for entry in entries if entry.name.endswith(".md"))
+    except FileNotFoundError:
+        topics = []
+    candidates += [("world", name.removesuffix(".md"), os.path.join(world, name)) for name in topics]
+    candidates += [("day", day.isoformat(), os.path.join(agent, f"{day.isoformat()}.md")) for day in days]
+    found: list[_ContextFile] = []
+    for kind, key, path in candidates:
+        try:
+            status = os.stat(path)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(status.st_mode):
+            found.append((kind, key, path, status.st_size))
+    return found
+
+
+def _read_context_files(files: Sequence[_ContextFile]) -> ContextMemory:
+    """Read the files `_context_files` found (one deleted meanwhile is treated as absent)."""
+    long_term = ""
+    world: dict[str, str] = {}
+    days: dict[date, str] = {}
+    for kind, key, path, _size in files:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        except FileNotFoundError:
+            continue
+        if kind == "long_term":
+            long_term = text
+        elif kind == "world":
+            world[key] = text
+        else:
+            days[date.fromisoformat(key)] = text
+    return ContextMemory(long_term=long_term, world=world, days=days)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

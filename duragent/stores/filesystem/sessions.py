@@ -28,7 +28,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
@@ -263,15 +263,67 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def snapshot_to_yaml(snapshot: SessionSnapshot) -> bytes:
-    """state.yaml: block-style YAML a person can read, timestamps as ISO 8601 strings."""
-    document: dict[str, Any] = {"schema_version": SNAPSHOT_SCHEMA_VERSION, **asdict(snapshot)}
-    document["created_at"] = _iso(snapshot.created_at)
-    document["updated_at"] = _iso(snapshot.updated_at)
-    text = yaml.dump(
-        document, Dumper=_YamlDumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100
+def _dump_yaml(value: Any) -> str:
+    return yaml.dump(
+        value, Dumper=_YamlDumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100
     )
-    return text.encode()
+
+
+def _plain(value: Any) -> Any:
+    """A fresh copy of nested dicts and lists (as `asdict` makes), so the YAML has no `&anchors`."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+@dataclass
+class ConversationYaml:
+    """The YAML of each conversation entry of one session, kept between snapshots.
+
+    A session's conversation only grows and its entries are never changed in place, so each
+    entry is rendered once (checked by identity) and a snapshot joins the fragments: writing
+    state.yaml costs the new messages, not the whole conversation again.
+    """
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    fragments: list[str] = field(default_factory=list)
+
+    def render(self, conversation: Sequence[dict[str, Any]]) -> str:
+        """`conversation:` and its items, exactly as `yaml.dump` writes them in a block mapping."""
+        if not conversation:
+            self.entries, self.fragments = [], []
+            return "conversation: []\n"
+        same = 0
+        limit = min(len(self.entries), len(conversation))
+        while same < limit and self.entries[same] is conversation[same]:
+            same += 1
+        del self.entries[same:], self.fragments[same:]
+        for entry in conversation[same:]:
+            self.entries.append(entry)
+            # A one-item list renders as "- key: ..." at column 0, as items of a top-level key do.
+            self.fragments.append(_dump_yaml([_plain(entry)]))
+        return "conversation:\n" + "".join(self.fragments)
+
+
+def snapshot_to_yaml(snapshot: SessionSnapshot, conversation_yaml: ConversationYaml | None = None) -> bytes:
+    """state.yaml: block-style YAML a person can read, timestamps as ISO 8601 strings.
+
+    `conversation_yaml` keeps the rendered messages of earlier snapshots of the same session.
+    """
+    before: dict[str, Any] = {"schema_version": SNAPSHOT_SCHEMA_VERSION}
+    after: dict[str, Any] = {}
+    side = before
+    for item in fields(snapshot):
+        if item.name == "conversation":
+            side = after
+            continue
+        side[item.name] = _plain(getattr(snapshot, item.name))
+    before["created_at"] = _iso(snapshot.created_at)
+    before["updated_at"] = _iso(snapshot.updated_at)
+    rendered = (conversation_yaml or ConversationYaml()).render(snapshot.conversation)
+    return (_dump_yaml(before) + rendered + _dump_yaml(after)).encode()
 
 
 @functools.cache
@@ -355,6 +407,7 @@ class FilesystemSessionStore:
         self._fsync_average: float | None = None  # unknown until the first fsync (done in a thread)
         self._writers: dict[str, _Writer] = {}
         self._guards: dict[str, asyncio.Lock] = {}
+        self._conversation_yaml: dict[str, ConversationYaml] = {}
 
     # --- paths ---------------------------------------------------------------------------------
 
@@ -412,6 +465,7 @@ class FilesystemSessionStore:
             if not session_dir.is_dir():
                 raise SessionNotFound(session_id)
             writer = self._writers.pop(session_id, None)
+            self._conversation_yaml.pop(session_id, None)
             if writer is not None:
                 os.close(writer.fd)
                 lock = writer.lock
@@ -452,8 +506,12 @@ class FilesystemSessionStore:
         durable = self.fsync != "never"
         async with self._guard(session_id):
             await self._open_writer(session_id)
-            # Dumping a long conversation to YAML takes milliseconds: do it off the loop too.
-            await _run_to_completion(lambda: write_atomic(path, snapshot_to_yaml(snapshot), durable=durable))
+            # Only the messages added since the last snapshot are rendered (under the guard, so one
+            # thread at a time uses this session's cache); the write and its fsyncs stay off the loop.
+            rendered = self._conversation_yaml.setdefault(session_id, ConversationYaml())
+            await _run_to_completion(
+                lambda: write_atomic(path, snapshot_to_yaml(snapshot, rendered), durable=durable)
+            )
         self._on_change(
             Change(
                 paths=(path,),
@@ -471,6 +529,7 @@ class FilesystemSessionStore:
     async def close(self) -> None:
         """Close every open log and release the session locks this store holds."""
         writers, self._writers = self._writers, {}
+        self._conversation_yaml.clear()
         for writer in writers.values():
             os.close(writer.fd)
             writer.lock.release()

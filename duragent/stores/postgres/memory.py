@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import tarfile
 from collections import defaultdict, deque
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING
@@ -24,7 +24,14 @@ from duragent.errors import InvalidName
 from duragent.ids import check_name
 from duragent.memory.markdown import add_bullet, normalize_entry_text, parse_daily, section_key
 from duragent.memory.search import rank_entries
-from duragent.stores.base import ChangeListener, MemoryEntry, MemoryQuery, ignore_changes, utcnow
+from duragent.stores.base import (
+    ChangeListener,
+    ContextMemory,
+    MemoryEntry,
+    MemoryQuery,
+    ignore_changes,
+    utcnow,
+)
 from duragent.stores.postgres.pool import LazyPool, parse_postgres_url
 
 if TYPE_CHECKING:
@@ -65,6 +72,15 @@ SELECT topic, text, updated_at FROM memory_world WHERE topic = $1
 _WRITE_WORLD = """
 INSERT INTO memory_world (topic, text, updated_at) VALUES ($1, $2, $3)
 ON CONFLICT (topic) DO UPDATE SET text = EXCLUDED.text, updated_at = EXCLUDED.updated_at
+"""
+#: Everything the context reads each turn in one round trip: (kind, key, text) rows.
+_CONTEXT_MEMORY = """
+SELECT 'long_term' AS kind, NULL::date AS day, NULL::text AS topic, text
+  FROM memory_long_term WHERE agent = $1
+UNION ALL
+SELECT 'world', NULL, topic, text FROM memory_world
+UNION ALL
+SELECT 'day', day, NULL, markdown FROM memory_days WHERE agent = $1 AND day = ANY($2::date[])
 """
 #: Every Markdown file of the tree as (path under memory/, kind, owner, day); `$1` NULL = all agents.
 _EXPORT_FILES = """
@@ -182,6 +198,23 @@ class PostgresMemoryStore:
         pool = await self._pool.get()
         rows = await pool.fetch("SELECT topic, text FROM memory_world")
         return {row["topic"]: row["text"] for row in sorted(rows, key=lambda row: str(row["topic"]))}
+
+    async def read_for_context(self, agent_id: str, days: Sequence[date]) -> ContextMemory:
+        """MEMORY.md, world memory and the given days in one query (context assembly runs it every turn)."""
+        _check_agent(agent_id)
+        pool = await self._pool.get()
+        rows = await pool.fetch(_CONTEXT_MEMORY, agent_id, list(days))
+        long_term = ""
+        world: dict[str, str] = {}
+        found: dict[date, str] = {}
+        for row in rows:
+            if row["kind"] == "long_term":
+                long_term = row["text"] or ""
+            elif row["kind"] == "world":
+                world[row["topic"]] = row["text"]
+            else:
+                found[row["day"]] = row["text"]
+        return ContextMemory(long_term=long_term, world=dict(sorted(world.items())), days=found)
 
     async def write_world(self, topic: str, text: str) -> None:
         """Replace one world-memory topic; the previous version goes to memory_world_history."""

@@ -1,8 +1,8 @@
 """The PostgreSQL SessionStore: events keyed by (session_id, seq), a sessions row, snapshots.
 
-An append runs in one transaction: it upserts and locks the session's row (`ON CONFLICT DO
-UPDATE ... RETURNING`, one round trip), checks that the batch continues the log, inserts every
-event in one statement and moves the row's `last_seq`, `status` and `updated_at`. The row lock
+An append is one statement (one round trip): it upserts and locks the session's row, moving its
+`last_seq`, `status` and `updated_at` only if the batch continues the log, and inserts every
+event if it did (see `_APPEND`). The row lock
 serialises writers of one session across processes, and the (session_id, seq) primary key is
 the last line of defence: a duplicate seq is a SequenceConflict, never a second event.
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import itertools
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -47,17 +48,27 @@ SNAPSHOT_SCHEMA_VERSION = 1
 _STATUSES: frozenset[str] = frozenset(get_args(SessionStatus))
 _JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
-_LOCK_SESSION = """
-INSERT INTO sessions (id, agent, status, created_at, updated_at, last_seq)
-VALUES ($1, $2, 'active', $3, $3, 0)
-ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id
-RETURNING last_seq, status, updated_at
-"""
-_INSERT_EVENTS = """
+#: An append in one statement (one round trip, its own transaction). The upsert moves the sessions
+#: row only if the batch continues the log (`last_seq = first - 1`; a new session must start at
+#: seq 1) and locks it, serialising writers of the session across processes; the events go in only
+#: if it did. Nothing inserted means a sequence conflict. $1 session, $2 agent, $3 first ts, $4 first
+#: seq, $5 last seq, $6 status after the batch (NULL: unchanged), $7 latest ts, $8.. the columns.
+_APPEND = """
+WITH advanced AS (
+    INSERT INTO sessions AS s (id, agent, status, created_at, updated_at, last_seq)
+    SELECT $1, $2, COALESCE($6::text, 'active'), $3, $7, $5
+    WHERE $4::bigint = 1 OR EXISTS (SELECT 1 FROM sessions WHERE id = $1)
+    ON CONFLICT (id) DO UPDATE SET
+        last_seq = EXCLUDED.last_seq,
+        status = COALESCE($6::text, s.status),
+        updated_at = GREATEST(s.updated_at, $7)
+    WHERE s.last_seq = $4::bigint - 1
+    RETURNING s.id
+)
 INSERT INTO events (session_id, seq, id, ts, type, payload)
-SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::timestamptz[], $5::text[], $6::json[])
+SELECT $1, e.* FROM unnest($8::bigint[], $9::text[], $10::timestamptz[], $11::text[], $12::json[]) AS e
+WHERE EXISTS (SELECT 1 FROM advanced)
 """
-_UPDATE_SESSION = "UPDATE sessions SET last_seq = $2, status = $3, updated_at = $4 WHERE id = $1"
 _READ_EVENTS = """
 SELECT seq, id, ts, type, payload::text AS payload FROM events
 WHERE session_id = $1 AND seq > $2 AND ($3::text[] IS NULL OR type = ANY($3::text[]))
@@ -122,25 +133,37 @@ class PostgresSessionStore:
         batch = [events] if isinstance(events, SessionEvent) else list(events)
         if not batch:
             return
+        if any(later.seq != earlier.seq + 1 for earlier, later in itertools.pairwise(batch)):
+            # A batch with a gap inside is refused; report it as the step-by-step check would.
+            _check_sequence(session_id, await self.last_seq(session_id), batch)
         payloads = [_JSON_ENCODER.encode(self._redacted(event.payload)) for event in batch]
+        status = _status_after(batch)
+        latest = max(event.ts for event in batch)
         pool = await self._pool.get()
-        async with pool.acquire() as connection, connection.transaction():
-            row = await connection.fetchrow(_LOCK_SESSION, session_id, _agent_of(batch[0]), batch[0].ts)
-            _check_sequence(session_id, int(row["last_seq"]), batch)
-            try:
-                await connection.execute(
-                    _INSERT_EVENTS,
-                    session_id,
-                    [event.seq for event in batch],
-                    [event.id for event in batch],
-                    [event.ts for event in batch],
-                    [event.type for event in batch],
-                    payloads,
-                )
-            except _unique_violation() as error:
-                raise SequenceConflict(session_id, int(row["last_seq"]) + 1, batch[0].seq) from error
-            status, updated_at = _fold(row["status"], row["updated_at"], batch)
-            await connection.execute(_UPDATE_SESSION, session_id, batch[-1].seq, status, updated_at)
+        try:
+            outcome = await pool.execute(
+                _APPEND,
+                session_id,
+                _agent_of(batch[0]),
+                batch[0].ts,
+                batch[0].seq,
+                batch[-1].seq,
+                status,
+                latest,
+                [event.seq for event in batch],
+                [event.id for event in batch],
+                [event.ts for event in batch],
+                [event.type for event in batch],
+                payloads,
+            )
+        except _unique_violation() as error:
+            last_seq = await self.last_seq(session_id)
+            raise SequenceConflict(session_id, last_seq + 1, batch[0].seq) from error
+        if outcome.split()[-1] == "0":  # "INSERT 0 <rows>": the batch did not continue the log
+            last_seq = await self.last_seq(session_id)
+            _check_sequence(session_id, last_seq, batch)
+            # The log moved between the two queries; report it against what is stored now.
+            raise SequenceConflict(session_id, last_seq + 1, batch[0].seq)
 
     async def read(
         self, session_id: str, options: SessionReadOptions = SessionReadOptions()
@@ -309,6 +332,19 @@ def _agent_of(first: SessionEvent) -> str:
         if isinstance(agent, str):
             return agent
     return ""
+
+
+def _status_after(events: Sequence[SessionEvent]) -> str | None:
+    """The status the batch leaves the session in, or None when no event of it changes the status."""
+    status: str | None = None
+    for event in events:
+        if event.type == "session_end":
+            status = "ended"
+        elif event.type == "status_change":
+            target = event.payload.get("to")
+            if isinstance(target, str) and target in _STATUSES:
+                status = target
+    return status
 
 
 def _fold(status: str, updated_at: datetime, events: Sequence[SessionEvent]) -> tuple[str, datetime]:
