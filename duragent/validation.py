@@ -71,7 +71,11 @@ def describe_error(error: Any, loc: FieldPath) -> str:
     friendly = _FRIENDLY.get(kind)
     if friendly is not None:
         expected = friendly.format(**error.get("ctx", {}))
-        return f"{where} must be {expected}, got {given!r}" if _is_scalar(given) else f"{where} must be {expected}"
+        return (
+            f"{where} must be {expected}, got {given!r}"
+            if _is_scalar(given)
+            else f"{where} must be {expected}"
+        )
     message = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
 
 @pytest.fixture(autouse=True)
-def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's API keys, config path or git identity quirks."""
     for name in (
         "OPENAI_API_KEY",
@@ -29,4 +28,3 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[No
     home.mkdir()
     (home / ".gitconfig").write_text("[user]\n\tname = Test Person\n\temail = person@example.test\n")
     monkeypatch.setenv("HOME", str(home))
-    yield

@@ -106,7 +106,8 @@ def test_missing_variable_error_names_it_and_its_location(tmp_path: Path) -> Non
     with pytest.raises(ConfigError) as info:
         load_config(path, env={})
     assert str(info.value) == (
-        f"{path}:3:14: environment variable 'API_TOKEN' is not set (use ${{API_TOKEN:-default}} for a default)"
+        f"{path}:3:14: environment variable 'API_TOKEN' is not set "
+        "(use ${API_TOKEN:-default} for a default)"
     )
     assert info.value.exit_code == 2
 
@@ -160,7 +161,9 @@ def test_tabs_get_a_located_explanation(tmp_path: Path) -> None:
     path = write(tmp_path, "server:\n\tport: 8080\n")
     with pytest.raises(ConfigError) as info:
         load_config(path, env={})
-    assert str(info.value) == f"{path}:2:1: a tab character is not allowed for indentation in YAML; use spaces"
+    assert (
+        str(info.value) == f"{path}:2:1: a tab character is not allowed for indentation in YAML; use spaces"
+    )
 
 
 def test_bad_indentation_is_located(tmp_path: Path) -> None:
