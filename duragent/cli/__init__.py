@@ -15,22 +15,56 @@ from duragent import __version__
 if TYPE_CHECKING:
     import typer
 
-#: Command modules, in the order their commands appear in `--help`.
-COMMAND_MODULES = (
-    "duragent.cli.init",
-    "duragent.cli.agent",
-    "duragent.cli.schema",
-    "duragent.cli.doctor",
-    "duragent.cli.session",
-    "duragent.cli.history",
-    "duragent.cli.memory",
-    "duragent.cli.revisions",
-    "duragent.cli.db",
-    "duragent.cli.migrate",
-    "duragent.cli.serve",
-    "duragent.cli.gateway",
-    "duragent.cli.chat",
-)
+#: Every command: name -> (module that registers it, the one line `--help` shows).
+#: `duragent --help` lists these without importing the modules; a test checks that each module
+#: registers exactly the commands listed here.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": (
+        "duragent.cli.init",
+        "Create duragent.yaml and .duragent/ with a first agent.",
+    ),
+    "agent": ("duragent.cli.agent", "List, inspect, validate and create agents."),
+    "schema": ("duragent.cli.schema", "Print the JSON Schema of agent.yaml or duragent.yaml."),
+    "doctor": (
+        "duragent.cli.doctor",
+        "Check configuration, data dir, git, agents, keys and endpoints.",
+    ),
+    "chat": ("duragent.cli.chat", "Talk to an agent."),
+    "attach": ("duragent.cli.chat", "Reattach to a session: replay what this terminal missed, then go live."),
+    "send": ("duragent.cli.chat", "Send one message and print the reply (for scripts and cron)."),
+    "serve": ("duragent.cli.serve", "Run the HTTP REST + SSE server (or check on / stop a running one)."),
+    "session": ("duragent.cli.session", "Inspect and manage stored sessions."),
+    "memory": ("duragent.cli.memory", "Read, edit and search agents' memory."),
+    "history": (
+        "duragent.cli.history",
+        "What the agents (and people) changed, newest first.",
+    ),
+    "show": (
+        "duragent.cli.revisions",
+        "One change: who, when, why, and memory changes by section.",
+    ),
+    "diff": (
+        "duragent.cli.revisions",
+        "What changed between revisions (memory as added and removed bullets).",
+    ),
+    "revert": (
+        "duragent.cli.revisions",
+        "Undo a memory or agent-definition change with a new commit.",
+    ),
+    "gc": (
+        "duragent.cli.revisions",
+        "Compact the data repository and report its size.",
+    ),
+    "gateway": ("duragent.cli.gateway", "Gateway plugins of the running server."),
+    "db": ("duragent.cli.db", "PostgreSQL schema of the services that use it: status and upgrade."),
+    "migrate": (
+        "duragent.cli.migrate",
+        "Copy sessions and memory between filesystem and PostgreSQL.",
+    ),
+}
+
+#: Command modules, each exposing `register(app)`.
+COMMAND_MODULES = tuple(dict.fromkeys(module for module, _ in COMMANDS.values()))
 
 
 def build_app() -> typer.Typer:

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+import typer.main
+from typer.core import TyperGroup
 
 from duragent import __version__
-from duragent.cli import COMMAND_MODULES
+from duragent.cli import COMMANDS
 from duragent.cli.context import CliState
+
+if TYPE_CHECKING:
+    # typer vendors click; its group's methods take these types.
+    from typer._click.core import Command, Context
+    from typer._click.formatting import HelpFormatter
 
 
 def _version(value: bool) -> None:
@@ -48,10 +55,47 @@ def _root(
     ctx.obj.setup_logging()
 
 
+class LazyCommands(TyperGroup):
+    """The root group: lists commands from `COMMANDS` and imports a command's module only to run it.
+
+    Building every command group costs more than importing typer; `duragent --help` needs none.
+    """
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        """Command names in `--help` order."""
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        """The command, built from its module on first use."""
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        return module_commands(entry[0]).get(cmd_name)
+
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
+        """The command list of `--help`, from the table (no module is imported)."""
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, text) for name, (_, text) in COMMANDS.items()])
+
+
+def module_commands(module_name: str) -> dict[str, Command]:
+    """The click commands a command module registers."""
+    holder = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False, add_completion=False)
+    holder.callback()(_no_op)
+    importlib.import_module(module_name).register(holder)
+    group = typer.main.get_command(holder)
+    return dict(getattr(group, "commands", {}))
+
+
+def _no_op() -> None:
+    """A callback, so typer always builds a group from a module's commands."""
+
+
 def build_app() -> typer.Typer:
-    """The typer application with every command group registered."""
+    """The typer application; command modules load when their command runs."""
     app = typer.Typer(
         name="duragent",
+        cls=LazyCommands,
         no_args_is_help=True,
         rich_markup_mode=None,
         pretty_exceptions_enable=False,
@@ -59,6 +103,4 @@ def build_app() -> typer.Typer:
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     app.callback()(_root)
-    for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).register(app)
     return app

@@ -41,3 +41,22 @@ def test_version_does_not_even_import_typer() -> None:
     loaded = loaded_modules("--version")
     assert "typer" not in loaded
     assert not loaded & set(HEAVY)
+
+
+def test_the_command_table_lists_exactly_what_the_modules_register() -> None:
+    from duragent.cli import COMMAND_MODULES, COMMANDS
+    from duragent.cli.app import module_commands
+
+    registered = {name: module for module in COMMAND_MODULES for name in module_commands(module)}
+    assert registered == {name: module for name, (module, _) in COMMANDS.items()}
+
+
+def test_every_command_answers_help() -> None:
+    from typer.testing import CliRunner
+
+    from duragent.cli import COMMANDS, build_app
+
+    for name in COMMANDS:
+        result = CliRunner().invoke(build_app(), [name, "--help"])
+        assert result.exit_code == 0, (name, result.output)
+        assert "Usage: duragent " + name in " ".join(result.output.split())
