@@ -40,6 +40,12 @@ log = logging.getLogger(__name__)
 
 #: A subscriber this far behind is dropped; it reconnects with its last position and catches up.
 SUBSCRIBER_QUEUE_LIMIT = 10_000
+#: Why a turn paused when the server stopped gracefully (continue-mode sessions resume on next start).
+SHUTDOWN_PAUSE_REASON = "server shutting down"
+#: Why a pause-mode session paused when its last client left (it resumes when a client attaches).
+DISCONNECT_PAUSE_REASON = "client disconnected (on_disconnect: pause)"
+#: How many events back `restore_pause_reason` looks first for the status change that paused a session.
+_PAUSE_REASON_WINDOW = 100
 
 
 class SessionEnded(DuragentError):
@@ -221,6 +227,8 @@ class LiveSession:
         self._deltas = 0
         self._background_timer: asyncio.TimerHandle | None = None
         self._paused_for_disconnect = False
+        #: The reason of the status change that paused the session (None while it is not paused).
+        self.pause_reason: str | None = None
         self._status_lock = asyncio.Lock()
         self.turn_finished = asyncio.Event()
         session_log.listeners.append(self._on_append)
@@ -315,8 +323,13 @@ class LiveSession:
         """Attach: replay what came after `after` (None: nothing, only live events), then go live."""
         queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
         self._subscribers.add(queue)
-        replay = await self._replay(after) if after is not None else []
-        await self._on_attach()
+        try:
+            replay = await self._replay(after) if after is not None else []
+            await self._on_attach()
+        except BaseException:
+            # No Subscription reaches the caller to detach it: without this the session stays attached.
+            self._subscribers.discard(queue)
+            raise
         return Subscription(self, queue, replay)
 
     async def cancel(self) -> bool:
@@ -327,6 +340,9 @@ class LiveSession:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        if self._turn is task:
+            # Cancelled before it first ran, so `_run` (and its cleanup) never started.
+            await self._end_turn(0.0, "cancelled")
         return True
 
     async def resume(self) -> None:
@@ -366,7 +382,7 @@ class LiveSession:
     async def close(self, grace: float = 10.0) -> None:
         """Unload: let a running turn reach a safe point within `grace` seconds, then snapshot."""
         if self._turn is not None and self._control is not None:
-            self._control.request_pause("server shutting down")
+            self._control.request_pause(SHUTDOWN_PAUSE_REASON)
             done, _ = await asyncio.wait({self._turn}, timeout=grace)
             if not done:
                 await self.cancel()
@@ -375,6 +391,28 @@ class LiveSession:
         if self._on_append in self.log.listeners:
             self.log.listeners.remove(self._on_append)
         await self.log.snapshot()
+        # Unloaded: the store closes the session's log and lock (reopened if it is loaded again).
+        await self.log.store.release(self.session_id)
+
+    async def restore_pause_reason(self) -> None:
+        """After loading a paused session, find why it paused (its last status change) in the log.
+
+        So a session paused because its last client left still resumes when a client attaches.
+        """
+        if self.status != "paused":
+            return
+        last_seq = self.log.state.last_seq
+        status_changes = frozenset({"status_change"})
+        changes = await self.log.store.read(
+            self.session_id,
+            SessionReadOptions(after_seq=max(0, last_seq - _PAUSE_REASON_WINDOW), types=status_changes),
+        )
+        if not changes and last_seq > _PAUSE_REASON_WINDOW:
+            changes = await self.log.store.read(self.session_id, SessionReadOptions(types=status_changes))
+        paused = [event for event in changes if event.payload.get("to") == "paused"]
+        reason = paused[-1].payload.get("reason") if paused else None
+        self.pause_reason = reason if isinstance(reason, str) else None
+        self._paused_for_disconnect = self.pause_reason == DISCONNECT_PAUSE_REASON
 
     # --- turns -------------------------------------------------------------------------------
 
@@ -432,19 +470,23 @@ class LiveSession:
                     "error", {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}
                 )
         finally:
-            self._report_turn(time.monotonic() - began, outcome)
-            if self._starting is not None:
-                # The turn ended before storing its message (cancelled at once): it never ran.
-                self._starting.cancel()
-                self._starting = None
-            self._turn = None
-            self._control = None
-            self._cancel_background_timer()
-            if self.status in ("active", "running"):
-                await self._set_status("active")
-            self.turn_finished.set()
-            if self.status != "paused":
-                self._start_next()
+            await self._end_turn(time.monotonic() - began, outcome)
+
+    async def _end_turn(self, seconds: float, outcome: str) -> None:
+        """What follows every turn, however it ended: report it, settle the status, start the next."""
+        self._report_turn(seconds, outcome)
+        if self._starting is not None:
+            # The turn ended before storing its message (cancelled at once): it never ran.
+            self._starting.cancel()
+            self._starting = None
+        self._turn = None
+        self._control = None
+        self._cancel_background_timer()
+        if self.status in ("active", "running"):
+            await self._set_status("active")
+        self.turn_finished.set()
+        if self.status != "paused":
+            self._start_next()
 
     def _report_turn(self, seconds: float, outcome: str) -> None:
         if self.on_turn_end is None:
@@ -501,7 +543,7 @@ class LiveSession:
         if self.settings.on_disconnect == "pause":
             if self._control is not None:
                 self._paused_for_disconnect = True
-                self._control.request_pause("client disconnected (on_disconnect: pause)")
+                self._control.request_pause(DISCONNECT_PAUSE_REASON)
         elif self.status != "paused":
             # (A turn waiting for approval stays `paused` until someone decides.)
             asyncio.get_running_loop().create_task(self._set_status("running", "client disconnected"))
@@ -530,6 +572,10 @@ class LiveSession:
     def _on_append(self, events: list[SessionEvent]) -> None:
         for event in events:
             self._delta_after, self._deltas = event.seq, 0
+            if event.type == "status_change":
+                reason = event.payload.get("reason")
+                paused = event.payload.get("to") == "paused" and isinstance(reason, str)
+                self.pause_reason = reason if paused else None
             if event.type == "assistant_message" and self._turn is not None:
                 self._count_tokens(event.payload.get("usage"))
             shown = from_stored(event)

@@ -7,6 +7,7 @@ into the `SessionState`, and writes the `state.yaml` snapshot every `snapshot_ev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -73,15 +74,30 @@ class SessionLog:
                 SessionEvent(seq=first + i, id=new_id("ev"), ts=now, type=type, payload=payload)
                 for i, (type, payload) in enumerate(items)
             ]
-            await self.store.append(self.session_id, events)
-            for event in events:
-                self.state.apply(event)
-            for listener in self.listeners:
-                listener(events)
+            # Once the store may have written the batch, the state and listeners must follow it even
+            # if the caller is cancelled (a cancelled turn): otherwise the next seq would repeat one
+            # already on disk and every later append would be a SequenceConflict.
+            write = asyncio.ensure_future(self._store_and_apply(events))
+            try:
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                while not write.done():
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.wait({write})
+                if not write.cancelled():
+                    write.exception()  # retrieved: the cancellation is what the caller hears about
+                raise
         self._since_snapshot += len(events)
         if self._since_snapshot >= self.snapshot_every:
             await self.snapshot()
         return events
+
+    async def _store_and_apply(self, events: list[SessionEvent]) -> None:
+        await self.store.append(self.session_id, events)
+        for event in events:
+            self.state.apply(event)
+        for listener in self.listeners:
+            listener(events)
 
     async def snapshot(self) -> None:
         """Write state.yaml now (also done every `snapshot_every` events)."""

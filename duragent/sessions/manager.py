@@ -19,7 +19,7 @@ from duragent.agents.loader import Agent, session_settings
 from duragent.config import DuragentConfig
 from duragent.errors import UsageError
 from duragent.runtime.loop import Runtime, calls_awaiting_approval, close_open_tool_calls
-from duragent.sessions.live import EventFeed, LiveSession, LiveSettings, TurnEndHook
+from duragent.sessions.live import SHUTDOWN_PAUSE_REASON, EventFeed, LiveSession, LiveSettings, TurnEndHook
 from duragent.sessions.log import SessionLog
 from duragent.sessions.stream import Position, StreamEvent
 from duragent.stores.base import SessionStatus, SessionStore, SessionSummary
@@ -165,6 +165,11 @@ class SessionManager:
         live = self._wired(
             LiveSession(session_log, agent, self.runtime, settings, on_turn_end=self.on_turn_end)
         )
+        try:
+            await live.restore_pause_reason()
+        except BaseException:
+            await self._release(session_id)
+            raise
         # Messages acknowledged as queued but never started wait again, in order, for `resume()`.
         live.requeue_stored()
         return live
@@ -252,9 +257,15 @@ class SessionManager:
         asking = bool(calls_awaiting_approval(live.log))
         # A call waiting for a person never ran: it stays open and is asked again below.
         closed = 0 if asking else await close_open_tool_calls(live.log, RESTART_INTERRUPTED)
-        if not (closed or asking or live.unfinished_turn or live.queued) and live.status != "running":
+        continuing = live.settings.on_disconnect == "continue"
+        # A graceful stop pauses running turns; continue-mode sessions pick them up again now.
+        stopped_by_shutdown = live.status == "paused" and live.pause_reason == SHUTDOWN_PAUSE_REASON
+        if (
+            not (closed or asking or live.unfinished_turn or live.queued or stopped_by_shutdown)
+            and live.status != "running"
+        ):
             return None
-        if asking or (live.settings.on_disconnect == "continue" and live.status != "paused"):
+        if asking or (continuing and (live.status != "paused" or stopped_by_shutdown)):
             await live.resume()
             return "resumed"
         await live._set_status("paused", "server restarted")
@@ -264,7 +275,8 @@ class SessionManager:
         """Unload sessions idle (no turn, no subscriber) for longer than `idle_ttl`."""
         unloaded = []
         for session_id, live in list(self._live.items()):
-            if live.busy or live.attached or live.queued or live.status == "paused":
+            # A paused session with no turn running is safe to unload: everything is in its log.
+            if live.busy or live.attached or live.queued:
                 self._idle_since.pop(session_id, None)
                 continue
             since = self._idle_since.setdefault(session_id, now)

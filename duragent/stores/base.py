@@ -164,6 +164,13 @@ class SessionStore(Protocol):
         """Addition: the last snapshot, or None when missing or unreadable (rebuild from the log)."""
         ...
 
+    async def release(self, session_id: str) -> None:
+        """Addition: forget what is held open for one session (its log, lock, caches) until next used.
+
+        Called when a session is unloaded; a later append or snapshot opens it again.
+        """
+        ...
+
     async def close(self) -> None:
         """Addition: release files, locks and connections."""
         ...

@@ -99,6 +99,33 @@ async def test_payloads_are_redacted_before_they_reach_the_database(pg_url: str)
     assert "sk-live-123" not in stored
 
 
+async def test_snapshots_are_redacted_before_they_reach_the_database(pg_url: str) -> None:
+    def redact(payload: dict[str, object]) -> dict[str, object]:
+        return {key: ("[REDACTED]" if key == "token" else value) for key, value in payload.items()}
+
+    snapshot = SessionSnapshot(
+        session_id="s_snap_secret",
+        agent="helper",
+        status="active",
+        last_seq=0,
+        created_at=START,
+        updated_at=START,
+        conversation=[{"role": "user", "content": "hi", "token": "sk-live-123"}],
+        pending_approvals=[{"call_id": "c1", "token": "sk-live-123"}],
+        metadata={"token": "sk-live-123"},
+    )
+    store = PostgresSessionStore(pg_url, redact=redact)
+    try:
+        await store.save_snapshot(snapshot)
+        loaded = await store.load_snapshot("s_snap_secret")
+    finally:
+        await store.close()
+    assert loaded is not None
+    assert loaded.conversation == [{"role": "user", "content": "hi", "token": "[REDACTED]"}]
+    assert loaded.pending_approvals == [{"call_id": "c1", "token": "[REDACTED]"}]
+    assert loaded.metadata == {"token": "[REDACTED]"}
+
+
 async def test_payload_text_with_nul_characters_and_any_unicode_round_trips(pg_url: str) -> None:
     store = PostgresSessionStore(pg_url)
     payload = {"output": "bin\x00ary ✓ 🧪", "nested": {"z": 1, "a": [1.5, None, True]}}

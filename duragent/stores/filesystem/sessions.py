@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import dataclasses
 import functools
 import json
 import logging
@@ -289,6 +290,8 @@ class ConversationYaml:
 
     entries: list[dict[str, Any]] = field(default_factory=list)
     fragments: list[str] = field(default_factory=list)
+    #: Applied to each entry before it is rendered (the secret guard); the cache keeps the originals.
+    redact: Redactor | None = None
 
     def render(self, conversation: Sequence[dict[str, Any]]) -> str:
         """`conversation:` and its items, exactly as `yaml.dump` writes them in a block mapping."""
@@ -303,7 +306,8 @@ class ConversationYaml:
         for entry in conversation[same:]:
             self.entries.append(entry)
             # A one-item list renders as "- key: ..." at column 0, as items of a top-level key do.
-            self.fragments.append(_dump_yaml([_plain(entry)]))
+            shown = self.redact(entry) if self.redact is not None else entry
+            self.fragments.append(_dump_yaml([_plain(shown)]))
         return "conversation:\n" + "".join(self.fragments)
 
 
@@ -508,9 +512,11 @@ class FilesystemSessionStore:
             await self._open_writer(session_id)
             # Only the messages added since the last snapshot are rendered (under the guard, so one
             # thread at a time uses this session's cache); the write and its fsyncs stay off the loop.
-            rendered = self._conversation_yaml.setdefault(session_id, ConversationYaml())
+            rendered = self._conversation_yaml.setdefault(session_id, ConversationYaml(redact=self._redact))
+            # Secrets stay out of state.yaml as out of the log (the conversation is redacted as rendered).
+            shown = self._redacted_snapshot(snapshot)
             await _run_to_completion(
-                lambda: write_atomic(path, snapshot_to_yaml(snapshot, rendered), durable=durable)
+                lambda: write_atomic(path, snapshot_to_yaml(shown, rendered), durable=durable)
             )
         self._on_change(
             Change(
@@ -525,6 +531,15 @@ class FilesystemSessionStore:
         """state.yaml, or None when missing or unreadable (logged as a warning; rebuild from the log)."""
         path = self.snapshot_path(session_id)
         return await asyncio.to_thread(_load_snapshot_file, session_id, path)
+
+    async def release(self, session_id: str) -> None:
+        """Close the session's log, release its lock and drop its caches (reopened on next write)."""
+        async with self._guard(session_id):
+            writer = self._writers.pop(session_id, None)
+            self._conversation_yaml.pop(session_id, None)
+            if writer is not None:
+                os.close(writer.fd)
+                writer.lock.release()
 
     async def close(self) -> None:
         """Close every open log and release the session locks this store holds."""
@@ -613,6 +628,17 @@ class FilesystemSessionStore:
             size - cut_from,
             events_path,
             saved_to,
+        )
+
+    def _redacted_snapshot(self, snapshot: SessionSnapshot) -> SessionSnapshot:
+        """The snapshot with its pending approvals and metadata redacted (the conversation as is)."""
+        if self._redact is None:
+            return snapshot
+        redact = self._redact
+        return dataclasses.replace(
+            snapshot,
+            pending_approvals=[redact(approval) for approval in snapshot.pending_approvals],
+            metadata=redact(snapshot.metadata),
         )
 
     def _encode(self, event: SessionEvent) -> bytes:

@@ -19,7 +19,7 @@ import itertools
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -218,6 +218,14 @@ class PostgresSessionStore:
     async def save_snapshot(self, snapshot: SessionSnapshot) -> None:
         """Replace the session's snapshot (the old one goes to snapshot_history) and its sessions row."""
         session_id = check_name(snapshot.session_id, "session id")
+        if self._redact is not None:
+            # Secrets stay out of the snapshot as out of the events.
+            snapshot = replace(
+                snapshot,
+                conversation=[self._redact(message) for message in snapshot.conversation],
+                pending_approvals=[self._redact(approval) for approval in snapshot.pending_approvals],
+                metadata=self._redact(snapshot.metadata),
+            )
         document = _JSON_ENCODER.encode(snapshot_to_record(snapshot))
         pool = await self._pool.get()
         async with pool.acquire() as connection, connection.transaction():
@@ -248,6 +256,10 @@ class PostgresSessionStore:
             )
             return None
         return snapshot if snapshot.session_id == session_id else None
+
+    async def release(self, session_id: str) -> None:
+        """Nothing to do: this store keeps nothing open per session (the pool is shared)."""
+        check_name(session_id, "session id")
 
     async def close(self) -> None:
         """Close the pool if this store opened it."""
