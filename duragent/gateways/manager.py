@@ -157,6 +157,9 @@ class PluginSupervisor:
         self._task: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
         self._failures: collections.deque[float] = collections.deque()
+        #: The last handler task of each chat: events run outside the reader, one chat's in order.
+        self._chat_tails: dict[str, asyncio.Task[None]] = {}
+        self._handlers: set[asyncio.Task[None]] = set()
         #: Why the current run is failing, when we know better than its exit code.
         self._run_error: str | None = None
 
@@ -231,6 +234,10 @@ class PluginSupervisor:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        handlers = list(self._handlers)
+        for handler in handlers:
+            handler.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
         self.status.state = "stopped"
         self.status.pid = None
         for waiter in self._waiters.values():
@@ -388,11 +395,35 @@ class PluginSupervisor:
         elif isinstance(event, UnknownEvent):
             log.debug("gateway %s: ignoring unknown event %r", self.name, event.type)
         else:
-            try:
-                await self.on_event(self.name, event)
-            except Exception:
-                # One bad message must not stop the plugin's event stream.
-                log.exception("gateway %s: handling %s failed", self.name, event.type)
+            self._dispatch(event)
+
+    def _dispatch(self, event: Event) -> None:
+        """Hand `event` to the router in a task, after the chat's earlier events.
+
+        Handling can be slow (media uploads, starting sessions); done inline it would hold up
+        the reader, and with it the pongs that keep a healthy plugin from being killed.
+        """
+        chat = str(getattr(event, "chat_id", ""))
+        previous = self._chat_tails.get(chat)
+        task = asyncio.create_task(self._handle_in_order(previous, event), name=f"gateway {self.name} {chat}")
+        self._chat_tails[chat] = task
+        self._handlers.add(task)
+
+        def forget(done: asyncio.Task[None]) -> None:
+            self._handlers.discard(done)
+            if self._chat_tails.get(chat) is done:
+                del self._chat_tails[chat]
+
+        task.add_done_callback(forget)
+
+    async def _handle_in_order(self, previous: asyncio.Task[None] | None, event: Event) -> None:
+        if previous is not None:
+            await asyncio.wait({previous})  # its outcome is its own; only its order matters here
+        try:
+            await self.on_event(self.name, event)
+        except Exception:
+            # One bad message must not stop the plugin's event stream.
+            log.exception("gateway %s: handling %s failed", self.name, event.type)
 
     async def _on_ready(self, event: Ready) -> None:
         if event.version.split(".")[0] != PROTOCOL_VERSION.split(".")[0]:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from duragent.ids import new_id
 from duragent.llm.errors import StreamError
 from duragent.llm.http_provider import HttpProvider, StreamDecoder, Timeouts
 from duragent.llm.retry import RetryPolicy
@@ -246,9 +247,8 @@ class OpenAIStreamDecoder:
                     f"tool call {index} from {self.provider} has no name", provider=self.provider
                 )
             partial.completed = True
-            call = ToolCall.from_json_arguments(
-                partial.id or f"call_{index}", partial.name, partial.arguments
-            )
+            # Some servers send no id: a fresh one, since ids key approvals across every session.
+            call = ToolCall.from_json_arguments(partial.id or new_id("call"), partial.name, partial.arguments)
             out.append(ToolCallComplete(call))
         return out
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast, get_args
@@ -81,6 +81,17 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
+class _PendingOutcome:
+    """What `request` returns: the wait starts only when awaited, so a withdrawn request leaves
+    no never-awaited coroutine behind."""
+
+    def __init__(self, start: Callable[[], Coroutine[Any, Any, ApprovalOutcome]]):
+        self._start = start
+
+    def __await__(self) -> Generator[Any, None, ApprovalOutcome]:
+        return self._start().__await__()
+
+
 class ApprovalBroker:
     """Open approval requests of one process, each resolved once by `decide` or its timeout."""
 
@@ -119,7 +130,7 @@ class ApprovalBroker:
         )
         future: asyncio.Future[ApprovalDecision] = asyncio.get_running_loop().create_future()
         self._open[call_id] = (entry, future)
-        return self._wait(entry, future, wait)
+        return _PendingOutcome(lambda: self._wait(entry, future, wait))
 
     async def _wait(
         self, entry: ApprovalRequest, future: asyncio.Future[ApprovalDecision], wait: timedelta | None
@@ -148,6 +159,12 @@ class ApprovalBroker:
             # A future cancelled between the lookup and now belongs to a turn that is gone.
             future.set_result(cast(ApprovalDecision, decision))
         return entry
+
+    def withdraw(self, call_id: str) -> None:
+        """Close an open request nobody will wait for (its turn stopped before asking); no-op if none."""
+        opened = self._open.pop(call_id, None)
+        if opened is not None and not opened[1].done():
+            opened[1].cancel()
 
     def pending(self, session_id: str | None = None) -> list[ApprovalRequest]:
         """Open requests, oldest first, optionally of one session."""

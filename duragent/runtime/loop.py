@@ -126,10 +126,14 @@ class Runtime:
         if waiting:
             # The turn stopped (a restart) while a person was being asked: none of these calls ran,
             # so ask again and carry on from there.
+            paused = False
             async for event in self._run_calls(
                 session, agent, tools, policy, ctx, waiting, control, recorded=True
             ):
+                paused = paused or isinstance(event, TurnPaused)
                 yield event
+            if paused:
+                return
         # Calls left without a result by an interrupted run are answered before the model is asked again.
         await close_open_tool_calls(session, INTERRUPTED)
         for _step in range(self.max_steps):
@@ -164,8 +168,12 @@ class Runtime:
             if not calls:
                 yield TurnFinished(message_id, "".join(text), usage)
                 return
+            paused = False
             async for event in self._run_calls(session, agent, tools, policy, ctx, calls, control):
+                paused = paused or isinstance(event, TurnPaused)
                 yield event
+            if paused:
+                return
             while not notifications.empty():
                 yield Notification(notifications.get_nowait())
         yield await self._fail(
@@ -242,21 +250,25 @@ class Runtime:
             verdict = policy.decide(tool.name, invocation).decision
             if verdict == "ask":
                 if control.pause_requested:
-                    verdict = "deny"
-                else:
-                    try:
-                        async for event in self._ask(session, agent, call, invocation, policy):
-                            if isinstance(event, ApprovalResolved):
-                                verdict = "allow" if event.decision != "deny" else "deny"
-                            yield event
-                    except asyncio.CancelledError:
-                        if not control.pause_requested:
-                            # Cancelled by a client: these calls are over. (A pause asked for by a
-                            # shutdown leaves them open, so the approval is asked again on resume.)
-                            await asyncio.shield(
-                                close_open_tool_calls(session, "cancelled: the turn was cancelled")
-                            )
-                        raise
+                    # Nobody can answer now (the client left, or the server is stopping): the call is
+                    # recorded as asked but undecided, and resuming the turn asks again. No call of the
+                    # batch has run yet, so the whole batch is taken up again then.
+                    await session.append("approval_required", _approval_payload(call, invocation))
+                    yield TurnPaused(control.pause_reason)
+                    return
+                try:
+                    async for event in self._ask(session, agent, call, invocation, policy):
+                        if isinstance(event, ApprovalResolved):
+                            verdict = "allow" if event.decision != "deny" else "deny"
+                        yield event
+                except asyncio.CancelledError:
+                    if not control.pause_requested:
+                        # Cancelled by a client: these calls are over. (A pause asked for by a
+                        # shutdown leaves them open, so the approval is asked again on resume.)
+                        await asyncio.shield(
+                            close_open_tool_calls(session, "cancelled: the turn was cancelled")
+                        )
+                    raise
             if verdict == "deny":
                 results[call.id] = ToolResult(False, f"denied by policy: {tool.name} {invocation}".strip())
             else:
@@ -309,10 +321,12 @@ class Runtime:
             invocation=invocation,
             arguments=call.arguments,
         )
-        await session.append(
-            "approval_required",
-            {"call_id": call.id, "tool": call.name, "arguments": call.arguments, "command": invocation},
-        )
+        try:
+            await session.append("approval_required", _approval_payload(call, invocation))
+        except BaseException:
+            # Not recorded, so nobody is asked and nothing will await the answer: close the request.
+            self.approvals.withdraw(call.id)
+            raise
         yield ApprovalRequired(call.id, call.name, call.arguments, invocation)
         outcome = await waiting
         await session.append(
@@ -346,6 +360,10 @@ class Runtime:
             scrub_env=self.scrub_env,
             notify=notify,
         )
+
+
+def _approval_payload(call: ToolCall, invocation: str) -> dict[str, Any]:
+    return {"call_id": call.id, "tool": call.name, "arguments": call.arguments, "command": invocation}
 
 
 def _memory_on(agent: Agent) -> bool:
@@ -404,9 +422,16 @@ def calls_awaiting_approval(session: SessionLog) -> list[ToolCall]:
 
 
 def needs_model(session: SessionLog) -> bool:
-    """True when the last durable step leaves the model to speak (a user message or tool results)."""
-    conversation = session.state.conversation
-    return bool(conversation) and conversation[-1].get("role") in ("user", "tool")
+    """True when the last durable step leaves the model to speak (a user message or tool results).
+
+    Silent user messages (group chat messages kept as context, not addressed to the agent) owe no
+    reply, so they are looked past.
+    """
+    for message in reversed(session.state.conversation):
+        if message.get("role") == "user" and message.get("silent"):
+            continue
+        return message.get("role") in ("user", "tool")
+    return False
 
 
 async def drain(events: AsyncIterator[RuntimeEvent]) -> list[RuntimeEvent]:

@@ -21,6 +21,8 @@ from duragent.server.problems import problem_response
 
 API_PREFIX = "/api/v1"
 ADMIN_PREFIX = "/api/admin/v1"
+#: Carries the admin token on an `/api/v1` request whose `Authorization` holds the API token.
+ADMIN_TOKEN_HEADER = "X-Duragent-Admin-Token"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -76,6 +78,18 @@ def authorized(request: web.Request, expected: str | None) -> bool:
         return is_loopback(request.remote)
     given = bearer_token(request)
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def admin_authorized(request: web.Request, expected: str | None) -> bool:
+    """The admin rule for an admin action reached through `/api/v1` (an inline agent spec).
+
+    With an admin token configured, the request carries it, as its bearer token or in
+    `X-Duragent-Admin-Token` (where `Authorization` holds the API token); without one: loopback peer.
+    """
+    if expected is None:
+        return is_loopback(request.remote)
+    offered = (bearer_token(request), request.headers.get(ADMIN_TOKEN_HEADER, "").strip())
+    return any(token and hmac.compare_digest(token.encode(), expected.encode()) for token in offered)
 
 
 def auth_middleware(tokens: Tokens) -> Middleware:

@@ -61,8 +61,8 @@ def problem_response(
     type_name: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> web.Response:
-    """The problem+json response for `status`."""
-    phrase = HTTPStatus(status).phrase
+    """The problem+json response for `status` (also for statuses `http.HTTPStatus` lacks, like 499)."""
+    phrase = status_phrase(status)
     body: dict[str, Any] = {
         "type": TYPE_PREFIX + (type_name or phrase.lower().replace(" ", "-").replace("'", "")),
         "title": phrase,
@@ -73,8 +73,24 @@ def problem_response(
     if errors:
         body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
     return web.Response(
-        status=status, text=json.dumps(body), content_type=PROBLEM_CONTENT_TYPE, headers=headers
+        status=status,
+        reason=phrase,
+        text=json.dumps(body),
+        content_type=PROBLEM_CONTENT_TYPE,
+        headers=headers,
     )
+
+
+#: Statuses we send that `http.HTTPStatus` does not know (nginx's 499 for a client that hung up).
+_EXTRA_PHRASES = {499: "Client Closed Request"}
+
+
+def status_phrase(status: int) -> str:
+    """The reason phrase of `status`; unknown statuses get a generic one instead of an error."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return _EXTRA_PHRASES.get(status, f"Status {status}")
 
 
 def validation_errors(exc: ValidationError, prefix: str) -> list[FieldError]:
@@ -129,7 +145,7 @@ async def _problem_middleware(request: web.Request, handler: Handler) -> web.Str
         log.exception("%s %s failed", request.method, request.path)
         return problem_response(request, 500, "internal server error (see the server log)")
     if isinstance(response, web.Response) and response.status >= 400 and not _is_problem(response):
-        return problem_response(request, response.status, response.text or HTTPStatus(response.status).phrase)
+        return problem_response(request, response.status, response.text or status_phrase(response.status))
     return response
 
 

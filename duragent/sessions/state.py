@@ -153,7 +153,11 @@ def _start(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
 
 def _user(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
     state.turns = int(p.get("turn", state.turns + 1))
-    state.conversation.append({"role": "user", "content": p.get("content", "")})
+    message: dict[str, Any] = {"role": "user", "content": p.get("content", "")}
+    if p.get("silent"):
+        # Context nobody addressed to the agent (a group chat): no reply is owed for it.
+        message["silent"] = True
+    state.conversation.append(message)
     if p.get("queue_id"):
         # The queued message's turn started: it is a user message now, no longer waiting.
         state.queued = [q for q in state.queued if q.get("queue_id") != p["queue_id"]]

@@ -264,3 +264,38 @@ def _alive(pid: int) -> bool:
     # A zombie (dead, not yet reaped by init) counts as gone.
     with open(f"/proc/{pid}/stat") as stat:
         return stat.read().split(") ")[1][0] != "Z"
+
+
+class SlowRecorder(Recorder):
+    """A router whose handling of chat `slow` takes longer than a ping round trip may."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    async def __call__(self, gateway: str, event: Event) -> None:
+        if isinstance(event, MessageReceived) and event.chat_id == "slow" and event.text == "first":
+            await asyncio.sleep(self.seconds)
+        self.events.append((gateway, event))
+
+
+async def test_slow_event_handling_does_not_get_a_healthy_plugin_restarted(tmp_path: Path) -> None:
+    control = EchoGatewayControl(tmp_path)
+    recorder = SlowRecorder(seconds=1.5)  # FAST: a ping every 0.2s, 0.5s to answer
+    manager = manager_for(echo_spec(control, restart="always"), recorder)
+    manager.start()
+    plugin = manager.plugin("echo")
+    try:
+        await wait_until(lambda: plugin.status.state == "ready")
+        control.inject_message("slow", "first")
+        control.inject_message("slow", "second")
+        control.inject_message("other", "meanwhile")
+        await wait_until(lambda: [e.text for _, e in recorder.events] == ["meanwhile"])  # type: ignore[union-attr]
+        await wait_until(lambda: len(recorder.events) == 3)
+        # one chat's events keep their order; another chat does not wait behind it
+        assert [e.text for _, e in recorder.events] == ["meanwhile", "first", "second"]  # type: ignore[union-attr]
+        assert plugin.status.restarts == 0
+        assert plugin.status.state == "ready"
+        assert plugin.status.last_error is None
+    finally:
+        await manager.stop()

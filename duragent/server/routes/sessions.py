@@ -125,13 +125,14 @@ def _summary_out(s: SessionSummary, live: LiveSession | None) -> SessionOut:
 @documented(
     "Start a session with an agent.",
     body=CreateSession,
-    responses={201: SessionOut, 404: ProblemOut},
+    responses={201: SessionOut, 403: ProblemOut, 404: ProblemOut, 409: ProblemOut},
 )
 async def create_session(request: web.Request) -> web.Response:
     """POST /api/v1/sessions -> 201 with the new session."""
     body = await read_body(request, CreateSession)
     state = request.app[STATE]
     if body.agent_spec is not None:
+        _require_admin(request, state)
         await _deploy_inline_agent(state, body)
     live = await state.sessions.create(body.agent, on_disconnect=body.on_disconnect, metadata=body.metadata)
     return json_reply(_live_out(live, state), 201)
@@ -160,6 +161,28 @@ async def list_sessions(request: web.Request) -> web.Response:
             next_cursor=_encode_cursor(_sort_key(page[-1])) if more and page else None,
         )
     )
+
+
+def _require_admin(request: web.Request, state: ServerState) -> None:
+    """Refuse an inline agent spec from a caller the admin API would refuse.
+
+    Deploying an agent is an admin action: its files are `${VAR}`-interpolated with the server's
+    environment and its model settings choose where requests (and API keys) go.
+    """
+    from duragent.server.auth import ADMIN_TOKEN_HEADER, admin_authorized
+
+    if admin_authorized(request, state.config.admin.token or None):
+        return
+    if state.config.admin.token:
+        detail = (
+            f"an inline agent_spec deploys an agent, so it needs the admin token (in {ADMIN_TOKEN_HEADER})"
+        )
+    else:
+        detail = (
+            "an inline agent_spec deploys an agent; no admin token is configured, "
+            "so only loopback clients may send one"
+        )
+    raise HttpProblem(403, detail, type_name="forbidden")
 
 
 async def _deploy_inline_agent(state: ServerState, body: CreateSession) -> None:

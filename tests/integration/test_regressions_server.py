@@ -1,0 +1,36 @@
+"""Regressions found in review: the HTTP server's error handling."""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from duragent.server.problems import problem_middleware
+
+
+async def _client_went_away(request: web.Request) -> web.Response:
+    return web.Response(status=499, reason="Client Closed Request")
+
+
+async def test_a_client_closed_request_reply_is_a_499_problem_without_a_logged_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = web.Application(middlewares=[problem_middleware])
+    app.router.add_get("/hung-up", _client_went_away)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        with caplog.at_level(logging.ERROR):
+            async with aiohttp.ClientSession() as http, http.get(server.make_url("/hung-up")) as response:
+                status, reason = response.status, response.reason
+                body = await response.json(content_type=None)
+    finally:
+        await server.close()
+    assert (status, reason) == (499, "Client Closed Request")
+    assert body["status"] == 499
+    assert body["title"] == "Client Closed Request"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
