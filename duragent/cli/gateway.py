@@ -45,20 +45,14 @@ def list_gateways(
 
 
 def _fetch(url: str, token: str | None) -> list[dict[str, Any]]:
-    import urllib.error
-    import urllib.request
-
+    from duragent.cli.serve import request_server
     from duragent.errors import DuragentError
 
-    request = urllib.request.Request(url)
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=5.0) as response:
-            body: dict[str, Any] = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode("utf-8", "replace").strip()
-        raise DuragentError(f"the server answered HTTP {exc.code}: {detail}") from exc
+        status, text = request_server(url, token)
+        if status != 200:
+            raise DuragentError(f"the server answered HTTP {status}: {text.strip()}")
+        body: dict[str, Any] = json.loads(text)
     except (OSError, ValueError) as exc:
         raise DuragentError(f"cannot reach the server at {url}: {exc}") from exc
     gateways: list[dict[str, Any]] = body.get("gateways", [])

@@ -177,7 +177,8 @@ def admin_token(config: DuragentConfig) -> str | None:
     return config.admin.token or os.environ.get("DURAGENT_ADMIN_TOKEN") or None
 
 
-def _request(url: str, token: str | None, method: str = "GET", timeout: float = 5.0) -> tuple[int, str]:
+def request_server(url: str, token: str | None, method: str = "GET", timeout: float = 5.0) -> tuple[int, str]:
+    """Status and body of one request to a running server (OSError when it cannot be reached)."""
     import urllib.error
     import urllib.request
 
@@ -206,7 +207,7 @@ def status(
             print(f"not running (no live server for {config.data_path})")
         raise typer.Exit(1)
     try:
-        code, body = _request(f"{record['url']}/readyz", None)
+        code, body = request_server(f"{record['url']}/readyz", None)
         ready: Any = json.loads(body) if body else {}
         ready_status = "ready" if code == 200 else "not ready"
     except (OSError, ValueError) as exc:
@@ -232,7 +233,7 @@ def stop(
     if record is None:
         print(f"not running (no live server for {config.data_path})")
         return
-    code, body = _request(f"{record['url']}/api/admin/v1/shutdown", admin_token(config), method="POST")
+    code, body = request_server(f"{record['url']}/api/admin/v1/shutdown", admin_token(config), method="POST")
     if code >= 400 and code != 409:
         from duragent.errors import DuragentError
 

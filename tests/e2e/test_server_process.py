@@ -119,6 +119,24 @@ def test_serve_status_and_stop_use_the_run_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_gateway_list_asks_the_running_server_with_the_admin_token(tmp_path: Path) -> None:
+    config = write_workspace(tmp_path, "http://127.0.0.1:9", git=False, admin_token="${ADMIN_TOKEN:-}")
+    missing = cli(config, "gateway", "list")
+    assert missing.returncode == 1
+    assert "no server is running" in missing.stderr
+    server = start_serve(config, tmp_path / "serve.log", env={"ADMIN_TOKEN": "adm-secret"})
+    try:
+        refused = cli(config, "gateway", "list")
+        assert refused.returncode == 1
+        assert "the server answered HTTP 403" in refused.stderr
+        listed = cli(config, "gateway", "list", "--json", env={"DURAGENT_ADMIN_TOKEN": "adm-secret"})
+        assert listed.returncode == 0, listed.stderr
+        assert json.loads(listed.stdout) == []
+    finally:
+        assert server.terminate() == 0
+
+
+@pytest.mark.slow
 def test_a_second_server_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
     config = write_workspace(tmp_path, "http://127.0.0.1:9", git=False)
     server = start_serve(config, tmp_path / "serve.log")
