@@ -262,6 +262,13 @@ class DuragentConfig(ConfigModel):
         return self.resolve(dynamic) if dynamic else self.data_path / "sys" / "dyn_agents"
 
     @property
+    def workspace_hash(self) -> str:
+        """sha256 of the data directory's path: how /readyz tells clients which workspace it serves."""
+        import hashlib
+
+        return hashlib.sha256(str(self.data_path).encode()).hexdigest()
+
+    @property
     def http_port(self) -> int:
         """The port the HTTP gateway listens on."""
         return self.gateways.http.port if self.gateways.http.port is not None else self.server.port

@@ -9,7 +9,6 @@ the sessions it runs outlive the terminal that started it.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import subprocess
@@ -69,11 +68,6 @@ def run_file(config: DuragentConfig) -> Path:
 def log_file(config: DuragentConfig) -> Path:
     """`<data_dir>/logs/serve.log`, where an auto-started server writes (git-ignored)."""
     return config.data_path / "logs" / "serve.log"
-
-
-def workspace_hash(config: DuragentConfig) -> str:
-    """sha256 of the data directory's path, as /readyz reports it."""
-    return hashlib.sha256(str(config.data_path).encode()).hexdigest()
 
 
 def read_run_info(config: DuragentConfig) -> RunInfo | None:
@@ -205,7 +199,7 @@ async def _ready_for(config: DuragentConfig, url: str, token: str | None) -> tup
             status, body = await api.readyz()
         except ServerUnreachable:
             return None
-    if body.get("workspace_hash") != workspace_hash(config):
+    if body.get("workspace_hash") != config.workspace_hash:
         raise WrongWorkspace(
             f"the server at {url} serves another workspace; stop it (`duragent serve stop` there) "
             "or give this workspace another server.port"

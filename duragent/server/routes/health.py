@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 
 from aiohttp import web
 
@@ -43,7 +42,7 @@ async def readyz(request: web.Request) -> web.Response:
         problems += state.gateways.problems()
     body = Health(
         status="unavailable" if problems else "ok",
-        workspace_hash=workspace_hash(str(state.config.data_path)),
+        workspace_hash=state.config.workspace_hash,
         problems=problems,
         warnings=warnings,
     )
@@ -66,11 +65,6 @@ async def metrics(request: web.Request) -> web.Response:
         charset="utf-8",
         headers={"X-Prometheus-Format": "0.0.4"},
     )
-
-
-def workspace_hash(data_path: str) -> str:
-    """sha256 of the data directory's path (as the Rust server reports it)."""
-    return hashlib.sha256(data_path.encode()).hexdigest()
 
 
 def add_routes(app: web.Application) -> None:
