@@ -22,7 +22,8 @@ def list_gateways(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Each gateway plugin's state, restarts and last error (asks the running server)."""
-    from duragent.cli.serve import admin_token, read_run_file
+    from duragent.cli.serve import read_run_file
+    from duragent.client.http import admin_token
     from duragent.errors import DuragentError
 
     state: CliState = ctx.ensure_object(CliState)

@@ -167,16 +167,6 @@ def _alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
-def api_token(config: DuragentConfig) -> str | None:
-    """The API token every CLI request sends: server.api_token, else DURAGENT_API_TOKEN."""
-    return config.server.api_token or os.environ.get("DURAGENT_API_TOKEN") or None
-
-
-def admin_token(config: DuragentConfig) -> str | None:
-    """The admin token: admin.token, else DURAGENT_ADMIN_TOKEN."""
-    return config.admin.token or os.environ.get("DURAGENT_ADMIN_TOKEN") or None
-
-
 def request_server(url: str, token: str | None, method: str = "GET", timeout: float = 5.0) -> tuple[int, str]:
     """Status and body of one request to a running server (OSError when it cannot be reached)."""
     import urllib.error
@@ -233,6 +223,8 @@ def stop(
     if record is None:
         print(f"not running (no live server for {config.data_path})")
         return
+    from duragent.client.http import admin_token
+
     code, body = request_server(f"{record['url']}/api/admin/v1/shutdown", admin_token(config), method="POST")
     if code >= 400 and code != 409:
         from duragent.errors import DuragentError

@@ -82,9 +82,13 @@ class ServerEvent:
 
 
 def api_token(config: DuragentConfig | None) -> str | None:
-    """The token to send: DURAGENT_API_TOKEN, else `server.api_token` from duragent.yaml, else None."""
-    token = os.environ.get(TOKEN_ENV) or (config.server.api_token if config is not None else None)
-    return token or None
+    """The API token every CLI request sends: `server.api_token`, else DURAGENT_API_TOKEN."""
+    return (config.server.api_token if config is not None else None) or os.environ.get(TOKEN_ENV) or None
+
+
+def admin_token(config: DuragentConfig) -> str | None:
+    """The admin token: `admin.token`, else DURAGENT_ADMIN_TOKEN."""
+    return config.admin.token or os.environ.get("DURAGENT_ADMIN_TOKEN") or None
 
 
 class ApiClient:
