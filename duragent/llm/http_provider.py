@@ -30,7 +30,7 @@ from duragent.llm.errors import (
 )
 from duragent.llm.retry import RetryPolicy, is_retryable_status, parse_retry_after
 from duragent.llm.sse import SseEvent, SseParser
-from duragent.llm.types import Completion, Finish, LLMRequest, StreamChunk
+from duragent.llm.types import Completion, Finish, LLMRequest, StreamChunk, TextDelta
 
 if TYPE_CHECKING:
     import aiohttp
@@ -164,7 +164,11 @@ class HttpProvider(ABC):
                 sock_connect=self.timeouts.connect,
                 sock_read=self.timeouts.idle,
             )
-            self._session = aiohttp.ClientSession(timeout=timeout)
+            # No connection limit (aiohttp's default is 100): every streaming reply holds a
+            # connection for its whole length, so a cap would make session 101 wait for session
+            # 1's reply to finish. Concurrency is bounded by the live sessions instead.
+            connector = aiohttp.TCPConnector(limit=0)
+            self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
         return self._session
 
     async def _attempt(
@@ -192,15 +196,15 @@ class HttpProvider(ABC):
             parser = SseParser()
             while not finished:
                 data = await self._read(response, url)
-                events = parser.feed(data) if data else parser.flush()
-                for event in events:
-                    for chunk in decoder.feed(event):
-                        yield chunk
-                        finished = finished or isinstance(chunk, Finish)
-                if not data and not finished:
-                    for chunk in decoder.end():
-                        yield chunk
-                    finished = True
+                chunks: list[StreamChunk] = []
+                for event in parser.feed(data) if data else parser.flush():
+                    chunks += decoder.feed(event)
+                if not data:
+                    chunks += decoder.end()
+                for chunk in _joined_text(chunks):
+                    yield chunk
+                    finished = finished or isinstance(chunk, Finish)
+                finished = finished or not data
         finally:
             # An unfinished body (error, cancellation, abandoned iterator) must not go back to the
             # pool: closing it is what tells the server the client has gone.
@@ -213,8 +217,9 @@ class HttpProvider(ABC):
         import aiohttp
 
         try:
-            async with asyncio.timeout(self.timeouts.idle):
-                return await response.content.readany()
+            # The idle limit is the session's sock_read timeout (`_client`), re-armed by aiohttp
+            # as data arrives: no timer of our own per read.
+            return await response.content.readany()
         except TimeoutError as exc:
             raise self._idle_timeout(url) from exc
         except aiohttp.ClientError as exc:
@@ -275,6 +280,30 @@ class HttpProvider(ABC):
         return StreamTimeout(
             f"no data from {self.name} for {self.timeouts.idle:g} s ({url})", provider=self.name, url=url
         )
+
+
+def _joined_text(chunks: list[StreamChunk]) -> list[StreamChunk]:
+    """Adjacent text deltas of one network read as one delta.
+
+    A model that outpaces us packs many events into one read; relaying them as one piece costs
+    one trip through the runtime and one SSE frame instead of one per event, and delays nothing
+    (they all arrived together). A slow model's reads hold one event each and pass through as is.
+    """
+    if len(chunks) < 2:
+        return chunks
+    joined: list[StreamChunk] = []
+    pending: list[str] = []
+    for chunk in chunks:
+        if isinstance(chunk, TextDelta):
+            pending.append(chunk.text)
+            continue
+        if pending:
+            joined.append(TextDelta("".join(pending)))
+            pending = []
+        joined.append(chunk)
+    if pending:
+        joined.append(TextDelta("".join(pending)))
+    return joined
 
 
 def server_message(body: str) -> str:

@@ -45,7 +45,7 @@ async def collect(provider: AnthropicProvider, request: LLMRequest = HELLO) -> l
 async def test_text_deltas_stream_and_usage_comes_from_start_and_delta_events(
     fake_llm: FakeLLMServer, provider: AnthropicProvider
 ) -> None:
-    fake_llm.enqueue(text("Hi from Claude", chunks=3, usage=(31, 4)))
+    fake_llm.enqueue(text("Hi from Claude", chunks=3, usage=(31, 4), chunk_delay=0.02))
     chunks = await collect(provider)
     assert [c.text for c in chunks if isinstance(c, TextDelta)] == ["Hi fr", "om Cl", "aude"]
     assert chunks[-2:] == [Usage(input_tokens=31, output_tokens=4), Finish("stop")]

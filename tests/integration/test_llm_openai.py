@@ -74,12 +74,25 @@ async def collect_into(received: list[StreamChunk], stream: AsyncIterator[Stream
         received.append(chunk)
 
 
-async def test_reply_text_arrives_in_the_chunks_the_server_sent(
+async def test_reply_text_arrives_piece_by_piece_as_the_server_sends_it(
     fake_llm: FakeLLMServer, provider: OpenAICompatProvider
 ) -> None:
-    fake_llm.enqueue(text("Hello, world!", chunks=3))
+    fake_llm.enqueue(text("Hello, world!", chunks=3, chunk_delay=0.02))
     chunks = await collect(provider)
     assert [c.text for c in chunks if isinstance(c, TextDelta)] == ["Hello", ", wo", "rld!"]
+    assert chunks[-1] == Finish("stop")
+
+
+async def test_pieces_that_arrive_together_are_relayed_as_one(
+    fake_llm: FakeLLMServer, provider: OpenAICompatProvider
+) -> None:
+    # An instant model packs many events into each write: relaying them one by one would cost a
+    # trip through the runtime per event for text that is already all here.
+    fake_llm.enqueue(text(" ".join(f"w{i}" for i in range(40)), chunks=40))
+    chunks = await collect(provider)
+    deltas = [c.text for c in chunks if isinstance(c, TextDelta)]
+    assert "".join(deltas) == " ".join(f"w{i}" for i in range(40))
+    assert len(deltas) < 40
     assert chunks[-1] == Finish("stop")
 
 
@@ -227,7 +240,8 @@ async def test_stream_broken_midway_raises_stream_error_without_retrying(
     received: list[StreamChunk] = []
     with pytest.raises(StreamError, match="broke mid-stream"):
         await collect_into(received, provider.stream(HELLO))
-    assert len(received) == 2
+    # The two pieces sent before the break, delivered (joined when they arrived together).
+    assert "".join(c.text for c in received if isinstance(c, TextDelta)) == "this reply bre"
     assert len(fake_llm.requests) == 1
     assert fake_llm.disconnects == []  # the server hung up, not the client
 

@@ -94,7 +94,7 @@ async def stored_types(session: SessionLog) -> list[str]:
 async def test_reply_is_streamed_and_stored(
     fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, runtime: Runtime
 ) -> None:
-    fake_llm.enqueue(text("Hello there, friend", chunks=3, usage=(12, 4)))
+    fake_llm.enqueue(text("Hello there, friend", chunks=3, usage=(12, 4), chunk_delay=0.02))
     events = await drain(runtime.run_turn(session, agent, "hi"))
     assert isinstance(events[0], TurnStarted)
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Hello there, friend"
