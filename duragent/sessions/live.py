@@ -214,7 +214,10 @@ class LiveSession:
         #: Also told every event clients see: (session id, event), e.g. to reach other workers.
         self.publishers: list[Callable[[str, StreamEvent], None]] = []
         self._turn_tokens = [0, 0]
-        self._buffer: collections.deque[StreamEvent] = collections.deque(
+        #: Recent events as plain tuples, a token as `(seq, delta, "token", text)`: the collector
+        #: stops tracking a plain tuple of strings and ints, so a thousand buffered tokens per
+        #: session add nothing to the full collections that pause every stream at once.
+        self._buffer: collections.deque[_Buffered] = collections.deque(
             maxlen=max(settings.output_buffer_size, 1)
         )
         self._subscribers: set[asyncio.Queue[StreamEvent | None]] = set()
@@ -595,7 +598,9 @@ class LiveSession:
             self._turn_tokens[1] += int(usage.get("output_tokens") or 0)
 
     def _publish(self, event: StreamEvent) -> None:
-        self._buffer.append(event)
+        position, data = event.position, event.data
+        kept = data["content"] if event.event == "token" else data
+        self._buffer.append((position.seq, position.delta, event.event, kept))
         for publisher in self.publishers:
             publisher(self.session_id, event)
         for queue in list(self._subscribers):
@@ -612,7 +617,10 @@ class LiveSession:
         self._subscribers.clear()
 
     async def _replay(self, after: Position) -> list[StreamEvent]:
-        buffered = list(self._buffer)
+        buffered = [
+            StreamEvent(Position(seq, delta), name, {"content": kept} if isinstance(kept, str) else kept)
+            for seq, delta, name, kept in self._buffer
+        ]
         if buffered and buffered[0].position <= after:
             return [e for e in buffered if e.position > after]
         stored = await self.log.store.read(self.session_id, SessionReadOptions(after_seq=after.seq))
@@ -622,6 +630,8 @@ class LiveSession:
         replay += [e for e in buffered if e.event == "token" and e.position > last]
         return replay
 
+
+_Buffered = tuple[int, int, str, str | dict[str, Any]]
 
 _OUTCOMES: dict[type, str] = {TurnFinished: "done", TurnFailed: "error", TurnPaused: "paused"}
 

@@ -8,8 +8,7 @@ gets the rest, without duplicates, whether from the in-memory buffer or from the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from duragent.stores.base import SessionEvent
 
@@ -31,9 +30,12 @@ STREAM_EVENTS = frozenset(
 TURN_END_EVENTS = frozenset({"done", "error", "cancelled"})
 
 
-@dataclass(frozen=True, order=True)
-class Position:
-    """Where an event sits in a session's stream: stored seq, and delta number after it."""
+class Position(NamedTuple):
+    """Where an event sits in a session's stream: stored seq, and delta number after it.
+
+    A tuple, not a dataclass: one is made per token and compared per subscriber, and tuple
+    creation and comparison run in C.
+    """
 
     seq: int
     delta: int = 0
@@ -53,8 +55,7 @@ class Position:
         return f"{self.seq}.{self.delta}" if self.delta else str(self.seq)
 
 
-@dataclass(frozen=True)
-class StreamEvent:
+class StreamEvent(NamedTuple):
     """One event as clients see it: position, SSE event name, JSON data."""
 
     position: Position
