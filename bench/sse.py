@@ -8,8 +8,9 @@ Three processes, so the clients, the server and the model never share an event l
 `duragent serve`, and this script's clients.
 
 - Throughput: every session asks the instant model for a reply of `--chunks` pieces at once;
-  tokens/s = token events received by all clients / wall time from the first request to the last
-  byte. The same is measured reading the fake LLM's chat-completions stream directly.
+  tokens/s = pieces received by all clients / wall time from the first request to the last
+  byte. Pieces are counted in the text, not by events: the server relays pieces that reached it
+  together as one `token` event. The same is measured reading the fake LLM's chat-completions stream directly.
 - Added latency per token: the paced model sends a piece every `--pace` ms. For each stream,
   token k's arrival is taken relative to that stream's first token (so the turn's start-up — the
   durable user message, context, model request — is not counted as per-token cost); the added
@@ -63,7 +64,8 @@ class StreamTimes:
 def start_fake_llm(root: Path, name: str, chunks: int, pace: float) -> tuple[subprocess.Popen[str], str]:
     """A fake LLM process whose every reply is `chunks` pieces, `pace` seconds apart."""
     script = root / f"{name}.yaml"
-    words = " ".join(f"w{i}" for i in range(chunks))
+    # Fixed-width pieces, one per chunk, so a client can count the tokens in any run of text.
+    words = "".join(f"t{i:04d} " for i in range(chunks))
     script.write_text(f"default:\n  text: {words!r}\n  chunks: {chunks}\n  chunk_delay: {pace}\n")
     process = subprocess.Popen(
         [sys.executable, "-m", "duragent.testing.fake_llm", "--script", str(script)],
@@ -132,10 +134,17 @@ async def arriving_lines(response: aiohttp.ClientResponse) -> AsyncIterator[tupl
         yield arrived, lines
 
 
-def _is_token_chunk(line: bytes) -> bool:
-    """A chunk carrying reply text; the opening `{"role": "assistant", "content": ""}` is none (the
-    server relays no token for it), so counting it would shift every direct offset by one token."""
-    return line.startswith(b"data: {") and b'"content"' in line and b'"content": ""' not in line
+#: One piece of the fake model's reply (`start_fake_llm`).
+_TOKEN = re.compile(rb"t\d{4} ")
+
+
+def tokens_in(line: bytes) -> int:
+    """Pieces of reply text on one `data:` line: a chat-completions chunk (direct) or a `token`
+    event (relayed; the server sends pieces that arrived together as one event). Other events
+    (`done` repeats the whole reply) do not start with the content field and count nothing."""
+    if line.startswith(b'data: {"content":') or (line.startswith(b"data: {") and b'"delta"' in line):
+        return len(_TOKEN.findall(line))
+    return 0
 
 
 async def read_direct(http: aiohttp.ClientSession, llm_url: str) -> StreamTimes:
@@ -144,19 +153,19 @@ async def read_direct(http: aiohttp.ClientSession, llm_url: str) -> StreamTimes:
     arrivals: list[float] = []
     async with http.post(f"{llm_url}/chat/completions", json=body) as response:
         async for arrived, lines in arriving_lines(response):
-            count = sum(1 for line in lines if _is_token_chunk(line))
+            count = sum(tokens_in(line) for line in lines)
             arrivals.extend([arrived] * count)
     return StreamTimes(arrivals)
 
 
 async def read_relayed(http: aiohttp.ClientSession, url: str, session_id: str) -> StreamTimes:
-    """One turn streamed through the server (`token` events only)."""
+    """One turn streamed through the server (the pieces in its `token` events)."""
     arrivals: list[float] = []
     async with http.post(f"{url}/api/v1/sessions/{session_id}/stream", json={"content": "go"}) as response:
         async for arrived, lines in arriving_lines(response):
             for line in lines:
-                if line.startswith(b"event: token"):
-                    arrivals.append(arrived)
+                if count := tokens_in(line):
+                    arrivals.extend([arrived] * count)
                 elif line.startswith(b"event: done") or line.startswith(b"event: error"):
                     return StreamTimes(arrivals)
     return StreamTimes(arrivals)

@@ -341,11 +341,15 @@ class FakeLLMServer:
                 batch = pieces[start : start + _INSTANT_PIECES_PER_WRITE]
                 await stream.write(b"".join(writer.piece(piece) for piece in batch))
             pieces = []
+        # Pieces are due on a fixed schedule (not a sleep after each write), so a busy fake does
+        # not slow its own pace and timing benchmarks see only the client's delays.
+        first_piece_at = asyncio.get_running_loop().time()
         for count, piece in enumerate(pieces):
             if response.kind in _INTERRUPTED and count == response.after_chunks:
                 return await self._interrupt(request, stream, writer, response)
             if response.chunk_delay and count:
-                await asyncio.sleep(response.chunk_delay)
+                due = first_piece_at + count * response.chunk_delay
+                await asyncio.sleep(max(0.0, due - asyncio.get_running_loop().time()))
             await stream.write(writer.piece(piece))
         if response.kind in _INTERRUPTED:
             return await self._interrupt(request, stream, writer, response)
