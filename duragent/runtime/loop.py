@@ -63,6 +63,31 @@ class TurnControl:
         self.pause_reason = reason
 
 
+#: How many turns may be starting at once: storing the message, gathering memory, assembling the
+#: context, up to the model call. That is CPU work on the event loop; when hundreds of turns start
+#: together (a burst of requests, a broadcast), admitting a few at a time keeps the replies
+#: already streaming from waiting behind all of them, and the first turns get their answer
+#: sooner. The wait for the model is not part of it.
+STARTING_AT_ONCE = 4
+
+
+class _Admission:
+    """One turn's place among the turns starting at once (`STARTING_AT_ONCE`); left once."""
+
+    def __init__(self, starting: asyncio.Semaphore):
+        self._starting = starting
+        self._inside = False
+
+    async def enter(self) -> None:
+        await self._starting.acquire()
+        self._inside = True
+
+    def leave(self) -> None:
+        if self._inside:
+            self._inside = False
+            self._starting.release()
+
+
 @dataclass
 class Runtime:
     """Runs turns: context, model, tools, policy, approvals; every step durable in the session log."""
@@ -75,6 +100,8 @@ class Runtime:
     max_steps: int = DEFAULT_MAX_STEPS
     on_change: ChangeListener = ignore_changes
     workdir_for: Callable[[Agent], Path] | None = None
+    #: Turns between their start and their first model call (see `STARTING_AT_ONCE`).
+    starting: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(STARTING_AT_ONCE))
 
     async def run_turn(
         self,
@@ -91,24 +118,30 @@ class Runtime:
         `queue_id` names the `message_queued` event this message was accepted with, if any.
         """
         control = control or TurnControl()
-        if content is not None:
-            payload: dict[str, Any] = {"content": content, "turn": session.state.turns + 1}
-            if sender:
-                payload["sender"] = dict(sender)
-            if queue_id:
-                payload["queue_id"] = queue_id
-            await session.append("user_message", payload)
-        yield TurnStarted(session.state.turns, content)
+        admission = _Admission(self.starting)
+        await admission.enter()
         try:
-            tools = {t.name: t for t in tools_for(agent.spec.tools, include_memory=_memory_on(agent))}
-            policy = load_policy(agent.directory, agent.spec.tools.policy)
-        except DuragentError as exc:
-            yield await self._fail(session, "agent_invalid", str(exc))
-            return
-        notifications: asyncio.Queue[str] = asyncio.Queue()
-        ctx = self._tool_context(agent, session, notifications)
-        async for event in self._steps(session, agent, tools, policy, ctx, notifications, control):
-            yield event
+            if content is not None:
+                payload: dict[str, Any] = {"content": content, "turn": session.state.turns + 1}
+                if sender:
+                    payload["sender"] = dict(sender)
+                if queue_id:
+                    payload["queue_id"] = queue_id
+                await session.append("user_message", payload)
+            yield TurnStarted(session.state.turns, content)
+            try:
+                tools = {t.name: t for t in tools_for(agent.spec.tools, include_memory=_memory_on(agent))}
+                policy = load_policy(agent.directory, agent.spec.tools.policy)
+            except DuragentError as exc:
+                yield await self._fail(session, "agent_invalid", str(exc))
+                return
+            notifications: asyncio.Queue[str] = asyncio.Queue()
+            ctx = self._tool_context(agent, session, notifications)
+            steps = self._steps(session, agent, tools, policy, ctx, notifications, control, admission)
+            async for event in steps:
+                yield event
+        finally:
+            admission.leave()
 
     async def _steps(
         self,
@@ -119,11 +152,13 @@ class Runtime:
         ctx: ToolContext,
         notifications: asyncio.Queue[str],
         control: TurnControl,
+        admission: _Admission,
     ) -> AsyncIterator[RuntimeEvent]:
         definitions = tuple(ToolDefinition(**definition(t)) for t in tools.values())
         provider = self.provider_for(agent)
         waiting = calls_awaiting_approval(session)
         if waiting:
+            admission.leave()  # a person may take a while to answer
             # The turn stopped (a restart) while a person was being asked: none of these calls ran,
             # so ask again and carry on from there.
             paused = False
@@ -141,6 +176,7 @@ class Runtime:
                 yield TurnPaused(control.pause_reason)
                 return
             request = await self._request(agent, session, definitions)
+            admission.leave()
             text: list[str] = []
             calls: list[ToolCall] = []
             usage: dict[str, int] = {}

@@ -121,33 +121,57 @@ class EventFeed(Protocol):
         """Detach."""
 
 
+class Mailbox:
+    """One subscriber's inbox: events in order (None closes it); the waiting reader is woken once
+    per burst, however many events the burst holds."""
+
+    __slots__ = ("events", "waiter")
+
+    def __init__(self) -> None:
+        self.events: collections.deque[StreamEvent | None] = collections.deque()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def put(self, event: StreamEvent | None) -> None:
+        """Deliver `event` and wake the reader if it waits."""
+        self.events.append(event)
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake the waiting reader (if any) to look again."""
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+
 class Subscription:
     """An attached client: iterate it for events; `close()` (or leaving the loop) detaches."""
 
-    def __init__(
-        self, session: LiveSession, queue: asyncio.Queue[StreamEvent | None], replay: list[StreamEvent]
-    ):
+    def __init__(self, session: LiveSession, mailbox: Mailbox, replay: list[StreamEvent]):
         self._session = session
-        self._queue = queue
+        self._mailbox = mailbox
         self._replay = collections.deque(replay)
         self._last = replay[-1].position if replay else Position(-1)
         self._closed = False
+        #: When the current `next_within` gives up; one timer per subscription checks it, re-armed
+        #: only when it fires (a stream waits once per burst of tokens: no timer per wait).
+        self._deadline = 0.0
+        self._deadline_timer: asyncio.TimerHandle | None = None
 
     def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> StreamEvent:
-        if self._replay:
-            return self._replay.popleft()
-        while not self._closed:
-            event = await self._queue.get()
-            if event is None:
-                break
-            if event.position > self._last:
-                self._last = event.position
-                return event
-        self.close()
-        raise StopAsyncIteration
+        while True:
+            ready = self.ready(limit=1)
+            if ready:
+                return ready[0]
+            if self._closed:
+                self.close()
+                raise StopAsyncIteration
+            await self._wait()
 
     async def next_within(self, seconds: float) -> StreamEvent | None:
         """The next event, or None when nothing arrived within `seconds` (time for a keep-alive).
@@ -155,17 +179,37 @@ class Subscription:
         Also None once the subscription is closed (check `closed`).
         """
         ready = self.ready(limit=1)
-        if ready:
-            return ready[0]
-        if self._closed:
-            return None
+        if ready or self._closed:
+            return ready[0] if ready else None
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + seconds
+        timer = self._deadline_timer
+        if timer is None or timer.when() > self._deadline:
+            if timer is not None:
+                timer.cancel()
+            self._deadline_timer = loop.call_at(self._deadline, self._deadline_reached)
+        await self._wait()
+        ready = self.ready(limit=1)
+        return ready[0] if ready else None
+
+    async def _wait(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._mailbox.waiter = waiter
         try:
-            # asyncio.timeout, not wait_for: wait_for wraps the wait in a new task every call,
-            # and a stream calls this once per burst of tokens.
-            async with asyncio.timeout(seconds):
-                return await self.__anext__()
-        except (TimeoutError, StopAsyncIteration):
-            return None
+            await waiter
+        finally:
+            if self._mailbox.waiter is waiter:
+                self._mailbox.waiter = None
+
+    def _deadline_reached(self) -> None:
+        self._deadline_timer = None
+        if self._mailbox.waiter is None:
+            return  # nobody waits; the next wait arms a new timer
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._deadline:
+            self._mailbox.wake()
+        else:
+            self._deadline_timer = loop.call_at(self._deadline, self._deadline_reached)
 
     @property
     def closed(self) -> bool:
@@ -177,8 +221,9 @@ class Subscription:
         ready: list[StreamEvent] = []
         while self._replay and (limit is None or len(ready) < limit):
             ready.append(self._replay.popleft())
-        while not self._closed and not self._queue.empty() and (limit is None or len(ready) < limit):
-            event = self._queue.get_nowait()
+        events = self._mailbox.events
+        while not self._closed and events and (limit is None or len(ready) < limit):
+            event = events.popleft()
             if event is None:
                 self.close()
                 break
@@ -189,9 +234,13 @@ class Subscription:
 
     def close(self) -> None:
         """Detach from the session."""
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
         if not self._closed:
             self._closed = True
-            self._session._detach(self._queue)
+            self._session._detach(self._mailbox)
+            self._mailbox.wake()
 
 
 class LiveSession:
@@ -220,7 +269,7 @@ class LiveSession:
         self._buffer: collections.deque[_Buffered] = collections.deque(
             maxlen=max(settings.output_buffer_size, 1)
         )
-        self._subscribers: set[asyncio.Queue[StreamEvent | None]] = set()
+        self._subscribers: set[Mailbox] = set()
         self._pending: collections.deque[_Waiting] = collections.deque()
         #: The ticket of the message whose turn runs now, until its user message is stored.
         self._starting: asyncio.Future[Position] | None = None
@@ -324,16 +373,16 @@ class LiveSession:
 
     async def subscribe(self, after: Position | None = None) -> Subscription:
         """Attach: replay what came after `after` (None: nothing, only live events), then go live."""
-        queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
-        self._subscribers.add(queue)
+        mailbox = Mailbox()
+        self._subscribers.add(mailbox)
         try:
             replay = await self._replay(after) if after is not None else []
             await self._on_attach()
         except BaseException:
             # No Subscription reaches the caller to detach it: without this the session stays attached.
-            self._subscribers.discard(queue)
+            self._subscribers.discard(mailbox)
             raise
-        return Subscription(self, queue, replay)
+        return Subscription(self, mailbox, replay)
 
     async def cancel(self) -> bool:
         """Stop the running turn now (partial output is kept); False when no turn runs."""
@@ -539,8 +588,8 @@ class LiveSession:
         elif self.status == "paused" and self._paused_for_disconnect:
             await self.resume()
 
-    def _detach(self, queue: asyncio.Queue[StreamEvent | None]) -> None:
-        self._subscribers.discard(queue)
+    def _detach(self, mailbox: Mailbox) -> None:
+        self._subscribers.discard(mailbox)
         if self._subscribers or self._turn is None or self._control is None:
             return
         if self.settings.on_disconnect == "pause":
@@ -603,17 +652,17 @@ class LiveSession:
         self._buffer.append((position.seq, position.delta, event.event, kept))
         for publisher in self.publishers:
             publisher(self.session_id, event)
-        for queue in list(self._subscribers):
-            if queue.qsize() >= SUBSCRIBER_QUEUE_LIMIT:
+        for mailbox in list(self._subscribers):
+            if len(mailbox) >= SUBSCRIBER_QUEUE_LIMIT:
                 # Too slow: drop it; the client reconnects from its last position and catches up.
-                self._subscribers.discard(queue)
-                queue.put_nowait(None)
+                self._subscribers.discard(mailbox)
+                mailbox.put(None)
             else:
-                queue.put_nowait(event)
+                mailbox.put(event)
 
     def _close_subscribers(self) -> None:
-        for queue in list(self._subscribers):
-            queue.put_nowait(None)
+        for mailbox in list(self._subscribers):
+            mailbox.put(None)
         self._subscribers.clear()
 
     async def _replay(self, after: Position) -> list[StreamEvent]:
