@@ -216,10 +216,19 @@ class _Reply:
 class FakeLLMServer:
     """An aiohttp server speaking the OpenAI and Anthropic streaming formats from a script."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, default: ScriptedResponse | None = None):
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        default: ScriptedResponse | None = None,
+        timeline: Path | None = None,
+    ):
         self.host = host
         self.port = port
         self.default = default or echo()
+        #: Where to append, per streamed reply, when its first piece was due (`--timeline`).
+        self.timeline = timeline
         self.requests: list[RecordedRequest] = []
         self.disconnects: list[RecordedRequest] = []
         self._queue: deque[ScriptedResponse] = deque()
@@ -303,7 +312,7 @@ class FakeLLMServer:
             reply = self._resolve(response, recorded)
             if not (isinstance(body, dict) and body.get("stream") is True):
                 return web.json_response(_whole_reply(api, reply))
-            return await self._stream(request, api, reply)
+            return await self._stream(request, api, reply, _last_user_text(recorded.messages))
         except (asyncio.CancelledError, ConnectionResetError):
             if not self._stopping:
                 self.disconnects.append(recorded)
@@ -325,7 +334,7 @@ class FakeLLMServer:
             reply.call_ids.append(call.id or f"{prefix}_fake{self._call_counter}")
         return reply
 
-    async def _stream(self, request: web.Request, api: Api, reply: _Reply) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, api: Api, reply: _Reply, prompt: str) -> web.StreamResponse:
         stream = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
@@ -344,6 +353,8 @@ class FakeLLMServer:
         # Pieces are due on a fixed schedule (not a sleep after each write), so a busy fake does
         # not slow its own pace and timing benchmarks see only the client's delays.
         first_piece_at = asyncio.get_running_loop().time()
+        if self.timeline is not None:
+            self._record_timing(prompt, first_piece_at, response.chunk_delay)
         for count, piece in enumerate(pieces):
             if response.kind in _INTERRUPTED and count == response.after_chunks:
                 return await self._interrupt(request, stream, writer, response)
@@ -356,6 +367,14 @@ class FakeLLMServer:
         await stream.write(writer.closing())
         await stream.write_eof()
         return stream
+
+    def _record_timing(self, prompt: str, first_piece_at: float, chunk_delay: float) -> None:
+        """One JSON line: the prompt and when its reply's first piece was due, on the monotonic
+        clock every process on the machine shares (the event loop's clock is `time.monotonic`)."""
+        assert self.timeline is not None
+        line = json.dumps({"prompt": prompt, "first_piece_at": first_piece_at, "chunk_delay": chunk_delay})
+        with self.timeline.open("a", encoding="utf-8") as out:
+            out.write(line + "\n")
 
     async def _interrupt(
         self, request: web.Request, stream: web.StreamResponse, writer: _Writer, response: ScriptedResponse
@@ -733,9 +752,9 @@ def load_script(path: Path) -> Script:
     return parse_script(data, str(path))
 
 
-async def serve(host: str, port: int, script: Script) -> None:
+async def serve(host: str, port: int, script: Script, timeline: Path | None = None) -> None:
     """Run a fake LLM server until SIGINT or SIGTERM; prints its base URL once listening."""
-    server = FakeLLMServer(host=host, port=port, default=script.default)
+    server = FakeLLMServer(host=host, port=port, default=script.default, timeline=timeline)
     server.enqueue(*script.responses)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -755,13 +774,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on start)")
     parser.add_argument("--script", type=Path, help="YAML or JSON list of responses (default: echo)")
+    parser.add_argument(
+        "--timeline",
+        type=Path,
+        help="append a JSON line per streamed reply: its prompt and when its first piece was due",
+    )
     args = parser.parse_args(argv)
     try:
         script = load_script(args.script) if args.script else Script((), echo())
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(serve(args.host, args.port, script))
+    asyncio.run(serve(args.host, args.port, script, args.timeline))
     return 0
 
 
