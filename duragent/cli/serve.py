@@ -90,11 +90,11 @@ async def run_server(config: DuragentConfig, host: str, port: int, *, insecure: 
     app = create_app(config, insecure=insecure, host=host, shutdown_grace=grace)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=grace + 5, access_log=None)
     await runner.setup()
+    _freeze_startup_heap()
     run_file = config.data_path / RUN_FILE
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
-        _freeze_startup_heap()
         bound_port = _bound_port(runner, port)
         url = f"http://{_url_host(host)}:{bound_port}"
         _write_run_file(run_file, host, bound_port, url)
