@@ -234,7 +234,12 @@ async def test_a_person_and_the_agent_writing_the_same_file_at_once_both_survive
         assert f"- person note {n}\n" in daily
     for n in range(count):
         assert f"- agent note {n}\n" in daily
-    assert len(human_commits(data)) >= 2
+    # Both people's notes are in the history. Who a line is attributed to is not guaranteed
+    # here: when the agent's committer stages the file between a person's write and their
+    # commit, the person's line goes into the agent's commit.
+    history = git(data, "log", "-p", "--format=%s")
+    for n in range(2):
+        assert f"+- person note {n}" in history
 
 
 async def test_remember_lands_in_its_section_and_reflect_merges_days_in_one_commit(
