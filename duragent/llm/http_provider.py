@@ -99,6 +99,10 @@ class HttpProvider(ABC):
     def build_payload(self, request: LLMRequest) -> dict[str, Any]:
         """The JSON body for `request`, in the provider's wire format."""
 
+    def encode_body(self, request: LLMRequest) -> bytes:
+        """The request body as sent: `build_payload` as JSON (a provider may encode it faster)."""
+        return json.dumps(self.build_payload(request), ensure_ascii=False).encode()
+
     @abstractmethod
     def auth_headers(self) -> dict[str, str]:
         """Headers carrying the API key (empty when there is none)."""
@@ -110,12 +114,12 @@ class HttpProvider(ABC):
     async def stream(self, request: LLMRequest) -> AsyncGenerator[StreamChunk, None]:
         """Stream the reply, retrying transient failures that happen before the first chunk."""
         url = self.endpoint
-        payload = self.build_payload(request)
-        headers = {**self.auth_headers(), **self.extra_headers}
+        body = self.encode_body(request)
+        headers = {**self.auth_headers(), **self.extra_headers, "Content-Type": "application/json"}
         for attempt in range(1, self.retry.max_attempts + 1):
             started = False
             try:
-                async for chunk in self._attempt(url, payload, headers):
+                async for chunk in self._attempt(url, body, headers):
                     started = True
                     yield chunk
                 return
@@ -172,12 +176,12 @@ class HttpProvider(ABC):
         return self._session
 
     async def _attempt(
-        self, url: str, payload: dict[str, Any], headers: dict[str, str]
+        self, url: str, body: bytes, headers: dict[str, str]
     ) -> AsyncGenerator[StreamChunk, None]:
         import aiohttp
 
         try:
-            response = await self._client().post(url, json=payload, headers=headers)
+            response = await self._client().post(url, data=body, headers=headers)
         except TimeoutError as exc:
             if isinstance(exc, aiohttp.ConnectionTimeoutError):
                 raise _TransientFailure(self._unreachable(url, "connection timed out")) from exc

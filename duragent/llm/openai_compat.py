@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from duragent.ids import new_id
@@ -28,8 +28,10 @@ from duragent.llm.types import (
     Usage,
 )
 
-#: Converted messages kept per provider (roughly the conversations of the sessions it serves).
+#: Encoded messages kept per provider (roughly the conversations of the sessions it serves).
 _WIRE_CACHE_MAX = 20_000
+#: As json.dumps with its defaults (non-ASCII escaped), built once.
+_ENCODER = json.JSONEncoder()
 
 _FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
@@ -38,6 +40,14 @@ _FINISH_REASONS: dict[str, FinishReason] = {
     "length": "length",
     "content_filter": "error",
 }
+
+
+@dataclass
+class _EncodedConversation:
+    """Messages as sent in earlier requests, in order, each with its JSON (`encode_body`)."""
+
+    messages: list[Message] = field(default_factory=list)
+    parts: list[str] = field(default_factory=list)
 
 
 class OpenAICompatProvider(HttpProvider):
@@ -68,9 +78,9 @@ class OpenAICompatProvider(HttpProvider):
         # most compatible servers only know `max_tokens`.
         self.max_tokens_field = max_tokens_field
         # Each turn resends the whole conversation as the same Message objects (the context
-        # builder keeps them), so each is converted once; keyed by id() with the message kept
-        # alive beside it, so an id is never reused while its entry exists.
-        self._wire_messages: dict[int, tuple[Message, dict[str, Any]]] = {}
+        # builder keeps them): message id -> (the message, its conversation, its index there).
+        # The message is kept alive beside its id, so an id is never reused while its entry exists.
+        self._encoded: dict[int, tuple[Message, _EncodedConversation, int]] = {}
 
     @property
     def endpoint(self) -> str:
@@ -83,9 +93,29 @@ class OpenAICompatProvider(HttpProvider):
 
     def build_payload(self, request: LLMRequest) -> dict[str, Any]:
         """The chat completions body: streaming, with usage in the last chunk."""
+        payload = {"messages": [message_to_openai(message) for message in request.messages]}
+        return payload | self._options(request)
+
+    def encode_body(self, request: LLMRequest) -> bytes:
+        """`build_payload` as JSON, each message encoded once.
+
+        A turn resends the whole conversation; encoding it again, or even looking up each
+        message, every turn would make turns cost more as the session grows. The system prompt
+        (date, memory) is encoded afresh; the history is found by its first message among the
+        conversations sent before, checked in one list comparison, and extended with what is new.
+        """
+        messages = request.messages
+        lead = 0
+        while lead < len(messages) and messages[lead].role == "system":
+            lead += 1
+        parts = [_ENCODER.encode(message_to_openai(message)) for message in messages[:lead]]
+        parts += self._encoded_history(messages[lead:])
+        options = _ENCODER.encode(self._options(request))
+        return ('{"messages":[' + ",".join(parts) + "]," + options[1:]).encode()
+
+    def _options(self, request: LLMRequest) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "model": request.model,
-            "messages": [self._wire_message(message) for message in request.messages],
             "stream": True,
             "stream_options": {"include_usage": True},
         }
@@ -99,17 +129,27 @@ class OpenAICompatProvider(HttpProvider):
             payload[self.max_tokens_field] = request.max_output_tokens
         return payload
 
-    def _wire_message(self, message: Message) -> dict[str, Any]:
-        if message.role == "system":
-            return message_to_openai(message)  # rebuilt every turn (date, memory): not worth keeping
-        known = self._wire_messages.get(id(message))
-        if known is not None and known[0] is message:
-            return known[1]
-        if len(self._wire_messages) >= _WIRE_CACHE_MAX:
-            self._wire_messages.clear()  # rare; the next turn converts its messages again
-        wire = message_to_openai(message)
-        self._wire_messages[id(message)] = (message, wire)
-        return wire
+    def _encoded_history(self, history: Sequence[Message]) -> list[str]:
+        if not history:
+            return []
+        found = self._encoded.get(id(history[0]))
+        if found is not None and found[0] is history[0]:
+            _, conversation, start = found
+        else:
+            conversation, start = _EncodedConversation(), 0
+        known = conversation.messages[start : start + len(history)]
+        if known != list(history[: len(known)]):
+            conversation, start, known = _EncodedConversation(), 0, []  # a different conversation
+        for message in history[len(known) :]:
+            self._encode_next(conversation, message)
+        return conversation.parts[start : start + len(history)]
+
+    def _encode_next(self, conversation: _EncodedConversation, message: Message) -> None:
+        if len(self._encoded) >= _WIRE_CACHE_MAX:
+            self._encoded.clear()  # rare; later turns encode their conversations again
+        conversation.messages.append(message)
+        conversation.parts.append(_ENCODER.encode(message_to_openai(message)))
+        self._encoded[id(message)] = (message, conversation, len(conversation.messages) - 1)
 
     def new_decoder(self) -> StreamDecoder:
         """A decoder for one chat completions SSE stream."""
