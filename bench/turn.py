@@ -25,8 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import aiohttp
@@ -108,8 +108,9 @@ def recording_bodies(bodies: list[bytes]) -> Iterator[None]:
         OpenAICompatProvider.encode_body = encode  # type: ignore[method-assign]
 
 
-async def runtime_turns(root: Path, count: int) -> list[float]:
-    """Seconds per turn through Runtime.run_turn, all turns in one session."""
+@asynccontextmanager
+async def session_turns(root: Path) -> AsyncIterator[Callable[[int], Awaitable[float]]]:
+    """A function running turn i of one session through Runtime.run_turn, returning its seconds."""
     config = load_config(root / "duragent.yaml")
     async with Workspace(config, env={"OPENAI_API_KEY": "bench"}) as workspace:
         providers = ProviderPool({"OPENAI_API_KEY": "bench"})
@@ -121,28 +122,45 @@ async def runtime_turns(root: Path, count: int) -> list[float]:
         )
         agent = workspace.agents.get("assistant")
         session = await SessionLog.create(workspace.stores.sessions, agent=agent.name)
-        times = []
-        for i in range(count):
+
+        async def turn(i: int) -> float:
             started = time.perf_counter()
             await drain(runtime.run_turn(session, agent, f"question number {i}"))
-            times.append(time.perf_counter() - started)
-        await providers.close()
-    return times
+            return time.perf_counter() - started
+
+        try:
+            yield turn
+        finally:
+            await providers.close()
 
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f}"
 
 
+#: Turns per block: git on, git off and the bare replays take turns a block at a time, so a
+#: slower or faster spell of the machine falls on all three alike.
+BLOCK = 20
+
+
 async def main(turns: int) -> None:
+    git_on: list[float] = []
+    git_off: list[float] = []
+    bare: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         fake, url = start_fake_llm(Path(tmp))
         try:
-            bodies: list[bytes] = []
-            with recording_bodies(bodies):
-                git_on = await runtime_turns(make_workspace(Path(tmp) / "on", url, git=True), turns)
-            git_off = await runtime_turns(make_workspace(Path(tmp) / "off", url, git=False), turns)
-            bare = await bare_requests(url, bodies)
+            async with (
+                session_turns(make_workspace(Path(tmp) / "on", url, git=True)) as on_turn,
+                session_turns(make_workspace(Path(tmp) / "off", url, git=False)) as off_turn,
+            ):
+                for first in range(0, turns, BLOCK):
+                    block = range(first, min(first + BLOCK, turns))
+                    bodies: list[bytes] = []
+                    with recording_bodies(bodies):
+                        git_on += [await on_turn(i) for i in block]
+                    git_off += [await off_turn(i) for i in block]
+                    bare += await bare_requests(url, bodies)
         finally:
             fake.terminate()
             fake.wait(timeout=30)
