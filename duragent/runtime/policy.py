@@ -71,8 +71,10 @@ class PolicyFile(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _rust_modes(cls, value: Any) -> Any:
-        if isinstance(value, dict) and value.get("mode") in _MODE_ALIASES:
-            value = {**value, "mode": _MODE_ALIASES[value["mode"]]}
+        # Only a string can be an alias; anything else is left for the field's own error.
+        mode = value.get("mode") if isinstance(value, dict) else None
+        if isinstance(mode, str) and mode in _MODE_ALIASES:
+            value = {**value, "mode": _MODE_ALIASES[mode]}
         return value
 
     @field_validator("allow", "ask", "deny", mode="before")

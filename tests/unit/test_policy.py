@@ -146,6 +146,15 @@ def test_invalid_policy_file_reports_file_and_line(tmp_path: Path) -> None:
     )
 
 
+def test_a_mode_that_is_not_a_string_is_a_config_error_with_its_line(tmp_path: Path) -> None:
+    (tmp_path / "policy.yaml").write_text("mode: [allow, deny]\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_policy(tmp_path)
+
+    assert f"{tmp_path / 'policy.yaml'}:1:7: mode must be 'allow', 'ask' or 'deny'" in str(caught.value)
+
+
 def test_misspelt_key_is_a_warning_with_a_suggestion(tmp_path: Path) -> None:
     (tmp_path / "policy.yaml").write_text("mode: ask\nalow:\n  - bash:ls\n")
 
