@@ -314,3 +314,36 @@ async def test_an_interrupted_tool_call_gets_a_result_and_the_turn_continues(
     assert results[0].payload["call_id"] == "c1"
     assert results[0].payload["ok"] is False
     assert "interrupted" in results[0].payload["content"]
+
+
+async def test_turns_starting_together_do_not_wait_for_each_others_model(
+    tmp_path: Path, fake_llm: FakeLLMServer, agent: Agent, runtime: Runtime
+) -> None:
+    # Turns are admitted a few at a time up to their model call, not through it: eight turns to
+    # a model that takes 0.6 s before answering finish together, not in two or more waves.
+    store = FilesystemSessionStore(tmp_path / "many", fsync="never")
+    sessions = [await SessionLog.create(store, agent="helper") for _ in range(8)]
+    fake_llm.enqueue(*(text(f"reply {n}", delay=0.6) for n in range(8)))
+    started = asyncio.get_running_loop().time()
+    results = await asyncio.gather(*(drain(runtime.run_turn(s, agent, "hi")) for s in sessions))
+    elapsed = asyncio.get_running_loop().time() - started
+    assert all(isinstance(events[-1], TurnFinished) for events in results)
+    assert elapsed < 1.1, f"8 turns took {elapsed:.2f} s: the model's wait was admitted one wave at a time"
+    await store.close()
+
+
+async def test_turns_that_fail_before_the_model_leave_room_for_the_next(
+    fake_llm: FakeLLMServer, agent: Agent, runtime: Runtime, session: SessionLog
+) -> None:
+    # A turn that fails while starting (here: a broken policy.yaml) must give back its place
+    # among the starting turns, or the server would stop starting turns after a few failures.
+    policy_file = agent.directory / "policy.yaml"
+    policy_file.write_text("mode: [not, a, mode]\n")
+    failures = [await drain(runtime.run_turn(session, agent, f"try {n}")) for n in range(10)]
+    assert all(isinstance(events[-1], TurnFailed) for events in failures)
+    assert all(events[-1].code == "agent_invalid" for events in failures)  # type: ignore[union-attr]
+    policy_file.unlink()
+    fake_llm.enqueue(text("still here"))
+    events = await asyncio.wait_for(drain(runtime.run_turn(session, agent, "and now?")), 5)
+    assert isinstance(events[-1], TurnFinished)
+    assert events[-1].content == "still here"
