@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from duragent.workspace import Workspace
 
 
+#: How many message requests may be read, matched to their session and queued at once.
+ACCEPTING_AT_ONCE = 4
+
+
 @dataclass
 class ServerState:
     """The library objects one server process works through (built in `create_app`'s lifecycle)."""
@@ -38,6 +42,8 @@ class ServerState:
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
     #: Gateway plugins and their router (set in `create_app`'s lifecycle).
     gateways: GatewayService | None = None
+    #: Message requests being accepted at once (`routes.sessions._accept_message`).
+    accepting: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(ACCEPTING_AT_ONCE))
 
 
 STATE = web.AppKey("duragent_state", ServerState)

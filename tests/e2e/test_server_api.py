@@ -10,7 +10,7 @@ import pytest
 from duragent.config import load_config
 from duragent.server.app import create_app
 from duragent.sessions.stream import Position
-from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
+from duragent.testing.fake_llm import FakeLLMServer, echo, text, tool_calls
 from tests.e2e.server_harness import Api, ApiFactory, SSEEvent, collect_until, read_sse, write_workspace
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
@@ -250,6 +250,37 @@ async def test_two_sessions_stream_at_once(api: Api, fake_llm: FakeLLMServer) ->
     texts = sorted("".join(e.data["content"] for e in r if e.event == "token") for r in results)
     assert texts == ["x " * 20, "y " * 20]
     assert all(r[-1].event == "done" for r in results)
+
+
+async def test_many_clients_sending_at_once_each_get_their_own_reply(
+    api: Api, fake_llm: FakeLLMServer
+) -> None:
+    # Requests are accepted a few at a time and turns start a few at a time: 30 at once, some
+    # streamed, some waiting for the whole reply, a bad one among them, all come back right.
+    fake_llm.default = echo()
+    sessions = [await api.new_session() for _ in range(30)]
+
+    async def streamed(session_id: str, n: int) -> str:
+        async with api.http.post(
+            api.url(f"/api/v1/sessions/{session_id}/stream"), json={"content": f"message {n}"}
+        ) as r:
+            return "".join([e.data["content"] async for e in read_sse(r) if e.event == "token"])
+
+    async def waited(session_id: str, n: int) -> str:
+        status, reply = await api.call(
+            "POST", f"/api/v1/sessions/{session_id}/messages", {"content": f"message {n}"}
+        )
+        assert status == 200, reply
+        return str(reply["content"])
+
+    async def bad() -> int:
+        status, _ = await api.call("POST", f"/api/v1/sessions/{sessions[0]}/messages", {"text": "no content"})
+        return status
+
+    calls = [(streamed if n % 2 else waited)(session_id, n) for n, session_id in enumerate(sessions)]
+    *replies, bad_status = await asyncio.wait_for(asyncio.gather(*calls, bad()), 30)
+    assert replies == [f"echo: message {n}" for n in range(30)]
+    assert bad_status == 400
 
 
 async def test_events_replay_everything_after_a_position_without_duplicates(

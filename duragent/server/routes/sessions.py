@@ -70,6 +70,25 @@ def _session_id(request: web.Request) -> str:
     return request.match_info["session_id"]
 
 
+async def _accept_message(request: web.Request) -> tuple[LiveSession, Subscription, Ticket]:
+    """Read the message, attach to its session and queue it: the caller owns the subscription.
+
+    Requests get through this a few at a time (`ServerState.accepting`): 200 clients posting at
+    once would otherwise do all of it in one turn of the event loop, while every reply already
+    streaming waits.
+    """
+    async with request.app[STATE].accepting:
+        body = await read_body(request, SendMessage)
+        live = await _live(request)
+        subscription = await live.subscribe()
+        try:
+            ticket = await live.queue(body.content)
+        except BaseException:
+            subscription.close()
+            raise
+    return live, subscription, ticket
+
+
 async def _live(request: web.Request) -> LiveSession:
     return await request.app[STATE].sessions.get(_session_id(request))
 
@@ -411,11 +430,8 @@ async def _while_connected(
 )
 async def send_message(request: web.Request) -> web.Response:
     """POST /api/v1/sessions/{id}/messages."""
-    body = await read_body(request, SendMessage)
-    live = await _live(request)
-    subscription = await live.subscribe()
+    live, subscription, ticket = await _accept_message(request)
     try:
-        ticket = await live.queue(body.content)
         if ticket.ahead:
             return json_reply(Queued(position=ticket.ahead), 202)
         events = _while_connected(request, _own_turn(subscription, ticket))
@@ -435,11 +451,8 @@ async def send_message(request: web.Request) -> web.Response:
 )
 async def stream_message(request: web.Request) -> web.StreamResponse:
     """POST /api/v1/sessions/{id}/stream."""
-    body = await read_body(request, SendMessage)
-    live = await _live(request)
-    subscription = await live.subscribe()
+    _, subscription, ticket = await _accept_message(request)
     try:
-        ticket = await live.queue(body.content)
         response = await sse.open_stream(request)
         state = {"mine": False}
 
