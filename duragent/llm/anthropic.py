@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from duragent.llm.encoded import EncodedConversations
 from duragent.llm.errors import StreamError
 from duragent.llm.http_provider import HttpProvider, StreamDecoder, Timeouts
 from duragent.llm.retry import RetryPolicy
@@ -30,6 +31,9 @@ ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 #: The Messages API requires max_tokens; used when the agent does not set one.
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
+
+#: As json.dumps with its defaults (non-ASCII escaped), built once.
+_ENCODER = json.JSONEncoder()
 
 _STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -64,6 +68,7 @@ class AnthropicProvider(HttpProvider):
             timeouts=timeouts,
         )
         self.base_url = base_url.rstrip("/")
+        self._conversations = EncodedConversations(_AnthropicMessages())
 
     @property
     def endpoint(self) -> str:
@@ -80,12 +85,25 @@ class AnthropicProvider(HttpProvider):
         return headers
 
     def build_payload(self, request: LLMRequest) -> dict[str, Any]:
-        """The Messages body: system prompt at top level, consecutive same-role messages merged."""
-        system = "\n\n".join(m.content for m in request.messages if m.role == "system" and m.content)
+        """The Messages body: the leading system messages as the top-level system prompt, the
+        rest as messages, consecutive messages of one role merged."""
+        lead = _leading_system(request.messages)
+        messages = messages_to_anthropic(request.messages[lead:])
+        return {"messages": messages} | self._options(request, request.messages[:lead])
+
+    def encode_body(self, request: LLMRequest) -> bytes:
+        """`build_payload` as JSON; the history's messages are encoded once per conversation
+        (`duragent.llm.encoded`)."""
+        lead = _leading_system(request.messages)
+        history = self._conversations.array_text(request.messages[lead:])
+        options = _ENCODER.encode(self._options(request, request.messages[:lead]))
+        return ('{"messages":[' + history + "]," + options[1:]).encode()
+
+    def _options(self, request: LLMRequest, system_messages: Sequence[Message]) -> dict[str, Any]:
+        system = "\n\n".join(m.content for m in system_messages if m.content)
         payload: dict[str, Any] = {
             "model": request.model,
             "max_tokens": request.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
-            "messages": messages_to_anthropic(request.messages),
             "stream": True,
         }
         if system:
@@ -106,7 +124,45 @@ class AnthropicProvider(HttpProvider):
         return AnthropicStreamDecoder(self.name)
 
 
-def messages_to_anthropic(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
+class _AnthropicMessages:
+    """Content blocks, consecutive messages of one role merged into one (`EncodedConversations`)."""
+
+    def opening(self, message: Message) -> str:
+        blocks = _blocks_json(message)
+        return f'{{"role":"{_role(message)}","content":[{blocks}' if blocks else ""
+
+    def following(self, message: Message, previous: Message) -> str:
+        blocks = _blocks_json(message)
+        if not blocks:
+            return ""
+        if _role(message) == _role(previous):
+            return "," + blocks
+        return f']}},{{"role":"{_role(message)}","content":[{blocks}'
+
+    def closing(self) -> str:
+        return "]}"
+
+
+def _leading_system(messages: Sequence[Message]) -> int:
+    """How many messages at the start are system messages."""
+    lead = 0
+    while lead < len(messages) and messages[lead].role == "system":
+        lead += 1
+    return lead
+
+
+def _role(message: Message) -> str:
+    return "assistant" if message.role == "assistant" else "user"
+
+
+def _blocks_json(message: Message) -> str:
+    """The message's content blocks as comma-separated JSON ("" for none, or a system message)."""
+    if message.role == "system":
+        return ""
+    return ",".join(_ENCODER.encode(block) for block in _content_blocks(message))
+
+
+def messages_to_anthropic(messages: Sequence[Message]) -> list[dict[str, Any]]:
     """User and assistant turns as content blocks; tool results become user `tool_result` blocks.
 
     The API wants roles to alternate, so consecutive messages of the same role (several tool

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from duragent.ids import new_id
+from duragent.llm.encoded import EncodedConversations
 from duragent.llm.errors import StreamError
 from duragent.llm.http_provider import HttpProvider, StreamDecoder, Timeouts
 from duragent.llm.retry import RetryPolicy
@@ -28,8 +29,6 @@ from duragent.llm.types import (
     Usage,
 )
 
-#: Encoded messages kept per provider (roughly the conversations of the sessions it serves).
-_WIRE_CACHE_MAX = 20_000
 #: As json.dumps with its defaults (non-ASCII escaped), built once.
 _ENCODER = json.JSONEncoder()
 
@@ -40,14 +39,6 @@ _FINISH_REASONS: dict[str, FinishReason] = {
     "length": "length",
     "content_filter": "error",
 }
-
-
-@dataclass
-class _EncodedConversation:
-    """Messages as sent in earlier requests, in order, each with its JSON (`encode_body`)."""
-
-    messages: list[Message] = field(default_factory=list)
-    parts: list[str] = field(default_factory=list)
 
 
 class OpenAICompatProvider(HttpProvider):
@@ -77,10 +68,7 @@ class OpenAICompatProvider(HttpProvider):
         # OpenAI itself wants `max_completion_tokens` (reasoning models refuse `max_tokens`);
         # most compatible servers only know `max_tokens`.
         self.max_tokens_field = max_tokens_field
-        # Each turn resends the whole conversation as the same Message objects (the context
-        # builder keeps them): message id -> (the message, its conversation, its index there).
-        # The message is kept alive beside its id, so an id is never reused while its entry exists.
-        self._encoded: dict[int, tuple[Message, _EncodedConversation, int]] = {}
+        self._conversations = EncodedConversations(_OpenAIMessages())
 
     @property
     def endpoint(self) -> str:
@@ -97,19 +85,16 @@ class OpenAICompatProvider(HttpProvider):
         return payload | self._options(request)
 
     def encode_body(self, request: LLMRequest) -> bytes:
-        """`build_payload` as JSON, each message encoded once.
-
-        A turn resends the whole conversation; encoding it again, or even looking up each
-        message, every turn would make turns cost more as the session grows. The system prompt
-        (date, memory) is encoded afresh; the history is found by its first message among the
-        conversations sent before, checked in one list comparison, and extended with what is new.
-        """
+        """`build_payload` as JSON; the history's messages are encoded once per conversation
+        (`duragent.llm.encoded`), the system prompt (date, memory) afresh."""
         messages = request.messages
         lead = 0
         while lead < len(messages) and messages[lead].role == "system":
             lead += 1
         parts = [_ENCODER.encode(message_to_openai(message)) for message in messages[:lead]]
-        parts += self._encoded_history(messages[lead:])
+        history = self._conversations.array_text(messages[lead:])
+        if history:
+            parts.append(history)
         options = _ENCODER.encode(self._options(request))
         return ('{"messages":[' + ",".join(parts) + "]," + options[1:]).encode()
 
@@ -129,31 +114,22 @@ class OpenAICompatProvider(HttpProvider):
             payload[self.max_tokens_field] = request.max_output_tokens
         return payload
 
-    def _encoded_history(self, history: Sequence[Message]) -> list[str]:
-        if not history:
-            return []
-        found = self._encoded.get(id(history[0]))
-        if found is not None and found[0] is history[0]:
-            _, conversation, start = found
-        else:
-            conversation, start = _EncodedConversation(), 0
-        known = conversation.messages[start : start + len(history)]
-        if known != list(history[: len(known)]):
-            conversation, start, known = _EncodedConversation(), 0, []  # a different conversation
-        for message in history[len(known) :]:
-            self._encode_next(conversation, message)
-        return conversation.parts[start : start + len(history)]
-
-    def _encode_next(self, conversation: _EncodedConversation, message: Message) -> None:
-        if len(self._encoded) >= _WIRE_CACHE_MAX:
-            self._encoded.clear()  # rare; later turns encode their conversations again
-        conversation.messages.append(message)
-        conversation.parts.append(_ENCODER.encode(message_to_openai(message)))
-        self._encoded[id(message)] = (message, conversation, len(conversation.messages) - 1)
-
     def new_decoder(self) -> StreamDecoder:
         """A decoder for one chat completions SSE stream."""
         return OpenAIStreamDecoder(self.name)
+
+
+class _OpenAIMessages:
+    """One JSON object per message, comma-separated (`EncodedConversations`)."""
+
+    def opening(self, message: Message) -> str:
+        return _ENCODER.encode(message_to_openai(message))
+
+    def following(self, message: Message, previous: Message) -> str:
+        return "," + _ENCODER.encode(message_to_openai(message))
+
+    def closing(self) -> str:
+        return ""
 
 
 def message_to_openai(message: Message) -> dict[str, Any]:

@@ -1,0 +1,100 @@
+"""Request bodies that cost the new messages: each message of a conversation is encoded once.
+
+Every turn resends the whole conversation. Encoding it again each turn, or even visiting each
+message in Python, makes a turn cost more the longer the session. A provider keeps here, per
+conversation, each message's text as it appears in the body's messages array; the next request's
+history is found by its first message, checked against what was sent before in one list
+comparison (which runs in C), extended with what is new, and joined.
+
+How a message reads in the array is the provider's `MessageEncoding`: OpenAI writes one object
+per message; Anthropic merges consecutive messages of one role, so a message's text depends on
+the role of the message before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from duragent.llm.types import Message
+
+#: Messages remembered per provider (roughly the conversations of the sessions it serves).
+DEFAULT_LIMIT = 20_000
+
+
+class MessageEncoding(Protocol):
+    """How messages are written into a request's messages array."""
+
+    def opening(self, message: Message) -> str:
+        """The message's text when it is the first in the array ("" leaves it out)."""
+
+    def following(self, message: Message, previous: Message) -> str:
+        """The message's text after `previous`, the last message not left out ("" leaves it out)."""
+
+    def closing(self) -> str:
+        """What ends the array's text once anything was written."""
+
+
+@dataclass
+class _Conversation:
+    """Messages as sent in earlier requests, in order, each with its text after its predecessor."""
+
+    messages: list[Message] = field(default_factory=list)
+    following: list[str] = field(default_factory=list)
+    #: The last message that was not left out (what the next message follows).
+    last_written: Message | None = None
+
+
+class EncodedConversations:
+    """The conversations a provider sent, remembered message by message."""
+
+    def __init__(self, encoding: MessageEncoding, *, limit: int = DEFAULT_LIMIT):
+        self._encoding = encoding
+        self._limit = limit
+        # message id -> (the message, its conversation, its index there); the message is kept
+        # alive beside its id, so an id is never reused while its entry exists.
+        self._known: dict[int, tuple[Message, _Conversation, int]] = {}
+
+    def array_text(self, history: Sequence[Message]) -> str:
+        """The messages array's contents (without brackets) for `history`."""
+        if not history:
+            return ""
+        conversation, start = self._conversation_of(history)
+        encoding = self._encoding
+        end = start + len(history)
+        first = start
+        while first < end and not (opening := encoding.opening(conversation.messages[first])):
+            first += 1
+        if first == end:
+            return ""
+        return opening + "".join(conversation.following[first + 1 : end]) + encoding.closing()
+
+    def _conversation_of(self, history: Sequence[Message]) -> tuple[_Conversation, int]:
+        """The remembered conversation holding `history` (extended with its new messages) and
+        where `history` starts in it."""
+        found = self._known.get(id(history[0]))
+        if found is not None and found[0] is history[0]:
+            _, conversation, start = found
+        else:
+            conversation, start = _Conversation(), 0
+        known = conversation.messages[start : start + len(history)]
+        if known != list(history[: len(known)]):
+            conversation, start, known = _Conversation(), 0, []  # not the conversation it seemed
+        for message in history[len(known) :]:
+            self._append(conversation, message)
+        return conversation, start
+
+    def _append(self, conversation: _Conversation, message: Message) -> None:
+        if len(self._known) >= self._limit:
+            self._known.clear()  # rare; later requests encode their conversations again
+        previous = conversation.last_written
+        if previous is None:
+            text = self._encoding.opening(message)
+        else:
+            text = self._encoding.following(message, previous)
+        if text:
+            conversation.last_written = message
+        conversation.messages.append(message)
+        conversation.following.append(text)
+        self._known[id(message)] = (message, conversation, len(conversation.messages) - 1)
