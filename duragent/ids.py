@@ -11,6 +11,9 @@ from duragent.errors import InvalidName
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _last = [0, 0]
+#: Two characters per 10 bits: 13 lookups per id instead of 26 (ids are made for every event).
+_CROCKFORD_PAIRS = [high + low for high in _CROCKFORD for low in _CROCKFORD]
+_PAIR_SHIFTS = tuple(range(120, -10, -10))
 
 
 def ulid() -> str:
@@ -23,7 +26,7 @@ def ulid() -> str:
         entropy = int.from_bytes(os.urandom(10), "big") >> 1
         _last[0], _last[1] = now, entropy
     value = (now << 80) | (entropy & ((1 << 80) - 1))
-    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -5, -5))
+    return "".join([_CROCKFORD_PAIRS[(value >> shift) & 1023] for shift in _PAIR_SHIFTS])
 
 
 def new_id(prefix: str) -> str:
