@@ -319,16 +319,20 @@ async def test_an_interrupted_tool_call_gets_a_result_and_the_turn_continues(
 async def test_turns_starting_together_do_not_wait_for_each_others_model(
     tmp_path: Path, fake_llm: FakeLLMServer, agent: Agent, runtime: Runtime
 ) -> None:
-    # Turns are admitted a few at a time up to their model call, not through it: eight turns to
-    # a model that takes 0.6 s before answering finish together, not in two or more waves.
+    # Turns are admitted a few at a time up to their model call, not through it: all eight
+    # requests reach a model that takes 2 s to answer before it has answered any of them.
     store = FilesystemSessionStore(tmp_path / "many", fsync="never")
     sessions = [await SessionLog.create(store, agent="helper") for _ in range(8)]
-    fake_llm.enqueue(*(text(f"reply {n}", delay=0.6) for n in range(8)))
-    started = asyncio.get_running_loop().time()
-    results = await asyncio.gather(*(drain(runtime.run_turn(s, agent, "hi")) for s in sessions))
-    elapsed = asyncio.get_running_loop().time() - started
-    assert all(isinstance(events[-1], TurnFinished) for events in results)
-    assert elapsed < 1.1, f"8 turns took {elapsed:.2f} s: the model's wait was admitted one wave at a time"
+    fake_llm.enqueue(*(text(f"reply {n}", delay=2.0) for n in range(8)))
+    turns = [asyncio.create_task(drain(runtime.run_turn(s, agent, "hi"))) for s in sessions]
+    for _ in range(150):  # up to 1.5 s, well before the first answer
+        if len(fake_llm.requests) == 8:
+            break
+        await asyncio.sleep(0.01)
+    assert len(fake_llm.requests) == 8
+    assert not any(turn.done() for turn in turns)
+    results = await asyncio.gather(*turns)
+    assert sorted(events[-1].content for events in results) == [f"reply {n}" for n in range(8)]  # type: ignore[union-attr]
     await store.close()
 
 
