@@ -9,8 +9,9 @@ turn from the last durable step, pause-mode ones come back paused.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Protocol
@@ -85,6 +86,9 @@ class SessionManager:
         self.idle_ttl = idle_ttl
         self._live: dict[str, LiveSession] = {}
         self._loading: dict[str, asyncio.Future[LiveSession]] = {}
+        #: Sessions being unloaded (closed, released): a `get` waits for that to finish, so a
+        #: reload never reads a log still being closed or claims what is about to be released.
+        self._unloading: dict[str, asyncio.Future[None]] = {}
         self._idle_since: dict[str, float] = {}
         self._closing = False
 
@@ -128,6 +132,8 @@ class SessionManager:
 
     async def get(self, session_id: str) -> LiveSession:
         """The live session, loading it from the store on first use (SessionNotFound if absent)."""
+        while (unloading := self._unloading.get(session_id)) is not None:
+            await asyncio.shield(unloading)
         live = self._live.get(session_id)
         if live is not None:
             self._idle_since.pop(session_id, None)
@@ -196,10 +202,9 @@ class SessionManager:
         if live is not None:
             if live.busy or live.queued or session_id in self._loading:
                 return False
-            self._live.pop(session_id, None)
-            self._idle_since.pop(session_id, None)
-            await live.close(grace=0)
-        await self._release(session_id)
+            await self._unload(session_id, live)
+        else:
+            await self._release(session_id)
         return True
 
     async def list_sessions(
@@ -218,17 +223,18 @@ class SessionManager:
 
     async def delete(self, session_id: str) -> None:
         """Stop and forget a session, and remove its files."""
-        live = self._live.pop(session_id, None)
-        if live is not None:
-            await live.end("deleted")
-            await live.close(grace=0)
-        elif self.ownership is not None:
-            # Not running here: make sure no other worker runs it while it is deleted.
-            await self.ownership.claim(session_id)
-        try:
-            await self.store.delete(session_id)
-        finally:
-            await self._release(session_id)
+        async with self._going(session_id):
+            live = self._live.pop(session_id, None)
+            if live is not None:
+                await live.end("deleted")
+                await live.close(grace=0)
+            elif self.ownership is not None:
+                # Not running here: make sure no other worker runs it while it is deleted.
+                await self.ownership.claim(session_id)
+            try:
+                await self.store.delete(session_id)
+            finally:
+                await self._release(session_id)
 
     async def recover(self) -> RecoveryReport:
         """Bring back sessions a crash left mid-turn (call once at start)."""
@@ -281,12 +287,32 @@ class SessionManager:
                 continue
             since = self._idle_since.setdefault(session_id, now)
             if now - since >= self.idle_ttl.total_seconds():
-                self._live.pop(session_id, None)
-                self._idle_since.pop(session_id, None)
-                await live.close(grace=0)
-                await self._release(session_id)
+                await self._unload(session_id, live)
                 unloaded.append(session_id)
         return unloaded
+
+    async def _unload(self, session_id: str, live: LiveSession) -> None:
+        """Close a live session and give up its ownership; `get` waits until this is done."""
+        async with self._going(session_id):
+            self._live.pop(session_id, None)
+            self._idle_since.pop(session_id, None)
+            await live.close(grace=0)
+            await self._release(session_id)
+
+    @contextlib.asynccontextmanager
+    async def _going(self, session_id: str) -> AsyncIterator[None]:
+        """While a session is unloaded or deleted, `get` for it waits."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        previous = self._unloading.get(session_id)
+        self._unloading[session_id] = done
+        try:
+            if previous is not None:
+                await asyncio.shield(previous)
+            yield
+        finally:
+            if self._unloading.get(session_id) is done:
+                del self._unloading[session_id]
+            done.set_result(None)
 
     async def close(self, grace: float = 10.0) -> None:
         """Stop taking work, let running turns reach a safe point within `grace`, snapshot everything."""

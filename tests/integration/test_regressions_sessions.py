@@ -148,6 +148,49 @@ async def test_unloaded_sessions_give_back_their_files_and_locks(make_manager: M
         await other.close()
 
 
+async def test_a_session_asked_for_while_it_unloads_is_loaded_again_once_it_is_closed(
+    make_manager: ManagerFactory, fake_llm: FakeLLMServer
+) -> None:
+    # Loading it while the old actor was still closing let the two race over the log (and, in
+    # a cluster, released the ownership the new one had just claimed).
+    manager = make_manager()
+    manager.idle_ttl = timedelta(0)
+    live = await manager.create("helper")
+    order: list[str] = []
+    closing = asyncio.Event()
+    close = live.close
+
+    async def slow_close(grace: float = 10.0) -> None:
+        closing.set()
+        await asyncio.sleep(0.05)
+        await close(grace)
+        order.append("closed")
+
+    live.close = slow_close  # type: ignore[method-assign]
+    unloading = asyncio.create_task(manager.unload_idle(0.0))
+    await closing.wait()
+    again = await manager.get(live.session_id)
+    order.append("loaded")
+    assert await unloading == [live.session_id]
+    assert order == ["closed", "loaded"]
+    assert again is not live
+    fake_llm.enqueue(text("after the reload"))
+    await again.submit("hi")
+    await asyncio.wait_for(again.turn_finished.wait(), 5)
+    events = await manager.store.read(live.session_id)
+    assert any(e.type == "assistant_message" and e.payload["content"] == "after the reload" for e in events)
+
+
+async def test_a_session_asked_for_while_it_is_deleted_is_not_found(make_manager: ManagerFactory) -> None:
+    manager = make_manager()
+    live = await manager.create("helper")
+    deleting = asyncio.create_task(manager.delete(live.session_id))
+    await asyncio.sleep(0)  # the delete has started
+    with pytest.raises(SessionNotFound):
+        await manager.get(live.session_id)
+    await deleting
+
+
 async def test_a_paused_idle_session_is_unloaded_and_still_resumes_when_a_client_attaches(
     make_manager: ManagerFactory,
 ) -> None:
