@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +31,7 @@ def loaded_modules(*args: str) -> set[str]:
 
 def test_help_imports_no_heavy_library() -> None:
     assert loaded_modules("--help") & set(HEAVY) == set()
+    assert loaded_modules("-h", "--verbose") & set(HEAVY) == set()
 
 
 @pytest.mark.parametrize("group", ["session", "serve", "memory", "chat"])
@@ -41,6 +44,36 @@ def test_version_does_not_even_import_typer() -> None:
     loaded = loaded_modules("--version")
     assert "typer" not in loaded
     assert not loaded & set(HEAVY)
+
+
+def typer_help(columns: int) -> str:
+    """`duragent --help` as typer itself renders it on a terminal `columns` wide."""
+    script = "from duragent.cli import build_app; build_app()(['--help'], prog_name='duragent')"
+    env = {**os.environ, "COLUMNS": str(columns)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def fast_help(columns: int) -> str:
+    """What `duragent --help` prints on a terminal `columns` wide."""
+    env = {**os.environ, "COLUMNS": str(columns)}
+    command = Path(sys.executable).with_name("duragent")  # the console script, as people run it
+    done = subprocess.run([str(command), "--help"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_root_help_is_what_typer_prints_without_importing_typer(columns: int) -> None:
+    assert fast_help(columns) == typer_help(columns)
+    assert "typer" not in loaded_modules("--help")
+
+
+def test_a_narrow_terminal_gets_typers_own_wrapping() -> None:
+    narrow = fast_help(60)
+    assert narrow == typer_help(60)
+    assert max(len(line) for line in narrow.splitlines()) <= 60
 
 
 def test_the_command_table_lists_exactly_what_the_modules_register() -> None:
