@@ -59,29 +59,28 @@ class SseParser:
                 raise
             text = raw[: exc.start].decode("utf-8")
             self._pending_bytes = raw[exc.start :]
-        self._buffer += text
+        buffer = self._buffer + text
         messages: list[SseMessage] = []
-        while True:
-            line, found = self._next_line()
-            if not found:
+        # Lines are cut out with str.find from a moving start, and the rest kept once at the
+        # end: a large chunk (a long replay) costs its length, not its length times its lines.
+        start, length = 0, len(buffer)
+        while start < length:
+            newline = buffer.find("\n", start)
+            carriage = buffer.find("\r", start, length if newline == -1 else newline)
+            if carriage != -1:
+                if carriage + 1 == length:
+                    break  # wait: the next chunk may start with "\n"
+                end, start_next = carriage, carriage + (2 if buffer[carriage + 1] == "\n" else 1)
+            elif newline != -1:
+                end, start_next = newline, newline + 1
+            else:
                 break
-            message = self._line(line)
+            message = self._line(buffer[start:end])
+            start = start_next
             if message is not None:
                 messages.append(message)
+        self._buffer = buffer[start:]
         return messages
-
-    def _next_line(self) -> tuple[str, bool]:
-        for index, char in enumerate(self._buffer):
-            if char == "\n":
-                line, self._buffer = self._buffer[:index], self._buffer[index + 1 :]
-                return line, True
-            if char == "\r":
-                if index + 1 == len(self._buffer):
-                    return "", False  # wait: the next chunk may start with "\n"
-                skip = 2 if self._buffer[index + 1] == "\n" else 1
-                line, self._buffer = self._buffer[:index], self._buffer[index + skip :]
-                return line, True
-        return "", False
 
     def _line(self, line: str) -> SseMessage | None:
         if line == "":

@@ -35,3 +35,12 @@ def test_crlf_and_cr_line_endings_are_accepted() -> None:
     messages += parser.feed(b'\nevent: error\rdata: {"message": "x"}\r\r\n')
     assert [m.event for m in messages] == ["done", "error"]
     assert messages[1].json() == {"message": "x"}
+
+
+def test_a_long_replay_in_one_chunk_comes_out_whole_and_in_order() -> None:
+    # `duragent attach` replays a whole session at once: thousands of frames in one read.
+    frames = "".join(f'id: {n}\nevent: token\ndata: {{"content": "{n} "}}\n\n' for n in range(20_000))
+    parser = SseParser()
+    messages = parser.feed(frames.encode())
+    assert [m.id for m in messages] == [str(n) for n in range(20_000)]
+    assert messages[-1].json() == {"content": "19999 "}
