@@ -89,15 +89,19 @@ def start_fake_llm(root: Path, name: str, chunks: int, pace: float) -> tuple[sub
     return process, match.group(1)
 
 
-def start_server(root: Path, agents: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    """`duragent serve` on a free port over a fresh workspace (git off: git is never on the hot path)."""
+#: The server's duragent.yaml: the relay alone (no fsync, no git), or `--defaults`.
+RELAY_ONLY = "session:\n  fsync: never\ngit:\n  enabled: false\n"
+
+
+def start_server(root: Path, agents: dict[str, str], settings: str) -> tuple[subprocess.Popen[str], str]:
+    """`duragent serve` on a free port over a fresh workspace, its duragent.yaml holding `settings`."""
     data = root / "data"
     for name, url in agents.items():
         folder = data / "agents" / name
         folder.mkdir(parents=True)
         (folder / "agent.yaml").write_text(AGENT_YAML.format(name=name, url=url))
     config = root / "duragent.yaml"
-    config.write_text(f"data_dir: {data}\nsession:\n  fsync: never\ngit:\n  enabled: false\n")
+    config.write_text(f"data_dir: {data}\n{settings}")
     import socket
 
     with socket.socket() as s:
@@ -219,14 +223,14 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
 
 
-async def bench(sessions: int, chunks: int, pace: float) -> dict[str, float]:
+async def bench(sessions: int, chunks: int, pace: float, settings: str = RELAY_ONLY) -> dict[str, float]:
     """Run both measurements; returns the figures for the table."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         instant, instant_url = start_fake_llm(root, "instant", chunks, 0.0)
         paced_chunks = 40
         paced, paced_url = start_fake_llm(root, "paced", paced_chunks, pace)
-        server, url = start_server(root, {"instant": instant_url, "paced": paced_url})
+        server, url = start_server(root, {"instant": instant_url, "paced": paced_url}, settings)
         connector = aiohttp.TCPConnector(limit=0)
         timeout = aiohttp.ClientTimeout(total=600)
         try:
@@ -288,9 +292,14 @@ def main() -> None:
         "--pace", type=float, default=50.0, help="ms between tokens of the paced model (below saturation)"
     )
     parser.add_argument("--quick", action="store_true", help="40 sessions x 100 tokens")
+    parser.add_argument(
+        "--defaults",
+        action="store_true",
+        help="the server with the default configuration (fsync per turn, git on) instead of the relay alone",
+    )
     args = parser.parse_args()
     sessions, chunks = (40, 100) if args.quick else (args.sessions, args.chunks)
-    result = asyncio.run(bench(sessions, chunks, args.pace / 1000))
+    result = asyncio.run(bench(sessions, chunks, args.pace / 1000, "" if args.defaults else RELAY_ONLY))
     ok_tps = result["relay_tps"] >= 50_000
     added_p50 = result["p50_relayed_ms"] - result["p50_direct_ms"]
     added_p99 = result["p99_relayed_ms"] - result["p99_direct_ms"]
