@@ -201,13 +201,19 @@ class HttpProvider(ABC):
             while not finished:
                 data = await self._read(response, url)
                 chunks: list[StreamChunk] = []
-                for event in parser.feed(data) if data else parser.flush():
-                    chunks += decoder.feed(event)
-                if not data:
-                    chunks += decoder.end()
+                broken: StreamError | None = None
+                try:
+                    for event in parser.feed(data) if data else parser.flush():
+                        chunks += decoder.feed(event)
+                    if not data:
+                        chunks += decoder.end()
+                except StreamError as error:
+                    broken = error  # what arrived before the bad chunk is still delivered
                 for chunk in _joined_text(chunks):
                     yield chunk
                     finished = finished or isinstance(chunk, Finish)
+                if broken is not None:
+                    raise broken
                 finished = finished or not data
         finally:
             # An unfinished body (error, cancellation, abandoned iterator) must not go back to the

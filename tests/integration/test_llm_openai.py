@@ -253,6 +253,18 @@ async def test_connection_dropped_before_the_first_chunk_is_retried(
     assert (await provider.complete(HELLO)).text == "second try"
 
 
+async def test_text_before_a_malformed_chunk_is_delivered_before_the_error(
+    fake_llm: FakeLLMServer, provider: OpenAICompatProvider
+) -> None:
+    # The pieces and the bad chunk may arrive in one read: the pieces still reach the runtime,
+    # which keeps them as the partial reply.
+    fake_llm.enqueue(malformed(after_chunks=2))
+    received: list[StreamChunk] = []
+    with pytest.raises(StreamError, match="malformed chunk"):
+        await collect_into(received, provider.stream(HELLO))
+    assert "".join(c.text for c in received if isinstance(c, TextDelta)) == "fine so far"
+
+
 async def test_malformed_chunk_raises_stream_error_and_the_provider_stays_usable(
     fake_llm: FakeLLMServer, provider: OpenAICompatProvider
 ) -> None:
