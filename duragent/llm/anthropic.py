@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from duragent.llm.encoded import EncodedConversations
+from duragent.llm.encoded import EncodedConversations, leading_system
 from duragent.llm.errors import StreamError
 from duragent.llm.http_provider import HttpProvider, StreamDecoder, Timeouts
 from duragent.llm.retry import RetryPolicy
@@ -87,14 +87,14 @@ class AnthropicProvider(HttpProvider):
     def build_payload(self, request: LLMRequest) -> dict[str, Any]:
         """The Messages body: the leading system messages as the top-level system prompt, the
         rest as messages, consecutive messages of one role merged."""
-        lead = _leading_system(request.messages)
+        lead = leading_system(request.messages)
         messages = messages_to_anthropic(request.messages[lead:])
         return {"messages": messages} | self._options(request, request.messages[:lead])
 
     def encode_body(self, request: LLMRequest) -> bytes:
         """`build_payload` as JSON; the history's messages are encoded once per conversation
         (`duragent.llm.encoded`)."""
-        lead = _leading_system(request.messages)
+        lead = leading_system(request.messages)
         history = self._conversations.array_text(request.messages[lead:])
         options = _ENCODER.encode(self._options(request, request.messages[:lead]))
         return ('{"messages":[' + history + "]," + options[1:]).encode()
@@ -141,14 +141,6 @@ class _AnthropicMessages:
 
     def closing(self) -> str:
         return "]}"
-
-
-def _leading_system(messages: Sequence[Message]) -> int:
-    """How many messages at the start are system messages."""
-    lead = 0
-    while lead < len(messages) and messages[lead].role == "system":
-        lead += 1
-    return lead
 
 
 def _role(message: Message) -> str:

@@ -19,6 +19,15 @@ from typing import Protocol
 
 from duragent.llm.types import Message
 
+
+def leading_system(messages: Sequence[Message]) -> int:
+    """How many messages at the start are system messages (the prompt, encoded afresh each turn)."""
+    lead = 0
+    while lead < len(messages) and messages[lead].role == "system":
+        lead += 1
+    return lead
+
+
 #: Messages remembered per provider (roughly the conversations of the sessions it serves).
 DEFAULT_LIMIT = 20_000
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from duragent.ids import new_id
-from duragent.llm.encoded import EncodedConversations
+from duragent.llm.encoded import EncodedConversations, leading_system
 from duragent.llm.errors import StreamError
 from duragent.llm.http_provider import HttpProvider, StreamDecoder, Timeouts
 from duragent.llm.retry import RetryPolicy
@@ -88,9 +88,7 @@ class OpenAICompatProvider(HttpProvider):
         """`build_payload` as JSON; the history's messages are encoded once per conversation
         (`duragent.llm.encoded`), the system prompt (date, memory) afresh."""
         messages = request.messages
-        lead = 0
-        while lead < len(messages) and messages[lead].role == "system":
-            lead += 1
+        lead = leading_system(messages)
         parts = [_ENCODER.encode(message_to_openai(message)) for message in messages[:lead]]
         history = self._conversations.array_text(messages[lead:])
         if history:
