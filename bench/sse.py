@@ -40,6 +40,8 @@ from pathlib import Path
 
 import aiohttp
 
+from duragent.testing.fake_llm import start_process
+
 AGENT_YAML = """\
 apiVersion: duragent/v1alpha1
 kind: Agent
@@ -71,22 +73,7 @@ def start_fake_llm(root: Path, name: str, chunks: int, pace: float) -> tuple[sub
     # Fixed-width pieces, one per chunk, so a client can count the tokens in any run of text.
     words = "".join(f"t{i:04d} " for i in range(chunks))
     script.write_text(f"default:\n  text: {words!r}\n  chunks: {chunks}\n  chunk_delay: {pace}\n")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            *("-m", "duragent.testing.fake_llm", "--script", str(script)),
-            *("--timeline", str(root / f"{name}.timeline")),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    match = re.search(r"(http://\S+)", line)
-    if not match:
-        process.kill()
-        raise RuntimeError(f"fake LLM did not start: {line!r}")
-    return process, match.group(1)
+    return start_process(script, timeline=root / f"{name}.timeline")
 
 
 #: The server's duragent.yaml: the relay alone (no fsync, no git), or `--defaults`.

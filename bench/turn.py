@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import resource
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -38,6 +36,7 @@ from duragent.runtime.loop import Runtime, drain
 from duragent.runtime.providers import ProviderPool
 from duragent.scaffold import ProviderChoice, init_workspace
 from duragent.sessions.log import SessionLog
+from duragent.testing.fake_llm import start_process
 from duragent.workspace import Workspace
 
 REPLY = "Sure, here is a short answer to that."
@@ -78,17 +77,7 @@ def start_fake_llm(root: Path) -> tuple[subprocess.Popen[str], str]:
     request with REPLY in 8 pieces at once."""
     script = root / "reply.yaml"
     script.write_text(f"default:\n  text: {REPLY!r}\n  chunks: 8\n")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "duragent.testing.fake_llm", "--script", str(script)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    match = re.search(r"(http://\S+)", process.stdout.readline())
-    if not match:
-        process.kill()
-        raise RuntimeError("the fake LLM did not start")
-    return process, match.group(1)
+    return start_process(script)
 
 
 @contextmanager

@@ -22,6 +22,7 @@ import asyncio
 import gc
 import json
 import signal
+import subprocess
 import sys
 from abc import ABC, abstractmethod
 from collections import deque
@@ -768,6 +769,22 @@ async def serve(host: str, port: int, script: Script, timeline: Path | None = No
         gc.freeze()
         print(f"fake LLM server listening on {server.url}", flush=True)
         await stop.wait()
+
+
+def start_process(script: Path, *, timeline: Path | None = None) -> tuple[subprocess.Popen[str], str]:
+    """`python -m duragent.testing.fake_llm --script SCRIPT` in a process of its own, so its work
+    does not share an event loop or a CPU with what is measured: the process and its base URL,
+    once it listens. The caller terminates it."""
+    command = [sys.executable, "-m", "duragent.testing.fake_llm", "--script", str(script)]
+    if timeline is not None:
+        command += ["--timeline", str(timeline)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    banner = process.stdout.readline()
+    if not banner.startswith("fake LLM server listening on "):
+        process.kill()
+        raise RuntimeError(f"the fake LLM did not start: {banner!r}")
+    return process, banner.rsplit(" ", 1)[-1].strip()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
