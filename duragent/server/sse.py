@@ -7,9 +7,11 @@ subscription, which detaches it from the session.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -97,3 +99,40 @@ async def pump(
                 return True
     except ConnectionResetError:
         return False
+
+
+class ClientGone(Exception):
+    """The client hung up while waiting for its turn."""
+
+
+async def while_connected(
+    request: web.Request,
+    events: AsyncIterator[StreamEvent],
+    *,
+    on_idle: Callable[[], Awaitable[None]] | None = None,
+    idle_every: float = DEFAULT_KEEP_ALIVE,
+) -> AsyncIterator[StreamEvent]:
+    """`events`, until the client hangs up (then ClientGone, so the handler detaches at once).
+
+    aiohttp does not cancel a handler whose client went away, so a waiting request checks.
+    `on_idle` is awaited after every `idle_every` seconds without an event (a keep-alive).
+    """
+    iterator = aiter(events)
+    while True:
+        upcoming = asyncio.ensure_future(anext(iterator))
+        quiet_since = time.monotonic()
+        while not upcoming.done():
+            await asyncio.wait({upcoming}, timeout=DISCONNECT_CHECK)
+            if not upcoming.done() and on_idle is not None and time.monotonic() - quiet_since >= idle_every:
+                quiet_since = time.monotonic()
+                await on_idle()
+            if not upcoming.done() and client_gone(request):
+                upcoming.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await upcoming
+                raise ClientGone()
+        try:
+            event = upcoming.result()
+        except StopAsyncIteration:
+            return
+        yield event

@@ -33,7 +33,14 @@ from duragent.runtime.events import (
 )
 from duragent.runtime.loop import Runtime, TurnControl, calls_awaiting_approval, needs_model
 from duragent.sessions.log import SessionLog
-from duragent.sessions.stream import TURN_END_EVENTS, Position, StreamEvent, from_stored, token
+from duragent.sessions.stream import (
+    APPROVAL_PAUSE_REASON,
+    TURN_END_EVENTS,
+    Position,
+    StreamEvent,
+    from_stored,
+    token,
+)
 from duragent.stores.base import SessionEvent, SessionReadOptions, SessionStatus
 
 log = logging.getLogger(__name__)
@@ -555,7 +562,7 @@ class LiveSession:
             self._deltas += 1
             self._publish(token(self._delta_after, self._deltas, event.text))
         elif isinstance(event, ApprovalRequired):
-            await self._set_status("paused", "awaiting approval")
+            await self._set_status("paused", APPROVAL_PAUSE_REASON)
         elif isinstance(event, ApprovalResolved):
             await self._set_status("active" if self._subscribers else "running", f"approval {event.decision}")
         elif isinstance(event, TurnPaused):

@@ -8,9 +8,13 @@ gets the rest, without duplicates, whether from the in-memory buffer or from the
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from duragent.stores.base import SessionEvent
+
+if TYPE_CHECKING:
+    from duragent.sessions.live import Ticket
 
 #: Events the Rust Duragent's `/stream` clients understand (its parser rejects other names).
 STREAM_EVENTS = frozenset(
@@ -28,6 +32,8 @@ STREAM_EVENTS = frozenset(
 )
 #: Events after which a turn is over (a turn paused by `status` also ends the stream).
 TURN_END_EVENTS = frozenset({"done", "error", "cancelled"})
+#: The reason of the pause while a person is asked to approve a tool call (the turn goes on after).
+APPROVAL_PAUSE_REASON = "awaiting approval"
 
 
 class Position(NamedTuple):
@@ -90,3 +96,37 @@ _NAMES = {
     "user_message": "start",
     "status_change": "status",
 }
+
+
+def ends_turn(event: StreamEvent) -> bool:
+    """True for the event a turn ends with: done, error, cancelled, or a pause."""
+    return event.event in TURN_END_EVENTS or (event.event == "status" and event.data.get("to") == "paused")
+
+
+def ends_turn_unless_asking(event: StreamEvent) -> bool:
+    """Like `ends_turn`, but waiting for an approval is not an end (for clients that wait for it)."""
+    if event.event == "status" and event.data.get("reason") == APPROVAL_PAUSE_REASON:
+        return False
+    return ends_turn(event)
+
+
+async def own_turn(
+    events: AsyncIterable[StreamEvent], ticket: Ticket, ends: Callable[[StreamEvent], bool] = ends_turn
+) -> AsyncIterator[StreamEvent]:
+    """Of a subscription's `events`, those of the ticket's turn (turns ahead of it skipped), to its end.
+
+    `ends` says which event is the last one (by default: `ends_turn`).
+    """
+    async for event in events:
+        if not ticket.started.done():
+            continue
+        if ticket.started.cancelled():
+            if event.event == "cancelled":
+                yield event
+                return
+            continue
+        if event.position < ticket.started.result():
+            continue
+        yield event
+        if ends(event):
+            return

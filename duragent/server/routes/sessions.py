@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 from collections.abc import AsyncIterator
 from datetime import datetime
 
@@ -42,7 +41,7 @@ from duragent.server.problems import FieldError, HttpProblem
 from duragent.server.state import STATE, ServerState
 from duragent.sessions.live import LiveSession, Subscription, Ticket
 from duragent.sessions.state import SessionState, resume
-from duragent.sessions.stream import STREAM_EVENTS, TURN_END_EVENTS, Position, StreamEvent
+from duragent.sessions.stream import STREAM_EVENTS, Position, StreamEvent, ends_turn, own_turn
 from duragent.stores.base import SessionReadOptions, SessionSummary
 
 #: Stored event types that make up a session's history (status changes and bookkeeping left out).
@@ -322,27 +321,6 @@ async def list_messages(request: web.Request) -> web.Response:
 # --- turns ---------------------------------------------------------------------------------
 
 
-async def _own_turn(subscription: Subscription, ticket: Ticket) -> AsyncIterator[StreamEvent]:
-    """Events of the ticket's turn (turns queued ahead of it are skipped), up to its end or pause."""
-    async for event in subscription:
-        if not ticket.started.done():
-            continue
-        if ticket.started.cancelled():
-            if event.event == "cancelled":
-                yield event
-                return
-            continue
-        if event.position < ticket.started.result():
-            continue
-        yield event
-        if _ends_turn(event):
-            return
-
-
-def _ends_turn(event: StreamEvent) -> bool:
-    return event.event in TURN_END_EVENTS or (event.event == "status" and event.data.get("to") == "paused")
-
-
 def _pending_reply(session_id: str, event: StreamEvent) -> PendingApproval:
     data = event.data
     return PendingApproval(
@@ -390,37 +368,9 @@ async def _wait_for_outcome(
     raise HttpProblem(503, "the session was closed before the turn finished (server shutting down?)")
 
 
-class ClientGone(Exception):
-    """The client hung up while waiting for its turn."""
-
-
 def _client_gone_reply() -> web.Response:
     # Nobody reads it; 499 is how nginx logs a request its client abandoned.
     return web.Response(status=499, reason="Client Closed Request")
-
-
-async def _while_connected(
-    request: web.Request, events: AsyncIterator[StreamEvent]
-) -> AsyncIterator[StreamEvent]:
-    """`events`, until the client hangs up (then ClientGone, so the handler detaches at once).
-
-    aiohttp does not cancel a handler whose client went away, so a waiting request checks.
-    """
-    iterator = aiter(events)
-    while True:
-        upcoming = asyncio.ensure_future(anext(iterator))
-        while not upcoming.done():
-            await asyncio.wait({upcoming}, timeout=sse.DISCONNECT_CHECK)
-            if not upcoming.done() and sse.client_gone(request):
-                upcoming.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await upcoming
-                raise ClientGone()
-        try:
-            event = upcoming.result()
-        except StopAsyncIteration:
-            return
-        yield event
 
 
 @documented(
@@ -434,9 +384,9 @@ async def send_message(request: web.Request) -> web.Response:
     try:
         if ticket.ahead:
             return json_reply(Queued(position=ticket.ahead), 202)
-        events = _while_connected(request, _own_turn(subscription, ticket))
+        events = sse.while_connected(request, own_turn(subscription, ticket))
         return await _wait_for_outcome(live, events, approve=False)
-    except ClientGone:
+    except sse.ClientGone:
         return _client_gone_reply()
     finally:
         subscription.close()
@@ -465,7 +415,7 @@ async def stream_message(request: web.Request) -> web.StreamResponse:
                 if event.position < ticket.started.result():
                     return False, False
                 state["mine"] = True
-            return event.event in STREAM_EVENTS, _ends_turn(event)
+            return event.event in STREAM_EVENTS, ends_turn(event)
 
         await sse.pump(request, response, subscription, accept, keep_alive=_keep_alive(request))
         return response
@@ -520,9 +470,9 @@ async def approve(request: web.Request) -> web.Response:
     subscription = await live.subscribe()
     try:
         live.decide(body.call_id, body.decision)
-        events = _while_connected(request, _after_decision(subscription, body.call_id))
+        events = sse.while_connected(request, _after_decision(subscription, body.call_id))
         return await _wait_for_outcome(live, events, approve=True)
-    except ClientGone:
+    except sse.ClientGone:
         return _client_gone_reply()
     finally:
         subscription.close()
@@ -533,7 +483,7 @@ async def _after_decision(subscription: Subscription, call_id: str) -> AsyncIter
         if event.event == "approval_required" and event.data.get("call_id") == call_id:
             continue
         yield event
-        if _ends_turn(event) or event.event == "approval_required":
+        if ends_turn(event) or event.event == "approval_required":
             return
 
 
