@@ -51,18 +51,22 @@ def create_app(
     idle_ttl: timedelta = timedelta(minutes=30),
 ) -> web.Application:
     """The server for `config` (nothing is opened until the app starts)."""
+    from duragent.server.openai import routes as openai_routes
+    from duragent.server.openai.errors import openai_error_middleware
     from duragent.server.openapi import openapi_json
     from duragent.server.routes import agents, health, sessions
 
     tokens = auth.Tokens(api=config.server.api_token or None, admin=config.admin.token or None)
     auth.check_bind(host or config.server.host, tokens, insecure=insecure)
     app = web.Application(
-        middlewares=[problem_middleware, auth.auth_middleware(tokens)], client_max_size=MAX_BODY_BYTES
+        middlewares=[openai_error_middleware, problem_middleware, auth.auth_middleware(tokens)],
+        client_max_size=MAX_BODY_BYTES,
     )
     health.add_routes(app)
     app.router.add_get("/openapi.json", openapi_json)
     agents.add_routes(app)
     sessions.add_routes(app)
+    openai_routes.add_routes(app)
     if config.admin.enabled:
         from duragent.server.routes.admin import add_admin_routes
 

@@ -1,8 +1,8 @@
 """Who may call the API: bearer tokens for /api/v1 and /api/admin/v1, loopback-only without them.
 
-`server.api_token` guards `/api/v1`, `admin.token` guards `/api/admin/v1`. When a token is not
-configured, only clients on the loopback interface are served. Binding a non-loopback address
-without both tokens is refused at start unless `--insecure` is given.
+`server.api_token` guards `/api/v1` and the OpenAI-compatible `/v1`, `admin.token` guards
+`/api/admin/v1`. When a token is not configured, only clients on the loopback interface are
+served. Binding a non-loopback address without both tokens is refused at start unless `--insecure` is given.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from duragent.errors import UsageError
 from duragent.server.problems import problem_response
 
 API_PREFIX = "/api/v1"
+#: The OpenAI-compatible API: guarded by the same API token.
+OPENAI_PREFIX = "/v1"
 ADMIN_PREFIX = "/api/admin/v1"
 #: Carries the admin token on an `/api/v1` request whose `Authorization` holds the API token.
 ADMIN_TOKEN_HEADER = "X-Duragent-Admin-Token"
@@ -100,7 +102,7 @@ def auth_middleware(tokens: Tokens) -> Middleware:
         path = request.path
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
             return await _guard(request, handler, tokens.admin, 403, "admin")
-        if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
+        if any(path == prefix or path.startswith(prefix + "/") for prefix in (API_PREFIX, OPENAI_PREFIX)):
             return await _guard(request, handler, tokens.api, 401, "api")
         return await handler(request)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Protocol
@@ -19,11 +19,12 @@ from typing import Any, Protocol
 from duragent.agents.loader import Agent, session_settings
 from duragent.config import DuragentConfig
 from duragent.errors import UsageError
+from duragent.ids import check_name
 from duragent.runtime.loop import Runtime, calls_awaiting_approval, close_open_tool_calls
 from duragent.sessions.live import SHUTDOWN_PAUSE_REASON, EventFeed, LiveSession, LiveSettings, TurnEndHook
 from duragent.sessions.log import SessionLog
 from duragent.sessions.stream import Position, StreamEvent
-from duragent.stores.base import SessionStatus, SessionStore, SessionSummary
+from duragent.stores.base import SessionNotFound, SessionStatus, SessionStore, SessionSummary
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +108,20 @@ class SessionManager:
         )
 
     async def create(
-        self, agent_name: str, *, on_disconnect: str | None = None, metadata: dict[str, Any] | None = None
+        self,
+        agent_name: str,
+        *,
+        on_disconnect: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        session_id: str | None = None,
     ) -> LiveSession:
-        """A new session of `agent_name` (AgentNotFound when there is no such agent)."""
+        """A new session of `agent_name` (AgentNotFound when there is no such agent).
+
+        `session_id` names it (checked like any id: InvalidName); by default a new id is made.
+        """
         self._refuse_when_closing()
+        if session_id is not None:
+            check_name(session_id, "session id")
         if on_disconnect not in (None, "continue", "pause"):
             raise UsageError(f"on_disconnect must be 'continue' or 'pause', got {on_disconnect!r}")
         agent = self.agent_for(agent_name)
@@ -120,6 +131,7 @@ class SessionManager:
             agent=agent.name,
             on_disconnect=settings.on_disconnect,
             metadata=metadata,
+            session_id=session_id,
             snapshot_every=self.config.session.snapshot_every,
         )
         if self.ownership is not None:
@@ -129,6 +141,38 @@ class SessionManager:
         )
         self._live[live.session_id] = live
         return live
+
+    async def get_or_create(
+        self, session_id: str, agent_name: str, *, metadata: dict[str, Any] | None = None
+    ) -> LiveSession:
+        """The session named `session_id`, made for `agent_name` when there is none yet.
+
+        A client may name its sessions itself (an OpenAI `user`, a chat id); the name is checked
+        like any id (InvalidName).
+        """
+        check_name(session_id, "session id")
+        try:
+            return await self.get(session_id)
+        except SessionNotFound:
+            return await self.create(agent_name, metadata=metadata, session_id=session_id)
+
+    def stateless(self, agent_name: str, history: Sequence[dict[str, Any]]) -> LiveSession:
+        """A session of `agent_name` that starts with `history` and is stored nowhere (one request's).
+
+        Not among `live`: the caller runs its turn and closes it (see `duragent.sessions.stateless`).
+        """
+        from duragent.sessions.stateless import InMemorySessionStore, stateless_log
+
+        self._refuse_when_closing()
+        agent = self.agent_for(agent_name)
+        session_log = stateless_log(InMemorySessionStore(), agent.name, history)
+        return LiveSession(
+            session_log,
+            agent,
+            self.runtime,
+            self.settings_for(agent, "continue"),
+            on_turn_end=self.on_turn_end,
+        )
 
     async def get(self, session_id: str) -> LiveSession:
         """The live session, loading it from the store on first use (SessionNotFound if absent)."""

@@ -1,0 +1,79 @@
+"""Errors under `/v1` in OpenAI's format: `{"error": {"message", "type", "param", "code"}}`.
+
+Every error of the server is produced once, as problem+json (`duragent.server.problems`);
+this middleware, outside that one, rewrites the problems of `/v1` routes into the shape
+OpenAI clients parse (the official SDKs raise `BadRequestError`, `AuthenticationError`,
+`NotFoundError`... from the status and read `error.message`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from duragent.server.problems import PROBLEM_CONTENT_TYPE, TYPE_PREFIX
+
+PREFIX = "/v1"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def openai_error(
+    status: int, message: str, *, code: str | None = None, param: str | None = None
+) -> web.Response:
+    """An error response in OpenAI's format."""
+    return web.json_response({"error": error_body(status, message, code=code, param=param)}, status=status)
+
+
+def error_body(
+    status: int, message: str, *, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
+    """The `error` object OpenAI sends (also the payload of an error inside a stream)."""
+    kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"message": message, "type": kind, "param": param, "code": code}
+
+
+def is_openai_path(path: str) -> bool:
+    """True for `/v1` and everything under it."""
+    return path == PREFIX or path.startswith(PREFIX + "/")
+
+
+@web.middleware
+async def _openai_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    if not is_openai_path(request.path) or not isinstance(response, web.Response):
+        return response
+    if response.content_type != PROBLEM_CONTENT_TYPE or response.text is None:
+        return response
+    problem = json.loads(response.text)
+    message = str(problem.get("detail") or problem.get("title") or "error")
+    errors = problem.get("errors") or []
+    param = None
+    if errors:
+        param = str(errors[0].get("field", "")).removeprefix("body.").removeprefix("body") or None
+        message += ": " + "; ".join(f"{e.get('field')}: {e.get('message')}" for e in errors)
+    code = str(problem.get("type", "")).removeprefix(TYPE_PREFIX).replace("-", "_") or None
+    converted = openai_error(response.status, message, code=code, param=param)
+    for name in ("WWW-Authenticate", "Allow", "Retry-After"):
+        if name in response.headers:
+            converted.headers[name] = response.headers[name]
+    return converted
+
+
+#: Put it before `problem_middleware` in the app's list, so it sees the problems that one makes.
+openai_error_middleware = cast(Middleware, _openai_errors)
