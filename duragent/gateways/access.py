@@ -57,7 +57,14 @@ def check_access(access: AccessSpec, gateway: str, routing: Routing) -> AccessDe
     elif chat_type in GROUP_CHAT_TYPES:
         policy, allowlist = access.groups.policy, access.groups.allowlist
         # Both our bare chat ids and the Rust form `<channel>:<chat_id>` are accepted.
-        candidates = [routing.chat_id, f"{gateway}:{routing.chat_id}", f"{routing.channel}:{routing.chat_id}"]
+        # A thread (Discord thread, Slack thread) is allowed where its parent channel is.
+        chats = [routing.chat_id]
+        parent = (routing.model_extra or {}).get("parent_id")
+        if isinstance(parent, str) and parent:
+            chats.append(parent)
+        candidates = [
+            value for chat in chats for value in (chat, f"{gateway}:{chat}", f"{routing.channel}:{chat}")
+        ]
         what = f"chat {routing.chat_id}"
     else:
         return AccessDecision(True)

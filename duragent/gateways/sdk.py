@@ -63,6 +63,34 @@ class PlatformError(DuragentError):
         self.message = message
 
 
+class SecretRedactor(logging.Filter):
+    """Replaces secrets (bot tokens) in every log record, whoever logs it (the platform library, us)."""
+
+    def __init__(self, *secrets: str, placeholder: str = "<bot-token>"):
+        super().__init__()
+        self.secrets = tuple(secret for secret in secrets if secret)
+        self.placeholder = placeholder
+
+    def redact(self, text: str) -> str:
+        """`text` with every secret replaced by the placeholder."""
+        for secret in self.secrets:
+            text = text.replace(secret, self.placeholder)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self.redact(message)
+        if redacted != message:
+            record.msg = redacted
+            record.args = None
+        return True
+
+    def install(self) -> None:
+        """Filter every handler of the root logger (where the plugin's stderr logging goes)."""
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(self)
+
+
 class GatewayPlugin:
     """Base class of a gateway plugin process; override the `on_*` handlers you support."""
 

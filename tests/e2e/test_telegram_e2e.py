@@ -61,7 +61,7 @@ async def bot(
     config = await asyncio.to_thread(create_workspace, root / "home", telegram, llm)
     logs = root / "logs"
     logs.mkdir()
-    served = TelegramBot(config, telegram, llm, logs, server_env(telegram))
+    served = TelegramBot(config=config, llm=llm, logs=logs, env=server_env(telegram), telegram=telegram)
     await served.start()
     yield served
     if served.server is not None:

@@ -7,7 +7,6 @@ module; each test talks in its own chats. Tests needing a process of their own a
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import sys
@@ -22,67 +21,12 @@ import pytest_asyncio
 
 from duragent.gateways.sdk import CONFIGURE_ENV
 from duragent.testing.fake_telegram import SECRET_HEADER, FakeTelegramBotAPI
+from tests.integration.plugin_process import PluginProcess
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 OWNER = {"id": 1001, "first_name": "Ada", "last_name": "Lovelace", "username": "ada"}
-
-
-class PluginProcess:
-    """`python -m duragent.plugins.telegram` with pipes: send commands, await events."""
-
-    def __init__(self, process: asyncio.subprocess.Process, stderr_path: Path):
-        self.process = process
-        self.stderr_path = stderr_path
-        self.events: list[dict[str, Any]] = []
-        self._requests = 0
-
-    async def send(self, command: dict[str, Any]) -> None:
-        """Write one command line."""
-        assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(command).encode() + b"\n")
-        await self.process.stdin.drain()
-
-    async def request(self, command: dict[str, Any], within: float = 10.0) -> dict[str, Any]:
-        """Send a command with a fresh request_id; return its command_ok / command_error."""
-        self._requests += 1
-        request_id = f"r{self._requests}"
-        await self.send({**command, "request_id": request_id})
-        return await self.event(
-            lambda e: e.get("request_id") == request_id and e["type"] != "pong", within=within
-        )
-
-    async def event(
-        self, match: str | Callable[[dict[str, Any]], bool], within: float = 5.0
-    ) -> dict[str, Any]:
-        """The first event (already seen or next) of a type or matching a predicate."""
-        predicate = (lambda e: e["type"] == match) if isinstance(match, str) else match
-        assert self.process.stdout is not None
-        async with asyncio.timeout(within):
-            while True:
-                for event in self.events:
-                    if predicate(event):
-                        self.events.remove(event)
-                        return event
-                line = await self.process.stdout.readline()
-                if not line:
-                    raise EOFError(f"plugin exited; stderr:\n{self.stderr_path.read_text()}")
-                self.events.append(json.loads(line))
-
-    async def stop(self) -> int:
-        """Send `shutdown` and wait for the process to exit."""
-        if self.process.returncode is None:
-            with_pipe = self.process.stdin is not None and not self.process.stdin.is_closing()
-            if with_pipe:
-                await self.send({"type": "shutdown"})
-            try:
-                async with asyncio.timeout(10):
-                    await self.process.wait()
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
-        return self.process.returncode or 0
 
 
 async def start_plugin(

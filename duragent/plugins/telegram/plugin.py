@@ -22,13 +22,9 @@ import os
 import random
 import re
 import secrets
-import shutil
-import tempfile
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import aiohttp
@@ -58,6 +54,7 @@ from aiogram.types import (
 from aiohttp import web
 
 from duragent.errors import ConfigError
+from duragent.gateways.downloads import DownloadFolder
 from duragent.gateways.protocol import (
     AnswerCallbackQuery,
     DeleteMessage,
@@ -67,7 +64,7 @@ from duragent.gateways.protocol import (
     SendMessage,
     SendTyping,
 )
-from duragent.gateways.sdk import GatewayPlugin, PlatformError
+from duragent.gateways.sdk import GatewayPlugin, PlatformError, SecretRedactor
 from duragent.plugins.telegram.chunks import TELEGRAM_TEXT_LIMIT, split_telegram_html
 from duragent.plugins.telegram.markdown import markdown_to_telegram_html
 
@@ -80,8 +77,6 @@ RATE_LIMIT_ATTEMPTS = 5
 #: Polling backoff after network errors: doubles from the first to the last value.
 BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
-#: Downloaded files older than this are removed (Duragent copies them on receipt).
-DOWNLOAD_RETENTION_SECONDS = 3600
 _ALLOWED_UPDATES = ["message", "channel_post", "callback_query"]
 _CHAT_TYPES = {"private": "dm", "group": "group", "supergroup": "group", "channel": "channel"}
 
@@ -130,21 +125,6 @@ class TelegramSettings:
         )
 
 
-class TokenRedactor(logging.Filter):
-    """Replaces the bot token in every log record, whoever logs it (aiogram, aiohttp, us)."""
-
-    def __init__(self, token: str):
-        super().__init__()
-        self.token = token
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if self.token in message:
-            record.msg = message.replace(self.token, "<bot-token>")
-            record.args = None
-        return True
-
-
 class TelegramPlugin(GatewayPlugin):
     """A Telegram bot speaking the Duragent gateway protocol."""
 
@@ -162,8 +142,7 @@ class TelegramPlugin(GatewayPlugin):
         self._webhook_runner: web.AppRunner | None = None
         self._seen_updates: deque[int] = deque(maxlen=1000)
         self._update_tasks: set[asyncio.Task[None]] = set()
-        self._downloads: Path | None = None
-        self._owns_downloads = False
+        self._downloads: DownloadFolder | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -178,7 +157,7 @@ class TelegramPlugin(GatewayPlugin):
         """Check the token with getMe, then start receiving updates (polling or webhook)."""
         settings = TelegramSettings.from_config(self.config, self.environ)
         self.settings = settings
-        _install_redactor(settings.bot_token)
+        SecretRedactor(settings.bot_token).install()
         api = TelegramAPIServer.from_base(settings.api_base) if settings.api_base else None
         session = AiohttpSession(api=api) if api else AiohttpSession()
         # A long poll holds the request open for poll_timeout; allow for that plus slow networks.
@@ -186,7 +165,7 @@ class TelegramPlugin(GatewayPlugin):
         self._bot = Bot(settings.bot_token, session=session)
         self._me = await self._get_me()
         self._connected = True
-        self._downloads = self._download_folder(settings)
+        self._downloads = DownloadFolder(settings.download_dir, prefix="duragent-telegram-")
         log.info("connected as @%s (%s mode)", self._me.username, settings.mode)
         if settings.mode == "webhook":
             await self._start_webhook(settings)
@@ -210,14 +189,6 @@ class TelegramPlugin(GatewayPlugin):
                 delay *= 2
         raise AssertionError("unreachable")
 
-    def _download_folder(self, settings: TelegramSettings) -> Path:
-        if settings.download_dir:
-            folder = Path(settings.download_dir).expanduser()
-            folder.mkdir(parents=True, exist_ok=True)
-            return folder
-        self._owns_downloads = True
-        return Path(tempfile.mkdtemp(prefix="duragent-telegram-"))
-
     async def on_shutdown(self) -> None:
         """Stop receiving, let in-flight updates finish briefly, close the HTTP session."""
         if self._poller is not None:
@@ -230,8 +201,8 @@ class TelegramPlugin(GatewayPlugin):
             await asyncio.wait(set(self._update_tasks), timeout=2)
         if self._bot is not None:
             await self._bot.session.close()
-        if self._owns_downloads and self._downloads is not None:
-            shutil.rmtree(self._downloads, ignore_errors=True)
+        if self._downloads is not None:
+            self._downloads.close()
 
     def is_connected(self) -> bool:
         """Whether the last Bot API exchange succeeded."""
@@ -413,12 +384,11 @@ class TelegramPlugin(GatewayPlugin):
     async def _download(self, file_id: str, file_name: str, mime_type: str) -> dict[str, Any]:
         """Fetch a file into the download folder; on failure say why instead of dropping the message."""
         assert self._downloads is not None
-        self._prune_downloads()
         try:
             file = await self._call(lambda: self.bot.get_file(file_id))
             if file.file_path is None:
                 raise PlatformError("platform_error", "Telegram gave no path for the file")
-            target = self._downloads / f"{secrets.token_hex(8)}-{Path(file_name).name}"
+            target = self._downloads.new_file(file_name)
             await self.bot.download_file(file.file_path, destination=target, timeout=120)
         except (TelegramAPIError, PlatformError, aiohttp.ClientError, OSError) as error:
             reason = self._redact(str(error))
@@ -430,14 +400,6 @@ class TelegramPlugin(GatewayPlugin):
             "mime_type": mime_type,
             "size": target.stat().st_size,
         }
-
-    def _prune_downloads(self) -> None:
-        assert self._downloads is not None
-        horizon = time.time() - DOWNLOAD_RETENTION_SECONDS
-        for path in self._downloads.iterdir():
-            with contextlib.suppress(FileNotFoundError):
-                if path.is_file() and path.stat().st_mtime < horizon:
-                    path.unlink()
 
     # ------------------------------------------------------------------ commands
 
@@ -573,12 +535,6 @@ class TelegramPlugin(GatewayPlugin):
     def _redact(self, text: str) -> str:
         token = self.settings.bot_token if self.settings else self.environ.get(TOKEN_ENV, "")
         return text.replace(token, "<bot-token>") if token else text
-
-
-def _install_redactor(token: str) -> None:
-    redactor = TokenRedactor(token)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(redactor)
 
 
 def _is_conflict(error: BaseException) -> bool:
