@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import pytest_asyncio
 
 if TYPE_CHECKING:
+    from duragent.testing.fake_discord import FakeDiscord
     from duragent.testing.fake_llm import FakeLLMServer
     from duragent.testing.fake_telegram import FakeTelegramBotAPI
 
@@ -34,4 +35,13 @@ async def fake_telegram() -> AsyncIterator[FakeTelegramBotAPI]:
     from duragent.testing.fake_telegram import FakeTelegramBotAPI
 
     async with FakeTelegramBotAPI() as server:
+        yield server
+
+
+@pytest_asyncio.fixture
+async def fake_discord() -> AsyncIterator[FakeDiscord]:
+    """A fake Discord (REST + Gateway) on 127.0.0.1 (free port); point a bot at `fake_discord.api_base`."""
+    from duragent.testing.fake_discord import FakeDiscord
+
+    async with FakeDiscord() as server:
         yield server

@@ -1,0 +1,88 @@
+"""Markdown (as agents write it) -> the Markdown Discord renders.
+
+Discord renders most of CommonMark itself (bold, italics, strikethrough, code, fenced code with
+a language, block quotes, lists, `#`-`###` headings, masked links in bot messages), so the text
+is kept as written except for what Discord shows as raw characters: tables become a padded text
+table in a code block, deeper headings become bold lines, rules become a line, and images become
+links. Only whole block ranges found by markdown-it-py are rewritten, so code stays untouched.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+
+RULE = "──────────"
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+
+
+@cache
+def _parser() -> MarkdownIt:
+    return MarkdownIt("commonmark").enable(["table", "strikethrough"])
+
+
+def markdown_to_discord(markdown: str) -> str:
+    """Discord Markdown for `markdown`."""
+    lines = markdown.split("\n")
+    tokens = _parser().parse(markdown)
+    replacements: list[tuple[int, int, list[str]]] = []
+    code_lines: set[int] = set()
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        if token.map is None:
+            index += 1
+            continue
+        start, end = token.map
+        if token.type in ("fence", "code_block"):
+            code_lines.update(range(start, end))
+        elif token.type == "hr":
+            replacements.append((start, end, [RULE]))
+        elif token.type == "heading_open" and token.tag in ("h4", "h5", "h6"):
+            replacements.append((start, end, [f"**{tokens[index + 1].content.strip()}**"]))
+        elif token.type == "table_open":
+            close = next(i for i in range(index, len(tokens)) if tokens[i].type == "table_close")
+            replacements.append((start, end, _table(tokens[index:close])))
+            code_lines.update(range(start, end))
+            index = close
+        index += 1
+    for number, line in enumerate(lines):
+        if number not in code_lines:
+            lines[number] = _IMAGE.sub(lambda m: f"[{m.group(1) or 'image'}]({m.group(2)})", line)
+    for start, end, new in sorted(replacements, reverse=True):
+        lines[start:end] = new
+    return "\n".join(lines).strip()
+
+
+def _table(tokens: list[Token]) -> list[str]:
+    rows: list[list[str]] = []
+    for token in tokens:
+        if token.type == "tr_open":
+            rows.append([])
+        elif token.type == "inline" and rows:
+            rows[-1].append(_plain(token))
+    if not rows:
+        return []
+    columns = max(len(row) for row in rows)
+    rows = [row + [""] * (columns - len(row)) for row in rows]
+    widths = [max(len(row[index]) for row in rows) for index in range(columns)]
+
+    def line(cells: list[str]) -> str:
+        return " | ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
+
+    separator = "-+-".join("-" * width for width in widths)
+    return ["```", line(rows[0]), separator, *(line(row) for row in rows[1:]), "```"]
+
+
+def _plain(inline: Token) -> str:
+    """A table cell's visible text, without markup (code fences show it literally)."""
+    parts = []
+    for child in inline.children or []:
+        if child.type in ("text", "code_inline", "html_inline"):
+            parts.append(child.content)
+        elif child.type in ("softbreak", "hardbreak"):
+            parts.append(" ")
+    return "".join(parts)

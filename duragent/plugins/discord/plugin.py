@@ -1,0 +1,434 @@
+"""The Discord gateway plugin: Discord (through discord.py 2) <-> the gateway protocol.
+
+Runs as its own process (`duragent-gateway-discord`) started by `duragent serve`. It stays on
+Discord's Gateway websocket (discord.py resumes dropped connections and reconnects with
+exponential backoff), turns each message into a `message_received` event and each button press
+into a `callback_query`, and carries out send/edit/delete/typing/media commands. Replies are
+converted to Discord Markdown and sent in pieces of at most 2,000 characters; approval buttons
+are message components whose presses are acknowledged at once (Discord allows three seconds)
+and answered with a message only the presser sees. Attachments are downloaded into a private
+folder and passed on in the event's `metadata` (`file_path`, `file_name`, `mime_type`, `size`)
+for Duragent to store as artifacts. Rate limits (per-route buckets and 429 `retry_after`) are
+waited out by discord.py. The bot token is never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import io
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import discord
+import yarl
+from discord import ui
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+
+from duragent.errors import ConfigError
+from duragent.gateways.chunking import split_message
+from duragent.gateways.downloads import DownloadFolder
+from duragent.gateways.protocol import (
+    AnswerCallbackQuery,
+    DeleteMessage,
+    EditMessage,
+    InlineKeyboard,
+    SendMedia,
+    SendMessage,
+    SendTyping,
+)
+from duragent.gateways.sdk import GatewayPlugin, PlatformError, SecretRedactor
+from duragent.plugins.discord.markdown import markdown_to_discord
+
+TOKEN_ENV = "DISCORD_BOT_TOKEN"
+API_BASE_ENV = "DISCORD_API_BASE"
+GATEWAY_URL_ENV = "DISCORD_GATEWAY_URL"
+#: Discord's limit on one message's content.
+DISCORD_TEXT_LIMIT = 2000
+#: How long start-up waits for the Gateway's READY before giving up (the manager restarts us).
+READY_WITHIN_SECONDS = 60.0
+#: Button presses waiting for Duragent's answer are forgotten after this (Discord's token lives 15 min).
+INTERACTION_TTL_SECONDS = 14 * 60
+
+log = logging.getLogger("duragent.gateway.discord")
+
+
+@dataclass(frozen=True)
+class DiscordSettings:
+    """The plugin's `config:` map from duragent.yaml, with environment fallbacks applied."""
+
+    bot_token: str
+    api_base: str | None = None
+    gateway_url: str | None = None
+    download_dir: str | None = None
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], environ: dict[str, str]) -> DiscordSettings:
+        """Read the config map; `bot_token`, `api_base` and `gateway_url` fall back to the environment."""
+        token = str(config.get("bot_token") or environ.get(TOKEN_ENV, "")).strip()
+        if not token:
+            raise ConfigError(f"no bot token: set `bot_token` in the gateway's config or {TOKEN_ENV}")
+        api_base = config.get("api_base") or environ.get(API_BASE_ENV) or None
+        gateway_url = config.get("gateway_url") or environ.get(GATEWAY_URL_ENV) or None
+        for key, value in (("api_base", api_base), ("gateway_url", gateway_url)):
+            if value is not None and "://" not in str(value):
+                raise ConfigError(f"{key} must be a URL like http://127.0.0.1:8903, not {value!r}")
+        return cls(
+            bot_token=token,
+            api_base=str(api_base).rstrip("/") if api_base else None,
+            gateway_url=str(gateway_url) if gateway_url else None,
+            download_dir=config.get("download_dir") or None,
+        )
+
+
+class DiscordPlugin(GatewayPlugin):
+    """A Discord bot speaking the Duragent gateway protocol."""
+
+    name = "discord"
+    capabilities = ("media", "edit", "delete", "typing", "reply", "inline_keyboard")
+
+    def __init__(self, environ: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.environ = dict(os.environ if environ is None else environ)
+        self.settings: DiscordSettings | None = None
+        self._client: discord.Client | None = None
+        self._connection: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._redactor = SecretRedactor()
+        self._interactions: dict[str, tuple[discord.Interaction, float]] = {}
+        self._downloads: DownloadFolder | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def client(self) -> discord.Client:
+        """The discord.py client (available once started)."""
+        if self._client is None:
+            raise PlatformError("not_connected", "the bot has not started")
+        return self._client
+
+    async def on_start(self) -> None:
+        """Log in (checks the token), connect to the Gateway and wait for READY."""
+        settings = DiscordSettings.from_config(self.config, self.environ)
+        self.settings = settings
+        self._redactor = SecretRedactor(settings.bot_token)
+        self._redactor.install()
+        if settings.api_base:
+            # discord.py reads its endpoints from these class attributes: a self-hosted or fake
+            # Discord is reached without changing the library.
+            Route.BASE = f"{settings.api_base}/api/v10"
+        intents = discord.Intents.default()
+        intents.message_content = True
+        client = discord.Client(intents=intents)
+        self._client = client
+        client.event(self.on_ready)
+        client.event(self.on_message)
+        client.event(self.on_interaction)
+        try:
+            await client.login(settings.bot_token)
+        except discord.LoginFailure:
+            raise ConfigError("Discord refused the bot token (401 Unauthorized)") from None
+        except (discord.HTTPException, OSError) as error:
+            raise ConnectionError(self._redact(f"cannot reach Discord: {error}")) from None
+        gateway = settings.gateway_url
+        if gateway is None and settings.api_base:
+            _, gateway, _ = await client.http.get_bot_gateway()
+        if gateway is not None:
+            DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway)
+        self._downloads = DownloadFolder(settings.download_dir, prefix="duragent-discord-")
+        self._connection = asyncio.create_task(self._stay_connected(client, settings.bot_token))
+        ready = asyncio.create_task(self._ready.wait())
+        await asyncio.wait(
+            {ready, self._connection}, timeout=READY_WITHIN_SECONDS, return_when="FIRST_COMPLETED"
+        )
+        if not self._ready.is_set():
+            ready.cancel()
+            if self._connection.done() and self._connection.exception() is not None:
+                raise ConnectionError(self._redact(str(self._connection.exception())))
+            raise ConnectionError(f"no READY from Discord's Gateway within {READY_WITHIN_SECONDS:.0f} s")
+
+    async def _stay_connected(self, client: discord.Client, token: str) -> None:
+        """discord.py's connect loop: resumes, reconnects with backoff; ends only on fatal errors."""
+        try:
+            await client.connect(reconnect=True)
+        except discord.PrivilegedIntentsRequired:
+            await self._fatal(
+                "unauthorized",
+                "Discord refused the Message Content intent: enable it for the bot in the "
+                "Developer Portal (Bot > Privileged Gateway Intents)",
+            )
+        except (discord.ConnectionClosed, discord.LoginFailure) as error:
+            await self._fatal("unauthorized", self._redact(f"Discord closed the connection: {error}"))
+
+    async def _fatal(self, code: str, message: str) -> None:
+        log.error("%s", message)
+        await self.error(code, message, fatal=True)
+        self.request_stop(message)
+
+    async def on_shutdown(self) -> None:
+        """Leave the Gateway and close the HTTP session."""
+        if self._client is not None:
+            await self._client.close()
+        if self._connection is not None:
+            self._connection.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._connection
+        if self._downloads is not None:
+            self._downloads.close()
+
+    def is_connected(self) -> bool:
+        """Whether the Gateway websocket is up."""
+        return self._client is not None and self._client.is_ready() and not self._client.is_closed()
+
+    async def on_ready(self) -> None:
+        """discord.py: READY (and every guild's GUILD_CREATE) arrived."""
+        user = self.client.user
+        if not self._ready.is_set():
+            log.info("connected as %s (%s)", user, user.id if user else "?")
+        self._ready.set()
+
+    # ------------------------------------------------------------------ receiving
+
+    async def on_message(self, message: discord.Message) -> None:
+        """discord.py: a message in a channel the bot sees; forwards what people say."""
+        if message.author.bot or message.type not in (discord.MessageType.default, discord.MessageType.reply):
+            return  # other bots (and ourselves), joins, pins...: nothing an agent should answer
+        try:
+            await self._forward_message(message)
+        except (discord.HTTPException, OSError) as error:
+            log.error("could not forward message %s: %s", message.id, self._redact(str(error)))
+
+    async def _forward_message(self, message: discord.Message) -> None:
+        me = self.client.user
+        channel = message.channel
+        in_guild = message.guild is not None
+        routing: dict[str, Any] = {
+            "channel": "discord",
+            "chat_type": "group" if in_guild else "dm",
+            "chat_id": str(channel.id),
+            "sender_id": str(message.author.id),
+        }
+        if message.guild is not None:
+            routing["guild_id"] = str(message.guild.id)
+        parent_id = getattr(channel, "parent_id", None)
+        if isinstance(channel, discord.Thread) and parent_id is not None:
+            routing["thread_id"] = str(channel.id)
+            routing["parent_id"] = str(parent_id)
+        content, metadata = await self._content(message)
+        reference = message.reference
+        replied = reference.resolved if reference is not None else None
+        await self.message_received(
+            message_id=str(message.id),
+            chat_id=str(channel.id),
+            sender=_sender(message.author),
+            content=content,
+            routing=routing,
+            reply_to=str(reference.message_id) if reference and reference.message_id else None,
+            mentions_bot=me is not None and any(user.id == me.id for user in message.mentions),
+            reply_to_bot=isinstance(replied, discord.Message)
+            and me is not None
+            and replied.author.id == me.id,
+            timestamp=message.created_at.isoformat(),
+            metadata=metadata,
+        )
+
+    async def _content(self, message: discord.Message) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The protocol `content` (mentions of the bot spelled as @name) and a downloaded attachment."""
+        text = self._readable(message)
+        if not message.attachments:
+            return {"type": "text", "text": text}, None
+        attachment = message.attachments[0]
+        others = len(message.attachments) - 1
+        if others:
+            text = f"{text}\n[{others} more attachment(s) not forwarded: one file per message]".strip()
+        content: dict[str, Any] = {"type": "media", "media_type": _media_type(attachment.content_type)}
+        if text:
+            content["caption"] = text
+        return content, await self._download(attachment)
+
+    def _readable(self, message: discord.Message) -> str:
+        """The text with the bot's `<@id>` mention shown as `@name`, as the user saw it."""
+        text = message.content
+        me = self.client.user
+        if me is not None:
+            for form in (f"<@{me.id}>", f"<@!{me.id}>"):
+                text = text.replace(form, f"@{me.name}")
+        return text
+
+    async def _download(self, attachment: discord.Attachment) -> dict[str, Any]:
+        """Fetch an attachment into the download folder; on failure say why instead of dropping it."""
+        assert self._downloads is not None
+        name = Path(attachment.filename).name or "file"
+        mime_type = attachment.content_type or "application/octet-stream"
+        target = self._downloads.new_file(name)
+        try:
+            await attachment.save(target)
+        except (discord.HTTPException, OSError) as error:
+            reason = self._redact(str(error))
+            log.warning("could not download %s: %s", name, reason)
+            return {"file_name": name, "mime_type": mime_type, "download_error": reason}
+        return {
+            "file_path": str(target),
+            "file_name": name,
+            "mime_type": mime_type,
+            "size": target.stat().st_size,
+        }
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """discord.py: a button was pressed; acknowledge it now, answer when Duragent decides."""
+        if interaction.type != discord.InteractionType.component or interaction.message is None:
+            return
+        data: dict[str, Any] = dict(interaction.data or {})
+        custom_id = str(data.get("custom_id", ""))
+        try:
+            # Discord wants an answer within 3 s; the decision may take longer, so defer first.
+            await interaction.response.defer(ephemeral=True, thinking=True)
+        except (discord.HTTPException, OSError) as error:
+            log.warning("could not acknowledge a button press: %s", self._redact(str(error)))
+            return
+        self._forget_old_interactions()
+        self._interactions[str(interaction.id)] = (interaction, time.monotonic())
+        await self.callback_query(
+            callback_query_id=str(interaction.id),
+            chat_id=str(interaction.channel_id),
+            sender=_sender(interaction.user),
+            message_id=str(interaction.message.id),
+            data=custom_id,
+        )
+
+    def _forget_old_interactions(self) -> None:
+        horizon = time.monotonic() - INTERACTION_TTL_SECONDS
+        for key, (_, at) in list(self._interactions.items()):
+            if at < horizon:
+                del self._interactions[key]
+
+    # ------------------------------------------------------------------ commands
+
+    async def on_send_message(self, cmd: SendMessage) -> str | None:
+        """Send Markdown as Discord Markdown in ordered pieces; returns the last piece's message id."""
+        pieces = split_message(markdown_to_discord(cmd.content), DISCORD_TEXT_LIMIT)
+        if not pieces:
+            raise PlatformError("invalid_request", "nothing to send: the message is empty")
+        channel = self._channel(cmd.chat_id)
+        last: discord.Message | None = None
+        for index, piece in enumerate(pieces):
+            first, final = index == 0, index == len(pieces) - 1
+            options: dict[str, Any] = {}
+            if first and cmd.reply_to and cmd.reply_to.isdigit():
+                options["reference"] = discord.MessageReference(
+                    message_id=int(cmd.reply_to), channel_id=channel.id, fail_if_not_exists=False
+                )
+                options["mention_author"] = False
+            if final and cmd.inline_keyboard is not None:
+                options["view"] = _buttons(cmd.inline_keyboard)
+            last = await self._call(channel.send(piece, **options))
+        assert last is not None
+        return str(last.id)
+
+    async def on_send_media(self, cmd: SendMedia) -> str | None:
+        """Send a file (base64 data) as an attachment, or a URL as a link Discord previews."""
+        channel = self._channel(cmd.chat_id)
+        caption = markdown_to_discord(cmd.caption or "")[:DISCORD_TEXT_LIMIT]
+        if cmd.media.source == "url":
+            text = f"{caption}\n{cmd.media.url}".strip()
+            sent = await self._call(channel.send(text[:DISCORD_TEXT_LIMIT]))
+            return str(sent.id)
+        try:
+            data = base64.b64decode(cmd.media.data, validate=True)
+        except ValueError:
+            raise PlatformError("invalid_request", "media data is not valid base64") from None
+        file = discord.File(io.BytesIO(data), filename=cmd.media.filename or "file")
+        sent = await self._call(channel.send(caption or None, file=file))
+        return str(sent.id)
+
+    async def on_send_typing(self, cmd: SendTyping) -> None:
+        """Show "typing..." (Discord shows it for about 10 s or until the next message)."""
+        await self._call(self._channel(cmd.chat_id).typing().wrapped_typer())
+
+    async def on_edit_message(self, cmd: EditMessage) -> None:
+        """Replace a sent message's text (only the first 2,000 characters fit in one message)."""
+        pieces = split_message(markdown_to_discord(cmd.content), DISCORD_TEXT_LIMIT)
+        if not pieces:
+            raise PlatformError("invalid_request", "nothing to send: the message is empty")
+        message = self._channel(cmd.chat_id).get_partial_message(_snowflake(cmd.message_id, "message_id"))
+        await self._call(message.edit(content=pieces[0]))
+
+    async def on_delete_message(self, cmd: DeleteMessage) -> None:
+        """Delete a message."""
+        message = self._channel(cmd.chat_id).get_partial_message(_snowflake(cmd.message_id, "message_id"))
+        await self._call(message.delete())
+
+    async def on_answer_callback_query(self, cmd: AnswerCallbackQuery) -> None:
+        """Tell the presser (only them) what their press did."""
+        entry = self._interactions.pop(cmd.callback_query_id, None)
+        if entry is None:
+            raise PlatformError("invalid_request", f"unknown or expired button press {cmd.callback_query_id}")
+        interaction, _ = entry
+        await self._call(interaction.edit_original_response(content=cmd.text or "✓"))
+
+    # ------------------------------------------------------------------ REST calls
+
+    def _channel(self, chat_id: str) -> discord.PartialMessageable:
+        return self.client.get_partial_messageable(_snowflake(chat_id, "chat_id"))
+
+    async def _call(self, request: Any) -> Any:
+        """Await one REST call; Discord's errors become PlatformError (429s were already waited out)."""
+        try:
+            return await request
+        except discord.NotFound as error:
+            code = "message_not_found" if error.code in (10008, 10062) else "chat_not_found"
+            raise PlatformError(code, self._redact(error.text or str(error))) from None
+        except discord.Forbidden as error:
+            raise PlatformError("unauthorized", self._redact(error.text or str(error))) from None
+        except discord.RateLimited as error:
+            raise PlatformError("rate_limited", f"Discord asked to wait {error.retry_after:.0f} s") from None
+        except discord.HTTPException as error:
+            statuses = {429: "rate_limited", 400: "invalid_request"}
+            code = statuses.get(error.status, "platform_error")
+            raise PlatformError(code, self._redact(error.text or str(error))) from None
+        except (TimeoutError, OSError) as error:
+            raise PlatformError("not_connected", self._redact(f"cannot reach Discord: {error}")) from None
+
+    def _redact(self, text: str) -> str:
+        return self._redactor.redact(text)
+
+
+def _snowflake(value: str, field: str) -> int:
+    if not value.isdigit():
+        raise PlatformError("invalid_request", f"{field} must be a Discord id (digits), not {value!r}")
+    return int(value)
+
+
+def _buttons(keyboard: InlineKeyboard) -> ui.View:
+    # Presses reach on_interaction whatever the view does; the view only carries the components.
+    view = ui.View(timeout=None)
+    for row_number, row in enumerate(keyboard.rows[:5]):
+        for button in row[:5]:
+            style = (
+                discord.ButtonStyle.danger
+                if button.callback_data.endswith("deny")
+                else discord.ButtonStyle.primary
+            )
+            view.add_item(
+                ui.Button(
+                    label=button.text[:80], custom_id=button.callback_data[:100], style=style, row=row_number
+                )
+            )
+    view.stop()  # nothing to dispatch to: keeps discord.py from holding the view for ever
+    return view
+
+
+def _sender(user: discord.User | discord.Member) -> dict[str, Any]:
+    display_name = user.global_name or getattr(user, "nick", None) or None
+    return {"id": str(user.id), "username": user.name, "display_name": display_name}
+
+
+def _media_type(content_type: str | None) -> str:
+    kind = (content_type or "").split("/")[0]
+    return {"image": "photo", "audio": "audio", "video": "video"}.get(kind, "document")
