@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from duragent.errors import UsageError
+from duragent.gateways.setup import ChatSetup, access_block, gateways_config_block
 from duragent.ids import check_name
 
 if TYPE_CHECKING:
@@ -65,56 +65,6 @@ class FileAction:
     path: Path
     action: Literal["created", "skipped", "overwritten"]
     backup: Path | None = None
-
-
-@dataclass(frozen=True)
-class TelegramSetup:
-    """`init --telegram`: the variable holding the bot token and the owner's Telegram user id."""
-
-    owner_id: str
-    token_variable: str = "TELEGRAM_BOT_TOKEN"
-
-    def __post_init__(self) -> None:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.token_variable):
-            raise UsageError(f"{self.token_variable!r} is not an environment variable name")
-        if not re.fullmatch(r"[0-9]{1,20}", self.owner_id):
-            raise UsageError(
-                f"{self.owner_id!r} is not a Telegram user id (digits; @userinfobot tells you yours)"
-            )
-
-    def config_block(self, agent: str) -> str:
-        """The duragent.yaml lines: the plugin, and a route sending its chats to `agent`."""
-        return (
-            "\n# The Telegram bot (duragent init --telegram); docs/gateways.md walks through the set-up.\n"
-            "gateways:\n"
-            "  external:\n"
-            "    - name: telegram\n"
-            "      command: duragent-gateway-telegram\n"
-            "      restart: always\n"
-            "      config:\n"
-            f"        bot_token: ${{{self.token_variable}}}\n"
-            "\n"
-            "# Which agent answers which chats; the first matching route wins.\n"
-            "routes:\n"
-            "  - match:\n"
-            "      gateway: telegram\n"
-            f"    agent: {agent}\n"
-        )
-
-    def access_block(self) -> str:
-        """The agent.yaml lines: only the owner may talk to the bot, in DMs, until you allow more."""
-        return (
-            "\n  # Who may talk to this agent through chat gateways (duragent init --telegram).\n"
-            "  # A bot on a home server must not answer strangers: only listed ids get a reply.\n"
-            "  access:\n"
-            "    dm:\n"
-            "      policy: allowlist\n"
-            f'      allowlist: ["{self.owner_id}"]\n'
-            "    groups:\n"
-            "      policy: allowlist\n"
-            '      allowlist: []   # e.g. "telegram:-1001234567890" to join a group chat\n'
-            "      activation: mention\n"
-        )
 
 
 @dataclass(frozen=True)
@@ -294,7 +244,7 @@ def init_workspace(
     provider: ProviderChoice | None = None,
     git: bool = True,
     force: bool = False,
-    telegram: TelegramSetup | None = None,
+    gateways: Sequence[ChatSetup] = (),
 ) -> InitResult:
     """Create `<root>/duragent.yaml` and `<root>/.duragent/` with one agent, then commit it to git."""
     provider = provider or detect_provider()
@@ -302,7 +252,9 @@ def init_workspace(
     check_agent_choice(agent, provider.provider, provider.model)
     root = root.expanduser().absolute()
     data_dir = root / ".duragent"
-    config_text = template_text("duragent.yaml") + (telegram.config_block(agent) if telegram else "")
+    config_text = template_text("duragent.yaml") + (
+        gateways_config_block(gateways, agent) if gateways else ""
+    )
     files = [write_file(root / "duragent.yaml", config_text, force=force)]
     files += write_agent(
         data_dir / "agents",
@@ -310,7 +262,7 @@ def init_workspace(
         provider=provider.provider,
         model=provider.model,
         force=force,
-        spec_suffix=telegram.access_block() if telegram else "",
+        spec_suffix=access_block(gateways) if gateways else "",
     )
     memory = render(template_text("memory/MEMORY.md"), {"agent_name": agent})
     files.append(write_file(data_dir / "memory" / agent / "MEMORY.md", memory, force=force))

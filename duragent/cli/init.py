@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from duragent.scaffold import InitResult, ProviderChoice, TelegramSetup
+    from duragent.gateways.setup import ChatSetup
+    from duragent.scaffold import InitResult, ProviderChoice
 
 
 def register(app: typer.Typer) -> None:
@@ -50,8 +51,43 @@ def init(
             "--telegram-token-var", metavar="VAR", help="Environment variable holding the bot token."
         ),
     ] = "TELEGRAM_BOT_TOKEN",
+    discord: Annotated[
+        bool, typer.Option("--discord", help="Set up a Discord bot answering only its owner.")
+    ] = False,
+    discord_owner: Annotated[
+        str | None,
+        typer.Option("--discord-owner", metavar="USER_ID", help="Your Discord user id (implies --discord)."),
+    ] = None,
+    discord_token_var: Annotated[
+        str,
+        typer.Option(
+            "--discord-token-var", metavar="VAR", help="Environment variable holding the Discord bot token."
+        ),
+    ] = "DISCORD_BOT_TOKEN",
+    slack: Annotated[
+        bool, typer.Option("--slack", help="Set up a Slack app (Socket Mode) answering only its owner.")
+    ] = False,
+    slack_owner: Annotated[
+        str | None,
+        typer.Option("--slack-owner", metavar="MEMBER_ID", help="Your Slack member id (implies --slack)."),
+    ] = None,
+    slack_token_var: Annotated[
+        str,
+        typer.Option(
+            "--slack-token-var", metavar="VAR", help="Environment variable holding the xoxb- bot token."
+        ),
+    ] = "SLACK_BOT_TOKEN",
+    slack_app_token_var: Annotated[
+        str,
+        typer.Option(
+            "--slack-app-token-var",
+            metavar="VAR",
+            help="Environment variable holding the xapp- app-level token (Socket Mode).",
+        ),
+    ] = "SLACK_APP_TOKEN",
 ) -> None:
     """Create duragent.yaml and .duragent/ with a first agent; existing files are left alone."""
+    from duragent.gateways.setup import DiscordSetup, SlackSetup, TelegramSetup
     from duragent.scaffold import init_workspace
 
     interactive = not yes and sys.stdin.isatty() and sys.stdout.isatty()
@@ -59,57 +95,83 @@ def init(
         agent, choice = _ask(agent, provider, model)
     else:
         agent, choice = agent or "assistant", _choose_provider(provider, model)
-    wants_telegram = telegram or telegram_owner is not None
-    setup = _telegram_setup(wants_telegram, telegram_owner, telegram_token_var, interactive=interactive)
+    wanted: list[tuple[type[ChatSetup], str | None, dict[str, str]]] = []
+    if telegram or telegram_owner is not None:
+        wanted.append((TelegramSetup, telegram_owner, {"token_variable": telegram_token_var}))
+    if discord or discord_owner is not None:
+        wanted.append((DiscordSetup, discord_owner, {"token_variable": discord_token_var}))
+    if slack or slack_owner is not None:
+        variables = {"token_variable": slack_token_var, "app_token_variable": slack_app_token_var}
+        wanted.append((SlackSetup, slack_owner, variables))
+    setups = [
+        _chat_setup(kind, owner, variables, interactive=interactive) for kind, owner, variables in wanted
+    ]
     result = init_workspace(
-        directory, agent=agent, provider=choice, git=not no_git, force=force, telegram=setup
+        directory, agent=agent, provider=choice, git=not no_git, force=force, gateways=setups
     )
     _report(result, git_wanted=not no_git)
-    if setup is not None:
-        _report_telegram(result, setup)
+    if setups:
+        _report_gateways(result, setups)
 
 
-def _telegram_setup(
-    wanted: bool, owner: str | None, token_variable: str, *, interactive: bool
-) -> TelegramSetup | None:
-    """The Telegram choices from the flags, asking for what is missing when at a terminal."""
+def _chat_setup(
+    kind: type[ChatSetup], owner: str | None, variables: dict[str, str], *, interactive: bool
+) -> ChatSetup:
+    """One platform's choices from the flags, asking for what is missing when at a terminal."""
     from duragent.errors import UsageError
-    from duragent.scaffold import TelegramSetup
 
-    # Only --telegram opens the questions, so plain `duragent init` asks what it always asked.
-    if not wanted:
-        return None
+    # Only --telegram/--discord/--slack open these questions, so plain `init` asks what it always asked.
     if interactive:
         from rich.prompt import Prompt
 
-        token_variable = Prompt.ask("Environment variable holding the bot token", default=token_variable)
+        variables = {
+            key: Prompt.ask(f"Environment variable for {kind.title}'s {key.replace('_', ' ')}", default=value)
+            for key, value in variables.items()
+        }
         while owner is None:
-            answer = Prompt.ask("Your Telegram user id (message @userinfobot to see it)").strip()
+            answer = Prompt.ask(f"Your {kind.title} user id ({kind.owner_hint})").strip()
             try:
-                return TelegramSetup(owner_id=answer, token_variable=token_variable)
+                return kind(owner_id=answer, **variables)
             except UsageError as exc:
                 print(exc)
     if owner is None:
+        flag = f"--{kind.platform}-owner"
         raise UsageError(
-            "--telegram needs --telegram-owner USER_ID: the bot answers only its owner "
-            "(message @userinfobot on Telegram to see your id)"
+            f"--{kind.platform} needs {flag} USER_ID: the bot answers only its owner ({kind.owner_hint})"
         )
-    return TelegramSetup(owner_id=owner.strip(), token_variable=token_variable)
+    return kind(owner_id=owner.strip(), **variables)
 
 
-def _report_telegram(result: InitResult, setup: TelegramSetup) -> None:
+_TOKEN_STEPS = {
+    "telegram": "Create the bot with @BotFather and keep its token in the environment",
+    "discord": "Create an application with a bot in the Discord Developer Portal, turn on its Message "
+    "Content intent, and keep the bot token in the environment",
+    "slack": "Create a Slack app with Socket Mode on (docs/gateways.md lists the scopes and events), "
+    "install it, and keep both tokens in the environment",
+}
+_TOKEN_EXAMPLES = {"telegram": "123456:ABC...", "discord": "MTA...", "slack": "xoxb-..."}
+
+
+def _report_gateways(result: InitResult, setups: list[ChatSetup]) -> None:
+    from duragent.gateways.setup import gateways_config_block
+
     config = result.root / "duragent.yaml"
     skipped = any(f.path == config and f.action == "skipped" for f in result.files)
-    print(f"Telegram: the bot answers direct messages from user {setup.owner_id} only.")
+    for setup in setups:
+        print(f"{setup.title}: the bot answers direct messages from user {setup.owner_id} only.")
     if skipped:
         print("  duragent.yaml already existed and was left alone; add this to it:")
-        print(setup.config_block(result.agent))
-    print(
-        "  1. Create the bot with @BotFather and keep its token in the environment:\n"
-        f"       export {setup.token_variable}=123456:ABC...\n"
-        "  2. Install the plugin: pip install 'duragent[telegram]'\n"
-        "  3. Run: duragent serve   (docs/gateways.md has a systemd unit for a home server)"
-    )
+        print(gateways_config_block(setups, result.agent))
+    step = 1
+    for setup in setups:
+        print(f"  {step}. {_TOKEN_STEPS[setup.platform]}:")
+        for variable in setup.variables():
+            example = "xapp-..." if variable != setup.token_variable else _TOKEN_EXAMPLES[setup.platform]
+            print(f"       export {variable}={example}")
+        step += 1
+    extras = ",".join(setup.platform for setup in setups)
+    print(f"  {step}. Install the plugins: pip install 'duragent[{extras}]'")
+    print(f"  {step + 1}. Run: duragent serve   (docs/gateways.md has a systemd unit for a home server)")
 
 
 def _choose_provider(provider: str | None, model: str | None) -> ProviderChoice:

@@ -11,7 +11,7 @@ import pytest
 from duragent.agents.spec import AgentSpec
 from duragent.config import load_config
 from duragent.errors import UsageError
-from duragent.scaffold import TelegramSetup
+from duragent.gateways.setup import TelegramSetup
 
 
 def run_init(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
