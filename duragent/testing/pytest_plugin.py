@@ -17,6 +17,7 @@ import pytest_asyncio
 if TYPE_CHECKING:
     from duragent.testing.fake_discord import FakeDiscord
     from duragent.testing.fake_llm import FakeLLMServer
+    from duragent.testing.fake_slack import FakeSlack
     from duragent.testing.fake_telegram import FakeTelegramBotAPI
 
 
@@ -44,4 +45,13 @@ async def fake_discord() -> AsyncIterator[FakeDiscord]:
     from duragent.testing.fake_discord import FakeDiscord
 
     async with FakeDiscord() as server:
+        yield server
+
+
+@pytest_asyncio.fixture
+async def fake_slack() -> AsyncIterator[FakeSlack]:
+    """A fake Slack (Web API + Socket Mode) on 127.0.0.1 (free port); point an app at its `api_base`."""
+    from duragent.testing.fake_slack import FakeSlack
+
+    async with FakeSlack() as server:
         yield server

@@ -1,0 +1,525 @@
+"""The Slack gateway plugin: a Slack app (through slack-bolt and slack_sdk) <-> the gateway protocol.
+
+Runs as its own process (`duragent-gateway-slack`) started by `duragent serve`. By default it
+receives events over Socket Mode (a websocket the app opens with its xapp- token: nothing to
+expose to the internet; slack_sdk reconnects when Slack asks or the connection drops);
+`mode: http` serves the Events API and interactivity on a local HTTP port instead, with every
+request's signature checked. Messages become `message_received` events (a thread is a chat of
+its own: `<channel>:<thread_ts>`), button presses `callback_query` events. Replies are
+converted to mrkdwn and posted in pieces within Slack's section limit (3,000 characters);
+approval buttons are Block Kit buttons whose presses are acknowledged at once and answered with
+an ephemeral message only the presser sees. Files people share are downloaded (with the bot
+token, only from Slack's file host or the configured API host) for Duragent to store as
+artifacts. A 429 is waited out (`Retry-After`) and retried. Tokens are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import re
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_bolt.app.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError, SlackRequestError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from duragent.errors import ConfigError
+from duragent.gateways.chunking import split_message
+from duragent.gateways.downloads import DownloadFolder
+from duragent.gateways.protocol import (
+    AnswerCallbackQuery,
+    DeleteMessage,
+    EditMessage,
+    InlineKeyboard,
+    SendMedia,
+    SendMessage,
+)
+from duragent.gateways.sdk import GatewayPlugin, PlatformError, SecretRedactor
+from duragent.plugins.slack.mrkdwn import markdown_to_mrkdwn
+
+BOT_TOKEN_ENV = "SLACK_BOT_TOKEN"
+APP_TOKEN_ENV = "SLACK_APP_TOKEN"
+SIGNING_SECRET_ENV = "SLACK_SIGNING_SECRET"
+API_BASE_ENV = "SLACK_API_BASE"
+#: A section block's text limit; every piece of a reply fits one.
+SLACK_TEXT_LIMIT = 3000
+#: Attempts at a call Slack answers with 429 before giving up.
+RATE_LIMIT_RETRIES = 5
+#: Where Slack serves files shared in conversations (the bot token is sent nowhere else).
+SLACK_FILE_HOST = "files.slack.com"
+_WANTED_SUBTYPES = (None, "file_share", "thread_broadcast")
+_CHAT_TYPES = {"im": "dm", "mpim": "group", "channel": "group", "group": "group"}
+
+log = logging.getLogger("duragent.gateway.slack")
+
+
+@dataclass(frozen=True)
+class SlackSettings:
+    """The plugin's `config:` map from duragent.yaml, with environment fallbacks applied."""
+
+    bot_token: str
+    app_token: str | None = None
+    mode: Literal["socket", "http"] = "socket"
+    signing_secret: str | None = None
+    http_host: str = "127.0.0.1"
+    http_port: int = 3000
+    http_path: str = "/slack/events"
+    api_base: str | None = None
+    download_dir: str | None = None
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], environ: dict[str, str]) -> SlackSettings:
+        """Read the config map; tokens, the signing secret and `api_base` fall back to the environment."""
+        bot_token = str(config.get("bot_token") or environ.get(BOT_TOKEN_ENV, "")).strip()
+        if not bot_token:
+            raise ConfigError(
+                f"no bot token: set `bot_token` (xoxb-...) in the gateway's config or {BOT_TOKEN_ENV}"
+            )
+        mode = str(config.get("mode", "socket"))
+        if mode not in ("socket", "http"):
+            raise ConfigError(f"mode must be socket or http, not {mode!r}")
+        app_token = str(config.get("app_token") or environ.get(APP_TOKEN_ENV, "")).strip() or None
+        if mode == "socket" and app_token is None:
+            raise ConfigError(
+                f"Socket Mode needs the app-level token (xapp-...): set `app_token` or {APP_TOKEN_ENV} "
+                "(or use mode: http with a signing secret)"
+            )
+        secret = str(config.get("signing_secret") or environ.get(SIGNING_SECRET_ENV, "")).strip() or None
+        if mode == "http" and secret is None:
+            raise ConfigError(
+                f"mode: http needs `signing_secret` or {SIGNING_SECRET_ENV} to check Slack's requests"
+            )
+        api_base = config.get("api_base") or environ.get(API_BASE_ENV) or None
+        return cls(
+            bot_token=bot_token,
+            app_token=app_token,
+            mode="http" if mode == "http" else "socket",
+            signing_secret=secret,
+            http_host=str(config.get("http_host", "127.0.0.1")),
+            http_port=int(config.get("http_port", 3000)),
+            http_path=str(config.get("http_path", "/slack/events")),
+            api_base=(str(api_base).rstrip("/") + "/") if api_base else None,
+            download_dir=config.get("download_dir") or None,
+        )
+
+
+class SlackPlugin(GatewayPlugin):
+    """A Slack app speaking the Duragent gateway protocol."""
+
+    name = "slack"
+    capabilities = ("media", "edit", "delete", "inline_keyboard")
+
+    def __init__(self, environ: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.environ = dict(os.environ if environ is None else environ)
+        self.settings: SlackSettings | None = None
+        self._client: AsyncWebClient | None = None
+        self._app: AsyncApp | None = None
+        self._socket: AsyncSocketModeHandler | None = None
+        self._http: web.AppRunner | None = None
+        self._redactor = SecretRedactor()
+        self._bot_user_id = ""
+        self._bot_name = ""
+        self._names: dict[str, str | None] = {}
+        self._seen: deque[tuple[str, str]] = deque(maxlen=1000)
+        self._presses: dict[str, tuple[str, str, str | None]] = {}
+        self._downloads: DownloadFolder | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def client(self) -> AsyncWebClient:
+        """The Web API client (available once started)."""
+        if self._client is None:
+            raise PlatformError("not_connected", "the app has not started")
+        return self._client
+
+    async def on_start(self) -> None:
+        """Check the bot token (auth.test), then receive events over Socket Mode or HTTP."""
+        settings = SlackSettings.from_config(self.config, self.environ)
+        self.settings = settings
+        self._redactor = SecretRedactor(
+            settings.bot_token, settings.app_token or "", settings.signing_secret or ""
+        )
+        self._redactor.install()
+        options: dict[str, Any] = {"base_url": settings.api_base} if settings.api_base else {}
+        self._client = AsyncWebClient(
+            token=settings.bot_token,
+            retry_handlers=[
+                AsyncConnectionErrorRetryHandler(),
+                AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
+            ],
+            **options,
+        )
+        identity = await self._auth_test()
+        self._bot_user_id = str(identity.get("user_id", ""))
+        self._bot_name = str(identity.get("user", "bot"))
+        self._downloads = DownloadFolder(settings.download_dir, prefix="duragent-slack-")
+        app = AsyncApp(
+            client=self._client,
+            signing_secret=settings.signing_secret or "",
+            request_verification_enabled=settings.mode == "http",
+        )
+        app.event("message")(self._on_message_event)
+        app.event("app_mention")(self._on_message_event)
+        app.action(re.compile(".*"))(self._on_action)
+        app.error(self._on_app_error)
+        self._app = app
+        if settings.mode == "http":
+            await self._serve_http(app, settings)
+        else:
+            self._socket = AsyncSocketModeHandler(app, settings.app_token)
+            try:
+                await self._socket.connect_async()  # type: ignore[no-untyped-call]
+            except (SlackApiError, SlackRequestError, aiohttp.ClientError, OSError) as error:
+                raise ConnectionError(self._redact(f"cannot open Socket Mode: {error}")) from None
+        log.info("connected as @%s (%s mode)", self._bot_name, settings.mode)
+
+    async def _auth_test(self) -> dict[str, Any]:
+        """auth.test, retried briefly: a flaky network at boot should not cost a restart cycle."""
+        delay = 1.0
+        for attempt in range(4):
+            try:
+                response = await self.client.auth_test()
+                return dict(response.data) if isinstance(response.data, dict) else {}
+            except SlackApiError as error:
+                if error.response.get("error") in (
+                    "invalid_auth",
+                    "not_authed",
+                    "account_inactive",
+                    "token_revoked",
+                ):
+                    raise ConfigError("Slack refused the bot token (invalid_auth)") from None
+                failure: Exception = error
+            except (SlackRequestError, aiohttp.ClientError, OSError) as error:
+                failure = error
+            if attempt == 3:
+                raise ConnectionError(self._redact(f"cannot reach Slack: {failure}"))
+            log.warning("auth.test failed (%s); retrying in %.0f s", self._redact(str(failure)), delay)
+            await asyncio.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    async def _serve_http(self, app: AsyncApp, settings: SlackSettings) -> None:
+        """HTTP Events mode: Bolt's aiohttp app (signature checks included) on the local port."""
+        web_app = app.web_app(path=settings.http_path, port=settings.http_port)
+        self._http = web.AppRunner(web_app, access_log=None)
+        await self._http.setup()
+        await web.TCPSite(self._http, settings.http_host, settings.http_port).start()
+        log.info(
+            "events and interactivity on http://%s:%s%s",
+            settings.http_host,
+            settings.http_port,
+            settings.http_path,
+        )
+
+    async def on_shutdown(self) -> None:
+        """Close the websocket or the HTTP server, then the Web API session."""
+        if self._socket is not None:
+            with contextlib.suppress(Exception):  # closing a half-open websocket must not stop the exit
+                await self._socket.close_async()  # type: ignore[no-untyped-call]
+        if self._http is not None:
+            await self._http.cleanup()
+        if self._client is not None and self._client.session is not None:
+            await self._client.session.close()
+        if self._downloads is not None:
+            self._downloads.close()
+
+    def is_connected(self) -> bool:
+        """Whether Socket Mode's websocket is open (HTTP mode: the server is listening)."""
+        if self._socket is not None:
+            session = getattr(self._socket.client, "current_session", None)
+            return session is not None and not session.closed
+        return self._http is not None
+
+    async def _on_app_error(self, error: Exception) -> None:
+        log.error("handling a Slack event failed: %s", self._redact(str(error)))
+
+    # ------------------------------------------------------------------ receiving
+
+    async def _on_message_event(self, event: dict[str, Any]) -> None:
+        """Bolt: a `message` or `app_mention` event (the same message may come as both)."""
+        if event.get("subtype") not in _WANTED_SUBTYPES or event.get("bot_id") or not event.get("user"):
+            return  # edits, joins, other bots and ourselves: nothing an agent should answer
+        seen = (str(event.get("channel")), str(event.get("ts")))
+        if seen in self._seen:
+            return
+        self._seen.append(seen)
+        try:
+            await self._forward_message(event)
+        except (SlackApiError, aiohttp.ClientError, OSError) as error:
+            log.error("could not forward message %s: %s", event.get("ts"), self._redact(str(error)))
+
+    async def _forward_message(self, event: dict[str, Any]) -> None:
+        channel = str(event["channel"])
+        channel_type = str(event.get("channel_type") or ("im" if channel.startswith("D") else "channel"))
+        user = str(event["user"])
+        thread_ts = event.get("thread_ts")
+        chat_id = f"{channel}:{thread_ts}" if thread_ts else channel
+        routing: dict[str, Any] = {
+            "channel": "slack",
+            "chat_type": _CHAT_TYPES.get(channel_type, "group"),
+            "chat_id": chat_id,
+            "sender_id": user,
+            "team_id": str(event.get("team") or ""),
+        }
+        if thread_ts:
+            routing["thread_id"] = str(thread_ts)
+            routing["parent_id"] = channel
+        text = self._readable(str(event.get("text") or ""))
+        content, metadata = await self._content(event, text)
+        await self.message_received(
+            message_id=str(event["ts"]),
+            chat_id=chat_id,
+            sender={"id": user, "username": None, "display_name": await self._display_name(user)},
+            content=content,
+            routing=routing,
+            reply_to=str(thread_ts) if thread_ts and thread_ts != event["ts"] else None,
+            mentions_bot=f"<@{self._bot_user_id}>" in str(event.get("text") or ""),
+            reply_to_bot=bool(thread_ts) and event.get("parent_user_id") == self._bot_user_id,
+            timestamp=datetime.fromtimestamp(float(event["ts"]), UTC).isoformat(),
+            metadata=metadata,
+        )
+
+    def _readable(self, text: str) -> str:
+        """Slack's markup as the user saw it: the bot's mention as @name, entities unescaped."""
+        text = text.replace(f"<@{self._bot_user_id}>", f"@{self._bot_name}")
+        return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+    async def _display_name(self, user: str) -> str | None:
+        """The member's name (users.info, cached); None if Slack will not say."""
+        if user not in self._names:
+            try:
+                info = (await self.client.users_info(user=user)).get("user") or {}
+            except (SlackApiError, SlackRequestError, aiohttp.ClientError, OSError) as error:
+                log.info("users.info %s failed: %s", user, self._redact(str(error)))
+                return None
+            profile = info.get("profile") or {}
+            self._names[user] = (
+                profile.get("display_name") or info.get("real_name") or info.get("name") or None
+            )
+        return self._names[user]
+
+    async def _content(
+        self, event: dict[str, Any], text: str
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        files = event.get("files") or []
+        if not files:
+            return {"type": "text", "text": text}, None
+        file = files[0]
+        if len(files) > 1:
+            text = f"{text}\n[{len(files) - 1} more file(s) not forwarded: one file per message]".strip()
+        mimetype = str(file.get("mimetype") or "application/octet-stream")
+        content: dict[str, Any] = {"type": "media", "media_type": _media_type(mimetype)}
+        if text:
+            content["caption"] = text
+        return content, await self._download(file, mimetype)
+
+    async def _download(self, file: dict[str, Any], mimetype: str) -> dict[str, Any]:
+        """Fetch a shared file with the bot token; on failure say why instead of dropping the message."""
+        assert self._downloads is not None
+        name = str(file.get("name") or "file")
+        url = str(file.get("url_private_download") or file.get("url_private") or "")
+        if not self._may_send_token_to(url):
+            return {
+                "file_name": name,
+                "mime_type": mimetype,
+                "download_error": "file is not on Slack's file host",
+            }
+        target = self._downloads.new_file(name)
+        headers = {"Authorization": f"Bearer {self.client.token}"}
+        try:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=120)) as response,
+            ):
+                response.raise_for_status()
+                data = await response.read()
+            await asyncio.to_thread(target.write_bytes, data)
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            reason = self._redact(str(error))
+            log.warning("could not download %s: %s", name, reason)
+            return {"file_name": name, "mime_type": mimetype, "download_error": reason}
+        return {"file_path": str(target), "file_name": name, "mime_type": mimetype, "size": len(data)}
+
+    def _may_send_token_to(self, url: str) -> bool:
+        host = urlsplit(url).hostname or ""
+        allowed = {SLACK_FILE_HOST}
+        if self.settings is not None and self.settings.api_base:
+            allowed.add(urlsplit(self.settings.api_base).hostname or "")
+        return host in allowed
+
+    async def _on_action(self, ack: Any, body: dict[str, Any]) -> None:
+        """Bolt: a button was pressed; acknowledge at once (Slack allows 3 s), then forward it."""
+        await ack()
+        actions = body.get("actions") or []
+        if not actions or body.get("type") != "block_actions":
+            return
+        channel = str(
+            (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+        )
+        message = body.get("message") or {}
+        thread_ts = message.get("thread_ts")
+        chat_id = f"{channel}:{thread_ts}" if thread_ts else channel
+        user = str((body.get("user") or {}).get("id"))
+        press_id = f"{message.get('ts')}:{actions[0].get('action_ts')}"
+        self._presses[press_id] = (channel, user, thread_ts)
+        if len(self._presses) > 1000:
+            self._presses.pop(next(iter(self._presses)))
+        await self.callback_query(
+            callback_query_id=press_id,
+            chat_id=chat_id,
+            sender={"id": user, "username": (body.get("user") or {}).get("username"), "display_name": None},
+            message_id=str(message.get("ts")),
+            data=str(actions[0].get("value") or ""),
+        )
+
+    # ------------------------------------------------------------------ commands
+
+    async def on_send_message(self, cmd: SendMessage) -> str | None:
+        """Post mrkdwn in ordered pieces (buttons under the last); returns the last piece's ts."""
+        pieces = split_message(markdown_to_mrkdwn(cmd.content), SLACK_TEXT_LIMIT)
+        if not pieces:
+            raise PlatformError("invalid_request", "nothing to send: the message is empty")
+        channel, thread_ts = _place(cmd.chat_id)
+        last = ""
+        for index, piece in enumerate(pieces):
+            options: dict[str, Any] = {"thread_ts": thread_ts} if thread_ts else {}
+            if index == len(pieces) - 1 and cmd.inline_keyboard is not None:
+                options["blocks"] = [_section(piece), *_actions(cmd.inline_keyboard)]
+            response = await self._call(self.client.chat_postMessage(channel=channel, text=piece, **options))
+            last = str(response.get("ts"))
+        return last
+
+    async def on_send_media(self, cmd: SendMedia) -> str | None:
+        """Upload a file (base64 data) with the caption; a URL is posted as a link Slack unfurls."""
+        channel, thread_ts = _place(cmd.chat_id)
+        caption = markdown_to_mrkdwn(cmd.caption or "")[:SLACK_TEXT_LIMIT]
+        if cmd.media.source == "url":
+            text = f"{caption}\n<{cmd.media.url}>".strip()
+            response = await self._call(
+                self.client.chat_postMessage(channel=channel, text=text, thread_ts=thread_ts)
+            )
+            return str(response.get("ts"))
+        try:
+            data = base64.b64decode(cmd.media.data, validate=True)
+        except ValueError:
+            raise PlatformError("invalid_request", "media data is not valid base64") from None
+        filename = cmd.media.filename or "file"
+        response = await self._call(
+            self.client.files_upload_v2(
+                channel=channel,
+                thread_ts=thread_ts,
+                content=data,
+                filename=filename,
+                title=filename,
+                initial_comment=caption or None,
+            )
+        )
+        file = response.get("file") or {}
+        return str(file.get("id") or "")
+
+    async def on_edit_message(self, cmd: EditMessage) -> None:
+        """Replace a posted message's text (the first 3,000 characters)."""
+        pieces = split_message(markdown_to_mrkdwn(cmd.content), SLACK_TEXT_LIMIT)
+        if not pieces:
+            raise PlatformError("invalid_request", "nothing to send: the message is empty")
+        channel, _ = _place(cmd.chat_id)
+        await self._call(
+            self.client.chat_update(channel=channel, ts=cmd.message_id, text=pieces[0], blocks=[])
+        )
+
+    async def on_delete_message(self, cmd: DeleteMessage) -> None:
+        """Delete a message the bot posted."""
+        channel, _ = _place(cmd.chat_id)
+        await self._call(self.client.chat_delete(channel=channel, ts=cmd.message_id))
+
+    async def on_answer_callback_query(self, cmd: AnswerCallbackQuery) -> None:
+        """Tell the presser (only them) what their press did, as an ephemeral message."""
+        press = self._presses.pop(cmd.callback_query_id, None)
+        if press is None:
+            raise PlatformError("invalid_request", f"unknown button press {cmd.callback_query_id}")
+        if not cmd.text:
+            return  # the press was acknowledged when it arrived
+        channel, user, thread_ts = press
+        options: dict[str, Any] = {"thread_ts": thread_ts} if thread_ts else {}
+        await self._call(self.client.chat_postEphemeral(channel=channel, user=user, text=cmd.text, **options))
+
+    # ------------------------------------------------------------------ Web API calls
+
+    async def _call(self, request: Any) -> Any:
+        """Await one Web API call; Slack's errors become PlatformError (429s were already retried)."""
+        try:
+            return await request
+        except SlackApiError as error:
+            code = str(error.response.get("error", ""))
+            if error.response.status_code == 429 or code == "ratelimited":
+                raise PlatformError("rate_limited", "Slack kept answering 429 Too Many Requests") from None
+            raise PlatformError(_error_code(code), self._redact(code or str(error))) from None
+        except (SlackRequestError, aiohttp.ClientError, OSError, TimeoutError) as error:
+            raise PlatformError("not_connected", self._redact(f"cannot reach Slack: {error}")) from None
+
+    def _redact(self, text: str) -> str:
+        return self._redactor.redact(text)
+
+
+def _place(chat_id: str) -> tuple[str, str | None]:
+    """(channel, thread_ts) of a chat id: `C123` or `C123:1700000000.000100`."""
+    channel, _, thread_ts = chat_id.partition(":")
+    return channel, thread_ts or None
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _actions(keyboard: InlineKeyboard) -> list[dict[str, Any]]:
+    blocks = []
+    for row_number, row in enumerate(keyboard.rows[:20]):
+        elements = []
+        for index, button in enumerate(row[:25]):
+            element: dict[str, Any] = {
+                "type": "button",
+                "text": {"type": "plain_text", "text": button.text[:75]},
+                "action_id": f"duragent-{row_number}-{index}",
+                "value": button.callback_data[:2000],
+            }
+            if button.callback_data.endswith(":deny"):
+                element["style"] = "danger"
+            elif index == 0:
+                element["style"] = "primary"
+            elements.append(element)
+        blocks.append({"type": "actions", "block_id": f"duragent-actions-{row_number}", "elements": elements})
+    return blocks
+
+
+def _media_type(mimetype: str) -> str:
+    kind = mimetype.split("/")[0]
+    return {"image": "photo", "audio": "audio", "video": "video"}.get(kind, "document")
+
+
+def _error_code(code: str) -> str:
+    if code in ("channel_not_found", "not_in_channel", "is_archived", "thread_not_found"):
+        return "chat_not_found"
+    if code in ("message_not_found", "cant_update_message", "cant_delete_message"):
+        return "message_not_found"
+    if code in ("invalid_auth", "not_authed", "token_revoked", "missing_scope", "account_inactive"):
+        return "unauthorized"
+    if code in ("msg_too_long", "no_text", "invalid_blocks", "invalid_arguments"):
+        return "invalid_request"
+    return "platform_error"

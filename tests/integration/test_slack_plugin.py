@@ -1,0 +1,306 @@
+"""The Slack plugin as a real subprocess against the fake Slack (Web API + Socket Mode).
+
+slack-bolt and slack_sdk are unmodified: the plugin points the Web API client at the fake with
+`api_base`, and `apps.connections.open` answers a ws:// URL of the fake. One plugin process and
+one fake serve the module; each test talks in channels of its own. Tests needing a process of
+their own are marked slow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import socket
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from duragent.testing.fake_slack import SECTION_TEXT_LIMIT, FakeSlack
+from tests.integration.plugin_process import PluginProcess, start_plugin_process
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+READY_WITHIN = 45.0  # importing slack-bolt takes seconds of CPU on a busy machine
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def slack() -> AsyncIterator[FakeSlack]:
+    """One fake Slack for the module."""
+    async with FakeSlack() as server:
+        yield server
+
+
+async def start_plugin(slack: FakeSlack, tmp_path: Path, **config: Any) -> PluginProcess:
+    """The plugin, configured for the fake, once it announced `ready`."""
+    settings = {
+        "bot_token": slack.bot_token,
+        "app_token": slack.app_token,
+        "api_base": slack.api_base,
+        **config,
+    }
+    drop = ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET")
+    process = await start_plugin_process("duragent.plugins.slack", settings, tmp_path, drop_env=drop)
+    await process.event("ready", within=READY_WITHIN)
+    return process
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def plugin(slack: FakeSlack, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PluginProcess]:
+    """The shared plugin process (Socket Mode)."""
+    process = await start_plugin(slack, tmp_path_factory.mktemp("slack-plugin"))
+    yield process
+    await process.stop()
+
+
+@pytest.fixture
+def channel(slack: FakeSlack) -> str:
+    """A channel no other test uses."""
+    return slack.add_channel("room")
+
+
+@pytest.fixture
+def ada(slack: FakeSlack) -> dict[str, Any]:
+    """A member of her own for the test."""
+    return slack.add_user("ada", "Ada Lovelace")
+
+
+def received_in(chat_id: str) -> Callable[[dict[str, Any]], bool]:
+    """Matches `message_received` events from one chat."""
+    return lambda event: event["type"] == "message_received" and event["chat_id"] == chat_id
+
+
+async def test_a_direct_message_becomes_message_received_and_the_envelope_is_acknowledged(
+    slack: FakeSlack, plugin: PluginProcess, ada: dict[str, Any]
+) -> None:
+    dm = slack.dm_channel(ada)
+    sent = slack.inject_message(dm, "Hello *bot* &lt;3", user=ada)
+
+    event = await plugin.event(received_in(dm))
+    await slack.wait_until(lambda: slack.unacked == 0 or None)
+
+    assert event["message_id"] == sent["ts"]
+    assert event["content"] == {"type": "text", "text": "Hello *bot* <3"}
+    assert event["sender"] == {"id": ada["id"], "display_name": "Ada Lovelace"}
+    assert event["routing"]["chat_type"] == "dm"
+    assert event["routing"]["sender_id"] == ada["id"]
+    assert event["mentions_bot"] is False
+
+
+async def test_a_mention_in_a_channel_arrives_once_though_slack_sends_it_twice(
+    slack: FakeSlack, plugin: PluginProcess, channel: str, ada: dict[str, Any]
+) -> None:
+    slack.inject_message(channel, f"{slack.mention} what time is it?", user=ada)
+    mentioned = await plugin.event(received_in(channel))
+    slack.inject_message(channel, "and now?", user=ada)
+    plain = await plugin.event(received_in(channel))
+
+    assert mentioned["mentions_bot"] is True
+    assert mentioned["content"]["text"] == "@duragent what time is it?"
+    assert mentioned["routing"]["chat_type"] == "group"
+    assert plain["content"]["text"] == "and now?"  # the app_mention copy was not forwarded in between
+    assert plain["mentions_bot"] is False
+
+
+async def test_a_thread_is_its_own_chat_and_replies_go_into_it(
+    slack: FakeSlack, plugin: PluginProcess, channel: str, ada: dict[str, Any]
+) -> None:
+    answer = await plugin.request({"type": "send_message", "chat_id": channel, "content": "shall we?"})
+    slack.inject_message(channel, "yes, in a thread", user=ada, thread_ts=answer["message_id"])
+    event = await plugin.event(received_in(f"{channel}:{answer['message_id']}"))
+    reply = await plugin.request({"type": "send_message", "chat_id": event["chat_id"], "content": "threaded"})
+
+    assert event["routing"]["thread_id"] == answer["message_id"]
+    assert event["routing"]["parent_id"] == channel
+    assert event["reply_to_bot"] is True
+    assert reply["type"] == "command_ok"
+    [threaded] = slack.sent_messages(channel, thread_ts=answer["message_id"])
+    assert threaded.text == "threaded"
+
+
+async def test_markdown_is_sent_as_mrkdwn_and_long_replies_in_pieces_under_the_section_limit(
+    slack: FakeSlack, plugin: PluginProcess, channel: str
+) -> None:
+    essay = "\n\n".join(f"Paragraph {n}: **lorem** ipsum " + "dolor " * 80 for n in range(1, 12))
+    keyboard = {"rows": [[{"text": "OK", "callback_data": "ok"}]]}
+
+    answer = await plugin.request(
+        {"type": "send_message", "chat_id": channel, "content": essay, "inline_keyboard": keyboard}
+    )
+
+    pieces = slack.sent_messages(channel)
+    assert len(pieces) >= 2
+    assert all(len(piece.text) <= SECTION_TEXT_LIMIT for piece in pieces)
+    assert pieces[0].text.startswith("Paragraph 1: *lorem* ipsum")
+    assert " ".join(piece.text for piece in pieces).split() == essay.replace("**", "*").split()
+    assert [bool(piece.buttons) for piece in pieces] == [False] * (len(pieces) - 1) + [True]
+    assert answer["message_id"] == pieces[-1].ts
+
+
+async def test_a_429_from_slack_is_waited_out_and_the_message_still_sent(
+    slack: FakeSlack, plugin: PluginProcess, channel: str
+) -> None:
+    slack.fail_next("chat.postMessage", 429, retry_after=1)
+
+    answer = await plugin.request(
+        {"type": "send_message", "chat_id": channel, "content": "patience"}, within=20
+    )
+
+    assert answer["type"] == "command_ok"
+    assert [m.text for m in slack.sent_messages(channel)] == ["patience"]
+    attempts = [c for c in slack.calls_to("chat.postMessage") if c.params.get("channel") == channel]
+    assert attempts[1].at - attempts[0].at >= 0.9
+
+
+async def test_sending_to_an_unknown_channel_answers_command_error(plugin: PluginProcess) -> None:
+    answer = await plugin.request({"type": "send_message", "chat_id": "C0NOPE", "content": "hello?"})
+
+    assert answer["type"] == "command_error"
+    assert answer["code"] == "chat_not_found"
+
+
+async def test_a_pressed_button_is_acknowledged_forwarded_and_answered_only_to_the_presser(
+    slack: FakeSlack, plugin: PluginProcess, channel: str, ada: dict[str, Any]
+) -> None:
+    keyboard = {"rows": [[{"text": "Allow once", "callback_data": "approve:c1:allow_once"}]]}
+    await plugin.request(
+        {"type": "send_message", "chat_id": channel, "content": "May I?", "inline_keyboard": keyboard}
+    )
+    [prompt] = slack.sent_messages(channel)
+
+    slack.press_button(prompt, prompt.buttons[0]["action_id"], ada)
+    query = await plugin.event("callback_query")
+    answered = await plugin.request(
+        {
+            "type": "answer_callback_query",
+            "callback_query_id": query["callback_query_id"],
+            "text": "✓ Running",
+        }
+    )
+
+    assert query["data"] == "approve:c1:allow_once"
+    assert query["chat_id"] == channel
+    assert query["message_id"] == prompt.ts
+    assert query["sender"]["id"] == ada["id"]
+    assert answered["type"] == "command_ok"
+    [toast] = slack.ephemerals(ada["id"])
+    assert (toast.channel, toast.text) == (channel, "✓ Running")
+
+
+async def test_a_shared_file_is_downloaded_with_the_bot_token_and_its_text_passed_on(
+    slack: FakeSlack, plugin: PluginProcess, channel: str, ada: dict[str, Any]
+) -> None:
+    data = b"%PDF-1.4 fake invoice"
+    slack.inject_message(channel, "the invoice", user=ada, files=[("invoice.pdf", data, "application/pdf")])
+
+    event = await plugin.event(received_in(channel))
+
+    assert event["content"] == {"type": "media", "media_type": "document", "caption": "the invoice"}
+    assert event["metadata"]["file_name"] == "invoice.pdf"
+    assert await asyncio.to_thread(Path(event["metadata"]["file_path"]).read_bytes) == data
+
+
+async def test_media_edit_and_delete_reach_slack(
+    slack: FakeSlack, plugin: PluginProcess, channel: str
+) -> None:
+    picture = base64.b64encode(b"\x89PNG fake").decode()
+    await plugin.request(
+        {
+            "type": "send_media",
+            "chat_id": channel,
+            "media": {"source": "base64", "data": picture, "mime_type": "image/png", "filename": "chart.png"},
+            "caption": "the **chart**",
+        }
+    )
+    text = await plugin.request({"type": "send_message", "chat_id": channel, "content": "draft"})
+    await plugin.request(
+        {"type": "edit_message", "chat_id": channel, "message_id": text["message_id"], "content": "_final_"}
+    )
+    gone = await plugin.request({"type": "send_message", "chat_id": channel, "content": "oops"})
+    await plugin.request({"type": "delete_message", "chat_id": channel, "message_id": gone["message_id"]})
+
+    upload, edited, deleted = slack.sent_messages(channel)
+    assert upload.files == [("chart.png", b"\x89PNG fake")]
+    assert upload.text == "the *chart*"
+    assert edited.edits == ["_final_"]
+    assert deleted.deleted
+
+
+@pytest.mark.slow
+async def test_when_slack_asks_to_reconnect_the_app_does_and_unacknowledged_events_arrive(
+    tmp_path: Path,
+) -> None:
+    async with FakeSlack() as own:
+        ada = own.add_user("ada")
+        room = own.add_channel("general")
+        process = await start_plugin(own, tmp_path)
+        try:
+            await own.disconnect()
+            own.inject_message(room, "sent while reconnecting", user=ada)
+            event = await process.event(received_in(room), within=30)
+            await own.wait_until(lambda: own.connections >= 2 or None, within=30)
+        finally:
+            code = await process.stop()
+        logs = process.stderr_path.read_text()
+
+    assert event["content"]["text"] == "sent while reconnecting"
+    assert code == 0
+    assert own.bot_token not in logs
+    assert own.app_token not in logs
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+async def test_http_events_mode_receives_signed_events_and_refuses_unsigned_ones(tmp_path: Path) -> None:
+    import aiohttp
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/slack/events"
+    async with FakeSlack(events_url=url, signing_secret="shh") as own:
+        ada = own.add_user("ada")
+        room = own.add_channel("general")
+        process = await start_plugin(own, tmp_path, mode="http", signing_secret="shh", http_port=port)
+        try:
+            own.inject_message(room, "over HTTP", user=ada)
+            event = await process.event(received_in(room), within=30)
+            forged = b'{"type": "event_callback", "event": {"type": "message", "text": "forged"}}'
+            headers = {
+                **own.sign(forged),
+                "X-Slack-Signature": "v0=" + "0" * 64,
+                "Content-Type": "application/json",
+            }
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(url, data=forged, headers=headers) as response,
+            ):
+                refused = response.status
+        finally:
+            await process.stop()
+
+    assert event["content"]["text"] == "over HTTP"
+    assert refused == 401
+
+
+@pytest.mark.slow
+async def test_socket_mode_without_the_app_token_fails_startup_saying_what_is_missing(
+    slack: FakeSlack, tmp_path: Path
+) -> None:
+    process = await start_plugin_process(
+        "duragent.plugins.slack",
+        {"bot_token": slack.bot_token, "api_base": slack.api_base},
+        tmp_path,
+        drop_env=("SLACK_APP_TOKEN",),
+    )
+    fatal = await process.event("error", within=READY_WITHIN)
+    code = await process.stop()
+
+    assert fatal["fatal"] is True
+    assert "SLACK_APP_TOKEN" in fatal["message"]
+    assert code == 1
