@@ -461,8 +461,11 @@ def needs_model(session: SessionLog) -> bool:
     """True when the last durable step leaves the model to speak (a user message or tool results).
 
     Silent user messages (group chat messages kept as context, not addressed to the agent) owe no
-    reply, so they are looked past.
+    reply, so they are looked past. A turn that ended in an error or was cancelled is over: the
+    model owes it nothing more, even though its last step was a user message or tool results.
     """
+    if session.state.turn_closed_by is not None:
+        return False
     for message in reversed(session.state.conversation):
         if message.get("role") == "user" and message.get("silent"):
             continue

@@ -286,6 +286,8 @@ class LiveSession:
         self._deltas = 0
         self._background_timer: asyncio.TimerHandle | None = None
         self._paused_for_disconnect = False
+        #: Set when unloading cancels a turn that did not reach a safe point within the grace time.
+        self._stopping = False
         #: The reason of the status change that paused the session (None while it is not paused).
         self.pause_reason: str | None = None
         self._status_lock = asyncio.Lock()
@@ -444,6 +446,9 @@ class LiveSession:
             self._control.request_pause(SHUTDOWN_PAUSE_REASON)
             done, _ = await asyncio.wait({self._turn}, timeout=grace)
             if not done:
+                # Cut off by the stop, not ended by a client: recorded as paused for the shutdown,
+                # so the next start resumes it (a cancelled turn is over and never runs again).
+                self._stopping = True
                 await self.cancel()
         self._cancel_background_timer()
         self._close_subscribers()
@@ -519,7 +524,11 @@ class LiveSession:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            await self.log.append("cancelled", {"reason": "cancelled by client"})
+            if self._stopping:
+                outcome = "paused"
+                await self._set_status("paused", SHUTDOWN_PAUSE_REASON)
+            else:
+                await self.log.append("cancelled", {"reason": "cancelled by client"})
         except Exception as exc:
             outcome = "error"
             # A bug or a store failure must not kill the actor: record it and stay usable.

@@ -304,6 +304,12 @@ class SessionManager:
     async def recover_session(self, session_id: str) -> str | None:
         """Load one session a crash may have left mid-turn: "resumed", "paused", or None (nothing to do)."""
         live = await self.get(session_id)
+        if live.log.state.turn_closed_by is not None and not live.queued:
+            # The last turn ended in an error (or was cancelled) and was reported so: it is over,
+            # never run again. Only a crash between its end and the status change leaves `running`.
+            if live.status == "running":
+                await live._set_status("active", "server restarted")
+            return None
         asking = bool(calls_awaiting_approval(live.log))
         # A call waiting for a person never ran: it stays open and is asked again below.
         closed = 0 if asking else await close_open_tool_calls(live.log, RESTART_INTERRUPTED)

@@ -44,6 +44,9 @@ class SessionState:
     #: Messages accepted while a turn ran (`message_queued`) whose turn has not started yet, oldest first.
     queued: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: "error" or "cancelled" when the latest turn ended that way (it is over: recovery never
+    #: runs it again); None while it runs, after it answered, or when a stop or crash cut it off.
+    turn_closed_by: str | None = None
     event_counts: dict[str, int] = field(default_factory=dict)
     #: Derived per-message data the context builder caches (the conversation only grows).
     context_cache: list[Any] = field(default_factory=list, repr=False, compare=False)
@@ -91,6 +94,7 @@ class SessionState:
                 **self.metadata,
                 "turns": self.turns,
                 "event_counts": dict(self.event_counts),
+                **({"turn_closed_by": self.turn_closed_by} if self.turn_closed_by else {}),
                 **({"queued": [dict(q) for q in self.queued]} if self.queued else {}),
             },
         )
@@ -102,6 +106,7 @@ class SessionState:
         turns = int(metadata.pop("turns", 0))
         counts = dict(metadata.pop("event_counts", {}))
         queued = list(metadata.pop("queued", []))
+        closed_by = metadata.pop("turn_closed_by", None)
         return cls(
             session_id=snapshot.session_id,
             agent=snapshot.agent,
@@ -115,6 +120,7 @@ class SessionState:
             usage=dict(snapshot.usage),
             pending_approvals=list(snapshot.pending_approvals),
             queued=queued,
+            turn_closed_by=str(closed_by) if closed_by else None,
             metadata=metadata,
             event_counts=counts,
         )
@@ -157,6 +163,8 @@ def _user(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
     if p.get("silent"):
         # Context nobody addressed to the agent (a group chat): no reply is owed for it.
         message["silent"] = True
+    else:
+        state.turn_closed_by = None  # a new turn begins
     state.conversation.append(message)
     if p.get("queue_id"):
         # The queued message's turn started: it is a user message now, no longer waiting.
@@ -201,6 +209,12 @@ def _approval_decision(state: SessionState, event: SessionEvent, p: dict[str, An
     state.pending_approvals = [a for a in state.pending_approvals if a.get("call_id") != p.get("call_id")]
 
 
+def _turn_closed(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
+    # The turn ended without an answer and was reported so: it stays over, whatever the log
+    # looks like (a user message or tool results still waiting for the model).
+    state.turn_closed_by = event.type
+
+
 def _status(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
     to = p.get("to")
     if to in ("active", "running", "paused", "ended"):
@@ -221,6 +235,8 @@ _HANDLERS = {
     "approval_required": _approval_required,
     "approval_decision": _approval_decision,
     "status_change": _status,
+    "error": _turn_closed,
+    "cancelled": _turn_closed,
     "session_end": _end,
 }
 
