@@ -207,13 +207,14 @@ def send(
 async def _send_one(
     api: ApiClient, client: ClientState, info: dict[str, Any], content: str, *, as_json: bool, stream: bool
 ) -> int:
-    from duragent.cli.render import Renderer
+    from duragent.cli.render import TRUNCATED, Renderer
 
     session_id = str(info["session_id"])
     live = stream and not as_json and sys.stdout.isatty()
     out = Renderer()
     side = out if sys.stdout.isatty() else Renderer(out=sys.stderr)
-    reply, usage, status, error = "", {}, "failed", None
+    reply, usage, status = "", {}, "failed"
+    error: dict[str, Any] | None = None
     calls: dict[str, dict[str, Any]] = {}
     approval: dict[str, Any] | None = None
     last_id: str | None = None
@@ -255,7 +256,13 @@ async def _send_one(
             approval = dict(data)
             status = "pending_approval"
         elif event.event == "done":
-            reply, usage, status = str(data.get("content", "")), dict(data.get("usage") or {}), "complete"
+            reply, usage = (
+                str(data.get("content", "")),
+                dict(data.get("turn_usage") or data.get("usage") or {}),
+            )
+            status = "truncated" if data.get("truncated") else "complete"
+            if status == "truncated":
+                error = {"code": "truncated", "message": TRUNCATED}
             if not as_json:
                 out.reply(reply) if live else out.write(reply + ("" if reply.endswith("\n") else "\n"))
         elif event.event == "error":

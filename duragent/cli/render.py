@@ -19,6 +19,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+#: What the terminal says under a reply the model cut off at its output token limit.
+TRUNCATED = "the reply was cut off at the model's output token limit (model.max_output_tokens)"
 SPINNER_FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 SPINNER_INTERVAL = 0.08
 #: Longest the arguments of a tool line get before they are cut with "…".
@@ -168,6 +170,16 @@ class Renderer:
             return
         if not self._at_line_start:
             self.write("\n")
+
+    def discard_streamed(self) -> None:
+        """The text streamed since the last message came from an attempt that died
+        (`attempt_restarted`): erase it, or say it is void when it can no longer be erased."""
+        streamed = "".join(self._streamed)
+        self._streamed.clear()
+        self._clear_spinner()
+        if not streamed or (self.tty and self._erase(streamed)):
+            return
+        self.line("↻ the reply restarted; the text above is void", "dim")
 
     def _erase(self, streamed: str) -> bool:
         """Move the cursor back over `streamed` and clear it; False when it scrolled off the screen."""

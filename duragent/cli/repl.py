@@ -20,7 +20,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from duragent.cli.render import Renderer
+from duragent.cli.render import TRUNCATED, Renderer
 
 if TYPE_CHECKING:
     from prompt_toolkit import PromptSession
@@ -256,8 +256,14 @@ class Repl:
             r.token(str(data.get("content", "")))
         elif name == "message":
             r.reply(str(data.get("content", "")), final=False)
+        elif name == "attempt_restarted":
+            r.discard_streamed()
+            if live and self.in_turn:
+                r.start_spinner()
         elif name == "done":
             r.reply(str(data.get("content", "")))
+            if data.get("truncated"):
+                r.error(f"✂ {TRUNCATED}")
             return self._turn_over()
         elif name == "tool_call":
             r.tool_call(

@@ -35,6 +35,9 @@ DEFAULT_MAX_OUTPUT_TOKENS = 4096
 #: As json.dumps with its defaults (non-ASCII escaped), built once.
 _ENCODER = json.JSONEncoder()
 
+#: Usage keys whose counts together are the tokens the model read.
+_INPUT_TOKEN_KEYS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+
 _STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -177,9 +180,14 @@ def messages_to_anthropic(messages: Sequence[Message]) -> list[dict[str, Any]]:
 
 def _content_blocks(message: Message) -> list[dict[str, Any]]:
     if message.role == "tool":
-        return [
-            {"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message.content or ""}
-        ]
+        result: dict[str, Any] = {
+            "type": "tool_result",
+            "tool_use_id": message.tool_call_id,
+            "content": message.content or "",
+        }
+        if message.is_error:
+            result["is_error"] = True
+        return [result]
     blocks: list[dict[str, Any]] = []
     if message.content:
         blocks.append({"type": "text", "text": message.content})
@@ -209,8 +217,10 @@ class AnthropicStreamDecoder:
     def __init__(self, provider: str):
         self.provider = provider
         self._tool_blocks: dict[int, _ToolBlock] = {}
-        self._input_tokens = 0
-        self._output_tokens = 0
+        #: Input token counts by kind (input, cache creation, cache read) and the output count,
+        #: each as the latest event that carried it said (`message_delta` may correct
+        #: `message_start`, as the official SDK reads it).
+        self._usage: dict[str, int] = {}
         self._finish: FinishReason | None = None
         self._done = False
 
@@ -236,12 +246,7 @@ class AnthropicStreamDecoder:
 
     def _event(self, kind: str, data: dict[str, Any]) -> list[StreamChunk]:
         if kind == "message_start":
-            usage = data["message"].get("usage") or {}
-            self._input_tokens = sum(
-                int(usage.get(key) or 0)
-                for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-            )
-            self._output_tokens = int(usage.get("output_tokens") or 0)
+            self._read_usage(data["message"].get("usage"))
             return []
         if kind == "content_block_start":
             return self._block_start(int(data["index"]), data["content_block"])
@@ -253,12 +258,13 @@ class AnthropicStreamDecoder:
             reason = (data.get("delta") or {}).get("stop_reason")
             if reason:
                 self._finish = _STOP_REASONS.get(reason, "stop")
-            if (data.get("usage") or {}).get("output_tokens") is not None:
-                self._output_tokens = int(data["usage"]["output_tokens"])
+            self._read_usage(data.get("usage"))
             return []
         if kind == "message_stop":
             self._done = True
-            return [Usage(self._input_tokens, self._output_tokens), Finish(self._finish or "stop")]
+            usage = self._usage
+            input_tokens = sum(usage.get(key, 0) for key in _INPUT_TOKEN_KEYS)
+            return [Usage(input_tokens, usage.get("output_tokens", 0)), Finish(self._finish or "stop")]
         if kind == "error":
             error = data.get("error") or {}
             raise StreamError(
@@ -267,6 +273,15 @@ class AnthropicStreamDecoder:
                 provider=self.provider,
             )
         return []  # ping, and event types newer than this code
+
+    def _read_usage(self, usage: Any) -> None:
+        # Proxies and some models send `input_tokens: 0` at message_start and the real count in
+        # message_delta: a count that is present (not null) replaces the earlier one.
+        if not isinstance(usage, dict):
+            return
+        for key in (*_INPUT_TOKEN_KEYS, "output_tokens"):
+            if usage.get(key) is not None:
+                self._usage[key] = int(usage[key])
 
     def _block_start(self, index: int, block: dict[str, Any]) -> list[StreamChunk]:
         if block["type"] == "text":

@@ -28,7 +28,7 @@ from duragent.llm.errors import (
     StreamError,
     StreamTimeout,
 )
-from duragent.llm.retry import RetryPolicy, is_retryable_status, parse_retry_after
+from duragent.llm.retry import RetryPolicy, is_retryable_status, retry_after_from
 from duragent.llm.sse import SseEvent, SseParser
 from duragent.llm.types import Completion, Finish, LLMRequest, StreamChunk, TextDelta
 
@@ -264,7 +264,7 @@ class HttpProvider(ABC):
             )
         if not is_retryable_status(status):
             return ProviderError(f"{where}: {detail}", provider=self.name, status=status, url=url)
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        retry_after = retry_after_from(response.headers)
         error: ProviderError
         if status == 429:
             error = ProviderRateLimited(

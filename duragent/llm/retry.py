@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -30,6 +31,36 @@ class RetryPolicy:
 def is_retryable_status(status: int) -> bool:
     """Worth another attempt: request timeout, rate limited, or the server (or a proxy) failed."""
     return status in (408, 429) or status >= 500
+
+
+#: Headers that say how long to wait, the most precise first: OpenAI's `retry-after-ms`, the
+#: standard `Retry-After`, then the names a proxy such as LiteLLM gives the upstream's headers.
+RETRY_AFTER_HEADERS = (
+    ("retry-after-ms", 0.001),
+    ("retry-after", 1.0),
+    ("llm_provider-retry-after-ms", 0.001),
+    ("llm_provider-retry-after", 1.0),
+)
+
+
+def retry_after_from(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+    """Seconds an error response asks us to wait (`RETRY_AFTER_HEADERS`), or None.
+
+    `headers` must look names up case-insensitively (aiohttp's headers do).
+    """
+    for name, scale in RETRY_AFTER_HEADERS:
+        value = headers.get(name)
+        if value is None:
+            continue
+        if scale != 1.0:
+            try:
+                return max(0.0, float(value.strip()) * scale)
+            except ValueError:
+                continue
+        seconds = parse_retry_after(value, now)
+        if seconds is not None:
+            return seconds
+    return None
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

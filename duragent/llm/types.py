@@ -46,7 +46,8 @@ class Message:
     """One message of the conversation sent to the model.
 
     `tool_calls` is set on assistant messages that called tools; `tool_call_id` (and optionally
-    `name`, the tool's name) on `tool` messages carrying a tool's result.
+    `name`, the tool's name) on `tool` messages carrying a tool's result, `is_error` when the
+    tool failed (Anthropic's `tool_result` says so to the model).
     """
 
     role: Role
@@ -54,6 +55,7 @@ class Message:
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
+    is_error: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,6 +113,7 @@ def to_message(entry: dict[str, Any]) -> Message:
         tool_calls=calls,
         tool_call_id=entry.get("tool_call_id"),
         name=entry.get("name"),
+        is_error=bool(entry.get("is_error")),
     )
 
 
@@ -195,6 +196,7 @@ def _history(state: SessionState) -> _HistoryCache:
                 content=cut_middle(message.content, TOOL_RESULT_MAX_TOKENS),
                 tool_call_id=message.tool_call_id,
                 name=message.name,
+                is_error=message.is_error,
             )
         size = _message_tokens(message)
         cache.messages.append(message)

@@ -73,7 +73,10 @@ class TurnFinished:
 
     message_id: str
     content: str
+    #: Tokens of every model call of the turn, summed.
     usage: dict[str, int] = field(default_factory=dict)
+    #: The model stopped at its output token limit: the reply is cut off.
+    truncated: bool = False
 
 
 @dataclass(frozen=True)

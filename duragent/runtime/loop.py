@@ -21,7 +21,15 @@ from duragent.errors import DuragentError
 from duragent.ids import new_id
 from duragent.llm.base import Provider
 from duragent.llm.errors import ProviderError
-from duragent.llm.types import LLMRequest, TextDelta, ToolCall, ToolCallComplete, ToolDefinition, Usage
+from duragent.llm.types import (
+    Finish,
+    LLMRequest,
+    TextDelta,
+    ToolCall,
+    ToolCallComplete,
+    ToolDefinition,
+    Usage,
+)
 from duragent.runtime.approvals import ApprovalBroker
 from duragent.runtime.context import assemble_context
 from duragent.runtime.events import (
@@ -171,6 +179,7 @@ class Runtime:
                 return
         # Calls left without a result by an interrupted run are answered before the model is asked again.
         await close_open_tool_calls(session, INTERRUPTED)
+        turn_usage: dict[str, int] = {}
         for _step in range(self.max_steps):
             if control.pause_requested:
                 yield TurnPaused(control.pause_reason)
@@ -180,6 +189,7 @@ class Runtime:
             text: list[str] = []
             calls: list[ToolCall] = []
             usage: dict[str, int] = {}
+            truncated = False
             try:
                 async with aclosing(provider.stream(request)) as stream:
                     async for chunk in stream:
@@ -190,6 +200,8 @@ class Runtime:
                             calls.append(chunk.tool_call)
                         elif isinstance(chunk, Usage):
                             usage = {"input_tokens": chunk.input_tokens, "output_tokens": chunk.output_tokens}
+                        elif isinstance(chunk, Finish):
+                            truncated = chunk.reason == "length"
             except ProviderError as exc:
                 if text:
                     await self._assistant(session, "".join(text), [], usage, partial=True)
@@ -200,9 +212,19 @@ class Runtime:
                 if text:
                     await asyncio.shield(self._assistant(session, "".join(text), [], usage, partial=True))
                 raise
-            message_id = await self._assistant(session, "".join(text), calls, usage)
-            if not calls:
-                yield TurnFinished(message_id, "".join(text), usage)
+            for key, count in usage.items():
+                turn_usage[key] = turn_usage.get(key, 0) + count
+            final = not calls
+            message_id = await self._assistant(
+                session,
+                "".join(text),
+                calls,
+                usage,
+                truncated=truncated,
+                turn_usage=turn_usage if final else None,
+            )
+            if final:
+                yield TurnFinished(message_id, "".join(text), dict(turn_usage), truncated)
                 return
             paused = False
             async for event in self._run_calls(session, agent, tools, policy, ctx, calls, control):
@@ -242,11 +264,18 @@ class Runtime:
         usage: dict[str, int],
         *,
         partial: bool = False,
+        truncated: bool = False,
+        turn_usage: dict[str, int] | None = None,
     ) -> str:
         message_id = new_id("msg")
         payload: dict[str, Any] = {"content": text, "message_id": message_id}
         if usage:
             payload["usage"] = usage
+        if turn_usage:
+            # The turn's reply: what all its model calls used (`usage` is this call's alone).
+            payload["turn_usage"] = dict(turn_usage)
+        if truncated:
+            payload["truncated"] = True
         if calls:
             payload["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls]
         if partial:

@@ -190,7 +190,10 @@ class MessageReply(Reply):
     message_id: str
     role: Literal["assistant"] = "assistant"
     content: str
-    usage: dict[str, int] | None = None
+    usage: dict[str, int] | None = Field(None, description="Tokens of all the turn's model calls, summed.")
+    truncated: bool = Field(
+        False, description="The model stopped at its output token limit: the reply is cut off."
+    )
 
 
 class PendingApproval(Reply):
@@ -229,7 +232,9 @@ class TurnFailed(Reply):
 class ApprovalComplete(Reply):
     """200 of POST /approve: the turn finished."""
 
-    status: Literal["complete"] = "complete"
+    status: Literal["complete", "truncated"] = Field(
+        "complete", description="`truncated`: the model stopped at its output token limit."
+    )
     message_id: str
     content: str
 

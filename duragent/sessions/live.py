@@ -283,6 +283,9 @@ class LiveSession:
         self._turn: asyncio.Task[None] | None = None
         self._control: TurnControl | None = None
         self._delta_after = session_log.state.last_seq
+        #: The last event stored before this process loaded the session: text another process (a
+        #: worker that died, or this server before a crash) streamed after it was never stored.
+        self._loaded_at_seq: int | None = session_log.state.last_seq
         self._deltas = 0
         self._background_timer: asyncio.TimerHandle | None = None
         self._paused_for_disconnect = False
@@ -513,6 +516,9 @@ class LiveSession:
             await self._set_status("active" if self._subscribers else "running")
             if not self._subscribers:
                 self._on_unattended()
+            loaded_at, self._loaded_at_seq = self._loaded_at_seq, None
+            if content is None:
+                await self._attempt_restarted(self.log.state.last_seq if loaded_at is None else loaded_at)
             async for event in self.runtime.run_turn(
                 self.log, self.agent, content, sender=sender, control=control, queue_id=queue_id
             ):
@@ -539,6 +545,13 @@ class LiveSession:
                 )
         finally:
             await self._end_turn(time.monotonic() - began, outcome)
+
+    async def _attempt_restarted(self, discard_after: int) -> None:
+        """Tell clients that the turn starts a new attempt: text streamed after `discard_after`
+        (and not stored in a message) belonged to an attempt that died and is void."""
+        await self.log.append(
+            "attempt_restarted", {"discard_after": str(Position(discard_after)), "turn": self.log.state.turns}
+        )
 
     async def _end_turn(self, seconds: float, outcome: str) -> None:
         """What follows every turn, however it ended: report it, settle the status, start the next."""

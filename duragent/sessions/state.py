@@ -189,14 +189,15 @@ def _tool_result(state: SessionState, event: SessionEvent, p: dict[str, Any]) ->
     if state.pending_approvals:
         # A call answered without a decision (cancelled, interrupted) waits for nobody any more.
         state.pending_approvals = [a for a in state.pending_approvals if a.get("call_id") != p.get("call_id")]
-    state.conversation.append(
-        {
-            "role": "tool",
-            "tool_call_id": p.get("call_id"),
-            "name": p.get("tool"),
-            "content": p.get("content", ""),
-        }
-    )
+    message = {
+        "role": "tool",
+        "tool_call_id": p.get("call_id"),
+        "name": p.get("tool"),
+        "content": p.get("content", ""),
+    }
+    if p.get("ok") is False:
+        message["is_error"] = True
+    state.conversation.append(message)
 
 
 def _approval_required(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:

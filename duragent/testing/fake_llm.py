@@ -80,6 +80,14 @@ class ScriptedResponse:
     chunk_delay: float = 0.0
     usage: tuple[int, int] | None = None
     finish: Literal["stop", "tool_calls", "length"] = "stop"
+    #: OpenAI: stream parallel calls' argument pieces interleaved by index (the real service sends
+    #: one call after the other; some compatible servers interleave).
+    interleave: bool = False
+    #: Anthropic: `input_tokens: 0` at message_start and the real count in message_delta, as
+    #: proxies such as LiteLLM send it.
+    late_input_usage: bool = False
+    #: Extra response headers (e.g. `retry-after-ms` on an error).
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def text(
@@ -90,10 +98,21 @@ def text(
     delay: float = 0.0,
     usage: tuple[int, int] | None = None,
     finish: Literal["stop", "length"] = "stop",
+    late_input_usage: bool = False,
 ) -> ScriptedResponse:
-    """Reply with `content`, streamed in `chunks` pieces of near-equal length."""
+    """Reply with `content`, streamed in `chunks` pieces of near-equal length.
+
+    `finish="length"` ends it as cut off by the token limit (`length` / `max_tokens`).
+    """
     return ScriptedResponse(
-        "text", text=content, chunks=chunks, chunk_delay=chunk_delay, delay=delay, usage=usage, finish=finish
+        "text",
+        text=content,
+        chunks=chunks,
+        chunk_delay=chunk_delay,
+        delay=delay,
+        usage=usage,
+        finish=finish,
+        late_input_usage=late_input_usage,
     )
 
 
@@ -105,8 +124,14 @@ def tool_calls(
     chunk_delay: float = 0.0,
     delay: float = 0.0,
     usage: tuple[int, int] | None = None,
+    interleave: bool = False,
+    late_input_usage: bool = False,
 ) -> ScriptedResponse:
-    """Call these tools (several = parallel calls), each call's arguments streamed in pieces."""
+    """Call these tools (several = parallel calls), each call's arguments streamed in pieces.
+
+    Parallel calls stream one after the other, as the real APIs send them; `interleave=True`
+    makes the OpenAI format mix their argument pieces by `index` (some compatible servers do).
+    """
     scripted = tuple(call if isinstance(call, ScriptedCall) else ScriptedCall(*call) for call in calls)
     return ScriptedResponse(
         "tool_calls",
@@ -117,6 +142,8 @@ def tool_calls(
         delay=delay,
         usage=usage,
         finish="tool_calls",
+        interleave=interleave,
+        late_input_usage=late_input_usage,
     )
 
 
@@ -131,14 +158,26 @@ def error(
     *,
     retry_after: float | str | None = None,
     delay: float = 0.0,
+    headers: Mapping[str, str] | None = None,
 ) -> ScriptedResponse:
-    """Answer with an HTTP error; a string body becomes the API's error object's message."""
+    """Answer with an HTTP error; a string body becomes the API's error object's message.
+
+    `retry_after` sets `Retry-After`; `headers` adds others, e.g. `{"retry-after-ms": "1500"}` or
+    the proxy form `{"llm_provider-retry-after": "2"}`.
+    """
     header = (
         None
         if retry_after is None
         else (f"{retry_after:g}" if isinstance(retry_after, float) else str(retry_after))
     )
-    return ScriptedResponse("error", status=status, body=body, retry_after=header, delay=delay)
+    return ScriptedResponse(
+        "error",
+        status=status,
+        body=body,
+        retry_after=header,
+        delay=delay,
+        headers=tuple((headers or {}).items()),
+    )
 
 
 def delay(seconds: float, then: ScriptedResponse | None = None) -> ScriptedResponse:
@@ -344,7 +383,7 @@ class FakeLLMServer:
         writer = _OpenAIWriter(reply) if api == "openai" else _AnthropicWriter(reply)
         await stream.write(writer.opening())
         response = reply.response
-        pieces = _pieces(reply, interleave=api == "openai")
+        pieces = _pieces(reply, interleave=api == "openai" and response.interleave)
         if not response.chunk_delay and response.kind not in _INTERRUPTED:
             # An instant model: several events per write, as a real server's socket buffer would
             # deliver them, so the fake costs little per token and benchmarks measure the client.
@@ -398,7 +437,7 @@ _INSTANT_PIECES_PER_WRITE = 32
 
 
 def _pieces(reply: _Reply, *, interleave: bool) -> list[_Piece]:
-    """The reply's content events; parallel calls' argument pieces interleaved for OpenAI."""
+    """The reply's content events; parallel calls one after the other unless `interleave`."""
     pieces = [_Piece("text", text=part) for part in _split(reply.text, reply.response.chunks)]
     calls = reply.response.calls
     fragments = [_split(json.dumps(call.arguments), reply.response.argument_chunks) for call in calls]
@@ -535,6 +574,7 @@ class _AnthropicWriter(_Writer):
         )
 
     def opening(self) -> bytes:
+        late = self.reply.response.late_input_usage
         message: dict[str, Any] = {
             "id": "msg_fake",
             "type": "message",
@@ -543,7 +583,7 @@ class _AnthropicWriter(_Writer):
             "model": self.reply.model,
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": self.reply.input_tokens, "output_tokens": 1},
+            "usage": {"input_tokens": 0 if late else self.reply.input_tokens, "output_tokens": 1},
         }
         return _sse({"type": "message_start", "message": message}, "message_start") + _sse(
             {"type": "ping"}, "ping"
@@ -568,6 +608,11 @@ class _AnthropicWriter(_Writer):
             "delta": {"stop_reason": _FINISH["anthropic"][self.reply.response.finish], "stop_sequence": None},
             "usage": {"output_tokens": self.reply.output_tokens},
         }
+        if self.reply.response.late_input_usage:
+            delta["usage"] = {
+                "input_tokens": self.reply.input_tokens,
+                "output_tokens": self.reply.output_tokens,
+            }
         return (
             self._stop_block() + _sse(delta, "message_delta") + _sse({"type": "message_stop"}, "message_stop")
         )
@@ -635,8 +680,10 @@ def _error_response(api: Api, response: ScriptedResponse) -> web.Response:
         else:
             kind = _ANTHROPIC_ERROR_TYPES.get(status, "api_error")
             body = {"type": "error", "error": {"type": kind, "message": message}}
-    headers = {"Retry-After": response.retry_after} if response.retry_after is not None else None
-    return web.json_response(body, status=status, headers=headers)
+    headers = dict(response.headers)
+    if response.retry_after is not None:
+        headers["Retry-After"] = response.retry_after
+    return web.json_response(body, status=status, headers=headers or None)
 
 
 def _content_text(content: Any) -> str:
@@ -675,6 +722,9 @@ _OPTIONS = {
     "retry_after",
     "argument_chunks",
     "text",
+    "interleave",
+    "late_input_usage",
+    "headers",
 }
 
 
@@ -723,8 +773,10 @@ def _response_of_kind(kind: str, item: dict[str, Any]) -> ScriptedResponse:
 
 def _base_response(kind: str, value: Any, item: dict[str, Any]) -> ScriptedResponse:
     usage = (int(item["usage"][0]), int(item["usage"][1])) if "usage" in item else None
+    late = bool(item.get("late_input_usage", False))
     if kind == "error":
-        return error(int(value), item.get("body"), retry_after=item.get("retry_after"))
+        headers = {str(k): str(v) for k, v in (item.get("headers") or {}).items()}
+        return error(int(value), item.get("body"), retry_after=item.get("retry_after"), headers=headers)
     if kind == "broken_stream":
         return broken_stream(int(value), item.get("text", "this reply breaks off here"))
     if kind == "malformed":
@@ -734,13 +786,20 @@ def _base_response(kind: str, value: Any, item: dict[str, Any]) -> ScriptedRespo
     if kind == "tool_calls":
         calls = [ScriptedCall(str(c["name"]), dict(c.get("arguments") or {}), c.get("id")) for c in value]
         argument_chunks = int(item.get("argument_chunks", 2))
-        return tool_calls(calls, text=str(item.get("text", "")), argument_chunks=argument_chunks, usage=usage)
+        return tool_calls(
+            calls,
+            text=str(item.get("text", "")),
+            argument_chunks=argument_chunks,
+            usage=usage,
+            interleave=bool(item.get("interleave", False)),
+            late_input_usage=late,
+        )
     if kind == "echo":
         return echo(int(item.get("chunks", 1)))
     finish = item.get("finish", "stop")
     if finish not in ("stop", "length"):
         raise ValueError(f"finish must be stop or length, not {finish!r}")
-    return text(str(value), int(item.get("chunks", 1)), usage=usage, finish=finish)
+    return text(str(value), int(item.get("chunks", 1)), usage=usage, finish=finish, late_input_usage=late)
 
 
 def load_script(path: Path) -> Script:

@@ -351,15 +351,26 @@ def test_send_json_in_a_pipe_exits_0_1_or_3(
             timeout=30,
         )
 
-    fake_model.enqueue(tool_calls([("bash", {"command": "echo hi"})]), text("All good.", usage=(12, 3)))
+    fake_model.enqueue(
+        tool_calls([("bash", {"command": "echo hi"})], usage=(10, 2)), text("All good.", usage=(12, 3))
+    )
     ok = send("check things")
     assert ok.returncode == 0, ok.stderr
     result = json.loads(ok.stdout)
     assert result["reply"] == "All good."
     assert result["status"] == "complete"
-    assert result["usage"] == {"input_tokens": 12, "output_tokens": 3}
+    # the turn's usage: both of its model calls
+    assert result["usage"] == {"input_tokens": 22, "output_tokens": 5}
     assert [(c["tool"], c["ok"]) for c in result["tool_calls"]] == [("bash", True)]
     assert "\x1b[" not in ok.stdout
+
+    fake_model.enqueue(text("The list goes on and", finish="length"))
+    cut = send("--session", result["session_id"], "list everything")
+    assert cut.returncode == 1, cut.stderr
+    truncated = json.loads(cut.stdout)
+    assert (truncated["status"], truncated["reply"]) == ("truncated", "The list goes on and")
+    assert truncated["error"]["code"] == "truncated"
+    assert "output token limit" in truncated["error"]["message"]
 
     fake_model.enqueue(error(400, {"error": {"message": "bad request from the fake"}}))
     failed = send("--session", result["session_id"], "break please")

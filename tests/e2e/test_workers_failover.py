@@ -112,6 +112,13 @@ async def test_a_stream_on_worker_b_survives_worker_a_dying_mid_turn_and_loses_n
             assert [e.data.get("content") for e in seen if e.event == "start"] == ["hello"]
             # Token deltas streamed live from A (through NOTIFY) before it died.
             assert "".join(e.data["content"] for e in seen if e.event == "token").startswith("w0 w1")
+            # B says the attempt restarted and which text was A's (void); what follows is B's reply.
+            (restart,) = [e for e in seen if e.event == "attempt_restarted"]
+            cut = seen.index(restart)
+            void = [e for e in seen[:cut] if e.event == "token"]
+            assert void
+            assert {(e.id or "").split(".")[0] for e in void} == {restart.data["discard_after"]}
+            assert "".join(e.data["content"] for e in seen[cut:] if e.event == "token") == "Recovered reply"
 
             # The table holds the acknowledged message once and the reply; no seq duplicated or skipped.
             store = PostgresSessionStore(pg_url)

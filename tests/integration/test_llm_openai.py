@@ -114,6 +114,7 @@ async def test_parallel_tool_calls_are_assembled_from_interleaved_deltas(
                 ("memory", {"action": "remember", "content": "x"}),
             ],
             argument_chunks=4,
+            interleave=True,
         )
     )
     chunks = await collect(provider, LLMRequest("gpt-test", HELLO.messages, tools=(MEMORY_TOOL,)))

@@ -71,6 +71,15 @@ async def start_server(tmp_path: Path, agent: Agent) -> AsyncIterator[ManagerFac
         await providers.close()
 
 
+async def eventually(check: Callable[[], bool], within: float = 10.0) -> None:
+    """Wait until `check()` holds (fails the test after `within` seconds)."""
+    async with asyncio.timeout(within):
+        while True:
+            if check():
+                return
+            await asyncio.sleep(0.02)
+
+
 def runs(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
@@ -122,8 +131,7 @@ async def test_a_cancelled_turn_is_not_run_again_after_a_restart(
     live = await manager.create("helper")
     session_id = live.session_id
     await live.submit("start something long")
-    while runs(counter) == 0:
-        await asyncio.sleep(0.02)
+    await eventually(lambda: runs(counter) > 0)
     assert await live.cancel()
     await manager.close(grace=5)
     requests = len(fake_llm.requests)
@@ -143,12 +151,12 @@ async def test_a_turn_cut_off_by_a_stop_still_resumes_once_and_finishes(
     live = await manager.create("helper")
     session_id = live.session_id
     await live.submit("go")
-    while len(fake_llm.requests) < 2:  # the tool ran; the model is being asked again
-        await asyncio.sleep(0.02)
+    await eventually(lambda: len(fake_llm.requests) >= 2)  # the tool ran; the model is asked again
     await manager.close(grace=0.05)  # the stop cuts the model call off
 
     resumed = await restart_twice(start_server, session_id)
-    assert resumed[0] == (session_id,) and resumed[1] == ()
+    assert resumed[0] == (session_id,)
+    assert resumed[1] == ()
     assert runs(counter) == 1
     final = FilesystemSessionStore(tmp_path / "sessions", fsync="never")
     try:
@@ -156,3 +164,26 @@ async def test_a_turn_cut_off_by_a_stop_still_resumes_once_and_finishes(
     finally:
         await final.close()
     assert [e.payload["content"] for e in events if e.type == "assistant_message"][-1] == "finished"
+
+
+async def test_a_turn_a_crash_cut_off_restarts_with_an_event_saying_which_text_is_void(
+    start_server: ManagerFactory, fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    manager = start_server()
+    live = await manager.create("helper")
+    session_id = live.session_id
+    # What a crash leaves: the message is stored, the reply was streaming (tokens "2.1", "2.2"...
+    # reached clients) but never stored.
+    user = await live.log.append("user_message", {"content": "hello", "turn": 1})
+    await manager.close(grace=0)
+
+    fake_llm.enqueue(text("the whole reply"))
+    restarted = start_server()
+    assert (await restarted.recover()).resumed == (session_id,)
+    resumed = restarted.live[session_id]
+    await asyncio.wait_for(resumed.turn_finished.wait(), 10)
+    events = await resumed.log.store.read(session_id)
+    kinds = [e.type for e in events if e.seq > user.seq]
+    assert kinds[kinds.index("attempt_restarted") :][:2] == ["attempt_restarted", "assistant_message"]
+    (restart,) = [e for e in events if e.type == "attempt_restarted"]
+    assert restart.payload == {"discard_after": str(user.seq), "turn": 1}

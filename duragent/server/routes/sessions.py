@@ -348,17 +348,21 @@ async def _wait_for_outcome(
             return json_reply(_pending_reply(live.session_id, event), 202)
         if event.event == "done":
             data = event.data
+            truncated = bool(data.get("truncated"))
             if approve:
                 return json_reply(
                     ApprovalComplete(
-                        message_id=str(data.get("message_id", "")), content=str(data.get("content", ""))
+                        status="truncated" if truncated else "complete",
+                        message_id=str(data.get("message_id", "")),
+                        content=str(data.get("content", "")),
                     )
                 )
             return json_reply(
                 MessageReply(
                     message_id=str(data.get("message_id", "")),
                     content=str(data.get("content", "")),
-                    usage=data.get("usage") or None,
+                    usage=data.get("turn_usage") or data.get("usage") or None,
+                    truncated=truncated,
                 )
             )
         if event.event in ("error", "cancelled"):
