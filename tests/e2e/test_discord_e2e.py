@@ -134,6 +134,22 @@ async def test_the_owner_gets_a_formatted_reply_while_typing_shows(bot: DiscordB
     assert typing_at < sent_at
 
 
+async def test_notify_user_from_a_continue_mode_session_reaches_the_dm(bot: DiscordBot, dm: str) -> None:
+    bot.llm.enqueue(
+        tool_calls([("notify_user", {"message": "Halfway there: 3 of 6 files checked"})]),
+        text("All six files are fine."),
+    )
+    asked = bot.discord.inject_message(dm, "check my files and keep me posted", author=bot.owner)
+
+    final = await reply_to(bot, asked)
+
+    notice, answer = bot.discord.sent_messages(dm)
+    assert notice.content == "Halfway there: 3 of 6 files checked"
+    assert notice.reference_id is None  # a notification, not the answer
+    assert answer is final
+    assert answer.content == "All six files are fine."
+
+
 async def test_a_stranger_gets_no_reply(bot: DiscordBot) -> None:
     stranger = bot.discord.add_user("mallory")
     stranger_dm = bot.discord.dm_channel(stranger)

@@ -111,6 +111,21 @@ async def test_the_owner_gets_a_formatted_reply(bot: SlackBot, dm: str) -> None:
     assert request.messages[-1] == {"role": "user", "content": "hi bot"}
 
 
+async def test_notify_user_from_a_continue_mode_session_reaches_the_dm(bot: SlackBot, dm: str) -> None:
+    bot.llm.enqueue(
+        tool_calls([("notify_user", {"message": "Halfway there: 3 of 6 files checked"})]),
+        text("All six files are fine."),
+    )
+    bot.slack.inject_message(dm, "check my files and keep me posted", user=bot.owner)
+
+    await bot.slack.wait_for_message(dm, containing("All six files"), within=REPLY_WITHIN)
+
+    assert [m.text for m in bot.slack.sent_messages(dm)] == [
+        "Halfway there: 3 of 6 files checked",
+        "All six files are fine.",
+    ]
+
+
 async def test_a_stranger_gets_no_reply(bot: SlackBot) -> None:
     stranger = bot.slack.add_user("mallory")
     stranger_dm = bot.slack.dm_channel(stranger)
