@@ -134,6 +134,21 @@ class Workspace:
             repo, self.editable_paths, ledger=ledger, agent_author=self.config.git.author, screen=screen
         )
 
+    def revert_scope(self) -> tuple[list[str], list[str]]:
+        """Repo-relative folders whose commits may be reverted (memory, agents) and the append-only ones."""
+        repo = self.repo
+        if repo is None:
+            return [], []
+
+        def relative(folder: Path) -> list[str]:
+            try:
+                return [repo.relative(folder)]
+            except ValueError:
+                return []
+
+        revertible = [*relative(self.config.service_path("memory")), *relative(self.config.agents_path)]
+        return revertible, relative(self.config.service_path("session"))
+
     def commit_offline_edits(self) -> str | None:
         """Commit edits a person made to memory/agent files while no Duragent process ran; the sha or None."""
         if not self.config.data_path.is_dir():

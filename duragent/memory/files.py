@@ -1,0 +1,73 @@
+"""Memory files as a person edits them: each agent's MEMORY.md and daily files, read and saved.
+
+A save writes the file atomically and commits it as the person (their git identity, a
+`Duragent-Kind: edit` trailer), apart from the agent's own commits, as `duragent memory edit`
+does. Only the filesystem memory backend keeps memory as files.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from duragent.errors import InvalidName, UsageError
+from duragent.ids import check_name
+from duragent.stores.filesystem.atomic import write_atomic
+from duragent.workspace import Workspace
+
+LONG_TERM = "MEMORY.md"
+_DAY_FILE = re.compile(r"\d{4}-\d{2}-\d{2}\.md")
+
+
+@dataclass(frozen=True)
+class SavedMemory:
+    """A saved memory file: its repo-relative path and the commit (None: unchanged or git off)."""
+
+    path: str
+    sha: str | None
+    committed_as: str | None
+
+
+def memory_folder(workspace: Workspace, agent: str) -> Path:
+    """`<memory>/<agent>/` (UsageError when memory is not kept in files)."""
+    if workspace.config.services.memory.backend != "filesystem":
+        raise UsageError("memory is in PostgreSQL, not in files: edit it with `duragent memory edit`")
+    return workspace.config.service_path("memory") / check_name(agent, "agent name")
+
+
+def memory_file_names(workspace: Workspace, agent: str) -> list[str]:
+    """MEMORY.md first (listed even before it exists), then the daily files, newest first."""
+    folder = memory_folder(workspace, agent)
+    days = sorted((p.name for p in folder.glob("*.md") if _DAY_FILE.fullmatch(p.name)), reverse=True)
+    return [LONG_TERM, *days]
+
+
+def memory_path(workspace: Workspace, agent: str, name: str) -> Path:
+    """The file `name` (MEMORY.md or YYYY-MM-DD.md) of `agent`; InvalidName for anything else."""
+    if name != LONG_TERM and not _DAY_FILE.fullmatch(name):
+        raise InvalidName(f"invalid memory file {name!r}: MEMORY.md or a day like 2026-01-31.md")
+    return memory_folder(workspace, agent) / name
+
+
+def read_memory_file(workspace: Workspace, agent: str, name: str) -> str:
+    """The file's text ("" when it does not exist yet)."""
+    path = memory_path(workspace, agent, name)
+    return path.read_text(encoding="utf-8") if path.exists() else ""
+
+
+def save_memory_file(workspace: Workspace, agent: str, name: str, text: str) -> SavedMemory:
+    """Write the file and commit it as the person's edit (blocking: call it in a thread)."""
+    path = memory_path(workspace, agent, name)
+    text = text.replace("\r\n", "\n")
+    if text and not text.endswith("\n"):
+        text += "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, text.encode("utf-8"))
+    edits = workspace.human_edits
+    relative = str(path.relative_to(workspace.config.data_path))
+    if edits is None:
+        return SavedMemory(relative, None, None)
+    relative = edits.repo.relative(path)
+    result = edits.commit([relative], summary="in the dashboard")
+    return SavedMemory(relative, result.sha, str(edits.repo.person_identity()) if result.sha else None)
