@@ -55,11 +55,21 @@ def create_app(
     from duragent.server.openai.errors import openai_error_middleware
     from duragent.server.openapi import openapi_json
     from duragent.server.routes import agents, health, sessions
+    from duragent.web.app import add_dashboard
+    from duragent.web.app import error_pages as dashboard_error_pages
+    from duragent.web.login import login_middleware
 
     tokens = auth.Tokens(api=config.server.api_token or None, admin=config.admin.token or None)
+    dashboard_login = login_middleware()
     auth.check_bind(host or config.server.host, tokens, insecure=insecure)
     app = web.Application(
-        middlewares=[openai_error_middleware, problem_middleware, auth.auth_middleware(tokens)],
+        middlewares=[
+            openai_error_middleware,
+            dashboard_error_pages,
+            problem_middleware,
+            auth.auth_middleware(tokens),
+            dashboard_login,
+        ],
         client_max_size=MAX_BODY_BYTES,
     )
     health.add_routes(app)
@@ -67,6 +77,7 @@ def create_app(
     agents.add_routes(app)
     sessions.add_routes(app)
     openai_routes.add_routes(app)
+    add_dashboard(app, api_token=tokens.api, admin_token=tokens.admin)
     if config.admin.enabled:
         from duragent.server.routes.admin import add_admin_routes
 

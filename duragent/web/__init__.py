@@ -1,0 +1,1 @@
+"""The dashboard at `/ui`: server-rendered pages over the library the API uses (docs/dashboard.md)."""

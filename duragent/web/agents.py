@@ -1,0 +1,34 @@
+"""Dashboard: agent definitions with their validation problems, and the gateway plugins."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from duragent.server.state import STATE
+from duragent.web.login import UI_PREFIX
+from duragent.web.pages import render
+
+
+async def agents(request: web.Request) -> web.Response:
+    """GET /ui/agents: every agent (valid or not), its problems and its files."""
+    registry = request.app[STATE].agents
+    rows = []
+    for summary in registry.summaries():
+        files = await asyncio.to_thread(registry.files, summary.name)
+        rows.append({"summary": summary, "files": files})
+    return render(request, "agents.html", {"rows": rows})
+
+
+async def gateways(request: web.Request) -> web.Response:
+    """GET /ui/gateways: each gateway plugin's state, restarts and last error."""
+    service = request.app[STATE].gateways
+    statuses = service.statuses() if service is not None else []
+    return render(request, "gateways.html", {"gateways": statuses})
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the agents and gateways pages."""
+    app.router.add_get(f"{UI_PREFIX}/agents", agents)
+    app.router.add_get(f"{UI_PREFIX}/gateways", gateways)

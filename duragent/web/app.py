@@ -1,0 +1,153 @@
+"""The dashboard's wiring: templates, static files, login pages, its error pages, all its routes.
+
+`add_dashboard(app, api_token=..., admin_token=...)` adds everything under `/ui` to the
+server's application; the pages call the same library objects (`ServerState`) as the API.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import cast
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from duragent.server.problems import PROBLEM_CONTENT_TYPE
+from duragent.web import agents, history, memory, sessions
+from duragent.web.login import (
+    COOKIE,
+    LOGIN_COOKIE,
+    LOGINS,
+    UI_PREFIX,
+    Logins,
+    read_form,
+    safe_next,
+    set_login_cookie,
+)
+
+HERE = Path(__file__).parent
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: Where `duragent ui` gets a one-time login link (guarded by the API token like all of /api/v1).
+TICKET_PATH = "/api/v1/dashboard/login-ticket"
+
+
+def add_dashboard(app: web.Application, *, api_token: str | None, admin_token: str | None) -> None:
+    """Serve the dashboard under /ui (login with either token; loopback browsers when none is set)."""
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=jinja2.select_autoescape(default=True),
+        undefined=jinja2.StrictUndefined,
+    )
+    app[LOGINS] = Logins(api_token=api_token, admin_token=admin_token)
+    app.router.add_get(UI_PREFIX, _to_front_page)
+    app.router.add_get(f"{UI_PREFIX}/login", login_page)
+    app.router.add_post(f"{UI_PREFIX}/login", log_in)
+    app.router.add_post(f"{UI_PREFIX}/logout", log_out)
+    app.router.add_post(TICKET_PATH, login_ticket)
+    app.router.add_static(f"{UI_PREFIX}/static", HERE / "static", append_version=True)
+    sessions.add_routes(app)
+    memory.add_routes(app)
+    history.add_routes(app)
+    agents.add_routes(app)
+
+
+async def _to_front_page(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound(f"{UI_PREFIX}/")
+
+
+async def login_page(request: web.Request) -> web.StreamResponse:
+    """GET /ui/login: the token form, or (with `?ticket=` from `duragent ui`) straight in."""
+    logins = request.app[LOGINS]
+    ticket = request.query.get("ticket")
+    if ticket:
+        if not logins.use_ticket(ticket):
+            return _login_form(
+                request, "That login link was used already or has expired: run `duragent ui` again."
+            )
+        return _logged_in(request, safe_next(request.query.get("next")))
+    return _login_form(request, None)
+
+
+def _login_form(request: web.Request, problem: str | None) -> web.Response:
+    """The login page, saying what went wrong with the last try (200: error statuses become error pages)."""
+    import secrets
+
+    form_token = secrets.token_urlsafe(24)
+    context = {
+        "problem": problem,
+        "form_token": form_token,
+        "next": safe_next(request.query.get("next")),
+        "needs_token": request.app[LOGINS].tokens_configured(),
+        "ui": UI_PREFIX,
+    }
+    response = aiohttp_jinja2.render_template("login.html", request, context)
+    response.set_cookie(LOGIN_COOKIE, form_token, path=UI_PREFIX, httponly=True, samesite="Strict")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def log_in(request: web.Request) -> web.StreamResponse:
+    """POST /ui/login (token, form_token, next): check the token, set the login cookie."""
+    import hmac
+
+    form = await read_form(request)
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    offered = form.get("form_token", "")
+    if not expected or not hmac.compare_digest(offered.encode(), expected.encode()):
+        return _login_form(request, "The login form expired: try again.")
+    if not request.app[LOGINS].token_accepted(form.get("token", "").strip(), request.remote):
+        return _login_form(request, "That token is not valid.")
+    return _logged_in(request, safe_next(form.get("next")))
+
+
+def _logged_in(request: web.Request, location: str) -> web.StreamResponse:
+    login_id, _ = request.app[LOGINS].start()
+    response = web.Response(status=303, headers={"Location": location})
+    set_login_cookie(request, response, login_id)
+    response.del_cookie(LOGIN_COOKIE, path=UI_PREFIX)
+    return response
+
+
+async def log_out(request: web.Request) -> web.StreamResponse:
+    """POST /ui/logout: end the login (no CSRF needed to log someone out of their own browser)."""
+    request.app[LOGINS].end(request.cookies.get(COOKIE))
+    response = web.Response(status=303, headers={"Location": f"{UI_PREFIX}/login"})
+    response.del_cookie(COOKIE, path=UI_PREFIX)
+    return response
+
+
+async def login_ticket(request: web.Request) -> web.Response:
+    """POST /api/v1/dashboard/login-ticket: a one-time link that logs a browser in (for `duragent ui`)."""
+    ticket = request.app[LOGINS].new_ticket()
+    return web.json_response({"path": f"{UI_PREFIX}/login?ticket={ticket}"})
+
+
+@web.middleware
+async def _error_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Errors of dashboard pages as a readable page instead of problem+json."""
+    response = await handler(request)
+    path = request.path
+    if not (path == UI_PREFIX or path.startswith(UI_PREFIX + "/")) or not isinstance(response, web.Response):
+        return response
+    if response.content_type != PROBLEM_CONTENT_TYPE or response.text is None:
+        return response
+    problem = json.loads(response.text)
+    context = {
+        "status": response.status,
+        "title": problem.get("title", "Error"),
+        "detail": problem.get("detail", ""),
+        "ui": UI_PREFIX,
+    }
+    page = aiohttp_jinja2.render_template("error.html", request, context, status=response.status)
+    for name in ("Allow", "WWW-Authenticate"):
+        if name in response.headers:
+            page.headers[name] = response.headers[name]
+    return page
+
+
+error_pages = cast(Middleware, _error_pages)

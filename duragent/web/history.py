@@ -1,0 +1,80 @@
+"""Dashboard: the data repository's timeline (as `duragent history` shows it), diffs, revert."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from duragent.errors import UsageError
+from duragent.server.state import STATE
+from duragent.vcs.history import read_history
+from duragent.vcs.repo import GitRepo
+from duragent.vcs.revisions import RevertRefused, check_revertible, revert_revision, show_revision
+from duragent.web.login import UI_PREFIX, form_endpoint
+from duragent.web.pages import render, see_other
+from duragent.workspace import Workspace
+
+#: Commits shown on the timeline.
+TIMELINE_LIMIT = 100
+
+
+def _repo(workspace: Workspace) -> GitRepo:
+    repo = workspace.repo
+    if repo is None:
+        raise UsageError("git is disabled for this workspace (git.enabled: false): there is no history")
+    return repo
+
+
+async def timeline(request: web.Request) -> web.Response:
+    """GET /ui/history."""
+    state = request.app[STATE]
+    config = state.config
+    entries = []
+    if config.git.enabled:
+        entries = await asyncio.to_thread(
+            read_history, config.data_path, limit=TIMELINE_LIMIT, agent_author=config.git.author
+        )
+    return render(
+        request,
+        "history.html",
+        {"entries": entries, "git": config.git.enabled, "reverted": request.query.get("reverted")},
+    )
+
+
+async def revision(request: web.Request) -> web.Response:
+    """GET /ui/history/{sha}: one change, its diff, and whether it can be reverted."""
+    state = request.app[STATE]
+    repo = _repo(state.workspace)
+    shown = await asyncio.to_thread(show_revision, repo, request.match_info["sha"], raw=True)
+    revertible, append_only = state.workspace.revert_scope()
+    try:
+        files = await asyncio.to_thread(
+            check_revertible, repo, shown.sha, revertible=revertible, append_only=append_only
+        )
+        refused = None
+    except RevertRefused as exc:
+        files, refused = [], str(exc)
+    return render(request, "revision.html", {"rev": shown, "files": files, "refused": refused})
+
+
+@form_endpoint
+async def revert(request: web.Request, form: dict[str, str]) -> web.StreamResponse:
+    """POST /ui/history/{sha}/revert (confirm=yes): undo the change with a commit by the person."""
+    state = request.app[STATE]
+    repo = _repo(state.workspace)
+    sha = request.match_info["sha"]
+    if form.get("confirm") != "yes":
+        raise see_other(f"{UI_PREFIX}/history/{sha}")
+    revertible, append_only = state.workspace.revert_scope()
+    result = await asyncio.to_thread(
+        revert_revision, repo, sha, revertible=revertible, append_only=append_only
+    )
+    raise see_other(f"{UI_PREFIX}/history?reverted={result.sha or 'nothing'}")
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the history pages."""
+    app.router.add_get(f"{UI_PREFIX}/history", timeline)
+    app.router.add_get(f"{UI_PREFIX}/history/{{sha}}", revision)
+    app.router.add_post(f"{UI_PREFIX}/history/{{sha}}/revert", revert)

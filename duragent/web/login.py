@@ -1,0 +1,189 @@
+"""Who may use the dashboard: a token login that sets a cookie, and CSRF tokens for every form.
+
+Logging in with the API (or admin) token makes a login session kept in this process's
+memory; its id travels in an `HttpOnly; SameSite=Strict` cookie scoped to `/ui`, so scripts
+cannot read it and other sites' pages cannot send it. Each login session has its own CSRF
+token, a hidden field in every form; a form post without the right one is refused (403)
+before anything else is read. A restart of the server ends every login.
+
+The dashboard's forms are the one deliberate exception to the API's JSON-only request
+bodies: a handler wrapped by `form_endpoint` reads `application/x-www-form-urlencoded`
+bodies, and only after their CSRF token checks out (`FORM_ENDPOINT_ATTRIBUTE` marks them).
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import cast
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from duragent.server.auth import is_loopback
+
+UI_PREFIX = "/ui"
+COOKIE = "duragent_ui"
+#: A login form's own CSRF token (double-submit: cookie and hidden field must match).
+LOGIN_COOKIE = "duragent_ui_login"
+#: Set to True on handlers that accept CSRF-checked form bodies instead of JSON.
+FORM_ENDPOINT_ATTRIBUTE = "duragent_form_endpoint"
+#: How long a login lasts without use.
+IDLE_LIMIT = 12 * 3600.0
+#: How long a one-time login ticket (`duragent ui`) may wait to be used.
+TICKET_LIFETIME = 120.0
+#: Largest form body read (memory files are the largest thing posted).
+MAX_FORM_BYTES = 1024 * 1024
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+FormHandler = Callable[[web.Request, dict[str, str]], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Login:
+    """One logged-in browser."""
+
+    csrf: str
+    last_used: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Logins:
+    """The dashboard's logins and one-time tickets, in memory; checks tokens against the server's."""
+
+    api_token: str | None
+    admin_token: str | None
+    _logins: dict[str, Login] = field(default_factory=dict)
+    _tickets: dict[str, float] = field(default_factory=dict)
+
+    def token_accepted(self, offered: str, remote: str | None) -> bool:
+        """The API or admin token (constant-time); without tokens configured, any loopback browser."""
+        expected = [t for t in (self.api_token, self.admin_token) if t]
+        if not expected:
+            return is_loopback(remote)
+        return any(hmac.compare_digest(offered.encode(), token.encode()) for token in expected)
+
+    def tokens_configured(self) -> bool:
+        """Whether logging in needs a token."""
+        return bool(self.api_token or self.admin_token)
+
+    def start(self) -> tuple[str, Login]:
+        """A new login: its cookie value and record."""
+        login_id = secrets.token_urlsafe(32)
+        login = Login(csrf=secrets.token_urlsafe(32))
+        self._logins[login_id] = login
+        return login_id, login
+
+    def find(self, login_id: str | None) -> Login | None:
+        """The login of a cookie value, if it is current."""
+        if not login_id:
+            return None
+        login = self._logins.get(login_id)
+        now = time.monotonic()
+        if login is None or now - login.last_used > IDLE_LIMIT:
+            self._logins.pop(login_id, None)
+            return None
+        login.last_used = now
+        return login
+
+    def end(self, login_id: str | None) -> None:
+        """Log out."""
+        if login_id:
+            self._logins.pop(login_id, None)
+
+    def new_ticket(self) -> str:
+        """A one-time login ticket for `duragent ui` (valid `TICKET_LIFETIME` seconds)."""
+        now = time.monotonic()
+        self._tickets = {t: at for t, at in self._tickets.items() if now - at < TICKET_LIFETIME}
+        ticket = secrets.token_urlsafe(32)
+        self._tickets[ticket] = now
+        return ticket
+
+    def use_ticket(self, ticket: str) -> bool:
+        """True once for a ticket made less than `TICKET_LIFETIME` seconds ago."""
+        made = self._tickets.pop(ticket, None)
+        return made is not None and time.monotonic() - made < TICKET_LIFETIME
+
+
+LOGINS = web.AppKey("duragent_ui_logins", Logins)
+
+
+def set_login_cookie(request: web.Request, response: web.StreamResponse, login_id: str) -> None:
+    """The login cookie: HttpOnly, SameSite=Strict, only for /ui (Secure over https)."""
+    response.set_cookie(
+        COOKIE, login_id, path=UI_PREFIX, httponly=True, samesite="Strict", secure=request.secure
+    )
+
+
+def current_login(request: web.Request) -> Login:
+    """The login of a request the middleware let through."""
+    login = request.app[LOGINS].find(request.cookies.get(COOKIE))
+    if login is None:
+        raise web.HTTPFound(f"{UI_PREFIX}/login")
+    return login
+
+
+def _public(path: str) -> bool:
+    return path in (f"{UI_PREFIX}/login",) or path.startswith(f"{UI_PREFIX}/static/")
+
+
+def login_middleware() -> Middleware:
+    """Send browsers without a login to the login page (pages) or refuse them (posts, streams)."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        if not (path == UI_PREFIX or path.startswith(UI_PREFIX + "/")) or _public(path):
+            return await handler(request)
+        if request.app[LOGINS].find(request.cookies.get(COOKIE)) is None:
+            if request.method == "GET" and "text/event-stream" not in request.headers.get("Accept", ""):
+                raise web.HTTPFound(f"{UI_PREFIX}/login?next={_next(request)}")
+            raise web.HTTPUnauthorized(text="log in to the dashboard first (/ui/login)")
+        return await handler(request)
+
+    return cast(Middleware, check)
+
+
+def _next(request: web.Request) -> str:
+    from urllib.parse import quote
+
+    return quote(request.rel_url.path_qs, safe="")
+
+
+def safe_next(value: str | None) -> str:
+    """Where to go after logging in: a dashboard path, never another site."""
+    if value and value.startswith(UI_PREFIX) and not value.startswith("//") and "\\" not in value:
+        return value
+    return UI_PREFIX + "/"
+
+
+async def read_form(request: web.Request) -> dict[str, str]:
+    """The urlencoded form body, one value per field (415 for other types, 413 when too large)."""
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise web.HTTPUnsupportedMediaType(text="the dashboard's forms are sent urlencoded")
+    if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_FORM_BYTES, actual_size=request.content_length)
+    form = await request.post()
+    return {name: value for name, value in form.items() if isinstance(value, str)}
+
+
+def form_endpoint(handler: FormHandler) -> Handler:
+    """A dashboard form post: read the form, refuse it without this login's CSRF token, then handle it."""
+
+    async def checked(request: web.Request) -> web.StreamResponse:
+        login = current_login(request)
+        form = await read_form(request)
+        offered = form.get("csrf", "")
+        if not offered or not hmac.compare_digest(offered.encode(), login.csrf.encode()):
+            raise web.HTTPForbidden(
+                text="the form's CSRF token is missing or stale: reload the page and retry"
+            )
+        return await handler(request, form)
+
+    setattr(checked, FORM_ENDPOINT_ATTRIBUTE, True)
+    checked.__doc__ = handler.__doc__
+    checked.__name__ = handler.__name__
+    return checked

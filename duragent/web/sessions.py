@@ -1,0 +1,133 @@
+"""Dashboard: sessions (list, start one), one session's transcript (live over SSE), send, approve."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from duragent.server.routes.sessions import HISTORY_TYPES, follow_events
+from duragent.server.state import STATE
+from duragent.sessions.state import resume
+from duragent.stores.base import SessionReadOptions
+from duragent.web.login import UI_PREFIX, form_endpoint
+from duragent.web.pages import render, see_other
+
+#: Sessions shown on the list page (newest activity first).
+LIST_LIMIT = 200
+#: Transcript events shown when a session page opens (the newest ones).
+TRANSCRIPT_LIMIT = 500
+_DECISIONS = ("allow_once", "allow_always", "deny")
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    """GET /ui/ and /ui/sessions."""
+    state = request.app[STATE]
+    summaries = sorted(await state.sessions.list_sessions(), key=lambda s: s.updated_at, reverse=True)
+    live = state.sessions.live
+    rows = [
+        {
+            "id": s.session_id,
+            "agent": s.agent,
+            "status": s.status,
+            "updated": _when(s.updated_at),
+            "loaded": s.session_id in live,
+            "gateway": _gateway_of(state, s.session_id),
+            "approvals": len(state.approvals.pending(s.session_id)),
+        }
+        for s in summaries[:LIST_LIMIT]
+    ]
+    agents = [s.name for s in state.agents.summaries() if s.valid]
+    return render(request, "sessions.html", {"rows": rows, "total": len(summaries), "agents": agents})
+
+
+def _gateway_of(state: Any, session_id: str) -> str:
+    live = state.sessions.live.get(session_id)
+    metadata = live.log.state.metadata if live is not None else {}
+    gateway = metadata.get("gateway") if isinstance(metadata, dict) else None
+    return str(gateway) if gateway else ""
+
+
+@form_endpoint
+async def start_session(request: web.Request, form: dict[str, str]) -> web.StreamResponse:
+    """POST /ui/sessions (agent): a new session, then its page."""
+    live = await request.app[STATE].sessions.create(
+        form.get("agent", ""), metadata={"created_by": "dashboard"}
+    )
+    raise see_other(f"{UI_PREFIX}/sessions/{live.session_id}")
+
+
+async def show_session(request: web.Request) -> web.Response:
+    """GET /ui/sessions/{session_id}: what happened so far; the page's script follows what comes next."""
+    state = request.app[STATE]
+    session_id = request.match_info["session_id"]
+    live = state.sessions.live.get(session_id)
+    session = (
+        live.log.state if live is not None else await resume(state.workspace.stores.sessions, session_id)
+    )
+    events = await state.workspace.stores.sessions.read(session_id, SessionReadOptions(types=HISTORY_TYPES))
+    transcript = [
+        {"seq": e.seq, "type": e.type, "when": _when(e.ts), "p": e.payload}
+        for e in events[-TRANSCRIPT_LIMIT:]
+    ]
+    pending = [
+        {"call_id": a.call_id, "tool": a.tool, "invocation": a.invocation}
+        for a in state.approvals.pending(session_id)
+    ]
+    return render(
+        request,
+        "session.html",
+        {
+            "session": session,
+            "transcript": transcript,
+            "pending": pending,
+            "decisions": _DECISIONS,
+            "last_seq": session.last_seq,
+            "omitted": max(len(events) - TRANSCRIPT_LIMIT, 0),
+        },
+    )
+
+
+@form_endpoint
+async def send_message(request: web.Request, form: dict[str, str]) -> web.StreamResponse:
+    """POST /ui/sessions/{session_id}/messages (content): queue it; the reply streams to the page."""
+    session_id = request.match_info["session_id"]
+    content = form.get("content", "").strip()
+    if content:
+        live = await request.app[STATE].sessions.get(session_id)
+        await live.queue(content)
+    raise see_other(f"{UI_PREFIX}/sessions/{session_id}")
+
+
+@form_endpoint
+async def answer_approval(request: web.Request, form: dict[str, str]) -> web.StreamResponse:
+    """POST /ui/sessions/{session_id}/approve (call_id, decision)."""
+    state = request.app[STATE]
+    session_id = request.match_info["session_id"]
+    decision = form.get("decision", "")
+    if decision not in _DECISIONS:
+        raise web.HTTPBadRequest(text=f"decision must be one of {', '.join(_DECISIONS)}")
+    call_id = form.get("call_id", "")
+    if not any(p.call_id == call_id for p in state.approvals.pending(session_id)):
+        raise web.HTTPConflict(text="that approval is no longer pending (someone answered it already?)")
+    live = await state.sessions.get(session_id)
+    live.decide(call_id, decision)
+    raise see_other(f"{UI_PREFIX}/sessions/{session_id}")
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the session pages."""
+    r = app.router
+    r.add_get(f"{UI_PREFIX}/", list_sessions)
+    r.add_get(f"{UI_PREFIX}/sessions", list_sessions)
+    r.add_post(f"{UI_PREFIX}/sessions", start_session)
+    r.add_get(f"{UI_PREFIX}/sessions/{{session_id}}", show_session)
+    # The same stream as /api/v1/sessions/{id}/events (positions, Last-Event-ID), with the cookie.
+    r.add_get(f"{UI_PREFIX}/sessions/{{session_id}}/events", follow_events)
+    r.add_post(f"{UI_PREFIX}/sessions/{{session_id}}/messages", send_message)
+    r.add_post(f"{UI_PREFIX}/sessions/{{session_id}}/approve", answer_approval)

@@ -1,0 +1,205 @@
+"""The dashboard over HTTP (in-process server): login, cookies, CSRF, and what each page does."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
+from tests.e2e.server_harness import Api, ApiFactory
+
+pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
+
+TOKEN = "ui-test-token"
+
+
+@pytest.fixture
+async def api(start_api: ApiFactory) -> Api:
+    result: Api = await start_api(git=True, api_token=TOKEN)
+    return result
+
+
+async def log_in(api: Api, http: aiohttp.ClientSession, token: str = TOKEN) -> aiohttp.ClientResponse:
+    async with http.get(api.url("/ui/login")) as page:
+        form_token = re.search(r'name="form_token" value="([^"]+)"', await page.text())
+    assert form_token is not None
+    response = await http.post(
+        api.url("/ui/login"),
+        data={"token": token, "form_token": form_token.group(1), "next": "/ui/sessions"},
+        allow_redirects=False,
+    )
+    response.release()
+    return response
+
+
+async def csrf_of(http: aiohttp.ClientSession, url: str) -> str:
+    async with http.get(url) as page:
+        assert page.status == 200, await page.text()
+        found = re.search(r'name="csrf" value="([^"]+)"', await page.text())
+    assert found is not None
+    return found.group(1)
+
+
+def browser() -> aiohttp.ClientSession:
+    """A client that keeps cookies of 127.0.0.1, as browsers do."""
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+def git_log(api_data: Path, *fmt: str) -> str:
+    return subprocess.run(
+        ["git", "log", "-1", f"--format={''.join(fmt)}"],
+        cwd=api_data,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "ws0" / "data"
+
+
+async def test_pages_need_a_login_and_the_cookie_is_httponly_strict(api: Api) -> None:
+    async with browser() as http:
+        async with http.get(api.url("/ui/sessions"), allow_redirects=False) as page:
+            assert page.status == 302
+            assert page.headers["Location"].startswith("/ui/login?next=")
+        refused = await log_in(api, http, token="wrong")
+        assert refused.status == 200  # the login page again, saying so
+        assert "Set-Cookie" not in refused.headers or "duragent_ui=" not in refused.headers["Set-Cookie"]
+        async with http.get(api.url("/ui/sessions"), allow_redirects=False) as page:
+            assert page.status == 302
+        response = await log_in(api, http)
+        assert response.status == 303
+        assert response.headers["Location"] == "/ui/sessions"
+        cookie = response.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie
+        assert "SameSite=Strict" in cookie
+        assert "Path=/ui" in cookie
+        async with http.get(api.url("/ui/sessions")) as page:
+            assert page.status == 200
+            assert "New session with" in await page.text()
+
+
+async def test_a_form_post_without_the_csrf_token_is_refused(api: Api) -> None:
+    async with browser() as http:
+        await log_in(api, http)
+        async with http.post(api.url("/ui/sessions"), data={"agent": "helper"}, allow_redirects=False) as r:
+            assert r.status == 403
+            assert "CSRF" in await r.text()
+        async with http.post(
+            api.url("/ui/sessions"), data={"agent": "helper", "csrf": "forged"}, allow_redirects=False
+        ) as r:
+            assert r.status == 403
+        _, listing = await api.call("GET", "/api/v1/sessions", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert listing["sessions"] == []
+
+
+async def test_start_a_session_send_a_message_and_answer_an_approval(
+    api: Api, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.enqueue(tool_calls([("bash", {"command": "touch marker"})]), text("made the file"))
+    async with browser() as http:
+        await log_in(api, http)
+        csrf = await csrf_of(http, api.url("/ui/sessions"))
+        async with http.post(
+            api.url("/ui/sessions"), data={"agent": "helper", "csrf": csrf}, allow_redirects=False
+        ) as r:
+            assert r.status == 303
+            session_page = r.headers["Location"]
+        session_id = session_page.rsplit("/", 1)[-1]
+        async with http.post(
+            api.url(f"{session_page}/messages"), data={"content": "make a marker", "csrf": csrf}
+        ) as r:
+            assert r.status == 200
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        for _ in range(200):
+            _, session = await api.call("GET", f"/api/v1/sessions/{session_id}", headers=auth)
+            if session["pending_approvals"]:
+                break
+            await asyncio.sleep(0.05)
+        async with http.get(api.url(session_page)) as page:
+            html = await page.text()
+        assert "make a marker" in html
+        assert "touch marker" in html
+        call_id = session["pending_approvals"][0]["call_id"]
+        async with http.post(
+            api.url(f"{session_page}/approve"),
+            data={"call_id": call_id, "decision": "allow_once", "csrf": csrf},
+        ) as r:
+            assert r.status == 200
+        for _ in range(200):
+            _, messages = await api.call("GET", f"/api/v1/sessions/{session_id}/messages", headers=auth)
+            if any(m.get("content") == "made the file" for m in messages["messages"]):
+                break
+            await asyncio.sleep(0.05)
+        async with http.get(api.url(session_page)) as page:
+            assert "made the file" in await page.text()
+
+
+async def test_memory_edit_is_committed_as_the_person_and_can_be_reverted(api: Api, tmp_path: Path) -> None:
+    data = data_dir(tmp_path)
+    async with browser() as http:
+        await log_in(api, http)
+        page_url = api.url("/ui/memory/helper/MEMORY.md")
+        csrf = await csrf_of(http, page_url)
+        async with http.post(page_url, data={"text": "# Helper\n\n- likes tea\n", "csrf": csrf}) as r:
+            assert r.status == 200
+            html = await r.text()
+        assert "Saved and committed as" in html
+        assert (data / "memory" / "helper" / "MEMORY.md").read_text() == "# Helper\n\n- likes tea\n"
+        assert git_log(data, "%an") == "Test Person"
+        sha = git_log(data, "%H")
+        assert git_log(data, "%s") == "edit: memory/helper/MEMORY.md (in the dashboard)"
+        async with http.get(api.url("/ui/history")) as page:
+            assert sha[:7] in await page.text()
+        async with http.get(api.url(f"/ui/history/{sha}")) as page:
+            html = await page.text()
+        assert "<ins>+- likes tea</ins>" in html
+        async with http.post(api.url(f"/ui/history/{sha}/revert"), data={"csrf": csrf}) as r:
+            assert "Yes, revert this change" in await r.text()  # not confirmed: back to the change
+        assert (data / "memory" / "helper" / "MEMORY.md").exists()
+        async with http.post(
+            api.url(f"/ui/history/{sha}/revert"), data={"csrf": csrf, "confirm": "yes"}
+        ) as r:
+            assert r.status == 200
+            assert "Reverted in" in await r.text()
+        assert not (data / "memory" / "helper" / "MEMORY.md").exists()
+        assert git_log(data, "%an") == "Test Person"
+
+
+async def test_agents_gateways_and_errors_render_as_pages(api: Api) -> None:
+    async with browser() as http:
+        await log_in(api, http)
+        async with http.get(api.url("/ui/agents")) as page:
+            html = await page.text()
+        assert "helper" in html
+        assert "agent.yaml" in html
+        async with http.get(api.url("/ui/gateways")) as page:
+            assert "No gateway plugins are configured" in await page.text()
+        async with http.get(api.url("/ui/sessions/s_nothere")) as page:
+            assert page.status == 404
+            assert page.content_type == "text/html"
+            assert "not found" in await page.text()
+        async with http.get(api.url("/ui/memory/helper/..%2Fsecrets.md")) as page:
+            assert page.status == 400
+
+
+async def test_duragent_ui_ticket_logs_a_browser_in_once(api: Api) -> None:
+    status, ticket = await api.call(
+        "POST", "/api/v1/dashboard/login-ticket", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert status == 200
+    async with browser() as http:
+        async with http.get(api.url(ticket["path"]), allow_redirects=False) as r:
+            assert r.status == 303
+        async with http.get(api.url("/ui/agents"), allow_redirects=False) as r:
+            assert r.status == 200
+    async with browser() as http, http.get(api.url(ticket["path"])) as r:
+        assert "used already or has expired" in await r.text()
+    assert (await api.call("POST", "/api/v1/dashboard/login-ticket"))[0] == 401

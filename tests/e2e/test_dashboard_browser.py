@@ -1,0 +1,141 @@
+"""The dashboard in a real browser: headless Chromium (the distribution's) driven by Playwright
+through a real `duragent serve`.
+
+Set DURAGENT_DASHBOARD_SCREENSHOTS=<folder> to save a screenshot of each page (docs/dashboard.md's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from duragent.testing.fake_llm import FakeLLMServer, text
+from tests.e2e.server_harness import ServeProcess, start_serve, write_workspace
+
+pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
+
+TOKEN = "browser-test-token"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium() -> str:
+    """The distribution's Chromium; without it the test is skipped, except in CI where it fails."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    reason = "no chromium on PATH (Debian: apt-get install chromium); the browser tests need it"
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def git_log_line(repo: Path) -> str:
+    return subprocess.run(
+        ["git", "log", "-1", "--format=%an %s"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout
+
+
+@pytest.fixture
+async def server(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[ServeProcess]:
+    config = write_workspace(tmp_path, fake_llm.url, api_token=TOKEN, git=True)
+    process = await asyncio.to_thread(start_serve, config, tmp_path / "serve.log")
+    yield process
+    assert await asyncio.to_thread(process.terminate) == 0, process.log()
+
+
+@pytest.mark.slow
+async def test_log_in_chat_edit_memory_and_revert_it_in_a_browser(
+    server: ServeProcess, fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    playwright_api = pytest.importorskip("playwright.async_api")
+    executable = chromium()
+    shots = os.environ.get("DURAGENT_DASHBOARD_SCREENSHOTS")
+
+    async def shot(page: object, name: str) -> None:
+        if shots:
+            await page.screenshot(path=str(Path(shots) / f"dashboard-{name}.png"))  # type: ignore[attr-defined]
+
+    fake_llm.enqueue(text("Hello from the agent, streamed to your browser.", chunks=8, chunk_delay=0.05))
+    expect = playwright_api.expect
+    async with playwright_api.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1000, "height": 640})
+            page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+            page.set_default_timeout(20_000)
+
+            # log in
+            await page.goto(server.url + "/ui/")
+            await expect(page.locator("h1")).to_have_text("Log in")
+            await shot(page, "login")
+            await page.fill("#token", "wrong")
+            await page.click("button[type=submit]")
+            await expect(page.locator(".problem")).to_contain_text("not valid")
+            await page.fill("#token", TOKEN)
+            await page.click("button[type=submit]")
+            await expect(page.locator("h1")).to_have_text("Sessions")
+
+            # open a session, send a message, watch the reply stream in
+            await page.select_option("#agent", "helper")
+            await page.click("text=Start")
+            await expect(page.locator("h1")).to_contain_text("Session")
+            session_url = page.url
+            await page.fill("#content", "Say hello")
+            await page.click("#send button")
+            reply = page.locator(".msg.assistant .text").last
+            await expect(reply).to_have_text("Hello from the agent, streamed to your browser.")
+            await expect(page.locator(".msg.user .text").last).to_have_text("Say hello")
+            assert page.url == session_url  # it arrived over the page's event stream, not a reload
+            await shot(page, "session")
+            await page.goto(server.url + "/ui/sessions")
+            await expect(page.locator("tbody tr")).to_have_count(1)
+            await shot(page, "sessions")
+
+            # edit a memory file; the commit shows in history with its diff
+            await page.click("nav >> text=Memory")
+            await shot(page, "memory")
+            await page.click("a[href='/ui/memory/helper/MEMORY.md']")
+            await page.fill("#text", "# Long-term memory of helper\n\n## Preferences\n- tea, not coffee\n")
+            await page.click("form.editor button")
+            await expect(page.locator(".notice")).to_contain_text("Saved and committed as")
+            await expect(page.locator(".notice")).to_contain_text("Test Person")
+            await shot(page, "memory-file")
+            memory_file = Path(server.config).parent / "data" / "memory" / "helper" / "MEMORY.md"
+            assert "tea, not coffee" in memory_file.read_text()
+            await page.click("nav >> text=History")
+            first_row = page.locator("table.timeline tbody tr").first
+            await expect(first_row).to_contain_text("edit: memory/helper/MEMORY.md")
+            await expect(first_row).to_contain_text("Test Person")
+            await shot(page, "history")
+            await first_row.locator("a").click()
+            await expect(page.locator("ins", has_text="tea, not coffee")).to_have_text("+- tea, not coffee")
+            await shot(page, "revision")
+
+            # revert it, confirming twice (the checkbox and the browser's dialog)
+            await page.check("input[name=confirm]")
+            await page.click("form.revert button")
+            await expect(page.locator(".notice")).to_contain_text("Reverted in")
+            assert not memory_file.exists()
+            log = await asyncio.to_thread(git_log_line, memory_file.parents[2])
+            assert log.startswith("Test Person ")
+            assert "revert" in log.lower()
+
+            await page.click("nav >> text=Agents")
+            await expect(page.locator("section.agent h2").first).to_contain_text("helper")
+            await shot(page, "agents")
+            await page.click("nav >> text=Gateways")
+            await shot(page, "gateways")
+        finally:
+            await browser.close()
