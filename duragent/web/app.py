@@ -33,6 +33,12 @@ HERE = Path(__file__).parent
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Where `duragent ui` gets a one-time login link (guarded by the API token like all of /api/v1).
 TICKET_PATH = "/api/v1/dashboard/login-ticket"
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 
 def add_dashboard(app: web.Application, *, api_token: str | None, admin_token: str | None) -> None:
@@ -129,10 +135,15 @@ async def login_ticket(request: web.Request) -> web.Response:
 
 @web.middleware
 async def _error_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Errors of dashboard pages as a readable page instead of problem+json."""
+    """Errors of dashboard pages as a readable page instead of problem+json; headers every page gets."""
     response = await handler(request)
     path = request.path
-    if not (path == UI_PREFIX or path.startswith(UI_PREFIX + "/")) or not isinstance(response, web.Response):
+    if not (path == UI_PREFIX or path.startswith(UI_PREFIX + "/")):
+        return response
+    # Pages run only their own script and are never framed by another site (clickjacking).
+    if not response.prepared:  # an event stream has sent its headers already
+        response.headers.update(SECURITY_HEADERS)
+    if not isinstance(response, web.Response):
         return response
     if response.content_type != PROBLEM_CONTENT_TYPE or response.text is None:
         return response
@@ -144,6 +155,7 @@ async def _error_pages(request: web.Request, handler: Handler) -> web.StreamResp
         "ui": UI_PREFIX,
     }
     page = aiohttp_jinja2.render_template("error.html", request, context, status=response.status)
+    page.headers.update(SECURITY_HEADERS)
     for name in ("Allow", "WWW-Authenticate"):
         if name in response.headers:
             page.headers[name] = response.headers[name]

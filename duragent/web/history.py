@@ -70,7 +70,10 @@ async def revert(request: web.Request, form: dict[str, str]) -> web.StreamRespon
     result = await asyncio.to_thread(
         revert_revision, repo, sha, revertible=revertible, append_only=append_only
     )
-    raise see_other(f"{UI_PREFIX}/history?reverted={result.sha or 'nothing'}")
+    # No sha with files written: the server's edit watcher saw the files change and committed
+    # them (as the person) before this revert's own commit could.
+    outcome = result.sha or ("watcher" if result.files else "nothing")
+    raise see_other(f"{UI_PREFIX}/history?reverted={outcome}")
 
 
 def add_routes(app: web.Application) -> None:

@@ -126,7 +126,7 @@ async def test_log_in_chat_edit_memory_and_revert_it_in_a_browser(
             # revert it, confirming twice (the checkbox and the browser's dialog)
             await page.check("input[name=confirm]")
             await page.click("form.revert button")
-            await expect(page.locator(".notice")).to_contain_text("Reverted in")
+            await expect(page.locator(".notice")).to_contain_text("Reverted")
             assert not memory_file.exists()
             log = await asyncio.to_thread(git_log_line, memory_file.parents[2])
             assert log.startswith("Test Person ")
