@@ -323,3 +323,17 @@ async def test_failure_after_text_was_streamed_arrives_as_an_error_event(
         await read()
     assert "".join(received) == "fine so far"
     assert "the model fell over" in caught.value.message
+
+
+async def test_a_reply_cut_off_by_the_token_limit_finishes_with_length(
+    api: Api, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.enqueue(text("cut o", finish="length"), text("cut o", chunks=2, finish="length"))
+    client = async_client(api)
+    whole = await client.chat.completions.create(model="helper", messages=[{"role": "user", "content": "x"}])
+    assert whole.choices[0].finish_reason == "length"
+    stream = await client.chat.completions.create(
+        model="helper", messages=[{"role": "user", "content": "x"}], stream=True
+    )
+    finishes = [c.choices[0].finish_reason async for c in stream if c.choices]
+    assert finishes[-1] == "length"

@@ -26,6 +26,13 @@ class FinalReply:
     content: str
     prompt_tokens: int
     completion_tokens: int
+    #: The model stopped at its token limit: OpenAI's `finish_reason: "length"`.
+    truncated: bool = False
+
+    @property
+    def finish_reason(self) -> str:
+        """`stop`, or `length` for a reply cut off by the token limit."""
+        return "length" if self.truncated else "stop"
 
 
 class TurnProblem(Exception):
@@ -93,7 +100,12 @@ async def reply_pieces(
             raise approval_problem(event)
         elif name == "done":
             usage.add(event.data)
-            yield FinalReply(str(event.data.get("content") or ""), usage.prompt, usage.completion)
+            yield FinalReply(
+                str(event.data.get("content") or ""),
+                usage.prompt,
+                usage.completion,
+                truncated=bool(event.data.get("truncated")),
+            )
             return
         elif name == "error":
             code = str(event.data.get("code") or "turn_failed")
@@ -129,7 +141,7 @@ class Completion:
                     "index": 0,
                     "message": {"role": "assistant", "content": reply.content, "refusal": None},
                     "logprobs": None,
-                    "finish_reason": "stop",
+                    "finish_reason": reply.finish_reason,
                 }
             ],
             "usage": usage_of(reply),

@@ -161,7 +161,7 @@ async def _stream(
         async for piece in pieces:
             response = response or await start()
             if isinstance(piece, FinalReply):
-                ending = [completion.chunk({}, "stop", with_usage=with_usage)]
+                ending = [completion.chunk({}, piece.finish_reason, with_usage=with_usage)]
                 if with_usage:
                     ending.append(completion.usage_chunk(piece))
                 await response.write(b"".join(_data(c) for c in ending) + b"data: [DONE]\n\n")
