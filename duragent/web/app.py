@@ -24,6 +24,8 @@ from duragent.web.login import (
     LOGINS,
     UI_PREFIX,
     Logins,
+    form_endpoint,
+    mark_form_endpoint,
     read_form,
     safe_next,
     set_login_cookie,
@@ -97,6 +99,7 @@ def _login_form(request: web.Request, problem: str | None) -> web.Response:
     return response
 
 
+@mark_form_endpoint
 async def log_in(request: web.Request) -> web.StreamResponse:
     """POST /ui/login (token, form_token, next): check the token, set the login cookie."""
     import hmac
@@ -119,8 +122,9 @@ def _logged_in(request: web.Request, location: str) -> web.StreamResponse:
     return response
 
 
-async def log_out(request: web.Request) -> web.StreamResponse:
-    """POST /ui/logout: end the login (no CSRF needed to log someone out of their own browser)."""
+@form_endpoint
+async def log_out(request: web.Request, form: dict[str, str]) -> web.StreamResponse:
+    """POST /ui/logout: end the login."""
     request.app[LOGINS].end(request.cookies.get(COOKIE))
     response = web.Response(status=303, headers={"Location": f"{UI_PREFIX}/login"})
     response.del_cookie(COOKIE, path=UI_PREFIX)

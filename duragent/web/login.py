@@ -170,6 +170,23 @@ async def read_form(request: web.Request) -> dict[str, str]:
     return {name: value for name, value in form.items() if isinstance(value, str)}
 
 
+def accepts_form(request: web.Request) -> bool:
+    """True for an urlencoded post to a dashboard form endpoint (which checks its CSRF token itself).
+
+    The server's JSON-only body rule asks this before refusing a form: the one exception it makes.
+    """
+    handler = request.match_info.handler
+    return bool(getattr(handler, FORM_ENDPOINT_ATTRIBUTE, False)) and (
+        request.content_type == "application/x-www-form-urlencoded"
+    )
+
+
+def mark_form_endpoint(handler: Handler) -> Handler:
+    """Mark a handler that reads a form and checks its own CSRF token (the login form)."""
+    setattr(handler, FORM_ENDPOINT_ATTRIBUTE, True)
+    return handler
+
+
 def form_endpoint(handler: FormHandler) -> Handler:
     """A dashboard form post: read the form, refuse it without this login's CSRF token, then handle it."""
 
@@ -183,7 +200,6 @@ def form_endpoint(handler: FormHandler) -> Handler:
             )
         return await handler(request, form)
 
-    setattr(checked, FORM_ENDPOINT_ATTRIBUTE, True)
     checked.__doc__ = handler.__doc__
     checked.__name__ = handler.__name__
-    return checked
+    return mark_form_endpoint(checked)

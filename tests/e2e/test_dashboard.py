@@ -205,3 +205,15 @@ async def test_duragent_ui_ticket_logs_a_browser_in_once(api: Api) -> None:
     async with browser() as http, http.get(api.url(ticket["path"])) as r:
         assert "used already or has expired" in await r.text()
     assert (await api.call("POST", "/api/v1/dashboard/login-ticket"))[0] == 401
+
+
+async def test_log_out_needs_the_csrf_token_and_ends_the_login(api: Api) -> None:
+    async with browser() as http:
+        await log_in(api, http)
+        async with http.post(api.url("/ui/logout"), data={}, allow_redirects=False) as r:
+            assert r.status == 403
+        csrf = await csrf_of(http, api.url("/ui/sessions"))
+        async with http.post(api.url("/ui/logout"), data={"csrf": csrf}, allow_redirects=False) as r:
+            assert r.status == 303
+        async with http.get(api.url("/ui/sessions"), allow_redirects=False) as page:
+            assert page.status == 302
