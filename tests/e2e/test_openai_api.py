@@ -337,3 +337,16 @@ async def test_a_reply_cut_off_by_the_token_limit_finishes_with_length(
     )
     finishes = [c.choices[0].finish_reason async for c in stream if c.choices]
     assert finishes[-1] == "length"
+
+
+async def test_a_stateless_turn_stops_when_its_client_hangs_up(api: Api, fake_llm: FakeLLMServer) -> None:
+    fake_llm.enqueue(text("word " * 200, chunks=200, chunk_delay=0.05))
+    body = {"model": "helper", "messages": [{"role": "user", "content": "talk"}], "stream": True}
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with api.http.post(api.url("/v1/chat/completions"), json=body, headers=headers) as response:
+        async for line in response.content:
+            if b'"content":"word' in line:
+                break
+    # nobody is left to read the reply: the model's request is abandoned too
+    abandoned = await fake_llm.wait_for_disconnect(within=10)
+    assert abandoned.path == "/v1/chat/completions"

@@ -172,8 +172,10 @@ async def _stream(
             raise problem.as_http() from None
         # Mid-stream, as OpenAI does: an `error` object where a chunk would be (the SDKs raise it).
         await response.write(_data({"error": error_body(problem.status, problem.message, code=problem.code)}))
-    except ConnectionResetError:
-        raise sse.ClientGone() from None
+    except (ConnectionResetError, sse.ClientGone):
+        if response is None:
+            raise sse.ClientGone() from None
+        return response  # started: nothing more can be sent to a client that left
     assert response is not None
     await response.write_eof()
     return response
