@@ -69,6 +69,15 @@ class ArtifactServiceConfig(ServiceConfig):
     """Where files produced by agents live."""
 
     backend: Literal["filesystem", "s3"] = "filesystem"
+    connect_timeout: Duration = Field(
+        timedelta(seconds=5), description="s3: longest wait for a connection to the S3 server."
+    )
+    read_timeout: Duration = Field(
+        timedelta(seconds=30), description="s3: longest wait for the next bytes of an answer."
+    )
+    max_attempts: int = Field(
+        3, ge=1, le=10, description="s3: tries per request (the first and the retries) before it fails."
+    )
 
 
 class ServicesConfig(ConfigModel):

@@ -115,7 +115,7 @@ def open_artifact_store(
         service = config.services.artifacts
         bucket = _required(config, "artifacts", "bucket", "s3")
         _require_library("aiobotocore", "s3")
-        from duragent.stores.s3 import S3ArtifactStore
+        from duragent.stores.s3 import S3ArtifactStore, S3Timeouts
 
         # Git does not cover S3: on_change is not used.
         return S3ArtifactStore(
@@ -124,5 +124,10 @@ def open_artifact_store(
             prefix=service.prefix or "",
             endpoint_url=service.endpoint_url,
             presign_ttl=service.presign_ttl,
+            timeouts=S3Timeouts(
+                connect=service.connect_timeout.total_seconds(),
+                read=service.read_timeout.total_seconds(),
+                max_attempts=service.max_attempts,
+            ),
         )
     raise _unavailable(config, "artifacts", backend)

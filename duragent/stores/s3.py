@@ -21,6 +21,7 @@ import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator
 from contextlib import AsyncExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,6 +46,24 @@ class S3Error(DuragentError):
     """The S3 server refused or failed a request (other than a missing object)."""
 
 
+@dataclass(frozen=True)
+class S3Timeouts:
+    """How long one S3 request may take: seconds to connect, seconds of silence while reading,
+    and how many times it is tried (botocore's standard retry mode, backoff included) before
+    the call fails with S3Error. A hung server costs at most about
+    `max_attempts * (connect + read)` plus the backoff."""
+
+    connect: float = 5.0
+    read: float = 30.0
+    max_attempts: int = 3
+
+    @property
+    def deadline(self) -> float:
+        """Longest one request may take, retries and backoff included: a request botocore's own
+        timeouts do not cover (an upload waiting for `100 Continue` from a hung server) ends here."""
+        return self.max_attempts * (self.connect + self.read + 2.0)
+
+
 class S3ArtifactStore:
     """Artifacts in an S3 bucket under `prefix` (see the module docstring)."""
 
@@ -59,6 +78,7 @@ class S3ArtifactStore:
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
         part_size: int = PART_SIZE,
+        timeouts: S3Timeouts | None = None,
     ):
         if part_size < 5 * 1024 * 1024:
             raise ValueError("S3 multipart parts must be at least 5 MiB")
@@ -72,6 +92,7 @@ class S3ArtifactStore:
             "aws_secret_access_key": secret_access_key,
         }
         self._part_size = part_size
+        self.timeouts = timeouts or S3Timeouts()
         self._client: Any = None
         self._exit_stack: AsyncExitStack | None = None
         self._opening = asyncio.Lock()
@@ -94,7 +115,8 @@ class S3ArtifactStore:
             await self._call(
                 client.put_object(
                     Bucket=self.bucket, Key=key, Body=first, ContentType=meta.content_type, Metadata=metadata
-                )
+                ),
+                f"{agent_id}/{name}",
             )
         else:
             size = await self._multipart_upload(client, key, first, data, hasher, meta)
@@ -115,8 +137,7 @@ class S3ArtifactStore:
         agent_id, name = _split_id(ref.id)
         key = self._key(agent_id, name)
         client = await self._get_client()
-        with _translated(ref.id):
-            response = await client.get_object(Bucket=self.bucket, Key=key)
+        response = await self._call(client.get_object(Bucket=self.bucket, Key=key), ref.id)
         body = response["Body"]
         try:
             async for chunk in body.iter_chunks(CHUNK_SIZE):
@@ -157,9 +178,8 @@ class S3ArtifactStore:
         agent_id, name = _split_id(ref.id)
         key = self._key(agent_id, name)
         client = await self._get_client()
-        with _translated(ref.id):
-            await client.head_object(Bucket=self.bucket, Key=key)
-            await client.delete_object(Bucket=self.bucket, Key=key)
+        await self._call(client.head_object(Bucket=self.bucket, Key=key), ref.id)
+        await self._call(client.delete_object(Bucket=self.bucket, Key=key), ref.id)
 
     async def close(self) -> None:
         """Close the S3 client and its connections."""
@@ -187,15 +207,25 @@ class S3ArtifactStore:
                 stack = AsyncExitStack()
                 options = {key: value for key, value in self._client_options.items() if value is not None}
                 options["config"] = _client_config(
-                    path_style=self._client_options["endpoint_url"] is not None
+                    path_style=self._client_options["endpoint_url"] is not None, timeouts=self.timeouts
                 )
                 self._client = await stack.enter_async_context(session.create_client("s3", **options))
                 self._exit_stack = stack
         return self._client
 
-    async def _call(self, request: Awaitable[Any]) -> Any:
-        with _translated(self.bucket):
-            return await request
+    async def _call(self, request: Awaitable[Any], what: str | None = None) -> Any:
+        """One S3 request within the deadline (`S3Timeouts.deadline`), its errors as S3Error."""
+        what = what or self.bucket
+        try:
+            async with asyncio.timeout(self.timeouts.deadline):
+                with _translated(what):
+                    return await request
+        except TimeoutError as error:
+            raise S3Error(
+                f"S3 request for {what!r} failed: the S3 server did not answer in time"
+                f" ({self.timeouts.deadline:g} s, retries included); check services.artifacts.endpoint_url"
+                " and the server, or raise services.artifacts.read_timeout"
+            ) from error
 
     async def _presign(self, key: str) -> str:
         client = await self._get_client()
@@ -274,8 +304,7 @@ class S3ArtifactStore:
         """A listed object's ref from its HeadObject; None when it vanished meanwhile."""
         key = self._key(agent_id, name)
         try:
-            with _translated(f"{agent_id}/{name}"):
-                head = await client.head_object(Bucket=self.bucket, Key=key)
+            head = await self._call(client.head_object(Bucket=self.bucket, Key=key), f"{agent_id}/{name}")
         except ArtifactNotFound:
             return None
         return ArtifactRef(
@@ -348,12 +377,19 @@ def _is_artifact_name(name: str) -> bool:
     return True
 
 
-def _client_config(*, path_style: bool) -> Any:
-    """SigV4 everywhere (presigned URLs too); path-style keys for MinIO and other custom endpoints."""
+def _client_config(*, path_style: bool, timeouts: S3Timeouts) -> Any:
+    """SigV4 everywhere (presigned URLs too); path-style keys for MinIO and other custom endpoints;
+    a deadline on every request (connect and read timeouts, bounded retries)."""
     from aiobotocore.config import AioConfig
 
     s3_options = {"addressing_style": "path"} if path_style else {}
-    return AioConfig(signature_version="s3v4", s3=s3_options)
+    return AioConfig(
+        signature_version="s3v4",
+        s3=s3_options,
+        connect_timeout=timeouts.connect,
+        read_timeout=timeouts.read,
+        retries={"total_max_attempts": timeouts.max_attempts, "mode": "standard"},
+    )
 
 
 @functools.cache
@@ -369,7 +405,13 @@ def _shared_session() -> Any:
 @contextmanager
 def _translated(what: str) -> Iterator[None]:
     """Turn botocore's errors into ArtifactNotFound (a missing object) or S3Error (anything else)."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
 
     try:
         yield
@@ -378,5 +420,11 @@ def _translated(what: str) -> Iterator[None]:
         if code in _NOT_FOUND_CODES:
             raise ArtifactNotFound(f"artifact {what!r} not found") from error
         raise S3Error(f"S3 request for {what!r} failed: {error}") from error
+    except (ConnectTimeoutError, ReadTimeoutError, EndpointConnectionError) as error:
+        raise S3Error(
+            f"S3 request for {what!r} failed: the S3 server did not answer in time or could not be"
+            f" reached, after every retry ({error}); check services.artifacts.endpoint_url and the"
+            " server, or raise services.artifacts.read_timeout"
+        ) from error
     except BotoCoreError as error:
         raise S3Error(f"S3 request for {what!r} failed: {error}") from error

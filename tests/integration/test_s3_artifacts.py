@@ -107,3 +107,41 @@ async def test_a_missing_bucket_is_a_clear_s3_error(moto_s3: MotoS3Server) -> No
     finally:
         await store.close()
     assert issubclass(S3Error, DuragentError)
+
+
+async def test_a_hung_s3_server_fails_the_artifact_tool_with_a_clear_error_instead_of_hanging(
+    tmp_path: object,
+) -> None:
+    import asyncio
+
+    from duragent.stores.s3 import S3Timeouts
+    from duragent.tools.artifacts import ArtifactPutArgs, ArtifactPutTool
+    from duragent.tools.base import ToolContext
+
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept_and_say_nothing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # the connection stays open; no answer ever comes
+
+    hung = await asyncio.start_server(accept_and_say_nothing, "127.0.0.1", 0)
+    port = hung.sockets[0].getsockname()[1]
+    store = S3ArtifactStore(
+        "bucket",
+        region="us-east-1",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        access_key_id="test",
+        secret_access_key="test",
+        timeouts=S3Timeouts(connect=0.5, read=0.5, max_attempts=2),
+    )
+    ctx = ToolContext(agent="helper", session_id="s_1", workdir=tmp_path, artifacts=store)  # type: ignore[arg-type]
+    try:
+        async with asyncio.timeout(30):  # without deadlines this hangs for many minutes
+            result = await ArtifactPutTool().run(ArtifactPutArgs(name="report.md", content="# hi"), ctx)
+    finally:
+        await store.close()
+        for writer in held:
+            writer.close()
+        hung.close()
+    assert not result.ok
+    assert "did not answer in time" in result.content
+    assert "services.artifacts.read_timeout" in result.content
