@@ -295,6 +295,8 @@ async def migrate(
     moves = plan_moves(config, request, env)
     progress = on_progress or _quiet
     report = MigrationReport(moves, request.dry_run)
+    if not request.dry_run:
+        await _remove_leftovers(moves, progress)
     async with _Connections(dry_run=request.dry_run) as connections:
         for move in moves:
             if move.service == "session":
@@ -314,6 +316,19 @@ async def migrate(
 
 def _quiet(message: str) -> None:
     del message
+
+
+async def _remove_leftovers(moves: list[ServiceMove], progress: Progress) -> None:
+    """Temp files an interrupted run into these folders left (a rerun finishes the job cleanly)."""
+    import asyncio
+
+    from duragent.stores.filesystem.atomic import remove_stale_temp_files
+
+    for move in moves:
+        if move.target.backend == "filesystem" and move.target.path is not None:
+            removed = await asyncio.to_thread(remove_stale_temp_files, move.target.path)
+            if removed:
+                progress(f"removed {len(removed)} temp file(s) an interrupted run left in {move.target.path}")
 
 
 # --- sessions --------------------------------------------------------------------------------------

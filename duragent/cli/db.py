@@ -32,19 +32,30 @@ def status(
         _status_json(target.describe(), target.schema, services, run_async(database_status(target)))
         for target, services in databases.items()
     ]
+    newer = any(report["newer"] for report in reports)
     if as_json:
         print_json(reports)
-        return
-    if not reports:
+    elif not reports:
         print("No service uses PostgreSQL (services.session/memory.backend: postgres).")
-        return
-    for report in reports:
-        pending = report["pending"]
-        state_text = "up to date" if not pending else f"{len(pending)} pending: run `duragent db upgrade`"
+    for report in [] if as_json else reports:
         print(
             f"{', '.join(report['services'])}: {report['database']}  "
-            f"version {report['current']} of {report['latest']}  ({state_text})"
+            f"version {report['current']} of {report['latest']}  ({_state_text(report)})"
         )
+    if newer:
+        # This Duragent cannot safely use a schema a newer one migrated: scripts must notice.
+        raise typer.Exit(1)
+
+
+def _state_text(report: dict[str, Any]) -> str:
+    if report["newer"]:
+        versions = ", ".join(f"{version:04d}" for version in report["newer"])
+        return (
+            f"newer than this Duragent: migration(s) {versions} come from a newer version;"
+            " upgrade Duragent before using this database"
+        )
+    pending = report["pending"]
+    return "up to date" if not pending else f"{len(pending)} pending: run `duragent db upgrade`"
 
 
 @db_app.command("upgrade")
@@ -79,4 +90,5 @@ def _status_json(database: str, schema: str, services: list[str], status: Any) -
             for version, applied_at in sorted(status.applied.items())
         ],
         "pending": [f"{migration.version:04d}_{migration.name}" for migration in status.pending],
+        "newer": status.unknown,
     }

@@ -416,12 +416,13 @@ class LiveSession:
         self._paused_for_disconnect = False
         if self._turn is not None:
             return
+        if self.status == "paused":
+            # Before the turn starts, so whoever asked sees the session active at once.
+            await self._set_status("active", "resumed")
         if self.unfinished_turn:
             self._start(None, None)
         elif self._pending:
             self._start_next()
-        elif self.status == "paused":
-            await self._set_status("active", "resumed")
 
     @property
     def unfinished_turn(self) -> bool:

@@ -75,3 +75,36 @@ def test_the_password_of_the_url_is_never_printed(pg_url: str, tmp_path: Path) -
     config = write_config(tmp_path, url_with_password)
     _code, output = run(config, "status")
     assert "s3cret" not in output
+
+
+def test_status_of_a_schema_newer_than_this_duragent_says_so_and_exits_non_zero(
+    pg_url: str, tmp_path: Path
+) -> None:
+    import asyncio
+    from urllib.parse import parse_qs, urlsplit
+
+    import asyncpg
+
+    config = write_config(tmp_path, pg_url)
+    assert run(config, "upgrade")[0] == 0
+    schema = parse_qs(urlsplit(pg_url).query)["schema"][0]
+
+    async def migrate_from_the_future() -> None:
+        connection = await asyncpg.connect(pg_url.split("?")[0])
+        try:
+            await connection.execute(
+                f'INSERT INTO "{schema}".schema_migrations (version, name) VALUES (9999, $1)',
+                "from_the_future",
+            )
+        finally:
+            await connection.close()
+
+    asyncio.run(migrate_from_the_future())
+    code, output = run(config, "status")
+    assert code == 1, output
+    assert "up to date" not in output
+    assert "newer than this Duragent" in output
+    assert "9999" in output
+    code, output = run(config, "status", "--json")
+    assert code == 1
+    assert json.loads(output)[0]["newer"] == [9999]

@@ -369,3 +369,30 @@ def test_a_service_already_on_the_target_backend_is_skipped_or_refused_when_aske
     code, output = run_cli(tmp_path / "duragent.yaml", "--to", "filesystem", "--memory")
     assert code == 2
     assert "services.memory already uses filesystem" in output
+
+
+def test_a_rerun_after_an_interrupted_migration_to_files_removes_the_temp_files_it_left(
+    pg_url: str, tmp_path: Path
+) -> None:
+    import os
+
+    from duragent.stores.filesystem.atomic import temp_path_for
+
+    config, session_ids = asyncio.run(seed_workspace(tmp_path / "ws"))
+    assert run_cli(config, "--to", "postgres", "--url", pg_url)[0] == 0
+    flipped = write_config(tmp_path / "pg", postgres_services(pg_url))
+    back = tmp_path / "back"
+    assert run_cli(flipped, "--to", "filesystem", "--path", str(back))[0] == 0
+    # What a run killed mid-write leaves: write_atomic's temp files beside a snapshot and a day file.
+    left = [
+        temp_path_for(back / "sessions" / session_ids[0] / "state.yaml"),
+        temp_path_for(back / "memory" / "assistant" / "2026-11-24.md"),
+    ]
+    for path in left:
+        path.write_text("half written")
+        os.utime(path, (0, 0))  # from a run long gone
+
+    code, output = run_cli(flipped, "--to", "filesystem", "--path", str(back))
+    assert code == 0, output
+    assert not [path for path in left if path.exists()]
+    assert not list(back.rglob("*.tmp"))

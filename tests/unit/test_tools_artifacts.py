@@ -89,3 +89,21 @@ async def test_notify_user_hands_the_message_to_the_session(tmp_path: Path) -> N
 
     assert result.ok
     assert received == ["Build finished"]
+
+
+@pytest.mark.parametrize(
+    ("name", "limit"),
+    [
+        ("a" * 1100, "the limit is 1024"),
+        ("part/" + "b" * 200, "the limit for each '/'-separated part is 128"),
+    ],
+    ids=["whole-name", "one-part"],
+)
+async def test_an_over_long_artifact_name_is_refused_naming_the_length_limit(
+    ctx: ToolContext, tmp_path: Path, name: str, limit: str
+) -> None:
+    result = await ArtifactPutTool().run(ArtifactPutArgs(name=name, content="x"), ctx)
+
+    assert not result.ok
+    assert limit in result.content
+    assert not (tmp_path / "artifacts" / "helper").exists()

@@ -33,22 +33,36 @@ from duragent.stores.base import (
 
 CHUNK_SIZE = 64 * 1024
 META_DIR = ".meta"
-_NAME_COMPONENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+_MAX_PART_LENGTH = 128
+_NAME_COMPONENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _MAX_NAME_LENGTH = 1024
 _MAX_DEPTH = 16
 
 
 def check_artifact_name(name: str) -> str:
-    """Return `name` if every `/`-separated component is a safe, visible file name, else raise InvalidName."""
-    components = name.split("/") if isinstance(name, str) else []
-    if (
-        not components
-        or len(name) > _MAX_NAME_LENGTH
-        or len(components) > _MAX_DEPTH
-        or not all(_NAME_COMPONENT.fullmatch(component) for component in components)
-    ):
+    """Return `name` if every `/`-separated component is a safe, visible file name, else raise
+    InvalidName saying which rule it breaks (characters, a length limit, the depth)."""
+    if not isinstance(name, str) or not name:
+        raise InvalidName("invalid artifact name: it is empty")
+    components = name.split("/")
+    shown = repr(name) if len(name) <= 80 else repr(name[:60] + "…")
+    if len(name) > _MAX_NAME_LENGTH:
         raise InvalidName(
-            f"invalid artifact name {name!r}: use '/'-separated parts of letters, digits, '.', '-' or '_',"
+            f"invalid artifact name {shown}: {len(name)} characters, the limit is {_MAX_NAME_LENGTH}"
+        )
+    if len(components) > _MAX_DEPTH:
+        raise InvalidName(
+            f"invalid artifact name {shown}: {len(components)} '/'-separated parts, the limit is {_MAX_DEPTH}"
+        )
+    long_part = next((c for c in components if len(c) > _MAX_PART_LENGTH), None)
+    if long_part is not None:
+        raise InvalidName(
+            f"invalid artifact name {shown}: a part is {len(long_part)} characters long, the limit for"
+            f" each '/'-separated part is {_MAX_PART_LENGTH}"
+        )
+    if not all(_NAME_COMPONENT.fullmatch(component) for component in components):
+        raise InvalidName(
+            f"invalid artifact name {shown}: use '/'-separated parts of letters, digits, '.', '-' or '_',"
             " each starting with a letter, digit, '-' or '_' (no '..', no leading '/', no hidden files)"
         )
     return name

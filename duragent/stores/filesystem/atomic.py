@@ -8,6 +8,8 @@ the directory. A reader (or `git add`) sees the old bytes or the new, never a mi
 from __future__ import annotations
 
 import os
+import re
+import time
 from pathlib import Path
 
 from duragent.ids import ulid
@@ -33,6 +35,34 @@ def fsync_directory(directory: Path) -> None:
 def temp_path_for(path: Path) -> Path:
     """The temp file `write_atomic` uses for `path`: `<name>.<ULID>.tmp`, beside it (same filesystem)."""
     return path.with_name(f"{path.name}.{ulid()}.tmp")
+
+
+#: `write_atomic`'s temp files: `<name>.<ULID>.tmp`.
+_TEMP_NAME = re.compile(r".+\.[0-9A-HJKMNP-TV-Z]{26}\.tmp")
+
+
+def remove_stale_temp_files(root: Path, *, older_than: float = 60.0) -> list[Path]:
+    """Remove `write_atomic` temp files under `root` that a killed process left behind.
+
+    Only files untouched for `older_than` seconds go, so a write in progress elsewhere keeps
+    its temp file. Returns what was removed.
+    """
+    if not root.is_dir():
+        return []
+    cutoff = time.time() - older_than
+    removed = []
+    for directory, _subdirs, names in os.walk(root):
+        for name in names:
+            path = Path(directory) / name
+            if not _TEMP_NAME.fullmatch(name):
+                continue
+            try:
+                if path.stat().st_mtime <= cutoff:
+                    path.unlink()
+                    removed.append(path)
+            except FileNotFoundError:
+                continue  # renamed or removed meanwhile: not stale after all
+    return removed
 
 
 def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:

@@ -61,6 +61,12 @@ class MigrationStatus:
         return max((migration.version for migration in self.available), default=0)
 
     @property
+    def unknown(self) -> list[int]:
+        """Applied versions this Duragent does not ship: a newer Duragent migrated the database."""
+        known = {migration.version for migration in self.available}
+        return sorted(set(self.applied) - known)
+
+    @property
     def pending(self) -> list[Migration]:
         """Migrations `db upgrade` would apply, in order."""
         return [migration for migration in self.available if migration.version not in self.applied]
