@@ -54,7 +54,7 @@ def create_app(
     from duragent.server.openai import routes as openai_routes
     from duragent.server.openai.errors import openai_error_middleware
     from duragent.server.openapi import openapi_json
-    from duragent.server.routes import agents, health, sessions
+    from duragent.server.routes import agents, artifacts, health, sessions
     from duragent.web.app import add_dashboard
     from duragent.web.app import error_pages as dashboard_error_pages
     from duragent.web.login import login_middleware
@@ -76,6 +76,7 @@ def create_app(
     app.router.add_get("/openapi.json", openapi_json)
     agents.add_routes(app)
     sessions.add_routes(app)
+    artifacts.add_routes(app)
     openai_routes.add_routes(app)
     add_dashboard(app, api_token=tokens.api, admin_token=tokens.admin)
     if config.admin.enabled:

@@ -184,6 +184,31 @@ class MessagePage(Reply):
     next_after: int | None = Field(None, description="Pass as `after` for the next page; null at the end.")
 
 
+class ArtifactsQuery(Body):
+    """GET /api/v1/sessions/{id}/artifacts query string."""
+
+    prefix: str = Field("", max_length=1024, description="Only names starting with this.")
+    limit: int = Field(100, ge=1, le=1000)
+
+
+class ArtifactOut(Reply):
+    """One artifact of a session's agent."""
+
+    name: str
+    content_type: str
+    size: int | None = None
+    sha256: str | None = None
+    created_at: str | None = None
+    download: str = Field(description="Path that returns the artifact's bytes (same auth).")
+
+
+class ArtifactList(Reply):
+    """GET /api/v1/sessions/{id}/artifacts."""
+
+    agent: str
+    artifacts: list[ArtifactOut]
+
+
 class MessageReply(Reply):
     """200 of POST /messages: the assistant's final reply."""
 
