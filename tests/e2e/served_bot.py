@@ -59,7 +59,12 @@ class ServedBot:
         log_path = self.logs / f"serve-{self.starts}.log"
         # In a thread: the fakes this server's plugin and agent call run on this event loop.
         self.server = await asyncio.to_thread(start_serve, self.config, log_path, env=self.env)
-        await self.wait_until_ready(lambda status: True)
+        try:
+            await self.wait_until_ready(lambda status: True)
+        except BaseException:
+            # A fixture whose set-up fails never reaches its teardown: leave no server behind.
+            await self.kill()
+            raise
 
     async def stop(self) -> int:
         """SIGTERM the server and wait for it to exit; returns its exit code."""
