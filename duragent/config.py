@@ -20,6 +20,8 @@ from duragent.validation import validate_document
 from duragent.yaml_source import FieldPath, YamlDocument, load_yaml_file, load_yaml_text
 
 CONFIG_FILENAME = "duragent.yaml"
+#: The port `duragent serve` listens on when neither --port nor server.port says otherwise.
+DEFAULT_PORT = 8080
 DEFAULT_DATA_DIR = ".duragent"
 OnDisconnect = Literal["continue", "pause"]
 
@@ -34,7 +36,13 @@ class ServerConfig(ConfigModel):
     """The HTTP server: where it listens and the token guarding `/api/v1`."""
 
     host: str = Field("127.0.0.1", description="Address to bind; non-loopback binds need tokens.")
-    port: int = Field(8080, ge=0, le=65535, description="TCP port of the HTTP API.")
+    port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="TCP port of the HTTP API. Unset: a free port for a server send/chat start, "
+        "8080 for `duragent serve`.",
+    )
     api_token: str | None = Field(None, description="Bearer token for /api/v1 (use ${VAR}).")
 
 
@@ -162,7 +170,7 @@ class StaticAgentsConfig(ConfigModel):
     """Agents defined as folders on disk."""
 
     path: Path | None = Field(None, description="Default: <data_dir>/agents.")
-    watch: bool = Field(False, description="Reload edited agent files without restart.")
+    watch: bool = Field(True, description="Reload edited, added and removed agents without restart.")
 
 
 class DynamicAgentsConfig(ConfigModel):
@@ -278,8 +286,8 @@ class DuragentConfig(ConfigModel):
         return hashlib.sha256(str(self.data_path).encode()).hexdigest()
 
     @property
-    def http_port(self) -> int:
-        """The port the HTTP gateway listens on."""
+    def http_port(self) -> int | None:
+        """The port the HTTP gateway listens on, when one is configured."""
         return self.gateways.http.port if self.gateways.http.port is not None else self.server.port
 
 

@@ -152,6 +152,11 @@ class AgentRegistry:
             self._remember(agent)
         return agent
 
+    def loaded(self) -> list[Agent]:
+        """The agents loaded right now (every valid one unless `agents.lazy_load`)."""
+        with self._lock:
+            return list(self._cache.values())
+
     def names(self) -> list[str]:
         """Names of every known agent, sorted."""
         with self._lock:
@@ -182,6 +187,11 @@ class AgentRegistry:
                     "(static agents win)"
                 )
         return lines
+
+    def problems_by_agent(self) -> dict[str, list[str]]:
+        """Each broken agent's problems (`file:line:col: message`), by agent name."""
+        with self._lock:
+            return {name: list(lines) for name, lines in sorted(self._errors.items())}
 
     @property
     def stats(self) -> RegistryStats:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from duragent.cli.render import Renderer
     from duragent.cli.repl import Session
     from duragent.client.http import ApiClient
+    from duragent.client.launcher import Connection
     from duragent.client.state import ClientState
     from duragent.config import DuragentConfig
 
@@ -326,19 +327,31 @@ async def _server(
         async with _local_server(config) as url:
             yield url
         return
-    from duragent.client.http import api_token
-    from duragent.client.launcher import connect
+    from duragent.client.launcher import connect, workspace_of
 
-    connection = await connect(config, token=api_token(config), server_url=server)
-    if connection.started and not quiet:
+    connection = connect(workspace_of(config), server_url=server)
+    announce(connection, quiet=quiet)
+    yield connection.url
+
+
+def announce(connection: Connection, *, quiet: bool = False) -> None:
+    """Tell the person (on stderr) that a server was started or restarted, or what to run."""
+    if connection.restarted_because and not quiet:
+        print(
+            f"restarted the workspace's server: {connection.restarted_because} "
+            f"(pid {connection.pid}, {connection.url})",
+            file=sys.stderr,
+        )
+    elif connection.started and not quiet:
         print(
             f"started the workspace's server (pid {connection.pid}, {connection.url}; "
             f"log: {connection.log_path})",
             file=sys.stderr,
         )
+    if connection.advice:
+        print(f"warning: {connection.advice}", file=sys.stderr)
     for problem in connection.problems:
         print(f"warning: server not ready: {problem}", file=sys.stderr)
-    yield connection.url
 
 
 @asynccontextmanager
@@ -360,7 +373,6 @@ async def _local_server(config: DuragentConfig) -> AsyncIterator[str]:
 
 async def _agent_name(api: ApiClient, agent: str | None, session: str | None) -> str:
     """The agent to talk to: --agent, the session's, or the only one there is."""
-    from duragent.client.http import AgentNotFound
     from duragent.errors import UsageError
 
     if session is not None:
@@ -369,13 +381,29 @@ async def _agent_name(api: ApiClient, agent: str | None, session: str | None) ->
     names = sorted(str(a["name"]) for a in await api.agents())
     if agent is not None:
         if agent not in names:
-            raise AgentNotFound(agent, names)
+            await _explain_missing_agent(api, agent, names)
         return agent
     if len(names) == 1:
         return names[0]
     if not names:
         raise UsageError("this workspace has no agents; create one with `duragent agent create NAME`")
     raise UsageError(f"there are several agents ({', '.join(names)}); pick one with --agent NAME")
+
+
+async def _explain_missing_agent(api: ApiClient, agent: str, names: list[str]) -> None:
+    """Raise the reason `agent` is not served: its files' problems (`file:line:col`), or unknown."""
+    from duragent.client.http import AgentNotFound, ApiError
+    from duragent.errors import ConfigError
+
+    try:
+        await api.agent(agent)
+    except ApiError as exc:
+        if exc.status == 400:
+            detail = exc.problem.get("detail") or exc.detail
+            raise ConfigError(f"agent {agent!r} cannot answer until its files are fixed:\n{detail}") from None
+        raise
+    except AgentNotFound:
+        raise AgentNotFound(agent, names) from None
 
 
 async def _pick_session(

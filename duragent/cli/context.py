@@ -33,11 +33,25 @@ class CliState:
         if self._config is None:
             from duragent.config import load_config
 
-            self._config = load_config(self.config_path, data_dir=self.data_dir)
+            self._config = load_config(self.workspace_config(), data_dir=self.data_dir)
             if self.verbosity >= 0:
                 for warning in self._config.warnings:
                     print(f"warning: {warning}", file=sys.stderr)
         return self._config
+
+    def workspace_config(self) -> Path | None:
+        """--config / $DURAGENT_CONFIG, else the nearest duragent.yaml up from here (like git).
+
+        None (the built-in defaults) only with an explicit --data-dir; otherwise no workspace is a
+        NotAWorkspace error, so no command ever creates a data directory where none was asked for.
+        """
+        if self.config_path is not None:
+            return self.config_path
+        if os.environ.get("DURAGENT_CONFIG"):
+            return Path(os.environ["DURAGENT_CONFIG"])
+        from duragent.discovery import find_config, require_config
+
+        return find_config() if self.data_dir is not None else require_config()
 
 
 def print_json(value: Any) -> None:

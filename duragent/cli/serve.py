@@ -1,8 +1,9 @@
 """`duragent serve`: run the HTTP server; `serve status` and `serve stop` talk to a running one.
 
-The running server writes `<data_dir>/run/serve.json` ({pid, host, port, url, started_at});
-`status` and `stop` find it there. SIGTERM / SIGINT stop it gracefully: running turns get a
-grace period to reach a safe point, sessions are snapshotted, git commits what is pending.
+The running server writes `<data_dir>/run/serve.json` (`duragent.client.runfile`) once it is
+ready; `status`, `stop` and the terminal clients find it there. SIGTERM / SIGINT stop it
+gracefully: running turns get a grace period to reach a safe point, sessions are snapshotted,
+git commits what is pending.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from duragent.cli.context import CliState, print_json
 
 if TYPE_CHECKING:
     from duragent.config import DuragentConfig
-
-RUN_FILE = Path("run") / "serve.json"
+    from duragent.server.state import ServerState
 
 
 def register(app: typer.Typer) -> None:
@@ -44,7 +44,9 @@ def serve(
     ] = None,
     port: Annotated[
         int | None,
-        typer.Option("--port", "-p", min=0, max=65535, help="Port (default: server.port; 0 = any)."),
+        typer.Option(
+            "--port", "-p", min=0, max=65535, help="Port (default: server.port, else 8080; 0 = any free one)."
+        ),
     ] = None,
     agents_dir: Annotated[
         Path | None, typer.Option("--agents-dir", help="Folder of agent definitions (agents.static.path).")
@@ -55,50 +57,85 @@ def serve(
     grace: Annotated[
         float, typer.Option("--grace", min=0, help="Seconds running turns get to reach a safe point on stop.")
     ] = 10.0,
+    auto: Annotated[bool, typer.Option("--auto", hidden=True)] = False,
+    ready_fd: Annotated[int | None, typer.Option("--ready-fd", hidden=True)] = None,
 ) -> None:
     """Run the server until SIGTERM / SIGINT / `duragent serve stop`."""
     if ctx.invoked_subcommand is not None:
         return
     import asyncio
 
+    from duragent.config import DEFAULT_PORT
+
     state: CliState = ctx.ensure_object(CliState)
     config = state.config()
     if agents_dir is not None:
         static = config.agents.static.model_copy(update={"path": agents_dir.expanduser().absolute()})
         config = config.model_copy(update={"agents": config.agents.model_copy(update={"static": static})})
+    if port is not None:
+        setting = "pass another --port (0 picks a free one)"
+    elif config.http_port is not None:
+        setting = f"set another server.port in {config.source or 'duragent.yaml'}"
+    else:
+        setting = "pass --port 0 (any free port) or set server.port in duragent.yaml"
+    chosen = port if port is not None else config.http_port if config.http_port is not None else DEFAULT_PORT
     asyncio.run(
         run_server(
             config,
             host or config.server.host,
-            config.http_port if port is None else port,
+            chosen,
             insecure=insecure,
             grace=grace,
+            auto_started=auto,
+            ready_fd=ready_fd,
+            port_setting=setting,
         )
     )
 
 
-async def run_server(config: DuragentConfig, host: str, port: int, *, insecure: bool, grace: float) -> None:
-    """Serve until a signal or an admin shutdown; then stop gracefully and remove the run file."""
+async def run_server(
+    config: DuragentConfig,
+    host: str,
+    port: int,
+    *,
+    insecure: bool,
+    grace: float,
+    auto_started: bool = False,
+    ready_fd: int | None = None,
+    port_setting: str = "set another server.port in duragent.yaml",
+) -> None:
+    """Serve until a signal or an admin shutdown; then stop gracefully and remove the run file.
+
+    The run file is written once the port is bound and every resource is open: its appearance
+    (and a line on `ready_fd`, for the client that started this server) means ready.
+    """
     import asyncio
     import signal
 
     from aiohttp import web
 
+    from duragent.client.runfile import remove_run_info
     from duragent.server.app import create_app
+    from duragent.server.ports import PortTaken, is_address_in_use, port_holder
     from duragent.server.state import STATE
 
     app = create_app(config, insecure=insecure, host=host, shutdown_grace=grace)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=grace + 5, access_log=None)
     await runner.setup()
     _freeze_startup_heap()
-    run_file = config.data_path / RUN_FILE
     try:
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            if not is_address_in_use(exc):
+                raise
+            raise PortTaken(host, port, port_holder(port), port_setting) from None
         bound_port = _bound_port(runner, port)
         url = f"http://{_url_host(host)}:{bound_port}"
-        _write_run_file(run_file, host, bound_port, url)
+        _write_run_file(config, app[STATE], host, bound_port, url, auto_started=auto_started)
         print(f"duragent serve: listening on {url} (data: {config.data_path})", file=sys.stderr, flush=True)
+        _signal_ready(ready_fd, url)
         stopping = app[STATE].shutdown
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -107,7 +144,18 @@ async def run_server(config: DuragentConfig, host: str, port: int, *, insecure: 
         print("duragent serve: stopping", file=sys.stderr, flush=True)
     finally:
         await runner.cleanup()
-        run_file.unlink(missing_ok=True)
+        remove_run_info(config.data_path, os.getpid())
+
+
+def _signal_ready(ready_fd: int | None, url: str) -> None:
+    """Tell the client that started this server that it is ready (a line on the pipe it gave)."""
+    if ready_fd is None:
+        return
+    try:
+        os.write(ready_fd, f"{url}\n".encode())
+        os.close(ready_fd)
+    except OSError:
+        pass  # the client gave up waiting; it finds the server through the run file next time
 
 
 def _freeze_startup_heap() -> None:
@@ -135,49 +183,42 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _write_run_file(path: Path, host: str, port: int, url: str) -> None:
+def _write_run_file(
+    config: DuragentConfig, state: ServerState, host: str, port: int, url: str, *, auto_started: bool
+) -> None:
     from datetime import UTC, datetime
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {
-        "pid": os.getpid(),
-        "host": host,
-        "port": port,
-        "url": url,
-        "started_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-    }
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    temporary.replace(path)
+    from duragent.client.runfile import EnvFingerprint, config_digest, write_run_info
+    from duragent.runtime.providers import provider_env_names
+
+    names = provider_env_names((agent.spec.model for agent in state.agents.loaded()), config.referenced_env)
+    write_run_info(
+        config.data_path,
+        {
+            "pid": os.getpid(),
+            "host": host,
+            "port": port,
+            "url": url,
+            "started_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "workspace_hash": config.workspace_hash,
+            "auto_started": auto_started,
+            "env": EnvFingerprint.of(names, os.environ).as_json(),
+            "config_digest": config_digest(config.source),
+        },
+    )
 
 
 def read_run_file(config: DuragentConfig) -> dict[str, Any] | None:
     """The running server's record, or None when no server of this data directory is running."""
-    path = config.data_path / RUN_FILE
+    from duragent.client.runfile import read_run_info, run_file
+
+    if read_run_info(config.data_path) is None:
+        return None
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        record: Any = json.loads(run_file(config.data_path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or not _alive(int(record.get("pid", 0))):
-        return None
-    return record
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A process that exited but was not reaped yet (a zombie) is not running.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] != "Z"
+    return record if isinstance(record, dict) else None
 
 
 def request_server(url: str, token: str | None, method: str = "GET", timeout: float = 5.0) -> tuple[int, str]:
@@ -218,9 +259,18 @@ def status(
     if as_json:
         print_json({"running": True, **record, "ready": ready_status == "ready", "readyz": ready})
         return
-    print(f"running: pid {record['pid']} at {record['url']} since {record['started_at']} ({ready_status})")
-    for problem in ready.get("problems", []) if isinstance(ready, dict) else []:
+    started_by = "started by a terminal client" if record.get("auto_started") else "started by hand"
+    print(
+        f"running: pid {record['pid']} at {record['url']} since {record['started_at']} "
+        f"({started_by}; {ready_status})"
+    )
+    report = ready if isinstance(ready, dict) else {}
+    for problem in report.get("problems", []):
         print(f"  {problem}")
+    for agent, problems in dict(report.get("agents") or {}).items():
+        print(f"  agent {agent} is broken (the others still answer):")
+        for problem in problems:
+            print(f"    {problem}")
 
 
 def stop(
@@ -245,9 +295,11 @@ def stop(
         raise DuragentError(f"the server refused to shut down (HTTP {code}): {body.strip()}")
     pid = int(record["pid"])
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if _alive(pid):
+    from duragent.client.runfile import pid_alive
+
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if pid_alive(pid):
         from duragent.errors import DuragentError
 
         raise DuragentError(f"pid {pid} is still running after {timeout:g}s")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from duragent.agents.loader import Agent
 from duragent.agents.spec import ModelSpec
 from duragent.llm.base import Provider
-from duragent.llm.registry import provider_for_model
+from duragent.llm.registry import PRESETS, provider_for_model
 
 
 class ProviderPool:
@@ -31,3 +31,11 @@ class ProviderPool:
         providers, self._providers = list(self._providers.values()), {}
         for provider in providers:
             await provider.close()
+
+
+def provider_env_names(models: Iterable[ModelSpec], also: Iterable[str] = ()) -> set[str]:
+    """Environment variables providers read: every preset's key, the keys `models` name, and `also`."""
+    names = {preset.api_key_env for preset in PRESETS.values() if preset.api_key_env}
+    names.update(model.api_key_env for model in models if model.api_key_env)
+    names.update(also)
+    return names

@@ -140,7 +140,7 @@ async def _open(
     cluster = await _join_cluster(config, stack)
     if cluster is None:
         # One server per data directory; stateless workers share PostgreSQL instead (duragent.cluster).
-        lock = DataDirLock(config.data_path, f"duragent serve on {config.server.host}:{config.http_port}")
+        lock = DataDirLock(config.data_path, f"duragent serve for {config.data_path}")
         lock.acquire()
         stack.callback(lock.release)
     # Closed last but one: commits everything the sessions wrote while closing.

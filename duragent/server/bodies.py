@@ -274,10 +274,16 @@ class Accepted(Reply):
 class Health(Reply):
     """GET /readyz."""
 
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "degraded", "unavailable"]
     workspace_hash: str
+    #: What stops the whole server (a store unreachable, a gateway down): 503.
     problems: list[str] = []
     warnings: list[str] = []
+    #: Broken agents and their problems (`file:line:col: message`); the other agents still serve.
+    agents: dict[str, list[str]] = {}
+    #: Sessions with a running turn or a pending approval, and clients attached to streams.
+    busy: int = 0
+    attached: int = 0
 
 
 class VersionOut(Reply):

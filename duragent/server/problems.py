@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:duragent:problem:"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: Set on an error response whose own JSON body must reach the client as is (the /readyz report).
+KEEP_BODY = "duragent_keep_body"
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,12 @@ async def _problem_middleware(request: web.Request, handler: Handler) -> web.Str
         # The one place an unexpected error becomes a response: logged with its traceback.
         log.exception("%s %s failed", request.method, request.path)
         return problem_response(request, 500, "internal server error (see the server log)")
-    if isinstance(response, web.Response) and response.status >= 400 and not _is_problem(response):
+    if (
+        isinstance(response, web.Response)
+        and response.status >= 400
+        and not _is_problem(response)
+        and not response.get(KEEP_BODY)
+    ):
         return problem_response(request, response.status, response.text or status_phrase(response.status))
     return response
 

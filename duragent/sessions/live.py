@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from duragent.agents.loader import Agent
 from duragent.durations import format_duration
-from duragent.errors import DuragentError
+from duragent.errors import ConfigError, DuragentError
 from duragent.ids import new_id
 from duragent.runtime.events import (
     ApprovalRequired,
@@ -536,13 +536,20 @@ class LiveSession:
                 await self._set_status("paused", SHUTDOWN_PAUSE_REASON)
             else:
                 await self.log.append("cancelled", {"reason": "cancelled by client"})
+        except DuragentError as exc:
+            # A problem the person can fix (a missing API key, an invalid file): its own words.
+            outcome = "error"
+            log.warning("session %s: turn failed: %s", self.session_id, exc)
+            code = "config_error" if isinstance(exc, ConfigError) else "error"
+            with contextlib.suppress(Exception):
+                await self.log.append("error", {"code": code, "message": str(exc)})
         except Exception as exc:
             outcome = "error"
             # A bug or a store failure must not kill the actor: record it and stay usable.
             log.exception("session %s: turn failed", self.session_id)
             with contextlib.suppress(Exception):
                 await self.log.append(
-                    "error", {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}
+                    "error", {"code": "internal", "message": f"internal error (see the server log): {exc}"}
                 )
         finally:
             await self._end_turn(time.monotonic() - began, outcome)

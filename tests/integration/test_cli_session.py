@@ -179,5 +179,6 @@ def test_commands_outside_a_workspace_say_how_to_make_one(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     completed = subprocess.run([str(DURAGENT), "session", "list"], capture_output=True, text=True)
-    assert completed.returncode == 1
-    assert "run `duragent init`" in completed.stderr
+    assert completed.returncode == 2
+    assert "not a Duragent workspace (or any parent): run duragent init" in completed.stderr
+    assert list(tmp_path.iterdir()) == []

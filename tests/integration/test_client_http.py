@@ -7,7 +7,7 @@ ended session, a server of another workspace).
 
 from __future__ import annotations
 
-import json
+import asyncio
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -24,7 +24,8 @@ from duragent.client.http import (
     SessionGone,
     Unauthorized,
 )
-from duragent.client.launcher import WrongWorkspace, connect, find_running
+from duragent.client.launcher import NoServer, WrongWorkspace, connect, workspace_of
+from duragent.client.runfile import read_run_info, write_run_info
 from duragent.client.state import ClientState
 from duragent.config import DuragentConfig, load_config
 from duragent.server.app import create_app
@@ -183,38 +184,34 @@ async def test_the_launcher_reuses_the_server_named_in_the_run_file(
     config = make_workspace(tmp_path, fake_model.url)
     server = await serve(config)
     try:
-        run = config.data_path / "run" / "serve.json"
-        run.parent.mkdir(parents=True, exist_ok=True)
-        run.write_text(json.dumps({"pid": os.getpid(), "url": url_of(server)}))
-        connection = await connect(config, token=None)
+        write_run_info(
+            config.data_path,
+            {"pid": os.getpid(), "url": url_of(server), "workspace_hash": config.workspace_hash},
+        )
+        connection = await asyncio.to_thread(connect, workspace_of(config))
         assert connection.url == url_of(server)
         assert not connection.started
     finally:
         await server.close()
 
 
-async def test_the_launcher_refuses_a_server_of_another_workspace(
-    tmp_path: Path, fake_model: FakeLLMServer
-) -> None:
-    other = make_workspace(tmp_path / "other", fake_model.url)
-    mine = make_workspace(tmp_path / "mine", fake_model.url)
-    server = await serve(other)
-    try:
-        run = mine.data_path / "run" / "serve.json"
-        run.parent.mkdir(parents=True)
-        run.write_text(json.dumps({"pid": os.getpid(), "url": url_of(server)}))
-        with pytest.raises(WrongWorkspace, match="serves another workspace"):
-            await find_running(mine, token=None)
-    finally:
-        await server.close()
+def test_the_launcher_refuses_a_run_file_of_another_workspace(tmp_path: Path) -> None:
+    other = make_workspace(tmp_path / "other", "http://127.0.0.1:9/v1")
+    mine = make_workspace(tmp_path / "mine", "http://127.0.0.1:9/v1")
+    write_run_info(
+        mine.data_path,
+        {"pid": os.getpid(), "url": "http://127.0.0.1:9", "workspace_hash": other.workspace_hash},
+    )
+    with pytest.raises(WrongWorkspace, match="another workspace"):
+        connect(workspace_of(mine), start=False)
 
 
-async def test_a_run_file_of_a_dead_process_is_ignored(tmp_path: Path) -> None:
+def test_a_run_file_of_a_dead_process_is_ignored(tmp_path: Path) -> None:
     config = make_workspace(tmp_path, "http://127.0.0.1:9/v1")
-    run = config.data_path / "run" / "serve.json"
-    run.parent.mkdir(parents=True)
-    run.write_text(json.dumps({"pid": 2**22 + 12345, "url": "http://127.0.0.1:9"}))
-    assert await find_running(config, token=None) is None
+    write_run_info(config.data_path, {"pid": 2**22 + 12345, "url": "http://127.0.0.1:9"})
+    assert read_run_info(config.data_path) is None
+    with pytest.raises(NoServer, match="no server is running"):
+        connect(workspace_of(config), start=False)
 
 
 def test_a_terminal_remembers_its_session_and_never_moves_its_position_back(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from aiohttp import web
 from duragent import __version__
 from duragent.server.bodies import Health, VersionOut, json_reply
 from duragent.server.openapi import documented
+from duragent.server.problems import KEEP_BODY
 from duragent.server.state import STATE
 
 #: How long /readyz waits for a store before calling it unreachable.
@@ -22,16 +23,16 @@ async def livez(request: web.Request) -> web.Response:
 
 
 @documented(
-    "Readiness: 503 with the problems when an agent file is invalid or a store unreachable.",
+    "Readiness: 503 when a store is unreachable or a gateway down; broken agents are listed per "
+    "agent (`degraded`) and do not stop the others.",
     responses={200: Health, 503: Health},
 )
 async def readyz(request: web.Request) -> web.Response:
-    """Ready to serve: every agent file valid, the session store answering."""
+    """Ready to serve: the session store answering; per-agent problems reported apart."""
     state = request.app[STATE]
     problems: list[str] = []
-    warnings: list[str] = []
-    for line in state.agents.errors():
-        (warnings if ": warning: " in line else problems).append(line)
+    warnings = [line for line in state.agents.errors() if ": warning: " in line]
+    broken = state.agents.problems_by_agent()
     try:
         await asyncio.wait_for(state.workspace.stores.sessions.list(limit=1), STORE_CHECK_TIMEOUT)
     except TimeoutError:
@@ -40,13 +41,20 @@ async def readyz(request: web.Request) -> web.Response:
         problems.append(f"session store unreachable: {exc}")
     if state.gateways is not None:
         problems += state.gateways.problems()
+    live = list(state.sessions.live.values())
     body = Health(
-        status="unavailable" if problems else "ok",
+        status="unavailable" if problems else "degraded" if broken else "ok",
         workspace_hash=state.config.workspace_hash,
         problems=problems,
         warnings=warnings,
+        agents=broken,
+        busy=sum(1 for session in live if session.busy),
+        attached=sum(session.attached for session in live),
     )
-    return json_reply(body, 503 if problems else 200)
+    response = json_reply(body, 503 if problems else 200)
+    # The body is the readiness report itself (clients read workspace_hash from it), not a problem.
+    response[KEEP_BODY] = True
+    return response
 
 
 @documented("Version of the running server.", responses={200: VersionOut})

@@ -1,0 +1,162 @@
+"""`<data_dir>/run/serve.json`: how terminal clients find the workspace's running server.
+
+A server writes the file once it listens (so its appearance means "ready"), and removes it when
+it stops. It holds the pid, the URL, whether a terminal client started the server, and a
+fingerprint of the environment the server resolved providers with: a keyed hash of the values,
+never the values, so a client can tell that its shell now has another API key without sending
+or storing the key anywhere.
+
+Only the standard library is used here: the fast paths of `send`/`chat` read this file before
+anything heavy is imported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RUN_FOLDER = "run"
+RUN_FILENAME = "serve.json"
+#: Environment variables every provider may read besides those agents name (`api_key_env`).
+PROVIDER_ENV = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "OPENROUTER_API_KEY",
+    "OLLAMA_HOST",
+)
+
+
+@dataclass(frozen=True)
+class EnvFingerprint:
+    """A keyed hash of some environment variables' values (absent ones count as absent)."""
+
+    names: tuple[str, ...]
+    salt: str
+    digest: str
+
+    @classmethod
+    def of(cls, names: Iterable[str], env: Mapping[str, str], salt: str | None = None) -> EnvFingerprint:
+        """The fingerprint of `names` in `env`, with a new random salt unless one is given."""
+        ordered = tuple(sorted(set(names)))
+        salt = salt if salt is not None else secrets.token_hex(16)
+        return cls(ordered, salt, _digest(ordered, env, salt))
+
+    def matches(self, env: Mapping[str, str]) -> bool:
+        """Whether `env` holds the same values for the same names."""
+        return hmac.compare_digest(self.digest, _digest(self.names, env, self.salt))
+
+    def as_json(self) -> dict[str, Any]:
+        """The record kept in serve.json."""
+        return {"names": list(self.names), "salt": self.salt, "digest": self.digest}
+
+
+def _digest(names: tuple[str, ...], env: Mapping[str, str], salt: str) -> str:
+    mac = hmac.new(salt.encode(), digestmod=hashlib.sha256)
+    for name in names:
+        value = env.get(name)
+        mac.update(name.encode() + (b"\x01" + value.encode() if value else b"\x00") + b"\x02")
+    return mac.hexdigest()
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a running `duragent serve` wrote to `<data_dir>/run/serve.json`."""
+
+    pid: int
+    url: str
+    host: str = ""
+    port: int = 0
+    started_at: str = ""
+    workspace_hash: str = ""
+    #: True when a terminal client started the server (it may restart it when idle).
+    auto_started: bool = False
+    env: EnvFingerprint | None = None
+    #: sha256 of duragent.yaml as the server read it ("" without one).
+    config_digest: str = ""
+
+
+def config_digest(path: Path | None) -> str:
+    """sha256 of a configuration file's bytes ("" when there is none)."""
+    if path is None:
+        return ""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def run_file(data_path: Path) -> Path:
+    """`<data_dir>/run/serve.json`."""
+    return data_path / RUN_FOLDER / RUN_FILENAME
+
+
+def read_run_info(data_path: Path) -> RunInfo | None:
+    """The run file's contents, or None when there is none, it is unreadable, or its process is gone."""
+    try:
+        data: Any = json.loads(run_file(data_path).read_text(encoding="utf-8"))
+        env = data.get("env")
+        info = RunInfo(
+            pid=int(data["pid"]),
+            url=str(data["url"]),
+            host=str(data.get("host", "")),
+            port=int(data.get("port", 0)),
+            started_at=str(data.get("started_at", "")),
+            workspace_hash=str(data.get("workspace_hash", "")),
+            auto_started=bool(data.get("auto_started", False)),
+            config_digest=str(data.get("config_digest", "")),
+            env=(
+                EnvFingerprint(tuple(env["names"]), str(env["salt"]), str(env["digest"]))
+                if isinstance(env, dict)
+                else None
+            ),
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return info if pid_alive(info.pid) else None
+
+
+def write_run_info(data_path: Path, record: Mapping[str, Any]) -> Path:
+    """Write the run file atomically (readers never see half of it); returns its path."""
+    path = run_file(data_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(dict(record), indent=2) + "\n", encoding="utf-8")
+    temporary.replace(path)
+    return path
+
+
+def remove_run_info(data_path: Path, pid: int) -> None:
+    """Remove the run file if it is still this process's (a newer server may have replaced it)."""
+    path = run_file(data_path)
+    try:
+        if int(json.loads(path.read_text(encoding="utf-8")).get("pid", 0)) != pid:
+            return
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    path.unlink(missing_ok=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists and is not a zombie."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] != "Z"

@@ -1,0 +1,286 @@
+"""A new user's first hour, as they meet it: `duragent` commands in a shell, servers they never start.
+
+Every test runs the real `duragent` command line in fresh workspaces; the servers are the ones
+`send` starts in the background (issue #15 items 1-4 and 10).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from duragent.testing.fake_llm import FakeLLMServer, ScriptedResponse, text, tool_calls
+
+pytest_plugins = ["duragent.testing.pytest_plugin"]
+
+pytestmark = pytest.mark.slow
+
+KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENROUTER_API_KEY", "DURAGENT_CONFIG")
+
+
+def shell_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in KEYS}
+    env.update(NO_COLOR="1", DURAGENT_CLIENT_ID="first-hour", **extra)
+    return env
+
+
+async def duragent(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Done:
+    """Run `duragent ARGS` in `cwd` (asynchronously: the fake model in this process keeps answering)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "duragent",
+        *args,
+        cwd=cwd,
+        env=env or shell_env(),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 90)
+    assert process.returncode is not None
+    return Done(process.returncode, out.decode(), err.decode())
+
+
+@dataclass(frozen=True)
+class Done:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def init(folder: Path) -> Path:
+    done = await duragent(folder.parent, "init", "--yes", str(folder))
+    assert done.returncode == 0, done.stderr
+    return folder
+
+
+def run_info(workspace: Path) -> dict[str, Any]:
+    return dict(json.loads((workspace / ".duragent" / "run" / "serve.json").read_text()))
+
+
+def stop(workspace: Path) -> None:
+    try:
+        pid = int(run_info(workspace)["pid"])
+    except (OSError, ValueError):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def workspaces(tmp_path: Path) -> Iterator[list[Path]]:
+    """Workspaces a test creates; each one's background server is stopped afterwards."""
+    made: list[Path] = []
+    yield made
+    for workspace in made:
+        stop(workspace)
+
+
+async def test_two_workspaces_each_start_their_own_server_on_a_free_port(
+    tmp_path: Path, workspaces: list[Path]
+) -> None:
+    first, second = await init(tmp_path / "first"), await init(tmp_path / "second")
+    workspaces += [first, second]
+    for workspace in (first, second):
+        done = await duragent(workspace, "send", "hello there")
+        assert done.returncode == 0, done.stderr
+        assert 'You wrote 2 words: "hello there"' in done.stdout
+        assert "started the workspace's server" in done.stderr
+    ports = {run_info(first)["port"], run_info(second)["port"]}
+    assert len(ports) == 2
+    assert 8080 not in ports
+    again = await duragent(first, "send", "still you?")
+    assert again.returncode == 0, again.stderr
+    assert "started" not in again.stderr  # the running server is found through run/serve.json
+
+
+async def test_a_taken_explicit_port_names_its_holder_and_the_setting_to_change(
+    tmp_path: Path, workspaces: list[Path]
+) -> None:
+    workspace = await init(tmp_path / "ws")
+    workspaces.append(workspace)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with (workspace / "duragent.yaml").open("a") as config:
+            config.write(f"server:\n  port: {port}\n")
+        done = await duragent(workspace, "send", "hi")
+    assert done.returncode != 0
+    assert f"port {port} on 127.0.0.1 is already in use by pid {os.getpid()}" in done.stderr
+    assert "server.port" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "Traceback" not in (workspace / ".duragent" / "logs" / "serve.log").read_text()
+
+
+async def test_outside_a_workspace_every_command_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for command in (["send", "hi"], ["chat"], ["attach", "--list"], ["session", "list"], ["memory", "show"]):
+        done = await duragent(empty, *command)
+        assert done.returncode == 2, (command, done.stderr)
+        assert "not a Duragent workspace (or any parent): run duragent init" in done.stderr
+    assert list(empty.iterdir()) == []
+
+
+async def test_commands_find_the_workspace_from_a_subfolder(tmp_path: Path, workspaces: list[Path]) -> None:
+    workspace = await init(tmp_path / "ws")
+    workspaces.append(workspace)
+    deep = workspace / "notes" / "today"
+    deep.mkdir(parents=True)
+    done = await duragent(deep, "send", "from deep inside")
+    assert done.returncode == 0, done.stderr
+    assert 'You wrote 3 words: "from deep inside"' in done.stdout
+    assert not (deep / ".duragent").exists()
+
+
+async def test_agents_created_or_edited_while_the_server_runs_are_used_by_the_next_send(
+    tmp_path: Path, workspaces: list[Path]
+) -> None:
+    workspace = await init(tmp_path / "ws")
+    workspaces.append(workspace)
+    assert (await duragent(workspace, "send", "hi")).returncode == 0
+    created = await duragent(workspace, "agent", "create", "helper")
+    assert created.returncode == 0, created.stderr
+    done = await duragent(workspace, "send", "--agent", "helper", "hello helper")
+    assert done.returncode == 0, done.stderr
+    assert 'You wrote 2 words: "hello helper"' in done.stdout
+    # An edit of the agent: without its memory tool, the demo says it cannot remember.
+    agent_yaml = workspace / ".duragent" / "agents" / "helper" / "agent.yaml"
+    edited_source = agent_yaml.read_text().replace("      - memory\n", "")
+    agent_yaml.write_text(edited_source.replace("    enabled: true\n", "    enabled: false\n"))
+    deadline = time.monotonic() + 20
+    while True:
+        edited = await duragent(workspace, "send", "--agent", "helper", "--new", "remember the tea")
+        if "has no memory tool" in edited.stdout or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert "this agent has no memory tool" in edited.stdout, edited.stdout + edited.stderr
+
+
+async def test_a_policy_edit_applies_to_the_next_turn(
+    tmp_path: Path, workspaces: list[Path], fake_llm: FakeLLMServer
+) -> None:
+    workspace = await init(tmp_path / "ws")
+    workspaces.append(workspace)
+    _use_fake_model(workspace, fake_llm, tools="      - bash\n")
+    policy = workspace / ".duragent" / "agents" / "assistant" / "policy.yaml"
+    policy.write_text("mode: ask\nallow: []\n")
+    fake_llm.enqueue(_bash_call("echo policy-test"))
+    asked = await duragent(workspace, "send", "--json", "run it", env=shell_env(OPENAI_API_KEY="k"))
+    assert asked.returncode == 3, asked.stdout + asked.stderr
+    policy.write_text('mode: ask\nallow:\n  - "bash:echo *"\n')
+    fake_llm.enqueue(_bash_call("echo policy-test"), text("ran it"))
+    done = await duragent(workspace, "send", "--new", "run it", env=shell_env(OPENAI_API_KEY="k"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ran it" in done.stdout
+
+
+async def test_an_exported_api_key_reaches_the_next_send(
+    tmp_path: Path, workspaces: list[Path], fake_llm: FakeLLMServer
+) -> None:
+    workspace = await init(tmp_path / "ws")
+    workspaces.append(workspace)
+    _use_fake_model(workspace, fake_llm)
+    missing = await duragent(workspace, "send", "hello")
+    assert missing.returncode == 1
+    assert "set the environment variable OPENAI_API_KEY" in missing.stderr
+    assert "MissingApiKey" not in missing.stderr
+    assert "(internal)" not in missing.stderr
+    first_pid = run_info(workspace)["pid"]
+    fake_llm.enqueue(text("hello with a key"))
+    done = await duragent(workspace, "send", "hello", env=shell_env(OPENAI_API_KEY="sk-now-exported"))
+    assert done.returncode == 0, done.stderr
+    assert "hello with a key" in done.stdout
+    assert "restarted the workspace's server" in done.stderr
+    assert "OPENAI_API_KEY" in done.stderr
+    assert run_info(workspace)["pid"] != first_pid
+    assert "sk-now-exported" not in (workspace / ".duragent" / "run" / "serve.json").read_text()
+
+
+async def test_an_edited_duragent_yaml_reaches_the_next_send(tmp_path: Path, workspaces: list[Path]) -> None:
+    workspace = await init(tmp_path / "ws")
+    workspaces.append(workspace)
+    assert (await duragent(workspace, "send", "hi")).returncode == 0
+    other_agents = workspace / "more-agents"
+    done = await duragent(workspace, "agent", "create", "scribe")
+    assert done.returncode == 0, done.stderr
+    other_agents.mkdir()
+    (workspace / ".duragent" / "agents" / "scribe").rename(other_agents / "scribe")
+    with (workspace / "duragent.yaml").open("a") as config:
+        config.write("agents:\n  static:\n    path: ./more-agents/\n")
+    moved = await duragent(workspace, "send", "--agent", "scribe", "where are you")
+    assert moved.returncode == 0, moved.stderr
+    assert "restarted the workspace's server: duragent.yaml changed" in moved.stderr
+    assert 'You wrote 3 words: "where are you"' in moved.stdout
+
+
+async def test_a_broken_agent_blocks_nothing_else(tmp_path: Path, workspaces: list[Path]) -> None:
+    workspace = await init(tmp_path / "ws")
+    workspaces.append(workspace)
+    assert (await duragent(workspace, "agent", "create", "helper")).returncode == 0
+    broken = workspace / ".duragent" / "agents" / "helper" / "agent.yaml"
+    broken.write_text(broken.read_text().replace("  model:\n", "  modle:\n", 1))
+    done = await duragent(workspace, "send", "--agent", "assistant", "still here?")
+    assert done.returncode == 0, done.stderr
+    assert 'You wrote 2 words: "still here?"' in done.stdout
+    refused = await duragent(workspace, "send", "--agent", "helper", "hi")
+    assert refused.returncode == 2
+    assert ".duragent/agents/helper/agent.yaml:" in refused.stderr
+    assert "spec.model is required" in refused.stderr
+    ready = await asyncio.to_thread(_get_json, run_info(workspace)["url"] + "/readyz")
+    assert ready["status"] == "degraded"
+    assert ready["workspace_hash"]
+    [problem] = ready["agents"]["helper"]
+    assert problem.startswith(".duragent/agents/helper/agent.yaml:")
+    assert problem.split(":")[1].isdigit()
+    assert problem.split(":")[2].isdigit()
+    status = await duragent(workspace, "serve", "status")
+    assert status.returncode == 0
+    assert "helper" in status.stdout
+    assert "spec.model is required" in status.stdout
+
+
+def _use_fake_model(workspace: Path, fake_llm: FakeLLMServer, tools: str = "") -> None:
+    agent_yaml = workspace / ".duragent" / "agents" / "assistant" / "agent.yaml"
+    source = agent_yaml.read_text()
+    source = source.replace(
+        "    provider: demo\n    name: demo\n",
+        f"    provider: openai\n    name: gpt-test\n    base_url: {fake_llm.url}\n"
+        "    api_key_env: OPENAI_API_KEY\n",
+    )
+    if tools:
+        source = source.replace("      - memory\n", "      - memory\n" + tools)
+    agent_yaml.write_text(source)
+
+
+def _bash_call(command: str) -> ScriptedResponse:
+    return tool_calls([("bash", {"command": command})])
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url) as response:
+        return json.loads(response.read())
