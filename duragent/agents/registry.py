@@ -16,6 +16,7 @@ through `asyncio.to_thread`), so its maps are guarded by one lock; files are rea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -329,13 +330,21 @@ class AgentRegistry:
             log.warning("not watching agents: %s does not exist", display_path(self.static_path))
             return
         from watchdog.observers import Observer
+        from watchdog.observers.polling import PollingObserver
 
         self._loop = asyncio.get_running_loop()
-        observer = Observer()
         handler = _StaticFolderHandler(self.static_path, self._notify_threadsafe)
-        observer.schedule(handler, str(self.static_path), recursive=True)
-        observer.daemon = True
-        await asyncio.to_thread(observer.start)
+        observer: BaseObserver = Observer()
+        try:
+            await asyncio.to_thread(_start_observer, observer, handler, self.static_path)
+        except OSError as exc:
+            # Out of inotify instances or watches (many servers on one machine): watching is on by
+            # default, so it must never stop the server from starting. Polling sees the same edits.
+            log.warning("watching agents by polling every second (%s)", exc)
+            with contextlib.suppress(RuntimeError, OSError):
+                observer.stop()
+            observer = PollingObserver(timeout=1.0)
+            await asyncio.to_thread(_start_observer, observer, handler, self.static_path)
         self._observer = observer
         log.info("watching %s for agent edits", display_path(self.static_path))
 
@@ -468,6 +477,12 @@ class AgentRegistry:
             return
         for leftover in self.dynamic_path.glob(f"{_STAGING_PREFIX}*"):
             shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _start_observer(observer: BaseObserver, handler: FileSystemEventHandler, folder: Path) -> None:
+    observer.schedule(handler, str(folder), recursive=True)
+    observer.daemon = True
+    observer.start()
 
 
 class _StaticFolderHandler(FileSystemEventHandler):

@@ -138,6 +138,7 @@ def validate_agents(
     """Check agent definitions; print every problem as file:line:column and exit 2 if any."""
     from duragent.agents.loader import discover_agents, load_agent
     from duragent.errors import ConfigError
+    from duragent.runtime.policy import load_policy
 
     if paths:
         directories = [folder for path in paths for folder in _agent_folders(path)]
@@ -150,7 +151,9 @@ def validate_agents(
     invalid = 0
     for directory in directories:
         try:
-            _, warnings = load_agent(directory)
+            agent, warnings = load_agent(directory)
+            # The tool policy is part of the definition: a broken policy.yaml fails like agent.yaml.
+            load_policy(agent.directory, agent.spec.tools.policy)
         except ConfigError as exc:
             invalid += 1
             for problem in exc.problems:

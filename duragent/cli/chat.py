@@ -6,6 +6,7 @@ one in the background, so sessions outlive the terminal), then stream what the s
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -200,7 +201,10 @@ def send(
             info, _resumed = await _pick_session(api, client, name, session, new)
             return await _send_one(api, client, info, content, as_json=as_json, stream=not no_stream)
 
-    code = run_async(run())
+    try:
+        code = run_async(run())
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None  # `_send_one` said what became of the turn
     if code:
         raise typer.Exit(code)
 
@@ -221,57 +225,66 @@ async def _send_one(
     last_id: str | None = None
     if live:
         out.start_spinner()
-    async for event in api.stream(session_id, content):
-        last_id = event.id or last_id
-        data = event.data
-        if event.event == "token" and live:
-            out.token(str(data.get("content", "")))
-        elif event.event == "tool_call":
-            calls[str(data.get("call_id"))] = {
-                "call_id": data.get("call_id"),
-                "tool": data.get("tool"),
-                "arguments": data.get("arguments") or {},
-            }
-            if not as_json:
-                side.tool_call(
-                    str(data.get("call_id")), str(data.get("tool")), dict(data.get("arguments") or {})
+    try:
+        async for event in api.stream(session_id, content):
+            last_id = event.id or last_id
+            data = event.data
+            if event.event == "token" and live:
+                out.token(str(data.get("content", "")))
+            elif event.event == "tool_call":
+                calls[str(data.get("call_id"))] = {
+                    "call_id": data.get("call_id"),
+                    "tool": data.get("tool"),
+                    "arguments": data.get("arguments") or {},
+                }
+                if not as_json:
+                    side.tool_call(
+                        str(data.get("call_id")), str(data.get("tool")), dict(data.get("arguments") or {})
+                    )
+            elif event.event == "tool_result":
+                call = calls.setdefault(
+                    str(data.get("call_id")), {"call_id": data.get("call_id"), "tool": data.get("tool")}
                 )
-        elif event.event == "tool_result":
-            call = calls.setdefault(
-                str(data.get("call_id")), {"call_id": data.get("call_id"), "tool": data.get("tool")}
-            )
-            call.update(
-                ok=bool(data.get("ok")), duration_ms=data.get("duration_ms"), result=data.get("content")
-            )
-            if not as_json:
-                side.tool_result(
-                    str(data.get("call_id")),
-                    str(data.get("tool")),
-                    bool(data.get("ok")),
-                    int(data.get("duration_ms") or 0),
+                call.update(
+                    ok=bool(data.get("ok")), duration_ms=data.get("duration_ms"), result=data.get("content")
+                )
+                if not as_json:
+                    side.tool_result(
+                        str(data.get("call_id")),
+                        str(data.get("tool")),
+                        bool(data.get("ok")),
+                        int(data.get("duration_ms") or 0),
+                        str(data.get("content", "")),
+                    )
+                if live:
+                    out.start_spinner()
+            elif event.event == "approval_required":
+                approval = dict(data)
+                status = "pending_approval"
+            elif event.event == "done":
+                reply, usage = (
                     str(data.get("content", "")),
+                    dict(data.get("turn_usage") or data.get("usage") or {}),
                 )
-            if live:
-                out.start_spinner()
-        elif event.event == "approval_required":
-            approval = dict(data)
-            status = "pending_approval"
-        elif event.event == "done":
-            reply, usage = (
-                str(data.get("content", "")),
-                dict(data.get("turn_usage") or data.get("usage") or {}),
-            )
-            status = "truncated" if data.get("truncated") else "complete"
-            if status == "truncated":
-                error = {"code": "truncated", "message": TRUNCATED}
-            if not as_json:
-                out.reply(reply) if live else out.write(reply + ("" if reply.endswith("\n") else "\n"))
-        elif event.event == "error":
-            status, error = "failed", {"code": data.get("code"), "message": data.get("message")}
-        elif event.event == "cancelled":
-            status, error = "cancelled", {"code": "cancelled", "message": "the turn was cancelled"}
-        elif event.event == "status" and data.get("to") == "paused" and approval is None:
-            status, error = "paused", {"code": "paused", "message": str(data.get("reason", "paused"))}
+                status = "truncated" if data.get("truncated") else "complete"
+                if status == "truncated":
+                    error = {"code": "truncated", "message": TRUNCATED}
+                if not as_json:
+                    out.reply(reply) if live else out.write(reply + ("" if reply.endswith("\n") else "\n"))
+            elif event.event == "error":
+                status, error = "failed", {"code": data.get("code"), "message": data.get("message")}
+            elif event.event == "cancelled":
+                status, error = "cancelled", {"code": "cancelled", "message": "the turn was cancelled"}
+            elif event.event == "status" and data.get("to") == "paused" and approval is None:
+                status, error = "paused", {"code": "paused", "message": str(data.get("reason", "paused"))}
+    except asyncio.CancelledError:
+        # Ctrl-C: closing the stream detaches; the session goes on (or pauses) on the server.
+        out.close()
+        client.attached(str(info["agent"]), session_id)
+        client.saw(session_id, last_id)
+        client.save()
+        side.line(_detached_note(session_id, str(info.get("on_disconnect") or "continue")))
+        raise
     out.close()
     client.attached(str(info["agent"]), session_id)
     client.saw(session_id, last_id)
@@ -295,6 +308,16 @@ async def _send_one(
         side.approval(str(approval.get("tool", "")), str(approval.get("command", "")))
         side.line(f"decide with: duragent attach {session_id}")
     return 0 if status == "complete" else EXIT_APPROVAL if status == "pending_approval" else 1
+
+
+def _detached_note(session_id: str, on_disconnect: str) -> str:
+    """What Ctrl-C in `send` did: the turn was not cancelled, this client only stopped following it."""
+    if on_disconnect == "pause":
+        return (
+            f"detached: session {session_id} pauses at the next safe point (on_disconnect: pause); "
+            f"duragent attach {session_id} resumes it"
+        )
+    return f"detached: the turn goes on in session {session_id}; duragent attach {session_id}"
 
 
 def _approval_help(api: ApiClient, session_id: str, approval: dict[str, Any]) -> dict[str, Any]:

@@ -77,6 +77,8 @@ class Renderer:
     _tool_lines: dict[str, str] = field(default_factory=dict)
     _spinner: asyncio.Task[None] | None = None
     _spinner_shown: bool = False
+    #: The tool of the call that started last and has no result yet (the spinner names it).
+    _running_tool: str | None = None
     _at_line_start: bool = True
 
     def __post_init__(self) -> None:
@@ -113,10 +115,13 @@ class Renderer:
 
     # --- spinner -----------------------------------------------------------------------------
 
-    def start_spinner(self, label: str = "thinking") -> None:
-        """Show a spinner until the next output (TTY only)."""
+    def start_spinner(self, label: str | None = None) -> None:
+        """Show a spinner until the next output (TTY only): `running TOOL` while a tool call is
+        open, else `thinking`."""
         if not self.tty or self._spinner is not None:
             return
+        if label is None:
+            label = f"running {self._running_tool}" if self._running_tool else "thinking"
         self._end_open_line()
         self._spinner = asyncio.get_running_loop().create_task(self._spin(label))
 
@@ -206,13 +211,15 @@ class Renderer:
         self._at_line_start = True
 
     def tool_call(self, call_id: str, tool: str, arguments: dict[str, Any]) -> None:
-        """A tool call starts: on a TTY its line is shown now and completed by `tool_result`."""
+        """A tool call starts: on a TTY a spinner says `running TOOL` until `tool_result` writes its line."""
         text = f"⚙ {tool} {short_arguments(tool, arguments)}".rstrip() + " …"
         self._tool_lines[call_id] = text
+        self._running_tool = tool
         if self.tty:
+            # The spinner names the tool while it runs; its line is written whole with the outcome.
             self._end_open_line()
-            self.write(self._styled(text, "cyan"))
-            self._open_tool = call_id
+            with contextlib.suppress(RuntimeError):  # no event loop: no spinner
+                self.start_spinner()
 
     def tool_result(self, call_id: str, tool: str, ok: bool, duration_ms: int, content: str = "") -> None:
         """A tool call ended: `ok 12 ms`, `failed 3 ms` or `denied`."""
@@ -220,6 +227,7 @@ class Renderer:
         verdict = f"{outcome} {duration_ms} ms" if outcome != "denied" else outcome
         style = "green" if ok else "red"
         head = self._tool_lines.pop(call_id, f"⚙ {tool} …")
+        self._running_tool = None
         if self.tty and self._open_tool == call_id:
             self._open_tool = None
             self.write(" " + self._styled(verdict, style) + "\n")

@@ -173,7 +173,9 @@ class Repl:
         try:
             while True:
                 caught_up = position_seq(self.shown) >= target_seq
-                if caught_up:
+                # An event that arrived while the person was typing (another client's turn) is
+                # shown before anything else: the loop is not idle while one is held.
+                if caught_up and self.held is None:
                     waiting = [c for c in self.pending if c not in self.asked]
                     if waiting:
                         if not await self.ask(waiting[0]):
@@ -319,7 +321,12 @@ class Repl:
         """Ask allow once / always / deny for a pending call and post the answer; False if skipped."""
         self.asked.add(call_id)
         self.renderer.stop_spinner()
-        decision = await self.read_decision()
+        try:
+            decision = await self.read_decision()
+        finally:
+            # prompt_toolkit removes the loop's SIGINT handler when its prompt ends: put ours back,
+            # so Ctrl-C after the answer cancels the turn (and the tool's processes) as it should.
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._on_sigint)
         if decision is None:
             self.renderer.notice("left waiting: /approve, /approve always or /deny decides it")
             return False

@@ -40,7 +40,15 @@ CONFIGURE_HINT = (
 MEMORY_TOOL = "memory"
 _WORDS_PER_DELTA = 4
 _QUOTE_LIMIT = 200
-_RECALL = re.compile(r"^\s*recall\b\s*(?P<query>.*)$|what do you remember", re.IGNORECASE | re.DOTALL)
+_RECALL = re.compile(
+    r"^\s*recall\b\s*(?P<query>.*)$"
+    r"|what do you (?:remember|recall|know)(?:\s+about\s+(?P<about>[^?.!]+))?",
+    re.IGNORECASE | re.DOTALL,
+)
+#: "What do you remember about me?" asks for everything, not for entries containing "me".
+_ABOUT_EVERYTHING = frozenset({"me", "us", "you", "myself", "it", "that", "everything"})
+#: The lines of a recall result that are remembered entries (`- 2026-11-26 [fact] ...`).
+_RECALLED_ENTRY = re.compile(r"^- \d{4}-\d{2}-\d{2} \[\w+\] (?P<text>.+)$", re.MULTILINE)
 _REFLECT = re.compile(r"^\s*reflect\b", re.IGNORECASE)
 _REFLECT_PART = re.compile(
     r"^## (?:MEMORY\.md \(current\)|Daily file (?P<day>\d{4}-\d{2}-\d{2}))$", re.MULTILINE
@@ -118,7 +126,9 @@ def _memory_arguments(text: str) -> dict[str, Any] | None:
         return {"action": "remember", "section": "fact", "content": remember["content"].strip()}
     recall = _RECALL.search(text)
     if recall:
-        query = (recall["query"] or "").strip()
+        query = (recall["query"] or recall["about"] or "").strip()
+        if query.casefold() in _ABOUT_EVERYTHING:
+            query = ""
         return {"action": "recall", "query": query} if query else {"action": "recall"}
     return None
 
@@ -177,12 +187,18 @@ def _after_tool_results(messages: tuple[Message, ...]) -> str:
         if message.role != "tool":
             break
         results.insert(0, message)
-    names = {call.id: call.name for m in messages for call in m.tool_calls}
-    lines = [
-        f"The {result.name or names.get(result.tool_call_id or '', 'tool')} tool replied: "
-        f'"{_quote(result.content or "")}".'
-        for result in results
-    ]
+    calls = {call.id: call for m in messages for call in m.tool_calls}
+    lines = []
+    for result in results:
+        call = calls.get(result.tool_call_id or "")
+        name = result.name or (call.name if call is not None else "tool")
+        recalled = _RECALLED_ENTRY.findall(result.content or "")
+        if call is not None and call.arguments.get("action") == "recall" and recalled:
+            # What the person asked to see is what was remembered, not MEMORY.md's preamble.
+            facts = "; ".join(recalled)
+            lines.append(f'I remember: "{_quote(facts)}".')
+        else:
+            lines.append(f'The {name} tool replied: "{_quote(result.content or "")}".')
     return " ".join(lines)
 
 

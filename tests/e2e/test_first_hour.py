@@ -25,7 +25,8 @@ from duragent.testing.fake_llm import FakeLLMServer, ScriptedResponse, text, too
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 
-pytestmark = pytest.mark.slow
+# Each test starts real servers; on a loaded 2-core machine that takes far longer than usual.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENROUTER_API_KEY", "DURAGENT_CONFIG")
 
@@ -49,7 +50,7 @@ async def duragent(cwd: Path, *args: str, env: dict[str, str] | None = None) -> 
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(process.communicate(), 90)
+    out, err = await asyncio.wait_for(process.communicate(), 240)
     assert process.returncode is not None
     return Done(process.returncode, out.decode(), err.decode())
 

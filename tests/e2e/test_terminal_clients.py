@@ -26,9 +26,11 @@ import pytest
 
 from duragent.testing.fake_llm import FakeLLMServer, ScriptedResponse, error, text, tool_calls
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 DURAGENT = [sys.executable, "-m", "duragent"]
+#: Longest wait for anything to show or start: generous, so a loaded 2-core machine passes too.
+PATIENCE = 60.0
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[=>]|[\x08\r]")
 
 
@@ -131,7 +133,7 @@ def stop_server(root: Path) -> None:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + PATIENCE
     while time.monotonic() < deadline:
         try:
             os.kill(pid, 0)
@@ -152,7 +154,7 @@ def server(workspace: Path) -> Iterator[dict[str, Any]]:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + PATIENCE
     while (info := run_info(workspace)) is None or info.get("pid") != process.pid:
         assert process.poll() is None, (workspace / "serve.log").read_text()
         assert time.monotonic() < deadline, "the server did not start"
@@ -173,14 +175,14 @@ class Terminal:
             cwd=str(cwd),
             env=client_env(**env),
             encoding="utf-8",
-            timeout=15,
+            timeout=PATIENCE,
             dimensions=(40, 160),
         )
         self.seen = ""
 
     def expect(self, pattern: str) -> str:
         """Wait until the screen shows `pattern` (a regex) after what was already matched."""
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + PATIENCE
         while True:
             match = re.search(pattern, self.seen)
             if match:
@@ -273,7 +275,7 @@ def test_approval_answered_always_is_saved_to_the_policy_and_committed(
     term.finish()
     policy = workspace / ".duragent" / "agents" / "helper" / "policy.yaml"
     assert '"bash:ls -la"' in policy.read_text()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + PATIENCE
     while True:
         log = subprocess.run(
             ["git", "-C", str(workspace / ".duragent"), "log", "--format=%s", "--name-only"],
@@ -315,7 +317,7 @@ def test_attach_replays_what_a_continue_session_did_while_the_terminal_was_gone(
     term.type("do the long thing")
     term.expect("Started.")
     term.child.close(force=True)  # the terminal window is closed mid-turn
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + PATIENCE
     while "Finished while you were away." not in "".join(
         p.read_text() for p in (workspace / ".duragent" / "sessions").glob("*/events.jsonl")
     ):
@@ -418,3 +420,84 @@ def test_chat_starts_the_server_in_the_background_and_a_second_chat_reuses_it(
         assert run_info(workspace) == info
     finally:
         stop_server(workspace)
+
+
+def test_chat_shows_a_turn_another_client_started_as_it_happens(
+    workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
+) -> None:
+    fake_model.enqueue(text("Answer for the other terminal.", chunks=3, chunk_delay=0.2))
+    term = Terminal(["chat"], workspace)
+    session_id = re.findall(r"session (s_\w+)", term.expect(r"session s_\w+ · new session"))[-1]
+    term.prompt()
+    other = subprocess.run(
+        [*DURAGENT, "send", "--session", session_id, "from the other terminal"],
+        cwd=workspace,
+        env=client_env(DURAGENT_CLIENT_ID="terminal-two"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert other.returncode == 0, other.stderr
+    term.expect("> from the other terminal")
+    term.expect("Answer for the other terminal.")
+    term.prompt()
+    term.child.sendcontrol("d")
+    term.finish()
+
+
+def test_ctrl_c_after_approving_a_tool_cancels_the_turn_and_kills_the_tool(
+    workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
+) -> None:
+    import psutil
+
+    command = "sleep 16.4242"
+    fake_model.enqueue(tool_calls([("bash", {"command": command})]), text("never shown"))
+    term = Terminal(["chat"], workspace)
+    term.prompt()
+    term.type("wait a while")
+    term.expect(r"approval needed: bash sleep 16\.4242")
+    term.expect(r"allow once / always / deny \(y/a/n\)\?")
+    time.sleep(0.2)
+    term.child.send("y")
+    term.expect("running bash")
+
+    def sleeping() -> list[psutil.Process]:
+        found = []
+        for process in psutil.process_iter(["cmdline"]):
+            if command in " ".join(process.info["cmdline"] or []):
+                found.append(process)
+        return found
+
+    deadline = time.monotonic() + PATIENCE
+    while not sleeping():
+        assert time.monotonic() < deadline, "the approved command never started"
+        time.sleep(0.05)
+    term.child.sendintr()
+    term.expect(r"\[cancelled\]")
+    deadline = time.monotonic() + PATIENCE
+    while [p for p in sleeping() if p.status() != psutil.STATUS_ZOMBIE]:
+        assert time.monotonic() < deadline, "the tool's process outlived the cancelled turn"
+        time.sleep(0.05)
+    term.prompt()
+    term.child.sendcontrol("d")
+    shown = term.finish()
+    assert "never shown" not in shown
+
+
+def test_ctrl_c_in_send_says_the_turn_goes_on_and_where(
+    workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
+) -> None:
+    fake_model.enqueue(text("alpha beta gamma delta epsilon zeta", chunks=6, chunk_delay=0.4))
+    term = Terminal(["send", "tell me slowly"], workspace)
+    term.expect("alpha")
+    term.child.sendintr()
+    note = term.expect(r"detached: the turn goes on in session s_\w+; duragent attach s_\w+")
+    session_id = re.findall(r"session (s_\w+)", note)[-1]
+    term.child.read()
+    term.child.close()
+    assert term.child.exitstatus == 130
+    events = workspace / ".duragent" / "sessions" / session_id / "events.jsonl"
+    deadline = time.monotonic() + PATIENCE
+    while "zeta" not in events.read_text():
+        assert time.monotonic() < deadline, "the turn did not go on after the client left"
+        time.sleep(0.1)

@@ -348,7 +348,7 @@ async def test_new_agent_folder_appears_while_watching(watched: AgentRegistry, w
 
 async def test_without_watch_enabled_start_watching_does_nothing(workspace: Path) -> None:
     write_agent(static_dir(workspace), "alpha", "first")
-    registry = AgentRegistry(make_config(workspace), env={})
+    registry = AgentRegistry(make_config(workspace, "static:\n  watch: false"), env={})
     await registry.start_watching()
     (static_dir(workspace) / "alpha" / "agent.yaml").write_text(agent_yaml("alpha", "second"))
     await asyncio.sleep(0.6)

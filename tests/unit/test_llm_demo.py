@@ -12,6 +12,7 @@ from duragent.llm.types import (
     Message,
     StreamChunk,
     TextDelta,
+    ToolCall,
     ToolCallComplete,
     ToolDefinition,
 )
@@ -102,3 +103,26 @@ async def test_demo_provider_needs_no_key_and_no_http_client() -> None:
         assert (await provider.complete(ask("hi"))).finish == "stop"
     if not already_loaded:
         assert "aiohttp" not in sys.modules
+
+
+async def test_a_recall_reply_shows_the_remembered_facts_not_the_memory_file_preamble() -> None:
+    tool_result = (
+        "## MEMORY.md\n\n# Long-term memory of assistant\n\nWhat should stay true across "
+        "conversations: who the user is, how they like to work, and decisions that are settled. "
+        "Duragent gives this file to the agent at the start of every conversation.\n\n"
+        "## Entries matching 'tea'\n\n- 2026-11-26 [fact] that my favourite tea is genmaicha"
+    )
+    call = ToolCall("demo_call_1", "memory", {"action": "recall", "query": "tea"})
+    request = LLMRequest(
+        "demo",
+        (
+            Message("user", "what do you recall about tea?"),
+            Message("assistant", "", tool_calls=(call,)),
+            Message("tool", tool_result, tool_call_id=call.id, name="memory"),
+        ),
+        tools=(MEMORY,),
+    )
+    completion = await DemoProvider().complete(request)
+    assert completion.text.startswith('I remember: "that my favourite tea is genmaicha".')
+    asked = (await DemoProvider().complete(ask("what do you recall about tea?"))).tool_calls
+    assert [c.arguments for c in asked] == [{"action": "recall", "query": "tea"}]
