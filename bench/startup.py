@@ -2,6 +2,9 @@
 
 Prints the median wall time and peak RSS of each command over N runs (default 15), and the
 ratio to the bare interpreter. Targets (issue 3): `--help` <= 120 ms, <= 40 MiB peak RSS.
+Issue 15: a cold `send` (no server running: it starts one and waits for it to be ready)
+<= 0.9 s, a warm `send` (the server runs) and `chat` to its prompt <= 150 ms. The load average
+is printed with the figures: on a shared machine they mean little without it.
 
     python bench/startup.py [--runs N]
 """
@@ -19,18 +22,19 @@ import time
 from pathlib import Path
 
 
-def measure(argv: list[str], runs: int, cwd: Path) -> tuple[float, float]:
+def measure(argv: list[str], runs: int, cwd: Path, *, warm_up: bool = True) -> tuple[float, float]:
     """Median wall seconds and median peak RSS (MiB) of `argv` over `runs` runs (after a warm-up)."""
     walls: list[float] = []
     rss: list[float] = []
-    for i in range(runs + 1):
+    first = 1 if warm_up else 0
+    for i in range(runs + first):
         start = time.perf_counter()
         proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - start
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"{' '.join(argv)} failed with status {status}")
-        if i:  # the first run warms the page cache and bytecode
+        if i >= first:  # the first run warms the page cache and bytecode
             walls.append(elapsed)
             rss.append(usage.ru_maxrss / 1024)
     return statistics.median(walls), statistics.median(rss)
@@ -51,12 +55,56 @@ def main() -> None:
             "duragent agent list": [duragent, "agent", "list"],
         }
         results = {name: measure(argv, args.runs, workspace) for name, argv in cases.items()}
+        loads = {name: os.getloadavg()[0] for name in results}
+        send = [duragent, "send", "hi"]
+        stop = [duragent, "serve", "stop"]
+        try:
+            results["duragent send (cold)"] = measure_cold(send, stop, max(3, args.runs // 3), workspace)
+            loads["duragent send (cold)"] = os.getloadavg()[0]
+            results["duragent send (warm)"] = measure(send, args.runs, workspace)
+            loads["duragent send (warm)"] = os.getloadavg()[0]
+            results["duragent chat to prompt"] = (
+                measure_prompt([duragent, "chat"], args.runs, workspace),
+                0.0,
+            )
+            loads["duragent chat to prompt"] = os.getloadavg()[0]
+        finally:
+            subprocess.run(stop, cwd=workspace, capture_output=True)
     base_wall, base_rss = results["python -c pass"]
-    print(f"{'command':<24}{'median ms':>10}{'x python':>10}{'peak MiB':>10}")
+    print(f"{'command':<26}{'median ms':>10}{'x python':>10}{'peak MiB':>10}{'load 1m':>9}")
     for name, (wall, rss) in results.items():
-        print(f"{name:<24}{wall * 1000:>10.1f}{wall / base_wall:>10.1f}{rss:>10.1f}")
+        print(f"{name:<26}{wall * 1000:>10.1f}{wall / base_wall:>10.1f}{rss:>10.1f}{loads[name]:>9.2f}")
     python = sys.version.split()[0]
     print(f"(runs={args.runs}, python {python}, {os.cpu_count()} cpus; baseline {base_rss:.1f} MiB)")
+
+
+def measure_cold(send: list[str], stop: list[str], runs: int, cwd: Path) -> tuple[float, float]:
+    """Median wall seconds of `send` when no server runs (each run stops the one the last started)."""
+    walls: list[float] = []
+    rss: list[float] = []
+    for _ in range(runs):
+        subprocess.run(stop, cwd=cwd, capture_output=True, check=True)
+        wall, peak = measure(send, 1, cwd, warm_up=False)
+        walls.append(wall)
+        rss.append(peak)
+    return statistics.median(walls), statistics.median(rss)
+
+
+def measure_prompt(argv: list[str], runs: int, cwd: Path) -> float:
+    """Median wall seconds from starting `argv` in a pseudo-terminal until its `›` prompt shows."""
+    import pexpect  # the test extra; only this measurement needs a terminal
+
+    walls: list[float] = []
+    env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "NO_COLOR": "1", "TERM": "xterm"}
+    for _ in range(runs):
+        start = time.perf_counter()
+        child = pexpect.spawn(argv[0], argv[1:], cwd=str(cwd), env=env, encoding="utf-8", timeout=120)
+        child.expect("›")
+        walls.append(time.perf_counter() - start)
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF)
+        child.close()
+    return statistics.median(walls)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Iterable
 
 from duragent.errors import InvalidName
 
@@ -41,3 +42,21 @@ def check_name(value: str, what: str = "name") -> str:
             f"invalid {what} {value!r}: use 1-64 letters, digits, '-' or '_' (no '/', '.' or spaces)"
         )
     return value
+
+
+def resolve_prefix(text: str, known: Iterable[str], what: str = "session") -> str:
+    """The one id in `known` that is `text` or starts with it (`s_01M8VR` for `s_01M8VR…`), like git.
+
+    NotFound when none does; UsageError listing the candidates when several do.
+    """
+    from duragent.errors import NotFound, UsageError
+
+    candidates = sorted({item for item in known if item.startswith(text)})
+    if text in candidates:
+        return text
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise NotFound(f"no {what} id starts with {text!r}")
+    shown = ", ".join(candidates[:5]) + (", …" if len(candidates) > 5 else "")
+    raise UsageError(f"{text!r} is the start of {len(candidates)} {what} ids ({shown}); give more of it")

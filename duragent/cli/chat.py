@@ -116,7 +116,7 @@ def attach(
             if list_sessions or (session_id is None and not last):
                 await _list_attachable(api, client, hint=not list_sessions)
                 return
-            target = session_id or await _last_session(api, client)
+            target = await _full_id(api, session_id) if session_id else await _last_session(api, client)
             info = await api.session(target)
             if info.get("status") == "ended":
                 from duragent.client.http import SessionGone
@@ -399,7 +399,7 @@ async def _agent_name(api: ApiClient, agent: str | None, session: str | None) ->
     from duragent.errors import UsageError
 
     if session is not None:
-        info = await api.session(session)
+        info = await api.session(await _full_id(api, session))
         return str(info["agent"])
     names = sorted(str(a["name"]) for a in await api.agents())
     if agent is not None:
@@ -411,6 +411,13 @@ async def _agent_name(api: ApiClient, agent: str | None, session: str | None) ->
     if not names:
         raise UsageError("this workspace has no agents; create one with `duragent agent create NAME`")
     raise UsageError(f"there are several agents ({', '.join(names)}); pick one with --agent NAME")
+
+
+async def _full_id(api: ApiClient, text: str) -> str:
+    """The session id `text` names: the whole id or any unique start of it (`s_01M8VR`), like git."""
+    from duragent.ids import resolve_prefix
+
+    return resolve_prefix(text, (str(s["session_id"]) for s in await api.sessions()))
 
 
 async def _explain_missing_agent(api: ApiClient, agent: str, names: list[str]) -> None:
@@ -436,7 +443,7 @@ async def _pick_session(
     from duragent.client.http import SessionGone, SessionNotFound
 
     if session is not None:
-        info = await api.session(session)
+        info = await api.session(await _full_id(api, session))
         if info.get("status") == "ended":
             raise SessionGone(409, f"session {session} has ended; `duragent chat --new` starts a new one")
         return info, True

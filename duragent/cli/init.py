@@ -263,10 +263,14 @@ def _report_next_steps(result: InitResult) -> None:
     print("Next:")
     if result.root != Path.cwd().absolute():
         print(f"  cd {_relative(result.root, Path.cwd().absolute())}")
+    print('  duragent send "hello"          # or `duragent chat` to talk')
     print(f"  duragent agent show {result.agent}")
     print("  duragent doctor")
 
 
 def _relative(path: Path, base: Path) -> str:
-    """`path` relative to `base` when it is inside it, else absolute."""
-    return str(path.relative_to(base)) if path.is_relative_to(base) else str(path)
+    """`path` relative to `base` when it is inside it, else `~/...` under the home folder, else absolute."""
+    if path.is_relative_to(base):
+        return str(path.relative_to(base))
+    home = Path.home()
+    return f"~/{path.relative_to(home)}" if path.is_relative_to(home) else str(path)

@@ -46,6 +46,15 @@ def _open(ctx: typer.Context) -> Workspace:
     return workspace
 
 
+def _one_of(argument: str | None, option: str | None) -> str | None:
+    """The agent given as an argument or as --agent (every memory command takes --agent)."""
+    if argument and option and argument != option:
+        from duragent.errors import UsageError
+
+        raise UsageError(f"two agents given ({argument} and --agent {option}): give one")
+    return argument or option
+
+
 def _agent(workspace: Workspace, given: str | None) -> str:
     """The agent named, or the only one there is."""
     from duragent.errors import UsageError
@@ -61,7 +70,7 @@ def _agent(workspace: Workspace, given: str | None) -> str:
         return names[0]
     if not names:
         raise UsageError("no agents yet: create one with `duragent agent create NAME`")
-    raise UsageError(f"there are several agents ({', '.join(names)}): name one")
+    raise UsageError(f"there are several agents ({', '.join(names)}); pick one with --agent NAME")
 
 
 def _parse_day(text: str) -> date:
@@ -77,6 +86,7 @@ def _parse_day(text: str) -> date:
 def show(
     ctx: typer.Context,
     agent: AgentArgument = None,
+    agent_option: AgentOption = None,
     day: Annotated[str | None, typer.Option("--date", "-d", help="Only this day (YYYY-MM-DD).")] = None,
     show_all: Annotated[bool, typer.Option("--all", help="Every daily file, not only the latest.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -90,7 +100,7 @@ def show(
 
     async def run() -> dict[str, Any]:
         async with _open(ctx) as workspace:
-            name = _agent(workspace, agent)
+            name = _agent(workspace, _one_of(agent, agent_option))
             store = workspace.stores.memory
             days = [chosen] if chosen else await store.days(name)
             if not chosen and not show_all:
@@ -133,6 +143,7 @@ def _show_json(shown: dict[str, Any]) -> dict[str, Any]:
 def edit(
     ctx: typer.Context,
     agent: AgentArgument = None,
+    agent_option: AgentOption = None,
     day: Annotated[str | None, typer.Option("--date", "-d", help="This day's file (default today).")] = None,
     long_term: Annotated[bool, typer.Option("--long-term", "-l", help="Edit MEMORY.md.")] = False,
 ) -> None:
@@ -147,7 +158,7 @@ def edit(
     if day and long_term:
         raise UsageError("use --date or --long-term, not both")
     with _open_sync(ctx) as workspace:
-        name = _agent(workspace, agent)
+        name = _agent(workspace, _one_of(agent, agent_option))
         folder = workspace.config.service_path("memory") / name
         if long_term:
             path, template = folder / "MEMORY.md", f"# Long-term memory of {name}\n\n"

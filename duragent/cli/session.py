@@ -29,6 +29,13 @@ def _workspace(ctx: typer.Context) -> Workspace:
     return Workspace(state.config())
 
 
+async def _full_id(workspace: Workspace, text: str) -> str:
+    """The session id `text` names: the whole id or any unique start of it (`s_01M8VR`)."""
+    from duragent.ids import resolve_prefix
+
+    return resolve_prefix(text, (s.session_id for s in await workspace.stores.sessions.list()))
+
+
 def _when(value: datetime) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M")
 
@@ -82,7 +89,8 @@ def show_session(
 
     async def run() -> Any:
         async with _workspace(ctx) as workspace:
-            return await inspect_session(workspace.stores.sessions, session_id)
+            full_id = await _full_id(workspace, session_id)
+            return await inspect_session(workspace.stores.sessions, full_id)
 
     info = run_async(run())
     if as_json:
@@ -126,7 +134,8 @@ def log_session(
 
     async def run() -> None:
         async with _workspace(ctx) as workspace:
-            async for event in follow_events(workspace.stores.sessions, session_id, follow=follow):
+            full_id = await _full_id(workspace, session_id)
+            async for event in follow_events(workspace.stores.sessions, full_id, follow=follow):
                 emit(event)
 
     with contextlib.suppress(KeyboardInterrupt):

@@ -285,3 +285,25 @@ def _bash_call(command: str) -> ScriptedResponse:
 def _get_json(url: str) -> Any:
     with urllib.request.urlopen(url) as response:
         return json.loads(response.read())
+
+
+async def test_a_session_is_named_by_any_unique_start_of_its_id(
+    tmp_path: Path, workspaces: list[Path]
+) -> None:
+    workspace = await init(tmp_path / "ws")
+    workspaces.append(workspace)
+    first = await duragent(workspace, "send", "--json", "first words")
+    assert first.returncode == 0, first.stderr
+    session_id = json.loads(first.stdout)["session_id"]
+    prefix = session_id[:10]
+    again = await duragent(workspace, "send", "--session", prefix, "second words")
+    assert again.returncode == 0, again.stderr
+    shown = await duragent(workspace, "session", "show", prefix)
+    assert shown.returncode == 0, shown.stderr
+    assert f"session   {session_id}" in shown.stdout
+    log = await duragent(workspace, "session", "log", prefix)
+    assert "first words" in log.stdout
+    assert "second words" in log.stdout
+    unknown = await duragent(workspace, "session", "show", "s_ZZZZ")
+    assert unknown.returncode == 1
+    assert "no session id starts with 's_ZZZZ'" in unknown.stderr

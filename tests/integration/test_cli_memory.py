@@ -198,3 +198,17 @@ def test_agent_context_shows_memory_newest_day_first_within_the_budget(workspace
     assert "Fresh fact of today" in result.output
     shown = json.loads(run("agent", "context", "assistant", "--json").output)
     assert any(part["name"] == "memory" for part in shown["parts"])
+
+
+def test_show_and_add_both_take_the_agent_as_agent_and_say_how_to_name_one(workspace: Path) -> None:
+    init_workspace(workspace, agent="scribe")
+    for command in (["memory", "show"], ["memory", "add", "a fact"]):
+        refused = run(*command)
+        assert isinstance(refused.exception, UsageError)
+        assert "pick one with --agent NAME" in str(refused.exception)
+    added = run("memory", "add", "--agent", "scribe", "likes oolong")
+    assert added.exit_code == 0, added.output
+    shown = run("memory", "show", "--agent", "scribe")
+    assert shown.exit_code == 0, shown.output
+    assert "likes oolong" in shown.output
+    assert "likes oolong" not in run("memory", "show", "assistant").output
