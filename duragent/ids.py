@@ -47,16 +47,18 @@ def check_name(value: str, what: str = "name") -> str:
 def resolve_prefix(text: str, known: Iterable[str], what: str = "session") -> str:
     """The one id in `known` that is `text` or starts with it (`s_01M8VR` for `s_01M8VR…`), like git.
 
-    NotFound when none does; UsageError listing the candidates when several do.
+    `text` itself when none does (the lookup that follows says it is not found, in its own words);
+    UsageError listing the candidates when several do. InvalidName for text no id could be.
     """
-    from duragent.errors import NotFound, UsageError
+    from duragent.errors import UsageError
 
+    check_name(text, f"{what} id")
     candidates = sorted({item for item in known if item.startswith(text)})
     if text in candidates:
         return text
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
-        raise NotFound(f"no {what} id starts with {text!r}")
+        return text
     shown = ", ".join(candidates[:5]) + (", …" if len(candidates) > 5 else "")
     raise UsageError(f"{text!r} is the start of {len(candidates)} {what} ids ({shown}); give more of it")

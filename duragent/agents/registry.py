@@ -334,15 +334,17 @@ class AgentRegistry:
 
         self._loop = asyncio.get_running_loop()
         handler = _StaticFolderHandler(self.static_path, self._notify_threadsafe)
-        observer: BaseObserver = Observer()
+        observer: BaseObserver | None = None
         try:
+            observer = Observer()
             await asyncio.to_thread(_start_observer, observer, handler, self.static_path)
         except OSError as exc:
             # Out of inotify instances or watches (many servers on one machine): watching is on by
             # default, so it must never stop the server from starting. Polling sees the same edits.
             log.warning("watching agents by polling every second (%s)", exc)
-            with contextlib.suppress(RuntimeError, OSError):
-                observer.stop()
+            if observer is not None:
+                with contextlib.suppress(RuntimeError, OSError):
+                    observer.stop()
             observer = PollingObserver(timeout=1.0)
             await asyncio.to_thread(_start_observer, observer, handler, self.static_path)
         self._observer = observer

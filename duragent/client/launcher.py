@@ -35,9 +35,9 @@ if TYPE_CHECKING:
     from duragent.config import DuragentConfig
 
 #: How long a freshly started server gets to say it is ready.
-START_TIMEOUT = 15.0
+START_TIMEOUT = 60.0
 #: How long a server asked to stop (to be restarted) gets to exit.
-STOP_TIMEOUT = 15.0
+STOP_TIMEOUT = 60.0
 #: Marks where one start's output begins in serve.log.
 LOG_MARK = "--- "
 

@@ -306,4 +306,4 @@ async def test_a_session_is_named_by_any_unique_start_of_its_id(
     assert "second words" in log.stdout
     unknown = await duragent(workspace, "session", "show", "s_ZZZZ")
     assert unknown.returncode == 1
-    assert "no session id starts with 's_ZZZZ'" in unknown.stderr
+    assert "session 's_ZZZZ' not found" in unknown.stderr
