@@ -35,12 +35,14 @@ def ui(
 
 async def _login_link(state: CliState, server: str | None) -> str:
     from duragent.client.http import ApiClient, api_token
-    from duragent.client.launcher import connect
+    from duragent.cli.chat import announce
+    from duragent.client.launcher import connect, workspace_of
     from duragent.web.app import TICKET_PATH
 
     config = state.config()
     token = api_token(config)
-    connection = await connect(config, token=token, server_url=server)
+    connection = connect(workspace_of(config), server_url=server)
+    announce(connection)
     async with ApiClient(connection.url, token=token) as api:
         _, ticket = await api.request("POST", TICKET_PATH, body={})
     return f"{connection.url}{ticket['path']}"
