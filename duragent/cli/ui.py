@@ -34,8 +34,8 @@ def ui(
 
 
 async def _login_link(state: CliState, server: str | None) -> str:
-    from duragent.client.http import ApiClient, api_token
     from duragent.cli.chat import announce
+    from duragent.client.http import ApiClient, api_token
     from duragent.client.launcher import connect, workspace_of
     from duragent.web.app import TICKET_PATH
 

@@ -30,7 +30,7 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:duragent:problem:"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Set on an error response whose own JSON body must reach the client as is (the /readyz report).
-KEEP_BODY = "duragent_keep_body"
+KEEP_BODY = web.ResponseKey("duragent_keep_body", bool)
 
 
 @dataclass(frozen=True)
