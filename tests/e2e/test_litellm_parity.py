@@ -61,7 +61,8 @@ async def litellm_reads(fake_llm: FakeLLMServer, api: str, response: ScriptedRes
     ]
     stream = await litellm.acompletion(
         model=f"{api}/fake-model",
-        api_base=fake_llm.url,
+        # LiteLLM adds /v1/messages to an Anthropic base, /chat/completions to an OpenAI one.
+        api_base=fake_llm.url if api == "openai" else fake_llm.url.removesuffix("/v1"),
         api_key="sk-test",
         messages=[{"role": "user", "content": "hello there"}],
         tools=tools,
