@@ -102,7 +102,7 @@ async def diagnose(
     checks.append(check_data_dir(config.data_path))
     checks.append(check_git_installed(config.git.enabled))
     if config.git.enabled and shutil.which("git") and config.data_path.is_dir():
-        checks.append(check_data_repo(config.data_path))
+        checks.append(check_data_repo(config.data_path, config))
     agent_checks, agents = check_agents(config, env)
     checks += agent_checks
     checks += [check_provider_key(agent, env) for agent in agents]
@@ -187,8 +187,9 @@ def check_git_installed(git_enabled: bool) -> Check:
     return Check("git", "ok", version)
 
 
-def check_data_repo(path: Path) -> Check:
-    """The data directory is its own healthy git repository with no stale lock."""
+def check_data_repo(path: Path, config: DuragentConfig | None = None) -> Check:
+    """The data directory is its own healthy git repository, with no stale lock and nothing the
+    stores wrote left uncommitted."""
     import git
 
     name = "data repo"
@@ -219,7 +220,48 @@ def check_data_repo(path: Path) -> Check:
             return Check(
                 name, "warn", f"{path} has no commits yet", f"commit it: git -C {path} add -A && git commit"
             )
-        return Check(name, "ok", f"{path} is a repository at {repo.head.commit.hexsha[:7]}")
+        head = repo.head.commit.hexsha[:7]
+    uncommitted = _uncommitted(path, config)
+    if uncommitted:
+        return Check(
+            name,
+            "warn",
+            f"{len(uncommitted)} file{'s' if len(uncommitted) != 1 else ''} not committed: "
+            + _summarise_folders(uncommitted),
+            "a server that stopped before committing left them: the next `duragent serve` commits the "
+            f"stores' files; see `git -C {path} status`",
+        )
+    return Check(name, "ok", f"{path} is a repository at {head}")
+
+
+def _uncommitted(path: Path, config: DuragentConfig | None) -> list[str]:
+    """Files in the stores' folders that differ from HEAD (a person's own edits are theirs to commit)."""
+    from duragent.vcs.repo import GitError, GitRepo
+    from duragent.workspace import store_folders
+
+    if config is None:
+        return []
+    try:
+        repo = GitRepo.open_or_init(path, create=False)
+        folders = [folder for folder in store_folders(config) if folder.is_dir()]
+        inside = [folder for folder in folders if _inside(folder, path)]
+        return repo.changed_paths(under=inside) if inside else []
+    except GitError:
+        return []
+
+
+def _inside(folder: Path, root: Path) -> bool:
+    return folder.resolve().is_relative_to(root.resolve())
+
+
+def _summarise_folders(files: list[str], most: int = 5) -> str:
+    """`sessions/s_1 (2), memory/assistant (1)`: the changed files counted by their two top folders."""
+    counts: dict[str, int] = {}
+    for file in files:
+        counts["/".join(file.split("/")[:2])] = counts.get("/".join(file.split("/")[:2]), 0) + 1
+    shown = [f"{folder} ({count})" for folder, count in list(counts.items())[:most]]
+    more = len(counts) - most
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
 def _age_seconds(path: Path) -> float | None:

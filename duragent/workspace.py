@@ -32,6 +32,16 @@ log = logging.getLogger(__name__)
 _EDITABLE_KINDS = frozenset({"memory", "agent"})
 
 
+def store_folders(config: DuragentConfig) -> dict[Path, str]:
+    """The folders only Duragent's stores write, with the change kind of their files."""
+    folders = {config.dynamic_agents_path: "agent"}
+    if config.services.session.backend == "filesystem":
+        folders[config.service_path("session")] = "session"
+    if config.services.artifacts.backend == "filesystem":
+        folders[config.service_path("artifacts")] = "artifact"
+    return folders
+
+
 class WorkspaceNotFound(NotFound):
     """The data directory does not exist yet."""
 
@@ -84,6 +94,11 @@ class Workspace:
             author=self.config.git.author,
             guard=self.guard,
         )
+        # then what a process killed before its commit left in the stores' own folders
+        try:
+            committer.queue_uncommitted(store_folders(self.config), skip=self._written_here)
+        except DuragentError as error:
+            log.warning("could not look for changes an earlier run left uncommitted: %s", error)
         committer.start()
         return committer
 

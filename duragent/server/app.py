@@ -146,6 +146,9 @@ async def _open(
     # Closed last but one: commits everything the sessions wrote while closing.
     stack.push_async_callback(workspace.close)
     stores = workspace.stores
+    if config.git.enabled:
+        # Started now, not at the first write: it commits what a crashed run left uncommitted.
+        await asyncio.to_thread(lambda: workspace.committer)
     providers = ProviderPool(env)
     stack.push_async_callback(providers.close)
     approvals = ApprovalBroker()

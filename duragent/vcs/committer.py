@@ -15,7 +15,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -127,6 +127,39 @@ class Committer:
         """Changes notified but not committed yet."""
         with self._cond:
             return self._received - self._done
+
+    def queue_uncommitted(self, folders: Mapping[Path, str], skip: Collection[str] = ()) -> int:
+        """Queue the files under `folders` that differ from HEAD; how many were queued.
+
+        A process killed between a store's write and its commit leaves such files behind, and
+        nothing else would ever commit them. `folders` maps a folder the stores own to the change
+        kind its files are (`sessions/` -> "session"); a file's subject is its first folder below
+        (the session id). `skip` holds repo-relative files someone else commits.
+        """
+        roots: dict[str, str] = {}
+        for folder, kind in folders.items():
+            try:
+                roots[self.repo.relative(folder)] = kind
+            except ValueError:
+                continue  # outside the repository: never committed anyway
+        if not roots:
+            return 0
+        changed = self.repo.changed_paths(under=[self.repo.root / root for root in roots])
+        groups: dict[tuple[str, str], list[Path]] = {}
+        for relative in changed:
+            if relative in skip:
+                continue
+            root = next((root for root in roots if relative.startswith(root + "/")), None)
+            if root is None:
+                continue
+            subject = relative[len(root) + 1 :].split("/")[0]
+            groups.setdefault((roots[root], subject), []).append(self.repo.root / relative)
+        for (kind, subject), paths in groups.items():
+            self.notify(Change(tuple(paths), kind, subject, "uncommitted before a restart"))
+        queued = sum(len(paths) for paths in groups.values())
+        if queued:
+            log.info("committing %d file(s) an earlier run left uncommitted", queued)
+        return queued
 
     # --- lifecycle -------------------------------------------------------------------------
 
