@@ -326,7 +326,8 @@ class Runtime:
                         if isinstance(event, ApprovalResolved):
                             verdict = "allow" if event.decision != "deny" else "deny"
                         yield event
-                except asyncio.CancelledError:
+                except (asyncio.CancelledError, GeneratorExit):
+                    # (GeneratorExit: the caller closed the turn while it was waiting for the answer.)
                     if not control.pause_requested:
                         # Cancelled by a client: these calls are over. (A pause asked for by a
                         # shutdown leaves them open, so the approval is asked again on resume.)
@@ -388,12 +389,12 @@ class Runtime:
         )
         try:
             await session.append("approval_required", _approval_payload(call, invocation))
-        except BaseException:
-            # Not recorded, so nobody is asked and nothing will await the answer: close the request.
+            yield ApprovalRequired(call.id, call.name, call.arguments, invocation)
+            outcome = await waiting
+        finally:
+            # However the wait ended (decided, timed out, or the turn cancelled or closed while the
+            # request was being recorded), the request is over: a later resume asks again.
             self.approvals.withdraw(call.id)
-            raise
-        yield ApprovalRequired(call.id, call.name, call.arguments, invocation)
-        outcome = await waiting
         await session.append(
             "approval_decision", {"call_id": call.id, "decision": outcome.decision, "reason": outcome.reason}
         )

@@ -520,12 +520,16 @@ class LiveSession:
             loaded_at, self._loaded_at_seq = self._loaded_at_seq, None
             if content is None:
                 await self._attempt_restarted(self.log.state.last_seq if loaded_at is None else loaded_at)
-            async for event in self.runtime.run_turn(
+            turn = self.runtime.run_turn(
                 self.log, self.agent, content, sender=sender, control=control, queue_id=queue_id
-            ):
-                if isinstance(event, TurnFinished | TurnFailed | TurnPaused):
-                    outcome = _OUTCOMES[type(event)]
-                await self._on_runtime_event(event)
+            )
+            # Closed at once however the loop ends (a cancel lands between two events as often as
+            # inside one): its cleanup (an approval request withdrawn) must not wait for the GC.
+            async with contextlib.aclosing(turn) as events:
+                async for event in events:
+                    if isinstance(event, TurnFinished | TurnFailed | TurnPaused):
+                        outcome = _OUTCOMES[type(event)]
+                    await self._on_runtime_event(event)
         except asyncio.CancelledError:
             outcome = "cancelled"
             task = asyncio.current_task()

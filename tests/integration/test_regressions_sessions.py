@@ -263,3 +263,38 @@ async def test_state_yaml_keeps_secrets_out_of_the_conversation_approvals_and_me
         assert SECRET in session.state.conversation[-1]["content"]
     finally:
         await store.close()
+
+
+async def test_a_turn_cancelled_while_recording_its_approval_request_leaves_no_approval_behind(
+    make_manager: ManagerFactory, fake_llm: FakeLLMServer
+) -> None:
+    live = await make_manager().create("helper")
+    approvals = live.runtime.approvals
+
+    def cancel_while_recording(events: list[SessionEvent]) -> None:
+        # A client's cancel arrives while the session records that it waits for the approval.
+        for event in events:
+            if event.type == "status_change" and event.payload.get("reason") == "awaiting approval":
+                live.log.listeners.remove(cancel_while_recording)
+                task = asyncio.current_task()
+                assert task is not None
+                task.cancel()
+
+    live.log.listeners.append(cancel_while_recording)
+    fake_llm.enqueue(tool_calls([("bash", {"command": "touch a"})]))
+    await live.submit("make a file")
+    await asyncio.wait_for(live.turn_finished.wait(), 5)
+    assert approvals.pending(live.session_id) == [], "a cancelled turn's approval request is withdrawn"
+
+    fake_llm.enqueue(tool_calls([("bash", {"command": "touch b"})]), text("made it"))
+    asked = asyncio.Event()
+    live.log.listeners.append(lambda events: [asked.set() for e in events if e.type == "approval_required"])
+    await live.resume()  # the turn goes on: the model hears that the call was cancelled
+    await asyncio.wait_for(asked.wait(), 5)
+    (request,) = approvals.pending(live.session_id)
+    live.decide(request.call_id, "allow_once")
+    await asyncio.wait_for(live.turn_finished.wait(), 5)
+    events = await live.log.store.read(live.session_id)
+    errors = [event.payload for event in events if event.type == "error"]
+    assert errors == [], errors
+    assert live.log.state.conversation[-1]["content"] == "made it"
