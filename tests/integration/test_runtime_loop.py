@@ -98,7 +98,8 @@ async def test_reply_is_streamed_and_stored(
     events = await drain(runtime.run_turn(session, agent, "hi"))
     assert isinstance(events[0], TurnStarted)
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Hello there, friend"
-    assert len([e for e in events if isinstance(e, TextDelta)]) == 3
+    # Pieces that arrive in one network read are joined (a loaded machine reads late): 1 to 3 deltas.
+    assert 1 <= len([e for e in events if isinstance(e, TextDelta)]) <= 3
     finished = events[-1]
     assert isinstance(finished, TurnFinished)
     assert finished.usage == {"input_tokens": 12, "output_tokens": 4}
