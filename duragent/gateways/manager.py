@@ -5,7 +5,10 @@ waits for `ready`, pings it, and restarts it per its `restart` policy with expon
 and jitter. Too many failures inside a window is a crash loop: it stops restarting and says so
 (state `crash_loop`). Commands that carry a `request_id` stay in an outbox until the plugin
 acknowledges them, so replies owed to a plugin that crashed are re-sent after it restarts.
-Plugins die with the server: SIGTERM via PR_SET_PDEATHSIG on Linux, and stdin EOF otherwise.
+Plugins die with the server: SIGKILL via PR_SET_PDEATHSIG on Linux (even one that ignores
+SIGTERM), and stdin EOF otherwise. Each plugin is its own process group, stopped as a group.
+A bad line from a plugin (not JSON, nested too deep, too long, an invalid event) is skipped and
+logged, a few times a minute at most; a reader that fails anyway restarts the plugin.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import ctypes
+import errno
 import logging
 import os
 import random
+import shutil
 import signal
 import sys
 import time
@@ -29,6 +33,7 @@ from duragent.config import ExternalGatewayConfig
 from duragent.errors import NotFound
 from duragent.gateways.framing import iter_lines
 from duragent.gateways.protocol import (
+    MAX_LINE_BYTES,
     PROTOCOL_VERSION,
     Command,
     CommandError,
@@ -56,7 +61,6 @@ PluginState = Literal["starting", "ready", "backoff", "stopped", "crash_loop", "
 EventHandler = Callable[[str, Event], Awaitable[None]]
 CommandResult = CommandOk | CommandError
 
-_PR_SET_PDEATHSIG = 1
 OUTBOX_LIMIT = 1000
 
 
@@ -111,18 +115,66 @@ class GatewayNotFound(NotFound):
         self.name = name
 
 
-def _die_with_parent(parent_pid: int) -> Callable[[], None]:
-    """A preexec_fn: ask Linux to SIGTERM the child when the server dies (no orphans)."""
+#: Run by the server's own Python in the child, before the plugin: Linux is asked to SIGKILL the
+#: child when the server dies (the request survives `exec`, so it holds for the plugin), then the
+#: child becomes the plugin. A `preexec_fn` could do the same, but it is unsafe in a process with
+#: threads (the committer's, asyncio's workers). SIGKILL, not SIGTERM: a plugin may ignore SIGTERM,
+#: and after the server is gone nobody is left to follow up.
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)\n"  # 1: PR_SET_PDEATHSIG
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    os._exit(1)  # the server died before prctl: nobody would ever stop us\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
 
-    def preexec() -> None:
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent_pid:
-            # The server died between fork and prctl: nobody would ever stop us.
-            os.kill(os.getpid(), signal.SIGKILL)
 
-    return preexec
+def _plugin_argv(command: str, args: Iterable[str], env: dict[str, str]) -> list[str]:
+    """The command line that starts the plugin (behind `_DIE_WITH_PARENT` on Linux).
+
+    The plugin is looked up here, so a missing one is an OSError with its name, as without it.
+    """
+    found = shutil.which(command, path=env.get("PATH", os.defpath))
+    if found is None:
+        raise FileNotFoundError(errno.ENOENT, "no such executable file", command)
+    if sys.platform != "linux":
+        return [found, *args]
+    return [sys.executable, "-I", "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), found, *args]
+
+
+class _BadLines:
+    """Logs the first few bad lines of each minute one by one, and then how many more there were.
+
+    A plugin that floods its stdout with garbage must not flood the server's log too.
+    """
+
+    def __init__(self, gateway: str, *, per_window: int = 5, window: float = 60.0):
+        self.gateway = gateway
+        self.per_window = per_window
+        self.window = window
+        self.total = 0
+        self._window_start = time.monotonic()
+        self._in_window = 0
+        self._unlogged = 0
+
+    def skipped(self, reason: str) -> None:
+        """Count one skipped line; log it while this minute's quota lasts."""
+        now = time.monotonic()
+        if now - self._window_start >= self.window:
+            self.flush()
+            self._window_start, self._in_window = now, 0
+        self.total += 1
+        self._in_window += 1
+        if self._in_window <= self.per_window:
+            log.warning("gateway %s: skipping a line: %s", self.gateway, reason)
+        else:
+            self._unlogged += 1
+
+    def flush(self) -> None:
+        """Log how many skipped lines were not logged one by one."""
+        if self._unlogged:
+            log.warning("gateway %s: skipped %d more bad lines", self.gateway, self._unlogged)
+            self._unlogged = 0
 
 
 class PluginSupervisor:
@@ -219,16 +271,14 @@ class PluginSupervisor:
         if proc is not None and proc.returncode is None:
             with contextlib.suppress(ConnectionError, OSError):
                 await asyncio.wait_for(self._write(Shutdown()), 1.0)
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
+            _signal_group(proc, signal.SIGTERM)
             try:
                 await asyncio.wait_for(proc.wait(), self.timing.stop_grace)
             except TimeoutError:
                 log.warning(
                     "gateway %s: no exit %.1fs after SIGTERM, killing", self.name, self.timing.stop_grace
                 )
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
+                _signal_group(proc, signal.SIGKILL)
                 await proc.wait()
         if self._task is not None:
             self._task.cancel()
@@ -297,15 +347,21 @@ class PluginSupervisor:
             return None
         self._proc = proc
         self.status.pid = proc.pid
-        reader = asyncio.create_task(self._read_events(proc))
-        watchdog = asyncio.create_task(self._watch(proc))
+        reader = asyncio.create_task(self._read_events(proc), name=f"gateway {self.name} reader")
+        watchdog = asyncio.create_task(self._watch(proc), name=f"gateway {self.name} watchdog")
         try:
-            await self._write(Configure(config=dict(self.spec.config)))
-        except (ConnectionError, OSError) as exc:
-            log.warning("gateway %s: could not send configure: %s", self.name, exc)
-        exit_code = await proc.wait()
-        watchdog.cancel()
-        await asyncio.gather(reader, return_exceptions=True)
+            try:
+                await self._write(Configure(config=dict(self.spec.config)))
+            except (ConnectionError, OSError) as exc:
+                log.warning("gateway %s: could not send configure: %s", self.name, exc)
+            exit_code = await proc.wait()
+            # what it wrote before exiting (a child still holding its stdout must not hold us)
+            await asyncio.wait({reader}, timeout=self.timing.stop_grace)
+        finally:
+            # also when supervision is cancelled: neither task may outlive this run
+            for task in (watchdog, reader):
+                task.cancel()
+            await asyncio.gather(watchdog, reader, return_exceptions=True)
         self._ready.clear()
         self.status.pid = None
         if not self._stopping and (self._run_error or exit_code != 0):
@@ -314,18 +370,15 @@ class PluginSupervisor:
         return exit_code
 
     async def _spawn(self) -> asyncio.subprocess.Process:
-        command = self._command_path
         env = {**os.environ, **self.spec.env, CONFIGURE_ENV: "1"}
-        preexec = _die_with_parent(os.getpid()) if sys.platform == "linux" else None
         return await asyncio.create_subprocess_exec(
-            command,
-            *self.spec.args,
+            *_plugin_argv(self._command_path, self.spec.args, env),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=None,  # inherited: plugin logs land in the server's log
             env=env,
-            preexec_fn=preexec,
-            # Own process group: a terminal's Ctrl-C reaches the server, which stops plugins in order.
+            # Own process group: a terminal's Ctrl-C reaches the server, which stops plugins in order,
+            # and stopping a plugin stops whatever it started.
             start_new_session=True,
         )
 
@@ -355,22 +408,33 @@ class PluginSupervisor:
     def _fail(self, proc: asyncio.subprocess.Process, reason: str) -> None:
         self._run_error = reason
         log.error("gateway %s: %s; killing pid %s", self.name, reason, proc.pid)
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
+        _signal_group(proc, signal.SIGKILL)
 
     async def _read_events(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
-        oversize = self._log_oversize
-        async for line in iter_lines(proc.stdout, on_oversize=oversize):
-            try:
-                event = parse_event(line)
-            except ProtocolError as exc:
-                log.warning("gateway %s: skipping an event line: %s", self.name, exc)
-                continue
-            await self._handle(event)
+        bad = _BadLines(self.name)
 
-    def _log_oversize(self, size: int) -> None:
-        log.warning("gateway %s: skipping an oversized event line (%d bytes)", self.name, size)
+        def oversize(size: int) -> None:
+            bad.skipped(f"{size} bytes is over the {MAX_LINE_BYTES}-byte limit")
+
+        try:
+            async for line in iter_lines(proc.stdout, on_oversize=oversize):
+                try:
+                    event = parse_event(line)
+                except ProtocolError as exc:
+                    bad.skipped(str(exc))
+                    continue
+                try:
+                    await self._handle(event)
+                except Exception as exc:  # one event we cannot handle must not end the stream
+                    log.debug("gateway %s: handling %s failed", self.name, event.type, exc_info=True)
+                    bad.skipped(f"handling its {event.type!r} event failed: {exc!r}")
+        except Exception as exc:
+            # Without its reader the plugin is deaf to us: restart it rather than wait forever.
+            log.exception("gateway %s: reading its events failed", self.name)
+            self._fail(proc, f"reading its events failed: {exc!r}")
+        finally:
+            bad.flush()
 
     async def _handle(self, event: Event | UnknownEvent) -> None:
         if isinstance(event, Ready):
@@ -451,6 +515,14 @@ class PluginSupervisor:
             except (ConnectionError, OSError) as exc:
                 # Left in the outbox; re-sent after the restart this exit will cause.
                 log.info("gateway %s: write failed (%s)", self.name, exc)
+
+
+def _signal_group(proc: asyncio.subprocess.Process, signum: int) -> None:
+    """Signal the plugin's process group (the plugin and what it started), unless it was reaped."""
+    if proc.returncode is not None:
+        return  # reaped: its pid (and so the group id) may belong to someone else by now
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signum)
 
 
 class GatewayManager:

@@ -17,6 +17,9 @@ from duragent.errors import DuragentError
 PROTOCOL_VERSION = "v1alpha1"
 #: Lines longer than this are skipped by both sides (never fatal).
 MAX_LINE_BYTES = 1024 * 1024
+#: Lines nested deeper than this (arrays and objects) are skipped too: no message needs it, and
+#: deep nesting is how a line makes a parser recurse until it fails.
+MAX_DEPTH = 64
 
 #: Standard `code` values of `command_error` and `error` events.
 ERROR_CODES = (
@@ -414,9 +417,32 @@ def _load_object(line: bytes | str) -> dict[str, Any]:
         value = json.loads(line)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"not JSON: {exc}") from exc
+    except RecursionError:
+        raise ProtocolError(f"nested deeper than {MAX_DEPTH} levels") from None
+    if _deeper_than(value, MAX_DEPTH, line):
+        raise ProtocolError(f"nested deeper than {MAX_DEPTH} levels")
     if not isinstance(value, dict) or not isinstance(value.get("type"), str):
         raise ProtocolError("not a JSON object with a string `type`")
     return value
+
+
+def _deeper_than(value: Any, limit: int, line: bytes | str) -> bool:
+    """True when arrays/objects in `value` nest more than `limit` levels (checked without recursion)."""
+    opening = (b"[", b"{") if isinstance(line, bytes) else ("[", "{")
+    if line.count(opening[0]) + line.count(opening[1]) <= limit:  # type: ignore[arg-type]
+        return False  # too few brackets to nest that deep (the common case, counted in C)
+    if not isinstance(value, dict | list):
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def _describe(exc: ValidationError) -> str:

@@ -299,3 +299,89 @@ async def test_slow_event_handling_does_not_get_a_healthy_plugin_restarted(tmp_p
         assert plugin.status.last_error is None
     finally:
         await manager.stop()
+
+
+PLUGIN_SENDING_BAD_LINES_FIRST = """
+    import json, sys, time
+    bad = int(sys.argv[1])
+    print("[" * 100_000 + "]" * 100_000, flush=True)  # deep nesting: a RecursionError in json today
+    print('{"type": "message_received", "a": ' + "[" * 70 + "1" + "]" * 70 + "}", flush=True)
+    for n in range(bad):
+        print("not json", n, flush=True)
+    print('{"type": "ready", "gateway": "raw", "version": "v1alpha1", "capabilities": []}', flush=True)
+    for line in sys.stdin:
+        pass
+"""
+
+
+async def test_bad_lines_are_skipped_and_logged_a_few_times_and_ready_still_counts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = script_spec(tmp_path, PLUGIN_SENDING_BAD_LINES_FIRST)
+    spec = spec.model_copy(update={"args": [*spec.args, "5000"]})
+    recorder = Recorder()
+    manager = manager_for(spec, recorder)
+    manager.start()
+    plugin = manager.plugin("raw")
+    try:
+        with caplog.at_level("WARNING", logger="duragent.gateways.manager"):
+            await wait_until(lambda: plugin.status.state == "ready", within=20)
+        assert plugin.status.restarts == 0
+        warnings = [r.getMessage() for r in caplog.records if r.name == "duragent.gateways.manager"]
+        assert any("nested deeper than" in message for message in warnings), warnings
+        assert len(warnings) <= 20, f"a flood of bad lines is logged a few times, not {len(warnings)}"
+    finally:
+        await manager.stop()
+    summaries = [r.getMessage() for r in caplog.records if "more bad lines" in r.getMessage()]
+    assert summaries, "the lines not logged one by one are counted"
+
+
+PLUGIN_IGNORING_SIGTERM_WITH_A_CHILD = """
+    import json, signal, subprocess, sys, time
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    print(json.dumps({"type": "ready", "gateway": "raw"}), flush=True)
+    time.sleep(600)
+"""
+
+SERVER_HOLDING_A_STUBBORN_PLUGIN = """
+    import asyncio, sys
+    from pathlib import Path
+    from duragent.config import ExternalGatewayConfig
+    from duragent.gateways.manager import GatewayManager
+
+    async def ignore(gateway, event):
+        pass
+
+    async def main():
+        spec = ExternalGatewayConfig(name="raw", command=sys.executable, args=[sys.argv[1]])
+        manager = GatewayManager([spec], ignore, base_dir=Path.cwd())
+        manager.start()
+        plugin = manager.plugin("raw")
+        while plugin.status.state != "ready":
+            await asyncio.sleep(0.01)
+        print(plugin.status.pid, flush=True)
+        await asyncio.sleep(600)
+
+    asyncio.run(main())
+"""
+
+
+async def test_a_plugin_ignoring_sigterm_dies_when_the_server_is_killed(tmp_path: Path) -> None:
+    plugin_script = tmp_path / "plugin.py"
+    plugin_script.write_text(textwrap.dedent(PLUGIN_IGNORING_SIGTERM_WITH_A_CHILD))
+    server_script = tmp_path / "server.py"
+    server_script.write_text(textwrap.dedent(SERVER_HOLDING_A_STUBBORN_PLUGIN))
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, str(server_script), str(plugin_script), stdout=asyncio.subprocess.PIPE
+    )
+    assert server.stdout is not None
+    try:
+        pid = int(await asyncio.wait_for(server.stdout.readline(), 30))
+        assert _alive(pid)
+        server.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(server.wait(), 5)
+        await wait_until(lambda: not _alive(pid), within=10)
+    finally:
+        if server.returncode is None:
+            server.kill()
+            await server.wait()

@@ -137,6 +137,21 @@ def test_malformed_command_lines_raise_protocol_error(line: bytes) -> None:
         parse_command(line)
 
 
+@pytest.mark.parametrize("depth", [65, 5_000, 500_000])
+def test_lines_nested_too_deep_are_a_protocol_error_not_a_recursion_error(depth: int) -> None:
+    nested = b"[" * depth + b"]" * depth
+    for line in (nested, b'{"type":"message_received","metadata":' + nested + b"}"):
+        with pytest.raises(ProtocolError, match="nested deeper than 64 levels"):
+            parse_event(line)
+        with pytest.raises(ProtocolError, match="nested deeper than 64 levels"):
+            parse_command(line)
+
+
+def test_nesting_up_to_the_limit_is_fine() -> None:
+    line = b'{"type":"reaction_added","x":' + b"[" * 63 + b"]" * 63 + b"}"
+    assert isinstance(parse_event(line), UnknownEvent)
+
+
 # ---------------------------------------------------------------- the SDK as a real subprocess
 
 
