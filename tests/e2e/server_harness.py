@@ -200,7 +200,7 @@ def start_serve(config: Path, log_path: Path, *args: str, env: dict[str, str] | 
         env={**os.environ, **CHILD_ENV, **(env or {})},
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # a Python start on a machine busy with other test runs
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"duragent serve exited with {process.returncode}:\n{log_path.read_text()}")
