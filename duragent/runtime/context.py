@@ -208,14 +208,73 @@ def _history(state: SessionState) -> _HistoryCache:
 def _fit_history(state: SessionState, budget: int) -> tuple[list[Message], int, int]:
     """The newest messages that fit `budget`: (messages, how many were dropped, their tokens).
 
-    The newest message is always kept, even when it alone is over the budget.
+    What is kept is a conversation every provider accepts: it opens with a user message, a tool
+    batch stays with the assistant message that called it, and the last user message is always
+    kept. When the last user message and what followed it are over the budget on their own,
+    their largest tool results are cut (head and tail), then their oldest batches dropped; the
+    newest message is kept even if it alone is over the budget.
     """
     history = _history(state)
-    count = len(history.messages)
-    total = history.totals[-1]
+    messages, totals = history.messages, history.totals
+    count = len(messages)
+    total = totals[-1]
+    last_user = next((i for i in range(count - 1, -1, -1) if messages[i].role == "user"), None)
     # The first start whose suffix fits: totals[start] >= total - budget.
-    start = min(bisect.bisect_left(history.totals, total - budget), max(count - 1, 0))
-    # A kept window must not open with tool results whose call was dropped.
-    while start < count and history.messages[start].role == "tool":
-        start += 1
-    return history.messages[start:], start, total - history.totals[start]
+    start = min(bisect.bisect_left(totals, total - budget), max(count - 1, 0))
+    if last_user is None:
+        # (no user message at all: only a window that does not open with orphaned tool results)
+        while start < count and messages[start].role == "tool":
+            start += 1
+        return messages[start:], start, total - totals[start]
+    if start <= last_user:
+        # the window fits: open it at the first user message inside it
+        while messages[start].role != "user":
+            start += 1
+        return messages[start:], start, total - totals[start]
+    kept = _fit_turn(messages[last_user:], history.tokens[last_user:], budget)
+    return kept, last_user, sum(_message_tokens(message) for message in kept)
+
+
+#: A tool result is never cut below this many tokens to make a turn fit.
+_TOOL_RESULT_FLOOR = 64
+
+
+def _fit_turn(turn: list[Message], tokens: list[int], budget: int) -> list[Message]:
+    """The last user message and what followed it, made to fit `budget` if it can."""
+    if sum(tokens) <= budget:
+        return turn
+    tools = [i for i, message in enumerate(turn) if message.role == "tool" and message.content]
+    others = sum(size for i, size in enumerate(tokens) if i not in set(tools))
+    cap = _largest_cap(sorted(tokens[i] for i in tools), budget - others)
+    fitted = list(turn)
+    for i in tools:
+        if tokens[i] > cap:
+            message = turn[i]
+            content = cut_middle(message.content or "", max(cap - 24, 1))  # the marker costs ~20
+            fitted[i] = Message("tool", content, tool_call_id=message.tool_call_id, name=message.name)
+    # Still over (many calls, long arguments): drop the oldest batches after the user message.
+    while sum(map(_message_tokens, fitted)) > budget:
+        first = next((i for i in range(1, len(fitted)) if fitted[i].tool_calls), None)
+        if first is None:
+            break
+        end = first + 1
+        while end < len(fitted) and fitted[end].role == "tool":
+            end += 1
+        if end >= len(fitted):
+            break  # the newest message belongs to this batch: it stays
+        del fitted[first:end]
+    return fitted
+
+
+def _largest_cap(sizes: list[int], room: int) -> int:
+    """The largest per-result size such that the results, each cut to it, fit in `room` tokens."""
+    if sum(sizes) <= room:
+        return max(sizes, default=0)
+    low, high = _TOOL_RESULT_FLOOR, max(sizes, default=_TOOL_RESULT_FLOOR)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if sum(min(size, middle) for size in sizes) <= room:
+            low = middle
+        else:
+            high = middle - 1
+    return low
