@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,7 +120,7 @@ class Runtime:
         sender: Mapping[str, Any] | None = None,
         control: TurnControl | None = None,
         queue_id: str | None = None,
-    ) -> AsyncIterator[RuntimeEvent]:
+    ) -> AsyncGenerator[RuntimeEvent, None]:
         """Run one turn for `content` (None continues the session's unfinished turn).
 
         `queue_id` names the `message_queued` event this message was accepted with, if any.
