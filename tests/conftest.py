@@ -28,3 +28,13 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     home.mkdir()
     (home / ".gitconfig").write_text("[user]\n\tname = Test Person\n\temail = person@example.test\n")
     monkeypatch.setenv("HOME", str(home))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """`--count N`: how many faults the reliability suite injects per case (longer local runs)."""
+    parser.addoption(
+        "--count",
+        type=int,
+        default=None,
+        help="faults per reliability case (tests/reliability; default: the CI-sized count of each)",
+    )

@@ -26,7 +26,7 @@ import subprocess
 import sys
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
@@ -268,6 +268,10 @@ class FakeLLMServer:
         self.host = host
         self.port = port
         self.default = default or echo()
+        #: Answers a request by what it asks when no scripted response is queued (None: `default`).
+        #: For tests whose requests come in an order they do not control (a server restarted
+        #: mid-turn asks again).
+        self.responder: Callable[[RecordedRequest], ScriptedResponse | None] | None = None
         #: Where to append, per streamed reply, when its first piece was due (`--timeline`).
         self.timeline = timeline
         self.requests: list[RecordedRequest] = []
@@ -344,7 +348,10 @@ class FakeLLMServer:
             body = None
         recorded = RecordedRequest(api, request.path, dict(request.headers), body)
         self.requests.append(recorded)
-        response = self._queue.popleft() if self._queue else self.default
+        if self._queue:
+            response = self._queue.popleft()
+        else:
+            response = (self.responder(recorded) if self.responder else None) or self.default
         try:
             if response.delay:
                 await asyncio.sleep(response.delay)
