@@ -283,17 +283,17 @@ async def test_a_turn_cancelled_while_recording_its_approval_request_leaves_no_a
     live.log.listeners.append(cancel_while_recording)
     fake_llm.enqueue(tool_calls([("bash", {"command": "touch a"})]))
     await live.submit("make a file")
-    await asyncio.wait_for(live.turn_finished.wait(), 5)
+    await asyncio.wait_for(live.turn_finished.wait(), 30)
     assert approvals.pending(live.session_id) == [], "a cancelled turn's approval request is withdrawn"
 
     fake_llm.enqueue(tool_calls([("bash", {"command": "touch b"})]), text("made it"))
     asked = asyncio.Event()
     live.log.listeners.append(lambda events: [asked.set() for e in events if e.type == "approval_required"])
     await live.resume()  # the turn goes on: the model hears that the call was cancelled
-    await asyncio.wait_for(asked.wait(), 5)
+    await asyncio.wait_for(asked.wait(), 30)  # a bound for a loaded machine, not a pause
     (request,) = approvals.pending(live.session_id)
     live.decide(request.call_id, "allow_once")
-    await asyncio.wait_for(live.turn_finished.wait(), 5)
+    await asyncio.wait_for(live.turn_finished.wait(), 30)
     events = await live.log.store.read(live.session_id)
     errors = [event.payload for event in events if event.type == "error"]
     assert errors == [], errors
