@@ -289,7 +289,7 @@ async def test_a_turn_cancelled_while_recording_its_approval_request_leaves_no_a
     fake_llm.enqueue(tool_calls([("bash", {"command": "touch b"})]), text("made it"))
     asked = asyncio.Event()
     live.log.listeners.append(lambda events: [asked.set() for e in events if e.type == "approval_required"])
-    await live.resume()  # the turn goes on: the model hears that the call was cancelled
+    await live.submit("try again")  # the session asks for approvals as before
     await asyncio.wait_for(asked.wait(), 30)  # a bound for a loaded machine, not a pause
     (request,) = approvals.pending(live.session_id)
     live.decide(request.call_id, "allow_once")
