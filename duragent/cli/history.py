@@ -62,10 +62,18 @@ def history(
     if not entries:
         print("No history yet.")
         return
-    for entry in entries:
+    # a person's whole name, never cut: the column is as wide as the longest name shown
+    names = ["agent" if entry.author_kind == "agent" else _name(entry.author) for entry in entries]
+    width = max(len(name) for name in names)
+    for entry, who in zip(entries, names, strict=True):
         when = entry.when.astimezone().strftime("%Y-%m-%d %H:%M")
-        who = "agent" if entry.author_kind == "agent" else entry.author
-        print(f"{entry.short}  {when}  {who:<12.12}  {entry.subject}")
+        print(f"{entry.short}  {when}  {who:<{width}}  {entry.subject}")
+
+
+def _name(author: str) -> str:
+    """`Ada Lovelace <ada@example.org>` -> `Ada Lovelace` (the email is in `--json`)."""
+    name = author.split("<", 1)[0].strip()
+    return name or author
 
 
 def _entry_json(entry: Any) -> dict[str, Any]:

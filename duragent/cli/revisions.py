@@ -130,10 +130,13 @@ def revert(
         *_relative_folder(repo, config.agents_path),
     ]
     append_only = _relative_folder(repo, config.service_path("session"))
-    files = check_revertible(repo, rev, revertible=revertible, append_only=append_only)
+    plan = check_revertible(repo, rev, revertible=revertible, append_only=append_only)
     if not yes:
         print(f"Revert {repo.resolve(rev)[:10]} {show_subject(repo, rev)!r}, touching:")
-        print("\n".join(f"  {file}" for file in files))
+        print("\n".join(f"  {file}" for file in plan.files))
+        if plan.kept:
+            print("and leaving as they are (only memory and agent definitions are reverted):")
+            print("\n".join(f"  {file}" for file in plan.kept))
         typer.confirm("Continue?", abort=True)
     # edits made while nothing ran are committed first, so the revert commit holds only the revert
     Workspace(config).commit_offline_edits()
@@ -142,6 +145,8 @@ def revert(
         print("Nothing to do: the files are already as they were before that commit.")
         return
     print(f"Reverted {result.reverted[:10]} in {result.sha[:10]}: {', '.join(result.files)}")
+    if result.kept:
+        print(f"Left as they are (only memory and agent definitions are reverted): {', '.join(result.kept)}")
 
 
 def gc(ctx: typer.Context, as_json: JsonOption = False) -> None:

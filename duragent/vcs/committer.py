@@ -5,6 +5,8 @@ only appends to a list; a background thread commits the batch once writes have b
 for `debounce` seconds, or `max_delay` seconds after the first pending change when writes
 never stop. A turn therefore never waits for git.
 
+Memory and agent-definition changes are committed apart from session logs and artifacts (two
+commits when a batch holds both), so `duragent revert` can undo what an agent remembered.
 Every commit carries trailers (`Duragent-Kind: session`, `Duragent-Session: <id>`,
 `Duragent-Agent: <name>`) so `duragent.vcs.history` can read the log back.
 """
@@ -35,6 +37,10 @@ TRAILER_SESSION = "Duragent-Session"
 TRAILER_AGENT = "Duragent-Agent"
 #: Change kinds whose subject names an agent (`assistant` or `assistant/2026-11-26`).
 AGENT_KINDS = frozenset({"memory", "artifact", "agent"})
+#: Change kinds a person may want to undo with `duragent revert` (memory, agent definitions and
+#: their policy). They are committed apart from session logs, which are append-only, so undoing
+#: what an agent remembered never has to touch the conversation it was said in.
+REVERTIBLE_KINDS = frozenset({"memory", "agent", "edit"})
 
 _MAX_SUBJECT = 100
 _MAX_DETAILS_PER_GROUP = 20
@@ -308,6 +314,13 @@ class Committer:
             self._cond.notify_all()
 
     def _commit(self, batch: list[Change]) -> None:
+        revertible = [change for change in batch if change.kind in REVERTIBLE_KINDS]
+        logs_and_artifacts = [change for change in batch if change.kind not in REVERTIBLE_KINDS]
+        for group in (revertible, logs_and_artifacts):
+            if group:
+                self._commit_group(group)
+
+    def _commit_group(self, batch: list[Change]) -> None:
         paths = self._paths_in_repo(batch)
         if not paths:
             return

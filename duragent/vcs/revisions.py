@@ -7,7 +7,9 @@ patch hunks; other files keep git's unified diff.
 A revert is a NEW commit that applies the inverse of a commit to the files as they are now
 (a three-way merge per file, like `git revert`, without touching the person's index). Only
 memory and agent-definition changes can be reverted: session logs are append-only, so a commit
-touching `sessions/` is refused with that reason (fork the session instead).
+of session logs alone is refused with that reason (fork the session instead). The committer
+keeps memory apart from session logs; a commit holding both (made by an older version, or by
+hand) has its memory and agent files reverted and its session logs left as they are.
 """
 
 from __future__ import annotations
@@ -239,17 +241,28 @@ def _commit_diffs(repo: GitRepo, sha: str, parent: str | None, *, raw: bool) -> 
 
 @dataclass(frozen=True)
 class RevertResult:
-    """The new commit (None when the files already matched the state before `reverted`)."""
+    """The new commit (None when the files already matched the state before `reverted`), the
+    files it changed, and the files of `reverted` left as they are (session logs)."""
 
     sha: str | None
     reverted: str
     files: list[str]
+    kept: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RevertPlan:
+    """What reverting a commit undoes (`files`) and what it leaves as it is (`kept`: session
+    logs, which are append-only, and files that are neither memory nor agent definitions)."""
+
+    files: list[str]
+    kept: list[str] = field(default_factory=list)
 
 
 def check_revertible(
     repo: GitRepo, rev: str, *, revertible: Sequence[str], append_only: Sequence[str]
-) -> list[str]:
-    """The commit's files, or RevertRefused saying why it cannot be undone.
+) -> RevertPlan:
+    """The commit's files a revert undoes and those it keeps; RevertRefused when it undoes none.
 
     `revertible` and `append_only` are repo-relative folders (memory and agents; sessions).
     """
@@ -259,20 +272,25 @@ def check_revertible(
     files = [path for _, path in repo.commit_files(sha)]
     if not files:
         raise RevertRefused(f"{sha[:10]} changes no files")
+    undone = [path for path in files if _under(path, revertible) and not _under(path, append_only)]
+    kept = [path for path in files if path not in undone]
+    if undone:
+        return RevertPlan(undone, kept)
     logs = [path for path in files if _under(path, append_only)]
     if logs:
         raise RevertRefused(
-            f"{sha[:10]} changes session logs ({', '.join(logs[:3])}{', ...' if len(logs) > 3 else ''}), "
+            f"{sha[:10]} changes session logs ({_some(logs)}), "
             "which are append-only: history that happened is never rewritten. "
             "To continue from an earlier point, fork the session: `duragent session fork ID@SEQ`."
         )
-    other = [path for path in files if not _under(path, revertible)]
-    if other:
-        raise RevertRefused(
-            f"{sha[:10]} changes files that are neither memory nor agent definitions "
-            f"({', '.join(other[:3])}); only those can be reverted"
-        )
-    return files
+    raise RevertRefused(
+        f"{sha[:10]} changes files that are neither memory nor agent definitions "
+        f"({_some(files)}); only those can be reverted"
+    )
+
+
+def _some(paths: Sequence[str]) -> str:
+    return ", ".join(paths[:3]) + (", ..." if len(paths) > 3 else "")
 
 
 def revert_revision(
@@ -289,7 +307,8 @@ def revert_revision(
     edits survive; RevertConflict (nothing written) when they touch the same lines.
     """
     sha = repo.resolve(rev)
-    files = check_revertible(repo, sha, revertible=revertible, append_only=append_only)
+    plan = check_revertible(repo, sha, revertible=revertible, append_only=append_only)
+    files = plan.files
     parents = repo.parents(sha)
     parent = parents[0] if parents else None
     planned: dict[str, str | None] = {}
@@ -325,12 +344,12 @@ def revert_revision(
             target.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(target, text.encode("utf-8"))
     if not planned:
-        return RevertResult(None, sha, [])
+        return RevertResult(None, sha, [], plan.kept)
     subject = show_subject(repo, sha)
-    message = _revert_message(sha, subject, list(planned))
+    message = _revert_message(sha, subject, list(planned), plan.kept)
     person = identity or repo.person_identity()
     new = repo.commit_paths([repo.root / path for path in planned], message, str(person))
-    return RevertResult(new, sha, list(planned))
+    return RevertResult(new, sha, list(planned), plan.kept)
 
 
 def _revert_bullets(path: str, before: str | None, after: str | None, current: str | None) -> str | None:
@@ -390,7 +409,7 @@ def show_subject(repo: GitRepo, rev: str) -> str:
     return "".join(repo.stream(["show", "-s", "--format=%s", repo.resolve(rev)])).strip()
 
 
-def _revert_message(sha: str, subject: str, files: list[str]) -> str:
+def _revert_message(sha: str, subject: str, files: list[str], kept: Sequence[str] = ()) -> str:
     agents = dict.fromkeys(
         parts[1]
         for parts in (PurePosixPath(f).parts for f in files)
@@ -398,6 +417,9 @@ def _revert_message(sha: str, subject: str, files: list[str]) -> str:
     )
     trailers = [f"{TRAILER_KIND}: {EDIT_KIND}", *(f"{TRAILER_AGENT}: {agent}" for agent in agents)]
     body = f"This reverts commit {sha}."
+    if kept:
+        left = "\n".join(f"- {file}" for file in kept)
+        body += f"\nLeft as they are (only memory and agent definitions are reverted):\n{left}"
     return f'revert: "{subject}"\n\n{body}\n\n' + "\n".join(trailers) + "\n"
 
 

@@ -87,7 +87,8 @@ def test_history_lists_commits_newest_first_with_what_each_was_about(root: Path)
         "edit: memory/helper/2026-11-27.md",
         "notes",
         "tidy long-term memory",
-        "memory assistant, session s2: facts +1, 2 events",
+        "session s2: turn 1 (+2 events)",
+        "memory assistant: 2026-11-26 facts +1",
         "session s1: turn 1 (+3 events)",
     ]
     newest = entries[0]
@@ -123,16 +124,16 @@ def test_a_persons_commits_are_human_and_their_kind_comes_from_the_folders(root:
             [
                 "session s1, artifact assistant: 4 events",
                 "tidy long-term memory",
-                "memory assistant, session s2: facts +1, 2 events",
+                "memory assistant: 2026-11-26 facts +1",
             ],
         ),
-        ({"kind": "memory"}, ["tidy long-term memory", "memory assistant, session s2: facts +1, 2 events"]),
+        ({"kind": "memory"}, ["tidy long-term memory", "memory assistant: 2026-11-26 facts +1"]),
         ({"author": "human"}, ["edit: memory/helper/2026-11-27.md", "notes", "tidy long-term memory"]),
         (
             {"author": "agent", "limit": 2},
             [
                 "session s1, artifact assistant: 4 events",
-                "memory assistant, session s2: facts +1, 2 events",
+                "session s2: turn 1 (+2 events)",
             ],
         ),
         ({"limit": 1}, ["session s1, artifact assistant: 4 events"]),

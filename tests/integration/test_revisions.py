@@ -12,9 +12,12 @@ from typer.testing import CliRunner, Result
 
 from duragent.cli import build_app
 from duragent.config import load_config
-from duragent.scaffold import init_workspace
+from duragent.runtime.loop import Runtime, drain
+from duragent.runtime.providers import ProviderPool
+from duragent.scaffold import ProviderChoice, init_workspace
 from duragent.sessions.log import SessionLog
 from duragent.stores.base import MemoryEntry
+from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
 from duragent.vcs.revisions import RevertConflict, RevertRefused
 from duragent.workspace import Workspace
 
@@ -74,6 +77,94 @@ def test_revert_of_a_memory_commit_is_a_new_commit_that_keeps_later_changes(data
     assert bad in git(data, "rev-list", "HEAD")  # history is not rewritten
 
 
+async def a_turn_where_the_agent_remembers(root: Path, fake_llm: FakeLLMServer, fact: str) -> str:
+    """One real turn: the model calls the memory tool, then answers; returns the session id."""
+    fake_llm.enqueue(
+        tool_calls([("memory", {"action": "remember", "content": fact, "section": "preference"})]),
+        text("Noted."),
+    )
+    env = {"OPENAI_API_KEY": "sk-test"}
+    async with Workspace(load_config(), env=env) as workspace:
+        providers = ProviderPool(env)
+        runtime = Runtime(
+            provider_for=providers.for_agent,
+            memory=workspace.stores.memory,
+            artifacts=workspace.stores.artifacts,
+            on_change=workspace.record_change,
+        )
+        session = await SessionLog.create(workspace.stores.sessions, agent="assistant")
+        try:
+            await drain(runtime.run_turn(session, workspace.agents.get("assistant"), f"remember: {fact}"))
+        finally:
+            await providers.close()
+        return session.session_id
+
+
+@pytest.fixture
+def openai_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_llm: FakeLLMServer) -> Path:
+    root = tmp_path / "ws"
+    init_workspace(root, provider=ProviderChoice("openai", "test-model", "test"))
+    agent_yaml = root / ".duragent" / "agents" / "assistant" / "agent.yaml"
+    model = "    name: test-model\n"
+    agent_yaml.write_text(agent_yaml.read_text().replace(model, f"{model}    base_url: {fake_llm.url}\n", 1))
+    monkeypatch.chdir(root)
+    return root
+
+
+async def test_what_an_agent_remembered_in_a_turn_is_its_own_commit_and_can_be_reverted(
+    openai_root: Path, fake_llm: FakeLLMServer
+) -> None:
+    data = openai_root / ".duragent"
+    await a_turn_where_the_agent_remembers(openai_root, fake_llm, "likes sencha")
+    session_id = await a_turn_where_the_agent_remembers(openai_root, fake_llm, "likes genmaicha")
+    daily = next((data / "memory" / "assistant").glob("20*.md"))
+    memory_commits = git(data, "log", "--format=%H", "--", "memory/").split()
+    remembered = memory_commits[0]
+    assert git(data, "show", "--name-only", "--format=", remembered).split() == [
+        f"memory/assistant/{daily.name}"
+    ]
+    events = data / "sessions" / session_id / "events.jsonl"
+    log_before = events.read_text()
+    assert git(data, "log", "-1", "--format=%s", "--", f"sessions/{session_id}").startswith(
+        f"session {session_id}:"
+    )
+
+    result = await asyncio.to_thread(run, "revert", remembered, "--yes")
+
+    assert result.exit_code == 0, result.output
+    assert f"Reverted {remembered[:10]}" in result.output
+    assert "likes genmaicha" not in daily.read_text()
+    assert "- likes sencha" in daily.read_text()
+    assert events.read_text() == log_before  # the conversation it was said in is untouched
+    assert git(data, "status", "--porcelain", "--", "memory/") == ""
+    assert git(data, "log", "-1", "--format=%s").startswith('revert: "memory assistant:')
+
+
+def test_revert_of_a_commit_holding_memory_and_session_logs_reverts_the_memory_only(data: Path) -> None:
+    session_id = asyncio.run(agent_talks())
+    asyncio.run(agent_remembers("likes tea"))
+    daily = data / "memory" / "assistant" / f"{DAY}.md"
+    log = data / "sessions" / session_id / "events.jsonl"
+    # a commit of both, as older versions (or a person) made them
+    log.write_text(log.read_text() + log.read_text().splitlines()[-1] + "\n")
+    daily.write_text(daily.read_text() + "- likes mate\n")
+    git(data, "add", "-A")
+    git(data, "commit", "-q", "-m", "both at once")
+    mixed = git(data, "rev-parse", "HEAD").strip()
+    log_before = log.read_text()
+
+    result = run("revert", mixed, "--yes")
+
+    assert result.exit_code == 0, result.output
+    assert "likes mate" not in daily.read_text()
+    assert "- likes tea" in daily.read_text()
+    assert log.read_text() == log_before
+    left = f"Left as they are (only memory and agent definitions are reverted): sessions/{session_id}/"
+    assert left in result.output
+    message = git(data, "log", "-1", "--format=%B")
+    assert f"- sessions/{session_id}/events.jsonl" in message
+
+
 def test_revert_refuses_a_commit_that_touches_session_logs(data: Path) -> None:
     asyncio.run(agent_talks())
     head = git(data, "rev-parse", "HEAD").strip()
@@ -124,6 +215,21 @@ def test_diff_shows_uncommitted_edits_and_changes_between_revisions(data: Path) 
     assert sorted(between[0]["sections"][0]["added"]) == ["likes cake", "likes oolong"]
     only = run("diff", first, "HEAD", "memory/world")
     assert only.output.strip() == "No changes."
+
+
+def test_history_shows_a_persons_whole_name(data: Path) -> None:
+    git(data, "config", "user.name", "Ada Augusta King-Noel, Countess of Lovelace")
+    run("memory", "add", "Prefers short answers")
+    asyncio.run(agent_talks())
+
+    lines = run("history").output.splitlines()
+
+    person = next(line for line in lines if "edit: memory/assistant/" in line)
+    agent = next(line for line in lines if "session s_" in line)
+    assert "  Ada Augusta King-Noel, Countess of Lovelace  edit: memory/assistant/" in person
+    assert "person@example.test" not in person
+    # one column: the subjects start at the same place
+    assert agent.index("session s_") == person.index("edit: memory/")
 
 
 def test_history_json_shape_and_author_and_memory_filters(data: Path) -> None:
