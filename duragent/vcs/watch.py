@@ -13,7 +13,9 @@ Three pieces:
 - `HumanEditWatcher` runs while `duragent serve` does: a watchdog observer on `memory/` and
   `agents/` collects the paths editors touch (atomic renames, vim's backup dance, VS Code's
   temp files), waits until saving has been quiet for `debounce` seconds, and hands the real
-  files to the committer, so one save burst is one commit.
+  files to the committer, so one save burst is one commit. Reads raise no event at all, and
+  the runtime's own writes are dropped in watchdog's thread (one stat against what it wrote),
+  so a turn that reads or writes memory costs the watcher nothing.
 
 Why content hashes rather than "paths the agent wrote in the last few seconds": a time window
 either misses a slow commit or swallows a person's edit made right after an agent write. The
@@ -32,12 +34,21 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 
 from duragent.vcs.committer import TRAILER_AGENT, TRAILER_KIND
 from duragent.vcs.repo import ContentScreen, GitRepo, Identity
@@ -60,6 +71,9 @@ _MISSING = "-"
 #: File names editors create beside the file being saved, never a person's content.
 _JUNK_SUFFIXES = ("~", ".swp", ".swo", ".swx", ".swpx", ".tmp", ".bak", ".orig", ".rej", ".part")
 _JUNK_NAMES = frozenset({"4913", "Thumbs.db"})
+#: The events that can mean new content. Opening and reading a file (the runtime reads MEMORY.md
+#: every turn) raises none of them; with inotify the kernel does not even report those.
+CHANGE_EVENTS = (FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent)
 
 
 def is_editor_junk(relative: str) -> bool:
@@ -91,6 +105,9 @@ class AgentWriteLedger:
         self.repo = repo
         self.path = repo.git_dir / "duragent" / "agent-writes"
         self._lock = threading.Lock()
+        # repo-relative path -> the file's stat right after this process wrote it: lets the
+        # watcher drop the events of its own writes with one stat, before hashing or git
+        self._written: dict[str, tuple[int, int, int]] = {}
 
     def record(self, paths: Sequence[Path]) -> list[str]:
         """Note the current bytes of `paths` as written by Duragent; the repo-relative paths noted."""
@@ -107,6 +124,9 @@ class AgentWriteLedger:
                 continue
             lines.append(f"{now:.3f} {content_digest(absolute)} {relative}\n")
             noted.append(relative)
+            identity = _stat_identity(absolute)
+            if identity is not None:
+                self._written[relative] = identity
         if not lines:
             return noted
         data = "".join(lines).encode("utf-8")
@@ -120,6 +140,12 @@ class AgentWriteLedger:
             finally:
                 os.close(fd)
         return noted
+
+    def wrote_last(self, relative: str) -> bool:
+        """True when the file is still exactly as this process last wrote it (same inode, size,
+        mtime): its events are the runtime's own write, not a person's edit. One stat, no hashing."""
+        written = self._written.get(relative)
+        return written is not None and written == _stat_identity(self.repo.root / relative)
 
     def wrote(self, relative: str, digest: str) -> bool:
         """True when Duragent wrote exactly these bytes (`digest`) to `relative` recently."""
@@ -156,9 +182,18 @@ class AgentWriteLedger:
             return
 
 
+def _stat_identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
 @dataclass(frozen=True)
 class EditCommit:
-    """What `HumanEditCommitter.commit` did: the person's commit and the agent files it left alone."""
+    """What `HumanEditCommitter.commit` did: the person's commit (and the files it holds) and the
+    agent files it left alone."""
 
     sha: str | None
     files: tuple[str, ...]
@@ -239,14 +274,20 @@ class HumanEditCommitter:
             digest = content_digest(self.repo.root / file)
             (agent if digest != _MISSING and self.ledger.wrote(file, digest) else human).append(file)
         sha = None
+        committed: list[str] = []
         if human:
             person = identity or self.repo.person_identity()
-            message = edit_message(human, self._agents_of(human), summary)
+
+            def message(files: Sequence[str]) -> str:
+                # the files git found changed, not every file an editor touched or merely opened
+                committed.extend(files)
+                return edit_message(files, self._agents_of(files), summary)
+
             sha = self.repo.commit_paths(
                 [self.repo.root / file for file in human], message, str(person), screen=self.screen
             )
             if sha:
-                log.info("committed %s's edit of %s as %s", person.name, ", ".join(human), sha[:10])
+                log.info("committed %s's edit of %s as %s", person.name, ", ".join(committed), sha[:10])
         recovered = None
         if agent and recover_agent_files:
             recovered = self.repo.commit_paths(
@@ -255,7 +296,7 @@ class HumanEditCommitter:
                 self.agent_author,
                 screen=self.screen,
             )
-        return EditCommit(sha, tuple(human), tuple(agent), recovered)
+        return EditCommit(sha, tuple(committed) if sha else (), tuple(agent), recovered)
 
     def commit_pending(self, exclude: Collection[str] = ()) -> EditCommit:
         """Commit everything under the roots that differs from HEAD (edits made while nothing ran).
@@ -295,6 +336,9 @@ class HumanEditWatcher:
         self.max_delay = max(max_delay, debounce)
         #: The person's commits made so far, newest last.
         self.commits: list[str] = []
+        #: How often each file was handed to the committer to look at (reads and the runtime's
+        #: own writes never are).
+        self.examined: Counter[str] = Counter()
         self._pending: set[str] = set()
         self._first_at: float | None = None
         self._last_at = 0.0
@@ -330,8 +374,11 @@ class HumanEditWatcher:
 
     async def flush(self) -> None:
         """Commit the edits seen so far now, without waiting for the debounce."""
-        files, self._pending = sorted(self._pending), set()
+        # by now the stores have noted every write of theirs that raised one of these events
+        files = sorted(file for file in self._pending if self._is_candidate(file))
+        self._pending = set()
         self._first_at = None
+        self.examined.update(files)
         if files and self._committer is not None:
             result = await asyncio.to_thread(self._committer.commit, files)
             if result.sha:
@@ -342,12 +389,12 @@ class HumanEditWatcher:
     def _start_observer(self, committer: HumanEditCommitter) -> BaseObserver:
         from watchdog.observers import Observer
 
-        handler = _EditHandler(committer.repo, self._from_thread)
+        handler = _EditHandler(committer.repo, self._from_thread, self._is_candidate)
         observer = Observer()
         for root in committer.roots:
             folder = committer.repo.root / root
             folder.mkdir(parents=True, exist_ok=True)
-            observer.schedule(handler, str(folder), recursive=True)
+            observer.schedule(handler, str(folder), recursive=True, event_filter=list(CHANGE_EVENTS))
         observer.daemon = True
         observer.start()
         return observer
@@ -357,9 +404,16 @@ class HumanEditWatcher:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._seen, relative)
 
+    def _is_candidate(self, relative: str) -> bool:
+        """A path worth a look: a real file under the roots, not as this process last wrote it."""
+        committer = self._committer
+        if committer is None or not committer.watched(relative):
+            return False
+        return not committer.ledger.wrote_last(relative)
+
     def _seen(self, relative: str) -> None:
-        if self._committer is None or not self._committer.watched(relative):
-            return
+        # the store notes its write after the file is in place, so the event of the runtime's
+        # own write can get here before the note does: flush() looks again before any git work
         now = time.monotonic()
         self._pending.add(relative)
         self._last_at = now
@@ -388,12 +442,17 @@ class HumanEditWatcher:
 
 
 class _EditHandler(FileSystemEventHandler):
-    """A watchdog handler that reports every repo-relative path an event touches."""
+    """A watchdog handler that reports the repo-relative paths of changes worth a look.
 
-    def __init__(self, repo: GitRepo, report: Callable[[str], None]):
+    It runs in watchdog's thread and filters there (editor junk, other folders, the runtime's
+    own writes), so those never wake the event loop.
+    """
+
+    def __init__(self, repo: GitRepo, report: Callable[[str], None], wanted: Callable[[str], bool]):
         super().__init__()
         self.repo = repo
         self.report = report
+        self.wanted = wanted
 
     def dispatch(self, event: FileSystemEvent) -> None:
         """Called by watchdog's thread for each event; directory events carry no content."""
@@ -404,6 +463,8 @@ class _EditHandler(FileSystemEventHandler):
             if not path:
                 continue
             try:
-                self.report(self.repo.relative(Path(path)))
+                relative = self.repo.relative(Path(path))
             except ValueError:
                 continue
+            if self.wanted(relative):
+                self.report(relative)

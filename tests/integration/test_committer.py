@@ -267,7 +267,12 @@ def test_a_person_committing_by_hand_at_the_same_time_loses_nothing(
                     if made.returncode == 0:
                         break
                 time.sleep(0.01)
-            time.sleep(0.05)  # a person types between commits; agent commits land in between
+            # a person types between commits; agent commits land in between (waited for, not
+            # timed: on a loaded machine 50 ms may pass without one)
+            made_before = committer.commits_made
+            deadline = time.monotonic() + 10
+            while committer.commits_made == made_before and time.monotonic() < deadline:
+                time.sleep(0.01)
         person_done.set()
 
     thread = threading.Thread(target=person)

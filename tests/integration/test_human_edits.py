@@ -180,6 +180,58 @@ async def test_the_agents_own_memory_writes_are_not_committed_as_a_persons_edits
     assert git(data, "status", "--porcelain", "--", "memory").strip() == ""
 
 
+async def test_the_watcher_looks_at_neither_reads_nor_the_runtimes_own_writes(
+    workspace: Workspace, data: Path, fake_llm: FakeLLMServer
+) -> None:
+    memory = data / "memory" / "helper"
+    await workspace.stores.memory.write_long_term("helper", "# Long-term\n\n- likes tea\n")
+    watcher = HumanEditWatcher(workspace, debounce=0.05)
+    await watcher.start()
+    try:
+        # a turn reads MEMORY.md and the day's files for its context
+        fake_llm.enqueue(text("Noted."))
+        pool = ProviderPool({"OPENAI_API_KEY": "sk-test"})
+        runtime = Runtime(provider_for=pool.for_agent, memory=workspace.stores.memory)
+        session = await SessionLog.create(workspace.stores.sessions, agent="helper")
+        try:
+            await drain(runtime.run_turn(session, workspace.agents.get("helper"), "hi"))
+        finally:
+            await pool.close()
+        for _ in range(20):
+            (memory / "MEMORY.md").read_text()
+        for number in range(3):
+            await workspace.stores.memory.put("helper", MemoryEntry(f"agent note {number}"))
+            await workspace.stores.memory.write_long_term("helper", f"# Long-term\n\n- summary {number}\n")
+        # a person's edit afterwards: its events come after all of the above, in order
+        (memory / "2026-11-19.md").write_text("# 2026-11-19\n\n## Facts Stored\n- by hand\n")
+        await wait_for(lambda: watcher.commits)
+    finally:
+        await watcher.stop()
+    assert list(watcher.examined) == ["memory/helper/2026-11-19.md"]
+    assert human_commits(data)[0] == "edit: memory/helper/2026-11-19.md"
+
+
+async def test_an_edit_commit_names_only_the_files_that_changed(workspace: Workspace, data: Path) -> None:
+    edits = workspace.human_edits
+    assert edits is not None
+    daily = data / "memory" / "assistant" / "2026-11-18.md"
+    daily.write_text("# 2026-11-18\n\n## Facts Stored\n- first\n")
+    edits.commit(["memory/assistant/2026-11-18.md"])
+    daily.write_text(daily.read_text() + "- second\n")
+    touched = [
+        "memory/assistant/2026-11-18.md",
+        "agents/assistant/SOUL.md",
+        "agents/assistant/agent.yaml",
+        "agents/helper/agent.yaml",
+    ]  # an editor opened them all, one changed
+
+    result = edits.commit(touched)
+
+    assert result.files == ("memory/assistant/2026-11-18.md",)
+    assert human_commits(data)[0] == "edit: memory/assistant/2026-11-18.md"
+    assert git(data, "show", "--name-only", "--format=", "HEAD").split() == ["memory/assistant/2026-11-18.md"]
+
+
 async def test_edits_made_while_nothing_ran_are_committed_by_the_next_command(root: Path, data: Path) -> None:
     daily = data / "memory" / "assistant" / "2026-11-20.md"
     daily.write_text("# 2026-11-20\n\n## Facts Stored\n- written in vim while the server was down\n")
