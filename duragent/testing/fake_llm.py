@@ -264,6 +264,7 @@ class FakeLLMServer:
         port: int = 0,
         default: ScriptedResponse | None = None,
         timeline: Path | None = None,
+        record: Path | None = None,
     ):
         self.host = host
         self.port = port
@@ -274,6 +275,8 @@ class FakeLLMServer:
         self.responder: Callable[[RecordedRequest], ScriptedResponse | None] | None = None
         #: Where to append, per streamed reply, when its first piece was due (`--timeline`).
         self.timeline = timeline
+        #: Where to append every request body as received (`--record`, see `read_recorded`).
+        self.record = record
         self.requests: list[RecordedRequest] = []
         self.disconnects: list[RecordedRequest] = []
         self._queue: deque[ScriptedResponse] = deque()
@@ -342,6 +345,9 @@ class FakeLLMServer:
 
     async def _handle(self, request: web.Request, api: Api) -> web.StreamResponse:
         raw = await request.read()
+        if self.record is not None:
+            with self.record.open("ab") as out:
+                out.write(b"%d\n%s\n" % (len(raw), raw))
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
@@ -820,9 +826,23 @@ def load_script(path: Path) -> Script:
     return parse_script(data, str(path))
 
 
-async def serve(host: str, port: int, script: Script, timeline: Path | None = None) -> None:
+def read_recorded(path: Path, offset: int = 0) -> tuple[list[bytes], int]:
+    """The request bodies `--record` wrote to `path` from byte `offset` on, and the offset after them."""
+    bodies: list[bytes] = []
+    with path.open("rb") as source:
+        source.seek(offset)
+        while header := source.readline():
+            size = int(header)
+            bodies.append(source.read(size))
+            source.read(1)
+    return bodies, offset + sum(len(b"%d\n" % len(body)) + len(body) + 1 for body in bodies)
+
+
+async def serve(
+    host: str, port: int, script: Script, timeline: Path | None = None, record: Path | None = None
+) -> None:
     """Run a fake LLM server until SIGINT or SIGTERM; prints its base URL once listening."""
-    server = FakeLLMServer(host=host, port=port, default=script.default, timeline=timeline)
+    server = FakeLLMServer(host=host, port=port, default=script.default, timeline=timeline, record=record)
     server.enqueue(*script.responses)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -837,13 +857,17 @@ async def serve(host: str, port: int, script: Script, timeline: Path | None = No
         await stop.wait()
 
 
-def start_process(script: Path, *, timeline: Path | None = None) -> tuple[subprocess.Popen[str], str]:
+def start_process(
+    script: Path, *, timeline: Path | None = None, record: Path | None = None
+) -> tuple[subprocess.Popen[str], str]:
     """`python -m duragent.testing.fake_llm --script SCRIPT` in a process of its own, so its work
     does not share an event loop or a CPU with what is measured: the process and its base URL,
     once it listens. The caller terminates it."""
     command = [sys.executable, "-m", "duragent.testing.fake_llm", "--script", str(script)]
     if timeline is not None:
         command += ["--timeline", str(timeline)]
+    if record is not None:
+        command += ["--record", str(record)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     banner = process.stdout.readline()
@@ -867,13 +891,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         help="append a JSON line per streamed reply: its prompt and when its first piece was due",
     )
+    parser.add_argument(
+        "--record", type=Path, help="append every request body as received (a benchmark replays them)"
+    )
     args = parser.parse_args(argv)
     try:
         script = load_script(args.script) if args.script else Script((), echo())
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(serve(args.host, args.port, script, args.timeline))
+    asyncio.run(serve(args.host, args.port, script, args.timeline, args.record))
     return 0
 
 

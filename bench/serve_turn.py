@@ -1,0 +1,381 @@
+"""Turn overhead where the user meets it: HTTP through `duragent serve`, git and fsync on.
+
+    python bench/serve_turn.py [--turns 1000] [--quick] [--startups 5]
+
+Four processes: the instant fake model (`duragent.testing.fake_llm`, its own process, recording
+every request body it receives), two `duragent serve` over fresh workspaces made by `init` with
+the default configuration (fsync per turn; one with git on as by default, one with
+`git.enabled: false`), and this script, the client. Each server gets 1,000 turns in one session:
+`POST /api/v1/sessions/{id}/messages` and its synchronous reply. Blocks of 20 turns alternate:
+git on, git off, then the bare replay, so a slow spell of the shared machine falls on all three.
+
+- Overhead per turn: the turn's latency at the client minus the latency of a bare request of
+  the same body (the exact bytes the server sent the model, recorded by the fake and replayed
+  by this client in the same block): what remains is what `duragent serve` adds.
+- Server CPU per turn: utime + stime of the server process and its reaped children (the `git`
+  commands) from the first turn until the git-on server has committed everything, divided by
+  the turns; git on vs git off as a ratio, with the number of commits that landed while the
+  turns ran.
+- Peak RSS of each server (VmHWM) and its growth per turn (VmRSS after turn 50 vs the end).
+- Start-up: `duragent serve` started to `/readyz` answering 200, `--startups` times.
+
+Targets (2 cores, issue #17): median overhead <= 2.0 ms, p99 <= 5 ms; turns 951-1000 within
+15% of turns 1-50; server CPU per turn git on / git off <= 1.10; peak RSS <= 60 MiB; start-up
+<= 0.4 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from duragent.scaffold import ProviderChoice, init_workspace
+from duragent.testing.fake_llm import read_recorded, start_process
+
+REPLY = "Sure, here is a short answer to that."
+BLOCK = 20
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def start_fake_llm(root: Path) -> tuple[subprocess.Popen[str], str, Path]:
+    """The instant fake model in its own process, recording request bodies; (process, url, record)."""
+    script = root / "reply.yaml"
+    script.write_text(f"default:\n  text: {REPLY!r}\n  chunks: 8\n")
+    record = root / "requests.bin"
+    record.touch()
+    process, url = start_process(script, record=record)
+    return process, url, record
+
+
+def make_workspace(root: Path, llm_url: str, *, git: bool) -> Path:
+    """`duragent init` with an OpenAI-compatible agent on the fake model; git off when asked."""
+    init_workspace(root, provider=ProviderChoice("openai", "bench", "benchmark"), git=git)
+    agent_yaml = root / ".duragent" / "agents" / "assistant" / "agent.yaml"
+    agent_yaml.write_text(
+        agent_yaml.read_text().replace("name: bench", f"name: bench\n    base_url: {llm_url}")
+    )
+    if not git:
+        config = root / "duragent.yaml"
+        config.write_text(config.read_text() + "\ngit:\n  enabled: false\n")
+    return root
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A `duragent serve` process of one workspace."""
+
+    root: Path
+    process: subprocess.Popen[bytes]
+    url: str
+    started_in: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def data(self) -> Path:
+        return self.root / ".duragent"
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the server and of its children it has waited for (git commands)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return sum(int(value) for value in fields[11:15]) / _TICKS
+
+    def memory_kib(self, key: str) -> int:
+        """A line of /proc/PID/status in KiB (VmRSS, VmHWM)."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+        raise KeyError(key)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=60)
+
+
+def launch(root: Path, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    """`duragent serve` of the workspace at `root` on `port`, its output in `root/serve.log`."""
+    with (root / "serve.log").open("ab") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "duragent",
+                "-c",
+                str(root / "duragent.yaml"),
+                "serve",
+                "--port",
+                str(port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+
+async def start_server(root: Path, http: aiohttp.ClientSession, env: dict[str, str]) -> Server:
+    """`duragent serve` on a free port; returns once `/readyz` answers 200 (timed)."""
+    port = free_port()
+    started = time.perf_counter()
+    process = launch(root, env, port)
+    url = f"http://127.0.0.1:{port}"
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"duragent serve exited with {process.returncode}: see {root / 'serve.log'}")
+        try:
+            async with http.get(f"{url}/readyz") as response:
+                if response.status == 200:
+                    break
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.005)
+    server = Server(root, process, url, time.perf_counter() - started)
+    tokens = root / ".duragent" / "run" / "tokens.json"
+    if tokens.exists():  # a server that requires its API token gets it, like the CLI
+        server.headers = {"Authorization": f"Bearer {json.loads(tokens.read_text())['api_token']}"}
+    return server
+
+
+async def new_session(http: aiohttp.ClientSession, server: Server) -> str:
+    async with http.post(
+        f"{server.url}/api/v1/sessions", json={"agent": "assistant"}, headers=server.headers
+    ) as response:
+        response.raise_for_status()
+        return str((await response.json())["session_id"])
+
+
+async def turn(http: aiohttp.ClientSession, server: Server, session: str, i: int) -> float:
+    """One turn: POST the message, read the synchronous reply; its seconds."""
+    started = time.perf_counter()
+    async with http.post(
+        f"{server.url}/api/v1/sessions/{session}/messages",
+        json={"content": f"question number {i}"},
+        headers=server.headers,
+    ) as response:
+        body = await response.read()
+    elapsed = time.perf_counter() - started
+    if response.status != 200 or REPLY.encode() not in body:
+        raise RuntimeError(f"turn {i} failed: {response.status} {body[:300]!r}")
+    return elapsed
+
+
+async def bare(http: aiohttp.ClientSession, llm_url: str, bodies: Sequence[bytes]) -> list[float]:
+    """Seconds per replay of each recorded body straight to the fake model, read to the end."""
+    times = []
+    headers = {"Content-Type": "application/json"}
+    for body in bodies:
+        started = time.perf_counter()
+        async with http.post(f"{llm_url}/chat/completions", data=body, headers=headers) as response:
+            await response.read()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def commits(data: Path) -> int:
+    done = subprocess.run(
+        ["git", "-C", str(data), "rev-list", "--count", "HEAD"], capture_output=True, text=True
+    )
+    return int(done.stdout.strip() or 0)
+
+
+def settle(server: Server, within: float = 30.0) -> None:
+    """Until the server's committer has committed every change (nothing left to commit)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        status = subprocess.run(
+            ["git", "-C", str(server.data), "status", "--porcelain", "--", "sessions", "memory"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+        )
+        if not status.stdout.strip():
+            return
+        time.sleep(0.2)
+    raise RuntimeError("the git-on server did not commit its changes in time")
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f}"
+
+
+def p99(values: Sequence[float]) -> float:
+    return statistics.quantiles(values, n=100)[98]
+
+
+def verdict(met: bool) -> str:
+    return "ok" if met else "MISSED"
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+@dataclass
+class Run:
+    """What one server measured."""
+
+    turns: list[float] = field(default_factory=list)
+    cpu: float = 0.0
+    rss_early_kib: int = 0
+    rss_end_kib: int = 0
+    peak_kib: int = 0
+
+
+async def measure(turns: int, startups: int) -> None:
+    env = {**os.environ, "OPENAI_API_KEY": "sk-bench"}
+    print(f"load average at start: {load_average()}   ({os.cpu_count()} CPUs)")
+    with tempfile.TemporaryDirectory(prefix="duragent-serve-turn-") as tmp:
+        root = Path(tmp)
+        fake, llm_url, record = start_fake_llm(root)
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=120)
+        ) as http:
+            try:
+                on_root = make_workspace(root / "on", llm_url, git=True)
+                off_root = make_workspace(root / "off", llm_url, git=False)
+                startup_times = []
+                for _ in range(startups):
+                    server = await start_server(on_root, http, env)
+                    startup_times.append(server.started_in)
+                    server.stop()
+                on = await start_server(on_root, http, env)
+                off = await start_server(off_root, http, env)
+                try:
+                    await run_turns(http, turns, llm_url, record, on, off, startup_times)
+                finally:
+                    on.stop()
+                    off.stop()
+            finally:
+                fake.terminate()
+                fake.wait(timeout=30)
+
+
+async def run_turns(
+    http: aiohttp.ClientSession,
+    turns: int,
+    llm_url: str,
+    record: Path,
+    on: Server,
+    off: Server,
+    startup_times: list[float],
+) -> None:
+    on_session, off_session = await new_session(http, on), await new_session(http, off)
+    results = {"on": Run(), "off": Run()}
+    replays: list[float] = []
+    _, offset = read_recorded(record)  # the start-ups' requests, if any
+    commits_before = commits(on.data)
+    cpu_start = {"on": on.cpu_seconds(), "off": off.cpu_seconds()}
+    window = min(50, max(1, turns // 4))
+    for first in range(0, turns, BLOCK):
+        block = range(first, min(first + BLOCK, turns))
+        results["on"].turns += [await turn(http, on, on_session, i) for i in block]
+        bodies, offset = read_recorded(record, offset)
+        results["off"].turns += [await turn(http, off, off_session, i) for i in block]
+        _, offset = read_recorded(record, offset)
+        replays += await bare(http, llm_url, bodies)
+        _, offset = read_recorded(record, offset)
+        if len(bodies) != len(block):
+            raise RuntimeError(f"{len(bodies)} model requests for {len(block)} turns: a turn retried?")
+        if first + BLOCK >= window and not results["on"].rss_early_kib:
+            results["on"].rss_early_kib = on.memory_kib("VmRSS")
+            results["off"].rss_early_kib = off.memory_kib("VmRSS")
+    commits_during = commits(on.data) - commits_before
+    load_end = load_average()
+    await asyncio.to_thread(settle, on)
+    commits_total = commits(on.data) - commits_before
+    for name, server in (("on", on), ("off", off)):
+        result = results[name]
+        result.cpu = server.cpu_seconds() - cpu_start[name]
+        result.rss_end_kib = server.memory_kib("VmRSS")
+        result.peak_kib = server.memory_kib("VmHWM")
+    report(turns, window, results, replays, commits_during, commits_total, startup_times, load_end)
+
+
+def report(
+    turns: int,
+    window: int,
+    results: dict[str, Run],
+    replays: list[float],
+    commits_during: int,
+    commits_total: int,
+    startup_times: list[float],
+    load_end: str,
+) -> None:
+    on, off = results["on"], results["off"]
+    overhead = [t - r for t, r in zip(on.turns, replays, strict=True)]
+    overhead_off = [t - r for t, r in zip(off.turns, replays, strict=True)]
+    early, late = statistics.median(overhead[:window]), statistics.median(overhead[-window:])
+    print(f"turns per server: {turns} in one session, blocks of {BLOCK}")
+    print(f"{'':<40}{'p50 ms':>9}{'p99 ms':>9}")
+    for label, values in (
+        ("bare request to the model (replayed)", replays),
+        ("turn through serve, git on", on.turns),
+        ("turn through serve, git off", off.turns),
+        ("overhead per turn, git on", overhead),
+        ("overhead per turn, git off", overhead_off),
+    ):
+        print(f"{label:<40}{ms(statistics.median(values)):>9}{ms(p99(values)):>9}")
+    p50_ok = statistics.median(overhead) <= 0.002
+    p99_ok = p99(overhead) <= 0.005
+    print(f"overhead target: p50 <= 2.0 ms {verdict(p50_ok)}; p99 <= 5 ms {verdict(p99_ok)}")
+    drift = late / early if early > 0 else float("inf")
+    print(
+        f"overhead turns 1-{window} vs {turns - window + 1}-{turns}: {ms(early)} -> {ms(late)} ms "
+        f"({drift:.2f}x; target within 15%: {'ok' if abs(drift - 1) <= 0.15 else 'MISSED'})"
+    )
+    per_on, per_off = on.cpu / turns, off.cpu / turns
+    ratio = per_on / per_off if per_off else float("inf")
+    print(
+        f"server CPU per turn (process + git children): git on {ms(per_on)} ms, git off {ms(per_off)} ms, "
+        f"ratio {ratio:.3f} (target <= 1.10: {'ok' if ratio <= 1.10 else 'MISSED'})"
+    )
+    print(
+        f"commits by the git-on server: {commits_during} while the turns ran, {commits_total} with the last"
+    )
+    for name, result in (("git on", on), ("git off", off)):
+        growth = (result.rss_end_kib - result.rss_early_kib) / max(1, turns - window)
+        print(
+            f"server RSS, {name}: peak {result.peak_kib / 1024:.1f} MiB, after turn {window} "
+            f"{result.rss_early_kib / 1024:.1f} MiB, at the end {result.rss_end_kib / 1024:.1f} MiB "
+            f"({growth:+.2f} KiB per turn)"
+        )
+    peak_ok = on.peak_kib / 1024 <= 60
+    print(f"peak RSS target <= 60 MiB: {'ok' if peak_ok else 'MISSED'}")
+    if startup_times:
+        start = statistics.median(startup_times)
+        spread = ", ".join(f"{t:.3f}" for t in startup_times)
+        print(f"serve to /readyz: median {start:.3f} s ({spread}); target <= 0.4 s: {verdict(start <= 0.4)}")
+    print(f"load average at the end: {load_end}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--turns", type=int, default=1000)
+    parser.add_argument("--quick", action="store_true", help="200 turns, 2 start-ups")
+    parser.add_argument("--startups", type=int, default=5, help="serve start-ups timed before the turns")
+    args = parser.parse_args()
+    turns, startups = (200, 2) if args.quick else (args.turns, args.startups)
+    asyncio.run(measure(turns, startups))
+
+
+if __name__ == "__main__":
+    main()
