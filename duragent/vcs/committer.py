@@ -336,18 +336,17 @@ class Committer:
             log.debug("committed %s (%d change(s))", sha[:10], len(batch))
 
     def _paths_in_repo(self, batch: list[Change]) -> list[Path]:
-        paths: dict[Path, None] = {}
-        for change in batch:
-            for path in change.paths:
-                try:
-                    self.repo.relative(path)
-                except ValueError:
-                    if path not in self._outside_repo_reported:
-                        self._outside_repo_reported.add(path)
-                        log.warning("not committing %s: it is outside the data repository", path)
-                    continue
-                paths[path] = None
-        return list(paths)
+        paths: list[Path] = []
+        for path in dict.fromkeys(path for change in batch for path in change.paths):
+            try:
+                self.repo.relative(path)
+            except ValueError:
+                if path not in self._outside_repo_reported:
+                    self._outside_repo_reported.add(path)
+                    log.warning("not committing %s: it is outside the data repository", path)
+                continue
+            paths.append(path)
+        return paths
 
     def _screen(self, path: str, added: str) -> bool:
         assert self.guard is not None
@@ -490,16 +489,23 @@ def _shorten(text: str, limit: int = _MAX_SUBJECT) -> str:
 
 def _changes_touching(batch: Sequence[Change], committed: Sequence[str], repo: GitRepo) -> list[Change]:
     """The changes with at least one path among (or above) the committed files."""
-    files = set(committed)
+    # every committed file and every folder above it: one set lookup per path of a change
+    touched = set(committed)
+    for file in committed:
+        folder = file.rpartition("/")[0]
+        while folder and folder not in touched:
+            touched.add(folder)
+            folder = folder.rpartition("/")[0]
+    relative: dict[Path, str | None] = {}
     kept = []
     for change in batch:
         for path in change.paths:
-            try:
-                relative = repo.relative(path)
-            except ValueError:
-                continue
-            prefix = relative + "/"
-            if relative in files or any(file.startswith(prefix) for file in files):
+            if path not in relative:
+                try:
+                    relative[path] = repo.relative(path)
+                except ValueError:
+                    relative[path] = None
+            if relative[path] in touched:
                 kept.append(change)
                 break
     return kept or list(batch)

@@ -129,6 +129,7 @@ class GitRepo:
     def __init__(self, root: Path, git_dir: Path, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT):
         self.root = root
         self.git_dir = git_dir
+        self._root_prefix = os.path.join(os.fspath(root), "")
         self.lock_timeout = lock_timeout
         self._person_identity: bool | None = None
         # two committers in one process must not interleave their HEAD updates
@@ -171,6 +172,13 @@ class GitRepo:
 
     def relative(self, path: Path) -> str:
         """`path` (absolute or relative to the root) as a repo-relative POSIX path; ValueError outside."""
+        # the common case in plain string operations: a commit of many sessions asks this for
+        # thousands of paths, on the committer's thread, which shares the GIL with the server
+        text = os.path.normpath(os.path.join(self._root_prefix, path))
+        if os.sep == "/" and text.startswith(self._root_prefix):
+            relative_text = text[len(self._root_prefix) :]
+            if relative_text.partition("/")[0] != ".git":
+                return relative_text
         absolute = Path(os.path.normpath(path if path.is_absolute() else self.root / path))
         try:
             relative = absolute.relative_to(self.root)
