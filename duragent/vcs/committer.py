@@ -167,6 +167,11 @@ class Committer:
             log.info("committing %d file(s) an earlier run left uncommitted", queued)
         return queued
 
+    @property
+    def committing(self) -> bool:
+        """True while a batch is in git (which may be waiting for a person's git command)."""
+        return self._batch_lock.locked()
+
     # --- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
