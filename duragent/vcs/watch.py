@@ -63,6 +63,8 @@ log = logging.getLogger(__name__)
 EDIT_KIND = "edit"
 DEFAULT_DEBOUNCE = 1.0
 DEFAULT_MAX_DELAY = 10.0
+#: Seconds between scans when the operating system will not report changes (inotify limits).
+POLL_INTERVAL = 2.0
 #: Agent writes older than this no longer identify a file as the agent's.
 LEDGER_MAX_AGE = 7 * 24 * 3600.0
 _LEDGER_ROTATE_BYTES = 512 * 1024
@@ -388,16 +390,21 @@ class HumanEditWatcher:
 
     def _start_observer(self, committer: HumanEditCommitter) -> BaseObserver:
         from watchdog.observers import Observer
+        from watchdog.observers.polling import PollingObserver
 
         handler = _EditHandler(committer.repo, self._from_thread, self._is_candidate)
-        observer = Observer()
-        for root in committer.roots:
-            folder = committer.repo.root / root
-            folder.mkdir(parents=True, exist_ok=True)
-            observer.schedule(handler, str(folder), recursive=True, event_filter=list(CHANGE_EVENTS))
-        observer.daemon = True
-        observer.start()
-        return observer
+        try:
+            return _watching(Observer(), handler, committer)
+        except OSError as error:
+            # inotify has per-user limits (instances, watches) that other programs may use up;
+            # a person's edits still deserve their own commits, so poll rather than not start
+            log.warning(
+                "cannot watch %s for edits (%s): checking every %g s instead",
+                committer.repo.root,
+                error,
+                POLL_INTERVAL,
+            )
+            return _watching(PollingObserver(timeout=POLL_INTERVAL), handler, committer)
 
     def _from_thread(self, relative: str) -> None:
         loop = self._loop
@@ -439,6 +446,21 @@ class HumanEditWatcher:
                     await self.flush()
                 except Exception as error:  # a failed commit must not end the watcher; retried on next edit
                     log.error("could not commit a person's edit: %s", error)
+
+
+def _watching(observer: BaseObserver, handler: _EditHandler, committer: HumanEditCommitter) -> BaseObserver:
+    """`observer` started on the committer's roots; stopped again if it cannot start."""
+    try:
+        for root in committer.roots:
+            folder = committer.repo.root / root
+            folder.mkdir(parents=True, exist_ok=True)
+            observer.schedule(handler, str(folder), recursive=True, event_filter=list(CHANGE_EVENTS))
+        observer.daemon = True
+        observer.start()
+    except OSError:
+        observer.unschedule_all()
+        raise
+    return observer
 
 
 class _EditHandler(FileSystemEventHandler):

@@ -211,6 +211,29 @@ async def test_the_watcher_looks_at_neither_reads_nor_the_runtimes_own_writes(
     assert human_commits(data)[0] == "edit: memory/helper/2026-11-19.md"
 
 
+async def test_when_inotify_is_used_up_edits_are_still_committed_by_polling(
+    workspace: Workspace, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import watchdog.observers
+
+    class InotifyUsedUp(watchdog.observers.Observer):  # type: ignore[misc,valid-type]
+        def start(self) -> None:
+            raise OSError(errno.EMFILE, "inotify instance limit reached")
+
+    monkeypatch.setattr(watchdog.observers, "Observer", InotifyUsedUp)
+    watcher = HumanEditWatcher(workspace, debounce=0.05)
+    await watcher.start()
+    try:
+        (data / "memory" / "helper").mkdir(exist_ok=True)
+        (data / "memory" / "helper" / "2026-11-17.md").write_text("# 2026-11-17\n\n- polled\n")
+        await wait_for(lambda: watcher.commits, within=20)
+    finally:
+        await watcher.stop()
+    assert human_commits(data)[0] == "edit: memory/helper/2026-11-17.md"
+
+
 async def test_an_edit_commit_names_only_the_files_that_changed(workspace: Workspace, data: Path) -> None:
     edits = workspace.human_edits
     assert edits is not None
