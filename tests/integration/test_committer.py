@@ -130,19 +130,15 @@ def test_a_commit_waits_until_writes_have_been_quiet_for_the_debounce(
 def test_max_delay_bounds_the_wait_under_constant_writes(
     root: Path, make_committer: Callable[..., Committer]
 ) -> None:
-    committer = make_committer(debounce=0.2, max_delay=0.6)
-    started = time.monotonic()
-    first_commit_at = None
-    while time.monotonic() - started < 1.6:
+    # writes every 20 ms never leave the 1 s of quiet the debounce waits for: max_delay (which
+    # cannot be shorter than the debounce) is what commits them
+    committer = make_committer(debounce=1.0, max_delay=1.0)
+    deadline = time.monotonic() + 30
+    while commit_count(root) < 2:
+        assert time.monotonic() < deadline, "constant writes were not committed within 30 s"
         committer.notify(session_change(append_event(root, "s1", "{}"), "s1"))
-        if first_commit_at is None and commit_count(root) > 0:
-            first_commit_at = time.monotonic() - started
-        time.sleep(0.05)
-    commits_while_writing = commit_count(root)
-
-    assert first_commit_at is not None, "nothing was committed during 1.6 s of constant writes"
-    assert first_commit_at < 1.3
-    assert commits_while_writing >= 2
+        time.sleep(0.02)
+    assert committer.pending > 0  # still writing: these commits did not wait for quiet
 
 
 def test_flush_commits_pending_changes_immediately(
