@@ -48,14 +48,18 @@ async def revision(request: web.Request) -> web.Response:
     repo = _repo(state.workspace)
     shown = await asyncio.to_thread(show_revision, repo, request.match_info["sha"], raw=True)
     revertible, append_only = state.workspace.revert_scope()
+    files: list[str] = []
+    kept: list[str] = []
+    refused = None
     try:
-        files = await asyncio.to_thread(
+        plan = await asyncio.to_thread(
             check_revertible, repo, shown.sha, revertible=revertible, append_only=append_only
         )
-        refused = None
+        files, kept = plan.files, plan.kept
     except RevertRefused as exc:
-        files, refused = [], str(exc)
-    return render(request, "revision.html", {"rev": shown, "files": files, "refused": refused})
+        refused = str(exc)
+    context = {"rev": shown, "files": files, "kept": kept, "refused": refused}
+    return render(request, "revision.html", context)
 
 
 @form_endpoint
