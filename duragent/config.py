@@ -206,6 +206,21 @@ class GitConfig(ConfigModel):
     author: str = Field("Duragent <duragent@localhost>", description="Author of the agent's commits.")
 
 
+class SchedulingConfig(ConfigModel):
+    """Schedules (`.duragent/schedules/`): when missed runs still fire, how many run at once."""
+
+    enabled: bool = Field(True, description="Fire schedules while the server runs.")
+    misfire_grace: Duration = Field(
+        timedelta(hours=1), description="A one-shot missed while the server was down still runs this late."
+    )
+    max_concurrent_runs: int = Field(5, ge=1, description="Runs delivered at the same time.")
+    tasks_may_schedule: bool = Field(False, description="A scheduled task's turn may create schedules.")
+    runs_kept: int = Field(200, ge=1, description="Run history lines kept per schedule.")
+    poll_interval: Duration = Field(
+        timedelta(seconds=30), description="How often schedules are read again (edits by other workers)."
+    )
+
+
 class DuragentConfig(ConfigModel):
     """The whole of duragent.yaml."""
 
@@ -218,6 +233,7 @@ class DuragentConfig(ConfigModel):
     agents: AgentsConfig = AgentsConfig()
     admin: AdminConfig = AdminConfig()
     git: GitConfig = GitConfig()
+    scheduling: SchedulingConfig = SchedulingConfig()
 
     _source: Path | None = PrivateAttr(None)
     _document: YamlDocument | None = PrivateAttr(None)

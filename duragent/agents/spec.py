@@ -40,6 +40,7 @@ BUILTIN_TOOLS = (
     "artifact_put",
     "artifact_get",
     "artifact_list",
+    "schedule",
 )
 
 _SHORTHAND_METADATA = ("name", "description", "labels", "version")

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "send": ("duragent.cli.chat", "Send one message and print the reply (for scripts and cron)."),
     "serve": ("duragent.cli.serve", "Run the HTTP REST + SSE server (or check on / stop a running one)."),
     "session": ("duragent.cli.session", "Inspect and manage stored sessions."),
+    "schedule": ("duragent.cli.schedule", "Schedules: list, show, add, remove, run, pause, resume."),
     "memory": ("duragent.cli.memory", "Read, edit and search agents' memory."),
     "history": (
         "duragent.cli.history",

@@ -460,6 +460,10 @@ class GatewayRouter:
             await self._forget(key)
             await self._submit(key, message, text)
 
+    async def chat_session(self, gateway: str, chat_id: str, agent: str) -> LiveSession:
+        """The chat's session with `agent` (made if it has none), followed so its events reach the chat."""
+        return (await self._binding(ChatKey(gateway, chat_id, agent))).live
+
     async def _forget(self, key: ChatKey) -> None:
         binding = self.bindings.pop(key, None)
         if binding is not None:

@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from duragent.agents.loader import Agent
 from duragent.errors import DuragentError
@@ -47,10 +47,14 @@ from duragent.runtime.events import (
 from duragent.runtime.events import TextDelta as TextEvent
 from duragent.runtime.memory_context import gather_memory, session_folder
 from duragent.runtime.policy import ToolPolicy, load_policy
+from duragent.scheduling.spec import scheduled_task_of
 from duragent.sessions.log import SessionLog
 from duragent.stores.base import ArtifactStore, Change, ChangeListener, MemoryStore, ignore_changes, utcnow
 from duragent.tools.base import InvalidToolArguments, ToolContext, ToolResult
 from duragent.tools.registry import AnyTool, definition, execute, tools_for
+
+if TYPE_CHECKING:
+    from duragent.scheduling.service import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +112,8 @@ class Runtime:
     max_steps: int = DEFAULT_MAX_STEPS
     on_change: ChangeListener = ignore_changes
     workdir_for: Callable[[Agent], Path] | None = None
+    #: The server's scheduler, offered to the `schedule` tool (set once the server has one).
+    schedules: Scheduler | None = None
     #: Turns between their start and their first model call (see `STARTING_AT_ONCE`).
     starting: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(STARTING_AT_ONCE))
 
@@ -425,7 +431,18 @@ class Runtime:
             artifacts=self.artifacts,
             scrub_env=self.scrub_env,
             notify=notify,
+            schedules=self.schedules,
+            session_metadata=session.state.metadata,
+            scheduled_by=_scheduled_by(session),
         )
+
+
+def _scheduled_by(session: SessionLog) -> str | None:
+    """The schedule whose task started the current turn (its user message says so), or None."""
+    for message in reversed(session.state.conversation):
+        if message.get("role") == "user" and not message.get("silent"):
+            return scheduled_task_of(str(message.get("content") or ""))
+    return None
 
 
 def _approval_payload(call: ToolCall, invocation: str) -> dict[str, Any]:

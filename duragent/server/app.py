@@ -27,6 +27,7 @@ from duragent.server.state import STATE, ServerState
 
 if TYPE_CHECKING:
     from duragent.cluster.node import ClusterNode
+    from duragent.scheduling.service import Scheduler
     from duragent.server.metrics import Metrics
     from duragent.sessions.live import EventFeed, TurnEndHook, TurnReport
     from duragent.sessions.stream import Position
@@ -54,7 +55,7 @@ def create_app(
     from duragent.server.openai import routes as openai_routes
     from duragent.server.openai.errors import openai_error_middleware
     from duragent.server.openapi import openapi_json
-    from duragent.server.routes import agents, artifacts, health, sessions
+    from duragent.server.routes import agents, artifacts, health, schedules, sessions
     from duragent.web.app import add_dashboard
     from duragent.web.app import error_pages as dashboard_error_pages
     from duragent.web.login import login_middleware
@@ -78,6 +79,7 @@ def create_app(
     sessions.add_routes(app)
     artifacts.add_routes(app)
     openai_routes.add_routes(app)
+    schedules.add_routes(app)
     add_dashboard(app, api_token=tokens.api, admin_token=tokens.admin)
     if config.admin.enabled:
         from duragent.server.routes.admin import add_admin_routes
@@ -212,7 +214,40 @@ async def _open(
             log.info("recovered %d session(s), paused %d", len(report.resumed), len(report.paused))
     await state.gateways.start()
     stack.push_async_callback(state.gateways.stop)
+    state.schedules = await _start_scheduler(state, cluster)
+    stack.push_async_callback(state.schedules.stop)
+    runtime.schedules = state.schedules
     return state
+
+
+async def _start_scheduler(state: ServerState, cluster: ClusterNode | None) -> Scheduler:
+    """The scheduler, started after recovery (a resumed turn goes first); it fires only when enabled."""
+    from duragent.scheduling.delivery import SessionDelivery
+    from duragent.scheduling.service import Scheduler, SchedulerSettings
+    from duragent.scheduling.store import FileScheduleStore, open_schedule_store
+
+    config = state.config
+    settings = config.scheduling
+    store = open_schedule_store(config, on_change=state.workspace.record_change)
+    gateways = state.gateways
+    chats = gateways.router.chat_session if gateways is not None and gateways.manager.plugins else None
+    scheduler = Scheduler(
+        store,
+        SessionDelivery(state.sessions, chats),
+        settings=SchedulerSettings(
+            misfire_grace=settings.misfire_grace,
+            max_concurrent_runs=settings.max_concurrent_runs,
+            poll_interval=settings.poll_interval.total_seconds(),
+            tasks_may_schedule=settings.tasks_may_schedule,
+        ),
+        worker=cluster.worker if cluster is not None else "local",
+        watch_folder=store.folder if isinstance(store, FileScheduleStore) else None,
+    )
+    if settings.enabled:
+        await scheduler.start()
+    else:
+        await scheduler.reload()
+    return scheduler
 
 
 async def _join_cluster(config: DuragentConfig, stack: contextlib.AsyncExitStack) -> ClusterNode | None:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from duragent.config import DuragentConfig
     from duragent.gateways.service import GatewayService
     from duragent.runtime.approvals import ApprovalBroker
+    from duragent.scheduling.service import Scheduler
     from duragent.server.metrics import Metrics
     from duragent.sessions.manager import SessionManager
     from duragent.workspace import Workspace
@@ -42,6 +43,8 @@ class ServerState:
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
     #: Gateway plugins and their router (set in `create_app`'s lifecycle).
     gateways: GatewayService | None = None
+    #: Schedules: the timer that fires them and the store behind it (set in the lifecycle).
+    schedules: Scheduler | None = None
     #: Message requests being accepted at once (`routes.sessions._accept_message`).
     accepting: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(ACCEPTING_AT_ONCE))
 

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from duragent.errors import DuragentError
 from duragent.stores.base import ArtifactStore, MemoryStore
 from duragent.validation import describe_error
+
+if TYPE_CHECKING:
+    from duragent.scheduling.service import Scheduler
 
 Notify = Callable[[str], Awaitable[None]]
 
@@ -51,6 +54,9 @@ class ToolContext:
     `file_roots` confine the file tools (empty means the working directory alone);
     `scrub_env` names environment variables never passed to subprocesses (the
     configuration's secrets); `notify` delivers `notify_user` messages to attached clients.
+    `schedules` is the server's scheduler (None where there is none), `session_metadata` the
+    session's metadata (a chat's `gateway` and `chat_id`), `scheduled_by` the schedule whose
+    task started this turn.
     """
 
     agent: str
@@ -62,6 +68,9 @@ class ToolContext:
     scrub_env: frozenset[str] = frozenset()
     notify: Notify | None = None
     limits: ToolLimits = field(default_factory=ToolLimits)
+    schedules: Scheduler | None = None
+    session_metadata: Mapping[str, Any] = field(default_factory=dict)
+    scheduled_by: str | None = None
 
     @property
     def roots(self) -> tuple[Path, ...]:

@@ -22,6 +22,7 @@ from duragent.tools.bash import BashTool, CliTool
 from duragent.tools.files import EditFileTool, ListFilesTool, ReadFileTool, WriteFileTool
 from duragent.tools.memory import MemoryTool
 from duragent.tools.notify import NotifyUserTool
+from duragent.tools.schedule import ScheduleTool
 from duragent.tools.web import WebFetchTool
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ BUILTINS: dict[str, type[AnyTool]] = {
     "artifact_put": ArtifactPutTool,
     "artifact_get": ArtifactGetTool,
     "artifact_list": ArtifactListTool,
+    "schedule": ScheduleTool,
 }
 
 #: Builtins whose policy text is a path or a name with folders: `*` in their patterns stops at `/`.

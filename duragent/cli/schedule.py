@@ -1,0 +1,258 @@
+"""`duragent schedule ...`: list, show, add, rm, run, pause and resume schedules.
+
+Everything but `run` works on the schedule files (or PostgreSQL rows) directly, with or without
+a server: a running server picks the change up (it watches the folder). `run` asks the server,
+starting one for the workspace if none runs, since a run happens inside a session.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from duragent.cli.context import CliState, print_json, print_table, run_async
+
+if TYPE_CHECKING:
+    from duragent.scheduling.spec import Schedule
+    from duragent.scheduling.store import ScheduleStore
+
+app = typer.Typer(help="Schedules: work that runs later, once or again and again.", no_args_is_help=True)
+
+
+def register(root: typer.Typer) -> None:
+    """Add the `schedule` command group."""
+    root.add_typer(app, name="schedule")
+
+
+def _store(ctx: typer.Context) -> ScheduleStore:
+    from duragent.scheduling.store import open_schedule_store
+    from duragent.workspace import Workspace
+
+    state: CliState = ctx.obj
+    workspace = Workspace(state.config())
+    return open_schedule_store(workspace.config, on_change=workspace.record_change)
+
+
+async def _with_store(ctx: typer.Context, action: Any) -> Any:
+    store = _store(ctx)
+    try:
+        return await action(store)
+    finally:
+        await store.close()
+
+
+def _next_run(schedule: Schedule) -> str:
+    from duragent.scheduling.spec import format_time, next_slot
+    from duragent.stores.base import utcnow
+
+    if schedule.status != "active":
+        return "-"
+    slot = next_slot(schedule, utcnow())
+    return format_time(slot) if slot else "due"
+
+
+def _local(value: datetime) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+@app.command("list")
+def list_schedules(
+    ctx: typer.Context,
+    agent: Annotated[str | None, typer.Option("--agent", "-a", help="Only this agent's schedules.")] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Also completed and cancelled ones.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Schedules, oldest first, with their next run."""
+
+    async def load(store: ScheduleStore) -> Any:
+        return await store.load_all()
+
+    listing = run_async(_with_store(ctx, load))
+    for problem in listing.problems:
+        typer.echo(f"warning: {problem}", err=True)
+    schedules = [
+        s
+        for s in listing.schedules
+        if (agent is None or s.agent == agent) and (show_all or s.status in ("active", "paused"))
+    ]
+    if as_json:
+        print_json([{**s.to_document(), "next_run": _next_run(s)} for s in schedules])
+        return
+    if not schedules:
+        print("No schedules.")
+        return
+    rows = [
+        [s.id, s.agent, s.status, s.timing_text(), s.payload_kind, _next_run(s), s.label or ""]
+        for s in schedules
+    ]
+    print_table(["SCHEDULE", "AGENT", "STATUS", "TIMING", "PAYLOAD", "NEXT RUN", "LABEL"], rows)
+
+
+@app.command("show")
+def show_schedule(
+    ctx: typer.Context,
+    schedule_id: Annotated[str, typer.Argument(help="Schedule id (sch_...).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """One schedule: its document, next run and recent runs."""
+
+    async def load(store: ScheduleStore) -> Any:
+        return await store.get(schedule_id), await store.runs(schedule_id)
+
+    schedule, runs = run_async(_with_store(ctx, load))
+    if as_json:
+        print_json(
+            {**schedule.to_document(), "next_run": _next_run(schedule), "runs": [r.to_json() for r in runs]}
+        )
+        return
+    print(f"schedule  {schedule.id}{f'  ({schedule.label})' if schedule.label else ''}")
+    print(f"agent     {schedule.agent}")
+    print(f"status    {schedule.status}")
+    print(f"timing    {schedule.timing_text()}")
+    print(f"{schedule.payload_kind:<9} {schedule.payload_text}")
+    destination = schedule.destination
+    where = destination.session_id or "a new session at first run"
+    if destination.gateway:
+        where += f" (chat {destination.chat_id} on {destination.gateway})"
+    print(f"delivers  to {where}")
+    print(f"next run  {_next_run(schedule)}")
+    print(f"created   {_local(schedule.created_at)} by {schedule.created_by or 'unknown'}")
+    for run in runs:
+        detail = f" ({run.error})" if run.error else ""
+        print(f"run       {_local(run.ts)}  {run.status}{detail}")
+
+
+@app.command("add")
+def add_schedule(
+    ctx: typer.Context,
+    agent: Annotated[str, typer.Option("--agent", "-a", help="The agent that runs it.")],
+    at: Annotated[str | None, typer.Option("--at", help="Once, at this RFC 3339 time.")] = None,
+    after: Annotated[str | None, typer.Option("--in", help="Once, after this long (20m, 2h).")] = None,
+    every: Annotated[str | None, typer.Option("--every", help="Again and again, this often (1h).")] = None,
+    cron: Annotated[str | None, typer.Option("--cron", help="Cron expression ('0 9 * * MON-FRI').")] = None,
+    timezone: Annotated[str | None, typer.Option("--timezone", help="Time zone of --cron.")] = None,
+    message: Annotated[str | None, typer.Option("--message", help="Deliver this text as is.")] = None,
+    task: Annotated[str | None, typer.Option("--task", help="Have the agent do this in a turn.")] = None,
+    label: Annotated[str | None, typer.Option("--label", help="A short name for lists.")] = None,
+    session: Annotated[str | None, typer.Option("--session", help="Deliver into this session.")] = None,
+    retries: Annotated[
+        int | None, typer.Option("--retries", help="Retry a failed run this many times.")
+    ] = None,
+) -> None:
+    """Create a schedule (exactly one of --at/--in/--every/--cron, and --message or --task)."""
+    from pydantic import ValidationError
+
+    from duragent.errors import UsageError
+    from duragent.scheduling.spec import Destination, ScheduleRequest, describe_validation, format_time
+    from duragent.stores.base import utcnow
+    from duragent.workspace import Workspace
+
+    state: CliState = ctx.obj
+    workspace = Workspace(state.config())
+    if not (workspace.config.agents_path / agent).is_dir():
+        raise UsageError(f"no agent {agent!r} in {workspace.config.agents_path}")
+    fields: dict[str, object] = {"at": at, "in": after, "every": every, "cron": cron, "timezone": timezone}
+    fields |= {"message": message, "task": task, "label": label, "max_retries": retries}
+    now = utcnow()
+    try:
+        request = ScheduleRequest.model_validate({k: v for k, v in fields.items() if v is not None})
+        schedule = request.build(
+            agent, destination=Destination(session_id=session), created_by="cli", now=now
+        )
+    except ValidationError as exc:
+        raise UsageError(_option_names(describe_validation(exc))) from None
+    except ValueError as exc:
+        raise UsageError(_option_names(str(exc))) from None
+    if schedule.at is not None and schedule.at <= now:
+        raise UsageError(f"--at {format_time(schedule.at)} is in the past")
+
+    async def save(store: ScheduleStore) -> None:
+        await store.put(schedule, f"created ({schedule.timing_text()}, {schedule.payload_kind})")
+
+    run_async(_with_store(ctx, save))
+    print(f"created {schedule.id}: {schedule.timing_text()}, next run {_next_run(schedule)}")
+
+
+def _option_names(message: str) -> str:
+    """Field names of a validation message as the options a person typed."""
+    for name in ("at", "in", "every", "cron", "timezone", "message", "task", "label"):
+        message = message.replace(f"{name}: ", f"--{name}: ")
+    return message.replace("max_retries", "--retries")
+
+
+@app.command("rm")
+def remove_schedule(
+    ctx: typer.Context, schedule_id: Annotated[str, typer.Argument(help="Schedule id (sch_...).")]
+) -> None:
+    """Delete a schedule and its run history (git keeps the file's history)."""
+
+    async def remove(store: ScheduleStore) -> None:
+        await store.delete(schedule_id)
+
+    run_async(_with_store(ctx, remove))
+    print(f"removed {schedule_id}")
+
+
+def _set_status(ctx: typer.Context, schedule_id: str, status: str) -> None:
+    from duragent.errors import UsageError
+    from duragent.scheduling.spec import FINISHED
+
+    async def change(store: ScheduleStore) -> Schedule:
+        schedule = await store.get(schedule_id)
+        if schedule.status in FINISHED:
+            raise UsageError(f"schedule {schedule_id} is {schedule.status}")
+        changed = schedule.model_copy(update={"status": status})
+        await store.put(changed, "paused" if status == "paused" else "resumed")
+        return changed
+
+    changed = run_async(_with_store(ctx, change))
+    print(f"{schedule_id} is {changed.status}; next run {_next_run(changed)}")
+
+
+@app.command("pause")
+def pause_schedule(
+    ctx: typer.Context, schedule_id: Annotated[str, typer.Argument(help="Schedule id (sch_...).")]
+) -> None:
+    """Stop a schedule firing until it is resumed."""
+    _set_status(ctx, schedule_id, "paused")
+
+
+@app.command("resume")
+def resume_schedule(
+    ctx: typer.Context, schedule_id: Annotated[str, typer.Argument(help="Schedule id (sch_...).")]
+) -> None:
+    """Fire a paused schedule again, from its next slot."""
+    _set_status(ctx, schedule_id, "active")
+
+
+@app.command("run")
+def run_schedule(
+    ctx: typer.Context,
+    schedule_id: Annotated[str, typer.Argument(help="Schedule id (sch_...).")],
+    server: Annotated[
+        str | None, typer.Option("--server", help="Server URL (default: this workspace's).")
+    ] = None,
+) -> None:
+    """Run a schedule once now, in the server (started if none runs); prints how the run went."""
+    from duragent.client.http import ApiClient, api_token
+    from duragent.client.launcher import connect
+
+    state: CliState = ctx.obj
+    config = state.config()
+    token = api_token(config)
+
+    async def run() -> dict[str, Any]:
+        connection = await connect(config, token=token, server_url=server)
+        async with ApiClient(connection.url, token=token) as client:
+            _status, body = await client.request(
+                "POST", f"/api/v1/schedules/{schedule_id}/run", time_limit=None
+            )
+            return body
+
+    record = run_async(run())["run"]
+    detail = f": {record['error']}" if record.get("error") else ""
+    print(f"{schedule_id}: {record['status']} after {record.get('attempts', 1)} attempt(s){detail}")
+    if record["status"] != "ok":
+        raise typer.Exit(1)

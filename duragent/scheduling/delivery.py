@@ -1,0 +1,139 @@
+"""Carrying out a run in its destination session: a message delivered as is, or a task as a turn.
+
+The destination is the session that made the schedule. When that session belongs to a chat
+(Telegram, ...) the chat's current session is used (a `/reset` starts a new one) and followed,
+so the message, the task's reply and any approval the task needs reach the chat: approvals are
+asked there with buttons, and of every client attached to the session, like any other turn's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from duragent.errors import DuragentError, NotFound
+from duragent.scheduling.service import DeliveryFailed
+from duragent.scheduling.spec import TASK_MARKER, Schedule
+from duragent.sessions.live import LiveSession, SessionEnded
+from duragent.sessions.manager import SessionManager
+from duragent.stores.base import SessionEvent
+
+#: Finds (creating and following it if needed) a chat's session: (gateway, chat id, agent).
+ChatSession = Callable[[str, str, str], Awaitable[LiveSession]]
+
+#: A pause that is not a turn's end: the turn goes on once someone decides.
+_AWAITING_APPROVAL = "awaiting approval"
+
+
+def task_message(schedule: Schedule) -> str:
+    """What the agent reads when a scheduled task starts its turn."""
+    title = TASK_MARKER.format(id=schedule.id) + (f" {schedule.label}" if schedule.label else "")
+    return (
+        f"{title}\n{schedule.task}\n\n"
+        "(Started by a schedule, not typed by the user just now; your reply is delivered to them.)"
+    )
+
+
+class SessionDelivery:
+    """Delivers runs through the session manager (and the gateway router for chats)."""
+
+    def __init__(self, sessions: SessionManager, chat_session: ChatSession | None = None):
+        self.sessions = sessions
+        self.chat_session = chat_session
+
+    async def __call__(self, schedule: Schedule, slot: datetime) -> str:
+        """Deliver one run; DeliveryFailed says what went wrong (and whether a retry may help)."""
+        del slot
+        try:
+            live = await self._destination(schedule)
+        except DuragentError as exc:
+            raise DeliveryFailed(f"cannot reach the destination session: {exc}") from None
+        if schedule.message is not None:
+            await live.log.append(
+                "notification",
+                {"message": schedule.message, "schedule_id": schedule.id, "source": "schedule"},
+            )
+            return live.session_id
+        await run_task(live, schedule)
+        return live.session_id
+
+    async def _destination(self, schedule: Schedule) -> LiveSession:
+        destination = schedule.destination
+        if destination.gateway is not None and destination.chat_id is not None and self.chat_session:
+            return await self.chat_session(destination.gateway, destination.chat_id, schedule.agent)
+        if destination.session_id is not None:
+            try:
+                live = await self.sessions.get(destination.session_id)
+            except NotFound:
+                live = None
+            if live is not None and live.status != "ended":
+                return live
+        metadata: dict[str, Any] = {"schedule_id": schedule.id}
+        if destination.gateway is not None:
+            metadata.update(gateway=destination.gateway, chat_id=destination.chat_id)
+        return await self.sessions.create(schedule.agent, metadata=metadata)
+
+
+async def run_task(live: LiveSession, schedule: Schedule) -> None:
+    """Queue the task as a turn of `live` and wait until that turn ends; DeliveryFailed if it failed."""
+    seen: list[SessionEvent] = []
+    arrived = asyncio.Event()
+
+    def listen(events: list[SessionEvent]) -> None:
+        seen.extend(events)
+        arrived.set()
+
+    live.log.listeners.append(listen)
+    try:
+        try:
+            ticket = await live.queue(
+                task_message(schedule), {"id": f"schedule:{schedule.id}", "name": "schedule"}
+            )
+            start = await ticket.started
+        except (asyncio.CancelledError, SessionEnded) as exc:
+            if isinstance(exc, asyncio.CancelledError) and _cancelling():
+                raise
+            raise DeliveryFailed(
+                "the session ended before the task started", session_id=live.session_id
+            ) from None
+        while True:
+            for event in seen:
+                if event.seq > start.seq:
+                    _check_end(event, live.session_id)
+            seen.clear()
+            arrived.clear()
+            await arrived.wait()
+    except _TurnOver:
+        return
+    finally:
+        live.log.listeners.remove(listen)
+
+
+class _TurnOver(Exception):
+    """The task's turn finished well."""
+
+
+def _check_end(event: SessionEvent, session_id: str) -> None:
+    """Raise _TurnOver or DeliveryFailed when `event` ends the task's turn."""
+    payload = event.payload
+    if event.type == "assistant_message" and not payload.get("tool_calls") and not payload.get("partial"):
+        raise _TurnOver
+    if event.type == "error":
+        raise DeliveryFailed(
+            f"the task failed: {payload.get('message', 'unknown error')}", session_id=session_id
+        )
+    if event.type == "cancelled":
+        raise DeliveryFailed("the task's turn was cancelled", retry=False, session_id=session_id)
+    if event.type == "session_end":
+        raise DeliveryFailed("the session ended during the task", retry=False, session_id=session_id)
+    if event.type == "status_change" and payload.get("to") == "paused":
+        reason = str(payload.get("reason") or "")
+        if reason != _AWAITING_APPROVAL:
+            raise DeliveryFailed(f"the task's turn paused: {reason}", retry=False, session_id=session_id)
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

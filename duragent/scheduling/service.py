@@ -1,0 +1,440 @@
+"""The scheduler: knows every schedule, fires each due run once, records how it went.
+
+One task waits for the earliest planned slot (or a change: a new schedule, an edited file, a
+poke from a test's clock) and starts each due run. A run is first claimed in the store, so a
+run fires once even with several workers, and across a restart (the claim is durable). Each
+run goes to `deliver` (duragent.scheduling.delivery), is retried with backoff when the schedule
+asks for it, and ends as a line of run history. A one-shot then becomes `completed`; a
+recurring schedule was already planned for its next slot when the run started.
+
+After a restart, a one-shot that came due while the server was down runs once if it is no
+later than `misfire_grace`, otherwise it is recorded as `missed`; a recurring schedule simply
+plans its next slot (missed slots are not fired in a burst).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from duragent.errors import DuragentError, UsageError
+from duragent.scheduling.spec import FINISHED, Schedule, format_time, next_slot
+from duragent.scheduling.store import Listing, RunRecord, ScheduleNotFound, ScheduleStore
+from duragent.stores.base import utcnow
+
+if TYPE_CHECKING:
+    from watchdog.observers.api import BaseObserver
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+class DeliveryFailed(DuragentError):
+    """A run could not be delivered or its task failed; `retry` says whether trying again makes sense."""
+
+    def __init__(self, message: str, *, retry: bool = True, session_id: str | None = None):
+        super().__init__(message)
+        self.retry = retry
+        self.session_id = session_id
+
+
+class Deliver(Protocol):
+    """Carries out one run (a message or a task) and returns the session it landed in."""
+
+    async def __call__(self, schedule: Schedule, slot: datetime) -> str:
+        """Deliver the run; raise DeliveryFailed when it did not happen."""
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """duragent.yaml's `scheduling:` section as the scheduler uses it."""
+
+    misfire_grace: timedelta = timedelta(hours=1)
+    max_concurrent_runs: int = 5
+    #: Seconds between re-reads of the store (edits another worker or a person made).
+    poll_interval: float = 30.0
+    #: Whether a scheduled task's turn may itself create schedules (off: no runaway chains).
+    tasks_may_schedule: bool = False
+
+
+class Scheduler:
+    """Plans and fires every schedule of one server (or one worker of a cluster)."""
+
+    def __init__(
+        self,
+        store: ScheduleStore,
+        deliver: Deliver,
+        *,
+        settings: SchedulerSettings | None = None,
+        clock: Clock = utcnow,
+        worker: str = "local",
+        watch_folder: Path | None = None,
+    ):
+        self.store = store
+        self.deliver = deliver
+        self.settings = settings or SchedulerSettings()
+        self.clock = clock
+        self.worker = worker
+        self.watch_folder = watch_folder
+        self.schedules: dict[str, Schedule] = {}
+        #: The next slot of each schedule that will fire (absent: paused or finished).
+        self.planned: dict[str, datetime] = {}
+        self._running: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(self.settings.max_concurrent_runs)
+        self._wake = asyncio.Event()
+        self._reload_wanted = False
+        self._loop_task: asyncio.Task[None] | None = None
+        self._observer: BaseObserver | None = None
+        self._reloading = asyncio.Lock()
+        #: Set after every finished run (tests and `run_now` callers wait on the history instead).
+        self.run_finished = asyncio.Event()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load every schedule, plan it, and start firing."""
+        await self.reload()
+        self._loop_task = asyncio.create_task(self._loop(), name="scheduler")
+        if self.watch_folder is not None:
+            self._start_watching(self.watch_folder)
+
+    async def stop(self) -> None:
+        """Stop firing; runs in progress are cancelled (a task's turn goes on in its session)."""
+        if self._observer is not None:
+            observer, self._observer = self._observer, None
+            observer.stop()
+            await asyncio.to_thread(observer.join)
+        tasks = [t for t in (self._loop_task, *self._running) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._loop_task = None
+        await self.store.close()
+
+    def poke(self) -> None:
+        """Look at the clock again now (after a clock change in tests, or a new plan)."""
+        self._wake.set()
+
+    # --- what people and agents ask for ------------------------------------------------------
+
+    async def list_schedules(
+        self, *, agent: str | None = None, include_finished: bool = False
+    ) -> list[Schedule]:
+        """Schedules, oldest first; completed and cancelled ones only with `include_finished`."""
+        await self.reload()
+        return [
+            s
+            for s in self.schedules.values()
+            if (agent is None or s.agent == agent) and (include_finished or s.status not in FINISHED)
+        ]
+
+    async def get(self, schedule_id: str) -> Schedule:
+        """One schedule, read from the store (ScheduleNotFound)."""
+        return await self.store.get(schedule_id)
+
+    async def create(self, schedule: Schedule) -> Schedule:
+        """Store a new schedule and plan it; a one-shot must lie in the future."""
+        if schedule.at is not None and schedule.at <= self.clock():
+            now = format_time(self.clock())
+            raise UsageError(f"at {format_time(schedule.at)} is in the past (now {now})")
+        await self.store.put(schedule, f"created ({schedule.timing_text()}, {schedule.payload_kind})")
+        self.schedules[schedule.id] = schedule
+        self._plan(schedule, fresh=True)
+        self.poke()
+        return schedule
+
+    async def cancel(self, schedule_id: str, *, agent: str | None = None) -> Schedule:
+        """Mark a schedule cancelled (its file stays, with its history); `agent` must own it if given."""
+        schedule = await self._owned(schedule_id, agent)
+        return await self._set_status(schedule, "cancelled", "cancelled")
+
+    async def pause(self, schedule_id: str) -> Schedule:
+        """Stop firing until resumed."""
+        schedule = await self.store.get(schedule_id)
+        if schedule.status in FINISHED:
+            raise UsageError(f"schedule {schedule_id} is {schedule.status}; it cannot be paused")
+        return await self._set_status(schedule, "paused", "paused")
+
+    async def resume(self, schedule_id: str) -> Schedule:
+        """Fire again from the next slot after now."""
+        schedule = await self.store.get(schedule_id)
+        if schedule.status != "paused":
+            raise UsageError(f"schedule {schedule_id} is {schedule.status}, not paused")
+        return await self._set_status(schedule, "active", "resumed")
+
+    async def remove(self, schedule_id: str) -> None:
+        """Delete a schedule and its history."""
+        await self.store.delete(schedule_id)
+        self.schedules.pop(schedule_id, None)
+        self.planned.pop(schedule_id, None)
+
+    async def run_now(self, schedule_id: str) -> RunRecord:
+        """Run a schedule once now, whatever its status or plan; returns the run's record."""
+        schedule = await self.store.get(schedule_id)
+        slot = self.clock()
+        if not await self.store.claim(schedule.id, slot, self.worker):
+            raise UsageError(f"schedule {schedule_id} is being run right now")
+        return await self._run(schedule, slot, manual=True)
+
+    async def runs(self, schedule_id: str, limit: int = 20) -> list[RunRecord]:
+        """The newest runs of a schedule, oldest first."""
+        await self.store.get(schedule_id)
+        return await self.store.runs(schedule_id, limit)
+
+    async def _owned(self, schedule_id: str, agent: str | None) -> Schedule:
+        schedule = await self.store.get(schedule_id)
+        if agent is not None and schedule.agent != agent:
+            raise ScheduleNotFound(schedule_id)
+        return schedule
+
+    async def _set_status(self, schedule: Schedule, status: str, summary: str) -> Schedule:
+        changed = schedule.model_copy(update={"status": status})
+        await self.store.put(changed, summary)
+        self.schedules[changed.id] = changed
+        self.planned.pop(changed.id, None)
+        if status == "active":
+            self._plan(changed, fresh=True)
+            self.poke()
+        return changed
+
+    # --- planning ----------------------------------------------------------------------------
+
+    async def reload(self) -> Listing:
+        """Read the store again: new schedules are planned, edited ones re-planned, removed ones dropped."""
+        async with self._reloading:
+            listing = await self.store.load_all()
+            for problem in listing.problems:
+                log.error("schedule not loaded: %s", problem)
+            seen = set()
+            for schedule in listing.schedules:
+                seen.add(schedule.id)
+                known = self.schedules.get(schedule.id)
+                self.schedules[schedule.id] = schedule
+                if known is None or _timing(known) != _timing(schedule):
+                    self.planned.pop(schedule.id, None)
+                    await self._plan_loaded(schedule)
+            for gone in set(self.schedules) - seen:
+                del self.schedules[gone]
+                self.planned.pop(gone, None)
+        self.poke()
+        return listing
+
+    def _plan(self, schedule: Schedule, *, fresh: bool, after: datetime | None = None) -> None:
+        """Plan the next slot after `after` (default now) of an active schedule."""
+        if schedule.status != "active":
+            self.planned.pop(schedule.id, None)
+            return
+        now = self.clock()
+        slot = next_slot(schedule, max(after or now, now) if not fresh else now)
+        if slot is None:
+            self.planned.pop(schedule.id, None)
+        else:
+            self.planned[schedule.id] = slot
+
+    async def _plan_loaded(self, schedule: Schedule) -> None:
+        """Plan a schedule read from the store, which may have come due while nothing ran."""
+        if schedule.status != "active":
+            return
+        now = self.clock()
+        last_runs = await self.store.runs(schedule.id, limit=1)
+        last = last_runs[-1].slot if last_runs else None
+        if schedule.at is None:
+            slot = next_slot(schedule, max(now, last) if last else now)
+            if slot is not None:
+                self.planned[schedule.id] = slot
+            return
+        if schedule.at > now:
+            self.planned[schedule.id] = schedule.at
+        elif last is not None and last >= schedule.at:
+            # It ran (or a crash interrupted its run) before: never twice.
+            await self._finish_one_shot(schedule)
+        elif now - schedule.at <= (schedule.misfire_grace or self.settings.misfire_grace):
+            self.planned[schedule.id] = schedule.at  # due: fires at once
+        else:
+            late = now - schedule.at
+            log.warning("schedule %s: missed by %s (beyond misfire_grace), not run", schedule.id, late)
+            await self.store.record_run(
+                schedule.id, RunRecord(schedule.at, "missed", error=f"the server was down; {_ago(late)} late")
+            )
+            await self._finish_one_shot(schedule)
+
+    async def _finish_one_shot(self, schedule: Schedule) -> None:
+        current = self.schedules.get(schedule.id, schedule)
+        if current.status == "active":
+            done = current.model_copy(update={"status": "completed"})
+            await self.store.put(done, "completed")
+            self.schedules[schedule.id] = done
+
+    # --- firing ------------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        last_reload = time.monotonic()
+        while True:
+            if self._reload_wanted or time.monotonic() - last_reload >= self.settings.poll_interval:
+                self._reload_wanted = False
+                last_reload = time.monotonic()
+                try:
+                    await self.reload()
+                except DuragentError as exc:
+                    log.error("reading schedules failed: %s", exc)
+            now = self.clock()
+            for schedule_id, slot in sorted(self.planned.items(), key=lambda item: item[1]):
+                if slot <= now:
+                    self._dispatch(self.schedules[schedule_id], slot)
+            self._wake.clear()
+            wait = self.settings.poll_interval
+            if self.planned:
+                wait = min(wait, max((min(self.planned.values()) - self.clock()).total_seconds(), 0.0))
+            # Not asyncio.wait_for: on 3.11 it swallows a cancellation that arrives as the wait ends.
+            waiter = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=wait)
+            finally:
+                waiter.cancel()
+
+    def _dispatch(self, schedule: Schedule, slot: datetime) -> None:
+        """Start the run of `slot` and plan the schedule's next one (never a burst of past slots)."""
+        if schedule.recurring:
+            self._plan(schedule, fresh=False, after=slot)
+        else:
+            self.planned.pop(schedule.id, None)
+        task = asyncio.create_task(self._claim_and_run(schedule, slot), name=f"schedule {schedule.id}")
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _claim_and_run(self, schedule: Schedule, slot: datetime) -> None:
+        try:
+            if not await self.store.claim(schedule.id, slot, self.worker):
+                log.debug("schedule %s: slot %s taken by another worker", schedule.id, format_time(slot))
+                if not schedule.recurring:
+                    self.schedules[schedule.id] = schedule.model_copy(update={"status": "completed"})
+                return
+            await self._run(schedule, slot)
+        except DuragentError as exc:
+            log.error("schedule %s: run of %s failed: %s", schedule.id, format_time(slot), exc)
+
+    async def _run(self, schedule: Schedule, slot: datetime, *, manual: bool = False) -> RunRecord:
+        """Deliver (with retries), record the run, complete a one-shot."""
+        began = time.monotonic()
+        attempts = 0
+        error: str | None = None
+        session_id: str | None = None
+        retries = schedule.retry.max_retries if schedule.retry else 0
+        async with self._slots:
+            while True:
+                attempts += 1
+                try:
+                    session_id = await self.deliver(schedule, slot)
+                    error = None
+                    break
+                except DeliveryFailed as exc:
+                    error, session_id = str(exc), exc.session_id
+                    if not exc.retry or attempts > retries or schedule.retry is None:
+                        break
+                    wait = schedule.retry.wait_before(attempts) * random.uniform(0.8, 1.2)
+                    log.warning(
+                        "schedule %s: attempt %d failed (%s); retry in %.1fs",
+                        schedule.id,
+                        attempts,
+                        exc,
+                        wait,
+                    )
+                    await asyncio.sleep(wait)
+                    if not await self._still_active(schedule.id) and not manual:
+                        error = f"{error} (not retried: the schedule was paused, cancelled or removed)"
+                        break
+        record = RunRecord(
+            slot,
+            "ok" if error is None else "error",
+            ts=self.clock(),
+            attempts=attempts,
+            duration_ms=int((time.monotonic() - began) * 1000),
+            error=error,
+            session_id=session_id,
+            worker=self.worker,
+        )
+        await self.store.record_run(schedule.id, record)
+        if error is not None:
+            log.warning("schedule %s: run failed after %d attempt(s): %s", schedule.id, attempts, error)
+        if not manual and not schedule.recurring:
+            await self._finish_one_shot(schedule)
+        await self._remember_session(schedule.id, session_id)
+        self.run_finished.set()
+        self.run_finished = asyncio.Event()
+        return record
+
+    async def _still_active(self, schedule_id: str) -> bool:
+        try:
+            return (await self.store.get(schedule_id)).status == "active"
+        except DuragentError:
+            return False
+
+    async def _remember_session(self, schedule_id: str, session_id: str | None) -> None:
+        """A schedule made without a session keeps the one its first run made."""
+        schedule = self.schedules.get(schedule_id)
+        if schedule is None or session_id is None or schedule.destination.session_id is not None:
+            return
+        if schedule.destination.gateway is not None:
+            return  # a chat's session changes with /reset: the chat is the destination
+        try:
+            current = await self.store.get(schedule_id)
+        except DuragentError:
+            return
+        destination = current.destination.model_copy(update={"session_id": session_id})
+        updated = current.model_copy(update={"destination": destination})
+        self.schedules[schedule_id] = updated
+        await self.store.put(updated, f"runs in session {session_id}")
+
+    # --- watching files ----------------------------------------------------------------------
+
+    def _start_watching(self, folder: Path) -> None:
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        folder.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        scheduler = self
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                path = str(event.src_path)
+                if path.endswith(".yaml") or event.event_type in ("deleted", "moved"):
+                    loop.call_soon_threadsafe(scheduler._file_changed)
+
+        observer = Observer()
+        observer.schedule(Handler(), str(folder), recursive=False)
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+
+    def _file_changed(self) -> None:
+        self._reload_wanted = True
+        self.poke()
+
+
+def _timing(schedule: Schedule) -> tuple[object, ...]:
+    return (
+        schedule.status,
+        schedule.at,
+        schedule.every,
+        schedule.cron,
+        schedule.timezone,
+        schedule.created_at,
+    )
+
+
+def _ago(delta: timedelta) -> str:
+    from duragent.durations import format_duration
+
+    return format_duration(timedelta(seconds=int(delta.total_seconds())))

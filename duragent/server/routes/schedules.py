@@ -1,0 +1,156 @@
+"""Schedules over HTTP: GET/POST /api/v1/schedules, GET/DELETE /api/v1/schedules/{id}, run/pause/resume."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from duragent.errors import UsageError
+from duragent.scheduling.service import Scheduler
+from duragent.scheduling.spec import Destination, Schedule, ScheduleRequest, format_time
+from duragent.server.bodies import ProblemOut, Reply, json_reply, read_body, read_query
+from duragent.server.openapi import documented
+from duragent.server.problems import HttpProblem
+from duragent.server.state import STATE
+
+
+class CreateSchedule(ScheduleRequest):
+    """POST /api/v1/schedules: the agent, where runs land, one timing and one payload."""
+
+    agent: str = Field(min_length=1, max_length=200, description="The agent that runs it.")
+    session_id: str | None = Field(
+        None, description="Deliver into this session (default: one made at first run)."
+    )
+    gateway: str | None = Field(None, description="Deliver into this gateway's chat (with chat_id).")
+    chat_id: str | None = Field(None, description="The chat on `gateway`.")
+
+
+class ScheduleQuery(BaseModel):
+    """GET /api/v1/schedules query string."""
+
+    agent: str | None = None
+    all: bool = Field(False, description="Also completed and cancelled schedules.")
+
+
+class ScheduleOut(Reply):
+    """A schedule: its document (the YAML file's keys), its next run, and recent runs when asked."""
+
+    schedule: dict[str, Any]
+    timing: str
+    next_run: str | None = None
+    runs: list[dict[str, Any]] | None = None
+
+
+class ScheduleList(Reply):
+    """GET /api/v1/schedules."""
+
+    schedules: list[ScheduleOut]
+
+
+class RunOut(Reply):
+    """One run of a schedule, as its history line."""
+
+    run: dict[str, Any]
+
+
+def _scheduler(request: web.Request) -> Scheduler:
+    scheduler = request.app[STATE].schedules
+    if scheduler is None:
+        raise HttpProblem(503, "schedules are not available yet (the server is starting)")
+    return scheduler
+
+
+def _out(scheduler: Scheduler, schedule: Schedule, runs: list[dict[str, Any]] | None = None) -> ScheduleOut:
+    planned = scheduler.planned.get(schedule.id)
+    return ScheduleOut(
+        schedule=schedule.to_document(),
+        timing=schedule.timing_text(),
+        next_run=format_time(planned) if planned is not None else None,
+        runs=runs,
+    )
+
+
+@documented("Schedules, oldest first.", query=ScheduleQuery, responses={200: ScheduleList})
+async def list_schedules(request: web.Request) -> web.Response:
+    """GET /api/v1/schedules?agent=&all=."""
+    query = read_query(request, ScheduleQuery)
+    scheduler = _scheduler(request)
+    schedules = await scheduler.list_schedules(agent=query.agent, include_finished=query.all)
+    return json_reply(ScheduleList(schedules=[_out(scheduler, s) for s in schedules]))
+
+
+@documented(
+    "Create a schedule.", body=CreateSchedule, responses={201: ScheduleOut, 400: ProblemOut, 404: ProblemOut}
+)
+async def create_schedule(request: web.Request) -> web.Response:
+    """POST /api/v1/schedules -> 201 with the schedule."""
+    body = await read_body(request, CreateSchedule)
+    state = request.app[STATE]
+    scheduler = _scheduler(request)
+    agent = state.agents.get(body.agent)  # 404 for an unknown agent
+    try:
+        destination = Destination(session_id=body.session_id, gateway=body.gateway, chat_id=body.chat_id)
+        request_only = ScheduleRequest.model_validate(
+            body.model_dump(by_alias=True, exclude={"agent", "session_id", "gateway", "chat_id"})
+        )
+        schedule = request_only.build(
+            agent.name, destination=destination, created_by="http", now=scheduler.clock()
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    schedule = await scheduler.create(schedule)
+    return json_reply(_out(scheduler, schedule), 201)
+
+
+@documented("One schedule and its recent runs.", responses={200: ScheduleOut, 404: ProblemOut})
+async def get_schedule(request: web.Request) -> web.Response:
+    """GET /api/v1/schedules/{id}."""
+    scheduler = _scheduler(request)
+    schedule_id = request.match_info["schedule_id"]
+    schedule = await scheduler.get(schedule_id)
+    runs = [run.to_json() for run in await scheduler.runs(schedule_id)]
+    return json_reply(_out(scheduler, schedule, runs))
+
+
+@documented("Delete a schedule and its run history.", responses={204: Reply, 404: ProblemOut})
+async def delete_schedule(request: web.Request) -> web.Response:
+    """DELETE /api/v1/schedules/{id} -> 204."""
+    await _scheduler(request).remove(request.match_info["schedule_id"])
+    return web.Response(status=204)
+
+
+@documented(
+    "Run a schedule once now; answers when the run is over.", responses={200: RunOut, 404: ProblemOut}
+)
+async def run_schedule(request: web.Request) -> web.Response:
+    """POST /api/v1/schedules/{id}/run."""
+    record = await _scheduler(request).run_now(request.match_info["schedule_id"])
+    return json_reply(RunOut(run=record.to_json()))
+
+
+@documented("Stop a schedule firing until resumed.", responses={200: ScheduleOut, 404: ProblemOut})
+async def pause_schedule(request: web.Request) -> web.Response:
+    """POST /api/v1/schedules/{id}/pause."""
+    scheduler = _scheduler(request)
+    return json_reply(_out(scheduler, await scheduler.pause(request.match_info["schedule_id"])))
+
+
+@documented("Fire a paused schedule again from its next slot.", responses={200: ScheduleOut, 404: ProblemOut})
+async def resume_schedule(request: web.Request) -> web.Response:
+    """POST /api/v1/schedules/{id}/resume."""
+    scheduler = _scheduler(request)
+    return json_reply(_out(scheduler, await scheduler.resume(request.match_info["schedule_id"])))
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the schedule routes."""
+    r = app.router
+    r.add_get("/api/v1/schedules", list_schedules)
+    r.add_post("/api/v1/schedules", create_schedule)
+    r.add_get("/api/v1/schedules/{schedule_id}", get_schedule)
+    r.add_delete("/api/v1/schedules/{schedule_id}", delete_schedule)
+    r.add_post("/api/v1/schedules/{schedule_id}/run", run_schedule)
+    r.add_post("/api/v1/schedules/{schedule_id}/pause", pause_schedule)
+    r.add_post("/api/v1/schedules/{schedule_id}/resume", resume_schedule)

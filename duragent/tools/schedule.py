@@ -1,0 +1,129 @@
+"""`schedule`: the agent sets up work for later (create, list, cancel).
+
+A schedule made here lands in the session that made it, and in its chat when the session is a
+chat's: a reminder (`message`) is delivered as is, a `task` runs as a turn of the agent with its
+tools. A scheduled task's own turn may not make more schedules unless `scheduling.
+tasks_may_schedule` allows it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from duragent.errors import DuragentError
+from duragent.scheduling.spec import Destination, Schedule, ScheduleRequest, format_time
+from duragent.tools.base import Tool, ToolArgs, ToolContext, ToolResult
+
+
+class ScheduleArgs(ToolArgs, ScheduleRequest):
+    """Arguments of `schedule`."""
+
+    action: Literal["create", "list", "cancel"] = Field(description="create, list or cancel.")
+    schedule_id: str | None = Field(None, description="For cancel: the schedule's id (sch_...).")
+
+    @model_validator(mode="after")
+    def _cancel_needs_id(self) -> ScheduleArgs:
+        if self.action == "cancel" and not self.schedule_id:
+            raise ValueError("cancel needs schedule_id (see action list)")
+        return self
+
+
+class ScheduleTool(Tool[ScheduleArgs]):
+    """Create, list and cancel this agent's schedules."""
+
+    name = "schedule"
+    description = (
+        "Schedule work for later. action=create with exactly one timing (at: RFC 3339 time, "
+        "in: a delay like 20m, every: an interval like 1h, or cron: '0 9 * * MON-FRI' with optional "
+        "timezone) and exactly one payload (message: text delivered as is, or task: instructions you "
+        "carry out with your tools when it fires). It reaches this conversation (and its chat). "
+        "action=list shows your schedules; action=cancel with schedule_id stops one."
+    )
+    Args = ScheduleArgs
+
+    async def run(self, args: ScheduleArgs, ctx: ToolContext) -> ToolResult:
+        """Do the action against the server's scheduler."""
+        if ctx.schedules is None:
+            return ToolResult(False, "schedules are not available here (no server scheduler)")
+        if args.action == "list":
+            return await _list(ctx)
+        if args.action == "cancel":
+            assert args.schedule_id is not None  # checked by the model validator
+            schedule = await ctx.schedules.cancel(args.schedule_id, agent=ctx.agent)
+            return ToolResult(True, f"cancelled schedule {schedule.id}", {"schedule": schedule.to_document()})
+        return await _create(args, ctx)
+
+    def invocation(self, args: ScheduleArgs, ctx: ToolContext) -> str:
+        """`create <timing> <payload kind>`, `list`, or `cancel <id>`."""
+        if args.action == "cancel":
+            return f"cancel {args.schedule_id}"
+        if args.action == "list":
+            return "list"
+        payload = "message" if args.message is not None else "task"
+        return f"create {payload}"
+
+
+async def _create(args: ScheduleArgs, ctx: ToolContext) -> ToolResult:
+    scheduler = ctx.schedules
+    assert scheduler is not None
+    if ctx.scheduled_by is not None and not scheduler.settings.tasks_may_schedule:
+        return ToolResult(
+            False,
+            f"this turn is scheduled task {ctx.scheduled_by}: it may not create schedules "
+            "(scheduling.tasks_may_schedule is off)",
+        )
+    metadata = ctx.session_metadata
+    gateway, chat_id = metadata.get("gateway"), metadata.get("chat_id")
+    destination = Destination(
+        session_id=ctx.session_id,
+        gateway=str(gateway) if gateway and chat_id else None,
+        chat_id=str(chat_id) if gateway and chat_id else None,
+    )
+    request = ScheduleRequest.model_validate(
+        args.model_dump(by_alias=True, exclude={"action", "schedule_id"})
+    )
+    try:
+        schedule = request.build(
+            ctx.agent, destination=destination, created_by=f"session {ctx.session_id}", now=scheduler.clock()
+        )
+        schedule = await scheduler.create(schedule)
+    except (ValueError, DuragentError) as exc:
+        return ToolResult(False, f"schedule not created: {exc}")
+    planned = scheduler.planned.get(schedule.id)
+    kind = "recurring" if schedule.recurring else "one-shot"
+    when = f"; first run {format_time(planned)}" if planned else ""
+    return ToolResult(
+        True,
+        f"created {kind} schedule {schedule.id} ({schedule.timing_text()}, {schedule.payload_kind}){when}",
+        {"schedule": schedule.to_document()},
+    )
+
+
+async def _list(ctx: ToolContext) -> ToolResult:
+    scheduler = ctx.schedules
+    assert scheduler is not None
+    schedules = await scheduler.list_schedules(agent=ctx.agent)
+    if not schedules:
+        return ToolResult(True, "no schedules", {"schedules": []})
+    rows = [_summary(s, scheduler.planned.get(s.id)) for s in schedules]
+    return ToolResult(
+        True, "\n".join(json.dumps(row, ensure_ascii=False) for row in rows), {"schedules": rows}
+    )
+
+
+def _summary(schedule: Schedule, planned: datetime | None) -> dict[str, object]:
+    row: dict[str, object] = {
+        "id": schedule.id,
+        "status": schedule.status,
+        "timing": schedule.timing_text(),
+        schedule.payload_kind: schedule.payload_text,
+    }
+    if schedule.label:
+        row["label"] = schedule.label
+    if planned is not None:
+        row["next_run"] = format_time(planned)
+    return row

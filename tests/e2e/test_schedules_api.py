@@ -1,0 +1,223 @@
+"""Schedules through the running server: the `schedule` tool, HTTP routes, delivery into sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from duragent.config import load_config
+from duragent.server.app import create_app
+from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
+from tests.e2e.server_harness import AGENT_YAML, CHILD_ENV, Api, write_workspace
+
+
+@pytest.fixture
+async def api(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[Api]:
+    config_path = write_workspace(tmp_path, fake_llm.url, git=True, agents={"helper": "continue"})
+    agent_file = tmp_path / "data" / "agents" / "helper" / "agent.yaml"
+    agent_file.write_text(
+        AGENT_YAML.format(name="helper", url=fake_llm.url, on_disconnect="continue", max_background="2h")
+        .replace("builtin: [bash]", "builtin: [bash, schedule, notify_user]")
+        .replace('allow: ["bash:echo *"]', 'allow: ["bash:echo *", "schedule:*", "notify_user:*"]')
+    )
+    app = create_app(load_config(config_path), env=CHILD_ENV, shutdown_grace=2, idle_ttl=timedelta(minutes=5))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    async with aiohttp.ClientSession() as http:
+        yield Api(server, http)
+    await server.close()
+
+
+async def until(probe: Callable[[], Any], within: float = 20.0) -> Any:
+    """Await `probe()` until it returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        result = await probe()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def history(api: Api, session_id: str) -> list[dict[str, Any]]:
+    status, body = await api.call("GET", f"/api/v1/sessions/{session_id}/messages?limit=1000")
+    assert status == 200, body
+    return list(body["messages"])
+
+
+async def test_the_agent_schedules_a_task_that_later_runs_as_a_turn_of_its_session(
+    api: Api, fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    fake_llm.enqueue(
+        tool_calls(
+            [("schedule", {"action": "create", "in": "1s", "task": "check the build", "label": "build"})]
+        ),
+        text("I will check in a second."),
+        text("The build is green."),
+    )
+    session_id = await api.new_session()
+    status, reply = await api.call(
+        "POST", f"/api/v1/sessions/{session_id}/messages", {"content": "check later"}
+    )
+    assert status == 200, reply
+    events = await history(api, session_id)
+    created = next(e for e in events if e["type"] == "tool_result")
+    assert created["content"].startswith("created one-shot schedule sch_")
+    schedule_id = created["content"].split()[3]
+    stored = tmp_path / "data" / "schedules" / f"{schedule_id}.yaml"
+    assert f"session_id: {session_id}" in stored.read_text()
+
+    async def answered() -> bool:
+        return any(e.get("content") == "The build is green." for e in await history(api, session_id))
+
+    await until(answered)
+    task_message = [e for e in await history(api, session_id) if e["type"] == "user_message"][-1]
+    assert task_message["content"].startswith(f"[scheduled task {schedule_id}] build\ncheck the build")
+
+    async def completed() -> dict[str, Any] | None:
+        _status, body = await api.call("GET", f"/api/v1/schedules/{schedule_id}")
+        return body if body["schedule"]["status"] == "completed" else None
+
+    shown = await until(completed)
+    assert [run["status"] for run in shown["runs"]] == ["started", "ok"]
+    assert shown["runs"][-1]["session_id"] == session_id
+
+    def committed() -> bool:
+        log = subprocess.run(
+            ["git", "log", "--name-only", "--format=%s"],
+            cwd=tmp_path / "data",
+            capture_output=True,
+            text=True,
+        ).stdout
+        return f"schedules/{schedule_id}.yaml" in log and "runs/" not in log
+
+    async def git_has_it() -> bool:
+        return committed()
+
+    await until(git_has_it)
+
+
+async def test_a_scheduled_task_may_not_create_more_schedules(api: Api, fake_llm: FakeLLMServer) -> None:
+    session_id = await api.new_session()
+    fake_llm.enqueue(
+        tool_calls([("schedule", {"action": "create", "every": "1m", "message": "again"})]),
+        text("refused, as expected"),
+    )
+    status, body = await api.call(
+        "POST", "/api/v1/schedules", {"agent": "helper", "session_id": session_id, "in": "1s", "task": "loop"}
+    )
+    assert status == 201, body
+
+    async def refused() -> dict[str, Any] | None:
+        results = [e for e in await history(api, session_id) if e["type"] == "tool_result"]
+        return results[0] if results else None
+
+    result = await until(refused)
+    assert result["payload"]["ok"] is False
+    assert "may not create schedules" in result["content"]
+    _status, listed = await api.call("GET", "/api/v1/schedules?all=true")
+    assert [s["schedule"]["id"] for s in listed["schedules"]] == [body["schedule"]["id"]]
+
+
+async def test_a_message_schedule_is_delivered_as_is_without_the_model(
+    api: Api, fake_llm: FakeLLMServer
+) -> None:
+    session_id = await api.new_session()
+    status, body = await api.call(
+        "POST",
+        "/api/v1/schedules",
+        {"agent": "helper", "session_id": session_id, "every": "1s", "message": "drink water"},
+    )
+    assert status == 201, body
+    schedule_id = body["schedule"]["id"]
+    assert body["timing"] == "every 1s"
+
+    async def delivered_twice() -> bool:
+        notes = [e for e in await history(api, session_id) if e["type"] == "notification"]
+        return len(notes) >= 2
+
+    await until(delivered_twice)
+    assert fake_llm.requests == []
+    status, paused = await api.call("POST", f"/api/v1/schedules/{schedule_id}/pause")
+    assert (status, paused["schedule"]["status"], paused.get("next_run")) == (200, "paused", None)
+    status, run = await api.call("POST", f"/api/v1/schedules/{schedule_id}/run")
+    assert status == 200
+    assert run["run"]["status"] == "ok"
+    status, _ = await api.call("DELETE", f"/api/v1/schedules/{schedule_id}")
+    assert status == 204
+    status, gone = await api.call("GET", f"/api/v1/schedules/{schedule_id}")
+    assert status == 404
+    assert gone["detail"].startswith(f"no schedule '{schedule_id}'")
+
+
+async def test_a_task_needing_approval_asks_in_its_session_and_runs_once_allowed(
+    api: Api, fake_llm: FakeLLMServer
+) -> None:
+    session_id = await api.new_session()
+    fake_llm.enqueue(tool_calls([("bash", {"command": "ls /"})]), text("listed the root"))
+    status, body = await api.call(
+        "POST",
+        "/api/v1/schedules",
+        {"agent": "helper", "session_id": session_id, "in": "1s", "task": "list /"},
+    )
+    assert status == 201, body
+
+    async def asking() -> list[dict[str, Any]]:
+        _status, session = await api.call("GET", f"/api/v1/sessions/{session_id}")
+        return list(session.get("pending_approvals") or [])
+
+    pending = (await until(asking))[0]
+    assert pending["tool"] == "bash"
+    status, done = await api.call(
+        "POST",
+        f"/api/v1/sessions/{session_id}/approve",
+        {"call_id": pending["call_id"], "decision": "allow_once"},
+    )
+    assert status == 200, done
+
+    async def recorded() -> list[dict[str, Any]] | None:
+        _status, shown = await api.call("GET", f"/api/v1/schedules/{body['schedule']['id']}")
+        runs = shown["runs"]
+        return runs if runs and runs[-1]["status"] != "started" else None
+
+    runs = await until(recorded)
+    assert runs[-1]["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("request_body", "field"),
+    [
+        (
+            {"agent": "helper", "every": "1h", "cron": "0 9 * * *", "message": "x"},
+            "exactly one of at, every or cron",
+        ),
+        ({"agent": "helper", "cron": "61 * * * *", "message": "x"}, "invalid cron expression"),
+        ({"agent": "helper", "in": "soon", "message": "x"}, "in"),
+        ({"agent": "helper", "every": "1h", "mesage": "x"}, "mesage"),
+    ],
+)
+async def test_bad_schedule_requests_are_problems_naming_the_field(
+    api: Api, request_body: dict[str, Any], field: str
+) -> None:
+    status, problem = await api.call("POST", "/api/v1/schedules", request_body)
+    assert status == 400
+    assert field in str(problem)
+    _status, listed = await api.call("GET", "/api/v1/schedules")
+    assert listed == {"schedules": []}
+
+
+async def test_a_schedule_for_an_unknown_agent_is_not_found(api: Api) -> None:
+    status, problem = await api.call(
+        "POST", "/api/v1/schedules", {"agent": "ghost", "every": "1h", "message": "x"}
+    )
+    assert status == 404
+    assert "ghost" in problem["detail"]

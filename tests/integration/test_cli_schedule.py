@@ -1,0 +1,84 @@
+"""`duragent schedule ...` on a real workspace: add, list, show, pause, resume, rm, and their errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from duragent.cli import build_app
+from duragent.errors import NotFound, UsageError
+from duragent.scaffold import init_workspace
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(build_app(), list(args))
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    init_workspace(tmp_path / "ws")
+    monkeypatch.chdir(tmp_path / "ws")
+    return tmp_path / "ws"
+
+
+def test_a_schedule_added_from_the_command_line_is_a_file_people_can_read(workspace: Path) -> None:
+    added = run(
+        "schedule", "add", "--agent", "assistant", "--cron", "0 9 * * MON-FRI", "--timezone",
+        "Europe/Paris", "--task", "summarise my inbox", "--label", "inbox",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    schedule_id = added.output.split()[1].rstrip(":")
+    text = (workspace / ".duragent" / "schedules" / f"{schedule_id}.yaml").read_text()
+    assert "cron: 0 9 * * MON-FRI" in text
+    assert "timezone: Europe/Paris" in text
+    listed = run("schedule", "list", "--json")
+    [row] = json.loads(listed.output)
+    assert (row["id"], row["agent"], row["status"], row["task"]) == (
+        schedule_id,
+        "assistant",
+        "active",
+        "summarise my inbox",
+    )
+    assert row["next_run"].endswith(("07:00:00Z", "08:00:00Z"))  # 9:00 in Paris, summer or winter
+    table = run("schedule", "list")
+    assert "cron 0 9 * * MON-FRI (Europe/Paris)" in table.output
+    assert "inbox" in table.output
+    shown = run("schedule", "show", schedule_id)
+    assert "task      summarise my inbox" in shown.output
+    assert "delivers  to a new session at first run" in shown.output
+
+    assert run("schedule", "pause", schedule_id).exit_code == 0
+    assert "status: paused" in (workspace / ".duragent" / "schedules" / f"{schedule_id}.yaml").read_text()
+    resumed = run("schedule", "resume", schedule_id)
+    assert "is active" in resumed.output
+    removed = run("schedule", "rm", schedule_id)
+    assert removed.exit_code == 0
+    assert run("schedule", "list").output.strip() == "No schedules."
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--every", "1h", "--cron", "0 9 * * *", "--message", "x"], "exactly one of at, every or cron"),
+        (["--every", "1h"], "exactly one of message or task"),
+        (["--cron", "0 9 * *", "--message", "x"], "--cron: a cron expression has 5 fields"),
+        (["--at", "2020-01-01T00:00:00Z", "--message", "x"], "in the past"),
+        (["--every", "often", "--message", "x"], "--every"),
+    ],
+)
+def test_bad_schedules_are_refused_with_what_is_wrong(
+    workspace: Path, args: list[str], expected: str
+) -> None:
+    result = run("schedule", "add", "--agent", "assistant", *args)
+    assert isinstance(result.exception, UsageError)
+    assert expected in str(result.exception)
+    assert not list((workspace / ".duragent").glob("schedules/sch_*.yaml"))
+
+
+def test_an_unknown_schedule_is_named_in_the_error(workspace: Path) -> None:
+    result = run("schedule", "show", "sch_NOPE")
+    assert isinstance(result.exception, NotFound)
+    assert "no schedule 'sch_NOPE'" in str(result.exception)
