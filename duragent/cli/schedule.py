@@ -1,7 +1,7 @@
 """`duragent schedule ...`: list, show, add, rm, run, pause and resume schedules.
 
 Everything but `run` works on the schedule files (or PostgreSQL rows) directly, with or without
-a server: a running server picks the change up (it watches the folder). `run` asks the server,
+a server: a running server picks the change up (it looks at the folder every second). `run` asks the server,
 starting one for the workspace if none runs, since a run happens inside a session.
 """
 

@@ -17,25 +17,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from duragent.errors import DuragentError, UsageError
 from duragent.scheduling.spec import FINISHED, Schedule, format_time, next_slot
 from duragent.scheduling.store import Listing, RunRecord, ScheduleNotFound, ScheduleStore
 from duragent.stores.base import utcnow
 
-if TYPE_CHECKING:
-    from watchdog.observers.api import BaseObserver
-
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+#: Seconds between looks at the schedules folder for files a person added, edited or removed.
+WATCH_INTERVAL = 1.0
 
 
 class DeliveryFailed(DuragentError):
@@ -91,9 +91,8 @@ class Scheduler:
         self._running: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(self.settings.max_concurrent_runs)
         self._wake = asyncio.Event()
-        self._reload_wanted = False
         self._loop_task: asyncio.Task[None] | None = None
-        self._observer: BaseObserver | None = None
+        self._folder_signature: frozenset[tuple[str, int, int]] | None = None
         self._reloading = asyncio.Lock()
         #: Set after every finished run (tests and `run_now` callers wait on the history instead).
         self.run_finished = asyncio.Event()
@@ -105,14 +104,12 @@ class Scheduler:
         await self.reload()
         self._loop_task = asyncio.create_task(self._loop(), name="scheduler")
         if self.watch_folder is not None:
-            self._start_watching(self.watch_folder)
+            # Where a person adds a schedule by hand.
+            await asyncio.to_thread(self.watch_folder.mkdir, parents=True, exist_ok=True)
+        self._folder_changed()
 
     async def stop(self) -> None:
         """Stop firing; runs in progress are cancelled (a task's turn goes on in its session)."""
-        if self._observer is not None:
-            observer, self._observer = self._observer, None
-            observer.stop()
-            await asyncio.to_thread(observer.join)
         tasks = [t for t in (self._loop_task, *self._running) if t is not None]
         for task in tasks:
             task.cancel()
@@ -281,8 +278,9 @@ class Scheduler:
     async def _loop(self) -> None:
         last_reload = time.monotonic()
         while True:
-            if self._reload_wanted or time.monotonic() - last_reload >= self.settings.poll_interval:
-                self._reload_wanted = False
+            if await asyncio.to_thread(self._folder_changed) or (
+                time.monotonic() - last_reload >= self.settings.poll_interval
+            ):
                 last_reload = time.monotonic()
                 try:
                     await self.reload()
@@ -293,7 +291,7 @@ class Scheduler:
                 if slot <= now:
                     self._dispatch(self.schedules[schedule_id], slot)
             self._wake.clear()
-            wait = self.settings.poll_interval
+            wait = self.settings.poll_interval if self.watch_folder is None else WATCH_INTERVAL
             if self.planned:
                 wait = min(wait, max((min(self.planned.values()) - self.clock()).total_seconds(), 0.0))
             # Not asyncio.wait_for: on 3.11 it swallows a cancellation that arrives as the wait ends.
@@ -398,29 +396,27 @@ class Scheduler:
 
     # --- watching files ----------------------------------------------------------------------
 
-    def _start_watching(self, folder: Path) -> None:
-        from watchdog.events import FileSystemEvent, FileSystemEventHandler
-        from watchdog.observers import Observer
+    def _folder_changed(self) -> bool:
+        """True when a schedule file was added, edited or removed since the last look.
 
-        folder.mkdir(parents=True, exist_ok=True)
-        loop = asyncio.get_running_loop()
-        scheduler = self
-
-        class Handler(FileSystemEventHandler):
-            def on_any_event(self, event: FileSystemEvent) -> None:
-                path = str(event.src_path)
-                if path.endswith(".yaml") or event.event_type in ("deleted", "moved"):
-                    loop.call_soon_threadsafe(scheduler._file_changed)
-
-        observer = Observer()
-        observer.schedule(Handler(), str(folder), recursive=False)
-        observer.daemon = True
-        observer.start()
-        self._observer = observer
-
-    def _file_changed(self) -> None:
-        self._reload_wanted = True
-        self.poke()
+        A stat of each file once a second, rather than inotify: the server already watches other
+        folders, and inotify instances are a small per-user budget shared by every process.
+        """
+        folder = self.watch_folder
+        if folder is None:
+            return False
+        try:
+            with os.scandir(folder) as entries:
+                signature = frozenset(
+                    (entry.name, entry.stat().st_mtime_ns, entry.stat().st_size)
+                    for entry in entries
+                    if entry.name.endswith(".yaml")
+                )
+        except FileNotFoundError:
+            signature = frozenset()
+        changed = self._folder_signature is not None and signature != self._folder_signature
+        self._folder_signature = signature
+        return changed
 
 
 def _timing(schedule: Schedule) -> tuple[object, ...]:
