@@ -7,6 +7,7 @@ starting one for the workspace if none runs, since a run happens inside a sessio
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -237,14 +238,14 @@ def run_schedule(
 ) -> None:
     """Run a schedule once now, in the server (started if none runs); prints how the run went."""
     from duragent.client.http import ApiClient, api_token
-    from duragent.client.launcher import connect
+    from duragent.client.launcher import connect, workspace_of
 
     state: CliState = ctx.obj
     config = state.config()
     token = api_token(config)
 
     async def run() -> dict[str, Any]:
-        connection = await connect(config, token=token, server_url=server)
+        connection = await asyncio.to_thread(connect, workspace_of(config), server_url=server)
         async with ApiClient(connection.url, token=token) as client:
             _status, body = await client.request(
                 "POST", f"/api/v1/schedules/{schedule_id}/run", time_limit=None
