@@ -22,14 +22,23 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError(f"a duration cannot be negative, got {value!r}")
-        return timedelta(seconds=value)
+        try:
+            return timedelta(seconds=value)
+        except OverflowError:
+            raise ValueError(f"duration {value!r} is too long") from None
     if isinstance(value, str):
         text = value.strip().replace(" ", "")
         if text.isdigit():
-            return timedelta(seconds=int(text))
+            try:
+                return timedelta(seconds=int(text))
+            except OverflowError:
+                raise ValueError(f"duration {value!r} is too long") from None
         parts = _PART.findall(text)
         if parts and "".join(n + u for n, u in parts) == text:
-            return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
+            try:
+                return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
+            except OverflowError:
+                raise ValueError(f"duration {value!r} is too long") from None
     raise ValueError(f"expected a duration like 90s, 30m or 2h, got {value!r}")
 
 

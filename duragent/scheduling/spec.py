@@ -25,6 +25,8 @@ _ID = re.compile(r"sch_[A-Za-z0-9]{1,64}")
 #: How a scheduled task's message starts; the `schedule` tool reads it to refuse nested schedules.
 TASK_MARKER = "[scheduled task {id}]"
 _TASK_MARKER = re.compile(r"^\[scheduled task (sch_[A-Za-z0-9]+)\]")
+#: Longest `in`, `every` or retry wait accepted (beyond it, dates overflow).
+MAX_SPAN = timedelta(days=3660)
 #: Shortest `every` accepted: a tighter loop is a mistake, not a schedule.
 MIN_EVERY = timedelta(seconds=1)
 
@@ -53,6 +55,11 @@ class RetryPolicy(BaseModel):
     max_retries: int = Field(3, ge=0, le=20, description="Further attempts after a failed one.")
     delay: Duration = Field(timedelta(seconds=1), description="Wait before the first retry.")
     max_delay: Duration = Field(timedelta(minutes=5), description="Longest wait between attempts.")
+
+    @field_validator("delay", "max_delay")
+    @classmethod
+    def _not_too_long(cls, value: timedelta) -> timedelta:
+        return _bounded(value) or value
 
     def wait_before(self, retry: int) -> float:
         """Seconds to wait before retry number `retry` (1-based), without jitter."""
@@ -134,7 +141,7 @@ class Schedule(BaseModel):
     def _long_enough(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and value < MIN_EVERY:
             raise ValueError("every must be at least 1s")
-        return value
+        return _bounded(value)
 
     @model_validator(mode="after")
     def _one_timing_one_payload(self) -> Schedule:
@@ -178,6 +185,12 @@ class Schedule(BaseModel):
     def to_document(self) -> dict[str, Any]:
         """The YAML/JSON form: only the keys that are set, in a readable order."""
         return self.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+
+
+def _bounded(value: timedelta | None) -> timedelta | None:
+    if value is not None and value > MAX_SPAN:
+        raise ValueError("at most 3660d (ten years)")
+    return value
 
 
 def zone_info(name: str) -> ZoneInfo:
@@ -267,6 +280,11 @@ class ScheduleRequest(BaseModel):
     label: str | None = Field(None, max_length=200, description="A short name for lists.")
     max_retries: int | None = Field(None, ge=0, le=20, description="Retry a failed run this many times.")
     retry_delay: Duration | None = Field(None, description="First wait before a retry (doubles each time).")
+
+    @field_validator("in_", "every", "retry_delay")
+    @classmethod
+    def _not_too_long(cls, value: timedelta | None) -> timedelta | None:
+        return _bounded(value)
 
     def build(self, agent: str, *, destination: Destination, created_by: str, now: datetime) -> Schedule:
         """The schedule document; ValueError says what is wrong with the request."""
