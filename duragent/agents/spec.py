@@ -41,6 +41,7 @@ BUILTIN_TOOLS = (
     "artifact_get",
     "artifact_list",
     "schedule",
+    "session",
 )
 
 _SHORTHAND_METADATA = ("name", "description", "labels", "version")

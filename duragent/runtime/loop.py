@@ -434,6 +434,7 @@ class Runtime:
             schedules=self.schedules,
             session_metadata=session.state.metadata,
             scheduled_by=_scheduled_by(session),
+            session_store=session.store,
         )
 
 

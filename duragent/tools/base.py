@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from duragent.errors import DuragentError
-from duragent.stores.base import ArtifactStore, MemoryStore
+from duragent.stores.base import ArtifactStore, MemoryStore, SessionStore
 from duragent.validation import describe_error
 
 if TYPE_CHECKING:
@@ -71,6 +71,8 @@ class ToolContext:
     schedules: Scheduler | None = None
     session_metadata: Mapping[str, Any] = field(default_factory=dict)
     scheduled_by: str | None = None
+    #: The session store, for the `session` tool (a supervisor reading its other sessions).
+    session_store: SessionStore | None = None
 
     @property
     def roots(self) -> tuple[Path, ...]:

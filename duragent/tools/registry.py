@@ -23,6 +23,7 @@ from duragent.tools.files import EditFileTool, ListFilesTool, ReadFileTool, Writ
 from duragent.tools.memory import MemoryTool
 from duragent.tools.notify import NotifyUserTool
 from duragent.tools.schedule import ScheduleTool
+from duragent.tools.sessions import SessionTool
 from duragent.tools.web import WebFetchTool
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ BUILTINS: dict[str, type[AnyTool]] = {
     "artifact_get": ArtifactGetTool,
     "artifact_list": ArtifactListTool,
     "schedule": ScheduleTool,
+    "session": SessionTool,
 }
 
 #: Builtins whose policy text is a path or a name with folders: `*` in their patterns stops at `/`.
