@@ -7,12 +7,13 @@ current directory when there is none), so a workspace behaves the same from anyw
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from duragent.durations import Duration
 from duragent.errors import ConfigError, Location, Problem
@@ -24,6 +25,7 @@ CONFIG_FILENAME = "duragent.yaml"
 DEFAULT_PORT = 8080
 DEFAULT_DATA_DIR = ".duragent"
 OnDisconnect = Literal["continue", "pause"]
+_AUTHOR = re.compile(r"[^<>\n]*[^<>\s][^<>\n]* <[^<>\s]+>")
 
 
 class ConfigModel(BaseModel):
@@ -43,7 +45,16 @@ class ServerConfig(ConfigModel):
         description="TCP port of the HTTP API. Unset: a free port for a server send/chat start, "
         "8080 for `duragent serve`.",
     )
-    api_token: str | None = Field(None, description="Bearer token for /api/v1 (use ${VAR}).")
+    api_token: str | None = Field(
+        None, description="Bearer token for /api/v1 (use ${VAR}); default: <data_dir>/run/tokens.json."
+    )
+    allowed_hosts: list[str] = Field(
+        [], description="Host names besides loopback the server answers to (`*`: any, e.g. behind a proxy)."
+    )
+    allowed_origins: list[str] = Field(
+        [],
+        description="Browser origins allowed to call the API (and sent CORS headers), e.g. https://ui.example.",
+    )
 
 
 class ServiceConfig(ConfigModel):
@@ -192,7 +203,9 @@ class AdminConfig(ConfigModel):
     """The admin API under /api/admin/v1."""
 
     enabled: bool = True
-    token: str | None = Field(None, description="Bearer token for the admin API (use ${VAR}).")
+    token: str | None = Field(
+        None, description="Bearer token for the admin API (use ${VAR}); default: <data_dir>/run/tokens.json."
+    )
 
 
 class GitConfig(ConfigModel):
@@ -203,7 +216,20 @@ class GitConfig(ConfigModel):
     max_commit_delay: Duration = Field(
         timedelta(seconds=10), description="Longest a change waits under constant writes."
     )
-    author: str = Field("Duragent <duragent@localhost>", description="Author of the agent's commits.")
+    author: str = Field(
+        "Duragent <duragent@localhost>",
+        description="Author of the agent's commits, as `Name <email>`.",
+    )
+
+    @field_validator("author")
+    @classmethod
+    def _name_and_email(cls, value: str) -> str:
+        # git refuses to commit with anything else, so every session would fail later.
+        if not _AUTHOR.fullmatch(value):
+            raise ValueError(
+                f"must be `Name <email>` as git wants it (e.g. Duragent <duragent@localhost>), got {value!r}"
+            )
+        return value
 
 
 class SchedulingConfig(ConfigModel):
@@ -234,6 +260,13 @@ class DuragentConfig(ConfigModel):
     admin: AdminConfig = AdminConfig()
     git: GitConfig = GitConfig()
     scheduling: SchedulingConfig = SchedulingConfig()
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir_named(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must name a folder (e.g. .duragent), not be empty")
+        return value
 
     _source: Path | None = PrivateAttr(None)
     _document: YamlDocument | None = PrivateAttr(None)
@@ -337,6 +370,12 @@ def load_config(
     config._document = doc
     config._warnings = warnings
     config._base_dir = path.resolve().parent if doc is not None else Path.cwd()
+    if doc is not None and config.data_path == config.base_dir:
+        # The data directory is its own git repository: it must not swallow the workspace root.
+        raise ConfigError(
+            "data_dir is the folder of duragent.yaml itself; use a folder inside it (e.g. .duragent)",
+            doc.locate(("data_dir",)),
+        )
     return config
 
 

@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from duragent.access_tokens import ensure_tokens
 from duragent.errors import UsageError
 from duragent.gateways.setup import ChatSetup, access_block, gateways_config_block
 from duragent.ids import check_name
@@ -269,6 +270,8 @@ def init_workspace(
     files += [_keep_empty_dir(data_dir / name) for name in _EMPTY_DIRS]
     files += _copy_schemas(data_dir / "schemas", force=force)
     files.append(write_file(data_dir / ".gitignore", template_text("data.gitignore"), force=force))
+    # The API and admin tokens the workspace's server requires and its clients send (0600, ignored).
+    ensure_tokens(data_dir)
 
     git_initialised, commit = False, None
     if git and git_available():

@@ -1,14 +1,14 @@
 """An async client for Duragent's HTTP API: JSON routes, SSE streams, problem+json errors.
 
-Every request carries the API token when one is configured (`DURAGENT_API_TOKEN` first, then
-`server.api_token`). Errors a person will meet become exceptions whose message says what
-happened and how to fix it; the CLI prints that message as is.
+Every request carries the API token (`server.api_token`, else `DURAGENT_API_TOKEN`, else the
+workspace's `<data_dir>/run/tokens.json`: `duragent.access_tokens`). Errors a person will meet
+become exceptions whose message says what happened and how to fix it; the CLI prints that
+message as is.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -82,13 +82,19 @@ class ServerEvent:
 
 
 def api_token(config: DuragentConfig | None) -> str | None:
-    """The API token every CLI request sends: `server.api_token`, else DURAGENT_API_TOKEN."""
-    return (config.server.api_token if config is not None else None) or os.environ.get(TOKEN_ENV) or None
+    """The API token every CLI request sends: `server.api_token`, DURAGENT_API_TOKEN, the workspace's."""
+    from duragent.access_tokens import client_tokens
+
+    tokens = client_tokens(config)
+    return tokens.api if tokens is not None and tokens.api else None
 
 
 def admin_token(config: DuragentConfig) -> str | None:
-    """The admin token: `admin.token`, else DURAGENT_ADMIN_TOKEN."""
-    return config.admin.token or os.environ.get("DURAGENT_ADMIN_TOKEN") or None
+    """The admin token: `admin.token`, DURAGENT_ADMIN_TOKEN, the workspace's."""
+    from duragent.access_tokens import client_tokens
+
+    tokens = client_tokens(config)
+    return tokens.admin if tokens is not None and tokens.admin else None
 
 
 class ApiClient:

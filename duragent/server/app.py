@@ -52,27 +52,30 @@ def create_app(
     idle_ttl: timedelta = timedelta(minutes=30),
 ) -> web.Application:
     """The server for `config` (nothing is opened until the app starts)."""
+    from duragent.access_tokens import server_tokens
     from duragent.server.openai import routes as openai_routes
     from duragent.server.openai.errors import openai_error_middleware
     from duragent.server.openapi import openapi_json
+    from duragent.server.request_guard import HostPolicy, add_request_guard
     from duragent.server.routes import agents, artifacts, health, schedules, sessions
     from duragent.web.app import add_dashboard
     from duragent.web.app import error_pages as dashboard_error_pages
     from duragent.web.login import login_middleware
 
-    tokens = auth.Tokens(api=config.server.api_token or None, admin=config.admin.token or None)
-    dashboard_login = login_middleware()
-    auth.check_bind(host or config.server.host, tokens, insecure=insecure)
+    bind = host or config.server.host
+    configured = auth.Tokens(api=config.server.api_token or None, admin=config.admin.token or None)
+    auth.check_bind(bind, configured, insecure=insecure)
+    # Without tokens in duragent.yaml the workspace's own (run/tokens.json) are required.
+    required = server_tokens(config)
     app = web.Application(
-        middlewares=[
-            openai_error_middleware,
-            dashboard_error_pages,
-            problem_middleware,
-            auth.auth_middleware(tokens),
-            dashboard_login,
-        ],
+        middlewares=[openai_error_middleware, dashboard_error_pages, problem_middleware],
         client_max_size=MAX_BODY_BYTES,
     )
+    add_request_guard(app, HostPolicy(bind, config.server.allowed_hosts, config.server.allowed_origins))
+    tokens = auth.Tokens(api=required.api, admin=required.admin)
+    app[auth.REQUIRED_TOKENS] = tokens
+    app.middlewares.append(auth.auth_middleware(tokens))
+    app.middlewares.append(login_middleware())
     health.add_routes(app)
     app.router.add_get("/openapi.json", openapi_json)
     agents.add_routes(app)

@@ -1,8 +1,11 @@
-"""Who may call the API: bearer tokens for /api/v1 and /api/admin/v1, loopback-only without them.
+"""Who may call the API: bearer tokens for /api/v1 and /api/admin/v1.
 
 `server.api_token` guards `/api/v1` and the OpenAI-compatible `/v1`, `admin.token` guards
-`/api/admin/v1`. When a token is not configured, only clients on the loopback interface are
-served. Binding a non-loopback address without both tokens is refused at start unless `--insecure` is given.
+`/api/admin/v1`; a token not set in duragent.yaml is the workspace's own, from
+`<data_dir>/run/tokens.json` (`duragent.access_tokens`). The admin token may come as the bearer
+token or in `X-Duragent-Admin-Token` (so one client can hold both). Binding a non-loopback
+address without both tokens in duragent.yaml is refused at start unless `--insecure` is given:
+the workspace's tokens are meant for the clients of one machine.
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ class Tokens:
 
     api: str | None
     admin: str | None
+
+
+#: The tokens the running server requires (set by `create_app`).
+REQUIRED_TOKENS = web.AppKey("duragent_required_tokens", Tokens)
 
 
 def is_loopback(host: str | None) -> bool:
@@ -101,24 +108,27 @@ def auth_middleware(tokens: Tokens) -> Middleware:
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
-            return await _guard(request, handler, tokens.admin, 403, "admin")
+            if admin_authorized(request, tokens.admin):
+                return await handler(request)
+            return _refuse(request, tokens.admin, 403, "admin")
         if any(path == prefix or path.startswith(prefix + "/") for prefix in (API_PREFIX, OPENAI_PREFIX)):
-            return await _guard(request, handler, tokens.api, 401, "api")
+            if authorized(request, tokens.api):
+                return await handler(request)
+            return _refuse(request, tokens.api, 401, "api")
         return await handler(request)
 
     return cast(Middleware, check)
 
 
-async def _guard(
-    request: web.Request, handler: Handler, expected: str | None, status: int, realm: str
-) -> web.StreamResponse:
-    if authorized(request, expected):
-        return await handler(request)
+def _refuse(request: web.Request, expected: str | None, status: int, realm: str) -> web.StreamResponse:
     if expected is None:
         detail = f"no {realm} token is configured, so only loopback clients are served"
         return problem_response(request, 403, detail, type_name="forbidden")
     if bearer_token(request) is None:
-        detail = f"this route needs `Authorization: Bearer <{realm} token>`"
+        detail = (
+            f"this route needs `Authorization: Bearer <{realm} token>`; a client of this workspace finds "
+            "it in <data_dir>/run/tokens.json"
+        )
     else:
         detail = f"the {realm} token is not valid"
     headers = {"WWW-Authenticate": f'Bearer realm="duragent-{realm}"'} if status == 401 else None

@@ -9,8 +9,8 @@ Use them in any test suite where duragent is installed (needs pytest-asyncio):
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import pytest_asyncio
 
@@ -55,3 +55,22 @@ async def fake_slack() -> AsyncIterator[FakeSlack]:
 
     async with FakeSlack() as server:
         yield server
+
+
+@pytest_asyncio.fixture
+async def duragent_client(aiohttp_client: Any) -> Callable[..., Awaitable[Any]]:
+    """Like pytest-aiohttp's `aiohttp_client`, for an app of `create_app`: sends the tokens it requires.
+
+    `await duragent_client(app)` gives a TestClient whose requests carry the server's API token
+    (as bearer) and admin token (`X-Duragent-Admin-Token`), from duragent.yaml or the workspace's
+    `run/tokens.json`.
+    """
+    from duragent.access_tokens import AccessTokens, headers_for
+    from duragent.server.auth import REQUIRED_TOKENS
+
+    async def make(app: Any, **options: Any) -> Any:
+        required = app[REQUIRED_TOKENS]
+        headers = headers_for(AccessTokens(api=required.api or "", admin=required.admin or ""))
+        return await aiohttp_client(app, headers={**headers, **options.pop("headers", {})}, **options)
+
+    return make

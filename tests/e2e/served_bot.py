@@ -90,8 +90,9 @@ class ServedBot:
 
     async def gateway(self) -> dict[str, Any]:
         """The plugin's status as `GET /api/admin/v1/gateways` reports it."""
+        assert self.server is not None
         async with (
-            aiohttp.ClientSession() as http,
+            aiohttp.ClientSession(headers=self.server.headers) as http,
             http.get(f"{self.url}/api/admin/v1/gateways") as response,
         ):
             assert response.status == 200, await response.text()

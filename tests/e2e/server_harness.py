@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from duragent.access_tokens import auth_headers
 from duragent.config import load_config
 from duragent.server.app import create_app
 from duragent.testing.fake_llm import FakeLLMServer
@@ -60,6 +61,7 @@ def write_workspace(
     git: bool = True,
     agents: dict[str, str] | None = None,
     max_background: str = "30m",
+    server_extra: str = "",
 ) -> Path:
     """A config file and a data directory with agents `helper` (continue) and `pauser` (pause)."""
     data = root / "data"
@@ -80,6 +82,7 @@ def write_workspace(
     ]
     lines += ["  commit_debounce: 100ms", "  max_commit_delay: 500ms"]
     lines += ["server:", "  host: 127.0.0.1"]
+    lines += [line for line in server_extra.splitlines() if line]
     if api_token:
         lines.append(f"  api_token: {api_token}")
     if admin_token:
@@ -147,6 +150,13 @@ class ServeProcess:
     url: str
     config: Path
     log_path: Path
+    #: The environment the server runs with (its duragent.yaml's ${VARS} are read from it).
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The tokens this server requires (its workspace's run/tokens.json or duragent.yaml's)."""
+        return auth_headers(load_config(self.config, env=self.env), env=self.env)
 
     def log(self) -> str:
         """What the server wrote to stderr."""
@@ -212,7 +222,7 @@ def start_serve(config: Path, log_path: Path, *args: str, env: dict[str, str] | 
     else:
         process.kill()
         raise RuntimeError(f"duragent serve did not start:\n{log_path.read_text()}")
-    return ServeProcess(process, url, config, log_path)
+    return ServeProcess(process, url, config, log_path, {**os.environ, **CHILD_ENV, **(env or {})})
 
 
 class Api:
@@ -224,6 +234,10 @@ class Api:
 
     def url(self, path: str) -> str:
         return str(self.server.make_url(path))
+
+    def anonymous(self) -> aiohttp.ClientSession:
+        """A client without the workspace's tokens (use as `async with api.anonymous() as http`)."""
+        return aiohttp.ClientSession()
 
     async def call(self, method: str, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
         async with self.http.request(method, self.url(path), json=body, **kwargs) as response:
@@ -254,7 +268,8 @@ async def start_api(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[Ap
         )
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
-        http = aiohttp.ClientSession()
+        # the tokens the server requires: the workspace's (run/tokens.json) or duragent.yaml's
+        http = aiohttp.ClientSession(headers=auth_headers(config))
         started.append((server, http))
         return Api(server, http)
 

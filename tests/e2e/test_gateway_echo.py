@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from duragent.access_tokens import auth_headers
 from duragent.config import load_config
 from duragent.gateways.protocol import AnswerCallbackQuery, Command, SendMessage, SendTyping
 from duragent.server.app import create_app
@@ -59,10 +60,11 @@ async def served(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[Serve
         + f"      config: {{control_dir: {control.folder}}}\n"
         + "routes:\n  - match: {gateway: echo}\n    agent: helper\n"
     )
-    app = create_app(load_config(config_path), env=CHILD_ENV, shutdown_grace=2, idle_ttl=timedelta(minutes=5))
+    config = load_config(config_path)
+    app = create_app(config, env=CHILD_ENV, shutdown_grace=2, idle_ttl=timedelta(minutes=5))
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
-    http = aiohttp.ClientSession()
+    http = aiohttp.ClientSession(headers=auth_headers(config))
     served = Server(server, control, http)
     for _ in range(200):
         if (await served.gateways())[0]["state"] == "ready":

@@ -330,7 +330,9 @@ async def test_errors_are_problem_json_with_field_paths(api: Api) -> None:
     assert {"body.agent", "body.agnt"} <= fields
     assert problem["type"].startswith("urn:duragent:problem:")
     assert problem["instance"] == "/api/v1/sessions"
-    async with api.http.post(api.url("/api/v1/sessions"), data=b"{not json") as response:
+    async with api.http.post(
+        api.url("/api/v1/sessions"), data=b"{not json", headers={"Content-Type": "application/json"}
+    ) as response:
         assert response.status == 400
         assert response.content_type == "application/problem+json"
     async with api.http.get(api.url("/nowhere")) as response:
@@ -339,7 +341,11 @@ async def test_errors_are_problem_json_with_field_paths(api: Api) -> None:
     async with api.http.put(api.url("/api/v1/sessions")) as response:
         assert response.status == 405
         assert response.content_type == "application/problem+json"
-    async with api.http.post(api.url("/api/v1/sessions"), data=b"x" * (3 * 1024 * 1024)) as response:
+    async with api.http.post(
+        api.url("/api/v1/sessions"),
+        data=b"x" * (3 * 1024 * 1024),
+        headers={"Content-Type": "application/json"},
+    ) as response:
         assert response.status == 413
         assert response.content_type == "application/problem+json"
     status, problem = await api.call("GET", "/api/v1/sessions?limit=0")
@@ -387,10 +393,11 @@ async def test_openapi_lists_every_route_with_body_schemas(api: Api) -> None:
 )
 async def test_api_routes_need_the_api_token(start_api: ApiFactory, method: str, path: str) -> None:
     api = await start_api(git=False, api_token="api-secret", admin_token="admin-secret")
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Bearer admin-secret"}):
-        async with api.http.request(method, api.url(path), headers=headers) as response:
-            assert response.status == 401, (headers, await response.text())
-            assert response.content_type == "application/problem+json"
+    async with api.anonymous() as http:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Bearer admin-secret"}):
+            async with http.request(method, api.url(path), headers=headers) as response:
+                assert response.status == 401, (headers, await response.text())
+                assert response.content_type == "application/problem+json"
     async with api.http.request(
         method, api.url(path), headers={"Authorization": "Bearer api-secret"}
     ) as response:
@@ -399,10 +406,11 @@ async def test_api_routes_need_the_api_token(start_api: ApiFactory, method: str,
 
 async def test_admin_routes_need_the_admin_token(start_api: ApiFactory) -> None:
     api = await start_api(git=False, api_token="api-secret", admin_token="admin-secret")
-    for headers in ({}, {"Authorization": "Bearer api-secret"}):
-        async with api.http.post(api.url("/api/admin/v1/reload-agents"), headers=headers) as response:
-            assert response.status == 403
-            assert response.content_type == "application/problem+json"
+    async with api.anonymous() as http:
+        for headers in ({}, {"Authorization": "Bearer api-secret"}):
+            async with http.post(api.url("/api/admin/v1/reload-agents"), headers=headers) as response:
+                assert response.status == 403
+                assert response.content_type == "application/problem+json"
     async with api.http.post(
         api.url("/api/admin/v1/reload-agents"), headers={"Authorization": "Bearer admin-secret"}
     ) as response:

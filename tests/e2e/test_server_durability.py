@@ -44,7 +44,7 @@ async def test_messages_queued_behind_a_turn_are_answered_in_order_after_a_crash
     config = write_workspace(tmp_path, fake_llm.url, git=False)
     server = start_serve(config, tmp_path / "serve.log")
     fake_llm.enqueue(text("slow " * 100, chunks=100, chunk_delay=0.05))
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=server.headers) as http:
         _, created = await call(http, "POST", f"{server.url}/api/v1/sessions", {"agent": "helper"})
         session_id = created["session_id"]
         base = f"{server.url}/api/v1/sessions/{session_id}"
@@ -91,7 +91,7 @@ async def test_an_approval_pending_at_a_crash_can_be_answered_after_the_restart(
     server = start_serve(config, tmp_path / "serve.log")
     # the test policy allows `echo` only: `printf` asks a person
     fake_llm.enqueue(tool_calls([("bash", {"command": "printf approved-after-restart"})]))
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=server.headers) as http:
         _, created = await call(http, "POST", f"{server.url}/api/v1/sessions", {"agent": "helper"})
         session_id = created["session_id"]
         status, pending = await call(

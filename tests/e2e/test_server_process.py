@@ -36,7 +36,7 @@ async def test_sigterm_exits_zero_with_everything_committed(tmp_path: Path, fake
     run_file = tmp_path / "data" / "run" / "serve.json"
     assert json.loads(run_file.read_text())["pid"] == server.process.pid
     fake_llm.enqueue(text("remembered reply"))
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=server.headers) as http:
         status, created = await call(http, "POST", f"{server.url}/api/v1/sessions", {"agent": "helper"})
         session_id = created["session_id"]
         status, _reply = await call(
@@ -62,7 +62,7 @@ async def test_sigkill_mid_turn_loses_nothing_acknowledged_and_the_session_resum
         tool_calls([("bash", {"command": "echo before-crash"})]),
         text("slow " * 100, chunks=100, chunk_delay=0.05),
     )
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=server.headers) as http:
         _, created = await call(http, "POST", f"{server.url}/api/v1/sessions", {"agent": "helper"})
         session_id = created["session_id"]
         seen = []
@@ -169,6 +169,8 @@ def test_schemathesis_finds_no_server_errors(tmp_path: Path) -> None:
                 "/(stream|events|shutdown)$",
                 "--request-timeout",
                 "5",
+                "--header",
+                f"Authorization: {server.headers['Authorization']}",
             ],
             capture_output=True,
             text=True,

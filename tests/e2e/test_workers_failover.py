@@ -27,6 +27,9 @@ from tests.e2e.server_harness import (
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 
 ADMIN_TOKEN = "admin-token-for-workers"
+#: Workers behind one load balancer share their tokens through duragent.yaml.
+API_TOKEN = "api-token-for-workers"
+API_HEADERS = {"Authorization": f"Bearer {API_TOKEN}"}
 SLOW_REPLY = " ".join(f"w{i}" for i in range(40))
 
 
@@ -38,7 +41,7 @@ async def pg_url() -> AsyncIterator[str]:
 
 def worker_config(root: Path, llm_url: str, pg_url: str) -> Path:
     """The same configuration for every worker (each with its own local data directory)."""
-    config = write_workspace(root, llm_url, git=False, admin_token=ADMIN_TOKEN)
+    config = write_workspace(root, llm_url, git=False, api_token=API_TOKEN, admin_token=ADMIN_TOKEN)
     with config.open("a") as file:
         file.write(f"services:\n  session:\n    backend: postgres\n    url: {pg_url}\n")
     return config
@@ -73,7 +76,7 @@ async def test_a_stream_on_worker_b_survives_worker_a_dying_mid_turn_and_loses_n
     a = await start_worker(tmp_path, fake_llm.url, pg_url, "a")
     b = await start_worker(tmp_path, fake_llm.url, pg_url, "b")
     try:
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=API_HEADERS) as http:
             status, created = await call(http, "POST", f"{a.url}/api/v1/sessions", {"agent": "helper"})
             assert status == 201, created
             session_id = created["session_id"]
@@ -161,7 +164,7 @@ async def test_an_agent_deployed_on_one_worker_serves_sessions_on_the_other(
     a = await start_worker(tmp_path, fake_llm.url, pg_url, "a")
     b = await start_worker(tmp_path, fake_llm.url, pg_url, "b")
     try:
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=API_HEADERS) as http:
             files = {
                 "agent.yaml": DEPLOYED_AGENT.format(
                     url=fake_llm.url, on_disconnect="continue", max_background="30m"

@@ -48,9 +48,9 @@ def make_app(root: Path, extra_config: str = "") -> web.Application:
 
 
 @pytest.fixture
-async def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aiohttp_client: ClientFactory) -> Client:
+async def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, duragent_client: ClientFactory) -> Client:
     monkeypatch.chdir(tmp_path)
-    return await aiohttp_client(make_app(tmp_path))
+    return await duragent_client(make_app(tmp_path))
 
 
 def git_log(root: Path, path: str) -> list[str]:
@@ -220,22 +220,22 @@ async def test_shutdown_is_accepted_once_then_409(client: Client) -> None:
 
 
 async def test_admin_routes_are_absent_when_the_admin_api_is_disabled(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aiohttp_client: ClientFactory
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, duragent_client: ClientFactory
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    client = await aiohttp_client(make_app(tmp_path, "admin:\n  enabled: false\n"))
+    client = await duragent_client(make_app(tmp_path, "admin:\n  enabled: false\n"))
 
     assert (await client.get(f"{ADMIN}/agents")).status == 404
     assert (await client.post(f"{ADMIN}/shutdown")).status == 404
 
 
 async def test_admin_token_guards_the_admin_api(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aiohttp_client: ClientFactory
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, duragent_client: ClientFactory
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    client = await aiohttp_client(make_app(tmp_path, "admin:\n  token: admin-secret-token\n"))
+    client = await duragent_client(make_app(tmp_path, "admin:\n  token: admin-secret-token\n"))
 
-    refused = await client.get(f"{ADMIN}/agents")
+    refused = await client.get(f"{ADMIN}/agents", headers={"X-Duragent-Admin-Token": "", "Authorization": ""})
     allowed = await client.get(f"{ADMIN}/agents", headers={"Authorization": "Bearer admin-secret-token"})
 
     assert refused.status in (401, 403)
@@ -255,10 +255,10 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 3.0) 
 
 
 async def test_edited_agent_is_reloaded_and_a_broken_edit_shows_in_readyz_until_fixed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aiohttp_client: ClientFactory
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, duragent_client: ClientFactory
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    client = await aiohttp_client(make_app(tmp_path, "agents:\n  static:\n    watch: true\n"))
+    client = await duragent_client(make_app(tmp_path, "agents:\n  static:\n    watch: true\n"))
     prompt = tmp_path / ".duragent" / "agents" / "assistant" / "SYSTEM_PROMPT.md"
     source = tmp_path / ".duragent" / "agents" / "assistant" / "agent.yaml"
     original = source.read_text()

@@ -23,6 +23,7 @@ from duragent.client.http import (
     ServerUnreachable,
     SessionGone,
     Unauthorized,
+    api_token,
 )
 from duragent.client.launcher import NoServer, WrongWorkspace, connect, workspace_of
 from duragent.client.runfile import read_run_info, write_run_info
@@ -83,7 +84,7 @@ async def test_a_streamed_reply_arrives_as_tokens_then_done_with_positions(
     fake_model.enqueue(text("one two three", chunks=3))
     server = await serve(config)
     try:
-        async with ApiClient(url_of(server)) as api:
+        async with ApiClient(url_of(server), token=api_token(config)) as api:
             session = await api.create_session("helper")
             events = [e async for e in api.stream(session["session_id"], "count")]
     finally:
@@ -102,7 +103,7 @@ async def test_events_after_a_position_replay_exactly_what_came_later(
     fake_model.enqueue(text("first"), text("second"))
     server = await serve(config)
     try:
-        async with ApiClient(url_of(server)) as api:
+        async with ApiClient(url_of(server), token=api_token(config)) as api:
             session_id = (await api.create_session("helper"))["session_id"]
             first = [e async for e in api.stream(session_id, "one")]
             seen = first[-1].id
@@ -141,7 +142,7 @@ async def test_an_unknown_agent_lists_the_known_ones(tmp_path: Path, fake_model:
     config = make_workspace(tmp_path, fake_model.url)
     server = await serve(config)
     try:
-        async with ApiClient(url_of(server)) as api:
+        async with ApiClient(url_of(server), token=api_token(config)) as api:
             with pytest.raises(AgentNotFound) as caught:
                 await api.create_session("nobody")
     finally:
@@ -166,7 +167,7 @@ async def test_an_ended_session_refuses_messages_with_the_way_out(
     config = make_workspace(tmp_path, fake_model.url)
     server = await serve(config)
     try:
-        async with ApiClient(url_of(server)) as api:
+        async with ApiClient(url_of(server), token=api_token(config)) as api:
             session_id = (await api.create_session("helper"))["session_id"]
             await api.end_session(session_id)
             assert (await api.session(session_id))["status"] == "ended"

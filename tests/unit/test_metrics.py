@@ -22,12 +22,12 @@ ClientFactory = Callable[[web.Application], Awaitable[Client]]
 
 
 @pytest.fixture
-async def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aiohttp_client: ClientFactory) -> Client:
+async def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, duragent_client: ClientFactory) -> Client:
     """A server on a workspace made by `duragent init` (demo agent "assistant"), lazy agent loading."""
     monkeypatch.chdir(tmp_path)
     init_workspace(tmp_path, provider=ProviderChoice("demo", "demo", "tests"))
     (tmp_path / "duragent.yaml").write_text("data_dir: .duragent\nagents:\n  lazy_load: true\n")
-    return await aiohttp_client(create_app(load_config(tmp_path / "duragent.yaml"), env={}))
+    return await duragent_client(create_app(load_config(tmp_path / "duragent.yaml"), env={}))
 
 
 def value(text: str, series: str) -> float:

@@ -187,19 +187,11 @@ def _require_admin(request: web.Request, state: ServerState) -> None:
     Deploying an agent is an admin action: its files are `${VAR}`-interpolated with the server's
     environment and its model settings choose where requests (and API keys) go.
     """
-    from duragent.server.auth import ADMIN_TOKEN_HEADER, admin_authorized
+    from duragent.server.auth import ADMIN_TOKEN_HEADER, REQUIRED_TOKENS, admin_authorized
 
-    if admin_authorized(request, state.config.admin.token or None):
+    if admin_authorized(request, request.app[REQUIRED_TOKENS].admin):
         return
-    if state.config.admin.token:
-        detail = (
-            f"an inline agent_spec deploys an agent, so it needs the admin token (in {ADMIN_TOKEN_HEADER})"
-        )
-    else:
-        detail = (
-            "an inline agent_spec deploys an agent; no admin token is configured, "
-            "so only loopback clients may send one"
-        )
+    detail = f"an inline agent_spec deploys an agent, so it needs the admin token (in {ADMIN_TOKEN_HEADER})"
     raise HttpProblem(403, detail, type_name="forbidden")
 
 
