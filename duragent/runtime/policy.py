@@ -15,8 +15,13 @@ and `**` crosses it, elsewhere `*` matches any text. Order: deny wins, then ask,
 then the mode.
 
 A bash command made of several commands (`;`, `&&`, `|`, `$(...)`, redirections) is checked
-piece by piece against deny and ask patterns, and is allowed only by a pattern equal to the
-whole command: `bash:git *` must not let `git log; rm -rf ~` through.
+piece by piece against deny and ask patterns. An allow pattern allows it only when the pattern has
+the same operators in the same places (`bash:make * && make install`), each wildcard matching
+inside one simple command: `bash:git *` must not let `git log; rm -rf ~` through. Options that
+run programs or write files (`git -c`, `--output`, `--upload-pack`, `find -exec`...) and `$`
+expansions are never allowed by a wildcard: such a call gets `ask` unless the pattern spells the
+option out. A bash command naming an agent's definition, policy, duragent.yaml, `.git` or the
+tokens file is never auto-allowed (ask).
 
 With no policy at all, the default is mode `ask` with DEFAULT_ALLOWED tools allowed.
 """
@@ -120,10 +125,20 @@ class ToolPolicy:
             for pattern in patterns:
                 if any(pattern_matches(pattern, tool, piece) for piece in pieces):
                     return PolicyDecision(decision, pattern)
+        allowed: PolicyDecision | None = None
         for pattern in self.allow:
-            if pattern_matches(pattern, tool, invocation) and (not compound or _is_exact(pattern)):
-                return PolicyDecision("allow", pattern)
-        return PolicyDecision(self.mode, None)
+            verdict = _allow_verdict(pattern, tool, invocation)
+            if verdict == "allow":
+                allowed = PolicyDecision("allow", pattern)
+                break
+            if verdict == "ask" and allowed is None:
+                # A wildcard matched only thanks to an escape (`git -c`, `--output`): a person decides.
+                allowed = PolicyDecision("ask", pattern)
+        outcome = allowed or PolicyDecision(self.mode, None)
+        if outcome.decision == "allow" and tool == "bash" and touches_protected_file(invocation):
+            # Only a person changes an agent's definition, policy or the server's configuration.
+            return PolicyDecision("ask", outcome.pattern)
+        return outcome
 
     def allow_always(self, tool: str, invocation: str) -> Path:
         """Save an exact allow pattern for this call to the agent's policy.yaml; returns the file."""
@@ -183,6 +198,196 @@ def pattern_matches(pattern: str, tool: str, invocation: str) -> bool:
     if not colon:
         return True
     return bool(_compiled(rest, tool in PATH_INVOCATION_TOOLS).fullmatch(invocation))
+
+
+def _allow_verdict(pattern: str, tool: str, invocation: str) -> Decision | None:
+    """What allow `pattern` says about this call: allow, ask (an escape), or None (no match)."""
+    if not pattern_matches(pattern, tool, invocation) and tool != "bash":
+        return None
+    if tool != "bash" or ":" not in pattern:
+        return "allow" if pattern_matches(pattern, tool, invocation) else None
+    if not _compiled(pattern.partition(":")[0], False).fullmatch(tool):
+        return None
+    if _is_exact(pattern):
+        # An exact pattern (as "allow always" saves) is the one command a person approved.
+        return "allow" if pattern_matches(pattern, tool, invocation) else None
+    return bash_allow(pattern.partition(":")[2], invocation)
+
+
+def bash_allow(glob: str, command: str) -> Decision | None:
+    """Whether the wildcard bash pattern `glob` allows `command`: allow, ask, or None.
+
+    The command and the pattern are split into simple commands by a shell lexer; they must have
+    the same operators (`;`, `&&`, `|`, redirections...) in the same places, so a wildcard never
+    swallows a `; rm -rf ~`. Substitutions (`$(...)`, backticks, `<(...)`) and new lines are never
+    allowed by a wildcard. A simple command matched through a wildcard that carries an option
+    which runs programs or writes files (ESCAPE_OPTIONS) or a `$` expansion the pattern does not
+    spell out gets `ask`.
+    """
+    if any(marker in command for marker in _SUBSTITUTIONS):
+        return None
+    command_parts, pattern_parts = _split_simple(command), _split_simple(glob)
+    if command_parts is None or pattern_parts is None:
+        return None
+    (command_words, command_ops), (pattern_words, pattern_ops) = command_parts, pattern_parts
+    if command_ops != pattern_ops or len(command_words) != len(pattern_words):
+        return None
+    verdict: Decision = "allow"
+    for words, wanted in zip(command_words, pattern_words, strict=True):
+        wanted_glob = " ".join(wanted)
+        if not _compiled(wanted_glob, False).fullmatch(" ".join(words)):
+            return None
+        if not _translate(wanted_glob, False)[1] and _escapes(words, wanted):
+            verdict = "ask"
+    return verdict
+
+
+#: Options that make an otherwise harmless command run programs, read foreign config or write files.
+#: A wildcard never allows them; the pattern must spell them out. Per program, plus for every program.
+ESCAPE_OPTIONS: dict[str, frozenset[str]] = {
+    "git": frozenset(
+        {
+            "-c",
+            "-C",
+            "-O",
+            "-u",
+            "-x",
+            "--config-env",
+            "--exec-path",
+            "--git-dir",
+            "--work-tree",
+            "--namespace",
+            "--upload-pack",
+            "--receive-pack",
+            "--exec",
+            "--open-files-in-pager",
+            "--extcmd",
+            "--tool",
+            "--template",
+            "--ext-diff",
+            "--textconv",
+            "--output",
+            "-o",
+        }
+    ),
+    "find": frozenset(
+        {"-exec", "-execdir", "-ok", "-okdir", "-delete", "-fprint", "-fprint0", "-fprintf", "-fls"}
+    ),
+    "tar": frozenset(
+        {
+            "--to-command",
+            "--checkpoint-action",
+            "--use-compress-program",
+            "-I",
+            "--rsh-command",
+            "-F",
+            "--info-script",
+            "--new-volume-script",
+        }
+    ),
+    "rsync": frozenset({"-e", "--rsh", "--rsync-path"}),
+    "ssh": frozenset({"-o", "-F"}),
+    "scp": frozenset({"-o", "-F", "-S"}),
+    "sed": frozenset({"-i", "--in-place"}),
+    "*": frozenset(
+        {
+            "-o",
+            "--output",
+            "--output-file",
+            "--output-document",
+            "--config",
+            "--exec",
+            "--upload-pack",
+            "--receive-pack",
+            "--exec-path",
+            "--git-dir",
+            "--work-tree",
+            "--rcfile",
+            "--init-file",
+            "--log-file",
+            "--pre-invoke",
+            "--post-invoke",
+        }
+    ),
+}
+#: Programs whose `-o` only shapes output (it is an escape everywhere else: curl, gcc, sort, ssh...).
+_HARMLESS_DASH_O = frozenset({"grep", "egrep", "fgrep", "rg", "ls", "ps", "df", "lsof", "pgrep", "pkill"})
+_SUBSTITUTIONS = ("`", "$(", "<(", ">(", "\n", "\r")
+
+
+def _escapes(words: list[str], pattern_words: list[str]) -> bool:
+    """True when `words` carry an escape option or `$` expansion that `pattern_words` do not spell out."""
+    program = os.path.basename(words[0]) if words else ""
+    options = ESCAPE_OPTIONS.get(program, frozenset()) | ESCAPE_OPTIONS["*"]
+    if program in _HARMLESS_DASH_O:
+        options = options - {"-o"}
+    spelled = " ".join(pattern_words)
+    for word in words[1:]:
+        if "$" in word and word not in spelled:
+            return True
+        name = _option_name(word, options)
+        if (
+            name is not None
+            and name not in pattern_words
+            and not any(w.startswith(name) for w in pattern_words)
+        ):
+            return True
+    return False
+
+
+def _option_name(word: str, options: frozenset[str]) -> str | None:
+    """The escape option `word` is (`--output=x`, `-o/tmp/x`, `-cfoo=bar`, `--out` count), or None."""
+    if not word.startswith("-") or word in ("-", "--"):
+        return None
+    if word.startswith("--"):
+        head = word.split("=", 1)[0]
+        if head in options:
+            return head
+        # GNU getopt and git accept unambiguous abbreviations: --out, --upload-p, --exec-p...
+        if len(head) > 4 and any(option.startswith(head) for option in options if option.startswith("--")):
+            return head
+        return None
+    if word in options:
+        return word
+    # A short option with its value attached (-o/tmp/x, -cfoo=bar).
+    return word[:2] if word[:2] in options else None
+
+
+def _split_simple(command: str) -> tuple[list[list[str]], list[str]] | None:
+    """Simple commands (as word lists) and the operators between them, by a shell lexer."""
+    tokens = _shell_tokens(command)
+    if tokens is None:
+        return None
+    words: list[list[str]] = [[]]
+    operators: list[str] = []
+    for token in tokens:
+        if _is_operator(token):
+            operators.append(token)
+            words.append([])
+        else:
+            words[-1].append(token)
+    return words, operators
+
+
+#: Files only a person (or the runtime) changes: an agent's definition and policy, the server's
+#: configuration, git's own files and the workspace's tokens.
+PROTECTED_NAMES = (
+    "agent.yaml",
+    "policy.yaml",
+    "policy.local.yaml",
+    "SOUL.md",
+    "SYSTEM_PROMPT.md",
+    "INSTRUCTIONS.md",
+    "duragent.yaml",
+    ".git",
+    "tokens.json",
+    "serve.json",
+)
+
+
+def touches_protected_file(command: str) -> bool:
+    """Whether a bash command line names a protected file (then it is never auto-allowed)."""
+    return any(name in command for name in PROTECTED_NAMES)
 
 
 def exact_pattern(tool: str, invocation: str) -> str:
