@@ -105,6 +105,33 @@ def discover_agents(agents_dir: Path) -> list[Path]:
     )
 
 
+def validate_agent_folder(
+    directory: Path, env: Mapping[str, str] | None = None
+) -> tuple[list[Problem], list[Problem]]:
+    """Every problem (and warning) of an agent folder: agent.yaml, its prompts and its policy files.
+
+    What `duragent agent validate` reports: policy.yaml (and policy.local.yaml) are read as the
+    runtime reads them, so a file the server would refuse is never called valid.
+    """
+    from duragent.runtime.policy import read_policy_file
+
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+    try:
+        warnings += load_agent(directory, env)[1]
+    except ConfigError as exc:
+        problems += exc.problems
+    for name in ("policy.yaml", "policy.local.yaml"):
+        path = directory / name
+        if not path.exists():
+            continue
+        try:
+            warnings += read_policy_file(Path(display_path(path.resolve())))[1]
+        except ConfigError as exc:
+            problems += exc.problems
+    return problems, warnings
+
+
 def load_agent(directory: Path, env: Mapping[str, str] | None = None) -> tuple[Agent, list[Problem]]:
     """Load the agent in `directory`; raise ConfigError listing every problem, return warnings."""
     directory = directory.resolve()

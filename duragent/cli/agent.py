@@ -136,9 +136,7 @@ def validate_agents(
     ] = None,
 ) -> None:
     """Check agent definitions; print every problem as file:line:column and exit 2 if any."""
-    from duragent.agents.loader import discover_agents, load_agent
-    from duragent.errors import ConfigError
-    from duragent.runtime.policy import load_policy
+    from duragent.agents.loader import discover_agents, validate_agent_folder
 
     if paths:
         directories = [folder for path in paths for folder in _agent_folders(path)]
@@ -150,13 +148,10 @@ def validate_agents(
             return
     invalid = 0
     for directory in directories:
-        try:
-            agent, warnings = load_agent(directory)
-            # The tool policy is part of the definition: a broken policy.yaml fails like agent.yaml.
-            load_policy(agent.directory, agent.spec.tools.policy)
-        except ConfigError as exc:
+        problems, warnings = validate_agent_folder(directory)
+        if problems:
             invalid += 1
-            for problem in exc.problems:
+            for problem in problems:
                 print(problem)
             continue
         _print_warnings(warnings, stream=sys.stdout)

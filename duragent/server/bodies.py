@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from duragent.server.problems import FieldError, HttpProblem, validation_errors
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+#: Deepest nesting of lists and objects a request body may have (deeper: 400, never a RecursionError).
+MAX_JSON_DEPTH = 64
+_TOO_DEEP = object()
 
 
 class Body(BaseModel):
@@ -316,11 +319,30 @@ async def read_body(request: web.Request, model: type[ModelT]) -> ModelT:
         data = json.loads(raw) if raw else None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise HttpProblem(400, f"the body is not valid JSON: {exc}", type_name="validation") from None
+    except RecursionError:
+        data = _TOO_DEEP
+    if data is _TOO_DEEP or json_depth(data) > MAX_JSON_DEPTH:
+        detail = f"the body is nested more than {MAX_JSON_DEPTH} levels deep"
+        raise HttpProblem(400, detail, (FieldError("body", "nested too deeply"),), "validation")
     if not isinstance(data, dict):
         raise HttpProblem(
             400, "the body must be a JSON object", (FieldError("body", "expected an object"),), "validation"
         )
     return model.model_validate(data)
+
+
+def json_depth(value: Any) -> int:
+    """How deeply lists and objects nest in `value` (a scalar is 0), without recursion."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            pending.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+    return deepest
 
 
 def read_query(request: web.Request, model: type[ModelT]) -> ModelT:
