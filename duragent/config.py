@@ -321,6 +321,10 @@ class DuragentConfig(ConfigModel):
         static = self.agents.static.path
         return self.resolve(static) if static else self.data_path / "agents"
 
+    def tool_workdir(self, agent: str) -> Path:
+        """Where agent `agent`'s tools run: `<data_dir>/work/<agent>` (never its definition folder)."""
+        return self.data_path / "work" / agent
+
     @property
     def dynamic_agents_path(self) -> Path:
         """Absolute folder the admin API writes deployed agents to."""

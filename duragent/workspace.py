@@ -60,6 +60,12 @@ class Workspace:
         self._stores: Stores | None = None
         # files this workspace's stores wrote: its committer commits them, not the offline sweep
         self._written_here: set[str] = set()
+        #: Tool calls running now (the human-edit watcher waits for them before committing).
+        self.tool_calls_running = 0
+
+    def note_tool_activity(self, delta: int) -> None:
+        """The runtime's `tool_activity` hook: +1 when tool calls start, -1 when they end."""
+        self.tool_calls_running = max(0, self.tool_calls_running + delta)
 
     @property
     def data_path(self) -> os.PathLike[str]:

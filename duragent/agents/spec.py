@@ -111,6 +111,13 @@ class ToolsSpec(SpecModel):
     builtin: list[str] = []
     cli: list[CliToolSpec] = []
     policy: PolicySpec | None = None
+    env: list[str] = Field(
+        [],
+        description=(
+            "Environment variables bash and cli tools see besides PATH, HOME, LANG, TERM and TZ "
+            "(secrets included only when listed here)."
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -69,9 +69,12 @@ def show_agent(
     agent, warnings = _catalog(ctx).load(name)
     settings = session_settings(agent, state.config())
     if as_json:
-        print_json(_agent_details(agent, settings, warnings))
+        print_json(
+            _agent_details(agent, settings, warnings)
+            | {"workdir": _shown(state.config().tool_workdir(agent.name))}
+        )
         return
-    _print_details(agent, settings)
+    _print_details(agent, settings, state.config().tool_workdir(agent.name))
     _print_warnings(warnings)
 
 
@@ -313,13 +316,14 @@ def _agent_details(
     }
 
 
-def _print_details(agent: Agent, settings: dict[str, Setting[Any]]) -> None:
+def _print_details(agent: Agent, settings: dict[str, Setting[Any]], workdir: Path) -> None:
     model = agent.spec.model
     key = f"  (API key from ${model.key_variable})" if model.key_variable else ""
     print(f"agent        {agent.name}")
     if agent.description:
         print(f"description  {agent.description}")
     print(f"folder       {_shown(agent.directory)}")
+    print(f"workdir      {_shown(workdir)}  (where its tools run)")
     print(f"model        {model.provider}/{model.name}{key}")
     print("session")
     _print_table(

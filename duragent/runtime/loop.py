@@ -8,6 +8,7 @@ durable step: `run_turn(log, agent, None)` continues a turn that stopped midway.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
@@ -51,6 +52,7 @@ from duragent.scheduling.spec import scheduled_task_of
 from duragent.sessions.log import SessionLog
 from duragent.stores.base import ArtifactStore, Change, ChangeListener, MemoryStore, ignore_changes, utcnow
 from duragent.tools.base import InvalidToolArguments, ToolContext, ToolResult
+from duragent.tools.protected import PROTECTED_NAMES
 from duragent.tools.registry import AnyTool, definition, execute, tools_for
 
 if TYPE_CHECKING:
@@ -111,9 +113,12 @@ class Runtime:
     scrub_env: frozenset[str] = frozenset()
     max_steps: int = DEFAULT_MAX_STEPS
     on_change: ChangeListener = ignore_changes
+    #: Where an agent's tools run (default: `default_workdir`, never the definition folder).
     workdir_for: Callable[[Agent], Path] | None = None
     #: The server's scheduler, offered to the `schedule` tool (set once the server has one).
     schedules: Scheduler | None = None
+    #: Told +1 when tool calls start and -1 when they end (the human-edit watcher waits meanwhile).
+    tool_activity: Callable[[int], None] = field(default=lambda _delta: None)
     #: Turns between their start and their first model call (see `STARTING_AT_ONCE`).
     starting: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(STARTING_AT_ONCE))
 
@@ -356,11 +361,16 @@ class Runtime:
             finally:
                 timings[call.id] = int((time.perf_counter() - started) * 1000)
 
+        before = protected_digests(agent.directory) if runnable else {}
+        self.tool_activity(+1)
         try:
             outcomes = await asyncio.gather(*(timed(c, t, a) for c, t, a in runnable))
         except asyncio.CancelledError:
             await asyncio.shield(close_open_tool_calls(session, "cancelled: the turn was cancelled"))
             raise
+        finally:
+            self._note_tool_writes(agent, before)
+            self.tool_activity(-1)
         for (call, _tool, _args), outcome in zip(runnable, outcomes, strict=True):
             results[call.id] = outcome
         await session.append_many(
@@ -415,6 +425,22 @@ class Runtime:
                 )
         yield ApprovalResolved(call.id, outcome.decision, outcome.reason)
 
+    def _note_tool_writes(self, agent: Agent, before: dict[Path, str]) -> None:
+        """Report the agent's own files a tool call changed (a person approved a bash command that
+        wrote policy.yaml, say) as the agent's change: git must not show them as the person's edit."""
+        changed = sorted(
+            path for path, digest in protected_digests(agent.directory).items() if before.get(path) != digest
+        )
+        changed += sorted(path for path in before if not path.exists())
+        if changed:
+            self.on_change(Change(tuple(changed), "agent", agent.name, "changed by a tool call"))
+
+    def workdir(self, agent: Agent) -> Path:
+        """Where the agent's tools run: `workdir_for(agent)`, else `<data dir>/work/<agent>`."""
+        if self.workdir_for is not None:
+            return self.workdir_for(agent)
+        return default_workdir(agent)
+
     def _tool_context(
         self, agent: Agent, session: SessionLog, notifications: asyncio.Queue[str]
     ) -> ToolContext:
@@ -422,7 +448,7 @@ class Runtime:
             await session.append("notification", {"message": message})
             notifications.put_nowait(message)
 
-        workdir = self.workdir_for(agent) if self.workdir_for else agent.directory
+        workdir = prepare_workdir(self.workdir(agent))
         return ToolContext(
             agent=agent.name,
             session_id=session.session_id,
@@ -430,6 +456,8 @@ class Runtime:
             memory=self.memory,
             artifacts=self.artifacts,
             scrub_env=self.scrub_env,
+            pass_env=tuple(agent.spec.tools.env),
+            protected_dirs=(agent.directory.resolve(),),
             notify=notify,
             schedules=self.schedules,
             session_metadata=session.state.metadata,
@@ -444,6 +472,37 @@ def _scheduled_by(session: SessionLog) -> str | None:
         if message.get("role") == "user" and not message.get("silent"):
             return scheduled_task_of(str(message.get("content") or ""))
     return None
+
+
+def default_workdir(agent: Agent) -> Path:
+    """`<data dir>/work/<agent>`: beside `agents/`, so the definition folder is never the tools' cwd."""
+    return agent.directory.parent.parent / "work" / agent.name
+
+
+def prepare_workdir(folder: Path) -> Path:
+    """Create the working directory (git-ignored: it is the tools' scratch space) and return it."""
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        ignore = folder.parent / ".gitignore"
+        if folder.parent.name == "work" and not ignore.exists():
+            ignore.write_text("*\n", encoding="utf-8")
+    return folder
+
+
+def protected_digests(directory: Path) -> dict[Path, str]:
+    """sha-256 of each protected file directly in an agent's folder (its definition and policy)."""
+    digests: dict[Path, str] = {}
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return digests
+    for entry in entries:
+        if entry.name in PROTECTED_NAMES or entry.suffix == ".md":
+            try:
+                digests[entry] = hashlib.sha256(entry.read_bytes()).hexdigest()
+            except OSError:
+                continue
+    return digests
 
 
 def _approval_payload(call: ToolCall, invocation: str) -> dict[str, Any]:

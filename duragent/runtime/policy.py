@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from duragent.agents.spec import PolicySpec
 from duragent.errors import ConfigError, DuragentError, Problem
 from duragent.ids import ulid
+from duragent.tools.protected import names_protected_file
 from duragent.tools.registry import PATH_INVOCATION_TOOLS
 from duragent.validation import validate_document
 from duragent.yaml_source import load_yaml_file, load_yaml_text
@@ -369,25 +370,13 @@ def _split_simple(command: str) -> tuple[list[list[str]], list[str]] | None:
     return words, operators
 
 
-#: Files only a person (or the runtime) changes: an agent's definition and policy, the server's
-#: configuration, git's own files and the workspace's tokens.
-PROTECTED_NAMES = (
-    "agent.yaml",
-    "policy.yaml",
-    "policy.local.yaml",
-    "SOUL.md",
-    "SYSTEM_PROMPT.md",
-    "INSTRUCTIONS.md",
-    "duragent.yaml",
-    ".git",
-    "tokens.json",
-    "serve.json",
-)
-
-
 def touches_protected_file(command: str) -> bool:
-    """Whether a bash command line names a protected file (then it is never auto-allowed)."""
-    return any(name in command for name in PROTECTED_NAMES)
+    """Whether a bash command line names a protected file (then it is never auto-allowed).
+
+    Checked on the raw text and on the words a shell would see, so quoting (`pol''icy.yaml`)
+    does not hide a name.
+    """
+    return names_protected_file(command, _shell_tokens(command) or ())
 
 
 def exact_pattern(tool: str, invocation: str) -> str:

@@ -164,6 +164,8 @@ async def _open(
         artifacts=stores.artifacts,
         scrub_env=frozenset(config.referenced_env | {name for name in env if looks_secret(name)}),
         on_change=workspace.record_change,
+        workdir_for=lambda agent: config.tool_workdir(agent.name),
+        tool_activity=workspace.note_tool_activity,
     )
     agent_changes = (
         workspace.record_change if cluster is None else cluster.agents.listener(workspace.record_change)

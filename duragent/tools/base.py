@@ -52,7 +52,8 @@ class ToolContext:
     """Where and for whom a tool runs: the agent, its session, folders, stores and limits.
 
     `file_roots` confine the file tools (empty means the working directory alone);
-    `scrub_env` names environment variables never passed to subprocesses (the
+    `pass_env` names the environment variables (beyond the minimal set) bash and cli tools
+    see (`spec.tools.env`); `scrub_env` names variables never passed unless listed there (the
     configuration's secrets); `notify` delivers `notify_user` messages to attached clients.
     `schedules` is the server's scheduler (None where there is none), `session_metadata` the
     session's metadata (a chat's `gateway` and `chat_id`), `scheduled_by` the schedule whose
@@ -66,6 +67,9 @@ class ToolContext:
     memory: MemoryStore | None = None
     artifacts: ArtifactStore | None = None
     scrub_env: frozenset[str] = frozenset()
+    pass_env: tuple[str, ...] = ()
+    #: Folders no tool may write into (the agent's definition folder), beside the protected names.
+    protected_dirs: tuple[Path, ...] = ()
     notify: Notify | None = None
     limits: ToolLimits = field(default_factory=ToolLimits)
     schedules: Scheduler | None = None

@@ -3,7 +3,8 @@
 Each command runs as `bash -c` in the agent's working directory, in its own process group so a
 timeout or a cancelled turn kills everything it started. stdout and stderr are read as one
 stream (in the order a terminal would show them) and capped to their head and tail. The
-environment is the server's minus the configuration's secret variables.
+environment is minimal (PATH, HOME, LANG, TERM, TZ) plus the names the agent lists in
+`spec.tools.env`: the server's API keys and tokens never reach a tool unless listed.
 """
 
 from __future__ import annotations
@@ -27,9 +28,22 @@ MAX_TIMEOUT_SECONDS = 3600.0
 _READ_CHUNK = 64 * 1024
 
 
-def scrubbed_environment(scrub: frozenset[str]) -> dict[str, str]:
-    """The server's environment without the named (secret) variables."""
-    return {name: value for name, value in os.environ.items() if name not in scrub}
+#: What every tool process sees of the server's environment; anything else must be listed in
+#: the agent's `spec.tools.env`.
+BASE_ENV = ("PATH", "HOME", "LANG", "TERM", "TZ")
+
+
+def tool_environment(
+    listed: tuple[str, ...] = (), scrub: frozenset[str] = frozenset(), source: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of a bash or cli tool: BASE_ENV plus the agent's `listed` names.
+
+    API keys, tokens and every variable the configuration references are the server's, not the
+    model's: they reach a tool only when the agent lists them in `spec.tools.env`.
+    """
+    environ = dict(os.environ) if source is None else source
+    names = [name for name in BASE_ENV if name not in scrub] + list(listed)
+    return {name: environ[name] for name in dict.fromkeys(names) if name in environ}
 
 
 async def run_command(command: str, ctx: ToolContext, timeout_seconds: float | None = None) -> ToolResult:
@@ -44,7 +58,7 @@ async def run_command(command: str, ctx: ToolContext, timeout_seconds: float | N
             "-c",
             command,
             cwd=ctx.workdir,
-            env=scrubbed_environment(ctx.scrub_env),
+            env=tool_environment(ctx.pass_env, ctx.scrub_env),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=write_fd,
             stderr=write_fd,

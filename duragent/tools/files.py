@@ -19,6 +19,7 @@ from pydantic import Field
 from duragent.errors import DuragentError
 from duragent.ids import ulid
 from duragent.tools.base import Tool, ToolArgs, ToolContext, ToolResult
+from duragent.tools.protected import protected_reason
 
 DEFAULT_READ_LINES = 2000
 _BINARY_PROBE_BYTES = 8192
@@ -42,6 +43,16 @@ def resolve_inside_roots(raw: str, ctx: ToolContext) -> Path:
         allowed = ", ".join(str(root) for root in roots)
         raise PathRefused(f"{raw!r} resolves to {resolved}, outside the allowed folders ({allowed})")
     return resolved
+
+
+def resolve_writable(raw: str, ctx: ToolContext) -> Path:
+    """Like `resolve_inside_roots`, also refusing protected files (an agent's definition, policy,
+    the server's configuration, `.git`, run files), whatever the roots and the policy say."""
+    path = resolve_inside_roots(raw, ctx)
+    reason = protected_reason(path, ctx.protected_dirs)
+    if reason is not None:
+        raise PathRefused(f"{raw!r} is protected ({reason}): only a person changes it")
+    return path
 
 
 def display_path(path: Path, ctx: ToolContext) -> str:
@@ -165,7 +176,7 @@ class WriteFileTool(Tool[WriteFileArgs]):
     async def run(self, args: WriteFileArgs, ctx: ToolContext) -> ToolResult:
         """Write the file atomically."""
         try:
-            path = resolve_inside_roots(args.path, ctx)
+            path = resolve_writable(args.path, ctx)
             if path.is_dir():
                 raise PathRefused(f"{args.path} is a folder")
             data = args.content.encode("utf-8")
@@ -230,7 +241,7 @@ class EditFileTool(Tool[EditFileArgs]):
     async def run(self, args: EditFileArgs, ctx: ToolContext) -> ToolResult:
         """Apply the replacement, or explain why it was not applied."""
         try:
-            path = resolve_inside_roots(args.path, ctx)
+            path = resolve_writable(args.path, ctx)
             replaced = await asyncio.to_thread(_edit, path, args)
         except PathRefused as exc:
             return ToolResult(False, str(exc))

@@ -435,6 +435,10 @@ class HumanEditWatcher:
             while self._pending and self._first_at is not None:
                 due = min(self._last_at + self.debounce, self._first_at + self.max_delay)
                 wait = due - time.monotonic()
+                if wait <= 0 and self.workspace.tool_calls_running:
+                    # A tool call may be writing these files: the runtime reports its changes as the
+                    # agent's when it ends, so wait for that rather than call them a person's edit.
+                    wait = self.debounce
                 if wait > 0:
                     try:
                         await asyncio.wait_for(self._wakeup.wait(), wait)

@@ -201,7 +201,8 @@ async def test_ask_waits_for_a_decision_and_allow_always_is_saved(
     assert resolved.decision == "allow_always"
     result = next(e for e in seen if isinstance(e, ToolCallFinished))
     assert result.ok
-    assert str(agent.directory) in result.content
+    # tools run in the agent's own working directory, never its definition folder
+    assert result.content.strip() == str(agent.directory.parent.parent / "work" / "helper")
     policy_text = (agent.directory / "policy.yaml").read_text()
     assert "bash:pwd" in policy_text
     assert "approval_required" in await stored_types(session)

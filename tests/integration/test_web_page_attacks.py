@@ -184,8 +184,16 @@ def test_init_makes_the_tokens_and_never_commits_them(tmp_path: Path) -> None:
     history = subprocess.run(
         ["git", "log", "-p", "--all"], cwd=data, capture_output=True, text=True, check=True
     )
+    files = subprocess.run(
+        ["git", "log", "--all", "--name-only", "--format="],
+        cwd=data,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert tokens.api not in history.stdout
-    assert "tokens.json" not in history.stdout
+    assert tokens.admin not in history.stdout
+    assert [name for name in files.stdout.split() if name.startswith("run/")] == []
 
 
 def test_servers_starting_together_agree_on_one_set_of_tokens(tmp_path: Path) -> None:

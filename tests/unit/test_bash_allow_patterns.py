@@ -87,6 +87,7 @@ TABLE = [
     ("bash:rm *", "rm -rf .git", "ask"),
     ("bash:cat *", "cat ../../run/tokens.json", "ask"),
     ("bash:tee *", "tee ../../../duragent.yaml", "ask"),
+    ("bash:cp *", "cp x ../../agents/helper/pol''icy.yaml", "ask"),
 ]
 
 

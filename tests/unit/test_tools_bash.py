@@ -92,18 +92,50 @@ async def test_cancelling_a_running_command_kills_its_process_group(tmp_path: Pa
     assert await wait_until_gone(child)
 
 
-async def test_secret_variables_are_absent_from_the_child_environment(
+async def test_a_tool_sees_only_the_minimal_environment_and_what_the_agent_lists(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MODEL_API_KEY", "sk-very-secret")
-    monkeypatch.setenv("PLAIN_SETTING", "visible-value")
-    ctx = context(tmp_path, scrub_env=frozenset({"MODEL_API_KEY"}))
+    secrets = {
+        "OPENAI_API_KEY": "sk-proj-openai-secret",
+        "MODEL_API_KEY": "sk-very-secret",
+        "DURAGENT_ADMIN_TOKEN": "admin-token-secret",
+        "AWS_SECRET_ACCESS_KEY": "aws-secret-value",
+        "DB_PASSWORD_PROD": "hunter2-secret",
+        "DATABASE_URL": "postgresql://u:pw-secret@db/x",
+        "PLAIN_SETTING": "plain-but-unlisted",
+    }
+    for name, value in {**secrets, "LANG": "C.UTF-8", "TZ": "Europe/Berlin", "PROJECT": "p-listed"}.items():
+        monkeypatch.setenv(name, value)
+    ctx = context(tmp_path, scrub_env=frozenset({"DATABASE_URL"}), pass_env=("PROJECT",))
 
-    result = await run_bash(ctx, "env")
+    shown = (await run_bash(ctx, "env")).content
 
-    assert "visible-value" in result.content
-    assert "sk-very-secret" not in result.content
-    assert "MODEL_API_KEY" not in result.content
+    for name, value in secrets.items():
+        assert name not in shown
+        assert value not in shown
+    for kept in ("PATH=", "HOME=", "LANG=C.UTF-8", "TZ=Europe/Berlin", "PROJECT=p-listed"):
+        assert kept in shown
+
+
+async def test_a_secret_reaches_a_tool_only_when_the_agent_lists_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_listed_on_purpose")
+    listed = context(tmp_path, scrub_env=frozenset({"GITHUB_TOKEN"}), pass_env=("GITHUB_TOKEN",))
+    unlisted = context(tmp_path, scrub_env=frozenset({"GITHUB_TOKEN"}))
+
+    assert "ghp_listed_on_purpose" in (await run_bash(listed, "echo $GITHUB_TOKEN")).content
+    assert "ghp_listed_on_purpose" not in (await run_bash(unlisted, "echo $GITHUB_TOKEN")).content
+
+
+async def test_cli_tools_get_the_same_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret")
+    tool = CliTool(CliToolSpec(name="show_env", command="env", description="Shows the environment."))
+
+    result = await tool.run(CliArgs(), context(tmp_path))
+
+    assert "sk-ant-secret" not in result.content
+    assert "PATH=" in result.content
 
 
 async def test_long_output_keeps_head_and_tail_with_a_cut_marker(tmp_path: Path) -> None:
