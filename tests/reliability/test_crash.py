@@ -18,6 +18,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from duragent.access_tokens import auth_headers, ensure_tokens
+from duragent.config import load_config
 from duragent.testing.fake_llm import FakeLLMServer, RecordedRequest, ScriptedResponse, text, tool_calls
 from duragent.testing.postgres import temporary_schema
 from tests.e2e.server_harness import read_sse, start_serve
@@ -104,7 +106,9 @@ async def crash_rounds(
     """Run the rounds; the acknowledged message texts and the session of each."""
     acknowledged: list[str] = []
     sessions: dict[str, str] = {}
-    async with aiohttp.ClientSession() as http:
+    # the tokens every server of this workspace requires (made now, before the first start)
+    ensure_tokens(load_config(config).data_path)
+    async with aiohttp.ClientSession(headers=auth_headers(load_config(config))) as http:
         for round_number in range(rounds):
             server = await asyncio.to_thread(start_serve, config, root / f"serve-{round_number}.log")
             try:
@@ -177,7 +181,7 @@ async def test_kill_9_mid_turn_loses_nothing_acknowledged_and_runs_no_tool_twice
 
     server = await asyncio.to_thread(start_serve, config, tmp_path / "serve-final.log")
     try:
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=server.headers) as http:
             messages = await stored_messages(http, server.url, set(sessions.values()))
     finally:
         exit_code = server.terminate()
