@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from duragent.access_tokens import auth_headers
 from duragent.config import load_config
 from duragent.server.app import create_app
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
@@ -28,10 +29,11 @@ async def api(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[Api]:
         .replace("builtin: [bash]", "builtin: [bash, schedule, notify_user]")
         .replace('allow: ["bash:echo *"]', 'allow: ["bash:echo *", "schedule:*", "notify_user:*"]')
     )
-    app = create_app(load_config(config_path), env=CHILD_ENV, shutdown_grace=2, idle_ttl=timedelta(minutes=5))
+    config = load_config(config_path)
+    app = create_app(config, env=CHILD_ENV, shutdown_grace=2, idle_ttl=timedelta(minutes=5))
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=auth_headers(config)) as http:
         yield Api(server, http)
     await server.close()
 
