@@ -10,9 +10,10 @@ expression, because the guard runs on every event a session stores.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -23,12 +24,20 @@ MIN_SECRET_LENGTH = 8
 
 #: Key and token shapes, by the name shown in `[REDACTED:NAME]`. The look-behinds keep a
 #: pattern from starting inside a longer word ("risk-assessment-..." is not an `sk-` key).
+#: A URL-encoded `=` (`?key%3Dsk-...`) ends a word too, though it ends in a letter.
+_AFTER_ENCODED = r"(?<=%3D)|(?<=%3d)"
 TOKEN_PATTERNS: dict[str, str] = {
-    "API_KEY": r"(?<![A-Za-z0-9_-])sk-[A-Za-z0-9_-]{16,}",
-    "SLACK_TOKEN": r"(?<![A-Za-z0-9_-])xox[abposr]-[A-Za-z0-9-]{10,}",
-    "TELEGRAM_TOKEN": r"(?<![A-Za-z0-9])\d{6,}:[A-Za-z0-9_-]{30,}",
-    "AWS_ACCESS_KEY": r"(?<![A-Za-z0-9])AKIA[0-9A-Z]{16}(?![0-9A-Z])",
-    "GITHUB_TOKEN": r"(?<![A-Za-z0-9_])(?:ghp_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{22,})",
+    # Vendor-prefixed keys, and unhyphenated `sk-` + 32 or more letters and digits (what OpenAI's
+    # keys look like), are distinctive enough to be found glued to any word; a hyphenated `sk-`
+    # word ("risk-assessment-...") only where a word starts.
+    "API_KEY": rf"(?:sk-(?:proj|ant|svcacct|admin)-[A-Za-z0-9_-]{{16,}}|sk-[A-Za-z0-9]{{32,}}(?![A-Za-z0-9])"
+    rf"|(?:(?<![A-Za-z0-9_-])|{_AFTER_ENCODED})sk-[A-Za-z0-9_-]{{16,}})",
+    "SLACK_TOKEN": rf"(?:xox[abposr]-\d{{6,}}-[A-Za-z0-9-]{{8,}}"
+    rf"|(?:(?<![A-Za-z0-9_-])|{_AFTER_ENCODED})xox[abposr]-[A-Za-z0-9-]{{10,}})",
+    # A bot token also inside Bot API URLs (`/bot123456:AA.../getMe`) and after `=`/`%3D`.
+    "TELEGRAM_TOKEN": r"(?<!\d)\d{6,}:[A-Za-z0-9_-]{30,}",
+    "AWS_ACCESS_KEY": rf"(?:(?<![0-9A-Z])|{_AFTER_ENCODED})AKIA[0-9A-Z]{{16}}(?![0-9A-Z])",
+    "GITHUB_TOKEN": r"(?:ghp_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{22,})",
 }
 
 #: Environment variables whose values are never secret even when the configuration uses them
@@ -145,3 +154,33 @@ def _compile(values: Mapping[str, str]) -> re.Pattern[str]:
         literal = "|".join(re.escape(value) for value in sorted(values, key=len, reverse=True))
         alternatives.insert(0, f"(?P<{_VALUE_GROUP}>{literal})")
     return re.compile("|".join(alternatives))
+
+
+class RedactingLogFilter(logging.Filter):
+    """A logging filter that redacts secrets from every record's message (server logs, plugin stderr)."""
+
+    def __init__(self, guard: SecretGuard):
+        super().__init__("duragent.secrets")
+        self.guard = guard
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message with secrets redacted; never drops a record."""
+        message = record.getMessage()
+        redacted = self.guard.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def redact_logs(guard: SecretGuard) -> Callable[[], None]:
+    """Redact secrets in everything the root logger's handlers write; returns the undo."""
+    log_filter = RedactingLogFilter(guard)
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(log_filter)
+
+    def undo() -> None:
+        for handler in handlers:
+            handler.removeFilter(log_filter)
+
+    return undo

@@ -142,6 +142,10 @@ async def _open(
     from duragent.workspace import Workspace
 
     workspace = Workspace(config, env=env)
+    from duragent.secrets import redact_logs
+
+    # Secrets (a Telegram token in a Bot API URL a plugin logged, say) never reach the server's log.
+    stack.callback(redact_logs(workspace.guard))
     cluster = await _join_cluster(config, stack)
     if cluster is None:
         # One server per data directory; stateless workers share PostgreSQL instead (duragent.cluster).

@@ -35,9 +35,14 @@ class GatewaysOut(Reply):
 )
 async def list_gateways(request: web.Request) -> web.Response:
     """Every configured gateway plugin and how it is doing."""
-    service = request.app[STATE].gateways
+    state = request.app[STATE]
+    service = state.gateways
     statuses = service.statuses() if service is not None else []
-    return json_reply(GatewaysOut(gateways=[GatewayOut.model_validate(s.to_json()) for s in statuses]))
+    # A plugin's error may echo its bot token (a Bot API URL in a non-JSON reply): never show it.
+    redact = state.workspace.guard.redact_value
+    return json_reply(
+        GatewaysOut(gateways=[GatewayOut.model_validate(redact(s.to_json())) for s in statuses])
+    )
 
 
 def add_routes(app: web.Application) -> None:

@@ -121,7 +121,7 @@ class FilesystemMemoryStore:
     async def write_long_term(self, agent_id: str, text: str) -> None:
         """Replace MEMORY.md atomically."""
         path = self._agent_dir(agent_id) / LONG_TERM_FILE
-        await self._replace(path, text)
+        await self._replace(path, self._redact(text) if self._redact else text)
         self._on_change(Change(paths=(path,), kind="memory", subject=agent_id, summary="MEMORY.md updated"))
 
     async def read_world(self) -> dict[str, str]:
@@ -131,7 +131,7 @@ class FilesystemMemoryStore:
     async def write_world(self, topic: str, text: str) -> None:
         """Replace one world-memory topic (`world/<topic>.md`) atomically."""
         path = self.root / WORLD / f"{check_name(topic, 'world topic')}.md"
-        await self._replace(path, text)
+        await self._replace(path, self._redact(text) if self._redact else text)
         self._on_change(Change(paths=(path,), kind="memory", subject=WORLD, summary=f"{topic} updated"))
 
     async def read_for_context(self, agent_id: str, days: Sequence[date]) -> ContextMemory:

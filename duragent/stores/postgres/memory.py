@@ -185,13 +185,16 @@ class PostgresMemoryStore:
         text: str | None = await pool.fetchval("SELECT text FROM memory_long_term WHERE agent = $1", agent_id)
         return text or ""
 
+    def _redacted(self, text: str) -> str:
+        return self._redact(text) if self._redact is not None else text
+
     async def write_long_term(self, agent_id: str, text: str) -> None:
         """Replace MEMORY.md; the previous version goes to memory_long_term_history."""
         _check_agent(agent_id)
         pool = await self._pool.get()
         async with pool.acquire() as connection, connection.transaction():
             await connection.execute(_KEEP_OLD_LONG_TERM, agent_id)
-            await connection.execute(_WRITE_LONG_TERM, agent_id, text, utcnow())
+            await connection.execute(_WRITE_LONG_TERM, agent_id, self._redacted(text), utcnow())
 
     async def read_world(self) -> dict[str, str]:
         """The shared world memory: topic -> Markdown, sorted by topic."""
@@ -222,7 +225,7 @@ class PostgresMemoryStore:
         pool = await self._pool.get()
         async with pool.acquire() as connection, connection.transaction():
             await connection.execute(_KEEP_OLD_WORLD, topic)
-            await connection.execute(_WRITE_WORLD, topic, text, utcnow())
+            await connection.execute(_WRITE_WORLD, topic, self._redacted(text), utcnow())
 
     # --- export ---------------------------------------------------------------------------
 

@@ -1,0 +1,114 @@
+"""The secret guard on the write paths it did not cover: MEMORY.md (reflect), world memory,
+server logs and the admin API's gateway errors, and key shapes glued to other text.
+
+Secrets are planted (environment values and key-shaped strings), then the data directory's
+tree and `git log -p --all` are searched for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from duragent.config import load_config
+from duragent.scaffold import ProviderChoice, init_workspace
+from duragent.secrets import SecretGuard, redact_logs
+from duragent.workspace import Workspace
+
+ENV_SECRET = "env-secret-value-0123456789"
+TELEGRAM = "1234567890:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1"
+SHAPES = {
+    "OpenAI": "sk-abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV0123",
+    "OpenAI project": "sk-proj-abcdefghijklmnopqrstuvwx0123",
+    "Anthropic": "sk-ant-api03-abcdefghijklmnopqrstuvwx0123",
+    "AWS": "AKIAABCDEFGHIJKLMNOP",
+    "GitHub classic": "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+    "GitHub fine-grained": "github_pat_11ABCDEFG0123456789_abcdefghijklmnop",
+    "Slack": "xoxb-1234567890-abcdefghijkl",
+    "Telegram": TELEGRAM,
+}
+#: Where a key hides in text: alone, after `=`, URL-encoded after `%3D`, glued to a word, in a URL.
+CONTEXTS = ["{}", "key={}", "q=a%3D{}", "token{}", "https://api.example.test/bot{}/getMe"]
+
+
+@pytest.mark.parametrize("kind", list(SHAPES))
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_key_shapes_are_found_in_every_context(kind: str, context: str) -> None:
+    secret = SHAPES[kind]
+    text = f"before {context.format(secret)} after"
+
+    redacted = SecretGuard().redact(text)
+
+    assert secret not in redacted
+    assert "[REDACTED:" in redacted
+
+
+@pytest.mark.parametrize(
+    "text", ["risk-assessment-framework-v2", "12:30:00", "v2:abcdefghijklmnopqrstuvwxyz0123"]
+)
+def test_look_alikes_stay(text: str) -> None:
+    assert SecretGuard().redact(text) == text
+
+
+def planted() -> str:
+    lines = [
+        f"- the {kind} key: {context.format(secret)}"
+        for kind, secret in SHAPES.items()
+        for context in CONTEXTS
+    ]
+    return "# Notes\n" + "\n".join(lines) + f"\n- env: {ENV_SECRET}\n"
+
+
+async def test_memory_md_and_world_memory_never_store_a_secret(tmp_path: Path) -> None:
+    init_workspace(tmp_path, provider=ProviderChoice("demo", "demo", "tests"))
+    (tmp_path / "duragent.yaml").write_text(
+        "data_dir: .duragent\ngit:\n  commit_debounce: 50ms\n  max_commit_delay: 200ms\n"
+    )
+    config = load_config(tmp_path / "duragent.yaml")
+    workspace = Workspace(config, env={"MY_SERVICE_TOKEN": ENV_SECRET})
+    try:
+        await workspace.stores.memory.write_long_term("assistant", planted())
+        await workspace.stores.memory.write_world("household", planted())
+        committer = workspace.committer
+        assert committer is not None
+        await asyncio.to_thread(committer.flush, 10.0)
+    finally:
+        await workspace.close()
+    data = tmp_path / ".duragent"
+    tree = "\n".join(
+        path.read_text(errors="replace")
+        for path in data.rglob("*")
+        if path.is_file() and ".git" not in path.parts
+    )
+    history = await asyncio.to_thread(
+        subprocess.run, ["git", "log", "-p", "--all"], cwd=data, capture_output=True, text=True, check=True
+    )
+    assert "MEMORY.md" in history.stdout
+    assert "world/household.md" in history.stdout
+    for secret in [*SHAPES.values(), ENV_SECRET]:
+        assert secret not in tree
+        assert secret not in history.stdout
+    assert "[REDACTED:MY_SERVICE_TOKEN]" in (data / "memory" / "assistant" / "MEMORY.md").read_text()
+
+
+def test_server_logs_never_show_a_bot_token(caplog: pytest.LogCaptureFixture) -> None:
+    root = logging.getLogger()
+    handler = logging.StreamHandler()
+    records: list[str] = []
+    handler.emit = lambda record: records.append(handler.format(record))  # type: ignore[method-assign]
+    root.addHandler(handler)
+    undo = redact_logs(SecretGuard({"TELEGRAM_BOT_TOKEN": TELEGRAM}))
+    try:
+        logging.getLogger("duragent.gateways").warning(
+            "plugin said: <html>404 for https://api.telegram.org/bot%s/getUpdates</html>", TELEGRAM
+        )
+    finally:
+        undo()
+        root.removeHandler(handler)
+    assert records
+    assert TELEGRAM not in records[-1]
+    assert "[REDACTED:TELEGRAM_BOT_TOKEN]" in records[-1]
