@@ -42,6 +42,7 @@ BUILTIN_TOOLS = (
     "artifact_list",
     "schedule",
     "session",
+    "background_process",
 )
 
 _SHORTHAND_METADATA = ("name", "description", "labels", "version")

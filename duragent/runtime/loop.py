@@ -56,6 +56,7 @@ from duragent.tools.protected import PROTECTED_NAMES
 from duragent.tools.registry import AnyTool, definition, execute, tools_for
 
 if TYPE_CHECKING:
+    from duragent.processes.manager import ProcessManager
     from duragent.scheduling.service import Scheduler
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,8 @@ class Runtime:
     workdir_for: Callable[[Agent], Path] | None = None
     #: The server's scheduler, offered to the `schedule` tool (set once the server has one).
     schedules: Scheduler | None = None
+    #: The server's background processes, offered to `background_process`.
+    processes: ProcessManager | None = None
     #: Told +1 when tool calls start and -1 when they end (the human-edit watcher waits meanwhile).
     tool_activity: Callable[[int], None] = field(default=lambda _delta: None)
     #: Turns between their start and their first model call (see `STARTING_AT_ONCE`).
@@ -322,8 +325,8 @@ class Runtime:
                 results[call.id] = prepared
                 continue
             tool, args = prepared
-            invocation = tool.invocation(args, ctx)
-            verdict = policy.decide(tool.name, invocation).decision
+            subject, invocation = tool.policy_subject(args, ctx)
+            verdict = policy.decide(subject, invocation).decision
             if verdict == "ask":
                 if control.pause_requested:
                     # Nobody can answer now (the client left, or the server is stopping): the call is
@@ -333,7 +336,7 @@ class Runtime:
                     yield TurnPaused(control.pause_reason)
                     return
                 try:
-                    async for event in self._ask(session, agent, call, invocation, policy):
+                    async for event in self._ask(session, agent, call, (subject, invocation), policy):
                         if isinstance(event, ApprovalResolved):
                             verdict = "allow" if event.decision != "deny" else "deny"
                         yield event
@@ -347,7 +350,7 @@ class Runtime:
                         )
                     raise
             if verdict == "deny":
-                results[call.id] = ToolResult(False, f"denied by policy: {tool.name} {invocation}".strip())
+                results[call.id] = ToolResult(False, f"denied by policy: {subject} {invocation}".strip())
             else:
                 runnable.append((call, tool, args))
         for call, _tool, _args in runnable:
@@ -393,8 +396,14 @@ class Runtime:
             yield ToolCallFinished(call.id, call.name, result.ok, result.content, timings.get(call.id, 0))
 
     async def _ask(
-        self, session: SessionLog, agent: Agent, call: ToolCall, invocation: str, policy: ToolPolicy
+        self,
+        session: SessionLog,
+        agent: Agent,
+        call: ToolCall,
+        target: tuple[str, str],
+        policy: ToolPolicy,
     ) -> AsyncIterator[RuntimeEvent]:
+        subject, invocation = target
         waiting = self.approvals.request(
             call.id,
             session_id=session.session_id,
@@ -416,12 +425,12 @@ class Runtime:
         )
         if outcome.decision == "allow_always":
             try:
-                path = policy.allow_always(call.name, invocation)
+                path = policy.allow_always(subject, invocation)
             except DuragentError as exc:
-                log.warning("could not save 'allow always' for %s: %s", call.name, exc)
+                log.warning("could not save 'allow always' for %s: %s", subject, exc)
             else:
                 self.on_change(
-                    Change((path,), "agent", agent.name, f"policy allows {call.name} {invocation}".strip())
+                    Change((path,), "agent", agent.name, f"policy allows {subject} {invocation}".strip())
                 )
         yield ApprovalResolved(call.id, outcome.decision, outcome.reason)
 
@@ -463,6 +472,7 @@ class Runtime:
             session_metadata=session.state.metadata,
             scheduled_by=_scheduled_by(session),
             session_store=session.store,
+            processes=self.processes,
         )
 
 

@@ -24,12 +24,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from duragent.errors import DuragentError, UsageError
 from duragent.scheduling.spec import FINISHED, Schedule, format_time, next_slot
 from duragent.scheduling.store import Listing, RunRecord, ScheduleNotFound, ScheduleStore
 from duragent.stores.base import utcnow
+
+if TYPE_CHECKING:
+    from duragent.processes.record import ProcessRecord
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +158,15 @@ class Scheduler:
         """Mark a schedule cancelled (its file stays, with its history); `agent` must own it if given."""
         schedule = await self._owned(schedule_id, agent)
         return await self._set_status(schedule, "cancelled", "cancelled")
+
+    async def process_ended(self, record: ProcessRecord) -> None:
+        """Cancel every schedule linked to this background process (`until_process`)."""
+        for schedule in list(self.schedules.values()):
+            if schedule.until_process == record.handle and schedule.status not in FINISHED:
+                current = await self.store.get(schedule.id)
+                if current.status not in FINISHED:
+                    summary = f"cancelled: process {record.handle} ended"
+                    await self._set_status(current, "cancelled", summary)
 
     async def pause(self, schedule_id: str) -> Schedule:
         """Stop firing until resumed."""

@@ -107,6 +107,9 @@ class Schedule(BaseModel):
     misfire_grace: Duration | None = Field(
         None, description="How late a missed one-shot may still run after a restart (default 1h)."
     )
+    until_process: str | None = Field(
+        None, description="A background process (proc_...): the schedule is cancelled when it ends."
+    )
 
     @field_validator("id")
     @classmethod
@@ -280,6 +283,9 @@ class ScheduleRequest(BaseModel):
     label: str | None = Field(None, max_length=200, description="A short name for lists.")
     max_retries: int | None = Field(None, ge=0, le=20, description="Retry a failed run this many times.")
     retry_delay: Duration | None = Field(None, description="First wait before a retry (doubles each time).")
+    until_process: str | None = Field(
+        None, description="Cancel this schedule when this background process (proc_...) ends."
+    )
 
     @field_validator("in_", "every", "retry_delay")
     @classmethod
@@ -318,6 +324,7 @@ class ScheduleRequest(BaseModel):
                 message=self.message,
                 task=self.task,
                 retry=retry,
+                until_process=self.until_process,
             )
         except ValidationError as exc:
             raise ValueError(describe_validation(exc)) from None

@@ -27,6 +27,7 @@ from duragent.server.state import STATE, ServerState
 
 if TYPE_CHECKING:
     from duragent.cluster.node import ClusterNode
+    from duragent.processes.manager import ProcessManager
     from duragent.scheduling.service import Scheduler
     from duragent.server.metrics import Metrics
     from duragent.sessions.live import EventFeed, TurnEndHook, TurnReport
@@ -226,7 +227,31 @@ async def _open(
     state.schedules = await _start_scheduler(state, cluster)
     stack.push_async_callback(state.schedules.stop)
     runtime.schedules = state.schedules
+    state.processes = await _start_processes(state)
+    stack.push_async_callback(state.processes.close)
+    runtime.processes = state.processes
     return state
+
+
+async def _start_processes(state: ServerState) -> ProcessManager:
+    """Background processes: adopt those that survived a restart, report the ends nobody heard of."""
+    from duragent.processes.completion import SessionReporter
+    from duragent.processes.manager import ProcessManager
+    from duragent.processes.tmux import socket_name
+
+    config = state.config
+    processes = ProcessManager(
+        config.data_path / "processes",
+        on_change=state.workspace.record_change,
+        tmux_socket=socket_name(config.data_path),
+    )
+    gateways = state.gateways
+    chats = gateways.router.chat_session if gateways is not None and gateways.manager.plugins else None
+    processes.reporter = SessionReporter(state.sessions, chats)
+    if state.schedules is not None:
+        processes.on_end.append(state.schedules.process_ended)
+    await processes.start()
+    return processes
 
 
 async def _start_scheduler(state: ServerState, cluster: ClusterNode | None) -> Scheduler:

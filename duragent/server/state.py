@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from duragent.agents.registry import AgentRegistry
     from duragent.config import DuragentConfig
     from duragent.gateways.service import GatewayService
+    from duragent.processes.manager import ProcessManager
     from duragent.runtime.approvals import ApprovalBroker
     from duragent.scheduling.service import Scheduler
     from duragent.server.metrics import Metrics
@@ -45,6 +46,8 @@ class ServerState:
     gateways: GatewayService | None = None
     #: Schedules: the timer that fires them and the store behind it (set in the lifecycle).
     schedules: Scheduler | None = None
+    #: Background processes agents started (set in the lifecycle).
+    processes: ProcessManager | None = None
     #: Message requests being accepted at once (`routes.sessions._accept_message`).
     accepting: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(ACCEPTING_AT_ONCE))
 

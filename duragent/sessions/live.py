@@ -347,6 +347,27 @@ class LiveSession:
         await self.log.append("message_queued", payload)
         return self._add(_Waiting(content, sender, self._future(), payload["queue_id"]))
 
+    async def queue_for_client(self, content: str, sender: Mapping[str, Any] | None = None) -> None:
+        """Queue a message whose turn waits for a client (`on_disconnect: pause` with nobody attached).
+
+        It is stored like any queued message and the session pauses as if its last client had
+        just left: the turn starts when a client attaches (or the session is resumed). With a
+        client attached, or in continue mode, it is an ordinary `queue`.
+        """
+        if self._subscribers or self.settings.on_disconnect != "pause":
+            await self.queue(content, sender)
+            return
+        if self.status == "ended":
+            raise SessionEnded(self.session_id)
+        payload: dict[str, Any] = {"queue_id": new_id("q"), "content": content}
+        if sender:
+            payload["sender"] = dict(sender)
+        await self.log.append("message_queued", payload)
+        self._pending.append(_Waiting(content, sender, self._future(), payload["queue_id"]))
+        self._paused_for_disconnect = True
+        if self._turn is None:
+            await self._set_status("paused", DISCONNECT_PAUSE_REASON)
+
     def enqueue(self, content: str, sender: Mapping[str, Any] | None = None) -> Ticket:
         """Queue a message in memory only and return its ticket (prefer `queue`, which is durable)."""
         if self.status == "ended":

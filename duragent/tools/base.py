@@ -21,6 +21,7 @@ from duragent.stores.base import ArtifactStore, MemoryStore, SessionStore
 from duragent.validation import describe_error
 
 if TYPE_CHECKING:
+    from duragent.processes.manager import ProcessManager
     from duragent.scheduling.service import Scheduler
 
 Notify = Callable[[str], Awaitable[None]]
@@ -77,6 +78,8 @@ class ToolContext:
     scheduled_by: str | None = None
     #: The session store, for the `session` tool (a supervisor reading its other sessions).
     session_store: SessionStore | None = None
+    #: The server's background processes, for `background_process` (None where there is no server).
+    processes: ProcessManager | None = None
 
     @property
     def roots(self) -> tuple[Path, ...]:
@@ -115,6 +118,14 @@ class Tool(ABC, Generic[ArgsT]):
     @abstractmethod
     def invocation(self, args: ArgsT, ctx: ToolContext) -> str:
         """The text policy patterns are matched against (a command, a path, a URL, an action)."""
+
+    def policy_subject(self, args: ArgsT, ctx: ToolContext) -> tuple[str, str]:
+        """The tool name and text the policy decides on: this tool and its invocation by default.
+
+        A tool that runs commands like `bash` answers `("bash", command)`, so every bash rule
+        (deny, ask, allow, allow always) applies to it unchanged.
+        """
+        return self.name, self.invocation(args, ctx)
 
     def parameters(self) -> dict[str, Any]:
         """The JSON schema of the arguments, as offered to the model."""

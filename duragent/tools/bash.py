@@ -72,7 +72,7 @@ async def run_command(command: str, ctx: ToolContext, timeout_seconds: float | N
         raise
     finally:
         os.close(write_fd)
-    stream, transport = await _open_reader(read_fd)
+    stream, transport = await open_pipe_reader(read_fd)
     try:
         return await _supervise(process, stream, HeadTailBuffer(ctx.limits.output_cap_bytes), timeout)
     finally:
@@ -87,7 +87,7 @@ async def _supervise(
     try:
         exit_code = await asyncio.wait_for(process.wait(), seconds)
     except TimeoutError:
-        _kill_group(process.pid)
+        kill_group(process.pid)
         await process.wait()
         await _finish_reading(reader)
         note = f"[timed out after {seconds:g} s: the command and everything it started were killed]"
@@ -97,17 +97,18 @@ async def _supervise(
             {"exit_code": None, "timed_out": True, "output_bytes": output.total},
         )
     except asyncio.CancelledError:
-        _kill_group(process.pid)
+        kill_group(process.pid)
         reader.cancel()
         raise
     stray = await _finish_reading(reader)
     if stray:
         # Background children still held the output pipe open after the shell exited.
-        _kill_group(process.pid)
+        kill_group(process.pid)
     return _command_result(output, exit_code, stray)
 
 
-async def _open_reader(read_fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
+async def open_pipe_reader(read_fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
+    """A stream over the read end of a pipe (the caller closes the transport)."""
     loop = asyncio.get_running_loop()
     stream = asyncio.StreamReader(limit=_READ_CHUNK)
     transport, _protocol = await loop.connect_read_pipe(
@@ -132,10 +133,11 @@ async def _finish_reading(reader: asyncio.Task[None]) -> bool:
     return True
 
 
-def _kill_group(pid: int) -> None:
+def kill_group(pid: int, sig: signal.Signals = signal.SIGKILL) -> None:
+    """Send `sig` to the process group `pid` leads (nothing happens when it is gone)."""
     # The group may already be gone (everything exited): that is the outcome we wanted.
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+        os.killpg(pid, sig)
 
 
 def _command_result(output: HeadTailBuffer, exit_code: int, stray: bool) -> ToolResult:

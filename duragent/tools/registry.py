@@ -17,6 +17,7 @@ from typing import Any
 from duragent.agents.spec import ToolsSpec
 from duragent.errors import ConfigError, DuragentError, NotFound
 from duragent.tools.artifacts import ArtifactGetTool, ArtifactListTool, ArtifactPutTool
+from duragent.tools.background_process import BackgroundProcessTool
 from duragent.tools.base import InvalidToolArguments, Tool, ToolContext, ToolResult
 from duragent.tools.bash import BashTool, CliTool
 from duragent.tools.files import EditFileTool, ListFilesTool, ReadFileTool, WriteFileTool
@@ -45,6 +46,7 @@ BUILTINS: dict[str, type[AnyTool]] = {
     "artifact_list": ArtifactListTool,
     "schedule": ScheduleTool,
     "session": SessionTool,
+    "background_process": BackgroundProcessTool,
 }
 
 #: Builtins whose policy text is a path or a name with folders: `*` in their patterns stops at `/`.

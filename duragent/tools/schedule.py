@@ -40,7 +40,8 @@ class ScheduleTool(Tool[ScheduleArgs]):
         "Schedule work for later. action=create with exactly one timing (at: RFC 3339 time, "
         "in: a delay like 20m, every: an interval like 1h, or cron: '0 9 * * MON-FRI' with optional "
         "timezone) and exactly one payload (message: text delivered as is, or task: instructions you "
-        "carry out with your tools when it fires). It reaches this conversation (and its chat). "
+        "carry out with your tools when it fires). It reaches this conversation (and its chat); "
+        "until_process: a background process handle cancels it when that process ends. "
         "action=list shows your schedules; action=cancel with schedule_id stops one."
     )
     Args = ScheduleArgs
@@ -86,6 +87,10 @@ async def _create(args: ScheduleArgs, ctx: ToolContext) -> ToolResult:
     request = ScheduleRequest.model_validate(
         args.model_dump(by_alias=True, exclude={"action", "schedule_id"})
     )
+    if request.until_process is not None:
+        refusal = _process_refusal(request.until_process, ctx)
+        if refusal is not None:
+            return ToolResult(False, f"schedule not created: {refusal}")
     try:
         schedule = request.build(
             ctx.agent, destination=destination, created_by=f"session {ctx.session_id}", now=scheduler.clock()
@@ -124,6 +129,21 @@ def _summary(schedule: Schedule, planned: datetime | None) -> dict[str, object]:
     }
     if schedule.label:
         row["label"] = schedule.label
+    if schedule.until_process:
+        row["until_process"] = schedule.until_process
     if planned is not None:
         row["next_run"] = format_time(planned)
     return row
+
+
+def _process_refusal(handle: str, ctx: ToolContext) -> str | None:
+    """Why `until_process` cannot name this process (None when it is one of ours and running)."""
+    if ctx.processes is None:
+        return "until_process needs background processes, which are not available here"
+    try:
+        record = ctx.processes.get(handle, ctx.agent)
+    except DuragentError as exc:
+        return str(exc)
+    if record.ended:
+        return f"process {handle} has already ended ({record.outcome()})"
+    return None

@@ -1,0 +1,1 @@
+"""Background processes: spawned by an agent, watched by the server, reported back to its session."""

@@ -1,0 +1,83 @@
+"""A process's end, told to the session that started it: the `[process finished]` message.
+
+The message is queued in the owning session like a user's (stored before anything else
+happens, so a crash does not lose it). In `on_disconnect: continue` mode it starts a turn at
+once, attended or not; in `pause` mode with nobody attached it waits for the next client. When
+the session is a chat's (Telegram, ...), the chat follows it, so the turn's reply (and a
+`notify_user`) reaches the chat as well as every attached client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from duragent.durations import format_duration
+from duragent.errors import NotFound
+from duragent.processes.record import ProcessRecord
+from duragent.sessions.live import LiveSession, SessionEnded
+from duragent.sessions.manager import SessionManager
+from duragent.stores.base import utcnow
+
+log = logging.getLogger(__name__)
+
+#: How the message starts (clients and tests recognise it by this).
+FINISHED_MARKER = "[process finished]"
+#: Finds (creating and following it if needed) a chat's session: (gateway, chat id, agent).
+ChatSession = Callable[[str, str, str], Awaitable[LiveSession]]
+
+
+def finished_message(record: ProcessRecord, tail: str, now: datetime | None = None) -> str:
+    """What the agent reads when one of its processes ended."""
+    from datetime import timedelta
+
+    ran = format_duration(timedelta(seconds=round(record.duration_seconds(now or utcnow()))))
+    name = f"{record.handle} ({record.label})" if record.label else record.handle
+    lines = [
+        f"{FINISHED_MARKER} {name}",
+        f"command: {record.command}",
+        f"outcome: {record.outcome()} after {ran}",
+        f"exit code: {record.exit_code if record.exit_code is not None else 'unknown'}",
+    ]
+    if tail.strip():
+        lines += ["last output:", "```", tail.rstrip("\n"), "```"]
+    else:
+        lines.append("(no output)")
+    lines.append(
+        "(Sent by the server when the background process ended, not typed by the user; "
+        "use background_process log for more output.)"
+    )
+    return "\n".join(lines)
+
+
+class SessionReporter:
+    """Queues the `[process finished]` message in the process's session."""
+
+    def __init__(self, sessions: SessionManager, chat_session: ChatSession | None = None):
+        self.sessions = sessions
+        self.chat_session = chat_session
+
+    async def __call__(self, record: ProcessRecord, tail: str) -> None:
+        """Deliver the message; a session that is gone or ended is logged, not retried."""
+        try:
+            live = await self._session(record)
+        except NotFound:
+            log.info("process %s ended; its session %s no longer exists", record.handle, record.session_id)
+            return
+        sender = {"id": f"process:{record.handle}", "name": "background_process"}
+        try:
+            await live.queue_for_client(finished_message(record, tail), sender)
+        except SessionEnded:
+            log.info("process %s ended after its session %s ended", record.handle, record.session_id)
+
+    async def _session(self, record: ProcessRecord) -> LiveSession:
+        live = await self.sessions.get(record.session_id)
+        metadata = live.log.state.metadata
+        gateway, chat_id = metadata.get("gateway"), metadata.get("chat_id")
+        if self.chat_session is not None and gateway and chat_id and live.status != "ended":
+            # Followed by its chat, so the reply is sent there (unless /reset moved the chat on).
+            chat_live = await self.chat_session(str(gateway), str(chat_id), record.agent)
+            if chat_live.session_id == live.session_id:
+                return chat_live
+        return live

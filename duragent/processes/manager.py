@@ -1,0 +1,611 @@
+"""The process manager: starts background processes, watches them, and reports each one's end.
+
+A plain process runs `bash -c` in its own process group with a pipe for stdin; its output
+(stdout and stderr together) goes to `<handle>.log`. An interactive one runs in tmux
+(duragent.processes.tmux). Each has a task that waits for it to end, kills it at its timeout
+(SIGTERM to the group, `kill_grace` seconds, then SIGKILL), records the outcome in
+`<handle>.yaml`, and then tells `reporter` (the owning session) and every `on_end` listener
+(schedules linked with `until_process`).
+
+A restart cannot follow a plain process (its output pipe died with the server): at the next
+start it is marked `lost` (and its group killed if it still runs) and reported like any end.
+tmux processes survive and are adopted again. An end not yet reported when the server stopped
+is reported at the next start, so no completion is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from duragent.errors import ConfigError, UsageError
+from duragent.processes.output import (
+    LogSlice,
+    OutputLog,
+    kept_bytes,
+    read_slice,
+    rotate_if_large,
+    rotated_path,
+    tail_text,
+)
+from duragent.processes.record import (
+    ProcessNotFound,
+    ProcessRecord,
+    ProcessStatus,
+    is_handle,
+    new_handle,
+    read_record,
+    render_record,
+)
+from duragent.processes.tmux import Tmux, TmuxError, tmux_available
+from duragent.stores.base import Change, ChangeListener, ignore_changes, utcnow
+from duragent.stores.filesystem.atomic import write_atomic
+from duragent.tools.bash import kill_group, open_pipe_reader
+
+log = logging.getLogger(__name__)
+
+#: Tells the owning session that a process ended: (the final record, the tail of its output).
+Reporter = Callable[[ProcessRecord, str], Awaitable[None]]
+#: Told of every end, reported or not (a schedule linked to the process is cancelled).
+EndListener = Callable[[ProcessRecord], Awaitable[None]]
+#: How long to keep reading after the process exits, for output still in the pipe.
+DRAIN_SECONDS = 1.0
+_READ_CHUNK = 64 * 1024
+_GITIGNORE = (
+    "# Output and exit codes of background processes: large and machine-local.\n*.log\n*.log.1\n*.exit\n"
+)
+
+
+@dataclass(frozen=True)
+class ProcessSettings:
+    """Limits of background processes."""
+
+    #: Size at which a log rotates (the log keeps at most about twice this).
+    log_cap_bytes: int = 1024 * 1024
+    #: Seconds between SIGTERM and SIGKILL when a process is stopped.
+    kill_grace: float = 5.0
+    #: Processes one agent may have running at once.
+    max_running: int = 8
+    #: Timeout of a process that names none, and the longest one may ask for.
+    default_timeout: float = 3600.0
+    max_timeout: float = 24 * 3600.0
+    #: Seconds between looks at an interactive (tmux) process.
+    poll_interval: float = 0.5
+    #: Bytes of output's end quoted in the `[process finished]` message.
+    tail_bytes: int = 2000
+
+
+@dataclass(frozen=True)
+class SpawnRequest:
+    """What to start, for whom, and where (`workdir` relative to `work_root`, the agent's folder)."""
+
+    agent: str
+    session_id: str
+    command: str
+    work_root: Path
+    workdir: str = "."
+    label: str | None = None
+    timeout_seconds: float | None = None
+    interactive: bool = False
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Running:
+    """A process being watched."""
+
+    record: ProcessRecord
+    process: asyncio.subprocess.Process | None = None
+    output: OutputLog | None = None
+    task: asyncio.Task[None] | None = None
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Set by `kill` (status killed) or the timeout (timed_out): why the process was stopped.
+    stop: tuple[ProcessStatus, str] | None = None
+    #: Callers of `wait` waiting right now: an end they see is reported to them, not to the session.
+    waiting: int = 0
+
+
+class ProcessManager:
+    """Every background process of one server, in `<data dir>/processes/`."""
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        settings: ProcessSettings | None = None,
+        on_change: ChangeListener = ignore_changes,
+        clock: Callable[[], datetime] = utcnow,
+        tmux_socket: str | None = None,
+    ):
+        self.folder = folder
+        self.settings = settings or ProcessSettings()
+        self.on_change = on_change
+        self.clock = clock
+        self.tmux = Tmux(tmux_socket) if tmux_socket and tmux_available() else None
+        self.reporter: Reporter | None = None
+        self.on_end: list[EndListener] = []
+        self._records: dict[str, ProcessRecord] = {}
+        self._running: dict[str, _Running] = {}
+        self._reports: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Read every record: adopt live tmux processes, mark plain ones `lost`, report unreported ends."""
+        await asyncio.to_thread(self._prepare_folder)
+        for record in await asyncio.to_thread(self._load):
+            self._records[record.handle] = record
+            if record.status == "running":
+                await self._recover(record)
+            elif not record.reported:
+                self._report_later(record)
+
+    def _prepare_folder(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        ignore = self.folder / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text(_GITIGNORE, encoding="utf-8")
+
+    def _load(self) -> list[ProcessRecord]:
+        records = []
+        for path in sorted(self.folder.glob("proc_*.yaml")):
+            try:
+                records.append(read_record(path))
+            except ConfigError as exc:
+                log.error("background process record not loaded: %s", exc)
+        return records
+
+    async def _recover(self, record: ProcessRecord) -> None:
+        if record.interactive and self.tmux is not None and await self.tmux.alive(record.handle):
+            running = _Running(record)
+            self._running[record.handle] = running
+            running.task = asyncio.create_task(self._watch_tmux(running), name=f"process {record.handle}")
+            log.info("adopted background process %s (tmux)", record.handle)
+            return
+        exit_code = self._exit_code(record.handle) if record.interactive else None
+        if exit_code is not None:
+            await self._finish(_Running(record), "exited", exit_code)
+            return
+        _kill_stale_group(record)
+        reason = "the server restarted while it ran, so it could not be followed"
+        await self._finish(_Running(record), "lost", None, reason=reason)
+
+    async def close(self) -> None:
+        """Stop watching: plain processes are stopped (`lost`, reported at next start); tmux ones go on."""
+        self._closing = True
+        for running in list(self._running.values()):
+            if running.task is not None:
+                running.task.cancel()
+        for running in list(self._running.values()):
+            if running.task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running.task
+            if running.process is not None:
+                await self._terminate(running, grace=min(self.settings.kill_grace, 2.0))
+                if running.output is not None:
+                    running.output.close()
+                await self._save(
+                    self._ended(
+                        running, "lost", running.process.returncode, "the server stopped while it ran"
+                    ),
+                    "lost (server stopped)",
+                )
+        self._running.clear()
+        for task in list(self._reports):
+            task.cancel()
+        for task in list(self._reports):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # --- what agents ask for -----------------------------------------------------------------
+
+    async def spawn(self, request: SpawnRequest) -> ProcessRecord:
+        """Start a process; UsageError says why it could not start."""
+        if self._closing:
+            raise UsageError("the server is shutting down")
+        running = [r for r in self._running.values() if r.record.agent == request.agent]
+        if len(running) >= self.settings.max_running:
+            raise UsageError(
+                f"{len(running)} background processes are already running (the limit is "
+                f"{self.settings.max_running}); wait for one to end or kill one"
+            )
+        cwd, workdir = _working_directory(request.work_root, request.workdir)
+        timeout = request.timeout_seconds or self.settings.default_timeout
+        if timeout > self.settings.max_timeout:
+            raise UsageError(
+                f"timeout {timeout:g} s is longer than the limit {self.settings.max_timeout:g} s"
+            )
+        if request.interactive and self.tmux is None:
+            raise UsageError("interactive processes need tmux, which is not installed on the server")
+        record = ProcessRecord(
+            handle=new_handle(),
+            agent=request.agent,
+            session_id=request.session_id,
+            command=request.command,
+            workdir=workdir,
+            label=request.label,
+            interactive=request.interactive,
+            started_at=self.clock(),
+            timeout_seconds=timeout,
+        )
+        await asyncio.to_thread(self._prepare_folder)
+        if request.interactive:
+            return await self._spawn_tmux(record, cwd, request.env)
+        return await self._spawn_plain(record, cwd, request.env)
+
+    async def _spawn_plain(self, record: ProcessRecord, cwd: Path, env: Mapping[str, str]) -> ProcessRecord:
+        read_fd, write_fd = os.pipe()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                "bash",
+                "-c",
+                record.command,
+                cwd=cwd,
+                env=dict(env),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=write_fd,
+                stderr=write_fd,
+                start_new_session=True,  # its own process group, stopped as a whole
+            )
+        except OSError as exc:
+            os.close(read_fd)
+            raise UsageError(f"could not start bash in {record.workdir}: {exc.strerror or exc}") from None
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        record = record.model_copy(update={"pid": process.pid, "pid_started": _start_ticks(process.pid)})
+        running = _Running(
+            record, process, OutputLog(self.log_path(record.handle), self.settings.log_cap_bytes)
+        )
+        self._running[record.handle] = running
+        self._records[record.handle] = record
+        await self._save(record, f"started: {record.command[:60]}")
+        stream, transport = await open_pipe_reader(read_fd)
+        running.task = asyncio.create_task(
+            self._watch_plain(running, stream, transport), name=f"process {record.handle}"
+        )
+        return record
+
+    async def _spawn_tmux(self, record: ProcessRecord, cwd: Path, env: Mapping[str, str]) -> ProcessRecord:
+        assert self.tmux is not None
+        log_path = self.log_path(record.handle)
+        await asyncio.to_thread(log_path.write_bytes, b"")
+        try:
+            pid = await self.tmux.start(
+                record.handle,
+                record.command,
+                cwd=cwd,
+                env=env,
+                log=log_path,
+                exit_file=self._exit_path(record.handle),
+            )
+        except TmuxError as exc:
+            raise UsageError(str(exc)) from None
+        record = record.model_copy(
+            update={"pid": pid or None, "pid_started": _start_ticks(pid) if pid else None}
+        )
+        running = _Running(record)
+        self._running[record.handle] = running
+        self._records[record.handle] = record
+        await self._save(record, f"started in tmux: {record.command[:60]}")
+        running.task = asyncio.create_task(self._watch_tmux(running), name=f"process {record.handle}")
+        return record
+
+    def list(self, agent: str | None = None) -> list[ProcessRecord]:
+        """Processes (of `agent`), oldest first, with their current output size."""
+        return [self._current(r) for r in self._records.values() if agent is None or r.agent == agent]
+
+    def get(self, handle: str, agent: str | None = None) -> ProcessRecord:
+        """One process (ProcessNotFound, also when it belongs to another agent)."""
+        record = self._records.get(handle) if is_handle(handle) else None
+        if record is None or (agent is not None and record.agent != agent):
+            raise ProcessNotFound(handle)
+        return self._current(record)
+
+    def _current(self, record: ProcessRecord) -> ProcessRecord:
+        running = self._running.get(record.handle)
+        if running is not None and not record.ended:
+            if running.output is not None:
+                return record.model_copy(update={"output_bytes": running.output.written})
+            return record.model_copy(
+                update={"output_bytes": record.output_bytes + kept_bytes(self.log_path(record.handle))}
+            )
+        return record
+
+    async def read_log(self, handle: str, agent: str | None, offset: int | None, limit: int) -> LogSlice:
+        """Part of a process's output (offset None: its end)."""
+        record = self.get(handle, agent)
+        return await asyncio.to_thread(read_slice, self.log_path(handle), record.output_bytes, offset, limit)
+
+    async def write(self, handle: str, agent: str | None, text: str, *, eof: bool = False) -> None:
+        """Send `text` to the process's stdin (typed into an interactive one); `eof` closes stdin."""
+        record = self.get(handle, agent)
+        running = self._running.get(handle)
+        if running is None or record.ended:
+            raise UsageError(f"process {handle} is not running ({record.outcome()})")
+        if running.process is None:
+            assert self.tmux is not None
+            try:
+                await self.tmux.send_keys(handle, text, enter=False)
+            except TmuxError as exc:
+                raise UsageError(str(exc)) from None
+            return
+        stdin = running.process.stdin
+        if stdin is None or stdin.is_closing():
+            raise UsageError(f"the stdin of process {handle} is closed")
+        try:
+            stdin.write(text.encode())
+            await stdin.drain()
+            if eof:
+                stdin.close()
+        except (BrokenPipeError, ConnectionResetError):
+            raise UsageError(f"process {handle} no longer reads its stdin") from None
+
+    async def capture(self, handle: str, agent: str | None, lines: int) -> str:
+        """The screen of an interactive process."""
+        self._interactive(handle, agent)
+        assert self.tmux is not None
+        try:
+            return await self.tmux.capture(handle, lines)
+        except TmuxError as exc:
+            raise UsageError(str(exc)) from None
+
+    async def send_keys(self, handle: str, agent: str | None, keys: str, *, enter: bool) -> None:
+        """Type into an interactive process."""
+        self._interactive(handle, agent)
+        assert self.tmux is not None
+        try:
+            await self.tmux.send_keys(handle, keys, enter=enter)
+        except TmuxError as exc:
+            raise UsageError(str(exc)) from None
+
+    def _interactive(self, handle: str, agent: str | None) -> None:
+        record = self.get(handle, agent)
+        if not record.interactive:
+            raise UsageError(f"process {handle} is not interactive (spawn it with interactive: true)")
+        if record.ended or handle not in self._running or self.tmux is None:
+            raise UsageError(f"process {handle} is not running ({record.outcome()})")
+
+    async def kill(
+        self, handle: str, agent: str | None = None, reason: str = "killed on request"
+    ) -> ProcessRecord:
+        """Stop a running process (SIGTERM, grace, SIGKILL) and wait until it is recorded as killed."""
+        record = self.get(handle, agent)
+        running = self._running.get(handle)
+        if running is None or record.ended:
+            raise UsageError(f"process {handle} is not running ({record.outcome()})")
+        running.stop = ("killed", reason)
+        if running.process is not None:
+            await self._terminate(running)
+        else:
+            await self._stop_tmux(running)
+        await running.ended.wait()
+        return self.get(handle)
+
+    async def wait(self, handle: str, seconds: float) -> ProcessRecord:
+        """Wait up to `seconds` for a process to end; an end seen here is not reported to its session."""
+        running = self._running.get(handle)
+        if running is None:
+            return self.get(handle)
+        running.waiting += 1
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(running.ended.wait()), seconds)
+        finally:
+            running.waiting -= 1
+        return self.get(handle)
+
+    def log_path(self, handle: str) -> Path:
+        """The process's output file."""
+        return self.folder / f"{handle}.log"
+
+    def _exit_path(self, handle: str) -> Path:
+        return self.folder / f"{handle}.exit"
+
+    def tail(self, handle: str) -> str:
+        """The end of a process's output, as quoted when it finishes."""
+        return tail_text(self.log_path(handle), self.settings.tail_bytes)
+
+    # --- watching ----------------------------------------------------------------------------
+
+    async def _watch_plain(
+        self, running: _Running, stream: asyncio.StreamReader, transport: asyncio.BaseTransport
+    ) -> None:
+        process, output = running.process, running.output
+        assert process is not None
+        assert output is not None
+        reader = asyncio.create_task(_pump(stream, output))
+        try:
+            timeout = running.record.timeout_seconds or self.settings.default_timeout
+            done, _ = await asyncio.wait({asyncio.ensure_future(process.wait())}, timeout=timeout)
+            if not done:
+                running.stop = ("timed_out", f"timed out after {timeout:g} s")
+                await self._terminate(running)
+            exit_code = await process.wait()
+            finished, _ = await asyncio.wait({reader}, timeout=DRAIN_SECONDS)
+            if not finished:
+                kill_group(process.pid, signal.SIGKILL)  # children still held the output open
+                reader.cancel()
+            status, reason = running.stop or ("exited", None)
+        finally:
+            reader.cancel()
+            transport.close()
+        output.close()
+        await self._finish(running, status, exit_code, reason=reason)
+
+    async def _watch_tmux(self, running: _Running) -> None:
+        assert self.tmux is not None
+        handle = running.record.handle
+        timeout = running.record.timeout_seconds or self.settings.default_timeout
+        while await self.tmux.alive(handle):
+            # While it runs, `output_bytes` counts what rotation dropped; the files hold the rest.
+            dropped = await asyncio.to_thread(
+                rotate_if_large, self.log_path(handle), self.settings.log_cap_bytes
+            )
+            if dropped:
+                running.record = running.record.model_copy(
+                    update={"output_bytes": running.record.output_bytes + dropped}
+                )
+                self._records[handle] = running.record
+            if running.stop is None and running.record.duration_seconds(self.clock()) > timeout:
+                running.stop = ("timed_out", f"timed out after {timeout:g} s")
+                await self._stop_tmux(running)
+            await asyncio.sleep(self.settings.poll_interval)
+        status, reason = running.stop or ("exited", None)
+        await self._finish(running, status, self._exit_code(handle), reason=reason)
+
+    async def _stop_tmux(self, running: _Running) -> None:
+        assert self.tmux is not None
+        pid = running.record.pid
+        if pid is not None:
+            kill_group(pid, signal.SIGTERM)
+            for _ in range(int(self.settings.kill_grace / 0.1)):
+                if not await self.tmux.alive(running.record.handle):
+                    return
+                await asyncio.sleep(0.1)
+        await self.tmux.kill(running.record.handle)
+
+    async def _terminate(self, running: _Running, grace: float | None = None) -> None:
+        """SIGTERM to the process group, then SIGKILL after the grace period."""
+        process = running.process
+        assert process is not None
+        kill_group(process.pid, signal.SIGTERM)
+        done, _ = await asyncio.wait(
+            {asyncio.ensure_future(process.wait())},
+            timeout=self.settings.kill_grace if grace is None else grace,
+        )
+        if not done:
+            kill_group(process.pid, signal.SIGKILL)
+            await process.wait()
+
+    def _exit_code(self, handle: str) -> int | None:
+        try:
+            text = self._exit_path(handle).read_text(encoding="utf-8").strip()
+        except OSError:
+            return None
+        return int(text) if text.lstrip("-").isdigit() else None
+
+    def _ended(
+        self, running: _Running, status: ProcessStatus, exit_code: int | None, reason: str | None
+    ) -> ProcessRecord:
+        record = running.record
+        output_bytes = (
+            running.output.written
+            if running.output is not None
+            else record.output_bytes + kept_bytes(self.log_path(record.handle))
+        )
+        return record.model_copy(
+            update={
+                "status": status,
+                "exit_code": exit_code,
+                "ended_at": self.clock(),
+                "reason": reason,
+                "output_bytes": output_bytes,
+            }
+        )
+
+    async def _finish(
+        self, running: _Running, status: ProcessStatus, exit_code: int | None, *, reason: str | None = None
+    ) -> None:
+        """Record the end, wake waiters, and report it (unless a `wait` already saw it)."""
+        record = self._ended(running, status, exit_code, reason)
+        seen_by_waiter = running.waiting > 0
+        if seen_by_waiter:
+            record = record.model_copy(update={"reported": True})
+        self._records[record.handle] = record
+        self._running.pop(record.handle, None)
+        await self._save(record, record.outcome())
+        running.ended.set()
+        self._report_later(record, to_session=not seen_by_waiter)
+
+    def _report_later(self, record: ProcessRecord, *, to_session: bool = True) -> None:
+        task = asyncio.create_task(self._report(record, to_session), name=f"report {record.handle}")
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
+
+    async def _report(self, record: ProcessRecord, to_session: bool) -> None:
+        for listener in self.on_end:
+            try:
+                await listener(record)
+            except Exception:
+                log.exception("process %s: end listener failed", record.handle)
+        if not to_session or self.reporter is None:
+            return
+        tail = await asyncio.to_thread(self.tail, record.handle)
+        try:
+            await self.reporter(record, tail)
+        except Exception as exc:
+            # Left unreported: the next start tries again.
+            log.warning(
+                "process %s: could not report its end to session %s: %s",
+                record.handle,
+                record.session_id,
+                exc,
+            )
+            return
+        reported = record.model_copy(update={"reported": True})
+        self._records[record.handle] = reported
+        await self._save(reported, "reported")
+
+    async def _save(self, record: ProcessRecord, summary: str) -> None:
+        path = self.folder / f"{record.handle}.yaml"
+        await asyncio.to_thread(write_atomic, path, render_record(record).encode())
+        self.on_change(Change((path,), "process", record.handle, summary))
+
+    def remove_files(self, handle: str) -> None:
+        """Forget an ended process: its record, log and exit file."""
+        record = self.get(handle)
+        if not record.ended:
+            raise UsageError(f"process {handle} is still running; kill it first")
+        for path in (
+            self.folder / f"{handle}.yaml",
+            self.log_path(handle),
+            rotated_path(self.log_path(handle)),
+        ):
+            path.unlink(missing_ok=True)
+        self._exit_path(handle).unlink(missing_ok=True)
+        self._records.pop(handle, None)
+
+
+def _working_directory(root: Path, workdir: str) -> tuple[Path, str]:
+    """The absolute folder to run in and its path relative to `root`; UsageError when it escapes."""
+    base = root.resolve()
+    target = (base / workdir).resolve()
+    if not target.is_relative_to(base):
+        raise UsageError(f"workdir {workdir!r} is outside the agent's work folder")
+    if not target.is_dir():
+        raise UsageError(f"workdir {workdir!r} does not exist in the agent's work folder")
+    return target, str(target.relative_to(base)) or "."
+
+
+async def _pump(stream: asyncio.StreamReader, output: OutputLog) -> None:
+    while chunk := await stream.read(_READ_CHUNK):
+        output.append(chunk)
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When `pid` started (clock ticks since boot, Linux); None where /proc is not available."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return int(fields[19]) if len(fields) > 19 and fields[19].isdigit() else None
+
+
+def _kill_stale_group(record: ProcessRecord) -> None:
+    """Stop what is left of a process the server lost, if its pid is still that process."""
+    if record.pid is None or record.pid_started is None:
+        return
+    if _start_ticks(record.pid) == record.pid_started:
+        kill_group(record.pid, signal.SIGKILL)

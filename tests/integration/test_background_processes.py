@@ -1,0 +1,280 @@
+"""The process manager with real subprocesses (and real tmux): output, limits, stdin, restarts, reports."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from duragent.errors import UsageError
+from duragent.processes.manager import ProcessManager, ProcessSettings, SpawnRequest
+from duragent.processes.output import rotated_path
+from duragent.processes.record import ProcessRecord, read_record, render_record
+from duragent.processes.tmux import Tmux, socket_name, tmux_available
+from duragent.stores.base import utcnow
+from tests.waiting import until
+
+ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+
+
+class Reports:
+    """A reporter that records every `[process finished]` it is asked to deliver."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[ProcessRecord, str]] = []
+
+    async def __call__(self, record: ProcessRecord, tail: str) -> None:
+        self.seen.append((record, tail))
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    folder = tmp_path / "work" / "helper"
+    folder.mkdir(parents=True)
+    return folder
+
+
+@pytest.fixture
+async def managers(tmp_path: Path) -> AsyncIterator[Callable[..., ProcessManager]]:
+    """Each call is a server start: a new manager over `<tmp>/processes` with its own reporter."""
+    made: list[ProcessManager] = []
+    socket = socket_name(tmp_path)
+
+    def make(**settings: object) -> ProcessManager:
+        manager = ProcessManager(
+            tmp_path / "processes",
+            settings=ProcessSettings(**settings),  # type: ignore[arg-type]
+            tmux_socket=socket,
+        )
+        manager.reporter = Reports()
+        made.append(manager)
+        return manager
+
+    yield make
+    for manager in made:
+        await manager.close()
+    if tmux_available():
+        await Tmux(socket).kill_server()
+
+
+def request(work: Path, command: str, **fields: object) -> SpawnRequest:
+    return SpawnRequest(
+        agent="helper", session_id="s_OWNER", command=command, work_root=work, env=ENV, **fields
+    )  # type: ignore[arg-type]
+
+
+def reports(manager: ProcessManager) -> list[tuple[ProcessRecord, str]]:
+    assert isinstance(manager.reporter, Reports)
+    return manager.reporter.seen
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_a_process_that_ends_is_recorded_and_reported_with_its_output_tail(
+    managers: Callable[..., ProcessManager], work: Path, tmp_path: Path
+) -> None:
+    manager = managers()
+    await manager.start()
+    record = await manager.spawn(request(work, "echo building; echo oops >&2; pwd; exit 3", label="build"))
+    await until(lambda: reports(manager))
+    ended, tail = reports(manager)[0]
+    assert (ended.handle, ended.status, ended.exit_code, ended.label) == (record.handle, "exited", 3, "build")
+    assert "building\noops\n" in tail
+    assert str(work) in tail  # it ran in the agent's work folder
+    stored = read_record(tmp_path / "processes" / f"{record.handle}.yaml")
+    await until(lambda: read_record(tmp_path / "processes" / f"{record.handle}.yaml").reported)
+    assert stored.ended_at is not None
+    assert stored.output_bytes == len(tail.encode())
+    ignored = (tmp_path / "processes" / ".gitignore").read_text()
+    assert "*.log" in ignored
+
+
+async def test_a_timeout_stops_the_whole_group_with_sigterm_then_sigkill(
+    managers: Callable[..., ProcessManager], work: Path
+) -> None:
+    manager = managers(kill_grace=0.5)
+    await manager.start()
+    # The shell ignores SIGTERM and has a child: both must be gone after the grace period.
+    script = "trap '' TERM; sleep 300 & echo child $!; while true; do sleep 0.1; done"
+    record = await manager.spawn(request(work, script, timeout_seconds=0.5))
+    await until(lambda: "child" in manager.log_path(record.handle).read_text())
+    child = int(manager.log_path(record.handle).read_text().split()[1])
+    await until(lambda: reports(manager))
+    ended, _ = reports(manager)[0]
+    assert ended.status == "timed_out"
+    assert "timed out after 0.5 s" in ended.outcome()
+    await until(lambda: not alive(child), within=3)
+
+
+async def test_kill_stops_a_running_process_and_says_so(
+    managers: Callable[..., ProcessManager], work: Path
+) -> None:
+    manager = managers()
+    await manager.start()
+    record = await manager.spawn(request(work, "sleep 60"))
+    killed = await manager.kill(record.handle, "helper", "killed by the agent")
+    assert killed.status == "killed"
+    assert killed.outcome().startswith("killed")
+    with pytest.raises(UsageError, match="not running"):
+        await manager.kill(record.handle, "helper")
+
+
+async def test_another_agent_cannot_see_or_stop_a_process(
+    managers: Callable[..., ProcessManager], work: Path
+) -> None:
+    manager = managers()
+    await manager.start()
+    record = await manager.spawn(request(work, "sleep 60"))
+    assert manager.list("someone-else") == []
+    with pytest.raises(Exception, match="no background process"):
+        await manager.kill(record.handle, "someone-else")
+
+
+async def test_stdin_reaches_the_process(managers: Callable[..., ProcessManager], work: Path) -> None:
+    manager = managers()
+    await manager.start()
+    record = await manager.spawn(request(work, "read line; echo got $line"))
+    await manager.write(record.handle, "helper", "hello\n")
+    await until(lambda: reports(manager))
+    assert "got hello" in reports(manager)[0][1]
+
+
+async def test_the_log_is_capped_and_rotated_and_reading_says_what_was_dropped(
+    managers: Callable[..., ProcessManager], work: Path
+) -> None:
+    manager = managers(log_cap_bytes=4096)
+    await manager.start()
+    record = await manager.spawn(request(work, "for i in $(seq 1 3000); do echo line $i; done"))
+    await until(lambda: reports(manager))
+    log = manager.log_path(record.handle)
+    assert log.stat().st_size <= 4096
+    assert rotated_path(log).stat().st_size <= 4096
+    ended = manager.get(record.handle)
+    assert ended.output_bytes == sum(len(f"line {i}\n") for i in range(1, 3001))
+    start = await manager.read_log(record.handle, "helper", 0, 100)
+    assert start.dropped > 0
+    assert start.offset == start.dropped  # the oldest output still kept
+    end = await manager.read_log(record.handle, "helper", None, 20)
+    assert end.text.endswith("line 3000\n")
+    assert end.end == ended.output_bytes
+
+
+async def test_workdir_must_stay_inside_the_work_folder(
+    managers: Callable[..., ProcessManager], work: Path
+) -> None:
+    manager = managers()
+    await manager.start()
+    (work / "sub").mkdir()
+    record = await manager.spawn(request(work, "pwd", workdir="sub"))
+    assert record.workdir == "sub"
+    with pytest.raises(UsageError, match="outside the agent's work folder"):
+        await manager.spawn(request(work, "pwd", workdir="../.."))
+
+
+async def test_a_plain_process_running_at_a_stop_is_reported_lost_at_the_next_start(
+    managers: Callable[..., ProcessManager], work: Path
+) -> None:
+    first = managers()
+    await first.start()
+    record = await first.spawn(request(work, "sleep 60"))
+    await first.close()
+    assert record.pid is not None
+    assert not alive(record.pid)  # stopped with the server: nothing could follow it
+    second = managers()
+    await second.start()
+    await until(lambda: reports(second))
+    ended, _ = reports(second)[0]
+    assert (ended.handle, ended.status) == (record.handle, "lost")
+    assert "server stopped" in ended.outcome()
+
+
+async def test_a_plain_process_left_by_a_crash_is_killed_and_reported_lost(
+    managers: Callable[..., ProcessManager], work: Path, tmp_path: Path
+) -> None:
+    # What a crashed server leaves: a record that says running, and the process still going.
+    orphan = subprocess.Popen(["sleep", "60"], start_new_session=True)  # noqa: ASYNC220
+    from duragent.processes.manager import _start_ticks
+
+    record = ProcessRecord(
+        handle="proc_CRASHED1",
+        agent="helper",
+        session_id="s_OWNER",
+        command="sleep 60",
+        pid=orphan.pid,
+        pid_started=_start_ticks(orphan.pid),
+        started_at=utcnow(),
+    )
+    (tmp_path / "processes").mkdir()
+    (tmp_path / "processes" / "proc_CRASHED1.yaml").write_text(render_record(record))
+    manager = managers()
+    await manager.start()
+    await until(lambda: reports(manager))
+    ended, _ = reports(manager)[0]
+    assert ended.status == "lost"
+    assert "restarted" in ended.outcome()
+    assert orphan.wait(timeout=5) != 0  # killed, not left running
+
+
+async def test_an_unreported_end_is_reported_at_the_next_start(
+    managers: Callable[..., ProcessManager], work: Path
+) -> None:
+    first = managers()
+    await first.start()
+
+    async def session_unreachable(record: ProcessRecord, tail: str) -> None:
+        raise ConnectionError("the session store is down")
+
+    first.reporter = session_unreachable
+    record = await first.spawn(request(work, "echo finished"))
+    await until(lambda: first.get(record.handle).ended)
+    await first.close()
+    second = managers()
+    await second.start()
+    await until(lambda: reports(second))
+    assert reports(second)[0][0].handle == record.handle
+    assert "finished" in reports(second)[0][1]
+
+
+async def test_an_end_seen_by_wait_is_not_reported_again(
+    managers: Callable[..., ProcessManager], work: Path
+) -> None:
+    manager = managers()
+    await manager.start()
+    record = await manager.spawn(request(work, "echo quick"))
+    ended = await manager.wait(record.handle, 10)
+    assert ended.status == "exited"
+    await asyncio.sleep(0.2)  # a report would have been queued at the end
+    assert reports(manager) == []
+    assert manager.get(record.handle).reported
+
+
+@pytest.mark.skipif(not tmux_available(), reason="tmux is not installed")
+async def test_an_interactive_process_is_typed_into_and_survives_a_restart(
+    managers: Callable[..., ProcessManager], work: Path
+) -> None:
+    first = managers()
+    await first.start()
+    script = "echo ready; read answer; echo you said $answer; exit 7"
+    record = await first.spawn(request(work, script, interactive=True))
+    await until(lambda: "ready" in first.log_path(record.handle).read_text())
+    screen = await first.capture(record.handle, "helper", 50)
+    assert "ready" in screen
+    await first.close()  # the server stops; tmux keeps the process
+    second = managers()
+    await second.start()
+    assert second.get(record.handle).status == "running"
+    await second.send_keys(record.handle, "helper", "forty-two", enter=True)
+    await until(lambda: reports(second))
+    ended, tail = reports(second)[0]
+    assert (ended.status, ended.exit_code) == ("exited", 7)
+    assert "you said forty-two" in tail

@@ -1,0 +1,166 @@
+"""A background process's end comes back to its session: a `[process finished]` turn, by mode.
+
+The model is a real HTTP server, the tool call goes through the runtime and its policy, and the
+process is a real subprocess; `SessionReporter` queues the message as the server wires it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from duragent.agents.loader import Agent, load_agent
+from duragent.config import DuragentConfig
+from duragent.processes.completion import FINISHED_MARKER, SessionReporter
+from duragent.processes.manager import ProcessManager
+from duragent.runtime.loop import Runtime
+from duragent.runtime.providers import ProviderPool
+from duragent.sessions.manager import SessionManager
+from duragent.stores.filesystem.sessions import FilesystemSessionStore
+from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
+from tests.waiting import until
+
+pytest_plugins = ["duragent.testing.pytest_plugin"]
+
+AGENT_YAML = """\
+apiVersion: duragent/v1alpha1
+kind: Agent
+metadata:
+  name: helper
+spec:
+  model:
+    provider: openai
+    name: gpt-test
+    base_url: {url}
+  system_prompt: test
+  session:
+    on_disconnect: {mode}
+  tools:
+    builtin: [bash, background_process]
+    policy:
+      mode: allow
+      deny: ["bash:rm *"]
+"""
+
+
+@dataclass
+class Server:
+    manager: SessionManager
+    processes: ProcessManager
+    workdir: Path
+
+
+@pytest.fixture
+async def start(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[Callable[[str], Server]]:
+    made: list[tuple[Server, FilesystemSessionStore, ProviderPool]] = []
+
+    def make(mode: str) -> Server:
+        directory = tmp_path / "agents" / "helper"
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "agent.yaml").write_text(AGENT_YAML.format(url=fake_llm.url, mode=mode))
+        agent: Agent = load_agent(directory, env={"OPENAI_API_KEY": "sk-test"})[0]
+        store = FilesystemSessionStore(tmp_path / "sessions", fsync="never")
+        providers = ProviderPool({"OPENAI_API_KEY": "sk-test"})
+        processes = ProcessManager(tmp_path / "processes")
+        workdir = tmp_path / "work"
+        runtime = Runtime(
+            provider_for=providers.for_agent, processes=processes, workdir_for=lambda a: workdir
+        )
+        manager = SessionManager(store, runtime, DuragentConfig(), lambda name: agent)
+        processes.reporter = SessionReporter(manager)
+        server = Server(manager, processes, workdir)
+        made.append((server, store, providers))
+        return server
+
+    yield make
+    for server, store, providers in made:
+        await server.processes.close()
+        await server.manager.close(grace=0)
+        await store.close()
+        await providers.close()
+
+
+def spawn(command: str, **fields: object) -> object:
+    return tool_calls([("background_process", {"action": "spawn", "command": command, **fields})])
+
+
+def contents(server: Server, session_id: str, role: str) -> list[str]:
+    live = server.manager.live[session_id]
+    return [str(m.get("content")) for m in live.log.state.conversation if m.get("role") == role]
+
+
+async def test_in_continue_mode_the_end_starts_a_turn_nobody_is_watching(
+    start: Callable[[str], Server], fake_llm: FakeLLMServer
+) -> None:
+    server = start("continue")
+    fake_llm.enqueue(
+        spawn("sleep 0.3; echo job output; exit 2", label="long job"),
+        text("Started the job; I will tell you when it is done."),
+        text("The job failed with exit code 2."),
+    )
+    live = await server.manager.create("helper")
+    await live.submit("run the long job")
+    await until(lambda: len(contents(server, live.session_id, "assistant")) >= 3)
+    finished = [c for c in contents(server, live.session_id, "user") if c.startswith(FINISHED_MARKER)]
+    assert len(finished) == 1
+    assert "(long job)" in finished[0]
+    assert "exit code: 2" in finished[0]
+    assert "job output" in finished[0]
+    assert contents(server, live.session_id, "assistant")[-1] == "The job failed with exit code 2."
+    # The model saw the message as the start of the new turn.
+    assert FINISHED_MARKER in str(fake_llm.requests[-1].messages[-1])
+
+
+async def test_in_pause_mode_the_end_waits_for_a_client_then_runs(
+    start: Callable[[str], Server], fake_llm: FakeLLMServer
+) -> None:
+    server = start("pause")
+    # It ends once the test creates `go`: after the client has left.
+    wait_for_go = "while [ ! -e go ]; do sleep 0.05; done; echo done"
+    fake_llm.enqueue(spawn(wait_for_go), text("Started."), text("It finished."))
+    live = await server.manager.create("helper")
+    subscription = await live.subscribe()
+    await live.submit("run it")
+    await until(lambda: contents(server, live.session_id, "assistant")[-1:] == ["Started."])
+    subscription.close()
+    (server.workdir / "go").touch()
+    record = server.processes.list("helper")[0]
+    await until(lambda: server.processes.get(record.handle).reported)
+    await until(lambda: live.status == "paused")
+    assert len(fake_llm.requests) == 2  # nobody was there: no turn ran
+    assert live.queued == 1
+    again = await live.subscribe()
+    await until(lambda: contents(server, live.session_id, "assistant")[-1:] == ["It finished."])
+    again.close()
+
+
+async def test_spawn_is_decided_by_the_bash_rules(
+    start: Callable[[str], Server], fake_llm: FakeLLMServer
+) -> None:
+    server = start("continue")
+    fake_llm.enqueue(spawn("rm -rf notes"), text("Could not."))
+    live = await server.manager.create("helper")
+    await live.submit("clean up")
+    await until(lambda: contents(server, live.session_id, "assistant")[-1:] == ["Could not."])
+    results = [e for e in live.log.state.conversation if e.get("role") == "tool"]
+    assert "denied by policy: bash rm -rf notes" in str(results[-1].get("content"))
+    assert server.processes.list() == []
+
+
+async def test_spawn_with_wait_returns_the_result_and_no_second_turn(
+    start: Callable[[str], Server], fake_llm: FakeLLMServer
+) -> None:
+    server = start("continue")
+    fake_llm.enqueue(spawn("echo quick result", wait="10s"), text("It printed quick result."))
+    live = await server.manager.create("helper")
+    await live.submit("run it and wait")
+    await until(lambda: contents(server, live.session_id, "assistant")[-1:] == ["It printed quick result."])
+    results = [e for e in live.log.state.conversation if e.get("role") == "tool"]
+    assert "exited with code 0" in str(results[-1].get("content"))
+    assert "quick result" in str(results[-1].get("content"))
+    await asyncio.sleep(0.3)  # a completion turn would have started by now
+    assert not any(c.startswith(FINISHED_MARKER) for c in contents(server, live.session_id, "user"))
