@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -87,14 +87,17 @@ def show_session(
     """What a session is: agent, state, counts, usage, pending approvals."""
     from duragent.sessions.inspect import inspect_session
 
-    async def run() -> Any:
+    async def run() -> tuple[Any, dict[str, Any] | None]:
         async with _workspace(ctx) as workspace:
             full_id = await _full_id(workspace, session_id)
-            return await inspect_session(workspace.stores.sessions, full_id)
+            info = await inspect_session(workspace.stores.sessions, full_id)
+            return info, info.unattended(_background_limit(workspace, info.agent), utcnow())
 
-    info = run_async(run())
+    from duragent.stores.base import utcnow
+
+    info, unattended = run_async(run())
     if as_json:
-        print_json(info.to_json())
+        print_json({**info.to_json(), "unattended": unattended})
         return
     print(f"session   {info.session_id}")
     print(f"agent     {info.agent}")
@@ -109,6 +112,34 @@ def show_session(
         print("usage     " + ", ".join(f"{k} {v}" for k, v in sorted(info.usage.items())))
     for approval in info.pending_approvals:
         print(f"pending   approval for {approval.get('tool', '?')} (call {approval.get('call_id', '?')})")
+    if unattended is not None:
+        print(f"unattended {_unattended_text(unattended)}")
+
+
+def _background_limit(workspace: Workspace, agent_name: str) -> timedelta:
+    """The agent's `max_background_runtime` (duragent.yaml's when the agent cannot be loaded)."""
+    from duragent.agents.loader import session_settings
+    from duragent.errors import DuragentError
+
+    try:
+        agent = workspace.agents.get(agent_name)
+    except DuragentError:
+        return workspace.config.session.max_background_runtime
+    limit: timedelta = session_settings(agent, workspace.config)["max_background_runtime"].value
+    return limit
+
+
+def _unattended_text(report: dict[str, Any]) -> str:
+    """`for 12m (since 10:02); paused at 10:32 by max_background_runtime (30m)`."""
+    from duragent.durations import format_duration
+
+    since = datetime.fromisoformat(report["unattended_since"])
+    text = f"for {format_duration(timedelta(seconds=report['unattended_seconds']))} (since {_when(since)})"
+    if report["pauses_at"] is None:
+        return text + "; never paused (max_background_runtime: 0)"
+    limit = format_duration(timedelta(seconds=report["max_background_runtime_seconds"]))
+    pauses_at = _when(datetime.fromisoformat(report["pauses_at"]))
+    return f"{text}; will be paused at {pauses_at} (max_background_runtime {limit})"
 
 
 @app.command("log")

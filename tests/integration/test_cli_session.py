@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -182,3 +184,38 @@ def test_commands_outside_a_workspace_say_how_to_make_one(
     assert completed.returncode == 2
     assert "not a Duragent workspace (or any parent): run duragent init" in completed.stderr
     assert not (tmp_path / ".duragent").exists()  # nothing is created outside a workspace
+
+
+async def make_unattended_session() -> str:
+    """A session whose turn went on after its last client left (`running`)."""
+    async with Workspace(load_config()) as workspace:
+        log = await SessionLog.create(workspace.stores.sessions, agent="assistant")
+        await log.append("user_message", {"content": "run the long job", "turn": 1})
+        await log.append(
+            "status_change", {"from": "active", "to": "running", "reason": "client disconnected"}
+        )
+        await log.snapshot()
+        return log.session_id
+
+
+def test_show_says_how_long_a_running_session_was_unattended_and_when_it_pauses(workspace: Path) -> None:
+    agent_yaml = workspace / ".duragent" / "agents" / "assistant" / "agent.yaml"
+    agent_yaml.write_text(
+        agent_yaml.read_text().replace("# max_background_runtime: 30m", "max_background_runtime: 2h")
+    )
+    session_id = asyncio.run(make_unattended_session())
+    info = json.loads(run("session", "show", session_id, "--json").stdout)
+    unattended = info["unattended"]
+    since = datetime.fromisoformat(unattended["unattended_since"])
+    assert datetime.fromisoformat(unattended["pauses_at"]) - since == timedelta(hours=2)
+    assert 0 <= unattended["unattended_seconds"] < 60
+    text = run("session", "show", session_id).stdout
+    assert re.search(r"unattended for \d+s \(since ", text)
+    assert "will be paused at" in text
+    assert "(max_background_runtime 2h)" in text
+
+
+def test_show_of_an_attended_session_has_no_unattended_line(workspace: Path) -> None:
+    session_id = asyncio.run(make_session())
+    assert json.loads(run("session", "show", session_id, "--json").stdout)["unattended"] is None
+    assert "unattended" not in run("session", "show", session_id).stdout
