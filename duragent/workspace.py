@@ -135,6 +135,11 @@ class Workspace:
             paths.insert(0, self.config.service_path("memory"))
         return paths
 
+    @property
+    def shared_paths(self) -> list[Path]:
+        """Workspace-wide folders a person edits (skills, tool folders), committed as their edits."""
+        return [self.config.data_path / "skills", self.config.data_path / "tools"]
+
     @cached_property
     def human_edits(self) -> HumanEditCommitter | None:
         """Commits a person's edits of memory and agent files apart from the agent's; None without git."""
@@ -152,7 +157,12 @@ class Workspace:
             return not found
 
         return HumanEditCommitter(
-            repo, self.editable_paths, ledger=ledger, agent_author=self.config.git.author, screen=screen
+            repo,
+            self.editable_paths,
+            ledger=ledger,
+            agent_author=self.config.git.author,
+            screen=screen,
+            shared_roots=self.shared_paths,
         )
 
     def revert_scope(self) -> tuple[list[str], list[str]]:

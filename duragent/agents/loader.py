@@ -108,19 +108,24 @@ def discover_agents(agents_dir: Path) -> list[Path]:
 def validate_agent_folder(
     directory: Path, env: Mapping[str, str] | None = None
 ) -> tuple[list[Problem], list[Problem]]:
-    """Every problem (and warning) of an agent folder: agent.yaml, its prompts and its policy files.
+    """Every problem (and warning) of an agent folder: agent.yaml, its prompts, policy files and skills.
 
     What `duragent agent validate` reports: policy.yaml (and policy.local.yaml) are read as the
     runtime reads them, so a file the server would refuse is never called valid.
     """
     from duragent.runtime.policy import read_policy_file
+    from duragent.skills.discovery import agent_skills_dir, scan_folder
 
     problems: list[Problem] = []
     warnings: list[Problem] = []
+    skills_dir: str | None = None
     try:
-        warnings += load_agent(directory, env)[1]
+        agent, found = load_agent(directory, env)
+        warnings += found
+        skills_dir = agent.spec.skills_dir
     except ConfigError as exc:
         problems += exc.problems
+    problems += scan_folder(agent_skills_dir(directory.resolve(), skills_dir), "agent")[1]
     for name in ("policy.yaml", "policy.local.yaml"):
         path = directory / name
         if not path.exists():

@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "session": ("duragent.cli.session", "Inspect and manage stored sessions."),
     "schedule": ("duragent.cli.schedule", "Schedules: list, show, add, remove, run, pause, resume."),
     "memory": ("duragent.cli.memory", "Read, edit and search agents' memory."),
+    "skill": ("duragent.cli.skill", "List, show, add and remove Agent Skills (SKILL.md folders)."),
     "history": (
         "duragent.cli.history",
         "What the agents (and people) changed, newest first.",

@@ -93,6 +93,8 @@ def agent_context(
     from duragent.runtime.context import assemble_context
     from duragent.runtime.memory_context import gather_memory, session_folder
     from duragent.sessions.state import SessionState, resume
+    from duragent.skills.discovery import discover_skills
+    from duragent.skills.index import index_budget, skills_index
     from duragent.stores.base import utcnow
     from duragent.workspace import Workspace
 
@@ -104,7 +106,9 @@ def agent_context(
             folder = session_folder(sessions, session) if session else None
             now = utcnow()
             memory = await gather_memory(workspace.stores.memory, agent, now.date(), session_dir=folder)
-            return assemble_context(agent, state, memory_text=memory, now=now)
+            skills = discover_skills(agent.directory, workspace.config.data_path, agent.spec.skills_dir)
+            index = skills_index(skills.sorted(), index_budget(agent))
+            return assemble_context(agent, state, memory_text=memory, skills_text=index, now=now)
 
     assembled = run_async(run())
     if as_json:
@@ -149,6 +153,7 @@ def validate_agents(
         if not directories:
             print(f"ok: 0 agents valid (no agents in {_shown(agents_dir)})")
             return
+    shared_invalid = not paths and _report_workspace_folders(_state(ctx).config().data_path)
     invalid = 0
     for directory in directories:
         problems, warnings = validate_agent_folder(directory)
@@ -161,8 +166,21 @@ def validate_agents(
     total = len(directories)
     if invalid:
         print(f"{invalid} of {total} agent{'s' if total > 1 else ''} invalid", file=sys.stderr)
+    if shared_invalid:
+        print("the workspace's skills folder has invalid skills", file=sys.stderr)
+    if invalid or shared_invalid:
         raise typer.Exit(2)
     print(f"ok: {total} agent{'s' if total != 1 else ''} valid")
+
+
+def _report_workspace_folders(data_dir: Path) -> bool:
+    """Print the problems of the workspace-wide skills; True when there are any."""
+    from duragent.skills.discovery import scan_folder, shared_skills_dir
+
+    problems = scan_folder(shared_skills_dir(data_dir), "workspace")[1]
+    for problem in problems:
+        print(problem)
+    return bool(problems)
 
 
 @agent_app.command("create")

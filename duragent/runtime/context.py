@@ -1,9 +1,9 @@
 """Context assembly: what the model sees each turn, in priority order, inside a token budget.
 
-Order: prime directives, SOUL.md, SYSTEM_PROMPT.md, INSTRUCTIONS.md, memory, then the
-conversation. Fixed parts are always kept; memory gets at most its share of the budget; the
-conversation fills the rest, newest first, so the oldest history is dropped first. Large tool
-results are cut to their head and tail with a marker.
+Order: prime directives, SOUL.md, SYSTEM_PROMPT.md, INSTRUCTIONS.md, the skills index,
+memory, then the conversation. Fixed parts are always kept; memory gets at most its share of
+the budget; the conversation fills the rest, newest first, so the oldest history is dropped
+first. Large tool results are cut to their head and tail with a marker.
 
 Tokens are estimated as ceil(characters / 4) (no tokenizer is downloaded at run time); the
 estimate errs on the generous side for English and code, and the budget keeps a 10% margin.
@@ -60,6 +60,13 @@ def context_window(agent: Agent) -> int:
         return agent.spec.context.max_tokens
     name = f"{agent.spec.model.provider}/{agent.spec.model.name}".lower()
     return next((size for fragment, size in _CONTEXT_WINDOWS if fragment in name), DEFAULT_CONTEXT_WINDOW)
+
+
+def context_budget(agent: Agent) -> int:
+    """Tokens the assembled context may use: the window less the reply and a 10% margin."""
+    window = context_window(agent)
+    output = agent.spec.model.max_output_tokens or DEFAULT_OUTPUT_TOKENS
+    return max(window - output - window // 10, 256)
 
 
 def expand_template(text: str, variables: dict[str, str]) -> str:
@@ -129,12 +136,14 @@ def assemble_context(
     state: SessionState,
     *,
     memory_text: str = "",
+    skills_text: str = "",
     now: datetime,
 ) -> AssembledContext:
-    """Build this turn's messages for `agent` from the session's conversation."""
-    window = context_window(agent)
-    output = agent.spec.model.max_output_tokens or DEFAULT_OUTPUT_TOKENS
-    budget = max(window - output - window // 10, 256)
+    """Build this turn's messages for `agent` from the session's conversation.
+
+    `skills_text` is the skills index (already fitted to its share of the budget).
+    """
+    budget = context_budget(agent)
     variables = {
         "date": now.strftime("%Y-%m-%d"),
         "time": now.strftime("%H:%M %Z").strip(),
@@ -151,6 +160,8 @@ def assemble_context(
         if text.strip():
             expanded = expand_template(text.strip(), variables)
             parts.append(ContextPart(name, expanded, estimate_tokens(expanded)))
+    if skills_text.strip():
+        parts.append(ContextPart("skills", skills_text.strip(), estimate_tokens(skills_text.strip())))
     if memory_text.strip():
         share = agent.spec.memory.max_tokens if agent.spec.memory and agent.spec.memory.max_tokens else None
         memory_budget = share or int(budget * MEMORY_SHARE)

@@ -50,10 +50,14 @@ from duragent.runtime.memory_context import gather_memory, session_folder
 from duragent.runtime.policy import ToolPolicy, load_policy
 from duragent.scheduling.spec import scheduled_task_of
 from duragent.sessions.log import SessionLog
+from duragent.skills.active import refusal, restricting_skills
+from duragent.skills.discovery import ProblemLog, SkillSet, discover_skills
+from duragent.skills.index import index_budget, skills_index
 from duragent.stores.base import ArtifactStore, Change, ChangeListener, MemoryStore, ignore_changes, utcnow
 from duragent.tools.base import InvalidToolArguments, ToolContext, ToolResult
 from duragent.tools.protected import PROTECTED_NAMES
 from duragent.tools.registry import AnyTool, definition, execute, tools_for
+from duragent.tools.skill import SkillTool
 
 if TYPE_CHECKING:
     from duragent.processes.manager import ProcessManager
@@ -116,6 +120,8 @@ class Runtime:
     on_change: ChangeListener = ignore_changes
     #: Where an agent's tools run (default: `default_workdir`, never the definition folder).
     workdir_for: Callable[[Agent], Path] | None = None
+    #: The data directory holding the workspace-wide `skills/` (default: the agents folder's parent).
+    data_dir: Path | None = None
     #: The server's scheduler, offered to the `schedule` tool (set once the server has one).
     schedules: Scheduler | None = None
     #: The server's background processes, offered to `background_process`.
@@ -124,6 +130,8 @@ class Runtime:
     tool_activity: Callable[[int], None] = field(default=lambda _delta: None)
     #: Turns between their start and their first model call (see `STARTING_AT_ONCE`).
     starting: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(STARTING_AT_ONCE))
+    #: Invalid skills are logged once, not every turn.
+    problems: ProblemLog = field(default_factory=ProblemLog)
 
     async def run_turn(
         self,
@@ -157,9 +165,12 @@ class Runtime:
             except DuragentError as exc:
                 yield await self._fail(session, "agent_invalid", str(exc))
                 return
+            skills = await self._skills(agent)
+            if skills:
+                tools.setdefault(SkillTool.name, SkillTool(skills))
             notifications: asyncio.Queue[str] = asyncio.Queue()
-            ctx = self._tool_context(agent, session, notifications)
-            steps = self._steps(session, agent, tools, policy, ctx, notifications, control, admission)
+            ctx = self._tool_context(agent, session, notifications, skills)
+            steps = self._steps(session, agent, tools, policy, ctx, notifications, control, admission, skills)
             async for event in steps:
                 yield event
         finally:
@@ -175,6 +186,7 @@ class Runtime:
         notifications: asyncio.Queue[str],
         control: TurnControl,
         admission: _Admission,
+        skills: SkillSet,
     ) -> AsyncIterator[RuntimeEvent]:
         definitions = tuple(ToolDefinition(**definition(t)) for t in tools.values())
         provider = self.provider_for(agent)
@@ -185,7 +197,7 @@ class Runtime:
             # so ask again and carry on from there.
             paused = False
             async for event in self._run_calls(
-                session, agent, tools, policy, ctx, waiting, control, recorded=True
+                session, agent, tools, policy, ctx, waiting, control, recorded=True, skills=skills
             ):
                 paused = paused or isinstance(event, TurnPaused)
                 yield event
@@ -198,7 +210,7 @@ class Runtime:
             if control.pause_requested:
                 yield TurnPaused(control.pause_reason)
                 return
-            request = await self._request(agent, session, definitions)
+            request = await self._request(agent, session, definitions, skills)
             admission.leave()
             text: list[str] = []
             calls: list[ToolCall] = []
@@ -241,7 +253,9 @@ class Runtime:
                 yield TurnFinished(message_id, "".join(text), dict(turn_usage), truncated)
                 return
             paused = False
-            async for event in self._run_calls(session, agent, tools, policy, ctx, calls, control):
+            async for event in self._run_calls(
+                session, agent, tools, policy, ctx, calls, control, skills=skills
+            ):
                 paused = paused or isinstance(event, TurnPaused)
                 yield event
             if paused:
@@ -253,14 +267,15 @@ class Runtime:
         )
 
     async def _request(
-        self, agent: Agent, session: SessionLog, definitions: tuple[ToolDefinition, ...]
+        self, agent: Agent, session: SessionLog, definitions: tuple[ToolDefinition, ...], skills: SkillSet
     ) -> LLMRequest:
         now = utcnow()
         memory_text = ""
         if self.memory:
             folder = session_folder(session.store, session.session_id)
             memory_text = await gather_memory(self.memory, agent, now.date(), session_dir=folder)
-        context = assemble_context(agent, session.state, memory_text=memory_text, now=now)
+        index = skills_index(skills.sorted(), index_budget(agent))
+        context = assemble_context(agent, session.state, memory_text=memory_text, skills_text=index, now=now)
         model = agent.spec.model
         return LLMRequest(
             model=model.name,
@@ -312,6 +327,7 @@ class Runtime:
         control: TurnControl,
         *,
         recorded: bool = False,
+        skills: SkillSet | None = None,
     ) -> AsyncIterator[RuntimeEvent]:
         if not recorded:
             await session.append_many(
@@ -319,6 +335,7 @@ class Runtime:
             )
         runnable: list[tuple[ToolCall, AnyTool, Any]] = []
         results: dict[str, ToolResult] = {}
+        restricting = restricting_skills(session.state.conversation, skills.skills) if skills else []
         for call in calls:
             prepared = _prepare(call, tools)
             if isinstance(prepared, ToolResult):
@@ -326,6 +343,10 @@ class Runtime:
                 continue
             tool, args = prepared
             subject, invocation = tool.policy_subject(args, ctx)
+            refused = refusal(restricting, subject, invocation)
+            if refused is not None:
+                results[call.id] = ToolResult(False, refused)
+                continue
             verdict = policy.decide(subject, invocation).decision
             if verdict == "ask":
                 if control.pause_requested:
@@ -444,6 +465,13 @@ class Runtime:
         if changed:
             self.on_change(Change(tuple(changed), "agent", agent.name, "changed by a tool call"))
 
+    async def _skills(self, agent: Agent) -> SkillSet:
+        """The agent's skills, read from their folders now (an added skill shows up the next turn)."""
+        data_dir = self.data_dir or agent.directory.parent.parent
+        skills = await asyncio.to_thread(discover_skills, agent.directory, data_dir, agent.spec.skills_dir)
+        self.problems.warn(skills.problems, "skill")
+        return skills
+
     def workdir(self, agent: Agent) -> Path:
         """Where the agent's tools run: `workdir_for(agent)`, else `<data dir>/work/<agent>`."""
         if self.workdir_for is not None:
@@ -451,7 +479,7 @@ class Runtime:
         return default_workdir(agent)
 
     def _tool_context(
-        self, agent: Agent, session: SessionLog, notifications: asyncio.Queue[str]
+        self, agent: Agent, session: SessionLog, notifications: asyncio.Queue[str], skills: SkillSet
     ) -> ToolContext:
         async def notify(message: str) -> None:
             await session.append("notification", {"message": message})
@@ -473,6 +501,7 @@ class Runtime:
             scheduled_by=_scheduled_by(session),
             session_store=session.store,
             processes=self.processes,
+            read_roots=tuple(skill.directory for skill in skills.sorted()),
         )
 
 

@@ -51,7 +51,15 @@ from duragent.yaml_source import load_yaml_file, load_yaml_text
 Decision = Literal["allow", "ask", "deny"]
 POLICY_FILENAME = "policy.yaml"
 #: Tools that only read or talk to the user, allowed when an agent has no policy at all.
-DEFAULT_ALLOWED = ("memory", "notify_user", "read_file", "list_files", "artifact_list", "artifact_get")
+DEFAULT_ALLOWED = (
+    "memory",
+    "notify_user",
+    "read_file",
+    "list_files",
+    "artifact_list",
+    "artifact_get",
+    "skill",
+)
 #: Modes of the Rust version's policy files, read as their equivalents here.
 _MODE_ALIASES = {"dangerous": "allow", "restrict": "deny"}
 _SHELL_OPERATORS = frozenset(";&|<>()")

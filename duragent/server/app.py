@@ -170,6 +170,7 @@ async def _open(
         scrub_env=frozenset(config.referenced_env | {name for name in env if looks_secret(name)}),
         on_change=workspace.record_change,
         workdir_for=lambda agent: config.tool_workdir(agent.name),
+        data_dir=config.data_path,
         tool_activity=workspace.note_tool_activity,
     )
     agent_changes = (

@@ -80,11 +80,18 @@ class ToolContext:
     session_store: SessionStore | None = None
     #: The server's background processes, for `background_process` (None where there is no server).
     processes: ProcessManager | None = None
+    #: Folders `read_file` and `list_files` may read but no tool writes (the agent's skills).
+    read_roots: tuple[Path, ...] = ()
 
     @property
     def roots(self) -> tuple[Path, ...]:
         """The folders file tools may touch, resolved (symlinks followed)."""
         return tuple(root.resolve() for root in (self.file_roots or (self.workdir,)))
+
+    @property
+    def readable_roots(self) -> tuple[Path, ...]:
+        """The read-only folders, resolved."""
+        return tuple(root.resolve() for root in self.read_roots)
 
 
 class ToolArgs(BaseModel):

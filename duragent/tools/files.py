@@ -30,15 +30,18 @@ class PathRefused(DuragentError):
     """A path resolves outside every allowed root, or names something the tool cannot use."""
 
 
-def resolve_inside_roots(raw: str, ctx: ToolContext) -> Path:
-    """The absolute, symlink-free path for `raw`, or PathRefused when it escapes the roots."""
+def resolve_inside_roots(raw: str, ctx: ToolContext, *, reading: bool = False) -> Path:
+    """The absolute, symlink-free path for `raw`, or PathRefused when it escapes the roots.
+
+    `reading` also admits the read-only roots (the folders of the agent's skills).
+    """
     if "\x00" in raw:
         raise PathRefused(f"path {raw!r} contains a NUL byte")
     candidate = Path(raw).expanduser()
     if not candidate.is_absolute():
         candidate = ctx.workdir / candidate
     resolved = candidate.resolve()
-    roots = ctx.roots
+    roots = ctx.roots + (ctx.readable_roots if reading else ())
     if not any(resolved.is_relative_to(root) for root in roots):
         allowed = ", ".join(str(root) for root in roots)
         raise PathRefused(f"{raw!r} resolves to {resolved}, outside the allowed folders ({allowed})")
@@ -64,7 +67,7 @@ def display_path(path: Path, ctx: ToolContext) -> str:
 def path_invocation(raw: str, ctx: ToolContext) -> str:
     """The policy text of a file tool's path: resolved, relative to workdir when inside it."""
     try:
-        return display_path(resolve_inside_roots(raw, ctx), ctx)
+        return display_path(resolve_inside_roots(raw, ctx, reading=True), ctx)
     except PathRefused:
         # The call will be refused when run; policy still sees the path the model gave.
         return raw
@@ -101,7 +104,7 @@ class ReadFileTool(Tool[ReadFileArgs]):
     async def run(self, args: ReadFileArgs, ctx: ToolContext) -> ToolResult:
         """Return the requested lines, or a failure naming the problem."""
         try:
-            path = resolve_inside_roots(args.path, ctx)
+            path = resolve_inside_roots(args.path, ctx, reading=True)
             window = await asyncio.to_thread(
                 _read_window, path, args.offset, args.limit, ctx.limits.read_max_bytes
             )
@@ -306,7 +309,7 @@ class ListFilesTool(Tool[ListFilesArgs]):
     async def run(self, args: ListFilesArgs, ctx: ToolContext) -> ToolResult:
         """The matching entries, sorted, one per line."""
         try:
-            folder = resolve_inside_roots(args.path, ctx)
+            folder = resolve_inside_roots(args.path, ctx, reading=True)
             if not folder.is_dir():
                 raise PathRefused(f"{args.path} is not a folder")
             entries, more = await asyncio.to_thread(_list, folder, args.pattern or "*", ctx)
@@ -333,7 +336,7 @@ def _list(folder: Path, pattern: str, ctx: ToolContext) -> tuple[list[str], bool
         if len(entries) == ctx.limits.list_max_entries:
             return entries, True
         try:
-            resolved = resolve_inside_roots(str(match), ctx)
+            resolved = resolve_inside_roots(str(match), ctx, reading=True)
         except PathRefused:
             continue  # a symlink pointing out of the roots is not shown (nor followed)
         name = display_path(match, ctx)

@@ -220,7 +220,11 @@ def edit_message(files: Sequence[str], agents: Sequence[str] = (), summary: str 
 
 
 class HumanEditCommitter:
-    """Commits a person's edits under `roots` (absolute folders of the repo) as that person."""
+    """Commits a person's edits under `roots` (absolute folders of the repo) as that person.
+
+    The first folder under a root names an agent (`agents/<agent>/`, `memory/<agent>/`), except
+    under `shared_roots` (workspace-wide skills and tools), whose edits belong to no one agent.
+    """
 
     def __init__(
         self,
@@ -230,17 +234,22 @@ class HumanEditCommitter:
         ledger: AgentWriteLedger,
         agent_author: str,
         screen: ContentScreen | None = None,
+        shared_roots: Sequence[Path] = (),
     ):
         self.repo = repo
         self.ledger = ledger
         self.agent_author = agent_author
         self.screen = screen
         self.roots: list[str] = []
-        for root in roots:
+        self.shared_roots: list[str] = []
+        for root in [*roots, *shared_roots]:
             try:
                 self.roots.append(repo.relative(root))
             except ValueError:
                 log.info("%s is outside the data repository: edits there are not committed", root)
+                continue
+            if root in shared_roots:
+                self.shared_roots.append(self.roots[-1])
 
     def watched(self, relative: str) -> bool:
         """True for a real file (not editor junk) under one of the roots."""
@@ -311,6 +320,8 @@ class HumanEditCommitter:
         agents: dict[str, None] = {}
         for file in files:
             for root in self.roots:
+                if root in self.shared_roots:
+                    continue
                 rest = PurePosixPath(file).relative_to(root).parts if file.startswith(root + "/") else ()
                 if len(rest) >= 2 and rest[0] != "world":
                     agents[rest[0]] = None

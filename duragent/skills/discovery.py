@@ -1,0 +1,93 @@
+"""Find an agent's skills: its own `skills/` folder over the workspace-wide `skills/` folder."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from duragent.errors import ConfigError, Location, Problem
+from duragent.skills.skill import SKILL_FILE, Scope, Skill, load_skill
+
+log = logging.getLogger(__name__)
+
+SKILLS_FOLDER = "skills"
+
+
+@dataclass(frozen=True)
+class SkillSet:
+    """The skills an agent sees, by name, and the problems of the folders that are not valid skills."""
+
+    skills: dict[str, Skill] = field(default_factory=dict)
+    problems: tuple[Problem, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.skills)
+
+    def sorted(self) -> list[Skill]:
+        """The skills in name order."""
+        return [self.skills[name] for name in sorted(self.skills)]
+
+
+def agent_skills_dir(agent_dir: Path, skills_dir: str | None = None) -> Path:
+    """The agent's own skills folder: `spec.skills_dir` (relative to the agent folder) or `skills/`."""
+    return agent_dir / (skills_dir or SKILLS_FOLDER)
+
+
+def shared_skills_dir(data_dir: Path) -> Path:
+    """The workspace-wide skills folder, `<data dir>/skills/`."""
+    return data_dir / SKILLS_FOLDER
+
+
+def scan_folder(folder: Path, scope: Scope) -> tuple[list[Skill], list[Problem]]:
+    """Every skill in the subfolders of `folder` and a problem for each invalid one (hidden ones skipped)."""
+    from duragent.agents.loader import display_path
+
+    if not folder.is_dir():
+        return [], []
+    skills: list[Skill] = []
+    problems: list[Problem] = []
+    for child in sorted(folder.iterdir()):
+        if not child.is_dir() or child.name.startswith("."):
+            continue
+        shown = display_path((child / SKILL_FILE).absolute())
+        if not (child / SKILL_FILE).is_file():
+            problems.append(Problem(f"no {SKILL_FILE} in this skill folder", Location(shown)))
+            continue
+        try:
+            skills.append(load_skill(child, scope=scope, shown=shown))
+        except ConfigError as exc:
+            problems += exc.problems
+    return skills, problems
+
+
+def discover_skills(agent_dir: Path | None, data_dir: Path | None, skills_dir: str | None = None) -> SkillSet:
+    """The skills of an agent: the workspace's, then its own (an agent's skill wins on a name clash)."""
+    folders: list[tuple[Path, Scope]] = []
+    if data_dir is not None:
+        folders.append((shared_skills_dir(data_dir), "workspace"))
+    if agent_dir is not None:
+        folders.append((agent_skills_dir(agent_dir, skills_dir), "agent"))
+    skills: dict[str, Skill] = {}
+    problems: list[Problem] = []
+    for folder, scope in folders:
+        found, wrong = scan_folder(folder, scope)
+        problems += wrong
+        skills.update((skill.name, skill) for skill in found)
+    return SkillSet(skills, tuple(problems))
+
+
+class ProblemLog:
+    """Logs each skill or tool-folder problem once (a turn rescans the folders every time)."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def warn(self, problems: Iterable[Problem], what: str) -> None:
+        """Log `problems` not logged before as warnings (`what`: "skill", "tool folder")."""
+        for problem in problems:
+            text = str(problem)
+            if text not in self._seen:
+                self._seen.add(text)
+                log.warning("skipping invalid %s: %s", what, text)

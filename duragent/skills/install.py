@@ -1,0 +1,179 @@
+"""Add a skill to a workspace (copied from a folder, or cloned from a git repository) and remove one.
+
+A person does this (`duragent skill add|remove`); the change is committed as their edit, like a
+memory edit from the command line. `add` validates the skill before anything is written, and
+never replaces a skill that is already there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from yarl import URL
+
+from duragent.errors import DuragentError, NotFound, UsageError
+from duragent.skills.skill import SKILL_FILE, Skill, load_skill
+
+GIT_SCHEMES = ("http://", "https://", "ssh://", "git://", "file://", "git@")
+CLONE_TIMEOUT_SECONDS = 300.0
+#: How deep `add` looks for SKILL.md files in a repository that holds several skills.
+_SEARCH_DEPTH = 4
+
+
+class SkillSourceError(DuragentError):
+    """The source of `skill add` cannot be read: a clone failed, or it holds no (or many) skills."""
+
+    exit_code = 2
+
+
+class SkillExists(DuragentError):
+    """A skill of that name is already in the target folder."""
+
+    exit_code = 2
+
+
+class SkillNotFound(NotFound):
+    """No skill of that name in the folder."""
+
+
+@dataclass(frozen=True)
+class Installed:
+    """What `add_skill` did: the skill (at its new place) and the files written."""
+
+    skill: Skill
+    files: tuple[Path, ...]
+
+
+def is_git_source(source: str) -> bool:
+    """True for a repository URL (`https://…`, `git@…`, `file://…`, `….git`), False for a folder path."""
+    return source.startswith(GIT_SCHEMES) or (source.endswith(".git") and not Path(source).is_dir())
+
+
+def shown_source(source: str) -> str:
+    """The source as it may be printed and committed: a URL without its user name and password."""
+    if "://" not in source:
+        return source
+    try:
+        return str(URL(source).with_user(None))
+    except ValueError:
+        return source
+
+
+def add_skill(source: str, skills_dir: Path, *, subpath: str | None = None) -> Installed:
+    """Copy the skill at `source` (a folder, or a git URL cloned shallowly) into `skills_dir`.
+
+    `subpath` names the skill's folder inside the source when it holds several skills. Raises
+    ConfigError (with file:line) for an invalid skill, SkillExists when the name is taken.
+    """
+    with _materialised(source) as root:
+        folder = _skill_folder(root, subpath, source)
+        skill = load_skill(folder, shown=_shown_skill_file(source, folder, root))
+        target = skills_dir / skill.name
+        if target.exists():
+            raise SkillExists(
+                f"a skill named {skill.name!r} is already in {target}; "
+                f"remove it first (duragent skill remove {skill.name})"
+            )
+        skills_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(folder, target, ignore=shutil.ignore_patterns(".git"), symlinks=True)
+    files = tuple(sorted(path for path in target.rglob("*") if path.is_file() or path.is_symlink()))
+    return Installed(load_skill(target), files)
+
+
+def remove_skill(name: str, skills_dir: Path) -> tuple[Path, ...]:
+    """Delete the skill folder `skills_dir/name`; returns the files it held."""
+    target = skills_dir / name
+    if "/" in name or name.startswith(".") or not (target / SKILL_FILE).is_file():
+        known = sorted(path.parent.name for path in skills_dir.glob(f"*/{SKILL_FILE}"))
+        raise SkillNotFound(f"no skill {name!r} in {skills_dir}; skills there: {', '.join(known) or 'none'}")
+    files = tuple(sorted(path for path in target.rglob("*") if path.is_file() or path.is_symlink()))
+    shutil.rmtree(target)
+    return files
+
+
+@contextmanager
+def _materialised(source: str) -> Iterator[Path]:
+    """The source as a local folder: the folder itself, or a shallow clone removed afterwards."""
+    if not is_git_source(source):
+        folder = Path(source).expanduser()
+        if not folder.is_dir():
+            raise UsageError(f"{source}: no such folder (give a skill folder or a git URL)")
+        yield folder.resolve()
+        return
+    with tempfile.TemporaryDirectory(prefix="duragent-skill-") as temp:
+        name = source.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git") or "skill"
+        clone = Path(temp) / name
+        _clone(source, clone)
+        yield clone
+
+
+def _clone(source: str, into: Path) -> None:
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    command = ["git", "clone", "--depth", "1", "--quiet", "--", source, str(into)]
+    try:
+        subprocess.run(
+            command, check=True, capture_output=True, text=True, timeout=CLONE_TIMEOUT_SECONDS, env=env
+        )
+    except subprocess.CalledProcessError as exc:
+        lines = (exc.stderr or "").strip().splitlines()
+        reason = lines[-1] if lines else f"git exited with {exc.returncode}"
+        raise SkillSourceError(f"could not clone {shown_source(source)}: {reason}") from None
+    except subprocess.TimeoutExpired:
+        raise SkillSourceError(
+            f"cloning {shown_source(source)} took longer than {CLONE_TIMEOUT_SECONDS:g} s"
+        ) from None
+    except FileNotFoundError:
+        raise SkillSourceError("git is not installed: cannot clone a skill repository") from None
+
+
+def _skill_folder(root: Path, subpath: str | None, source: str) -> Path:
+    """The folder holding the skill: `subpath`, the root, or the one skill folder found inside."""
+    if subpath is not None:
+        folder = (root / subpath).resolve()
+        if not folder.is_relative_to(root) or not (folder / SKILL_FILE).is_file():
+            raise SkillSourceError(f"{shown_source(source)}: no {SKILL_FILE} in {subpath}")
+        return folder
+    if (root / SKILL_FILE).is_file():
+        return root
+    found = sorted(_skill_files(root))
+    if not found:
+        raise SkillSourceError(f"{shown_source(source)}: no {SKILL_FILE} found (a skill folder holds one)")
+    if len(found) > 1:
+        listed = ", ".join(_inside(path.parent, root).rstrip("/") for path in found)
+        raise SkillSourceError(
+            f"{shown_source(source)} holds {len(found)} skills ({listed}); choose one with --path"
+        )
+    return found[0].parent
+
+
+def _skill_files(root: Path, depth: int = 0) -> Iterator[Path]:
+    if depth > _SEARCH_DEPTH:
+        return
+    for child in sorted(root.iterdir()):
+        if child.name.startswith(".") or not child.is_dir() or child.is_symlink():
+            continue
+        if (child / SKILL_FILE).is_file():
+            yield child / SKILL_FILE
+        else:
+            yield from _skill_files(child, depth + 1)
+
+
+def _shown_skill_file(source: str, folder: Path, root: Path) -> str:
+    """How messages name the source's SKILL.md: a path, or the URL and the path inside it."""
+    from duragent.agents.loader import display_path
+
+    if is_git_source(source):
+        return f"{shown_source(source).rstrip('/')}/{_inside(folder, root)}{SKILL_FILE}"
+    return display_path(folder / SKILL_FILE)
+
+
+def _inside(folder: Path, root: Path) -> str:
+    relative = folder.relative_to(root).as_posix()
+    return "" if relative == "." else relative + "/"

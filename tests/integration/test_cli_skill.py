@@ -1,0 +1,162 @@
+"""`duragent skill list|show|add|remove` and skills in `agent validate`, with real git."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from duragent.cli import build_app
+from tests.unit.test_skills import write_skill
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the example workspace as the working directory, its data folder a git repository."""
+    root = tmp_path / "ws"
+    shutil.copytree(EXAMPLES, root)
+    monkeypatch.chdir(root)
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "init"]):
+        git(root / ".duragent", *command)
+    return root
+
+
+def git(folder: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, check=True).stdout
+
+
+def run(*args: str) -> Result:
+    """Run `duragent ARGS` in-process; a Duragent error stays on `result.exception`."""
+    return CliRunner().invoke(build_app(), list(args))
+
+
+def exit_code(result: Result) -> int:
+    """The code the installed command exits with (`main` turns a Duragent error into its exit_code)."""
+    return int(getattr(result.exception, "exit_code", result.exit_code))
+
+
+def skill_repository(tmp_path: Path) -> Path:
+    """A git repository holding two skills under skills/."""
+    repo = tmp_path / "skill-repo"
+    write_skill(repo / "skills", "release-notes", body="# Release notes\n\nUse the git log.\n")
+    (repo / "skills" / "release-notes" / "scripts").mkdir()
+    (repo / "skills" / "release-notes" / "scripts" / "collect.sh").write_text("git log --oneline\n")
+    write_skill(repo / "skills", "code-review")
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "skills"]):
+        git(repo, *command)
+    return repo
+
+
+def test_add_copies_a_folder_validates_and_commits_it_as_the_persons_edit(
+    workspace: Path, tmp_path: Path
+) -> None:
+    source = write_skill(tmp_path / "mine", "tea-timer", body="Steep for 3 minutes.\n")
+
+    added = run("skill", "add", str(source))
+    listed = run("skill", "list", "--json")
+
+    assert added.exit_code == 0, added.output
+    assert "added skill 'tea-timer' to the workspace: .duragent/skills/tea-timer" in added.stdout
+    assert (workspace / ".duragent" / "skills" / "tea-timer" / "SKILL.md").is_file()
+    log = git(workspace / ".duragent", "log", "-1", "--format=%an%n%s%n%b", "--name-status")
+    assert "edit: skills/tea-timer/SKILL.md (skill tea-timer added from" in log
+    assert "A\tskills/tea-timer/SKILL.md" in log
+    assert "Duragent-Agent" not in log
+    rows = json.loads(listed.stdout)
+    assert [(r["name"], r["scope"], r["description"]) for r in rows] == [
+        ("tea-timer", "workspace", "Helps with tea-timer.")
+    ]
+
+
+def test_add_clones_one_skill_of_a_repository_for_an_agent_and_remove_takes_it_out(
+    workspace: Path, tmp_path: Path
+) -> None:
+    repo = skill_repository(tmp_path)
+    url = f"file://{repo}"
+
+    ambiguous = run("skill", "add", url, "--agent", "assistant")
+    added = run("skill", "add", url, "--agent", "assistant", "--path", "skills/release-notes")
+    shown = run("skill", "show", "release-notes", "--agent", "assistant")
+    removed = run("skill", "remove", "release-notes", "--agent", "assistant")
+
+    assert exit_code(ambiguous) == 2
+    assert "holds 2 skills (skills/code-review, skills/release-notes); choose one with --path" in str(
+        ambiguous.exception
+    )
+    assert added.exit_code == 0, added.output
+    folder = workspace / ".duragent" / "agents" / "assistant" / "skills" / "release-notes"
+    assert not folder.exists()  # removed again
+    assert shown.exit_code == 0, shown.output
+    assert "scope:         agent:assistant" in shown.stdout
+    assert "  scripts/collect.sh" in shown.stdout
+    assert shown.stdout.rstrip().endswith("Use the git log.")
+    assert removed.exit_code == 0, removed.output
+    subjects = git(workspace / ".duragent", "log", "-2", "--format=%s%n%b").splitlines()
+    assert subjects[0].startswith(
+        "edit: 2 files in agents/assistant/skills/release-notes (skill release-notes removed"
+    )
+    assert "Duragent-Agent: assistant" in subjects
+    assert git(workspace / ".duragent", "status", "--porcelain") == ""
+
+
+def test_add_refuses_an_invalid_skill_with_its_location_and_writes_nothing(
+    workspace: Path, tmp_path: Path
+) -> None:
+    source = write_skill(tmp_path, "bad-one", "name: bad-one\ndescription: [x\n")
+    head = git(workspace / ".duragent", "rev-parse", "HEAD")
+
+    result = run("skill", "add", str(source))
+
+    assert exit_code(result) == 2
+    assert "bad-one/SKILL.md:4:1:" in str(result.exception)
+    assert not (workspace / ".duragent" / "skills" / "bad-one").exists()
+    assert git(workspace / ".duragent", "rev-parse", "HEAD") == head
+
+
+def test_add_refuses_a_name_already_taken_and_a_clone_that_fails(workspace: Path, tmp_path: Path) -> None:
+    source = write_skill(tmp_path, "twice")
+    assert run("skill", "add", str(source)).exit_code == 0
+
+    again = run("skill", "add", str(source))
+    missing = run("skill", "add", f"file://{tmp_path}/no-such-repo.git")
+
+    assert exit_code(again) == 2
+    assert "a skill named 'twice' is already in" in str(again.exception)
+    assert exit_code(missing) == 2
+    assert f"could not clone file://{tmp_path}/no-such-repo.git" in str(missing.exception)
+
+
+def test_show_and_remove_an_unknown_skill_name_the_known_ones(workspace: Path, tmp_path: Path) -> None:
+    run("skill", "add", str(write_skill(tmp_path, "known")))
+
+    shown = run("skill", "show", "unknown")
+    removed = run("skill", "remove", "unknown")
+
+    assert exit_code(shown) == 1
+    assert str(shown.exception) == "no skill 'unknown'; skills: known"
+    assert exit_code(removed) == 1
+    assert "no skill 'unknown' in" in str(removed.exception)
+    assert str(removed.exception).endswith("skills there: known")
+
+
+def test_agent_validate_reports_invalid_skills_with_file_and_line(workspace: Path) -> None:
+    data = workspace / ".duragent"
+    write_skill(data / "agents" / "assistant" / "skills", "no-description", "name: no-description\n")
+    write_skill(data / "skills", "Wrong", "name: Wrong\ndescription: x\n")
+
+    result = run("agent", "validate")
+
+    assert result.exit_code == 2
+    assert result.stdout.splitlines() == [
+        ".duragent/skills/Wrong/SKILL.md:2:7: name: 'Wrong' must be lowercase letters, digits and single "
+        "hyphens (not at the start or end)",
+        ".duragent/agents/assistant/skills/no-description/SKILL.md:2:1: description is required",
+    ]
+    assert "1 of 2 agents invalid" in result.stderr
+    assert "the workspace's skills folder has invalid skills" in result.stderr

@@ -1,0 +1,149 @@
+"""Skills in a turn: the index in the context, the `skill` tool, readable folders, allowed-tools."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from duragent.agents.loader import Agent, load_agent
+from duragent.runtime.events import ToolCallFinished, TurnFinished
+from duragent.runtime.loop import Runtime, drain
+from duragent.runtime.providers import ProviderPool
+from duragent.sessions.log import SessionLog
+from duragent.stores.filesystem.sessions import FilesystemSessionStore
+from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
+from tests.unit.test_skills import write_skill
+
+pytest_plugins = ["duragent.testing.pytest_plugin"]
+
+AGENT_YAML = """\
+name: helper
+model:
+  provider: openai
+  name: gpt-test
+  base_url: {url}
+tools:
+  builtin: [bash, read_file]
+  policy:
+    mode: ask
+    allow: ["bash:echo *", read_file, skill]
+"""
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def agent(data: Path, fake_llm: FakeLLMServer) -> Agent:
+    directory = data / "agents" / "helper"
+    directory.mkdir(parents=True)
+    (directory / "agent.yaml").write_text(AGENT_YAML.format(url=fake_llm.url))
+    return load_agent(directory, env={"OPENAI_API_KEY": "sk-test"})[0]
+
+
+@pytest.fixture
+async def session(tmp_path: Path) -> AsyncIterator[SessionLog]:
+    store = FilesystemSessionStore(tmp_path / "sessions", fsync="never")
+    yield await SessionLog.create(store, agent="helper")
+    await store.close()
+
+
+@pytest.fixture
+async def runtime(data: Path) -> AsyncIterator[Runtime]:
+    pool = ProviderPool({"OPENAI_API_KEY": "sk-test"})
+    yield Runtime(provider_for=pool.for_agent, data_dir=data, workdir_for=lambda agent: data / "work")
+    await pool.close()
+
+
+def results(events: list[object]) -> list[ToolCallFinished]:
+    return [event for event in events if isinstance(event, ToolCallFinished)]
+
+
+async def test_the_model_sees_the_index_loads_a_skill_and_reads_its_files(
+    fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, runtime: Runtime, data: Path
+) -> None:
+    folder = write_skill(
+        data / "skills",
+        "release-notes",
+        "name: release-notes\ndescription: Write release notes from the git log.\n",
+        "# Release notes\n\nStart from reference/format.md.\n",
+    )
+    (folder / "reference").mkdir()
+    (folder / "reference" / "format.md").write_text("## Added\n## Fixed\n")
+    fake_llm.enqueue(
+        tool_calls([("skill", {"name": "release-notes"})]),
+        tool_calls([("read_file", {"path": str(folder / "reference" / "format.md")})]),
+        text("Here are the notes."),
+    )
+
+    events = await drain(runtime.run_turn(session, agent, "write the release notes"))
+
+    assert isinstance(events[-1], TurnFinished)
+    loaded, read = results(events)
+    assert loaded.ok
+    assert "Start from reference/format.md." in loaded.content
+    assert "- reference/format.md" in loaded.content
+    assert read.ok
+    assert "## Fixed" in read.content
+    first = fake_llm.requests[0].body
+    system = first["messages"][0]["content"]
+    assert "# Skills" in system
+    assert "- release-notes: Write release notes from the git log." in system
+    assert "Start from reference/format.md." not in system  # the body only comes through the tool
+    assert "skill" in [tool["function"]["name"] for tool in first["tools"]]
+
+
+async def test_a_skills_allowed_tools_refuse_other_calls_for_the_rest_of_the_turn(
+    fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, runtime: Runtime, data: Path
+) -> None:
+    write_skill(
+        data / "skills", "reader", "name: reader\ndescription: Only reads.\nallowed-tools: read_file\n"
+    )
+    fake_llm.enqueue(
+        tool_calls([("skill", {"name": "reader"})]),
+        tool_calls([("bash", {"command": "echo ran > marker.txt"})]),
+        text("I could not run it."),
+        tool_calls([("bash", {"command": "echo next turn"})]),
+        text("done"),
+    )
+
+    first = await drain(runtime.run_turn(session, agent, "use the reader skill"))
+    second = await drain(runtime.run_turn(session, agent, "now echo"))
+
+    refused = results(first)[1]
+    assert not refused.ok
+    assert refused.content.startswith(
+        "refused: skill 'reader' is active and allows only these tools: read_file"
+    )
+    assert not (data / "work" / "marker.txt").exists()
+    [echoed] = results(second)
+    assert echoed.ok
+    assert echoed.content == "next turn"
+
+
+async def test_an_invalid_skill_is_skipped_with_one_warning_and_no_skills_means_no_skill_tool(
+    fake_llm: FakeLLMServer,
+    agent: Agent,
+    session: SessionLog,
+    runtime: Runtime,
+    data: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    write_skill(agent.directory / "skills", "broken", "name: broken\n")
+    fake_llm.enqueue(text("one"), text("two"))
+
+    with caplog.at_level(logging.WARNING, logger="duragent.skills.discovery"):
+        await drain(runtime.run_turn(session, agent, "hi"))
+        await drain(runtime.run_turn(session, agent, "again"))
+
+    warnings = [r.getMessage() for r in caplog.records if "skipping invalid skill" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "broken/SKILL.md:2:1: description is required" in warnings[0]
+    request = fake_llm.requests[0].body
+    assert "# Skills" not in request["messages"][0]["content"]
+    assert "skill" not in [tool["function"]["name"] for tool in request["tools"]]
