@@ -223,27 +223,34 @@ def _fit_history(state: SessionState, budget: int) -> tuple[list[Message], int, 
     batch stays with the assistant message that called it, and the last user message is always
     kept. When the last user message and what followed it are over the budget on their own,
     their largest tool results are cut (head and tail), then their oldest batches dropped; the
-    newest message is kept even if it alone is over the budget.
+    newest message is kept even if it alone is over the budget. System messages that open the
+    history (a stateless OpenAI client's own instructions) are always kept, ahead of the rest.
     """
     history = _history(state)
     messages, totals = history.messages, history.totals
     count = len(messages)
+    lead = 0
+    while lead < count and messages[lead].role == "system":
+        lead += 1
+    instructions, lead_tokens = messages[:lead], totals[lead]
+    budget -= lead_tokens
     total = totals[-1]
     last_user = next((i for i in range(count - 1, -1, -1) if messages[i].role == "user"), None)
     # The first start whose suffix fits: totals[start] >= total - budget.
-    start = min(bisect.bisect_left(totals, total - budget), max(count - 1, 0))
-    if last_user is None:
+    start = max(min(bisect.bisect_left(totals, total - budget), max(count - 1, 0)), lead)
+    if last_user is None or last_user < lead:
         # (no user message at all: only a window that does not open with orphaned tool results)
         while start < count and messages[start].role == "tool":
             start += 1
-        return messages[start:], start, total - totals[start]
+        return instructions + messages[start:], start - lead, total - totals[start] + lead_tokens
     if start <= last_user:
         # the window fits: open it at the first user message inside it
         while messages[start].role != "user":
             start += 1
-        return messages[start:], start, total - totals[start]
+        return instructions + messages[start:], start - lead, total - totals[start] + lead_tokens
     kept = _fit_turn(messages[last_user:], history.tokens[last_user:], budget)
-    return kept, last_user, sum(_message_tokens(message) for message in kept)
+    tokens = sum(_message_tokens(message) for message in kept) + lead_tokens
+    return instructions + kept, last_user - lead, tokens
 
 
 #: A tool result is never cut below this many tokens to make a turn fit.

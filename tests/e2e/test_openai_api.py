@@ -59,7 +59,6 @@ async def test_sync_client_gets_the_agents_reply_and_usage(api: Api, fake_llm: F
     assert completion.usage.total_tokens == 17
 
 
-@pytest.mark.xfail(reason="known bug: the trimmer drops a leading system message", strict=False)
 async def test_stateless_request_sends_the_clients_conversation_and_stores_nothing(
     api: Api, fake_llm: FakeLLMServer
 ) -> None:

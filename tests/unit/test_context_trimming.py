@@ -143,3 +143,30 @@ def test_a_short_history_is_sent_whole(agent: Agent) -> None:
     context = assemble(agent, conversation)
     assert context.messages[-1] == Message("user", "hi")
     assert context.history_dropped == 0
+
+
+def test_a_clients_leading_instructions_survive_trimming(agent: Agent) -> None:
+    """A stateless OpenAI caller's system message stays ahead of the history, even when old turns go."""
+    old_turns = [
+        message
+        for turn in range(40)
+        for message in (
+            {"role": "user", "content": f"question {turn} " + "q" * 2_000},
+            {"role": "assistant", "content": f"answer {turn} " + "a" * 2_000},
+        )
+    ]
+    conversation = [
+        {"role": "system", "content": "Answer in one word."},
+        *old_turns,
+        {"role": "user", "content": "And of France?"},
+    ]
+
+    context = assemble(agent, conversation)
+
+    _, first, second, *rest = context.messages
+    assert (first.role, first.content) == ("system", "Answer in one word.")
+    assert second.role == "user"
+    assert not (second.content or "").startswith("question 0 ")
+    assert rest[-1].content == "And of France?"
+    assert context.history_dropped > 0
+    assert context.tokens <= context.budget
