@@ -147,39 +147,99 @@ def edit(
     day: Annotated[str | None, typer.Option("--date", "-d", help="This day's file (default today).")] = None,
     long_term: Annotated[bool, typer.Option("--long-term", "-l", help="Edit MEMORY.md.")] = False,
 ) -> None:
-    """Open a memory file in $VISUAL/$EDITOR; what you save is committed as your edit."""
-    import os
-    import shlex
-    import subprocess
+    """Open a memory file in $VISUAL/$EDITOR; what you save is committed as your edit.
 
+    With memory in PostgreSQL the stored text is edited and written back through the store,
+    unless it changed while the editor was open.
+    """
     from duragent.errors import UsageError
     from duragent.stores.base import utcnow
 
     if day and long_term:
         raise UsageError("use --date or --long-term, not both")
+    chosen = None if long_term else (_parse_day(day) if day else utcnow().date())
+    state: CliState = ctx.obj
+    if state.config().services.memory.backend != "filesystem":
+        run_async(_edit_stored(ctx, _one_of(agent, agent_option), chosen))
+        return
     with _open_sync(ctx) as workspace:
         name = _agent(workspace, _one_of(agent, agent_option))
         folder = workspace.config.service_path("memory") / name
-        if long_term:
-            path, template = folder / "MEMORY.md", f"# Long-term memory of {name}\n\n"
+        if chosen is None:
+            path, template = folder / "MEMORY.md", _template(name, None)
         else:
-            chosen = _parse_day(day) if day else utcnow().date()
-            path, template = folder / f"{chosen.isoformat()}.md", f"# {chosen.isoformat()}\n\n"
+            path, template = folder / f"{chosen.isoformat()}.md", _template(name, chosen)
         before = path.read_text(encoding="utf-8") if path.exists() else None
         if before is None:
             folder.mkdir(parents=True, exist_ok=True)
             path.write_text(template, encoding="utf-8")
-        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
-        done = subprocess.run([*shlex.split(editor), str(path)], check=False)
+        _run_editor(path)
         after = path.read_text(encoding="utf-8") if path.exists() else None
-        if done.returncode != 0:
-            print(f"warning: the editor exited with status {done.returncode}", file=sys.stderr)
         if after == (template if before is None else before):
             if before is None:
                 path.unlink(missing_ok=True)
             print("No changes.")
             return
         _commit_edit(workspace, [path])
+
+
+def _template(name: str, day: date | None) -> str:
+    """What a new file starts as in the editor."""
+    return f"# Long-term memory of {name}\n\n" if day is None else f"# {day.isoformat()}\n\n"
+
+
+def _run_editor(path: Path) -> None:
+    """Open `path` in $VISUAL/$EDITOR (vi) and wait; a failing editor is reported, not fatal."""
+    import os
+    import shlex
+    import subprocess
+
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    done = subprocess.run([*shlex.split(editor), str(path)], check=False)
+    if done.returncode != 0:
+        print(f"warning: the editor exited with status {done.returncode}", file=sys.stderr)
+
+
+async def _edit_stored(ctx: typer.Context, agent: str | None, day: date | None) -> None:
+    """`memory edit` with memory in a database: edit the stored text, write it back if unchanged there.
+
+    The text goes to a private temporary file for the editor; what is saved is written through
+    the memory store only if the stored text is still what the editor was given. When someone
+    (the agent, another person) changed it meanwhile, nothing is written and the person's
+    version is kept in a file they can merge from.
+    """
+    import asyncio
+    import tempfile
+
+    from duragent.errors import DuragentError
+    from duragent.stores.base import MemoryConflict
+
+    async with _open(ctx) as workspace:
+        name = _agent(workspace, agent)
+        store = workspace.stores.memory
+        label = "MEMORY.md" if day is None else f"{day.isoformat()}.md"
+        before = (
+            (await store.read_long_term(name) or None) if day is None else await store.read_day(name, day)
+        )
+        template = _template(name, day) if before is None else before
+        with tempfile.TemporaryDirectory(prefix="duragent-memory-") as folder:
+            path = Path(folder) / f"{name}-{label}"
+            path.write_text(template, encoding="utf-8")
+            await asyncio.to_thread(_run_editor, path)
+            after = path.read_text(encoding="utf-8") if path.exists() else template
+            if after == template:
+                print("No changes.")
+                return
+            try:
+                await store.replace_text(name, day, before, after)
+            except MemoryConflict as conflict:
+                kept = Path.cwd() / f"{name}-{label}.edited"
+                kept.write_text(after, encoding="utf-8")
+                raise DuragentError(
+                    f"{conflict}: your version is saved in {kept}; run `duragent memory edit` again "
+                    "and merge it into the current text"
+                ) from None
+        print(f"Saved {name}/{label} to the {workspace.config.services.memory.backend} memory store.")
 
 
 def _commit_edit(workspace: Workspace, paths: list[Path], summary: str | None = None) -> None:

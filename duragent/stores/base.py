@@ -124,6 +124,10 @@ class SessionLocked(DuragentError):
     """Another process holds the session (or the data directory)."""
 
 
+class MemoryConflict(DuragentError):
+    """A memory file changed between reading it and writing an edit of it back."""
+
+
 @runtime_checkable
 class SessionStore(Protocol):
     """Append-only session logs plus snapshots."""
@@ -241,6 +245,14 @@ class MemoryStore(Protocol):
 
     async def days(self, agent_id: str) -> list[date]:
         """Addition: the days that have a daily file, newest first."""
+        ...
+
+    async def replace_text(self, agent_id: str, day: date | None, expected: str | None, text: str) -> None:
+        """Addition: a person's edit: replace one day's file (MEMORY.md when `day` is None) with `text`.
+
+        Only if it still reads `expected` (None: it does not exist yet); MemoryConflict otherwise,
+        with nothing written. The text is stored as given (a person's words are not redacted).
+        """
         ...
 
     async def read_world(self) -> dict[str, str]:

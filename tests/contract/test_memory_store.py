@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from duragent.errors import InvalidName
-from duragent.stores.base import MemoryEntry, MemoryQuery, MemoryStore
+from duragent.stores.base import MemoryConflict, MemoryEntry, MemoryQuery, MemoryStore
 from duragent.stores.filesystem.memory import FilesystemMemoryStore
 
 MemoryStoreFactory = Callable[[Path], AbstractAsyncContextManager[MemoryStore]]
@@ -224,3 +224,38 @@ async def test_unsafe_agent_names_are_refused(memory_store: MemoryStore, agent: 
 async def test_unsafe_world_topics_are_refused(memory_store: MemoryStore) -> None:
     with pytest.raises(InvalidName):
         await memory_store.write_world("../agents/evil", "x")
+
+
+async def test_a_persons_edit_replaces_the_text_it_was_made_from(memory_store: MemoryStore) -> None:
+    await memory_store.put("scout", MemoryEntry("the sky is blue", "fact", D1))
+    before = await memory_store.read_day("scout", D1)
+    assert before is not None
+    edited = before.replace("blue", "grey")
+
+    await memory_store.replace_text("scout", D1, before, edited)
+    await memory_store.replace_text("scout", None, None, "# Long-term\n\n- prefers tea\n")
+
+    assert await memory_store.read_day("scout", D1) == edited
+    assert texts(await memory_store.query("scout", MemoryQuery(text="grey"))) == ["the sky is grey"]
+    assert await memory_store.read_long_term("scout") == "# Long-term\n\n- prefers tea\n"
+
+
+async def test_an_edit_of_text_that_changed_meanwhile_is_refused_and_writes_nothing(
+    memory_store: MemoryStore,
+) -> None:
+    await memory_store.put("scout", MemoryEntry("first", "fact", D1))
+    before = await memory_store.read_day("scout", D1)
+    await memory_store.put("scout", MemoryEntry("second, written by the agent meanwhile", "fact", D1))
+    after_agent = await memory_store.read_day("scout", D1)
+
+    with pytest.raises(MemoryConflict, match="changed while it was being edited"):
+        await memory_store.replace_text("scout", D1, before, "# the person's version\n")
+    with pytest.raises(MemoryConflict):
+        await memory_store.replace_text("scout", D2, "text of a day that does not exist", "x\n")
+    await memory_store.write_long_term("scout", "agent's MEMORY.md\n")
+    with pytest.raises(MemoryConflict):
+        await memory_store.replace_text("scout", None, None, "person's MEMORY.md\n")
+
+    assert await memory_store.read_day("scout", D1) == after_agent
+    assert await memory_store.read_day("scout", D2) is None
+    assert await memory_store.read_long_term("scout") == "agent's MEMORY.md\n"

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import tarfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -212,3 +213,71 @@ def test_show_and_add_both_take_the_agent_as_agent_and_say_how_to_name_one(works
     assert shown.exit_code == 0, shown.output
     assert "likes oolong" in shown.output
     assert "likes oolong" not in run("memory", "show", "assistant").output
+
+
+@pytest.fixture
+async def pg_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Path]:
+    """A workspace whose memory lives in PostgreSQL (a throwaway schema)."""
+    from duragent.testing.postgres import temporary_schema
+
+    async with temporary_schema() as url:
+        init_workspace(tmp_path / "ws")
+        config = tmp_path / "ws" / "duragent.yaml"
+        stored_on_files = "  memory:\n    backend: filesystem\n    path: ./.duragent/memory/\n"
+        in_postgres = f"  memory:\n    backend: postgres\n    url: '{url}'\n"
+        config.write_text(config.read_text().replace(stored_on_files, in_postgres))
+        monkeypatch.chdir(tmp_path / "ws")
+        yield tmp_path / "ws"
+
+
+def editor_that(workspace: Path, script: str) -> dict[str, str]:
+    """$EDITOR running `script` (Python, the file's path in `path`)."""
+    editor = workspace / "editor.py"
+    editor.write_text("import subprocess, sys\npath = sys.argv[1]\n" + script)
+    return {"EDITOR": f"{sys.executable} {editor}", "VISUAL": ""}
+
+
+def test_edit_with_memory_in_postgres_edits_the_stored_text(pg_workspace: Path) -> None:
+    assert run("memory", "add", "Works on Duragent", "--section", "fact").exit_code == 0
+    env = editor_that(
+        pg_workspace,
+        "text = open(path).read()\nopen(path, 'w').write(text.replace('Duragent', 'Duragent daily'))\n",
+    )
+
+    result = CliRunner().invoke(build_app(), ["memory", "edit"], env=env)
+
+    assert result.exit_code == 0, result.output
+    assert "postgres memory store" in result.output
+    shown = run("memory", "show").output
+    assert "Works on Duragent daily" in shown
+    assert not (pg_workspace / ".duragent" / "memory" / "assistant" / f"{utcnow().date()}.md").exists()
+    long_term = CliRunner().invoke(
+        build_app(),
+        ["memory", "edit", "--long-term"],
+        env=editor_that(pg_workspace, "open(path, 'a').write('- tea\\n')\n"),
+    )
+    assert long_term.exit_code == 0, long_term.output
+    assert "- tea" in run("memory", "show").output
+
+
+def test_edit_with_memory_in_postgres_refuses_to_overwrite_a_change_made_meanwhile(
+    pg_workspace: Path,
+) -> None:
+    assert run("memory", "add", "first fact").exit_code == 0
+    # while the person edits, the agent (here: another process) remembers something new
+    env = editor_that(
+        pg_workspace,
+        f"subprocess.run([{str(DURAGENT)!r}, 'memory', 'add', 'written meanwhile'], check=True)\n"
+        "open(path, 'w').write('# the person rewrote it all\\n')\n",
+    )
+
+    result = CliRunner().invoke(build_app(), ["memory", "edit"], env=env)
+
+    assert result.exit_code != 0
+    assert "changed while it was being edited; nothing was written" in str(result.exception)
+    kept = pg_workspace / f"assistant-{utcnow().date()}.md.edited"
+    assert kept.read_text() == "# the person rewrote it all\n"
+    shown = run("memory", "show").output
+    assert "first fact" in shown
+    assert "written meanwhile" in shown
+    assert "the person rewrote it all" not in shown

@@ -42,6 +42,7 @@ from duragent.stores.base import (
     Change,
     ChangeListener,
     ContextMemory,
+    MemoryConflict,
     MemoryEntry,
     MemoryQuery,
     ignore_changes,
@@ -110,6 +111,20 @@ class FilesystemMemoryStore:
         agent_dir = self._agent_dir(agent_id)
         found = await asyncio.to_thread(_daily_files, agent_dir)
         return sorted(found, reverse=True)
+
+    async def replace_text(self, agent_id: str, day: date | None, expected: str | None, text: str) -> None:
+        """Replace a daily file (MEMORY.md when `day` is None) if it still reads `expected`."""
+        name = LONG_TERM_FILE if day is None else f"{day.isoformat()}.md"
+        path = self._agent_dir(agent_id) / name
+
+        def update(old: str | None) -> str:
+            if old != expected:
+                raise MemoryConflict(f"{path} changed while it was being edited; nothing was written")
+            return text
+
+        async with self._file_lock(path):
+            await asyncio.to_thread(self._update_file, path, update)
+        self._on_change(Change(paths=(path,), kind="memory", subject=agent_id, summary=f"{name} edited"))
 
     # --- long-term and world memory ------------------------------------------------------
 

@@ -27,6 +27,7 @@ from duragent.memory.search import rank_entries
 from duragent.stores.base import (
     ChangeListener,
     ContextMemory,
+    MemoryConflict,
     MemoryEntry,
     MemoryQuery,
     ignore_changes,
@@ -175,6 +176,37 @@ class PostgresMemoryStore:
         pool = await self._pool.get()
         rows = await pool.fetch("SELECT day FROM memory_days WHERE agent = $1 ORDER BY day DESC", agent_id)
         return [row["day"] for row in rows]
+
+    async def replace_text(self, agent_id: str, day: date | None, expected: str | None, text: str) -> None:
+        """Replace a day (MEMORY.md when `day` is None) if it still reads `expected`, in one transaction."""
+        _check_agent(agent_id)
+        where = f"{agent_id}/{'MEMORY.md' if day is None else day.isoformat() + '.md'}"
+        now = utcnow()
+        pool = await self._pool.get()
+        async with pool.acquire() as connection, connection.transaction():
+            if day is None:
+                current = await connection.fetchval(
+                    "SELECT text FROM memory_long_term WHERE agent = $1 FOR UPDATE", agent_id
+                )
+            else:
+                current = await connection.fetchval(
+                    "SELECT markdown FROM memory_days WHERE agent = $1 AND day = $2 FOR UPDATE", agent_id, day
+                )
+            if current != expected:
+                raise MemoryConflict(f"{where} changed while it was being edited; nothing was written")
+            if day is None:
+                await connection.execute(_KEEP_OLD_LONG_TERM, agent_id)
+                await connection.execute(_WRITE_LONG_TERM, agent_id, text, now)
+            else:
+                await connection.execute(
+                    "INSERT INTO memory_days (agent, day, markdown, updated_at) VALUES ($1, $2, $3, $4)"
+                    " ON CONFLICT (agent, day) DO UPDATE SET markdown = EXCLUDED.markdown,"
+                    " updated_at = EXCLUDED.updated_at",
+                    agent_id,
+                    day,
+                    text,
+                    now,
+                )
 
     # --- long-term and world memory ------------------------------------------------------
 
