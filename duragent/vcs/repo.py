@@ -358,6 +358,7 @@ class GitRepo:
                     self._sleep_before_retry(deadline, "HEAD kept moving")
                     continue
                 if result is None:
+                    self._repair_index(relative, deadline)
                     return None
                 sha, committed = result
                 self._sync_index(sha, committed, deadline)
@@ -393,6 +394,24 @@ class GitRepo:
         if time.monotonic() >= deadline:
             raise RepoLocked(f"could not commit in {self.root} within {self.lock_timeout:g} s: {why}")
         time.sleep(0.05)
+
+    def _repair_index(self, relative: Sequence[str], deadline: float) -> None:
+        """Paths that match HEAD on disk but not in the person's index: make the index agree.
+
+        A process killed between moving HEAD and `_sync_index` leaves them behind, shown by
+        `git status` as untracked (`??` beside a staged deletion) or `MM`, and no later commit
+        would touch them because there is nothing left to commit.
+        """
+        head = self.head()
+        if not head:
+            return
+        out = self._git(
+            ["diff-index", "--cached", "--name-only", "-z", "--no-renames", head, "--", *relative]
+        )
+        stale = [path for path in out.split("\0") if path]
+        if stale:
+            log.info("repairing the index entries of %d file(s) a crash left stale", len(stale))
+            self._sync_index(head, stale, deadline)
 
     def _sync_index(self, sha: str, committed: Sequence[str], deadline: float) -> None:
         """Make the person's index agree with the new commit for the committed files only.

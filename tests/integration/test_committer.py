@@ -211,6 +211,31 @@ def test_nothing_is_committed_when_the_files_did_not_change(root: Path, repo: Gi
     assert committer.commits_made == 1
 
 
+@pytest.mark.parametrize("lost_update", ["new file", "changed file"])
+def test_a_commit_whose_index_update_a_crash_cut_off_is_repaired_by_the_next_one(
+    root: Path, repo: GitRepo, lost_update: str
+) -> None:
+    """Killed between moving HEAD and updating the index, git shows committed files as `??` or `MM`."""
+    committer = Committer(repo)
+    path = append_event(root, "s1", '{"seq": 1}')
+    committer.notify(session_change(path, "s1"))
+    committer.flush()
+    if lost_update == "changed file":
+        append_event(root, "s1", '{"seq": 2}')
+        committer.notify(session_change(path, "s1"))
+        committer.flush()
+        git(root, "reset", "-q", "HEAD~1", "--", "sessions/s1/events.jsonl")  # the index of one commit ago
+    else:
+        git(root, "rm", "-q", "--cached", "sessions/s1/events.jsonl")  # the index from before the commit
+    assert git(root, "status", "--porcelain") != ""
+
+    committer.notify(session_change(path, "s1", "uncommitted before a restart"))
+    committer.flush()
+
+    assert git(root, "status", "--porcelain") == ""
+    assert committer.commits_made == (2 if lost_update == "changed file" else 1)
+
+
 # --- beside a person using git -------------------------------------------------------------------
 
 
