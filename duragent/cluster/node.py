@@ -175,7 +175,8 @@ class ClusterNode:
         manager = self._manager
         if manager is None or not self.ownership.owns(payload):
             return
-        self._spawn(manager.release_if_idle(payload))
+        # A turn ending within the asker's wait still hands the session over (not a 409).
+        self._spawn(manager.release_if_idle(payload, wait=self.ownership.release_wait))
 
     def _on_agent_change(self, connection: Any, pid: int, channel: str, payload: str) -> None:
         self.agents.deliver(payload)

@@ -84,6 +84,11 @@ class SessionOwnership:
         """Sessions this worker owns now."""
         return frozenset(self._held)
 
+    @property
+    def release_wait(self) -> float:
+        """How long `claim` waits for an owner to let a session go (an owner asked waits as long)."""
+        return self._release_wait
+
     def owns(self, session_id: str) -> bool:
         """True while this worker holds the session's lock."""
         return session_id in self._held and not self.lost

@@ -324,6 +324,16 @@ class LiveSession:
         """Messages waiting for the current turn to end."""
         return len(self._pending)
 
+    @property
+    def can_hand_over(self) -> bool:
+        """True when another worker could take the session now: no turn runs, none is about to
+        start, and every waiting message is recorded (a paused session's queue is rebuilt on load)."""
+        if self._turn is not None:
+            return False
+        if self._pending and self.status != "paused":
+            return False
+        return all(waiting.queue_id is not None for waiting in self._pending)
+
     # --- commands ----------------------------------------------------------------------------
 
     async def submit(self, content: str, sender: Mapping[str, Any] | None = None) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -28,6 +29,8 @@ from duragent.stores.base import SessionNotFound, SessionStatus, SessionStore, S
 
 log = logging.getLogger(__name__)
 
+#: How often a session being handed over is checked while its turn runs (turn_finished wakes it first).
+_HANDOVER_POLL = 0.25
 RESTART_INTERRUPTED = "interrupted by restart: the server stopped before this tool call finished"
 
 
@@ -240,16 +243,31 @@ class SessionManager:
         live = await self.get(session_id)
         return await live.subscribe(after)
 
-    async def release_if_idle(self, session_id: str) -> bool:
-        """Unload a session no turn is using (another worker asked for it); True when released."""
-        live = self._live.get(session_id)
-        if live is not None:
-            if live.busy or live.queued or session_id in self._loading:
+    async def release_if_idle(self, session_id: str, wait: float = 0.0) -> bool:
+        """Unload a session no turn is using (another worker asked for it); True when released.
+
+        With `wait`, a session busy now is handed over as soon as its turn ends, if that is
+        within `wait` seconds: the worker asking waits that long for it. A paused session whose
+        waiting messages are all recorded (`message_queued`) is handed over too: its next owner
+        queues them again on load.
+        """
+        deadline = time.monotonic() + wait
+        while True:
+            live = self._live.get(session_id)
+            if live is None:
+                if session_id in self._loading:
+                    return False
+                await self._release(session_id)
+                return True
+            if live.can_hand_over and session_id not in self._loading:
+                await self._unload(session_id, live)
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 return False
-            await self._unload(session_id, live)
-        else:
-            await self._release(session_id)
-        return True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(live.turn_finished.wait(), min(remaining, _HANDOVER_POLL))
+            await asyncio.sleep(0)  # let the turn's own cleanup (and any next turn's start) run
 
     async def list_sessions(
         self, *, agent: str | None = None, status: str | None = None, limit: int | None = None

@@ -201,3 +201,100 @@ async def test_an_agent_deployed_on_one_worker_serves_sessions_on_the_other(
     finally:
         for worker in (a, b):
             worker.terminate()
+
+
+async def wait_for(predicate: Any, what: str, within: float = 15.0) -> None:
+    """Poll `predicate` (an async callable) until it is true, failing with `what` after `within` s."""
+    deadline = time.monotonic() + within
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.slow
+async def test_a_message_to_another_worker_waits_for_the_owners_short_turn_then_runs_there(
+    tmp_path: Path, fake_llm: FakeLLMServer, pg_url: str
+) -> None:
+    fake_llm.enqueue(text("first reply, slowly", chunks=10, chunk_delay=0.1), text("second reply"))
+    a = await start_worker(tmp_path, fake_llm.url, pg_url, "a")
+    b = await start_worker(tmp_path, fake_llm.url, pg_url, "b")
+    try:
+        async with aiohttp.ClientSession(headers=API_HEADERS) as http:
+            status, created = await call(http, "POST", f"{a.url}/api/v1/sessions", {"agent": "helper"})
+            assert status == 201, created
+            messages = f"/api/v1/sessions/{created['session_id']}/messages"
+            first = asyncio.create_task(call(http, "POST", f"{a.url}{messages}", {"content": "one"}))
+
+            async def a_is_running() -> bool:
+                return len(fake_llm.requests) == 1
+
+            await wait_for(a_is_running, "worker A runs the first turn")
+            # A's turn ends about a second later: B must take the session over then, not answer 409.
+            status, reply = await call(http, "POST", f"{b.url}{messages}", {"content": "two"})
+
+            assert (status, reply.get("content")) == (200, "second reply"), reply
+            status, first_reply = await first
+            assert (status, first_reply["content"]) == (200, "first reply, slowly")
+            status, session = await call(http, "GET", f"{b.url}/api/v1/sessions/{created['session_id']}")
+            assert session["loaded"] is True
+    finally:
+        for worker in (a, b):
+            if worker.process.poll() is None:
+                worker.terminate()
+
+
+@pytest.mark.slow
+async def test_a_paused_session_with_a_queued_message_resumes_on_another_worker(
+    tmp_path: Path, fake_llm: FakeLLMServer, pg_url: str
+) -> None:
+    fake_llm.enqueue(
+        text("first reply, slowly", chunks=10, chunk_delay=0.1),
+        text("reply to the second"),
+        text("to the third"),
+    )
+    a = await start_worker(tmp_path, fake_llm.url, pg_url, "a")
+    b = await start_worker(tmp_path, fake_llm.url, pg_url, "b")
+    try:
+        async with aiohttp.ClientSession(headers=API_HEADERS) as http:
+            status, created = await call(http, "POST", f"{a.url}/api/v1/sessions", {"agent": "pauser"})
+            assert status == 201, created
+            session = f"/api/v1/sessions/{created['session_id']}"
+            first = asyncio.create_task(call(http, "POST", f"{a.url}{session}/messages", {"content": "one"}))
+
+            async def a_is_running() -> bool:
+                return len(fake_llm.requests) == 1
+
+            await wait_for(a_is_running, "worker A runs the first turn")
+            for content in ("second", "third"):
+                status, queued = await call(http, "POST", f"{a.url}{session}/messages", {"content": content})
+                assert status == 202, queued
+            first.cancel()  # the only client leaves: a pause-mode session pauses at a safe point
+
+            async def paused_with_a_queued_message() -> bool:
+                _, shown = await call(http, "GET", f"{a.url}{session}")
+                return bool(shown["status"] == "paused" and shown.get("queued"))
+
+            await wait_for(paused_with_a_queued_message, "the session pauses on A with a message queued")
+
+            status, resumed = await call(http, "POST", f"{b.url}{session}/resume")
+            assert status == 202, resumed
+            assert resumed["status"] == "active"
+
+            async def both_queued_messages_were_answered() -> bool:
+                _, history = await call(http, "GET", f"{b.url}{session}/messages")
+                return any(m.get("content") == "to the third" for m in history["messages"])
+
+            await wait_for(both_queued_messages_were_answered, "B answers both queued messages")
+            _, history = await call(http, "GET", f"{b.url}{session}/messages")
+            said = [(m["role"], m["content"]) for m in history["messages"]]
+            assert said[-4:] == [
+                ("user", "second"),
+                ("assistant", "reply to the second"),
+                ("user", "third"),
+                ("assistant", "to the third"),
+            ]
+    finally:
+        for worker in (a, b):
+            if worker.process.poll() is None:
+                worker.terminate()
