@@ -14,24 +14,18 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pexpect
 import pytest
 
 from duragent.testing.fake_llm import FakeLLMServer, ScriptedResponse, error, text, tool_calls
+from tests.e2e.terminal import DURAGENT, PATIENCE, Terminal, client_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-
-DURAGENT = [sys.executable, "-m", "duragent"]
-#: Longest wait for anything to show or start: generous, so a loaded 2-core machine passes too.
-PATIENCE = 60.0
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[=>]|[\x08\r]")
 
 
 class ThreadedFakeLLM:
@@ -104,19 +98,6 @@ def workspace(tmp_path: Path, fake_model: ThreadedFakeLLM) -> Path:
     return root
 
 
-def client_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        OPENAI_API_KEY="test-key",
-        PROMPT_TOOLKIT_NO_CPR="1",
-        NO_COLOR="1",
-        DURAGENT_CLIENT_ID="terminal-one",
-        TERM="xterm",
-    )
-    env.update(extra)
-    return env
-
-
 def run_info(root: Path) -> dict[str, Any] | None:
     try:
         return dict(json.loads((root / ".duragent" / "run" / "serve.json").read_text()))
@@ -163,59 +144,6 @@ def server(workspace: Path) -> Iterator[dict[str, Any]]:
     process.send_signal(signal.SIGTERM)
     process.wait(15)
     log.close()
-
-
-class Terminal:
-    """A command running in a pseudo-terminal, and everything it has shown (escapes removed)."""
-
-    def __init__(self, args: list[str], cwd: Path, **env: str):
-        self.child = pexpect.spawn(
-            DURAGENT[0],
-            [*DURAGENT[1:], *args],
-            cwd=str(cwd),
-            env=client_env(**env),
-            encoding="utf-8",
-            timeout=PATIENCE,
-            dimensions=(40, 160),
-        )
-        self.seen = ""
-
-    def expect(self, pattern: str) -> str:
-        """Wait until the screen shows `pattern` (a regex) after what was already matched."""
-        deadline = time.monotonic() + PATIENCE
-        while True:
-            match = re.search(pattern, self.seen)
-            if match:
-                shown, self.seen = self.seen[: match.end()], self.seen[match.end() :]
-                return shown
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"{pattern!r} never appeared; screen so far:\n{self.seen}")
-            try:
-                chunk = self.child.read_nonblocking(4096, timeout=min(remaining, 0.2))
-            except pexpect.TIMEOUT:
-                continue
-            except pexpect.EOF:
-                raise AssertionError(
-                    f"{pattern!r} never appeared before exit; screen:\n{self.seen}"
-                ) from None
-            self.seen += ANSI.sub("", chunk)
-
-    def prompt(self) -> None:
-        """Wait for the input prompt, then let prompt_toolkit take the keyboard."""
-        self.expect("›")
-        time.sleep(0.2)
-
-    def type(self, line: str) -> None:
-        self.child.send(line + "\r")
-
-    def finish(self) -> str:
-        """Everything shown until the program exits; asserts it exited with status 0."""
-        rest = self.child.read()
-        self.child.close()
-        self.seen += ANSI.sub("", rest)
-        assert self.child.exitstatus == 0, self.seen
-        return self.seen
 
 
 def test_chat_streams_the_reply_as_it_arrives(

@@ -1,0 +1,244 @@
+"""The seed's "async workflow" example, end to end with real processes.
+
+An agent with `on_disconnect: continue`, `max_background_runtime: 2h`, `bash`,
+`background_process`, `notify_user` and `schedule`, served by `duragent serve` (from a workspace
+made by `duragent init --telegram`) with its Telegram plugin on the fake Bot API and its model on
+the fake LLM. The owner's Telegram chat and the terminal share one session (a session is like a
+tmux session: any client attaches to it).
+
+1. From the terminal the user asks for a long job and detaches; the model starts a background
+   process; its end starts a turn nobody asked for; `notify_user` reaches the Telegram chat, and
+   `duragent attach` shows the whole history.
+2. From Telegram the user asks for a check every few seconds (the "every minute" of the seed,
+   shortened); the server is killed with SIGKILL and started again; the schedule fires on time
+   and its report reaches the chat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from duragent.testing.fake_llm import FakeLLMServer, RecordedRequest, ScriptedResponse, text, tool_calls
+from duragent.testing.fake_telegram import FakeTelegramBotAPI
+from tests.e2e.served_bot import edit_file
+from tests.e2e.server_harness import cli
+from tests.e2e.telegram_bot import OWNER, TelegramBot, create_workspace, server_env
+from tests.e2e.terminal import Terminal
+from tests.waiting import until
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+
+WITHIN = 30.0
+POLICY = "mode: allow\n"
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def telegram() -> AsyncIterator[FakeTelegramBotAPI]:
+    async with FakeTelegramBotAPI(bot_username="duragent_seed_bot") as server:
+        yield server
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def llm() -> AsyncIterator[FakeLLMServer]:
+    async with FakeLLMServer() as server:
+        yield server
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def bot(
+    telegram: FakeTelegramBotAPI, llm: FakeLLMServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[TelegramBot]:
+    """The supervisor agent of the seed, served with its Telegram bot."""
+    root = tmp_path_factory.mktemp("seed")
+    config = await asyncio.to_thread(create_workspace, root / "home", telegram, llm)
+    agent_dir = root / "home" / ".duragent" / "agents" / "assistant"
+    agent = agent_dir / "agent.yaml"
+    edit_file(agent, "    # max_background_runtime: 30m\n", "    max_background_runtime: 2h\n")
+    edit_file(
+        agent,
+        "      - bash\n",
+        "      - bash\n      - background_process\n      - schedule\n",
+    )
+    (agent_dir / "policy.yaml").write_text(POLICY)
+    logs = root / "logs"
+    logs.mkdir()
+    served = TelegramBot(config=config, llm=llm, logs=logs, env=server_env(telegram), telegram=telegram)
+    await served.start()
+    yield served
+    if served.server is not None:
+        await served.stop()
+
+
+_chat_ids = itertools.count(70_001)
+
+
+def last_user_text(request: RecordedRequest) -> str:
+    users = [m for m in request.messages if m.get("role") == "user"]
+    return str(users[-1].get("content")) if users else ""
+
+
+async def chat_session(bot: TelegramBot, chat_id: int) -> str:
+    """Say hello in the chat and return the session it talks in (as `/status` names it)."""
+    bot.telegram.inject_message(chat_id, "hello", from_user=OWNER)
+    await bot.telegram.wait_for_message(chat_id, lambda m: "hello" in m.plain_text, within=WITHIN)
+    bot.telegram.inject_message(chat_id, "/status", from_user=OWNER)
+    status = await bot.telegram.wait_for_message(chat_id, lambda m: "Session:" in m.plain_text, within=WITHIN)
+    found = re.search(r"Session: (\S+)", status.plain_text)
+    assert found, status.plain_text
+    return found.group(1)
+
+
+def terminal_env(bot: TelegramBot) -> dict[str, str]:
+    return dict(bot.env)
+
+
+async def test_a_long_job_started_from_the_terminal_is_reported_in_the_chat_and_on_attach(
+    bot: TelegramBot,
+) -> None:
+    chat_id = next(_chat_ids)
+    session_id = await chat_session(bot, chat_id)
+    job = "sleep 3; echo job finished OK"
+
+    def script(request: RecordedRequest) -> ScriptedResponse | None:
+        last = last_user_text(request)
+        if "run the long job" in last:
+            if request.messages[-1].get("role") == "tool":
+                return text("Started the long job; I will tell you when it is done.")
+            return tool_calls([("background_process", {"action": "spawn", "command": job, "label": "job"})])
+        if last.startswith("[process finished]"):
+            if request.messages[-1].get("role") == "tool":
+                return text("All done.")
+            done = "The long job is done: job finished OK"
+            return tool_calls([("notify_user", {"message": done})])
+        return None
+
+    bot.llm.responder = script
+    try:
+        # The terminal sends, gets the first answer, and is gone (`send` exits: detached).
+        sent = await asyncio.to_thread(
+            cli,
+            bot.config,
+            "send",
+            "--session",
+            session_id,
+            "--json",
+            "run the long job and tell me when done",
+            env=terminal_env(bot),
+            timeout=WITHIN * 2,
+        )
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        assert "I will tell you when it is done" in json.loads(sent.stdout)["reply"]
+        notified = await bot.telegram.wait_for_message(
+            chat_id, lambda m: "The long job is done: job finished OK" in m.plain_text, within=WITHIN
+        )
+        assert notified.reply_to_message_id is None  # a notification, not a reply to anything typed
+        await bot.telegram.wait_for_message(chat_id, lambda m: m.plain_text == "All done.", within=WITHIN)
+        finished = [last_user_text(r) for r in bot.llm.requests if last_user_text(r).startswith("[process")]
+        assert "exit code: 0" in finished[0]
+        assert "job finished OK" in finished[0]
+    finally:
+        bot.llm.responder = None
+
+    # Back at the terminal: attach shows everything that happened meanwhile.
+    config = bot.config
+    term = await asyncio.to_thread(
+        Terminal, ["-c", str(config), "attach", session_id], config.parent, **terminal_env(bot)
+    )
+    for shown in (
+        "run the long job and tell me when done",
+        "I will tell you when it is done",
+        r"\[process finished\]",
+        "The long job is done: job finished OK",
+        "All done.",
+    ):
+        await asyncio.to_thread(term.expect, shown)
+    await asyncio.to_thread(term.prompt)
+    term.child.sendcontrol("d")
+    await asyncio.to_thread(term.finish)
+
+
+async def test_a_schedule_made_in_the_chat_fires_on_time_after_a_kill_and_restart(
+    bot: TelegramBot,
+) -> None:
+    chat_id = next(_chat_ids)
+    await chat_session(bot, chat_id)
+    checks: list[str] = []
+
+    def script(request: RecordedRequest) -> ScriptedResponse | None:
+        last = last_user_text(request)
+        if "check the build every minute" in last:
+            if request.messages[-1].get("role") == "tool":
+                return text("Scheduled: I will check the build every few seconds.")
+            timing = {"action": "create", "every": "3s", "task": "check the build", "label": "build check"}
+            return tool_calls([("schedule", timing)])
+        if last.startswith("[scheduled task"):
+            checks.append(last)
+            return text(f"Build check {len(checks)}: green.")
+        return None
+
+    bot.llm.responder = script
+    try:
+        bot.telegram.inject_message(chat_id, "check the build every minute", from_user=OWNER)
+        await bot.telegram.wait_for_message(chat_id, lambda m: "Scheduled" in m.plain_text, within=WITHIN)
+        await bot.telegram.wait_for_message(chat_id, lambda m: "Build check" in m.plain_text, within=WITHIN)
+        await bot.kill()  # kill -9: nothing is shut down cleanly
+        down_at = datetime.now().astimezone()
+        seen_before = len(bot.telegram.sent_messages(chat_id))
+        await bot.start()
+        fired = await bot.telegram.wait_for_message(
+            chat_id,
+            lambda m: (
+                "Build check" in m.plain_text and m in bot.telegram.sent_messages(chat_id)[seen_before:]
+            ),
+            within=WITHIN,
+        )
+        assert "green" in fired.plain_text
+        runs = await schedule_runs(bot)
+        after_restart = [r for r in runs if r["status"] == "ok" and parse(r["slot"]) > down_at]
+        assert after_restart, runs
+        first = after_restart[0]
+        # On time: the run began within a few seconds of its slot (the slots are 3 s apart).
+        assert parse(first["ts"]) - parse(first["slot"]) < timedelta(seconds=15)
+        # No burst of the slots missed while the server was down: one run per slot.
+        slots = [r["slot"] for r in runs if r["status"] == "started"]
+        assert len(slots) == len(set(slots))
+    finally:
+        bot.llm.responder = None
+        await cancel_schedules(bot)
+
+
+def parse(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+async def schedule_runs(bot: TelegramBot) -> list[dict[str, Any]]:
+    """The run history of the agent's one active schedule, read as `duragent schedule show` prints it."""
+    await until(lambda: bool(schedules_of(bot)), within=WITHIN)
+    [schedule_id] = schedules_of(bot)
+    runs_file = data_dir(bot) / "schedules" / "runs" / f"{schedule_id}.jsonl"
+    await until(lambda: runs_file.exists(), within=WITHIN)
+    return [json.loads(line) for line in runs_file.read_text().splitlines() if line.strip()]
+
+
+def data_dir(bot: TelegramBot) -> Path:
+    return bot.config.parent / ".duragent"
+
+
+def schedules_of(bot: TelegramBot) -> list[str]:
+    folder = data_dir(bot) / "schedules"
+    return [p.stem for p in folder.glob("sch_*.yaml") if "status: active" in p.read_text()]
+
+
+async def cancel_schedules(bot: TelegramBot) -> None:
+    for schedule_id in schedules_of(bot):
+        await asyncio.to_thread(cli, bot.config, "schedule", "pause", schedule_id, env=terminal_env(bot))
