@@ -39,6 +39,8 @@ from duragent.stores.base import Change, ChangeListener, ignore_changes
 if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver
 
+    from duragent.secrets import SecretGuard
+
 log = logging.getLogger(__name__)
 
 AgentSource = Literal["static", "dynamic"]
@@ -106,6 +108,7 @@ class AgentRegistry:
         *,
         env: Mapping[str, str] | None = None,
         on_change: ChangeListener = ignore_changes,
+        guard: SecretGuard | None = None,
     ):
         self.static_path = config.agents_path
         self.dynamic_path = config.dynamic_agents_path
@@ -114,6 +117,7 @@ class AgentRegistry:
         self.watch_enabled = config.agents.static.watch
         self._env = env
         self._on_change = on_change
+        self._guard = guard
         self._lock = threading.RLock()
         self._known: dict[str, _Entry] = {}
         self._shadowed: dict[str, Path] = {}
@@ -272,6 +276,8 @@ class AgentRegistry:
         if (static / AGENT_FILENAME).is_file():
             raise StaticAgentConflict(name, static, "change it")
         _check_files(files)
+        if self._guard is not None:
+            _refuse_secrets(files, self._guard)
         self.dynamic_path.mkdir(parents=True, exist_ok=True)
         staging = self.dynamic_path / f"{_STAGING_PREFIX}{ulid()}"
         staged = staging / name
@@ -542,6 +548,24 @@ def _check_files(files: Mapping[str, str]) -> None:
             problems.append(
                 Problem("file content must be text (a JSON string without NUL)", Location(relative))
             )
+    if problems:
+        raise ConfigError(problems)
+
+
+def _refuse_secrets(files: Mapping[str, str], guard: SecretGuard) -> None:
+    """Deployed files are committed to git: a secret in one (a key pasted into a prompt) is refused."""
+    problems: list[Problem] = []
+    for relative, content in files.items():
+        for number, line in enumerate(content.splitlines(), start=1):
+            names = guard.find(line)
+            if names:
+                problems.append(
+                    Problem(
+                        f"contains a secret ({', '.join(names)}): deployed files are committed to git; "
+                        "keep secrets in the environment and name them (api_key_env, ${VAR})",
+                        Location(relative, number),
+                    )
+                )
     if problems:
         raise ConfigError(problems)
 

@@ -62,6 +62,7 @@ from duragent.tools.skill import SkillTool
 if TYPE_CHECKING:
     from duragent.processes.manager import ProcessManager
     from duragent.scheduling.service import Scheduler
+    from duragent.secrets import SecretGuard
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,8 @@ class Runtime:
     scrub_env: frozenset[str] = frozenset()
     max_steps: int = DEFAULT_MAX_STEPS
     on_change: ChangeListener = ignore_changes
+    #: Refuses to save an "allow always" pattern holding a secret (policy.yaml is committed to git).
+    guard: SecretGuard | None = None
     #: Where an agent's tools run (default: `default_workdir`, never the definition folder).
     workdir_for: Callable[[Agent], Path] | None = None
     #: The data directory holding the workspace-wide `skills/` (default: the agents folder's parent).
@@ -444,7 +447,15 @@ class Runtime:
         await session.append(
             "approval_decision", {"call_id": call.id, "decision": outcome.decision, "reason": outcome.reason}
         )
-        if outcome.decision == "allow_always":
+        secrets = self.guard.find(invocation) if self.guard is not None else []
+        if outcome.decision == "allow_always" and secrets:
+            log.warning(
+                "not saving 'allow always' for %s: the command holds a secret (%s) and policy.yaml is "
+                "committed to git; it was allowed once",
+                subject,
+                ", ".join(secrets),
+            )
+        elif outcome.decision == "allow_always":
             try:
                 path = policy.allow_always(subject, invocation)
             except DuragentError as exc:

@@ -169,6 +169,7 @@ async def _open(
         artifacts=stores.artifacts,
         scrub_env=frozenset(config.referenced_env | {name for name in env if looks_secret(name)}),
         on_change=workspace.record_change,
+        guard=workspace.guard,
         workdir_for=lambda agent: config.tool_workdir(agent.name),
         data_dir=config.data_path,
         tool_activity=workspace.note_tool_activity,
@@ -176,7 +177,7 @@ async def _open(
     agent_changes = (
         workspace.record_change if cluster is None else cluster.agents.listener(workspace.record_change)
     )
-    registry = AgentRegistry(config, env=env, on_change=agent_changes)
+    registry = AgentRegistry(config, env=env, on_change=agent_changes, guard=workspace.guard)
     if config.agents.static.watch:
         await registry.start_watching()
     stack.push_async_callback(registry.stop)

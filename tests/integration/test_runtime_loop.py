@@ -209,6 +209,34 @@ async def test_ask_waits_for_a_decision_and_allow_always_is_saved(
     assert "approval_decision" in await stored_types(session)
 
 
+async def test_allow_always_of_a_command_holding_a_secret_runs_once_and_is_not_saved(
+    fake_llm: FakeLLMServer,
+    agent: Agent,
+    session: SessionLog,
+    memory: FilesystemMemoryStore,
+    providers: ProviderPool,
+) -> None:
+    """policy.yaml is committed to git: a pattern with a key in it would put the key in history."""
+    from duragent.secrets import SecretGuard
+
+    broker = ApprovalBroker()
+    runtime = Runtime(
+        provider_for=providers.for_agent, memory=memory, approvals=broker, guard=SecretGuard({})
+    )
+    command = "echo sk-proj-abcdefghijklmnopqrstuvwx0123"
+    fake_llm.enqueue(tool_calls([("bash", {"command": command})]), text("done"))
+    seen: list[RuntimeEvent] = []
+    async for event in runtime.run_turn(session, agent, "call the API"):
+        seen.append(event)
+        if isinstance(event, ApprovalRequired):
+            broker.decide(event.call_id, "allow_always")
+
+    result = next(e for e in seen if isinstance(e, ToolCallFinished))
+    assert result.ok
+    policy = agent.directory / "policy.yaml"
+    assert not policy.exists() or "sk-proj-" not in policy.read_text()
+
+
 async def test_unanswered_approval_is_denied_after_its_timeout(
     fake_llm: FakeLLMServer,
     agent: Agent,

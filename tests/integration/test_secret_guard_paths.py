@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,72 @@ def test_server_logs_never_show_a_bot_token(caplog: pytest.LogCaptureFixture) ->
     assert records
     assert TELEGRAM not in records[-1]
     assert "[REDACTED:TELEGRAM_BOT_TOKEN]" in records[-1]
+
+
+def test_an_agent_deployed_with_a_secret_in_its_prompt_is_refused_and_nothing_is_written(
+    tmp_path: Path,
+) -> None:
+    from duragent.agents.registry import AgentRegistry
+    from duragent.errors import ConfigError
+
+    init_workspace(tmp_path, provider=ProviderChoice("demo", "demo", "tests"))
+    config = load_config(tmp_path / "duragent.yaml")
+    registry = AgentRegistry(config, guard=SecretGuard({"MY_SERVICE_TOKEN": ENV_SECRET}))
+    scaffolded = tmp_path / ".duragent" / "agents" / "assistant"
+    files = {p.name: p.read_text() for p in scaffolded.iterdir() if p.is_file()}
+    files["agent.yaml"] = files["agent.yaml"].replace("name: assistant", "name: deployed")
+
+    for secret in (SHAPES["Anthropic"], ENV_SECRET):
+        with pytest.raises(ConfigError) as refused:
+            registry.deploy(
+                "deployed",
+                {**files, "SYSTEM_PROMPT.md": f"You help.\nUse the key {secret}.\n"},
+            )
+        (problem,) = refused.value.problems
+        assert str(problem.location) == "SYSTEM_PROMPT.md:2"
+        assert "contains a secret" in problem.message
+        assert secret not in str(refused.value)
+    assert not (config.dynamic_agents_path / "deployed").exists()
+    registry.deploy("deployed", {**files, "SYSTEM_PROMPT.md": "You help, naming no key.\n"})
+    assert (config.dynamic_agents_path / "deployed" / "SYSTEM_PROMPT.md").is_file()
+
+
+async def test_an_artifact_holding_a_secret_is_kept_on_disk_but_never_committed(tmp_path: Path) -> None:
+    from duragent.stores.base import ArtifactMeta
+
+    init_workspace(tmp_path, provider=ProviderChoice("demo", "demo", "tests"))
+    (tmp_path / "duragent.yaml").write_text(
+        "data_dir: .duragent\ngit:\n  commit_debounce: 50ms\n  max_commit_delay: 200ms\n"
+    )
+    workspace = Workspace(load_config(tmp_path / "duragent.yaml"), env={"MY_SERVICE_TOKEN": ENV_SECRET})
+
+    async def chunks(text: str) -> AsyncIterator[bytes]:
+        yield text.encode()
+
+    try:
+        artifacts = workspace.stores.artifacts
+        await artifacts.put("assistant", "notes.txt", chunks(planted()), ArtifactMeta("text/plain"))
+        await artifacts.put(
+            "assistant", "clean.txt", chunks("nothing secret here\n"), ArtifactMeta("text/plain")
+        )
+        committer = workspace.committer
+        assert committer is not None
+        await asyncio.to_thread(committer.flush, 10.0)
+    finally:
+        await workspace.close()
+    data = tmp_path / ".duragent"
+    history = await asyncio.to_thread(
+        subprocess.run, ["git", "log", "-p", "--all"], cwd=data, capture_output=True, text=True, check=True
+    )
+    committed = await asyncio.to_thread(
+        subprocess.run,
+        ["git", "log", "--all", "--name-only", "--format="],
+        cwd=data,
+        capture_output=True,
+        text=True,
+    )
+    assert "artifacts/assistant/clean.txt" in committed.stdout.splitlines()
+    assert "artifacts/assistant/notes.txt" not in committed.stdout.splitlines()
+    for secret in [*SHAPES.values(), ENV_SECRET]:
+        assert secret not in history.stdout
+    assert SHAPES["AWS"] in (data / "artifacts" / "assistant" / "notes.txt").read_text()
