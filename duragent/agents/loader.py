@@ -108,13 +108,14 @@ def discover_agents(agents_dir: Path) -> list[Path]:
 def validate_agent_folder(
     directory: Path, env: Mapping[str, str] | None = None
 ) -> tuple[list[Problem], list[Problem]]:
-    """Every problem (and warning) of an agent folder: agent.yaml, its prompts, policy files and skills.
+    """Every problem (and warning) of an agent folder: agent.yaml, prompts, policy, skills, tool folders.
 
     What `duragent agent validate` reports: policy.yaml (and policy.local.yaml) are read as the
     runtime reads them, so a file the server would refuse is never called valid.
     """
     from duragent.runtime.policy import read_policy_file
     from duragent.skills.discovery import agent_skills_dir, scan_folder
+    from duragent.tools.folders import TOOLS_FOLDER, scan_tool_folders
 
     problems: list[Problem] = []
     warnings: list[Problem] = []
@@ -126,6 +127,7 @@ def validate_agent_folder(
     except ConfigError as exc:
         problems += exc.problems
     problems += scan_folder(agent_skills_dir(directory.resolve(), skills_dir), "agent")[1]
+    problems += scan_tool_folders(directory.resolve() / TOOLS_FOLDER)[1]
     for name in ("policy.yaml", "policy.local.yaml"):
         path = directory / name
         if not path.exists():

@@ -167,17 +167,19 @@ def validate_agents(
     if invalid:
         print(f"{invalid} of {total} agent{'s' if total > 1 else ''} invalid", file=sys.stderr)
     if shared_invalid:
-        print("the workspace's skills folder has invalid skills", file=sys.stderr)
+        print("the workspace's skills/ or tools/ folder has invalid entries", file=sys.stderr)
     if invalid or shared_invalid:
         raise typer.Exit(2)
     print(f"ok: {total} agent{'s' if total != 1 else ''} valid")
 
 
 def _report_workspace_folders(data_dir: Path) -> bool:
-    """Print the problems of the workspace-wide skills; True when there are any."""
+    """Print the problems of the workspace-wide skills and tool folders; True when there are any."""
     from duragent.skills.discovery import scan_folder, shared_skills_dir
+    from duragent.tools.folders import TOOLS_FOLDER, scan_tool_folders
 
     problems = scan_folder(shared_skills_dir(data_dir), "workspace")[1]
+    problems += scan_tool_folders(data_dir / TOOLS_FOLDER)[1]
     for problem in problems:
         print(problem)
     return bool(problems)

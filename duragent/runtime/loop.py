@@ -55,6 +55,14 @@ from duragent.skills.discovery import ProblemLog, SkillSet, discover_skills
 from duragent.skills.index import index_budget, skills_index
 from duragent.stores.base import ArtifactStore, Change, ChangeListener, MemoryStore, ignore_changes, utcnow
 from duragent.tools.base import InvalidToolArguments, ToolContext, ToolResult
+from duragent.tools.folders import (
+    FolderTool,
+    ReloadToolsTool,
+    add_folder_tools,
+    discover_tool_folders,
+    reload_summary,
+    tool_folders_dirs,
+)
 from duragent.tools.protected import PROTECTED_NAMES
 from duragent.tools.registry import AnyTool, definition, execute, tools_for
 from duragent.tools.skill import SkillTool
@@ -123,7 +131,8 @@ class Runtime:
     guard: SecretGuard | None = None
     #: Where an agent's tools run (default: `default_workdir`, never the definition folder).
     workdir_for: Callable[[Agent], Path] | None = None
-    #: The data directory holding the workspace-wide `skills/` (default: the agents folder's parent).
+    #: The data directory holding the workspace-wide `skills/` and `tools/` (default: the agents
+    #: folder's parent).
     data_dir: Path | None = None
     #: The server's scheduler, offered to the `schedule` tool (set once the server has one).
     schedules: Scheduler | None = None
@@ -171,6 +180,7 @@ class Runtime:
             skills = await self._skills(agent)
             if skills:
                 tools.setdefault(SkillTool.name, SkillTool(skills))
+            await self._add_folder_tools(agent, tools)
             notifications: asyncio.Queue[str] = asyncio.Queue()
             ctx = self._tool_context(agent, session, notifications, skills)
             steps = self._steps(session, agent, tools, policy, ctx, notifications, control, admission, skills)
@@ -191,7 +201,6 @@ class Runtime:
         admission: _Admission,
         skills: SkillSet,
     ) -> AsyncIterator[RuntimeEvent]:
-        definitions = tuple(ToolDefinition(**definition(t)) for t in tools.values())
         provider = self.provider_for(agent)
         waiting = calls_awaiting_approval(session)
         if waiting:
@@ -213,6 +222,8 @@ class Runtime:
             if control.pause_requested:
                 yield TurnPaused(control.pause_reason)
                 return
+            # Built every step: `reload_tools` may have changed the tools since the last one.
+            definitions = tuple(ToolDefinition(**definition(t)) for t in tools.values())
             request = await self._request(agent, session, definitions, skills)
             admission.leave()
             text: list[str] = []
@@ -478,10 +489,30 @@ class Runtime:
 
     async def _skills(self, agent: Agent) -> SkillSet:
         """The agent's skills, read from their folders now (an added skill shows up the next turn)."""
-        data_dir = self.data_dir or agent.directory.parent.parent
+        data_dir = self._data_dir(agent)
         skills = await asyncio.to_thread(discover_skills, agent.directory, data_dir, agent.spec.skills_dir)
         self.problems.warn(skills.problems, "skill")
         return skills
+
+    async def _add_folder_tools(self, agent: Agent, tools: dict[str, AnyTool]) -> None:
+        """Add the agent's tool folders to `tools`, and `reload_tools` to scan them again mid-turn."""
+        data_dir = self._data_dir(agent)
+
+        async def rescan() -> str:
+            before = {name for name, tool in tools.items() if isinstance(tool, FolderTool)}
+            found, problems = await asyncio.to_thread(discover_tool_folders, agent.directory, data_dir)
+            problems += add_folder_tools(tools, found)
+            self.problems.warn(problems, "tool folder")
+            after = {name for name, tool in tools.items() if isinstance(tool, FolderTool)}
+            return reload_summary(before, after, problems)
+
+        await rescan()
+        if any(folder.is_dir() for folder in tool_folders_dirs(agent.directory, data_dir)):
+            tools.setdefault(ReloadToolsTool.name, ReloadToolsTool(rescan))
+
+    def _data_dir(self, agent: Agent) -> Path:
+        """The data directory holding the workspace-wide `skills/` and `tools/`."""
+        return self.data_dir or agent.directory.parent.parent
 
     def workdir(self, agent: Agent) -> Path:
         """Where the agent's tools run: `workdir_for(agent)`, else `<data dir>/work/<agent>`."""

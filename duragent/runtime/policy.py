@@ -59,6 +59,7 @@ DEFAULT_ALLOWED = (
     "artifact_list",
     "artifact_get",
     "skill",
+    "reload_tools",
 )
 #: Modes of the Rust version's policy files, read as their equivalents here.
 _MODE_ALIASES = {"dangerous": "allow", "restrict": "deny"}

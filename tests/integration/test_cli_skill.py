@@ -159,4 +159,4 @@ def test_agent_validate_reports_invalid_skills_with_file_and_line(workspace: Pat
         ".duragent/agents/assistant/skills/no-description/SKILL.md:2:1: description is required",
     ]
     assert "1 of 2 agents invalid" in result.stderr
-    assert "the workspace's skills folder has invalid skills" in result.stderr
+    assert "the workspace's skills/ or tools/ folder has invalid entries" in result.stderr

@@ -1,4 +1,5 @@
-"""Skills in a turn: the index in the context, the `skill` tool, readable folders, allowed-tools."""
+"""Skills and tool folders in a turn: the skills index, the `skill` tool, readable skill folders,
+allowed-tools; tool folders offered as tools, and `reload_tools` picking up one made mid-turn."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from duragent.sessions.log import SessionLog
 from duragent.stores.filesystem.sessions import FilesystemSessionStore
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
 from tests.unit.test_skills import write_skill
+from tests.unit.test_tool_folders import tool_folder
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 
@@ -29,7 +31,7 @@ tools:
   builtin: [bash, read_file]
   policy:
     mode: ask
-    allow: ["bash:echo *", read_file, skill]
+    allow: ["bash:echo *", "bash:sh make_greet.sh", read_file, skill, reload_tools, shout, greet]
 """
 
 
@@ -147,3 +149,41 @@ async def test_an_invalid_skill_is_skipped_with_one_warning_and_no_skills_means_
     request = fake_llm.requests[0].body
     assert "# Skills" not in request["messages"][0]["content"]
     assert "skill" not in [tool["function"]["name"] for tool in request["tools"]]
+
+
+async def test_a_tool_folder_is_a_tool_and_reload_tools_picks_up_one_made_during_the_turn(
+    fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, runtime: Runtime, data: Path
+) -> None:
+    tool_folder(data / "tools", "shout", '#!/bin/sh\necho "$@" | tr a-z A-Z\n', readme="Shout the arguments.")
+    greet = data / "agents" / "helper" / "tools" / "greet"
+    (data / "work").mkdir(parents=True, exist_ok=True)
+    (data / "work" / "make_greet.sh").write_text(
+        f"mkdir -p {greet}\nprintf '#!/bin/sh\\necho hello \"$1\"\\n' > {greet}/run\nchmod +x {greet}/run\n"
+    )
+    fake_llm.enqueue(
+        tool_calls([("shout", {"args": "quiet words"})]),
+        tool_calls([("bash", {"command": "sh make_greet.sh"})]),
+        tool_calls([("reload_tools", {})]),
+        tool_calls([("greet", {"args": "world"})]),
+        text("done"),
+    )
+
+    events = await drain(runtime.run_turn(session, agent, "shout, then make a greet tool and use it"))
+
+    assert isinstance(events[-1], TurnFinished)
+    shouted, made, reloaded, greeted = results(events)
+    assert shouted.ok
+    assert shouted.content == "QUIET WORDS"
+    assert made.ok, made.content
+    assert reloaded.content == "tool folders: greet, shout\nadded: greet"
+    assert greeted.ok, greeted.content
+    assert greeted.content == "hello world"
+    offered = [[tool["function"]["name"] for tool in r.body["tools"]] for r in fake_llm.requests]
+    assert "shout" in offered[0]
+    assert "reload_tools" in offered[0]
+    assert "greet" not in offered[2]
+    assert "greet" in offered[3]
+    described = {
+        t["function"]["name"]: t["function"]["description"] for t in fake_llm.requests[0].body["tools"]
+    }
+    assert described["shout"] == "Shout the arguments."

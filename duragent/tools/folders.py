@@ -1,0 +1,181 @@
+"""Tool folders: each subfolder of `tools/` holding an executable `run` (or `run.*`) is a cli tool.
+
+The layout of Rust Duragent: `.duragent/agents/<agent>/tools/<name>/run` (the agent's own) and
+`.duragent/tools/<name>/run` (every agent's); the folder's README.md is the tool's description.
+The tool runs like a `type: cli` tool: in the agent's working directory, with the model's `args`
+split but never given to a shell, the same environment, and the policy deciding on `<name>`
+with the args as its text. Folders are scanned at the start of every turn, and by the
+`reload_tools` tool in the middle of one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from duragent.agents.spec import NAME_PATTERN, CliToolSpec
+from duragent.errors import Location, Problem
+from duragent.tools.base import Tool, ToolArgs, ToolContext, ToolResult
+from duragent.tools.bash import CliTool
+
+TOOLS_FOLDER = "tools"
+README = "README.md"
+#: Longest README offered as a description (the rest is cut: it goes to the model every turn).
+MAX_DESCRIPTION_CHARS = 2000
+_NAME = re.compile(NAME_PATTERN)
+
+
+@dataclass(frozen=True)
+class ToolFolder:
+    """A valid tool folder: its name, its program and its description."""
+
+    name: str
+    directory: Path
+    program: Path
+    description: str
+
+
+class FolderTool(CliTool):
+    """The program of a tool folder, offered to the model under the folder's name."""
+
+    def __init__(self, folder: ToolFolder):
+        super().__init__(
+            CliToolSpec(
+                name=folder.name, command=shlex.quote(str(folder.program)), description=folder.description
+            )
+        )
+        self.folder = folder
+
+
+def tool_folders_dirs(agent_dir: Path | None, data_dir: Path | None) -> list[Path]:
+    """Where tool folders are looked for: the workspace's `tools/`, then the agent's (which wins)."""
+    dirs = []
+    if data_dir is not None:
+        dirs.append(data_dir / TOOLS_FOLDER)
+    if agent_dir is not None:
+        dirs.append(agent_dir / TOOLS_FOLDER)
+    return dirs
+
+
+def discover_tool_folders(
+    agent_dir: Path | None, data_dir: Path | None
+) -> tuple[dict[str, ToolFolder], list[Problem]]:
+    """The agent's tool folders by name (its own win over the workspace's) and the invalid ones."""
+    found: dict[str, ToolFolder] = {}
+    problems: list[Problem] = []
+    for folder in tool_folders_dirs(agent_dir, data_dir):
+        tools, wrong = scan_tool_folders(folder)
+        found.update((tool.name, tool) for tool in tools)
+        problems += wrong
+    return found, problems
+
+
+def scan_tool_folders(folder: Path) -> tuple[list[ToolFolder], list[Problem]]:
+    """The valid tool folders under `folder` and a problem for each subfolder that is not one."""
+    if not folder.is_dir():
+        return [], []
+    tools: list[ToolFolder] = []
+    problems: list[Problem] = []
+    for child in sorted(folder.iterdir()):
+        if not child.is_dir() or child.name.startswith("."):
+            continue
+        outcome = _read_folder(child)
+        if isinstance(outcome, Problem):
+            problems.append(outcome)
+        else:
+            tools.append(outcome)
+    return tools, problems
+
+
+def add_folder_tools(tools: MutableMapping[str, Any], folders: dict[str, ToolFolder]) -> list[Problem]:
+    """Replace the folder tools in `tools` with `folders`; a name another tool has is a problem."""
+    for name in [name for name, tool in tools.items() if isinstance(tool, FolderTool)]:
+        del tools[name]
+    problems = []
+    for name, folder in sorted(folders.items()):
+        if name in tools:
+            problems.append(
+                Problem(
+                    f"tool folder {name!r} is skipped: the agent already has a tool of that name",
+                    Location(_shown(folder.directory)),
+                )
+            )
+            continue
+        tools[name] = FolderTool(folder)
+    return problems
+
+
+def reload_summary(before: set[str], after: set[str], problems: list[Problem]) -> str:
+    """What `reload_tools` tells the model: the folder tools now, what changed, what was skipped."""
+    lines = [f"tool folders: {', '.join(sorted(after)) or 'none'}"]
+    if after - before:
+        lines.append(f"added: {', '.join(sorted(after - before))}")
+    if before - after:
+        lines.append(f"removed: {', '.join(sorted(before - after))}")
+    lines += [f"skipped: {problem}" for problem in problems]
+    return "\n".join(lines)
+
+
+def _read_folder(directory: Path) -> ToolFolder | Problem:
+    where = Location(_shown(directory))
+    if not _NAME.fullmatch(directory.name):
+        return Problem("a tool folder's name must be 1-64 letters, digits, '-' or '_'", where)
+    programs = sorted(p for p in directory.iterdir() if p.name == "run" or p.name.startswith("run."))
+    programs = [p for p in programs if p.is_file()]
+    if not programs:
+        return Problem("no `run` program in this tool folder (an executable file named run or run.*)", where)
+    if len(programs) > 1:
+        names = ", ".join(p.name for p in programs)
+        return Problem(f"several programs ({names}): a tool folder holds one run or run.* file", where)
+    program = programs[0]
+    if not os.access(program, os.X_OK):
+        return Problem(f"{program.name} is not executable (chmod +x {_shown(program)})", where)
+    return ToolFolder(directory.name, directory, program.resolve(), _description(directory))
+
+
+def _description(directory: Path) -> str:
+    readme = directory / README
+    try:
+        text = readme.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        text = ""
+    if not text:
+        return f"Run the program of the tool folder {directory.name} with the given arguments."
+    return text if len(text) <= MAX_DESCRIPTION_CHARS else text[: MAX_DESCRIPTION_CHARS - 1] + "…"
+
+
+def _shown(path: Path) -> str:
+    from duragent.agents.loader import display_path
+
+    return display_path(path.absolute())
+
+
+class ReloadArgs(ToolArgs):
+    """Arguments of `reload_tools` (none)."""
+
+
+class ReloadToolsTool(Tool[ReloadArgs]):
+    """Scan the tool folders again, so a tool added or changed during the turn can be called."""
+
+    name = "reload_tools"
+    description = (
+        "Scan the tool folders again (tools/<name>/run) and update your tools: use it after "
+        "creating or changing a tool folder. Says which tools were added and removed."
+    )
+    Args = ReloadArgs
+
+    def __init__(self, rescan: Callable[[], Awaitable[str]]):
+        self.rescan = rescan
+
+    async def run(self, args: ReloadArgs, ctx: ToolContext) -> ToolResult:
+        """Rescan and report the change."""
+        return ToolResult(True, await self.rescan())
+
+    def invocation(self, args: ReloadArgs, ctx: ToolContext) -> str:
+        """Nothing: the call has no arguments."""
+        return ""
