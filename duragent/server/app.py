@@ -89,9 +89,11 @@ def create_app(
         from duragent.server.routes.admin import add_admin_routes
 
         add_admin_routes(app)
-        from duragent.server.routes import gateways
+        from duragent.server.routes import gateways, processes
 
         gateways.add_routes(app)
+        processes.add_routes(app)
+        schedules.add_admin_routes(app)
     app.cleanup_ctx.append(
         _lifecycle(
             config,

@@ -1,4 +1,7 @@
-"""Schedules over HTTP: GET/POST /api/v1/schedules, GET/DELETE /api/v1/schedules/{id}, run/pause/resume."""
+"""Schedules over HTTP: GET/POST /api/v1/schedules, GET/DELETE /api/v1/schedules/{id}, run/pause/resume.
+
+Operators also get GET /api/admin/v1/schedules: every agent's, finished ones, last runs, broken files.
+"""
 
 from __future__ import annotations
 
@@ -142,6 +145,43 @@ async def resume_schedule(request: web.Request) -> web.Response:
     """POST /api/v1/schedules/{id}/resume."""
     scheduler = _scheduler(request)
     return json_reply(_out(scheduler, await scheduler.resume(request.match_info["schedule_id"])))
+
+
+class AdminScheduleOut(ScheduleOut):
+    """A schedule as an operator sees it: with its last run."""
+
+    last_run: dict[str, Any] | None = None
+
+
+class AdminScheduleList(Reply):
+    """GET /api/admin/v1/schedules: every schedule, and each schedule file that does not load."""
+
+    schedules: list[AdminScheduleOut]
+    problems: list[str]
+
+
+@documented(
+    "Every schedule of every agent (finished ones too) with its last run, and the files that do "
+    "not load (file:line and what is wrong); reads the store again first.",
+    responses={200: AdminScheduleList},
+)
+async def admin_list_schedules(request: web.Request) -> web.Response:
+    """GET /api/admin/v1/schedules."""
+    scheduler = _scheduler(request)
+    listing = await scheduler.reload()
+    rows = []
+    for schedule in await scheduler.list_schedules(include_finished=True):
+        last = await scheduler.store.runs(schedule.id, limit=1)
+        row = AdminScheduleOut(
+            **_out(scheduler, schedule).model_dump(), last_run=last[-1].to_json() if last else None
+        )
+        rows.append(row)
+    return json_reply(AdminScheduleList(schedules=rows, problems=[str(p) for p in listing.problems]))
+
+
+def add_admin_routes(app: web.Application) -> None:
+    """Register the schedule admin route (call only when `admin.enabled`)."""
+    app.router.add_get("/api/admin/v1/schedules", admin_list_schedules)
 
 
 def add_routes(app: web.Application) -> None:
