@@ -62,3 +62,20 @@ def resolve_prefix(text: str, known: Iterable[str], what: str = "session") -> st
         return text
     shown = ", ".join(candidates[:5]) + (", …" if len(candidates) > 5 else "")
     raise UsageError(f"{text!r} is the start of {len(candidates)} {what} ids ({shown}); give more of it")
+
+
+def resolve_session(text: str, sessions: Iterable[tuple[str, str | None]]) -> str:
+    """The session `text` names: its whole id, its name (`session fork --name`), or a unique start
+    of its id, in that order. UsageError when a name is shared or a prefix is ambiguous."""
+    from duragent.errors import UsageError
+
+    listed = list(sessions)
+    ids = [session_id for session_id, _ in listed]
+    if text in ids:
+        return text
+    named = sorted(session_id for session_id, name in listed if name == text)
+    if len(named) == 1:
+        return named[0]
+    if named:
+        raise UsageError(f"{len(named)} sessions are named {text!r} ({', '.join(named)}); give the id")
+    return resolve_prefix(text, ids)

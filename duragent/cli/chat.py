@@ -414,10 +414,13 @@ async def _agent_name(api: ApiClient, agent: str | None, session: str | None) ->
 
 
 async def _full_id(api: ApiClient, text: str) -> str:
-    """The session id `text` names: the whole id or any unique start of it (`s_01M8VR`), like git."""
-    from duragent.ids import resolve_prefix
+    """The session id `text` names: the whole id, its name, or any unique start of the id, like git."""
+    from duragent.ids import resolve_session
 
-    return resolve_prefix(text, (str(s["session_id"]) for s in await api.sessions()))
+    listed = await api.sessions()
+    return resolve_session(
+        text, ((str(s["session_id"]), (s.get("metadata") or {}).get("name")) for s in listed)
+    )
 
 
 async def _explain_missing_agent(api: ApiClient, agent: str, names: list[str]) -> None:

@@ -30,10 +30,10 @@ def _workspace(ctx: typer.Context) -> Workspace:
 
 
 async def _full_id(workspace: Workspace, text: str) -> str:
-    """The session id `text` names: the whole id or any unique start of it (`s_01M8VR`)."""
-    from duragent.ids import resolve_prefix
+    """The session id `text` names: the whole id, its name, or any unique start of the id (`s_01M8VR`)."""
+    from duragent.ids import resolve_session
 
-    return resolve_prefix(text, (s.session_id for s in await workspace.stores.sessions.list()))
+    return resolve_session(text, ((s.session_id, s.name) for s in await workspace.stores.sessions.list()))
 
 
 def _when(value: datetime) -> str:
@@ -66,6 +66,7 @@ def list_sessions(
                     "created_at": s.created_at.isoformat(),
                     "updated_at": s.updated_at.isoformat(),
                     "events": s.last_seq,
+                    "name": s.name,
                 }
                 for s in sessions
             ]
@@ -75,7 +76,12 @@ def list_sessions(
         print("No sessions yet.")
         return
     rows = [[s.session_id, s.agent, s.status, str(s.last_seq), _when(s.updated_at)] for s in sessions]
-    print_table(["SESSION", "AGENT", "STATUS", "EVENTS", "LAST ACTIVITY"], rows)
+    header = ["SESSION", "AGENT", "STATUS", "EVENTS", "LAST ACTIVITY"]
+    if any(s.name for s in sessions):
+        header.insert(1, "NAME")
+        for row, s in zip(rows, sessions, strict=True):
+            row.insert(1, s.name or "-")
+    print_table(header, rows)
 
 
 @app.command("show")

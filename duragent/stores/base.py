@@ -102,6 +102,17 @@ class SessionSummary:
     created_at: datetime
     updated_at: datetime
     last_seq: int
+    #: The name given at creation (`session fork --name`, `metadata.name`), if any.
+    name: str | None = None
+
+
+def session_name(first: SessionEvent | None) -> str | None:
+    """The `metadata.name` a session_start event gives its session, if any."""
+    if first is None or first.type != "session_start":
+        return None
+    metadata = first.payload.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    return name if isinstance(name, str) and name else None
 
 
 class SessionNotFound(NotFound):

@@ -303,3 +303,15 @@ async def test_unsafe_session_ids_are_refused_before_touching_storage(
     with pytest.raises(InvalidName):
         await session_store.save_snapshot(snapshot(bad_id))
     assert await session_store.list() == []
+
+
+async def test_a_session_named_at_its_start_is_listed_with_its_name(session_store: SessionStore) -> None:
+    await session_store.append(
+        "s_named",
+        make_event(1, "session_start", agent="helper", on_disconnect="pause", metadata={"name": "try-b"}),
+    )
+    await start_session(session_store, "s_plain", "helper")
+
+    names = {s.session_id: s.name for s in await session_store.list()}
+
+    assert names == {"s_named": "try-b", "s_plain": None}

@@ -46,7 +46,9 @@ async def test_agents_are_listed_and_described(api: Api) -> None:
 
 
 async def test_sessions_are_created_listed_read_and_deleted(api: Api) -> None:
-    status, created = await api.call("POST", "/api/v1/sessions", {"agent": "helper", "metadata": {"k": "v"}})
+    status, created = await api.call(
+        "POST", "/api/v1/sessions", {"agent": "helper", "metadata": {"k": "v", "name": "try-b"}}
+    )
     assert status == 201
     assert created["status"] == "active"
     assert created["agent"] == "helper"
@@ -55,11 +57,16 @@ async def test_sessions_are_created_listed_read_and_deleted(api: Api) -> None:
     status, listing = await api.call("GET", "/api/v1/sessions")
     assert status == 200
     assert {s["session_id"] for s in listing["sessions"]} == {session_id, second}
+    # the list shows a session's name (what `attach NAME` resolves), not the rest of its metadata
+    assert {s["session_id"]: s.get("metadata") for s in listing["sessions"]} == {
+        session_id: {"name": "try-b"},
+        second: None,
+    }
     status, only = await api.call("GET", "/api/v1/sessions?agent=pauser")
     assert [s["session_id"] for s in only["sessions"]] == [second]
     status, one = await api.call("GET", f"/api/v1/sessions/{session_id}")
     assert status == 200
-    assert one["metadata"] == {"k": "v"}
+    assert one["metadata"] == {"k": "v", "name": "try-b"}
     assert one["on_disconnect"] == "continue"
     assert (await api.call("DELETE", f"/api/v1/sessions/{session_id}"))[0] == 204
     assert (await api.call("GET", f"/api/v1/sessions/{session_id}"))[0] == 404

@@ -114,3 +114,22 @@ def test_fork_targets_parse_as_seq_or_revision() -> None:
     assert parse_fork_target("s_1@12").seq == 12
     assert parse_fork_target("s_1@HEAD~2").rev == "HEAD~2"
     assert parse_fork_target("s_1").seq is None
+
+
+def test_a_forks_name_is_listed_and_names_it_in_show_and_log(root: Path) -> None:
+    original = asyncio.run(conversation(2))
+    forked = json.loads(run("session", "fork", f"{original}@3", "--name", "what-if", "--json").output)
+
+    listing = run("session", "list").output.splitlines()
+    assert listing[0].split()[:2] == ["SESSION", "NAME"]
+    assert any(line.split()[:2] == [forked["session_id"], "what-if"] for line in listing)
+    assert json.loads(run("session", "list", "--json").output)[0]["name"] in ("what-if", None)
+    shown = run("session", "show", "what-if", "--json")
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["session_id"] == forked["session_id"]
+    assert "answer 1" in run("session", "log", "what-if").output
+
+    run("session", "fork", f"{original}@3", "--name", "what-if")
+    ambiguous = run("session", "show", "what-if")
+    assert ambiguous.exit_code != 0
+    assert "2 sessions are named 'what-if'" in str(ambiguous.exception)

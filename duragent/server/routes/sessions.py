@@ -134,6 +134,7 @@ def _summary_out(s: SessionSummary, live: LiveSession | None) -> SessionOut:
         updated_at=_iso(s.updated_at),
         last_seq=s.last_seq,
         loaded=live is not None,
+        metadata={"name": s.name} if s.name else None,
     )
 
 

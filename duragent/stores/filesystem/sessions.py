@@ -49,6 +49,7 @@ from duragent.stores.base import (
     SessionStatus,
     SessionSummary,
     ignore_changes,
+    session_name,
 )
 from duragent.stores.filesystem.atomic import fsync_directory, write_all, write_atomic
 from duragent.stores.filesystem.locks import SessionLock
@@ -783,7 +784,9 @@ class FilesystemSessionStore:
                 continue
             status = _status_after(status, event)
             last_seq, updated_at = event.seq, max(updated_at, event.ts)
-        return SessionSummary(session_id, agent, status, created_at, updated_at, last_seq)
+        return SessionSummary(
+            session_id, agent, status, created_at, updated_at, last_seq, session_name(first)
+        )
 
 
 def _check_sequence(session_id: str, last_seq: int, batch: Sequence[SessionEvent]) -> None:

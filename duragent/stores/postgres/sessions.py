@@ -75,9 +75,12 @@ WHERE session_id = $1 AND seq > $2 AND ($3::text[] IS NULL OR type = ANY($3::tex
 ORDER BY seq LIMIT $4
 """
 _LIST_SESSIONS = """
-SELECT id, agent, status, created_at, updated_at, last_seq FROM sessions
-WHERE ($1::text IS NULL OR agent = $1) AND ($2::text IS NULL OR status = $2)
-ORDER BY updated_at DESC, id LIMIT $3
+SELECT s.id, s.agent, s.status, s.created_at, s.updated_at, s.last_seq,
+       e.payload -> 'metadata' ->> 'name' AS name
+FROM sessions s
+LEFT JOIN events e ON e.session_id = s.id AND e.seq = 1 AND e.type = 'session_start'
+WHERE ($1::text IS NULL OR s.agent = $1) AND ($2::text IS NULL OR s.status = $2)
+ORDER BY s.updated_at DESC, s.id LIMIT $3
 """
 _UPSERT_SNAPSHOT_SESSION = """
 INSERT INTO sessions (id, agent, status, created_at, updated_at, last_seq)
@@ -211,6 +214,7 @@ class PostgresSessionStore:
                 row["created_at"],
                 row["updated_at"],
                 int(row["last_seq"]),
+                row["name"] or None,
             )
             for row in rows
         ]
