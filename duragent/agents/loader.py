@@ -235,6 +235,14 @@ def _tool_problems(data: dict[str, Any], layout: AgentFileLayout) -> list[Proble
     known = ", ".join(BUILTIN_TOOLS)
     problems = []
     for name, path in _builtin_tool_entries(tools):
+        if name == "web_search" and not _has_web_search_settings(tools):
+            problems.append(
+                Problem(
+                    "web_search needs a search service: add tools.web_search with provider "
+                    "(searxng and its url, brave or tavily); see docs/tools.md",
+                    layout.locate(path),
+                )
+            )
         if name not in BUILTIN_TOOLS:
             where = dotted(layout.file_path(path))
             problems.append(
@@ -244,6 +252,15 @@ def _tool_problems(data: dict[str, Any], layout: AgentFileLayout) -> list[Proble
                 )
             )
     return problems
+
+
+def _has_web_search_settings(tools: Any) -> bool:
+    """Whether `spec.tools` says where web_search searches (a mapping, or a list item with settings)."""
+    if isinstance(tools, dict):
+        return tools.get("web_search") is not None
+    return isinstance(tools, list) and any(
+        isinstance(item, dict) and item.get("name") == "web_search" and len(item) > 1 for item in tools
+    )
 
 
 def _builtin_tool_entries(tools: Any) -> list[tuple[str, FieldPath]]:

@@ -43,6 +43,7 @@ BUILTIN_TOOLS = (
     "schedule",
     "session",
     "background_process",
+    "web_search",
 )
 
 _SHORTHAND_METADATA = ("name", "description", "labels", "version")
@@ -106,12 +107,35 @@ class PolicySpec(SpecModel):
     deny: list[str] = []
 
 
+class WebSearchSpec(SpecModel):
+    """Where the `web_search` tool searches: a SearXNG instance, or the Brave or Tavily API."""
+
+    provider: Literal["searxng", "brave", "tavily"]
+    url: str | None = Field(
+        None, description="SearXNG: the instance's URL (required). Brave, Tavily: another endpoint."
+    )
+    api_key_env: str | None = Field(
+        None, description="Variable holding the API key (default BRAVE_API_KEY, TAVILY_API_KEY)."
+    )
+    max_results: int = Field(5, ge=1, le=20, description="Results per search unless the call asks fewer.")
+    timeout: Duration = Field(timedelta(seconds=15), description="Longest wait for the search service.")
+
+    @model_validator(mode="after")
+    def _searxng_needs_url(self) -> WebSearchSpec:
+        if self.provider == "searxng" and not self.url:
+            raise ValueError("provider searxng needs url (the SearXNG instance, e.g. http://127.0.0.1:8888)")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
+        return self
+
+
 class ToolsSpec(SpecModel):
     """Tools the agent may call; a plain list of names is shorthand for `builtin:`."""
 
     builtin: list[str] = []
     cli: list[CliToolSpec] = []
     policy: PolicySpec | None = None
+    web_search: WebSearchSpec | None = Field(None, description="The search service of `web_search`.")
     env: list[str] = Field(
         [],
         description=(
@@ -127,14 +151,18 @@ class ToolsSpec(SpecModel):
             return value
         builtin: list[Any] = []
         cli: list[Any] = []
+        options: dict[str, Any] = {}
         for item in value:
             if isinstance(item, dict) and item.get("type") == "cli":
                 cli.append({k: v for k, v in item.items() if k != "type"})
             elif isinstance(item, dict) and "name" in item:
                 builtin.append(item["name"])
+                if item["name"] == "web_search" and len(item) > 1:
+                    # `- {name: web_search, provider: searxng, url: ...}`: the tool with its settings
+                    options["web_search"] = {k: v for k, v in item.items() if k != "name"}
             else:
                 builtin.append(item)
-        return {"builtin": builtin, "cli": cli}
+        return {"builtin": builtin, "cli": cli, **options}
 
 
 class ContextSpec(SpecModel):

@@ -17,6 +17,7 @@ import pytest_asyncio
 if TYPE_CHECKING:
     from duragent.testing.fake_discord import FakeDiscord
     from duragent.testing.fake_llm import FakeLLMServer
+    from duragent.testing.fake_search import FakeSearchServer
     from duragent.testing.fake_slack import FakeSlack
     from duragent.testing.fake_telegram import FakeTelegramBotAPI
 
@@ -45,6 +46,15 @@ async def fake_discord() -> AsyncIterator[FakeDiscord]:
     from duragent.testing.fake_discord import FakeDiscord
 
     async with FakeDiscord() as server:
+        yield server
+
+
+@pytest_asyncio.fixture
+async def fake_search() -> AsyncIterator[FakeSearchServer]:
+    """A fake SearXNG + Brave + Tavily search service on 127.0.0.1 (free port), for `web_search`."""
+    from duragent.testing.fake_search import FakeSearchServer
+
+    async with FakeSearchServer() as server:
         yield server
 
 

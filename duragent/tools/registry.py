@@ -26,6 +26,7 @@ from duragent.tools.notify import NotifyUserTool
 from duragent.tools.schedule import ScheduleTool
 from duragent.tools.sessions import SessionTool
 from duragent.tools.web import WebFetchTool
+from duragent.tools.web_search import WebSearchTool
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ BUILTINS: dict[str, type[AnyTool]] = {
     "schedule": ScheduleTool,
     "session": SessionTool,
     "background_process": BackgroundProcessTool,
+    "web_search": WebSearchTool,
 }
 
 #: Builtins whose policy text is a path or a name with folders: `*` in their patterns stops at `/`.
@@ -75,6 +77,9 @@ def tools_for(spec: ToolsSpec, *, include_memory: bool = False) -> list[AnyTool]
         names.append("memory")
     tools: list[AnyTool] = []
     for name in names:
+        if name == WebSearchTool.name:
+            tools.append(WebSearchTool(spec.web_search))  # the one builtin with settings of its own
+            continue
         try:
             tools.append(builtin_tool(name))
         except UnknownTool as exc:
