@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from duragent.server.problems import PROBLEM_CONTENT_TYPE
-from duragent.web import agents, history, memory, sessions
+from duragent.web import agents, history, memory, schedules, sessions
 from duragent.web.login import (
     COOKIE,
     LOGIN_COOKIE,
@@ -62,6 +62,7 @@ def add_dashboard(app: web.Application, *, api_token: str | None, admin_token: s
     memory.add_routes(app)
     history.add_routes(app)
     agents.add_routes(app)
+    schedules.add_routes(app)
 
 
 async def _to_front_page(request: web.Request) -> web.StreamResponse:

@@ -47,6 +47,22 @@ def git_log_line(repo: Path) -> str:
     ).stdout
 
 
+def make_schedule(server: ServeProcess) -> None:
+    """A reminder every hour, made over the API as `duragent schedule add` would."""
+    import json
+    import urllib.request
+
+    body = json.dumps({"agent": "helper", "every": "1h", "message": "stretch", "label": "stretch"}).encode()
+    request = urllib.request.Request(
+        server.url + "/api/v1/schedules",
+        data=body,
+        headers={**server.headers, "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=20) as response:
+        assert response.status == 201
+
+
 @pytest.fixture
 async def server(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[ServeProcess]:
     config = write_workspace(tmp_path, fake_llm.url, api_token=TOKEN, git=True)
@@ -137,5 +153,20 @@ async def test_log_in_chat_edit_memory_and_revert_it_in_a_browser(
             await shot(page, "agents")
             await page.click("nav >> text=Gateways")
             await shot(page, "gateways")
+
+            # a schedule: listed with its next run; pause it and run it now from its page
+            await asyncio.to_thread(make_schedule, server)
+            await page.click("nav >> text=Schedules")
+            row = page.locator("table.schedules tbody tr").first
+            await expect(row).to_contain_text("every 1h")
+            await expect(row).to_contain_text("active")
+            await shot(page, "schedules")
+            await row.locator("a").first.click()
+            await page.click("text=Pause")
+            await expect(page.locator(".notice")).to_contain_text("Paused")
+            await page.click("text=Run now")
+            await expect(page.locator(".notice")).to_contain_text("Ran now: ok.")
+            await expect(page.locator(".run-ok").first).to_have_text("ok")
+            await shot(page, "schedule")
         finally:
             await browser.close()
