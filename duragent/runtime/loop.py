@@ -51,7 +51,7 @@ from duragent.runtime.policy import ToolPolicy, load_policy
 from duragent.scheduling.spec import scheduled_task_of
 from duragent.sessions.log import SessionLog
 from duragent.skills.active import refusal, restricting_skills
-from duragent.skills.discovery import ProblemLog, SkillSet, discover_skills
+from duragent.skills.discovery import ProblemLog, SkillCache, SkillSet, discover_skills
 from duragent.skills.index import index_budget, skills_index
 from duragent.stores.base import ArtifactStore, Change, ChangeListener, MemoryStore, ignore_changes, utcnow
 from duragent.tools.base import InvalidToolArguments, ToolContext, ToolResult
@@ -144,6 +144,8 @@ class Runtime:
     starting: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(STARTING_AT_ONCE))
     #: Invalid skills are logged once, not every turn.
     problems: ProblemLog = field(default_factory=ProblemLog)
+    #: Skills parsed in earlier turns, parsed again only when their SKILL.md changes.
+    skill_cache: SkillCache = field(default_factory=SkillCache)
 
     async def run_turn(
         self,
@@ -490,7 +492,9 @@ class Runtime:
     async def _skills(self, agent: Agent) -> SkillSet:
         """The agent's skills, read from their folders now (an added skill shows up the next turn)."""
         data_dir = self._data_dir(agent)
-        skills = await asyncio.to_thread(discover_skills, agent.directory, data_dir, agent.spec.skills_dir)
+        skills = await asyncio.to_thread(
+            discover_skills, agent.directory, data_dir, agent.spec.skills_dir, cache=self.skill_cache
+        )
         self.problems.warn(skills.problems, "skill")
         return skills
 

@@ -40,30 +40,73 @@ def shared_skills_dir(data_dir: Path) -> Path:
     return data_dir / SKILLS_FOLDER
 
 
-def scan_folder(folder: Path, scope: Scope) -> tuple[list[Skill], list[Problem]]:
-    """Every skill in the subfolders of `folder` and a problem for each invalid one (hidden ones skipped)."""
-    from duragent.agents.loader import display_path
+class SkillCache:
+    """Parsed SKILL.md files by path, kept while the file is unchanged (same inode, size, mtime).
 
+    A turn rescans the skill folders; parsing YAML is what costs (about 2 ms a skill), so only
+    new and edited skills are parsed again.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[Path, Scope], tuple[tuple[int, int, int], Skill | list[Problem]]] = {}
+
+    def load(self, folder: Path, scope: Scope) -> Skill | list[Problem]:
+        """The skill in `folder`, or its problems; parsed again only when SKILL.md changed."""
+        path = folder / SKILL_FILE
+        try:
+            stat = path.stat()
+        except OSError:
+            return [Problem(f"no {SKILL_FILE} in this skill folder", Location(_shown(path)))]
+        key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        cached = self._entries.get((folder, scope))
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        outcome: Skill | list[Problem]
+        try:
+            outcome = load_skill(folder, scope=scope, shown=_shown(path))
+        except ConfigError as exc:
+            outcome = list(exc.problems)
+        self._entries[(folder, scope)] = (key, outcome)
+        return outcome
+
+
+def scan_folder(
+    folder: Path, scope: Scope, cache: SkillCache | None = None
+) -> tuple[list[Skill], list[Problem]]:
+    """Every skill in the subfolders of `folder` and a problem for each invalid one (hidden ones skipped)."""
     if not folder.is_dir():
         return [], []
+    cache = cache or SkillCache()
     skills: list[Skill] = []
     problems: list[Problem] = []
     for child in sorted(folder.iterdir()):
         if not child.is_dir() or child.name.startswith("."):
             continue
-        shown = display_path((child / SKILL_FILE).absolute())
-        if not (child / SKILL_FILE).is_file():
-            problems.append(Problem(f"no {SKILL_FILE} in this skill folder", Location(shown)))
-            continue
-        try:
-            skills.append(load_skill(child, scope=scope, shown=shown))
-        except ConfigError as exc:
-            problems += exc.problems
+        outcome = cache.load(child, scope)
+        if isinstance(outcome, Skill):
+            skills.append(outcome)
+        else:
+            problems += outcome
     return skills, problems
 
 
-def discover_skills(agent_dir: Path | None, data_dir: Path | None, skills_dir: str | None = None) -> SkillSet:
-    """The skills of an agent: the workspace's, then its own (an agent's skill wins on a name clash)."""
+def _shown(path: Path) -> str:
+    from duragent.agents.loader import display_path
+
+    return display_path(path.absolute())
+
+
+def discover_skills(
+    agent_dir: Path | None,
+    data_dir: Path | None,
+    skills_dir: str | None = None,
+    *,
+    cache: SkillCache | None = None,
+) -> SkillSet:
+    """The skills of an agent: the workspace's, then its own (an agent's skill wins on a name clash).
+
+    `cache` keeps parsed skills between calls (the runtime passes one; a command needs none).
+    """
     folders: list[tuple[Path, Scope]] = []
     if data_dir is not None:
         folders.append((shared_skills_dir(data_dir), "workspace"))
@@ -72,7 +115,7 @@ def discover_skills(agent_dir: Path | None, data_dir: Path | None, skills_dir: s
     skills: dict[str, Skill] = {}
     problems: list[Problem] = []
     for folder, scope in folders:
-        found, wrong = scan_folder(folder, scope)
+        found, wrong = scan_folder(folder, scope, cache)
         problems += wrong
         skills.update((skill.name, skill) for skill in found)
     return SkillSet(skills, tuple(problems))

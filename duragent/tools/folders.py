@@ -122,20 +122,25 @@ def reload_summary(before: set[str], after: set[str], problems: list[Problem]) -
 
 
 def _read_folder(directory: Path) -> ToolFolder | Problem:
-    where = Location(_shown(directory))
+    def problem(message: str) -> Problem:
+        return Problem(message, Location(_shown(directory)))
+
     if not _NAME.fullmatch(directory.name):
-        return Problem("a tool folder's name must be 1-64 letters, digits, '-' or '_'", where)
-    programs = sorted(p for p in directory.iterdir() if p.name == "run" or p.name.startswith("run."))
-    programs = [p for p in programs if p.is_file()]
+        return problem("a tool folder's name must be 1-64 letters, digits, '-' or '_'")
+    with os.scandir(directory) as entries:
+        programs = sorted(
+            entry.name
+            for entry in entries
+            if (entry.name == "run" or entry.name.startswith("run.")) and entry.is_file()
+        )
     if not programs:
-        return Problem("no `run` program in this tool folder (an executable file named run or run.*)", where)
+        return problem("no `run` program in this tool folder (an executable file named run or run.*)")
     if len(programs) > 1:
-        names = ", ".join(p.name for p in programs)
-        return Problem(f"several programs ({names}): a tool folder holds one run or run.* file", where)
-    program = programs[0]
+        return problem(f"several programs ({', '.join(programs)}): a tool folder holds one run or run.* file")
+    program = directory.absolute() / programs[0]
     if not os.access(program, os.X_OK):
-        return Problem(f"{program.name} is not executable (chmod +x {_shown(program)})", where)
-    return ToolFolder(directory.name, directory, program.resolve(), _description(directory))
+        return problem(f"{program.name} is not executable (chmod +x {_shown(program)})")
+    return ToolFolder(directory.name, directory, program, _description(directory))
 
 
 def _description(directory: Path) -> str:

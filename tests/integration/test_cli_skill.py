@@ -160,3 +160,14 @@ def test_agent_validate_reports_invalid_skills_with_file_and_line(workspace: Pat
     ]
     assert "1 of 2 agents invalid" in result.stderr
     assert "the workspace's skills/ or tools/ folder has invalid entries" in result.stderr
+
+
+def test_agent_context_shows_the_skills_index_the_model_gets(workspace: Path, tmp_path: Path) -> None:
+    write_skill(workspace / ".duragent" / "skills", "tea-timer")
+
+    result = run("agent", "context", "assistant", "--json")
+
+    assert result.exit_code == 0, result.output
+    context = json.loads(result.stdout)
+    assert "skills" in [part["name"] for part in context["parts"]]
+    assert "- tea-timer: Helps with tea-timer." in context["messages"][0]["content"]

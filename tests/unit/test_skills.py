@@ -8,7 +8,7 @@ import pytest
 
 from duragent.errors import ConfigError
 from duragent.skills.active import loaded_skills, policy_patterns, refusal, restricting_skills
-from duragent.skills.discovery import discover_skills
+from duragent.skills.discovery import SkillCache, discover_skills
 from duragent.skills.index import skills_index
 from duragent.skills.skill import Skill, load_skill
 from duragent.tools.base import ToolContext
@@ -234,3 +234,22 @@ async def test_the_skill_tool_loads_instructions_and_lists_files_which_file_tool
     assert not written.ok
     assert "outside the allowed folders" in written.content
     assert (directory / "SKILL.md").read_text().startswith("---")
+
+
+def test_the_cache_parses_a_skill_again_only_when_its_file_changed(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    folder = write_skill(data / "skills", "notes", body="first\n")
+    cache = SkillCache()
+
+    first = discover_skills(None, data, cache=cache).skills["notes"]
+    again = discover_skills(None, data, cache=cache).skills["notes"]
+    (folder / "SKILL.md").write_text("---\nname: notes\ndescription: Edited.\n---\nsecond, longer body\n")
+    edited = discover_skills(None, data, cache=cache).skills["notes"]
+    (folder / "SKILL.md").write_text("---\nname: notes\n---\nbroken now, and longer still\n")
+    broken = discover_skills(None, data, cache=cache)
+
+    assert again is first
+    assert edited.description == "Edited."
+    assert edited.instructions == "second, longer body"
+    assert broken.skills == {}
+    assert str(broken.problems[0]).endswith("notes/SKILL.md:2:1: description is required")
