@@ -17,6 +17,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, fi
 
 from duragent.durations import Duration
 from duragent.errors import ConfigError, Location, Problem
+from duragent.mcp.spec import McpServers
 from duragent.validation import validate_document
 from duragent.yaml_source import FieldPath, YamlDocument, load_yaml_file, load_yaml_text
 
@@ -260,6 +261,7 @@ class DuragentConfig(ConfigModel):
     admin: AdminConfig = AdminConfig()
     git: GitConfig = GitConfig()
     scheduling: SchedulingConfig = SchedulingConfig()
+    mcp_servers: McpServers = Field([], description="MCP servers offered to every agent (docs/mcp.md).")
 
     @field_validator("data_dir", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from duragent.durations import Duration
+from duragent.mcp.spec import McpServers
 
 API_VERSION = "duragent/v1alpha1"
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -216,6 +217,7 @@ class AgentSpec(SpecModel):
     skills_dir: str | None = None
     context: ContextSpec = ContextSpec()
     access: AccessSpec = AccessSpec()
+    mcp_servers: McpServers = Field([], description="MCP servers whose tools this agent gets (docs/mcp.md).")
 
     @model_validator(mode="before")
     @classmethod

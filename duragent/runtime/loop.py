@@ -68,6 +68,7 @@ from duragent.tools.registry import AnyTool, definition, execute, tools_for
 from duragent.tools.skill import SkillTool
 
 if TYPE_CHECKING:
+    from duragent.mcp.hub import McpHub
     from duragent.processes.manager import ProcessManager
     from duragent.scheduling.service import Scheduler
     from duragent.secrets import SecretGuard
@@ -146,6 +147,8 @@ class Runtime:
     problems: ProblemLog = field(default_factory=ProblemLog)
     #: Skills parsed in earlier turns, parsed again only when their SKILL.md changes.
     skill_cache: SkillCache = field(default_factory=SkillCache)
+    #: The MCP servers whose tools agents get (None: no MCP tools).
+    mcp: McpHub | None = None
 
     async def run_turn(
         self,
@@ -183,6 +186,8 @@ class Runtime:
             if skills:
                 tools.setdefault(SkillTool.name, SkillTool(skills))
             await self._add_folder_tools(agent, tools)
+            for tool in await self._mcp_tools(agent, admission):
+                tools.setdefault(tool.name, tool)
             notifications: asyncio.Queue[str] = asyncio.Queue()
             ctx = self._tool_context(agent, session, notifications, skills)
             steps = self._steps(session, agent, tools, policy, ctx, notifications, control, admission, skills)
@@ -190,6 +195,16 @@ class Runtime:
                 yield event
         finally:
             admission.leave()
+
+    async def _mcp_tools(self, agent: Agent, admission: _Admission) -> list[AnyTool]:
+        """The tools of the agent's MCP servers; a server starting up is waited for outside admission."""
+        if self.mcp is None or not self.mcp.configured(agent):
+            return []
+        admission.leave()  # a server starting on first use may take seconds: other turns go on
+        try:
+            return list(await self.mcp.tools_for(agent))
+        finally:
+            await admission.enter()
 
     async def _steps(
         self,

@@ -23,6 +23,11 @@ expansions are never allowed by a wildcard: such a call gets `ask` unless the pa
 option out. A bash command naming an agent's definition, policy, duragent.yaml, `.git` or the
 tokens file is never auto-allowed (ask).
 
+A tool of an MCP server (`<server>__<tool>`, its invocation the arguments as compact JSON) is
+also matched by `mcp:<server>:<tool>` patterns (`mcp:time:*`, `mcp:*`), and when no pattern
+matches it gets `ask` even in mode `allow` (`deny` in mode `deny`): an outside server's tools
+run unasked only when a pattern allows them.
+
 With no policy at all, the default is mode `ask` with DEFAULT_ALLOWED tools allowed.
 """
 
@@ -43,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from duragent.agents.spec import PolicySpec
 from duragent.errors import ConfigError, DuragentError, Problem
 from duragent.ids import ulid
+from duragent.mcp.naming import split_tool_name
 from duragent.tools.protected import names_protected_file
 from duragent.tools.registry import PATH_INVOCATION_TOOLS
 from duragent.validation import validate_document
@@ -145,6 +151,8 @@ class ToolPolicy:
                 # A wildcard matched only thanks to an escape (`git -c`, `--output`): a person decides.
                 allowed = PolicyDecision("ask", pattern)
         outcome = allowed or PolicyDecision(self.mode, None)
+        if outcome.pattern is None and outcome.decision == "allow" and split_tool_name(tool) is not None:
+            return PolicyDecision("ask", None)
         if outcome.decision == "allow" and tool == "bash" and touches_protected_file(invocation):
             # Only a person changes an agent's definition, policy or the server's configuration.
             return PolicyDecision("ask", outcome.pattern)
@@ -203,6 +211,12 @@ def _joined(lists: Any) -> tuple[str, ...]:
 def pattern_matches(pattern: str, tool: str, invocation: str) -> bool:
     """Whether `tool:glob` (or a bare `tool`) matches this call."""
     tool_glob, colon, rest = pattern.partition(":")
+    mcp_names = split_tool_name(tool) if tool_glob == "mcp" and colon else None
+    if mcp_names is not None:
+        # `mcp:<server>:<tool>`, optionally `:<arguments glob>`.
+        server, name = mcp_names
+        named = _compiled(rest, False)
+        return bool(named.fullmatch(f"{server}:{name}") or named.fullmatch(f"{server}:{name}:{invocation}"))
     if not _compiled(tool_glob, False).fullmatch(tool):
         return False
     if not colon:

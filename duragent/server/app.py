@@ -27,6 +27,7 @@ from duragent.server.state import STATE, ServerState
 
 if TYPE_CHECKING:
     from duragent.cluster.node import ClusterNode
+    from duragent.mcp.hub import McpHub
     from duragent.processes.manager import ProcessManager
     from duragent.scheduling.service import Scheduler
     from duragent.server.metrics import Metrics
@@ -176,6 +177,9 @@ async def _open(
         data_dir=config.data_path,
         tool_activity=workspace.note_tool_activity,
     )
+    runtime.mcp = _mcp_hub(config, env)
+    # Pushed before the session manager: servers stop after the last turn has ended.
+    stack.push_async_callback(runtime.mcp.close)
     agent_changes = (
         workspace.record_change if cluster is None else cluster.agents.listener(workspace.record_change)
     )
@@ -256,6 +260,18 @@ async def _start_processes(state: ServerState) -> ProcessManager:
         processes.on_end.append(state.schedules.process_ended)
     await processes.start()
     return processes
+
+
+def _mcp_hub(config: DuragentConfig, env: Mapping[str, str]) -> McpHub:
+    """The MCP servers of this process (started on the first turn that needs them)."""
+    from duragent.mcp.hub import McpHub
+
+    return McpHub(
+        config.mcp_servers,
+        workspace_dir=config.base_dir,
+        workdir_for=lambda agent: config.tool_workdir(agent.name),
+        env=env,
+    )
 
 
 async def _start_scheduler(state: ServerState, cluster: ClusterNode | None) -> Scheduler:

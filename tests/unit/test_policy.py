@@ -11,8 +11,10 @@ from duragent.agents.spec import PolicySpec
 from duragent.errors import ConfigError
 from duragent.runtime.policy import (
     DEFAULT_ALLOWED,
+    PolicyDecision,
     ToolPolicy,
     allow_always,
+    default_policy,
     exact_pattern,
     load_policy,
     pattern_matches,
@@ -279,3 +281,35 @@ def test_documented_pattern_examples_hold(pattern: str, matches: list[str], miss
 
     assert [policy.decide(tool, sample).decision for sample in matches] == ["allow"] * len(matches)
     assert [policy.decide(tool, sample).decision for sample in misses] == ["deny"] * len(misses)
+
+
+# --- MCP tools ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "tool", "matches"),
+    [
+        ("mcp:time:get_current_time", "time__get_current_time", True),
+        ("mcp:time:*", "time__convert_time", True),
+        ("mcp:*", "git__status", True),
+        ("mcp:time:*", "git__status", False),
+        ("time__get_current_time", "time__get_current_time", True),
+        ("time__*", "time__convert_time", True),
+        ('mcp:time:get_current_time:{"timezone":"UTC"}', "time__get_current_time", True),
+        ("mcp:time:get_current_time:*Tokyo*", "time__get_current_time", False),
+        ("mcp:*", "bash", False),
+    ],
+)
+def test_mcp_tool_patterns(pattern: str, tool: str, matches: bool) -> None:
+    assert pattern_matches(pattern, tool, '{"timezone":"UTC"}') is matches
+
+
+def test_an_mcp_tool_no_pattern_names_is_asked_about_even_in_mode_allow() -> None:
+    permissive = ToolPolicy(mode="allow", allow=("mcp:time:*",), deny=("mcp:git:push",))
+
+    assert permissive.decide("bash", "ls").decision == "allow"
+    assert permissive.decide("git__status", "{}").decision == "ask"
+    assert permissive.decide("git__push", "{}").decision == "deny"
+    assert permissive.decide("time__convert_time", "{}") == PolicyDecision("allow", "mcp:time:*")
+    assert ToolPolicy(mode="deny").decide("git__status", "{}").decision == "deny"
+    assert default_policy().decide("time__get_current_time", "{}").decision == "ask"

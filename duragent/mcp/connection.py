@@ -1,0 +1,398 @@
+"""One MCP server: started on first use, restarted with backoff when it dies, stopped on close.
+
+The SDK's client lives inside one task (its transports are task-scoped context managers):
+`McpConnection` runs that task, and every other task (the turns calling tools) goes through
+`tools()` and `call()`, which wait for the server to be running. A stdio server whose process
+exits, or an HTTP server a call cannot reach, is connected again after a pause that doubles
+on each failure (`BACKOFF_FIRST` up to `BACKOFF_MAX`, back to the start once a connection
+stayed up for `STABLE_AFTER`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from duragent import __version__
+from duragent.errors import DuragentError
+from duragent.mcp.spec import McpServerSpec
+
+if TYPE_CHECKING:
+    import mcp_types
+    from mcp import Client
+
+log = logging.getLogger(__name__)
+
+State = Literal["stopped", "starting", "running", "failed"]
+#: Pause before the first restart, and the longest pause between attempts (seconds).
+BACKOFF_FIRST = 0.25
+BACKOFF_MAX = 60.0
+#: A connection up this long resets the pause to BACKOFF_FIRST.
+STABLE_AFTER = 60.0
+#: How long a closing server gets to stop on its own before its task is cancelled.
+CLOSE_GRACE = 10.0
+
+
+class McpUnavailable(DuragentError):
+    """The server is not running (it failed to start, or it died and is not back yet)."""
+
+
+class McpCallFailed(DuragentError):
+    """A tool call got no result: it timed out, or the server answered with a protocol error."""
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """What `duragent mcp list` shows of one server."""
+
+    name: str
+    scope: str
+    transport: str
+    target: str
+    state: State
+    tools: tuple[str, ...]
+    error: str | None
+    restarts: int
+
+
+class McpConnection:
+    """One configured server and its client. `scope` is "workspace" or the agent's name."""
+
+    def __init__(
+        self, spec: McpServerSpec, *, scope: str, cwd: Path, env: Mapping[str, str] | None = None
+    ) -> None:
+        self.spec = spec
+        self.scope = scope
+        self.cwd = cwd
+        self._env = os.environ if env is None else env
+        self._state: State = "stopped"
+        self._progress = asyncio.Event()
+        self._tools: tuple[mcp_types.Tool, ...] = ()
+        self._client: Client | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._tools_changed = asyncio.Event()
+        self._error: str | None = None
+        self._next_attempt = 0.0
+        self.restarts = 0
+
+    # --- what callers use ------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """stopped (never started or closed), starting, running, or failed (a retry is due)."""
+        return self._state
+
+    def status(self) -> ServerStatus:
+        """The server's state, its tools and its last error."""
+        return ServerStatus(
+            name=self.spec.name,
+            scope=self.scope,
+            transport=self.spec.transport,
+            target=self.spec.target,
+            state=self._state,
+            tools=tuple(tool.name for tool in self._tools),
+            error=self._error,
+            restarts=self.restarts,
+        )
+
+    async def tools(self) -> tuple[mcp_types.Tool, ...]:
+        """The server's tools, starting it on first use (waits up to `start_timeout` then).
+
+        A server that is down and being retried answers with the tools it had, so the model's
+        tool list stays stable; a call then waits for the restart.
+        """
+        self.start()
+        if self._state == "starting" or (self._state == "failed" and not self._tools):
+            await self._wait_for_attempt(time.monotonic() + self.spec.start_timeout.total_seconds())
+        return self._tools
+
+    async def call(self, tool: str, arguments: dict[str, Any]) -> mcp_types.CallToolResult:
+        """Call `tool`; McpUnavailable when the server is down, McpCallFailed when no result came."""
+        from mcp import MCPError
+        from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
+
+        client = await self._running_client()
+        timeout = self.spec.call_timeout.total_seconds()
+        try:
+            return await client.call_tool(tool, arguments, read_timeout_seconds=timeout)
+        except MCPError as exc:
+            if exc.code == REQUEST_TIMEOUT:
+                raise McpCallFailed(f"no answer within {timeout:g}s") from None
+            if exc.code == CONNECTION_CLOSED:
+                self._lost.set()
+                raise McpCallFailed("the server stopped during the call (it is being restarted)") from None
+            raise McpCallFailed(f"the server refused the call: {exc.message}") from None
+        except (OSError, TimeoutError) as exc:
+            self._lost.set()
+            raise McpCallFailed(f"the server could not be reached: {_describe(exc)}") from None
+        except Exception as exc:
+            # The transport's own errors (HTTP status, broken stream): connect again.
+            self._lost.set()
+            raise McpCallFailed(f"the call failed: {_describe(exc)}") from None
+
+    def start(self) -> None:
+        """Start the server's task if it is not running (idempotent)."""
+        if self._task is None or self._task.done():
+            self._stopping.clear()
+            self._set_state("starting")
+            self._task = asyncio.create_task(self._run(), name=f"mcp server {self.scope}/{self.spec.name}")
+
+    async def close(self) -> None:
+        """Stop the server (a stdio server's process ends) and wait for it."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), CLOSE_GRACE)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._client = None
+        self._set_state("stopped")
+
+    # --- the server's task -----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        pause = BACKOFF_FIRST
+        while not self._stopping.is_set():
+            self._set_state("starting")
+            began = time.monotonic()
+            try:
+                await self._connected()
+            except Exception as exc:
+                self._error = _describe(exc)
+                log.warning("MCP server %s/%s: %s", self.scope, self.spec.name, self._error)
+            finally:
+                self._client = None
+            if self._stopping.is_set():
+                break
+            if time.monotonic() - began > STABLE_AFTER:
+                pause = BACKOFF_FIRST
+            self._next_attempt = time.monotonic() + pause
+            self._set_state("failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), pause)
+            pause = min(pause * 2, BACKOFF_MAX)
+            self.restarts += 1
+        self._set_state("stopped")
+
+    async def _connected(self) -> None:
+        """Connect, list the tools, then serve until the connection is lost or closing."""
+        import anyio
+        from mcp import Client, Implementation
+
+        self._lost.clear()
+        self._tools_changed.clear()
+        client = Client(
+            self._transport(),
+            message_handler=self._on_message,
+            client_info=Implementation(name="duragent", version=__version__),
+        )
+        start_timeout = self.spec.start_timeout.total_seconds()
+        # The start is bounded by a scope around the client's whole life (the SDK's task groups
+        # must close inside the scopes they were opened in); the bound is lifted once it runs.
+        with anyio.CancelScope(deadline=anyio.current_time() + start_timeout) as scope:
+            async with client:
+                await self._load_tools(client)
+                scope.deadline = math.inf
+                self._client = client
+                self._error = None
+                self._set_state("running")
+                listener = asyncio.create_task(self._listen(client), name=f"mcp listen {self.spec.name}")
+                try:
+                    await self._serve(client)
+                finally:
+                    listener.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await listener
+        if scope.cancelled_caught:
+            raise McpUnavailable(f"did not start within {start_timeout:g}s")
+        if not self._stopping.is_set():
+            raise McpUnavailable("the server stopped" if self.spec.command else "the connection was lost")
+
+    async def _serve(self, client: Client) -> None:
+        """Wait for the end (lost or closing), reloading the tools whenever the server says they changed."""
+        while not (self._lost.is_set() or self._stopping.is_set()):
+            waits = [
+                asyncio.ensure_future(e.wait()) for e in (self._lost, self._stopping, self._tools_changed)
+            ]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
+            if self._tools_changed.is_set() and not (self._lost.is_set() or self._stopping.is_set()):
+                self._tools_changed.clear()
+                try:
+                    await self._load_tools(client, refresh=True)
+                except Exception as exc:
+                    log.warning("MCP server %s: could not list its tools again: %s", self.spec.name, exc)
+                    self._lost.set()
+
+    async def _load_tools(self, client: Client, *, refresh: bool = False) -> None:
+        tools: list[mcp_types.Tool] = []
+        cursor: str | None = None
+        for _page in range(100):
+            page = await client.list_tools(cursor=cursor, cache_mode="refresh" if refresh else "use")
+            tools += page.tools
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        self._tools = tuple(tools)
+        self._set_state(self._state)  # wake anyone waiting for the new list
+
+    async def _listen(self, client: Client) -> None:
+        """On 2026-era connections, tool list changes arrive on a `subscriptions/listen` stream."""
+        capabilities = client.server_capabilities.tools
+        if capabilities is None or not capabilities.list_changed:
+            return
+        from mcp.client.subscriptions import ListenNotSupportedError, SubscriptionLost
+
+        try:
+            async with client.listen(tools_list_changed=True) as subscription:
+                async for _event in subscription:
+                    self._tools_changed.set()
+        except ListenNotSupportedError:
+            return  # a handshake-era server sends notifications/tools/list_changed instead
+        except (SubscriptionLost, Exception) as exc:
+            log.debug("MCP server %s: listening for changes ended: %s", self.spec.name, exc)
+
+    async def _on_message(self, message: Any) -> None:
+        import mcp_types
+
+        if isinstance(message, mcp_types.ToolListChangedNotification):
+            self._tools_changed.set()
+        elif isinstance(message, Exception):
+            log.debug("MCP server %s: transport error: %s", self.spec.name, message)
+
+    def _transport(self) -> Any:
+        """The SDK transport for the spec, wrapped so the end of the connection is noticed."""
+        if self.spec.url is not None:
+            import httpx2
+            from mcp.client.streamable_http import streamable_http_client
+
+            http = httpx2.AsyncClient(headers=self.spec.headers, timeout=httpx2.Timeout(30.0, read=300.0))
+            return _closing_http(streamable_http_client(self.spec.url, http_client=http), http, self._lost)
+        from mcp import StdioServerParameters
+        from mcp.client.stdio import stdio_client
+
+        assert self.spec.command is not None
+        params = StdioServerParameters(
+            command=self.spec.command,
+            args=list(self.spec.args),
+            env={name: self._env[name] for name in self.spec.env if name in self._env},
+            cwd=self._workdir(),
+        )
+        return _watched(stdio_client(params), self._lost)
+
+    def _workdir(self) -> Path:
+        folder = self.cwd / Path(self.spec.cwd).expanduser() if self.spec.cwd else self.cwd
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    # --- waiting ---------------------------------------------------------------------------
+
+    def _set_state(self, state: State) -> None:
+        self._state = state
+        self._progress.set()
+        self._progress = asyncio.Event()
+
+    async def _wait_for_attempt(self, deadline: float) -> None:
+        """Wait until the current attempt to start ends (running or failed), or the deadline."""
+        while self._state == "starting" and (remaining := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), remaining)
+
+    async def _running_client(self) -> Client:
+        """The client once the server runs; waits for a restart due within `start_timeout`."""
+        self.start()
+        deadline = time.monotonic() + self.spec.start_timeout.total_seconds()
+        while (remaining := deadline - time.monotonic()) > 0:
+            if self._state == "running" and self._client is not None and not self._lost.is_set():
+                return self._client
+            if self._state == "failed" and self._next_attempt > deadline:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), remaining)
+        reason = f": {self._error}" if self._error else ""
+        raise McpUnavailable(f"MCP server {self.spec.name!r} is not running{reason}")
+
+
+@contextlib.asynccontextmanager
+async def _watched(transport: Any, lost: asyncio.Event) -> AsyncIterator[Any]:
+    """`transport` whose read stream sets `lost` when it ends (the server's process exited)."""
+    async with transport as (read_stream, write_stream):
+        yield _WatchedReadStream(read_stream, lost), write_stream
+
+
+@contextlib.asynccontextmanager
+async def _closing_http(transport: Any, http: Any, lost: asyncio.Event) -> AsyncIterator[Any]:
+    """The HTTP transport, its httpx client closed with it."""
+    async with http, _watched(transport, lost) as streams:
+        yield streams
+
+
+class _WatchedReadStream:
+    """A read stream that sets an event when it ends; everything else is the wrapped stream's."""
+
+    def __init__(self, inner: Any, ended: asyncio.Event) -> None:
+        self._inner = inner
+        self._ended = ended
+
+    async def receive(self) -> Any:
+        import anyio
+
+        try:
+            return await self._inner.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._ended.set()
+            raise
+
+    def __aiter__(self) -> _WatchedReadStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        import anyio
+
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> _WatchedReadStream:
+        await self._inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        self._ended.set()
+        result: bool | None = await self._inner.__aexit__(*exc)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        # `last_context` and whatever else the SDK reads from its own streams.
+        return getattr(self._inner, name)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an error, the first real one inside an exception group."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    if isinstance(exc, FileNotFoundError) and exc.filename:
+        return f"command not found: {exc.filename}"
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

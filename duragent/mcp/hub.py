@@ -1,0 +1,106 @@
+"""Every MCP server of a running process: one connection per server, shared by the sessions.
+
+Workspace servers (`mcp_servers` in duragent.yaml) are offered to every agent and run once for
+all of them; an agent's own servers (`spec.mcp_servers`) run once for that agent's sessions,
+and one of them with a workspace server's name replaces it for that agent. Servers start on
+the first turn that needs their tools; an edited server entry starts afresh; `close()` stops
+them all (the server does at shutdown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from duragent.agents.loader import Agent
+from duragent.mcp.connection import McpConnection, ServerStatus
+from duragent.mcp.spec import McpServerSpec
+from duragent.mcp.tools import McpTool
+
+log = logging.getLogger(__name__)
+
+WORKSPACE = "workspace"
+
+
+class McpHub:
+    """The connections to MCP servers, by (scope, name); scope is "workspace" or an agent's name."""
+
+    def __init__(
+        self,
+        servers: Sequence[McpServerSpec] = (),
+        *,
+        workspace_dir: Path,
+        workdir_for: Callable[[Agent], Path],
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.servers = tuple(servers)
+        self._workspace_dir = workspace_dir
+        self._workdir_for = workdir_for
+        self._env = os.environ if env is None else env
+        self._connections: dict[tuple[str, str], McpConnection] = {}
+        self._retired: set[asyncio.Task[None]] = set()
+
+    def configured(self, agent: Agent) -> list[tuple[str, McpServerSpec]]:
+        """The servers `agent` gets, as (scope, spec): its own, then the workspace's it does not shadow."""
+        own = list(agent.spec.mcp_servers)
+        names = {spec.name for spec in own}
+        shared = [(WORKSPACE, spec) for spec in self.servers if spec.name not in names]
+        return [(agent.name, spec) for spec in own] + shared
+
+    def connection(self, agent: Agent, scope: str, spec: McpServerSpec) -> McpConnection:
+        """The connection for this server, made (not started) on first use or after its entry changed."""
+        key = (scope, spec.name)
+        existing = self._connections.get(key)
+        if existing is not None and existing.spec == spec:
+            return existing
+        if existing is not None:
+            self._retire(existing)
+        cwd = self._workspace_dir if scope == WORKSPACE else self._workdir_for(agent)
+        made = McpConnection(spec, scope=scope, cwd=cwd, env=self._env)
+        self._connections[key] = made
+        return made
+
+    async def tools_for(self, agent: Agent) -> list[McpTool]:
+        """The tools of the agent's servers, starting those not running yet (in parallel).
+
+        A server that cannot start adds no tools (its error is logged and shown by `mcp list`).
+        """
+        connections = [self.connection(agent, scope, spec) for scope, spec in self.configured(agent)]
+        listed = await asyncio.gather(*(connection.tools() for connection in connections))
+        tools: dict[str, McpTool] = {}
+        for connection, server_tools in zip(connections, listed, strict=True):
+            for tool in server_tools:
+                adapted = McpTool(connection.spec.name, tool, connection.call)
+                if adapted.name in tools:
+                    log.warning(
+                        "MCP server %s: two tools are named %s; the first is kept",
+                        adapted.server,
+                        adapted.name,
+                    )
+                    continue
+                tools[adapted.name] = adapted
+        return list(tools.values())
+
+    def statuses(self, agent: str | None = None) -> list[ServerStatus]:
+        """The state of every server started so far (of one agent and the workspace's, if `agent`)."""
+        return [
+            connection.status()
+            for (scope, _name), connection in sorted(self._connections.items())
+            if agent is None or scope in (agent, WORKSPACE)
+        ]
+
+    async def close(self) -> None:
+        """Stop every server."""
+        connections, self._connections = list(self._connections.values()), {}
+        await asyncio.gather(*(connection.close() for connection in connections))
+        if self._retired:
+            await asyncio.gather(*self._retired)
+
+    def _retire(self, connection: McpConnection) -> None:
+        """Stop a server whose entry was edited, in the background (its running calls finish)."""
+        task = asyncio.create_task(connection.close(), name=f"close mcp server {connection.spec.name}")
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)

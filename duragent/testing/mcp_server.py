@@ -1,0 +1,196 @@
+"""A small MCP server for tests: tools that answer, fail, take their time, crash, and change.
+
+Written with the official SDK (`MCPServer`, the SDK 2 name of FastMCP), so a client talks to it
+over the real wire format. Run it as a subprocess::
+
+    python -m duragent.testing.mcp_server                 # stdio
+    python -m duragent.testing.mcp_server --http 0        # Streamable HTTP on a free port
+
+In tests, `server_entry()` is the `mcp_servers` entry that runs it over stdio, and
+`async with http_server() as url:` runs it over HTTP for the duration of a block.
+
+With `--http`, the first line on stdout is `listening on http://127.0.0.1:<port>/mcp`. Every
+started process appends its pid to the file named by `MCP_TEST_PIDS` (one per line), so a test
+can tell a restarted server from the first one. `--require-header NAME=VALUE` makes the HTTP
+server refuse requests without that header (to test configured headers).
+
+Tools: `echo(text)`, `add(a, b)` (structured result), `fail(message)` (a tool error),
+`sleep(seconds)`, `crash()` (the process exits), `image()` (a PNG), `env(name)` (a variable
+of the server's environment or "<unset>"), `cwd()`, and `grow()`, which adds a tool `late` and
+tells clients the tool list changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.utilities.types import Image
+from pydantic import BaseModel
+
+#: A 1x1 red PNG, what `image()` returns.
+RED_PIXEL_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+)
+
+
+class Sum(BaseModel):
+    """What `add` returns (as structured content and as text)."""
+
+    sum: int
+
+
+def create_server() -> MCPServer:
+    """The test server with all its tools."""
+    server = MCPServer("duragent-test", version="1.0")
+
+    @server.tool(description="Repeat the text back.")
+    def echo(text: str) -> str:
+        return text
+
+    @server.tool(description="Add two integers.")
+    def add(a: int, b: int) -> Sum:
+        return Sum(sum=a + b)
+
+    @server.tool(description="Fail with the given message.")
+    def fail(message: str) -> str:
+        raise ToolError(message)
+
+    @server.tool(description="Wait this many seconds, then answer.")
+    async def sleep(seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return f"slept {seconds}"
+
+    @server.tool(description="Exit the server process at once.")
+    def crash() -> str:
+        os._exit(3)
+
+    @server.tool(description="A one-pixel PNG image.")
+    def image() -> Image:
+        return Image(data=RED_PIXEL_PNG, format="png")
+
+    @server.tool(description="The value of an environment variable of the server.")
+    def env(name: str) -> str:
+        return os.environ.get(name, "<unset>")
+
+    @server.tool(description="The server's working directory.")
+    def cwd() -> str:
+        return os.getcwd()
+
+    @server.tool(description="Add the tool `late` and announce the changed tool list.")
+    async def grow(ctx: Context) -> str:
+        if "late" not in {tool.name for tool in await server.list_tools()}:
+            server.add_tool(_late, name="late", description="A tool added while the server runs.")
+        await ctx.notify_tools_changed()
+        await _notify_handshake_era(ctx)
+        return "grown"
+
+    return server
+
+
+def server_entry(name: str = "test", **extra: Any) -> dict[str, Any]:
+    """An `mcp_servers` entry (agent.yaml or duragent.yaml) running this server over stdio."""
+    return {"name": name, "command": sys.executable, "args": ["-m", __name__], **extra}
+
+
+@contextlib.asynccontextmanager
+async def http_server(
+    require_header: str | None = None, env: dict[str, str] | None = None
+) -> AsyncIterator[str]:
+    """Run this server over Streamable HTTP on a free port; yields its URL, stops it after."""
+    args = ["-m", __name__, "--http", "0"]
+    if require_header:
+        args += ["--require-header", require_header]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, *args, stdout=asyncio.subprocess.PIPE, env={**os.environ, **(env or {})}
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+        if not line.startswith("listening on "):
+            raise RuntimeError(f"the MCP test server did not start: {line!r}")
+        yield line.removeprefix("listening on ").strip()
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                # uvicorn waits for open streams to end; a client still connected must not hang us.
+                await asyncio.wait_for(process.wait(), 5)
+            except TimeoutError:
+                process.kill()
+        await process.wait()
+
+
+def _late() -> str:
+    return "late tool ran"
+
+
+async def _notify_handshake_era(ctx: Context) -> None:
+    """Clients on the initialize-handshake protocol hear of list changes by a notification."""
+    session: Any = getattr(ctx.request_context, "session", None)
+    send = getattr(session, "send_tool_list_changed", None)
+    if send is not None:
+        try:
+            await send()
+        except Exception:  # a modern-era request has no session to notify: listeners were told
+            return
+
+
+def _record_pid() -> None:
+    path = os.environ.get("MCP_TEST_PIDS")
+    if path:
+        with open(path, "a", encoding="utf-8") as file:
+            file.write(f"{os.getpid()}\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve over stdio, or over Streamable HTTP with `--http PORT` (0: a free port)."""
+    parser = argparse.ArgumentParser(prog="python -m duragent.testing.mcp_server")
+    parser.add_argument("--http", type=int, default=None, metavar="PORT")
+    parser.add_argument("--require-header", default=None, metavar="NAME=VALUE")
+    args = parser.parse_args(argv)
+    _record_pid()
+    server = create_server()
+    if args.http is None:
+        asyncio.run(server.run_stdio_async())
+        return
+    asyncio.run(_serve_http(server, args.http, args.require_header))
+
+
+async def _serve_http(server: MCPServer, port: int, required: str | None) -> None:
+    import uvicorn
+    from starlette.responses import PlainTextResponse
+
+    app: Any = server.streamable_http_app()
+    if required:
+        name, _, value = required.partition("=")
+        inner = app
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+            if scope["type"] == "http" and headers.get(name.lower()) != value:
+                await PlainTextResponse("missing header", status_code=401)(scope, receive, send)
+                return
+            await inner(scope, receive, send)
+
+    # Bound before the line is printed: a client reading it can connect at once.
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(64)
+    config = uvicorn.Config(app, log_level="warning")
+    print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}/mcp", flush=True)
+    await uvicorn.Server(config).serve(sockets=[sock])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,341 @@
+"""MCP servers as real subprocesses: tools offered to the model, calls, errors, slow calls, crashes.
+
+The server is `duragent.testing.mcp_server`, written with the official SDK's MCPServer (FastMCP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psutil
+import pytest
+import yaml
+
+from duragent.agents.loader import Agent, load_agent
+from duragent.mcp.hub import McpHub
+from duragent.mcp.spec import McpServerSpec
+from duragent.mcp.tools import McpTool
+from duragent.runtime.events import ApprovalRequired, ToolCallFinished, TurnFinished
+from duragent.runtime.loop import Runtime, drain
+from duragent.runtime.providers import ProviderPool
+from duragent.sessions.log import SessionLog
+from duragent.stores.filesystem.artifacts import FilesystemArtifactStore
+from duragent.stores.filesystem.sessions import FilesystemSessionStore
+from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
+from duragent.testing.mcp_server import RED_PIXEL_PNG, http_server, server_entry
+from duragent.tools.base import ToolContext, ToolResult
+from duragent.tools.registry import call_tool
+
+pytest_plugins = ["duragent.testing.pytest_plugin"]
+pytestmark = pytest.mark.timeout(180)
+
+T = TypeVar("T")
+
+
+def write_agent(
+    root: Path, servers: list[dict[str, Any]], llm_url: str = "http://127.0.0.1:9/v1", **spec: Any
+) -> Agent:
+    folder = root / "agents" / "helper"
+    folder.mkdir(parents=True, exist_ok=True)
+    document = {
+        "apiVersion": "duragent/v1alpha1",
+        "kind": "Agent",
+        "metadata": {"name": "helper"},
+        "spec": {
+            "model": {"provider": "openai", "name": "gpt-test", "base_url": llm_url},
+            "mcp_servers": servers,
+            **spec,
+        },
+    }
+    (folder / "agent.yaml").write_text(yaml.safe_dump(document))
+    return load_agent(folder, env={"OPENAI_API_KEY": "sk-test"})[0]
+
+
+@pytest.fixture
+async def hub(tmp_path: Path) -> AsyncIterator[McpHub]:
+    made = McpHub(
+        workspace_dir=tmp_path,
+        workdir_for=lambda agent: tmp_path / "work" / agent.name,
+        env={"MCP_TEST_PIDS": str(tmp_path / "pids"), "VISIBLE": "shown", "SECRET_TOKEN": "hidden"},
+    )
+    yield made
+    await made.close()
+
+
+def context(tmp_path: Path, **extra: Any) -> ToolContext:
+    return ToolContext(agent="helper", session_id="s1", workdir=tmp_path, **extra)
+
+
+async def tools_by_name(hub: McpHub, agent: Agent) -> dict[str, McpTool]:
+    return {tool.name: tool for tool in await hub.tools_for(agent)}
+
+
+async def run(
+    hub: McpHub, agent: Agent, name: str, arguments: dict[str, Any], ctx: ToolContext
+) -> ToolResult:
+    tool = (await tools_by_name(hub, agent))[name]
+    return await call_tool(tool, arguments, ctx)
+
+
+async def wait_until(probe: Callable[[], Awaitable[T | None]], within: float = 30.0) -> T:
+    deadline = time.monotonic() + within
+    while True:
+        found = await probe()
+        if found:
+            return found
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+def pids(tmp_path: Path) -> list[int]:
+    path = tmp_path / "pids"
+    return [int(line) for line in path.read_text().split()] if path.exists() else []
+
+
+async def test_server_tools_are_offered_namespaced_with_their_json_schemas(
+    tmp_path: Path, hub: McpHub
+) -> None:
+    agent = write_agent(tmp_path, [server_entry("test")])
+    tools = await tools_by_name(hub, agent)
+
+    assert {"test__echo", "test__add", "test__fail", "test__sleep", "test__image"} <= set(tools)
+    echo = tools["test__echo"]
+    assert echo.description.startswith("Repeat the text back.")
+    assert echo.parameters()["properties"]["text"]["type"] == "string"
+    assert echo.parameters()["required"] == ["text"]
+
+
+async def test_text_and_structured_results_come_back_as_tool_results(tmp_path: Path, hub: McpHub) -> None:
+    agent = write_agent(tmp_path, [server_entry("test")])
+
+    echoed = await run(hub, agent, "test__echo", {"text": "hello"}, context(tmp_path))
+    added = await run(hub, agent, "test__add", {"a": 2, "b": 3}, context(tmp_path))
+
+    assert echoed == ToolResult(True, "hello", {"structured": {"result": "hello"}})
+    assert added.ok
+    assert '"sum": 5' in added.content
+    assert added.data == {"structured": {"sum": 5}}
+
+
+async def test_a_tool_error_and_bad_arguments_are_failed_results_the_model_reads(
+    tmp_path: Path, hub: McpHub
+) -> None:
+    agent = write_agent(tmp_path, [server_entry("test")])
+
+    failed = await run(hub, agent, "test__fail", {"message": "disk on fire"}, context(tmp_path))
+    wrong = await run(hub, agent, "test__add", {"a": "two"}, context(tmp_path))
+
+    assert not failed.ok
+    assert "disk on fire" in failed.content
+    assert not wrong.ok
+    assert "b" in wrong.content
+
+
+async def test_a_slow_call_times_out_while_other_calls_go_on(tmp_path: Path, hub: McpHub) -> None:
+    agent = write_agent(tmp_path, [server_entry("test", call_timeout="1s")])
+    await tools_by_name(hub, agent)
+
+    slow = asyncio.create_task(run(hub, agent, "test__sleep", {"seconds": 30}, context(tmp_path)))
+    quick = await run(hub, agent, "test__echo", {"text": "meanwhile"}, context(tmp_path))
+    late = await slow
+
+    assert quick.ok
+    assert quick.content == "meanwhile"
+    assert not late.ok
+    assert "no answer within 1s" in late.content
+
+
+async def test_a_crashed_server_is_restarted_and_answers_again(tmp_path: Path, hub: McpHub) -> None:
+    agent = write_agent(tmp_path, [server_entry("test", env=["MCP_TEST_PIDS"])])
+
+    crashed = await run(hub, agent, "test__crash", {}, context(tmp_path))
+    again = await run(hub, agent, "test__echo", {"text": "back"}, context(tmp_path))
+
+    assert not crashed.ok
+    assert "stopped" in crashed.content
+    assert again.ok
+    assert again.content == "back"
+    first, second = pids(tmp_path)
+    assert first != second
+    assert not psutil.pid_exists(first) or psutil.Process(first).status() == psutil.STATUS_ZOMBIE
+    [status] = hub.statuses("helper")
+    assert (status.state, status.restarts) == ("running", 1)
+
+
+async def test_images_are_stored_as_the_agents_artifacts(tmp_path: Path, hub: McpHub) -> None:
+    agent = write_agent(tmp_path, [server_entry("test")])
+    artifacts = FilesystemArtifactStore(tmp_path / "artifacts")
+
+    result = await run(hub, agent, "test__image", {}, context(tmp_path, artifacts=artifacts))
+
+    assert result.ok
+    assert result.data is not None
+    [saved] = result.data["artifacts"]
+    assert f"stored as artifact {saved['name']}" in result.content
+    assert saved["name"].startswith("mcp/test__image/")
+    assert saved["name"].endswith(".png")
+    [ref] = await artifacts.list("helper", "mcp/")
+    stored = b"".join([chunk async for chunk in artifacts.get(ref)])
+    assert stored == RED_PIXEL_PNG
+    assert ref.meta.content_type == "image/png"
+
+
+async def test_a_tool_list_change_is_picked_up(tmp_path: Path, hub: McpHub) -> None:
+    agent = write_agent(tmp_path, [server_entry("test")])
+    assert "test__late" not in await tools_by_name(hub, agent)
+
+    await run(hub, agent, "test__grow", {}, context(tmp_path))
+
+    async def late_tool() -> McpTool | None:
+        return (await tools_by_name(hub, agent)).get("test__late")
+
+    late = await wait_until(late_tool)
+    assert (await call_tool(late, {}, context(tmp_path))).content == "late tool ran"
+
+
+async def test_only_listed_variables_reach_the_server_which_runs_in_the_agents_work_folder(
+    tmp_path: Path, hub: McpHub
+) -> None:
+    agent = write_agent(tmp_path, [server_entry("test", env=["VISIBLE"])])
+
+    visible = await run(hub, agent, "test__env", {"name": "VISIBLE"}, context(tmp_path))
+    secret = await run(hub, agent, "test__env", {"name": "SECRET_TOKEN"}, context(tmp_path))
+    cwd = await run(hub, agent, "test__cwd", {}, context(tmp_path))
+
+    assert visible.content == "shown"
+    assert secret.content == "<unset>"
+    assert Path(cwd.content) == (tmp_path / "work" / "helper").resolve()
+
+
+async def test_a_streamable_http_server_gets_the_configured_headers(tmp_path: Path, hub: McpHub) -> None:
+    async with http_server(require_header="X-Token=let-me-in") as url:
+        agent = write_agent(
+            tmp_path,
+            [
+                {"name": "remote", "url": url, "headers": {"X-Token": "let-me-in"}},
+                {"name": "refused", "url": url, "start_timeout": "10s"},
+            ],
+        )
+        tools = await tools_by_name(hub, agent)
+        echoed = await call_tool(tools["remote__echo"], {"text": "over http"}, context(tmp_path))
+
+        assert echoed.content == "over http"
+        assert not any(name.startswith("refused__") for name in tools)
+        refused = next(status for status in hub.statuses() if status.name == "refused")
+        assert refused.state == "failed"
+        assert refused.error
+        await hub.close()
+
+
+async def test_a_missing_command_leaves_the_agent_without_those_tools(tmp_path: Path, hub: McpHub) -> None:
+    agent = write_agent(
+        tmp_path, [{"name": "ghost", "command": "no-such-mcp-server-here"}, server_entry("test")]
+    )
+
+    tools = await tools_by_name(hub, agent)
+
+    assert "test__echo" in tools
+    assert not any(name.startswith("ghost__") for name in tools)
+    ghost = next(status for status in hub.statuses() if status.name == "ghost")
+    assert ghost.state == "failed"
+    assert ghost.error == "command not found: no-such-mcp-server-here"
+
+
+async def test_sessions_of_an_agent_share_one_server_which_stops_with_the_hub(tmp_path: Path) -> None:
+    hub = McpHub(
+        workspace_dir=tmp_path,
+        workdir_for=lambda agent: tmp_path / "work",
+        env={"MCP_TEST_PIDS": str(tmp_path / "pids")},
+    )
+    agent = write_agent(tmp_path, [server_entry("test", env=["MCP_TEST_PIDS"])])
+    try:
+        await asyncio.gather(
+            *(run(hub, agent, "test__echo", {"text": str(i)}, context(tmp_path)) for i in range(3))
+        )
+        [pid] = pids(tmp_path)
+        assert psutil.pid_exists(pid)
+    finally:
+        await hub.close()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+async def test_workspace_servers_reach_every_agent_unless_one_has_its_own_of_that_name(
+    tmp_path: Path,
+) -> None:
+    shared = [
+        McpServerSpec(name="test", url="http://127.0.0.1:9/mcp"),
+        McpServerSpec(name="other", url="http://127.0.0.1:9/x"),
+    ]
+    hub = McpHub(shared, workspace_dir=tmp_path, workdir_for=lambda agent: tmp_path)
+    agent = write_agent(tmp_path, [server_entry("test")])
+
+    configured = [(scope, spec.name, spec.transport) for scope, spec in hub.configured(agent)]
+
+    assert configured == [("helper", "test", "stdio"), ("workspace", "other", "http")]
+
+
+# --- a whole turn -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def providers() -> AsyncIterator[ProviderPool]:
+    pool = ProviderPool({"OPENAI_API_KEY": "sk-test"})
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def session(tmp_path: Path) -> AsyncIterator[SessionLog]:
+    store = FilesystemSessionStore(tmp_path / "sessions", fsync="never")
+    yield await SessionLog.create(store, agent="helper")
+    await store.close()
+
+
+async def test_the_model_calls_an_mcp_tool_after_a_person_approves_it(
+    tmp_path: Path, hub: McpHub, fake_llm: FakeLLMServer, providers: ProviderPool, session: SessionLog
+) -> None:
+    agent = write_agent(tmp_path, [server_entry("test")], fake_llm.url)
+    runtime = Runtime(provider_for=providers.for_agent, mcp=hub, workdir_for=lambda a: tmp_path / "work")
+    fake_llm.enqueue(tool_calls([("test__echo", {"text": "ping"})]), text("The server said ping."))
+
+    events: list[Any] = []
+    async for event in runtime.run_turn(session, agent, "ask the server"):
+        events.append(event)
+        if isinstance(event, ApprovalRequired):
+            assert (event.tool, event.command) == ("test__echo", '{"text":"ping"}')
+            runtime.approvals.decide(event.call_id, "allow_once")
+
+    finished = [e for e in events if isinstance(e, ToolCallFinished)]
+    assert [(e.tool, e.ok, e.content) for e in finished] == [("test__echo", True, "ping")]
+    assert isinstance(events[-1], TurnFinished)
+    offered = {tool["function"]["name"] for tool in fake_llm.requests[0].body["tools"]}
+    assert "test__echo" in offered
+    assert fake_llm.requests[1].messages[-1]["content"] == "ping"
+
+
+async def test_an_allow_pattern_lets_the_servers_tools_run_unasked(
+    tmp_path: Path, hub: McpHub, fake_llm: FakeLLMServer, providers: ProviderPool, session: SessionLog
+) -> None:
+    agent = write_agent(
+        tmp_path,
+        [server_entry("test")],
+        fake_llm.url,
+        tools={"policy": {"mode": "ask", "allow": ["mcp:test:add"], "deny": ["test__fail"]}},
+    )
+    runtime = Runtime(provider_for=providers.for_agent, mcp=hub, workdir_for=lambda a: tmp_path / "work")
+    fake_llm.enqueue(
+        tool_calls([("test__add", {"a": 1, "b": 2}), ("test__fail", {"message": "x"})]), text("done")
+    )
+
+    events = await drain(runtime.run_turn(session, agent, "add"))
+
+    assert not any(isinstance(e, ApprovalRequired) for e in events)
+    finished = {e.tool: e for e in events if isinstance(e, ToolCallFinished)}
+    assert finished["test__add"].ok
+    assert '"sum": 3' in finished["test__add"].content
+    assert not finished["test__fail"].ok
+    assert finished["test__fail"].content.startswith("denied by policy")
