@@ -141,6 +141,10 @@ def add_schedule(
     retries: Annotated[
         int | None, typer.Option("--retries", help="Retry a failed run this many times.")
     ] = None,
+    until_process: Annotated[
+        str | None,
+        typer.Option("--until-process", help="Cancel it when this background process (proc_...) ends."),
+    ] = None,
 ) -> None:
     """Create a schedule (exactly one of --at/--in/--every/--cron, and --message or --task)."""
     from pydantic import ValidationError
@@ -156,6 +160,7 @@ def add_schedule(
         raise UsageError(f"no agent {agent!r} in {workspace.config.agents_path}")
     fields: dict[str, object] = {"at": at, "in": after, "every": every, "cron": cron, "timezone": timezone}
     fields |= {"message": message, "task": task, "label": label, "max_retries": retries}
+    fields["until_process"] = until_process
     now = utcnow()
     try:
         request = ScheduleRequest.model_validate({k: v for k, v in fields.items() if v is not None})
@@ -168,6 +173,10 @@ def add_schedule(
         raise UsageError(_option_names(str(exc))) from None
     if schedule.at is not None and schedule.at <= now:
         raise UsageError(f"--at {format_time(schedule.at)} is in the past")
+    if until_process is not None:
+        from duragent.processes.record import check_followable, read_stored
+
+        check_followable(read_stored(workspace.config.data_path / "processes", until_process), agent)
 
     async def save(store: ScheduleStore) -> None:
         await store.put(schedule, f"created ({schedule.timing_text()}, {schedule.payload_kind})")
@@ -180,7 +189,7 @@ def _option_names(message: str) -> str:
     """Field names of a validation message as the options a person typed."""
     for name in ("at", "in", "every", "cron", "timezone", "message", "task", "label"):
         message = message.replace(f"{name}: ", f"--{name}: ")
-    return message.replace("max_retries", "--retries")
+    return message.replace("max_retries", "--retries").replace("until_process: ", "--until-process: ")
 
 
 @app.command("rm")

@@ -15,7 +15,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from duragent.errors import ConfigError, NotFound
+from duragent.errors import ConfigError, NotFound, UsageError
 from duragent.ids import new_id
 from duragent.validation import validate_document
 from duragent.yaml_source import load_yaml_text
@@ -114,3 +114,19 @@ def read_record(path: Path) -> ProcessRecord:
     if record.handle != path.stem:
         raise ConfigError(f"{path}: handle {record.handle!r} does not match the file name")
     return record
+
+
+def check_followable(record: ProcessRecord, agent: str) -> None:
+    """Refuse `until_process` on another agent's process (ProcessNotFound) or one that ended (UsageError)."""
+    if record.agent != agent:
+        raise ProcessNotFound(record.handle)
+    if record.ended:
+        raise UsageError(f"process {record.handle} has already ended ({record.outcome()})")
+
+
+def read_stored(folder: Path, handle: str) -> ProcessRecord:
+    """The record of `handle` in a processes folder (ProcessNotFound when there is none)."""
+    path = folder / f"{handle}.yaml"
+    if not is_handle(handle) or not path.is_file():
+        raise ProcessNotFound(handle)
+    return read_record(path)

@@ -138,12 +138,12 @@ def _summary(schedule: Schedule, planned: datetime | None) -> dict[str, object]:
 
 def _process_refusal(handle: str, ctx: ToolContext) -> str | None:
     """Why `until_process` cannot name this process (None when it is one of ours and running)."""
+    from duragent.processes.record import check_followable
+
     if ctx.processes is None:
         return "until_process needs background processes, which are not available here"
     try:
-        record = ctx.processes.get(handle, ctx.agent)
+        check_followable(ctx.processes.get(handle, ctx.agent), ctx.agent)
     except DuragentError as exc:
         return str(exc)
-    if record.ended:
-        return f"process {handle} has already ended ({record.outcome()})"
     return None

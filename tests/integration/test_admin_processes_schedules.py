@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from duragent.processes.manager import SpawnRequest
 from duragent.server.state import STATE
 from tests.integration.test_admin_api import make_app
+from tests.waiting import until
 
 ADMIN = "/api/admin/v1"
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
@@ -95,3 +96,20 @@ async def test_an_operator_sees_every_schedule_with_its_last_run_and_the_broken_
     assert row["next_run"] is not None
     assert row["last_run"]["status"] == "ok"
     assert any("sch_BROKEN.yaml:3:8: every: expected a duration" in p for p in body["problems"])
+
+
+async def test_a_schedule_made_over_http_can_follow_a_running_process(client: Client, tmp_path: Path) -> None:
+    handle = await spawn(client, tmp_path, "sleep 60")
+    body = {"agent": "assistant", "every": "10m", "message": "still building?", "until_process": handle}
+    made = await client.post("/api/v1/schedules", json=body)
+    assert made.status == 201, await made.text()
+    schedule_id = (await made.json())["schedule"]["id"]
+    assert (await client.post(f"{ADMIN}/processes/{handle}/kill")).status == 200
+    scheduler = client.server.app[STATE].schedules
+    assert scheduler is not None
+    await until(lambda: scheduler.schedules[schedule_id].status == "cancelled")
+    again = await client.post("/api/v1/schedules", json=body)
+    assert again.status == 400
+    assert "has already ended" in (await again.json())["detail"]
+    unknown = await client.post("/api/v1/schedules", json={**body, "until_process": "proc_NOPE"})
+    assert unknown.status == 404

@@ -82,3 +82,35 @@ def test_an_unknown_schedule_is_named_in_the_error(workspace: Path) -> None:
     result = run("schedule", "show", "sch_NOPE")
     assert isinstance(result.exception, NotFound)
     assert "no schedule 'sch_NOPE'" in str(result.exception)
+
+
+def write_process(workspace: Path, handle: str, status: str, agent: str = "assistant") -> None:
+    """A background process's record, as the server leaves it in the data directory."""
+    from duragent.processes.record import ProcessRecord, render_record
+    from duragent.stores.base import utcnow
+
+    record = ProcessRecord(
+        handle=handle, agent=agent, session_id="s_X", command="make", status=status, started_at=utcnow()
+    )  # type: ignore[arg-type]
+    folder = workspace / ".duragent" / "processes"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{handle}.yaml").write_text(render_record(record))
+
+
+def test_until_process_names_a_running_process_of_the_agent(workspace: Path) -> None:
+    write_process(workspace, "proc_RUNNING", "running")
+    write_process(workspace, "proc_DONE", "exited")
+    write_process(workspace, "proc_OTHERS", "running", agent="someone-else")
+    base = ("schedule", "add", "--agent", "assistant", "--every", "10m", "--task", "report on the build")
+    added = run(*base, "--until-process", "proc_RUNNING")
+    assert added.exit_code == 0, added.output
+    schedule_id = added.output.split()[1].rstrip(":")
+    text = (workspace / ".duragent" / "schedules" / f"{schedule_id}.yaml").read_text()
+    assert "until_process: proc_RUNNING" in text
+    ended = run(*base, "--until-process", "proc_DONE")
+    assert isinstance(ended.exception, UsageError)
+    assert "process proc_DONE has already ended" in str(ended.exception)
+    for handle in ("proc_OTHERS", "proc_NOPE"):
+        refused = run(*base, "--until-process", handle)
+        assert isinstance(refused.exception, NotFound)
+        assert f"no background process {handle!r}" in str(refused.exception)

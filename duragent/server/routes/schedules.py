@@ -103,8 +103,20 @@ async def create_schedule(request: web.Request) -> web.Response:
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if schedule.until_process is not None:
+        _check_process(request, schedule.until_process, agent.name)
     schedule = await scheduler.create(schedule)
     return json_reply(_out(scheduler, schedule), 201)
+
+
+def _check_process(request: web.Request, handle: str, agent: str) -> None:
+    """`until_process` must name a running process of the schedule's agent (404 or 400 otherwise)."""
+    from duragent.processes.record import check_followable
+
+    processes = request.app[STATE].processes
+    if processes is None:
+        raise HttpProblem(503, "background processes are not available yet (the server is starting)")
+    check_followable(processes.get(handle), agent)
 
 
 @documented("One schedule and its recent runs.", responses={200: ScheduleOut, 404: ProblemOut})
