@@ -70,7 +70,8 @@ def test_add_copies_a_folder_validates_and_commits_it_as_the_persons_edit(
     assert "Duragent-Agent" not in log
     rows = json.loads(listed.stdout)
     assert [(r["name"], r["scope"], r["description"]) for r in rows] == [
-        ("tea-timer", "workspace", "Helps with tea-timer.")
+        ("meeting-notes", "workspace", rows[0]["description"]),  # the example workspace's
+        ("tea-timer", "workspace", "Helps with tea-timer."),
     ]
 
 
@@ -139,10 +140,10 @@ def test_show_and_remove_an_unknown_skill_name_the_known_ones(workspace: Path, t
     removed = run("skill", "remove", "unknown")
 
     assert exit_code(shown) == 1
-    assert str(shown.exception) == "no skill 'unknown'; skills: known"
+    assert str(shown.exception) == "no skill 'unknown'; skills: known, meeting-notes"
     assert exit_code(removed) == 1
     assert "no skill 'unknown' in" in str(removed.exception)
-    assert str(removed.exception).endswith("skills there: known")
+    assert str(removed.exception).endswith("skills there: known, meeting-notes")
 
 
 def test_agent_validate_reports_invalid_skills_with_file_and_line(workspace: Path) -> None:
