@@ -156,6 +156,7 @@ class Workspace:
                 log.error("not committing %s: it contains a secret (%s)", path, ", ".join(found))
             return not found
 
+        memory = self.config.services.memory.backend == "filesystem"
         return HumanEditCommitter(
             repo,
             self.editable_paths,
@@ -163,6 +164,8 @@ class Workspace:
             agent_author=self.config.git.author,
             screen=screen,
             shared_roots=self.shared_paths,
+            memory_root=self.config.service_path("memory") if memory else None,
+            agent_pending=self.uncommitted_writes,
         )
 
     def revert_scope(self) -> tuple[list[str], list[str]]:
@@ -189,11 +192,19 @@ class Workspace:
             return None
         return edits.commit_pending(exclude=self._written_here).sha
 
+    def uncommitted_writes(self) -> set[str]:
+        """Repo-relative files the stores changed that the committer has not committed yet.
+
+        Empty when no committer was started (asking must not start one: starting commits edits).
+        """
+        committer: Committer | None = self.__dict__.get("committer")  # the cached_property's value
+        return committer.pending_files() if committer is not None else set()
+
     def record_change(self, change: Change) -> None:
         """The ChangeListener every store reports to: notes agent-written files, hands the change to git."""
         ledger = self.agent_writes
         if ledger is not None and change.kind in _EDITABLE_KINDS:
-            self._written_here.update(ledger.record(change.paths))
+            self._written_here.update(ledger.record(change.paths, change.content))
         committer = self.committer
         if committer is not None:
             committer.notify(change)

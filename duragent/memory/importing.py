@@ -22,6 +22,7 @@ from duragent.errors import DuragentError
 from duragent.ids import check_name
 from duragent.memory.markdown import add_bullet, parse_daily
 from duragent.stores.filesystem.atomic import write_atomic
+from duragent.stores.filesystem.locks import memory_file_lock
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 MAX_TOTAL_BYTES = 200 * 1024 * 1024
@@ -114,21 +115,28 @@ def import_memory(files: dict[PurePosixPath, str], memory_root: Path) -> ImportR
     report = ImportReport()
     for relative, text in sorted(files.items()):
         target = memory_root / relative
-        existing = target.read_text(encoding="utf-8") if target.is_file() else None
-        if existing is None:
-            merged, added = text, len(parse_daily(text, date.min)) if _DAILY.match(relative.name) else 0
-        elif _DAILY.match(relative.name):
-            merged, added = _merge_daily(existing, text, date.fromisoformat(relative.stem))
-        else:
-            merged, added = _merge_lines(existing, text), 0
-        report.entries_added += added
-        if existing == merged:
-            report.unchanged.append(target)
-            continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(target, merged.encode("utf-8"))
-        (report.created if existing is None else report.merged).append(target)
+        # the memory store's lock: a write of the server's between our read and write is kept
+        with memory_file_lock(memory_root, target):
+            _import_file(relative, text, target, report)
     return report
+
+
+def _import_file(relative: PurePosixPath, text: str, target: Path, report: ImportReport) -> None:
+    """Merge one archive file into `target` (held under its lock), noting what happened in `report`."""
+    existing = target.read_text(encoding="utf-8") if target.is_file() else None
+    if existing is None:
+        merged, added = text, len(parse_daily(text, date.min)) if _DAILY.match(relative.name) else 0
+    elif _DAILY.match(relative.name):
+        merged, added = _merge_daily(existing, text, date.fromisoformat(relative.stem))
+    else:
+        merged, added = _merge_lines(existing, text), 0
+    report.entries_added += added
+    if existing == merged:
+        report.unchanged.append(target)
+        return
+    write_atomic(target, merged.encode("utf-8"))
+    (report.created if existing is None else report.merged).append(target)
 
 
 def _merge_daily(existing: str, incoming: str, day: date) -> tuple[str, int]:

@@ -348,6 +348,9 @@ class Change:
     `kind` is "session", "memory", "artifact", "agent" or "edit" (a person's edit);
     `subject` is what changed (a session id, `agent/date`), `summary` a short phrase
     like "+5 events" or "facts +1" that ends up in the commit subject.
+    `content`, for a change of one file, is the exact bytes the store wrote (or, for an "edit",
+    found): the committer commits those rather than what is on disk by the time it runs, so a
+    person's line written meanwhile is never committed under the agent's name.
     """
 
     paths: tuple[Path, ...]
@@ -355,6 +358,7 @@ class Change:
     subject: str
     summary: str
     details: tuple[str, ...] = ()
+    content: bytes | None = None
 
 
 ChangeListener = Callable[[Change], None]

@@ -41,6 +41,8 @@ AGENT_KINDS = frozenset({"memory", "artifact", "agent"})
 #: their policy). They are committed apart from session logs, which are append-only, so undoing
 #: what an agent remembered never has to touch the conversation it was said in.
 REVERTIBLE_KINDS = frozenset({"memory", "agent", "edit"})
+#: The kind of a person's change a store found in a file before writing its own.
+EDIT_KIND = "edit"
 
 _MAX_SUBJECT = 100
 _MAX_DETAILS_PER_GROUP = 20
@@ -84,6 +86,8 @@ class Committer:
         # An RLock so close() may run from a signal handler that interrupted notify().
         self._cond = threading.Condition(threading.RLock())
         self._pending: list[Change] = []
+        # the batch being committed now (pending_files counts it until its commit is made)
+        self._in_flight: list[Change] = []
         self._first_at: float | None = None
         self._last_at = 0.0
         self._received = 0  # changes notified so far
@@ -133,6 +137,19 @@ class Committer:
         """Changes notified but not committed yet."""
         with self._cond:
             return self._received - self._done
+
+    def pending_files(self) -> set[str]:
+        """Repo-relative files of the changes not committed yet (queued or being committed)."""
+        with self._cond:
+            changes = [*self._pending, *self._in_flight]
+        files: set[str] = set()
+        for change in changes:
+            for path in change.paths:
+                try:
+                    files.add(self.repo.relative(path))
+                except ValueError:
+                    continue
+        return files
 
     def queue_uncommitted(self, folders: Mapping[Path, str], skip: Collection[str] = ()) -> int:
         """Queue the files under `folders` that differ from HEAD; how many were queued.
@@ -270,6 +287,7 @@ class Committer:
 
     def _take_batch(self) -> list[Change]:
         batch, self._pending = self._pending, []
+        self._in_flight = batch
         self._first_at = None
         self._urgent = False
         return batch
@@ -297,6 +315,7 @@ class Committer:
                 self._requeue(batch, str(error) or type(error).__name__)
                 return
         with self._cond:
+            self._in_flight = []
             self._done = max(self._done, upto)
             self._attempts += 1
             self._last_attempt_failed = False
@@ -307,6 +326,7 @@ class Committer:
 
     def _requeue(self, batch: list[Change], error: str) -> None:
         with self._cond:
+            self._in_flight = []
             self._pending = batch + self._pending
             now = time.monotonic()
             self._first_at = now if self._first_at is None else self._first_at
@@ -321,11 +341,14 @@ class Committer:
     def _commit(self, batch: list[Change]) -> None:
         revertible = [change for change in batch if change.kind in REVERTIBLE_KINDS]
         logs_and_artifacts = [change for change in batch if change.kind not in REVERTIBLE_KINDS]
-        for group in (revertible, logs_and_artifacts):
-            if group:
-                self._commit_group(group)
+        # a person's change a store found before its own write is committed first, as theirs
+        for run in _runs_by_author(revertible):
+            author = str(self.repo.person_identity()) if run[0].kind == EDIT_KIND else self.author
+            self._commit_group(run, author)
+        if logs_and_artifacts:
+            self._commit_group(logs_and_artifacts, self.author)
 
-    def _commit_group(self, batch: list[Change]) -> None:
+    def _commit_group(self, batch: list[Change], author: str) -> None:
         paths = self._paths_in_repo(batch)
         if not paths:
             return
@@ -334,7 +357,7 @@ class Committer:
             return commit_message(_changes_touching(batch, committed, self.repo))
 
         screen = self._screen if self.guard is not None else None
-        sha = self.repo.commit_paths(paths, message, self.author, screen=screen)
+        sha = self.repo.commit_paths(paths, message, author, screen=screen, contents=_contents(batch))
         if sha is not None:
             self.commits_made += 1
             self.last_commit = sha
@@ -490,6 +513,29 @@ def _trailers(groups: dict[tuple[str, str], list[Change]]) -> list[str]:
 def _shorten(text: str, limit: int = _MAX_SUBJECT) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _runs_by_author(changes: Sequence[Change]) -> list[list[Change]]:
+    """Consecutive changes with the same author (a person's edits, the agent's), in order."""
+    runs: list[list[Change]] = []
+    for change in changes:
+        if runs and (runs[-1][0].kind == EDIT_KIND) == (change.kind == EDIT_KIND):
+            runs[-1].append(change)
+        else:
+            runs.append([change])
+    return runs
+
+
+def _contents(batch: Sequence[Change]) -> dict[Path, bytes]:
+    """The exact bytes to commit for files whose changes carry them: the last in the batch wins."""
+    contents: dict[Path, bytes] = {}
+    for change in batch:
+        if change.content is not None and len(change.paths) == 1:
+            contents[change.paths[0]] = change.content
+        else:
+            for path in change.paths:
+                contents.pop(path, None)  # changed again without its bytes: what is on disk
+    return contents
 
 
 def _changes_touching(batch: Sequence[Change], committed: Sequence[str], repo: GitRepo) -> list[Change]:

@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -335,9 +335,12 @@ class GitRepo:
         author: str = DEFAULT_AUTHOR,
         *,
         screen: ContentScreen | None = None,
+        contents: Mapping[Path, bytes] | None = None,
     ) -> str | None:
         """Commit exactly `paths` (files or folders, deletions included) as they are on disk now.
 
+        `contents` gives the bytes to commit for some of the files instead of what is on disk
+        (the bytes a store wrote, before a person appended to the file).
         Nothing else is staged or committed, whatever the person has staged or changed. Returns
         the new commit's sha, or None when those paths match HEAD already. Raises RepoLocked when
         index.lock stays held for `lock_timeout` seconds, RepoBusy during a merge or rebase.
@@ -346,13 +349,14 @@ class GitRepo:
         relative = list(dict.fromkeys(self.relative(p) for p in paths))
         if not relative:
             return None
+        given = {self.relative(path): data for path, data in (contents or {}).items()}
         deadline = time.monotonic() + self.lock_timeout
         with self._commit_lock:
             while True:
                 self._wait_for_index_lock(deadline)
                 self._check_not_busy()
                 try:
-                    result = self._attempt_commit(identity, relative, message, screen)
+                    result = self._attempt_commit(identity, relative, message, screen, given)
                 except _HeadMoved:
                     log.debug("HEAD moved while committing in %s; rebuilding on top", self.root)
                     self._sleep_before_retry(deadline, "HEAD kept moving")
@@ -365,11 +369,16 @@ class GitRepo:
                 return sha
 
     def _attempt_commit(
-        self, identity: Identity, relative: list[str], message: CommitMessage, screen: ContentScreen | None
+        self,
+        identity: Identity,
+        relative: list[str],
+        message: CommitMessage,
+        screen: ContentScreen | None,
+        contents: Mapping[str, bytes],
     ) -> tuple[str, list[str]] | None:
         attempt = _CommitAttempt(self, identity)
         try:
-            return attempt.run(relative, message, screen)
+            return attempt.run(relative, message, screen, contents)
         finally:
             attempt.cleanup()
 
@@ -469,13 +478,19 @@ class _CommitAttempt:
         self.env = {"GIT_INDEX_FILE": str(self.index)}
 
     def run(
-        self, relative: list[str], message: CommitMessage, screen: ContentScreen | None
+        self,
+        relative: list[str],
+        message: CommitMessage,
+        screen: ContentScreen | None,
+        contents: Mapping[str, bytes] | None = None,
     ) -> tuple[str, list[str]] | None:
         self.cleanup()
         head = self.repo.head()
         if head:
             self._git(["read-tree", head])
-        self._stage(relative, head)
+        given = contents or {}
+        self._stage([path for path in relative if path not in given], head)
+        self._stage_contents({path: data for path, data in given.items() if path in relative})
         changed = self._changed_files()
         if screen is not None and changed:
             refused = self._screen(changed, screen)
@@ -520,6 +535,16 @@ class _CommitAttempt:
         to_stage = present + tracked_missing
         if to_stage:
             self._git(["add", "--all", "--pathspec-from-file=-", "--pathspec-file-nul"], input=_nul(to_stage))
+
+    def _stage_contents(self, contents: Mapping[str, bytes]) -> None:
+        """Stage the given bytes for these files, whatever is on disk (mode 644, or 755 if executable)."""
+        for path, data in contents.items():
+            with tempfile.NamedTemporaryFile(dir=self.repo.git_dir, prefix="duragent-blob-") as handle:
+                handle.write(data)
+                handle.flush()
+                blob = self._git(["hash-object", "-w", "--no-filters", handle.name]).strip()
+            mode = "100755" if os.access(self.repo.root / path, os.X_OK) else "100644"
+            self._git(["update-index", "--add", "--cacheinfo", f"{mode},{blob},{path}"])
 
     def _changed_files(self) -> list[str]:
         out = self._git(["diff", "--cached", "--name-only", "-z", "--no-renames"])

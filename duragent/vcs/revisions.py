@@ -14,6 +14,7 @@ hand) has its memory and agent files reverted and its session logs left as they 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from typing import Any
 from duragent.errors import DuragentError
 from duragent.memory.markdown import add_bullet, parse_daily, render_bullet, section_heading
 from duragent.stores.filesystem.atomic import write_atomic
+from duragent.stores.filesystem.locks import memory_file_lock
 from duragent.vcs.committer import TRAILER_AGENT, TRAILER_KIND
 from duragent.vcs.repo import GitRepo, Identity
 from duragent.vcs.watch import EDIT_KIND
@@ -300,14 +302,25 @@ def revert_revision(
     revertible: Sequence[str] = ("memory", "agents"),
     append_only: Sequence[str] = ("sessions",),
     identity: Identity | None = None,
+    memory_root: Path | None = None,
 ) -> RevertResult:
     """Undo commit `rev` with a new commit by `identity` (default: the person's git identity).
 
     Each file gets the inverse of the commit's change merged into its current text, so later
-    edits survive; RevertConflict (nothing written) when they touch the same lines.
+    edits survive; RevertConflict (nothing written) when they touch the same lines. Files under
+    `memory_root` are read and written holding the memory store's lock on each.
     """
     sha = repo.resolve(rev)
     plan = check_revertible(repo, sha, revertible=revertible, append_only=append_only)
+    with contextlib.ExitStack() as locks:
+        for path in sorted(plan.files):
+            target = repo.root / path
+            if memory_root is not None and target.is_relative_to(memory_root):
+                locks.enter_context(memory_file_lock(memory_root, target))
+        return _revert_locked(repo, sha, plan, identity)
+
+
+def _revert_locked(repo: GitRepo, sha: str, plan: RevertPlan, identity: Identity | None) -> RevertResult:
     files = plan.files
     parents = repo.parents(sha)
     parent = parents[0] if parents else None

@@ -19,16 +19,18 @@ Three pieces:
 
 Why content hashes rather than "paths the agent wrote in the last few seconds": a time window
 either misses a slow commit or swallows a person's edit made right after an agent write. The
-hash is exact: only bytes the agent produced are attributed to it. One case remains shared: if
-the agent appends to a file within the debounce window after a person edited it, its write
-(which re-read the file under the lock, so the person's edit survives) carries both changes,
-and whichever commit lands first holds both.
+hash is exact: only bytes the agent produced are attributed to it. When the agent writes a file
+a person changed since its last write, the store reports the person's version first (an `edit`
+change the committer commits under their name) and then its own; the agent's commit holds
+exactly the bytes it wrote, and the person's later lines are committed (holding the memory
+store's lock) only after that commit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
@@ -50,6 +52,8 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 
+from duragent.errors import DuragentError
+from duragent.stores.filesystem.locks import memory_file_lock
 from duragent.vcs.committer import TRAILER_AGENT, TRAILER_KIND
 from duragent.vcs.repo import ContentScreen, GitRepo, Identity
 
@@ -111,11 +115,16 @@ class AgentWriteLedger:
         # watcher drop the events of its own writes with one stat, before hashing or git
         self._written: dict[str, tuple[int, int, int]] = {}
 
-    def record(self, paths: Sequence[Path]) -> list[str]:
-        """Note the current bytes of `paths` as written by Duragent; the repo-relative paths noted."""
+    def record(self, paths: Sequence[Path], content: bytes | None = None) -> list[str]:
+        """Note the bytes of `paths` as written by Duragent; the repo-relative paths noted.
+
+        `content`, for one path, is exactly what the store wrote: a person may have appended to
+        the file since, and their bytes must not be noted as Duragent's.
+        """
         lines: list[str] = []
         noted: list[str] = []
         now = time.time()
+        exact = content if len(paths) == 1 else None
         for path in paths:
             try:
                 relative = self.repo.relative(path)
@@ -124,10 +133,12 @@ class AgentWriteLedger:
             absolute = self.repo.root / relative
             if absolute.is_dir():
                 continue
-            lines.append(f"{now:.3f} {content_digest(absolute)} {relative}\n")
+            current = content_digest(absolute)
+            digest = current if exact is None else hashlib.sha256(exact).hexdigest()
+            lines.append(f"{now:.3f} {digest} {relative}\n")
             noted.append(relative)
             identity = _stat_identity(absolute)
-            if identity is not None:
+            if identity is not None and current == digest:
                 self._written[relative] = identity
         if not lines:
             return noted
@@ -201,6 +212,8 @@ class EditCommit:
     files: tuple[str, ...]
     agent_files: tuple[str, ...] = ()
     recovered_sha: str | None = None
+    #: Files left alone because the agent's committer has a change of theirs to commit first.
+    waiting: tuple[str, ...] = ()
 
 
 def edit_message(files: Sequence[str], agents: Sequence[str] = (), summary: str | None = None) -> str:
@@ -235,11 +248,17 @@ class HumanEditCommitter:
         agent_author: str,
         screen: ContentScreen | None = None,
         shared_roots: Sequence[Path] = (),
+        memory_root: Path | None = None,
+        agent_pending: Callable[[], Collection[str]] = frozenset,
     ):
         self.repo = repo
         self.ledger = ledger
         self.agent_author = agent_author
         self.screen = screen
+        #: The memory store's folder: its files are committed holding the store's lock on each.
+        self.memory_root = memory_root.resolve() if memory_root is not None else None
+        #: Repo-relative files the agent's committer has yet to commit.
+        self.agent_pending = agent_pending
         self.roots: list[str] = []
         self.shared_roots: list[str] = []
         for root in [*roots, *shared_roots]:
@@ -279,6 +298,27 @@ class HumanEditCommitter:
         committed in a separate commit authored by the agent.
         """
         candidates = sorted({file for file in files if self.watched(file)})
+        with contextlib.ExitStack() as locks:
+            # no store writes these files while we look and commit; one that wrote before
+            # has told its committer, and that commit goes first (else the agent's change in
+            # the file would be committed as the person's)
+            for file in candidates:
+                path = self.repo.root.resolve() / file
+                if self.memory_root is not None and path.is_relative_to(self.memory_root):
+                    locks.enter_context(memory_file_lock(self.memory_root, path))
+            pending = self.agent_pending()
+            waiting = tuple(file for file in candidates if file in pending)
+            ready = [file for file in candidates if file not in pending]
+            result = self._commit(ready, summary, identity, recover_agent_files)
+        return dataclasses.replace(result, waiting=waiting)
+
+    def _commit(
+        self,
+        candidates: Sequence[str],
+        summary: str | None,
+        identity: Identity | None,
+        recover_agent_files: bool,
+    ) -> EditCommit:
         human: list[str] = []
         agent: list[str] = []
         for file in candidates:
@@ -384,9 +424,20 @@ class HumanEditWatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.flush()
+        if self._pending:
+            # files waiting for the agent's commit: that committer exists (it has them pending)
+            committer = self.workspace.committer
+            if committer is not None:
+                with contextlib.suppress(DuragentError):  # the files stay on disk for the next start
+                    await asyncio.to_thread(committer.flush, 10.0)
+            await self.flush()
 
     async def flush(self) -> None:
-        """Commit the edits seen so far now, without waiting for the debounce."""
+        """Commit the edits seen so far now, without waiting for the debounce.
+
+        A file the agent's committer still has to commit waits for that commit (kept pending):
+        committed now, the agent's uncommitted change in it would be committed as the person's.
+        """
         # by now the stores have noted every write of theirs that raised one of these events
         files = sorted(file for file in self._pending if self._is_candidate(file))
         self._pending = set()
@@ -396,6 +447,9 @@ class HumanEditWatcher:
             result = await asyncio.to_thread(self._committer.commit, files)
             if result.sha:
                 self.commits.append(result.sha)
+            if result.waiting:  # look again a debounce later
+                self._pending.update(result.waiting)
+                self._first_at = self._last_at = time.monotonic()
 
     # --- internals ------------------------------------------------------------------------
 

@@ -71,8 +71,10 @@ async def revert(request: web.Request, form: dict[str, str]) -> web.StreamRespon
     if form.get("confirm") != "yes":
         raise see_other(f"{UI_PREFIX}/history/{sha}")
     revertible, append_only = state.workspace.revert_scope()
+    config = state.workspace.config
+    memory_root = config.service_path("memory") if config.services.memory.backend == "filesystem" else None
     result = await asyncio.to_thread(
-        revert_revision, repo, sha, revertible=revertible, append_only=append_only
+        revert_revision, repo, sha, revertible=revertible, append_only=append_only, memory_root=memory_root
     )
     # No sha with files written: the server's edit watcher saw the files change and committed
     # them (as the person) before this revert's own commit could.

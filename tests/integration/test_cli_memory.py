@@ -281,3 +281,27 @@ def test_edit_with_memory_in_postgres_refuses_to_overwrite_a_change_made_meanwhi
     assert "first fact" in shown
     assert "written meanwhile" in shown
     assert "the person rewrote it all" not in shown
+
+
+def test_import_waits_for_the_memory_lock_and_keeps_a_write_made_while_it_waited(tmp_path: Path) -> None:
+    import threading
+    from pathlib import PurePosixPath
+
+    from duragent.memory.importing import import_memory
+    from duragent.stores.filesystem.locks import memory_file_lock
+
+    root = tmp_path / "memory"
+    daily = root / "assistant" / "2026-11-26.md"
+    daily.parent.mkdir(parents=True)
+    daily.write_text("# 2026-11-26\n\n## Facts Stored\n- here already\n")
+    incoming = {PurePosixPath("assistant/2026-11-26.md"): "# 2026-11-26\n\n## Facts Stored\n- imported\n"}
+    with memory_file_lock(root, daily):  # a store writing the file right now
+        importing = threading.Thread(target=import_memory, args=(incoming, root))
+        importing.start()
+        importing.join(0.5)
+        assert importing.is_alive(), "import did not wait for the memory store's lock"
+        daily.write_text(daily.read_text() + "- written while import waited\n")
+    importing.join(30)
+    text = daily.read_text()
+    for bullet in ("- here already\n", "- written while import waited\n", "- imported\n"):
+        assert bullet in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import textwrap
@@ -347,3 +348,50 @@ async def test_remember_lands_in_its_section_and_reflect_merges_days_in_one_comm
     assert "## Facts Stored\n- the launch is on Friday\n" in long_term
     touching = git(data, "log", "--format=%an", f"{before}..HEAD", "--", "memory/assistant/MEMORY.md")
     assert touching.split() == ["Duragent"]
+
+
+def added_lines_by_author(data: Path, path: str) -> dict[str, str]:
+    """Each line added to `path` in its history -> the author of the commit that added it."""
+    out = git(data, "log", "--reverse", "--format=\x1e%an <%ae>", "-p", "--", path)
+    authors: dict[str, str] = {}
+    for commit in out.split("\x1e")[1:]:
+        author, _, patch = commit.partition("\n")
+        for line in patch.splitlines():
+            if line.startswith("+") and not line.startswith("+++"):
+                authors.setdefault(line[1:], author)
+    return authors
+
+
+async def test_a_persons_appended_lines_are_committed_as_theirs_while_the_agent_writes(
+    workspace: Workspace, data: Path
+) -> None:
+    watcher = HumanEditWatcher(workspace, debounce=0.1)
+    await watcher.start()
+    day = utcnow().date()
+    path = data / "memory" / "helper" / f"{day.isoformat()}.md"
+    try:
+        await workspace.stores.memory.put("helper", MemoryEntry("agent 0", day=day))
+        person = await asyncio.create_subprocess_exec(
+            "bash", "-c", f'for i in $(seq 1 20); do echo "- person $i" >> "{path}"; sleep 0.02; done'
+        )
+        count = 1
+        while person.returncode is None or count < 10:
+            await workspace.stores.memory.put("helper", MemoryEntry(f"agent {count}", day=day))
+            count += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(person.wait(), 0.03)
+        assert await person.wait() == 0
+    finally:
+        await watcher.stop()
+    assert workspace.committer is not None
+    workspace.committer.flush()
+    await watcher.flush()
+    relative = f"memory/helper/{day.isoformat()}.md"
+    assert git(data, "status", "--porcelain", "--", relative).strip() == ""
+    authors = added_lines_by_author(data, relative)
+    people = {line: author for line, author in authors.items() if line.startswith("- person ")}
+    agent = {line: author for line, author in authors.items() if line.startswith("- agent ")}
+    assert sorted(people) == sorted(f"- person {i}" for i in range(1, 21))
+    assert set(people.values()) == {PERSON}
+    assert len(agent) == count
+    assert set(agent.values()) == {AGENT}

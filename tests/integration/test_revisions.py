@@ -272,3 +272,25 @@ def test_gc_reports_sizes_before_and_after(data: Path) -> None:
     assert report["git_after"] > 0
     assert report["tracked"] > 0
     assert "ratio" in run("gc").output
+
+
+def test_revert_waits_for_the_memory_lock_and_keeps_a_write_made_while_it_waited(data: Path) -> None:
+    import threading
+
+    from duragent.stores.filesystem.locks import memory_file_lock
+
+    asyncio.run(agent_remembers("likes tea"))
+    bad = git(data, "rev-parse", "HEAD").strip()
+    daily = data / "memory" / "assistant" / f"{DAY}.md"
+    results: list[Result] = []
+    with memory_file_lock(data / "memory", daily):  # a store writing the file right now
+        reverting = threading.Thread(target=lambda: results.append(run("revert", bad, "--yes")))
+        reverting.start()
+        reverting.join(0.5)
+        assert reverting.is_alive(), "revert did not wait for the memory store's lock"
+        daily.write_text(daily.read_text() + "- written while revert waited\n")
+    reverting.join(30)
+    assert results[0].exit_code == 0, results[0].output
+    text = daily.read_text()
+    assert "likes tea" not in text
+    assert "- written while revert waited\n" in text

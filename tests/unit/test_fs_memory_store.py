@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import subprocess
@@ -199,3 +200,58 @@ async def test_world_is_not_an_agent_name(tmp_path: Path, agent: str) -> None:
     store = FilesystemMemoryStore(tmp_path)
     with pytest.raises(InvalidName, match="shared by all agents"):
         await store.put(agent, MemoryEntry("x", "fact", DAY))
+
+
+async def test_lines_a_person_appends_with_shell_redirection_while_the_agent_writes_all_survive(
+    tmp_path: Path,
+) -> None:
+    # `echo ... >> file` takes no lock: the store must merge, never replace it with a stale copy
+    store = FilesystemMemoryStore(tmp_path)
+    await store.put("assistant", MemoryEntry("agent 0", "fact", DAY))
+    path = daily_file(tmp_path)
+    person = await asyncio.create_subprocess_exec(
+        "bash", "-c", f'for i in $(seq 1 400); do echo "- person $i" >> "{path}"; done'
+    )
+    count = 1
+    while person.returncode is None or count < 40:
+        await store.put("assistant", MemoryEntry(f"agent {count}", "fact", DAY))
+        count += 1
+        if person.returncode is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(person.wait(), 0.001)
+    assert await person.wait() == 0
+    lines = path.read_text().splitlines()
+    assert sorted(line for line in lines if line.startswith("- person ")) == sorted(
+        f"- person {i}" for i in range(1, 401)
+    )
+    assert sum(line.startswith("- agent ") for line in lines) == count
+
+
+async def test_replacing_memory_md_keeps_the_lines_a_person_added_since_the_agent_read_it(
+    tmp_path: Path,
+) -> None:
+    store = FilesystemMemoryStore(tmp_path)
+    await store.write_long_term("assistant", "# Memory\n\n- likes tea\n")
+    assert await store.read_long_term("assistant") == "# Memory\n\n- likes tea\n"
+    path = tmp_path / "assistant" / "MEMORY.md"
+    path.write_text(path.read_text() + "- added by hand\n")
+    await store.write_long_term("assistant", "# Memory\n\n- likes green tea\n")
+    assert path.read_text() == "# Memory\n\n- likes green tea\n- added by hand\n"
+
+
+async def test_a_persons_change_found_by_a_write_is_reported_as_their_edit_before_the_agents(
+    tmp_path: Path,
+) -> None:
+    changes: list[Change] = []
+    store = FilesystemMemoryStore(tmp_path, on_change=changes.append)
+    await store.put("assistant", MemoryEntry("first", "fact", DAY))
+    path = daily_file(tmp_path)
+    path.write_text(path.read_text() + "- by hand\n")
+    by_hand = path.read_bytes()
+    await store.put("assistant", MemoryEntry("second", "fact", DAY))
+    assert [(change.kind, change.content) for change in changes[1:]] == [
+        ("edit", by_hand),
+        ("memory", path.read_bytes()),
+    ]
+    assert changes[0].content is not None
+    assert b"- by hand" not in changes[0].content

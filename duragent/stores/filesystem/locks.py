@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -156,3 +157,25 @@ class DataDirLock:
         traceback: TracebackType | None,
     ) -> None:
         self.release()
+
+
+#: Under the memory root: one lock file per memory file, `.locks/<relative path>.lock`.
+MEMORY_LOCKS_DIR = ".locks"
+
+
+@contextlib.contextmanager
+def memory_file_lock(memory_root: Path, path: Path) -> Iterator[None]:
+    """Hold the lock every writer of one memory file takes while it re-reads and replaces it.
+
+    The memory store, `duragent revert` and `duragent memory import` (any process) take it, so
+    none of them replaces a file with text computed from a version another has just replaced.
+    A blocking `flock` on `<memory root>/.locks/<relative path>.lock`, released on exit.
+    """
+    lock_path = memory_root / MEMORY_LOCKS_DIR / f"{path.relative_to(memory_root)}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

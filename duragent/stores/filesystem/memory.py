@@ -8,14 +8,23 @@ Layout under `root` (the data directory's `memory/`)::
     .locks/                   lock files, never committed
 
 Every write re-reads the file under a lock (an asyncio lock per file for this process, an fcntl
-lock on `.locks/...` for other processes, including a person's `duragent memory add`), applies
-the smallest change, and replaces the file atomically; so concurrent writers never lose each
-other's entries and a person's edits survive.
+lock on `.locks/...` for other processes: a person's `duragent memory add`, `duragent revert`,
+`duragent memory import`), applies the smallest change, and replaces the file atomically; so
+concurrent writers never lose each other's entries and a person's edits survive.
+
+A person who does not take the lock (`echo ... >> file`, an editor) is merged too: the file is
+compared again just before it is replaced (changed: start over from the new text), and bytes
+appended to the old file after that look are carried over to the new one. A whole-file
+replacement (MEMORY.md, world topics) keeps the lines a person added since the store last read
+the file. Each write reports the exact bytes written, and a person's change it found first as a
+separate "edit" change, so the committer can attribute each line to whoever wrote it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import difflib
+import errno
 import fcntl
 import os
 import queue
@@ -23,10 +32,13 @@ import shutil
 import stat
 import tarfile
 import threading
+import time
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import BinaryIO
 
 from duragent.errors import DuragentError, InvalidName
 from duragent.ids import check_name, ulid
@@ -47,20 +59,30 @@ from duragent.stores.base import (
     MemoryQuery,
     ignore_changes,
 )
+from duragent.stores.filesystem.locks import memory_file_lock
 
 WORLD = "world"
 LONG_TERM_FILE = "MEMORY.md"
 EXPORT_CHUNK_SIZE = 64 * 1024
-_LOCKS_DIR = ".locks"
 _EXPORT_QUEUE_DEPTH = 8
 #: Context reads up to this many bytes in all run on the event loop: from the page cache they take
 #: microseconds, while each hop to a worker thread costs ~100 us (far more on a busy machine), and
 #: the memory slot is read every turn. Bigger memory is read in a thread.
 _INLINE_CONTEXT_READ_MAX = 256 * 1024
+#: How long a write waits for a person's `>>` into the file it just replaced to finish.
+_LATE_WRITER_WAIT = 2.0
 
 
 class MemoryExportFailed(DuragentError):
     """Writing the export archive stopped before it was complete."""
+
+
+@dataclass(frozen=True)
+class _Version:
+    """One version of a file a write went through: the store's own, or a person's it found."""
+
+    by_person: bool
+    data: bytes
 
 
 class FilesystemMemoryStore:
@@ -77,6 +99,8 @@ class FilesystemMemoryStore:
         self._on_change = on_change
         self._redact = redact
         self._file_locks: dict[Path, asyncio.Lock] = {}
+        # each file's bytes as this store last wrote or read them: what a person changed since
+        self._seen: dict[Path, bytes] = {}
 
     # --- daily memory --------------------------------------------------------------------
 
@@ -90,10 +114,9 @@ class FilesystemMemoryStore:
         def update(old: str | None) -> str:
             return add_bullet(old, entry.day, key, text)
 
-        async with self._file_lock(path):
-            await asyncio.to_thread(self._update_file, path, update)
         summary = f"{entry.day.isoformat()} {section_plural(key)} +1"
-        self._on_change(Change(paths=(path,), kind="memory", subject=agent_id, summary=summary))
+        async with self._file_lock(path):
+            await asyncio.to_thread(self._update_file, path, update, agent_id, summary)
 
     async def query(self, agent_id: str, query: MemoryQuery) -> list[MemoryEntry]:
         """Entries of the agent's daily files matching the query, best first (see memory.search)."""
@@ -123,31 +146,31 @@ class FilesystemMemoryStore:
             return text
 
         async with self._file_lock(path):
-            await asyncio.to_thread(self._update_file, path, update)
-        self._on_change(Change(paths=(path,), kind="memory", subject=agent_id, summary=f"{name} edited"))
+            await asyncio.to_thread(self._update_file, path, update, agent_id, f"{name} edited")
 
     # --- long-term and world memory ------------------------------------------------------
 
     async def read_long_term(self, agent_id: str) -> str:
         """MEMORY.md ("" when there is none)."""
         path = self._agent_dir(agent_id) / LONG_TERM_FILE
-        return await asyncio.to_thread(_read_text_or_none, path) or ""
+        return await asyncio.to_thread(self._read_noting, path) or ""
 
     async def write_long_term(self, agent_id: str, text: str) -> None:
         """Replace MEMORY.md atomically."""
         path = self._agent_dir(agent_id) / LONG_TERM_FILE
-        await self._replace(path, self._redact(text) if self._redact else text)
-        self._on_change(Change(paths=(path,), kind="memory", subject=agent_id, summary="MEMORY.md updated"))
+        await self._replace(path, self._redact(text) if self._redact else text, agent_id, "MEMORY.md updated")
 
     async def read_world(self) -> dict[str, str]:
         """The shared world memory: topic (file stem) -> Markdown, sorted by topic."""
-        return await asyncio.to_thread(_read_world, self.root / WORLD)
+        world = await asyncio.to_thread(_read_world, self.root / WORLD)
+        for topic, text in world.items():
+            self._seen[self.root / WORLD / f"{topic}.md"] = text.encode("utf-8")
+        return world
 
     async def write_world(self, topic: str, text: str) -> None:
         """Replace one world-memory topic (`world/<topic>.md`) atomically."""
         path = self.root / WORLD / f"{check_name(topic, 'world topic')}.md"
-        await self._replace(path, self._redact(text) if self._redact else text)
-        self._on_change(Change(paths=(path,), kind="memory", subject=WORLD, summary=f"{topic} updated"))
+        await self._replace(path, self._redact(text) if self._redact else text, WORLD, f"{topic} updated")
 
     async def read_for_context(self, agent_id: str, days: Sequence[date]) -> ContextMemory:
         """MEMORY.md, the world folder and the given days' files, re-read from disk every call."""
@@ -198,33 +221,76 @@ class FilesystemMemoryStore:
             raise InvalidName("invalid agent name 'world': memory/world/ is the memory shared by all agents")
         return self.root / agent_id
 
-    @contextmanager
-    def _cross_process_lock(self, path: Path) -> Iterator[None]:
-        """An fcntl lock on `.locks/<relative path>.lock`, held while a file is re-read and replaced."""
-        lock_path = self.root / _LOCKS_DIR / f"{path.relative_to(self.root)}.lock"
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock_path, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
     def _file_lock(self, path: Path) -> asyncio.Lock:
         # Threads of one process would also exclude each other through flock (separate open
         # file descriptions), but the asyncio lock keeps waiting writers off the thread pool.
         return self._file_locks.setdefault(path, asyncio.Lock())
 
-    def _update_file(self, path: Path, change: Callable[[str | None], str]) -> None:
-        """Re-read `path` under the cross-process lock, apply `change`, replace it atomically."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._cross_process_lock(path):
-            new_text = change(_read_text_or_none(path))
-            _write_atomically(path, new_text.encode("utf-8"))
+    def _update_file(
+        self, path: Path, change: Callable[[str | None], str], subject: str, summary: str
+    ) -> None:
+        """Re-read `path` under the cross-process lock, apply `change`, replace it atomically.
 
-    async def _replace(self, path: Path, text: str) -> None:
+        The versions the file went through (a person's change found first, the store's own, a
+        person's append carried over afterwards) are reported while the lock is still held, so
+        the committer knows of this write before anyone holding the lock next looks at the file.
+        """
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+        def apply(old: bytes | None) -> bytes:
+            return change(None if old is None else old.decode("utf-8")).encode("utf-8")
+
+        with memory_file_lock(self.root, path):
+            self._report(path, subject, summary, self._replace_merging(path, apply))
+
+    def _replace_merging(self, path: Path, apply: Callable[[bytes | None], bytes]) -> list[_Version]:
+        versions: list[_Version] = []
+        ours = True
+        while True:
+            # the old file stays open: what a person appends to it after our last look still
+            # reaches it, and is read back from it once the new file is in place
+            with _open_or_none(path) as old_file:
+                old = old_file.read() if old_file is not None else None
+                seen = self._seen.get(path)
+                if ours and old is not None and seen is not None and old != seen:
+                    versions.append(_Version(by_person=True, data=old))
+                new = apply(old)
+                if not _replace_if_unchanged(path, old, new):
+                    continue  # changed while we worked: again, from the new text
+                late = _late_appends(old_file) if old_file is not None else b""
+            self._seen[path] = new
+            versions.append(_Version(by_person=not ours, data=new))
+            if not late:
+                return versions
+            ours = False
+
+            def apply(current: bytes | None, late: bytes = late) -> bytes:
+                return (current or b"") + late
+
+    async def _replace(self, path: Path, text: str, subject: str, summary: str) -> None:
+        def merge(current: str | None) -> str:
+            seen = self._seen.get(path)
+            if current is None or seen is None:
+                return text
+            return _keep_added_lines(seen.decode("utf-8", errors="replace"), current, text)
+
         async with self._file_lock(path):
-            await asyncio.to_thread(self._update_file, path, lambda _old: text)
+            await asyncio.to_thread(self._update_file, path, merge, subject, summary)
+
+    def _read_noting(self, path: Path) -> str | None:
+        text = _read_text_or_none(path)
+        if text is not None:
+            self._seen[path] = text.encode("utf-8")
+        return text
+
+    def _report(self, path: Path, subject: str, summary: str, versions: list[_Version]) -> None:
+        """Tell the committer about each version in order: a person's as an "edit", ours as memory."""
+        for version in versions:
+            if version.by_person:
+                change = Change((path,), "edit", subject, "edited by hand", content=version.data)
+            else:
+                change = Change((path,), "memory", subject, summary, content=version.data)
+            self._on_change(change)
 
     def _read_entries(self, agent_dir: Path, query: MemoryQuery) -> list[MemoryEntry]:
         """Entries of the daily files within the query's dates, oldest day first, file order within."""
@@ -243,6 +309,85 @@ def _read_text_or_none(path: Path) -> str | None:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
+
+
+@contextmanager
+def _open_or_none(path: Path) -> Iterator[BinaryIO | None]:
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below, after the replacement
+    except FileNotFoundError:
+        yield None
+        return
+    with handle:
+        yield handle
+
+
+def _replace_if_unchanged(path: Path, old: bytes | None, new: bytes) -> bool:
+    """Replace `path` with `new` unless its bytes are no longer `old`; whether it was replaced."""
+    temp = path.with_name(f".{path.name}.{ulid()}.tmp")
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(new)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if path.exists():
+            # Keep the permissions a person gave the file.
+            shutil.copymode(path, temp)
+        try:
+            current = path.read_bytes()
+        except FileNotFoundError:
+            current = None
+        if current != old:
+            return False
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return True
+
+
+def _late_appends(old_file: BinaryIO) -> bytes:
+    """What was appended to a file after it was read and replaced (a person's `>>` in flight).
+
+    A process may have opened the file just before the replacement and write to it later, so
+    this waits (up to `_LATE_WRITER_WAIT`) until nobody has it open for writing: on Linux a read
+    lease is refused exactly while some process does. Where leases are not supported, what was
+    appended so far.
+    """
+    deadline = time.monotonic() + _LATE_WRITER_WAIT
+    late = old_file.read()
+    while True:
+        try:
+            fcntl.fcntl(old_file.fileno(), fcntl.F_SETLEASE, fcntl.F_RDLCK)
+        except OSError as error:
+            if error.errno != errno.EAGAIN or time.monotonic() >= deadline:
+                return late + old_file.read()
+            time.sleep(0.001)
+            late += old_file.read()
+            continue
+        fcntl.fcntl(old_file.fileno(), fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return late + old_file.read()
+
+
+def _keep_added_lines(seen: str, current: str, text: str) -> str:
+    """`text` (a whole new file) plus the lines a person added to it since the store saw `seen`."""
+    if current == seen:
+        return text
+    before, after = seen.splitlines(), current.splitlines()
+    added: list[str] = []
+    for tag, _i1, _i2, j1, j2 in difflib.SequenceMatcher(a=before, b=after, autojunk=False).get_opcodes():
+        if tag in ("insert", "replace"):
+            added.extend(after[j1:j2])
+    have = set(text.splitlines())
+    missing = [line for line in added if line.strip() and line not in have]
+    if not missing:
+        return text
+    joined = text if text.endswith("\n") or not text else text + "\n"
+    return joined + "\n".join(missing) + "\n"
 
 
 def _daily_files(agent_dir: Path) -> list[date]:
@@ -316,27 +461,6 @@ def _read_context_files(files: Sequence[_ContextFile]) -> ContextMemory:
         else:
             days[date.fromisoformat(key)] = text
     return ContextMemory(long_term=long_term, world=world, days=days)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write a temp file beside `path`, fsync it, rename it over `path`; readers see old or new."""
-    temp = path.with_name(f".{path.name}.{ulid()}.tmp")
-    try:
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if path.exists():
-            # Keep the permissions a person gave the file.
-            shutil.copymode(path, temp)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 # --- export (runs in a thread) ------------------------------------------------------------
