@@ -187,3 +187,18 @@ async def test_a_tool_folder_is_a_tool_and_reload_tools_picks_up_one_made_during
         t["function"]["name"]: t["function"]["description"] for t in fake_llm.requests[0].body["tools"]
     }
     assert described["shout"] == "Shout the arguments."
+
+
+async def test_the_policy_decides_on_a_tool_folder_by_its_name_and_args(
+    fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, runtime: Runtime, data: Path
+) -> None:
+    tool_folder(data / "tools", "deploy", '#!/bin/sh\ntouch "$PWD/deployed"\n')
+    (agent.directory / "policy.yaml").write_text('mode: ask\ndeny: ["deploy:production*"]\n')
+    fake_llm.enqueue(tool_calls([("deploy", {"args": "production now"})]), text("I may not."))
+
+    events = await drain(runtime.run_turn(session, agent, "deploy to production"))
+
+    [denied] = results(events)
+    assert not denied.ok
+    assert denied.content == "denied by policy: deploy production now"
+    assert not (data / "work" / "deployed").exists()

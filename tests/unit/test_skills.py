@@ -10,6 +10,7 @@ from duragent.errors import ConfigError
 from duragent.skills.active import loaded_skills, policy_patterns, refusal, restricting_skills
 from duragent.skills.discovery import SkillCache, discover_skills
 from duragent.skills.index import skills_index
+from duragent.skills.install import is_git_source, shown_source
 from duragent.skills.skill import Skill, load_skill
 from duragent.tools.base import ToolContext
 from duragent.tools.files import (
@@ -253,3 +254,19 @@ def test_the_cache_parses_a_skill_again_only_when_its_file_changed(tmp_path: Pat
     assert edited.instructions == "second, longer body"
     assert broken.skills == {}
     assert str(broken.problems[0]).endswith("notes/SKILL.md:2:1: description is required")
+
+
+@pytest.mark.parametrize(
+    ("source", "is_git", "shown"),
+    [
+        ("https://user:s3cret@github.com/acme/skills.git", True, "https://github.com/acme/skills.git"),
+        ("git@github.com:acme/skills.git", True, "git@github.com:acme/skills.git"),
+        ("file:///srv/skills", True, "file:///srv/skills"),
+        ("./my-skills/notes", False, "./my-skills/notes"),
+    ],
+)
+def test_skill_sources_are_told_apart_and_shown_without_a_password(
+    source: str, is_git: bool, shown: str
+) -> None:
+    assert is_git_source(source) is is_git
+    assert shown_source(source) == shown
