@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from duragent import json_text
 from duragent.errors import DuragentError
 
 PROTOCOL_VERSION = "v1alpha1"
@@ -414,7 +415,7 @@ def _load_object(line: bytes | str) -> dict[str, Any]:
     if len(line) > MAX_LINE_BYTES:
         raise ProtocolError(f"line of {len(line)} bytes exceeds the {MAX_LINE_BYTES}-byte limit")
     try:
-        value = json.loads(line)
+        value = json_text.loads(line if isinstance(line, str) else line.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"not JSON: {exc}") from exc
     except RecursionError:

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from duragent import json_text
 from duragent.llm.encoded import EncodedConversations, leading_system
 from duragent.llm.errors import StreamError
 from duragent.llm.http_provider import HttpProvider, StreamDecoder, Timeouts
@@ -229,7 +230,7 @@ class AnthropicStreamDecoder:
         if self._done or not event.data.strip():
             return []
         try:
-            data = json.loads(event.data)
+            data = json_text.loads(event.data)
             return self._event(str(data.get("type") or event.event), data)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise StreamError(

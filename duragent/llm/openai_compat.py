@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from duragent import json_text
 from duragent.ids import new_id
 from duragent.llm.encoded import EncodedConversations, leading_system
 from duragent.llm.errors import StreamError
@@ -194,7 +195,7 @@ class OpenAIStreamDecoder:
         if data == "[DONE]":
             return self._final()
         try:
-            chunk = json.loads(data)
+            chunk = json_text.loads(data)
             return self._chunk(chunk)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise StreamError(

@@ -7,9 +7,10 @@ are whole, at most one `Usage`, and always exactly one `Finish`, last.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
+
+from duragent import json_text
 
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "tool_calls", "length", "error"]
@@ -35,7 +36,7 @@ class ToolCall:
         if not text.strip():
             return cls(id, name)
         try:
-            value = json.loads(text)
+            value = json_text.loads(text)
         except ValueError:
             return cls(id, name, {}, text)
         return cls(id, name, value) if isinstance(value, dict) else cls(id, name, {}, text)

@@ -328,7 +328,42 @@ async def read_body(request: web.Request, model: type[ModelT]) -> ModelT:
         raise HttpProblem(
             400, "the body must be a JSON object", (FieldError("body", "expected an object"),), "validation"
         )
+    where = lone_surrogate_at(data)
+    if where is not None:
+        field = ".".join(["body", *where])
+        message = "contains a lone surrogate (a \\ud800-\\udfff escape without its pair): not Unicode text"
+        raise HttpProblem(400, f"{field} is not valid text", (FieldError(field, message),), "validation")
     return model.model_validate(data)
+
+
+def lone_surrogate_at(value: Any) -> list[str] | None:
+    """The path (keys and indexes) of the first string in `value` that cannot be UTF-8, or None.
+
+    JSON may escape half of a surrogate pair on its own (`"\\ud800"`); Python keeps it, but it
+    can never be written to a file, a database or a reply, so it is refused at the door.
+    """
+    pending: list[tuple[Any, list[str]]] = [(value, [])]
+    while pending:
+        item, path = pending.pop()
+        if isinstance(item, str):
+            if not _is_utf8_text(item):
+                return path
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if not _is_utf8_text(key):
+                    return [*path, key.encode("utf-8", "backslashreplace").decode("ascii")]
+                pending.append((child, [*path, key]))
+        elif isinstance(item, list):
+            pending.extend((child, [*path, str(index)]) for index, child in enumerate(item))
+    return None
+
+
+def _is_utf8_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def json_depth(value: Any) -> int:

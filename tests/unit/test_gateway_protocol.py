@@ -257,3 +257,11 @@ async def test_commands_for_one_chat_are_handled_in_order(tmp_path: Path) -> Non
     assert [c.content for c in control.sent("c")] == [f"part {i}" for i in range(20)]
     await plugin.send(encode(Shutdown()))
     await asyncio.wait_for(plugin.proc.wait(), 5)
+
+
+def test_a_lone_surrogate_in_a_plugin_line_becomes_a_replacement_character() -> None:
+    from duragent.gateways.protocol import parse_event
+
+    line = b'{"type": "ready", "gateway": "x\\ud83d", "version": "1", "capabilities": []}'
+    event = parse_event(line)
+    assert event.model_dump()["gateway"] == "x\ufffd"
