@@ -12,6 +12,8 @@ tmux session: any client attaches to it).
 2. From Telegram the user asks for a check every few seconds (the "every minute" of the seed,
    shortened); the server is killed with SIGKILL and started again; the schedule fires on time
    and its report reaches the chat.
+3. A job still running when the server is killed cannot be followed after the restart: it is
+   reported `lost` to its session like any end, and the agent's answer reaches the chat.
 """
 
 from __future__ import annotations
@@ -215,6 +217,39 @@ async def test_a_schedule_made_in_the_chat_fires_on_time_after_a_kill_and_restar
     finally:
         bot.llm.responder = None
         await cancel_schedules(bot)
+
+
+async def test_a_job_cut_off_by_a_crash_is_reported_lost_in_the_chat_after_the_restart(
+    bot: TelegramBot,
+) -> None:
+    chat_id = next(_chat_ids)
+    await chat_session(bot, chat_id)
+
+    def script(request: RecordedRequest) -> ScriptedResponse | None:
+        last = last_user_text(request)
+        if "start the nightly import" in last:
+            if request.messages[-1].get("role") == "tool":
+                return text("The nightly import is running.")
+            spawn = {"action": "spawn", "command": "sleep 600", "label": "nightly import"}
+            return tool_calls([("background_process", spawn)])
+        if last.startswith("[process finished]"):
+            return text("The nightly import was lost in a server restart; shall I start it again?")
+        return None
+
+    bot.llm.responder = script
+    try:
+        bot.telegram.inject_message(chat_id, "start the nightly import", from_user=OWNER)
+        await bot.telegram.wait_for_message(chat_id, lambda m: "is running" in m.plain_text, within=WITHIN)
+        await bot.kill()
+        await bot.start()
+        await bot.telegram.wait_for_message(
+            chat_id, lambda m: "lost in a server restart" in m.plain_text, within=WITHIN
+        )
+        reports = {last_user_text(r) for r in bot.llm.requests}
+        [finished] = [r for r in reports if r.startswith("[process finished]") and "(nightly import)" in r]
+        assert "lost: the server restarted while it ran" in finished
+    finally:
+        bot.llm.responder = None
 
 
 def parse(value: str) -> datetime:
