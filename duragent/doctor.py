@@ -116,6 +116,7 @@ async def diagnose(
     probes += [check_s3(config, wait_seconds)] if config.services.artifacts.backend == "s3" else []
     checks += await asyncio.gather(*probes)
     checks += check_gateway_commands(config, env)
+    checks += check_mcp_commands(config, agents, env)
     return DoctorReport(checks)
 
 
@@ -486,4 +487,45 @@ def check_gateway_commands(config: DuragentConfig, env: Mapping[str, str]) -> li
                 "install the plugin that provides it, or fix gateways.external[].command",
             )
         )
+    return checks
+
+
+def check_mcp_commands(config: DuragentConfig, agents: list[Agent], env: Mapping[str, str]) -> list[Check]:
+    """Each stdio MCP server's command can be found, and the variables it is to get are set."""
+    entries = [
+        (f"mcp server {spec.name}", spec, config.locate(("mcp_servers", i)))
+        for i, spec in enumerate(config.mcp_servers)
+    ]
+    for agent in agents:
+        for i, spec in enumerate(agent.spec.mcp_servers):
+            entries.append(
+                (f"mcp server {agent.name}/{spec.name}", spec, agent.locate(("spec", "mcp_servers", i)))
+            )
+    checks = []
+    for name, spec, where in entries:
+        if spec.command is None:
+            continue  # a URL is reached on first use; `duragent mcp list` connects to it
+        found = shutil.which(spec.command, path=env.get("PATH"))
+        if not found:
+            checks.append(
+                Check(
+                    name,
+                    "fail",
+                    f"{where}: command {spec.command!r} is not on PATH",
+                    "install the MCP server (e.g. `pip install` or `uv tool install` it) or fix `command`",
+                )
+            )
+            continue
+        unset = [variable for variable in spec.env if variable not in env]
+        if unset:
+            checks.append(
+                Check(
+                    name,
+                    "warn",
+                    f"{spec.command} is {found}; {', '.join(unset)} not set, so not passed to it",
+                    "set the variables in the environment `duragent serve` runs in",
+                )
+            )
+        else:
+            checks.append(Check(name, "ok", f"{spec.command} is {found}"))
     return checks

@@ -58,6 +58,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Compact the data repository and report its size.",
     ),
     "gateway": ("duragent.cli.gateway", "Gateway plugins of the running server."),
+    "mcp": ("duragent.cli.mcp", "MCP servers: state and tools."),
     "ui": ("duragent.cli.ui", "Open the web dashboard in a browser, logged in."),
     "db": ("duragent.cli.db", "PostgreSQL schema of the services that use it: status and upgrade."),
     "migrate": (

@@ -17,12 +17,13 @@ import math
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from duragent import __version__
 from duragent.errors import DuragentError
+from duragent.mcp.naming import tool_name
 from duragent.mcp.spec import McpServerSpec
 
 if TYPE_CHECKING:
@@ -58,9 +59,14 @@ class ServerStatus:
     transport: str
     target: str
     state: State
+    #: The tools as the model sees them (`<server>__<tool>`).
     tools: tuple[str, ...]
     error: str | None
     restarts: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The status as JSON (the admin API, `mcp list --json`)."""
+        return asdict(self) | {"tools": list(self.tools)}
 
 
 class McpConnection:
@@ -100,7 +106,7 @@ class McpConnection:
             transport=self.spec.transport,
             target=self.spec.target,
             state=self._state,
-            tools=tuple(tool.name for tool in self._tools),
+            tools=tuple(tool_name(self.spec.name, tool.name) for tool in self._tools),
             error=self._error,
             restarts=self.restarts,
         )

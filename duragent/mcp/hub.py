@@ -84,6 +84,33 @@ class McpHub:
                 tools[adapted.name] = adapted
         return list(tools.values())
 
+    async def start_all(self, agents: Sequence[Agent]) -> None:
+        """Start every server of these agents (and the workspace's) and wait for their tool lists."""
+        await asyncio.gather(*(self.tools_for(agent) for agent in agents))
+        workspace_only = [spec for spec in self.servers if (WORKSPACE, spec.name) not in self._connections]
+        await asyncio.gather(*(self._workspace_connection(spec).tools() for spec in workspace_only))
+
+    def _workspace_connection(self, spec: McpServerSpec) -> McpConnection:
+        made = McpConnection(spec, scope=WORKSPACE, cwd=self._workspace_dir, env=self._env)
+        self._connections[(WORKSPACE, spec.name)] = made
+        return made
+
+    def overview(self, agents: Sequence[Agent]) -> list[ServerStatus]:
+        """Every server configured for these agents and the workspace, started or not, each once."""
+        seen: dict[tuple[str, str], ServerStatus] = {}
+        for agent in agents:
+            for scope, spec in self.configured(agent):
+                seen.setdefault((scope, spec.name), self._status(scope, spec))
+        for spec in self.servers:
+            seen.setdefault((WORKSPACE, spec.name), self._status(WORKSPACE, spec))
+        return [seen[key] for key in sorted(seen)]
+
+    def _status(self, scope: str, spec: McpServerSpec) -> ServerStatus:
+        connection = self._connections.get((scope, spec.name))
+        if connection is not None and connection.spec == spec:
+            return connection.status()
+        return ServerStatus(spec.name, scope, spec.transport, spec.target, "stopped", (), None, 0)
+
     def statuses(self, agent: str | None = None) -> list[ServerStatus]:
         """The state of every server started so far (of one agent and the workspace's, if `agent`)."""
         return [

@@ -90,10 +90,11 @@ def create_app(
         from duragent.server.routes.admin import add_admin_routes
 
         add_admin_routes(app)
-        from duragent.server.routes import gateways, processes
+        from duragent.server.routes import gateways, mcp, processes
 
         gateways.add_routes(app)
         processes.add_routes(app)
+        mcp.add_routes(app)
         schedules.add_admin_routes(app)
     app.cleanup_ctx.append(
         _lifecycle(

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
-from tests.e2e.server_harness import start_serve, write_workspace
+from tests.e2e.server_harness import cli, start_serve, write_workspace
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 
@@ -63,6 +63,11 @@ async def test_the_model_asks_mcp_server_time_for_the_time_through_a_served_turn
     server = start_serve(config, tmp_path / "serve.log")
     try:
         assert time_servers(server.process.pid) == []  # started on first use, not with the server
+        before = await asyncio.to_thread(cli, config, "mcp", "list", "--agent", "timekeeper", "--json")
+        assert before.returncode == 0, before.stderr
+        assert [(s["name"], s["state"], s["tools"]) for s in json.loads(before.stdout)] == [
+            ("time", "stopped", [])
+        ]
         async with aiohttp.ClientSession(headers=server.headers) as http:
             async with http.post(f"{server.url}/api/v1/sessions", json={"agent": "timekeeper"}) as response:
                 session_id = (await response.json())["session_id"]
@@ -71,6 +76,12 @@ async def test_the_model_asks_mcp_server_time_for_the_time_through_a_served_turn
             ) as response:
                 assert response.status == 200, await response.text()
         [started] = time_servers(server.process.pid)
+        after = await asyncio.to_thread(cli, config, "mcp", "list", "--agent", "timekeeper")
+        assert after.returncode == 0, after.stderr
+        assert (
+            f"time (timekeeper, stdio: {TIME_SERVER} --local-timezone UTC): running, 2 tools" in after.stdout
+        )
+        assert "  time__convert_time" in after.stdout
     finally:
         assert await asyncio.to_thread(server.terminate) == 0, server.log()
 

@@ -231,3 +231,29 @@ def test_s3_bucket_reachable_is_ok_and_a_missing_bucket_fails(workspace: Path, s
     assert by_name(doctor(workspace))["s3 (artifacts)"].status == "ok"
     (workspace / "duragent.yaml").write_text(config.format(bucket="no-such-bucket"))
     assert by_name(doctor(workspace))["s3 (artifacts)"].status == "fail"
+
+
+def test_mcp_server_commands_must_be_on_path_and_missing_variables_are_named(workspace: Path) -> None:
+    (workspace / "duragent.yaml").write_text(
+        "mcp_servers:\n"
+        "  - name: ghost\n    command: mcp-server-does-not-exist\n"
+        "  - name: shell\n    command: git\n    env: [MCP_DOCTOR_UNSET]\n"
+        "  - name: remote\n    url: http://127.0.0.1:9/mcp\n"
+    )
+    [agent_yaml] = (workspace / ".duragent" / "agents").glob("*/agent.yaml")
+    agent = agent_yaml.parent.name
+    agent_yaml.write_text(
+        agent_yaml.read_text() + "  mcp_servers:\n    - name: mine\n      command: also-not-there\n"
+    )
+
+    checks = by_name(doctor(workspace))
+
+    assert checks["mcp server ghost"].status == "fail"
+    assert "duragent.yaml:2:" in checks["mcp server ghost"].message
+    assert "'mcp-server-does-not-exist' is not on PATH" in checks["mcp server ghost"].message
+    assert checks["mcp server shell"].status == "warn"
+    assert "MCP_DOCTOR_UNSET not set" in checks["mcp server shell"].message
+    assert "mcp server remote" not in checks
+    mine = checks[f"mcp server {agent}/mine"]
+    assert mine.status == "fail"
+    assert f"{agent}/agent.yaml:" in mine.message
