@@ -68,14 +68,28 @@ def show_agent(
     state = _state(ctx)
     agent, warnings = _catalog(ctx).load(name)
     settings = session_settings(agent, state.config())
+    found = _skills_and_tool_folders(agent, state.config().data_path)
     if as_json:
         print_json(
             _agent_details(agent, settings, warnings)
             | {"workdir": _shown(state.config().tool_workdir(agent.name))}
+            | found
         )
         return
     _print_details(agent, settings, state.config().tool_workdir(agent.name))
+    print(f"skills       {', '.join(found['skills']) or '(none)'}")
+    print(f"tool folders {', '.join(found['tool_folders']) or '(none)'}")
     _print_warnings(warnings)
+
+
+def _skills_and_tool_folders(agent: Agent, data_dir: Path) -> dict[str, list[str]]:
+    """The names of the skills and tool folders the agent has (its own and the workspace's)."""
+    from duragent.skills.discovery import discover_skills
+    from duragent.tools.folders import discover_tool_folders
+
+    skills = discover_skills(agent.directory, data_dir, agent.spec.skills_dir)
+    folders, _problems = discover_tool_folders(agent.directory, data_dir)
+    return {"skills": sorted(skills.skills), "tool_folders": sorted(folders)}
 
 
 @agent_app.command("context")

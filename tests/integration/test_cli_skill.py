@@ -12,6 +12,7 @@ from typer.testing import CliRunner, Result
 
 from duragent.cli import build_app
 from tests.unit.test_skills import write_skill
+from tests.unit.test_tool_folders import tool_folder
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -172,3 +173,15 @@ def test_agent_context_shows_the_skills_index_the_model_gets(workspace: Path, tm
     context = json.loads(result.stdout)
     assert "skills" in [part["name"] for part in context["parts"]]
     assert "- tea-timer: Helps with tea-timer." in context["messages"][0]["content"]
+
+
+def test_agent_show_names_the_agents_skills_and_tool_folders(workspace: Path) -> None:
+    tool_folder(workspace / ".duragent" / "agents" / "assistant" / "tools", "stamp")
+
+    shown = run("agent", "show", "assistant", "--json")
+    text = run("agent", "show", "assistant")
+
+    assert shown.exit_code == 0, shown.output
+    details = json.loads(shown.stdout)
+    assert (details["skills"], details["tool_folders"]) == (["meeting-notes"], ["stamp"])
+    assert "skills       meeting-notes\ntool folders stamp\n" in text.stdout
