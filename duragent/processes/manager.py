@@ -140,7 +140,10 @@ class ProcessManager:
 
     async def start(self) -> None:
         """Read every record: adopt live tmux processes, mark plain ones `lost`, report unreported ends."""
-        await asyncio.to_thread(self._prepare_folder)
+        ignore = await asyncio.to_thread(self._prepare_folder)
+        if ignore is not None:
+            # committed like the records beside it, or `git status` shows it forever
+            self.on_change(Change((ignore,), "process", "processes", "output kept out of git"))
         for record in await asyncio.to_thread(self._load):
             self._records[record.handle] = record
             if record.status == "running":
@@ -148,11 +151,14 @@ class ProcessManager:
             elif not record.reported:
                 self._report_later(record)
 
-    def _prepare_folder(self) -> None:
+    def _prepare_folder(self) -> Path | None:
+        """Create the folder and its .gitignore; the .gitignore's path when it was written now."""
         self.folder.mkdir(parents=True, exist_ok=True)
         ignore = self.folder / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text(_GITIGNORE, encoding="utf-8")
+        if ignore.exists():
+            return None
+        ignore.write_text(_GITIGNORE, encoding="utf-8")
+        return ignore
 
     def _load(self) -> list[ProcessRecord]:
         records = []
