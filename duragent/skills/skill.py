@@ -55,6 +55,17 @@ class SkillFrontmatter(BaseModel):
             raise ValueError("must not be blank")
         return value.strip()
 
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _scalars_as_text(cls, value: Any) -> Any:
+        # The specification says text to text; `version: 1.0` is common enough to read as "1.0".
+        if isinstance(value, dict):
+            return {
+                key: str(item) if isinstance(item, (int, float, bool)) else item
+                for key, item in value.items()
+            }
+        return value
+
     @field_validator("allowed_tools", mode="before")
     @classmethod
     def _words(cls, value: Any) -> Any:

@@ -38,14 +38,14 @@ def test_a_skill_reads_its_front_matter_and_instructions(tmp_path: Path) -> None
         tmp_path,
         "pdf-forms",
         "name: pdf-forms\ndescription: Fill in PDF forms.\nlicense: MIT\n"
-        "allowed-tools: read_file Bash(python3:*)\nmetadata:\n  author: someone\n",
+        "allowed-tools: read_file Bash(python3:*)\nmetadata:\n  author: someone\n  version: 1.0\n",
         "# Filling forms\n\nRun scripts/fill.py.\n",
     )
     skill = load_skill(directory)
     assert skill.name == "pdf-forms"
     assert skill.description == "Fill in PDF forms."
     assert skill.license == "MIT"
-    assert skill.metadata == {"author": "someone"}
+    assert skill.metadata == {"author": "someone", "version": "1.0"}
     assert skill.allowed_tools == ("read_file", "Bash(python3:*)")
     assert skill.instructions == "# Filling forms\n\nRun scripts/fill.py."
 

@@ -26,13 +26,13 @@ def tool_folder(
 
 
 def test_a_folder_with_an_executable_run_is_a_tool_described_by_its_readme(tmp_path: Path) -> None:
-    tmp_path = tmp_path / "tools"
-    tool_folder(tmp_path, "weather", readme="Current weather for a city.\n\nArguments: the city.\n")
-    tool_folder(tmp_path, "py-tool", "#!/usr/bin/env python3\nprint('hi')\n", run_name="run.py")
-    (tmp_path / "notes.txt").write_text("not a folder")
-    (tmp_path / ".cache").mkdir()
+    tools_dir = tmp_path / "tools"
+    tool_folder(tools_dir, "weather", readme="Current weather for a city.\n\nArguments: the city.\n")
+    tool_folder(tools_dir, "py-tool", "#!/usr/bin/env python3\nprint('hi')\n", run_name="run.py")
+    (tools_dir / "notes.txt").write_text("not a folder")
+    (tools_dir / ".cache").mkdir()
 
-    tools, problems = scan_tool_folders(tmp_path)
+    tools, problems = scan_tool_folders(tools_dir)
 
     assert problems == []
     assert [(tool.name, tool.program.name) for tool in tools] == [("py-tool", "run.py"), ("weather", "run")]
@@ -41,15 +41,15 @@ def test_a_folder_with_an_executable_run_is_a_tool_described_by_its_readme(tmp_p
 
 
 def test_folders_that_are_not_tools_are_reported_with_the_reason(tmp_path: Path) -> None:
-    tmp_path = tmp_path / "tools"
-    not_executable = tool_folder(tmp_path, "plain")
+    tools_dir = tmp_path / "tools"
+    not_executable = tool_folder(tools_dir, "plain")
     (not_executable / "run").chmod(0o644)
-    (tmp_path / "empty").mkdir()
-    two = tool_folder(tmp_path, "two")
-    tool_folder(tmp_path, "two", run_name="run.sh")
-    tool_folder(tmp_path, "bad name")
+    (tools_dir / "empty").mkdir()
+    two = tool_folder(tools_dir, "two")
+    tool_folder(tools_dir, "two", run_name="run.sh")
+    tool_folder(tools_dir, "bad name")
 
-    tools, problems = scan_tool_folders(tmp_path)
+    tools, problems = scan_tool_folders(tools_dir)
 
     assert tools == []
     messages = sorted(str(problem) for problem in problems)
