@@ -5,7 +5,8 @@ A plain process runs `bash -c` in its own process group with a pipe for stdin; i
 (duragent.processes.tmux). Each has a task that waits for it to end, kills it at its timeout
 (SIGTERM to the group, `kill_grace` seconds, then SIGKILL), records the outcome in
 `<handle>.yaml`, and then tells `reporter` (the owning session) and every `on_end` listener
-(schedules linked with `until_process`).
+(schedules linked with `until_process`). A report that fails (the session cannot be loaded
+right now) is tried again with growing waits.
 
 A restart cannot follow a plain process (its output pipe died with the server): at the next
 start it is marked `lost` (and its group killed if it still runs) and reported like any end.
@@ -80,6 +81,9 @@ class ProcessSettings:
     poll_interval: float = 0.5
     #: Bytes of output's end quoted in the `[process finished]` message.
     tail_bytes: int = 2000
+    #: Seconds before a failed report is tried again (doubling up to `report_retry_max`).
+    report_retry: float = 5.0
+    report_retry_max: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -548,17 +552,23 @@ class ProcessManager:
         if not to_session or self.reporter is None:
             return
         tail = await asyncio.to_thread(self.tail, record.handle)
-        try:
-            await self.reporter(record, tail)
-        except Exception as exc:
-            # Left unreported: the next start tries again.
-            log.warning(
-                "process %s: could not report its end to session %s: %s",
-                record.handle,
-                record.session_id,
-                exc,
-            )
-            return
+        wait = self.settings.report_retry
+        while True:
+            try:
+                await self.reporter(record, tail)
+                break
+            except Exception as exc:
+                # The session's store is down, or (with several workers) another worker holds the
+                # session: try again, with growing waits; a stop leaves it for the next start.
+                log.warning(
+                    "process %s: could not report its end to session %s (retry in %.0f s): %s",
+                    record.handle,
+                    record.session_id,
+                    wait,
+                    exc,
+                )
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, self.settings.report_retry_max)
         reported = record.model_copy(update={"reported": True})
         self._records[record.handle] = reported
         await self._save(reported, "reported")

@@ -278,3 +278,23 @@ async def test_an_interactive_process_is_typed_into_and_survives_a_restart(
     ended, tail = reports(second)[0]
     assert (ended.status, ended.exit_code) == ("exited", 7)
     assert "you said forty-two" in tail
+
+
+async def test_a_report_that_fails_is_tried_again_until_it_reaches_the_session(
+    managers: Callable[..., ProcessManager], work: Path
+) -> None:
+    manager = managers(report_retry=0.05)
+    await manager.start()
+    delivered: list[str] = []
+    failures = [ConnectionError("the session store is down")] * 2
+
+    async def flaky(record: ProcessRecord, tail: str) -> None:
+        if failures:
+            raise failures.pop()
+        delivered.append(tail)
+
+    manager.reporter = flaky
+    record = await manager.spawn(request(work, "echo at last"))
+    await until(lambda: manager.get(record.handle).reported)
+    assert delivered == ["at last\n"]
+    assert failures == []

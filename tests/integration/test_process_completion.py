@@ -21,7 +21,7 @@ from duragent.runtime.loop import Runtime
 from duragent.runtime.providers import ProviderPool
 from duragent.sessions.manager import SessionManager
 from duragent.stores.filesystem.sessions import FilesystemSessionStore
-from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
+from duragent.testing.fake_llm import FakeLLMServer, ScriptedResponse, text, tool_calls
 from tests.waiting import until
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
@@ -42,7 +42,7 @@ spec:
   tools:
     builtin: [bash, background_process]
     policy:
-      mode: allow
+      mode: {policy}
       deny: ["bash:rm *"]
 """
 
@@ -55,13 +55,13 @@ class Server:
 
 
 @pytest.fixture
-async def start(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[Callable[[str], Server]]:
+async def start(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[Callable[..., Server]]:
     made: list[tuple[Server, FilesystemSessionStore, ProviderPool]] = []
 
-    def make(mode: str) -> Server:
+    def make(mode: str, policy: str = "allow") -> Server:
         directory = tmp_path / "agents" / "helper"
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "agent.yaml").write_text(AGENT_YAML.format(url=fake_llm.url, mode=mode))
+        (directory / "agent.yaml").write_text(AGENT_YAML.format(url=fake_llm.url, mode=mode, policy=policy))
         agent: Agent = load_agent(directory, env={"OPENAI_API_KEY": "sk-test"})[0]
         store = FilesystemSessionStore(tmp_path / "sessions", fsync="never")
         providers = ProviderPool({"OPENAI_API_KEY": "sk-test"})
@@ -84,7 +84,7 @@ async def start(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[Callab
         await providers.close()
 
 
-def spawn(command: str, **fields: object) -> object:
+def spawn(command: str, **fields: object) -> ScriptedResponse:
     return tool_calls([("background_process", {"action": "spawn", "command": command, **fields})])
 
 
@@ -164,3 +164,36 @@ async def test_spawn_with_wait_returns_the_result_and_no_second_turn(
     assert "quick result" in str(results[-1].get("content"))
     await asyncio.sleep(0.3)  # a completion turn would have started by now
     assert not any(c.startswith(FINISHED_MARKER) for c in contents(server, live.session_id, "user"))
+
+
+async def test_allow_always_on_a_spawn_saves_a_bash_rule_that_bash_obeys_too(
+    start: Callable[..., Server], fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    server = start("continue", policy="ask")
+    command = "make nightly"
+    fake_llm.enqueue(
+        spawn(command, wait="5s"),
+        text("Ran it."),
+        tool_calls([("bash", {"command": command})]),
+        text("Ran it again, in the foreground."),
+    )
+    (server.workdir).mkdir(parents=True, exist_ok=True)
+    (server.workdir / "Makefile").write_text("nightly:\n\t@echo built\n")
+    live = await server.manager.create("helper")
+    await live.submit("run the nightly build")
+    broker = server.manager.runtime.approvals
+    await until(lambda: broker.pending())
+    [pending] = broker.pending()
+    assert (pending.tool, pending.invocation) == ("background_process", command)
+    broker.decide(pending.call_id, "allow_always")
+    await until(lambda: contents(server, live.session_id, "assistant")[-1:] == ["Ran it."])
+    policy = (tmp_path / "agents" / "helper" / "policy.yaml").read_text()
+    assert f"bash:{command}" in policy
+    # The saved rule is a bash rule: the same command through bash runs without asking.
+    await live.submit("and once more in the foreground")
+    await until(
+        lambda: contents(server, live.session_id, "assistant")[-1:] == ["Ran it again, in the foreground."]
+    )
+    results = [str(e.get("content")) for e in live.log.state.conversation if e.get("role") == "tool"]
+    assert "built" in results[-1]
+    assert broker.pending() == []
