@@ -60,8 +60,8 @@ from duragent.tools.folders import (
     ReloadToolsTool,
     add_folder_tools,
     discover_tool_folders,
+    has_tool_folders,
     reload_summary,
-    tool_folders_dirs,
 )
 from duragent.tools.protected import PROTECTED_NAMES
 from duragent.tools.registry import AnyTool, definition, execute, tools_for
@@ -526,7 +526,7 @@ class Runtime:
             return reload_summary(before, after, problems)
 
         await rescan()
-        if any(folder.is_dir() for folder in tool_folders_dirs(agent.directory, data_dir)):
+        if await asyncio.to_thread(has_tool_folders, agent.directory, data_dir):
             tools.setdefault(ReloadToolsTool.name, ReloadToolsTool(rescan))
 
     def _data_dir(self, agent: Agent) -> Path:

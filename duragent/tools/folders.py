@@ -62,6 +62,18 @@ def tool_folders_dirs(agent_dir: Path | None, data_dir: Path | None) -> list[Pat
     return dirs
 
 
+def has_tool_folders(agent_dir: Path | None, data_dir: Path | None) -> bool:
+    """Whether any tool folder (valid or not) exists: then `reload_tools` is worth offering."""
+    for folder in tool_folders_dirs(agent_dir, data_dir):
+        try:
+            with os.scandir(folder) as entries:
+                if any(entry.is_dir() and not entry.name.startswith(".") for entry in entries):
+                    return True
+        except OSError:
+            continue  # no such folder
+    return False
+
+
 def discover_tool_folders(
     agent_dir: Path | None, data_dir: Path | None
 ) -> tuple[dict[str, ToolFolder], list[Problem]]:

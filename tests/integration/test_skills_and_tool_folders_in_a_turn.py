@@ -128,7 +128,7 @@ async def test_a_skills_allowed_tools_refuse_other_calls_for_the_rest_of_the_tur
     assert echoed.content == "next turn"
 
 
-async def test_an_invalid_skill_is_skipped_with_one_warning_and_no_skills_means_no_skill_tool(
+async def test_an_invalid_skill_is_skipped_with_one_warning_and_nothing_to_offer_offers_no_tool(
     fake_llm: FakeLLMServer,
     agent: Agent,
     session: SessionLog,
@@ -137,6 +137,7 @@ async def test_an_invalid_skill_is_skipped_with_one_warning_and_no_skills_means_
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     write_skill(agent.directory / "skills", "broken", "name: broken\n")
+    (data / "tools").mkdir(parents=True)  # an empty tools folder (serve creates one): nothing to reload
     fake_llm.enqueue(text("one"), text("two"))
 
     with caplog.at_level(logging.WARNING, logger="duragent.skills.discovery"):
@@ -148,7 +149,9 @@ async def test_an_invalid_skill_is_skipped_with_one_warning_and_no_skills_means_
     assert "broken/SKILL.md:2:1: description is required" in warnings[0]
     request = fake_llm.requests[0].body
     assert "# Skills" not in request["messages"][0]["content"]
-    assert "skill" not in [tool["function"]["name"] for tool in request["tools"]]
+    offered = [tool["function"]["name"] for tool in request["tools"]]
+    assert "skill" not in offered
+    assert "reload_tools" not in offered
 
 
 async def test_a_tool_folder_is_a_tool_and_reload_tools_picks_up_one_made_during_the_turn(
