@@ -130,3 +130,23 @@ def test_workspace_servers_load_from_duragent_yaml(tmp_path: Path) -> None:
 
     [server] = config.mcp_servers
     assert (server.name, server.command, server.args) == ("git", "uvx", ["mcp-server-git"])
+
+
+def test_the_examples_in_docs_mcp_load(tmp_path: Path) -> None:
+    from duragent.config import parse_config_text
+
+    doc = (Path(__file__).parents[2] / "docs" / "mcp.md").read_text()
+    agent_example, workspace_example = [block.split("```")[0] for block in doc.split("```yaml\n")[1:3]]
+    folder = tmp_path / "helper"
+    folder.mkdir()
+    body = agent_example.split("spec:\n", 1)[1]
+    (folder / "agent.yaml").write_text(
+        AGENT_HEAD.replace("name: bot", "name: helper").split("  mcp_servers:")[0] + body
+    )
+
+    agent, warnings = load_agent(folder, env={"DOCS_MCP_TOKEN": "t"})
+    config = parse_config_text(workspace_example)
+
+    assert [s.name for s in agent.spec.mcp_servers] == ["time", "git", "docs"]
+    assert warnings == []
+    assert [s.name for s in config.mcp_servers] == ["fetch"]
