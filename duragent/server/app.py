@@ -22,7 +22,7 @@ from aiohttp import web
 
 from duragent.config import DuragentConfig
 from duragent.server import auth
-from duragent.server.problems import problem_middleware
+from duragent.server.problems import PARSER_LINE_LIMIT, problem_middleware
 from duragent.server.state import STATE, ServerState
 
 if TYPE_CHECKING:
@@ -72,6 +72,8 @@ def create_app(
     app = web.Application(
         middlewares=[openai_error_middleware, dashboard_error_pages, problem_middleware],
         client_max_size=MAX_BODY_BYTES,
+        # longer lines than aiohttp's 8 KB reach the problem middleware, which answers in JSON
+        handler_args={"max_line_size": PARSER_LINE_LIMIT, "max_field_size": PARSER_LINE_LIMIT},
     )
     add_request_guard(app, HostPolicy(bind, config.server.allowed_hosts, config.server.allowed_origins))
     tokens = auth.Tokens(api=required.api, admin=required.admin)

@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:duragent:problem:"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: The longest request line (method, target, version) and header line served, as aiohttp's defaults.
+MAX_REQUEST_LINE = 8190
+#: What aiohttp itself is told to accept (`handler_args` of the app): lines between the two limits
+#: get a problem+json 414 or 431 from this module; aiohttp's own refusal above it is plain text.
+PARSER_LINE_LIMIT = 64 * 1024
 #: Set on an error response whose own JSON body must reach the client as is (the /readyz report).
 KEEP_BODY = web.ResponseKey("duragent_keep_body", bool)
 
@@ -119,6 +124,9 @@ def _status_of(exc: DuragentError) -> int:
 @web.middleware
 async def _problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every error raised while handling a request into a problem+json response."""
+    too_long = _too_long(request)
+    if too_long is not None:
+        return too_long
     try:
         response = await handler(request)
     except HttpProblem as exc:
@@ -154,6 +162,19 @@ async def _problem_middleware(request: web.Request, handler: Handler) -> web.Str
     ):
         return problem_response(request, response.status, response.text or status_phrase(response.status))
     return response
+
+
+def _too_long(request: web.Request) -> web.Response | None:
+    """414 for a request target, 431 for a header line, longer than MAX_REQUEST_LINE; else None."""
+    line = len(request.method) + len(request.raw_path) + len(" HTTP/1.1") + 1
+    if line > MAX_REQUEST_LINE:
+        detail = f"the request line is {line} bytes long; at most {MAX_REQUEST_LINE} are served"
+        return problem_response(request, 414, detail)
+    for name, value in request.raw_headers:
+        if len(name) + len(value) + 2 > MAX_REQUEST_LINE:
+            header = name.decode("latin-1")
+            return problem_response(request, 431, f"header {header} is longer than {MAX_REQUEST_LINE} bytes")
+    return None
 
 
 #: The middleware that turns errors into problem+json (first in the chain, so it sees every error).

@@ -334,10 +334,11 @@ class SessionManager:
         continuing = live.settings.on_disconnect == "continue"
         # A graceful stop pauses running turns; continue-mode sessions pick them up again now.
         stopped_by_shutdown = live.status == "paused" and live.pause_reason == SHUTDOWN_PAUSE_REASON
-        if (
-            not (closed or asking or live.unfinished_turn or live.queued or stopped_by_shutdown)
-            and live.status != "running"
-        ):
+        if not (closed or asking or live.unfinished_turn or live.queued or stopped_by_shutdown):
+            # Nothing to run. A crash after a turn's last event but before its status change
+            # leaves `running`: the session is idle, say so (else it shows running forever).
+            if live.status == "running":
+                await live._set_status("active", "server restarted")
             return None
         if asking or (continuing and (live.status != "paused" or stopped_by_shutdown)):
             await live.resume()

@@ -123,6 +123,27 @@ def parse_identity(text: str) -> Identity:
     raise InvalidIdentity(f"invalid git identity {text!r}: expected `Name <email>`")
 
 
+#: An index.lock older than this is left over from a crashed git process, not a running one.
+STALE_INDEX_LOCK_SECONDS = 60.0
+
+
+def stale_index_lock(git_dir: Path, older_than: float = STALE_INDEX_LOCK_SECONDS) -> str | None:
+    """A sentence about `<git_dir>/index.lock` when it is older than `older_than` seconds, else None.
+
+    git removes the lock when it ends; one that old was left by a git process that crashed (or was
+    killed), and it blocks every commit until someone deletes it.
+    """
+    lock = git_dir / "index.lock"
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    if age <= older_than:
+        return None
+    minutes = int(age // 60)
+    return f"{lock} is {minutes} min old and blocks every commit; if no git command is running: rm {lock}"
+
+
 class GitRepo:
     """A git working tree whose top folder is `root` (Duragent's data directory)."""
 

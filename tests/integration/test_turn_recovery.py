@@ -187,3 +187,32 @@ async def test_a_turn_a_crash_cut_off_restarts_with_an_event_saying_which_text_i
     assert kinds[kinds.index("attempt_restarted") :][:2] == ["attempt_restarted", "assistant_message"]
     (restart,) = [e for e in events if e.type == "attempt_restarted"]
     assert restart.payload == {"discard_after": str(user.seq), "turn": 1}
+
+
+async def test_a_session_a_crash_left_running_after_its_turn_ended_is_idle_again_after_a_restart(
+    start_server: ManagerFactory, fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    fake_llm.enqueue(text("done"))
+    manager = start_server()
+    live = await manager.create("helper")
+    session_id = live.session_id
+    await live.submit("hi")  # nobody attached: the session runs unattended (`running`)
+    await asyncio.wait_for(live.turn_finished.wait(), 10)
+    await manager.close(grace=5)
+    # the crash: killed after the reply was stored, before the status went back to `active`
+    folder = tmp_path / "sessions" / session_id
+    events = folder / "events.jsonl"
+    lines = events.read_text().splitlines(keepends=True)
+    while '"status_change"' not in lines[-1] or '"to":"running"' in lines[-1].replace(" ", ""):
+        lines.pop()  # drop whatever was written after the reply, up to its status change
+    assert '"to":"active"' in lines[-1].replace(" ", "")
+    events.write_text("".join(lines[:-1]))
+    for snapshot in folder.glob("state*"):
+        snapshot.unlink()
+
+    manager = start_server()
+    report = await manager.recover()
+    assert report.resumed == ()
+    [summary] = await manager.list_sessions()
+    assert summary.status == "active"
+    assert len(fake_llm.requests) == 1  # nothing was run again

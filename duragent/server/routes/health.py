@@ -11,6 +11,7 @@ from duragent.server.bodies import Health, VersionOut, json_reply
 from duragent.server.openapi import documented
 from duragent.server.problems import KEEP_BODY
 from duragent.server.state import STATE
+from duragent.vcs.repo import GitRepo, stale_index_lock
 
 #: How long /readyz waits for a store before calling it unreachable.
 STORE_CHECK_TIMEOUT = 2.0
@@ -24,7 +25,8 @@ async def livez(request: web.Request) -> web.Response:
 
 @documented(
     "Readiness: 503 when a store is unreachable or a gateway down; broken agents are listed per "
-    "agent (`degraded`) and do not stop the others.",
+    "agent (`degraded`) and do not stop the others; a stale `.git/index.lock` that blocks every "
+    "commit is a warning (`degraded`).",
     responses={200: Health, 503: Health},
 )
 async def readyz(request: web.Request) -> web.Response:
@@ -41,9 +43,14 @@ async def readyz(request: web.Request) -> web.Response:
         problems.append(f"session store unreachable: {exc}")
     if state.gateways is not None:
         problems += state.gateways.problems()
+    # a repository only if the server opened one (reading `repo` would create it)
+    repo: GitRepo | None = vars(state.workspace).get("repo")
+    stale_lock = stale_index_lock(repo.git_dir) if repo is not None else None
+    if stale_lock:
+        warnings.append(f"git: {stale_lock}")
     live = list(state.sessions.live.values())
     body = Health(
-        status="unavailable" if problems else "degraded" if broken else "ok",
+        status="unavailable" if problems else "degraded" if broken or stale_lock else "ok",
         workspace_hash=state.config.workspace_hash,
         problems=problems,
         warnings=warnings,
