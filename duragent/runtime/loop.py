@@ -234,7 +234,6 @@ class Runtime:
                 return
         # Calls left without a result by an interrupted run are answered before the model is asked again.
         await close_open_tool_calls(session, INTERRUPTED)
-        turn_usage: dict[str, int] = {}
         for _step in range(self.max_steps):
             if control.pause_requested:
                 yield TurnPaused(control.pause_reason)
@@ -269,6 +268,8 @@ class Runtime:
                 if text:
                     await asyncio.shield(self._assistant(session, "".join(text), [], usage, partial=True))
                 raise
+            # Every model call of this turn so far, those before a restart included (kept in the log).
+            turn_usage = dict(session.state.turn_usage)
             for key, count in usage.items():
                 turn_usage[key] = turn_usage.get(key, 0) + count
             final = not calls

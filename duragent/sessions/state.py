@@ -40,6 +40,8 @@ class SessionState:
     turns: int = 0
     conversation: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=dict)
+    #: Usage of the latest turn's model calls so far (a turn resumed after a restart keeps counting).
+    turn_usage: dict[str, int] = field(default_factory=dict)
     pending_approvals: list[dict[str, Any]] = field(default_factory=list)
     #: Messages accepted while a turn ran (`message_queued`) whose turn has not started yet, oldest first.
     queued: list[dict[str, Any]] = field(default_factory=list)
@@ -96,6 +98,7 @@ class SessionState:
                 "event_counts": dict(self.event_counts),
                 **({"turn_closed_by": self.turn_closed_by} if self.turn_closed_by else {}),
                 **({"queued": [dict(q) for q in self.queued]} if self.queued else {}),
+                **({"turn_usage": dict(self.turn_usage)} if self.turn_usage else {}),
             },
         )
 
@@ -107,6 +110,7 @@ class SessionState:
         counts = dict(metadata.pop("event_counts", {}))
         queued = list(metadata.pop("queued", []))
         closed_by = metadata.pop("turn_closed_by", None)
+        turn_usage = dict(metadata.pop("turn_usage", {}))
         return cls(
             session_id=snapshot.session_id,
             agent=snapshot.agent,
@@ -118,6 +122,7 @@ class SessionState:
             turns=turns,
             conversation=list(snapshot.conversation),
             usage=dict(snapshot.usage),
+            turn_usage=turn_usage,
             pending_approvals=list(snapshot.pending_approvals),
             queued=queued,
             turn_closed_by=str(closed_by) if closed_by else None,
@@ -165,6 +170,7 @@ def _user(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
         message["silent"] = True
     else:
         state.turn_closed_by = None  # a new turn begins
+        state.turn_usage = {}
     state.conversation.append(message)
     if p.get("queue_id"):
         # The queued message's turn started: it is a user message now, no longer waiting.
@@ -183,6 +189,7 @@ def _assistant(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> N
     for key, value in (p.get("usage") or {}).items():
         if isinstance(value, int):
             state.usage[key] = state.usage.get(key, 0) + value
+            state.turn_usage[key] = state.turn_usage.get(key, 0) + value
 
 
 def _tool_result(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:

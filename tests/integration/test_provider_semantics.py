@@ -103,6 +103,36 @@ async def test_a_turns_usage_sums_all_its_model_calls_like_the_session_total(
     assert stored[-1].payload["turn_usage"] == {"input_tokens": 2234, "output_tokens": 76}
 
 
+async def test_a_turn_resumed_after_a_restart_counts_the_calls_made_before_it(
+    tmp_path: Path, fake_llm: FakeLLMServer, session: SessionLog, providers: ProviderPool
+) -> None:
+    agent = make_agent(tmp_path, fake_llm.url, "openai")
+    call = {"id": "c1", "name": "bash", "arguments": {"command": "echo hi"}}
+    await session.append("user_message", {"content": "go", "turn": 1})
+    await session.append(
+        "assistant_message",
+        {
+            "content": "",
+            "message_id": "m1",
+            "tool_calls": [call],
+            "usage": {"input_tokens": 1000, "output_tokens": 20},
+        },
+    )
+    await session.append("tool_call", {"call_id": "c1", "tool": "bash", "arguments": call["arguments"]})
+    await session.append("tool_result", {"call_id": "c1", "tool": "bash", "ok": True, "content": "hi"})
+    await session.snapshot()  # the restart reads the snapshot, then the events after it
+    # ... the server stops here; a new one opens the log and finishes the turn
+    reopened = await SessionLog.open(session.store, session.session_id)
+    fake_llm.enqueue(text("done", usage=(1234, 56)))
+
+    events = await drain(Runtime(provider_for=providers.for_agent).run_turn(reopened, agent, None))
+
+    finished = events[-1]
+    assert isinstance(finished, TurnFinished)
+    assert finished.usage == {"input_tokens": 2234, "output_tokens": 76}
+    assert reopened.state.usage == finished.usage
+
+
 # --- 4. truncated replies ---------------------------------------------------------------------
 
 
