@@ -21,7 +21,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -84,6 +84,8 @@ class ProcessSettings:
     #: Seconds before a failed report is tried again (doubling up to `report_retry_max`).
     report_retry: float = 5.0
     report_retry_max: float = 300.0
+    #: Ended (and reported) processes whose record and log are kept; older ones are forgotten at start.
+    keep_ended: int = 200
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ class ProcessManager:
                 await self._recover(record)
             elif not record.reported:
                 self._report_later(record)
+        await self.prune()
 
     def _prepare_folder(self) -> Path | None:
         """Create the folder and its .gitignore; the .gitignore's path when it was written now."""
@@ -578,19 +581,36 @@ class ProcessManager:
         await asyncio.to_thread(write_atomic, path, render_record(record).encode())
         self.on_change(Change((path,), "process", record.handle, summary))
 
-    def remove_files(self, handle: str) -> None:
-        """Forget an ended process: its record, log and exit file."""
-        record = self.get(handle)
-        if not record.ended:
-            raise UsageError(f"process {handle} is still running; kill it first")
-        for path in (
-            self.folder / f"{handle}.yaml",
-            self.log_path(handle),
-            rotated_path(self.log_path(handle)),
-        ):
-            path.unlink(missing_ok=True)
-        self._exit_path(handle).unlink(missing_ok=True)
-        self._records.pop(handle, None)
+    async def prune(self) -> tuple[str, ...]:
+        """Forget the oldest ended, reported processes beyond `keep_ended`: records, logs, exit files.
+
+        The records leave the working tree (git keeps them in its history, the deletion is
+        committed); returns the handles forgotten.
+        """
+        ended = sorted(
+            (r for r in self._records.values() if r.ended and r.reported),
+            key=lambda r: (r.ended_at or r.started_at, r.handle),
+        )
+        old = ended[: max(len(ended) - self.settings.keep_ended, 0)]
+        if not old:
+            return ()
+        paths = [self.folder / f"{r.handle}.yaml" for r in old]
+        await asyncio.to_thread(self._remove_files, [r.handle for r in old])
+        for record in old:
+            self._records.pop(record.handle, None)
+        self.on_change(Change(tuple(paths), "process", "processes", f"forgot {len(old)} ended"))
+        return tuple(r.handle for r in old)
+
+    def _remove_files(self, handles: Sequence[str]) -> None:
+        for handle in handles:
+            log_path = self.log_path(handle)
+            for path in (
+                self.folder / f"{handle}.yaml",
+                log_path,
+                rotated_path(log_path),
+                self._exit_path(handle),
+            ):
+                path.unlink(missing_ok=True)
 
 
 def _working_directory(root: Path, workdir: str) -> tuple[Path, str]:

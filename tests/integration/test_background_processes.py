@@ -298,3 +298,23 @@ async def test_a_report_that_fails_is_tried_again_until_it_reaches_the_session(
     await until(lambda: manager.get(record.handle).reported)
     assert delivered == ["at last\n"]
     assert failures == []
+
+
+async def test_only_the_newest_ended_processes_are_kept_across_starts(
+    managers: Callable[..., ProcessManager], work: Path, tmp_path: Path
+) -> None:
+    first = managers()
+    await first.start()
+    handles = []
+    for n in range(4):
+        record = await first.spawn(request(work, f"echo run {n}"))
+        await first.wait(record.handle, 10)  # seen by the waiter: ended and reported
+        handles.append(record.handle)
+    running = await first.spawn(request(work, "sleep 60"))
+    second = managers(keep_ended=2)
+    await second.start()
+    kept = {r.handle for r in second.list()}
+    assert kept == {handles[2], handles[3], running.handle}
+    folder = tmp_path / "processes"
+    assert sorted(p.name for p in folder.glob(f"{handles[0]}*")) == []
+    assert (folder / f"{handles[3]}.log").read_text() == "run 3\n"
