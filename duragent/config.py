@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
+from duragent.agents.spec import WebSearchSpec
 from duragent.durations import Duration
 from duragent.errors import ConfigError, Location, Problem
 from duragent.mcp.spec import McpServers
@@ -262,6 +263,9 @@ class DuragentConfig(ConfigModel):
     git: GitConfig = GitConfig()
     scheduling: SchedulingConfig = SchedulingConfig()
     mcp_servers: McpServers = Field([], description="MCP servers offered to every agent (docs/mcp.md).")
+    web_search: WebSearchSpec | None = Field(
+        None, description="Where web_search searches for agents without their own tools.web_search."
+    )
 
     @field_validator("data_dir", mode="before")
     @classmethod

@@ -106,12 +106,13 @@ def discover_agents(agents_dir: Path) -> list[Path]:
 
 
 def validate_agent_folder(
-    directory: Path, env: Mapping[str, str] | None = None
+    directory: Path, env: Mapping[str, str] | None = None, *, shared_web_search: bool = False
 ) -> tuple[list[Problem], list[Problem]]:
     """Every problem (and warning) of an agent folder: agent.yaml, prompts, policy, skills, tool folders.
 
     What `duragent agent validate` reports: policy.yaml (and policy.local.yaml) are read as the
     runtime reads them, so a file the server would refuse is never called valid.
+    `shared_web_search`: duragent.yaml says where `web_search` searches for every agent.
     """
     from duragent.runtime.policy import read_policy_file
     from duragent.skills.discovery import agent_skills_dir, scan_folder
@@ -124,6 +125,8 @@ def validate_agent_folder(
         agent, found = load_agent(directory, env)
         warnings += found
         skills_dir = agent.spec.skills_dir
+        if not shared_web_search:
+            problems += web_search_problems(agent)
     except ConfigError as exc:
         problems += exc.problems
     problems += scan_folder(agent_skills_dir(directory.resolve(), skills_dir), "agent")[1]
@@ -235,14 +238,6 @@ def _tool_problems(data: dict[str, Any], layout: AgentFileLayout) -> list[Proble
     known = ", ".join(BUILTIN_TOOLS)
     problems = []
     for name, path in _builtin_tool_entries(tools):
-        if name == "web_search" and not _has_web_search_settings(tools):
-            problems.append(
-                Problem(
-                    "web_search needs a search service: add tools.web_search with provider "
-                    "(searxng and its url, brave or tavily); see docs/tools.md",
-                    layout.locate(path),
-                )
-            )
         if name not in BUILTIN_TOOLS:
             where = dotted(layout.file_path(path))
             problems.append(
@@ -252,6 +247,30 @@ def _tool_problems(data: dict[str, Any], layout: AgentFileLayout) -> list[Proble
                 )
             )
     return problems
+
+
+def web_search_problems(agent: Agent) -> list[Problem]:
+    """A problem when the agent enables `web_search` but says nowhere where it searches.
+
+    Not part of `load_agent`: duragent.yaml's `web_search` may serve every agent, which only
+    the caller knows.
+    """
+    if agent.layout is None:
+        return []
+    raw = agent.layout.document.data
+    data = normalise_shorthand(raw) if agent.layout.shorthand else raw
+    tools = data.get("spec", {}).get("tools") if isinstance(data.get("spec"), dict) else None
+    if _has_web_search_settings(tools):
+        return []
+    return [
+        Problem(
+            "web_search needs a search service: add tools.web_search with provider (searxng and "
+            "its url, brave or tavily), or web_search in duragent.yaml; see docs/tools.md",
+            agent.layout.locate(path),
+        )
+        for name, path in _builtin_tool_entries(tools)
+        if name == "web_search"
+    ]
 
 
 def _has_web_search_settings(tools: Any) -> bool:

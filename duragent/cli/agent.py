@@ -168,9 +168,10 @@ def validate_agents(
             print(f"ok: 0 agents valid (no agents in {_shown(agents_dir)})")
             return
     shared_invalid = not paths and _report_workspace_folders(_state(ctx).config().data_path)
+    shared_web_search = _state(ctx).config().web_search is not None
     invalid = 0
     for directory in directories:
-        problems, warnings = validate_agent_folder(directory)
+        problems, warnings = validate_agent_folder(directory, shared_web_search=shared_web_search)
         if problems:
             invalid += 1
             for problem in problems:

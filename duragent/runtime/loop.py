@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from duragent.agents.loader import Agent
+from duragent.agents.spec import WebSearchSpec
 from duragent.errors import DuragentError
 from duragent.ids import new_id
 from duragent.llm.base import Provider
@@ -66,6 +67,7 @@ from duragent.tools.folders import (
 from duragent.tools.protected import PROTECTED_NAMES
 from duragent.tools.registry import AnyTool, definition, execute, tools_for
 from duragent.tools.skill import SkillTool
+from duragent.tools.web_search import WebSearchTool
 
 if TYPE_CHECKING:
     from duragent.mcp.hub import McpHub
@@ -145,6 +147,8 @@ class Runtime:
     starting: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(STARTING_AT_ONCE))
     #: Invalid skills are logged once, not every turn.
     problems: ProblemLog = field(default_factory=ProblemLog)
+    #: Where `web_search` searches for agents without their own `tools.web_search` (duragent.yaml).
+    web_search: WebSearchSpec | None = None
     #: Skills parsed in earlier turns, parsed again only when their SKILL.md changes.
     skill_cache: SkillCache = field(default_factory=SkillCache)
     #: The MCP servers whose tools agents get (None: no MCP tools).
@@ -182,6 +186,8 @@ class Runtime:
             except DuragentError as exc:
                 yield await self._fail(session, "agent_invalid", str(exc))
                 return
+            if agent.spec.tools.web_search is None and WebSearchTool.name in tools:
+                tools[WebSearchTool.name] = WebSearchTool(self.web_search)
             skills = await self._skills(agent)
             if skills:
                 tools.setdefault(SkillTool.name, SkillTool(skills))

@@ -178,6 +178,7 @@ async def _open(
         guard=workspace.guard,
         workdir_for=lambda agent: config.tool_workdir(agent.name),
         data_dir=config.data_path,
+        web_search=config.web_search,
         tool_activity=workspace.note_tool_activity,
     )
     runtime.mcp = _mcp_hub(config, env)

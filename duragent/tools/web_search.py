@@ -12,7 +12,7 @@ import html
 import os
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from pydantic import Field
@@ -69,7 +69,9 @@ class WebSearchTool(Tool[WebSearchArgs]):
 
         settings = self.settings
         if settings is None:
-            return ToolResult(False, "web_search is not configured: the agent has no tools.web_search")
+            return ToolResult(
+                False, "web_search is not configured: neither tools.web_search nor duragent.yaml's web_search"
+            )
         count = min(args.count or settings.max_results, settings.max_results)
         timeout = aiohttp.ClientTimeout(total=settings.timeout.total_seconds())
         headers = {"User-Agent": f"Duragent/{__version__} (web_search tool)", "Accept": "application/json"}
@@ -86,7 +88,7 @@ class WebSearchTool(Tool[WebSearchArgs]):
         except aiohttp.ClientError as exc:
             return ToolResult(False, f"could not reach {settings.provider}: {exc}")
         results = results[:count]
-        data = {"provider": settings.provider, "results": [r.__dict__ for r in results]}
+        data = {"provider": settings.provider, "results": [asdict(r) for r in results]}
         return ToolResult(True, cap_text(render(args.query, results), ctx.limits.output_cap_bytes), data)
 
     def invocation(self, args: WebSearchArgs, ctx: ToolContext) -> str:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from duragent.agents.loader import load_agent
+from duragent.agents.loader import load_agent, validate_agent_folder
 from duragent.agents.spec import WebSearchSpec
+from duragent.config import parse_config_text
 from duragent.errors import ConfigError
 from duragent.runtime.events import ToolCallFinished
 from duragent.runtime.loop import Runtime, drain
@@ -143,7 +144,6 @@ def write_agent(tmp_path: Path, tools_yaml: str) -> Path:
 @pytest.mark.parametrize(
     ("tools_yaml", "expected"),
     [
-        ("tools: [web_search]\n", "agent.yaml:6:9: web_search needs a search service: add tools.web_search"),
         (
             "tools:\n  builtin: [web_search]\n  web_search:\n    provider: searxng\n",
             "agent.yaml:9:5: tools.web_search: provider searxng needs url",
@@ -165,6 +165,30 @@ def test_invalid_web_search_settings_are_reported_with_file_and_line(
     with pytest.raises(ConfigError) as caught:
         load_agent(folder, env={})
     assert expected in str(caught.value)
+
+
+def test_validate_wants_web_search_settings_in_the_agent_or_in_duragent_yaml(tmp_path: Path) -> None:
+    folder = write_agent(tmp_path, "tools: [bash, web_search]\n")
+
+    alone, _ = validate_agent_folder(folder, env={})
+    shared, _ = validate_agent_folder(folder, env={}, shared_web_search=True)
+
+    [problem] = alone
+    assert str(problem).endswith(
+        "agent.yaml:6:15: web_search needs a search service: add tools.web_search with provider "
+        "(searxng and its url, brave or tavily), or web_search in duragent.yaml; see docs/tools.md"
+    )
+    assert shared == []
+
+
+def test_duragent_yaml_web_search_is_validated_with_its_location() -> None:
+    config = parse_config_text("web_search:\n  provider: brave\n  api_key_env: MY_KEY\n", env={})
+    assert config.web_search is not None
+    assert (config.web_search.provider, config.web_search.api_key_env) == ("brave", "MY_KEY")
+    with pytest.raises(
+        ConfigError, match=r":2:13: web_search.provider must be 'searxng', 'brave' or 'tavily'"
+    ):
+        parse_config_text("web_search:\n  provider: google\n", env={})
 
 
 def test_the_list_form_takes_the_settings_on_the_web_search_item(tmp_path: Path) -> None:
@@ -208,3 +232,38 @@ async def test_a_turn_searches_through_the_agents_configured_service(
     assert searched.ok
     assert searched.content.startswith("1. Example Domain\n   https://example.com/")
     assert fake_search.requests[0].query == "durable agents"
+
+
+async def test_an_agent_without_settings_searches_where_duragent_yaml_says(
+    tmp_path: Path, fake_llm: FakeLLMServer, fake_search: FakeSearchServer, session: SessionLog
+) -> None:
+    folder = write_agent(tmp_path, "tools:\n  builtin: [web_search]\n  policy: {mode: allow}\n")
+    (folder / "agent.yaml").write_text(
+        (folder / "agent.yaml").read_text().replace("http://127.0.0.1:1/v1", fake_llm.url)
+    )
+    agent, _ = load_agent(folder, env={})
+    fake_llm.enqueue(
+        tool_calls([("web_search", {"query": "shared"})]),
+        text("ok"),
+        tool_calls([("web_search", {"query": "none"})]),
+        text("ok"),
+    )
+    pool = ProviderPool({"OPENAI_API_KEY": "sk-test"})
+    shared = WebSearchSpec(provider="searxng", url=fake_search.url)
+    try:
+        configured = await drain(
+            Runtime(provider_for=pool.for_agent, web_search=shared).run_turn(session, agent, "a")
+        )
+        unconfigured = await drain(Runtime(provider_for=pool.for_agent).run_turn(session, agent, "b"))
+    finally:
+        await pool.close()
+
+    [searched] = [e for e in configured if isinstance(e, ToolCallFinished)]
+    [refused] = [e for e in unconfigured if isinstance(e, ToolCallFinished)]
+    assert searched.ok
+    assert [r.query for r in fake_search.requests] == ["shared"]
+    assert not refused.ok
+    assert (
+        refused.content
+        == "web_search is not configured: neither tools.web_search nor duragent.yaml's web_search"
+    )

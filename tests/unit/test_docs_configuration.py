@@ -21,7 +21,9 @@ def config_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             keys += config_keys(annotation, f"{prefix}{name}.")
         elif args and isinstance(args[0], type) and issubclass(args[0], BaseModel):
-            keys += [f"{prefix}{name}", *config_keys(args[0], f"{prefix}{name}[].")]
+            # a list of sections (`routes[].match`) or an optional section (`web_search.url`)
+            inside = "[]." if typing.get_origin(annotation) is list else "."
+            keys += [f"{prefix}{name}", *config_keys(args[0], f"{prefix}{name}{inside}")]
         else:
             keys.append(prefix + name)
     return keys
