@@ -319,7 +319,8 @@ class GatewayRouter:
             log.warning("gateway %s: no route for chat %s; message dropped", gateway, message.chat_id)
             return
         try:
-            agent = self.agent_for(agent_name)
+            # in a thread: a cache miss reads and parses the agent's files
+            agent = await asyncio.to_thread(self.agent_for, agent_name)
         except NotFound as exc:
             log.warning("gateway %s: route names agent %r: %s", gateway, agent_name, exc)
             return

@@ -9,6 +9,7 @@ times and payloads (new event ids). The original session is only read.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -56,10 +57,11 @@ async def events_to_fork(
     if target.rev is not None:
         if repo is None or events_path is None:
             raise UsageError("forking at a revision needs the data directory's git repository")
-        text = repo.file_at(target.rev, events_path)
+        # git and parsing a whole log: off the event loop
+        text = await asyncio.to_thread(repo.file_at, target.rev, events_path)
         if text is None:
             raise ForkFailed(f"revision {target.rev} has no {events_path}")
-        events = _parse_log(text)
+        events = await asyncio.to_thread(_parse_log, text)
     else:
         events = await store.read(target.session_id)
         if target.seq is not None:

@@ -288,6 +288,8 @@ class LiveSession:
         self._loaded_at_seq: int | None = session_log.state.last_seq
         self._deltas = 0
         self._background_timer: asyncio.TimerHandle | None = None
+        # tasks started and not awaited: referenced until done (the loop keeps only weak ones)
+        self._side_tasks: set[asyncio.Task[Any]] = set()
         self._paused_for_disconnect = False
         #: Set when unloading cancels a turn that did not reach a safe point within the grace time.
         self._stopping = False
@@ -670,8 +672,12 @@ class LiveSession:
                 self._control.request_pause(DISCONNECT_PAUSE_REASON)
         elif self.status != "paused":
             # (A turn waiting for approval stays `paused` until someone decides.)
-            asyncio.get_running_loop().create_task(self._set_status("running", "client disconnected"))
+            self._keep(asyncio.create_task(self._set_status("running", "client disconnected")))
             self._on_unattended()
+
+    def _keep(self, task: asyncio.Task[Any]) -> None:
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
 
     def _on_unattended(self) -> None:
         limit = self.settings.max_background_runtime.total_seconds()

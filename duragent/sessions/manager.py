@@ -127,7 +127,7 @@ class SessionManager:
             check_name(session_id, "session id")
         if on_disconnect not in (None, "continue", "pause"):
             raise UsageError(f"on_disconnect must be 'continue' or 'pause', got {on_disconnect!r}")
-        agent = self.agent_for(agent_name)
+        agent = await self._agent(agent_name)
         settings = self.settings_for(agent, on_disconnect)
         session_log = await SessionLog.create(
             self.store,
@@ -167,7 +167,7 @@ class SessionManager:
         from duragent.sessions.stateless import InMemorySessionStore, stateless_log
 
         self._refuse_when_closing()
-        agent = self.agent_for(agent_name)
+        agent = self.agent_for(agent_name)  # found by the caller just before (in a thread)
         session_log = stateless_log(InMemorySessionStore(), agent.name, history)
         return LiveSession(
             session_log,
@@ -210,7 +210,7 @@ class SessionManager:
             session_log = await SessionLog.open(
                 self.store, session_id, snapshot_every=self.config.session.snapshot_every
             )
-            agent = self.agent_for(session_log.state.agent)
+            agent = await self._agent(session_log.state.agent)
         except BaseException:
             await self._release(session_id)
             raise
@@ -297,6 +297,10 @@ class SessionManager:
                 await self.store.delete(session_id)
             finally:
                 await self._release(session_id)
+
+    async def _agent(self, name: str) -> Agent:
+        """`agent_for(name)` in a thread: a cache miss reads and parses the agent's files."""
+        return await asyncio.to_thread(self.agent_for, name)
 
     async def recover(self) -> RecoveryReport:
         """Bring back sessions a crash left mid-turn (call once at start)."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
 
+from duragent.server.state import ACCEPTING_AT_ONCE
+from duragent.testing.fake_llm import FakeLLMServer, text
 from tests.e2e.server_harness import Api, ApiFactory
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
@@ -43,3 +46,29 @@ async def test_readyz_reports_a_stale_index_lock_as_degraded(start_api: ApiFacto
     assert ready["status"] == "degraded"
     assert any("index.lock is 10 min old and blocks every commit" in line for line in ready["warnings"])
     lock.unlink()
+
+
+async def test_four_slow_uploads_do_not_hold_up_other_messages(api: Api, fake_llm: FakeLLMServer) -> None:
+    session_id = await api.new_session()
+    host, port = api.server.host, api.server.port
+    auth = "".join(f"{name}: {value}\r\n" for name, value in api.http.headers.items())
+    stalled = []
+    for _ in range(ACCEPTING_AT_ONCE):
+        _, writer = await asyncio.open_connection(host, port)
+        head = (
+            f"POST /api/v1/sessions/{session_id}/messages HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}"
+            "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        )
+        writer.write(head.encode() + b'{"content": "slo')  # and then nothing more
+        await writer.drain()
+        stalled.append(writer)
+    try:
+        assert (await api.call("GET", f"/api/v1/sessions/{session_id}"))[0] == 200  # they have arrived
+        fake_llm.enqueue(text("not held up"))
+        status, reply = await asyncio.wait_for(
+            api.call("POST", f"/api/v1/sessions/{session_id}/messages", {"content": "hi"}), 20
+        )
+        assert (status, reply["content"]) == (200, "not held up")
+    finally:
+        for writer in stalled:
+            writer.close()

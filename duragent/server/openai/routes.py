@@ -8,6 +8,7 @@ conversation and nothing is stored. See docs/openai.md.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -44,13 +45,14 @@ async def get_model(request: web.Request) -> web.Response:
     """GET /v1/models/{model}."""
     state = request.app[STATE]
     name = request.match_info["model"]
-    _agent(state, name)
+    await _agent(state, name)
     return web.json_response(_model(name, int(state.started_at)))
 
 
-def _agent(state: ServerState, name: str) -> None:
+async def _agent(state: ServerState, name: str) -> None:
     try:
-        state.agents.get(name)
+        # in a thread: a cache miss reads and parses the agent's files
+        await asyncio.to_thread(state.agents.get, name)
     except AgentNotFound as exc:
         known = ", ".join(exc.known) or "none"
         raise HttpProblem(
@@ -66,7 +68,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, ChatCompletionRequest)
     state = request.app[STATE]
     content = body.new_user_message()
-    _agent(state, body.model)
+    await _agent(state, body.model)
     named = body.named_session(request.headers.get(SESSION_HEADER))
     if named is None:
         live = state.sessions.stateless(body.model, body.history())

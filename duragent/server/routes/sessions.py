@@ -74,10 +74,10 @@ async def _accept_message(request: web.Request) -> tuple[LiveSession, Subscripti
 
     Requests get through this a few at a time (`ServerState.accepting`): 200 clients posting at
     once would otherwise do all of it in one turn of the event loop, while every reply already
-    streaming waits.
+    streaming waits. The body is read before: four slow uploads must not hold every slot.
     """
+    body = await read_body(request, SendMessage)
     async with request.app[STATE].accepting:
-        body = await read_body(request, SendMessage)
         live = await _live(request)
         subscription = await live.subscribe()
         try:
