@@ -119,6 +119,8 @@ def show_schedule(
         where += f" (chat {destination.chat_id} on {destination.gateway})"
     print(f"delivers  to {where}")
     print(f"next run  {_next_run(schedule)}")
+    if schedule.until_process:
+        print(f"until     background process {schedule.until_process} ends")
     print(f"created   {_local(schedule.created_at)} by {schedule.created_by or 'unknown'}")
     for run in runs:
         detail = f" ({run.error})" if run.error else ""

@@ -107,6 +107,7 @@ def test_until_process_names_a_running_process_of_the_agent(workspace: Path) -> 
     schedule_id = added.output.split()[1].rstrip(":")
     text = (workspace / ".duragent" / "schedules" / f"{schedule_id}.yaml").read_text()
     assert "until_process: proc_RUNNING" in text
+    assert "until     background process proc_RUNNING ends" in run("schedule", "show", schedule_id).output
     ended = run(*base, "--until-process", "proc_DONE")
     assert isinstance(ended.exception, UsageError)
     assert "process proc_DONE has already ended" in str(ended.exception)
