@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -41,16 +40,3 @@ def test_mcp_list_starts_each_server_and_shows_its_state_and_tools(tmp_path: Pat
     assert any(
         line.startswith("remote (workspace, http: http://127.0.0.1:9/mcp): failed: ") for line in lines
     )
-
-
-def test_mcp_list_json_has_every_server_with_its_tools(tmp_path: Path) -> None:
-    config = workspace(tmp_path)
-
-    listed = cli(config, "mcp", "list", "--json", timeout=120)
-
-    assert listed.returncode == 0, listed.stderr
-    servers = {(s["scope"], s["name"]): s for s in json.loads(listed.stdout)}
-    assert set(servers) == {("helper", "test"), ("helper", "ghost"), ("workspace", "remote")}
-    assert servers[("helper", "test")]["state"] == "running"
-    assert "test__add" in servers[("helper", "test")]["tools"]
-    assert servers[("helper", "ghost")]["tools"] == []

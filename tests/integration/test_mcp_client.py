@@ -6,16 +6,13 @@ The server is `duragent.testing.mcp_server`, written with the official SDK's MCP
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psutil
 import pytest
-import yaml
 
-from duragent.agents.loader import Agent, load_agent
 from duragent.mcp.hub import McpHub
 from duragent.mcp.spec import McpServerSpec
 from duragent.mcp.tools import McpTool
@@ -23,36 +20,14 @@ from duragent.runtime.events import ApprovalRequired, ToolCallFinished, TurnFini
 from duragent.runtime.loop import Runtime, drain
 from duragent.runtime.providers import ProviderPool
 from duragent.sessions.log import SessionLog
-from duragent.stores.filesystem.artifacts import FilesystemArtifactStore
 from duragent.stores.filesystem.sessions import FilesystemSessionStore
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
-from duragent.testing.mcp_server import RED_PIXEL_PNG, http_server, server_entry
-from duragent.tools.base import ToolContext, ToolResult
+from duragent.testing.mcp_server import http_server, server_entry
 from duragent.tools.registry import call_tool
+from tests.integration.mcp_helpers import context, run, tools_by_name, wait_until, write_agent
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 pytestmark = pytest.mark.timeout(180)
-
-T = TypeVar("T")
-
-
-def write_agent(
-    root: Path, servers: list[dict[str, Any]], llm_url: str = "http://127.0.0.1:9/v1", **spec: Any
-) -> Agent:
-    folder = root / "agents" / "helper"
-    folder.mkdir(parents=True, exist_ok=True)
-    document = {
-        "apiVersion": "duragent/v1alpha1",
-        "kind": "Agent",
-        "metadata": {"name": "helper"},
-        "spec": {
-            "model": {"provider": "openai", "name": "gpt-test", "base_url": llm_url},
-            "mcp_servers": servers,
-            **spec,
-        },
-    }
-    (folder / "agent.yaml").write_text(yaml.safe_dump(document))
-    return load_agent(folder, env={"OPENAI_API_KEY": "sk-test"})[0]
 
 
 @pytest.fixture
@@ -66,87 +41,9 @@ async def hub(tmp_path: Path) -> AsyncIterator[McpHub]:
     await made.close()
 
 
-def context(tmp_path: Path, **extra: Any) -> ToolContext:
-    return ToolContext(agent="helper", session_id="s1", workdir=tmp_path, **extra)
-
-
-async def tools_by_name(hub: McpHub, agent: Agent) -> dict[str, McpTool]:
-    return {tool.name: tool for tool in await hub.tools_for(agent)}
-
-
-async def run(
-    hub: McpHub, agent: Agent, name: str, arguments: dict[str, Any], ctx: ToolContext
-) -> ToolResult:
-    tool = (await tools_by_name(hub, agent))[name]
-    return await call_tool(tool, arguments, ctx)
-
-
-async def wait_until(probe: Callable[[], Awaitable[T | None]], within: float = 30.0) -> T:
-    deadline = time.monotonic() + within
-    while True:
-        found = await probe()
-        if found:
-            return found
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
-
-
 def pids(tmp_path: Path) -> list[int]:
     path = tmp_path / "pids"
     return [int(line) for line in path.read_text().split()] if path.exists() else []
-
-
-async def test_server_tools_are_offered_namespaced_with_their_json_schemas(
-    tmp_path: Path, hub: McpHub
-) -> None:
-    agent = write_agent(tmp_path, [server_entry("test")])
-    tools = await tools_by_name(hub, agent)
-
-    assert {"test__echo", "test__add", "test__fail", "test__sleep", "test__image"} <= set(tools)
-    echo = tools["test__echo"]
-    assert echo.description.startswith("Repeat the text back.")
-    assert echo.parameters()["properties"]["text"]["type"] == "string"
-    assert echo.parameters()["required"] == ["text"]
-
-
-async def test_text_and_structured_results_come_back_as_tool_results(tmp_path: Path, hub: McpHub) -> None:
-    agent = write_agent(tmp_path, [server_entry("test")])
-
-    echoed = await run(hub, agent, "test__echo", {"text": "hello"}, context(tmp_path))
-    added = await run(hub, agent, "test__add", {"a": 2, "b": 3}, context(tmp_path))
-
-    assert echoed == ToolResult(True, "hello", {"structured": {"result": "hello"}})
-    assert added.ok
-    assert '"sum": 5' in added.content
-    assert added.data == {"structured": {"sum": 5}}
-
-
-async def test_a_tool_error_and_bad_arguments_are_failed_results_the_model_reads(
-    tmp_path: Path, hub: McpHub
-) -> None:
-    agent = write_agent(tmp_path, [server_entry("test")])
-
-    failed = await run(hub, agent, "test__fail", {"message": "disk on fire"}, context(tmp_path))
-    wrong = await run(hub, agent, "test__add", {"a": "two"}, context(tmp_path))
-
-    assert not failed.ok
-    assert "disk on fire" in failed.content
-    assert not wrong.ok
-    assert "b" in wrong.content
-
-
-async def test_a_slow_call_times_out_while_other_calls_go_on(tmp_path: Path, hub: McpHub) -> None:
-    agent = write_agent(tmp_path, [server_entry("test", call_timeout="1s")])
-    await tools_by_name(hub, agent)
-
-    slow = asyncio.create_task(run(hub, agent, "test__sleep", {"seconds": 30}, context(tmp_path)))
-    quick = await run(hub, agent, "test__echo", {"text": "meanwhile"}, context(tmp_path))
-    late = await slow
-
-    assert quick.ok
-    assert quick.content == "meanwhile"
-    assert not late.ok
-    assert "no answer within 1s" in late.content
 
 
 async def test_a_crashed_server_is_restarted_and_answers_again(tmp_path: Path, hub: McpHub) -> None:
@@ -166,24 +63,6 @@ async def test_a_crashed_server_is_restarted_and_answers_again(tmp_path: Path, h
     assert (status.state, status.restarts) == ("running", 1)
 
 
-async def test_images_are_stored_as_the_agents_artifacts(tmp_path: Path, hub: McpHub) -> None:
-    agent = write_agent(tmp_path, [server_entry("test")])
-    artifacts = FilesystemArtifactStore(tmp_path / "artifacts")
-
-    result = await run(hub, agent, "test__image", {}, context(tmp_path, artifacts=artifacts))
-
-    assert result.ok
-    assert result.data is not None
-    [saved] = result.data["artifacts"]
-    assert f"stored as artifact {saved['name']}" in result.content
-    assert saved["name"].startswith("mcp/test__image/")
-    assert saved["name"].endswith(".png")
-    [ref] = await artifacts.list("helper", "mcp/")
-    stored = b"".join([chunk async for chunk in artifacts.get(ref)])
-    assert stored == RED_PIXEL_PNG
-    assert ref.meta.content_type == "image/png"
-
-
 async def test_a_tool_list_change_is_picked_up(tmp_path: Path, hub: McpHub) -> None:
     agent = write_agent(tmp_path, [server_entry("test")])
     assert "test__late" not in await tools_by_name(hub, agent)
@@ -195,20 +74,6 @@ async def test_a_tool_list_change_is_picked_up(tmp_path: Path, hub: McpHub) -> N
 
     late = await wait_until(late_tool)
     assert (await call_tool(late, {}, context(tmp_path))).content == "late tool ran"
-
-
-async def test_only_listed_variables_reach_the_server_which_runs_in_the_agents_work_folder(
-    tmp_path: Path, hub: McpHub
-) -> None:
-    agent = write_agent(tmp_path, [server_entry("test", env=["VISIBLE"])])
-
-    visible = await run(hub, agent, "test__env", {"name": "VISIBLE"}, context(tmp_path))
-    secret = await run(hub, agent, "test__env", {"name": "SECRET_TOKEN"}, context(tmp_path))
-    cwd = await run(hub, agent, "test__cwd", {}, context(tmp_path))
-
-    assert visible.content == "shown"
-    assert secret.content == "<unset>"
-    assert Path(cwd.content) == (tmp_path / "work" / "helper").resolve()
 
 
 async def test_a_streamable_http_server_gets_the_configured_headers(tmp_path: Path, hub: McpHub) -> None:
