@@ -142,8 +142,8 @@ class McpConnection:
             self._lost.set()
             raise McpCallFailed(f"the server could not be reached: {_describe(exc)}") from None
         except Exception as exc:
-            # The transport's own errors (HTTP status, broken stream): connect again.
-            self._lost.set()
+            # A result the SDK refused (not matching the tool's output schema, say): the
+            # connection itself is fine, so it is not restarted.
             raise McpCallFailed(f"the call failed: {_describe(exc)}") from None
 
     def start(self) -> None:

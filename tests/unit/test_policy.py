@@ -313,3 +313,13 @@ def test_an_mcp_tool_no_pattern_names_is_asked_about_even_in_mode_allow() -> Non
     assert permissive.decide("time__convert_time", "{}") == PolicyDecision("allow", "mcp:time:*")
     assert ToolPolicy(mode="deny").decide("git__status", "{}").decision == "deny"
     assert default_policy().decide("time__get_current_time", "{}").decision == "ask"
+
+
+def test_allow_always_on_an_mcp_call_allows_exactly_those_arguments(tmp_path: Path) -> None:
+    arguments = '{"paths":["a*.txt","b?.txt"],"recursive":true}'
+    path = allow_always("files__search", arguments, tmp_path / "policy.yaml", seed_defaults=True)
+    policy = load_policy(tmp_path)
+
+    assert path == tmp_path / "policy.yaml"
+    assert policy.decide("files__search", arguments).decision == "allow"
+    assert policy.decide("files__search", '{"paths":["abc.txt","b?.txt"],"recursive":true}').decision == "ask"
