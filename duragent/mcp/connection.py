@@ -114,11 +114,13 @@ class McpConnection:
     async def tools(self) -> tuple[mcp_types.Tool, ...]:
         """The server's tools, starting it on first use (waits up to `start_timeout` then).
 
-        A server that is down and being retried answers with the tools it had, so the model's
-        tool list stays stable; a call then waits for the restart.
+        A server that is down and being retried answers at once with the tools it had (none if
+        it never started), so the model's tool list stays stable; a call then waits for the
+        restart.
         """
         self.start()
-        if self._state == "starting" or (self._state == "failed" and not self._tools):
+        if not self._tools and self.restarts == 0:
+            # The first start; a server being retried is not waited for (no tools this turn).
             await self._wait_for_attempt(time.monotonic() + self.spec.start_timeout.total_seconds())
         return self._tools
 

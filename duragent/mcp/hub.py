@@ -68,7 +68,9 @@ class McpHub:
 
         A server that cannot start adds no tools (its error is logged and shown by `mcp list`).
         """
-        connections = [self.connection(agent, scope, spec) for scope, spec in self.configured(agent)]
+        configured = self.configured(agent)
+        self._retire_removed(agent.name, {spec.name for scope, spec in configured if scope == agent.name})
+        connections = [self.connection(agent, scope, spec) for scope, spec in configured]
         listed = await asyncio.gather(*(connection.tools() for connection in connections))
         tools: dict[str, McpTool] = {}
         for connection, server_tools in zip(connections, listed, strict=True):
@@ -125,6 +127,11 @@ class McpHub:
         await asyncio.gather(*(connection.close() for connection in connections))
         if self._retired:
             await asyncio.gather(*self._retired)
+
+    def _retire_removed(self, scope: str, names: set[str]) -> None:
+        """Stop the servers of `scope` (an agent) whose entries are gone from its spec."""
+        for key in [key for key in self._connections if key[0] == scope and key[1] not in names]:
+            self._retire(self._connections.pop(key))
 
     def _retire(self, connection: McpConnection) -> None:
         """Stop a server whose entry was edited, in the background (its running calls finish)."""

@@ -24,7 +24,14 @@ from duragent.stores.filesystem.sessions import FilesystemSessionStore
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
 from duragent.testing.mcp_server import http_server, server_entry
 from duragent.tools.registry import call_tool
-from tests.integration.mcp_helpers import context, run, tools_by_name, wait_until, write_agent
+from tests.integration.mcp_helpers import (
+    context,
+    process_ended,
+    run,
+    tools_by_name,
+    wait_until,
+    write_agent,
+)
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 pytestmark = pytest.mark.timeout(180)
@@ -58,7 +65,7 @@ async def test_a_crashed_server_is_restarted_and_answers_again(tmp_path: Path, h
     assert again.content == "back"
     first, second = pids(tmp_path)
     assert first != second
-    assert not psutil.pid_exists(first) or psutil.Process(first).status() == psutil.STATUS_ZOMBIE
+    await process_ended(first)
     [status] = hub.statuses("helper")
     assert (status.state, status.restarts) == ("running", 1)
 
@@ -125,7 +132,25 @@ async def test_sessions_of_an_agent_share_one_server_which_stops_with_the_hub(tm
         assert psutil.pid_exists(pid)
     finally:
         await hub.close()
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    await process_ended(pid)
+
+
+async def test_an_edited_server_entry_starts_afresh_and_a_removed_one_stops(
+    tmp_path: Path, hub: McpHub
+) -> None:
+    agent = write_agent(tmp_path, [server_entry("test", env=["MCP_TEST_PIDS"])])
+    await tools_by_name(hub, agent)
+    [first] = pids(tmp_path)
+
+    edited = write_agent(tmp_path, [server_entry("test", env=["MCP_TEST_PIDS"], call_timeout="1m")])
+    assert "test__echo" in await tools_by_name(hub, edited)
+    _, second = pids(tmp_path)
+    await process_ended(first)
+
+    removed = write_agent(tmp_path, [])
+    assert await hub.tools_for(removed) == []
+    await process_ended(second)
+    assert hub.statuses("helper") == []
 
 
 async def test_workspace_servers_reach_every_agent_unless_one_has_its_own_of_that_name(
