@@ -143,6 +143,13 @@ def main() -> None:
         # The first thing a newcomer types: answered without building the command tree.
         sys.stdout.write(text)
         return
+    if sys.argv[1:2] == ["send"]:
+        # A warm `send` answered without typer, pydantic or aiohttp (None: the full command runs).
+        from duragent.cli.quick_send import quick_send
+
+        code = quick_send(sys.argv[2:])
+        if code is not None:
+            sys.exit(code)
     from duragent.errors import DuragentError
 
     try:

@@ -6,7 +6,6 @@ one in the background, so sessions outlive the terminal), then stream what the s
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,7 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from duragent.cli.context import CliState, print_json, print_table, run_async
+from duragent.cli.context import CliState, print_table, run_async
+from duragent.cli.sending import agent_name, full_id, pick_session, send_one
 
 if TYPE_CHECKING:
     from duragent.cli.render import Renderer
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from duragent.config import DuragentConfig
 
 #: Exit code of `send` when the turn stopped to wait for an approval.
-EXIT_APPROVAL = 3
 #: User messages a terminal that never saw a session is shown when it attaches.
 RECENT_TURNS = 3
 
@@ -80,8 +79,8 @@ def chat(
             ApiClient(url, token=api_token(config)) as api,
         ):
             client = ClientState.load(config.data_path)
-            name = await _agent_name(api, agent, session)
-            info, resumed = await _pick_session(api, client, name, session, new)
+            name = await agent_name(api, agent, session)
+            info, resumed = await pick_session(api, client, name, session, new)
             after = await _replay_from(api, client, info, resumed)
             await _talk(api, config, client, info, after, resumed=resumed, local=local)
 
@@ -116,7 +115,7 @@ def attach(
             if list_sessions or (session_id is None and not last):
                 await _list_attachable(api, client, hint=not list_sessions)
                 return
-            target = await _full_id(api, session_id) if session_id else await _last_session(api, client)
+            target = await full_id(api, session_id) if session_id else await _last_session(api, client)
             info = await api.session(target)
             if info.get("status") == "ended":
                 from duragent.client.http import SessionGone
@@ -197,145 +196,16 @@ def send(
             ApiClient(url, token=api_token(config)) as api,
         ):
             client = ClientState.load(config.data_path)
-            name = await _agent_name(api, agent, session)
-            info, _resumed = await _pick_session(api, client, name, session, new)
-            return await _send_one(api, client, info, content, as_json=as_json, stream=not no_stream)
+            name = await agent_name(api, agent, session)
+            info, _resumed = await pick_session(api, client, name, session, new)
+            return await send_one(api, client, info, content, as_json=as_json, stream=not no_stream)
 
     try:
         code = run_async(run())
     except KeyboardInterrupt:
-        raise typer.Exit(130) from None  # `_send_one` said what became of the turn
+        raise typer.Exit(130) from None  # `send_one` said what became of the turn
     if code:
         raise typer.Exit(code)
-
-
-async def _send_one(
-    api: ApiClient, client: ClientState, info: dict[str, Any], content: str, *, as_json: bool, stream: bool
-) -> int:
-    from duragent.cli.render import TRUNCATED, Renderer
-
-    session_id = str(info["session_id"])
-    live = stream and not as_json and sys.stdout.isatty()
-    out = Renderer()
-    side = out if sys.stdout.isatty() else Renderer(out=sys.stderr)
-    reply, usage, status = "", {}, "failed"
-    error: dict[str, Any] | None = None
-    calls: dict[str, dict[str, Any]] = {}
-    approval: dict[str, Any] | None = None
-    last_id: str | None = None
-    if live:
-        out.start_spinner()
-    try:
-        async for event in api.stream(session_id, content):
-            last_id = event.id or last_id
-            data = event.data
-            if event.event == "token" and live:
-                out.token(str(data.get("content", "")))
-            elif event.event == "tool_call":
-                calls[str(data.get("call_id"))] = {
-                    "call_id": data.get("call_id"),
-                    "tool": data.get("tool"),
-                    "arguments": data.get("arguments") or {},
-                }
-                if not as_json:
-                    side.tool_call(
-                        str(data.get("call_id")), str(data.get("tool")), dict(data.get("arguments") or {})
-                    )
-            elif event.event == "tool_result":
-                call = calls.setdefault(
-                    str(data.get("call_id")), {"call_id": data.get("call_id"), "tool": data.get("tool")}
-                )
-                call.update(
-                    ok=bool(data.get("ok")), duration_ms=data.get("duration_ms"), result=data.get("content")
-                )
-                if not as_json:
-                    side.tool_result(
-                        str(data.get("call_id")),
-                        str(data.get("tool")),
-                        bool(data.get("ok")),
-                        int(data.get("duration_ms") or 0),
-                        str(data.get("content", "")),
-                    )
-                if live:
-                    out.start_spinner()
-            elif event.event == "approval_required":
-                approval = dict(data)
-                status = "pending_approval"
-            elif event.event == "done":
-                reply, usage = (
-                    str(data.get("content", "")),
-                    dict(data.get("turn_usage") or data.get("usage") or {}),
-                )
-                status = "truncated" if data.get("truncated") else "complete"
-                if status == "truncated":
-                    error = {"code": "truncated", "message": TRUNCATED}
-                if not as_json:
-                    out.reply(reply) if live else out.write(reply + ("" if reply.endswith("\n") else "\n"))
-            elif event.event == "error":
-                status, error = "failed", {"code": data.get("code"), "message": data.get("message")}
-            elif event.event == "cancelled":
-                status, error = "cancelled", {"code": "cancelled", "message": "the turn was cancelled"}
-            elif event.event == "status" and data.get("to") == "paused" and approval is None:
-                status, error = "paused", {"code": "paused", "message": str(data.get("reason", "paused"))}
-    except asyncio.CancelledError:
-        # Ctrl-C: closing the stream detaches; the session goes on (or pauses) on the server.
-        out.close()
-        client.attached(str(info["agent"]), session_id)
-        client.saw(session_id, last_id)
-        client.save()
-        side.line(_detached_note(session_id, str(info.get("on_disconnect") or "continue")))
-        raise
-    out.close()
-    client.attached(str(info["agent"]), session_id)
-    client.saw(session_id, last_id)
-    client.save()
-    result: dict[str, Any] = {
-        "session_id": session_id,
-        "reply": reply,
-        "tool_calls": list(calls.values()),
-        "usage": usage,
-        "status": status,
-    }
-    if error:
-        result["error"] = error
-    if approval is not None:
-        result["approval"] = _approval_help(api, session_id, approval)
-    if as_json:
-        print_json(result)
-    elif error:
-        side.error(f"✗ {error['message']} ({error['code']})")
-    elif approval is not None:
-        side.approval(str(approval.get("tool", "")), str(approval.get("command", "")))
-        side.line(f"decide with: duragent attach {session_id}")
-    return 0 if status == "complete" else EXIT_APPROVAL if status == "pending_approval" else 1
-
-
-def _detached_note(session_id: str, on_disconnect: str) -> str:
-    """What Ctrl-C in `send` did: the turn was not cancelled, this client only stopped following it."""
-    if on_disconnect == "pause":
-        return (
-            f"detached: session {session_id} pauses at the next safe point (on_disconnect: pause); "
-            f"duragent attach {session_id} resumes it"
-        )
-    return f"detached: the turn goes on in session {session_id}; duragent attach {session_id}"
-
-
-def _approval_help(api: ApiClient, session_id: str, approval: dict[str, Any]) -> dict[str, Any]:
-    call_id = str(approval.get("call_id", ""))
-    return {
-        "call_id": call_id,
-        "tool": approval.get("tool"),
-        "command": approval.get("command"),
-        "arguments": approval.get("arguments") or {},
-        "approve_with": {
-            "terminal": f"duragent attach {session_id}",
-            "http": {
-                "method": "POST",
-                "url": api.url(f"/api/v1/sessions/{session_id}/approve"),
-                "body": {"call_id": call_id, "decision": "allow_once | allow_always | deny"},
-            },
-        },
-    }
 
 
 # --- shared --------------------------------------------------------------------------------
@@ -392,74 +262,6 @@ async def _local_server(config: DuragentConfig) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
-
-
-async def _agent_name(api: ApiClient, agent: str | None, session: str | None) -> str:
-    """The agent to talk to: --agent, the session's, or the only one there is."""
-    from duragent.errors import UsageError
-
-    if session is not None:
-        info = await api.session(await _full_id(api, session))
-        return str(info["agent"])
-    names = sorted(str(a["name"]) for a in await api.agents())
-    if agent is not None:
-        if agent not in names:
-            await _explain_missing_agent(api, agent, names)
-        return agent
-    if len(names) == 1:
-        return names[0]
-    if not names:
-        raise UsageError("this workspace has no agents; create one with `duragent agent create NAME`")
-    raise UsageError(f"there are several agents ({', '.join(names)}); pick one with --agent NAME")
-
-
-async def _full_id(api: ApiClient, text: str) -> str:
-    """The session id `text` names: the whole id, its name, or any unique start of the id, like git."""
-    from duragent.ids import resolve_session
-
-    listed = await api.sessions()
-    return resolve_session(
-        text, ((str(s["session_id"]), (s.get("metadata") or {}).get("name")) for s in listed)
-    )
-
-
-async def _explain_missing_agent(api: ApiClient, agent: str, names: list[str]) -> None:
-    """Raise the reason `agent` is not served: its files' problems (`file:line:col`), or unknown."""
-    from duragent.client.http import AgentNotFound, ApiError
-    from duragent.errors import ConfigError
-
-    try:
-        await api.agent(agent)
-    except ApiError as exc:
-        if exc.status == 400:
-            detail = exc.problem.get("detail") or exc.detail
-            raise ConfigError(f"agent {agent!r} cannot answer until its files are fixed:\n{detail}") from None
-        raise
-    except AgentNotFound:
-        raise AgentNotFound(agent, names) from None
-
-
-async def _pick_session(
-    api: ApiClient, client: ClientState, agent: str, session: str | None, new: bool
-) -> tuple[dict[str, Any], bool]:
-    """The session to use and whether it existed: --session, a new one, or this terminal's last one."""
-    from duragent.client.http import SessionGone, SessionNotFound
-
-    if session is not None:
-        info = await api.session(await _full_id(api, session))
-        if info.get("status") == "ended":
-            raise SessionGone(409, f"session {session} has ended; `duragent chat --new` starts a new one")
-        return info, True
-    last = None if new else client.last_session.get(agent)
-    if last is not None:
-        try:
-            info = await api.session(last)
-        except SessionNotFound:
-            client.forget(last)
-        else:
-            if info.get("status") != "ended":
-                return info, True
-    return await api.create_session(agent), False
 
 
 async def _replay_from(api: ApiClient, client: ClientState, info: dict[str, Any], resumed: bool) -> str:

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-import aiohttp
-
 from duragent.client.sse import read_sse
 from duragent.errors import DuragentError, NotFound
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from duragent.config import DuragentConfig
 
 TOKEN_ENV = "DURAGENT_API_TOKEN"
@@ -122,6 +122,8 @@ class ApiClient:
     @property
     def http(self) -> aiohttp.ClientSession:
         """The underlying aiohttp session (created on first use, inside the running loop)."""
+        import aiohttp  # here, not at import: a warm `send` never loads it (duragent.client.blocking)
+
         if self._http is None:
             headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
             self._http = aiohttp.ClientSession(
@@ -145,6 +147,8 @@ class ApiClient:
         time_limit: float | None = REQUEST_TIMEOUT,
     ) -> tuple[int, dict[str, Any]]:
         """Send a request; the status and JSON body of a 2xx answer, an exception for anything else."""
+        import aiohttp
+
         try:
             async with self.http.request(
                 method,
@@ -168,6 +172,8 @@ class ApiClient:
 
     async def readyz(self) -> tuple[int, dict[str, Any]]:
         """GET /readyz: 200 when ready, 503 with problems (both carry `workspace_hash`)."""
+        import aiohttp
+
         try:
             async with self.http.get(
                 self.url("/readyz"), timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
@@ -285,6 +291,8 @@ class ApiClient:
         params: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
     ) -> AsyncIterator[ServerEvent]:
+        import aiohttp
+
         try:
             async with self.http.request(
                 method, self.url(path), params=params, json=body, headers={"Accept": "text/event-stream"}
@@ -334,6 +342,8 @@ def _json_object(text: str) -> dict[str, Any]:
 
 
 def _reason(exc: aiohttp.ClientConnectionError) -> str:
+    import aiohttp
+
     if isinstance(exc, aiohttp.ClientConnectorError):
         return exc.strerror or "connection refused"
     return str(exc) or type(exc).__name__

@@ -307,3 +307,69 @@ async def test_a_session_is_named_by_any_unique_start_of_its_id(
     unknown = await duragent(workspace, "session", "show", "s_ZZZZ")
     assert unknown.returncode == 1
     assert "session 's_ZZZZ' not found" in unknown.stderr
+
+
+#: Runs `duragent ARGV...` as the console script does, then reports which heavy modules it loaded.
+_REPORT_IMPORTS = """
+import sys
+from duragent.cli import main
+try:
+    main()
+except SystemExit as exit:
+    code = exit.code
+else:
+    code = 0
+heavy = sorted(m for m in ("aiohttp", "typer", "pydantic", "yaml") if m in sys.modules)
+print("LOADED " + ",".join(heavy), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+async def test_a_warm_send_answers_without_loading_typer_pydantic_or_aiohttp(
+    tmp_path: Path, workspaces: list[Path]
+) -> None:
+    """Issue #15.5: once the server runs, `send` is one small request, not half a second of imports."""
+    workspace = await init(tmp_path / "ws")
+    workspaces.append(workspace)
+    cold = await duragent(workspace, "send", "--json", "first words")
+    assert cold.returncode == 0, cold.stderr
+    session_id = json.loads(cold.stdout)["session_id"]
+
+    async def warm(*args: str) -> Done:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _REPORT_IMPORTS,
+            *args,
+            cwd=workspace,
+            env=shell_env(),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 240)
+        assert process.returncode is not None
+        return Done(process.returncode, out.decode(), err.decode())
+
+    plain = await warm("send", "second words")
+    assert plain.returncode == 0, plain.stderr
+    assert 'You wrote 2 words: "second words"' in plain.stdout
+    assert "LOADED \n" in plain.stderr  # none of them
+
+    as_json = await warm("send", "--json", "--session", session_id[:10], "third words")
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout)["session_id"] == session_id
+    assert json.loads(as_json.stdout)["status"] == "complete"
+    assert "LOADED \n" in as_json.stderr
+
+    # what it does not handle goes to the full command, which behaves as before
+    with_server = await warm("send", "--server", run_info(workspace)["url"], "fourth words")
+    assert with_server.returncode == 0, with_server.stderr
+    assert "LOADED aiohttp,pydantic,typer,yaml" in with_server.stderr
+    unknown = await warm("send", "--agent", "nobody", "hello")
+    assert unknown.returncode == 1
+    assert "unknown agent 'nobody'" in unknown.stderr
+
+    log = await duragent(workspace, "session", "log", session_id)
+    for words in ("first words", "second words", "third words", "fourth words"):
+        assert log.stdout.count(words) >= 1
