@@ -14,6 +14,9 @@ started process appends its pid to the file named by `MCP_TEST_PIDS` (one per li
 can tell a restarted server from the first one. `--require-header NAME=VALUE` makes the HTTP
 server refuse requests without that header (to test configured headers).
 
+`--handshake-only` serves only the initialize-handshake era (as servers on SDKs before 2026
+do), so list changes reach clients as notifications rather than on a listen stream.
+
 Tools: `echo(text)`, `add(a, b)` (structured result), `fail(message)` (a tool error),
 `sleep(seconds)`, `crash()` (the process exits), `image()` (a PNG), `env(name)` (a variable
 of the server's environment or "<unset>"), `cwd()`, and `grow()`, which adds a tool `late` and
@@ -97,9 +100,10 @@ def create_server() -> MCPServer:
     return server
 
 
-def server_entry(name: str = "test", **extra: Any) -> dict[str, Any]:
+def server_entry(name: str = "test", *, handshake_only: bool = False, **extra: Any) -> dict[str, Any]:
     """An `mcp_servers` entry (agent.yaml or duragent.yaml) running this server over stdio."""
-    return {"name": name, "command": sys.executable, "args": ["-m", __name__], **extra}
+    args = ["-m", __name__, *(["--handshake-only"] if handshake_only else [])]
+    return {"name": name, "command": sys.executable, "args": args, **extra}
 
 
 @contextlib.asynccontextmanager
@@ -139,10 +143,7 @@ async def _notify_handshake_era(ctx: Context) -> None:
     session: Any = getattr(ctx.request_context, "session", None)
     send = getattr(session, "send_tool_list_changed", None)
     if send is not None:
-        try:
-            await send()
-        except Exception:  # a modern-era request has no session to notify: listeners were told
-            return
+        await send()
 
 
 def _record_pid() -> None:
@@ -157,13 +158,27 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m duragent.testing.mcp_server")
     parser.add_argument("--http", type=int, default=None, metavar="PORT")
     parser.add_argument("--require-header", default=None, metavar="NAME=VALUE")
+    parser.add_argument(
+        "--handshake-only", action="store_true", help="Refuse the 2026 era (server/discover)."
+    )
     args = parser.parse_args(argv)
     _record_pid()
     server = create_server()
     if args.http is None:
-        asyncio.run(server.run_stdio_async())
+        asyncio.run(_serve_handshake_only(server) if args.handshake_only else server.run_stdio_async())
         return
     asyncio.run(_serve_http(server, args.http, args.require_header))
+
+
+async def _serve_handshake_only(server: MCPServer) -> None:
+    """stdio in the initialize-handshake era only, as servers on SDKs before 2026 speak."""
+    from mcp.server.runner import serve_loop
+    from mcp.server.stdio import stdio_server
+
+    lowlevel = server._lowlevel_server
+    async with stdio_server() as (read_stream, write_stream), lowlevel.lifespan(lowlevel) as state:
+        options = lowlevel.create_initialization_options()
+        await serve_loop(lowlevel, read_stream, write_stream, lifespan_state=state, init_options=options)
 
 
 async def _serve_http(server: MCPServer, port: int, required: str | None) -> None:

@@ -70,11 +70,13 @@ async def test_a_crashed_server_is_restarted_and_answers_again(tmp_path: Path, h
     assert (status.state, status.restarts) == ("running", 1)
 
 
-async def test_a_tool_list_change_is_picked_up(tmp_path: Path, hub: McpHub) -> None:
-    agent = write_agent(tmp_path, [server_entry("test")])
+@pytest.mark.parametrize("handshake_only", [False, True], ids=["2026-listen", "2025-notification"])
+async def test_a_tool_list_change_is_picked_up(tmp_path: Path, hub: McpHub, handshake_only: bool) -> None:
+    agent = write_agent(tmp_path, [server_entry("test", handshake_only=handshake_only)])
     assert "test__late" not in await tools_by_name(hub, agent)
 
-    await run(hub, agent, "test__grow", {}, context(tmp_path))
+    grown = await run(hub, agent, "test__grow", {}, context(tmp_path))
+    assert grown.content == "grown"
 
     async def late_tool() -> McpTool | None:
         return (await tools_by_name(hub, agent)).get("test__late")
