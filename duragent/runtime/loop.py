@@ -8,7 +8,6 @@ durable step: `run_turn(log, agent, None)` continues a turn that stopped midway.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
@@ -373,6 +372,7 @@ class Runtime:
             )
         runnable: list[tuple[ToolCall, AnyTool, Any]] = []
         results: dict[str, ToolResult] = {}
+        person_approved = False  # a person allowed a call of this batch (it may change protected files)
         restricting = restricting_skills(session.state.conversation, skills.skills) if skills else []
         for call in calls:
             prepared = _prepare(call, tools)
@@ -398,6 +398,7 @@ class Runtime:
                     async for event in self._ask(session, agent, call, (subject, invocation), policy):
                         if isinstance(event, ApprovalResolved):
                             verdict = "allow" if event.decision != "deny" else "deny"
+                            person_approved = person_approved or verdict == "allow"
                         yield event
                 except (asyncio.CancelledError, GeneratorExit):
                     # (GeneratorExit: the caller closed the turn while it was waiting for the answer.)
@@ -423,7 +424,8 @@ class Runtime:
             finally:
                 timings[call.id] = int((time.perf_counter() - started) * 1000)
 
-        before = protected_digests(agent.directory) if runnable else {}
+        before = protected_files(agent.directory) if runnable else {}
+        undone: list[str] = []
         self.tool_activity(+1)
         try:
             outcomes = await asyncio.gather(*(timed(c, t, a) for c, t, a in runnable))
@@ -431,9 +433,15 @@ class Runtime:
             await asyncio.shield(close_open_tool_calls(session, "cancelled: the turn was cancelled"))
             raise
         finally:
-            self._note_tool_writes(agent, before)
+            undone = self._note_tool_writes(agent, before, undo=not person_approved)
             self.tool_activity(-1)
         for (call, _tool, _args), outcome in zip(runnable, outcomes, strict=True):
+            if undone:
+                note = (
+                    f"[duragent undid this batch's change to {', '.join(undone)}: only a person changes "
+                    "an agent's definition and policy; ask them]"
+                )
+                outcome = ToolResult(False, f"{outcome.content}\n{note}".lstrip(), outcome.data)
             results[call.id] = outcome
         await session.append_many(
             [
@@ -501,15 +509,32 @@ class Runtime:
                 )
         yield ApprovalResolved(call.id, outcome.decision, outcome.reason)
 
-    def _note_tool_writes(self, agent: Agent, before: dict[Path, str]) -> None:
-        """Report the agent's own files a tool call changed (a person approved a bash command that
-        wrote policy.yaml, say) as the agent's change: git must not show them as the person's edit."""
-        changed = sorted(
-            path for path, digest in protected_digests(agent.directory).items() if before.get(path) != digest
-        )
-        changed += sorted(path for path in before if not path.exists())
-        if changed:
-            self.on_change(Change(tuple(changed), "agent", agent.name, "changed by a tool call"))
+    def _note_tool_writes(self, agent: Agent, before: dict[Path, bytes], *, undo: bool) -> list[str]:
+        """Handle the agent's own files a batch of tool calls changed; the names of those undone.
+
+        A call nobody approved (auto-allowed by the policy) must not change the agent's definition
+        or policy, however the command reached them (a glob, a folder copied over it, a script):
+        with `undo` the files are put back as they were. A change a person approved (a bash command
+        that wrote policy.yaml, say) stays, reported as the agent's change: git must not show it
+        as the person's edit.
+        """
+        after = protected_files(agent.directory)
+        changed = sorted(path for path in before.keys() | after.keys() if before.get(path) != after.get(path))
+        if not changed:
+            return []
+        if undo:
+            for path in changed:
+                try:
+                    if path in before:
+                        path.write_bytes(before[path])
+                    else:
+                        path.unlink(missing_ok=True)
+                except OSError as exc:
+                    log.error("could not undo a tool call's change to %s: %s", path, exc)
+            log.warning("undid an unapproved tool call's change to %s", ", ".join(p.name for p in changed))
+            return [path.name for path in changed]
+        self.on_change(Change(tuple(changed), "agent", agent.name, "changed by a tool call"))
+        return []
 
     async def _skills(self, agent: Agent) -> SkillSet:
         """The agent's skills, read from their folders now (an added skill shows up the next turn)."""
@@ -596,20 +621,20 @@ def prepare_workdir(folder: Path) -> Path:
     return folder
 
 
-def protected_digests(directory: Path) -> dict[Path, str]:
-    """sha-256 of each protected file directly in an agent's folder (its definition and policy)."""
-    digests: dict[Path, str] = {}
+def protected_files(directory: Path) -> dict[Path, bytes]:
+    """The bytes of each protected file directly in an agent's folder (its definition and policy)."""
+    contents: dict[Path, bytes] = {}
     try:
         entries = list(directory.iterdir())
     except OSError:
-        return digests
+        return contents
     for entry in entries:
         if entry.name in PROTECTED_NAMES or entry.suffix == ".md":
             try:
-                digests[entry] = hashlib.sha256(entry.read_bytes()).hexdigest()
+                contents[entry] = entry.read_bytes()
             except OSError:
                 continue
-    return digests
+    return contents
 
 
 def _approval_payload(call: ToolCall, invocation: str) -> dict[str, Any]:
