@@ -72,7 +72,12 @@ async def run_command(command: str, ctx: ToolContext, timeout_seconds: float | N
         raise
     finally:
         os.close(write_fd)
-    stream, transport = await open_pipe_reader(read_fd)
+    try:
+        stream, transport = await open_pipe_reader(read_fd)
+    except BaseException:
+        # cancelled before supervision began: the command runs already, and nothing else stops it
+        kill_group(process.pid)
+        raise
     try:
         return await _supervise(process, stream, HeadTailBuffer(ctx.limits.output_cap_bytes), timeout)
     finally:

@@ -254,6 +254,20 @@ class Api:
 ApiFactory = Callable[..., Any]
 
 
+async def start_test_server(server: TestServer) -> TestServer:
+    """`server` started; closed again (its app's cleanup run) when starting fails half way.
+
+    A fixture whose setup fails never reaches its teardown: without this, a server whose startup
+    hook raised would keep its runner, its threads and its data directory lock.
+    """
+    try:
+        await server.start_server()
+    except BaseException:
+        await server.close()
+        raise
+    return server
+
+
 @pytest.fixture
 async def start_api(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[ApiFactory]:
     """Start the app for a workspace in tmp_path; stopped (gracefully) at the end."""
@@ -266,8 +280,7 @@ async def start_api(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[Ap
         app = create_app(
             config, env=CHILD_ENV, keep_alive=keep_alive, shutdown_grace=2, idle_ttl=timedelta(minutes=5)
         )
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
+        server = await start_test_server(TestServer(app, host="127.0.0.1"))
         # the tokens the server requires: the workspace's (run/tokens.json) or duragent.yaml's
         http = aiohttp.ClientSession(headers=auth_headers(config))
         started.append((server, http))

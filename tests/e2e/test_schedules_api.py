@@ -17,7 +17,7 @@ from duragent.access_tokens import auth_headers
 from duragent.config import load_config
 from duragent.server.app import create_app
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
-from tests.e2e.server_harness import AGENT_YAML, CHILD_ENV, Api, write_workspace
+from tests.e2e.server_harness import AGENT_YAML, CHILD_ENV, Api, start_test_server, write_workspace
 
 
 @pytest.fixture
@@ -31,8 +31,7 @@ async def api(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[Api]:
     )
     config = load_config(config_path)
     app = create_app(config, env=CHILD_ENV, shutdown_grace=2, idle_ttl=timedelta(minutes=5))
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
+    server = await start_test_server(TestServer(app, host="127.0.0.1"))
     async with aiohttp.ClientSession(headers=auth_headers(config)) as http:
         yield Api(server, http)
     await server.close()

@@ -31,6 +31,7 @@ from duragent.client.state import ClientState
 from duragent.config import DuragentConfig, load_config
 from duragent.server.app import create_app
 from duragent.testing.fake_llm import FakeLLMServer, text
+from tests.e2e.server_harness import start_test_server
 
 AGENT = """\
 apiVersion: duragent/v1alpha1
@@ -68,9 +69,7 @@ def env_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def serve(config: DuragentConfig) -> TestServer:
-    server = TestServer(create_app(config), host="127.0.0.1")
-    await server.start_server()
-    return server
+    return await start_test_server(TestServer(create_app(config), host="127.0.0.1"))
 
 
 def url_of(server: TestServer) -> str:

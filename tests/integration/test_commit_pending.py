@@ -19,7 +19,7 @@ from duragent.server.app import create_app
 from duragent.sessions.log import SessionLog
 from duragent.stores.filesystem.sessions import FilesystemSessionStore
 from duragent.testing.fake_llm import FakeLLMServer
-from tests.e2e.server_harness import CHILD_ENV, write_workspace
+from tests.e2e.server_harness import CHILD_ENV, start_test_server, write_workspace
 
 
 def git(root: Path, *args: str) -> str:
@@ -43,8 +43,7 @@ async def data_repo_check(config_path: Path) -> Check:
 async def serve_once(config_path: Path) -> None:
     """Start the server and stop it again, doing nothing in between."""
     app = create_app(load_config(config_path), env=CHILD_ENV, shutdown_grace=1, idle_ttl=timedelta(minutes=5))
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
+    server = await start_test_server(TestServer(app, host="127.0.0.1"))
     await server.close()
 
 

@@ -45,9 +45,13 @@ async def collect(provider: AnthropicProvider, request: LLMRequest = HELLO) -> l
 async def test_text_deltas_stream_and_usage_comes_from_start_and_delta_events(
     fake_llm: FakeLLMServer, provider: AnthropicProvider
 ) -> None:
-    fake_llm.enqueue(text("Hi from Claude", chunks=3, usage=(31, 4), chunk_delay=0.02))
+    fake_llm.enqueue(text("Hi from Claude", chunks=3, usage=(31, 4), chunk_delay=0.25))
     chunks = await collect(provider)
-    assert [c.text for c in chunks if isinstance(c, TextDelta)] == ["Hi fr", "om Cl", "aude"]
+    deltas = [c.text for c in chunks if isinstance(c, TextDelta)]
+    # pieces that reach the client together are relayed as one (a busy machine may delay a read)
+    # so only the first piece (alone on the wire for 0.25 s) and the whole text are certain
+    assert deltas[0] == "Hi fr"
+    assert "".join(deltas) == "Hi from Claude"
     assert chunks[-2:] == [Usage(input_tokens=31, output_tokens=4), Finish("stop")]
 
 

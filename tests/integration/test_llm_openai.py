@@ -77,9 +77,13 @@ async def collect_into(received: list[StreamChunk], stream: AsyncIterator[Stream
 async def test_reply_text_arrives_piece_by_piece_as_the_server_sends_it(
     fake_llm: FakeLLMServer, provider: OpenAICompatProvider
 ) -> None:
-    fake_llm.enqueue(text("Hello, world!", chunks=3, chunk_delay=0.02))
+    fake_llm.enqueue(text("Hello, world!", chunks=3, chunk_delay=0.25))
     chunks = await collect(provider)
-    assert [c.text for c in chunks if isinstance(c, TextDelta)] == ["Hello", ", wo", "rld!"]
+    deltas = [c.text for c in chunks if isinstance(c, TextDelta)]
+    # pieces that reach the client together are relayed as one (a busy machine may delay a read)
+    # so only the first piece (alone on the wire for 0.25 s) and the whole text are certain
+    assert deltas[0] == "Hello"
+    assert "".join(deltas) == "Hello, world!"
     assert chunks[-1] == Finish("stop")
 
 

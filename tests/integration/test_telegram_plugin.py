@@ -29,6 +29,10 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 OWNER = {"id": 1001, "first_name": "Ada", "last_name": "Lovelace", "username": "ada"}
 
 
+#: Seconds a plugin process may take to send `ready` (see start_plugin).
+PLUGIN_START_LIMIT = 180
+
+
 async def start_plugin(
     telegram: FakeTelegramBotAPI, tmp_path: Path, **config: Any
 ) -> tuple[PluginProcess, dict[str, Any]]:
@@ -48,8 +52,14 @@ async def start_plugin(
     plugin = PluginProcess(process, stderr_path)
     settings = {"bot_token": telegram.token, "api_base": telegram.api_base, "poll_timeout": 1, **config}
     await plugin.send({"type": "configure", "config": settings})
-    # Generous: importing aiogram alone takes seconds of CPU on a busy machine.
-    ready = await plugin.event("ready", within=45)
+    # A bound, not a wait: importing aiogram alone is ~6 s of CPU (its types build pydantic
+    # models at import), and minutes at a load average of 9 on two cores (45 s was not enough).
+    try:
+        ready = await plugin.event("ready", within=PLUGIN_START_LIMIT)
+    except BaseException:
+        process.kill()  # no test owns it yet: it must not outlive the failure
+        await process.wait()
+        raise
     return plugin, ready
 
 
@@ -416,7 +426,7 @@ async def test_a_missing_token_fails_startup_with_a_fatal_error(
     own_telegram: FakeTelegramBotAPI, tmp_path: Path
 ) -> None:
     process, _ = await _start_without_ready(own_telegram, tmp_path)
-    fatal = await process.event("error", within=30)
+    fatal = await process.event("error", within=PLUGIN_START_LIMIT)
     code = await process.stop()
 
     assert fatal["fatal"] is True
