@@ -33,6 +33,10 @@ class ForkTarget:
     rev: str | None = None
 
 
+#: Digits this long after '@' are a commit id (as git abbreviates them), shorter ones a seq.
+_SHORTEST_COMMIT_ID = 7
+
+
 def parse_fork_target(text: str) -> ForkTarget:
     """`s_123` (the whole session), `s_123@12` (up to seq 12) or `s_123@a1b2c3d` (as of that commit)."""
     session_id, sep, point = text.partition("@")
@@ -41,8 +45,9 @@ def parse_fork_target(text: str) -> ForkTarget:
         return ForkTarget(session_id)
     if not point:
         raise UsageError(f"nothing after '@' in {text!r}: use ID@SEQ or ID@REV")
-    if point.isdigit():
+    if point.isdigit() and len(point) < _SHORTEST_COMMIT_ID:
         return ForkTarget(session_id, seq=int(point))
+    # (an abbreviated commit id can be all digits: git shows at least 7 characters)
     return ForkTarget(session_id, rev=point)
 
 

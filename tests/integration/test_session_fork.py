@@ -113,6 +113,7 @@ def test_fork_beyond_the_end_of_the_log_says_what_exists(root: Path) -> None:
 def test_fork_targets_parse_as_seq_or_revision() -> None:
     assert parse_fork_target("s_1@12").seq == 12
     assert parse_fork_target("s_1@HEAD~2").rev == "HEAD~2"
+    assert parse_fork_target("s_1@1234567").rev == "1234567"  # an all-digit abbreviated commit id
     assert parse_fork_target("s_1").seq is None
 
 
