@@ -212,7 +212,9 @@ class Renderer:
 
     def tool_call(self, call_id: str, tool: str, arguments: dict[str, Any]) -> None:
         """A tool call starts: on a TTY a spinner says `running TOOL` until `tool_result` writes its line."""
-        text = f"⚙ {tool} {short_arguments(tool, arguments)}".rstrip() + " …"
+        text = f"⚙ {tool} {short_arguments(tool, arguments)}".rstrip()
+        if not text.endswith("…"):  # cut arguments already end in one
+            text += " …"
         self._tool_lines[call_id] = text
         self._running_tool = tool
         if self.tty:
