@@ -212,23 +212,34 @@ class McpConnection:
         # The start is bounded by a scope around the client's whole life (the SDK's task groups
         # must close inside the scopes they were opened in); the bound is lifted once it runs.
         with anyio.CancelScope(deadline=anyio.current_time() + start_timeout) as scope:
-            async with client:
-                await self._load_tools(client)
-                scope.deadline = math.inf
-                self._client = client
-                self._error = None
-                self._set_state("running")
-                listener = asyncio.create_task(self._listen(client), name=f"mcp listen {self.spec.name}")
-                try:
-                    await self._serve(client)
-                finally:
-                    listener.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await listener
+            # Closing while the server is still starting (a server that never answers) ends the wait.
+            abandon = asyncio.create_task(self._abandon_start_on_close(scope))
+            try:
+                async with client:
+                    await self._load_tools(client)
+                    scope.deadline = math.inf
+                    self._client = client
+                    self._error = None
+                    self._set_state("running")
+                    listener = asyncio.create_task(self._listen(client), name=f"mcp listen {self.spec.name}")
+                    try:
+                        await self._serve(client)
+                    finally:
+                        listener.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await listener
+            finally:
+                abandon.cancel()
+        if self._stopping.is_set():
+            return
         if scope.cancelled_caught:
             raise McpUnavailable(f"did not start within {start_timeout:g}s")
-        if not self._stopping.is_set():
-            raise McpUnavailable("the server stopped" if self.spec.command else "the connection was lost")
+        raise McpUnavailable("the server stopped" if self.spec.command else "the connection was lost")
+
+    async def _abandon_start_on_close(self, scope: Any) -> None:
+        await self._stopping.wait()
+        if self._state == "starting":
+            scope.cancel()
 
     async def _serve(self, client: Client) -> None:
         """Wait for the end (lost or closing), reloading the tools whenever the server says they changed."""

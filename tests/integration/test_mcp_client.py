@@ -6,6 +6,7 @@ The server is `duragent.testing.mcp_server`, written with the official SDK's MCP
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -231,3 +232,25 @@ async def test_an_allow_pattern_lets_the_servers_tools_run_unasked(
     assert '"sum": 3' in finished["test__add"].content
     assert not finished["test__fail"].ok
     assert finished["test__fail"].content.startswith("denied by policy")
+
+
+async def test_closing_does_not_wait_for_a_server_that_never_answers(tmp_path: Path) -> None:
+    hub = McpHub(workspace_dir=tmp_path, workdir_for=lambda agent: tmp_path)
+    agent = write_agent(
+        tmp_path, [{"name": "mute", "command": "sleep", "args": ["300"], "start_timeout": "5m"}]
+    )
+    starting = asyncio.create_task(hub.tools_for(agent))
+
+    async def sleeper() -> int | None:
+        found = [
+            p.pid for p in psutil.Process().children(recursive=True) if p.cmdline()[:2] == ["sleep", "300"]
+        ]
+        return found[0] if found else None
+
+    pid = await wait_until(sleeper)
+    began = time.monotonic()
+    await hub.close()
+
+    assert time.monotonic() - began < 8  # stdin closed, 2 s, SIGTERM: not the 5 minutes of start_timeout
+    await process_ended(pid)
+    assert await starting == []
