@@ -34,6 +34,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import re
 import threading
 import time
 from collections import Counter
@@ -77,6 +78,8 @@ _MISSING = "-"
 #: File names editors create beside the file being saved, never a person's content.
 _JUNK_SUFFIXES = ("~", ".swp", ".swo", ".swx", ".swpx", ".tmp", ".bak", ".orig", ".rej", ".part")
 _JUNK_NAMES = frozenset({"4913", "Thumbs.db"})
+#: `sed -i` writes the new text to `sedXXXXXX` beside the file, then renames it over the file.
+_SED_TEMP = re.compile(r"sed[A-Za-z0-9]{6}")
 #: The events that can mean new content. Opening and reading a file (the runtime reads MEMORY.md
 #: every turn) raises none of them; with inotify the kernel does not even report those.
 CHANGE_EVENTS = (FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent)
@@ -93,6 +96,7 @@ def is_editor_junk(relative: str) -> bool:
         or name.endswith(_JUNK_SUFFIXES)
         or (name.startswith("#") and name.endswith("#"))
         or ".tmp." in name
+        or _SED_TEMP.fullmatch(name) is not None
     )
 
 

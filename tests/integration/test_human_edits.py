@@ -395,3 +395,20 @@ async def test_a_persons_appended_lines_are_committed_as_theirs_while_the_agent_
     assert set(people.values()) == {PERSON}
     assert len(agent) == count
     assert set(agent.values()) == {AGENT}
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["sedAb12Cd", "4913", ".MEMORY.md.swp", "MEMORY.md~", "#MEMORY.md#", "MEMORY.md.tmp.123", "notes.bak"],
+)
+def test_files_editors_and_sed_write_beside_a_file_are_never_a_persons_edit(name: str) -> None:
+    from duragent.vcs.watch import is_editor_junk
+
+    assert is_editor_junk(f"memory/assistant/{name}")
+
+
+@pytest.mark.parametrize("name", ["MEMORY.md", "2026-12-03.md", "sediment.md", "sed.md"])
+def test_real_files_are_watched(name: str) -> None:
+    from duragent.vcs.watch import is_editor_junk
+
+    assert not is_editor_junk(f"memory/assistant/{name}")
