@@ -379,6 +379,9 @@ def _print_details(agent: Agent, settings: dict[str, Setting[Any]], workdir: Pat
     print(f"memory       {memory_text}")
     tools = list(agent.spec.tools.builtin) + [f"{tool.name} (cli)" for tool in agent.spec.tools.cli]
     print(f"tools        {', '.join(tools) if tools else '(none)'}")
+    if agent.spec.mcp_servers:
+        servers = [f"{server.name} ({server.transport})" for server in agent.spec.mcp_servers]
+        print(f"mcp servers  {', '.join(servers)}  (duragent mcp list shows their tools)")
 
 
 def _print_actions(actions: list[FileAction]) -> None:

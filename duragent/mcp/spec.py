@@ -26,6 +26,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -57,6 +58,11 @@ class McpServerSpec(BaseModel):
         timedelta(seconds=30), description="Longest wait for the server to start."
     )
     call_timeout: Duration = Field(timedelta(minutes=5), description="Longest wait for one tool call.")
+
+    @field_serializer("headers")
+    def _hidden_values(self, headers: dict[str, str]) -> dict[str, str]:
+        # Header values are usually credentials (expanded from ${VAR}): a dump shows names only.
+        return dict.fromkeys(headers, "<hidden>")
 
     @field_validator("name")
     @classmethod
@@ -101,9 +107,11 @@ class McpServerSpec(BaseModel):
 
     @property
     def target(self) -> str:
-        """What is connected to, for people: the command line or the URL."""
+        """What is connected to, for people: the command line, or the URL without any password."""
         if self.url is not None:
-            return self.url
+            scheme, _, rest = self.url.partition("://")
+            authority, slash, path = rest.partition("/")
+            return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
         return " ".join([self.command or "", *self.args])
 
 

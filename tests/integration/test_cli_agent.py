@@ -238,3 +238,26 @@ def test_installed_command_exits_0_1_and_2_as_documented(workspace: Path) -> Non
     assert "duragent.yaml:2:18: session.on_disconnect must be 'continue' or 'pause', got 'stop'" in (
         bad_config.stderr
     )
+
+
+def test_show_names_the_agents_mcp_servers_and_never_their_header_values(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCS_MCP_TOKEN", "t0ken-value")
+    break_agent(
+        workspace,
+        "researcher",
+        "name: researcher\nmodel: {provider: openai, name: gpt-test}\nmcp_servers:\n"
+        "  - {name: time, command: uvx, args: [mcp-server-time]}\n"
+        "  - {name: docs, url: 'https://x.example/mcp',\n"
+        "     headers: {Authorization: 'Bearer ${DOCS_MCP_TOKEN}'}}\n",
+    )
+
+    shown = run("agent", "show", "researcher")
+    dumped = run("agent", "show", "researcher", "--json")
+
+    assert shown.exit_code == 0, shown.output
+    assert "mcp servers  time (stdio), docs (http)" in shown.stdout
+    assert "t0ken-value" not in dumped.stdout
+    definition = json.loads(dumped.stdout)["definition"]
+    assert definition["spec"]["mcp_servers"][1]["headers"] == {"Authorization": "<hidden>"}

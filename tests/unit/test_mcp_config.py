@@ -150,3 +150,25 @@ def test_the_examples_in_docs_mcp_load(tmp_path: Path) -> None:
     assert [s.name for s in agent.spec.mcp_servers] == ["time", "git", "docs"]
     assert warnings == []
     assert [s.name for s in config.mcp_servers] == ["fetch"]
+
+
+def test_a_servers_url_is_shown_without_its_password() -> None:
+    from duragent.mcp.spec import McpServerSpec
+
+    server = McpServerSpec(name="docs", url="https://me:s3cret@mcp.example.com/mcp?x=1")
+
+    assert server.target == "https://mcp.example.com/mcp?x=1"
+
+
+def test_header_values_never_appear_in_a_dump_of_the_agent(tmp_path: Path) -> None:
+    folder = tmp_path / "bot"
+    folder.mkdir()
+    servers = "    - {name: docs, url: 'https://x.example/mcp', headers: {Authorization: 'Bearer ${T}'}}\n"
+    (folder / "agent.yaml").write_text(AGENT_HEAD + servers)
+
+    agent, _ = load_agent(folder, env={"T": "t0ken-value"})
+
+    assert agent.spec.mcp_servers[0].headers == {"Authorization": "Bearer t0ken-value"}
+    dumped = agent.document.model_dump_json(by_alias=True)
+    assert "t0ken-value" not in dumped
+    assert '"Authorization":"<hidden>"' in dumped
