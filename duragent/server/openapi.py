@@ -19,6 +19,8 @@ from duragent import __version__
 HandlerT = TypeVar("HandlerT", bound=Callable[..., Any])
 _ATTRIBUTE = "__duragent_openapi__"
 _PATH_PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
+#: The dashboard's prefix (`duragent.web.login.UI_PREFIX`; not imported: it pulls in Jinja).
+_DASHBOARD = "/ui"
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ def build_document(app: web.Application) -> dict[str, Any]:
         if method in ("head", "*") or route.resource is None:
             continue
         path = route.resource.canonical
+        if path == _DASHBOARD or path.startswith(_DASHBOARD + "/"):
+            continue  # the dashboard's pages and forms are for a browser (docs/dashboard.md), not the API
         doc: RouteDoc = getattr(route.handler, _ATTRIBUTE, None) or RouteDoc(
             (route.handler.__doc__ or "").strip().splitlines()[0] if route.handler.__doc__ else path
         )
@@ -73,13 +77,18 @@ def build_document(app: web.Application) -> dict[str, Any]:
         }
         if path.startswith("/api/"):
             operation["security"] = [{"bearer": []}]
-            operation["responses"].setdefault("401", _problem_ref(schemas, ProblemOut, "unauthorized"))
         if doc.body is not None:
             operation["requestBody"] = {
                 "required": True,
                 "content": {"application/json": {"schema": _schema_ref(doc.body, schemas)}},
             }
-            operation["responses"].setdefault("400", _problem_ref(schemas, ProblemOut, "invalid request"))
+        errors = _error_statuses(path, method, doc)
+        for status, description in errors.items():
+            if path.startswith("/v1/") or path == "/v1":
+                error = _openai_error(description)
+            else:
+                error = _problem_ref(schemas, ProblemOut, description)
+            operation["responses"].setdefault(str(status), error)
         paths.setdefault(_PATH_PARAM.sub(r"{\1}", path), {})[method] = operation
     return {
         "openapi": "3.1.0",
@@ -90,6 +99,47 @@ def build_document(app: web.Application) -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def _error_statuses(path: str, method: str, doc: RouteDoc) -> dict[int, str]:
+    """The errors any route of this shape can answer, whatever its handler documents.
+
+    Sent by the layers around every handler: authentication (401, and 403 for a missing or wrong
+    admin token), body, query and path-name parsing (400, 413, 414 for an over-long request
+    line), and a path naming something that does not exist (404).
+    """
+    errors: dict[int, str] = {}
+    takes_body = doc.body is not None or method in ("post", "put", "patch")
+    if path.startswith("/api/") or path.startswith("/v1/"):
+        errors[401] = "unauthorized: the API token is missing or wrong"
+    if path.startswith("/api/admin/"):
+        errors[403] = "forbidden: the admin token is missing or wrong"
+    named = bool(_PATH_PARAM.search(path))
+    if takes_body or doc.query is not None or named:
+        errors[400] = "invalid request: the errors name each invalid field (or the invalid name in the path)"
+    if named:
+        errors[404] = "not found"
+    if takes_body:
+        errors[413] = "the body is larger than the server accepts"
+    if doc.query is not None:
+        errors[414] = "the request line is longer than the server serves"
+    return errors
+
+
+def _openai_error(description: str) -> dict[str, Any]:
+    """An error of the OpenAI-compatible routes: `{"error": {...}}` as OpenAI sends it."""
+    error = {
+        "type": "object",
+        "required": ["message", "type"],
+        "properties": {
+            "message": {"type": "string"},
+            "type": {"type": "string"},
+            "param": {"type": ["string", "null"]},
+            "code": {"type": ["string", "null"]},
+        },
+    }
+    schema = {"type": "object", "required": ["error"], "properties": {"error": error}}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 async def openapi_json(request: web.Request) -> web.Response:

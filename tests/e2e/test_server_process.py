@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -146,36 +145,3 @@ def test_a_second_server_on_the_same_data_dir_is_refused(tmp_path: Path) -> None
         assert f"pid {server.process.pid}" in second.stderr
     finally:
         assert server.terminate() == 0
-
-
-@pytest.mark.slow
-def test_schemathesis_finds_no_server_errors(tmp_path: Path) -> None:
-    st = shutil.which("st") or str(Path(__import__("sys").executable).with_name("st"))
-    config = write_workspace(tmp_path, "http://127.0.0.1:9", git=False)
-    server = start_serve(config, tmp_path / "serve.log")
-    try:
-        result = subprocess.run(
-            [
-                st,
-                "run",
-                f"{server.url}/openapi.json",
-                "--checks",
-                "not_a_server_error",
-                "--max-examples",
-                "8",
-                "--phases",
-                "examples,fuzzing",
-                "--exclude-path-regex",
-                "/(stream|events|shutdown)$",
-                "--request-timeout",
-                "5",
-                "--header",
-                f"Authorization: {server.headers['Authorization']}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert result.returncode == 0, result.stdout[-4000:] + server.log()[-2000:]
-    finally:
-        server.terminate()

@@ -144,7 +144,8 @@ def _summary_out(s: SessionSummary, live: LiveSession | None) -> SessionOut:
 @documented(
     "Start a session with an agent.",
     body=CreateSession,
-    responses={201: SessionOut, 403: ProblemOut, 404: ProblemOut, 409: ProblemOut},
+    # 422: an `agent_spec` that is not a valid agent (deployed like the admin API's)
+    responses={201: SessionOut, 403: ProblemOut, 404: ProblemOut, 409: ProblemOut, 422: ProblemOut},
 )
 async def create_session(request: web.Request) -> web.Response:
     """POST /api/v1/sessions -> 201 with the new session."""
