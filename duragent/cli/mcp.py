@@ -90,7 +90,7 @@ def _probe(config: Any, agent: str | None) -> list[dict[str, Any]]:
     """Start the servers here, list their tools, stop them."""
     from duragent.agents.catalog import AgentCatalog
     from duragent.cli.context import run_async
-    from duragent.mcp.hub import WORKSPACE, McpHub
+    from duragent.mcp.hub import WORKSPACE, McpHub, agent_scope
 
     catalog = AgentCatalog(config.agents_path)
     if agent:
@@ -112,7 +112,7 @@ def _probe(config: Any, agent: str | None) -> list[dict[str, Any]]:
         finally:
             await hub.close()
         if agent:
-            statuses = [status for status in statuses if status.scope in (agent, WORKSPACE)]
+            statuses = [status for status in statuses if status.scope in (agent_scope(agent), WORKSPACE)]
         return [status.to_json() for status in statuses]
 
     result: list[dict[str, Any]] = run_async(probe())

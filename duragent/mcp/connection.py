@@ -70,7 +70,7 @@ class ServerStatus:
 
 
 class McpConnection:
-    """One configured server and its client. `scope` is "workspace" or the agent's name."""
+    """One configured server and its client. `scope` is "workspace" or `agent:<name>`."""
 
     def __init__(
         self, spec: McpServerSpec, *, scope: str, cwd: Path, env: Mapping[str, str] | None = None

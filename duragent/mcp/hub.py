@@ -22,11 +22,17 @@ from duragent.mcp.tools import McpTool
 
 log = logging.getLogger(__name__)
 
+#: The scope of duragent.yaml's servers; an agent's own are `agent:<name>` (as `skill list` shows).
 WORKSPACE = "workspace"
 
 
+def agent_scope(agent: str) -> str:
+    """The scope of agent `agent`'s own servers."""
+    return f"agent:{agent}"
+
+
 class McpHub:
-    """The connections to MCP servers, by (scope, name); scope is "workspace" or an agent's name."""
+    """The connections to MCP servers, by (scope, name); scope is WORKSPACE or `agent:<name>`."""
 
     def __init__(
         self,
@@ -48,7 +54,7 @@ class McpHub:
         own = list(agent.spec.mcp_servers)
         names = {spec.name for spec in own}
         shared = [(WORKSPACE, spec) for spec in self.servers if spec.name not in names]
-        return [(agent.name, spec) for spec in own] + shared
+        return [(agent_scope(agent.name), spec) for spec in own] + shared
 
     def connection(self, agent: Agent, scope: str, spec: McpServerSpec) -> McpConnection:
         """The connection for this server, made (not started) on first use or after its entry changed."""
@@ -69,7 +75,8 @@ class McpHub:
         A server that cannot start adds no tools (its error is logged and shown by `mcp list`).
         """
         configured = self.configured(agent)
-        self._retire_removed(agent.name, {spec.name for scope, spec in configured if scope == agent.name})
+        own = agent_scope(agent.name)
+        self._retire_removed(own, {spec.name for scope, spec in configured if scope == own})
         connections = [self.connection(agent, scope, spec) for scope, spec in configured]
         listed = await asyncio.gather(*(connection.tools() for connection in connections))
         tools: dict[str, McpTool] = {}
@@ -118,7 +125,7 @@ class McpHub:
         return [
             connection.status()
             for (scope, _name), connection in sorted(self._connections.items())
-            if agent is None or scope in (agent, WORKSPACE)
+            if agent is None or scope in (agent_scope(agent), WORKSPACE)
         ]
 
     async def close(self) -> None:
@@ -134,7 +141,7 @@ class McpHub:
             self._retire(self._connections.pop(key))
 
     def _retire(self, connection: McpConnection) -> None:
-        """Stop a server whose entry was edited, in the background (its running calls finish)."""
+        """Stop a server whose entry was edited or removed, in the background (a running call fails)."""
         task = asyncio.create_task(connection.close(), name=f"close mcp server {connection.spec.name}")
         self._retired.add(task)
         task.add_done_callback(self._retired.discard)

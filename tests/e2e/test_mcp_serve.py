@@ -79,7 +79,8 @@ async def test_the_model_asks_mcp_server_time_for_the_time_through_a_served_turn
         after = await asyncio.to_thread(cli, config, "mcp", "list", "--agent", "timekeeper")
         assert after.returncode == 0, after.stderr
         assert (
-            f"time (timekeeper, stdio: {TIME_SERVER} --local-timezone UTC): running, 2 tools" in after.stdout
+            f"time (agent:timekeeper, stdio: {TIME_SERVER} --local-timezone UTC): running, 2 tools"
+            in after.stdout
         )
         assert "  time__convert_time" in after.stdout
     finally:

@@ -32,9 +32,9 @@ def test_mcp_list_starts_each_server_and_shows_its_state_and_tools(tmp_path: Pat
     assert listed.returncode == 0, listed.stderr
     assert "no server is running" in listed.stderr
     lines = listed.stdout.splitlines()
-    ghost = "ghost (helper, stdio: no-such-mcp-here): failed: command not found: no-such-mcp-here"
+    ghost = "ghost (agent:helper, stdio: no-such-mcp-here): failed: command not found: no-such-mcp-here"
     assert any(line.startswith(ghost) for line in lines)  # (restarted Nx) while the others started
-    test_line = next(line for line in lines if line.startswith("test (helper, stdio: "))
+    test_line = next(line for line in lines if line.startswith("test (agent:helper, stdio: "))
     assert test_line.endswith(": running, 9 tools")
     assert "  test__echo" in lines
     assert any(

@@ -168,7 +168,7 @@ async def test_workspace_servers_reach_every_agent_unless_one_has_its_own_of_tha
 
     configured = [(scope, spec.name, spec.transport) for scope, spec in hub.configured(agent)]
 
-    assert configured == [("helper", "test", "stdio"), ("workspace", "other", "http")]
+    assert configured == [("agent:helper", "test", "stdio"), ("workspace", "other", "http")]
 
 
 # --- a whole turn -------------------------------------------------------------------------------

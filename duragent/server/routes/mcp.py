@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from duragent.mcp.hub import WORKSPACE, agent_scope
 from duragent.server.bodies import ProblemOut, Reply, json_reply, read_query
 from duragent.server.openapi import documented
 from duragent.server.state import STATE
@@ -40,7 +41,7 @@ async def list_mcp_servers(request: web.Request) -> web.Response:
     hub = state.sessions.runtime.mcp
     statuses = hub.overview(agents) if hub is not None else []
     if query.agent:
-        statuses = [status for status in statuses if status.scope in (query.agent, "workspace")]
+        statuses = [status for status in statuses if status.scope in (agent_scope(query.agent), WORKSPACE)]
     # An error or a URL may carry a token: never shown.
     redact = state.workspace.guard.redact_value
     return json_reply(McpServersOut(servers=[redact(status.to_json()) for status in statuses]))
