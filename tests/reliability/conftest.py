@@ -16,3 +16,13 @@ def fault_count(request: pytest.FixtureRequest) -> Callable[[int], int]:
         return given if given is not None else ci_default
 
     return count
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Soak tests run only when asked for (`-m soak`): they take minutes, CI runs the rest."""
+    if "soak" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="soak test: run it with -m soak (and --count N turns)")
+    for item in items:
+        if "soak" in item.keywords:
+            item.add_marker(skip)
