@@ -35,17 +35,16 @@ import itertools
 import json
 import re
 import secrets
-import signal
 import time
 import zlib
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any
 
 from aiohttp import WSMsgType, web
+
+from duragent.testing.fake_server import Failure, FakeServer
 
 #: Discord's limit on one message's content.
 MESSAGE_LIMIT = 2000
@@ -53,7 +52,6 @@ DEFAULT_TOKEN = "MTAwMDAw.fake-discord.bot-token"
 API_VERSION = 10
 HEARTBEAT_INTERVAL_MS = 41250
 _EPOCH_MS = 1420070400000
-T = TypeVar("T")
 
 
 @dataclass
@@ -95,13 +93,7 @@ class RecordedCall:
     at: float
 
 
-@dataclass
-class _Failure:
-    status: int
-    retry_after: float
-
-
-class FakeDiscord:
+class FakeDiscord(FakeServer):
     """An aiohttp server implementing the REST routes and the Gateway a Discord bot uses."""
 
     def __init__(
@@ -112,9 +104,8 @@ class FakeDiscord:
         host: str = "127.0.0.1",
         port: int = 0,
     ):
+        super().__init__(host=host, port=port)
         self.token = token
-        self.host = host
-        self.port = port
         self._ids = itertools.count(1)
         self.application_id = self._snowflake()
         self.bot_user: dict[str, Any] = {
@@ -137,7 +128,6 @@ class FakeDiscord:
         self._interactions: dict[str, dict[str, Any]] = {}
         self._responses: dict[str, list[DiscordMessage]] = {}
         self._files: dict[str, tuple[str, bytes, str]] = {}
-        self._failures: dict[str, deque[_Failure]] = {}
         self._events: list[tuple[int, str, dict[str, Any]]] = []
         #: How many of `_events` the connected bot has been sent.
         self._delivered = 0
@@ -146,15 +136,13 @@ class FakeDiscord:
         self._socket: web.WebSocketResponse | None = None
         self._compressor: Any = None
         self._identified = False
-        self._changed = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
     @property
     def api_base(self) -> str:
         """The REST base as the plugin's `api_base` takes it (`http://127.0.0.1:PORT`; /api/v10 is added)."""
-        return f"http://{self.host}:{self.port}"
+        return self.root_url
 
     @property
     def gateway_url(self) -> str:
@@ -171,37 +159,17 @@ class FakeDiscord:
         """Whether a bot is on the Gateway and identified (or resumed)."""
         return self._socket is not None and not self._socket.closed and self._identified
 
-    async def start(self) -> None:
-        """Listen (on a free port unless one was given)."""
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    def add_routes(self, app: web.Application) -> None:
+        """The Gateway websocket, attachment downloads and the REST API."""
         app.router.add_get("/gateway", self._gateway)
         app.router.add_get("/attachments/{file_id}/{name}", self._download)
         app.router.add_route("*", "/api/v{version}/{path:.+}", self._rest)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=0.2)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
         """Close the Gateway connection and stop listening."""
         if self._socket is not None:
             await self._socket.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
+        await super().stop()
 
     # ----------------------------------------------------------------- the world
 
@@ -378,20 +346,13 @@ class FakeDiscord:
             within,
         )
 
-    async def wait_until(self, found: Callable[[], T | None], within: float = 5.0) -> T:
-        """Wait until `found()` returns something other than None (re-checked on every change)."""
-        async with asyncio.timeout(within), self._changed:
-            while (value := found()) is None:
-                await self._changed.wait()
-            return value
-
     def calls_to(self, route: str) -> list[RecordedCall]:
         """The recorded calls of one route (`POST /channels/{channel_id}/messages`), oldest first."""
         return [c for c in self.calls if c.route == route]
 
     def fail_next(self, route: str, status: int = 429, *, retry_after: float = 0.5, times: int = 1) -> None:
         """Make the next `times` calls of `route` fail with `status` (429 tells the bot when to retry)."""
-        self._failures.setdefault(route, deque()).extend([_Failure(status, retry_after)] * times)
+        self._queue_failure(route, Failure(status, retry_after), times)
 
     # ------------------------------------------------------------------ gateway
 
@@ -414,7 +375,7 @@ class FakeDiscord:
             pump.cancel()
             if self._socket is socket:
                 self._identified = False
-            await self._notify()
+            self.notify()
         return socket
 
     async def _pump(self, socket: web.WebSocketResponse) -> None:
@@ -454,7 +415,7 @@ class FakeDiscord:
             return
         self._identified = True
         self._new_events.set()
-        await self._notify()
+        self.notify()
 
     def _queue_ready(self) -> None:
         ready = {
@@ -511,15 +472,13 @@ class FakeDiscord:
         )
         body, files = await _read_body(request)
         self.calls.append(RecordedCall(route, path, body, time.monotonic()))
-        await self._notify()
+        self.notify()
         is_webhook = route.startswith(("POST /interactions/", "PATCH /webhooks/", "POST /webhooks/"))
         if not is_webhook and request.headers.get("Authorization") != f"Bot {self.token}":
             return _error(401, 0, "401: Unauthorized")
-        failures = self._failures.get(route)
-        if failures:
-            failure = failures.popleft()
+        if (failure := self._next_failure(route)) is not None:
             if failure.status == 429:
-                return _rate_limited(failure.retry_after)
+                return _rate_limited(failure.retry_after or 0.0)
             return _error(failure.status, 0, "Internal Server Error")
         handler = self._handlers().get(route)
         if handler is None:
@@ -528,7 +487,7 @@ class FakeDiscord:
             result = await handler(path, body, files)
         except _Refused as refused:
             return refused.response()
-        await self._notify()
+        self.notify()
         if result is None:
             return web.Response(status=204, headers=_bucket_headers())
         return _json(result, headers=_bucket_headers())
@@ -702,7 +661,7 @@ class FakeDiscord:
         """Store a file and describe it as Discord does (its `url` serves the bytes)."""
         file_id = self._snowflake()
         self._files[file_id] = (name, data, content_type)
-        url = f"http://{self.host}:{self.port}/attachments/{file_id}/{name}"
+        url = f"{self.root_url}/attachments/{file_id}/{name}"
         return {
             "id": file_id,
             "filename": name,
@@ -827,10 +786,6 @@ class FakeDiscord:
             "soundboard_sounds": [],
         }
 
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
 
 class _Refused(Exception):
     """A call Discord would refuse, shaped as Discord's JSON error."""
@@ -901,28 +856,23 @@ def _timestamp() -> str:
     return datetime.now(UTC).isoformat()
 
 
-async def _serve(port: int, token: str) -> None:
-    discord = FakeDiscord(port=port, token=token)
-    await discord.start()
-    guild = discord.add_guild("Fake Guild")
-    channel = discord.add_channel(guild, "general")
-    print(f"fake Discord: api_base {discord.api_base}, gateway {discord.gateway_url}", flush=True)
-    print(f"bot token {token}; guild {guild}, channel #general {channel}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    await discord.stop()
-
-
 def main(argv: list[str] | None = None) -> None:
     """`python -m duragent.testing.fake_discord`: serve a fake Discord until interrupted."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--port", type=int, default=8903)
     parser.add_argument("--token", default=DEFAULT_TOKEN)
     args = parser.parse_args(argv)
-    asyncio.run(_serve(args.port, args.token))
+    discord = FakeDiscord(port=args.port, token=args.token)
+
+    def announce() -> str:
+        guild = discord.add_guild("Fake Guild")
+        channel = discord.add_channel(guild, "general")
+        return (
+            f"fake Discord: api_base {discord.api_base}, gateway {discord.gateway_url}\n"
+            f"bot token {args.token}; guild {guild}, channel #general {channel}"
+        )
+
+    asyncio.run(discord.serve_until_interrupted(announce))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import gc
 import json
-import signal
 import subprocess
 import sys
 from abc import ABC, abstractmethod
@@ -29,12 +28,12 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from aiohttp import web
 
 from duragent.errors import ConfigError
+from duragent.testing.fake_server import FakeServer
 
 Api = Literal["openai", "anthropic"]
 ResponseKind = Literal["text", "tool_calls", "echo", "error", "broken_stream", "malformed", "stream_error"]
@@ -254,7 +253,7 @@ class _Reply:
         return len(self.text.split()) + len(arguments.split())
 
 
-class FakeLLMServer:
+class FakeLLMServer(FakeServer):
     """An aiohttp server speaking the OpenAI and Anthropic streaming formats from a script."""
 
     def __init__(
@@ -266,8 +265,7 @@ class FakeLLMServer:
         timeline: Path | None = None,
         record: Path | None = None,
     ):
-        self.host = host
-        self.port = port
+        super().__init__(host=host, port=port)
         self.default = default or echo()
         #: Answers a request by what it asks when no scripted response is queued (None: `default`).
         #: For tests whose requests come in an order they do not control (a server restarted
@@ -280,15 +278,13 @@ class FakeLLMServer:
         self.requests: list[RecordedRequest] = []
         self.disconnects: list[RecordedRequest] = []
         self._queue: deque[ScriptedResponse] = deque()
-        self._runner: web.AppRunner | None = None
-        self._disconnected = asyncio.Event()
         self._stopping = False
         self._call_counter = 0
 
     @property
     def url(self) -> str:
         """Base URL for providers' `base_url` (`http://127.0.0.1:PORT/v1`; works for both APIs)."""
-        return f"http://{self.host}:{self.port}/v1"
+        return f"{self.root_url}/v1"
 
     def enqueue(self, *responses: ScriptedResponse) -> None:
         """Answer the next requests with these responses, in order."""
@@ -301,41 +297,18 @@ class FakeLLMServer:
 
     async def wait_for_disconnect(self, within: float = 5.0) -> RecordedRequest:
         """The first request whose client hung up mid-reply, waiting up to `within` seconds."""
-        async with asyncio.timeout(within):
-            await self._disconnected.wait()
-        return self.disconnects[0]
+        return await self.wait_until(lambda: self.disconnects[0] if self.disconnects else None, within)
 
-    async def start(self) -> None:
-        """Listen (on a free port unless one was given)."""
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
+        """OpenAI's chat completions and Anthropic's messages (a client hanging up cancels its
+        handler, which is how a disconnect is seen)."""
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_post("/v1/messages", self._anthropic)
-        # handler_cancellation: a client hanging up cancels the handler, which is how we see it.
-        # shutdown_timeout: stopping must not wait for a slow scripted reply to play out.
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=0.2)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
         """Stop listening and close open connections."""
         self._stopping = True
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
+        await super().stop()
 
     async def _openai(self, request: web.Request) -> web.StreamResponse:
         return await self._handle(request, "openai")
@@ -354,6 +327,7 @@ class FakeLLMServer:
             body = None
         recorded = RecordedRequest(api, request.path, dict(request.headers), body)
         self.requests.append(recorded)
+        self.notify()
         if self._queue:
             response = self._queue.popleft()
         else:
@@ -370,7 +344,7 @@ class FakeLLMServer:
         except (asyncio.CancelledError, ConnectionResetError):
             if not self._stopping:
                 self.disconnects.append(recorded)
-                self._disconnected.set()
+                self.notify()
             raise
 
     def _resolve(self, response: ScriptedResponse, recorded: RecordedRequest) -> _Reply:
@@ -844,17 +818,15 @@ async def serve(
     """Run a fake LLM server until SIGINT or SIGTERM; prints its base URL once listening."""
     server = FakeLLMServer(host=host, port=port, default=script.default, timeline=timeline, record=record)
     server.enqueue(*script.responses)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    async with server:
+
+    def announce() -> str:
         # Start-up objects are exempt from collection: a benchmark's timings should not include
         # the fake's full-collection pauses.
         gc.collect()
         gc.freeze()
-        print(f"fake LLM server listening on {server.url}", flush=True)
-        await stop.wait()
+        return f"fake LLM server listening on {server.url}"
+
+    await server.serve_until_interrupted(announce)
 
 
 def start_process(

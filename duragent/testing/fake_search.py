@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
+
+from duragent.testing.fake_server import Failure, FakeServer
 
 API_KEY = "search-test-key"
 
@@ -45,12 +46,11 @@ class SearchRequest:
     params: dict[str, str] = field(default_factory=dict)
 
 
-class FakeSearchServer:
+class FakeSearchServer(FakeServer):
     """SearXNG, Brave and Tavily search APIs in one aiohttp server on a free port."""
 
     def __init__(self, *, host: str = "127.0.0.1", api_key: str = API_KEY):
-        self.host = host
-        self.port = 0
+        super().__init__(host=host)
         self.api_key = api_key
         self.results: list[FakeResult] = [
             FakeResult("Example Domain", "https://example.com/", "This domain is for use in examples."),
@@ -58,13 +58,11 @@ class FakeSearchServer:
         #: Answers by query when set (None: `results`).
         self.responder: Callable[[str], Sequence[FakeResult]] | None = None
         self.requests: list[SearchRequest] = []
-        self._failures: list[int] = []
-        self._runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
         """The base URL: a SearXNG instance's URL, and the `url` override for Brave and Tavily."""
-        return f"http://{self.host}:{self.port}"
+        return self.root_url
 
     @property
     def brave_url(self) -> str:
@@ -78,50 +76,30 @@ class FakeSearchServer:
 
     def fail_with(self, status: int) -> None:
         """Answer the next request with this HTTP status."""
-        self._failures.append(status)
+        self._queue_failure("any", Failure(status))
 
-    async def start(self) -> None:
-        """Listen on a free port."""
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
+        """SearXNG's, Brave's and Tavily's search endpoints."""
         app.router.add_get("/search", self._searxng)
         app.router.add_post("/search", self._tavily)
         app.router.add_get("/res/v1/web/search", self._brave)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
 
-    async def stop(self) -> None:
-        """Stop listening."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
+    def _record(self, request: SearchRequest) -> None:
+        self.requests.append(request)
+        self.notify()
 
     def _answer(self, query: str, count: int | None) -> list[FakeResult]:
         found = list(self.responder(query) if self.responder else self.results)
         return found[:count] if count else found
 
     def _failure(self) -> web.Response | None:
-        if not self._failures:
+        if (failure := self._next_failure("any")) is None:
             return None
-        status = self._failures.pop(0)
-        return web.json_response({"error": f"failing with {status} as asked"}, status=status)
+        return web.json_response({"error": f"failing with {failure.status} as asked"}, status=failure.status)
 
     async def _searxng(self, request: web.Request) -> web.Response:
         query = request.query.get("q", "")
-        self.requests.append(
-            SearchRequest("searxng", query, None, dict(request.headers), dict(request.query))
-        )
+        self._record(SearchRequest("searxng", query, None, dict(request.headers), dict(request.query)))
         if (failure := self._failure()) is not None:
             return failure
         if request.query.get("format") != "json":
@@ -135,7 +113,7 @@ class FakeSearchServer:
     async def _brave(self, request: web.Request) -> web.Response:
         query = request.query.get("q", "")
         count = int(request.query.get("count", "20"))
-        self.requests.append(SearchRequest("brave", query, count, dict(request.headers), dict(request.query)))
+        self._record(SearchRequest("brave", query, count, dict(request.headers), dict(request.query)))
         if request.headers.get("X-Subscription-Token") != self.api_key:
             return web.json_response(
                 {"type": "ErrorResponse", "error": {"code": "SUBSCRIPTION_TOKEN_INVALID", "status": 401}},
@@ -155,7 +133,7 @@ class FakeSearchServer:
         body: dict[str, Any] = await request.json()
         query = str(body.get("query", ""))
         count = int(body.get("max_results", 5))
-        self.requests.append(SearchRequest("tavily", query, count, dict(request.headers)))
+        self._record(SearchRequest("tavily", query, count, dict(request.headers)))
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return web.json_response(
                 {"detail": {"error": "Unauthorized: missing or invalid API key."}}, status=401

@@ -39,17 +39,16 @@ import hmac
 import itertools
 import json
 import secrets
-import signal
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
 from aiohttp import web
+
+from duragent.testing.fake_server import Failure, FakeServer, RecordedCall
 
 #: Slack truncates (and we refuse) a message's `text` beyond this.
 TEXT_LIMIT = 40_000
@@ -60,7 +59,6 @@ DEFAULT_BOT_TOKEN = "xoxb-0000-fake-slack-bot-token"
 DEFAULT_APP_TOKEN = "xapp-1-fake-slack-app-token"
 TEAM_ID = "T0FAKE"
 APP_ID = "A0FAKE"
-T = TypeVar("T")
 
 
 @dataclass
@@ -97,16 +95,7 @@ class SlackMessage:
         return "\n".join(sections) if sections else self.text
 
 
-@dataclass(frozen=True)
-class RecordedCall:
-    """One Web API call the app made."""
-
-    method: str
-    params: dict[str, Any]
-    at: float
-
-
-class FakeSlack:
+class FakeSlack(FakeServer):
     """An aiohttp server implementing the Web API methods and Socket Mode a Slack app uses."""
 
     def __init__(
@@ -120,12 +109,11 @@ class FakeSlack:
         host: str = "127.0.0.1",
         port: int = 0,
     ):
+        super().__init__(host=host, port=port)
         self.bot_token = bot_token
         self.app_token = app_token
         self.events_url = events_url
         self.signing_secret = signing_secret
-        self.host = host
-        self.port = port
         self._ids = itertools.count(1)
         self.bot_user: dict[str, Any] = {
             "id": self._id("U"),
@@ -147,12 +135,9 @@ class FakeSlack:
         self._files: dict[str, tuple[str, bytes, str]] = {}
         self._uploads: dict[str, tuple[str, bytes | None]] = {}
         self._pending: dict[str, dict[str, Any]] = {}
-        self._failures: dict[str, deque[tuple[int, int]]] = {}
         self._tick = itertools.count(1)
         self._socket: web.WebSocketResponse | None = None
         self._wake = asyncio.Event()
-        self._changed = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
         self._http_delivery: asyncio.Task[None] | None = None
 
     # ----------------------------------------------------------------- lifecycle
@@ -160,7 +145,7 @@ class FakeSlack:
     @property
     def api_base(self) -> str:
         """The Web API base as slack_sdk's `base_url` takes it (`http://127.0.0.1:PORT/api/`)."""
-        return f"http://{self.host}:{self.port}/api/"
+        return f"{self.root_url}/api/"
 
     @property
     def mention(self) -> str:
@@ -172,18 +157,16 @@ class FakeSlack:
         """Whether an app holds the Socket Mode websocket."""
         return self._socket is not None and not self._socket.closed
 
-    async def start(self) -> None:
-        """Listen (on a free port unless one was given)."""
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    def add_routes(self, app: web.Application) -> None:
+        """The Web API, the Socket Mode websocket, file uploads and downloads."""
         app.router.add_route("*", "/api/{method}", self._web_api)
         app.router.add_get("/socket-mode", self._socket_mode)
         app.router.add_post("/upload/{upload_id}", self._upload)
         app.router.add_get("/files-pri/{file_id}/{name}", self._download)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=0.2)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
+
+    async def start(self) -> None:
+        """Listen (on a free port unless one was given); deliver events over HTTP if asked."""
+        await super().start()
         if self.events_url is not None:
             self._http_delivery = asyncio.create_task(self._deliver_over_http())
 
@@ -195,21 +178,7 @@ class FakeSlack:
                 await self._http_delivery
         if self._socket is not None:
             await self._socket.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
+        await super().stop()
 
     # ----------------------------------------------------------------- the world
 
@@ -295,7 +264,7 @@ class FakeSlack:
             "is_enterprise_install": False,
             "channel": {"id": message.channel, "name": self._channels[message.channel].get("name", "dm")},
             "message": self._message_payload(message),
-            "response_url": f"http://{self.host}:{self.port}/api/response_url.unsupported",
+            "response_url": f"{self.root_url}/api/response_url.unsupported",
             "actions": [
                 {
                     "action_id": button["action_id"],
@@ -345,20 +314,13 @@ class FakeSlack:
             within,
         )
 
-    async def wait_until(self, found: Callable[[], T | None], within: float = 5.0) -> T:
-        """Wait until `found()` returns something other than None (re-checked on every change)."""
-        async with asyncio.timeout(within), self._changed:
-            while (value := found()) is None:
-                await self._changed.wait()
-            return value
-
     def calls_to(self, method: str) -> list[RecordedCall]:
         """The recorded calls of one Web API method, oldest first."""
         return [c for c in self.calls if c.method == method]
 
     def fail_next(self, method: str, status: int = 429, *, retry_after: int = 1, times: int = 1) -> None:
         """Make the next `times` calls of `method` fail (429 carries `Retry-After`)."""
-        self._failures.setdefault(method, deque()).extend([(status, retry_after)] * times)
+        self._queue_failure(method, Failure(status, retry_after), times)
 
     # ------------------------------------------------------------------ events
 
@@ -419,14 +381,14 @@ class FakeSlack:
                 envelope["retry_reason"] = "timeout"
             envelope["_sent"] = False
         pump = asyncio.create_task(self._pump(socket))
-        await self._notify()
+        self.notify()
         try:
             async for frame in socket:
                 if frame.type == aiohttp.WSMsgType.TEXT:
                     await self._ack(json.loads(frame.data))
         finally:
             pump.cancel()
-            await self._notify()
+            self.notify()
         return socket
 
     async def _pump(self, socket: web.WebSocketResponse) -> None:
@@ -443,7 +405,7 @@ class FakeSlack:
         envelope_id = str(message.get("envelope_id", ""))
         if self._pending.pop(envelope_id, None) is not None:
             self.acked.append(envelope_id)
-            await self._notify()
+            self.notify()
 
     async def _deliver_over_http(self) -> None:
         """HTTP Events mode: POST each envelope's payload, signed; a 200 acknowledges it."""
@@ -489,19 +451,18 @@ class FakeSlack:
         method = request.match_info["method"]
         params = await _params(request)
         self.calls.append(RecordedCall(method, params, time.monotonic()))
-        await self._notify()
+        self.notify()
         token = request.headers.get("Authorization", "").removeprefix("Bearer ") or str(
             params.get("token", "")
         )
         wanted = self.app_token if method == "apps.connections.open" else self.bot_token
         if token != wanted:
             return _answer({"ok": False, "error": "invalid_auth"})
-        failures = self._failures.get(method)
-        if failures:
-            status, retry_after = failures.popleft()
-            if status == 429:
-                return _answer({"ok": False, "error": "ratelimited"}, 429, {"Retry-After": str(retry_after)})
-            return _answer({"ok": False, "error": "fatal_error"}, status)
+        if (failure := self._next_failure(method)) is not None:
+            if failure.status == 429:
+                retry_after = {"Retry-After": f"{failure.retry_after:g}"}
+                return _answer({"ok": False, "error": "ratelimited"}, 429, retry_after)
+            return _answer({"ok": False, "error": "fatal_error"}, failure.status)
         handler = self._methods().get(method)
         if handler is None:
             return _answer({"ok": False, "error": "unknown_method"}, 404)
@@ -509,7 +470,7 @@ class FakeSlack:
             result = handler(params)
         except _SlackError as error:
             return _answer({"ok": False, "error": error.code})
-        await self._notify()
+        self.notify()
         return _answer({"ok": True, **result})
 
     def _methods(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
@@ -594,7 +555,7 @@ class FakeSlack:
     def _upload_url(self, params: dict[str, Any]) -> dict[str, Any]:
         file_id = self._id("F")
         self._uploads[file_id] = (str(params.get("filename", "file")), None)
-        return {"upload_url": f"http://{self.host}:{self.port}/upload/{file_id}", "file_id": file_id}
+        return {"upload_url": f"{self.root_url}/upload/{file_id}", "file_id": file_id}
 
     def _complete_upload(self, params: dict[str, Any]) -> dict[str, Any]:
         files = params.get("files")
@@ -650,7 +611,7 @@ class FakeSlack:
     def _store_file(self, name: str, data: bytes, mimetype: str) -> dict[str, Any]:
         file_id = self._id("F")
         self._files[file_id] = (name, data, mimetype)
-        url = f"http://{self.host}:{self.port}/files-pri/{file_id}/{name}"
+        url = f"{self.root_url}/files-pri/{file_id}/{name}"
         return {
             "id": file_id,
             "name": name,
@@ -690,10 +651,6 @@ class FakeSlack:
         if message.thread_ts:
             payload["thread_ts"] = message.thread_ts
         return payload
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
 
 
 class _SlackError(Exception):
@@ -738,26 +695,21 @@ def _check(text: str, blocks: list[dict[str, Any]]) -> None:
             raise _SlackError("invalid_blocks")
 
 
-async def _serve(port: int) -> None:
-    slack = FakeSlack(port=port)
-    await slack.start()
-    channel = slack.add_channel("general")
-    print(f"fake Slack: api_base {slack.api_base}, channel #general {channel}", flush=True)
-    print(f"bot token {slack.bot_token}, app token {slack.app_token}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    await slack.stop()
-
-
 def main(argv: list[str] | None = None) -> None:
     """`python -m duragent.testing.fake_slack`: serve a fake Slack until interrupted."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--port", type=int, default=8904)
     args = parser.parse_args(argv)
-    asyncio.run(_serve(args.port))
+    slack = FakeSlack(port=args.port)
+
+    def announce() -> str:
+        channel = slack.add_channel("general")
+        return (
+            f"fake Slack: api_base {slack.api_base}, channel #general {channel}\n"
+            f"bot token {slack.bot_token}, app token {slack.app_token}"
+        )
+
+    asyncio.run(slack.serve_until_interrupted(announce))
 
 
 if __name__ == "__main__":

@@ -31,17 +31,17 @@ import html
 import itertools
 import json
 import re
-import signal
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aiohttp
 from aiohttp import web
+
+from duragent.testing.fake_server import Failure, FakeServer, RecordedCall
 
 #: Telegram's limit on a message's text, after entities are parsed, in UTF-16 code units.
 MESSAGE_LIMIT = 4096
@@ -104,23 +104,7 @@ class BotMessage:
         return [button for row in rows for button in row]
 
 
-@dataclass(frozen=True)
-class RecordedCall:
-    """One Bot API call the bot made."""
-
-    method: str
-    params: dict[str, Any]
-    at: float
-
-
-@dataclass
-class _Failure:
-    status: int
-    description: str
-    retry_after: int | None
-
-
-class FakeTelegramBotAPI:
+class FakeTelegramBotAPI(FakeServer):
     """An aiohttp server implementing the Bot API methods a gateway plugin uses."""
 
     def __init__(
@@ -132,9 +116,8 @@ class FakeTelegramBotAPI:
         host: str = "127.0.0.1",
         port: int = 0,
     ):
+        super().__init__(host=host, port=port)
         self.token = token
-        self.host = host
-        self.port = port
         self.bot_user: dict[str, Any] = {
             "id": int(token.split(":", 1)[0]) if token.split(":", 1)[0].isdigit() else 1,
             "is_bot": True,
@@ -155,9 +138,6 @@ class FakeTelegramBotAPI:
         self._callback_ids = itertools.count(1)
         self._file_ids = itertools.count(1)
         self._files: dict[str, tuple[str, bytes]] = {}
-        self._failures: dict[str, deque[_Failure]] = {}
-        self._changed = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
         self._webhook_task: asyncio.Task[None] | None = None
         self._methods: dict[str, Handler] = {
             "getme": self._get_me,
@@ -183,18 +163,12 @@ class FakeTelegramBotAPI:
     @property
     def api_base(self) -> str:
         """The server's base URL, as `api_base` / `TELEGRAM_API_BASE` take it (`http://127.0.0.1:PORT`)."""
-        return f"http://{self.host}:{self.port}"
+        return self.root_url
 
-    async def start(self) -> None:
-        """Listen (on a free port unless one was given)."""
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    def add_routes(self, app: web.Application) -> None:
+        """The Bot API methods and file downloads."""
         app.router.add_route("*", "/bot{token}/{method}", self._handle_method)
         app.router.add_get("/file/bot{token}/{path:.+}", self._download)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=0.2)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
         """Stop delivering to a webhook, stop listening and close open connections."""
@@ -203,21 +177,7 @@ class FakeTelegramBotAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._webhook_task
             self._webhook_task = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
+        await super().stop()
 
     # ------------------------------------------------------------- the user's side
 
@@ -341,23 +301,16 @@ class FakeTelegramBotAPI:
     ) -> BotMessage:
         """The first message the bot sent to `chat_id` matching `predicate`, waiting up to `within` s."""
 
-        def match() -> BotMessage | None:
-            for message in self.sent_messages(chat_id):
-                if predicate is None or predicate(message):
-                    return message
-            return None
-
-        async with asyncio.timeout(within), self._changed:
-            while (found := match()) is None:
-                await self._changed.wait()
-            return found
+        return await self.wait_until(
+            lambda: next((m for m in self.sent_messages(chat_id) if predicate is None or predicate(m)), None),
+            within,
+        )
 
     async def wait_for_call(self, method: str, count: int = 1, within: float = 5.0) -> list[RecordedCall]:
         """Wait until the bot has called `method` at least `count` times; returns those calls."""
-        async with asyncio.timeout(within), self._changed:
-            while len(found := self.calls_to(method)) < count:
-                await self._changed.wait()
-            return found
+        return await self.wait_until(
+            lambda: found if len(found := self.calls_to(method)) >= count else None, within
+        )
 
     def calls_to(self, method: str) -> list[RecordedCall]:
         """The recorded calls of one method (case-insensitive), oldest first."""
@@ -382,8 +335,8 @@ class FakeTelegramBotAPI:
             description = (
                 f"Too Many Requests: retry after {retry_after}" if status == 429 else "Internal Server Error"
             )
-        failure = _Failure(status, description, retry_after if status == 429 else None)
-        self._failures.setdefault(method.lower(), deque()).extend([failure] * times)
+        failure = Failure(status, retry_after if status == 429 else None, description)
+        self._queue_failure(method.lower(), failure, times)
 
     # ------------------------------------------------------------------ internals
 
@@ -432,15 +385,7 @@ class FakeTelegramBotAPI:
 
     def _push_update(self, payload: dict[str, Any]) -> None:
         self._updates.append({"update_id": next(self._update_ids), **payload})
-        self._notify()
-
-    def _notify(self) -> None:
-        async def wake() -> None:
-            async with self._changed:
-                self._changed.notify_all()
-
-        # Called from sync helpers too; the wake-up runs on the loop right after.
-        asyncio.get_running_loop().create_task(wake())
+        self.notify()
 
     def _store_file(self, path: str, data: bytes) -> tuple[str, str]:
         number = next(self._file_ids)
@@ -478,11 +423,10 @@ class FakeTelegramBotAPI:
             return BotAPIError(404, "Not Found: method not found").response()
         params = await _read_params(request)
         self.calls.append(RecordedCall(method, params, time.monotonic()))
-        self._notify()
-        failures = self._failures.get(method.lower())
-        if failures:
-            failure = failures.popleft()
-            return BotAPIError(failure.status, failure.description, failure.retry_after).response()
+        self.notify()
+        if (failure := self._next_failure(method.lower())) is not None:
+            retry_after = None if failure.retry_after is None else int(failure.retry_after)
+            return BotAPIError(failure.status, failure.description or "", retry_after).response()
         try:
             result = await handler(params)
         except BotAPIError as error:
@@ -525,9 +469,7 @@ class FakeTelegramBotAPI:
             self._updates.popleft()
         if not self._updates and timeout > 0:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout), self._changed:
-                    while not self._updates and self.webhook_url is None:
-                        await self._changed.wait()
+                await self.wait_until(lambda: bool(self._updates or self.webhook_url) or None, timeout)
         return list(itertools.islice(self._updates, limit))
 
     async def _send_message(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -544,7 +486,7 @@ class FakeTelegramBotAPI:
             reply_markup=_json_param(params, "reply_markup"),
         )
         payload = self._record_bot_message(message)
-        self._notify()
+        self.notify()
         return payload
 
     async def _edit_message_text(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -559,7 +501,7 @@ class FakeTelegramBotAPI:
         message.text, message.parse_mode = text, parse_mode
         if (markup := _json_param(params, "reply_markup")) is not None:
             message.reply_markup = markup
-        self._notify()
+        self.notify()
         return self._record_edit(message)
 
     def _record_edit(self, message: BotMessage) -> dict[str, Any]:
@@ -576,7 +518,7 @@ class FakeTelegramBotAPI:
         except BotAPIError:
             raise BotAPIError(400, "Bad Request: message to delete not found") from None
         message.deleted = True
-        self._notify()
+        self.notify()
         return True
 
     def _bot_message(self, chat_id: int, message_id: int) -> BotMessage:
@@ -588,12 +530,12 @@ class FakeTelegramBotAPI:
     async def _send_chat_action(self, params: dict[str, Any]) -> bool:
         chat_id = self._known_chat(params)
         self.chat_actions.append((chat_id, str(params.get("action", ""))))
-        self._notify()
+        self.notify()
         return True
 
     async def _answer_callback_query(self, params: dict[str, Any]) -> bool:
         self.callback_answers.append(params)
-        self._notify()
+        self.notify()
         return True
 
     async def _get_file(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -629,7 +571,7 @@ class FakeTelegramBotAPI:
                 media=media,
             )
             payload = self._record_bot_message(message)
-            self._notify()
+            self.notify()
             return payload
 
         return send
@@ -644,7 +586,7 @@ class FakeTelegramBotAPI:
         self.webhook_secret = params.get("secret_token") or None
         if self._webhook_task is None or self._webhook_task.done():
             self._webhook_task = asyncio.create_task(self._deliver_to_webhook())
-        self._notify()
+        self.notify()
         return True
 
     async def _delete_webhook(self, params: dict[str, Any]) -> bool:
@@ -652,7 +594,7 @@ class FakeTelegramBotAPI:
             self._updates.clear()
         self.webhook_url = None
         self.webhook_secret = None
-        self._notify()
+        self.notify()
         return True
 
     async def _get_webhook_info(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -667,8 +609,7 @@ class FakeTelegramBotAPI:
         async with aiohttp.ClientSession() as session:
             while self.webhook_url is not None:
                 if not self._updates:
-                    async with self._changed:
-                        await self._changed.wait()
+                    await self.next_change()
                     continue
                 update = self._updates[0]
                 headers = {SECRET_HEADER: self.webhook_secret} if self.webhook_secret else {}
@@ -824,23 +765,18 @@ def _truthy(value: Any) -> bool:
     return value is True or str(value).lower() in ("true", "1")
 
 
-async def _serve(port: int, token: str) -> None:
-    async with FakeTelegramBotAPI(token=token, port=port) as telegram:
-        print(f"Fake Telegram Bot API on {telegram.api_base} (token {token})", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
-
-
 def main() -> None:
     """Run the fake by hand, to point a bot at it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--port", type=int, default=8902)
     parser.add_argument("--token", default=DEFAULT_TOKEN)
     arguments = parser.parse_args()
-    asyncio.run(_serve(arguments.port, arguments.token))
+    telegram = FakeTelegramBotAPI(token=arguments.token, port=arguments.port)
+    asyncio.run(
+        telegram.serve_until_interrupted(
+            lambda: f"Fake Telegram Bot API on {telegram.api_base} (token {arguments.token})"
+        )
+    )
 
 
 if __name__ == "__main__":
