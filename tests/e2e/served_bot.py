@@ -7,6 +7,9 @@ the server's state through its admin API. Platform harnesses (`telegram_bot.py`,
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +43,50 @@ def prepare_agent(root: Path, llm: FakeLLMServer, groups: list[str]) -> None:
     edit_file(agent, "      allowlist: []", f"      allowlist: [{entries}]")
     # A short debounce window keeps each turn quick; the behaviour is the same.
     edit_file(agent, "      activation: mention\n", "      activation: mention\n    debounce: 200ms\n")
+
+
+def init_chat_workspace(
+    root: Path,
+    platform: str,
+    owner_id: str,
+    api_base: str,
+    llm: FakeLLMServer,
+    groups: list[str],
+    **config: Any,
+) -> Path:
+    """`duragent init --<platform>` as a user runs it, then pointed at the fakes; returns duragent.yaml.
+
+    The plugin's `api_base` points at the platform's fake, `config` adds plugin settings, the
+    agent talks to `llm` and allows the chats `groups` (`<platform>:<chat id>`).
+    """
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "duragent", "init", str(root), "--yes"),
+            *("--provider", "openai", "--model", "gpt-test", f"--{platform}-owner", owner_id),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    title = platform.capitalize()
+    assert f"{title}: the bot answers direct messages from user {owner_id} only." in result.stdout
+    duragent_yaml = root / "duragent.yaml"
+    settings = "".join(f"        {key}: {value}\n" for key, value in {"api_base": api_base, **config}.items())
+    edit_file(
+        duragent_yaml,
+        "      restart: always\n      config:\n",
+        "      restart: always\n      config:\n" + settings,
+    )
+    prepare_agent(root, llm, [f"{platform}:{group}" for group in groups])
+    return duragent_yaml
+
+
+def served_env(**tokens: str) -> dict[str, str]:
+    """What the server's environment holds on a home server: the model's API key and the bot's
+    `tokens` (`TELEGRAM_BOT_TOKEN=...`), with this venv's plugin commands on PATH."""
+    venv_bin = str(Path(sys.executable).parent)  # where `duragent-gateway-<platform>` is installed
+    return {"OPENAI_API_KEY": "sk-test", **tokens, "PATH": venv_bin + os.pathsep + os.environ.get("PATH", "")}
 
 
 @dataclass
@@ -127,11 +174,12 @@ class ServedBot:
 
     async def wait_for_request(self, marker: str, within: float = 20.0) -> RecordedRequest:
         """The first LLM request mentioning `marker`, waiting for it to arrive."""
-        for _ in range(int(within / 0.05)):
-            if found := self.requests_mentioning(marker):
-                return found[0]
-            await asyncio.sleep(0.05)  # the fake LLM records requests in a list: poll it
-        raise AssertionError(f"no LLM request mentioning {marker!r} within {within}s")
+        try:
+            return await self.llm.wait_until(
+                lambda: found[0] if (found := self.requests_mentioning(marker)) else None, within
+            )
+        except TimeoutError:
+            raise AssertionError(f"no LLM request mentioning {marker!r} within {within}s") from None
 
     def requests_mentioning(self, marker: str) -> list[RecordedRequest]:
         """The LLM requests whose messages contain `marker` anywhere."""

@@ -8,14 +8,12 @@ API. Starting a server costs seconds (the plugin imports aiogram), so a test mod
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from duragent.testing.fake_llm import FakeLLMServer
 from duragent.testing.fake_telegram import FakeTelegramBotAPI
-from tests.e2e.served_bot import ServedBot, edit_file, prepare_agent
+from tests.e2e.served_bot import ServedBot, init_chat_workspace, served_env
 
 OWNER_ID = 1001
 OWNER = {"id": OWNER_ID, "first_name": "Ada", "last_name": "Lovelace", "username": "ada"}
@@ -25,31 +23,15 @@ ALLOWED_GROUPS = (-100777, -100778, -100779, -100780)
 
 
 def create_workspace(root: Path, telegram: FakeTelegramBotAPI, llm: FakeLLMServer) -> Path:
-    """`duragent init --telegram` as a user runs it, then pointed at the fakes; returns duragent.yaml."""
-    import subprocess
+    """`duragent init --telegram` as a user runs it, then pointed at the fakes; returns duragent.yaml.
 
-    result = subprocess.run(
-        [
-            *(sys.executable, "-m", "duragent", "init", str(root), "--yes"),
-            *("--provider", "openai", "--model", "gpt-test", "--telegram-owner", str(OWNER_ID)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    The fake Bot API stands in for api.telegram.org (as a self-hosted Bot API server would);
+    short long-polls keep shutdowns quick.
+    """
+    groups = [str(chat) for chat in ALLOWED_GROUPS]
+    return init_chat_workspace(
+        root, "telegram", str(OWNER_ID), telegram.api_base, llm, groups, poll_timeout=1
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    config = root / "duragent.yaml"
-    # The fake Bot API stands in for api.telegram.org (as a self-hosted Bot API server would);
-    # short long-polls keep shutdowns quick.
-    edit_file(
-        config,
-        "      restart: always\n      config:\n",
-        "      restart: always\n      config:\n"
-        f"        api_base: {telegram.api_base}\n"
-        "        poll_timeout: 1\n",
-    )
-    prepare_agent(root, llm, [f"telegram:{chat}" for chat in ALLOWED_GROUPS])
-    return config
 
 
 @dataclass(kw_only=True)
@@ -61,9 +43,4 @@ class TelegramBot(ServedBot):
 
 def server_env(telegram: FakeTelegramBotAPI) -> dict[str, str]:
     """What the server's environment holds on a home server: the API key and the bot token."""
-    venv_bin = str(Path(sys.executable).parent)  # where `duragent-gateway-telegram` is installed
-    return {
-        "OPENAI_API_KEY": "sk-test",
-        "TELEGRAM_BOT_TOKEN": telegram.token,
-        "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
-    }
+    return served_env(TELEGRAM_BOT_TOKEN=telegram.token)

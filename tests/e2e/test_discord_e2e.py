@@ -9,13 +9,9 @@ in channels of its own. The restart test leaves a working bot behind.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +19,7 @@ import pytest_asyncio
 
 from duragent.testing.fake_discord import MESSAGE_LIMIT, DiscordMessage, FakeDiscord
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
-from tests.e2e.served_bot import ServedBot, edit_file, prepare_agent
+from tests.e2e.served_bot import ServedBot, init_chat_workspace, served_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -40,32 +36,6 @@ class DiscordBot(ServedBot):
     allowed: list[str]
 
 
-def create_workspace(
-    root: Path, discord: FakeDiscord, llm: FakeLLMServer, owner_id: str, allowed: list[str]
-) -> Path:
-    """`duragent init --discord` as a user runs it, then pointed at the fakes; returns duragent.yaml."""
-    result = subprocess.run(
-        [
-            *(sys.executable, "-m", "duragent", "init", str(root), "--yes"),
-            *("--provider", "openai", "--model", "gpt-test", "--discord-owner", owner_id),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"Discord: the bot answers direct messages from user {owner_id} only." in result.stdout
-    config = root / "duragent.yaml"
-    # The fake stands in for discord.com; the Gateway's address comes from GET /gateway/bot.
-    edit_file(
-        config,
-        "      restart: always\n      config:\n",
-        f"      restart: always\n      config:\n        api_base: {discord.api_base}\n",
-    )
-    prepare_agent(root, llm, [f"discord:{channel}" for channel in allowed])
-    return config
-
-
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def bot(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DiscordBot]:
     """`duragent serve` running the Discord bot of a fresh `init --discord` workspace."""
@@ -74,14 +44,13 @@ async def bot(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Discord
         guild = discord.add_guild("Home")
         allowed = [discord.add_channel(guild, f"team-{n}") for n in range(3)]
         root = tmp_path_factory.mktemp("discord-bot")
-        config = await asyncio.to_thread(create_workspace, root / "home", discord, llm, owner["id"], allowed)
+        config = await asyncio.to_thread(
+            init_chat_workspace, root / "home", "discord", owner["id"], discord.api_base, llm, allowed
+        )
         logs = root / "logs"
         logs.mkdir()
-        env = {
-            "OPENAI_API_KEY": "sk-test",
-            "DISCORD_BOT_TOKEN": discord.token,
-            "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
-        }
+        # The fake stands in for discord.com; the Gateway's address comes from GET /gateway/bot.
+        env = served_env(DISCORD_BOT_TOKEN=discord.token)
         served = DiscordBot(
             config=config,
             llm=llm,

@@ -9,13 +9,9 @@ in channels of its own. The restart test leaves a working app behind.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +19,7 @@ import pytest_asyncio
 
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
 from duragent.testing.fake_slack import SECTION_TEXT_LIMIT, FakeSlack, SlackMessage
-from tests.e2e.served_bot import ServedBot, edit_file, prepare_agent
+from tests.e2e.served_bot import ServedBot, init_chat_workspace, served_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -39,31 +35,6 @@ class SlackBot(ServedBot):
     allowed: list[str]
 
 
-def create_workspace(
-    root: Path, slack: FakeSlack, llm: FakeLLMServer, owner_id: str, allowed: list[str]
-) -> Path:
-    """`duragent init --slack` as a user runs it, then pointed at the fakes; returns duragent.yaml."""
-    result = subprocess.run(
-        [
-            *(sys.executable, "-m", "duragent", "init", str(root), "--yes"),
-            *("--provider", "openai", "--model", "gpt-test", "--slack-owner", owner_id),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"Slack: the bot answers direct messages from user {owner_id} only." in result.stdout
-    config = root / "duragent.yaml"
-    edit_file(
-        config,
-        "      restart: always\n      config:\n",
-        f"      restart: always\n      config:\n        api_base: {slack.api_base}\n",
-    )
-    prepare_agent(root, llm, [f"slack:{channel}" for channel in allowed])
-    return config
-
-
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def bot(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SlackBot]:
     """`duragent serve` running the Slack app of a fresh `init --slack` workspace."""
@@ -71,15 +42,12 @@ async def bot(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SlackBo
         owner = slack.add_user("ada", "Ada Lovelace")
         allowed = [slack.add_channel(f"team-{n}") for n in range(2)]
         root = tmp_path_factory.mktemp("slack-bot")
-        config = await asyncio.to_thread(create_workspace, root / "home", slack, llm, owner["id"], allowed)
+        config = await asyncio.to_thread(
+            init_chat_workspace, root / "home", "slack", owner["id"], slack.api_base, llm, allowed
+        )
         logs = root / "logs"
         logs.mkdir()
-        env = {
-            "OPENAI_API_KEY": "sk-test",
-            "SLACK_BOT_TOKEN": slack.bot_token,
-            "SLACK_APP_TOKEN": slack.app_token,
-            "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
-        }
+        env = served_env(SLACK_BOT_TOKEN=slack.bot_token, SLACK_APP_TOKEN=slack.app_token)
         served = SlackBot(
             config=config, llm=llm, logs=logs, env=env, slack=slack, owner=owner, allowed=allowed
         )

@@ -90,3 +90,27 @@ async def start_plugin_process(
     plugin = PluginProcess(process, stderr_path)
     await plugin.send({"type": "configure", "config": config})
     return plugin
+
+
+#: Seconds a plugin may take to announce `ready`: a bound, not a wait. Importing a platform
+#: library (discord.py, slack-bolt) is seconds of CPU, much more on a loaded machine.
+READY_WITHIN = 90.0
+
+
+async def start_ready_plugin(
+    module: str, config: dict[str, Any], tmp_path: Path, *, drop_env: tuple[str, ...] = ()
+) -> PluginProcess:
+    """`start_plugin_process`, then wait for its `ready` (killing it if that never comes)."""
+    plugin = await start_plugin_process(module, config, tmp_path, drop_env=drop_env)
+    try:
+        await plugin.event("ready", within=READY_WITHIN)
+    except BaseException:
+        plugin.process.kill()  # no test owns it yet: it must not outlive the failure
+        await plugin.process.wait()
+        raise
+    return plugin
+
+
+def received_in(chat_id: str | int) -> Callable[[dict[str, Any]], bool]:
+    """Matches `message_received` events from one chat."""
+    return lambda event: event["type"] == "message_received" and event["chat_id"] == chat_id

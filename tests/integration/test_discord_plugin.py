@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,15 @@ import pytest
 import pytest_asyncio
 
 from duragent.testing.fake_discord import MESSAGE_LIMIT, FakeDiscord
-from tests.integration.plugin_process import PluginProcess, start_plugin_process
+from tests.integration.plugin_process import (
+    READY_WITHIN,
+    PluginProcess,
+    received_in,
+    start_plugin_process,
+    start_ready_plugin,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-READY_WITHIN = 45.0  # importing discord.py takes seconds of CPU on a busy machine
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -36,11 +40,9 @@ async def discord() -> AsyncIterator[FakeDiscord]:
 async def start_plugin(discord: FakeDiscord, tmp_path: Path, **config: Any) -> PluginProcess:
     """The plugin, configured for the fake, once it announced `ready`."""
     settings = {"bot_token": discord.token, "api_base": discord.api_base, **config}
-    process = await start_plugin_process(
+    return await start_ready_plugin(
         "duragent.plugins.discord", settings, tmp_path, drop_env=("DISCORD_BOT_TOKEN",)
     )
-    await process.event("ready", within=READY_WITHIN)
-    return process
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -72,11 +74,6 @@ def channel(discord: FakeDiscord, guild: str) -> str:
 def ada(discord: FakeDiscord) -> dict[str, Any]:
     """A user of her own for the test."""
     return discord.add_user(f"ada{next(_names)}", "Ada Lovelace")
-
-
-def received_in(channel_id: str) -> Callable[[dict[str, Any]], bool]:
-    """Matches `message_received` events from one channel."""
-    return lambda event: event["type"] == "message_received" and event["chat_id"] == channel_id
 
 
 async def test_ready_announces_the_discord_gateway_and_its_capabilities(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,15 @@ import pytest
 import pytest_asyncio
 
 from duragent.testing.fake_slack import SECTION_TEXT_LIMIT, FakeSlack
-from tests.integration.plugin_process import PluginProcess, start_plugin_process
+from tests.integration.plugin_process import (
+    READY_WITHIN,
+    PluginProcess,
+    received_in,
+    start_plugin_process,
+    start_ready_plugin,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-READY_WITHIN = 45.0  # importing slack-bolt takes seconds of CPU on a busy machine
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -42,9 +46,7 @@ async def start_plugin(slack: FakeSlack, tmp_path: Path, **config: Any) -> Plugi
         **config,
     }
     drop = ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET")
-    process = await start_plugin_process("duragent.plugins.slack", settings, tmp_path, drop_env=drop)
-    await process.event("ready", within=READY_WITHIN)
-    return process
+    return await start_ready_plugin("duragent.plugins.slack", settings, tmp_path, drop_env=drop)
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -65,11 +67,6 @@ def channel(slack: FakeSlack) -> str:
 def ada(slack: FakeSlack) -> dict[str, Any]:
     """A member of her own for the test."""
     return slack.add_user("ada", "Ada Lovelace")
-
-
-def received_in(chat_id: str) -> Callable[[dict[str, Any]], bool]:
-    """Matches `message_received` events from one chat."""
-    return lambda event: event["type"] == "message_received" and event["chat_id"] == chat_id
 
 
 async def test_a_direct_message_becomes_message_received_and_the_envelope_is_acknowledged(

@@ -10,24 +10,18 @@ links. Only whole block ranges found by markdown-it-py are rewritten, so code st
 from __future__ import annotations
 
 import re
-from functools import cache
 
-from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-RULE = "──────────"
+from duragent.plugins.markdown_tree import RULE, parse_tokens, text_table
+
 _IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
-
-
-@cache
-def _parser() -> MarkdownIt:
-    return MarkdownIt("commonmark").enable(["table", "strikethrough"])
 
 
 def markdown_to_discord(markdown: str) -> str:
     """Discord Markdown for `markdown`."""
     lines = markdown.split("\n")
-    tokens = _parser().parse(markdown)
+    tokens = parse_tokens(markdown)
     replacements: list[tuple[int, int, list[str]]] = []
     code_lines: set[int] = set()
     index = 0
@@ -64,17 +58,8 @@ def _table(tokens: list[Token]) -> list[str]:
             rows.append([])
         elif token.type == "inline" and rows:
             rows[-1].append(_plain(token))
-    if not rows:
-        return []
-    columns = max(len(row) for row in rows)
-    rows = [row + [""] * (columns - len(row)) for row in rows]
-    widths = [max(len(row[index]) for row in rows) for index in range(columns)]
-
-    def line(cells: list[str]) -> str:
-        return " | ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
-
-    separator = "-+-".join("-" * width for width in widths)
-    return ["```", line(rows[0]), separator, *(line(row) for row in rows[1:]), "```"]
+    table = text_table(rows)
+    return ["```", *table, "```"] if table else []
 
 
 def _plain(inline: Token) -> str:

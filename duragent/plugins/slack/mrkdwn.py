@@ -11,24 +11,17 @@ block, rules as a line. `&`, `<` and `>` in text are escaped as Slack requires, 
 from __future__ import annotations
 
 import re
-from functools import cache
 
-from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 
+from duragent.plugins.markdown_tree import RULE, list_layout, parse, plain_text, table_rows, text_table
+
 _SAFE_LINK = re.compile(r"^(https?|mailto):", re.IGNORECASE)
-RULE = "──────────"
-
-
-@cache
-def _parser() -> MarkdownIt:
-    return MarkdownIt("commonmark").enable(["table", "strikethrough"])
 
 
 def markdown_to_mrkdwn(markdown: str) -> str:
     """Slack mrkdwn for `markdown`; empty Markdown gives ""."""
-    tree = SyntaxTreeNode(_parser().parse(markdown))
-    return _blocks(tree.children).strip()
+    return _blocks(parse(markdown).children).strip()
 
 
 def escape(text: str) -> str:
@@ -47,7 +40,7 @@ def _block(node: SyntaxTreeNode) -> str:
     if kind == "heading":
         return f"*{_inline_of(node)}*"
     if kind in ("bullet_list", "ordered_list"):
-        return _list(node)
+        return list_layout(node, _blocks)
     if kind == "blockquote":
         inner = _blocks(node.children, separator="\n")
         return "\n".join(f"> {line}" if line else ">" for line in inner.split("\n"))
@@ -56,43 +49,11 @@ def _block(node: SyntaxTreeNode) -> str:
     if kind == "hr":
         return RULE
     if kind == "table":
-        return _table(node)
+        table = text_table(table_rows(node))
+        return f"```\n{escape(chr(10).join(table))}\n```" if table else ""
     if kind == "html_block":
         return escape(node.content.rstrip("\n"))
     return _blocks(node.children)
-
-
-def _list(node: SyntaxTreeNode) -> str:
-    start = int(node.attrs.get("start", 1)) if node.type == "ordered_list" else 1
-    items = []
-    for number, item in enumerate(node.children, start=start):
-        marker = f"{number}. " if node.type == "ordered_list" else "• "
-        tight = all(child.type != "paragraph" or child.hidden for child in item.children)
-        lines = _blocks(item.children, separator="\n" if tight else "\n\n").split("\n")
-        indent = " " * len(marker)
-        items.append("\n".join([marker + lines[0], *(indent + line if line else line for line in lines[1:])]))
-    return "\n".join(items)
-
-
-def _table(node: SyntaxTreeNode) -> str:
-    rows = [
-        [_plain(cell) for cell in row.children]
-        for section in node.children
-        for row in section.children
-        if row.type == "tr"
-    ]
-    if not rows:
-        return ""
-    columns = max(len(row) for row in rows)
-    rows = [row + [""] * (columns - len(row)) for row in rows]
-    widths = [max(len(row[index]) for row in rows) for index in range(columns)]
-
-    def line(cells: list[str]) -> str:
-        return " | ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
-
-    separator = "-+-".join("-" * width for width in widths)
-    text = "\n".join([line(rows[0]), separator, *(line(row) for row in rows[1:])])
-    return f"```\n{escape(text)}\n```"
 
 
 def _inline_of(node: SyntaxTreeNode) -> str:
@@ -118,15 +79,6 @@ def _inline(node: SyntaxTreeNode) -> str:
         return f"<{href}|{text}>" if _SAFE_LINK.match(href) and "|" not in href else text
     if kind == "image":
         src = str(node.attrs.get("src", ""))
-        alt = escape(_plain(node)) or "image"
+        alt = escape(plain_text(node)) or "image"
         return f"<{src}|{alt}>" if _SAFE_LINK.match(src) and "|" not in src else alt
     return _inline_of(node)
-
-
-def _plain(node: SyntaxTreeNode) -> str:
-    """The visible text of an inline subtree, without markup (for table cells and alt texts)."""
-    if node.type in ("text", "code_inline", "html_inline"):
-        return node.content
-    if node.type in ("softbreak", "hardbreak"):
-        return " "
-    return "".join(_plain(child) for child in node.children)

@@ -12,25 +12,18 @@ from __future__ import annotations
 
 import html
 import re
-from functools import cache
 
-from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
+
+from duragent.plugins.markdown_tree import RULE, list_layout, parse, plain_text, table_rows, text_table
 
 _SAFE_LINK = re.compile(r"^(https?|tg|mailto):", re.IGNORECASE)
 _LANGUAGE = re.compile(r"^[\w+#.-]+$")
-_RULE = "──────────"
-
-
-@cache
-def _parser() -> MarkdownIt:
-    return MarkdownIt("commonmark").enable(["table", "strikethrough"])
 
 
 def markdown_to_telegram_html(markdown: str) -> str:
     """Telegram HTML for `markdown`; empty Markdown gives ""."""
-    tree = SyntaxTreeNode(_parser().parse(markdown))
-    return _blocks(tree.children, in_quote=False).strip()
+    return _blocks(parse(markdown).children, in_quote=False).strip()
 
 
 def _escape(text: str) -> str:
@@ -48,7 +41,9 @@ def _block(node: SyntaxTreeNode, *, in_quote: bool) -> str:
     if kind == "heading":
         return f"<b>{_inline_of(node)}</b>"
     if kind in ("bullet_list", "ordered_list"):
-        return _list(node, in_quote=in_quote)
+        return list_layout(
+            node, lambda children, separator: _blocks(children, in_quote=in_quote, separator=separator)
+        )
     if kind == "blockquote":
         inner = _blocks(node.children, in_quote=True, separator="\n")
         # Telegram does not nest blockquotes; an inner quote stays plain text in the outer one.
@@ -58,9 +53,10 @@ def _block(node: SyntaxTreeNode, *, in_quote: bool) -> str:
     if kind == "code_block":
         return _code_block(node.content, "")
     if kind == "hr":
-        return _RULE
+        return RULE
     if kind == "table":
-        return _table(node)
+        table = text_table(table_rows(node))
+        return f"<pre>{_escape(chr(10).join(table))}</pre>" if table else ""
     if kind == "html_block":
         return _escape(node.content.rstrip("\n"))
     return _blocks(node.children, in_quote=in_quote)
@@ -71,41 +67,6 @@ def _code_block(code: str, language: str) -> str:
     if language and _LANGUAGE.match(language):
         return f'<pre><code class="language-{language}">{body}</code></pre>'
     return f"<pre>{body}</pre>"
-
-
-def _list(node: SyntaxTreeNode, *, in_quote: bool) -> str:
-    start = int(node.attrs.get("start", 1)) if node.type == "ordered_list" else 1
-    items = []
-    for number, item in enumerate(node.children, start=start):
-        marker = f"{number}. " if node.type == "ordered_list" else "• "
-        tight = all(child.type != "paragraph" or child.hidden for child in item.children)
-        body = _blocks(item.children, in_quote=in_quote, separator="\n" if tight else "\n\n")
-        # Continuation lines (and nested lists) are indented under the item's text.
-        lines = body.split("\n")
-        indent = " " * len(marker)
-        items.append("\n".join([marker + lines[0], *(indent + line if line else line for line in lines[1:])]))
-    return "\n".join(items)
-
-
-def _table(node: SyntaxTreeNode) -> str:
-    rows = [
-        [_plain_inline(cell) for cell in row.children]
-        for section in node.children
-        for row in section.children
-        if row.type == "tr"
-    ]
-    if not rows:
-        return ""
-    columns = max(len(row) for row in rows)
-    rows = [row + [""] * (columns - len(row)) for row in rows]
-    widths = [max(len(row[index]) for row in rows) for index in range(columns)]
-
-    def line(cells: list[str]) -> str:
-        return " | ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
-
-    separator = "-+-".join("-" * width for width in widths)
-    text = "\n".join([line(rows[0]), separator, *(line(row) for row in rows[1:])])
-    return f"<pre>{_escape(text)}</pre>"
 
 
 def _inline_of(node: SyntaxTreeNode) -> str:
@@ -134,18 +95,9 @@ def _inline(node: SyntaxTreeNode) -> str:
             return text
         return f'<a href="{html.escape(href, quote=True)}">{text}</a>'
     if kind == "image":
-        alt = _plain_inline(node) or "image"
+        alt = plain_text(node) or "image"
         src = str(node.attrs.get("src", ""))
         if not _SAFE_LINK.match(src):
             return _escape(alt)
         return f'<a href="{html.escape(src, quote=True)}">{_escape(alt)}</a>'
     return _inline_of(node)
-
-
-def _plain_inline(node: SyntaxTreeNode) -> str:
-    """The visible text of an inline subtree, without markup (for table cells and alt texts)."""
-    if node.type in ("text", "code_inline", "html_inline"):
-        return node.content
-    if node.type in ("softbreak", "hardbreak"):
-        return " "
-    return "".join(_plain_inline(child) for child in node.children)
