@@ -117,6 +117,8 @@ async def diagnose(
     checks += await asyncio.gather(*probes)
     checks += check_gateway_commands(config, env)
     checks += check_mcp_commands(config, agents, env)
+    checks += check_skills_and_tool_folders(config, agents)
+    checks.append(check_tmux(agents, env))
     return DoctorReport(checks)
 
 
@@ -529,3 +531,56 @@ def check_mcp_commands(config: DuragentConfig, agents: list[Agent], env: Mapping
         else:
             checks.append(Check(name, "ok", f"{spec.command} is {found}"))
     return checks
+
+
+def check_skills_and_tool_folders(config: DuragentConfig, agents: list[Agent]) -> list[Check]:
+    """Every SKILL.md and tool folder the agents see is valid: an invalid one is skipped at run time."""
+    from duragent.skills.discovery import discover_skills
+    from duragent.tools.folders import discover_tool_folders
+
+    skills: set[Path] = set()
+    folders: set[Path] = set()
+    # Workspace-wide folders are seen by every agent: each problem is reported once, in order.
+    skill_problems: dict[str, None] = {}
+    folder_problems: dict[str, None] = {}
+    places: list[tuple[Path | None, str | None]] = [(a.directory, a.spec.skills_dir) for a in agents]
+    for agent_dir, skills_dir in places or [(None, None)]:
+        found = discover_skills(agent_dir, config.data_path, skills_dir)
+        skills.update(skill.path for skill in found.skills.values())
+        skill_problems.update((str(problem), None) for problem in found.problems)
+        tools, problems = discover_tool_folders(agent_dir, config.data_path)
+        folders.update(tool.directory for tool in tools.values())
+        folder_problems.update((str(problem), None) for problem in problems)
+    return [
+        _folders_check("skills", len(skills), list(skill_problems), "fix the SKILL.md at the place shown"),
+        _folders_check(
+            "tool folders",
+            len(folders),
+            list(folder_problems),
+            "give each tool folder one executable `run` (or run.*) program: chmod +x it",
+        ),
+    ]
+
+
+def _folders_check(name: str, valid: int, problems: list[str], hint: str) -> Check:
+    if not problems:
+        return Check(name, "ok", f"{valid} valid" if valid else "none")
+    listed = "\n".join(f"  {problem}" for problem in problems)
+    return Check(name, "warn", f"{valid} valid, {len(problems)} skipped as invalid:\n{listed}", hint)
+
+
+def check_tmux(agents: list[Agent], env: Mapping[str, str]) -> Check:
+    """Whether tmux is installed: background processes run with `interactive: true` need it."""
+    found = shutil.which("tmux", path=env.get("PATH"))
+    if found:
+        return Check("tmux", "ok", f"tmux is {found} (interactive background processes can run)")
+    users = [agent.name for agent in agents if "background_process" in agent.spec.tools.builtin]
+    if not users:
+        return Check("tmux", "ok", "not installed; only interactive background processes need it")
+    return Check(
+        "tmux",
+        "warn",
+        f"tmux is not on PATH: background_process (agents {', '.join(users)}) cannot run "
+        "interactive processes; the others run",
+        "install tmux (apt install tmux, brew install tmux)",
+    )

@@ -257,3 +257,67 @@ def test_mcp_server_commands_must_be_on_path_and_missing_variables_are_named(wor
     mine = checks[f"mcp server {agent}/mine"]
     assert mine.status == "fail"
     assert f"{agent}/agent.yaml:" in mine.message
+
+
+def test_invalid_skills_and_tool_folders_are_named_with_their_file_and_line(workspace: Path) -> None:
+    skills = workspace / ".duragent" / "skills"
+    (skills / "good").mkdir(parents=True)
+    (skills / "good" / "SKILL.md").write_text("---\nname: good\ndescription: Works.\n---\nDo it.\n")
+    (skills / "bad").mkdir()
+    (skills / "bad" / "SKILL.md").write_text("---\ndescription: Broken.\nname: Not A Name!\n---\nBody.\n")
+    tools = workspace / ".duragent" / "agents" / "assistant" / "tools"
+    (tools / "hello").mkdir(parents=True)
+    (tools / "hello" / "run").write_text("#!/bin/sh\necho hi\n")
+    (tools / "hello" / "run").chmod(0o755)
+    (tools / "stuck").mkdir()
+    (tools / "stuck" / "run").write_text("#!/bin/sh\necho never\n")  # not executable
+
+    checks = by_name(doctor(workspace))
+
+    assert checks["skills"].status == "warn"
+    assert checks["skills"].message.startswith("1 valid, 1 skipped as invalid:")
+    assert ".duragent/skills/bad/SKILL.md:3" in checks["skills"].message
+    assert checks["tool folders"].status == "warn"
+    assert checks["tool folders"].message.startswith("1 valid, 1 skipped as invalid:")
+    assert "agents/assistant/tools/stuck: run is not executable" in checks["tool folders"].message
+    assert "chmod +x" in (checks["tool folders"].hint or "")
+
+
+def test_valid_skills_and_tool_folders_are_ok(workspace: Path) -> None:
+    (workspace / ".duragent" / "skills" / "good").mkdir(parents=True)
+    (workspace / ".duragent" / "skills" / "good" / "SKILL.md").write_text(
+        "---\nname: good\ndescription: Works.\n---\nDo it.\n"
+    )
+
+    checks = by_name(doctor(workspace))
+
+    assert (checks["skills"].status, checks["skills"].message) == ("ok", "1 valid")
+    assert (checks["tool folders"].status, checks["tool folders"].message) == ("ok", "none")
+
+
+def test_doctor_says_whether_tmux_is_installed_and_warns_only_agents_that_need_it(
+    workspace: Path, tmp_path: Path
+) -> None:
+    with_tmux = tmp_path / "with-tmux"
+    with_tmux.mkdir()
+    (with_tmux / "tmux").write_text("#!/bin/sh\necho tmux 3.4\n")
+    (with_tmux / "tmux").chmod(0o755)
+    without_tmux = tmp_path / "without-tmux"
+    without_tmux.mkdir()
+
+    installed = by_name(run_doctor(workspace / "duragent.yaml", env={"PATH": str(with_tmux)}))["tmux"]
+    unneeded = by_name(run_doctor(workspace / "duragent.yaml", env={"PATH": str(without_tmux)}))["tmux"]
+    write_agent_yaml(
+        workspace,
+        "watcher",
+        "name: watcher\nmodel:\n  provider: demo\n  name: demo\ntools: [background_process]\n",
+    )
+    needed = by_name(run_doctor(workspace / "duragent.yaml", env={"PATH": str(without_tmux)}))["tmux"]
+
+    assert installed.status == "ok"
+    assert str(with_tmux / "tmux") in installed.message
+    assert unneeded.status == "ok"
+    assert "not installed" in unneeded.message
+    assert needed.status == "warn"
+    assert "background_process (agents watcher)" in needed.message
+    assert "install tmux" in (needed.hint or "")
