@@ -489,6 +489,10 @@ class LiveSession:
                 await self.cancel()
         self._cancel_background_timer()
         self._close_subscribers()
+        # a status change a client's detach started must land before the log is let go: run
+        # later, it would reopen the session's log (and lock) behind a delete or another owner
+        if self._side_tasks:
+            await asyncio.gather(*self._side_tasks, return_exceptions=True)
         if self._on_append in self.log.listeners:
             self.log.listeners.remove(self._on_append)
         await self.log.snapshot()

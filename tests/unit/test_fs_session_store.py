@@ -353,3 +353,33 @@ def test_invalid_session_ids_never_become_paths(tmp_path: Path) -> None:
         with pytest.raises(InvalidName):
             store.session_dir(bad)
     assert not (tmp_path / "outside").exists()
+
+
+def test_a_session_lock_held_for_a_moment_by_a_child_process_is_waited_for(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from duragent.stores.filesystem.locks import SessionLock
+
+    # what a child started by another thread does between fork and exec: holds a copy of the
+    # lock's descriptor (here: locks the file itself) for a moment, then lets go
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time\n"
+            f"f = open({str(tmp_path / '.lock')!r}, 'a')\n"
+            "fcntl.flock(f, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\n"
+            "time.sleep(0.3)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline() == "held\n"
+    lock = SessionLock(tmp_path, "s_mine")
+    lock.acquire()  # waits the holder out instead of calling the session in use
+    assert lock.held
+    lock.release()
+    assert holder.wait(10) == 0

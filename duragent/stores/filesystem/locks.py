@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,12 @@ class FileLock:
         os.close(fd)
 
 
+#: How long a session lock is retried before it counts as held by someone else: a lock this
+#: process just released can look held for a moment, because a child process another thread
+#: is starting (git, a tool) holds a copy of the descriptor until it execs.
+SESSION_LOCK_PATIENCE = 2.0
+
+
 class SessionLock:
     """The single-writer lock of one session: `<session dir>/.lock`."""
 
@@ -110,11 +117,22 @@ class SessionLock:
         """Whether this process holds the session."""
         return self._lock.held
 
-    def acquire(self) -> None:
-        """Become the session's only writer, or raise SessionLocked naming the pid that is."""
-        holder = self._lock.try_acquire(owner=f"session {self.session_id}")
-        if holder is not None:
-            raise SessionLocked(f"session {self.session_id} is in use by pid {holder.pid_text}")
+    def acquire(self, patience: float = SESSION_LOCK_PATIENCE) -> None:
+        """Become the session's only writer, or raise SessionLocked naming the pid that is.
+
+        A lock found held is tried again for `patience` seconds: a holder that has written no
+        pid is most likely a child process between fork and exec, gone in microseconds.
+        """
+        deadline = time.monotonic() + patience
+        delay = 0.002
+        while True:
+            holder = self._lock.try_acquire(owner=f"session {self.session_id}")
+            if holder is None:
+                return
+            if time.monotonic() >= deadline:
+                raise SessionLocked(f"session {self.session_id} is in use by pid {holder.pid_text}")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
     def release(self) -> None:
         """Let another process write the session."""

@@ -476,7 +476,7 @@ class FilesystemSessionStore:
                 lock = writer.lock
             else:
                 lock = SessionLock(session_dir, session_id)
-                lock.acquire()
+                await asyncio.to_thread(lock.acquire)  # may wait out a child's copy of it
             try:
                 await asyncio.to_thread(self._remove_dir, session_dir)
             finally:
