@@ -350,3 +350,100 @@ async def test_a_stateless_turn_stops_when_its_client_hangs_up(api: Api, fake_ll
     # nobody is left to read the reply: the model's request is abandoned too
     abandoned = await fake_llm.wait_for_disconnect(within=10)
     assert abandoned.path == "/v1/chat/completions"
+
+
+# --- POST /v1/responses ---------------------------------------------------------------------------
+
+
+async def test_responses_api_answers_with_the_agents_reply_and_usage(
+    api: Api, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.enqueue(text("Rome", chunks=2, usage=(9, 2)))
+    response = await async_client(api).responses.create(model="helper", input="Capital of Italy?")
+    assert response.object == "response"
+    assert response.id.startswith("resp_")
+    assert response.status == "completed"
+    assert response.output_text == "Rome"
+    assert response.output[0].role == "assistant"
+    assert response.usage is not None
+    assert (response.usage.input_tokens, response.usage.output_tokens, response.usage.total_tokens) == (
+        9,
+        2,
+        11,
+    )
+    assert fake_llm.requests[-1].messages[-1] == {"role": "user", "content": "Capital of Italy?"}
+
+
+async def test_responses_api_sends_instructions_and_the_input_conversation(
+    api: Api, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.enqueue(text("Paris"))
+    response = await asyncio.to_thread(
+        sync_client(api).responses.create,
+        model="helper",
+        instructions="Answer in one word.",
+        input=[
+            {"role": "user", "content": "Capital of Italy?"},
+            {"role": "assistant", "content": [{"type": "output_text", "text": "Rome"}]},
+            {"role": "user", "content": [{"type": "input_text", "text": "And of France?"}]},
+        ],
+    )
+    assert response.output_text == "Paris"
+    sent = [(m["role"], m["content"]) for m in fake_llm.requests[-1].messages[1:]]
+    assert sent == [
+        ("system", "Answer in one word."),
+        ("user", "Capital of Italy?"),
+        ("assistant", "Rome"),
+        ("user", "And of France?"),
+    ]
+
+
+async def test_responses_api_streams_typed_events_ending_with_the_completed_response(
+    api: Api, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.enqueue(text("one two three", chunks=3, usage=(5, 3)))
+    stream = await async_client(api).responses.create(model="helper", input="count", stream=True)
+    events = [event async for event in stream]
+    kinds = [event.type for event in events]
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "one two three"
+    completed = events[-1].response
+    assert completed.output_text == "one two three"
+    assert completed.usage is not None
+    assert completed.usage.output_tokens == 3
+
+
+async def test_responses_api_continues_a_named_session(api: Api, fake_llm: FakeLLMServer) -> None:
+    fake_llm.enqueue(text("first"), text("second"))
+    client = async_client(api)
+    headers = {"X-Duragent-Session": "resp-chat"}
+    raw = await client.responses.with_raw_response.create(model="helper", input="one", extra_headers=headers)
+    assert raw.headers["x-duragent-session"]
+    await client.responses.create(model="helper", input="two", extra_headers=headers)
+    assert [m["content"] for m in fake_llm.requests[-1].messages if m["role"] == "user"] == ["one", "two"]
+
+
+async def test_responses_api_refuses_what_an_agent_cannot_do(api: Api) -> None:
+    client = async_client(api)
+    with pytest.raises(openai.BadRequestError) as tools:
+        await client.responses.create(
+            model="helper", input="hi", tools=[{"type": "function", "name": "f", "parameters": {}}]
+        )
+    assert "client-side tools are not supported" in tools.value.message
+    with pytest.raises(openai.BadRequestError) as previous:
+        await client.responses.create(model="helper", input="hi", previous_response_id="resp_x")
+    assert "X-Duragent-Session" in previous.value.message
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.create(model="nobody", input="hi")

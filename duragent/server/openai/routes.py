@@ -1,4 +1,4 @@
-"""The OpenAI-compatible routes: GET /v1/models and POST /v1/chat/completions.
+"""The OpenAI-compatible routes: GET /v1/models, POST /v1/chat/completions and POST /v1/responses.
 
 Each agent is a model. A request naming a session (`X-Duragent-Session`, else
 `metadata.session_id`, else `user`) sends its last message to that session, made for the
@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -66,6 +68,34 @@ async def _agent(state: ServerState, name: str) -> None:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """POST /v1/chat/completions, streamed (`stream: true`) or not."""
     body = await read_body(request, ChatCompletionRequest)
+    try:
+        async with agent_turn(request, body) as turn:
+            if body.stream:
+                return await _stream(
+                    request, body, turn.live, turn.events, turn.headers, stateless=turn.stateless
+                )
+            return await _whole(request, body, turn.live, turn.events, turn.headers, stateless=turn.stateless)
+    except sse.ClientGone:
+        return web.Response(status=499, reason="Client Closed Request")
+
+
+@dataclass(frozen=True)
+class AgentTurn:
+    """The turn an OpenAI-style request started: its session, its events, the headers to send back."""
+
+    live: LiveSession
+    events: AsyncIterator[StreamEvent]
+    headers: dict[str, str]
+    #: No session was named: the client's messages were the whole conversation, nothing is kept.
+    stateless: bool
+
+
+@asynccontextmanager
+async def agent_turn(request: web.Request, body: ChatCompletionRequest) -> AsyncIterator[AgentTurn]:
+    """Start the turn `body` asks for, in the session it names or a stateless one; clean up after.
+
+    Shared by /v1/chat/completions and /v1/responses (which builds a ChatCompletionRequest).
+    """
     state = request.app[STATE]
     content = body.new_user_message()
     await _agent(state, body.model)
@@ -85,12 +115,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     subscription = await live.subscribe()
     try:
         ticket = await live.queue(content)
-        events = own_turn(subscription, ticket, ends_turn_unless_asking)
-        if body.stream:
-            return await _stream(request, body, live, events, headers, stateless=named is None)
-        return await _whole(request, body, live, events, headers, stateless=named is None)
-    except sse.ClientGone:
-        return web.Response(status=499, reason="Client Closed Request")
+        yield AgentTurn(live, own_turn(subscription, ticket, ends_turn_unless_asking), headers, named is None)
     finally:
         subscription.close()
         if named is None:
@@ -191,8 +216,16 @@ def _keep_alive(request: web.Request) -> float:
     return request.app[STATE].keep_alive
 
 
+async def responses_route(request: web.Request) -> web.StreamResponse:
+    """POST /v1/responses (see duragent.server.openai.responses)."""
+    from duragent.server.openai.responses import create_response
+
+    return await create_response(request)
+
+
 def add_routes(app: web.Application) -> None:
     """Register the OpenAI-compatible routes."""
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", get_model)
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/responses", responses_route)

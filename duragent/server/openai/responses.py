@@ -1,0 +1,299 @@
+"""POST /v1/responses: OpenAI's Responses API over the same turns as /v1/chat/completions.
+
+A request's `input` (a string, or a list of messages) and `instructions` become the messages of
+a chat completion request, so sessions work the same way: a named session
+(`X-Duragent-Session`, `metadata.session_id`, `user`) gets the last user message; otherwise the
+request is stateless. The answer is a `response` object with one assistant `message` output
+item, or, with `stream: true`, the Responses API's typed events (`response.created` ...
+`response.output_text.delta` ... `response.completed`). Client-side tools, function-call items
+and `previous_response_id` are refused: the agent's own tools run on the server, and a named
+session is how a conversation continues.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from duragent.ids import ulid
+from duragent.server import sse
+from duragent.server.bodies import read_body
+from duragent.server.openai.bodies import ChatCompletionRequest, ChatMessage
+from duragent.server.openai.completions import FinalReply, TurnProblem, reply_pieces
+from duragent.server.openai.errors import error_body
+from duragent.server.openai.routes import AgentTurn, agent_turn
+from duragent.server.problems import FieldError, HttpProblem
+from duragent.server.state import STATE
+
+
+class InputPart(BaseModel):
+    """One part of an input message's content; text parts only."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str | None = None
+
+
+class InputMessage(BaseModel):
+    """One item of `input`: a message (the only item type an agent's conversation takes in)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["message"] = "message"
+    role: Literal["user", "assistant", "system", "developer"]
+    content: str | list[InputPart]
+    id: str | None = None
+    status: str | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text or "" for part in self.content)
+
+
+class ResponseRequest(BaseModel):
+    """POST /v1/responses."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=200, description="The agent to talk to.")
+    input: str | list[InputMessage] = Field(description="A user message, or the conversation.")
+    instructions: str | None = Field(None, description="A system message put first.")
+    stream: bool = False
+    user: str | None = Field(None, max_length=256, description="Names the session to continue.")
+    metadata: dict[str, str] | None = Field(None, description="`session_id` names the session to continue.")
+    previous_response_id: str | None = None
+    tools: list[dict[str, Any]] | None = None
+    background: bool | None = None
+    # Accepted and ignored (clients send them out of habit): the agent's `model` settings apply.
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_output_tokens: int | None = None
+    max_tool_calls: int | None = None
+    store: bool | None = None
+    reasoning: dict[str, Any] | None = None
+    text: dict[str, Any] | None = None
+    truncation: str | None = None
+    include: list[str] | None = None
+    service_tier: str | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+    top_logprobs: int | None = None
+    stream_options: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _only_what_an_agent_can_do(self) -> ResponseRequest:
+        if self.tools:
+            raise ValueError(
+                "client-side tools are not supported: the agent's own tools (agent.yaml) run on the server"
+            )
+        if self.previous_response_id:
+            raise ValueError(
+                "previous_response_id is not supported: responses are not stored; name a session "
+                "(header X-Duragent-Session, or metadata.session_id) to continue a conversation"
+            )
+        if self.background:
+            raise ValueError("background responses are not supported")
+        for index, item in enumerate(self.input if isinstance(self.input, list) else ()):
+            for part in item.content if isinstance(item.content, list) else ():
+                if part.type not in ("input_text", "output_text", "text"):
+                    raise ValueError(f"input[{index}]: content part of type {part.type!r} is not supported")
+        return self
+
+    def as_chat_request(self) -> ChatCompletionRequest:
+        """The same request in chat completion terms (instructions first, then the input)."""
+        messages: list[ChatMessage] = []
+        if self.instructions:
+            messages.append(ChatMessage(role="system", content=self.instructions))
+        if isinstance(self.input, str):
+            messages.append(ChatMessage(role="user", content=self.input))
+        else:
+            messages += [ChatMessage(role=item.role, content=item.text()) for item in self.input]
+        if not messages:
+            raise HttpProblem(400, "input is empty", [FieldError("body.input", "no message")])
+        return ChatCompletionRequest(
+            model=self.model, messages=messages, stream=self.stream, user=self.user, metadata=self.metadata
+        )
+
+
+@dataclass
+class ResponseObject:
+    """One response's identity; builds the `response` object and its stream events."""
+
+    model: str
+    instructions: str | None = None
+    id: str = field(default_factory=lambda: f"resp_{ulid()}")
+    message_id: str = field(default_factory=lambda: f"msg_{ulid()}")
+    created_at: int = field(default_factory=lambda: int(time.time()))
+    sequence: int = 0
+
+    def body(self, reply: FinalReply | None) -> dict[str, Any]:
+        """The `response` object: in progress (no reply yet), completed, or incomplete (cut off)."""
+        status = "in_progress" if reply is None else ("incomplete" if reply.truncated else "completed")
+        return {
+            "id": self.id,
+            "object": "response",
+            "created_at": self.created_at,
+            "status": status,
+            "model": self.model,
+            "output": [] if reply is None else [self.message(reply.content, "completed")],
+            "usage": None if reply is None else _usage(reply),
+            "error": None,
+            "incomplete_details": {"reason": "max_output_tokens"} if reply and reply.truncated else None,
+            "instructions": self.instructions,
+            "metadata": {},
+            "parallel_tool_calls": True,
+            "temperature": None,
+            "top_p": None,
+            "tool_choice": "auto",
+            "tools": [],
+        }
+
+    def message(self, text: str | None, status: str) -> dict[str, Any]:
+        """The assistant `message` output item (no content part before the text starts)."""
+        content = [] if text is None else [_text_part(text)]
+        return {
+            "type": "message",
+            "id": self.message_id,
+            "status": status,
+            "role": "assistant",
+            "content": content,
+        }
+
+    def event(self, kind: str, **fields: Any) -> bytes:
+        """One SSE event of the stream, numbered in order."""
+        payload = {"type": kind, "sequence_number": self.sequence, **fields}
+        self.sequence += 1
+        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        return f"event: {kind}\ndata: {data}\n\n".encode()
+
+    def text_position(self) -> dict[str, Any]:
+        return {"item_id": self.message_id, "output_index": 0, "content_index": 0}
+
+
+def _text_part(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def _usage(reply: FinalReply) -> dict[str, Any]:
+    return {
+        "input_tokens": reply.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": reply.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+    }
+
+
+async def create_response(request: web.Request) -> web.StreamResponse:
+    """POST /v1/responses, streamed (`stream: true`) or not."""
+    body = await read_body(request, ResponseRequest)
+    chat = body.as_chat_request()
+    response = ResponseObject(body.model, instructions=body.instructions)
+    try:
+        async with agent_turn(request, chat) as turn:
+            if body.stream:
+                return await _stream(request, response, turn)
+            return await _whole(request, response, turn)
+    except sse.ClientGone:
+        return web.Response(status=499, reason="Client Closed Request")
+
+
+async def _whole(request: web.Request, response: ResponseObject, turn: AgentTurn) -> web.Response:
+    try:
+        async for piece in reply_pieces(
+            sse.while_connected(request, turn.events), turn.live, stateless=turn.stateless
+        ):
+            if isinstance(piece, FinalReply):
+                return web.json_response(response.body(piece), headers=turn.headers)
+    except TurnProblem as problem:
+        raise problem.as_http() from None
+    raise AssertionError("reply_pieces ends with a FinalReply or raises")
+
+
+async def _stream(request: web.Request, response: ResponseObject, turn: AgentTurn) -> web.StreamResponse:
+    """The Responses API's events; the HTTP response starts with the first piece of the reply."""
+    stream: web.StreamResponse | None = None
+    said: list[str] = []
+
+    async def keep_alive() -> None:
+        if stream is not None:
+            await stream.write(b": keep-alive\n\n")
+
+    async def start() -> web.StreamResponse:
+        opened = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        opened.headers.update(turn.headers)
+        await opened.prepare(request)
+        await opened.write(
+            response.event("response.created", response=response.body(None))
+            + response.event("response.in_progress", response=response.body(None))
+            + response.event(
+                "response.output_item.added", output_index=0, item=response.message(None, "in_progress")
+            )
+            + response.event("response.content_part.added", **response.text_position(), part=_text_part(""))
+        )
+        return opened
+
+    try:
+        every = request.app[STATE].keep_alive
+        pieces = reply_pieces(
+            sse.while_connected(request, turn.events, on_idle=keep_alive, idle_every=every),
+            turn.live,
+            stateless=turn.stateless,
+        )
+        async for piece in pieces:
+            stream = stream or await start()
+            if isinstance(piece, FinalReply):
+                text = "".join(said)
+                await stream.write(
+                    response.event(
+                        "response.output_text.done", **response.text_position(), text=text, logprobs=[]
+                    )
+                    + response.event(
+                        "response.content_part.done", **response.text_position(), part=_text_part(text)
+                    )
+                    + response.event(
+                        "response.output_item.done", output_index=0, item=response.message(text, "completed")
+                    )
+                    + response.event(
+                        "response.incomplete" if piece.truncated else "response.completed",
+                        response=response.body(
+                            FinalReply(text, piece.prompt_tokens, piece.completion_tokens, piece.truncated)
+                        ),
+                    )
+                )
+                break
+            said.append(piece)
+            await stream.write(
+                response.event(
+                    "response.output_text.delta", **response.text_position(), delta=piece, logprobs=[]
+                )
+            )
+    except TurnProblem as problem:
+        if stream is None:
+            raise problem.as_http() from None
+        failure = error_body(problem.status, problem.message, code=problem.code)
+        await stream.write(
+            response.event("error", code=problem.code, message=problem.message, param=failure.get("param"))
+        )
+    except (ConnectionResetError, sse.ClientGone):
+        if stream is None:
+            raise sse.ClientGone() from None
+        return stream
+    assert stream is not None
+    await stream.write_eof()
+    return stream
