@@ -91,7 +91,7 @@ def show_session(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """What a session is: agent, state, counts, usage, pending approvals."""
-    from duragent.sessions.inspect import inspect_session
+    from duragent.sessions.inspect import describe_unattended, inspect_session
 
     async def run() -> tuple[Any, dict[str, Any] | None]:
         async with _workspace(ctx) as workspace:
@@ -119,7 +119,7 @@ def show_session(
     for approval in info.pending_approvals:
         print(f"pending   approval for {approval.get('tool', '?')} (call {approval.get('call_id', '?')})")
     if unattended is not None:
-        print(f"unattended {_unattended_text(unattended)}")
+        print(f"unattended {describe_unattended(unattended, _when)}")
 
 
 def _background_limit(workspace: Workspace, agent_name: str) -> timedelta:
@@ -133,19 +133,6 @@ def _background_limit(workspace: Workspace, agent_name: str) -> timedelta:
         return workspace.config.session.max_background_runtime
     limit: timedelta = session_settings(agent, workspace.config)["max_background_runtime"].value
     return limit
-
-
-def _unattended_text(report: dict[str, Any]) -> str:
-    """`for 12m (since 10:02); paused at 10:32 by max_background_runtime (30m)`."""
-    from duragent.durations import format_duration
-
-    since = datetime.fromisoformat(report["unattended_since"])
-    text = f"for {format_duration(timedelta(seconds=report['unattended_seconds']))} (since {_when(since)})"
-    if report["pauses_at"] is None:
-        return text + "; never paused (max_background_runtime: 0)"
-    limit = format_duration(timedelta(seconds=report["max_background_runtime_seconds"]))
-    pauses_at = _when(datetime.fromisoformat(report["pauses_at"]))
-    return f"{text}; will be paused at {pauses_at} (max_background_runtime {limit})"
 
 
 @app.command("log")

@@ -143,6 +143,15 @@ class AgentDetail(Reply):
     spec: AgentSpecOut
 
 
+class UnattendedOut(Reply):
+    """How long a running session has gone on without any client, and when it will be paused."""
+
+    unattended_since: str = Field(description="When its turn went on without a client (ISO 8601).")
+    unattended_seconds: int
+    max_background_runtime_seconds: int = Field(description="The agent's limit; 0: never paused.")
+    pauses_at: str | None = Field(description="When max_background_runtime pauses it; null with no limit.")
+
+
 class SessionOut(Reply):
     """A session as the API shows it."""
 
@@ -159,6 +168,9 @@ class SessionOut(Reply):
     busy: bool | None = None
     pending_approvals: list[dict[str, Any]] | None = None
     metadata: dict[str, Any] | None = None
+    unattended: UnattendedOut | None = Field(
+        None, description="For a running session of this server with no client attached."
+    )
 
 
 class SessionList(Reply):

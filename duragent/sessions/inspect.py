@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,19 +21,8 @@ class SessionInfo(SessionState):
     unattended_since: datetime | None = None
 
     def unattended(self, limit: timedelta, now: datetime) -> dict[str, Any] | None:
-        """How long the session has run unattended and when it will be paused (None unless running).
-
-        `pauses_at` is None when `limit` is zero (no limit).
-        """
-        if self.status != "running" or self.unattended_since is None:
-            return None
-        report: dict[str, Any] = {
-            "unattended_since": self.unattended_since.isoformat(),
-            "unattended_seconds": max(int((now - self.unattended_since).total_seconds()), 0),
-            "max_background_runtime_seconds": int(limit.total_seconds()),
-            "pauses_at": (self.unattended_since + limit).isoformat() if limit > timedelta(0) else None,
-        }
-        return report
+        """How long the session has run unattended and when it will be paused (None unless running)."""
+        return unattended_report(self.status, self.unattended_since, limit, now)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON `session show --json` prints."""
@@ -51,6 +40,37 @@ class SessionInfo(SessionState):
             "pending_approvals": self.pending_approvals,
             "metadata": self.metadata,
         }
+
+
+def unattended_report(
+    status: str, since: datetime | None, limit: timedelta, now: datetime
+) -> dict[str, Any] | None:
+    """How long a `running` session has gone on without a client since `since`, and when its
+    `max_background_runtime` (`limit`) pauses it; None unless it is running unattended.
+
+    `pauses_at` is None when `limit` is zero (no limit).
+    """
+    if status != "running" or since is None:
+        return None
+    return {
+        "unattended_since": since.isoformat(),
+        "unattended_seconds": max(int((now - since).total_seconds()), 0),
+        "max_background_runtime_seconds": int(limit.total_seconds()),
+        "pauses_at": (since + limit).isoformat() if limit > timedelta(0) else None,
+    }
+
+
+def describe_unattended(report: dict[str, Any], when: Callable[[datetime], str]) -> str:
+    """`for 12m (since 10:02); will be paused at 10:32 (max_background_runtime 30m)`, times by `when`."""
+    from duragent.durations import format_duration
+
+    since = datetime.fromisoformat(report["unattended_since"])
+    text = f"for {format_duration(timedelta(seconds=report['unattended_seconds']))} (since {when(since)})"
+    if report["pauses_at"] is None:
+        return text + "; never paused (max_background_runtime: 0)"
+    limit = format_duration(timedelta(seconds=report["max_background_runtime_seconds"]))
+    pauses_at = when(datetime.fromisoformat(report["pauses_at"]))
+    return f"{text}; will be paused at {pauses_at} (max_background_runtime {limit})"
 
 
 async def inspect_session(store: SessionStore, session_id: str) -> SessionInfo:

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from duragent.agents.loader import Agent
@@ -41,7 +41,7 @@ from duragent.sessions.stream import (
     from_stored,
     token,
 )
-from duragent.stores.base import SessionEvent, SessionReadOptions, SessionStatus
+from duragent.stores.base import SessionEvent, SessionReadOptions, SessionStatus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -288,6 +288,8 @@ class LiveSession:
         self._loaded_at_seq: int | None = session_log.state.last_seq
         self._deltas = 0
         self._background_timer: asyncio.TimerHandle | None = None
+        #: When the current turn went on without any client (its max_background_runtime clock).
+        self.unattended_since: datetime | None = None
         # tasks started and not awaited: referenced until done (the loop keeps only weak ones)
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._paused_for_disconnect = False
@@ -684,6 +686,8 @@ class LiveSession:
         task.add_done_callback(self._side_tasks.discard)
 
     def _on_unattended(self) -> None:
+        if self.unattended_since is None:
+            self.unattended_since = utcnow()
         limit = self.settings.max_background_runtime.total_seconds()
         if self._background_timer is None and limit > 0:
             self._background_timer = asyncio.get_running_loop().call_later(
@@ -697,6 +701,7 @@ class LiveSession:
             self._control.request_pause(f"ran unattended for {limit} (max_background_runtime)")
 
     def _cancel_background_timer(self) -> None:
+        self.unattended_since = None
         if self._background_timer is not None:
             self._background_timer.cancel()
             self._background_timer = None

@@ -9,8 +9,9 @@ from aiohttp import web
 
 from duragent.server.routes.sessions import HISTORY_TYPES, follow_events
 from duragent.server.state import STATE
+from duragent.sessions.inspect import describe_unattended, unattended_report
 from duragent.sessions.state import resume
-from duragent.stores.base import SessionReadOptions
+from duragent.stores.base import SessionReadOptions, utcnow
 from duragent.web.login import UI_PREFIX, form_endpoint
 from duragent.web.pages import render, see_other
 
@@ -79,6 +80,11 @@ async def show_session(request: web.Request) -> web.Response:
         {"call_id": a.call_id, "tool": a.tool, "invocation": a.invocation}
         for a in state.approvals.pending(session_id)
     ]
+    unattended = None
+    if live is not None:
+        limit = live.settings.max_background_runtime
+        report = unattended_report(session.status, live.unattended_since, limit, utcnow())
+        unattended = None if report is None else describe_unattended(report, _when)
     return render(
         request,
         "session.html",
@@ -86,6 +92,7 @@ async def show_session(request: web.Request) -> web.Response:
             "session": session,
             "transcript": transcript,
             "pending": pending,
+            "unattended": unattended,
             "decisions": _DECISIONS,
             "last_seq": session.last_seq,
             "omitted": max(len(events) - TRANSCRIPT_LIMIT, 0),

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
-from tests.e2e.server_harness import Api, ApiFactory
+from tests.e2e.server_harness import Api, ApiFactory, collect_until
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
@@ -218,3 +219,30 @@ async def test_log_out_needs_the_csrf_token_and_ends_the_login(api: Api) -> None
             assert r.status == 303
         async with http.get(api.url("/ui/sessions"), allow_redirects=False) as page:
             assert page.status == 302
+
+
+async def test_the_session_page_says_how_long_a_running_session_was_unattended(
+    api: Api, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.enqueue(text(" ".join(f"w{i}" for i in range(60)), chunks=60, chunk_delay=0.1))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    session_id = await api.new_session()
+    async with api.http.post(
+        api.url(f"/api/v1/sessions/{session_id}/stream"), json={"content": "go"}, headers=auth
+    ) as response:
+        await collect_until(response, "token")  # then hang up: the turn goes on unattended
+    for _ in range(200):
+        _, session = await api.call("GET", f"/api/v1/sessions/{session_id}", headers=auth)
+        if session["status"] == "running":
+            break
+        await asyncio.sleep(0.05)
+
+    async with browser() as http:
+        await log_in(api, http)
+        async with http.get(api.url(f"/ui/sessions/{session_id}")) as page:
+            html = await page.text()
+
+    found = re.search(r'<p class="meta" id="unattended">Running unattended (.*?)</p>', html)
+    assert found is not None, html
+    pauses_at = datetime.fromisoformat(session["unattended"]["pauses_at"]).strftime("%Y-%m-%d %H:%M:%S")
+    assert f"will be paused at {pauses_at} (max_background_runtime 30m)" in found.group(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from duragent.sessions.stream import Position
@@ -120,3 +121,28 @@ async def test_max_background_runtime_pauses_an_unattended_session(
                 break
     assert "max_background_runtime" in events[-1].data["reason"]
     assert len(fake_llm.requests) < 10
+
+
+async def test_a_running_session_says_how_long_it_was_unattended_and_when_it_will_be_paused(
+    start_api: ApiFactory, fake_llm: FakeLLMServer
+) -> None:
+    api = await start_api(git=False, max_background="2h")
+    fake_llm.enqueue(text(" ".join(f"w{i}" for i in range(60)), chunks=60, chunk_delay=0.1))
+    session_id = await api.new_session()
+    _, before = await api.call("GET", f"/api/v1/sessions/{session_id}")
+    await stream_a_few(api, session_id, 1)
+
+    running = await wait_for(api, session_id, lambda s: s["status"] == "running")
+
+    assert "unattended" not in before  # no turn yet: nothing runs on its own
+    unattended = running["unattended"]
+    since = datetime.fromisoformat(unattended["unattended_since"])
+    assert abs((datetime.now(UTC) - since).total_seconds()) < 10
+    assert 0 <= unattended["unattended_seconds"] < 10
+    assert unattended["max_background_runtime_seconds"] == 7200
+    assert datetime.fromisoformat(unattended["pauses_at"]) == since + timedelta(hours=2)
+    async with api.http.get(api.url(f"/api/v1/sessions/{session_id}/events")) as response:
+        await collect_until(response, "status")  # a client is back: the clock stops
+        attended = await wait_for(api, session_id, lambda s: s["status"] == "active")
+        assert attended["busy"]
+        assert "unattended" not in attended

@@ -32,6 +32,7 @@ from duragent.server.bodies import (
     SessionList,
     SessionOut,
     SessionQuery,
+    UnattendedOut,
     json_reply,
     read_body,
     read_query,
@@ -39,10 +40,11 @@ from duragent.server.bodies import (
 from duragent.server.openapi import documented
 from duragent.server.problems import FieldError, HttpProblem
 from duragent.server.state import STATE, ServerState
+from duragent.sessions.inspect import unattended_report
 from duragent.sessions.live import LiveSession, Subscription, Ticket
 from duragent.sessions.state import SessionState, resume
 from duragent.sessions.stream import STREAM_EVENTS, Position, StreamEvent, ends_turn, own_turn
-from duragent.stores.base import SessionReadOptions, SessionSummary
+from duragent.stores.base import SessionReadOptions, SessionSummary, utcnow
 
 #: Stored event types that make up a session's history (status changes and bookkeeping left out).
 HISTORY_TYPES = frozenset(
@@ -108,7 +110,14 @@ def _live_out(live: LiveSession, state: ServerState) -> SessionOut:
         busy=live.busy,
         pending_approvals=[a.to_record() for a in state.approvals.pending(s.session_id)],
         metadata=dict(s.metadata),
+        unattended=_unattended_out(live),
     )
+
+
+def _unattended_out(live: LiveSession) -> UnattendedOut | None:
+    limit = live.settings.max_background_runtime
+    report = unattended_report(live.log.state.status, live.unattended_since, limit, utcnow())
+    return None if report is None else UnattendedOut(**report)
 
 
 def _stored_out(s: SessionState) -> SessionOut:
