@@ -53,6 +53,8 @@ class _Conversation:
     following: list[str] = field(default_factory=list)
     #: The last message that was not left out (what the next message follows).
     last_written: Message | None = None
+    #: Whether a user message was appended (from then on only user messages open a history).
+    has_user: bool = False
 
 
 class EncodedConversations:
@@ -61,9 +63,12 @@ class EncodedConversations:
     def __init__(self, encoding: MessageEncoding, *, limit: int = DEFAULT_LIMIT):
         self._encoding = encoding
         self._limit = limit
-        # message id -> (the message, its conversation, its index there); the message is kept
-        # alive beside its id, so an id is never reused while its entry exists.
+        # message id -> (the message, its conversation, its index there), for the messages a
+        # history can open with (`_can_open`); the message is kept alive beside its id, so an id
+        # is never reused while its entry exists.
         self._known: dict[int, tuple[Message, _Conversation, int]] = {}
+        #: Messages appended since `_known` was last cleared (what the limit counts).
+        self._remembered = 0
 
     def array_text(self, history: Sequence[Message]) -> str:
         """The messages array's contents (without brackets) for `history`."""
@@ -95,8 +100,10 @@ class EncodedConversations:
         return conversation, start
 
     def _append(self, conversation: _Conversation, message: Message) -> None:
-        if len(self._known) >= self._limit:
+        if self._remembered >= self._limit:
             self._known.clear()  # rare; later requests encode their conversations again
+            self._remembered = 0
+        self._remembered += 1
         previous = conversation.last_written
         if previous is None:
             text = self._encoding.opening(message)
@@ -104,6 +111,21 @@ class EncodedConversations:
             text = self._encoding.following(message, previous)
         if text:
             conversation.last_written = message
+        if _can_open(conversation, message):
+            self._known[id(message)] = (message, conversation, len(conversation.messages))
+        conversation.has_user = conversation.has_user or message.role == "user"
         conversation.messages.append(message)
         conversation.following.append(text)
-        self._known[id(message)] = (message, conversation, len(conversation.messages) - 1)
+
+
+def _can_open(conversation: _Conversation, message: Message) -> bool:
+    """Whether a later history may start at `message` (only those are remembered by id).
+
+    The context opens the conversation it sends at a user message (its window slides from one
+    user message to a later one); a conversation without any opens at any message but a tool
+    result. Entries for the other messages (half of them or more) would hold ~150 bytes each
+    for nothing. A history opening elsewhere is still right, only encoded afresh.
+    """
+    if not conversation.messages or message.role == "user":
+        return True
+    return not conversation.has_user and message.role != "tool"

@@ -23,7 +23,7 @@ from duragent.stores.base import (
     SessionSnapshot,
 )
 from duragent.stores.filesystem.atomic import write_atomic
-from duragent.stores.filesystem.sessions import FilesystemSessionStore, FsyncMode
+from duragent.stores.filesystem.sessions import ConversationYaml, FilesystemSessionStore, FsyncMode
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -383,3 +383,24 @@ def test_a_session_lock_held_for_a_moment_by_a_child_process_is_waited_for(tmp_p
     assert lock.held
     lock.release()
     assert holder.wait(10) == 0
+
+
+def test_the_kept_conversation_yaml_renders_what_a_fresh_dump_renders_as_the_conversation_changes() -> None:
+    entries: list[dict[str, Any]] = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i}: ünïcode\nsecond line"}
+        for i in range(12)
+    ]
+    kept = ConversationYaml()
+    for end in (1, 5, 5, 12):
+        assert kept.render(entries[:end]) == yaml.dump(
+            {"conversation": entries[:end]}, sort_keys=False, allow_unicode=True, width=100
+        )
+    # A past rewritten (not done by sessions today, but a cache must not serve stale text).
+    entries[3] = {"role": "assistant", "content": "a different reply"}
+    assert kept.render(entries[:8]) == yaml.dump(
+        {"conversation": entries[:8]}, sort_keys=False, allow_unicode=True, width=100
+    )
+    assert kept.render(entries[:2]) == yaml.dump(
+        {"conversation": entries[:2]}, sort_keys=False, allow_unicode=True, width=100
+    )
+    assert kept.render([]) == "conversation: []\n"

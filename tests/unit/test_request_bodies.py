@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from duragent.llm.anthropic import AnthropicProvider
+from duragent.llm.encoded import EncodedConversations
 from duragent.llm.http_provider import HttpProvider
 from duragent.llm.openai_compat import OpenAICompatProvider
 from duragent.llm.types import LLMRequest, Message, ToolCall
@@ -99,3 +100,37 @@ def test_messages_without_content_and_late_system_messages_are_handled_alike(
 def test_a_request_without_history_sends_only_the_system_prompt(provider: HttpProvider) -> None:
     body = sent(provider, request(Message(role="system", content="Only this.")))
     assert "Only this." in json.dumps(body)
+
+
+class CountingEncoding:
+    """Writes each message as its content, counting the messages it encoded after another (a
+    request's first message is written afresh each time)."""
+
+    def __init__(self) -> None:
+        self.encoded = 0
+
+    def opening(self, message: Message) -> str:
+        return message.content or ""
+
+    def following(self, message: Message, previous: Message) -> str:
+        self.encoded += 1
+        return "," + message.content if message.content else ""
+
+    def closing(self) -> str:
+        return ""
+
+
+def test_a_window_sliding_to_a_later_user_message_encodes_only_the_new_messages() -> None:
+    encoding = CountingEncoding()
+    conversations = EncodedConversations(encoding)
+    history = conversation(10)
+    conversations.array_text(history[:20])
+    assert encoding.encoded == 19
+    for start in (4, 8, 16):  # each a user message: the window the context sends opens there
+        text = conversations.array_text(history[start:])
+        assert text == ",".join(m.content or "" for m in history[start:] if m.content)
+    assert encoding.encoded == 39  # the 20 messages added, each once
+    # A history opening at a message no window opens at (a tool result) is still right.
+    assert conversations.array_text(history[6:]) == ",".join(
+        m.content or "" for m in history[6:] if m.content
+    )

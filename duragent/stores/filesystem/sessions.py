@@ -19,6 +19,7 @@ and overloaded ones move fsync to a worker thread until it is fast again). Anyth
 
 from __future__ import annotations
 
+import array
 import asyncio
 import builtins
 import dataclasses
@@ -282,34 +283,44 @@ def _plain(value: Any) -> Any:
 
 @dataclass
 class ConversationYaml:
-    """The YAML of each conversation entry of one session, kept between snapshots.
+    """The YAML of a session's conversation entries, kept between snapshots.
 
     A session's conversation only grows and its entries are never changed in place, so each
-    entry is rendered once (checked by identity) and a snapshot joins the fragments: writing
-    state.yaml costs the new messages, not the whole conversation again.
+    entry is rendered once (checked by identity) and a snapshot reuses the text rendered before:
+    writing state.yaml costs the new messages, not the whole conversation again. The text is
+    kept as one string with each entry's end offset (not one string per entry), so a long
+    session's cache costs its characters and 16 bytes per entry.
     """
 
     entries: list[dict[str, Any]] = field(default_factory=list)
-    fragments: list[str] = field(default_factory=list)
+    #: The items of `conversation:` rendered so far; entry i ends at `ends[i]`.
+    text: str = ""
+    ends: array.array[int] = field(default_factory=lambda: array.array("q"))
     #: Applied to each entry before it is rendered (the secret guard); the cache keeps the originals.
     redact: Redactor | None = None
 
     def render(self, conversation: Sequence[dict[str, Any]]) -> str:
         """`conversation:` and its items, exactly as `yaml.dump` writes them in a block mapping."""
         if not conversation:
-            self.entries, self.fragments = [], []
+            self.entries, self.text, self.ends = [], "", array.array("q")
             return "conversation: []\n"
         same = 0
         limit = min(len(self.entries), len(conversation))
         while same < limit and self.entries[same] is conversation[same]:
             same += 1
-        del self.entries[same:], self.fragments[same:]
+        if same < len(self.entries):
+            self.text = self.text[: self.ends[same - 1]] if same else ""
+            del self.entries[same:], self.ends[same:]
+        added = []
         for entry in conversation[same:]:
             self.entries.append(entry)
             # A one-item list renders as "- key: ..." at column 0, as items of a top-level key do.
             shown = self.redact(entry) if self.redact is not None else entry
-            self.fragments.append(_dump_yaml([_plain(shown)]))
-        return "conversation:\n" + "".join(self.fragments)
+            added.append(_dump_yaml([_plain(shown)]))
+            self.ends.append((self.ends[-1] if self.ends else 0) + len(added[-1]))
+        if added:
+            self.text += "".join(added)
+        return "conversation:\n" + self.text
 
 
 def snapshot_to_yaml(snapshot: SessionSnapshot, conversation_yaml: ConversationYaml | None = None) -> bytes:
