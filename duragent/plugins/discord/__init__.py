@@ -5,29 +5,20 @@ Started by `duragent serve` from a `gateways.external` entry; see docs/gateways.
 
 from __future__ import annotations
 
-import sys
+from typing import TYPE_CHECKING
 
-_TERMINAL_HINT = """\
-duragent-gateway-discord is started by `duragent serve`, which talks to it over stdin/stdout.
-Add it to duragent.yaml (or run `duragent init --discord`):
+from duragent.plugins.entry import run_plugin
 
-  gateways:
-    external:
-      - name: discord
-        command: duragent-gateway-discord
-        config:
-          bot_token: ${DISCORD_BOT_TOKEN}
-"""
+if TYPE_CHECKING:
+    from duragent.gateways.sdk import GatewayPlugin
 
 
 def main() -> None:
     """Console entry point: run the plugin on stdin/stdout (refuses an interactive terminal)."""
-    if sys.stdin.isatty():
-        sys.stderr.write(_TERMINAL_HINT)
-        raise SystemExit(2)
-    try:
-        from duragent.plugins.discord.plugin import DiscordPlugin
-    except ImportError as error:
-        sys.stderr.write(f"the Discord gateway needs discord.py: pip install 'duragent[discord]' ({error})\n")
-        raise SystemExit(2) from None
-    DiscordPlugin().run()
+    run_plugin("discord", {"bot_token": "DISCORD_BOT_TOKEN"}, "discord.py", _load)
+
+
+def _load() -> type[GatewayPlugin]:
+    from duragent.plugins.discord.plugin import DiscordPlugin
+
+    return DiscordPlugin
