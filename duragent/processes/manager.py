@@ -147,9 +147,10 @@ class ProcessManager:
     async def start(self) -> None:
         """Read every record: adopt live tmux processes, mark plain ones `lost`, report unreported ends."""
         ignore = await asyncio.to_thread(self._prepare_folder)
-        if ignore is not None:
-            # committed like the records beside it, or `git status` shows it forever
-            self.on_change(Change((ignore,), "process", "processes", "output kept out of git"))
+        # committed like the records beside it, or `git status` shows it forever; told at every
+        # start, not only when written: a kill -9 before its commit would leave it untracked
+        # (the committer makes no commit when it is committed already)
+        self.on_change(Change((ignore,), "process", "processes", "output kept out of git"))
         for record in await asyncio.to_thread(self._load):
             self._records[record.handle] = record
             if record.status == "running":
@@ -158,13 +159,12 @@ class ProcessManager:
                 self._report_later(record)
         await self.prune()
 
-    def _prepare_folder(self) -> Path | None:
-        """Create the folder and its .gitignore; the .gitignore's path when it was written now."""
+    def _prepare_folder(self) -> Path:
+        """Create the folder and its .gitignore (if missing); the .gitignore's path."""
         self.folder.mkdir(parents=True, exist_ok=True)
         ignore = self.folder / ".gitignore"
-        if ignore.exists():
-            return None
-        ignore.write_text(_GITIGNORE, encoding="utf-8")
+        if not ignore.exists():
+            ignore.write_text(_GITIGNORE, encoding="utf-8")
         return ignore
 
     def _load(self) -> list[ProcessRecord]:

@@ -170,7 +170,7 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[str | None]:
 async def test_kill_9_mid_turn_loses_nothing_acknowledged_and_runs_no_tool_twice(
     tmp_path: Path, fake_llm: FakeLLMServer, backend: str | None, fault_count: Callable[[int], int]
 ) -> None:
-    rounds = fault_count(10)
+    rounds = fault_count(15)  # per backend: 30 kill points in all
     seed = random.randrange(1_000_000)
     rng = random.Random(seed)
     ran = tmp_path / "ran"
