@@ -37,12 +37,16 @@ def shell_env(**extra: str) -> dict[str, str]:
     return env
 
 
-async def duragent(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Done:
-    """Run `duragent ARGS` in `cwd` (asynchronously: the fake model in this process keeps answering)."""
+async def duragent(
+    cwd: Path, *args: str, env: dict[str, str] | None = None, program: tuple[str, ...] = ("-m", "duragent")
+) -> Done:
+    """Run `duragent ARGS` in `cwd` (asynchronously: the fake model in this process keeps answering).
+
+    `program` is what Python runs (`-c CODE` runs the command line some other way).
+    """
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "duragent",
+        *program,
         *args,
         cwd=cwd,
         env=env or shell_env(),
@@ -336,20 +340,7 @@ async def test_a_warm_send_answers_without_loading_typer_pydantic_or_aiohttp(
     session_id = json.loads(cold.stdout)["session_id"]
 
     async def warm(*args: str) -> Done:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            _REPORT_IMPORTS,
-            *args,
-            cwd=workspace,
-            env=shell_env(),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(process.communicate(), 240)
-        assert process.returncode is not None
-        return Done(process.returncode, out.decode(), err.decode())
+        return await duragent(workspace, *args, program=("-c", _REPORT_IMPORTS))
 
     plain = await warm("send", "second words")
     assert plain.returncode == 0, plain.stderr

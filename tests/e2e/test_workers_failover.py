@@ -212,89 +212,92 @@ async def wait_for(predicate: Any, what: str, within: float = 15.0) -> None:
         await asyncio.sleep(0.02)
 
 
-@pytest.mark.slow
-async def test_a_message_to_another_worker_waits_for_the_owners_short_turn_then_runs_there(
+@pytest.fixture
+async def two_workers(
     tmp_path: Path, fake_llm: FakeLLMServer, pg_url: str
-) -> None:
-    fake_llm.enqueue(text("first reply, slowly", chunks=10, chunk_delay=0.1), text("second reply"))
+) -> AsyncIterator[tuple[ServeProcess, ServeProcess]]:
+    """Workers A and B on one PostgreSQL, stopped afterwards."""
     a = await start_worker(tmp_path, fake_llm.url, pg_url, "a")
     b = await start_worker(tmp_path, fake_llm.url, pg_url, "b")
     try:
-        async with aiohttp.ClientSession(headers=API_HEADERS) as http:
-            status, created = await call(http, "POST", f"{a.url}/api/v1/sessions", {"agent": "helper"})
-            assert status == 201, created
-            messages = f"/api/v1/sessions/{created['session_id']}/messages"
-            first = asyncio.create_task(call(http, "POST", f"{a.url}{messages}", {"content": "one"}))
-
-            async def a_is_running() -> bool:
-                return len(fake_llm.requests) == 1
-
-            await wait_for(a_is_running, "worker A runs the first turn")
-            # A's turn ends about a second later: B must take the session over then, not answer 409.
-            status, reply = await call(http, "POST", f"{b.url}{messages}", {"content": "two"})
-
-            assert (status, reply.get("content")) == (200, "second reply"), reply
-            status, first_reply = await first
-            assert (status, first_reply["content"]) == (200, "first reply, slowly")
-            status, session = await call(http, "GET", f"{b.url}/api/v1/sessions/{created['session_id']}")
-            assert session["loaded"] is True
+        yield a, b
     finally:
         for worker in (a, b):
             if worker.process.poll() is None:
                 worker.terminate()
 
 
+async def first_turn_running_on(
+    worker: ServeProcess, http: aiohttp.ClientSession, fake_llm: FakeLLMServer, agent: str
+) -> tuple[str, asyncio.Task[tuple[int, Any]]]:
+    """A new session of `agent` on `worker` whose first turn ("one") runs there now: its path and request."""
+    status, created = await call(http, "POST", f"{worker.url}/api/v1/sessions", {"agent": agent})
+    assert status == 201, created
+    session = f"/api/v1/sessions/{created['session_id']}"
+    first = asyncio.create_task(call(http, "POST", f"{worker.url}{session}/messages", {"content": "one"}))
+
+    async def running() -> bool:
+        return len(fake_llm.requests) == 1
+
+    await wait_for(running, "the first turn runs")
+    return session, first
+
+
+@pytest.mark.slow
+async def test_a_message_to_another_worker_waits_for_the_owners_short_turn_then_runs_there(
+    two_workers: tuple[ServeProcess, ServeProcess], fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.enqueue(text("first reply, slowly", chunks=10, chunk_delay=0.1), text("second reply"))
+    a, b = two_workers
+    async with aiohttp.ClientSession(headers=API_HEADERS) as http:
+        session, first = await first_turn_running_on(a, http, fake_llm, "helper")
+        # A's turn ends about a second later: B must take the session over then, not answer 409.
+        status, reply = await call(http, "POST", f"{b.url}{session}/messages", {"content": "two"})
+
+        assert (status, reply.get("content")) == (200, "second reply"), reply
+        status, first_reply = await first
+        assert (status, first_reply["content"]) == (200, "first reply, slowly")
+        status, shown = await call(http, "GET", f"{b.url}{session}")
+        assert shown["loaded"] is True
+
+
 @pytest.mark.slow
 async def test_a_paused_session_with_a_queued_message_resumes_on_another_worker(
-    tmp_path: Path, fake_llm: FakeLLMServer, pg_url: str
+    two_workers: tuple[ServeProcess, ServeProcess], fake_llm: FakeLLMServer
 ) -> None:
     fake_llm.enqueue(
         text("first reply, slowly", chunks=10, chunk_delay=0.1),
         text("reply to the second"),
         text("to the third"),
     )
-    a = await start_worker(tmp_path, fake_llm.url, pg_url, "a")
-    b = await start_worker(tmp_path, fake_llm.url, pg_url, "b")
-    try:
-        async with aiohttp.ClientSession(headers=API_HEADERS) as http:
-            status, created = await call(http, "POST", f"{a.url}/api/v1/sessions", {"agent": "pauser"})
-            assert status == 201, created
-            session = f"/api/v1/sessions/{created['session_id']}"
-            first = asyncio.create_task(call(http, "POST", f"{a.url}{session}/messages", {"content": "one"}))
+    a, b = two_workers
+    async with aiohttp.ClientSession(headers=API_HEADERS) as http:
+        session, first = await first_turn_running_on(a, http, fake_llm, "pauser")
+        for content in ("second", "third"):
+            status, queued = await call(http, "POST", f"{a.url}{session}/messages", {"content": content})
+            assert status == 202, queued
+        first.cancel()  # the only client leaves: a pause-mode session pauses at a safe point
 
-            async def a_is_running() -> bool:
-                return len(fake_llm.requests) == 1
+        async def paused_with_a_queued_message() -> bool:
+            _, shown = await call(http, "GET", f"{a.url}{session}")
+            return bool(shown["status"] == "paused" and shown.get("queued"))
 
-            await wait_for(a_is_running, "worker A runs the first turn")
-            for content in ("second", "third"):
-                status, queued = await call(http, "POST", f"{a.url}{session}/messages", {"content": content})
-                assert status == 202, queued
-            first.cancel()  # the only client leaves: a pause-mode session pauses at a safe point
+        await wait_for(paused_with_a_queued_message, "the session pauses on A with a message queued")
 
-            async def paused_with_a_queued_message() -> bool:
-                _, shown = await call(http, "GET", f"{a.url}{session}")
-                return bool(shown["status"] == "paused" and shown.get("queued"))
+        status, resumed = await call(http, "POST", f"{b.url}{session}/resume")
+        assert status == 202, resumed
+        assert resumed["status"] == "active"
 
-            await wait_for(paused_with_a_queued_message, "the session pauses on A with a message queued")
-
-            status, resumed = await call(http, "POST", f"{b.url}{session}/resume")
-            assert status == 202, resumed
-            assert resumed["status"] == "active"
-
-            async def both_queued_messages_were_answered() -> bool:
-                _, history = await call(http, "GET", f"{b.url}{session}/messages")
-                return any(m.get("content") == "to the third" for m in history["messages"])
-
-            await wait_for(both_queued_messages_were_answered, "B answers both queued messages")
+        async def both_queued_messages_were_answered() -> bool:
             _, history = await call(http, "GET", f"{b.url}{session}/messages")
-            said = [(m["role"], m["content"]) for m in history["messages"]]
-            assert said[-4:] == [
-                ("user", "second"),
-                ("assistant", "reply to the second"),
-                ("user", "third"),
-                ("assistant", "to the third"),
-            ]
-    finally:
-        for worker in (a, b):
-            if worker.process.poll() is None:
-                worker.terminate()
+            return any(m.get("content") == "to the third" for m in history["messages"])
+
+        await wait_for(both_queued_messages_were_answered, "B answers both queued messages")
+        _, history = await call(http, "GET", f"{b.url}{session}/messages")
+        said = [(m["role"], m["content"]) for m in history["messages"]]
+        assert said[-4:] == [
+            ("user", "second"),
+            ("assistant", "reply to the second"),
+            ("user", "third"),
+            ("assistant", "to the third"),
+        ]

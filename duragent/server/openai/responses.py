@@ -26,7 +26,7 @@ from duragent.server.bodies import read_body
 from duragent.server.openai.bodies import ChatCompletionRequest, ChatMessage
 from duragent.server.openai.completions import FinalReply, TurnProblem, reply_pieces
 from duragent.server.openai.errors import error_body
-from duragent.server.openai.routes import AgentTurn, agent_turn
+from duragent.server.openai.routes import AgentTurn, agent_turn, open_event_stream
 from duragent.server.problems import FieldError, HttpProblem
 from duragent.server.state import STATE
 
@@ -229,15 +229,7 @@ async def _stream(request: web.Request, response: ResponseObject, turn: AgentTur
             await stream.write(b": keep-alive\n\n")
 
     async def start() -> web.StreamResponse:
-        opened = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no",
-            }
-        )
-        opened.headers.update(turn.headers)
-        await opened.prepare(request)
+        opened = await open_event_stream(request, turn.headers)
         await opened.write(
             response.event("response.created", response=response.body(None))
             + response.event("response.in_progress", response=response.body(None))

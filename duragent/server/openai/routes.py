@@ -165,15 +165,7 @@ async def _stream(
             await response.write(b": keep-alive\n\n")
 
     async def start() -> web.StreamResponse:
-        opened = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no",
-            }
-        )
-        opened.headers.update(headers)
-        await opened.prepare(request)
+        opened = await open_event_stream(request, headers)
         await opened.write(
             _data(completion.chunk({"role": "assistant", "content": ""}, with_usage=with_usage))
         )
@@ -206,6 +198,16 @@ async def _stream(
     assert response is not None
     await response.write_eof()
     return response
+
+
+async def open_event_stream(request: web.Request, headers: dict[str, str]) -> web.StreamResponse:
+    """Start a `text/event-stream` answer (not cached or buffered by proxies) with `headers`."""
+    opened = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+    opened.headers.update(headers)
+    await opened.prepare(request)
+    return opened
 
 
 def _data(payload: dict[str, Any]) -> bytes:
