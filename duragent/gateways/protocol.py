@@ -7,6 +7,7 @@ plugins work here; additions (the `configure` command) are documented in docs/ga
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Annotated, Any, Literal
 
@@ -44,7 +45,7 @@ class ProtocolError(DuragentError):
 class WireModel(BaseModel):
     """Base of every protocol object: unknown fields from newer peers are ignored."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
 
 # ---------------------------------------------------------------- shared pieces
@@ -106,7 +107,7 @@ class TextContent(WireModel):
 class MediaContent(WireModel):
     """A photo, document, voice note...; the bytes' location may be in the message `metadata`."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
     type: Literal["media"] = "media"
     media_type: str
     url: str | None = None
@@ -145,7 +146,7 @@ MessageContent = Annotated[
 class Routing(WireModel):
     """What routes pick an agent by; extra string fields (e.g. `thread_id`) are kept."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
     channel: str
     chat_type: str
     chat_id: str
@@ -372,7 +373,7 @@ class AuthSuccess(WireModel):
 class UnknownEvent(WireModel):
     """An event type this version does not know; ignored (newer plugins stay compatible)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
     type: str
 
 
@@ -392,8 +393,18 @@ Event = Annotated[
 
 Message = Command | Event | UnknownEvent
 
-_COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)
-_EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+# Built on first use, not at import: a server without gateways never pays for their validators.
+@functools.cache
+def _command_adapter() -> TypeAdapter[Command]:
+    return TypeAdapter(Command)
+
+
+@functools.cache
+def _event_adapter() -> TypeAdapter[Event]:
+    return TypeAdapter(Event)
+
+
 _KNOWN_EVENT_TYPES = frozenset(
     model.model_fields["type"].default
     for model in (
@@ -457,7 +468,7 @@ def parse_command(line: bytes | str) -> Command:
     """One command from a stdin line; raises ProtocolError for bad JSON or an unknown type."""
     value = _load_object(line)
     try:
-        return _COMMAND_ADAPTER.validate_python(value)
+        return _command_adapter().validate_python(value)
     except ValidationError as exc:
         raise ProtocolError(f"invalid {value['type']!r} command: {_describe(exc)}") from exc
 
@@ -468,7 +479,7 @@ def parse_event(line: bytes | str) -> Event | UnknownEvent:
     if value["type"] not in _KNOWN_EVENT_TYPES:
         return UnknownEvent.model_validate(value)
     try:
-        return _EVENT_ADAPTER.validate_python(value)
+        return _event_adapter().validate_python(value)
     except ValidationError as exc:
         raise ProtocolError(f"invalid {value['type']!r} event: {_describe(exc)}") from exc
 

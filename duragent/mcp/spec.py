@@ -41,7 +41,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 class McpServerSpec(BaseModel):
     """One MCP server: `command` (stdio) or `url` (Streamable HTTP), never both."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True, populate_by_name=True)
 
     name: str = Field(pattern=SERVER_NAME_PATTERN, description="Prefix of its tools: <name>__<tool>.")
     command: str | None = Field(None, min_length=1, description="stdio: the program to run.")

@@ -47,7 +47,7 @@ def is_handle(value: str) -> bool:
 class ProcessRecord(BaseModel):
     """What the server knows of one background process."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     handle: str
     agent: str

@@ -50,7 +50,7 @@ def is_schedule_id(value: str) -> bool:
 class RetryPolicy(BaseModel):
     """How a failed run is tried again: up to `max_retries` more times, waits doubling up to `max_delay`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     max_retries: int = Field(3, ge=0, le=20, description="Further attempts after a failed one.")
     delay: Duration = Field(timedelta(seconds=1), description="Wait before the first retry.")
@@ -70,7 +70,7 @@ class RetryPolicy(BaseModel):
 class Destination(BaseModel):
     """Where a run lands: a session and, when that session is a gateway chat's, the chat."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     session_id: str | None = Field(
         None, description="The session that gets the message or runs the task (made at first run if absent)."
@@ -88,7 +88,7 @@ class Destination(BaseModel):
 class Schedule(BaseModel):
     """One schedule file."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     id: str = Field(description="`sch_<ULID>`, also the file name.")
     agent: str = Field(min_length=1, description="The agent whose session runs it.")
@@ -267,7 +267,7 @@ class ScheduleRequest(BaseModel):
     `in` (a duration from now) is a shorthand for `at`; retries are on when `max_retries` is given.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True, populate_by_name=True)
 
     at: datetime | None = Field(
         None, description="Run once at this moment (RFC 3339, e.g. 2026-12-02T09:00:00Z)."

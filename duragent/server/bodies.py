@@ -23,7 +23,7 @@ _TOO_DEEP = object()
 class Body(BaseModel):
     """A request body: unknown fields are refused, so typos are not silently ignored."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
 
 class Reply(BaseModel):

@@ -28,7 +28,7 @@ Scope = Literal["agent", "workspace"]
 class SkillFrontmatter(BaseModel):
     """The YAML front matter of a SKILL.md (the Agent Skills specification's fields)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True, populate_by_name=True)
 
     name: str
     description: str = Field(min_length=1, max_length=MAX_DESCRIPTION_LENGTH)

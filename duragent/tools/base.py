@@ -97,7 +97,7 @@ class ToolContext:
 class ToolArgs(BaseModel):
     """Base of every tool's arguments: unknown keys are refused so the model learns the schema."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
 
 class InvalidToolArguments(DuragentError):

@@ -21,7 +21,7 @@ SESSION_HEADER = "X-Duragent-Session"
 class TextPart(BaseModel):
     """One part of a message's content list; only text parts are understood."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
 
     type: str
     text: str | None = None
@@ -45,7 +45,7 @@ class ToolCallIn(BaseModel):
 class ChatMessage(BaseModel):
     """One message of `messages`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
@@ -66,7 +66,7 @@ class ChatMessage(BaseModel):
 class StreamOptions(BaseModel):
     """`stream_options`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     include_usage: bool = False
 
@@ -74,7 +74,7 @@ class StreamOptions(BaseModel):
 class ChatCompletionRequest(BaseModel):
     """POST /v1/chat/completions."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     model: str = Field(min_length=1, max_length=200, description="The agent to talk to.")
     messages: list[ChatMessage] = Field(min_length=1)

@@ -34,7 +34,7 @@ from duragent.server.state import STATE
 class InputPart(BaseModel):
     """One part of an input message's content; text parts only."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
 
     type: str
     text: str | None = None
@@ -43,7 +43,7 @@ class InputPart(BaseModel):
 class InputMessage(BaseModel):
     """One item of `input`: a message (the only item type an agent's conversation takes in)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     type: Literal["message"] = "message"
     role: Literal["user", "assistant", "system", "developer"]
@@ -60,7 +60,7 @@ class InputMessage(BaseModel):
 class ResponseRequest(BaseModel):
     """POST /v1/responses."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     model: str = Field(min_length=1, max_length=200, description="The agent to talk to.")
     input: str | list[InputMessage] = Field(description="A user message, or the conversation.")
