@@ -196,3 +196,13 @@ async def test_cancelling_the_consumer_closes_the_connection_on_the_server(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert await fake_llm.wait_for_disconnect(within=2) is fake_llm.requests[0]
+
+
+async def test_a_lone_surrogate_in_the_reply_becomes_a_replacement_character(
+    fake_llm: FakeLLMServer, provider: AnthropicProvider
+) -> None:
+    fake_llm.enqueue(text("half an emoji \ud83d here"))
+    chunks = await collect(provider)
+    reply = "".join(c.text for c in chunks if isinstance(c, TextDelta))
+    assert reply == "half an emoji \ufffd here"
+    reply.encode("utf-8")  # storable
