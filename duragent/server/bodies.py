@@ -29,6 +29,8 @@ class Body(BaseModel):
 class Reply(BaseModel):
     """A response body."""
 
+    model_config = ConfigDict(defer_build=True)
+
 
 # --- requests --------------------------------------------------------------------------------
 

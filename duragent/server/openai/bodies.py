@@ -30,12 +30,16 @@ class TextPart(BaseModel):
 class FunctionCall(BaseModel):
     """`tool_calls[].function` of an assistant message."""
 
+    model_config = ConfigDict(defer_build=True)
+
     name: str
     arguments: str = ""
 
 
 class ToolCallIn(BaseModel):
     """`tool_calls[]` of an assistant message (calls the agent made in an earlier turn)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     id: str
     type: Literal["function"] = "function"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from duragent.mcp.hub import WORKSPACE, agent_scope
 from duragent.server.bodies import ProblemOut, Reply, json_reply, read_query
@@ -17,6 +17,8 @@ ADMIN_PREFIX = "/api/admin/v1"
 
 class McpQuery(BaseModel):
     """GET /api/admin/v1/mcp query string."""
+
+    model_config = ConfigDict(defer_build=True)
 
     agent: str | None = None
 

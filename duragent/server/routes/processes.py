@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from duragent.processes.manager import ProcessManager
 from duragent.processes.record import ProcessRecord
@@ -27,12 +27,16 @@ MAX_LOG_BYTES = 256 * 1024
 class ProcessQuery(BaseModel):
     """GET /api/admin/v1/processes query string."""
 
+    model_config = ConfigDict(defer_build=True)
+
     agent: str | None = None
     running: bool = Field(False, description="Only processes still running.")
 
 
 class LogQuery(BaseModel):
     """GET /api/admin/v1/processes/{handle} query string."""
+
+    model_config = ConfigDict(defer_build=True)
 
     offset: int | None = Field(None, ge=0, description="First byte of output (default: the end).")
     limit: int = Field(16 * 1024, ge=1, le=MAX_LOG_BYTES, description="Most bytes of output.")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from duragent.errors import UsageError
 from duragent.scheduling.service import Scheduler
@@ -32,6 +32,8 @@ class CreateSchedule(ScheduleRequest):
 
 class ScheduleQuery(BaseModel):
     """GET /api/v1/schedules query string."""
+
+    model_config = ConfigDict(defer_build=True)
 
     agent: str | None = None
     all: bool = Field(False, description="Also completed and cancelled schedules.")
