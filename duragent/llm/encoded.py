@@ -6,6 +6,10 @@ conversation, each message's text as it appears in the body's messages array; th
 history is found by its first message, checked against what was sent before in one list
 comparison (which runs in C), extended with what is new, and joined.
 
+Once the context's window has moved halfway into what a conversation remembers, the messages
+before it are forgotten, so a conversation longer than the model's context is remembered only
+about twice its window.
+
 How a message reads in the array is the provider's `MessageEncoding`: OpenAI writes one object
 per message; Anthropic merges consecutive messages of one role, so a message's text depends on
 the role of the message before it.
@@ -30,6 +34,8 @@ def leading_system(messages: Sequence[Message]) -> int:
 
 #: Messages remembered per provider (roughly the conversations of the sessions it serves).
 DEFAULT_LIMIT = 20_000
+#: Messages before a window's start that are kept anyway (dropping a few at a time is not worth it).
+_DROP_AFTER = 64
 
 
 class MessageEncoding(Protocol):
@@ -55,6 +61,8 @@ class _Conversation:
     last_written: Message | None = None
     #: Whether a user message was appended (from then on only user messages open a history).
     has_user: bool = False
+    #: Messages dropped from the front (the window moved past them); `_known` counts them.
+    dropped: int = 0
 
 
 class EncodedConversations:
@@ -63,9 +71,9 @@ class EncodedConversations:
     def __init__(self, encoding: MessageEncoding, *, limit: int = DEFAULT_LIMIT):
         self._encoding = encoding
         self._limit = limit
-        # message id -> (the message, its conversation, its index there), for the messages a
-        # history can open with (`_can_open`); the message is kept alive beside its id, so an id
-        # is never reused while its entry exists.
+        # message id -> (the message, its conversation, its index there counting dropped
+        # messages), for the messages a history can open with (`_can_open`); the message is kept
+        # alive beside its id, so an id is never reused while its entry exists.
         self._known: dict[int, tuple[Message, _Conversation, int]] = {}
         #: Messages appended since `_known` was last cleared (what the limit counts).
         self._remembered = 0
@@ -89,15 +97,33 @@ class EncodedConversations:
         where `history` starts in it."""
         found = self._known.get(id(history[0]))
         if found is not None and found[0] is history[0]:
-            _, conversation, start = found
+            _, conversation, position = found
+            start = position - conversation.dropped
         else:
             conversation, start = _Conversation(), 0
         known = conversation.messages[start : start + len(history)]
         if known != list(history[: len(known)]):
             conversation, start, known = _Conversation(), 0, []  # not the conversation it seemed
+        if start >= _DROP_AFTER and start * 2 >= len(conversation.messages):
+            self._drop_front(conversation, start)
+            start = 0
         for message in history[len(known) :]:
             self._append(conversation, message)
         return conversation, start
+
+    def _drop_front(self, conversation: _Conversation, count: int) -> None:
+        """Forget the first `count` messages: the context's window has moved past them.
+
+        Done once the window starts halfway into what is remembered, so a conversation longer
+        than the model's context keeps at most about twice its window here, at a cost of one
+        visit per message. A later history opening at a forgotten message is encoded afresh.
+        """
+        for message in conversation.messages[:count]:
+            entry = self._known.get(id(message))
+            if entry is not None and entry[1] is conversation:
+                del self._known[id(message)]
+        del conversation.messages[:count], conversation.following[:count]
+        conversation.dropped += count
 
     def _append(self, conversation: _Conversation, message: Message) -> None:
         if self._remembered >= self._limit:
@@ -112,7 +138,8 @@ class EncodedConversations:
         if text:
             conversation.last_written = message
         if _can_open(conversation, message):
-            self._known[id(message)] = (message, conversation, len(conversation.messages))
+            position = conversation.dropped + len(conversation.messages)
+            self._known[id(message)] = (message, conversation, position)
         conversation.has_user = conversation.has_user or message.role == "user"
         conversation.messages.append(message)
         conversation.following.append(text)

@@ -134,3 +134,20 @@ def test_a_window_sliding_to_a_later_user_message_encodes_only_the_new_messages(
     assert conversations.array_text(history[6:]) == ",".join(
         m.content or "" for m in history[6:] if m.content
     )
+
+
+def test_a_conversation_longer_than_the_window_is_forgotten_behind_it_and_still_sent_right() -> None:
+    encoding = CountingEncoding()
+    conversations = EncodedConversations(encoding)
+    history = conversation(100)  # 400 messages; the window: the last 10 turns (40 messages)
+    for turn in range(10, 101):
+        window = history[(turn - 10) * 4 : turn * 4]
+        expected = ",".join(m.content or "" for m in window if m.content)
+        assert conversations.array_text(window) == expected
+    assert encoding.encoded == 399  # every message once, as the window moved
+    # What the window moved past long ago is no longer kept: a history opening there is
+    # encoded again (and right).
+    assert conversations.array_text(history[:40]) == ",".join(
+        m.content or "" for m in history[:40] if m.content
+    )
+    assert encoding.encoded == 399 + 39
