@@ -11,8 +11,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import cast
 
-import aiohttp_jinja2
-import jinja2
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
@@ -30,6 +28,7 @@ from duragent.web.login import (
     safe_next,
     set_login_cookie,
 )
+from duragent.web.pages import TEMPLATES, Templates, html_page
 
 HERE = Path(__file__).parent
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -45,12 +44,7 @@ SECURITY_HEADERS = {
 
 def add_dashboard(app: web.Application, *, api_token: str | None, admin_token: str | None) -> None:
     """Serve the dashboard under /ui (login with either token; loopback browsers when none is set)."""
-    aiohttp_jinja2.setup(
-        app,
-        loader=jinja2.FileSystemLoader(HERE / "templates"),
-        autoescape=jinja2.select_autoescape(default=True),
-        undefined=jinja2.StrictUndefined,
-    )
+    app[TEMPLATES] = Templates(HERE / "templates")
     app[LOGINS] = Logins(api_token=api_token, admin_token=admin_token)
     app.router.add_get(UI_PREFIX, _to_front_page)
     app.router.add_get(f"{UI_PREFIX}/login", login_page)
@@ -94,7 +88,7 @@ def _login_form(request: web.Request, problem: str | None) -> web.Response:
         "needs_token": request.app[LOGINS].tokens_configured(),
         "ui": UI_PREFIX,
     }
-    response = aiohttp_jinja2.render_template("login.html", request, context)
+    response = html_page(request, "login.html", context)
     response.set_cookie(LOGIN_COOKIE, form_token, path=UI_PREFIX, httponly=True, samesite="Strict")
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -159,7 +153,7 @@ async def _error_pages(request: web.Request, handler: Handler) -> web.StreamResp
         "detail": problem.get("detail", ""),
         "ui": UI_PREFIX,
     }
-    page = aiohttp_jinja2.render_template("error.html", request, context, status=response.status)
+    page = html_page(request, "error.html", context, status=response.status)
     page.headers.update(SECURITY_HEADERS)
     for name in ("Allow", "WWW-Authenticate"):
         if name in response.headers:
