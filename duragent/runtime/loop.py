@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +52,14 @@ from duragent.runtime.policy import ToolPolicy, load_policy
 from duragent.scheduling.spec import scheduled_task_of
 from duragent.sessions.log import SessionLog
 from duragent.skills.active import refusal, restricting_skills
-from duragent.skills.discovery import ProblemLog, SkillCache, SkillSet, discover_skills
+from duragent.skills.discovery import (
+    ProblemLog,
+    SkillCache,
+    SkillSet,
+    agent_skills_dir,
+    discover_skills,
+    shared_skills_dir,
+)
 from duragent.skills.index import index_budget, skills_index
 from duragent.stores.base import ArtifactStore, Change, ChangeListener, MemoryStore, ignore_changes, utcnow
 from duragent.tools.base import InvalidToolArguments, ToolContext, ToolResult
@@ -62,6 +70,7 @@ from duragent.tools.folders import (
     discover_tool_folders,
     has_tool_folders,
     reload_summary,
+    tool_folders_dirs,
 )
 from duragent.tools.protected import PROTECTED_NAMES
 from duragent.tools.registry import AnyTool, definition, execute, tools_for
@@ -539,6 +548,9 @@ class Runtime:
     async def _skills(self, agent: Agent) -> SkillSet:
         """The agent's skills, read from their folders now (an added skill shows up the next turn)."""
         data_dir = self._data_dir(agent)
+        folders = (shared_skills_dir(data_dir), agent_skills_dir(agent.directory, agent.spec.skills_dir))
+        if not _any_entries(folders):
+            return SkillSet()  # the usual case: no thread hop every turn to find nothing
         skills = await asyncio.to_thread(
             discover_skills, agent.directory, data_dir, agent.spec.skills_dir, cache=self.skill_cache
         )
@@ -548,6 +560,8 @@ class Runtime:
     async def _add_folder_tools(self, agent: Agent, tools: dict[str, AnyTool]) -> None:
         """Add the agent's tool folders to `tools`, and `reload_tools` to scan them again mid-turn."""
         data_dir = self._data_dir(agent)
+        if not _any_entries(tool_folders_dirs(agent.directory, data_dir)):
+            return  # no tool folder: nothing to scan, and no reload_tools to offer
 
         async def rescan() -> str:
             before = {name for name, tool in tools.items() if isinstance(tool, FolderTool)}
@@ -619,6 +633,19 @@ def prepare_workdir(folder: Path) -> Path:
         if folder.parent.name == "work" and not ignore.exists():
             ignore.write_text("*\n", encoding="utf-8")
     return folder
+
+
+def _any_entries(folders: Iterable[Path]) -> bool:
+    """Whether any of `folders` holds something not hidden (listing an empty folder costs microseconds,
+    a thread hop to scan it a good part of a turn's overhead)."""
+    for folder in folders:
+        try:
+            with os.scandir(folder) as entries:
+                if any(not entry.name.startswith(".") for entry in entries):
+                    return True
+        except OSError:
+            continue  # no such folder
+    return False
 
 
 def protected_files(directory: Path) -> dict[Path, bytes]:
