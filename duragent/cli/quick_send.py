@@ -7,10 +7,10 @@ file the server wrote, the workspace's tokens) and talks through `BlockingApiCli
 the very same send logic (`duragent.cli.sending`).
 
 It answers only when it is sure: the plain options (`--agent`, `--session`, `--new`, `--json`,
-`--no-stream`), a configuration it can read without the full loader, and a running, up-to-date
-server of this workspace. Anything else returns None and the normal command runs, which
-starts, restarts or explains the server as usual; so does a server that cannot be reached
-before the message went out.
+`--no-stream`; a message on stdin goes the full way), a configuration it can read without the
+full loader, and a running, up-to-date server of this workspace. Anything else returns None
+and the normal command runs, which starts, restarts or explains the server as usual; so does a
+server that cannot be reached before the message went out.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def quick_send(args: list[str], env: Mapping[str, str] | None = None) -> int | N
     """Send through the running server and return the exit status; None when the full command must run."""
     env = os.environ if env is None else env
     options = parse_send_options(args)
-    if options is None or "DURAGENT_CONFIG" in env:
+    if options is None or options.message == "-" or "DURAGENT_CONFIG" in env:
+        # (a message on stdin could not be read twice if this path had to hand over after all)
         return None
     from duragent.discovery import find_config
 
@@ -63,10 +64,9 @@ def quick_send(args: list[str], env: Mapping[str, str] | None = None) -> int | N
     token = _api_token(data_path, env)
     if token is None:
         return None
-    content = sys.stdin.read() if options.message == "-" else options.message
-    if not content.strip():
+    if not options.message.strip():
         return None  # the full command says what is wrong
-    return _send(url, token, data_path, options, content)
+    return _send(url, token, data_path, options, options.message)
 
 
 def parse_send_options(args: list[str]) -> SendOptions | None:

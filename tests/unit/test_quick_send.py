@@ -16,7 +16,7 @@ from duragent.cli.quick_send import SendOptions, data_path_of, parse_send_option
         (["-a", "helper", "hi there"], SendOptions("hi there", agent="helper")),
         (["--agent=helper", "--session", "s_01", "hi"], SendOptions("hi", agent="helper", session="s_01")),
         (["--new", "--json", "--no-stream", "hi"], SendOptions("hi", new=True, as_json=True, no_stream=True)),
-        (["-"], SendOptions("-")),
+        (["-"], SendOptions("-")),  # parsed, then left to the full command (stdin is read once)
         (["--", "--not-an-option"], SendOptions("--not-an-option")),
     ],
 )
