@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -29,6 +30,20 @@ async def wait_for(condition: Callable[[], bool], within: float = 30.0) -> None:
         await asyncio.sleep(0.02)
 
 
+async def take_index_lock(lock: Path) -> None:
+    """Take `.git/index.lock` as git does: create it only when nobody holds it (the committer
+    updates the index just after its commit shows in the log; overwriting its lock file would
+    let its rename remove ours)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return
+        except FileExistsError:
+            assert time.monotonic() < deadline, "index.lock stayed held"
+            await asyncio.sleep(0.02)
+
+
 async def turn(api: Api, session_id: str, content: str) -> None:
     status, body = await api.call("POST", f"/api/v1/sessions/{session_id}/messages", {"content": content})
     assert status == 200, body
@@ -48,7 +63,7 @@ async def test_a_turn_completes_while_a_commit_is_blocked(
 
     # a person's git command holds the index: the committer's next commit has to wait for it
     lock = data / ".git" / "index.lock"
-    lock.write_text("")
+    await take_index_lock(lock)
     try:
         fake_llm.enqueue(text("second answer"))
         await turn(api, session_id, "second question")
