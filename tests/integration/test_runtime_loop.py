@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from duragent.agents.loader import Agent, load_agent
-from duragent.runtime.approvals import ApprovalBroker
+from duragent.runtime.approvals import ApprovalBroker, ApprovalDecision
 from duragent.runtime.events import (
     ApprovalRequired,
     ApprovalResolved,
@@ -177,6 +177,24 @@ async def test_denied_tool_call_is_reported_to_the_model_not_run(
     assert victim.exists()
 
 
+async def turn_answering(
+    runtime: Runtime,
+    broker: ApprovalBroker,
+    session: SessionLog,
+    agent: Agent,
+    content: str,
+    decision: ApprovalDecision,
+) -> list[RuntimeEvent]:
+    """Run a turn, answering each approval it asks for with `decision`; its events."""
+    seen: list[RuntimeEvent] = []
+    async for event in runtime.run_turn(session, agent, content):
+        seen.append(event)
+        if isinstance(event, ApprovalRequired):
+            assert [p.call_id for p in broker.pending()] == [event.call_id]
+            broker.decide(event.call_id, decision)
+    return seen
+
+
 async def test_ask_waits_for_a_decision_and_allow_always_is_saved(
     fake_llm: FakeLLMServer,
     agent: Agent,
@@ -191,12 +209,7 @@ async def test_ask_waits_for_a_decision_and_allow_always_is_saved(
         approvals=broker,
     )
     fake_llm.enqueue(tool_calls([("bash", {"command": "pwd"})]), text("done"))
-    seen: list[RuntimeEvent] = []
-    async for event in runtime.run_turn(session, agent, "where are you?"):
-        seen.append(event)
-        if isinstance(event, ApprovalRequired):
-            assert [p.call_id for p in broker.pending()] == [event.call_id]
-            broker.decide(event.call_id, "allow_always")
+    seen = await turn_answering(runtime, broker, session, agent, "where are you?", "allow_always")
     resolved = next(e for e in seen if isinstance(e, ApprovalResolved))
     assert resolved.decision == "allow_always"
     result = next(e for e in seen if isinstance(e, ToolCallFinished))
@@ -225,11 +238,7 @@ async def test_allow_always_of_a_command_holding_a_secret_runs_once_and_is_not_s
     )
     command = "echo sk-proj-abcdefghijklmnopqrstuvwx0123"
     fake_llm.enqueue(tool_calls([("bash", {"command": command})]), text("done"))
-    seen: list[RuntimeEvent] = []
-    async for event in runtime.run_turn(session, agent, "call the API"):
-        seen.append(event)
-        if isinstance(event, ApprovalRequired):
-            broker.decide(event.call_id, "allow_always")
+    seen = await turn_answering(runtime, broker, session, agent, "call the API", "allow_always")
 
     result = next(e for e in seen if isinstance(e, ToolCallFinished))
     assert result.ok
