@@ -70,7 +70,6 @@ from duragent.tools.folders import (
     discover_tool_folders,
     has_tool_folders,
     reload_summary,
-    tool_folders_dirs,
 )
 from duragent.tools.protected import PROTECTED_NAMES
 from duragent.tools.registry import AnyTool, definition, execute, tools_for
@@ -560,7 +559,8 @@ class Runtime:
     async def _add_folder_tools(self, agent: Agent, tools: dict[str, AnyTool]) -> None:
         """Add the agent's tool folders to `tools`, and `reload_tools` to scan them again mid-turn."""
         data_dir = self._data_dir(agent)
-        if not _any_entries(tool_folders_dirs(agent.directory, data_dir)):
+        if not has_tool_folders(agent.directory, data_dir):
+            # (listing the folders costs microseconds; a thread hop to scan them every turn did not)
             return  # no tool folder: nothing to scan, and no reload_tools to offer
 
         async def rescan() -> str:
@@ -572,8 +572,7 @@ class Runtime:
             return reload_summary(before, after, problems)
 
         await rescan()
-        if await asyncio.to_thread(has_tool_folders, agent.directory, data_dir):
-            tools.setdefault(ReloadToolsTool.name, ReloadToolsTool(rescan))
+        tools.setdefault(ReloadToolsTool.name, ReloadToolsTool(rescan))
 
     def _data_dir(self, agent: Agent) -> Path:
         """The data directory holding the workspace-wide `skills/` and `tools/`."""
