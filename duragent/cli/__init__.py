@@ -150,6 +150,13 @@ def main() -> None:
         code = quick_send(sys.argv[2:])
         if code is not None:
             sys.exit(code)
+    if sys.argv[1:2] in (["chat"], ["attach"]):
+        # Likewise `chat` and `attach` to their prompt (None: the full command runs).
+        from duragent.cli.quick_chat import quick_chat
+
+        code = quick_chat(sys.argv[1], sys.argv[2:])
+        if code is not None:
+            sys.exit(code)
     from duragent.errors import DuragentError
 
     try:

@@ -2,6 +2,8 @@
 
 These commands are clients of the HTTP API. They find the workspace's running server (or start
 one in the background, so sessions outlive the terminal), then stream what the session does.
+When the workspace's server already runs, a plain `send`, `chat` or `attach` is answered before
+this module (and typer) is imported: `duragent.cli.quick_send` and `duragent.cli.quick_chat`.
 """
 
 from __future__ import annotations
@@ -13,20 +15,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from duragent.cli.context import CliState, print_table, run_async
-from duragent.cli.sending import agent_name, full_id, pick_session, send_one
+from duragent.cli.chatting import open_attach, open_chat, say_interrupted, talk
+from duragent.cli.context import CliState, run_async
+from duragent.cli.sending import agent_name, pick_session, send_one
 
 if TYPE_CHECKING:
-    from duragent.cli.render import Renderer
-    from duragent.cli.repl import Session
-    from duragent.client.http import ApiClient
+    from duragent.cli.repl import TerminalWorkspace
     from duragent.client.launcher import Connection
-    from duragent.client.state import ClientState
     from duragent.config import DuragentConfig
-
-#: Exit code of `send` when the turn stopped to wait for an approval.
-#: User messages a terminal that never saw a session is shown when it attaches.
-RECENT_TURNS = 3
 
 ServerOption = Annotated[
     str | None,
@@ -72,17 +68,14 @@ def chat(
 
     async def run() -> None:
         from duragent.client.http import ApiClient, api_token
-        from duragent.client.state import ClientState
 
         async with (
             _server(config, server, local=local) as url,
             ApiClient(url, token=api_token(config)) as api,
         ):
-            client = ClientState.load(config.data_path)
-            name = await agent_name(api, agent, session)
-            info, resumed = await pick_session(api, client, name, session, new)
-            after = await _replay_from(api, client, info, resumed)
-            await _talk(api, config, client, info, after, resumed=resumed, local=local)
+            workspace = terminal_workspace(config)
+            attachment = await open_chat(api, workspace, agent=agent, session=session, new=new)
+            await talk(api, workspace, attachment, local=local)
 
     _run_interactive(run)
 
@@ -105,59 +98,26 @@ def attach(
 
     async def run() -> None:
         from duragent.client.http import ApiClient, api_token
-        from duragent.client.state import ClientState
 
         async with (
             _server(config, server, local=False) as url,
             ApiClient(url, token=api_token(config)) as api,
         ):
-            client = ClientState.load(config.data_path)
-            if list_sessions or (session_id is None and not last):
-                await _list_attachable(api, client, hint=not list_sessions)
-                return
-            target = await full_id(api, session_id) if session_id else await _last_session(api, client)
-            info = await api.session(target)
-            if info.get("status") == "ended":
-                from duragent.client.http import SessionGone
-
-                raise SessionGone(
-                    409, f"session {target} has ended; `duragent attach --list` shows the open ones"
-                )
-            after = await _replay_from(api, client, info, resumed=True)
-            await _talk(api, config, client, info, after, resumed=True, local=False)
+            workspace = terminal_workspace(config)
+            attachment = await open_attach(
+                api, workspace, session_id=session_id, list_sessions=list_sessions, last=last
+            )
+            if attachment is not None:
+                await talk(api, workspace, attachment, local=False)
 
     _run_interactive(run)
 
 
-async def _list_attachable(api: ApiClient, client: ClientState, *, hint: bool) -> None:
-    sessions = [s for s in await api.sessions() if s.get("status") != "ended"]
-    if not sessions:
-        print("No open sessions. Start one with: duragent chat")
-        return
-    rows = [
-        [
-            str(s["session_id"]),
-            str(s.get("agent", "")),
-            str(s.get("status", "")),
-            str(s.get("updated_at", ""))[:19].replace("T", " "),
-            str(client.unseen(str(s["session_id"]), int(s.get("last_seq", 0)))),
-        ]
-        for s in sessions
-    ]
-    print_table(["SESSION", "AGENT", "STATE", "LAST ACTIVITY", "UNSEEN"], rows)
-    if hint:
-        print("\nAttach with: duragent attach <SESSION>  (or --last)")
+def terminal_workspace(config: DuragentConfig) -> TerminalWorkspace:
+    """The loaded configuration as a terminal session sees its workspace."""
+    from duragent.cli.repl import TerminalWorkspace
 
-
-async def _last_session(api: ApiClient, client: ClientState) -> str:
-    if client.last_attached:
-        return client.last_attached
-    sessions = [s for s in await api.sessions(limit=50) if s.get("status") != "ended"]
-    if not sessions:
-        from duragent.errors import NotFound
-
-        raise NotFound("no open session to attach to; start one with `duragent chat`")
-    return str(sessions[0]["session_id"])
+    return TerminalWorkspace(config.data_path, lambda: config)
 
 
 # --- send ----------------------------------------------------------------------------------
@@ -264,77 +224,10 @@ async def _local_server(config: DuragentConfig) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-async def _replay_from(api: ApiClient, client: ClientState, info: dict[str, Any], resumed: bool) -> str:
-    """Where the stream starts: what this terminal saw last, or the last few turns when it saw nothing."""
-    session_id = str(info["session_id"])
-    if not resumed:
-        return str(info.get("last_seq", 0))
-    seen = client.seen.get(session_id)
-    if seen is not None:
-        return seen
-    page = await api.messages(session_id, limit=1000)
-    starts = [int(m["seq"]) for m in page.get("messages", []) if m.get("type") == "user_message"]
-    if len(starts) < RECENT_TURNS:
-        return "0"
-    return str(starts[-RECENT_TURNS] - 1)
-
-
-async def _talk(
-    api: ApiClient,
-    config: DuragentConfig,
-    client: ClientState,
-    info: dict[str, Any],
-    after: str,
-    *,
-    resumed: bool,
-    local: bool,
-) -> None:
-    from duragent.cli.render import Renderer
-    from duragent.cli.repl import Repl, Session
-
-    renderer = Renderer()
-    agent_info = await api.agent(str(info["agent"]))
-    session = Session(
-        id=str(info["session_id"]),
-        agent=str(info["agent"]),
-        on_disconnect=str(info.get("on_disconnect") or config.session.on_disconnect),
-        info=info,
-        agent_info=agent_info,
-    )
-    _header(renderer, session, resumed=resumed)
-    outcome = await Repl(api, session, client, config, renderer=renderer).run(after)
-    _farewell(renderer, session, outcome, local=local)
-
-
-def _header(renderer: Renderer, session: Session, *, resumed: bool) -> None:
-    model = session.agent_info.get("spec", {}).get("model", {})
-    state = f"resumed ({session.info.get('status')})" if resumed else "new session"
-    renderer.line(f"{session.agent} · {model.get('name', '?')} via {model.get('provider', '?')}", "bold")
-    renderer.notice(f"session {session.id} · {state}")
-    renderer.notice("/help for commands · Enter sends · Esc Enter new line · Ctrl-D detaches")
-
-
-def _farewell(renderer: Renderer, session: Session, outcome: str, *, local: bool) -> None:
-    if outcome == "ended":
-        renderer.line(f"Session {session.id} has ended. Start another with: duragent chat --new")
-        return
-    if local:
-        renderer.line(f"The local server stopped; session {session.id} is saved (a running turn paused).")
-    elif session.on_disconnect == "pause":
-        renderer.line(f"Detached. Session {session.id} pauses at the next safe point (on_disconnect: pause).")
-    else:
-        renderer.line(
-            f"Detached. Session {session.id} continues in the background (on_disconnect: continue)."
-        )
-    renderer.line(f"Come back with: duragent attach {session.id}")
-
-
 def _run_interactive(run: Any) -> None:
     """Run a terminal session; Ctrl-C outside a turn leaves quietly (the session is not touched)."""
     try:
         run_async(run())
     except KeyboardInterrupt:
-        print(
-            "\n(interrupted; the session keeps going: `duragent attach --last` to come back)", file=sys.stderr
-        )
+        say_interrupted()
         raise typer.Exit(130) from None

@@ -43,12 +43,35 @@ class SendOptions:
     no_stream: bool = False
 
 
+@dataclass(frozen=True)
+class RunningServer:
+    """This workspace's server, running and up to date, and what a client needs to talk to it."""
+
+    url: str
+    token: str
+    config_path: Path
+    data_path: Path
+
+
 def quick_send(args: list[str], env: Mapping[str, str] | None = None) -> int | None:
     """Send through the running server and return the exit status; None when the full command must run."""
     env = os.environ if env is None else env
     options = parse_send_options(args)
-    if options is None or options.message == "-" or "DURAGENT_CONFIG" in env:
+    if options is None or options.message == "-":
         # (a message on stdin could not be read twice if this path had to hand over after all)
+        return None
+    server = running_server(env)
+    if server is None:
+        return None
+    if not options.message.strip():
+        return None  # the full command says what is wrong
+    return _send(server.url, server.token, server.data_path, options, options.message)
+
+
+def running_server(env: Mapping[str, str]) -> RunningServer | None:
+    """The workspace's running server, found with the standard library; None when only the full
+    command can tell (no workspace, a configuration that needs the loader, no server, a stale one)."""
+    if "DURAGENT_CONFIG" in env:
         return None
     from duragent.discovery import find_config
 
@@ -64,9 +87,7 @@ def quick_send(args: list[str], env: Mapping[str, str] | None = None) -> int | N
     token = _api_token(data_path, env)
     if token is None:
         return None
-    if not options.message.strip():
-        return None  # the full command says what is wrong
-    return _send(url, token, data_path, options, options.message)
+    return RunningServer(url, token, config_path, data_path)
 
 
 def parse_send_options(args: list[str]) -> SendOptions | None:

@@ -5,7 +5,8 @@ missed, then everything live, whoever caused it. Typed messages go to `POST /mes
 background; what they cause is drawn from the event stream. Leaving (Ctrl-D, /detach, a second
 Ctrl-C) closes the stream, which detaches: the session continues or pauses per on_disconnect.
 
-Heavy modules (prompt_toolkit, aiohttp through the client) are imported when the loop runs.
+Heavy modules are imported when first needed: prompt_toolkit for the first prompt, the
+configuration loader (pydantic) and the memory store only for `/memory`.
 """
 
 from __future__ import annotations
@@ -59,9 +60,28 @@ class Session:
 
     id: str
     agent: str
-    on_disconnect: str
     info: dict[str, Any]
     agent_info: dict[str, Any] = field(default_factory=dict)
+
+
+class TerminalWorkspace:
+    """What a terminal needs of its workspace: the data directory at once, the configuration
+    (a pydantic model, slow to load) only when a command asks for it."""
+
+    def __init__(self, data_path: Path, load_config: Callable[[], DuragentConfig]):
+        self.data_path = data_path
+        self._load_config = load_config
+        self._config: DuragentConfig | None = None
+
+    def config(self) -> DuragentConfig:
+        """duragent.yaml, loaded on first use."""
+        if self._config is None:
+            self._config = self._load_config()
+        return self._config
+
+    def on_disconnect(self, session: Session) -> str:
+        """What the session does when no client is attached: its own setting, else the workspace's."""
+        return str(session.info.get("on_disconnect") or self.config().session.on_disconnect)
 
 
 class Repl:
@@ -72,7 +92,7 @@ class Repl:
         api: ApiClient,
         session: Session,
         client: ClientState,
-        config: DuragentConfig,
+        workspace: TerminalWorkspace,
         *,
         renderer: Renderer | None = None,
         interactive: bool | None = None,
@@ -80,7 +100,7 @@ class Repl:
         self.api = api
         self.session = session
         self.client = client
-        self.config = config
+        self.workspace = workspace
         self.renderer = renderer or Renderer()
         self.interactive = sys.stdin.isatty() if interactive is None else interactive
         self.follower: EventFollower | None = None
@@ -421,7 +441,7 @@ class Repl:
             def _newline(event: Any) -> None:
                 event.current_buffer.insert_text("\n")
 
-            history = self.config.data_path / "clients" / "history"
+            history = history_file(self.workspace.data_path)
             history.parent.mkdir(parents=True, exist_ok=True)
             self._prompt = PromptSession(
                 history=FileHistory(str(history)),
@@ -503,7 +523,7 @@ class Repl:
             f"agent          {self.session.agent}",
             f"model          {model.get('name', '?')} via {model.get('provider', '?')}",
             f"tokens used    {used[0]} in, {used[1]} out",
-            f"on_disconnect  {info.get('on_disconnect') or self.session.on_disconnect}",
+            f"on_disconnect  {self.workspace.on_disconnect(self.session)}",
             f"attached       {info.get('attached', '?')} client(s), {info.get('queued', 0)} queued",
         ]
         if pending:
@@ -536,7 +556,7 @@ class Repl:
 
     async def cmd_memory(self, _argument: str) -> str:
         """/memory: the agent's long-term memory and latest daily notes, read from the workspace."""
-        text = await read_memory(self.config, self.session.agent)
+        text = await read_memory(self.workspace.config(), self.session.agent)
         if text is None:
             self.renderer.notice(
                 f"no memory here for {self.session.agent} (it lives on the server's machine)"
@@ -649,6 +669,6 @@ def _day_title(day: date) -> str:
     return day.isoformat()
 
 
-def history_file(config: DuragentConfig) -> Path:
+def history_file(data_path: Path) -> Path:
     """The input history of this workspace's terminals."""
-    return config.data_path / "clients" / "history"
+    return data_path / "clients" / "history"

@@ -33,10 +33,10 @@ def client_env(**extra: str) -> dict[str, str]:
 class Terminal:
     """A command running in a pseudo-terminal, and everything it has shown (escapes removed)."""
 
-    def __init__(self, args: list[str], cwd: Path, **env: str):
+    def __init__(self, args: list[str], cwd: Path, *, program: list[str] = DURAGENT, **env: str):
         self.child = pexpect.spawn(
-            DURAGENT[0],
-            [*DURAGENT[1:], *args],
+            program[0],
+            [*program[1:], *args],
             cwd=str(cwd),
             env=client_env(**env),
             encoding="utf-8",

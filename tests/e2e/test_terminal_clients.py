@@ -14,6 +14,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -429,3 +430,54 @@ def test_ctrl_c_in_send_says_the_turn_goes_on_and_where(
     while "zeta" not in events.read_text():
         assert time.monotonic() < deadline, "the turn did not go on after the client left"
         time.sleep(0.1)
+
+
+#: Runs `duragent ARGS` as the console script does, then says which heavy libraries it loaded.
+_REPORT_IMPORTS = """
+import sys
+from duragent.cli import main
+try:
+    main()
+finally:
+    heavy = [m for m in ("aiohttp", "typer", "pydantic", "yaml") if m in sys.modules]
+    print("loaded: " + (" ".join(heavy) or "nothing heavy"), file=sys.stderr)
+"""
+
+
+def test_chat_with_the_server_running_loads_no_typer_pydantic_or_aiohttp(
+    workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
+) -> None:
+    """Issue #15.5: to its prompt and through its turns, a warm chat is the terminal and a small client."""
+    memory = workspace / ".duragent" / "memory" / "helper" / "MEMORY.md"
+    memory.parent.mkdir(parents=True)
+    memory.write_text("- The user brews genmaicha.\n")
+    fake_model.enqueue(text("A plain answer."))
+    reporting = [sys.executable, "-c", _REPORT_IMPORTS]
+    term = Terminal(["chat"], workspace, program=reporting)
+    term.expect("helper · fake-model via openai")
+    term.prompt()
+    term.type("hello there")
+    term.expect("A plain answer.")
+    term.prompt()
+    term.type("/history")
+    term.expect("> hello there")
+    term.expect("A plain answer.")
+    term.prompt()
+    term.type("/status")
+    term.expect(r"on_disconnect +continue")
+    term.prompt()
+    term.child.sendcontrol("d")
+    shown = term.finish()
+    assert "continues in the background (on_disconnect: continue)" in shown
+    assert "loaded: nothing heavy" in shown
+
+    # /memory reads the memory store the configuration names (it may be PostgreSQL): that loads it.
+    again = Terminal(["attach", "--last"], workspace, program=reporting)
+    again.prompt()
+    again.type("/memory")
+    again.expect("The user brews genmaicha.")
+    again.prompt()
+    again.child.sendcontrol("d")
+    shown = again.finish()
+    assert "loaded: nothing heavy" not in shown
+    assert "aiohttp" not in shown.split("loaded: ")[-1]

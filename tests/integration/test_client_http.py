@@ -17,6 +17,7 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestServer
 
+from duragent.client.asyncio_client import AsyncioApiClient
 from duragent.client.http import (
     AgentNotFound,
     ApiClient,
@@ -63,6 +64,12 @@ async def fake_model() -> AsyncIterator[FakeLLMServer]:
         yield server
 
 
+@pytest.fixture(params=[ApiClient, AsyncioApiClient], ids=["aiohttp", "asyncio"])
+def client_type(request: pytest.FixtureRequest) -> type[ApiClient]:
+    """Each transport the CLI talks through: aiohttp, and asyncio's streams (a warm `chat`)."""
+    return request.param
+
+
 @pytest.fixture
 def env_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
@@ -77,13 +84,13 @@ def url_of(server: TestServer) -> str:
 
 
 async def test_a_streamed_reply_arrives_as_tokens_then_done_with_positions(
-    tmp_path: Path, fake_model: FakeLLMServer, env_key: None
+    tmp_path: Path, fake_model: FakeLLMServer, env_key: None, client_type: type[ApiClient]
 ) -> None:
     config = make_workspace(tmp_path, fake_model.url)
     fake_model.enqueue(text("one two three", chunks=3))
     server = await serve(config)
     try:
-        async with ApiClient(url_of(server), token=api_token(config)) as api:
+        async with client_type(url_of(server), token=api_token(config)) as api:
             session = await api.create_session("helper")
             events = [e async for e in api.stream(session["session_id"], "count")]
     finally:
@@ -96,13 +103,13 @@ async def test_a_streamed_reply_arrives_as_tokens_then_done_with_positions(
 
 
 async def test_events_after_a_position_replay_exactly_what_came_later(
-    tmp_path: Path, fake_model: FakeLLMServer, env_key: None
+    tmp_path: Path, fake_model: FakeLLMServer, env_key: None, client_type: type[ApiClient]
 ) -> None:
     config = make_workspace(tmp_path, fake_model.url)
     fake_model.enqueue(text("first"), text("second"))
     server = await serve(config)
     try:
-        async with ApiClient(url_of(server), token=api_token(config)) as api:
+        async with client_type(url_of(server), token=api_token(config)) as api:
             session_id = (await api.create_session("helper"))["session_id"]
             first = [e async for e in api.stream(session_id, "one")]
             seen = first[-1].id
@@ -121,14 +128,16 @@ async def test_events_after_a_position_replay_exactly_what_came_later(
     assert len({e.id for e in replayed}) == len(replayed)
 
 
-async def test_a_wrong_token_says_which_token_to_set(tmp_path: Path, fake_model: FakeLLMServer) -> None:
+async def test_a_wrong_token_says_which_token_to_set(
+    tmp_path: Path, fake_model: FakeLLMServer, client_type: type[ApiClient]
+) -> None:
     config = make_workspace(tmp_path, fake_model.url, token="right-token")
     server = await serve(config)
     try:
-        async with ApiClient(url_of(server), token="wrong-token") as api:
+        async with client_type(url_of(server), token="wrong-token") as api:
             with pytest.raises(Unauthorized) as caught:
                 await api.agents()
-        async with ApiClient(url_of(server), token="right-token") as api:
+        async with client_type(url_of(server), token="right-token") as api:
             assert {a["name"] for a in await api.agents()} == {"helper", "writer"}
     finally:
         await server.close()
@@ -137,11 +146,13 @@ async def test_a_wrong_token_says_which_token_to_set(tmp_path: Path, fake_model:
     assert "server.api_token" in str(caught.value)
 
 
-async def test_an_unknown_agent_lists_the_known_ones(tmp_path: Path, fake_model: FakeLLMServer) -> None:
+async def test_an_unknown_agent_lists_the_known_ones(
+    tmp_path: Path, fake_model: FakeLLMServer, client_type: type[ApiClient]
+) -> None:
     config = make_workspace(tmp_path, fake_model.url)
     server = await serve(config)
     try:
-        async with ApiClient(url_of(server), token=api_token(config)) as api:
+        async with client_type(url_of(server), token=api_token(config)) as api:
             with pytest.raises(AgentNotFound) as caught:
                 await api.create_session("nobody")
     finally:
@@ -149,11 +160,11 @@ async def test_an_unknown_agent_lists_the_known_ones(tmp_path: Path, fake_model:
     assert str(caught.value) == "unknown agent 'nobody'; known agents: helper, writer"
 
 
-async def test_no_server_says_how_to_start_one() -> None:
+async def test_no_server_says_how_to_start_one(client_type: type[ApiClient]) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    async with ApiClient(f"http://127.0.0.1:{port}") as api:
+    async with client_type(f"http://127.0.0.1:{port}") as api:
         with pytest.raises(ServerUnreachable) as caught:
             await api.agents()
     assert f"http://127.0.0.1:{port}" in str(caught.value)
@@ -161,12 +172,12 @@ async def test_no_server_says_how_to_start_one() -> None:
 
 
 async def test_an_ended_session_refuses_messages_with_the_way_out(
-    tmp_path: Path, fake_model: FakeLLMServer, env_key: None
+    tmp_path: Path, fake_model: FakeLLMServer, env_key: None, client_type: type[ApiClient]
 ) -> None:
     config = make_workspace(tmp_path, fake_model.url)
     server = await serve(config)
     try:
-        async with ApiClient(url_of(server), token=api_token(config)) as api:
+        async with client_type(url_of(server), token=api_token(config)) as api:
             session_id = (await api.create_session("helper"))["session_id"]
             await api.end_session(session_id)
             assert (await api.session(session_id))["status"] == "ended"
@@ -176,6 +187,40 @@ async def test_an_ended_session_refuses_messages_with_the_way_out(
         await server.close()
     assert "has ended" in str(caught.value)
     assert "duragent chat --new" in str(caught.value)
+
+
+async def attached_clients_become(api: ApiClient, session_id: str, count: int) -> None:
+    """Poll the session until the server counts `count` attached clients."""
+    deadline = asyncio.get_running_loop().time() + 15
+    while True:
+        attached = (await api.session(session_id)).get("attached")
+        if attached == count:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"{attached} clients attached, not {count}"
+        await asyncio.sleep(0.01)
+
+
+async def test_closing_the_event_stream_detaches_at_once(
+    tmp_path: Path, fake_model: FakeLLMServer, client_type: type[ApiClient]
+) -> None:
+    config = make_workspace(tmp_path, fake_model.url)
+    server = await serve(config)
+    try:
+        async with client_type(url_of(server), token=api_token(config)) as api:
+            session_id = (await api.create_session("helper"))["session_id"]
+
+            async def follow() -> None:
+                async for _event in api.events(session_id):
+                    pass
+
+            following = asyncio.get_running_loop().create_task(follow())
+            await attached_clients_become(api, session_id, 1)
+            following.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await following
+            await attached_clients_become(api, session_id, 0)
+    finally:
+        await server.close()
 
 
 async def test_the_launcher_reuses_the_server_named_in_the_run_file(

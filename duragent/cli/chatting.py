@@ -1,0 +1,172 @@
+"""A terminal attached to a session: which session, what to replay, the header, the loop, the goodbye.
+
+Shared by the typer commands `chat` and `attach` (`duragent.cli.chat`) and by their fast path
+(`duragent.cli.quick_chat`), which reaches a running server without importing typer, pydantic or
+aiohttp. No typer here; the HTTP client is whatever `ApiClient` the caller passes.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from duragent.cli.context import print_table
+from duragent.cli.sending import agent_name, full_id, pick_session
+
+if TYPE_CHECKING:
+    from duragent.cli.render import Renderer
+    from duragent.cli.repl import Session, TerminalWorkspace
+    from duragent.client.http import ApiClient
+    from duragent.client.state import ClientState
+
+#: User messages a terminal that never saw a session is shown when it attaches.
+RECENT_TURNS = 3
+#: What Ctrl-C outside a turn says as the terminal leaves.
+INTERRUPTED = "\n(interrupted; the session keeps going: `duragent attach --last` to come back)"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A session this terminal is about to show: the server's view of it, and where to replay from."""
+
+    client: ClientState
+    info: dict[str, Any]
+    after: str
+    resumed: bool
+
+
+async def open_chat(
+    api: ApiClient,
+    workspace: TerminalWorkspace,
+    *,
+    agent: str | None,
+    session: str | None,
+    new: bool,
+) -> Attachment:
+    """`chat`'s session: --session, a new one, or this terminal's last one with the agent."""
+    from duragent.client.state import ClientState
+
+    client = ClientState.load(workspace.data_path)
+    name = await agent_name(api, agent, session)
+    info, resumed = await pick_session(api, client, name, session, new)
+    return Attachment(client, info, await replay_from(api, client, info, resumed), resumed)
+
+
+async def open_attach(
+    api: ApiClient,
+    workspace: TerminalWorkspace,
+    *,
+    session_id: str | None,
+    list_sessions: bool,
+    last: bool,
+) -> Attachment | None:
+    """`attach`'s session (None: the open sessions were listed instead)."""
+    from duragent.client.state import ClientState
+
+    client = ClientState.load(workspace.data_path)
+    if list_sessions or (session_id is None and not last):
+        await list_attachable(api, client, hint=not list_sessions)
+        return None
+    target = await full_id(api, session_id) if session_id else await last_session(api, client)
+    info = await api.session(target)
+    if info.get("status") == "ended":
+        from duragent.client.http import SessionGone
+
+        raise SessionGone(409, f"session {target} has ended; `duragent attach --list` shows the open ones")
+    return Attachment(client, info, await replay_from(api, client, info, resumed=True), True)
+
+
+async def list_attachable(api: ApiClient, client: ClientState, *, hint: bool) -> None:
+    """The sessions still open, with what this terminal has not seen of each."""
+    sessions = [s for s in await api.sessions() if s.get("status") != "ended"]
+    if not sessions:
+        print("No open sessions. Start one with: duragent chat")
+        return
+    rows = [
+        [
+            str(s["session_id"]),
+            str(s.get("agent", "")),
+            str(s.get("status", "")),
+            str(s.get("updated_at", ""))[:19].replace("T", " "),
+            str(client.unseen(str(s["session_id"]), int(s.get("last_seq", 0)))),
+        ]
+        for s in sessions
+    ]
+    print_table(["SESSION", "AGENT", "STATE", "LAST ACTIVITY", "UNSEEN"], rows)
+    if hint:
+        print("\nAttach with: duragent attach <SESSION>  (or --last)")
+
+
+async def last_session(api: ApiClient, client: ClientState) -> str:
+    """This terminal's last session, else the most recently active open one."""
+    if client.last_attached:
+        return client.last_attached
+    sessions = [s for s in await api.sessions(limit=50) if s.get("status") != "ended"]
+    if not sessions:
+        from duragent.errors import NotFound
+
+        raise NotFound("no open session to attach to; start one with `duragent chat`")
+    return str(sessions[0]["session_id"])
+
+
+async def replay_from(api: ApiClient, client: ClientState, info: dict[str, Any], resumed: bool) -> str:
+    """Where the stream starts: what this terminal saw last, or the last few turns when it saw nothing."""
+    session_id = str(info["session_id"])
+    if not resumed:
+        return str(info.get("last_seq", 0))
+    seen = client.seen.get(session_id)
+    if seen is not None:
+        return seen
+    page = await api.messages(session_id, limit=1000)
+    starts = [int(m["seq"]) for m in page.get("messages", []) if m.get("type") == "user_message"]
+    if len(starts) < RECENT_TURNS:
+        return "0"
+    return str(starts[-RECENT_TURNS] - 1)
+
+
+async def talk(api: ApiClient, workspace: TerminalWorkspace, attachment: Attachment, *, local: bool) -> None:
+    """The header, then the interactive loop until the person leaves, then how to come back."""
+    from duragent.cli.render import Renderer
+    from duragent.cli.repl import Repl, Session
+
+    renderer = Renderer()
+    info = attachment.info
+    agent_info = await api.agent(str(info["agent"]))
+    session = Session(id=str(info["session_id"]), agent=str(info["agent"]), info=info, agent_info=agent_info)
+    header(renderer, session, resumed=attachment.resumed)
+    repl = Repl(api, session, attachment.client, workspace, renderer=renderer)
+    outcome = await repl.run(attachment.after)
+    farewell(renderer, session, outcome, workspace, local=local)
+
+
+def header(renderer: Renderer, session: Session, *, resumed: bool) -> None:
+    """Which agent, model and session this terminal shows, and the keys that matter."""
+    model = session.agent_info.get("spec", {}).get("model", {})
+    state = f"resumed ({session.info.get('status')})" if resumed else "new session"
+    renderer.line(f"{session.agent} · {model.get('name', '?')} via {model.get('provider', '?')}", "bold")
+    renderer.notice(f"session {session.id} · {state}")
+    renderer.notice("/help for commands · Enter sends · Esc Enter new line · Ctrl-D detaches")
+
+
+def farewell(
+    renderer: Renderer, session: Session, outcome: str, workspace: TerminalWorkspace, *, local: bool
+) -> None:
+    """What became of the session, and how to come back to it."""
+    if outcome == "ended":
+        renderer.line(f"Session {session.id} has ended. Start another with: duragent chat --new")
+        return
+    if local:
+        renderer.line(f"The local server stopped; session {session.id} is saved (a running turn paused).")
+    elif workspace.on_disconnect(session) == "pause":
+        renderer.line(f"Detached. Session {session.id} pauses at the next safe point (on_disconnect: pause).")
+    else:
+        renderer.line(
+            f"Detached. Session {session.id} continues in the background (on_disconnect: continue)."
+        )
+    renderer.line(f"Come back with: duragent attach {session.id}")
+
+
+def say_interrupted() -> None:
+    """Ctrl-C outside a turn: the terminal leaves quietly, the session is not touched."""
+    print(INTERRUPTED, file=sys.stderr)

@@ -1,0 +1,146 @@
+"""The fast path of `duragent chat` and `attach` when the workspace's server already runs.
+
+The full commands import typer, pydantic (the configuration loader) and aiohttp before the
+first request: 0.4-0.6 s before the prompt shows. A terminal session needs only the data
+directory (its input history, what it has seen) and the server's URL and token, all of which
+`duragent.cli.quick_send` reads with the standard library; the configuration is loaded later,
+if ever (`/memory`). The session then runs exactly as the full command runs it
+(`duragent.cli.chatting`), over `AsyncioApiClient`.
+
+It answers only when it is sure: the plain options (`chat --agent/--session/--new`,
+`attach [SESSION] --last/--list`), a configuration it can read without the full loader, and a
+running, up-to-date server of this workspace. Anything else returns None and the full command
+runs, which starts, restarts or explains the server as usual; so does a server that cannot be
+reached before the session is shown.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from duragent.cli.chatting import Attachment
+    from duragent.cli.quick_send import RunningServer
+    from duragent.config import DuragentConfig
+
+#: Options of each command that take a value, by every name they go by.
+_VALUED = {
+    "chat": {"--agent": "agent", "-a": "agent", "--session": "session", "-s": "session"},
+    "attach": {},
+}
+_SWITCHES = {
+    "chat": {"--new": "new"},
+    "attach": {"--list": "list_sessions", "-l": "list_sessions", "--last": "last"},
+}
+
+
+@dataclass(frozen=True)
+class TerminalOptions:
+    """What `chat` or `attach` was asked."""
+
+    command: str
+    agent: str | None = None
+    session: str | None = None
+    new: bool = False
+    list_sessions: bool = False
+    last: bool = False
+
+
+def quick_chat(command: str, args: list[str], env: Mapping[str, str] | None = None) -> int | None:
+    """Run `chat`/`attach` against the running server; None when the full command must run."""
+    env = os.environ if env is None else env
+    options = parse_terminal_options(command, args)
+    if options is None:
+        return None
+    from duragent.cli.quick_send import running_server
+
+    server = running_server(env)
+    return None if server is None else _run(server, options)
+
+
+def parse_terminal_options(command: str, args: list[str]) -> TerminalOptions | None:
+    """`chat`'s or `attach`'s arguments, or None for anything left to the full command (help, --server)."""
+    if command not in _VALUED:
+        return None
+    valued, switches = _VALUED[command], _SWITCHES[command]
+    values: dict[str, str] = {}
+    flags: set[str] = set()
+    positional: list[str] = []
+    rest = list(args)
+    while rest:
+        arg = rest.pop(0)
+        name, equals, value = arg.partition("=")
+        if arg in valued:
+            if not rest or valued[arg] in values:
+                return None
+            values[valued[arg]] = rest.pop(0)
+        elif equals and name.startswith("--") and name in valued and valued[name] not in values:
+            values[valued[name]] = value
+        elif arg in switches:
+            flags.add(switches[arg])
+        elif arg.startswith("-"):
+            return None
+        else:
+            positional.append(arg)
+    if (command == "chat" and positional) or len(positional) > 1:
+        return None
+    return TerminalOptions(
+        command,
+        agent=values.get("agent"),
+        session=values.get("session") or (positional[0] if positional else None),
+        new="new" in flags,
+        list_sessions="list_sessions" in flags,
+        last="last" in flags,
+    )
+
+
+def _run(server: RunningServer, options: TerminalOptions) -> int | None:
+    import asyncio
+
+    from duragent.cli.chatting import open_attach, open_chat, say_interrupted, talk
+    from duragent.cli.repl import TerminalWorkspace
+    from duragent.client.asyncio_client import AsyncioApiClient
+    from duragent.client.http import ServerUnreachable
+    from duragent.errors import DuragentError
+
+    def load_config() -> DuragentConfig:
+        from duragent.config import load_config
+
+        return load_config(server.config_path)
+
+    api = AsyncioApiClient(server.url, token=server.token)
+    workspace = TerminalWorkspace(server.data_path, load_config)
+
+    async def run() -> int | None:
+        attachment: Attachment | None
+        try:
+            if options.command == "chat":
+                attachment = await open_chat(
+                    api, workspace, agent=options.agent, session=options.session, new=options.new
+                )
+            else:
+                attachment = await open_attach(
+                    api,
+                    workspace,
+                    session_id=options.session,
+                    list_sessions=options.list_sessions,
+                    last=options.last,
+                )
+        except ServerUnreachable:
+            return None  # gone since it wrote its run file: the full command starts a new one
+        if attachment is not None:
+            await talk(api, workspace, attachment, local=False)
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except KeyboardInterrupt:
+        say_interrupted()
+        return 130
+    except DuragentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
