@@ -63,10 +63,7 @@ def main() -> None:
             loads["duragent send (cold)"] = os.getloadavg()[0]
             results["duragent send (warm)"] = measure(send, args.runs, workspace)
             loads["duragent send (warm)"] = os.getloadavg()[0]
-            results["duragent chat to prompt"] = (
-                measure_prompt([duragent, "chat"], args.runs, workspace),
-                0.0,
-            )
+            results["duragent chat to prompt"] = measure_prompt([duragent, "chat"], args.runs, workspace)
             loads["duragent chat to prompt"] = os.getloadavg()[0]
         finally:
             subprocess.run(stop, cwd=workspace, capture_output=True)
@@ -90,21 +87,36 @@ def measure_cold(send: list[str], stop: list[str], runs: int, cwd: Path) -> tupl
     return statistics.median(walls), statistics.median(rss)
 
 
-def measure_prompt(argv: list[str], runs: int, cwd: Path) -> float:
-    """Median wall seconds from starting `argv` in a pseudo-terminal until its `›` prompt shows."""
+def measure_prompt(argv: list[str], runs: int, cwd: Path) -> tuple[float, float]:
+    """Median wall seconds from starting `argv` in a pseudo-terminal until its `›` prompt shows and
+    echoes a key typed at it (drawn is not enough: it must be taking input), and median peak RSS
+    (MiB) at that moment."""
     import pexpect  # the test extra; only this measurement needs a terminal
 
     walls: list[float] = []
+    rss: list[float] = []
     env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "NO_COLOR": "1", "TERM": "xterm"}
-    for _ in range(runs):
+    for i in range(runs + 1):
         start = time.perf_counter()
         child = pexpect.spawn(argv[0], argv[1:], cwd=str(cwd), env=env, encoding="utf-8", timeout=120)
         child.expect("›")
-        walls.append(time.perf_counter() - start)
+        child.send("@")
+        child.expect("@")
+        if i:  # the first run warms the page cache and bytecode
+            walls.append(time.perf_counter() - start)
+            rss.append(_peak_rss_mib(child.pid))
+        child.send("\x7f")  # rub the key out: Ctrl-D leaves only at an empty prompt
         child.sendcontrol("d")
         child.expect(pexpect.EOF)
         child.close()
-    return statistics.median(walls)
+    return statistics.median(walls), statistics.median(rss)
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ aiohttp. No typer here; the HTTP client is whatever `ApiClient` the caller passe
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,10 +29,12 @@ INTERRUPTED = "\n(interrupted; the session keeps going: `duragent attach --last`
 
 @dataclass(frozen=True)
 class Attachment:
-    """A session this terminal is about to show: the server's view of it, and where to replay from."""
+    """A session this terminal is about to show: the server's view of it and of its agent, and
+    where to replay from."""
 
     client: ClientState
     info: dict[str, Any]
+    agent_info: dict[str, Any]
     after: str
     resumed: bool
 
@@ -49,8 +52,11 @@ async def open_chat(
 
     client = ClientState.load(workspace.data_path)
     name = await agent_name(api, agent, session)
-    info, resumed = await pick_session(api, client, name, session, new)
-    return Attachment(client, info, await replay_from(api, client, info, resumed), resumed)
+    # Both at once: each is a round trip to the server before the prompt can show.
+    (info, resumed), agent_info = await asyncio.gather(
+        pick_session(api, client, name, session, new), api.agent(name)
+    )
+    return Attachment(client, info, agent_info, await replay_from(api, client, info, resumed), resumed)
 
 
 async def open_attach(
@@ -74,7 +80,10 @@ async def open_attach(
         from duragent.client.http import SessionGone
 
         raise SessionGone(409, f"session {target} has ended; `duragent attach --list` shows the open ones")
-    return Attachment(client, info, await replay_from(api, client, info, resumed=True), True)
+    after, agent_info = await asyncio.gather(
+        replay_from(api, client, info, resumed=True), api.agent(str(info["agent"]))
+    )
+    return Attachment(client, info, agent_info, after, True)
 
 
 async def list_attachable(api: ApiClient, client: ClientState, *, hint: bool) -> None:
@@ -132,8 +141,9 @@ async def talk(api: ApiClient, workspace: TerminalWorkspace, attachment: Attachm
 
     renderer = Renderer()
     info = attachment.info
-    agent_info = await api.agent(str(info["agent"]))
-    session = Session(id=str(info["session_id"]), agent=str(info["agent"]), info=info, agent_info=agent_info)
+    session = Session(
+        id=str(info["session_id"]), agent=str(info["agent"]), info=info, agent_info=attachment.agent_info
+    )
     header(renderer, session, resumed=attachment.resumed)
     repl = Repl(api, session, attachment.client, workspace, renderer=renderer)
     outcome = await repl.run(attachment.after)

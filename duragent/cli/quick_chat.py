@@ -16,6 +16,7 @@ reached before the session is shown.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Mapping
@@ -49,6 +50,11 @@ class TerminalOptions:
     list_sessions: bool = False
     last: bool = False
 
+    @property
+    def lists_only(self) -> bool:
+        """`attach` without a session to attach to only lists the open ones."""
+        return self.command == "attach" and (self.list_sessions or (self.session is None and not self.last))
+
 
 def quick_chat(command: str, args: list[str], env: Mapping[str, str] | None = None) -> int | None:
     """Run `chat`/`attach` against the running server; None when the full command must run."""
@@ -56,10 +62,33 @@ def quick_chat(command: str, args: list[str], env: Mapping[str, str] | None = No
     options = parse_terminal_options(command, args)
     if options is None:
         return None
-    from duragent.cli.quick_send import running_server
+    # Start-up creates ~100,000 objects that live as long as the process (modules, classes,
+    # prompt_toolkit's key bindings): searching them for garbage again and again cost ~5% of the
+    # instructions to the prompt and a third of those at exit. Once loaded they are frozen.
+    gc.disable()
+    try:
+        from duragent.cli.quick_send import running_server
 
-    server = running_server(env)
-    return None if server is None else _run(server, options)
+        server = running_server(env)
+        if server is None:
+            return None
+        _load_for_the_session(prompt=not options.lists_only and sys.stdin.isatty())
+    finally:
+        gc.freeze()
+        gc.enable()
+    return _run(server, options)
+
+
+def _load_for_the_session(*, prompt: bool) -> None:
+    """Import what the session needs up to its first prompt (while the collector is off)."""
+    import asyncio  # noqa: F401
+
+    import duragent.cli.chatting
+    import duragent.cli.repl
+    import duragent.client.asyncio_client  # noqa: F401
+
+    if prompt:
+        import prompt_toolkit  # noqa: F401
 
 
 def parse_terminal_options(command: str, args: list[str]) -> TerminalOptions | None:

@@ -14,7 +14,6 @@ import asyncio
 import json
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from duragent.client.http import (
@@ -166,14 +165,16 @@ class AsyncioApiClient(ApiClient):
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + data
 
 
-@dataclass
 class _Response:
-    """An answer whose status line and headers have been read; the body is read from `reader`."""
+    """An answer whose status line and headers have been read; owns its connection."""
 
-    status: int
-    headers: dict[str, str]
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
+    def __init__(
+        self, status: int, headers: dict[str, str], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ):
+        self.status = status
+        self.headers = headers
+        self.reader = reader
+        self.writer = writer
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives (chunked, sized by Content-Length, or until the server closes)."""

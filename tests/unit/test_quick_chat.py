@@ -39,3 +39,13 @@ def test_plain_chats_and_attaches_are_taken(command: str, args: list[str], expec
 )
 def test_anything_else_goes_to_the_full_command(command: str, args: list[str]) -> None:
     assert parse_terminal_options(command, args) is None
+
+
+@pytest.mark.parametrize(
+    ("args", "lists_only"),
+    [([], True), (["--list"], True), (["--list", "s_01"], True), (["s_01"], False), (["--last"], False)],
+)
+def test_attach_without_a_session_only_lists(args: list[str], lists_only: bool) -> None:
+    options = parse_terminal_options("attach", args)
+    assert options is not None
+    assert options.lists_only is lists_only
