@@ -240,6 +240,47 @@ def test_a_commit_whose_index_update_a_crash_cut_off_is_repaired_by_the_next_one
     assert committer.commits_made == (2 if lost_update == "changed file" else 1)
 
 
+def test_ignored_files_are_never_committed_alone_or_inside_a_folder(root: Path, repo: GitRepo) -> None:
+    committer = Committer(repo)
+    (root / ".gitignore").parent.mkdir(parents=True, exist_ok=True)
+    (root / ".gitignore").write_text("*.log\n")
+    log_file = root / "processes" / "p1" / "output.log"
+    log_file.parent.mkdir(parents=True)
+    log_file.write_text("noise\n")
+    (root / "processes" / "p1" / "meta.yaml").write_text("state: running\n")
+    committer.notify(Change((log_file,), "process", "p1", "output"))
+    committer.notify(Change((root / "processes" / "p1",), "process", "p1", "started"))
+    committer.flush()
+    assert git(root, "ls-tree", "-r", "--name-only", "HEAD").split() == ["processes/p1/meta.yaml"]
+
+    # a later commit of the same paths (now known to the index) still leaves the log out
+    log_file.write_text("more noise\n")
+    (root / "processes" / "p1" / "meta.yaml").write_text("state: done\n")
+    committer.notify(Change((log_file, root / "processes" / "p1" / "meta.yaml"), "process", "p1", "done"))
+    committer.flush()
+    assert git(root, "ls-tree", "-r", "--name-only", "HEAD").split() == ["processes/p1/meta.yaml"]
+    assert git(root, "show", "HEAD:processes/p1/meta.yaml") == "state: done\n"
+
+
+def test_the_private_index_of_a_killed_process_is_removed_and_ours_is_reused(
+    root: Path, repo: GitRepo
+) -> None:
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    abandoned = repo.git_dir / f"duragent-index-{gone.stdout.strip()}-0"
+    abandoned.write_text("left by a process killed while committing")
+    committer = Committer(repo)
+    for n in range(3):
+        committer.notify(session_change(append_event(root, "s1", f'{{"seq": {n}}}'), "s1"))
+        committer.flush()
+
+    assert not abandoned.exists()
+    assert commit_count(root) == 3
+    assert len(list(repo.git_dir.glob("duragent-index-*"))) == 1
+    assert git(root, "status", "--porcelain") == ""
+
+
 # --- beside a person using git -------------------------------------------------------------------
 
 
