@@ -110,8 +110,8 @@ def compare(against: Path, args: argparse.Namespace) -> None:
             rounds = json.loads(done.stdout)
             first[name].append(rounds[0])
             repeated[name].extend(rounds[1:])
-    print(f"medians of {args.repeats} runs per tree, alternating; rounds 2-{args.rounds} (round 1: new files)")
-    print(f"{'':<12}{'thread CPU ms':>15}{'git CPU ms':>12}{'git runs':>10}{'wall ms':>10}   round 1 git runs")
+    print(f"medians of {args.repeats} runs per tree, alternating; rounds 2-{args.rounds} (1: new files)")
+    print(f"{'':<12}{'thread CPU ms':>15}{'git CPU ms':>12}{'git runs':>10}{'wall ms':>10}   round 1 runs")
     medians = {}
     for name in trees:
         medians[name] = {key: statistics.median(row[key] for row in repeated[name]) for key in FIGURES}
