@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -111,28 +112,110 @@ async def while_connected(
     *,
     on_idle: Callable[[], Awaitable[None]] | None = None,
     idle_every: float = DEFAULT_KEEP_ALIVE,
-) -> AsyncIterator[StreamEvent]:
+) -> AsyncGenerator[StreamEvent, None]:
     """`events`, until the client hangs up (then ClientGone, so the handler detaches at once).
 
     aiohttp does not cancel a handler whose client went away, so a waiting request checks.
     `on_idle` is awaited after every `idle_every` seconds without an event (a keep-alive).
+    Close it (`contextlib.aclosing`) when leaving early: it closes `events` too.
     """
     iterator = aiter(events)
-    while True:
-        upcoming = asyncio.ensure_future(anext(iterator))
-        quiet_since = time.monotonic()
-        while not upcoming.done():
-            await asyncio.wait({upcoming}, timeout=DISCONNECT_CHECK)
-            if not upcoming.done() and on_idle is not None and time.monotonic() - quiet_since >= idle_every:
-                quiet_since = time.monotonic()
-                await on_idle()
-            if not upcoming.done() and client_gone(request):
-                upcoming.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await upcoming
-                raise ClientGone()
-        try:
-            event = upcoming.result()
-        except StopAsyncIteration:
+    try:
+        if on_idle is not None:
+            async for event in _with_keep_alive(request, iterator, on_idle, idle_every):
+                yield event
             return
-        yield event
+        watch = _HangUpWatch(request)
+        try:
+            while True:
+                try:
+                    event = await watch.next_of(iterator)
+                except StopAsyncIteration:
+                    return
+                yield event
+        finally:
+            watch.close()
+    finally:
+        if isinstance(iterator, AsyncGenerator):
+            await iterator.aclose()
+
+
+class _HangUpWatch:
+    """Cancels the wait for the next event once the client hangs up, then raises ClientGone.
+
+    The wait runs in the caller's task: one timer per request checks the connection every
+    `DISCONNECT_CHECK` seconds while a wait lasts (a task and a timer per event cost more than
+    the event's own trip through the server).
+    """
+
+    def __init__(self, request: web.Request):
+        self._request = request
+        self._task: asyncio.Task[Any] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._waiting = False
+        self._gone = False
+
+    async def next_of(self, iterator: AsyncIterator[StreamEvent]) -> StreamEvent:
+        """The next event (StopAsyncIteration at the end); ClientGone once the client has hung up."""
+        self._task = asyncio.current_task()
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(DISCONNECT_CHECK, self._check)
+        self._waiting = True
+        try:
+            return await anext(iterator)
+        except asyncio.CancelledError:
+            # Our own cancel alone becomes ClientGone; anyone else's stays a cancellation.
+            if self._gone and self._task is not None and self._task.uncancel() == 0:
+                raise ClientGone() from None
+            raise
+        finally:
+            self._waiting = False
+
+    def _check(self) -> None:
+        self._timer = None
+        if not self._waiting or self._task is None:
+            return  # between two events: the next wait arms the timer again
+        if client_gone(self._request):
+            self._gone = True
+            self._task.cancel()
+        else:
+            self._timer = asyncio.get_running_loop().call_later(DISCONNECT_CHECK, self._check)
+
+    def close(self) -> None:
+        """Stop checking."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+async def _with_keep_alive(
+    request: web.Request,
+    iterator: AsyncIterator[StreamEvent],
+    on_idle: Callable[[], Awaitable[None]],
+    idle_every: float,
+) -> AsyncGenerator[StreamEvent, None]:
+    """`while_connected` with keep-alives: each next event is awaited in a task, so the wait can
+    be interrupted for `on_idle` and taken up again."""
+    upcoming: asyncio.Future[StreamEvent] | None = None
+    try:
+        while True:
+            upcoming = asyncio.ensure_future(anext(iterator))
+            quiet_since = time.monotonic()
+            while not upcoming.done():
+                await asyncio.wait({upcoming}, timeout=DISCONNECT_CHECK)
+                if not upcoming.done() and time.monotonic() - quiet_since >= idle_every:
+                    quiet_since = time.monotonic()
+                    await on_idle()
+                if not upcoming.done() and client_gone(request):
+                    raise ClientGone()
+            try:
+                event = upcoming.result()
+            except StopAsyncIteration:
+                return
+            yield event
+    finally:
+        # Left mid-wait (the client hung up, or the handler was cancelled): the wait ends with us.
+        if upcoming is not None and not upcoming.done():
+            upcoming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await upcoming

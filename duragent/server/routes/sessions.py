@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import datetime
 
@@ -345,10 +346,20 @@ def _turn_problem(event: StreamEvent) -> HttpProblem:
 async def _wait_for_outcome(
     live: LiveSession, events: AsyncIterator[StreamEvent], *, approve: bool
 ) -> web.Response:
-    """Follow a turn to its outcome: reply, pending approval, pause, or failure."""
+    """Follow a turn to its outcome: reply, pending approval, pause, or failure.
+
+    A pending approval is answered once the session has paused for it (the status change follows
+    the request at once), so the client that hears of it finds the session paused.
+    """
+    pending: PendingApproval | None = None
     async for event in events:
         if event.event == "approval_required":
-            return json_reply(_pending_reply(live.session_id, event), 202)
+            pending = _pending_reply(live.session_id, event)
+            if live.status == "paused":  # already paused: no status change follows
+                return json_reply(pending, 202)
+            continue
+        if pending is not None and event.event == "status" and event.data.get("to") == "paused":
+            return json_reply(pending, 202)
         if event.event == "done":
             data = event.data
             truncated = bool(data.get("truncated"))
@@ -392,7 +403,8 @@ async def send_message(request: web.Request) -> web.Response:
         if ticket.ahead:
             return json_reply(Queued(position=ticket.ahead), 202)
         events = sse.while_connected(request, own_turn(subscription, ticket))
-        return await _wait_for_outcome(live, events, approve=False)
+        async with contextlib.aclosing(events):
+            return await _wait_for_outcome(live, events, approve=False)
     except sse.ClientGone:
         return _client_gone_reply()
     finally:
@@ -478,7 +490,8 @@ async def approve(request: web.Request) -> web.Response:
     try:
         live.decide(body.call_id, body.decision)
         events = sse.while_connected(request, _after_decision(subscription, body.call_id))
-        return await _wait_for_outcome(live, events, approve=True)
+        async with contextlib.aclosing(events):
+            return await _wait_for_outcome(live, events, approve=True)
     except sse.ClientGone:
         return _client_gone_reply()
     finally:
