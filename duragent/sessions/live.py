@@ -281,6 +281,8 @@ class LiveSession:
         #: The ticket of the message whose turn runs now, until its user message is stored.
         self._starting: asyncio.Future[Position] | None = None
         self._turn: asyncio.Task[None] | None = None
+        #: The running turn has stored its end: a message coming now is next, not queued behind it.
+        self._turn_stored_end = False
         self._control: TurnControl | None = None
         self._delta_after = session_log.state.last_seq
         #: The last event stored before this process loaded the session: text another process (a
@@ -349,11 +351,13 @@ class LiveSession:
 
         So a message acknowledged as queued survives a crash: recovery queues it again. Its turn's
         `user_message` names it by `queue_id`. A message that starts at once needs no record: its
-        `user_message` is stored before the client hears anything.
+        `user_message` is stored before the client hears anything. Nor does one that comes once
+        the running turn has stored its end (the reply that prompted it): that turn only tidies
+        up (a snapshot, its status), and the message starts right after it, ahead of nobody.
         """
         if self.status == "ended":
             raise SessionEnded(self.session_id)
-        if self._turn is None and not self._pending:
+        if not self._turn_running and not self._pending:
             return self.enqueue(content, sender)
         payload: dict[str, Any] = {"queue_id": new_id("q"), "content": content}
         if sender:
@@ -413,7 +417,7 @@ class LiveSession:
     def _add(self, waiting: _Waiting) -> Ticket:
         if self.status == "ended":
             raise SessionEnded(self.session_id)
-        ahead = len(self._pending) + (1 if self._turn is not None else 0)
+        ahead = len(self._pending) + (1 if self._turn_running else 0)
         self._pending.append(waiting)
         self._start_next()
         return Ticket(ahead, waiting.started)
@@ -523,6 +527,11 @@ class LiveSession:
 
     # --- turns -------------------------------------------------------------------------------
 
+    @property
+    def _turn_running(self) -> bool:
+        """A turn runs and has not stored its end yet (done, error or cancelled)."""
+        return self._turn is not None and not self._turn_stored_end
+
     def _start_next(self) -> None:
         if self._turn is None and self._pending and self.status != "ended":
             waiting = self._pending.popleft()
@@ -537,6 +546,7 @@ class LiveSession:
     ) -> None:
         self._starting = started
         self._control = TurnControl()
+        self._turn_stored_end = False
         self.turn_finished.clear()
         self._turn = asyncio.create_task(
             self._run(content, sender, self._control, queue_id), name=f"turn {self.session_id}"
@@ -721,6 +731,7 @@ class LiveSession:
             if shown.event in TURN_END_EVENTS:
                 # The turn has nothing left to pause: a client leaving now must not pause the next one.
                 self._control = None
+                self._turn_stored_end = self._turn is not None
             if event.type == "user_message" and self._starting is not None:
                 # Resolved before publishing, so the submitter knows this `start` is its own.
                 if not self._starting.done():

@@ -9,7 +9,10 @@ import pytest
 
 from duragent.config import load_config
 from duragent.server.app import create_app
+from duragent.server.state import STATE
+from duragent.sessions.live import Ticket
 from duragent.sessions.stream import Position
+from duragent.stores.base import SessionEvent
 from duragent.testing.fake_llm import FakeLLMServer, echo, text, tool_calls
 from tests.e2e.server_harness import Api, ApiFactory, SSEEvent, collect_until, read_sse, write_workspace
 
@@ -224,6 +227,35 @@ async def test_message_sent_during_a_turn_is_queued_and_runs_next(api: Api, fake
             break
         await asyncio.sleep(0.05)
     assert [m["content"] for m in history["messages"]] == ["first", "slow reply", "second", "second reply"]
+
+
+async def test_a_message_sent_once_the_reply_is_stored_is_next_without_a_queue_record(
+    api: Api, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.enqueue(text("first reply"), text("second reply"))
+    session_id = await api.new_session()
+    live = await api.server.app[STATE].sessions.get(session_id)
+    sent: list[tuple[bool, Ticket]] = []
+
+    async def send_next() -> None:
+        busy = live.busy  # the first turn still tidies up (its status, a snapshot when due)
+        sent.append((busy, await live.queue("second")))
+
+    def on_reply(events: list[SessionEvent]) -> None:
+        if any(e.type == "assistant_message" and e.payload["content"] == "first reply" for e in events):
+            tasks.add(asyncio.ensure_future(send_next()))
+
+    tasks: set[asyncio.Future[None]] = set()
+    live.log.listeners.append(on_reply)
+    status, reply = await api.call("POST", f"/api/v1/sessions/{session_id}/messages", {"content": "first"})
+    assert (status, reply["content"]) == (200, "first reply")
+    await asyncio.gather(*tasks)
+    [(busy, ticket)] = sent
+    assert (busy, ticket.ahead) == (True, 0)
+    await asyncio.wait_for(ticket.started, 10)
+    await asyncio.wait_for(live.turn_finished.wait(), 10)
+    assert live.log.state.conversation[-1]["content"] == "second reply"
+    assert "message_queued" not in [e.type for e in await live.log.store.read(session_id)]
 
 
 async def test_a_queued_stream_gets_only_its_own_turn(api: Api, fake_llm: FakeLLMServer) -> None:
