@@ -160,6 +160,8 @@ class Runtime:
     skill_cache: SkillCache = field(default_factory=SkillCache)
     #: The MCP servers whose tools agents get (None: no MCP tools).
     mcp: McpHub | None = None
+    #: Agent folders with their symlinks resolved, worked out once (a dozen system calls a turn).
+    _resolved_dirs: dict[Path, Path] = field(default_factory=dict, init=False, repr=False)
 
     async def run_turn(
         self,
@@ -574,6 +576,12 @@ class Runtime:
         await rescan()
         tools.setdefault(ReloadToolsTool.name, ReloadToolsTool(rescan))
 
+    def _resolved(self, directory: Path) -> Path:
+        resolved = self._resolved_dirs.get(directory)
+        if resolved is None:
+            resolved = self._resolved_dirs[directory] = directory.resolve()
+        return resolved
+
     def _data_dir(self, agent: Agent) -> Path:
         """The data directory holding the workspace-wide `skills/` and `tools/`."""
         return self.data_dir or agent.directory.parent.parent
@@ -600,7 +608,7 @@ class Runtime:
             artifacts=self.artifacts,
             scrub_env=self.scrub_env,
             pass_env=tuple(agent.spec.tools.env),
-            protected_dirs=(agent.directory.resolve(),),
+            protected_dirs=(self._resolved(agent.directory),),
             notify=notify,
             schedules=self.schedules,
             session_metadata=session.state.metadata,

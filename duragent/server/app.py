@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -26,6 +27,9 @@ from duragent.server.problems import PARSER_LINE_LIMIT, problem_middleware
 from duragent.server.state import STATE, ServerState
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from duragent.agents.loader import Agent
     from duragent.cluster.node import ClusterNode
     from duragent.mcp.hub import McpHub
     from duragent.processes.manager import ProcessManager
@@ -176,7 +180,7 @@ async def _open(
         scrub_env=frozenset(config.referenced_env | {name for name in env if looks_secret(name)}),
         on_change=workspace.record_change,
         guard=workspace.guard,
-        workdir_for=lambda agent: config.tool_workdir(agent.name),
+        workdir_for=_tool_workdirs(config),
         data_dir=config.data_path,
         web_search=config.web_search,
         tool_activity=workspace.note_tool_activity,
@@ -266,6 +270,13 @@ async def _start_processes(state: ServerState) -> ProcessManager:
     return processes
 
 
+def _tool_workdirs(config: DuragentConfig) -> Callable[[Agent], Path]:
+    """Each agent's `config.tool_workdir`, worked out once per agent (it resolves the data
+    directory, a dozen system calls asked for before every turn)."""
+    workdir = functools.cache(config.tool_workdir)
+    return lambda agent: workdir(agent.name)
+
+
 def _mcp_hub(config: DuragentConfig, env: Mapping[str, str]) -> McpHub:
     """The MCP servers of this process (started on the first turn that needs them)."""
     from duragent.mcp.hub import McpHub
@@ -273,7 +284,7 @@ def _mcp_hub(config: DuragentConfig, env: Mapping[str, str]) -> McpHub:
     return McpHub(
         config.mcp_servers,
         workspace_dir=config.base_dir,
-        workdir_for=lambda agent: config.tool_workdir(agent.name),
+        workdir_for=_tool_workdirs(config),
         env=env,
     )
 

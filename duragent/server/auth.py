@@ -10,6 +10,7 @@ the workspace's tokens are meant for the clients of one machine.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 from collections.abc import Awaitable, Callable
@@ -47,6 +48,7 @@ class Tokens:
 REQUIRED_TOKENS = web.AppKey("duragent_required_tokens", Tokens)
 
 
+@functools.lru_cache(maxsize=256)  # asked of every request's peer; parsing the address costs more
 def is_loopback(host: str | None) -> bool:
     """True for 127.0.0.0/8, ::1 and `localhost`."""
     if not host:
