@@ -625,7 +625,13 @@ class LiveSession:
         self._control = None
         self._cancel_background_timer()
         if self.status in ("active", "running"):
-            await self._set_status("active")
+            if self._paused_for_disconnect and self._pending and not self._subscribers:
+                # The last client left when the turn had no safe point left to pause at (its last
+                # model call): the turn's end is one, so the messages behind it wait for a client.
+                await self._set_status("paused", DISCONNECT_PAUSE_REASON)
+            else:
+                self._paused_for_disconnect = False
+                await self._set_status("active")
         self.turn_finished.set()
         if self.status != "paused":
             self._start_next()

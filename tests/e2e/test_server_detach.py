@@ -64,6 +64,37 @@ async def test_reattach_with_last_event_id_gets_every_missed_event_once_in_order
     assert ("active", "running") in statuses
 
 
+async def test_pause_mode_client_leaving_during_the_last_model_call_pauses_before_the_queued_message(
+    start_api: ApiFactory, fake_llm: FakeLLMServer
+) -> None:
+    api = await start_api(git=False)
+    reply = " ".join(f"w{i}" for i in range(30))  # three seconds of streaming: time to queue and leave
+    fake_llm.enqueue(text(reply, chunks=30, chunk_delay=0.1), text("answer to the second"))
+    session_id = await api.new_session("pauser")
+    path = f"/api/v1/sessions/{session_id}"
+    async with api.http.post(api.url(f"{path}/stream"), json={"content": "first"}) as response:
+        async for event in read_sse(response):
+            if event.event == "token":
+                assert await api.call("POST", f"{path}/messages", {"content": "second"}) == (
+                    202,
+                    {"status": "queued", "position": 1},
+                )
+                break  # hang up while the turn's last model call streams: it has no safe point left
+    paused = await wait_for(api, session_id, lambda s: s["status"] == "paused" and not s["busy"])
+    assert paused["queued"] == 1
+    assert len(fake_llm.requests) == 1  # the queued message waits for a client
+    status, body = await api.call("POST", f"{path}/resume")
+    assert (status, body["status"]) == (202, "active")
+    await wait_for(api, session_id, lambda s: not s["busy"] and s["queued"] == 0)
+    _, history = await api.call("GET", f"{path}/messages")
+    assert [m["content"] for m in history["messages"]] == [
+        "first",
+        reply,
+        "second",
+        "answer to the second",
+    ]
+
+
 async def test_pause_mode_pauses_when_the_client_leaves_and_resumes_on_reattach(
     start_api: ApiFactory, fake_llm: FakeLLMServer
 ) -> None:
