@@ -3,7 +3,7 @@
 A warm `send` is one small request and one streamed turn, yet the full command imports typer,
 pydantic (the configuration loader) and aiohttp first: 0.4-0.7 s before anything is sent. This
 path reads only what it needs with the standard library (duragent.yaml's `data_dir`, the run
-file the server wrote, the workspace's tokens) and talks through `BlockingApiClient`, then runs
+file the server wrote, the workspace's tokens) and talks through `AsyncioApiClient`, then runs
 the very same send logic (`duragent.cli.sending`).
 
 It answers only when it is sure: the plain options (`--agent`, `--session`, `--new`, `--json`,
@@ -186,12 +186,12 @@ def _send(url: str, token: str, data_path: Path, options: SendOptions, content: 
     import asyncio
 
     from duragent.cli.sending import agent_name, pick_session, send_one
-    from duragent.client.blocking import BlockingApiClient
+    from duragent.client.asyncio_client import AsyncioApiClient
     from duragent.client.http import ServerUnreachable
     from duragent.client.state import ClientState
     from duragent.errors import DuragentError
 
-    api = BlockingApiClient(url, token=token)
+    api = AsyncioApiClient(url, token=token)
 
     async def run() -> int:
         client = ClientState.load(data_path)

@@ -1,4 +1,5 @@
-"""`ApiClient` over asyncio's own TCP streams: what `duragent chat` and `attach` talk through.
+"""`ApiClient` over asyncio's own TCP streams: what the fast paths of `send`, `chat` and `attach`
+talk through.
 
 Importing aiohttp costs more (0.1-0.3 s) than a chat's whole first screen may take, and a
 terminal needs no connection pool. It does need what a blocking client cannot give: an event
@@ -32,7 +33,10 @@ _BROKEN = (OSError, EOFError, asyncio.LimitOverrunError, ValueError)
 
 
 class AsyncioApiClient(ApiClient):
-    """One asyncio connection per request to an `http://` server; nothing stays open between them."""
+    """One asyncio connection per request to an `http://` server; nothing stays open between them.
+
+    `message_sent` tells whether a stream request that carries a message (POST /stream) went out.
+    """
 
     def __init__(self, base_url: str, *, token: str | None = None):
         super().__init__(base_url, token=token)
@@ -40,6 +44,8 @@ class AsyncioApiClient(ApiClient):
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"not an http:// URL: {base_url!r}")
         self._host, self._port, self._prefix = parts.hostname, parts.port or 80, parts.path
+        #: True once a POST /stream reached the server: from then on, retrying elsewhere could send twice.
+        self.message_sent = False
 
     async def close(self) -> None:
         """Nothing stays open between requests."""
@@ -95,7 +101,9 @@ class AsyncioApiClient(ApiClient):
         params: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
     ) -> AsyncIterator[ServerEvent]:
-        response = await self._open(method, path, body, params, accept="text/event-stream")
+        response = await self._open(
+            method, path, body, params, accept="text/event-stream", sends_message=method == "POST"
+        )
         try:
             if response.status >= 400:
                 raise self._error(response.status, (await response.read()).decode("utf-8", "replace"), path)
@@ -116,6 +124,7 @@ class AsyncioApiClient(ApiClient):
         params: Mapping[str, str | int] | Mapping[str, str] | None,
         *,
         accept: str,
+        sends_message: bool = False,
     ) -> _Response:
         """Connect, send the request, read the status line and headers."""
         try:
@@ -126,6 +135,8 @@ class AsyncioApiClient(ApiClient):
             raise ServerUnreachable(self.base_url, f"no connection within {CONNECT_TIMEOUT:g}s") from None
         except OSError as exc:
             raise ServerUnreachable(self.base_url, _reason(exc)) from None
+        # Connected: from here on the server may have the message, so nobody may send it again.
+        self.message_sent = self.message_sent or sends_message
         try:
             writer.write(self._head(method, path, body, params, accept))
             await writer.drain()

@@ -122,7 +122,7 @@ class ApiClient:
     @property
     def http(self) -> aiohttp.ClientSession:
         """The underlying aiohttp session (created on first use, inside the running loop)."""
-        import aiohttp  # here, not at import: a warm `send` never loads it (duragent.client.blocking)
+        import aiohttp  # here, not at import: the fast paths never load it (client.asyncio_client)
 
         if self._http is None:
             headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}

@@ -171,6 +171,32 @@ async def test_no_server_says_how_to_start_one(client_type: type[ApiClient]) -> 
     assert "duragent serve" in str(caught.value)
 
 
+async def test_the_fast_paths_client_knows_whether_a_message_went_out(
+    tmp_path: Path, fake_model: FakeLLMServer, env_key: None
+) -> None:
+    """A warm `send` hands over to the full command only if no message reached a server."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    gone = AsyncioApiClient(f"http://127.0.0.1:{port}")
+    with pytest.raises(ServerUnreachable):
+        [e async for e in gone.stream("s_01", "hello")]
+    assert not gone.message_sent
+
+    config = make_workspace(tmp_path, fake_model.url)
+    fake_model.enqueue(text("hi"))
+    server = await serve(config)
+    try:
+        api = AsyncioApiClient(url_of(server), token=api_token(config))
+        session_id = (await api.create_session("helper"))["session_id"]
+        assert not api.message_sent
+        events = [e async for e in api.stream(session_id, "hello")]
+    finally:
+        await server.close()
+    assert events[-1].event == "done"
+    assert api.message_sent
+
+
 async def test_an_ended_session_refuses_messages_with_the_way_out(
     tmp_path: Path, fake_model: FakeLLMServer, env_key: None, client_type: type[ApiClient]
 ) -> None:
