@@ -157,6 +157,13 @@ def main() -> None:
         code = quick_chat(sys.argv[1], sys.argv[2:])
         if code is not None:
             sys.exit(code)
+    if "serve" in sys.argv[1:]:
+        # The server's own start, without typer: what a cold `send` waits for (None: typer parses).
+        from duragent.cli.quick_serve import quick_serve
+
+        code = quick_serve(sys.argv[1:])
+        if code is not None:
+            sys.exit(code)
     from duragent.errors import DuragentError
 
     try:

@@ -1,16 +1,14 @@
 """`duragent serve`: run the HTTP server; `serve status` and `serve stop` talk to a running one.
 
-The running server writes `<data_dir>/run/serve.json` (`duragent.client.runfile`) once it is
-ready; `status`, `stop` and the terminal clients find it there. SIGTERM / SIGINT stop it
-gracefully: running turns get a grace period to reach a safe point, sessions are snapshotted,
-git commits what is pending.
+The running server (`duragent.cli.serving`) writes `<data_dir>/run/serve.json`
+(`duragent.client.runfile`) once it is ready; `status`, `stop` and the terminal clients find it
+there. SIGTERM / SIGINT stop it gracefully: running turns get a grace period to reach a safe
+point, sessions are snapshotted, git commits what is pending.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -18,10 +16,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from duragent.cli.context import CliState, print_json
+from duragent.cli.serving import DEFAULT_GRACE
 
 if TYPE_CHECKING:
     from duragent.config import DuragentConfig
-    from duragent.server.state import ServerState
 
 
 def register(app: typer.Typer) -> None:
@@ -56,156 +54,17 @@ def serve(
     ] = False,
     grace: Annotated[
         float, typer.Option("--grace", min=0, help="Seconds running turns get to reach a safe point on stop.")
-    ] = 10.0,
+    ] = DEFAULT_GRACE,
     auto: Annotated[bool, typer.Option("--auto", hidden=True)] = False,
     ready_fd: Annotated[int | None, typer.Option("--ready-fd", hidden=True)] = None,
 ) -> None:
     """Run the server until SIGTERM / SIGINT / `duragent serve stop`."""
     if ctx.invoked_subcommand is not None:
         return
-    import asyncio
+    from duragent.cli.serving import ServeOptions, serve_workspace
 
-    from duragent.config import DEFAULT_PORT
-
-    state: CliState = ctx.ensure_object(CliState)
-    config = state.config()
-    if agents_dir is not None:
-        static = config.agents.static.model_copy(update={"path": agents_dir.expanduser().absolute()})
-        config = config.model_copy(update={"agents": config.agents.model_copy(update={"static": static})})
-    if port is not None:
-        setting = "pass another --port (0 picks a free one)"
-    elif config.http_port is not None:
-        setting = f"set another server.port in {config.source or 'duragent.yaml'}"
-    else:
-        setting = "pass --port 0 (any free port) or set server.port in duragent.yaml"
-    chosen = port if port is not None else config.http_port if config.http_port is not None else DEFAULT_PORT
-    asyncio.run(
-        run_server(
-            config,
-            host or config.server.host,
-            chosen,
-            insecure=insecure,
-            grace=grace,
-            auto_started=auto,
-            ready_fd=ready_fd,
-            port_setting=setting,
-        )
-    )
-
-
-async def run_server(
-    config: DuragentConfig,
-    host: str,
-    port: int,
-    *,
-    insecure: bool,
-    grace: float,
-    auto_started: bool = False,
-    ready_fd: int | None = None,
-    port_setting: str = "set another server.port in duragent.yaml",
-) -> None:
-    """Serve until a signal or an admin shutdown; then stop gracefully and remove the run file.
-
-    The run file is written once the port is bound and every resource is open: its appearance
-    (and a line on `ready_fd`, for the client that started this server) means ready.
-    """
-    import asyncio
-    import signal
-
-    from aiohttp import web
-
-    from duragent.client.runfile import remove_run_info
-    from duragent.server.app import create_app
-    from duragent.server.ports import PortTaken, is_address_in_use, port_holder
-    from duragent.server.state import STATE
-
-    app = create_app(config, insecure=insecure, host=host, shutdown_grace=grace)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=grace + 5, access_log=None)
-    await runner.setup()
-    _freeze_startup_heap()
-    try:
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except OSError as exc:
-            if not is_address_in_use(exc):
-                raise
-            raise PortTaken(host, port, port_holder(port), port_setting) from None
-        bound_port = _bound_port(runner, port)
-        url = f"http://{_url_host(host)}:{bound_port}"
-        _write_run_file(config, app[STATE], host, bound_port, url, auto_started=auto_started)
-        print(f"duragent serve: listening on {url} (data: {config.data_path})", file=sys.stderr, flush=True)
-        _signal_ready(ready_fd, url)
-        stopping = app[STATE].shutdown
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stopping.set)
-        await stopping.wait()
-        print("duragent serve: stopping", file=sys.stderr, flush=True)
-    finally:
-        await runner.cleanup()
-        remove_run_info(config.data_path, os.getpid())
-
-
-def _signal_ready(ready_fd: int | None, url: str) -> None:
-    """Tell the client that started this server that it is ready (a line on the pipe it gave)."""
-    if ready_fd is None:
-        return
-    try:
-        os.write(ready_fd, f"{url}\n".encode())
-        os.close(ready_fd)
-    except OSError:
-        pass  # the client gave up waiting; it finds the server through the run file next time
-
-
-def _freeze_startup_heap() -> None:
-    """Exempt everything built at start-up (modules, config, agents) from garbage collection.
-
-    A full collection scans every tracked object; with the start-up heap frozen it scans only what
-    the server made since, so its pauses (which stall every stream at once) stay a few ms.
-    """
-    import gc
-
-    gc.collect()
-    gc.freeze()
-
-
-def _bound_port(runner: Any, requested: int) -> int:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    return requested
-
-
-def _url_host(host: str) -> str:
-    if host in ("0.0.0.0", "::", ""):
-        return "127.0.0.1"
-    return f"[{host}]" if ":" in host else host
-
-
-def _write_run_file(
-    config: DuragentConfig, state: ServerState, host: str, port: int, url: str, *, auto_started: bool
-) -> None:
-    from datetime import UTC, datetime
-
-    from duragent.client.runfile import EnvFingerprint, config_digest, write_run_info
-    from duragent.runtime.providers import provider_env_names
-
-    names = provider_env_names((agent.spec.model for agent in state.agents.loaded()), config.referenced_env)
-    write_run_info(
-        config.data_path,
-        {
-            "pid": os.getpid(),
-            "host": host,
-            "port": port,
-            "url": url,
-            "started_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-            "workspace_hash": config.workspace_hash,
-            "auto_started": auto_started,
-            "env": EnvFingerprint.of(names, os.environ).as_json(),
-            "config_digest": config_digest(config.source),
-        },
-    )
+    options = ServeOptions(host, port, agents_dir, insecure, grace, auto, ready_fd)
+    serve_workspace(ctx.ensure_object(CliState), options)
 
 
 def read_run_file(config: DuragentConfig) -> dict[str, Any] | None:

@@ -1,0 +1,194 @@
+"""Running `duragent serve`: open the workspace, listen, say ready, stop on a signal.
+
+No typer here: both the `serve` command and its fast path (`duragent.cli.quick_serve`, what an
+auto-started server runs) call `serve_workspace`. The run file is written once the server is
+ready (`duragent.client.runfile`), and a client that started it is told on the pipe it gave.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from duragent.cli.context import CliState
+    from duragent.config import DuragentConfig
+    from duragent.server.state import ServerState
+
+#: Seconds running turns get to reach a safe point on stop, unless `--grace` says otherwise.
+DEFAULT_GRACE = 10.0
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """`serve`'s own options."""
+
+    host: str | None = None
+    port: int | None = None
+    agents_dir: Path | None = None
+    insecure: bool = False
+    grace: float = DEFAULT_GRACE
+    #: Started by a terminal client: without a port (option or server.port) it takes a free one.
+    auto: bool = False
+    ready_fd: int | None = None
+
+
+def serve_workspace(state: CliState, options: ServeOptions) -> None:
+    """Serve the workspace of `state` until SIGTERM / SIGINT / an admin shutdown."""
+    import asyncio
+    import gc
+
+    # Everything start-up allocates lives as long as the server: collecting it is wasted work.
+    gc.disable()
+
+    from duragent.config import DEFAULT_PORT
+
+    config = state.config()
+    if options.agents_dir is not None:
+        path = options.agents_dir.expanduser().absolute()
+        static = config.agents.static.model_copy(update={"path": path})
+        config = config.model_copy(update={"agents": config.agents.model_copy(update={"static": static})})
+    port = options.port
+    if port is not None:
+        setting = "pass another --port (0 picks a free one)"
+    elif config.http_port is not None:
+        port = config.http_port
+        setting = f"set another server.port in {config.source or 'duragent.yaml'}"
+    else:
+        port = 0 if options.auto else DEFAULT_PORT
+        setting = "pass --port 0 (any free port) or set server.port in duragent.yaml"
+    asyncio.run(
+        run_server(
+            config,
+            options.host or config.server.host,
+            port,
+            insecure=options.insecure,
+            grace=options.grace,
+            auto_started=options.auto,
+            ready_fd=options.ready_fd,
+            port_setting=setting,
+        )
+    )
+
+
+async def run_server(
+    config: DuragentConfig,
+    host: str,
+    port: int,
+    *,
+    insecure: bool,
+    grace: float,
+    auto_started: bool = False,
+    ready_fd: int | None = None,
+    port_setting: str = "set another server.port in duragent.yaml",
+) -> None:
+    """Serve until a signal or an admin shutdown; then stop gracefully and remove the run file.
+
+    The run file is written once the port is bound and every resource is open: its appearance
+    (and a line on `ready_fd`, for the client that started this server) means ready.
+    """
+    import asyncio
+    import signal
+
+    from aiohttp import web
+
+    from duragent.client.runfile import remove_run_info
+    from duragent.server.app import create_app
+    from duragent.server.ports import PortTaken, is_address_in_use, port_holder
+    from duragent.server.state import STATE
+
+    app = create_app(config, insecure=insecure, host=host, shutdown_grace=grace)
+    # The modules and configuration are kept for good; what opening the workspace allocates (a
+    # recovery loads sessions) is collected as usual.
+    _freeze_startup_heap()
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=grace + 5, access_log=None)
+    await runner.setup()
+    _freeze_startup_heap()
+    try:
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            if not is_address_in_use(exc):
+                raise
+            raise PortTaken(host, port, port_holder(port), port_setting) from None
+        bound_port = _bound_port(runner, port)
+        url = f"http://{_url_host(host)}:{bound_port}"
+        _write_run_file(config, app[STATE], host, bound_port, url, auto_started=auto_started)
+        print(f"duragent serve: listening on {url} (data: {config.data_path})", file=sys.stderr, flush=True)
+        _signal_ready(ready_fd, url)
+        stopping = app[STATE].shutdown
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+        await stopping.wait()
+        print("duragent serve: stopping", file=sys.stderr, flush=True)
+    finally:
+        await runner.cleanup()
+        remove_run_info(config.data_path, os.getpid())
+
+
+def _signal_ready(ready_fd: int | None, url: str) -> None:
+    """Tell the client that started this server that it is ready (a line on the pipe it gave)."""
+    if ready_fd is None:
+        return
+    try:
+        os.write(ready_fd, f"{url}\n".encode())
+        os.close(ready_fd)
+    except OSError:
+        pass  # the client gave up waiting; it finds the server through the run file next time
+
+
+def _freeze_startup_heap() -> None:
+    """Exempt everything built at start-up (modules, config, agents) from garbage collection.
+
+    A full collection scans every tracked object; with the start-up heap frozen it scans only what
+    the server made since, so its pauses (which stall every stream at once) stay a few ms. Imports
+    run without collections (`serve` disables them until the app is built): they leave ~2,000
+    unreachable objects, not worth the ~50 ms a full collection of their heap costs here.
+    """
+    import gc
+
+    gc.freeze()
+    gc.enable()
+
+
+def _bound_port(runner: Any, requested: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return requested
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _write_run_file(
+    config: DuragentConfig, state: ServerState, host: str, port: int, url: str, *, auto_started: bool
+) -> None:
+    from datetime import UTC, datetime
+
+    from duragent.client.runfile import EnvFingerprint, config_digest, write_run_info
+    from duragent.runtime.providers import provider_env_names
+
+    names = provider_env_names((agent.spec.model for agent in state.agents.loaded()), config.referenced_env)
+    write_run_info(
+        config.data_path,
+        {
+            "pid": os.getpid(),
+            "host": host,
+            "port": port,
+            "url": url,
+            "started_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "workspace_hash": config.workspace_hash,
+            "auto_started": auto_started,
+            "env": EnvFingerprint.of(names, os.environ).as_json(),
+            "config_digest": config_digest(config.source),
+        },
+    )
