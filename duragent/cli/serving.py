@@ -93,6 +93,9 @@ async def run_server(
     import asyncio
     import signal
 
+    from duragent.lazy_certificates import import_aiohttp
+
+    import_aiohttp()
     from aiohttp import web
 
     from duragent.client.runfile import remove_run_info
