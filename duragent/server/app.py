@@ -225,12 +225,13 @@ async def _open(
         keep_alive=keep_alive,
         shutdown_grace=shutdown_grace,
     )
-    from duragent.gateways.service import GatewayService
+    if config.gateways.external:
+        from duragent.gateways.service import GatewayService
 
-    state.gateways = GatewayService(state)
-    if cluster is None:
-        # Chats follow their sessions before recovery, so a resumed turn's reply reaches its chat.
-        await state.gateways.restore()
+        state.gateways = GatewayService(state)
+        if cluster is None:
+            # Chats follow their sessions before recovery, so a resumed turn's reply reaches its chat.
+            await state.gateways.restore()
     if cluster is not None:
         # Sessions of workers that died (or of the whole cluster's last stop) are adopted by the scan.
         cluster.start(manager)
@@ -238,8 +239,9 @@ async def _open(
         report = await manager.recover()
         if report.resumed or report.paused:
             log.info("recovered %d session(s), paused %d", len(report.resumed), len(report.paused))
-    await state.gateways.start()
-    stack.push_async_callback(state.gateways.stop)
+    if state.gateways is not None:
+        await state.gateways.start()
+        stack.push_async_callback(state.gateways.stop)
     state.schedules = await _start_scheduler(state, cluster)
     stack.push_async_callback(state.schedules.stop)
     runtime.schedules = state.schedules

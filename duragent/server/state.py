@@ -42,7 +42,7 @@ class ServerState:
     shutdown_grace: float = 10.0
     #: Set when a shutdown was asked for (SIGTERM, SIGINT or POST /api/admin/v1/shutdown).
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
-    #: Gateway plugins and their router (set in `create_app`'s lifecycle).
+    #: Gateway plugins and their router (set in `create_app`'s lifecycle; None without plugins).
     gateways: GatewayService | None = None
     #: Schedules: the timer that fires them and the store behind it (set in the lifecycle).
     schedules: Scheduler | None = None
