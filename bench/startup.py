@@ -99,6 +99,7 @@ def measure_prompt(argv: list[str], runs: int, cwd: Path) -> tuple[float, float]
     for i in range(runs + 1):
         start = time.perf_counter()
         child = pexpect.spawn(argv[0], argv[1:], cwd=str(cwd), env=env, encoding="utf-8", timeout=120)
+        child.delaybeforesend = None  # pexpect waits 50 ms before each send unless told not to
         child.expect("›")
         child.send("@")
         child.expect("@")
