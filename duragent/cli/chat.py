@@ -189,22 +189,8 @@ async def _server(
 
 def announce(connection: Connection, *, quiet: bool = False) -> None:
     """Tell the person (on stderr) that a server was started or restarted, or what to run."""
-    if connection.restarted_because and not quiet:
-        print(
-            f"restarted the workspace's server: {connection.restarted_because} "
-            f"(pid {connection.pid}, {connection.url})",
-            file=sys.stderr,
-        )
-    elif connection.started and not quiet:
-        print(
-            f"started the workspace's server (pid {connection.pid}, {connection.url}; "
-            f"log: {connection.log_path})",
-            file=sys.stderr,
-        )
-    if connection.advice:
-        print(f"warning: {connection.advice}", file=sys.stderr)
-    for problem in connection.problems:
-        print(f"warning: server not ready: {problem}", file=sys.stderr)
+    for line in connection.notices(quiet=quiet):
+        print(line, file=sys.stderr)
 
 
 @asynccontextmanager

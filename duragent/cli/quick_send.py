@@ -1,16 +1,19 @@
-"""The fast path of `duragent send` when the workspace's server already runs.
+"""The fast path of `duragent send`: to the workspace's running server, or to one it starts.
 
 A warm `send` is one small request and one streamed turn, yet the full command imports typer,
 pydantic (the configuration loader) and aiohttp first: 0.4-0.7 s before anything is sent. This
 path reads only what it needs with the standard library (duragent.yaml's `data_dir`, the run
 file the server wrote, the workspace's tokens) and talks through `AsyncioApiClient`, then runs
-the very same send logic (`duragent.cli.sending`).
+the very same send logic (`duragent.cli.sending`). When no server runs (a cold `send`), it starts
+one through the launcher, which waits for the server's own word that it is ready, and imports
+what sending takes while the server starts.
 
 It answers only when it is sure: the plain options (`--agent`, `--session`, `--new`, `--json`,
 `--no-stream`; a message on stdin goes the full way), a configuration it can read without the
-full loader, and a running, up-to-date server of this workspace. Anything else returns None
-and the normal command runs, which starts, restarts or explains the server as usual; so does a
-server that cannot be reached before the message went out.
+full loader, and a server of this workspace that is up to date or not running at all. Anything
+else returns None and the normal command runs, which restarts or explains the server as usual;
+so does a server that cannot be reached before the message went out, or a new one that exited
+before it was ready (the full command loads the configuration and says what is wrong).
 """
 
 from __future__ import annotations
@@ -57,20 +60,63 @@ def quick_send(args: list[str], env: Mapping[str, str] | None = None) -> int | N
     """Send through the running server and return the exit status; None when the full command must run."""
     env = os.environ if env is None else env
     options = parse_send_options(args)
-    if options is None or options.message == "-":
-        # (a message on stdin could not be read twice if this path had to hand over after all)
+    if options is None or options.message == "-" or not options.message.strip():
+        # (a message on stdin could not be read twice if this path had to hand over after all;
+        # the full command says what is wrong with an empty one)
         return None
-    server = running_server(env)
+    server = running_server(env) or started_server(env, quiet=options.as_json)
     if server is None:
         return None
-    if not options.message.strip():
-        return None  # the full command says what is wrong
     return _send(server.url, server.token, server.data_path, options, options.message)
 
 
 def running_server(env: Mapping[str, str]) -> RunningServer | None:
     """The workspace's running server, found with the standard library; None when only the full
     command can tell (no workspace, a configuration that needs the loader, no server, a stale one)."""
+    located = _workspace_paths(env)
+    if located is None:
+        return None
+    config_path, data_path = located
+    url = _running_server(config_path, data_path, env)
+    if url is None:
+        return None
+    token = _api_token(data_path, env)
+    if token is None:
+        return None
+    return RunningServer(url, token, config_path, data_path)
+
+
+def started_server(env: Mapping[str, str], *, quiet: bool = False) -> RunningServer | None:
+    """Start the workspace's server when none runs (a cold `send`), with the standard library.
+
+    None when a server runs (out of date, or of another workspace: the full command decides what
+    to do), or when the new one exited before it was ready: the full command then loads the
+    configuration and says what is wrong with it.
+    """
+    located = _workspace_paths(env)
+    if located is None:
+        return None
+    config_path, data_path = located
+    from duragent.client.launcher import ServerExited, Workspace, connect
+    from duragent.client.runfile import read_run_info
+
+    if read_run_info(data_path) is not None:
+        return None
+    workspace = Workspace(data_path, config_path.resolve(), _workspace_hash(data_path))
+    try:
+        connection = connect(workspace, env=env, while_starting=_prepare_to_send)
+    except ServerExited:
+        return None
+    for line in connection.notices(quiet=quiet):
+        print(line, file=sys.stderr)
+    token = _api_token(data_path, env)
+    if token is None:
+        return None
+    return RunningServer(connection.url, token, config_path, data_path)
+
+
+def _workspace_paths(env: Mapping[str, str]) -> tuple[Path, Path] | None:
+    """duragent.yaml and the data directory, when the standard library can tell them."""
     if "DURAGENT_CONFIG" in env:
         return None
     from duragent.discovery import find_config
@@ -81,13 +127,12 @@ def running_server(env: Mapping[str, str]) -> RunningServer | None:
     data_path = data_path_of(config_path)
     if data_path is None:
         return None
-    url = _running_server(config_path, data_path, env)
-    if url is None:
-        return None
-    token = _api_token(data_path, env)
-    if token is None:
-        return None
-    return RunningServer(url, token, config_path, data_path)
+    return config_path, data_path
+
+
+def _workspace_hash(data_path: Path) -> str:
+    """What the server's run file and /readyz call this workspace (`DuragentConfig.workspace_hash`)."""
+    return hashlib.sha256(str(data_path).encode()).hexdigest()
 
 
 def parse_send_options(args: list[str]) -> SendOptions | None:
@@ -160,7 +205,7 @@ def _running_server(config_path: Path, data_path: Path, env: Mapping[str, str]) 
         return None
     if info is None or not info.url.startswith("http://") or not pid_alive(info.pid):
         return None
-    if info.workspace_hash != hashlib.sha256(str(data_path).encode()).hexdigest():
+    if info.workspace_hash != _workspace_hash(data_path):
         return None
     if info.config_digest and info.config_digest != config_digest(config_path):
         return None
@@ -180,6 +225,14 @@ def _api_token(data_path: Path, env: Mapping[str, str]) -> str | None:
     except DuragentError:
         return None
     return stored.api if stored is not None and stored.api else None
+
+
+def _prepare_to_send() -> None:
+    """Import what sending takes: while a new server starts, this runs beside its start."""
+    import duragent.cli.render
+    import duragent.cli.sending
+    import duragent.client.asyncio_client
+    import duragent.client.state  # noqa: F401
 
 
 def _send(url: str, token: str, data_path: Path, options: SendOptions, content: str) -> int | None:

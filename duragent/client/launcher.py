@@ -3,8 +3,9 @@
 Order: `--server URL` as given; else the server named in `<data_dir>/run/serve.json` (written by
 a server of this data directory once it is ready, so no request is needed to trust it); else a
 new `duragent serve` started detached (its own session, stdin from /dev/null, output appended to
-`<data_dir>/logs/serve.log`), on a free port unless `server.port` is set, so two workspaces never
-clash. The new server says it is ready on a pipe this client gave it: no polling.
+`<data_dir>/logs/serve.log`), on a free port unless `server.port` is set (the server decides:
+`serve --auto`), so two workspaces never clash. The new server says it is ready on a pipe this
+client gave it: no polling.
 
 When the environment the running server resolved providers with (API keys, base URLs) differs
 from this shell's, a server a terminal client started is restarted if it is idle; otherwise the
@@ -21,9 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +43,10 @@ LOG_MARK = "--- "
 
 class ServerStartFailed(DuragentError):
     """A server was started for the workspace but never became ready."""
+
+
+class ServerExited(ServerStartFailed):
+    """The server started for the workspace exited before it was ready (its log says why)."""
 
 
 class WrongWorkspace(DuragentError):
@@ -68,6 +71,20 @@ class Connection:
     #: What the person should run to bring the server up to date (empty when nothing).
     advice: str = ""
 
+    def notices(self, *, quiet: bool = False) -> list[str]:
+        """What to tell the person: that a server was started or restarted (unless `quiet`), what to run."""
+        lines = []
+        if self.restarted_because and not quiet:
+            lines.append(
+                f"restarted the workspace's server: {self.restarted_because} (pid {self.pid}, {self.url})"
+            )
+        elif self.started and not quiet:
+            lines.append(f"started the workspace's server (pid {self.pid}, {self.url}; log: {self.log_path})")
+        if self.advice:
+            lines.append(f"warning: {self.advice}")
+        lines += [f"warning: server not ready: {problem}" for problem in self.problems]
+        return lines
+
 
 @dataclass(frozen=True)
 class Workspace:
@@ -76,7 +93,6 @@ class Workspace:
     data_path: Path
     config_path: Path | None
     workspace_hash: str
-    port: int | None
 
 
 def workspace_of(config: DuragentConfig) -> Workspace:
@@ -85,7 +101,6 @@ def workspace_of(config: DuragentConfig) -> Workspace:
         config.data_path,
         config.source.resolve() if config.source is not None else None,
         config.workspace_hash,
-        config.http_port,
     )
 
 
@@ -100,8 +115,13 @@ def connect(
     server_url: str | None = None,
     start: bool = True,
     env: Mapping[str, str] | None = None,
+    while_starting: Callable[[], object] = lambda: None,
 ) -> Connection:
-    """The server for this workspace: `server_url`, the running one, or (with `start`) a new one."""
+    """The server for this workspace: `server_url`, the running one, or (with `start`) a new one.
+
+    `while_starting` runs while a new server starts (once it is spawned, before it is ready): a
+    client's own preparation then overlaps the server's.
+    """
     if server_url:
         return Connection(server_url.rstrip("/"))
     env = os.environ if env is None else env
@@ -130,7 +150,7 @@ def connect(
                 )
             reason = stale_because(current, workspace, env)
             stop_server(current)
-        connection = start_server(workspace)
+        connection = start_server(workspace, while_starting=while_starting)
         return Connection(
             connection.url,
             started=True,
@@ -170,6 +190,9 @@ def _restart_advice(info: RunInfo, workspace: Workspace, env: Mapping[str, str])
 
 def _busy(info: RunInfo) -> bool:
     """Whether the server runs a turn, waits for an approval, or has a client attached."""
+    import urllib.error
+    import urllib.request
+
     try:
         with urllib.request.urlopen(f"{info.url}/readyz", timeout=5) as response:
             body: Any = json.loads(response.read() or b"{}")
@@ -191,7 +214,7 @@ def stop_server(info: RunInfo, timeout: float = STOP_TIMEOUT) -> None:
         time.sleep(0.02)
 
 
-def start_server(workspace: Workspace) -> Connection:
+def start_server(workspace: Workspace, *, while_starting: Callable[[], object] = lambda: None) -> Connection:
     """Start `duragent serve` for the workspace, detached, and wait until it says it is ready."""
     log_path = log_file(workspace.data_path)
     read_end, write_end = os.pipe()
@@ -200,6 +223,7 @@ def start_server(workspace: Workspace) -> Connection:
     finally:
         os.close(write_end)
     try:
+        while_starting()
         url = _wait_ready(read_end, process)
     finally:
         os.close(read_end)
@@ -210,9 +234,7 @@ def start_server(workspace: Workspace) -> Connection:
                 f"the server started (pid {process.pid}) but was not ready within {START_TIMEOUT:g}s; "
                 f"see its log at {log_path}"
             )
-        raise ServerStartFailed(
-            f"the server could not start (exit status {code}):\n{last_start_output(log_path)}"
-        )
+        raise ServerExited(f"the server could not start (exit status {code}):\n{last_start_output(log_path)}")
     return Connection(url, started=True, pid=process.pid, log_path=log_path)
 
 
@@ -243,8 +265,6 @@ def spawn_server(workspace: Workspace, log_path: Path, *, ready_fd: int) -> subp
     log_path.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "duragent", *serve_arguments(workspace), "serve", "--auto"]
     command += ["--ready-fd", str(ready_fd)]
-    if workspace.port is None:
-        command += ["--port", "0"]
     with log_path.open("ab") as log:
         log.write(f"{LOG_MARK}{time.strftime('%Y-%m-%d %H:%M:%S')} started by a terminal client\n".encode())
         log.flush()

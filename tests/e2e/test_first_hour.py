@@ -364,3 +364,40 @@ async def test_a_warm_send_answers_without_loading_typer_pydantic_or_aiohttp(
     log = await duragent(workspace, "session", "log", session_id)
     for words in ("first words", "second words", "third words", "fourth words"):
         assert log.stdout.count(words) >= 1
+
+
+async def test_a_cold_send_starts_the_server_without_loading_typer_pydantic_or_aiohttp(
+    tmp_path: Path, workspaces: list[Path]
+) -> None:
+    """Issue #15.5: a cold `send` costs the server's start and the turn, not the full command's imports."""
+    workspace = await init(tmp_path / "ws")
+    workspaces.append(workspace)
+
+    cold = await duragent(workspace, "send", "first words", program=("-c", _REPORT_IMPORTS))
+
+    assert cold.returncode == 0, cold.stderr
+    assert 'You wrote 2 words: "first words"' in cold.stdout
+    assert "started the workspace's server (pid " in cold.stderr
+    assert "LOADED \n" in cold.stderr  # none of them
+    assert run_info(workspace)["auto_started"] is True
+    again = await duragent(workspace, "send", "second words")
+    assert again.returncode == 0, again.stderr
+    assert "started" not in again.stderr  # the same server answered
+
+
+async def test_a_cold_send_in_a_workspace_whose_duragent_yaml_is_broken_names_the_error(
+    tmp_path: Path, workspaces: list[Path]
+) -> None:
+    """The server it would start cannot: the message is the configuration's error, not the server's log."""
+    workspace = await init(tmp_path / "ws")
+    workspaces.append(workspace)
+    config = workspace / "duragent.yaml"
+    config.write_text(config.read_text().replace("on_disconnect: continue", "on_disconnect: sometimes"))
+
+    cold = await duragent(workspace, "send", "hello")
+
+    assert cold.returncode == 2, cold.stderr
+    assert "duragent.yaml" in cold.stderr
+    assert "on_disconnect" in cold.stderr
+    assert "could not start" not in cold.stderr
+    assert not (workspace / ".duragent" / "run" / "serve.json").exists()
