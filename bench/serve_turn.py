@@ -12,10 +12,10 @@ git on, git off, then the bare replay, so a slow spell of the shared machine fal
 - Overhead per turn: the turn's latency at the client minus the latency of a bare request of
   the same body (the exact bytes the server sent the model, recorded by the fake and replayed
   by this client in the same block): what remains is what `duragent serve` adds.
-- Server CPU per turn: utime + stime of the server process and its reaped children (the `git`
-  commands) from the first turn until the git-on server has committed everything, divided by
-  the turns; git on vs git off as a ratio, with the number of commits that landed while the
-  turns ran.
+- Server CPU per turn: utime + stime of the server process, its reaped children (the `git`
+  commands) and its running ones (the commit process of large batches) from the first turn
+  until the git-on server has committed everything, divided by the turns; git on vs git off
+  as a ratio, with the number of commits that landed while the turns ran.
 - Peak RSS of each server (VmHWM) and its growth per turn (VmRSS after turn 50 vs the end).
 - Start-up: `duragent serve` started to `/readyz` answering 200, `--startups` times after one
   untimed start (which writes bytecode); wall time and the server's CPU until then.
@@ -96,9 +96,10 @@ class Server:
         return self.root / ".duragent"
 
     def cpu_seconds(self) -> float:
-        """utime + stime of the server and of its children it has waited for (git commands)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return sum(int(value) for value in fields[11:15]) / _TICKS
+        """utime + stime of the server, of its children it has waited for (git commands), and of
+        the ones still running other than git (the commit process, with its own git commands)."""
+        pid = self.process.pid
+        return process_cpu(pid) + sum(process_cpu(child) for child in long_lived_children(pid))
 
     def memory_kib(self, key: str) -> int:
         """A line of /proc/PID/status in KiB (VmRSS, VmHWM)."""
@@ -188,6 +189,29 @@ async def bare(http: aiohttp.ClientSession, llm_url: str, bodies: Sequence[bytes
             await response.read()
         times.append(time.perf_counter() - started)
     return times
+
+
+def process_cpu(pid: int) -> float:
+    """utime + stime of a process and of the children it has waited for (0 once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return 0.0
+    return sum(int(value) for value in stat.rsplit(")", 1)[1].split()[11:15]) / _TICKS
+
+
+def long_lived_children(pid: int) -> list[int]:
+    """The running children of `pid`, any thread's, except short git commands (counted once reaped)."""
+    children = []
+    for listing in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in listing.read_text().split():
+            try:
+                name = Path(f"/proc/{child}/comm").read_text().strip()
+            except FileNotFoundError:
+                continue
+            if name != "git":
+                children.append(int(child))
+    return children
 
 
 def commits(data: Path) -> int:

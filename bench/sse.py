@@ -223,6 +223,9 @@ async def bench(sessions: int, chunks: int, pace: float, settings: str = RELAY_O
         try:
             async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
                 await wait_ready(http, url)
+                tokens = root / "data" / "run" / "tokens.json"
+                if tokens.exists():  # a server that requires its API token gets it, like the CLI
+                    http.headers["Authorization"] = f"Bearer {json.loads(tokens.read_text())['api_token']}"
 
                 async def new_sessions(agent: str) -> list[str]:
                     ids = []

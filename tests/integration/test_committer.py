@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -475,6 +476,83 @@ def test_a_key_shaped_token_appended_to_a_committed_file_blocks_that_file(root: 
     assert committer.commits_made == 1
     assert "AAEhBP0av28Zr0j3Cp" not in git(root, "log", "-p")
     assert git(root, "diff", "--name-only").split() == ["sessions/s1/events.jsonl"]
+
+
+# --- large batches: committed by a separate, lower-priority process, as the worker would --------
+
+
+@pytest.fixture
+def apart(root: Path) -> Iterator[Committer]:
+    secret = "super-secret-value-42"
+    committer = Committer(
+        GitRepo.open_or_init(root),
+        debounce=3600,
+        max_delay=3600,
+        author="Assistant Bot <bot@example.test>",
+        guard=SecretGuard({"MY_SERVICE_TOKEN": secret}),
+        separate_process_from=2,
+    )
+    committer.start()
+    yield committer
+    committer.close(timeout=15)
+
+
+def commit_process_pid(committer: Committer) -> int:
+    process = committer._commit_process
+    assert process is not None
+    assert process.pid is not None
+    return process.pid
+
+
+def test_a_large_batch_is_committed_apart_at_a_lower_priority_as_the_worker_would(
+    root: Path, apart: Committer, caplog: pytest.LogCaptureFixture
+) -> None:
+    committer = apart
+    memory = root / "memory" / "assistant" / "MEMORY.md"
+    memory.parent.mkdir(parents=True)
+    memory.write_text("- likes tea\n")
+    leaky = append_event(root, "leaky", "key super-secret-value-42")
+    for session in ("s1", "s2"):
+        path = append_event(root, session, "{}")
+        committer.notify(Change((path,), "session", session, "+1 events"))
+    committer.notify(Change((leaky,), "session", "leaky", "+1 events"))
+    committer.notify(Change((memory,), "memory", "assistant", "facts +1"))
+    with caplog.at_level(logging.ERROR):
+        committer.flush(timeout=30)
+
+    pid = commit_process_pid(committer)
+    assert pid != os.getpid()
+    assert os.getpriority(os.PRIO_PROCESS, pid) > os.getpriority(os.PRIO_PROCESS, 0)
+    # memory apart from session logs, the agent's author, the secret refused and logged here
+    assert git(root, "log", "--format=%an|%s").splitlines() == [
+        "Assistant Bot|2 sessions: 2 events",
+        "Assistant Bot|memory assistant: facts +1",
+    ]
+    assert "sessions/leaky/events.jsonl" not in git(root, "ls-tree", "-r", "--name-only", "HEAD")
+    assert "sessions/leaky/events.jsonl" in caplog.text
+    assert "MY_SERVICE_TOKEN" in caplog.text
+    assert (committer.commits_made, committer.files_refused) == (2, 1)
+    assert committer.last_commit == git(root, "rev-parse", "HEAD").strip()
+    assert git(root, "status", "--porcelain", "--untracked-files=no") == ""
+
+
+def test_a_batch_whose_commit_process_died_is_committed_by_a_new_one(root: Path, apart: Committer) -> None:
+    committer = apart
+    for session in ("s1", "s2"):
+        committer.notify(Change((append_event(root, session, "{}"),), "session", session, "+1 events"))
+    committer.flush(timeout=30)
+    first = commit_process_pid(committer)
+    os.kill(first, signal.SIGKILL)
+
+    for session in ("s1", "s2"):
+        committer.notify(Change((append_event(root, session, "{}"),), "session", session, "+1 events"))
+    with pytest.raises(CommitFailed, match="commit process ended"):
+        committer.flush(timeout=30)
+    committer.flush(timeout=30)  # retried (after a backoff) in a new process
+
+    assert commit_process_pid(committer) != first
+    assert git(root, "show", "HEAD:sessions/s1/events.jsonl") == "{}\n{}\n"
+    assert committer.last_error is None
 
 
 # --- commit messages -----------------------------------------------------------------------------
