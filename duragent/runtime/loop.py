@@ -206,8 +206,12 @@ class Runtime:
             notifications: asyncio.Queue[str] = asyncio.Queue()
             ctx = self._tool_context(agent, session, notifications, skills)
             steps = self._steps(session, agent, tools, policy, ctx, notifications, control, admission, skills)
-            async for event in steps:
-                yield event
+            # Each level closes the one below it when it stops early (a cancel, the caller closing
+            # the turn): the cleanup inside (an approval request withdrawn) happens now, not when
+            # the garbage collector's finalizer gets to it.
+            async with aclosing(steps):
+                async for event in steps:
+                    yield event
         finally:
             admission.leave()
 
@@ -232,7 +236,7 @@ class Runtime:
         control: TurnControl,
         admission: _Admission,
         skills: SkillSet,
-    ) -> AsyncIterator[RuntimeEvent]:
+    ) -> AsyncGenerator[RuntimeEvent, None]:
         provider = self.provider_for(agent)
         waiting = calls_awaiting_approval(session)
         if waiting:
@@ -240,11 +244,13 @@ class Runtime:
             # The turn stopped (a restart) while a person was being asked: none of these calls ran,
             # so ask again and carry on from there.
             paused = False
-            async for event in self._run_calls(
+            asked = self._run_calls(
                 session, agent, tools, policy, ctx, waiting, control, recorded=True, skills=skills
-            ):
-                paused = paused or isinstance(event, TurnPaused)
-                yield event
+            )
+            async with aclosing(asked):
+                async for event in asked:
+                    paused = paused or isinstance(event, TurnPaused)
+                    yield event
             if paused:
                 return
         # Calls left without a result by an interrupted run are answered before the model is asked again.
@@ -300,11 +306,11 @@ class Runtime:
                 yield TurnFinished(message_id, "".join(text), dict(turn_usage), truncated)
                 return
             paused = False
-            async for event in self._run_calls(
-                session, agent, tools, policy, ctx, calls, control, skills=skills
-            ):
-                paused = paused or isinstance(event, TurnPaused)
-                yield event
+            ran = self._run_calls(session, agent, tools, policy, ctx, calls, control, skills=skills)
+            async with aclosing(ran):
+                async for event in ran:
+                    paused = paused or isinstance(event, TurnPaused)
+                    yield event
             if paused:
                 return
             while not notifications.empty():
@@ -375,7 +381,7 @@ class Runtime:
         *,
         recorded: bool = False,
         skills: SkillSet | None = None,
-    ) -> AsyncIterator[RuntimeEvent]:
+    ) -> AsyncGenerator[RuntimeEvent, None]:
         if not recorded:
             await session.append_many(
                 [("tool_call", {"call_id": c.id, "tool": c.name, "arguments": c.arguments}) for c in calls]
@@ -405,11 +411,13 @@ class Runtime:
                     yield TurnPaused(control.pause_reason)
                     return
                 try:
-                    async for event in self._ask(session, agent, call, (subject, invocation), policy):
-                        if isinstance(event, ApprovalResolved):
-                            verdict = "allow" if event.decision != "deny" else "deny"
-                            person_approved = person_approved or verdict == "allow"
-                        yield event
+                    asking = self._ask(session, agent, call, (subject, invocation), policy)
+                    async with aclosing(asking):
+                        async for event in asking:
+                            if isinstance(event, ApprovalResolved):
+                                verdict = "allow" if event.decision != "deny" else "deny"
+                                person_approved = person_approved or verdict == "allow"
+                            yield event
                 except (asyncio.CancelledError, GeneratorExit):
                     # (GeneratorExit: the caller closed the turn while it was waiting for the answer.)
                     if not control.pause_requested:
@@ -479,7 +487,7 @@ class Runtime:
         call: ToolCall,
         target: tuple[str, str],
         policy: ToolPolicy,
-    ) -> AsyncIterator[RuntimeEvent]:
+    ) -> AsyncGenerator[RuntimeEvent, None]:
         subject, invocation = target
         waiting = self.approvals.request(
             call.id,
