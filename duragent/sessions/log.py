@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+import types
+from collections.abc import Callable, Coroutine, Generator, Sequence
 from typing import Any
 
 from duragent.ids import new_id
@@ -76,17 +77,20 @@ class SessionLog:
             ]
             # Once the store may have written the batch, the state and listeners must follow it even
             # if the caller is cancelled (a cancelled turn): otherwise the next seq would repeat one
-            # already on disk and every later append would be a SequenceConflict.
-            write = asyncio.ensure_future(self._store_and_apply(events))
-            try:
-                await asyncio.shield(write)
-            except asyncio.CancelledError:
-                while not write.done():
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await asyncio.wait({write})
-                if not write.cancelled():
-                    write.exception()  # retrieved: the cancellation is what the caller hears about
-                raise
+            # already on disk and every later append would be a SequenceConflict. An append that
+            # does not wait (the usual one: fsync on the event loop) cannot be cancelled midway and
+            # needs no task of its own; one that waits goes on in a task the caller cannot cancel.
+            write = run_until_it_waits(self._store_and_apply(events))
+            if write is not None:
+                try:
+                    await asyncio.shield(write)
+                except asyncio.CancelledError:
+                    while not write.done():
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await asyncio.wait({write})
+                    if not write.cancelled():
+                        write.exception()  # retrieved: the cancellation is what the caller hears about
+                    raise
         self._since_snapshot += len(events)
         if self._since_snapshot >= self.snapshot_every:
             await self.snapshot()
@@ -103,3 +107,35 @@ class SessionLog:
         """Write state.yaml now (also done every `snapshot_every` events)."""
         await self.store.save_snapshot(self.state.to_snapshot())
         self._since_snapshot = 0
+
+
+def run_until_it_waits(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+    """Run `coroutine` here up to its first wait: None when it finished without one (its
+    exception, if any, raised here), else a task that runs the rest.
+
+    What Python 3.12's eager tasks do: a coroutine that completes at once costs no task, no
+    trips through the event loop.
+    """
+    try:
+        waiting_on = coroutine.send(None)
+    except StopIteration:
+        return None
+    return asyncio.ensure_future(_resume(coroutine, waiting_on))
+
+
+@types.coroutine
+def _resume(coroutine: Coroutine[Any, Any, None], waiting_on: Any) -> Generator[Any, Any, None]:
+    """The rest of a coroutine stopped on `waiting_on`, driven as `yield from` would drive it."""
+    while True:
+        try:
+            sent = yield waiting_on
+        except BaseException as exc:  # a cancellation of the task goes on to where the coroutine waits
+            try:
+                waiting_on = coroutine.throw(exc)
+            except StopIteration:
+                return
+            continue
+        try:
+            waiting_on = coroutine.send(sent)
+        except StopIteration:
+            return

@@ -11,6 +11,7 @@ from duragent.config import load_config
 from duragent.server.app import create_app
 from duragent.server.state import STATE
 from duragent.sessions.live import Ticket
+from duragent.sessions.log import run_until_it_waits
 from duragent.sessions.stream import Position
 from duragent.stores.base import SessionEvent
 from duragent.testing.fake_llm import FakeLLMServer, echo, text, tool_calls
@@ -238,14 +239,17 @@ async def test_a_message_sent_once_the_reply_is_stored_is_next_without_a_queue_r
     sent: list[tuple[bool, Ticket]] = []
 
     async def send_next() -> None:
-        busy = live.busy  # the first turn still tidies up (its status, a snapshot when due)
+        busy = live.busy  # the first turn has stored its reply and not ended yet
         sent.append((busy, await live.queue("second")))
 
     def on_reply(events: list[SessionEvent]) -> None:
         if any(e.type == "assistant_message" and e.payload["content"] == "first reply" for e in events):
-            tasks.add(asyncio.ensure_future(send_next()))
+            # sent at once, as the reply is stored: the turn that replied has not ended yet
+            rest = run_until_it_waits(send_next())
+            if rest is not None:
+                tasks.add(rest)
 
-    tasks: set[asyncio.Future[None]] = set()
+    tasks: set[asyncio.Task[None]] = set()
     live.log.listeners.append(on_reply)
     status, reply = await api.call("POST", f"/api/v1/sessions/{session_id}/messages", {"content": "first"})
     assert (status, reply["content"]) == (200, "first reply")
