@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,16 @@ def client_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _interruptible() -> None:
+    """In the child before exec: Ctrl-C interrupts, as in a person's terminal.
+
+    A test run started in the background by a shell without job control (`pytest ... &` in a
+    script, some CI runners) inherits SIGINT ignored, and an ignored signal stays ignored across
+    exec: the client would never see the Ctrl-C these tests press.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Terminal:
     """A command running in a pseudo-terminal, and everything it has shown (escapes removed)."""
 
@@ -42,6 +53,7 @@ class Terminal:
             encoding="utf-8",
             timeout=PATIENCE,
             dimensions=(40, 160),
+            preexec_fn=_interruptible,
         )
         self.seen = ""
 
