@@ -351,13 +351,14 @@ class LiveSession:
 
         So a message acknowledged as queued survives a crash: recovery queues it again. Its turn's
         `user_message` names it by `queue_id`. A message that starts at once needs no record: its
-        `user_message` is stored before the client hears anything. Nor does one that comes once
-        the running turn has stored its end (the reply that prompted it): that turn only tidies
-        up (a snapshot, its status), and the message starts right after it, ahead of nobody.
+        `user_message` is stored before the client hears anything. One that comes while the running
+        turn only tidies up (its end stored: the reply that prompted this message) is recorded
+        too, since a caller may answer before it starts (the web UI's redirect, a pause at the
+        turn's end), but it is next: no turn runs ahead of it.
         """
         if self.status == "ended":
             raise SessionEnded(self.session_id)
-        if not self._turn_running and not self._pending:
+        if self._turn is None and not self._pending:
             return self.enqueue(content, sender)
         payload: dict[str, Any] = {"queue_id": new_id("q"), "content": content}
         if sender:
