@@ -143,31 +143,39 @@ def main() -> None:
         # The first thing a newcomer types: answered without building the command tree.
         sys.stdout.write(text)
         return
-    if sys.argv[1:2] == ["send"]:
-        # A warm `send` answered without typer, pydantic or aiohttp (None: the full command runs).
-        from duragent.cli.quick_send import quick_send
-
-        code = quick_send(sys.argv[2:])
-        if code is not None:
-            sys.exit(code)
-    if sys.argv[1:2] in (["chat"], ["attach"]):
-        # Likewise `chat` and `attach` to their prompt (None: the full command runs).
-        from duragent.cli.quick_chat import quick_chat
-
-        code = quick_chat(sys.argv[1], sys.argv[2:])
-        if code is not None:
-            sys.exit(code)
-    if "serve" in sys.argv[1:]:
-        # The server's own start, without typer: what a cold `send` waits for (None: typer parses).
-        from duragent.cli.quick_serve import quick_serve
-
-        code = quick_serve(sys.argv[1:])
-        if code is not None:
-            sys.exit(code)
     from duragent.errors import DuragentError
 
     try:
+        code = _fast_path(sys.argv[1:])
+        if code is not None:
+            sys.exit(code)
         build_app()()
     except DuragentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        # typer says "Aborted!" for the commands it runs; a fast path interrupted before its
+        # own handling (a cold `send` while its server starts) says the same, not a traceback
+        print("\nAborted!", file=sys.stderr)
+        sys.exit(130)
+
+
+def _fast_path(args: list[str]) -> int | None:
+    """Answer `send`, `chat`/`attach` and `serve` without typer, pydantic or aiohttp when they
+    can be (their exit status); None when the full command must run."""
+    if args[:1] == ["send"]:
+        # A warm `send` (or a cold one that starts the server itself)
+        from duragent.cli.quick_send import quick_send
+
+        return quick_send(args[1:])
+    if args[:1] in (["chat"], ["attach"]):
+        # Likewise `chat` and `attach` to their prompt
+        from duragent.cli.quick_chat import quick_chat
+
+        return quick_chat(args[0], args[1:])
+    if "serve" in args:
+        # The server's own start, without typer: what a cold `send` waits for
+        from duragent.cli.quick_serve import quick_serve
+
+        return quick_serve(args)
+    return None

@@ -29,8 +29,8 @@ from pathlib import Path
 #: A top-level `data_dir:` whose value is a plain path (no quotes, variables or flow syntax).
 _DATA_DIR = re.compile(r"^data_dir:[ \t]*(?P<value>[^\s'\"#${}\[\]]*)[ \t]*(?:#.*)?$", re.MULTILINE)
 _DATA_DIR_KEY = re.compile(r"^data_dir:", re.MULTILINE)
-#: An API token set in duragent.yaml (not commented out).
-_API_TOKEN = re.compile(r"^[ \t]+api_token:", re.MULTILINE)
+#: An API token may be set in duragent.yaml (block or flow style: `server: {api_token: ...}`).
+_API_TOKEN = re.compile(r"^[^#\n]*\bapi_token\b", re.MULTILINE)
 _DEFAULT_DATA_DIR = "./.duragent/"
 
 

@@ -164,7 +164,7 @@ class AsyncioApiClient(ApiClient):
         data = json.dumps(body).encode() if body is not None else b""
         lines = [
             f"{method} {target} HTTP/1.1",
-            f"Host: {self._host}:{self._port}",
+            f"Host: {_host_header(self._host, self._port)}",
             "Connection: close",
             f"Accept: {accept}",
             f"Content-Length: {len(data)}",
@@ -230,3 +230,8 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, EOFError):
         return "the server closed the connection"
     return str(exc) or type(exc).__name__
+
+
+def _host_header(host: str, port: int) -> str:
+    """The Host header's value: an IPv6 address goes in brackets (RFC 7230, as in a URL)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -102,6 +102,19 @@ async def test_a_streamed_reply_arrives_as_tokens_then_done_with_positions(
     assert all(e.id for e in events)
 
 
+async def test_a_server_on_an_ipv6_address_is_reached(
+    tmp_path: Path, fake_model: FakeLLMServer, env_key: None, client_type: type[ApiClient]
+) -> None:
+    config = make_workspace(tmp_path, fake_model.url)
+    server = await start_test_server(TestServer(create_app(config), host="::1"))
+    try:
+        async with client_type(url_of(server), token=api_token(config)) as api:
+            session = await api.create_session("helper")
+    finally:
+        await server.close()
+    assert session["agent"] == "helper"
+
+
 async def test_events_after_a_position_replay_exactly_what_came_later(
     tmp_path: Path, fake_model: FakeLLMServer, env_key: None, client_type: type[ApiClient]
 ) -> None:

@@ -56,6 +56,7 @@ def test_the_data_directory_is_read_from_a_plain_duragent_yaml(tmp_path: Path) -
         "data_dir: 'quoted dir'\n",
         "data_dir:\n  - odd\n",
         "server:\n  api_token: ${MY_TOKEN}\n",
+        "server: {host: 127.0.0.1, api_token: ${MY_TOKEN}}\n",
         "data_dir: a\ndata_dir: b\n",
     ],
 )
