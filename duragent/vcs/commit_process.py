@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 #: How much lower than the server's the commit process's CPU priority is (its git commands inherit it).
 NICENESS = 10
+#: The server's process id, given to the child: it stops when its parent is no longer that process.
+PARENT_ENV = "DURAGENT_COMMIT_PROCESS_PARENT"
+_PR_SET_PDEATHSIG = 1
 
 #: A change as it crosses the pipe: paths as strings (pickling `Path` objects costs more than the rest).
 _WireChange = tuple[tuple[str, ...], str, str, str, tuple[str, ...], bytes | None]
@@ -123,7 +126,7 @@ class CommitProcess:
         python_path = os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))
         process = subprocess.Popen(
             [sys.executable, "-m", __name__],
-            env={**os.environ, "PYTHONPATH": python_path},
+            env={**os.environ, "PYTHONPATH": python_path, PARENT_ENV: str(os.getpid())},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             # the data directory, not the server's folder: a `duragent/` folder there would be imported
@@ -202,6 +205,8 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
             request = _receive(requests)
         except EOFError:
             return
+        if _server_gone():
+            return
         assert isinstance(request, list)
         batch = [
             Change(tuple(map(Path, paths)), kind, subject, summary, details, content)
@@ -223,8 +228,32 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
         _send(replies, outcome)
 
 
+def _die_with_the_server() -> None:
+    """Have the kernel kill this process when the server's thread that started it ends (Linux).
+
+    After a `kill -9` of the server, a commit still running here would go on writing the
+    person's index while the restarted server commits the same files, leaving entries older
+    than HEAD (`git status`: MM). Killed with the server, it leaves what a server killed in
+    mid-commit leaves, which the next start repairs. The committer's thread closes this process
+    before it ends, so a normal stop is not cut short.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if _server_gone():  # it died before the line above took effect
+        sys.exit(0)
+
+
+def _server_gone() -> bool:
+    """True when the server that started this process has ended (this process was re-parented)."""
+    parent = os.environ.get(PARENT_ENV)
+    return parent is not None and os.getppid() != int(parent)
+
+
 def main() -> None:
     """The child's entry point: stdin and stdout are the pipes to the server."""
+    _die_with_the_server()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.nice(NICENESS)

@@ -555,6 +555,75 @@ def test_a_batch_whose_commit_process_died_is_committed_by_a_new_one(root: Path,
     assert committer.last_error is None
 
 
+SERVER_WITH_A_COMMIT_PROCESS = """
+import sys
+from pathlib import Path
+from duragent.stores.base import Change
+from duragent.vcs.committer import Committer
+from duragent.vcs.repo import GitRepo
+
+root = Path(sys.argv[1])
+repo = GitRepo.open_or_init(root)
+repo.lock_timeout = 600
+committer = Committer(repo, debounce=3600, max_delay=3600, separate_process_from=1)
+committer.start()
+path = root / "sessions" / "s1" / "events.jsonl"
+path.parent.mkdir(parents=True)
+for line in sys.stdin:  # each line: one more event, committed by the commit process
+    with path.open("a") as log:
+        log.write("{}\\n")
+    committer.notify(Change((path,), "session", "s1", "+1 events"))
+    committer.flush(timeout=3600)
+    print(committer._commit_process.pid, flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the kernel's parent-death signal is Linux's")
+def test_a_commit_in_hand_ends_with_a_server_killed_by_sigkill(root: Path) -> None:
+    # Left running, the commit would write the person's index after the restarted server's.
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER_WITH_A_COMMIT_PROCESS, str(root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdin is not None
+    assert server.stdout is not None
+    server.stdin.write("commit\n")
+    server.stdin.flush()
+    child = int(server.stdout.readline())
+    lock = root / ".git" / "index.lock"
+    lock.touch()  # the next commit waits for it (for up to 600 s)
+    server.stdin.write("commit\n")
+    server.stdin.flush()
+    deadline = time.monotonic() + 30
+    while _waiting_for_input(child):  # until it has the batch and waits for the lock
+        assert time.monotonic() < deadline, "the commit process never took the second batch"
+        time.sleep(0.02)
+    os.kill(server.pid, signal.SIGKILL)
+    server.wait()
+    deadline = time.monotonic() + 30
+    while _process_state(child) != "gone":
+        assert time.monotonic() < deadline, "the commit process outlived its server"
+        time.sleep(0.02)
+    lock.unlink()
+
+
+def _waiting_for_input(pid: int) -> bool:
+    """True while the process is blocked reading (system call 0 on x86-64, 63 on arm64)."""
+    call = Path(f"/proc/{pid}/syscall").read_text().split()[0]
+    return call in ("0", "63")
+
+
+def _process_state(pid: int) -> str:
+    """The process's state letter (`ps`), or "gone" when it has ended (a zombie counts)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return "gone"
+    return "gone" if state == "Z" else state
+
+
 # --- commit messages -----------------------------------------------------------------------------
 
 
