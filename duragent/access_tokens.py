@@ -13,11 +13,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from duragent.errors import ConfigError
 
@@ -29,8 +27,7 @@ API_TOKEN_ENV = "DURAGENT_API_TOKEN"
 ADMIN_TOKEN_ENV = "DURAGENT_ADMIN_TOKEN"
 
 
-@dataclass(frozen=True)
-class AccessTokens:
+class AccessTokens(NamedTuple):
     """The bearer tokens guarding `/api/v1` (api) and `/api/admin/v1` (admin)."""
 
     api: str
@@ -76,6 +73,8 @@ def ensure_tokens(data_path: Path) -> AccessTokens:
     if not ignore.exists():
         # run/ ignores itself, whatever the data repository's own .gitignore says.
         ignore.write_text("*\n", encoding="utf-8")
+    import secrets  # (only here: reading tokens, as every client does, needs no random numbers)
+
     made = AccessTokens(api=secrets.token_urlsafe(32), admin=secrets.token_urlsafe(32))
     text = json.dumps({"api_token": made.api, "admin_token": made.admin}, indent=2) + "\n"
     temporary = path.with_name(f".tokens.{os.getpid()}.{secrets.token_hex(4)}.tmp")

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from duragent.cli.context import print_table
 from duragent.cli.sending import agent_name, full_id, pick_session
 
 if TYPE_CHECKING:
@@ -27,8 +25,7 @@ RECENT_TURNS = 3
 INTERRUPTED = "\n(interrupted; the session keeps going: `duragent attach --last` to come back)"
 
 
-@dataclass(frozen=True)
-class Attachment:
+class Attachment(NamedTuple):
     """A session this terminal is about to show: the server's view of it and of its agent, and
     where to replay from."""
 
@@ -102,6 +99,8 @@ async def list_attachable(api: ApiClient, client: ClientState, *, hint: bool) ->
         ]
         for s in sessions
     ]
+    from duragent.cli.context import print_table
+
     print_table(["SESSION", "AGENT", "STATE", "LAST ACTIVITY", "UNSEEN"], rows)
     if hint:
         print("\nAttach with: duragent attach <SESSION>  (or --last)")

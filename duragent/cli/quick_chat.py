@@ -20,8 +20,7 @@ import gc
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from duragent.cli.chatting import Attachment
@@ -39,8 +38,7 @@ _SWITCHES = {
 }
 
 
-@dataclass(frozen=True)
-class TerminalOptions:
+class TerminalOptions(NamedTuple):
     """What `chat` or `attach` was asked."""
 
     command: str

@@ -23,8 +23,8 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 #: A top-level `data_dir:` whose value is a plain path (no quotes, variables or flow syntax).
 _DATA_DIR = re.compile(r"^data_dir:[ \t]*(?P<value>[^\s'\"#${}\[\]]*)[ \t]*(?:#.*)?$", re.MULTILINE)
@@ -34,8 +34,7 @@ _API_TOKEN = re.compile(r"^[^#\n]*\bapi_token\b", re.MULTILINE)
 _DEFAULT_DATA_DIR = "./.duragent/"
 
 
-@dataclass(frozen=True)
-class SendOptions:
+class SendOptions(NamedTuple):
     """What `duragent send` was asked."""
 
     message: str
@@ -46,8 +45,7 @@ class SendOptions:
     no_stream: bool = False
 
 
-@dataclass(frozen=True)
-class RunningServer:
+class RunningServer(NamedTuple):
     """This workspace's server, running and up to date, and what a client needs to talk to it."""
 
     url: str

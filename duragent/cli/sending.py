@@ -11,8 +11,6 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
 
-from duragent.cli.context import print_json
-
 if TYPE_CHECKING:
     from duragent.client.http import ApiClient
     from duragent.client.state import ClientState
@@ -113,6 +111,8 @@ async def send_one(
     if approval is not None:
         result["approval"] = approval_help(api, session_id, approval)
     if as_json:
+        from duragent.cli.context import print_json
+
         print_json(result)
     elif error:
         side.error(f"✗ {error['message']} ({error['code']})")

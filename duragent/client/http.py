@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 from duragent.client.sse import read_sse
 from duragent.errors import DuragentError, NotFound
@@ -72,8 +71,7 @@ class SessionGone(ApiError):
     """The session has ended and takes no more messages."""
 
 
-@dataclass(frozen=True)
-class ServerEvent:
+class ServerEvent(NamedTuple):
     """One event of a session's stream: its position (`"12"`, `"12.3"`), name and JSON data."""
 
     id: str | None

@@ -16,11 +16,9 @@ import hashlib
 import hmac
 import json
 import os
-import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 RUN_FOLDER = "run"
 RUN_FILENAME = "serve.json"
@@ -35,8 +33,7 @@ PROVIDER_ENV = (
 )
 
 
-@dataclass(frozen=True)
-class EnvFingerprint:
+class EnvFingerprint(NamedTuple):
     """A keyed hash of some environment variables' values (absent ones count as absent)."""
 
     names: tuple[str, ...]
@@ -47,7 +44,10 @@ class EnvFingerprint:
     def of(cls, names: Iterable[str], env: Mapping[str, str], salt: str | None = None) -> EnvFingerprint:
         """The fingerprint of `names` in `env`, with a new random salt unless one is given."""
         ordered = tuple(sorted(set(names)))
-        salt = salt if salt is not None else secrets.token_hex(16)
+        if salt is None:
+            import secrets  # only the server makes a fingerprint; clients compare with one
+
+            salt = secrets.token_hex(16)
         return cls(ordered, salt, _digest(ordered, env, salt))
 
     def matches(self, env: Mapping[str, str]) -> bool:
@@ -67,8 +67,7 @@ def _digest(names: tuple[str, ...], env: Mapping[str, str], salt: str) -> str:
     return mac.hexdigest()
 
 
-@dataclass(frozen=True)
-class RunInfo:
+class RunInfo(NamedTuple):
     """What a running `duragent serve` wrote to `<data_dir>/run/serve.json`."""
 
     pid: int

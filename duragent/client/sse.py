@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterable, AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True)
-class SseMessage:
+class SseMessage(NamedTuple):
     """One dispatched frame: an event (`event`, `data`, `id`) or a comment (`comment` set)."""
 
     event: str = "message"
@@ -36,16 +34,16 @@ class SseMessage:
         return value if isinstance(value, dict) else {"value": value}
 
 
-@dataclass
 class SseParser:
     """Incremental parser: feed it bytes as they arrive, take the complete messages out."""
 
-    last_event_id: str | None = None
-    _buffer: str = ""
-    _event: str = ""
-    _data: list[str] = field(default_factory=list)
-    _has_data: bool = False
-    _pending_bytes: bytes = b""
+    def __init__(self, last_event_id: str | None = None):
+        self.last_event_id = last_event_id
+        self._buffer = ""
+        self._event = ""
+        self._data: list[str] = []
+        self._has_data = False
+        self._pending_bytes = b""
 
     def feed(self, chunk: bytes) -> list[SseMessage]:
         """Messages completed by `chunk` (partial lines wait for the next chunk)."""

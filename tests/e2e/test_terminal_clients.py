@@ -444,6 +444,29 @@ finally:
 """
 
 
+#: Runs `duragent ARGS` as the console script does, then says whether any dataclass was made.
+_REPORT_DATACLASSES = """
+import sys
+from duragent.cli import main
+try:
+    main()
+finally:
+    print("dataclasses: " + ("loaded" if "dataclasses" in sys.modules else "never"), file=sys.stderr)
+"""
+
+
+def test_chat_reaches_its_prompt_without_making_a_dataclass(workspace: Path, server: dict[str, Any]) -> None:
+    """Issue #15.5: making a dataclass costs ~3-4M instructions (~1 ms) when its module is
+    imported; the records on the way to chat's prompt are NamedTuples and plain classes."""
+    term = Terminal(["chat"], workspace, program=[sys.executable, "-c", _REPORT_DATACLASSES])
+    term.expect("helper · fake-model via openai")
+    term.prompt()
+    term.child.sendcontrol("d")
+    shown = term.finish()
+    assert "continues in the background" in shown
+    assert "dataclasses: never" in shown
+
+
 def test_chat_with_the_server_running_loads_no_typer_pydantic_or_aiohttp(
     workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
 ) -> None:
