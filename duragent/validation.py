@@ -6,7 +6,6 @@ knows where each path is, and this module writes the sentence a user reads.
 
 from __future__ import annotations
 
-import difflib
 import types
 import typing
 from typing import Any, TypeVar
@@ -158,6 +157,8 @@ def _walk_model(
     fields = _field_names(model)
     for key, value in data.items():
         if key not in fields:
+            import difflib  # here, not at import: only an unknown key needs it
+
             close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             where = dotted((*path, key))

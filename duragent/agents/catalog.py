@@ -6,13 +6,18 @@ import json
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from duragent.agents.loader import AGENT_FILENAME, Agent, AgentFileLayout, discover_agents, load_agent
 from duragent.agents.spec import is_shorthand
 from duragent.errors import ConfigError, NotFound, Problem, UsageError
 from duragent.ids import check_name
-from duragent.scaffold import FileAction, write_file
 from duragent.yaml_source import FieldPath, load_yaml_text
+
+if TYPE_CHECKING:
+    # `duragent init`'s module (templates, provider probes) is imported only by the copies that
+    # write files: the server loads agents through this module at every start.
+    from duragent.scaffold import FileAction
 
 
 class AgentNotFound(NotFound):
@@ -89,6 +94,8 @@ class AgentCatalog:
         agent.yaml is edited as text, so comments and layout survive. Existing files are left
         alone unless `force`, which saves a `.bak` copy first. Backups are not copied.
         """
+        from duragent.scaffold import write_file
+
         check_name(name, "agent name")
         origin = self.get(source)
         target = self.agents_dir / name
@@ -164,6 +171,8 @@ def _yaml_scalar(value: str) -> str:
 
 def _copy_file(source: Path, target: Path, *, force: bool) -> FileAction:
     """Copy one file of an agent folder (text through write_file; executable bits kept)."""
+    from duragent.scaffold import FileAction, write_file
+
     try:
         content = source.read_text(encoding="utf-8")
     except UnicodeDecodeError:

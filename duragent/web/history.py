@@ -1,19 +1,24 @@
-"""Dashboard: the data repository's timeline (as `duragent history` shows it), diffs, revert."""
+"""Dashboard: the data repository's timeline (as `duragent history` shows it), diffs, revert.
+
+The history and revision readers are imported by the pages that show them, not by every
+`serve` start (which registers these routes but seldom serves them).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from duragent.errors import UsageError
 from duragent.server.state import STATE
-from duragent.vcs.history import read_history
-from duragent.vcs.repo import GitRepo
-from duragent.vcs.revisions import RevertRefused, check_revertible, revert_revision, show_revision
 from duragent.web.login import UI_PREFIX, form_endpoint
 from duragent.web.pages import render, see_other
-from duragent.workspace import Workspace
+
+if TYPE_CHECKING:
+    from duragent.vcs.repo import GitRepo
+    from duragent.workspace import Workspace
 
 #: Commits shown on the timeline.
 TIMELINE_LIMIT = 100
@@ -32,6 +37,8 @@ async def timeline(request: web.Request) -> web.Response:
     config = state.config
     entries = []
     if config.git.enabled:
+        from duragent.vcs.history import read_history
+
         entries = await asyncio.to_thread(
             read_history, config.data_path, limit=TIMELINE_LIMIT, agent_author=config.git.author
         )
@@ -44,6 +51,8 @@ async def timeline(request: web.Request) -> web.Response:
 
 async def revision(request: web.Request) -> web.Response:
     """GET /ui/history/{sha}: one change, its diff, and whether it can be reverted."""
+    from duragent.vcs.revisions import RevertRefused, check_revertible, show_revision
+
     state = request.app[STATE]
     repo = _repo(state.workspace)
     shown = await asyncio.to_thread(show_revision, repo, request.match_info["sha"], raw=True)
@@ -65,6 +74,8 @@ async def revision(request: web.Request) -> web.Response:
 @form_endpoint
 async def revert(request: web.Request, form: dict[str, str]) -> web.StreamResponse:
     """POST /ui/history/{sha}/revert (confirm=yes): undo the change with a commit by the person."""
+    from duragent.vcs.revisions import revert_revision
+
     state = request.app[STATE]
     repo = _repo(state.workspace)
     sha = request.match_info["sha"]

@@ -23,14 +23,12 @@ separate "edit" change, so the committer can attribute each line to whoever wrot
 from __future__ import annotations
 
 import asyncio
-import difflib
 import errno
 import fcntl
 import os
 import queue
 import shutil
 import stat
-import tarfile
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
@@ -38,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from duragent.errors import DuragentError, InvalidName
 from duragent.ids import check_name, ulid
@@ -60,6 +58,9 @@ from duragent.stores.base import (
     ignore_changes,
 )
 from duragent.stores.filesystem.locks import memory_file_lock
+
+if TYPE_CHECKING:
+    import tarfile
 
 WORLD = "world"
 LONG_TERM_FILE = "MEMORY.md"
@@ -377,6 +378,8 @@ def _keep_added_lines(seen: str, current: str, text: str) -> str:
     """`text` (a whole new file) plus the lines a person added to it since the store saw `seen`."""
     if current == seen:
         return text
+    import difflib  # here, not at import: only a person's concurrent edit needs it
+
     before, after = seen.splitlines(), current.splitlines()
     added: list[str] = []
     for tag, _i1, _i2, j1, j2 in difflib.SequenceMatcher(a=before, b=after, autojunk=False).get_opcodes():
@@ -510,6 +513,8 @@ def _write_archive(
     chunks: queue.Queue[bytes | BaseException | None],
     stop: threading.Event,
 ) -> None:
+    import tarfile  # here, not at import: only an export needs it
+
     sink = _ChunkWriter(chunks, stop)
     try:
         with tarfile.open(fileobj=sink, mode="w|gz") as archive:  # type: ignore[call-overload]
