@@ -41,6 +41,10 @@ def serve_workspace(state: CliState, options: ServeOptions) -> None:
     import asyncio
     import gc
 
+    from duragent.server.allocator import return_freed_memory
+
+    # Before the server allocates anything and starts a thread (each would get an arena).
+    return_freed_memory()
     # Everything start-up allocates lives as long as the server: collecting it is wasted work.
     gc.disable()
 
