@@ -1,4 +1,4 @@
-"""The fast path of `duragent chat` and `attach` when the workspace's server already runs.
+"""The fast path of `duragent chat` and `attach`: to the workspace's running server, or to one it starts.
 
 The full commands import typer, pydantic (the configuration loader) and aiohttp before the
 first request: 0.4-0.6 s before the prompt shows. A terminal session needs only the data
@@ -9,9 +9,10 @@ if ever (`/memory`). The session then runs exactly as the full command runs it
 
 It answers only when it is sure: the plain options (`chat --agent/--session/--new`,
 `attach [SESSION] --last/--list`), a configuration it can read without the full loader, and a
-running, up-to-date server of this workspace. Anything else returns None and the full command
-runs, which starts, restarts or explains the server as usual; so does a server that cannot be
-reached before the session is shown.
+running, up-to-date server of this workspace, or none running at all (it then starts one as a cold
+`send` does, through the launcher). Anything else returns None and the full command runs, which
+restarts or explains the server as usual; so does a server that cannot be reached before the
+session is shown, or a new one that exited before it was ready.
 """
 
 from __future__ import annotations
@@ -65,12 +66,17 @@ def quick_chat(command: str, args: list[str], env: Mapping[str, str] | None = No
     # instructions to the prompt and a third of those at exit. Once loaded they are frozen.
     gc.disable()
     try:
-        from duragent.cli.quick_send import running_server
+        from duragent.cli.quick_send import running_server, started_server
 
+        prompt = not options.lists_only and sys.stdin.isatty()
         server = running_server(env)
+        if server is not None:
+            _load_for_the_session(prompt=prompt)
+        else:
+            # None runs: start it as a cold `send` does, loading the session's modules meanwhile
+            server = started_server(env, while_starting=lambda: _load_for_the_session(prompt=prompt))
         if server is None:
             return None
-        _load_for_the_session(prompt=not options.lists_only and sys.stdin.isatty())
     finally:
         gc.freeze()
         gc.enable()

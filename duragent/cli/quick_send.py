@@ -22,7 +22,7 @@ import hashlib
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -84,8 +84,11 @@ def running_server(env: Mapping[str, str]) -> RunningServer | None:
     return RunningServer(url, token, config_path, data_path)
 
 
-def started_server(env: Mapping[str, str], *, quiet: bool = False) -> RunningServer | None:
-    """Start the workspace's server when none runs (a cold `send`), with the standard library.
+def started_server(
+    env: Mapping[str, str], *, quiet: bool = False, while_starting: Callable[[], object] | None = None
+) -> RunningServer | None:
+    """Start the workspace's server when none runs (a cold `send` or `chat`), with the standard
+    library; `while_starting` (by default: import what sending takes) runs while it starts.
 
     None when a server runs (out of date, or of another workspace: the full command decides what
     to do), or when the new one exited before it was ready: the full command then loads the
@@ -102,7 +105,7 @@ def started_server(env: Mapping[str, str], *, quiet: bool = False) -> RunningSer
         return None
     workspace = Workspace(data_path, config_path.resolve(), _workspace_hash(data_path))
     try:
-        connection = connect(workspace, env=env, while_starting=_prepare_to_send)
+        connection = connect(workspace, env=env, while_starting=while_starting or _prepare_to_send)
     except ServerExited:
         return None
     for line in connection.notices(quiet=quiet):

@@ -455,6 +455,31 @@ finally:
 """
 
 
+def test_a_cold_chat_starts_the_server_without_loading_typer_pydantic_or_aiohttp(
+    workspace: Path, fake_model: ThreadedFakeLLM
+) -> None:
+    """Issue #15.5: with no server running, `chat` starts one through the launcher, as a cold
+    `send` does, and imports what its session needs while the server starts."""
+    try:
+        fake_model.enqueue(text("A first answer."))
+        term = Terminal(["chat"], workspace, program=[sys.executable, "-c", _REPORT_IMPORTS])
+        started = term.expect(r"started the workspace's server \(pid (\d+)")
+        term.expect("helper · fake-model via openai")
+        term.prompt()
+        term.type("hello")
+        term.expect("A first answer.")
+        term.prompt()
+        term.child.sendcontrol("d")
+        shown = term.finish()
+        assert "loaded: nothing heavy" in shown
+        info = run_info(workspace)
+        assert info is not None
+        assert f"(pid {info['pid']}" in started
+        os.kill(int(info["pid"]), 0)  # the server outlived the terminal
+    finally:
+        stop_server(workspace)
+
+
 def test_chat_reaches_its_prompt_without_making_a_dataclass(workspace: Path, server: dict[str, Any]) -> None:
     """Issue #15.5: making a dataclass costs ~3-4M instructions (~1 ms) when its module is
     imported; the records on the way to chat's prompt are NamedTuples and plain classes."""
