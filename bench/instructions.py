@@ -5,7 +5,8 @@ instructions` has no counter on the VM this project runs on; valgrind's callgrin
 instructions a process executes whatever else runs, so it judges a change on a loaded machine.
 Measured: `python -c pass`, `duragent --help`, a warm `send` (whole process, the server runs) and
 `chat` to its prompt taking input (callgrind is asked for a dump with `callgrind_control` when a
-key typed at the prompt has echoed, so leaving is not counted). Medians of `--runs` each; with
+key typed at the prompt has echoed, so leaving is not counted), and the floor under `chat`: a
+bare prompt_toolkit prompt (`startup.py`'s). Medians of `--runs` each; with
 `--against DIR` the same for DIR's `duragent/` (put first on PYTHONPATH), alternating.
 
     python bench/instructions.py [--runs N] [--against DIR]    (needs valgrind)
@@ -23,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from startup import BARE_PROMPT  # (bench/ is the script's folder)
 
 _TOTAL = re.compile(r"^(?:summary|totals): (\d+)", re.MULTILINE)
 #: Runs the command as the console script does (valgrind needs an executable, not a script).
@@ -50,6 +53,9 @@ def main() -> None:
                         "duragent --help": _whole(_python(duragent, "--help"), workspace, env),
                         "duragent send (warm)": _whole(_python(duragent, "send", "hi"), workspace, env),
                         "duragent chat to prompt": _to_prompt(_python(duragent, "chat"), workspace, env),
+                        "bare prompt_toolkit prompt": _to_prompt(
+                            [sys.executable, "-c", BARE_PROMPT], workspace, env
+                        ),
                     }
                     for case, count in counts.items():
                         results[name].setdefault(case, []).append(count)

@@ -4,8 +4,10 @@ Prints the median wall time and peak RSS of each command over N runs (default 15
 ratio to the bare interpreter. Targets (issue 3): `--help` <= 120 ms, <= 40 MiB peak RSS.
 Issue 15: a cold `send` (no server running: it starts one and waits for it to be ready)
 <= 0.9 s, a warm `send` (the server runs) and `chat` to its prompt <= 150 ms; `chat` to its
-prompt when no server runs (it starts one) is printed beside them. The load average is printed
-with the figures: on a shared machine they mean little without it.
+prompt when no server runs (it starts one) is printed beside them, and so is the floor under
+`chat`: a bare prompt_toolkit prompt, the same measure for a program that only imports
+prompt_toolkit and shows its prompt. The load average is printed with the figures: on a shared
+machine they mean little without it.
 
     python bench/startup.py [--runs N]
 """
@@ -21,6 +23,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+#: The least a terminal client built on prompt_toolkit can do before its prompt takes input.
+BARE_PROMPT = """\
+from prompt_toolkit import PromptSession
+try:
+    PromptSession().prompt("› ")
+except EOFError:
+    pass
+"""
 
 
 def measure(argv: list[str], runs: int, cwd: Path, *, warm_up: bool = True) -> tuple[float, float]:
@@ -66,6 +77,10 @@ def main() -> None:
             loads["duragent send (warm)"] = os.getloadavg()[0]
             results["duragent chat to prompt"] = measure_prompt([duragent, "chat"], args.runs, workspace)
             loads["duragent chat to prompt"] = os.getloadavg()[0]
+            results["bare prompt_toolkit prompt"] = measure_prompt(
+                [sys.executable, "-c", BARE_PROMPT], args.runs, workspace
+            )
+            loads["bare prompt_toolkit prompt"] = os.getloadavg()[0]
             results["duragent chat (cold)"] = measure_cold_prompt(
                 [duragent, "chat"], stop, max(3, args.runs // 3), workspace
             )
