@@ -1,6 +1,6 @@
 """Turn overhead where the user meets it: HTTP through `duragent serve`, git and fsync on.
 
-    python bench/serve_turn.py [--turns 1000] [--quick] [--startups 5]
+    python bench/serve_turn.py [--turns 1000] [--quick] [--startups 5] [--against DIR]
 
 Four processes: the instant fake model (`duragent.testing.fake_llm`, its own process, recording
 every request body it receives), two `duragent serve` over fresh workspaces made by `init` with
@@ -19,6 +19,8 @@ git on, git off, then the bare replay, so a slow spell of the shared machine fal
 - Peak RSS of each server (VmHWM) and its growth per turn (VmRSS after turn 50 vs the end).
 - Start-up: `duragent serve` started to `/readyz` answering 200, `--startups` times after one
   untimed start (which writes bytecode); wall time and the server's CPU until then.
+- `--against DIR` (DIR holds another tree's `duragent/`): a third server, git on, runs that
+  tree's code in the same blocks, for an A/B of overhead and server CPU per turn in one run.
 
 Targets (2 cores, issue #17): median overhead <= 2.0 ms, p99 <= 5 ms; turns 951-1000 within
 15% of turns 1-50; server CPU per turn git on / git off <= 1.10; peak RSS <= 60 MiB; start-up
@@ -114,7 +116,10 @@ class Server:
 
 
 def launch(root: Path, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    """`duragent serve` of the workspace at `root` on `port`, its output in `root/serve.log`."""
+    """`duragent serve` of the workspace at `root` on `port`, its output in `root/serve.log`.
+
+    It runs in `root`, so the current folder's `duragent/` never shadows the one meant.
+    """
     with (root / "serve.log").open("ab") as log:
         return subprocess.Popen(
             [
@@ -130,6 +135,7 @@ def launch(root: Path, env: dict[str, str], port: int) -> subprocess.Popen[bytes
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=root,
         )
 
 
@@ -264,7 +270,7 @@ class Run:
     peak_kib: int = 0
 
 
-async def measure(turns: int, startups: int) -> None:
+async def measure(turns: int, startups: int, against: Path | None) -> None:
     # Servers load modules from bytecode, as an installed package does: with
     # PYTHONDONTWRITEBYTECODE set (some shells and CI set it) every start would compile the
     # package's source again, ~30% of a start's CPU on this machine.
@@ -289,11 +295,18 @@ async def measure(turns: int, startups: int) -> None:
                     server.stop()
                 on = await start_server(on_root, http, env)
                 off = await start_server(off_root, http, env)
+                other = None
+                if against is not None:
+                    other_root = make_workspace(root / "against", llm_url, git=True)
+                    other_env = {**env, "PYTHONPATH": str(against)}
+                    (await start_server(other_root, http, other_env)).stop()  # writes its bytecode
+                    other = await start_server(other_root, http, other_env)
                 try:
-                    await run_turns(http, turns, llm_url, record, on, off, startup_times)
+                    await run_turns(http, turns, llm_url, record, on, off, startup_times, other)
                 finally:
-                    on.stop()
-                    off.stop()
+                    for server in (on, off, other):
+                        if server is not None:
+                            server.stop()
             finally:
                 fake.terminate()
                 fake.wait(timeout=30)
@@ -307,13 +320,16 @@ async def run_turns(
     on: Server,
     off: Server,
     startup_times: list[tuple[float, float]],
+    other: Server | None = None,
 ) -> None:
     on_session, off_session = await new_session(http, on), await new_session(http, off)
-    results = {"on": Run(), "off": Run()}
+    other_session = await new_session(http, other) if other is not None else ""
+    results = {"on": Run(), "off": Run(), "against": Run()}
     replays: list[float] = []
     _, offset = read_recorded(record)  # the start-ups' requests, if any
     commits_before = commits(on.data)
-    cpu_start = {"on": on.cpu_seconds(), "off": off.cpu_seconds()}
+    servers = {"on": on, "off": off, **({"against": other} if other is not None else {})}
+    cpu_start = {name: server.cpu_seconds() for name, server in servers.items()}
     window = min(50, max(1, turns // 4))
     for first in range(0, turns, BLOCK):
         block = range(first, min(first + BLOCK, turns))
@@ -321,6 +337,9 @@ async def run_turns(
         bodies, offset = read_recorded(record, offset)
         results["off"].turns += [await turn(http, off, off_session, i) for i in block]
         _, offset = read_recorded(record, offset)
+        if other is not None:
+            results["against"].turns += [await turn(http, other, other_session, i) for i in block]
+            _, offset = read_recorded(record, offset)
         replays += await bare(http, llm_url, bodies)
         _, offset = read_recorded(record, offset)
         if len(bodies) != len(block):
@@ -331,8 +350,10 @@ async def run_turns(
     commits_during = commits(on.data) - commits_before
     load_end = load_average()
     await asyncio.to_thread(settle, on)
+    if other is not None:
+        await asyncio.to_thread(settle, other)  # its commits are counted like this tree's
     commits_total = commits(on.data) - commits_before
-    for name, server in (("on", on), ("off", off)):
+    for name, server in servers.items():
         result = results[name]
         result.cpu = server.cpu_seconds() - cpu_start[name]
         result.rss_end_kib = server.memory_kib("VmRSS")
@@ -350,7 +371,7 @@ def report(
     startup_times: list[tuple[float, float]],
     load_end: str,
 ) -> None:
-    on, off = results["on"], results["off"]
+    on, off, other = results["on"], results["off"], results["against"]
     overhead = [t - r for t, r in zip(on.turns, replays, strict=True)]
     overhead_off = [t - r for t, r in zip(off.turns, replays, strict=True)]
     early, late = statistics.median(overhead[:window]), statistics.median(overhead[-window:])
@@ -364,6 +385,13 @@ def report(
         ("overhead per turn, git off", overhead_off),
     ):
         print(f"{label:<40}{ms(statistics.median(values)):>9}{ms(p99(values)):>9}")
+    if other.turns:
+        overhead_other = [t - r for t, r in zip(other.turns, replays, strict=True)]
+        for label, values in (
+            ("turn through serve, against (git on)", other.turns),
+            ("overhead per turn, against", overhead_other),
+        ):
+            print(f"{label:<40}{ms(statistics.median(values)):>9}{ms(p99(values)):>9}")
     p50_ok = statistics.median(overhead) <= 0.002
     p99_ok = p99(overhead) <= 0.005
     print(f"overhead target: p50 <= 2.0 ms {verdict(p50_ok)}; p99 <= 5 ms {verdict(p99_ok)}")
@@ -378,6 +406,12 @@ def report(
         f"server CPU per turn (process + git children): git on {ms(per_on)} ms, git off {ms(per_off)} ms, "
         f"ratio {ratio:.3f} (target <= 1.10: {'ok' if ratio <= 1.10 else 'MISSED'})"
     )
+    if other.turns:
+        per_other = other.cpu / turns
+        print(
+            f"server CPU per turn, against (git on): {ms(per_other)} ms; this tree / against: "
+            f"{per_on / per_other:.3f}"
+        )
     print(
         f"commits by the git-on server: {commits_during} while the turns ran, {commits_total} with the last"
     )
@@ -404,9 +438,15 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=1000)
     parser.add_argument("--quick", action="store_true", help="200 turns, 2 start-ups")
     parser.add_argument("--startups", type=int, default=5, help="serve start-ups timed before the turns")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="a folder holding another tree's duragent/: a third server (git on) runs it",
+    )
     args = parser.parse_args()
     turns, startups = (200, 2) if args.quick else (args.turns, args.startups)
-    asyncio.run(measure(turns, startups))
+    against = args.against.resolve() if args.against is not None else None
+    asyncio.run(measure(turns, startups, against))
 
 
 if __name__ == "__main__":
