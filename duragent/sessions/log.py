@@ -2,12 +2,15 @@
 
 The one writer of a session: it assigns seq numbers, stamps ids and times, folds each event
 into the `SessionState`, and writes the `state.yaml` snapshot every `snapshot_every` events.
+That periodic snapshot is written in the background: it is a cache of events already durable
+in the log, so no append (and no turn) waits for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import types
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from typing import Any
@@ -15,6 +18,8 @@ from typing import Any
 from duragent.ids import new_id
 from duragent.sessions.state import SessionState, resume
 from duragent.stores.base import SessionEvent, SessionStore, utcnow
+
+log = logging.getLogger(__name__)
 
 
 class SessionLog:
@@ -25,6 +30,8 @@ class SessionLog:
         self.state = state
         self.snapshot_every = snapshot_every
         self._since_snapshot = 0
+        #: The periodic snapshot being written, if any (one at a time, in seq order).
+        self._snapshotting: asyncio.Task[None] | None = None
         # Seqs are numbered before the store's write awaits: two tasks appending at once (the turn,
         # a status change, a queued message) must take turns or both would claim the same seq.
         self._append_lock = asyncio.Lock()
@@ -93,7 +100,7 @@ class SessionLog:
                     raise
         self._since_snapshot += len(events)
         if self._since_snapshot >= self.snapshot_every:
-            await self.snapshot()
+            self._snapshot_in_background()
         return events
 
     async def _store_and_apply(self, events: list[SessionEvent]) -> None:
@@ -104,9 +111,41 @@ class SessionLog:
             listener(events)
 
     async def snapshot(self) -> None:
-        """Write state.yaml now (also done every `snapshot_every` events)."""
-        await self.store.save_snapshot(self.state.to_snapshot())
+        """Write state.yaml now, after any periodic snapshot still being written; done when this returns."""
+        await self.settle()
         self._since_snapshot = 0
+        await self.store.save_snapshot(self.state.to_snapshot())
+
+    async def settle(self) -> None:
+        """Wait for the periodic snapshot being written, if any (its failure is logged, not raised)."""
+        while self._snapshotting is not None and not self._snapshotting.done():
+            await asyncio.wait({self._snapshotting})
+
+    def _snapshot_in_background(self) -> None:
+        """Start writing the state as it is now; the count goes on while one is being written.
+
+        A turn's append does not wait for state.yaml (a temp file, its YAML, two fsyncs and a
+        rename: a few ms, once every `snapshot_every` events): what it holds is already durable in
+        the log, and resuming replays whatever it lacks.
+        """
+        if self._snapshotting is not None and not self._snapshotting.done():
+            return
+        self._since_snapshot = 0
+        self._snapshotting = asyncio.ensure_future(self.store.save_snapshot(self.state.to_snapshot()))
+        self._snapshotting.add_done_callback(self._snapshot_written)
+
+    def _snapshot_written(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            log.warning(
+                "session %s: state.yaml not written (%s); it is written again after the next events",
+                self.session_id,
+                error,
+            )
+        elif self._since_snapshot >= self.snapshot_every:
+            self._snapshot_in_background()  # events enough for another came while it was written
 
 
 def run_until_it_waits(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:

@@ -74,6 +74,7 @@ async def seed_sessions(root: Path) -> list[str]:
                     ("assistant_message", {"content": "ok", "usage": {"input_tokens": 3, "cost": 0.25}}),
                 ]
             )
+            await long.settle()  # a periodic snapshot is written in the background, between turns
         short = await SessionLog.create(store, agent="helper")
         await short.append("user_message", {"turn": 1, "content": "hello"})
         await short.append("session_end", {"reason": "done"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,38 @@ async def test_redaction_happens_before_the_event_reaches_disk(tmp_path: Path) -
     text = log_path(tmp_path, "s_secret").read_text()
     assert "sk-secret123" not in text
     assert "my key is [REDACTED:OPENAI_API_KEY]" in text
+
+
+async def test_appends_go_on_while_a_snapshot_is_being_written(tmp_path: Path) -> None:
+    # The snapshot's thread is held while it renders the conversation (its redaction runs there),
+    # so the append below can only complete if it does not wait for that write.
+    rendering, release = threading.Event(), threading.Event()
+
+    def held_while_rendering(payload: dict[str, Any]) -> dict[str, Any]:
+        if payload.get("content") == "held":
+            rendering.set()
+            release.wait(30)
+        return payload
+
+    store = FilesystemSessionStore(tmp_path / "sessions", redact=held_while_rendering)
+    try:
+        await store.append("s_busy", make_event(1))
+        snapshot = SessionSnapshot(
+            "s_busy", "helper", "active", 1, START, START, conversation=[{"role": "user", "content": "held"}]
+        )
+        writing = asyncio.ensure_future(store.save_snapshot(snapshot))
+        assert await asyncio.to_thread(rendering.wait, 30)
+
+        await asyncio.wait_for(store.append("s_busy", make_event(2)), 10)
+
+        assert not writing.done()
+        assert [event.seq for event in await store.read("s_busy")] == [1, 2]
+        release.set()
+        await writing
+        assert yaml.safe_load((tmp_path / "sessions" / "s_busy" / "state.yaml").read_text())["last_seq"] == 1
+    finally:
+        release.set()
+        await store.close()
 
 
 # --- change notifications ------------------------------------------------------------------------

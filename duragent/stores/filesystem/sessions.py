@@ -423,6 +423,7 @@ class FilesystemSessionStore:
         self._fsync_average: float | None = None  # unknown until the first fsync (done in a thread)
         self._writers: dict[str, _Writer] = {}
         self._guards: dict[str, asyncio.Lock] = {}
+        self._snapshot_guards: dict[str, asyncio.Lock] = {}
         self._conversation_yaml: dict[str, ConversationYaml] = {}
 
     # --- paths ---------------------------------------------------------------------------------
@@ -477,7 +478,7 @@ class FilesystemSessionStore:
     async def delete(self, session_id: str) -> None:
         """Remove the session's folder (log, snapshot, memory) under its lock; SessionNotFound if absent."""
         session_dir = self.session_dir(session_id)
-        async with self._guard(session_id):
+        async with self._snapshot_guard(session_id), self._guard(session_id):
             if not session_dir.is_dir():
                 raise SessionNotFound(session_id)
             writer = self._writers.pop(session_id, None)
@@ -516,14 +517,20 @@ class FilesystemSessionStore:
         return chosen if limit is None else chosen[:limit]
 
     async def save_snapshot(self, snapshot: SessionSnapshot) -> None:
-        """Write state.yaml atomically (temp file, fsync, rename, fsync dir) as this session's writer."""
+        """Write state.yaml atomically (temp file, fsync, rename, fsync dir) as this session's writer.
+
+        Appends go on while it is written (it holds the session's snapshot guard, not its append
+        guard): a snapshot only caches events the log already holds.
+        """
         session_id = snapshot.session_id
         path = self.snapshot_path(session_id)
         durable = self.fsync != "never"
-        async with self._guard(session_id):
-            await self._open_writer(session_id)
-            # Only the messages added since the last snapshot are rendered (under the guard, so one
-            # thread at a time uses this session's cache); the write and its fsyncs stay off the loop.
+        async with self._snapshot_guard(session_id):
+            async with self._guard(session_id):
+                await self._open_writer(session_id)
+            # Only the messages added since the last snapshot are rendered (under the snapshot
+            # guard, so one thread at a time uses this session's cache); the write and its fsyncs
+            # stay off the loop.
             rendered = self._conversation_yaml.setdefault(session_id, ConversationYaml(redact=self._redact))
             # Secrets stay out of state.yaml as out of the log (the conversation is redacted as rendered).
             shown = self._redacted_snapshot(snapshot)
@@ -546,7 +553,7 @@ class FilesystemSessionStore:
 
     async def release(self, session_id: str) -> None:
         """Close the session's log, release its lock and drop its caches (reopened on next write)."""
-        async with self._guard(session_id):
+        async with self._snapshot_guard(session_id), self._guard(session_id):
             writer = self._writers.pop(session_id, None)
             self._conversation_yaml.pop(session_id, None)
             if writer is not None:
@@ -568,6 +575,16 @@ class FilesystemSessionStore:
         guard = self._guards.get(session_id)
         if guard is None:
             guard = self._guards[session_id] = asyncio.Lock()
+        return guard
+
+    def _snapshot_guard(self, session_id: str) -> asyncio.Lock:
+        """Serialises one session's snapshot writes (and its release or delete after them).
+
+        Taken before the append guard wherever both are held.
+        """
+        guard = self._snapshot_guards.get(session_id)
+        if guard is None:
+            guard = self._snapshot_guards[session_id] = asyncio.Lock()
         return guard
 
     async def _open_writer(self, session_id: str) -> _Writer:
