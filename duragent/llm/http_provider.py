@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _READ_SIZE = 64 * 1024
+#: Seconds a finished reply's connection may take to send the rest of its body (the chunked
+#: encoding's end, usually a read behind `[DONE]`) before it is closed instead of reused.
+_DRAIN_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,8 @@ class HttpProvider(ABC):
         self.retry = retry or RetryPolicy()
         self.timeouts = timeouts or Timeouts()
         self._session: aiohttp.ClientSession | None = None
+        #: Finished replies whose body's end is still on its way (see `_reuse_when_ended`).
+        self._draining: set[asyncio.Task[None]] = set()
 
     @property
     @abstractmethod
@@ -128,12 +133,19 @@ class HttpProvider(ABC):
                     raise failure.error from failure
                 await asyncio.sleep(self._wait_before_retry(failure, attempt))
 
+    @property
+    def draining(self) -> int:
+        """Finished replies whose body's end has not arrived yet (their connections not yet pooled)."""
+        return len(self._draining)
+
     async def complete(self, request: LLMRequest) -> Completion:
         """The whole reply, gathered from `stream`."""
         return await collect_completion(self.stream(request))
 
     async def close(self) -> None:
         """Close the HTTP session and its connections."""
+        for task in self._draining:
+            task.cancel()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -218,10 +230,24 @@ class HttpProvider(ABC):
         finally:
             # An unfinished body (error, cancellation, abandoned iterator) must not go back to the
             # pool: closing it is what tells the server the client has gone.
-            if finished:
+            if not finished:
+                response.close()
+            elif response.content.at_eof():
                 response.release()
             else:
-                response.close()
+                self._reuse_when_ended(response)
+
+    def _reuse_when_ended(self, response: aiohttp.ClientResponse) -> None:
+        """Read the end of a finished reply's body in the background, then pool its connection.
+
+        The reply is complete at `[DONE]`, but the body's own end often arrives a read later;
+        released before it, the connection would be closed, and the next request would pay for
+        a new one (a connect and its handshake, a quarter of the turns on loopback). The turn
+        does not wait for it.
+        """
+        task = asyncio.ensure_future(_read_to_end(response))
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
 
     async def _read(self, response: aiohttp.ClientResponse, url: str) -> bytes:
         import aiohttp
@@ -290,6 +316,28 @@ class HttpProvider(ABC):
         return StreamTimeout(
             f"no data from {self.name} for {self.timeouts.idle:g} s ({url})", provider=self.name, url=url
         )
+
+
+async def _read_to_end(response: aiohttp.ClientResponse) -> None:
+    """Read what is left of a finished reply; release its connection to the pool, or close it
+    when the rest does not come within `_DRAIN_SECONDS` or the connection breaks."""
+    import aiohttp
+
+    reusable = False
+    try:
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            while await response.content.readany():
+                pass
+        reusable = True
+    except (TimeoutError, aiohttp.ClientError):
+        # A body that does not end (or a broken one) costs its connection, nothing else: the
+        # reply it carried was already complete.
+        reusable = False
+    finally:
+        if reusable:
+            response.release()
+        else:
+            response.close()
 
 
 def _joined_text(chunks: list[StreamChunk]) -> list[StreamChunk]:

@@ -87,6 +87,9 @@ class ScriptedResponse:
     late_input_usage: bool = False
     #: Extra response headers (e.g. `retry-after-ms` on an error).
     headers: tuple[tuple[str, str], ...] = ()
+    #: Seconds between a streamed reply's last event and the end of its body (the chunked
+    #: encoding's last chunk), which a client then reads separately.
+    end_delay: float = 0.0
 
 
 def text(
@@ -98,10 +101,12 @@ def text(
     usage: tuple[int, int] | None = None,
     finish: Literal["stop", "length"] = "stop",
     late_input_usage: bool = False,
+    end_delay: float = 0.0,
 ) -> ScriptedResponse:
     """Reply with `content`, streamed in `chunks` pieces of near-equal length.
 
-    `finish="length"` ends it as cut off by the token limit (`length` / `max_tokens`).
+    `finish="length"` ends it as cut off by the token limit (`length` / `max_tokens`);
+    `end_delay` holds the body's end back after the reply's last event.
     """
     return ScriptedResponse(
         "text",
@@ -112,6 +117,7 @@ def text(
         usage=usage,
         finish=finish,
         late_input_usage=late_input_usage,
+        end_delay=end_delay,
     )
 
 
@@ -217,6 +223,8 @@ class RecordedRequest:
     path: str
     headers: Mapping[str, str]
     body: Any
+    #: The client's address and port: which connection the request came on.
+    peer: str = ""
 
     @property
     def messages(self) -> list[Any]:
@@ -325,7 +333,10 @@ class FakeLLMServer(FakeServer):
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        recorded = RecordedRequest(api, request.path, dict(request.headers), body)
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        recorded = RecordedRequest(
+            api, request.path, dict(request.headers), body, f"{peer[0]}:{peer[1]}" if peer else ""
+        )
         self.requests.append(recorded)
         self.notify()
         if self._queue:
@@ -393,6 +404,8 @@ class FakeLLMServer(FakeServer):
         if response.kind in _INTERRUPTED:
             return await self._interrupt(request, stream, writer, response)
         await stream.write(writer.closing())
+        if response.end_delay:
+            await asyncio.sleep(response.end_delay)
         await stream.write_eof()
         return stream
 

@@ -26,6 +26,7 @@ from duragent.sessions.log import SessionLog
 from duragent.stores.filesystem.sessions import FilesystemSessionStore
 from duragent.testing.fake_llm import FakeLLMServer, error, text, tool_calls
 from tests.e2e.server_harness import Api
+from tests.waiting import until
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
@@ -216,6 +217,23 @@ async def test_a_proxy_retry_hint_beyond_the_limit_fails_at_once(fake_llm: FakeL
         with pytest.raises(ProviderRateLimited):
             await provider.complete(HELLO)
     assert len(fake_llm.requests) == 1
+
+
+async def test_a_reply_whose_body_ends_a_read_after_done_leaves_its_connection_for_the_next(
+    fake_llm: FakeLLMServer,
+) -> None:
+    # The body's end comes a while after `[DONE]`: the reply is complete without it, and its
+    # connection goes back to the pool when the end arrives instead of being closed.
+    fake_llm.enqueue(text("first", end_delay=0.3), text("second"))
+    async with OpenAICompatProvider(fake_llm.url, "sk-test") as provider:
+        first = await provider.complete(HELLO)
+        assert provider.draining == 1  # complete, its body's end still to come
+        await until(lambda: provider.draining == 0)
+        second = await provider.complete(HELLO)
+    assert (first.text, second.text) == ("first", "second")
+    first_peer, second_peer = (request.peer for request in fake_llm.requests)
+    assert first_peer
+    assert first_peer == second_peer
 
 
 # --- 7. the fake OpenAI server's parallel tool calls ------------------------------------------
