@@ -24,9 +24,10 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from duragent.errors import DuragentError, NotFound
 
@@ -41,6 +42,8 @@ DEFAULT_LOCK_TIMEOUT = 10.0
 ContentScreen = Callable[[str, str], bool]
 #: A commit message, or a function building it from the repo-relative files actually committed.
 CommitMessage = str | Callable[[Sequence[str]], str]
+
+_T = TypeVar("_T")
 
 # Run with these so a person's configuration cannot prompt, sign, run a filesystem monitor or
 # quote paths in the output we parse.
@@ -579,17 +582,22 @@ class _CommitAttempt:
         return refused
 
     def _added_text(self, changed: list[str]) -> dict[str, str]:
-        """Each changed file's added lines, from one `git diff` (per-file diffs if its shape surprises us)."""
-        patch = self._git(
-            ["diff", "--cached", "-U0", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames"]
-        )
-        sections = re.split(r"^diff --git ", patch, flags=re.MULTILINE)[1:]
-        if len(sections) != len(changed):
-            sections = [
-                self._git(["diff", "--cached", "-U0", "--no-color", "--no-ext-diff", "--", path])
+        """Each changed file's added lines, from one `git diff` (per-file diffs if its shape surprises us).
+
+        The diff is read a line at a time and only the added lines are kept: a batch of a long
+        session's turns is megabytes of diff, and holding it whole, split into sections and into
+        lines, took several times that at once (and left the heap that much larger).
+        """
+        args = ["diff", "--cached", "-U0", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames"]
+        added = _run_git_lines(self.repo.root, args, _added_lines_by_file, env=self.env)
+        if len(added) != len(changed):
+            added = [
+                _added_lines(
+                    self._git(["diff", "--cached", "-U0", "--no-color", "--no-ext-diff", "--", path])
+                )
                 for path in changed
             ]
-        return {path: _added_lines(section) for path, section in zip(changed, sections, strict=True)}
+        return dict(zip(changed, added, strict=True))
 
     def _unstage(self, refused: set[str], head: str | None) -> None:
         if head:
@@ -617,6 +625,26 @@ def _added_lines(section: str) -> str:
     )
 
 
+def _added_lines_by_file(lines: Iterable[str]) -> list[str]:
+    """`_added_lines` of each section of a patch that starts with `diff --git `, read line by line.
+
+    The same text as splitting the whole patch at those lines and each section into lines.
+    """
+    files: list[list[str]] = []
+    for line in lines:
+        if line.startswith("diff --git "):
+            files.append([])
+            line = line[len("diff --git ") :]
+        if files:
+            # as `splitlines` cuts the whole patch: at \r, \x0b, \u2028 and the like too
+            files[-1].extend(
+                piece[1:]
+                for piece in line.splitlines()
+                if piece.startswith("+") and not piece.startswith("+++")
+            )
+    return ["\n".join(added) for added in files]
+
+
 def _nul(paths: Sequence[str]) -> str:
     return "".join(path + "\0" for path in paths)
 
@@ -628,6 +656,42 @@ def _git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env.update(LC_ALL="C", LANGUAGE="C")  # error messages we match on stay in English
     env.update(extra or {})
     return env
+
+
+def _run_git_lines(
+    cwd: Path,
+    args: Sequence[str],
+    read: Callable[[Iterable[str]], _T],
+    *,
+    env: dict[str, str] | None = None,
+) -> _T:
+    """`read(lines of git's output)`, the output read as `read` goes (GitError as `_run_git` raises)."""
+    command = ["git", *_GIT_FLAGS, *args]
+    with tempfile.TemporaryFile() as stderr:  # a file: git never blocks on it while we read
+        try:
+            process = subprocess.Popen(
+                command,
+                cwd=cwd,
+                env=_git_env(env),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+            )
+        except FileNotFoundError as error:
+            raise GitError("git is not installed (Duragent needs the git command)", command) from error
+        with process:
+            assert process.stdout is not None
+            result = read(process.stdout)
+            process.stdout.read()  # whatever `read` left, so git can finish
+        if process.returncode != 0:
+            stderr.seek(0)
+            raise GitError(
+                f"git {args[0]} failed in {cwd}", command, stderr.read().decode("utf-8", "replace")
+            )
+    return result
 
 
 def _run_git(

@@ -1,0 +1,67 @@
+"""What a commit's secret screening sees and what reading it costs: the added lines, as git writes them."""
+
+from __future__ import annotations
+
+import io
+import re
+import tracemalloc
+from pathlib import Path
+
+from duragent.vcs.repo import GitRepo, _added_lines, _added_lines_by_file
+
+LINE = '{"seq": 1, "type": "assistant_message", "payload": {"content": "Sure, here is a short answer."}}\n'
+
+
+def test_a_commit_of_megabytes_of_new_lines_holds_about_that_much_while_screening(tmp_path: Path) -> None:
+    repo = GitRepo.open_or_init(tmp_path)
+    log = tmp_path / "events.jsonl"
+    log.write_text("start\n")
+    repo.commit_paths([log], "first")
+    log.write_text("start\n" + LINE * 20_000)  # 2 MB of turns since the last commit
+    screened: dict[str, str] = {}
+
+    def screen(path: str, added: str) -> bool:
+        screened[path] = added
+        return True
+
+    tracemalloc.start()
+    try:
+        assert repo.commit_paths([log], "second", screen=screen) is not None
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    added = LINE * 20_000
+    assert screened == {"events.jsonl": added.rstrip("\n")}
+    # the added text, and the pieces it is joined from; not the whole diff split twice over
+    assert peak < 3 * len(added)
+
+
+PATCH = (
+    "warning: text before the first file\n"
+    "diff --git a/one.txt b/one.txt\n"
+    "index 0000000..1111111 100644\n"
+    "--- a/one.txt\n"
+    "+++ b/one.txt\n"
+    "@@ -1,0 +2,5 @@\n"
+    "+plain\n"
+    "+\n"
+    "+form\x0cfeed and +after\n"
+    "+line\u2028+separated\n"
+    "-removed\n"
+    "++++ looks like a header\n"
+    "diff --git a/two.txt b/two.txt\n"
+    "new file mode 100644\n"
+    "--- /dev/null\n"
+    "+++ b/two.txt\n"
+    "@@ -0,0 +1 @@\n"
+    "+second file\n"
+    "diff --git a/bin.dat b/bin.dat\n"
+    "Binary files a/bin.dat and b/bin.dat differ\n"
+)
+
+
+def test_the_added_lines_read_line_by_line_are_those_of_the_whole_patch_split() -> None:
+    whole = [_added_lines(section) for section in re.split(r"^diff --git ", PATCH, flags=re.MULTILINE)[1:]]
+    by_line = _added_lines_by_file(io.StringIO(PATCH))  # lines as a pipe gives them: at "\n" only
+    assert by_line == whole
+    assert by_line == ["plain\n\nform\nline\nseparated", "second file", ""]
