@@ -28,12 +28,13 @@ if TYPE_CHECKING:
     from duragent.cli.quick_send import RunningServer
     from duragent.config import DuragentConfig
 
-#: Options of each command that take a value, by every name they go by.
-_VALUED = {
+#: The options of each command this path reads, by every name they go by, to the parameter they
+#: set (any other option goes to the full command); a test ties them to the typer commands'.
+VALUED_OPTIONS = {
     "chat": {"--agent": "agent", "-a": "agent", "--session": "session", "-s": "session"},
     "attach": {},
 }
-_SWITCHES = {
+SWITCHES = {
     "chat": {"--new": "new"},
     "attach": {"--list": "list_sessions", "-l": "list_sessions", "--last": "last"},
 }
@@ -97,9 +98,9 @@ def _load_for_the_session(*, prompt: bool) -> None:
 
 def parse_terminal_options(command: str, args: list[str]) -> TerminalOptions | None:
     """`chat`'s or `attach`'s arguments, or None for anything left to the full command (help, --server)."""
-    if command not in _VALUED:
+    if command not in VALUED_OPTIONS:
         return None
-    valued, switches = _VALUED[command], _SWITCHES[command]
+    valued, switches = VALUED_OPTIONS[command], SWITCHES[command]
     values: dict[str, str] = {}
     flags: set[str] = set()
     positional: list[str] = []

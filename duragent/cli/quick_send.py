@@ -32,6 +32,10 @@ _DATA_DIR_KEY = re.compile(r"^data_dir:", re.MULTILINE)
 #: An API token may be set in duragent.yaml (block or flow style: `server: {api_token: ...}`).
 _API_TOKEN = re.compile(r"^[^#\n]*\bapi_token\b", re.MULTILINE)
 _DEFAULT_DATA_DIR = "./.duragent/"
+#: `send`'s options this path reads, by every name they go by, to the `send` parameter they set
+#: (any other option goes to the full command); a test ties them to the typer command's.
+VALUED_OPTIONS = {"--agent": "agent", "-a": "agent", "--session": "session", "-s": "session"}
+SWITCHES = {"--new": "new", "--json": "as_json", "--no-stream": "no_stream"}
 
 
 class SendOptions(NamedTuple):
@@ -141,24 +145,24 @@ def parse_send_options(args: list[str]) -> SendOptions | None:
     values: dict[str, str] = {}
     flags: set[str] = set()
     message: str | None = None
-    named = {"--agent": "agent", "-a": "agent", "--session": "session", "-s": "session"}
-    switches = {"--new": "new", "--json": "as_json", "--no-stream": "no_stream"}
     rest = list(args)
     while rest:
         arg = rest.pop(0)
+        name, equals, value = arg.partition("=")
         if arg == "--":
             if message is not None or len(rest) != 1:
                 return None
             message = rest.pop(0)
-        elif arg in named:
-            if not rest or named[arg] in values:
+        elif arg in VALUED_OPTIONS:
+            if not rest or VALUED_OPTIONS[arg] in values:
                 return None
-            values[named[arg]] = rest.pop(0)
-        elif "=" in arg and arg.split("=", 1)[0] in ("--agent", "--session"):
-            key, value = arg.split("=", 1)
-            values[named[key]] = value
-        elif arg in switches:
-            flags.add(switches[arg])
+            values[VALUED_OPTIONS[arg]] = rest.pop(0)
+        elif equals and name.startswith("--") and name in VALUED_OPTIONS:
+            if VALUED_OPTIONS[name] in values:
+                return None
+            values[VALUED_OPTIONS[name]] = value
+        elif arg in SWITCHES:
+            flags.add(SWITCHES[arg])
         elif arg.startswith("-") and arg != "-":
             return None
         elif message is None:

@@ -17,6 +17,22 @@ from pathlib import Path
 from duragent.cli.serving import ServeOptions
 
 _MAX_PORT = 65535
+#: The options this path reads, by every name they go by, to the parameter they set: the global
+#: ones before `serve`, then `serve`'s own. Any other goes to typer; a test ties these tables to
+#: the typer commands'.
+GLOBAL_VALUED_OPTIONS = {"--config": "config", "-c": "config", "--data-dir": "data_dir"}
+GLOBAL_SWITCHES = {"--quiet": "quiet", "-q": "quiet"}
+#: Counted: `-vv` is `-v -v`.
+GLOBAL_COUNTED = {"--verbose": "verbose", "-v": "verbose"}
+VALUED_OPTIONS = {
+    "--host": "host",
+    "--port": "port",
+    "-p": "port",
+    "--agents-dir": "agents_dir",
+    "--grace": "grace",
+    "--ready-fd": "ready_fd",
+}
+SWITCHES = {"--insecure": "insecure", "--auto": "auto"}
 
 
 @dataclass(frozen=True)
@@ -57,22 +73,18 @@ def parse_serve_command(args: list[str]) -> ServeCommand | None:
     Without `--config`, `CliState` reads `$DURAGENT_CONFIG` as typer would have.
     """
     rest = _split_equals(args)
-    config_path: Path | None = None
-    data_dir: Path | None = None
+    paths: dict[str, Path] = {}
     verbosity = 0
     quiet = False
     while rest and rest[0] != "serve":
         arg = rest.pop(0)
-        if arg in ("-c", "--config", "--data-dir"):
+        if arg in GLOBAL_VALUED_OPTIONS:
             if not rest or not rest[0]:
                 return None
-            if arg == "--data-dir":
-                data_dir = Path(rest.pop(0))
-            else:
-                config_path = Path(rest.pop(0))
-        elif arg == "--verbose" or (arg.startswith("-v") and set(arg[1:]) == {"v"}):
-            verbosity += 1 if arg == "--verbose" else len(arg) - 1
-        elif arg in ("-q", "--quiet"):
+            paths[GLOBAL_VALUED_OPTIONS[arg]] = Path(rest.pop(0))
+        elif arg in GLOBAL_COUNTED or (arg[:2] in GLOBAL_COUNTED and set(arg[1:]) == {arg[1]}):
+            verbosity += 1 if arg.startswith("--") else len(arg) - 1
+        elif arg in GLOBAL_SWITCHES:
             quiet = True
         else:
             return None
@@ -81,23 +93,21 @@ def parse_serve_command(args: list[str]) -> ServeCommand | None:
     options = _parse_serve_options(rest[1:])
     if options is None:
         return None
-    return ServeCommand(config_path, data_dir, -1 if quiet else verbosity, options)
+    return ServeCommand(paths.get("config"), paths.get("data_dir"), -1 if quiet else verbosity, options)
 
 
 def _parse_serve_options(args: list[str]) -> ServeOptions | None:
     values: dict[str, str] = {}
     flags: set[str] = set()
-    named = {"--host": "host", "--port": "port", "-p": "port", "--agents-dir": "agents_dir"}
-    named |= {"--grace": "grace", "--ready-fd": "ready_fd"}
     rest = list(args)
     while rest:
         arg = rest.pop(0)
-        if arg in named:
-            if not rest or named[arg] in values:
+        if arg in VALUED_OPTIONS:
+            if not rest or VALUED_OPTIONS[arg] in values:
                 return None
-            values[named[arg]] = rest.pop(0)
-        elif arg in ("--insecure", "--auto"):
-            flags.add(arg)
+            values[VALUED_OPTIONS[arg]] = rest.pop(0)
+        elif arg in SWITCHES:
+            flags.add(SWITCHES[arg])
         else:
             return None  # `status`, `stop`, `--help`, anything typer should explain
     port = _whole_number(values.get("port"), 0, _MAX_PORT)
@@ -112,9 +122,9 @@ def _parse_serve_options(args: list[str]) -> ServeOptions | None:
         host=values.get("host"),
         port=port,
         agents_dir=Path(agents_dir) if agents_dir is not None else None,
-        insecure="--insecure" in flags,
+        insecure="insecure" in flags,
         grace=grace,
-        auto="--auto" in flags,
+        auto="auto" in flags,
         ready_fd=ready_fd,
     )
 

@@ -33,6 +33,7 @@ def test_plain_sends_are_taken(args: list[str], expected: SendOptions) -> None:
         ["hi", "there"],  # two messages: the full command's error
         ["--agent"],
         ["-a", "one", "-a", "two", "hi"],
+        ["--agent=one", "--agent=two", "hi"],
     ],
 )
 def test_anything_else_goes_to_the_full_command(args: list[str]) -> None:
