@@ -12,7 +12,8 @@ It answers only when it is sure: the plain options (`chat --agent/--session/--ne
 running, up-to-date server of this workspace, or none running at all (it then starts one as a cold
 `send` does, through the launcher). Anything else returns None and the full command runs, which
 restarts or explains the server as usual; so does a server that cannot be reached before the
-session is shown, or a new one that exited before it was ready.
+session is shown. A new server that exits before it is ready is reported as a cold `send`
+reports it.
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ It answers only when it is sure: the plain options (`--agent`, `--session`, `--n
 `--no-stream`; a message on stdin goes the full way), a configuration it can read without the
 full loader, and a server of this workspace that is up to date or not running at all. Anything
 else returns None and the normal command runs, which restarts or explains the server as usual;
-so does a server that cannot be reached before the message went out, or a new one that exited
-before it was ready (the full command loads the configuration and says what is wrong).
+so does a server that cannot be reached before the message went out. A new server that exits
+before it is ready is reported here as the full command reports it (the configuration's error,
+else the server's own words from its log), without starting it a second time.
 """
 
 from __future__ import annotations
@@ -95,8 +96,8 @@ def started_server(
     library; `while_starting` (by default: import what sending takes) runs while it starts.
 
     None when a server runs (out of date, or of another workspace: the full command decides what
-    to do), or when the new one exited before it was ready: the full command then loads the
-    configuration and says what is wrong with it.
+    to do). A new server that exits before it is ready raises what the full command would say:
+    the configuration's ConfigError, else ServerExited with the end of the server's log.
     """
     located = _workspace_paths(env)
     if located is None:
@@ -111,7 +112,13 @@ def started_server(
     try:
         connection = connect(workspace, env=env, while_starting=while_starting or _prepare_to_send)
     except ServerExited:
-        return None
+        # Handing over would start the server a second time just to fail again: say here what
+        # the full command says, from the configuration (its warnings, its ConfigError) or else
+        # from this start's log.
+        from duragent.cli.context import CliState
+
+        CliState(config_path=config_path).config()
+        raise
     for line in connection.notices(quiet=quiet):
         print(line, file=sys.stderr)
     token = _api_token(data_path, env)

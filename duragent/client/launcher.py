@@ -234,7 +234,8 @@ def start_server(workspace: Workspace, *, while_starting: Callable[[], object] =
                 f"the server started (pid {process.pid}) but was not ready within {START_TIMEOUT:g}s; "
                 f"see its log at {log_path}"
             )
-        raise ServerExited(f"the server could not start (exit status {code}):\n{last_start_output(log_path)}")
+        said = last_start_output(log_path)
+        raise ServerExited(f"the server could not start (exit status {code}; log: {log_path}):\n{said}")
     return Connection(url, started=True, pid=process.pid, log_path=log_path)
 
 
@@ -309,6 +310,7 @@ def last_start_output(path: Path, lines: int = 15) -> str:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
+    text = "\n" + text  # the first start's mark opens the file
     start = text.rfind("\n" + LOG_MARK)
-    tail = text[start + 1 :].splitlines()[1:] if start >= 0 else text.splitlines()
+    tail = text[start + 1 :].splitlines()[1:] if start >= 0 else text.splitlines()[1:]
     return "\n".join("  " + line for line in tail[-lines:])

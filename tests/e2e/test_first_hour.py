@@ -122,22 +122,29 @@ async def test_two_workspaces_each_start_their_own_server_on_a_free_port(
     assert "started" not in again.stderr  # the running server is found through run/serve.json
 
 
-async def test_a_taken_explicit_port_names_its_holder_and_the_setting_to_change(
-    tmp_path: Path, workspaces: list[Path]
+@pytest.mark.parametrize("command", [("send", "hi"), ("chat",)], ids=["send", "chat"])
+async def test_a_taken_explicit_port_names_its_holder_and_the_setting_to_change_after_one_start(
+    tmp_path: Path, workspaces: list[Path], command: tuple[str, ...]
 ) -> None:
+    """The server the client starts exits: the client says why and where its log is, and does not
+    start it again to find out."""
     workspace = await init(tmp_path / "ws")
     workspaces.append(workspace)
+    log = (workspace / ".duragent" / "logs" / "serve.log").resolve()
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
         with (workspace / "duragent.yaml").open("a") as config:
             config.write(f"server:\n  port: {port}\n")
-        done = await duragent(workspace, "send", "hi")
-    assert done.returncode != 0
-    assert f"port {port} on 127.0.0.1 is already in use by pid {os.getpid()}" in done.stderr
-    assert "server.port" in done.stderr
-    assert "Traceback" not in done.stderr
+        done = await duragent(workspace, *command)
+    assert done.returncode == 1, done.stderr
+    what, why = done.stderr.splitlines()
+    assert what.startswith("error: the server could not start (exit status ")
+    assert what.endswith(f"; log: {log}):")
+    assert why.startswith(f"  error: port {port} on 127.0.0.1 is already in use by pid {os.getpid()}")
+    assert "server.port" in why
+    assert log.read_text().count("started by a terminal client") == 1
     assert "Traceback" not in (workspace / ".duragent" / "logs" / "serve.log").read_text()
 
 
