@@ -112,6 +112,10 @@ def started_server(
     try:
         connection = connect(workspace, env=env, while_starting=while_starting or _prepare_to_send)
     except ServerExited:
+        if read_run_info(data_path) is not None:
+            # Ours lost the data directory to a server started meanwhile (by hand, say): that
+            # one serves this workspace, and the full command connects to it.
+            return None
         # Handing over would start the server a second time just to fail again: say here what
         # the full command says, from the configuration (its warnings, its ConfigError) or else
         # from this start's log.

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from duragent.cli.quick_send import SendOptions, data_path_of, parse_send_options
+from duragent.cli.quick_send import SendOptions, data_path_of, parse_send_options, started_server
+from duragent.client import launcher
+from duragent.client.runfile import write_run_info
 
 
 @pytest.mark.parametrize(
@@ -65,3 +68,20 @@ def test_a_config_that_needs_the_real_loader_is_left_to_it(tmp_path: Path, text:
     config = tmp_path / "duragent.yaml"
     config.write_text(text)
     assert data_path_of(config) is None
+
+
+def test_a_server_started_by_hand_while_ours_failed_is_left_to_the_full_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ours exits on the data directory's lock because a person's `duragent serve` took it first:
+    # that server serves this workspace, so the full command connects to it instead of failing.
+    (tmp_path / "duragent.yaml").write_text("server:\n  host: 127.0.0.1\n")
+    data_path = (tmp_path / ".duragent").resolve()
+    monkeypatch.chdir(tmp_path)
+
+    def lost_to_a_server_started_by_hand(*args: object, **kwargs: object) -> None:
+        write_run_info(data_path, {"pid": os.getpid(), "url": "http://127.0.0.1:9"})
+        raise launcher.ServerExited("the server could not start: data directory is locked")
+
+    monkeypatch.setattr(launcher, "connect", lost_to_a_server_started_by_hand)
+    assert started_server({}) is None
