@@ -46,9 +46,11 @@ class ConfigError(DuragentError):
 
     exit_code = 2
 
-    def __init__(self, problems: Sequence[Problem] | str, location: Location | None = None):
+    def __init__(self, problems: Sequence[Problem] | Problem | str, location: Location | None = None):
         if isinstance(problems, str):
             problems = [Problem(problems, location)]
+        elif isinstance(problems, Problem):  # a NamedTuple: iterating it would give its fields
+            problems = [problems]
         self.problems: list[Problem] = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
 
