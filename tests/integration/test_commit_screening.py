@@ -32,8 +32,9 @@ def test_a_commit_of_megabytes_of_new_lines_holds_about_that_much_while_screenin
         tracemalloc.stop()
     added = LINE * 20_000
     assert screened == {"events.jsonl": added.rstrip("\n")}
-    # the added text, and the pieces it is joined from; not the whole diff split twice over
-    assert peak < 3 * len(added)
+    # the added text, and the pieces it is joined from (about 2.6x); not the whole diff split
+    # twice over (about 5.2x): 4x leaves room for other Pythons' string and list overheads
+    assert peak < 4 * len(added)
 
 
 PATCH = (

@@ -224,7 +224,8 @@ async def test_a_reply_whose_body_ends_a_read_after_done_leaves_its_connection_f
 ) -> None:
     # The body's end comes a while after `[DONE]`: the reply is complete without it, and its
     # connection goes back to the pool when the end arrives instead of being closed.
-    fake_llm.enqueue(text("first", end_delay=0.3), text("second"))
+    # (1 s: long enough that a loaded machine does not deliver the end in the same read)
+    fake_llm.enqueue(text("first", end_delay=1.0), text("second"))
     async with OpenAICompatProvider(fake_llm.url, "sk-test") as provider:
         first = await provider.complete(HELLO)
         assert provider.draining == 1  # complete, its body's end still to come
