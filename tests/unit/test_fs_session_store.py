@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -327,6 +328,33 @@ async def test_every_fsync_mode_stores_the_same_log(
 
     lines = log_path(tmp_path, "s_sync").read_text().splitlines()
     assert [json.loads(line)["seq"] for line in lines] == list(range(1, 14))
+
+
+async def test_fsync_leaves_the_event_loop_once_another_session_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an fsync on the loop stalls every other session's stream: inline only while one session writes
+    store = FilesystemSessionStore(tmp_path / "sessions", fsync="turn", inline_fsync_max_seconds=1.0)
+    fsynced_in: list[int] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        fsynced_in.append(threading.get_ident())
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    loop_thread = threading.get_ident()
+
+    async def fsynced_on_the_loop(session_id: str, seq: int) -> bool:
+        fsynced_in.clear()
+        await store.append(session_id, make_event(seq))
+        return fsynced_in[-1] == loop_thread
+
+    assert not await fsynced_on_the_loop("s_one", 1)  # the first fsync is timed in a thread
+    assert await fsynced_on_the_loop("s_one", 2)  # fast, and the only session writing
+    assert not await fsynced_on_the_loop("s_two", 1)
+    assert not await fsynced_on_the_loop("s_one", 3)
+    await store.close()
 
 
 def test_an_unknown_fsync_mode_is_refused(tmp_path: Path) -> None:

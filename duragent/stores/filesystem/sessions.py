@@ -13,8 +13,12 @@ Event loop: writing a few hundred bytes takes about a microsecond and runs inlin
 so always offloading fsync doubled append latency. The store therefore measures its fsyncs and
 runs them inline while their moving average stays under `inline_fsync_max_seconds` (2 ms by
 default: a stall no token stream would notice, and below a spinning disk's fsync, so slow disks
-and overloaded ones move fsync to a worker thread until it is fast again). Anything bigger
-(large batches, reads, list, snapshots, tail recovery) always runs in a thread.
+and overloaded ones move fsync to a worker thread until it is fast again). That holds for one
+session at a time: with many, an fsync on the loop stalls every other session's stream, and the
+fsyncs of turns that end together add up (200 sessions ending at once: 200 fsyncs back to back,
+each 0.3-15 ms while git or another process writes to the disk). So while another session has
+written within `_SHARED_WINDOW` seconds, fsync runs in a thread whatever its average. Anything
+bigger (large batches, reads, list, snapshots, tail recovery) always runs in a thread.
 """
 
 from __future__ import annotations
@@ -81,6 +85,9 @@ _INLINE_WRITE_MAX = 64 * 1024
 _SUMMARY_TAIL_BYTES = 64 * 1024
 #: Weight of the newest fsync duration in the moving average that decides inline vs thread.
 _FSYNC_AVERAGE_WEIGHT = 0.2
+#: After two sessions wrote within this many seconds of each other, fsyncs stay off the event
+#: loop for this long: other sessions' streams may be running (a turn writes at its start and end).
+_SHARED_WINDOW = 10.0
 _STATUSES: frozenset[str] = frozenset(get_args(SessionStatus))
 #: Compact, UTF-8 as is (greppable), strict JSON (no NaN, so jq reads every line); built once.
 _JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -421,6 +428,8 @@ class FilesystemSessionStore:
         self._redact = redact
         self._inline_fsync_max = inline_fsync_max_seconds
         self._fsync_average: float | None = None  # unknown until the first fsync (done in a thread)
+        self._last_writer: tuple[str, float] | None = None  # the session that appended last, and when
+        self._shared_until = 0.0  # fsyncs stay off the loop until then (another session wrote lately)
         self._writers: dict[str, _Writer] = {}
         self._guards: dict[str, asyncio.Lock] = {}
         self._snapshot_guards: dict[str, asyncio.Lock] = {}
@@ -456,7 +465,7 @@ class FilesystemSessionStore:
             writer = await self._open_writer(session_id)
             _check_sequence(session_id, writer.last_seq, batch)
             lines = [self._encode(event) for event in batch]
-            if self._can_write_inline(lines):
+            if self._can_write_inline(session_id, lines):
                 self._write_batch(writer, lines, batch[-1].seq)
             else:
                 await _run_to_completion(lambda: self._write_batch(writer, lines, batch[-1].seq))
@@ -674,14 +683,24 @@ class FilesystemSessionStore:
         payload = self._redact(event.payload) if self._redact is not None else None
         return encode_event(event, payload)
 
-    def _can_write_inline(self, lines: Sequence[bytes]) -> bool:
+    def _can_write_inline(self, session_id: str, lines: Sequence[bytes]) -> bool:
         if sum(len(line) for line in lines) > _INLINE_WRITE_MAX:
             return False
         if self.fsync == "never":
             return True
+        shared = self._others_writing(session_id)
         fsyncs = len(lines) if self.fsync == "always" else 1
         average = self._fsync_average
-        return fsyncs == 1 and average is not None and average <= self._inline_fsync_max
+        return not shared and fsyncs == 1 and average is not None and average <= self._inline_fsync_max
+
+    def _others_writing(self, session_id: str) -> bool:
+        """Whether another session appended lately (its stream may be running); notes this append."""
+        now = time.monotonic()
+        last = self._last_writer
+        if last is not None and last[0] != session_id and now - last[1] < _SHARED_WINDOW:
+            self._shared_until = now + _SHARED_WINDOW
+        self._last_writer = (session_id, now)
+        return now < self._shared_until
 
     def _write_batch(self, writer: _Writer, lines: Sequence[bytes], last_seq: int) -> None:
         """Blocking: write the lines and fsync per mode, then advance the writer; undo on failure."""
