@@ -3,7 +3,9 @@
 Stores call `Committer.notify(change)` (a `ChangeListener`) after writing files. That call
 only appends to a list; a background thread commits the batch once writes have been quiet
 for `debounce` seconds, or `max_delay` seconds after the first pending change when writes
-never stop. A turn therefore never waits for git.
+never stop. A turn therefore never waits for git. A large batch (many sessions at once) is
+handed to a separate process at a lower priority (`commit_process.py`), so its Python work
+never holds the GIL the server's event loop needs.
 
 Memory and agent-definition changes are committed apart from session logs and artifacts (two
 commits when a batch holds both), so `duragent revert` can undo what an agent remembered.
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from duragent.errors import DuragentError
 from duragent.stores.base import Change
+from duragent.vcs.commit_process import CommitProcess, Setup
 from duragent.vcs.repo import DEFAULT_AUTHOR, GitRepo, parse_identity
 
 if TYPE_CHECKING:
@@ -43,6 +46,11 @@ AGENT_KINDS = frozenset({"memory", "artifact", "agent"})
 REVERTIBLE_KINDS = frozenset({"memory", "agent", "edit"})
 #: The kind of a person's change a store found in a file before writing its own.
 EDIT_KIND = "edit"
+
+#: Batches of at least this many changes are committed by the commit process when the worker
+#: thread commits them: about the size whose Python work (messages, git's output, the secret
+#: screen) stalls a stream noticeably, while smaller ones cost less than a pickled round trip.
+SEPARATE_PROCESS_FROM = 100
 
 _MAX_SUBJECT = 100
 _MAX_DETAILS_PER_GROUP = 20
@@ -69,13 +77,17 @@ class Committer:
         max_delay: float = 10.0,
         author: str = DEFAULT_AUTHOR,
         guard: SecretGuard | None = None,
+        separate_process_from: int | None = SEPARATE_PROCESS_FROM,
     ):
+        """`separate_process_from`: the batch size from which the worker thread has the commit process
+        commit a batch (None: never; flush() without a worker always commits in its caller)."""
         parse_identity(author)  # a bad author is a configuration mistake: say so now, not later
         self.repo = repo
         self.debounce = debounce
         self.max_delay = max(max_delay, debounce)
         self.author = author
         self.guard = guard
+        self.separate_process_from = separate_process_from
         #: Commits made so far, and the newest one's sha.
         self.commits_made = 0
         self.last_commit: str | None = None
@@ -101,6 +113,7 @@ class Committer:
         self._thread: threading.Thread | None = None
         self._batch_lock = threading.Lock()  # one batch in git at a time (worker or inline flush)
         self._outside_repo_reported: set[Path] = set()
+        self._commit_process: CommitProcess | None = None  # started by the worker on its first large batch
 
     @classmethod
     def from_config(cls, config: DuragentConfig, *, guard: SecretGuard | None = None) -> Committer:
@@ -262,9 +275,12 @@ class Committer:
             with self._cond:
                 batch = self._wait_for_batch()
                 if batch is None:
-                    return
+                    break
                 upto = self._received
             self._process(batch, upto)
+        if self._commit_process is not None:
+            self._commit_process.close()
+            self._commit_process = None
 
     def _wait_for_batch(self) -> list[Change] | None:
         """Sleep (holding the condition) until a batch is due; None when stopping."""
@@ -306,7 +322,7 @@ class Committer:
         """Commit one batch; on failure put it back to be retried with backoff."""
         with self._batch_lock:
             try:
-                self._commit(batch)
+                self._commit_here_or_apart(batch)
             # The worker must survive anything (a full disk, a broken repo, a bug here): the
             # error is logged and kept in last_error, and the batch is retried later.
             except Exception as error:
@@ -338,7 +354,36 @@ class Committer:
             self.last_error = error
             self._cond.notify_all()
 
-    def _commit(self, batch: list[Change]) -> None:
+    def _commit_here_or_apart(self, batch: list[Change]) -> None:
+        apart = (
+            self.separate_process_from is not None
+            and len(batch) >= self.separate_process_from
+            and threading.current_thread() is self._thread
+        )
+        if not apart:
+            self.commit_batch(batch)
+            return
+        if self._commit_process is None:
+            self._commit_process = CommitProcess(
+                Setup(
+                    root=str(self.repo.root),
+                    git_dir=str(self.repo.git_dir),
+                    lock_timeout=self.repo.lock_timeout,
+                    author=self.author,
+                    guard=self.guard,
+                    log_level=logging.getLogger("duragent").getEffectiveLevel(),
+                )
+            )
+        outcome = self._commit_process.commit(batch)
+        self.commits_made += outcome.commits
+        if outcome.commits:
+            self.last_commit = outcome.last_commit
+        self.files_refused += outcome.files_refused
+        if outcome.error is not None:
+            raise CommitFailed(outcome.error)
+
+    def commit_batch(self, batch: Sequence[Change]) -> None:
+        """Commit `batch` now, in this thread: memory and agent changes apart from session logs."""
         revertible = [change for change in batch if change.kind in REVERTIBLE_KINDS]
         logs_and_artifacts = [change for change in batch if change.kind not in REVERTIBLE_KINDS]
         # a person's change a store found before its own write is committed first, as theirs
@@ -348,7 +393,7 @@ class Committer:
         if logs_and_artifacts:
             self._commit_group(logs_and_artifacts, self.author)
 
-    def _commit_group(self, batch: list[Change], author: str) -> None:
+    def _commit_group(self, batch: Sequence[Change], author: str) -> None:
         paths = self._paths_in_repo(batch)
         if not paths:
             return
@@ -363,7 +408,7 @@ class Committer:
             self.last_commit = sha
             log.debug("committed %s (%d change(s))", sha[:10], len(batch))
 
-    def _paths_in_repo(self, batch: list[Change]) -> list[Path]:
+    def _paths_in_repo(self, batch: Sequence[Change]) -> list[Path]:
         paths: list[Path] = []
         for path in dict.fromkeys(path for change in batch for path in change.paths):
             try:

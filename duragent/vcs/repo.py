@@ -2,12 +2,17 @@
 
 It drives the `git` command line through subprocess rather than gitpython: the plumbing
 commands used here (a private index file, `commit-tree`, a compare-and-swap `update-ref`)
-are what make committing beside a person safe, and one short process per step is fast
-enough for a background worker.
+are what make committing beside a person safe. A commit of a few hundred files runs eight
+short processes, each given every path at once on stdin: stage (`update-index --stdin`), a
+diff that lists the changes, one whose added lines the secret screen reads as git writes them
+(a long session's batch is megabytes of diff), `write-tree`, `commit-tree`, `update-ref`, and
+two writes of the person's index (`--index-info`, then `--refresh`, which `git reset` would
+have done in one slower process).
 
 How `commit_paths` stays out of a person's way:
-- it stages into a temporary index built from HEAD, so their staged and unstaged work is
-  neither committed nor touched;
+- it stages into a private index, kept from one commit to the next and read from HEAD again
+  whenever HEAD moved under it, so their staged and unstaged work is neither committed nor
+  touched;
 - it waits while `.git/index.lock` is held (someone is running git) and refuses to commit
   during a merge, rebase, cherry-pick or revert;
 - HEAD moves with a compare-and-swap, so a commit the person made meanwhile is never
@@ -17,13 +22,16 @@ How `commit_paths` stays out of a person's way:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
+import stat
 import subprocess
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +166,7 @@ class GitRepo:
         self._person_identity: bool | None = None
         # two committers in one process must not interleave their HEAD updates
         self._commit_lock = threading.Lock()
+        self._staging_index: _StagingIndex | None = None
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -380,31 +389,22 @@ class GitRepo:
                 self._wait_for_index_lock(deadline)
                 self._check_not_busy()
                 try:
-                    result = self._attempt_commit(identity, relative, message, screen, given)
+                    made = self._staging.commit(identity, relative, message, screen, given)
                 except _HeadMoved:
                     log.debug("HEAD moved while committing in %s; rebuilding on top", self.root)
                     self._sleep_before_retry(deadline, "HEAD kept moving")
                     continue
-                if result is None:
+                if made is None:
                     self._repair_index(relative, deadline)
                     return None
-                sha, committed = result
-                self._sync_index(sha, committed, deadline)
-                return sha
+                self._sync_index(made, deadline)
+                return made.sha
 
-    def _attempt_commit(
-        self,
-        identity: Identity,
-        relative: list[str],
-        message: CommitMessage,
-        screen: ContentScreen | None,
-        contents: Mapping[str, bytes],
-    ) -> tuple[str, list[str]] | None:
-        attempt = _CommitAttempt(self, identity)
-        try:
-            return attempt.run(relative, message, screen, contents)
-        finally:
-            attempt.cleanup()
+    @property
+    def _staging(self) -> _StagingIndex:
+        if self._staging_index is None:
+            self._staging_index = _StagingIndex(self)
+        return self._staging_index
 
     def _wait_for_index_lock(self, deadline: float) -> None:
         lock = self.git_dir / "index.lock"
@@ -444,25 +444,32 @@ class GitRepo:
         stale = [path for path in out.split("\0") if path]
         if stale:
             log.info("repairing the index entries of %d file(s) a crash left stale", len(stale))
-            self._sync_index(head, stale, deadline)
+            pathspec = _nul(stale)
+            command = ["reset", "--quiet", head, "--pathspec-from-file=-", "--pathspec-file-nul"]
+            self._update_index(command, pathspec, head, deadline)
 
-    def _sync_index(self, sha: str, committed: Sequence[str], deadline: float) -> None:
+    def _sync_index(self, made: _Commit, deadline: float) -> None:
         """Make the person's index agree with the new commit for the committed files only.
 
-        Without this `git status` would show our committed files as staged reversions.
+        Without this `git status` would show our committed files as staged reversions. The
+        entries are written as they are in the commit (`--index-info`: no pathspec to match
+        against every entry, no file hashed), then their stat data is refreshed as `git reset`
+        would, so later status checks need not hash them again.
         """
-        pathspec = "\0".join(committed) + "\0"
+        entries = "".join(f"{mode} {sha}\t{path}\0" for mode, sha, path in made.files)
+        if self._update_index(["update-index", "-z", "--index-info"], entries, made.sha, deadline):
+            self._git(["update-index", "-q", "--refresh"], check=False)
+
+    def _update_index(self, command: list[str], input: str, sha: str, deadline: float) -> bool:
+        """Run a command that writes the person's index, waiting out a held index.lock."""
         while True:
             try:
-                self._git(
-                    ["reset", "--quiet", sha, "--pathspec-from-file=-", "--pathspec-file-nul"],
-                    input=pathspec,
-                )
-                return
+                self._git(command, input=input)
+                return True
             except GitError as error:
                 if not _LOCK_CONFLICT.search(error.stderr) or time.monotonic() >= deadline:
                     log.warning("committed %s but could not update the index: %s", sha[:10], error)
-                    return
+                    return False
                 time.sleep(0.05)
 
     def committer_env(self, identity: Identity) -> dict[str, str]:
@@ -492,41 +499,223 @@ class _HeadMoved(Exception):
     """HEAD changed between reading it and moving it: someone committed meanwhile."""
 
 
-class _CommitAttempt:
-    """One try at a commit through a private index file; `run` then `cleanup`."""
+@dataclass(frozen=True)
+class _Commit:
+    """A commit made: its sha and (mode, blob sha, path) of every file it changed (mode 0: deleted)."""
 
-    def __init__(self, repo: GitRepo, identity: Identity):
+    sha: str
+    files: list[tuple[str, str, str]]
+
+
+@dataclass(frozen=True)
+class _StagedChange:
+    """One line of `git diff --raw`: a file's entry at the base commit and in the index."""
+
+    path: str
+    old_mode: str
+    old_sha: str
+    new_mode: str
+    new_sha: str
+
+
+_NO_SHA = "0" * 40
+_STAGING_NUMBERS = itertools.count()
+
+
+class _StagingIndex:
+    """The private index commits are built in, kept from one commit to the next.
+
+    Kept, it already holds the tree of the last commit made from it, with the stat data of the
+    files staged into it: a commit reads neither HEAD's tree nor a file that did not change
+    again, and `update-index --stdin` finds each path directly where `git add` matched every
+    path against every pathspec. It is read again from HEAD whenever HEAD is not the commit it
+    was built on (a person committed) or an attempt failed half-way.
+    """
+
+    def __init__(self, repo: GitRepo):
         self.repo = repo
-        self.identity = identity
-        self.index = repo.git_dir / f"duragent-index-{os.getpid()}-{threading.get_ident()}"
+        _remove_abandoned_indexes(repo.git_dir)
+        self.index = repo.git_dir / f"duragent-index-{os.getpid()}-{next(_STAGING_NUMBERS)}"
         self.env = {"GIT_INDEX_FILE": str(self.index)}
+        #: Whether the index holds exactly the tree of `base` (None: the empty tree).
+        self.valid = False
+        self.base: str | None = None
+        #: Files staged into the index since it was read: known to git, so not ignored.
+        self.tracked: set[str] = set()
+        weakref.finalize(self, _remove_index_files, self.index)
 
-    def run(
+    def commit(
         self,
+        identity: Identity,
         relative: list[str],
         message: CommitMessage,
         screen: ContentScreen | None,
-        contents: Mapping[str, bytes] | None = None,
-    ) -> tuple[str, list[str]] | None:
-        self.cleanup()
-        head = self.repo.head()
+        contents: Mapping[str, bytes],
+    ) -> _Commit | None:
+        """Stage `relative` on top of HEAD and commit them; None when nothing changed."""
+        # HEAD as this index left it saves a `rev-parse`; the compare-and-swap below (or the
+        # check when nothing changed) notices when someone else moved it meanwhile
+        cached = self.valid
+        head = self.base if cached else self.repo.head()
+        try:
+            if not cached:
+                self._read(head)
+            self._stage([path for path in relative if path not in contents])
+            self._stage_contents({path: data for path, data in contents.items() if path in relative})
+            changes = self._staged_changes(head)
+            if screen is not None and changes:
+                refused = self._screen(changes, screen, head)
+                if refused:
+                    self._unstage([change for change in changes if change.path in refused])
+                    changes = [change for change in changes if change.path not in refused]
+            if not changes:
+                if cached and self.repo.head() != head:
+                    raise _HeadMoved
+                return None
+            sha = self._commit_tree(identity, head, message, [change.path for change in changes])
+        except BaseException:
+            self.valid = False
+            raise
+        self.base = sha
+        return _Commit(sha, [(change.new_mode, change.new_sha, change.path) for change in changes])
+
+    def _read(self, head: str | None) -> None:
+        _remove_index_files(self.index)
+        self.tracked.clear()
         if head:
             self._git(["read-tree", head])
-        given = contents or {}
-        self._stage([path for path in relative if path not in given], head)
-        self._stage_contents({path: data for path, data in given.items() if path in relative})
-        changed = self._changed_files()
-        if screen is not None and changed:
-            refused = self._screen(changed, screen)
-            if refused:
-                self._unstage(refused, head)
-                changed = [path for path in changed if path not in refused]
-        if not changed:
-            return None
-        text = message if isinstance(message, str) else message(changed)
+        self.base = head
+        self.valid = True
+
+    def _stage(self, relative: list[str]) -> None:
+        files: list[str] = []
+        folders: list[str] = []
+        missing: list[str] = []
+        root = self.repo._root_prefix
+        for path in relative:
+            try:
+                mode = os.lstat(root + path).st_mode
+            except FileNotFoundError:
+                missing.append(path)
+                continue
+            (folders if stat.S_ISDIR(mode) else files).append(path)
+        unknown = [path for path in files if path not in self.tracked] + folders
+        if unknown:
+            skipped = self._ignored(unknown)
+            if skipped:
+                log.debug("not committing ignored paths: %s", ", ".join(sorted(skipped)))
+                files = [path for path in files if path not in skipped]
+                folders = [path for path in folders if path not in skipped]
+        # a path gone from disk is staged as a deletion only when the index knows it (the files
+        # under it, when it was a folder)
+        removed: list[str] = []
+        if missing and self.base:
+            out = self._git(["ls-files", "-z", "--", *missing])
+            removed = [path for path in out.split("\0") if path]
+        updates = files + removed
+        if updates:
+            try:
+                self._git(["update-index", "--add", "--remove", "-z", "--stdin"], input=_nul(updates))
+            except GitError as error:
+                # a file where the index has a folder (or the reverse) is what `git add` sorts out
+                log.debug("update-index refused, staging with git add: %s", error)
+                self._add(updates)
+        self.tracked.update(files)
+        self.tracked.difference_update(removed)
+        if folders:
+            self._add(folders)
+
+    def _ignored(self, paths: list[str]) -> set[str]:
+        """The paths .gitignore leaves out, among files and folders the index does not hold."""
+        # check-ignore refuses the literal pathspecs every other command runs with (and a path
+        # starting with ":" would read as pathspec magic); exit code 1 means nothing is ignored
+        asked = {f"./{path}" if path.startswith(":") else path: path for path in paths}
+        env = {**self.env, "GIT_LITERAL_PATHSPECS": "0"}
+        out = self._git(["check-ignore", "-z", "--stdin"], input=_nul(list(asked)), env=env, ok_codes=(0, 1))
+        return {asked[path] for path in out.split("\0") if path}
+
+    def _add(self, paths: list[str]) -> None:
+        self._git(["add", "--all", "--pathspec-from-file=-", "--pathspec-file-nul"], input=_nul(paths))
+
+    def _stage_contents(self, contents: Mapping[str, bytes]) -> None:
+        """Stage the given bytes for these files, whatever is on disk (mode 644, or 755 if executable)."""
+        if not contents:
+            return
+        paths = list(contents)
+        with tempfile.TemporaryDirectory(dir=self.repo.git_dir, prefix="duragent-blob-") as folder:
+            names = []
+            for number, path in enumerate(paths):
+                name = os.path.join(folder, str(number))
+                with open(name, "wb") as handle:
+                    handle.write(contents[path])
+                names.append(name)
+            listing = "".join(name + "\n" for name in names)
+            out = self._git(["hash-object", "-w", "--no-filters", "--stdin-paths"], input=listing)
+        entries = []
+        for path, blob in zip(paths, out.split(), strict=True):
+            mode = "100755" if os.access(self.repo.root / path, os.X_OK) else "100644"
+            entries.append(f"{mode} {blob}\t{path}\0")
+        self._git(["update-index", "-z", "--index-info"], input="".join(entries))
+        self.tracked.difference_update(paths)
+
+    def _staged_changes(self, head: str | None) -> list[_StagedChange]:
+        """What the index changes against `head`."""
+        args = ["diff", "--cached", "--raw", "-z", "--no-abbrev", "--no-renames"]
+        out = self._git([*args, head or _EMPTY_TREE, "--"])
+        tokens = out.split("\0")
+        changes: list[_StagedChange] = []
+        at = 0
+        while at + 1 < len(tokens) and tokens[at].startswith(":"):
+            old_mode, new_mode, old_sha, new_sha, _status = tokens[at][1:].split(" ", 4)
+            changes.append(_StagedChange(tokens[at + 1], old_mode, old_sha, new_mode, new_sha))
+            at += 2
+        return changes
+
+    def _screen(self, changes: list[_StagedChange], screen: ContentScreen, head: str | None) -> set[str]:
+        refused: set[str] = set()
+        for path, added in self._added_text([change.path for change in changes], head).items():
+            if not screen(path, added):
+                refused.add(path)
+        return refused
+
+    def _added_text(self, changed: list[str], head: str | None) -> dict[str, str]:
+        """Each changed file's added lines, from one `git diff` (per-file diffs if its shape surprises us).
+
+        The diff is read a line at a time and only the added lines are kept: a batch of a long
+        session's turns is megabytes of diff, and holding it whole, split into sections and into
+        lines, took several times that at once (and left the heap that much larger).
+        """
+        base = head or _EMPTY_TREE
+        args = ["diff", "--cached", "-U0", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames"]
+        added = _run_git_lines(self.repo.root, [*args, base, "--"], _added_lines_by_file, env=self.env)
+        if len(added) != len(changed):
+            added = [
+                _added_lines(
+                    self._git(["diff", "--cached", "-U0", "--no-color", "--no-ext-diff", base, "--", path])
+                )
+                for path in changed
+            ]
+        return dict(zip(changed, added, strict=True))
+
+    def _unstage(self, refused: list[_StagedChange]) -> None:
+        """Put the entries of refused files back as they were at the base commit."""
+        entries = [
+            f"0 {_NO_SHA}\t{change.path}\0"
+            if change.old_mode == "000000"
+            else f"{change.old_mode} {change.old_sha}\t{change.path}\0"
+            for change in refused
+        ]
+        self._git(["update-index", "-z", "--index-info"], input="".join(entries))
+        self.tracked.difference_update(change.path for change in refused)
+
+    def _commit_tree(
+        self, identity: Identity, head: str | None, message: CommitMessage, files: list[str]
+    ) -> str:
+        """Write the index's tree, commit it on `head` and move HEAD there if it is still `head`."""
+        text = message if isinstance(message, str) else message(files)
         tree = self._git(["write-tree"]).strip()
         parents = ["-p", head] if head else []
-        env = {**self.env, **self.repo.committer_env(self.identity)}
+        env = {**self.env, **self.repo.committer_env(identity)}
         sha = self._git(["commit-tree", "--no-gpg-sign", tree, *parents, "-F", "-"], input=text, env=env)
         sha = sha.strip()
         reason = "duragent: " + text.splitlines()[0] if text else "duragent"
@@ -536,77 +725,7 @@ class _CommitAttempt:
             if _LOCK_CONFLICT.search(error.stderr) or "but expected" in error.stderr:
                 raise _HeadMoved from error
             raise
-        return sha, changed
-
-    def cleanup(self) -> None:
-        for leftover in (self.index, self.index.with_name(self.index.name + ".lock")):
-            leftover.unlink(missing_ok=True)
-
-    def _stage(self, relative: list[str], head: str | None) -> None:
-        present = [path for path in relative if os.path.lexists(self.repo.root / path)]
-        missing = [path for path in relative if not os.path.lexists(self.repo.root / path)]
-        if present:
-            ignored = self._git(["check-ignore", "-z", "--stdin"], input=_nul(present), check=False)
-            skipped = {path for path in ignored.split("\0") if path}
-            if skipped:
-                log.debug("not committing ignored paths: %s", ", ".join(sorted(skipped)))
-            present = [path for path in present if path not in skipped]
-        # a path gone from disk is staged as a deletion only when the index knows it
-        tracked_missing: list[str] = []
-        if missing and head:
-            out = self._git(["ls-files", "-z", "--", *missing])
-            tracked_missing = [path for path in out.split("\0") if path]
-        to_stage = present + tracked_missing
-        if to_stage:
-            self._git(["add", "--all", "--pathspec-from-file=-", "--pathspec-file-nul"], input=_nul(to_stage))
-
-    def _stage_contents(self, contents: Mapping[str, bytes]) -> None:
-        """Stage the given bytes for these files, whatever is on disk (mode 644, or 755 if executable)."""
-        for path, data in contents.items():
-            with tempfile.NamedTemporaryFile(dir=self.repo.git_dir, prefix="duragent-blob-") as handle:
-                handle.write(data)
-                handle.flush()
-                blob = self._git(["hash-object", "-w", "--no-filters", handle.name]).strip()
-            mode = "100755" if os.access(self.repo.root / path, os.X_OK) else "100644"
-            self._git(["update-index", "--add", "--cacheinfo", f"{mode},{blob},{path}"])
-
-    def _changed_files(self) -> list[str]:
-        out = self._git(["diff", "--cached", "--name-only", "-z", "--no-renames"])
-        return [path for path in out.split("\0") if path]
-
-    def _screen(self, changed: list[str], screen: ContentScreen) -> set[str]:
-        refused: set[str] = set()
-        for path, added in self._added_text(changed).items():
-            if not screen(path, added):
-                refused.add(path)
-        return refused
-
-    def _added_text(self, changed: list[str]) -> dict[str, str]:
-        """Each changed file's added lines, from one `git diff` (per-file diffs if its shape surprises us).
-
-        The diff is read a line at a time and only the added lines are kept: a batch of a long
-        session's turns is megabytes of diff, and holding it whole, split into sections and into
-        lines, took several times that at once (and left the heap that much larger).
-        """
-        args = ["diff", "--cached", "-U0", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames"]
-        added = _run_git_lines(self.repo.root, args, _added_lines_by_file, env=self.env)
-        if len(added) != len(changed):
-            added = [
-                _added_lines(
-                    self._git(["diff", "--cached", "-U0", "--no-color", "--no-ext-diff", "--", path])
-                )
-                for path in changed
-            ]
-        return dict(zip(changed, added, strict=True))
-
-    def _unstage(self, refused: set[str], head: str | None) -> None:
-        if head:
-            self._git(
-                ["reset", "--quiet", head, "--pathspec-from-file=-", "--pathspec-file-nul"],
-                input=_nul(sorted(refused)),
-            )
-        else:
-            self._git(["rm", "--cached", "--quiet", "--ignore-unmatch", "--", *sorted(refused)])
+        return sha
 
     def _git(
         self,
@@ -615,8 +734,34 @@ class _CommitAttempt:
         check: bool = True,
         input: str | None = None,
         env: dict[str, str] | None = None,
+        ok_codes: tuple[int, ...] = (0,),
     ) -> str:
-        return self.repo._git(args, check=check, input=input, env=env or self.env)
+        return _run_git(
+            self.repo.root, args, check=check, input=input, env=env or self.env, ok_codes=ok_codes
+        )
+
+
+def _remove_index_files(index: Path) -> None:
+    for leftover in (index, index.with_name(index.name + ".lock")):
+        leftover.unlink(missing_ok=True)
+
+
+def _remove_abandoned_indexes(git_dir: Path) -> None:
+    """Delete the private indexes of Duragent processes that are gone (killed before cleaning up)."""
+    for index in git_dir.glob("duragent-index-*"):
+        pid = index.name.split("-")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            index.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _added_lines(section: str) -> str:
@@ -701,6 +846,7 @@ def _run_git(
     check: bool = True,
     input: str | None = None,
     env: dict[str, str] | None = None,
+    ok_codes: tuple[int, ...] = (0,),
 ) -> str:
     command = ["git", *_GIT_FLAGS, *args]
     try:
@@ -717,6 +863,6 @@ def _run_git(
         )
     except FileNotFoundError as error:
         raise GitError("git is not installed (Duragent needs the git command)", command) from error
-    if check and done.returncode != 0:
+    if check and done.returncode not in ok_codes:
         raise GitError(f"git {args[0]} failed in {cwd}", command, done.stderr)
     return done.stdout

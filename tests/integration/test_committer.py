@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -240,6 +241,47 @@ def test_a_commit_whose_index_update_a_crash_cut_off_is_repaired_by_the_next_one
     assert committer.commits_made == (2 if lost_update == "changed file" else 1)
 
 
+def test_ignored_files_are_never_committed_alone_or_inside_a_folder(root: Path, repo: GitRepo) -> None:
+    committer = Committer(repo)
+    (root / ".gitignore").parent.mkdir(parents=True, exist_ok=True)
+    (root / ".gitignore").write_text("*.log\n")
+    log_file = root / "processes" / "p1" / "output.log"
+    log_file.parent.mkdir(parents=True)
+    log_file.write_text("noise\n")
+    (root / "processes" / "p1" / "meta.yaml").write_text("state: running\n")
+    committer.notify(Change((log_file,), "process", "p1", "output"))
+    committer.notify(Change((root / "processes" / "p1",), "process", "p1", "started"))
+    committer.flush()
+    assert git(root, "ls-tree", "-r", "--name-only", "HEAD").split() == ["processes/p1/meta.yaml"]
+
+    # a later commit of the same paths (now known to the index) still leaves the log out
+    log_file.write_text("more noise\n")
+    (root / "processes" / "p1" / "meta.yaml").write_text("state: done\n")
+    committer.notify(Change((log_file, root / "processes" / "p1" / "meta.yaml"), "process", "p1", "done"))
+    committer.flush()
+    assert git(root, "ls-tree", "-r", "--name-only", "HEAD").split() == ["processes/p1/meta.yaml"]
+    assert git(root, "show", "HEAD:processes/p1/meta.yaml") == "state: done\n"
+
+
+def test_the_private_index_of_a_killed_process_is_removed_and_ours_is_reused(
+    root: Path, repo: GitRepo
+) -> None:
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    abandoned = repo.git_dir / f"duragent-index-{gone.stdout.strip()}-0"
+    abandoned.write_text("left by a process killed while committing")
+    committer = Committer(repo)
+    for n in range(3):
+        committer.notify(session_change(append_event(root, "s1", f'{{"seq": {n}}}'), "s1"))
+        committer.flush()
+
+    assert not abandoned.exists()
+    assert commit_count(root) == 3
+    assert len(list(repo.git_dir.glob("duragent-index-*"))) == 1
+    assert git(root, "status", "--porcelain") == ""
+
+
 # --- beside a person using git -------------------------------------------------------------------
 
 
@@ -434,6 +476,152 @@ def test_a_key_shaped_token_appended_to_a_committed_file_blocks_that_file(root: 
     assert committer.commits_made == 1
     assert "AAEhBP0av28Zr0j3Cp" not in git(root, "log", "-p")
     assert git(root, "diff", "--name-only").split() == ["sessions/s1/events.jsonl"]
+
+
+# --- large batches: committed by a separate, lower-priority process, as the worker would --------
+
+
+@pytest.fixture
+def apart(root: Path) -> Iterator[Committer]:
+    secret = "super-secret-value-42"
+    committer = Committer(
+        GitRepo.open_or_init(root),
+        debounce=3600,
+        max_delay=3600,
+        author="Assistant Bot <bot@example.test>",
+        guard=SecretGuard({"MY_SERVICE_TOKEN": secret}),
+        separate_process_from=2,
+    )
+    committer.start()
+    yield committer
+    committer.close(timeout=15)
+
+
+def commit_process_pid(committer: Committer) -> int:
+    process = committer._commit_process
+    assert process is not None
+    assert process.pid is not None
+    return process.pid
+
+
+def test_a_large_batch_is_committed_apart_at_a_lower_priority_as_the_worker_would(
+    root: Path, apart: Committer, caplog: pytest.LogCaptureFixture
+) -> None:
+    committer = apart
+    memory = root / "memory" / "assistant" / "MEMORY.md"
+    memory.parent.mkdir(parents=True)
+    memory.write_text("- likes tea\n")
+    leaky = append_event(root, "leaky", "key super-secret-value-42")
+    for session in ("s1", "s2"):
+        path = append_event(root, session, "{}")
+        committer.notify(Change((path,), "session", session, "+1 events"))
+    committer.notify(Change((leaky,), "session", "leaky", "+1 events"))
+    committer.notify(Change((memory,), "memory", "assistant", "facts +1"))
+    with caplog.at_level(logging.ERROR):
+        committer.flush(timeout=30)
+
+    pid = commit_process_pid(committer)
+    assert pid != os.getpid()
+    assert os.getpriority(os.PRIO_PROCESS, pid) > os.getpriority(os.PRIO_PROCESS, 0)
+    # memory apart from session logs, the agent's author, the secret refused and logged here
+    assert git(root, "log", "--format=%an|%s").splitlines() == [
+        "Assistant Bot|2 sessions: 2 events",
+        "Assistant Bot|memory assistant: facts +1",
+    ]
+    assert "sessions/leaky/events.jsonl" not in git(root, "ls-tree", "-r", "--name-only", "HEAD")
+    assert "sessions/leaky/events.jsonl" in caplog.text
+    assert "MY_SERVICE_TOKEN" in caplog.text
+    assert (committer.commits_made, committer.files_refused) == (2, 1)
+    assert committer.last_commit == git(root, "rev-parse", "HEAD").strip()
+    assert git(root, "status", "--porcelain", "--untracked-files=no") == ""
+
+
+def test_a_batch_whose_commit_process_died_is_committed_by_a_new_one(root: Path, apart: Committer) -> None:
+    committer = apart
+    for session in ("s1", "s2"):
+        committer.notify(Change((append_event(root, session, "{}"),), "session", session, "+1 events"))
+    committer.flush(timeout=30)
+    first = commit_process_pid(committer)
+    os.kill(first, signal.SIGKILL)
+
+    for session in ("s1", "s2"):
+        committer.notify(Change((append_event(root, session, "{}"),), "session", session, "+1 events"))
+    with pytest.raises(CommitFailed, match="commit process ended"):
+        committer.flush(timeout=30)
+    committer.flush(timeout=30)  # retried (after a backoff) in a new process
+
+    assert commit_process_pid(committer) != first
+    assert git(root, "show", "HEAD:sessions/s1/events.jsonl") == "{}\n{}\n"
+    assert committer.last_error is None
+
+
+SERVER_WITH_A_COMMIT_PROCESS = """
+import sys
+from pathlib import Path
+from duragent.stores.base import Change
+from duragent.vcs.committer import Committer
+from duragent.vcs.repo import GitRepo
+
+root = Path(sys.argv[1])
+repo = GitRepo.open_or_init(root)
+repo.lock_timeout = 600
+committer = Committer(repo, debounce=3600, max_delay=3600, separate_process_from=1)
+committer.start()
+path = root / "sessions" / "s1" / "events.jsonl"
+path.parent.mkdir(parents=True)
+for line in sys.stdin:  # each line: one more event, committed by the commit process
+    with path.open("a") as log:
+        log.write("{}\\n")
+    committer.notify(Change((path,), "session", "s1", "+1 events"))
+    committer.flush(timeout=3600)
+    print(committer._commit_process.pid, flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the kernel's parent-death signal is Linux's")
+def test_a_commit_in_hand_ends_with_a_server_killed_by_sigkill(root: Path) -> None:
+    # Left running, the commit would write the person's index after the restarted server's.
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER_WITH_A_COMMIT_PROCESS, str(root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdin is not None
+    assert server.stdout is not None
+    server.stdin.write("commit\n")
+    server.stdin.flush()
+    child = int(server.stdout.readline())
+    lock = root / ".git" / "index.lock"
+    lock.touch()  # the next commit waits for it (for up to 600 s)
+    server.stdin.write("commit\n")
+    server.stdin.flush()
+    deadline = time.monotonic() + 30
+    while _waiting_for_input(child):  # until it has the batch and waits for the lock
+        assert time.monotonic() < deadline, "the commit process never took the second batch"
+        time.sleep(0.02)
+    os.kill(server.pid, signal.SIGKILL)
+    server.wait()
+    deadline = time.monotonic() + 30
+    while _process_state(child) != "gone":
+        assert time.monotonic() < deadline, "the commit process outlived its server"
+        time.sleep(0.02)
+    lock.unlink()
+
+
+def _waiting_for_input(pid: int) -> bool:
+    """True while the process is blocked reading (system call 0 on x86-64, 63 on arm64)."""
+    call = Path(f"/proc/{pid}/syscall").read_text().split()[0]
+    return call in ("0", "63")
+
+
+def _process_state(pid: int) -> str:
+    """The process's state letter (`ps`), or "gone" when it has ended (a zombie counts)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return "gone"
+    return "gone" if state == "Z" else state
 
 
 # --- commit messages -----------------------------------------------------------------------------
