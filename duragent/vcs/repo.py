@@ -18,10 +18,21 @@ How `commit_paths` stays out of a person's way:
 - HEAD moves with a compare-and-swap, so a commit the person made meanwhile is never
   overwritten: the commit is rebuilt on top of theirs;
 - it never resets, amends or rewrites history.
+
+How a kill at any moment leaves the person's index agreeing with HEAD: moving HEAD and then
+writing the person's index are two steps, so before HEAD moves the files to write are noted in
+`.git/duragent-unsynced`, removed once the index is written; the next commit (by any process)
+writes what a note left over names first. Every commit holds an flock on
+`.git/duragent-commit.lock` that its git commands inherit: a git command still running
+after the Duragent process that started it was killed (it may write HEAD or the index late)
+keeps it held, so the next commit waits for it instead of having its index entries overwritten
+by older ones.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import itertools
 import logging
 import os
@@ -32,7 +43,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -134,6 +145,11 @@ def parse_identity(text: str) -> Identity:
     raise InvalidIdentity(f"invalid git identity {text!r}: expected `Name <email>`")
 
 
+#: The flock every commit holds, with the git commands it runs (they inherit it), in the git folder.
+INDEX_WRITER_LOCK = "duragent-commit.lock"
+#: The files of a commit whose entries in the person's index may not be written yet.
+PENDING_SYNC = "duragent-unsynced"
+
 #: An index.lock older than this is left over from a crashed git process, not a running one.
 STALE_INDEX_LOCK_SECONDS = 60.0
 
@@ -167,6 +183,8 @@ class GitRepo:
         # two committers in one process must not interleave their HEAD updates
         self._commit_lock = threading.Lock()
         self._staging_index: _StagingIndex | None = None
+        #: The index writer lock's fd while this repo commits (handed to the git commands it runs).
+        self._writer_fd: int | None = None
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -384,7 +402,8 @@ class GitRepo:
             return None
         given = {self.relative(path): data for path, data in (contents or {}).items()}
         deadline = time.monotonic() + self.lock_timeout
-        with self._commit_lock:
+        with self._commit_lock, self._index_writer(deadline):
+            self._finish_interrupted_sync(deadline)
             while True:
                 self._wait_for_index_lock(deadline)
                 self._check_not_busy()
@@ -399,6 +418,50 @@ class GitRepo:
                     return None
                 self._sync_index(made, deadline)
                 return made.sha
+
+    @contextlib.contextmanager
+    def _index_writer(self, deadline: float) -> Iterator[None]:
+        """Hold the index writer lock (waiting for whoever holds it, until `deadline`)."""
+        fd = os.open(self.git_dir / INDEX_WRITER_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise RepoLocked(
+                            f"{self.git_dir / INDEX_WRITER_LOCK} has been held for {self.lock_timeout:g} s "
+                            "by another Duragent commit (or a git command it started)"
+                        ) from None
+                    time.sleep(0.02)
+            self._writer_fd = fd
+            yield
+        finally:
+            self._writer_fd = None
+            os.close(fd)
+
+    def _note_pending_sync(self, paths: Sequence[str]) -> None:
+        """Before HEAD moves: the files whose entries in the person's index must follow it."""
+        note = self.git_dir / PENDING_SYNC
+        partial = note.with_name(note.name + ".new")
+        partial.write_text(_nul(paths), encoding="utf-8")
+        os.replace(partial, note)  # whole or absent: a torn list could name a folder
+
+    def _finish_interrupted_sync(self, deadline: float) -> None:
+        """Write the person's index entries a commit killed after moving HEAD left unwritten."""
+        note = self.git_dir / PENDING_SYNC
+        try:
+            paths = [path for path in note.read_text(encoding="utf-8").split("\0") if path]
+        except FileNotFoundError:
+            return
+        head = self.head()
+        if head and paths:
+            log.info("writing the index entries of %d file(s) an interrupted commit left", len(paths))
+            command = ["reset", "--quiet", head, "--pathspec-from-file=-", "--pathspec-file-nul"]
+            if not self._update_index(command, _nul(paths), head, deadline):
+                return  # the note stays: the next commit tries again
+        note.unlink(missing_ok=True)
 
     @property
     def _staging(self) -> _StagingIndex:
@@ -458,6 +521,7 @@ class GitRepo:
         """
         entries = "".join(f"{mode} {sha}\t{path}\0" for mode, sha, path in made.files)
         if self._update_index(["update-index", "-z", "--index-info"], entries, made.sha, deadline):
+            (self.git_dir / PENDING_SYNC).unlink(missing_ok=True)
             self._git(["update-index", "-q", "--refresh"], check=False)
 
     def _update_index(self, command: list[str], input: str, sha: str, deadline: float) -> bool:
@@ -492,7 +556,12 @@ class GitRepo:
         input: str | None = None,
         env: dict[str, str] | None = None,
     ) -> str:
-        return _run_git(self.root, args, check=check, input=input, env=env)
+        return _run_git(self.root, args, check=check, input=input, env=env, pass_fds=self._held_fds())
+
+    def _held_fds(self) -> tuple[int, ...]:
+        """The index writer lock's fd while this repo commits: its git commands hold the lock too."""
+        fd = self._writer_fd
+        return () if fd is None else (fd,)
 
 
 class _HeadMoved(Exception):
@@ -687,7 +756,13 @@ class _StagingIndex:
         """
         base = head or _EMPTY_TREE
         args = ["diff", "--cached", "-U0", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames"]
-        added = _run_git_lines(self.repo.root, [*args, base, "--"], _added_lines_by_file, env=self.env)
+        added = _run_git_lines(
+            self.repo.root,
+            [*args, base, "--"],
+            _added_lines_by_file,
+            env=self.env,
+            pass_fds=self.repo._held_fds(),
+        )
         if len(added) != len(changed):
             added = [
                 _added_lines(
@@ -719,6 +794,7 @@ class _StagingIndex:
         sha = self._git(["commit-tree", "--no-gpg-sign", tree, *parents, "-F", "-"], input=text, env=env)
         sha = sha.strip()
         reason = "duragent: " + text.splitlines()[0] if text else "duragent"
+        self.repo._note_pending_sync(files)
         try:
             self._git(["update-ref", "-m", reason, "HEAD", sha, head or ""])
         except GitError as error:
@@ -737,7 +813,13 @@ class _StagingIndex:
         ok_codes: tuple[int, ...] = (0,),
     ) -> str:
         return _run_git(
-            self.repo.root, args, check=check, input=input, env=env or self.env, ok_codes=ok_codes
+            self.repo.root,
+            args,
+            check=check,
+            input=input,
+            env=env or self.env,
+            ok_codes=ok_codes,
+            pass_fds=self.repo._held_fds(),
         )
 
 
@@ -809,6 +891,7 @@ def _run_git_lines(
     read: Callable[[Iterable[str]], _T],
     *,
     env: dict[str, str] | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> _T:
     """`read(lines of git's output)`, the output read as `read` goes (GitError as `_run_git` raises)."""
     command = ["git", *_GIT_FLAGS, *args]
@@ -817,6 +900,7 @@ def _run_git_lines(
             process = subprocess.Popen(
                 command,
                 cwd=cwd,
+                pass_fds=pass_fds,
                 env=_git_env(env),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -847,12 +931,14 @@ def _run_git(
     input: str | None = None,
     env: dict[str, str] | None = None,
     ok_codes: tuple[int, ...] = (0,),
+    pass_fds: tuple[int, ...] = (),
 ) -> str:
     command = ["git", *_GIT_FLAGS, *args]
     try:
         done = subprocess.run(
             command,
             cwd=cwd,
+            pass_fds=pass_fds,
             env=_git_env(env),
             input=input,
             capture_output=True,

@@ -241,6 +241,95 @@ def test_a_commit_whose_index_update_a_crash_cut_off_is_repaired_by_the_next_one
     assert committer.commits_made == (2 if lost_update == "changed file" else 1)
 
 
+KILLED_AFTER_MOVING_HEAD = """
+import os, signal, sys
+from pathlib import Path
+from duragent.stores.base import Change
+from duragent.vcs.committer import Committer
+from duragent.vcs.repo import GitRepo
+
+root = Path(sys.argv[1])
+repo = GitRepo.open_or_init(root)
+# the dangerous moment: HEAD has moved, the person's index is not written yet
+repo._sync_index = lambda made, deadline: os.kill(os.getpid(), signal.SIGKILL)
+paths = [root / "sessions" / name / "events.jsonl" for name in ("s1", "s2")]
+Committer(repo).commit_batch([Change((path,), "session", path.parent.name, "+1 events") for path in paths])
+"""
+
+
+def test_a_kill_after_head_moved_leaves_an_index_the_next_commit_of_other_files_repairs(
+    root: Path, repo: GitRepo
+) -> None:
+    """The next commit may hold none of the files the killed one committed (their sessions ended)."""
+    committer = Committer(repo)
+    first = append_event(root, "s1", '{"seq": 1}')
+    committer.notify(session_change(first, "s1"))
+    committer.flush()
+    append_event(root, "s1", '{"seq": 2}')
+    append_event(root, "s2", '{"seq": 1}')
+    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_MOVING_HEAD, str(root)], check=False)
+    assert killed.returncode == -signal.SIGKILL
+    assert "duragent: 2 sessions" in git(root, "reflog", "-1")  # HEAD moved
+    assert sorted(git(root, "status", "--porcelain", "--untracked-files=all").splitlines()) == [
+        "?? sessions/s2/events.jsonl",
+        "D  sessions/s2/events.jsonl",
+        "MM sessions/s1/events.jsonl",
+    ]
+
+    other = append_event(root, "s3", '{"seq": 1}')
+    committer.notify(session_change(other, "s3"))
+    committer.flush()
+
+    assert git(root, "status", "--porcelain") == ""
+    assert git(root, "show", "HEAD:sessions/s1/events.jsonl") == '{"seq": 1}\n{"seq": 2}\n'
+
+
+HOLDS_THE_COMMIT_LOCK = """
+import fcntl, os, subprocess, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+# a git command the killed committer started, still running: it holds the lock it inherited (and
+# this process's stdin, so it ends when the test closes that)
+orphan = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], pass_fds=(fd,))
+print(orphan.pid, flush=True)
+os.kill(os.getpid(), 9)
+"""
+
+
+def test_a_commit_waits_for_the_git_commands_a_killed_committer_left_running(
+    root: Path, tmp_path: Path
+) -> None:
+    # Such a command may write the person's index late: after ours, it would leave entries older
+    # than HEAD (`git status`: MM).
+    repo = GitRepo.open_or_init(root, lock_timeout=0.5)
+    lock = repo.git_dir / "duragent-commit.lock"
+    killed = subprocess.Popen(
+        [sys.executable, "-c", HOLDS_THE_COMMIT_LOCK, str(lock)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert killed.stdin is not None
+    assert killed.stdout is not None
+    orphan = int(killed.stdout.readline())
+    assert killed.wait() == -signal.SIGKILL
+    committer = Committer(repo)
+    path = append_event(root, "s1", "{}")
+    committer.notify(session_change(path, "s1"))
+    try:
+        with pytest.raises(CommitFailed, match=r"duragent-commit\.lock"):
+            committer.flush()
+    finally:
+        killed.stdin.close()  # the orphan's stdin: it ends
+    deadline = time.monotonic() + 30
+    while _process_state(orphan) != "gone":
+        assert time.monotonic() < deadline, "the orphan did not end"
+        time.sleep(0.02)
+
+    committer.flush()
+    assert git(root, "status", "--porcelain") == ""
+
+
 def test_ignored_files_are_never_committed_alone_or_inside_a_folder(root: Path, repo: GitRepo) -> None:
     committer = Committer(repo)
     (root / ".gitignore").parent.mkdir(parents=True, exist_ok=True)
@@ -261,6 +350,25 @@ def test_ignored_files_are_never_committed_alone_or_inside_a_folder(root: Path, 
     committer.flush()
     assert git(root, "ls-tree", "-r", "--name-only", "HEAD").split() == ["processes/p1/meta.yaml"]
     assert git(root, "show", "HEAD:processes/p1/meta.yaml") == "state: done\n"
+
+
+def test_a_file_the_runtime_writes_that_the_persons_gitignore_lists_is_left_out_once(
+    root: Path, make_committer: Callable[..., Committer]
+) -> None:
+    # git refuses `check-ignore` under the literal pathspecs every other command runs with: the
+    # ignored file was then staged by name, `git add` failed, and the batch was retried forever
+    committer = make_committer(debounce=0.01)
+    (root / ".gitignore").write_text("sessions/*/state.yaml\n")
+    events = append_event(root, "s1", "{}")
+    snapshot = events.with_name("state.yaml")
+    snapshot.write_text("last_seq: 1\n")
+    committer.notify(session_change(events, "s1"))
+    committer.notify(Change((snapshot,), "session", "s1", "snapshot at seq 1"))
+    committer.flush(timeout=30)
+
+    assert git(root, "ls-tree", "-r", "--name-only", "HEAD").split() == ["sessions/s1/events.jsonl"]
+    assert committer.last_error is None
+    assert committer.pending == 0
 
 
 def test_the_private_index_of_a_killed_process_is_removed_and_ours_is_reused(
