@@ -131,7 +131,11 @@ class CommitProcess:
             stdout=subprocess.PIPE,
             # the data directory, not the server's folder: a `duragent/` folder there would be imported
             cwd=self.setup.root,
-            start_new_session=True,  # a terminal's Ctrl-C or Ctrl-Z is for the server to handle
+            # its own process group, so a terminal's Ctrl-C or Ctrl-Z (sent to the foreground
+            # group) is for the server to handle; not its own session, which on Linux puts it in
+            # a scheduling group of its own (autogroup) where nice +10 weighs nothing against
+            # the server: it then took as much CPU as the server and its streams together
+            process_group=0,
         )
         self._process = process
         try:

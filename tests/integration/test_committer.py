@@ -631,6 +631,10 @@ def test_a_large_batch_is_committed_apart_at_a_lower_priority_as_the_worker_woul
     pid = commit_process_pid(committer)
     assert pid != os.getpid()
     assert os.getpriority(os.PRIO_PROCESS, pid) > os.getpriority(os.PRIO_PROCESS, 0)
+    # the lower priority counts only inside the server's session: each session is a scheduling
+    # group of its own on Linux (autogroup), and the groups share the CPU as equals
+    assert os.getsid(pid) == os.getsid(0)
+    assert os.getpgid(pid) != os.getpgid(0)  # the terminal's Ctrl-C is the server's to handle
     # memory apart from session logs, the agent's author, the secret refused and logged here
     assert git(root, "log", "--format=%an|%s").splitlines() == [
         "Assistant Bot|2 sessions: 2 events",
