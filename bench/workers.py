@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import statistics
@@ -71,13 +72,22 @@ def start_workers(
     return processes, urls
 
 
-async def one_session(http: aiohttp.ClientSession, url: str, turns: int, latencies: list[float]) -> None:
-    async with http.post(f"{url}/api/v1/sessions", json={"agent": "bench"}) as response:
+def api_headers(data: Path) -> dict[str, str]:
+    """What a client of this worker sends: its API token, as the CLI reads it (each worker has its own)."""
+    return {"Authorization": f"Bearer {json.loads((data / 'run' / 'tokens.json').read_text())['api_token']}"}
+
+
+async def one_session(
+    http: aiohttp.ClientSession, url: str, headers: dict[str, str], turns: int, latencies: list[float]
+) -> None:
+    async with http.post(f"{url}/api/v1/sessions", json={"agent": "bench"}, headers=headers) as response:
+        if response.status not in (200, 201):
+            raise RuntimeError(f"session not created: {response.status} {await response.text()}")
         session = (await response.json())["session_id"]
     for turn in range(turns):
         started = time.perf_counter()
         async with http.post(
-            f"{url}/api/v1/sessions/{session}/messages", json={"content": f"message {turn}"}
+            f"{url}/api/v1/sessions/{session}/messages", json={"content": f"message {turn}"}, headers=headers
         ) as response:
             if response.status != 200:
                 raise RuntimeError(f"turn failed: {response.status} {await response.text()}")
@@ -94,10 +104,14 @@ async def run(count: int, sessions: int, turns: int, base_url: str, llm_url: str
                 async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
                     for url in urls:
                         await wait_ready(http, url)
+                    headers = [api_headers(Path(tmp) / f"worker{index}") for index in range(count)]
                     latencies: list[float] = []
                     started = time.perf_counter()
                     await asyncio.gather(
-                        *(one_session(http, urls[i % count], turns, latencies) for i in range(sessions))
+                        *(
+                            one_session(http, urls[i % count], headers[i % count], turns, latencies)
+                            for i in range(sessions)
+                        )
                     )
                     elapsed = time.perf_counter() - started
             finally:
