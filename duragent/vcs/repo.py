@@ -403,6 +403,9 @@ class GitRepo:
         given = {self.relative(path): data for path, data in (contents or {}).items()}
         deadline = time.monotonic() + self.lock_timeout
         with self._commit_lock, self._index_writer(deadline):
+            # during a merge or rebase even the interrupted sync waits: `git reset` of those
+            # paths would drop the person's conflict entries or staged resolution
+            self._check_not_busy()
             self._finish_interrupted_sync(deadline)
             while True:
                 self._wait_for_index_lock(deadline)

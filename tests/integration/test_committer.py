@@ -866,3 +866,34 @@ def test_paths_reached_through_a_symlinked_folder_are_committed(tmp_path: Path) 
     committer.notify(session_change(append_event(tmp_path / "link", "s1", "{}"), "s1"))
     committer.flush()
     assert git(real, "show", "--name-only", "--format=", "HEAD").split() == ["sessions/s1/events.jsonl"]
+
+
+def _commit_then_lose_the_index_update(root: Path, repo: GitRepo, name: str) -> None:
+    """Commit `name` and leave what a kill after moving HEAD leaves: a note, the index a commit behind."""
+    path = root / name
+    path.write_text("one\n")
+    repo.commit_paths([path], "first")
+    path.write_text("two\n")
+    repo.commit_paths([path], "second")
+    git(root, "reset", "-q", "HEAD~1", "--", name)
+    (repo.git_dir / "duragent-unsynced").write_text(name + "\0")
+
+
+def test_a_note_left_by_a_killed_commit_waits_while_a_merge_is_in_progress(root: Path, repo: GitRepo) -> None:
+    """Writing its entries then would drop the person's conflict entries (`git reset` of those paths)."""
+    _commit_then_lose_the_index_update(root, repo, "notes.md")
+    git(root, "reset", "-q")
+    git(root, "checkout", "-q", "-b", "theirs", "HEAD~1")
+    (root / "notes.md").write_text("theirs\n")
+    git(root, "-c", "user.name=P", "-c", "user.email=p@x", "commit", "-qam", "theirs")
+    git(root, "checkout", "-q", "main")
+    git(root, "-c", "user.name=P", "-c", "user.email=p@x", "merge", "theirs", check=False)
+    (repo.git_dir / "duragent-unsynced").write_text("notes.md\0")
+    assert git(root, "ls-files", "-u", "notes.md") != ""  # conflict entries
+
+    other = append_event(root, "s1", "{}")
+    with pytest.raises(RepoBusy, match="merge"):
+        repo.commit_paths([other], "session s1: +1 events")
+
+    assert git(root, "ls-files", "-u", "notes.md") != ""
+    assert (repo.git_dir / "duragent-unsynced").exists()
