@@ -445,14 +445,22 @@ class GitRepo:
             os.close(fd)
 
     def _note_pending_sync(self, paths: Sequence[str]) -> None:
-        """Before HEAD moves: the files whose entries in the person's index must follow it."""
+        """Before HEAD moves: the files whose entries in the person's index must follow it.
+
+        No other note exists here: a commit starts only once an earlier note has been handled
+        (`_finish_interrupted_sync`), so replacing it loses no path.
+        """
         note = self.git_dir / PENDING_SYNC
         partial = note.with_name(note.name + ".new")
         partial.write_text(_nul(paths), encoding="utf-8")
         os.replace(partial, note)  # whole or absent: a torn list could name a folder
 
     def _finish_interrupted_sync(self, deadline: float) -> None:
-        """Write the person's index entries a commit killed after moving HEAD left unwritten."""
+        """Write the person's index entries a commit killed after moving HEAD left unwritten.
+
+        Raises RepoLocked when they could not be written: a commit going ahead would replace the
+        note, and those files would stay stale in the person's index for good.
+        """
         note = self.git_dir / PENDING_SYNC
         try:
             paths = [path for path in note.read_text(encoding="utf-8").split("\0") if path]
@@ -463,7 +471,11 @@ class GitRepo:
             log.info("writing the index entries of %d file(s) an interrupted commit left", len(paths))
             command = ["reset", "--quiet", head, "--pathspec-from-file=-", "--pathspec-file-nul"]
             if not self._update_index(command, _nul(paths), head, deadline):
-                return  # the note stays: the next commit tries again
+                # the note stays: the next commit tries again
+                raise RepoLocked(
+                    f"could not write the index entries an interrupted commit left in {self.root}; "
+                    "not committing until they are"
+                )
         note.unlink(missing_ok=True)
 
     @property

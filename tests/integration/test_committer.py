@@ -18,7 +18,7 @@ import pytest
 from duragent.secrets import SecretGuard
 from duragent.stores.base import Change
 from duragent.vcs.committer import CommitFailed, Committer, commit_message
-from duragent.vcs.repo import GitRepo, RepoBusy
+from duragent.vcs.repo import GitRepo, RepoBusy, RepoLocked
 
 AGENT = "Duragent <duragent@localhost>"
 
@@ -897,3 +897,32 @@ def test_a_note_left_by_a_killed_commit_waits_while_a_merge_is_in_progress(root:
 
     assert git(root, "ls-files", "-u", "notes.md") != ""
     assert (repo.git_dir / "duragent-unsynced").exists()
+
+
+def test_a_commit_waits_until_the_index_entries_a_killed_commit_left_are_written(
+    root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new note replacing the old one would leave the killed commit's files stale for good."""
+    repo = GitRepo.open_or_init(root, lock_timeout=0.3)
+    _commit_then_lose_the_index_update(root, repo, "notes.md")
+    lock = repo.git_dir / "index.lock"
+    lock.write_text("")  # a person's `git commit`, waiting in their editor
+
+    class ReleaseWhenGivenUp(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "could not" in record.getMessage():
+                lock.unlink(missing_ok=True)  # ... which ends just after we gave up
+
+    handler = ReleaseWhenGivenUp()
+    logging.getLogger("duragent.vcs.repo").addHandler(handler)
+    try:
+        other = append_event(root, "s1", "{}")
+        with pytest.raises(RepoLocked, match="interrupted commit"):
+            repo.commit_paths([other], "session s1: +1 events")
+    finally:
+        logging.getLogger("duragent.vcs.repo").removeHandler(handler)
+    assert "notes.md" in (repo.git_dir / "duragent-unsynced").read_text()
+
+    repo.commit_paths([other], "session s1: +1 events")
+    assert git(root, "status", "--porcelain") == ""
+    assert not (repo.git_dir / "duragent-unsynced").exists()
