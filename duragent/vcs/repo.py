@@ -455,6 +455,10 @@ class GitRepo:
         partial.write_text(_nul(paths), encoding="utf-8")
         os.replace(partial, note)  # whole or absent: a torn list could name a folder
 
+    def _forget_pending_sync(self) -> None:
+        """HEAD did not move after all: the noted files were not committed, their entries stay."""
+        (self.git_dir / PENDING_SYNC).unlink(missing_ok=True)
+
     def _finish_interrupted_sync(self, deadline: float) -> None:
         """Write the person's index entries a commit killed after moving HEAD left unwritten.
 
@@ -813,6 +817,9 @@ class _StagingIndex:
         try:
             self._git(["update-ref", "-m", reason, "HEAD", sha, head or ""])
         except GitError as error:
+            # HEAD did not move: a note left naming these files would have the next commit
+            # reset them, unstaging what the person staged
+            self.repo._forget_pending_sync()
             if _LOCK_CONFLICT.search(error.stderr) or "but expected" in error.stderr:
                 raise _HeadMoved from error
             raise

@@ -926,3 +926,24 @@ def test_a_commit_waits_until_the_index_entries_a_killed_commit_left_are_written
     repo.commit_paths([other], "session s1: +1 events")
     assert git(root, "status", "--porcelain") == ""
     assert not (repo.git_dir / "duragent-unsynced").exists()
+
+
+def test_a_commit_whose_head_update_failed_leaves_the_persons_staged_work_alone(root: Path) -> None:
+    """No note may outlive a commit that did not move HEAD: the next commit would unstage its files."""
+    repo = GitRepo.open_or_init(root, lock_timeout=0.3)
+    notes = root / "notes.md"
+    notes.write_text("one\n")
+    repo.commit_paths([notes], "first")
+    notes.write_text("two\n")
+    branch_lock = repo.git_dir / "refs" / "heads" / "main.lock"
+    branch_lock.write_text("")
+    with pytest.raises(RepoLocked):
+        repo.commit_paths([notes], "second")
+    branch_lock.unlink()
+    assert not (repo.git_dir / "duragent-unsynced").exists()
+    notes.write_text("the person's\n")
+    git(root, "add", "notes.md")
+
+    repo.commit_paths([append_event(root, "s1", "{}")], "session s1: +1 events")
+
+    assert git(root, "status", "--porcelain", "notes.md") == "M  notes.md\n"
