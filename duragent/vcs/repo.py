@@ -183,8 +183,9 @@ class GitRepo:
         # two committers in one process must not interleave their HEAD updates
         self._commit_lock = threading.Lock()
         self._staging_index: _StagingIndex | None = None
-        #: The index writer lock's fd while this repo commits (handed to the git commands it runs).
-        self._writer_fd: int | None = None
+        #: `fd`: the index writer lock's descriptor, set in the committing thread only, so
+        #: only the git commands that thread runs inherit the lock.
+        self._writer = threading.local()
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -438,10 +439,10 @@ class GitRepo:
                             "by another Duragent commit (or a git command it started)"
                         ) from None
                     time.sleep(0.02)
-            self._writer_fd = fd
+            self._writer.fd = fd
             yield
         finally:
-            self._writer_fd = None
+            self._writer.fd = None
             os.close(fd)
 
     def _note_pending_sync(self, paths: Sequence[str]) -> None:
@@ -578,8 +579,12 @@ class GitRepo:
         return _run_git(self.root, args, check=check, input=input, env=env, pass_fds=self._held_fds())
 
     def _held_fds(self) -> tuple[int, ...]:
-        """The index writer lock's fd while this repo commits: its git commands hold the lock too."""
-        fd = self._writer_fd
+        """The index writer lock's fd in the thread that commits: its git commands hold the lock too.
+
+        Per thread: other threads' reads (the edit watcher, history) must not hold the lock, nor
+        be handed a descriptor number the committing thread has closed meanwhile.
+        """
+        fd = getattr(self._writer, "fd", None)
         return () if fd is None else (fd,)
 
 

@@ -947,3 +947,19 @@ def test_a_commit_whose_head_update_failed_leaves_the_persons_staged_work_alone(
     repo.commit_paths([append_event(root, "s1", "{}")], "session s1: +1 events")
 
     assert git(root, "status", "--porcelain", "notes.md") == "M  notes.md\n"
+
+
+def test_only_the_committing_threads_git_commands_hold_the_commit_lock(root: Path, repo: GitRepo) -> None:
+    held: dict[str, tuple[int, ...]] = {}
+
+    def screen(path: str, added: str) -> bool:
+        held["committer"] = repo._held_fds()
+        reader = threading.Thread(target=lambda: held.setdefault("reader", repo._held_fds()))
+        reader.start()
+        reader.join()
+        return True
+
+    repo.commit_paths([append_event(root, "s1", "{}")], "session s1: +1 events", screen=screen)
+
+    assert len(held["committer"]) == 1
+    assert held["reader"] == ()
