@@ -46,7 +46,7 @@ import weakref
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from duragent.errors import DuragentError, NotFound
 
@@ -475,12 +475,10 @@ class GitRepo:
         if head and paths:
             log.info("writing the index entries of %d file(s) an interrupted commit left", len(paths))
             command = ["reset", "--quiet", head, "--pathspec-from-file=-", "--pathspec-file-nul"]
-            if not self._update_index(command, _nul(paths), head, deadline):
+            what = "the index entries an interrupted commit left"
+            if not self._update_index(command, _nul(paths), what, deadline):
                 # the note stays: the next commit tries again
-                raise RepoLocked(
-                    f"could not write the index entries an interrupted commit left in {self.root}; "
-                    "not committing until they are"
-                )
+                raise RepoLocked(f"could not write {what} in {self.root}; not committing until they are")
         note.unlink(missing_ok=True)
 
     @property
@@ -529,7 +527,7 @@ class GitRepo:
             log.info("repairing the index entries of %d file(s) a crash left stale", len(stale))
             pathspec = _nul(stale)
             command = ["reset", "--quiet", head, "--pathspec-from-file=-", "--pathspec-file-nul"]
-            self._update_index(command, pathspec, head, deadline)
+            self._update_index(command, pathspec, "the index entries a crash left stale", deadline)
 
     def _sync_index(self, made: _Commit, deadline: float) -> None:
         """Make the person's index agree with the new commit for the committed files only.
@@ -540,21 +538,32 @@ class GitRepo:
         would, so later status checks need not hash them again.
         """
         entries = "".join(f"{mode} {sha}\t{path}\0" for mode, sha, path in made.files)
-        if self._update_index(["update-index", "-z", "--index-info"], entries, made.sha, deadline):
+        what = f"the index after committing {made.sha[:10]}"
+        if self._update_index(["update-index", "-z", "--index-info"], entries, what, deadline):
             (self.git_dir / PENDING_SYNC).unlink(missing_ok=True)
             self._git(["update-index", "-q", "--refresh"], check=False)
 
-    def _update_index(self, command: list[str], input: str, sha: str, deadline: float) -> bool:
-        """Run a command that writes the person's index, waiting out a held index.lock."""
-        while True:
-            try:
-                self._git(command, input=input)
-                return True
-            except GitError as error:
-                if not _LOCK_CONFLICT.search(error.stderr) or time.monotonic() >= deadline:
-                    log.warning("committed %s but could not update the index: %s", sha[:10], error)
-                    return False
-                time.sleep(0.05)
+    def _update_index(self, command: list[str], input: str, what: str, deadline: float) -> bool:
+        """Run a command that writes the person's index, waiting out a held index.lock.
+
+        Its input is written to a file first and git reads that file: from a pipe, a kill of
+        this process between two writes would hand git a cut-off last record, which it takes
+        for a path (an index entry for a file that never existed). `what` names the update in
+        the warning when it fails.
+        """
+        with tempfile.TemporaryFile(dir=self.git_dir, prefix="duragent-input-") as stdin:
+            stdin.write(input.encode("utf-8"))
+            stdin.flush()
+            while True:
+                stdin.seek(0)
+                try:
+                    self._git(command, stdin=stdin)
+                    return True
+                except GitError as error:
+                    if not _LOCK_CONFLICT.search(error.stderr) or time.monotonic() >= deadline:
+                        log.warning("could not write %s: %s", what, error)
+                        return False
+                    time.sleep(0.05)
 
     def committer_env(self, identity: Identity) -> dict[str, str]:
         """Author = `identity`; committer = the person's git identity, or `identity` when there is none."""
@@ -575,8 +584,11 @@ class GitRepo:
         check: bool = True,
         input: str | None = None,
         env: dict[str, str] | None = None,
+        stdin: IO[bytes] | None = None,
     ) -> str:
-        return _run_git(self.root, args, check=check, input=input, env=env, pass_fds=self._held_fds())
+        return _run_git(
+            self.root, args, check=check, input=input, env=env, stdin=stdin, pass_fds=self._held_fds()
+        )
 
     def _held_fds(self) -> tuple[int, ...]:
         """The index writer lock's fd in the thread that commits: its git commands hold the lock too.
@@ -959,6 +971,7 @@ def _run_git(
     env: dict[str, str] | None = None,
     ok_codes: tuple[int, ...] = (0,),
     pass_fds: tuple[int, ...] = (),
+    stdin: IO[bytes] | None = None,
 ) -> str:
     command = ["git", *_GIT_FLAGS, *args]
     try:
@@ -968,6 +981,7 @@ def _run_git(
             pass_fds=pass_fds,
             env=_git_env(env),
             input=input,
+            stdin=stdin,
             capture_output=True,
             text=True,
             encoding="utf-8",

@@ -963,3 +963,36 @@ def test_only_the_committing_threads_git_commands_hold_the_commit_lock(root: Pat
 
     assert len(held["committer"]) == 1
     assert held["reader"] == ()
+
+
+def test_the_persons_index_is_written_from_a_file_never_from_a_pipe_a_kill_could_cut(
+    root: Path, repo: GitRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given a cut-off last record on stdin, git adds an entry for a path that never existed."""
+    from duragent.vcs import repo as repo_module
+
+    real = repo_module._run_git
+    writes: list[tuple[str, object, bytes | None]] = []
+
+    def run_git(cwd: Path, args: list[str], **options: object) -> str:
+        if args[0] in ("update-index", "reset") and "GIT_INDEX_FILE" not in (options.get("env") or {}):
+            stdin = options.get("stdin")
+            data = None
+            if stdin is not None:
+                position = stdin.tell()  # type: ignore[attr-defined]
+                data = stdin.read()  # type: ignore[attr-defined]
+                stdin.seek(position)  # type: ignore[attr-defined]
+            writes.append((args[0], options.get("input"), data))
+        return real(cwd, args, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(repo_module, "_run_git", run_git)
+    path = append_event(root, "s1", "{}")
+    repo.commit_paths([path], "session s1: +1 events")
+    git(root, "rm", "-q", "--cached", "sessions/s1/events.jsonl")  # as a crash would leave it
+    repo.commit_paths([path], "session s1: +1 events")  # repairs
+
+    assert [name for name, _, _ in writes if name == "reset"] == ["reset"]
+    for _name, given, _data in writes:
+        assert given is None
+    assert any(data and b"sessions/s1/events.jsonl\0" in data for _, _, data in writes)
+    assert git(root, "status", "--porcelain") == ""
