@@ -21,12 +21,12 @@ How `commit_paths` stays out of a person's way:
 
 How a kill at any moment leaves the person's index agreeing with HEAD: moving HEAD and then
 writing the person's index are two steps, so before HEAD moves the files to write are noted in
-`.git/duragent-unsynced`, removed once the index is written; the next commit (by any process)
-writes what a note left over names first. Every commit holds an flock on
-`.git/duragent-commit.lock` that its git commands inherit: a git command still running
-after the Duragent process that started it was killed (it may write HEAD or the index late)
-keeps it held, so the next commit waits for it instead of having its index entries overwritten
-by older ones.
+`.git/duragent-unsynced` (with the commit HEAD moves to), removed once the index is written;
+the next commit (by any process) writes what a note left over names first, if HEAD did reach
+that commit. Every commit holds an flock on `.git/duragent-commit.lock` that its git commands
+inherit: a git command still running after the Duragent process that started it was killed (it
+may write HEAD or the index late) keeps it held, so the next commit waits for it instead of
+having its index entries overwritten by older ones.
 """
 
 from __future__ import annotations
@@ -149,6 +149,8 @@ def parse_identity(text: str) -> Identity:
 INDEX_WRITER_LOCK = "duragent-commit.lock"
 #: The files of a commit whose entries in the person's index may not be written yet.
 PENDING_SYNC = "duragent-unsynced"
+#: The note's first record: the commit HEAD is about to move to.
+_NOTE_COMMIT = "commit "
 
 #: An index.lock older than this is left over from a crashed git process, not a running one.
 STALE_INDEX_LOCK_SECONDS = 60.0
@@ -445,15 +447,15 @@ class GitRepo:
             self._writer.fd = None
             os.close(fd)
 
-    def _note_pending_sync(self, paths: Sequence[str]) -> None:
-        """Before HEAD moves: the files whose entries in the person's index must follow it.
+    def _note_pending_sync(self, sha: str, paths: Sequence[str]) -> None:
+        """Before HEAD moves to `sha`: the files whose entries in the person's index must follow it.
 
         No other note exists here: a commit starts only once an earlier note has been handled
         (`_finish_interrupted_sync`), so replacing it loses no path.
         """
         note = self.git_dir / PENDING_SYNC
         partial = note.with_name(note.name + ".new")
-        partial.write_text(_nul(paths), encoding="utf-8")
+        partial.write_text(_nul([_NOTE_COMMIT + sha, *paths]), encoding="utf-8")
         os.replace(partial, note)  # whole or absent: a torn list could name a folder
 
     def _forget_pending_sync(self) -> None:
@@ -472,6 +474,12 @@ class GitRepo:
         except FileNotFoundError:
             return
         head = self.head()
+        if paths and paths[0].startswith(_NOTE_COMMIT):
+            sha = paths.pop(0).removeprefix(_NOTE_COMMIT)
+            if head and not self._is_ancestor(sha, head):
+                # killed before HEAD moved: those files were never committed, and what the
+                # person staged of them is theirs
+                paths = []
         if head and paths:
             log.info("writing the index entries of %d file(s) an interrupted commit left", len(paths))
             command = ["reset", "--quiet", head, "--pathspec-from-file=-", "--pathspec-file-nul"]
@@ -480,6 +488,17 @@ class GitRepo:
                 # the note stays: the next commit tries again
                 raise RepoLocked(f"could not write {what} in {self.root}; not committing until they are")
         note.unlink(missing_ok=True)
+
+    def _is_ancestor(self, sha: str, head: str) -> bool:
+        done = subprocess.run(
+            ["git", *_GIT_FLAGS, "merge-base", "--is-ancestor", sha, head],
+            cwd=self.root,
+            env=_git_env(),
+            capture_output=True,
+            check=False,
+            pass_fds=self._held_fds(),
+        )
+        return done.returncode == 0
 
     @property
     def _staging(self) -> _StagingIndex:
@@ -830,7 +849,7 @@ class _StagingIndex:
         sha = self._git(["commit-tree", "--no-gpg-sign", tree, *parents, "-F", "-"], input=text, env=env)
         sha = sha.strip()
         reason = "duragent: " + text.splitlines()[0] if text else "duragent"
-        self.repo._note_pending_sync(files)
+        self.repo._note_pending_sync(sha, files)
         try:
             self._git(["update-ref", "-m", reason, "HEAD", sha, head or ""])
         except GitError as error:

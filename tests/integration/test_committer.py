@@ -996,3 +996,41 @@ def test_the_persons_index_is_written_from_a_file_never_from_a_pipe_a_kill_could
         assert given is None
     assert any(data and b"sessions/s1/events.jsonl\0" in data for _, _, data in writes)
     assert git(root, "status", "--porcelain") == ""
+
+
+KILLED_BEFORE_MOVING_HEAD = """
+import os, signal, sys
+from pathlib import Path
+from duragent.vcs.repo import GitRepo
+
+root = Path(sys.argv[1])
+repo = GitRepo.open_or_init(root)
+note = repo._note_pending_sync
+
+
+def note_then_die(*args):
+    note(*args)
+    os.kill(os.getpid(), signal.SIGKILL)  # before update-ref: HEAD never moves
+
+
+repo._note_pending_sync = note_then_die
+repo.commit_paths([root / "notes.md"], "second")
+"""
+
+
+def test_a_note_left_by_a_commit_killed_before_head_moved_unstages_nothing(root: Path, repo: GitRepo) -> None:
+    notes = root / "notes.md"
+    notes.write_text("one\n")
+    repo.commit_paths([notes], "first")
+    notes.write_text("two\n")
+    killed = subprocess.run([sys.executable, "-c", KILLED_BEFORE_MOVING_HEAD, str(root)], check=False)
+    assert killed.returncode == -signal.SIGKILL
+    assert (repo.git_dir / "duragent-unsynced").exists()
+    assert subjects(root) == ["first"]
+    notes.write_text("the person's\n")
+    git(root, "add", "notes.md")
+
+    repo.commit_paths([append_event(root, "s1", "{}")], "session s1: +1 events")
+
+    assert git(root, "status", "--porcelain", "notes.md") == "M  notes.md\n"
+    assert not (repo.git_dir / "duragent-unsynced").exists()
