@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import itertools
 import logging
 import os
@@ -810,7 +811,18 @@ class _StagingIndex:
         lines, took several times that at once (and left the heap that much larger).
         """
         base = head or _EMPTY_TREE
-        args = ["diff", "--cached", "-U0", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames"]
+        # --text: a file git takes for binary (a NUL byte, a `-diff` attribute) would show as
+        # "Binary files differ", and a key inside it would reach the repository unscreened
+        args = [
+            "diff",
+            "--cached",
+            "-U0",
+            "--text",
+            "--no-color",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--no-renames",
+        ]
         added = _run_git_lines(
             self.repo.root,
             [*args, base, "--"],
@@ -820,8 +832,14 @@ class _StagingIndex:
         )
         if len(added) != len(changed):
             added = [
-                _added_lines(
-                    self._git(["diff", "--cached", "-U0", "--no-color", "--no-ext-diff", base, "--", path])
+                "\n".join(
+                    _run_git_lines(
+                        self.repo.root,
+                        [*args, base, "--", path],
+                        _added_lines_by_file,
+                        env=self.env,
+                        pass_fds=self.repo._held_fds(),
+                    )
                 )
                 for path in changed
             ]
@@ -904,29 +922,25 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _added_lines(section: str) -> str:
-    return "\n".join(
-        line[1:] for line in section.splitlines() if line.startswith("+") and not line.startswith("+++")
-    )
-
-
 def _added_lines_by_file(lines: Iterable[str]) -> list[str]:
-    """`_added_lines` of each section of a patch that starts with `diff --git `, read line by line.
+    """Each file's added lines in a patch, read a line at a time (lines end at "\n" only).
 
-    The same text as splitting the whole patch at those lines and each section into lines.
+    A file's header (up to its first `@@`) is skipped, so an added line that itself starts with
+    `++` is content; and a line keeps its \r, \x0c or \u2028: every character a file adds,
+    a binary file's too (`diff --text`), reaches the secret screen.
     """
     files: list[list[str]] = []
+    in_hunks = False
     for line in lines:
         if line.startswith("diff --git "):
             files.append([])
-            line = line[len("diff --git ") :]
-        if files:
-            # as `splitlines` cuts the whole patch: at \r, \x0b, \u2028 and the like too
-            files[-1].extend(
-                piece[1:]
-                for piece in line.splitlines()
-                if piece.startswith("+") and not piece.startswith("+++")
-            )
+            in_hunks = False
+        elif not files:
+            continue
+        elif line.startswith("@@"):
+            in_hunks = True
+        elif in_hunks and line.startswith("+"):
+            files[-1].append(line[1:].removesuffix("\n"))
     return ["\n".join(added) for added in files]
 
 
@@ -963,16 +977,16 @@ def _run_git_lines(
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
-                text=True,
-                encoding="utf-8",
-                errors="replace",
             )
         except FileNotFoundError as error:
             raise GitError("git is not installed (Duragent needs the git command)", command) from error
         with process:
             assert process.stdout is not None
-            result = read(process.stdout)
-            process.stdout.read()  # whatever `read` left, so git can finish
+            # lines end where git ends them ("\n"): no universal newlines, which would also cut at
+            # a "\r" inside a line
+            output = io.TextIOWrapper(process.stdout, encoding="utf-8", errors="replace", newline="\n")
+            result = read(output)
+            output.read()  # whatever `read` left, so git can finish
         if process.returncode != 0:
             stderr.seek(0)
             raise GitError(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
-import re
+import subprocess
 import tracemalloc
 from pathlib import Path
 
-from duragent.vcs.repo import GitRepo, _added_lines, _added_lines_by_file
+import pytest
+
+from duragent.vcs.repo import GitRepo, _added_lines_by_file
 
 LINE = '{"seq": 1, "type": "assistant_message", "payload": {"content": "Sure, here is a short answer."}}\n'
 
@@ -61,8 +63,44 @@ PATCH = (
 )
 
 
-def test_the_added_lines_read_line_by_line_are_those_of_the_whole_patch_split() -> None:
-    whole = [_added_lines(section) for section in re.split(r"^diff --git ", PATCH, flags=re.MULTILINE)[1:]]
-    by_line = _added_lines_by_file(io.StringIO(PATCH))  # lines as a pipe gives them: at "\n" only
-    assert by_line == whole
-    assert by_line == ["plain\n\nform\nline\nseparated", "second file", ""]
+def test_every_added_character_is_kept_and_nothing_of_the_headers() -> None:
+    added = _added_lines_by_file(io.StringIO(PATCH))  # lines as a pipe gives them: at "\n" only
+    assert added == [
+        "plain\n\nform\x0cfeed and +after\nline\u2028+separated\n+++ looks like a header",
+        "second file",
+        "",
+    ]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"old mac lines\rAPI_KEY=sk-live-0123456789abcdef\r",  # a \r inside git's line
+        b"+++ API_KEY=sk-live-0123456789abcdef\n",  # an added line that looks like a header
+        b"\x89PNG\r\n\x1a\n\x00\x00API_KEY=sk-live-0123456789abcdef\x00\xff",  # binary to git
+        "separated\u2028API_KEY=sk-live-0123456789abcdef\n".encode(),
+    ],
+)
+def test_a_secret_anywhere_in_what_a_file_adds_keeps_it_out_of_the_commit(
+    tmp_path: Path, content: bytes
+) -> None:
+    repo = GitRepo.open_or_init(tmp_path)
+    clean, planted = tmp_path / "clean.txt", tmp_path / "planted.dat"
+    clean.write_text("nothing to see\n")
+    planted.write_bytes(content)
+    seen: dict[str, str] = {}
+
+    def screen(path: str, added: str) -> bool:
+        seen[path] = added
+        return "sk-live-0123456789abcdef" not in added
+
+    assert repo.commit_paths([clean, planted], "add both", screen=screen) is not None
+    assert "sk-live-0123456789abcdef" in seen["planted.dat"]
+    committed = subprocess.run(
+        ["git", "ls-tree", "-r", "--name-only", "HEAD"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert committed.stdout.split() == ["clean.txt"]

@@ -143,8 +143,17 @@ def test_an_agent_deployed_with_a_secret_in_its_prompt_is_refused_and_nothing_is
     assert (config.dynamic_agents_path / "deployed" / "SYSTEM_PROMPT.md").is_file()
 
 
-async def test_an_artifact_holding_a_secret_is_kept_on_disk_but_never_committed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["text", "binary"])
+async def test_an_artifact_holding_a_secret_is_kept_on_disk_but_never_committed(
+    tmp_path: Path, kind: str
+) -> None:
     from duragent.stores.base import ArtifactMeta
+
+    # a binary artifact (git sees a NUL byte and would diff it as "Binary files differ") is
+    # screened as well as a text one
+    wrap = (
+        (lambda text: text) if kind == "text" else (lambda text: "\x89PNG\r\n\x1a\n\x00\x00" + text + "\x00")
+    )
 
     init_workspace(tmp_path, provider=ProviderChoice("demo", "demo", "tests"))
     (tmp_path / "duragent.yaml").write_text(
@@ -157,7 +166,7 @@ async def test_an_artifact_holding_a_secret_is_kept_on_disk_but_never_committed(
 
     try:
         artifacts = workspace.stores.artifacts
-        await artifacts.put("assistant", "notes.txt", chunks(planted()), ArtifactMeta("text/plain"))
+        await artifacts.put("assistant", "notes.txt", chunks(wrap(planted())), ArtifactMeta("text/plain"))
         await artifacts.put(
             "assistant", "clean.txt", chunks("nothing secret here\n"), ArtifactMeta("text/plain")
         )
