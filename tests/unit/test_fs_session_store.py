@@ -357,6 +357,35 @@ async def test_fsync_leaves_the_event_loop_once_another_session_writes(
     await store.close()
 
 
+async def test_closing_the_store_waits_for_an_append_still_fsyncing_in_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a server shutting down while a turn's fsync runs in a thread: the log's descriptor stays
+    # open until that fsync ends, and the event it made durable stays in the log
+    store = FilesystemSessionStore(tmp_path / "sessions", fsync="turn", inline_fsync_max_seconds=0.0)
+    await store.append("s_one", make_event(1))  # the log is open; every fsync now runs in a thread
+    fsyncing, finish = threading.Event(), threading.Event()
+    real_fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        fsyncing.set()
+        finish.wait(10)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    append = asyncio.ensure_future(store.append("s_one", make_event(2)))
+    assert await asyncio.to_thread(fsyncing.wait, 10)
+    closing = asyncio.ensure_future(store.close())
+    await asyncio.sleep(0)  # one turn of the loop: close has started and must be waiting
+    assert not closing.done()
+    finish.set()
+    await append
+    await closing
+    reopened = FilesystemSessionStore(tmp_path / "sessions", fsync="turn")
+    assert [event.seq for event in await reopened.read("s_one")] == [1, 2]
+    await reopened.close()
+
+
 def test_an_unknown_fsync_mode_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="fsync must be"):
         FilesystemSessionStore(tmp_path, fsync="sometimes")  # type: ignore[arg-type]

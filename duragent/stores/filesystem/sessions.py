@@ -570,12 +570,15 @@ class FilesystemSessionStore:
                 writer.lock.release()
 
     async def close(self) -> None:
-        """Close every open log and release the session locks this store holds."""
-        writers, self._writers = self._writers, {}
+        """Close every open log and release the session locks this store holds.
+
+        Each session is released under its guards, so an append or snapshot still writing in a
+        thread finishes with its descriptor open (closed under it, its fsync would fail and a
+        later open could be handed the same number).
+        """
+        for session_id in list(self._writers):
+            await self.release(session_id)
         self._conversation_yaml.clear()
-        for writer in writers.values():
-            os.close(writer.fd)
-            writer.lock.release()
 
     # --- appending -----------------------------------------------------------------------------
 
