@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 #: The least a terminal client built on prompt_toolkit can do before its prompt takes input.
@@ -71,7 +72,10 @@ def main() -> None:
         send = [duragent, "send", "hi"]
         stop = [duragent, "serve", "stop"]
         try:
-            results["duragent send (cold)"] = measure_cold(send, stop, max(3, args.runs // 3), workspace)
+            cold_runs = max(3, args.runs // 3)
+            results["duragent send (cold)"] = measure_cold(
+                lambda: measure(send, 1, workspace, warm_up=False), stop, cold_runs, workspace
+            )
             loads["duragent send (cold)"] = os.getloadavg()[0]
             results["duragent send (warm)"] = measure(send, args.runs, workspace)
             loads["duragent send (warm)"] = os.getloadavg()[0]
@@ -81,8 +85,11 @@ def main() -> None:
                 [sys.executable, "-c", BARE_PROMPT], args.runs, workspace
             )
             loads["bare prompt_toolkit prompt"] = os.getloadavg()[0]
-            results["duragent chat (cold)"] = measure_cold_prompt(
-                [duragent, "chat"], stop, max(3, args.runs // 3), workspace
+            results["duragent chat (cold)"] = measure_cold(
+                lambda: measure_prompt([duragent, "chat"], 1, workspace, warm_up=False),
+                stop,
+                cold_runs,
+                workspace,
             )
             loads["duragent chat (cold)"] = os.getloadavg()[0]
         finally:
@@ -95,13 +102,16 @@ def main() -> None:
     print(f"(runs={args.runs}, python {python}, {os.cpu_count()} cpus; baseline {base_rss:.1f} MiB)")
 
 
-def measure_cold(send: list[str], stop: list[str], runs: int, cwd: Path) -> tuple[float, float]:
-    """Median wall seconds of `send` when no server runs (each run stops the one the last started)."""
+def measure_cold(
+    measure_once: Callable[[], tuple[float, float]], stop: list[str], runs: int, cwd: Path
+) -> tuple[float, float]:
+    """Median of `measure_once()` (wall seconds, peak MiB) when no server runs: each run stops
+    the server the last one started."""
     walls: list[float] = []
     rss: list[float] = []
     for _ in range(runs):
         subprocess.run(stop, cwd=cwd, capture_output=True, check=True)
-        wall, peak = measure(send, 1, cwd, warm_up=False)
+        wall, peak = measure_once()
         walls.append(wall)
         rss.append(peak)
     return statistics.median(walls), statistics.median(rss)
@@ -131,18 +141,6 @@ def measure_prompt(argv: list[str], runs: int, cwd: Path, *, warm_up: bool = Tru
         child.sendcontrol("d")
         child.expect(pexpect.EOF)
         child.close()
-    return statistics.median(walls), statistics.median(rss)
-
-
-def measure_cold_prompt(argv: list[str], stop: list[str], runs: int, cwd: Path) -> tuple[float, float]:
-    """`measure_prompt` when no server runs (each run stops the one the last started)."""
-    walls: list[float] = []
-    rss: list[float] = []
-    for _ in range(runs):
-        subprocess.run(stop, cwd=cwd, capture_output=True, check=True)
-        wall, peak = measure_prompt(argv, 1, cwd, warm_up=False)
-        walls.append(wall)
-        rss.append(peak)
     return statistics.median(walls), statistics.median(rss)
 
 
