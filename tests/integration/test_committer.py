@@ -321,10 +321,7 @@ def test_a_commit_waits_for_the_git_commands_a_killed_committer_left_running(
             committer.flush()
     finally:
         killed.stdin.close()  # the orphan's stdin: it ends
-    deadline = time.monotonic() + 30
-    while _process_state(orphan) != "gone":
-        assert time.monotonic() < deadline, "the orphan did not end"
-        time.sleep(0.02)
+    assert wait_until(lambda: _process_state(orphan) == "gone", timeout=30), "the orphan did not end"
 
     committer.flush()
     assert git(root, "status", "--porcelain") == ""
@@ -708,16 +705,15 @@ def test_a_commit_in_hand_ends_with_a_server_killed_by_sigkill(root: Path) -> No
     lock.touch()  # the next commit waits for it (for up to 600 s)
     server.stdin.write("commit\n")
     server.stdin.flush()
-    deadline = time.monotonic() + 30
-    while _waiting_for_input(child):  # until it has the batch and waits for the lock
-        assert time.monotonic() < deadline, "the commit process never took the second batch"
-        time.sleep(0.02)
+    # until it has the batch and waits for the lock
+    assert wait_until(lambda: not _waiting_for_input(child), timeout=30), (
+        "the commit process never took the second batch"
+    )
     os.kill(server.pid, signal.SIGKILL)
     server.wait()
-    deadline = time.monotonic() + 30
-    while _process_state(child) != "gone":
-        assert time.monotonic() < deadline, "the commit process outlived its server"
-        time.sleep(0.02)
+    assert wait_until(lambda: _process_state(child) == "gone", timeout=30), (
+        "the commit process outlived its server"
+    )
     lock.unlink()
 
 
