@@ -491,15 +491,11 @@ class GitRepo:
         note.unlink(missing_ok=True)
 
     def _is_ancestor(self, sha: str, head: str) -> bool:
-        done = subprocess.run(
-            ["git", *_GIT_FLAGS, "merge-base", "--is-ancestor", sha, head],
-            cwd=self.root,
-            env=_git_env(),
-            capture_output=True,
-            check=False,
-            pass_fds=self._held_fds(),
-        )
-        return done.returncode == 0
+        try:
+            self._git(["merge-base", "--is-ancestor", sha, head])
+        except GitError:
+            return False  # exit 1: not an ancestor; 128: a commit this repository never got
+        return True
 
     @property
     def _staging(self) -> _StagingIndex:
