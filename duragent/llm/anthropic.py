@@ -99,9 +99,10 @@ class AnthropicProvider(HttpProvider):
         """`build_payload` as JSON; the history's messages are encoded once per conversation
         (`duragent.llm.encoded`)."""
         lead = leading_system(request.messages)
-        history = self._conversations.array_text(request.messages[lead:])
         options = _ENCODER.encode(self._options(request, request.messages[:lead]))
-        return ('{"messages":[' + history + "]," + options[1:]).encode()
+        return self._conversations.body(
+            request.messages[lead:], b'{"messages":[', ("]," + options[1:]).encode()
+        )
 
     def _options(self, request: LLMRequest, system_messages: Sequence[Message]) -> dict[str, Any]:
         system = "\n\n".join(m.content for m in system_messages if m.content)

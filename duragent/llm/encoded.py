@@ -2,9 +2,12 @@
 
 Every turn resends the whole conversation. Encoding it again each turn, or even visiting each
 message in Python, makes a turn cost more the longer the session. A provider keeps here, per
-conversation, each message's text as it appears in the body's messages array; the next request's
-history is found by its first message, checked against what was sent before in one list
-comparison (which runs in C), extended with what is new, and joined.
+conversation, each message's text as it appears in the body's messages array, back to back in
+one buffer; the next request's history is found by its first message, checked against what was
+sent before in one list comparison (which runs in C), extended with what is new, and copied into
+the body in one piece. (Joining a thousand small strings, then concatenating and encoding the
+result, made several copies of a body of 100 KB or more every turn; past ~64 KB each such copy
+is a fresh allocation the C library maps and unmaps, so the cost of a turn jumped with history.)
 
 Once the context's window has moved halfway into what a conversation remembers, the messages
 before it are forgotten, so a conversation longer than the model's context is remembered only
@@ -17,6 +20,7 @@ the role of the message before it.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -51,12 +55,21 @@ class MessageEncoding(Protocol):
         """What ends the array's text once anything was written."""
 
 
+def _offsets() -> array[int]:
+    return array("q", [0])
+
+
 @dataclass
 class _Conversation:
-    """Messages as sent in earlier requests, in order, each with its text after its predecessor."""
+    """Messages as sent in earlier requests, in order, each with its text after its predecessor.
+
+    Message i's text (UTF-8) is `text[offsets[i] - offsets[0] : offsets[i + 1] - offsets[0]]`:
+    offsets count from the conversation's start, dropped messages included.
+    """
 
     messages: list[Message] = field(default_factory=list)
-    following: list[str] = field(default_factory=list)
+    text: bytearray = field(default_factory=bytearray)
+    offsets: array[int] = field(default_factory=_offsets)
     #: The last message that was not left out (what the next message follows).
     last_written: Message | None = None
     #: Whether a user message was appended (from then on only user messages open a history).
@@ -80,8 +93,15 @@ class EncodedConversations:
 
     def array_text(self, history: Sequence[Message]) -> str:
         """The messages array's contents (without brackets) for `history`."""
+        return self.body(history, b"", b"").decode()
+
+    def body(
+        self, history: Sequence[Message], before: bytes, after: bytes, *, separator: bytes = b""
+    ) -> bytes:
+        """`before`, then `separator` and the messages array's contents for `history` unless
+        that is empty, then `after`: one new bytes object, the history copied into it once."""
         if not history:
-            return ""
+            return before + after
         conversation, start = self._conversation_of(history)
         encoding = self._encoding
         end = start + len(history)
@@ -89,8 +109,12 @@ class EncodedConversations:
         while first < end and not (opening := encoding.opening(conversation.messages[first])):
             first += 1
         if first == end:
-            return ""
-        return opening + "".join(conversation.following[first + 1 : end]) + encoding.closing()
+            return before + after
+        offsets = conversation.offsets
+        base = offsets[0]
+        # (the view is released before anything appends to the buffer again)
+        with memoryview(conversation.text)[offsets[first + 1] - base : offsets[end] - base] as rest:
+            return b"".join((before, separator, opening.encode(), rest, encoding.closing().encode(), after))
 
     def _conversation_of(self, history: Sequence[Message]) -> tuple[_Conversation, int]:
         """The remembered conversation holding `history` (extended with its new messages) and
@@ -122,7 +146,8 @@ class EncodedConversations:
             entry = self._known.get(id(message))
             if entry is not None and entry[1] is conversation:
                 del self._known[id(message)]
-        del conversation.messages[:count], conversation.following[:count]
+        offsets = conversation.offsets
+        del conversation.messages[:count], conversation.text[: offsets[count] - offsets[0]], offsets[:count]
         conversation.dropped += count
 
     def _append(self, conversation: _Conversation, message: Message) -> None:
@@ -141,8 +166,10 @@ class EncodedConversations:
             position = conversation.dropped + len(conversation.messages)
             self._known[id(message)] = (message, conversation, position)
         conversation.has_user = conversation.has_user or message.role == "user"
+        encoded = text.encode()
         conversation.messages.append(message)
-        conversation.following.append(text)
+        conversation.text += encoded
+        conversation.offsets.append(conversation.offsets[-1] + len(encoded))
 
 
 def _can_open(conversation: _Conversation, message: Message) -> bool:

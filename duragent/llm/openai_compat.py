@@ -90,12 +90,14 @@ class OpenAICompatProvider(HttpProvider):
         (`duragent.llm.encoded`), the system prompt (date, memory) afresh."""
         messages = request.messages
         lead = leading_system(messages)
-        parts = [_ENCODER.encode(message_to_openai(message)) for message in messages[:lead]]
-        history = self._conversations.array_text(messages[lead:])
-        if history:
-            parts.append(history)
+        system = ",".join(_ENCODER.encode(message_to_openai(message)) for message in messages[:lead])
         options = _ENCODER.encode(self._options(request))
-        return ('{"messages":[' + ",".join(parts) + "]," + options[1:]).encode()
+        return self._conversations.body(
+            messages[lead:],
+            ('{"messages":[' + system).encode(),
+            ("]," + options[1:]).encode(),
+            separator=b"," if lead else b"",
+        )
 
     def _options(self, request: LLMRequest) -> dict[str, Any]:
         payload: dict[str, Any] = {

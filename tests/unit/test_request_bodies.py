@@ -97,6 +97,23 @@ def test_messages_without_content_and_late_system_messages_are_handled_alike(
         sent(provider, request(system, *history[start:]))
 
 
+def test_a_window_sliding_past_the_remembered_start_still_sends_the_exact_body(
+    provider: HttpProvider,
+) -> None:
+    history = conversation(60)  # the window (10 turns) moves far enough to forget the front
+    for turn in range(10, 61):
+        system = Message(role="system", content=f"You are a test. Turn {turn}.")
+        body = sent(provider, request(system, *history[(turn - 10) * 4 : turn * 4]))
+        assert f"question {turn - 10} " in json.dumps(body, ensure_ascii=False)
+        assert f"question {turn - 11} " not in json.dumps(body, ensure_ascii=False)
+
+
+def test_a_request_without_a_system_prompt_sends_the_history_alone(provider: HttpProvider) -> None:
+    history = conversation(3)
+    for end in range(1, len(history) + 1):
+        sent(provider, request(*history[:end]))
+
+
 def test_a_request_without_history_sends_only_the_system_prompt(provider: HttpProvider) -> None:
     body = sent(provider, request(Message(role="system", content="Only this.")))
     assert "Only this." in json.dumps(body)
