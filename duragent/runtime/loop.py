@@ -187,7 +187,9 @@ class Runtime:
                     payload["sender"] = dict(sender)
                 if queue_id:
                     payload["queue_id"] = queue_id
-                await session.append("user_message", payload)
+                # Fsynced in a thread while the model request is built and sent: clients hear of
+                # it (and tools run) only once it is durable; a crash before looks like it never came.
+                await session.append_unsynced("user_message", payload)
             yield TurnStarted(session.state.turns, content)
             try:
                 tools = {t.name: t for t in tools_for(agent.spec.tools, include_memory=_memory_on(agent))}
@@ -442,6 +444,8 @@ class Runtime:
             finally:
                 timings[call.id] = int((time.perf_counter() - started) * 1000)
 
+        # Side effects only once every event before them is durable (the user message included).
+        await session.synced()
         before = protected_files(agent.directory) if runnable else {}
         undone: list[str] = []
         self.tool_activity(+1)

@@ -649,6 +649,8 @@ class LiveSession:
 
     async def _on_runtime_event(self, event: Any) -> None:
         if isinstance(event, TextDelta):
+            # Text follows its turn's `start`, which clients see once the user message is durable.
+            await self.log.synced()
             self._deltas += 1
             self._publish(token(self._delta_after, self._deltas, event.text))
         elif isinstance(event, ApprovalRequired):
@@ -739,8 +741,11 @@ class LiveSession:
                 # The turn has nothing left to pause: a client leaving now must not pause the next one.
                 self._control = None
                 self._turn_stored_end = self._turn is not None
-            if event.type == "user_message" and self._starting is not None:
-                # Resolved before publishing, so the submitter knows this `start` is its own.
+            if self._starting is not None and (
+                event.type == "user_message" or shown.event in TURN_END_EVENTS
+            ):
+                # Resolved before publishing, so the submitter knows this `start` is its own (or,
+                # when its turn failed before its message could be stored, this end).
                 if not self._starting.done():
                     self._starting.set_result(Position(event.seq))
                 self._starting = None

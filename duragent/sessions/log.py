@@ -4,15 +4,22 @@ The one writer of a session: it assigns seq numbers, stamps ids and times, folds
 into the `SessionState`, and writes the `state.yaml` snapshot every `snapshot_every` events.
 That periodic snapshot is written in the background: it is a cache of events already durable
 in the log, so no append (and no turn) waits for it.
+
+A turn's user message is appended with `append_unsynced`: written at once, fsynced in a worker
+thread while the turn builds and sends its model request. The state has the event at once; the
+listeners (every client) hear of it only once it is durable, and the next append (the reply, a
+tool call) waits for that first, so nothing is acknowledged or acted on before it is on disk.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import types
 from collections.abc import Callable, Coroutine, Generator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from duragent.ids import new_id
@@ -20,6 +27,14 @@ from duragent.sessions.state import SessionState, resume
 from duragent.stores.base import SessionEvent, SessionStore, utcnow
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Unsynced:
+    """A batch written but maybe not durable yet: its events and the store's future of its fsync."""
+
+    events: list[SessionEvent]
+    synced: asyncio.Future[None]
 
 
 class SessionLog:
@@ -37,6 +52,8 @@ class SessionLog:
         self._append_lock = asyncio.Lock()
         #: Called with each durable batch, in order (the live session publishes from here).
         self.listeners: list[Callable[[list[SessionEvent]], None]] = []
+        #: The batch `append_unsynced` wrote, until it is durable and its listeners told.
+        self._unsynced: _Unsynced | None = None
 
     @property
     def session_id(self) -> str:
@@ -73,9 +90,39 @@ class SessionLog:
         (event,) = await self.append_many([(type, payload or {})])
         return event
 
+    async def append_unsynced(self, type: str, payload: dict[str, Any] | None = None) -> SessionEvent:
+        """Append one event and return once it is written, while its fsync goes on in a thread.
+
+        The state has it at once. Listeners hear of it once it is durable, and the next append,
+        `synced` or `snapshot` waits for that first: nothing may be acknowledged or acted on
+        before. If it cannot be made durable, the store cuts it off the log, the state is
+        rebuilt without it, and the next of those raises the error.
+        """
+        (event,) = await self._append(((type, payload or {}),), unsynced=True)
+        return event
+
+    async def synced(self) -> None:
+        """Wait until every event appended is durable and its listeners told (see `append_unsynced`)."""
+        pending = self._unsynced
+        if pending is None:
+            return
+        # Waited for outside the append lock, so an append can wait for it too (one that fails is
+        # reported to every caller that waited for it, the state rolled back once).
+        await _until_durable(pending.synced)
+        if not self._told_if_durable(pending):
+            async with self._append_lock:
+                await self._settle(pending)
+
     async def append_many(self, items: Sequence[tuple[str, dict[str, Any]]]) -> list[SessionEvent]:
         """Append events as one batch (one fsync); durable when this returns."""
+        return await self._append(items, unsynced=False)
+
+    async def _append(
+        self, items: Sequence[tuple[str, dict[str, Any]]], *, unsynced: bool
+    ) -> list[SessionEvent]:
         async with self._append_lock:
+            if self._unsynced is not None:
+                await self._settle(self._unsynced)
             now = utcnow()
             first = self.state.last_seq + 1
             events = [
@@ -87,7 +134,7 @@ class SessionLog:
             # already on disk and every later append would be a SequenceConflict. An append that
             # does not wait (the usual one: fsync on the event loop) cannot be cancelled midway and
             # needs no task of its own; one that waits goes on in a task the caller cannot cancel.
-            write = run_until_it_waits(self._store_and_apply(events))
+            write = run_until_it_waits(self._store_and_apply(events, unsynced))
             if write is not None:
                 try:
                     await asyncio.shield(write)
@@ -99,19 +146,63 @@ class SessionLog:
                         write.exception()  # retrieved: the cancellation is what the caller hears about
                     raise
         self._since_snapshot += len(events)
-        if self._since_snapshot >= self.snapshot_every:
+        if self._since_snapshot >= self.snapshot_every and self._unsynced is None:
             self._snapshot_in_background()
         return events
 
-    async def _store_and_apply(self, events: list[SessionEvent]) -> None:
-        await self.store.append(self.session_id, events)
+    async def _store_and_apply(self, events: list[SessionEvent], unsynced: bool) -> None:
+        if unsynced:
+            synced = await self.store.append_unsynced(self.session_id, events)
+        else:
+            await self.store.append(self.session_id, events)
         for event in events:
             self.state.apply(event)
+        if not unsynced or (synced.done() and synced.exception() is None):
+            self._tell(events)
+            return
+        pending = self._unsynced = _Unsynced(events, synced)
+        # Clients hear of the batch as soon as it is durable, whoever waits for it.
+        synced.add_done_callback(lambda _: self._told_if_durable(pending))
+
+    def _tell(self, events: list[SessionEvent]) -> None:
         for listener in self.listeners:
             listener(events)
 
+    def _told_if_durable(self, pending: _Unsynced) -> bool:
+        """Tell the listeners of an unsynced batch (once) if it is durable; False if its fsync failed."""
+        if pending.synced.exception() is not None:
+            return False
+        if self._unsynced is pending:
+            self._unsynced = None
+            self._tell(pending.events)
+            if self._since_snapshot >= self.snapshot_every:
+                self._snapshot_in_background()
+        return True
+
+    async def _settle(self, pending: _Unsynced) -> None:
+        """Under the append lock: wait for `pending`; if it could not be made durable, roll the
+        state back (once) and raise its error."""
+        await _until_durable(pending.synced)
+        if self._told_if_durable(pending):
+            return
+        error = pending.synced.exception()
+        assert error is not None
+        if self._unsynced is pending:
+            log.error(
+                "session %s: event %d (%s) could not be made durable (%s); it is not in the log",
+                self.session_id,
+                pending.events[0].seq,
+                pending.events[0].type,
+                error,
+            )
+            # The store cut the batch off: the state is rebuilt from what the log holds.
+            _replace_state(self.state, await resume(self.store, self.session_id))
+            self._unsynced = None
+        raise error
+
     async def snapshot(self) -> None:
         """Write state.yaml now, after any periodic snapshot still being written; done when this returns."""
+        await self.synced()
         await self.settle()
         self._since_snapshot = 0
         await self.store.save_snapshot(self.state.to_snapshot())
@@ -146,6 +237,18 @@ class SessionLog:
             )
         elif self._since_snapshot >= self.snapshot_every:
             self._snapshot_in_background()  # events enough for another came while it was written
+
+
+async def _until_durable(synced: asyncio.Future[None]) -> None:
+    """Wait for an unsynced batch's fsync to end (a cancelled waiter leaves it running)."""
+    if not synced.done():
+        await asyncio.wait({synced})
+
+
+def _replace_state(state: SessionState, fresh: SessionState) -> None:
+    """Make `state` what `fresh` is, in place (whoever holds the state sees the change)."""
+    for item in dataclasses.fields(state):
+        setattr(state, item.name, getattr(fresh, item.name))
 
 
 def run_until_it_waits(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:

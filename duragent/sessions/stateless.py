@@ -9,6 +9,7 @@ writes through its tools is kept, as in any session.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from duragent.stores.base import (
     SessionReadOptions,
     SessionSnapshot,
     SessionSummary,
+    already_durable,
 )
 
 #: Prefix of the ids of stateless conversations (tools and logs see them as session ids).
@@ -44,6 +46,13 @@ class InMemorySessionStore:
             if event.seq != expected + offset:
                 raise SequenceConflict(session_id, expected + offset, event.seq)
         stored.extend(batch)
+
+    async def append_unsynced(
+        self, session_id: str, events: SessionEvent | Sequence[SessionEvent]
+    ) -> asyncio.Future[None]:
+        """`append` (nothing here is ever more durable than memory: the future is done)."""
+        await self.append(session_id, events)
+        return already_durable()
 
     async def read(
         self, session_id: str, options: SessionReadOptions = SessionReadOptions()

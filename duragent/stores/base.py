@@ -9,6 +9,7 @@ in tests/contract/.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -115,6 +116,13 @@ def session_name(first: SessionEvent | None) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
+def already_durable() -> asyncio.Future[None]:
+    """The `append_unsynced` answer of a backend whose batches are durable once written."""
+    done = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    return done
+
+
 class SessionNotFound(NotFound):
     """No session with this id exists in the store."""
 
@@ -148,6 +156,20 @@ class SessionStore(Protocol):
 
         The first event of each call must have seq = last stored seq + 1 and the rest follow
         without gaps, else SequenceConflict; nothing of a refused batch is stored.
+        """
+        ...
+
+    async def append_unsynced(
+        self, session_id: str, events: SessionEvent | Sequence[SessionEvent]
+    ) -> asyncio.Future[None]:
+        """Addition: append like `append`, but return once the batch is written, with a future
+        that is done when it is durable (so the caller can go on meanwhile).
+
+        The future raises the error of a batch that could not be made durable: the batch is then
+        no longer in the log (it ends on the events before), and the next append must continue
+        from there. Nothing may be acknowledged, nor acted on, before the future is done; a later
+        append waits for it first. A backend whose write is its durability (PostgreSQL: the
+        commit) returns a future that is already done (`already_durable()`).
         """
         ...
 

@@ -72,6 +72,25 @@ async def test_appended_events_read_back_in_order_with_every_field(session_store
     assert await session_store.read("s_one") == written
 
 
+async def test_an_unsynced_append_is_stored_and_its_future_says_when_it_is_durable(
+    session_store: SessionStore,
+) -> None:
+    await start_session(session_store, "s_one", "helper")
+    synced = await session_store.append_unsynced("s_one", [make_event(2), make_event(3)])
+    await synced
+    await session_store.append("s_one", make_event(4))
+
+    assert [event.seq for event in await session_store.read("s_one")] == [1, 2, 3, 4]
+    assert await session_store.last_seq("s_one") == 4
+
+
+async def test_an_unsynced_append_is_checked_like_any_other(session_store: SessionStore) -> None:
+    await start_session(session_store, "s_one", "helper")
+    with pytest.raises(SequenceConflict):
+        await session_store.append_unsynced("s_one", make_event(3))
+    assert await session_store.last_seq("s_one") == 1
+
+
 async def test_single_events_and_batches_can_be_mixed(session_store: SessionStore) -> None:
     await session_store.append("s_mix", make_event(1))
     await session_store.append("s_mix", [make_event(2), make_event(3)])

@@ -62,6 +62,7 @@ def write_workspace(
     agents: dict[str, str] | None = None,
     max_background: str = "30m",
     server_extra: str = "",
+    fsync: str = "never",
 ) -> Path:
     """A config file and a data directory with agents `helper` (continue) and `pauser` (pause)."""
     data = root / "data"
@@ -76,7 +77,7 @@ def write_workspace(
     lines = [
         f"data_dir: {data}",
         "session:",
-        "  fsync: never",
+        f"  fsync: {fsync}",
         "git:",
         f"  enabled: {'true' if git else 'false'}",
     ]

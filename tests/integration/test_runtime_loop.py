@@ -27,6 +27,8 @@ from duragent.stores.base import SessionReadOptions
 from duragent.stores.filesystem.memory import FilesystemMemoryStore
 from duragent.stores.filesystem.sessions import FilesystemSessionStore
 from duragent.testing.fake_llm import FakeLLMServer, broken_stream, delay, error, text, tool_calls
+from tests.durability import DurabilityWaits, HeldLogFsync
+from tests.waiting import until
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 
@@ -142,6 +144,36 @@ async def test_a_tool_call_runs_and_its_result_goes_back_to_the_model(
     second = fake_llm.requests[1].body["messages"]
     assert second[-1]["role"] == "tool"
     assert second[-2]["tool_calls"][0]["function"]["name"] == "memory"
+
+
+async def test_tools_run_only_once_the_user_message_before_them_is_durable(
+    fake_llm: FakeLLMServer,
+    agent: Agent,
+    runtime: Runtime,
+    memory: FilesystemMemoryStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = FilesystemSessionStore(tmp_path / "durable-sessions", fsync="turn")
+    session = await SessionLog.create(store, agent="helper")
+    held, waits = HeldLogFsync(monkeypatch), DurabilityWaits(monkeypatch)
+    fake_llm.enqueue(
+        tool_calls([("memory", {"action": "remember", "content": "likes tea", "section": "preference"})]),
+        text("Noted."),
+    )
+    held.armed = True
+
+    turn = asyncio.ensure_future(drain(runtime.run_turn(session, agent, "remember that I like tea")))
+    await until(lambda: waits.count >= 1)  # the model asked for the tool; the turn waits for the disk
+    assert len(fake_llm.requests) == 1
+    assert await memory.days("helper") == []  # the tool has not run
+    held.release.set()
+    events = await turn
+
+    assert isinstance(events[-1], TurnFinished)
+    assert held.durable.is_set()
+    assert await memory.days("helper")  # it ran once the message was on disk
+    await store.close()
 
 
 async def test_parallel_tool_calls_run_concurrently(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -384,6 +385,127 @@ async def test_closing_the_store_waits_for_an_append_still_fsyncing_in_a_thread(
     reopened = FilesystemSessionStore(tmp_path / "sessions", fsync="turn")
     assert [event.seq for event in await reopened.read("s_one")] == [1, 2]
     await reopened.close()
+
+
+class HeldFsync:
+    """Stands in for `os.fsync`: each call waits until `release` is set, then fails if `fail` is."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.started, self.release = threading.Event(), threading.Event()
+        self.fail = False
+        real_fsync = os.fsync
+
+        def held_fsync(fd: int) -> None:
+            self.started.set()
+            self.release.wait(10)
+            if self.fail:
+                raise OSError(errno.EIO, "Input/output error")
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", held_fsync)
+
+
+async def test_an_unsynced_append_is_written_at_once_and_durable_when_its_future_is_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FilesystemSessionStore(tmp_path / "sessions", fsync="turn", inline_fsync_max_seconds=1.0)
+    await store.append("s_one", make_event(1))
+    held = HeldFsync(monkeypatch)
+
+    synced = await store.append_unsynced("s_one", make_event(2))
+
+    # written (a reader sees it), its fsync still running in a thread
+    assert [event.seq for event in await store.read("s_one")] == [1, 2]
+    assert await asyncio.to_thread(held.started.wait, 10)
+    assert not synced.done()
+    assert await store.last_seq("s_one") == 1  # the durable end
+    held.release.set()
+    await synced
+    assert await store.last_seq("s_one") == 2
+    await store.close()
+
+
+async def test_the_next_append_waits_for_the_fsync_of_an_unsynced_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FilesystemSessionStore(tmp_path / "sessions", fsync="turn", inline_fsync_max_seconds=1.0)
+    await store.append("s_one", make_event(1))
+    held = HeldFsync(monkeypatch)
+    synced = await store.append_unsynced("s_one", make_event(2))
+    assert await asyncio.to_thread(held.started.wait, 10)
+
+    later = asyncio.ensure_future(store.append("s_one", make_event(3)))
+    for _ in range(5):
+        await asyncio.sleep(0)  # turns of the loop: it would have written by now without waiting
+    assert not later.done()
+    assert log_path(tmp_path, "s_one").read_bytes().count(b"\n") == 2
+    held.release.set()
+    await synced
+    await later
+    assert [event.seq for event in await store.read("s_one")] == [1, 2, 3]
+    await store.close()
+
+
+async def test_a_failed_fsync_of_an_unsynced_batch_cuts_it_off_and_the_log_goes_on_before_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    changes: list[Change] = []
+    store = FilesystemSessionStore(
+        tmp_path / "sessions", fsync="turn", inline_fsync_max_seconds=1.0, on_change=changes.append
+    )
+    await store.append("s_one", make_event(1))
+    before = log_path(tmp_path, "s_one").read_bytes()
+    held = HeldFsync(monkeypatch)
+    held.fail = True
+    held.release.set()
+
+    synced = await store.append_unsynced("s_one", make_event(2))
+    with pytest.raises(OSError, match="Input/output error"):
+        await synced
+
+    assert log_path(tmp_path, "s_one").read_bytes() == before  # ends on the last durable event
+    assert len(changes) == 1  # the committer never heard of the batch that was cut off
+    with pytest.raises(SequenceConflict):  # whoever goes on as if it were stored is stopped
+        await store.append("s_one", make_event(3))
+    held.fail = False
+    await store.append("s_one", make_event(2, type="error"))
+    assert [(event.seq, event.type) for event in await store.read("s_one")] == [
+        (1, "user_message"),
+        (2, "error"),
+    ]
+    await store.close()
+
+
+@pytest.mark.parametrize("mode", ["never", "always"])
+async def test_an_unsynced_append_needing_no_later_fsync_is_durable_when_it_returns(
+    tmp_path: Path, mode: FsyncMode
+) -> None:
+    # "never" has no fsync to wait for; "always" fsyncs a batch line by line as it writes it
+    store = FilesystemSessionStore(tmp_path / "sessions", fsync=mode)
+    await store.append("s_one", make_event(1))
+    synced = await store.append_unsynced("s_one", events(2, 3))
+    assert synced.done()
+    assert await store.last_seq("s_one") == 3
+    await store.close()
+
+
+async def test_releasing_a_session_waits_for_the_fsync_of_its_unsynced_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FilesystemSessionStore(tmp_path / "sessions", fsync="turn", inline_fsync_max_seconds=1.0)
+    await store.append("s_one", make_event(1))
+    held = HeldFsync(monkeypatch)
+    synced = await store.append_unsynced("s_one", make_event(2))
+    assert await asyncio.to_thread(held.started.wait, 10)
+    releasing = asyncio.ensure_future(store.release("s_one"))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not releasing.done()  # closing the log under its fsync would fail it
+    held.release.set()
+    await synced
+    await releasing
+    assert [event.seq for event in await store.read("s_one")] == [1, 2]
+    await store.close()
 
 
 def test_an_unknown_fsync_mode_is_refused(tmp_path: Path) -> None:

@@ -7,6 +7,9 @@ write, and reading backwards from the end needs raw lines, neither of which json
 
 Durability (`fsync`): "turn" fsyncs once at the end of each `append` call, "always" after every
 event line, "never" not at all. When `append` returns, the batch is on disk per that mode.
+`append_unsynced` writes the batch and fsyncs it in a worker thread while the caller goes on (a
+turn builds its model request meanwhile); the session's next write waits for that fsync, and
+one that fails cuts the batch off again, so the log ends on the events made durable before it.
 
 Event loop: writing a few hundred bytes takes about a microsecond and runs inline. An fsync took
 ~150 us on the reference VM while a round trip through `asyncio.to_thread` alone cost ~100 us,
@@ -31,7 +34,9 @@ import functools
 import json
 import logging
 import os
+import queue
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
@@ -53,6 +58,7 @@ from duragent.stores.base import (
     SessionSnapshot,
     SessionStatus,
     SessionSummary,
+    already_durable,
     ignore_changes,
     session_name,
 )
@@ -85,6 +91,8 @@ _INLINE_WRITE_MAX = 64 * 1024
 _SUMMARY_TAIL_BYTES = 64 * 1024
 #: Weight of the newest fsync duration in the moving average that decides inline vs thread.
 _FSYNC_AVERAGE_WEIGHT = 0.2
+#: Threads fsyncing unsynced batches (`append_unsynced`): fsyncs of several sessions overlap.
+_FSYNC_THREADS = 4
 #: After two sessions wrote within this many seconds of each other, fsyncs stay off the event
 #: loop for this long: other sessions' streams may be running (a turn writes at its start and end).
 _SHARED_WINDOW = 10.0
@@ -111,8 +119,11 @@ class _Writer:
     path: Path
     lock: SessionLock
     fd: int
+    #: The last durable event and the log's size after it (a batch still fsyncing is not counted).
     last_seq: int
     size: int
+    #: The fsync of a batch `append_unsynced` wrote, until it ends (it may still cut the batch off).
+    syncing: _Fsync | None = None
 
 
 @dataclass
@@ -434,6 +445,7 @@ class FilesystemSessionStore:
         self._guards: dict[str, asyncio.Lock] = {}
         self._snapshot_guards: dict[str, asyncio.Lock] = {}
         self._conversation_yaml: dict[str, ConversationYaml] = {}
+        self._fsync_threads: _FsyncThreads | None = None  # started on the first unsynced append
 
     # --- paths ---------------------------------------------------------------------------------
 
@@ -457,19 +469,49 @@ class FilesystemSessionStore:
         Takes the session's lock on the first write from this process (SessionLocked if another
         process writes it). When this returns the batch is on disk, fsynced per the store's mode.
         """
+        await self._append(session_id, events, unsynced=False)
+
+    async def append_unsynced(
+        self, session_id: str, events: SessionEvent | Sequence[SessionEvent]
+    ) -> asyncio.Future[None]:
+        """Append like `append`, returning once the batch is written; the future is done once it is
+        fsynced (in a worker thread), or raises the fsync's error after cutting the batch off.
+
+        The session's next append, release or delete waits for the fsync first. With fsync
+        "never", or a batch that must be fsynced line by line ("always") or is too big to write
+        on the event loop, this is `append` and the future is done at once.
+        """
+        synced = await self._append(session_id, events, unsynced=True)
+        return already_durable() if synced is None else synced
+
+    async def _append(
+        self, session_id: str, events: SessionEvent | Sequence[SessionEvent], *, unsynced: bool
+    ) -> asyncio.Future[None] | None:
+        """Write a batch under the session's guard; the fsync still running when `unsynced` allows it."""
         check_name(session_id, "session id")
         batch = [events] if isinstance(events, SessionEvent) else list(events)
         if not batch:
-            return
+            return None
+        synced = None
         async with self._guard(session_id):
             writer = await self._open_writer(session_id)
+            if writer.syncing is not None:
+                await _wait_for_sync(writer)
+                # A failed fsync that could not cut its batch off closed the log: open and repair it.
+                writer = await self._open_writer(session_id)
             _check_sequence(session_id, writer.last_seq, batch)
             lines = [self._encode(event) for event in batch]
-            if self._can_write_inline(session_id, lines):
+            change = _batch_change(writer.path, session_id, batch)
+            if unsynced and self._can_sync_later(lines):
+                self._others_writing(session_id)
+                synced = self._write_unsynced(writer, lines, batch[-1].seq, change)
+            elif self._can_write_inline(session_id, lines):
                 self._write_batch(writer, lines, batch[-1].seq)
             else:
                 await _run_to_completion(lambda: self._write_batch(writer, lines, batch[-1].seq))
-        self._on_change(_batch_change(writer.path, session_id, batch))
+        if synced is None:
+            self._on_change(change)
+        return synced
 
     async def read(
         self, session_id: str, options: SessionReadOptions = SessionReadOptions()
@@ -490,6 +532,9 @@ class FilesystemSessionStore:
         async with self._snapshot_guard(session_id), self._guard(session_id):
             if not session_dir.is_dir():
                 raise SessionNotFound(session_id)
+            writer = self._writers.get(session_id)
+            if writer is not None and writer.syncing is not None:
+                await _wait_for_sync(writer)
             writer = self._writers.pop(session_id, None)
             self._conversation_yaml.pop(session_id, None)
             if writer is not None:
@@ -563,6 +608,9 @@ class FilesystemSessionStore:
     async def release(self, session_id: str) -> None:
         """Close the session's log, release its lock and drop its caches (reopened on next write)."""
         async with self._snapshot_guard(session_id), self._guard(session_id):
+            writer = self._writers.get(session_id)
+            if writer is not None and writer.syncing is not None:
+                await _wait_for_sync(writer)
             writer = self._writers.pop(session_id, None)
             self._conversation_yaml.pop(session_id, None)
             if writer is not None:
@@ -579,6 +627,9 @@ class FilesystemSessionStore:
         for session_id in list(self._writers):
             await self.release(session_id)
         self._conversation_yaml.clear()
+        if self._fsync_threads is not None:
+            self._fsync_threads.stop()  # idle: every release waited for its fsync
+            self._fsync_threads = None
 
     # --- appending -----------------------------------------------------------------------------
 
@@ -695,6 +746,66 @@ class FilesystemSessionStore:
         fsyncs = len(lines) if self.fsync == "always" else 1
         average = self._fsync_average
         return not shared and fsyncs == 1 and average is not None and average <= self._inline_fsync_max
+
+    def _can_sync_later(self, lines: Sequence[bytes]) -> bool:
+        """Whether a batch can be written now and fsynced in a thread after: one fsync, written inline."""
+        if self.fsync == "never" or (self.fsync == "always" and len(lines) > 1):
+            return False
+        return sum(len(line) for line in lines) <= _INLINE_WRITE_MAX
+
+    def _write_unsynced(
+        self, writer: _Writer, lines: Sequence[bytes], last_seq: int, change: Change
+    ) -> _Fsync:
+        """Write the lines now and start their fsync in a thread; the writer advances once it succeeds."""
+        data = b"".join(lines)
+        try:
+            write_all(writer.fd, data)
+        except OSError:
+            self._undo_partial_write(writer)
+            raise
+        loop = asyncio.get_running_loop()
+        synced = writer.syncing = _Fsync(loop=loop)
+        if self._fsync_threads is None:
+            self._fsync_threads = _FsyncThreads(_FSYNC_THREADS)
+        self._fsync_threads.run(
+            functools.partial(self._sync_batch, loop, writer, synced, change, len(data), last_seq)
+        )
+        return synced
+
+    def _sync_batch(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        writer: _Writer,
+        synced: _Fsync,
+        change: Change,
+        size: int,
+        last_seq: int,
+    ) -> None:
+        """Worker thread: fsync a batch `_write_unsynced` wrote and advance the writer, or cut the
+        batch off if the fsync fails; then tell the event loop. (Nothing else writes the log
+        meanwhile: every write of the session waits for this first.)"""
+        error: BaseException | None = None
+        try:
+            try:
+                self._timed_fsync(writer.fd)
+            except OSError:
+                self._undo_partial_write(writer)
+                raise
+            writer.size += size
+            writer.last_seq = last_seq
+        except BaseException as failure:  # reported to whoever waits on `synced`
+            error = failure
+        loop.call_soon_threadsafe(self._fsynced, writer, synced, change, error)
+
+    def _fsynced(self, writer: _Writer, synced: _Fsync, change: Change, error: BaseException | None) -> None:
+        """On the loop: end an unsynced batch's wait; the committer hears of it once it is durable."""
+        if writer.syncing is synced:
+            writer.syncing = None
+        if error is not None:
+            synced.set_exception(error)
+            return
+        synced.set_result(None)
+        self._on_change(change)
 
     def _others_writing(self, session_id: str) -> bool:
         """Whether another session appended lately (its stream may be running); notes this append."""
@@ -859,6 +970,54 @@ async def _run_to_completion(call: Callable[[], _T]) -> _T:
     except asyncio.CancelledError:
         await asyncio.wait({task})
         raise
+
+
+async def _wait_for_sync(writer: _Writer) -> None:
+    """Wait for the fsync of the writer's unsynced batch to end (its error is its caller's)."""
+    syncing = writer.syncing
+    if syncing is not None and not syncing.done():
+        await asyncio.wait({syncing})
+
+
+class _FsyncThreads:
+    """A few threads that run the fsyncs of unsynced batches, fed through one queue.
+
+    Lighter than a ThreadPoolExecutor (no concurrent future, no locks per job): a turn's fsync
+    hands over one call and hears back through `call_soon_threadsafe`.
+    """
+
+    def __init__(self, count: int):
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"duragent-fsync-{number}", daemon=True)
+            for number in range(count)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def run(self, job: Callable[[], None]) -> None:
+        """Run `job` in one of the threads (it reports its own outcome)."""
+        self._jobs.put(job)
+
+    def stop(self) -> None:
+        """Let the threads end once the jobs given before are done."""
+        for _ in self._threads:
+            self._jobs.put(None)
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                job()
+            except BaseException:  # a job reports its errors; this is a bug (or the loop closed)
+                log.exception("fsync thread: a job failed")
+
+
+class _Fsync(asyncio.Future[None]):
+    """Done when an unsynced batch's fsync (in a worker thread) has ended; it cannot be cancelled,
+    since the fsync cannot: a task cancelled while awaiting it stops once the fsync has ended."""
+
+    def cancel(self, msg: Any = None) -> bool:
+        return False
 
 
 def _load_snapshot_file(session_id: str, path: Path) -> SessionSnapshot | None:

@@ -13,6 +13,7 @@ signature as the filesystem store and never called.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import functools
 import itertools
@@ -33,6 +34,7 @@ from duragent.stores.base import (
     SessionSnapshot,
     SessionStatus,
     SessionSummary,
+    already_durable,
     ignore_changes,
 )
 from duragent.stores.postgres.pool import LazyPool, parse_postgres_url
@@ -167,6 +169,13 @@ class PostgresSessionStore:
             _check_sequence(session_id, last_seq, batch)
             # The log moved between the two queries; report it against what is stored now.
             raise SequenceConflict(session_id, last_seq + 1, batch[0].seq)
+
+    async def append_unsynced(
+        self, session_id: str, events: SessionEvent | Sequence[SessionEvent]
+    ) -> asyncio.Future[None]:
+        """`append`: the commit that writes a batch is what makes it durable (the future is done)."""
+        await self.append(session_id, events)
+        return already_durable()
 
     async def read(
         self, session_id: str, options: SessionReadOptions = SessionReadOptions()
