@@ -395,19 +395,18 @@ def _corrupt_copy_path(events_path: Path) -> Path:
 
 def _batch_change(events_path: Path, session_id: str, batch: Sequence[SessionEvent]) -> Change:
     """What an append tells the committer: `turn K (+N events)` or `+N events`, details = the types."""
-    turns = [
-        turn
-        for event in batch
-        if isinstance(turn := event.payload.get("turn"), int) and not isinstance(turn, bool)
-    ]
-    count = f"+{len(batch)} event{'s' if len(batch) != 1 else ''}"
-    summary = f"turn {max(turns)} ({count})" if turns else count
+    turn = None
+    for event in batch:
+        value = event.payload.get("turn")
+        if type(value) is int and (turn is None or value > turn):  # (not a bool)
+            turn = value
+    count = "+1 event" if len(batch) == 1 else f"+{len(batch)} events"
     return Change(
         paths=(events_path,),
         kind="session",
         subject=session_id,
-        summary=summary,
-        details=tuple(event.type for event in batch),
+        summary=count if turn is None else f"turn {turn} ({count})",
+        details=tuple([event.type for event in batch]),
     )
 
 
@@ -488,27 +487,29 @@ class FilesystemSessionStore:
         self, session_id: str, events: SessionEvent | Sequence[SessionEvent], *, unsynced: bool
     ) -> asyncio.Future[None] | None:
         """Write a batch under the session's guard; the fsync still running when `unsynced` allows it."""
-        check_name(session_id, "session id")
+        if session_id not in self._writers:  # (an open log's id was checked when it was opened)
+            check_name(session_id, "session id")
         batch = [events] if isinstance(events, SessionEvent) else list(events)
         if not batch:
             return None
         synced = None
         async with self._guard(session_id):
-            writer = await self._open_writer(session_id)
+            writer = self._writers.get(session_id) or await self._open_writer(session_id)
             if writer.syncing is not None:
                 await _wait_for_sync(writer)
                 # A failed fsync that could not cut its batch off closed the log: open and repair it.
                 writer = await self._open_writer(session_id)
             _check_sequence(session_id, writer.last_seq, batch)
             lines = [self._encode(event) for event in batch]
+            size = sum(map(len, lines))
             change = _batch_change(writer.path, session_id, batch)
-            if unsynced and self._can_sync_later(lines):
+            if unsynced and self._can_sync_later(len(lines), size):
                 self._others_writing(session_id)
                 synced = self._write_unsynced(writer, lines, batch[-1].seq, change)
-            elif self._can_write_inline(session_id, lines):
-                self._write_batch(writer, lines, batch[-1].seq)
+            elif self._can_write_inline(session_id, len(lines), size):
+                self._write_batch(writer, lines, size, batch[-1].seq)
             else:
-                await _run_to_completion(lambda: self._write_batch(writer, lines, batch[-1].seq))
+                await _run_to_completion(lambda: self._write_batch(writer, lines, size, batch[-1].seq))
         if synced is None:
             self._on_change(change)
         return synced
@@ -737,21 +738,22 @@ class FilesystemSessionStore:
         payload = self._redact(event.payload) if self._redact is not None else None
         return encode_event(event, payload)
 
-    def _can_write_inline(self, session_id: str, lines: Sequence[bytes]) -> bool:
-        if sum(len(line) for line in lines) > _INLINE_WRITE_MAX:
+    def _can_write_inline(self, session_id: str, count: int, size: int) -> bool:
+        """Whether a batch of `count` lines, `size` bytes, is written and fsynced on the event loop."""
+        if size > _INLINE_WRITE_MAX:
             return False
         if self.fsync == "never":
             return True
         shared = self._others_writing(session_id)
-        fsyncs = len(lines) if self.fsync == "always" else 1
+        fsyncs = count if self.fsync == "always" else 1
         average = self._fsync_average
         return not shared and fsyncs == 1 and average is not None and average <= self._inline_fsync_max
 
-    def _can_sync_later(self, lines: Sequence[bytes]) -> bool:
+    def _can_sync_later(self, count: int, size: int) -> bool:
         """Whether a batch can be written now and fsynced in a thread after: one fsync, written inline."""
-        if self.fsync == "never" or (self.fsync == "always" and len(lines) > 1):
+        if self.fsync == "never" or (self.fsync == "always" and count > 1):
             return False
-        return sum(len(line) for line in lines) <= _INLINE_WRITE_MAX
+        return size <= _INLINE_WRITE_MAX
 
     def _write_unsynced(
         self, writer: _Writer, lines: Sequence[bytes], last_seq: int, change: Change
@@ -816,8 +818,8 @@ class FilesystemSessionStore:
         self._last_writer = (session_id, now)
         return now < self._shared_until
 
-    def _write_batch(self, writer: _Writer, lines: Sequence[bytes], last_seq: int) -> None:
-        """Blocking: write the lines and fsync per mode, then advance the writer; undo on failure."""
+    def _write_batch(self, writer: _Writer, lines: Sequence[bytes], size: int, last_seq: int) -> None:
+        """Blocking: write the lines (`size` bytes), fsync per mode, advance the writer; undo on failure."""
         try:
             if self.fsync == "always":
                 for line in lines:
@@ -830,7 +832,7 @@ class FilesystemSessionStore:
         except OSError:
             self._undo_partial_write(writer)
             raise
-        writer.size += sum(len(line) for line in lines)
+        writer.size += size
         writer.last_seq = last_seq
 
     def _undo_partial_write(self, writer: _Writer) -> None:
