@@ -1,6 +1,6 @@
 """Turn overhead where the user meets it: HTTP through `duragent serve`, git and fsync on.
 
-    python bench/serve_turn.py [--turns 1000] [--quick] [--startups 5] [--against DIR]
+    python bench/serve_turn.py [--turns 1000] [--quick] [--startups 5] [--against DIR | --floor]
 
 Four processes: the instant fake model (`duragent.testing.fake_llm`, its own process, recording
 every request body it receives), two `duragent serve` over fresh workspaces made by `init` with
@@ -21,6 +21,9 @@ git on, git off, then the bare replay, so a slow spell of the shared machine fal
   untimed start (which writes bytecode); wall time and the server's CPU until then.
 - `--against DIR` (DIR holds another tree's `duragent/`): a third server, git on, runs that
   tree's code in the same blocks, for an A/B of overhead and server CPU per turn in one run.
+- `--floor`: the third server is `bench/floor_server.py` instead, the least a session server can
+  do per turn (aiohttp in and out, history in memory, two fsyncs): the overhead no change to
+  Duragent's code can remove on this machine.
 
 Targets (2 cores, issue #17): median overhead <= 2.0 ms, p99 <= 5 ms; turns 951-1000 within
 15% of turns 1-50; server CPU per turn git on / git off <= 1.10; peak RSS <= 60 MiB; start-up
@@ -115,7 +118,14 @@ class Server:
         self.process.wait(timeout=60)
 
 
-def launch(root: Path, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+#: How `launch` runs `duragent` (or, for the floor, bench/floor_server.py).
+DURAGENT = ("-m", "duragent")
+FLOOR = (str(Path(__file__).resolve().parent / "floor_server.py"),)
+
+
+def launch(
+    root: Path, env: dict[str, str], port: int, program: tuple[str, ...] = DURAGENT
+) -> subprocess.Popen[bytes]:
     """`duragent serve` of the workspace at `root` on `port`, its output in `root/serve.log`.
 
     It runs in `root`, so the current folder's `duragent/` never shadows the one meant.
@@ -124,8 +134,7 @@ def launch(root: Path, env: dict[str, str], port: int) -> subprocess.Popen[bytes
         return subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "duragent",
+                *program,
                 "-c",
                 str(root / "duragent.yaml"),
                 "serve",
@@ -139,11 +148,13 @@ def launch(root: Path, env: dict[str, str], port: int) -> subprocess.Popen[bytes
         )
 
 
-async def start_server(root: Path, http: aiohttp.ClientSession, env: dict[str, str]) -> Server:
+async def start_server(
+    root: Path, http: aiohttp.ClientSession, env: dict[str, str], program: tuple[str, ...] = DURAGENT
+) -> Server:
     """`duragent serve` on a free port; returns once `/readyz` answers 200 (timed)."""
     port = free_port()
     started = time.perf_counter()
-    process = launch(root, env, port)
+    process = launch(root, env, port, program)
     url = f"http://127.0.0.1:{port}"
     while True:
         if process.poll() is not None:
@@ -270,7 +281,7 @@ class Run:
     peak_kib: int = 0
 
 
-async def measure(turns: int, startups: int, against: Path | None) -> None:
+async def measure(turns: int, startups: int, against: Path | None, floor: bool) -> None:
     # Servers load modules from bytecode, as an installed package does: with
     # PYTHONDONTWRITEBYTECODE set (some shells and CI set it) every start would compile the
     # package's source again, ~30% of a start's CPU on this machine.
@@ -301,8 +312,13 @@ async def measure(turns: int, startups: int, against: Path | None) -> None:
                     other_env = {**env, "PYTHONPATH": str(against)}
                     (await start_server(other_root, http, other_env)).stop()  # writes its bytecode
                     other = await start_server(other_root, http, other_env)
+                elif floor:
+                    other = await start_server(
+                        make_workspace(root / "floor", llm_url, git=True), http, env, FLOOR
+                    )
                 try:
-                    await run_turns(http, turns, llm_url, record, on, off, startup_times, other)
+                    label = "floor" if floor else "against"
+                    await run_turns(http, turns, llm_url, record, on, off, startup_times, other, label)
                 finally:
                     for server in (on, off, other):
                         if server is not None:
@@ -321,6 +337,7 @@ async def run_turns(
     off: Server,
     startup_times: list[tuple[float, float]],
     other: Server | None = None,
+    other_label: str = "against",
 ) -> None:
     on_session, off_session = await new_session(http, on), await new_session(http, off)
     other_session = await new_session(http, other) if other is not None else ""
@@ -358,7 +375,9 @@ async def run_turns(
         result.cpu = server.cpu_seconds() - cpu_start[name]
         result.rss_end_kib = server.memory_kib("VmRSS")
         result.peak_kib = server.memory_kib("VmHWM")
-    report(turns, window, results, replays, commits_during, commits_total, startup_times, load_end)
+    report(
+        turns, window, results, replays, commits_during, commits_total, startup_times, load_end, other_label
+    )
 
 
 def report(
@@ -370,6 +389,7 @@ def report(
     commits_total: int,
     startup_times: list[tuple[float, float]],
     load_end: str,
+    other_label: str = "against",
 ) -> None:
     on, off, other = results["on"], results["off"], results["against"]
     overhead = [t - r for t, r in zip(on.turns, replays, strict=True)]
@@ -388,8 +408,8 @@ def report(
     if other.turns:
         overhead_other = [t - r for t, r in zip(other.turns, replays, strict=True)]
         for label, values in (
-            ("turn through serve, against (git on)", other.turns),
-            ("overhead per turn, against", overhead_other),
+            (f"turn through serve, {other_label}", other.turns),
+            (f"overhead per turn, {other_label}", overhead_other),
         ):
             print(f"{label:<40}{ms(statistics.median(values)):>9}{ms(p99(values)):>9}")
     p50_ok = statistics.median(overhead) <= 0.002
@@ -409,7 +429,7 @@ def report(
     if other.turns:
         per_other = other.cpu / turns
         print(
-            f"server CPU per turn, against (git on): {ms(per_other)} ms; this tree / against: "
+            f"server CPU per turn, {other_label}: {ms(per_other)} ms; this tree / {other_label}: "
             f"{per_on / per_other:.3f}"
         )
     print(
@@ -443,10 +463,17 @@ def main() -> None:
         type=Path,
         help="a folder holding another tree's duragent/: a third server (git on) runs it",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="a third server: bench/floor_server.py, the least a server can do",
+    )
     args = parser.parse_args()
+    if args.floor and args.against:
+        parser.error("--floor and --against both take the third server's place: choose one")
     turns, startups = (200, 2) if args.quick else (args.turns, args.startups)
     against = args.against.resolve() if args.against is not None else None
-    asyncio.run(measure(turns, startups, against))
+    asyncio.run(measure(turns, startups, against, args.floor))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,81 @@
+"""The floor under a turn through `duragent serve`: the least a session server can do per turn.
+
+`serve_turn.py --floor` runs this in the blocks of its servers, on the same workspace layout
+and fake model: aiohttp in, aiohttp out, one session's history kept in memory and sent whole
+each turn, the user message and the reply appended to a JSON-lines file and fsynced before the
+reply. No agents, memory, policy, tools, secret screening, auth, git or events. What it costs
+per turn is what aiohttp and two fsyncs cost on this machine: the part of a turn's overhead
+no change to Duragent's own code can remove.
+
+    python bench/floor_server.py -c WORKSPACE/duragent.yaml serve --port N
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import ClientSession, web
+
+HTTP = web.AppKey("http", ClientSession)
+
+
+def main() -> None:
+    config = Path(sys.argv[sys.argv.index("-c") + 1])
+    port = int(sys.argv[sys.argv.index("--port") + 1])
+    agent = (config.parent / ".duragent" / "agents" / "assistant" / "agent.yaml").read_text()
+    found = re.search(r"base_url: (\S+)", agent)
+    if found is None:
+        raise SystemExit("the workspace's agent has no model.base_url")
+    model_url = found.group(1) + "/chat/completions"
+    headers = {
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {os.environ.get('OPENAI_API_KEY', '')}",
+    }
+    history: list[dict[str, Any]] = [{"role": "system", "content": "You are a helpful assistant."}]
+    log_fd = os.open(config.parent / "floor-events.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def append(message: dict[str, Any]) -> None:
+        history.append(message)
+        os.write(log_fd, json.dumps(message).encode() + b"\n")
+        os.fsync(log_fd)
+
+    async def ready(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def new_session(request: web.Request) -> web.Response:
+        return web.json_response({"session_id": "s_floor"})
+
+    async def message(request: web.Request) -> web.Response:
+        body = await request.json()
+        append({"role": "user", "content": body["content"]})
+        payload = json.dumps({"model": "bench", "messages": history, "stream": True}).encode()
+        text = []
+        async with request.app[HTTP].post(model_url, data=payload, headers=headers) as response:
+            async for line in response.content:
+                if line.startswith(b"data: {"):
+                    for choice in json.loads(line[6:]).get("choices", []):
+                        text.append(choice.get("delta", {}).get("content") or "")
+        reply = "".join(text)
+        append({"role": "assistant", "content": reply})
+        return web.json_response({"content": reply})
+
+    async def client(app: web.Application) -> Any:
+        app[HTTP] = ClientSession()
+        yield
+        await app[HTTP].close()
+
+    app = web.Application()
+    app.cleanup_ctx.append(client)
+    app.router.add_get("/readyz", ready)
+    app.router.add_post("/api/v1/sessions", new_session)
+    app.router.add_post("/api/v1/sessions/{session_id}/messages", message)
+    web.run_app(app, host="127.0.0.1", port=port, print=None)
+
+
+if __name__ == "__main__":
+    main()
