@@ -60,6 +60,12 @@ class SessionLog:
         """The session's id."""
         return self.state.session_id
 
+    @property
+    def durable_seq(self) -> int:
+        """The seq of the last event known to be durable (the state may hold an unsynced one after it)."""
+        pending = self._unsynced
+        return self.state.last_seq if pending is None else pending.events[0].seq - 1
+
     @classmethod
     async def create(
         cls,

@@ -94,7 +94,8 @@ async def show_session(request: web.Request) -> web.Response:
             "pending": pending,
             "unattended": unattended,
             "decisions": _DECISIONS,
-            "last_seq": session.last_seq,
+            # as far as the transcript goes: a user message still fsyncing is not read yet
+            "last_seq": session.last_seq if live is None else live.log.durable_seq,
             "omitted": max(len(events) - TRANSCRIPT_LIMIT, 0),
         },
     )

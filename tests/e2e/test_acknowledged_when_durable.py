@@ -52,12 +52,18 @@ async def test_no_reply_and_no_queued_answer_before_the_user_message_is_durable(
     session_id = await api.new_session()
     held, waits = HeldLogFsync(monkeypatch), DurabilityWaits(monkeypatch)
     fake_llm.enqueue(text("hello there"), text("and again"))
+    _, before = await api.call("GET", f"/api/v1/sessions/{session_id}")
     held.armed = True
     base = f"/api/v1/sessions/{session_id}/messages"
 
     reply = asyncio.ensure_future(api.call("POST", base, {"content": "first"}))
     await until(lambda: waits.count >= 1)  # the model answered; its text waits for the message
     assert len(fake_llm.requests) == 1  # the model was asked while the message's fsync ran
+    # readers see the session as it durably is: without the message
+    _, during = await api.call("GET", f"/api/v1/sessions/{session_id}")
+    assert during["last_seq"] == before["last_seq"]
+    _, history = await api.call("GET", base)
+    assert history["messages"] == []
     queued = asyncio.ensure_future(api.call("POST", base, {"content": "second"}))
     await until(lambda: waits.count >= 2)  # the second message waits to be recorded after it
     assert not reply.done()

@@ -405,7 +405,7 @@ class HeldFsync:
         monkeypatch.setattr(os, "fsync", held_fsync)
 
 
-async def test_an_unsynced_append_is_written_at_once_and_durable_when_its_future_is_done(
+async def test_an_unsynced_append_is_written_at_once_and_read_once_its_fsync_is_done(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = FilesystemSessionStore(tmp_path / "sessions", fsync="turn", inline_fsync_max_seconds=1.0)
@@ -414,13 +414,17 @@ async def test_an_unsynced_append_is_written_at_once_and_durable_when_its_future
 
     synced = await store.append_unsynced("s_one", make_event(2))
 
-    # written (a reader sees it), its fsync still running in a thread
-    assert [event.seq for event in await store.read("s_one")] == [1, 2]
+    # written, its fsync still running in a thread: readers see the log's durable end only
+    assert log_path(tmp_path, "s_one").read_bytes().count(b"\n") == 2
     assert await asyncio.to_thread(held.started.wait, 10)
     assert not synced.done()
-    assert await store.last_seq("s_one") == 1  # the durable end
+    assert [event.seq for event in await store.read("s_one")] == [1]
+    assert [summary.last_seq for summary in await store.list()] == [1]
+    assert await store.last_seq("s_one") == 1
     held.release.set()
     await synced
+    assert [event.seq for event in await store.read("s_one")] == [1, 2]
+    assert [summary.last_seq for summary in await store.list()] == [2]
     assert await store.last_seq("s_one") == 2
     await store.close()
 

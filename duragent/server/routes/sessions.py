@@ -103,7 +103,7 @@ def _live_out(live: LiveSession, state: ServerState) -> SessionOut:
         status=s.status,
         created_at=_iso(s.created_at),
         updated_at=_iso(s.updated_at),
-        last_seq=s.last_seq,
+        last_seq=live.log.durable_seq,  # (a user message still fsyncing is not told of)
         loaded=True,
         on_disconnect=live.settings.on_disconnect,
         attached=live.attached,

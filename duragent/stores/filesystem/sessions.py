@@ -521,11 +521,12 @@ class FilesystemSessionStore:
 
         With a large `after_seq` (resuming), only the end of the log is read. Corrupt lines are
         skipped with a warning; an incomplete last line (a write in progress or torn) is ignored.
+        A batch still fsyncing (`append_unsynced`) is not read: it may yet be lost.
         """
         session_dir = self.session_dir(session_id)
         if not session_dir.is_dir():
             raise SessionNotFound(session_id)
-        return await asyncio.to_thread(self._read_sync, session_id, options)
+        return await asyncio.to_thread(self._read_sync, session_id, options, self._durable_size(session_id))
 
     async def delete(self, session_id: str) -> None:
         """Remove the session's folder (log, snapshot, memory) under its lock; SessionNotFound if absent."""
@@ -562,7 +563,8 @@ class FilesystemSessionStore:
         self, *, agent: str | None = None, status: str | None = None, limit: int | None = None
     ) -> list[SessionSummary]:
         """Every session (from its snapshot and the end of its log, never the whole log), newest first."""
-        summaries = await asyncio.to_thread(self._list_sync)
+        durable = {session_id: writer.size for session_id, writer in self._writers.items()}
+        summaries = await asyncio.to_thread(self._list_sync, durable)
         chosen = [
             summary
             for summary in summaries
@@ -860,7 +862,14 @@ class FilesystemSessionStore:
 
     # --- reading -------------------------------------------------------------------------------
 
-    def _read_sync(self, session_id: str, options: SessionReadOptions) -> builtins.list[SessionEvent]:
+    def _durable_size(self, session_id: str) -> int | None:
+        """Where this process's log of the session ends durably (None: not open here, read it all)."""
+        writer = self._writers.get(session_id)
+        return None if writer is None else writer.size
+
+    def _read_sync(
+        self, session_id: str, options: SessionReadOptions, durable_size: int | None = None
+    ) -> builtins.list[SessionEvent]:
         try:
             fd = os.open(self.events_path(session_id), os.O_RDONLY)
         except FileNotFoundError:
@@ -868,7 +877,8 @@ class FilesystemSessionStore:
                 return []
             raise SessionNotFound(session_id) from None
         try:
-            end = _complete_end(fd, os.fstat(fd).st_size)
+            size = os.fstat(fd).st_size
+            end = _complete_end(fd, size if durable_size is None else min(size, durable_size))
             scan = (
                 _read_backward(fd, end, options.after_seq)
                 if self._tail_is_shorter(fd, end, options.after_seq)
@@ -911,7 +921,8 @@ class FilesystemSessionStore:
 
     # --- listing -------------------------------------------------------------------------------
 
-    def _list_sync(self) -> builtins.list[SessionSummary]:
+    def _list_sync(self, durable: dict[str, int]) -> builtins.list[SessionSummary]:
+        """Every session's summary; `durable` bounds the logs open here (see `_durable_size`)."""
         try:
             entries = sorted(os.scandir(self.root), key=lambda entry: entry.name)
         except FileNotFoundError:
@@ -924,15 +935,15 @@ class FilesystemSessionStore:
                 check_name(entry.name, "session id")
             except InvalidName:
                 continue
-            summary = self._summarize(entry.name)
+            summary = self._summarize(entry.name, durable.get(entry.name))
             if summary is not None:
                 summaries.append(summary)
         return summaries
 
-    def _summarize(self, session_id: str) -> SessionSummary | None:
+    def _summarize(self, session_id: str, durable_size: int | None = None) -> SessionSummary | None:
         """A session's row from its snapshot, corrected by the events at the end of its log."""
         snapshot = _load_snapshot_file(session_id, self.snapshot_path(session_id))
-        first, tail = _head_and_tail(self.events_path(session_id))
+        first, tail = _head_and_tail(self.events_path(session_id), durable_size)
         status: SessionStatus
         if snapshot is not None:
             agent, status, last_seq = snapshot.agent, snapshot.status, snapshot.last_seq
@@ -1043,14 +1054,18 @@ def _load_snapshot_file(session_id: str, path: Path) -> SessionSnapshot | None:
     return snapshot
 
 
-def _head_and_tail(events_path: Path) -> tuple[SessionEvent | None, list[SessionEvent]]:
-    """The first valid event and the valid events in the last 64 KiB of a log (in order)."""
+def _head_and_tail(
+    events_path: Path, durable_size: int | None = None
+) -> tuple[SessionEvent | None, list[SessionEvent]]:
+    """The first valid event and the valid events in the last 64 KiB of a log (in order), up to
+    `durable_size` bytes when given."""
     try:
         fd = os.open(events_path, os.O_RDONLY)
     except FileNotFoundError:
         return None, []
     try:
-        end = _complete_end(fd, os.fstat(fd).st_size)
+        size = os.fstat(fd).st_size
+        end = _complete_end(fd, size if durable_size is None else min(size, durable_size))
         first = next(
             (
                 event
