@@ -508,10 +508,17 @@ class FilesystemSessionStore:
                 synced = self._write_unsynced(writer, lines, batch[-1].seq, change)
             elif self._can_write_inline(session_id, len(lines), size):
                 self._write_batch(writer, lines, size, batch[-1].seq)
+            elif self._can_sync_later(len(lines), size):
+                # Written here, fsynced in a thread and waited for below (the guard is free
+                # meanwhile: the session's next write waits for this fsync anyway).
+                synced = self._write_unsynced(writer, lines, batch[-1].seq, change)
             else:
                 await _run_to_completion(lambda: self._write_batch(writer, lines, size, batch[-1].seq))
         if synced is None:
             self._on_change(change)
+        elif not unsynced:
+            await synced  # (cannot be cancelled: a cancelled caller stops once the fsync ended)
+            return None
         return synced
 
     async def read(
