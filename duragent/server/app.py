@@ -23,7 +23,7 @@ from aiohttp import web
 
 from duragent.config import DuragentConfig
 from duragent.server import auth
-from duragent.server.problems import PARSER_LINE_LIMIT, problem_middleware
+from duragent.server.problems import PARSER_LINE_LIMIT
 from duragent.server.state import STATE, ServerState
 
 if TYPE_CHECKING:
@@ -59,31 +59,29 @@ def create_app(
 ) -> web.Application:
     """The server for `config` (nothing is opened until the app starts)."""
     from duragent.access_tokens import server_tokens
+    from duragent.server.front_door import front_door
     from duragent.server.openai import routes as openai_routes
-    from duragent.server.openai.errors import openai_error_middleware
     from duragent.server.openapi import openapi_json
-    from duragent.server.request_guard import HostPolicy, add_request_guard
+    from duragent.server.request_guard import HostPolicy, add_cors
     from duragent.server.routes import agents, artifacts, health, schedules, sessions
     from duragent.web.app import add_dashboard
-    from duragent.web.app import error_pages as dashboard_error_pages
-    from duragent.web.login import login_middleware
 
     bind = host or config.server.host
     configured = auth.Tokens(api=config.server.api_token or None, admin=config.admin.token or None)
     auth.check_bind(bind, configured, insecure=insecure)
     # Without tokens in duragent.yaml the workspace's own (run/tokens.json) are required.
     required = server_tokens(config)
+    tokens = auth.Tokens(api=required.api, admin=required.admin)
+    policy = HostPolicy(bind, config.server.allowed_hosts, config.server.allowed_origins)
     app = web.Application(
-        middlewares=[openai_error_middleware, dashboard_error_pages, problem_middleware],
+        # Every check (request guard, tokens, dashboard login) and every error reply, in one.
+        middlewares=[front_door(policy, tokens)],
         client_max_size=MAX_BODY_BYTES,
-        # longer lines than aiohttp's 8 KB reach the problem middleware, which answers in JSON
+        # longer lines than aiohttp's 8 KB reach the front door, which answers in JSON
         handler_args={"max_line_size": PARSER_LINE_LIMIT, "max_field_size": PARSER_LINE_LIMIT},
     )
-    add_request_guard(app, HostPolicy(bind, config.server.allowed_hosts, config.server.allowed_origins))
-    tokens = auth.Tokens(api=required.api, admin=required.admin)
+    add_cors(app, policy)
     app[auth.REQUIRED_TOKENS] = tokens
-    app.middlewares.append(auth.auth_middleware(tokens))
-    app.middlewares.append(login_middleware())
     health.add_routes(app)
     app.router.add_get("/openapi.json", openapi_json)
     agents.add_routes(app)

@@ -13,12 +13,9 @@ from __future__ import annotations
 import functools
 import hmac
 import ipaddress
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import cast
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from duragent.errors import UsageError
 from duragent.server.problems import problem_response
@@ -29,7 +26,6 @@ OPENAI_PREFIX = "/v1"
 ADMIN_PREFIX = "/api/admin/v1"
 #: Carries the admin token on an `/api/v1` request whose `Authorization` holds the API token.
 ADMIN_TOKEN_HEADER = "X-Duragent-Admin-Token"
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class InsecureBind(UsageError):
@@ -103,26 +99,26 @@ def admin_authorized(request: web.Request, expected: str | None) -> bool:
     return any(token and hmac.compare_digest(token.encode(), expected.encode()) for token in offered)
 
 
-def auth_middleware(tokens: Tokens) -> Middleware:
-    """Middleware guarding the API prefixes with `tokens`."""
-
-    @web.middleware
-    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        path = request.path
-        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
-            if admin_authorized(request, tokens.admin):
-                return await handler(request)
-            return _refuse(request, tokens.admin, 403, "admin")
-        if any(path == prefix or path.startswith(prefix + "/") for prefix in (API_PREFIX, OPENAI_PREFIX)):
-            if authorized(request, tokens.api):
-                return await handler(request)
-            return _refuse(request, tokens.api, 401, "api")
-        return await handler(request)
-
-    return cast(Middleware, check)
+def refusal(request: web.Request, tokens: Tokens) -> web.Response | None:
+    """The 401/403 problem for a request to a guarded prefix without its token; None when it may pass."""
+    path = request.path
+    if _under(path, ADMIN_PREFIX):
+        if admin_authorized(request, tokens.admin):
+            return None
+        return _refuse(request, tokens.admin, 403, "admin")
+    if _under(path, API_PREFIX) or _under(path, OPENAI_PREFIX):
+        if authorized(request, tokens.api):
+            return None
+        return _refuse(request, tokens.api, 401, "api")
+    return None
 
 
-def _refuse(request: web.Request, expected: str | None, status: int, realm: str) -> web.StreamResponse:
+def _under(path: str, prefix: str) -> bool:
+    """`prefix` itself or a path below it (`/api/v1x` is not under `/api/v1`)."""
+    return path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/")
+
+
+def _refuse(request: web.Request, expected: str | None, status: int, realm: str) -> web.Response:
     if expected is None:
         detail = f"no {realm} token is configured, so only loopback clients are served"
         return problem_response(request, 403, detail, type_name="forbidden")

@@ -121,17 +121,15 @@ def _status_of(exc: DuragentError) -> int:
     return 500
 
 
-@web.middleware
-async def _problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every error raised while handling a request into a problem+json response."""
-    too_long = _too_long(request)
-    if too_long is not None:
-        return too_long
-    try:
-        response = await handler(request)
-    except HttpProblem as exc:
+def error_problem(request: web.Request, exc: Exception) -> web.Response | None:
+    """The problem+json response for an error raised while handling `request`.
+
+    None for what is no error to answer: a redirect (`HTTPFound`), a client that hung up, a
+    timeout; the caller re-raises those.
+    """
+    if isinstance(exc, HttpProblem):
         return problem_response(request, exc.status, exc.detail, errors=exc.errors, type_name=exc.type_name)
-    except ValidationError as exc:
+    if isinstance(exc, ValidationError):
         return problem_response(
             request,
             400,
@@ -139,21 +137,22 @@ async def _problem_middleware(request: web.Request, handler: Handler) -> web.Str
             errors=validation_errors(exc, "body"),
             type_name="validation",
         )
-    except DuragentError as exc:
+    if isinstance(exc, DuragentError):
         status = _status_of(exc)
         if status >= 500:
             log.error("%s %s failed: %s", request.method, request.path, exc)
         return problem_response(request, status, str(exc))
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return _from_http_exception(request, exc)
-    except (ConnectionResetError, TimeoutError):
-        raise
-    except Exception:
-        # The one place an unexpected error becomes a response: logged with its traceback.
-        log.exception("%s %s failed", request.method, request.path)
-        return problem_response(request, 500, "internal server error (see the server log)")
+    if isinstance(exc, web.HTTPException):
+        return None if exc.status < 400 else _from_http_exception(request, exc)
+    if isinstance(exc, ConnectionResetError | TimeoutError):
+        return None
+    # The one place an unexpected error becomes a response: logged with its traceback.
+    log.error("%s %s failed", request.method, request.path, exc_info=exc)
+    return problem_response(request, 500, "internal server error (see the server log)")
+
+
+def as_problem(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """`response`, or a problem in its place when it is an error reply in another format."""
     if (
         isinstance(response, web.Response)
         and response.status >= 400
@@ -164,7 +163,22 @@ async def _problem_middleware(request: web.Request, handler: Handler) -> web.Str
     return response
 
 
-def _too_long(request: web.Request) -> web.Response | None:
+@web.middleware
+async def _problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every error raised while handling a request into a problem+json response."""
+    response: web.StreamResponse | None = too_long(request)
+    if response is not None:
+        return response
+    try:
+        response = await handler(request)
+    except Exception as exc:
+        response = error_problem(request, exc)
+        if response is None:
+            raise
+    return as_problem(request, response)
+
+
+def too_long(request: web.Request) -> web.Response | None:
     """414 for a request target, 431 for a header line, longer than MAX_REQUEST_LINE; else None."""
     line = len(request.method) + len(request.raw_path) + len(" HTTP/1.1") + 1
     if line > MAX_REQUEST_LINE:
@@ -177,7 +191,7 @@ def _too_long(request: web.Request) -> web.Response | None:
     return None
 
 
-#: The middleware that turns errors into problem+json (first in the chain, so it sees every error).
+#: Errors into problem+json as a middleware of its own (the server's `front_door` does this and more).
 problem_middleware = cast(Middleware, _problem_middleware)
 
 

@@ -15,19 +15,17 @@ page from driving the server:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
-from collections.abc import Awaitable, Callable, Iterable
-from typing import cast
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from duragent.server.problems import problem_response
 from duragent.web.login import accepts_form
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
 WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::", "*"})
 ANY = "*"
@@ -65,6 +63,14 @@ class HostPolicy:
         self.bind = bind.strip("[]").lower()
         self.allowed_hosts = {host.lower().rstrip(".") for host in allowed_hosts}
         self.allowed_origins = {origin.rstrip("/").lower() for origin in allowed_origins}
+        # Every request asks about its Host header, and clients send the same one or two values:
+        # parsing it (a URL split, an IP address) costs more than the rest of the guard.
+        self.answers_to = functools.lru_cache(maxsize=256)(self._answers_to)
+
+    def _answers_to(self, raw_host: str) -> bool:
+        """True for a `Host` header value naming this server (`answers_to` caches it)."""
+        parsed = split_host(raw_host)
+        return parsed is not None and self.host_allowed(parsed[0])
 
     def host_allowed(self, host: str) -> bool:
         """True for a name or address this server answers to."""
@@ -100,49 +106,46 @@ def _has_body(request: web.Request) -> bool:
     return bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
 
 
-def request_guard(policy: HostPolicy) -> Middleware:
-    """The middleware applying `policy` and the JSON-body rule to every request."""
-
-    @web.middleware
-    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        raw_host = request.headers.get("Host", "")
-        parsed = split_host(raw_host)
-        if parsed is None or not policy.host_allowed(parsed[0]):
-            detail = (
-                f"this server does not answer to Host {raw_host!r}; list the name in server.allowed_hosts "
-                "to reach it that way"
-            )
-            return problem_response(request, 421, detail, type_name="misdirected")
-        origin = request.headers.get("Origin")
-        if origin is not None and not policy.origin_allowed(origin, raw_host):
+def guard_refusal(policy: HostPolicy, request: web.Request) -> web.StreamResponse | None:
+    """The answer to a request `policy` or the JSON-body rule refuses (or to a CORS preflight);
+    None for a request that may go on to its route."""
+    raw_host = request.headers.get("Host", "")
+    if not policy.answers_to(raw_host):
+        detail = (
+            f"this server does not answer to Host {raw_host!r}; list the name in server.allowed_hosts "
+            "to reach it that way"
+        )
+        return problem_response(request, 421, detail, type_name="misdirected")
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        if not policy.origin_allowed(origin, raw_host):
             detail = f"requests from origin {origin!r} are refused; list it in server.allowed_origins"
             return problem_response(request, 403, detail, type_name="forbidden-origin")
-        if request.method == "OPTIONS" and origin is not None and policy.cors_listed(origin):
+        if request.method == "OPTIONS" and policy.cors_listed(origin):
             return web.Response(status=204, headers=_cors_headers(origin, preflight=True))
-        # An empty body needs no type (clients send `application/octet-stream` for a bodiless POST).
-        if (
-            request.method in BODY_METHODS
-            and _has_body(request)
-            and not is_json(request.content_type)
-            and not accepts_form(request)  # the dashboard's forms check their own CSRF token
-        ):
-            detail = f"the body must be JSON (Content-Type: application/json), got {request.content_type!r}"
-            return problem_response(request, 415, detail, type_name="unsupported-media-type")
-        return await handler(request)
-
-    return cast(Middleware, guard)
+    # An empty body needs no type (clients send `application/octet-stream` for a bodiless POST).
+    if (
+        request.method in BODY_METHODS
+        and _has_body(request)
+        and not is_json(request.content_type)
+        and not accepts_form(request)  # the dashboard's forms check their own CSRF token
+    ):
+        detail = f"the body must be JSON (Content-Type: application/json), got {request.content_type!r}"
+        return problem_response(request, 415, detail, type_name="unsupported-media-type")
+    return None
 
 
-def add_request_guard(app: web.Application, policy: HostPolicy) -> None:
-    """Guard every request of `app` with `policy`; CORS headers (streams too) for listed origins."""
-    app.middlewares.append(request_guard(policy))
+def add_cors(app: web.Application, policy: HostPolicy) -> None:
+    """CORS headers on every response (streams too) to the origins `policy` lists."""
+    if not policy.allowed_origins:
+        return  # nobody is listed: no response needs looking at
 
-    async def add_cors(request: web.Request, response: web.StreamResponse) -> None:
+    async def cors_headers(request: web.Request, response: web.StreamResponse) -> None:
         origin = request.headers.get("Origin")
         if origin is not None and policy.cors_listed(origin):
             response.headers.update(_cors_headers(origin, preflight=False))
 
-    app.on_response_prepare.append(add_cors)
+    app.on_response_prepare.append(cors_headers)
 
 
 def _cors_headers(origin: str, *, preflight: bool) -> dict[str, str]:

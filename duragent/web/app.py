@@ -7,12 +7,9 @@ server's application; the pages call the same library objects (`ServerState`) as
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import cast
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from duragent.server.problems import PROBLEM_CONTENT_TYPE
 from duragent.web import agents, history, memory, schedules, sessions
@@ -31,7 +28,6 @@ from duragent.web.login import (
 from duragent.web.pages import TEMPLATES, Templates, html_page
 
 HERE = Path(__file__).parent
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Where `duragent ui` gets a one-time login link (guarded by the API token like all of /api/v1).
 TICKET_PATH = "/api/v1/dashboard/login-ticket"
 SECURITY_HEADERS = {
@@ -132,13 +128,9 @@ async def login_ticket(request: web.Request) -> web.Response:
     return web.json_response({"path": f"{UI_PREFIX}/login?ticket={ticket}"})
 
 
-@web.middleware
-async def _error_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Errors of dashboard pages as a readable page instead of problem+json; headers every page gets."""
-    response = await handler(request)
-    path = request.path
-    if not (path == UI_PREFIX or path.startswith(UI_PREFIX + "/")):
-        return response
+def dashboard_page(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """A reply under /ui as the browser gets it: with the headers every page gets, and an error
+    as a readable page instead of problem+json."""
     # Pages run only their own script and are never framed by another site (clickjacking).
     if not response.prepared:  # an event stream has sent its headers already
         response.headers.update(SECURITY_HEADERS)
@@ -159,6 +151,3 @@ async def _error_pages(request: web.Request, handler: Handler) -> web.StreamResp
         if name in response.headers:
             page.headers[name] = response.headers[name]
     return page
-
-
-error_pages = cast(Middleware, _error_pages)

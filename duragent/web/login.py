@@ -18,10 +18,8 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import cast
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from duragent.server.auth import is_loopback
 
@@ -130,21 +128,16 @@ def _public(path: str) -> bool:
     return path in (f"{UI_PREFIX}/login",) or path.startswith(f"{UI_PREFIX}/static/")
 
 
-def login_middleware() -> Middleware:
-    """Send browsers without a login to the login page (pages) or refuse them (posts, streams)."""
+def require_login(request: web.Request) -> None:
+    """Send a browser without a login to the login page (pages) or refuse it (posts, streams).
 
-    @web.middleware
-    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        path = request.path
-        if not (path == UI_PREFIX or path.startswith(UI_PREFIX + "/")) or _public(path):
-            return await handler(request)
-        if request.app[LOGINS].find(request.cookies.get(COOKIE)) is None:
-            if request.method == "GET" and "text/event-stream" not in request.headers.get("Accept", ""):
-                raise web.HTTPFound(f"{UI_PREFIX}/login?next={_next(request)}")
-            raise web.HTTPUnauthorized(text="log in to the dashboard first (/ui/login)")
-        return await handler(request)
-
-    return cast(Middleware, check)
+    Asked of every request under /ui; the login page and static files need no login.
+    """
+    if _public(request.path) or request.app[LOGINS].find(request.cookies.get(COOKIE)) is not None:
+        return
+    if request.method == "GET" and "text/event-stream" not in request.headers.get("Accept", ""):
+        raise web.HTTPFound(f"{UI_PREFIX}/login?next={_next(request)}")
+    raise web.HTTPUnauthorized(text="log in to the dashboard first (/ui/login)")
 
 
 def _next(request: web.Request) -> str:

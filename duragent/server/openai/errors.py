@@ -1,7 +1,7 @@
 """Errors under `/v1` in OpenAI's format: `{"error": {"message", "type", "param", "code"}}`.
 
 Every error of the server is produced once, as problem+json (`duragent.server.problems`);
-this middleware, outside that one, rewrites the problems of `/v1` routes into the shape
+`openai_shaped`, applied to the replies of `/v1` routes, rewrites their problems into the shape
 OpenAI clients parse (the official SDKs raise `BadRequestError`, `AuthenticationError`,
 `NotFoundError`... from the status and read `error.message`).
 """
@@ -9,16 +9,13 @@ OpenAI clients parse (the official SDKs raise `BadRequestError`, `Authentication
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from duragent.server.problems import PROBLEM_CONTENT_TYPE, TYPE_PREFIX
 
 PREFIX = "/v1"
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _TYPES = {
     400: "invalid_request_error",
@@ -53,10 +50,9 @@ def is_openai_path(path: str) -> bool:
     return path == PREFIX or path.startswith(PREFIX + "/")
 
 
-@web.middleware
-async def _openai_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
-    if not is_openai_path(request.path) or not isinstance(response, web.Response):
+def openai_shaped(response: web.StreamResponse) -> web.StreamResponse:
+    """A problem+json `response` of a `/v1` route in OpenAI's error format; any other as it is."""
+    if not isinstance(response, web.Response):
         return response
     if response.content_type != PROBLEM_CONTENT_TYPE or response.text is None:
         return response
@@ -73,7 +69,3 @@ async def _openai_errors(request: web.Request, handler: Handler) -> web.StreamRe
         if name in response.headers:
             converted.headers[name] = response.headers[name]
     return converted
-
-
-#: Put it before `problem_middleware` in the app's list, so it sees the problems that one makes.
-openai_error_middleware = cast(Middleware, _openai_errors)
