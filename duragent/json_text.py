@@ -15,14 +15,27 @@ from typing import Any
 
 #: A `\uD800`-`\uDFFF` escape: only text holding one can decode to a lone surrogate.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_DECODER = json.JSONDecoder()
 
 
 def loads(text: str) -> Any:
     """`json.loads`, with lone surrogates in any string (keys too) replaced by U+FFFD."""
-    value = json.loads(text)
+    value = _decode(text)
     if "\\u" not in text or not _SURROGATE_ESCAPE.search(text):
         return value  # the common case: nothing to look at
     return _cleaned(value)
+
+
+def _decode(text: str) -> Any:
+    """`json.loads(text)`, a third cheaper for text that is one JSON value and nothing else (a
+    model's stream chunk): `raw_decode` alone, without `loads`' two whitespace scans."""
+    try:
+        value, end = _DECODER.raw_decode(text)
+    except json.JSONDecodeError:
+        return json.loads(text)  # leading whitespace, or not JSON: json.loads decides, and says why
+    if end != len(text):
+        return json.loads(text)  # trailing whitespace, or extra data
+    return value
 
 
 def clean_text(text: str) -> str:

@@ -27,18 +27,30 @@ class SseParser:
 
     def feed(self, data: bytes) -> list[SseEvent]:
         """Parse `data` and return the events it completed."""
-        if b"\n" not in data:
+        end = data.rfind(b"\n")
+        if end < 0:
             self._buffer += data
             return []
-        # One split per chunk: slicing the buffer line by line would copy the rest of a large
-        # chunk once per line (quadratic in the lines a fast model packs into one read).
-        lines = (self._buffer + data).split(b"\n")
-        self._buffer = lines.pop()
+        # The complete lines are decoded and split at once: a newline byte is never part of a
+        # UTF-8 sequence, and slicing the buffer line by line would copy the rest of a large chunk
+        # once per line (quadratic in the lines a fast model packs into one read).
+        text = (self._buffer + data[:end] if self._buffer else data[:end]).decode("utf-8", errors="replace")
+        self._buffer = data[end + 1 :]
+        lines = text.split("\n")
+        if "\r" in text:
+            lines = [line.rstrip("\r") for line in lines]
         events: list[SseEvent] = []
-        for raw in lines:
-            event = self._line(raw.rstrip(b"\r").decode("utf-8", errors="replace"))
-            if event is not None:
-                events.append(event)
+        for line in lines:
+            # Nearly every line is a `data:` line or the blank line ending an event.
+            if line.startswith("data:"):
+                self._data.append(line[6:] if line.startswith(" ", 5) else line[5:])
+            elif line:
+                self._field(line)
+            elif self._data:
+                events.append(SseEvent(self._event, "\n".join(self._data)))
+                self._event, self._data = "", []
+            else:
+                self._event = ""
         return events
 
     def flush(self) -> list[SseEvent]:
@@ -49,20 +61,12 @@ class SseParser:
             self._event, self._data = "", []
         return events
 
-    def _line(self, line: str) -> SseEvent | None:
-        if not line:
-            if not self._data:
-                self._event = ""
-                return None
-            event = SseEvent(self._event, "\n".join(self._data))
-            self._event, self._data = "", []
-            return event
+    def _field(self, line: str) -> None:
+        """A line other than `data:` or blank: a comment (servers' keep-alive), `event:`, or ignored."""
         if line.startswith(":"):
-            return None  # a comment, used by servers as keep-alive
+            return
         name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "data":
+        if name == "data":  # `data` without a colon: an empty data line
             self._data.append(value)
         elif name == "event":
-            self._event = value
-        return None
+            self._event = value.removeprefix(" ")
