@@ -335,19 +335,31 @@ async def read_body(request: web.Request, model: type[ModelT]) -> ModelT:
         raise HttpProblem(400, f"the body is not valid JSON: {exc}", type_name="validation") from None
     except RecursionError:
         data = _TOO_DEEP
-    if data is _TOO_DEEP or json_depth(data) > MAX_JSON_DEPTH:
+    if data is _TOO_DEEP or (_may_nest_deeply(raw) and json_depth(data) > MAX_JSON_DEPTH):
         detail = f"the body is nested more than {MAX_JSON_DEPTH} levels deep"
         raise HttpProblem(400, detail, (FieldError("body", "nested too deeply"),), "validation")
     if not isinstance(data, dict):
         raise HttpProblem(
             400, "the body must be a JSON object", (FieldError("body", "expected an object"),), "validation"
         )
-    where = lone_surrogate_at(data)
+    where = lone_surrogate_at(data) if _may_hold_surrogates(raw) else None
     if where is not None:
         field = ".".join(["body", *where])
         message = "contains a lone surrogate (a \\ud800-\\udfff escape without its pair): not Unicode text"
         raise HttpProblem(400, f"{field} is not valid text", (FieldError(field, message),), "validation")
     return model.model_validate(data)
+
+
+def _may_nest_deeply(raw: bytes) -> bool:
+    """False when `raw` opens too few objects and lists to nest past MAX_JSON_DEPTH (the usual
+    small body, spared the walk through its values)."""
+    return raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH
+
+
+def _may_hold_surrogates(raw: bytes) -> bool:
+    """False when `raw` cannot decode to a lone surrogate: ASCII without a backslash (in each of
+    JSON's encodings a surrogate needs a byte above 0x7f, and a `\\u` escape a backslash)."""
+    return not raw.isascii() or b"\\" in raw
 
 
 def lone_surrogate_at(value: Any) -> list[str] | None:
@@ -406,6 +418,6 @@ def read_query(request: web.Request, model: type[ModelT]) -> ModelT:
 
 def json_reply(reply: Reply, status: int = 200) -> web.Response:
     """A response whose body is `reply` (fields that are None left out)."""
-    return web.Response(
-        status=status, text=reply.model_dump_json(exclude_none=True), content_type="application/json"
-    )
+    # Serialised straight to UTF-8 bytes: no str to encode again.
+    body = reply.__pydantic_serializer__.to_json(reply, exclude_none=True)
+    return web.Response(status=status, body=body, content_type="application/json", charset="utf-8")
