@@ -231,10 +231,12 @@ class OpenAIStreamDecoder:
             if choice.get("index", 0) != 0:
                 continue  # we never ask for n > 1
             delta = choice.get("delta") or {}
-            if delta.get("content"):
-                out.append(TextDelta(str(delta["content"])))
-            for call_delta in delta.get("tool_calls") or []:
-                out.append(self._tool_call_delta(call_delta))
+            content = delta.get("content")
+            if content:
+                out.append(TextDelta(str(content)))
+            calls = delta.get("tool_calls")
+            if calls:
+                out.extend(self._tool_call_delta(call_delta) for call_delta in calls)
             reason = choice.get("finish_reason")
             if reason:
                 self._finish = _FINISH_REASONS.get(reason, "stop")
