@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from duragent.errors import DuragentError, InvalidName
+from duragent.file_stamps import ABSENT, Stamp, settled, stamp
 from duragent.ids import check_name, ulid
 from duragent.memory.markdown import (
     add_bullet,
@@ -102,6 +103,10 @@ class FilesystemMemoryStore:
         self._file_locks: dict[Path, asyncio.Lock] = {}
         # each file's bytes as this store last wrote or read them: what a person changed since
         self._seen: dict[Path, bytes] = {}
+        # what read_for_context read, per agent: path -> (stamp, text or None when it vanished)
+        self._context_texts: dict[str, dict[str, tuple[Stamp, str | None]]] = {}
+        self._context_paths: dict[str, tuple[str, str]] = {}
+        self._topic_names: tuple[Stamp, list[str]] | None = None
 
     # --- daily memory --------------------------------------------------------------------
 
@@ -174,12 +179,57 @@ class FilesystemMemoryStore:
         await self._replace(path, self._redact(text) if self._redact else text, WORLD, f"{topic} updated")
 
     async def read_for_context(self, agent_id: str, days: Sequence[date]) -> ContextMemory:
-        """MEMORY.md, the world folder and the given days' files, re-read from disk every call."""
-        agent_dir = self._agent_dir(agent_id)
-        files = _context_files(agent_dir, self.root / WORLD, days)
-        if sum(size for _kind, _key, _path, size in files) <= _INLINE_CONTEXT_READ_MAX:
-            return _read_context_files(files)
-        return await asyncio.to_thread(_read_context_files, files)
+        """MEMORY.md, the world folder and the given days' files as they are on disk now.
+
+        Every file is stat'ed each call and read again only when its stamp changed
+        (`duragent.file_stamps`), so a person's edit is what the next turn sees.
+        """
+        agent, world = self._context_dirs(agent_id)
+        files = _context_files(agent, world, self._world_topics(world), days)
+        known = self._context_texts.get(agent_id, {})
+        texts: dict[str, tuple[Stamp, str | None]] = {}
+        stale: list[_ContextFile] = []
+        for file in files:
+            cached = known.get(file[2])
+            if cached is not None and cached[0] == file[3]:
+                texts[file[2]] = cached
+            else:
+                stale.append(file)
+        if stale:
+            if sum(file[3][2] for file in stale) <= _INLINE_CONTEXT_READ_MAX:
+                read = _read_context_files(stale)
+            else:
+                read = await asyncio.to_thread(_read_context_files, stale)
+            texts.update((file[2], (file[3], read.get(file[2]))) for file in stale)
+        # (texts read within the last few seconds are not kept: see file_stamps.SETTLE_NS)
+        self._context_texts[agent_id] = {path: entry for path, entry in texts.items() if settled((entry[0],))}
+        return _context_memory(files, texts)
+
+    def _context_dirs(self, agent_id: str) -> tuple[str, str]:
+        """The agent's memory folder and the world folder, as strings (worked out once per agent)."""
+        dirs = self._context_paths.get(agent_id)
+        if dirs is None:
+            dirs = self._context_paths[agent_id] = (
+                os.fspath(self._agent_dir(agent_id)),
+                os.fspath(self.root / WORLD),
+            )
+        return dirs
+
+    def _world_topics(self, world: str) -> list[str]:
+        """The `.md` names in the world folder, listed again only when the folder changed."""
+        current = stamp(world)
+        if current == ABSENT:
+            return []
+        cached = self._topic_names
+        if cached is not None and cached[0] == current:
+            return cached[1]
+        try:
+            with os.scandir(world) as entries:
+                names = sorted(entry.name for entry in entries if entry.name.endswith(".md"))
+        except (FileNotFoundError, NotADirectoryError):
+            names = []
+        self._topic_names = (current, names) if settled((current,)) else None
+        return names
 
     # --- export ---------------------------------------------------------------------------
 
@@ -418,44 +468,48 @@ def _read_world(world_dir: Path) -> dict[str, str]:
     return {path.stem: path.read_text(encoding="utf-8") for path in files}
 
 
-_ContextFile = tuple[str, str, str, int]
+#: (kind, key, path, stamp) of a context file: ("long_term", "", ...), ("world", topic, ...),
+#: ("day", "YYYY-MM-DD", ...).
+_ContextFile = tuple[str, str, str, Stamp]
 
 
-def _context_files(agent_dir: Path, world_dir: Path, days: Sequence[date]) -> list[_ContextFile]:
-    """(kind, key, path, size) of each context file that exists: long_term, world topics, days.
+def _context_files(agent: str, world: str, topics: Sequence[str], days: Sequence[date]) -> list[_ContextFile]:
+    """The context files that exist as regular files, with their stamps: long_term, world topics, days.
 
     Plain `os` calls on strings: this runs every turn and pathlib's object churn cost more than the stats.
     """
-    agent, world = os.fspath(agent_dir), os.fspath(world_dir)
     candidates: list[tuple[str, str, str]] = [("long_term", "", os.path.join(agent, LONG_TERM_FILE))]
-    try:
-        with os.scandir(world) as entries:
-            topics = sorted(entry.name for entry in entries if entry.name.endswith(".md"))
-    except FileNotFoundError:
-        topics = []
     candidates += [("world", name.removesuffix(".md"), os.path.join(world, name)) for name in topics]
     candidates += [("day", day.isoformat(), os.path.join(agent, f"{day.isoformat()}.md")) for day in days]
     found: list[_ContextFile] = []
     for kind, key, path in candidates:
-        try:
-            status = os.stat(path)
-        except FileNotFoundError:
-            continue
-        if stat.S_ISREG(status.st_mode):
-            found.append((kind, key, path, status.st_size))
+        current = stamp(path)
+        if stat.S_ISREG(current[0]):
+            found.append((kind, key, path, current))
     return found
 
 
-def _read_context_files(files: Sequence[_ContextFile]) -> ContextMemory:
-    """Read the files `_context_files` found (one deleted meanwhile is treated as absent)."""
+def _read_context_files(files: Sequence[_ContextFile]) -> dict[str, str]:
+    """The text of each file `_context_files` found, by path (one deleted meanwhile is left out)."""
+    texts: dict[str, str] = {}
+    for _kind, _key, path, _stamp in files:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                texts[path] = handle.read()
+        except FileNotFoundError:
+            continue
+    return texts
+
+
+def _context_memory(
+    files: Sequence[_ContextFile], texts: dict[str, tuple[Stamp, str | None]]
+) -> ContextMemory:
     long_term = ""
     world: dict[str, str] = {}
     days: dict[date, str] = {}
-    for kind, key, path, _size in files:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read()
-        except FileNotFoundError:
+    for kind, key, path, _stamp in files:
+        text = texts[path][1]
+        if text is None:
             continue
         if kind == "long_term":
             long_term = text
