@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from duragent.agents.loader import Agent
 from duragent.agents.spec import WebSearchSpec
 from duragent.errors import DuragentError
+from duragent.file_stamps import Stamp, settled, stamp
 from duragent.ids import new_id
 from duragent.llm.base import Provider
 from duragent.llm.errors import ProviderError
@@ -48,7 +49,7 @@ from duragent.runtime.events import (
 )
 from duragent.runtime.events import TextDelta as TextEvent
 from duragent.runtime.memory_context import gather_memory, session_folder
-from duragent.runtime.policy import ToolPolicy, load_policy
+from duragent.runtime.policy import PolicyCache, ToolPolicy
 from duragent.scheduling.spec import scheduled_task_of
 from duragent.sessions.log import SessionLog
 from duragent.skills.active import refusal, restricting_skills
@@ -59,6 +60,7 @@ from duragent.skills.discovery import (
     agent_skills_dir,
     discover_skills,
     shared_skills_dir,
+    skill_stamps,
 )
 from duragent.skills.index import index_budget, skills_index
 from duragent.stores.base import ArtifactStore, Change, ChangeListener, MemoryStore, ignore_changes, utcnow
@@ -70,6 +72,7 @@ from duragent.tools.folders import (
     discover_tool_folders,
     has_tool_folders,
     reload_summary,
+    tool_folders_dirs,
 )
 from duragent.tools.protected import PROTECTED_NAMES
 from duragent.tools.registry import AnyTool, definition, execute, tools_for
@@ -160,8 +163,21 @@ class Runtime:
     skill_cache: SkillCache = field(default_factory=SkillCache)
     #: The MCP servers whose tools agents get (None: no MCP tools).
     mcp: McpHub | None = None
+    #: Agents' policies, parsed again only when policy.yaml changes.
+    policies: PolicyCache = field(default_factory=PolicyCache)
     #: Agent folders with their symlinks resolved, worked out once (a dozen system calls a turn).
     _resolved_dirs: dict[Path, Path] = field(default_factory=dict, init=False, repr=False)
+    #: Per agent: its two skills folders, and the skills found there with the stamps they hold for.
+    _skill_folders: dict[tuple[Path, str | None], tuple[Path, Path]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _skill_sets: dict[tuple[Path, str | None], tuple[tuple[tuple[str, Stamp], ...], SkillSet]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    #: Per agent folder: its two `tools/` folders, and their stamps while they hold no tool folder.
+    _tool_dirs: dict[Path, tuple[Path, ...]] = field(default_factory=dict, init=False, repr=False)
+    _no_tool_folders: dict[Path, tuple[Stamp, ...]] = field(default_factory=dict, init=False, repr=False)
+    _workdirs: dict[tuple[Path, str], Path] = field(default_factory=dict, init=False, repr=False)
 
     async def run_turn(
         self,
@@ -193,7 +209,7 @@ class Runtime:
             yield TurnStarted(session.state.turns, content)
             try:
                 tools = {t.name: t for t in tools_for(agent.spec.tools, include_memory=_memory_on(agent))}
-                policy = load_policy(agent.directory, agent.spec.tools.policy)
+                policy = self.policies.load(agent.directory, agent.spec.tools.policy)
             except DuragentError as exc:
                 yield await self._fail(session, "agent_invalid", str(exc))
                 return
@@ -559,22 +575,39 @@ class Runtime:
         return []
 
     async def _skills(self, agent: Agent) -> SkillSet:
-        """The agent's skills, read from their folders now (an added skill shows up the next turn)."""
+        """The agent's skills as their folders are now (an added skill shows up the next turn).
+
+        Kept while the folders' stamps are unchanged (`skill_stamps`): a few stats a turn.
+        """
         data_dir = self._data_dir(agent)
-        folders = (shared_skills_dir(data_dir), agent_skills_dir(agent.directory, agent.spec.skills_dir))
-        if not _any_entries(folders):
-            return SkillSet()  # the usual case: no thread hop every turn to find nothing
-        skills = await asyncio.to_thread(
-            discover_skills, agent.directory, data_dir, agent.spec.skills_dir, cache=self.skill_cache
-        )
-        self.problems.warn(skills.problems, "skill")
+        key = (agent.directory, agent.spec.skills_dir)
+        folders = self._skill_folders.get(key)
+        if folders is None:
+            folders = self._skill_folders[key] = (
+                shared_skills_dir(data_dir),
+                agent_skills_dir(agent.directory, agent.spec.skills_dir),
+            )
+        known = self._skill_sets.get(key)
+        if known is not None and all(stamp(path) == before for path, before in known[0]):
+            return known[1]
+        stamps = skill_stamps(folders)  # before the scan: a change after it shows next turn
+        if len(stamps) == len(folders):
+            skills = SkillSet()  # no skill folder: no thread hop to find nothing
+        else:
+            skills = await asyncio.to_thread(
+                discover_skills, agent.directory, data_dir, agent.spec.skills_dir, cache=self.skill_cache
+            )
+            self.problems.warn(skills.problems, "skill")
+        if settled(tuple(current for _path, current in stamps)):
+            self._skill_sets[key] = (stamps, skills)
+        else:
+            self._skill_sets.pop(key, None)
         return skills
 
     async def _add_folder_tools(self, agent: Agent, tools: dict[str, AnyTool]) -> None:
         """Add the agent's tool folders to `tools`, and `reload_tools` to scan them again mid-turn."""
         data_dir = self._data_dir(agent)
-        if not has_tool_folders(agent.directory, data_dir):
-            # (listing the folders costs microseconds; a thread hop to scan them every turn did not)
+        if not self._has_tool_folders(agent, data_dir):
             return  # no tool folder: nothing to scan, and no reload_tools to offer
 
         async def rescan() -> str:
@@ -587,6 +620,22 @@ class Runtime:
 
         await rescan()
         tools.setdefault(ReloadToolsTool.name, ReloadToolsTool(rescan))
+
+    def _has_tool_folders(self, agent: Agent, data_dir: Path) -> bool:
+        """Whether the agent has tool folders; "none" is kept while both `tools/` folders stay
+        absent or empty (one stat each a turn instead of listing them)."""
+        dirs = self._tool_dirs.get(agent.directory)
+        if dirs is None:
+            dirs = self._tool_dirs[agent.directory] = tuple(tool_folders_dirs(agent.directory, data_dir))
+        stamps = tuple(stamp(os.fspath(folder)) for folder in dirs)
+        if self._no_tool_folders.get(agent.directory) == stamps:
+            return False
+        if has_tool_folders(agent.directory, data_dir):
+            return True
+        # (only empty folders: an entry that is a symlink to a folder made later changes no stamp)
+        if settled(stamps) and not _any_entries(dirs):
+            self._no_tool_folders[agent.directory] = stamps
+        return False
 
     def _resolved(self, directory: Path) -> Path:
         resolved = self._resolved_dirs.get(directory)
@@ -602,7 +651,10 @@ class Runtime:
         """Where the agent's tools run: `workdir_for(agent)`, else `<data dir>/work/<agent>`."""
         if self.workdir_for is not None:
             return self.workdir_for(agent)
-        return default_workdir(agent)
+        workdir = self._workdirs.get((agent.directory, agent.name))
+        if workdir is None:
+            workdir = self._workdirs[agent.directory, agent.name] = default_workdir(agent)
+        return workdir
 
     def _tool_context(
         self, agent: Agent, session: SessionLog, notifications: asyncio.Queue[str], skills: SkillSet

@@ -47,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from duragent.agents.spec import PolicySpec
 from duragent.errors import ConfigError, DuragentError, Problem
+from duragent.file_stamps import Stamp, settled, stamp
 from duragent.ids import ulid
 from duragent.mcp.naming import split_tool_name
 from duragent.tools.protected import names_protected_file
@@ -193,6 +194,31 @@ def load_policy(agent_dir: Path, spec_policy: PolicySpec | None = None) -> ToolP
         path=path,
         warnings=tuple(warnings),
     )
+
+
+class PolicyCache:
+    """Agents' policies kept between turns: one stat of policy.yaml a turn, parsed again only when
+    it changed (`duragent.file_stamps`) or the agent was reloaded (a new `spec.tools.policy`)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[Path, tuple[Stamp, PolicySpec | None, ToolPolicy]] = {}
+        self._paths: dict[Path, str] = {}
+
+    def load(self, agent_dir: Path, spec_policy: PolicySpec | None = None) -> ToolPolicy:
+        """`load_policy(agent_dir, spec_policy)`, from the cache while policy.yaml is unchanged."""
+        path = self._paths.get(agent_dir)
+        if path is None:
+            path = self._paths[agent_dir] = os.path.join(agent_dir, POLICY_FILENAME)
+        current = stamp(path)  # before the read: a change after it shows next time
+        entry = self._entries.get(agent_dir)
+        if entry is not None and entry[0] == current and entry[1] is spec_policy:
+            return entry[2]
+        policy = load_policy(agent_dir, spec_policy)
+        if settled((current,)):
+            self._entries[agent_dir] = (current, spec_policy, policy)
+        else:
+            self._entries.pop(agent_dir, None)
+        return policy
 
 
 def read_policy_file(path: Path) -> tuple[PolicyFile, list[Problem]]:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from duragent.errors import ConfigError, Location, Problem
+from duragent.file_stamps import Stamp
+from duragent.file_stamps import stamp as stamp_of
 from duragent.skills.skill import SKILL_FILE, Scope, Skill, load_skill
 
 log = logging.getLogger(__name__)
@@ -119,6 +123,29 @@ def discover_skills(
         problems += wrong
         skills.update((skill.name, skill) for skill in found)
     return SkillSet(skills, tuple(problems))
+
+
+def skill_stamps(folders: Iterable[Path]) -> tuple[tuple[str, Stamp], ...]:
+    """What scanning `folders` for skills depends on, stamped (`duragent.file_stamps`): each
+    folder and the SKILL.md of each entry in it. Taken before a scan, they show whether its
+    result still holds: a skill added, removed or renamed changes its folder's stamp, an edit its
+    SKILL.md's."""
+    stamps: list[tuple[str, Stamp]] = []
+    for folder in folders:
+        path = os.fspath(folder)
+        current = stamp_of(path)
+        stamps.append((path, current))
+        if not stat.S_ISDIR(current[0]):
+            continue
+        try:
+            with os.scandir(path) as entries:
+                names = sorted(entry.name for entry in entries if not entry.name.startswith("."))
+        except OSError:
+            continue
+        for name in names:
+            skill_file = os.path.join(path, name, SKILL_FILE)
+            stamps.append((skill_file, stamp_of(skill_file)))
+    return tuple(stamps)
 
 
 class ProblemLog:
