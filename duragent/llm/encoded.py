@@ -20,12 +20,13 @@ the role of the message before it.
 
 from __future__ import annotations
 
+import copy
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from duragent.llm.types import Message
+from duragent.llm.types import Message, ToolDefinition
 
 
 def leading_system(messages: Sequence[Message]) -> int:
@@ -183,3 +184,33 @@ def _can_open(conversation: _Conversation, message: Message) -> bool:
     if not conversation.messages or message.role == "user":
         return True
     return not conversation.has_user and message.role != "tool"
+
+
+#: Tool lists remembered per provider (roughly the agents it serves).
+_TOOL_LISTS = 8
+
+
+class EncodedTools:
+    """The tools arrays a provider sent, as JSON text, for the next request offering the same.
+
+    A turn offers the same tools every model call; their JSON schemas are most of what a short
+    request encodes. A request's tools are found by equality (compared in C), not encoded again.
+    """
+
+    def __init__(self, encode: Callable[[Sequence[ToolDefinition]], str]):
+        self._encode = encode
+        self._recent: list[tuple[tuple[ToolDefinition, ...], str]] = []
+
+    def text(self, tools: Sequence[ToolDefinition]) -> str:
+        """The JSON array of `tools` as `encode` writes it."""
+        tools = tuple(tools)
+        for i, (known, text) in enumerate(self._recent):
+            if known == tools:
+                if i:
+                    self._recent.insert(0, self._recent.pop(i))
+                return text
+        text = self._encode(tools)
+        # a copy: a schema dict changed in place later must not match what was encoded here
+        self._recent.insert(0, (copy.deepcopy(tools), text))
+        del self._recent[_TOOL_LISTS:]
+        return text

@@ -9,7 +9,7 @@ from typing import Any
 
 from duragent import json_text
 from duragent.ids import new_id
-from duragent.llm.encoded import EncodedConversations, leading_system
+from duragent.llm.encoded import EncodedConversations, EncodedTools, leading_system
 from duragent.llm.errors import StreamError
 from duragent.llm.http_provider import HttpProvider, StreamDecoder, Timeouts
 from duragent.llm.retry import RetryPolicy
@@ -70,6 +70,7 @@ class OpenAICompatProvider(HttpProvider):
         # most compatible servers only know `max_tokens`.
         self.max_tokens_field = max_tokens_field
         self._conversations = EncodedConversations(_OpenAIMessages())
+        self._tools = EncodedTools(lambda tools: _ENCODER.encode([tool_to_openai(tool) for tool in tools]))
 
     @property
     def endpoint(self) -> str:
@@ -91,22 +92,24 @@ class OpenAICompatProvider(HttpProvider):
         messages = request.messages
         lead = leading_system(messages)
         system = ",".join(_ENCODER.encode(message_to_openai(message)) for message in messages[:lead])
-        options = _ENCODER.encode(self._options(request))
+        options = self._options(request, with_tools=False)
+        tools = f'"tools":{self._tools.text(request.tools)},' if request.tools else ""
         return self._conversations.body(
             messages[lead:],
             ('{"messages":[' + system).encode(),
-            ("]," + options[1:]).encode(),
+            ("]," + tools + _ENCODER.encode(options)[1:]).encode(),
             separator=b"," if lead else b"",
         )
 
-    def _options(self, request: LLMRequest) -> dict[str, Any]:
+    def _options(self, request: LLMRequest, *, with_tools: bool = True) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "model": request.model,
             "stream": True,
             "stream_options": {"include_usage": True},
         }
         if request.tools:
-            payload["tools"] = [tool_to_openai(tool) for tool in request.tools]
+            if with_tools:
+                payload["tools"] = [tool_to_openai(tool) for tool in request.tools]
             if request.tool_choice is not None:
                 payload["tool_choice"] = tool_choice_to_openai(request.tool_choice)
         if request.temperature is not None:

@@ -15,7 +15,7 @@ from duragent.llm.anthropic import AnthropicProvider
 from duragent.llm.encoded import EncodedConversations
 from duragent.llm.http_provider import HttpProvider
 from duragent.llm.openai_compat import OpenAICompatProvider
-from duragent.llm.types import LLMRequest, Message, ToolCall
+from duragent.llm.types import LLMRequest, Message, ToolCall, ToolDefinition
 
 
 @pytest.fixture(params=["openai", "anthropic"])
@@ -168,3 +168,27 @@ def test_a_conversation_longer_than_the_window_is_forgotten_behind_it_and_still_
         m.content or "" for m in history[:40] if m.content
     )
     assert encoding.encoded == 399 + 39
+
+
+def test_the_tools_offered_are_sent_as_they_are_now_turn_after_turn() -> None:
+    provider = OpenAICompatProvider("http://127.0.0.1:1/v1", "sk-test")
+    schema: dict[str, Any] = {"type": "object", "properties": {"command": {"type": "string"}}}
+    bash = ToolDefinition("bash", "Run a command.", schema)
+    system = Message(role="system", content="You are a test.")
+
+    def tools_sent(*tools: ToolDefinition) -> list[Any]:
+        req = LLMRequest(model="m", messages=(system, Message(role="user", content="hi")), tools=tools)
+        return list(sent(provider, req)["tools"])
+
+    assert tools_sent(bash) == tools_sent(bash)
+    edited = ToolDefinition("bash", "Run one shell command.", schema)
+    assert tools_sent(edited)[0]["function"]["description"] == "Run one shell command."
+    shout = ToolDefinition("shout", "Shout.", {"type": "object", "properties": {}})
+    assert [tool["function"]["name"] for tool in tools_sent(edited, shout)] == ["bash", "shout"]
+    schema["properties"]["timeout"] = {"type": "integer"}  # the same dict, changed in place
+    assert (
+        "timeout"
+        in tools_sent(ToolDefinition("bash", "Run one shell command.", schema))[0]["function"]["parameters"][
+            "properties"
+        ]
+    )
