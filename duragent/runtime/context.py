@@ -144,19 +144,14 @@ def assemble_context(
     `skills_text` is the skills index (already fitted to its share of the budget).
     """
     budget = context_budget(agent)
-    variables = {
-        "date": now.strftime("%Y-%m-%d"),
-        "time": now.strftime("%H:%M %Z").strip(),
-        "agent_name": agent.name,
-        "agent.name": agent.name,
-        "session_id": state.session_id,
-    }
-    parts = [ContextPart("prime directives", PRIME_DIRECTIVES, estimate_tokens(PRIME_DIRECTIVES))]
-    for name, text in (
+    prompts = (
         ("SOUL.md", agent.soul),
         ("SYSTEM_PROMPT.md", agent.system_prompt),
         ("INSTRUCTIONS.md", agent.instructions),
-    ):
+    )
+    variables = _variables(agent, state, now) if any("{{" in text for _name, text in prompts) else {}
+    parts = [ContextPart("prime directives", PRIME_DIRECTIVES, estimate_tokens(PRIME_DIRECTIVES))]
+    for name, text in prompts:
         if text.strip():
             expanded = expand_template(text.strip(), variables)
             parts.append(ContextPart(name, expanded, estimate_tokens(expanded)))
@@ -173,6 +168,18 @@ def assemble_context(
     used += history_tokens
     messages = (Message(role="system", content=system), *history)
     return AssembledContext(messages, tuple(parts), len(history), dropped, used, budget)
+
+
+def _variables(agent: Agent, state: SessionState, now: datetime) -> dict[str, str]:
+    """What `{{name}}` in the prompts stands for (date and time as strftime's `%Y-%m-%d` and
+    `%H:%M %Z` would write them, which cost several times as much)."""
+    return {
+        "date": now.date().isoformat(),
+        "time": f"{now.hour:02d}:{now.minute:02d} {now.tzname() or ''}".strip(),
+        "agent_name": agent.name,
+        "agent.name": agent.name,
+        "session_id": state.session_id,
+    }
 
 
 @dataclass
