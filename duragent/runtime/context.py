@@ -15,6 +15,7 @@ import bisect
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from duragent.agents.loader import Agent
@@ -58,7 +59,13 @@ def context_window(agent: Agent) -> int:
     """`spec.context.max_tokens`, else the known window of the model, else 128k."""
     if agent.spec.context.max_tokens:
         return agent.spec.context.max_tokens
-    name = f"{agent.spec.model.provider}/{agent.spec.model.name}".lower()
+    return _model_window(agent.spec.model.provider, agent.spec.model.name)
+
+
+@lru_cache(maxsize=256)
+def _model_window(provider: str, model: str) -> int:
+    """The known context window of a model, else 128k (looked up once per model: every turn asks)."""
+    name = f"{provider}/{model}".lower()
     return next((size for fragment, size in _CONTEXT_WINDOWS if fragment in name), DEFAULT_CONTEXT_WINDOW)
 
 

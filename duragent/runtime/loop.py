@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,6 +90,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_STEPS = 20
 INTERRUPTED = "interrupted: the turn stopped before this tool call finished"
+_SESSION_FOLDERS_KEPT = 512
 
 
 @dataclass
@@ -178,6 +180,9 @@ class Runtime:
     _tool_dirs: dict[Path, tuple[Path, ...]] = field(default_factory=dict, init=False, repr=False)
     _no_tool_folders: dict[Path, tuple[Stamp, ...]] = field(default_factory=dict, init=False, repr=False)
     _workdirs: dict[tuple[Path, str], Path] = field(default_factory=dict, init=False, repr=False)
+    _session_folders: dict[tuple[int, str], tuple[object, Path | None]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     async def run_turn(
         self,
@@ -343,8 +348,9 @@ class Runtime:
         now = utcnow()
         memory_text = ""
         if self.memory:
-            folder = session_folder(session.store, session.session_id)
-            memory_text = await gather_memory(self.memory, agent, now.date(), session_dir=folder)
+            memory_text = await gather_memory(
+                self.memory, agent, now.date(), session_dir=self._session_folder(session)
+            )
         index = skills_index(skills.sorted(), index_budget(agent))
         context = assemble_context(agent, session.state, memory_text=memory_text, skills_text=index, now=now)
         model = agent.spec.model
@@ -637,6 +643,19 @@ class Runtime:
             self._no_tool_folders[agent.directory] = stamps
         return False
 
+    def _session_folder(self, session: SessionLog) -> Path | None:
+        """`session_folder` of the session, worked out once per session (a few hundred kept)."""
+        store = session.store
+        key = (id(store), session.session_id)
+        known = self._session_folders.get(key)
+        if known is not None and known[0] is store:
+            return known[1]
+        if len(self._session_folders) >= _SESSION_FOLDERS_KEPT:
+            self._session_folders.clear()
+        folder = session_folder(store, session.session_id)
+        self._session_folders[key] = (store, folder)
+        return folder
+
     def _resolved(self, directory: Path) -> Path:
         resolved = self._resolved_dirs.get(directory)
         if resolved is None:
@@ -645,7 +664,7 @@ class Runtime:
 
     def _data_dir(self, agent: Agent) -> Path:
         """The data directory holding the workspace-wide `skills/` and `tools/`."""
-        return self.data_dir or agent.directory.parent.parent
+        return self.data_dir or _grandparent(agent.directory)
 
     def workdir(self, agent: Agent) -> Path:
         """Where the agent's tools run: `workdir_for(agent)`, else `<data dir>/work/<agent>`."""
@@ -681,6 +700,12 @@ class Runtime:
             processes=self.processes,
             read_roots=tuple(skill.directory for skill in skills.sorted()),
         )
+
+
+@lru_cache(maxsize=256)
+def _grandparent(directory: Path) -> Path:
+    """`directory.parent.parent`, worked out once per agent folder (pathlib's parents cost)."""
+    return directory.parent.parent
 
 
 def _scheduled_by(session: SessionLog) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 from datetime import date, timedelta
+from functools import lru_cache
 from pathlib import Path
 
 from duragent.agents.loader import Agent
@@ -40,6 +41,7 @@ def memory_budget(agent: Agent) -> int:
     return int(budget * MEMORY_SHARE)
 
 
+@lru_cache(maxsize=512)
 def working_memory_path(session_dir: Path) -> Path:
     """`sessions/<id>/memory/working.md`: notes that belong to one session only."""
     return session_dir / WORKING_MEMORY_FILE
