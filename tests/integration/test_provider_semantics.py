@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from duragent.agents.loader import Agent, load_agent
+from duragent.llm import http_provider
 from duragent.llm.anthropic import AnthropicProvider
 from duragent.llm.errors import ProviderRateLimited
 from duragent.llm.openai_compat import OpenAICompatProvider
@@ -235,6 +236,30 @@ async def test_a_reply_whose_body_ends_a_read_after_done_leaves_its_connection_f
     first_peer, second_peer = (request.peer for request in fake_llm.requests)
     assert first_peer
     assert first_peer == second_peer
+
+
+async def test_a_body_whose_end_never_comes_closes_its_connection_and_the_next_reply_gets_a_new_one(
+    fake_llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http_provider, "_DRAIN_SECONDS", 0.2)
+    fake_llm.enqueue(text("first", end_delay=3.0), text("second"))
+    async with OpenAICompatProvider(fake_llm.url, "sk-test") as provider:
+        first = await provider.complete(HELLO)
+        assert provider.draining == 1
+        await until(lambda: provider.draining == 0)
+        second = await provider.complete(HELLO)
+    assert (first.text, second.text) == ("first", "second")
+    first_peer, second_peer = (request.peer for request in fake_llm.requests)
+    assert first_peer != second_peer
+
+
+async def test_closing_the_provider_closes_a_reply_still_waiting_for_its_end(fake_llm: FakeLLMServer) -> None:
+    fake_llm.enqueue(text("first", end_delay=3.0))
+    provider = OpenAICompatProvider(fake_llm.url, "sk-test")
+    assert (await provider.complete(HELLO)).text == "first"
+    assert provider.draining == 1
+    await provider.close()
+    assert provider.draining == 0
 
 
 # --- 7. the fake OpenAI server's parallel tool calls ------------------------------------------
