@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -32,7 +33,18 @@ from tests.waiting import until
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 
-OVERLAP_PROBE = "import time; print(time.time()); time.sleep(0.5); print(time.time())"
+
+def rendezvous(mine: Path, other: Path) -> str:
+    """A one-line command (allowed by the agent's policy) that marks `mine`, then waits up to
+    20 s for `other`: it prints "met" or "alone"."""
+    probe = (
+        f"import pathlib, time; pathlib.Path({json.dumps(str(mine))}).touch(); "
+        f"other = pathlib.Path({json.dumps(str(other))}); "
+        "[time.sleep(0.05) for _ in range(400) if not other.exists()]; "
+        'print("met" if other.exists() else "alone")'
+    )
+    return f"python3 -c '{probe}'"
+
 
 AGENT_YAML = """\
 apiVersion: duragent/v1alpha1
@@ -177,23 +189,18 @@ async def test_tools_run_only_once_the_user_message_before_them_is_durable(
 
 
 async def test_parallel_tool_calls_run_concurrently(
-    fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, runtime: Runtime
+    fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, runtime: Runtime, tmp_path: Path
 ) -> None:
+    a, b = tmp_path / "a-started", tmp_path / "b-started"
     fake_llm.enqueue(
-        tool_calls(
-            [
-                ("bash", {"command": f"python3 -c '{OVERLAP_PROBE}'"}),
-                ("bash", {"command": f"python3 -c '{OVERLAP_PROBE}'"}),
-            ]
-        ),
+        tool_calls([("bash", {"command": rendezvous(a, b)}), ("bash", {"command": rendezvous(b, a)})]),
         text("both done"),
     )
     events = await drain(runtime.run_turn(session, agent, "run both"))
     results = [e for e in events if isinstance(e, ToolCallFinished)]
-    (start_a, end_a), (start_b, end_b) = [map(float, r.content.split()[:2]) for r in results]
-    # Each call sleeps 0.5 s between its two timestamps: run together, their spans overlap.
-    assert start_b < end_a
-    assert start_a < end_b
+    # Each call waits for the other to have started: run one after the other, the first would
+    # wait alone (however slow the machine, a real overlap is a meeting).
+    assert [r.content.split()[0] for r in results] == ["met", "met"]
 
 
 async def test_denied_tool_call_is_reported_to_the_model_not_run(
