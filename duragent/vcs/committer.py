@@ -47,9 +47,11 @@ REVERTIBLE_KINDS = frozenset({"memory", "agent", "edit"})
 #: The kind of a person's change a store found in a file before writing its own.
 EDIT_KIND = "edit"
 
-#: Batches of at least this many changes are committed by the commit process when the worker
+#: Batches changing at least this many files are committed by the commit process when the worker
 #: thread commits them: about the size whose Python work (messages, git's output, the secret
 #: screen) stalls a stream noticeably, while smaller ones cost less than a pickled round trip.
+#: Files, not changes: a busy session's thousand appends to one log are one file to commit, and
+#: starting the commit process for them would cost more than committing them here.
 SEPARATE_PROCESS_FROM = 100
 
 _MAX_SUBJECT = 100
@@ -79,8 +81,9 @@ class Committer:
         guard: SecretGuard | None = None,
         separate_process_from: int | None = SEPARATE_PROCESS_FROM,
     ):
-        """`separate_process_from`: the batch size from which the worker thread has the commit process
-        commit a batch (None: never; flush() without a worker always commits in its caller)."""
+        """`separate_process_from`: the number of files a batch changes from which the worker thread
+        has the commit process commit it (None: never; flush() without a worker always commits in
+        its caller)."""
         parse_identity(author)  # a bad author is a configuration mistake: say so now, not later
         self.repo = repo
         self.debounce = debounce
@@ -357,7 +360,7 @@ class Committer:
     def _commit_here_or_apart(self, batch: list[Change]) -> None:
         apart = (
             self.separate_process_from is not None
-            and len(batch) >= self.separate_process_from
+            and len({path for change in batch for path in change.paths}) >= self.separate_process_from
             and threading.current_thread() is self._thread
         )
         if not apart:
