@@ -570,7 +570,8 @@ class FilesystemSessionStore:
         self, *, agent: str | None = None, status: str | None = None, limit: int | None = None
     ) -> list[SessionSummary]:
         """Every session (from its snapshot and the end of its log, never the whole log), newest first."""
-        durable = {session_id: writer.size for session_id, writer in self._writers.items()}
+        # (a snapshot of the dict in one C call: an fsync thread that fails may forget a writer)
+        durable = {session_id: writer.size for session_id, writer in list(self._writers.items())}
         summaries = await asyncio.to_thread(self._list_sync, durable)
         chosen = [
             summary
