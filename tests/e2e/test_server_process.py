@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,21 @@ def git(data: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=data, capture_output=True, text=True, check=True).stdout
 
 
+def written(path: Path, within: float = 10.0) -> str:
+    """The file's text once it exists: the server writes serve.json just after it starts
+    answering, so the first answer can come before it."""
+    deadline = time.monotonic() + within
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return path.read_text()
+
+
 @pytest.mark.slow
 async def test_sigterm_exits_zero_with_everything_committed(tmp_path: Path, fake_llm: FakeLLMServer) -> None:
     config = write_workspace(tmp_path, fake_llm.url)
     server = start_serve(config, tmp_path / "serve.log")
     run_file = tmp_path / "data" / "run" / "serve.json"
-    assert json.loads(run_file.read_text())["pid"] == server.process.pid
+    assert json.loads(written(run_file))["pid"] == server.process.pid
     fake_llm.enqueue(text("remembered reply"))
     async with aiohttp.ClientSession(headers=server.headers) as http:
         status, created = await call(http, "POST", f"{server.url}/api/v1/sessions", {"agent": "helper"})
