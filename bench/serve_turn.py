@@ -156,21 +156,41 @@ async def start_server(
     started = time.perf_counter()
     process = launch(root, env, port, program)
     url = f"http://127.0.0.1:{port}"
+    await until_ready(http, process, url, root, poll=0.005)
+    return Server(root, process, url, time.perf_counter() - started, api_headers(root))
+
+
+async def until_ready(
+    http: aiohttp.ClientSession,
+    process: subprocess.Popen[bytes],
+    url: str,
+    root: Path,
+    poll: float,
+    within: float | None = None,
+) -> None:
+    """Until the server at `url` answers `/readyz` with 200; an error if it exits first (or
+    `within` seconds pass)."""
+    deadline = None if within is None else time.monotonic() + within
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"duragent serve exited with {process.returncode}: see {root / 'serve.log'}")
+        if deadline is not None and time.monotonic() > deadline:
+            raise RuntimeError(f"duragent serve did not answer in {within} s: see {root / 'serve.log'}")
         try:
             async with http.get(f"{url}/readyz") as response:
                 if response.status == 200:
-                    break
+                    return
         except aiohttp.ClientError:
             pass
-        await asyncio.sleep(0.005)
-    server = Server(root, process, url, time.perf_counter() - started)
+        await asyncio.sleep(poll)
+
+
+def api_headers(root: Path) -> dict[str, str]:
+    """The API token header of the workspace's server, like the CLI sends (none if it needs none)."""
     tokens = root / ".duragent" / "run" / "tokens.json"
-    if tokens.exists():  # a server that requires its API token gets it, like the CLI
-        server.headers = {"Authorization": f"Bearer {json.loads(tokens.read_text())['api_token']}"}
-    return server
+    if not tokens.exists():
+        return {}
+    return {"Authorization": f"Bearer {json.loads(tokens.read_text())['api_token']}"}
 
 
 async def new_session(http: aiohttp.ClientSession, server: Server) -> str:

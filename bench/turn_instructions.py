@@ -17,18 +17,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import aiohttp
 from instructions import _total  # bench/
-from serve_turn import Server, free_port, make_workspace, new_session, start_fake_llm, turn  # bench/
+from serve_turn import (  # bench/
+    Server,
+    api_headers,
+    free_port,
+    make_workspace,
+    new_session,
+    start_fake_llm,
+    turn,
+    until_ready,
+)
 
 
 async def count(root: Path, llm_url: str, tree: Path | None, turns: int, warmup: int) -> float:
@@ -37,17 +44,7 @@ async def count(root: Path, llm_url: str, tree: Path | None, turns: int, warmup:
     process = launch_under_callgrind(root, tree, port)
     url = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as http:
-        deadline = time.monotonic() + 300
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the server did not start: see {root / 'serve.log'}")
-            try:
-                async with http.get(f"{url}/readyz") as response:
-                    if response.status == 200:
-                        break
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
+        await until_ready(http, process, url, root, poll=0.2, within=300)  # slow under valgrind
         server = Server(root, process, url, headers=api_headers(root))
         session = await new_session(http, server)
         for i in range(warmup):
@@ -75,11 +72,6 @@ def launch_under_callgrind(root: Path, tree: Path | None, port: int) -> subproce
     ]
     with (root / "serve.log").open("ab") as log:
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
-
-
-def api_headers(root: Path) -> dict[str, str]:
-    tokens = json.loads((root / ".duragent" / "run" / "tokens.json").read_text())
-    return {"Authorization": f"Bearer {tokens['api_token']}"}
 
 
 def stop_and_read(process: subprocess.Popen[bytes], root: Path) -> float:
