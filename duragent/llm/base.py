@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
@@ -30,8 +30,15 @@ class Provider(Protocol):
 
     name: str
 
-    def stream(self, request: LLMRequest) -> AsyncGenerator[StreamChunk, None]:
-        """Stream the model's reply to `request`."""
+    def stream(
+        self, request: LLMRequest, *, sent: Callable[[], None] | None = None
+    ) -> AsyncGenerator[StreamChunk, None]:
+        """Stream the model's reply to `request`.
+
+        `sent` (if given) is called once the request is on its way (connected, its headers
+        written), and before any wait to try again: from then on the caller only waits for the
+        model. It may be called more than once; a provider that cannot tell need not call it.
+        """
         ...
 
     async def complete(self, request: LLMRequest) -> Completion:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from types import TracebackType
 from typing import Any, Self
 
@@ -61,8 +61,12 @@ class DemoProvider:
 
     name = "demo"
 
-    async def stream(self, request: LLMRequest) -> AsyncGenerator[StreamChunk, None]:
+    async def stream(
+        self, request: LLMRequest, *, sent: Callable[[], None] | None = None
+    ) -> AsyncGenerator[StreamChunk, None]:
         """Stream the scripted reply, yielding to the event loop between chunks like a real stream."""
+        if sent is not None:
+            sent()  # nothing to send
         for chunk in demo_reply(request):
             await asyncio.sleep(0)
             yield chunk

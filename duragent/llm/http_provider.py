@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
@@ -117,22 +117,30 @@ class HttpProvider(ABC):
     def new_decoder(self) -> StreamDecoder:
         """A fresh decoder for one reply."""
 
-    async def stream(self, request: LLMRequest) -> AsyncGenerator[StreamChunk, None]:
-        """Stream the reply, retrying transient failures that happen before the first chunk."""
+    async def stream(
+        self, request: LLMRequest, *, sent: Callable[[], None] | None = None
+    ) -> AsyncGenerator[StreamChunk, None]:
+        """Stream the reply, retrying transient failures that happen before the first chunk.
+
+        `sent` is called once each attempt's request headers are written (see `Provider.stream`).
+        """
         url = self.endpoint
         body = self.encode_body(request)
         headers = {**self.auth_headers(), **self.extra_headers, "Content-Type": "application/json"}
         for attempt in range(1, self.retry.max_attempts + 1):
             started = False
             try:
-                async for chunk in self._attempt(url, body, headers):
+                async for chunk in self._attempt(url, body, headers, sent):
                     started = True
                     yield chunk
                 return
             except _TransientFailure as failure:
                 if started or attempt == self.retry.max_attempts:
                     raise failure.error from failure
-                await asyncio.sleep(self._wait_before_retry(failure, attempt))
+                delay = self._wait_before_retry(failure, attempt)
+                if sent is not None:
+                    sent()  # the caller's part is over while this waits (the connection may have failed)
+                await asyncio.sleep(delay)
 
     @property
     def draining(self) -> int:
@@ -187,16 +195,22 @@ class HttpProvider(ABC):
             # connection for its whole length, so a cap would make session 101 wait for session
             # 1's reply to finish. Concurrency is bounded by the live sessions instead.
             connector = aiohttp.TCPConnector(limit=0)
-            self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
+            # aiohttp's tracing is its one way to say when a request has been written (before the
+            # reply's headers, which take as long as the model takes to start).
+            on_sent = aiohttp.TraceConfig()
+            on_sent.on_request_headers_sent.append(_tell_sent)
+            self._session = aiohttp.ClientSession(
+                timeout=timeout, connector=connector, trace_configs=[on_sent]
+            )
         return self._session
 
     async def _attempt(
-        self, url: str, body: bytes, headers: dict[str, str]
+        self, url: str, body: bytes, headers: dict[str, str], sent: Callable[[], None] | None = None
     ) -> AsyncGenerator[StreamChunk, None]:
         import aiohttp
 
         try:
-            response = await self._client().post(url, data=body, headers=headers)
+            response = await self._client().post(url, data=body, headers=headers, trace_request_ctx=sent)
         except TimeoutError as exc:
             if isinstance(exc, aiohttp.ConnectionTimeoutError):
                 raise _TransientFailure(self._unreachable(url, "connection timed out")) from exc
@@ -375,3 +389,10 @@ def server_message(body: str) -> str:
         if isinstance(error, str):
             return error
     return body.strip()[:300]
+
+
+async def _tell_sent(session: aiohttp.ClientSession, context: Any, params: Any) -> None:
+    """aiohttp trace hook: a request's headers are written; call its `sent` (its trace context)."""
+    sent = context.trace_request_ctx
+    if sent is not None:
+        sent()

@@ -107,10 +107,12 @@ class TurnControl:
 
 
 #: How many turns may be starting at once: storing the message, gathering memory, assembling the
-#: context, up to the model call. That is CPU work on the event loop; when hundreds of turns start
-#: together (a burst of requests, a broadcast), admitting a few at a time keeps the replies
-#: already streaming from waiting behind all of them, and the first turns get their answer
-#: sooner. The wait for the model is not part of it.
+#: context, connecting to the model and sending the request. That is CPU work on the event loop;
+#: when hundreds of turns start together (a burst of requests, a broadcast), admitting a few at a
+#: time keeps the replies already streaming from waiting behind all of them, and the first turns
+#: get their answer sooner. The wait for the model is not part of it. (Connections left out of
+#: it, 200 turns started together made their connections in the same few turns of the loop, each
+#: of them 50-90 ms long, and replies already streaming waited for them.)
 STARTING_AT_ONCE = 4
 
 
@@ -285,14 +287,15 @@ class Runtime:
             # Built every step: `reload_tools` may have changed the tools since the last one.
             definitions = tuple(ToolDefinition(**definition(t)) for t in tools.values())
             request = await self._request(agent, session, definitions, skills)
-            admission.leave()
             text: list[str] = []
             calls: list[ToolCall] = []
             usage: dict[str, int] = {}
             truncated = False
             try:
-                async with aclosing(provider.stream(request)) as stream:
+                # Admitted until the request is sent: making the connection is part of starting.
+                async with aclosing(provider.stream(request, sent=admission.leave)) as stream:
                     async for chunk in stream:
+                        admission.leave()  # (a provider that cannot tell when it sent: its first chunk)
                         if isinstance(chunk, TextDelta):
                             text.append(chunk.text)
                             yield TextEvent(chunk.text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 import time
@@ -325,6 +326,39 @@ async def test_unreachable_server_is_retried_then_reported() -> None:
             ProviderUnavailable, match=re.escape(f"could not reach openai at {url}/chat/completions")
         ):
             await provider.complete(HELLO)
+
+
+async def test_sent_is_called_once_the_request_is_written_before_the_model_answers(
+    fake_llm: FakeLLMServer, provider: OpenAICompatProvider
+) -> None:
+    # The runtime lets the next turn start once its request is out, not once the model answers
+    # (which takes as long as the model takes to start).
+    fake_llm.enqueue(text("late", delay=30))
+    sent = asyncio.Event()
+    received: list[StreamChunk] = []
+    reading = asyncio.create_task(collect_into(received, provider.stream(HELLO, sent=sent.set)))
+    try:
+        await asyncio.wait_for(sent.wait(), 10)
+        assert not received
+        assert not reading.done()
+    finally:
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+
+
+async def test_sent_is_called_before_waiting_to_retry_an_unreachable_server() -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    calls: list[float] = []
+    retry = RetryPolicy(max_attempts=2, initial_delay=0.01)
+    async with OpenAICompatProvider(f"http://127.0.0.1:{port}/v1", "k", retry=retry) as provider:
+        with pytest.raises(ProviderUnavailable):
+            async for _ in provider.stream(HELLO, sent=lambda: calls.append(time.monotonic())):
+                pass
+    # Nothing was ever written, but the caller is told before the wait between the two attempts.
+    assert len(calls) == 1
 
 
 def test_missing_api_key_names_the_variable_to_set() -> None:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from duragent.agents.loader import Agent, load_agent
+from duragent.llm.base import Provider
+from duragent.llm.types import Finish, LLMRequest, StreamChunk
+from duragent.llm.types import TextDelta as LLMTextDelta
 from duragent.runtime.approvals import ApprovalBroker, ApprovalDecision
 from duragent.runtime.events import (
     ApprovalRequired,
@@ -21,7 +25,7 @@ from duragent.runtime.events import (
     TurnFinished,
     TurnStarted,
 )
-from duragent.runtime.loop import Runtime, drain
+from duragent.runtime.loop import STARTING_AT_ONCE, Runtime, drain
 from duragent.runtime.providers import ProviderPool
 from duragent.sessions.log import SessionLog
 from duragent.stores.base import SessionReadOptions
@@ -411,6 +415,53 @@ async def test_turns_starting_together_do_not_wait_for_each_others_model(
     assert not any(turn.done() for turn in turns)
     results = await asyncio.gather(*turns)
     assert sorted(events[-1].content for events in results) == [f"reply {n}" for n in range(8)]  # type: ignore[union-attr]
+    await store.close()
+
+
+class HeldSend:
+    """A provider whose requests are "sent" only when the test says so: how many turns are between
+    asking for a model call and having sent it."""
+
+    name = "held"
+
+    def __init__(self) -> None:
+        self.sending = 0
+        self.most_sending = 0
+        self.release = asyncio.Event()
+
+    async def stream(
+        self, request: LLMRequest, *, sent: Callable[[], None] | None = None
+    ) -> AsyncGenerator[StreamChunk, None]:
+        self.sending += 1
+        self.most_sending = max(self.most_sending, self.sending)
+        await self.release.wait()
+        self.sending -= 1
+        assert sent is not None
+        sent()
+        yield LLMTextDelta("ok")
+        yield Finish("stop")
+
+
+async def test_a_turn_keeps_its_place_among_starting_turns_until_its_request_is_sent(
+    tmp_path: Path, agent: Agent, memory: FilesystemMemoryStore
+) -> None:
+    # Making the connection and writing the request is part of starting a turn: 200 turns that
+    # connected outside it did so in the same few turns of the event loop, and every reply
+    # already streaming waited for them.
+    provider = HeldSend()
+    runtime = Runtime(provider_for=lambda _agent: cast(Provider, provider), memory=memory)
+    store = FilesystemSessionStore(tmp_path / "many", fsync="never")
+    sessions = [await SessionLog.create(store, agent="helper") for _ in range(STARTING_AT_ONCE * 2)]
+    turns = [asyncio.create_task(drain(runtime.run_turn(s, agent, "hi"))) for s in sessions]
+    await until(lambda: provider.sending == STARTING_AT_ONCE)
+    # The others wait their turn (a turn's start is a few loop turns; give them plenty).
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert provider.most_sending == STARTING_AT_ONCE
+    provider.release.set()
+    results = await asyncio.wait_for(asyncio.gather(*turns), 10)
+    assert all(isinstance(events[-1], TurnFinished) for events in results)
+    assert provider.most_sending == STARTING_AT_ONCE
     await store.close()
 
 
