@@ -114,6 +114,10 @@ class TurnControl:
 #: it, 200 turns started together made their connections in the same few turns of the loop, each
 #: of them 50-90 ms long, and replies already streaming waited for them.)
 STARTING_AT_ONCE = 4
+#: Seconds a turn keeps its place while its request is being sent. Connecting and writing take
+#: well under a millisecond of work; a request slower than this waits on the network (a new TLS
+#: connection to a distant provider) and lets the next turns start meanwhile.
+SENDING_HOLD = 0.02
 
 
 class _Admission:
@@ -122,12 +126,21 @@ class _Admission:
     def __init__(self, starting: asyncio.Semaphore):
         self._starting = starting
         self._inside = False
+        self._deadline: asyncio.TimerHandle | None = None
 
     async def enter(self) -> None:
         await self._starting.acquire()
         self._inside = True
 
+    def leave_within(self, seconds: float) -> None:
+        """Leave at the latest `seconds` from now (or when `leave` is called first)."""
+        if self._inside and self._deadline is None:
+            self._deadline = asyncio.get_running_loop().call_later(seconds, self.leave)
+
     def leave(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         if self._inside:
             self._inside = False
             self._starting.release()
@@ -159,6 +172,8 @@ class Runtime:
     tool_activity: Callable[[int], None] = field(default=lambda _delta: None)
     #: Turns between their start and their first model call (see `STARTING_AT_ONCE`).
     starting: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(STARTING_AT_ONCE))
+    #: Seconds a turn keeps its place among them while its model request is being sent.
+    sending_hold: float = SENDING_HOLD
     #: Invalid skills are logged once, not every turn.
     problems: ProblemLog = field(default_factory=ProblemLog)
     #: Where `web_search` searches for agents without their own `tools.web_search` (duragent.yaml).
@@ -292,7 +307,9 @@ class Runtime:
             usage: dict[str, int] = {}
             truncated = False
             try:
-                # Admitted until the request is sent: making the connection is part of starting.
+                # Admitted until the request is sent (making the connection is part of starting),
+                # or for `sending_hold` if the network is slower than that.
+                admission.leave_within(self.sending_hold)
                 async with aclosing(provider.stream(request, sent=admission.leave)) as stream:
                     async for chunk in stream:
                         admission.leave()  # (a provider that cannot tell when it sent: its first chunk)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
@@ -442,6 +443,25 @@ class HeldSend:
         yield Finish("stop")
 
 
+@contextlib.asynccontextmanager
+async def turns_through(
+    provider: HeldSend, sending_hold: float, tmp_path: Path, agent: Agent, memory: FilesystemMemoryStore
+) -> AsyncIterator[list[asyncio.Task[list[RuntimeEvent]]]]:
+    """Twice `STARTING_AT_ONCE` turns started together through `provider`; each must finish
+    once the test releases the provider."""
+    runtime = Runtime(
+        provider_for=lambda _agent: cast(Provider, provider), memory=memory, sending_hold=sending_hold
+    )
+    store = FilesystemSessionStore(tmp_path / "many", fsync="never")
+    sessions = [await SessionLog.create(store, agent="helper") for _ in range(STARTING_AT_ONCE * 2)]
+    turns = [asyncio.create_task(drain(runtime.run_turn(s, agent, "hi"))) for s in sessions]
+    yield turns
+    provider.release.set()
+    results = await asyncio.wait_for(asyncio.gather(*turns), 10)
+    assert all(isinstance(events[-1], TurnFinished) for events in results)
+    await store.close()
+
+
 async def test_a_turn_keeps_its_place_among_starting_turns_until_its_request_is_sent(
     tmp_path: Path, agent: Agent, memory: FilesystemMemoryStore
 ) -> None:
@@ -449,20 +469,23 @@ async def test_a_turn_keeps_its_place_among_starting_turns_until_its_request_is_
     # connected outside it did so in the same few turns of the event loop, and every reply
     # already streaming waited for them.
     provider = HeldSend()
-    runtime = Runtime(provider_for=lambda _agent: cast(Provider, provider), memory=memory)
-    store = FilesystemSessionStore(tmp_path / "many", fsync="never")
-    sessions = [await SessionLog.create(store, agent="helper") for _ in range(STARTING_AT_ONCE * 2)]
-    turns = [asyncio.create_task(drain(runtime.run_turn(s, agent, "hi"))) for s in sessions]
-    await until(lambda: provider.sending == STARTING_AT_ONCE)
-    # The others wait their turn (a turn's start is a few loop turns; give them plenty).
-    for _ in range(50):
-        await asyncio.sleep(0)
+    async with turns_through(provider, 60, tmp_path, agent, memory):
+        await until(lambda: provider.sending == STARTING_AT_ONCE)
+        # The others wait their turn (a turn's start is a few loop turns; give them plenty).
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert provider.most_sending == STARTING_AT_ONCE
     assert provider.most_sending == STARTING_AT_ONCE
-    provider.release.set()
-    results = await asyncio.wait_for(asyncio.gather(*turns), 10)
-    assert all(isinstance(events[-1], TurnFinished) for events in results)
-    assert provider.most_sending == STARTING_AT_ONCE
-    await store.close()
+
+
+async def test_a_request_slow_to_send_gives_its_place_up_after_the_sending_hold(
+    tmp_path: Path, agent: Agent, memory: FilesystemMemoryStore
+) -> None:
+    # A new connection to a distant provider (a TLS handshake) is a wait on the network, not
+    # work: after `sending_hold` the next turns start while it goes on.
+    provider = HeldSend()
+    async with turns_through(provider, 0.01, tmp_path, agent, memory):
+        await until(lambda: provider.sending == STARTING_AT_ONCE * 2)
 
 
 async def test_turns_that_fail_before_the_model_leave_room_for_the_next(
