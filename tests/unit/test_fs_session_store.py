@@ -405,18 +405,26 @@ class HeldFsync:
         monkeypatch.setattr(os, "fsync", held_fsync)
 
 
-async def test_an_unsynced_append_is_written_at_once_and_read_once_its_fsync_is_done(
+async def held_unsynced_batch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[FilesystemSessionStore, HeldFsync, asyncio.Future[None]]:
+    """A store whose session `s_one` holds event 1, durable, and event 2, written with its fsync
+    held in the fsync thread (until `release`): the store, the fsync and event 2's future."""
     store = FilesystemSessionStore(tmp_path / "sessions", fsync="turn", inline_fsync_max_seconds=1.0)
     await store.append("s_one", make_event(1))
     held = HeldFsync(monkeypatch)
-
     synced = await store.append_unsynced("s_one", make_event(2))
+    assert await asyncio.to_thread(held.started.wait, 10)
+    return store, held, synced
+
+
+async def test_an_unsynced_append_is_written_at_once_and_read_once_its_fsync_is_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, held, synced = await held_unsynced_batch(tmp_path, monkeypatch)
 
     # written, its fsync still running in a thread: readers see the log's durable end only
     assert log_path(tmp_path, "s_one").read_bytes().count(b"\n") == 2
-    assert await asyncio.to_thread(held.started.wait, 10)
     assert not synced.done()
     assert [event.seq for event in await store.read("s_one")] == [1]
     assert [summary.last_seq for summary in await store.list()] == [1]
@@ -432,11 +440,7 @@ async def test_an_unsynced_append_is_written_at_once_and_read_once_its_fsync_is_
 async def test_the_next_append_waits_for_the_fsync_of_an_unsynced_batch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = FilesystemSessionStore(tmp_path / "sessions", fsync="turn", inline_fsync_max_seconds=1.0)
-    await store.append("s_one", make_event(1))
-    held = HeldFsync(monkeypatch)
-    synced = await store.append_unsynced("s_one", make_event(2))
-    assert await asyncio.to_thread(held.started.wait, 10)
+    store, held, synced = await held_unsynced_batch(tmp_path, monkeypatch)
 
     later = asyncio.ensure_future(store.append("s_one", make_event(3)))
     for _ in range(5):
@@ -496,11 +500,7 @@ async def test_an_unsynced_append_needing_no_later_fsync_is_durable_when_it_retu
 async def test_releasing_a_session_waits_for_the_fsync_of_its_unsynced_batch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = FilesystemSessionStore(tmp_path / "sessions", fsync="turn", inline_fsync_max_seconds=1.0)
-    await store.append("s_one", make_event(1))
-    held = HeldFsync(monkeypatch)
-    synced = await store.append_unsynced("s_one", make_event(2))
-    assert await asyncio.to_thread(held.started.wait, 10)
+    store, held, synced = await held_unsynced_batch(tmp_path, monkeypatch)
     releasing = asyncio.ensure_future(store.release("s_one"))
     for _ in range(5):
         await asyncio.sleep(0)
