@@ -23,7 +23,6 @@ from duragent.runtime.loop import Runtime, drain
 from duragent.runtime.providers import ProviderPool
 from duragent.sessions.log import SessionLog
 from duragent.stores.filesystem.memory import FilesystemMemoryStore
-from duragent.stores.filesystem.sessions import FilesystemSessionStore
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
 from tests.unit.test_skills import write_skill
 from tests.unit.test_tool_folders import tool_folder
@@ -59,13 +58,6 @@ def agent(data: Path, fake_llm: FakeLLMServer) -> Agent:
     directory.mkdir(parents=True)
     (directory / "agent.yaml").write_text(AGENT_YAML.format(url=fake_llm.url))
     return load_agent(directory, env={"OPENAI_API_KEY": "sk-test"})[0]
-
-
-@pytest.fixture
-async def session(tmp_path: Path) -> AsyncIterator[SessionLog]:
-    store = FilesystemSessionStore(tmp_path / "sessions", fsync="never")
-    yield await SessionLog.create(store, agent="helper")
-    await store.close()
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from duragent.runtime.events import ApprovalRequired, ToolCallFinished, TurnFini
 from duragent.runtime.loop import Runtime, drain
 from duragent.runtime.providers import ProviderPool
 from duragent.sessions.log import SessionLog
-from duragent.stores.filesystem.sessions import FilesystemSessionStore
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
 from duragent.testing.mcp_server import http_server, server_entry
 from duragent.tools.registry import call_tool
@@ -179,13 +178,6 @@ async def providers() -> AsyncIterator[ProviderPool]:
     pool = ProviderPool({"OPENAI_API_KEY": "sk-test"})
     yield pool
     await pool.close()
-
-
-@pytest.fixture
-async def session(tmp_path: Path) -> AsyncIterator[SessionLog]:
-    store = FilesystemSessionStore(tmp_path / "sessions", fsync="never")
-    yield await SessionLog.create(store, agent="helper")
-    await store.close()
 
 
 async def test_the_model_calls_an_mcp_tool_after_a_person_approves_it(

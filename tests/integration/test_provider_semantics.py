@@ -24,7 +24,6 @@ from duragent.runtime.events import TurnFinished
 from duragent.runtime.loop import Runtime, drain
 from duragent.runtime.providers import ProviderPool
 from duragent.sessions.log import SessionLog
-from duragent.stores.filesystem.sessions import FilesystemSessionStore
 from duragent.testing.fake_llm import FakeLLMServer, error, text, tool_calls
 from tests.e2e.server_harness import Api
 from tests.waiting import until
@@ -58,13 +57,6 @@ def make_agent(tmp_path: Path, url: str, provider: str) -> Agent:
     (directory / "agent.yaml").write_text(AGENT_YAML.format(url=url, provider=provider))
     loaded, _ = load_agent(directory, env={"OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": "sk-ant"})
     return loaded
-
-
-@pytest.fixture
-async def session(tmp_path: Path) -> AsyncIterator[SessionLog]:
-    store = FilesystemSessionStore(tmp_path / "sessions", fsync="never")
-    yield await SessionLog.create(store, agent="helper")
-    await store.close()
 
 
 @pytest.fixture

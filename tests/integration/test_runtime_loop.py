@@ -82,13 +82,6 @@ def agent(tmp_path: Path, fake_llm: FakeLLMServer) -> Agent:
 
 
 @pytest.fixture
-async def session(tmp_path: Path) -> AsyncIterator[SessionLog]:
-    store = FilesystemSessionStore(tmp_path / "sessions", fsync="never")
-    yield await SessionLog.create(store, agent="helper")
-    await store.close()
-
-
-@pytest.fixture
 def memory(tmp_path: Path) -> FilesystemMemoryStore:
     return FilesystemMemoryStore(tmp_path / "memory")
 

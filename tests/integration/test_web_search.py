@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,7 +15,6 @@ from duragent.runtime.events import ToolCallFinished
 from duragent.runtime.loop import Runtime, drain
 from duragent.runtime.providers import ProviderPool
 from duragent.sessions.log import SessionLog
-from duragent.stores.filesystem.sessions import FilesystemSessionStore
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
 from duragent.testing.fake_search import API_KEY, FakeResult, FakeSearchServer
 from duragent.tools.base import ToolContext
@@ -200,13 +198,6 @@ def test_the_list_form_takes_the_settings_on_the_web_search_item(tmp_path: Path)
     assert spec is not None
     assert (spec.provider, spec.api_key_env, spec.timeout) == ("brave", "KEY", timedelta(seconds=5))
     assert agent.spec.tools.builtin == ["bash", "web_search"]
-
-
-@pytest.fixture
-async def session(tmp_path: Path) -> AsyncIterator[SessionLog]:
-    store = FilesystemSessionStore(tmp_path / "sessions", fsync="never")
-    yield await SessionLog.create(store, agent="helper")
-    await store.close()
 
 
 async def test_a_turn_searches_through_the_agents_configured_service(
