@@ -620,3 +620,17 @@ def test_the_kept_conversation_yaml_renders_what_a_fresh_dump_renders_as_the_con
         {"conversation": entries[:2]}, sort_keys=False, allow_unicode=True, width=100
     )
     assert kept.render([]) == "conversation: []\n"
+
+
+async def test_a_store_keeps_no_lock_for_sessions_it_has_released(tmp_path: Path) -> None:
+    """A server that has served thousands of sessions holds nothing for the ones it unloaded."""
+    store = FilesystemSessionStore(tmp_path / "sessions")
+    for number in range(50):
+        session_id = f"s_{number}"
+        await store.append(session_id, events(1, 2))
+        snapshot = SessionSnapshot(session_id, "a", "active", 2, START, START)
+        await store.save_snapshot(snapshot)
+        await store.release(session_id)
+    await store.delete("s_0")
+    assert (len(store._guards), len(store._snapshot_guards)) == (0, 0)
+    await store.close()

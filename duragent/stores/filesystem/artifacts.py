@@ -21,6 +21,7 @@ from typing import IO, Any
 
 from duragent.errors import InvalidName
 from duragent.ids import check_name, ulid
+from duragent.keyed_locks import KeyedLocks
 from duragent.stores.base import (
     ArtifactMeta,
     ArtifactNotFound,
@@ -74,7 +75,7 @@ class FilesystemArtifactStore:
     def __init__(self, root: Path, *, on_change: ChangeListener = ignore_changes):
         self.root = root
         self._on_change = on_change
-        self._name_locks: dict[Path, asyncio.Lock] = {}
+        self._name_locks: KeyedLocks[Path] = KeyedLocks()
 
     async def put(
         self, agent_id: str, name: str, data: AsyncIterator[bytes], meta: ArtifactMeta
@@ -97,7 +98,7 @@ class FilesystemArtifactStore:
                 created_at=utcnow(),
                 extra=dict(meta.extra),
             )
-            async with self._name_locks.setdefault(path, asyncio.Lock()):
+            async with self._name_locks(path):
                 replaced = await asyncio.to_thread(_publish, temp_path, path, meta_path, stored, name)
         finally:
             await asyncio.to_thread(_discard, temp, temp_path)
@@ -135,7 +136,7 @@ class FilesystemArtifactStore:
         """Remove the artifact and its metadata (and folders left empty); ArtifactNotFound when absent."""
         agent_id, name = _split_id(ref.id)
         path, meta_path = self._paths(agent_id, name)
-        async with self._name_locks.setdefault(path, asyncio.Lock()):
+        async with self._name_locks(path):
             removed = await asyncio.to_thread(_remove, self.root / agent_id, path, meta_path)
         if not removed:
             raise ArtifactNotFound(f"artifact {ref.id!r} not found")

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from duragent.errors import DuragentError, InvalidName
 from duragent.file_stamps import ABSENT, Stamp, settled, stamp
 from duragent.ids import check_name, ulid
+from duragent.keyed_locks import KeyedLock, KeyedLocks
 from duragent.memory.markdown import (
     add_bullet,
     normalize_entry_text,
@@ -100,7 +101,7 @@ class FilesystemMemoryStore:
         self.root = root
         self._on_change = on_change
         self._redact = redact
-        self._file_locks: dict[Path, asyncio.Lock] = {}
+        self._file_locks: KeyedLocks[Path] = KeyedLocks()
         # each file's bytes as this store last wrote or read them: what a person changed since
         self._seen: dict[Path, bytes] = {}
         # what read_for_context read, per agent: path -> (stamp, text or None when it vanished)
@@ -272,10 +273,10 @@ class FilesystemMemoryStore:
             raise InvalidName("invalid agent name 'world': memory/world/ is the memory shared by all agents")
         return self.root / agent_id
 
-    def _file_lock(self, path: Path) -> asyncio.Lock:
+    def _file_lock(self, path: Path) -> KeyedLock[Path]:
         # Threads of one process would also exclude each other through flock (separate open
         # file descriptions), but the asyncio lock keeps waiting writers off the thread pool.
-        return self._file_locks.setdefault(path, asyncio.Lock())
+        return self._file_locks(path)
 
     def _update_file(
         self, path: Path, change: Callable[[str | None], str], subject: str, summary: str

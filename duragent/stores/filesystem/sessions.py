@@ -48,6 +48,7 @@ import yaml
 
 from duragent.errors import InvalidName
 from duragent.ids import check_name
+from duragent.keyed_locks import KeyedLock, KeyedLocks
 from duragent.stores.base import (
     Change,
     ChangeListener,
@@ -441,8 +442,9 @@ class FilesystemSessionStore:
         self._last_writer: tuple[str, float] | None = None  # the session that appended last, and when
         self._shared_until = 0.0  # fsyncs stay off the loop until then (another session wrote lately)
         self._writers: dict[str, _Writer] = {}
-        self._guards: dict[str, asyncio.Lock] = {}
-        self._snapshot_guards: dict[str, asyncio.Lock] = {}
+        # (a session's locks live while in use: a server sees sessions without end)
+        self._guards: KeyedLocks[str] = KeyedLocks()
+        self._snapshot_guards: KeyedLocks[str] = KeyedLocks()
         self._conversation_yaml: dict[str, ConversationYaml] = {}
         self._fsync_threads: _FsyncThreads | None = None  # started on the first unsynced append
 
@@ -644,22 +646,16 @@ class FilesystemSessionStore:
 
     # --- appending -----------------------------------------------------------------------------
 
-    def _guard(self, session_id: str) -> asyncio.Lock:
+    def _guard(self, session_id: str) -> KeyedLock[str]:
         """Serialises this process's writes to one session (appends, snapshots, delete)."""
-        guard = self._guards.get(session_id)
-        if guard is None:
-            guard = self._guards[session_id] = asyncio.Lock()
-        return guard
+        return self._guards(session_id)
 
-    def _snapshot_guard(self, session_id: str) -> asyncio.Lock:
+    def _snapshot_guard(self, session_id: str) -> KeyedLock[str]:
         """Serialises one session's snapshot writes (and its release or delete after them).
 
         Taken before the append guard wherever both are held.
         """
-        guard = self._snapshot_guards.get(session_id)
-        if guard is None:
-            guard = self._snapshot_guards[session_id] = asyncio.Lock()
-        return guard
+        return self._snapshot_guards(session_id)
 
     async def _open_writer(self, session_id: str) -> _Writer:
         writer = self._writers.get(session_id)
