@@ -11,7 +11,9 @@ is a fresh allocation the C library maps and unmaps, so the cost of a turn jumpe
 
 Once the context's window has moved halfway into what a conversation remembers, the messages
 before it are forgotten, so a conversation longer than the model's context is remembered only
-about twice its window.
+about twice its window. All conversations together are kept within a budget of bytes: a server
+meets sessions without end, and one unloaded long ago is still remembered until that budget
+is spent (then everything is forgotten and encoded again as needed).
 
 How a message reads in the array is the provider's `MessageEncoding`: OpenAI writes one object
 per message; Anthropic merges consecutive messages of one role, so a message's text depends on
@@ -37,8 +39,11 @@ def leading_system(messages: Sequence[Message]) -> int:
     return lead
 
 
-#: Messages remembered per provider (roughly the conversations of the sessions it serves).
-DEFAULT_LIMIT = 20_000
+#: Bytes of encoded messages remembered per provider (the messages they came from stay alive
+#: with them: about as much again, less what live sessions hold anyway).
+DEFAULT_BUDGET = 8 << 20
+#: What remembering one message costs beside its text (its slot, offset and index entry).
+_MESSAGE_OVERHEAD = 100
 #: Messages before a window's start that are kept anyway (dropping a few at a time is not worth it).
 _DROP_AFTER = 64
 
@@ -82,14 +87,14 @@ class _Conversation:
 class EncodedConversations:
     """The conversations a provider sent, remembered message by message."""
 
-    def __init__(self, encoding: MessageEncoding, *, limit: int = DEFAULT_LIMIT):
+    def __init__(self, encoding: MessageEncoding, *, budget: int = DEFAULT_BUDGET):
         self._encoding = encoding
-        self._limit = limit
+        self._budget = budget
         # message id -> (the message, its conversation, its index there counting dropped
         # messages), for the messages a history can open with (`_can_open`); the message is kept
         # alive beside its id, so an id is never reused while its entry exists.
         self._known: dict[int, tuple[Message, _Conversation, int]] = {}
-        #: Messages appended since `_known` was last cleared (what the limit counts).
+        #: Bytes appended since `_known` was last cleared (what the budget counts).
         self._remembered = 0
 
     def array_text(self, history: Sequence[Message]) -> str:
@@ -152,10 +157,9 @@ class EncodedConversations:
         conversation.dropped += count
 
     def _append(self, conversation: _Conversation, message: Message) -> None:
-        if self._remembered >= self._limit:
+        if self._remembered >= self._budget:
             self._known.clear()  # rare; later requests encode their conversations again
             self._remembered = 0
-        self._remembered += 1
         previous = conversation.last_written
         if previous is None:
             text = self._encoding.opening(message)
@@ -168,6 +172,7 @@ class EncodedConversations:
             self._known[id(message)] = (message, conversation, position)
         conversation.has_user = conversation.has_user or message.role == "user"
         encoded = text.encode()
+        self._remembered += len(encoded) + _MESSAGE_OVERHEAD
         conversation.messages.append(message)
         conversation.text += encoded
         conversation.offsets.append(conversation.offsets[-1] + len(encoded))

@@ -170,6 +170,19 @@ def test_a_conversation_longer_than_the_window_is_forgotten_behind_it_and_still_
     assert encoding.encoded == 399 + 39
 
 
+def test_conversations_beyond_the_byte_budget_are_forgotten_and_still_sent_right() -> None:
+    """A server meets sessions without end: what it remembers of them stays within a budget."""
+    encoding = CountingEncoding()
+    conversations = EncodedConversations(encoding, budget=4_000)
+    sessions = [conversation(5) for _ in range(20)]  # 20 messages each
+    for history in sessions:
+        conversations.array_text(history)
+    assert encoding.encoded == 20 * 19
+    for history in sessions:  # forgotten or not, each is sent as it is
+        assert conversations.array_text(history) == ",".join(m.content or "" for m in history if m.content)
+    assert encoding.encoded > 20 * 19  # the early sessions were forgotten: encoded again
+
+
 def test_the_tools_offered_are_sent_as_they_are_now_turn_after_turn() -> None:
     provider = OpenAICompatProvider("http://127.0.0.1:1/v1", "sk-test")
     schema: dict[str, Any] = {"type": "object", "properties": {"command": {"type": "string"}}}
