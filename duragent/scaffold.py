@@ -24,6 +24,7 @@ from duragent.access_tokens import ensure_tokens
 from duragent.errors import UsageError
 from duragent.gateways.setup import ChatSetup, access_block, gateways_config_block
 from duragent.ids import check_name
+from duragent.processes.output import OUTPUT_GITIGNORE
 
 if TYPE_CHECKING:
     import git
@@ -270,6 +271,8 @@ def init_workspace(
     files += [_keep_empty_dir(data_dir / name) for name in _EMPTY_DIRS]
     files += _copy_schemas(data_dir / "schemas", force=force)
     files.append(write_file(data_dir / ".gitignore", template_text("data.gitignore"), force=force))
+    # (in the first commit: else the server's first start commits it, a history's odd first entry)
+    files.append(write_file(data_dir / "processes" / ".gitignore", OUTPUT_GITIGNORE, force=force))
     # The API and admin tokens the workspace's server requires and its clients send (0600, ignored).
     ensure_tokens(data_dir)
 

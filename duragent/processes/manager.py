@@ -28,6 +28,7 @@ from pathlib import Path
 
 from duragent.errors import ConfigError, UsageError
 from duragent.processes.output import (
+    OUTPUT_GITIGNORE,
     LogSlice,
     OutputLog,
     kept_bytes,
@@ -59,9 +60,6 @@ EndListener = Callable[[ProcessRecord], Awaitable[None]]
 #: How long to keep reading after the process exits, for output still in the pipe.
 DRAIN_SECONDS = 1.0
 _READ_CHUNK = 64 * 1024
-_GITIGNORE = (
-    "# Output and exit codes of background processes: large and machine-local.\n*.log\n*.log.1\n*.exit\n"
-)
 
 
 @dataclass(frozen=True)
@@ -164,7 +162,7 @@ class ProcessManager:
         self.folder.mkdir(parents=True, exist_ok=True)
         ignore = self.folder / ".gitignore"
         if not ignore.exists():
-            ignore.write_text(_GITIGNORE, encoding="utf-8")
+            ignore.write_text(OUTPUT_GITIGNORE, encoding="utf-8")
         return ignore
 
     def _load(self) -> list[ProcessRecord]:

@@ -12,6 +12,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+#: `processes/.gitignore`: written by `duragent init`, and by the server if it is missing.
+OUTPUT_GITIGNORE = (
+    "# Output and exit codes of background processes: large and machine-local.\n*.log\n*.log.1\n*.exit\n"
+)
+
 
 def rotated_path(path: Path) -> Path:
     """Where the previous part of a log is kept."""

@@ -180,6 +180,8 @@ def test_data_dir_becomes_a_repo_with_one_commit_by_duragent(tmp_path: Path) -> 
     ]
     assert git(data, "status", "--porcelain") == "", "everything init wrote is committed"
     assert "agents/assistant/agent.yaml" in git(data, "ls-files")
+    # what the server would otherwise commit on its first start, a history's odd second entry
+    assert "processes/.gitignore" in git(data, "ls-files")
 
 
 def test_second_init_changes_nothing_and_makes_no_commit(tmp_path: Path) -> None:
