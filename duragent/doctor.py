@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
 from collections.abc import Awaitable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -27,8 +26,6 @@ if TYPE_CHECKING:
 
 Status = Literal["ok", "warn", "fail"]
 DEFAULT_TIMEOUT = 3.0
-#: An index.lock older than this is left over from a crashed git process, not a running one.
-STALE_LOCK_SECONDS = 60.0
 MIN_PYTHON = (3, 11)
 
 #: Where each provider is reached when the agent sets no `base_url`.
@@ -195,6 +192,8 @@ def check_data_repo(path: Path, config: DuragentConfig | None = None) -> Check:
     stores wrote left uncommitted."""
     import git
 
+    from duragent.vcs.repo import stale_git_lock
+
     name = "data repo"
     try:
         repo = git.Repo(path)
@@ -210,15 +209,9 @@ def check_data_repo(path: Path, config: DuragentConfig | None = None) -> Check:
             name, "fail", f"{path}: git cannot open it: {exc}", f"inspect it with `git -C {path} status`"
         )
     with repo:
-        lock = Path(repo.git_dir) / "index.lock"
-        age = _age_seconds(lock)
-        if age is not None and age > STALE_LOCK_SECONDS:
-            return Check(
-                name,
-                "fail",
-                f"{lock} is {int(age // 60)} min old and blocks every commit",
-                f"if no git command is running: rm {lock}",
-            )
+        stale = stale_git_lock(Path(repo.git_dir))
+        if stale is not None:
+            return Check(name, "fail", stale.problem, stale.hint)
         if not repo.head.is_valid():
             return Check(
                 name, "warn", f"{path} has no commits yet", f"commit it: git -C {path} add -A && git commit"
@@ -265,13 +258,6 @@ def _summarise_folders(files: list[str], most: int = 5) -> str:
     shown = [f"{folder} ({count})" for folder, count in list(counts.items())[:most]]
     more = len(counts) - most
     return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
-
-
-def _age_seconds(path: Path) -> float | None:
-    try:
-        return time.time() - path.stat().st_mtime
-    except FileNotFoundError:
-        return None
 
 
 def check_agents(config: DuragentConfig, env: Mapping[str, str]) -> tuple[list[Check], list[Agent]]:

@@ -153,25 +153,49 @@ PENDING_SYNC = "duragent-unsynced"
 #: The note's first record: the commit HEAD is about to move to.
 _NOTE_COMMIT = "commit "
 
-#: An index.lock older than this is left over from a crashed git process, not a running one.
-STALE_INDEX_LOCK_SECONDS = 60.0
+#: A git lock file older than this is left over from a crashed git process, not a running one.
+STALE_LOCK_SECONDS = 60.0
 
 
-def stale_index_lock(git_dir: Path, older_than: float = STALE_INDEX_LOCK_SECONDS) -> str | None:
-    """A sentence about `<git_dir>/index.lock` when it is older than `older_than` seconds, else None.
+@dataclass(frozen=True)
+class StaleLock:
+    """A lock file a killed git command left behind: it blocks every commit until removed."""
 
-    git removes the lock when it ends; one that old was left by a git process that crashed (or was
-    killed), and it blocks every commit until someone deletes it.
+    path: Path
+    age: float
+
+    @property
+    def problem(self) -> str:
+        return f"{self.path} is {int(self.age // 60)} min old and blocks every commit"
+
+    @property
+    def hint(self) -> str:
+        return f"if no git command is running: rm {self.path}"
+
+    def __str__(self) -> str:
+        return f"{self.problem}; {self.hint}"
+
+
+def stale_git_lock(git_dir: Path, older_than: float = STALE_LOCK_SECONDS) -> StaleLock | None:
+    """The oldest lock file under `git_dir` that a commit needs (the index, HEAD, a branch, the
+    packed refs) when it is older than `older_than` seconds, else None.
+
+    git removes its lock when it ends; one that old was left by a git process that crashed or
+    was killed (a `kill -9` mid-commit leaves `index.lock` or `refs/heads/<branch>.lock`).
     """
-    lock = git_dir / "index.lock"
-    try:
-        age = time.time() - lock.stat().st_mtime
-    except FileNotFoundError:
-        return None
-    if age <= older_than:
-        return None
-    minutes = int(age // 60)
-    return f"{lock} is {minutes} min old and blocks every commit; if no git command is running: rm {lock}"
+    candidates = [git_dir / "index.lock", git_dir / "HEAD.lock", git_dir / "packed-refs.lock"]
+    for folder, _dirs, files in os.walk(git_dir / "refs" / "heads"):
+        candidates += [Path(folder) / name for name in files if name.endswith(".lock")]
+    now = time.time()
+    oldest: StaleLock | None = None
+    for lock in candidates:
+        try:
+            age = now - lock.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if age > older_than and (oldest is None or age > oldest.age):
+            oldest = StaleLock(lock, age)
+    return oldest
 
 
 class GitRepo:
@@ -522,6 +546,10 @@ class GitRepo:
 
     def _sleep_before_retry(self, deadline: float, why: str) -> None:
         if time.monotonic() >= deadline:
+            # a lock held through the whole wait is more likely a killed git's than a busy one's
+            stale = stale_git_lock(self.git_dir, older_than=self.lock_timeout)
+            if stale is not None:
+                why = f"{stale.path} is held ({stale.hint})"
             raise RepoLocked(f"could not commit in {self.root} within {self.lock_timeout:g} s: {why}")
         time.sleep(0.05)
 

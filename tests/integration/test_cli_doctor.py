@@ -174,6 +174,20 @@ def test_a_stale_index_lock_fails_but_a_fresh_one_does_not(workspace: Path) -> N
     assert check.hint == f"if no git command is running: rm {lock}"
 
 
+def test_a_stale_branch_lock_left_by_a_killed_commit_fails(workspace: Path) -> None:
+    """A git killed while moving the branch leaves refs/heads/<branch>.lock: no commit passes it."""
+    git_dir = workspace / ".duragent" / ".git"
+    branch = (git_dir / "HEAD").read_text().split("refs/heads/")[1].strip()
+    lock = git_dir / "refs" / "heads" / f"{branch}.lock"
+    lock.write_text("0" * 40 + "\n")
+    old = time.time() - 300
+    os.utime(lock, (old, old))
+    check = by_name(doctor(workspace))["data repo"]
+    assert check.status == "fail"
+    assert check.message == f"{lock} is 5 min old and blocks every commit"
+    assert check.hint == f"if no git command is running: rm {lock}"
+
+
 def test_a_data_dir_that_is_not_a_repository_is_a_warning(tmp_path: Path) -> None:
     init_workspace(tmp_path, provider=DEMO, git=False)
     check = by_name(doctor(tmp_path))["data repo"]

@@ -945,6 +945,21 @@ def test_a_commit_whose_head_update_failed_leaves_the_persons_staged_work_alone(
     assert git(root, "status", "--porcelain", "notes.md") == "M  notes.md\n"
 
 
+def test_a_branch_lock_a_killed_git_left_is_named_in_the_commit_error(root: Path) -> None:
+    """The error says which file blocks every commit and how to clear it, not "HEAD kept moving"."""
+    repo = GitRepo.open_or_init(root, lock_timeout=0.3)
+    notes = root / "notes.md"
+    notes.write_text("one\n")
+    repo.commit_paths([notes], "first")
+    branch_lock = repo.git_dir / "refs" / "heads" / "main.lock"
+    branch_lock.write_text("")
+    old = time.time() - 120
+    os.utime(branch_lock, (old, old))
+    notes.write_text("two\n")
+    with pytest.raises(RepoLocked, match=f"{branch_lock} is held .if no git command is running: rm "):
+        repo.commit_paths([notes], "second")
+
+
 def test_only_the_committing_threads_git_commands_hold_the_commit_lock(root: Path, repo: GitRepo) -> None:
     held: dict[str, tuple[int, ...]] = {}
 

@@ -11,7 +11,7 @@ from duragent.server.bodies import Health, VersionOut, json_reply
 from duragent.server.openapi import documented
 from duragent.server.problems import KEEP_BODY
 from duragent.server.state import STATE
-from duragent.vcs.repo import GitRepo, stale_index_lock
+from duragent.vcs.repo import GitRepo, stale_git_lock
 
 #: How long /readyz waits for a store before calling it unreachable.
 STORE_CHECK_TIMEOUT = 2.0
@@ -45,7 +45,7 @@ async def readyz(request: web.Request) -> web.Response:
         problems += state.gateways.problems()
     # a repository only if the server opened one (reading `repo` would create it)
     repo: GitRepo | None = vars(state.workspace).get("repo")
-    stale_lock = stale_index_lock(repo.git_dir) if repo is not None else None
+    stale_lock = stale_git_lock(repo.git_dir) if repo is not None else None
     if stale_lock:
         warnings.append(f"git: {stale_lock}")
     live = list(state.sessions.live.values())
