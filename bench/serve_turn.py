@@ -459,6 +459,19 @@ def report(
         f"overhead turns 1-{window} vs {turns - window + 1}-{turns}: {ms(early)} -> {ms(late)} ms "
         f"({drift:.2f}x; target within 15%: {'ok' if abs(drift - 1) <= 0.15 else 'MISSED'})"
     )
+    # the same for the servers beside it: growth they share is the machine's or the history's
+    # size on the wire, not the git-on server's own
+    yardsticks = [("git off", overhead_off)]
+    if other.turns:
+        yardsticks.append((other_label, [t - r for t, r in zip(other.turns, replays, strict=True)]))
+    print(
+        "  same turns, "
+        + "; ".join(
+            f"{label}: {ms(first)} -> {ms(last)} ms ({last / first:.2f}x)"
+            for label, values in yardsticks
+            for first, last in [(statistics.median(values[:window]), statistics.median(values[-window:]))]
+        )
+    )
     per_on, per_off = on.cpu / turns, off.cpu / turns
     ratio = per_on / per_off if per_off else float("inf")
     print(
