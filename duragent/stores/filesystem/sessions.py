@@ -26,7 +26,6 @@ bigger (large batches, reads, list, snapshots, tail recovery) always runs in a t
 
 from __future__ import annotations
 
-import array
 import asyncio
 import builtins
 import dataclasses
@@ -304,42 +303,39 @@ def _plain(value: Any) -> Any:
 class ConversationYaml:
     """The YAML of a session's conversation entries, kept between snapshots.
 
-    A session's conversation only grows and its entries are never changed in place, so each
-    entry is rendered once (checked by identity) and a snapshot reuses the text rendered before:
-    writing state.yaml costs the new messages, not the whole conversation again. The text is
-    kept as one string with each entry's end offset (not one string per entry), so a long
-    session's cache costs its characters and 16 bytes per entry.
+    A session's conversation only grows and its entries are never changed in place, so the
+    entries a snapshot adds are rendered once, in one `yaml.dump`, and appended to the UTF-8 text
+    rendered before: writing state.yaml costs the new messages, not the whole conversation again.
+    Whether the conversation still starts with what was rendered is one list comparison in C
+    (an entry equal to the one rendered renders alike); a conversation that does not (rewritten,
+    or replaced by a shorter one) is rendered afresh. The cache costs the text's bytes and a
+    reference per entry.
     """
 
     entries: list[dict[str, Any]] = field(default_factory=list)
-    #: The items of `conversation:` rendered so far; entry i ends at `ends[i]`.
-    text: str = ""
-    ends: array.array[int] = field(default_factory=lambda: array.array("q"))
+    #: The items of `conversation:` rendered so far, as UTF-8.
+    text: bytearray = field(default_factory=bytearray)
     #: Applied to each entry before it is rendered (the secret guard); the cache keeps the originals.
     redact: Redactor | None = None
 
     def render(self, conversation: Sequence[dict[str, Any]]) -> str:
         """`conversation:` and its items, exactly as `yaml.dump` writes them in a block mapping."""
-        if not conversation:
-            self.entries, self.text, self.ends = [], "", array.array("q")
-            return "conversation: []\n"
-        same = 0
-        limit = min(len(self.entries), len(conversation))
-        while same < limit and self.entries[same] is conversation[same]:
-            same += 1
-        if same < len(self.entries):
-            self.text = self.text[: self.ends[same - 1]] if same else ""
-            del self.entries[same:], self.ends[same:]
-        added = []
-        for entry in conversation[same:]:
-            self.entries.append(entry)
-            # A one-item list renders as "- key: ..." at column 0, as items of a top-level key do.
-            shown = self.redact(entry) if self.redact is not None else entry
-            added.append(_dump_yaml([_plain(shown)]))
-            self.ends.append((self.ends[-1] if self.ends else 0) + len(added[-1]))
-        if added:
-            self.text += "".join(added)
-        return "conversation:\n" + self.text
+        items = self.items(conversation).decode()
+        return "conversation:\n" + items if conversation else "conversation: []\n"
+
+    def items(self, conversation: Sequence[dict[str, Any]]) -> bytes | bytearray:
+        """The items of `conversation:` as UTF-8: the cache's own buffer (read it before the next call)."""
+        known = len(self.entries)
+        if known > len(conversation) or self.entries != conversation[:known]:
+            self.entries, self.text, known = [], bytearray(), 0
+        if known < len(conversation):
+            added = conversation[known:]
+            redact = self.redact
+            shown = [_plain(redact(entry) if redact is not None else entry) for entry in added]
+            # A list renders as "- key: ..." items at column 0, as items of a top-level key do.
+            self.text += _dump_yaml(shown).encode()
+            self.entries += added
+        return self.text
 
 
 def snapshot_to_yaml(snapshot: SessionSnapshot, conversation_yaml: ConversationYaml | None = None) -> bytes:
@@ -357,8 +353,11 @@ def snapshot_to_yaml(snapshot: SessionSnapshot, conversation_yaml: ConversationY
         side[item.name] = _plain(getattr(snapshot, item.name))
     before["created_at"] = _iso(snapshot.created_at)
     before["updated_at"] = _iso(snapshot.updated_at)
-    rendered = (conversation_yaml or ConversationYaml()).render(snapshot.conversation)
-    return (_dump_yaml(before) + rendered + _dump_yaml(after)).encode()
+    conversation = snapshot.conversation
+    items = (conversation_yaml or ConversationYaml()).items(conversation)
+    heading = b"conversation:\n" if conversation else b"conversation: []\n"
+    # one copy of the conversation's text, however long
+    return b"".join((_dump_yaml(before).encode(), heading, items, _dump_yaml(after).encode()))
 
 
 @functools.cache
