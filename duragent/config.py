@@ -176,7 +176,9 @@ class SessionConfig(ConfigModel):
         "turn",
         description="turn: fsync each acknowledged batch; always: every event; never: tests.",
     )
-    snapshot_every: int = Field(20, ge=1, description="Write state.yaml every N events.")
+    snapshot_every: int = Field(
+        20, ge=1, description="Write state.yaml every N events (less often in a long session)."
+    )
 
 
 class StaticAgentsConfig(ConfigModel):

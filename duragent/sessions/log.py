@@ -3,7 +3,10 @@
 The one writer of a session: it assigns seq numbers, stamps ids and times, folds each event
 into the `SessionState`, and writes the `state.yaml` snapshot every `snapshot_every` events.
 That periodic snapshot is written in the background: it is a cache of events already durable
-in the log, so no append (and no turn) waits for it.
+in the log, so no append (and no turn) waits for it. A snapshot rewrites the whole
+conversation, so in a long session it is written less often (`snapshot_interval`): what
+snapshots cost per event stays the same as the session grows, where a fixed interval would
+make it grow with the conversation.
 
 A turn's user message is appended with `append_unsynced`: written at once, fsynced in a worker
 thread while the turn builds and sends its model request. The state has the event at once; the
@@ -27,6 +30,18 @@ from duragent.sessions.state import SessionState, resume
 from duragent.stores.base import SessionEvent, SessionStore, utcnow
 
 log = logging.getLogger(__name__)
+
+#: A long session's snapshot interval, in events: its conversation's length over this...
+SNAPSHOT_SPACING = 4
+#: ...but never more than this many events (resuming after a crash replays at most these).
+MAX_SNAPSHOT_INTERVAL = 1000
+
+
+def snapshot_interval(snapshot_every: int, conversation_length: int) -> int:
+    """Events between periodic snapshots: `snapshot_every`, or in a long session a quarter of its
+    conversation's length (at most `MAX_SNAPSHOT_INTERVAL`, and never below `snapshot_every`)."""
+    spaced = min(conversation_length // SNAPSHOT_SPACING, MAX_SNAPSHOT_INTERVAL)
+    return max(snapshot_every, spaced)
 
 
 @dataclass
@@ -152,7 +167,7 @@ class SessionLog:
                         write.exception()  # retrieved: the cancellation is what the caller hears about
                     raise
         self._since_snapshot += len(events)
-        if self._since_snapshot >= self.snapshot_every and self._unsynced is None:
+        if self._snapshot_due() and self._unsynced is None:
             self._snapshot_in_background()
         return events
 
@@ -181,7 +196,7 @@ class SessionLog:
         if self._unsynced is pending:
             self._unsynced = None
             self._tell(pending.events)
-            if self._since_snapshot >= self.snapshot_every:
+            if self._snapshot_due():
                 self._snapshot_in_background()
         return True
 
@@ -218,11 +233,14 @@ class SessionLog:
         while self._snapshotting is not None and not self._snapshotting.done():
             await asyncio.wait({self._snapshotting})
 
+    def _snapshot_due(self) -> bool:
+        return self._since_snapshot >= snapshot_interval(self.snapshot_every, len(self.state.conversation))
+
     def _snapshot_in_background(self) -> None:
         """Start writing the state as it is now; the count goes on while one is being written.
 
         A turn's append does not wait for state.yaml (a temp file, its YAML, two fsyncs and a
-        rename: a few ms, once every `snapshot_every` events): what it holds is already durable in
+        rename: a few ms, once every `snapshot_interval` events): what it holds is already durable in
         the log, and resuming replays whatever it lacks.
         """
         if self._snapshotting is not None and not self._snapshotting.done():
@@ -241,7 +259,7 @@ class SessionLog:
                 self.session_id,
                 error,
             )
-        elif self._since_snapshot >= self.snapshot_every:
+        elif self._snapshot_due():
             self._snapshot_in_background()  # events enough for another came while it was written
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from duragent.sessions.log import SessionLog
+from duragent.sessions.log import MAX_SNAPSHOT_INTERVAL, SNAPSHOT_SPACING, SessionLog, snapshot_interval
 from duragent.sessions.state import SessionState
 from duragent.sessions.stateless import InMemorySessionStore
 from duragent.stores.base import SessionSnapshot
@@ -69,3 +69,35 @@ async def test_a_failed_periodic_snapshot_is_logged_and_the_appends_go_on(caplog
 
     assert log.state.last_seq == 2
     assert "state.yaml not written (disk full)" in caplog.text
+
+
+class CountedSnapshots(InMemorySessionStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.saved: list[int] = []
+
+    async def save_snapshot(self, snapshot: SessionSnapshot) -> None:
+        await super().save_snapshot(snapshot)
+        self.saved.append(snapshot.last_seq)
+
+
+async def test_a_long_session_is_snapshotted_less_often_so_each_event_costs_the_same() -> None:
+    """A snapshot rewrites the whole conversation: every 20 events, a session of thousands of
+    messages would rewrite it hundreds of times (the bytes written growing with its square)."""
+    store = CountedSnapshots()
+    log = SessionLog(store, SessionState(session_id="s_long"), snapshot_every=20)
+    for turn in range(1, 2001):
+        await log.append("user_message", {"content": f"question {turn}", "turn": turn})
+        await log.append("assistant_message", {"content": "an answer"})
+        await log.settle()
+    gaps = [later - earlier for earlier, later in zip([0, *store.saved], store.saved, strict=False)]
+    assert gaps[:3] == [20, 20, 20]  # a short session: every `snapshot_every` events, as configured
+    assert len(store.saved) < 40  # 4,000 events: 200 snapshots at a fixed 20
+    assert max(gaps) <= MAX_SNAPSHOT_INTERVAL
+    for gap, seq in zip(gaps, store.saved, strict=True):
+        assert gap <= max(20, seq // SNAPSHOT_SPACING + 2), f"snapshot at seq {seq} after {gap} events"
+
+
+def test_the_interval_is_the_configured_one_until_a_quarter_of_the_conversation_is_more() -> None:
+    assert [snapshot_interval(20, length) for length in (0, 80, 84, 400, 10_000)] == [20, 20, 21, 100, 1000]
+    assert snapshot_interval(5000, 10_000) == 5000  # a larger configured interval is kept
