@@ -472,6 +472,13 @@ def report(
             for first, last in [(statistics.median(values[:window]), statistics.median(values[-window:]))]
         )
     )
+    # a cost paid every few turns (a snapshot, a cache refresh) shows as one slow column
+    for label, values in [("git on", overhead), *yardsticks[1:]]:
+        by_column = [statistics.median(values[column::10]) for column in range(10)]
+        print(
+            f"overhead by turn number mod 10, {label} (p50 ms): "
+            + " ".join(f"{column}:{ms(value)}" for column, value in enumerate(by_column))
+        )
     per_on, per_off = on.cpu / turns, off.cpu / turns
     ratio = per_on / per_off if per_off else float("inf")
     print(
