@@ -272,7 +272,10 @@ class FakeLLMServer(FakeServer):
         default: ScriptedResponse | None = None,
         timeline: Path | None = None,
         record: Path | None = None,
+        keep_requests: bool = True,
     ):
+        """`keep_requests=False`: keep no parsed request in `requests` (in a process of its own,
+        nobody reads them, and a long benchmark's would fill the fake's memory and slow it down)."""
         super().__init__(host=host, port=port)
         self.default = default or echo()
         #: Answers a request by what it asks when no scripted response is queued (None: `default`).
@@ -284,6 +287,7 @@ class FakeLLMServer(FakeServer):
         #: Where to append every request body as received (`--record`, see `read_recorded`).
         self.record = record
         self.requests: list[RecordedRequest] = []
+        self.keep_requests = keep_requests
         self.disconnects: list[RecordedRequest] = []
         self._queue: deque[ScriptedResponse] = deque()
         self._stopping = False
@@ -337,7 +341,8 @@ class FakeLLMServer(FakeServer):
         recorded = RecordedRequest(
             api, request.path, dict(request.headers), body, f"{peer[0]}:{peer[1]}" if peer else ""
         )
-        self.requests.append(recorded)
+        if self.keep_requests:
+            self.requests.append(recorded)
         self.notify()
         if self._queue:
             response = self._queue.popleft()
@@ -829,7 +834,9 @@ async def serve(
     host: str, port: int, script: Script, timeline: Path | None = None, record: Path | None = None
 ) -> None:
     """Run a fake LLM server until SIGINT or SIGTERM; prints its base URL once listening."""
-    server = FakeLLMServer(host=host, port=port, default=script.default, timeline=timeline, record=record)
+    server = FakeLLMServer(
+        host=host, port=port, default=script.default, timeline=timeline, record=record, keep_requests=False
+    )
     server.enqueue(*script.responses)
 
     def announce() -> str:

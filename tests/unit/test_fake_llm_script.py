@@ -20,6 +20,7 @@ from duragent.testing.fake_llm import (
     error,
     load_script,
     parse_script,
+    read_recorded,
     text,
     tool_calls,
 )
@@ -100,6 +101,19 @@ async def test_non_streaming_requests_get_a_whole_completion_in_each_format() ->
     assert [block["type"] for block in anthropic_reply["content"]] == ["text", "tool_use"]
     assert anthropic_reply["content"][1]["input"] == {"action": "recall"}
     assert anthropic_reply["stop_reason"] == "tool_use"
+
+
+async def test_a_fake_that_keeps_no_requests_still_records_each_body_for_replay(tmp_path: Path) -> None:
+    """A benchmark's fake answers thousands of growing requests: holding every parsed one made
+    its collections (and so every server's late turns) slower and slower."""
+    record = tmp_path / "requests.bin"
+    async with FakeLLMServer(record=record, keep_requests=False) as server:
+        async with OpenAICompatProvider(server.url, None) as provider:
+            for _ in range(3):
+                assert (await provider.complete(HELLO)).text == "echo: hello"
+        assert server.requests == []
+    bodies, _ = read_recorded(record)
+    assert [json.loads(body)["messages"][-1]["content"] for body in bodies] == ["hello"] * 3
 
 
 @pytest.mark.slow
