@@ -6,7 +6,9 @@ That periodic snapshot is written in the background: it is a cache of events alr
 in the log, so no append (and no turn) waits for it. A snapshot rewrites the whole
 conversation, so in a long session it is written less often (`snapshot_interval`): what
 snapshots cost per event stays the same as the session grows, where a fixed interval would
-make it grow with the conversation.
+make it grow with the conversation. A due snapshot waits until the session has been quiet for
+`SNAPSHOT_QUIET` (between turns, not during the next one, which would share the CPU and the
+disk with it), unless events keep coming until `SNAPSHOT_OVERDUE` intervals are due.
 
 A turn's user message is appended with `append_unsynced`: written at once, fsynced in a worker
 thread while the turn builds and sends its model request. The state has the event at once; the
@@ -20,6 +22,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 import types
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass
@@ -33,8 +36,12 @@ log = logging.getLogger(__name__)
 
 #: A long session's snapshot interval, in events: its conversation's length over this...
 SNAPSHOT_SPACING = 4
-#: ...but never more than this many events (resuming after a crash replays at most these).
+#: ...but never more than this many events.
 MAX_SNAPSHOT_INTERVAL = 1000
+#: Seconds without a new event before a due snapshot is written...
+SNAPSHOT_QUIET = 0.05
+#: ...unless this many intervals of events are due (so a crash never leaves more to replay).
+SNAPSHOT_OVERDUE = 4
 
 
 def snapshot_interval(snapshot_every: int, conversation_length: int) -> int:
@@ -62,6 +69,9 @@ class SessionLog:
         self._since_snapshot = 0
         #: The periodic snapshot being written, if any (one at a time, in seq order).
         self._snapshotting: asyncio.Task[None] | None = None
+        #: Armed while a periodic snapshot is due and waits for the session to be quiet.
+        self._quiet_timer: asyncio.TimerHandle | None = None
+        self._last_event_at = 0.0
         # Seqs are numbered before the store's write awaits: two tasks appending at once (the turn,
         # a status change, a queued message) must take turns or both would claim the same seq.
         self._append_lock = asyncio.Lock()
@@ -167,8 +177,9 @@ class SessionLog:
                         write.exception()  # retrieved: the cancellation is what the caller hears about
                     raise
         self._since_snapshot += len(events)
-        if self._snapshot_due() and self._unsynced is None:
-            self._snapshot_in_background()
+        self._last_event_at = time.monotonic()
+        if self._unsynced is None:
+            self._snapshot_when_due()
         return events
 
     async def _store_and_apply(self, events: list[SessionEvent], unsynced: bool) -> None:
@@ -196,8 +207,7 @@ class SessionLog:
         if self._unsynced is pending:
             self._unsynced = None
             self._tell(pending.events)
-            if self._snapshot_due():
-                self._snapshot_in_background()
+            self._snapshot_when_due()
         return True
 
     async def _settle(self, pending: _Unsynced) -> None:
@@ -222,19 +232,61 @@ class SessionLog:
         raise error
 
     async def snapshot(self) -> None:
-        """Write state.yaml now, after any periodic snapshot still being written; done when this returns."""
+        """Write state.yaml now, after any periodic snapshot still being written; done when this returns.
+
+        (The periodic snapshot waiting for a quiet moment is not written: this one holds its events.)
+        """
         await self.synced()
+        self._cancel_quiet_timer()
         await self.settle()
+        self._cancel_quiet_timer()
         self._since_snapshot = 0
         await self.store.save_snapshot(self.state.to_snapshot())
 
     async def settle(self) -> None:
-        """Wait for the periodic snapshot being written, if any (its failure is logged, not raised)."""
-        while self._snapshotting is not None and not self._snapshotting.done():
-            await asyncio.wait({self._snapshotting})
+        """Wait for the periodic snapshot being written, if any, and write one that waits for a
+        quiet moment now (a failure is logged, not raised)."""
+        while True:
+            if self._quiet_timer is not None:
+                self._cancel_quiet_timer()
+                if self._unsynced is None and self._snapshot_due():
+                    self._snapshot_in_background()
+            writing = self._snapshotting
+            if writing is not None and not writing.done():
+                await asyncio.wait({writing})  # (its end may find another one due: looked at again)
+            elif self._quiet_timer is None:
+                return
 
     def _snapshot_due(self) -> bool:
         return self._since_snapshot >= snapshot_interval(self.snapshot_every, len(self.state.conversation))
+
+    def _snapshot_when_due(self) -> None:
+        """Start the periodic snapshot if it is due and the session quiet (or it is overdue);
+        else, if due, look again once the session may have been quiet long enough."""
+        interval = snapshot_interval(self.snapshot_every, len(self.state.conversation))
+        if self._since_snapshot < interval:
+            return
+        if self._since_snapshot >= SNAPSHOT_OVERDUE * interval:
+            self._cancel_quiet_timer()
+            self._snapshot_in_background()
+        elif self._quiet_timer is None:
+            self._quiet_timer = asyncio.get_running_loop().call_later(SNAPSHOT_QUIET, self._when_quiet)
+
+    def _when_quiet(self) -> None:
+        self._quiet_timer = None
+        if self._unsynced is not None:
+            return  # a batch still fsyncing: once durable, it looks again
+        quiet_for = time.monotonic() - self._last_event_at
+        if quiet_for < SNAPSHOT_QUIET:
+            wait = SNAPSHOT_QUIET - quiet_for
+            self._quiet_timer = asyncio.get_running_loop().call_later(wait, self._when_quiet)
+        elif self._snapshot_due():
+            self._snapshot_in_background()
+
+    def _cancel_quiet_timer(self) -> None:
+        if self._quiet_timer is not None:
+            self._quiet_timer.cancel()
+            self._quiet_timer = None
 
     def _snapshot_in_background(self) -> None:
         """Start writing the state as it is now; the count goes on while one is being written.
@@ -259,8 +311,8 @@ class SessionLog:
                 self.session_id,
                 error,
             )
-        elif self._snapshot_due():
-            self._snapshot_in_background()  # events enough for another came while it was written
+        else:
+            self._snapshot_when_due()  # events enough for another came while it was written
 
 
 async def _until_durable(synced: asyncio.Future[None]) -> None:

@@ -1,8 +1,10 @@
-"""SessionLog writes its periodic state.yaml snapshot in the background: appends never wait for it."""
+"""SessionLog writes its periodic state.yaml snapshot in the background, once the session is quiet:
+appends never wait for it."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from duragent.sessions.log import MAX_SNAPSHOT_INTERVAL, SNAPSHOT_SPACING, SessionLog, snapshot_interval
 from duragent.sessions.state import SessionState
@@ -16,9 +18,11 @@ class HeldSnapshots(InMemorySessionStore):
     def __init__(self) -> None:
         super().__init__()
         self.gate = asyncio.Event()
+        self.entered = asyncio.Event()
         self.saved: list[int] = []
 
     async def save_snapshot(self, snapshot: SessionSnapshot) -> None:
+        self.entered.set()
         await self.gate.wait()
         await super().save_snapshot(snapshot)
         self.saved.append(snapshot.last_seq)
@@ -31,6 +35,8 @@ async def test_appends_return_while_the_periodic_snapshot_is_still_being_written
     for turn in range(1, 4):
         await asyncio.wait_for(log.append("user_message", {"content": "hi", "turn": turn}), 10)
         await asyncio.wait_for(log.append("assistant_message", {"content": "hello"}), 10)
+        if turn == 1:
+            await asyncio.wait_for(store.entered.wait(), 10)  # due, and the session went quiet
 
     assert store.saved == []
     store.gate.set()
@@ -45,6 +51,7 @@ async def test_an_explicit_snapshot_waits_for_the_periodic_one_and_lands_after_i
     log = SessionLog(store, SessionState(session_id="s_order"), snapshot_every=2)
     await log.append("user_message", {"content": "hi", "turn": 1})
     await log.append("assistant_message", {"content": "hello"})
+    await asyncio.wait_for(store.entered.wait(), 10)
     await log.append("user_message", {"content": "again", "turn": 2})
 
     explicit = asyncio.ensure_future(log.snapshot())
@@ -101,3 +108,30 @@ async def test_a_long_session_is_snapshotted_less_often_so_each_event_costs_the_
 def test_the_interval_is_the_configured_one_until_a_quarter_of_the_conversation_is_more() -> None:
     assert [snapshot_interval(20, length) for length in (0, 80, 84, 400, 10_000)] == [20, 20, 21, 100, 1000]
     assert snapshot_interval(5000, 10_000) == 5000  # a larger configured interval is kept
+
+
+async def test_a_due_snapshot_waits_for_a_quiet_moment_unless_events_keep_coming() -> None:
+    """Written between turns, not during the next one; but never put off past a few intervals."""
+    store = CountedSnapshots()
+    written = asyncio.Event()
+    store.save_snapshot = _noting(store.save_snapshot, written)  # type: ignore[method-assign]
+    log = SessionLog(store, SessionState(session_id="s_quiet"), snapshot_every=4)
+    # (status changes: events that leave the conversation, and so the interval, as it is)
+    for number in range(6):  # back to back: due at 4, overdue at 16
+        await log.append("status_change", {"status": "active", "reason": f"change {number}"})
+    assert store.saved == []
+    await asyncio.wait_for(written.wait(), 10)  # quiet now: written without being asked
+    assert store.saved == [6]
+
+    for number in range(20):  # back to back: overdue at 16 more
+        await log.append("status_change", {"status": "active", "reason": f"change {number}"})
+    await log.settle()
+    assert store.saved == [6, 22, 26]
+
+
+def _noting(save: Any, written: asyncio.Event) -> Any:
+    async def noted(snapshot: SessionSnapshot) -> None:
+        await save(snapshot)
+        written.set()
+
+    return noted
