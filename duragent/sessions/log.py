@@ -40,8 +40,10 @@ SNAPSHOT_SPACING = 4
 MAX_SNAPSHOT_INTERVAL = 1000
 #: Seconds without a new event before a due snapshot is written...
 SNAPSHOT_QUIET = 0.05
-#: ...unless this many intervals of events are due (so a crash never leaves more to replay).
-SNAPSHOT_OVERDUE = 4
+#: ...unless this many intervals of events are due. (The interval grows with the conversation,
+#: so a session whose events never pause is snapshotted each time its conversation has doubled,
+#: at most every 2,000 events: what a crash may leave to replay.)
+SNAPSHOT_OVERDUE = 2
 
 
 def snapshot_interval(snapshot_every: int, conversation_length: int) -> int:
@@ -254,6 +256,8 @@ class SessionLog:
             writing = self._snapshotting
             if writing is not None and not writing.done():
                 await asyncio.wait({writing})  # (its end may find another one due: looked at again)
+            elif self._unsynced is None and self._snapshot_due():
+                self._snapshot_in_background()
             elif self._quiet_timer is None:
                 return
 

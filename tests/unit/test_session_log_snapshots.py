@@ -117,16 +117,17 @@ async def test_a_due_snapshot_waits_for_a_quiet_moment_unless_events_keep_coming
     store.save_snapshot = _noting(store.save_snapshot, written)  # type: ignore[method-assign]
     log = SessionLog(store, SessionState(session_id="s_quiet"), snapshot_every=4)
     # (status changes: events that leave the conversation, and so the interval, as it is)
-    for number in range(6):  # back to back: due at 4, overdue at 16
+    for number in range(6):  # back to back: due at 4, overdue at 8
         await log.append("status_change", {"status": "active", "reason": f"change {number}"})
     assert store.saved == []
     await asyncio.wait_for(written.wait(), 10)  # quiet now: written without being asked
     assert store.saved == [6]
 
-    for number in range(20):  # back to back: overdue at 16 more
+    for number in range(20):  # back to back: overdue every 8
         await log.append("status_change", {"status": "active", "reason": f"change {number}"})
+        await asyncio.sleep(0)
     await log.settle()
-    assert store.saved == [6, 22, 26]
+    assert store.saved == [6, 14, 22, 26]
 
 
 def _noting(save: Any, written: asyncio.Event) -> Any:
@@ -135,3 +136,18 @@ def _noting(save: Any, written: asyncio.Event) -> Any:
         written.set()
 
     return noted
+
+
+async def test_a_session_whose_events_never_pause_is_still_snapshotted() -> None:
+    """Never quiet (a scripted client, a busy chat): snapshots come each time the conversation
+    has doubled, so what a crash leaves to replay stays bounded."""
+    store = CountedSnapshots()
+    log = SessionLog(store, SessionState(session_id="s_busy"), snapshot_every=20)
+    for turn in range(1, 1001):  # back to back: never 50 ms without an event
+        await log.append("user_message", {"content": f"question {turn}", "turn": turn})
+        await log.append("assistant_message", {"content": "an answer"})
+        await asyncio.sleep(0)  # (the loop runs between turns, as a server's does)
+    await log.settle()
+    assert 4 <= len(store.saved) <= 8  # 40, 80, 160 ... events: the new half rendered each time
+    gaps = [later - earlier for earlier, later in zip([0, *store.saved], store.saved, strict=False)]
+    assert max(gaps[:-1]) <= 2 * MAX_SNAPSHOT_INTERVAL
