@@ -240,6 +240,7 @@ class SessionLog:
         """
         await self.synced()
         self._cancel_quiet_timer()
+        self._since_snapshot = 0  # (so settling does not start one: the one below holds its events)
         await self.settle()
         self._cancel_quiet_timer()
         self._since_snapshot = 0

@@ -151,3 +151,14 @@ async def test_a_session_whose_events_never_pause_is_still_snapshotted() -> None
     assert 4 <= len(store.saved) <= 8  # 40, 80, 160 ... events: the new half rendered each time
     gaps = [later - earlier for earlier, later in zip([0, *store.saved], store.saved, strict=False)]
     assert max(gaps[:-1]) <= 2 * MAX_SNAPSHOT_INTERVAL
+
+
+async def test_an_explicit_snapshot_replaces_a_due_one_rather_than_following_it() -> None:
+    """Pausing or closing a session writes one snapshot, not the periodic one and then its own."""
+    store = CountedSnapshots()
+    log = SessionLog(store, SessionState(session_id="s_pause"), snapshot_every=2)
+    await log.append("user_message", {"content": "hi", "turn": 1})
+    await log.append("assistant_message", {"content": "hello"})  # due; waits for a quiet moment
+    await log.snapshot()
+    assert store.saved == [2]
+    assert log._quiet_timer is None  # and none comes later
