@@ -218,6 +218,14 @@ def check_data_repo(path: Path, config: DuragentConfig | None = None) -> Check:
             )
         head = repo.head.commit.hexsha[:7]
     uncommitted = _uncommitted(path, config)
+    if uncommitted and _server_running(path):
+        # its committer waits for a quiet moment (git.commit_debounce) before committing them
+        return Check(
+            name,
+            "ok",
+            f"{path} is a repository at {head}; the running server has {len(uncommitted)} "
+            f"file{'s' if len(uncommitted) != 1 else ''} still to commit: {_summarise_folders(uncommitted)}",
+        )
     if uncommitted:
         return Check(
             name,
@@ -228,6 +236,12 @@ def check_data_repo(path: Path, config: DuragentConfig | None = None) -> Check:
             f"stores' files; see `git -C {path} status`",
         )
     return Check(name, "ok", f"{path} is a repository at {head}")
+
+
+def _server_running(data_path: Path) -> bool:
+    from duragent.client.runfile import read_run_info
+
+    return read_run_info(data_path) is not None
 
 
 def _uncommitted(path: Path, config: DuragentConfig | None) -> list[str]:

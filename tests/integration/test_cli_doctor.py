@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from duragent.cli import build_app
+from duragent.client.runfile import write_run_info
 from duragent.doctor import Check, DoctorReport, run_doctor
 from duragent.scaffold import ProviderChoice, init_workspace
 
@@ -186,6 +187,22 @@ def test_a_stale_branch_lock_left_by_a_killed_commit_fails(workspace: Path) -> N
     assert check.status == "fail"
     assert check.message == f"{lock} is 5 min old and blocks every commit"
     assert check.hint == f"if no git command is running: rm {lock}"
+
+
+def test_files_a_running_server_has_yet_to_commit_are_not_called_left_behind(workspace: Path) -> None:
+    """The server commits after a quiet moment: a doctor run in between must not say a stopped
+    server left them (the first thing a newcomer runs after `duragent send`)."""
+    session = workspace / ".duragent" / "sessions" / "s_pending"
+    session.mkdir(parents=True)
+    (session / "events.jsonl").write_text("{}\n")
+    stopped = by_name(doctor(workspace))["data repo"]
+    assert stopped.status == "warn"
+    assert "a server that stopped before committing left them" in (stopped.hint or "")
+
+    write_run_info(workspace / ".duragent", {"pid": os.getpid(), "url": "http://127.0.0.1:1"})
+    running = by_name(doctor(workspace))["data repo"]
+    assert running.status == "ok"
+    assert "the running server has 1 file still to commit: sessions/s_pending (1)" in running.message
 
 
 def test_a_data_dir_that_is_not_a_repository_is_a_warning(tmp_path: Path) -> None:
