@@ -218,24 +218,24 @@ def check_data_repo(path: Path, config: DuragentConfig | None = None) -> Check:
             )
         head = repo.head.commit.hexsha[:7]
     uncommitted = _uncommitted(path, config)
-    if uncommitted and _server_running(path):
+    if not uncommitted:
+        return Check(name, "ok", f"{path} is a repository at {head}")
+    files = f"{len(uncommitted)} file{'s' if len(uncommitted) != 1 else ''}"
+    if _server_running(path):
         # its committer waits for a quiet moment (git.commit_debounce) before committing them
         return Check(
             name,
             "ok",
-            f"{path} is a repository at {head}; the running server has {len(uncommitted)} "
-            f"file{'s' if len(uncommitted) != 1 else ''} still to commit: {_summarise_folders(uncommitted)}",
-        )
-    if uncommitted:
-        return Check(
-            name,
-            "warn",
-            f"{len(uncommitted)} file{'s' if len(uncommitted) != 1 else ''} not committed: "
+            f"{path} is a repository at {head}; the running server has {files} still to commit: "
             + _summarise_folders(uncommitted),
-            "a server that stopped before committing left them: the next `duragent serve` commits the "
-            f"stores' files; see `git -C {path} status`",
         )
-    return Check(name, "ok", f"{path} is a repository at {head}")
+    return Check(
+        name,
+        "warn",
+        f"{files} not committed: " + _summarise_folders(uncommitted),
+        "a server that stopped before committing left them: the next `duragent serve` commits the "
+        f"stores' files; see `git -C {path} status`",
+    )
 
 
 def _server_running(data_path: Path) -> bool:
