@@ -239,7 +239,6 @@ class SessionLog:
         (The periodic snapshot waiting for a quiet moment is not written: this one holds its events.)
         """
         await self.synced()
-        self._cancel_quiet_timer()
         self._since_snapshot = 0  # (so settling does not start one: the one below holds its events)
         await self.settle()
         self._cancel_quiet_timer()
@@ -250,16 +249,13 @@ class SessionLog:
         """Wait for the periodic snapshot being written, if any, and write one that waits for a
         quiet moment now (a failure is logged, not raised)."""
         while True:
-            if self._quiet_timer is not None:
-                self._cancel_quiet_timer()
-                if self._unsynced is None and self._snapshot_due():
-                    self._snapshot_in_background()
+            self._cancel_quiet_timer()
             writing = self._snapshotting
             if writing is not None and not writing.done():
                 await asyncio.wait({writing})  # (its end may find another one due: looked at again)
             elif self._unsynced is None and self._snapshot_due():
                 self._snapshot_in_background()
-            elif self._quiet_timer is None:
+            else:
                 return
 
     def _snapshot_due(self) -> bool:
