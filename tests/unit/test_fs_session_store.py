@@ -26,7 +26,12 @@ from duragent.stores.base import (
     SessionSnapshot,
 )
 from duragent.stores.filesystem.atomic import write_atomic
-from duragent.stores.filesystem.sessions import ConversationYaml, FilesystemSessionStore, FsyncMode
+from duragent.stores.filesystem.sessions import (
+    ConversationYaml,
+    FilesystemSessionStore,
+    FsyncMode,
+    snapshot_to_yaml,
+)
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -607,19 +612,25 @@ def test_the_kept_conversation_yaml_renders_what_a_fresh_dump_renders_as_the_con
         for i in range(12)
     ]
     kept = ConversationYaml()
+
+    def rendered(conversation: list[dict[str, Any]]) -> str:
+        snapshot = SessionSnapshot("s_yaml", "a", "active", 1, START, START, conversation=conversation)
+        text = snapshot_to_yaml(snapshot, kept).decode()
+        return text[text.index("conversation:") : text.index("usage:")]
+
     for end in (1, 5, 5, 12):
-        assert kept.render(entries[:end]) == yaml.dump(
+        assert rendered(entries[:end]) == yaml.dump(
             {"conversation": entries[:end]}, sort_keys=False, allow_unicode=True, width=100
         )
     # A past rewritten (not done by sessions today, but a cache must not serve stale text).
     entries[3] = {"role": "assistant", "content": "a different reply"}
-    assert kept.render(entries[:8]) == yaml.dump(
+    assert rendered(entries[:8]) == yaml.dump(
         {"conversation": entries[:8]}, sort_keys=False, allow_unicode=True, width=100
     )
-    assert kept.render(entries[:2]) == yaml.dump(
+    assert rendered(entries[:2]) == yaml.dump(
         {"conversation": entries[:2]}, sort_keys=False, allow_unicode=True, width=100
     )
-    assert kept.render([]) == "conversation: []\n"
+    assert rendered([]) == "conversation: []\n"
 
 
 async def test_a_store_keeps_no_lock_for_sessions_it_has_released(tmp_path: Path) -> None:

@@ -318,13 +318,9 @@ class ConversationYaml:
     #: Applied to each entry before it is rendered (the secret guard); the cache keeps the originals.
     redact: Redactor | None = None
 
-    def render(self, conversation: Sequence[dict[str, Any]]) -> str:
-        """`conversation:` and its items, exactly as `yaml.dump` writes them in a block mapping."""
-        items = self.items(conversation).decode()
-        return "conversation:\n" + items if conversation else "conversation: []\n"
-
     def items(self, conversation: Sequence[dict[str, Any]]) -> bytes | bytearray:
-        """The items of `conversation:` as UTF-8: the cache's own buffer (read it before the next call)."""
+        """The items of `conversation:` as UTF-8, exactly as `yaml.dump` writes them in a block
+        mapping: the cache's own buffer (read it before the next call)."""
         known = len(self.entries)
         if known > len(conversation) or self.entries != conversation[:known]:
             self.entries, self.text, known = [], bytearray(), 0
