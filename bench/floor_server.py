@@ -3,7 +3,9 @@
 `serve_turn.py --floor` runs this in the blocks of its servers, on the same workspace layout
 and fake model: aiohttp in, aiohttp out, one session's history kept in memory and sent whole
 each turn, the user message and the reply appended to a JSON-lines file and fsynced before the
-reply. No agents, memory, policy, tools, secret screening, auth, git or events. What it costs
+reply. Each message is encoded once, when it is appended, as Duragent's providers do: a turn
+encodes what is new and copies the history's text into the body. No agents, memory, policy,
+tools, secret screening, auth, git or events. What it costs
 per turn is what aiohttp and two fsyncs cost on this machine: the part of a turn's overhead
 no change to Duragent's own code can remove.
 
@@ -36,12 +38,14 @@ def main() -> None:
         "Content-Type": "application/json",
         "Authorization": f"Bearer {os.environ.get('OPENAI_API_KEY', '')}",
     }
-    history: list[dict[str, Any]] = [{"role": "system", "content": "You are a helpful assistant."}]
+    # the messages array's text, without its brackets
+    history = bytearray(json.dumps({"role": "system", "content": "You are a helpful assistant."}).encode())
     log_fd = os.open(config.parent / "floor-events.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
     def append(message: dict[str, Any]) -> None:
-        history.append(message)
-        os.write(log_fd, json.dumps(message).encode() + b"\n")
+        encoded = json.dumps(message).encode()
+        history.extend(b"," + encoded)
+        os.write(log_fd, encoded + b"\n")
         os.fsync(log_fd)
 
     async def ready(request: web.Request) -> web.Response:
@@ -53,7 +57,7 @@ def main() -> None:
     async def message(request: web.Request) -> web.Response:
         body = await request.json()
         append({"role": "user", "content": body["content"]})
-        payload = json.dumps({"model": "bench", "messages": history, "stream": True}).encode()
+        payload = b"".join((b'{"model": "bench", "messages": [', history, b'], "stream": true}'))
         text = []
         async with request.app[HTTP].post(model_url, data=payload, headers=headers) as response:
             async for line in response.content:

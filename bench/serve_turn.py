@@ -1,6 +1,7 @@
 """Turn overhead where the user meets it: HTTP through `duragent serve`, git and fsync on.
 
-    python bench/serve_turn.py [--turns 1000] [--quick] [--startups 5] [--against DIR | --floor]
+    python bench/serve_turn.py [--turns 1000] [--quick] [--startups 5] [--warmup 50]
+                               [--against DIR | --floor]
 
 Four processes: the instant fake model (`duragent.testing.fake_llm`, its own process, recording
 every request body it receives), two `duragent serve` over fresh workspaces made by `init` with
@@ -12,6 +13,15 @@ git on, git off, then the bare replay, so a slow spell of the shared machine fal
 - Overhead per turn: the turn's latency at the client minus the latency of a bare request of
   the same body (the exact bytes the server sent the model, recorded by the fake and replayed
   by this client in the same block): what remains is what `duragent serve` adds.
+- Before the measured session each server answers `--warmup` turns (50) in another session,
+  and the git-on server commits them: turns 1-50 then compare a short history with a long one
+  on a warm server, not a server's first turns (its caches and allocator filling, the model
+  connection being made, its first commit) with later ones. The warm-up's own latencies are
+  printed, not counted; `--warmup 0` measures a fresh server's first turns.
+- Server CPU per turn of the servers' own threads (schedstat, in ns) in the first and the last
+  60 turns: what the server does more per turn late in a session, apart from the machine's
+  latency swings: in runs of 2026-12-04 the floor's overhead grew 0.78x to 1.32x from turns
+  1-50 to 951-1000 while its CPU per turn stayed within 8%.
 - Server CPU per turn: utime + stime of the server process, its reaped children (the `git`
   commands) and its running ones (the commit process of large batches) from the first turn
   until the git-on server has committed everything, divided by the turns; git on vs git off
@@ -22,8 +32,8 @@ git on, git off, then the bare replay, so a slow spell of the shared machine fal
 - `--against DIR` (DIR holds another tree's `duragent/`): a third server, git on, runs that
   tree's code in the same blocks, for an A/B of overhead and server CPU per turn in one run.
 - `--floor`: the third server is `bench/floor_server.py` instead, the least a session server can
-  do per turn (aiohttp in and out, history in memory, two fsyncs): the overhead no change to
-  Duragent's code can remove on this machine.
+  do per turn (aiohttp in and out, history in memory, each message encoded once, two fsyncs):
+  the overhead no change to Duragent's code can remove on this machine.
 - The first turn waits until the workspaces' files are older than `file_stamps.SETTLE_NS` (3 s;
   the start-ups take most of it), as a person's files are by the time they talk to an agent: a
   file changed in the last 3 s is read again every turn (git's racily-clean rule), which made
@@ -39,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -249,6 +260,16 @@ def process_cpu(pid: int) -> float:
     return sum(int(value) for value in stat.rsplit(")", 1)[1].split()[11:15]) / _TICKS
 
 
+def thread_cpu(pid: int) -> float:
+    """Seconds the process's threads have run on a CPU (schedstat: nanoseconds, where the clock
+    ticks of `process_cpu` are 10 ms); its children are not counted."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError):  # a thread that ended meanwhile
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
+
+
 def long_lived_children(pid: int) -> list[int]:
     """The running children of `pid`, any thread's, except short git commands (counted once reaped)."""
     children = []
@@ -307,13 +328,19 @@ class Run:
     """What one server measured."""
 
     turns: list[float] = field(default_factory=list)
+    #: Latencies of the warm-up session's turns (before the measured session).
+    warmup: list[float] = field(default_factory=list)
+    #: CPU seconds of the server's threads in each block of the measured session.
+    block_cpu: list[float] = field(default_factory=list)
     cpu: float = 0.0
     rss_early_kib: int = 0
     rss_end_kib: int = 0
     peak_kib: int = 0
 
 
-async def measure(turns: int, startups: int, against: Path | None, floor: bool, fresh: bool = False) -> None:
+async def measure(
+    turns: int, startups: int, against: Path | None, floor: bool, fresh: bool = False, warmup: int = 0
+) -> None:
     # Servers load modules from bytecode, as an installed package does: with
     # PYTHONDONTWRITEBYTECODE set (some shells and CI set it) every start would compile the
     # package's source again, ~30% of a start's CPU on this machine.
@@ -357,7 +384,9 @@ async def measure(turns: int, startups: int, against: Path | None, floor: bool, 
                     await until_settled(last_made)
                 try:
                     label = "floor" if floor else "against"
-                    await run_turns(http, turns, llm_url, record, on, off, startup_times, other, label)
+                    await run_turns(
+                        http, turns, llm_url, record, on, off, startup_times, other, label, warmup
+                    )
                 finally:
                     for server in (on, off, other):
                         if server is not None:
@@ -377,24 +406,39 @@ async def run_turns(
     startup_times: list[tuple[float, float]],
     other: Server | None = None,
     other_label: str = "against",
+    warmup: int = 0,
 ) -> None:
+    servers = {"on": on, "off": off, **({"against": other} if other is not None else {})}
+    results = {"on": Run(), "off": Run(), "against": Run()}
+    if warmup:
+        for name, server in servers.items():
+            session = await new_session(http, server)
+            results[name].warmup = [await turn(http, server, session, i) for i in range(warmup)]
+        await asyncio.to_thread(settle, on)
+        if other is not None:
+            await asyncio.to_thread(settle, other)
     on_session, off_session = await new_session(http, on), await new_session(http, off)
     other_session = await new_session(http, other) if other is not None else ""
-    results = {"on": Run(), "off": Run(), "against": Run()}
     replays: list[float] = []
-    _, offset = read_recorded(record)  # the start-ups' requests, if any
+    _, offset = read_recorded(record)  # the start-ups' and warm-up's requests, if any
     commits_before = commits(on.data)
-    servers = {"on": on, "off": off, **({"against": other} if other is not None else {})}
     cpu_start = {name: server.cpu_seconds() for name, server in servers.items()}
     window = min(50, max(1, turns // 4))
+
+    async def timed_block(name: str, session: str, block: range) -> None:
+        server, result = servers[name], results[name]
+        before = thread_cpu(server.process.pid)
+        result.turns += [await turn(http, server, session, i) for i in block]
+        result.block_cpu.append(thread_cpu(server.process.pid) - before)
+
     for first in range(0, turns, BLOCK):
         block = range(first, min(first + BLOCK, turns))
-        results["on"].turns += [await turn(http, on, on_session, i) for i in block]
+        await timed_block("on", on_session, block)
         bodies, offset = read_recorded(record, offset)
-        results["off"].turns += [await turn(http, off, off_session, i) for i in block]
+        await timed_block("off", off_session, block)
         _, offset = read_recorded(record, offset)
         if other is not None:
-            results["against"].turns += [await turn(http, other, other_session, i) for i in block]
+            await timed_block("against", other_session, block)
             _, offset = read_recorded(record, offset)
         replays += await bare(http, llm_url, bodies)
         _, offset = read_recorded(record, offset)
@@ -435,6 +479,12 @@ def report(
     overhead_off = [t - r for t, r in zip(off.turns, replays, strict=True)]
     early, late = statistics.median(overhead[:window]), statistics.median(overhead[-window:])
     print(f"turns per server: {turns} in one session, blocks of {BLOCK}")
+    if on.warmup:
+        print(
+            f"warm-up before it: {len(on.warmup)} turns in another session, turn p50 git on "
+            f"{ms(statistics.median(on.warmup))} ms, git off {ms(statistics.median(off.warmup))} ms "
+            f"(first turn {ms(on.warmup[0])} / {ms(off.warmup[0])} ms); not counted"
+        )
     print(f"{'':<40}{'p50 ms':>9}{'p99 ms':>9}")
     for label, values in (
         ("bare request to the model (replayed)", replays),
@@ -471,6 +521,18 @@ def report(
             for label, values in yardsticks
             for first, last in [(statistics.median(values[:window]), statistics.median(values[-window:]))]
         )
+    )
+    # what the servers' own threads spent per turn: growth here is the server's, not the machine's
+    blocks = max(1, window // BLOCK + (window % BLOCK > 0))
+    span = min(turns, blocks * BLOCK)
+    cpu_growth = []
+    for label, result in (("git on", on), ("git off", off), (other_label, other)):
+        if result.block_cpu:
+            first, last = sum(result.block_cpu[:blocks]) / span, sum(result.block_cpu[-blocks:]) / span
+            cpu_growth.append(f"{label} {ms(first)} -> {ms(last)} ms ({last / first:.2f}x)")
+    print(
+        f"server CPU per turn (its threads), turns 1-{span} vs {turns - span + 1}-{turns}: "
+        + "; ".join(cpu_growth)
     )
     # a cost paid every few turns (a snapshot, a cache refresh) shows as one slow column
     for label, values in [("git on", overhead), *yardsticks[1:]]:
@@ -532,12 +594,18 @@ def main() -> None:
         action="store_true",
         help="start the turns at once, while the workspaces' files are younger than 3 s",
     )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=50,
+        help="turns each server answers in another session first, not counted (0: none)",
+    )
     args = parser.parse_args()
     if args.floor and args.against:
         parser.error("--floor and --against both take the third server's place: choose one")
     turns, startups = (200, 2) if args.quick else (args.turns, args.startups)
     against = args.against.resolve() if args.against is not None else None
-    asyncio.run(measure(turns, startups, against, args.floor, args.fresh))
+    asyncio.run(measure(turns, startups, against, args.floor, args.fresh, args.warmup))
 
 
 if __name__ == "__main__":
