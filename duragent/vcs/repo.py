@@ -1003,7 +1003,7 @@ def _run_git_lines(
                 stderr=stderr,
             )
         except FileNotFoundError as error:
-            raise GitError("git is not installed (Duragent needs the git command)", command) from error
+            raise _git_missing(command) from error
         with process:
             assert process.stdout is not None
             # lines end where git ends them ("\n"): no universal newlines, which would also cut at
@@ -1013,9 +1013,7 @@ def _run_git_lines(
             output.read()  # whatever `read` left, so git can finish
         if process.returncode != 0:
             stderr.seek(0)
-            raise GitError(
-                f"git {args[0]} failed in {cwd}", command, stderr.read().decode("utf-8", "replace")
-            )
+            raise _git_failed(cwd, args, command, stderr.read().decode("utf-8", "replace"))
     return result
 
 
@@ -1046,7 +1044,15 @@ def _run_git(
             check=False,
         )
     except FileNotFoundError as error:
-        raise GitError("git is not installed (Duragent needs the git command)", command) from error
+        raise _git_missing(command) from error
     if check and done.returncode not in ok_codes:
-        raise GitError(f"git {args[0]} failed in {cwd}", command, done.stderr)
+        raise _git_failed(cwd, args, command, done.stderr)
     return done.stdout
+
+
+def _git_missing(command: list[str]) -> GitError:
+    return GitError("git is not installed (Duragent needs the git command)", command)
+
+
+def _git_failed(cwd: Path, args: Sequence[str], command: list[str], stderr: str) -> GitError:
+    return GitError(f"git {args[0]} failed in {cwd}", command, stderr)
