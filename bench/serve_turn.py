@@ -25,7 +25,10 @@ git on, git off, then the bare replay, so a slow spell of the shared machine fal
 - Server CPU per turn: utime + stime of the server process, its reaped children (the `git`
   commands) and its running ones (the commit process of large batches) from the first turn
   until the git-on server has committed everything, divided by the turns; git on vs git off
-  as a ratio, with the number of commits that landed while the turns ran.
+  as a ratio, with the number of commits that landed while the turns ran and in which blocks
+  (the branch's file is checked after each block). With the default configuration a commit
+  comes 10 s after the first change under constant writes: a run faster than that has none
+  among its turns, and its ratio counts the one that follows them.
 - Peak RSS of each server (VmHWM) and its growth per turn (VmRSS after turn 50 vs the end).
 - Start-up: `duragent serve` started to `/readyz` answering 200, `--startups` times after one
   untimed start (which writes bytecode); wall time and the server's CPU until then.
@@ -284,6 +287,21 @@ def long_lived_children(pid: int) -> list[int]:
     return children
 
 
+def branch_ref(data: Path) -> Path:
+    """The file of the branch the data repo's HEAD is on (a commit rewrites it)."""
+    head = (data / ".git" / "HEAD").read_text().strip()
+    return data / ".git" / head.removeprefix("ref: ")
+
+
+def stamp_of(path: Path) -> int:
+    """When `path` last changed (ns), 0 while it does not exist: checked after every block, so
+    no `git` process runs beside the servers."""
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
 def commits(data: Path) -> int:
     done = subprocess.run(
         ["git", "-C", str(data), "rev-list", "--count", "HEAD"], capture_output=True, text=True
@@ -332,6 +350,10 @@ class Run:
     warmup: list[float] = field(default_factory=list)
     #: CPU seconds of the server's threads in each block of the measured session.
     block_cpu: list[float] = field(default_factory=list)
+    #: The first turn of each block during which the server's branch moved (a commit landed).
+    commit_blocks: list[int] = field(default_factory=list)
+    #: Wall seconds of the measured session, all servers' blocks and the replays.
+    seconds: float = 0.0
     cpu: float = 0.0
     rss_early_kib: int = 0
     rss_end_kib: int = 0
@@ -431,9 +453,15 @@ async def run_turns(
         result.turns += [await turn(http, server, session, i) for i in block]
         result.block_cpu.append(thread_cpu(server.process.pid) - before)
 
+    head = branch_ref(on.data)
+    head_stamp = stamp_of(head)
+    started = time.monotonic()
     for first in range(0, turns, BLOCK):
         block = range(first, min(first + BLOCK, turns))
         await timed_block("on", on_session, block)
+        if stamp_of(head) != head_stamp:  # a commit landed while this block ran
+            head_stamp = stamp_of(head)
+            results["on"].commit_blocks.append(first)
         bodies, offset = read_recorded(record, offset)
         await timed_block("off", off_session, block)
         _, offset = read_recorded(record, offset)
@@ -447,6 +475,7 @@ async def run_turns(
         if first + BLOCK >= window and not results["on"].rss_early_kib:
             results["on"].rss_early_kib = on.memory_kib("VmRSS")
             results["off"].rss_early_kib = off.memory_kib("VmRSS")
+    results["on"].seconds = time.monotonic() - started
     commits_during = commits(on.data) - commits_before
     load_end = load_average()
     await asyncio.to_thread(settle, on)
@@ -553,8 +582,15 @@ def report(
             f"server CPU per turn, {other_label}: {ms(per_other)} ms; this tree / {other_label}: "
             f"{per_on / per_other:.3f}"
         )
+    if on.commit_blocks:
+        landed = ", ".join(f"{first + 1}-{first + BLOCK}" for first in on.commit_blocks)
+        where = f"in its blocks of turns {landed}"
+    else:
+        # the default git.max_commit_delay: a commit waits at most that long under constant writes
+        where = f"none: the turns took {on.seconds:.1f} s, a commit comes 10 s after the first change"
     print(
-        f"commits by the git-on server: {commits_during} while the turns ran, {commits_total} with the last"
+        f"commits by the git-on server: {commits_during} while the turns ran ({where}), "
+        f"{commits_total} with the last (counted in its CPU per turn)"
     )
     for name, result in (("git on", on), ("git off", off)):
         growth = (result.rss_end_kib - result.rss_early_kib) / max(1, turns - window)
