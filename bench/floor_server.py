@@ -1,13 +1,13 @@
 """The floor under a turn through `duragent serve`: the least a session server can do per turn.
 
 `serve_turn.py --floor` runs this in the blocks of its servers, on the same workspace layout
-and fake model: aiohttp in, aiohttp out, one session's history kept in memory and sent whole
+and fake model: aiohttp in, aiohttp out, each session's history kept in memory and sent whole
 each turn, the user message and the reply appended to a JSON-lines file and fsynced before the
 reply. Each message is encoded once, when it is appended, as Duragent's providers do: a turn
 encodes what is new and copies the history's text into the body. No agents, memory, policy,
-tools, secret screening, auth, git or events. What it costs
-per turn is what aiohttp and two fsyncs cost on this machine: the part of a turn's overhead
-no change to Duragent's own code can remove.
+tools, secret screening, auth, git or events. What it costs per turn is what aiohttp and two
+fsyncs cost on this machine: the part of a turn's overhead no change to Duragent's own code
+can remove.
 
     python bench/floor_server.py -c WORKSPACE/duragent.yaml serve --port N
 """
@@ -38,11 +38,12 @@ def main() -> None:
         "Content-Type": "application/json",
         "Authorization": f"Bearer {os.environ.get('OPENAI_API_KEY', '')}",
     }
-    # the messages array's text, without its brackets
-    history = bytearray(json.dumps({"role": "system", "content": "You are a helpful assistant."}).encode())
+    system = json.dumps({"role": "system", "content": "You are a helpful assistant."}).encode()
+    # per session, the messages array's text without its brackets
+    histories: dict[str, bytearray] = {}
     log_fd = os.open(config.parent / "floor-events.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
-    def append(message: dict[str, Any]) -> None:
+    def append(history: bytearray, message: dict[str, Any]) -> None:
         encoded = json.dumps(message).encode()
         history.extend(b"," + encoded)
         os.write(log_fd, encoded + b"\n")
@@ -52,11 +53,14 @@ def main() -> None:
         return web.Response(text="ok")
 
     async def new_session(request: web.Request) -> web.Response:
-        return web.json_response({"session_id": "s_floor"})
+        session_id = f"s_floor{len(histories)}"
+        histories[session_id] = bytearray(system)
+        return web.json_response({"session_id": session_id})
 
     async def message(request: web.Request) -> web.Response:
+        history = histories[request.match_info["session_id"]]
         body = await request.json()
-        append({"role": "user", "content": body["content"]})
+        append(history, {"role": "user", "content": body["content"]})
         payload = b"".join((b'{"model": "bench", "messages": [', history, b'], "stream": true}'))
         text = []
         async with request.app[HTTP].post(model_url, data=payload, headers=headers) as response:
@@ -65,7 +69,7 @@ def main() -> None:
                     for choice in json.loads(line[6:]).get("choices", []):
                         text.append(choice.get("delta", {}).get("content") or "")
         reply = "".join(text)
-        append({"role": "assistant", "content": reply})
+        append(history, {"role": "assistant", "content": reply})
         return web.json_response({"content": reply})
 
     async def client(app: web.Application) -> Any:

@@ -1,6 +1,6 @@
 """Turn overhead where the user meets it: HTTP through `duragent serve`, git and fsync on.
 
-    python bench/serve_turn.py [--turns 1000] [--quick] [--startups 5] [--warmup 50]
+    python bench/serve_turn.py [--turns 1000] [--quick] [--startups 5] [--warmup 20]
                                [--against DIR | --floor]
 
 Four processes: the instant fake model (`duragent.testing.fake_llm`, its own process, recording
@@ -13,11 +13,16 @@ git on, git off, then the bare replay, so a slow spell of the shared machine fal
 - Overhead per turn: the turn's latency at the client minus the latency of a bare request of
   the same body (the exact bytes the server sent the model, recorded by the fake and replayed
   by this client in the same block): what remains is what `duragent serve` adds.
-- Before the measured session each server answers `--warmup` turns (50) in another session,
-  and the git-on server commits them: turns 1-50 then compare a short history with a long one
-  on a warm server, not a server's first turns (its caches and allocator filling, the model
-  connection being made, its first commit) with later ones. The warm-up's own latencies are
-  printed, not counted; `--warmup 0` measures a fresh server's first turns.
+- Before the measured session each server answers `--warmup` turns (20) in another session,
+  which it then ends, and the git-on server commits them: turns 1-50 then compare a short
+  history with a long one on a warm server, not a server's first turns (its caches and
+  allocator filling, the model connection being made, its first commit) with later ones. The
+  warm-up's own latencies are printed, not counted; `--warmup 0` measures a fresh server's
+  first turns.
+- Growth in alternation: turns 1-50 and 951-1000 are ~10 s apart, and the machine's speed
+  drifts in that time. After everything above is read, every server takes 50 more turns of
+  the long session (1001-1050) one by one with the first 50 turns of a new session, so both
+  histories are measured at the same moments; each against the replay of its own body.
 - Server CPU per turn of the servers' own threads (schedstat, in ns) in the first and the last
   60 turns: what the server does more per turn late in a session, apart from the machine's
   latency swings: in runs of 2026-12-04 the floor's overhead grew 0.78x to 1.32x from turns
@@ -227,6 +232,13 @@ async def new_session(http: aiohttp.ClientSession, server: Server) -> str:
         return str((await response.json())["session_id"])
 
 
+async def end_session(http: aiohttp.ClientSession, server: Server, session: str) -> None:
+    """End the session (the server lets go of it); the floor has no such route and ignores it."""
+    async with http.post(f"{server.url}/api/v1/sessions/{session}/end", headers=server.headers) as response:
+        if response.status != 404:
+            response.raise_for_status()
+
+
 async def turn(http: aiohttp.ClientSession, server: Server, session: str, i: int) -> float:
     """One turn: POST the message, read the synchronous reply; its seconds."""
     started = time.perf_counter()
@@ -352,6 +364,10 @@ class Run:
     block_cpu: list[float] = field(default_factory=list)
     #: The first turn of each block during which the server's branch moved (a commit landed).
     commit_blocks: list[int] = field(default_factory=list)
+    #: Overheads of turns after the measured ones, and of a new session's first turns, taken in
+    #: alternation (`in_alternation`).
+    long_late: list[float] = field(default_factory=list)
+    new_early: list[float] = field(default_factory=list)
     #: Wall seconds of the measured session, all servers' blocks and the replays.
     seconds: float = 0.0
     cpu: float = 0.0
@@ -436,6 +452,7 @@ async def run_turns(
         for name, server in servers.items():
             session = await new_session(http, server)
             results[name].warmup = [await turn(http, server, session, i) for i in range(warmup)]
+            await end_session(http, server, session)
         await asyncio.to_thread(settle, on)
         if other is not None:
             await asyncio.to_thread(settle, other)
@@ -487,9 +504,55 @@ async def run_turns(
         result.cpu = server.cpu_seconds() - cpu_start[name]
         result.rss_end_kib = server.memory_kib("VmRSS")
         result.peak_kib = server.memory_kib("VmHWM")
+    long_sessions = {"on": on_session, "off": off_session}
+    if other is not None:
+        long_sessions["against"] = other_session
+    for name, pair in (
+        await in_alternation(http, llm_url, record, offset, servers, long_sessions, turns, window)
+    ).items():
+        results[name].long_late, results[name].new_early = pair
     report(
         turns, window, results, replays, commits_during, commits_total, startup_times, load_end, other_label
     )
+
+
+async def in_alternation(
+    http: aiohttp.ClientSession,
+    llm_url: str,
+    record: Path,
+    offset: int,
+    servers: dict[str, Server],
+    long_sessions: dict[str, str],
+    turns: int,
+    count: int,
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Overheads of `count` more turns of each server's long session and of the first `count`
+    of a new session, one of each in turn: both at the same moments of the machine, so what
+    differs is the history. Per server: (the long session's, the new session's)."""
+    new_sessions = {name: await new_session(http, servers[name]) for name in long_sessions}
+    _, offset = read_recorded(record, offset)
+    measured: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in long_sessions}
+    for first in range(0, count, BLOCK):
+        block = range(first, min(first + BLOCK, count))
+        latencies: dict[str, list[float]] = {}
+        for name in long_sessions:
+            server, long_session, new = servers[name], long_sessions[name], new_sessions[name]
+            latencies[name] = []
+            for i in block:
+                latencies[name].append(await turn(http, server, long_session, turns + i))
+                latencies[name].append(await turn(http, server, new, i))
+            bodies, offset = read_recorded(record, offset)
+            if name == "on":
+                on_bodies = bodies  # the git-off server sends the same bytes
+        replayed = await bare(http, llm_url, on_bodies)
+        _, offset = read_recorded(record, offset)
+        for name, values in latencies.items():
+            overheads = [
+                latency - bare_latency for latency, bare_latency in zip(values, replayed, strict=True)
+            ]
+            measured[name][0].extend(overheads[0::2])
+            measured[name][1].extend(overheads[1::2])
+    return measured
 
 
 def report(
@@ -538,6 +601,17 @@ def report(
         f"overhead turns 1-{window} vs {turns - window + 1}-{turns}: {ms(early)} -> {ms(late)} ms "
         f"({drift:.2f}x; target within 15%: {'ok' if abs(drift - 1) <= 0.15 else 'MISSED'})"
     )
+    paired = []
+    for label, result in (("git on", on), ("git off", off), (other_label, other)):
+        if result.new_early:
+            new, long = statistics.median(result.new_early), statistics.median(result.long_late)
+            met = abs(long / new - 1) <= 0.15
+            paired.append(f"{label} {ms(new)} -> {ms(long)} ms ({long / new:.2f}x; {verdict(met)})")
+    if paired:
+        print(
+            f"  in alternation, a new session's turns 1-{window} vs this one's {turns + 1}-{turns + window}: "
+            + "; ".join(paired)
+        )
     # the same for the servers beside it: growth they share is the machine's or the history's
     # size on the wire, not the git-on server's own
     yardsticks = [("git off", overhead_off)]
@@ -633,7 +707,7 @@ def main() -> None:
     parser.add_argument(
         "--warmup",
         type=int,
-        default=50,
+        default=20,
         help="turns each server answers in another session first, not counted (0: none)",
     )
     args = parser.parse_args()
