@@ -363,7 +363,7 @@ class ArtifactStore(Protocol):
 # --- change notification (stores -> git committer) -------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     """Files a store changed and why, for the committer to batch into readable commits.
 

@@ -397,13 +397,25 @@ def _batch_change(events_path: Path, session_id: str, batch: Sequence[SessionEve
         if type(value) is int and (turn is None or value > turn):  # (not a bool)
             turn = value
     count = "+1 event" if len(batch) == 1 else f"+{len(batch)} events"
+    types = tuple([event.type for event in batch])
     return Change(
-        paths=(events_path,),
+        paths=_paths_of(events_path),
         kind="session",
         subject=session_id,
         summary=count if turn is None else f"turn {turn} ({count})",
-        details=tuple([event.type for event in batch]),
+        details=_SHARED_DETAILS.setdefault(types, types) if len(_SHARED_DETAILS) < 256 else types,
     )
+
+
+#: The few event-type sequences batches have, one tuple each: a server keeps every change it
+#: has not committed yet (up to `git.max_commit_delay` of them), two or three per turn.
+_SHARED_DETAILS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+@functools.lru_cache(maxsize=1024)
+def _paths_of(events_path: Path) -> tuple[Path]:
+    """`(events_path,)`, one tuple per session file for all its changes."""
+    return (events_path,)
 
 
 class FilesystemSessionStore:
