@@ -134,6 +134,30 @@ def _terminal_columns() -> int:
         return _HELP_COLUMNS
 
 
+def _without_pydantic_plugin_loader() -> None:
+    """With pydantic's plugins off, stand in for its plugin loader, which finds none anyway.
+
+    The loader imports `importlib.metadata` (and with it `email`, `zipfile`, `csv`) when a
+    command builds its first model, even when plugins are off: 9 ms of each start and 0.8 MiB
+    of every server, for nothing. The stand-in answers `get_plugins()` as the loader does when
+    `PYDANTIC_DISABLE_PLUGINS` turns them all off; with any other setting the loader is used.
+    """
+    if os.environ.get("PYDANTIC_DISABLE_PLUGINS") not in ("__all__", "1", "true"):
+        return
+    name = "pydantic.plugin._loader"
+    if name in sys.modules:
+        return
+    import types
+
+    loader = types.ModuleType(name, "Duragent's stand-in: pydantic's plugins are turned off.")
+    loader.get_plugins = _no_plugins  # type: ignore[attr-defined]
+    sys.modules[name] = loader
+
+
+def _no_plugins() -> tuple[()]:
+    return ()
+
+
 def main() -> None:
     """Console-script entry point: run the app, turning Duragent errors into messages and exit codes."""
     if sys.argv[1:] == ["--version"]:
@@ -150,6 +174,7 @@ def main() -> None:
     # builds a model: 10-40 ms of every command's start, for plugins Duragent never uses.
     # (PYDANTIC_DISABLE_PLUGINS= set to empty turns the lookup back on.)
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    _without_pydantic_plugin_loader()
     try:
         code = _fast_path(sys.argv[1:])
         if code is not None:
