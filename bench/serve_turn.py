@@ -20,8 +20,8 @@ git on, git off, then the bare replay, so a slow spell of the shared machine fal
   warm-up's own latencies are printed, not counted; `--warmup 0` measures a fresh server's
   first turns.
 - Growth in alternation: turns 1-50 and 951-1000 are ~10 s apart, and the machine's speed
-  drifts in that time. After everything above is read, every server takes 50 more turns of
-  the long session (1001-1050) one by one with the first 50 turns of a new session, so both
+  drifts in that time. After everything above is read, every server takes 100 more turns of
+  the long session (1001-1100) one by one with the first 50 turns of two new sessions, so both
   histories are measured at the same moments; each against the replay of its own body.
 - Server CPU per turn of the servers' own threads (schedstat, in ns) in the first and the last
   60 turns: what the server does more per turn late in a session, apart from the machine's
@@ -78,6 +78,8 @@ from duragent.testing.fake_llm import read_recorded, start_process
 
 REPLY = "Sure, here is a short answer to that."
 BLOCK = 20
+#: New sessions whose first turns `in_alternation` pairs with the long session's next ones.
+ALTERNATION_ROUNDS = 2
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -525,33 +527,37 @@ async def in_alternation(
     long_sessions: dict[str, str],
     turns: int,
     count: int,
+    rounds: int = ALTERNATION_ROUNDS,
 ) -> dict[str, tuple[list[float], list[float]]]:
-    """Overheads of `count` more turns of each server's long session and of the first `count`
-    of a new session, one of each in turn: both at the same moments of the machine, so what
-    differs is the history. Per server: (the long session's, the new session's)."""
-    new_sessions = {name: await new_session(http, servers[name]) for name in long_sessions}
-    _, offset = read_recorded(record, offset)
+    """Overheads of `rounds` * `count` more turns of each server's long session and of the first
+    `count` turns of `rounds` new sessions, one of each in turn: both at the same moments of the
+    machine, so what differs is the history. Per server: (the long session's, the new ones')."""
     measured: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in long_sessions}
-    for first in range(0, count, BLOCK):
-        block = range(first, min(first + BLOCK, count))
-        latencies: dict[str, list[float]] = {}
-        for name in long_sessions:
-            server, long_session, new = servers[name], long_sessions[name], new_sessions[name]
-            latencies[name] = []
-            for i in block:
-                latencies[name].append(await turn(http, server, long_session, turns + i))
-                latencies[name].append(await turn(http, server, new, i))
-            bodies, offset = read_recorded(record, offset)
-            if name == "on":
-                on_bodies = bodies  # the git-off server sends the same bytes
-        replayed = await bare(http, llm_url, on_bodies)
+    next_turn = turns
+    for _round in range(rounds):
+        new_sessions = {name: await new_session(http, servers[name]) for name in long_sessions}
         _, offset = read_recorded(record, offset)
-        for name, values in latencies.items():
-            overheads = [
-                latency - bare_latency for latency, bare_latency in zip(values, replayed, strict=True)
-            ]
-            measured[name][0].extend(overheads[0::2])
-            measured[name][1].extend(overheads[1::2])
+        for first in range(0, count, BLOCK):
+            block = range(first, min(first + BLOCK, count))
+            latencies: dict[str, list[float]] = {}
+            for name in long_sessions:
+                server, long_session, new = servers[name], long_sessions[name], new_sessions[name]
+                latencies[name] = []
+                for i in block:
+                    latencies[name].append(await turn(http, server, long_session, next_turn + i))
+                    latencies[name].append(await turn(http, server, new, i))
+                bodies, offset = read_recorded(record, offset)
+                if name == "on":
+                    on_bodies = bodies  # the other servers send the same bytes
+            replayed = await bare(http, llm_url, on_bodies)
+            _, offset = read_recorded(record, offset)
+            for name, values in latencies.items():
+                overheads = [
+                    latency - bare_latency for latency, bare_latency in zip(values, replayed, strict=True)
+                ]
+                measured[name][0].extend(overheads[0::2])
+                measured[name][1].extend(overheads[1::2])
+        next_turn += count
     return measured
 
 
@@ -609,8 +615,8 @@ def report(
             paired.append(f"{label} {ms(new)} -> {ms(long)} ms ({long / new:.2f}x; {verdict(met)})")
     if paired:
         print(
-            f"  in alternation, a new session's turns 1-{window} vs this one's {turns + 1}-{turns + window}: "
-            + "; ".join(paired)
+            f"  in alternation, {ALTERNATION_ROUNDS} new sessions' turns 1-{window} vs this one's "
+            f"{turns + 1}-{turns + ALTERNATION_ROUNDS * window}: " + "; ".join(paired)
         )
     # the same for the servers beside it: growth they share is the machine's or the history's
     # size on the wire, not the git-on server's own
