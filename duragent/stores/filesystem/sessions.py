@@ -412,9 +412,10 @@ def _batch_change(events_path: Path, session_id: str, batch: Sequence[SessionEve
 _SHARED_DETAILS: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=256)
 def _paths_of(events_path: Path) -> tuple[Path]:
-    """`(events_path,)`, one tuple per session file for all its changes."""
+    """`(events_path,)`, one tuple per session file for all its changes (of the sessions
+    written lately: an unloaded one's tuple is dropped as others come)."""
     return (events_path,)
 
 
