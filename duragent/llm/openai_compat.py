@@ -31,7 +31,7 @@ from duragent.llm.types import (
 )
 
 #: As json.dumps with compact separators (non-ASCII escaped), built once: every request carries
-#: the whole history, and the spaces after "," and ":" were ~7% of a long session's body.
+#: the whole history, and the spaces after "," and ":" were ~5% of a long session's body.
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 _FINISH_REASONS: dict[str, FinishReason] = {
