@@ -38,13 +38,14 @@ def main() -> None:
         "Content-Type": "application/json",
         "Authorization": f"Bearer {os.environ.get('OPENAI_API_KEY', '')}",
     }
-    system = json.dumps({"role": "system", "content": "You are a helpful assistant."}).encode()
+    compact = json.JSONEncoder(separators=(",", ":"))  # as Duragent's providers write bodies
+    system = compact.encode({"role": "system", "content": "You are a helpful assistant."}).encode()
     # per session, the messages array's text without its brackets
     histories: dict[str, bytearray] = {}
     log_fd = os.open(config.parent / "floor-events.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
     def append(history: bytearray, message: dict[str, Any]) -> None:
-        encoded = json.dumps(message).encode()
+        encoded = compact.encode(message).encode()
         history.extend(b"," + encoded)
         os.write(log_fd, encoded + b"\n")
         os.fsync(log_fd)
@@ -61,7 +62,7 @@ def main() -> None:
         history = histories[request.match_info["session_id"]]
         body = await request.json()
         append(history, {"role": "user", "content": body["content"]})
-        payload = b"".join((b'{"model": "bench", "messages": [', history, b'], "stream": true}'))
+        payload = b"".join((b'{"model":"bench","messages":[', history, b'],"stream":true}'))
         text = []
         async with request.app[HTTP].post(model_url, data=payload, headers=headers) as response:
             async for line in response.content:
