@@ -364,7 +364,8 @@ class Run:
     warmup: list[float] = field(default_factory=list)
     #: CPU seconds of the server's threads in each block of the measured session.
     block_cpu: list[float] = field(default_factory=list)
-    #: The first turn of each block during which the server's branch moved (a commit landed).
+    #: The first turn of each block (all servers' turns and the replays) during which the
+    #: git-on server's branch moved: a commit landed.
     commit_blocks: list[int] = field(default_factory=list)
     #: Overheads of turns after the measured ones, and of a new session's first turns, taken in
     #: alternation (`in_alternation`).
@@ -478,9 +479,6 @@ async def run_turns(
     for first in range(0, turns, BLOCK):
         block = range(first, min(first + BLOCK, turns))
         await timed_block("on", on_session, block)
-        if stamp_of(head) != head_stamp:  # a commit landed while this block ran
-            head_stamp = stamp_of(head)
-            results["on"].commit_blocks.append(first)
         bodies, offset = read_recorded(record, offset)
         await timed_block("off", off_session, block)
         _, offset = read_recorded(record, offset)
@@ -491,6 +489,9 @@ async def run_turns(
         _, offset = read_recorded(record, offset)
         if len(bodies) != len(block):
             raise RuntimeError(f"{len(bodies)} model requests for {len(block)} turns: a turn retried?")
+        if stamp_of(head) != head_stamp:  # a commit landed while this block's turns ran
+            head_stamp = stamp_of(head)
+            results["on"].commit_blocks.append(first)
         if first + BLOCK >= window and not results["on"].rss_early_kib:
             results["on"].rss_early_kib = on.memory_kib("VmRSS")
             results["off"].rss_early_kib = off.memory_kib("VmRSS")
