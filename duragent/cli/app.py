@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -72,10 +73,45 @@ class LazyCommands(TyperGroup):
             return None
         return module_commands(entry[0]).get(cmd_name)
 
+    def resolve_command(self, ctx: Context, args: list[str]) -> tuple[str | None, Command | None, list[str]]:
+        """The command `args` names; for a name that is none, the error says which it may be."""
+        from typer._click.exceptions import UsageError
+
+        try:
+            return super().resolve_command(ctx, args)
+        except UsageError as error:
+            hint = did_you_mean(args[0]) if args and "Did you mean" not in error.message else None
+            if hint is not None:
+                error.message = f"{error.message.rstrip('.')}. Did you mean {hint}?"
+            raise
+
     def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
         """The command list of `--help`, from the table (no module is imported)."""
         with formatter.section("Commands"):
             formatter.write_dl([(name, text) for name, (_, text) in COMMANDS.items()])
+
+
+def did_you_mean(typed: str) -> str | None:
+    """The commands a person who typed `typed` may have meant: a close spelling of a command
+    (`sesion`), or a group's command of that name (`stop`: `duragent serve stop`)."""
+    from difflib import get_close_matches
+
+    close = get_close_matches(typed, list(COMMANDS))
+    if close:
+        return " or ".join(f"'{name}'" for name in close)
+    # Only a mistyped command gets here: importing every command module is affordable.
+    homes = [f"'duragent {name} {typed}'" for name in COMMANDS if typed in _subcommands(name)]
+    return " or ".join(homes) or None
+
+
+def _subcommands(name: str) -> Collection[str]:
+    """The names of command group `name`'s commands (none if it is a plain command or its
+    module cannot be imported here)."""
+    try:
+        command = module_commands(COMMANDS[name][0]).get(name)
+    except ImportError:
+        return ()
+    return getattr(command, "commands", {}).keys()
 
 
 def module_commands(module_name: str) -> dict[str, Command]:
