@@ -80,7 +80,8 @@ class LazyCommands(TyperGroup):
         try:
             return super().resolve_command(ctx, args)
         except UsageError as error:
-            hint = did_you_mean(args[0]) if args and "Did you mean" not in error.message else None
+            named = bool(args) and not args[0].startswith("-") and "Did you mean" not in error.message
+            hint = did_you_mean(args[0]) if named else None
             if hint is not None:
                 error.message = f"{error.message.rstrip('.')}. Did you mean {hint}?"
             raise
