@@ -110,8 +110,11 @@ def test_the_interval_is_the_configured_one_until_a_quarter_of_the_conversation_
     assert snapshot_interval(5000, 10_000) == 5000  # a larger configured interval is kept
 
 
-async def test_a_due_snapshot_waits_for_a_quiet_moment_unless_events_keep_coming() -> None:
+async def test_a_due_snapshot_waits_for_a_quiet_moment_unless_events_keep_coming(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Written between turns, not during the next one; but never put off past a few intervals."""
+    # Quiet means a second here, not 50 ms: a busy test machine may stall that long between two
+    # appends the test means to come back to back.
+    monkeypatch.setattr("duragent.sessions.log.SNAPSHOT_QUIET", 1.0)
     store = CountedSnapshots()
     written = asyncio.Event()
     store.save_snapshot = _noting(store.save_snapshot, written)  # type: ignore[method-assign]
@@ -138,12 +141,13 @@ def _noting(save: Any, written: asyncio.Event) -> Any:
     return noted
 
 
-async def test_a_session_whose_events_never_pause_is_still_snapshotted() -> None:
+async def test_a_session_whose_events_never_pause_is_still_snapshotted(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Never quiet (a scripted client, a busy chat): snapshots come each time the conversation
     has doubled, so what a crash leaves to replay stays bounded."""
+    monkeypatch.setattr("duragent.sessions.log.SNAPSHOT_QUIET", 3600.0)  # never quiet, however slow
     store = CountedSnapshots()
     log = SessionLog(store, SessionState(session_id="s_busy"), snapshot_every=20)
-    for turn in range(1, 1001):  # back to back: never 50 ms without an event
+    for turn in range(1, 1001):  # back to back
         await log.append("user_message", {"content": f"question {turn}", "turn": turn})
         await log.append("assistant_message", {"content": "an answer"})
         await asyncio.sleep(0)  # (the loop runs between turns, as a server's does)
