@@ -403,13 +403,21 @@ def _batch_change(events_path: Path, session_id: str, batch: Sequence[SessionEve
         kind="session",
         subject=session_id,
         summary=count if turn is None else f"turn {turn} ({count})",
-        details=_SHARED_DETAILS.setdefault(types, types) if len(_SHARED_DETAILS) < 256 else types,
+        details=_shared_details(types),
     )
 
 
 #: The few event-type sequences batches have, one tuple each: a server keeps every change it
 #: has not committed yet (up to `git.max_commit_delay` of them), two or three per turn.
 _SHARED_DETAILS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _shared_details(types: tuple[str, ...]) -> tuple[str, ...]:
+    """The one kept tuple equal to `types` (kept while fewer than 256 are: odd ones go unshared)."""
+    shared = _SHARED_DETAILS.get(types)
+    if shared is None and len(_SHARED_DETAILS) < 256:
+        shared = _SHARED_DETAILS.setdefault(types, types)
+    return types if shared is None else shared
 
 
 @functools.lru_cache(maxsize=256)
