@@ -222,25 +222,20 @@ class GitRepo:
     ) -> GitRepo:
         """Open the repository whose top folder is `path`, creating folder and repo if `create`."""
         path = path.expanduser().absolute()
-        if not cls.is_repo(path):
+        git_dir = _own_git_dir(path)
+        if git_dir is None:
             if not create:
                 raise NotARepository(f"{path} is not a git repository (its own top folder)")
             path.mkdir(parents=True, exist_ok=True)
             _run_git(path, ["init", "--quiet", "--initial-branch=main"])
             log.info("created git repository %s", path)
-        git_dir = Path(_run_git(path, ["rev-parse", "--absolute-git-dir"]).strip())
+            git_dir = Path(_run_git(path, ["rev-parse", "--absolute-git-dir"]).strip())
         return cls(path, git_dir, lock_timeout=lock_timeout)
 
     @staticmethod
     def is_repo(path: Path) -> bool:
         """True when `path` is the top folder of a git working tree (not merely inside one)."""
-        if not (path / ".git").exists():
-            return False
-        try:
-            top = _run_git(path, ["rev-parse", "--show-toplevel"]).strip()
-        except GitError:
-            return False
-        return Path(top).resolve() == path.resolve()
+        return _own_git_dir(path) is not None
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -979,6 +974,18 @@ def _git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env.update(LC_ALL="C", LANGUAGE="C")  # error messages we match on stay in English
     env.update(extra or {})
     return env
+
+
+def _own_git_dir(path: Path) -> Path | None:
+    """The git directory of the repository whose top folder is `path`; None when `path` is not
+    one (not a repository, or a folder inside another). One `git` run: every server start asks."""
+    if not (path / ".git").exists():
+        return None
+    try:
+        top, git_dir = _run_git(path, ["rev-parse", "--show-toplevel", "--absolute-git-dir"]).splitlines()
+    except (GitError, ValueError):
+        return None
+    return Path(git_dir) if Path(top).resolve() == path.resolve() else None
 
 
 def _run_git_lines(

@@ -183,6 +183,19 @@ def test_a_folder_that_is_not_a_repository_is_reported(tmp_path: Path) -> None:
         read_history(tmp_path)
 
 
+def test_a_data_folder_inside_another_repository_gets_its_own(tmp_path: Path) -> None:
+    outer = GitRepo.open_or_init(tmp_path)
+    inner = tmp_path / "data"
+    inner.mkdir()
+    assert not GitRepo.is_repo(inner)  # inside the outer repository, not its own top folder
+    with pytest.raises(NotARepository):
+        GitRepo.open_or_init(inner, create=False)
+    repo = GitRepo.open_or_init(inner)
+    assert GitRepo.is_repo(inner)
+    assert repo.git_dir.resolve() == (inner / ".git").resolve() != outer.git_dir.resolve()
+    assert GitRepo.open_or_init(inner).git_dir == repo.git_dir  # opened again, not made again
+
+
 def test_filtering_thousands_of_commits_finds_the_newest_and_the_oldest(tmp_path: Path) -> None:
     root = tmp_path / "data"
     GitRepo.open_or_init(root)
