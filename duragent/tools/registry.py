@@ -11,48 +11,48 @@ The loop calls a tool in three steps so the policy can sit in between::
 
 from __future__ import annotations
 
+import functools
+import importlib
 import logging
 from typing import Any
 
 from duragent.agents.spec import ToolsSpec
 from duragent.errors import ConfigError, DuragentError, NotFound
-from duragent.tools.artifacts import ArtifactGetTool, ArtifactListTool, ArtifactPutTool
-from duragent.tools.background_process import BackgroundProcessTool
 from duragent.tools.base import InvalidToolArguments, Tool, ToolContext, ToolResult
-from duragent.tools.bash import BashTool, CliTool
-from duragent.tools.files import EditFileTool, ListFilesTool, ReadFileTool, WriteFileTool
-from duragent.tools.memory import MemoryTool
-from duragent.tools.notify import NotifyUserTool
-from duragent.tools.schedule import ScheduleTool
-from duragent.tools.sessions import SessionTool
-from duragent.tools.web import WebFetchTool
+from duragent.tools.bash import CliTool
 from duragent.tools.web_search import WebSearchTool
 
 logger = logging.getLogger(__name__)
 
 AnyTool = Tool[Any]
 
-#: Builtin tools by name; the names are exactly `duragent.agents.spec.BUILTIN_TOOLS`.
-BUILTINS: dict[str, type[AnyTool]] = {
-    "bash": BashTool,
-    "read_file": ReadFileTool,
-    "write_file": WriteFileTool,
-    "edit_file": EditFileTool,
-    "list_files": ListFilesTool,
-    "web_fetch": WebFetchTool,
-    "memory": MemoryTool,
-    "notify_user": NotifyUserTool,
-    "artifact_put": ArtifactPutTool,
-    "artifact_get": ArtifactGetTool,
-    "artifact_list": ArtifactListTool,
-    "schedule": ScheduleTool,
-    "session": SessionTool,
-    "background_process": BackgroundProcessTool,
-    "web_search": WebSearchTool,
+#: Where each builtin tool is defined (`duragent.tools.<module>`, class), by name; the names are
+#: exactly `duragent.agents.spec.BUILTIN_TOOLS`. A tool's module is imported when an agent first
+#: uses the tool: a server whose agents use two tools does not load the other thirteen (the web
+#: fetcher's HTML parser, the process and schedule tools) at start.
+BUILTINS: dict[str, tuple[str, str]] = {
+    "bash": ("bash", "BashTool"),
+    "read_file": ("files", "ReadFileTool"),
+    "write_file": ("files", "WriteFileTool"),
+    "edit_file": ("files", "EditFileTool"),
+    "list_files": ("files", "ListFilesTool"),
+    "web_fetch": ("web", "WebFetchTool"),
+    "memory": ("memory", "MemoryTool"),
+    "notify_user": ("notify", "NotifyUserTool"),
+    "artifact_put": ("artifacts", "ArtifactPutTool"),
+    "artifact_get": ("artifacts", "ArtifactGetTool"),
+    "artifact_list": ("artifacts", "ArtifactListTool"),
+    "schedule": ("schedule", "ScheduleTool"),
+    "session": ("sessions", "SessionTool"),
+    "background_process": ("background_process", "BackgroundProcessTool"),
+    "web_search": ("web_search", "WebSearchTool"),
 }
 
-#: Builtins whose policy text is a path or a name with folders: `*` in their patterns stops at `/`.
-PATH_INVOCATION_TOOLS = frozenset(name for name, make in BUILTINS.items() if make.invocation_is_path)
+#: Builtins whose policy text is a path or a name with folders: `*` in their patterns stops at `/`
+#: (the tools whose class sets `invocation_is_path`; a test keeps the two in step).
+PATH_INVOCATION_TOOLS = frozenset(
+    {"read_file", "write_file", "edit_file", "list_files", "artifact_put", "artifact_get", "artifact_list"}
+)
 
 
 class UnknownTool(NotFound):
@@ -61,10 +61,18 @@ class UnknownTool(NotFound):
 
 def builtin_tool(name: str) -> AnyTool:
     """A fresh instance of the builtin tool `name`; UnknownTool lists the known names."""
-    make = BUILTINS.get(name)
-    if make is None:
+    return builtin_class(name)()
+
+
+@functools.cache
+def builtin_class(name: str) -> type[AnyTool]:
+    """The class of the builtin tool `name` (its module imported now if it was not yet)."""
+    where = BUILTINS.get(name)
+    if where is None:
         raise UnknownTool(f"unknown builtin tool {name!r}; known tools: {', '.join(BUILTINS)}")
-    return make()
+    module, attribute = where
+    cls: type[AnyTool] = getattr(importlib.import_module(f"duragent.tools.{module}"), attribute)
+    return cls
 
 
 def tools_for(spec: ToolsSpec, *, include_memory: bool = False) -> list[AnyTool]:

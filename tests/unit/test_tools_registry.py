@@ -9,18 +9,29 @@ import pytest
 from duragent.agents.spec import BUILTIN_TOOLS, ToolsSpec
 from duragent.errors import ConfigError
 from duragent.tools.base import Tool, ToolArgs, ToolContext, ToolResult
-from duragent.tools.registry import BUILTINS, PATH_INVOCATION_TOOLS, call_tool, definition, execute, tools_for
+from duragent.tools.registry import (
+    BUILTINS,
+    PATH_INVOCATION_TOOLS,
+    builtin_class,
+    builtin_tool,
+    call_tool,
+    definition,
+    execute,
+    tools_for,
+)
 
 
 def test_registry_names_are_exactly_the_agent_spec_builtin_names() -> None:
     assert tuple(BUILTINS) == BUILTIN_TOOLS
-    assert {name: cls().name for name, cls in BUILTINS.items()} == {name: name for name in BUILTIN_TOOLS}
+    assert {name: builtin_tool(name).name for name in BUILTINS} == {name: name for name in BUILTIN_TOOLS}
 
 
 def test_file_and_artifact_tools_have_path_like_invocations() -> None:
     assert {"read_file", "write_file", "edit_file", "list_files", "artifact_get"} <= PATH_INVOCATION_TOOLS
     assert "bash" not in PATH_INVOCATION_TOOLS
     assert "web_fetch" not in PATH_INVOCATION_TOOLS
+    # the policy reads the set without importing every tool: it must say what the classes say
+    assert {name for name in BUILTINS if builtin_class(name).invocation_is_path} == PATH_INVOCATION_TOOLS
 
 
 def test_tools_for_the_list_shorthand_with_a_cli_tool() -> None:
@@ -50,7 +61,7 @@ def test_cli_tool_may_not_shadow_a_builtin() -> None:
 
 
 def test_definition_is_a_plain_json_schema_without_titles() -> None:
-    spec = definition(BUILTINS["write_file"]())
+    spec = definition(builtin_tool("write_file"))
 
     assert spec["name"] == "write_file"
     assert spec["description"]
@@ -64,7 +75,7 @@ def test_definition_is_a_plain_json_schema_without_titles() -> None:
 
 
 def test_memory_definition_lists_the_actions_as_an_enum() -> None:
-    action = definition(BUILTINS["memory"]())["parameters"]["properties"]["action"]
+    action = definition(builtin_tool("memory"))["parameters"]["properties"]["action"]
 
     assert action["enum"] == ["recall", "remember", "reflect", "update_world"]
 
@@ -86,7 +97,7 @@ async def test_invalid_arguments_become_a_result_the_model_can_act_on(
 ) -> None:
     ctx = ToolContext(agent="helper", session_id="s", workdir=tmp_path)
 
-    result = await call_tool(BUILTINS["write_file"](), arguments, ctx)
+    result = await call_tool(builtin_tool("write_file"), arguments, ctx)
 
     assert result == ToolResult(False, message)
 
@@ -94,7 +105,7 @@ async def test_invalid_arguments_become_a_result_the_model_can_act_on(
 async def test_call_tool_validates_and_runs(tmp_path: Path) -> None:
     ctx = ToolContext(agent="helper", session_id="s", workdir=tmp_path)
 
-    result = await call_tool(BUILTINS["write_file"](), {"path": "a.txt", "content": "hi"}, ctx)
+    result = await call_tool(builtin_tool("write_file"), {"path": "a.txt", "content": "hi"}, ctx)
 
     assert result.ok
     assert (tmp_path / "a.txt").read_text() == "hi"
