@@ -488,7 +488,9 @@ class Runtime:
 
         # Side effects only once every event before them is durable (the user message included).
         await session.synced()
-        before = protected_files(agent.directory) if runnable else {}
+        # (None when nothing runs: an empty "before" would read as every file being new, and
+        # undoing that would delete the agent's definition)
+        before = protected_files(agent.directory) if runnable else None
         undone: list[str] = []
         self.tool_activity(+1)
         try:
@@ -497,7 +499,8 @@ class Runtime:
             await asyncio.shield(close_open_tool_calls(session, "cancelled: the turn was cancelled"))
             raise
         finally:
-            undone = self._note_tool_writes(agent, before, undo=not person_approved)
+            if before is not None:
+                undone = self._note_tool_writes(agent, before, undo=not person_approved)
             self.tool_activity(-1)
         for (call, _tool, _args), outcome in zip(runnable, outcomes, strict=True):
             if undone:

@@ -496,3 +496,48 @@ async def test_turns_that_fail_before_the_model_leave_room_for_the_next(
     events = await asyncio.wait_for(drain(runtime.run_turn(session, agent, "and now?")), 5)
     assert isinstance(events[-1], TurnFinished)
     assert events[-1].content == "still here"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        ("bash", {"command": "rm -rf /tmp/nothing-here"}),  # denied by the policy
+        ("no_such_tool", {}),  # a tool the agent does not have
+    ],
+)
+async def test_a_batch_in_which_no_call_runs_leaves_the_agents_files_alone(
+    fake_llm: FakeLLMServer,
+    agent: Agent,
+    session: SessionLog,
+    runtime: Runtime,
+    call: tuple[str, dict[str, str]],
+) -> None:
+    (agent.directory / "SYSTEM_PROMPT.md").write_text("You help.\n")
+    (agent.directory / "policy.yaml").write_text("mode: ask\n")
+    files = {path.name: path.read_bytes() for path in agent.directory.iterdir()}
+    fake_llm.enqueue(tool_calls([call]), text("could not"))
+
+    events = await drain(runtime.run_turn(session, agent, "try it"))
+
+    assert isinstance(events[-1], TurnFinished)
+    assert {path.name: path.read_bytes() for path in agent.directory.iterdir()} == files
+
+
+async def test_a_call_a_person_denies_leaves_the_agents_files_alone(
+    fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, providers: ProviderPool
+) -> None:
+    approvals = ApprovalBroker()
+    runtime = Runtime(provider_for=providers.for_agent, approvals=approvals)
+    files = {path.name: path.read_bytes() for path in agent.directory.iterdir()}
+    fake_llm.enqueue(tool_calls([("bash", {"command": "touch asked.txt"})]), text("as you wish"))
+
+    async def deny_when_asked() -> None:
+        await until(lambda: approvals.pending(session.session_id))
+        approvals.decide(approvals.pending(session.session_id)[0].call_id, "deny")
+
+    denier = asyncio.create_task(deny_when_asked())
+    events = await drain(runtime.run_turn(session, agent, "touch it"))
+    await denier
+
+    assert isinstance(events[-1], TurnFinished)
+    assert {path.name: path.read_bytes() for path in agent.directory.iterdir()} == files
