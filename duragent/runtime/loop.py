@@ -220,6 +220,10 @@ class Runtime:
         await admission.enter()
         try:
             if content is not None:
+                # A message never lands between a tool call and its result (providers refuse that
+                # order): calls a stopped turn left open are answered first. (A live session
+                # finishes such a turn before it starts the next: this is for any other way in.)
+                await close_open_tool_calls(session, INTERRUPTED)
                 payload: dict[str, Any] = {"content": content, "turn": session.state.turns + 1}
                 if sender:
                     payload["sender"] = dict(sender)

@@ -358,12 +358,18 @@ class LiveSession:
         """
         if self.status == "ended":
             raise SessionEnded(self.session_id)
-        if self._turn is None and not self._pending:
+        idle = self._turn is None and not self._pending
+        if idle and not self.unfinished_turn:
             return self.enqueue(content, sender)
         payload: dict[str, Any] = {"queue_id": new_id("q"), "content": content}
         if sender:
             payload["sender"] = dict(sender)
         await self.log.append("message_queued", payload)
+        if idle and self._turn is None:
+            # The turn before this message stopped midway (paused at an approval or at a safe
+            # point, a restart): it finishes first, so the conversation reads in order (a message
+            # between a tool call and its result is refused by every provider); this one waits.
+            await self.resume()
         return self._add(_Waiting(content, sender, self._future(), payload["queue_id"]))
 
     async def queue_for_client(self, content: str, sender: Mapping[str, Any] | None = None) -> None:

@@ -1,0 +1,118 @@
+"""A turn that stopped midway (paused at an approval by the unattended limit) and the message
+that comes after it: the stopped turn finishes first, so what the model is sent reads in an
+order every provider accepts (a tool call, its result, then the next user message)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from duragent.agents.loader import load_agent
+from duragent.config import DuragentConfig
+from duragent.runtime.approvals import ApprovalBroker
+from duragent.runtime.loop import Runtime
+from duragent.runtime.providers import ProviderPool
+from duragent.sessions.live import LiveSession
+from duragent.sessions.manager import SessionManager
+from duragent.stores.filesystem.sessions import FilesystemSessionStore
+from duragent.testing.fake_llm import FakeLLMServer, RecordedRequest, text, tool_calls
+from tests.waiting import until
+
+pytest_plugins = ["duragent.testing.pytest_plugin"]
+
+AGENT_YAML = """\
+apiVersion: duragent/v1alpha1
+kind: Agent
+metadata:
+  name: helper
+spec:
+  model:
+    provider: openai
+    name: gpt-test
+    base_url: {url}
+  system_prompt: test
+  session:
+    on_disconnect: continue
+    max_background_runtime: 1s
+  tools:
+    builtin: [bash]
+    policy:
+      mode: ask
+"""
+
+
+@pytest.fixture
+async def manager(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[SessionManager]:
+    directory = tmp_path / "agents" / "helper"
+    directory.mkdir(parents=True)
+    (directory / "agent.yaml").write_text(AGENT_YAML.format(url=fake_llm.url))
+    agent, _ = load_agent(directory, env={"OPENAI_API_KEY": "sk-test"})
+    store = FilesystemSessionStore(tmp_path / "sessions", fsync="never")
+    providers = ProviderPool({"OPENAI_API_KEY": "sk-test"})
+    runtime = Runtime(
+        provider_for=providers.for_agent, approvals=ApprovalBroker(), workdir_for=lambda _: tmp_path
+    )
+    manager = SessionManager(store, runtime, DuragentConfig.model_validate({}), lambda name: agent)
+    yield manager
+    await manager.close(grace=0)
+    await store.close()
+    await providers.close()
+
+
+def roles(request: RecordedRequest) -> list[str]:
+    return [message["role"] for message in request.messages]
+
+
+async def stopped_at_an_approval(manager: SessionManager, fake_llm: FakeLLMServer) -> LiveSession:
+    """A session whose turn asked for an approval after the unattended limit had asked it to pause:
+    the turn is over, the call is open and its approval is recorded but nobody is asked."""
+    # The model answers after the 1 s limit: the turn records the approval, then pauses.
+    fake_llm.enqueue(tool_calls([("bash", {"command": "echo one"})], delay=1.5))
+    live = await manager.create("helper")
+    await live.submit("run echo one")
+    await until(lambda: live.status == "paused" and not live.busy and live.log.state.pending_approvals)
+    assert manager.runtime.approvals.pending(live.session_id) == []
+    return live
+
+
+async def test_a_message_to_a_session_stopped_at_an_approval_finishes_that_turn_first(
+    manager: SessionManager, fake_llm: FakeLLMServer
+) -> None:
+    live = await stopped_at_an_approval(manager, fake_llm)
+    fake_llm.enqueue(text("ran echo one"), text("the second reply"))
+
+    ticket = await live.queue("and now something else")
+
+    assert ticket.ahead == 1  # behind the stopped turn, taken up again
+    broker = manager.runtime.approvals
+    await until(lambda: bool(broker.pending(live.session_id)))
+    (request,) = broker.pending(live.session_id)
+    live.decide(request.call_id, "allow_once")
+    await until(lambda: not live.busy and live.log.state.turns == 2)
+
+    last = fake_llm.requests[-1]
+    assert roles(last) == ["system", "user", "assistant", "tool", "assistant", "user"]
+    assert last.messages[3]["content"].strip() == "one"  # the call ran, once, before the message
+    assert last.messages[-1]["content"] == "and now something else"
+    assert live.status == "active"
+
+
+async def test_a_message_that_reaches_a_turn_with_open_calls_answers_them_before_it(
+    manager: SessionManager, fake_llm: FakeLLMServer
+) -> None:
+    """However a turn for a new message starts (here straight through the runtime, past the
+    session's queue), a call left open is answered before the message is stored."""
+    live = await stopped_at_an_approval(manager, fake_llm)
+    fake_llm.enqueue(text("fine"))
+
+    async with asyncio.timeout(10):  # (were the call asked again, the turn would wait for a person)
+        async for _event in manager.runtime.run_turn(live.log, live.agent, "never mind that"):
+            pass
+
+    sent = fake_llm.requests[-1]
+    assert roles(sent) == ["system", "user", "assistant", "tool", "user"]
+    assert sent.messages[3]["content"].startswith("interrupted")
+    assert live.log.state.pending_approvals == []
