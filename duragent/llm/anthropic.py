@@ -192,7 +192,9 @@ def _content_blocks(message: Message) -> list[dict[str, Any]]:
             result["is_error"] = True
         return [result]
     blocks: list[dict[str, Any]] = []
-    if message.content:
+    if message.content and not message.content.isspace():
+        # (the API refuses a text block of only white space: a reply cut off after "\n\n" would
+        # leave every later request of the session refused)
         blocks.append({"type": "text", "text": message.content})
     for call in message.tool_calls:
         blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments})

@@ -24,7 +24,7 @@ from duragent.runtime.events import TurnFinished
 from duragent.runtime.loop import Runtime, drain
 from duragent.runtime.providers import ProviderPool
 from duragent.sessions.log import SessionLog
-from duragent.testing.fake_llm import FakeLLMServer, error, text, tool_calls
+from duragent.testing.fake_llm import FakeLLMServer, broken_stream, error, text, tool_calls
 from tests.e2e.server_harness import Api
 from tests.waiting import until
 
@@ -176,6 +176,27 @@ async def test_a_failed_tool_result_is_sent_to_anthropic_with_is_error(
         if block["type"] == "tool_result"
     ]
     assert [block.get("is_error", False) for block in results] == [True, False]
+
+
+async def test_a_reply_cut_off_after_only_white_space_does_not_break_the_anthropic_session(
+    tmp_path: Path, fake_llm: FakeLLMServer, session: SessionLog, providers: ProviderPool
+) -> None:
+    """The API refuses a text block of only white space; a stream cut after "\n\n" keeps that
+    partial reply in the log, and every later request would carry it."""
+    agent = make_agent(tmp_path, fake_llm.url, "anthropic")
+    runtime = Runtime(provider_for=providers.for_agent)
+    fake_llm.enqueue(broken_stream(after_chunks=1, content="\n\n\n\n", chunks=2))
+    await drain(runtime.run_turn(session, agent, "hello"))
+    assert session.state.conversation[-1] == {"role": "assistant", "content": "\n\n"}
+    fake_llm.enqueue(text("hi again"))
+
+    events = await drain(runtime.run_turn(session, agent, "are you there?"))
+
+    assert isinstance(events[-1], TurnFinished)
+    sent = fake_llm.requests[-1].messages
+    texts = [block["text"] for message in sent for block in message["content"] if block["type"] == "text"]
+    assert texts == ["hello", "are you there?"]
+    assert [message["role"] for message in sent] == ["user"]
 
 
 # --- 6. retry hints ---------------------------------------------------------------------------
