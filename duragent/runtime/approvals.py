@@ -1,10 +1,12 @@
 """Approvals: a tool call the policy says to `ask` about waits here until a person decides.
 
 The loop calls `broker.request(call_id, ...)` and awaits the result; the server, the CLI or a
-gateway calls `broker.decide(call_id, "allow_once" | "allow_always" | "deny")` from another
-task. Waiting holds no thread (an asyncio future), and a request nobody answers within its
-timeout resolves to deny. Everything runs on one event loop; `decide` from another thread
-must go through `loop.call_soon_threadsafe`.
+gateway calls `broker.decide(call_id, "allow_once" | "allow_always" | "deny", session_id=...)`
+from another task. A request is known by its session and call id together: a call id is unique
+only within its conversation (the demo's, many local servers' `call_0`). Waiting holds no thread
+(an asyncio future), and a request nobody answers within its timeout resolves to deny.
+Everything runs on one event loop; `decide` from another thread must go through
+`loop.call_soon_threadsafe`.
 """
 
 from __future__ import annotations
@@ -97,7 +99,8 @@ class ApprovalBroker:
 
     def __init__(self, default_timeout: timedelta | None = DEFAULT_APPROVAL_TIMEOUT):
         self.default_timeout = default_timeout
-        self._open: dict[str, tuple[ApprovalRequest, asyncio.Future[ApprovalDecision]]] = {}
+        #: (session id, call id) -> the request and what its answer resolves
+        self._open: dict[tuple[str, str], tuple[ApprovalRequest, asyncio.Future[ApprovalDecision]]] = {}
 
     def request(
         self,
@@ -114,7 +117,7 @@ class ApprovalBroker:
 
         `timeout` defaults to the broker's; None on both means wait until decided.
         """
-        if call_id in self._open:
+        if (session_id, call_id) in self._open:
             raise DuplicateApproval(f"an approval for call {call_id!r} is already pending")
         wait = timeout if timeout is not None else self.default_timeout
         now = utcnow()
@@ -129,7 +132,7 @@ class ApprovalBroker:
             expires_at=now + wait if wait is not None else None,
         )
         future: asyncio.Future[ApprovalDecision] = asyncio.get_running_loop().create_future()
-        self._open[call_id] = (entry, future)
+        self._open[session_id, call_id] = (entry, future)
         return _PendingOutcome(lambda: self._wait(entry, future, wait))
 
     async def _wait(
@@ -142,16 +145,17 @@ class ApprovalBroker:
             return ApprovalOutcome("deny", "timeout", entry)
         finally:
             # Whatever ended the wait (decision, timeout, the turn being cancelled), it is closed now.
-            self._open.pop(entry.call_id, None)
+            self._open.pop((entry.session_id, entry.call_id), None)
             if not future.done():
                 future.cancel()
         return ApprovalOutcome(decision, "decided", entry)
 
-    def decide(self, call_id: str, decision: str) -> ApprovalRequest:
-        """Resolve an open request; UnknownApproval when there is none, InvalidDecision for a bad value."""
+    def decide(self, call_id: str, decision: str, *, session_id: str | None = None) -> ApprovalRequest:
+        """Resolve an open request (of `session_id`; without it, the only one with `call_id`);
+        UnknownApproval when there is none, InvalidDecision for a bad value."""
         if decision not in get_args(ApprovalDecision):
             raise InvalidDecision(f"decision must be allow_once, allow_always or deny, got {decision!r}")
-        opened = self._open.pop(call_id, None)
+        opened = self._open.pop(self._key(call_id, session_id), None)
         if opened is None:
             raise UnknownApproval(call_id)
         entry, future = opened
@@ -160,9 +164,9 @@ class ApprovalBroker:
             future.set_result(cast(ApprovalDecision, decision))
         return entry
 
-    def withdraw(self, call_id: str) -> None:
+    def withdraw(self, call_id: str, *, session_id: str | None = None) -> None:
         """Close an open request nobody will wait for (its turn stopped before asking); no-op if none."""
-        opened = self._open.pop(call_id, None)
+        opened = self._open.pop(self._key(call_id, session_id), None)
         if opened is not None and not opened[1].done():
             opened[1].cancel()
 
@@ -173,9 +177,17 @@ class ApprovalBroker:
             entries = [entry for entry in entries if entry.session_id == session_id]
         return sorted(entries, key=lambda entry: entry.requested_at)
 
-    def get(self, call_id: str) -> ApprovalRequest:
-        """The open request for `call_id`; UnknownApproval when there is none."""
-        opened = self._open.get(call_id)
+    def get(self, call_id: str, *, session_id: str | None = None) -> ApprovalRequest:
+        """The open request for `call_id` (of `session_id`); UnknownApproval when there is none."""
+        opened = self._open.get(self._key(call_id, session_id))
         if opened is None:
             raise UnknownApproval(call_id)
         return opened[0]
+
+    def _key(self, call_id: str, session_id: str | None) -> tuple[str, str]:
+        """The request's key: of `session_id`, or the only open request with `call_id` (a missing
+        key when there is none or more than one)."""
+        if session_id is not None:
+            return (session_id, call_id)
+        matching = [key for key in self._open if key[1] == call_id]
+        return matching[0] if len(matching) == 1 else ("", call_id)

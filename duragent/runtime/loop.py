@@ -557,7 +557,7 @@ class Runtime:
         finally:
             # However the wait ended (decided, timed out, or the turn cancelled or closed while the
             # request was being recorded), the request is over: a later resume asks again.
-            self.approvals.withdraw(call.id)
+            self.approvals.withdraw(call.id, session_id=session.session_id)
         await session.append(
             "approval_decision", {"call_id": call.id, "decision": outcome.decision, "reason": outcome.reason}
         )

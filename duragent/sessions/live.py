@@ -477,7 +477,7 @@ class LiveSession:
 
     def decide(self, call_id: str, decision: str) -> None:
         """Answer a pending approval of this session (allow_once, allow_always, deny)."""
-        self.runtime.approvals.decide(call_id, decision)
+        self.runtime.approvals.decide(call_id, decision, session_id=self.session_id)
 
     async def end(self, reason: str = "ended by client") -> None:
         """End the session: stop any turn, record `session_end`, detach everyone."""

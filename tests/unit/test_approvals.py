@@ -112,3 +112,21 @@ async def test_cancelled_turn_closes_its_request() -> None:
         await waiting
 
     assert broker.pending() == []
+
+
+async def test_two_sessions_may_wait_on_the_same_call_id_and_are_decided_apart() -> None:
+    """Call ids are unique only within a conversation (the demo's and many local servers' are
+    `call_0`, `call_1`...): another session's pending call of the same id is not a duplicate."""
+    broker = ApprovalBroker()
+    first = ask(broker, "call_0", session_id="s_a")
+    second = ask(broker, "call_0", session_id="s_b")
+    await asyncio.sleep(0)
+
+    broker.decide("call_0", "deny", session_id="s_b")
+    assert (await second).decision == "deny"
+    assert [r.session_id for r in broker.pending()] == ["s_a"]
+    with pytest.raises(DuplicateApproval):
+        ask(broker, "call_0", session_id="s_a")
+
+    broker.decide("call_0", "allow_once")  # the only one left: no session needed
+    assert (await first).decision == "allow_once"
