@@ -726,6 +726,7 @@ class Runtime:
             session_store=session.store,
             processes=self.processes,
             read_roots=tuple(skill.directory for skill in skills.sorted()),
+            git_ceiling=self._data_dir(agent),
         )
 
 

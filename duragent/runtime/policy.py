@@ -271,8 +271,8 @@ def bash_allow(glob: str, command: str) -> Decision | None:
     the same operators (`;`, `&&`, `|`, redirections...) in the same places, so a wildcard never
     swallows a `; rm -rf ~`. Substitutions (`$(...)`, backticks, `<(...)`) and new lines are never
     allowed by a wildcard. A simple command matched through a wildcard that carries an option
-    which runs programs or writes files (ESCAPE_OPTIONS) or a `$` expansion the pattern does not
-    spell out gets `ask`.
+    which runs programs or writes files (ESCAPE_OPTIONS), a subcommand that does
+    (ESCAPE_SUBCOMMANDS) or a `$` expansion the pattern does not spell out gets `ask`.
     """
     if any(marker in command for marker in _SUBSTITUTIONS):
         return None
@@ -360,18 +360,42 @@ ESCAPE_OPTIONS: dict[str, frozenset[str]] = {
         }
     ),
 }
+#: Subcommands that run programs, change configuration (an alias or a hook is a program) or
+#: hand out credentials. A wildcard never allows them; the pattern must spell them out.
+ESCAPE_SUBCOMMANDS: dict[str, frozenset[str]] = {
+    "git": frozenset(
+        {
+            "config",
+            "submodule",
+            "bisect",
+            "filter-branch",
+            "instaweb",
+            "daemon",
+            "hook",
+            "difftool",
+            "mergetool",
+            "credential",
+            "send-email",
+            "web--browse",
+        }
+    ),
+}
 #: Programs whose `-o` only shapes output (it is an escape everywhere else: curl, gcc, sort, ssh...).
 _HARMLESS_DASH_O = frozenset({"grep", "egrep", "fgrep", "rg", "ls", "ps", "df", "lsof", "pgrep", "pkill"})
 _SUBSTITUTIONS = ("`", "$(", "<(", ">(", "\n", "\r")
 
 
 def _escapes(words: list[str], pattern_words: list[str]) -> bool:
-    """True when `words` carry an escape option or `$` expansion that `pattern_words` do not spell out."""
+    """True when `words` carry an escape option, subcommand or `$` expansion that `pattern_words`
+    do not spell out."""
     program = os.path.basename(words[0]) if words else ""
     options = ESCAPE_OPTIONS.get(program, frozenset()) | ESCAPE_OPTIONS["*"]
     if program in _HARMLESS_DASH_O:
         options = options - {"-o"}
     spelled = " ".join(pattern_words)
+    subcommand = next((word for word in words[1:] if not word.startswith("-")), None)
+    if subcommand in ESCAPE_SUBCOMMANDS.get(program, ()) and subcommand not in pattern_words:
+        return True
     for word in words[1:]:
         if "$" in word and word not in spelled:
             return True

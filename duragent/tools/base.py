@@ -82,6 +82,8 @@ class ToolContext:
     processes: ProcessManager | None = None
     #: Folders `read_file` and `list_files` may read but no tool writes (the agent's skills).
     read_roots: tuple[Path, ...] = ()
+    #: The data directory: `git` run by a tool below it does not find its repository.
+    git_ceiling: Path | None = None
 
     @property
     def roots(self) -> tuple[Path, ...]:

@@ -14,6 +14,7 @@ import contextlib
 import os
 import shlex
 import signal
+from pathlib import Path
 
 from pydantic import Field
 
@@ -34,16 +35,27 @@ BASE_ENV = ("PATH", "HOME", "LANG", "TERM", "TZ")
 
 
 def tool_environment(
-    listed: tuple[str, ...] = (), scrub: frozenset[str] = frozenset(), source: dict[str, str] | None = None
+    listed: tuple[str, ...] = (),
+    scrub: frozenset[str] = frozenset(),
+    source: dict[str, str] | None = None,
+    *,
+    git_ceiling: Path | None = None,
 ) -> dict[str, str]:
     """The environment of a bash or cli tool: BASE_ENV plus the agent's `listed` names.
 
     API keys, tokens and every variable the configuration references are the server's, not the
-    model's: they reach a tool only when the agent lists them in `spec.tools.env`.
+    model's: they reach a tool only when the agent lists them in `spec.tools.env`. With
+    `git_ceiling` (the data directory), `git` run below it never finds the data repository: its
+    working folder lies inside it, and through it every agent's memory and sessions and its own
+    config, aliases and hooks would be a `git` command away.
     """
     environ = dict(os.environ) if source is None else source
     names = [name for name in BASE_ENV if name not in scrub] + list(listed)
-    return {name: environ[name] for name in dict.fromkeys(names) if name in environ}
+    env = {name: environ[name] for name in dict.fromkeys(names) if name in environ}
+    if git_ceiling is not None:
+        ceilings = [os.path.abspath(git_ceiling), env.get("GIT_CEILING_DIRECTORIES", "")]
+        env["GIT_CEILING_DIRECTORIES"] = os.pathsep.join(filter(None, ceilings))
+    return env
 
 
 async def run_command(command: str, ctx: ToolContext, timeout_seconds: float | None = None) -> ToolResult:
@@ -58,7 +70,7 @@ async def run_command(command: str, ctx: ToolContext, timeout_seconds: float | N
             "-c",
             command,
             cwd=ctx.workdir,
-            env=tool_environment(ctx.pass_env, ctx.scrub_env),
+            env=tool_environment(ctx.pass_env, ctx.scrub_env, git_ceiling=ctx.git_ceiling),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=write_fd,
             stderr=write_fd,

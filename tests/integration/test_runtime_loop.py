@@ -498,6 +498,30 @@ async def test_turns_that_fail_before_the_model_leave_room_for_the_next(
     assert events[-1].content == "still here"
 
 
+async def test_git_run_by_the_agent_does_not_find_the_data_repository_its_work_folder_is_in(
+    fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, runtime: Runtime, tmp_path: Path
+) -> None:
+    """With `bash:git *` allowed, the data repository (every agent's memory and sessions, its
+    config, aliases and hooks) would otherwise be one `git` command away from the work folder."""
+    import subprocess
+
+    await asyncio.to_thread(
+        subprocess.run, ["git", "init", "-q", str(tmp_path)], check=True
+    )  # the data directory
+    probe = (
+        "import subprocess; "
+        "found = subprocess.run(['git', 'rev-parse', '--show-toplevel'], capture_output=True, text=True); "
+        "print(found.stdout or found.stderr)"
+    )
+    fake_llm.enqueue(tool_calls([("bash", {"command": f'python3 -c "{probe}"'})]), text("done"))
+
+    events = await drain(runtime.run_turn(session, agent, "where is your repository?"))
+
+    (finished,) = [e for e in events if isinstance(e, ToolCallFinished)]
+    assert finished.ok
+    assert "not a git repository" in finished.content
+
+
 @pytest.mark.parametrize(
     "call",
     [

@@ -177,3 +177,23 @@ async def test_cli_tool_reports_unbalanced_quotes(tmp_path: Path) -> None:
 
     assert not result.ok
     assert "cannot split args" in result.content
+
+
+async def test_git_in_the_work_folder_does_not_find_the_data_repository_around_it(tmp_path: Path) -> None:
+    """The agent's work folder lies inside the data repository: through it, `git log -p ../..` would
+    read every agent's memory and sessions, and `git config` reach the repository's own config."""
+    import subprocess
+
+    data = tmp_path / ".duragent"
+    workdir = data / "work" / "helper"
+    workdir.mkdir(parents=True)
+    await asyncio.to_thread(subprocess.run, ["git", "init", "-q", str(data)], check=True)
+
+    result = await run_bash(context(workdir, git_ceiling=data), "git rev-parse --show-toplevel")
+
+    assert not result.ok
+    assert "not a git repository" in result.content
+    # a repository of its own in the work folder is still the agent's to use
+    own = await run_bash(context(workdir, git_ceiling=data), "git init -q . && git rev-parse --show-toplevel")
+    assert own.ok
+    assert own.content.strip() == str(workdir.resolve())
