@@ -67,7 +67,11 @@ def use_color() -> bool:
 
 
 def print_table(headers: list[str], rows: list[list[str]]) -> None:
-    """Aligned plain-text columns: readable on a terminal and easy to pipe into `awk`/`cut`."""
+    """Aligned plain-text columns: readable on a terminal and easy to pipe into `awk`/`cut`
+    (cells may hold names clients chose: their control characters are shown as escapes)."""
+    from duragent.terminal_text import printable
+
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     for line in [headers, *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())

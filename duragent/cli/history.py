@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from duragent.cli.context import CliState, print_json
+from duragent.terminal_text import printable
 
 
 def register(root: typer.Typer) -> None:
@@ -67,7 +68,7 @@ def history(
     width = max(len(name) for name in names)
     for entry, who in zip(entries, names, strict=True):
         when = entry.when.astimezone().strftime("%Y-%m-%d %H:%M")
-        print(f"{entry.short}  {when}  {who:<{width}}  {entry.subject}")
+        print(printable(f"{entry.short}  {when}  {who:<{width}}  {entry.subject}"))
 
 
 def _name(author: str) -> str:

@@ -18,6 +18,8 @@ import sys
 import unicodedata
 from typing import Any, TextIO
 
+from duragent.terminal_text import printable
+
 #: What the terminal says under a reply the model cut off at its output token limit.
 TRUNCATED = "the reply was cut off at the model's output token limit (model.max_output_tokens)"
 SPINNER_FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
@@ -102,8 +104,10 @@ class Renderer:
         self._at_line_start = text.endswith("\n")
 
     def line(self, text: str, style: str | None = None) -> None:
-        """One line of text, on a line of its own, styled when colours are on."""
+        """One line of text, on a line of its own, styled when colours are on (control
+        characters in it are shown as escapes: it may come from the model or a tool)."""
         self._end_open_line()
+        text = printable(text)
         if style and self.color:
             codes = ";".join(_STYLES[s] for s in style.split())
             text = f"\x1b[{codes}m{text}\x1b[0m"
@@ -161,6 +165,7 @@ class Renderer:
         """A piece of the reply, written as it arrives."""
         if self._open_tool is not None or (not self._streamed and not self._at_line_start):
             self._end_open_line()
+        text = printable(text)
         self._streamed.append(text)
         self.write(text)
 
@@ -201,6 +206,7 @@ class Renderer:
         return True
 
     def _print_reply(self, content: str) -> None:
+        content = printable(content)
         if not (self.tty and self.markdown):
             self.write(content if content.endswith("\n") else content + "\n")
             return

@@ -23,6 +23,7 @@ async def send_one(
     api: ApiClient, client: ClientState, info: dict[str, Any], content: str, *, as_json: bool, stream: bool
 ) -> int:
     from duragent.cli.render import TRUNCATED, Renderer
+    from duragent.terminal_text import printable
 
     session_id = str(info["session_id"])
     live = stream and not as_json and sys.stdout.isatty()
@@ -79,8 +80,10 @@ async def send_one(
                 status = "truncated" if data.get("truncated") else "complete"
                 if status == "truncated":
                     error = {"code": "truncated", "message": TRUNCATED}
-                if not as_json:
-                    out.reply(reply) if live else out.write(reply + ("" if reply.endswith("\n") else "\n"))
+                if live:
+                    out.reply(reply)
+                elif not as_json:
+                    out.write(printable(reply) + ("" if reply.endswith("\n") else "\n"))
             elif event.event == "error":
                 status, error = "failed", {"code": data.get("code"), "message": data.get("message")}
             elif event.event == "cancelled":

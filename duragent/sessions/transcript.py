@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from duragent.stores.base import SessionEvent
+from duragent.terminal_text import printable
 
 _ARG_PREVIEW = 80
 
@@ -51,7 +52,7 @@ def describe(event: SessionEvent) -> str:
 def render_text(events: Iterable[SessionEvent], *, timestamps: bool = True) -> Iterator[str]:
     """Transcript lines, one or more per event, with `HH:MM:SS` times when asked."""
     for event in events:
-        line = describe(event)
+        line = printable(describe(event))
         yield f"[{event.ts.strftime('%H:%M:%S')}] {line}" if timestamps else line
 
 

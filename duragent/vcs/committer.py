@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from duragent.errors import DuragentError
 from duragent.stores.base import Change
+from duragent.terminal_text import printable
 from duragent.vcs.commit_process import CommitProcess, Setup
 from duragent.vcs.repo import DEFAULT_AUTHOR, GitRepo, parse_identity
 
@@ -402,7 +403,8 @@ class Committer:
             return
 
         def message(committed: Sequence[str]) -> str:
-            return commit_message(_changes_touching(batch, committed, self.repo))
+            # subjects name memory topics, artifacts, sessions: a model or a client chose them
+            return printable(commit_message(_changes_touching(batch, committed, self.repo)))
 
         screen = self._screen if self.guard is not None else None
         sha = self.repo.commit_paths(paths, message, author, screen=screen, contents=_contents(batch))
