@@ -46,7 +46,7 @@ NOT_SECRET_ENV = frozenset(
     {"HOME", "USER", "LOGNAME", "PATH", "PWD", "SHELL", "TMPDIR", "TEMP", "TMP", "LANG", "TERM", "HOSTNAME"}
 )
 
-_SECRET_NAME = re.compile(r"(?:^|_)(?:API_KEY|TOKEN)$|(?:^|_)SECRET(?:$|_)|PASSWORD|PASSWD", re.IGNORECASE)
+_SECRET_NAME = re.compile(r"(?:^|_)(?:KEY|TOKEN)$|(?:^|_)SECRET(?:$|_)|PASSWORD|PASSWD", re.IGNORECASE)
 _VALUE_GROUP = "value"
 
 #: Literal strings every token pattern but the Telegram one contains. Searching for them with
@@ -58,7 +58,7 @@ _TELEGRAM_HINT = re.compile(r":(?<=\d{6}:)[A-Za-z0-9_-]{30}")
 
 
 def looks_secret(name: str) -> bool:
-    """True for environment variable names that hold secrets by convention (`*_API_KEY`, `*_TOKEN`...)."""
+    """True for environment variable names that hold secrets by convention (`*_KEY`, `*_TOKEN`...)."""
     return bool(_SECRET_NAME.search(name))
 
 
@@ -87,6 +87,20 @@ class SecretGuard:
         if config.admin.token:
             values.setdefault("ADMIN_TOKEN", config.admin.token)
         return cls(values)
+
+    def also_protect(self, values: Mapping[str, str]) -> None:
+        """Redact `values` (name -> value) from now on too: the key of a variable an agent names
+        (`model.api_key_env`), known once the agent is loaded."""
+        names = dict(self._names)
+        for name, value in values.items():
+            for form in _forms(value):
+                names.setdefault(form, name)
+        if len(names) == len(self._names):
+            return
+        # names first: a pattern (even the old one) only ever matches a value `_names` holds
+        self._names = names
+        self._pattern = _compile(names)
+        self._needles = _TOKEN_ANCHORS + tuple(names)
 
     @property
     def secret_names(self) -> list[str]:

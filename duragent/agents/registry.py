@@ -466,6 +466,8 @@ class AgentRegistry:
 
     def _remember(self, agent: Agent) -> None:
         """Put `agent` in the cache as most recently used, evicting the least recently used. Lock held."""
+        if self._guard is not None:
+            self._guard.also_protect(_named_keys(agent, self._env))
         self._cache[agent.name] = agent
         self._cache.move_to_end(agent.name)
         while len(self._cache) > self.cache_size:
@@ -550,6 +552,14 @@ def _check_files(files: Mapping[str, str]) -> None:
             )
     if problems:
         raise ConfigError(problems)
+
+
+def _named_keys(agent: Agent, env: Mapping[str, str] | None) -> dict[str, str]:
+    """The values of the variables the agent names as holding its keys (`api_key_env`), by name."""
+    environ = os.environ if env is None else env
+    search = agent.spec.tools.web_search
+    names = [agent.spec.model.key_variable, search.api_key_env if search else None]
+    return {name: environ[name] for name in names if name and name in environ}
 
 
 def _refuse_secrets(files: Mapping[str, str], guard: SecretGuard) -> None:

@@ -404,7 +404,8 @@ class Committer:
 
         def message(committed: Sequence[str]) -> str:
             # subjects name memory topics, artifacts, sessions: a model or a client chose them
-            return printable(commit_message(_changes_touching(batch, committed, self.repo)))
+            text = printable(commit_message(_changes_touching(batch, committed, self.repo)))
+            return self.guard.redact(text) if self.guard is not None else text
 
         screen = self._screen if self.guard is not None else None
         sha = self.repo.commit_paths(paths, message, author, screen=screen, contents=_contents(batch))
@@ -428,7 +429,7 @@ class Committer:
 
     def _screen(self, path: str, added: str) -> bool:
         assert self.guard is not None
-        names = self.guard.find(added)
+        names = self.guard.find(path) + self.guard.find(added)
         if not names:
             return True
         self.files_refused += 1

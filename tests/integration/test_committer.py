@@ -583,6 +583,29 @@ def test_a_key_shaped_token_appended_to_a_committed_file_blocks_that_file(root: 
     assert git(root, "diff", "--name-only").split() == ["sessions/s1/events.jsonl"]
 
 
+def test_a_token_in_a_file_name_or_a_subject_never_reaches_git(root: Path, repo: GitRepo) -> None:
+    """Names come from models and clients (a memory topic, an artifact, a session id): a token a
+    user pasted and the model reused as a topic must not be committed as a path or a subject."""
+    token = "ghp_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
+    committer = Committer(repo, guard=SecretGuard())
+    named = root / "memory" / "world" / f"{token}.md"
+    named.parent.mkdir(parents=True)
+    named.write_text("a topic\n")
+    plain = root / "memory" / "world" / "tea.md"
+    plain.write_text("genmaicha\n")
+    committer.notify(Change((named,), "memory", f"world: {token}", "updated"))
+    committer.notify(Change((plain,), "memory", f"world: tea {token}", "updated\x1b[2K"))
+    committer.flush()
+
+    assert git(root, "ls-tree", "-r", "--name-only", "HEAD").split() == ["memory/world/tea.md"]
+    history = git(root, "log", "--format=%B", "--all")
+    assert token not in history
+    assert "[REDACTED:GITHUB_TOKEN]" in history
+    assert "\x1b" not in history
+    assert "\\x1b[2K" in history
+    assert named.exists()
+
+
 # --- large batches: committed by a separate, lower-priority process, as the worker would --------
 
 

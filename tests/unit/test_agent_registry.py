@@ -355,3 +355,22 @@ async def test_without_watch_enabled_start_watching_does_nothing(workspace: Path
 
     assert registry.get("alpha").description == "first"
     await registry.stop()
+
+
+def test_the_key_an_agent_names_in_api_key_env_is_redacted_once_the_agent_is_loaded(workspace: Path) -> None:
+    """`model.api_key_env` may name any variable (LLM_CREDENTIAL): its value is a secret all the
+    same, and a provider's error that quotes it must not reach a session's log or git."""
+    from duragent.secrets import SecretGuard
+
+    directory = write_agent(static_dir(workspace), "alpha")
+    model = "  name: gpt-4o-mini\n"
+    named = agent_yaml("alpha").replace(model, model + "  api_key_env: LLM_CREDENTIAL\n")
+    (directory / "agent.yaml").write_text(named)
+    guard = SecretGuard()
+    registry = AgentRegistry(
+        make_config(workspace), env={"LLM_CREDENTIAL": "llm-key-value-9f8e7d6c"}, guard=guard
+    )
+
+    registry.get("alpha")
+
+    assert guard.redact("Invalid key: llm-key-value-9f8e7d6c") == "Invalid key: [REDACTED:LLM_CREDENTIAL]"

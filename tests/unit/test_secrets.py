@@ -132,10 +132,27 @@ def test_from_config_takes_referenced_variables_and_secret_looking_names() -> No
         ("CLIENT_SECRET", True),
         ("AWS_SECRET_ACCESS_KEY", True),
         ("PGPASSWORD", True),
+        ("OPENAI_KEY", True),
+        ("AZURE_OPENAI_KEY", True),
+        ("KEY", True),
         ("SECRETS_DIR", False),
+        ("KEYBOARD", False),
+        ("MONKEY_COUNT", False),
         ("TOKENIZER", False),
         ("PATH", False),
     ],
 )
 def test_secret_looking_variable_names(name: str, secret: bool) -> None:
     assert looks_secret(name) is secret
+
+
+def test_a_value_protected_later_is_redacted_from_then_on() -> None:
+    guard = SecretGuard({"SERVER_API_TOKEN": "server-token-1234"})
+    assert guard.redact("key llm-key-value-9f8e7d6c") == "key llm-key-value-9f8e7d6c"
+
+    guard.also_protect({"LLM_CREDENTIAL": "llm-key-value-9f8e7d6c", "SHORT": "abc"})
+
+    assert guard.redact("key llm-key-value-9f8e7d6c and server-token-1234") == (
+        "key [REDACTED:LLM_CREDENTIAL] and [REDACTED:SERVER_API_TOKEN]"
+    )
+    assert guard.secret_names == ["LLM_CREDENTIAL", "SERVER_API_TOKEN"]
