@@ -267,7 +267,8 @@ def init_workspace(
         spec_suffix=access_block(gateways) if gateways else "",
     )
     memory = render(template_text("memory/MEMORY.md"), {"agent_name": agent})
-    files.append(write_file(data_dir / "memory" / agent / "MEMORY.md", memory, force=force))
+    # (never rewritten, even with force: what the agent and its person wrote there is not a template)
+    files.append(write_file(data_dir / "memory" / agent / "MEMORY.md", memory))
     files += [_keep_empty_dir(data_dir / name) for name in _EMPTY_DIRS]
     files += _copy_schemas(data_dir / "schemas", force=force)
     files.append(write_file(data_dir / ".gitignore", template_text("data.gitignore"), force=force))

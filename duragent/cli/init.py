@@ -106,6 +106,8 @@ def init(
     setups = [
         _chat_setup(kind, owner, variables, interactive=interactive) for kind, owner, variables in wanted
     ]
+    if force and not no_git:
+        _commit_hand_edits(directory)
     result = init_workspace(
         directory, agent=agent, provider=choice, git=not no_git, force=force, gateways=setups
     )
@@ -208,6 +210,22 @@ def _ask(agent: str | None, provider: str | None, model: str | None) -> tuple[st
         model = Prompt.ask("Model", default=suggested or DEFAULT_MODELS.get(provider, provider))
     reason = detected.reason if detected and detected.provider == provider else "chosen at the prompt"
     return agent, ProviderChoice(provider, model, reason)
+
+
+def _commit_hand_edits(directory: Path) -> None:
+    """Commit a person's edits made while no server ran before `--force` rewrites the files: git
+    history, not only a `.bak` copy, keeps what they had written."""
+    from duragent.config import load_config
+    from duragent.errors import DuragentError
+    from duragent.workspace import Workspace
+
+    config_file = directory.expanduser() / "duragent.yaml"
+    if not config_file.is_file():
+        return
+    try:
+        Workspace(load_config(config_file)).commit_offline_edits()
+    except DuragentError as error:  # a broken duragent.yaml, a repository mid-rebase: the .bak stays
+        print(f"could not commit your edits before rewriting the files: {error}", file=sys.stderr)
 
 
 def _report(result: InitResult, *, git_wanted: bool) -> None:

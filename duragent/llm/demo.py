@@ -34,8 +34,8 @@ from duragent.llm.types import (
 
 CONFIGURE_HINT = (
     "This is Duragent's demo provider, not a language model: it answers from a fixed script. "
-    "To talk to a real model, set OPENAI_API_KEY (or ANTHROPIC_API_KEY, OPENROUTER_API_KEY) and run "
-    "`duragent init --force`, or edit spec.model in your agent's agent.yaml."
+    "To talk to a real model, set OPENAI_API_KEY (or ANTHROPIC_API_KEY, OPENROUTER_API_KEY) and "
+    "change spec.model in your agent's agent.yaml (its comment shows how); memory and prompts stay."
 )
 MEMORY_TOOL = "memory"
 _WORDS_PER_DELTA = 4

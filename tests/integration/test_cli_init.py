@@ -82,6 +82,31 @@ def test_force_keeps_bak_copies_of_what_it_rewrites(tmp_path: Path) -> None:
     assert (tmp_path / ".duragent" / "agents" / "assistant" / "agent.yaml.bak").is_file()
 
 
+def test_force_keeps_memory_and_commits_a_persons_edits_before_rewriting_them(tmp_path: Path) -> None:
+    """Switching to a real model with `init --force` must not cost the agent its memory, nor a
+    person the prompt they wrote while no server ran (a .bak copy is git-ignored)."""
+    run_init("-y", "--provider", "demo", str(tmp_path))
+    data = tmp_path / ".duragent"
+    memory = data / "memory" / "assistant" / "MEMORY.md"
+    memory.write_text(memory.read_text() + "- The user is called Ana.\n")
+    soul = data / "agents" / "assistant" / "SOUL.md"
+    soul.write_text("You are Bob, a pirate.\n")
+
+    code, output = run_init("-y", "--force", "--provider", "openai", str(tmp_path))
+
+    assert code == 0, output
+    assert "The user is called Ana." in memory.read_text()
+    assert "You are Bob" not in soul.read_text()
+    history = subprocess.run(
+        ["git", "-C", str(data), "log", "-p", "--", "agents/assistant/SOUL.md", "memory/assistant/MEMORY.md"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "+You are Bob, a pirate." in history
+    assert "+- The user is called Ana." in history
+
+
 def test_no_git_option_leaves_no_repository(tmp_path: Path) -> None:
     code, output = run_init("-y", "--no-git", "--provider", "demo", str(tmp_path))
     assert code == 0
