@@ -21,10 +21,15 @@ def doctor(
 ) -> None:
     """Check Python, configuration, data dir, git, agents, keys, endpoints, databases and plugins."""
     from duragent.cli.context import CliState, print_json
+    from duragent.discovery import NotAWorkspace
     from duragent.doctor import run_doctor
 
     state = ctx.obj if isinstance(ctx.obj, CliState) else CliState()
-    report = run_doctor(state.config_path, data_dir=state.data_dir)
+    try:
+        config_path = state.workspace_config()  # from a subfolder too, like every command
+    except NotAWorkspace:
+        config_path = None  # (the checks below say what is missing, and how to make it)
+    report = run_doctor(config_path, data_dir=state.data_dir)
     if as_json:
         print_json(report.to_dict())
     else:

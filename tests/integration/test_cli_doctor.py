@@ -80,6 +80,18 @@ def test_text_output_is_one_line_per_check_with_its_status(workspace: Path) -> N
     assert "ok    agent assistant: valid (demo/demo)" in result.output
 
 
+def test_doctor_finds_the_workspace_from_a_subfolder_like_every_command(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deep = workspace / "notes" / "deep"
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)
+    result = CliRunner().invoke(build_app(), ["doctor"])
+    assert result.exit_code == 0, result.output
+    assert f"ok    config: {workspace / 'duragent.yaml'}" in result.output
+    assert "ok    agent assistant: valid (demo/demo)" in result.output
+
+
 @pytest.mark.slow
 def test_a_broken_agent_fails_with_its_location_and_exit_1_as_a_subprocess(workspace: Path) -> None:
     agent_yaml = workspace / ".duragent" / "agents" / "assistant" / "agent.yaml"
