@@ -26,6 +26,8 @@ async def send_one(
     from duragent.terminal_text import printable
 
     session_id = str(info["session_id"])
+    if info.get("pending_approvals"):
+        return await _queue_behind_approval(api, client, info, content, as_json=as_json)
     live = stream and not as_json and sys.stdout.isatty()
     out = Renderer()
     side = out if sys.stdout.isatty() else Renderer(out=sys.stderr)
@@ -123,6 +125,36 @@ async def send_one(
         side.approval(str(approval.get("tool", "")), str(approval.get("command", "")))
         side.line(f"decide with: duragent attach {session_id}")
     return 0 if status == "complete" else EXIT_APPROVAL if status == "pending_approval" else 1
+
+
+async def _queue_behind_approval(
+    api: ApiClient, client: ClientState, info: dict[str, Any], content: str, *, as_json: bool
+) -> int:
+    """The session's turn waits for a person: queue the message behind it and say so at once
+    (streaming it would wait, silent, until someone decides, up to the approval's timeout)."""
+    from duragent.cli.render import Renderer
+
+    session_id = str(info["session_id"])
+    _, body = await api.send(session_id, content)
+    approval = dict(info["pending_approvals"][0])
+    client.attached(str(info["agent"]), session_id)
+    client.save()
+    if as_json:
+        from duragent.cli.context import print_json
+
+        print_json(
+            {
+                "session_id": session_id,
+                "status": "queued",
+                "position": body.get("position"),
+                "approval": approval_help(api, session_id, approval),
+            }
+        )
+        return EXIT_APPROVAL
+    side = Renderer(out=sys.stdout if sys.stdout.isatty() else sys.stderr)
+    side.approval(str(approval.get("tool", "")), str(approval.get("command", "")))
+    side.line(f"your message is queued behind this decision; decide with: duragent attach {session_id}")
+    return EXIT_APPROVAL
 
 
 def detached_note(session_id: str, on_disconnect: str) -> str:

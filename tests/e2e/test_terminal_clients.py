@@ -317,6 +317,14 @@ def test_send_json_in_a_pipe_exits_0_1_or_3(
     assert pending["approval"]["approve_with"]["terminal"] == f"duragent attach {result['session_id']}"
     assert pending["approval"]["call_id"]
 
+    # another message while that call waits for a person: queued behind it, said at once
+    behind = send("--session", result["session_id"], "and then?")
+    assert behind.returncode == 3, behind.stderr
+    queued = json.loads(behind.stdout)
+    assert queued["status"] == "queued"
+    assert queued["approval"]["call_id"] == pending["approval"]["call_id"]
+    assert queued["approval"]["command"] == "rm -rf build"
+
 
 def test_chat_starts_the_server_in_the_background_and_a_second_chat_reuses_it(
     workspace: Path, fake_model: ThreadedFakeLLM
