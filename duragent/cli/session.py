@@ -181,11 +181,12 @@ def export_session(
     if fmt not in ("jsonl", "md"):
         raise UsageError(f"--format must be 'jsonl' or 'md', got {fmt!r}")
 
-    async def run() -> list[Any]:
+    async def run() -> tuple[str, list[Any]]:
         async with _workspace(ctx) as workspace:
-            return await workspace.stores.sessions.read(session_id)
+            full_id = await _full_id(workspace, session_id)
+            return full_id, await workspace.stores.sessions.read(full_id)
 
-    events = run_async(run())
+    session_id, events = run_async(run())
     if fmt == "jsonl":
         for event in events:
             sys.stdout.write(json.dumps(event.to_record(), ensure_ascii=False, separators=(",", ":")) + "\n")
@@ -202,6 +203,11 @@ def delete_session(
     """Delete a session's log and snapshot; the deletion is committed, so git still has it."""
     from duragent.errors import UsageError
 
+    async def resolve() -> str:
+        async with _workspace(ctx) as workspace:
+            return await _full_id(workspace, session_id)
+
+    session_id = run_async(resolve())
     if not yes:
         if not sys.stdin.isatty():
             raise UsageError("refusing to delete without confirmation: pass --yes")
@@ -225,21 +231,24 @@ def fork_session(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """A new session whose history is the original's up to that point; the original is untouched."""
+    import dataclasses
+
     from duragent.sessions.fork import events_to_fork, fork_session, parse_fork_target
 
-    point = parse_fork_target(target)
+    parsed = parse_fork_target(target)
 
     async def run() -> Any:
         async with _workspace(ctx) as workspace:
             store = workspace.stores.sessions
+            point = dataclasses.replace(parsed, session_id=await _full_id(workspace, parsed.session_id))
             events_path = None
             if workspace.repo is not None:
                 folder = workspace.config.service_path("session") / point.session_id / "events.jsonl"
                 events_path = workspace.repo.relative(folder)
             events = await events_to_fork(store, point, repo=workspace.repo, events_path=events_path)
-            return await fork_session(store, point.session_id, events, name=name)
+            return point, await fork_session(store, point.session_id, events, name=name)
 
-    state = run_async(run())
+    point, state = run_async(run())
     forked_at = state.last_seq
     if as_json:
         print_json(

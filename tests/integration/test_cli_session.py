@@ -130,6 +130,20 @@ def test_export_as_jsonl_is_the_log_and_as_markdown_a_transcript(workspace: Path
     assert "There is a README." in markdown
 
 
+def test_export_fork_and_delete_take_a_unique_start_of_the_id_like_every_session_command(
+    workspace: Path,
+) -> None:
+    session_id = asyncio.run(make_session())
+    short = session_id[:20]  # (a fork made in the same millisecond shares the first 12)
+    assert run("session", "export", short).stdout.startswith('{"seq":1,')
+    forked = run("session", "fork", f"{short}@2", "--json")
+    assert forked.exit_code == 0, forked.output
+    assert json.loads(forked.stdout)["forked_from"] == {"session": session_id, "seq": 2}
+    deleted = run("session", "delete", short, "--yes")
+    assert deleted.exit_code == 0, deleted.output
+    assert deleted.stdout == f"Deleted session {session_id}.\n"
+
+
 def test_delete_is_committed_so_git_still_has_the_session(workspace: Path) -> None:
     session_id = asyncio.run(make_session())
     result = run("session", "delete", session_id, "--yes")
