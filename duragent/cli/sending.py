@@ -186,7 +186,20 @@ def approval_help(api: ApiClient, session_id: str, approval: dict[str, Any]) -> 
 
 
 async def agent_name(api: ApiClient, agent: str | None, session: str | None) -> str:
-    """The agent to talk to: --agent, the session's, or the only one there is."""
+    """The agent to talk to: --agent, the session's, or the only one there is (a warning on
+    stderr when its files hold an edit that does not load: it answers as it was before)."""
+    name = await _pick_agent(api, agent, session)
+    _, ready = await api.readyz()
+    problems = (ready.get("agents") or {}).get(name)
+    if problems:
+        warning = f"warning: agent {name!r} answers as its last valid version; its files do not load:"
+        print(warning, file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+    return name
+
+
+async def _pick_agent(api: ApiClient, agent: str | None, session: str | None) -> str:
     from duragent.errors import UsageError
 
     if session is not None:

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from duragent.testing.fake_llm import FakeLLMServer, ScriptedResponse, text, tool_calls
+from tests.waiting import until
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 
@@ -274,6 +275,28 @@ async def test_a_broken_agent_blocks_nothing_else(tmp_path: Path, workspaces: li
     assert status.returncode == 0
     assert "helper" in status.stdout
     assert "spec.model is required" in status.stdout
+
+
+async def test_send_warns_when_its_agent_answers_as_it_was_before_a_broken_edit(
+    tmp_path: Path, workspaces: list[Path]
+) -> None:
+    """A typo in agent.yaml while the server runs keeps the last valid version answering: the
+    person who made the edit must hear of it where they talk to the agent, not only in serve.log."""
+    workspace = await init(tmp_path / "ws")
+    workspaces.append(workspace)
+    assert (await duragent(workspace, "send", "hello")).returncode == 0
+    agent_yaml = workspace / ".duragent" / "agents" / "assistant" / "agent.yaml"
+    agent_yaml.write_text(agent_yaml.read_text().replace("    provider: demo\n", "    provider: demoo\n"))
+    readyz = run_info(workspace)["url"] + "/readyz"
+    await until(lambda: _get_json(readyz)["agents"].get("assistant"))
+
+    done = await duragent(workspace, "send", "hello again")
+
+    assert done.returncode == 0, done.stderr
+    assert 'You wrote 2 words: "hello again"' in done.stdout
+    assert "warning: agent 'assistant' answers as its last valid version" in done.stderr
+    assert ".duragent/agents/assistant/agent.yaml:" in done.stderr
+    assert "got 'demoo'" in done.stderr
 
 
 def _use_fake_model(workspace: Path, fake_llm: FakeLLMServer, tools: str = "") -> None:
