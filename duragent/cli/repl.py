@@ -131,6 +131,10 @@ class Repl:
         self.follower = EventFollower(self.api, self.session.id, after=after)
         self.follower.start()
         self.remember()  # a terminal closed without a goodbye still knows its session next time
+        # A call already waiting for a person may have been announced before where this replay
+        # starts (`send` saw it and said "decide with: duragent attach"): show it and ask now.
+        for approval in self.session.info.get("pending_approvals") or []:
+            self._on_approval_required(dict(approval))
         try:
             outcome = await self.follow(target_seq=int(self.session.info.get("last_seq", 0)))
             while outcome == "idle":
@@ -308,8 +312,7 @@ class Repl:
             if live and self.in_turn:
                 r.start_spinner()
         elif name == "approval_required":
-            r.approval(str(data.get("tool", "")), str(data.get("command", "")))
-            self.pending[str(data.get("call_id", ""))] = dict(data)
+            self._on_approval_required(dict(data))
         elif name == "approval_decision":
             call_id = str(data.get("call_id", ""))
             self.pending.pop(call_id, None)
@@ -342,6 +345,13 @@ class Repl:
         return not self.follower.pending()
 
     # --- approvals ---------------------------------------------------------------------------
+
+    def _on_approval_required(self, approval: dict[str, Any]) -> None:
+        """A call waits for a person: shown once (the replay may announce it again), asked when idle."""
+        call_id = str(approval.get("call_id", ""))
+        if call_id not in self.pending:
+            self.renderer.approval(str(approval.get("tool", "")), str(approval.get("command", "")))
+        self.pending[call_id] = approval
 
     async def ask(self, call_id: str) -> bool:
         """Ask allow once / always / deny for a pending call and post the answer; False if skipped."""

@@ -217,6 +217,36 @@ def test_approval_answered_always_is_saved_to_the_policy_and_committed(
         time.sleep(0.2)
 
 
+def test_attach_asks_the_approval_send_left_waiting(
+    workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
+) -> None:
+    """`send` exits 3 with "decide with: duragent attach ...": this terminal already saw the
+    approval_required event, so the replay starts after it; attach must still ask."""
+    fake_model.enqueue(tool_calls([("bash", {"command": "touch approved.txt"})]), text("Touched it."))
+    sent = subprocess.run(
+        [*DURAGENT, "send", "touch it"],
+        cwd=workspace,
+        env=client_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert sent.returncode == 3, sent.stderr
+    assert "decide with: duragent attach" in sent.stderr
+
+    term = Terminal(["attach", "--last"], workspace)
+    term.expect(r"approval needed: bash touch approved.txt")
+    term.expect(r"allow once / always / deny \(y/a/n\)\?")
+    time.sleep(0.2)
+    term.child.send("y")
+    term.expect("allow once")
+    term.expect(r"⚙ bash .*ok \d+ ms")
+    term.expect("Touched it.")
+    term.prompt()
+    term.child.sendcontrol("d")
+    term.finish()
+
+
 def test_first_ctrl_c_cancels_the_turn_and_the_second_detaches(
     workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
 ) -> None:
