@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,9 +20,10 @@ from duragent.sessions.live import LiveSession
 from duragent.sessions.manager import SessionManager
 from duragent.stores.filesystem.sessions import FilesystemSessionStore
 from duragent.testing.fake_llm import FakeLLMServer, RecordedRequest, text, tool_calls
+from tests.e2e.server_harness import ApiFactory, read_sse
 from tests.waiting import until
 
-pytest_plugins = ["duragent.testing.pytest_plugin"]
+pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
 AGENT_YAML = """\
 apiVersion: duragent/v1alpha1
@@ -116,3 +118,42 @@ async def test_a_message_that_reaches_a_turn_with_open_calls_answers_them_before
     assert roles(sent) == ["system", "user", "assistant", "tool", "user"]
     assert sent.messages[3]["content"].startswith("interrupted")
     assert live.log.state.pending_approvals == []
+
+
+async def test_the_api_shows_and_takes_an_approval_a_stopped_turn_left_unanswered(
+    start_api: ApiFactory, fake_llm: FakeLLMServer
+) -> None:
+    """The client left while the model thought; the unattended limit paused the turn when it had
+    asked a person. GET shows the call as waiting, and /approve takes the turn up and answers."""
+    api = await start_api(git=False, max_background="1s")
+    fake_llm.enqueue(tool_calls([("bash", {"command": "touch asked.txt"})], delay=1.5), text("Touched it."))
+    session = await api.new_session("helper")
+    async with api.http.post(
+        api.url(f"/api/v1/sessions/{session}/stream"), json={"content": "touch it"}
+    ) as response:
+        async for event in read_sse(response):
+            if event.event == "start":
+                break  # and go: the turn runs on unattended
+
+    async def stopped() -> dict[str, Any] | None:
+        _, info = await api.call("GET", f"/api/v1/sessions/{session}")
+        return info if info["status"] == "paused" and not info["busy"] else None
+
+    for _ in range(300):
+        if (info := await stopped()) is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert info is not None, "the turn never stopped at its approval"
+    (waiting,) = info["pending_approvals"]
+    assert (waiting["tool"], waiting["command"]) == ("bash", "touch asked.txt")
+
+    status, body = await api.call(
+        "POST",
+        f"/api/v1/sessions/{session}/approve",
+        {"call_id": waiting["call_id"], "decision": "allow_once"},
+    )
+
+    assert status == 200, body
+    assert body["content"] == "Touched it."
+    _, info = await api.call("GET", f"/api/v1/sessions/{session}")
+    assert info["pending_approvals"] == []

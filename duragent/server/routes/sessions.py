@@ -11,6 +11,7 @@ import binascii
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -109,10 +110,22 @@ def _live_out(live: LiveSession, state: ServerState) -> SessionOut:
         attached=live.attached,
         queued=live.queued,
         busy=live.busy,
-        pending_approvals=[a.to_record() for a in state.approvals.pending(s.session_id)],
+        pending_approvals=_pending_approvals(live, state),
         metadata=dict(s.metadata),
         unattended=_unattended_out(live),
     )
+
+
+def _pending_approvals(live: LiveSession, state: ServerState) -> list[dict[str, Any]]:
+    """The calls waiting for a person: those asked now, else those of a turn that stopped after
+    asking (paused at a safe point; `/approve` takes it up again and answers)."""
+    asked = [a.to_record() for a in state.approvals.pending(live.session_id)]
+    if asked or live.busy:
+        return asked
+    return [
+        {**a, "session_id": live.session_id, "agent": live.log.state.agent}
+        for a in live.log.state.pending_approvals
+    ]
 
 
 def _unattended_out(live: LiveSession) -> UnattendedOut | None:
@@ -482,12 +495,23 @@ async def approve(request: web.Request) -> web.Response:
     state = request.app[STATE]
     live = await _live(request)
     pending = state.approvals.pending(live.session_id)
-    if not any(p.call_id == body.call_id for p in pending):
+    asked = any(p.call_id == body.call_id for p in pending)
+    # The turn stopped after asking (paused at a safe point) and nobody is asked now: resumed,
+    # it asks again, and this answer is that question's.
+    stopped = (
+        not asked
+        and not live.busy
+        and any(a.get("call_id") == body.call_id for a in live.log.state.pending_approvals)
+    )
+    if not asked and not stopped:
         if pending:
             raise HttpProblem(400, f"call_id mismatch: expected {pending[0].call_id}", type_name="validation")
         raise HttpProblem(404, "no pending approval for this session", type_name="not-found")
     subscription = await live.subscribe()
     try:
+        if stopped:
+            await live.resume()
+            await _asked_again(subscription, body.call_id)
         live.decide(body.call_id, body.decision)
         events = sse.while_connected(request, _after_decision(subscription, body.call_id))
         async with contextlib.aclosing(events):
@@ -496,6 +520,28 @@ async def approve(request: web.Request) -> web.Response:
         return _client_gone_reply()
     finally:
         subscription.close()
+
+
+#: Longest wait for a resumed turn to ask its approval again.
+_ASK_AGAIN_WITHIN = 30.0
+
+
+async def _asked_again(subscription: Subscription, call_id: str) -> None:
+    """Wait until the resumed turn has asked for `call_id` again and paused for the answer (409
+    when it ends without asking)."""
+    asked = False
+    try:
+        async with asyncio.timeout(_ASK_AGAIN_WITHIN):
+            async for event in subscription:
+                if event.event == "approval_required" and event.data.get("call_id") == call_id:
+                    asked = True
+                elif asked and event.event == "status" and event.data.get("to") == "paused":
+                    return
+                elif ends_turn(event):
+                    break
+    except TimeoutError:
+        pass
+    raise HttpProblem(409, f"the session's turn did not ask for call {call_id} again", type_name="conflict")
 
 
 async def _after_decision(subscription: Subscription, call_id: str) -> AsyncIterator[StreamEvent]:
