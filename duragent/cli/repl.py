@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 QUIET_EVENTS = frozenset({"status", "approval_decision", "session_start"})
 #: Marker events the loop puts into its own queue (never sent by a server).
 SIGINT_MARK, SENT_MARK = "_sigint", "_sent"
+#: What `read_decision` returns when an event came before the answer.
+INTERRUPTED = "_interrupted"
 #: Seconds to wait for the stream to show a reply the server already returned.
 REPLY_GRACE = 3.0
 DECISIONS = {"y": "allow_once", "a": "allow_always", "n": "deny"}
@@ -358,11 +360,16 @@ class Repl:
         self.asked.add(call_id)
         self.renderer.stop_spinner()
         try:
-            decision = await self.read_decision()
+            decision = await self.read_decision(call_id)
         finally:
             # prompt_toolkit removes the loop's SIGINT handler when its prompt ends: put ours back,
             # so Ctrl-C after the answer cancels the turn (and the tool's processes) as it should.
             asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._on_sigint)
+        if decision == INTERRUPTED:
+            # Something happened meanwhile (another terminal decided, say): it is shown next, and
+            # the call is asked again if it still waits.
+            self.asked.discard(call_id)
+            return True
         if decision is None:
             self.renderer.notice("left waiting: /approve, /approve always or /deny decides it")
             return False
@@ -379,8 +386,9 @@ class Repl:
         )
         self.renderer.start_spinner()
 
-    async def read_decision(self) -> str | None:
-        """y / a / n from the keyboard (one key, no Enter needed); None on Ctrl-C / Ctrl-D."""
+    async def read_decision(self, call_id: str = "") -> str | None:
+        """y / a / n from the keyboard (one key, no Enter needed); None on Ctrl-C / Ctrl-D;
+        INTERRUPTED when an event worth showing came first (`call_id` decided elsewhere, say)."""
         question = "allow once / always / deny (y/a/n)? "
         if not self.interactive:
             self.renderer.write(question)
@@ -394,8 +402,21 @@ class Repl:
             bindings.add(key)(_exit_with(decision))
             bindings.add(key.upper())(_exit_with(decision))
         asker: PromptSession[str] = PromptSession(key_bindings=bindings)
+        loop = asyncio.get_running_loop()
+        answering = loop.create_task(asker.prompt_async(question))
+        watching = loop.create_task(self._wait_for_news(decided=call_id))
+        done, _ = await asyncio.wait({answering, watching}, return_when=asyncio.FIRST_COMPLETED)
+        if answering not in done:
+            asker.app.exit(result="")
+            with contextlib.suppress(KeyboardInterrupt, EOFError):
+                await answering
+            self.renderer.write("\n")
+            return INTERRUPTED
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
         try:
-            return await asker.prompt_async(question) or None
+            return answering.result() or None
         except (KeyboardInterrupt, EOFError):
             return None
 
@@ -431,13 +452,17 @@ class Repl:
             return await self.read_input()
         return text if text.strip() else await self.read_input()
 
-    async def _wait_for_news(self) -> None:
-        """Return when an event worth showing arrives (quiet ones are taken and recorded)."""
+    async def _wait_for_news(self, decided: str = "") -> None:
+        """Return when an event worth showing arrives (quiet ones are taken and recorded), or the
+        decision on call `decided` (held, to be shown)."""
         assert self.follower is not None
         while True:
             event = await self.follower.next()
             if event is None or event.event in (SIGINT_MARK, SENT_MARK):
                 continue
+            if decided and event.event == "approval_decision" and event.data.get("call_id") == decided:
+                self.held = event
+                return
             if event.event in QUIET_EVENTS:
                 self.show(event)
                 continue

@@ -412,6 +412,33 @@ def test_chat_shows_a_turn_another_client_started_as_it_happens(
     term.finish()
 
 
+def test_an_approval_answered_in_another_terminal_releases_this_ones_question(
+    workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
+) -> None:
+    fake_model.enqueue(tool_calls([("bash", {"command": "touch both.txt"})]), text("Touched it."))
+    first = Terminal(["chat"], workspace)
+    session_id = re.findall(r"session (s_\w+)", first.expect(r"session s_\w+ · new session"))[-1]
+    first.prompt()
+    first.type("touch it")
+    first.expect(r"allow once / always / deny \(y/a/n\)\?")
+    second = Terminal(["attach", session_id], workspace, DURAGENT_CLIENT_ID="terminal-two")
+    second.expect(r"allow once / always / deny \(y/a/n\)\?")
+    time.sleep(0.2)
+    second.child.send("y")
+    second.expect("allow once")
+
+    first.expect("approval decided: allow_once")
+    first.expect("Touched it.")
+    first.prompt()
+    first.child.sendcontrol("d")
+    shown = first.finish()
+    assert "no pending approval" not in shown
+    second.expect("Touched it.")
+    second.prompt()
+    second.child.sendcontrol("d")
+    second.finish()
+
+
 def test_ctrl_c_after_approving_a_tool_cancels_the_turn_and_kills_the_tool(
     workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
 ) -> None:
