@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from duragent.cli.render import TRUNCATED, Renderer
+from duragent.client.follow import SERVER_BACK, SERVER_GONE
 
 if TYPE_CHECKING:
     from prompt_toolkit import PromptSession
@@ -130,7 +131,7 @@ class Repl:
         from duragent.client.follow import EventFollower
 
         self.shown = after
-        self.follower = EventFollower(self.api, self.session.id, after=after)
+        self.follower = EventFollower(self.api, self.session.id, after=after, relocate=self._relocate())
         self.follower.start()
         self.remember()  # a terminal closed without a goodbye still knows its session next time
         # A call already waiting for a person may have been announced before where this replay
@@ -150,6 +151,21 @@ class Repl:
             return outcome
         finally:
             await self.leave()
+
+    def _relocate(self) -> Callable[[], str | None] | None:
+        """Where the workspace's server is now, when this terminal talks to it (not to a --server
+        elsewhere): it may stop and start again on another port while the terminal waits."""
+        from duragent.client.runfile import read_run_info
+
+        running = read_run_info(self.workspace.data_path)
+        if running is None or running.url.rstrip("/") != self.api.base_url:
+            return None
+
+        def current() -> str | None:
+            info = read_run_info(self.workspace.data_path)
+            return info.url if info is not None else None
+
+        return current
 
     async def leave(self) -> None:
         """Close the stream and any request in flight (both detach), remember what was seen."""
@@ -336,6 +352,13 @@ class Repl:
             r.line(f"🔔 {data.get('message', '')}", "yellow")
         elif name == "session_end":
             r.notice(f"session ended ({data.get('reason', 'ended')})")
+        elif name == SERVER_GONE:
+            r.notice(
+                f"the server at {data.get('url')} stopped answering; this terminal reconnects when "
+                "the workspace's server runs again (`duragent serve`, or a `send` in another shell)"
+            )
+        elif name == SERVER_BACK:
+            r.notice(f"reconnected to the server at {data.get('url')}")
         return False
 
     def _turn_over(self) -> bool:

@@ -40,12 +40,14 @@ class AsyncioApiClient(ApiClient):
 
     def __init__(self, base_url: str, *, token: str | None = None):
         super().__init__(base_url, token=token)
-        parts = urllib.parse.urlsplit(self.base_url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"not an http:// URL: {base_url!r}")
-        self._host, self._port, self._prefix = parts.hostname, parts.port or 80, parts.path
+        self._host, self._port, self._prefix = _address(self.base_url)
         #: True once a POST /stream reached the server: from then on, retrying elsewhere could send twice.
         self.message_sent = False
+
+    def move_to(self, base_url: str) -> None:
+        """Talk to the server at `base_url` from now on (the workspace's server started again)."""
+        super().move_to(base_url)
+        self._host, self._port, self._prefix = _address(self.base_url)
 
     async def close(self) -> None:
         """Nothing stays open between requests."""
@@ -235,3 +237,11 @@ def _reason(exc: BaseException) -> str:
 def _host_header(host: str, port: int) -> str:
     """The Host header's value: an IPv6 address goes in brackets (RFC 7230, as in a URL)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _address(base_url: str) -> tuple[str, int, str]:
+    """Host, port and path prefix of an http:// URL."""
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"not an http:// URL: {base_url!r}")
+    return parts.hostname, parts.port or 80, parts.path

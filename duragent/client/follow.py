@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from duragent.client.http import ApiClient, ApiError, ServerEvent, ServerUnreachable
 from duragent.client.state import position_key
@@ -18,6 +19,13 @@ log = logging.getLogger(__name__)
 
 #: How long a broken stream keeps trying to reconnect before giving up.
 RECONNECT_FOR = 15.0
+#: How long the workspace's server may be unreachable before its client is told.
+GONE_AFTER = 2.0
+
+
+#: Marker events the follower puts in its queue (never sent by a server): the workspace's server
+#: stopped answering (it keeps looking), and answers again.
+SERVER_GONE, SERVER_BACK = "_server_gone", "_server_back"
 
 
 class StreamLost(ServerUnreachable):
@@ -27,10 +35,20 @@ class StreamLost(ServerUnreachable):
 class EventFollower:
     """A session's events, replayed from `after` and then live, read into a queue by a task."""
 
-    def __init__(self, api: ApiClient, session_id: str, *, after: str | None):
+    def __init__(
+        self,
+        api: ApiClient,
+        session_id: str,
+        *,
+        after: str | None,
+        relocate: Callable[[], str | None] | None = None,
+    ):
         self.api = api
         self.session_id = session_id
         self.position = after
+        #: Where the server is now (None: nowhere), for a client of the workspace's own server:
+        #: it keeps looking instead of giving up, and follows the server to its new address.
+        self.relocate = relocate
         self.queue: asyncio.Queue[ServerEvent | BaseException] = asyncio.Queue()
         self.arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -68,11 +86,15 @@ class EventFollower:
 
     async def _read(self) -> None:
         failing_since: float | None = None
+        gone_told = False
         loop = asyncio.get_running_loop()
         while True:
             try:
                 async for event in self.api.events(self.session_id, after=self.position):
                     failing_since = None
+                    if gone_told:
+                        gone_told = False
+                        self._put(ServerEvent(None, SERVER_BACK, {"url": self.api.base_url}))
                     if event.id is not None:
                         if self.position is not None and position_key(event.id) <= position_key(
                             self.position
@@ -86,14 +108,22 @@ class EventFollower:
             except ServerUnreachable as exc:
                 if failing_since is None:
                     failing_since = loop.time()
-                if loop.time() - failing_since > RECONNECT_FOR:
+                moved = self.relocate() if self.relocate is not None else None
+                if moved is not None and moved.rstrip("/") != self.api.base_url:
+                    self.api.move_to(moved)
+                    continue
+                if self.relocate is None and loop.time() - failing_since > RECONNECT_FOR:
                     self._put(StreamLost(self.api.base_url, f"the event stream broke: {exc}"))
                     return
+                if self.relocate is not None and not gone_told and loop.time() - failing_since > GONE_AFTER:
+                    gone_told = True
+                    self._put(ServerEvent(None, SERVER_GONE, {"url": self.api.base_url}))
             except ApiError as exc:
                 self._put(exc)
                 return
             await asyncio.sleep(0.2 if failing_since is None else min(2.0, 0.2 + loop.time() - failing_since))
-            if failing_since is not None and loop.time() - failing_since > RECONNECT_FOR:
+            lost = failing_since is not None and loop.time() - failing_since > RECONNECT_FOR
+            if lost and self.relocate is None:
                 self._put(StreamLost(self.api.base_url, "the event stream closed and did not come back"))
                 return
 

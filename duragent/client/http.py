@@ -33,8 +33,9 @@ class ServerUnreachable(DuragentError):
 
     def __init__(self, url: str, reason: str):
         super().__init__(
-            f"cannot reach the Duragent server at {url} ({reason}); start it with `duragent serve`, "
-            "or leave out --server to let `duragent chat` start one"
+            f"cannot reach the Duragent server at {url} ({reason}); is it running? "
+            "`duragent serve status` tells, `duragent serve` starts it (chat and send start one "
+            "themselves unless --server names another)"
         )
         self.url = url
 
@@ -102,6 +103,10 @@ class ApiClient:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self._http: aiohttp.ClientSession | None = None
+
+    def move_to(self, base_url: str) -> None:
+        """Talk to the server at `base_url` from now on (the workspace's server started again)."""
+        self.base_url = base_url.rstrip("/")
 
     async def __aenter__(self) -> Self:
         return self
