@@ -149,11 +149,16 @@ def edit(
 ) -> None:
     """Open a memory file in $VISUAL/$EDITOR; what you save is committed as your edit.
 
-    With memory in PostgreSQL the stored text is edited and written back through the store,
-    unless it changed while the editor was open.
+    The editor gets a copy. What changed in the file while it was open (the agent remembering
+    something) is kept: your edit is merged into it. With memory in PostgreSQL the stored text
+    is edited and written back through the store, unless it changed while the editor was open.
     """
-    from duragent.errors import UsageError
+    import tempfile
+
+    from duragent.errors import DuragentError, UsageError
     from duragent.stores.base import utcnow
+    from duragent.stores.filesystem.atomic import write_atomic
+    from duragent.stores.filesystem.locks import memory_file_lock
 
     if day and long_term:
         raise UsageError("use --date or --long-term, not both")
@@ -164,23 +169,63 @@ def edit(
         return
     with _open_sync(ctx) as workspace:
         name = _agent(workspace, _one_of(agent, agent_option))
-        folder = workspace.config.service_path("memory") / name
+        root = workspace.config.service_path("memory")
         if chosen is None:
-            path, template = folder / "MEMORY.md", _template(name, None)
+            path, template = root / name / "MEMORY.md", _template(name, None)
         else:
-            path, template = folder / f"{chosen.isoformat()}.md", _template(name, chosen)
+            path, template = root / name / f"{chosen.isoformat()}.md", _template(name, chosen)
         before = path.read_text(encoding="utf-8") if path.exists() else None
-        if before is None:
-            folder.mkdir(parents=True, exist_ok=True)
-            path.write_text(template, encoding="utf-8")
-        _run_editor(path)
-        after = path.read_text(encoding="utf-8") if path.exists() else None
-        if after == (template if before is None else before):
-            if before is None:
-                path.unlink(missing_ok=True)
+        given = template if before is None else before
+        # The editor gets a copy: the agent may write the file while it is open, and an editor
+        # saving its whole buffer back over it would silently drop what the agent wrote.
+        with tempfile.TemporaryDirectory(prefix="duragent-memory-") as folder:
+            copy = Path(folder) / path.name
+            copy.write_text(given, encoding="utf-8")
+            _run_editor(copy)
+            after = copy.read_text(encoding="utf-8") if copy.exists() else given
+        if after == given:
             print("No changes.")
             return
+        with memory_file_lock(root, path):
+            current = path.read_text(encoding="utf-8") if path.exists() else None
+            if current != before:
+                merged = _merge_edits(current or "", given, after)
+                if merged is None:
+                    kept = Path.cwd() / f"{name}-{path.name}.edited"
+                    kept.write_text(after, encoding="utf-8")
+                    raise DuragentError(
+                        f"{path} changed while it was being edited and could not be merged; nothing "
+                        f"was written: your version is saved in {kept}; run `duragent memory edit` "
+                        "again and merge it into the current text"
+                    )
+                print("Merged your edit with what changed in the file while the editor was open.")
+                after = merged
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, after.encode("utf-8"))
         _commit_edit(workspace, [path])
+
+
+def _merge_edits(current: str, given: str, edited: str) -> str | None:
+    """The person's edit (`given` -> `edited`) applied to `current` by a three-way merge
+    (`git merge-file --union`: where both changed the same lines, both versions are kept, the
+    file's first; memory is lists of notes, and nothing anyone wrote is dropped), or None when
+    git could not merge."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="duragent-merge-") as folder:
+        files = []
+        for label, text in (("current", current), ("given", given), ("edited", edited)):
+            file = Path(folder) / label
+            file.write_text(text, encoding="utf-8")
+            files.append(str(file))
+        try:
+            done = subprocess.run(
+                ["git", "merge-file", "-p", "--union", *files], capture_output=True, check=False
+            )
+        except OSError:
+            return None
+    return done.stdout.decode("utf-8") if done.returncode == 0 else None
 
 
 def _template(name: str, day: date | None) -> str:

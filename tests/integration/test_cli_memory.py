@@ -123,6 +123,33 @@ def test_edit_opens_the_editor_and_commits_the_save_as_the_person(workspace: Pat
     assert log.strip() == f"{PERSON}|edit: memory/assistant/MEMORY.md"
 
 
+def test_edit_keeps_what_the_agent_wrote_while_the_editor_was_open(workspace: Path, memory: Path) -> None:
+    """An editor saves its whole buffer: on the real file, a note the agent added while it was
+    open was dropped (and the loss committed as the person's edit)."""
+    long_term = memory / "MEMORY.md"
+    editor = workspace / "editor.py"
+    editor.write_text(
+        "import sys\n"
+        "path = sys.argv[1]\n"
+        "text = open(path).read()\n"
+        f"open({str(long_term)!r}, 'a').write('- The agent wrote this meanwhile\\n')  # the agent\n"
+        "text = text.replace('Works on Duragent', 'Works on Duragent daily')\n"
+        "open(path, 'w').write(text + '- Typed by me\\n')\n"
+    )
+    result = CliRunner().invoke(
+        build_app(),
+        ["memory", "edit", "--long-term"],
+        env={"EDITOR": f"{sys.executable} {editor}", "VISUAL": ""},
+    )
+    assert result.exit_code == 0, result.output
+    assert "Merged your edit" in result.output
+    text = long_term.read_text()
+    assert "- Works on Duragent daily\n" in text
+    assert "- The agent wrote this meanwhile\n" in text
+    assert "- Typed by me\n" in text
+    assert "Committed" in result.output
+
+
 def test_edit_without_changes_commits_nothing(workspace: Path, memory: Path) -> None:
     head = git(workspace / ".duragent", "rev-parse", "HEAD")
     run("memory", "show")  # commits the fixture's files as the person's offline edit
