@@ -414,8 +414,11 @@ class GatewayRouter:
     async def _keep_as_context(self, key: ChatKey, message: MessageReceived, text: str) -> None:
         """Store an unaddressed group message where the next turn sees it, without replying."""
         binding = await self._binding(key)
-        if binding.live.busy or binding.live.queued:
-            binding.context.append(text)  # the running turn owns the log; fold into the next message
+        live = binding.live
+        if live.busy or live.queued or live.unfinished_turn or live.log.state.open_tool_calls():
+            # the running (or a stopped, unfinished) turn owns the log: a message between a tool
+            # call and its result is refused by providers; fold it into the next message instead
+            binding.context.append(text)
             return
         await binding.live.log.append(
             "user_message",

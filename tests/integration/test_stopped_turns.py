@@ -20,7 +20,7 @@ from duragent.sessions.live import LiveSession
 from duragent.sessions.manager import SessionManager
 from duragent.stores.filesystem.sessions import FilesystemSessionStore
 from duragent.testing.fake_llm import FakeLLMServer, RecordedRequest, text, tool_calls
-from tests.e2e.server_harness import ApiFactory, read_sse
+from tests.e2e.server_harness import Api, ApiFactory, read_sse
 from tests.waiting import until
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
@@ -120,12 +120,9 @@ async def test_a_message_that_reaches_a_turn_with_open_calls_answers_them_before
     assert live.log.state.pending_approvals == []
 
 
-async def test_the_api_shows_and_takes_an_approval_a_stopped_turn_left_unanswered(
-    start_api: ApiFactory, fake_llm: FakeLLMServer
-) -> None:
-    """The client left while the model thought; the unattended limit paused the turn when it had
-    asked a person. GET shows the call as waiting, and /approve takes the turn up and answers."""
-    api = await start_api(git=False, max_background="1s")
+async def stopped_over_http(api: Api, fake_llm: FakeLLMServer) -> tuple[str, dict[str, Any]]:
+    """A session whose turn stopped at an approval (the client left while the model thought, the
+    1 s unattended limit paused the turn once it had asked): its id and the waiting call."""
     fake_llm.enqueue(tool_calls([("bash", {"command": "touch asked.txt"})], delay=1.5), text("Touched it."))
     session = await api.new_session("helper")
     async with api.http.post(
@@ -134,17 +131,20 @@ async def test_the_api_shows_and_takes_an_approval_a_stopped_turn_left_unanswere
         async for event in read_sse(response):
             if event.event == "start":
                 break  # and go: the turn runs on unattended
-
-    async def stopped() -> dict[str, Any] | None:
-        _, info = await api.call("GET", f"/api/v1/sessions/{session}")
-        return info if info["status"] == "paused" and not info["busy"] else None
-
     for _ in range(300):
-        if (info := await stopped()) is not None:
-            break
+        _, info = await api.call("GET", f"/api/v1/sessions/{session}")
+        if info["status"] == "paused" and not info["busy"]:
+            (waiting,) = info["pending_approvals"]
+            return session, waiting
         await asyncio.sleep(0.05)
-    assert info is not None, "the turn never stopped at its approval"
-    (waiting,) = info["pending_approvals"]
+    raise AssertionError("the turn never stopped at its approval")
+
+
+async def test_the_api_shows_and_takes_an_approval_a_stopped_turn_left_unanswered(
+    start_api: ApiFactory, fake_llm: FakeLLMServer
+) -> None:
+    api = await start_api(git=False, max_background="1s")
+    session, waiting = await stopped_over_http(api, fake_llm)
     assert (waiting["tool"], waiting["command"]) == ("bash", "touch asked.txt")
 
     status, body = await api.call(
@@ -157,3 +157,52 @@ async def test_the_api_shows_and_takes_an_approval_a_stopped_turn_left_unanswere
     assert body["content"] == "Touched it."
     _, info = await api.call("GET", f"/api/v1/sessions/{session}")
     assert info["pending_approvals"] == []
+
+
+async def test_approving_a_stopped_call_the_policy_now_allows_reports_the_finished_turn(
+    start_api: ApiFactory, fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    """Taken up again, the turn does not ask (a person allowed such commands meanwhile): the
+    answer is the turn's outcome, not a complaint that nothing was asked."""
+    api = await start_api(git=False, max_background="1s")
+    session, waiting = await stopped_over_http(api, fake_llm)
+    (tmp_path / "ws0" / "data" / "agents" / "helper" / "policy.yaml").write_text('allow: ["bash:touch *"]\n')
+
+    status, body = await api.call(
+        "POST",
+        f"/api/v1/sessions/{session}/approve",
+        {"call_id": waiting["call_id"], "decision": "allow_once"},
+    )
+
+    assert status == 200, body
+    assert body["content"] == "Touched it."
+
+
+async def test_a_group_message_nobody_addressed_waits_while_a_turn_is_stopped_midway(
+    manager: SessionManager, fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    """A chat's unaddressed group message is stored as context at once when the session is idle;
+    stored between a stopped turn's call and its result, it would break the session the same way."""
+    from types import SimpleNamespace
+
+    from duragent.gateways.router import ChatBinding, ChatKey, GatewayRouter
+
+    live = await stopped_at_an_approval(manager, fake_llm)
+    router = GatewayRouter(
+        sessions=manager,
+        agent_for=lambda name: live.agent,
+        routes=[],
+        send=lambda *args, **kwargs: None,  # type: ignore[arg-type,return-value]
+        directory_path=tmp_path / "chats.json",
+    )
+    key = ChatKey("telegram", "group-1", "helper")
+    binding = ChatBinding(router, key, live, await live.subscribe())
+    router.bindings[key] = binding
+    before = list(live.log.state.conversation)
+    message = SimpleNamespace(sender=SimpleNamespace(id="u1", label="Bea"))
+
+    await router._keep_as_context(key, message, "[Bea] lunch at noon?")  # type: ignore[arg-type]
+
+    assert live.log.state.conversation == before
+    assert binding.context == ["[Bea] lunch at noon?"]
+    binding.subscription.close()

@@ -123,7 +123,13 @@ def _pending_approvals(live: LiveSession, state: ServerState) -> list[dict[str, 
     if asked or live.busy:
         return asked
     return [
-        {**a, "session_id": live.session_id, "agent": live.log.state.agent}
+        {
+            **a,
+            "session_id": live.session_id,
+            "agent": live.log.state.agent,
+            "requested_at": None,
+            "expires_at": None,
+        }
         for a in live.log.state.pending_approvals
     ]
 
@@ -511,7 +517,13 @@ async def approve(request: web.Request) -> web.Response:
     try:
         if stopped:
             await live.resume()
-            await _asked_again(subscription, body.call_id)
+            seen = await _asked_again(subscription, body.call_id)
+            if seen is not None:
+                # it asked another call of the batch first, or went on without asking (the policy
+                # allows the call now): the client hears what happened instead
+                replay = sse.while_connected(request, _replayed(seen, subscription))
+                async with contextlib.aclosing(replay):
+                    return await _wait_for_outcome(live, replay, approve=True)
         live.decide(body.call_id, body.decision)
         events = sse.while_connected(request, _after_decision(subscription, body.call_id))
         async with contextlib.aclosing(events):
@@ -526,22 +538,32 @@ async def approve(request: web.Request) -> web.Response:
 _ASK_AGAIN_WITHIN = 30.0
 
 
-async def _asked_again(subscription: Subscription, call_id: str) -> None:
-    """Wait until the resumed turn has asked for `call_id` again and paused for the answer (409
-    when it ends without asking)."""
-    asked = False
+async def _asked_again(subscription: Subscription, call_id: str) -> list[StreamEvent] | None:
+    """Follow the resumed turn until it has asked for `call_id` again and paused for the answer
+    (None), or has asked another call or ended first (the events seen until then)."""
+    seen: list[StreamEvent] = []
+    asked: str | None = None
     try:
         async with asyncio.timeout(_ASK_AGAIN_WITHIN):
             async for event in subscription:
-                if event.event == "approval_required" and event.data.get("call_id") == call_id:
-                    asked = True
-                elif asked and event.event == "status" and event.data.get("to") == "paused":
-                    return
+                seen.append(event)
+                if event.event == "approval_required":
+                    asked = str(event.data.get("call_id"))
+                elif asked is not None and event.event == "status" and event.data.get("to") == "paused":
+                    return None if asked == call_id else seen
                 elif ends_turn(event):
-                    break
+                    return seen
     except TimeoutError:
         pass
     raise HttpProblem(409, f"the session's turn did not ask for call {call_id} again", type_name="conflict")
+
+
+async def _replayed(seen: list[StreamEvent], subscription: Subscription) -> AsyncIterator[StreamEvent]:
+    """`seen`, then what the subscription brings next."""
+    for event in seen:
+        yield event
+    async for event in subscription:
+        yield event
 
 
 async def _after_decision(subscription: Subscription, call_id: str) -> AsyncIterator[StreamEvent]:
