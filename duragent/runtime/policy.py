@@ -303,6 +303,8 @@ ESCAPE_OPTIONS: dict[str, frozenset[str]] = {
             "-u",
             "-x",
             "--config-env",
+            "--attr-source",
+            "--super-prefix",
             "--exec-path",
             "--git-dir",
             "--work-tree",
