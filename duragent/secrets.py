@@ -47,6 +47,11 @@ NOT_SECRET_ENV = frozenset(
 )
 
 _SECRET_NAME = re.compile(r"(?:^|_)(?:KEY|TOKEN)$|(?:^|_)SECRET(?:$|_)|PASSWORD|PASSWD", re.IGNORECASE)
+#: Names that are secret by convention whatever their value; a name only ending in KEY
+#: (`PRIMARY_KEY=created_at`) counts when its value looks like a key (`_looks_like_a_key`).
+_CERTAINLY_SECRET_NAME = re.compile(
+    r"(?:^|_)(?:API_KEY|TOKEN)$|(?:^|_)SECRET(?:$|_)|PASSWORD|PASSWD", re.IGNORECASE
+)
 _VALUE_GROUP = "value"
 
 #: Literal strings every token pattern but the Telegram one contains. Searching for them with
@@ -55,6 +60,19 @@ _VALUE_GROUP = "value"
 _TOKEN_ANCHORS = ("sk-", "xox", "AKIA", "ghp_", "github_pat_")
 #: A necessary condition for a Telegram token that starts with a literal, hence fast to search.
 _TELEGRAM_HINT = re.compile(r":(?<=\d{6}:)[A-Za-z0-9_-]{30}")
+
+
+def _secret_by_name(name: str, value: str) -> bool:
+    """Whether the environment variable `name` holds a secret, by its name (and, for a name that
+    only ends in KEY, by its value)."""
+    if _CERTAINLY_SECRET_NAME.search(name):
+        return True
+    return looks_secret(name) and _looks_like_a_key(value)
+
+
+def _looks_like_a_key(value: str) -> bool:
+    """Long, and letters mixed with digits: a generated key, not a word or an identifier."""
+    return len(value) >= 16 and any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
 
 
 def looks_secret(name: str) -> bool:
@@ -79,7 +97,7 @@ class SecretGuard:
         """A guard for the values of `${NAME}` references in `config`, secret-looking env vars, tokens."""
         env = os.environ if env is None else env
         names = {name for name in config.referenced_env if name not in NOT_SECRET_ENV}
-        names.update(name for name in env if looks_secret(name))
+        names.update(name for name in env if _secret_by_name(name, env[name]))
         values = {name: env[name] for name in sorted(names) if name in env}
         # tokens written literally in duragent.yaml are secrets too
         if config.server.api_token:

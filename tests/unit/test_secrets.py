@@ -156,3 +156,19 @@ def test_a_value_protected_later_is_redacted_from_then_on() -> None:
         "key [REDACTED:LLM_CREDENTIAL] and [REDACTED:SERVER_API_TOKEN]"
     )
     assert guard.secret_names == ["LLM_CREDENTIAL", "SERVER_API_TOKEN"]
+
+
+def test_a_variable_named_only_like_a_key_is_secret_when_its_value_looks_like_one() -> None:
+    """OPENAI_KEY holds a key; PRIMARY_KEY=created_at names a column, and redacting every
+    `created_at` would garble sessions and refuse commits of files that mention it."""
+    from duragent.config import DuragentConfig
+
+    env = {
+        "OPENAI_KEY": "fake-llm-key-value-9f8e7d6c",
+        "PRIMARY_KEY": "created_at_column",
+        "DEPLOY_TOKEN": "plain-words-only",
+    }
+    guard = SecretGuard.from_config(DuragentConfig.model_validate({}), env)
+    assert guard.redact("key fake-llm-key-value-9f8e7d6c") == "key [REDACTED:OPENAI_KEY]"
+    assert guard.redact("order by created_at_column") == "order by created_at_column"
+    assert guard.redact("with plain-words-only") == "with [REDACTED:DEPLOY_TOKEN]"
