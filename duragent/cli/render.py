@@ -128,7 +128,7 @@ class Renderer:
         if not self.tty or self._spinner is not None:
             return
         if label is None:
-            label = f"running {self._running_tool}" if self._running_tool else "thinking"
+            label = f"running {printable(self._running_tool)}" if self._running_tool else "thinking"
         self._end_open_line()
         self._spinner = asyncio.get_running_loop().create_task(self._spin(label))
 

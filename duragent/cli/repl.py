@@ -434,6 +434,7 @@ class Repl:
             with contextlib.suppress(KeyboardInterrupt, EOFError):
                 await answering
             self.renderer.write("\n")
+            _raise_from(watching)
             return INTERRUPTED
         watching.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -461,6 +462,7 @@ class Repl:
             self.draft = prompt.default_buffer.text
             prompt.app.exit(result="")
             await typing
+            _raise_from(watching)  # (a lost stream must not leave the loop waiting on it)
             return ""
         watching.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -670,6 +672,13 @@ async def _keys(prompt: PromptSession[str], default: str) -> tuple[str, str]:
         return "interrupt", ""
     except EOFError:
         return "eof", ""
+
+
+def _raise_from(task: asyncio.Task[Any]) -> None:
+    """Re-raise what ended a finished task (a lost event stream), if it failed."""
+    error = task.exception()
+    if error is not None:
+        raise error
 
 
 def _exit_with(decision: str) -> Callable[[Any], None]:

@@ -188,8 +188,13 @@ def approval_help(api: ApiClient, session_id: str, approval: dict[str, Any]) -> 
 async def agent_name(api: ApiClient, agent: str | None, session: str | None) -> str:
     """The agent to talk to: --agent, the session's, or the only one there is (a warning on
     stderr when its files hold an edit that does not load: it answers as it was before)."""
+    from duragent.errors import DuragentError
+
     name = await _pick_agent(api, agent, session)
-    _, ready = await api.readyz()
+    try:
+        _, ready = await api.readyz()
+    except (DuragentError, ValueError):
+        return name  # (a warning only: the message goes on without it)
     problems = (ready.get("agents") or {}).get(name)
     if problems:
         warning = f"warning: agent {name!r} answers as its last valid version; its files do not load:"

@@ -90,11 +90,12 @@ class EventFollower:
         loop = asyncio.get_running_loop()
         while True:
             try:
+                if gone_told:
+                    await self.api.readyz()  # (raises while the server is still gone)
+                    gone_told = False
+                    self._put(ServerEvent(None, SERVER_BACK, {"url": self.api.base_url}))
                 async for event in self.api.events(self.session_id, after=self.position):
                     failing_since = None
-                    if gone_told:
-                        gone_told = False
-                        self._put(ServerEvent(None, SERVER_BACK, {"url": self.api.base_url}))
                     if event.id is not None:
                         if self.position is not None and position_key(event.id) <= position_key(
                             self.position
