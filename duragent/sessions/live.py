@@ -470,6 +470,11 @@ class LiveSession:
         elif self._pending:
             self._start_next()
 
+    def stopped_approvals(self) -> list[dict[str, Any]]:
+        """Calls a turn that stopped midway left waiting for a person (recorded in the log, nobody
+        asked now); answering one takes the turn up again (`resume`). None while a turn runs."""
+        return [] if self.busy else [dict(a) for a in self.log.state.pending_approvals]
+
     @property
     def unfinished_turn(self) -> bool:
         """True when the log stops mid-turn: the model has to speak, or a person has to decide."""

@@ -103,6 +103,22 @@ def ends_turn(event: StreamEvent) -> bool:
     return event.event in TURN_END_EVENTS or (event.event == "status" and event.data.get("to") == "paused")
 
 
+async def asked_again(events: AsyncIterable[StreamEvent], call_id: str, seen: list[StreamEvent]) -> bool:
+    """Follow a stopped turn taken up again: True once it has asked for `call_id` and paused for
+    the answer, False when it asked another call or ended first (the stream ending too). What it
+    read is appended to `seen`, for a caller that reports what happened instead."""
+    asked: str | None = None
+    async for event in events:
+        seen.append(event)
+        if event.event == "approval_required":
+            asked = str(event.data.get("call_id"))
+        elif asked is not None and event.event == "status" and event.data.get("to") == "paused":
+            return asked == call_id
+        elif ends_turn(event):
+            return False
+    return False
+
+
 def ends_turn_unless_asking(event: StreamEvent) -> bool:
     """Like `ends_turn`, but waiting for an approval is not an end (for clients that wait for it)."""
     if event.event == "status" and event.data.get("reason") == APPROVAL_PAUSE_REASON:

@@ -246,3 +246,35 @@ async def test_the_session_page_says_how_long_a_running_session_was_unattended(
     assert found is not None, html
     pauses_at = datetime.fromisoformat(session["unattended"]["pauses_at"]).strftime("%Y-%m-%d %H:%M:%S")
     assert f"will be paused at {pauses_at} (max_background_runtime 30m)" in found.group(1)
+
+
+async def test_the_dashboard_shows_and_answers_a_call_a_stopped_turn_left_waiting(
+    start_api: ApiFactory, fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    """The turn stopped (the unattended limit) after asking: the session page lists the call, and
+    its form takes the turn up again and answers, as the API's /approve does."""
+    from tests.integration.test_stopped_turns import stopped_over_http
+
+    api = await start_api(git=False, api_token=TOKEN, max_background="1s")
+    session_id, waiting = await stopped_over_http(api, fake_llm)
+    session_page = f"/ui/sessions/{session_id}"
+    async with browser() as http:
+        await log_in(api, http)
+        async with http.get(api.url("/ui/sessions")) as page:
+            assert "1 approval waiting" in await page.text()
+        csrf = await csrf_of(http, api.url(session_page))
+        async with http.get(api.url(session_page)) as page:
+            assert f'value="{waiting["call_id"]}"' in await page.text()
+        async with http.post(
+            api.url(f"{session_page}/approve"),
+            data={"call_id": waiting["call_id"], "decision": "allow_once", "csrf": csrf},
+        ) as r:
+            assert r.status == 200
+    for _ in range(200):
+        _, messages = await api.call("GET", f"/api/v1/sessions/{session_id}/messages")
+        if any(m.get("content") == "Touched it." for m in messages["messages"]):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the turn did not finish after the dashboard's answer")
+    assert (tmp_path / "ws0" / "data" / "work" / "helper" / "asked.txt").exists()

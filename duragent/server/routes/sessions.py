@@ -45,7 +45,7 @@ from duragent.server.state import STATE, ServerState
 from duragent.sessions.inspect import unattended_report
 from duragent.sessions.live import LiveSession, Subscription, Ticket
 from duragent.sessions.state import SessionState, resume
-from duragent.sessions.stream import STREAM_EVENTS, Position, StreamEvent, ends_turn, own_turn
+from duragent.sessions.stream import STREAM_EVENTS, Position, StreamEvent, asked_again, ends_turn, own_turn
 from duragent.stores.base import SessionReadOptions, SessionSummary, utcnow
 
 #: Stored event types that make up a session's history (status changes and bookkeeping left out).
@@ -120,9 +120,7 @@ def _pending_approvals(live: LiveSession, state: ServerState) -> list[dict[str, 
     """The calls waiting for a person: those asked now, else those of a turn that stopped after
     asking (paused at a safe point; `/approve` takes it up again and answers)."""
     asked = [a.to_record() for a in state.approvals.pending(live.session_id)]
-    if asked or live.busy:
-        return asked
-    return [
+    stopped = [
         {
             **a,
             "session_id": live.session_id,
@@ -130,8 +128,9 @@ def _pending_approvals(live: LiveSession, state: ServerState) -> list[dict[str, 
             "requested_at": None,
             "expires_at": None,
         }
-        for a in live.log.state.pending_approvals
+        for a in live.stopped_approvals()
     ]
+    return asked or stopped
 
 
 def _unattended_out(live: LiveSession) -> UnattendedOut | None:
@@ -504,11 +503,7 @@ async def approve(request: web.Request) -> web.Response:
     asked = any(p.call_id == body.call_id for p in pending)
     # The turn stopped after asking (paused at a safe point) and nobody is asked now: resumed,
     # it asks again, and this answer is that question's.
-    stopped = (
-        not asked
-        and not live.busy
-        and any(a.get("call_id") == body.call_id for a in live.log.state.pending_approvals)
-    )
+    stopped = not asked and any(a.get("call_id") == body.call_id for a in live.stopped_approvals())
     if not asked and not stopped:
         if pending:
             raise HttpProblem(400, f"call_id mismatch: expected {pending[0].call_id}", type_name="validation")
@@ -517,8 +512,15 @@ async def approve(request: web.Request) -> web.Response:
     try:
         if stopped:
             await live.resume()
-            seen = await _asked_again(subscription, body.call_id)
-            if seen is not None:
+            seen: list[StreamEvent] = []
+            try:
+                async with asyncio.timeout(_ASK_AGAIN_WITHIN):
+                    asked_now = await asked_again(subscription, body.call_id, seen)
+            except TimeoutError:
+                raise HttpProblem(
+                    409, f"the session's turn did not ask for call {body.call_id} again", type_name="conflict"
+                ) from None
+            if not asked_now:
                 # it asked another call of the batch first, or went on without asking (the policy
                 # allows the call now): the client hears what happened instead
                 replay = sse.while_connected(request, _replayed(seen, subscription))
@@ -536,26 +538,6 @@ async def approve(request: web.Request) -> web.Response:
 
 #: Longest wait for a resumed turn to ask its approval again.
 _ASK_AGAIN_WITHIN = 30.0
-
-
-async def _asked_again(subscription: Subscription, call_id: str) -> list[StreamEvent] | None:
-    """Follow the resumed turn until it has asked for `call_id` again and paused for the answer
-    (None), or has asked another call or ended first (the events seen until then)."""
-    seen: list[StreamEvent] = []
-    asked: str | None = None
-    try:
-        async with asyncio.timeout(_ASK_AGAIN_WITHIN):
-            async for event in subscription:
-                seen.append(event)
-                if event.event == "approval_required":
-                    asked = str(event.data.get("call_id"))
-                elif asked is not None and event.event == "status" and event.data.get("to") == "paused":
-                    return None if asked == call_id else seen
-                elif ends_turn(event):
-                    return seen
-    except TimeoutError:
-        pass
-    raise HttpProblem(409, f"the session's turn did not ask for call {call_id} again", type_name="conflict")
 
 
 async def _replayed(seen: list[StreamEvent], subscription: Subscription) -> AsyncIterator[StreamEvent]:
