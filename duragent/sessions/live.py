@@ -38,6 +38,7 @@ from duragent.sessions.stream import (
     TURN_END_EVENTS,
     Position,
     StreamEvent,
+    asked_again,
     from_stored,
     token,
 )
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 
 #: A subscriber this far behind is dropped; it reconnects with its last position and catches up.
 SUBSCRIBER_QUEUE_LIMIT = 10_000
+#: Longest wait for a stopped turn, taken up again to answer a call, to ask it again.
+ASK_AGAIN_WITHIN = 30.0
 #: Why a turn paused when the server stopped gracefully (continue-mode sessions resume on next start).
 SHUTDOWN_PAUSE_REASON = "server shutting down"
 #: Why a pause-mode session paused when its last client left (it resumes when a client attaches).
@@ -472,8 +475,33 @@ class LiveSession:
 
     def stopped_approvals(self) -> list[dict[str, Any]]:
         """Calls a turn that stopped midway left waiting for a person (recorded in the log, nobody
-        asked now); answering one takes the turn up again (`resume`). None while a turn runs."""
+        asked now); answering one takes the turn up again (`take_up`). None while a turn runs."""
         return [] if self.busy else [dict(a) for a in self.log.state.pending_approvals]
+
+    def waiting_approvals(self) -> list[dict[str, Any]]:
+        """Every call of this session waiting for a person, as records (`ApprovalRequest.to_record`'s
+        keys): those asked now, else those a stopped turn left (no request or expiry time)."""
+        asked = [a.to_record() for a in self.runtime.approvals.pending(self.session_id)]
+        stopped = [
+            {
+                **a,
+                "session_id": self.session_id,
+                "agent": self.log.state.agent,
+                "requested_at": None,
+                "expires_at": None,
+            }
+            for a in self.stopped_approvals()
+        ]
+        return asked or stopped
+
+    async def take_up(self, subscription: Subscription, call_id: str, seen: list[StreamEvent]) -> bool:
+        """Resume a turn that stopped after asking for `call_id` (one of `stopped_approvals`): True
+        once it has asked again and waits for the answer (`decide`), False when it asked another
+        call or went on without asking (what `subscription` brought is appended to `seen`).
+        TimeoutError when it does neither within ASK_AGAIN_WITHIN seconds."""
+        await self.resume()
+        async with asyncio.timeout(ASK_AGAIN_WITHIN):
+            return await asked_again(subscription, call_id, seen)
 
     @property
     def unfinished_turn(self) -> bool:

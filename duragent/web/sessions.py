@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from datetime import datetime
 from typing import Any
@@ -12,9 +11,7 @@ from aiohttp import web
 from duragent.server.routes.sessions import HISTORY_TYPES, follow_events
 from duragent.server.state import STATE
 from duragent.sessions.inspect import describe_unattended, unattended_report
-from duragent.sessions.live import LiveSession
 from duragent.sessions.state import resume
-from duragent.sessions.stream import asked_again
 from duragent.stores.base import SessionReadOptions, utcnow
 from duragent.web.login import UI_PREFIX, form_endpoint
 from duragent.web.pages import render, see_other
@@ -127,46 +124,28 @@ async def answer_approval(request: web.Request, form: dict[str, str]) -> web.Str
     live = await state.sessions.get(session_id)
     if any(p.call_id == call_id for p in state.approvals.pending(session_id)):
         live.decide(call_id, decision)
-    else:
-        await _take_up_and_answer(live, call_id, decision)
+        raise see_other(f"{UI_PREFIX}/sessions/{session_id}")
+    # left by a turn that stopped: taken up, it asks again, and this is the answer (if it asks
+    # another call first, or goes on without asking, the page shows that instead)
+    subscription = await live.subscribe()
+    try:
+        with contextlib.suppress(TimeoutError):
+            if await live.take_up(subscription, call_id, []):
+                live.decide(call_id, decision)
+    finally:
+        subscription.close()
     raise see_other(f"{UI_PREFIX}/sessions/{session_id}")
 
 
-#: Longest wait for a stopped turn, taken up again, to ask its call again.
-_ASK_AGAIN_WITHIN = 30.0
-
-
-async def _take_up_and_answer(live: LiveSession, call_id: str, decision: str) -> None:
-    """The call waits in a turn that stopped (paused at a safe point): resumed, the turn asks it
-    again, and this is the answer. (If it asks another call first, or goes on without asking,
-    the page shows that instead.)"""
-    subscription = await live.subscribe()
-    try:
-        await live.resume()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(_ASK_AGAIN_WITHIN):
-                if await asked_again(subscription, call_id, []):
-                    live.decide(call_id, decision)
-    finally:
-        subscription.close()
-
-
 def _waiting(state: Any, session_id: str) -> list[dict[str, str]]:
-    """The calls of a session waiting for a person: asked now, or left by a turn that stopped."""
-    asked = [
-        {"call_id": a.call_id, "tool": a.tool, "invocation": a.invocation}
-        for a in state.approvals.pending(session_id)
-    ]
+    """The calls of a session waiting for a person (`LiveSession.waiting_approvals`); none for a
+    session not loaded."""
     live = state.sessions.live.get(session_id)
-    if asked or live is None:
-        return asked
+    if live is None:
+        return []
     return [
-        {
-            "call_id": str(a.get("call_id", "")),
-            "tool": str(a.get("tool", "")),
-            "invocation": str(a.get("command", "")),
-        }
-        for a in live.stopped_approvals()
+        {"call_id": str(a["call_id"]), "tool": str(a["tool"]), "invocation": str(a["command"])}
+        for a in live.waiting_approvals()
     ]
 
 

@@ -11,7 +11,6 @@ import binascii
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any
 
 from aiohttp import web
 
@@ -45,7 +44,7 @@ from duragent.server.state import STATE, ServerState
 from duragent.sessions.inspect import unattended_report
 from duragent.sessions.live import LiveSession, Subscription, Ticket
 from duragent.sessions.state import SessionState, resume
-from duragent.sessions.stream import STREAM_EVENTS, Position, StreamEvent, asked_again, ends_turn, own_turn
+from duragent.sessions.stream import STREAM_EVENTS, Position, StreamEvent, ends_turn, own_turn
 from duragent.stores.base import SessionReadOptions, SessionSummary, utcnow
 
 #: Stored event types that make up a session's history (status changes and bookkeeping left out).
@@ -110,27 +109,10 @@ def _live_out(live: LiveSession, state: ServerState) -> SessionOut:
         attached=live.attached,
         queued=live.queued,
         busy=live.busy,
-        pending_approvals=_pending_approvals(live, state),
+        pending_approvals=live.waiting_approvals(),
         metadata=dict(s.metadata),
         unattended=_unattended_out(live),
     )
-
-
-def _pending_approvals(live: LiveSession, state: ServerState) -> list[dict[str, Any]]:
-    """The calls waiting for a person: those asked now, else those of a turn that stopped after
-    asking (paused at a safe point; `/approve` takes it up again and answers)."""
-    asked = [a.to_record() for a in state.approvals.pending(live.session_id)]
-    stopped = [
-        {
-            **a,
-            "session_id": live.session_id,
-            "agent": live.log.state.agent,
-            "requested_at": None,
-            "expires_at": None,
-        }
-        for a in live.stopped_approvals()
-    ]
-    return asked or stopped
 
 
 def _unattended_out(live: LiveSession) -> UnattendedOut | None:
@@ -511,11 +493,9 @@ async def approve(request: web.Request) -> web.Response:
     subscription = await live.subscribe()
     try:
         if stopped:
-            await live.resume()
             seen: list[StreamEvent] = []
             try:
-                async with asyncio.timeout(_ASK_AGAIN_WITHIN):
-                    asked_now = await asked_again(subscription, body.call_id, seen)
+                asked_now = await live.take_up(subscription, body.call_id, seen)
             except TimeoutError:
                 raise HttpProblem(
                     409, f"the session's turn did not ask for call {body.call_id} again", type_name="conflict"
@@ -534,10 +514,6 @@ async def approve(request: web.Request) -> web.Response:
         return _client_gone_reply()
     finally:
         subscription.close()
-
-
-#: Longest wait for a resumed turn to ask its approval again.
-_ASK_AGAIN_WITHIN = 30.0
 
 
 async def _replayed(seen: list[StreamEvent], subscription: Subscription) -> AsyncIterator[StreamEvent]:
