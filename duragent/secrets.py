@@ -46,12 +46,13 @@ NOT_SECRET_ENV = frozenset(
     {"HOME", "USER", "LOGNAME", "PATH", "PWD", "SHELL", "TMPDIR", "TEMP", "TMP", "LANG", "TERM", "HOSTNAME"}
 )
 
-_SECRET_NAME = re.compile(r"(?:^|_)(?:KEY|TOKEN)$|(?:^|_)SECRET(?:$|_)|PASSWORD|PASSWD", re.IGNORECASE)
-#: Names that are secret by convention whatever their value; a name only ending in KEY
-#: (`PRIMARY_KEY=created_at`) counts when its value looks like a key (`_looks_like_a_key`).
+#: Names that are secret by convention whatever their value.
 _CERTAINLY_SECRET_NAME = re.compile(
     r"(?:^|_)(?:API_KEY|TOKEN)$|(?:^|_)SECRET(?:$|_)|PASSWORD|PASSWD", re.IGNORECASE
 )
+#: A name that only ends in KEY (`PRIMARY_KEY=created_at`) counts when its value looks like a key
+#: (`_looks_like_a_key`).
+_KEY_NAME = re.compile(r"(?:^|_)KEY$", re.IGNORECASE)
 _VALUE_GROUP = "value"
 
 #: Literal strings every token pattern but the Telegram one contains. Searching for them with
@@ -67,7 +68,7 @@ def _secret_by_name(name: str, value: str) -> bool:
     only ends in KEY, by its value)."""
     if _CERTAINLY_SECRET_NAME.search(name):
         return True
-    return looks_secret(name) and _looks_like_a_key(value)
+    return bool(_KEY_NAME.search(name)) and _looks_like_a_key(value)
 
 
 def _looks_like_a_key(value: str) -> bool:
@@ -77,7 +78,7 @@ def _looks_like_a_key(value: str) -> bool:
 
 def looks_secret(name: str) -> bool:
     """True for environment variable names that hold secrets by convention (`*_KEY`, `*_TOKEN`...)."""
-    return bool(_SECRET_NAME.search(name))
+    return bool(_CERTAINLY_SECRET_NAME.search(name) or _KEY_NAME.search(name))
 
 
 class SecretGuard:
