@@ -13,6 +13,7 @@ import pytest
 
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
 from tests.e2e.server_harness import Api, ApiFactory, collect_until
+from tests.waiting import eventually
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
@@ -270,11 +271,10 @@ async def test_the_dashboard_shows_and_answers_a_call_a_stopped_turn_left_waitin
             data={"call_id": waiting["call_id"], "decision": "allow_once", "csrf": csrf},
         ) as r:
             assert r.status == 200
-    for _ in range(200):
+
+    async def finished() -> bool | None:
         _, messages = await api.call("GET", f"/api/v1/sessions/{session_id}/messages")
-        if any(m.get("content") == "Touched it." for m in messages["messages"]):
-            break
-        await asyncio.sleep(0.05)
-    else:
-        raise AssertionError("the turn did not finish after the dashboard's answer")
+        return any(m.get("content") == "Touched it." for m in messages["messages"]) or None
+
+    await eventually(finished)  # the turn finishes after the dashboard's answer
     assert (tmp_path / "ws0" / "data" / "work" / "helper" / "asked.txt").exists()

@@ -20,40 +20,22 @@ from duragent.sessions.live import LiveSession
 from duragent.sessions.manager import SessionManager
 from duragent.stores.filesystem.sessions import FilesystemSessionStore
 from duragent.testing.fake_llm import FakeLLMServer, RecordedRequest, text, tool_calls
-from tests.e2e.server_harness import Api, ApiFactory, read_sse
-from tests.waiting import until
+from tests.e2e.server_harness import AGENT_YAML, CHILD_ENV, Api, ApiFactory, read_sse
+from tests.waiting import eventually, until
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
-
-AGENT_YAML = """\
-apiVersion: duragent/v1alpha1
-kind: Agent
-metadata:
-  name: helper
-spec:
-  model:
-    provider: openai
-    name: gpt-test
-    base_url: {url}
-  system_prompt: test
-  session:
-    on_disconnect: continue
-    max_background_runtime: 1s
-  tools:
-    builtin: [bash]
-    policy:
-      mode: ask
-"""
 
 
 @pytest.fixture
 async def manager(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[SessionManager]:
     directory = tmp_path / "agents" / "helper"
     directory.mkdir(parents=True)
-    (directory / "agent.yaml").write_text(AGENT_YAML.format(url=fake_llm.url))
-    agent, _ = load_agent(directory, env={"OPENAI_API_KEY": "sk-test"})
+    # the harness's agent (policy `ask`, only `echo` allowed), unattended for 1 s at most
+    yaml = AGENT_YAML.format(name="helper", url=fake_llm.url, on_disconnect="continue", max_background="1s")
+    (directory / "agent.yaml").write_text(yaml)
+    agent, _ = load_agent(directory, env=CHILD_ENV)
     store = FilesystemSessionStore(tmp_path / "sessions", fsync="never")
-    providers = ProviderPool({"OPENAI_API_KEY": "sk-test"})
+    providers = ProviderPool(CHILD_ENV)
     runtime = Runtime(
         provider_for=providers.for_agent, approvals=ApprovalBroker(), workdir_for=lambda _: tmp_path
     )
@@ -72,9 +54,9 @@ async def stopped_at_an_approval(manager: SessionManager, fake_llm: FakeLLMServe
     """A session whose turn asked for an approval after the unattended limit had asked it to pause:
     the turn is over, the call is open and its approval is recorded but nobody is asked."""
     # The model answers after the 1 s limit: the turn records the approval, then pauses.
-    fake_llm.enqueue(tool_calls([("bash", {"command": "echo one"})], delay=1.5))
+    fake_llm.enqueue(tool_calls([("bash", {"command": "printf one"})], delay=1.5))
     live = await manager.create("helper")
-    await live.submit("run echo one")
+    await live.submit("run printf one")
     await until(lambda: live.status == "paused" and not live.busy and live.log.state.pending_approvals)
     assert manager.runtime.approvals.pending(live.session_id) == []
     return live
@@ -84,7 +66,7 @@ async def test_a_message_to_a_session_stopped_at_an_approval_finishes_that_turn_
     manager: SessionManager, fake_llm: FakeLLMServer
 ) -> None:
     live = await stopped_at_an_approval(manager, fake_llm)
-    fake_llm.enqueue(text("ran echo one"), text("the second reply"))
+    fake_llm.enqueue(text("ran printf one"), text("the second reply"))
 
     ticket = await live.queue("and now something else")
 
@@ -131,13 +113,13 @@ async def stopped_over_http(api: Api, fake_llm: FakeLLMServer) -> tuple[str, dic
         async for event in read_sse(response):
             if event.event == "start":
                 break  # and go: the turn runs on unattended
-    for _ in range(300):
+
+    async def stopped() -> dict[str, Any] | None:
         _, info = await api.call("GET", f"/api/v1/sessions/{session}")
-        if info["status"] == "paused" and not info["busy"]:
-            (waiting,) = info["pending_approvals"]
-            return session, waiting
-        await asyncio.sleep(0.05)
-    raise AssertionError("the turn never stopped at its approval")
+        return info if info["status"] == "paused" and not info["busy"] else None
+
+    (waiting,) = (await eventually(stopped))["pending_approvals"]
+    return session, waiting
 
 
 async def test_the_api_shows_and_takes_an_approval_a_stopped_turn_left_unanswered(

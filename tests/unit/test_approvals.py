@@ -120,7 +120,6 @@ async def test_two_sessions_may_wait_on_the_same_call_id_and_are_decided_apart()
     broker = ApprovalBroker()
     first = ask(broker, "call_0", session_id="s_a")
     second = ask(broker, "call_0", session_id="s_b")
-    await asyncio.sleep(0)
 
     broker.decide("call_0", "deny", session_id="s_b")
     assert (await second).decision == "deny"
