@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -121,6 +122,24 @@ def _write_atomically(path: Path, body: str) -> None:
     os.replace(tmp, path)
 
 
+@dataclass(frozen=True)
+class PendingApproval:
+    """A call of a chat's session waiting for a button press, and who may press it."""
+
+    call_id: str
+    requester: str
+
+
+def approval_ref(session_id: str, call_id: str) -> str:
+    """A short name for one session's call, carried by its buttons.
+
+    Not the call id itself: Telegram refuses button data over 64 bytes (a provider's call id can
+    be longer), and two agents answering one chat may both wait on a call named `call_0`. The
+    same call gets the same name after a restart, so buttons sent before it still work.
+    """
+    return hashlib.blake2b(f"{session_id}\0{call_id}".encode(), digest_size=6).hexdigest()
+
+
 @dataclass
 class Debounce:
     """Messages from one sender waiting for the window to pass."""
@@ -141,8 +160,8 @@ class ChatBinding:
         #: Who triggered each submitted turn, in order: (sender id, platform message id).
         self.triggers: collections.deque[tuple[str, str | None]] = collections.deque()
         self.current: tuple[str, str | None] | None = None
-        #: Pending approvals of this chat: call id -> requester's sender id.
-        self.approvals: dict[str, str] = {}
+        #: Pending approvals of this chat's session by button reference (`approval_ref`).
+        self.approvals: dict[str, PendingApproval] = {}
         #: Group messages kept as context while a turn ran; folded into the next submission.
         self.context: list[str] = []
         self._typing: asyncio.Task[None] | None = None
@@ -189,12 +208,13 @@ class ChatBinding:
     async def _ask_approval(self, data: dict[str, Any]) -> None:
         call_id = str(data.get("call_id"))
         requester = self.current[0] if self.current else ""
-        self.approvals[call_id] = requester
+        ref = approval_ref(self.live.session_id, call_id)
+        self.approvals[ref] = PendingApproval(call_id, requester)
         command = str(data.get("command") or data.get("tool") or "")
         keyboard = InlineKeyboard(
             rows=[
                 [
-                    InlineButton(text=label, callback_data=f"approve:{call_id}:{decision}")
+                    InlineButton(text=label, callback_data=f"approve:{ref}:{decision}")
                     for decision, label in DECISION_LABELS.items()
                 ]
             ]
@@ -520,28 +540,38 @@ class GatewayRouter:
         if parts[0] != "approve" or len(parts) not in (2, 3):
             return "Unknown button"
         decision = parts[-1]
-        call_id = parts[1] if len(parts) == 3 else None
-        for key in self.directory.keys_for_chat(gateway, query.chat_id):
-            binding = self.bindings.get(key)
-            if binding is None:
-                continue
-            # The Rust form `approve:<decision>` names no call: it means the chat's pending one.
-            candidates = [call_id] if call_id else list(binding.approvals)
-            for candidate in candidates:
-                if candidate not in binding.approvals:
-                    continue
-                requester = binding.approvals[candidate]
-                if requester and requester != query.sender.id:
-                    return "Only the original requester can approve this command"
-                try:
-                    binding.live.decide(candidate, decision)
-                except DuragentError as exc:
-                    binding.approvals.pop(candidate, None)
-                    return f"Cannot decide: {exc}"
-                binding.approvals.pop(candidate, None)
-                binding._start_typing()
-                return DECISION_TOASTS.get(decision, decision)
-        return "No pending approval"
+        found = self._pending_approval(gateway, query.chat_id, parts[1] if len(parts) == 3 else None)
+        if found is None:
+            return "No pending approval"
+        binding, ref = found
+        pending = binding.approvals[ref]
+        if pending.requester and pending.requester != query.sender.id:
+            return "Only the original requester can approve this command"
+        binding.approvals.pop(ref, None)
+        try:
+            binding.live.decide(pending.call_id, decision)
+        except DuragentError as exc:
+            return f"Cannot decide: {exc}"
+        binding._start_typing()
+        return DECISION_TOASTS.get(decision, decision)
+
+    def _pending_approval(
+        self, gateway: str, chat_id: str, named: str | None
+    ) -> tuple[ChatBinding, str] | None:
+        """The binding and reference a button names: its `approval_ref`; or, for buttons sent
+        before references, a call id no other agent of the chat waits on; or (the Rust form,
+        naming nothing) the chat's pending approval."""
+        pending = [
+            (binding, ref, approval.call_id)
+            for key in self.directory.keys_for_chat(gateway, chat_id)
+            if (binding := self.bindings.get(key)) is not None
+            for ref, approval in binding.approvals.items()
+        ]
+        by_ref = [(binding, ref) for binding, ref, _ in pending if named is None or ref == named]
+        if named is None or by_ref:
+            return by_ref[0] if by_ref else None
+        by_call_id = [(binding, ref) for binding, ref, call_id in pending if call_id == named]
+        return by_call_id[0] if len(by_call_id) == 1 else None
 
 
 def _sender(gateway: str, message: MessageReceived) -> dict[str, Any]:

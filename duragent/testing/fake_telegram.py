@@ -483,7 +483,7 @@ class FakeTelegramBotAPI(FakeServer):
             text=text,
             parse_mode=parse_mode,
             reply_to_message_id=_reply_to(params),
-            reply_markup=_json_param(params, "reply_markup"),
+            reply_markup=_reply_markup(params),
         )
         payload = self._record_bot_message(message)
         self.notify()
@@ -499,7 +499,7 @@ class FakeTelegramBotAPI(FakeServer):
             raise BotAPIError(400, "Bad Request: message is not modified")
         message.edits.append(message.text)
         message.text, message.parse_mode = text, parse_mode
-        if (markup := _json_param(params, "reply_markup")) is not None:
+        if (markup := _reply_markup(params)) is not None:
             message.reply_markup = markup
         self.notify()
         return self._record_edit(message)
@@ -566,7 +566,7 @@ class FakeTelegramBotAPI(FakeServer):
                 text=caption,
                 parse_mode=parse_mode,
                 reply_to_message_id=_reply_to(params),
-                reply_markup=_json_param(params, "reply_markup"),
+                reply_markup=_reply_markup(params),
                 kind=kind,
                 media=media,
             )
@@ -736,6 +736,17 @@ def _int(params: Mapping[str, Any], key: str, default: int | None = None) -> int
         return int(value)
     except (TypeError, ValueError):
         raise BotAPIError(400, f"Bad Request: invalid {key}") from None
+
+
+def _reply_markup(params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The inline keyboard, refused as Telegram refuses it when a button's data exceeds 64 bytes."""
+    markup = _json_param(params, "reply_markup")
+    for row in (markup or {}).get("inline_keyboard", []):
+        for button in row:
+            data = button.get("callback_data")
+            if data is not None and not 1 <= len(str(data).encode()) <= 64:
+                raise BotAPIError(400, "Bad Request: BUTTON_DATA_INVALID")
+    return markup
 
 
 def _json_param(params: Mapping[str, Any], key: str) -> dict[str, Any] | None:

@@ -17,12 +17,14 @@ from duragent.config import load_config
 from duragent.gateways.protocol import AnswerCallbackQuery, Command, SendMessage, SendTyping
 from duragent.server.app import create_app
 from duragent.testing.echo_gateway import EchoGatewayControl
-from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
+from duragent.testing.fake_llm import FakeLLMServer, ScriptedCall, text, tool_calls
 from tests.e2e.server_harness import CHILD_ENV, write_workspace
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
 OWNER = "100"
+#: Routed to the second agent, `second`, wherever it writes.
+OTHER = "200"
 ACCESS = """\
   access:
     dm: {policy: allowlist, allowlist: ["100"]}
@@ -48,9 +50,11 @@ class Server:
 
 @pytest.fixture
 async def served(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[Server]:
-    config_path = write_workspace(tmp_path / "ws", fake_llm.url, git=False, agents={"helper": "continue"})
-    agent_yaml = config_path.parent / "data" / "agents" / "helper" / "agent.yaml"
-    agent_yaml.write_text(agent_yaml.read_text() + ACCESS)
+    agents = {"helper": "continue", "second": "continue"}
+    config_path = write_workspace(tmp_path / "ws", fake_llm.url, git=False, agents=agents)
+    for name in agents:
+        agent_yaml = config_path.parent / "data" / "agents" / name / "agent.yaml"
+        agent_yaml.write_text(agent_yaml.read_text() + ACCESS)
     control = EchoGatewayControl(tmp_path / "echo")
     config_path.write_text(
         config_path.read_text()
@@ -58,7 +62,9 @@ async def served(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[Serve
         + f"    - name: echo\n      command: {sys.executable}\n"
         + "      args: [-m, duragent.testing.echo_gateway]\n"
         + f"      config: {{control_dir: {control.folder}}}\n"
-        + "routes:\n  - match: {gateway: echo}\n    agent: helper\n"
+        + "routes:\n"
+        + f"  - match: {{gateway: echo, sender_id: '{OTHER}'}}\n    agent: second\n"
+        + "  - match: {gateway: echo}\n    agent: helper\n"
     )
     config = load_config(config_path)
     app = create_app(config, env=CHILD_ENV, shutdown_grace=2, idle_ttl=timedelta(minutes=5))
@@ -154,3 +160,70 @@ async def test_only_the_requester_may_press_the_approval_buttons(
         lambda cs: len([c for c in cs if isinstance(c, SendMessage)]) >= 2, within=10
     )
     assert served.control.sent("c4")[-1].content == "listed it"
+
+
+def prompts(chat: str, count: int) -> object:
+    def condition(commands: list[Command]) -> bool:
+        asked = [
+            c for c in commands if isinstance(c, SendMessage) and c.inline_keyboard and c.chat_id == chat
+        ]
+        return len(asked) >= count
+
+    return condition
+
+
+def toasts(count: int) -> object:
+    return lambda commands: len([c for c in commands if isinstance(c, AnswerCallbackQuery)]) >= count
+
+
+async def test_two_agents_in_one_chat_waiting_on_the_same_call_id_each_get_their_own_buttons(
+    served: Server, fake_llm: FakeLLMServer
+) -> None:
+    """Providers number calls per reply (`call_0`): the second agent's button must not answer,
+    or be refused as, the first agent's call."""
+    same_id = [ScriptedCall("bash", {"command": "ls /"}, "call_0")]
+    fake_llm.enqueue(tool_calls(same_id), tool_calls(same_id))
+    served.control.inject_message(
+        "g2", "@bot list root", sender_id=OWNER, chat_type="group", mentions_bot=True
+    )
+    await served.control.wait_for(prompts("g2", 1), within=10)  # type: ignore[arg-type]
+    served.control.inject_message("g2", "@bot me too", sender_id=OTHER, chat_type="group", mentions_bot=True)
+    commands = await served.control.wait_for(prompts("g2", 2), within=10)  # type: ignore[arg-type]
+    first, second = [c for c in commands if isinstance(c, SendMessage) and c.inline_keyboard]
+    assert first.inline_keyboard is not None
+    assert second.inline_keyboard is not None
+    assert first.inline_keyboard.rows[0][0].callback_data != second.inline_keyboard.rows[0][0].callback_data
+
+    fake_llm.enqueue(text("second agent listed it"))
+    served.control.press_button("g2", "m2", second.inline_keyboard.rows[0][0].callback_data, sender_id=OTHER)
+    commands = await served.control.wait_for(toasts(1), within=10)  # type: ignore[arg-type]
+    (toast,) = [c for c in commands if isinstance(c, AnswerCallbackQuery)]
+    assert toast.text == "✓ Running"
+    await served.control.wait_for(
+        lambda cs: any(isinstance(c, SendMessage) and c.content == "second agent listed it" for c in cs),
+        within=10,
+    )
+
+    # the first agent's call still waits, for its own requester only
+    served.control.press_button("g2", "m1", first.inline_keyboard.rows[0][2].callback_data, sender_id=OTHER)
+    commands = await served.control.wait_for(toasts(2), within=10)  # type: ignore[arg-type]
+    refusal = [c for c in commands if isinstance(c, AnswerCallbackQuery)][-1]
+    assert refusal.text == "Only the original requester can approve this command"
+
+
+async def test_approval_buttons_fit_telegrams_64_bytes_whatever_the_providers_call_id(
+    served: Server, fake_llm: FakeLLMServer
+) -> None:
+    long_id = "call_" + "x" * 90
+    fake_llm.enqueue(tool_calls([ScriptedCall("bash", {"command": "ls /"}, long_id)]), text("listed it"))
+    served.control.inject_message("c5", "list root", sender_id=OWNER)
+    commands = await served.control.wait_for(prompts("c5", 1), within=10)  # type: ignore[arg-type]
+    (prompt,) = [c for c in commands if isinstance(c, SendMessage)]
+    assert prompt.inline_keyboard is not None
+    buttons = prompt.inline_keyboard.rows[0]
+    assert all(len(button.callback_data.encode()) <= 64 for button in buttons)
+
+    served.control.press_button("c5", "m1", buttons[0].callback_data, sender_id=OWNER)
+    await served.control.wait_for(
+        lambda cs: any(isinstance(c, SendMessage) and c.content == "listed it" for c in cs), within=10
+    )

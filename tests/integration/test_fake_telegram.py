@@ -191,6 +191,18 @@ async def test_a_pressed_button_arrives_as_a_callback_query_on_the_bots_message(
     assert fake_telegram.callback_answers[0]["text"] == "Done"
 
 
+async def test_button_data_over_64_bytes_is_refused_as_telegram_refuses_it(
+    fake_telegram: FakeTelegramBotAPI,
+) -> None:
+    fake_telegram.inject_message(chat_id=9, text="hi", from_user=9)
+    markup = {"inline_keyboard": [[{"text": "Allow", "callback_data": "approve:" + "x" * 57}]]}
+
+    status, body = await call(fake_telegram, "sendMessage", chat_id=9, text="Allow?", reply_markup=markup)
+
+    assert (status, body["description"]) == (400, "Bad Request: BUTTON_DATA_INVALID")
+    assert fake_telegram.sent_messages(9) == []
+
+
 async def test_mentions_and_commands_get_entities_in_utf16_offsets(fake_telegram: FakeTelegramBotAPI) -> None:
     message = fake_telegram.inject_message(
         -100, "👋 @duragent_test_bot /status", from_user=1, chat_type="group"
