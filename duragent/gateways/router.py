@@ -478,7 +478,10 @@ class GatewayRouter:
             binding.context.clear()
         binding.triggers.append((message.sender.id, message.message_id))
         try:
-            binding.live.enqueue(text, _sender(key.gateway, message))
+            # `queue`, not `enqueue`: a message that must wait is stored (it survives a crash),
+            # and a turn stopped midway (at an approval) is taken up first, its call asked again,
+            # rather than cut off by the new message.
+            await binding.live.queue(text, _sender(key.gateway, message))
         except SessionEnded:
             binding.triggers.pop()
             await self._forget(key)

@@ -188,3 +188,49 @@ async def test_a_group_message_nobody_addressed_waits_while_a_turn_is_stopped_mi
     assert live.log.state.conversation == before
     assert binding.context == ["[Bea] lunch at noon?"]
     binding.subscription.close()
+
+
+async def test_a_chat_message_to_a_session_stopped_at_an_approval_asks_that_call_again_first(
+    manager: SessionManager, fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    """Through a gateway, as through the API: the waiting call is asked again (with buttons) and
+    the message waits, stored, rather than the call being cut off as interrupted."""
+    from duragent.config import RouteConfig
+    from duragent.gateways.protocol import Command, MessageReceived, SendMessage
+    from duragent.gateways.router import ChatKey, GatewayRouter
+
+    live = await stopped_at_an_approval(manager, fake_llm)
+    sent: list[Command] = []
+
+    async def send(gateway: str, command: Command) -> None:
+        sent.append(command)
+
+    router = GatewayRouter(
+        sessions=manager,
+        agent_for=lambda name: live.agent,
+        routes=[RouteConfig.model_validate({"match": {"gateway": "telegram"}, "agent": "helper"})],
+        send=send,
+        directory_path=tmp_path / "chats.json",
+    )
+    await router.directory.set(ChatKey("telegram", "42", "helper"), live.session_id)
+    message = MessageReceived.model_validate(
+        {
+            "message_id": "17",
+            "chat_id": "42",
+            "sender": {"id": "42", "display_name": "Ana"},
+            "content": {"type": "text", "text": "and now something else"},
+            "routing": {"channel": "telegram", "chat_type": "dm", "chat_id": "42", "sender_id": "42"},
+        }
+    )
+
+    await router.handle("telegram", message)
+
+    await until(lambda: any(isinstance(c, SendMessage) and c.inline_keyboard for c in sent), within=10)
+    (prompt,) = [c for c in sent if isinstance(c, SendMessage)]
+    assert "printf one" in prompt.content
+    assert [q["content"] for q in live.log.state.queued] == ["and now something else"]
+    assert not any(
+        m.get("role") == "tool" and "interrupted" in str(m.get("content"))
+        for m in live.log.state.conversation
+    )
+    await router.stop()
