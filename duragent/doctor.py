@@ -113,6 +113,7 @@ async def diagnose(
     probes += [check_s3(config, wait_seconds)] if config.services.artifacts.backend == "s3" else []
     checks += await asyncio.gather(*probes)
     checks += check_gateway_commands(config, env)
+    checks += check_gateway_access(config, agents)
     checks += check_mcp_commands(config, agents, env)
     checks += check_skills_and_tool_folders(config, agents)
     checks.append(check_tmux(agents, env))
@@ -490,6 +491,32 @@ def check_gateway_commands(config: DuragentConfig, env: Mapping[str, str]) -> li
             )
         )
     return checks
+
+
+def check_gateway_access(config: DuragentConfig, agents: list[Agent]) -> list[Check]:
+    """Each agent a gateway route names answers someone, and not everyone unless told to."""
+    if not config.gateways.external:
+        return []
+    routed = {route.agent for route in config.routes}
+    return [_access_check(agent) for agent in agents if agent.name in routed]
+
+
+def _access_check(agent: Agent) -> Check:
+    name = f"access {agent.name}"
+    access = agent.spec.access
+    policies = {"dm": access.dm.policy, "groups": access.groups.policy}
+    open_to_all = [key for key, policy in policies.items() if policy == "open"]
+    if open_to_all:
+        which = " and ".join("direct messages" if key == "dm" else "group chats" for key in open_to_all)
+        message = f"{agent.source}: answers anyone in {which} (policy: open), who may approve its commands"
+        return Check(name, "warn", message, f"list who may in spec.access.{open_to_all[0]}.allowlist instead")
+    senders = len(access.dm.allowlist) if access.dm.policy == "allowlist" else 0
+    chats = len(access.groups.allowlist) if access.groups.policy == "allowlist" else 0
+    if not senders and not chats:
+        message = f"{agent.source}: answers nobody on a chat platform (spec.access lists no sender or chat)"
+        hint = "add your user id to spec.access.dm.allowlist (a denied sender's id is in the server log)"
+        return Check(name, "warn", message, hint)
+    return Check(name, "ok", f"answers {senders} sender(s) directly and {chats} group chat(s)")
 
 
 def check_mcp_commands(config: DuragentConfig, agents: list[Agent], env: Mapping[str, str]) -> list[Check]:

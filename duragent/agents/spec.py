@@ -176,16 +176,17 @@ AccessPolicy = Literal["open", "disabled", "allowlist"]
 
 
 class DmAccessSpec(SpecModel):
-    """Who may talk to the agent in direct messages on chat platforms."""
+    """Who may talk to the agent in direct messages on chat platforms (nobody until listed: a bot
+    is found by strangers, and whoever starts a turn may approve its commands)."""
 
-    policy: AccessPolicy = Field("open", description="open, disabled, or allowlist of sender ids.")
+    policy: AccessPolicy = Field("allowlist", description="open, disabled, or allowlist of sender ids.")
     allowlist: list[str] = Field([], description="Sender ids; a trailing `*` matches a prefix.")
 
 
 class GroupAccessSpec(SpecModel):
-    """In which group chats the agent takes part, and when it answers there."""
+    """In which group chats the agent takes part (none until listed), and when it answers there."""
 
-    policy: AccessPolicy = Field("open", description="open, disabled, or allowlist of chats.")
+    policy: AccessPolicy = Field("allowlist", description="open, disabled, or allowlist of chats.")
     allowlist: list[str] = Field(
         [], description="Chat ids or `<gateway>:<chat_id>`; a trailing `*` matches a prefix."
     )

@@ -53,7 +53,7 @@ def check_access(access: AccessSpec, gateway: str, routing: Routing) -> AccessDe
     if chat_type in DM_CHAT_TYPES:
         policy, allowlist = access.dm.policy, access.dm.allowlist
         candidates = [routing.sender_id]
-        what = f"sender {routing.sender_id}"
+        what, section = f"sender {routing.sender_id}", "dm"
     elif chat_type in GROUP_CHAT_TYPES:
         policy, allowlist = access.groups.policy, access.groups.allowlist
         # Both our bare chat ids and the Rust form `<channel>:<chat_id>` are accepted.
@@ -65,13 +65,13 @@ def check_access(access: AccessSpec, gateway: str, routing: Routing) -> AccessDe
         candidates = [
             value for chat in chats for value in (chat, f"{gateway}:{chat}", f"{routing.channel}:{chat}")
         ]
-        what = f"chat {routing.chat_id}"
+        what, section = f"chat {routing.chat_id}", "groups"
     else:
         return AccessDecision(True)
     if policy == "open":
         return AccessDecision(True)
     if policy == "disabled":
-        return AccessDecision(False, f"{chat_type} messages are disabled")
+        return AccessDecision(False, f"{chat_type} messages are disabled (spec.access.{section}.policy)")
     if any(matches_entry(value, entry) for value in candidates for entry in allowlist):
         return AccessDecision(True)
-    return AccessDecision(False, f"{what} is not on the {chat_type} allowlist")
+    return AccessDecision(False, f"{what} is not on spec.access.{section}.allowlist")

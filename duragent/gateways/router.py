@@ -348,11 +348,12 @@ class GatewayRouter:
         if not decision.allowed:
             # A warning, so the default `duragent serve` log shows who knocked (a stranger found the bot).
             log.warning(
-                "gateway %s: denied message from sender %s in chat %s: %s",
+                "gateway %s: denied message from sender %s in chat %s: %s in %s",
                 gateway,
                 message.sender.id,
                 message.chat_id,
                 decision.reason,
+                agent.source,
             )
             return
         key = ChatKey(gateway, message.chat_id, agent.name)

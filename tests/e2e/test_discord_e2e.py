@@ -142,7 +142,7 @@ async def test_in_a_channel_only_mentions_are_answered_also_inside_its_threads(b
     thread_reply = await reply_to(bot, in_thread)
     other = bot.discord.add_channel(bot.guild, "not-allowed")
     bot.discord.inject_message(other, f"{bot.discord.mention} hello?", author=bot.owner)
-    await bot.wait_for_log(f"chat {other} is not on the group allowlist")
+    await bot.wait_for_log(f"chat {other} is not on spec.access.groups.allowlist")
 
     [request] = bot.requests_mentioning("where do we meet?")
     said = "\n".join(str(m.get("content")) for m in request.messages if m.get("role") == "user")

@@ -364,3 +364,26 @@ def test_doctor_says_whether_tmux_is_installed_and_warns_only_agents_that_need_i
     assert needed.status == "warn"
     assert "background_process (agents watcher)" in needed.message
     assert "install tmux" in (needed.hint or "")
+
+
+def test_an_agent_a_gateway_routes_to_must_list_who_may_talk_to_it(workspace: Path) -> None:
+    (workspace / "duragent.yaml").write_text(
+        "gateways:\n  external:\n    - name: telegram\n      command: git\n"
+        "routes:\n  - match: {gateway: telegram}\n    agent: assistant\n"
+    )
+    agent_yaml = workspace / ".duragent" / "agents" / "assistant" / "agent.yaml"
+    original = agent_yaml.read_text()
+
+    nobody = by_name(doctor(workspace))["access assistant"]
+    agent_yaml.write_text(original + "  access:\n    dm: {policy: open}\n")
+    anyone = by_name(doctor(workspace))["access assistant"]
+    agent_yaml.write_text(original + "  access:\n    dm: {allowlist: ['424242']}\n")
+    owner = by_name(doctor(workspace))["access assistant"]
+
+    assert nobody.status == "warn"
+    assert "answers nobody" in nobody.message
+    assert nobody.hint is not None
+    assert "spec.access.dm.allowlist" in nobody.hint
+    assert anyone.status == "warn"
+    assert "answers anyone in direct messages" in anyone.message
+    assert (owner.status, owner.message) == ("ok", "answers 1 sender(s) directly and 0 group chat(s)")

@@ -5,6 +5,7 @@ order every provider accepts (a tool call, its result, then the next user messag
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -195,6 +196,7 @@ async def test_a_chat_message_to_a_session_stopped_at_an_approval_asks_that_call
 ) -> None:
     """Through a gateway, as through the API: the waiting call is asked again (with buttons) and
     the message waits, stored, rather than the call being cut off as interrupted."""
+    from duragent.agents.spec import AccessSpec
     from duragent.config import RouteConfig
     from duragent.gateways.protocol import Command, MessageReceived, SendMessage
     from duragent.gateways.router import ChatKey, GatewayRouter
@@ -205,9 +207,12 @@ async def test_a_chat_message_to_a_session_stopped_at_an_approval_asks_that_call
     async def send(gateway: str, command: Command) -> None:
         sent.append(command)
 
+    owner_only = AccessSpec.model_validate({"dm": {"allowlist": ["42"]}, "debounce": "0s"})
+    spec = live.agent.spec.model_copy(update={"access": owner_only})
+    agent = dataclasses.replace(live.agent, document=live.agent.document.model_copy(update={"spec": spec}))
     router = GatewayRouter(
         sessions=manager,
-        agent_for=lambda name: live.agent,
+        agent_for=lambda name: agent,
         routes=[RouteConfig.model_validate({"match": {"gateway": "telegram"}, "agent": "helper"})],
         send=send,
         directory_path=tmp_path / "chats.json",

@@ -55,9 +55,18 @@ def test_group_allowlist_accepts_bare_ids_rust_channel_form_and_prefix_wildcards
     assert not check_access(spec, "telegram", routing("supergroup", chat_id="-400")).allowed
 
 
-def test_disabled_dms_deny_everyone_and_open_is_the_default() -> None:
+def test_without_an_access_block_nobody_is_answered_and_the_reason_names_the_key() -> None:
+    dm = check_access(AccessSpec(), "telegram", routing(sender_id="424242"))
+    group = check_access(AccessSpec(), "telegram", routing("group", chat_id="-100"))
+
+    assert (dm.allowed, dm.reason) == (False, "sender 424242 is not on spec.access.dm.allowlist")
+    assert (group.allowed, group.reason) == (False, "chat -100 is not on spec.access.groups.allowlist")
+
+
+def test_disabled_dms_deny_everyone_and_open_answers_anyone() -> None:
     assert not check_access(access(dm={"policy": "disabled"}), "t", routing()).allowed
-    assert check_access(AccessSpec(), "t", routing("group")).allowed
+    assert check_access(access(dm={"policy": "open"}), "t", routing(sender_id="7")).allowed
+    assert check_access(access(groups={"policy": "open"}), "t", routing("group")).allowed
     assert AccessSpec().groups.activation == "mention"
     assert AccessSpec().debounce.total_seconds() == 1.5
 
