@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -209,79 +209,89 @@ class Repl:
         send_task: asyncio.Task[tuple[int, dict[str, Any]]] | None = None,
     ) -> str:
         """Show events until caught up with `target_seq`, the running turn (or `own` turn) is over."""
+        loop = asyncio.get_running_loop()
+        self.cancel_pressed = False
+        loop.add_signal_handler(signal.SIGINT, self._on_sigint)
+        try:
+            with _typing_held_back(self.interactive):
+                return await self._follow(target_seq, own, send_task)
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+            self.renderer.stop_spinner()
+
+    async def _follow(
+        self,
+        target_seq: int,
+        own: str | None,
+        send_task: asyncio.Task[tuple[int, dict[str, Any]]] | None,
+    ) -> str:
         from duragent.client.state import position_seq
 
         assert self.follower is not None
         loop = asyncio.get_running_loop()
-        self.cancel_pressed = False
         own_started = own is None
         own_done = False
         replied_at: float | None = None
-        loop.add_signal_handler(signal.SIGINT, self._on_sigint)
-        try:
-            while True:
-                caught_up = position_seq(self.shown) >= target_seq
-                # An event that arrived while the person was typing (another client's turn) is
-                # shown before anything else: the loop is not idle while one is held.
-                if caught_up and self.held is None:
-                    waiting = [c for c in self.pending if c not in self.asked]
-                    if waiting:
-                        if not await self.ask(waiting[0]):
-                            return "idle"
-                        continue
-                    if own is None and not self.in_turn:
+        while True:
+            caught_up = position_seq(self.shown) >= target_seq
+            # An event that arrived while the person was typing (another client's turn) is
+            # shown before anything else: the loop is not idle while one is held.
+            if caught_up and self.held is None:
+                waiting = [c for c in self.pending if c not in self.asked]
+                if waiting:
+                    if not await self.ask(waiting[0]):
                         return "idle"
-                    if own is not None and own_done:
-                        return "idle"
-                if send_task is not None and send_task.done() and not own_started:
-                    problem = _failure(send_task)
-                    if problem is not None:
-                        self.renderer.error(f"✗ {problem}")
-                        return "idle"
-                    status, body = send_task.result()
-                    if status == 202 and body.get("status") == "queued":
-                        self.renderer.notice(f"queued behind {body.get('position', 1)} turn(s)")
-                        send_task = None
-                    elif replied_at is None:
-                        replied_at = loop.time()
-                    elif loop.time() - replied_at > REPLY_GRACE:
-                        # The stream missed it (it reconnected too late): show the server's answer.
-                        self.renderer.reply(str(body.get("content", "")))
-                        return "idle"
-                event = self.held or await self.follower.next(within=0.5 if replied_at else None)
-                self.held = None
-                if event is None:
                     continue
-                if event.event == SIGINT_MARK:
-                    if self.cancel_pressed or not self.in_turn:
-                        self.renderer.notice("(detaching)")
-                        return "detach"
-                    self.cancel_pressed = True
-                    self.renderer.notice("cancelling… (Ctrl-C again to detach)")
-                    self._track(loop.create_task(self.api.cancel(self.session.id)))
-                    continue
-                if event.event == SENT_MARK:
-                    continue
-                is_own_start = (
-                    own is not None
-                    and not own_started
-                    and event.event == "start"
-                    and event.data.get("content") == own
-                )
-                ended = self.show(event, echo=not is_own_start)
-                if is_own_start:
-                    own_started = True
-                if event.event == "session_end":
-                    return "ended"
-                if ended:
-                    self.remember()
-                    if self.cancel_pressed:
-                        self.cancelled_last_turn = True
-                    if own is not None and own_started:
-                        own_done = True
-        finally:
-            loop.remove_signal_handler(signal.SIGINT)
-            self.renderer.stop_spinner()
+                if own is None and not self.in_turn:
+                    return "idle"
+                if own is not None and own_done:
+                    return "idle"
+            if send_task is not None and send_task.done() and not own_started:
+                problem = _failure(send_task)
+                if problem is not None:
+                    self.renderer.error(f"✗ {problem}")
+                    return "idle"
+                status, body = send_task.result()
+                if status == 202 and body.get("status") == "queued":
+                    self.renderer.notice(f"queued behind {body.get('position', 1)} turn(s)")
+                    send_task = None
+                elif replied_at is None:
+                    replied_at = loop.time()
+                elif loop.time() - replied_at > REPLY_GRACE:
+                    # The stream missed it (it reconnected too late): show the server's answer.
+                    self.renderer.reply(str(body.get("content", "")))
+                    return "idle"
+            event = self.held or await self.follower.next(within=0.5 if replied_at else None)
+            self.held = None
+            if event is None:
+                continue
+            if event.event == SIGINT_MARK:
+                if self.cancel_pressed or not self.in_turn:
+                    self.renderer.notice("(detaching)")
+                    return "detach"
+                self.cancel_pressed = True
+                self.renderer.notice("cancelling… (Ctrl-C again to detach)")
+                self._track(loop.create_task(self.api.cancel(self.session.id)))
+                continue
+            if event.event == SENT_MARK:
+                continue
+            is_own_start = (
+                own is not None
+                and not own_started
+                and event.event == "start"
+                and event.data.get("content") == own
+            )
+            ended = self.show(event, echo=not is_own_start)
+            if is_own_start:
+                own_started = True
+            if event.event == "session_end":
+                return "ended"
+            if ended:
+                self.remember()
+                if self.cancel_pressed:
+                    self.cancelled_last_turn = True
+                if own is not None and own_started:
+                    own_done = True
 
     def _on_sigint(self) -> None:
         from duragent.client.http import ServerEvent
@@ -672,6 +682,27 @@ async def _keys(prompt: PromptSession[str], default: str) -> tuple[str, str]:
         return "interrupt", ""
     except EOFError:
         return "eof", ""
+
+
+@contextlib.contextmanager
+def _typing_held_back(interactive: bool) -> Iterator[None]:
+    """While events are drawn, keys the person types are not echoed into them: they wait in the
+    terminal, unechoed, and start the next prompt's line (type-ahead, as in a shell). Ctrl-C
+    still signals; the mode is restored however following ends."""
+    import termios  # (POSIX only, like the loop's signal handlers)
+
+    if not interactive or not sys.stdin.isatty():
+        yield
+        return
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    quiet = list(saved)
+    quiet[3] = saved[3] & ~(termios.ECHO | termios.ICANON)
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, saved)
 
 
 def _raise_from(task: asyncio.Task[Any]) -> None:

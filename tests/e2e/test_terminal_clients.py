@@ -265,6 +265,30 @@ def test_first_ctrl_c_cancels_the_turn_and_the_second_detaches(
     assert "ten" not in shown
 
 
+def test_keys_typed_while_a_reply_streams_are_not_drawn_into_it_and_start_the_next_line(
+    workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
+) -> None:
+    fake_model.enqueue(
+        text("one two three four five six", chunks=6, chunk_delay=0.3), text("Answered the next one.")
+    )
+    term = Terminal(["chat"], workspace)
+    term.prompt()
+    term.type("count")
+    term.expect("one")
+    term.child.send("next question")
+    reply = term.expect("six")
+    term.expect("›")
+    term.expect("next question")  # typed ahead: the next prompt's line
+    term.child.send("\r")
+    term.expect("Answered the next one.")
+    term.prompt()
+    term.child.sendcontrol("d")
+    term.finish()
+
+    assert "next question" not in reply
+    assert fake_model.server.requests[-1].messages[-1] == {"role": "user", "content": "next question"}
+
+
 def test_attach_replays_what_a_continue_session_did_while_the_terminal_was_gone(
     workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
 ) -> None:
