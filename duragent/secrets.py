@@ -146,12 +146,22 @@ class SecretGuard:
 
     def find(self, text: str) -> list[str]:
         """Names of the secrets present in `text`, each once, in order of first appearance."""
-        found: dict[str, None] = {}
         if not self._may_contain_secret(text):
             return []
-        for match in self._pattern.finditer(text):
-            found.setdefault(self._name_of(match), None)
-        return list(found)
+        return list(dict.fromkeys(self._name_of(match) for match in self._pattern.finditer(text)))
+
+    def find_in_path(self, path: str) -> list[str]:
+        """`find` for a file's path: there an `sk-` word without a digit is a name a person chose
+        (`sk-learn-notes.md`), not a key: keys are random, and every key shape is long enough
+        that a random one holds a digit."""
+        if not self._may_contain_secret(path):
+            return []
+        names = (
+            self._name_of(match)
+            for match in self._pattern.finditer(path)
+            if match.lastgroup != "API_KEY" or any(c.isdigit() for c in match.group())
+        )
+        return list(dict.fromkeys(names))
 
     def contains_secret(self, text: str) -> bool:
         """True when `text` holds at least one secret."""

@@ -429,7 +429,7 @@ class Committer:
 
     def _screen(self, path: str, added: str) -> bool:
         assert self.guard is not None
-        names = self.guard.find(path) + self.guard.find(added)
+        names = self.guard.find_in_path(path) + self.guard.find(added)
         if not names:
             return True
         self.files_refused += 1

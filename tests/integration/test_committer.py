@@ -606,6 +606,24 @@ def test_a_token_in_a_file_name_or_a_subject_never_reaches_git(root: Path, repo:
     assert named.exists()
 
 
+def test_a_file_named_like_an_sk_word_is_committed_but_one_named_by_a_key_is_not(
+    root: Path, repo: GitRepo
+) -> None:
+    committer = Committer(repo, guard=SecretGuard())
+    world = root / "memory" / "world"
+    world.mkdir(parents=True)
+    notes = world / "sk-learn-model-notes.md"
+    key = world / "sk-or-v1-0f3a9c2e7b1d4f6a8c0e2b4d6f8a0c2e.md"
+    for path in (notes, key):
+        path.write_text("a topic\n")
+        committer.notify(Change((path,), "memory", "world", "updated"))
+    committer.flush()
+
+    committed = git(root, "ls-tree", "-r", "--name-only", "HEAD").split()
+    assert committed == ["memory/world/sk-learn-model-notes.md"]
+    assert key.exists()
+
+
 # --- large batches: committed by a separate, lower-priority process, as the worker would --------
 
 
