@@ -278,14 +278,12 @@ class GatewayRouter:
         """
         for key in self.directory.chats():
             try:
-                binding = await self._binding(key)
+                await self._binding(key)
             except DuragentError as exc:
                 log.warning(
                     "gateway %s: chat %s: cannot follow its session: %s", key.gateway, key.chat_id, exc
                 )
                 continue
-            # A turn resumed after the restart starts no new message: it answers the last trigger.
-            binding.current = await _last_trigger(binding.live)
 
     async def stop(self) -> None:
         """Flush nothing further; detach from every session."""
@@ -507,6 +505,9 @@ class GatewayRouter:
             live = await self._session(key)
             subscription = await live.subscribe()
             binding = ChatBinding(self, key, live, subscription)
+            # A turn taken up again (after a restart, or stopped at an approval) starts with no
+            # new message: it answers, and only lets approve, whoever sent the last one.
+            binding.current = await _last_trigger(live)
             self.bindings[key] = binding
             return binding
 

@@ -51,13 +51,15 @@ def roles(request: RecordedRequest) -> list[str]:
     return [message["role"] for message in request.messages]
 
 
-async def stopped_at_an_approval(manager: SessionManager, fake_llm: FakeLLMServer) -> LiveSession:
+async def stopped_at_an_approval(
+    manager: SessionManager, fake_llm: FakeLLMServer, sender: dict[str, str] | None = None
+) -> LiveSession:
     """A session whose turn asked for an approval after the unattended limit had asked it to pause:
     the turn is over, the call is open and its approval is recorded but nobody is asked."""
     # The model answers after the 1 s limit: the turn records the approval, then pauses.
     fake_llm.enqueue(tool_calls([("bash", {"command": "printf one"})], delay=1.5))
     live = await manager.create("helper")
-    await live.submit("run printf one")
+    await live.submit("run printf one", sender)
     await until(lambda: live.status == "paused" and not live.busy and live.log.state.pending_approvals)
     assert manager.runtime.approvals.pending(live.session_id) == []
     return live
@@ -195,20 +197,28 @@ async def test_a_chat_message_to_a_session_stopped_at_an_approval_asks_that_call
     manager: SessionManager, fake_llm: FakeLLMServer, tmp_path: Path
 ) -> None:
     """Through a gateway, as through the API: the waiting call is asked again (with buttons) and
-    the message waits, stored, rather than the call being cut off as interrupted."""
+    the message waits, stored, rather than the call being cut off as interrupted; and only the
+    person whose message started that turn may answer it, though someone else's message woke it."""
     from duragent.agents.spec import AccessSpec
     from duragent.config import RouteConfig
-    from duragent.gateways.protocol import Command, MessageReceived, SendMessage
+    from duragent.gateways.protocol import (
+        AnswerCallbackQuery,
+        CallbackQuery,
+        Command,
+        MessageReceived,
+        SendMessage,
+    )
     from duragent.gateways.router import ChatKey, GatewayRouter
 
-    live = await stopped_at_an_approval(manager, fake_llm)
+    bea = {"id": "7", "name": "Bea", "gateway": "telegram", "message_id": "16"}
+    live = await stopped_at_an_approval(manager, fake_llm, sender=bea)
     sent: list[Command] = []
 
     async def send(gateway: str, command: Command) -> None:
         sent.append(command)
 
-    owner_only = AccessSpec.model_validate({"dm": {"allowlist": ["42"]}, "debounce": "0s"})
-    spec = live.agent.spec.model_copy(update={"access": owner_only})
+    group = AccessSpec.model_validate({"groups": {"allowlist": ["-100"]}, "debounce": "0s"})
+    spec = live.agent.spec.model_copy(update={"access": group})
     agent = dataclasses.replace(live.agent, document=live.agent.document.model_copy(update={"spec": spec}))
     router = GatewayRouter(
         sessions=manager,
@@ -217,14 +227,16 @@ async def test_a_chat_message_to_a_session_stopped_at_an_approval_asks_that_call
         send=send,
         directory_path=tmp_path / "chats.json",
     )
-    await router.directory.set(ChatKey("telegram", "42", "helper"), live.session_id)
+    await router.directory.set(ChatKey("telegram", "-100", "helper"), live.session_id)
+    routing = {"channel": "telegram", "chat_type": "group", "chat_id": "-100", "sender_id": "42"}
     message = MessageReceived.model_validate(
         {
             "message_id": "17",
-            "chat_id": "42",
+            "chat_id": "-100",
             "sender": {"id": "42", "display_name": "Ana"},
-            "content": {"type": "text", "text": "and now something else"},
-            "routing": {"channel": "telegram", "chat_type": "dm", "chat_id": "42", "sender_id": "42"},
+            "content": {"type": "text", "text": "@bot and now something else"},
+            "routing": routing,
+            "mentions_bot": True,
         }
     )
 
@@ -233,9 +245,22 @@ async def test_a_chat_message_to_a_session_stopped_at_an_approval_asks_that_call
     await until(lambda: any(isinstance(c, SendMessage) and c.inline_keyboard for c in sent), within=10)
     (prompt,) = [c for c in sent if isinstance(c, SendMessage)]
     assert "printf one" in prompt.content
-    assert [q["content"] for q in live.log.state.queued] == ["and now something else"]
+    assert [q["content"] for q in live.log.state.queued] == ["Ana: @bot and now something else"]
     assert not any(
         m.get("role") == "tool" and "interrupted" in str(m.get("content"))
         for m in live.log.state.conversation
     )
+
+    assert prompt.inline_keyboard is not None
+    allow = prompt.inline_keyboard.rows[0][0].callback_data
+    for query_id, presser in (("q1", "42"), ("q2", "7")):
+        press = {
+            "callback_query_id": query_id,
+            "chat_id": "-100",
+            "sender": {"id": presser},
+            "message_id": "m",
+        }
+        await router.handle("telegram", CallbackQuery.model_validate({**press, "data": allow}))
+    toasts = [c.text for c in sent if isinstance(c, AnswerCallbackQuery)]
+    assert toasts == ["Only the original requester can approve this command", "✓ Running"]
     await router.stop()
