@@ -43,16 +43,16 @@ def parse_duration(value: Any) -> timedelta:
 
 
 def format_duration(value: timedelta) -> str:
-    """The shortest `2h`, `30m`, `90s`, `1h30m` form of a duration."""
-    total = value.total_seconds()
-    if total and total < 1:
-        return f"{round(total * 1000)}ms"
-    seconds = int(total)
+    """The shortest `2h`, `30m`, `90s`, `1h30m`, `1s500ms` form of a duration (to the millisecond)."""
+    milliseconds = round(value.total_seconds() * 1000)
+    seconds, milliseconds = divmod(milliseconds, 1000)
     out = ""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if seconds >= size:
             out += f"{seconds // size}{unit}"
             seconds %= size
+    if milliseconds:
+        out += f"{milliseconds}ms"
     return out or "0s"
 
 

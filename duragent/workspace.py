@@ -6,6 +6,7 @@ every resource through it, so each resource has exactly one owner and one place 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Mapping
@@ -34,9 +35,13 @@ _EDITABLE_KINDS = frozenset({"memory", "agent"})
 
 def store_folders(config: DuragentConfig) -> dict[Path, str]:
     """The folders only Duragent's stores write, with the change kind of their files."""
+    from duragent.scheduling.store import schedules_folder
+
     folders = {config.dynamic_agents_path: "agent"}
     if config.services.session.backend == "filesystem":
         folders[config.service_path("session")] = "session"
+        # (a person's hand edits there too: committed at the next start, as the scheduler's)
+        folders[schedules_folder(config)] = "schedule"
     if config.services.artifacts.backend == "filesystem":
         folders[config.service_path("artifacts")] = "artifact"
     return folders
@@ -205,6 +210,12 @@ class Workspace:
         ledger = self.agent_writes
         if ledger is not None and change.kind in _EDITABLE_KINDS:
             self._written_here.update(ledger.record(change.paths, change.content))
+        elif "committer" not in self.__dict__ and (repo := self.repo) is not None:
+            # The first change starts the committer, whose sweep for files a crash left
+            # uncommitted must not take this one (a command's first write) for such a file.
+            for path in change.paths:
+                with contextlib.suppress(ValueError):
+                    self._written_here.add(repo.relative(path))
         committer = self.committer
         if committer is not None:
             committer.notify(change)

@@ -27,21 +27,18 @@ def register(root: typer.Typer) -> None:
     root.add_typer(app, name="schedule")
 
 
-def _store(ctx: typer.Context) -> ScheduleStore:
+async def _with_store(ctx: typer.Context, action: Any) -> Any:
+    """Run `action` on the workspace's schedule store; what it changed is committed before this returns."""
     from duragent.scheduling.store import open_schedule_store
     from duragent.workspace import Workspace
 
     state: CliState = ctx.obj
-    workspace = Workspace(state.config())
-    return open_schedule_store(workspace.config, on_change=workspace.record_change)
-
-
-async def _with_store(ctx: typer.Context, action: Any) -> Any:
-    store = _store(ctx)
-    try:
-        return await action(store)
-    finally:
-        await store.close()
+    async with Workspace(state.config()) as workspace:
+        store = open_schedule_store(workspace.config, on_change=workspace.record_change)
+        try:
+            return await action(store)
+        finally:
+            await store.close()
 
 
 def _next_run(schedule: Schedule) -> str:

@@ -14,17 +14,15 @@ from datetime import datetime
 from typing import Any
 
 from duragent.errors import DuragentError, NotFound
-from duragent.scheduling.service import DeliveryFailed
+from duragent.scheduling.service import DeliveryFailed, current_run_place
 from duragent.scheduling.spec import TASK_MARKER, Schedule
 from duragent.sessions.live import LiveSession, SessionEnded
 from duragent.sessions.manager import SessionManager
+from duragent.sessions.stream import APPROVAL_PAUSE_REASON
 from duragent.stores.base import SessionEvent
 
 #: Finds (creating and following it if needed) a chat's session: (gateway, chat id, agent).
 ChatSession = Callable[[str, str, str], Awaitable[LiveSession]]
-
-#: A pause that is not a turn's end: the turn goes on once someone decides.
-_AWAITING_APPROVAL = "awaiting approval"
 
 
 def task_message(schedule: Schedule) -> str:
@@ -98,10 +96,17 @@ async def run_task(live: LiveSession, schedule: Schedule) -> None:
             raise DeliveryFailed(
                 "the session ended before the task started", session_id=live.session_id
             ) from None
+        place = current_run_place.get()
         while True:
-            for event in seen:
+            for event in list(seen):
                 if event.seq > start.seq:
                     _check_end(event, live.session_id)
+                    if place is not None and event.type == "status_change":
+                        # waiting for a person takes no place among the runs in progress
+                        if event.payload.get("reason") == APPROVAL_PAUSE_REASON:
+                            place.give_back()
+                        elif event.payload.get("to") in ("active", "running"):
+                            await place.take()
             seen.clear()
             arrived.clear()
             await arrived.wait()
@@ -130,7 +135,7 @@ def _check_end(event: SessionEvent, session_id: str) -> None:
         raise DeliveryFailed("the session ended during the task", retry=False, session_id=session_id)
     if event.type == "status_change" and payload.get("to") == "paused":
         reason = str(payload.get("reason") or "")
-        if reason != _AWAITING_APPROVAL:
+        if reason != APPROVAL_PAUSE_REASON:
             raise DeliveryFailed(f"the task's turn paused: {reason}", retry=False, session_id=session_id)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import random
@@ -57,6 +58,33 @@ class Deliver(Protocol):
         """Deliver the run; raise DeliveryFailed when it did not happen."""
 
 
+class RunPlace:
+    """A run's place among `max_concurrent_runs`: given back while the run waits for a person
+    (an approval its task asked for) or between retries, so such runs block no other."""
+
+    def __init__(self, slots: asyncio.Semaphore):
+        self._slots = slots
+        self._held = False
+
+    async def take(self) -> None:
+        """Wait for a place (no-op when this run holds one)."""
+        if not self._held:
+            await self._slots.acquire()
+            self._held = True
+
+    def give_back(self) -> None:
+        """Free the place for another run (no-op when none is held)."""
+        if self._held:
+            self._slots.release()
+            self._held = False
+
+
+#: The place of the run being delivered, for the delivery to give back while it waits.
+current_run_place: contextvars.ContextVar[RunPlace | None] = contextvars.ContextVar(
+    "current_run_place", default=None
+)
+
+
 @dataclass(frozen=True)
 class SchedulerSettings:
     """duragent.yaml's `scheduling:` section as the scheduler uses it."""
@@ -92,6 +120,8 @@ class Scheduler:
         #: The next slot of each schedule that will fire (absent: paused or finished).
         self.planned: dict[str, datetime] = {}
         self._running: set[asyncio.Task[None]] = set()
+        #: Schedules with a run in progress: a recurring one's next slot is skipped until it ends.
+        self._in_flight: set[str] = set()
         self._slots = asyncio.Semaphore(self.settings.max_concurrent_runs)
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -148,6 +178,8 @@ class Scheduler:
         if schedule.at is not None and schedule.at <= self.clock():
             now = format_time(self.clock())
             raise UsageError(f"at {format_time(schedule.at)} is in the past (now {now})")
+        if schedule.status == "active" and next_slot(schedule, self.clock()) is None:
+            raise UsageError(f"{schedule.timing_text()} never fires")
         await self.store.put(schedule, f"created ({schedule.timing_text()}, {schedule.payload_kind})")
         self.schedules[schedule.id] = schedule
         self._plan(schedule, fresh=True)
@@ -213,9 +245,14 @@ class Scheduler:
         self.schedules[changed.id] = changed
         self.planned.pop(changed.id, None)
         if status == "active":
-            self._plan(changed, fresh=True)
+            if changed.at is not None:
+                # a one-shot resumed after its moment: run late (within misfire_grace) or missed,
+                # as after a restart, not left active with nothing planned
+                await self._plan_loaded(changed)
+            else:
+                self._plan(changed, fresh=True)
             self.poke()
-        return changed
+        return self.schedules.get(changed.id, changed)
 
     # --- planning ----------------------------------------------------------------------------
 
@@ -279,7 +316,10 @@ class Scheduler:
             await self._finish_one_shot(schedule)
 
     async def _finish_one_shot(self, schedule: Schedule) -> None:
-        current = self.schedules.get(schedule.id, schedule)
+        try:
+            current = await self.store.get(schedule.id)
+        except ScheduleNotFound:
+            return  # removed meanwhile (while its run went on): it stays removed
         if current.status == "active":
             done = current.model_copy(update={"status": "completed"})
             await self.store.put(done, "completed")
@@ -298,10 +338,17 @@ class Scheduler:
                     await self.reload()
                 except DuragentError as exc:
                     log.error("reading schedules failed: %s", exc)
+                except Exception:
+                    # a bug must not stop every schedule from firing: log it, keep the loop
+                    log.exception("reading schedules failed")
             now = self.clock()
             for schedule_id, slot in sorted(self.planned.items(), key=lambda item: item[1]):
                 if slot <= now:
-                    self._dispatch(self.schedules[schedule_id], slot)
+                    try:
+                        self._dispatch(self.schedules[schedule_id], slot)
+                    except Exception:
+                        self.planned.pop(schedule_id, None)
+                        log.exception("schedule %s: planning its next run failed", schedule_id)
             self._wake.clear()
             wait = self.settings.poll_interval if self.watch_folder is None else WATCH_INTERVAL
             if self.planned:
@@ -317,33 +364,51 @@ class Scheduler:
         """Start the run of `slot` and plan the schedule's next one (never a burst of past slots)."""
         if schedule.recurring:
             self._plan(schedule, fresh=False, after=slot)
+            if schedule.id in self._in_flight:
+                # the previous run goes on (a long task, one waiting for an approval): no second
+                # one beside it, and no backlog that would fire in a burst once it ends
+                log.info("schedule %s: slot %s skipped, the previous run is still going", schedule.id, slot)
+                return
         else:
             self.planned.pop(schedule.id, None)
+        self._in_flight.add(schedule.id)
         task = asyncio.create_task(self._claim_and_run(schedule, slot), name=f"schedule {schedule.id}")
         self._running.add(task)
         task.add_done_callback(self._running.discard)
+        task.add_done_callback(lambda _: self._in_flight.discard(schedule.id))
 
     async def _claim_and_run(self, schedule: Schedule, slot: datetime) -> None:
+        place = RunPlace(self._slots)
         try:
+            # a place first, then the claim: a claimed run is one being delivered (a restart
+            # never runs a claimed slot again, so a claim waiting for a place would be lost)
+            await place.take()
             if not await self.store.claim(schedule.id, slot, self.worker):
                 log.debug("schedule %s: slot %s taken by another worker", schedule.id, format_time(slot))
                 if not schedule.recurring:
                     self.schedules[schedule.id] = schedule.model_copy(update={"status": "completed"})
                 return
-            await self._run(schedule, slot)
+            await self._run(schedule, slot, place=place)
         except DuragentError as exc:
             log.error("schedule %s: run of %s failed: %s", schedule.id, format_time(slot), exc)
+        finally:
+            place.give_back()
 
-    async def _run(self, schedule: Schedule, slot: datetime, *, manual: bool = False) -> RunRecord:
+    async def _run(
+        self, schedule: Schedule, slot: datetime, *, manual: bool = False, place: RunPlace | None = None
+    ) -> RunRecord:
         """Deliver (with retries), record the run, complete a one-shot."""
         began = time.monotonic()
         attempts = 0
         error: str | None = None
         session_id: str | None = None
         retries = schedule.retry.max_retries if schedule.retry else 0
-        async with self._slots:
+        place = place or RunPlace(self._slots)
+        token = current_run_place.set(place)
+        try:
             while True:
                 attempts += 1
+                await place.take()
                 try:
                     session_id = await self.deliver(schedule, slot)
                     error = None
@@ -360,10 +425,14 @@ class Scheduler:
                         exc,
                         wait,
                     )
+                    place.give_back()
                     await asyncio.sleep(wait)
                     if not await self._still_active(schedule.id) and not manual:
                         error = f"{error} (not retried: the schedule was paused, cancelled or removed)"
                         break
+        finally:
+            current_run_place.reset(token)
+            place.give_back()
         record = RunRecord(
             slot,
             "ok" if error is None else "error",
@@ -374,7 +443,8 @@ class Scheduler:
             session_id=session_id,
             worker=self.worker,
         )
-        await self.store.record_run(schedule.id, record)
+        if await self._exists(schedule.id):  # (a run history of a removed schedule would linger)
+            await self.store.record_run(schedule.id, record)
         if error is not None:
             log.warning("schedule %s: run failed after %d attempt(s): %s", schedule.id, attempts, error)
         if not manual and not schedule.recurring:
@@ -384,6 +454,15 @@ class Scheduler:
         self.run_finished = asyncio.Event()
         return record
 
+    async def _exists(self, schedule_id: str) -> bool:
+        try:
+            await self.store.get(schedule_id)
+        except ScheduleNotFound:
+            return False
+        except DuragentError:
+            return True  # there, though a person's edit broke it
+        return True
+
     async def _still_active(self, schedule_id: str) -> bool:
         try:
             return (await self.store.get(schedule_id)).status == "active"
@@ -391,9 +470,10 @@ class Scheduler:
             return False
 
     async def _remember_session(self, schedule_id: str, session_id: str | None) -> None:
-        """A schedule made without a session keeps the one its first run made."""
+        """A schedule keeps the session its run went to: the one its first run made, or the one
+        made when its session was deleted or ended (else every run would make another)."""
         schedule = self.schedules.get(schedule_id)
-        if schedule is None or session_id is None or schedule.destination.session_id is not None:
+        if schedule is None or session_id is None or schedule.destination.session_id == session_id:
             return
         if schedule.destination.gateway is not None:
             return  # a chat's session changes with /reset: the chat is the destination

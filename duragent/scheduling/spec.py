@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from duragent.durations import Duration
+from duragent.durations import Duration, format_duration
 from duragent.ids import new_id
 
 ScheduleStatus = Literal["active", "paused", "completed", "cancelled"]
@@ -120,10 +120,17 @@ class Schedule(BaseModel):
 
     @field_validator("created_at", "at")
     @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
+    def _aware(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
             raise ValueError("give a time zone offset (2026-12-02T09:00:00Z or +01:00)")
-        return value
+        # Whole seconds, as the run history records slots: a slot that differed from its record by
+        # a fraction would not be recognised as run (and would run again after a restart). `at`
+        # rounds up (`in: 2s` never fires early), the `every` anchor down.
+        if value.microsecond and info.field_name == "at":
+            return value.replace(microsecond=0) + timedelta(seconds=1)
+        return value.replace(microsecond=0)
 
     @field_validator("timezone")
     @classmethod
@@ -144,6 +151,8 @@ class Schedule(BaseModel):
     def _long_enough(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and value < MIN_EVERY:
             raise ValueError("every must be at least 1s")
+        if value is not None and value.microseconds:
+            raise ValueError(f"every must be whole seconds, got {format_duration(value)}")
         return _bounded(value)
 
     @model_validator(mode="after")
@@ -177,8 +186,6 @@ class Schedule(BaseModel):
 
     def timing_text(self) -> str:
         """The timing as people write it: `at 2026-12-02T09:00:00Z`, `every 1h`, `cron 0 9 * * *`."""
-        from duragent.durations import format_duration
-
         if self.at is not None:
             return f"at {format_time(self.at)}"
         if self.every is not None:
@@ -206,7 +213,8 @@ def zone_info(name: str) -> ZoneInfo:
 
 def check_cron(expression: str) -> None:
     """ValueError when `expression` is not a 5-field (or 6-field, seconds first) cron expression."""
-    from croniter import croniter  # imported when a cron schedule is read: it costs start-up time
+    # imported when a cron schedule is read: it costs start-up time
+    from croniter import CroniterBadDateError, croniter
 
     fields = expression.split()
     if len(fields) not in (5, 6):
@@ -214,8 +222,13 @@ def check_cron(expression: str) -> None:
             f"a cron expression has 5 fields (minute hour day month weekday) or 6 with seconds first, "
             f"got {len(fields)} in {expression!r}"
         )
-    if not croniter.is_valid(expression, second_at_beginning=len(fields) == 6):
+    six = len(fields) == 6
+    if not croniter.is_valid(expression, second_at_beginning=six):
         raise ValueError(f"invalid cron expression {expression!r}")
+    try:
+        croniter(expression, datetime(2000, 1, 1, tzinfo=UTC), second_at_beginning=six).get_next(datetime)
+    except CroniterBadDateError:
+        raise ValueError(f"cron expression {expression!r} never fires (no month has that day)") from None
 
 
 def format_time(moment: datetime) -> str:
@@ -233,14 +246,7 @@ def next_slot(schedule: Schedule, after: datetime) -> datetime | None:
             return anchor + schedule.every
         elapsed = (after - anchor) // schedule.every
         return anchor + (elapsed + 1) * schedule.every
-    assert schedule.cron is not None  # one timing is guaranteed by validation
-    from croniter import croniter
-
-    zone = zone_info(schedule.timezone or "UTC")
-    six = len(schedule.cron.split()) == 6
-    start = after.astimezone(zone)
-    nxt: datetime = croniter(schedule.cron, start, second_at_beginning=six).get_next(datetime)
-    return nxt.astimezone(UTC)
+    return _cron_slot(schedule, after, forward=True)
 
 
 def last_slot(schedule: Schedule, until: datetime) -> datetime | None:
@@ -251,14 +257,39 @@ def last_slot(schedule: Schedule, until: datetime) -> datetime | None:
         if until < schedule.created_at + schedule.every:
             return None
         return schedule.created_at + ((until - schedule.created_at) // schedule.every) * schedule.every
-    assert schedule.cron is not None
-    from croniter import croniter
+    return _cron_slot(schedule, until + timedelta(microseconds=1), forward=False)
 
-    zone = zone_info(schedule.timezone or "UTC")
-    six = len(schedule.cron.split()) == 6
-    probe = until.astimezone(zone) + timedelta(microseconds=1)
-    previous: datetime = croniter(schedule.cron, probe, second_at_beginning=six).get_prev(datetime)
-    return previous.astimezone(UTC)
+
+def _cron_slot(schedule: Schedule, start: datetime, *, forward: bool) -> datetime | None:
+    """The cron schedule's next slot after `start` (or last before it), in UTC.
+
+    Read in the schedule's time zone. When clocks go back, a wall-clock time in the repeated hour
+    happens twice: an expression naming its hours fires at the first only, as cron does (a daily
+    02:30 backup runs once), while one running every hour fires in both. A time the clocks skip
+    in spring fires at the first moment after the gap (02:30 on the night of the change: 03:00).
+    """
+    assert schedule.cron is not None  # one timing is guaranteed by validation
+    from croniter import CroniterBadDateError, croniter
+
+    fields = schedule.cron.split()
+    six = len(fields) == 6
+    hours = fields[2] if six else fields[1]
+    named_hours = not hours.startswith("*")
+    slots = croniter(
+        schedule.cron, start.astimezone(zone_info(schedule.timezone or "UTC")), second_at_beginning=six
+    )
+    try:
+        while True:
+            slot: datetime = slots.get_next(datetime) if forward else slots.get_prev(datetime)
+            if not (named_hours and _repeated(slot)):
+                return slot.astimezone(UTC)
+    except CroniterBadDateError:  # (a file written before such expressions were refused)
+        return None
+
+
+def _repeated(moment: datetime) -> bool:
+    """True when `moment` is the second time its wall-clock time happens (clocks went back)."""
+    return moment.utcoffset() != moment.replace(fold=0).utcoffset()
 
 
 class ScheduleRequest(BaseModel):

@@ -222,3 +222,21 @@ async def test_a_schedule_for_an_unknown_agent_is_not_found(api: Api) -> None:
     )
     assert status == 404
     assert "ghost" in problem["detail"]
+
+
+async def test_a_schedule_names_the_missing_half_of_a_chat_and_an_unknown_session(api: Api) -> None:
+    status, problem = await api.call(
+        "POST", "/api/v1/schedules", {"agent": "helper", "every": "1h", "message": "x", "gateway": "telegram"}
+    )
+    assert status == 400
+    assert problem["detail"] == "body.chat_id: gateway and chat_id go together: give both or neither"
+
+    status, problem = await api.call(
+        "POST",
+        "/api/v1/schedules",
+        {"agent": "helper", "every": "1h", "message": "x", "session_id": "s_NONE"},
+    )
+    assert status == 404
+    assert "s_NONE" in problem["detail"]
+    _status, listed = await api.call("GET", "/api/v1/schedules")
+    assert listed == {"schedules": []}

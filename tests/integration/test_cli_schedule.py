@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,24 @@ def test_a_schedule_added_from_the_command_line_is_a_file_people_can_read(worksp
     assert run("schedule", "list").output.strip() == "No schedules."
 
 
+def test_what_the_command_line_changes_in_schedules_is_committed(workspace: Path) -> None:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(workspace / ".duragent"), *args], capture_output=True, text=True, check=True
+        ).stdout
+
+    added = run("schedule", "add", "--agent", "assistant", "--every", "1h", "--message", "stretch")
+    schedule_id = added.output.split()[1].rstrip(":")
+    assert git("status", "--porcelain", "schedules") == ""
+    run("schedule", "pause", schedule_id)
+    run("schedule", "rm", schedule_id)
+
+    assert git("status", "--porcelain", "schedules") == ""
+    subjects = git("log", "--format=%s", "--", f"schedules/{schedule_id}.yaml").splitlines()
+    assert len(subjects) == 3
+    assert all(schedule_id in subject for subject in subjects)
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
@@ -67,6 +86,7 @@ def test_a_schedule_added_from_the_command_line_is_a_file_people_can_read(worksp
         (["--cron", "0 9 * *", "--message", "x"], "--cron: a cron expression has 5 fields"),
         (["--at", "2020-01-01T00:00:00Z", "--message", "x"], "in the past"),
         (["--every", "often", "--message", "x"], "--every"),
+        (["--cron", "0 0 30 2 *", "--message", "x"], "--cron: cron expression '0 0 30 2 *' never fires"),
     ],
 )
 def test_bad_schedules_are_refused_with_what_is_wrong(

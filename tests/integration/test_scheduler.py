@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from duragent.scheduling.service import DeliveryFailed, Scheduler, SchedulerSettings
+from duragent.scheduling.service import DeliveryFailed, Scheduler, SchedulerSettings, current_run_place
 from duragent.scheduling.spec import Destination, Schedule, ScheduleRequest
 from duragent.scheduling.store import FileScheduleStore, RunRecord, render_schedule
 
@@ -250,3 +250,166 @@ async def test_run_history_is_bounded(harness: Callable[..., Scheduler]) -> None
     assert len(path.read_text().splitlines()) <= 6
     runs = await scheduler.runs(made.id, limit=3)
     assert [r.slot for r in runs] == [T0 + timedelta(minutes=m) for m in (8, 9, 10)]
+
+
+class Held(Recorder):
+    """A delivery whose runs wait until released, like a task's turn; a run may wait for a person."""
+
+    def __init__(self, *, waits_for_a_person: bool = False) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.waits_for_a_person = waits_for_a_person
+        self.in_progress = 0
+        self.session_id = "s_DEST"
+
+    async def __call__(self, schedule: Schedule, slot: datetime) -> str:
+        self.delivered.append((schedule.id, slot))
+        place = current_run_place.get()
+        if self.waits_for_a_person and place is not None:
+            place.give_back()  # as the session delivery does when the task's turn asks for approval
+        self.in_progress += 1
+        try:
+            await self.release.wait()
+        finally:
+            self.in_progress -= 1
+        return self.session_id
+
+
+async def test_a_cron_that_never_fires_is_refused_and_a_file_with_one_stops_nothing(
+    harness: Callable[..., Scheduler], tmp_path: Path
+) -> None:
+    clock, deliver = Clock(T0), Recorder()
+    scheduler = harness(clock, deliver)
+    with pytest.raises(ValueError, match=r"cron: cron expression '0 0 30 2 \*' never fires"):
+        build(scheduler, cron="0 0 30 2 *")
+    steady = build(scheduler, every="1m")
+    never = render_schedule(steady).replace("every: 1m", "cron: 0 0 31 4 *").replace(steady.id, "sch_01NEVER")
+    (tmp_path / "schedules").mkdir()
+    (tmp_path / "schedules" / "sch_01NEVER.yaml").write_text(never)
+
+    await scheduler.start()  # the server starts
+    await scheduler.create(steady)
+    clock.now = T0 + timedelta(minutes=1)
+    scheduler.poke()
+
+    await until(lambda: len(deliver.delivered) == 1)  # and the other schedules fire
+    listing = await scheduler.store.load_all()
+    assert "sch_01NEVER.yaml" in str(listing.problems[0])
+    assert "never fires" in str(listing.problems[0])
+
+
+async def test_a_one_shot_made_with_in_runs_once_across_a_crash_during_its_run(
+    harness: Callable[..., Scheduler],
+) -> None:
+    """`in:` lands between two seconds; the run history records slots to the second."""
+    clock, deliver = Clock(T0 + timedelta(milliseconds=250)), Held()
+    first = harness(clock, deliver)
+    await first.start()
+    made = await first.create(build(first, **{"in": "2s"}))
+    assert made.at == T0 + timedelta(seconds=3)  # rounded up: never early
+    clock.now = T0 + timedelta(seconds=3)
+    first.poke()
+    await until(lambda: deliver.in_progress == 1)
+    await first.stop()  # killed while the task ran: claimed, never recorded as over
+
+    second = harness(clock, Recorder())
+    await second.start()
+    await asyncio.sleep(0.05)
+
+    assert second.deliver.delivered == []  # type: ignore[attr-defined]
+    assert second.schedules[made.id].status == "completed"
+
+
+async def test_runs_waiting_for_a_person_hold_up_no_other_schedule(harness: Callable[..., Scheduler]) -> None:
+    clock, waiting = Clock(T0), Held(waits_for_a_person=True)
+    scheduler = harness(clock, waiting, max_concurrent_runs=2)
+    await scheduler.start()
+    for _ in range(3):
+        await scheduler.create(build(scheduler, **{"in": "1m"}))
+    clock.now = T0 + timedelta(minutes=1)
+    scheduler.poke()
+    await until(lambda: waiting.in_progress == 3)  # all three ask for approval, none blocks
+
+    steady, delivered = Held(), []
+    scheduler.deliver = steady
+    steady.release.set()
+    made = await scheduler.create(build(scheduler, every="1m"))
+    clock.now = T0 + timedelta(minutes=2)
+    scheduler.poke()
+    await until(lambda: (made.id, T0 + timedelta(minutes=2)) in steady.delivered)
+    delivered = [run.status for run in await scheduler.runs(made.id)]
+    assert delivered[-1] == "ok"
+    waiting.release.set()
+
+
+async def test_a_recurring_schedule_skips_its_slots_while_its_last_run_goes_on(
+    harness: Callable[..., Scheduler],
+) -> None:
+    clock, deliver = Clock(T0), Held()
+    scheduler = harness(clock, deliver)
+    await scheduler.start()
+    made = await scheduler.create(build(scheduler, every="1m"))
+    for minute in range(1, 6):  # a long task: five slots pass while its first run goes on
+        clock.now = T0 + timedelta(minutes=minute)
+        scheduler.poke()
+        await until(lambda: scheduler.planned[made.id] == clock.now + timedelta(minutes=1))
+
+    deliver.release.set()
+    await until_runs(scheduler, made.id, lambda runs: bool(runs) and runs[-1].status == "ok")
+    await asyncio.sleep(0.05)
+
+    assert deliver.delivered == [(made.id, T0 + timedelta(minutes=1))]  # one run, then no burst
+    assert [run.status for run in await scheduler.runs(made.id)] == ["started", "ok"]
+
+
+async def test_a_one_shot_removed_while_it_runs_stays_removed(
+    harness: Callable[..., Scheduler], tmp_path: Path
+) -> None:
+    clock, deliver = Clock(T0), Held()
+    scheduler = harness(clock, deliver)
+    await scheduler.start()
+    made = await scheduler.create(build(scheduler, **{"in": "1m"}))
+    clock.now = T0 + timedelta(minutes=1)
+    scheduler.poke()
+    await until(lambda: deliver.in_progress == 1)
+
+    await scheduler.remove(made.id)
+    deliver.release.set()
+    await until(lambda: deliver.in_progress == 0)
+    await asyncio.sleep(0.05)
+
+    assert not (tmp_path / "schedules" / f"{made.id}.yaml").exists()
+    assert not (tmp_path / "schedules" / "runs" / f"{made.id}.jsonl").exists()
+    assert made.id not in {s.id for s in await scheduler.list_schedules(include_finished=True)}
+
+
+async def test_a_schedule_whose_session_is_gone_keeps_the_one_its_run_made(
+    harness: Callable[..., Scheduler],
+) -> None:
+    clock, deliver = Clock(T0), Held()
+    deliver.release.set()
+    deliver.session_id = "s_NEW"  # the delivery found s_DEST deleted and made a session
+    scheduler = harness(clock, deliver)
+    await scheduler.start()
+    made = await scheduler.create(build(scheduler, every="1m"))
+    clock.now = T0 + timedelta(minutes=1)
+    scheduler.poke()
+
+    await until(lambda: scheduler.schedules[made.id].destination.session_id == "s_NEW")
+    assert (await scheduler.get(made.id)).destination.session_id == "s_NEW"
+
+
+async def test_a_one_shot_resumed_after_its_time_runs_within_the_grace(
+    harness: Callable[..., Scheduler],
+) -> None:
+    clock, deliver = Clock(T0), Recorder()
+    scheduler = harness(clock, deliver)
+    await scheduler.start()
+    made = await scheduler.create(build(scheduler, **{"in": "10m"}))
+    await scheduler.pause(made.id)
+    clock.now = T0 + timedelta(minutes=15)
+
+    await scheduler.resume(made.id)
+
+    await until(lambda: scheduler.schedules[made.id].status == "completed")
+    assert deliver.delivered == [(made.id, T0 + timedelta(minutes=10))]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from duragent.config import DuragentConfig, load_config, parse_config_text
+from duragent.durations import format_duration, parse_duration
 from duragent.errors import ConfigError
 
 
@@ -99,6 +100,13 @@ def test_durations_accept_seconds_minutes_hours(value: object) -> None:
     config = parse_config_text(f"session:\n  max_background_runtime: {value}\n", env={})
     expected = {"90s": 90, "30m": 1800, "2h": 7200, "1h30m": 5400, 45: 45}[value]  # type: ignore[index]
     assert config.session.max_background_runtime == timedelta(seconds=expected)
+
+
+@pytest.mark.parametrize("text", ["1s500ms", "1h30m", "500ms", "2d3h", "0s"])
+def test_a_duration_written_back_reads_as_the_same_duration(text: str) -> None:
+    """Files the runtime writes (schedules) keep what was asked: 1.5s was once written `1s`."""
+    assert format_duration(parse_duration(text)) == text
+    assert format_duration(parse_duration("1.5s")) == "1s500ms"
 
 
 def test_missing_variable_error_names_it_and_its_location(tmp_path: Path) -> None:

@@ -32,6 +32,31 @@ def test_cron_is_read_in_its_time_zone_across_daylight_saving() -> None:
     )
 
 
+def test_a_daily_time_in_the_hour_clocks_repeat_fires_once_and_an_hourly_one_twice() -> None:
+    """Paris goes from 03:00 summer time back to 02:00 on 25 October 2026: 02:30 happens twice."""
+    daily = schedule(cron="30 2 * * *", timezone="Europe/Paris")
+    hourly = schedule(cron="30 * * * *", timezone="Europe/Paris")
+    evening = datetime(2026, 10, 24, 22, 0, tzinfo=UTC)
+
+    first = next_slot(daily, evening)
+    assert first == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # 02:30 summer time
+    assert next_slot(daily, first) == datetime(2026, 10, 26, 1, 30, tzinfo=UTC)  # the next day
+    assert last_slot(daily, datetime(2026, 10, 25, 1, 45, tzinfo=UTC)) == first
+    slots = [evening]
+    for _ in range(6):
+        slots.append(next_slot(hourly, slots[-1]))  # type: ignore[arg-type]
+    assert datetime(2026, 10, 25, 0, 30, tzinfo=UTC) in slots
+    assert datetime(2026, 10, 25, 1, 30, tzinfo=UTC) in slots  # a real hour later: both run
+
+
+def test_times_are_whole_seconds_and_in_rounds_up() -> None:
+    """The run history records slots to the second: a fraction would hide that a slot ran."""
+    request = ScheduleRequest.model_validate({"in": "2s", "message": "tea"})
+    now = CREATED + timedelta(milliseconds=250)
+    made = request.build("helper", destination=Destination(), created_by="cli", now=now)
+    assert (made.at, made.created_at) == (CREATED + timedelta(seconds=3), CREATED)
+
+
 def test_six_field_cron_has_seconds_first() -> None:
     every_ten_seconds = schedule(cron="*/10 * * * * *")
     assert next_slot(every_ten_seconds, datetime(2026, 3, 2, 0, 0, 5, tzinfo=UTC)) == datetime(
@@ -64,6 +89,8 @@ def test_a_one_shot_has_no_slot_after_its_moment() -> None:
         ({"cron": "0 9 * * *", "timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
         ({"at": "2026-03-01T13:00:00"}, "time zone offset"),
         ({"every": "500ms"}, "at least 1s"),
+        ({"every": "1500ms"}, "every must be whole seconds, got 1s500ms"),
+        ({"cron": "0 0 30 2 *"}, "cron expression '0 0 30 2 *' never fires (no month has that day)"),
     ],
 )
 def test_invalid_timings_say_what_is_wrong(fields: dict[str, object], expected: str) -> None:

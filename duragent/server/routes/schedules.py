@@ -95,6 +95,13 @@ async def create_schedule(request: web.Request) -> web.Response:
     state = request.app[STATE]
     scheduler = _scheduler(request)
     agent = state.agents.get(body.agent)  # 404 for an unknown agent
+    if (body.gateway is None) != (body.chat_id is None):
+        missing = "body.chat_id" if body.chat_id is None else "body.gateway"
+        raise UsageError(f"{missing}: gateway and chat_id go together: give both or neither")
+    if body.session_id is not None:
+        live = await state.sessions.get(body.session_id)  # 404 for an unknown session
+        if live.log.state.agent != agent.name:
+            raise UsageError(f"body.session_id: session {body.session_id} is agent {live.log.state.agent}'s")
     try:
         destination = Destination(session_id=body.session_id, gateway=body.gateway, chat_id=body.chat_id)
         request_only = ScheduleRequest.model_validate(
