@@ -250,7 +250,7 @@ class _Builder:
             if not isinstance(key_node, yaml.ScalarNode):
                 self.problems.append(Problem("mapping keys must be plain scalars", self._loc(key_node)))
                 continue
-            key = self._constructor.construct_object(key_node, deep=True)
+            key = self._construct(key_node)
             if not isinstance(key, (str, int, float, bool)) and key is not None:
                 self.problems.append(Problem("mapping keys must be plain scalars", self._loc(key_node)))
                 continue
@@ -301,7 +301,7 @@ class _Builder:
 
     def _scalar(self, node: yaml.ScalarNode) -> Any:
         if not self.interpolate or "$" not in node.value or node.tag == "tag:yaml.org,2002:binary":
-            return self._constructor.construct_object(node, deep=True)
+            return self._construct(node)
         try:
             value = expand(node.value, self.env, self.doc.referenced_env)
         except InterpolationError as exc:
@@ -311,7 +311,17 @@ class _Builder:
             # Plain scalars get their type from the expanded text, so `port: ${PORT:-8080}`
             # is the integer 8080 and an unquoted `${EMPTY:-}` is null, as YAML would read it.
             tag = self._constructor.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
-            return self._constructor.construct_object(
-                yaml.ScalarNode(tag, value, node.start_mark, node.end_mark), deep=True
-            )
+            return self._construct(yaml.ScalarNode(tag, value, node.start_mark, node.end_mark))
         return value
+
+    def _construct(self, node: yaml.ScalarNode) -> Any:
+        """The scalar's value; a problem at its place (and None) for a tag YAML cannot build
+        (`!foo`, `!!python/object`, `!!int abc`, `!!timestamp nope`)."""
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except yaml.MarkedYAMLError as exc:
+            self.problems.append(Problem(f"cannot read this value: {exc.problem}", self._loc(node)))
+        except (ValueError, TypeError, AttributeError, OverflowError, yaml.YAMLError):
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            self.problems.append(Problem(f"cannot read {node.value!r} as {tag}", self._loc(node)))
+        return None

@@ -70,6 +70,10 @@ class SkillCache:
             outcome = load_skill(folder, scope=scope, shown=_shown(path))
         except ConfigError as exc:
             outcome = list(exc.problems)
+        except Exception as exc:
+            # one skill, however broken, must not break the turns of every agent that sees it
+            log.exception("skill %s could not be read", path)
+            outcome = [Problem(f"cannot be read: {exc}", Location(_shown(path)))]
         self._entries[(folder, scope)] = (key, outcome)
         return outcome
 

@@ -128,7 +128,12 @@ def load_skill(directory: Path, *, scope: Scope = "workspace", shown: str | None
         )
     # The front matter text starts right after the first `---` (the rest of that line included),
     # so its line numbers are the file's.
-    yaml_text, body = handler.split(text)
+    try:
+        yaml_text, body = handler.split(text)
+    except ValueError:
+        raise ConfigError(
+            "the front matter is not closed: add a `---` line after its last field", Location(source, 1, 1)
+        ) from None
     doc = load_yaml_text(yaml_text, source, {}, interpolate=False)
     front, _warnings = validate_document(SkillFrontmatter, doc)
     if front.name != directory.name:

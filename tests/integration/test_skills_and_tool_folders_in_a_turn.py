@@ -129,6 +129,9 @@ async def test_an_invalid_skill_is_skipped_with_one_warning_and_nothing_to_offer
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     write_skill(agent.directory / "skills", "broken", "name: broken\n")
+    half_saved = agent.directory / "skills" / "half" / "SKILL.md"
+    half_saved.parent.mkdir()
+    half_saved.write_text("---\nname: half\n")  # an editor's half-written file: no closing ---
     (data / "tools").mkdir(parents=True)  # an empty tools folder (serve creates one): nothing to reload
     fake_llm.enqueue(text("one"), text("two"))
 
@@ -137,8 +140,9 @@ async def test_an_invalid_skill_is_skipped_with_one_warning_and_nothing_to_offer
         await drain(runtime.run_turn(session, agent, "again"))
 
     warnings = [r.getMessage() for r in caplog.records if "skipping invalid skill" in r.getMessage()]
-    assert len(warnings) == 1
-    assert "broken/SKILL.md:2:1: description is required" in warnings[0]
+    assert len(warnings) == 2  # one each, not one per turn
+    assert any("broken/SKILL.md:2:1: description is required" in warning for warning in warnings)
+    assert any("half/SKILL.md:1:1: the front matter is not closed" in warning for warning in warnings)
     request = fake_llm.requests[0].body
     assert "# Skills" not in request["messages"][0]["content"]
     offered = [tool["function"]["name"] for tool in request["tools"]]

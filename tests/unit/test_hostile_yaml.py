@@ -60,6 +60,10 @@ ATTACKS = {
     ),
     "NUL byte": ("x: 1\ny: 'a\x00b'\n", "NUL byte"),
     "control character": ("x: \x1b[31m\n", "control character"),
+    "python object tag": ("x: !!python/name:os.system ''\n", "cannot read this value"),
+    "unknown tag": ("x: !secret value\n", "could not determine a constructor for the tag '!secret'"),
+    "tag that cannot build": ("x: !!int abc\n", "cannot read 'abc' as !!int"),
+    "bad timestamp": ("x: !!timestamp nope\n", "cannot read 'nope' as !!timestamp"),
 }
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from duragent.errors import ConfigError
 from duragent.skills.active import loaded_skills, policy_patterns, refusal, restricting_skills
-from duragent.skills.discovery import SkillCache, discover_skills
+from duragent.skills.discovery import SkillCache, discover_skills, scan_folder
 from duragent.skills.index import skills_index
 from duragent.skills.install import is_git_source, shown_source
 from duragent.skills.skill import Skill, load_skill
@@ -69,6 +69,23 @@ def test_an_invalid_skill_is_reported_with_file_and_line(tmp_path: Path, front: 
     with pytest.raises(ConfigError) as caught:
         load_skill(directory, shown="skills/x/SKILL.md")
     assert f"skills/x/SKILL.md{expected}" in str(caught.value)
+
+
+def test_a_half_saved_skill_or_a_tag_yaml_cannot_build_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "SKILL.md").write_text("---\nname: half\n")
+    tagged = write_skill(
+        tmp_path, "tagged", "name: tagged\ndescription: !!python/object:os.system d\nn: !!int abc\n"
+    )
+
+    skills, problems = scan_folder(tmp_path, "workspace")
+
+    assert skills == []
+    shown = sorted(str(problem) for problem in problems)
+    assert any(f"{half}/SKILL.md:1:1: the front matter is not closed" in line for line in shown)
+    assert any(f"{tagged}/SKILL.md:3:14: cannot read this value" in line for line in shown)
+    assert any(f"{tagged}/SKILL.md:4:4: cannot read 'abc' as !!int" in line for line in shown)
 
 
 def test_a_skill_without_front_matter_or_too_long_a_name_is_refused(tmp_path: Path) -> None:
