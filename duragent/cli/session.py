@@ -214,8 +214,18 @@ def delete_session(
         typer.confirm(f"Delete session {session_id}?", abort=True)
 
     async def run() -> None:
+        from duragent.client.http import ApiClient, api_token
+        from duragent.client.runfile import read_run_info
+
         async with _workspace(ctx) as workspace:
-            await workspace.stores.sessions.delete(session_id)
+            running = read_run_info(workspace.config.data_path)
+            if running is None:
+                await workspace.stores.sessions.delete(session_id)
+                return
+            # The server may have the session loaded: deleted underneath it (which PostgreSQL
+            # would allow), the session would live on there and its next message hang.
+            async with ApiClient(running.url, token=api_token(workspace.config)) as api:
+                await api.request("DELETE", f"/api/v1/sessions/{session_id}")
 
     run_async(run())
     print(f"Deleted session {session_id}.")

@@ -323,6 +323,31 @@ def test_attach_replays_what_a_continue_session_did_while_the_terminal_was_gone(
     again.finish()
 
 
+def test_session_delete_goes_through_the_running_server_that_has_the_session_loaded(
+    workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
+) -> None:
+    """Deleted underneath the server (PostgreSQL allows it), the session lived on there and its
+    next message hung; the file store refused while the server ran."""
+
+    def duragent(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*DURAGENT, *args], cwd=workspace, env=client_env(), capture_output=True, text=True, timeout=30
+        )
+
+    fake_model.enqueue(text("Hello."))
+    sent = duragent("send", "--json", "hi")
+    session_id = json.loads(sent.stdout)["session_id"]
+
+    deleted = duragent("session", "delete", "--yes", session_id)
+
+    assert deleted.returncode == 0, deleted.stderr
+    assert deleted.stdout == f"Deleted session {session_id}.\n"
+    assert not (workspace / ".duragent" / "sessions" / session_id).exists()
+    again = duragent("send", "--session", session_id, "still there?")
+    assert again.returncode != 0
+    assert "not found" in again.stderr
+
+
 def test_send_json_in_a_pipe_exits_0_1_or_3(
     workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
 ) -> None:
