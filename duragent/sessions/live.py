@@ -634,18 +634,30 @@ class LiveSession:
             outcome = "error"
             log.warning("session %s: turn failed: %s", self.session_id, exc)
             code = "config_error" if isinstance(exc, ConfigError) else "error"
-            with contextlib.suppress(Exception):
-                await self.log.append("error", {"code": code, "message": str(exc)})
+            await self._record_failure(code, str(exc))
         except Exception as exc:
             outcome = "error"
             # A bug or a store failure must not kill the actor: record it and stay usable.
             log.exception("session %s: turn failed", self.session_id)
-            with contextlib.suppress(Exception):
-                await self.log.append(
-                    "error", {"code": "internal", "message": f"internal error (see the server log): {exc}"}
-                )
+            await self._record_failure("internal", f"internal error (see the server log): {exc}")
         finally:
             await self._end_turn(time.monotonic() - began, outcome)
+
+    async def _record_failure(self, code: str, message: str) -> None:
+        """Store the turn's `error` event; when the store refuses it too (the database gone, the
+        session deleted underneath), tell the clients anyway: one waiting for the turn's end
+        (a POST that answers with the reply) would otherwise wait for ever."""
+        try:
+            await self.log.append("error", {"code": code, "message": message})
+        except Exception:
+            log.exception("session %s: the turn's error could not be stored", self.session_id)
+            self._deltas += 1
+            position = Position(self.log.state.last_seq, self._deltas)
+            if self._starting is not None and not self._starting.done():
+                # its message was never stored: this unstored end is the turn, for its submitter
+                self._starting.set_result(position)
+                self._starting = None
+            self._publish(StreamEvent(position, "error", {"code": code, "message": message}))
 
     async def _attempt_restarted(self, discard_after: int) -> None:
         """Tell clients that the turn starts a new attempt: text streamed after `discard_after`
