@@ -77,9 +77,15 @@ def section_plural(section: str) -> str:
     return SECTION_PLURALS.get(key, key)
 
 
+def storable(text: str) -> str:
+    """Memory text as either store keeps it: without NUL characters, which PostgreSQL cannot
+    keep in text and an editor shows as `^@` (a model can write one)."""
+    return text.replace("\x00", "")
+
+
 def normalize_entry_text(text: str) -> str:
     """Entry text as stored: each line stripped, blank lines dropped; EmptyMemoryEntry if none is left."""
-    lines = [line.strip() for line in text.splitlines()]
+    lines = [line.strip() for line in storable(text).splitlines()]
     kept = [line for line in lines if line]
     if not kept:
         raise EmptyMemoryEntry("a memory entry needs some text")

@@ -111,7 +111,12 @@ def session_name(first: SessionEvent | None) -> str | None:
     """The `metadata.name` a session_start event gives its session, if any."""
     if first is None or first.type != "session_start":
         return None
-    metadata = first.payload.get("metadata")
+    return name_in_start(first.payload)
+
+
+def name_in_start(payload: object) -> str | None:
+    """The `metadata.name` in a session_start event's payload, if it is a non-empty string."""
+    metadata = payload.get("metadata") if isinstance(payload, dict) else None
     name = metadata.get("name") if isinstance(metadata, dict) else None
     return name if isinstance(name, str) and name else None
 

@@ -259,3 +259,16 @@ async def test_an_edit_of_text_that_changed_meanwhile_is_refused_and_writes_noth
     assert await memory_store.read_day("scout", D1) == after_agent
     assert await memory_store.read_day("scout", D2) is None
     assert await memory_store.read_long_term("scout") == "agent's MEMORY.md\n"
+
+
+async def test_a_nul_character_a_model_wrote_is_left_out_alike_on_every_backend(
+    memory_store: MemoryStore,
+) -> None:
+    """PostgreSQL cannot keep U+0000 in text (the memory tool failed there); files kept it."""
+    await memory_store.put("assistant", MemoryEntry("likes tea\x00 and cake", "fact", D1))
+    await memory_store.write_long_term("assistant", "# Memory\n\x00- prefers mornings\n")
+    await memory_store.write_world("tea", "green\x00 tea\n")
+
+    assert texts(await memory_store.query("assistant", MemoryQuery(text="tea"))) == ["likes tea and cake"]
+    assert await memory_store.read_long_term("assistant") == "# Memory\n- prefers mornings\n"
+    assert (await memory_store.read_world())["tea"] == "green tea\n"

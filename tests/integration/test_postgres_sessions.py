@@ -181,3 +181,18 @@ async def test_a_store_can_share_a_pool_its_owner_keeps_open(pg_url: str) -> Non
         assert await pool.fetchval("SELECT count(*) FROM events") == 1
     finally:
         await pool.close()
+
+
+async def test_a_session_named_with_a_nul_character_lists_like_any_other(pg_url: str) -> None:
+    """PostgreSQL cannot make text of U+0000: one such name (from an API client) made every
+    listing fail; the file store lists it."""
+    store = PostgresSessionStore(pg_url)
+    try:
+        for session_id, name in (("s_odd", "a\x00b"), ("s_plain", "tea"), ("s_number", 7)):
+            await store.append(session_id, event(1, "session_start", agent="helper", metadata={"name": name}))
+
+        listed = {summary.session_id: summary.name for summary in await store.list()}
+    finally:
+        await store.close()
+
+    assert listed == {"s_odd": "a\x00b", "s_plain": "tea", "s_number": None}

@@ -48,6 +48,7 @@ from duragent.memory.markdown import (
     parse_daily,
     section_key,
     section_plural,
+    storable,
 )
 from duragent.memory.search import rank_entries
 from duragent.stores.base import (
@@ -144,6 +145,7 @@ class FilesystemMemoryStore:
 
     async def replace_text(self, agent_id: str, day: date | None, expected: str | None, text: str) -> None:
         """Replace a daily file (MEMORY.md when `day` is None) if it still reads `expected`."""
+        text = storable(text)
         name = LONG_TERM_FILE if day is None else f"{day.isoformat()}.md"
         path = self._agent_dir(agent_id) / name
 
@@ -165,7 +167,9 @@ class FilesystemMemoryStore:
     async def write_long_term(self, agent_id: str, text: str) -> None:
         """Replace MEMORY.md atomically."""
         path = self._agent_dir(agent_id) / LONG_TERM_FILE
-        await self._replace(path, self._redact(text) if self._redact else text, agent_id, "MEMORY.md updated")
+        await self._replace(
+            path, storable(self._redact(text) if self._redact else text), agent_id, "MEMORY.md updated"
+        )
 
     async def read_world(self) -> dict[str, str]:
         """The shared world memory: topic (file stem) -> Markdown, sorted by topic."""
@@ -177,7 +181,9 @@ class FilesystemMemoryStore:
     async def write_world(self, topic: str, text: str) -> None:
         """Replace one world-memory topic (`world/<topic>.md`) atomically."""
         path = self.root / WORLD / f"{check_name(topic, 'world topic')}.md"
-        await self._replace(path, self._redact(text) if self._redact else text, WORLD, f"{topic} updated")
+        await self._replace(
+            path, storable(self._redact(text) if self._redact else text), WORLD, f"{topic} updated"
+        )
 
     async def read_for_context(self, agent_id: str, days: Sequence[date]) -> ContextMemory:
         """MEMORY.md, the world folder and the given days' files as they are on disk now.

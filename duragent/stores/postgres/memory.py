@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from duragent.errors import InvalidName
 from duragent.ids import check_name
-from duragent.memory.markdown import add_bullet, normalize_entry_text, parse_daily, section_key
+from duragent.memory.markdown import add_bullet, normalize_entry_text, parse_daily, section_key, storable
 from duragent.memory.search import rank_entries
 from duragent.stores.base import (
     ChangeListener,
@@ -179,6 +179,7 @@ class PostgresMemoryStore:
 
     async def replace_text(self, agent_id: str, day: date | None, expected: str | None, text: str) -> None:
         """Replace a day (MEMORY.md when `day` is None) if it still reads `expected`, in one transaction."""
+        text = storable(text)
         _check_agent(agent_id)
         where = f"{agent_id}/{'MEMORY.md' if day is None else day.isoformat() + '.md'}"
         now = utcnow()
@@ -218,7 +219,7 @@ class PostgresMemoryStore:
         return text or ""
 
     def _redacted(self, text: str) -> str:
-        return self._redact(text) if self._redact is not None else text
+        return storable(self._redact(text) if self._redact is not None else text)
 
     async def write_long_term(self, agent_id: str, text: str) -> None:
         """Replace MEMORY.md; the previous version goes to memory_long_term_history."""

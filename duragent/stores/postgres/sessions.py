@@ -36,6 +36,7 @@ from duragent.stores.base import (
     SessionSummary,
     already_durable,
     ignore_changes,
+    name_in_start,
 )
 from duragent.stores.postgres.pool import LazyPool, parse_postgres_url
 
@@ -78,7 +79,7 @@ ORDER BY seq LIMIT $4
 """
 _LIST_SESSIONS = """
 SELECT s.id, s.agent, s.status, s.created_at, s.updated_at, s.last_seq,
-       e.payload -> 'metadata' ->> 'name' AS name
+       e.payload::text AS start
 FROM sessions s
 LEFT JOIN events e ON e.session_id = s.id AND e.seq = 1 AND e.type = 'session_start'
 WHERE ($1::text IS NULL OR s.agent = $1) AND ($2::text IS NULL OR s.status = $2)
@@ -223,7 +224,7 @@ class PostgresSessionStore:
                 row["created_at"],
                 row["updated_at"],
                 int(row["last_seq"]),
-                row["name"] or None,
+                _name(row["start"]),
             )
             for row in rows
         ]
@@ -390,3 +391,9 @@ def _unique_violation() -> type[Exception]:
 
     error_type: type[Exception] = asyncpg.UniqueViolationError
     return error_type
+
+
+def _name(start: str | None) -> str | None:
+    """A session's name, from its `session_start` payload read as text and decoded here:
+    PostgreSQL cannot extract a name holding U+0000 as text (one such name failed every listing)."""
+    return name_in_start(json.loads(start)) if start else None
