@@ -22,3 +22,18 @@ def split_tool_name(name: str) -> tuple[str, str] | None:
     if not separator or not server or not tool:
         return None
     return server, tool
+
+
+#: Characters of a tool name the model never sees, but glob characters, which a pattern keeps.
+_UNSAFE_OUTSIDE_GLOBS = re.compile(r"[^A-Za-z0-9_\-*?\[\]!]")
+
+
+def pattern_as_seen(server_glob: str, tool_glob: str) -> str:
+    """A policy pattern's `<tool>` part as the name the model sees it by (as `tool_name` makes it):
+    `mcp:files:delete.file` must name `files__delete_file`, or a deny written with the server's
+    own name would miss the tool. A name cut at 64 is cut the same way."""
+    seen = _UNSAFE_OUTSIDE_GLOBS.sub("_", tool_glob)
+    room = MAX_NAME - len(server_glob) - len(SEPARATOR)
+    if not any(char in server_glob + seen for char in "*?[") and len(seen) > room > 0:
+        seen = seen[:room]
+    return seen

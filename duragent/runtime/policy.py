@@ -49,7 +49,7 @@ from duragent.agents.spec import PolicySpec
 from duragent.errors import ConfigError, DuragentError, Problem
 from duragent.file_stamps import Stamp, settled, stamp
 from duragent.ids import ulid
-from duragent.mcp.naming import split_tool_name
+from duragent.mcp.naming import pattern_as_seen, split_tool_name
 from duragent.tools.protected import names_protected_file
 from duragent.tools.registry import PATH_INVOCATION_TOOLS
 from duragent.validation import validate_document
@@ -239,8 +239,13 @@ def pattern_matches(pattern: str, tool: str, invocation: str) -> bool:
     tool_glob, colon, rest = pattern.partition(":")
     mcp_names = split_tool_name(tool) if tool_glob == "mcp" and colon else None
     if mcp_names is not None:
-        # `mcp:<server>:<tool>`, optionally `:<arguments glob>`.
+        # `mcp:<server>:<tool>`, optionally `:<arguments glob>`; the tool by the server's name for
+        # it or the model's (`delete.file` is `delete_file` to the model).
         server, name = mcp_names
+        server_glob, tool_colon, tail = rest.partition(":")
+        if tool_colon:
+            tool_glob, args_colon, args_glob = tail.partition(":")
+            rest = f"{server_glob}:{pattern_as_seen(server_glob, tool_glob)}{args_colon}{args_glob}"
         named = _compiled(rest, False)
         return bool(named.fullmatch(f"{server}:{name}") or named.fullmatch(f"{server}:{name}:{invocation}"))
     if not _compiled(tool_glob, False).fullmatch(tool):

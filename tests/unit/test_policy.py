@@ -9,6 +9,7 @@ import pytest
 
 from duragent.agents.spec import PolicySpec
 from duragent.errors import ConfigError
+from duragent.mcp.naming import tool_name
 from duragent.runtime.policy import (
     DEFAULT_ALLOWED,
     PolicyDecision,
@@ -302,6 +303,22 @@ def test_documented_pattern_examples_hold(pattern: str, matches: list[str], miss
 )
 def test_mcp_tool_patterns(pattern: str, tool: str, matches: bool) -> None:
     assert pattern_matches(pattern, tool, '{"timezone":"UTC"}') is matches
+
+
+def test_a_deny_naming_an_mcp_tool_as_its_server_does_holds_over_a_server_wide_allow() -> None:
+    """Dots and slashes are legal in MCP tool names; the model sees them as `_`, and a name cut at
+    64 characters. A deny written with the server's own name must still deny."""
+    long_name = "summarise_" + "x" * 70
+    policy = ToolPolicy(
+        mode="ask",
+        allow=("mcp:files:*", "mcp:docs:*"),
+        deny=("mcp:files:delete.file", "mcp:files:admin/drop", f"mcp:docs:{long_name}"),
+    )
+
+    assert policy.decide("files__delete_file", '{"path":"/x"}').decision == "deny"
+    assert policy.decide("files__admin_drop", "{}").decision == "deny"
+    assert policy.decide(tool_name("docs", long_name), "{}").decision == "deny"
+    assert policy.decide("files__read_file", "{}").decision == "allow"
 
 
 def test_an_mcp_tool_no_pattern_names_is_asked_about_even_in_mode_allow() -> None:
