@@ -157,6 +157,11 @@ class AgentRegistry:
             self._remember(agent)
         return agent
 
+    def cached(self, name: str) -> Agent | None:
+        """The newest definition of agent `name` loaded so far, if any (no file is read)."""
+        with self._lock:
+            return self._cache.get(name)
+
     def loaded(self) -> list[Agent]:
         """The agents loaded right now (every valid one unless `agents.lazy_load`)."""
         with self._lock:

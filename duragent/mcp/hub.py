@@ -48,6 +48,10 @@ class McpHub:
         self._env = os.environ if env is None else env
         self._connections: dict[tuple[str, str], McpConnection] = {}
         self._retired: set[asyncio.Task[None]] = set()
+        #: The newest loaded definition of an agent (the server's registry), if known. A session
+        #: keeps the definition it started with, but its MCP servers are the newest ones: two
+        #: definitions asking for one server each their own way would stop it for each other.
+        self.newest: Callable[[str], Agent | None] = lambda name: None
 
     def configured(self, agent: Agent) -> list[tuple[str, McpServerSpec]]:
         """The servers `agent` gets, as (scope, spec): its own, then the workspace's it does not shadow."""
@@ -74,6 +78,7 @@ class McpHub:
 
         A server that cannot start adds no tools (its error is logged and shown by `mcp list`).
         """
+        agent = self.newest(agent.name) or agent
         configured = self.configured(agent)
         own = agent_scope(agent.name)
         self._retire_removed(own, {spec.name for scope, spec in configured if scope == own})

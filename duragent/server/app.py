@@ -190,6 +190,7 @@ async def _open(
         workspace.record_change if cluster is None else cluster.agents.listener(workspace.record_change)
     )
     registry = AgentRegistry(config, env=env, on_change=agent_changes, guard=workspace.guard)
+    runtime.mcp.newest = registry.cached
     if config.agents.static.watch:
         await registry.start_watching()
     stack.push_async_callback(registry.stop)

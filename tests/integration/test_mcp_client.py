@@ -155,6 +155,26 @@ async def test_an_edited_server_entry_starts_afresh_and_a_removed_one_stops(
     assert hub.statuses("helper") == []
 
 
+async def test_a_session_that_started_before_an_edit_uses_the_newest_servers_not_its_own_copy(
+    tmp_path: Path, hub: McpHub
+) -> None:
+    """A session keeps the definition it started with; taking its MCP servers from that copy,
+    its turns stopped the server the newer sessions used, and they stopped its in turn."""
+    older = write_agent(tmp_path, [server_entry("test", env=["MCP_TEST_PIDS"])])
+    await tools_by_name(hub, older)
+    edited = write_agent(tmp_path, [server_entry("test", env=["MCP_TEST_PIDS"], call_timeout="1m")])
+    hub.newest = lambda name: edited
+
+    await tools_by_name(hub, edited)  # a new session's turn: the edited entry starts afresh
+    running = [pid for pid in pids(tmp_path) if psutil.pid_exists(pid)]
+    for _ in range(3):  # the older session's turns, between the new one's
+        assert "test__echo" in await tools_by_name(hub, older)
+        assert "test__echo" in await tools_by_name(hub, edited)
+
+    assert len(pids(tmp_path)) == 2  # one restart for the edit, none after
+    assert [pid for pid in pids(tmp_path) if psutil.pid_exists(pid)] == running[-1:]
+
+
 async def test_workspace_servers_reach_every_agent_unless_one_has_its_own_of_that_name(
     tmp_path: Path,
 ) -> None:
