@@ -116,7 +116,7 @@ def add(
 
     with _workspace(ctx) as workspace:
         target = _skills_dir(workspace, agent)
-        installed = add_skill(source, target, subpath=path)
+        installed = add_skill(source, target, subpath=path, guard=workspace.guard)
         where = f"agent {agent}" if agent else "the workspace"
         print(f"added skill {installed.skill.name!r} to {where}: {_shown(installed.skill.directory)}")
         _commit(

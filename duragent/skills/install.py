@@ -15,11 +15,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from yarl import URL
 
 from duragent.errors import DuragentError, NotFound, UsageError
 from duragent.skills.skill import SKILL_FILE, Skill, load_skill
+
+if TYPE_CHECKING:
+    from duragent.secrets import SecretGuard
 
 GIT_SCHEMES = ("http://", "https://", "ssh://", "git://", "file://", "git@")
 CLONE_TIMEOUT_SECONDS = 300.0
@@ -66,11 +70,15 @@ def shown_source(source: str) -> str:
         return source
 
 
-def add_skill(source: str, skills_dir: Path, *, subpath: str | None = None) -> Installed:
+def add_skill(
+    source: str, skills_dir: Path, *, subpath: str | None = None, guard: SecretGuard | None = None
+) -> Installed:
     """Copy the skill at `source` (a folder, or a git URL cloned shallowly) into `skills_dir`.
 
     `subpath` names the skill's folder inside the source when it holds several skills. Raises
-    ConfigError (with file:line) for an invalid skill, SkillExists when the name is taken.
+    ConfigError (with file:line) for an invalid skill, SkillExists when the name is taken, and
+    UsageError for a file holding a secret (`guard`) or a link leading out of the skill: nothing
+    is copied then.
     """
     with _materialised(source) as root:
         folder = _skill_folder(root, subpath, source)
@@ -81,10 +89,33 @@ def add_skill(source: str, skills_dir: Path, *, subpath: str | None = None) -> I
                 f"a skill named {skill.name!r} is already in {target}; "
                 f"remove it first (duragent skill remove {skill.name})"
             )
+        _check_files(folder, guard)
         skills_dir.mkdir(parents=True, exist_ok=True)
         shutil.copytree(folder, target, ignore=shutil.ignore_patterns(".git"), symlinks=True)
     files = tuple(sorted(path for path in target.rglob("*") if path.is_file() or path.is_symlink()))
     return Installed(load_skill(target), files)
+
+
+def _check_files(folder: Path, guard: SecretGuard | None) -> None:
+    """Refuse a skill that would bring a secret into the data repository (it would never be
+    committed, and every later commit would complain) or a link to a file outside it."""
+    inside = folder.resolve()
+    for path in sorted(folder.rglob("*")):
+        if ".git" in path.relative_to(folder).parts:
+            continue
+        shown = path.relative_to(folder)
+        if path.is_symlink():
+            if not path.resolve().is_relative_to(inside):
+                raise UsageError(f"{shown} links outside the skill ({os.readlink(path)}); remove the link")
+            continue
+        if guard is None or not path.is_file():
+            continue
+        found = guard.find(path.read_bytes().decode("utf-8", errors="replace"))
+        if found:
+            raise UsageError(
+                f"{shown} holds a secret ({', '.join(found)}); remove it from the skill: "
+                "keys belong in the environment"
+            )
 
 
 def remove_skill(name: str, skills_dir: Path) -> tuple[Path, ...]:

@@ -121,6 +121,28 @@ def test_add_refuses_an_invalid_skill_with_its_location_and_writes_nothing(
     assert git(workspace / ".duragent", "rev-parse", "HEAD") == head
 
 
+def test_add_refuses_a_skill_holding_a_secret_or_a_link_out_of_it_and_writes_nothing(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """Such a file would never be committed (the secret guard) and every later commit would say
+    so; a link could point the agent at the workspace's tokens."""
+    keyed = write_skill(tmp_path, "keyed")
+    (keyed / "ref").mkdir()
+    (keyed / "ref" / "creds.txt").write_text("aws_access_key_id = AKIAIOSFODNN7EXAMPLE\n")
+    linked = write_skill(tmp_path, "linked")
+    (linked / "tokens").symlink_to("../../ws/.duragent/run/tokens.json")
+
+    secret = run("skill", "add", str(keyed))
+    link = run("skill", "add", str(linked))
+
+    assert exit_code(secret) == 2
+    assert str(secret.exception).startswith("ref/creds.txt holds a secret (AWS_ACCESS_KEY); remove it")
+    assert exit_code(link) == 2
+    assert "tokens links outside the skill" in str(link.exception)
+    assert not (workspace / ".duragent" / "skills" / "keyed").exists()
+    assert not (workspace / ".duragent" / "skills" / "linked").exists()
+
+
 def test_add_refuses_a_name_already_taken_and_a_clone_that_fails(workspace: Path, tmp_path: Path) -> None:
     source = write_skill(tmp_path, "twice")
     assert run("skill", "add", str(source)).exit_code == 0
