@@ -159,7 +159,7 @@ def _read(path: Path, source: str) -> str:
     try:
         if path.stat().st_size > MAX_SKILL_BYTES:
             raise ConfigError(f"{source}: larger than {MAX_SKILL_BYTES // 1024} KiB")
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")  # (an editor on Windows may start it with a BOM)
     except FileNotFoundError:
         raise ConfigError(f"{source}: no {SKILL_FILE} in this folder") from None
     except UnicodeDecodeError:

@@ -88,6 +88,13 @@ def test_a_half_saved_skill_or_a_tag_yaml_cannot_build_is_a_problem_not_a_crash(
     assert any(f"{tagged}/SKILL.md:4:4: cannot read 'abc' as !!int" in line for line in shown)
 
 
+def test_a_skill_saved_with_a_byte_order_mark_reads_like_any_other(tmp_path: Path) -> None:
+    directory = write_skill(tmp_path, "windows")
+    (directory / "SKILL.md").write_bytes(b"\xef\xbb\xbf" + (directory / "SKILL.md").read_bytes())
+
+    assert load_skill(directory).name == "windows"
+
+
 def test_a_skill_without_front_matter_or_too_long_a_name_is_refused(tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     plain.mkdir()
