@@ -18,7 +18,7 @@ from duragent.errors import NotFound
 from duragent.processes.record import ProcessRecord
 from duragent.sessions.live import LiveSession, SessionEnded
 from duragent.sessions.manager import SessionManager
-from duragent.stores.base import utcnow
+from duragent.stores.base import SessionReadOptions, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,10 @@ class SessionReporter:
             log.info("process %s ended; its session %s no longer exists", record.handle, record.session_id)
             return
         sender = {"id": f"process:{record.handle}", "name": "background_process"}
+        if await _already_told(live, sender["id"]):
+            # a crash came between storing the message and marking the process reported
+            log.info("process %s: its end is in session %s already", record.handle, live.session_id)
+            return
         try:
             await live.queue_for_client(finished_message(record, tail), sender)
         except SessionEnded:
@@ -81,3 +85,18 @@ class SessionReporter:
             if chat_live.session_id == live.session_id:
                 return chat_live
         return live
+
+
+#: How far back a session is searched for a process's message before it is sent again.
+TOLD_LOOKBACK = 500
+
+
+async def _already_told(live: LiveSession, sender_id: str) -> bool:
+    """True when the session's recent log holds a message from `sender_id` (queued or started)."""
+    after = max(0, live.log.state.last_seq - TOLD_LOOKBACK)
+    options = SessionReadOptions(after_seq=after, types=frozenset({"message_queued", "user_message"}))
+    for event in await live.log.store.read(live.session_id, options):
+        sender = event.payload.get("sender")
+        if isinstance(sender, dict) and sender.get("id") == sender_id:
+            return True
+    return False

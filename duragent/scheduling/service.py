@@ -122,6 +122,8 @@ class Scheduler:
         self._running: set[asyncio.Task[None]] = set()
         #: Schedules with a run in progress: a recurring one's next slot is skipped until it ends.
         self._in_flight: set[str] = set()
+        #: Background processes seen ending (`until_process` of a schedule made just after).
+        self._ended_processes: set[str] = set()
         self._slots = asyncio.Semaphore(self.settings.max_concurrent_runs)
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -180,6 +182,9 @@ class Scheduler:
             raise UsageError(f"at {format_time(schedule.at)} is in the past (now {now})")
         if schedule.status == "active" and next_slot(schedule, self.clock()) is None:
             raise UsageError(f"{schedule.timing_text()} never fires")
+        if schedule.until_process in self._ended_processes:
+            # it ended between the caller's check and now: nothing would ever cancel this one
+            raise UsageError(f"process {schedule.until_process} has ended; until_process needs a running one")
         await self.store.put(schedule, f"created ({schedule.timing_text()}, {schedule.payload_kind})")
         self.schedules[schedule.id] = schedule
         self._plan(schedule, fresh=True)
@@ -193,6 +198,7 @@ class Scheduler:
 
     async def process_ended(self, record: ProcessRecord) -> None:
         """Cancel every schedule linked to this background process (`until_process`)."""
+        self._ended_processes.add(record.handle)
         for schedule in list(self.schedules.values()):
             if schedule.until_process == record.handle and schedule.status not in FINISHED:
                 current = await self.store.get(schedule.id)

@@ -17,6 +17,7 @@ from duragent.agents.loader import Agent, load_agent
 from duragent.config import DuragentConfig
 from duragent.processes.completion import FINISHED_MARKER, SessionReporter
 from duragent.processes.manager import ProcessManager
+from duragent.processes.record import ProcessRecord
 from duragent.runtime.loop import Runtime
 from duragent.runtime.providers import ProviderPool
 from duragent.sessions.manager import SessionManager
@@ -136,6 +137,31 @@ async def test_in_pause_mode_the_end_waits_for_a_client_then_runs(
     again = await live.subscribe()
     await until(lambda: contents(server, live.session_id, "assistant")[-1:] == ["It finished."])
     again.close()
+
+
+async def test_an_end_reported_again_after_a_crash_reaches_the_session_once(
+    start: Callable[[str], Server], fake_llm: FakeLLMServer
+) -> None:
+    """A crash between storing the message and marking the process reported reports it again
+    at the next start: the session already has it, and must not get a second turn for it."""
+    server = start("pause")
+    fake_llm.enqueue(spawn("echo done"), text("Started."))
+    live = await server.manager.create("helper")
+    await live.submit("run it")
+    record = await eventually_reported(server)
+    assert server.processes.reporter is not None
+
+    await server.processes.reporter(record, "done\n")  # as the next start would
+
+    queued = [q for q in live.log.state.queued if str(q.get("content", "")).startswith(FINISHED_MARKER)]
+    assert len(queued) == 1
+
+
+async def eventually_reported(server: Server) -> ProcessRecord:
+    await until(lambda: bool(server.processes.list("helper")))
+    handle = server.processes.list("helper")[0].handle
+    await until(lambda: server.processes.get(handle).reported)
+    return server.processes.get(handle)
 
 
 async def test_spawn_is_decided_by_the_bash_rules(

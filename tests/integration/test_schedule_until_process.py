@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from duragent.errors import UsageError
 from duragent.processes.manager import ProcessManager, SpawnRequest
 from duragent.scheduling.service import Scheduler
 from duragent.scheduling.spec import Schedule
@@ -86,3 +87,28 @@ async def test_a_schedule_cannot_follow_a_process_that_ended_or_is_unknown(ctx: 
     )
     assert not unknown.ok
     assert "no background process 'proc_NOPE'" in unknown.content
+
+
+async def test_a_schedule_made_as_its_process_ends_is_not_left_running_for_ever(ctx: ToolContext) -> None:
+    """The process can end between the check that it runs and the schedule being stored: the
+    scheduler heard of the end then, and refuses (nothing else would cancel the schedule)."""
+    assert ctx.processes is not None
+    assert ctx.schedules is not None
+    handle = await spawn(ctx, "true")
+    record = await ctx.processes.wait(handle, 10)
+    scheduler = ctx.schedules
+    await until(lambda: handle in scheduler._ended_processes)
+    checked_while_running = Schedule.model_validate(
+        {
+            "id": "sch_01RACE",
+            "agent": "helper",
+            "created_at": datetime.now(UTC),
+            "every": "10m",
+            "message": "x",
+            "until_process": record.handle,
+        }
+    )
+
+    with pytest.raises(UsageError, match="has ended"):
+        await scheduler.create(checked_while_running)
+    assert "sch_01RACE" not in scheduler.schedules
