@@ -107,11 +107,16 @@ class McpServerSpec(BaseModel):
 
     @property
     def target(self) -> str:
-        """What is connected to, for people: the command line, or the URL without any password."""
+        """What is connected to, for people: the command line, or the URL without any password
+        (user info, and the values of its query, where services put tokens: `?token=…`)."""
         if self.url is not None:
             scheme, _, rest = self.url.partition("://")
             authority, slash, path = rest.partition("/")
-            return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
+            path, question, query = path.partition("?")
+            if question:
+                names = (pair.partition("=")[0] for pair in query.split("&") if pair)
+                query = "&".join(f"{name}=…" for name in names)
+            return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}{question}{query}"
         return " ".join([self.command or "", *self.args])
 
 

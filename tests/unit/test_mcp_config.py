@@ -152,12 +152,12 @@ def test_the_examples_in_docs_mcp_load(tmp_path: Path) -> None:
     assert [s.name for s in config.mcp_servers] == ["fetch"]
 
 
-def test_a_servers_url_is_shown_without_its_password() -> None:
+def test_a_servers_url_is_shown_without_its_password_or_query_values() -> None:
     from duragent.mcp.spec import McpServerSpec
 
-    server = McpServerSpec(name="docs", url="https://me:s3cret@mcp.example.com/mcp?x=1")
+    server = McpServerSpec(name="docs", url="https://me:s3cret@mcp.example.com/mcp?token=qsecret&x=1")
 
-    assert server.target == "https://mcp.example.com/mcp?x=1"
+    assert server.target == "https://mcp.example.com/mcp?token=…&x=…"
 
 
 def test_header_values_never_appear_in_a_dump_of_the_agent(tmp_path: Path) -> None:
