@@ -48,6 +48,7 @@ class McpHub:
         self._env = os.environ if env is None else env
         self._connections: dict[tuple[str, str], McpConnection] = {}
         self._retired: set[asyncio.Task[None]] = set()
+        self._collisions_told: set[tuple[str, str]] = set()
         #: The newest loaded definition of an agent (the server's registry), if known. A session
         #: keeps the definition it started with, but its MCP servers are the newest ones: two
         #: definitions asking for one server each their own way would stop it for each other.
@@ -89,11 +90,14 @@ class McpHub:
             for tool in server_tools:
                 adapted = McpTool(connection.spec.name, tool, connection.call)
                 if adapted.name in tools:
-                    log.warning(
-                        "MCP server %s: two tools are named %s; the first is kept",
-                        adapted.server,
-                        adapted.name,
-                    )
+                    if (adapted.server, tool.name) not in self._collisions_told:
+                        self._collisions_told.add((adapted.server, tool.name))  # (once, not every turn)
+                        log.warning(
+                            "MCP server %s: tool %r is %s to the model, like another; the first is kept",
+                            adapted.server,
+                            tool.name,
+                            adapted.name,
+                        )
                     continue
                 tools[adapted.name] = adapted
         return list(tools.values())
