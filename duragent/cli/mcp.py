@@ -88,6 +88,8 @@ def _fetch(url: str, agent: str | None, config: Any) -> list[dict[str, Any]]:
 
 def _probe(config: Any, agent: str | None) -> list[dict[str, Any]]:
     """Start the servers here, list their tools, stop them."""
+    import dataclasses
+
     from duragent.agents.catalog import AgentCatalog
     from duragent.cli.context import run_async
     from duragent.mcp.hub import WORKSPACE, McpHub, agent_scope
@@ -108,7 +110,13 @@ def _probe(config: Any, agent: str | None) -> list[dict[str, Any]]:
         )
         try:
             await hub.start_all(agents)
-            statuses = hub.overview(agents)
+            # every server had its start_timeout: one still starting did not start in time
+            statuses = [
+                dataclasses.replace(status, state="failed", error="did not start in time (start_timeout)")
+                if status.state == "starting"
+                else status
+                for status in hub.overview(agents)
+            ]
         finally:
             await hub.close()
         if agent:

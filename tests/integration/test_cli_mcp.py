@@ -17,7 +17,11 @@ def workspace(tmp_path: Path) -> Path:
     config = write_workspace(tmp_path, "http://127.0.0.1:9/v1", git=False, agents={"helper": "continue"})
     agent_yaml = tmp_path / "data" / "agents" / "helper" / "agent.yaml"
     document = yaml.safe_load(agent_yaml.read_text())
-    document["spec"]["mcp_servers"] = [server_entry("test"), {"name": "ghost", "command": "no-such-mcp-here"}]
+    document["spec"]["mcp_servers"] = [
+        server_entry("test"),
+        {"name": "ghost", "command": "no-such-mcp-here"},
+        {"name": "mute", "command": "sleep", "args": ["300"], "start_timeout": "1s"},  # never answers
+    ]
     agent_yaml.write_text(yaml.safe_dump(document))
     with config.open("a") as file:
         file.write("mcp_servers:\n  - {name: remote, url: 'http://127.0.0.1:9/mcp', start_timeout: 5s}\n")
@@ -40,3 +44,5 @@ def test_mcp_list_starts_each_server_and_shows_its_state_and_tools(tmp_path: Pat
     assert any(
         line.startswith("remote (workspace, http: http://127.0.0.1:9/mcp): failed: ") for line in lines
     )
+    mute = "mute (agent:helper, stdio: sleep 300): failed: did not start in time (start_timeout)"
+    assert any(line.startswith(mute) for line in lines), lines
