@@ -98,7 +98,8 @@ async def run_task(live: LiveSession, schedule: Schedule) -> None:
             ) from None
         place = current_run_place.get()
         while True:
-            for event in list(seen):
+            while seen:  # (taken one by one: more arrive while a place is awaited)
+                event = seen.pop(0)
                 if event.seq > start.seq:
                     _check_end(event, live.session_id)
                     if place is not None and event.type == "status_change":
@@ -107,7 +108,6 @@ async def run_task(live: LiveSession, schedule: Schedule) -> None:
                             place.give_back()
                         elif event.payload.get("to") in ("active", "running"):
                             await place.take()
-            seen.clear()
             arrived.clear()
             await arrived.wait()
     except _TurnOver:

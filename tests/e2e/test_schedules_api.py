@@ -29,6 +29,8 @@ async def api(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[Api]:
         .replace("builtin: [bash]", "builtin: [bash, schedule, notify_user]")
         .replace('allow: ["bash:echo *"]', 'allow: ["bash:echo *", "schedule:*", "notify_user:*"]')
     )
+    with config_path.open("a") as file:
+        file.write("scheduling:\n  max_concurrent_runs: 1\n")  # one run at a time: waits show
     config = load_config(config_path)
     app = create_app(config, env=CHILD_ENV, shutdown_grace=2, idle_ttl=timedelta(minutes=5))
     server = await start_test_server(TestServer(app, host="127.0.0.1"))
@@ -178,6 +180,19 @@ async def test_a_task_needing_approval_asks_in_its_session_and_runs_once_allowed
 
     pending = (await until(asking))[0]
     assert pending["tool"] == "bash"
+    # The task waiting for a person holds no place (of the one there is): others still run.
+    other_session = await api.new_session()
+    status, reminder = await api.call(
+        "POST",
+        "/api/v1/schedules",
+        {"agent": "helper", "session_id": other_session, "in": "1s", "message": "stretch"},
+    )
+    assert status == 201, reminder
+
+    async def reminded() -> bool:
+        return any(e["type"] == "notification" for e in await history(api, other_session))
+
+    await until(reminded)
     status, done = await api.call(
         "POST",
         f"/api/v1/sessions/{session_id}/approve",
