@@ -139,10 +139,16 @@ def revert(
             print("\n".join(f"  {file}" for file in plan.kept))
         typer.confirm("Continue?", abort=True)
     # edits made while nothing ran are committed first, so the revert commit holds only the revert
-    Workspace(config).commit_offline_edits()
+    workspace = Workspace(config)
+    workspace.commit_offline_edits()
     memory_root = config.service_path("memory") if config.services.memory.backend == "filesystem" else None
     result = revert_revision(
-        repo, rev, revertible=revertible, append_only=append_only, memory_root=memory_root
+        repo,
+        rev,
+        revertible=revertible,
+        append_only=append_only,
+        memory_root=memory_root,
+        guard=workspace.guard,
     )
     if result.sha is None:
         print("Nothing to do: the files are already as they were before that commit.")

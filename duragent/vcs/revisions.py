@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from duragent.errors import DuragentError
 from duragent.memory.markdown import add_bullet, parse_daily, render_bullet, section_heading
@@ -30,6 +30,9 @@ from duragent.stores.filesystem.locks import memory_file_lock
 from duragent.vcs.committer import TRAILER_AGENT, TRAILER_KIND
 from duragent.vcs.repo import GitRepo, Identity
 from duragent.vcs.watch import EDIT_KIND
+
+if TYPE_CHECKING:
+    from duragent.secrets import SecretGuard
 
 _STATUS = {"A": "added", "M": "modified", "D": "deleted", "T": "modified"}
 _BULLET_PREFIXES = ("- ", "* ", "+ ", "-\t", "*\t", "+\t")
@@ -303,12 +306,15 @@ def revert_revision(
     append_only: Sequence[str] = ("sessions",),
     identity: Identity | None = None,
     memory_root: Path | None = None,
+    guard: SecretGuard | None = None,
 ) -> RevertResult:
     """Undo commit `rev` with a new commit by `identity` (default: the person's git identity).
 
     Each file gets the inverse of the commit's change merged into its current text, so later
-    edits survive; RevertConflict (nothing written) when they touch the same lines. Files under
-    `memory_root` are read and written holding the memory store's lock on each.
+    edits survive; RevertConflict (nothing written) when they touch the same lines, or when a
+    file would be committed holding a secret `guard` knows (one the committer kept out of git,
+    uncommitted on disk). Files under `memory_root` are read and written holding the memory
+    store's lock on each.
     """
     sha = repo.resolve(rev)
     plan = check_revertible(repo, sha, revertible=revertible, append_only=append_only)
@@ -317,10 +323,12 @@ def revert_revision(
             target = repo.root / path
             if memory_root is not None and target.is_relative_to(memory_root):
                 locks.enter_context(memory_file_lock(memory_root, target))
-        return _revert_locked(repo, sha, plan, identity)
+        return _revert_locked(repo, sha, plan, identity, guard)
 
 
-def _revert_locked(repo: GitRepo, sha: str, plan: RevertPlan, identity: Identity | None) -> RevertResult:
+def _revert_locked(
+    repo: GitRepo, sha: str, plan: RevertPlan, identity: Identity | None, guard: SecretGuard | None
+) -> RevertResult:
     files = plan.files
     parents = repo.parents(sha)
     parent = parents[0] if parents else None
@@ -349,6 +357,13 @@ def _revert_locked(repo: GitRepo, sha: str, plan: RevertPlan, identity: Identity
             f"cannot revert {sha[:10]}: later changes to {', '.join(conflicts)} touch the same lines; "
             "edit the file by hand instead"
         )
+    for path, text in planned.items():
+        found = guard.find(text) if guard is not None and text else []
+        if found:
+            raise RevertConflict(
+                f"cannot revert {sha[:10]}: {path} would be committed holding a secret "
+                f"({', '.join(found)}); remove it from the file first"
+            )
     for path, text in planned.items():
         target = repo.root / path
         if text is None:

@@ -85,7 +85,13 @@ async def revert(request: web.Request, form: dict[str, str]) -> web.StreamRespon
     config = state.workspace.config
     memory_root = config.service_path("memory") if config.services.memory.backend == "filesystem" else None
     result = await asyncio.to_thread(
-        revert_revision, repo, sha, revertible=revertible, append_only=append_only, memory_root=memory_root
+        revert_revision,
+        repo,
+        sha,
+        revertible=revertible,
+        append_only=append_only,
+        memory_root=memory_root,
+        guard=state.workspace.guard,
     )
     # No sha with files written: the server's edit watcher saw the files change and committed
     # them (as the person) before this revert's own commit could.

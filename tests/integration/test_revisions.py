@@ -186,6 +186,22 @@ def test_revert_refuses_when_later_edits_touch_the_same_lines(data: Path) -> Non
     assert "likes green tea" in daily.read_text()
 
 
+def test_revert_refuses_to_commit_a_secret_the_committer_kept_out_of_git(data: Path) -> None:
+    asyncio.run(agent_remembers("likes tea"))
+    first = git(data, "rev-parse", "HEAD").strip()
+    asyncio.run(agent_remembers("lives in Lisbon"))
+    daily = data / "memory" / "assistant" / f"{DAY}.md"
+    daily.write_text(daily.read_text() + "- my key is sk-proj-Ab3dEf6hIj9kLmNoPqRsTuVwXyZ123\n")
+    run("memory", "show")  # the edit is refused by the commit screen: it stays on disk only
+
+    result = run("revert", first, "--yes")
+
+    assert isinstance(result.exception, RevertConflict)
+    assert "would be committed holding a secret (API_KEY)" in str(result.exception)
+    assert "sk-proj" not in git(data, "log", "-p", "--all")
+    assert "likes tea" in daily.read_text()  # nothing written
+
+
 def test_show_renders_a_memory_commit_as_bullets_per_section(data: Path) -> None:
     asyncio.run(agent_remembers("Chose Telegram", section="decision"))
     result = run("show", "HEAD")
