@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Literal
 from duragent.access_tokens import ensure_tokens
 from duragent.errors import UsageError
 from duragent.gateways.setup import ChatSetup, access_block, gateways_config_block
-from duragent.ids import check_name
 from duragent.processes.output import OUTPUT_GITIGNORE
 
 if TYPE_CHECKING:
@@ -177,7 +176,9 @@ def write_agent(
 
 def check_agent_choice(name: str, provider: str, model: str) -> None:
     """Raise InvalidName / UsageError unless an agent can be written with these values."""
-    check_name(name, "agent name")
+    from duragent.agents.spec import check_new_agent_name
+
+    check_new_agent_name(name)
     if provider not in PROVIDERS:
         raise UsageError(f"unknown provider {provider!r}: choose one of {', '.join(PROVIDERS)}")
     if not model.strip() or "\n" in model:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from duragent.agents.loader import AGENT_FILENAME, Agent, AgentFileLayout, discover_agents, load_agent
-from duragent.agents.spec import is_shorthand
+from duragent.agents.spec import check_new_agent_name, is_shorthand
 from duragent.errors import ConfigError, NotFound, Problem, UsageError
 from duragent.ids import check_name
 from duragent.yaml_source import FieldPath, load_yaml_text
@@ -96,7 +96,7 @@ class AgentCatalog:
         """
         from duragent.scaffold import write_file
 
-        check_name(name, "agent name")
+        check_new_agent_name(name)
         origin = self.get(source)
         target = self.agents_dir / name
         changes: list[tuple[FieldPath, str]] = [(("metadata", "name"), name)]

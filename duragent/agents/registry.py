@@ -31,6 +31,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
 from duragent.agents.catalog import AgentNotFound, InvalidAgent
 from duragent.agents.loader import AGENT_FILENAME, Agent, discover_agents, display_path, load_agent
+from duragent.agents.spec import check_new_agent_name
 from duragent.config import DuragentConfig
 from duragent.errors import ConfigError, Location, Problem, UsageError
 from duragent.ids import check_name, ulid
@@ -276,7 +277,7 @@ class AgentRegistry:
         Nothing is written when the files are invalid: ConfigError lists every problem, each
         located in the file it is about (`agent.yaml:3:5`). Reports a "deployed" Change.
         """
-        check_name(name, "agent name")
+        check_new_agent_name(name)
         static = self.static_path / name
         if (static / AGENT_FILENAME).is_file():
             raise StaticAgentConflict(name, static, "change it")
@@ -316,7 +317,7 @@ class AgentRegistry:
 
     def remove(self, name: str) -> None:
         """Delete deployed agent `name`; reports a "removed" Change. Static agents: StaticAgentConflict."""
-        check_name(name, "agent name")
+        check_new_agent_name(name)
         static = self.static_path / name
         if (static / AGENT_FILENAME).is_file():
             raise StaticAgentConflict(name, static, "remove it")

@@ -10,13 +10,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from duragent.durations import Duration
 from duragent.mcp.spec import McpServers
 
 API_VERSION = "duragent/v1alpha1"
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+#: The shared memory folder (`memory/world/`): no agent may take its name.
+RESERVED_AGENT_NAME = "world"
 Provider = Literal["openai", "anthropic", "openrouter", "ollama", "demo"]
 
 #: Environment variable holding each provider's API key unless `model.api_key_env` says otherwise.
@@ -232,10 +234,17 @@ class AgentSpec(SpecModel):
 class AgentMetadata(SpecModel):
     """Name and labels of an agent."""
 
-    name: str = Field(pattern=NAME_PATTERN, description="Letters, digits, '-' and '_'.")
+    name: str = Field(pattern=NAME_PATTERN, description="Letters, digits, '-' and '_'; not `world`.")
     description: str | None = None
     version: str | None = None
     labels: dict[str, str] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value == RESERVED_AGENT_NAME:
+            raise ValueError(f"{value!r} is the shared memory folder's name; give the agent another")
+        return value
 
 
 class AgentDocument(SpecModel):
@@ -257,3 +266,14 @@ def normalise_shorthand(data: dict[str, Any]) -> dict[str, Any]:
     metadata = {k: data[k] for k in _SHORTHAND_METADATA if k in data}
     spec = {k: v for k, v in data.items() if k not in _SHORTHAND_METADATA}
     return {"apiVersion": API_VERSION, "kind": "Agent", "metadata": metadata, "spec": spec}
+
+
+def check_new_agent_name(name: str) -> str:
+    """`name` if an agent may be made with it; InvalidName (a usage error) otherwise."""
+    from duragent.errors import InvalidName
+    from duragent.ids import check_name
+
+    check_name(name, "agent name")
+    if name == RESERVED_AGENT_NAME:
+        raise InvalidName(f"agent name {name!r} is the shared memory folder's; choose another")
+    return name

@@ -126,6 +126,19 @@ async def test_file_names_leaving_the_agent_folder_are_refused(client: Client, t
     assert not (tmp_path / ".duragent" / "escape.md").exists()
 
 
+async def test_an_agent_cannot_be_named_world_the_shared_memory_folder(
+    client: Client, tmp_path: Path
+) -> None:
+    files = {"agent.yaml": agent_yaml("world")}
+
+    posted = await client.post(f"{ADMIN}/agents", json={"name": "world", "files": files})
+    put = await client.put(f"{ADMIN}/agents/world", json={"files": files})
+
+    assert posted.status == put.status == 400
+    assert "shared memory folder" in (await posted.json())["detail"]
+    assert list((tmp_path / ".duragent").rglob("world/agent.yaml")) == []
+
+
 async def test_get_shows_the_files_and_put_replaces_the_whole_folder(client: Client) -> None:
     await deploy(
         client, "helper", {"agent.yaml": agent_yaml("helper"), "SYSTEM_PROMPT.md": "v1", "NOTES.md": "n"}

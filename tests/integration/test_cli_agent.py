@@ -193,6 +193,16 @@ def test_create_leaves_an_existing_agent_alone_without_force(workspace: Path) ->
     assert agent_yaml.read_text() == before
 
 
+def test_create_refuses_the_name_of_the_shared_memory_folder(workspace: Path) -> None:
+    made = run("agent", "create", "world", "--provider", "demo")
+    copied = run("agent", "create", "world", "--from", "assistant")
+
+    for result in (made, copied):
+        assert getattr(result.exception, "exit_code", result.exit_code) == 2
+        assert "'world' is the shared memory folder's" in result.output + str(result.exception)
+    assert not (workspace / ".duragent" / "agents" / "world").exists()
+
+
 def test_create_from_copies_the_folder_and_renames_the_agent(workspace: Path) -> None:
     result = run("agent", "create", "concierge", "--from", "assistant")
 
