@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 #: How long `claim` waits for the owner to let a session go before giving up.
 DEFAULT_RELEASE_WAIT = 3.0
 _POLL_SECONDS = 0.05
+#: How often a worker waiting for a session asks its owner again to let it go.
+_ASK_AGAIN = 0.5
 
 
 class SessionOwnedElsewhere(SessionLocked):
@@ -109,10 +111,14 @@ class SessionOwnership:
         """Own the session, asking its owner to let go and waiting briefly; SessionOwnedElsewhere if not."""
         if await self.try_acquire(session_id):
             return
-        if self._ask_release is not None:
-            await self._ask_release(session_id)
         deadline = time.monotonic() + self._release_wait
+        ask_at = time.monotonic()
         while time.monotonic() < deadline:
+            if self._ask_release is not None and time.monotonic() >= ask_at:
+                # Asked again now and then: the owner asked first may have handed the session to
+                # a third worker meanwhile, which nobody asked.
+                ask_at = time.monotonic() + _ASK_AGAIN
+                await self._ask_release(session_id)
             await asyncio.sleep(_POLL_SECONDS)
             if await self.try_acquire(session_id):
                 return

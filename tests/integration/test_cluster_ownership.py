@@ -79,6 +79,35 @@ async def test_the_sessions_of_a_worker_whose_connection_died_are_adopted_by_ano
     assert not a.ownership.owns("s_orphan")
 
 
+class HandsOver:
+    """Stands in for a worker's session manager: lets a session go whenever asked (no turn runs)."""
+
+    def __init__(self, node: ClusterNode):
+        self.node = node
+
+    async def release_if_idle(self, session_id: str, wait: float = 0.0) -> bool:
+        await self.node.ownership.release(session_id)
+        return True
+
+
+async def test_a_third_worker_waiting_for_a_session_asks_whoever_owns_it_now(pg_url: str) -> None:
+    """A hands the session to B, who was also waiting; C asked A only, and got a 409 after the
+    whole wait although nobody was using the session."""
+    nodes = [await ClusterNode.open(pg_url, release_wait=3, scan_interval=60) for _ in range(3)]
+    try:
+        for node in nodes:
+            node.start(HandsOver(node))  # type: ignore[arg-type]
+        a, b, c = nodes
+        await a.ownership.claim("s_busy")
+
+        await asyncio.wait_for(asyncio.gather(b.ownership.claim("s_busy"), c.ownership.claim("s_busy")), 10)
+
+        assert b.ownership.owns("s_busy") or c.ownership.owns("s_busy")
+    finally:
+        for node in nodes:
+            await node.close()
+
+
 _APPENDER = """
 import asyncio, sys
 from datetime import UTC, datetime
