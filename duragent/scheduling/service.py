@@ -381,7 +381,6 @@ class Scheduler:
         task = asyncio.create_task(self._claim_and_run(schedule, slot), name=f"schedule {schedule.id}")
         self._running.add(task)
         task.add_done_callback(self._running.discard)
-        task.add_done_callback(lambda _: self._in_flight.discard(schedule.id))
 
     async def _claim_and_run(self, schedule: Schedule, slot: datetime) -> None:
         place = RunPlace(self._slots)
@@ -389,6 +388,10 @@ class Scheduler:
             # a place first, then the claim: a claimed run is one being delivered (a restart
             # never runs a claimed slot again, so a claim waiting for a place would be lost)
             await place.take()
+            current = await self._current(schedule)
+            if current is None:
+                return
+            schedule = current
             if not await self.store.claim(schedule.id, slot, self.worker):
                 log.debug("schedule %s: slot %s taken by another worker", schedule.id, format_time(slot))
                 if not schedule.recurring:
@@ -399,6 +402,7 @@ class Scheduler:
             log.error("schedule %s: run of %s failed: %s", schedule.id, format_time(slot), exc)
         finally:
             place.give_back()
+            self._in_flight.discard(schedule.id)
 
     async def _run(
         self, schedule: Schedule, slot: datetime, *, manual: bool = False, place: RunPlace | None = None
@@ -439,6 +443,8 @@ class Scheduler:
         finally:
             current_run_place.reset(token)
             place.give_back()
+            if not manual:  # delivered: the next slot may run while this one's history is written
+                self._in_flight.discard(schedule.id)
         record = RunRecord(
             slot,
             "ok" if error is None else "error",
@@ -459,6 +465,21 @@ class Scheduler:
         self.run_finished.set()
         self.run_finished = asyncio.Event()
         return record
+
+    async def _current(self, planned: Schedule) -> Schedule | None:
+        """The schedule as stored now, if it is still to run: paused, cancelled or removed
+        meanwhile (by a person, another worker's API, a file edit), it is not delivered."""
+        try:
+            current = await self.store.get(planned.id)
+        except ScheduleNotFound:
+            self.schedules.pop(planned.id, None)
+            self.planned.pop(planned.id, None)
+            return None
+        if current.status != "active":
+            self.schedules[current.id] = current
+            self.planned.pop(current.id, None)
+            return None
+        return current
 
     async def _exists(self, schedule_id: str) -> bool:
         try:

@@ -12,6 +12,7 @@ import pytest
 from duragent.scheduling.service import DeliveryFailed, Scheduler, SchedulerSettings, current_run_place
 from duragent.scheduling.spec import Destination, Schedule, ScheduleRequest
 from duragent.scheduling.store import FileScheduleStore, RunRecord, render_schedule
+from tests.waiting import eventually
 
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 
@@ -395,8 +396,10 @@ async def test_a_schedule_whose_session_is_gone_keeps_the_one_its_run_made(
     clock.now = T0 + timedelta(minutes=1)
     scheduler.poke()
 
-    await until(lambda: scheduler.schedules[made.id].destination.session_id == "s_NEW")
-    assert (await scheduler.get(made.id)).destination.session_id == "s_NEW"
+    async def kept_the_new_session() -> bool | None:
+        return (await scheduler.get(made.id)).destination.session_id == "s_NEW" or None
+
+    assert await eventually(kept_the_new_session)
 
 
 async def test_a_one_shot_resumed_after_its_time_runs_within_the_grace(
@@ -413,3 +416,35 @@ async def test_a_one_shot_resumed_after_its_time_runs_within_the_grace(
 
     await until(lambda: scheduler.schedules[made.id].status == "completed")
     assert deliver.delivered == [(made.id, T0 + timedelta(minutes=10))]
+
+
+async def test_a_schedule_paused_elsewhere_is_not_delivered_by_a_worker_that_planned_it(
+    tmp_path: Path,
+) -> None:
+    """Workers re-read the store every 30 s; a pause (or removal) made through another worker
+    meanwhile must still stop this one's next run."""
+    clock, deliver = Clock(T0), Recorder()
+    shared = tmp_path / "schedules"
+    this = Scheduler(
+        FileScheduleStore(shared), deliver, clock=clock, settings=SchedulerSettings(poll_interval=3600)
+    )
+    other = Scheduler(
+        FileScheduleStore(shared), Recorder(), clock=clock, settings=SchedulerSettings(poll_interval=3600)
+    )
+    await this.start()
+    await other.start()
+    try:
+        paused = await this.create(build(this, every="1m"))
+        removed = await this.create(build(this, every="1m"))
+        await other.pause(paused.id)
+        await other.remove(removed.id)
+
+        clock.now = T0 + timedelta(minutes=1)
+        this.poke()
+        await until(lambda: paused.id not in this.planned and removed.id not in this.planned)
+
+        assert deliver.delivered == []
+        assert await this.store.runs(paused.id) == []
+    finally:
+        await this.stop()
+        await other.stop()
