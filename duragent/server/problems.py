@@ -110,8 +110,12 @@ def validation_errors(exc: ValidationError, prefix: str) -> list[FieldError]:
 
 
 def _status_of(exc: DuragentError) -> int:
+    from duragent.cluster.ownership import OwnershipLost
+
     if isinstance(exc, NotFound):
         return 404
+    if isinstance(exc, OwnershipLost):
+        return 503  # this worker cannot serve sessions any more; another can
     if isinstance(exc, SessionEnded | DuplicateApproval | SessionLocked):
         return 409
     if isinstance(exc, ServerClosing):

@@ -45,6 +45,9 @@ class RecoveryReport:
 class SessionOwner(Protocol):
     """Who may run a session when several workers share one store (duragent.cluster.ownership)."""
 
+    #: True once the connection holding the locks dropped: other workers take the sessions over.
+    lost: bool
+
     async def claim(self, session_id: str) -> None:
         """Own the session, or raise SessionLocked when another worker keeps it."""
 
@@ -182,6 +185,10 @@ class SessionManager:
         while (unloading := self._unloading.get(session_id)) is not None:
             await asyncio.shield(unloading)
         live = self._live.get(session_id)
+        if live is not None and self.ownership is not None and self.ownership.lost:
+            # Its lock is gone and another worker may run it now: serving it here would run
+            # turns on both. `claim` raises what says so (restart this worker).
+            await self.ownership.claim(session_id)
         if live is not None:
             self._idle_since.pop(session_id, None)
             return live

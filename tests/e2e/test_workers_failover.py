@@ -23,6 +23,7 @@ from tests.e2e.server_harness import (
     start_serve,
     write_workspace,
 )
+from tests.waiting import eventually
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 
@@ -301,3 +302,41 @@ async def test_a_paused_session_with_a_queued_message_resumes_on_another_worker(
             ("user", "third"),
             ("assistant", "to the third"),
         ]
+
+
+@pytest.mark.slow
+async def test_a_worker_that_lost_its_lock_connection_stops_serving_and_says_so(
+    two_workers: tuple[ServeProcess, ServeProcess], fake_llm: FakeLLMServer, pg_url: str
+) -> None:
+    """A network blip or a database failover drops the connection holding A's session locks:
+    B may take A's sessions over at once, so A must neither answer for them nor look ready."""
+    import asyncpg
+
+    from duragent.stores.postgres.pool import parse_postgres_url
+
+    fake_llm.enqueue(text("answered on A"), text("answered on B"))
+    a, b = two_workers
+    async with aiohttp.ClientSession(headers=API_HEADERS) as http:
+        status, created = await call(http, "POST", f"{a.url}/api/v1/sessions", {"agent": "helper"})
+        session = f"/api/v1/sessions/{created['session_id']}"
+        status, reply = await call(http, "POST", f"{a.url}{session}/messages", {"content": "one"})
+        assert status == 200, reply
+        connection = await asyncpg.connect(parse_postgres_url(pg_url).dsn)
+        try:  # the one backend holding a session lock is A's lock connection
+            await connection.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            )
+        finally:
+            await connection.close()
+
+        async def unready_a() -> dict[str, Any] | None:
+            status, health = await call(http, "GET", f"{a.url}/readyz")
+            return health if status == 503 else None
+
+        health = await eventually(unready_a)
+        assert any("restart this worker" in line for line in health["problems"])
+        status, problem = await call(http, "POST", f"{a.url}{session}/messages", {"content": "two"})
+        assert status == 503, problem
+        assert "restart this worker" in problem["detail"]
+        status, reply = await call(http, "POST", f"{b.url}{session}/messages", {"content": "three"})
+        assert (status, reply.get("content")) == (200, "answered on B"), reply

@@ -43,6 +43,12 @@ async def readyz(request: web.Request) -> web.Response:
         problems.append(f"session store unreachable: {exc}")
     if state.gateways is not None:
         problems += state.gateways.problems()
+    ownership = state.sessions.ownership
+    if ownership is not None and ownership.lost:
+        problems.append(
+            "lost the PostgreSQL connection holding this worker's session locks "
+            "(other workers took its sessions over): restart this worker"
+        )
     # a repository only if the server opened one (reading `repo` would create it)
     repo: GitRepo | None = vars(state.workspace).get("repo")
     stale_lock = stale_git_lock(repo.git_dir) if repo is not None else None
