@@ -73,6 +73,13 @@ class ServiceConfig(ConfigModel):
         timedelta(hours=1), description="s3: how long presigned artifact URLs stay valid."
     )
 
+    @field_validator("endpoint_url")
+    @classmethod
+    def _a_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"give a URL starting with http:// or https://, got {value!r}")
+        return value
+
 
 class SessionServiceConfig(ServiceConfig):
     """Where session event logs and snapshots live."""

@@ -127,6 +127,19 @@ def test_invalid_choice_says_what_was_expected_and_where(tmp_path: Path) -> None
     assert str(info.value) == f"{path}:7:20: session.on_disconnect must be 'continue' or 'pause', got 'stop'"
 
 
+def test_an_s3_endpoint_without_its_scheme_is_a_located_error(tmp_path: Path) -> None:
+    """boto3 refuses it only at the first request: serve started and /readyz said ok."""
+    path = write(
+        tmp_path, "services:\n  artifacts:\n    backend: s3\n    bucket: b\n    endpoint_url: minio:9000\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert str(info.value) == (
+        f"{path}:5:19: services.artifacts.endpoint_url: give a URL starting with http:// or https://, "
+        "got 'minio:9000'"
+    )
+
+
 def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config_text(
