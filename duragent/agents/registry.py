@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING, Literal
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
 from duragent.agents.catalog import AgentNotFound, InvalidAgent
-from duragent.agents.loader import AGENT_FILENAME, Agent, discover_agents, display_path, load_agent
+from duragent.agents.loader import (
+    AGENT_FILENAME,
+    Agent,
+    discover_agents,
+    display_path,
+    load_agent,
+    validate_agent_folder,
+)
 from duragent.agents.spec import check_new_agent_name
 from duragent.config import DuragentConfig
 from duragent.errors import ConfigError, Location, Problem, UsageError
@@ -112,6 +119,7 @@ class AgentRegistry:
         guard: SecretGuard | None = None,
     ):
         self.static_path = config.agents_path
+        self._shared_web_search = config.web_search is not None
         self.dynamic_path = config.dynamic_agents_path
         self.lazy = config.agents.lazy_load
         self.cache_size = config.agents.cache_size
@@ -290,10 +298,12 @@ class AgentRegistry:
         target = self.dynamic_path / name
         try:
             _write_files(staged, files)
-            try:
-                _, warnings = load_agent(staged, self._env)
-            except ConfigError as exc:
-                raise ConfigError(_relocated(exc.problems, staged, target)) from None
+            # as `duragent agent validate` checks it: agent.yaml, prompts, policy, skills, tools
+            problems, warnings = validate_agent_folder(
+                staged, self._env, shared_web_search=self._shared_web_search
+            )
+            if problems:
+                raise ConfigError(_relocated(problems, staged, target))
             for warning in _relocated(warnings, staged, target):
                 log.warning("deploying agent '%s': %s", name, warning)
             with self._lock:
@@ -548,8 +558,11 @@ def _check_files(files: Mapping[str, str]) -> None:
     problems: list[Problem] = []
     if AGENT_FILENAME not in files:
         problems.append(Problem(f"the files must include {AGENT_FILENAME}", Location(AGENT_FILENAME)))
+    folders = {str(parent) for name in files for parent in PurePosixPath(str(name)).parents}
     for relative, content in files.items():
         reason = _bad_file_name(relative)
+        if reason is None and relative in folders:
+            reason = f"{relative!r} is also a folder of other files"
         if reason is not None:
             problems.append(Problem(f"invalid file name: {reason}", Location(relative)))
         elif not isinstance(content, str) or "\x00" in content:
@@ -597,7 +610,13 @@ def _bad_file_name(relative: str) -> str | None:
         return "must be relative to the agent folder"
     if any(part in ("", ".", "..") or part.startswith(".") for part in relative.split("/")):
         return "no '..', '.', empty or hidden path parts"
+    if any(len(part.encode()) > _MAX_NAME_BYTES for part in path.parts):
+        return f"a file or folder name is longer than {_MAX_NAME_BYTES} bytes"
     return None
+
+
+#: The longest file name most filesystems (ext4, APFS, NTFS) take.
+_MAX_NAME_BYTES = 255
 
 
 def _write_files(directory: Path, files: Mapping[str, str]) -> None:

@@ -116,6 +116,25 @@ async def test_invalid_deployment_is_422_with_every_problem_located_and_nothing_
     assert (await client.get(f"{ADMIN}/agents/helper")).status == 404
 
 
+async def test_a_deployment_is_checked_as_agent_validate_checks_a_folder(
+    client: Client, tmp_path: Path
+) -> None:
+    """A broken policy.yaml or SKILL.md was deployed (201, valid) and every session then failed."""
+    files = {
+        "agent.yaml": agent_yaml("helper"),
+        "policy.yaml": "mode: sometimes\n",
+        "skills/notes/SKILL.md": "---\nname: notes\n",
+    }
+
+    response = await client.post(f"{ADMIN}/agents", json={"name": "helper", "files": files})
+
+    assert response.status == 422
+    fields = [error["field"] for error in (await response.json())["errors"]]
+    assert any(field.startswith("files.policy.yaml:1:") for field in fields), fields
+    assert any(field.startswith("files.skills/notes/SKILL.md:1:1") for field in fields), fields
+    assert (await client.get(f"{ADMIN}/agents/helper")).status == 404
+
+
 async def test_file_names_leaving_the_agent_folder_are_refused(client: Client, tmp_path: Path) -> None:
     files = {"agent.yaml": agent_yaml("helper"), "../../escape.md": "x"}
 
@@ -137,6 +156,18 @@ async def test_an_agent_cannot_be_named_world_the_shared_memory_folder(
     assert posted.status == put.status == 400
     assert "shared memory folder" in (await posted.json())["detail"]
     assert list((tmp_path / ".duragent").rglob("world/agent.yaml")) == []
+
+
+async def test_a_file_that_is_also_a_folder_or_a_name_too_long_is_422_naming_it(client: Client) -> None:
+    long_name = "n" * 300 + ".md"
+    files = {"agent.yaml": agent_yaml("helper"), "notes": "x", "notes/today.md": "y", long_name: "z"}
+
+    response = await client.post(f"{ADMIN}/agents", json={"name": "helper", "files": files})
+
+    assert response.status == 422
+    fields = {error["field"]: error["message"] for error in (await response.json())["errors"]}
+    assert "is also a folder of other files" in fields["files.notes"]
+    assert "longer than 255 bytes" in fields[f"files.{long_name}"]
 
 
 async def test_get_shows_the_files_and_put_replaces_the_whole_folder(client: Client) -> None:
