@@ -102,6 +102,11 @@ def _member_problem(member: tarfile.TarInfo) -> str | None:
         return "not a Markdown file"
     if member.size > MAX_FILE_BYTES:
         return f"larger than {MAX_FILE_BYTES} bytes"
+    if _DAILY.match(path.name):
+        try:
+            date.fromisoformat(path.stem)
+        except ValueError:
+            return f"{path.stem} is not a date (daily files are named YYYY-MM-DD.md)"
     try:
         for part in path.parts[1:-1]:
             check_name(part, "memory folder")

@@ -192,7 +192,8 @@ def test_export_then_import_into_another_workspace_merges_and_commits(
 def test_import_refuses_an_archive_with_paths_outside_memory(workspace: Path, tmp_path: Path) -> None:
     archive = tmp_path / "evil.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
-        for name in ("memory/assistant/ok.md", "memory/../../etc/passwd.md", "agents/x/agent.yaml"):
+        names = ("memory/assistant/ok.md", "memory/../../etc/passwd.md", "agents/x/agent.yaml")
+        for name in (*names, "memory/assistant/2026-13-45.md"):
             data = b"- hi\n"
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -202,6 +203,7 @@ def test_import_refuses_an_archive_with_paths_outside_memory(workspace: Path, tm
     assert result.exception.exit_code == 2
     assert "escapes the memory folder" in str(result.exception)
     assert "not under memory/" in str(result.exception)
+    assert "2026-13-45 is not a date (daily files are named YYYY-MM-DD.md)" in str(result.exception)
     assert not (workspace / ".duragent" / "memory" / "assistant" / "ok.md").exists()
 
 
