@@ -195,7 +195,21 @@ class Workspace:
         edits = self.human_edits
         if edits is None:
             return None
+        if self._server_elsewhere():
+            # Files the running server's agents wrote are its committer's to commit, within its
+            # debounce: "recovered" here, they would be committed twice, the second time undoing
+            # whatever this command commits meanwhile.
+            return edits.commit(
+                [f for f in edits.pending() if f not in self._written_here], recover_agent_files=False
+            ).sha
         return edits.commit_pending(exclude=self._written_here).sha
+
+    def _server_elsewhere(self) -> bool:
+        """True when another process serves this workspace now (its run file names a live pid)."""
+        from duragent.client.runfile import read_run_info
+
+        running = read_run_info(self.config.data_path)
+        return running is not None and running.pid != os.getpid()
 
     def uncommitted_writes(self) -> set[str]:
         """Repo-relative files the stores changed that the committer has not committed yet.

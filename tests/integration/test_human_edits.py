@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from duragent.client.runfile import write_run_info
 from duragent.config import load_config
 from duragent.runtime.loop import Runtime, drain
 from duragent.runtime.providers import ProviderPool
@@ -291,6 +292,32 @@ async def test_uncommitted_agent_writes_left_by_a_crash_are_recovered_as_the_age
     author, subject = authors_and_subjects(data)[0]
     assert author == AGENT
     assert subject.startswith("memory: 1 uncommitted file recovered")
+
+
+def test_a_command_leaves_the_running_servers_uncommitted_writes_to_that_server(
+    root: Path, data: Path
+) -> None:
+    """Within its commit delay a server's agent writes are uncommitted; a command run then
+    committed them as "recovered", and the server committed them again over the command's work."""
+    config = load_config(root / "duragent.yaml")
+    server = Workspace(config)
+    assert server.agent_writes is not None
+    daily = data / "memory" / "assistant" / "2026-11-21.md"
+    daily.write_text("# 2026-11-21\n\n## Facts Stored\n- the agent wrote this\n")
+    server.agent_writes.record([daily])
+    soul = data / "agents" / "assistant" / "SOUL.md"
+    soul.write_text(soul.read_text() + "\nBe brief.\n")  # the person's own edit
+    serving = subprocess.Popen(["sleep", "60"])  # stands for the server's process
+    try:
+        write_run_info(data, {"pid": serving.pid, "url": "http://127.0.0.1:9"})
+
+        Workspace(config).commit_offline_edits()
+    finally:
+        serving.kill()
+        serving.wait()
+
+    assert [author for author, _ in authors_and_subjects(data)[:1]] == [PERSON]
+    assert git(data, "status", "--porcelain").strip() == "?? memory/assistant/2026-11-21.md"
 
 
 @pytest.mark.slow
