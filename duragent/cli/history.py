@@ -9,6 +9,9 @@ import typer
 from duragent.cli.context import CliState, print_json
 from duragent.terminal_text import printable
 
+#: The kinds of change a commit of the data repository records (its `Duragent-Kind` trailer).
+HISTORY_KINDS = ("session", "memory", "artifact", "agent", "edit", "schedule", "process")
+
 
 def register(root: typer.Typer) -> None:
     """Add the `history` command."""
@@ -27,7 +30,8 @@ def history(
         str | None, typer.Option("--author", help="agent (Duragent's commits) or human (a person's).")
     ] = None,
     kind: Annotated[
-        str | None, typer.Option("--kind", "-k", help="session, memory, artifact, agent or edit.")
+        str | None,
+        typer.Option("--kind", "-k", help="session, memory, artifact, agent, edit, schedule or process."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -41,6 +45,8 @@ def history(
         raise UsageError(f"{config.data_path} is not a git repository (is git.enabled false?)")
     if author not in (None, "agent", "human"):
         raise UsageError(f"invalid --author {author!r}: use agent or human")
+    if kind is not None and kind not in HISTORY_KINDS:
+        raise UsageError(f"invalid --kind {kind!r}: use one of {', '.join(HISTORY_KINDS)}")
     memory_path = None
     if memory:
         folder = config.service_path("memory")

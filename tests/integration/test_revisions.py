@@ -12,6 +12,7 @@ from typer.testing import CliRunner, Result
 
 from duragent.cli import build_app
 from duragent.config import load_config
+from duragent.errors import UsageError
 from duragent.runtime.loop import Runtime, drain
 from duragent.runtime.providers import ProviderPool
 from duragent.scaffold import ProviderChoice, init_workspace
@@ -310,3 +311,12 @@ def test_revert_waits_for_the_memory_lock_and_keeps_a_write_made_while_it_waited
     text = daily.read_text()
     assert "likes tea" not in text
     assert "- written while revert waited\n" in text
+
+
+def test_history_names_the_kinds_it_knows_when_given_another(data: Path) -> None:
+    result = run("history", "--kind", "bogus")
+
+    assert isinstance(result.exception, UsageError)
+    assert str(result.exception) == (
+        "invalid --kind 'bogus': use one of session, memory, artifact, agent, edit, schedule, process"
+    )
