@@ -325,7 +325,13 @@ class GitRepo:
         return self._git([*args, "--", *paths])
 
     def file_at(self, rev: str, path: str) -> str | None:
-        """The text of `path` in commit `rev`, or None when the commit has no such file."""
+        """The text of `path` in commit `rev` (for showing: bytes that are not UTF-8 replaced),
+        or None when the commit has no such file."""
+        data = self.bytes_at(rev, path)
+        return None if data is None else data.decode("utf-8", errors="replace")
+
+    def bytes_at(self, rev: str, path: str) -> bytes | None:
+        """The bytes of `path` in commit `rev`, or None when the commit has no such file."""
         sha = self.resolve(rev)
         out = subprocess.run(
             ["git", *_GIT_FLAGS, "cat-file", "blob", f"{sha}:{path}"],
@@ -334,9 +340,7 @@ class GitRepo:
             capture_output=True,
             check=False,
         )
-        if out.returncode != 0:
-            return None
-        return out.stdout.decode("utf-8", errors="replace")
+        return out.stdout if out.returncode == 0 else None
 
     def merge_text(self, ours: str, base: str, theirs: str) -> tuple[str, bool]:
         """Three-way merge of texts (`git merge-file`): the result and whether it has conflicts."""

@@ -145,7 +145,7 @@ def diff_revisions(
         status = _STATUS.get(letter[:1], "modified")
         if path.endswith(".md") and not raw:
             before = repo.file_at(old, path) if old is not None else None
-            after = repo.file_at(new, path) if new is not None else _read_or_none(repo.root / path)
+            after = repo.file_at(new, path) if new is not None else _shown_text(repo.root / path)
             diffs.append(markdown_diff(path, status, before, after))
         else:
             diffs.append(FileDiff(path, status, patch=_patch_or_added(repo, old, new, path, status)))
@@ -155,7 +155,7 @@ def diff_revisions(
 def _patch_or_added(repo: GitRepo, old: str | None, new: str | None, path: str, status: str) -> str:
     if new is None and status == "added" and old is not None:
         # an untracked file: git diff shows nothing for it, show its text as added lines
-        text = _read_or_none(repo.root / path) or ""
+        text = _shown_text(repo.root / path) or ""
         return "".join(f"+{line}\n" for line in text.splitlines())
     return repo.patch(old, new, [path])
 
@@ -335,9 +335,9 @@ def _revert_locked(
     planned: dict[str, str | None] = {}
     conflicts: list[str] = []
     for path in files:
-        before = repo.file_at(parent, path) if parent else None
-        after = repo.file_at(sha, path)
-        current = _read_or_none(repo.root / path)
+        before = _text(path, repo.bytes_at(parent, path) if parent else None)
+        after = _text(path, repo.bytes_at(sha, path))
+        current = _text(path, _read_or_none(repo.root / path))
         if current == before:
             continue
         if current == after:
@@ -455,11 +455,30 @@ def _under(path: str, folders: Sequence[str]) -> bool:
     return any(path == folder or path.startswith(folder.rstrip("/") + "/") for folder in folders)
 
 
-def _read_or_none(path: Path) -> str | None:
+def _read_or_none(path: Path) -> bytes | None:
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_bytes()
     except (FileNotFoundError, IsADirectoryError):
         return None
+
+
+def _shown_text(path: Path) -> str | None:
+    """A file's text for showing (bytes that are not UTF-8 replaced), None when there is none."""
+    data = _read_or_none(path)
+    return None if data is None else data.decode("utf-8", errors="replace")
+
+
+def _text(path: str, data: bytes | None) -> str | None:
+    """`data` as text, line endings as they are (a CRLF file stays CRLF); RevertRefused for a
+    file that is not UTF-8 text, which a line merge would corrupt."""
+    if data is None:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RevertRefused(
+            f"{path} is not text: restore it with `git -C <data dir> checkout <commit> -- {path}`"
+        ) from None
 
 
 # --- gc ------------------------------------------------------------------------------------------

@@ -320,3 +320,26 @@ def test_history_names_the_kinds_it_knows_when_given_another(data: Path) -> None
     assert str(result.exception) == (
         "invalid --kind 'bogus': use one of session, memory, artifact, agent, edit, schedule, process"
     )
+
+
+def test_revert_keeps_windows_line_endings_and_refuses_a_binary_file(data: Path) -> None:
+    daily = data / "memory" / "assistant" / f"{DAY}.md"
+    daily.parent.mkdir(parents=True, exist_ok=True)
+    daily.write_bytes(b"# 2026-11-26\r\n\r\n## Facts Stored\r\n- likes tea\r\n")
+    icon = data / "agents" / "assistant" / "icon.png"
+    icon.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    run("memory", "show")  # commits both as the person's edits
+    daily.write_bytes(daily.read_bytes() + b"- likes coffee\r\n")
+    run("memory", "show")
+    added = git(data, "rev-parse", "HEAD").strip()
+    icon.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(255, -1, -1)))
+    run("memory", "show")
+    changed_icon = git(data, "rev-parse", "HEAD").strip()
+
+    reverted = run("revert", added, "--yes")
+    binary = run("revert", changed_icon, "--yes")
+
+    assert reverted.exit_code == 0, reverted.output
+    assert daily.read_bytes() == b"# 2026-11-26\r\n\r\n## Facts Stored\r\n- likes tea\r\n"
+    assert isinstance(binary.exception, RevertRefused)
+    assert "agents/assistant/icon.png is not text" in str(binary.exception)
