@@ -174,7 +174,7 @@ def edit(
             path, template = root / name / "MEMORY.md", _template(name, None)
         else:
             path, template = root / name / f"{chosen.isoformat()}.md", _template(name, chosen)
-        before = path.read_text(encoding="utf-8") if path.exists() else None
+        before = _text_of(path) if path.exists() else None
         given = template if before is None else before
         # The editor gets a copy: the agent may write the file while it is open, and an editor
         # saving its whole buffer back over it would silently drop what the agent wrote.
@@ -182,12 +182,12 @@ def edit(
             copy = Path(folder) / path.name
             copy.write_text(given, encoding="utf-8")
             _run_editor(copy)
-            after = copy.read_text(encoding="utf-8") if copy.exists() else given
+            after = _text_of(copy) if copy.exists() else given
         if after == given:
             print("No changes.")
             return
         with memory_file_lock(root, path):
-            current = path.read_text(encoding="utf-8") if path.exists() else None
+            current = _text_of(path) if path.exists() else None
             if current != before:
                 merged = _merge_edits(current or "", given, after)
                 if merged is None:
@@ -203,6 +203,12 @@ def edit(
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(path, after.encode("utf-8"))
         _commit_edit(workspace, [path])
+
+
+def _text_of(path: Path) -> str:
+    """The file's text with its line endings as they are (`read_text` would turn CRLF into LF,
+    and the save would then rewrite every line of a file written on Windows)."""
+    return path.read_bytes().decode("utf-8")
 
 
 def _merge_edits(current: str, given: str, edited: str) -> str | None:

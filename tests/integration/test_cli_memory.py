@@ -123,6 +123,27 @@ def test_edit_opens_the_editor_and_commits_the_save_as_the_person(workspace: Pat
     assert log.strip() == f"{PERSON}|edit: memory/assistant/MEMORY.md"
 
 
+def test_edit_keeps_the_windows_line_endings_of_a_file(workspace: Path, memory: Path) -> None:
+    long_term = memory / "MEMORY.md"
+    long_term.write_bytes(b"# Long-term memory\r\n\r\n- Works on Duragent\r\n")
+    editor = workspace / "editor.py"
+    editor.write_text(  # an editor that keeps the file's line endings, as editors do
+        "import sys\n"
+        "path = sys.argv[1]\n"
+        "data = open(path, 'rb').read()\n"
+        "open(path, 'wb').write(data.replace(b'Duragent', b'Duragent and tea'))\n"
+    )
+
+    result = CliRunner().invoke(
+        build_app(),
+        ["memory", "edit", "--long-term"],
+        env={"EDITOR": f"{sys.executable} {editor}", "VISUAL": ""},
+    )
+
+    assert result.exit_code == 0, result.output
+    assert long_term.read_bytes() == b"# Long-term memory\r\n\r\n- Works on Duragent and tea\r\n"
+
+
 def test_edit_keeps_what_the_agent_wrote_while_the_editor_was_open(workspace: Path, memory: Path) -> None:
     """An editor saves its whole buffer: on the real file, a note the agent added while it was
     open was dropped (and the loss committed as the person's edit)."""
