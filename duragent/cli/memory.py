@@ -459,6 +459,8 @@ def import_archive(
     with _open_sync(ctx) as workspace:
         if workspace.config.services.memory.backend != "filesystem":
             raise UsageError("memory import writes Markdown files: services.memory must be filesystem")
+        # redacted as the memory store redacts what it writes: an archive may hold a key
+        files = {relative: workspace.guard.redact(text) for relative, text in files.items()}
         report = import_memory(files, workspace.config.service_path("memory"))
         print(
             f"Imported {len(files)} file(s): {len(report.created)} new, {len(report.merged)} merged "

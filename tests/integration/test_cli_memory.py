@@ -210,6 +210,24 @@ def test_export_then_import_into_another_workspace_merges_and_commits(
     assert run("memory", "import", str(archive)).output.count("unchanged") == 1
 
 
+def test_import_redacts_a_key_in_the_archive_as_the_memory_store_does(
+    workspace: Path, tmp_path: Path
+) -> None:
+    archive = tmp_path / "keyed.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        data = b"# 2026-11-27\n\n## Facts Stored\n- deploy token ghp_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789\n"
+        info = tarfile.TarInfo("memory/assistant/2026-11-27.md")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+
+    result = run("memory", "import", str(archive))
+
+    assert result.exit_code == 0, result.output
+    daily = (workspace / ".duragent" / "memory" / "assistant" / "2026-11-27.md").read_text()
+    assert "- deploy token [REDACTED:GITHUB_TOKEN]\n" in daily
+    assert "ghp_" not in git(workspace / ".duragent", "log", "-p", "--all")
+
+
 def test_import_refuses_an_archive_with_paths_outside_memory(workspace: Path, tmp_path: Path) -> None:
     archive = tmp_path / "evil.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
