@@ -108,6 +108,10 @@ def content_digest(path: Path) -> str:
         return _MISSING
 
 
+#: The digest of a ledger line that records a person's commit of a file (no bytes match it).
+_FORGOTTEN = "-"
+
+
 class AgentWriteLedger:
     """What Duragent wrote, by content hash: the file `<git dir>/duragent/agent-writes`."""
 
@@ -144,19 +148,22 @@ class AgentWriteLedger:
             identity = _stat_identity(absolute)
             if identity is not None and current == digest:
                 self._written[relative] = identity
-        if not lines:
-            return noted
-        data = "".join(lines).encode("utf-8")
+        if lines:
+            self._append("".join(lines))
+        return noted
+
+    def _append(self, text: str) -> None:
+        if not text:
+            return
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._rotate_if_large()
             # one O_APPEND write per batch: lines of concurrent processes never interleave
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                os.write(fd, data)
+                os.write(fd, text.encode("utf-8"))
             finally:
                 os.close(fd)
-        return noted
 
     def wrote_last(self, relative: str) -> bool:
         """True when the file is still exactly as this process last wrote it (same inode, size,
@@ -165,18 +172,25 @@ class AgentWriteLedger:
         return written is not None and written == _stat_identity(self.repo.root / relative)
 
     def wrote(self, relative: str, digest: str) -> bool:
-        """True when Duragent wrote exactly these bytes (`digest`) to `relative` recently."""
-        oldest = time.time() - LEDGER_MAX_AGE
+        """True when Duragent's latest write of `relative`, recent and not since followed by a
+        person's commit of it, was exactly these bytes (`digest`). Only the latest: a person's
+        edit that brings the file back to an earlier version of the agent's is the person's."""
+        latest: tuple[str, str] | None = None
         for line in self._lines():
             stamp, _, rest = line.partition(" ")
             found_digest, _, found_path = rest.partition(" ")
-            if found_path == relative and found_digest == digest:
-                try:
-                    if float(stamp) >= oldest:
-                        return True
-                except ValueError:
-                    continue
-        return False
+            if found_path == relative:
+                latest = (stamp, found_digest)
+        if latest is None or latest[1] != digest:
+            return False
+        try:
+            return float(latest[0]) >= time.time() - LEDGER_MAX_AGE
+        except ValueError:
+            return False
+
+    def forget(self, relatives: Sequence[str]) -> None:
+        """Note that a person's commit of these files came after anything Duragent wrote to them."""
+        self._append("".join(f"{time.time():.3f} {_FORGOTTEN} {relative}\n" for relative in relatives))
 
     def _lines(self) -> list[str]:
         lines: list[str] = []
@@ -343,6 +357,8 @@ class HumanEditCommitter:
             )
             if sha:
                 log.info("committed %s's edit of %s as %s", person.name, ", ".join(committed), sha[:10])
+                # what the agent wrote to them before no longer tells whose their bytes are
+                self.ledger.forget(committed)
         recovered = None
         if agent and recover_agent_files:
             recovered = self.repo.commit_paths(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import subprocess
@@ -121,6 +122,42 @@ def test_edit_opens_the_editor_and_commits_the_save_as_the_person(workspace: Pat
     assert (memory / "MEMORY.md").read_text().endswith("- Works on Duragent\n- Added in the editor\n")
     log = git(workspace / ".duragent", "log", "-1", "--format=%an <%ae>|%s")
     assert log.strip() == f"{PERSON}|edit: memory/assistant/MEMORY.md"
+
+
+def test_an_edit_that_takes_back_the_agents_last_note_is_the_persons(workspace: Path) -> None:
+    """The file then holds bytes the agent once wrote (before its last note): still the person's
+    edit, committed as theirs, not left over for the agent's committer."""
+    from datetime import date
+
+    from duragent.config import load_config
+    from duragent.stores.base import MemoryEntry
+    from duragent.workspace import Workspace
+
+    async def agent_remembers() -> None:
+        async with Workspace(load_config()) as agent_side:
+            for text in ("the user likes tea", "the user hates everything"):
+                entry = MemoryEntry(text, "fact", date(2026, 11, 27))
+                await agent_side.stores.memory.put("assistant", entry)
+
+    asyncio.run(agent_remembers())
+    editor = workspace / "editor.py"
+    editor.write_text(
+        "import sys\n"
+        "path = sys.argv[1]\n"
+        "lines = open(path).readlines()\n"
+        "open(path, 'w').writelines(line for line in lines if 'hates' not in line)\n"
+    )
+
+    result = CliRunner().invoke(
+        build_app(),
+        ["memory", "edit", "--date", "2026-11-27"],
+        env={"EDITOR": f"{sys.executable} {editor}", "VISUAL": ""},
+    )
+
+    assert result.exit_code == 0, result.output
+    log = git(workspace / ".duragent", "log", "-1", "--format=%an <%ae>|%s")
+    assert log.strip() == f"{PERSON}|edit: memory/assistant/2026-11-27.md"
+    assert git(workspace / ".duragent", "status", "--porcelain").strip() == ""
 
 
 def test_edit_keeps_the_windows_line_endings_of_a_file(workspace: Path, memory: Path) -> None:
