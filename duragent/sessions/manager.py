@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from duragent.agents.loader import Agent, session_settings
 from duragent.config import DuragentConfig
 from duragent.errors import UsageError
-from duragent.ids import check_name
+from duragent.ids import check_name, new_id
 from duragent.runtime.loop import Runtime, calls_awaiting_approval, close_open_tool_calls
 from duragent.sessions.live import SHUTDOWN_PAUSE_REASON, EventFeed, LiveSession, LiveSettings, TurnEndHook
 from duragent.sessions.log import SessionLog
@@ -132,16 +132,23 @@ class SessionManager:
             raise UsageError(f"on_disconnect must be 'continue' or 'pause', got {on_disconnect!r}")
         agent = await self._agent(agent_name)
         settings = self.settings_for(agent, on_disconnect)
-        session_log = await SessionLog.create(
-            self.store,
-            agent=agent.name,
-            on_disconnect=settings.on_disconnect,
-            metadata=metadata,
-            session_id=session_id,
-            snapshot_every=self.config.session.snapshot_every,
-        )
+        session_id = session_id or new_id("s")
         if self.ownership is not None:
-            await self.ownership.claim(session_log.session_id)
+            # owned before it is stored: a worker that cannot own it (its lock connection gone)
+            # refuses without leaving a session behind
+            await self.ownership.claim(session_id)
+        try:
+            session_log = await SessionLog.create(
+                self.store,
+                agent=agent.name,
+                on_disconnect=settings.on_disconnect,
+                metadata=metadata,
+                session_id=session_id,
+                snapshot_every=self.config.session.snapshot_every,
+            )
+        except BaseException:
+            await self._release(session_id)
+            raise
         live = self._wired(
             LiveSession(session_log, agent, self.runtime, settings, on_turn_end=self.on_turn_end)
         )

@@ -338,5 +338,11 @@ async def test_a_worker_that_lost_its_lock_connection_stops_serving_and_says_so(
         status, problem = await call(http, "POST", f"{a.url}{session}/messages", {"content": "two"})
         assert status == 503, problem
         assert "restart this worker" in problem["detail"]
+        _status, before = await call(http, "GET", f"{b.url}/api/v1/sessions")
+        known = {s["session_id"] for s in before["sessions"]}
+        status, problem = await call(http, "POST", f"{a.url}/api/v1/sessions", {"agent": "helper"})
+        assert status == 503, problem  # refused before anything is stored
+        _status, after = await call(http, "GET", f"{b.url}/api/v1/sessions")
+        assert {s["session_id"] for s in after["sessions"]} == known
         status, reply = await call(http, "POST", f"{b.url}{session}/messages", {"content": "three"})
         assert (status, reply.get("content")) == (200, "answered on B"), reply
