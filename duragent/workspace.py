@@ -195,14 +195,11 @@ class Workspace:
         edits = self.human_edits
         if edits is None:
             return None
-        if self._server_elsewhere():
-            # Files the running server's agents wrote are its committer's to commit, within its
-            # debounce: "recovered" here, they would be committed twice, the second time undoing
-            # whatever this command commits meanwhile.
-            return edits.commit(
-                [f for f in edits.pending() if f not in self._written_here], recover_agent_files=False
-            ).sha
-        return edits.commit_pending(exclude=self._written_here).sha
+        # Files a running server's agents wrote are its committer's to commit, within its
+        # debounce: "recovered" here, they would be committed twice, the second time undoing
+        # whatever this command commits meanwhile.
+        recover = not self._server_elsewhere()
+        return edits.commit_pending(exclude=self._written_here, recover_agent_files=recover).sha
 
     def _server_elsewhere(self) -> bool:
         """True when another process serves this workspace now (its run file names a live pid)."""

@@ -369,12 +369,17 @@ class HumanEditCommitter:
             )
         return EditCommit(sha, tuple(committed) if sha else (), tuple(agent), recovered)
 
-    def commit_pending(self, exclude: Collection[str] = ()) -> EditCommit:
+    def commit_pending(
+        self, exclude: Collection[str] = (), *, recover_agent_files: bool = True
+    ) -> EditCommit:
         """Commit everything under the roots that differs from HEAD (edits made while nothing ran).
 
         `exclude`: files this process's stores wrote and its committer is about to commit.
+        `recover_agent_files`: commit files Duragent wrote too (a crash left them; not when a
+        running server's committer is about to).
         """
-        return self.commit([f for f in self.pending() if f not in exclude], recover_agent_files=True)
+        pending = [f for f in self.pending() if f not in exclude]
+        return self.commit(pending, recover_agent_files=recover_agent_files)
 
     def _agents_of(self, files: Sequence[str]) -> list[str]:
         agents: dict[str, None] = {}
