@@ -14,6 +14,10 @@ import pexpect
 DURAGENT = [sys.executable, "-m", "duragent"]
 #: Longest wait for anything to show or start: generous, so a loaded 2-core machine passes too.
 PATIENCE = 60.0
+#: The question the terminal asks about a tool call waiting for approval.
+APPROVAL_QUESTION = r"allow once / always / deny \(y/a/n\)\?"
+#: How long a prompt is given to take the keyboard once it shows.
+SETTLE_SECONDS = 0.2
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[=>]|[\x08\r]")
 
 
@@ -81,7 +85,17 @@ class Terminal:
     def prompt(self) -> None:
         """Wait for the input prompt, then let prompt_toolkit take the keyboard."""
         self.expect("›")
-        time.sleep(0.2)
+        self._settle()
+
+    def question(self) -> None:
+        """Wait for the approval question (y/a/n), then let prompt_toolkit take the keyboard."""
+        self.expect(APPROVAL_QUESTION)
+        self._settle()
+
+    def _settle(self) -> None:
+        # prompt_toolkit draws its prompt a moment before it reads the keyboard, and gives no
+        # signal that it does: a key pressed in between can be lost
+        time.sleep(SETTLE_SECONDS)
 
     def type(self, line: str) -> None:
         self.child.send(line + "\r")

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from duragent.testing.fake_llm import FakeLLMServer, ScriptedResponse, error, text, tool_calls
-from tests.e2e.terminal import DURAGENT, PATIENCE, Terminal, client_env
+from tests.e2e.terminal import APPROVAL_QUESTION, DURAGENT, PATIENCE, Terminal, client_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -193,8 +193,7 @@ def test_approval_answered_always_is_saved_to_the_policy_and_committed(
     term.prompt()
     term.type("list files")
     term.expect(r"approval needed: bash ls -la")
-    term.expect(r"allow once / always / deny \(y/a/n\)\?")
-    time.sleep(0.2)
+    term.question()
     term.child.send("a")
     term.expect("allow always")
     term.expect(r"⚙ bash ls -la … ok \d+ ms")
@@ -236,8 +235,7 @@ def test_attach_asks_the_approval_send_left_waiting(
 
     term = Terminal(["attach", "--last"], workspace)
     term.expect(r"approval needed: bash touch approved.txt")
-    term.expect(r"allow once / always / deny \(y/a/n\)\?")
-    time.sleep(0.2)
+    term.question()
     term.child.send("y")
     term.expect("allow once")
     term.expect(r"⚙ bash .*ok \d+ ms")
@@ -511,10 +509,9 @@ def test_an_approval_answered_in_another_terminal_releases_this_ones_question(
     session_id = re.findall(r"session (s_\w+)", first.expect(r"session s_\w+ · new session"))[-1]
     first.prompt()
     first.type("touch it")
-    first.expect(r"allow once / always / deny \(y/a/n\)\?")
+    first.expect(APPROVAL_QUESTION)
     second = Terminal(["attach", session_id], workspace, DURAGENT_CLIENT_ID="terminal-two")
-    second.expect(r"allow once / always / deny \(y/a/n\)\?")
-    time.sleep(0.2)
+    second.question()
     second.child.send("y")
     second.expect("allow once")
 
@@ -541,8 +538,7 @@ def test_ctrl_c_after_approving_a_tool_cancels_the_turn_and_kills_the_tool(
     term.prompt()
     term.type("wait a while")
     term.expect(r"approval needed: bash sleep 16\.4242")
-    term.expect(r"allow once / always / deny \(y/a/n\)\?")
-    time.sleep(0.2)
+    term.question()
     term.child.send("y")
     term.expect("running bash")
 
