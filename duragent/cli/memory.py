@@ -216,22 +216,13 @@ def _merge_edits(current: str, given: str, edited: str) -> str | None:
     (`git merge-file --union`: where both changed the same lines, both versions are kept, the
     file's first; memory is lists of notes, and nothing anyone wrote is dropped), or None when
     git could not merge."""
-    import subprocess
-    import tempfile
+    from duragent.vcs.repo import GitError, merge_texts
 
-    with tempfile.TemporaryDirectory(prefix="duragent-merge-") as folder:
-        files = []
-        for label, text in (("current", current), ("given", given), ("edited", edited)):
-            file = Path(folder) / label
-            file.write_text(text, encoding="utf-8")
-            files.append(str(file))
-        try:
-            done = subprocess.run(
-                ["git", "merge-file", "-p", "--union", *files], capture_output=True, check=False
-            )
-        except OSError:
-            return None
-    return done.stdout.decode("utf-8") if done.returncode == 0 else None
+    try:
+        merged, conflicted = merge_texts(current, given, edited, union=True)
+    except (OSError, GitError):
+        return None
+    return None if conflicted else merged
 
 
 def _template(name: str, day: date | None) -> str:

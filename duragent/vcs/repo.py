@@ -198,6 +198,27 @@ def stale_git_lock(git_dir: Path, older_than: float = STALE_LOCK_SECONDS) -> Sta
     return oldest
 
 
+def merge_texts(ours: str, base: str, theirs: str, *, union: bool = False) -> tuple[str, bool]:
+    """Three-way merge of texts (`git merge-file`, no repository needed): the result and whether
+    it has conflicts. `union`: where both sides changed the same lines, keep both (no conflict)."""
+    with tempfile.TemporaryDirectory(prefix="duragent-merge-") as folder:
+        files = []
+        for name, text in (("ours", ours), ("base", base), ("theirs", theirs)):
+            path = Path(folder) / name
+            path.write_text(text, encoding="utf-8")
+            files.append(str(path))
+        done = subprocess.run(
+            ["git", *_GIT_FLAGS, "merge-file", "-p", *(["--union"] if union else []), *files],
+            cwd=folder,
+            env=_git_env(),
+            capture_output=True,
+            check=False,
+        )
+    if done.returncode < 0 or done.returncode > 127:
+        raise GitError("git merge-file failed", ["merge-file"], done.stderr.decode(errors="replace"))
+    return done.stdout.decode("utf-8", errors="replace"), done.returncode != 0
+
+
 class GitRepo:
     """A git working tree whose top folder is `root` (Duragent's data directory)."""
 
@@ -344,22 +365,7 @@ class GitRepo:
 
     def merge_text(self, ours: str, base: str, theirs: str) -> tuple[str, bool]:
         """Three-way merge of texts (`git merge-file`): the result and whether it has conflicts."""
-        with tempfile.TemporaryDirectory(prefix="duragent-merge-") as folder:
-            files = []
-            for name, text in (("ours", ours), ("base", base), ("theirs", theirs)):
-                path = Path(folder) / name
-                path.write_text(text, encoding="utf-8")
-                files.append(str(path))
-            done = subprocess.run(
-                ["git", *_GIT_FLAGS, "merge-file", "-p", *files],
-                cwd=self.root,
-                env=_git_env(),
-                capture_output=True,
-                check=False,
-            )
-        if done.returncode < 0 or done.returncode > 127:
-            raise GitError("git merge-file failed", ["merge-file"], done.stderr.decode(errors="replace"))
-        return done.stdout.decode("utf-8", errors="replace"), done.returncode != 0
+        return merge_texts(ours, base, theirs)
 
     def gc(self) -> None:
         """Compact the repository (`git gc`, unreachable objects pruned now)."""
