@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -24,6 +25,10 @@ from duragent.access_tokens import auth_headers
 from duragent.config import load_config
 from duragent.server.app import create_app
 from duragent.testing.fake_llm import FakeLLMServer
+
+if TYPE_CHECKING:
+    from duragent.sessions.manager import SessionManager
+    from duragent.stores.base import SessionStore
 
 AGENT_YAML = """\
 apiVersion: duragent/v1alpha1
@@ -50,6 +55,39 @@ spec:
 """
 
 CHILD_ENV = {"FAKE_LLM_KEY": "sk-test"}
+
+
+@contextlib.asynccontextmanager
+async def session_manager(
+    root: Path, llm_url: str, store: SessionStore, *, max_background: str
+) -> AsyncIterator[SessionManager]:
+    """A session manager over `store`, in this process, with this harness's agent `helper`
+    (policy `ask`, only `echo` allowed) on the fake model at `llm_url`; closed afterwards."""
+    from duragent.agents.loader import load_agent
+    from duragent.config import DuragentConfig
+    from duragent.runtime.approvals import ApprovalBroker
+    from duragent.runtime.loop import Runtime
+    from duragent.runtime.providers import ProviderPool
+    from duragent.sessions.manager import SessionManager
+
+    directory = root / "agents" / "helper"
+    directory.mkdir(parents=True)
+    yaml = AGENT_YAML.format(
+        name="helper", url=llm_url, on_disconnect="continue", max_background=max_background
+    )
+    (directory / "agent.yaml").write_text(yaml)
+    agent, _ = load_agent(directory, env=CHILD_ENV)
+    providers = ProviderPool(CHILD_ENV)
+    runtime = Runtime(
+        provider_for=providers.for_agent, approvals=ApprovalBroker(), workdir_for=lambda _: root
+    )
+    manager = SessionManager(store, runtime, DuragentConfig.model_validate({}), lambda name: agent)
+    try:
+        yield manager
+    finally:
+        await manager.close(grace=0)
+        await store.close()
+        await providers.close()
 
 
 def write_workspace(

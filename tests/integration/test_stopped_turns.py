@@ -12,16 +12,11 @@ from typing import Any
 
 import pytest
 
-from duragent.agents.loader import load_agent
-from duragent.config import DuragentConfig
-from duragent.runtime.approvals import ApprovalBroker
-from duragent.runtime.loop import Runtime
-from duragent.runtime.providers import ProviderPool
 from duragent.sessions.live import LiveSession
 from duragent.sessions.manager import SessionManager
 from duragent.stores.filesystem.sessions import FilesystemSessionStore
 from duragent.testing.fake_llm import FakeLLMServer, RecordedRequest, text, tool_calls
-from tests.e2e.server_harness import AGENT_YAML, CHILD_ENV, Api, ApiFactory, read_sse
+from tests.e2e.server_harness import Api, ApiFactory, read_sse, session_manager
 from tests.waiting import eventually, until
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
@@ -29,22 +24,10 @@ pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
 @pytest.fixture
 async def manager(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[SessionManager]:
-    directory = tmp_path / "agents" / "helper"
-    directory.mkdir(parents=True)
-    # the harness's agent (policy `ask`, only `echo` allowed), unattended for 1 s at most
-    yaml = AGENT_YAML.format(name="helper", url=fake_llm.url, on_disconnect="continue", max_background="1s")
-    (directory / "agent.yaml").write_text(yaml)
-    agent, _ = load_agent(directory, env=CHILD_ENV)
+    """The harness's agent, unattended for 1 s at most."""
     store = FilesystemSessionStore(tmp_path / "sessions", fsync="never")
-    providers = ProviderPool(CHILD_ENV)
-    runtime = Runtime(
-        provider_for=providers.for_agent, approvals=ApprovalBroker(), workdir_for=lambda _: tmp_path
-    )
-    manager = SessionManager(store, runtime, DuragentConfig.model_validate({}), lambda name: agent)
-    yield manager
-    await manager.close(grace=0)
-    await store.close()
-    await providers.close()
+    async with session_manager(tmp_path, fake_llm.url, store, max_background="1s") as made:
+        yield made
 
 
 def roles(request: RecordedRequest) -> list[str]:

@@ -9,17 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from duragent.agents.loader import load_agent
-from duragent.config import DuragentConfig
-from duragent.runtime.approvals import ApprovalBroker
-from duragent.runtime.loop import Runtime
-from duragent.runtime.providers import ProviderPool
 from duragent.sessions.manager import SessionManager
 from duragent.sessions.stream import own_turn
 from duragent.stores.base import SessionEvent
 from duragent.stores.filesystem.sessions import FilesystemSessionStore
 from duragent.testing.fake_llm import FakeLLMServer, text
-from tests.e2e.server_harness import AGENT_YAML, CHILD_ENV
+from tests.e2e.server_harness import session_manager
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 
@@ -46,21 +41,9 @@ class RefusingStore(FilesystemSessionStore):
 async def setup(
     tmp_path: Path, fake_llm: FakeLLMServer
 ) -> AsyncIterator[tuple[SessionManager, RefusingStore]]:
-    directory = tmp_path / "agents" / "helper"
-    directory.mkdir(parents=True)
-    yaml = AGENT_YAML.format(name="helper", url=fake_llm.url, on_disconnect="continue", max_background="1h")
-    (directory / "agent.yaml").write_text(yaml)
-    agent, _ = load_agent(directory, env=CHILD_ENV)
     store = RefusingStore(tmp_path / "sessions", fsync="never")
-    providers = ProviderPool(CHILD_ENV)
-    runtime = Runtime(
-        provider_for=providers.for_agent, approvals=ApprovalBroker(), workdir_for=lambda _: tmp_path
-    )
-    manager = SessionManager(store, runtime, DuragentConfig.model_validate({}), lambda name: agent)
-    yield manager, store
-    await manager.close(grace=0)
-    await store.close()
-    await providers.close()
+    async with session_manager(tmp_path, fake_llm.url, store, max_background="1h") as manager:
+        yield manager, store
 
 
 async def test_a_turn_whose_store_refuses_every_write_ends_with_an_error_its_client_hears(
