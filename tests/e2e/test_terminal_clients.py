@@ -52,6 +52,13 @@ class ThreadedFakeLLM:
         self.thread.join(5)
 
 
+def duragent(workspace: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """A command of ours run to its end in the workspace, outside a terminal (a pipe)."""
+    return subprocess.run(
+        [*DURAGENT, *args], cwd=workspace, env=client_env(), capture_output=True, text=True, timeout=30
+    )
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -222,14 +229,7 @@ def test_attach_asks_the_approval_send_left_waiting(
     """`send` exits 3 with "decide with: duragent attach ...": this terminal already saw the
     approval_required event, so the replay starts after it; attach must still ask."""
     fake_model.enqueue(tool_calls([("bash", {"command": "touch approved.txt"})]), text("Touched it."))
-    sent = subprocess.run(
-        [*DURAGENT, "send", "touch it"],
-        cwd=workspace,
-        env=client_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    sent = duragent(workspace, "send", "touch it")
     assert sent.returncode == 3, sent.stderr
     assert "decide with: duragent attach" in sent.stderr
 
@@ -304,14 +304,7 @@ def test_attach_replays_what_a_continue_session_did_while_the_terminal_was_gone(
     ):
         assert time.monotonic() < deadline, "the turn did not finish in the background"
         time.sleep(0.1)
-    listing = subprocess.run(
-        [*DURAGENT, "attach", "--list"],
-        cwd=workspace,
-        env=client_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    listing = duragent(workspace, "attach", "--list")
     assert re.search(r"s_\w+\s+helper\s+active", listing.stdout), listing.stdout + listing.stderr
     again = Terminal(["attach", "--last"], workspace)
     again.expect("do the long thing")
@@ -327,21 +320,16 @@ def test_session_delete_goes_through_the_running_server_that_has_the_session_loa
     """Deleted underneath the server (PostgreSQL allows it), the session lived on there and its
     next message hung; the file store refused while the server ran."""
 
-    def duragent(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*DURAGENT, *args], cwd=workspace, env=client_env(), capture_output=True, text=True, timeout=30
-        )
-
     fake_model.enqueue(text("Hello."))
-    sent = duragent("send", "--json", "hi")
+    sent = duragent(workspace, "send", "--json", "hi")
     session_id = json.loads(sent.stdout)["session_id"]
 
-    deleted = duragent("session", "delete", "--yes", session_id)
+    deleted = duragent(workspace, "session", "delete", "--yes", session_id)
 
     assert deleted.returncode == 0, deleted.stderr
     assert deleted.stdout == f"Deleted session {session_id}.\n"
     assert not (workspace / ".duragent" / "sessions" / session_id).exists()
-    again = duragent("send", "--session", session_id, "still there?")
+    again = duragent(workspace, "send", "--session", session_id, "still there?")
     assert again.returncode != 0
     assert "not found" in again.stderr
 
@@ -350,14 +338,7 @@ def test_send_json_in_a_pipe_exits_0_1_or_3(
     workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
 ) -> None:
     def send(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*DURAGENT, "send", "--json", *args],
-            cwd=workspace,
-            env=client_env(),
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        return duragent(workspace, "send", "--json", *args)
 
     fake_model.enqueue(
         tool_calls([("bash", {"command": "echo hi"})], usage=(10, 2)), text("All good.", usage=(12, 3))
