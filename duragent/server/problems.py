@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, cast
@@ -54,6 +54,8 @@ class HttpProblem(Exception):
     detail: str
     errors: Sequence[FieldError] = field(default_factory=tuple)
     type_name: str | None = None
+    #: Headers the answer carries (`X-Should-Retry` on a turn that must not be sent again, say).
+    headers: Mapping[str, str] | None = None
 
     def __str__(self) -> str:
         return self.detail
@@ -132,7 +134,10 @@ def error_problem(request: web.Request, exc: Exception) -> web.Response | None:
     timeout; the caller re-raises those.
     """
     if isinstance(exc, HttpProblem):
-        return problem_response(request, exc.status, exc.detail, errors=exc.errors, type_name=exc.type_name)
+        headers = dict(exc.headers) if exc.headers else None
+        return problem_response(
+            request, exc.status, exc.detail, errors=exc.errors, type_name=exc.type_name, headers=headers
+        )
     if isinstance(exc, ValidationError):
         return problem_response(
             request,

@@ -32,7 +32,10 @@ ANY = "*"
 _HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9_.])?")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
-CORS_HEADERS = "Authorization, Content-Type, Last-Event-ID, X-Duragent-Admin-Token"
+CORS_HEADERS = "Authorization, Content-Type, Last-Event-ID, X-Duragent-Admin-Token, X-Duragent-Session"
+#: Response headers a listed origin's scripts may read (the session an OpenAI-style request used).
+CORS_EXPOSED = "X-Duragent-Session"
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 
 
 def split_host(value: str) -> tuple[str, int | None] | None:
@@ -122,7 +125,8 @@ def guard_refusal(policy: HostPolicy, request: web.Request) -> web.StreamRespons
             detail = f"requests from origin {origin!r} are refused; list it in server.allowed_origins"
             return problem_response(request, 403, detail, type_name="forbidden-origin")
         if request.method == "OPTIONS" and policy.cors_listed(origin):
-            return web.Response(status=204, headers=_cors_headers(origin, preflight=True))
+            asked = request.headers.get("Access-Control-Request-Headers", "")
+            return web.Response(status=204, headers=_cors_headers(origin, preflight=True, asked=asked))
     # An empty body needs no type (clients send `application/octet-stream` for a bodiless POST).
     if (
         request.method in BODY_METHODS
@@ -148,12 +152,19 @@ def add_cors(app: web.Application, policy: HostPolicy) -> None:
     app.on_response_prepare.append(cors_headers)
 
 
-def _cors_headers(origin: str, *, preflight: bool) -> dict[str, str]:
+def _cors_headers(origin: str, *, preflight: bool, asked: str = "") -> dict[str, str]:
+    """CORS headers for a listed `origin`; a preflight allows the headers it `asked` for too.
+
+    A listed origin is trusted by the owner, and its requests still need the token: allowing the
+    headers its client library adds (the OpenAI SDK's `X-Stainless-*`, say) costs nothing, and
+    without them the browser refuses to send the request at all.
+    """
     headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
-    if preflight:
-        headers |= {
-            "Access-Control-Allow-Methods": CORS_METHODS,
-            "Access-Control-Allow-Headers": CORS_HEADERS,
-            "Access-Control-Max-Age": "600",
-        }
-    return headers
+    if not preflight:
+        return headers | {"Access-Control-Expose-Headers": CORS_EXPOSED}
+    extra = [name.strip() for name in asked.split(",") if _HEADER_NAME.fullmatch(name.strip())]
+    return headers | {
+        "Access-Control-Allow-Methods": CORS_METHODS,
+        "Access-Control-Allow-Headers": ", ".join([CORS_HEADERS, *extra]),
+        "Access-Control-Max-Age": "600",
+    }

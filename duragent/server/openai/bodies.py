@@ -1,8 +1,12 @@
 """Request and response bodies of the OpenAI-compatible API, in OpenAI's own field names.
 
-Requests are parsed in one place (`ChatCompletionRequest`); unknown fields are refused, as
-OpenAI refuses them. Sampling options a client may send out of habit (`temperature`,
-`max_tokens`...) are accepted and ignored: the agent's `model` settings decide them.
+Requests are parsed in one place (`ChatCompletionRequest`). Fields this API does not know are
+ignored, as OpenAI-compatible servers ignore them: clients send OpenAI's newer parameters
+(`safety_identifier`, `verbosity`...), other servers' sampling options (`top_k`, `min_p`...) and
+the fields of messages they got back (`annotations`, `audio`, `reasoning_content`), and none of
+them changes what an agent does. Sampling options (`temperature`, `max_tokens`...) are ignored
+too: the agent's `model` settings decide them. What an agent cannot do and a client would miss
+(its own tools, several choices, images) is refused, naming the field.
 """
 
 from __future__ import annotations
@@ -47,9 +51,9 @@ class ToolCallIn(BaseModel):
 
 
 class ChatMessage(BaseModel):
-    """One message of `messages`."""
+    """One message of `messages` (other fields, such as a returned message's `annotations`, ignored)."""
 
-    model_config = ConfigDict(defer_build=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
@@ -68,66 +72,46 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    """`stream_options`."""
+    """`stream_options` (`include_obfuscation` and the like ignored)."""
 
-    model_config = ConfigDict(defer_build=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     include_usage: bool = False
 
 
 class ChatCompletionRequest(BaseModel):
-    """POST /v1/chat/completions."""
+    """POST /v1/chat/completions (fields it does not know are ignored)."""
 
-    model_config = ConfigDict(defer_build=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     model: str = Field(min_length=1, max_length=200, description="The agent to talk to.")
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    stream: bool | None = False
     stream_options: StreamOptions | None = None
     user: str | None = Field(None, max_length=256, description="Names the session to continue.")
-    metadata: dict[str, str] | None = Field(None, description="`session_id` names the session to continue.")
-    n: int = Field(1, ge=1, le=1, description="Only one choice is produced.")
-    # Accepted and ignored (clients send them out of habit): the agent's `model` settings apply.
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: Any = None
-    functions: list[dict[str, Any]] | None = None
-    function_call: Any = None
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    logprobs: bool | None = None
-    top_logprobs: int | None = None
-    logit_bias: dict[str, float] | None = None
-    parallel_tool_calls: bool | None = None
-    store: bool | None = None
-    service_tier: str | None = None
-    reasoning_effort: str | None = None
-    response_format: dict[str, Any] | None = None
-    modalities: list[str] | None = None
-    prediction: dict[str, Any] | None = None
-    audio: dict[str, Any] | None = None
-    web_search_options: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = Field(None, description="`session_id` names the session to continue.")
+    n: int | None = Field(None, ge=1, le=1, description="Only one choice is produced.")
+    tools: list[dict[str, Any]] | None = Field(None, description="Refused: the agent's own tools run.")
+    functions: list[dict[str, Any]] | None = Field(None, description="Refused: the agent's own tools run.")
+    # Everything else is ignored: sampling options (`temperature`, `max_tokens`, `stop`...) because
+    # the agent's `model` settings decide them, `tool_choice` because only the agent's tools exist.
 
     @model_validator(mode="after")
     def _only_what_an_agent_can_do(self) -> ChatCompletionRequest:
-        if self.tools or self.functions:
-            raise ValueError(
-                "client-side tools are not supported: the agent's own tools (agent.yaml) run on the "
-                "server; send the conversation without `tools`/`functions`"
-            )
+        for name in ("tools", "functions"):
+            if getattr(self, name):
+                raise refused(
+                    f"body.{name}",
+                    "client-side tools are not supported: the agent's own tools (agent.yaml) run on the "
+                    f"server; send the conversation without `{name}`",
+                )
         for index, message in enumerate(self.messages):
-            if isinstance(message.content, list):
-                for part in message.content:
-                    if part.type != "text":
-                        raise ValueError(
-                            f"messages[{index}]: content part of type {part.type!r} is not supported "
-                            "(only text)"
-                        )
+            for number, part in enumerate(message.content if isinstance(message.content, list) else ()):
+                if part.type != "text":
+                    raise refused(
+                        f"body.messages.{index}.content.{number}",
+                        f"content parts of type {part.type!r} are not supported: agents take text only",
+                    )
         return self
 
     def include_usage(self) -> bool:
@@ -137,7 +121,7 @@ class ChatCompletionRequest(BaseModel):
     def named_session(self, header: str | None) -> str | None:
         """The session this request continues: the header, else `metadata.session_id`, else `user`."""
         for candidate in (header, (self.metadata or {}).get("session_id"), self.user):
-            if candidate and candidate.strip():
+            if isinstance(candidate, str) and candidate.strip():
                 return candidate.strip()
         return None
 
@@ -148,7 +132,12 @@ class ChatCompletionRequest(BaseModel):
             raise HttpProblem(
                 400,
                 "the last message must be a user message with text: it is what the agent answers",
-                [FieldError(f"body.messages.{len(self.messages) - 1}", f"role is {last.role!r}")],
+                [
+                    FieldError(
+                        f"body.messages.{len(self.messages) - 1}",
+                        f"role is {last.role!r}" if last.role != "user" else "it has no text",
+                    )
+                ],
             )
         return last.text()
 
@@ -174,6 +163,11 @@ class ChatCompletionRequest(BaseModel):
                     {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.text()}
                 )
         return system + turns
+
+
+def refused(field: str, detail: str) -> HttpProblem:
+    """The 400 for a request asking what an agent cannot do; `field` becomes OpenAI's `param`."""
+    return HttpProblem(400, detail, [FieldError(field, "not supported")], type_name="unsupported")
 
 
 def _assistant_entry(message: ChatMessage, index: int) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from duragent.ids import ulid
+from duragent.server.openai.errors import SHOULD_RETRY
 from duragent.server.problems import HttpProblem
 from duragent.sessions.live import LiveSession
 from duragent.sessions.stream import StreamEvent, ends_turn_unless_asking
@@ -43,8 +44,15 @@ class TurnProblem(Exception):
         self.status, self.message, self.code = status, message, code
 
     def as_http(self) -> HttpProblem:
-        """The problem to answer with while no part of the reply was sent (its code kept)."""
-        return HttpProblem(self.status, self.message, type_name=self.code.replace("_", "-"))
+        """The problem to answer with while no part of the reply was sent (its code kept).
+
+        It tells OpenAI's SDKs not to retry (they retry a 409 or 5xx twice by default): the turn
+        ran, with its tool calls, and the runtime already retried the model; sent again, the
+        message would run again, and be stored again in a named session.
+        """
+        return HttpProblem(
+            self.status, self.message, type_name=self.code.replace("_", "-"), headers={SHOULD_RETRY: "false"}
+        )
 
 
 def approval_problem(event: StreamEvent) -> TurnProblem:

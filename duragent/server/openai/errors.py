@@ -16,6 +16,8 @@ from aiohttp import web
 from duragent.server.problems import PROBLEM_CONTENT_TYPE, TYPE_PREFIX
 
 PREFIX = "/v1"
+#: The header OpenAI's SDKs obey before retrying a 408/409/429/5xx answer (`false`: do not).
+SHOULD_RETRY = "X-Should-Retry"
 
 _TYPES = {
     400: "invalid_request_error",
@@ -65,7 +67,7 @@ def openai_shaped(response: web.StreamResponse) -> web.StreamResponse:
         message += ": " + "; ".join(f"{e.get('field')}: {e.get('message')}" for e in errors)
     code = str(problem.get("type", "")).removeprefix(TYPE_PREFIX).replace("-", "_") or None
     converted = openai_error(response.status, message, code=code, param=param)
-    for name in ("WWW-Authenticate", "Allow", "Retry-After"):
+    for name in ("WWW-Authenticate", "Allow", "Retry-After", SHOULD_RETRY):
         if name in response.headers:
             converted.headers[name] = response.headers[name]
     return converted

@@ -5,9 +5,9 @@ a chat completion request, so sessions work the same way: a named session
 (`X-Duragent-Session`, `metadata.session_id`, `user`) gets the last user message; otherwise the
 request is stateless. The answer is a `response` object with one assistant `message` output
 item, or, with `stream: true`, the Responses API's typed events (`response.created` ...
-`response.output_text.delta` ... `response.completed`). Client-side tools, function-call items
-and `previous_response_id` are refused: the agent's own tools run on the server, and a named
-session is how a conversation continues.
+`response.output_text.delta` ... `response.completed`). Client-side tools, function-call items,
+`previous_response_id` and `conversation` are refused: the agent's own tools run on the server,
+and a named session is how a conversation continues.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from duragent.ids import ulid
 from duragent.server import sse
 from duragent.server.bodies import read_body
-from duragent.server.openai.bodies import ChatCompletionRequest, ChatMessage
+from duragent.server.openai.bodies import ChatCompletionRequest, ChatMessage, refused
 from duragent.server.openai.completions import FinalReply, TurnProblem, reply_pieces
 from duragent.server.openai.errors import error_body
 from duragent.server.openai.routes import AgentTurn, agent_turn, open_event_stream
@@ -43,13 +43,12 @@ class InputPart(BaseModel):
 class InputMessage(BaseModel):
     """One item of `input`: a message (the only item type an agent's conversation takes in)."""
 
-    model_config = ConfigDict(defer_build=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
-    type: Literal["message"] = "message"
-    role: Literal["user", "assistant", "system", "developer"]
-    content: str | list[InputPart]
-    id: str | None = None
-    status: str | None = None
+    #: Other item types (`function_call`, `reasoning`...) are refused by the request.
+    type: str = "message"
+    role: Literal["user", "assistant", "system", "developer"] | None = None
+    content: str | list[InputPart] = ""
 
     def text(self) -> str:
         if isinstance(self.content, str):
@@ -57,55 +56,62 @@ class InputMessage(BaseModel):
         return "".join(part.text or "" for part in self.content)
 
 
-class ResponseRequest(BaseModel):
-    """POST /v1/responses."""
+#: Requests that would need what responses do not keep (stored responses, conversations, prompts).
+_NOT_STORED = {
+    "previous_response_id": "responses are not stored",
+    "conversation": "conversations are not stored",
+    "prompt": "stored prompts are not supported",
+}
 
-    model_config = ConfigDict(defer_build=True, extra="forbid")
+
+class ResponseRequest(BaseModel):
+    """POST /v1/responses (fields it does not know are ignored, as for chat completions)."""
+
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     model: str = Field(min_length=1, max_length=200, description="The agent to talk to.")
     input: str | list[InputMessage] = Field(description="A user message, or the conversation.")
     instructions: str | None = Field(None, description="A system message put first.")
-    stream: bool = False
+    stream: bool | None = False
     user: str | None = Field(None, max_length=256, description="Names the session to continue.")
-    metadata: dict[str, str] | None = Field(None, description="`session_id` names the session to continue.")
+    metadata: dict[str, Any] | None = Field(None, description="`session_id` names the session to continue.")
+    tools: list[dict[str, Any]] | None = Field(None, description="Refused: the agent's own tools run.")
+    background: bool | None = Field(None, description="Refused: a response is answered while you wait.")
     previous_response_id: str | None = None
-    tools: list[dict[str, Any]] | None = None
-    background: bool | None = None
-    # Accepted and ignored (clients send them out of habit): the agent's `model` settings apply.
-    tool_choice: Any = None
-    parallel_tool_calls: bool | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    max_output_tokens: int | None = None
-    max_tool_calls: int | None = None
-    store: bool | None = None
-    reasoning: dict[str, Any] | None = None
-    text: dict[str, Any] | None = None
-    truncation: str | None = None
-    include: list[str] | None = None
-    service_tier: str | None = None
-    prompt_cache_key: str | None = None
-    safety_identifier: str | None = None
-    top_logprobs: int | None = None
-    stream_options: dict[str, Any] | None = None
+    conversation: Any = None
+    prompt: Any = None
+    # Everything else is ignored: sampling options (`temperature`, `max_output_tokens`...) because
+    # the agent's `model` settings decide them.
 
     @model_validator(mode="after")
     def _only_what_an_agent_can_do(self) -> ResponseRequest:
         if self.tools:
-            raise ValueError(
-                "client-side tools are not supported: the agent's own tools (agent.yaml) run on the server"
+            raise refused(
+                "body.tools",
+                "client-side tools are not supported: the agent's own tools (agent.yaml) run on the server",
             )
-        if self.previous_response_id:
-            raise ValueError(
-                "previous_response_id is not supported: responses are not stored; name a session "
-                "(header X-Duragent-Session, or metadata.session_id) to continue a conversation"
-            )
+        for name, why in _NOT_STORED.items():
+            if getattr(self, name):
+                raise refused(
+                    f"body.{name}",
+                    f"{name} is not supported: {why}; name a session (header X-Duragent-Session, or "
+                    "metadata.session_id) to continue a conversation",
+                )
         if self.background:
-            raise ValueError("background responses are not supported")
+            raise refused("body.background", "background responses are not supported")
         for index, item in enumerate(self.input if isinstance(self.input, list) else ()):
-            for part in item.content if isinstance(item.content, list) else ():
+            if item.type != "message" or item.role is None:
+                raise refused(
+                    f"body.input.{index}",
+                    f"input items of type {item.type!r} are not supported: only messages (role and "
+                    "content) make an agent's conversation",
+                )
+            for number, part in enumerate(item.content if isinstance(item.content, list) else ()):
                 if part.type not in ("input_text", "output_text", "text"):
-                    raise ValueError(f"input[{index}]: content part of type {part.type!r} is not supported")
+                    raise refused(
+                        f"body.input.{index}.content.{number}",
+                        f"content parts of type {part.type!r} are not supported: agents take text only",
+                    )
         return self
 
     def as_chat_request(self) -> ChatCompletionRequest:
@@ -116,7 +122,7 @@ class ResponseRequest(BaseModel):
         if isinstance(self.input, str):
             messages.append(ChatMessage(role="user", content=self.input))
         else:
-            messages += [ChatMessage(role=item.role, content=item.text()) for item in self.input]
+            messages += [ChatMessage(role=item.role or "user", content=item.text()) for item in self.input]
         if not messages:
             raise HttpProblem(400, "input is empty", [FieldError("body.input", "no message")])
         return ChatCompletionRequest(
