@@ -188,6 +188,8 @@ def edit(
             return
         with memory_file_lock(root, path):
             current = _text_of(path) if path.exists() else None
+            if current is not None:
+                _commit_agents_write_first(workspace, path, current)
             if current != before:
                 merged = _merge_edits(current or "", given, after)
                 if merged is None:
@@ -203,6 +205,14 @@ def edit(
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(path, after.encode("utf-8"))
         _commit_edit(workspace, [path])
+
+
+def _commit_agents_write_first(workspace: Workspace, path: Path, current: str) -> None:
+    """Commit the file as the agent left it when its committer (a running server's, say) has not
+    yet: the person's commit that follows must not carry the agent's lines in under their name."""
+    edits = workspace.human_edits
+    if edits is not None:
+        edits.commit_agent_write(edits.repo.relative(path), current.encode("utf-8"))
 
 
 def _text_of(path: Path) -> str:

@@ -42,8 +42,9 @@ NICENESS = 10
 PARENT_ENV = "DURAGENT_COMMIT_PROCESS_PARENT"
 _PR_SET_PDEATHSIG = 1
 
-#: A change as it crosses the pipe: paths as strings (pickling `Path` objects costs more than the rest).
-_WireChange = tuple[tuple[str, ...], str, str, str, tuple[str, ...], bytes | None]
+#: A change as it crosses the pipe: paths as strings (pickling `Path` objects costs more than the
+#: rest), then what a store's written bytes replaced (`WrittenChange`), if known.
+_WireChange = tuple[tuple[str, ...], str, str, str, tuple[str, ...], bytes | None, bytes | None, str | None]
 
 
 class CommitProcessFailed(DuragentError):
@@ -99,6 +100,7 @@ class CommitProcess:
                 change.summary,
                 change.details,
                 change.content,
+                *_written_over(change),
             )
             for change in batch
         ]
@@ -163,6 +165,15 @@ class CommitProcess:
             return process.wait()
 
 
+def _written_over(change: Change) -> tuple[bytes | None, str | None]:
+    """What a `WrittenChange`'s bytes replaced (None, None for any other change)."""
+    from duragent.vcs.committer import WrittenChange  # (the committer imports this module)
+
+    if isinstance(change, WrittenChange):
+        return change.replaced, change.head_then
+    return None, None
+
+
 def _send(stream: IO[bytes] | None, message: object) -> None:
     assert stream is not None
     pickle.dump(message, stream, protocol=pickle.HIGHEST_PROTOCOL)
@@ -194,7 +205,7 @@ class _Records(logging.Handler):
 
 def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
     """Commit each batch read from `requests` and write its Outcome to `replies`, until end of input."""
-    from duragent.vcs.committer import Committer
+    from duragent.vcs.committer import Committer, WrittenChange
     from duragent.vcs.repo import GitRepo
 
     setup = _receive(requests)
@@ -213,8 +224,10 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
             return
         assert isinstance(request, list)
         batch = [
-            Change(tuple(map(Path, paths)), kind, subject, summary, details, content)
-            for paths, kind, subject, summary, details, content in request
+            WrittenChange(tuple(map(Path, paths)), kind, subject, summary, details, content, replaced, head)
+            if replaced is not None or head is not None
+            else Change(tuple(map(Path, paths)), kind, subject, summary, details, content)
+            for paths, kind, subject, summary, details, content, replaced, head in request
         ]
         made, refused, error = committer.commits_made, committer.files_refused, None
         try:

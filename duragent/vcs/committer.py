@@ -11,15 +11,22 @@ Memory and agent-definition changes are committed apart from session logs and ar
 commits when a batch holds both), so `duragent revert` can undo what an agent remembered.
 Every commit carries trailers (`Duragent-Kind: session`, `Duragent-Session: <id>`,
 `Duragent-Agent: <name>`) so `duragent.vcs.history` can read the log back.
+
+A change carrying the bytes a store wrote (memory) is committed as those bytes, not as the file
+is by then. `notify` notes what they were written over (the bytes of the file's previous change,
+the commit HEAD was on), so a commit made since, by a person or another process, is noticed and
+never undone by committing the older bytes over it (`GitRepo.commit_paths`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
 import time
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -28,7 +35,7 @@ from duragent.errors import DuragentError
 from duragent.stores.base import Change
 from duragent.terminal_text import printable
 from duragent.vcs.commit_process import CommitProcess, Setup
-from duragent.vcs.repo import DEFAULT_AUTHOR, GitRepo, parse_identity
+from duragent.vcs.repo import DEFAULT_AUTHOR, GitRepo, Written, parse_identity
 
 if TYPE_CHECKING:
     from duragent.config import DuragentConfig
@@ -67,6 +74,23 @@ _COUNT = re.compile(r"\+(?P<after>\d+) (?P<noun>[A-Za-z][\w-]*)|(?P<label>[A-Za-
 
 class CommitFailed(DuragentError):
     """Pending changes could not be committed (the files stay on disk and are retried)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenChange(Change):
+    """A store's change carrying the bytes it wrote, with what the committer knew the file held
+    before: the bytes of the previous change it was told of (`replaced`) and the commit HEAD was
+    on (`head_then`), each None when unknown. A commit made since then is noticed (see
+    `GitRepo.commit_paths`), so the bytes are never committed back over it."""
+
+    replaced: bytes | None = None
+    head_then: str | None = None
+
+    @classmethod
+    def of(cls, change: Change, replaced: bytes | None, head_then: str | None) -> WrittenChange:
+        """`change` with what it was written over."""
+        fields = {field.name: getattr(change, field.name) for field in dataclasses.fields(Change)}
+        return cls(**fields, replaced=replaced, head_then=head_then)
 
 
 class Committer:
@@ -118,6 +142,8 @@ class Committer:
         self._batch_lock = threading.Lock()  # one batch in git at a time (worker or inline flush)
         self._outside_repo_reported: set[Path] = set()
         self._commit_process: CommitProcess | None = None  # started by the worker on its first large batch
+        # each file's bytes as the last change carrying them wrote them: what the next write replaced
+        self._written: dict[Path, bytes] = {}
 
     @classmethod
     def from_config(cls, config: DuragentConfig, *, guard: SecretGuard | None = None) -> Committer:
@@ -135,8 +161,11 @@ class Committer:
     # --- the listener ----------------------------------------------------------------------
 
     def notify(self, change: Change) -> None:
-        """Record a change to commit later. Thread-safe, O(1); never touches git."""
+        """Record a change to commit later. Thread-safe, O(1); never runs git."""
+        # which commit a store's write was made on (a file read): a commit made after it is noticed
+        head = self.repo.head_from_refs() if _carries_bytes(change) else None
         with self._cond:
+            change = self._note_written(change, head)
             now = time.monotonic()
             was_idle = not self._pending
             self._pending.append(change)
@@ -148,6 +177,18 @@ class Committer:
             # push its deadline back, which it notices when it wakes up anyway.
             if was_idle:
                 self._cond.notify_all()
+
+    def _note_written(self, change: Change, head: str | None) -> Change:
+        """`change` with what its bytes replaced, as far as this committer knows (holding the lock)."""
+        if not _carries_bytes(change):
+            for path in change.paths:
+                self._written.pop(path, None)  # changed in a way whose bytes nobody told us
+            return change
+        assert change.content is not None
+        path = change.paths[0]
+        replaced = self._written.get(path)
+        self._written[path] = change.content
+        return WrittenChange.of(change, replaced, head)
 
     @property
     def pending(self) -> int:
@@ -335,6 +376,11 @@ class Committer:
                 self._requeue(batch, str(error) or type(error).__name__)
                 return
         with self._cond:
+            # HEAD holds (or was checked against) these bytes now: only writes still pending need
+            # theirs remembered, so what is kept stays as small as the pending batch
+            for change in batch:
+                if _carries_bytes(change) and self._written.get(change.paths[0]) is change.content:
+                    del self._written[change.paths[0]]
             self._in_flight = []
             self._done = max(self._done, upto)
             self._attempts += 1
@@ -577,15 +623,26 @@ def _runs_by_author(changes: Sequence[Change]) -> list[list[Change]]:
     return runs
 
 
-def _contents(batch: Sequence[Change]) -> dict[Path, bytes]:
-    """The exact bytes to commit for files whose changes carry them: the last in the batch wins."""
-    contents: dict[Path, bytes] = {}
+def _carries_bytes(change: Change) -> bool:
+    return change.content is not None and len(change.paths) == 1
+
+
+def _contents(batch: Sequence[Change]) -> dict[Path, Written]:
+    """The exact bytes to commit for files whose changes carry them (the last in the batch wins),
+    with every version those changes were written over."""
+    contents: dict[Path, Written] = {}
     for change in batch:
-        if change.content is not None and len(change.paths) == 1:
-            contents[change.paths[0]] = change.content
-        else:
+        if change.content is None or len(change.paths) != 1:
             for path in change.paths:
                 contents.pop(path, None)  # changed again without its bytes: what is on disk
+            continue
+        path = change.paths[0]
+        earlier = contents.get(path, Written(b""))
+        replaced, heads_then = earlier.replaced, earlier.heads_then
+        if isinstance(change, WrittenChange):
+            replaced += () if change.replaced is None else (change.replaced,)
+            heads_then += () if change.head_then is None else (change.head_then,)
+        contents[path] = Written(change.content, replaced, heads_then)
     return contents
 
 

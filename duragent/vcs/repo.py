@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import io
 import itertools
 import logging
@@ -90,6 +91,7 @@ _IN_PROGRESS = {
 #: The sha of git's empty tree: the "before" of a repository's first commit.
 _EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 _IDENTITY = re.compile(r"\s*(?P<name>[^<>]*?)\s*<(?P<email>[^<>]*)>\s*")
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 class GitError(DuragentError):
@@ -144,6 +146,21 @@ def parse_identity(text: str) -> Identity:
     if bare and "@" in bare and not any(c in bare for c in " <>"):
         return Identity(bare.split("@")[0], bare)
     raise InvalidIdentity(f"invalid git identity {text!r}: expected `Name <email>`")
+
+
+@dataclass(frozen=True)
+class Written:
+    """Bytes a store wrote to a file, to commit instead of what the file holds by then, with the
+    versions of the file they were written over, so a commit made since is noticed.
+
+    `replaced`: the bytes of earlier versions the writes replaced, as their writer knew them;
+    `heads_then`: the commits HEAD was on when they were written. Both empty: nothing is known of
+    what the writes replaced, and the bytes are committed whatever HEAD holds.
+    """
+
+    data: bytes
+    replaced: tuple[bytes, ...] = ()
+    heads_then: tuple[str, ...] = ()
 
 
 #: The flock every commit holds, with the git commands it runs (they inherit it), in the git folder.
@@ -264,6 +281,42 @@ class GitRepo:
         """The sha HEAD points at, or None in a repository without commits."""
         out = self._git(["rev-parse", "--verify", "--quiet", "HEAD"], check=False)
         return out.strip() or None
+
+    def head_from_refs(self) -> str | None:
+        """The sha HEAD points at, read from the files git keeps it in, without running git.
+
+        For the committer noting, as a store writes, which commit the write was made on: a
+        store must not wait for a git process. None when HEAD has no commit yet or is kept in a
+        way this does not read (a reftable repository): the write's base is then unknown.
+        """
+        try:
+            head = (self.git_dir / "HEAD").read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        if not head.startswith("ref:"):
+            return head if _OBJECT_ID.fullmatch(head) else None
+        ref = head.removeprefix("ref:").strip()
+        common = self.git_dir
+        with contextlib.suppress(OSError, UnicodeDecodeError):  # a linked worktree's refs are shared
+            common = (
+                self.git_dir / (self.git_dir / "commondir").read_text(encoding="utf-8").strip()
+            ).resolve()
+        try:
+            loose = (common / ref).read_text(encoding="utf-8").strip()
+            return loose if _OBJECT_ID.fullmatch(loose) else None
+        except FileNotFoundError:
+            pass  # packed (git writes packed-refs before removing a loose ref: no gap between them)
+        except (OSError, UnicodeDecodeError):
+            return None
+        try:
+            packed = (common / "packed-refs").read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+        for line in packed.splitlines():
+            sha, _, name = line.partition(" ")
+            if name == ref and _OBJECT_ID.fullmatch(sha):
+                return sha
+        return None
 
     def relative(self, path: Path) -> str:
         """`path` (absolute or relative to the root) as a repo-relative POSIX path; ValueError outside."""
@@ -419,12 +472,15 @@ class GitRepo:
         author: str = DEFAULT_AUTHOR,
         *,
         screen: ContentScreen | None = None,
-        contents: Mapping[Path, bytes] | None = None,
+        contents: Mapping[Path, Written] | None = None,
     ) -> str | None:
         """Commit exactly `paths` (files or folders, deletions included) as they are on disk now.
 
         `contents` gives the bytes to commit for some of the files instead of what is on disk
-        (the bytes a store wrote, before a person appended to the file).
+        (the bytes a store wrote, before a person appended to the file). They are committed only
+        while HEAD still holds a version they were written over, or the file still holds them: a
+        file a commit changed since they were written (a person's `duragent memory edit` in
+        another process) and changed again on disk is left out, for whoever changed it to commit.
         Nothing else is staged or committed, whatever the person has staged or changed. Returns
         the new commit's sha, or None when those paths match HEAD already. Raises RepoLocked when
         index.lock stays held for `lock_timeout` seconds, RepoBusy during a merge or rebase.
@@ -433,7 +489,7 @@ class GitRepo:
         relative = list(dict.fromkeys(self.relative(p) for p in paths))
         if not relative:
             return None
-        given = {self.relative(path): data for path, data in (contents or {}).items()}
+        given = {self.relative(path): written for path, written in (contents or {}).items()}
         deadline = time.monotonic() + self.lock_timeout
         with self._commit_lock, self._index_writer(deadline):
             # during a merge or rebase even the interrupted sync waits: `git reset` of those
@@ -704,7 +760,7 @@ class _StagingIndex:
         relative: list[str],
         message: CommitMessage,
         screen: ContentScreen | None,
-        contents: Mapping[str, bytes],
+        contents: Mapping[str, Written],
     ) -> _Commit | None:
         """Stage `relative` on top of HEAD and commit them; None when nothing changed."""
         # HEAD as this index left it saves a `rev-parse`; the compare-and-swap below (or the
@@ -714,8 +770,9 @@ class _StagingIndex:
         try:
             if not cached:
                 self._read(head)
+            written = self._still_current(head, {path: w for path, w in contents.items() if path in relative})
             self._stage([path for path in relative if path not in contents])
-            self._stage_contents({path: data for path, data in contents.items() if path in relative})
+            self._stage_contents(written)
             changes = self._staged_changes(head)
             if screen is not None and changes:
                 refused = self._screen(changes, screen, head)
@@ -740,6 +797,57 @@ class _StagingIndex:
             self._git(["read-tree", head])
         self.base = head
         self.valid = True
+
+    def _still_current(self, head: str | None, writes: Mapping[str, Written]) -> dict[str, bytes]:
+        """The stores' bytes to commit, without those a commit made since they were written outdates.
+
+        A write whose file HEAD still holds a version it was written over is committed as written.
+        Otherwise someone committed the file since (a person's `duragent memory edit` in another
+        process, within the commit delay): committing the older bytes over their commit would show
+        the writer undoing it in the log. They are committed only if the file still holds exactly
+        them; when it holds something else, whoever wrote that commits it (the store's later
+        write, or the person's edit, which the edit watcher or the next command commits as theirs).
+        """
+        checked = [
+            path
+            for path, write in writes.items()
+            if (write.replaced or write.heads_then) and "\n" not in path
+        ]
+        if not checked:
+            return {path: write.data for path, write in writes.items()}
+        blobs = self._blobs(
+            [(head, path) for path in checked]
+            + [(then, path) for path in checked for then in writes[path].heads_then]
+        )
+        current = {path: write.data for path, write in writes.items()}
+        for path in checked:
+            write = writes[path]
+            bases = {blobs[(then, path)] for then in write.heads_then}
+            bases.update(_blob_id(data, head) for data in write.replaced)
+            if blobs[(head, path)] in bases or _bytes_of(self.repo.root / path) == write.data:
+                continue
+            log.info(
+                "not committing what was written to %s earlier: a commit changed it since, and "
+                "what it holds now is committed by whoever wrote that",
+                path,
+            )
+            del current[path]
+        return current
+
+    def _blobs(self, specs: Sequence[tuple[str | None, str]]) -> dict[tuple[str | None, str], str | None]:
+        """The blob each (commit, path) names, None where the commit has no such file (or no commit)."""
+        asked = list(dict.fromkeys((rev, path) for rev, path in specs if rev))
+        found: dict[tuple[str | None, str], str | None] = dict.fromkeys(specs)
+        if not asked:
+            return found
+        out = self._git(
+            ["cat-file", "--batch-check=%(objectname) %(objecttype)"],
+            input="".join(f"{rev}:{path}\n" for rev, path in asked),
+        )
+        for spec, line in zip(asked, out.splitlines(), strict=True):
+            name, _, kind = line.rpartition(" ")
+            found[spec] = name if kind not in ("missing", "ambiguous") else None
+        return found
 
     def _stage(self, relative: list[str]) -> None:
         files: list[str] = []
@@ -971,6 +1079,19 @@ def _added_lines_by_file(lines: Iterable[str]) -> list[str]:
         elif in_hunks and line.startswith("+"):
             files[-1].append(line[1:].removesuffix("\n"))
     return ["\n".join(added) for added in files]
+
+
+def _blob_id(data: bytes, head: str | None) -> str:
+    """The id git gives a blob of `data` in a repository whose commits are named like `head`."""
+    algorithm = "sha256" if head is not None and len(head) == 64 else "sha1"
+    return hashlib.new(algorithm, b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _bytes_of(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def _nul(paths: Sequence[str]) -> str:

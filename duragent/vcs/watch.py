@@ -54,9 +54,10 @@ from watchdog.events import (
 )
 
 from duragent.errors import DuragentError
+from duragent.stores.base import Change
 from duragent.stores.filesystem.locks import memory_file_lock
-from duragent.vcs.committer import TRAILER_AGENT, TRAILER_KIND
-from duragent.vcs.repo import ContentScreen, GitRepo, Identity
+from duragent.vcs.committer import TRAILER_AGENT, TRAILER_KIND, commit_message
+from duragent.vcs.repo import ContentScreen, GitRepo, Identity, Written
 
 if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver
@@ -329,6 +330,38 @@ class HumanEditCommitter:
             ready = [file for file in candidates if file not in pending]
             result = self._commit(ready, summary, identity, recover_agent_files)
         return dataclasses.replace(result, waiting=waiting)
+
+    def commit_agent_write(self, file: str, data: bytes) -> str | None:
+        """Commit `data`, what the agent's latest write left in `file` (repo-relative), as the
+        agent's, unless HEAD holds it already; the commit's sha or None.
+
+        For a command about to replace the file with a person's edit (holding the file's lock)
+        while the agent's committer, maybe a server's in another process, has yet to commit that
+        write: the person's commit would otherwise carry the agent's lines in under their name.
+        Bytes the agent did not write last (a person's) are not committed here: None.
+        """
+        if not self.watched(file) or not self.ledger.wrote(file, hashlib.sha256(data).hexdigest()):
+            return None
+        path = self.repo.root / file
+        root = next((root for root in self.roots if file.startswith(root + "/")), None)
+        if root is None:
+            return None
+        memory = self.memory_root is not None and path.resolve().is_relative_to(self.memory_root)
+        owner = PurePosixPath(file).relative_to(root).parts[0]  # the agent, or `world`
+        summary = f"{PurePosixPath(file).name} as written before a person's edit"
+        change = Change((path,), "memory" if memory else "agent", owner, summary)
+        sha = self.repo.commit_paths(
+            [path],
+            commit_message([change]),
+            self.agent_author,
+            screen=self.screen,
+            contents={path: Written(data)},
+        )
+        if sha:
+            log.info(
+                "committed the agent's uncommitted write of %s as %s before a person's edit", file, sha[:10]
+            )
+        return sha
 
     def _commit(
         self,

@@ -705,6 +705,35 @@ def test_a_batch_whose_commit_process_died_is_committed_by_a_new_one(root: Path,
     assert committer.last_error is None
 
 
+@pytest.mark.parametrize("refs", ["loose", "packed"])
+def test_a_stores_bytes_are_never_committed_back_over_a_commit_made_since_they_were_written(
+    root: Path, apart: Committer, refs: str
+) -> None:
+    """Committed apart too: the commit process is told what each write replaced."""
+    memory = root / "memory" / "assistant" / "MEMORY.md"
+    memory.parent.mkdir(parents=True)
+    memory.write_text("- likes tea\n")
+    git(root, "add", "memory")
+    git(root, "commit", "-q", "-m", "memory by hand")
+    if refs == "packed":
+        git(root, "pack-refs", "--all")  # as `git gc` leaves them
+    written = b"- likes tea\n- the agent wrote this\n"
+    memory.write_bytes(written)
+    apart.notify(Change((memory,), "memory", "assistant", "facts +1", content=written))
+    memory.write_text("- likes tea\n- the agent wrote this\n- the person wrote this\n")
+    git(root, "commit", "-q", "-am", "the person's commit, within the commit delay")
+    for session in ("s1", "s2"):
+        apart.notify(session_change(append_event(root, session, "{}"), session))
+    apart.flush(timeout=30)
+
+    assert git(root, "log", "--format=%s", "--", "memory").splitlines() == [
+        "the person's commit, within the commit delay",
+        "memory by hand",
+    ]
+    assert git(root, "status", "--porcelain", "--untracked-files=no") == ""
+    assert commit_process_pid(apart) != os.getpid()
+
+
 SERVER_WITH_A_COMMIT_PROCESS = """
 import sys
 from pathlib import Path
