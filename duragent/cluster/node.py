@@ -1,7 +1,8 @@
 """ClusterNode: one worker's membership in a cluster of `duragent serve` processes on PostgreSQL.
 
 It owns the worker's dedicated connection (session locks and LISTEN; PostgreSQL frees the locks
-when it drops) and a small pool (claims, NOTIFY, shared agents), and runs the failover scan:
+when it drops) and a small pool (claims, NOTIFY, shared agents, requests for sessions other
+workers run), and runs the failover scan:
 every `scan_interval` seconds, sessions claimed by workers that died are adopted and recovered
 like at start (continue-mode turns resume from the last durable step, pause-mode ones pause).
 """
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from duragent.cluster.agents import SharedAgents
 from duragent.cluster.events import EventBus
 from duragent.cluster.ownership import DEFAULT_RELEASE_WAIT, SessionOwnership
+from duragent.cluster.requests import OwnerRequests
 from duragent.stores.postgres.pool import PostgresUnavailable, create_pool, import_asyncpg, parse_postgres_url
 
 if TYPE_CHECKING:
@@ -33,7 +35,8 @@ DEFAULT_SCAN_INTERVAL = 1.0
 
 
 def channel_name(schema: str, kind: str) -> str:
-    """The NOTIFY channel of `kind` ("events", "release", "agents") for one schema (at most 63 bytes)."""
+    """The NOTIFY channel of `kind` ("events", "release", "agents", "requests") for one schema (at most
+    63 bytes)."""
     digest = hashlib.blake2b(schema.encode(), digest_size=6).hexdigest()
     return f"duragent_{kind}_{digest}"
 
@@ -72,6 +75,13 @@ class ClusterNode:
         )
         self.events = EventBus(pool, channel_name(schema, "events"))
         self.agents = SharedAgents(pool, channel_name(schema, "agents"), worker=self.worker)
+        self.requests = OwnerRequests(
+            pool,
+            channel_name(schema, "requests"),
+            worker=self.worker,
+            owns=self.ownership.owns,
+            backend_pid=connection.get_server_pid(),
+        )
         self._manager: SessionManager | None = None
         self._scanner: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -84,8 +94,12 @@ class ClusterNode:
         *,
         release_wait: float = DEFAULT_RELEASE_WAIT,
         scan_interval: float = DEFAULT_SCAN_INTERVAL,
+        worker: str | None = None,
     ) -> ClusterNode:
-        """Connect to the database at `url` (`?schema=` honoured), migrate it, and start listening."""
+        """Connect to the database at `url` (`?schema=` honoured), migrate it, and start listening.
+
+        `worker` names this worker in `session_claims` and `session_requests` (default: host:pid).
+        """
         from duragent.stores.postgres.migrations import ensure_schema
 
         target = parse_postgres_url(url)
@@ -106,7 +120,12 @@ class ClusterNode:
             await pool.close()
             raise
         node = cls(
-            pool, connection, schema=target.schema, release_wait=release_wait, scan_interval=scan_interval
+            pool,
+            connection,
+            schema=target.schema,
+            worker=worker,
+            release_wait=release_wait,
+            scan_interval=scan_interval,
         )
         await node._listen()
         return node
@@ -115,11 +134,17 @@ class ClusterNode:
         await self.connection.add_listener(self.events.channel, self._on_event)
         await self.connection.add_listener(self.release_channel, self._on_release_request)
         await self.connection.add_listener(self.agents.channel, self._on_agent_change)
+        await self.connection.add_listener(self.requests.channel, self._on_session_request)
         self.connection.add_termination_listener(self._on_connection_lost)
 
     def start(self, manager: SessionManager) -> None:
-        """Serve release requests for `manager`'s sessions and start the failover scan."""
+        """Serve release requests for `manager`'s sessions and start the failover scan.
+
+        (Requests other workers hand this one for its sessions are served once a handler is set:
+        `requests.serve`.)
+        """
         self._manager = manager
+        self._spawn(self.requests.forget_abandoned())
         self._scanner = asyncio.get_running_loop().create_task(self._scan_forever(), name="failover scan")
 
     async def close(self) -> None:
@@ -129,6 +154,7 @@ class ClusterNode:
             self._scanner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._scanner
+        await self.requests.close()
         await self.events.close()
         await self.agents.close()
         if self._tasks:
@@ -180,6 +206,9 @@ class ClusterNode:
 
     def _on_agent_change(self, connection: Any, pid: int, channel: str, payload: str) -> None:
         self.agents.deliver(payload)
+
+    def _on_session_request(self, connection: Any, pid: int, channel: str, payload: str) -> None:
+        self.requests.deliver(payload)
 
     def _on_connection_lost(self, connection: Any) -> None:
         if self._closed:

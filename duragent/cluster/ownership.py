@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -77,6 +78,9 @@ class SessionOwnership:
         self._ask_release = ask_release
         self._release_wait = release_wait
         self._held: set[str] = set()
+        #: Which taking of each held session this is (see `term`).
+        self._terms: dict[str, int] = {}
+        self._taken = itertools.count(1)
         # One connection runs one query at a time.
         self._guard = asyncio.Lock()
         self.lost = False
@@ -95,6 +99,18 @@ class SessionOwnership:
         """True while this worker holds the session's lock."""
         return session_id in self._held and not self.lost
 
+    def term(self, session_id: str) -> int | None:
+        """Which taking of the session's lock this worker holds now, None when it does not hold it.
+
+        A copy of the session loaded under another term may lack what other workers wrote while
+        this one did not hold the lock.
+        """
+        return self._terms.get(session_id) if self.owns(session_id) else None
+
+    def _took(self, session_id: str) -> None:
+        self._held.add(session_id)
+        self._terms[session_id] = next(self._taken)
+
     async def try_acquire(self, session_id: str) -> bool:
         """Take the session's lock if it is free (or already ours), recording the claim."""
         if self.lost:
@@ -103,14 +119,19 @@ class SessionOwnership:
             return True
         if not await self._lock(session_id):
             return False
-        self._held.add(session_id)
+        self._took(session_id)
         await self._record_claim(session_id)
         return True
 
-    async def claim(self, session_id: str) -> None:
-        """Own the session, asking its owner to let go and waiting briefly; SessionOwnedElsewhere if not."""
+    async def claim(self, session_id: str, *, ask_owner: bool = True) -> None:
+        """Own the session, asking its owner to let go and waiting briefly; SessionOwnedElsewhere if not.
+
+        With `ask_owner` False, the worker holding it is not asked: SessionOwnedElsewhere at once.
+        """
         if await self.try_acquire(session_id):
             return
+        if not ask_owner:
+            raise SessionOwnedElsewhere(session_id)
         deadline = time.monotonic() + self._release_wait
         ask_at = time.monotonic()
         while time.monotonic() < deadline:
@@ -129,6 +150,7 @@ class SessionOwnership:
         if session_id not in self._held:
             return
         self._held.discard(session_id)
+        self._terms.pop(session_id, None)
         if self.lost:
             return
         await self._pool.execute(
@@ -156,7 +178,7 @@ class SessionOwnership:
             if not still_claimed:
                 await self._unlock(session_id)
                 continue
-            self._held.add(session_id)
+            self._took(session_id)
             await self._record_claim(session_id)
             adopted.append(session_id)
         return adopted
@@ -165,6 +187,7 @@ class SessionOwnership:
         """The dedicated connection is gone: every lock went with it."""
         self.lost = True
         self._held.clear()
+        self._terms.clear()
 
     async def _lock(self, session_id: str) -> bool:
         async with self._guard:

@@ -224,6 +224,12 @@ async def _open(
         keep_alive=keep_alive,
         shutdown_grace=shutdown_grace,
     )
+    if cluster is not None:
+        from duragent.server.routes.sessions import serve_for_another_worker
+
+        # Approvals, cancels and messages for sessions this worker runs, from whichever worker got them.
+        state.owner_requests = cluster.requests
+        cluster.requests.serve(functools.partial(serve_for_another_worker, state))
     if config.gateways.external:
         from duragent.gateways.service import GatewayService
 

@@ -127,6 +127,17 @@ def _status_of(exc: DuragentError) -> int:
     return 500
 
 
+def problem_of(exc: Exception) -> HttpProblem | None:
+    """The problem `error_problem` answers for `exc`, or None for an unexpected error (a bug)."""
+    if isinstance(exc, HttpProblem):
+        return exc
+    if isinstance(exc, ValidationError):
+        return HttpProblem(400, "the request is invalid", validation_errors(exc, "body"), "validation")
+    if isinstance(exc, DuragentError):
+        return HttpProblem(_status_of(exc), str(exc))
+    return None
+
+
 def error_problem(request: web.Request, exc: Exception) -> web.Response | None:
     """The problem+json response for an error raised while handling `request`.
 

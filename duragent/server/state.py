@@ -11,6 +11,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from duragent.agents.registry import AgentRegistry
+    from duragent.cluster.requests import OwnerRequests
     from duragent.config import DuragentConfig
     from duragent.gateways.service import GatewayService
     from duragent.processes.manager import ProcessManager
@@ -48,8 +49,10 @@ class ServerState:
     schedules: Scheduler | None = None
     #: Background processes agents started (set in the lifecycle).
     processes: ProcessManager | None = None
-    #: Message requests being accepted at once (`routes.sessions._accept_message`).
+    #: Message requests being accepted at once (`routes.sessions._accept`).
     accepting: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(ACCEPTING_AT_ONCE))
+    #: On workers sharing PostgreSQL: hands requests for a session another worker runs to that worker.
+    owner_requests: OwnerRequests | None = None
 
 
 STATE = web.AppKey("duragent_state", ServerState)

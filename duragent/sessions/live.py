@@ -32,7 +32,7 @@ from duragent.runtime.events import (
     TurnPaused,
 )
 from duragent.runtime.loop import Runtime, TurnControl, calls_awaiting_approval, needs_model
-from duragent.sessions.log import SessionLog
+from duragent.sessions.log import SessionLog, StaleLog
 from duragent.sessions.stream import (
     APPROVAL_PAUSE_REASON,
     TURN_END_EVENTS,
@@ -304,7 +304,12 @@ class LiveSession:
         self.pause_reason: str | None = None
         self._status_lock = asyncio.Lock()
         self.turn_finished = asyncio.Event()
+        #: Told once when this copy of the session may not be written any more (`SessionLog.stale`),
+        #: and no turn of it runs: the session manager loads the session again from the store.
+        self.on_stale: Callable[[LiveSession], None] | None = None
+        self._stale_told = False
         session_log.listeners.append(self._on_append)
+        session_log.on_stale = self._went_stale
 
     # --- what clients see --------------------------------------------------------------------
 
@@ -361,6 +366,7 @@ class LiveSession:
         """
         if self.status == "ended":
             raise SessionEnded(self.session_id)
+        self.log.check_writable()  # a copy another worker took over: refused, nothing queued here
         idle = self._turn is None and not self._pending
         if idle and not self.unfinished_turn:
             return self.enqueue(content, sender)
@@ -387,6 +393,7 @@ class LiveSession:
             return
         if self.status == "ended":
             raise SessionEnded(self.session_id)
+        self.log.check_writable()
         payload: dict[str, Any] = {"queue_id": new_id("q"), "content": content}
         if sender:
             payload["sender"] = dict(sender)
@@ -400,6 +407,7 @@ class LiveSession:
         """Queue a message in memory only and return its ticket (prefer `queue`, which is durable)."""
         if self.status == "ended":
             raise SessionEnded(self.session_id)
+        self.log.check_writable()
         return self._add(_Waiting(content, sender, self._future()))
 
     def requeue_stored(self) -> int:
@@ -624,17 +632,18 @@ class LiveSession:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            if self._stopping:
-                outcome = "paused"
-                await self._set_status("paused", SHUTDOWN_PAUSE_REASON)
-            else:
-                await self.log.append("cancelled", {"reason": "cancelled by client"})
+            # (A stale copy stores neither: the session as stored is loaded again.)
+            with contextlib.suppress(StaleLog):
+                if self._stopping:
+                    outcome = "paused"
+                    await self._set_status("paused", SHUTDOWN_PAUSE_REASON)
+                else:
+                    await self.log.append("cancelled", {"reason": "cancelled by client"})
         except DuragentError as exc:
             # A problem the person can fix (a missing API key, an invalid file): its own words.
             outcome = "error"
             log.warning("session %s: turn failed: %s", self.session_id, exc)
-            code = "config_error" if isinstance(exc, ConfigError) else "error"
-            await self._record_failure(code, str(exc))
+            await self._record_failure(_failure_code(exc), str(exc))
         except Exception as exc:
             outcome = "error"
             # A bug or a store failure must not kill the actor: record it and stay usable.
@@ -649,8 +658,9 @@ class LiveSession:
         (a POST that answers with the reply) would otherwise wait for ever."""
         try:
             await self.log.append("error", {"code": code, "message": message})
-        except Exception:
-            log.exception("session %s: the turn's error could not be stored", self.session_id)
+        except Exception as error:
+            if not isinstance(error, StaleLog):  # (a stale copy says why when it becomes one)
+                log.exception("session %s: the turn's error could not be stored", self.session_id)
             self._deltas += 1
             position = Position(self.log.state.last_seq, self._deltas)
             if self._starting is not None and not self._starting.done():
@@ -676,17 +686,37 @@ class LiveSession:
         self._turn = None
         self._control = None
         self._cancel_background_timer()
-        if self.status in ("active", "running"):
-            if self._paused_for_disconnect and self._pending and not self._subscribers:
-                # The last client left when the turn had no safe point left to pause at (its last
-                # model call): the turn's end is one, so the messages behind it wait for a client.
-                await self._set_status("paused", DISCONNECT_PAUSE_REASON)
-            else:
-                self._paused_for_disconnect = False
-                await self._set_status("active")
+        with contextlib.suppress(StaleLog):  # (a stale copy stores nothing more; see below)
+            await self._settle_status()
         self.turn_finished.set()
-        if self.status != "paused":
+        if self.log.stale is not None:
+            # The messages recorded behind this turn are queued again by the copy loaded next.
+            self._tell_stale()
+        elif self.status != "paused":
             self._start_next()
+
+    async def _settle_status(self) -> None:
+        """The status after a turn: active, or paused when the messages behind it wait for a client."""
+        if self.status not in ("active", "running"):
+            return
+        if self._paused_for_disconnect and self._pending and not self._subscribers:
+            # The last client left when the turn had no safe point left to pause at (its last
+            # model call): the turn's end is one, so the messages behind it wait for a client.
+            await self._set_status("paused", DISCONNECT_PAUSE_REASON)
+        else:
+            self._paused_for_disconnect = False
+            await self._set_status("active")
+
+    def _went_stale(self) -> None:
+        """The log may not be written any more: once no turn runs, the manager loads the session again."""
+        if self._turn is None:
+            self._tell_stale()
+
+    def _tell_stale(self) -> None:
+        if self._stale_told or self.on_stale is None:
+            return
+        self._stale_told = True
+        self.on_stale(self)
 
     def _report_turn(self, seconds: float, outcome: str) -> None:
         if self.on_turn_end is None:
@@ -844,6 +874,15 @@ class LiveSession:
 _Buffered = tuple[int, int, str, str | dict[str, Any]]
 
 _OUTCOMES: dict[type, str] = {TurnFinished: "done", TurnFailed: "error", TurnPaused: "paused"}
+
+
+def _failure_code(error: DuragentError) -> str:
+    """The `code` of the `error` event of a turn that failed with `error`."""
+    if isinstance(error, ConfigError):
+        return "config_error"
+    if isinstance(error, StaleLog):
+        return "conflict"  # another worker has the session: nothing more was stored, send it again
+    return "error"
 
 
 async def collect_turn(subscription: Subscription) -> AsyncIterator[StreamEvent]:

@@ -14,6 +14,11 @@ A turn's user message is appended with `append_unsynced`: written at once, fsync
 thread while the turn builds and sends its model request. The state has the event at once; the
 listeners (every client) hear of it only once it is durable, and the next append (the reply, a
 tool call) waits for that first, so nothing is acknowledged or acted on before it is on disk.
+
+In a cluster (workers sharing PostgreSQL) a log is one worker's copy of the session. It asks
+`owned` before every write, and a write the store refuses as a SequenceConflict (another worker
+wrote first) tells it the copy is behind. Either way the copy is *stale*: it writes nothing more
+(StaleLog), and its live session has the session loaded again from the store.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import Any
 
 from duragent.ids import new_id
 from duragent.sessions.state import SessionState, resume
-from duragent.stores.base import SessionEvent, SessionStore, utcnow
+from duragent.stores.base import SequenceConflict, SessionEvent, SessionLocked, SessionStore, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,21 @@ SNAPSHOT_QUIET = 0.05
 #: so a session whose events never pause is snapshotted each time its conversation has doubled,
 #: at most every 2,000 events: what a crash may leave to replay.)
 SNAPSHOT_OVERDUE = 2
+
+
+class StaleLog(SessionLocked):
+    """This copy of a session may not be written any more: this worker let the session go since
+    the copy was loaded, or another worker wrote to it. Nothing was written; the session is loaded
+    again from the store before it runs here again."""
+
+    def __init__(self, session_id: str, why: str):
+        super().__init__(f"session {session_id} {why}; nothing more was stored: send the request again")
+        self.session_id = session_id
+
+
+#: Why a copy is stale, as StaleLog says it.
+RUN_ELSEWHERE = "is run by another worker now"
+WRITTEN_ELSEWHERE = "changed on another worker since this worker loaded it (it is loaded again)"
 
 
 def snapshot_interval(snapshot_every: int, conversation_length: int) -> int:
@@ -81,6 +101,13 @@ class SessionLog:
         self.listeners: list[Callable[[list[SessionEvent]], None]] = []
         #: The batch `append_unsynced` wrote, until it is durable and its listeners told.
         self._unsynced: _Unsynced | None = None
+        #: Asked before every write: False once this worker let the session go since this copy was
+        #: loaded (another worker may run it, or have written to it). None: always ours.
+        self.owned: Callable[[], bool] | None = None
+        #: Why this copy may not be written any more (RUN_ELSEWHERE, WRITTEN_ELSEWHERE), or None.
+        self.stale: str | None = None
+        #: Called once, when the copy becomes stale.
+        self.on_stale: Callable[[], None] | None = None
 
     @property
     def session_id(self) -> str:
@@ -150,38 +177,72 @@ class SessionLog:
         """Append events as one batch (one fsync); durable when this returns."""
         return await self._append(items, unsynced=False)
 
+    def check_writable(self) -> None:
+        """Raise StaleLog when this copy of the session may not be written (see the module docstring)."""
+        if self.stale is None and self.owned is not None and not self.owned():
+            self._become_stale(RUN_ELSEWHERE)
+        if self.stale is not None:
+            raise StaleLog(self.session_id, self.stale)
+
+    def _writable(self) -> bool:
+        try:
+            self.check_writable()
+        except StaleLog:
+            return False
+        return True
+
+    def _become_stale(self, why: str) -> None:
+        if self.stale is not None:
+            return
+        self.stale = why
+        log.warning("session %s %s: this worker's copy of it writes nothing more", self.session_id, why)
+        if self.on_stale is not None:
+            self.on_stale()
+
     async def _append(
         self, items: Sequence[tuple[str, dict[str, Any]]], *, unsynced: bool
     ) -> list[SessionEvent]:
         async with self._append_lock:
             if self._unsynced is not None:
                 await self._settle(self._unsynced)
-            now = utcnow()
-            first = self.state.last_seq + 1
-            events = [
-                SessionEvent(seq=first + i, id=new_id("ev"), ts=now, type=type, payload=payload)
-                for i, (type, payload) in enumerate(items)
-            ]
-            # Once the store may have written the batch, the state and listeners must follow it even
-            # if the caller is cancelled (a cancelled turn): otherwise the next seq would repeat one
-            # already on disk and every later append would be a SequenceConflict. An append that
-            # does not wait (the usual one: fsync on the event loop) cannot be cancelled midway and
-            # needs no task of its own; one that waits goes on in a task the caller cannot cancel.
-            write = run_until_it_waits(self._store_and_apply(events, unsynced))
-            if write is not None:
-                try:
-                    await asyncio.shield(write)
-                except asyncio.CancelledError:
-                    while not write.done():
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await asyncio.wait({write})
-                    if not write.cancelled():
-                        write.exception()  # retrieved: the cancellation is what the caller hears about
-                    raise
+            self.check_writable()
+            try:
+                events = await self._write(items, unsynced)
+            except SequenceConflict as conflict:
+                # Another worker stored these seqs: nothing of this batch is in the log, and every
+                # later append from this copy would conflict too.
+                self._become_stale(WRITTEN_ELSEWHERE)
+                raise StaleLog(self.session_id, WRITTEN_ELSEWHERE) from conflict
         self._since_snapshot += len(events)
         self._last_event_at = time.monotonic()
         if self._unsynced is None:
             self._snapshot_when_due()
+        return events
+
+    async def _write(self, items: Sequence[tuple[str, dict[str, Any]]], unsynced: bool) -> list[SessionEvent]:
+        """Under the append lock: number the batch, store it and apply it to the state."""
+        now = utcnow()
+        first = self.state.last_seq + 1
+        events = [
+            SessionEvent(seq=first + i, id=new_id("ev"), ts=now, type=type, payload=payload)
+            for i, (type, payload) in enumerate(items)
+        ]
+        # Once the store may have written the batch, the state and listeners must follow it even
+        # if the caller is cancelled (a cancelled turn): otherwise the next seq would repeat one
+        # already on disk and every later append would be a SequenceConflict. An append that
+        # does not wait (the usual one: fsync on the event loop) cannot be cancelled midway and
+        # needs no task of its own; one that waits goes on in a task the caller cannot cancel.
+        write = run_until_it_waits(self._store_and_apply(events, unsynced))
+        if write is not None:
+            try:
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                while not write.done():
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.wait({write})
+                if not write.cancelled():
+                    write.exception()  # retrieved: the cancellation is what the caller hears about
+                raise
         return events
 
     async def _store_and_apply(self, events: list[SessionEvent], unsynced: bool) -> None:
@@ -237,8 +298,11 @@ class SessionLog:
         """Write state.yaml now, after any periodic snapshot still being written; done when this returns.
 
         (The periodic snapshot waiting for a quiet moment is not written: this one holds its events.)
+        A stale copy writes none: what it holds is in the log already, or is not the session's.
         """
         await self.synced()
+        if not self._writable():
+            return
         self._since_snapshot = 0  # (so settling does not start one: the one below holds its events)
         await self.settle()
         self._cancel_quiet_timer()
@@ -299,6 +363,8 @@ class SessionLog:
         if self._snapshotting is not None and not self._snapshotting.done():
             return
         self._since_snapshot = 0
+        if not self._writable():
+            return
         self._snapshotting = asyncio.ensure_future(self.store.save_snapshot(self.state.to_snapshot()))
         self._snapshotting.add_done_callback(self._snapshot_written)
 

@@ -23,7 +23,7 @@ from duragent.errors import UsageError
 from duragent.ids import check_name, new_id
 from duragent.runtime.loop import Runtime, calls_awaiting_approval, close_open_tool_calls
 from duragent.sessions.live import SHUTDOWN_PAUSE_REASON, EventFeed, LiveSession, LiveSettings, TurnEndHook
-from duragent.sessions.log import SessionLog
+from duragent.sessions.log import WRITTEN_ELSEWHERE, SessionLog
 from duragent.sessions.stream import Position, StreamEvent
 from duragent.stores.base import SessionNotFound, SessionStatus, SessionStore, SessionSummary
 
@@ -48,8 +48,15 @@ class SessionOwner(Protocol):
     #: True once the connection holding the locks dropped: other workers take the sessions over.
     lost: bool
 
-    async def claim(self, session_id: str) -> None:
-        """Own the session, or raise SessionLocked when another worker keeps it."""
+    def owns(self, session_id: str) -> bool:
+        """True while this worker owns the session."""
+
+    def term(self, session_id: str) -> int | None:
+        """Which taking of the session this worker holds now (None: it does not own it)."""
+
+    async def claim(self, session_id: str, *, ask_owner: bool = True) -> None:
+        """Own the session, or raise SessionLocked when another worker keeps it (asked to let it
+        go first, and waited for a moment, unless `ask_owner` is False)."""
 
     async def release(self, session_id: str) -> None:
         """Let the session go."""
@@ -98,6 +105,8 @@ class SessionManager:
         self._unloading: dict[str, asyncio.Future[None]] = {}
         self._idle_since: dict[str, float] = {}
         self._closing = False
+        #: Stale copies being replaced (`_reload`): referenced until done.
+        self._reloading: set[asyncio.Task[None]] = set()
 
     @property
     def live(self) -> Mapping[str, LiveSession]:
@@ -187,15 +196,22 @@ class SessionManager:
             on_turn_end=self.on_turn_end,
         )
 
-    async def get(self, session_id: str) -> LiveSession:
-        """The live session, loading it from the store on first use (SessionNotFound if absent)."""
+    async def get(self, session_id: str, *, ask_owner: bool = True) -> LiveSession:
+        """The live session, loading it from the store on first use (SessionNotFound if absent).
+
+        With workers sharing the store, the session is loaded once this worker owns it: its owner
+        is asked to let it go, and waited for a moment (not asked with `ask_owner` False);
+        SessionLocked if it keeps it.
+        """
         while (unloading := self._unloading.get(session_id)) is not None:
             await asyncio.shield(unloading)
         live = self._live.get(session_id)
-        if live is not None and self.ownership is not None and self.ownership.lost:
-            # Its lock is gone and another worker may run it now: serving it here would run
-            # turns on both. `claim` raises what says so (restart this worker).
-            await self.ownership.claim(session_id)
+        if live is not None and not self._may_run(live):
+            # This copy is out of date: the worker let the session go (or lost its lock, and
+            # `claim` below says so), or another worker wrote to it since. Serving it would run
+            # turns on two workers, or fail every one with a conflict: it is loaded again.
+            await self._drop(session_id, live)
+            return await self.get(session_id, ask_owner=ask_owner)
         if live is not None:
             self._idle_since.pop(session_id, None)
             return live
@@ -206,7 +222,7 @@ class SessionManager:
         future: asyncio.Future[LiveSession] = asyncio.get_running_loop().create_future()
         self._loading[session_id] = future
         try:
-            live = await self._load(session_id)
+            live = await self._load(session_id, ask_owner)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved here so a load nobody else awaited does not warn
@@ -217,9 +233,9 @@ class SessionManager:
         self._live[session_id] = live
         return live
 
-    async def _load(self, session_id: str) -> LiveSession:
+    async def _load(self, session_id: str, ask_owner: bool = True) -> LiveSession:
         if self.ownership is not None:
-            await self.ownership.claim(session_id)
+            await self.ownership.claim(session_id, ask_owner=ask_owner)
         try:
             session_log = await SessionLog.open(
                 self.store, session_id, snapshot_every=self.config.session.snapshot_every
@@ -244,7 +260,55 @@ class SessionManager:
     def _wired(self, live: LiveSession) -> LiveSession:
         if self._publish is not None:
             live.publishers.append(self._publish)
+        ownership, session_id = self.ownership, live.session_id
+        if ownership is not None:
+            # Loaded under this taking of the lock: once the worker let it go (even if it took it
+            # again since, another worker may have written meanwhile), nothing is written from it.
+            term = ownership.term(session_id)
+            live.log.owned = lambda: term is not None and ownership.term(session_id) == term
+        live.on_stale = self._reload_later
         return live
+
+    def _may_run(self, live: LiveSession) -> bool:
+        """True unless `live` is a stale copy (the worker let the session go since it was loaded,
+        or another worker wrote to it)."""
+        if live.log.stale is not None:
+            return False
+        return live.log.owned is None or live.log.owned()
+
+    def _reload_later(self, stale: LiveSession) -> None:
+        task = asyncio.get_running_loop().create_task(self._reload(stale), name=f"reload {stale.session_id}")
+        self._reloading.add(task)
+        task.add_done_callback(self._reloading.discard)
+
+    async def _reload(self, stale: LiveSession) -> None:
+        """Drop a stale copy. One that fell behind the log while this worker held the session all
+        along is replaced at once by the session as stored, and what it left is taken up as a
+        failover does (a turn left unfinished resumes, queued messages run). Any other is loaded
+        again when next asked for (its new owner, or the failover scan, takes up what it left)."""
+        session_id = stale.session_id
+        if self._live.get(session_id) is stale:  # (else `get` has dropped it already)
+            await self._drop(session_id, stale)
+        held_all_along = stale.log.owned is None or stale.log.owned()
+        if stale.log.stale != WRITTEN_ELSEWHERE or not held_all_along or self._closing:
+            return
+        try:
+            if (await self.get(session_id)).busy:
+                return  # a request got there first: its turn takes up what was left
+            outcome = await self.recover_session(session_id)
+        except Exception:
+            # Loaded again on its next use; a turn left unfinished waits for `resume` meanwhile.
+            log.exception("session %s could not be loaded again from the store", session_id)
+            return
+        log.info("session %s loaded again from the store (%s)", session_id, outcome or "idle")
+
+    async def _drop(self, session_id: str, stale: LiveSession) -> None:
+        """Close a stale copy without writing anything; ownership is left as it is."""
+        async with self._going(session_id):
+            if self._live.get(session_id) is stale:
+                del self._live[session_id]
+                self._idle_since.pop(session_id, None)
+            await stale.close(grace=0)
 
     async def _release(self, session_id: str) -> None:
         if self.ownership is not None:
@@ -301,6 +365,9 @@ class SessionManager:
         """Stop and forget a session, and remove its files."""
         async with self._going(session_id):
             live = self._live.pop(session_id, None)
+            if live is not None and not self._may_run(live):
+                await live.close(grace=0)  # a stale copy (it writes nothing): deleted as stored below
+                live = None
             if live is not None:
                 await live.end("deleted")
                 await live.close(grace=0)
@@ -404,6 +471,8 @@ class SessionManager:
     async def close(self, grace: float = 10.0) -> None:
         """Stop taking work, let running turns reach a safe point within `grace`, snapshot everything."""
         self._closing = True
+        if self._reloading:
+            await asyncio.gather(*self._reloading, return_exceptions=True)
         sessions = list(self._live.values())
         self._live.clear()
         results = await asyncio.gather(*(s.close(grace) for s in sessions), return_exceptions=True)

@@ -27,7 +27,7 @@ from duragent.server.app import create_app
 from duragent.testing.fake_llm import FakeLLMServer
 
 if TYPE_CHECKING:
-    from duragent.sessions.manager import SessionManager
+    from duragent.sessions.manager import SessionManager, SessionOwner
     from duragent.stores.base import SessionStore
 
 AGENT_YAML = """\
@@ -59,10 +59,17 @@ CHILD_ENV = {"FAKE_LLM_KEY": "sk-test"}
 
 @contextlib.asynccontextmanager
 async def session_manager(
-    root: Path, llm_url: str, store: SessionStore, *, max_background: str
+    root: Path,
+    llm_url: str,
+    store: SessionStore,
+    *,
+    max_background: str,
+    ownership: SessionOwner | None = None,
 ) -> AsyncIterator[SessionManager]:
     """A session manager over `store`, in this process, with this harness's agent `helper`
-    (policy `ask`, only `echo` allowed) on the fake model at `llm_url`; closed afterwards."""
+    (policy `ask`, only `echo` allowed) on the fake model at `llm_url`; closed afterwards.
+
+    With `ownership` (a cluster node's), it is one worker of a cluster."""
     from duragent.agents.loader import load_agent
     from duragent.config import DuragentConfig
     from duragent.runtime.approvals import ApprovalBroker
@@ -81,7 +88,9 @@ async def session_manager(
     runtime = Runtime(
         provider_for=providers.for_agent, approvals=ApprovalBroker(), workdir_for=lambda _: root
     )
-    manager = SessionManager(store, runtime, DuragentConfig.model_validate({}), lambda name: agent)
+    manager = SessionManager(
+        store, runtime, DuragentConfig.model_validate({}), lambda name: agent, ownership=ownership
+    )
     try:
         yield manager
     finally:

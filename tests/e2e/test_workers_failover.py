@@ -1,5 +1,6 @@
 """Two real `duragent serve` workers sharing PostgreSQL: streams across workers, SIGKILL failover,
-handing a session between workers, and agents deployed on one worker used on the other."""
+handing a session between workers, requests its owner serves for the other worker (approvals,
+cancels, messages while a turn runs), and agents deployed on one worker used on the other."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import aiohttp
 import pytest
 
 from duragent.stores.postgres.sessions import PostgresSessionStore
-from duragent.testing.fake_llm import FakeLLMServer, text
+from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
 from duragent.testing.postgres import temporary_schema
 from tests.e2e.server_harness import (
     AGENT_YAML,
@@ -346,3 +347,87 @@ async def test_a_worker_that_lost_its_lock_connection_stops_serving_and_says_so(
         assert {s["session_id"] for s in after["sessions"]} == known
         status, reply = await call(http, "POST", f"{b.url}{session}/messages", {"content": "three"})
         assert (status, reply.get("content")) == (200, "answered on B"), reply
+
+
+@pytest.mark.slow
+async def test_approvals_sent_to_a_worker_that_does_not_run_the_session_get_the_owners_answers(
+    two_workers: tuple[ServeProcess, ServeProcess], fake_llm: FakeLLMServer
+) -> None:
+    """The turn waiting for a person keeps its session on A for as long as the person takes: B
+    could never take it over, and answered 409 however often the approval was sent again."""
+    fake_llm.enqueue(
+        tool_calls([("bash", {"command": "ls /"}), ("bash", {"command": "uname"})]), text("listed")
+    )
+    a, b = two_workers
+    async with aiohttp.ClientSession(headers=API_HEADERS) as http:
+        status, created = await call(http, "POST", f"{a.url}/api/v1/sessions", {"agent": "helper"})
+        session = f"/api/v1/sessions/{created['session_id']}"
+        status, first = await call(http, "POST", f"{a.url}{session}/messages", {"content": "look around"})
+        assert (status, first["status"]) == (202, "pending_approval"), first
+
+        status, second = await call(
+            http, "POST", f"{b.url}{session}/approve", {"call_id": first["call_id"], "decision": "allow_once"}
+        )
+        assert (status, second["status"], second["command"]) == (202, "pending_approval", "uname"), second
+
+        # A call already decided: B answers what A answers, word for word.
+        decided = {"call_id": first["call_id"], "decision": "deny"}
+        on_a = await call(http, "POST", f"{a.url}{session}/approve", decided)
+        on_b = await call(http, "POST", f"{b.url}{session}/approve", decided)
+        assert on_b == on_a
+        assert on_a[0] == 400
+        assert second["call_id"] in on_a[1]["detail"]
+
+        status, done = await call(
+            http,
+            "POST",
+            f"{b.url}{session}/approve",
+            {"call_id": second["call_id"], "decision": "allow_once"},
+        )
+        assert (status, done) == (
+            200,
+            {"status": "complete", "message_id": done["message_id"], "content": "listed"},
+        )
+        status, again = await call(
+            http, "POST", f"{b.url}{session}/approve", {"call_id": second["call_id"], "decision": "deny"}
+        )
+        assert (status, again["detail"]) == (404, "no pending approval for this session")
+
+        status, shown = await call(http, "GET", f"{a.url}{session}")
+        assert shown["loaded"] is True  # A ran the whole turn
+        _, history = await call(http, "GET", f"{b.url}{session}/messages")
+        results = [m["payload"] for m in history["messages"] if m["type"] == "approval_decision"]
+        assert [r["decision"] for r in results] == ["allow_once", "allow_once"]
+
+
+@pytest.mark.slow
+async def test_a_message_and_a_cancel_sent_to_another_worker_reach_the_owners_long_turn(
+    two_workers: tuple[ServeProcess, ServeProcess], fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.enqueue(text(SLOW_REPLY, chunks=40, chunk_delay=0.5), text("reply to the queued message"))
+    a, b = two_workers
+    async with aiohttp.ClientSession(headers=API_HEADERS) as http:
+        session, first = await first_turn_running_on(a, http, fake_llm, "helper")
+
+        # A's turn runs on for 20 s: B cannot take the session, so A queues the message for it.
+        status, queued = await call(http, "POST", f"{b.url}{session}/messages", {"content": "two"})
+        assert (status, queued) == (202, {"status": "queued", "position": 1}), queued
+        status, cancelled = await call(http, "POST", f"{b.url}{session}/cancel")
+        assert (status, cancelled["status"]) == (200, "cancelled"), cancelled
+
+        status, first_reply = await first
+        assert (status, first_reply["detail"]) == (409, "the turn was cancelled"), first_reply
+
+        async def queued_message_answered() -> bool:
+            _, history = await call(http, "GET", f"{b.url}{session}/messages")
+            return any(m.get("content") == "reply to the queued message" for m in history["messages"])
+
+        await wait_for(queued_message_answered, "A runs the message B queued once the turn is cancelled")
+        _, history = await call(http, "GET", f"{b.url}{session}/messages")
+        said = [(m["type"], m.get("content")) for m in history["messages"]]
+        assert said[0] == ("user_message", "one")
+        assert said[-3:] == [
+            ("cancelled", None),
+            ("user_message", "two"),
+            ("assistant_message", "reply to the queued message"),
+        ]

@@ -1,6 +1,10 @@
 """Sessions over HTTP: create, list, read, delete, send messages (waiting or streamed), follow
 events with replay, approve tool calls, cancel and resume. Each handler maps HTTP onto the
 SessionManager / LiveSession API; the session actor does the work.
+
+On workers sharing PostgreSQL, a request for a session another worker keeps (its turn waits for
+an approval, or runs long) is served by that worker: approve, cancel, messages, resume, end and
+delete are handed to it (`_at_session`, duragent.cluster.requests), and its answer is this one.
 """
 
 from __future__ import annotations
@@ -9,16 +13,22 @@ import asyncio
 import base64
 import binascii
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, NamedTuple, TypeVar
 
 from aiohttp import web
 
+from duragent.cluster.ownership import SessionOwnedElsewhere
+from duragent.cluster.requests import Answer, OwnerStopped
 from duragent.server import sse
 from duragent.server.bodies import (
     Accepted,
     ApprovalComplete,
     Approve,
+    Body,
     CreateSession,
     EventsQuery,
     HistoryItem,
@@ -39,13 +49,15 @@ from duragent.server.bodies import (
     read_query,
 )
 from duragent.server.openapi import documented
-from duragent.server.problems import FieldError, HttpProblem
+from duragent.server.problems import FieldError, HttpProblem, problem_of
 from duragent.server.state import STATE, ServerState
 from duragent.sessions.inspect import unattended_report
 from duragent.sessions.live import LiveSession, Subscription, Ticket
 from duragent.sessions.state import SessionState, resume
 from duragent.sessions.stream import STREAM_EVENTS, Position, StreamEvent, ends_turn, own_turn
-from duragent.stores.base import SessionReadOptions, SessionSummary, utcnow
+from duragent.stores.base import SessionLocked, SessionReadOptions, SessionSummary, utcnow
+
+log = logging.getLogger(__name__)
 
 #: Stored event types that make up a session's history (status changes and bookkeeping left out).
 HISTORY_TYPES = frozenset(
@@ -72,27 +84,61 @@ def _session_id(request: web.Request) -> str:
     return request.match_info["session_id"]
 
 
-async def _accept_message(request: web.Request) -> tuple[LiveSession, Subscription, Ticket]:
-    """Read the message, attach to its session and queue it: the caller owns the subscription.
+#: Wraps the events a request waits for: `sse.while_connected` (the wait ends when the client
+#: hangs up), or `_as_they_come` for a request another worker got (its asker says when it gives up).
+Watch = Callable[[AsyncIterator[StreamEvent]], AsyncGenerator[StreamEvent, None]]
+
+
+@dataclass(frozen=True)
+class _Serving:
+    """A request for one session being served: on the worker it reached, or on the session's owner."""
+
+    state: ServerState
+    session_id: str
+    #: Ask the worker that runs the session to let it go first (False: SessionOwnedElsewhere at once).
+    ask_owner: bool
+    watch: Watch
+
+    async def live(self) -> LiveSession:
+        return await self.state.sessions.get(self.session_id, ask_owner=self.ask_owner)
+
+
+def _reached(request: web.Request, *, ask_owner: bool = True) -> _Serving:
+    """Serving a request on the worker it reached."""
+    return _Serving(
+        request.app[STATE],
+        _session_id(request),
+        ask_owner,
+        lambda events: sse.while_connected(request, events),
+    )
+
+
+async def _as_they_come(events: AsyncIterator[StreamEvent]) -> AsyncGenerator[StreamEvent, None]:
+    """`events`, closed with this generator."""
+    try:
+        async for event in events:
+            yield event
+    finally:
+        if isinstance(events, AsyncGenerator):
+            await events.aclose()
+
+
+async def _accept(serving: _Serving, content: str) -> tuple[LiveSession, Subscription, Ticket]:
+    """Attach to the session and queue the message: the caller owns the subscription.
 
     Requests get through this a few at a time (`ServerState.accepting`): 200 clients posting at
     once would otherwise do all of it in one turn of the event loop, while every reply already
     streaming waits. The body is read before: four slow uploads must not hold every slot.
     """
-    body = await read_body(request, SendMessage)
-    async with request.app[STATE].accepting:
-        live = await _live(request)
+    async with serving.state.accepting:
+        live = await serving.live()
         subscription = await live.subscribe()
         try:
-            ticket = await live.queue(body.content)
+            ticket = await live.queue(content)
         except BaseException:
             subscription.close()
             raise
     return live, subscription, ticket
-
-
-async def _live(request: web.Request) -> LiveSession:
-    return await request.app[STATE].sessions.get(_session_id(request))
 
 
 def _live_out(live: LiveSession, state: ServerState) -> SessionOut:
@@ -285,7 +331,11 @@ async def get_session(request: web.Request) -> web.Response:
 @documented("Stop a session and delete its files.", responses={404: ProblemOut})
 async def delete_session(request: web.Request) -> web.Response:
     """DELETE /api/v1/sessions/{id} -> 204."""
-    await request.app[STATE].sessions.delete(_session_id(request))
+    return await _at_session(request, "delete")
+
+
+async def _delete(serving: _Serving, _body: None) -> web.Response:
+    await serving.state.sessions.delete(serving.session_id)
     return web.Response(status=204)
 
 
@@ -340,7 +390,11 @@ def _turn_problem(event: StreamEvent) -> HttpProblem:
     if event.event == "cancelled":
         return HttpProblem(409, "the turn was cancelled", type_name="cancelled")
     code = str(event.data.get("code", "error"))
-    return HttpProblem(502, str(event.data.get("message", "the turn failed")), type_name=f"turn-{code}")
+    message = str(event.data.get("message", "the turn failed"))
+    if code == "conflict":
+        # Another worker runs the session now, or wrote to it: send the message again.
+        return HttpProblem(409, message, type_name="conflict")
+    return HttpProblem(502, message, type_name=f"turn-{code}")
 
 
 async def _wait_for_outcome(
@@ -398,11 +452,15 @@ def _client_gone_reply() -> web.Response:
 )
 async def send_message(request: web.Request) -> web.Response:
     """POST /api/v1/sessions/{id}/messages."""
-    live, subscription, ticket = await _accept_message(request)
+    return await _at_session(request, "message", await read_body(request, SendMessage))
+
+
+async def _send(serving: _Serving, body: SendMessage) -> web.Response:
+    live, subscription, ticket = await _accept(serving, body.content)
     try:
         if ticket.ahead:
             return json_reply(Queued(position=ticket.ahead), 202)
-        events = sse.while_connected(request, own_turn(subscription, ticket))
+        events = serving.watch(own_turn(subscription, ticket))
         async with contextlib.aclosing(events):
             return await _wait_for_outcome(live, events, approve=False)
     except sse.ClientGone:
@@ -420,7 +478,8 @@ async def send_message(request: web.Request) -> web.Response:
 )
 async def stream_message(request: web.Request) -> web.StreamResponse:
     """POST /api/v1/sessions/{id}/stream."""
-    _, subscription, ticket = await _accept_message(request)
+    body = await read_body(request, SendMessage)
+    _, subscription, ticket = await _accept(_reached(request), body.content)
     try:
         response = await sse.open_stream(request)
         state = {"mine": False}
@@ -474,13 +533,22 @@ async def follow_events(request: web.Request) -> web.StreamResponse:
 @documented(
     "Decide a tool call that waits for approval; waits for the turn like POST /messages.",
     body=Approve,
-    responses={200: ApprovalComplete, 202: PendingApproval, 400: ProblemOut, 404: ProblemOut},
+    responses={
+        200: ApprovalComplete,
+        202: PendingApproval,
+        400: ProblemOut,
+        404: ProblemOut,
+        409: ProblemOut,
+    },
 )
 async def approve(request: web.Request) -> web.Response:
     """POST /api/v1/sessions/{id}/approve {call_id, decision}."""
-    body = await read_body(request, Approve)
-    state = request.app[STATE]
-    live = await _live(request)
+    return await _at_session(request, "approve", await read_body(request, Approve))
+
+
+async def _approve(serving: _Serving, body: Approve) -> web.Response:
+    state = serving.state
+    live = await serving.live()
     pending = state.approvals.pending(live.session_id)
     asked = any(p.call_id == body.call_id for p in pending)
     # The turn stopped after asking (paused at a safe point) and nobody is asked now: resumed,
@@ -503,11 +571,11 @@ async def approve(request: web.Request) -> web.Response:
             if not asked_now:
                 # it asked another call of the batch first, or went on without asking (the policy
                 # allows the call now): the client hears what happened instead
-                replay = sse.while_connected(request, _replayed(seen, subscription))
+                replay = serving.watch(_replayed(seen, subscription))
                 async with contextlib.aclosing(replay):
                     return await _wait_for_outcome(live, replay, approve=True)
         live.decide(body.call_id, body.decision)
-        events = sse.while_connected(request, _after_decision(subscription, body.call_id))
+        events = serving.watch(_after_decision(subscription, body.call_id))
         async with contextlib.aclosing(events):
             return await _wait_for_outcome(live, events, approve=True)
     except sse.ClientGone:
@@ -525,20 +593,30 @@ async def _replayed(seen: list[StreamEvent], subscription: Subscription) -> Asyn
 
 
 async def _after_decision(subscription: Subscription, call_id: str) -> AsyncIterator[StreamEvent]:
+    """The turn's events after deciding `call_id`, to its end or to the pause for its next question.
+
+    (Not to the next `approval_required` alone: the pause follows it once stored, a database round
+    trip later, and `_wait_for_outcome` answers 202 on that pause.)
+    """
     async for event in subscription:
         if event.event == "approval_required" and event.data.get("call_id") == call_id:
             continue
         yield event
-        if ends_turn(event) or event.event == "approval_required":
+        if ends_turn(event):
             return
 
 
 @documented(
-    "Stop the running turn now (what was said so far is kept).", responses={200: Accepted, 404: ProblemOut}
+    "Stop the running turn now (what was said so far is kept).",
+    responses={200: Accepted, 404: ProblemOut, 409: ProblemOut},
 )
 async def cancel(request: web.Request) -> web.Response:
     """POST /api/v1/sessions/{id}/cancel."""
-    live = await _live(request)
+    return await _at_session(request, "cancel")
+
+
+async def _cancel(serving: _Serving, _body: None) -> web.Response:
+    live = await serving.live()
     cancelled = await live.cancel()
     return json_reply(Accepted(status="cancelled" if cancelled else "idle", session_id=live.session_id))
 
@@ -549,7 +627,11 @@ async def cancel(request: web.Request) -> web.Response:
 )
 async def resume_session(request: web.Request) -> web.Response:
     """POST /api/v1/sessions/{id}/resume."""
-    live = await _live(request)
+    return await _at_session(request, "resume")
+
+
+async def _resume(serving: _Serving, _body: None) -> web.Response:
+    live = await serving.live()
     await live.resume()
     return json_reply(Accepted(status=live.status, session_id=live.session_id), 202)
 
@@ -560,13 +642,135 @@ async def resume_session(request: web.Request) -> web.Response:
 )
 async def end_session(request: web.Request) -> web.Response:
     """POST /api/v1/sessions/{id}/end."""
-    live = await _live(request)
+    return await _at_session(request, "end")
+
+
+async def _end(serving: _Serving, _body: None) -> web.Response:
+    live = await serving.live()
     await live.end("ended by client")
     return json_reply(Accepted(status=live.status, session_id=live.session_id))
 
 
 def _keep_alive(request: web.Request) -> float:
     return request.app[STATE].keep_alive
+
+
+# --- a session another worker runs -------------------------------------------------------------
+
+
+class _Action(NamedTuple):
+    """A request another worker may have to serve: its body, how it is served, and whether the
+    worker it reached first asks the session's owner to let the session go."""
+
+    body: type[Body] | None
+    serve: Callable[[_Serving, Any], Awaitable[web.Response]]
+    #: False when what it needs (a turn waiting for approval, running) keeps the session where it is.
+    ask_owner: bool
+
+
+_ACTIONS = {
+    "approve": _Action(Approve, _approve, ask_owner=False),
+    "cancel": _Action(None, _cancel, ask_owner=False),
+    "message": _Action(SendMessage, _send, ask_owner=True),
+    "resume": _Action(None, _resume, ask_owner=True),
+    "end": _Action(None, _end, ask_owner=True),
+    "delete": _Action(None, _delete, ask_owner=True),
+}
+#: How many times a request looks for a session's owner, which may hand the session on meanwhile.
+_OWNER_ATTEMPTS = 3
+
+T = TypeVar("T")
+
+
+async def _at_session(request: web.Request, action: str, body: Body | None = None) -> web.Response:
+    """Serve `action` on the request's session here; when another worker keeps the session (its
+    turn waits for an approval, or runs on), that worker serves it and its answer is this one."""
+    state = request.app[STATE]
+    spec = _ACTIONS[action]
+    serving = _reached(request, ask_owner=spec.ask_owner)
+    owners = state.owner_requests
+    body_json = body.model_dump(mode="json") if body is not None else {}
+    for _attempt in range(_OWNER_ATTEMPTS):
+        try:
+            return await spec.serve(serving, body)
+        except SessionOwnedElsewhere:
+            if owners is None:
+                raise
+        try:
+            answer = await _until_answered(request, owners.ask(serving.session_id, action, body_json))
+        except sse.ClientGone:
+            return _client_gone_reply()
+        except OwnerStopped as exc:
+            raise HttpProblem(503, str(exc)) from None
+        if answer is not None and not answer.get("retry"):
+            return _owner_answer(answer)
+        # Nobody took it, or its taker no longer runs the session: it changed hands, look again.
+    raise SessionOwnedElsewhere(serving.session_id)
+
+
+async def _until_answered(request: web.Request, asking: Coroutine[Any, Any, T]) -> T:
+    """What `asking` returns; ClientGone (and `asking` cancelled) when the client hangs up first."""
+    task = asyncio.ensure_future(asking)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=sse.DISCONNECT_CHECK)
+            if done:
+                return task.result()
+            if sse.client_gone(request):
+                raise sse.ClientGone()
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _owner_answer(answer: Answer) -> web.Response:
+    """The response an owner's answer stands for (see `serve_for_another_worker`)."""
+    problem = answer.get("problem")
+    if problem is not None:
+        errors = [FieldError(str(name), str(message)) for name, message in problem.get("errors", [])]
+        raise HttpProblem(int(problem["status"]), str(problem["detail"]), errors, problem.get("type"))
+    if "status" not in answer:
+        raise HttpProblem(500, str(answer.get("error", "the worker running the session did not answer")))
+    text = answer.get("text")
+    if not text:
+        return web.Response(status=int(answer["status"]))
+    return web.Response(
+        status=int(answer["status"]), text=str(text), content_type=str(answer["content_type"])
+    )
+
+
+async def serve_for_another_worker(
+    state: ServerState, session_id: str, action: str, body: dict[str, Any]
+) -> Answer:
+    """Serve a request another worker got for a session this worker runs; the answer it gives its
+    client (`_owner_answer`), or `{"retry": true}` when this worker does not run the session."""
+    spec = _ACTIONS.get(action)
+    if spec is None:
+        return {"error": f"this worker does not serve {action!r} requests (an older Duragent?)"}
+    serving = _Serving(state, session_id, ask_owner=False, watch=_as_they_come)
+    try:
+        parsed = spec.body.model_validate(body) if spec.body is not None else None
+        response = await spec.serve(serving, parsed)
+    except SessionLocked:
+        # Not run here (any more), or this copy is out of date: nothing was done; ask again.
+        return {"retry": True}
+    except Exception as exc:
+        problem = problem_of(exc)
+        if problem is None:
+            log.exception("session %s: serving %r for another worker failed", session_id, action)
+            problem = HttpProblem(500, "internal server error (see the server log)")
+        errors = [[error.field, error.message] for error in problem.errors]
+        return {
+            "problem": {
+                "status": problem.status,
+                "detail": problem.detail,
+                "type": problem.type_name,
+                "errors": errors,
+            }
+        }
+    return {"status": response.status, "content_type": response.content_type, "text": response.text}
 
 
 def add_routes(app: web.Application) -> None:

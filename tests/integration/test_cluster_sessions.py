@@ -1,0 +1,167 @@
+"""Workers of a cluster running one session in turn, in this process on the real PostgreSQL: a
+worker's copy of a session never falls behind the stored log unnoticed, and never writes to a
+session another worker runs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from duragent.cluster.node import ClusterNode
+from duragent.sessions.manager import SessionManager
+from duragent.sessions.stream import own_turn
+from duragent.stores.base import SessionLocked
+from duragent.stores.postgres.sessions import PostgresSessionStore
+from duragent.testing.fake_llm import FakeLLMServer, text
+from duragent.testing.postgres import temporary_schema
+from tests.e2e.server_harness import session_manager
+from tests.waiting import eventually
+
+pytest_plugins = ["duragent.testing.pytest_plugin"]
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    async with temporary_schema() as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def worker(
+    root: Path, name: str, llm_url: str, pg_url: str
+) -> AsyncIterator[tuple[SessionManager, ClusterNode]]:
+    """One worker in this process: its session manager and cluster node (locks, release requests)."""
+    node = await ClusterNode.open(pg_url, release_wait=2, scan_interval=60)
+    node.worker = node.ownership.worker = name  # both workers live in this process
+    try:
+        async with session_manager(
+            root / name, llm_url, PostgresSessionStore(pg_url), max_background="1h", ownership=node.ownership
+        ) as manager:
+            node.start(manager)
+            yield manager, node
+    finally:
+        await node.close()
+
+
+async def stored(pg_url: str, session_id: str) -> list[tuple[str, str]]:
+    """(type, content) of every message stored, in seq order; fails if a seq repeats or is missing."""
+    store = PostgresSessionStore(pg_url)
+    try:
+        events = await store.read(session_id)
+    finally:
+        await store.close()
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    kinds = ("user_message", "assistant_message")
+    return [(e.type, str(e.payload["content"])) for e in events if e.type in kinds]
+
+
+async def test_a_worker_that_handed_a_session_over_stores_nothing_from_the_copy_it_had(
+    tmp_path: Path, fake_llm: FakeLLMServer, pg_url: str
+) -> None:
+    """A request on A took the session just before A handed it to B: it used A's copy, which ran
+    a turn without the lock, and B's copy fell behind the log (every later message a conflict)."""
+    fake_llm.enqueue(text("first"), text("answered on B"))
+    async with (
+        worker(tmp_path, "a", fake_llm.url, pg_url) as (a, _),
+        worker(tmp_path, "b", fake_llm.url, pg_url) as (b, _),
+    ):
+        live = await a.create("helper")
+        await live.submit("one")
+        await asyncio.wait_for(live.turn_finished.wait(), 10)
+        held = await a.get(live.session_id)  # a request on A has the session ...
+        on_b = await b.get(live.session_id)  # ... when B asks for it: A lets the idle session go
+
+        with pytest.raises(SessionLocked, match="another worker"):
+            await held.queue("sent through A's old copy")
+
+        assert await on_b.submit("two") == 0
+        await asyncio.wait_for(on_b.turn_finished.wait(), 10)
+        assert await stored(pg_url, live.session_id) == [
+            ("user_message", "one"),
+            ("assistant_message", "first"),
+            ("user_message", "two"),
+            ("assistant_message", "answered on B"),
+        ]
+
+
+async def test_an_owner_whose_copy_fell_behind_the_log_loads_it_again_and_the_next_message_works(
+    tmp_path: Path, fake_llm: FakeLLMServer, pg_url: str
+) -> None:
+    fake_llm.enqueue(text("first"), text("answered elsewhere"), text("answered by the owner"))
+    async with worker(tmp_path, "owner", fake_llm.url, pg_url) as (owner, _):
+        live = await owner.create("helper")
+        await live.submit("one")
+        await asyncio.wait_for(live.turn_finished.wait(), 10)
+        # A worker that lost the session but has not noticed yet (its lock connection gone, the
+        # news not in) runs a turn on it: the owner's copy is now behind the stored log.
+        async with session_manager(
+            tmp_path / "unaware", fake_llm.url, PostgresSessionStore(pg_url), max_background="1h"
+        ) as unaware:
+            elsewhere = await unaware.get(live.session_id)
+            await elsewhere.submit("from elsewhere")
+            await asyncio.wait_for(elsewhere.turn_finished.wait(), 10)
+
+        subscription = await live.subscribe()
+        ticket = await live.queue("lost in the conflict")
+        async with asyncio.timeout(10):
+            events = [event async for event in own_turn(subscription, ticket)]
+        subscription.close()
+        assert events[-1].event == "error"
+        assert events[-1].data["code"] == "conflict"
+        assert "another worker" in events[-1].data["message"]
+
+        again = await owner.get(live.session_id)
+        assert again is not live
+        assert await again.submit("three") == 0
+        await asyncio.wait_for(again.turn_finished.wait(), 10)
+        assert await stored(pg_url, live.session_id) == [
+            ("user_message", "one"),
+            ("assistant_message", "first"),
+            ("user_message", "from elsewhere"),
+            ("assistant_message", "answered elsewhere"),
+            ("user_message", "three"),
+            ("assistant_message", "answered by the owner"),
+        ]
+
+
+async def test_a_session_a_worker_takes_again_after_another_wrote_to_it_is_loaded_again(
+    tmp_path: Path, fake_llm: FakeLLMServer, pg_url: str
+) -> None:
+    """A's copy outlived its lock (a takeover that failed midway lets the lock go and kept the
+    copy); B ran a turn and died; A's failover scan took the session back, and used the old copy."""
+    fake_llm.enqueue(text("first"), text("answered on B"), text("answered on A again"))
+    async with (
+        worker(tmp_path, "a", fake_llm.url, pg_url) as (a, a_node),
+        worker(tmp_path, "b", fake_llm.url, pg_url) as (b, b_node),
+    ):
+        live = await a.create("helper")
+        await live.submit("one")
+        await asyncio.wait_for(live.turn_finished.wait(), 10)
+        await a_node.ownership.release(live.session_id)  # what `scan_once` does when a takeover fails
+        on_b = await b.get(live.session_id)
+        await on_b.submit("two")
+        await asyncio.wait_for(on_b.turn_finished.wait(), 10)
+        # B dies (what SIGKILL does to its lock connection): its claim stays, its lock is free.
+        await a_node.pool.execute("SELECT pg_terminate_backend($1)", b_node.connection.get_server_pid())
+
+        async def adopted_by_a() -> list[str] | None:
+            return await a_node.scan_once() or None
+
+        assert await eventually(adopted_by_a) == [live.session_id]
+
+        again = await a.get(live.session_id)
+        assert again is not live
+        assert await again.submit("three") == 0
+        await asyncio.wait_for(again.turn_finished.wait(), 10)
+        assert await stored(pg_url, live.session_id) == [
+            ("user_message", "one"),
+            ("assistant_message", "first"),
+            ("user_message", "two"),
+            ("assistant_message", "answered on B"),
+            ("user_message", "three"),
+            ("assistant_message", "answered on A again"),
+        ]
