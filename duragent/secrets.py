@@ -16,7 +16,10 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from duragent.errors import ConfigError
+
 if TYPE_CHECKING:
+    from duragent.access_tokens import AccessTokens
     from duragent.config import DuragentConfig
 
 #: Values shorter than this are too common to be redacted safely ("true", "8080", "admin").
@@ -105,6 +108,12 @@ class SecretGuard:
             values.setdefault("SERVER_API_TOKEN", config.server.api_token)
         if config.admin.token:
             values.setdefault("ADMIN_TOKEN", config.admin.token)
+        # and so are the workspace's own (run/tokens.json): a tool result that printed them (a
+        # person approved `cat`, a command reached them) must not keep them in a session or git
+        stored = _workspace_tokens(config)
+        if stored is not None:
+            values.setdefault("SERVER_API_TOKEN", stored.api)
+            values.setdefault("ADMIN_TOKEN", stored.admin)
         return cls(values)
 
     def also_protect(self, values: Mapping[str, str]) -> None:
@@ -180,6 +189,16 @@ class SecretGuard:
         if match.lastgroup == _VALUE_GROUP:
             return self._names[match.group()]
         return str(match.lastgroup)
+
+
+def _workspace_tokens(config: DuragentConfig) -> AccessTokens | None:
+    """The tokens of the workspace's `run/tokens.json`, or None (no file, or one unreadable)."""
+    from duragent.access_tokens import read_tokens
+
+    try:
+        return read_tokens(config.data_path)
+    except ConfigError:
+        return None  # the server refuses to start on it, with this error; nothing to redact yet
 
 
 def _forms(value: str) -> Iterable[str]:

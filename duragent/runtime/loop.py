@@ -49,6 +49,7 @@ from duragent.runtime.events import (
     TurnStarted,
 )
 from duragent.runtime.events import TextDelta as TextEvent
+from duragent.runtime.guarded_files import GuardedFiles, Snapshot
 from duragent.runtime.memory_context import gather_memory, session_folder
 from duragent.runtime.policy import PolicyCache, ToolPolicy
 from duragent.scheduling.spec import scheduled_task_of
@@ -66,6 +67,7 @@ from duragent.skills.discovery import (
 from duragent.skills.index import index_budget, skills_index
 from duragent.stores.base import ArtifactStore, Change, ChangeListener, MemoryStore, ignore_changes, utcnow
 from duragent.tools.base import InvalidToolArguments, ToolContext, ToolResult
+from duragent.tools.bash import CliTool
 from duragent.tools.folders import (
     FolderTool,
     ReloadToolsTool,
@@ -75,7 +77,7 @@ from duragent.tools.folders import (
     reload_summary,
     tool_folders_dirs,
 )
-from duragent.tools.protected import PROTECTED_NAMES
+from duragent.tools.protected import reached_outside_workdir
 from duragent.tools.registry import AnyTool, definition, execute, tools_for
 from duragent.tools.skill import SkillTool
 from duragent.tools.web_search import WebSearchTool
@@ -91,6 +93,25 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_STEPS = 20
 INTERRUPTED = "interrupted: the turn stopped before this tool call finished"
 _SESSION_FOLDERS_KEPT = 512
+#: Builtin tools that change no guarded file (they read, or write only memory, artifacts and
+#: schedules, where their store puts them): a batch of only these needs no snapshot of them.
+_WRITES_NOTHING_GUARDED = frozenset(
+    {
+        "read_file",
+        "list_files",
+        "artifact_get",
+        "artifact_list",
+        "artifact_put",
+        "memory",
+        "schedule",
+        "notify_user",
+        "skill",
+        "session",
+        "web_fetch",
+        "web_search",
+        "reload_tools",
+    }
+)
 
 
 @dataclass
@@ -197,6 +218,8 @@ class Runtime:
     _tool_dirs: dict[Path, tuple[Path, ...]] = field(default_factory=dict, init=False, repr=False)
     _no_tool_folders: dict[Path, tuple[Stamp, ...]] = field(default_factory=dict, init=False, repr=False)
     _workdirs: dict[tuple[Path, str], Path] = field(default_factory=dict, init=False, repr=False)
+    #: Per (data directory, agents folder): the files undone when a call nobody approved changes them.
+    _guards: dict[tuple[Path, Path], GuardedFiles] = field(default_factory=dict, init=False, repr=False)
     _session_folders: dict[tuple[int, str], tuple[object, Path | None]] = field(
         default_factory=dict, init=False, repr=False
     )
@@ -434,9 +457,10 @@ class Runtime:
             await session.append_many(
                 [("tool_call", {"call_id": c.id, "tool": c.name, "arguments": c.arguments}) for c in calls]
             )
-        runnable: list[tuple[ToolCall, AnyTool, Any]] = []
+        # The calls that run, each with whether a person approved it: only what those change in
+        # the guarded files (definitions, policy, git's configuration) is kept.
+        runnable: list[tuple[ToolCall, AnyTool, Any, bool]] = []
         results: dict[str, ToolResult] = {}
-        person_approved = False  # a person allowed a call of this batch (it may change protected files)
         restricting = restricting_skills(session.state.conversation, skills.skills) if skills else []
         for call in calls:
             prepared = _prepare(call, tools)
@@ -450,6 +474,13 @@ class Runtime:
                 results[call.id] = ToolResult(False, refused)
                 continue
             verdict = policy.decide(subject, invocation).decision
+            if verdict == "allow" and (subject == "bash" or isinstance(tool, CliTool)):
+                reached = reached_outside_workdir(invocation, ctx.workdir, self._data_dir(agent))
+                if reached is not None:
+                    # (a glob or a symlink names nothing, yet reaches the tokens: a person decides)
+                    log.info("asking before a command: it reaches %s, outside the work folder", reached)
+                    verdict = "ask"
+            approved = False
             if verdict == "ask":
                 if control.pause_requested:
                     # Nobody can answer now (the client left, or the server is stopping): the call is
@@ -464,7 +495,7 @@ class Runtime:
                         async for event in asking:
                             if isinstance(event, ApprovalResolved):
                                 verdict = "allow" if event.decision != "deny" else "deny"
-                                person_approved = person_approved or verdict == "allow"
+                                approved = verdict == "allow"
                             yield event
                 except (asyncio.CancelledError, GeneratorExit):
                     # (GeneratorExit: the caller closed the turn while it was waiting for the answer.)
@@ -478,41 +509,26 @@ class Runtime:
             if verdict == "deny":
                 results[call.id] = ToolResult(False, f"denied by policy: {subject} {invocation}".strip())
             else:
-                runnable.append((call, tool, args))
-        for call, _tool, _args in runnable:
+                runnable.append((call, tool, args, approved))
+        for call, _tool, _args, _approved in runnable:
             yield ToolCallStarted(call.id, call.name, call.arguments)
         timings: dict[str, int] = {}
-
-        async def timed(call: ToolCall, tool: AnyTool, args: Any) -> ToolResult:
-            started = time.perf_counter()
-            try:
-                return await execute(tool, args, ctx)
-            finally:
-                timings[call.id] = int((time.perf_counter() - started) * 1000)
-
         # Side effects only once every event before them is durable (the user message included).
         await session.synced()
-        # (None when nothing runs: an empty "before" would read as every file being new, and
-        # undoing that would delete the agent's definition)
-        before = protected_files(agent.directory) if runnable else None
-        undone: list[str] = []
+        # The calls nobody approved run first, on their own: whatever they change in the guarded
+        # files is undone after them. Those a person approved run next, and their changes stay.
+        unasked = [(c, t, a) for c, t, a, approved in runnable if not approved]
+        asked = [(c, t, a) for c, t, a, approved in runnable if approved]
         self.tool_activity(+1)
         try:
-            outcomes = await asyncio.gather(*(timed(c, t, a) for c, t, a in runnable))
+            outcomes = await self._run_batch(agent, ctx, unasked, timings, undo=True)
+            outcomes += await self._run_batch(agent, ctx, asked, timings, undo=False)
         except asyncio.CancelledError:
             await asyncio.shield(close_open_tool_calls(session, "cancelled: the turn was cancelled"))
             raise
         finally:
-            if before is not None:
-                undone = self._note_tool_writes(agent, before, undo=not person_approved)
             self.tool_activity(-1)
-        for (call, _tool, _args), outcome in zip(runnable, outcomes, strict=True):
-            if undone:
-                note = (
-                    f"[duragent undid this batch's change to {', '.join(undone)}: only a person changes "
-                    "an agent's definition and policy; ask them]"
-                )
-                outcome = ToolResult(False, f"{outcome.content}\n{note}".lstrip(), outcome.data)
+        for (call, _tool, _args), outcome in zip([*unasked, *asked], outcomes, strict=True):
             results[call.id] = outcome
         await session.append_many(
             [
@@ -575,36 +591,89 @@ class Runtime:
             except DuragentError as exc:
                 log.warning("could not save 'allow always' for %s: %s", subject, exc)
             else:
+                self._guard(agent).accept([path])  # a person's decision: never undone
                 self.on_change(
                     Change((path,), "agent", agent.name, f"policy allows {subject} {invocation}".strip())
                 )
         yield ApprovalResolved(call.id, outcome.decision, outcome.reason)
 
-    def _note_tool_writes(self, agent: Agent, before: dict[Path, bytes], *, undo: bool) -> list[str]:
-        """Handle the agent's own files a batch of tool calls changed; the names of those undone.
+    async def _run_batch(
+        self,
+        agent: Agent,
+        ctx: ToolContext,
+        calls: list[tuple[ToolCall, AnyTool, Any]],
+        timings: dict[str, int],
+        *,
+        undo: bool,
+    ) -> list[ToolResult]:
+        """Run `calls` together; what they changed in the guarded files is undone (`undo`: nobody
+        approved them) or reported as the agent's change (a person did)."""
+        if not calls:
+            return []
 
-        A call nobody approved (auto-allowed by the policy) must not change the agent's definition
-        or policy, however the command reached them (a glob, a folder copied over it, a script):
-        with `undo` the files are put back as they were. A change a person approved (a bash command
-        that wrote policy.yaml, say) stays, reported as the agent's change: git must not show it
-        as the person's edit.
+        async def timed(call: ToolCall, tool: AnyTool, args: Any) -> ToolResult:
+            started = time.perf_counter()
+            try:
+                return await execute(tool, args, ctx)
+            finally:
+                timings[call.id] = int((time.perf_counter() - started) * 1000)
+
+        # (by name, but never a tool folder's: an agent without `read_file` may have a folder so named)
+        guarded = any(isinstance(t, FolderTool) or t.name not in _WRITES_NOTHING_GUARDED for _, t, _ in calls)
+        guard = self._guard(agent) if guarded else None
+        before = await asyncio.to_thread(guard.open) if guard is not None else None
+        undone: list[str] = []
+        try:
+            outcomes = list(await asyncio.gather(*(timed(c, t, a) for c, t, a in calls)))
+        finally:
+            if guard is not None and before is not None:
+                guard.close(before)
+                # (on the loop: this also runs while the turn is being cancelled)
+                undone = self._note_tool_writes(agent, guard, before, undo=undo)
+        if undone:
+            note = (
+                f"[duragent undid this batch's change to {', '.join(undone)}: only a person changes "
+                "an agent's definition, its policy, skills and tools, git's configuration or "
+                "duragent.yaml; ask them]"
+            )
+            outcomes = [ToolResult(False, f"{o.content}\n{note}".lstrip(), o.data) for o in outcomes]
+        return outcomes
+
+    def _guard(self, agent: Agent) -> GuardedFiles:
+        """The guarded files of the agent's workspace (one per data directory and agents folder)."""
+        key = (self._data_dir(agent), agent.directory.parent)
+        guard = self._guards.get(key)
+        if guard is None:
+            guard = self._guards[key] = GuardedFiles(*key)
+        return guard
+
+    def _note_tool_writes(
+        self, agent: Agent, guard: GuardedFiles, before: Snapshot, *, undo: bool
+    ) -> list[str]:
+        """Handle the guarded files a batch of tool calls changed; the names of those undone.
+
+        A call nobody approved (auto-allowed by the policy) must not change any agent's definition
+        or policy, skills, tools, git's configuration or duragent.yaml, however the command reached
+        them (a glob, a folder copied over it, a script): with `undo` they are put back as they
+        were. A change a person approved (a bash command that wrote policy.yaml, say) stays,
+        reported as the agent's change: git must not show it as the person's edit.
         """
-        after = protected_files(agent.directory)
-        changed = sorted(path for path in before.keys() | after.keys() if before.get(path) != after.get(path))
+        after = guard.snapshot()
+        changed = guard.changed(before, after)
         if not changed:
             return []
+        shown = [_shown(path, guard.data_dir) for path in changed]
         if undo:
-            for path in changed:
-                try:
-                    if path in before:
-                        path.write_bytes(before[path])
-                    else:
-                        path.unlink(missing_ok=True)
-                except OSError as exc:
-                    log.error("could not undo a tool call's change to %s: %s", path, exc)
-            log.warning("undid an unapproved tool call's change to %s", ", ".join(p.name for p in changed))
-            return [path.name for path in changed]
-        self.on_change(Change(tuple(changed), "agent", agent.name, "changed by a tool call"))
+            guard.restore(before, after, changed)
+            log.warning("undid an unapproved tool call's change to %s", ", ".join(shown))
+            return shown
+        guard.accept(changed)  # a batch nobody approved, running beside this one, keeps them
+        data = guard.data_dir
+        committed = tuple(
+            p for p in changed if p.is_relative_to(data) and ".git" not in p.relative_to(data).parts
+        )
+        if committed:
+            self.on_change(Change(committed, "agent", agent.name, "changed by a tool call"))
         return []
 
     async def _skills(self, agent: Agent) -> SkillSet:
@@ -772,20 +841,9 @@ def _any_entries(folders: Iterable[Path]) -> bool:
     return False
 
 
-def protected_files(directory: Path) -> dict[Path, bytes]:
-    """The bytes of each protected file directly in an agent's folder (its definition and policy)."""
-    contents: dict[Path, bytes] = {}
-    try:
-        entries = list(directory.iterdir())
-    except OSError:
-        return contents
-    for entry in entries:
-        if entry.name in PROTECTED_NAMES or entry.suffix == ".md":
-            try:
-                contents[entry] = entry.read_bytes()
-            except OSError:
-                continue
-    return contents
+def _shown(path: Path, data_dir: Path) -> str:
+    """`path` relative to the data directory when inside it (`agents/helper/policy.yaml`)."""
+    return str(path.relative_to(data_dir)) if path.is_relative_to(data_dir) else str(path)
 
 
 def _approval_payload(call: ToolCall, invocation: str) -> dict[str, Any]:

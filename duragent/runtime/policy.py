@@ -57,9 +57,13 @@ from duragent.yaml_source import load_yaml_file, load_yaml_text
 
 Decision = Literal["allow", "ask", "deny"]
 POLICY_FILENAME = "policy.yaml"
-#: Tools that only read or talk to the user, allowed when an agent has no policy at all.
+#: Tools that only read, talk to the user or keep the agent's own notes, allowed when an agent has
+#: no policy at all. (Not `memory:update_world`: world memory is in every agent's context, so an
+#: agent that read a hostile page would be writing instructions to all the others.)
 DEFAULT_ALLOWED = (
-    "memory",
+    "memory:recall",
+    "memory:remember",
+    "memory:reflect",
     "notify_user",
     "read_file",
     "list_files",

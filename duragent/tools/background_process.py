@@ -94,10 +94,14 @@ class BackgroundProcessTool(Tool[BackgroundProcessArgs]):
             return ToolResult(False, f"{args.action} failed: {exc}")
 
     def invocation(self, args: BackgroundProcessArgs, ctx: ToolContext) -> str:
-        """The command for spawn, else `<action> <handle>`."""
+        """The command for spawn, `<action> <handle>` for the others, followed by the text typed for
+        write and send_keys: what goes into a shell is what the person approves (and what "allow
+        always" saves), not just which process it goes to."""
         if args.action == "spawn":
             return args.command or ""
-        return f"{args.action} {args.handle}" if args.handle else args.action
+        head = f"{args.action} {args.handle}" if args.handle else args.action
+        typed = args.input if args.action == "write" else args.keys if args.action == "send_keys" else None
+        return f"{head} {typed}" if typed else head
 
     def policy_subject(self, args: BackgroundProcessArgs, ctx: ToolContext) -> tuple[str, str]:
         """spawn is a bash command to the policy; other actions are this tool's."""

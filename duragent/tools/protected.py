@@ -8,6 +8,10 @@ committed as the agent's, never as the person's (`runtime.loop`).
 
 from __future__ import annotations
 
+import glob
+import itertools
+import os
+import shlex
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -45,3 +49,95 @@ def names_protected_file(command: str, words: Iterable[str] = ()) -> bool:
     """Whether a command line (its text, or any of its lexed `words`) names a protected file."""
     needles = (*PROTECTED_NAMES, *RUN_FILES, ".git")
     return any(needle in text for text in (command, *words) for needle in needles)
+
+
+#: Glob characters: a word holding one is expanded the way bash would before it is checked.
+_GLOB_CHARS = frozenset("*?[")
+#: How many matches of one glob are checked (a glob over a huge folder is asked about after that).
+_GLOB_MATCHES_CHECKED = 1000
+#: Files of /proc that hold another process's secrets (the server's environment: its API keys).
+_PROC_SECRETS = frozenset({"environ", "mem"})
+_CHANGE_DIRECTORY = frozenset({"cd", "pushd"})
+
+
+def reached_outside_workdir(command: str, workdir: Path, data_dir: Path | None) -> Path | None:
+    """A place a bash command line names that an auto-allowed command must not touch, or None.
+
+    That is the data directory outside the work folder (other agents, sessions, memory, git, the
+    run files with the server's tokens), a folder holding it, a protected file, or another
+    process's environment under /proc. Each word is resolved as bash would see it: from the work
+    folder (and from every folder a `cd` in the line goes to), `~` and braces expanded, globs
+    matched against the disk, symlinks followed. A glob (`../../run/*`) or a symlink made
+    earlier names nothing, but resolves to the tokens all the same.
+    """
+    words = _words(command)
+    if words is None:
+        return workdir  # unbalanced quotes: bash would refuse it, a person may read it
+    workdir = workdir.resolve()
+    bases = [workdir]
+    for previous, word in zip(["", *words], words, strict=False):
+        if previous in _CHANGE_DIRECTORY:
+            bases += [path for base in bases for path in _expanded(word, base)]
+    for word in words:
+        for text in {word, word.partition("=")[2]} - {""}:
+            for base in bases:
+                for path in _expanded(text, base):
+                    if _forbidden(path, workdir, data_dir):
+                        return path
+    return None
+
+
+def _forbidden(path: Path, workdir: Path, data_dir: Path | None) -> bool:
+    if path == workdir or path.is_relative_to(workdir):
+        return protected_reason(path) is not None
+    if path.parts[:2] == ("/", "proc") and path.name in _PROC_SECRETS:
+        return True
+    if protected_reason(path) is not None:
+        return True
+    if data_dir is None:
+        return False
+    data = data_dir.resolve()
+    return path.is_relative_to(data) or data.is_relative_to(path)
+
+
+def _words(command: str) -> list[str] | None:
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        return list(lexer)
+    except ValueError:
+        return None
+
+
+def _expanded(word: str, base: Path) -> list[Path]:
+    """The paths `word` may stand for, from `base`: braces and `~` expanded, globs matched, resolved."""
+    paths: list[Path] = []
+    for text in _braces(word):
+        text = os.path.expanduser(text)
+        full = text if os.path.isabs(text) else os.path.join(base, text)
+        if _GLOB_CHARS.intersection(text):
+            found = list(itertools.islice(glob.iglob(full), _GLOB_MATCHES_CHECKED))
+            # (also the pattern's own folder: `../../run/*` over an empty folder still reaches it)
+            full_dir = os.path.dirname(full.split("*")[0].split("?")[0].split("[")[0])
+            candidates = [*found, full_dir or os.sep]
+        else:
+            candidates = [full]
+        for candidate in candidates:
+            try:
+                paths.append(Path(candidate).resolve())
+            except (OSError, RuntimeError, ValueError):
+                continue  # a symlink loop or a NUL: bash fails on it too
+    return paths
+
+
+def _braces(word: str, depth: int = 0) -> list[str]:
+    """Bash brace expansion of `word` (`tok{e,}ns` -> `tokens`, `toks`), at most a few hundred."""
+    start = word.find("{")
+    end = word.find("}", start + 1)
+    if start < 0 or end < 0 or depth > 8:
+        return [word]
+    options = word[start + 1 : end].split(",")
+    if len(options) < 2:
+        return [word]
+    head, tail = word[:start], word[end + 1 :]
+    return [expanded for option in options for expanded in _braces(head + option + tail, depth + 1)][:256]

@@ -67,12 +67,16 @@ CommitMessage = str | Callable[[Sequence[str]], str]
 _T = TypeVar("_T")
 
 # Run with these so a person's configuration cannot prompt, sign, run a filesystem monitor or
-# quote paths in the output we parse.
+# quote paths in the output we parse; and so no hook runs: git runs hooks (`post-index-change`,
+# `reference-transaction`) for the plumbing we use too, with the server's whole environment (its
+# API keys), and a hook is a program anyone who could write into `.git/` chose.
 _GIT_FLAGS = (
     "-c",
     "core.quotepath=false",
     "-c",
     "core.fsmonitor=false",
+    "-c",
+    f"core.hooksPath={os.devnull}",
     "-c",
     "core.safecrlf=false",
     "-c",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from duragent.agents.loader import Agent, load_agent
-from duragent.runtime.events import ToolCallFinished, TurnFinished
+from duragent.runtime.events import ApprovalRequired, ToolCallFinished, TurnFinished
 from duragent.runtime.loop import Runtime, drain
 from duragent.runtime.providers import ProviderPool
 from duragent.sessions.log import SessionLog
@@ -30,7 +30,7 @@ tools:
   builtin: [bash, read_file]
   policy:
     mode: ask
-    allow: ["bash:echo *", "bash:sh make_greet.sh", read_file, skill, reload_tools, shout, greet]
+    allow: ["bash:echo *", read_file, skill, reload_tools, shout, greet]
 """
 
 
@@ -167,7 +167,13 @@ async def test_a_tool_folder_is_a_tool_and_reload_tools_picks_up_one_made_during
         text("done"),
     )
 
-    events = await drain(runtime.run_turn(session, agent, "shout, then make a greet tool and use it"))
+    events: list[object] = []
+    async for event in runtime.run_turn(session, agent, "shout, then make a greet tool and use it"):
+        events.append(event)
+        if isinstance(event, ApprovalRequired):
+            # A new tool folder is a change to what the agent may do: a person approves making it.
+            assert event.command == "sh make_greet.sh"
+            runtime.approvals.decide(event.call_id, "allow_once")
 
     assert isinstance(events[-1], TurnFinished)
     shouted, made, reloaded, greeted = results(events)

@@ -101,7 +101,7 @@ async def restart_twice(start_server: ManagerFactory, session_id: str) -> list[t
 async def test_a_turn_that_failed_after_a_tool_ran_is_not_run_again_by_two_restarts(
     start_server: ManagerFactory, fake_llm: FakeLLMServer, tmp_path: Path
 ) -> None:
-    counter = tmp_path / "runs.txt"
+    counter = tmp_path / "work" / "helper" / "runs.txt"  # (the tool's own folder: no approval)
     command = {"command": f"echo ran >> {counter}"}
     # The turn: a bash call, then the model refuses (400, not retried): the turn fails.
     # Every later answer would run the command again if anything asked the model.
@@ -124,7 +124,7 @@ async def test_a_turn_that_failed_after_a_tool_ran_is_not_run_again_by_two_resta
 async def test_a_cancelled_turn_is_not_run_again_after_a_restart(
     start_server: ManagerFactory, fake_llm: FakeLLMServer, tmp_path: Path
 ) -> None:
-    counter = tmp_path / "runs.txt"
+    counter = tmp_path / "work" / "helper" / "runs.txt"  # (the tool's own folder: no approval)
     fake_llm.enqueue(tool_calls([("bash", {"command": f"echo ran >> {counter}; sleep 30"})]))
     fake_llm.default = text("must not be asked")
     manager = start_server()
@@ -144,7 +144,7 @@ async def test_a_cancelled_turn_is_not_run_again_after_a_restart(
 async def test_a_turn_cut_off_by_a_stop_still_resumes_once_and_finishes(
     start_server: ManagerFactory, fake_llm: FakeLLMServer, tmp_path: Path
 ) -> None:
-    counter = tmp_path / "runs.txt"
+    counter = tmp_path / "work" / "helper" / "runs.txt"  # (the tool's own folder: no approval)
     command = {"command": f"echo ran >> {counter}"}
     fake_llm.enqueue(tool_calls([("bash", command)]), delay(5, text("cut off")), text("finished"))
     manager = start_server()

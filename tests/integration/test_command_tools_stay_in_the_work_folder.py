@@ -1,0 +1,81 @@
+"""A command-line tool or a tool folder allowed by a pattern (`show:*`) is asked about before its
+arguments reach the data directory outside the work folder: the server's tokens live there."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from duragent.agents.loader import Agent, load_agent
+from duragent.runtime.events import ApprovalRequired, ToolCallFinished
+from duragent.runtime.loop import Runtime
+from duragent.runtime.providers import ProviderPool
+from duragent.sessions.log import SessionLog
+from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
+
+pytest_plugins = ["duragent.testing.pytest_plugin"]
+
+AGENT_YAML = """\
+name: helper
+model:
+  provider: openai
+  name: gpt-test
+  base_url: {url}
+tools:
+  builtin: []
+  cli:
+    - name: show
+      command: cat
+      description: Show a file.
+  policy:
+    mode: ask
+    allow: ["show:*"]
+"""
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def agent(data: Path, fake_llm: FakeLLMServer) -> Agent:
+    directory = data / "agents" / "helper"
+    directory.mkdir(parents=True)
+    (directory / "agent.yaml").write_text(AGENT_YAML.format(url=fake_llm.url))
+    (data / "run").mkdir()
+    (data / "run" / "tokens.json").write_text('{"api_token": "a-secret-api-token"}\n')
+    (data / "work" / "helper").mkdir(parents=True)
+    (data / "work" / "helper" / "notes.txt").write_text("my notes\n")
+    return load_agent(directory, env={"OPENAI_API_KEY": "sk-test"})[0]
+
+
+@pytest.fixture
+async def runtime(data: Path) -> AsyncIterator[Runtime]:
+    pool = ProviderPool({"OPENAI_API_KEY": "sk-test"})
+    yield Runtime(provider_for=pool.for_agent, data_dir=data)
+    await pool.close()
+
+
+async def test_an_allowed_command_line_tool_asks_before_reading_the_servers_tokens(
+    fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, runtime: Runtime
+) -> None:
+    fake_llm.enqueue(
+        tool_calls([("show", {"args": "notes.txt"})]),
+        tool_calls([("show", {"args": "../../run/tokens.json"})]),
+        text("done"),
+    )
+    events: list[object] = []
+    async for event in runtime.run_turn(session, agent, "show me"):
+        events.append(event)
+        if isinstance(event, ApprovalRequired):
+            runtime.approvals.decide(event.call_id, "deny", session_id=session.session_id)
+
+    [shown, refused] = [e for e in events if isinstance(e, ToolCallFinished)]
+    assert (shown.ok, shown.content) == (True, "my notes")
+    asked = [e for e in events if isinstance(e, ApprovalRequired)]
+    assert [e.command for e in asked] == ["../../run/tokens.json"]
+    assert not refused.ok
+    assert "a-secret-api-token" not in str(fake_llm.requests[-1].messages)
