@@ -14,6 +14,10 @@ class ProviderError(DuragentError):
         self.status = status
         self.url = url
 
+    def explain(self, hint: str) -> None:
+        """Add what happened next or what to do (`...: tried 4 times ...`) to the message."""
+        self.args = (f"{self.args[0]}; {hint}" if self.args else hint, *self.args[1:])
+
 
 class ProviderAuthError(ProviderError):
     """The provider rejected the credentials (HTTP 401 or 403)."""
@@ -38,6 +42,15 @@ class ProviderUnavailable(ProviderError):
     """The provider could not be reached, or answered 5xx, on every attempt."""
 
 
+class ContextTooLong(ProviderError):
+    """The provider refused the request because the conversation is over the model's context
+    window; `limit` is the window in tokens when the provider's message says it."""
+
+    def __init__(self, message: str, *, provider: str, status: int, url: str | None, limit: int | None):
+        super().__init__(message, provider=provider, status=status, url=url)
+        self.limit = limit
+
+
 class StreamError(ProviderError):
     """The reply stream broke after it started: malformed chunk, dropped connection, error event.
 
@@ -56,7 +69,7 @@ class MissingApiKey(ConfigError):
     def __init__(self, provider: str, variable: str):
         super().__init__(
             f"the {provider} provider needs an API key: set the environment variable {variable} "
-            f"(or point model.api_key_env in agent.yaml at the variable that holds it)"
+            f"(or point spec.model.api_key_env in agent.yaml at the variable that holds it)"
         )
         self.provider = provider
         self.variable = variable

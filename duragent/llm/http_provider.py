@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from duragent.llm.base import collect_completion
 from duragent.llm.errors import (
+    ContextTooLong,
     ProviderAuthError,
     ProviderError,
     ProviderRateLimited,
@@ -30,7 +33,7 @@ from duragent.llm.errors import (
 )
 from duragent.llm.retry import RetryPolicy, is_retryable_status, retry_after_from
 from duragent.llm.sse import SseEvent, SseParser
-from duragent.llm.types import Completion, Finish, LLMRequest, StreamChunk, TextDelta
+from duragent.llm.types import Completion, Finish, LLMRequest, Retrying, StreamChunk, TextDelta
 
 if TYPE_CHECKING:
     import aiohttp
@@ -127,6 +130,7 @@ class HttpProvider(ABC):
         url = self.endpoint
         body = self.encode_body(request)
         headers = {**self.auth_headers(), **self.extra_headers, "Content-Type": "application/json"}
+        began = time.monotonic()
         for attempt in range(1, self.retry.max_attempts + 1):
             started = False
             try:
@@ -135,11 +139,15 @@ class HttpProvider(ABC):
                     yield chunk
                 return
             except _TransientFailure as failure:
-                if started or attempt == self.retry.max_attempts:
+                if started:
+                    raise failure.error from failure
+                if attempt == self.retry.max_attempts:
+                    failure.error.explain(_gave_up(failure, attempt, time.monotonic() - began))
                     raise failure.error from failure
                 delay = self._wait_before_retry(failure, attempt)
                 if sent is not None:
                     sent()  # the caller's part is over while this waits (the connection may have failed)
+                yield Retrying(attempt + 1, self.retry.max_attempts, delay, str(failure.error))
                 await asyncio.sleep(delay)
 
     @property
@@ -174,6 +182,7 @@ class HttpProvider(ABC):
 
     def _wait_before_retry(self, failure: _TransientFailure, attempt: int) -> float:
         if failure.retry_after is not None and failure.retry_after > self.retry.max_retry_after:
+            failure.error.explain(_wait_too_long(failure.retry_after, self.retry.max_retry_after))
             raise failure.error from failure
         delay = failure.retry_after if failure.retry_after is not None else self.retry.backoff(attempt)
         logger.warning(
@@ -320,6 +329,17 @@ class HttpProvider(ABC):
                 status=status,
                 url=url,
             )
+        if status in (400, 413, 422) and _CONTEXT_OVERFLOW.search(body):
+            limit = _context_limit(body)
+            return ContextTooLong(
+                f"{where}: the conversation is too long for the model: {detail}",
+                provider=self.name,
+                status=status,
+                url=url,
+                limit=limit,
+            )
+        if status == 404:
+            detail += "; check spec.model.name and spec.model.base_url in agent.yaml"
         if not is_retryable_status(status):
             return ProviderError(f"{where}: {detail}", provider=self.name, status=status, url=url)
         retry_after = retry_after_from(response.headers)
@@ -334,7 +354,7 @@ class HttpProvider(ABC):
 
     def _rejected_key_text(self) -> str:
         if self.api_key is None:
-            return "no API key was sent; set model.api_key_env in agent.yaml to the variable holding one"
+            return "no API key was sent; set spec.model.api_key_env in agent.yaml to the variable holding one"
         if self.api_key_env:
             return f"the API key in {self.api_key_env} was rejected"
         return "the API key was rejected"
@@ -346,8 +366,61 @@ class HttpProvider(ABC):
 
     def _idle_timeout(self, url: str) -> StreamTimeout:
         return StreamTimeout(
-            f"no data from {self.name} for {self.timeouts.idle:g} s ({url})", provider=self.name, url=url
+            f"no data from {self.name} for {self.timeouts.idle:g} s ({url}): the model server stopped "
+            "answering; send the message again",
+            provider=self.name,
+            url=url,
         )
+
+
+#: What providers say when the conversation is over the model's window: OpenAI and vLLM
+#: ("maximum context length is 8192 tokens", code `context_length_exceeded`), Anthropic ("prompt
+#: is too long: 210000 tokens > 200000 maximum"), llama.cpp ("exceeds the available context
+#: size"), Gemini ("exceeds the maximum number of tokens allowed"), Mistral ("too large for model
+#: with 32768 maximum context length").
+_CONTEXT_OVERFLOW = re.compile(
+    r"context[_ ]length|context window|context size|prompt is too long|maximum number of tokens",
+    re.IGNORECASE,
+)
+_CONTEXT_LIMITS = (
+    re.compile(r"maximum context length is (\d+)", re.IGNORECASE),
+    re.compile(r"(\d+) maximum context length", re.IGNORECASE),
+    re.compile(r"> ?(\d+) maximum", re.IGNORECASE),
+    re.compile(r"maximum number of tokens allowed \((\d+)\)", re.IGNORECASE),
+    re.compile(r"context (?:size|window|length) (?:is |of )?\(?(\d+)", re.IGNORECASE),
+)
+
+
+def _context_limit(body: str) -> int | None:
+    """The model's window in tokens, when the provider's refusal names it."""
+    for pattern in _CONTEXT_LIMITS:
+        found = pattern.search(body)
+        if found:
+            return int(found.group(1))
+    return None
+
+
+def _gave_up(failure: _TransientFailure, attempts: int, seconds: float) -> str:
+    """What a failure that lasted through every attempt means, and what to do about it."""
+    tried = f"tried {attempts} times over {seconds:.1f} s"
+    error = failure.error
+    if isinstance(error, ProviderRateLimited):
+        return (
+            f"{tried}: the provider's rate limit for this API key or model is still reached; "
+            "wait a minute, then send the message again"
+        )
+    if isinstance(error, ProviderUnavailable) and error.status is None:
+        return f"{tried}: is the model server running, and is spec.model.base_url in agent.yaml right?"
+    return f"{tried}: the provider is failing or overloaded; send the message again later"
+
+
+def _wait_too_long(retry_after: float, most: float) -> str:
+    """Why a rate limit was not waited out: the provider asked for longer than a turn waits."""
+    until = time.strftime("%H:%M:%S UTC", time.gmtime(time.time() + retry_after))
+    return (
+        f"the provider asks to wait {retry_after:.0f} s (until {until}), longer than Duragent waits "
+        f"within a turn ({most:g} s): send the message again after that"
+    )
 
 
 def _joined_text(chunks: list[StreamChunk]) -> list[StreamChunk]:

@@ -2,7 +2,9 @@
 
 A stream is a sequence of chunks in this order: any number of `TextDelta` and `ToolCallDelta`
 (interleaved as the model produces them), one `ToolCallComplete` per tool call once its arguments
-are whole, at most one `Usage`, and always exactly one `Finish`, last.
+are whole, at most one `Usage`, and always exactly one `Finish`, last. Before any of them, a
+`Retrying` for each failed attempt the provider is about to try again (consumers that do not
+tell the user may ignore it).
 """
 
 from __future__ import annotations
@@ -129,7 +131,17 @@ class Finish:
     reason: FinishReason
 
 
-StreamChunk: TypeAlias = TextDelta | ToolCallDelta | ToolCallComplete | Usage | Finish
+@dataclass(frozen=True, slots=True)
+class Retrying:
+    """An attempt failed before the reply began; attempt `attempt` of `attempts` starts in `delay` s."""
+
+    attempt: int
+    attempts: int
+    delay: float
+    reason: str
+
+
+StreamChunk: TypeAlias = TextDelta | ToolCallDelta | ToolCallComplete | Usage | Finish | Retrying
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,12 +145,14 @@ def assemble_context(
     memory_text: str = "",
     skills_text: str = "",
     now: datetime,
+    budget: int | None = None,
 ) -> AssembledContext:
     """Build this turn's messages for `agent` from the session's conversation.
 
-    `skills_text` is the skills index (already fitted to its share of the budget).
+    `skills_text` is the skills index (already fitted to its share of the budget). `budget`, when
+    given and smaller, replaces `context_budget(agent)` (the model refused a larger context).
     """
-    budget = context_budget(agent)
+    budget = min(context_budget(agent), budget) if budget is not None else context_budget(agent)
     prompts = (
         ("SOUL.md", agent.soul),
         ("SYSTEM_PROMPT.md", agent.system_prompt),

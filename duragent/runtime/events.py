@@ -61,6 +61,17 @@ class ApprovalResolved:
 
 
 @dataclass(frozen=True)
+class ModelRetrying:
+    """The model call failed before its reply began (rate limit, overload, unreachable) and is
+    tried again: attempt `attempt` of `attempts` in `seconds`."""
+
+    attempt: int
+    attempts: int
+    seconds: float
+    reason: str
+
+
+@dataclass(frozen=True)
 class Notification:
     """The agent used notify_user: show this to every attached client."""
 
@@ -102,6 +113,7 @@ RuntimeEvent: TypeAlias = (
     | ApprovalRequired
     | ApprovalResolved
     | Notification
+    | ModelRetrying
     | TurnFinished
     | TurnFailed
     | TurnPaused

@@ -19,15 +19,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from duragent.agents.loader import Agent
-from duragent.agents.spec import WebSearchSpec
+from duragent.agents.spec import ModelSpec, WebSearchSpec
 from duragent.errors import DuragentError
 from duragent.file_stamps import Stamp, settled, stamp
 from duragent.ids import new_id
 from duragent.llm.base import Provider
-from duragent.llm.errors import ProviderError
+from duragent.llm.errors import ContextTooLong, ProviderError, StreamError
 from duragent.llm.types import (
     Finish,
     LLMRequest,
+    Retrying,
     TextDelta,
     ToolCall,
     ToolCallComplete,
@@ -35,10 +36,11 @@ from duragent.llm.types import (
     Usage,
 )
 from duragent.runtime.approvals import ApprovalBroker
-from duragent.runtime.context import assemble_context
+from duragent.runtime.context import DEFAULT_OUTPUT_TOKENS, assemble_context, context_budget
 from duragent.runtime.events import (
     ApprovalRequired,
     ApprovalResolved,
+    ModelRetrying,
     Notification,
     RuntimeEvent,
     ToolCallFinished,
@@ -91,6 +93,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_STEPS = 20
+#: How many times a step asks again with a smaller context when the model says it is too long.
+CONTEXT_SHRINKS = 2
 INTERRUPTED = "interrupted: the turn stopped before this tool call finished"
 _SESSION_FOLDERS_KEPT = 512
 #: Builtin tools that change no guarded file (they read, or write only memory, artifacts and
@@ -112,6 +116,16 @@ _WRITES_NOTHING_GUARDED = frozenset(
         "reload_tools",
     }
 )
+
+
+@dataclass
+class _StepReply:
+    """What one model call said: its text, tool calls, usage, and whether it was cut off."""
+
+    text: list[str] = field(default_factory=list)
+    calls: list[ToolCall] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=dict)
+    truncated: bool = False
 
 
 @dataclass
@@ -223,6 +237,9 @@ class Runtime:
     _session_folders: dict[tuple[int, str], tuple[object, Path | None]] = field(
         default_factory=dict, init=False, repr=False
     )
+    #: Per model: the context budget its own window allows, once it refused a larger context
+    #: naming its window (`ContextTooLong.limit`); later turns start there.
+    _context_budgets: dict[ModelSpec, int] = field(default_factory=dict, init=False, repr=False)
 
     async def run_turn(
         self,
@@ -328,37 +345,36 @@ class Runtime:
                 return
             # Built every step: `reload_tools` may have changed the tools since the last one.
             definitions = tuple(ToolDefinition(**definition(t)) for t in tools.values())
-            request = await self._request(agent, session, definitions, skills)
-            text: list[str] = []
-            calls: list[ToolCall] = []
-            usage: dict[str, int] = {}
-            truncated = False
-            try:
-                # Admitted until the request is sent (making the connection is part of starting),
-                # or for `sending_hold` if the network is slower than that.
-                admission.leave_within(self.sending_hold)
-                async with aclosing(provider.stream(request, sent=admission.leave)) as stream:
-                    async for chunk in stream:
-                        admission.leave()  # (a provider that cannot tell when it sent: its first chunk)
-                        if isinstance(chunk, TextDelta):
-                            text.append(chunk.text)
-                            yield TextEvent(chunk.text)
-                        elif isinstance(chunk, ToolCallComplete):
-                            calls.append(chunk.tool_call)
-                        elif isinstance(chunk, Usage):
-                            usage = {"input_tokens": chunk.input_tokens, "output_tokens": chunk.output_tokens}
-                        elif isinstance(chunk, Finish):
-                            truncated = chunk.reason == "length"
-            except ProviderError as exc:
-                if text:
-                    await self._assistant(session, "".join(text), [], usage, partial=True)
-                yield await self._fail(session, "llm_error", str(exc))
-                return
-            except asyncio.CancelledError:
-                # Keep what was said so far; the caller records the cancellation.
-                if text:
-                    await asyncio.shield(self._assistant(session, "".join(text), [], usage, partial=True))
-                raise
+            budget = self._context_budgets.get(agent.spec.model) if self._context_budgets else None
+            for shrinks in range(CONTEXT_SHRINKS + 1):
+                request, tokens = await self._request(agent, session, definitions, skills, budget)
+                reply = _StepReply()
+                try:
+                    async with aclosing(self._ask_model(provider, request, admission, reply)) as asked:
+                        async for event in asked:
+                            yield event
+                except ContextTooLong as exc:
+                    if shrinks == CONTEXT_SHRINKS:
+                        hint = _too_long_hint(agent)
+                        yield await self._fail(session, "context_too_long", f"{exc}; {hint}")
+                        return
+                    # Left as it is, every later turn would send the same context and fail the
+                    # same way: older messages are left out until it fits (as trimming does).
+                    budget = self._shrink_context(agent, exc, tokens)
+                    continue
+                except ProviderError as exc:
+                    if reply.text:
+                        await self._assistant(session, "".join(reply.text), [], reply.usage, partial=True)
+                    yield await self._fail(session, "llm_error", _failure_text(exc, bool(reply.text)))
+                    return
+                except asyncio.CancelledError:
+                    # Keep what was said so far; the caller records the cancellation.
+                    if reply.text:
+                        kept = self._assistant(session, "".join(reply.text), [], reply.usage, partial=True)
+                        await asyncio.shield(kept)
+                    raise
+                break
+            text, calls, usage, truncated = reply.text, reply.calls, reply.usage, reply.truncated
             # Every model call of this turn so far, those before a restart included (kept in the log).
             turn_usage = dict(session.state.turn_usage)
             for key, count in usage.items():
@@ -386,12 +402,57 @@ class Runtime:
             while not notifications.empty():
                 yield Notification(notifications.get_nowait())
         yield await self._fail(
-            session, "max_steps", f"the turn used all {self.max_steps} steps without a final answer"
+            session,
+            "max_steps",
+            f"the turn used all {self.max_steps} steps (model calls) without a final answer; what its "
+            "tools did is kept: send another message (e.g. 'continue') to let the agent go on",
         )
 
+    async def _ask_model(
+        self, provider: Provider, request: LLMRequest, admission: _Admission, reply: _StepReply
+    ) -> AsyncGenerator[RuntimeEvent, None]:
+        """One model call, gathered into `reply`; yields its text and its retry notices."""
+        # Admitted until the request is sent (making the connection is part of starting), or for
+        # `sending_hold` if the network is slower than that.
+        admission.leave_within(self.sending_hold)
+        async with aclosing(provider.stream(request, sent=admission.leave)) as stream:
+            async for chunk in stream:
+                admission.leave()  # (a provider that cannot tell when it sent: its first chunk)
+                if isinstance(chunk, TextDelta):
+                    reply.text.append(chunk.text)
+                    yield TextEvent(chunk.text)
+                elif isinstance(chunk, ToolCallComplete):
+                    reply.calls.append(chunk.tool_call)
+                elif isinstance(chunk, Usage):
+                    reply.usage = {"input_tokens": chunk.input_tokens, "output_tokens": chunk.output_tokens}
+                elif isinstance(chunk, Finish):
+                    reply.truncated = chunk.reason == "length"
+                elif isinstance(chunk, Retrying):
+                    yield ModelRetrying(chunk.attempt, chunk.attempts, chunk.delay, chunk.reason)
+
+    def _shrink_context(self, agent: Agent, refused: ContextTooLong, sent_tokens: int) -> int:
+        """The budget to ask again with after the model refused `sent_tokens` as too long.
+
+        The window the model named holds for its next turns too (not a guess made without it:
+        one odd refusal must not shrink every later turn).
+        """
+        budget = smaller_budget(agent, refused.limit, sent_tokens)
+        if refused.limit:
+            known = smaller_budget(agent, refused.limit, refused.limit)
+            model = agent.spec.model
+            self._context_budgets[model] = min(known, self._context_budgets.get(model, known))
+        log.warning("%s; asking again with a context of about %d tokens", refused, budget)
+        return budget
+
     async def _request(
-        self, agent: Agent, session: SessionLog, definitions: tuple[ToolDefinition, ...], skills: SkillSet
-    ) -> LLMRequest:
+        self,
+        agent: Agent,
+        session: SessionLog,
+        definitions: tuple[ToolDefinition, ...],
+        skills: SkillSet,
+        budget: int | None = None,
+    ) -> tuple[LLMRequest, int]:
+        """The step's model request, and the estimated tokens of its context."""
         now = utcnow()
         memory_text = ""
         if self.memory:
@@ -399,15 +460,18 @@ class Runtime:
                 self.memory, agent, now.date(), session_dir=self._session_folder(session)
             )
         index = skills_index(skills.sorted(), index_budget(agent))
-        context = assemble_context(agent, session.state, memory_text=memory_text, skills_text=index, now=now)
+        context = assemble_context(
+            agent, session.state, memory_text=memory_text, skills_text=index, now=now, budget=budget
+        )
         model = agent.spec.model
-        return LLMRequest(
+        request = LLMRequest(
             model=model.name,
             messages=context.messages,
             tools=definitions,
             temperature=model.temperature,
             max_output_tokens=model.max_output_tokens,
         )
+        return request, context.tokens
 
     async def _assistant(
         self,
@@ -844,6 +908,32 @@ def _any_entries(folders: Iterable[Path]) -> bool:
 def _shown(path: Path, data_dir: Path) -> str:
     """`path` relative to the data directory when inside it (`agents/helper/policy.yaml`)."""
     return str(path.relative_to(data_dir)) if path.is_relative_to(data_dir) else str(path)
+
+
+def smaller_budget(agent: Agent, limit: int | None, sent_tokens: int) -> int:
+    """A context budget below what the model just refused: its window (when it said it) less the
+    reply and a 10% margin, and at most three quarters of what was sent (our estimate erred)."""
+    budgets = [sent_tokens * 3 // 4]
+    if limit:
+        output = agent.spec.model.max_output_tokens or DEFAULT_OUTPUT_TOKENS
+        budgets.append(limit - min(output, limit // 4) - limit // 10)
+    return max(256, min(budgets))
+
+
+def _too_long_hint(agent: Agent) -> str:
+    """What to do when the context does not fit even with older messages left out."""
+    return (
+        "older messages were left out and it still does not fit: send a shorter message or start a "
+        f"new session; if the model's window is smaller than Duragent assumed ({context_budget(agent)} "
+        "tokens of context), set spec.context.max_tokens in agent.yaml"
+    )
+
+
+def _failure_text(error: ProviderError, kept_partial: bool) -> str:
+    """The turn's error message: the provider's, and what became of the text already streamed."""
+    if kept_partial and isinstance(error, StreamError):
+        return f"{error}; the reply so far is kept (marked partial): send the message again for a whole one"
+    return str(error)
 
 
 def _approval_payload(call: ToolCall, invocation: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from duragent.ids import new_id
 from duragent.runtime.events import (
     ApprovalRequired,
     ApprovalResolved,
+    ModelRetrying,
     TextDelta,
     TurnFailed,
     TurnFinished,
@@ -734,6 +735,18 @@ class LiveSession:
             await self.log.synced()
             self._deltas += 1
             self._publish(token(self._delta_after, self._deltas, event.text))
+        elif isinstance(event, ModelRetrying):
+            # Not stored (the turn's outcome is): a client says why the reply is late, and when
+            # the model is asked again, instead of showing nothing for up to a minute.
+            await self.log.synced()
+            self._deltas += 1
+            data = {
+                "attempt": event.attempt,
+                "attempts": event.attempts,
+                "in_seconds": round(event.seconds, 3),
+                "reason": event.reason,
+            }
+            self._publish(StreamEvent(Position(self._delta_after, self._deltas), "retrying", data))
         elif isinstance(event, ApprovalRequired):
             await self._set_status("paused", APPROVAL_PAUSE_REASON)
         elif isinstance(event, ApprovalResolved):

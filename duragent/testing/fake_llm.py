@@ -60,6 +60,13 @@ class ScriptedCall:
     name: str
     arguments: dict[str, Any]
     id: str | None = None
+    #: The arguments' text as streamed, instead of `arguments` as JSON: a model that writes
+    #: something else than a JSON object (`'{"command": "ls'`). Streamed replies only.
+    raw_arguments: str | None = None
+
+    def arguments_text(self) -> str:
+        """What the model streams as the call's arguments."""
+        return self.raw_arguments if self.raw_arguments is not None else json.dumps(self.arguments)
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,7 +452,7 @@ def _pieces(reply: _Reply, *, interleave: bool) -> list[_Piece]:
     """The reply's content events; parallel calls one after the other unless `interleave`."""
     pieces = [_Piece("text", text=part) for part in _split(reply.text, reply.response.chunks)]
     calls = reply.response.calls
-    fragments = [_split(json.dumps(call.arguments), reply.response.argument_chunks) for call in calls]
+    fragments = [_split(call.arguments_text(), reply.response.argument_chunks) for call in calls]
     starts = [_Piece("tool_start", i, call=call, call_id=reply.call_ids[i]) for i, call in enumerate(calls)]
     if interleave:
         pieces.extend(starts)

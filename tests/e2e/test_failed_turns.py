@@ -1,0 +1,249 @@
+"""Failed model calls as a user meets them: what the server answers, what the log keeps, and that
+the session's next message works (a real fake model on 127.0.0.1, the app in-process)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from duragent.testing.fake_llm import (
+    FakeLLMServer,
+    RecordedRequest,
+    ScriptedCall,
+    ScriptedResponse,
+    broken_stream,
+    echo,
+    error,
+    text,
+    tool_calls,
+)
+from tests.e2e.server_harness import Api, ApiFactory, collect_until
+
+
+def stored_events(root: Path, session_id: str) -> list[dict[str, Any]]:
+    """The session's events.jsonl as parsed lines (workspace `ws0` of `start_api`)."""
+    log = root / "ws0" / "data" / "sessions" / session_id / "events.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def assert_well_formed(messages: list[dict[str, Any]]) -> None:
+    """What every provider accepts: no assistant message without text or calls, and every tool
+    call answered by a tool result before the next user message."""
+    open_calls: set[str] = set()
+    for message in messages:
+        if message["role"] == "assistant":
+            assert message.get("content") or message.get("tool_calls"), messages
+            open_calls |= {call["id"] for call in message.get("tool_calls") or ()}
+        elif message["role"] == "tool":
+            open_calls.discard(message["tool_call_id"])
+        elif message["role"] == "user":
+            assert not open_calls, messages
+
+
+async def send(api: Api, session_id: str, content: str) -> tuple[int, Any]:
+    return await api.call("POST", f"/api/v1/sessions/{session_id}/messages", {"content": content})
+
+
+FAILURES = {
+    "rate limited on every attempt": (
+        [error(429, "slow down")] * 4,
+        ["429 from openai", "slow down", "tried 4 times", "wait a minute, then send the message again"],
+    ),
+    "rate limited with a Retry-After of an hour": (
+        [error(429, "slow down", retry_after=3600)],
+        ["asks to wait 3600 s", "longer than Duragent waits within a turn (60 s)", "send the message again"],
+    ),
+    "overloaded on every attempt": (
+        [error(529, "Overloaded")] * 4,
+        ["529 from openai", "tried 4 times", "send the message again later"],
+    ),
+    "unknown model": (
+        [error(404, "The model `gpt-test` does not exist")],
+        ["does not exist", "check spec.model.name and spec.model.base_url in agent.yaml"],
+    ),
+    "stream cut mid-reply": (
+        [broken_stream(2, "one two three four", chunks=4)],
+        ["broke mid-stream", "the reply so far is kept (marked partial)"],
+    ),
+}
+
+
+@pytest.mark.parametrize("failure", list(FAILURES))
+async def test_a_failed_model_call_tells_the_user_what_to_do_and_the_next_message_works(
+    failure: str, start_api: ApiFactory, fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    script, said = FAILURES[failure]
+    api = await start_api(git=False)
+    session_id = await api.new_session()
+    fake_llm.enqueue(*script)
+
+    status, problem = await send(api, session_id, "hello")
+
+    assert status == 502, problem
+    assert problem["type"] == "urn:duragent:problem:turn-llm_error"
+    for words in said:
+        assert words in problem["detail"], problem["detail"]
+    stored = stored_events(tmp_path, session_id)
+    assert [e["payload"]["content"] for e in stored if e["type"] == "user_message"] == ["hello"]
+    assert stored[-1]["type"] == "error"
+    assert stored[-1]["payload"] == {"code": "llm_error", "message": problem["detail"]}
+    _, session = await api.call("GET", f"/api/v1/sessions/{session_id}")
+    assert session["status"] == "active"
+
+    status, reply = await send(api, session_id, "again")
+    assert (status, reply["content"]) == (200, "echo: again")
+    assert_well_formed(fake_llm.requests[-1].messages)
+
+
+async def test_an_unreachable_model_server_names_the_setting_to_check(
+    start_api: ApiFactory, fake_llm: FakeLLMServer
+) -> None:
+    api = await start_api(git=False)
+    session_id = await api.new_session()
+    await fake_llm.stop()
+
+    status, problem = await send(api, session_id, "hello")
+
+    assert status == 502, problem
+    assert "could not reach openai" in problem["detail"]
+    assert "tried 4 times" in problem["detail"]
+    assert "is the model server running, and is spec.model.base_url in agent.yaml right?" in problem["detail"]
+
+
+def _long_context_refused(limit_chars: int) -> Any:
+    """A model whose window holds `limit_chars` characters of messages: larger requests get
+    OpenAI's context-length 400, the others an echo."""
+
+    def answer(request: RecordedRequest) -> ScriptedResponse:
+        size = sum(len(str(m.get("content") or "")) for m in request.messages)
+        if size > limit_chars:
+            return error(
+                400,
+                {
+                    "error": {
+                        "message": "This model's maximum context length is 1000 tokens. However, "
+                        f"your messages resulted in {size // 3} tokens. Please reduce the length "
+                        "of the messages.",
+                        "type": "invalid_request_error",
+                        "param": "messages",
+                        "code": "context_length_exceeded",
+                    }
+                },
+            )
+        return echo()
+
+    return answer
+
+
+async def test_a_context_the_model_refuses_as_too_long_is_sent_again_without_older_messages(
+    start_api: ApiFactory, fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    api = await start_api(git=False)
+    session_id = await api.new_session()
+    fake_llm.responder = _long_context_refused(3000)
+    first, second, third = ("a" * 1400, "b" * 1400, "c" * 1400)
+    assert (await send(api, session_id, first))[0] == 200
+
+    status, reply = await send(api, session_id, second)
+
+    # (before: a 502 for this message and every later one, the context never getting smaller)
+    assert (status, reply.get("content")) == (200, f"echo: {second}"), reply
+    answered = fake_llm.requests[-1].messages
+    assert [m["content"] for m in answered if m["role"] == "user"] == [second]
+    assert "error" not in [e["type"] for e in stored_events(tmp_path, session_id)]
+
+    asked = len(fake_llm.requests)
+    status, reply = await send(api, session_id, third)
+    assert (status, reply.get("content")) == (200, f"echo: {third}")
+    assert len(fake_llm.requests) == asked + 1  # the window the model named is kept: no refusal first
+
+
+async def test_a_context_that_never_fits_fails_after_a_bounded_number_of_tries_naming_the_setting(
+    start_api: ApiFactory, fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    api = await start_api(git=False)
+    session_id = await api.new_session()
+    fake_llm.responder = _long_context_refused(100)
+
+    status, problem = await send(api, session_id, "hello")
+
+    assert status == 502, problem
+    assert problem["type"] == "urn:duragent:problem:turn-context_too_long"
+    assert "maximum context length is 1000 tokens" in problem["detail"]
+    assert "send a shorter message or start a new session" in problem["detail"]
+    assert "spec.context.max_tokens" in problem["detail"]
+    assert len(fake_llm.requests) == 3
+    assert stored_events(tmp_path, session_id)[-1]["payload"]["code"] == "context_too_long"
+
+
+async def test_a_turn_out_of_steps_says_on_the_stream_how_to_let_the_agent_go_on(
+    start_api: ApiFactory, fake_llm: FakeLLMServer
+) -> None:
+    api = await start_api(git=False)
+    session_id = await api.new_session()
+    fake_llm.responder = lambda _request: tool_calls([("bash", {"command": "echo again"})])
+
+    async with api.http.post(
+        api.url(f"/api/v1/sessions/{session_id}/stream"), json={"content": "loop"}
+    ) as response:
+        events = await collect_until(response, "error")
+
+    assert events[-1].data["code"] == "max_steps"
+    assert "send another message" in events[-1].data["message"]
+    fake_llm.responder = None
+    status, reply = await send(api, session_id, "continue")
+    assert (status, reply["content"]) == (200, "echo: continue")
+    assert_well_formed(fake_llm.requests[-1].messages)
+
+
+async def test_a_client_following_the_session_is_told_when_the_model_is_tried_again_and_why(
+    start_api: ApiFactory, fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    api = await start_api(git=False)
+    session_id = await api.new_session()
+    fake_llm.enqueue(error(429, "slow down", retry_after=0.3), text("made it"))
+
+    async with api.http.get(api.url(f"/api/v1/sessions/{session_id}/events")) as following:
+        status, reply = await send(api, session_id, "hello")
+        events = await collect_until(following, "done")
+
+    assert (status, reply["content"]) == (200, "made it")
+    retrying = [e for e in events if e.event == "retrying"]
+    assert [e.data | {"reason": ""} for e in retrying] == [
+        {"attempt": 2, "attempts": 4, "in_seconds": 0.3, "reason": ""}
+    ]
+    assert retrying[0].data["reason"].startswith("429 from openai at ")
+    assert "slow down" in retrying[0].data["reason"]
+    assert retrying[0].id == "2.1"  # after the stored message, before the reply's tokens
+    names = [e.event for e in events]
+    assert names.index("start") < names.index("retrying") < names.index("token")
+    assert "retrying" not in {e["type"] for e in stored_events(tmp_path, session_id)}
+
+
+async def test_tool_calls_with_arguments_not_json_or_an_unknown_tool_get_failed_results_and_the_turn_goes_on(
+    start_api: ApiFactory, fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    api = await start_api(git=False)
+    session_id = await api.new_session()
+    fake_llm.enqueue(
+        tool_calls(
+            [
+                ScriptedCall("bash", {}, raw_arguments='{"command": "echo hi'),
+                ScriptedCall("launch_rockets", {"count": 3}),
+            ]
+        ),
+        text("sorry, let me try that again later"),
+    )
+
+    status, reply = await send(api, session_id, "do it")
+
+    assert (status, reply["content"]) == (200, "sorry, let me try that again later")
+    results = [e["payload"] for e in stored_events(tmp_path, session_id) if e["type"] == "tool_result"]
+    assert [r["ok"] for r in results] == [False, False]
+    assert results[0]["content"] == 'invalid arguments for bash: not a JSON object: {"command": "echo hi'
+    assert results[1]["content"].startswith("unknown tool 'launch_rockets'; available: bash")
+    assert_well_formed(fake_llm.requests[-1].messages)
+    assert (await send(api, session_id, "next"))[0] == 200
