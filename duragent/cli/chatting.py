@@ -12,6 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from duragent.cli.sending import agent_name, full_id, pick_session
+from duragent.client.state import position_seq
 
 if TYPE_CHECKING:
     from duragent.cli.render import Renderer
@@ -125,7 +126,9 @@ async def replay_from(api: ApiClient, client: ClientState, info: dict[str, Any],
         return str(info.get("last_seq", 0))
     seen = client.seen.get(session_id)
     if seen is not None:
-        return seen
+        # Left in the middle of a streamed reply (`"12.7"`): the reply is shown again whole,
+        # not from the middle of a sentence without what it answers.
+        return str(position_seq(seen)) if "." in seen else seen
     page = await api.messages(session_id, limit=1000)
     starts = [int(m["seq"]) for m in page.get("messages", []) if m.get("type") == "user_message"]
     if len(starts) < RECENT_TURNS:

@@ -184,6 +184,10 @@ class Renderer:
         if not self._at_line_start:
             self.write("\n")
 
+    def streaming(self) -> bool:
+        """Whether reply text was streamed since the last complete message."""
+        return bool(self._streamed)
+
     def discard_streamed(self) -> None:
         """The text streamed since the last message came from an attempt that died
         (`attempt_restarted`): erase it, or say it is void when it can no longer be erased."""
@@ -221,16 +225,21 @@ class Renderer:
 
     def tool_call(self, call_id: str, tool: str, arguments: dict[str, Any]) -> None:
         """A tool call starts: on a TTY a spinner says `running TOOL` until `tool_result` writes its line."""
-        text = f"⚙ {tool} {short_arguments(tool, arguments)}".rstrip()
-        if not text.endswith("…"):  # cut arguments already end in one
-            text += " …"
-        self._tool_lines[call_id] = text
+        self.known_call(call_id, tool, arguments)
         self._running_tool = tool
         if self.tty:
             # The spinner names the tool while it runs; its line is written whole with the outcome.
             self._end_open_line()
             with contextlib.suppress(RuntimeError):  # no event loop: no spinner
                 self.start_spinner()
+
+    def known_call(self, call_id: str, tool: str, arguments: dict[str, Any]) -> None:
+        """Remember what a call does, for its result's line (its `tool_call` may predate the replay:
+        an approval asked before this terminal attached names it too)."""
+        text = f"⚙ {tool} {short_arguments(tool, arguments)}".rstrip()
+        if not text.endswith("…"):  # cut arguments already end in one
+            text += " …"
+        self._tool_lines[call_id] = text
 
     def tool_result(self, call_id: str, tool: str, ok: bool, duration_ms: int, content: str = "") -> None:
         """A tool call ended: `ok 12 ms`, `failed 3 ms` or `denied`."""

@@ -26,6 +26,7 @@ from duragent.client.follow import SERVER_BACK, SERVER_GONE
 if TYPE_CHECKING:
     from prompt_toolkit import PromptSession
 
+    from duragent.cli.typeahead import HeldKeys
     from duragent.client.follow import EventFollower
     from duragent.client.http import ApiClient, ServerEvent
     from duragent.client.state import ClientState
@@ -33,8 +34,26 @@ if TYPE_CHECKING:
 
 #: Events that change nothing on screen while the person is typing.
 QUIET_EVENTS = frozenset({"status", "approval_decision", "session_start"})
+#: Events only a running turn sends.
+TURN_EVENTS = frozenset(
+    {"token", "message", "tool_call", "tool_result", "attempt_restarted", "approval_required", "retrying"}
+)
+
+
+def retrying_text(data: dict[str, Any]) -> str:
+    """The line a `retrying` event becomes: why the model is asked again, when, which attempt."""
+    reason = str(data.get("reason") or "the model call failed")
+    wait = float(data.get("in_seconds") or 0)
+    return (
+        f"↻ {reason}; trying again in {wait:.3g} s (attempt {data.get('attempt', '?')} of "
+        f"{data.get('attempts', '?')})"
+    )
+
+
 #: Marker events the loop puts into its own queue (never sent by a server).
-SIGINT_MARK, SENT_MARK = "_sigint", "_sent"
+SIGINT_MARK, SENT_MARK, EOF_MARK, NO_TURN_MARK = "_sigint", "_sent", "_eof", "_no_turn"
+#: Why the server pauses a `pause` session whose last client left (attaching resumes it).
+DISCONNECT_PAUSE_REASON = "client disconnected (on_disconnect: pause)"
 #: What `read_decision` returns when an event came before the answer.
 INTERRUPTED = "_interrupted"
 #: Seconds to wait for the stream to show a reply the server already returned.
@@ -47,6 +66,7 @@ Commands:
   /end              end the session for good (its files stay)
   /status           state, agent, model, tokens used, on_disconnect
   /cancel           stop the running turn                                     (also Ctrl-C)
+  /resume           continue a paused session's stopped turn
   /history [N]      the last N messages (default 10)
   /memory           what the agent remembers (read-only)
   /approve [always] allow the tool call waiting for approval (once, or always)
@@ -117,12 +137,16 @@ class Repl:
         self.in_turn = bool(session.info.get("busy"))
         self.pending: dict[str, dict[str, Any]] = {}
         self.asked: set[str] = set()
+        #: Calls the session said were waiting when this terminal attached, not drawn yet: the
+        #: replay may show them in their place; those it does not are drawn just before asking.
+        self.unannounced: set[str] = set()
         self.background: set[asyncio.Task[Any]] = set()
         self.draft = ""
         self.cancel_pressed = False
         self.cancelled_last_turn = False
         self.held: ServerEvent | None = None
         self._prompt: PromptSession[str] | None = None
+        self._keys: HeldKeys | None = None
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -135,11 +159,16 @@ class Repl:
         self.follower.start()
         self.remember()  # a terminal closed without a goodbye still knows its session next time
         # A call already waiting for a person may have been announced before where this replay
-        # starts (`send` saw it and said "decide with: duragent attach"): show it and ask now.
+        # starts (`send` saw it and said "decide with: duragent attach"): it is asked once the
+        # replay is shown (and drawn then, when the replay did not show it in its place).
         for approval in self.session.info.get("pending_approvals") or []:
-            self._on_approval_required(dict(approval))
+            call_id = str(approval.get("call_id", ""))
+            self.pending[call_id] = dict(approval)
+            self.unannounced.add(call_id)
         try:
             outcome = await self.follow(target_seq=int(self.session.info.get("last_seq", 0)))
+            if outcome == "idle" and self.session.info.get("status") == "paused":
+                await self._say_if_still_paused()
             while outcome == "idle":
                 text = await self.read_input()
                 if text is None:
@@ -151,6 +180,13 @@ class Repl:
             return outcome
         finally:
             await self.leave()
+
+    async def _say_if_still_paused(self) -> None:
+        """Attaching resumes a session paused because its clients left; one paused otherwise (a
+        server stop, max_background_runtime) waits for /resume: say so, the replay may not."""
+        info = await self.api.session(self.session.id)
+        if info.get("status") == "paused" and not info.get("busy") and not info.get("pending_approvals"):
+            self.renderer.notice("⏸ the session is paused: /resume continues it")
 
     def _relocate(self) -> Callable[[], str | None] | None:
         """Where the workspace's server is now, when this terminal talks to it (not to a --server
@@ -194,6 +230,11 @@ class Repl:
 
     async def send(self, text: str) -> str:
         """Send a message and show its turn as it happens."""
+        # A message waits behind a call left waiting (Ctrl-C at its question): it is asked again,
+        # with what it is, or this terminal would wait in silence for the decision.
+        for call_id in self.asked & set(self.pending):
+            self.asked.discard(call_id)
+            self.unannounced.add(call_id)
         task = asyncio.get_running_loop().create_task(self.api.send(self.session.id, text))
         self._track(task, mark=True)
         self.renderer.start_spinner()
@@ -213,7 +254,7 @@ class Repl:
         self.cancel_pressed = False
         loop.add_signal_handler(signal.SIGINT, self._on_sigint)
         try:
-            with _typing_held_back(self.interactive):
+            with self._keyboard_held():
                 return await self._follow(target_seq, own, send_task)
         finally:
             loop.remove_signal_handler(signal.SIGINT)
@@ -232,6 +273,8 @@ class Repl:
         own_started = own is None
         own_done = False
         replied_at: float | None = None
+        #: Said once the reply streaming now is over, not in the middle of it.
+        queued_note: str | None = None
         while True:
             caught_up = position_seq(self.shown) >= target_seq
             # An event that arrived while the person was typing (another client's turn) is
@@ -253,7 +296,10 @@ class Repl:
                     return "idle"
                 status, body = send_task.result()
                 if status == 202 and body.get("status") == "queued":
-                    self.renderer.notice(f"queued behind {body.get('position', 1)} turn(s)")
+                    queued_note = f"your message is queued behind {body.get('position', 1)} turn(s)"
+                    if not self.renderer.streaming():
+                        self.renderer.notice(queued_note)
+                        queued_note = None
                     send_task = None
                 elif replied_at is None:
                     replied_at = loop.time()
@@ -271,17 +317,30 @@ class Repl:
                     return "detach"
                 self.cancel_pressed = True
                 self.renderer.notice("cancelling… (Ctrl-C again to detach)")
-                self._track(loop.create_task(self.api.cancel(self.session.id)))
+                self._track(loop.create_task(self._cancel_turn()))
                 continue
+            if event.event == NO_TURN_MARK:
+                # (Waiting for a turn the server does not run: the prompt comes back.)
+                self.renderer.notice("no turn is running")
+                self.in_turn = False
+                return "idle"
             if event.event == SENT_MARK:
                 continue
+            if event.event == EOF_MARK:
+                self.renderer.notice("(detaching)")
+                return "detach"
             is_own_start = (
                 own is not None
                 and not own_started
                 and event.event == "start"
                 and event.data.get("content") == own
             )
-            ended = self.show(event, echo=not is_own_start)
+            # (Typed on the prompt line; shown again when other turns came in between.)
+            queued = send_task is None and own is not None
+            ended = self.show(event, echo=not is_own_start or queued)
+            if queued_note is not None and not self.renderer.streaming():
+                self.renderer.notice(queued_note)
+                queued_note = None
             if is_own_start:
                 own_started = True
             if event.event == "session_end":
@@ -292,6 +351,37 @@ class Repl:
                     self.cancelled_last_turn = True
                 if own is not None and own_started:
                     own_done = True
+
+    @contextlib.contextmanager
+    def _keyboard_held(self) -> Iterator[None]:
+        """While events are drawn, keys typed are not echoed into them: they start the next
+        prompt's line (type-ahead, as in a shell); Ctrl-D on an empty line detaches at once."""
+        if not self.interactive or not sys.stdin.isatty():
+            yield
+            return
+        if self._keys is None:
+            from duragent.cli.typeahead import HeldKeys
+
+            self._keys = HeldKeys(self.prompt_session().input, self._on_eof)
+        with self._keys.held(typed=bool(self.draft)):
+            yield
+
+    def _keyboard_released(self) -> contextlib.AbstractContextManager[None]:
+        """The keyboard for a question asked while events are followed."""
+        return self._keys.released() if self._keys is not None else contextlib.nullcontext()
+
+    def _on_eof(self) -> None:
+        from duragent.client.http import ServerEvent
+
+        assert self.follower is not None
+        self.follower.queue.put_nowait(ServerEvent(None, EOF_MARK, {}))
+
+    async def _cancel_turn(self) -> None:
+        from duragent.client.http import ServerEvent
+
+        answer = await self.api.cancel(self.session.id)
+        if answer.get("status") != "cancelled" and self.follower is not None:
+            self.follower.queue.put_nowait(ServerEvent(None, NO_TURN_MARK, {}))
 
     def _on_sigint(self) -> None:
         from duragent.client.http import ServerEvent
@@ -306,6 +396,10 @@ class Repl:
             self.shown = event.id
         name = event.event
         live = self._live(event)
+        if name in TURN_EVENTS:
+            # Only a running turn makes these: one this terminal saw no `start` of (a paused turn
+            # that attaching, or an answered approval, took up again) is followed to its end too.
+            self.in_turn = True
         if name == "start":
             self.in_turn = True
             if echo:
@@ -319,6 +413,11 @@ class Repl:
         elif name == "attempt_restarted":
             r.discard_streamed()
             if live and self.in_turn:
+                r.start_spinner()
+        elif name == "retrying":
+            # (live only: not stored, so a replay never shows it) why the reply is late
+            r.line(retrying_text(data), "dim")
+            if self.in_turn:
                 r.start_spinner()
         elif name == "done":
             r.reply(str(data.get("content", "")))
@@ -348,9 +447,10 @@ class Repl:
                 r.notice(f"approval decided: {data.get('decision')}")
         elif name == "status":
             if data.get("to") == "paused" and data.get("reason") != "awaiting approval":
-                r.notice(
-                    f"⏸ session paused: {data.get('reason', '')} (/cancel or `duragent attach` resumes it)"
-                )
+                reason = str(data.get("reason", ""))
+                # (Attaching takes up a turn paused because its clients left; any other, /resume.)
+                hint = "" if reason == DISCONNECT_PAUSE_REASON else " (/resume continues it)"
+                r.notice(f"⏸ session paused: {reason}{hint}")
                 return self._turn_over()
         elif name == "error":
             r.error(f"✗ {data.get('message', 'the turn failed')} ({data.get('code', 'error')})")
@@ -384,16 +484,25 @@ class Repl:
     def _on_approval_required(self, approval: dict[str, Any]) -> None:
         """A call waits for a person: shown once (the replay may announce it again), asked when idle."""
         call_id = str(approval.get("call_id", ""))
-        if call_id not in self.pending:
-            self.renderer.approval(str(approval.get("tool", "")), str(approval.get("command", "")))
+        if call_id not in self.pending or call_id in self.unannounced:
+            self._announce(approval)
         self.pending[call_id] = approval
+
+    def _announce(self, approval: dict[str, Any]) -> None:
+        call_id, tool = str(approval.get("call_id", "")), str(approval.get("tool", ""))
+        self.unannounced.discard(call_id)
+        self.renderer.known_call(call_id, tool, dict(approval.get("arguments") or {}))
+        self.renderer.approval(tool, str(approval.get("command", "")))
 
     async def ask(self, call_id: str) -> bool:
         """Ask allow once / always / deny for a pending call and post the answer; False if skipped."""
         self.asked.add(call_id)
         self.renderer.stop_spinner()
+        if call_id in self.unannounced:
+            self._announce(self.pending[call_id])
         try:
-            decision = await self.read_decision(call_id)
+            with self._keyboard_released():
+                decision = await self.read_decision(call_id)
         finally:
             # prompt_toolkit removes the loop's SIGINT handler when its prompt ends: put ours back,
             # so Ctrl-C after the answer cancels the turn (and the tool's processes) as it should.
@@ -412,7 +521,9 @@ class Repl:
     async def decide(self, call_id: str, decision: str) -> None:
         """Post a decision (the request waits for the turn, so it runs in the background)."""
         self.pending.pop(call_id, None)
+        self.unannounced.discard(call_id)
         self.asked.add(call_id)
+        self.in_turn = True  # the decision takes the turn up again (also one a pause stopped)
         self.renderer.notice(f"→ {decision.replace('_', ' ')}")
         self._track(
             asyncio.get_running_loop().create_task(self.api.approve(self.session.id, call_id, decision))
@@ -436,23 +547,19 @@ class Repl:
             bindings.add(key.upper())(_exit_with(decision))
         asker: PromptSession[str] = PromptSession(key_bindings=bindings)
         loop = asyncio.get_running_loop()
-        answering = loop.create_task(asker.prompt_async(question))
+        answering = loop.create_task(_answer(asker, question))
         watching = loop.create_task(self._wait_for_news(decided=call_id))
         done, _ = await asyncio.wait({answering, watching}, return_when=asyncio.FIRST_COMPLETED)
         if answering not in done:
+            asker.app.erase_when_done = True  # asked again, once, after what came is shown
             asker.app.exit(result="")
-            with contextlib.suppress(KeyboardInterrupt, EOFError):
-                await answering
-            self.renderer.write("\n")
+            await answering
             _raise_from(watching)
             return INTERRUPTED
         watching.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watching
-        try:
-            return answering.result() or None
-        except (KeyboardInterrupt, EOFError):
-            return None
+        return answering.result() or None
 
     # --- input -------------------------------------------------------------------------------
 
@@ -470,8 +577,13 @@ class Repl:
         done, _ = await asyncio.wait({typing, watching}, return_when=asyncio.FIRST_COMPLETED)
         if typing not in done:
             self.draft = prompt.default_buffer.text
+            # The events are drawn where the prompt was; it comes back under them with the draft.
+            prompt.app.erase_when_done = True
             prompt.app.exit(result="")
-            await typing
+            try:
+                await typing
+            finally:
+                prompt.app.erase_when_done = False
             _raise_from(watching)  # (a lost stream must not leave the loop waiting on it)
             return ""
         watching.cancel()
@@ -493,7 +605,7 @@ class Repl:
         assert self.follower is not None
         while True:
             event = await self.follower.next()
-            if event is None or event.event in (SIGINT_MARK, SENT_MARK):
+            if event is None or event.event in (SIGINT_MARK, SENT_MARK, EOF_MARK, NO_TURN_MARK):
                 continue
             if decided and event.event == "approval_decision" and event.data.get("call_id") == decided:
                 self.held = event
@@ -501,8 +613,21 @@ class Repl:
             if event.event in QUIET_EVENTS:
                 self.show(event)
                 continue
+            if self._draws_nothing(event):
+                # (An attempt restarting before anything was streamed, the approval being asked
+                # again after a pause: redrawing the prompt or the question for them is noise.)
+                self.in_turn = True
+                self.shown = event.id or self.shown
+                continue
             self.held = event
             return
+
+    def _draws_nothing(self, event: ServerEvent) -> bool:
+        """Whether showing `event` would change nothing on screen."""
+        if event.event == "approval_required":
+            call_id = str(event.data.get("call_id", ""))
+            return call_id in self.pending and call_id not in self.unannounced
+        return event.event == "attempt_restarted" and not self.renderer.streaming()
 
     def prompt_session(self) -> PromptSession[str]:
         """The input line: history per workspace, Enter sends, Esc/Alt-Enter adds a line."""
@@ -565,6 +690,7 @@ class Repl:
             "end": self.cmd_end,
             "status": self.cmd_status,
             "cancel": self.cmd_cancel,
+            "resume": self.cmd_resume,
             "history": self.cmd_history,
             "memory": self.cmd_memory,
             "approve": self.cmd_approve,
@@ -615,6 +741,23 @@ class Repl:
             return "idle"
         return await self.follow(target_seq=0)
 
+    async def cmd_resume(self, _argument: str) -> str:
+        """/resume: take up the turn a pause stopped (one that attaching does not resume itself)."""
+        info = await self.api.session(self.session.id)
+        if info.get("status") != "paused" or info.get("busy"):
+            self.renderer.notice("the session is not paused")
+            return "idle"
+        if info.get("pending_approvals"):
+            self.renderer.notice("it waits for an approval: /approve, /approve always or /deny decides it")
+            return "idle"
+        await self.api.resume(self.session.id)
+        if not (await self.api.session(self.session.id)).get("busy"):
+            self.renderer.notice("resumed; it had no turn left to run")
+            return "idle"
+        self.in_turn = True
+        self.renderer.start_spinner()
+        return await self.follow(target_seq=0)
+
     async def cmd_history(self, argument: str) -> str:
         """/history [N]: the last N user and assistant messages."""
         count = int(argument) if argument.isdigit() and int(argument) > 0 else 10
@@ -658,7 +801,6 @@ class Repl:
             self.renderer.notice("nothing is waiting for approval")
             return "idle"
         await self.decide(str(pending[0]["call_id"]), decision)
-        self.in_turn = True
         return await self.follow(target_seq=0)
 
     async def cmd_sessions(self, _argument: str) -> str:
@@ -684,25 +826,13 @@ async def _keys(prompt: PromptSession[str], default: str) -> tuple[str, str]:
         return "eof", ""
 
 
-@contextlib.contextmanager
-def _typing_held_back(interactive: bool) -> Iterator[None]:
-    """While events are drawn, keys the person types are not echoed into them: they wait in the
-    terminal, unechoed, and start the next prompt's line (type-ahead, as in a shell). Ctrl-C
-    still signals; the mode is restored however following ends."""
-    import termios  # (POSIX only, like the loop's signal handlers)
-
-    if not interactive or not sys.stdin.isatty():
-        yield
-        return
-    fd = sys.stdin.fileno()
-    saved = termios.tcgetattr(fd)
-    quiet = list(saved)
-    quiet[3] = saved[3] & ~(termios.ECHO | termios.ICANON)
-    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+async def _answer(asker: PromptSession[str], question: str) -> str | None:
+    """The key that answered `question`; None for Ctrl-C or Ctrl-D (which must not escape the
+    task: asyncio would re-raise KeyboardInterrupt out of the event loop)."""
     try:
-        yield
-    finally:
-        termios.tcsetattr(fd, termios.TCSANOW, saved)
+        return await asker.prompt_async(question)
+    except (KeyboardInterrupt, EOFError):
+        return None
 
 
 def _raise_from(task: asyncio.Task[Any]) -> None:

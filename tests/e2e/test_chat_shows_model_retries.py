@@ -1,16 +1,14 @@
 """`duragent chat` while the model is being tried again (a rate limit with Retry-After).
 
 The server tells every client following the session (`GET /events`) with an unstored `retrying`
-event {attempt, attempts, in_seconds, reason}; the terminal does not show it yet, so a person
-looks at "thinking" for as long as the provider makes us wait (up to a minute per attempt).
+event {attempt, attempts, in_seconds, reason}; the terminal shows it, so a person does not look
+at "thinking" for as long as the provider makes us wait (up to a minute per attempt) unsure why.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from duragent.testing.fake_llm import error, text
 from tests.e2e.terminal import Terminal
@@ -19,11 +17,6 @@ from tests.e2e.test_terminal_clients import ThreadedFakeLLM, fake_model, server,
 __all__ = ["fake_model", "server", "workspace"]  # the fixtures this test uses
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="duragent/cli/repl.py ignores the `retrying` event of GET /events (being edited by "
-    "another engineer): chat shows only 'thinking' while a rate limit is waited out",
-)
 def test_chat_says_the_model_is_tried_again_and_why_while_it_waits(
     workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
 ) -> None:
