@@ -54,6 +54,8 @@ def retrying_text(data: dict[str, Any]) -> str:
 SIGINT_MARK, SENT_MARK, EOF_MARK, NO_TURN_MARK = "_sigint", "_sent", "_eof", "_no_turn"
 #: Why the server pauses a `pause` session whose last client left (attaching resumes it).
 DISCONNECT_PAUSE_REASON = "client disconnected (on_disconnect: pause)"
+#: Why the server pauses a turn when it stops (attaching once it runs again takes the turn up).
+SHUTDOWN_PAUSE_REASON = "server shutting down"
 #: What `read_decision` returns when an event came before the answer.
 INTERRUPTED = "_interrupted"
 #: Seconds to wait for the stream to show a reply the server already returned.
@@ -182,8 +184,9 @@ class Repl:
             await self.leave()
 
     async def _say_if_still_paused(self) -> None:
-        """Attaching resumes a session paused because its clients left; one paused otherwise (a
-        server stop, max_background_runtime) waits for /resume: say so, the replay may not."""
+        """Attaching resumes a session paused because its clients left or a server stop cut its
+        turn off; one paused otherwise (max_background_runtime) waits for /resume: say so, the
+        replay may not."""
         info = await self.api.session(self.session.id)
         if info.get("status") == "paused" and not info.get("busy") and not info.get("pending_approvals"):
             self.renderer.notice("⏸ the session is paused: /resume continues it")
@@ -448,8 +451,12 @@ class Repl:
         elif name == "status":
             if data.get("to") == "paused" and data.get("reason") != "awaiting approval":
                 reason = str(data.get("reason", ""))
-                # (Attaching takes up a turn paused because its clients left; any other, /resume.)
-                hint = "" if reason == DISCONNECT_PAUSE_REASON else " (/resume continues it)"
+                # (Attaching takes up a turn paused because its clients left, or by a server stop
+                # once the server runs again; any other, /resume.)
+                hint = {
+                    DISCONNECT_PAUSE_REASON: "",
+                    SHUTDOWN_PAUSE_REASON: " (attaching once the server runs again continues it)",
+                }.get(reason, " (/resume continues it)")
                 r.notice(f"⏸ session paused: {reason}{hint}")
                 return self._turn_over()
         elif name == "error":

@@ -978,21 +978,17 @@ def calls_awaiting_approval(session: SessionLog) -> list[ToolCall]:
     """The open tool calls of a turn stopped while asking a person (none of them ran yet), or [].
 
     Approvals are all asked before any call of a batch runs, so while one is pending the whole
-    batch can safely be taken up again.
+    batch can safely be taken up again. Only the latest batch counts, by position: its call ids
+    may repeat those of earlier batches (models number their calls anew in every reply).
     """
     pending = {a.get("call_id") for a in session.state.pending_approvals}
     if not pending:
         return []
-    answered = session.state.answered_call_ids()
-    for message in reversed(session.state.conversation):
-        if message.get("role") == "assistant" and message.get("tool_calls"):
-            open_calls = [
-                ToolCall(str(c.get("id")), str(c.get("name")), dict(c.get("arguments") or {}))
-                for c in message["tool_calls"]
-                if c.get("id") not in answered
-            ]
-            return open_calls if any(c.id in pending for c in open_calls) else []
-    return []
+    open_calls = [
+        ToolCall(str(c.get("id")), str(c.get("name")), dict(c.get("arguments") or {}))
+        for c in session.state.open_calls_of_last_batch()
+    ]
+    return open_calls if any(c.id in pending for c in open_calls) else []
 
 
 def needs_model(session: SessionLog) -> bool:

@@ -55,6 +55,12 @@ ASK_AGAIN_WITHIN = 30.0
 SHUTDOWN_PAUSE_REASON = "server shutting down"
 #: Why a pause-mode session paused when its last client left (it resumes when a client attaches).
 DISCONNECT_PAUSE_REASON = "client disconnected (on_disconnect: pause)"
+#: Why a pause-mode session whose turn a stop or a crash cut off waits after the restart: for a
+#: client, like a disconnect pause (it resumes when a client attaches).
+RESTART_PAUSE_REASON = "server restarted"
+#: Pauses a client attaching ends, beside a disconnect pause: a stop's pause of a turn, met by a
+#: client once the server runs again (the stop is over), and the restart's.
+_WAITING_FOR_A_CLIENT = frozenset({SHUTDOWN_PAUSE_REASON, RESTART_PAUSE_REASON})
 #: How many events back `restore_pause_reason` looks first for the status change that paused a session.
 _PAUSE_REASON_WINDOW = 100
 
@@ -688,7 +694,7 @@ class LiveSession:
         self._control = None
         self._cancel_background_timer()
         with contextlib.suppress(StaleLog):  # (a stale copy stores nothing more; see below)
-            await self._settle_status()
+            await self._settle_status(outcome)
         self.turn_finished.set()
         if self.log.stale is not None:
             # The messages recorded behind this turn are queued again by the copy loaded next.
@@ -696,9 +702,14 @@ class LiveSession:
         elif self.status != "paused":
             self._start_next()
 
-    async def _settle_status(self) -> None:
-        """The status after a turn: active, or paused when the messages behind it wait for a client."""
-        if self.status not in ("active", "running"):
+    async def _settle_status(self, outcome: str) -> None:
+        """The status after a turn: active, or paused when the messages behind it wait for a client.
+
+        A turn that stopped midway (`outcome` paused) keeps its pause. One that ended while a
+        person was asked (cancelled, failed) leaves nothing waiting: its approval pause is over.
+        """
+        awaiting_approval = self.status == "paused" and self.pause_reason == APPROVAL_PAUSE_REASON
+        if self.status not in ("active", "running") and not (awaiting_approval and outcome != "paused"):
             return
         if self._paused_for_disconnect and self._pending and not self._subscribers:
             # The last client left when the turn had no safe point left to pause at (its last
@@ -778,7 +789,9 @@ class LiveSession:
             self._paused_for_disconnect = False
         if self.status == "running":
             await self._set_status("active", "client attached")
-        elif self.status == "paused" and self._paused_for_disconnect:
+        elif self.status == "paused" and (
+            self._paused_for_disconnect or self.pause_reason in _WAITING_FOR_A_CLIENT
+        ):
             await self.resume()
 
     def _detach(self, mailbox: Mailbox) -> None:

@@ -22,7 +22,14 @@ from duragent.config import DuragentConfig
 from duragent.errors import UsageError
 from duragent.ids import check_name, new_id
 from duragent.runtime.loop import Runtime, calls_awaiting_approval, close_open_tool_calls
-from duragent.sessions.live import SHUTDOWN_PAUSE_REASON, EventFeed, LiveSession, LiveSettings, TurnEndHook
+from duragent.sessions.live import (
+    RESTART_PAUSE_REASON,
+    SHUTDOWN_PAUSE_REASON,
+    EventFeed,
+    LiveSession,
+    LiveSettings,
+    TurnEndHook,
+)
 from duragent.sessions.log import WRITTEN_ELSEWHERE, SessionLog
 from duragent.sessions.stream import Position, StreamEvent
 from duragent.stores.base import SessionNotFound, SessionStatus, SessionStore, SessionSummary
@@ -428,7 +435,7 @@ class SessionManager:
         if asking or (continuing and (live.status != "paused" or stopped_by_shutdown)):
             await live.resume()
             return "resumed"
-        await live._set_status("paused", "server restarted")
+        await live._set_status("paused", RESTART_PAUSE_REASON)  # (a client attaching resumes it)
         return "paused"
 
     async def unload_idle(self, now: float) -> list[str]:

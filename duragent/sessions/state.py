@@ -62,12 +62,17 @@ class SessionState:
         Asked before every model call: kept up to date from the new messages only, so the cost
         does not grow with the conversation.
         """
-        return self._tool_calls.update(self.conversation)
-
-    def answered_call_ids(self) -> set[Any]:
-        """Ids of the tool calls the conversation holds a result for."""
         self._tool_calls.update(self.conversation)
-        return self._tool_calls.answered
+        return [call for _position, call in self._tool_calls.open]
+
+    def open_calls_of_last_batch(self) -> list[dict[str, Any]]:
+        """The calls without a result of the latest assistant message that called tools, in order."""
+        self._tool_calls.update(self.conversation)
+        for position in range(len(self.conversation) - 1, -1, -1):
+            message = self.conversation[position]
+            if message.get("role") == "assistant" and message.get("tool_calls"):
+                return [call for at, call in self._tool_calls.open if at == position]
+        return []
 
     def apply(self, event: SessionEvent) -> None:
         """Fold one event into the state (events must arrive in seq order)."""
@@ -133,26 +138,34 @@ class SessionState:
 
 @dataclass
 class _ToolCallIndex:
-    """Which tool calls are answered, read incrementally from a conversation that only grows."""
+    """Which tool calls have no result yet, read incrementally from a conversation that only grows.
+
+    A call id names a call within its own batch only: models reuse ids from one reply to the next
+    (`call_0` in every reply), so a result answers the most recent call of its id still without
+    one, never an earlier turn's call, and an earlier result never answers a later call.
+    """
 
     scanned: int = 0
-    answered: set[Any] = field(default_factory=set)
-    open: list[dict[str, Any]] = field(default_factory=list)
+    #: (position of the assistant message in the conversation, the call), oldest first.
+    open: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
 
-    def update(self, conversation: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def update(self, conversation: list[dict[str, Any]]) -> None:
         if self.scanned > len(conversation):  # replaced by a shorter conversation: start again
-            self.scanned, self.answered, self.open = 0, set(), []
-        for message in conversation[self.scanned :]:
+            self.scanned, self.open = 0, []
+        for position in range(self.scanned, len(conversation)):
+            message = conversation[position]
             role = message.get("role")
             if role == "tool":
-                call_id = message.get("tool_call_id")
-                self.answered.add(call_id)
-                if self.open:
-                    self.open = [call for call in self.open if call.get("id") != call_id]
+                self._answer(message.get("tool_call_id"))
             elif role == "assistant":
-                self.open += [c for c in message.get("tool_calls") or () if c.get("id") not in self.answered]
+                self.open += [(position, call) for call in message.get("tool_calls") or ()]
         self.scanned = len(conversation)
-        return list(self.open)
+
+    def _answer(self, call_id: Any) -> None:
+        for index in range(len(self.open) - 1, -1, -1):
+            if self.open[index][1].get("id") == call_id:
+                del self.open[index]
+                return
 
 
 def _start(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
