@@ -54,8 +54,10 @@ def retrying_text(data: dict[str, Any]) -> str:
 SIGINT_MARK, SENT_MARK, EOF_MARK, NO_TURN_MARK = "_sigint", "_sent", "_eof", "_no_turn"
 #: Why the server pauses a `pause` session whose last client left (attaching resumes it).
 DISCONNECT_PAUSE_REASON = "client disconnected (on_disconnect: pause)"
-#: Why the server pauses a turn when it stops (attaching once it runs again takes the turn up).
+#: Why the server pauses a turn when it stops (attaching once it runs again takes the turn up),
+#: and why a `pause` session such a stop cut off waits after the restart (attaching takes it up).
 SHUTDOWN_PAUSE_REASON = "server shutting down"
+RESTART_PAUSE_REASON = "server restarted"
 #: What `read_decision` returns when an event came before the answer.
 INTERRUPTED = "_interrupted"
 #: Seconds to wait for the stream to show a reply the server already returned.
@@ -455,6 +457,7 @@ class Repl:
                 # once the server runs again; any other, /resume.)
                 hint = {
                     DISCONNECT_PAUSE_REASON: "",
+                    RESTART_PAUSE_REASON: "",
                     SHUTDOWN_PAUSE_REASON: " (attaching once the server runs again continues it)",
                 }.get(reason, " (/resume continues it)")
                 r.notice(f"⏸ session paused: {reason}{hint}")

@@ -186,7 +186,11 @@ class OwnerRequests:
     async def _serve(self, request_id: int) -> None:
         handler = self._handler
         assert handler is not None  # checked before starting
-        row = await self._pool.fetchrow(_TAKE, request_id, self.worker, self._backend_pid)
+        try:
+            row = await self._pool.fetchrow(_TAKE, request_id, self.worker, self._backend_pid)
+        except Exception:  # (the database went away, the pool is closing): its asker looks again
+            log.exception("could not take request %d of another worker", request_id)
+            return
         if row is None:
             return  # taken by another worker, or withdrawn
         session_id, action = str(row["session_id"]), str(row["action"])
@@ -197,12 +201,15 @@ class OwnerRequests:
         except Exception:
             log.exception("session %s: serving %r for another worker failed", session_id, action)
             answer = {"error": f"serving the request failed on worker {self.worker} (see its log)"}
-        await self._pool.execute(
-            "UPDATE session_requests SET answer = $2::json, answered_at = now() WHERE id = $1",
-            request_id,
-            json.dumps(answer),
-        )
-        await self._notify({"a": request_id})
+        try:
+            await self._pool.execute(
+                "UPDATE session_requests SET answer = $2::json, answered_at = now() WHERE id = $1",
+                request_id,
+                json.dumps(answer),
+            )
+            await self._notify({"a": request_id})
+        except Exception:  # its asker hears that this worker stopped serving it (`OwnerStopped`)
+            log.exception("session %s: could not answer %r for another worker", session_id, action)
 
     async def _notify(self, message: dict[str, Any]) -> None:
         await self._pool.execute("SELECT pg_notify($1, $2)", self.channel, json.dumps(message))

@@ -78,11 +78,30 @@ class GuardedFiles:
         #: meanwhile ("allow always", a call a person approved in another session) is taken into
         #: them, so it is not undone as theirs.
         self._open: dict[int, Snapshot] = {}
+        #: What `accept` took in while a snapshot of `open` was being taken (None: gone).
+        self._accepted_since: dict[int, dict[Path, _Entry | None]] = {}
 
     def open(self) -> Snapshot:
-        """A snapshot of now, kept up to date with `accept` until `close`."""
-        taken = self.snapshot()
+        """A snapshot of now, kept up to date with `accept` until `close`.
+
+        (Registered before it is taken, in a thread: what `accept` takes in during the walk is
+        written over the walk's own entries once it ends, so a person's change is never lost.)
+        """
+        taken: Snapshot = {}
         self._open[id(taken)] = taken
+        accepted_meanwhile = self._accepted_since[id(taken)] = {}
+        try:
+            taken.update(self.snapshot())
+            for path, entry in list(accepted_meanwhile.items()):
+                if entry is None:
+                    taken.pop(path, None)
+                else:
+                    taken[path] = entry
+        except BaseException:
+            self.close(taken)
+            raise
+        finally:
+            del self._accepted_since[id(taken)]
         return taken
 
     def close(self, taken: Snapshot) -> None:
@@ -92,12 +111,19 @@ class GuardedFiles:
     def accept(self, paths: Iterable[Path]) -> None:
         """Take `paths` as they are now into every open snapshot (a change a person approved)."""
         paths = list(paths)
-        for taken in list(self._open.values()):  # (a snapshot may be opening in a thread)
+        for key, taken in list(self._open.items()):
+            meanwhile = self._accepted_since.get(key)  # (a snapshot being taken in a thread)
             for path in paths:
                 try:
-                    taken[path] = self._entry(path, os.lstat(path))
+                    entry: _Entry | None = self._entry(path, os.lstat(path))
                 except OSError:
+                    entry = None
+                if meanwhile is not None:
+                    meanwhile[path] = entry
+                if entry is None:
                     taken.pop(path, None)
+                else:
+                    taken[path] = entry
 
     def roots(self) -> list[Path]:
         """The files and folders watched."""
@@ -116,6 +142,9 @@ class GuardedFiles:
         for path in unlisted:
             if path in entries:
                 entries[path] = _Entry("unlisted", entries[path].stamp)
+        # (contents of files gone since are not kept: the cache holds what exists now)
+        for gone in self._cache.keys() - entries.keys():
+            del self._cache[gone]
         return entries
 
     def changed(self, before: Snapshot, after: Snapshot) -> list[Path]:
@@ -149,6 +178,14 @@ class GuardedFiles:
                 failed.append(path)
         for path in sorted(changed, key=lambda p: len(p.parts)):
             was = before.get(path)
+            # Another batch's snapshot opened meanwhile saw the change as "before": it would put
+            # it back when its own batch ends. What was restored is its "before" too.
+            for taken in self._open.values():
+                if taken is not before:
+                    if was is None:
+                        taken.pop(path, None)
+                    else:
+                        taken[path] = was
             if was is None:
                 continue
             try:

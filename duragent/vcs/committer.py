@@ -161,7 +161,8 @@ class Committer:
     # --- the listener ----------------------------------------------------------------------
 
     def notify(self, change: Change) -> None:
-        """Record a change to commit later. Thread-safe, O(1); never runs git."""
+        """Record a change to commit later. Thread-safe; never runs git (for a change carrying
+        bytes it reads which commit HEAD is on from git's ref files)."""
         # which commit a store's write was made on (a file read): a commit made after it is noticed
         head = self.repo.head_from_refs() if _carries_bytes(change) else None
         with self._cond:

@@ -77,3 +77,44 @@ def test_nothing_is_deleted_under_a_folder_that_could_not_be_listed_before(data:
 
     assert (helper / "agent.yaml").exists()
     assert (helper / "policy.yaml").exists()
+
+
+def test_two_batches_at_once_never_put_back_what_the_first_one_undid(data: Path) -> None:
+    """Session B's script writes the policy; session A's batch starts meanwhile (its snapshot
+    sees B's write); B's end undoes it; A's end must not write it back as A's "before"."""
+    guard = GuardedFiles(data, data / "agents")
+    policy = data / "agents" / "helper" / "policy.yaml"
+    b_before = guard.open()
+    policy.write_text("mode: allow\n")  # B's unasked change
+    a_before = guard.open()
+    guard.close(b_before)
+    b_after = guard.snapshot()
+    guard.restore(b_before, b_after, guard.changed(b_before, b_after))
+    assert policy.read_text() == "mode: ask\n"
+
+    guard.close(a_before)
+    a_after = guard.snapshot()
+    guard.restore(a_before, a_after, guard.changed(a_before, a_after))
+
+    assert policy.read_text() == "mode: ask\n"
+
+
+def test_an_allow_always_written_while_a_snapshot_is_taken_is_kept(data: Path) -> None:
+    guard = GuardedFiles(data, data / "agents")
+    policy = data / "agents" / "helper" / "policy.yaml"
+    walk = guard.snapshot
+
+    def snapshot_with_a_person_deciding_meanwhile() -> dict[Path, _Entry]:
+        taken = walk()  # the walk saw the old policy...
+        policy.write_text("mode: ask\nallow: [bash:ls]\n")  # ...then "allow always" wrote it
+        guard.accept([policy])
+        return taken
+
+    guard.snapshot = snapshot_with_a_person_deciding_meanwhile  # type: ignore[method-assign]
+    before = guard.open()
+    guard.snapshot = walk  # type: ignore[method-assign]
+    guard.close(before)
+    after = guard.snapshot()
+    guard.restore(before, after, guard.changed(before, after))
+
+    assert policy.read_text() == "mode: ask\nallow: [bash:ls]\n"
