@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -50,7 +49,7 @@ from duragent.errors import ConfigError, DuragentError, Problem
 from duragent.file_stamps import Stamp, settled, stamp
 from duragent.ids import ulid
 from duragent.mcp.naming import pattern_as_seen, split_tool_name
-from duragent.tools.protected import names_protected_file
+from duragent.tools.protected import names_protected_file, shell_tokens
 from duragent.tools.registry import PATH_INVOCATION_TOOLS
 from duragent.validation import validate_document
 from duragent.yaml_source import load_yaml_file, load_yaml_text
@@ -440,7 +439,7 @@ def _option_name(word: str, options: frozenset[str]) -> str | None:
 
 def _split_simple(command: str) -> tuple[list[list[str]], list[str]] | None:
     """Simple commands (as word lists) and the operators between them, by a shell lexer."""
-    tokens = _shell_tokens(command)
+    tokens = shell_tokens(command)
     if tokens is None:
         return None
     words: list[list[str]] = [[]]
@@ -460,7 +459,7 @@ def touches_protected_file(command: str) -> bool:
     Checked on the raw text and on the words a shell would see, so quoting (`pol''icy.yaml`)
     does not hide a name.
     """
-    return names_protected_file(command, _shell_tokens(command) or ())
+    return names_protected_file(command, shell_tokens(command) or ())
 
 
 def exact_pattern(tool: str, invocation: str) -> str:
@@ -536,7 +535,7 @@ def is_simple_bash_command(command: str) -> bool:
     """True for one plain command: no `;`, `&&`, `|`, redirection, substitution or second line."""
     if any(marker in command for marker in ("`", "$(", "\n", "<(", ">(")):
         return False
-    tokens = _shell_tokens(command)
+    tokens = shell_tokens(command)
     return tokens is not None and not any(_is_operator(token) for token in tokens)
 
 
@@ -547,7 +546,7 @@ def bash_segments(command: str) -> list[str]:
     quoting, so a command hidden in a quoted substitution (`echo "$(rm -rf ~)"`) is still seen.
     """
     segments: list[str] = []
-    tokens = _shell_tokens(command.replace("`", " ; ").replace("$(", " ; ").replace("\n", " ; "))
+    tokens = shell_tokens(command.replace("`", " ; ").replace("$(", " ; ").replace("\n", " ; "))
     if tokens is not None:
         current: list[str] = []
         for token in [*tokens, ";"]:
@@ -561,16 +560,6 @@ def bash_segments(command: str) -> list[str]:
 
 
 _NAIVE_SPLIT = re.compile(r"\$\(|[;&|\n`()<>]")
-
-
-def _shell_tokens(command: str) -> list[str] | None:
-    """Words and operators as bash would split them, or None for unbalanced quotes."""
-    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
-    lexer.whitespace_split = True
-    try:
-        return list(lexer)
-    except ValueError:
-        return None
 
 
 def _is_operator(token: str) -> bool:

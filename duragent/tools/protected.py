@@ -70,7 +70,7 @@ def reached_outside_workdir(command: str, workdir: Path, data_dir: Path | None) 
     matched against the disk, symlinks followed. A glob (`../../run/*`) or a symlink made
     earlier names nothing, but resolves to the tokens all the same.
     """
-    words = _words(command)
+    words = shell_tokens(command)
     if words is None:
         return workdir  # unbalanced quotes: bash would refuse it, a person may read it
     workdir = workdir.resolve()
@@ -100,7 +100,8 @@ def _forbidden(path: Path, workdir: Path, data_dir: Path | None) -> bool:
     return path.is_relative_to(data) or data.is_relative_to(path)
 
 
-def _words(command: str) -> list[str] | None:
+def shell_tokens(command: str) -> list[str] | None:
+    """Words and operators as bash would split them, or None for unbalanced quotes."""
     lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
     lexer.whitespace_split = True
     try:
