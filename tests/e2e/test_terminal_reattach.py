@@ -7,28 +7,28 @@ agent's `on_disconnect` chosen per test. What is asserted is what the terminal s
 from __future__ import annotations
 
 import re
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from duragent.testing.fake_llm import text, tool_calls
-from tests.e2e.terminal import APPROVAL_QUESTION, DURAGENT, PATIENCE, Terminal, client_env
-from tests.e2e.test_terminal_clients import AGENT_YAML, ThreadedFakeLLM, duragent, free_port, run_info
+from tests.e2e.terminal import APPROVAL_QUESTION, PATIENCE, Terminal
+from tests.e2e.test_terminal_clients import (
+    AGENT_YAML,
+    ThreadedFakeLLM,
+    duragent,
+    fake_model,
+    free_port,
+    server,
+)
+
+__all__ = ["fake_model", "server"]  # fixtures this module's tests use (`server` on its `workspace`)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 PAUSED_BY_LEAVING = "client disconnected (on_disconnect: pause)"
-
-
-@pytest.fixture
-def fake_model() -> Iterator[ThreadedFakeLLM]:
-    server = ThreadedFakeLLM()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["pause"])
@@ -50,23 +50,6 @@ def workspace(tmp_path: Path, fake_model: ThreadedFakeLLM, on_disconnect: str) -
     (agent / "agent.yaml").write_text(yaml)
     (agent / "policy.yaml").write_text('mode: ask\nallow:\n  - "bash:echo *"\n')
     return root
-
-
-@pytest.fixture
-def server(workspace: Path) -> Iterator[dict[str, Any]]:
-    """A real `duragent serve` for the workspace, stopped with SIGTERM afterwards."""
-    with (workspace / "serve.log").open("ab") as log:
-        process = subprocess.Popen(
-            [*DURAGENT, "serve", "--grace", "1"], cwd=workspace, env=client_env(), stdout=log, stderr=log
-        )
-        deadline = time.monotonic() + PATIENCE
-        while (info := run_info(workspace)) is None or info.get("pid") != process.pid:
-            assert process.poll() is None, (workspace / "serve.log").read_text()
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.05)
-        yield info
-        process.terminate()
-        process.wait(15)
 
 
 def session_log(workspace: Path) -> str:

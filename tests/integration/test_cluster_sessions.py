@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from duragent.cluster.node import ClusterNode
+from duragent.sessions.live import LiveSession
 from duragent.sessions.manager import SessionManager
 from duragent.sessions.stream import own_turn
 from duragent.stores.base import SessionLocked
@@ -59,6 +60,13 @@ async def stored(pg_url: str, session_id: str) -> list[tuple[str, str]]:
     return [(e.type, str(e.payload["content"])) for e in events if e.type in kinds]
 
 
+async def turn(live: LiveSession, content: str) -> int:
+    """Send `content` and wait for the turn it starts to end; what `submit` returned."""
+    queued = await live.submit(content)
+    await asyncio.wait_for(live.turn_finished.wait(), 10)
+    return queued
+
+
 async def test_a_worker_that_handed_a_session_over_stores_nothing_from_the_copy_it_had(
     tmp_path: Path, fake_llm: FakeLLMServer, pg_url: str
 ) -> None:
@@ -70,16 +78,14 @@ async def test_a_worker_that_handed_a_session_over_stores_nothing_from_the_copy_
         worker(tmp_path, "b", fake_llm.url, pg_url) as (b, _),
     ):
         live = await a.create("helper")
-        await live.submit("one")
-        await asyncio.wait_for(live.turn_finished.wait(), 10)
+        await turn(live, "one")
         held = await a.get(live.session_id)  # a request on A has the session ...
         on_b = await b.get(live.session_id)  # ... when B asks for it: A lets the idle session go
 
         with pytest.raises(SessionLocked, match="another worker"):
             await held.queue("sent through A's old copy")
 
-        assert await on_b.submit("two") == 0
-        await asyncio.wait_for(on_b.turn_finished.wait(), 10)
+        assert await turn(on_b, "two") == 0
         assert await stored(pg_url, live.session_id) == [
             ("user_message", "one"),
             ("assistant_message", "first"),
@@ -94,16 +100,14 @@ async def test_an_owner_whose_copy_fell_behind_the_log_loads_it_again_and_the_ne
     fake_llm.enqueue(text("first"), text("answered elsewhere"), text("answered by the owner"))
     async with worker(tmp_path, "owner", fake_llm.url, pg_url) as (owner, _):
         live = await owner.create("helper")
-        await live.submit("one")
-        await asyncio.wait_for(live.turn_finished.wait(), 10)
+        await turn(live, "one")
         # A worker that lost the session but has not noticed yet (its lock connection gone, the
         # news not in) runs a turn on it: the owner's copy is now behind the stored log.
         async with session_manager(
             tmp_path / "unaware", fake_llm.url, PostgresSessionStore(pg_url), max_background="1h"
         ) as unaware:
             elsewhere = await unaware.get(live.session_id)
-            await elsewhere.submit("from elsewhere")
-            await asyncio.wait_for(elsewhere.turn_finished.wait(), 10)
+            await turn(elsewhere, "from elsewhere")
 
         subscription = await live.subscribe()
         ticket = await live.queue("lost in the conflict")
@@ -116,8 +120,7 @@ async def test_an_owner_whose_copy_fell_behind_the_log_loads_it_again_and_the_ne
 
         again = await owner.get(live.session_id)
         assert again is not live
-        assert await again.submit("three") == 0
-        await asyncio.wait_for(again.turn_finished.wait(), 10)
+        assert await turn(again, "three") == 0
         assert await stored(pg_url, live.session_id) == [
             ("user_message", "one"),
             ("assistant_message", "first"),
@@ -139,12 +142,10 @@ async def test_a_session_a_worker_takes_again_after_another_wrote_to_it_is_loade
         worker(tmp_path, "b", fake_llm.url, pg_url) as (b, b_node),
     ):
         live = await a.create("helper")
-        await live.submit("one")
-        await asyncio.wait_for(live.turn_finished.wait(), 10)
+        await turn(live, "one")
         await a_node.ownership.release(live.session_id)  # what `scan_once` does when a takeover fails
         on_b = await b.get(live.session_id)
-        await on_b.submit("two")
-        await asyncio.wait_for(on_b.turn_finished.wait(), 10)
+        await turn(on_b, "two")
         # B dies (what SIGKILL does to its lock connection): its claim stays, its lock is free.
         await a_node.pool.execute("SELECT pg_terminate_backend($1)", b_node.connection.get_server_pid())
 
@@ -155,8 +156,7 @@ async def test_a_session_a_worker_takes_again_after_another_wrote_to_it_is_loade
 
         again = await a.get(live.session_id)
         assert again is not live
-        assert await again.submit("three") == 0
-        await asyncio.wait_for(again.turn_finished.wait(), 10)
+        assert await turn(again, "three") == 0
         assert await stored(pg_url, live.session_id) == [
             ("user_message", "one"),
             ("assistant_message", "first"),

@@ -5,31 +5,15 @@ answers a later call nor hides it from what closes or resumes open calls."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from duragent.sessions.live import LiveSession
 from duragent.sessions.manager import SessionManager
-from duragent.stores.filesystem.sessions import FilesystemSessionStore
-from duragent.testing.fake_llm import FakeLLMServer, RecordedRequest, ScriptedCall, text, tool_calls
-from tests.e2e.server_harness import session_manager
+from duragent.testing.fake_llm import FakeLLMServer, ScriptedCall, text, tool_calls
+from tests.integration.test_stopped_turns import manager, roles
 from tests.waiting import until
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
-
-
-@pytest.fixture
-async def manager(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[SessionManager]:
-    """The harness's agent (only `echo` allowed), unattended for 1 s at most."""
-    store = FilesystemSessionStore(tmp_path / "sessions", fsync="never")
-    async with session_manager(tmp_path, fake_llm.url, store, max_background="1s") as made:
-        yield made
-
-
-def roles(request: RecordedRequest) -> list[str]:
-    return [message["role"] for message in request.messages]
+__all__ = ["manager"]  # the fixture (the harness's agent, unattended for 1 s at most)
 
 
 async def stopped_at_an_approval_after_a_call_of_the_same_id(
