@@ -56,6 +56,7 @@ HELP_TEXT = (
 )
 DECISION_LABELS = {"allow_once": "Allow once", "allow_always": "Allow always", "deny": "Deny"}
 DECISION_TOASTS = {"allow_once": "✓ Running", "allow_always": "✓ Always allowed", "deny": "✗ Denied"}
+NOT_CURRENT = "This approval is no longer current"
 TYPING_EVERY = 4.0
 RECENT_IDS = 500
 
@@ -124,20 +125,28 @@ def _write_atomically(path: Path, body: str) -> None:
 
 @dataclass(frozen=True)
 class PendingApproval:
-    """A call of a chat's session waiting for a button press, and who may press it."""
+    """A call of a chat's session waiting for a button press, and who may press it.
+
+    `batch_position` (the conversation position of the assistant message that made the call, from
+    the `approval_required` event) tells the call from another of the same id: models reuse ids
+    (`call_0`) from one reply to the next.
+    """
 
     call_id: str
     requester: str
+    batch_position: int | None = None
 
 
-def approval_ref(session_id: str, call_id: str) -> str:
-    """A short name for one session's call, carried by its buttons.
+def approval_ref(session_id: str, call_id: str, batch_position: int | None) -> str:
+    """A short name for one call of one session, carried by its buttons.
 
     Not the call id itself: Telegram refuses button data over 64 bytes (a provider's call id can
-    be longer), and two agents answering one chat may both wait on a call named `call_0`. The
-    same call gets the same name after a restart, so buttons sent before it still work.
+    be longer), two agents answering one chat may both wait on a call named `call_0`, and one
+    session's later `call_0` is another call. The same call gets the same name after a restart
+    (its position in the conversation stays), so buttons sent before it still work.
     """
-    return hashlib.blake2b(f"{session_id}\0{call_id}".encode(), digest_size=6).hexdigest()
+    position = "" if batch_position is None else str(batch_position)
+    return hashlib.blake2b(f"{session_id}\0{call_id}\0{position}".encode(), digest_size=6).hexdigest()
 
 
 @dataclass
@@ -205,11 +214,25 @@ class ChatBinding:
         reply_to = self.current[1] if reply and self.current else None
         await self.router.send_text(self.key.gateway, self.key.chat_id, text.strip(), reply_to=reply_to)
 
+    def is_current(self, approval: PendingApproval) -> bool:
+        """True while the session still waits on the very call `approval` was asked for, not on an
+        earlier or later call of the same id."""
+        return any(
+            waiting.get("call_id") == approval.call_id
+            and waiting.get("batch_position") == approval.batch_position
+            for waiting in self.live.log.state.pending_approvals
+        )
+
     async def _ask_approval(self, data: dict[str, Any]) -> None:
         call_id = str(data.get("call_id"))
         requester = self.current[0] if self.current else ""
-        ref = approval_ref(self.live.session_id, call_id)
-        self.approvals[ref] = PendingApproval(call_id, requester)
+        position = data.get("batch_position")
+        approval = PendingApproval(call_id, requester, position if isinstance(position, int) else None)
+        # Buttons of calls answered meanwhile (through the API, a timeout, a cancel) are dropped
+        # here: pressed later, they are answered as no longer current.
+        self.approvals = {ref: a for ref, a in self.approvals.items() if self.is_current(a)}
+        ref = approval_ref(self.live.session_id, call_id, approval.batch_position)
+        self.approvals[ref] = approval
         command = str(data.get("command") or data.get("tool") or "")
         keyboard = InlineKeyboard(
             rows=[
@@ -545,11 +568,16 @@ class GatewayRouter:
         if parts[0] != "approve" or len(parts) not in (2, 3):
             return "Unknown button"
         decision = parts[-1]
-        found = self._pending_approval(gateway, query.chat_id, parts[1] if len(parts) == 3 else None)
+        named = parts[1] if len(parts) == 3 else None
+        found = self._pending_approval(gateway, query.chat_id, named)
         if found is None:
-            return "No pending approval"
+            return "No pending approval" if named is None else NOT_CURRENT
         binding, ref = found
         pending = binding.approvals[ref]
+        if not binding.is_current(pending):
+            # Its call was answered elsewhere or timed out; a later call may reuse its id.
+            binding.approvals.pop(ref, None)
+            return NOT_CURRENT
         if pending.requester and pending.requester != query.sender.id:
             return "Only the original requester can approve this command"
         binding.approvals.pop(ref, None)
@@ -563,20 +591,20 @@ class GatewayRouter:
     def _pending_approval(
         self, gateway: str, chat_id: str, named: str | None
     ) -> tuple[ChatBinding, str] | None:
-        """The binding and reference a button names: its `approval_ref`; or, for buttons sent
-        before references, a call id no other agent of the chat waits on; or (the Rust form,
-        naming nothing) the chat's pending approval."""
-        pending = [
-            (binding, ref, approval.call_id)
-            for key in self.directory.keys_for_chat(gateway, chat_id)
-            if (binding := self.bindings.get(key)) is not None
-            for ref, approval in binding.approvals.items()
-        ]
-        by_ref = [(binding, ref) for binding, ref, _ in pending if named is None or ref == named]
-        if named is None or by_ref:
-            return by_ref[0] if by_ref else None
-        by_call_id = [(binding, ref) for binding, ref, call_id in pending if call_id == named]
-        return by_call_id[0] if len(by_call_id) == 1 else None
+        """The binding and reference a button names by its `approval_ref`, or (the Rust form,
+        naming nothing) the chat's pending approval.
+
+        A button naming a call id (sent before references) names no reference: it cannot say
+        which call of that id it was shown for, so it is no longer current.
+        """
+        for key in self.directory.keys_for_chat(gateway, chat_id):
+            binding = self.bindings.get(key)
+            if binding is None:
+                continue
+            for ref, approval in binding.approvals.items():
+                if ref == named or (named is None and binding.is_current(approval)):
+                    return binding, ref
+        return None
 
 
 def _sender(gateway: str, message: MessageReceived) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from duragent import __version__
 from duragent.errors import DuragentError
-from duragent.mcp.naming import tool_name
+from duragent.mcp.naming import tool_names
 from duragent.mcp.spec import McpServerSpec
 
 if TYPE_CHECKING:
@@ -106,10 +106,15 @@ class McpConnection:
             transport=self.spec.transport,
             target=self.spec.target,
             state=self._state,
-            tools=tuple(tool_name(self.spec.name, tool.name) for tool in self._tools),
+            tools=tuple(name for name in tool_names([(self.spec.name, t.name) for t in self._tools]) if name),
             error=self._error,
             restarts=self.restarts,
         )
+
+    @property
+    def listed(self) -> tuple[mcp_types.Tool, ...]:
+        """The tools the server listed last (none before it first started); starts nothing."""
+        return self._tools
 
     async def tools(self) -> tuple[mcp_types.Tool, ...]:
         """The server's tools, starting it on first use (waits up to `start_timeout` then).

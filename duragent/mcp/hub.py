@@ -1,5 +1,8 @@
 """Every MCP server of a running process: one connection per server, shared by the sessions.
 
+Tools are named to the model by `duragent.mcp.naming.tool_names` over all the agent's tools at
+once, so two tools whose names would be the same (from one server or two) are both offered.
+
 Workspace servers (`mcp_servers` in duragent.yaml) are offered to every agent and run once for
 all of them; an agent's own servers (`spec.mcp_servers`) run once for that agent's sessions,
 and one of them with a workspace server's name replaces it for that agent. Servers start on
@@ -10,6 +13,7 @@ them all (the server does at shutdown).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -17,6 +21,7 @@ from pathlib import Path
 
 from duragent.agents.loader import Agent
 from duragent.mcp.connection import McpConnection, ServerStatus
+from duragent.mcp.naming import MAX_SUFFIX, tool_name, tool_names
 from duragent.mcp.spec import McpServerSpec
 from duragent.mcp.tools import McpTool
 
@@ -48,7 +53,7 @@ class McpHub:
         self._env = os.environ if env is None else env
         self._connections: dict[tuple[str, str], McpConnection] = {}
         self._retired: set[asyncio.Task[None]] = set()
-        self._collisions_told: set[tuple[str, str]] = set()
+        self._renames_told: set[tuple[str, str, str | None]] = set()
         #: The newest loaded definition of an agent (the server's registry), if known. A session
         #: keeps the definition it started with, but its MCP servers are the newest ones: two
         #: definitions asking for one server each their own way would stop it for each other.
@@ -85,22 +90,36 @@ class McpHub:
         self._retire_removed(own, {spec.name for scope, spec in configured if scope == own})
         connections = [self.connection(agent, scope, spec) for scope, spec in configured]
         listed = await asyncio.gather(*(connection.tools() for connection in connections))
-        tools: dict[str, McpTool] = {}
-        for connection, server_tools in zip(connections, listed, strict=True):
-            for tool in server_tools:
-                adapted = McpTool(connection.spec.name, tool, connection.call)
-                if adapted.name in tools:
-                    if (adapted.server, tool.name) not in self._collisions_told:
-                        self._collisions_told.add((adapted.server, tool.name))  # (once, not every turn)
-                        log.warning(
-                            "MCP server %s: tool %r is %s to the model, like another; the first is kept",
-                            adapted.server,
-                            tool.name,
-                            adapted.name,
-                        )
-                    continue
-                tools[adapted.name] = adapted
-        return list(tools.values())
+        offered = [
+            (connection, tool)
+            for connection, server_tools in zip(connections, listed, strict=True)
+            for tool in server_tools
+        ]
+        names = tool_names([(connection.spec.name, tool.name) for connection, tool in offered])
+        tools: list[McpTool] = []
+        for (connection, tool), name in zip(offered, names, strict=True):
+            self._tell_renamed(connection.spec.name, tool.name, name)
+            if name is not None:
+                tools.append(McpTool(connection.spec.name, tool, connection.call, name))
+        return tools
+
+    def _tell_renamed(self, server: str, tool: str, name: str | None) -> None:
+        """Log (once, not every turn) a tool that shares its name with another and is offered
+        under a numbered one, or not at all."""
+        if name == tool_name(server, tool) or (server, tool, name) in self._renames_told:
+            return
+        self._renames_told.add((server, tool, name))
+        if name is None:
+            log.warning(
+                "MCP server %s: tool %r is not offered: %d tools already share its name",
+                server,
+                tool,
+                MAX_SUFFIX,
+            )
+        else:
+            log.info(
+                "MCP server %s: tool %r is %s to the model (another tool has its name)", server, tool, name
+            )
 
     async def start_all(self, agents: Sequence[Agent]) -> None:
         """Start every server of these agents (and the workspace's) and wait for their tool lists."""
@@ -117,17 +136,43 @@ class McpHub:
         """Every server configured for these agents and the workspace, started or not, each once."""
         seen: dict[tuple[str, str], ServerStatus] = {}
         for agent in agents:
-            for scope, spec in self.configured(agent):
-                seen.setdefault((scope, spec.name), self._status(scope, spec))
+            configured = self.configured(agent)
+            # The tools as that agent's model sees them (a clash between two servers numbers one).
+            named = self._names(configured)
+            for scope, spec in configured:
+                seen.setdefault((scope, spec.name), self._status(scope, spec, named))
         for spec in self.servers:
             seen.setdefault((WORKSPACE, spec.name), self._status(WORKSPACE, spec))
         return [seen[key] for key in sorted(seen)]
 
-    def _status(self, scope: str, spec: McpServerSpec) -> ServerStatus:
+    def _started(self, scope: str, spec: McpServerSpec) -> McpConnection | None:
         connection = self._connections.get((scope, spec.name))
-        if connection is not None and connection.spec == spec:
-            return connection.status()
-        return ServerStatus(spec.name, scope, spec.transport, spec.target, "stopped", (), None, 0)
+        return connection if connection is not None and connection.spec == spec else None
+
+    def _names(self, configured: list[tuple[str, McpServerSpec]]) -> dict[tuple[str, str], tuple[str, ...]]:
+        """The names the model sees for the listed tools of these servers, by (scope, server)."""
+        listed = [
+            ((scope, spec.name), tool.name)
+            for scope, spec in configured
+            if (connection := self._started(scope, spec)) is not None
+            for tool in connection.listed
+        ]
+        names: dict[tuple[str, str], list[str]] = {}
+        for (key, _tool), name in zip(listed, tool_names([(k[1], t) for k, t in listed]), strict=True):
+            if name is not None:
+                names.setdefault(key, []).append(name)
+        return {key: tuple(value) for key, value in names.items()}
+
+    def _status(
+        self, scope: str, spec: McpServerSpec, named: dict[tuple[str, str], tuple[str, ...]] | None = None
+    ) -> ServerStatus:
+        connection = self._started(scope, spec)
+        if connection is None:
+            return ServerStatus(spec.name, scope, spec.transport, spec.target, "stopped", (), None, 0)
+        status = connection.status()
+        if named is None:
+            return status
+        return dataclasses.replace(status, tools=named.get((scope, spec.name), ()))
 
     def statuses(self, agent: str | None = None) -> list[ServerStatus]:
         """The state of every server started so far (of one agent and the workspace's, if `agent`)."""

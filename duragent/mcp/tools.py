@@ -1,7 +1,8 @@
 """An MCP server's tool as a Duragent tool: its name, its schema, its call and its result.
 
 The model sees `<server>__<tool>` (characters other than letters, digits, `_` and `-` become
-`_`, at most 64 in all, as model APIs require) with the server's description and JSON schema.
+`_`, at most 64 in all, as model APIs require; a numbered suffix sets apart tools whose names
+would be the same, see `duragent.mcp.naming`) with the server's description and JSON schema.
 The policy sees the call's arguments as compact JSON (`time__get_current_time:{"timezone":"UTC"}`),
 and also answers to `mcp:<server>:<tool>` patterns (see `duragent.runtime.policy`).
 
@@ -47,10 +48,11 @@ class McpTool(Tool[McpArgs]):
 
     Args = McpArgs
 
-    def __init__(self, server: str, tool: mcp_types.Tool, call: Call) -> None:
+    def __init__(self, server: str, tool: mcp_types.Tool, call: Call, name: str | None = None) -> None:
         self.server = server
         self.mcp_name = tool.name
-        self.name = tool_name(server, tool.name)
+        #: What the model calls it: `name` (from `tool_names`, distinct among the agent's tools).
+        self.name = name or tool_name(server, tool.name)
         described = tool.description or tool.title or f"The {tool.name} tool"
         self.description = f"{described} (MCP server {server})"
         self._schema = dict(tool.input_schema) or {"type": "object", "properties": {}}

@@ -550,7 +550,7 @@ class Runtime:
                     # Nobody can answer now (the client left, or the server is stopping): the call is
                     # recorded as asked but undecided, and resuming the turn asks again. No call of the
                     # batch has run yet, so the whole batch is taken up again then.
-                    await session.append("approval_required", _approval_payload(call, invocation))
+                    await session.append("approval_required", _approval_payload(session, call, invocation))
                     yield TurnPaused(control.pause_reason)
                     return
                 try:
@@ -631,7 +631,7 @@ class Runtime:
             arguments=call.arguments,
         )
         try:
-            await session.append("approval_required", _approval_payload(call, invocation))
+            await session.append("approval_required", _approval_payload(session, call, invocation))
             yield ApprovalRequired(call.id, call.name, call.arguments, invocation)
             outcome = await waiting
         finally:
@@ -936,8 +936,16 @@ def _failure_text(error: ProviderError, kept_partial: bool) -> str:
     return str(error)
 
 
-def _approval_payload(call: ToolCall, invocation: str) -> dict[str, Any]:
-    return {"call_id": call.id, "tool": call.name, "arguments": call.arguments, "command": invocation}
+def _approval_payload(session: SessionLog, call: ToolCall, invocation: str) -> dict[str, Any]:
+    # The call is one of the latest batch's: its position tells it from an earlier call of its id,
+    # so a gateway's button decides only the call it was shown for.
+    return {
+        "call_id": call.id,
+        "tool": call.name,
+        "arguments": call.arguments,
+        "command": invocation,
+        "batch_position": session.state.last_batch_position(),
+    }
 
 
 def _memory_on(agent: Agent) -> bool:

@@ -2,6 +2,9 @@
 
 Handlers carry their documentation (`@documented(...)`: summary, body, query and response
 models); the document walks `app.router`, so a route cannot exist without showing up here.
+Each operation's `security` is the token `duragent.server.auth` asks of its path: the API token
+for `/api/v1` and the OpenAI-compatible `/v1`, the admin token (as the bearer token or in
+`X-Duragent-Admin-Token`) for `/api/admin/v1`, none (`[]`) for the others.
 """
 
 from __future__ import annotations
@@ -15,12 +18,35 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from duragent import __version__
+from duragent.server.auth import ADMIN_PREFIX, ADMIN_TOKEN_HEADER, API_PREFIX, OPENAI_PREFIX
 
 HandlerT = TypeVar("HandlerT", bound=Callable[..., Any])
 _ATTRIBUTE = "__duragent_openapi__"
 _PATH_PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 #: The dashboard's prefix (`duragent.web.login.UI_PREFIX`; not imported: it pulls in Jinja).
 _DASHBOARD = "/ui"
+#: The tokens a route may ask for, as OpenAPI security schemes.
+SECURITY_SCHEMES: dict[str, dict[str, str]] = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The API token: `server.api_token`, else `api_token` of <data_dir>/run/tokens.json.",
+    },
+    "admin_bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The admin token: `admin.token`, else `admin_token` of <data_dir>/run/tokens.json.",
+    },
+    "admin_header": {
+        "type": "apiKey",
+        "in": "header",
+        "name": ADMIN_TOKEN_HEADER,
+        "description": "The admin token, in its own header (where `Authorization` holds the API token).",
+    },
+}
+#: The schemes of each token, any one of which suffices: the API token as `/api/v1` and `/v1`
+#: ask for it, the admin token either way `/api/admin/v1` takes it.
+_SECURITY: dict[str, tuple[str, ...]] = {"api": ("bearer",), "admin": ("admin_bearer", "admin_header")}
 
 
 @dataclass(frozen=True)
@@ -75,8 +101,7 @@ def build_document(app: web.Application) -> dict[str, Any]:
             "parameters": _path_parameters(path) + _query_parameters(doc.query),
             "responses": _responses(doc, schemas),
         }
-        if path.startswith("/api/"):
-            operation["security"] = [{"bearer": []}]
+        operation["security"] = route_security(path)
         if doc.body is not None:
             operation["requestBody"] = {
                 "required": True,
@@ -96,9 +121,30 @@ def build_document(app: web.Application) -> dict[str, Any]:
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": SECURITY_SCHEMES,
         },
     }
+
+
+def route_security(path: str) -> list[dict[str, list[str]]]:
+    """The token `auth.refusal` asks of a request to `path`, as an OpenAPI `security` list
+    (any one entry suffices; `[]`: none)."""
+    token = _token_for(path)
+    return [{scheme: []} for scheme in _SECURITY[token]] if token else []
+
+
+def _token_for(path: str) -> str | None:
+    """Which token a request to `path` needs: "admin", "api" or None (the rule of `auth.refusal`)."""
+    if _under(path, ADMIN_PREFIX):
+        return "admin"
+    if _under(path, API_PREFIX) or _under(path, OPENAI_PREFIX):
+        return "api"
+    return None
+
+
+def _under(path: str, prefix: str) -> bool:
+    """`prefix` itself or a path below it, as `auth` reads prefixes (`/api/v1x` is not under `/api/v1`)."""
+    return path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/")
 
 
 def _error_statuses(path: str, method: str, doc: RouteDoc) -> dict[int, str]:
@@ -110,9 +156,10 @@ def _error_statuses(path: str, method: str, doc: RouteDoc) -> dict[int, str]:
     """
     errors: dict[int, str] = {}
     takes_body = doc.body is not None or method in ("post", "put", "patch")
-    if path.startswith("/api/") or path.startswith("/v1/"):
+    token = _token_for(path)
+    if token == "api":
         errors[401] = "unauthorized: the API token is missing or wrong"
-    if path.startswith("/api/admin/"):
+    elif token == "admin":
         errors[403] = "forbidden: the admin token is missing or wrong"
     named = bool(_PATH_PARAM.search(path))
     if takes_body or doc.query is not None or named:

@@ -68,11 +68,17 @@ class SessionState:
     def open_calls_of_last_batch(self) -> list[dict[str, Any]]:
         """The calls without a result of the latest assistant message that called tools, in order."""
         self._tool_calls.update(self.conversation)
+        position = self.last_batch_position()
+        return [] if position is None else [call for at, call in self._tool_calls.open if at == position]
+
+    def last_batch_position(self) -> int | None:
+        """Where the latest assistant message that called tools stands in the conversation (None:
+        no message called any). With a call id it names one call: ids repeat from reply to reply."""
         for position in range(len(self.conversation) - 1, -1, -1):
             message = self.conversation[position]
             if message.get("role") == "assistant" and message.get("tool_calls"):
-                return [call for at, call in self._tool_calls.open if at == position]
-        return []
+                return position
+        return None
 
     def apply(self, event: SessionEvent) -> None:
         """Fold one event into the state (events must arrive in seq order)."""

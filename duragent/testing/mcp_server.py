@@ -16,6 +16,8 @@ server refuse requests without that header (to test configured headers).
 
 `--handshake-only` serves only the initialize-handshake era (as servers on SDKs before 2026
 do), so list changes reach clients as notifications rather than on a listen stream.
+`--extra-tool NAME` (repeatable) adds a tool of that exact name (dots and all) answering
+`ran <NAME>`, to test tools whose names clash once made safe for a model.
 
 Tools: `echo(text)`, `add(a, b)` (structured result), `fail(message)` (a tool error),
 `sleep(seconds)`, `crash()` (the process exits), `image()` (a PNG), `env(name)` (a variable
@@ -32,7 +34,7 @@ import contextlib
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -52,9 +54,11 @@ class Sum(BaseModel):
     sum: int
 
 
-def create_server() -> MCPServer:
-    """The test server with all its tools."""
+def create_server(extra_tools: Sequence[str] = ()) -> MCPServer:
+    """The test server with all its tools, and one answering `ran <name>` for each extra name."""
     server = MCPServer("duragent-test", version="1.0")
+    for name in extra_tools:
+        server.add_tool(_ran(name), name=name, description=f"Answer 'ran {name}'.")
 
     @server.tool(description="Repeat the text back.")
     def echo(text: str) -> str:
@@ -100,9 +104,12 @@ def create_server() -> MCPServer:
     return server
 
 
-def server_entry(name: str = "test", *, handshake_only: bool = False, **extra: Any) -> dict[str, Any]:
+def server_entry(
+    name: str = "test", *, handshake_only: bool = False, extra_tools: Sequence[str] = (), **extra: Any
+) -> dict[str, Any]:
     """An `mcp_servers` entry (agent.yaml or duragent.yaml) running this server over stdio."""
     args = ["-m", __name__, *(["--handshake-only"] if handshake_only else [])]
+    args += [f"--extra-tool={tool}" for tool in extra_tools]
     return {"name": name, "command": sys.executable, "args": args, **extra}
 
 
@@ -138,6 +145,13 @@ def _late() -> str:
     return "late tool ran"
 
 
+def _ran(name: str) -> Callable[[], str]:
+    def ran() -> str:
+        return f"ran {name}"
+
+    return ran
+
+
 async def _notify_handshake_era(ctx: Context) -> None:
     """Clients on the initialize-handshake protocol hear of list changes by a notification."""
     session: Any = getattr(ctx.request_context, "session", None)
@@ -161,9 +175,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--handshake-only", action="store_true", help="Refuse the 2026 era (server/discover)."
     )
+    parser.add_argument("--extra-tool", action="append", default=[], metavar="NAME")
     args = parser.parse_args(argv)
     _record_pid()
-    server = create_server()
+    server = create_server(args.extra_tool)
     if args.http is None:
         asyncio.run(_serve_handshake_only(server) if args.handshake_only else server.run_stdio_async())
         return

@@ -227,3 +227,45 @@ async def test_approval_buttons_fit_telegrams_64_bytes_whatever_the_providers_ca
     await served.control.wait_for(
         lambda cs: any(isinstance(c, SendMessage) and c.content == "listed it" for c in cs), within=10
     )
+
+
+async def test_a_button_left_from_an_earlier_call_does_not_decide_a_later_call_of_the_same_id(
+    served: Server, fake_llm: FakeLLMServer
+) -> None:
+    """Models reuse call ids from reply to reply (`call_0`): a button of an earlier call, answered
+    elsewhere (here through the API), is no longer current, and must not decide the next `call_0`."""
+    fake_llm.enqueue(
+        tool_calls([ScriptedCall("bash", {"command": "ls /"}, "call_0")]),
+        text("listed root"),
+        tool_calls([ScriptedCall("bash", {"command": "ls /etc"}, "call_0")]),
+        text("listed etc"),
+    )
+    served.control.inject_message("c6", "list root", sender_id=OWNER)
+    await served.control.wait_for(prompts("c6", 1), within=10)  # type: ignore[arg-type]
+    async with served.http.get(served.server.make_url("/api/v1/sessions")) as response:
+        (session,) = (await response.json())["sessions"]
+    async with served.http.post(
+        served.server.make_url(f"/api/v1/sessions/{session['session_id']}/approve"),
+        json={"call_id": "call_0", "decision": "deny"},
+    ) as response:
+        assert response.status == 200, await response.text()
+    served.control.inject_message("c6", "list etc", sender_id=OWNER)
+    commands = await served.control.wait_for(prompts("c6", 2), within=10)  # type: ignore[arg-type]
+    first, second = [c for c in commands if isinstance(c, SendMessage) and c.inline_keyboard]
+    assert first.inline_keyboard is not None
+    assert second.inline_keyboard is not None
+    assert "ls /etc" in second.content
+
+    served.control.press_button("c6", "m1", first.inline_keyboard.rows[0][0].callback_data, sender_id=OWNER)
+    commands = await served.control.wait_for(toasts(1), within=10)  # type: ignore[arg-type]
+    (stale,) = [c for c in commands if isinstance(c, AnswerCallbackQuery)]
+    assert stale.text == "This approval is no longer current"
+
+    served.control.press_button("c6", "m3", second.inline_keyboard.rows[0][2].callback_data, sender_id=OWNER)
+    commands = await served.control.wait_for(toasts(2), within=10)  # type: ignore[arg-type]
+    assert [c for c in commands if isinstance(c, AnswerCallbackQuery)][-1].text == "✗ Denied"
+    await served.control.wait_for(
+        lambda cs: any(isinstance(c, SendMessage) and c.content == "listed etc" for c in cs), within=10
+    )
+    tool_results = [m["content"] for m in fake_llm.requests[-1].body["messages"] if m.get("role") == "tool"]
+    assert tool_results[-1].startswith("denied")

@@ -330,6 +330,8 @@ async def test_after_a_server_restart_chats_continue_their_sessions_and_pending_
         group, lambda m: bool(m.buttons) and m.message_id != before.message_id, within=REPLY_WITHIN
     )
     allow_once = next(b["callback_data"] for b in again.buttons if b["text"] == "Allow once")
+    # The same call: its buttons from before the restart name it still.
+    assert again.buttons == before.buttons
     refused = bot.telegram.press_button(group, again.message_id, allow_once, from_user=BEA)
     refusal = await _callback_answer(bot.telegram, refused["id"])
     bot.telegram.press_button(group, again.message_id, allow_once, from_user=OWNER)

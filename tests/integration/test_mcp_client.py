@@ -190,6 +190,51 @@ async def test_workspace_servers_reach_every_agent_unless_one_has_its_own_of_tha
     assert configured == [("agent:helper", "test", "stdio"), ("workspace", "other", "http")]
 
 
+async def test_tools_whose_names_clash_once_made_safe_are_all_offered_each_calling_its_own(
+    tmp_path: Path, hub: McpHub
+) -> None:
+    """`a.b` and `a_b` of one server, and `y` of server `x_` beside `_y` of server `x`, were one
+    name each to the model: the second was hidden. Each is offered now, under a name that stays
+    the same for the same tools whatever order the server lists them in."""
+    agent = write_agent(
+        tmp_path,
+        [
+            server_entry("test", extra_tools=["a.b", "a_b"]),
+            server_entry("x_", extra_tools=["y"]),
+            server_entry("x", extra_tools=["_y"]),
+        ],
+    )
+
+    tools = await tools_by_name(hub, agent)
+    ran = {name: (await call_tool(tools[name], {}, context(tmp_path))).content for name in tools}
+
+    assert ran["test__a_b"] == "ran a_b"  # the tool whose own name it is keeps it
+    assert ran["test__a_b__2"] == "ran a.b"
+    assert ran["x___y"] == "ran _y"
+    assert ran["x___y__2"] == "ran y"
+    assert all(len(name) <= 64 for name in tools)
+    listed = {status.name: status.tools for status in hub.overview([agent])}
+    assert {"test__a_b", "test__a_b__2"} <= set(listed["test"])
+    assert "x___y__2" in listed["x_"]
+
+    reordered = write_agent(
+        tmp_path / "again",
+        [
+            server_entry("x", extra_tools=["_y"]),
+            server_entry("x_", extra_tools=["y"]),
+            server_entry("test", extra_tools=["a_b", "a.b"]),
+        ],
+    )
+    again = McpHub(workspace_dir=tmp_path, workdir_for=lambda agent: tmp_path / "work")
+    try:
+        renamed = await tools_by_name(again, reordered)
+    finally:
+        await again.close()
+    assert {name: tool.mcp_name for name, tool in renamed.items()} == {
+        name: tool.mcp_name for name, tool in tools.items()
+    }
+
+
 # --- a whole turn -------------------------------------------------------------------------------
 
 
