@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -29,3 +30,24 @@ async def eventually(
             if value is not None:
                 return value
             await asyncio.sleep(every)
+
+
+class Held:
+    """`function`, whose `nth` call waits in the thread it runs in until `release` is set: work a
+    test holds to see what goes on meanwhile (`entered`: the call is waiting; `returned`: done)."""
+
+    def __init__(self, function: Callable[..., Any], nth: int = 1) -> None:
+        self.function, self.nth, self.calls = function, nth, 0
+        self.entered, self.release, self.returned = threading.Event(), threading.Event(), threading.Event()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls != self.nth:
+            return self.function(*args, **kwargs)
+        self.entered.set()
+        # (held on the event loop, it would hold the test with it: the test fails, never hangs)
+        self.release.wait(timeout=10)
+        try:
+            return self.function(*args, **kwargs)
+        finally:
+            self.returned.set()

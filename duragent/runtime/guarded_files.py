@@ -16,19 +16,30 @@ snapshot of them before such a batch of calls and puts back whatever the batch c
 Contents are kept between snapshots by file stamp, so a snapshot of an unchanged workspace costs
 a walk of these folders (one `lstat` per file), not reading them. `__pycache__` folders are left
 out: a tool folder's Python program writes them every time it runs.
+
+That walk grows with the folders (a tool folder holding thousands of files takes tens of
+milliseconds), so the runtime never takes it on the event loop: `begin_batch`, `end_batch` and
+`keep` run every walk, every undo and every change a person made meanwhile in the guard's own
+worker thread, one at a time and in the order they were asked for. Overlapping batches of two
+sessions, an "allow always" written while another batch runs and the content cache therefore
+never see each other half done, and other sessions' turns go on during the walk.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
 import stat
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
-from duragent.file_stamps import Stamp, settled
+from duragent.file_stamps import SETTLE_NS, Stamp
 
 log = logging.getLogger(__name__)
 
@@ -65,15 +76,25 @@ class _Entry:
 
 
 Snapshot = dict[Path, _Entry]
+T = TypeVar("T")
 
 
 class GuardedFiles:
-    """The guarded files of one data directory and its agents folder, with their contents cached."""
+    """The guarded files of one data directory and its agents folder, with their contents cached.
+
+    The plain methods are for one thread at a time; the runtime calls the async ones
+    (`begin_batch`, `end_batch`, `keep`), which run them in order in the guard's worker thread.
+    """
 
     def __init__(self, data_dir: Path, agents_dir: Path):
         self.data_dir = data_dir
         self.agents_dir = agents_dir
-        self._cache: dict[Path, _Entry] = {}
+        #: Runs every walk and every change to the state below, one at a time (made on first use;
+        #: its idle thread ends when this object is collected).
+        self._worker: ThreadPoolExecutor | None = None
+        #: By path as the walk spells it: its Path and what it held, kept while its stamp holds
+        #: (so a walk of an unchanged workspace makes no new objects to keep, and reads nothing).
+        self._cache: dict[str, tuple[Path, _Entry]] = {}
         #: Snapshots of batches running now, by id: a change the runtime makes for a person
         #: meanwhile ("allow always", a call a person approved in another session) is taken into
         #: them, so it is not undone as theirs.
@@ -81,11 +102,28 @@ class GuardedFiles:
         #: What `accept` took in while a snapshot of `open` was being taken (None: gone).
         self._accepted_since: dict[int, dict[Path, _Entry | None]] = {}
 
+    async def begin_batch(self) -> Snapshot:
+        """`open`, in the worker thread: the snapshot a batch of unasked calls starts from."""
+        return await self._in_worker(self.open, abandoned=self._close_abandoned)
+
+    async def end_batch(self, before: Snapshot, *, undo: bool) -> list[Path]:
+        """`finish`, in the worker thread: what the batch that started at `before` changed.
+
+        It runs to its end even when the caller is cancelled meanwhile (a turn cancelled while
+        its calls ran): what they changed is still undone.
+        """
+        return await self._in_worker(self.finish, before, undo=undo)
+
+    async def keep(self, change: Callable[[], Path]) -> Path:
+        """Make a person's change (`change` writes one guarded file and returns it) between two
+        walks, in the worker thread, and take it into every open snapshot: never undone."""
+        return await self._in_worker(self._kept, change)
+
     def open(self) -> Snapshot:
         """A snapshot of now, kept up to date with `accept` until `close`.
 
-        (Registered before it is taken, in a thread: what `accept` takes in during the walk is
-        written over the walk's own entries once it ends, so a person's change is never lost.)
+        (Registered before it is taken: what `accept` takes in while the walk runs is written over
+        the walk's own entries once it ends, so a person's change is never lost.)
         """
         taken: Snapshot = {}
         self._open[id(taken)] = taken
@@ -108,14 +146,27 @@ class GuardedFiles:
         """Stop updating a snapshot from `open`."""
         self._open.pop(id(taken), None)
 
+    def finish(self, before: Snapshot, *, undo: bool) -> list[Path]:
+        """Close `before` and return what changed since: put back as it was (`undo`: nobody
+        approved the batch) or taken into the other open snapshots (a person approved it)."""
+        self.close(before)
+        after = self.snapshot()
+        changed = self.changed(before, after)
+        if changed and undo:
+            self.restore(before, after, changed)
+        elif changed:
+            self.accept(changed)  # a batch nobody approved, running beside this one, keeps them
+        return changed
+
     def accept(self, paths: Iterable[Path]) -> None:
         """Take `paths` as they are now into every open snapshot (a change a person approved)."""
         paths = list(paths)
+        recent = _recent()
         for key, taken in list(self._open.items()):
-            meanwhile = self._accepted_since.get(key)  # (a snapshot being taken in a thread)
+            meanwhile = self._accepted_since.get(key)  # (a snapshot being taken meanwhile)
             for path in paths:
                 try:
-                    entry: _Entry | None = self._entry(path, os.lstat(path))
+                    entry: _Entry | None = self._entry(os.fspath(path), os.lstat(path), recent)[1]
                 except OSError:
                     entry = None
                 if meanwhile is not None:
@@ -136,25 +187,30 @@ class GuardedFiles:
     def snapshot(self) -> Snapshot:
         """What every guarded path holds now."""
         entries: Snapshot = {}
+        seen: set[str] = set()
         unlisted: list[Path] = []
-        for path, status in _walk(self.roots(), unlisted):
-            entries[path] = self._entry(path, status)
+        recent = _recent()
+        for text, status in _walk(self.roots(), unlisted):
+            path, entry = self._entry(text, status, recent)
+            entries[path] = entry
+            seen.add(text)
         for path in unlisted:
             if path in entries:
                 entries[path] = _Entry("unlisted", entries[path].stamp)
         # (contents of files gone since are not kept: the cache holds what exists now)
-        for gone in self._cache.keys() - entries.keys():
+        for gone in self._cache.keys() - seen:
             del self._cache[gone]
         return entries
 
     def changed(self, before: Snapshot, after: Snapshot) -> list[Path]:
         """The paths whose content, kind or permissions differ between two snapshots."""
-        paths = before.keys() | after.keys()
-        return sorted(
-            path
-            for path in paths
-            if path not in before or path not in after or not before[path].same_as(after[path])
-        )
+        found = [path for path in after if path not in before]
+        for path, was in before.items():
+            now = after.get(path)
+            # (an entry kept from the cache is the very same object: nothing to compare)
+            if now is not was and (now is None or not was.same_as(now)):
+                found.append(path)
+        return sorted(found)
 
     def restore(self, before: Snapshot, after: Snapshot, changed: Iterable[Path]) -> list[Path]:
         """Put the `changed` paths back as `before` had them; returns those that could not be."""
@@ -193,10 +249,45 @@ class GuardedFiles:
             except OSError as exc:
                 log.error("could not undo a tool call's change to %s: %s", path, exc)
                 failed.append(path)
-            self._cache.pop(path, None)
+            self._cache.pop(os.fspath(path), None)
         return failed
 
-    def _entry(self, path: Path, status: os.stat_result) -> _Entry:
+    def _kept(self, change: Callable[[], Path]) -> Path:
+        path = change()
+        self.accept([path])
+        return path
+
+    async def _in_worker(
+        self,
+        function: Callable[..., T],
+        *args: Any,
+        abandoned: Callable[[T], None] | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """`function(*args, **kwargs)` in the worker thread, after what was asked for before it.
+
+        Once asked for it always runs to its end: a cancelled caller stops waiting, not the job
+        (`abandoned` then gets its result, and an error is logged).
+        """
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guarded-files")
+        job = asyncio.wrap_future(self._worker.submit(function, *args, **kwargs))
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            job.add_done_callback(lambda done: _after_abandoned(done, abandoned))
+            raise
+
+    def _close_abandoned(self, taken: Snapshot) -> None:
+        """Close a snapshot whose batch was cancelled while it was taken (in the worker: the
+        open snapshots are its own)."""
+        assert self._worker is not None
+        self._worker.submit(self.close, taken)
+
+    def _entry(self, text: str, status: os.stat_result, recent: int) -> tuple[Path, _Entry]:
+        """The path `text` and what it holds, from the cache while its stamp is unchanged and older
+        than `recent` (a stamp younger than a filesystem tick may hide a same-size rewrite: it is
+        read again then, `file_stamps.settled`)."""
         current: Stamp = (
             status.st_mode,
             status.st_ino,
@@ -204,33 +295,43 @@ class GuardedFiles:
             status.st_mtime_ns,
             status.st_ctime_ns,
         )
-        if stat.S_ISDIR(status.st_mode):
-            return _Entry("dir", current)
-        if stat.S_ISLNK(status.st_mode):
-            try:
-                return _Entry("link", current, target=os.readlink(path))
-            except OSError:
-                return _Entry("link", current)
-        known = self._cache.get(path)
-        # A stamp younger than a filesystem tick may hide a same-size rewrite: read again then.
-        if known is not None and known.stamp == current and settled((current,)):
+        known = self._cache.get(text)
+        if known is not None and known[1].stamp == current and max(current[3], current[4]) < recent:
             return known
-        content: bytes | None = None
-        if status.st_size <= MAX_KEPT_BYTES:
-            try:
-                with open(path, "rb") as handle:
-                    content = handle.read(MAX_KEPT_BYTES + 1)
-            except OSError:
-                content = None
-        entry = _Entry("file", current, content=content)
-        self._cache[path] = entry
-        return entry
+        path = known[0] if known is not None else Path(text)
+        entry = _read_entry(text, status.st_mode, current)
+        self._cache[text] = (path, entry)
+        return path, entry
 
 
-def _walk(roots: Iterable[Path], unlisted: list[Path]) -> Iterator[tuple[Path, os.stat_result]]:
-    """Every file, symlink and folder under `roots` (a root may be a file), symlinks not followed;
-    the folders that could not be listed are added to `unlisted`."""
-    for root in roots:
+def _read_entry(path: str, mode: int, current: Stamp) -> _Entry:
+    """What `path` holds now: a folder, a symlink's target or a file's bytes (None when too large)."""
+    if stat.S_ISDIR(mode):
+        return _Entry("dir", current)
+    if stat.S_ISLNK(mode):
+        try:
+            return _Entry("link", current, target=os.readlink(path))
+        except OSError:
+            return _Entry("link", current)
+    content: bytes | None = None
+    if current[2] <= MAX_KEPT_BYTES:
+        try:
+            with open(path, "rb") as handle:
+                content = handle.read(MAX_KEPT_BYTES + 1)
+        except OSError:
+            content = None
+    return _Entry("file", current, content=content)
+
+
+def _recent() -> int:
+    """Stamps changed at or after this time (ns) are not trusted to show the next change."""
+    return time.time_ns() - SETTLE_NS
+
+
+def _walk(roots: Iterable[Path], unlisted: list[Path]) -> Iterator[tuple[str, os.stat_result]]:
+    """Every file, symlink and folder under `roots` (a root may be a file), symlinks not followed,
+    by path; the folders that could not be listed are added to `unlisted`."""
+    for root in map(os.fspath, roots):
         try:
             status = os.lstat(root)
         except OSError:
@@ -246,11 +347,22 @@ def _walk(roots: Iterable[Path], unlisted: list[Path]) -> Iterator[tuple[Path, o
         for folder, dirs, files in os.walk(root, onerror=note, followlinks=False):
             dirs[:] = [name for name in dirs if name not in _SKIPPED_FOLDERS]
             for name in [*dirs, *files]:
-                path = Path(folder, name)
+                path = os.path.join(folder, name)
                 try:
                     yield path, os.lstat(path)
                 except OSError:
                     continue
+
+
+def _after_abandoned(job: asyncio.Future[T], abandoned: Callable[[T], None] | None) -> None:
+    """What a job nobody waits for any more leaves: its result handed on, its error logged."""
+    if job.cancelled():
+        return
+    error = job.exception()
+    if error is not None:
+        log.error("guarded files: a job whose caller was cancelled failed", exc_info=error)
+    elif abandoned is not None:
+        abandoned(job.result())
 
 
 def _same_kind(one: _Entry, other: _Entry) -> bool:

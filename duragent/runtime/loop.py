@@ -51,7 +51,7 @@ from duragent.runtime.events import (
     TurnStarted,
 )
 from duragent.runtime.events import TextDelta as TextEvent
-from duragent.runtime.guarded_files import GuardedFiles, Snapshot
+from duragent.runtime.guarded_files import GuardedFiles
 from duragent.runtime.memory_context import gather_memory, session_folder
 from duragent.runtime.policy import PolicyCache, ToolPolicy
 from duragent.scheduling.spec import scheduled_task_of
@@ -539,7 +539,10 @@ class Runtime:
                 continue
             verdict = policy.decide(subject, invocation).decision
             if verdict == "allow" and (subject == "bash" or isinstance(tool, CliTool)):
-                reached = reached_outside_workdir(invocation, ctx.workdir, self._data_dir(agent))
+                # (in a thread: globs are matched on the disk, over a work folder of any size)
+                reached = await asyncio.to_thread(
+                    reached_outside_workdir, invocation, ctx.workdir, self._data_dir(agent)
+                )
                 if reached is not None:
                     # (a glob or a symlink names nothing, yet reaches the tokens: a person decides)
                     log.info("asking before a command: it reaches %s, outside the work folder", reached)
@@ -651,11 +654,11 @@ class Runtime:
             )
         elif outcome.decision == "allow_always":
             try:
-                path = policy.allow_always(subject, invocation)
+                # (between the guard's walks, and taken into every batch running: never undone)
+                path = await self._guard(agent).keep(lambda: policy.allow_always(subject, invocation))
             except DuragentError as exc:
                 log.warning("could not save 'allow always' for %s: %s", subject, exc)
             else:
-                self._guard(agent).accept([path])  # a person's decision: never undone
                 self.on_change(
                     Change((path,), "agent", agent.name, f"policy allows {subject} {invocation}".strip())
                 )
@@ -685,15 +688,16 @@ class Runtime:
         # (by name, but never a tool folder's: an agent without `read_file` may have a folder so named)
         guarded = any(isinstance(t, FolderTool) or t.name not in _WRITES_NOTHING_GUARDED for _, t, _ in calls)
         guard = self._guard(agent) if guarded else None
-        before = await asyncio.to_thread(guard.open) if guard is not None else None
+        # (the walks run in the guard's thread: other sessions' turns go on meanwhile)
+        before = await guard.begin_batch() if guard is not None else None
         undone: list[str] = []
         try:
             outcomes = list(await asyncio.gather(*(timed(c, t, a) for c, t, a in calls)))
         finally:
             if guard is not None and before is not None:
-                guard.close(before)
-                # (on the loop: this also runs while the turn is being cancelled)
-                undone = self._note_tool_writes(agent, guard, before, undo=undo)
+                # (the undo runs to its end also while the turn is being cancelled)
+                changed = await guard.end_batch(before, undo=undo)
+                undone = self._note_tool_writes(agent, guard, changed, undo=undo)
         if undone:
             note = (
                 f"[duragent undid this batch's change to {', '.join(undone)}: only a person changes "
@@ -712,26 +716,22 @@ class Runtime:
         return guard
 
     def _note_tool_writes(
-        self, agent: Agent, guard: GuardedFiles, before: Snapshot, *, undo: bool
+        self, agent: Agent, guard: GuardedFiles, changed: list[Path], *, undo: bool
     ) -> list[str]:
-        """Handle the guarded files a batch of tool calls changed; the names of those undone.
+        """Report the guarded files a batch of tool calls changed; the names of those undone.
 
         A call nobody approved (auto-allowed by the policy) must not change any agent's definition
         or policy, skills, tools, git's configuration or duragent.yaml, however the command reached
-        them (a glob, a folder copied over it, a script): with `undo` they are put back as they
-        were. A change a person approved (a bash command that wrote policy.yaml, say) stays,
+        them (a glob, a folder copied over it, a script): with `undo` `end_batch` put them back as
+        they were. A change a person approved (a bash command that wrote policy.yaml, say) stays,
         reported as the agent's change: git must not show it as the person's edit.
         """
-        after = guard.snapshot()
-        changed = guard.changed(before, after)
         if not changed:
             return []
         shown = [_shown(path, guard.data_dir) for path in changed]
         if undo:
-            guard.restore(before, after, changed)
             log.warning("undid an unapproved tool call's change to %s", ", ".join(shown))
             return shown
-        guard.accept(changed)  # a batch nobody approved, running beside this one, keeps them
         data = guard.data_dir
         committed = tuple(
             p for p in changed if p.is_relative_to(data) and ".git" not in p.relative_to(data).parts

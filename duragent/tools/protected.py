@@ -53,7 +53,8 @@ def names_protected_file(command: str, words: Iterable[str] = ()) -> bool:
 
 #: Glob characters: a word holding one is expanded the way bash would before it is checked.
 _GLOB_CHARS = frozenset("*?[")
-#: How many matches of one glob are checked (a glob over a huge folder is asked about after that).
+#: How many matches of one glob are checked: a glob matching more is asked about (where the
+#: others lead, a symlink among them, is not known).
 _GLOB_MATCHES_CHECKED = 1000
 #: Files of /proc that hold another process's secrets (the server's environment: its API keys).
 _PROC_SECRETS = frozenset({"environ", "mem"})
@@ -68,12 +69,32 @@ def reached_outside_workdir(command: str, workdir: Path, data_dir: Path | None) 
     process's environment under /proc. Each word is resolved as bash would see it: from the work
     folder (and from every folder a `cd` in the line goes to), `~` and braces expanded, globs
     matched against the disk, symlinks followed. A glob (`../../run/*`) or a symlink made
-    earlier names nothing, but resolves to the tokens all the same.
+    earlier names nothing, but resolves to the tokens all the same. A glob matching more than
+    `_GLOB_MATCHES_CHECKED` paths returns its folder: where the ones not checked lead is unknown.
+
+    A glob over a large folder makes this slow (it reads the folder): the runtime calls it in a
+    thread, never on the event loop.
     """
     words = shell_tokens(command)
     if words is None:
         return workdir  # unbalanced quotes: bash would refuse it, a person may read it
-    workdir = workdir.resolve()
+    data = data_dir.resolve() if data_dir is not None else None  # (once, not for each match)
+    try:
+        return _first_reached(words, workdir.resolve(), data)
+    except _TooManyMatches as exc:
+        return exc.folder
+
+
+class _TooManyMatches(Exception):
+    """A glob matched more than `_GLOB_MATCHES_CHECKED` paths (in `folder`)."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(f"a glob in {folder} matches more than {_GLOB_MATCHES_CHECKED} paths")
+        self.folder = folder
+
+
+def _first_reached(words: list[str], workdir: Path, data: Path | None) -> Path | None:
+    """The first path `words` reach that `_forbidden` refuses, or None (`workdir`, `data` resolved)."""
     bases = [workdir]
     for previous, word in zip(["", *words], words, strict=False):
         if previous in _CHANGE_DIRECTORY:
@@ -82,21 +103,21 @@ def reached_outside_workdir(command: str, workdir: Path, data_dir: Path | None) 
         for text in {word, word.partition("=")[2]} - {""}:
             for base in bases:
                 for path in _expanded(text, base):
-                    if _forbidden(path, workdir, data_dir):
+                    if _forbidden(path, workdir, data):
                         return path
     return None
 
 
-def _forbidden(path: Path, workdir: Path, data_dir: Path | None) -> bool:
+def _forbidden(path: Path, workdir: Path, data: Path | None) -> bool:
+    """Whether a resolved `path` is off limits (`workdir` and `data`, the data directory, resolved)."""
     if path == workdir or path.is_relative_to(workdir):
         return protected_reason(path) is not None
     if path.parts[:2] == ("/", "proc") and path.name in _PROC_SECRETS:
         return True
     if protected_reason(path) is not None:
         return True
-    if data_dir is None:
+    if data is None:
         return False
-    data = data_dir.resolve()
     return path.is_relative_to(data) or data.is_relative_to(path)
 
 
@@ -117,9 +138,11 @@ def _expanded(word: str, base: Path) -> list[Path]:
         text = os.path.expanduser(text)
         full = text if os.path.isabs(text) else os.path.join(base, text)
         if _GLOB_CHARS.intersection(text):
-            found = list(itertools.islice(glob.iglob(full), _GLOB_MATCHES_CHECKED))
+            found = list(itertools.islice(glob.iglob(full), _GLOB_MATCHES_CHECKED + 1))
             # (also the pattern's own folder: `../../run/*` over an empty folder still reaches it)
             full_dir = os.path.dirname(full.split("*")[0].split("?")[0].split("[")[0])
+            if len(found) > _GLOB_MATCHES_CHECKED:
+                raise _TooManyMatches(Path(full_dir or os.sep))
             candidates = [*found, full_dir or os.sep]
         else:
             candidates = [full]

@@ -79,3 +79,29 @@ async def test_an_allowed_command_line_tool_asks_before_reading_the_servers_toke
     assert [e.command for e in asked] == ["../../run/tokens.json"]
     assert not refused.ok
     assert "a-secret-api-token" not in str(fake_llm.requests[-1].messages)
+
+
+async def test_an_allowed_glob_matching_more_files_than_are_checked_is_asked_about(
+    fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, runtime: Runtime, data: Path
+) -> None:
+    """Past the first thousand matches, one of the others could be a symlink to the tokens (a
+    cloned repository holding one, say): the glob is not let through unchecked."""
+    many = data / "work" / "helper" / "many"
+    for n in range(1001):
+        (many / f"d{n}").mkdir(parents=True)
+    fake_llm.enqueue(
+        tool_calls([("show", {"args": "many/*/../../notes.txt"})]),
+        tool_calls([("show", {"args": "no*s.txt"})]),
+        text("done"),
+    )
+    events: list[object] = []
+    async for event in runtime.run_turn(session, agent, "show me"):
+        events.append(event)
+        if isinstance(event, ApprovalRequired):
+            runtime.approvals.decide(event.call_id, "deny", session_id=session.session_id)
+
+    asked = [e for e in events if isinstance(e, ApprovalRequired)]
+    assert [e.command for e in asked] == ["many/*/../../notes.txt"]  # (a glob of a few: not asked)
+    [refused, ran] = [e for e in events if isinstance(e, ToolCallFinished)]
+    assert "denied" in refused.content
+    assert "denied" not in ran.content

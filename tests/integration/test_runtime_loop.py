@@ -15,6 +15,7 @@ from duragent.agents.loader import Agent, load_agent
 from duragent.llm.base import Provider
 from duragent.llm.types import Finish, LLMRequest, StreamChunk
 from duragent.llm.types import TextDelta as LLMTextDelta
+from duragent.runtime import loop as runtime_loop
 from duragent.runtime.approvals import ApprovalBroker, ApprovalDecision
 from duragent.runtime.events import (
     ApprovalRequired,
@@ -26,6 +27,7 @@ from duragent.runtime.events import (
     TurnFinished,
     TurnStarted,
 )
+from duragent.runtime.guarded_files import GuardedFiles
 from duragent.runtime.loop import STARTING_AT_ONCE, Runtime, drain
 from duragent.runtime.providers import ProviderPool
 from duragent.sessions.log import SessionLog
@@ -34,7 +36,7 @@ from duragent.stores.filesystem.memory import FilesystemMemoryStore
 from duragent.stores.filesystem.sessions import FilesystemSessionStore
 from duragent.testing.fake_llm import FakeLLMServer, broken_stream, delay, error, text, tool_calls
 from tests.durability import DurabilityWaits, HeldLogFsync
-from tests.waiting import until
+from tests.waiting import Held, until
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 
@@ -565,3 +567,82 @@ async def test_a_call_a_person_denies_leaves_the_agents_files_alone(
 
     assert isinstance(events[-1], TurnFinished)
     assert {path.name: path.read_bytes() for path in agent.directory.iterdir()} == files
+
+
+@pytest.mark.parametrize("held_work", ["the walk before the batch", "the walk after it", "the path check"])
+async def test_a_batchs_guard_work_never_holds_up_another_sessions_turn(
+    fake_llm: FakeLLMServer,
+    agent: Agent,
+    session: SessionLog,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    held_work: str,
+) -> None:
+    """The snapshot of the guarded files (a walk as long as a tool folder is big) and the allowed
+    command's path check (a glob matched over the work folder) run off the event loop."""
+    if held_work == "the path check":
+        held = Held(runtime_loop.reached_outside_workdir)
+        monkeypatch.setattr(runtime_loop, "reached_outside_workdir", held)
+    else:
+        held = Held(GuardedFiles.snapshot, nth=1 if held_work == "the walk before the batch" else 2)
+        monkeypatch.setattr(GuardedFiles, "snapshot", lambda self: held(self))
+    other = await SessionLog.create(session.store, agent="helper")
+    fake_llm.enqueue(tool_calls([("bash", {"command": "echo hi"})]))
+    busy = asyncio.create_task(drain(runtime.run_turn(session, agent, "say hi")))
+    await until(held.entered.is_set)
+
+    fake_llm.enqueue(text("meanwhile"))
+    events = await drain(runtime.run_turn(other, agent, "hello"))
+
+    assert isinstance(events[-1], TurnFinished)
+    assert events[-1].content == "meanwhile"
+    assert not held.returned.is_set()  # the other session's turn ended while that work was held
+    fake_llm.enqueue(text("said hi"))
+    held.release.set()
+    finished = await busy
+    assert isinstance(finished[-1], TurnFinished)
+    assert finished[-1].content == "said hi"
+    assert [e.content for e in finished if isinstance(e, ToolCallFinished)] == ["hi"]
+
+
+async def test_a_batch_of_tools_that_change_no_guarded_file_takes_no_snapshot(
+    fake_llm: FakeLLMServer,
+    agent: Agent,
+    session: SessionLog,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    walks: list[Path] = []
+    walk = GuardedFiles.snapshot
+    monkeypatch.setattr(GuardedFiles, "snapshot", lambda self: walks.append(self.data_dir) or walk(self))
+    fake_llm.enqueue(
+        tool_calls([("memory", {"action": "remember", "content": "likes tea", "section": "preference"})]),
+        text("Noted."),
+    )
+
+    await drain(runtime.run_turn(session, agent, "remember that I like tea"))
+
+    assert walks == []
+    fake_llm.enqueue(tool_calls([("bash", {"command": "echo hi"})]), text("said hi"))
+    await drain(runtime.run_turn(session, agent, "say hi"))
+    assert len(walks) == 2  # before the batch and after it
+
+
+async def test_a_turn_cancelled_while_its_unasked_calls_run_still_has_their_change_undone(
+    fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, runtime: Runtime, tmp_path: Path
+) -> None:
+    extra, started = agent.directory / "extra.txt", tmp_path / "started"
+    code = (
+        f'import pathlib, time; pathlib.Path({json.dumps(str(extra))}).write_text("mine"); '
+        f"pathlib.Path({json.dumps(str(started))}).touch(); time.sleep(30)"
+    )
+    fake_llm.enqueue(tool_calls([("bash", {"command": f"python3 -c '{code}'"})]))
+    turn = asyncio.create_task(drain(runtime.run_turn(session, agent, "write it")))
+    await until(started.exists)
+    assert extra.exists()
+
+    turn.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await turn
+
+    await until(lambda: not extra.exists())

@@ -3,11 +3,13 @@ could not see before the batch."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from duragent.runtime.guarded_files import GuardedFiles, _Entry
+from tests.waiting import Held, until
 
 
 @pytest.fixture
@@ -118,3 +120,65 @@ def test_an_allow_always_written_while_a_snapshot_is_taken_is_kept(data: Path) -
     guard.restore(before, after, guard.changed(before, after))
 
     assert policy.read_text() == "mode: ask\nallow: [bash:ls]\n"
+
+
+async def test_an_allow_always_saved_while_another_batchs_walk_runs_is_kept(data: Path) -> None:
+    """The walk runs in the guard's thread; the person's change waits for it, then joins the
+    snapshot it took, so the batch's end does not undo it."""
+    guard = GuardedFiles(data, data / "agents")
+    policy = data / "agents" / "helper" / "policy.yaml"
+    walk = guard.snapshot = Held(guard.snapshot)  # type: ignore[method-assign]
+    opening = asyncio.create_task(guard.begin_batch())
+    await until(walk.entered.is_set)
+
+    def allow_always() -> Path:
+        policy.write_text("mode: ask\nallow: [bash:ls]\n")
+        return policy
+
+    saving = asyncio.create_task(guard.keep(allow_always))
+    await asyncio.sleep(0)  # (its job is queued behind the walk)
+    assert policy.read_text() == "mode: ask\n"
+    walk.release.set()
+    before = await opening
+    assert await saving == policy
+    changed = await guard.end_batch(before, undo=True)
+
+    assert changed == []
+    assert policy.read_text() == "mode: ask\nallow: [bash:ls]\n"
+
+
+async def test_a_batch_undone_while_another_batch_walks_is_not_put_back_by_it(data: Path) -> None:
+    """Session B's script writes the policy; session A's walk starts and sees it; B's end, asked
+    for meanwhile, undoes it once A's walk is over, and A's end keeps it undone."""
+    guard = GuardedFiles(data, data / "agents")
+    policy = data / "agents" / "helper" / "policy.yaml"
+    b_before = await guard.begin_batch()
+    policy.write_text("mode: allow\n")  # B's unasked change
+    walk = guard.snapshot = Held(guard.snapshot)  # type: ignore[method-assign]
+    a_opening = asyncio.create_task(guard.begin_batch())
+    await until(walk.entered.is_set)
+    b_ending = asyncio.create_task(guard.end_batch(b_before, undo=True))
+    walk.release.set()
+
+    assert await b_ending == [policy]
+    assert policy.read_text() == "mode: ask\n"
+    a_before = await a_opening
+    assert await guard.end_batch(a_before, undo=True) == []
+    assert policy.read_text() == "mode: ask\n"
+
+
+async def test_the_undo_of_a_batch_whose_turn_is_cancelled_still_runs_to_its_end(data: Path) -> None:
+    guard = GuardedFiles(data, data / "agents")
+    policy = data / "agents" / "helper" / "policy.yaml"
+    before = await guard.begin_batch()
+    policy.write_text("mode: allow\n")
+    walk = guard.snapshot = Held(guard.snapshot)  # type: ignore[method-assign]
+    ending = asyncio.create_task(guard.end_batch(before, undo=True))
+    await until(walk.entered.is_set)
+
+    ending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await ending
+    walk.release.set()
+
+    await until(lambda: policy.read_text() == "mode: ask\n")
