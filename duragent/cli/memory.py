@@ -156,6 +156,7 @@ def edit(
     import tempfile
 
     from duragent.errors import DuragentError, UsageError
+    from duragent.memory.files import commit_agents_write_first
     from duragent.stores.base import utcnow
     from duragent.stores.filesystem.atomic import write_atomic
     from duragent.stores.filesystem.locks import memory_file_lock
@@ -187,9 +188,8 @@ def edit(
             print("No changes.")
             return
         with memory_file_lock(root, path):
-            current = _text_of(path) if path.exists() else None
-            if current is not None:
-                _commit_agents_write_first(workspace, path, current)
+            found = commit_agents_write_first(workspace, path)
+            current = None if found is None else found.decode("utf-8")
             if current != before:
                 merged = _merge_edits(current or "", given, after)
                 if merged is None:
@@ -205,14 +205,6 @@ def edit(
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(path, after.encode("utf-8"))
         _commit_edit(workspace, [path])
-
-
-def _commit_agents_write_first(workspace: Workspace, path: Path, current: str) -> None:
-    """Commit the file as the agent left it when its committer (a running server's, say) has not
-    yet: the person's commit that follows must not carry the agent's lines in under their name."""
-    edits = workspace.human_edits
-    if edits is not None:
-        edits.commit_agent_write(edits.repo.relative(path), current.encode("utf-8"))
 
 
 def _text_of(path: Path) -> str:
@@ -383,6 +375,7 @@ def add(
 ) -> None:
     """Add an entry to today's memory yourself (committed as your edit)."""
     from duragent.errors import UsageError
+    from duragent.memory.files import add_memory_entry
     from duragent.memory.markdown import section_key, section_plural
     from duragent.stores.base import Change, MemoryEntry
     from duragent.stores.factory import open_memory_store
@@ -390,24 +383,27 @@ def add(
     key = section_key(section)
     if key not in ("fact", "preference", "decision"):
         raise UsageError(f"invalid section {section!r}: use fact, preference or decision")
+    entry = MemoryEntry(text=text, section=key, source="human")
     written: list[Path] = []
 
     def collect(change: Change) -> None:
         written.extend(change.paths)
 
-    async def run(workspace: Workspace) -> MemoryEntry:
+    async def put_in_store(workspace: Workspace) -> None:
         store: MemoryStore = open_memory_store(
             workspace.config, on_change=collect, redact=workspace.guard.redact
         )
         try:
-            entry = MemoryEntry(text=text, section=key, source="human")
             await store.put(_agent(workspace, agent), entry)
-            return entry
         finally:
             await store.close()
 
     with _open_sync(ctx) as workspace:
-        entry = run_async(run(workspace))
+        if workspace.config.services.memory.backend == "filesystem":
+            # (the agent's uncommitted write to the file is committed as the agent's first)
+            written.append(add_memory_entry(workspace, _agent(workspace, agent), entry))
+        else:
+            run_async(put_in_store(workspace))
         print(f"Added to {section_plural(key)} of {entry.day.isoformat()}.")
         if written:
             _commit_edit(workspace, written, summary=f"{section_plural(key)} +1")
@@ -452,6 +448,7 @@ def import_archive(
 ) -> None:
     """Merge an exported archive into memory: new files added, existing ones get what they lack."""
     from duragent.errors import UsageError
+    from duragent.memory.files import commit_agents_write_first
     from duragent.memory.importing import import_memory, read_memory_archive
 
     if not archive.is_file():
@@ -462,7 +459,12 @@ def import_archive(
             raise UsageError("memory import writes Markdown files: services.memory must be filesystem")
         # redacted as the memory store redacts what it writes: an archive may hold a key
         files = {relative: workspace.guard.redact(text) for relative, text in files.items()}
-        report = import_memory(files, workspace.config.service_path("memory"))
+        report = import_memory(
+            files,
+            workspace.config.service_path("memory"),
+            # (the agent's uncommitted write to a file is committed as the agent's first)
+            before_write=lambda path: commit_agents_write_first(workspace, path),
+        )
         print(
             f"Imported {len(files)} file(s): {len(report.created)} new, {len(report.merged)} merged "
             f"(+{report.entries_added} entries), {len(report.unchanged)} unchanged."

@@ -142,6 +142,7 @@ def revert(
     workspace = Workspace(config)
     workspace.commit_offline_edits()
     memory_root = config.service_path("memory") if config.services.memory.backend == "filesystem" else None
+    edits = workspace.human_edits
     result = revert_revision(
         repo,
         rev,
@@ -149,6 +150,9 @@ def revert(
         append_only=append_only,
         memory_root=memory_root,
         guard=workspace.guard,
+        # what a running server's agent wrote to these files and has not committed yet is
+        # committed as the agent's first: the revert commit must not carry its lines in
+        before_write=edits.commit_agent_write if edits is not None else None,
     )
     if result.sha is None:
         print("Nothing to do: the files are already as they were before that commit.")

@@ -3,6 +3,10 @@
 A save writes the file atomically and commits it as the person (their git identity, a
 `Duragent-Kind: edit` trailer), apart from the agent's own commits, as `duragent memory edit`
 does. Only the filesystem memory backend keeps memory as files.
+
+Every write holds the memory store's lock on the file, and first commits what the agent last
+wrote there as the agent's when a running server's committer has not yet (within its debounce):
+the person's commit that follows must not carry the agent's lines in under their name.
 """
 
 from __future__ import annotations
@@ -13,7 +17,10 @@ from pathlib import Path
 
 from duragent.errors import InvalidName, UsageError
 from duragent.ids import check_name
+from duragent.memory.markdown import add_bullet, normalize_entry_text, section_key
+from duragent.stores.base import MemoryEntry
 from duragent.stores.filesystem.atomic import write_atomic
+from duragent.stores.filesystem.locks import memory_file_lock
 from duragent.workspace import Workspace
 
 LONG_TERM = "MEMORY.md"
@@ -63,7 +70,9 @@ def save_memory_file(workspace: Workspace, agent: str, name: str, text: str) -> 
     if text and not text.endswith("\n"):
         text += "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, text.encode("utf-8"))
+    with memory_file_lock(workspace.config.service_path("memory"), path):
+        commit_agents_write_first(workspace, path)
+        write_atomic(path, text.encode("utf-8"))
     edits = workspace.human_edits
     relative = str(path.relative_to(workspace.config.data_path))
     if edits is None:
@@ -71,3 +80,35 @@ def save_memory_file(workspace: Workspace, agent: str, name: str, text: str) -> 
     relative = edits.repo.relative(path)
     result = edits.commit([relative], summary="in the dashboard")
     return SavedMemory(relative, result.sha, str(edits.repo.person_identity()) if result.sha else None)
+
+
+def add_memory_entry(workspace: Workspace, agent: str, entry: MemoryEntry) -> Path:
+    """Add a person's entry to its day's file as the memory store adds the agent's (redacted, the
+    bullet at the end of its section); the file, for the caller to commit as the person's edit.
+
+    Not through the store: the agent's uncommitted write is committed first while the file's lock
+    is held, which the store's `put` takes itself.
+    """
+    path = memory_folder(workspace, agent) / f"{entry.day.isoformat()}.md"
+    text = normalize_entry_text(workspace.guard.redact(entry.text))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with memory_file_lock(workspace.config.service_path("memory"), path):
+        old = commit_agents_write_first(workspace, path)
+        new = add_bullet(
+            None if old is None else old.decode("utf-8"), entry.day, section_key(entry.section), text
+        )
+        write_atomic(path, new.encode("utf-8"))
+    return path
+
+
+def commit_agents_write_first(workspace: Workspace, path: Path) -> bytes | None:
+    """The file's bytes (None when missing), committed as the agent's if the agent wrote them last
+    and nobody committed them yet. Call it holding the file's lock, before replacing the file."""
+    try:
+        found = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    edits = workspace.human_edits
+    if edits is not None:
+        edits.commit_agent_write(edits.repo.relative(path), found)
+    return found

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path, PurePosixPath
@@ -115,19 +116,32 @@ def _member_problem(member: tarfile.TarInfo) -> str | None:
     return None
 
 
-def import_memory(files: dict[PurePosixPath, str], memory_root: Path) -> ImportReport:
-    """Merge validated archive files (from `read_memory_archive`) into `memory_root`."""
+#: Called with an existing file about to be replaced, holding its lock.
+BeforeWrite = Callable[[Path], object]
+
+
+def import_memory(
+    files: dict[PurePosixPath, str], memory_root: Path, *, before_write: BeforeWrite | None = None
+) -> ImportReport:
+    """Merge validated archive files (from `read_memory_archive`) into `memory_root`.
+
+    `before_write(path)` is called, holding the file's lock, for each existing file about to be
+    changed: what a running server's agent wrote there and has not committed yet is then committed
+    as the agent's (`duragent.memory.files.commit_agents_write_first`), not in the import.
+    """
     report = ImportReport()
     for relative, text in sorted(files.items()):
         target = memory_root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         # the memory store's lock: a write of the server's between our read and write is kept
         with memory_file_lock(memory_root, target):
-            _import_file(relative, text, target, report)
+            _import_file(relative, text, target, report, before_write)
     return report
 
 
-def _import_file(relative: PurePosixPath, text: str, target: Path, report: ImportReport) -> None:
+def _import_file(
+    relative: PurePosixPath, text: str, target: Path, report: ImportReport, before_write: BeforeWrite | None
+) -> None:
     """Merge one archive file into `target` (held under its lock), noting what happened in `report`."""
     existing = target.read_text(encoding="utf-8") if target.is_file() else None
     if existing is None:
@@ -140,6 +154,8 @@ def _import_file(relative: PurePosixPath, text: str, target: Path, report: Impor
     if existing == merged:
         report.unchanged.append(target)
         return
+    if before_write is not None and existing is not None:
+        before_write(target)
     write_atomic(target, merged.encode("utf-8"))
     (report.created if existing is None else report.merged).append(target)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path, PurePosixPath
@@ -307,6 +307,7 @@ def revert_revision(
     identity: Identity | None = None,
     memory_root: Path | None = None,
     guard: SecretGuard | None = None,
+    before_write: Callable[[str, bytes], object] | None = None,
 ) -> RevertResult:
     """Undo commit `rev` with a new commit by `identity` (default: the person's git identity).
 
@@ -314,7 +315,9 @@ def revert_revision(
     edits survive; RevertConflict (nothing written) when they touch the same lines, or when a
     file would be committed holding a secret `guard` knows (one the committer kept out of git,
     uncommitted on disk). Files under `memory_root` are read and written holding the memory
-    store's lock on each.
+    store's lock on each. `before_write(path, current bytes)` is called for each file about to
+    be replaced, under that lock (`HumanEditCommitter.commit_agent_write`: an agent's write a
+    server has not committed yet is committed as the agent's, not in the revert).
     """
     sha = repo.resolve(rev)
     plan = check_revertible(repo, sha, revertible=revertible, append_only=append_only)
@@ -323,21 +326,28 @@ def revert_revision(
             target = repo.root / path
             if memory_root is not None and target.is_relative_to(memory_root):
                 locks.enter_context(memory_file_lock(memory_root, target))
-        return _revert_locked(repo, sha, plan, identity, guard)
+        return _revert_locked(repo, sha, plan, identity, guard, before_write)
 
 
 def _revert_locked(
-    repo: GitRepo, sha: str, plan: RevertPlan, identity: Identity | None, guard: SecretGuard | None
+    repo: GitRepo,
+    sha: str,
+    plan: RevertPlan,
+    identity: Identity | None,
+    guard: SecretGuard | None,
+    before_write: Callable[[str, bytes], object] | None,
 ) -> RevertResult:
     files = plan.files
     parents = repo.parents(sha)
     parent = parents[0] if parents else None
     planned: dict[str, str | None] = {}
     conflicts: list[str] = []
+    found_bytes: dict[str, bytes | None] = {}
     for path in files:
         before = _text(path, repo.bytes_at(parent, path) if parent else None)
         after = _text(path, repo.bytes_at(sha, path))
-        current = _text(path, _read_or_none(repo.root / path))
+        found_bytes[path] = _read_or_none(repo.root / path)
+        current = _text(path, found_bytes[path])
         if current == before:
             continue
         if current == after:
@@ -364,6 +374,10 @@ def _revert_locked(
                 f"cannot revert {sha[:10]}: {path} would be committed holding a secret "
                 f"({', '.join(found)}); remove it from the file first"
             )
+    for path in planned:
+        on_disk = found_bytes[path]
+        if before_write is not None and on_disk is not None:
+            before_write(path, on_disk)
     for path, text in planned.items():
         target = repo.root / path
         if text is None:

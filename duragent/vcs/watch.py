@@ -8,8 +8,10 @@ Three pieces:
   every Duragent process on the data directory (a `duragent chat` beside a `duragent serve`).
 - `HumanEditCommitter` decides who changed a file and commits a person's changes: a changed
   file whose current bytes are exactly bytes Duragent wrote is the agent's (its own committer
-  commits it); anything else is a person's edit, committed with their git identity and a
-  `Duragent-Kind: edit` trailer, apart from the agent's commits.
+  commits it); one the watcher saw changed while a background process the agent started ran
+  is the agent's too (`process_writes`: committed apart, authored by the agent); anything else
+  is a person's edit, committed with their git identity and a `Duragent-Kind: edit` trailer,
+  apart from the agent's commits.
 - `HumanEditWatcher` runs while `duragent serve` does: a watchdog observer on `memory/` and
   `agents/` collects the paths editors touch (atomic renames, vim's backup dance, VS Code's
   temp files), waits until saving has been quiet for `debounce` seconds, and hands the real
@@ -38,7 +40,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -57,6 +59,13 @@ from duragent.errors import DuragentError
 from duragent.stores.base import Change
 from duragent.stores.filesystem.locks import memory_file_lock
 from duragent.vcs.committer import TRAILER_AGENT, TRAILER_KIND, commit_message
+from duragent.vcs.process_writes import (
+    PROCESSES_FOLDER,
+    ProcessSpan,
+    change_time,
+    process_that_changed,
+    read_process_spans,
+)
 from duragent.vcs.repo import ContentScreen, GitRepo, Identity, Written
 
 if TYPE_CHECKING:
@@ -233,6 +242,9 @@ class EditCommit:
     recovered_sha: str | None = None
     #: Files left alone because the agent's committer has a change of theirs to commit first.
     waiting: tuple[str, ...] = ()
+    #: The agent's commit of files its background processes changed (see `process_writes`).
+    process_sha: str | None = None
+    process_files: tuple[str, ...] = ()
 
 
 def edit_message(files: Sequence[str], agents: Sequence[str] = (), summary: str | None = None) -> str:
@@ -309,12 +321,16 @@ class HumanEditCommitter:
         summary: str | None = None,
         identity: Identity | None = None,
         recover_agent_files: bool = False,
+        processes: Sequence[ProcessSpan] = (),
+        seen_at: Mapping[str, float] | None = None,
     ) -> EditCommit:
         """Commit the person's changes among `files` (repo-relative) in one commit.
 
         Files whose bytes Duragent wrote are left to the agent's committer, or, with
         `recover_agent_files` (nobody else will commit them: a crash left them behind),
-        committed in a separate commit authored by the agent.
+        committed in a separate commit authored by the agent. Files changed while one of the
+        agents' background `processes` ran (`process_writes`; `seen_at`: when the watcher saw
+        each file change, for those that are gone) are committed apart too, as the agent's.
         """
         candidates = sorted({file for file in files if self.watched(file)})
         with contextlib.ExitStack() as locks:
@@ -328,8 +344,67 @@ class HumanEditCommitter:
             pending = self.agent_pending()
             waiting = tuple(file for file in candidates if file in pending)
             ready = [file for file in candidates if file not in pending]
+            by_processes = self._changed_by_processes(ready, processes, seen_at or {})
+            process_sha = self._commit_process_changes(by_processes)
+            ready = [file for file in ready if file not in by_processes]
             result = self._commit(ready, summary, identity, recover_agent_files)
-        return dataclasses.replace(result, waiting=waiting)
+        return dataclasses.replace(
+            result,
+            waiting=waiting,
+            process_sha=process_sha,
+            process_files=tuple(by_processes) if process_sha else (),
+        )
+
+    def _changed_by_processes(
+        self, files: Sequence[str], processes: Sequence[ProcessSpan], seen_at: Mapping[str, float]
+    ) -> dict[str, ProcessSpan]:
+        """The files (not as Duragent's stores wrote them) a background process changed, by the
+        rule of `process_writes`, with the process each is credited to."""
+        found: dict[str, ProcessSpan] = {}
+        if not processes:
+            return found
+        for file in files:
+            path = self.repo.root / file
+            digest = content_digest(path)
+            if digest != _MISSING and self.ledger.wrote(file, digest):
+                continue  # the store's own write: its committer's
+            span = process_that_changed(processes, self._owner(file), change_time(path, seen_at.get(file)))
+            if span is not None:
+                found[file] = span
+        return found
+
+    def _commit_process_changes(self, changed: Mapping[str, ProcessSpan]) -> str | None:
+        """Commit the files background processes changed as the agents' (one commit)."""
+        if not changed:
+            return None
+        changes = []
+        for file, span in changed.items():
+            path = self.repo.root / file
+            memory = self.memory_root is not None and path.resolve().is_relative_to(self.memory_root)
+            summary = f"changed by background process {span.handle}"
+            changes.append(Change((path,), "memory" if memory else "agent", span.agent, summary))
+        sha = self.repo.commit_paths(
+            [change.paths[0] for change in changes],
+            commit_message(changes),
+            self.agent_author,
+            screen=self.screen,
+        )
+        if sha:
+            log.info(
+                "committed %s, changed by agents' background processes, as %s", ", ".join(changed), sha[:10]
+            )
+        return sha
+
+    def _owner(self, file: str) -> str | None:
+        """The agent whose folder holds `file`, or None for a folder no one agent owns."""
+        for root in self.roots:
+            if not file.startswith(root + "/"):
+                continue
+            if root in self.shared_roots:
+                return None
+            owner = PurePosixPath(file).relative_to(root).parts[0]
+            return None if owner == "world" else owner
+        return None
 
     def commit_agent_write(self, file: str, data: bytes) -> str | None:
         """Commit `data`, what the agent's latest write left in `file` (repo-relative), as the
@@ -450,7 +525,13 @@ class HumanEditWatcher:
         #: How often each file was handed to the committer to look at (reads and the runtime's
         #: own writes never are).
         self.examined: Counter[str] = Counter()
+        #: The agents' commits of files their background processes changed.
+        self.process_commits: list[str] = []
+        #: Where the server records its background processes (when each ran: `process_writes`).
+        self.processes_folder = workspace.config.data_path / PROCESSES_FOLDER
         self._pending: set[str] = set()
+        # when each pending file was last seen changing (wall clock): a deleted file has no ctime
+        self._seen_at: dict[str, float] = {}
         self._first_at: float | None = None
         self._last_at = 0.0
         self._wakeup = asyncio.Event()
@@ -498,16 +579,28 @@ class HumanEditWatcher:
         """
         # by now the stores have noted every write of theirs that raised one of these events
         files = sorted(file for file in self._pending if self._is_candidate(file))
+        seen_at, self._seen_at = self._seen_at, {}
         self._pending = set()
         self._first_at = None
         self.examined.update(files)
         if files and self._committer is not None:
-            result = await asyncio.to_thread(self._committer.commit, files)
+            result = await asyncio.to_thread(self._commit, self._committer, files, seen_at)
             if result.sha:
                 self.commits.append(result.sha)
+            if result.process_sha:
+                self.process_commits.append(result.process_sha)
             if result.waiting:  # look again a debounce later
                 self._pending.update(result.waiting)
+                self._seen_at.update({file: seen_at[file] for file in result.waiting if file in seen_at})
                 self._first_at = self._last_at = time.monotonic()
+
+    def _commit(
+        self, committer: HumanEditCommitter, files: list[str], seen_at: dict[str, float]
+    ) -> EditCommit:
+        """Commit `files` (in a thread): the changes agents' background processes made as theirs,
+        the rest as the person's edit."""
+        processes = read_process_spans(self.processes_folder) if self.processes_folder.is_dir() else []
+        return committer.commit(files, processes=processes, seen_at=seen_at)
 
     # --- internals ------------------------------------------------------------------------
 
@@ -532,7 +625,7 @@ class HumanEditWatcher:
     def _from_thread(self, relative: str) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._seen, relative)
+            loop.call_soon_threadsafe(self._seen, relative, time.time())
 
     def _is_candidate(self, relative: str) -> bool:
         """A path worth a look: a real file under the roots, not as this process last wrote it."""
@@ -541,11 +634,12 @@ class HumanEditWatcher:
             return False
         return not committer.ledger.wrote_last(relative)
 
-    def _seen(self, relative: str) -> None:
+    def _seen(self, relative: str, at: float) -> None:
         # the store notes its write after the file is in place, so the event of the runtime's
         # own write can get here before the note does: flush() looks again before any git work
         now = time.monotonic()
         self._pending.add(relative)
+        self._seen_at[relative] = at
         self._last_at = now
         if self._first_at is None:
             self._first_at = now

@@ -84,6 +84,7 @@ async def revert(request: web.Request, form: dict[str, str]) -> web.StreamRespon
     revertible, append_only = state.workspace.revert_scope()
     config = state.workspace.config
     memory_root = config.service_path("memory") if config.services.memory.backend == "filesystem" else None
+    edits = state.workspace.human_edits
     result = await asyncio.to_thread(
         revert_revision,
         repo,
@@ -92,6 +93,9 @@ async def revert(request: web.Request, form: dict[str, str]) -> web.StreamRespon
         append_only=append_only,
         memory_root=memory_root,
         guard=state.workspace.guard,
+        # the agent's write to these files its committer has not committed yet is committed as
+        # the agent's first: the person's revert must not carry its lines in
+        before_write=edits.commit_agent_write if edits is not None else None,
     )
     # No sha with files written: the server's edit watcher saw the files change and committed
     # them (as the person) before this revert's own commit could.

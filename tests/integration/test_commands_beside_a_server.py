@@ -163,3 +163,119 @@ def test_memory_edit_commits_the_agents_uncommitted_line_it_merged_as_the_agents
     assert (PERSON, "+- the person typed this") in history
     assert [line for _, line in history if line.startswith("-")] == []
     assert git(data, "status", "--porcelain", "--", relative) == ""
+
+
+def duragent(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`duragent ARGS` run by a person in their own process, beside the server."""
+    return subprocess.run([str(DURAGENT), *args], cwd=root, capture_output=True, text=True, check=False)
+
+
+def test_memory_add_commits_the_agents_uncommitted_line_as_the_agents_first(
+    root: Path, data: Path, server: Workspace
+) -> None:
+    """`memory add` committed the line the server's agent had just written (its commit still
+    pending) in the person's commit, under the person's name."""
+    relative = f"memory/assistant/{utcnow().date().isoformat()}.md"
+    remember(server, "the agent noted this")
+    assert server.committer is not None
+    assert server.committer.pending == 1
+
+    added = duragent(root, "memory", "add", "the person added this")
+    assert added.returncode == 0, added.stderr
+    server.committer.flush()
+
+    history = lines_by_author(data, relative)
+    assert (AGENT, "+- the agent noted this") in history
+    assert (PERSON, "+- the person added this") in history
+    assert [line for _, line in history if line.startswith("-")] == []
+    assert git(data, "status", "--porcelain", "--", relative) == ""
+
+
+def test_memory_import_commits_the_agents_uncommitted_line_as_the_agents_first(
+    root: Path, data: Path, server: Workspace, tmp_path: Path
+) -> None:
+    """`memory import` merged the archive into a file holding a line the server's agent had just
+    written, and committed that line with the import, as the person's."""
+    import tarfile
+
+    day = utcnow().date().isoformat()
+    relative = f"memory/assistant/{day}.md"
+    remember(server, "the agent noted this")
+    exported = tmp_path / "export" / "memory" / "assistant" / f"{day}.md"
+    exported.parent.mkdir(parents=True)
+    exported.write_text(f"# {day}\n\n## Facts Stored\n- an imported fact\n")
+    archive = tmp_path / "memory.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "export" / "memory", arcname="memory")
+
+    imported = duragent(root, "memory", "import", str(archive))
+    assert imported.returncode == 0, imported.stderr
+    assert server.committer is not None
+    server.committer.flush()
+
+    history = lines_by_author(data, relative)
+    assert (AGENT, "+- the agent noted this") in history
+    assert (PERSON, "+- an imported fact") in history
+    assert [line for _, line in history if line.startswith("-")] == []
+    assert git(data, "status", "--porcelain", "--", relative) == ""
+
+
+def test_revert_commits_the_agents_uncommitted_line_as_the_agents_first(
+    root: Path, data: Path, server: Workspace
+) -> None:
+    """`revert` of an earlier memory commit took the line the server's agent had just written
+    into the revert commit, under the person's name."""
+    relative = f"memory/assistant/{utcnow().date().isoformat()}.md"
+    remember(server, "a fact the person wants gone")
+    assert server.committer is not None
+    server.committer.flush()
+    unwanted = git(data, "log", "-1", "--format=%H", "--", relative).strip()
+    remember(server, "the agent noted this later")
+    assert server.committer.pending == 1
+
+    reverted = duragent(root, "revert", unwanted, "--yes")
+    assert reverted.returncode == 0, reverted.stderr
+    server.committer.flush()
+
+    history = lines_by_author(data, relative)
+    assert (AGENT, "+- the agent noted this later") in history
+    assert (PERSON, "-- a fact the person wants gone") in history
+    assert [(author, line) for author, line in history if author == PERSON] == [
+        (PERSON, "-- a fact the person wants gone")
+    ]
+    assert git(data, "status", "--porcelain", "--", relative) == ""
+
+
+def test_the_dashboards_revert_in_the_servers_process_commits_the_agents_line_first(
+    data: Path, server: Workspace
+) -> None:
+    """The dashboard reverts in the server's own process, beside the committer holding the
+    agent's pending write: that write is committed as the agent's, the revert as the person's."""
+    from duragent.vcs.revisions import revert_revision
+
+    relative = f"memory/assistant/{utcnow().date().isoformat()}.md"
+    remember(server, "a fact the person wants gone")
+    assert server.committer is not None and server.human_edits is not None
+    server.committer.flush()
+    unwanted = git(data, "log", "-1", "--format=%H", "--", relative).strip()
+    remember(server, "the agent noted this later")
+    assert server.committer.pending == 1
+
+    revertible, append_only = server.revert_scope()
+    revert_revision(
+        server.human_edits.repo,
+        unwanted,
+        revertible=revertible,
+        append_only=append_only,
+        memory_root=server.config.service_path("memory"),
+        guard=server.guard,
+        before_write=server.human_edits.commit_agent_write,  # as duragent/web/history.py passes it
+    )
+    server.committer.flush()
+
+    history = lines_by_author(data, relative)
+    assert (AGENT, "+- the agent noted this later") in history
+    assert [(author, line) for author, line in history if author == PERSON] == [
+        (PERSON, "-- a fact the person wants gone")
+    ]
+    assert git(data, "status", "--porcelain", "--", relative) == ""
