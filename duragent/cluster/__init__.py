@@ -3,7 +3,9 @@
 - `ownership`: which worker runs which session (advisory locks on a dedicated connection).
 - `events`: a session's stream on any worker (LISTEN/NOTIFY plus the events table).
 - `agents`: agents deployed through the admin API, shared through PostgreSQL.
-- `node`: one worker's membership: connections, notifications, the failover scan.
+- `requests`: requests for a session another worker runs, handed to that worker.
+- `turns`: a streamed message's turn run by another worker, streamed on this one.
+- `node`: one worker's membership: connections, notifications, the failover scan, reconnecting.
 
 Used when `services.session.backend` is `postgres` (see docs/scaling-out.md). Needs asyncpg.
 """

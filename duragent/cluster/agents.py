@@ -68,6 +68,15 @@ class SharedAgents:
                 # Deployed here before this worker joined a cluster: keep it, and share it.
                 await self._publish(name, "deployed")
 
+    async def catch_up(self) -> None:
+        """Apply every row again: deploys this worker was not told of (its LISTEN connection was
+        down). (A removal it missed stays until the agent is deployed or removed again.)"""
+        if self._registry is None:
+            return
+        rows = await self._pool.fetch("SELECT name, files::text AS files FROM dynamic_agents")
+        for row in rows:
+            await self._apply(str(row["name"]), _files(row["files"]))
+
     def deliver(self, name: str) -> None:
         """The LISTEN callback: agent `name` changed on some worker; apply its row here."""
         task = asyncio.get_running_loop().create_task(self._refresh(name), name=f"agent {name}")

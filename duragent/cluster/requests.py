@@ -12,6 +12,10 @@ over, so it hands the request to the owner:
 3. The asker reads the answer (on that notification, or by looking every second), deletes the
    row and answers its client with it.
 
+A request served for long (a streamed turn) may tell its asker how it goes before its answer:
+the owner's `tell` writes what it has told so far into the row's body (cleared when taken, so
+free) and notifies `{"a": id}`; the asker's `on_progress` gets it each time it changes.
+
 A row nobody takes within `TAKE_WITHIN` seconds means the session changed hands meanwhile: the
 asker deletes it and tries again (`ask` returns None). A taker whose lock connection's backend is
 gone before it answered has stopped: `OwnerStopped`, since what it did before is unknown (a
@@ -39,8 +43,12 @@ log = logging.getLogger(__name__)
 
 #: What an owner answers: JSON-ready, opaque here (the server turns it into an HTTP response).
 Answer = dict[str, Any]
-#: Serves one request on the owner: (session id, action, body) -> the answer.
-RequestHandler = Callable[[str, str, dict[str, Any]], Awaitable[Answer]]
+#: Tells the asker how a request goes before its answer: what was told so far, merged (JSON-ready).
+Tell = Callable[[dict[str, Any]], Awaitable[None]]
+#: Serves one request on the owner: (session id, action, body, tell) -> the answer.
+RequestHandler = Callable[[str, str, dict[str, Any], Tell], Awaitable[Answer]]
+#: Hears what the owner told so far (all of it, each time something is added).
+ProgressListener = Callable[[dict[str, Any]], None]
 
 #: How long an asker waits for the owner to take its request before it looks for the owner again.
 TAKE_WITHIN = 2.0
@@ -59,10 +67,11 @@ WHERE r.id = asked.id
 RETURNING r.session_id, r.action, asked.body::text AS body
 """
 _LOOK = """
-SELECT taken_by, answer::text AS answer,
+SELECT taken_by, answer::text AS answer, body::text AS told,
        EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = taker_pid) AS taker_alive
 FROM session_requests WHERE id = $1
 """
+_TELL = "UPDATE session_requests SET body = $2::json WHERE id = $1 AND answer IS NULL"
 
 
 class OwnerStopped(DuragentError):
@@ -103,17 +112,28 @@ class OwnerRequests:
         """Serve requests for the sessions this worker owns with `handler`."""
         self._handler = handler
 
+    def reconnected(self, backend_pid: int) -> None:
+        """The lock connection was opened again: askers look for this backend to know it runs."""
+        self._backend_pid = backend_pid
+
     async def forget_abandoned(self) -> None:
         """Delete rows an asker that died left behind (a day old)."""
         await self._pool.execute("DELETE FROM session_requests WHERE asked_at < now() - interval '1 day'")
 
     # --- asking ---------------------------------------------------------------------------------
 
-    async def ask(self, session_id: str, action: str, body: dict[str, Any]) -> Answer | None:
+    async def ask(
+        self,
+        session_id: str,
+        action: str,
+        body: dict[str, Any],
+        on_progress: ProgressListener | None = None,
+    ) -> Answer | None:
         """Have the worker that owns `session_id` serve `action`; its answer.
 
         None when no worker took the request within TAKE_WITHIN seconds (the session changed
         hands: look for its owner again). OwnerStopped when the one that took it stopped first.
+        `on_progress` hears what the owner tells before it answers (see the module docstring).
         """
         request_id = int(
             await self._pool.fetchval(_INSERT, session_id, action, json.dumps(body), self.worker)
@@ -122,7 +142,7 @@ class OwnerRequests:
         gave_up = True
         try:
             await self._notify({"q": request_id, "s": session_id})
-            answer = await self._answer(request_id, session_id, answered)
+            answer = await self._answer(request_id, session_id, answered, on_progress)
             gave_up = False
             return answer
         finally:
@@ -132,14 +152,25 @@ class OwnerRequests:
             if gave_up:
                 await self._notify({"x": request_id})
 
-    async def _answer(self, request_id: int, session_id: str, answered: asyncio.Event) -> Answer | None:
+    async def _answer(
+        self,
+        request_id: int,
+        session_id: str,
+        answered: asyncio.Event,
+        on_progress: ProgressListener | None,
+    ) -> Answer | None:
         take_by = time.monotonic() + TAKE_WITHIN
+        told = ""
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(answered.wait(), LOOK_EVERY)
+            answered.clear()  # (a notification from now on wakes the next wait)
             row = await self._pool.fetchrow(_LOOK, request_id)
             if row is None:
                 raise OwnerStopped(session_id)  # (deleted as abandoned: a day without an answer)
+            if row["taken_by"] is not None and on_progress is not None and row["told"] not in ("{}", told):
+                told = row["told"]
+                on_progress(json.loads(told))
             if row["answer"] is not None:
                 answer: Answer = json.loads(row["answer"])
                 return answer
@@ -194,8 +225,15 @@ class OwnerRequests:
         if row is None:
             return  # taken by another worker, or withdrawn
         session_id, action = str(row["session_id"]), str(row["action"])
+        told: dict[str, Any] = {}
+
+        async def tell(update: dict[str, Any]) -> None:
+            told.update(update)
+            await self._pool.execute(_TELL, request_id, json.dumps(told))
+            await self._notify({"a": request_id})
+
         try:
-            answer = await handler(session_id, action, json.loads(row["body"]))
+            answer = await handler(session_id, action, json.loads(row["body"]), tell)
         except asyncio.CancelledError:
             return  # its asker gave up (and deleted the row), or this worker stops
         except Exception:

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from duragent.cluster.ownership import session_lock_key
 from duragent.stores.postgres.sessions import PostgresSessionStore
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
 from duragent.testing.postgres import temporary_schema
@@ -20,6 +21,7 @@ from tests.e2e.server_harness import (
     AGENT_YAML,
     ServeProcess,
     SSEEvent,
+    collect_until,
     read_sse,
     start_serve,
     write_workspace,
@@ -306,47 +308,147 @@ async def test_a_paused_session_with_a_queued_message_resumes_on_another_worker(
 
 
 @pytest.mark.slow
-async def test_a_worker_that_lost_its_lock_connection_stops_serving_and_says_so(
+async def test_a_worker_that_lost_its_lock_connection_reconnects_and_serves_again(
     two_workers: tuple[ServeProcess, ServeProcess], fake_llm: FakeLLMServer, pg_url: str
 ) -> None:
-    """A network blip or a database failover drops the connection holding A's session locks:
-    B may take A's sessions over at once, so A must neither answer for them nor look ready."""
+    """A network blip or a database failover drops the connection holding A's session locks: B
+    may take A's sessions over at once, so A must not answer for them from what it had; but A
+    answered 503 for every request until someone restarted it."""
     import asyncpg
 
     from duragent.stores.postgres.pool import parse_postgres_url
 
-    fake_llm.enqueue(text("answered on A"), text("answered on B"))
+    fake_llm.enqueue(
+        text(SLOW_REPLY, chunks=40, chunk_delay=0.2),
+        text("one, resumed"),
+        text("answered on B"),
+        text("answered on A again"),
+        text("new"),
+    )
     a, b = two_workers
     async with aiohttp.ClientSession(headers=API_HEADERS) as http:
-        status, created = await call(http, "POST", f"{a.url}/api/v1/sessions", {"agent": "helper"})
-        session = f"/api/v1/sessions/{created['session_id']}"
-        status, reply = await call(http, "POST", f"{a.url}{session}/messages", {"content": "one"})
-        assert status == 200, reply
-        connection = await asyncpg.connect(parse_postgres_url(pg_url).dsn)
-        try:  # the one backend holding a session lock is A's lock connection
-            await connection.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        session, first = await first_turn_running_on(a, http, fake_llm, "helper")
+        target = parse_postgres_url(pg_url)
+        # The backend holding this session's lock (only this test's: others share the server).
+        key = session_lock_key(target.schema, session.rsplit("/", 1)[1]) & 0xFFFF_FFFF_FFFF_FFFF
+        connection = await asyncpg.connect(target.dsn)
+        try:
+            lock_pid = await connection.fetchval(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND classid = $1 AND objid = $2 AND objsubid = 1",
+                key >> 32,
+                key & 0xFFFF_FFFF,
             )
+            assert lock_pid is not None
+            await connection.execute("SELECT pg_terminate_backend($1)", lock_pid)
         finally:
             await connection.close()
+        # A stops its turn at once (it would stream on for 8 s), and stores nothing of it.
+        status, problem = await asyncio.wait_for(first, 5)
+        assert (status, problem["detail"]) == (
+            409,
+            f"session {session.rsplit('/', 1)[1]} is run by another worker now; nothing more was stored: "
+            "send the request again",
+        ), problem
+        # B takes the session over: the turn resumes there, then B's message runs (queued behind
+        # the resumed turn, unless B's failover scan resumed it and it ended already).
+        status, reply = await call(http, "POST", f"{b.url}{session}/messages", {"content": "two"})
+        assert (status, reply) in [(202, {"status": "queued", "position": 1}), (200, reply)], reply
 
-        async def unready_a() -> dict[str, Any] | None:
-            status, health = await call(http, "GET", f"{a.url}/readyz")
-            return health if status == 503 else None
+        async def answered_on_b() -> bool | None:
+            _, history = await call(http, "GET", f"{b.url}{session}/messages")
+            return any(m.get("content") == "answered on B" for m in history["messages"]) or None
 
-        health = await eventually(unready_a)
-        assert any("restart this worker" in line for line in health["problems"])
-        status, problem = await call(http, "POST", f"{a.url}{session}/messages", {"content": "two"})
-        assert status == 503, problem
-        assert "restart this worker" in problem["detail"]
-        _status, before = await call(http, "GET", f"{b.url}/api/v1/sessions")
-        known = {s["session_id"] for s in before["sessions"]}
-        status, problem = await call(http, "POST", f"{a.url}/api/v1/sessions", {"agent": "helper"})
-        assert status == 503, problem  # refused before anything is stored
-        _status, after = await call(http, "GET", f"{b.url}/api/v1/sessions")
-        assert {s["session_id"] for s in after["sessions"]} == known
-        status, reply = await call(http, "POST", f"{b.url}{session}/messages", {"content": "three"})
-        assert (status, reply.get("content")) == (200, "answered on B"), reply
+        await eventually(answered_on_b)
+
+        async def ready_a() -> bool | None:
+            status, _health = await call(http, "GET", f"{a.url}/readyz")
+            return True if status == 200 else None
+
+        await eventually(ready_a)
+        status, reply = await call(http, "POST", f"{a.url}{session}/messages", {"content": "three"})
+        assert (status, reply.get("content")) == (200, "answered on A again"), reply
+        status, created = await call(http, "POST", f"{a.url}/api/v1/sessions", {"agent": "helper"})
+        assert status == 201, created
+        status, reply = await call(
+            http, "POST", f"{a.url}/api/v1/sessions/{created['session_id']}/messages", {"content": "hi"}
+        )
+        assert (status, reply.get("content")) == (200, "new"), reply
+        _, history = await call(http, "GET", f"{b.url}{session}/messages")
+        said = [(m["role"], m["content"]) for m in history["messages"] if m["role"] in ("user", "assistant")]
+        assert said == [
+            ("user", "one"),
+            ("assistant", "one, resumed"),
+            ("user", "two"),
+            ("assistant", "answered on B"),
+            ("user", "three"),
+            ("assistant", "answered on A again"),
+        ]
+        assert "reconnected to PostgreSQL" in a.log()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("agent", ["helper", "pauser"])
+async def test_a_stream_sent_to_another_worker_streams_the_turn_the_owner_runs_for_it(
+    two_workers: tuple[ServeProcess, ServeProcess], fake_llm: FakeLLMServer, agent: str
+) -> None:
+    """B cannot take the session while A's long turn runs: it answered 409 to POST /stream. (The
+    client streaming through B counts as attached on A: a pause-mode turn runs for it.)"""
+    fake_llm.enqueue(
+        text(SLOW_REPLY, chunks=40, chunk_delay=0.15),
+        text("second reply, in parts", chunks=4, chunk_delay=0.05),
+    )
+    a, b = two_workers
+    async with aiohttp.ClientSession(headers=API_HEADERS) as http:
+        session, first = await first_turn_running_on(a, http, fake_llm, agent)
+        async with http.post(f"{b.url}{session}/stream", json={"content": "two"}) as response:
+            assert response.status == 200, await response.text()
+            assert response.content_type == "text/event-stream"
+            events = await asyncio.wait_for(collect_until(response), 30)
+
+        status, first_reply = await first
+        assert (status, first_reply["content"]) == (200, SLOW_REPLY)
+        # Only its own turn, from its start to its end, as a stream on A would show it.
+        assert events[0].event == "start"
+        assert events[0].data["content"] == "two"
+        assert events[-1].event == "done"
+        assert events[-1].data["content"] == "second reply, in parts"
+        assert "".join(e.data["content"] for e in events if e.event == "token") == "second reply, in parts"
+        positions = [tuple(int(p) for p in (e.id or "").split(".")) for e in events]
+        assert positions == sorted(positions)
+        assert len(set(positions)) == len(positions)
+        status, shown = await call(http, "GET", f"{a.url}{session}")
+        assert shown["loaded"] is True  # A ran both turns
+
+
+@pytest.mark.slow
+async def test_a_client_leaving_a_stream_another_worker_relays_detaches_on_the_owner(
+    two_workers: tuple[ServeProcess, ServeProcess], fake_llm: FakeLLMServer
+) -> None:
+    """A pause-mode turn streamed through B pauses at its next safe point once that client leaves,
+    as it would for a client of A's own."""
+    fake_llm.enqueue(
+        text(SLOW_REPLY, chunks=40, chunk_delay=0.15),
+        tool_calls([("bash", {"command": "echo hi"})], delay=3),
+        text("never asked for: nobody is attached"),
+    )
+    a, b = two_workers
+    async with aiohttp.ClientSession(headers=API_HEADERS) as http:
+        session, first = await first_turn_running_on(a, http, fake_llm, "pauser")
+        async with http.post(f"{b.url}{session}/stream", json={"content": "two"}) as response:
+            assert response.status == 200, await response.text()
+            started = await asyncio.wait_for(read_sse(response).__anext__(), 30)
+            assert (started.event, started.data["content"]) == ("start", "two")
+        status, first_reply = await first
+        assert status == 200, first_reply
+
+        async def paused_on_a() -> dict[str, Any] | None:
+            _, shown = await call(http, "GET", f"{a.url}{session}")
+            return shown if shown["status"] == "paused" else None
+
+        shown = await eventually(paused_on_a)
+        assert shown["attached"] == 0
+        assert len(fake_llm.requests) == 2  # paused after the tool call, before asking the model again
 
 
 @pytest.mark.slow

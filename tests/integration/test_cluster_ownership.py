@@ -4,15 +4,18 @@ two processes appending to one session."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from duragent.cluster.node import ClusterNode
-from duragent.cluster.ownership import SessionOwnedElsewhere
+from duragent.cluster.ownership import SessionOwnedElsewhere, SessionOwnership
 from duragent.stores.postgres.sessions import PostgresSessionStore
 from duragent.testing.postgres import temporary_schema
+from tests.waiting import eventually, until
 
 
 @pytest.fixture
@@ -71,12 +74,99 @@ async def test_the_sessions_of_a_worker_whose_connection_died_are_adopted_by_ano
         await asyncio.sleep(0.05)
     assert adopted == ["s_orphan"]
     assert b.ownership.owns("s_orphan")
-    for _ in range(50):
-        if a.ownership.lost:
-            break
-        await asyncio.sleep(0.05)
-    assert a.ownership.lost
+    await until(lambda: a.reconnects == 1)
     assert not a.ownership.owns("s_orphan")
+
+
+async def test_a_worker_whose_lock_connection_dropped_reconnects_and_takes_sessions_afresh(
+    two_workers: tuple[ClusterNode, ClusterNode],
+) -> None:
+    """It answered 503 for every session until someone restarted it."""
+    a, b = two_workers
+    await a.ownership.claim("s_held")
+    term_before = a.ownership.term("s_held")
+    await b.pool.execute("SELECT pg_terminate_backend($1)", a.connection.get_server_pid())
+
+    await until(lambda: a.reconnects == 1 and not a.ownership.lost)
+
+    # Nothing it held is its own any more: a copy loaded before writes nothing (its term is gone).
+    assert a.ownership.term("s_held") is None
+    assert not a.ownership.held
+    await a.ownership.claim("s_new")  # new sessions are served again
+    assert a.ownership.owns("s_new")
+    await a.ownership.claim("s_held")  # and old ones are taken afresh, under a new term
+    assert a.ownership.term("s_held") not in (None, term_before)
+    with pytest.raises(SessionOwnedElsewhere):
+        await b.ownership.claim("s_held", ask_owner=False)
+
+
+async def test_a_lock_connection_that_stops_answering_is_dropped_and_its_locks_freed(
+    two_workers: tuple[ClusterNode, ClusterNode],
+) -> None:
+    """A connection whose peer is gone without a word never reports it: its backend kept every
+    lock, no worker could take those sessions, and the worker waited on it for ever."""
+    a, b = two_workers
+    await a.ownership.claim("s_stuck")
+    stuck = a.connection
+    # The backend is busy (stands for a peer that no longer answers): the ping gets no answer.
+    sleeping = asyncio.create_task(stuck.execute("SELECT pg_sleep(60)"))
+
+    async def asleep() -> bool | None:
+        query = "SELECT true FROM pg_stat_activity WHERE pid = $1 AND query LIKE '%pg_sleep%'"
+        return await b.pool.fetchval(query, stuck.get_server_pid())
+
+    await eventually(asleep)
+
+    assert await a.ownership.ping(within=0.5) is False
+    assert not a.ownership.owns("s_stuck")
+
+    async def taken_by_b() -> bool | None:
+        return await b.ownership.try_acquire("s_stuck") or None
+
+    # Reconnected, the worker ends its old backend: the lock is free at once, not in 60 s.
+    assert await eventually(taken_by_b, within=15)
+    assert a.reconnects == 1
+    sleeping.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await sleeping
+
+
+class ClaimsCannotBeDeleted:
+    """A pool whose DELETE of a claim row fails (the database went away for a moment)."""
+
+    def __init__(self, pool: Any):
+        self._pool = pool
+
+    async def execute(self, query: str, *args: Any) -> str:
+        if query.startswith("DELETE FROM session_claims"):
+            raise ConnectionResetError("the database went away")
+        return str(await self._pool.execute(query, *args))
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        return await self._pool.fetchval(query, *args)
+
+
+async def test_a_session_let_go_while_its_claim_row_cannot_be_deleted_is_unlocked_all_the_same(
+    pg_url: str, two_workers: tuple[ClusterNode, ClusterNode]
+) -> None:
+    """The lock stayed held by a worker that no longer knew it held it: no worker could ever run
+    the session again while that worker lived."""
+    import asyncpg
+
+    from duragent.stores.postgres.pool import parse_postgres_url
+
+    _, b = two_workers
+    connection = await asyncpg.connect(parse_postgres_url(pg_url).dsn)
+    try:
+        flaky = SessionOwnership(connection, ClaimsCannotBeDeleted(b.pool), schema=b.schema, worker="flaky")  # type: ignore[arg-type]
+        await flaky.claim("s_flaky")
+
+        with pytest.raises(ConnectionResetError):
+            await flaky.release("s_flaky")
+
+        assert await b.ownership.try_acquire("s_flaky")
+    finally:
+        await connection.close()
 
 
 class HandsOver:

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from duragent.cluster.node import ClusterNode
-from duragent.cluster.requests import OwnerStopped
+from duragent.cluster.requests import OwnerStopped, Tell
 from duragent.testing.postgres import temporary_schema
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ async def test_the_owner_of_a_session_serves_a_request_another_worker_got(
     owner, asker = two_workers
     served: list[tuple[str, str, dict[str, Any]]] = []
 
-    async def serve(session_id: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def serve(session_id: str, action: str, body: dict[str, Any], tell: Tell) -> dict[str, Any]:
         served.append((session_id, action, body))
         return {"status": 200, "text": "x" * 20_000}  # more than a notification holds
 
@@ -64,7 +65,9 @@ async def test_an_owner_that_stops_while_serving_a_request_is_reported_not_waite
     owner, asker = two_workers
     taken = asyncio.Event()
 
-    async def serve_for_ever(session_id: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def serve_for_ever(
+        session_id: str, action: str, body: dict[str, Any], tell: Tell
+    ) -> dict[str, Any]:
         taken.set()
         await asyncio.Event().wait()
         raise AssertionError("never answers")
@@ -81,4 +84,30 @@ async def test_an_owner_that_stops_while_serving_a_request_is_reported_not_waite
 
     with pytest.raises(OwnerStopped, match="before sending it again"):
         await asyncio.wait_for(asking, 10)
+    assert await rows(asker) == 0
+
+
+async def test_an_owner_serving_a_long_request_tells_its_asker_how_it_goes_before_answering(
+    two_workers: tuple[ClusterNode, ClusterNode],
+) -> None:
+    """A streamed turn's asker must open its stream once the message is queued, and know where the
+    turn starts, long before the turn ends (the one answer a request has)."""
+    owner, asker = two_workers
+    go_on = asyncio.Event()
+
+    async def serve(session_id: str, action: str, body: dict[str, Any], tell: Tell) -> dict[str, Any]:
+        await tell({"ahead": 1})
+        await tell({"start": "7"})
+        await go_on.wait()
+        return {"status": 200}
+
+    owner.requests.serve(serve)
+    await owner.ownership.claim("s_busy")
+    heard: list[dict[str, Any]] = []
+    asking = asyncio.create_task(asker.requests.ask("s_busy", "stream", {"content": "hi"}, heard.append))
+
+    await until(lambda: heard and heard[-1] == {"ahead": 1, "start": "7"})
+    assert not asking.done()
+    go_on.set()
+    assert await asyncio.wait_for(asking, 10) == {"status": 200}
     assert await rows(asker) == 0

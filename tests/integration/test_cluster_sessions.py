@@ -20,7 +20,7 @@ from duragent.stores.postgres.sessions import PostgresSessionStore
 from duragent.testing.fake_llm import FakeLLMServer, text
 from duragent.testing.postgres import temporary_schema
 from tests.e2e.server_harness import session_manager
-from tests.waiting import eventually
+from tests.waiting import eventually, until
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 
@@ -164,4 +164,35 @@ async def test_a_session_a_worker_takes_again_after_another_wrote_to_it_is_loade
             ("assistant_message", "answered on B"),
             ("user_message", "three"),
             ("assistant_message", "answered on A again"),
+        ]
+
+
+async def test_a_worker_that_lost_its_lock_connection_stops_its_turns_and_serves_again_once_reconnected(
+    tmp_path: Path, fake_llm: FakeLLMServer, pg_url: str
+) -> None:
+    """It answered 503 until restarted, and its turn ran on without the lock (writing nothing,
+    but streaming and calling the model), while another worker could take the session over."""
+    slow = " ".join(f"w{i}" for i in range(40))
+    fake_llm.enqueue(text(slow, chunks=40, chunk_delay=0.2), text("resumed reply"), text("second reply"))
+    async with worker(tmp_path, "a", fake_llm.url, pg_url) as (a, node):
+        live = await a.create("helper")
+        await live.queue("one")
+        await until(lambda: len(fake_llm.requests) == 1)
+
+        await node.pool.execute("SELECT pg_terminate_backend($1)", node.connection.get_server_pid())
+
+        await until(lambda: not live.busy, within=4)  # stopped, not streamed on for 8 s
+        assert await stored(pg_url, live.session_id) == [("user_message", "one")]
+        await until(lambda: node.reconnects == 1 and not node.ownership.lost)
+        # Taken afresh (what a request, or the failover scan, does): the turn resumes from the log.
+        assert await a.recover_session(live.session_id) == "resumed"
+        again = a.live[live.session_id]
+        assert again is not live
+        await until(lambda: not again.busy)
+        assert await turn(again, "two") == 0
+        assert await stored(pg_url, live.session_id) == [
+            ("user_message", "one"),
+            ("assistant_message", "resumed reply"),
+            ("user_message", "two"),
+            ("assistant_message", "second reply"),
         ]

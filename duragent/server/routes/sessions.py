@@ -5,6 +5,7 @@ SessionManager / LiveSession API; the session actor does the work.
 On workers sharing PostgreSQL, a request for a session another worker keeps (its turn waits for
 an approval, or runs long) is served by that worker: approve, cancel, messages, resume, end and
 delete are handed to it (`_at_session`, duragent.cluster.requests), and its answer is this one.
+A streamed message is handed to it too, and its turn streamed from here (`_stream_from_owner`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
+import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -22,7 +25,8 @@ from typing import Any, NamedTuple, TypeVar
 from aiohttp import web
 
 from duragent.cluster.ownership import SessionOwnedElsewhere
-from duragent.cluster.requests import Answer, OwnerStopped
+from duragent.cluster.requests import Answer, OwnerStopped, Tell
+from duragent.cluster.turns import RemoteTurn
 from duragent.server import sse
 from duragent.server.bodies import (
     Accepted,
@@ -98,6 +102,8 @@ class _Serving:
     #: Ask the worker that runs the session to let it go first (False: SessionOwnedElsewhere at once).
     ask_owner: bool
     watch: Watch
+    #: Tells the worker that asked how the request goes, before the answer (served for another worker).
+    tell: Tell | None = None
 
     async def live(self) -> LiveSession:
         return await self.state.sessions.get(self.session_id, ask_owner=self.ask_owner)
@@ -477,9 +483,28 @@ async def _send(serving: _Serving, body: SendMessage) -> web.Response:
     sse=True,
 )
 async def stream_message(request: web.Request) -> web.StreamResponse:
-    """POST /api/v1/sessions/{id}/stream."""
+    """POST /api/v1/sessions/{id}/stream (the turn is streamed from its owner when another worker
+    keeps the session: `_stream_from_owner`)."""
     body = await read_body(request, SendMessage)
-    _, subscription, ticket = await _accept(_reached(request), body.content)
+    serving = _reached(request)
+    for _attempt in range(_OWNER_ATTEMPTS):
+        try:
+            _, subscription, ticket = await _accept(serving, body.content)
+        except SessionOwnedElsewhere:
+            if serving.state.owner_requests is None:
+                raise
+            relayed = await _stream_from_owner(request, serving, body)
+            if relayed is not None:
+                return relayed
+            continue  # the session changed hands: look for its owner again
+        return await _stream_here(request, subscription, ticket)
+    raise SessionOwnedElsewhere(serving.session_id)
+
+
+async def _stream_here(
+    request: web.Request, subscription: Subscription, ticket: Ticket
+) -> web.StreamResponse:
+    """Stream the turn of `ticket` (turns ahead of it skipped) from the session on this worker."""
     try:
         response = await sse.open_stream(request)
         state = {"mine": False}
@@ -497,6 +522,96 @@ async def stream_message(request: web.Request) -> web.StreamResponse:
 
         await sse.pump(request, response, subscription, accept, keep_alive=_keep_alive(request))
         return response
+    finally:
+        subscription.close()
+
+
+async def _stream_from_owner(
+    request: web.Request, serving: _Serving, body: SendMessage
+) -> web.StreamResponse | None:
+    """Stream a message's turn from the worker that keeps the session; None when no worker took it
+    (the session changed hands: look again).
+
+    The owner queues the message and stays attached for this client until the turn ends
+    (`_turn_for_another_worker`); the events come from the session's relay, followed from before
+    the message was handed over. Until the owner has queued it, its refusal (404, 409) is the answer.
+    """
+    state = serving.state
+    owners = state.owner_requests
+    assert owners is not None  # (checked by the caller)
+    after = Position(await state.workspace.stores.sessions.last_seq(serving.session_id))
+    relay = await state.sessions.follow(serving.session_id, after)
+    turn = RemoteTurn(relay, after)
+    asking = asyncio.ensure_future(
+        owners.ask(serving.session_id, "stream", body.model_dump(mode="json"), turn.told)
+    )
+    asking.add_done_callback(functools.partial(_owner_turn_over, turn))
+    try:
+        waits: set[asyncio.Future[Any]] = {turn.accepted, asking}
+        while not (turn.accepted.done() or asking.done()):
+            await asyncio.wait(waits, timeout=sse.DISCONNECT_CHECK, return_when=asyncio.FIRST_COMPLETED)
+            if sse.client_gone(request):
+                return _client_gone_reply()
+        if not turn.accepted.done():
+            try:
+                answer = asking.result()
+            except OwnerStopped as exc:
+                raise HttpProblem(503, str(exc)) from None
+            if answer is None or answer.get("retry"):
+                return None
+            return _owner_answer(answer)  # (a refusal: raised as its problem)
+        response = await sse.open_stream(request)
+        await sse.pump(request, response, turn, turn.accept, keep_alive=_keep_alive(request))
+        return response
+    finally:
+        turn.close()
+        if not asking.done():
+            asking.cancel()  # (its owner stops following the turn for this client)
+        await asyncio.wait({asking})  # (its row deleted)
+
+
+def _owner_turn_over(turn: RemoteTurn, asking: asyncio.Future[Answer | None]) -> None:
+    """The owner answered (the turn ended there) or stopped serving: what the stream needs of it."""
+    if asking.cancelled():
+        return
+    error = asking.exception()
+    if error is not None:
+        turn.fail(str(error))
+        return
+    answer = asking.result() or {}
+    if "problem" in answer or "status" not in answer:
+        problem = answer.get("problem") or {}
+        turn.fail(
+            str(problem.get("detail") or answer.get("error") or "the worker running the session stopped")
+        )
+        return
+    ended = json.loads(str(answer.get("text") or "{}")).get("end")
+    if isinstance(ended, dict):
+        position = Position.parse(str(ended["id"]))
+        turn.finish(StreamEvent(position, str(ended["event"]), dict(ended["data"])))
+
+
+async def _turn_for_another_worker(serving: _Serving, body: SendMessage) -> web.Response:
+    """Serve a streamed message for the worker whose client streams it (`_stream_from_owner`):
+    queue it here, tell that worker where its turn starts, and stay attached until the turn ends
+    (a pause-mode session runs it as for a client here); the answer is the turn's last event."""
+    _, subscription, ticket = await _accept(serving, body.content)
+    tell = serving.tell
+    try:
+        if tell is not None:
+            await tell({"ahead": ticket.ahead})
+        # (`wait`, unlike awaiting it, never cancels the session's future when this is cancelled)
+        await asyncio.wait({ticket.started})
+        if tell is not None:
+            started = ticket.started
+            await tell({"cancelled": True} if started.cancelled() else {"start": str(started.result())})
+        last: StreamEvent | None = None
+        events = serving.watch(own_turn(subscription, ticket))
+        async with contextlib.aclosing(events):
+            async for event in events:
+                last = event
+        end = None if last is None else {"id": str(last.position), "event": last.event, "data": last.data}
+        return web.json_response({"end": end}, dumps=functools.partial(json.dumps, default=str))
     finally:
         subscription.close()
 
@@ -675,6 +790,8 @@ _ACTIONS = {
     "resume": _Action(None, _resume, ask_owner=True),
     "end": _Action(None, _end, ask_owner=True),
     "delete": _Action(None, _delete, ask_owner=True),
+    # (served for another worker only: `stream_message` hands it over itself)
+    "stream": _Action(SendMessage, _turn_for_another_worker, ask_owner=True),
 }
 #: How many times a request looks for a session's owner, which may hand the session on meanwhile.
 _OWNER_ATTEMPTS = 3
@@ -742,14 +859,15 @@ def _owner_answer(answer: Answer) -> web.Response:
 
 
 async def serve_for_another_worker(
-    state: ServerState, session_id: str, action: str, body: dict[str, Any]
+    state: ServerState, session_id: str, action: str, body: dict[str, Any], tell: Tell | None = None
 ) -> Answer:
     """Serve a request another worker got for a session this worker runs; the answer it gives its
-    client (`_owner_answer`), or `{"retry": true}` when this worker does not run the session."""
+    client (`_owner_answer`), or `{"retry": true}` when this worker does not run the session.
+    `tell` tells that worker how a long request goes before it ends (a streamed turn's start)."""
     spec = _ACTIONS.get(action)
     if spec is None:
         return {"error": f"this worker does not serve {action!r} requests (an older Duragent?)"}
-    serving = _Serving(state, session_id, ask_owner=False, watch=_as_they_come)
+    serving = _Serving(state, session_id, ask_owner=False, watch=_as_they_come, tell=tell)
     try:
         parsed = spec.body.model_validate(body) if spec.body is not None else None
         response = await spec.serve(serving, parsed)
