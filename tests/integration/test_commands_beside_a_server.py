@@ -255,7 +255,8 @@ def test_the_dashboards_revert_in_the_servers_process_commits_the_agents_line_fi
 
     relative = f"memory/assistant/{utcnow().date().isoformat()}.md"
     remember(server, "a fact the person wants gone")
-    assert server.committer is not None and server.human_edits is not None
+    assert server.committer is not None
+    assert server.human_edits is not None
     server.committer.flush()
     unwanted = git(data, "log", "-1", "--format=%H", "--", relative).strip()
     remember(server, "the agent noted this later")
