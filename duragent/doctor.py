@@ -315,6 +315,10 @@ def check_provider_key(agent: Agent, env: Mapping[str, str]) -> Check:
         return Check(name, "ok", f"{model.provider} needs no API key")
     if env.get(variable):
         return Check(name, "ok", f"{variable} is set")
+    if model.base_url is not None and model.api_key_env is None:
+        # As the provider does (`create_provider`): a server of your own may take no key, and
+        # the preset's variable is sent only when set.
+        return Check(name, "ok", f"{variable} is not set: {model.base_url} is asked without a key")
     return Check(
         name,
         "fail",

@@ -132,6 +132,7 @@ class AgentRegistry:
         self._shadowed: dict[str, Path] = {}
         self._cache: OrderedDict[str, Agent] = OrderedDict()
         self._errors: dict[str, list[str]] = {}
+        self._warnings: dict[str, list[str]] = {}
         self._hits = self._misses = self._evictions = 0
         self._observer: BaseObserver | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -211,6 +212,11 @@ class AgentRegistry:
         """Each broken agent's problems (`file:line:col: message`), by agent name."""
         with self._lock:
             return {name: list(lines) for name, lines in sorted(self._errors.items())}
+
+    def warnings_by_agent(self) -> dict[str, list[str]]:
+        """Each answering agent's load warnings (`file:line:col: unknown key ...`), by agent name."""
+        with self._lock:
+            return {name: list(lines) for name, lines in sorted(self._warnings.items())}
 
     @property
     def stats(self) -> RegistryStats:
@@ -466,7 +472,7 @@ class AgentRegistry:
     def _load(self, entry: _Entry) -> Agent:
         """Read an agent's files; record (and re-raise as InvalidAgent) its problems, or clear them."""
         try:
-            agent, _ = load_agent(entry.directory, self._env)
+            agent, warnings = load_agent(entry.directory, self._env)
         except ConfigError as exc:
             lines = [str(problem) for problem in exc.problems]
             with self._lock:
@@ -478,7 +484,20 @@ class AgentRegistry:
         with self._lock:
             if self._errors.pop(entry.name, None) is not None:
                 log.info("agent '%s' is valid again", entry.name)
+        self._note_warnings(entry.name, [str(warning) for warning in warnings])
         return agent
+
+    def _note_warnings(self, name: str, lines: list[str]) -> None:
+        """Keep the warnings of the version of `name` that answers (a typo'd key is ignored, and
+        the person who made it hears of it where they talk to the agent, not only here)."""
+        with self._lock:
+            changed = self._warnings.get(name, []) != lines
+            if lines:
+                self._warnings[name] = lines
+            else:
+                self._warnings.pop(name, None)
+        if changed and lines:
+            log.warning("agent '%s' loads with warnings:\n%s", name, "\n".join(lines))
 
     def _remember(self, agent: Agent) -> None:
         """Put `agent` in the cache as most recently used, evicting the least recently used. Lock held."""
@@ -495,6 +514,7 @@ class AgentRegistry:
         self._known.pop(name, None)
         self._cache.pop(name, None)
         self._errors.pop(name, None)
+        self._warnings.pop(name, None)
         self._shadowed.pop(name, None)
 
     def _remove_leftover_staging(self) -> None:

@@ -87,8 +87,9 @@ Usage: duragent [OPTIONS] COMMAND [ARGS]...
   Duragent: durable AI agents whose whole state is files in git.
 
 Options:
-  -c, --config <path>  Configuration file.  [env var: DURAGENT_CONFIG;
-                       default: (./duragent.yaml)]
+  -c, --config <path>  Configuration file (default: the nearest duragent.yaml,
+                       here or in a parent folder).  [env var:
+                       DURAGENT_CONFIG]
   --data-dir <path>    Data directory (overrides data_dir in the config).
   -v, --verbose        More logging (-vv for debug).  [default: 0]
   -q, --quiet          Only errors.

@@ -153,14 +153,16 @@ def validate_agents(
     ctx: typer.Context,
     paths: Annotated[
         list[Path] | None,
-        typer.Argument(help="Agent folders or agent.yaml files (default: every agent in the workspace)."),
+        typer.Argument(
+            help="Agent names, folders or agent.yaml files (default: every agent in the workspace)."
+        ),
     ] = None,
 ) -> None:
     """Check agent definitions; print every problem as file:line:column and exit 2 if any."""
     from duragent.agents.loader import discover_agents, validate_agent_folder
 
     if paths:
-        directories = [folder for path in paths for folder in _agent_folders(path)]
+        directories = [folder for path in paths for folder in _agent_folders(path, ctx)]
     else:
         agents_dir = _state(ctx).config().agents_path
         directories = discover_agents(agents_dir)
@@ -254,11 +256,18 @@ def _catalog(ctx: typer.Context) -> AgentCatalog:
     return AgentCatalog(_state(ctx).config().agents_path)
 
 
-def _agent_folders(path: Path) -> list[Path]:
-    """The agent folders a command-line path names: a folder, an agent.yaml, or a folder of agents."""
+def _agent_folders(path: Path, ctx: typer.Context) -> list[Path]:
+    """The agent folders a command-line argument names: a folder, an agent.yaml, a folder of
+    agents, or (like `agent show NAME`) the name of one of the workspace's agents."""
     from duragent.agents.loader import AGENT_FILENAME, discover_agents
     from duragent.errors import UsageError
 
+    if not path.exists() and len(path.parts) == 1:
+        agents_dir = _state(ctx).config().agents_path
+        if (agents_dir / path.name / AGENT_FILENAME).is_file():
+            return [agents_dir / path.name]
+        known = ", ".join(folder.name for folder in discover_agents(agents_dir)) or "none"
+        raise UsageError(f"{path}: no such file or folder, nor an agent of this workspace (agents: {known})")
     if path.is_file():
         if path.name != AGENT_FILENAME:
             raise UsageError(

@@ -35,8 +35,8 @@ def _root(
             "--config",
             "-c",
             envvar="DURAGENT_CONFIG",
-            help="Configuration file.",
-            show_default="./duragent.yaml",
+            help="Configuration file (default: the nearest duragent.yaml, here or in a parent folder).",
+            show_default=False,
         ),
     ] = None,
     data_dir: Annotated[

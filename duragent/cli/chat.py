@@ -31,7 +31,11 @@ ServerOption = Annotated[
 AgentOption = Annotated[
     str | None, typer.Option("--agent", "-a", help="Agent to talk to (optional when there is one).")
 ]
-SessionOption = Annotated[str | None, typer.Option("--session", "-s", help="Session id to continue.")]
+#: How a session may be named on the command line (like git's commits).
+SESSION_NAMING = "its id, its name or a unique start of the id"
+SessionOption = Annotated[
+    str | None, typer.Option("--session", "-s", help=f"Session to continue: {SESSION_NAMING}.")
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -85,7 +89,7 @@ def chat(
 
 def attach(
     ctx: typer.Context,
-    session_id: Annotated[str | None, typer.Argument(help="Session to attach to.")] = None,
+    session_id: Annotated[str | None, typer.Argument(help=f"Session to attach to: {SESSION_NAMING}.")] = None,
     list_sessions: Annotated[
         bool, typer.Option("--list", "-l", help="List sessions you can attach to.")
     ] = False,
@@ -195,6 +199,17 @@ def announce(connection: Connection, *, quiet: bool = False) -> None:
 
 @asynccontextmanager
 async def _local_server(config: DuragentConfig) -> AsyncIterator[str]:
+    from duragent.client.runfile import read_run_info
+    from duragent.errors import UsageError
+
+    running = read_run_info(config.data_path)
+    if running is not None:
+        # (the data directory has one server at a time: say what to do, not whose lock it is)
+        raise UsageError(
+            f"the workspace's server is running (pid {running.pid}, {running.url}): --local needs "
+            "the data directory to itself; leave out --local to talk through that server, or stop "
+            "it first with `duragent serve stop`"
+        )
     from aiohttp import web
 
     from duragent.server.app import create_app

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from duragent.cli.context import CliState, print_json
 from duragent.terminal_text import printable
+
+if TYPE_CHECKING:
+    from duragent.config import DuragentConfig
 
 #: The kinds of change a commit of the data repository records (its `Duragent-Kind` trailer).
 HISTORY_KINDS = ("session", "memory", "artifact", "agent", "edit", "schedule", "process")
@@ -53,6 +56,8 @@ def history(
         if not folder.is_relative_to(config.data_path):
             raise UsageError(f"memory is kept outside the data repository ({folder})")
         memory_path = folder.relative_to(config.data_path).as_posix()
+    if session is not None:
+        session = _full_session_id(config, session)
     entries = read_history(
         config.data_path,
         limit=limit,
@@ -67,7 +72,8 @@ def history(
         print_json([_entry_json(e) for e in entries])
         return
     if not entries:
-        print("No history yet.")
+        filtered = any(value for value in (agent, session, memory, author, kind))
+        print("No change matches these options." if filtered else "No history yet.")
         return
     # a person's whole name, never cut: the column is as wide as the longest name shown
     names = ["agent" if entry.author_kind == "agent" else _name(entry.author) for entry in entries]
@@ -75,6 +81,21 @@ def history(
     for entry, who in zip(entries, names, strict=True):
         when = entry.when.astimezone().strftime("%Y-%m-%d %H:%M")
         print(printable(f"{entry.short}  {when}  {who:<{width}}  {entry.subject}"))
+
+
+def _full_session_id(config: DuragentConfig, text: str) -> str:
+    """The session `text` names (its id, its name or a unique start of its id), as `session show`
+    reads it; `text` itself when no stored session is named so (git may still know it: deleted)."""
+    from duragent.cli.context import run_async
+    from duragent.ids import resolve_session
+    from duragent.workspace import Workspace
+
+    async def resolve() -> str:
+        async with Workspace(config) as workspace:
+            listed = await workspace.stores.sessions.list()
+        return resolve_session(text, ((s.session_id, s.name) for s in listed))
+
+    return str(run_async(resolve()))
 
 
 def _name(author: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -248,12 +249,38 @@ def _report(result: InitResult, *, git_wanted: bool) -> None:
         print("Nothing changed: every file already exists. Use --force to rewrite them (with .bak copies).")
     _report_provider(result)
     _report_git(result, git_wanted=git_wanted, git_found=git_available())
+    _report_nesting(result)
     _report_next_steps(result)
+
+
+def _report_nesting(result: InitResult) -> None:
+    """A workspace made inside another one (`init` run in a subfolder of it, meaning to add an
+    agent, say) takes over every command run under it: say so, it is easily done by mistake."""
+    from duragent.discovery import find_config
+
+    outer = find_config(result.root.parent)
+    if outer is not None:
+        here = Path.cwd().absolute()
+        where = "this folder" if result.root == here else _relative(result.root, here)
+        print(
+            f"Note: this workspace is inside the one of {_relative(outer, here)}; commands run in "
+            f"{where} or below now use this one. To add an agent to that workspace instead: "
+            "duragent agent create NAME, from there."
+        )
 
 
 def _report_provider(result: InitResult) -> None:
     choice = result.provider
     print(f"Provider: {choice.provider}, model {choice.model} ({choice.reason}).")
+    from duragent.agents.spec import DEFAULT_API_KEY_ENV
+
+    variable = DEFAULT_API_KEY_ENV.get(choice.provider)
+    if variable and not os.environ.get(variable):
+        # chosen with --provider or at the prompt: the first `send` would fail on the missing key
+        print(
+            f"  {variable} is not set: export {variable}=... in the shell you run duragent from\n"
+            "  (agent.yaml names the variable; its value stays in the environment)."
+        )
     if choice.provider == "demo":
         agent_file = _relative(result.data_dir / "agents" / result.agent / "agent.yaml", result.root)
         print(

@@ -238,8 +238,18 @@ def _run_editor(path: Path) -> None:
     import shlex
     import subprocess
 
-    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
-    done = subprocess.run([*shlex.split(editor), str(path)], check=False)
+    variable = next((name for name in ("VISUAL", "EDITOR") if os.environ.get(name)), None)
+    editor = os.environ[variable] if variable else "vi"
+    try:
+        done = subprocess.run([*shlex.split(editor), str(path)], check=False)
+    except (FileNotFoundError, PermissionError):
+        from duragent.errors import UsageError
+
+        named = f"${variable} names {editor!r}" if variable else "neither $VISUAL nor $EDITOR is set and vi"
+        raise UsageError(
+            f"cannot run the editor: {named}, which is not installed here; set EDITOR to one that is "
+            "(e.g. export EDITOR=nano)"
+        ) from None
     if done.returncode != 0:
         print(f"warning: the editor exited with status {done.returncode}", file=sys.stderr)
 

@@ -241,10 +241,16 @@ class Renderer:
             text += " …"
         self._tool_lines[call_id] = text
 
-    def tool_result(self, call_id: str, tool: str, ok: bool, duration_ms: int, content: str = "") -> None:
-        """A tool call ended: `ok 12 ms`, `failed 3 ms` or `denied`."""
-        outcome = "ok" if ok else ("denied" if content.startswith("denied") else "failed")
-        verdict = f"{outcome} {duration_ms} ms" if outcome != "denied" else outcome
+    def tool_result(
+        self, call_id: str, tool: str, ok: bool, duration_ms: int | None, content: str = ""
+    ) -> None:
+        """A tool call ended: `ok 12 ms`, `failed 3 ms`, `denied` or `cancelled` (a result the
+        runtime recorded for a call it stopped has no duration: none is made up)."""
+        outcome = "ok" if ok else "failed"
+        if not ok and content.startswith(("denied", "cancelled")):
+            outcome = content.split(":", 1)[0].split()[0]
+        timed = duration_ms is not None and outcome in ("ok", "failed")
+        verdict = f"{outcome} {duration_ms} ms" if timed else outcome
         style = "green" if ok else "red"
         head = self._tool_lines.pop(call_id, f"⚙ {tool} …")
         self._running_tool = None

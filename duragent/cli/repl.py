@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from duragent.cli.render import TRUNCATED, Renderer
 from duragent.client.follow import SERVER_BACK, SERVER_GONE
+from duragent.errors import DuragentError
 
 if TYPE_CHECKING:
     from prompt_toolkit import PromptSession
@@ -240,10 +241,27 @@ class Repl:
         for call_id in self.asked & set(self.pending):
             self.asked.discard(call_id)
             self.unannounced.add(call_id)
+        try:
+            await self._start_the_server_if_gone()
+        except DuragentError as exc:  # it cannot start (a broken duragent.yaml): say why, stay
+            self.renderer.error(f"✗ {exc}")
+            return "idle"
         task = asyncio.get_running_loop().create_task(self.api.send(self.session.id, text))
         self._track(task, mark=True)
         self.renderer.start_spinner()
         return await self.follow(target_seq=0, own=text, send_task=task)
+
+    async def _start_the_server_if_gone(self) -> None:
+        """The workspace's server stopped while this terminal stayed: a message starts it again,
+        as `chat` starts one when none runs, instead of failing (the stream then follows it)."""
+        if self.follower is None or self.follower.relocate is None or self.follower.relocate() is not None:
+            return
+        from duragent.client.launcher import connect, workspace_of
+
+        connection = await asyncio.to_thread(connect, workspace_of(self.workspace.config()))
+        for line in connection.notices():
+            self.renderer.notice(line)
+        self.api.move_to(connection.url)
 
     # --- following the stream ----------------------------------------------------------------
 
@@ -438,7 +456,7 @@ class Repl:
                 str(data.get("call_id", "")),
                 str(data.get("tool", "")),
                 bool(data.get("ok")),
-                int(data.get("duration_ms") or 0),
+                None if data.get("duration_ms") is None else int(data["duration_ms"]),
                 str(data.get("content", "")),
             )
             if live and self.in_turn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -137,6 +138,11 @@ def revert(
         if plan.kept:
             print("and leaving as they are (only memory and agent definitions are reverted):")
             print("\n".join(f"  {file}" for file in plan.kept))
+        if not sys.stdin.isatty():
+            # (as `session delete`: a script gets a reason, not a question nobody reads and "Aborted!")
+            from duragent.errors import UsageError
+
+            raise UsageError("refusing to revert without confirmation: pass --yes")
         typer.confirm("Continue?", abort=True)
     # edits made while nothing ran are committed first, so the revert commit holds only the revert
     workspace = Workspace(config)

@@ -79,7 +79,13 @@ def list_schedules(
         print_json([{**s.to_document(), "next_run": _next_run(s)} for s in schedules])
         return
     if not schedules:
-        print("No schedules.")
+        # (a one-shot that ran is completed, not gone: say where it is, or it looks lost)
+        hidden = sum(1 for s in listing.schedules if agent is None or s.agent == agent)
+        print(
+            f"No active schedules ({hidden} completed or cancelled: --all lists them)."
+            if hidden
+            else "No schedules."
+        )
         return
     rows = [
         [s.id, s.agent, s.status, s.timing_text(), s.payload_kind, _next_run(s), s.label or ""]

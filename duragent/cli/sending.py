@@ -66,7 +66,7 @@ async def send_one(
                         str(data.get("call_id")),
                         str(data.get("tool")),
                         bool(data.get("ok")),
-                        int(data.get("duration_ms") or 0),
+                        None if data.get("duration_ms") is None else int(data["duration_ms"]),
                         str(data.get("content", "")),
                     )
                 if live:
@@ -187,7 +187,8 @@ def approval_help(api: ApiClient, session_id: str, approval: dict[str, Any]) -> 
 
 async def agent_name(api: ApiClient, agent: str | None, session: str | None) -> str:
     """The agent to talk to: --agent, the session's, or the only one there is (a warning on
-    stderr when its files hold an edit that does not load: it answers as it was before)."""
+    stderr when its files hold an edit that does not load: it answers as it was before; and one
+    per warning its files load with, such as an unknown key)."""
     from duragent.errors import DuragentError
 
     name = await _pick_agent(api, agent, session)
@@ -201,6 +202,8 @@ async def agent_name(api: ApiClient, agent: str | None, session: str | None) -> 
         print(warning, file=sys.stderr)
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
+    for warning in (ready.get("agent_warnings") or {}).get(name, []):
+        print(f"warning: {warning}", file=sys.stderr)
     return name
 
 
@@ -209,6 +212,11 @@ async def _pick_agent(api: ApiClient, agent: str | None, session: str | None) ->
 
     if session is not None:
         info = await api.session(await full_id(api, session))
+        if agent is not None and agent != info["agent"]:
+            raise UsageError(
+                f"session {info['session_id']} belongs to agent {info['agent']!r}, not {agent!r}: "
+                "leave out --agent, or pick one of its sessions (`duragent session list`)"
+            )
         return str(info["agent"])
     names = sorted(str(a["name"]) for a in await api.agents())
     if agent is not None:

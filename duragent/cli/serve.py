@@ -9,6 +9,8 @@ point, sessions are snapshotted, git commits what is pending.
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -69,15 +71,65 @@ def serve(
 
 def read_run_file(config: DuragentConfig) -> dict[str, Any] | None:
     """The running server's record, or None when no server of this data directory is running."""
+    return read_run_record(config.data_path)
+
+
+def read_run_record(data_path: Path) -> dict[str, Any] | None:
+    """The record of the server running for `data_path`, or None when none runs."""
     from duragent.client.runfile import read_run_info, run_file
 
-    if read_run_info(config.data_path) is None:
+    if read_run_info(data_path) is None:
         return None
     try:
-        record: Any = json.loads(run_file(config.data_path).read_text(encoding="utf-8"))
+        record: Any = json.loads(run_file(data_path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
+
+
+def _served_workspace(state: CliState) -> tuple[Path, DuragentConfig | None]:
+    """The data directory whose server `status` and `stop` look for, and the configuration.
+
+    An edit that breaks duragent.yaml must not keep anyone from checking on or stopping the
+    server started before it: when the data directory can still be read from the file (as
+    `send`'s fast path reads it), the configuration's error is a warning and the configuration
+    None.
+    """
+    from duragent.errors import ConfigError
+
+    try:
+        config = state.config()
+    except ConfigError as exc:
+        data_path = _data_path_despite(state)
+        if data_path is None:
+            raise
+        print(f"warning: {exc}", file=sys.stderr)
+        return data_path, None
+    return config.data_path, config
+
+
+def _data_path_despite(state: CliState) -> Path | None:
+    """The data directory of a workspace whose duragent.yaml does not load, when it can be told."""
+    if state.data_dir is not None:
+        return state.data_dir.expanduser().resolve()
+    config_path = state.workspace_config()
+    if config_path is None:
+        return None
+    from duragent.cli.quick_send import data_path_of
+
+    return data_path_of(config_path)
+
+
+def _admin_token(data_path: Path, config: DuragentConfig | None) -> str | None:
+    """The admin token: the configuration's way, else (it does not load) the environment or the file."""
+    if config is not None:
+        from duragent.client.http import admin_token
+
+        return admin_token(config)
+    from duragent.access_tokens import ADMIN_TOKEN_ENV, read_tokens
+
+    stored = read_tokens(data_path)
+    return os.environ.get(ADMIN_TOKEN_ENV) or (stored.admin if stored is not None else None)
 
 
 def request_server(url: str, token: str | None, method: str = "GET", timeout: float = 5.0) -> tuple[int, str]:
@@ -101,13 +153,13 @@ def status(
 ) -> None:
     """Is a server running for this data directory? Where, since when, and is it ready?"""
     state: CliState = ctx.ensure_object(CliState)
-    config = state.config()
-    record = read_run_file(config)
+    data_path, _ = _served_workspace(state)
+    record = read_run_record(data_path)
     if record is None:
         if as_json:
             print_json({"running": False})
         else:
-            print(f"not running (no live server for {config.data_path})")
+            print(f"not running (no live server for {data_path})")
         raise typer.Exit(1)
     try:
         code, body = request_server(f"{record['url']}/readyz", None)
@@ -130,6 +182,10 @@ def status(
         print(f"  agent {agent} is broken (the others still answer):")
         for problem in problems:
             print(f"    {problem}")
+    for agent, warnings in dict(report.get("agent_warnings") or {}).items():
+        print(f"  agent {agent} answers, with warnings:")
+        for warning in warnings:
+            print(f"    {warning}")
 
 
 def stop(
@@ -140,14 +196,13 @@ def stop(
 ) -> None:
     """Ask the running server to shut down (admin API) and wait until its process exits."""
     state: CliState = ctx.ensure_object(CliState)
-    config = state.config()
-    record = read_run_file(config)
+    data_path, config = _served_workspace(state)
+    record = read_run_record(data_path)
     if record is None:
-        print(f"not running (no live server for {config.data_path})")
+        print(f"not running (no live server for {data_path})")
         return
-    from duragent.client.http import admin_token
-
-    code, body = request_server(f"{record['url']}/api/admin/v1/shutdown", admin_token(config), method="POST")
+    token = _admin_token(data_path, config)
+    code, body = request_server(f"{record['url']}/api/admin/v1/shutdown", token, method="POST")
     if code >= 400 and code != 409:
         from duragent.errors import DuragentError
 

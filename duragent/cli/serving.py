@@ -36,6 +36,22 @@ class ServeOptions:
     ready_fd: int | None = None
 
 
+def _refuse_a_second_server(config: DuragentConfig) -> None:
+    """`duragent serve` by hand while the workspace's server runs (one `send` started in the
+    background, say): name it and what to do, rather than whose lock the data directory is."""
+    from duragent.client.runfile import read_run_info
+    from duragent.errors import UsageError
+
+    running = read_run_info(config.data_path)
+    if running is None:
+        return
+    how = "started by a terminal client" if running.auto_started else "started by hand"
+    raise UsageError(
+        f"the workspace's server is already running (pid {running.pid}, {running.url}, {how}): "
+        "clients use it as it is; `duragent serve stop` stops it, to run it here instead"
+    )
+
+
 def serve_workspace(state: CliState, options: ServeOptions) -> None:
     """Serve the workspace of `state` until SIGTERM / SIGINT / an admin shutdown."""
     import asyncio
@@ -51,6 +67,8 @@ def serve_workspace(state: CliState, options: ServeOptions) -> None:
     from duragent.config import DEFAULT_PORT
 
     config = state.config()
+    if not options.auto:
+        _refuse_a_second_server(config)
     if options.agents_dir is not None:
         path = options.agents_dir.expanduser().absolute()
         static = config.agents.static.model_copy(update={"path": path})

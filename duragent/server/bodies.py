@@ -298,6 +298,8 @@ class Health(Reply):
     warnings: list[str] = []
     #: Broken agents and their problems (`file:line:col: message`); the other agents still serve.
     agents: dict[str, list[str]] = {}
+    #: Answering agents whose files load with warnings (an unknown key, ignored), by agent.
+    agent_warnings: dict[str, list[str]] = {}
     #: Sessions with a running turn or a pending approval, and clients attached to streams.
     busy: int = 0
     attached: int = 0

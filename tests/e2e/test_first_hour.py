@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -431,3 +432,126 @@ async def test_a_cold_send_in_a_workspace_whose_duragent_yaml_is_broken_names_th
     assert "on_disconnect" in cold.stderr
     assert "could not start" not in cold.stderr
     assert not (workspace / ".duragent" / "run" / "serve.json").exists()
+
+
+async def test_a_server_started_before_duragent_yaml_broke_can_still_be_checked_on_and_stopped(
+    tmp_path: Path, workspaces: list[Path]
+) -> None:
+    """A typo saved while the server runs: `serve status` and `serve stop` still reach that server
+    (the typo is a warning with its file:line), instead of refusing until the file is fixed."""
+    workspace = await init(tmp_path / "ws")
+    workspaces.append(workspace)
+    assert (await duragent(workspace, "send", "hello")).returncode == 0
+    pid = run_info(workspace)["pid"]
+    with (workspace / "duragent.yaml").open("a") as config:
+        config.write("session:\n  on_disconnect: continue\n   max_background_runtime: 30m\n")
+
+    status = await duragent(workspace / ".duragent", "serve", "status")
+    assert status.returncode == 0, status.stderr
+    assert f"running: pid {pid} at " in status.stdout
+    assert re.match(r"warning: \.\./duragent\.yaml:\d+:\d+: invalid YAML", status.stderr), status.stderr
+
+    stopped = await duragent(workspace, "serve", "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert f"stopped (pid {pid})" in stopped.stdout
+    assert not (workspace / ".duragent" / "run" / "serve.json").exists()
+
+
+async def test_a_mistyped_key_in_agent_yaml_is_a_warning_where_you_talk_to_the_agent(
+    tmp_path: Path, workspaces: list[Path]
+) -> None:
+    """An unknown key in agent.yaml is ignored, as in duragent.yaml: `send` must say so with its
+    file:line (not only `agent validate`), whether the typo was there when the server started or
+    saved while it runs."""
+    workspace = await init(tmp_path / "ws")
+    workspaces.append(workspace)
+    agent_yaml = workspace / ".duragent" / "agents" / "assistant" / "agent.yaml"
+    agent_yaml.write_text(
+        agent_yaml.read_text().replace("    on_disconnect: pause\n", "    on_disconect: pause\n")
+    )
+
+    cold = await duragent(workspace, "send", "hello")
+
+    assert cold.returncode == 0, cold.stderr
+    assert '"hello"' in cold.stdout
+    expected = re.compile(
+        r"^warning: \.duragent/agents/assistant/agent\.yaml:\d+:\d+: unknown key "
+        r"'spec\.session\.on_disconect' is ignored \(did you mean 'on_disconnect'\?\)$",
+        re.MULTILINE,
+    )
+    assert expected.search(cold.stderr), cold.stderr
+    assert "on_disconect" in (workspace / ".duragent" / "logs" / "serve.log").read_text()
+
+    agent_yaml.write_text(agent_yaml.read_text().replace("    enabled: true\n", "    enabeld: true\n", 1))
+    readyz = run_info(workspace)["url"] + "/readyz"
+    await until(lambda: len(_get_json(readyz)["agent_warnings"].get("assistant", [])) == 2)
+
+    warm = await duragent(workspace, "send", "hello again")
+
+    assert warm.returncode == 0, warm.stderr
+    assert expected.search(warm.stderr), warm.stderr
+    assert "unknown key 'spec.memory.enabeld' is ignored" in warm.stderr
+    status = await duragent(workspace, "serve", "status")
+    assert (
+        "  agent assistant answers, with warnings:\n    .duragent/agents/assistant/agent.yaml:"
+        in status.stdout
+    )
+
+
+async def test_a_session_of_another_agent_is_refused_rather_than_answered_by_it(
+    tmp_path: Path, workspaces: list[Path]
+) -> None:
+    """`--agent helper --session <assistant's session>` used to go to assistant without a word."""
+    workspace = await init(tmp_path / "ws")
+    workspaces.append(workspace)
+    assert (await duragent(workspace, "agent", "create", "helper")).returncode == 0
+    first = await duragent(workspace, "send", "--agent", "assistant", "--json", "hello")
+    assert first.returncode == 0, first.stderr
+    session_id = json.loads(first.stdout)["session_id"]
+
+    refused = await duragent(workspace, "send", "--agent", "helper", "--session", session_id[:10], "hi")
+
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"session {session_id} belongs to agent 'assistant', not 'helper'" in refused.stderr
+    log = await duragent(workspace, "session", "log", session_id)
+    assert "hi\n" not in log.stdout
+    same = await duragent(workspace, "send", "--agent", "assistant", "--session", session_id[:10], "again")
+    assert same.returncode == 0, same.stderr
+
+
+async def test_chat_local_beside_the_workspaces_server_says_what_to_do(
+    tmp_path: Path, workspaces: list[Path]
+) -> None:
+    """Not "data directory … is in use by pid N": which server, and the two ways on."""
+    workspace = await init(tmp_path / "ws")
+    workspaces.append(workspace)
+    assert (await duragent(workspace, "send", "hello")).returncode == 0
+    info = run_info(workspace)
+
+    local = await duragent(workspace, "chat", "--local")
+
+    assert local.returncode == 2, local.stdout + local.stderr
+    assert f"the workspace's server is running (pid {info['pid']}, {info['url']})" in local.stderr
+    assert "leave out --local" in local.stderr
+    assert "duragent serve stop" in local.stderr
+    assert "is in use by" not in local.stderr
+
+
+async def test_serve_by_hand_beside_the_background_server_names_it_and_how_to_stop_it(
+    tmp_path: Path, workspaces: list[Path]
+) -> None:
+    """Not "data directory … is in use by pid N (duragent serve for …)": which server, and what to run."""
+    workspace = await init(tmp_path / "ws")
+    workspaces.append(workspace)
+    assert (await duragent(workspace, "send", "hello")).returncode == 0
+    info = run_info(workspace)
+
+    second = await duragent(workspace, "serve", "--port", "0")
+
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.startswith(
+        f"error: the workspace's server is already running (pid {info['pid']}, {info['url']}, "
+        "started by a terminal client)"
+    )
+    assert "`duragent serve stop` stops it" in second.stderr
+    assert run_info(workspace)["pid"] == info["pid"]

@@ -459,6 +459,41 @@ def test_chat_follows_the_workspaces_server_when_it_stops_and_starts_again(
         subprocess.run([*DURAGENT, "serve", "stop"], cwd=workspace, env=client_env(), capture_output=True)
 
 
+def test_a_message_typed_while_the_workspaces_server_is_stopped_starts_it_again(
+    workspace: Path, fake_model: ThreadedFakeLLM
+) -> None:
+    """`chat` starts the server when none runs: so does its next message, instead of failing with
+    "cannot reach the server" and losing what was typed."""
+    fake_model.enqueue(text("First answer."), text("Answer from the new server."))
+    term = Terminal(["chat"], workspace)
+    try:
+        term.expect(r"session s_\w+ · new session")
+        term.prompt()
+        term.type("hello")
+        term.expect("First answer.")
+        term.prompt()
+        first = run_info(workspace)
+        assert first is not None
+        stopped = subprocess.run(
+            [*DURAGENT, "serve", "stop"], cwd=workspace, env=client_env(), capture_output=True, text=True
+        )
+        assert stopped.returncode == 0, stopped.stderr
+        term.expect("stopped answering; this terminal reconnects")
+        term.prompt()
+        term.type("are you there?")
+        term.expect(r"started the workspace's server \(pid \d+")
+        term.expect("Answer from the new server.")
+        term.prompt()
+        term.child.sendcontrol("d")
+        shown = term.finish()
+        assert "cannot reach" not in shown
+        again = run_info(workspace)
+        assert again is not None
+        assert again["pid"] != first["pid"]
+    finally:
+        subprocess.run([*DURAGENT, "serve", "stop"], cwd=workspace, env=client_env(), capture_output=True)
+
+
 def test_chat_shows_a_turn_another_client_started_as_it_happens(
     workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
 ) -> None:

@@ -13,6 +13,7 @@ from typer.testing import CliRunner, Result
 
 from duragent.agents.catalog import AgentNotFound, InvalidAgent
 from duragent.cli import build_app
+from duragent.errors import UsageError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DURAGENT = Path(sys.executable).parent / "duragent"
@@ -147,6 +148,26 @@ def test_validate_takes_agent_folders_and_agent_yaml_files(workspace: Path) -> N
 
     assert result.exit_code == 0, result.output
     assert result.stdout == "ok: 2 agents valid\n"
+
+
+def test_validate_takes_an_agents_name_as_show_and_context_do(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    break_agent(workspace, "broken", "name: broken\nmodel:\n  provider: gpt\n  name: x\n")
+    monkeypatch.chdir(workspace / ".duragent")  # (a name, not a path: from any folder)
+
+    valid = run("agent", "validate", "assistant")
+    invalid = run("agent", "validate", "broken")
+    unknown = run("agent", "validate", "nobody")
+
+    assert valid.exit_code == 0, valid.output
+    assert valid.stdout == "ok: 1 agent valid\n"
+    assert invalid.exit_code == 2
+    assert "agents/broken/agent.yaml:3:13: model.provider must be" in invalid.stdout
+    assert isinstance(unknown.exception, UsageError)
+    refusal = str(unknown.exception)
+    assert "nobody: no such file or folder, nor an agent of this workspace (agents: " in refusal
+    assert "assistant" in refusal
 
 
 def test_validate_prints_warnings_but_succeeds(workspace: Path) -> None:

@@ -139,7 +139,8 @@ def test_a_missing_api_key_fails_without_revealing_anything(workspace: Path, lis
     write_agent_yaml(
         workspace,
         "writer",
-        f"name: writer\nmodel:\n  provider: openai\n  name: m\n  base_url: http://127.0.0.1:{listening_port}/v1\n",
+        f"name: writer\nmodel:\n  provider: openai\n  name: m\n  base_url: http://127.0.0.1:{listening_port}/v1\n"
+        "  api_key_env: OPENAI_API_KEY\n",
     )
     missing = by_name(doctor(workspace))["agent writer key"]
     assert missing.status == "fail"
@@ -149,6 +150,22 @@ def test_a_missing_api_key_fails_without_revealing_anything(workspace: Path, lis
     present = by_name(doctor(workspace, OPENAI_API_KEY="sk-value-never-shown"))["agent writer key"]
     assert present.status == "ok"
     assert "sk-value-never-shown" not in present.message
+
+
+def test_a_server_of_your_own_needs_no_key_unless_agent_yaml_names_its_variable(
+    workspace: Path, listening_port: int
+) -> None:
+    """As the provider sends requests then: docs/testing.md's fake model setup passes doctor."""
+    write_agent_yaml(
+        workspace,
+        "local",
+        f"name: local\nmodel:\n  provider: openai\n  name: m\n  base_url: http://127.0.0.1:{listening_port}/v1\n",
+    )
+    report = doctor(workspace)
+    check = by_name(report)["agent local key"]
+    assert check.status == "ok", check
+    assert f"127.0.0.1:{listening_port}/v1 is asked without a key" in check.message
+    assert report.status == "ok"
 
 
 def test_a_reachable_endpoint_is_ok(workspace: Path, listening_port: int) -> None:

@@ -59,6 +59,31 @@ def test_agent_provider_and_model_options_end_up_in_agent_yaml(tmp_path: Path) -
     assert (tmp_path / ".duragent" / "memory" / "coder" / "MEMORY.md").is_file()
 
 
+def test_a_provider_chosen_without_its_key_in_the_environment_says_what_to_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Otherwise init's "Next: duragent send" fails at once on the missing key."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    code, output = run_init("-y", "--provider", "openai", str(tmp_path / "without"))
+    assert code == 0, output
+    assert "OPENAI_API_KEY is not set: export OPENAI_API_KEY=..." in output
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-set")
+    code, output = run_init("-y", "--provider", "openai", str(tmp_path / "with"))
+    assert code == 0, output
+    assert "is not set" not in output
+
+
+def test_a_workspace_made_inside_another_says_it_takes_over_that_folder(tmp_path: Path) -> None:
+    assert run_init("-y", "--provider", "demo", str(tmp_path / "outer"))[0] == 0
+    code, output = run_init("-y", "--provider", "demo", str(tmp_path / "outer" / "notes"))
+    assert code == 0, output
+    assert "Note: this workspace is inside the one of " in output
+    assert "outer/duragent.yaml" in output
+    assert "duragent agent create NAME" in output
+    code, output = run_init("-y", "--provider", "demo", str(tmp_path / "apart"))
+    assert "Note: this workspace is inside" not in output
+
+
 def test_a_second_init_overwrites_nothing_and_says_so(tmp_path: Path) -> None:
     run_init("-y", "--provider", "demo", str(tmp_path))
     config = tmp_path / "duragent.yaml"

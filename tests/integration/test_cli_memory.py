@@ -220,6 +220,17 @@ def test_edit_without_changes_commits_nothing(workspace: Path, memory: Path) -> 
     assert git(workspace / ".duragent", "rev-parse", "HEAD") == head
 
 
+def test_an_editor_that_is_not_installed_is_named_not_a_traceback(workspace: Path, memory: Path) -> None:
+    """`EDITOR=code` over SSH, where there is no `code`: say which variable and what to do."""
+    result = CliRunner().invoke(
+        build_app(), ["memory", "edit"], env={"EDITOR": "no-such-editor --wait", "VISUAL": ""}
+    )
+
+    assert isinstance(result.exception, UsageError), result.exception
+    assert "$EDITOR names 'no-such-editor --wait', which is not installed here" in str(result.exception)
+    assert "export EDITOR=nano" in str(result.exception)
+
+
 def test_export_then_import_into_another_workspace_merges_and_commits(
     tmp_path: Path, workspace: Path, memory: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

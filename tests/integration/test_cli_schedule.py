@@ -60,6 +60,21 @@ def test_a_schedule_added_from_the_command_line_is_a_file_people_can_read(worksp
     assert run("schedule", "list").output.strip() == "No schedules."
 
 
+def test_a_list_with_only_finished_schedules_says_where_they_are(workspace: Path) -> None:
+    """A one-shot that ran is completed, not gone: "No schedules." made it look lost."""
+    (workspace / ".duragent" / "schedules").mkdir(exist_ok=True)
+    (workspace / ".duragent" / "schedules" / "sch_done.yaml").write_text(
+        "id: sch_done\nagent: assistant\nstatus: completed\ncreated_at: '2026-12-06T06:46:57Z'\n"
+        "created_by: cli\nat: '2026-12-06T06:47:58Z'\nmessage: ping\n"
+    )
+
+    listed = run("schedule", "list")
+
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.strip() == "No active schedules (1 completed or cancelled: --all lists them)."
+    assert "sch_done" in run("schedule", "list", "--all").output
+
+
 def test_what_the_command_line_changes_in_schedules_is_committed(workspace: Path) -> None:
     def git(*args: str) -> str:
         return subprocess.run(

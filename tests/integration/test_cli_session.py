@@ -190,6 +190,18 @@ def test_history_lists_what_the_agent_changed(workspace: Path) -> None:
     assert "sk-abcdefghijklmnopqrstuvwxyz12" not in git_log(workspace, "-p")
 
 
+def test_history_takes_a_session_by_the_start_of_its_id_as_session_show_does(workspace: Path) -> None:
+    session_id = asyncio.run(make_session())
+
+    by_prefix = json.loads(run("history", "--session", session_id[:10], "--json").stdout)
+    unknown = run("history", "--session", "s_ZZZZ")
+
+    assert by_prefix
+    assert all(entry["sessions"] == [session_id] for entry in by_prefix)
+    assert unknown.exit_code == 0, unknown.output
+    assert unknown.stdout == "No change matches these options.\n"
+
+
 def test_commands_outside_a_workspace_say_how_to_make_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -166,6 +166,20 @@ def test_revert_of_a_commit_holding_memory_and_session_logs_reverts_the_memory_o
     assert f"- sessions/{session_id}/events.jsonl" in message
 
 
+def test_revert_without_yes_in_a_pipe_says_to_pass_yes_and_changes_nothing(data: Path) -> None:
+    """As `session delete` does: not a question nobody can answer, then "Aborted!"."""
+    asyncio.run(agent_remembers("likes tea"))
+    bad = git(data, "rev-parse", "HEAD").strip()
+
+    result = run("revert", bad)  # (the runner's input is not a terminal)
+
+    assert isinstance(result.exception, UsageError)
+    assert "refusing to revert without confirmation: pass --yes" in str(result.exception)
+    assert "Continue?" not in result.output
+    assert git(data, "rev-parse", "HEAD").strip() == bad
+    assert "likes tea" in (data / "memory" / "assistant" / f"{DAY}.md").read_text()
+
+
 def test_revert_refuses_a_commit_that_touches_session_logs(data: Path) -> None:
     asyncio.run(agent_talks())
     head = git(data, "rev-parse", "HEAD").strip()

@@ -70,6 +70,13 @@ def test_root_help_is_what_typer_prints_without_importing_typer(columns: int) ->
     assert "typer" not in loaded_modules("--help")
 
 
+def test_root_help_says_the_configuration_is_looked_for_upwards_like_git() -> None:
+    """Every command finds the nearest duragent.yaml from a subfolder: not `./duragent.yaml` only."""
+    shown = " ".join(fast_help(80).split())
+    assert "Configuration file (default: the nearest duragent.yaml, here or in a parent folder)." in shown
+    assert "./duragent.yaml" not in shown
+
+
 def test_a_narrow_terminal_gets_typers_own_wrapping() -> None:
     narrow = fast_help(60)
     assert narrow == typer_help(60)

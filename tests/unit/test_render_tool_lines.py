@@ -23,3 +23,19 @@ def test_a_long_command_is_cut_with_one_ellipsis() -> None:
     shown = tool_line({"command": "echo " + "x" * 300})
     assert shown.endswith("… ok 12 ms\n")
     assert "… …" not in shown
+
+
+def result_line(ok: bool, duration_ms: int | None, content: str) -> str:
+    out = io.StringIO()
+    renderer = Renderer(out=out, tty=False, color=False)
+    renderer.tool_call("c1", "bash", {"command": "sleep 30"})
+    renderer.tool_result("c1", "bash", ok, duration_ms, content)
+    return out.getvalue()
+
+
+def test_a_call_stopped_by_a_cancel_says_cancelled_not_failed_in_zero_ms() -> None:
+    """The runtime records no duration for a call it stopped: "failed 0 ms" after 3 s was a lie."""
+    assert result_line(False, None, "cancelled: the turn was cancelled") == "⚙ bash sleep 30 … cancelled\n"
+    assert result_line(False, None, "denied by policy: bash sleep 30") == "⚙ bash sleep 30 … denied\n"
+    assert result_line(False, None, "interrupted by restart") == "⚙ bash sleep 30 … failed\n"
+    assert result_line(False, 3, "exit status 1") == "⚙ bash sleep 30 … failed 3 ms\n"

@@ -47,7 +47,7 @@ async def readyz(request: web.Request) -> web.Response:
     if ownership is not None and ownership.lost:
         problems.append(
             "lost the PostgreSQL connection holding this worker's session locks "
-            "(other workers took its sessions over): restart this worker"
+            "(other workers take its sessions over): reconnecting"
         )
     # a repository only if the server opened one (reading `repo` would create it)
     repo: GitRepo | None = vars(state.workspace).get("repo")
@@ -61,6 +61,7 @@ async def readyz(request: web.Request) -> web.Response:
         problems=problems,
         warnings=warnings,
         agents=broken,
+        agent_warnings=state.agents.warnings_by_agent(),
         busy=sum(1 for session in live if session.busy),
         attached=sum(session.attached for session in live),
     )
