@@ -30,6 +30,10 @@ from duragent.yaml_source import FieldPath, YamlDocument, load_yaml_file
 T = TypeVar("T")
 
 AGENT_FILENAME = "agent.yaml"
+#: The policy file the runtime reads beside agent.yaml (`duragent.runtime.policy.POLICY_FILENAME`).
+POLICY_FILENAME = "policy.yaml"
+#: A second policy file `agent validate` checks (the runtime reads only policy.yaml).
+LOCAL_POLICY_FILENAME = "policy.local.yaml"
 PROMPT_FIELDS = ("soul", "system_prompt", "instructions")
 SESSION_SETTINGS = ("on_disconnect", "max_background_runtime", "output_buffer_size")
 _PROMPT_SUFFIXES = (".md", ".txt")
@@ -114,7 +118,6 @@ def validate_agent_folder(
     runtime reads them, so a file the server would refuse is never called valid.
     `shared_web_search`: duragent.yaml says where `web_search` searches for every agent.
     """
-    from duragent.runtime.policy import read_policy_file
     from duragent.skills.discovery import agent_skills_dir, scan_folder
     from duragent.tools.folders import TOOLS_FOLDER, scan_tool_folders
 
@@ -131,20 +134,44 @@ def validate_agent_folder(
         problems += exc.problems
     problems += scan_folder(agent_skills_dir(directory.resolve(), skills_dir), "agent")[1]
     problems += scan_tool_folders(directory.resolve() / TOOLS_FOLDER)[1]
-    for name in ("policy.yaml", "policy.local.yaml"):
-        path = directory / name
-        if not path.exists():
-            continue
-        try:
-            warnings += read_policy_file(Path(display_path(path.resolve())))[1]
-        except ConfigError as exc:
-            problems += exc.problems
-    return problems, warnings
+    # (policy.yaml is load_agent's: the runtime reads it in every turn)
+    local_problems, local_warnings = policy_file_problems(directory.resolve(), LOCAL_POLICY_FILENAME)
+    return problems + local_problems, warnings + local_warnings
+
+
+def policy_file_problems(directory: Path, name: str = POLICY_FILENAME) -> tuple[list[Problem], list[Problem]]:
+    """The problems and warnings (unknown keys) of the agent's policy file `name`, read as the
+    runtime reads it; none when there is no such file. Locations are `display_path`s."""
+    from duragent.runtime.policy import read_policy_file
+
+    path = directory / name
+    if not path.exists():
+        return [], []
+    try:
+        return [], read_policy_file(Path(display_path(path)))[1]
+    except ConfigError as exc:
+        return list(exc.problems), []
 
 
 def load_agent(directory: Path, env: Mapping[str, str] | None = None) -> tuple[Agent, list[Problem]]:
-    """Load the agent in `directory`; raise ConfigError listing every problem, return warnings."""
+    """Load the agent in `directory`; raise ConfigError listing every problem, return warnings.
+
+    Its files are agent.yaml, the prompt files it names and policy.yaml, which the runtime reads
+    in every turn: a broken policy.yaml makes the agent as broken as a broken agent.yaml.
+    """
     directory = directory.resolve()
+    policy_problems, policy_warnings = policy_file_problems(directory)
+    try:
+        agent, warnings = _load_definition(directory, env)
+    except ConfigError as exc:
+        raise ConfigError([*exc.problems, *policy_problems]) from None
+    if policy_problems:
+        raise ConfigError(policy_problems)
+    return agent, warnings + policy_warnings
+
+
+def _load_definition(directory: Path, env: Mapping[str, str] | None) -> tuple[Agent, list[Problem]]:
+    """agent.yaml and its prompt files, as an Agent (ConfigError listing every problem), and warnings."""
     source = directory / AGENT_FILENAME
     if not source.is_file():
         raise ConfigError(f"{display_path(directory)}: no {AGENT_FILENAME} in this folder")

@@ -149,7 +149,7 @@ async def talk(api: ApiClient, workspace: TerminalWorkspace, attachment: Attachm
     header(renderer, session, resumed=attachment.resumed)
     repl = Repl(api, session, attachment.client, workspace, renderer=renderer)
     outcome = await repl.run(attachment.after)
-    farewell(renderer, session, outcome, workspace, local=local)
+    farewell(renderer, session, outcome, workspace, local=local, running=repl.in_turn)
 
 
 def header(renderer: Renderer, session: Session, *, resumed: bool) -> None:
@@ -162,14 +162,23 @@ def header(renderer: Renderer, session: Session, *, resumed: bool) -> None:
 
 
 def farewell(
-    renderer: Renderer, session: Session, outcome: str, workspace: TerminalWorkspace, *, local: bool
+    renderer: Renderer,
+    session: Session,
+    outcome: str,
+    workspace: TerminalWorkspace,
+    *,
+    local: bool,
+    running: bool,
 ) -> None:
-    """What became of the session, and how to come back to it."""
+    """What became of the session, and how to come back to it (`running`: a turn was going on
+    when the terminal left, which on_disconnect lets go on or pauses)."""
     if outcome == "ended":
         renderer.line(f"Session {session.id} has ended. Start another with: duragent chat --new")
         return
     if local:
         renderer.line(f"The local server stopped; session {session.id} is saved (a running turn paused).")
+    elif not running:
+        renderer.line(f"Detached. Session {session.id} has no turn running; it waits for your next message.")
     elif workspace.on_disconnect(session) == "pause":
         renderer.line(f"Detached. Session {session.id} pauses at the next safe point (on_disconnect: pause).")
     else:

@@ -244,8 +244,9 @@ class Renderer:
     def tool_result(
         self, call_id: str, tool: str, ok: bool, duration_ms: int | None, content: str = ""
     ) -> None:
-        """A tool call ended: `ok 12 ms`, `failed 3 ms`, `denied` or `cancelled` (a result the
-        runtime recorded for a call it stopped has no duration: none is made up)."""
+        """A tool call ended: `ok 12 ms`, `failed 3 ms`, `denied` or `cancelled` (a call the
+        runtime stopped shows no time: one a crash left open has no duration to show, and a
+        cancelled one's `duration_ms` is how long it ran before it was stopped)."""
         outcome = "ok" if ok else "failed"
         if not ok and content.startswith(("denied", "cancelled")):
             outcome = content.split(":", 1)[0].split()[0]

@@ -481,7 +481,9 @@ class Repl:
                 r.notice(f"⏸ session paused: {reason}{hint}")
                 return self._turn_over()
         elif name == "error":
-            r.error(f"✗ {data.get('message', 'the turn failed')} ({data.get('code', 'error')})")
+            message, code = data.get("message", "the turn failed"), data.get("code", "error")
+            # (the agent's files do not load: the message lists their problems, as `send` shows them)
+            r.error(f"✗ {message}" if code == "agent_invalid" else f"✗ {message} ({code})")
             return self._turn_over()
         elif name == "cancelled":
             r.notice("[cancelled]")

@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 
 #: `send`'s exit status when the turn waits for an approval.
 EXIT_APPROVAL = 3
+#: `send`'s exit status when the agent's files do not load (a ConfigError's).
+EXIT_AGENT_INVALID = 2
+#: The error code of a turn the agent's broken files stopped (`duragent.runtime.loop.AGENT_INVALID`).
+AGENT_INVALID = "agent_invalid"
 
 
 async def send_one(
@@ -115,15 +119,23 @@ async def send_one(
         result["error"] = error
     if approval is not None:
         result["approval"] = approval_help(api, session_id, approval)
+    broken = error is not None and error.get("code") == AGENT_INVALID
     if as_json:
         from duragent.cli.context import print_json
 
         print_json(result)
+    elif broken and error is not None:
+        from duragent.errors import ConfigError
+
+        # as when the agent is not served at all (`explain_missing_agent`): exit 2, the files' problems
+        raise ConfigError(str(error["message"]))
     elif error:
         side.error(f"✗ {error['message']} ({error['code']})")
     elif approval is not None:
         side.approval(str(approval.get("tool", "")), str(approval.get("command", "")))
         side.line(f"decide with: duragent attach {session_id}")
+    if broken:
+        return EXIT_AGENT_INVALID
     return 0 if status == "complete" else EXIT_APPROVAL if status == "pending_approval" else 1
 
 
@@ -226,8 +238,26 @@ async def _pick_agent(api: ApiClient, agent: str | None, session: str | None) ->
     if len(names) == 1:
         return names[0]
     if not names:
-        raise UsageError("this workspace has no agents; create one with `duragent agent create NAME`")
+        return await _the_broken_agent(api)
     raise UsageError(f"there are several agents ({', '.join(names)}); pick one with --agent NAME")
+
+
+async def _the_broken_agent(api: ApiClient) -> str:
+    """When no agent is listed: raise why (the one agent whose files do not load, or there is
+    none); its name if it loads again meanwhile."""
+    from duragent.errors import ConfigError, UsageError
+
+    _, ready = await api.readyz()
+    broken = sorted(str(name) for name in ready.get("agents") or {})
+    if len(broken) == 1:
+        await explain_missing_agent(api, broken[0], [])
+        return broken[0]
+    if broken:
+        raise ConfigError(
+            f"no agent can answer: the files of {', '.join(broken)} do not load; "
+            "`duragent agent validate` lists their problems"
+        )
+    raise UsageError("this workspace has no agents; create one with `duragent agent create NAME`")
 
 
 async def full_id(api: ApiClient, text: str) -> str:

@@ -103,17 +103,45 @@ def parse_daily(text: str, day: date) -> list[MemoryEntry]:
 
     Bullets before the first `## ` heading belong to no section and are not entries.
     """
-    entries: list[MemoryEntry] = []
+    return _scan_daily(text, day).entries
+
+
+def lines_outside_entries(text: str) -> list[str]:
+    """The non-blank lines of a daily file that no entry holds, stripped, in file order: prose,
+    and bullets before the first `## ` heading (or after a `# ` title that closed a section).
+
+    Headings are left out: a diff reports them through the sections they open.
+    """
+    return _scan_daily(text, date.min).outside
+
+
+def heading_lines(text: str) -> list[str]:
+    """The heading lines (`#` to `######`) of a daily file, stripped, in file order."""
+    return [line.strip() for line in _split_lines(text) if _ANY_HEADING.match(line.rstrip("\r\n"))]
+
+
+@dataclass
+class _Scanned:
+    entries: list[MemoryEntry]
+    outside: list[str]  # non-blank, non-heading lines no entry holds, stripped
+
+
+def _scan_daily(text: str, day: date) -> _Scanned:
+    """One pass over a daily file: its entries, and the lines that belong to none of them."""
+    scanned = _Scanned([], [])
     section: str | None = None
     bullet: list[str] | None = None
+    bullet_lines: list[str] = []  # the bullet's own non-blank lines, as written
 
     def finish() -> None:
         nonlocal bullet
-        if bullet is not None and section:
-            body = "\n".join(part for part in bullet if part)
-            if body:
-                entries.append(MemoryEntry(text=body, section=section, day=day))
+        body = "\n".join(part for part in bullet if part) if bullet is not None else ""
+        if section and body:
+            scanned.entries.append(MemoryEntry(text=body, section=section, day=day))
+        else:
+            scanned.outside.extend(bullet_lines)
         bullet = None
+        bullet_lines.clear()
 
     for raw in _split_lines(text):
         line = raw.rstrip("\r\n")
@@ -131,6 +159,7 @@ def parse_daily(text: str, day: date) -> list[MemoryEntry]:
         if match:
             finish()
             bullet = [match.group("text").strip()]
+            bullet_lines.append(line.strip())
         elif not line.strip():
             # A blank line ends a bullet unless indented text follows; keep it open, cheaply.
             if bullet is not None:
@@ -138,10 +167,12 @@ def parse_daily(text: str, day: date) -> list[MemoryEntry]:
         elif bullet is not None and (line[0] in " \t" or bullet[-1]):
             # Indented lines, and lazy continuation lines right after the bullet, belong to it.
             bullet.append(line.strip())
+            bullet_lines.append(line.strip())
         else:
             finish()
+            scanned.outside.append(line.strip())
     finish()
-    return entries
+    return scanned
 
 
 def add_bullet(text: str | None, day: date, section: str, bullet: str) -> str:

@@ -96,6 +96,9 @@ DEFAULT_MAX_STEPS = 20
 #: How many times a step asks again with a smaller context when the model says it is too long.
 CONTEXT_SHRINKS = 2
 INTERRUPTED = "interrupted: the turn stopped before this tool call finished"
+CANCELLED = "cancelled: the turn was cancelled"
+#: The error code of a turn that could not start because the agent's files do not load.
+AGENT_INVALID = "agent_invalid"
 _SESSION_FOLDERS_KEPT = 512
 #: Builtin tools that change no guarded file (they read, or write only memory, artifacts and
 #: schedules, where their store puts them): a batch of only these needs no snapshot of them.
@@ -277,7 +280,7 @@ class Runtime:
                 tools = {t.name: t for t in tools_for(agent.spec.tools, include_memory=_memory_on(agent))}
                 policy = self.policies.load(agent.directory, agent.spec.tools.policy)
             except DuragentError as exc:
-                yield await self._fail(session, "agent_invalid", str(exc))
+                yield await self._fail(session, AGENT_INVALID, agent_cannot_answer(agent.name, str(exc)))
                 return
             if agent.spec.tools.web_search is None and WebSearchTool.name in tools:
                 tools[WebSearchTool.name] = WebSearchTool(self.web_search)
@@ -569,9 +572,7 @@ class Runtime:
                     if not control.pause_requested:
                         # Cancelled by a client: these calls are over. (A pause asked for by a
                         # shutdown leaves them open, so the approval is asked again on resume.)
-                        await asyncio.shield(
-                            close_open_tool_calls(session, "cancelled: the turn was cancelled")
-                        )
+                        await asyncio.shield(close_open_tool_calls(session, CANCELLED, ran_ms={}))
                     raise
             if verdict == "deny":
                 results[call.id] = ToolResult(False, f"denied by policy: {subject} {invocation}".strip())
@@ -591,7 +592,8 @@ class Runtime:
             outcomes = await self._run_batch(agent, ctx, unasked, timings, undo=True)
             outcomes += await self._run_batch(agent, ctx, asked, timings, undo=False)
         except asyncio.CancelledError:
-            await asyncio.shield(close_open_tool_calls(session, "cancelled: the turn was cancelled"))
+            # (the calls' own timings are in: the batch waits for every call to stop before it ends)
+            await asyncio.shield(close_open_tool_calls(session, CANCELLED, ran_ms=timings))
             raise
         finally:
             self.tool_activity(-1)
@@ -966,19 +968,30 @@ def _prepare(call: ToolCall, tools: dict[str, AnyTool]) -> tuple[AnyTool, Any] |
         return ToolResult(False, str(exc))
 
 
-async def close_open_tool_calls(session: SessionLog, reason: str) -> int:
-    """Record a failed result for every tool call of the session that has none; returns how many."""
+def agent_cannot_answer(name: str, problems: str) -> str:
+    """What a person is told of an agent whose files do not load (`file:line:col: ...` lines)."""
+    return f"agent {name!r} cannot answer until its files are fixed:\n{problems}"
+
+
+async def close_open_tool_calls(
+    session: SessionLog, reason: str, ran_ms: Mapping[str, int] | None = None
+) -> int:
+    """Record a failed result for every tool call of the session that has none; returns how many.
+
+    `ran_ms` (given when this process stops its own calls: a cancel) says how long each call ran;
+    a call not in it never started, and ran 0 ms. Without it (calls a crash or a restart left
+    open) the result has no `duration_ms`: the process that ran them is gone, and when it
+    stopped is not known, so any number would be made up.
+    """
     open_calls = session.state.open_tool_calls()
     if open_calls:
-        await session.append_many(
-            [
-                (
-                    "tool_result",
-                    {"call_id": c.get("id"), "tool": c.get("name"), "ok": False, "content": reason},
-                )
-                for c in open_calls
-            ]
-        )
+        results: list[tuple[str, dict[str, Any]]] = []
+        for call in open_calls:
+            payload = {"call_id": call.get("id"), "tool": call.get("name"), "ok": False, "content": reason}
+            if ran_ms is not None:
+                payload["duration_ms"] = ran_ms.get(str(call.get("id")), 0)
+            results.append(("tool_result", payload))
+        await session.append_many(results)
     return len(open_calls)
 
 

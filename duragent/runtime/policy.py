@@ -34,6 +34,7 @@ With no policy at all, the default is mode `ask` with DEFAULT_ALLOWED tools allo
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import threading
@@ -44,6 +45,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from duragent.agents.loader import display_path
 from duragent.agents.spec import PolicySpec
 from duragent.errors import ConfigError, DuragentError, Problem
 from duragent.file_stamps import Stamp, settled, stamp
@@ -53,6 +55,8 @@ from duragent.tools.protected import names_protected_file, shell_tokens
 from duragent.tools.registry import PATH_INVOCATION_TOOLS
 from duragent.validation import validate_document
 from duragent.yaml_source import load_yaml_file, load_yaml_text
+
+log = logging.getLogger(__name__)
 
 Decision = Literal["allow", "ask", "deny"]
 POLICY_FILENAME = "policy.yaml"
@@ -180,7 +184,8 @@ def load_policy(agent_dir: Path, spec_policy: PolicySpec | None = None) -> ToolP
     Raises ConfigError with file:line for an invalid policy.yaml.
     """
     path = agent_dir / POLICY_FILENAME
-    file_policy, warnings = read_policy_file(path) if path.exists() else (None, [])
+    # (read by its display name: problems name the file as `agent validate` and /readyz do)
+    file_policy, warnings = read_policy_file(Path(display_path(path))) if path.exists() else (None, [])
     if file_policy is None and spec_policy is None:
         return default_policy(path)
     parts: list[Any] = [part for part in (spec_policy, file_policy) if part is not None]
@@ -201,11 +206,19 @@ def load_policy(agent_dir: Path, spec_policy: PolicySpec | None = None) -> ToolP
 
 class PolicyCache:
     """Agents' policies kept between turns: one stat of policy.yaml a turn, parsed again only when
-    it changed (`duragent.file_stamps`) or the agent was reloaded (a new `spec.tools.policy`)."""
+    it changed (`duragent.file_stamps`) or the agent was reloaded (a new `spec.tools.policy`).
+
+    A policy.yaml edited into one that does not load leaves the agent answering under the last
+    policy of the same agent version read here, as a broken agent.yaml leaves the registry's last
+    valid version answering (the registry reports the file's problems: /readyz, `send`). With
+    no such policy yet, `load` raises the file's ConfigError.
+    """
 
     def __init__(self) -> None:
         self._entries: dict[Path, tuple[Stamp, PolicySpec | None, ToolPolicy]] = {}
         self._paths: dict[Path, str] = {}
+        #: The last policy that loaded, per agent folder (kept also while the file changes).
+        self._valid: dict[Path, tuple[PolicySpec | None, ToolPolicy]] = {}
 
     def load(self, agent_dir: Path, spec_policy: PolicySpec | None = None) -> ToolPolicy:
         """`load_policy(agent_dir, spec_policy)`, from the cache while policy.yaml is unchanged."""
@@ -216,7 +229,17 @@ class PolicyCache:
         entry = self._entries.get(agent_dir)
         if entry is not None and entry[0] == current and entry[1] is spec_policy:
             return entry[2]
-        policy = load_policy(agent_dir, spec_policy)
+        try:
+            policy = load_policy(agent_dir, spec_policy)
+        except ConfigError:
+            valid = self._valid.get(agent_dir)
+            if valid is None or valid[0] is not spec_policy:
+                raise
+            policy = valid[1]
+            if entry is None or entry[0] != current:
+                log.warning("%s does not load: the last policy that did stays in use", path)
+        else:
+            self._valid[agent_dir] = (spec_policy, policy)
         if settled((current,)):
             self._entries[agent_dir] = (current, spec_policy, policy)
         else:

@@ -69,6 +69,10 @@ _NUMBER = re.compile(r"(\+?\d+)")
 _COUNTED_NOUN = re.compile(r"(?P<count>\+\d+) (?P<noun>[A-Za-z][\w-]*)")
 _MARKED_NOUN = re.compile(r"(?P<count>\+\d+) (?P<noun>[A-Za-z][\w-]*)\0")
 # "+5 events" or "facts +1"
+#: A session store's note of an append: `turn 3 (+4 events)`, `+1 event`.
+_APPENDED = re.compile(r"(?:turn (?P<turn>\d+) \()?\+(?P<events>\d+) events?\)?")
+#: A session store's note of a state.yaml written: `snapshot at seq 20`.
+_SNAPSHOT = re.compile(r"snapshot at seq \d+")
 _COUNT = re.compile(r"\+(?P<after>\d+) (?P<noun>[A-Za-z][\w-]*)|(?P<label>[A-Za-z][\w-]*) \+(?P<before>\d+)")
 
 
@@ -501,7 +505,7 @@ def commit_message(changes: Sequence[Change]) -> str:
     body: list[str] = []
     if len(groups) > 1 or any(change.details for change in changes):
         for (kind, name), members in groups.items():
-            body.append(f"- {kind} {name}: {merge_summaries([c.summary for c in members])}")
+            body.append(f"- {kind} {name}: {_what_happened(kind, members)}")
             details = [detail for change in members for detail in change.details]
             body.extend(f"  {detail}" for detail in details[:_MAX_DETAILS_PER_GROUP])
             if len(details) > _MAX_DETAILS_PER_GROUP:
@@ -516,7 +520,7 @@ def commit_message(changes: Sequence[Change]) -> str:
 def _subject(groups: dict[tuple[str, str], list[Change]]) -> str:
     if len(groups) == 1:
         ((kind, name), members), *_ = groups.items()
-        return _shorten(f"{kind} {name}: {merge_summaries([c.summary for c in members])}")
+        return _shorten(f"{kind} {name}: {_what_happened(kind, members)}")
     by_kind: dict[str, list[str]] = {}
     for kind, name in groups:
         by_kind.setdefault(kind, []).append(name)
@@ -526,6 +530,54 @@ def _subject(groups: dict[tuple[str, str], list[Change]]) -> str:
     )
     summaries = [change.summary for members in groups.values() for change in members]
     return _shorten(f"{what}: {_totals(summaries)}")
+
+
+def _what_happened(kind: str, members: Sequence[Change]) -> str:
+    """One phrase for the changes of one subject: a session's as `session_phrase` says, others merged."""
+    if kind == "session":
+        return session_phrase(members)
+    return merge_summaries([change.summary for change in members])
+
+
+def session_phrase(changes: Sequence[Change]) -> str:
+    """What a session's changes did, as a person reads it: `started, turn 1-2 (+5 events), snapshot`.
+
+    The session store notes each append (`turn K (+N events)`, or `+N events` for events of no
+    turn, its event types as details) and each state.yaml written (`snapshot at seq N`): the
+    turns become one range, every appended event one count, and the snapshots one word (which
+    seq they were taken at tells a person nothing). Other phrases (`deleted`) are kept as written.
+    """
+    turns: list[int] = []
+    events = 0
+    snapshot = False
+    others: list[str] = []
+    for change in changes:
+        appended = _APPENDED.fullmatch(change.summary)
+        if appended is not None:
+            events += int(appended["events"])
+            if appended["turn"] is not None:
+                turns.append(int(appended["turn"]))
+        elif _SNAPSHOT.fullmatch(change.summary):
+            snapshot = True
+        elif change.summary:
+            others.append(change.summary)
+    types = {detail for change in changes for detail in change.details}
+    steps = ["started"] if "session_start" in types else []
+    if turns:
+        first, last = min(turns), max(turns)
+        steps.append(f"turn {first}" if first == last else f"turn {first}-{last}")
+    if "session_end" in types:
+        steps.append("ended")
+    counted = f"+{events} event{'' if events == 1 else 's'}"
+    parts = []
+    if steps:
+        parts.append(", ".join(steps) + (f" ({counted})" if events else ""))
+    elif events:
+        parts.append(counted)
+    if snapshot:
+        parts.append("snapshot")
+    parts += dict.fromkeys(others)
+    return ", ".join(parts) if parts else f"{len(changes)} change{'s' if len(changes) != 1 else ''}"
 
 
 def merge_summaries(summaries: Sequence[str]) -> str:

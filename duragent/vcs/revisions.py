@@ -24,7 +24,14 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from duragent.errors import DuragentError
-from duragent.memory.markdown import add_bullet, parse_daily, render_bullet, section_heading
+from duragent.memory.markdown import (
+    add_bullet,
+    heading_lines,
+    lines_outside_entries,
+    parse_daily,
+    render_bullet,
+    section_heading,
+)
 from duragent.stores.filesystem.atomic import write_atomic
 from duragent.stores.filesystem.locks import memory_file_lock
 from duragent.vcs.committer import TRAILER_AGENT, TRAILER_KIND
@@ -35,7 +42,6 @@ if TYPE_CHECKING:
     from duragent.secrets import SecretGuard
 
 _STATUS = {"A": "added", "M": "modified", "D": "deleted", "T": "modified"}
-_BULLET_PREFIXES = ("- ", "* ", "+ ", "-\t", "*\t", "+\t")
 
 
 class RevertRefused(DuragentError):
@@ -99,8 +105,13 @@ def markdown_diff(path: str, status: str, old: str | None, new: str | None) -> F
         sections.setdefault(section, SectionChange(section)).added.extend([text] * count)
     for (section, text), count in (before - after).items():
         sections.setdefault(section, SectionChange(section)).removed.extend([text] * count)
-    old_other = Counter(_other_lines(old or ""))
-    new_other = Counter(_other_lines(new or ""))
+    old_other = Counter(lines_outside_entries(old or ""))
+    new_other = Counter(lines_outside_entries(new or ""))
+    if not sections and old_other == new_other:
+        # Only headings may have changed: name them, so "whitespace or order only" is never said
+        # of a heading a person added or removed.
+        old_other = Counter(heading_lines(old or ""))
+        new_other = Counter(heading_lines(new or ""))
     return FileDiff(
         path,
         status,
@@ -108,28 +119,6 @@ def markdown_diff(path: str, status: str, old: str | None, new: str | None) -> F
         text_added=list((new_other - old_other).elements()),
         text_removed=list((old_other - new_other).elements()),
     )
-
-
-def _other_lines(text: str) -> list[str]:
-    """Lines that are neither bullets, their continuations, headings nor blank."""
-    lines: list[str] = []
-    in_bullet = False
-    for raw in text.split("\n"):
-        line = raw.rstrip("\r")
-        stripped = line.strip()
-        if not stripped:
-            in_bullet = False
-            continue
-        if line.startswith(_BULLET_PREFIXES):
-            in_bullet = True
-            continue
-        if in_bullet and line[0] in " \t":
-            continue
-        in_bullet = False
-        if stripped.startswith("#"):
-            continue
-        lines.append(stripped)
-    return lines
 
 
 def diff_revisions(

@@ -555,3 +555,77 @@ async def test_serve_by_hand_beside_the_background_server_names_it_and_how_to_st
     )
     assert "`duragent serve stop` stops it" in second.stderr
     assert run_info(workspace)["pid"] == info["pid"]
+
+
+async def test_a_broken_policy_yaml_stops_its_agent_as_a_broken_agent_yaml_does(
+    tmp_path: Path, workspaces: list[Path]
+) -> None:
+    """policy.yaml is one of the agent's files: the runtime reads it in every turn."""
+    workspace = await init(tmp_path / "ws")
+    workspaces.append(workspace)
+    policy = workspace / ".duragent" / "agents" / "assistant" / "policy.yaml"
+    policy.write_text("mode: sometimes\n")
+
+    refused = await duragent(workspace, "send", "hi")
+
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "agent 'assistant' cannot answer until its files are fixed" in refused.stderr
+    problems = refused.stderr.split("cannot answer until its files are fixed:\n", 1)[1]
+    assert problems.startswith(".duragent/agents/assistant/policy.yaml:1:7: mode must be"), problems
+    ready = await asyncio.to_thread(_get_json, run_info(workspace)["url"] + "/readyz")
+    assert ready["status"] == "degraded"
+    [problem] = ready["agents"]["assistant"]
+    assert problem.startswith(".duragent/agents/assistant/policy.yaml:1:7: ")
+
+    pid = run_info(workspace)["pid"]
+    policy.write_text("mode: ask\n")
+    fixed = await duragent(workspace, "send", "hi again")
+
+    assert fixed.returncode == 0, fixed.stderr
+    assert 'You wrote 2 words: "hi again"' in fixed.stdout
+    assert run_info(workspace)["pid"] == pid  # no restart
+
+
+async def test_a_policy_yaml_broken_while_the_server_runs_keeps_the_last_valid_one_and_says_so(
+    tmp_path: Path, workspaces: list[Path]
+) -> None:
+    workspace = await init(tmp_path / "ws")
+    workspaces.append(workspace)
+    assert (await duragent(workspace, "send", "hello")).returncode == 0
+    policy = workspace / ".duragent" / "agents" / "assistant" / "policy.yaml"
+    policy.write_text("mode: [ask\n")
+    readyz = run_info(workspace)["url"] + "/readyz"
+    await until(lambda: _get_json(readyz)["agents"].get("assistant"))
+
+    done = await duragent(workspace, "send", "hello again")
+
+    assert done.returncode == 0, done.stderr
+    assert 'You wrote 2 words: "hello again"' in done.stdout
+    assert "warning: agent 'assistant' answers as its last valid version" in done.stderr
+    assert ".duragent/agents/assistant/policy.yaml:" in done.stderr
+
+    policy.write_text("mode: ask\n")
+    await until(lambda: not _get_json(readyz)["agents"])
+    clean = await duragent(workspace, "send", "and now")
+    assert clean.returncode == 0, clean.stderr
+    assert "warning" not in clean.stderr
+
+
+async def test_a_mistyped_key_in_policy_yaml_is_a_warning_where_you_talk_to_the_agent(
+    tmp_path: Path, workspaces: list[Path]
+) -> None:
+    workspace = await init(tmp_path / "ws")
+    workspaces.append(workspace)
+    policy = workspace / ".duragent" / "agents" / "assistant" / "policy.yaml"
+    policy.write_text("mode: ask\nalow: [read_file]\n")
+
+    done = await duragent(workspace, "send", "hello")
+
+    assert done.returncode == 0, done.stderr
+    assert (
+        "warning: .duragent/agents/assistant/policy.yaml:2:1: unknown key 'alow' is ignored "
+        "(did you mean 'allow'?)" in done.stderr
+    )
+    ready = await asyncio.to_thread(_get_json, run_info(workspace)["url"] + "/readyz")
+    assert ready["agents"] == {}
+    assert ready["agent_warnings"]["assistant"][0].startswith(".duragent/agents/assistant/policy.yaml:2:1:")

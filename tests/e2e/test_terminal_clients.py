@@ -171,7 +171,9 @@ def test_chat_streams_the_reply_as_it_arrives(
     term.prompt()
     term.child.sendcontrol("d")
     shown = term.finish()
-    assert "continues in the background (on_disconnect: continue)" in shown
+    # no turn runs when the terminal leaves at its prompt: nothing goes on "in the background"
+    assert re.search(r"Detached\. Session s_\w+ has no turn running; it waits for your next message\.", shown)
+    assert "in the background" not in shown
     assert re.search(r"Come back with: duragent attach s_\w+", shown)
 
 
@@ -656,7 +658,7 @@ def test_chat_reaches_its_prompt_without_making_a_dataclass(workspace: Path, ser
     term.prompt()
     term.child.sendcontrol("d")
     shown = term.finish()
-    assert "continues in the background" in shown
+    assert "has no turn running" in shown
     assert "dataclasses: never" in shown
 
 
@@ -684,7 +686,7 @@ def test_chat_with_the_server_running_loads_no_typer_pydantic_or_aiohttp(
     term.prompt()
     term.child.sendcontrol("d")
     shown = term.finish()
-    assert "continues in the background (on_disconnect: continue)" in shown
+    assert "has no turn running; it waits for your next message" in shown
     assert "loaded: nothing heavy" in shown
 
     # /memory reads the memory store the configuration names (it may be PostgreSQL): that loads it.

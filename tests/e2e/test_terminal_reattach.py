@@ -142,7 +142,7 @@ def test_ctrl_d_during_a_turn_detaches_at_once_and_the_session_pauses_at_the_nex
     term.type("take your time")
     term.expect("Working")
     term.child.sendcontrol("d")
-    term.expect("Detached. Session s_")
+    term.expect(r"Detached\. Session s_\w+ pauses at the next safe point \(on_disconnect: pause\)\.")
     term.finish()
     wait_for_log(workspace, PAUSED_BY_LEAVING)
 
@@ -165,7 +165,7 @@ def test_attach_after_leaving_mid_reply_shows_the_reply_whole_not_from_the_middl
     term.type("answer slowly")
     term.expect("First")
     term.child.sendcontrol("d")  # leaves in the middle of the reply
-    term.expect("Detached")
+    term.expect(r"Detached\. Session s_\w+ continues in the background \(on_disconnect: continue\)\.")
     term.finish()
     wait_for_log(workspace, "Third sentence, the last.")
 

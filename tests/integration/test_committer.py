@@ -164,7 +164,7 @@ def test_flush_without_a_running_worker_commits_in_the_calling_thread(root: Path
     committer.notify(session_change(append_event(root, "s1", "{}"), "s1"))
     committer.flush()
     assert committer.commits_made == 1
-    assert subjects(root) == ["session s1: +1 events"]
+    assert subjects(root) == ["session s1: +1 event"]
 
 
 def test_notify_never_waits_for_git_even_while_a_commit_is_stuck(
@@ -405,7 +405,7 @@ def test_a_persons_commits_staged_and_unstaged_work_are_left_untouched(root: Pat
     committer.notify(session_change(append_event(root, "s1", "{}"), "s1"))
     committer.flush()
 
-    assert subjects(root) == ["session s1: +1 events", "person: notes", "session s1: +1 events"]
+    assert subjects(root) == ["session s1: +1 event", "person: notes", "session s1: +1 event"]
     assert git(root, "merge-base", "--is-ancestor", persons_commit, "HEAD", check=False) == ""
     assert git(root, "show", "--name-only", "--format=", "HEAD").split() == ["sessions/s1/events.jsonl"]
     assert git(root, "diff", "--cached", "--name-only").split() == ["todo.txt"]
@@ -477,7 +477,7 @@ def test_a_held_index_lock_delays_the_commit_until_it_is_released(root: Path, re
     committer.flush(timeout=15)
 
     assert time.monotonic() - started >= 0.9
-    assert subjects(root) == ["session s1: +1 events"]
+    assert subjects(root) == ["session s1: +1 event"]
 
 
 def test_a_lock_held_too_long_fails_clearly_and_the_batch_is_retried_later(
@@ -496,7 +496,7 @@ def test_a_lock_held_too_long_fails_clearly_and_the_batch_is_retried_later(
 
     lock.unlink()
     committer.flush()
-    assert subjects(root) == ["session s1: +1 events"]
+    assert subjects(root) == ["session s1: +1 event"]
     assert committer.last_error is None
 
 
@@ -551,7 +551,7 @@ def test_a_file_still_holding_a_secret_is_not_committed_and_never_reaches_git(
         committer.flush()
 
     assert git(root, "ls-tree", "-r", "--name-only", "HEAD").split() == ["sessions/clean/events.jsonl"]
-    assert subjects(root) == ["session clean: +1 events"]
+    assert subjects(root) == ["session clean: +1 event"]
     assert secret in leaky.read_text(), "the working file is kept"
     assert "sessions/leaky/events.jsonl" in caplog.text
     assert "MY_SERVICE_TOKEN" in caplog.text
@@ -820,7 +820,7 @@ def test_one_subject_reads_as_one_line_and_merges_counts() -> None:
 def test_counts_add_up_across_singular_and_plural_and_other_phrases_are_kept() -> None:
     summaries = ["turn 3 (+1 event)", "snapshot at seq 20", "turn 4 (+6 events)", "snapshot at seq 20"]
     message = commit_message([Change((Path("a"),), "session", "s1", summary) for summary in summaries])
-    assert message.splitlines()[0] == "session s1: turn 3-4 (+7 events); snapshot at seq 20"
+    assert message.splitlines()[0] == "session s1: turn 3-4 (+7 events), snapshot"
 
 
 def test_a_mixed_batch_has_a_summary_subject_a_line_per_change_and_trailers() -> None:
@@ -896,7 +896,7 @@ def test_sigterm_commits_what_is_pending_before_the_process_exits(root: Path, tm
         assert child.wait(timeout=15) == 0
     finally:
         child.kill()
-    assert subjects(root) == ["session s1: turn 1 (+1 events)"]
+    assert subjects(root) == ["session s1: turn 1 (+1 event)"]
     assert git(root, "show", "HEAD:sessions/s1/events.jsonl") == '{"seq": 1}\n'
 
 
@@ -921,7 +921,7 @@ def test_from_config_uses_the_git_settings_and_guards_configured_secrets(
     committer.flush()
 
     assert (committer.debounce, committer.max_delay) == (5.0, 30.0)
-    assert git(root, "log", "--format=%an <%ae> %s") == "Ops Bot <ops@example.test> session s2: +1 events\n"
+    assert git(root, "log", "--format=%an <%ae> %s") == "Ops Bot <ops@example.test> session s2: +1 event\n"
 
 
 def test_paths_reached_through_a_symlinked_folder_are_committed(tmp_path: Path) -> None:
@@ -1115,3 +1115,40 @@ def test_a_note_left_by_a_commit_killed_before_head_moved_unstages_nothing(root:
 
     assert git(root, "status", "--porcelain", "notes.md") == "M  notes.md\n"
     assert not (repo.git_dir / "duragent-unsynced").exists()
+
+
+async def test_a_sessions_first_turn_reads_in_git_log_oneline_as_what_happened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not `+2 events; snapshot at seq 1; turn 1 (+1 event)`: the store's notes, made readable."""
+    from duragent.config import load_config
+    from duragent.scaffold import init_workspace
+    from duragent.sessions.log import SessionLog
+    from duragent.workspace import Workspace
+
+    init_workspace(tmp_path / "ws")
+    monkeypatch.chdir(tmp_path / "ws")
+    async with Workspace(load_config()) as workspace:
+        log = await SessionLog.create(workspace.stores.sessions, agent="assistant")
+        await log.append("user_message", {"content": "hi", "turn": 1})
+        await log.snapshot()
+        await log.append("assistant_message", {"content": "hello"})
+
+    oneline = git(tmp_path / "ws" / ".duragent", "log", "--oneline", "-1")
+    assert oneline.split(" ", 1)[1] == f"session {log.session_id}: started, turn 1 (+3 events), snapshot\n"
+    trailers = git(tmp_path / "ws" / ".duragent", "log", "-1", "--format=%(trailers)")
+    assert trailers == f"Duragent-Kind: session\nDuragent-Session: {log.session_id}\n\n"
+
+
+def test_a_sessions_notes_merge_into_one_phrase_and_a_snapshot_alone_says_so() -> None:
+    def subject(*summaries: tuple[str, tuple[str, ...]]) -> str:
+        changes = [Change((Path("a"),), "session", "s1", summary, details) for summary, details in summaries]
+        return commit_message(changes).splitlines()[0]
+
+    assert subject(("snapshot at seq 40", ())) == "session s1: snapshot"
+    assert subject(("+1 event", ("message_queued",))) == "session s1: +1 event"
+    assert (
+        subject(("turn 7 (+2 events)", ("user_message", "assistant_message")), ("+1 event", ("session_end",)))
+        == "session s1: turn 7, ended (+3 events)"
+    )
+    assert subject(("deleted", ())) == "session s1: deleted"

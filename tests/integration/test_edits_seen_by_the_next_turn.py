@@ -18,7 +18,7 @@ import pytest
 
 from duragent import file_stamps
 from duragent.agents.loader import Agent, load_agent
-from duragent.runtime.events import ToolCallFinished, TurnFinished
+from duragent.runtime.events import ToolCallFinished, TurnFailed, TurnFinished
 from duragent.runtime.loop import Runtime, drain
 from duragent.runtime.providers import ProviderPool
 from duragent.sessions.log import SessionLog
@@ -202,3 +202,44 @@ async def test_a_policy_edit_between_turns_decides_the_next_call(
     denied = await echo()
     assert not denied.ok
     assert denied.content.startswith("denied by policy")
+
+
+async def test_a_policy_broken_between_turns_leaves_the_last_one_that_loaded_deciding(
+    fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, runtime: Runtime
+) -> None:
+    """As a broken agent.yaml leaves the last valid version answering (the registry says so)."""
+    policy = agent.directory / "policy.yaml"
+    policy.write_text('mode: ask\nallow: ["bash:echo *"]\n')
+
+    async def echo() -> ToolCallFinished:
+        fake_llm.enqueue(tool_calls([("bash", {"command": "echo hi"})]), text("done"))
+        events = await drain(runtime.run_turn(session, agent, "echo hi"))
+        return next(event for event in events if isinstance(event, ToolCallFinished))
+
+    assert (await echo()).ok
+    policy.write_text('mode: ask\nallow: ["bash:echo *"\n')  # an unclosed list
+    assert (await echo()).ok
+    policy.write_text('mode: ask\ndeny: ["bash:echo *"]\n')
+    assert not (await echo()).ok
+
+
+async def test_a_turn_with_no_policy_that_loads_says_the_agent_cannot_answer_and_where(
+    fake_llm: FakeLLMServer,
+    agent: Agent,
+    session: SessionLog,
+    runtime: Runtime,
+    data: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(data.parent)
+    (agent.directory / "policy.yaml").write_text("mode: sometimes\n")
+
+    events = await drain(runtime.run_turn(session, agent, "hello"))
+
+    failed = events[-1]
+    assert isinstance(failed, TurnFailed)
+    assert failed.code == "agent_invalid"
+    assert failed.message.startswith(
+        "agent 'helper' cannot answer until its files are fixed:\n"
+        "data/agents/helper/policy.yaml:1:7: mode must be 'allow', 'ask' or 'deny'"
+    ), failed.message

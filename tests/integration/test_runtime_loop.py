@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 from typing import cast
@@ -646,3 +647,57 @@ async def test_a_turn_cancelled_while_its_unasked_calls_run_still_has_their_chan
         await turn
 
     await until(lambda: not extra.exists())
+
+
+async def test_a_tool_call_stopped_by_a_cancel_records_how_long_it_ran(
+    fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, runtime: Runtime, tmp_path: Path
+) -> None:
+    started = tmp_path / "started"
+    code = f"import pathlib, time; pathlib.Path({json.dumps(str(started))}).touch(); time.sleep(30)"
+    fake_llm.enqueue(tool_calls([("bash", {"command": f"python3 -c '{code}'"})]))
+    began = time.monotonic()
+    turn = asyncio.create_task(drain(runtime.run_turn(session, agent, "wait a while")))
+    await until(started.exists)  # (python3 took some milliseconds to start and get here)
+
+    turn.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await turn
+    ended = time.monotonic()
+
+    results = await session.store.read(
+        session.session_id, SessionReadOptions(types=frozenset({"tool_result"}))
+    )
+    assert [r.payload["content"] for r in results] == ["cancelled: the turn was cancelled"]
+    ran = results[0].payload["duration_ms"]
+    assert isinstance(ran, int)
+    assert 0 < ran <= (ended - began) * 1000
+
+
+async def test_a_tool_call_cancelled_while_a_person_was_asked_ran_0_ms(
+    fake_llm: FakeLLMServer,
+    agent: Agent,
+    session: SessionLog,
+    memory: FilesystemMemoryStore,
+    providers: ProviderPool,
+) -> None:
+    runtime = Runtime(provider_for=providers.for_agent, memory=memory, approvals=ApprovalBroker())
+    fake_llm.enqueue(tool_calls([("bash", {"command": "pwd"})]))  # not allowed: a person is asked
+    asked = asyncio.Event()
+
+    async def turn() -> None:
+        async for event in runtime.run_turn(session, agent, "where are you?"):
+            if isinstance(event, ApprovalRequired):
+                asked.set()
+
+    running = asyncio.create_task(turn())
+    await asyncio.wait_for(asked.wait(), 10)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+    results = await session.store.read(
+        session.session_id, SessionReadOptions(types=frozenset({"tool_result"}))
+    )
+    assert [(r.payload["content"], r.payload["duration_ms"]) for r in results] == [
+        ("cancelled: the turn was cancelled", 0)
+    ]

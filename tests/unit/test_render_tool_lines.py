@@ -34,8 +34,10 @@ def result_line(ok: bool, duration_ms: int | None, content: str) -> str:
 
 
 def test_a_call_stopped_by_a_cancel_says_cancelled_not_failed_in_zero_ms() -> None:
-    """The runtime records no duration for a call it stopped: "failed 0 ms" after 3 s was a lie."""
+    """ "failed 0 ms" after 3 s was a lie: a call the runtime stopped says so (a cancelled one's
+    duration_ms is how long it ran before the cancel, not how long it took)."""
     assert result_line(False, None, "cancelled: the turn was cancelled") == "⚙ bash sleep 30 … cancelled\n"
+    assert result_line(False, 3012, "cancelled: the turn was cancelled") == "⚙ bash sleep 30 … cancelled\n"
     assert result_line(False, None, "denied by policy: bash sleep 30") == "⚙ bash sleep 30 … denied\n"
     assert result_line(False, None, "interrupted by restart") == "⚙ bash sleep 30 … failed\n"
     assert result_line(False, 3, "exit status 1") == "⚙ bash sleep 30 … failed 3 ms\n"
