@@ -469,3 +469,14 @@ def test_non_loopback_bind_without_tokens_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InsecureBind, match=r"server\.api_token and admin\.token"):
         create_app(config, host="0.0.0.0")
     create_app(config, host="0.0.0.0", insecure=True)
+
+
+async def test_streaming_to_an_ended_session_is_a_documented_409(api: Api) -> None:
+    """The stream route refuses an ended session as the sync route does, and says so in its OpenAPI."""
+    session_id = await api.new_session("helper")
+    assert (await api.call("POST", f"/api/v1/sessions/{session_id}/end"))[0] == 200
+    status, problem = await api.call("POST", f"/api/v1/sessions/{session_id}/stream", {"content": "hi"})
+    assert status == 409
+    assert "ended" in problem["detail"]
+    _, document = await api.call("GET", "/openapi.json")
+    assert "409" in document["paths"]["/api/v1/sessions/{session_id}/stream"]["post"]["responses"]

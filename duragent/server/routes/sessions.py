@@ -479,7 +479,7 @@ async def _send(serving: _Serving, body: SendMessage) -> web.Response:
     "Send a message and stream its turn as server-sent events (start, token, tool_call, tool_result, "
     "approval_required, status, done, error, cancelled).",
     body=SendMessage,
-    responses={404: ProblemOut},
+    responses={404: ProblemOut, 409: ProblemOut},
     sse=True,
 )
 async def stream_message(request: web.Request) -> web.StreamResponse:
