@@ -114,10 +114,15 @@ class GuardedFiles:
         """
         return await self._in_worker(self.finish, before, undo=undo)
 
-    async def keep(self, change: Callable[[], Path]) -> Path:
+    async def keep(self, change: Callable[[], Path], *, then: Callable[[Path], None]) -> Path:
         """Make a person's change (`change` writes one guarded file and returns it) between two
-        walks, in the worker thread, and take it into every open snapshot: never undone."""
-        return await self._in_worker(self._kept, change)
+        walks, in the worker thread, and take it into every open snapshot: never undone.
+
+        `then(path)` runs on the loop once the change is made, also when the caller was cancelled
+        meanwhile (the change is made all the same, so it must still be reported)."""
+        path = await self._in_worker(self._kept, change, abandoned=then)
+        then(path)
+        return path
 
     def open(self) -> Snapshot:
         """A snapshot of now, kept up to date with `accept` until `close`.

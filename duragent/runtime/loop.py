@@ -655,15 +655,18 @@ class Runtime:
                 ", ".join(secrets),
             )
         elif outcome.decision == "allow_always":
-            try:
-                # (between the guard's walks, and taken into every batch running: never undone)
-                path = await self._guard(agent).keep(lambda: policy.allow_always(subject, invocation))
-            except DuragentError as exc:
-                log.warning("could not save 'allow always' for %s: %s", subject, exc)
-            else:
+
+            def saved(path: Path) -> None:
+                # (also when the turn was cancelled while it was saved: git must show it as the agent's)
                 self.on_change(
                     Change((path,), "agent", agent.name, f"policy allows {subject} {invocation}".strip())
                 )
+
+            try:
+                # (between the guard's walks, and taken into every batch running: never undone)
+                await self._guard(agent).keep(lambda: policy.allow_always(subject, invocation), then=saved)
+            except DuragentError as exc:
+                log.warning("could not save 'allow always' for %s: %s", subject, exc)
         yield ApprovalResolved(call.id, outcome.decision, outcome.reason)
 
     async def _run_batch(

@@ -135,7 +135,7 @@ async def test_an_allow_always_saved_while_another_batchs_walk_runs_is_kept(data
         policy.write_text("mode: ask\nallow: [bash:ls]\n")
         return policy
 
-    saving = asyncio.create_task(guard.keep(allow_always))
+    saving = asyncio.create_task(guard.keep(allow_always, then=lambda _path: None))
     await asyncio.sleep(0)  # (its job is queued behind the walk)
     assert policy.read_text() == "mode: ask\n"
     walk.release.set()
@@ -182,3 +182,29 @@ async def test_the_undo_of_a_batch_whose_turn_is_cancelled_still_runs_to_its_end
     walk.release.set()
 
     await until(lambda: policy.read_text() == "mode: ask\n")
+
+
+async def test_an_allow_always_saved_for_a_cancelled_turn_is_still_reported(data: Path) -> None:
+    """The policy is written all the same once its job has started: the report that makes git
+    show it as the agent's change must not be lost with the turn."""
+    guard = GuardedFiles(data, data / "agents")
+    policy = data / "agents" / "helper" / "policy.yaml"
+    walk = guard.snapshot = Held(guard.snapshot)  # type: ignore[method-assign]
+    opening = asyncio.create_task(guard.begin_batch())
+    await until(walk.entered.is_set)
+    reported: list[Path] = []
+
+    def allow_always() -> Path:
+        policy.write_text("mode: ask\nallow: [bash:ls]\n")
+        return policy
+
+    saving = asyncio.create_task(guard.keep(allow_always, then=reported.append))
+    await asyncio.sleep(0)  # (its job is queued behind the walk)
+    saving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await saving
+    walk.release.set()
+    await opening
+
+    await until(lambda: reported == [policy])
+    assert policy.read_text() == "mode: ask\nallow: [bash:ls]\n"
