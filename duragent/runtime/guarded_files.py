@@ -106,13 +106,19 @@ class GuardedFiles:
         """`open`, in the worker thread: the snapshot a batch of unasked calls starts from."""
         return await self._in_worker(self.open, abandoned=self._close_abandoned)
 
-    async def end_batch(self, before: Snapshot, *, undo: bool) -> list[Path]:
+    async def end_batch(
+        self, before: Snapshot, *, undo: bool, then: Callable[[list[Path]], None] | None = None
+    ) -> list[Path]:
         """`finish`, in the worker thread: what the batch that started at `before` changed.
 
         It runs to its end even when the caller is cancelled meanwhile (a turn cancelled while
-        its calls ran): what they changed is still undone.
+        its calls ran): what they changed is still undone, and `then(changed)` still runs on the
+        loop (what a person approved must still be reported as the agent's change).
         """
-        return await self._in_worker(self.finish, before, undo=undo)
+        changed = await self._in_worker(self.finish, before, undo=undo, abandoned=then)
+        if then is not None:
+            then(changed)
+        return changed
 
     async def keep(self, change: Callable[[], Path], *, then: Callable[[Path], None]) -> Path:
         """Make a person's change (`change` writes one guarded file and returns it) between two

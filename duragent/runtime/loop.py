@@ -35,6 +35,7 @@ from duragent.llm.types import (
     ToolDefinition,
     Usage,
 )
+from duragent.mcp.naming import is_numbered
 from duragent.runtime.approvals import ApprovalBroker
 from duragent.runtime.context import DEFAULT_OUTPUT_TOKENS, assemble_context, context_budget
 from duragent.runtime.events import (
@@ -654,6 +655,13 @@ class Runtime:
                 subject,
                 ", ".join(secrets),
             )
+        elif outcome.decision == "allow_always" and is_numbered(subject):
+            log.warning(
+                "not saving 'allow always' for %s: its number was given to tell it from another tool "
+                "of the same name and can pass to a different tool when its server's tools change; "
+                "it was allowed once",
+                subject,
+            )
         elif outcome.decision == "allow_always":
 
             def saved(path: Path) -> None:
@@ -700,9 +708,14 @@ class Runtime:
             outcomes = list(await asyncio.gather(*(timed(c, t, a) for c, t, a in calls)))
         finally:
             if guard is not None and before is not None:
-                # (the undo runs to its end also while the turn is being cancelled)
-                changed = await guard.end_batch(before, undo=undo)
-                undone = self._note_tool_writes(agent, guard, changed, undo=undo)
+                walked = guard
+
+                def noted(changed: list[Path]) -> None:
+                    undone.extend(self._note_tool_writes(agent, walked, changed, undo=undo))
+
+                # (the undo runs to its end, and what the batch changed is reported, also while
+                # the turn is being cancelled)
+                await guard.end_batch(before, undo=undo, then=noted)
         if undone:
             note = (
                 f"[duragent undid this batch's change to {', '.join(undone)}: only a person changes "

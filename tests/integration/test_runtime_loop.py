@@ -32,7 +32,7 @@ from duragent.runtime.guarded_files import GuardedFiles
 from duragent.runtime.loop import STARTING_AT_ONCE, Runtime, drain
 from duragent.runtime.providers import ProviderPool
 from duragent.sessions.log import SessionLog
-from duragent.stores.base import SessionReadOptions
+from duragent.stores.base import Change, SessionReadOptions
 from duragent.stores.filesystem.memory import FilesystemMemoryStore
 from duragent.stores.filesystem.sessions import FilesystemSessionStore
 from duragent.testing.fake_llm import FakeLLMServer, broken_stream, delay, error, text, tool_calls
@@ -701,3 +701,36 @@ async def test_a_tool_call_cancelled_while_a_person_was_asked_ran_0_ms(
     assert [(r.payload["content"], r.payload["duration_ms"]) for r in results] == [
         ("cancelled: the turn was cancelled", 0)
     ]
+
+
+async def test_an_approved_change_is_reported_as_the_agents_when_the_turn_is_cancelled_after_it(
+    fake_llm: FakeLLMServer,
+    agent: Agent,
+    session: SessionLog,
+    memory: FilesystemMemoryStore,
+    providers: ProviderPool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cancel landing while the guard looks at what an approved batch changed must not lose its
+    report: without it the edit watcher commits the agent's change as the person's."""
+    changes: list[Change] = []
+    broker = ApprovalBroker()
+    runtime = Runtime(
+        provider_for=providers.for_agent, memory=memory, approvals=broker, on_change=changes.append
+    )
+    finish = Held(GuardedFiles.finish)
+    monkeypatch.setattr(
+        GuardedFiles, "finish", lambda guard, before, *, undo: finish(guard, before, undo=undo)
+    )
+    target = agent.directory / "approved.txt"
+    fake_llm.enqueue(tool_calls([("bash", {"command": f"touch {target}"})]), text("done"))
+    turn = asyncio.create_task(turn_answering(runtime, broker, session, agent, "touch it", "allow_once"))
+    await until(finish.entered.is_set)
+
+    turn.cancel()
+    finish.release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await turn
+
+    await until(lambda: any(c.summary == "changed by a tool call" for c in changes))
+    assert target.exists()
