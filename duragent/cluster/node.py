@@ -205,8 +205,8 @@ class ClusterNode:
         for task in (self._scanner, self._prober, self._reconnecting):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                # (a task that died of an error must not stop the rest of the close)
+                await asyncio.gather(task, return_exceptions=True)
         await self.requests.close()
         await self.events.close()
         await self.agents.close()
@@ -305,10 +305,18 @@ class ClusterNode:
                     await _end_backend(connection, *lost)
                 if connection.is_closed():
                     raise OSError("the new connection dropped at once")
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            except Exception as error:
+                # Whatever failed (asyncpg's own InternalClientError is a plain Exception), the
+                # worker must keep trying: a reconnect that gave up would leave it 503 for ever.
                 if connection is not None:
                     connection.terminate()
-                log.warning("reconnecting to PostgreSQL failed (%s); trying again in %.1fs", error, delay)
+                expected = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+                log.warning(
+                    "reconnecting to PostgreSQL failed (%s); trying again in %.1fs",
+                    error,
+                    delay,
+                    exc_info=not isinstance(error, expected),
+                )
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, RECONNECT_MAX_DELAY)
                 continue

@@ -112,3 +112,34 @@ async def test_a_worker_refuses_sessions_while_it_reconnects_and_takes_them_once
     finally:
         await a.close()
         await b.close()
+
+
+async def test_an_unexpected_error_while_reconnecting_is_retried_and_does_not_break_close(
+    pg_url: str,
+) -> None:
+    """An error asyncpg does not wrap (its InternalClientError is a plain Exception) ended the
+    reconnect for good: the worker answered 503 until restarted."""
+    a = await ClusterNode.open(pg_url, scan_interval=60)
+    b = await ClusterNode.open(pg_url, scan_interval=60)
+    try:
+        connect = a._connect
+        assert connect is not None
+        tries = 0
+
+        async def failing_once() -> object:
+            nonlocal tries
+            tries += 1
+            if tries == 1:
+                raise RuntimeError("not an error asyncpg wraps")
+            return await connect()
+
+        a._connect = failing_once  # type: ignore[assignment]
+        await b.pool.execute("SELECT pg_terminate_backend($1)", a.connection.get_server_pid())
+
+        await until(lambda: a.reconnects == 1)
+        assert tries == 2
+        await a.ownership.claim("s_one")
+        assert a.ownership.held == {"s_one"}
+    finally:
+        await a.close()
+        await b.close()
