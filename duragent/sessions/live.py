@@ -907,7 +907,7 @@ def _failure_code(error: DuragentError) -> str:
     if isinstance(error, ConfigError):
         return "config_error"
     if isinstance(error, StaleLog):
-        return "conflict"  # another worker has the session: nothing more was stored, send it again
+        return "conflict"  # another worker has the session (StaleLog says what to do)
     return "error"
 
 

@@ -57,7 +57,11 @@ class StaleLog(SessionLocked):
     again from the store before it runs here again."""
 
     def __init__(self, session_id: str, why: str):
-        super().__init__(f"session {session_id} {why}; nothing more was stored: send the request again")
+        super().__init__(
+            f"session {session_id} {why}; nothing more was stored here (a message whose turn had "
+            "started was, and its turn goes on where the session runs now): read the session "
+            "before sending again"
+        )
         self.session_id = session_id
 
 

@@ -347,8 +347,9 @@ async def test_a_worker_that_lost_its_lock_connection_reconnects_and_serves_agai
         status, problem = await asyncio.wait_for(first, 5)
         assert (status, problem["detail"]) == (
             409,
-            f"session {session.rsplit('/', 1)[1]} is run by another worker now; nothing more was stored: "
-            "send the request again",
+            f"session {session.rsplit('/', 1)[1]} is run by another worker now; nothing more was stored "
+            "here (a message whose turn had started was, and its turn goes on where the session runs "
+            "now): read the session before sending again",
         ), problem
         # B takes the session over: the turn resumes there, then B's message runs (queued behind
         # the resumed turn, unless B's failover scan resumed it and it ended already).

@@ -575,8 +575,16 @@ def _owner_turn_over(turn: RemoteTurn, asking: asyncio.Future[Answer | None]) ->
     if asking.cancelled():
         return
     error = asking.exception()
-    if error is not None:
+    if isinstance(error, OwnerStopped):
         turn.fail(str(error))
+        return
+    if error is not None:
+        # (a database error's text names hosts and ports: it goes to the log, not to the client)
+        log.warning("handing a streamed message to the session's worker failed: %s", error)
+        turn.fail(
+            "the worker running the session could not be reached; "
+            "read the session's messages before sending it again"
+        )
         return
     answer = asking.result() or {}
     if "problem" in answer or "status" not in answer:
