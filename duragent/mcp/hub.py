@@ -27,6 +27,9 @@ from duragent.mcp.tools import McpTool
 
 log = logging.getLogger(__name__)
 
+#: How many agents' tool lists keep their worked-out names (a list per agent and server set).
+_NAME_LISTS_KEPT = 64
+
 #: The scope of duragent.yaml's servers; an agent's own are `agent:<name>` (as `skill list` shows).
 WORKSPACE = "workspace"
 
@@ -54,6 +57,7 @@ class McpHub:
         self._connections: dict[tuple[str, str], McpConnection] = {}
         self._retired: set[asyncio.Task[None]] = set()
         self._renames_told: set[tuple[str, str, str | None]] = set()
+        self._names_by_list: dict[tuple[tuple[str, str], ...], list[str | None]] = {}
         #: The newest loaded definition of an agent (the server's registry), if known. A session
         #: keeps the definition it started with, but its MCP servers are the newest ones: two
         #: definitions asking for one server each their own way would stop it for each other.
@@ -95,13 +99,25 @@ class McpHub:
             for connection, server_tools in zip(connections, listed, strict=True)
             for tool in server_tools
         ]
-        names = tool_names([(connection.spec.name, tool.name) for connection, tool in offered])
+        names = self._names_of(tuple((connection.spec.name, tool.name) for connection, tool in offered))
         tools: list[McpTool] = []
         for (connection, tool), name in zip(offered, names, strict=True):
-            self._tell_renamed(connection.spec.name, tool.name, name)
             if name is not None:
                 tools.append(McpTool(connection.spec.name, tool, connection.call, name))
         return tools
+
+    def _names_of(self, listed: tuple[tuple[str, str], ...]) -> list[str | None]:
+        """`tool_names` of the agent's (server, tool) list, worked out once per list: every turn
+        asks again, and the list rarely changes."""
+        names = self._names_by_list.get(listed)
+        if names is None:
+            names = tool_names(listed)
+            for (server, tool), name in zip(listed, names, strict=True):
+                self._tell_renamed(server, tool, name)
+            if len(self._names_by_list) >= _NAME_LISTS_KEPT:
+                self._names_by_list.clear()  # (lists of servers long gone or edited)
+            self._names_by_list[listed] = names
+        return names
 
     def _tell_renamed(self, server: str, tool: str, name: str | None) -> None:
         """Log (once, not every turn) a tool that shares its name with another and is offered

@@ -81,6 +81,14 @@ def _suffixed(base: str, number: int) -> str:
     return base[: MAX_NAME - len(suffix)] + suffix
 
 
+def is_numbered(name: str) -> bool:
+    """Whether `name` is an MCP tool's with a number `tool_names` gave it (`files__a_b__2`): that
+    number can pass to another tool once the server's tool list changes, so no lasting policy
+    entry may name it."""
+    server, separator, tool = name.partition(SEPARATOR)
+    return bool(separator and server and _SUFFIXED.fullmatch(tool))
+
+
 def split_tool_name(name: str) -> tuple[str, str] | None:
     """`("time", "get_current_time")` for `time__get_current_time`; None for any other name.
 

@@ -267,6 +267,27 @@ async def test_the_model_calls_an_mcp_tool_after_a_person_approves_it(
     assert fake_llm.requests[1].messages[-1]["content"] == "ping"
 
 
+async def test_allow_always_on_a_numbered_tool_runs_it_once_and_saves_nothing(
+    tmp_path: Path, hub: McpHub, fake_llm: FakeLLMServer, providers: ProviderPool, session: SessionLog
+) -> None:
+    """`test__a_b__2` is `a.b` today; once the server also lists `a:b` or drops `a_b`, the number
+    names another tool: an "allow always" saved under it would allow that one."""
+    agent = write_agent(tmp_path, [server_entry("test", extra_tools=["a.b", "a_b"])], fake_llm.url)
+    runtime = Runtime(provider_for=providers.for_agent, mcp=hub, workdir_for=lambda a: tmp_path / "work")
+    fake_llm.enqueue(tool_calls([("test__a_b__2", {})]), text("done"))
+
+    events: list[Any] = []
+    async for event in runtime.run_turn(session, agent, "run it"):
+        events.append(event)
+        if isinstance(event, ApprovalRequired):
+            runtime.approvals.decide(event.call_id, "allow_always")
+
+    finished = [e for e in events if isinstance(e, ToolCallFinished)]
+    assert [(e.tool, e.ok, e.content) for e in finished] == [("test__a_b__2", True, "ran a.b")]
+    policy = agent.directory / "policy.yaml"
+    assert not policy.exists() or "a_b__2" not in policy.read_text()
+
+
 async def test_an_allow_pattern_lets_the_servers_tools_run_unasked(
     tmp_path: Path, hub: McpHub, fake_llm: FakeLLMServer, providers: ProviderPool, session: SessionLog
 ) -> None:
