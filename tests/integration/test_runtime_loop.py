@@ -351,22 +351,35 @@ async def test_the_step_limit_stops_a_runaway_loop(
     assert events[-1].code == "max_steps"
 
 
+async def cancelled_once_it_yields(
+    runtime: Runtime,
+    session: SessionLog,
+    agent: Agent,
+    content: str,
+    kind: type[RuntimeEvent],
+    within: float,
+) -> None:
+    """Run a turn until it yields an event of `kind` (within `within` s), then cancel it and see
+    it end cancelled."""
+    seen = asyncio.Event()
+
+    async def turn() -> None:
+        async for event in runtime.run_turn(session, agent, content):
+            if isinstance(event, kind):
+                seen.set()
+
+    running = asyncio.create_task(turn())
+    await asyncio.wait_for(seen.wait(), within)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+
 async def test_cancellation_mid_stream_closes_the_connection_and_keeps_partial_text(
     fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, runtime: Runtime
 ) -> None:
     fake_llm.enqueue(text("a b c d e f g h", chunks=8, chunk_delay=0.2))
-    got_text = asyncio.Event()
-
-    async def consume() -> None:
-        async for event in runtime.run_turn(session, agent, "go slowly"):
-            if isinstance(event, TextDelta):
-                got_text.set()
-
-    task = asyncio.create_task(consume())
-    await asyncio.wait_for(got_text.wait(), 5)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await cancelled_once_it_yields(runtime, session, agent, "go slowly", TextDelta, within=5)
     await fake_llm.wait_for_disconnect(within=5)
     stored = await session.store.read(
         session.session_id, SessionReadOptions(types=frozenset({"assistant_message"}))
@@ -682,18 +695,7 @@ async def test_a_tool_call_cancelled_while_a_person_was_asked_ran_0_ms(
 ) -> None:
     runtime = Runtime(provider_for=providers.for_agent, memory=memory, approvals=ApprovalBroker())
     fake_llm.enqueue(tool_calls([("bash", {"command": "pwd"})]))  # not allowed: a person is asked
-    asked = asyncio.Event()
-
-    async def turn() -> None:
-        async for event in runtime.run_turn(session, agent, "where are you?"):
-            if isinstance(event, ApprovalRequired):
-                asked.set()
-
-    running = asyncio.create_task(turn())
-    await asyncio.wait_for(asked.wait(), 10)
-    running.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await running
+    await cancelled_once_it_yields(runtime, session, agent, "where are you?", ApprovalRequired, within=10)
 
     results = await session.store.read(
         session.session_id, SessionReadOptions(types=frozenset({"tool_result"}))
