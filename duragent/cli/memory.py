@@ -385,7 +385,7 @@ def add(
 ) -> None:
     """Add an entry to today's memory yourself (committed as your edit)."""
     from duragent.errors import UsageError
-    from duragent.memory.files import add_memory_entry
+    from duragent.memory.files import commit_agents_write_first
     from duragent.memory.markdown import section_key, section_plural
     from duragent.stores.base import Change, MemoryEntry
     from duragent.stores.factory import open_memory_store
@@ -401,7 +401,11 @@ def add(
 
     async def put_in_store(workspace: Workspace) -> None:
         store: MemoryStore = open_memory_store(
-            workspace.config, on_change=collect, redact=workspace.guard.redact
+            workspace.config,
+            on_change=collect,
+            redact=workspace.guard.redact,
+            # (the agent's uncommitted write to the file is committed as the agent's first)
+            before_write=lambda path: commit_agents_write_first(workspace, path),
         )
         try:
             await store.put(_agent(workspace, agent), entry)
@@ -409,11 +413,7 @@ def add(
             await store.close()
 
     with _open_sync(ctx) as workspace:
-        if workspace.config.services.memory.backend == "filesystem":
-            # (the agent's uncommitted write to the file is committed as the agent's first)
-            written.append(add_memory_entry(workspace, _agent(workspace, agent), entry))
-        else:
-            run_async(put_in_store(workspace))
+        run_async(put_in_store(workspace))
         print(f"Added to {section_plural(key)} of {entry.day.isoformat()}.")
         if written:
             _commit_edit(workspace, written, summary=f"{section_plural(key)} +1")

@@ -17,8 +17,6 @@ from pathlib import Path
 
 from duragent.errors import InvalidName, UsageError
 from duragent.ids import check_name
-from duragent.memory.markdown import add_bullet, normalize_entry_text, section_key
-from duragent.stores.base import MemoryEntry
 from duragent.stores.filesystem.atomic import write_atomic
 from duragent.stores.filesystem.locks import memory_file_lock
 from duragent.workspace import Workspace
@@ -80,25 +78,6 @@ def save_memory_file(workspace: Workspace, agent: str, name: str, text: str) -> 
     relative = edits.repo.relative(path)
     result = edits.commit([relative], summary="in the dashboard")
     return SavedMemory(relative, result.sha, str(edits.repo.person_identity()) if result.sha else None)
-
-
-def add_memory_entry(workspace: Workspace, agent: str, entry: MemoryEntry) -> Path:
-    """Add a person's entry to its day's file as the memory store adds the agent's (redacted, the
-    bullet at the end of its section); the file, for the caller to commit as the person's edit.
-
-    Not through the store: the agent's uncommitted write is committed first while the file's lock
-    is held, which the store's `put` takes itself.
-    """
-    path = memory_folder(workspace, agent) / f"{entry.day.isoformat()}.md"
-    text = normalize_entry_text(workspace.guard.redact(entry.text))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with memory_file_lock(workspace.config.service_path("memory"), path):
-        old = commit_agents_write_first(workspace, path)
-        new = add_bullet(
-            None if old is None else old.decode("utf-8"), entry.day, section_key(entry.section), text
-        )
-        write_atomic(path, new.encode("utf-8"))
-    return path
 
 
 def commit_agents_write_first(workspace: Workspace, path: Path) -> bytes | None:

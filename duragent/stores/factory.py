@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from duragent.config import DuragentConfig
@@ -86,13 +87,17 @@ def open_memory_store(
     *,
     on_change: ChangeListener = ignore_changes,
     redact: Callable[[str], str] | None = None,
+    before_write: Callable[[Path], object] | None = None,
 ) -> MemoryStore:
-    """The memory store `services.memory` asks for."""
+    """The memory store `services.memory` asks for (`before_write`: see FilesystemMemoryStore;
+    memory in PostgreSQL has no files)."""
     backend = config.services.memory.backend
     if backend == "filesystem":
         from duragent.stores.filesystem.memory import FilesystemMemoryStore
 
-        return FilesystemMemoryStore(config.service_path("memory"), on_change=on_change, redact=redact)
+        return FilesystemMemoryStore(
+            config.service_path("memory"), on_change=on_change, redact=redact, before_write=before_write
+        )
     if backend == "postgres":
         url = postgres_url(config, "memory")
         _require_library("asyncpg", "postgres")

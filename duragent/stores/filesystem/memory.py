@@ -98,10 +98,14 @@ class FilesystemMemoryStore:
         *,
         on_change: ChangeListener = ignore_changes,
         redact: Callable[[str], str] | None = None,
+        before_write: Callable[[Path], object] | None = None,
     ):
         self.root = root
         self._on_change = on_change
         self._redact = redact
+        #: Called with a file about to be replaced, holding its cross-process lock (a person's
+        #: command beside a server commits the agent's uncommitted write there first).
+        self._before_write = before_write
         self._file_locks: KeyedLocks[Path] = KeyedLocks()
         # each file's bytes as this store last wrote or read them: what a person changed since
         self._seen: dict[Path, bytes] = {}
@@ -299,6 +303,8 @@ class FilesystemMemoryStore:
             return change(None if old is None else old.decode("utf-8")).encode("utf-8")
 
         with memory_file_lock(self.root, path):
+            if self._before_write is not None:
+                self._before_write(path)
             self._report(path, subject, summary, self._replace_merging(path, apply))
 
     def _replace_merging(self, path: Path, apply: Callable[[bytes | None], bytes]) -> list[_Version]:
