@@ -183,7 +183,26 @@ class SessionManager:
         try:
             return await self.get(session_id)
         except SessionNotFound:
-            return await self.create(agent_name, metadata=metadata, session_id=session_id)
+            pass
+        # Two requests naming a session nobody made yet (a chat UI's first message and its
+        # request for the chat's title, sent at once) must not both make it: the second copy
+        # would fail the first one's turn as written elsewhere. The one making it is a load in
+        # progress for everyone else (`get` waits for those).
+        making = self._loading.get(session_id)
+        if making is not None:
+            return await asyncio.shield(making)
+        future: asyncio.Future[LiveSession] = asyncio.get_running_loop().create_future()
+        self._loading[session_id] = future
+        try:
+            live = await self.create(agent_name, metadata=metadata, session_id=session_id)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here so a creation nobody else awaited does not warn
+            raise
+        finally:
+            self._loading.pop(session_id, None)
+        future.set_result(live)
+        return live
 
     def stateless(self, agent_name: str, history: Sequence[dict[str, Any]]) -> LiveSession:
         """A session of `agent_name` that starts with `history` and is stored nowhere (one request's).

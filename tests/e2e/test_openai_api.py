@@ -14,6 +14,7 @@ import pytest
 
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
 from tests.e2e.server_harness import Api, ApiFactory, start_serve, write_workspace
+from tests.waiting import eventually
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
@@ -447,3 +448,80 @@ async def test_responses_api_refuses_what_an_agent_cannot_do(api: Api) -> None:
     assert "X-Duragent-Session" in previous.value.message
     with pytest.raises(openai.NotFoundError):
         await client.responses.create(model="nobody", input="hi")
+
+
+async def _approve_when_asked(api: Api, session: str) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+
+    async def pending() -> str | None:
+        status, found = await api.call("GET", f"/api/v1/sessions/{session}", headers=auth)
+        asked = found.get("pending_approvals") if status == 200 else None
+        return str(asked[0]["call_id"]) if asked else None
+
+    call_id = await eventually(pending)
+    decision = {"call_id": call_id, "decision": "allow_once"}
+    status, _ = await api.call("POST", f"/api/v1/sessions/{session}/approve", decision, headers=auth)
+    assert status == 200
+
+
+async def test_a_stream_waiting_for_an_approval_before_any_text_sends_keep_alives(
+    start_api: ApiFactory, fake_llm: FakeLLMServer
+) -> None:
+    # Chat UIs and proxies give up on a connection that stays silent: the reply starts, and
+    # keep-alive comments flow, while the turn waits for a person before the agent says anything.
+    api = await start_api(git=False, api_token=TOKEN, keep_alive=0.1)
+    fake_llm.enqueue(tool_calls([("bash", {"command": "touch approved"})]), text("done it"))
+    body = {"model": "helper", "messages": [{"role": "user", "content": "make a file"}], "stream": True}
+    headers = {"Authorization": f"Bearer {TOKEN}", "X-Duragent-Session": "quiet-wait"}
+    async with asyncio.timeout(10):
+        async with api.http.post(api.url("/v1/chat/completions"), json=body, headers=headers) as response:
+            assert response.status == 200
+            assert response.headers["X-Duragent-Session"] == "quiet-wait"
+            async for line in response.content:
+                if line.startswith(b": keep-alive"):
+                    break
+            await _approve_when_asked(api, "quiet-wait")
+            rest = (await response.read()).decode()
+    assert '"content":"done it"' in rest
+    assert rest.endswith("data: [DONE]\n\n")
+
+
+async def test_a_responses_stream_starts_while_the_turn_waits_for_an_approval(
+    start_api: ApiFactory, fake_llm: FakeLLMServer
+) -> None:
+    api = await start_api(git=False, api_token=TOKEN, keep_alive=0.1)
+    fake_llm.enqueue(tool_calls([("bash", {"command": "touch approved"})]), text("done it"))
+    async with asyncio.timeout(10):
+        stream = await async_client(api).responses.create(
+            model="helper",
+            input="make a file",
+            stream=True,
+            extra_headers={"X-Duragent-Session": "quiet-responses"},
+        )
+        events = aiter(stream)
+        assert (await anext(events)).type == "response.created"
+        await _approve_when_asked(api, "quiet-responses")
+        rest = [event async for event in events]
+    assert rest[-1].type == "response.completed"
+    assert rest[-1].response.output_text == "done it"
+
+
+async def test_a_responses_stream_whose_turn_fails_ends_with_the_failed_response(
+    api: Api, fake_llm: FakeLLMServer
+) -> None:
+    # Responses clients wait for a lifecycle event that ends the response (completed, incomplete
+    # or failed); after the `error` event, `response.failed` is that event.
+    from duragent.testing.fake_llm import stream_error
+
+    fake_llm.enqueue(stream_error("the model fell over", after_chunks=1))
+    stream = await async_client(api).responses.create(model="helper", input="hi", stream=True)
+    events = [event async for event in stream]
+    assert [event.type for event in events[-2:]] == ["error", "response.failed"]
+    assert "the model fell over" in events[-2].message
+    failed = events[-1].response
+    assert failed.id == events[0].response.id
+    assert failed.status == "failed"
+    assert failed.error is not None
+    assert "the model fell over" in failed.error.message
+    assert failed.output_text == "fine so far"
+    assert [e.sequence_number for e in events] == list(range(len(events)))

@@ -195,3 +195,33 @@ async def test_a_listed_browser_origin_may_send_the_sdks_headers_and_read_the_se
     async with api.http.options(api.url("/v1/chat/completions"), headers=other) as response:
         assert response.status == 403
         assert "Access-Control-Allow-Origin" not in response.headers
+
+
+async def test_a_responses_input_without_a_last_user_message_is_refused_naming_the_input(api: Api) -> None:
+    sdk = client(api)
+    with pytest.raises(openai.BadRequestError) as assistant_last:
+        await sdk.responses.create(
+            model="helper",
+            instructions="Be brief.",
+            input=[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],
+        )
+    assert assistant_last.value.param == "input.1"
+    assert "messages" not in assistant_last.value.message
+    with pytest.raises(openai.BadRequestError) as blank:
+        await sdk.responses.create(model="helper", input="  ")
+    assert blank.value.param == "input"
+
+
+async def test_a_response_carries_the_metadata_it_was_asked_with(api: Api, fake_llm: FakeLLMServer) -> None:
+    # As OpenAI's responses do: a client tags its requests and finds the tags on each response.
+    fake_llm.enqueue(text("whole"), text("streamed"))
+    sdk = client(api)
+    tags = {"source": "notebook", "run": "7"}
+    whole = await sdk.responses.create(model="helper", input="one", metadata=tags)
+    assert whole.metadata == tags
+    stream = await sdk.responses.create(model="helper", input="two", metadata=tags, stream=True)
+    events = [event async for event in stream]
+    assert events[0].type == "response.created"
+    assert events[0].response.metadata == tags
+    assert events[-1].type == "response.completed"
+    assert events[-1].response.metadata == tags

@@ -16,10 +16,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from duragent.errors import InvalidName
+from duragent.ids import check_name
+from duragent.server.openai.errors import SESSION_HEADER
 from duragent.server.problems import FieldError, HttpProblem
-
-#: Header naming the session a request continues (also sent back with the session used).
-SESSION_HEADER = "X-Duragent-Session"
 
 
 class TextPart(BaseModel):
@@ -119,10 +119,19 @@ class ChatCompletionRequest(BaseModel):
         return bool(self.stream_options and self.stream_options.include_usage)
 
     def named_session(self, header: str | None) -> str | None:
-        """The session this request continues: the header, else `metadata.session_id`, else `user`."""
-        for candidate in (header, (self.metadata or {}).get("session_id"), self.user):
+        """The session this request continues: the header, else `metadata.session_id`, else `user`.
+
+        A name that cannot be a session's is refused (400) naming where it came from, so a client
+        that sends an e-mail address as `user` learns which of its fields to change.
+        """
+        sources = (
+            (SESSION_HEADER, header),
+            ("body.metadata.session_id", (self.metadata or {}).get("session_id")),
+            ("body.user", self.user),
+        )
+        for source, candidate in sources:
             if isinstance(candidate, str) and candidate.strip():
-                return candidate.strip()
+                return _session_name(candidate.strip(), source)
         return None
 
     def new_user_message(self) -> str:
@@ -163,6 +172,20 @@ class ChatCompletionRequest(BaseModel):
                     {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.text()}
                 )
         return system + turns
+
+
+def _session_name(name: str, source: str) -> str:
+    try:
+        return check_name(name, "session name")
+    except InvalidName:
+        where = source.removeprefix("body.")
+        raise HttpProblem(
+            400,
+            f"{where} names the session to continue, but {name!r} cannot be a session's name; leave "
+            f"{where} out for a stateless request",
+            [FieldError(source, "use 1-64 letters, digits, '-' or '_'")],
+            type_name="validation",
+        ) from None
 
 
 def refused(field: str, detail: str) -> HttpProblem:

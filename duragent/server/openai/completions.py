@@ -9,7 +9,7 @@ objects exactly as OpenAI does.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,15 +43,19 @@ class TurnProblem(Exception):
         super().__init__(message)
         self.status, self.message, self.code = status, message, code
 
-    def as_http(self) -> HttpProblem:
-        """The problem to answer with while no part of the reply was sent (its code kept).
+    def as_http(self, headers: Mapping[str, str]) -> HttpProblem:
+        """The problem to answer with while no part of the reply was sent (its code kept), with
+        the reply's `headers` (the session it ran in).
 
         It tells OpenAI's SDKs not to retry (they retry a 409 or 5xx twice by default): the turn
         ran, with its tool calls, and the runtime already retried the model; sent again, the
         message would run again, and be stored again in a named session.
         """
         return HttpProblem(
-            self.status, self.message, type_name=self.code.replace("_", "-"), headers={SHOULD_RETRY: "false"}
+            self.status,
+            self.message,
+            type_name=self.code.replace("_", "-"),
+            headers={**headers, SHOULD_RETRY: "false"},
         )
 
 

@@ -16,6 +16,8 @@ from aiohttp import web
 from duragent.server.problems import PROBLEM_CONTENT_TYPE, TYPE_PREFIX
 
 PREFIX = "/v1"
+#: Header naming the session a request continues (also sent back with the session used).
+SESSION_HEADER = "X-Duragent-Session"
 #: The header OpenAI's SDKs obey before retrying a 408/409/429/5xx answer (`false`: do not).
 SHOULD_RETRY = "X-Should-Retry"
 
@@ -67,7 +69,7 @@ def openai_shaped(response: web.StreamResponse) -> web.StreamResponse:
         message += ": " + "; ".join(f"{e.get('field')}: {e.get('message')}" for e in errors)
     code = str(problem.get("type", "")).removeprefix(TYPE_PREFIX).replace("-", "_") or None
     converted = openai_error(response.status, message, code=code, param=param)
-    for name in ("WWW-Authenticate", "Allow", "Retry-After", SHOULD_RETRY):
+    for name in ("WWW-Authenticate", "Allow", "Retry-After", SHOULD_RETRY, SESSION_HEADER):
         if name in response.headers:
             converted.headers[name] = response.headers[name]
     return converted

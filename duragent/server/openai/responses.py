@@ -116,6 +116,7 @@ class ResponseRequest(BaseModel):
 
     def as_chat_request(self) -> ChatCompletionRequest:
         """The same request in chat completion terms (instructions first, then the input)."""
+        self._check_last_input()
         messages: list[ChatMessage] = []
         if self.instructions:
             messages.append(ChatMessage(role="system", content=self.instructions))
@@ -123,11 +124,29 @@ class ResponseRequest(BaseModel):
             messages.append(ChatMessage(role="user", content=self.input))
         else:
             messages += [ChatMessage(role=item.role or "user", content=item.text()) for item in self.input]
-        if not messages:
-            raise HttpProblem(400, "input is empty", [FieldError("body.input", "no message")])
         return ChatCompletionRequest(
             model=self.model, messages=messages, stream=self.stream, user=self.user, metadata=self.metadata
         )
+
+    def _check_last_input(self) -> None:
+        """400 naming the item unless `input` ends with a user message with text (what is answered).
+
+        Checked here, in the request's own terms: the chat completion request it becomes would
+        name its `messages`, which this request does not have.
+        """
+        if not self.input:
+            raise HttpProblem(400, "input is empty", [FieldError("body.input", "no message")])
+        if isinstance(self.input, str):
+            field, role, said = "body.input", "user", self.input
+        else:
+            last = self.input[-1]
+            field, role, said = f"body.input.{len(self.input) - 1}", last.role or "user", last.text()
+        if role != "user" or not said.strip():
+            raise HttpProblem(
+                400,
+                "the input must end with a user message with text: it is what the agent answers",
+                [FieldError(field, f"role is {role!r}" if role != "user" else "it has no text")],
+            )
 
 
 @dataclass
@@ -136,6 +155,8 @@ class ResponseObject:
 
     model: str
     instructions: str | None = None
+    #: The request's, sent back as OpenAI does.
+    metadata: dict[str, Any] = field(default_factory=dict)
     id: str = field(default_factory=lambda: f"resp_{ulid()}")
     message_id: str = field(default_factory=lambda: f"msg_{ulid()}")
     created_at: int = field(default_factory=lambda: int(time.time()))
@@ -155,12 +176,20 @@ class ResponseObject:
             "error": None,
             "incomplete_details": {"reason": "max_output_tokens"} if reply and reply.truncated else None,
             "instructions": self.instructions,
-            "metadata": {},
+            "metadata": self.metadata,
             "parallel_tool_calls": True,
             "temperature": None,
             "top_p": None,
             "tool_choice": "auto",
             "tools": [],
+        }
+
+    def failed(self, said: str, code: str, message: str) -> dict[str, Any]:
+        """The `response` object of a turn that failed after saying `said` (kept as incomplete)."""
+        return self.body(None) | {
+            "status": "failed",
+            "output": [self.message(said, "incomplete")] if said else [],
+            "error": {"code": code, "message": message},
         }
 
     def message(self, text: str | None, status: str) -> dict[str, Any]:
@@ -203,7 +232,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     """POST /v1/responses, streamed (`stream: true`) or not."""
     body = await read_body(request, ResponseRequest)
     chat = body.as_chat_request()
-    response = ResponseObject(body.model, instructions=body.instructions)
+    response = ResponseObject(body.model, instructions=body.instructions, metadata=body.metadata or {})
     try:
         async with agent_turn(request, chat) as turn:
             if body.stream:
@@ -221,18 +250,20 @@ async def _whole(request: web.Request, response: ResponseObject, turn: AgentTurn
             if isinstance(piece, FinalReply):
                 return web.json_response(response.body(piece), headers=turn.headers)
     except TurnProblem as problem:
-        raise problem.as_http() from None
+        raise problem.as_http(turn.headers) from None
     raise AssertionError("reply_pieces ends with a FinalReply or raises")
 
 
 async def _stream(request: web.Request, response: ResponseObject, turn: AgentTurn) -> web.StreamResponse:
-    """The Responses API's events; the HTTP response starts with the first piece of the reply."""
+    """The Responses API's events; the HTTP response starts with the first piece of the reply,
+    or with the first keep-alive when the turn is quiet longer (see the chat completions' stream)."""
     stream: web.StreamResponse | None = None
     said: list[str] = []
 
     async def keep_alive() -> None:
-        if stream is not None:
-            await stream.write(b": keep-alive\n\n")
+        nonlocal stream
+        stream = stream or await start()
+        await stream.write(b": keep-alive\n\n")
 
     async def start() -> web.StreamResponse:
         opened = await open_event_stream(request, turn.headers)
@@ -283,10 +314,14 @@ async def _stream(request: web.Request, response: ResponseObject, turn: AgentTur
             )
     except TurnProblem as problem:
         if stream is None:
-            raise problem.as_http() from None
+            raise problem.as_http(turn.headers) from None
+        # The `error` event, then the lifecycle event that ends the response, as OpenAI sends them.
         failure = error_body(problem.status, problem.message, code=problem.code)
         await stream.write(
             response.event("error", code=problem.code, message=problem.message, param=failure.get("param"))
+            + response.event(
+                "response.failed", response=response.failed("".join(said), problem.code, problem.message)
+            )
         )
     except (ConnectionResetError, sse.ClientGone):
         if stream is None:

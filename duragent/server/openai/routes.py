@@ -20,9 +20,9 @@ from aiohttp import web
 from duragent.agents.catalog import AgentNotFound
 from duragent.server import sse
 from duragent.server.bodies import read_body
-from duragent.server.openai.bodies import SESSION_HEADER, ChatCompletionRequest
+from duragent.server.openai.bodies import ChatCompletionRequest
 from duragent.server.openai.completions import Completion, FinalReply, TurnProblem, reply_pieces
-from duragent.server.openai.errors import error_body
+from duragent.server.openai.errors import SESSION_HEADER, error_body
 from duragent.server.problems import FieldError, HttpProblem
 from duragent.server.state import STATE, ServerState
 from duragent.sessions.live import LiveSession
@@ -138,7 +138,7 @@ async def _whole(
             if isinstance(piece, FinalReply):
                 return web.json_response(Completion(body.model).whole(piece), headers=headers)
     except TurnProblem as problem:
-        raise problem.as_http() from None
+        raise problem.as_http(headers) from None
     raise AssertionError("reply_pieces ends with a FinalReply or raises")
 
 
@@ -154,15 +154,18 @@ async def _stream(
     """Chunks as OpenAI sends them, then `data: [DONE]`.
 
     The response starts with the first piece of the reply, so a turn that fails before saying
-    anything (a stateless approval, a provider error) gets an ordinary error status.
+    anything (a stateless approval, a provider error) gets an ordinary error status; or with
+    the first keep-alive, when the turn is quiet longer (a tool running, an approval awaited).
     """
     completion = Completion(body.model)
     with_usage = body.include_usage()
     response: web.StreamResponse | None = None
 
     async def keep_alive() -> None:
-        if response is not None:
-            await response.write(b": keep-alive\n\n")
+        # Clients and proxies give up on a connection that stays silent: start the reply.
+        nonlocal response
+        response = response or await start()
+        await response.write(b": keep-alive\n\n")
 
     async def start() -> web.StreamResponse:
         opened = await open_event_stream(request, headers)
@@ -188,7 +191,7 @@ async def _stream(
             await response.write(_data(completion.chunk({"content": piece}, with_usage=with_usage)))
     except TurnProblem as problem:
         if response is None:
-            raise problem.as_http() from None
+            raise problem.as_http(headers) from None
         # Mid-stream, as OpenAI does: an `error` object where a chunk would be (the SDKs raise it).
         await response.write(_data({"error": error_body(problem.status, problem.message, code=problem.code)}))
     except (ConnectionResetError, sse.ClientGone):
