@@ -8,12 +8,15 @@ committed as the agent's, never as the person's (`runtime.loop`).
 
 from __future__ import annotations
 
+import functools
 import glob
 import itertools
 import os
+import re
 import shlex
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 #: Names protected wherever they are: the definition and policy files, prompts, the config.
 PROTECTED_NAMES = frozenset(
@@ -56,21 +59,38 @@ _GLOB_CHARS = frozenset("*?[")
 #: How many matches of one glob are checked: a glob matching more is asked about (where the
 #: others lead, a symlink among them, is not known).
 _GLOB_MATCHES_CHECKED = 1000
-#: Files of /proc that hold another process's secrets (the server's environment: its API keys).
-_PROC_SECRETS = frozenset({"environ", "mem"})
+#: Entries of /proc/<pid>/ that hold a process's secrets (the server's environment: its API keys)
+#: or lead into its folders and open files. Resolved here they are the server's own (`self` is
+#: the server, not the tool), so where they lead for the tool is not known.
+_PROC_ENTRIES = frozenset({"environ", "mem", "cwd", "root", "fd", "map_files"})
 _CHANGE_DIRECTORY = frozenset({"cd", "pushd"})
+#: The characters of the shell's operators (`;`, `&&`, `|`, redirections), as the lexer splits them.
+_SHELL_OPERATOR = frozenset("();<>|&")
+#: How many words one word's braces may expand to before the word is asked about (bash expands
+#: `{a..z}{a..z}` to 676; the ones not checked could name the data directory).
+_BRACE_WORDS_CHECKED = 256
+#: How many folders a line's relative paths are resolved from (the work folder, `cd` targets,
+#: folders its words name); a line naming more is asked about.
+_FOLDERS_CHECKED = 64
+#: How many symlinks on a path are followed looking for one into /proc (the kernel stops at 40).
+_LINKS_FOLLOWED = 40
+#: How many letters of a short option word (`-xvzfC../..`) are tried as the start of a glued value.
+_GLUED_TAILS_CHECKED = 64
+_BRACE_SEQUENCE = re.compile(r"(?P<first>-?\d+|[A-Za-z])\.\.(?P<last>-?\d+|[A-Za-z])(?:\.\.(?P<step>-?\d+))?")
 
 
 def reached_outside_workdir(command: str, workdir: Path, data_dir: Path | None) -> Path | None:
     """A place a bash command line names that an auto-allowed command must not touch, or None.
 
     That is the data directory outside the work folder (other agents, sessions, memory, git, the
-    run files with the server's tokens), a folder holding it, a protected file, or another
-    process's environment under /proc. Each word is resolved as bash would see it: from the work
-    folder (and from every folder a `cd` in the line goes to), `~` and braces expanded, globs
-    matched against the disk, symlinks followed. A glob (`../../run/*`) or a symlink made
-    earlier names nothing, but resolves to the tokens all the same. A glob matching more than
-    `_GLOB_MATCHES_CHECKED` paths returns its folder: where the ones not checked lead is unknown.
+    run files with the server's tokens), a folder holding it, a protected file, or a process's
+    environment, folders or files under /proc. Each word is resolved as bash would see it: from
+    the work folder (and from every folder a `cd` in the line goes to), `~` and braces expanded,
+    globs matched against the disk, symlinks followed; a value glued to a short option
+    (`-C../..`) counts as a word. A glob (`../../run/*`) or a symlink made earlier names
+    nothing, but resolves to the tokens all the same. A glob matching more than
+    `_GLOB_MATCHES_CHECKED` paths, or braces expanding to more than `_BRACE_WORDS_CHECKED`
+    words, returns its folder: where the ones not checked lead is unknown.
 
     A glob over a large folder makes this slow (it reads the folder): the runtime calls it in a
     thread, never on the event loop.
@@ -86,34 +106,123 @@ def reached_outside_workdir(command: str, workdir: Path, data_dir: Path | None) 
 
 
 class _TooManyMatches(Exception):
-    """A glob matched more than `_GLOB_MATCHES_CHECKED` paths (in `folder`)."""
+    """A glob matched more than `_GLOB_MATCHES_CHECKED` paths, or braces expanded to more than
+    `_BRACE_WORDS_CHECKED` words (in `folder`)."""
 
     def __init__(self, folder: Path) -> None:
-        super().__init__(f"a glob in {folder} matches more than {_GLOB_MATCHES_CHECKED} paths")
+        super().__init__(f"a word in {folder} stands for more paths than are checked")
         self.folder = folder
 
 
 def _first_reached(words: list[str], workdir: Path, data: Path | None) -> Path | None:
     """The first path `words` reach that `_forbidden` refuses, or None (`workdir`, `data` resolved)."""
-    bases = [workdir]
-    for previous, word in zip(["", *words], words, strict=False):
-        if previous in _CHANGE_DIRECTORY:
-            bases += [path for base in bases for path in _expanded(word, base)]
+    # (a word is looked at from several folders, and for them too: each once)
+    expanded = functools.cache(_expanded)
+    bases = _working_folders(words, workdir, expanded)
     for word in words:
-        for text in {word, word.partition("=")[2]} - {""}:
-            for base in bases:
-                for path in _expanded(text, base):
+        for text in _path_texts(word):
+            absolute = text.startswith(("/", "~"))  # (the same from every folder: looked at once)
+            for base in bases[:1] if absolute else bases:
+                for path in expanded(text, base):
                     if _forbidden(path, workdir, data):
                         return path
     return None
 
 
+def _working_folders(
+    words: list[str], workdir: Path, expanded: Callable[[str, Path], list[Path]]
+) -> list[Path]:
+    """The folders the line's relative paths may be read from: the work folder, every folder a
+    `cd` goes to, and every folder a word names, since a program may change to it first
+    (`tar -C sub -cf - ../../../run`, `make -C`, `env -C`). _TooManyMatches beyond
+    `_FOLDERS_CHECKED` of them."""
+    bases = [workdir]
+    for target in _cd_targets(words):
+        bases += [path for base in bases for path in expanded(target, base)]
+    named = [
+        path
+        for word in words
+        for text in _path_texts(word)
+        if not _GLOB_CHARS.intersection(text)
+        for base in list(bases)
+        for path in expanded(text, base)
+    ]
+    bases += [path for path in named if path.is_dir()]
+    bases = list(dict.fromkeys(bases))
+    if len(bases) > _FOLDERS_CHECKED:
+        raise _TooManyMatches(workdir)
+    return bases
+
+
+def _cd_targets(words: list[str]) -> list[str]:
+    """The folders a `cd` or `pushd` in the line may go to: every word after one up to the next
+    operator (`cd -P sub`: which word is the folder is cd's to say), `~` for a bare `cd`.
+
+    Any such word counts, not only a command's first (`if cd x`, `builtin cd x`): a word taken
+    for a `cd` wrongly costs a question at most.
+    """
+    targets: list[str] = []
+    for index, word in enumerate(words):
+        if word in _CHANGE_DIRECTORY:
+            following = itertools.takewhile(lambda w: not _is_operator(w), words[index + 1 :])
+            targets += list(following) or ["~"]
+    return targets
+
+
+def _is_operator(word: str) -> bool:
+    """Whether a lexed word is a shell operator (`;`, `&&`, `|`, `>`...)."""
+    return _SHELL_OPERATOR.issuperset(word)
+
+
+def _path_texts(word: str) -> set[str]:
+    """The texts of `word` a program may take for a path: the word, an option's value after `=`
+    (`--file=../x`), a short option's value glued to it (`-C../..`, `tar -xC../..`: every tail
+    after the first option letter, since which letters are flags is the program's to say), a
+    file a program reads for `@` or `<` (`curl -d @../x`, `-F f=<../x`) and a `file:` URL's path
+    (`git clone file:///…`, `curl file:///…/tok%65ns.json`)."""
+    texts = {word, word.partition("=")[2]}
+    if word.startswith("-") and not word.startswith("--"):
+        # (past the first few letters, only tails that leave the folder: a long `-e` pattern
+        # would otherwise cost a look at the disk per character)
+        tails = range(2, len(word))
+        texts.update(word[i:] for i in tails if i < _GLUED_TAILS_CHECKED or word[i] in "/.~")
+    texts.update([text.lstrip("@<") for text in texts if text.startswith(("@", "<"))])
+    texts.update([_file_url_path(text) for text in texts if text[:5].lower() == "file:"])
+    return texts - {""}
+
+
+def _file_url_path(url: str) -> str:
+    """The local path a `file:` URL names, percent-escapes decoded (`file:///a/b%20c` -> `/a/b c`)."""
+    return unquote(urlsplit(url).path)
+
+
+def _into_process(path: str) -> bool:
+    """Whether an absolute path goes into a process's folders, files or environment under /proc
+    (`/proc/self/cwd/..`, `/proc/*/environ`), or may, through a glob.
+
+    `..` is folded only up to `/proc/<pid>`: below it, `cwd` and `root` are symlinks, so
+    `/proc/self/cwd/../..` is wherever that process's folder's grandparent is.
+    """
+    parts = Path(path).parts
+    folded: list[str] = []
+    for index, part in enumerate(parts):
+        if folded == ["/", "proc"]:
+            below_pid = parts[index + 1 :]
+            return any(entry in _PROC_ENTRIES or _GLOB_CHARS.intersection(entry) for entry in below_pid)
+        if part == "..":
+            if len(folded) > 1:  # (`/..` is `/`)
+                folded.pop()
+        else:
+            folded.append(part)
+    return False
+
+
 def _forbidden(path: Path, workdir: Path, data: Path | None) -> bool:
     """Whether a resolved `path` is off limits (`workdir` and `data`, the data directory, resolved)."""
+    if _into_process(str(path)):
+        return True
     if path == workdir or path.is_relative_to(workdir):
         return protected_reason(path) is not None
-    if path.parts[:2] == ("/", "proc") and path.name in _PROC_SECRETS:
-        return True
     if protected_reason(path) is not None:
         return True
     if data is None:
@@ -132,21 +241,27 @@ def shell_tokens(command: str) -> list[str] | None:
 
 
 def _expanded(word: str, base: Path) -> list[Path]:
-    """The paths `word` may stand for, from `base`: braces and `~` expanded, globs matched, resolved."""
+    """The paths `word` may stand for, from `base`: braces and `~` expanded, globs matched, resolved
+    (or, for a path into a process's folders under /proc, as it leads there)."""
     paths: list[Path] = []
-    for text in _braces(word):
+    try:
+        texts = _braces(word)
+    except _TooManyWords:
+        raise _TooManyMatches(base) from None
+    for text in texts:
         text = os.path.expanduser(text)
         full = text if os.path.isabs(text) else os.path.join(base, text)
-        if _GLOB_CHARS.intersection(text):
-            found = list(itertools.islice(glob.iglob(full), _GLOB_MATCHES_CHECKED + 1))
-            # (also the pattern's own folder: `../../run/*` over an empty folder still reaches it)
-            full_dir = os.path.dirname(full.split("*")[0].split("?")[0].split("[")[0])
-            if len(found) > _GLOB_MATCHES_CHECKED:
-                raise _TooManyMatches(Path(full_dir or os.sep))
-            candidates = [*found, full_dir or os.sep]
-        else:
-            candidates = [full]
+        # (`base` is resolved: links on the way are looked for below it only)
+        below = 1 if os.path.isabs(text) else len(base.parts)
+        candidates = [full]
+        if _GLOB_CHARS.intersection(text) and _proc_path(full, below) is None:
+            candidates = _glob_candidates(full)
         for candidate in candidates:
+            into_process = _proc_path(candidate, below)
+            if into_process is not None:
+                # (not resolved: `/proc/self/cwd` is the tool's folder to the tool, the server's here)
+                paths.append(Path(into_process))
+                continue
             try:
                 paths.append(Path(candidate).resolve())
             except (OSError, RuntimeError, ValueError):
@@ -154,14 +269,108 @@ def _expanded(word: str, base: Path) -> list[Path]:
     return paths
 
 
-def _braces(word: str, depth: int = 0) -> list[str]:
-    """Bash brace expansion of `word` (`tok{e,}ns` -> `tokens`, `toks`), at most a few hundred."""
-    start = word.find("{")
-    end = word.find("}", start + 1)
-    if start < 0 or end < 0 or depth > 8:
-        return [word]
-    options = word[start + 1 : end].split(",")
-    if len(options) < 2:
-        return [word]
-    head, tail = word[:start], word[end + 1 :]
-    return [expanded for option in options for expanded in _braces(head + option + tail, depth + 1)][:256]
+def _glob_candidates(full: str) -> list[str]:
+    """What a glob may stand for: its matches, the folder it starts in (`../../run/*` over an
+    empty folder still reaches it) and what its first wildcard matches (`*/self/cwd/..` goes
+    through a link `p -> /proc` it matches). _TooManyMatches beyond `_GLOB_MATCHES_CHECKED`."""
+    literal = full.split("*")[0].split("?")[0].split("[")[0]
+    folder = os.path.dirname(literal) or os.sep
+    first_end = full.find(os.sep, len(literal))
+    candidates = [folder]
+    for pattern in dict.fromkeys([full, full if first_end < 0 else full[:first_end]]):
+        found = list(itertools.islice(glob.iglob(pattern), _GLOB_MATCHES_CHECKED + 1))
+        if len(found) > _GLOB_MATCHES_CHECKED:
+            raise _TooManyMatches(Path(folder))
+        candidates += found
+    return candidates
+
+
+def _proc_path(path: str, known: int = 1, links_followed: int = 0) -> str | None:
+    """Where `path` leads into a process's folders under /proc (`_into_process`), or None: itself
+    (`/proc/self/cwd/..`), or with a symlink on its way replaced by the link's text
+    (`p/self/cwd/..` where `p -> /proc`), since resolving it here would see the server's. Its
+    first `known` parts are known to hold no symlink."""
+    if _into_process(path):
+        return path
+    if links_followed > _LINKS_FOLLOWED:
+        return None
+    parts = Path(path).parts
+    for index in range(max(known, 1) + 1, len(parts) + 1):
+        prefix = os.path.join(*parts[:index])
+        if os.path.islink(prefix):
+            try:
+                target = os.readlink(prefix)
+            except OSError:
+                return None
+            rest = os.path.join(os.path.dirname(prefix), target, *parts[index:])
+            return _proc_path(rest, 1, links_followed + 1)
+    return None
+
+
+class _TooManyWords(Exception):
+    """Braces expanded to more than `_BRACE_WORDS_CHECKED` words."""
+
+
+def _braces(word: str) -> list[str]:
+    """Bash brace expansion of `word`: lists (`tok{e,}ns`), nested ones (`{x,{ws,y}}`) and
+    sequences (`w{r..t}`, `{1..9..2}`); _TooManyWords beyond `_BRACE_WORDS_CHECKED` words."""
+    for start, end in _brace_pairs(word):
+        options = _brace_options(word[start + 1 : end])
+        if options is None:
+            continue  # `{a}` or `{}` stays as it is; a later pair may still expand
+        head, tail = word[:start], word[end + 1 :]
+        expanded: list[str] = []
+        for option in options:
+            expanded += _braces(head + option + tail)
+            if len(expanded) > _BRACE_WORDS_CHECKED:
+                raise _TooManyWords(word)
+        return expanded
+    return [word]
+
+
+def _brace_pairs(word: str) -> list[tuple[int, int]]:
+    """Each `{` of `word` with its matching `}` (nesting counted), leftmost first."""
+    pairs: list[tuple[int, int]] = []
+    opened: list[int] = []
+    for index, char in enumerate(word):
+        if char == "{":
+            opened.append(index)
+        elif char == "}" and opened:
+            pairs.append((opened.pop(), index))
+    return sorted(pairs)
+
+
+def _brace_options(inside: str) -> list[str] | None:
+    """The words a brace pair stands for: its top-level comma-separated options, or its
+    sequence's members; None when bash leaves it alone."""
+    options, depth, begun = [], 0, 0
+    for index, char in enumerate(inside):
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            options.append(inside[begun:index])
+            begun = index + 1
+    if options:
+        return [*options, inside[begun:]]
+    sequence = _BRACE_SEQUENCE.fullmatch(inside)
+    return None if sequence is None else _sequence(sequence)
+
+
+def _sequence(match: re.Match[str]) -> list[str] | None:
+    """The members of `{1..5}`, `{01..10}`, `{a..e}`, `{10..1..3}`; None for `{1..a}`, which bash
+    leaves alone; _TooManyWords for a sequence longer than `_BRACE_WORDS_CHECKED`."""
+    first, last, step_text = match.group("first", "last", "step")
+    numbers = first.lstrip("-").isdigit()
+    if numbers != last.lstrip("-").isdigit():
+        return None
+    start, stop = (int(first), int(last)) if numbers else (ord(first), ord(last))
+    step = abs(int(step_text or 1)) or 1
+    if abs(stop - start) // step >= _BRACE_WORDS_CHECKED:
+        raise _TooManyWords(match.group(0))
+    direction = 1 if stop >= start else -1
+    members = range(start, stop + direction, step * direction)
+    if not numbers:
+        return [chr(member) for member in members]
+    # `{01..10}`: bash pads every member to the width of the wider end
+    padded = any(len(end.lstrip("-")) > 1 and end.lstrip("-").startswith("0") for end in (first, last))
+    width = max(len(first), len(last)) if padded else 0
+    return [f"{member:0{width}d}" for member in members]

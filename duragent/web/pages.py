@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from duragent.terminal_text import printable
 from duragent.web.login import UI_PREFIX, current_login
 
 if TYPE_CHECKING:
@@ -34,8 +35,24 @@ class Templates:
                 loader=jinja2.FileSystemLoader(self._folder),
                 autoescape=jinja2.select_autoescape(default=True),
                 undefined=jinja2.StrictUndefined,
+                finalize=shown,
             )
         return self._environment.get_template(template).render(context)
+
+
+def shown(value: Any) -> Any:
+    """A value as a page shows it: text with its control and bidirectional characters written out
+    as escapes (`\\u2067`), as the terminal shows them (`terminal_text.printable`).
+
+    In a browser, isolates and overrides reorder what is shown: a command waiting for approval
+    could read `ls # notes.txt ; cat ../../run/tokens.json`, all after `ls` seemingly a comment,
+    while bash runs the `cat`. A value already marked safe (`|e`, `|tojson`) is left as it is: a
+    form field that must send back exactly what it holds (the memory editor, a call's id) is
+    written `|e`.
+    """
+    if isinstance(value, str) and not hasattr(value, "__html__"):
+        return printable(value)
+    return value
 
 
 TEMPLATES = web.AppKey("templates", Templates)

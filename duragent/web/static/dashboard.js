@@ -5,10 +5,22 @@
 (function () {
   const csrf = () => (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
 
+  // Control and bidirectional characters written out as escapes (`\u2067`), as the server's pages
+  // and the terminal show them: isolates and overrides would reorder what a page shows, so a
+  // command waiting for approval could read as a harmless one (duragent/terminal_text.py).
+  const CONTROLS = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+  const NAMED = { "\r": "\\r", "\x0b": "\\v", "\x0c": "\\f", "\x08": "\\b", "\x00": "\\0" };
+  function printable(text) {
+    return String(text).replace(/\r\n/g, "\n").replace(CONTROLS, (char) => {
+      const code = char.charCodeAt(0);
+      return NAMED[char] || (code < 0x100 ? "\\x" + code.toString(16).padStart(2, "0") : "\\u" + code.toString(16).padStart(4, "0"));
+    });
+  }
+
   function el(tag, className, text) {
     const node = document.createElement(tag);
     if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
+    if (text !== undefined) node.textContent = printable(text);
     return node;
   }
 
@@ -47,7 +59,7 @@
         streaming = message("assistant streaming", agent, "");
         list.appendChild(streaming);
       }
-      streaming.querySelector(".text").textContent += d.content || "";
+      streaming.querySelector(".text").textContent += printable(d.content || "");
       streaming.scrollIntoView({ block: "nearest" });
     });
     on("message", (d) => finish(d.content || ""));
