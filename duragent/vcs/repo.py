@@ -82,6 +82,14 @@ _GIT_FLAGS = (
     "-c",
     "advice.addIgnoredFile=false",
 )
+#: What Duragent's git keeps of the person's global and system configuration: which files they
+#: never commit, which repositories they trust (`safe.directory`, for a data directory owned by
+#: another user) and their branch name for new repositories; who they are is read apart
+#: (`GitRepo.person_config`) and given to git explicitly. Nothing else is read: a filter, a
+#: textconv or external diff, a signing program or an fsmonitor set there would run inside the
+#: server, with its whole environment (its API keys), when it commits; and a global
+#: configuration is a file any tool the person allows (`git config --global`) can write.
+_PERSON_SETTINGS = ("core.excludesfile", "safe.directory", "init.defaultbranch")
 # Inherited from a git hook or a parent git process, these would point us at another repository.
 _GIT_LOCATION_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_PREFIX")
 _LOCK_CONFLICT = re.compile(r"index\.lock': File exists|Unable to create .*\.lock|cannot lock ref")
@@ -248,7 +256,6 @@ class GitRepo:
         self.git_dir = git_dir
         self._root_prefix = os.path.join(os.fspath(root), "")
         self.lock_timeout = lock_timeout
-        self._person_identity: bool | None = None
         # two committers in one process must not interleave their HEAD updates
         self._commit_lock = threading.Lock()
         self._staging_index: _StagingIndex | None = None
@@ -430,8 +437,7 @@ class GitRepo:
 
     def person_identity(self) -> Identity:
         """The person at the keyboard: git's user.name/user.email here, else `$USER <$USER@localhost>`."""
-        name = self._git(["config", "user.name"], check=False).strip()
-        email = self._git(["config", "user.email"], check=False).strip()
+        name, email = self.person_config()
         if name and email:
             return Identity(name, email)
         user = os.environ.get("USER") or os.environ.get("LOGNAME") or "person"
@@ -677,14 +683,35 @@ class GitRepo:
     def committer_env(self, identity: Identity) -> dict[str, str]:
         """Author = `identity`; committer = the person's git identity, or `identity` when there is none."""
         env = {"GIT_AUTHOR_NAME": identity.name, "GIT_AUTHOR_EMAIL": identity.email}
-        if self._person_identity is None:
-            name = self._git(["config", "user.name"], check=False).strip()
-            email = self._git(["config", "user.email"], check=False).strip()
-            from_env = os.environ.get("GIT_COMMITTER_NAME") and os.environ.get("GIT_COMMITTER_EMAIL")
-            self._person_identity = bool((name and email) or from_env)
-        if not self._person_identity:
+        name, email = self.person_config()
+        if name and email:
+            # (given explicitly: the git commands run without the global configuration it is in)
+            env.update(GIT_COMMITTER_NAME=name, GIT_COMMITTER_EMAIL=email)
+        elif not (os.environ.get("GIT_COMMITTER_NAME") and os.environ.get("GIT_COMMITTER_EMAIL")):
             env.update(GIT_COMMITTER_NAME=identity.name, GIT_COMMITTER_EMAIL=identity.email)
         return env
+
+    def person_config(self) -> tuple[str, str]:
+        """The person's `user.name` and `user.email` as git reads them here (the repository's own
+        configuration over the global one); empty when unset. Read with their whole configuration:
+        reading a value runs no program."""
+        env = {name: value for name, value in os.environ.items() if name not in _GIT_LOCATION_ENV}
+        env.update(LC_ALL="C", LANGUAGE="C")
+        try:
+            listed = subprocess.run(
+                ["git", "config", "-z", "--includes", "--get-regexp", r"^user\.(name|email)$"],
+                cwd=self.root,
+                env=env,
+                capture_output=True,
+                check=False,
+            ).stdout.decode("utf-8", errors="replace")
+        except OSError:
+            return "", ""
+        found: dict[str, str] = {}
+        for entry in listed.split("\0"):
+            key, _, value = entry.partition("\n")
+            found[key.lower()] = value.strip()  # (listed in precedence order: the last one wins)
+        return found.get("user.name", ""), found.get("user.email", "")
 
     def _git(
         self,
@@ -1107,8 +1134,85 @@ def _git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     # reads must not take index.lock behind a person's back; paths are literal, never globs
     env.update(GIT_OPTIONAL_LOCKS="0", GIT_TERMINAL_PROMPT="0", GIT_LITERAL_PATHSPECS="1")
     env.update(LC_ALL="C", LANGUAGE="C")  # error messages we match on stay in English
+    env.update(_isolated_config(env))
     env.update(extra or {})
     return env
+
+
+def _isolated_config(env: Mapping[str, str]) -> dict[str, str]:
+    """The variables that keep git from reading the global and system configuration, and hand it
+    back the person's settings it may use (`_PERSON_SETTINGS`) as command-line configuration."""
+    count = env.get("GIT_CONFIG_COUNT", "")
+    given = int(count) if count.isdigit() else 0  # (the person's own, kept ahead of these)
+    where = (*(env.get(name, "") for name in _CONFIG_LOCATION_ENV), *_global_config_stamps(env))
+    isolated = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+    kept = _person_settings(where)
+    for index, (key, value) in enumerate(kept, start=given):
+        isolated[f"GIT_CONFIG_KEY_{index}"] = key
+        isolated[f"GIT_CONFIG_VALUE_{index}"] = value
+    isolated["GIT_CONFIG_COUNT"] = str(given + len(kept))
+    return isolated
+
+
+#: What decides where git finds the global and system configuration.
+_CONFIG_LOCATION_ENV = (
+    "HOME",
+    "XDG_CONFIG_HOME",
+    "GIT_CONFIG_GLOBAL",
+    "GIT_CONFIG_SYSTEM",
+    "GIT_CONFIG_NOSYSTEM",
+)
+_person_settings_read: dict[tuple[object, ...], tuple[tuple[str, str], ...]] = {}
+
+
+def _global_config_stamps(env: Mapping[str, str]) -> tuple[int, ...]:
+    """When the person's global configuration files last changed (read again after an edit)."""
+    home = env.get("HOME", "")
+    xdg = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    files = (
+        [env["GIT_CONFIG_GLOBAL"]]
+        if env.get("GIT_CONFIG_GLOBAL")
+        else [
+            os.path.join(home, ".gitconfig"),
+            os.path.join(xdg, "git", "config"),
+        ]
+    )
+    stamps = []
+    for file in files:
+        try:
+            stamps.append(os.stat(file).st_mtime_ns)
+        except OSError:
+            stamps.append(0)
+    return tuple(stamps)
+
+
+def _person_settings(where: tuple[object, ...]) -> tuple[tuple[str, str], ...]:
+    """The person's `_PERSON_SETTINGS` in their global and system configuration, read once per
+    place it lives and version of its files (`where`), by one `git config` outside any repository."""
+    kept = _person_settings_read.get(where)
+    if kept is None:
+        env = {name: value for name, value in os.environ.items() if name not in _GIT_LOCATION_ENV}
+        env.update(LC_ALL="C", LANGUAGE="C", GIT_CONFIG_COUNT="0")
+        try:
+            listed = subprocess.run(
+                ["git", "config", "--list", "--includes", "--show-scope", "-z"],
+                cwd="/",
+                env=env,
+                capture_output=True,
+                check=False,
+            ).stdout.decode("utf-8", errors="replace")
+        except OSError:  # no git at all: the command that needs it says so
+            listed = ""
+        fields = listed.split("\0")
+        kept = tuple(
+            (name, value)
+            for scope, entry in zip(fields[::2], fields[1::2], strict=False)
+            if scope in ("global", "system")
+            for name, _, value in [entry.partition("\n")]
+            if name.lower() in _PERSON_SETTINGS
+        )
+        _person_settings_read[where] = kept
+    return kept
 
 
 def _own_git_dir(path: Path) -> Path | None:
