@@ -18,6 +18,7 @@ from duragent.cli.context import CliState, print_json, print_table, run_async
 if TYPE_CHECKING:
     from duragent.scheduling.spec import Schedule
     from duragent.scheduling.store import ScheduleStore
+    from duragent.workspace import Workspace
 
 app = typer.Typer(help="Schedules: work that runs later, once or again and again.", no_args_is_help=True)
 
@@ -178,6 +179,10 @@ def add_schedule(
         raise UsageError(_option_names(str(exc))) from None
     if schedule.at is not None and schedule.at <= now:
         raise UsageError(f"--at {format_time(schedule.at)} is in the past")
+    if session is not None:
+        # as over HTTP: a mistyped session would not be noticed until the first run made another
+        destination = Destination(session_id=run_async(_session_of(workspace, session, agent)))
+        schedule = schedule.model_copy(update={"destination": destination})
     if until_process is not None:
         from duragent.processes.record import check_followable, read_stored
 
@@ -188,6 +193,23 @@ def add_schedule(
 
     run_async(_with_store(ctx, save))
     print(f"created {schedule.id}: {schedule.timing_text()}, next run {_next_run(schedule)}")
+
+
+async def _session_of(workspace: Workspace, text: str, agent: str) -> str:
+    """The session `--session` names (its id, its name or a unique start of its id); it must be
+    one of `agent`'s."""
+    from duragent.errors import NotFound, UsageError
+    from duragent.ids import resolve_session
+
+    async with workspace:
+        listed = await workspace.stores.sessions.list()
+    session_id = resolve_session(text, ((s.session_id, s.name) for s in listed))
+    found = next((s for s in listed if s.session_id == session_id), None)
+    if found is None:
+        raise NotFound(f"--session: no session {text!r} (see `duragent session list`)")
+    if found.agent != agent:
+        raise UsageError(f"--session: session {session_id} is agent {found.agent}'s, not {agent}'s")
+    return session_id
 
 
 def _option_names(message: str) -> str:

@@ -84,6 +84,9 @@ class ProcessSettings:
     report_retry_max: float = 300.0
     #: Ended (and reported) processes whose record and log are kept; older ones are forgotten at start.
     keep_ended: int = 200
+    #: Seconds `write` waits for a process to read its input before it returns (the rest stays
+    #: queued): a process that never reads its stdin must not hold the agent's turn until it ends.
+    write_wait: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,9 @@ class _Running:
     stop: tuple[ProcessStatus, str] | None = None
     #: Callers of `wait` waiting right now: an end they see is reported to them, not to the session.
     waiting: int = 0
+    #: A plain process's output being copied to its log, and the pipe it comes through.
+    reader: asyncio.Task[None] | None = None
+    transport: asyncio.BaseTransport | None = None
 
 
 class ProcessManager:
@@ -139,6 +145,8 @@ class ProcessManager:
         self._running: dict[str, _Running] = {}
         self._reports: set[asyncio.Task[None]] = set()
         self._closing = False
+        #: The handles (and agents) of spawns under way: they count against `max_running` already.
+        self._starting: dict[str, str] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -192,23 +200,16 @@ class ProcessManager:
     async def close(self) -> None:
         """Stop watching: plain processes are stopped (`lost`, reported at next start); tmux ones go on."""
         self._closing = True
-        for running in list(self._running.values()):
+        watched = list(self._running.values())
+        for running in watched:
             if running.task is not None:
                 running.task.cancel()
-        for running in list(self._running.values()):
+        for running in watched:
             if running.task is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await running.task
-            if running.process is not None:
-                await self._terminate(running, grace=min(self.settings.kill_grace, 2.0))
-                if running.output is not None:
-                    running.output.close()
-                await self._save(
-                    self._ended(
-                        running, "lost", running.process.returncode, "the server stopped while it ran"
-                    ),
-                    "lost (server stopped)",
-                )
+        # all at once: one by one, each process that ignores SIGTERM would hold the stop for its grace
+        await asyncio.gather(*(self._stop_at_close(r) for r in watched if r.process is not None))
         self._running.clear()
         for task in list(self._reports):
             task.cancel()
@@ -216,18 +217,45 @@ class ProcessManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def _stop_at_close(self, running: _Running) -> None:
+        """Stop a plain process the server can no longer follow and record it `lost`."""
+        assert running.process is not None
+        await self._terminate(running, grace=min(self.settings.kill_grace, 2.0))
+        if running.reader is not None:
+            await asyncio.wait({running.reader}, timeout=DRAIN_SECONDS)
+            running.reader.cancel()
+        if running.transport is not None:
+            running.transport.close()
+        if running.output is not None:
+            running.output.close()
+        reason = "the server stopped while it ran"
+        await self._save(
+            self._ended(running, "lost", running.process.returncode, reason), "lost (server stopped)"
+        )
+
     # --- what agents ask for -----------------------------------------------------------------
 
     async def spawn(self, request: SpawnRequest) -> ProcessRecord:
         """Start a process; UsageError says why it could not start."""
         if self._closing:
             raise UsageError("the server is shutting down")
-        running = [r for r in self._running.values() if r.record.agent == request.agent]
+        running = {h for h, r in self._running.items() if r.record.agent == request.agent}
+        running |= {h for h, agent in self._starting.items() if agent == request.agent}
         if len(running) >= self.settings.max_running:
             raise UsageError(
                 f"{len(running)} background processes are already running (the limit is "
                 f"{self.settings.max_running}); wait for one to end or kill one"
             )
+        # counted from here: spawns asked for together (one turn's parallel calls) all see it
+        handle = new_handle()
+        self._starting[handle] = request.agent
+        try:
+            return await self._start(request, handle)
+        finally:
+            del self._starting[handle]
+
+    async def _start(self, request: SpawnRequest, handle: str) -> ProcessRecord:
+        """Check what `request` asks for and start it as `handle` (its place is taken already)."""
         cwd, workdir = _working_directory(request.work_root, request.workdir)
         timeout = request.timeout_seconds or self.settings.default_timeout
         if timeout > self.settings.max_timeout:
@@ -237,7 +265,7 @@ class ProcessManager:
         if request.interactive and self.tmux is None:
             raise UsageError("interactive processes need tmux, which is not installed on the server")
         record = ProcessRecord(
-            handle=new_handle(),
+            handle=handle,
             agent=request.agent,
             session_id=request.session_id,
             command=request.command,
@@ -338,8 +366,12 @@ class ProcessManager:
         record = self.get(handle, agent)
         return await asyncio.to_thread(read_slice, self.log_path(handle), record.output_bytes, offset, limit)
 
-    async def write(self, handle: str, agent: str | None, text: str, *, eof: bool = False) -> None:
-        """Send `text` to the process's stdin (typed into an interactive one); `eof` closes stdin."""
+    async def write(self, handle: str, agent: str | None, text: str, *, eof: bool = False) -> int:
+        """Send `text` to the process's stdin (typed into an interactive one); `eof` closes stdin.
+
+        Returns how many bytes the process has not read yet: after `write_wait` seconds they stay
+        queued (sent as it reads, or at the close) and the call returns rather than wait on.
+        """
         record = self.get(handle, agent)
         running = self._running.get(handle)
         if running is None or record.ended:
@@ -350,17 +382,25 @@ class ProcessManager:
                 await self.tmux.send_keys(handle, text, enter=False)
             except TmuxError as exc:
                 raise UsageError(str(exc)) from None
-            return
+            return 0
         stdin = running.process.stdin
         if stdin is None or stdin.is_closing():
             raise UsageError(f"the stdin of process {handle} is closed")
         try:
             stdin.write(text.encode())
-            await stdin.drain()
+            drain = asyncio.ensure_future(stdin.drain())
+            try:
+                done, _ = await asyncio.wait({drain}, timeout=self.settings.write_wait)
+            finally:
+                drain.cancel()  # (no-op once it is done)
+            if done:
+                drain.result()  # a process that closed its stdin: BrokenPipeError, ConnectionResetError
+            waiting = stdin.transport.get_write_buffer_size()
             if eof:
-                stdin.close()
+                stdin.close()  # (what is still queued is written first)
         except (BrokenPipeError, ConnectionResetError):
             raise UsageError(f"process {handle} no longer reads its stdin") from None
+        return waiting
 
     async def capture(self, handle: str, agent: str | None, lines: int) -> str:
         """The screen of an interactive process."""
@@ -388,19 +428,32 @@ class ProcessManager:
             raise UsageError(f"process {handle} is not running ({record.outcome()})")
 
     async def kill(
-        self, handle: str, agent: str | None = None, reason: str = "killed on request"
+        self,
+        handle: str,
+        agent: str | None = None,
+        reason: str = "killed on request",
+        *,
+        answered: bool = False,
     ) -> ProcessRecord:
-        """Stop a running process (SIGTERM, grace, SIGKILL) and wait until it is recorded as killed."""
+        """Stop a running process (SIGTERM, grace, SIGKILL) and wait until it is recorded as killed.
+
+        `answered`: the caller tells the session itself (the agent's own `kill`, whose result says
+        how it ended), so no `[process finished]` message follows, as after a `wait` that saw it.
+        """
         record = self.get(handle, agent)
         running = self._running.get(handle)
         if running is None or record.ended:
             raise UsageError(f"process {handle} is not running ({record.outcome()})")
         running.stop = ("killed", reason)
-        if running.process is not None:
-            await self._terminate(running)
-        else:
-            await self._stop_tmux(running)
-        await running.ended.wait()
+        running.waiting += int(answered)
+        try:
+            if running.process is not None:
+                await self._terminate(running)
+            else:
+                await self._stop_tmux(running)
+            await running.ended.wait()
+        finally:
+            running.waiting -= int(answered)
         return self.get(handle)
 
     async def wait(self, handle: str, seconds: float) -> ProcessRecord:
@@ -435,7 +488,8 @@ class ProcessManager:
         process, output = running.process, running.output
         assert process is not None
         assert output is not None
-        reader = asyncio.create_task(_pump(stream, output))
+        reader = running.reader = asyncio.create_task(_pump(stream, output))
+        running.transport = transport
         try:
             timeout = running.record.timeout_seconds or self.settings.default_timeout
             done, _ = await asyncio.wait({asyncio.ensure_future(process.wait())}, timeout=timeout)
@@ -449,8 +503,11 @@ class ProcessManager:
                 reader.cancel()
             status, reason = running.stop or ("exited", None)
         finally:
-            reader.cancel()
-            transport.close()
+            if not self._closing:
+                # (at a server stop the output is still read while the process is stopped: a
+                # process writing as it cleans up would die of SIGPIPE mid-way)
+                reader.cancel()
+                transport.close()
         output.close()
         await self._finish(running, status, exit_code, reason=reason)
 
@@ -459,21 +516,26 @@ class ProcessManager:
         handle = running.record.handle
         timeout = running.record.timeout_seconds or self.settings.default_timeout
         while await self.tmux.alive(handle):
-            # While it runs, `output_bytes` counts what rotation dropped; the files hold the rest.
-            dropped = await asyncio.to_thread(
-                rotate_if_large, self.log_path(handle), self.settings.log_cap_bytes
-            )
-            if dropped:
-                running.record = running.record.model_copy(
-                    update={"output_bytes": running.record.output_bytes + dropped}
-                )
-                self._records[handle] = running.record
+            await self._rotate_tmux_log(running)
             if running.stop is None and running.record.duration_seconds(self.clock()) > timeout:
                 running.stop = ("timed_out", f"timed out after {timeout:g} s")
                 await self._stop_tmux(running)
             await asyncio.sleep(self.settings.poll_interval)
+        # once more: what it wrote since the last look may be far more than the cap
+        await self._rotate_tmux_log(running)
         status, reason = running.stop or ("exited", None)
         await self._finish(running, status, self._exit_code(handle), reason=reason)
+
+    async def _rotate_tmux_log(self, running: _Running) -> None:
+        """Rotate an interactive process's log if it passed the cap; `output_bytes` counts what
+        rotation dropped (while it runs; the files hold the rest)."""
+        handle = running.record.handle
+        dropped = await asyncio.to_thread(rotate_if_large, self.log_path(handle), self.settings.log_cap_bytes)
+        if dropped:
+            running.record = running.record.model_copy(
+                update={"output_bytes": running.record.output_bytes + dropped}
+            )
+            self._records[handle] = running.record
 
     async def _stop_tmux(self, running: _Running) -> None:
         assert self.tmux is not None

@@ -59,10 +59,12 @@ class OutputLog:
 
 def rotate_if_large(path: Path, cap: int) -> int:
     """Rotate a log another program appends to (tmux) once it passes `cap`; returns the bytes dropped
-    (the previous rotated part, now replaced).
+    (the previous rotated part, now replaced, and what the log held beyond its last `cap` bytes).
 
     The writer keeps its file open in append mode, so truncating the file after copying it
-    aside lets it go on writing at the new end.
+    aside lets it go on writing at the new end. Only the last `cap` bytes are kept: a fast
+    writer fills far more than `cap` between two looks, and the rotated part must not keep it
+    all (nor be read into memory whole).
     """
     try:
         size = path.stat().st_size
@@ -70,9 +72,10 @@ def rotate_if_large(path: Path, cap: int) -> int:
         return 0
     if size <= cap:
         return 0
-    dropped = _size(rotated_path(path))
+    dropped = _size(rotated_path(path)) + size - cap
     with path.open("rb") as source:
-        data = source.read(size)
+        source.seek(size - cap)
+        data = source.read(cap)
     rotated_path(path).write_bytes(data)
     with path.open("r+b") as target:
         target.truncate(0)

@@ -98,7 +98,13 @@ class ProcessRecord(BaseModel):
 
 def render_record(record: ProcessRecord) -> str:
     """The YAML text of a record file."""
-    return yaml.safe_dump(record.to_document(), sort_keys=False, allow_unicode=True)
+    document = record.to_document()
+    text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    if yaml.safe_load(text) != document:
+        # PyYAML writes U+0085 (NEL) as is but reads it back as a line break: a command holding
+        # one is written double-quoted (where it is escaped), so the record reads back as it was
+        text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_style='"')
+    return text
 
 
 def read_record(path: Path) -> ProcessRecord:

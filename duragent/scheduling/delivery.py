@@ -84,11 +84,16 @@ async def run_task(live: LiveSession, schedule: Schedule) -> None:
         arrived.set()
 
     live.log.listeners.append(listen)
+    place = current_run_place.get()
     try:
         try:
             ticket = await live.queue(
                 task_message(schedule), {"id": f"schedule:{schedule.id}", "name": "schedule"}
             )
+            if place is not None and ticket.ahead:
+                # queued behind another turn (one waiting for a person's approval, perhaps for
+                # hours): waiting takes no place among the runs in progress
+                place.give_back()
             start = await ticket.started
         except (asyncio.CancelledError, SessionEnded) as exc:
             if isinstance(exc, asyncio.CancelledError) and _cancelling():
@@ -96,7 +101,8 @@ async def run_task(live: LiveSession, schedule: Schedule) -> None:
             raise DeliveryFailed(
                 "the session ended before the task started", session_id=live.session_id
             ) from None
-        place = current_run_place.get()
+        if place is not None:
+            await place.take()
         while True:
             while seen:  # (taken one by one: more arrive while a place is awaited)
                 event = seen.pop(0)

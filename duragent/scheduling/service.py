@@ -230,9 +230,17 @@ class Scheduler:
         """Run a schedule once now, whatever its status or plan; returns the run's record."""
         schedule = await self.store.get(schedule_id)
         slot = self.clock()
-        if not await self.store.claim(schedule.id, slot, self.worker):
+        # (the claim alone cannot tell: a manual run's slot is the moment it was asked for)
+        if schedule.id in self._in_flight:
             raise UsageError(f"schedule {schedule_id} is being run right now")
-        return await self._run(schedule, slot, manual=True)
+        # a run in progress like any other: a slot that comes meanwhile is skipped, not run beside it
+        self._in_flight.add(schedule.id)
+        try:
+            if not await self.store.claim(schedule.id, slot, self.worker):
+                raise UsageError(f"schedule {schedule_id} is being run right now")
+            return await self._run(schedule, slot, manual=True)
+        finally:
+            self._in_flight.discard(schedule.id)
 
     async def runs(self, schedule_id: str, limit: int = 20) -> list[RunRecord]:
         """The newest runs of a schedule, oldest first."""
@@ -273,7 +281,12 @@ class Scheduler:
                 seen.add(schedule.id)
                 known = self.schedules.get(schedule.id)
                 self.schedules[schedule.id] = schedule
-                if known is None or _timing(known) != _timing(schedule):
+                if schedule.until_process in self._ended_processes and schedule.status not in FINISHED:
+                    # made (by hand, on the command line) as its process ended: nothing else would
+                    # ever cancel it
+                    summary = f"cancelled: process {schedule.until_process} ended"
+                    await self._set_status(schedule, "cancelled", summary)
+                elif known is None or _timing(known) != _timing(schedule):
                     self.planned.pop(schedule.id, None)
                     await self._plan_loaded(schedule)
             for gone in set(self.schedules) - seen:
@@ -311,7 +324,7 @@ class Scheduler:
         elif last is not None and last >= schedule.at:
             # It ran (or a crash interrupted its run) before: never twice.
             await self._finish_one_shot(schedule)
-        elif now - schedule.at <= (schedule.misfire_grace or self.settings.misfire_grace):
+        elif now - schedule.at <= _grace(schedule, self.settings):
             self.planned[schedule.id] = schedule.at  # due: fires at once
         else:
             late = now - schedule.at
@@ -420,7 +433,7 @@ class Scheduler:
                 attempts += 1
                 await place.take()
                 try:
-                    session_id = await self.deliver(schedule, slot)
+                    session_id = await self._deliver_once(schedule, slot)
                     error = None
                     break
                 except DeliveryFailed as exc:
@@ -437,7 +450,7 @@ class Scheduler:
                     )
                     place.give_back()
                     await asyncio.sleep(wait)
-                    if not await self._still_active(schedule.id) and not manual:
+                    if not await self._may_retry(schedule.id) and not manual:
                         error = f"{error} (not retried: the schedule was paused, cancelled or removed)"
                         break
         finally:
@@ -466,6 +479,19 @@ class Scheduler:
         self.run_finished = asyncio.Event()
         return record
 
+    async def _deliver_once(self, schedule: Schedule, slot: datetime) -> str:
+        """One attempt; any error (a full disk, a store that broke) is a failed attempt, so it is
+        retried and recorded in the run history rather than leaving only the `started` line."""
+        try:
+            return await self.deliver(schedule, slot)
+        except DeliveryFailed:
+            raise
+        except DuragentError as exc:
+            raise DeliveryFailed(str(exc)) from exc
+        except Exception as exc:
+            log.exception("schedule %s: delivering the run of %s failed", schedule.id, format_time(slot))
+            raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from exc
+
     async def _current(self, planned: Schedule) -> Schedule | None:
         """The schedule as stored now, if it is still to run: paused, cancelled or removed
         meanwhile (by a person, another worker's API, a file edit), it is not delivered."""
@@ -490,11 +516,14 @@ class Scheduler:
             return True  # there, though a person's edit broke it
         return True
 
-    async def _still_active(self, schedule_id: str) -> bool:
+    async def _may_retry(self, schedule_id: str) -> bool:
+        """False once the schedule was paused, cancelled or removed. A one-shot that is `completed`
+        is this very run's: another worker (or a reload) that found its slot claimed marks it so."""
         try:
-            return (await self.store.get(schedule_id)).status == "active"
+            current = await self.store.get(schedule_id)
         except DuragentError:
             return False
+        return current.status == "active" or (current.status == "completed" and not current.recurring)
 
     async def _remember_session(self, schedule_id: str, session_id: str | None) -> None:
         """A schedule keeps the session its run went to: the one its first run made, or the one
@@ -547,6 +576,12 @@ def _timing(schedule: Schedule) -> tuple[object, ...]:
         schedule.timezone,
         schedule.created_at,
     )
+
+
+def _grace(schedule: Schedule, settings: SchedulerSettings) -> timedelta:
+    """How late the one-shot may still run: its own `misfire_grace` (`0s` too: never late), else
+    the server's."""
+    return schedule.misfire_grace if schedule.misfire_grace is not None else settings.misfire_grace
 
 
 def _ago(delta: timedelta) -> str:

@@ -29,6 +29,8 @@ _TASK_MARKER = re.compile(r"^\[scheduled task (sch_[A-Za-z0-9]+)\]")
 MAX_SPAN = timedelta(days=3660)
 #: Shortest `every` accepted: a tighter loop is a mistake, not a schedule.
 MIN_EVERY = timedelta(seconds=1)
+#: croniter's random field (`R`, `R(0-29)`, `r`), as opposed to the R of a name such as MAR or FRI.
+_RANDOM_FIELD = re.compile(r"(?<![A-Za-z])[Rr](?![A-Za-z])")
 
 
 def new_schedule_id() -> str:
@@ -128,8 +130,14 @@ class Schedule(BaseModel):
         # Whole seconds, as the run history records slots: a slot that differed from its record by
         # a fraction would not be recognised as run (and would run again after a restart). `at`
         # rounds up (`in: 2s` never fires early), the `every` anchor down.
-        if value.microsecond and info.field_name == "at":
-            return value.replace(microsecond=0) + timedelta(seconds=1)
+        try:
+            if value.microsecond and info.field_name == "at":
+                value = value.replace(microsecond=0) + timedelta(seconds=1)
+            # Every slot is compared and recorded in UTC: a moment with no UTC form (year 1 at
+            # +05:00, 9999-12-31 at -05:00) would fail each time it is shown.
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(f"{value.isoformat()} is out of range (years 1 to 9999 in UTC)") from None
         return value.replace(microsecond=0)
 
     @field_validator("timezone")
@@ -223,6 +231,12 @@ def check_cron(expression: str) -> None:
             f"got {len(fields)} in {expression!r}"
         )
     six = len(fields) == 6
+    if any(_RANDOM_FIELD.search(part) for part in fields):
+        # croniter draws R again at every reading: each restart and each worker would fire at
+        # other moments (and a cluster's workers would each claim their own slot: twice)
+        raise ValueError(
+            f"cron expression {expression!r} has a random field (R); name the minute or hour instead"
+        )
     if not croniter.is_valid(expression, second_at_beginning=six):
         raise ValueError(f"invalid cron expression {expression!r}")
     try:

@@ -216,9 +216,13 @@ class FileScheduleStore:
     def _append_run(self, schedule_id: str, run: RunRecord) -> None:
         path = self._runs_path(schedule_id)
         lines = self._run_lines.get(schedule_id)
-        if lines is None:
-            lines = _count_lines(path)
         line = json.dumps(run.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n"
+        if lines is None:  # the first append since the server started
+            lines = _count_lines(path)
+            if not _ends_a_line(path):
+                # A crash tore the last line: end it, or this run (a claim, perhaps) would be
+                # glued to it, skipped as malformed, and its slot run again after a restart.
+                line = "\n" + line
         with path.open("a", encoding="utf-8") as file:
             file.write(line)
             file.flush()
@@ -284,6 +288,19 @@ def _count_lines(path: Path) -> int:
         return sum(1 for _ in file)
 
 
+def _ends_a_line(path: Path) -> bool:
+    """True when the file is empty, absent, or ends with a newline."""
+    try:
+        with path.open("rb") as file:
+            file.seek(0, os.SEEK_END)
+            if file.tell() == 0:
+                return True
+            file.seek(-1, os.SEEK_END)
+            return file.read(1) == b"\n"
+    except FileNotFoundError:
+        return True
+
+
 def read_schedule_file(path: Path) -> Schedule:
     """Parse one schedule file; ConfigError with file:line for anything wrong."""
     try:
@@ -308,5 +325,16 @@ def parse_schedule_text(text: str, source: str) -> Schedule:
 def render_schedule(schedule: Schedule) -> str:
     """The YAML text of a schedule file."""
     header = "# A Duragent schedule: edit or delete this file and the server picks the change up.\n"
-    body = yaml.safe_dump(schedule.to_document(), sort_keys=False, allow_unicode=True, width=100)
-    return header + body
+    return header + _dump_yaml(schedule.to_document(), width=100)
+
+
+def _dump_yaml(document: dict[str, Any], *, width: int = 80) -> str:
+    """`document` as YAML people can read (text as is), that reads back as the same document.
+
+    PyYAML writes U+0085 (NEL) as is but reads it as a line break (`x<NEL>y` came back `x y`):
+    a document holding such a character is written double-quoted, where it is escaped.
+    """
+    body = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=width)
+    if yaml.safe_load(body) != document:
+        body = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=width, default_style='"')
+    return body

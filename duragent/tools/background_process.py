@@ -11,6 +11,7 @@ then its outcome is this call's result.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -109,6 +110,11 @@ class BackgroundProcessTool(Tool[BackgroundProcessArgs]):
             return "bash", args.command or ""
         return self.name, self.invocation(args, ctx)
 
+    def command_folder(self, args: BackgroundProcessArgs, ctx: ToolContext) -> Path:
+        """A spawn runs in `workdir` (`cat ../../../run/t*` there reaches further than from the
+        work folder)."""
+        return ctx.workdir / args.workdir if args.action == "spawn" and args.workdir else ctx.workdir
+
 
 async def _spawn(args: BackgroundProcessArgs, ctx: ToolContext) -> ToolResult:
     processes = ctx.processes
@@ -166,10 +172,13 @@ async def _on_handle(args: BackgroundProcessArgs, ctx: ToolContext) -> ToolResul
         data = {"offset": part.offset, "end": part.end, "total": part.total, "dropped": part.dropped}
         return ToolResult(True, f"{part.text}\n{note}" if part.text else note, data)
     if args.action == "write":
-        await processes.write(handle, agent, args.input or "", eof=args.eof)
-        return ToolResult(True, f"sent {len(args.input or '')} characters to {handle}")
+        waiting = await processes.write(handle, agent, args.input or "", eof=args.eof)
+        text = f"sent {len(args.input or '')} characters to {handle}"
+        if waiting:
+            text += f"; it has not read the last {waiting} bytes yet (they stay queued for it)"
+        return ToolResult(True, text)
     if args.action == "kill":
-        record = await processes.kill(handle, agent, "killed by the agent")
+        record = await processes.kill(handle, agent, "killed by the agent", answered=True)
         return ToolResult(True, f"process {handle} {record.outcome()}", _data(record))
     if args.action == "capture":
         return ToolResult(True, await processes.capture(handle, agent, lines=200))

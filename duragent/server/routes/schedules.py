@@ -5,7 +5,7 @@ Operators also get GET /api/admin/v1/schedules: every agent's, finished ones, la
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,6 +17,9 @@ from duragent.server.bodies import ProblemOut, Reply, json_reply, read_body, rea
 from duragent.server.openapi import documented
 from duragent.server.problems import HttpProblem
 from duragent.server.state import STATE
+
+if TYPE_CHECKING:
+    from duragent.config import ExternalGatewayConfig
 
 
 class CreateSchedule(ScheduleRequest):
@@ -98,6 +101,8 @@ async def create_schedule(request: web.Request) -> web.Response:
     if (body.gateway is None) != (body.chat_id is None):
         missing = "body.chat_id" if body.chat_id is None else "body.gateway"
         raise UsageError(f"{missing}: gateway and chat_id go together: give both or neither")
+    if body.gateway is not None:
+        _check_gateway(state.config.gateways.external, body.gateway)
     if body.session_id is not None:
         live = await state.sessions.get(body.session_id)  # 404 for an unknown session
         if live.log.state.agent != agent.name:
@@ -116,6 +121,15 @@ async def create_schedule(request: web.Request) -> web.Response:
         _check_process(request, schedule.until_process, agent.name)
     schedule = await scheduler.create(schedule)
     return json_reply(_out(scheduler, schedule), 201)
+
+
+def _check_gateway(configured: list[ExternalGatewayConfig], gateway: str) -> None:
+    """`gateway` must be one this server runs: a run for another would land in a session no chat
+    follows, and be recorded as delivered."""
+    names = [spec.name for spec in configured]
+    if gateway not in names:
+        known = f"configured: {', '.join(names)}" if names else "none is configured"
+        raise UsageError(f"body.gateway: no gateway {gateway!r} on this server ({known})")
 
 
 def _check_process(request: web.Request, handle: str, agent: str) -> None:
