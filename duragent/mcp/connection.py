@@ -313,11 +313,13 @@ class McpConnection:
         from mcp.client.stdio import stdio_client
 
         assert self.spec.command is not None
+        env = {name: self._env[name] for name in self.spec.env if name in self._env}
+        if self.scope != "workspace":
+            # An agent's server runs in its work folder, which the agent writes: `python -m
+            # some_server` would import a `some_server.py` it put there before the installed one.
+            env.setdefault("PYTHONSAFEPATH", "1")
         params = StdioServerParameters(
-            command=self.spec.command,
-            args=list(self.spec.args),
-            env={name: self._env[name] for name in self.spec.env if name in self._env},
-            cwd=self._workdir(),
+            command=self.spec.command, args=list(self.spec.args), env=env, cwd=self._workdir()
         )
         return _watched(stdio_client(params), self._lost)
 

@@ -545,7 +545,11 @@ class Runtime:
             if verdict == "allow" and (subject == "bash" or isinstance(tool, CliTool)):
                 # (in a thread: globs are matched on the disk, over a work folder of any size)
                 reached = await asyncio.to_thread(
-                    reached_outside_workdir, invocation, ctx.workdir, self._data_dir(agent)
+                    reached_outside_workdir,
+                    invocation,
+                    ctx.workdir,
+                    self._data_dir(agent),
+                    start=tool.command_folder(args, ctx),
                 )
                 if reached is not None:
                     # (a glob or a symlink names nothing, yet reaches the tokens: a person decides)

@@ -323,7 +323,8 @@ def bash_allow(glob: str, command: str) -> Decision | None:
     return verdict
 
 
-#: Options that make an otherwise harmless command run programs, read foreign config or write files.
+#: Options that make an otherwise harmless command run programs, read foreign config, write files
+#: or read the paths it works on from a file (which the check of the words' paths cannot see).
 #: A wildcard never allows them; the pattern must spell them out. Per program, plus for every program.
 ESCAPE_OPTIONS: dict[str, frozenset[str]] = {
     "git": frozenset(
@@ -363,6 +364,7 @@ ESCAPE_OPTIONS: dict[str, frozenset[str]] = {
             "--use-compress-program",
             "-I",
             "--rsh-command",
+            "-T",
             "-F",
             "--info-script",
             "--new-volume-script",
@@ -390,6 +392,10 @@ ESCAPE_OPTIONS: dict[str, frozenset[str]] = {
             "--log-file",
             "--pre-invoke",
             "--post-invoke",
+            # the paths to read come from a file the check does not read (`tar -T list`)
+            "--files-from",
+            "--files0-from",
+            "--pathspec-from-file",
         }
     ),
 }
@@ -457,7 +463,14 @@ def _option_name(word: str, options: frozenset[str]) -> str | None:
     if word in options:
         return word
     # A short option with its value attached (-o/tmp/x, -cfoo=bar).
-    return word[:2] if word[:2] in options else None
+    if word[:2] in options:
+        return word[:2]
+    # Or bundled with others (`curl -sSLo ~/.bashrc`, `sed -ni`, `tar -cT list`): which letters
+    # are flags is the program's to say, so any of a bundle's letters may be the escape.
+    letters = word[1:]
+    if letters.isascii() and letters.isalpha():
+        return next((f"-{letter}" for letter in letters if f"-{letter}" in options), None)
+    return None
 
 
 def _split_simple(command: str) -> tuple[list[list[str]], list[str]] | None:

@@ -136,6 +136,11 @@ class Tool(ABC, Generic[ArgsT]):
         """
         return self.name, self.invocation(args, ctx)
 
+    def command_folder(self, args: ArgsT, ctx: ToolContext) -> Path:
+        """The folder a command this tool runs starts in (where its relative paths lead from):
+        the work folder by default."""
+        return ctx.workdir
+
     def parameters(self) -> dict[str, Any]:
         """The JSON schema of the arguments, as offered to the model."""
         return json_schema(self.Args)

@@ -79,7 +79,9 @@ _GLUED_TAILS_CHECKED = 64
 _BRACE_SEQUENCE = re.compile(r"(?P<first>-?\d+|[A-Za-z])\.\.(?P<last>-?\d+|[A-Za-z])(?:\.\.(?P<step>-?\d+))?")
 
 
-def reached_outside_workdir(command: str, workdir: Path, data_dir: Path | None) -> Path | None:
+def reached_outside_workdir(
+    command: str, workdir: Path, data_dir: Path | None, *, start: Path | None = None
+) -> Path | None:
     """A place a bash command line names that an auto-allowed command must not touch, or None.
 
     That is the data directory outside the work folder (other agents, sessions, memory, git, the
@@ -92,6 +94,9 @@ def reached_outside_workdir(command: str, workdir: Path, data_dir: Path | None) 
     `_GLOB_MATCHES_CHECKED` paths, or braces expanding to more than `_BRACE_WORDS_CHECKED`
     words, returns its folder: where the ones not checked lead is unknown.
 
+    `start` is the folder the command starts in when it is not the work folder (a background
+    process's `workdir`): its relative paths lead from there too.
+
     A glob over a large folder makes this slow (it reads the folder): the runtime calls it in a
     thread, never on the event loop.
     """
@@ -100,7 +105,7 @@ def reached_outside_workdir(command: str, workdir: Path, data_dir: Path | None) 
         return workdir  # unbalanced quotes: bash would refuse it, a person may read it
     data = data_dir.resolve() if data_dir is not None else None  # (once, not for each match)
     try:
-        return _first_reached(words, workdir.resolve(), data)
+        return _first_reached(words, workdir.resolve(), data, start.resolve() if start else None)
     except _TooManyMatches as exc:
         return exc.folder
 
@@ -114,11 +119,12 @@ class _TooManyMatches(Exception):
         self.folder = folder
 
 
-def _first_reached(words: list[str], workdir: Path, data: Path | None) -> Path | None:
-    """The first path `words` reach that `_forbidden` refuses, or None (`workdir`, `data` resolved)."""
+def _first_reached(words: list[str], workdir: Path, data: Path | None, start: Path | None) -> Path | None:
+    """The first path `words` reach that `_forbidden` refuses, or None (`workdir`, `data`, `start`
+    resolved)."""
     # (a word is looked at from several folders, and for them too: each once)
     expanded = functools.cache(_expanded)
-    bases = _working_folders(words, workdir, expanded)
+    bases = _working_folders(words, workdir, expanded, start)
     for word in words:
         for text in _path_texts(word):
             absolute = text.startswith(("/", "~"))  # (the same from every folder: looked at once)
@@ -130,13 +136,13 @@ def _first_reached(words: list[str], workdir: Path, data: Path | None) -> Path |
 
 
 def _working_folders(
-    words: list[str], workdir: Path, expanded: Callable[[str, Path], list[Path]]
+    words: list[str], workdir: Path, expanded: Callable[[str, Path], list[Path]], start: Path | None = None
 ) -> list[Path]:
     """The folders the line's relative paths may be read from: the work folder, every folder a
     `cd` goes to, and every folder a word names, since a program may change to it first
     (`tar -C sub -cf - ../../../run`, `make -C`, `env -C`). _TooManyMatches beyond
     `_FOLDERS_CHECKED` of them."""
-    bases = [workdir]
+    bases = [workdir] if start is None or start == workdir else [start, workdir]
     for target in _cd_targets(words):
         bases += [path for base in bases for path in expanded(target, base)]
     named = [

@@ -16,8 +16,11 @@ from pathlib import Path
 import pytest
 
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
-from tests.e2e.server_harness import ApiFactory
+from tests.e2e.server_harness import Api, ApiFactory
 from tests.e2e.test_agent_cannot_escape_its_policy import allow, data_dir, send, workdir
+from tests.e2e.test_background_process_changes import served
+
+__all__ = ["served"]  # the fixture
 
 PATTERNS = (
     "bash:cat *",
@@ -88,14 +91,16 @@ async def test_commands_staying_in_the_work_folder_still_run_unasked(
     api = await start_api(git=False)
     allow(tmp_path, *PATTERNS)
     work = workdir(tmp_path)
-    for name in ("notes1.md", "notes2.md", "notes/notes3.md"):
+    for name in ("notes1.md", "notes2.md", "drafts/notes3.md"):
         (work / name).parent.mkdir(exist_ok=True)
         (work / name).write_text(f"{Path(name).name} text\n")
     commands = [
         "cat notes{1..2}.md",
         "cat {notes1,notes2}.md",
         "tar -cf - notes1.md",
-        "tar -Cnotes -cf - notes3.md",  # a glued folder inside the work folder
+        # a glued folder inside the work folder (one holding an `o` would read as a bundled
+        # `-o`, asked about: which letters are flags is the program's to say)
+        "tar -Cdrafts -cf - notes3.md",
         "cat /proc/self/status",
     ]
     fake_llm.enqueue(tool_calls([("bash", {"command": command}) for command in commands]), text("done"))
@@ -135,6 +140,28 @@ async def test_a_link_into_proc_in_the_work_folder_does_not_hide_where_a_command
     status, reply = await send(api, session_id)
 
     assert status == 202, reply
+    assert reply["command"] == command
+    decision = {"call_id": reply["call_id"], "decision": "deny"}
+    status, _ = await api.call("POST", f"/api/v1/sessions/{session_id}/approve", decision)
+    assert status == 200
+
+
+async def test_a_background_process_is_checked_from_the_folder_it_runs_in(
+    served: tuple[Api, Path], fake_llm: FakeLLMServer
+) -> None:
+    """`spawn` with `workdir: sub` runs in `sub`: `../../../run/t*` from there is the tokens,
+    from the work folder it would be outside the data directory."""
+    api, data = served
+    (data / "agents" / "helper" / "policy.yaml").write_text('mode: ask\nallow: ["bash:cat *"]\n')
+    (data / "work" / "helper" / "sub").mkdir(parents=True)
+    command = "cat ../../../run/t*"
+    spawn = {"action": "spawn", "command": command, "workdir": "sub", "wait": "5s"}
+    fake_llm.enqueue(tool_calls([("background_process", spawn)]), text("done"))
+    session_id = await api.new_session()
+
+    status, reply = await send(api, session_id)
+
+    assert status == 202, reply  # a person is asked first
     assert reply["command"] == command
     decision = {"call_id": reply["call_id"], "decision": "deny"}
     status, _ = await api.call("POST", f"/api/v1/sessions/{session_id}/approve", decision)

@@ -119,3 +119,25 @@ async def test_only_listed_variables_reach_the_server_which_runs_in_the_agents_w
     assert visible.content == "shown"
     assert secret.content == "<unset>"
     assert Path(cwd.content) == (root / "work" / "helper").resolve()
+
+
+async def test_a_module_the_agent_wrote_in_its_work_folder_never_stands_in_for_the_server(
+    tmp_path: Path,
+) -> None:
+    # The agent writes its work folder, where its servers run: `python -m duragent.testing.
+    # mcp_server` must start the installed server, not a `duragent/testing/mcp_server.py` there.
+    ran = tmp_path / "impostor-ran"
+    impostor = tmp_path / "work" / "helper" / "duragent" / "testing"
+    impostor.mkdir(parents=True)
+    for package in (impostor.parent, impostor):
+        (package / "__init__.py").write_text("")
+    (impostor / "mcp_server.py").write_text(f"open({str(ran)!r}, 'w').write('ran')\n")
+    agent = write_agent(tmp_path, [server_entry("test")])
+    hub = McpHub(workspace_dir=tmp_path, workdir_for=lambda agent: tmp_path / "work" / agent.name, env={})
+    try:
+        offered = await tools_by_name(hub, agent)
+    finally:
+        await hub.close()
+
+    assert not ran.exists()
+    assert "test__env" in offered

@@ -30,6 +30,22 @@ TABLE = [
     ("bash:git *", "git credential fill", "ask"),
     ("bash:git *", "git --attr-source HEAD config alias.x '!sh'", "ask"),
     ("bash:git config *", "git config user.name Ada", "allow"),
+    # paths read from a file the words do not show (`list.txt` may name the tokens)
+    ("bash:tar *", "tar -cf - -T list.txt", "ask"),
+    ("bash:tar *", "tar -czf out.tgz --files-from=list.txt", "ask"),
+    ("bash:tar *", "tar -czf out.tgz src", "allow"),
+    ("bash:rsync *", "rsync -a --files-from=list.txt . /tmp/copy", "ask"),
+    ("bash:wc *", "wc -l --files0-from=list", "ask"),
+    ("bash:tar -T list.txt *", "tar -T list.txt -cf out.tar", "allow"),
+    # an escape option bundled with harmless ones
+    ("bash:curl *", "curl -sSLo ~/.bashrc https://example.com/x", "ask"),
+    ("bash:curl *", "curl -sSL https://example.com/x", "allow"),
+    ("bash:sed *", "sed -ni 's/ask/allow/' notes.md", "ask"),
+    ("bash:tar *", "tar -cT list.txt -f out.tar", "ask"),
+    ("bash:tar *", "tar -xzvf a.tgz", "allow"),
+    ("bash:rsync *", "rsync -avze ssh src host:dst", "ask"),
+    ("bash:rsync *", "rsync -avz src dst", "allow"),
+    ("bash:ls *", "ls -lao", "allow"),
     ("bash:git *", "git log --grep config", "allow"),
     # chaining and substitution never ride on a wildcard
     ("bash:git *", "git log; rm -rf ~", "ask"),
