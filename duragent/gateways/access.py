@@ -67,7 +67,12 @@ def check_access(access: AccessSpec, gateway: str, routing: Routing) -> AccessDe
         ]
         what, section = f"chat {routing.chat_id}", "groups"
     else:
-        return AccessDecision(True)
+        # A chat type we cannot place (a plugin's own word for a thread, a DM...) is neither
+        # list's to allow: answering it would let anyone past both allowlists.
+        known = ", ".join(sorted(DM_CHAT_TYPES | GROUP_CHAT_TYPES))
+        return AccessDecision(
+            False, f"chat type {routing.chat_type!r} of chat {routing.chat_id} is not one of {known}"
+        )
     if policy == "open":
         return AccessDecision(True)
     if policy == "disabled":

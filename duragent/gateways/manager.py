@@ -395,8 +395,11 @@ class PluginSupervisor:
             pong: asyncio.Future[Pong] = asyncio.get_running_loop().create_future()
             self._pongs[request_id] = pong
             try:
-                await self._write(Ping(request_id=request_id))
-                await asyncio.wait_for(pong, self.timing.pong_timeout)
+                # The write counts too: a plugin that stopped reading leaves the pipe full, and a
+                # ping waiting its turn behind a long reply would wait for ever.
+                async with asyncio.timeout(self.timing.pong_timeout):
+                    await self._write(Ping(request_id=request_id))
+                    await pong
             except TimeoutError:
                 self._fail(proc, f"no pong within {self.timing.pong_timeout:g}s")
                 return

@@ -4,7 +4,8 @@ For each incoming message: deduplicate by message id, pick the agent by `routes[
 agent's `access`, handle chat commands (`/start`, `/help`, `/reset`, `/status`, also with
 `@botname`), keep unaddressed group messages as context, debounce rapid messages from one
 sender into one turn, and submit it to the chat's session (one per gateway, chat and agent,
-kept across restarts in `<data_dir>/gateways/sessions.json`). A `ChatBinding` follows each
+kept across restarts in `<data_dir>/gateways/sessions.json`; messages waiting out the debounce
+window are kept in `pending.json`, see `inbox.py`). A `ChatBinding` follows each
 session's stream and sends the chat what it needs: a typing indicator while a turn runs, the
 reply split to the platform's limit, approval buttons, errors and `notify_user` notifications.
 """
@@ -18,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,7 @@ from duragent.config import RouteConfig
 from duragent.errors import DuragentError, NotFound
 from duragent.gateways.access import check_access, is_group, match_route
 from duragent.gateways.chunking import TELEGRAM_LIMIT, split_message
+from duragent.gateways.inbox import PendingInbox, PendingTurn
 from duragent.gateways.protocol import (
     AnswerCallbackQuery,
     CallbackQuery,
@@ -41,7 +44,7 @@ from duragent.gateways.protocol import (
     SendTyping,
 )
 from duragent.ids import new_id
-from duragent.sessions.live import LiveSession, SessionEnded, Subscription
+from duragent.sessions.live import LiveSession, SessionEnded, Subscription, Ticket
 from duragent.sessions.manager import SessionManager
 from duragent.stores.base import ArtifactMeta, ArtifactStore, SessionReadOptions
 
@@ -59,6 +62,10 @@ DECISION_TOASTS = {"allow_once": "✓ Running", "allow_always": "✓ Always allo
 NOT_CURRENT = "This approval is no longer current"
 TYPING_EVERY = 4.0
 RECENT_IDS = 500
+#: A plugin announcing the `split` capability cuts long replies into messages itself, knowing its
+#: platform (Telegram counts visible characters and closes and reopens bold across a cut); it gets
+#: a reply in pieces of this size, far below the protocol's 1 MiB line limit whatever the text.
+WHOLE_REPLY_LIMIT = 65_536
 
 
 @dataclass(frozen=True)
@@ -242,7 +249,7 @@ class ChatBinding:
                 ]
             ]
         )
-        text = f"Command requires approval:\n\n```\n{command}\n```"
+        text = f"Command requires approval:\n\n{_code_block(command)}"
         await self.router.send_text(self.key.gateway, self.key.chat_id, text, keyboard=keyboard)
 
     def _start_typing(self) -> None:
@@ -275,6 +282,8 @@ class GatewayRouter:
         directory_path: Path,
         artifacts: ArtifactStore | None = None,
         chunk_limits: dict[str, int] | None = None,
+        shutting_down: Callable[[], bool] = lambda: False,
+        capabilities: Callable[[str], Sequence[str]] = lambda gateway: (),
     ):
         self.sessions = sessions
         self.agent_for = agent_for
@@ -283,15 +292,66 @@ class GatewayRouter:
         self.directory = SessionDirectory(directory_path)
         self.artifacts = artifacts
         self.chunk_limits = chunk_limits or {}
+        #: What a gateway's plugin announced in its last `ready`.
+        self.capabilities = capabilities
         self.bindings: dict[ChatKey, ChatBinding] = {}
         self._debounces: dict[tuple[ChatKey, str], Debounce] = {}
         self._recent: collections.deque[tuple[str, str, str]] = collections.deque(maxlen=RECENT_IDS)
         self._lock = asyncio.Lock()
+        self.inbox = PendingInbox(directory_path.with_name("pending.json"))
+        #: Turns flushed from their debounce window whose message the session has not stored yet.
+        self._submitting: dict[int, PendingTurn] = {}
+        self._tokens = iter(range(1, 1 << 62))
+        #: True once the server stops: sessions take no new turns, so pending ones stay stored.
+        self.shutting_down = shutting_down
 
     async def start(self) -> None:
         """Restore the chat -> session map (sessions that can still take messages)."""
         summaries = await self.sessions.list_sessions()
         await self.directory.load({s.session_id for s in summaries if s.status != "ended"})
+
+    async def submit_pending(self) -> None:
+        """Submit the turns taken from chats before the last stop but never stored in a session."""
+        turns = await self.inbox.load()
+        for turn in turns:
+            self._recent.append((turn.gateway, turn.message.chat_id, turn.message.message_id))
+        # The session may have stored one just before the stop, ahead of pending.json's update.
+        owed = [turn for turn in turns if not await self._stored_before(turn)]
+        for turn in owed:
+            self._start_submission(turn)
+        if owed:
+            log.info("gateways: answering %d message(s) received before the restart", len(owed))
+        if len(owed) != len(turns):
+            await self._save_pending()
+
+    async def _stored_before(self, turn: PendingTurn) -> bool:
+        """`_already_stored`, or False (answer again rather than lose it) when that cannot be read."""
+        try:
+            return await self._already_stored(turn)
+        except DuragentError as exc:
+            log.warning(
+                "gateway %s: chat %s: cannot read its session: %s", turn.gateway, turn.message.chat_id, exc
+            )
+            return False
+
+    async def _already_stored(self, turn: PendingTurn) -> bool:
+        """Whether the chat's session holds the turn's message (its platform message id)."""
+        session_id = self.directory.get(ChatKey(turn.gateway, turn.message.chat_id, turn.agent))
+        if session_id is None:
+            return False
+        try:
+            live = await self.sessions.get(session_id)
+        except NotFound:
+            return False
+        after = max(0, live.log.state.last_seq - TRIGGER_LOOKBACK)
+        kinds = frozenset({"user_message", "message_queued"})
+        events = await live.log.store.read(session_id, SessionReadOptions(after_seq=after, types=kinds))
+        return any(
+            isinstance(sender := event.payload.get("sender"), dict)
+            and sender.get("gateway") == turn.gateway
+            and str(sender.get("message_id")) == turn.message.message_id
+            for event in events
+        )
 
     async def follow_chats(self) -> None:
         """Follow every chat's session now rather than at its next message.
@@ -309,11 +369,10 @@ class GatewayRouter:
                 continue
 
     async def stop(self) -> None:
-        """Flush nothing further; detach from every session."""
+        """Submit nothing further (waiting messages stay in pending.json); detach from every session."""
         for pending in self._debounces.values():
             if pending.timer is not None:
                 pending.timer.cancel()
-        self._debounces.clear()
         await asyncio.gather(*(binding.close() for binding in self.bindings.values()))
         self.bindings.clear()
 
@@ -328,8 +387,16 @@ class GatewayRouter:
         reply_to: str | None = None,
         keyboard: InlineKeyboard | None = None,
     ) -> None:
-        """Send text split to the gateway's limit: reply_to on the first piece, keyboard on the last."""
-        pieces = split_message(text, self.chunk_limits.get(gateway, TELEGRAM_LIMIT))
+        """Send text split to the gateway's limit: reply_to on the first piece, keyboard on the last.
+
+        A plugin that splits replies itself (`split`) gets them whole, so a cut it makes keeps
+        the formatting across it; Markdown cut here could leave `**` open in both halves.
+        """
+        if "split" in self.capabilities(gateway):
+            limit = WHOLE_REPLY_LIMIT
+        else:
+            limit = self.chunk_limits.get(gateway, TELEGRAM_LIMIT)
+        pieces = split_message(text, limit)
         for index, piece in enumerate(pieces):
             command = SendMessage(
                 request_id=new_id("req"),
@@ -390,6 +457,8 @@ class GatewayRouter:
                 return
         window = agent.spec.access.debounce.total_seconds()
         self._debounce(key, message, text, window)
+        # Stored before the plugin's next read confirms the message to the platform (for good).
+        await self._save_pending()
 
     async def _text_of(self, agent: str, message: MessageReceived) -> str:
         """The message as text for the agent; media files are stored as artifacts first."""
@@ -414,7 +483,12 @@ class GatewayRouter:
     async def _chat_command(self, key: ChatKey, message: MessageReceived, text: str) -> bool:
         if not text.startswith("/"):
             return False
-        command = text.split()[0].split("@")[0].lower()
+        command, _, addressee = text.split()[0].partition("@")
+        if addressee and is_group(message.routing.chat_type) and not message.mentions_bot:
+            # `/reset@otherbot` in a group is another bot's command: ours carry our name, which
+            # the plugin reports as `mentions_bot`.
+            return False
+        command = command.lower()
         if command in ("/start", "/help"):
             await self.send_text(key.gateway, key.chat_id, HELP_TEXT)
         elif command == "/reset":
@@ -485,29 +559,74 @@ class GatewayRouter:
         pending.timer = asyncio.get_running_loop().call_later(window, self._flush, slot)
 
     def _flush(self, slot: tuple[ChatKey, str]) -> None:
+        if self.shutting_down():
+            return  # stays in pending.json; the next start submits it
         pending = self._debounces.pop(slot, None)
         if pending is None or pending.message is None:
             return
-        task = asyncio.get_running_loop().create_task(
-            self._submit(slot[0], pending.message, "\n".join(pending.texts))
-        )
+        key = slot[0]
+        self._start_submission(PendingTurn(key.gateway, key.agent, tuple(pending.texts), pending.message))
+
+    def _start_submission(self, turn: PendingTurn) -> None:
+        token = next(self._tokens)
+        self._submitting[token] = turn
+        task = asyncio.get_running_loop().create_task(self._submit_pending(token, turn))
         task.add_done_callback(_log_failure)
 
-    async def _submit(self, key: ChatKey, message: MessageReceived, text: str) -> None:
+    async def _submit_pending(self, token: int, turn: PendingTurn) -> None:
+        """Submit a turn; it leaves pending.json once the session stored its message.
+
+        Stopped by a shutdown before that, it stays there and the next start submits it again.
+        """
+        key = ChatKey(turn.gateway, turn.message.chat_id, turn.agent)
+        try:
+            ticket = await self._submit(key, turn.message, "\n".join(turn.texts))
+        except Exception:
+            if not self.shutting_down():
+                # Refused for good (its agent is gone, say): logged, not tried at every start.
+                del self._submitting[token]
+                await self._save_pending()
+            raise
+        if ticket is not None:
+            # Started at once, the message is stored by its turn, not before `queue` returns.
+            try:
+                await asyncio.shield(ticket.started)
+            except asyncio.CancelledError:
+                if not ticket.started.cancelled() or self.shutting_down():
+                    raise  # stopped before it was stored: the next start submits it again
+                # it never ran: its session ended first (a /reset), nothing is owed
+        del self._submitting[token]
+        await self._save_pending()
+
+    async def _save_pending(self) -> None:
+        waiting = [
+            PendingTurn(key.gateway, key.agent, tuple(pending.texts), pending.message)
+            for (key, _), pending in self._debounces.items()
+            if pending.message is not None
+        ]
+        await self.inbox.save([*waiting, *self._submitting.values()])
+
+    async def _submit(self, key: ChatKey, message: MessageReceived, text: str) -> Ticket | None:
+        """Queue the turn in the chat's session; its ticket unless the message is already stored."""
         binding = await self._binding(key)
         if binding.context:
             text = "\n".join([*binding.context, text])
             binding.context.clear()
         binding.triggers.append((message.sender.id, message.message_id))
+        live = binding.live
+        # What `queue` does next: a message that must wait (or follows a stopped turn) is stored
+        # before it returns; one that starts a turn at once is stored by that turn.
+        stored_by_queue = live.busy or bool(live.queued) or live.unfinished_turn
         try:
             # `queue`, not `enqueue`: a message that must wait is stored (it survives a crash),
             # and a turn stopped midway (at an approval) is taken up first, its call asked again,
             # rather than cut off by the new message.
-            await binding.live.queue(text, _sender(key.gateway, message))
+            ticket = await live.queue(text, _sender(key.gateway, message))
         except SessionEnded:
             binding.triggers.pop()
             await self._forget(key)
-            await self._submit(key, message, text)
+            return await self._submit(key, message, text)
+        return None if stored_by_queue else ticket
 
     async def chat_session(self, gateway: str, chat_id: str, agent: str) -> LiveSession:
         """The chat's session with `agent` (made if it has none), followed so its events reach the chat."""
@@ -605,6 +724,18 @@ class GatewayRouter:
                 if ref == named or (named is None and binding.is_current(approval)):
                     return binding, ref
         return None
+
+
+def _code_block(code: str) -> str:
+    """`code` fenced so that all of it shows as code, whatever backticks it holds.
+
+    A fence is closed only by a run of at least as many backticks: one longer than any run in
+    the code cannot be closed early, so no line of a command asked about can leave the block and
+    be read as Markdown (a link reference definition shows nothing at all).
+    """
+    longest = max((len(run) for run in re.findall(r"`+", code)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}\n{code}\n{fence}"
 
 
 def _sender(gateway: str, message: MessageReceived) -> dict[str, Any]:

@@ -17,10 +17,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, BinaryIO
 
-from duragent.errors import DuragentError
+from duragent.errors import ConfigError, DuragentError
 from duragent.gateways.framing import iter_lines
 from duragent.gateways.protocol import (
     PROTOCOL_VERSION,
@@ -61,6 +61,26 @@ class PlatformError(DuragentError):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+def int_setting(
+    config: Mapping[str, Any], key: str, default: int, *, minimum: int = 0, maximum: int | None = None
+) -> int:
+    """Whole-number setting `key` of a plugin's `config:` map (absent: `default`).
+
+    Anything else (`soon`, `8080a`, an empty value, out of range) is a ConfigError naming the key,
+    so the plugin's startup error says which line of duragent.yaml to fix.
+    """
+    value = config.get(key, default)
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        number = int(value.strip())
+    bounds = f"from {minimum}" + (f" to {maximum}" if maximum is not None else " up")
+    if number is None or number < minimum or (maximum is not None and number > maximum):
+        raise ConfigError(f"`{key}` must be a whole number {bounds}, not {value!r}")
+    return number
 
 
 class SecretRedactor(logging.Filter):

@@ -27,6 +27,8 @@ class GatewayService:
             send=self._send,
             directory_path=config.data_path / "gateways" / "sessions.json",
             artifacts=state.workspace.stores.artifacts,
+            shutting_down=state.shutdown.is_set,
+            capabilities=self._capabilities,
         )
         self.manager = GatewayManager(
             config.gateways.external,
@@ -36,6 +38,10 @@ class GatewayService:
             on_restart=state.metrics.plugin_restart,
         )
         self._restored = False
+
+    def _capabilities(self, gateway: str) -> list[str]:
+        plugin = self.manager.plugins.get(gateway)
+        return plugin.status.capabilities if plugin is not None else []
 
     async def _send(self, gateway: str, command: Command) -> object:
         return await self.manager.send(gateway, command)
@@ -55,6 +61,8 @@ class GatewayService:
         if not self._restored:
             await self.router.start()
             self._restored = True
+        # After recovery: a turn the restart cut off goes first, these messages queue behind it.
+        await self.router.submit_pending()
         self.manager.start()
         log.info("gateways: started %s", ", ".join(self.manager.plugins))
 

@@ -69,6 +69,9 @@ class DiscordMessage:
     flags: int = 0
     edits: list[str] = field(default_factory=list)
     deleted: bool = False
+    #: Whether Discord would notify the whole channel: `@everyone` or `@here` in the content, and
+    #: the message's `allowed_mentions` (none given: everything) lets it (`parse: ["everyone"]`).
+    mention_everyone: bool = False
 
     @property
     def buttons(self) -> list[dict[str, Any]]:
@@ -554,6 +557,7 @@ class FakeDiscord(FakeServer):
         self._bot_messages.append(message)
         payload = self._message_payload(channel, message.content, self.bot_user, message.id)
         payload["components"] = message.components
+        payload["mention_everyone"] = message.mention_everyone
         payload["attachments"] = [
             self._attachment(name, data, "application/octet-stream") for name, data in files
         ]
@@ -577,6 +581,7 @@ class FakeDiscord(FakeServer):
             components=list(body.get("components") or []),
             files=files,
             flags=int(body.get("flags") or 0),
+            mention_everyone=_mentions_everyone(content, body.get("allowed_mentions")),
         )
 
     async def _edit_message(self, path: str, body: Any, files: list[tuple[str, bytes]]) -> Any:
@@ -877,3 +882,12 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _mentions_everyone(content: str, allowed_mentions: Any) -> bool:
+    """Discord's rule: `@everyone`/`@here` notify unless `allowed_mentions` leaves "everyone" out."""
+    if "@everyone" not in content and "@here" not in content:
+        return False
+    if not isinstance(allowed_mentions, dict):
+        return True
+    return "everyone" in (allowed_mentions.get("parse") or [])

@@ -91,7 +91,7 @@ class DiscordPlugin(GatewayPlugin):
     """A Discord bot speaking the Duragent gateway protocol."""
 
     name = "discord"
-    capabilities = ("media", "edit", "delete", "typing", "reply", "inline_keyboard")
+    capabilities = ("media", "edit", "delete", "typing", "reply", "inline_keyboard", "split")
 
     def __init__(self, environ: dict[str, str] | None = None) -> None:
         super().__init__()
@@ -125,7 +125,10 @@ class DiscordPlugin(GatewayPlugin):
             Route.BASE = f"{settings.api_base}/api/v10"
         intents = discord.Intents.default()
         intents.message_content = True
-        client = discord.Client(intents=intents)
+        # What the agent writes is often what someone asked it to write: it may ping the people it
+        # names, never the whole channel or a role (bots usually hold the permission to).
+        mentions = discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=False)
+        client = discord.Client(intents=intents, allowed_mentions=mentions)
         self._client = client
         client.event(self.on_ready)
         client.event(self.on_message)

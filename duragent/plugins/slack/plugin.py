@@ -49,7 +49,7 @@ from duragent.gateways.protocol import (
     SendMedia,
     SendMessage,
 )
-from duragent.gateways.sdk import GatewayPlugin, PlatformError, SecretRedactor
+from duragent.gateways.sdk import GatewayPlugin, PlatformError, SecretRedactor, int_setting
 from duragent.plugins.slack.mrkdwn import markdown_to_mrkdwn
 
 BOT_TOKEN_ENV = "SLACK_BOT_TOKEN"
@@ -111,7 +111,7 @@ class SlackSettings:
             mode="http" if mode == "http" else "socket",
             signing_secret=secret,
             http_host=str(config.get("http_host", "127.0.0.1")),
-            http_port=int(config.get("http_port", 3000)),
+            http_port=int_setting(config, "http_port", 3000, minimum=1, maximum=65535),
             http_path=str(config.get("http_path", "/slack/events")),
             api_base=(str(api_base).rstrip("/") + "/") if api_base else None,
             download_dir=config.get("download_dir") or None,
@@ -122,7 +122,7 @@ class SlackPlugin(GatewayPlugin):
     """A Slack app speaking the Duragent gateway protocol."""
 
     name = "slack"
-    capabilities = ("media", "edit", "delete", "inline_keyboard")
+    capabilities = ("media", "edit", "delete", "inline_keyboard", "split")
 
     def __init__(self, environ: dict[str, str] | None = None) -> None:
         super().__init__()

@@ -4,6 +4,9 @@ Telegram limits a message to 4096 characters of *visible* text (UTF-16 code unit
 markup is parsed), so tags do not count. A cut prefers a blank line, then a line break, then a
 space, in the last part of the window; tags open at a cut are closed at the end of one chunk and
 reopened at the start of the next, so a code block or a bold run split in two stays formatted.
+Telegram trims the whitespace a message starts with, even inside a code block, so a break before
+an indented line counts only when no break before an unindented one will do, and the
+indentation a chunk starts with is never dropped here.
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ def _cut(atoms: list[_Atom], start: int, limit: int) -> int:
         width += atom.width
         end += 1
         if atom.raw == "\n":
+            if _indented_after(atoms, end):
+                breaks["indented line"] = end
+                continue
             key = "paragraph" if end - 2 >= start and atoms[end - 2].raw == "\n" else "line"
             breaks[key] = end
             breaks["line"] = end
@@ -56,11 +62,19 @@ def _cut(atoms: list[_Atom], start: int, limit: int) -> int:
             breaks["space"] = end
     if end >= len(atoms):
         return end
-    for kind in ("paragraph", "line", "space"):
+    for kind in ("paragraph", "line", "indented line", "space"):
         position = breaks.get(kind)
         if position is not None and position - start >= (end - start) * _MIN_FILL:
             return position
     return max(end, start + 1)
+
+
+def _indented_after(atoms: list[_Atom], index: int) -> bool:
+    """Whether the line starting at `index` begins (after any tags) with a space or a tab."""
+    for atom in atoms[index:]:
+        if atom.tag is None:
+            return atom.raw in (" ", "\t")
+    return False
 
 
 def split_telegram_html(markup: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
@@ -91,8 +105,11 @@ def split_telegram_html(markup: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[s
 
 
 def _trim(chunk: str) -> str:
-    """Drop whitespace at the chunk's edges (blank lines left by a cut), keeping tags intact."""
-    return re.sub(r"^((?:<[^>]+>)*)\s+", r"\1", re.sub(r"\s+((?:</[^>]+>)*)$", r"\1", chunk))
+    """Drop blank lines at the chunk's start and whitespace at its end, keeping tags intact.
+
+    Spaces a chunk starts with are a line's indentation (a cut never leaves them): kept.
+    """
+    return re.sub(r"^((?:<[^>]+>)*)\n+", r"\1", re.sub(r"\s+((?:</[^>]+>)*)$", r"\1", chunk))
 
 
 def _has_text(chunk: str) -> bool:

@@ -64,7 +64,7 @@ from duragent.gateways.protocol import (
     SendMessage,
     SendTyping,
 )
-from duragent.gateways.sdk import GatewayPlugin, PlatformError, SecretRedactor
+from duragent.gateways.sdk import GatewayPlugin, PlatformError, SecretRedactor, int_setting
 from duragent.plugins.telegram.chunks import TELEGRAM_TEXT_LIMIT, split_telegram_html
 from duragent.plugins.telegram.markdown import markdown_to_telegram_html
 
@@ -115,10 +115,10 @@ class TelegramSettings:
             bot_token=token,
             api_base=config.get("api_base") or environ.get(API_BASE_ENV) or None,
             mode="webhook" if mode == "webhook" else "polling",
-            poll_timeout=int(config.get("poll_timeout", 30)),
+            poll_timeout=int_setting(config, "poll_timeout", 30, maximum=3600),
             webhook_url=str(webhook_url) if webhook_url else None,
             webhook_host=str(config.get("webhook_host", "127.0.0.1")),
-            webhook_port=int(config.get("webhook_port", 8081)),
+            webhook_port=int_setting(config, "webhook_port", 8081, minimum=1, maximum=65535),
             webhook_path=str(config.get("webhook_path", "/telegram/webhook")),
             secret_token=config.get("secret_token") or None,
             download_dir=config.get("download_dir") or None,
@@ -129,7 +129,7 @@ class TelegramPlugin(GatewayPlugin):
     """A Telegram bot speaking the Duragent gateway protocol."""
 
     name = "telegram"
-    capabilities = ("media", "edit", "delete", "typing", "reply", "inline_keyboard")
+    capabilities = ("media", "edit", "delete", "typing", "reply", "inline_keyboard", "split")
 
     def __init__(self, environ: dict[str, str] | None = None) -> None:
         super().__init__()

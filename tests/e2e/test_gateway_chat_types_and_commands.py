@@ -1,0 +1,111 @@
+"""Who the bot answers when a plugin names an unusual chat type, and chat commands meant for other bots."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from duragent.access_tokens import auth_headers
+from duragent.config import load_config
+from duragent.gateways.protocol import SendMessage
+from duragent.server.app import create_app
+from duragent.testing.echo_gateway import EchoGatewayControl
+from duragent.testing.fake_llm import FakeLLMServer, text
+from tests.e2e.server_harness import CHILD_ENV, write_workspace
+from tests.waiting import eventually
+
+pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
+
+OWNER = "100"
+STRANGER = "666"
+ACCESS = """\
+  access:
+    dm: {policy: allowlist, allowlist: ["100"]}
+    groups: {policy: allowlist, allowlist: ["g-allowed"], activation: mention}
+    debounce: 0ms
+"""
+
+
+@pytest.fixture
+async def served(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[EchoGatewayControl]:
+    config_path = write_workspace(tmp_path / "ws", fake_llm.url, git=False, agents={"helper": "continue"})
+    agent_yaml = config_path.parent / "data" / "agents" / "helper" / "agent.yaml"
+    agent_yaml.write_text(agent_yaml.read_text() + ACCESS)
+    control = EchoGatewayControl(tmp_path / "echo")
+    config_path.write_text(
+        config_path.read_text()
+        + "gateways:\n  external:\n"
+        + f"    - name: echo\n      command: {sys.executable}\n"
+        + "      args: [-m, duragent.testing.echo_gateway]\n"
+        + f"      config: {{control_dir: {control.folder}}}\n"
+        + "routes:\n  - match: {gateway: echo}\n    agent: helper\n"
+    )
+    config = load_config(config_path)
+    app = create_app(config, env=CHILD_ENV, shutdown_grace=2, idle_ttl=timedelta(minutes=5))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    http = aiohttp.ClientSession(headers=auth_headers(config))
+
+    async def ready() -> bool | None:
+        async with http.get(server.make_url("/api/admin/v1/gateways")) as response:
+            return (await response.json())["gateways"][0]["state"] == "ready" or None
+
+    await eventually(ready, within=10)
+    yield control
+    await http.close()
+    await server.close()
+
+
+def _texts(control: EchoGatewayControl, chat: str) -> list[str]:
+    return [c.content for c in control.sent(chat) if isinstance(c, SendMessage)]
+
+
+def sends(chat: str) -> object:
+    return lambda commands: any(isinstance(c, SendMessage) and c.chat_id == chat for c in commands)
+
+
+@pytest.mark.parametrize("chat_type", ["thread", "direct", "public_channel"])
+async def test_a_stranger_in_a_chat_of_an_unknown_type_gets_no_reply(
+    served: EchoGatewayControl, fake_llm: FakeLLMServer, chat_type: str
+) -> None:
+    fake_llm.enqueue(text("first reply"), text("second reply"))
+    served.inject_message("c1", "hello?", sender_id=STRANGER, chat_type=chat_type)
+    # The owner's message in the same chat is handled after the stranger's (one chat, in order).
+    served.inject_message("c1", "hi", sender_id=OWNER, chat_type="dm")
+    await served.wait_for(sends("c1"), within=10)  # type: ignore[arg-type]
+    assert [r.body["messages"][-1]["content"] for r in fake_llm.requests] == ["hi"]
+
+
+async def test_a_command_addressed_to_another_bot_in_a_group_does_not_reset_this_bots_session(
+    served: EchoGatewayControl, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.enqueue(text("noted"), text("still here"))
+    served.inject_message(
+        "g-allowed", "@bot remember 7", sender_id=OWNER, chat_type="group", mentions_bot=True
+    )
+    await served.wait_for(sends("g-allowed"), within=10)  # type: ignore[arg-type]
+
+    # Another bot in the group is told to reset; the plugin says the message does not address us.
+    served.inject_message("g-allowed", "/reset@otherbot", sender_id=OWNER, chat_type="group")
+    served.inject_message(
+        "g-allowed", "@bot what number?", sender_id=OWNER, chat_type="group", mentions_bot=True
+    )
+    await served.wait_for(  # type: ignore[arg-type]
+        lambda cs: len([c for c in cs if isinstance(c, SendMessage)]) >= 2, within=10
+    )
+
+    assert _texts(served, "g-allowed") == ["noted", "still here"]
+    last_request = [m["content"] for m in fake_llm.requests[-1].body["messages"]]
+    assert any("remember 7" in str(content) for content in last_request)
+
+
+async def test_a_command_addressed_to_this_bot_still_works(served: EchoGatewayControl) -> None:
+    served.inject_message("g-allowed", "/help@bot", sender_id=OWNER, chat_type="group", mentions_bot=True)
+    await served.wait_for(sends("g-allowed"), within=10)  # type: ignore[arg-type]
+    assert _texts(served, "g-allowed")[0].startswith("Send a message to talk to the agent.")
