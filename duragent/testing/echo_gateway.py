@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -135,6 +136,15 @@ class EchoGatewayControl:
     def config(self, **switches: Any) -> dict[str, Any]:
         """The `config:` map for duragent.yaml pointing the plugin at this folder."""
         return {"control_dir": str(self.folder), **switches}
+
+    def gateways_yaml(self, name: str = "echo") -> str:
+        """duragent.yaml's `gateways:` section running this plugin as gateway `name`."""
+        return (
+            "gateways:\n  external:\n"
+            f"    - name: {name}\n      command: {sys.executable}\n"
+            "      args: [-m, duragent.testing.echo_gateway]\n"
+            f"      config: {{control_dir: {self.folder}}}\n"
+        )
 
     def inject_message(
         self,

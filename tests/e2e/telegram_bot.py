@@ -40,6 +40,15 @@ class TelegramBot(ServedBot):
 
     telegram: FakeTelegramBotAPI
 
+    @classmethod
+    def for_workspace(
+        cls, config: Path, root: Path, telegram: FakeTelegramBotAPI, llm: FakeLLMServer
+    ) -> TelegramBot:
+        """The bot of the workspace at `config` (not started), its server's logs in `root/logs`."""
+        logs = root / "logs"
+        logs.mkdir()
+        return cls(config=config, llm=llm, logs=logs, env=server_env(telegram), telegram=telegram)
+
 
 def server_env(telegram: FakeTelegramBotAPI) -> dict[str, str]:
     """What the server's environment holds on a home server: the API key and the bot token."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -58,10 +57,7 @@ async def served(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[Serve
     control = EchoGatewayControl(tmp_path / "echo")
     config_path.write_text(
         config_path.read_text()
-        + "gateways:\n  external:\n"
-        + f"    - name: echo\n      command: {sys.executable}\n"
-        + "      args: [-m, duragent.testing.echo_gateway]\n"
-        + f"      config: {{control_dir: {control.folder}}}\n"
+        + control.gateways_yaml()
         + "routes:\n"
         + f"  - match: {{gateway: echo, sender_id: '{OTHER}'}}\n    agent: second\n"
         + "  - match: {gateway: echo}\n    agent: helper\n"

@@ -33,7 +33,7 @@ from duragent.testing.fake_llm import FakeLLMServer, RecordedRequest, ScriptedRe
 from duragent.testing.fake_telegram import FakeTelegramBotAPI
 from tests.e2e.served_bot import edit_file
 from tests.e2e.server_harness import cli
-from tests.e2e.telegram_bot import OWNER, TelegramBot, create_workspace, server_env
+from tests.e2e.telegram_bot import OWNER, TelegramBot, create_workspace
 from tests.e2e.terminal import Terminal
 from tests.waiting import until
 
@@ -71,9 +71,7 @@ async def bot(
         "      - bash\n      - background_process\n      - schedule\n",
     )
     (agent_dir / "policy.yaml").write_text(POLICY)
-    logs = root / "logs"
-    logs.mkdir()
-    served = TelegramBot(config=config, llm=llm, logs=logs, env=server_env(telegram), telegram=telegram)
+    served = TelegramBot.for_workspace(config, root, telegram, llm)
     await served.start()
     yield served
     if served.server is not None:

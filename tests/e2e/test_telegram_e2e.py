@@ -27,7 +27,6 @@ from tests.e2e.telegram_bot import (
     OWNER,
     TelegramBot,
     create_workspace,
-    server_env,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -59,9 +58,7 @@ async def bot(
     """`duragent serve` running the Telegram bot of a fresh `init --telegram` workspace."""
     root = tmp_path_factory.mktemp("telegram-bot")
     config = await asyncio.to_thread(create_workspace, root / "home", telegram, llm)
-    logs = root / "logs"
-    logs.mkdir()
-    served = TelegramBot(config=config, llm=llm, logs=logs, env=server_env(telegram), telegram=telegram)
+    served = TelegramBot.for_workspace(config, root, telegram, llm)
     await served.start()
     yield served
     if served.server is not None:

@@ -15,7 +15,7 @@ import pytest_asyncio
 
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
 from duragent.testing.fake_telegram import MESSAGE_LIMIT, FakeTelegramBotAPI
-from tests.e2e.telegram_bot import ALLOWED_GROUPS, OWNER, TelegramBot, create_workspace, server_env
+from tests.e2e.telegram_bot import ALLOWED_GROUPS, OWNER, TelegramBot, create_workspace
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -27,9 +27,7 @@ async def bot(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Telegra
     async with FakeTelegramBotAPI() as telegram, FakeLLMServer() as llm:
         root = tmp_path_factory.mktemp("telegram-long")
         config = await asyncio.to_thread(create_workspace, root / "home", telegram, llm)
-        logs = root / "logs"
-        logs.mkdir()
-        served = TelegramBot(config=config, llm=llm, logs=logs, env=server_env(telegram), telegram=telegram)
+        served = TelegramBot.for_workspace(config, root, telegram, llm)
         await served.start()
         yield served
         if served.server is not None:

@@ -15,7 +15,7 @@ import pytest
 from duragent.testing.fake_llm import FakeLLMServer
 from duragent.testing.fake_telegram import FakeTelegramBotAPI
 from tests.e2e.served_bot import edit_file
-from tests.e2e.telegram_bot import OWNER, TelegramBot, create_workspace, server_env
+from tests.e2e.telegram_bot import OWNER, TelegramBot, create_workspace
 from tests.waiting import until
 
 pytestmark = [pytest.mark.slow]
@@ -31,9 +31,7 @@ async def bot(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Telegra
         config = await asyncio.to_thread(create_workspace, root / "home", telegram, llm)
         agent = config.parent / ".duragent" / "agents" / "assistant" / "agent.yaml"
         edit_file(agent, "debounce: 200ms", "debounce: 20s")
-        logs = root / "logs"
-        logs.mkdir()
-        served = TelegramBot(config=config, llm=llm, logs=logs, env=server_env(telegram), telegram=telegram)
+        served = TelegramBot.for_workspace(config, root, telegram, llm)
         await served.start()
         yield served
         if served.server is not None:

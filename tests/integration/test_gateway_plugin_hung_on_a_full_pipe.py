@@ -9,25 +9,13 @@ from __future__ import annotations
 import asyncio
 import sys
 import textwrap
-import time
 from pathlib import Path
-from typing import Any
 
 from duragent.config import ExternalGatewayConfig
-from duragent.gateways.manager import GatewayManager, GatewayTiming
+from duragent.gateways.manager import GatewayManager
 from duragent.gateways.protocol import Event, SendMessage
-
-FAST = GatewayTiming(
-    ready_timeout=5.0,
-    ping_interval=0.2,
-    pong_timeout=0.5,
-    backoff_initial=0.05,
-    backoff_max=0.2,
-    healthy_after=30.0,
-    crash_loop_failures=3,
-    crash_loop_window=30.0,
-    stop_grace=1.0,
-)
+from tests.integration.test_gateway_manager import FAST
+from tests.waiting import until
 
 #: Ready, then stuck for good (a deadlock, a blocking call): reads no command, answers no ping.
 HUNG_PLUGIN = """
@@ -41,14 +29,6 @@ async def ignore(gateway: str, event: Event) -> None:
     """The router's seat: this test looks at the plugin's status only."""
 
 
-async def wait_until(condition: Any, within: float) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
 async def test_a_hung_plugin_with_a_full_stdin_pipe_is_killed_and_restarted(tmp_path: Path) -> None:
     script = tmp_path / "plugin.py"
     script.write_text(textwrap.dedent(HUNG_PLUGIN))
@@ -57,13 +37,13 @@ async def test_a_hung_plugin_with_a_full_stdin_pipe_is_killed_and_restarted(tmp_
     manager.start()
     plugin = manager.plugin("raw")
     try:
-        await wait_until(lambda: plugin.status.state == "ready", within=10)
+        await until(lambda: plugin.status.state == "ready", within=10)
         # Long replies, more than a pipe holds (64 KiB on Linux), none of them read.
         for n in range(8):
             reply = SendMessage(request_id=f"r{n}", chat_id="42", content="x" * 60_000)
             asyncio.get_running_loop().create_task(plugin.send(reply))
 
-        await wait_until(lambda: plugin.status.restarts >= 1, within=10)
+        await until(lambda: plugin.status.restarts >= 1, within=10)
         assert plugin.status.last_error == "no pong within 0.5s"
     finally:
         await manager.stop()
