@@ -695,18 +695,7 @@ class GitRepo:
         """The person's `user.name` and `user.email` as git reads them here (the repository's own
         configuration over the global one); empty when unset. Read with their whole configuration:
         reading a value runs no program."""
-        env = {name: value for name, value in os.environ.items() if name not in _GIT_LOCATION_ENV}
-        env.update(LC_ALL="C", LANGUAGE="C")
-        try:
-            listed = subprocess.run(
-                ["git", "config", "-z", "--includes", "--get-regexp", r"^user\.(name|email)$"],
-                cwd=self.root,
-                env=env,
-                capture_output=True,
-                check=False,
-            ).stdout.decode("utf-8", errors="replace")
-        except OSError:
-            return "", ""
+        listed = _read_person_config(["-z", "--includes", "--get-regexp", r"^user\.(name|email)$"], self.root)
         found: dict[str, str] = {}
         for entry in listed.split("\0"):
             key, _, value = entry.partition("\n")
@@ -1191,19 +1180,7 @@ def _person_settings(where: tuple[object, ...]) -> tuple[tuple[str, str], ...]:
     place it lives and version of its files (`where`), by one `git config` outside any repository."""
     kept = _person_settings_read.get(where)
     if kept is None:
-        env = {name: value for name, value in os.environ.items() if name not in _GIT_LOCATION_ENV}
-        env.update(LC_ALL="C", LANGUAGE="C", GIT_CONFIG_COUNT="0")
-        try:
-            listed = subprocess.run(
-                ["git", "config", "--list", "--includes", "--show-scope", "-z"],
-                cwd="/",
-                env=env,
-                capture_output=True,
-                check=False,
-            ).stdout.decode("utf-8", errors="replace")
-        except OSError:  # no git at all: the command that needs it says so
-            listed = ""
-        fields = listed.split("\0")
+        fields = _read_person_config(["--list", "--includes", "--show-scope", "-z"], Path("/")).split("\0")
         kept = tuple(
             (name, value)
             for scope, entry in zip(fields[::2], fields[1::2], strict=False)
@@ -1213,6 +1190,18 @@ def _person_settings(where: tuple[object, ...]) -> tuple[tuple[str, str], ...]:
         )
         _person_settings_read[where] = kept
     return kept
+
+
+def _read_person_config(args: Sequence[str], cwd: Path) -> str:
+    """What `git config <args>` prints with the person's whole configuration (reading a value
+    runs no program), "" when git cannot run (the command that needs it says so)."""
+    env = {name: value for name, value in os.environ.items() if name not in _GIT_LOCATION_ENV}
+    env.update(LC_ALL="C", LANGUAGE="C")
+    try:
+        done = subprocess.run(["git", "config", *args], cwd=cwd, env=env, capture_output=True, check=False)
+    except OSError:
+        return ""
+    return done.stdout.decode("utf-8", errors="replace")
 
 
 def _own_git_dir(path: Path) -> Path | None:
