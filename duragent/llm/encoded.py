@@ -132,7 +132,9 @@ class EncodedConversations:
         else:
             conversation, start = _Conversation(), 0
         known = conversation.messages[start : start + len(history)]
-        if known != list(history[: len(known)]):
+        given = list(history)  # (one copy of a long history, cut in place, not two)
+        del given[len(known) :]
+        if known != given:
             conversation, start, known = _Conversation(), 0, []  # not the conversation it seemed
         if start >= _DROP_AFTER and start * 2 >= len(conversation.messages):
             self._drop_front(conversation, start)

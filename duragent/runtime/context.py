@@ -175,8 +175,10 @@ def assemble_context(
     used = estimate_tokens(system) + 4
     history, dropped, history_tokens = _fit_history(state, budget - used)
     used += history_tokens
-    messages = (Message(role="system", content=system), *history)
-    return AssembledContext(messages, tuple(parts), len(history), dropped, used, budget)
+    kept = len(history)
+    # (in place: a long history is copied once, into the tuple, not first into a new list)
+    history.insert(0, Message(role="system", content=system))
+    return AssembledContext(tuple(history), tuple(parts), kept, dropped, used, budget)
 
 
 def _variables(agent: Agent, state: SessionState, now: datetime) -> dict[str, str]:
@@ -233,7 +235,8 @@ def _history(state: SessionState) -> _HistoryCache:
 
 
 def _fit_history(state: SessionState, budget: int) -> tuple[list[Message], int, int]:
-    """The newest messages that fit `budget`: (messages, how many were dropped, their tokens).
+    """The newest messages that fit `budget`: (a new list of them, how many were dropped, their
+    tokens).
 
     What is kept is a conversation every provider accepts: it opens with a user message, a tool
     batch stays with the assistant message that called it, and the last user message is always
@@ -248,7 +251,7 @@ def _fit_history(state: SessionState, budget: int) -> tuple[list[Message], int, 
     lead = 0
     while lead < count and messages[lead].role == "system":
         lead += 1
-    instructions, lead_tokens = messages[:lead], totals[lead]
+    lead_tokens = totals[lead]
     budget -= lead_tokens
     total = totals[-1]
     last_user = next((i for i in range(count - 1, -1, -1) if messages[i].role == "user"), None)
@@ -258,15 +261,21 @@ def _fit_history(state: SessionState, budget: int) -> tuple[list[Message], int, 
         # (no user message at all: only a window that does not open with orphaned tool results)
         while start < count and messages[start].role == "tool":
             start += 1
-        return instructions + messages[start:], start - lead, total - totals[start] + lead_tokens
+        return _window(messages, lead, start), start - lead, total - totals[start] + lead_tokens
     if start <= last_user:
         # the window fits: open it at the first user message inside it
         while messages[start].role != "user":
             start += 1
-        return instructions + messages[start:], start - lead, total - totals[start] + lead_tokens
+        return _window(messages, lead, start), start - lead, total - totals[start] + lead_tokens
     kept = _fit_turn(messages[last_user:], history.tokens[last_user:], budget)
     tokens = sum(_message_tokens(message) for message in kept) + lead_tokens
-    return instructions + kept, last_user - lead, tokens
+    return messages[:lead] + kept, last_user - lead, tokens
+
+
+def _window(messages: list[Message], lead: int, start: int) -> list[Message]:
+    """The `lead` opening messages and those from `start` on, as a new list: a long history is
+    copied once (each copy touches every message: a cost that grows with the session)."""
+    return messages[start:] if lead == 0 else messages[:lead] + messages[start:]
 
 
 #: A tool result is never cut below this many tokens to make a turn fit.
