@@ -236,13 +236,14 @@ def _set_status(ctx: typer.Context, schedule_id: str, status: str) -> None:
     from duragent.errors import UsageError
     from duragent.scheduling.spec import FINISHED
 
+    def with_status(current: Schedule) -> Schedule:
+        if current.status in FINISHED:
+            raise UsageError(f"schedule {schedule_id} is {current.status}")
+        return current.model_copy(update={"status": status})
+
     async def change(store: ScheduleStore) -> Schedule:
-        schedule = await store.get(schedule_id)
-        if schedule.status in FINISHED:
-            raise UsageError(f"schedule {schedule_id} is {schedule.status}")
-        changed = schedule.model_copy(update={"status": status})
-        await store.put(changed, "paused" if status == "paused" else "resumed")
-        return changed
+        # (the schedule as stored when it is written: a run's session recorded meanwhile is kept)
+        return await store.update(schedule_id, with_status, "paused" if status == "paused" else "resumed")
 
     changed = run_async(_with_store(ctx, change))
     print(f"{schedule_id} is {changed.status}; next run {_next_run(changed)}")

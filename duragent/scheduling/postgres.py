@@ -2,16 +2,21 @@
 
 The claim is a `started` row under a unique index on (schedule, slot): every worker whose timer
 fires tries to insert it and exactly one succeeds, the same way the session store's primary key
-keeps two writers from storing the same seq.
+keeps two writers from storing the same seq. A run going on is an advisory lock of the worker
+running it (duragent.scheduling.run_locks), so no worker starts the next slot beside it.
+A change to a stored schedule (pause, a run's session) is made on the row locked for it, so two
+workers' changes never undo one another.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from duragent.errors import ConfigError, Problem
+from duragent.scheduling.run_locks import RunLocks
 from duragent.scheduling.spec import Schedule
 from duragent.scheduling.store import DEFAULT_RUNS_KEPT, Listing, RunRecord, ScheduleNotFound
 from duragent.stores.postgres.pool import LazyPool, parse_postgres_url
@@ -46,7 +51,9 @@ class PostgresScheduleStore:
         runs_kept: int = DEFAULT_RUNS_KEPT,
     ):
         target = parse_postgres_url(url, schema) if url is not None else None
-        self._pool = LazyPool(target, pool, schema=schema, max_size=4)
+        # (one of the connections is the run locks' for as long as the store is open)
+        self._pool = LazyPool(target, pool, schema=schema, max_size=5)
+        self._run_locks = RunLocks(self._pool)
         self.runs_kept = runs_kept
 
     async def load_all(self) -> Listing:
@@ -77,6 +84,30 @@ class PostgresScheduleStore:
         pool = await self._pool.get()
         await pool.execute(_UPSERT, schedule.id, schedule.agent, json.dumps(schedule.to_document()))
 
+    async def update(
+        self, schedule_id: str, change: Callable[[Schedule], Schedule | None], summary: str
+    ) -> Schedule:
+        """Apply `change` to the row as stored now, locked against every other writer meanwhile."""
+        del summary
+        pool = await self._pool.get()
+        async with pool.acquire() as connection, connection.transaction():
+            document = await connection.fetchval(
+                "SELECT document FROM schedules WHERE id = $1 FOR UPDATE", schedule_id
+            )
+            if document is None:
+                raise ScheduleNotFound(schedule_id)
+            current = _parse(schedule_id, document)
+            changed = change(current)
+            if changed is None or changed == current:
+                return current
+            await connection.execute(
+                "UPDATE schedules SET agent = $2, document = $3, updated_at = now() WHERE id = $1",
+                schedule_id,
+                changed.agent,
+                json.dumps(changed.to_document()),
+            )
+        return changed
+
     async def delete(self, schedule_id: str) -> None:
         """Remove the row and its runs."""
         pool = await self._pool.get()
@@ -92,6 +123,14 @@ class PostgresScheduleStore:
         record = RunRecord(slot, "started", worker=worker)
         number = await pool.fetchval(_CLAIM, schedule_id, slot, json.dumps(record.to_json()))
         return number is not None
+
+    async def hold_run(self, schedule_id: str) -> bool:
+        """Mark a run of the schedule as going on in this worker; False when one goes on in any worker."""
+        return await self._run_locks.hold(schedule_id)
+
+    async def release_run(self, schedule_id: str) -> None:
+        """The run `hold_run` marked has ended."""
+        await self._run_locks.release(schedule_id)
 
     async def record_run(self, schedule_id: str, run: RunRecord) -> None:
         """Append a run row; keep only the newest ones."""
@@ -116,7 +155,8 @@ class PostgresScheduleStore:
         return [RunRecord.from_json(json.loads(row["record"])) for row in reversed(rows)]
 
     async def close(self) -> None:
-        """Close the pool."""
+        """Let the run locks go and close the pool."""
+        await self._run_locks.close()
         await self._pool.close()
 
 

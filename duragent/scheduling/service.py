@@ -79,6 +79,27 @@ class RunPlace:
             self._held = False
 
 
+class RunMark:
+    """A run's mark in the store that it goes on (`hold_run`): every worker sharing the store
+    skips the schedule's next slots until it is let go, once, whichever way the run ends."""
+
+    def __init__(self, store: ScheduleStore, schedule_id: str):
+        self._store = store
+        self._schedule_id = schedule_id
+        self._held = False
+
+    async def take(self) -> bool:
+        """Mark the run; False when a run of the schedule goes on already (here or elsewhere)."""
+        self._held = await self._store.hold_run(self._schedule_id)
+        return self._held
+
+    async def let_go(self) -> None:
+        """The run has ended (no-op when not marked or let go already)."""
+        if self._held:
+            self._held = False
+            await self._store.release_run(self._schedule_id)
+
+
 #: The place of the run being delivered, for the delivery to give back while it waits.
 current_run_place: contextvars.ContextVar[RunPlace | None] = contextvars.ContextVar(
     "current_run_place", default=None
@@ -193,32 +214,41 @@ class Scheduler:
 
     async def cancel(self, schedule_id: str, *, agent: str | None = None) -> Schedule:
         """Mark a schedule cancelled (its file stays, with its history); `agent` must own it if given."""
-        schedule = await self._owned(schedule_id, agent)
-        return await self._set_status(schedule, "cancelled", "cancelled")
+
+        def cancelled(current: Schedule) -> Schedule:
+            if agent is not None and current.agent != agent:
+                raise ScheduleNotFound(schedule_id)
+            return _with_status(current, "cancelled")
+
+        return await self._set_status(schedule_id, cancelled, "cancelled")
 
     async def process_ended(self, record: ProcessRecord) -> None:
         """Cancel every schedule linked to this background process (`until_process`)."""
         self._ended_processes.add(record.handle)
         for schedule in list(self.schedules.values()):
             if schedule.until_process == record.handle and schedule.status not in FINISHED:
-                current = await self.store.get(schedule.id)
-                if current.status not in FINISHED:
-                    summary = f"cancelled: process {record.handle} ended"
-                    await self._set_status(current, "cancelled", summary)
+                summary = f"cancelled: process {record.handle} ended"
+                await self._set_status(schedule.id, _cancelled_unless_finished, summary)
 
     async def pause(self, schedule_id: str) -> Schedule:
         """Stop firing until resumed."""
-        schedule = await self.store.get(schedule_id)
-        if schedule.status in FINISHED:
-            raise UsageError(f"schedule {schedule_id} is {schedule.status}; it cannot be paused")
-        return await self._set_status(schedule, "paused", "paused")
+
+        def paused(current: Schedule) -> Schedule:
+            if current.status in FINISHED:
+                raise UsageError(f"schedule {schedule_id} is {current.status}; it cannot be paused")
+            return _with_status(current, "paused")
+
+        return await self._set_status(schedule_id, paused, "paused")
 
     async def resume(self, schedule_id: str) -> Schedule:
         """Fire again from the next slot after now."""
-        schedule = await self.store.get(schedule_id)
-        if schedule.status != "paused":
-            raise UsageError(f"schedule {schedule_id} is {schedule.status}, not paused")
-        return await self._set_status(schedule, "active", "resumed")
+
+        def resumed(current: Schedule) -> Schedule:
+            if current.status != "paused":
+                raise UsageError(f"schedule {schedule_id} is {current.status}, not paused")
+            return _with_status(current, "active")
+
+        return await self._set_status(schedule_id, resumed, "resumed")
 
     async def remove(self, schedule_id: str) -> None:
         """Delete a schedule and its history."""
@@ -235,30 +265,31 @@ class Scheduler:
             raise UsageError(f"schedule {schedule_id} is being run right now")
         # a run in progress like any other: a slot that comes meanwhile is skipped, not run beside it
         self._in_flight.add(schedule.id)
+        mark = RunMark(self.store, schedule.id)
         try:
+            if not await mark.take():
+                raise UsageError(f"schedule {schedule_id} is being run right now (on another worker)")
             if not await self.store.claim(schedule.id, slot, self.worker):
                 raise UsageError(f"schedule {schedule_id} is being run right now")
             return await self._run(schedule, slot, manual=True)
         finally:
             self._in_flight.discard(schedule.id)
+            await mark.let_go()
 
     async def runs(self, schedule_id: str, limit: int = 20) -> list[RunRecord]:
         """The newest runs of a schedule, oldest first."""
         await self.store.get(schedule_id)
         return await self.store.runs(schedule_id, limit)
 
-    async def _owned(self, schedule_id: str, agent: str | None) -> Schedule:
-        schedule = await self.store.get(schedule_id)
-        if agent is not None and schedule.agent != agent:
-            raise ScheduleNotFound(schedule_id)
-        return schedule
-
-    async def _set_status(self, schedule: Schedule, status: str, summary: str) -> Schedule:
-        changed = schedule.model_copy(update={"status": status})
-        await self.store.put(changed, summary)
+    async def _set_status(
+        self, schedule_id: str, change: Callable[[Schedule], Schedule | None], summary: str
+    ) -> Schedule:
+        """Change the status of the schedule as stored now (`change` sees it and may refuse), so
+        a change another worker or a run makes meanwhile is kept; then plan it again."""
+        changed = await self.store.update(schedule_id, change, summary)
         self.schedules[changed.id] = changed
         self.planned.pop(changed.id, None)
-        if status == "active":
+        if changed.status == "active":
             if changed.at is not None:
                 # a one-shot resumed after its moment: run late (within misfire_grace) or missed,
                 # as after a restart, not left active with nothing planned
@@ -285,7 +316,7 @@ class Scheduler:
                     # made (by hand, on the command line) as its process ended: nothing else would
                     # ever cancel it
                     summary = f"cancelled: process {schedule.until_process} ended"
-                    await self._set_status(schedule, "cancelled", summary)
+                    await self._set_status(schedule.id, _cancelled_unless_finished, summary)
                 elif known is None or _timing(known) != _timing(schedule):
                     self.planned.pop(schedule.id, None)
                     await self._plan_loaded(schedule)
@@ -335,14 +366,14 @@ class Scheduler:
             await self._finish_one_shot(schedule)
 
     async def _finish_one_shot(self, schedule: Schedule) -> None:
+        def completed(current: Schedule) -> Schedule | None:
+            # paused or cancelled meanwhile (while its run went on): it stays so
+            return _with_status(current, "completed") if current.status == "active" else None
+
         try:
-            current = await self.store.get(schedule.id)
+            self.schedules[schedule.id] = await self.store.update(schedule.id, completed, "completed")
         except ScheduleNotFound:
             return  # removed meanwhile (while its run went on): it stays removed
-        if current.status == "active":
-            done = current.model_copy(update={"status": "completed"})
-            await self.store.put(done, "completed")
-            self.schedules[schedule.id] = done
 
     # --- firing ------------------------------------------------------------------------------
 
@@ -397,6 +428,7 @@ class Scheduler:
 
     async def _claim_and_run(self, schedule: Schedule, slot: datetime) -> None:
         place = RunPlace(self._slots)
+        mark = RunMark(self.store, schedule.id)
         try:
             # a place first, then the claim: a claimed run is one being delivered (a restart
             # never runs a claimed slot again, so a claim waiting for a place would be lost)
@@ -405,22 +437,38 @@ class Scheduler:
             if current is None:
                 return
             schedule = current
+            # marked before the claim, so a worker that sees no mark sees no run going on; a
+            # one-shot runs even beside a manual run, as on one server (else it never would)
+            if not await mark.take() and schedule.recurring:
+                log.info(
+                    "schedule %s: slot %s skipped, the previous run is still going on another worker",
+                    schedule.id,
+                    format_time(slot),
+                )
+                return
             if not await self.store.claim(schedule.id, slot, self.worker):
                 log.debug("schedule %s: slot %s taken by another worker", schedule.id, format_time(slot))
                 if not schedule.recurring:
                     self.schedules[schedule.id] = schedule.model_copy(update={"status": "completed"})
                 return
-            await self._run(schedule, slot, place=place)
+            await self._run(schedule, slot, place=place, mark=mark)
         except DuragentError as exc:
             log.error("schedule %s: run of %s failed: %s", schedule.id, format_time(slot), exc)
         finally:
             place.give_back()
             self._in_flight.discard(schedule.id)
+            await mark.let_go()
 
     async def _run(
-        self, schedule: Schedule, slot: datetime, *, manual: bool = False, place: RunPlace | None = None
+        self,
+        schedule: Schedule,
+        slot: datetime,
+        *,
+        manual: bool = False,
+        place: RunPlace | None = None,
+        mark: RunMark | None = None,
     ) -> RunRecord:
-        """Deliver (with retries), record the run, complete a one-shot."""
+        """Deliver (with retries), record the run, complete a one-shot; `mark` is let go once delivered."""
         began = time.monotonic()
         attempts = 0
         error: str | None = None
@@ -458,6 +506,8 @@ class Scheduler:
             place.give_back()
             if not manual:  # delivered: the next slot may run while this one's history is written
                 self._in_flight.discard(schedule.id)
+            if mark is not None:
+                await mark.let_go()
         record = RunRecord(
             slot,
             "ok" if error is None else "error",
@@ -533,14 +583,25 @@ class Scheduler:
             return
         if schedule.destination.gateway is not None:
             return  # a chat's session changes with /reset: the chat is the destination
+
+        def in_session(current: Schedule) -> Schedule | None:
+            # only the session changes, in the schedule as stored now: a pause, a cancel or an
+            # edit that landed while this run went on is kept
+            if current.destination.gateway is not None or current.destination.session_id == session_id:
+                return None
+            destination = current.destination.model_copy(update={"session_id": session_id})
+            return current.model_copy(update={"destination": destination})
+
         try:
-            current = await self.store.get(schedule_id)
-        except DuragentError:
+            updated = await self.store.update(schedule_id, in_session, f"runs in session {session_id}")
+        except ScheduleNotFound:
+            return  # removed while the run went on
+        except DuragentError as exc:  # (a person's edit broke the file, the database is away)
+            log.warning(
+                "schedule %s: its run's session %s not written down: %s", schedule_id, session_id, exc
+            )
             return
-        destination = current.destination.model_copy(update={"session_id": session_id})
-        updated = current.model_copy(update={"destination": destination})
         self.schedules[schedule_id] = updated
-        await self.store.put(updated, f"runs in session {session_id}")
 
     # --- watching files ----------------------------------------------------------------------
 
@@ -565,6 +626,15 @@ class Scheduler:
         changed = self._folder_signature is not None and signature != self._folder_signature
         self._folder_signature = signature
         return changed
+
+
+def _with_status(schedule: Schedule, status: str) -> Schedule:
+    return schedule.model_copy(update={"status": status})
+
+
+def _cancelled_unless_finished(current: Schedule) -> Schedule | None:
+    """Cancelled, unless it completed or was cancelled already."""
+    return None if current.status in FINISHED else _with_status(current, "cancelled")
 
 
 def _timing(schedule: Schedule) -> tuple[object, ...]:

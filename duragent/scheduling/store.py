@@ -1,9 +1,11 @@
 """Where schedules and their run history live: files in the data directory, or PostgreSQL.
 
-`ScheduleStore` is what the scheduler needs: the documents, a claim on each due run (so one
-run fires once however many workers look at it), and a bounded run history. The filesystem
-store keeps one YAML file per schedule (committed to git, editable by a person) and one JSON
-Lines file of runs per schedule (git-ignored: it is rewritten when pruned).
+`ScheduleStore` is what the scheduler needs: the documents, changed in place so concurrent
+changes never undo one another, a claim on each due run (so one run fires once however many
+workers look at it), a mark on a run going on (so no worker starts the next beside it), and a
+bounded run history. The filesystem store keeps one YAML file per schedule (committed to git,
+editable by a person) and one JSON Lines file of runs per schedule (git-ignored: it is
+rewritten when pruned).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -116,11 +118,24 @@ class ScheduleStore(Protocol):
     async def put(self, schedule: Schedule, summary: str) -> None:
         """Create or replace a schedule; `summary` says why (it ends up in the commit message)."""
 
+    async def update(
+        self, schedule_id: str, change: Callable[[Schedule], Schedule | None], summary: str
+    ) -> Schedule:
+        """Apply `change` (None: no change; it may raise to refuse) to the schedule as stored now,
+        with no other change landing between the read and the write; returns the stored result."""
+
     async def delete(self, schedule_id: str) -> None:
         """Remove a schedule and its history (ScheduleNotFound when absent)."""
 
     async def claim(self, schedule_id: str, slot: datetime, worker: str) -> bool:
         """Take the run of `slot`: True for exactly one caller, ever (it records a `started` run)."""
+
+    async def hold_run(self, schedule_id: str) -> bool:
+        """Mark a run of the schedule as going on; False when one goes on already, in this
+        server or any worker sharing the store (no worker holds the mark of one that died)."""
+
+    async def release_run(self, schedule_id: str) -> None:
+        """The run `hold_run` marked has ended."""
 
     async def record_run(self, schedule_id: str, run: RunRecord) -> None:
         """Append a run to the history (pruned to the newest runs)."""
@@ -137,6 +152,7 @@ class FileScheduleStore:
 
     Claims are kept in the process (one server per data directory holds its lock) and on disk
     as the `started` line, so a run a crash interrupted is not fired again after the restart.
+    Runs going on, and changes in progress, are known in the process alone for the same reason.
     """
 
     def __init__(
@@ -147,7 +163,10 @@ class FileScheduleStore:
         self.on_change = on_change
         self.runs_kept = runs_kept
         self._lock = asyncio.Lock()
+        #: Held from the read to the write of each `update`, and by each `put`.
+        self._writing = asyncio.Lock()
         self._run_lines: dict[str, int] = {}
+        self._running: set[str] = set()
 
     def path_of(self, schedule_id: str) -> Path:
         """The schedule's YAML file."""
@@ -182,8 +201,23 @@ class FileScheduleStore:
     async def put(self, schedule: Schedule, summary: str) -> None:
         """Write the file atomically and tell git."""
         path = self.path_of(schedule.id)
-        await asyncio.to_thread(self._write, path, render_schedule(schedule))
+        async with self._writing:
+            await asyncio.to_thread(self._write, path, render_schedule(schedule))
         self.on_change(Change((path,), "schedule", schedule.id, summary))
+
+    async def update(
+        self, schedule_id: str, change: Callable[[Schedule], Schedule | None], summary: str
+    ) -> Schedule:
+        """Read the file, apply `change`, write it back, with no other change of this server between."""
+        path = self.path_of(schedule_id)
+        async with self._writing:
+            current = await self.get(schedule_id)
+            changed = change(current)
+            if changed is None or changed == current:
+                return current
+            await asyncio.to_thread(self._write, path, render_schedule(changed))
+        self.on_change(Change((path,), "schedule", schedule_id, summary))
+        return changed
 
     def _write(self, path: Path, text: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -192,9 +226,10 @@ class FileScheduleStore:
     async def delete(self, schedule_id: str) -> None:
         """Remove the file (git records the deletion) and the run history."""
         path = self.path_of(schedule_id)
-        if not path.exists():
-            raise ScheduleNotFound(schedule_id)
-        path.unlink()
+        async with self._writing:  # (an `update` in progress would write the file back)
+            if not path.exists():
+                raise ScheduleNotFound(schedule_id)
+            path.unlink()
         (self.runs_folder / f"{schedule_id}.jsonl").unlink(missing_ok=True)
         self._run_lines.pop(schedule_id, None)
         self.on_change(Change((path,), "schedule", schedule_id, "removed"))
@@ -207,6 +242,17 @@ class FileScheduleStore:
                 return False
             await asyncio.to_thread(self._append_run, schedule_id, RunRecord(slot, "started", worker=worker))
             return True
+
+    async def hold_run(self, schedule_id: str) -> bool:
+        """True unless a run of this schedule goes on in this server."""
+        if schedule_id in self._running:
+            return False
+        self._running.add(schedule_id)
+        return True
+
+    async def release_run(self, schedule_id: str) -> None:
+        """Forget the run `hold_run` marked."""
+        self._running.discard(schedule_id)
 
     async def record_run(self, schedule_id: str, run: RunRecord) -> None:
         """Append one line; prune the file to the newest runs when it grows past twice that."""
