@@ -2,9 +2,16 @@
 
 A plugin confirms a message to its platform as soon as it passed it on (Telegram's getUpdates
 offset, Slack's envelope ack), so the platform never delivers it again; the router then holds it
-for the debounce window before its turn is stored in the session. `PendingInbox` keeps those
-messages in `<data_dir>/gateways/pending.json` meanwhile, so a restart (or a crash) in the window
-loses none: the next start submits them.
+for the debounce window before its turn is stored in the session, and holds group talk that did
+not address the bot as context for the chat's next turn while a turn runs (or while the server
+stops). `PendingInbox` keeps both in `<data_dir>/gateways/pending.json` meanwhile, so a restart
+(or a crash) loses none: the next start submits the turns and holds the context again.
+
+The file is written and flushed to the disk when a message is added, before the handler
+returns; saves asked for while one is being written are coalesced into one write. Dropping an
+entry whose message the session stored rewrites the file at once but does not flush it: a crash
+of the server leaves the dropped entry out all the same (the write is in the system's cache),
+and one the machine's crash brings back is found in its session by the next start and skipped.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import contextlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,21 +67,82 @@ class PendingTurn:
         return cls(str(value.get("gateway", "")), str(value.get("agent", "")), tuple(texts), message)
 
 
+@dataclass(frozen=True)
+class HeldContext:
+    """Group talk of one chat that did not address the bot, held for the chat's next turn."""
+
+    gateway: str
+    chat_id: str
+    agent: str
+    #: The messages as the agent will read them (`Name: text`), in order.
+    texts: tuple[str, ...]
+
+    def to_json(self) -> dict[str, object]:
+        """The entry as stored in pending.json."""
+        return {
+            "kind": "context",
+            "gateway": self.gateway,
+            "chat_id": self.chat_id,
+            "agent": self.agent,
+            "texts": list(self.texts),
+        }
+
+    @classmethod
+    def from_json(cls, value: dict[str, object]) -> HeldContext:
+        """Parse one stored entry of kind `context` (ValueError naming what is wrong)."""
+        texts = value.get("texts")
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise ValueError("`texts` is not a list of strings")
+        fields = [value.get(name) for name in ("gateway", "chat_id", "agent")]
+        if not all(isinstance(field, str) for field in fields):
+            raise ValueError("a context entry lacks `gateway`, `chat_id` or `agent`")
+        return cls(str(fields[0]), str(fields[1]), str(fields[2]), tuple(texts))
+
+
+PendingEntry = PendingTurn | HeldContext
+
+
+def _parse_entry(value: object) -> PendingEntry:
+    if isinstance(value, dict) and value.get("kind") == "context":
+        return HeldContext.from_json(value)
+    return PendingTurn.from_json(value)  # entries without a `kind` are turns (the first format)
+
+
 class PendingInbox:
-    """The stored set of pending turns, rewritten whole (it is small) on every change."""
+    """The stored set of pending turns and held context, rewritten whole (it is small) on every change."""
 
     def __init__(self, path: Path):
         self.path = path
         self._lock = asyncio.Lock()
+        #: The newest body asked for and its number, the newest save that must reach the disk,
+        #: and the number of the last one written.
+        self._wanted = ""
+        self._asked = 0
+        self._asked_durable = 0
+        self._written = 0
 
-    async def save(self, turns: list[PendingTurn]) -> None:
-        """Store exactly `turns` (durably: write, fsync, rename)."""
-        body = json.dumps([turn.to_json() for turn in turns], ensure_ascii=False, indent=1)
+    async def save(self, entries: Sequence[PendingEntry], *, durable: bool = True) -> None:
+        """Store exactly `entries` (write, rename; `durable`: flushed to the disk first).
+
+        A save that finds another one writing waits for it, then writes the newest entries once
+        for every save that waited meanwhile (flushed if any of them must be): one fsync for a
+        burst of messages.
+        """
+        self._wanted = json.dumps([entry.to_json() for entry in entries], ensure_ascii=False, indent=1)
+        self._asked += 1
+        mine = self._asked
+        if durable:
+            self._asked_durable = mine
         async with self._lock:
-            await asyncio.to_thread(_write_durably, self.path, body)
+            if self._written >= mine:
+                return  # a write that started after this save was asked for covered it
+            asked, body = self._asked, self._wanted
+            flush = self._asked_durable > self._written
+            await asyncio.to_thread(_write_atomically, self.path, body, flush)
+            self._written = asked
 
-    async def load(self) -> list[PendingTurn]:
-        """The stored turns; a file that cannot be read is set aside (renamed), never overwritten."""
+    async def load(self) -> list[PendingEntry]:
+        """The stored entries; a file that cannot be read is set aside (renamed), never overwritten."""
         try:
             text = await asyncio.to_thread(_read_text, self.path)
         except OSError as exc:
@@ -85,7 +154,7 @@ class PendingInbox:
             entries = json.loads(text)
             if not isinstance(entries, list):
                 raise ValueError("the file is not a JSON list")
-            return [PendingTurn.from_json(entry) for entry in entries]
+            return [_parse_entry(entry) for entry in entries]
         except ValueError as exc:
             aside = self.path.with_name(self.path.name + ".unreadable")
             with contextlib.suppress(OSError):  # left in place, it is overwritten by the next save
@@ -100,11 +169,12 @@ def _read_text(path: Path) -> str:
     return path.read_text() if path.exists() else ""
 
 
-def _write_durably(path: Path, body: str) -> None:
+def _write_atomically(path: Path, body: str, flush: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with tmp.open("w") as file:
         file.write(body)
-        file.flush()
-        os.fsync(file.fileno())
+        if flush:
+            file.flush()
+            os.fsync(file.fileno())
     os.replace(tmp, path)

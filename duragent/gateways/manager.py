@@ -264,10 +264,12 @@ class PluginSupervisor:
         return future
 
     async def stop(self) -> None:
-        """Ask the plugin to shut down; SIGTERM, then SIGKILL after the grace period."""
+        """Ask the plugin to shut down; SIGTERM, then SIGKILL after the grace period; then handle
+        what it passed on meanwhile (each step bounded by the grace period)."""
         self._stopping = True
         self.status.state = "stopping"
         proc = self._proc
+        running = proc is not None and proc.returncode is None
         if proc is not None and proc.returncode is None:
             with contextlib.suppress(ConnectionError, OSError):
                 await asyncio.wait_for(self._write(Shutdown()), 1.0)
@@ -281,10 +283,17 @@ class PluginSupervisor:
                 _signal_group(proc, signal.SIGKILL)
                 await proc.wait()
         if self._task is not None:
+            if running:
+                # What the plugin wrote before it exited is still read, and handled below: a
+                # message it passed on while stopping was confirmed to its platform, which will
+                # not send it again (the router keeps it in pending.json).
+                await asyncio.wait({self._task}, timeout=self.timing.stop_grace)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         handlers = list(self._handlers)
+        if handlers:
+            await asyncio.wait(handlers, timeout=self.timing.stop_grace)
         for handler in handlers:
             handler.cancel()
         await asyncio.gather(*handlers, return_exceptions=True)

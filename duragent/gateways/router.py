@@ -5,9 +5,13 @@ agent's `access`, handle chat commands (`/start`, `/help`, `/reset`, `/status`, 
 `@botname`), keep unaddressed group messages as context, debounce rapid messages from one
 sender into one turn, and submit it to the chat's session (one per gateway, chat and agent,
 kept across restarts in `<data_dir>/gateways/sessions.json`; messages waiting out the debounce
-window are kept in `pending.json`, see `inbox.py`). A `ChatBinding` follows each
-session's stream and sends the chat what it needs: a typing indicator while a turn runs, the
-reply split to the platform's limit, approval buttons, errors and `notify_user` notifications.
+window, and context held for a chat's next turn, are kept in `pending.json`, see `inbox.py`).
+Once the server stops, no message reaches a session: the sessions are closing, so what the
+plugins still pass on is kept in `pending.json` and handled after the restart.
+
+A `ChatBinding` follows each session's stream and sends the chat what it needs: a typing
+indicator while a turn runs, the reply split to the platform's limit, approval buttons, errors
+and `notify_user` notifications.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import logging
 import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +34,7 @@ from duragent.config import RouteConfig
 from duragent.errors import DuragentError, NotFound
 from duragent.gateways.access import check_access, is_group, match_route
 from duragent.gateways.chunking import TELEGRAM_LIMIT, split_message
-from duragent.gateways.inbox import PendingInbox, PendingTurn
+from duragent.gateways.inbox import HeldContext, PendingInbox, PendingTurn
 from duragent.gateways.protocol import (
     AnswerCallbackQuery,
     CallbackQuery,
@@ -60,6 +64,7 @@ HELP_TEXT = (
 DECISION_LABELS = {"allow_once": "Allow once", "allow_always": "Allow always", "deny": "Deny"}
 DECISION_TOASTS = {"allow_once": "✓ Running", "allow_always": "✓ Always allowed", "deny": "✗ Denied"}
 NOT_CURRENT = "This approval is no longer current"
+RESTARTING_TEXT = "The bot is restarting; send that again in a minute."
 TYPING_EVERY = 4.0
 RECENT_IDS = 500
 #: A plugin announcing the `split` capability cuts long replies into messages itself, knowing its
@@ -178,10 +183,13 @@ class ChatBinding:
         self.current: tuple[str, str | None] | None = None
         #: Pending approvals of this chat's session by button reference (`approval_ref`).
         self.approvals: dict[str, PendingApproval] = {}
-        #: Group messages kept as context while a turn ran; folded into the next submission.
-        self.context: list[str] = []
         self._typing: asyncio.Task[None] | None = None
         self._task = asyncio.create_task(self._follow(), name=f"chat {key}")
+
+    @property
+    def context(self) -> list[str]:
+        """Group messages kept as context while a turn ran; folded into the next submission."""
+        return self.router.context.setdefault(self.key, [])
 
     async def close(self) -> None:
         """Stop following the session (detaches from it)."""
@@ -302,6 +310,8 @@ class GatewayRouter:
         #: Turns flushed from their debounce window whose message the session has not stored yet.
         self._submitting: dict[int, PendingTurn] = {}
         self._tokens = iter(range(1, 1 << 62))
+        #: Unaddressed group messages per chat, held for the chat's next turn (see `_keep_as_context`).
+        self.context: dict[ChatKey, list[str]] = {}
         #: True once the server stops: sessions take no new turns, so pending ones stay stored.
         self.shutting_down = shutting_down
 
@@ -312,7 +322,12 @@ class GatewayRouter:
 
     async def submit_pending(self) -> None:
         """Submit the turns taken from chats before the last stop but never stored in a session."""
-        turns = await self.inbox.load()
+        entries = await self.inbox.load()
+        turns = [entry for entry in entries if isinstance(entry, PendingTurn)]
+        for held in entries:
+            if isinstance(held, HeldContext):
+                key = ChatKey(held.gateway, held.chat_id, held.agent)
+                self.context.setdefault(key, []).extend(held.texts)
         for turn in turns:
             self._recent.append((turn.gateway, turn.message.chat_id, turn.message.message_id))
         # The session may have stored one just before the stop, ahead of pending.json's update.
@@ -500,6 +515,11 @@ class GatewayRouter:
         return True
 
     async def _reset(self, key: ChatKey) -> None:
+        if self.shutting_down():
+            await self.send_text(key.gateway, key.chat_id, RESTARTING_TEXT)
+            return
+        if self.context.pop(key, None):
+            await self._save_pending()  # (context has no message id: a restart could not tell)
         session_id = self.directory.get(key)
         if session_id is None:
             await self.send_text(key.gateway, key.chat_id, "No active session to reset.")
@@ -516,6 +536,8 @@ class GatewayRouter:
         )
 
     async def _status(self, key: ChatKey) -> str:
+        if self.shutting_down():
+            return RESTARTING_TEXT
         session_id = self.directory.get(key)
         if session_id is None:
             return "No active session."
@@ -529,12 +551,13 @@ class GatewayRouter:
 
     async def _keep_as_context(self, key: ChatKey, message: MessageReceived, text: str) -> None:
         """Store an unaddressed group message where the next turn sees it, without replying."""
-        binding = await self._binding(key)
-        live = binding.live
-        if live.busy or live.queued or live.unfinished_turn or live.log.state.open_tool_calls():
-            # the running (or a stopped, unfinished) turn owns the log: a message between a tool
-            # call and its result is refused by providers; fold it into the next message instead
-            binding.context.append(text)
+        binding = None if self.shutting_down() else await self._binding(key)
+        if binding is None or self.shutting_down() or _owns_its_log(binding.live):
+            # Held for the chat's next message (and in pending.json): while the server stops its
+            # sessions close; and the running (or a stopped, unfinished) turn owns the log: a
+            # message between a tool call and its result is refused by providers.
+            self.context.setdefault(key, []).append(text)
+            await self._save_pending()
             return
         await binding.live.log.append(
             "user_message",
@@ -577,15 +600,20 @@ class GatewayRouter:
         """Submit a turn; it leaves pending.json once the session stored its message.
 
         Stopped by a shutdown before that, it stays there and the next start submits it again.
+        Context the chat held for it goes in front of its texts (and with it into pending.json).
         """
         key = ChatKey(turn.gateway, turn.message.chat_id, turn.agent)
+        held = self.context.pop(key, None)
+        if held:
+            turn = replace(turn, texts=(*held, *turn.texts))
+            self._submitting[token] = turn
         try:
             ticket = await self._submit(key, turn.message, "\n".join(turn.texts))
         except Exception:
             if not self.shutting_down():
                 # Refused for good (its agent is gone, say): logged, not tried at every start.
                 del self._submitting[token]
-                await self._save_pending()
+                await self._save_pending()  # (in no session: a restart could not tell)
             raise
         if ticket is not None:
             # Started at once, the message is stored by its turn, not before `queue` returns.
@@ -596,22 +624,30 @@ class GatewayRouter:
                     raise  # stopped before it was stored: the next start submits it again
                 # it never ran: its session ended first (a /reset), nothing is owed
         del self._submitting[token]
-        await self._save_pending()
+        if held:
+            # Written now: left in pending.json, the context would be read again after a crash
+            # (the turn itself is found in its session and skipped, the context cannot be).
+            await self._save_pending()
+        else:
+            await self._save_pending(durable=False)  # (see inbox.py: found in its session)
 
-    async def _save_pending(self) -> None:
+    async def _save_pending(self, *, durable: bool = True) -> None:
+        """Write pending.json as it stands now (`durable`: flushed to the disk before this returns)."""
         waiting = [
             PendingTurn(key.gateway, key.agent, tuple(pending.texts), pending.message)
             for (key, _), pending in self._debounces.items()
             if pending.message is not None
         ]
-        await self.inbox.save([*waiting, *self._submitting.values()])
+        held = [
+            HeldContext(key.gateway, key.chat_id, key.agent, tuple(texts))
+            for key, texts in self.context.items()
+            if texts
+        ]
+        await self.inbox.save([*waiting, *self._submitting.values(), *held], durable=durable)
 
     async def _submit(self, key: ChatKey, message: MessageReceived, text: str) -> Ticket | None:
         """Queue the turn in the chat's session; its ticket unless the message is already stored."""
         binding = await self._binding(key)
-        if binding.context:
-            text = "\n".join([*binding.context, text])
-            binding.context.clear()
         binding.triggers.append((message.sender.id, message.message_id))
         live = binding.live
         # What `queue` does next: a message that must wait (or follows a stopped turn) is stored
@@ -724,6 +760,11 @@ class GatewayRouter:
                 if ref == named or (named is None and binding.is_current(approval)):
                     return binding, ref
         return None
+
+
+def _owns_its_log(live: LiveSession) -> bool:
+    """Whether a turn runs, waits, or stopped midway: a message stored now would come between."""
+    return live.busy or bool(live.queued) or live.unfinished_turn or bool(live.log.state.open_tool_calls())
 
 
 def _code_block(code: str) -> str:

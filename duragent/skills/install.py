@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -56,8 +57,24 @@ class Installed:
 
 
 def is_git_source(source: str) -> bool:
-    """True for a repository URL (`https://…`, `git@…`, `file://…`, `….git`), False for a folder path."""
-    return source.startswith(GIT_SCHEMES) or (source.endswith(".git") and not Path(source).is_dir())
+    """True for a repository (`https://…`, `git@…`, `file://…`, `….git`, a bare repository on
+    disk), False for a folder path."""
+    if source.startswith(GIT_SCHEMES):
+        return True
+    folder = Path(source).expanduser()
+    if folder.is_dir():
+        return _is_bare_repository(folder)  # it has no files to copy: only a clone has
+    return source.endswith(".git")
+
+
+def _is_bare_repository(folder: Path) -> bool:
+    """Whether `folder` is a git repository without a working tree (`git clone --bare`)."""
+    return (
+        (folder / "HEAD").is_file()
+        and (folder / "objects").is_dir()
+        and (folder / "refs").is_dir()
+        and not (folder / SKILL_FILE).exists()
+    )
 
 
 def shown_source(source: str) -> str:
@@ -90,24 +107,51 @@ def add_skill(
                 f"remove it first (duragent skill remove {skill.name})"
             )
         _check_files(folder, guard)
-        skills_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(folder, target, ignore=shutil.ignore_patterns(".git"), symlinks=True)
+        _copy_whole(folder, target)
     files = tuple(sorted(path for path in target.rglob("*") if path.is_file() or path.is_symlink()))
     return Installed(load_skill(target), files)
 
 
+def _copy_whole(folder: Path, target: Path) -> None:
+    """Copy `folder` to `target`, which appears whole or not at all.
+
+    The copy is made in a hidden folder beside it (skipped by the skill scan and the edit
+    watcher) and renamed into place: a turn never sees half a skill, and a copy that fails
+    midway leaves nothing that would block the next `add`.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.adding-", dir=target.parent))
+    try:
+        copy = staging / target.name
+        shutil.copytree(folder, copy, ignore=shutil.ignore_patterns(".git"), symlinks=True)
+        os.rename(copy, target)
+    except shutil.Error as exc:
+        # (copytree copies what it can, then lists what it could not: the first one says why)
+        failures = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
+        reason = str(failures[0][2]) if failures and len(failures[0]) == 3 else str(exc)
+        raise UsageError(f"could not copy the skill into {target.parent}: {reason}") from None
+    except OSError as exc:
+        raise UsageError(f"could not copy the skill into {target.parent}: {exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def _check_files(folder: Path, guard: SecretGuard | None) -> None:
     """Refuse a skill that would bring a secret into the data repository (it would never be
-    committed, and every later commit would complain) or a link to a file outside it."""
+    committed, and every later commit would complain), a link to a file outside it (also one
+    that only leads back into the source folder, which the installed copy is not), or a file
+    that cannot be copied (a named pipe, a socket, a device)."""
     inside = folder.resolve()
     for path in sorted(folder.rglob("*")):
         if ".git" in path.relative_to(folder).parts:
             continue
         shown = path.relative_to(folder)
         if path.is_symlink():
-            if not path.resolve().is_relative_to(inside):
-                raise UsageError(f"{shown} links outside the skill ({os.readlink(path)}); remove the link")
+            _check_link(path, shown, inside)
             continue
+        kind = _special_kind(path)
+        if kind is not None:
+            raise UsageError(f"{shown} is not a file, folder or link ({kind}); remove it from the skill")
         if guard is None or not path.is_file():
             continue
         found = guard.find(path.read_bytes().decode("utf-8", errors="replace"))
@@ -116,6 +160,34 @@ def _check_files(folder: Path, guard: SecretGuard | None) -> None:
                 f"{shown} holds a secret ({', '.join(found)}); remove it from the skill: "
                 "keys belong in the environment"
             )
+
+
+def _check_link(path: Path, shown: Path, inside: Path) -> None:
+    """A link must stay inside the skill as written (copied, it keeps its text) and as resolved."""
+    target = os.readlink(path)
+    if os.path.isabs(target):
+        raise UsageError(
+            f"{shown} links by an absolute path ({target}); make it relative to the skill's folder"
+        )
+    written = os.path.normpath(os.path.join(os.path.dirname(shown), target))
+    if (
+        written == os.pardir
+        or written.startswith(os.pardir + os.sep)
+        or not path.resolve().is_relative_to(inside)
+    ):
+        raise UsageError(f"{shown} links outside the skill ({target}); remove the link")
+
+
+def _special_kind(path: Path) -> str | None:
+    """What `path` is when it is neither a regular file nor a folder (None otherwise)."""
+    mode = path.lstat().st_mode
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device"
 
 
 def remove_skill(name: str, skills_dir: Path) -> tuple[Path, ...]:
