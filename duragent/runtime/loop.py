@@ -57,7 +57,7 @@ from duragent.runtime.memory_context import gather_memory, session_folder
 from duragent.runtime.policy import PolicyCache, ToolPolicy
 from duragent.scheduling.spec import scheduled_task_of
 from duragent.sessions.log import SessionLog
-from duragent.skills.active import refusal, restricting_skills
+from duragent.skills.active import RECORDED, SKILL_TOOL, refusal, restricting_skills
 from duragent.skills.discovery import (
     ProblemLog,
     SkillCache,
@@ -614,6 +614,7 @@ class Runtime:
                         "ok": results[c.id].ok,
                         "content": results[c.id].content,
                         "duration_ms": timings.get(c.id, 0),
+                        **_kept_with_result(c, results[c.id]),
                     },
                 )
                 for c in calls
@@ -968,6 +969,13 @@ def _approval_payload(session: SessionLog, call: ToolCall, invocation: str) -> d
         "command": invocation,
         "batch_position": session.state.last_batch_position(),
     }
+
+
+def _kept_with_result(call: ToolCall, result: ToolResult) -> dict[str, Any]:
+    """What a result's event keeps beside its text: a skill's restriction as it was loaded."""
+    if call.name == SKILL_TOOL and result.ok and result.data and RECORDED in result.data:
+        return {RECORDED: result.data[RECORDED]}
+    return {}
 
 
 def _memory_on(agent: Agent) -> bool:

@@ -223,6 +223,8 @@ def _tool_result(state: SessionState, event: SessionEvent, p: dict[str, Any]) ->
     }
     if p.get("ok") is False:
         message["is_error"] = True
+    if "allowed_tools" in p:
+        message["allowed_tools"] = p["allowed_tools"]  # a skill's restriction (skills/active.py)
     state.conversation.append(message)
 
 

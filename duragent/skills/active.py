@@ -6,13 +6,17 @@ the tools it lists; several such skills narrow it to what all of them allow, so 
 skill never widens it. The `skill` tool itself stays callable. The restriction only ever
 refuses: a call it lets through is still decided by the agent's policy.
 
-Activity is read from the session's conversation, so a turn resumed after a restart keeps it.
+Activity is read from the session's conversation, so a turn resumed after a restart keeps it;
+so is each skill's restriction: as the `skill` tool recorded it when it loaded the skill
+(`allowed_tools` in its result), so editing or removing the skill during the turn (the agent
+itself, with a file tool) neither lifts nor widens it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from duragent.runtime.policy import ToolPolicy
@@ -34,10 +38,51 @@ TOOL_ALIASES = {
 _CALL_FORM = re.compile(r"^(?P<tool>[A-Za-z_][\w-]*)\((?P<argument>.*)\)$")
 
 
+@dataclass(frozen=True)
+class Restriction:
+    """An active skill's `allowed-tools`."""
+
+    name: str
+    allowed_tools: tuple[str, ...]
+
+
 def loaded_skills(conversation: Sequence[Mapping[str, Any]]) -> list[str]:
     """Names of the skills the `skill` tool loaded successfully in the current turn, in order."""
-    requested: dict[Any, str] = {}
     loaded: list[str] = []
+    for name, _result in _loads(conversation):
+        if name not in loaded:
+            loaded.append(name)
+    return loaded
+
+
+def restricting_skills(
+    conversation: Sequence[Mapping[str, Any]], skills: Mapping[str, Skill]
+) -> list[Restriction]:
+    """The restrictions of the current turn's active skills, each as recorded when it was loaded.
+
+    (A load recorded before results kept the restriction is read from the skill as it is now.)
+    """
+    restrictions: list[Restriction] = []
+    for name, result in _loads(conversation):
+        if RECORDED in result:
+            allowed = result[RECORDED]
+        else:
+            skill = skills.get(name)
+            allowed = skill.allowed_tools if skill is not None else None
+        if allowed is not None:
+            restriction = Restriction(name, tuple(str(entry) for entry in allowed))
+            if restriction not in restrictions:
+                restrictions.append(restriction)
+    return restrictions
+
+
+#: The key of a `skill` result's conversation entry that keeps the skill's `allowed-tools`.
+RECORDED = "allowed_tools"
+
+
+def _loads(conversation: Sequence[Mapping[str, Any]]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(skill name, its result's entry) for each successful `skill` load of the current turn."""
+    requested: dict[Any, str] = {}
     for message in _current_turn(conversation):
         if message.get("role") == "assistant":
             for call in message.get("tool_calls") or ():
@@ -46,25 +91,18 @@ def loaded_skills(conversation: Sequence[Mapping[str, Any]]) -> list[str]:
                     requested[call.get("id")] = arguments["name"]
         elif message.get("role") == "tool" and not message.get("is_error"):
             name = requested.get(message.get("tool_call_id"))
-            if name and name not in loaded:
-                loaded.append(name)
-    return loaded
+            if name:
+                yield name, message
 
 
-def restricting_skills(conversation: Sequence[Mapping[str, Any]], skills: Mapping[str, Skill]) -> list[Skill]:
-    """The active skills that have `allowed-tools`."""
-    active = (skills.get(name) for name in loaded_skills(conversation))
-    return [skill for skill in active if skill is not None and skill.allowed_tools is not None]
-
-
-def refusal(restricting: Sequence[Skill], tool: str, invocation: str) -> str | None:
+def refusal(restricting: Sequence[Restriction], tool: str, invocation: str) -> str | None:
     """Why this call is refused under the active skills' `allowed-tools`, or None when it may go on."""
     if tool == SKILL_TOOL:
         return None
     for skill in restricting:
-        patterns = tuple(p for entry in skill.allowed_tools or () for p in policy_patterns(entry))
+        patterns = tuple(p for entry in skill.allowed_tools for p in policy_patterns(entry))
         if ToolPolicy(mode="deny", allow=patterns).decide(tool, invocation).decision != "allow":
-            listed = " ".join(skill.allowed_tools or ()) or "(none)"
+            listed = " ".join(skill.allowed_tools) or "(none)"
             return (
                 f"refused: skill {skill.name!r} is active and allows only these tools: {listed} "
                 f"({tool} {invocation}".rstrip()

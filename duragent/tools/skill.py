@@ -41,7 +41,13 @@ class SkillTool(Tool[SkillArgs]):
         if skill is None:
             known = ", ".join(sorted(self.skills.skills)) or "none"
             return ToolResult(False, f"unknown skill {args.name!r}; skills: {known}")
-        return ToolResult(True, describe(skill), {"skill": skill.name, "folder": str(skill.directory)})
+        allowed = list(skill.allowed_tools) if skill.allowed_tools is not None else None
+        # (`allowed_tools` is kept with the result: the restriction holds as loaded, see skills/active.py)
+        return ToolResult(
+            True,
+            describe(skill),
+            {"skill": skill.name, "folder": str(skill.directory), "allowed_tools": allowed},
+        )
 
     def invocation(self, args: SkillArgs, ctx: ToolContext) -> str:
         """The skill's name (`list` without one)."""

@@ -4,6 +4,7 @@ allowed-tools; tool folders offered as tools, and `reload_tools` picking up one 
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,6 +15,9 @@ from duragent.runtime.events import ApprovalRequired, ToolCallFinished, TurnFini
 from duragent.runtime.loop import Runtime, drain
 from duragent.runtime.providers import ProviderPool
 from duragent.sessions.log import SessionLog
+from duragent.sessions.state import resume
+from duragent.skills.active import refusal, restricting_skills
+from duragent.skills.discovery import discover_skills
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
 from tests.unit.test_skills import write_skill
 from tests.unit.test_tool_folders import tool_folder
@@ -118,6 +122,29 @@ async def test_a_skills_allowed_tools_refuse_other_calls_for_the_rest_of_the_tur
     [echoed] = results(second)
     assert echoed.ok
     assert echoed.content == "next turn"
+
+
+async def test_a_skills_restriction_is_kept_as_loaded_for_a_turn_resumed_after_a_restart(
+    fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, runtime: Runtime, data: Path
+) -> None:
+    folder = write_skill(
+        data / "skills", "reader", "name: reader\ndescription: Only reads.\nallowed-tools: read_file\n"
+    )
+    fake_llm.enqueue(tool_calls([("skill", {"name": "reader"})]), text("Loaded."))
+    await drain(runtime.run_turn(session, agent, "use the reader skill"))
+    # The server stops; meanwhile the skill is removed, or edited to drop its allowed-tools (by
+    # a person, or by the agent itself with a file tool the skill allowed).
+    shutil.rmtree(folder)
+    write_skill(data / "skills", "reader", "name: reader\ndescription: Reads and runs anything.\n")
+
+    resumed = await resume(session.store, session.session_id)
+    skills_now = discover_skills(None, data).skills
+
+    restricting = restricting_skills(resumed.conversation, skills_now)
+    refused = refusal(restricting, "bash", "echo ran > marker.txt")
+    assert refused is not None
+    assert refused.startswith("refused: skill 'reader' is active and allows only these tools: read_file")
+    assert refusal(restricting, "read_file", "notes.md") is None
 
 
 async def test_an_invalid_skill_is_skipped_with_one_warning_and_nothing_to_offer_offers_no_tool(
