@@ -144,6 +144,11 @@ async def run_server(
         url = f"http://{_url_host(host)}:{bound_port}"
         _write_run_file(config, app[STATE], host, bound_port, url, auto_started=auto_started)
         print(f"duragent serve: listening on {url} (data: {config.data_path})", file=sys.stderr, flush=True)
+        print(
+            f"duragent serve: dashboard at {url}/ui/ (`duragent ui` opens it logged in)",
+            file=sys.stderr,
+            flush=True,
+        )
         _signal_ready(ready_fd, url)
         stopping = app[STATE].shutdown
         loop = asyncio.get_running_loop()

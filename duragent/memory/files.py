@@ -11,6 +11,8 @@ the person's commit that follows must not carry the agent's lines in under their
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,15 +63,40 @@ def read_memory_file(workspace: Workspace, agent: str, name: str) -> str:
     return path.read_text(encoding="utf-8") if path.exists() else ""
 
 
-def save_memory_file(workspace: Workspace, agent: str, name: str, text: str) -> SavedMemory:
-    """Write the file and commit it as the person's edit (blocking: call it in a thread)."""
+class MemoryChanged(UsageError):
+    """The file holds other text than the edit started from: nothing was saved."""
+
+    def __init__(self, current: str):
+        super().__init__("the file changed since it was opened; nothing was saved")
+        self.current = current
+
+
+def text_stamp(text: str) -> str:
+    """A digest of a memory file's text as `read_memory_file` returns it (what an editor opened)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def save_memory_file(
+    workspace: Workspace, agent: str, name: str, text: str, *, opened: str | None = None
+) -> SavedMemory:
+    """Write the file and commit it as the person's edit (blocking: call it in a thread).
+
+    `opened`: the `text_stamp` of the text the edit started from; when the file holds other text
+    now (the agent wrote meanwhile), MemoryChanged and nothing is saved (checked under the file's
+    lock, so no write lands between the check and the save).
+    """
     path = memory_path(workspace, agent, name)
     text = text.replace("\r\n", "\n")
     if text and not text.endswith("\n"):
         text += "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     with memory_file_lock(workspace.config.service_path("memory"), path):
-        commit_agents_write_first(workspace, path)
+        found = commit_agents_write_first(workspace, path)
+        if opened is not None:
+            # (as `read_memory_file` reads it: universal newlines)
+            current = "" if found is None else found.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+            if not hmac.compare_digest(opened, text_stamp(current)):
+                raise MemoryChanged(current)
         write_atomic(path, text.encode("utf-8"))
     edits = workspace.human_edits
     relative = str(path.relative_to(workspace.config.data_path))

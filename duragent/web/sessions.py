@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from duragent.server.problems import HttpProblem
 from duragent.server.routes.sessions import HISTORY_TYPES, follow_events
 from duragent.server.state import STATE
 from duragent.sessions.inspect import describe_unattended, unattended_report
@@ -104,9 +105,10 @@ async def send_message(request: web.Request, form: dict[str, str]) -> web.Stream
     """POST /ui/sessions/{session_id}/messages (content): queue it; the reply streams to the page."""
     session_id = request.match_info["session_id"]
     content = form.get("content", "").strip()
-    if content:
-        live = await request.app[STATE].sessions.get(session_id)
-        await live.queue(content)
+    if not content:
+        raise HttpProblem(400, "the message is empty: write something to send")
+    live = await request.app[STATE].sessions.get(session_id)
+    await live.queue(content)
     raise see_other(f"{UI_PREFIX}/sessions/{session_id}")
 
 

@@ -50,8 +50,12 @@
       if (text) add(message("assistant", agent, text));
     }
     function on(name, handler) {
-      source.addEventListener(name, (event) => handler(JSON.parse(event.data)));
+      // a lost connection fires "error" too, as a plain event without data: not a turn's error
+      source.addEventListener(name, (event) => {
+        if (event instanceof MessageEvent) handler(JSON.parse(event.data));
+      });
     }
+    followConnection(source, list);
 
     on("start", (d) => add(message("user", "user", d.content || "")));
     on("token", (d) => {
@@ -107,13 +111,88 @@
     return form;
   }
 
-  // Post a form with fetch and stay on the page (the transcript shows what follows).
+  // Say, under the transcript, when the live view is reconnecting or has stopped: the browser
+  // retries a dropped stream by itself, and gives up when the server refuses it (after a restart
+  // the login is gone), which would otherwise leave a page that looks live and is not.
+  function followConnection(source, list) {
+    const live = el("p", "live-status hint");
+    live.id = "live-status";
+    live.setAttribute("role", "status");
+    live.hidden = true;
+    list.after(live);
+    source.addEventListener("open", () => { live.hidden = true; });
+    source.addEventListener("error", (event) => {
+      if (event instanceof MessageEvent) return; // a turn's error, shown in the transcript
+      live.hidden = false;
+      if (source.readyState !== EventSource.CLOSED) {
+        live.textContent = "Connection to the server lost: reconnecting…";
+        return;
+      }
+      live.textContent = "Live updates stopped (the server restarted or your login ended): ";
+      const again = el("a", "", "reload the page");
+      again.href = location.href;
+      live.appendChild(again);
+      live.append(" to see new replies.");
+    });
+  }
+
+  // What a refused post says, as words: the error page's message, not its HTML.
+  async function refusal(response) {
+    const page = new DOMParser().parseFromString(await response.text(), "text/html");
+    const problem = page.querySelector(".problem");
+    return (problem ? problem.textContent : "").trim() || response.status + " " + response.statusText;
+  }
+
+  // The form's line saying why it was not sent (role=alert: screen readers read it out).
+  function report(form, text, loginLink) {
+    let line = form.querySelector(".problem");
+    if (!line) {
+      line = el("p", "problem");
+      line.setAttribute("role", "alert");
+      form.appendChild(line);
+    }
+    line.textContent = printable(text);
+    if (loginLink) {
+      // in a new tab: this one keeps what was typed, to send once logged in
+      const link = el("a", "", "log in again");
+      link.href = document.body.dataset.login + "?next=" + encodeURIComponent(location.pathname + location.search);
+      link.target = "_blank";
+      link.rel = "noopener";
+      line.append(" ", link, " (in a new tab), then send again: your text is kept here.");
+    }
+    return line;
+  }
+
+  // Post a form with fetch and stay on the page (the transcript shows what follows). What is
+  // typed stays in the form until the server took it; while a post is on its way the form sends
+  // nothing more (another Ctrl+Enter would be another turn, answered and paid for twice).
   function sendInPlace(form) {
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
+      if (form.dataset.sending) return;
+      form.dataset.sending = "yes";
       const body = new URLSearchParams(new FormData(form, event.submitter));
-      const response = await fetch(form.action, { method: "POST", body, credentials: "same-origin" });
-      if (!response.ok) { alert("Not sent: " + (await response.text())); return; }
+      const buttons = form.querySelectorAll("button");
+      buttons.forEach((button) => { button.disabled = true; });
+      let response;
+      try {
+        response = await fetch(form.action, { method: "POST", body, credentials: "same-origin" });
+      } catch {
+        report(form, "Not sent: the server did not answer (is it running?).");
+        return;
+      } finally {
+        delete form.dataset.sending;
+        buttons.forEach((button) => { button.disabled = false; });
+      }
+      if (response.status === 401) {
+        report(form, "Not sent: your login has ended (the server restarted?):", true);
+        return;
+      }
+      if (!response.ok) {
+        report(form, "Not sent: " + (await refusal(response)));
+        return;
+      }
+      form.querySelector(".problem")?.remove();
       if (form.classList.contains("approval")) form.remove();
       if (form.id === "send") { form.reset(); form.elements.content.focus(); }
     });
