@@ -17,7 +17,7 @@ import typer
 
 from duragent.cli.chatting import open_attach, open_chat, say_interrupted, talk
 from duragent.cli.context import CliState, run_async
-from duragent.cli.sending import agent_name, pick_session, send_one
+from duragent.cli.sending import agent_name, message_text, pick_session, send_one
 
 if TYPE_CHECKING:
     from duragent.cli.repl import TerminalWorkspace
@@ -145,7 +145,7 @@ def send(
     """
     state: CliState = ctx.obj
     config = state.config()
-    content = sys.stdin.read() if message == "-" else message
+    content = message_text(sys.stdin.buffer.read(), "on stdin") if message == "-" else message_text(message)
     if not content.strip():
         from duragent.errors import UsageError
 

@@ -149,7 +149,9 @@ async def talk(api: ApiClient, workspace: TerminalWorkspace, attachment: Attachm
     header(renderer, session, resumed=attachment.resumed)
     repl = Repl(api, session, attachment.client, workspace, renderer=renderer)
     outcome = await repl.run(attachment.after)
-    farewell(renderer, session, outcome, workspace, local=local, running=repl.in_turn)
+    farewell(
+        renderer, session, outcome, workspace, local=local, running=repl.in_turn, others=repl.others_attached
+    )
 
 
 def header(renderer: Renderer, session: Session, *, resumed: bool) -> None:
@@ -169,9 +171,11 @@ def farewell(
     *,
     local: bool,
     running: bool,
+    others: int = 0,
 ) -> None:
     """What became of the session, and how to come back to it (`running`: a turn was going on
-    when the terminal left, which on_disconnect lets go on or pauses)."""
+    when the terminal left, which on_disconnect lets go on or pauses once `others`, the clients
+    still following it, have left too)."""
     if outcome == "ended":
         renderer.line(f"Session {session.id} has ended. Start another with: duragent chat --new")
         return
@@ -179,6 +183,9 @@ def farewell(
         renderer.line(f"The local server stopped; session {session.id} is saved (a running turn paused).")
     elif not running:
         renderer.line(f"Detached. Session {session.id} has no turn running; it waits for your next message.")
+    elif others:
+        clients = "1 other client" if others == 1 else f"{others} other clients"
+        renderer.line(f"Detached. Session {session.id} goes on: {clients} still attached.")
     elif workspace.on_disconnect(session) == "pause":
         renderer.line(f"Detached. Session {session.id} pauses at the next safe point (on_disconnect: pause).")
     else:

@@ -63,14 +63,25 @@ def quick_send(args: list[str], env: Mapping[str, str] | None = None) -> int | N
     """Send through the running server and return the exit status; None when the full command must run."""
     env = os.environ if env is None else env
     options = parse_send_options(args)
-    if options is None or options.message == "-" or not options.message.strip():
+    if options is None or options.message == "-" or not _plain_text(options.message):
         # (a message on stdin could not be read twice if this path had to hand over after all;
-        # the full command says what is wrong with an empty one)
+        # the full command says what is wrong with an empty one, or one that is not UTF-8)
         return None
     server = running_server(env) or started_server(env, quiet=options.as_json)
     if server is None:
         return None
     return _send(server.url, server.token, server.data_path, options, options.message)
+
+
+def _plain_text(message: str) -> bool:
+    """Whether `message` holds text, all of it UTF-8 (argv bytes that are not arrive as surrogates)."""
+    if not message.strip():
+        return False
+    try:
+        message.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def running_server(env: Mapping[str, str]) -> RunningServer | None:

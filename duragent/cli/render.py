@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import os
 import shutil
 import sys
@@ -24,6 +23,8 @@ from duragent.terminal_text import printable
 TRUNCATED = "the reply was cut off at the model's output token limit (model.max_output_tokens)"
 SPINNER_FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 SPINNER_INTERVAL = 0.08
+#: Columns between a terminal's tab stops.
+TAB_STOP = 8
 #: Longest the arguments of a tool line get before they are cut with "…".
 TOOL_ARGUMENTS_WIDTH = 60
 #: Signs that a reply is Markdown worth re-drawing (plain prose is left as streamed).
@@ -50,14 +51,35 @@ def _pairs(arguments: dict[str, Any]) -> str:
     )
 
 
-def cell_width(text: str) -> int:
-    """Terminal columns `text` takes (wide East Asian characters count twice)."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
 def rows_used(text: str, columns: int) -> int:
     """Terminal rows `text` occupies when written from column 0 on a screen `columns` wide."""
-    return sum(max(1, math.ceil(cell_width(line) / max(columns, 1))) for line in text.split("\n"))
+    return sum(_line_rows(line, max(columns, 1)) for line in text.split("\n"))
+
+
+def _line_rows(line: str, columns: int) -> int:
+    """Rows of one line: a tab moves to the next tab stop but never past the last column (it
+    does not wrap), and a wide character that does not fit at the end of a row starts the next."""
+    rows, column = 1, 0
+    for char in line:
+        if char == "\t":
+            if column < columns:
+                column = min((column // TAB_STOP + 1) * TAB_STOP, columns - 1)
+            continue
+        width = 2 if unicodedata.east_asian_width(char) in "WF" else 1
+        if column + width > columns:
+            rows, column = rows + 1, 0
+        column += width
+    return rows
+
+
+def fit(text: str, cells: int) -> str:
+    """`text` cut with "…" to take at most `cells` terminal columns (one line, no tabs)."""
+    used = 0
+    for at, char in enumerate(text):
+        used += 2 if unicodedata.east_asian_width(char) in "WF" else 1
+        if used > cells:
+            return text[: max(at - 1, 0)] + "…" if cells > 0 else ""
+    return text
 
 
 def looks_like_markdown(text: str) -> bool:
@@ -134,7 +156,10 @@ class Renderer:
 
     async def _spin(self, label: str) -> None:
         for n in range(10**9):
-            self.out.write(f"\r{SPINNER_FRAMES[n % len(SPINNER_FRAMES)]} {label}…")
+            # One row, as wide as the terminal is now: a carriage return and `ESC [K` redraw and
+            # erase only the row the cursor is on.
+            columns = shutil.get_terminal_size((80, 24)).columns
+            self.out.write("\r" + fit(f"{SPINNER_FRAMES[n % len(SPINNER_FRAMES)]} {label}…", columns - 1))
             self.out.flush()
             self._spinner_shown = True
             await asyncio.sleep(SPINNER_INTERVAL)

@@ -23,9 +23,11 @@ from typing import TYPE_CHECKING, Any
 from duragent.cli.render import TRUNCATED, Renderer
 from duragent.client.follow import SERVER_BACK, SERVER_GONE
 from duragent.errors import DuragentError
+from duragent.terminal_text import printable
 
 if TYPE_CHECKING:
     from prompt_toolkit import PromptSession
+    from prompt_toolkit.application import Application
 
     from duragent.cli.typeahead import HeldKeys
     from duragent.client.follow import EventFollower
@@ -63,6 +65,8 @@ RESTART_PAUSE_REASON = "server restarted"
 INTERRUPTED = "_interrupted"
 #: Seconds to wait for the stream to show a reply the server already returned.
 REPLY_GRACE = 3.0
+#: Longest a terminal leaving a running turn waits to learn who else follows the session.
+LEAVING_QUESTION_SECONDS = 2.0
 DECISIONS = {"y": "allow_once", "a": "allow_always", "n": "deny"}
 HELP = """\
 Commands:
@@ -146,10 +150,15 @@ class Repl:
         #: replay may show them in their place; those it does not are drawn just before asking.
         self.unannounced: set[str] = set()
         self.background: set[asyncio.Task[Any]] = set()
+        #: Those of them the server counts as attached clients until the turn ends.
+        self.attaching: set[asyncio.Task[Any]] = set()
         self.draft = ""
         self.cancel_pressed = False
         self.cancelled_last_turn = False
         self.held: ServerEvent | None = None
+        #: Other clients following the session as this terminal left a running turn (on_disconnect
+        #: acts only when the last one leaves).
+        self.others_attached = 0
         self._prompt: PromptSession[str] | None = None
         self._keys: HeldKeys | None = None
 
@@ -211,12 +220,25 @@ class Repl:
 
     async def leave(self) -> None:
         """Close the stream and any request in flight (both detach), remember what was seen."""
+        if self.in_turn:
+            self.others_attached = await self._others_attached()
         for task in list(self.background):
             task.cancel()
         if self.follower is not None:
             await self.follower.close()
         self.renderer.close()
         self.remember()
+
+    async def _others_attached(self) -> int:
+        """Clients but this one following the session, asked while this one still does (its
+        event stream and its requests that wait for the turn); 0 when the server cannot tell
+        in a moment: leaving does not wait for it."""
+        ours = 1 + len([task for task in self.attaching if not task.done()])
+        try:
+            info = await asyncio.wait_for(self.api.session(self.session.id), LEAVING_QUESTION_SECONDS)
+        except (TimeoutError, DuragentError):
+            return 0
+        return max(int(info.get("attached") or 0) - ours, 0)
 
     def remember(self) -> None:
         """Save this terminal's last session and last seen position."""
@@ -247,7 +269,7 @@ class Repl:
             self.renderer.error(f"✗ {exc}")
             return "idle"
         task = asyncio.get_running_loop().create_task(self.api.send(self.session.id, text))
-        self._track(task, mark=True)
+        self._track(task, mark=True, attaches=True)
         self.renderer.start_spinner()
         return await self.follow(target_seq=0, own=text, send_task=task)
 
@@ -514,6 +536,10 @@ class Repl:
     def _on_approval_required(self, approval: dict[str, Any]) -> None:
         """A call waits for a person: shown once (the replay may announce it again), asked when idle."""
         call_id = str(approval.get("call_id", ""))
+        if call_id not in self.pending:
+            # Asked for again after this terminal's answer (which a stopped server never got):
+            # it is asked again too, or the turn would wait for an answer nobody is asked for.
+            self.asked.discard(call_id)
         if call_id not in self.pending or call_id in self.unannounced:
             self._announce(approval)
         self.pending[call_id] = approval
@@ -556,7 +582,8 @@ class Repl:
         self.in_turn = True  # the decision takes the turn up again (also one a pause stopped)
         self.renderer.notice(f"→ {decision.replace('_', ' ')}")
         self._track(
-            asyncio.get_running_loop().create_task(self.api.approve(self.session.id, call_id, decision))
+            asyncio.get_running_loop().create_task(self.api.approve(self.session.id, call_id, decision)),
+            attaches=True,
         )
         self.renderer.start_spinner()
 
@@ -568,28 +595,33 @@ class Repl:
             self.renderer.write(question)
             answer = (await asyncio.to_thread(sys.stdin.readline)).strip().lower()[:1]
             return DECISIONS.get(answer)
-        from prompt_toolkit import PromptSession
-        from prompt_toolkit.key_binding import KeyBindings
+        from prompt_toolkit.input.typeahead import get_typeahead, store_typeahead
 
-        bindings = KeyBindings()
-        for key, decision in DECISIONS.items():
-            bindings.add(key)(_exit_with(decision))
-            bindings.add(key.upper())(_exit_with(decision))
-        asker: PromptSession[str] = PromptSession(key_bindings=bindings)
+        asker = _decision_asker(question)
+        # Keys typed while the turn ran are the person's next message, not an answer (the first
+        # "a" in "and then" would allow the call always): they wait for the prompt after it.
+        ahead = get_typeahead(asker.input)
+        try:
+            return await self._answer_or_news(asker, call_id)
+        finally:
+            store_typeahead(asker.input, ahead + get_typeahead(asker.input))
+
+    async def _answer_or_news(self, asker: Application[str | None], call_id: str) -> str | None:
+        """The key that answered, None for Ctrl-C or Ctrl-D, or INTERRUPTED by an event worth showing."""
         loop = asyncio.get_running_loop()
-        answering = loop.create_task(_answer(asker, question))
+        answering = loop.create_task(asker.run_async())
         watching = loop.create_task(self._wait_for_news(decided=call_id))
         done, _ = await asyncio.wait({answering, watching}, return_when=asyncio.FIRST_COMPLETED)
         if answering not in done:
-            asker.app.erase_when_done = True  # asked again, once, after what came is shown
-            asker.app.exit(result="")
+            asker.erase_when_done = True  # asked again, once, after what came is shown
+            asker.exit(result=None)
             await answering
             _raise_from(watching)
             return INTERRUPTED
         watching.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watching
-        return answering.result() or None
+        return answering.result()
 
     # --- input -------------------------------------------------------------------------------
 
@@ -682,13 +714,18 @@ class Repl:
             )
         return self._prompt
 
-    def _track(self, task: asyncio.Task[Any], *, mark: bool = False) -> None:
+    def _track(self, task: asyncio.Task[Any], *, mark: bool = False, attaches: bool = False) -> None:
+        """Run a request in the background (`attaches`: it follows the session until the turn
+        ends, as a message or a decision does, so the server counts it as a client)."""
         from duragent.client.http import ServerEvent
 
         self.background.add(task)
+        if attaches:
+            self.attaching.add(task)
 
         def finished(done: asyncio.Task[Any]) -> None:
             self.background.discard(done)
+            self.attaching.discard(done)
             # Read the outcome here, always: an exception nobody retrieves (a 409 for a turn the
             # person cancelled) would reach prompt_toolkit's handler and block on "Press ENTER".
             problem = None if done.cancelled() else _failure(done)
@@ -760,7 +797,8 @@ class Repl:
         ]
         if pending:
             lines.append(f"waiting        approval of {pending[0].get('tool')} {pending[0].get('command')}")
-        self.renderer.write("\n".join(lines) + "\n")
+        # (the waiting command is the model's: its control characters are shown, not obeyed)
+        self.renderer.write(printable("\n".join(lines)) + "\n")
         return "idle"
 
     async def cmd_cancel(self, _argument: str) -> str:
@@ -790,7 +828,10 @@ class Repl:
 
     async def cmd_history(self, argument: str) -> str:
         """/history [N]: the last N user and assistant messages."""
-        count = int(argument) if argument.isdigit() and int(argument) > 0 else 10
+        if argument and not (argument.isdecimal() and int(argument) > 0):
+            self.renderer.error(f"/history takes a number of messages (/history 20), not {argument!r}")
+            return "idle"
+        count = int(argument) if argument else 10
         page = await self.api.messages(self.session.id, limit=min(1000, count * 6))
         items = [m for m in page.get("messages", []) if m.get("role") in ("user", "assistant")]
         items = [m for m in items if m.get("role") == "user" or (m.get("content") or "").strip()]
@@ -815,10 +856,15 @@ class Repl:
         return "idle"
 
     async def cmd_approve(self, argument: str) -> str:
-        """/approve [always]."""
-        return await self._decide_pending(
-            "allow_always" if argument.lower().startswith("a") else "allow_once"
-        )
+        """/approve [always] (`once`, or a start of `always`, also do)."""
+        word = argument.lower()
+        if word in ("", "once"):
+            return await self._decide_pending("allow_once")
+        if "always".startswith(word):
+            return await self._decide_pending("allow_always")
+        # (an allow rule is written for good: only a word that means it writes one)
+        self.renderer.error(f"/approve takes nothing (once) or `always`, not {argument!r}")
+        return "idle"
 
     async def cmd_deny(self, _argument: str) -> str:
         """/deny."""
@@ -856,13 +902,25 @@ async def _keys(prompt: PromptSession[str], default: str) -> tuple[str, str]:
         return "eof", ""
 
 
-async def _answer(asker: PromptSession[str], question: str) -> str | None:
-    """The key that answered `question`; None for Ctrl-C or Ctrl-D (which must not escape the
-    task: asyncio would re-raise KeyboardInterrupt out of the event loop)."""
-    try:
-        return await asker.prompt_async(question)
-    except (KeyboardInterrupt, EOFError):
-        return None
+def _decision_asker(question: str) -> Application[str | None]:
+    """`question` on a line of its own, answered by y, a or n (either case); Ctrl-C or Ctrl-D
+    leaves it unanswered (None). No other key does anything: a line typed there is no answer,
+    and Enter must not post it as one."""
+    from prompt_toolkit.application import Application
+    from prompt_toolkit.key_binding import KeyBindings
+    from prompt_toolkit.keys import Keys
+    from prompt_toolkit.layout import FormattedTextControl, Layout, Window
+
+    bindings = KeyBindings()
+    for key, decision in DECISIONS.items():
+        bindings.add(key)(_exit_with(decision))
+        bindings.add(key.upper())(_exit_with(decision))
+    for leave in ("c-c", "c-d", Keys.SIGINT):
+        bindings.add(leave)(_exit_with(None))
+    text = FormattedTextControl([("", question), ("[SetCursorPosition]", "")])
+    return Application(
+        layout=Layout(Window(text, wrap_lines=True, dont_extend_height=True)), key_bindings=bindings
+    )
 
 
 def _raise_from(task: asyncio.Task[Any]) -> None:
@@ -872,7 +930,7 @@ def _raise_from(task: asyncio.Task[Any]) -> None:
         raise error
 
 
-def _exit_with(decision: str) -> Callable[[Any], None]:
+def _exit_with(decision: str | None) -> Callable[[Any], None]:
     def handler(event: Any) -> None:
         event.app.exit(result=decision)
 

@@ -23,6 +23,30 @@ EXIT_AGENT_INVALID = 2
 AGENT_INVALID = "agent_invalid"
 
 
+def message_text(message: str | bytes, where: str = "") -> str:
+    """The message as UTF-8 text: bytes read from stdin, or an argument (which Python decodes
+    with surrogateescape); UsageError naming the first byte that is not UTF-8 and what to do."""
+    if isinstance(message, str):
+        try:
+            data = message.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # (a surrogate no byte stands for)
+            data = message.encode("utf-8", "surrogatepass")
+    else:
+        data = message
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        from duragent.errors import UsageError
+
+        where = f" {where}" if where else ""
+        raise UsageError(
+            f"the message{where} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): "
+            "convert it first, e.g. with `iconv -f latin1 -t utf-8`"
+        ) from None
+    # (stdin's line endings become new lines, as reading it as text does: `\r\n` is sent as `\n`)
+    return text if isinstance(message, str) else text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 async def send_one(
     api: ApiClient, client: ClientState, info: dict[str, Any], content: str, *, as_json: bool, stream: bool
 ) -> int:

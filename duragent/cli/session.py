@@ -50,6 +50,8 @@ def list_sessions(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every session on disk, most recent activity first."""
+    if status is not None:
+        _check_status(status)
 
     async def run() -> list[Any]:
         async with _workspace(ctx) as workspace:
@@ -73,7 +75,7 @@ def list_sessions(
         )
         return
     if not sessions:
-        print("No sessions yet.")
+        print("No session matches these options." if agent or status else "No sessions yet.")
         return
     rows = [[s.session_id, s.agent, s.status, str(s.last_seq), _when(s.updated_at)] for s in sessions]
     header = ["SESSION", "AGENT", "STATUS", "EVENTS", "LAST ACTIVITY"]
@@ -82,6 +84,18 @@ def list_sessions(
         for row, s in zip(rows, sessions, strict=True):
             row.insert(1, s.name or "-")
     print_table(header, rows)
+
+
+def _check_status(status: str) -> None:
+    """UsageError unless `status` is one a session can have."""
+    from typing import get_args
+
+    from duragent.errors import UsageError
+    from duragent.stores.base import SessionStatus
+
+    known = get_args(SessionStatus)
+    if status not in known:
+        raise UsageError(f"invalid --status {status!r}: use {', '.join(known[:-1])} or {known[-1]}")
 
 
 @app.command("show")
@@ -177,6 +191,7 @@ def export_session(
 
     from duragent.errors import UsageError
     from duragent.sessions.transcript import render_markdown
+    from duragent.terminal_text import printable
 
     if fmt not in ("jsonl", "md"):
         raise UsageError(f"--format must be 'jsonl' or 'md', got {fmt!r}")
@@ -191,7 +206,9 @@ def export_session(
         for event in events:
             sys.stdout.write(json.dumps(event.to_record(), ensure_ascii=False, separators=(",", ":")) + "\n")
     else:
-        sys.stdout.write("\n".join(render_markdown(session_id, events)))
+        # (a transcript to read: what the model and tools wrote is shown with its control
+        # characters as escapes; the JSON lines keep every character)
+        sys.stdout.write(printable("\n".join(render_markdown(session_id, events))))
 
 
 @app.command("delete")

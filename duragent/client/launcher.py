@@ -109,6 +109,27 @@ def log_file(data_path: Path) -> Path:
     return data_path / "logs" / "serve.log"
 
 
+def server_address(url: str) -> str:
+    """`--server URL` as a base URL requests can start from; UsageError when it is not one."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError:
+        valid = False
+    else:
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    if not valid:
+        from duragent.errors import UsageError
+
+        raise UsageError(
+            f"--server {url!r} is not an http:// or https:// URL with a host: give one like "
+            "http://127.0.0.1:8080"
+        )
+    return url.rstrip("/")
+
+
 def connect(
     workspace: Workspace,
     *,
@@ -123,7 +144,7 @@ def connect(
     client's own preparation then overlaps the server's.
     """
     if server_url:
-        return Connection(server_url.rstrip("/"))
+        return Connection(server_address(server_url))
     env = os.environ if env is None else env
     info = read_run_info(workspace.data_path)
     if info is not None and info.workspace_hash and info.workspace_hash != workspace.workspace_hash:

@@ -99,7 +99,9 @@ class ClientState:
         """Write the state (atomically: a crash never leaves half a file)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         record = {"last_session": self.last_session, "seen": self.seen, "last_attached": self.last_attached}
-        temporary = self.path.with_suffix(".tmp")
+        # One temporary file per process: the terminals and scripts of one client (every cron
+        # `send` is the same one) save whenever they like, and must not rename each other's.
+        temporary = self.path.with_suffix(f".{os.getpid()}.tmp")
         temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         temporary.replace(self.path)
 
