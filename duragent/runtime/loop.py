@@ -556,6 +556,7 @@ class Runtime:
                     log.info("asking before a command: it reaches %s, outside the work folder", reached)
                     verdict = "ask"
             approved = False
+            denial = "denied by policy"
             if verdict == "ask":
                 if control.pause_requested:
                     # Nobody can answer now (the client left, or the server is stopping): the call is
@@ -571,6 +572,11 @@ class Runtime:
                             if isinstance(event, ApprovalResolved):
                                 verdict = "allow" if event.decision != "deny" else "deny"
                                 approved = verdict == "allow"
+                                denial = (
+                                    "denied (nobody answered in time)"
+                                    if event.reason == "timeout"
+                                    else "denied by the person asked"
+                                )
                             yield event
                 except (asyncio.CancelledError, GeneratorExit):
                     # (GeneratorExit: the caller closed the turn while it was waiting for the answer.)
@@ -580,7 +586,7 @@ class Runtime:
                         await asyncio.shield(close_open_tool_calls(session, CANCELLED, ran_ms={}))
                     raise
             if verdict == "deny":
-                results[call.id] = ToolResult(False, f"denied by policy: {subject} {invocation}".strip())
+                results[call.id] = ToolResult(False, f"{denial}: {subject} {invocation}".strip())
             else:
                 runnable.append((call, tool, args, approved))
         for call, _tool, _args, _approved in runnable:

@@ -194,6 +194,26 @@ async def test_agents_gateways_and_errors_render_as_pages(api: Api) -> None:
             assert page.status == 400
 
 
+async def test_an_agent_whose_edit_does_not_load_shows_its_problem_and_what_still_answers(
+    api: Api, tmp_path: Path
+) -> None:
+    agent_yaml = data_dir(tmp_path) / "agents" / "helper" / "agent.yaml"
+    agent_yaml.write_text(agent_yaml.read_text().replace("kind: Agent\n", "kind: Agentz\n", 1))
+
+    async def page_with_problem() -> str | None:
+        async with http.get(api.url("/ui/agents")) as page:
+            html = await page.text()
+        return html if "kind must be" in html else None
+
+    async with browser() as http:
+        await log_in(api, http)
+        html = await eventually(page_with_problem)
+    assert "answers as its last valid version" in html
+    assert "Its files changed and do not load" in html
+    assert "<h2>helper <span" in html
+    assert ">valid</span></h2>" not in html.split("<h2>helper", 1)[1].split("<h2>", 1)[0]
+
+
 async def test_duragent_ui_ticket_logs_a_browser_in_once(api: Api) -> None:
     status, ticket = await api.call(
         "POST", "/api/v1/dashboard/login-ticket", headers={"Authorization": f"Bearer {TOKEN}"}

@@ -581,6 +581,9 @@ async def test_a_call_a_person_denies_leaves_the_agents_files_alone(
 
     assert isinstance(events[-1], TurnFinished)
     assert {path.name: path.read_bytes() for path in agent.directory.iterdir()} == files
+    # the model (and whoever reads the result) learns who said no: not the policy, a person
+    [denied] = [event for event in events if isinstance(event, ToolCallFinished)]
+    assert denied.content == "denied by the person asked: bash touch asked.txt"
 
 
 @pytest.mark.parametrize("held_work", ["the walk before the batch", "the walk after it", "the path check"])
