@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,29 +15,12 @@ from pathlib import Path
 import pytest
 
 from duragent.testing.fake_llm import FakeLLMServer, text
+from tests.e2e.browser import CHROMIUM_FLAGS, chromium
 from tests.e2e.server_harness import ServeProcess, start_serve, write_workspace
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
 TOKEN = "browser-test-token"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def chromium() -> str:
-    """The distribution's Chromium; without it the test is skipped, except in CI where it fails."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    reason = "no chromium on PATH (Debian: apt-get install chromium); the browser tests need it"
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 def git_log_line(repo: Path) -> str:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.browser import headless_chromium, new_page
 from tests.e2e.server_harness import Api, ApiFactory
-from tests.e2e.test_dashboard_browser import CHROMIUM_FLAGS, chromium
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
@@ -23,8 +23,6 @@ async def api(start_api: ApiFactory) -> Api:
 
 @pytest.mark.slow
 async def test_pages_load_without_console_errors(api: Api) -> None:
-    playwright_api = pytest.importorskip("playwright.async_api")
-    executable = chromium()
     session_id = await api.new_session()
     errors: list[str] = []
 
@@ -32,35 +30,30 @@ async def test_pages_load_without_console_errors(api: Api) -> None:
         if message.type == "error":
             errors.append(f"{page.url}: {message.text} {message.location.get('url', '')}")
 
-    async with playwright_api.async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        try:
-            page = await browser.new_page()
-            page.set_default_timeout(20_000)
-            page.on("console", on_console)
-            page.on("pageerror", lambda error: errors.append(f"{page.url}: {error}"))
-            await page.goto(api.url("/ui/login"))
-            # the page names its icon, so the browser asks for it instead of a /favicon.ico
-            # the server does not have (a 404 in the console of every page)
-            icon = await page.evaluate("() => document.querySelector('link[rel=icon]')?.getAttribute('href')")
-            assert icon is not None
-            answer = await page.request.get(api.url(icon))
-            assert answer.ok, answer.status
-            assert answer.headers["content-type"].startswith("image/")
-            await page.fill("#token", TOKEN)
-            await page.click("button[type=submit]")
-            await page.wait_for_url("**/ui/")
-            for path in [
-                "/ui/sessions",
-                f"/ui/sessions/{session_id}",
-                "/ui/memory",
-                "/ui/memory/helper/MEMORY.md",
-                "/ui/history",
-                "/ui/agents",
-                "/ui/schedules",
-                "/ui/gateways",
-            ]:
-                await page.goto(api.url(path))
-        finally:
-            await browser.close()
+    async with headless_chromium() as browser:
+        page = await new_page(browser)
+        page.on("console", on_console)
+        page.on("pageerror", lambda error: errors.append(f"{page.url}: {error}"))
+        await page.goto(api.url("/ui/login"))
+        # the page names its icon, so the browser asks for it instead of a /favicon.ico
+        # the server does not have (a 404 in the console of every page)
+        icon = await page.evaluate("() => document.querySelector('link[rel=icon]')?.getAttribute('href')")
+        assert icon is not None
+        answer = await page.request.get(api.url(icon))
+        assert answer.ok, answer.status
+        assert answer.headers["content-type"].startswith("image/")
+        await page.fill("#token", TOKEN)
+        await page.click("button[type=submit]")
+        await page.wait_for_url("**/ui/")
+        for path in [
+            "/ui/sessions",
+            f"/ui/sessions/{session_id}",
+            "/ui/memory",
+            "/ui/memory/helper/MEMORY.md",
+            "/ui/history",
+            "/ui/agents",
+            "/ui/schedules",
+            "/ui/gateways",
+        ]:
+            await page.goto(api.url(path))
     assert errors == []

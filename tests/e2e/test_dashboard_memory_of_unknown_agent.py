@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.browser import headless_chromium, log_in, new_page
 from tests.e2e.server_harness import Api, ApiFactory
-from tests.e2e.test_dashboard_browser import CHROMIUM_FLAGS, chromium
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
@@ -28,20 +28,10 @@ async def api(start_api: ApiFactory) -> Api:
 @pytest.fixture
 async def page(api: Api) -> AsyncIterator[Any]:
     """A logged-in page of headless Chromium."""
-    playwright_api = pytest.importorskip("playwright.async_api")
-    executable = chromium()
-    async with playwright_api.async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        try:
-            opened = await browser.new_page()
-            opened.set_default_timeout(20_000)
-            await opened.goto(api.url("/ui/login"))
-            await opened.fill("#token", TOKEN)
-            await opened.click("button[type=submit]")
-            await opened.wait_for_url("**/ui/")
-            yield opened
-        finally:
-            await browser.close()
+    async with headless_chromium() as browser:
+        opened = await new_page(browser)
+        await log_in(opened, api.url(""), TOKEN)
+        yield opened
 
 
 def memory_root(tmp_path: Path) -> Path:

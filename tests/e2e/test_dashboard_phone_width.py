@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from duragent.testing.fake_llm import FakeLLMServer, text
+from tests.e2e.browser import headless_chromium, log_in, new_page
 from tests.e2e.server_harness import Api, ApiFactory, collect_until
-from tests.e2e.test_dashboard_browser import CHROMIUM_FLAGS, chromium
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
@@ -30,16 +30,8 @@ async def api(start_api: ApiFactory) -> Api:
 @pytest.fixture
 async def phone() -> AsyncIterator[Any]:
     """A page of headless Chromium as wide as a phone's screen."""
-    playwright_api = pytest.importorskip("playwright.async_api")
-    executable = chromium()
-    async with playwright_api.async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        try:
-            page = await browser.new_page(viewport=PHONE, is_mobile=True, has_touch=True)
-            page.set_default_timeout(20_000)
-            yield page
-        finally:
-            await browser.close()
+    async with headless_chromium() as browser:
+        yield await new_page(browser, viewport=PHONE, is_mobile=True, has_touch=True)
 
 
 async def a_session_with_a_long_word(api: Api, fake_llm: FakeLLMServer) -> str:
@@ -70,10 +62,7 @@ async def test_every_page_fits_a_phone_screen_with_its_menu_on_screen(
 ) -> None:
     session_id = await a_session_with_a_long_word(api, fake_llm)
     schedule_id = await make_schedule(api)
-    await phone.goto(api.url("/ui/login"))
-    await phone.fill("#token", TOKEN)
-    await phone.click("button[type=submit]")
-    await phone.wait_for_url("**/ui/")
+    await log_in(phone, api.url(""), TOKEN)
 
     pages = [
         "/ui/sessions",

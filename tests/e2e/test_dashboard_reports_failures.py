@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from duragent.testing.fake_llm import FakeLLMServer, text
+from tests.e2e.browser import headless_chromium, log_in, new_page
 from tests.e2e.server_harness import Api, ApiFactory, ServeProcess, start_serve, write_workspace
-from tests.e2e.test_dashboard_browser import CHROMIUM_FLAGS, chromium
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
@@ -48,23 +48,10 @@ def watched(page: Any) -> Iterator[list[str]]:
     yield seen
 
 
-async def log_in(page: Any, url: str) -> None:
-    await page.goto(url + "/ui/login")
-    await page.fill("#token", TOKEN)
-    await page.click("button[type=submit]")
-    await page.wait_for_url("**/ui/")
-
-
 @pytest.fixture
 async def chrome() -> AsyncIterator[Any]:
-    playwright_api = pytest.importorskip("playwright.async_api")
-    executable = chromium()
-    async with playwright_api.async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with headless_chromium() as browser:
+        yield browser
 
 
 @pytest.mark.slow
@@ -72,10 +59,9 @@ async def test_a_refused_message_shows_the_servers_reason_and_keeps_the_text(api
     from playwright.async_api import expect
 
     session_id = await api.new_session()
-    page = await chrome.new_page()
-    page.set_default_timeout(20_000)
+    page = await new_page(chrome)
     with watched(page) as seen:
-        await log_in(page, api.url(""))
+        await log_in(page, api.url(""), TOKEN)
         await page.goto(api.url(f"/ui/sessions/{session_id}"))
         await page.fill("#content", TOO_LONG)
         await page.click("#send button")
@@ -96,10 +82,9 @@ async def test_a_send_after_the_login_ended_says_to_log_in_again(api: Api, chrom
 
     session_id = await api.new_session()
     context = await chrome.new_context()
-    page = await context.new_page()
-    page.set_default_timeout(20_000)
+    page = await new_page(context)
     with watched(page) as seen:
-        await log_in(page, api.url(""))
+        await log_in(page, api.url(""), TOKEN)
         await page.goto(api.url(f"/ui/sessions/{session_id}"))
         other_tab = await context.new_page()
         await other_tab.goto(api.url("/ui/sessions"))
@@ -137,10 +122,9 @@ async def test_a_server_restart_under_an_open_session_page_says_the_live_view_st
     restarted: subprocess.Popen[str] | None = None
     try:
         fake_llm.enqueue(text("before the restart"))
-        page = await chrome.new_page()
-        page.set_default_timeout(20_000)
+        page = await new_page(chrome)
         with watched(page) as seen:
-            await log_in(page, server.url)
+            await log_in(page, server.url, TOKEN)
             await page.select_option("#agent", "helper")
             await page.click("text=Start")
             await page.fill("#content", "hello")

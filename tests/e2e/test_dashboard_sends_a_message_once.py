@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from duragent.testing.fake_llm import FakeLLMServer, echo
+from tests.e2e.browser import headless_chromium, log_in, new_page
 from tests.e2e.server_harness import Api, ApiFactory
-from tests.e2e.test_dashboard_browser import CHROMIUM_FLAGS, chromium
 from tests.waiting import until
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
@@ -35,44 +35,35 @@ async def user_messages(api: Api, session_id: str) -> list[str]:
 async def test_pressing_ctrl_enter_again_while_sending_sends_the_message_once(
     api: Api, fake_llm: FakeLLMServer
 ) -> None:
-    playwright_api = pytest.importorskip("playwright.async_api")
-    expect = playwright_api.expect
-    executable = chromium()
     session_id = await api.new_session()
     fake_llm.default = echo()  # each turn answers with its (last) message
-    async with playwright_api.async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        try:
-            page = await browser.new_page()
-            page.set_default_timeout(20_000)
-            await page.goto(api.url("/ui/login"))
-            await page.fill("#token", TOKEN)
-            await page.click("button[type=submit]")
-            await page.goto(api.url(f"/ui/sessions/{session_id}"))
+    async with headless_chromium() as browser:
+        expect = pytest.importorskip("playwright.async_api").expect
+        page = await new_page(browser)
+        await log_in(page, api.url(""), TOKEN)
+        await page.goto(api.url(f"/ui/sessions/{session_id}"))
 
-            # the posts are held on their way (a slow network, a busy server) while the keys are pressed
-            release = asyncio.Event()
-            posts: list[str] = []
+        # the posts are held on their way (a slow network, a busy server) while the keys are pressed
+        release = asyncio.Event()
+        posts: list[str] = []
 
-            async def hold(route: Any) -> None:
-                posts.append(route.request.post_data or "")
-                await release.wait()
-                await route.continue_()
+        async def hold(route: Any) -> None:
+            posts.append(route.request.post_data or "")
+            await release.wait()
+            await route.continue_()
 
-            await page.route("**/messages", hold)
-            await page.fill("#content", "only once")
-            await page.focus("#content")
-            for _ in range(3):
-                await page.keyboard.press("Control+Enter")
-            await page.click("#send button", force=True)
-            await until(lambda: posts)
-            release.set()
-            await expect(page.locator("#content")).to_have_value("")
-            await page.unroute("**/messages")
-            # a later message, answered after anything the presses above sent
-            await page.fill("#content", "and then this")
-            await page.click("#send button")
-            await expect(page.locator(".msg.assistant .text").last).to_have_text("echo: and then this")
-        finally:
-            await browser.close()
+        await page.route("**/messages", hold)
+        await page.fill("#content", "only once")
+        await page.focus("#content")
+        for _ in range(3):
+            await page.keyboard.press("Control+Enter")
+        await page.click("#send button", force=True)
+        await until(lambda: posts)
+        release.set()
+        await expect(page.locator("#content")).to_have_value("")
+        await page.unroute("**/messages")
+        # a later message, answered after anything the presses above sent
+        await page.fill("#content", "and then this")
+        await page.click("#send button")
+        await expect(page.locator(".msg.assistant .text").last).to_have_text("echo: and then this")
     assert await user_messages(api, session_id) == ["only once", "and then this"]

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
+from tests.e2e.browser import CHROMIUM_FLAGS, chromium
 from tests.e2e.server_harness import Api, ApiFactory
 from tests.e2e.test_agent_cannot_escape_its_policy import send
 from tests.e2e.test_dashboard import browser, log_in
-from tests.e2e.test_dashboard_browser import CHROMIUM_FLAGS, chromium
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
