@@ -65,7 +65,7 @@ def _agent(workspace: Workspace, given: str | None) -> str:
     names = workspace.agents.names() if workspace.config.agents_path.is_dir() else []
     if not names:
         memory = workspace.config.service_path("memory")
-        names = sorted(p.name for p in memory.iterdir() if p.is_dir() and p.name not in ("world", ".locks"))
+        names = sorted(p.name for p in memory.iterdir() if p.is_dir() and _may_be_an_agent(p.name))
     if len(names) == 1:
         return names[0]
     if not names:
@@ -181,7 +181,7 @@ def edit(
         # saving its whole buffer back over it would silently drop what the agent wrote.
         with tempfile.TemporaryDirectory(prefix="duragent-memory-") as folder:
             copy = Path(folder) / path.name
-            copy.write_text(given, encoding="utf-8")
+            copy.write_text(given, encoding="utf-8", errors="surrogateescape")
             _run_editor(copy)
             after = _text_of(copy) if copy.exists() else given
         if after == given:
@@ -189,12 +189,12 @@ def edit(
             return
         with memory_file_lock(root, path):
             found = commit_agents_write_first(workspace, path)
-            current = None if found is None else found.decode("utf-8")
+            current = None if found is None else found.decode("utf-8", errors="surrogateescape")
             if current != before:
                 merged = _merge_edits(current or "", given, after)
                 if merged is None:
                     kept = Path.cwd() / f"{name}-{path.name}.edited"
-                    kept.write_text(after, encoding="utf-8")
+                    kept.write_text(after, encoding="utf-8", errors="surrogateescape")
                     raise DuragentError(
                         f"{path} changed while it was being edited and could not be merged; nothing "
                         f"was written: your version is saved in {kept}; run `duragent memory edit` "
@@ -203,14 +203,15 @@ def edit(
                 print("Merged your edit with what changed in the file while the editor was open.")
                 after = merged
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, after.encode("utf-8"))
+            write_atomic(path, after.encode("utf-8", errors="surrogateescape"))
         _commit_edit(workspace, [path])
 
 
 def _text_of(path: Path) -> str:
     """The file's text with its line endings as they are (`read_text` would turn CRLF into LF,
-    and the save would then rewrite every line of a file written on Windows)."""
-    return path.read_bytes().decode("utf-8")
+    and the save would then rewrite every line of a file written on Windows), and its bytes that
+    are not UTF-8 (a Latin-1 `é`) kept as lone surrogates, written back as the same bytes."""
+    return path.read_bytes().decode("utf-8", errors="surrogateescape")
 
 
 def _merge_edits(current: str, given: str, edited: str) -> str | None:
@@ -222,7 +223,7 @@ def _merge_edits(current: str, given: str, edited: str) -> str | None:
 
     try:
         merged, conflicted = merge_texts(current, given, edited, union=True)
-    except (OSError, GitError):
+    except (OSError, GitError, UnicodeError):  # UnicodeError: bytes that are not UTF-8
         return None
     return None if conflicted else merged
 
@@ -306,8 +307,25 @@ def _commit_edit(workspace: Workspace, paths: list[Path], summary: str | None = 
     result = edits.commit(relative, summary=summary)
     if result.sha:
         print(f"Committed {result.sha[:10]} as {edits.repo.person_identity()}: {', '.join(result.files)}")
+        return
+    secrets = _secrets_in(workspace, paths)
+    if secrets:
+        # the commit screen refused it: the data repo must never hold a secret
+        print(
+            f"Saved {', '.join(relative)} but not committed: it contains a secret ({', '.join(secrets)}); "
+            "remove it and the file is committed with its next change."
+        )
     else:
         print(f"Saved {', '.join(relative)} (nothing new to commit).")
+
+
+def _secrets_in(workspace: Workspace, paths: list[Path]) -> list[str]:
+    """Names of the secrets the files hold (what the commit screen refuses), each once."""
+    found: list[str] = []
+    for path in paths:
+        if path.is_file():
+            found += workspace.guard.find(path.read_bytes().decode("utf-8", errors="replace"))
+    return list(dict.fromkeys(found))
 
 
 @contextlib.contextmanager
@@ -336,6 +354,7 @@ def search(
 ) -> None:
     """Find remembered entries, best match first (every agent unless --agent)."""
     from duragent.memory.markdown import section_key
+    from duragent.memory.search import merge_ranked
     from duragent.stores.base import MemoryQuery
 
     memory_query = MemoryQuery(
@@ -348,10 +367,10 @@ def search(
     async def run() -> list[tuple[str, Any]]:
         async with _open(ctx) as workspace:
             names = [_agent(workspace, agent)] if agent else _all_agents(workspace)
-            found = []
-            for name in names:
-                found += [(name, e) for e in await workspace.stores.memory.query(name, memory_query)]
-            return found[:limit]
+            store = workspace.stores.memory
+            return merge_ranked(
+                [(name, await store.query(name, memory_query)) for name in names], memory_query
+            )
 
     found = run_async(run())
     if as_json:
@@ -370,10 +389,24 @@ def search(
 
 
 def _all_agents(workspace: Workspace) -> list[str]:
+    """The agents defined, and those whose memory folder is still there (a removed agent's); a
+    folder that cannot be an agent's ("old notes", world/, .locks/) is passed over."""
     memory = workspace.config.service_path("memory")
     on_disk = {p.name for p in memory.iterdir() if p.is_dir()} if memory.is_dir() else set()
     defined = set(workspace.agents.names()) if workspace.config.agents_path.is_dir() else set()
-    return sorted((on_disk | defined) - {"world", ".locks"})
+    return sorted(name for name in on_disk | defined if _may_be_an_agent(name))
+
+
+def _may_be_an_agent(name: str) -> bool:
+    """Whether `name` is a valid agent name other than `world` (the shared memory's folder)."""
+    from duragent.errors import InvalidName
+    from duragent.ids import check_name
+
+    try:
+        check_name(name, "agent name")
+    except InvalidName:
+        return False
+    return name.casefold() != "world"
 
 
 @app.command("add")

@@ -58,9 +58,9 @@ def memory_path(workspace: Workspace, agent: str, name: str) -> Path:
 
 
 def read_memory_file(workspace: Workspace, agent: str, name: str) -> str:
-    """The file's text ("" when it does not exist yet)."""
+    """The file's text ("" when it does not exist yet), each byte that is not UTF-8 as U+FFFD."""
     path = memory_path(workspace, agent, name)
-    return path.read_text(encoding="utf-8") if path.exists() else ""
+    return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
 
 
 class MemoryChanged(UsageError):
@@ -69,6 +69,18 @@ class MemoryChanged(UsageError):
     def __init__(self, current: str):
         super().__init__("the file changed since it was opened; nothing was saved")
         self.current = current
+
+
+class MemoryFileNotText(UsageError):
+    """The file holds bytes that are not UTF-8 (a Latin-1 `é`): a save from the text shown, with
+    U+FFFD in their place, would destroy them; nothing was saved."""
+
+    def __init__(self, path: Path, error: UnicodeDecodeError):
+        super().__init__(
+            f"{path} is not UTF-8 text (byte {error.start} is 0x{error.object[error.start]:02x}); saving "
+            "here would replace such bytes with \ufffd: edit it with `duragent memory edit`, which keeps "
+            "them, or save it as UTF-8 in an editor; nothing was saved"
+        )
 
 
 def text_stamp(text: str) -> str:
@@ -92,9 +104,13 @@ def save_memory_file(
     path.parent.mkdir(parents=True, exist_ok=True)
     with memory_file_lock(workspace.config.service_path("memory"), path):
         found = commit_agents_write_first(workspace, path)
+        try:
+            decoded = "" if found is None else found.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise MemoryFileNotText(path, error) from None
         if opened is not None:
             # (as `read_memory_file` reads it: universal newlines)
-            current = "" if found is None else found.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+            current = decoded.replace("\r\n", "\n").replace("\r", "\n")
             if not hmac.compare_digest(opened, text_stamp(current)):
                 raise MemoryChanged(current)
         write_atomic(path, text.encode("utf-8"))

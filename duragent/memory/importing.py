@@ -1,13 +1,16 @@
 """`duragent memory import`: merge a `memory export` archive into the memory folder, safely.
 
 Every member is checked before anything is written: a regular file named
-`memory/<agent|world>/<name>.md`, no absolute path, no `..`, no hidden or link entries, valid
-UTF-8, within the size limits. Then each file is merged, never blindly replaced:
+`memory/<agent|world>/<name>.md`, no absolute path, no `..`, no hidden or link entries, within
+the size limits. Then each file is merged, never blindly replaced:
 
 - a daily file (`YYYY-MM-DD.md`) that exists gets only the bullets it lacks, each added to its
   section with the same minimal edit the agent uses;
 - any other Markdown file that exists gets the lines it lacks appended;
 - a file that does not exist is written as it is in the archive.
+
+Bytes that are not UTF-8 (a Latin-1 `é` a person saved, which `memory export` archives as it is)
+are kept exactly: texts are decoded with `surrogateescape` and written back the same way.
 """
 
 from __future__ import annotations
@@ -70,11 +73,7 @@ def read_memory_archive(archive: Path) -> dict[PurePosixPath, str]:
                     raise InvalidMemoryArchive(f"{archive} unpacks to more than {MAX_TOTAL_BYTES} bytes")
                 handle = tar.extractfile(member)
                 assert handle is not None  # a regular file, checked above
-                try:
-                    text = handle.read().decode("utf-8")
-                except UnicodeDecodeError:
-                    problems.append(f"{member.name}: not UTF-8 text")
-                    continue
+                text = handle.read().decode("utf-8", errors="surrogateescape")
                 files[PurePosixPath(member.name).relative_to("memory")] = text
     except (tarfile.TarError, OSError, EOFError) as error:
         raise InvalidMemoryArchive(f"{archive} is not a readable tar.gz archive: {error}") from error
@@ -143,7 +142,7 @@ def _import_file(
     relative: PurePosixPath, text: str, target: Path, report: ImportReport, before_write: BeforeWrite | None
 ) -> None:
     """Merge one archive file into `target` (held under its lock), noting what happened in `report`."""
-    existing = target.read_text(encoding="utf-8") if target.is_file() else None
+    existing = target.read_bytes().decode("utf-8", errors="surrogateescape") if target.is_file() else None
     if existing is None:
         merged, added = text, len(parse_daily(text, date.min)) if _DAILY.match(relative.name) else 0
     elif _DAILY.match(relative.name):
@@ -156,7 +155,7 @@ def _import_file(
         return
     if before_write is not None and existing is not None:
         before_write(target)
-    write_atomic(target, merged.encode("utf-8"))
+    write_atomic(target, merged.encode("utf-8", errors="surrogateescape"))
     (report.created if existing is None else report.merged).append(target)
 
 

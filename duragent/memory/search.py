@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date
 
 from duragent.memory.markdown import section_key
 from duragent.stores.base import MemoryEntry, MemoryQuery
@@ -57,6 +58,23 @@ def rank_entries(entries: Iterable[MemoryEntry], query: MemoryQuery) -> list[Mem
             scored.append(_Scored(entry, score, position))
     scored.sort(key=lambda item: (item.score, item.entry.day, item.position), reverse=True)
     return [item.entry for item in scored[: max(query.limit, 0)]]
+
+
+def merge_ranked(
+    ranked: Iterable[tuple[str, list[MemoryEntry]]], query: MemoryQuery
+) -> list[tuple[str, MemoryEntry]]:
+    """Several agents' `rank_entries` results as one list, (agent, entry), best first across all of
+    them and at most `query.limit`; ties keep each agent's own order."""
+    phrase_words = words_of(query.text or "")
+    query_words = list(dict.fromkeys(phrase_words))
+    found = [(agent, entry) for agent, entries in ranked for entry in entries]
+
+    def rank(hit: tuple[str, MemoryEntry]) -> tuple[tuple[int, int], date]:
+        return _score(hit[1], query_words, phrase_words) or (0, 0), hit[1].day
+
+    # list.sort is stable with reverse=True too: equal ranks keep each agent's own order
+    found.sort(key=rank, reverse=True)
+    return found[: max(query.limit, 0)]
 
 
 @dataclass(frozen=True)

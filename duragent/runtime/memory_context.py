@@ -115,6 +115,7 @@ async def _read_working_memory(path: Path) -> str:
 
 def _read_or_empty(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        # (a byte of another encoding a person saved shows as U+FFFD: it must not fail the turn)
+        return path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return ""

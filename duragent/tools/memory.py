@@ -5,6 +5,9 @@
 - `reflect`: without `content`, MEMORY.md and the recent daily files to consolidate; with
   `content`, that text replaces MEMORY.md;
 - `update_world`: `content` replaces the shared world-memory `topic` every agent reads.
+
+Blank `content` counts as none: models often send every argument, `"content": ""` included, and
+that must show MEMORY.md, not replace it (or a world topic) with nothing.
 """
 
 from __future__ import annotations
@@ -103,7 +106,7 @@ async def _remember(store: MemoryStore, args: MemoryArgs, ctx: ToolContext) -> T
 
 
 async def _reflect(store: MemoryStore, args: MemoryArgs, ctx: ToolContext) -> ToolResult:
-    if args.content is not None:
+    if args.content is not None and args.content.strip():
         await store.write_long_term(ctx.agent, args.content.rstrip() + "\n")
         return ToolResult(True, f"MEMORY.md replaced ({len(args.content)} characters)")
     long_term = (await store.read_long_term(ctx.agent)).strip() or "(empty)"
@@ -120,7 +123,7 @@ async def _reflect(store: MemoryStore, args: MemoryArgs, ctx: ToolContext) -> To
 
 
 async def _update_world(store: MemoryStore, args: MemoryArgs) -> ToolResult:
-    if not args.topic or args.content is None:
-        return ToolResult(False, "update_world needs a topic and content")
+    if not args.topic or args.content is None or not args.content.strip():
+        return ToolResult(False, "update_world needs a topic and content (the topic's whole new text)")
     await store.write_world(args.topic, args.content.rstrip() + "\n")
     return ToolResult(True, f"world memory {args.topic!r} updated", {"topic": args.topic})

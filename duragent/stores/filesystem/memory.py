@@ -18,6 +18,10 @@ appended to the old file after that look are carried over to the new one. A whol
 replacement (MEMORY.md, world topics) keeps the lines a person added since the store last read
 the file. Each write reports the exact bytes written, and a person's change it found first as a
 separate "edit" change, so the committer can attribute each line to whoever wrote it.
+
+A file a person saved in another encoding (a Latin-1 `é`, a stray binary byte) is read with each
+invalid byte shown as U+FFFD, so turns, `recall` and `duragent memory show` still work; a write
+keeps those bytes exactly as they were (it edits the text decoded with `surrogateescape`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import errno
 import fcntl
 import os
 import queue
+import re
 import shutil
 import stat
 import threading
@@ -75,6 +80,7 @@ _EXPORT_QUEUE_DEPTH = 8
 _INLINE_CONTEXT_READ_MAX = 256 * 1024
 #: How long a write waits for a person's `>>` into the file it just replaced to finish.
 _LATE_WRITER_WAIT = 2.0
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class MemoryExportFailed(DuragentError):
@@ -120,7 +126,7 @@ class FilesystemMemoryStore:
         """Add the entry as a bullet at the end of its section in its day's file."""
         agent_dir = self._agent_dir(agent_id)
         key = section_key(entry.section)
-        text = normalize_entry_text(self._redact(entry.text) if self._redact else entry.text)
+        text = normalize_entry_text(_unicode(self._redact(entry.text) if self._redact else entry.text))
         path = agent_dir / f"{entry.day.isoformat()}.md"
 
         def update(old: str | None) -> str:
@@ -149,7 +155,7 @@ class FilesystemMemoryStore:
 
     async def replace_text(self, agent_id: str, day: date | None, expected: str | None, text: str) -> None:
         """Replace a daily file (MEMORY.md when `day` is None) if it still reads `expected`."""
-        text = storable(text)
+        text = storable(_unicode(text))
         name = LONG_TERM_FILE if day is None else f"{day.isoformat()}.md"
         path = self._agent_dir(agent_id) / name
 
@@ -172,21 +178,24 @@ class FilesystemMemoryStore:
         """Replace MEMORY.md atomically."""
         path = self._agent_dir(agent_id) / LONG_TERM_FILE
         await self._replace(
-            path, storable(self._redact(text) if self._redact else text), agent_id, "MEMORY.md updated"
+            path,
+            storable(_unicode(self._redact(text) if self._redact else text)),
+            agent_id,
+            "MEMORY.md updated",
         )
 
     async def read_world(self) -> dict[str, str]:
         """The shared world memory: topic (file stem) -> Markdown, sorted by topic."""
         world = await asyncio.to_thread(_read_world, self.root / WORLD)
-        for topic, text in world.items():
-            self._seen[self.root / WORLD / f"{topic}.md"] = text.encode("utf-8")
-        return world
+        for topic, data in world.items():
+            self._seen[self.root / WORLD / f"{topic}.md"] = data
+        return {topic: _read_as_text(data) for topic, data in world.items()}
 
     async def write_world(self, topic: str, text: str) -> None:
         """Replace one world-memory topic (`world/<topic>.md`) atomically."""
         path = self.root / WORLD / f"{check_name(topic, 'world topic')}.md"
         await self._replace(
-            path, storable(self._redact(text) if self._redact else text), WORLD, f"{topic} updated"
+            path, storable(_unicode(self._redact(text) if self._redact else text)), WORLD, f"{topic} updated"
         )
 
     async def read_for_context(self, agent_id: str, days: Sequence[date]) -> ContextMemory:
@@ -300,7 +309,7 @@ class FilesystemMemoryStore:
         path.parent.mkdir(parents=True, exist_ok=True)
 
         def apply(old: bytes | None) -> bytes:
-            return change(None if old is None else old.decode("utf-8")).encode("utf-8")
+            return _encode_kept(change(None if old is None else _decode_kept(old)))
 
         with memory_file_lock(self.root, path):
             if self._before_write is not None:
@@ -336,16 +345,18 @@ class FilesystemMemoryStore:
             seen = self._seen.get(path)
             if current is None or seen is None:
                 return text
-            return _keep_added_lines(seen.decode("utf-8", errors="replace"), current, text)
+            return _keep_added_lines(_decode_kept(seen), current, text)
 
         async with self._file_lock(path):
             await asyncio.to_thread(self._update_file, path, merge, subject, summary)
 
     def _read_noting(self, path: Path) -> str | None:
-        text = _read_text_or_none(path)
-        if text is not None:
-            self._seen[path] = text.encode("utf-8")
-        return text
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        self._seen[path] = data
+        return _read_as_text(data)
 
     def _report(self, path: Path, subject: str, summary: str, versions: list[_Version]) -> None:
         """Tell the committer about each version in order: a person's as an "edit", ours as memory."""
@@ -369,10 +380,33 @@ class FilesystemMemoryStore:
 
 
 def _read_text_or_none(path: Path) -> str | None:
+    """The file's text as `_read_as_text` reads it (None when it is missing)."""
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return None
+
+
+def _read_as_text(data: bytes) -> str:
+    """A file's bytes as `Path.read_text` reads them (universal newlines), each byte that is not
+    UTF-8 shown as U+FFFD."""
+    return data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _unicode(text: str) -> str:
+    """New text to write with each lone surrogate (JSON's `"\\udce9"`) as U+FFFD: `_encode_kept`
+    would otherwise turn it into a raw byte, or fail."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def _decode_kept(data: bytes) -> str:
+    """A file's text to edit and write back: bytes that are not UTF-8 become lone surrogates."""
+    return data.decode("utf-8", errors="surrogateescape")
+
+
+def _encode_kept(text: str) -> bytes:
+    """The bytes of text from `_decode_kept`: a person's non-UTF-8 bytes come back unchanged."""
+    return text.encode("utf-8", errors="surrogateescape")
 
 
 @contextmanager
@@ -473,12 +507,12 @@ def _daily_files(agent_dir: Path) -> list[date]:
     return days
 
 
-def _read_world(world_dir: Path) -> dict[str, str]:
+def _read_world(world_dir: Path) -> dict[str, bytes]:
     try:
         files = sorted(path for path in world_dir.glob("*.md") if path.is_file())
     except FileNotFoundError:
         return {}
-    return {path.stem: path.read_text(encoding="utf-8") for path in files}
+    return {path.stem: path.read_bytes() for path in files}
 
 
 #: (kind, key, path, stamp) of a context file: ("long_term", "", ...), ("world", topic, ...),
@@ -507,7 +541,7 @@ def _read_context_files(files: Sequence[_ContextFile]) -> dict[str, str]:
     texts: dict[str, str] = {}
     for _kind, _key, path, _stamp in files:
         try:
-            with open(path, encoding="utf-8") as handle:
+            with open(path, encoding="utf-8", errors="replace") as handle:
                 texts[path] = handle.read()
         except FileNotFoundError:
             continue
