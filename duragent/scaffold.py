@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from duragent.access_tokens import ensure_tokens
-from duragent.errors import UsageError
+from duragent.errors import DuragentError, UsageError
 from duragent.gateways.setup import ChatSetup, access_block, gateways_config_block
 from duragent.processes.output import OUTPUT_GITIGNORE
 
@@ -57,6 +57,17 @@ _AGENT_TEMPLATES = (
 )
 _SCHEMAS = ("agent.schema.json", "config.schema.json")
 _EMPTY_DIRS = ("sessions", "artifacts")
+
+
+class WorkspaceNotCreated(DuragentError):
+    """`init` could not write the workspace's files (the operating system's reason is kept)."""
+
+    def __init__(self, root: Path, error: OSError) -> None:
+        where = f" ({error.filename})" if error.filename and Path(error.filename) != root else ""
+        super().__init__(
+            f"cannot create the workspace in {root}: {error.strerror or error}{where}; "
+            "pick a folder you can write to (files already written are kept, and a rerun skips them)"
+        )
 
 
 @dataclass(frozen=True)
@@ -254,7 +265,59 @@ def init_workspace(
     # Checked before anything is written, so a bad choice leaves no half-made workspace.
     check_agent_choice(agent, provider.provider, provider.model)
     root = root.expanduser().absolute()
+    if root.exists() and not root.is_dir():
+        raise UsageError(
+            f"{root} is a file, not a folder: name a folder for the workspace (it is created if missing)"
+        )
     data_dir = root / ".duragent"
+    if not force:  # (--force rewrites duragent.yaml, so the data goes where the new one says)
+        _check_config_keeps_data_here(root / "duragent.yaml", data_dir)
+    try:
+        files = _write_workspace(root, data_dir, agent, provider, force=force, gateways=gateways)
+    except OSError as exc:  # a read-only parent, a file where a folder should be, a full disk
+        raise WorkspaceNotCreated(root, exc) from exc
+
+    git_initialised, commit = False, None
+    if git and git_available():
+        changed = [f.path for f in files if f.action != "skipped" and f.path.is_relative_to(data_dir)]
+        git_initialised, commit = _commit_data_dir(data_dir, changed, f"init: workspace with agent {agent}")
+    return InitResult(root, data_dir, agent, provider, files, git_initialised, commit)
+
+
+def _check_config_keeps_data_here(config_file: Path, data_dir: Path) -> None:
+    """Refuse when an existing duragent.yaml keeps the data or agents elsewhere: the workspace would
+    never see what init writes into `data_dir`."""
+    from duragent.config import load_config
+    from duragent.errors import ConfigError
+
+    if not config_file.is_file():
+        return
+    try:
+        config = load_config(config_file)
+    except ConfigError:
+        return  # its own error shows at the next command; init still leaves the file alone
+    if config.data_path.resolve() != data_dir.resolve():
+        where = f"data in {config.data_path} (data_dir)"
+    elif config.agents_path.resolve() != (data_dir / "agents").resolve():
+        where = f"agents in {config.agents_path} (agents.static.path)"
+    else:
+        return
+    raise UsageError(
+        f"{config_file} keeps this workspace's {where}, where init does not write: "
+        "to add an agent there, run `duragent agent create NAME`"
+    )
+
+
+def _write_workspace(
+    root: Path,
+    data_dir: Path,
+    agent: str,
+    provider: ProviderChoice,
+    *,
+    force: bool,
+    gateways: Sequence[ChatSetup],
+) -> list[FileAction]:
+    """Write duragent.yaml, the agent, its memory and the data directory's skeleton; what each became."""
     config_text = template_text("duragent.yaml") + (
         gateways_config_block(gateways, agent) if gateways else ""
     )
@@ -277,12 +340,7 @@ def init_workspace(
     files.append(write_file(data_dir / "processes" / ".gitignore", OUTPUT_GITIGNORE, force=force))
     # The API and admin tokens the workspace's server requires and its clients send (0600, ignored).
     ensure_tokens(data_dir)
-
-    git_initialised, commit = False, None
-    if git and git_available():
-        changed = [f.path for f in files if f.action != "skipped" and f.path.is_relative_to(data_dir)]
-        git_initialised, commit = _commit_data_dir(data_dir, changed, f"init: workspace with agent {agent}")
-    return InitResult(root, data_dir, agent, provider, files, git_initialised, commit)
+    return files
 
 
 def _keep_empty_dir(folder: Path) -> FileAction:

@@ -39,13 +39,14 @@ def history(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """What the agents (and people) changed, newest first, from `git log` of the data directory."""
+    from duragent.cli.revisions import not_a_repository
     from duragent.errors import UsageError
     from duragent.vcs.history import read_history
 
     state: CliState = ctx.obj
     config = state.config()
     if not (config.data_path / ".git").exists():
-        raise UsageError(f"{config.data_path} is not a git repository (is git.enabled false?)")
+        raise not_a_repository(config)
     if author not in (None, "agent", "human"):
         raise UsageError(f"invalid --author {author!r}: use agent or human")
     if kind is not None and kind not in HISTORY_KINDS:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -307,10 +308,24 @@ def _report_git(result: InitResult, *, git_wanted: bool, git_found: bool) -> Non
 def _report_next_steps(result: InitResult) -> None:
     print("Next:")
     if result.root != Path.cwd().absolute():
-        print(f"  cd {_relative(result.root, Path.cwd().absolute())}")
-    print('  duragent send "hello"          # or `duragent chat` to talk')
+        print(f"  cd {_shell_word(_relative(result.root, Path.cwd().absolute()))}")
+    # With several agents `send` and `chat` need to be told which one (else they stop and ask).
+    pick = f" --agent {result.agent}" if _agent_count(result.data_dir) > 1 else ""
+    print(f'  duragent send{pick} "hello"          # or `duragent chat{pick}` to talk')
     print(f"  duragent agent show {result.agent}")
     print("  duragent doctor")
+
+
+def _agent_count(data_dir: Path) -> int:
+    """How many agent folders (with an agent.yaml) the workspace's agents folder holds."""
+    return sum(1 for folder in (data_dir / "agents").glob("*/agent.yaml"))
+
+
+def _shell_word(path: str) -> str:
+    """`path` quoted for a shell when it needs it (spaces, quotes), keeping a leading `~/` expandable."""
+    if path.startswith("~/"):
+        return "~/" + shlex.quote(path[2:])
+    return shlex.quote(path)
 
 
 def _relative(path: Path, base: Path) -> str:

@@ -36,11 +36,7 @@ def list_servers(
     state: CliState = ctx.ensure_object(CliState)
     config = state.config()
     record = read_run_file(config)
-    if record is not None:
-        servers = _fetch(record["url"], agent, config)
-    else:
-        print("no server is running: starting each MCP server to list its tools", file=sys.stderr)
-        servers = _probe(config, agent)
+    servers = _fetch(record["url"], agent, config) if record is not None else _probe(config, agent)
     if as_json:
         print_json(servers)
         return
@@ -101,6 +97,9 @@ def _probe(config: Any, agent: str | None) -> list[dict[str, Any]]:
         agents, errors = catalog.load_all()
         for error in errors:
             print(f"warning: {error}", file=sys.stderr)
+    if not config.mcp_servers and not any(loaded.spec.mcp_servers for loaded in agents):
+        return []  # nothing to start, so nothing to announce
+    print("no server is running: starting each MCP server to list its tools", file=sys.stderr)
 
     async def probe() -> list[dict[str, Any]]:
         hub = McpHub(

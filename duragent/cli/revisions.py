@@ -12,6 +12,7 @@ from duragent.cli.context import CliState, print_json
 
 if TYPE_CHECKING:
     from duragent.config import DuragentConfig
+    from duragent.errors import UsageError
     from duragent.vcs.repo import GitRepo
 
 RawOption = Annotated[bool, typer.Option("--raw", help="git's patch for Markdown files too.")]
@@ -32,9 +33,29 @@ def _repo(ctx: typer.Context) -> tuple[DuragentConfig, GitRepo]:
 
     state: CliState = ctx.obj
     config = state.config()
-    if not config.git.enabled or not GitRepo.is_repo(config.data_path):
-        raise UsageError(f"{config.data_path} is not a git repository (is git.enabled false?)")
+    if not config.git.enabled:
+        raise UsageError(
+            f"{config.data_path} keeps no history: git.enabled is false in duragent.yaml; "
+            "remove that line (or set it to true) to have one"
+        )
+    if not GitRepo.is_repo(config.data_path):
+        raise not_a_repository(config)
     return config, GitRepo.open_or_init(config.data_path, create=False)
+
+
+def not_a_repository(config: DuragentConfig) -> UsageError:
+    """The error for a data directory that is not (yet) a git repository, saying what makes it one."""
+    from duragent.errors import UsageError
+
+    if not config.data_path.exists():
+        return UsageError(
+            f"{config.data_path} does not exist: check --data-dir, or data_dir in duragent.yaml"
+        )
+    return UsageError(
+        f"{config.data_path} is not a git repository yet (a workspace made with `init --no-git`?): "
+        "`duragent init` in the workspace (adding only what is missing) or the next "
+        "`duragent serve` makes it one"
+    )
 
 
 def _relative_folder(repo: GitRepo, folder: Path) -> list[str]:
@@ -134,7 +155,8 @@ def revert(
     plan = check_revertible(repo, rev, revertible=revertible, append_only=append_only)
     if not yes:
         print(f"Revert {repo.resolve(rev)[:10]} {show_subject(repo, rev)!r}, touching:")
-        print("\n".join(f"  {file}" for file in plan.files))
+        effects = _revert_effects(repo, rev)
+        print("\n".join(f"  {file}{effects.get(file, '')}" for file in plan.files))
         if plan.kept:
             print("and leaving as they are (only memory and agent definitions are reverted):")
             print("\n".join(f"  {file}" for file in plan.kept))
@@ -166,6 +188,13 @@ def revert(
     print(f"Reverted {result.reverted[:10]} in {result.sha[:10]}: {', '.join(result.files)}")
     if result.kept:
         print(f"Left as they are (only memory and agent definitions are reverted): {', '.join(result.kept)}")
+
+
+def _revert_effects(repo: GitRepo, rev: str) -> dict[str, str]:
+    """What reverting `rev` does to the files it created or deleted: a revert deletes the first
+    (an agent's definition, its MEMORY.md) and brings back the second; worth saying before asking."""
+    effects = {"A": " (deleted: that commit created it)", "D": " (restored: that commit deleted it)"}
+    return {path: effects[status] for status, path in repo.commit_files(rev) if status in effects}
 
 
 def gc(ctx: typer.Context, as_json: JsonOption = False) -> None:

@@ -191,7 +191,7 @@ def status(
 def stop(
     ctx: typer.Context,
     timeout: Annotated[
-        float, typer.Option("--timeout", help="Seconds to wait for the server to exit.")
+        float, typer.Option("--timeout", min=0, help="Seconds to wait for the server to exit.")
     ] = 30.0,
 ) -> None:
     """Ask the running server to shut down (admin API) and wait until its process exits."""

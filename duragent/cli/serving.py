@@ -138,7 +138,13 @@ async def run_server(
             await site.start()
         except OSError as exc:
             if not is_address_in_use(exc):
-                raise
+                from duragent.errors import UsageError
+
+                # (a host name that does not resolve, an address not on this machine)
+                raise UsageError(
+                    f"cannot listen on {host} port {port}: {exc.strerror or exc}; check --host or "
+                    "server.host in duragent.yaml"
+                ) from None
             raise PortTaken(host, port, port_holder(port), port_setting) from None
         bound_port = _bound_port(runner, port)
         url = f"http://{_url_host(host)}:{bound_port}"
