@@ -6,20 +6,28 @@ The SDK's client lives inside one task (its transports are task-scoped context m
 exits, or an HTTP server a call cannot reach, is connected again after a pause that doubles
 on each failure (`BACKOFF_FIRST` up to `BACKOFF_MAX`, back to the start once a connection
 stayed up for `STABLE_AFTER`).
+
+A stdio server's stderr is logged a line at a time (`duragent.mcp.stderr`, INFO), and an attempt
+that fails says the last line it wrote there; an HTTP server's error status is said the same way:
+"Connection closed" alone does not tell a user to set a missing key or fix a token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import json
 import logging
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
+
+from pydantic import ValidationError
 
 from duragent import __version__
 from duragent.errors import DuragentError
@@ -31,6 +39,8 @@ if TYPE_CHECKING:
     from mcp import Client
 
 log = logging.getLogger(__name__)
+#: What stdio servers write to stderr, a record per line.
+stderr_log = logging.getLogger("duragent.mcp.stderr")
 
 State = Literal["stopped", "starting", "running", "failed"]
 #: Pause before the first restart, and the longest pause between attempts (seconds).
@@ -40,6 +50,14 @@ BACKOFF_MAX = 60.0
 STABLE_AFTER = 60.0
 #: How long a closing server gets to stop on its own before its task is cancelled.
 CLOSE_GRACE = 10.0
+#: How long the stderr of a server that ended may take to reach its end (a child of the server
+#: can hold it open).
+STDERR_DRAIN = 1.0
+#: The most of a stderr line an error quotes.
+QUOTED_STDERR = 300
+#: The largest input schema of a tool that is offered (as JSON): every request of every turn
+#: carries the schemas of all the agent's tools.
+MAX_SCHEMA_BYTES = 64 * 1024
 
 
 class McpUnavailable(DuragentError):
@@ -89,6 +107,10 @@ class McpConnection:
         self._tools_changed = asyncio.Event()
         self._error: str | None = None
         self._next_attempt = 0.0
+        #: The last line the server wrote to stderr, and the HTTP error status it refused a
+        #: request with while starting, this attempt.
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=1)
+        self._http_refusal: str | None = None
         self.restarts = 0
 
     # --- what callers use ------------------------------------------------------------------
@@ -182,10 +204,12 @@ class McpConnection:
         while not self._stopping.is_set():
             self._set_state("starting")
             began = time.monotonic()
+            self._stderr_tail.clear()
+            self._http_refusal = None
             try:
                 await self._connected()
             except Exception as exc:
-                self._error = _describe(exc)
+                self._error = self._explained(_describe(exc))
                 log.warning("MCP server %s/%s: %s", self.scope, self.spec.name, self._error)
             finally:
                 self._client = None
@@ -241,6 +265,27 @@ class McpConnection:
             raise McpUnavailable(f"did not start within {start_timeout:g}s")
         raise McpUnavailable("the server stopped" if self.spec.command else "the connection was lost")
 
+    def _explained(self, error: str) -> str:
+        """`error` with what the server said of it: the HTTP status it refused with, or the last
+        line it wrote to stderr."""
+        if self._http_refusal is not None:
+            return f"{error} (the server answered {self._http_refusal})"
+        if self._stderr_tail:
+            return f"{error}; its stderr said: {self._stderr_tail[-1][:QUOTED_STDERR]}"
+        return error
+
+    def _on_stderr(self, line: str) -> None:
+        line = line.strip()
+        if line:
+            self._stderr_tail.append(line)
+            stderr_log.info("MCP server %s/%s: %s", self.scope, self.spec.name, line)
+
+    async def _on_http_response(self, response: Any) -> None:
+        # Only requests (POST): a GET for the server's event stream may be refused (405) by
+        # servers that have none, and that is no reason for anything to fail.
+        if self._state == "starting" and response.request.method == "POST" and response.status_code >= 400:
+            self._http_refusal = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+
     async def _abandon_start_on_close(self, scope: Any) -> None:
         await self._stopping.wait()
         if self._state == "starting":
@@ -274,8 +319,23 @@ class McpConnection:
             cursor = page.next_cursor
             if cursor is None:
                 break
-        self._tools = tuple(tools)
+        self._tools = tuple(tool for tool in tools if self._offerable(tool))
         self._set_state(self._state)  # wake anyone waiting for the new list
+
+    def _offerable(self, tool: mcp_types.Tool) -> bool:
+        """Whether `tool` can be offered to the model; if not, a warning says why."""
+        size = len(json.dumps(tool.input_schema, ensure_ascii=False).encode())
+        if size <= MAX_SCHEMA_BYTES:
+            return True
+        log.warning(
+            "MCP server %s/%s: tool %r is not offered: its input schema is %d KiB (at most %d KiB)",
+            self.scope,
+            self.spec.name,
+            tool.name,
+            size // 1024,
+            MAX_SCHEMA_BYTES // 1024,
+        )
+        return False
 
     async def _listen(self, client: Client) -> None:
         """On 2026-era connections, tool list changes arrive on a `subscriptions/listen` stream."""
@@ -307,10 +367,13 @@ class McpConnection:
             import httpx2
             from mcp.client.streamable_http import streamable_http_client
 
-            http = httpx2.AsyncClient(headers=self.spec.headers, timeout=httpx2.Timeout(30.0, read=300.0))
+            http = httpx2.AsyncClient(
+                headers=self.spec.headers,
+                timeout=httpx2.Timeout(30.0, read=300.0),
+                event_hooks={"response": [self._on_http_response]},
+            )
             return _closing_http(streamable_http_client(self.spec.url, http_client=http), http, self._lost)
         from mcp import StdioServerParameters
-        from mcp.client.stdio import stdio_client
 
         assert self.spec.command is not None
         env = {name: self._env[name] for name in self.spec.env if name in self._env}
@@ -321,7 +384,7 @@ class McpConnection:
         params = StdioServerParameters(
             command=self.spec.command, args=list(self.spec.args), env=env, cwd=self._workdir()
         )
-        return _watched(stdio_client(params), self._lost)
+        return _stdio(params, self._lost, self._on_stderr)
 
     def _workdir(self) -> Path:
         folder = self.cwd / Path(self.spec.cwd).expanduser() if self.spec.cwd else self.cwd
@@ -361,6 +424,54 @@ async def _watched(transport: Any, lost: asyncio.Event) -> AsyncIterator[Any]:
     """`transport` whose read stream sets `lost` when it ends (the server's process exited)."""
     async with transport as (read_stream, write_stream):
         yield _WatchedReadStream(read_stream, lost), write_stream
+
+
+@contextlib.asynccontextmanager
+async def _stdio(params: Any, lost: asyncio.Event, on_stderr: Callable[[str], None]) -> AsyncIterator[Any]:
+    """The stdio transport, the server's stderr read a line at a time into `on_stderr` (rather
+    than mixed into Duragent's own stderr, where no one can tell which server wrote it)."""
+    from mcp.client.stdio import stdio_client
+
+    read_fd, write_fd = os.pipe()
+    errlog = os.fdopen(write_fd, "w")
+    stderr = os.fdopen(read_fd, "rb", buffering=0)
+    reader: asyncio.Task[None] | None = None
+    try:
+        async with _watched(stdio_client(params, errlog=errlog), lost) as streams:
+            errlog.close()  # the server has its copy: the pipe ends when the server does
+            reader = asyncio.create_task(_read_lines(stderr, on_stderr), name="mcp stderr")
+            yield streams
+    finally:
+        errlog.close()
+        if reader is not None:
+            # What a server wrote before it exited says why: read it to the end before the
+            # attempt's error is written.
+            try:
+                await asyncio.wait({reader}, timeout=STDERR_DRAIN)
+            finally:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, OSError):
+                    await reader
+        stderr.close()
+
+
+async def _read_lines(pipe: IO[bytes], on_line: Callable[[str], None]) -> None:
+    """Each line read from `pipe` to `on_line`, until it ends."""
+    reader = asyncio.StreamReader()
+    transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), pipe
+    )
+    try:
+        while True:
+            try:
+                line = await reader.readline()
+            except ValueError:  # a line over the reader's limit, dropped
+                continue
+            if not line:
+                return
+            on_line(line.decode(errors="replace").rstrip())
+    finally:
+        transport.close()
 
 
 @contextlib.asynccontextmanager
@@ -420,5 +531,18 @@ def _describe(exc: BaseException) -> str:
         exc = exc.exceptions[0]
     if isinstance(exc, FileNotFoundError) and exc.filename:
         return f"command not found: {exc.filename}"
-    text = str(exc).strip()
+    if isinstance(exc, ValidationError):
+        return _refused_message(exc)
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _refused_message(exc: ValidationError) -> str:
+    """A message of the server the SDK refused (a tool list with a broken schema, say), in one
+    line: pydantic's own text spans several, with a link to its docs."""
+    errors = exc.errors()
+    first = errors[0]
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"])
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    where = f"{where.lstrip('.')}: " if where else ""
+    return f"the server sent a {exc.title} the client refuses: {where}{first['msg']}{more}"

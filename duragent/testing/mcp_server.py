@@ -18,6 +18,14 @@ server refuse requests without that header (to test configured headers).
 do), so list changes reach clients as notifications rather than on a listen stream.
 `--extra-tool NAME` (repeatable) adds a tool of that exact name (dots and all) answering
 `ran <NAME>`, to test tools whose names clash once made safe for a model.
+`--schema-tool NAME=JSON` (repeatable) adds a tool of that name whose input schema is the JSON
+given, to test huge or odd schemas (the SDK refuses to send one that is not an object schema:
+`--raw-tool-list` sends those).
+`--raw-tool-list JSON` answers `tools/list` with that list of tools as it is, over stdio,
+from a hand-written loop instead of the SDK (which refuses to send a list that breaks the
+protocol): a server in another language with a broken tool.
+`--fail-start MESSAGE` writes MESSAGE to stderr and exits with status 1 before serving: a
+server that cannot start (a missing setting, say).
 
 Tools: `echo(text)`, `add(a, b)` (structured result), `fail(message)` (a tool error),
 `sleep(seconds)`, `crash()` (the process exits), `image()` (a PNG), `env(name)` (a variable
@@ -31,10 +39,11 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import json
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -54,11 +63,16 @@ class Sum(BaseModel):
     sum: int
 
 
-def create_server(extra_tools: Sequence[str] = ()) -> MCPServer:
-    """The test server with all its tools, and one answering `ran <name>` for each extra name."""
+def create_server(extra_tools: Sequence[str] = (), schema_tools: Sequence[str] = ()) -> MCPServer:
+    """The test server with all its tools, one answering `ran <name>` for each extra name, and one
+    with the given input schema for each `NAME=JSON` of `schema_tools`."""
     server = MCPServer("duragent-test", version="1.0")
     for name in extra_tools:
         server.add_tool(_ran(name), name=name, description=f"Answer 'ran {name}'.")
+    for entry in schema_tools:
+        name, _, schema = entry.partition("=")
+        server.add_tool(_ran(name), name=name, description=f"Answer 'ran {name}'.")
+        server._tool_manager.get_tool(name).parameters = json.loads(schema)  # type: ignore[union-attr]
 
     @server.tool(description="Repeat the text back.")
     def echo(text: str) -> str:
@@ -105,11 +119,21 @@ def create_server(extra_tools: Sequence[str] = ()) -> MCPServer:
 
 
 def server_entry(
-    name: str = "test", *, handshake_only: bool = False, extra_tools: Sequence[str] = (), **extra: Any
+    name: str = "test",
+    *,
+    handshake_only: bool = False,
+    extra_tools: Sequence[str] = (),
+    fail_start: str | None = None,
+    schema_tools: Mapping[str, Any] | None = None,
+    raw_tool_list: list[Any] | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
     """An `mcp_servers` entry (agent.yaml or duragent.yaml) running this server over stdio."""
     args = ["-m", __name__, *(["--handshake-only"] if handshake_only else [])]
     args += [f"--extra-tool={tool}" for tool in extra_tools]
+    args += [f"--fail-start={fail_start}"] if fail_start is not None else []
+    args += [f"--raw-tool-list={json.dumps(raw_tool_list)}"] if raw_tool_list is not None else []
+    args += [f"--schema-tool={tool}={json.dumps(schema)}" for tool, schema in (schema_tools or {}).items()]
     return {"name": name, "command": sys.executable, "args": args, **extra}
 
 
@@ -176,13 +200,42 @@ def main(argv: list[str] | None = None) -> None:
         "--handshake-only", action="store_true", help="Refuse the 2026 era (server/discover)."
     )
     parser.add_argument("--extra-tool", action="append", default=[], metavar="NAME")
+    parser.add_argument("--schema-tool", action="append", default=[], metavar="NAME=JSON")
+    parser.add_argument("--raw-tool-list", default=None, metavar="JSON")
+    parser.add_argument("--fail-start", default=None, metavar="MESSAGE", help="Exit 1 saying MESSAGE.")
     args = parser.parse_args(argv)
     _record_pid()
-    server = create_server(args.extra_tool)
+    if args.fail_start is not None:
+        print(args.fail_start, file=sys.stderr, flush=True)
+        sys.exit(1)
+    if args.raw_tool_list is not None:
+        _serve_raw_tool_list(json.loads(args.raw_tool_list))
+        return
+    server = create_server(args.extra_tool, args.schema_tool)
     if args.http is None:
         asyncio.run(_serve_handshake_only(server) if args.handshake_only else server.run_stdio_async())
         return
     asyncio.run(_serve_http(server, args.http, args.require_header))
+
+
+def _serve_raw_tool_list(tools: list[Any]) -> None:
+    """Answer initialize and tools/list (with `tools`) on stdio, and refuse anything else."""
+    for line in sys.stdin:
+        message = json.loads(line)
+        if "id" not in message:
+            continue  # a notification
+        reply: dict[str, Any] = {"jsonrpc": "2.0", "id": message["id"]}
+        if message["method"] == "initialize":
+            reply["result"] = {
+                "protocolVersion": message["params"]["protocolVersion"],
+                "capabilities": {"tools": {}},
+                "serverInfo": {"name": "duragent-test-raw", "version": "1.0"},
+            }
+        elif message["method"] == "tools/list":
+            reply["result"] = {"tools": tools}
+        else:
+            reply["error"] = {"code": -32601, "message": f"method not found: {message['method']}"}
+        print(json.dumps(reply), flush=True)
 
 
 async def _serve_handshake_only(server: MCPServer) -> None:
