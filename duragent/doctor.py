@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -312,16 +311,6 @@ def check_agents(config: DuragentConfig, env: Mapping[str, str]) -> tuple[list[C
     return checks, agents
 
 
-def is_variable_name(text: str) -> bool:
-    """Whether `text` can name an environment variable (letters, digits, `_`; no leading digit)."""
-    return re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text) is not None
-
-
-def masked(secret: str) -> str:
-    """The first four characters of what may be a secret, enough to recognise it, then `…`."""
-    return f"{secret[:4]}…"
-
-
 def check_provider_key(agent: Agent, env: Mapping[str, str]) -> Check:
     """The variable holding the agent's API key is set (its value is never shown)."""
     name = f"agent {agent.name} key"
@@ -331,18 +320,6 @@ def check_provider_key(agent: Agent, env: Mapping[str, str]) -> Check:
         return Check(name, "ok", "the demo provider needs no key and no network")
     if variable is None:
         return Check(name, "ok", f"{model.provider} needs no API key")
-    if not is_variable_name(variable):
-        from duragent.agents.spec import DEFAULT_API_KEY_ENV
-
-        default = DEFAULT_API_KEY_ENV.get(model.provider) or "API_KEY"
-        return Check(
-            name,
-            "fail",
-            f"{agent.source}: spec.model.api_key_env must name an environment variable, "
-            f"but holds what looks like the key itself ({masked(variable)})",
-            f"move the key to the environment (export {default}=...), write api_key_env: {default}, "
-            "and revoke the key: agent.yaml is committed to the data repository's history",
-        )
     if env.get(variable):
         return Check(name, "ok", f"{variable} is set")
     if model.base_url is not None and model.api_key_env is None:

@@ -7,6 +7,7 @@ shorthand (`name`, `description`, `model`, `session`, `tools` at top level), whi
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -59,6 +60,21 @@ class SpecModel(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
 
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def variable_name(value: str | None) -> str | None:
+    """`value` if it can name an environment variable; else a ValueError that shows only its first
+    four characters (a key pasted in its place must not be echoed into logs and terminals)."""
+    if value is not None and not _VARIABLE_NAME.fullmatch(value):
+        raise ValueError(
+            f"must name an environment variable (letters, digits and _), not hold the key itself "
+            f"({value[:4]}…): put the key in the environment, name its variable here, and revoke "
+            "the key if this file was committed"
+        )
+    return value
+
+
 class ModelSpec(SpecModel):
     """Which language model the agent uses."""
 
@@ -75,6 +91,11 @@ class ModelSpec(SpecModel):
     def key_variable(self) -> str | None:
         """The environment variable the API key is read from, if the provider needs one."""
         return self.api_key_env or DEFAULT_API_KEY_ENV[self.provider]
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _names_a_variable(cls, value: str | None) -> str | None:
+        return variable_name(value)
 
 
 class AgentSessionSpec(SpecModel):
@@ -122,6 +143,11 @@ class WebSearchSpec(SpecModel):
     )
     max_results: int = Field(5, ge=1, le=20, description="Results per search unless the call asks fewer.")
     timeout: Duration = Field(timedelta(seconds=15), description="Longest wait for the search service.")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _names_a_variable(cls, value: str | None) -> str | None:
+        return variable_name(value)
 
     @model_validator(mode="after")
     def _searxng_needs_url(self) -> WebSearchSpec:

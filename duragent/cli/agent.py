@@ -341,18 +341,6 @@ def _prompt_details(agent: Agent) -> dict[str, dict[str, Any]]:
     return details
 
 
-def _definition(agent: Agent) -> dict[str, Any]:
-    """agent.yaml as loaded, with a key pasted into `api_key_env` (not a variable name) masked."""
-    from duragent.doctor import is_variable_name, masked
-
-    definition: dict[str, Any] = agent.document.model_dump(mode="json", by_alias=True)
-    model = definition["spec"]["model"]
-    variable = model.get("api_key_env")
-    if variable and not is_variable_name(variable):
-        model["api_key_env"] = masked(variable)
-    return definition
-
-
 def _agent_details(
     agent: Agent, settings: dict[str, Setting[Any]], warnings: list[Problem]
 ) -> dict[str, Any]:
@@ -361,7 +349,7 @@ def _agent_details(
         "description": agent.description,
         "path": _shown(agent.directory),
         "source": _shown(agent.source),
-        "definition": _definition(agent),
+        "definition": agent.document.model_dump(mode="json", by_alias=True),
         "session": {
             key: {"value": _setting_text(setting) if key == "max_background_runtime" else setting.value}
             | {"source": setting.source}
@@ -373,13 +361,8 @@ def _agent_details(
 
 
 def _print_details(agent: Agent, settings: dict[str, Setting[Any]], workdir: Path) -> None:
-    from duragent.doctor import is_variable_name, masked
-
     model = agent.spec.model
-    variable = model.key_variable
-    key = f"  (API key from ${variable})" if variable else ""
-    if variable and not is_variable_name(variable):  # the key itself, pasted: never echoed
-        key = f"  (api_key_env is not a variable name ({masked(variable)}): see duragent doctor)"
+    key = f"  (API key from ${model.key_variable})" if model.key_variable else ""
     print(f"agent        {agent.name}")
     if agent.description:
         print(f"description  {agent.description}")
