@@ -60,6 +60,8 @@ EndListener = Callable[[ProcessRecord], Awaitable[None]]
 #: How long to keep reading after the process exits, for output still in the pipe.
 DRAIN_SECONDS = 1.0
 _READ_CHUNK = 64 * 1024
+#: How long a stop waits for SIGKILL to land (it cannot be ignored, but acts a moment after it is sent).
+KILL_LANDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,8 @@ class ProcessSettings:
     #: Seconds before a failed report is tried again (doubling up to `report_retry_max`).
     report_retry: float = 5.0
     report_retry_max: float = 300.0
-    #: Ended (and reported) processes whose record and log are kept; older ones are forgotten at start.
+    #: Ended (and reported) processes whose record and log are kept; older ones are forgotten as
+    #: newer ones end, and at start.
     keep_ended: int = 200
     #: Seconds `write` waits for a process to read its input before it returns (the rest stays
     #: queued): a process that never reads its stdin must not hold the agent's turn until it ends.
@@ -229,9 +232,12 @@ class ProcessManager:
         if running.output is not None:
             running.output.close()
         reason = "the server stopped while it ran"
-        await self._save(
-            self._ended(running, "lost", running.process.returncode, reason), "lost (server stopped)"
-        )
+        record = self._ended(running, "lost", running.process.returncode, reason)
+        self._records[record.handle] = record
+        await self._save(record, "lost (server stopped)")
+        # a turn waiting on it (`wait`, `kill`) gets its answer now, not at the end of the stop's
+        # grace; still reported at the next start, as the turn may not outlive the stop
+        running.ended.set()
 
     # --- what agents ask for -----------------------------------------------------------------
 
@@ -302,6 +308,15 @@ class ProcessManager:
             raise
         finally:
             os.close(write_fd)
+        # It runs: from here it is followed whatever becomes of the turn that asked for it (one
+        # cancelled meanwhile left it running with nobody reading its output, timing it or
+        # reporting its end, and a `kill` of it waiting for an end nobody would see).
+        return await asyncio.shield(self._follow_plain(record, process, read_fd))
+
+    async def _follow_plain(
+        self, record: ProcessRecord, process: asyncio.subprocess.Process, read_fd: int
+    ) -> ProcessRecord:
+        """Record a plain process that started and watch it."""
         record = record.model_copy(update={"pid": process.pid, "pid_started": _start_ticks(process.pid)})
         running = _Running(
             record, process, OutputLog(self.log_path(record.handle), self.settings.log_cap_bytes)
@@ -316,9 +331,15 @@ class ProcessManager:
         return record
 
     async def _spawn_tmux(self, record: ProcessRecord, cwd: Path, env: Mapping[str, str]) -> ProcessRecord:
+        await asyncio.to_thread(self.log_path(record.handle).write_bytes, b"")
+        # (shielded like a plain one's start: a tmux session started and never recorded ran on
+        # unseen, not even adopted at the next start)
+        return await asyncio.shield(self._start_tmux(record, cwd, env))
+
+    async def _start_tmux(self, record: ProcessRecord, cwd: Path, env: Mapping[str, str]) -> ProcessRecord:
+        """Start an interactive process, record it and watch it."""
         assert self.tmux is not None
         log_path = self.log_path(record.handle)
-        await asyncio.to_thread(log_path.write_bytes, b"")
         try:
             pid = await self.tmux.start(
                 record.handle,
@@ -379,7 +400,11 @@ class ProcessManager:
         if running.process is None:
             assert self.tmux is not None
             try:
-                await self.tmux.send_keys(handle, text, enter=False)
+                if text:
+                    await self.tmux.send_keys(handle, text, enter=False)
+                if eof:
+                    # a terminal has no stdin to close: Ctrl-D is how one ends a program's input
+                    await self.tmux.press(handle, "C-d")
             except TmuxError as exc:
                 raise UsageError(str(exc)) from None
             return 0
@@ -543,23 +568,31 @@ class ProcessManager:
         if pid is not None:
             kill_group(pid, signal.SIGTERM)
             for _ in range(int(self.settings.kill_grace / 0.1)):
-                if not await self.tmux.alive(running.record.handle):
+                if await self._tmux_ended(running.record.handle, pid):
                     return
                 await asyncio.sleep(0.1)
         await self.tmux.kill(running.record.handle)
+        if pid is not None:
+            kill_group(pid, signal.SIGKILL)  # what outlived SIGTERM and the terminal's SIGHUP
+            await _group_ends(pid, KILL_LANDS)
+
+    async def _tmux_ended(self, handle: str, pid: int) -> bool:
+        """True once the terminal is closed and nothing of its process group runs (a child that
+        ignores SIGTERM and SIGHUP outlives the terminal)."""
+        assert self.tmux is not None
+        return not await self.tmux.alive(handle) and not await asyncio.to_thread(_group_alive, pid)
 
     async def _terminate(self, running: _Running, grace: float | None = None) -> None:
-        """SIGTERM to the process group, then SIGKILL after the grace period."""
+        """SIGTERM to the process group, then SIGKILL to what is left of it after the grace period."""
         process = running.process
         assert process is not None
         kill_group(process.pid, signal.SIGTERM)
-        done, _ = await asyncio.wait(
-            {asyncio.ensure_future(process.wait())},
-            timeout=self.settings.kill_grace if grace is None else grace,
-        )
-        if not done:
+        # (the whole group, not only the shell: a child that ignores SIGTERM outlives it, and
+        # writing elsewhere than the log it is never found by the drain)
+        if not await _group_ends(process.pid, self.settings.kill_grace if grace is None else grace):
             kill_group(process.pid, signal.SIGKILL)
-            await process.wait()
+            await _group_ends(process.pid, KILL_LANDS)
+        await process.wait()
 
     def _exit_code(self, handle: str) -> int | None:
         try:
@@ -612,13 +645,19 @@ class ProcessManager:
                 await listener(record)
             except Exception:
                 log.exception("process %s: end listener failed", record.handle)
-        if not to_session or self.reporter is None:
-            return
+        if to_session and self.reporter is not None:
+            await self._tell_session(record, self.reporter)
+        # as they end, not only at a start: a server that ran for months kept every record and
+        # log (up to 2 MiB each) of an agent that starts a process every few minutes
+        await self.prune()
+
+    async def _tell_session(self, record: ProcessRecord, reporter: Reporter) -> None:
+        """Report the end to the owning session, trying again until it gets it; then record that."""
         tail = await asyncio.to_thread(self.tail, record.handle)
         wait = self.settings.report_retry
         while True:
             try:
-                await self.reporter(record, tail)
+                await reporter(record, tail)
                 break
             except Exception as exc:
                 # The session's store is down, or (with several workers) another worker holds the
@@ -687,6 +726,47 @@ def _working_directory(root: Path, workdir: str) -> tuple[Path, str]:
 async def _pump(stream: asyncio.StreamReader, output: OutputLog) -> None:
     while chunk := await stream.read(_READ_CHUNK):
         output.append(chunk)
+
+
+async def _group_ends(pgid: int, within: float) -> bool:
+    """Wait up to `within` seconds for every process of group `pgid` to end; False if one still runs."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while await asyncio.to_thread(_group_alive, pgid):
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while some process of group `pgid` still runs."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # (a member that changed its user: still there)
+    return _runs_in_group(pgid)
+
+
+def _runs_in_group(pgid: int) -> bool:
+    """True when a process of group `pgid` is not a zombie (Linux; elsewhere always True).
+
+    A member whose parent died waits as a zombie until init reaps it, which some inits (in
+    containers) do late: the group is over all the same, and a kill need not wait out its grace.
+    """
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # (gone meanwhile)
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
 
 
 def _start_ticks(pid: int) -> int | None:

@@ -106,17 +106,54 @@ def read_slice(path: Path, total: int, offset: int | None, limit: int) -> LogSli
     dropped = total - len(data)
     start = max(total - limit, dropped) if offset is None else max(offset, dropped)
     start = min(start, total)
-    chunk = data[start - dropped : start - dropped + limit]
-    return LogSlice(chunk.decode("utf-8", errors="replace"), start, start + len(chunk), total, dropped)
+    # Whole characters only: a page that cut one in two showed it as two U+FFFD, one on each
+    # page, and the agent paging on from `end` never saw it. The end moves back before a
+    # character it would cut (unless that leaves nothing), so the next page starts with it; a
+    # start inside a character moves on past it.
+    first = _character_end(data, start - dropped)
+    stop = min(first + limit, len(data))
+    last = _character_start(data, stop)
+    if last <= first:
+        last = stop
+    chunk = data[first:last]
+    return LogSlice(chunk.decode("utf-8", errors="replace"), first + dropped, last + dropped, total, dropped)
 
 
 def tail_text(path: Path, max_bytes: int) -> str:
     """The end of the output, at most `max_bytes`, starting at a line boundary when one is near."""
-    data = (_read(rotated_path(path)) + _read(path))[-max_bytes:]
+    data = _read(rotated_path(path)) + _read(path)
+    cut = max(len(data) - max_bytes, 0)
+    data = data[_character_end(data, cut) :]
     newline = data.find(b"\n")
-    if 0 <= newline < len(data) // 4 and len(data) == max_bytes:
+    if 0 <= newline < len(data) // 4 and cut:
         data = data[newline + 1 :]
     return data.decode("utf-8", errors="replace")
+
+
+def _character_start(data: bytes, index: int) -> int:
+    """`index`, or the first byte of the UTF-8 character `index` falls inside."""
+    for lead in range(index - 1, max(index - 4, -1), -1):
+        byte = data[lead]
+        if byte & 0xC0 != 0x80:  # not a continuation byte: the character's first
+            return lead if lead + _sequence_length(byte) > index else index
+    return index
+
+
+def _character_end(data: bytes, index: int) -> int:
+    """`index`, or the end of the UTF-8 character `index` falls inside."""
+    start = _character_start(data, index)
+    return min(start + _sequence_length(data[start]), len(data)) if start < index else index
+
+
+def _sequence_length(lead: int) -> int:
+    """How many bytes the UTF-8 character starting with byte `lead` has (1 for anything else)."""
+    if lead & 0xE0 == 0xC0:
+        return 2
+    if lead & 0xF0 == 0xE0:
+        return 3
+    if lead & 0xF8 == 0xF0:
+        return 4
+    return 1
 
 
 def _read(path: Path) -> bytes:

@@ -11,10 +11,11 @@ then its outcome is this call's result.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from duragent.durations import Duration, format_duration
 from duragent.errors import DuragentError
@@ -52,6 +53,22 @@ class BackgroundProcessArgs(ToolArgs):
     eof: bool = Field(False, description="For write: close stdin after the text.")
     keys: str | None = Field(None, description="For send_keys: text typed into the terminal.")
     enter: bool = Field(True, description="For send_keys: press Enter after the keys.")
+
+    @field_validator("command", "workdir", "keys")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        # (no command line, path or terminal input can hold one: it failed deep in the spawn)
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain a NUL character (\\u0000)")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: timedelta | None) -> timedelta | None:
+        # (0 was taken for "not given": the process ran for the default hour)
+        if value is not None and value.total_seconds() <= 0:
+            raise ValueError("must be longer than 0 s (leave it out for the default 1h)")
+        return value
 
     @model_validator(mode="after")
     def _required_fields(self) -> BackgroundProcessArgs:

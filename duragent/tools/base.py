@@ -161,6 +161,9 @@ class Tool(ABC, Generic[ArgsT]):
 def _describe(error: Any, loc: tuple[str | int, ...]) -> str:
     if error["type"] == "extra_forbidden":
         return f"unknown argument {'.'.join(str(p) for p in loc)!r}"
+    if not loc and error["type"] in ("value_error", "assertion_error"):
+        # a check of the arguments together names its fields itself ("spawn needs command")
+        return str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
     return describe_error(error, loc)
 
 

@@ -40,3 +40,21 @@ async def test_processes_ignoring_sigterm_are_all_told_to_stop_before_any_is_kil
     second = managers()
     await second.start()
     assert {second.get(r.handle).status for r in records} == {"lost"}
+
+
+async def test_a_turn_waiting_on_a_process_is_answered_when_the_server_stops(
+    managers: Callable[..., ProcessManager], work: Path
+) -> None:
+    """A `wait` (or the agent's `kill`) under way at a stop returned only when its own time ran
+    out: the stop's grace for the turn went by with the process long gone."""
+    manager = managers(kill_grace=GRACE)
+    await manager.start()
+    record = await manager.spawn(request(work, "sleep 300"))
+    waiting = asyncio.create_task(manager.wait(record.handle, 600))
+    await until(lambda: manager._running[record.handle].waiting == 1)
+
+    await manager.close()
+
+    ended = await asyncio.wait_for(waiting, 5)
+    assert (ended.status, ended.reason) == ("lost", "the server stopped while it ran")
+    assert manager.get(record.handle).status == "lost"

@@ -102,6 +102,14 @@ async def test_invalid_arguments_become_a_result_the_model_can_act_on(
     assert result == ToolResult(False, message)
 
 
+async def test_a_check_of_the_arguments_together_reads_as_its_own_sentence(tmp_path: Path) -> None:
+    ctx = ToolContext(agent="helper", session_id="s", workdir=tmp_path)
+
+    result = await call_tool(builtin_tool("background_process"), {"action": "spawn"}, ctx)
+
+    assert result == ToolResult(False, "invalid arguments for background_process: spawn needs command")
+
+
 async def test_call_tool_validates_and_runs(tmp_path: Path) -> None:
     ctx = ToolContext(agent="helper", session_id="s", workdir=tmp_path)
 
