@@ -189,7 +189,15 @@ class FakeDiscord(FakeServer):
     def add_guild(self, name: str) -> str:
         """A server (guild) the bot is a member of; returns its id."""
         guild_id = self._snowflake()
-        self._guilds[guild_id] = {"id": guild_id, "name": name, "channels": [], "threads": []}
+        # Discord gives a bot, on joining, a role of its own name, which mention autocomplete offers.
+        bot_role = self._snowflake()
+        self._guilds[guild_id] = {
+            "id": guild_id,
+            "name": name,
+            "channels": [],
+            "threads": [],
+            "bot_role": bot_role,
+        }
         self._dispatch_if_ready("GUILD_CREATE", lambda: self._guild_payload(guild_id))
         return guild_id
 
@@ -235,6 +243,11 @@ class FakeDiscord(FakeServer):
         self._dispatch_if_ready("THREAD_CREATE", lambda: {**thread, "newly_created": True})
         return str(thread["id"])
 
+    def role_mention(self, guild_id: str) -> str:
+        """How a user mentions the bot's own role in a guild (`<@&id>`), picked from autocomplete
+        in place of the bot: the role has the bot's name."""
+        return f"<@&{self._guilds[guild_id]['bot_role']}>"
+
     def dm_channel(self, user: Mapping[str, Any], *, fresh: bool = False) -> str:
         """The direct-message channel between `user` and the bot; returns its id.
 
@@ -258,14 +271,22 @@ class FakeDiscord(FakeServer):
         *,
         reply_to: str | None = None,
         attachments: list[tuple[str, bytes, str]] | None = None,
+        stickers: list[str] | None = None,
     ) -> dict[str, Any]:
-        """`author` posts in a channel; `<@bot id>` in the text mentions the bot. Returns the message."""
+        """`author` posts in a channel; `<@bot id>` in the text mentions the bot. Returns the message.
+
+        `stickers` names stickers sent with it (a sticker alone comes with empty `content`).
+        """
         channel = self._channels[channel_id]
         message = self._message_payload(channel, content, dict(author))
         message["mentions"] = [
             self._user_by_id(found) for found in re.findall(r"<@!?(\d+)>", content) if self._user_by_id(found)
         ]
+        message["mention_roles"] = re.findall(r"<@&(\d+)>", content)
         message["attachments"] = [self._attachment(*attachment) for attachment in attachments or []]
+        message["sticker_items"] = [
+            {"id": self._snowflake(), "name": name, "format_type": 1} for name in stickers or []
+        ]
         if reply_to is not None:
             replied = self._messages[reply_to]
             message["message_reference"] = {
@@ -777,11 +798,23 @@ class FakeDiscord(FakeServer):
                     "managed": False,
                     "mentionable": False,
                     "flags": 0,
-                }
+                },
+                {
+                    "id": guild["bot_role"],
+                    "name": self.bot_user["username"],
+                    "permissions": "2248473465835073",
+                    "position": 1,
+                    "color": 0,
+                    "hoist": False,
+                    "managed": True,
+                    "mentionable": True,
+                    "flags": 0,
+                    "tags": {"bot_id": self.application_id},
+                },
             ],
             "emojis": [],
             "stickers": [],
-            "members": [self._member(self.bot_user)],
+            "members": [{**self._member(self.bot_user), "roles": [guild["bot_role"]]}],
             "channels": [{k: v for k, v in c.items() if k != "guild_id"} for c in guild["channels"]],
             "threads": guild["threads"],
             "voice_states": [],

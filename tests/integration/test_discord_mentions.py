@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from duragent.testing.fake_discord import FakeDiscord
-from tests.integration.plugin_process import PluginProcess, start_ready_plugin
+from tests.integration.plugin_process import PluginProcess, received_in, start_ready_plugin
 
 
 @pytest.fixture
@@ -45,3 +45,18 @@ async def test_a_reply_saying_everyone_or_here_pings_nobody(
     [sent] = discord.sent_messages(channel)
     assert sent.content == "@everyone lunch is ready, @here too"
     assert sent.mention_everyone is False
+
+
+async def test_mentioning_the_bots_own_role_counts_as_mentioning_the_bot(
+    discord: FakeDiscord, plugin: PluginProcess
+) -> None:
+    # Typing "@duragent-test" offers the bot and its role of the same name; people pick either.
+    guild = next(iter(discord._guilds))
+    channel = discord.add_channel(guild, "general")
+    ada = discord.add_user("ada")
+
+    discord.inject_message(channel, f"{discord.role_mention(guild)} what time is it?", author=ada)
+
+    event = await plugin.event(received_in(channel))
+    assert event["mentions_bot"] is True
+    assert event["content"]["text"] == "@duragent-test what time is it?"

@@ -86,9 +86,11 @@ async def test_ready_announces_the_discord_gateway_and_its_capabilities(
     )
     ready = await process.event("ready", within=READY_WITHIN)
     await process.stop()
+    warnings = [line for line in process.stderr_path.read_text().splitlines() if " WARNING " in line]
 
     assert ready["gateway"] == "discord"
     assert {"typing", "inline_keyboard", "edit", "delete", "media", "reply"} <= set(ready["capabilities"])
+    assert warnings == []  # not "PyNaCl is not installed, voice will NOT be supported": no voice here
 
 
 async def test_a_direct_message_becomes_message_received(
@@ -163,6 +165,19 @@ async def test_send_message_converts_markdown_and_replies_to_the_user(
     assert sent.reference_id == asked["id"]
     assert sent.content == (
         "**Totals**\n\n```\nitem   | n\n-------+--\napples | 3\n```\n\n**Note**\n\n[chart](http://x.test/c.png)"
+    )
+
+
+async def test_a_heading_table_or_rule_rewritten_inside_a_quote_or_list_stays_in_it(
+    discord: FakeDiscord, plugin: PluginProcess, channel: str
+) -> None:
+    reply = "> #### Note\n> | a | b |\n> |---|---|\n> | 1 | 2 |\n\n- first\n\n  ---\n  still first"
+
+    await plugin.request({"type": "send_message", "chat_id": channel, "content": reply})
+
+    [sent] = discord.sent_messages(channel)
+    assert sent.content == (
+        "> **Note**\n> ```\n> a | b\n> --+--\n> 1 | 2\n> ```\n\n- first\n\n  ──────────\n  still first"
     )
 
 
@@ -252,6 +267,20 @@ async def test_an_attachment_is_downloaded_and_its_text_passed_on_as_caption(
     assert await asyncio.to_thread(Path(metadata["file_path"]).read_bytes) == data
 
 
+async def test_a_sticker_is_named_and_a_message_with_nothing_to_read_is_not_forwarded(
+    discord: FakeDiscord, plugin: PluginProcess, channel: str, ada: dict[str, Any]
+) -> None:
+    discord.inject_message(channel, "", author=ada, stickers=["Wave"])
+    discord.inject_message(channel, "", author=ada)
+    discord.inject_message(channel, "after the empty one", author=ada)
+
+    sticker = await plugin.event(received_in(channel))
+    after = await plugin.event(received_in(channel))
+
+    assert sticker["content"] == {"type": "text", "text": "[sticker: Wave]"}
+    assert after["content"]["text"] == "after the empty one"
+
+
 async def test_media_edit_delete_and_typing_reach_discord(
     discord: FakeDiscord, plugin: PluginProcess, channel: str
 ) -> None:
@@ -318,6 +347,19 @@ async def test_a_missing_token_fails_startup_with_a_fatal_error(discord: FakeDis
 
 
 @pytest.mark.slow
+async def test_a_misspelt_config_key_fails_startup_naming_it(discord: FakeDiscord, tmp_path: Path) -> None:
+    config = {"bot_token": discord.token, "api_base": discord.api_base, "download_dri": str(tmp_path)}
+    process = await start_plugin_process("duragent.plugins.discord", config, tmp_path)
+    fatal = await process.event("error", within=READY_WITHIN)
+    code = await process.stop()
+
+    assert fatal["fatal"] is True
+    assert "unknown key `download_dri`" in fatal["message"]
+    assert "did you mean `download_dir`?" in fatal["message"]
+    assert code == 1
+
+
+@pytest.mark.slow
 async def test_a_wrong_token_is_refused_without_printing_it(discord: FakeDiscord, tmp_path: Path) -> None:
     wrong = "MTIz.wrong-discord.token-value"
     process = await start_plugin_process(
@@ -325,6 +367,9 @@ async def test_a_wrong_token_is_refused_without_printing_it(discord: FakeDiscord
     )
     fatal = await process.event("error", within=READY_WITHIN)
     await process.stop()
+    errors = [line for line in process.stderr_path.read_text().splitlines() if " ERROR " in line]
 
     assert "refused the bot token" in fatal["message"]
     assert wrong not in process.stderr_path.read_text()
+    # One line saying what is wrong, not aiohttp's "Unclosed client session" under it.
+    assert len(errors) == 1, errors

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -101,6 +102,35 @@ async def test_a_mention_in_a_channel_arrives_once_though_slack_sends_it_twice(
     assert plain["mentions_bot"] is False
 
 
+async def test_a_chat_command_typed_after_the_mention_arrives_as_the_command(
+    slack: FakeSlack, plugin: PluginProcess, channel: str, ada: dict[str, Any]
+) -> None:
+    # Slack refuses "/reset" typed as a message (it is no slash command of Slack's).
+    slack.inject_message(channel, f"{slack.mention} /reset", user=ada)
+    reset = await plugin.event(received_in(channel))
+    dm = slack.dm_channel(ada, fresh=True)
+    slack.inject_message(dm, " /status", user=ada)
+    status = await plugin.event(received_in(dm))
+    slack.inject_message(dm, f"{slack.mention} /etc/hosts holds what?", user=ada)
+    path = await plugin.event(received_in(dm))
+
+    assert reset["content"]["text"] == "/reset"
+    assert reset["mentions_bot"] is True
+    assert status["content"]["text"] == "/status"
+    assert path["content"]["text"] == "@duragent /etc/hosts holds what?"
+
+
+async def test_a_message_with_no_text_or_file_is_not_forwarded(
+    slack: FakeSlack, plugin: PluginProcess, channel: str, ada: dict[str, Any]
+) -> None:
+    slack.inject_message(channel, "", user=ada)
+    slack.inject_message(channel, "after the empty one", user=ada)
+
+    event = await plugin.event(received_in(channel))
+
+    assert event["content"]["text"] == "after the empty one"
+
+
 async def test_a_thread_is_its_own_chat_and_replies_go_into_it(
     slack: FakeSlack, plugin: PluginProcess, channel: str, ada: dict[str, Any]
 ) -> None:
@@ -134,6 +164,22 @@ async def test_markdown_is_sent_as_mrkdwn_and_long_replies_in_pieces_under_the_s
     assert " ".join(piece.text for piece in pieces).split() == essay.replace("**", "*").split()
     assert [bool(piece.buttons) for piece in pieces] == [False] * (len(pieces) - 1) + [True]
     assert answer["message_id"] == pieces[-1].ts
+
+
+async def test_a_command_holding_backticks_stays_whole_inside_its_code_block(
+    slack: FakeSlack, plugin: PluginProcess, channel: str
+) -> None:
+    # What the router sends for an approval: a fence longer than any backtick run in the command.
+    command = "cat > notes.md <<'EOF'\n```\n*not bold* <!channel>\n```\nEOF"
+    prompt = f"Command requires approval:\n\n````\n{command}\n````"
+
+    await plugin.request({"type": "send_message", "chat_id": channel, "content": prompt})
+
+    [sent] = slack.sent_messages(channel)
+    # Slack ends a code block at the next ```: only the block's own two fences may hold one.
+    assert re.findall(r"```", sent.text) == ["```", "```"]
+    shown = sent.text.split("```")[1].replace("\u200b", "")
+    assert shown.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&") == f"\n{command}\n"
 
 
 async def test_a_429_from_slack_is_waited_out_and_the_message_still_sent(
@@ -301,3 +347,52 @@ async def test_socket_mode_without_the_app_token_fails_startup_saying_what_is_mi
     assert fatal["fatal"] is True
     assert "SLACK_APP_TOKEN" in fatal["message"]
     assert code == 1
+
+
+@pytest.mark.slow
+async def test_a_refused_app_token_fails_startup_in_one_line_instead_of_retrying_for_ever(
+    slack: FakeSlack, tmp_path: Path
+) -> None:
+    wrong = "xapp-1-wrong-app-token"
+    process = await start_plugin_process(
+        "duragent.plugins.slack",
+        {"bot_token": slack.bot_token, "app_token": wrong, "api_base": slack.api_base},
+        tmp_path,
+    )
+    fatal = await process.event("error", within=READY_WITHIN)
+    code = await process.stop()
+    logs = process.stderr_path.read_text()
+
+    assert fatal["fatal"] is True
+    assert "refused the app-level token" in fatal["message"]
+    assert "`app_token`" in fatal["message"]
+    assert code == 1
+    assert "Traceback" not in logs
+    assert wrong not in logs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("swap", "named"),
+    [
+        ({"bot_token": "xapp-1-an-app-token"}, "`bot_token` holds an app-level token"),
+        ({"app_token": "xoxb-1-a-bot-token"}, "`app_token` holds a xoxb- token"),
+        ({"api_base": "127.0.0.1:8904/api/"}, "api_base must be a URL"),
+        ({"mode": "http", "signing_secret": "shh", "http_path": "slack/events"}, "http_path must be a path"),
+        # Else the plugin would listen on 3000 while the proxy sends Slack's events to 8080.
+        (
+            {"mode": "http", "signing_secret": "shh", "http_prot": 8080},
+            "`http_prot` in the gateway's config: did you mean `http_port`?",
+        ),
+    ],
+)
+async def test_a_token_in_the_wrong_key_or_a_bare_api_base_is_refused_naming_the_key(
+    slack: FakeSlack, tmp_path: Path, swap: dict[str, str], named: str
+) -> None:
+    config = {"bot_token": slack.bot_token, "app_token": slack.app_token, "api_base": slack.api_base, **swap}
+    process = await start_plugin_process("duragent.plugins.slack", config, tmp_path)
+    fatal = await process.event("error", within=READY_WITHIN)
+    await process.stop()
+
+    assert fatal["fatal"] is True
+    assert named in fatal["message"]

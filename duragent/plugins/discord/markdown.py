@@ -4,7 +4,8 @@ Discord renders most of CommonMark itself (bold, italics, strikethrough, code, f
 a language, block quotes, lists, `#`-`###` headings, masked links in bot messages), so the text
 is kept as written except for what Discord shows as raw characters: tables become a padded text
 table in a code block, deeper headings become bold lines, rules become a line, and images become
-links. Only whole block ranges found by markdown-it-py are rewritten, so code stays untouched.
+links. Only whole block ranges found by markdown-it-py are rewritten, so code stays untouched,
+and a rewritten block keeps the quote markers or list indentation it is nested in.
 """
 
 from __future__ import annotations
@@ -34,12 +35,15 @@ def markdown_to_discord(markdown: str) -> str:
         if token.type in ("fence", "code_block"):
             code_lines.update(range(start, end))
         elif token.type == "hr":
-            replacements.append((start, end, [RULE]))
+            replacements.append((start, end, [_container(lines[start]) + RULE]))
         elif token.type == "heading_open" and token.tag in ("h4", "h5", "h6"):
-            replacements.append((start, end, [f"**{tokens[index + 1].content.strip()}**"]))
+            # Up to the heading's `#`s: a quote's `>` or a list item's marker stays.
+            prefix = lines[start][: lines[start].index("#")]
+            replacements.append((start, end, [f"{prefix}**{tokens[index + 1].content.strip()}**"]))
         elif token.type == "table_open":
             close = next(i for i in range(index, len(tokens)) if tokens[i].type == "table_close")
-            replacements.append((start, end, _table(tokens[index:close])))
+            prefix = _container(lines[start])
+            replacements.append((start, end, [prefix + line for line in _table(tokens[index:close])]))
             code_lines.update(range(start, end))
             index = close
         index += 1
@@ -49,6 +53,12 @@ def markdown_to_discord(markdown: str) -> str:
     for start, end, new in sorted(replacements, reverse=True):
         lines[start:end] = new
     return "\n".join(lines).strip()
+
+
+def _container(line: str) -> str:
+    """The quote markers and indentation a nested block's line starts with, kept when it is rewritten
+    (else a table in a quote would end the quote)."""
+    return line[: len(line) - len(line.lstrip("> \t"))]
 
 
 def _table(tokens: list[Token]) -> list[str]:

@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import difflib
 import io
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,7 @@ class DiscordSettings:
     @classmethod
     def from_config(cls, config: dict[str, Any], environ: dict[str, str]) -> DiscordSettings:
         """Read the config map; `bot_token`, `api_base` and `gateway_url` fall back to the environment."""
+        _refuse_unknown_keys(config, [field.name for field in fields(cls)])
         token = str(config.get("bot_token") or environ.get(TOKEN_ENV, "")).strip()
         if not token:
             raise ConfigError(f"no bot token: set `bot_token` in the gateway's config or {TOKEN_ENV}")
@@ -123,6 +125,9 @@ class DiscordPlugin(GatewayPlugin):
             # discord.py reads its endpoints from these class attributes: a self-hosted or fake
             # Discord is reached without changing the library.
             Route.BASE = f"{settings.api_base}/api/v10"
+        # The bot never joins voice: warnings at every start that voice libraries are missing
+        # would only send its operator looking for a problem.
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         intents = discord.Intents.default()
         intents.message_content = True
         # What the agent writes is often what someone asked it to write: it may ping the people it
@@ -133,6 +138,15 @@ class DiscordPlugin(GatewayPlugin):
         client.event(self.on_ready)
         client.event(self.on_message)
         client.event(self.on_interaction)
+        try:
+            await self._connect(client, settings)
+        except BaseException:
+            # Else aiohttp reports the client's session "Unclosed" at exit, under the one error line.
+            await self.on_shutdown()
+            raise
+
+    async def _connect(self, client: discord.Client, settings: DiscordSettings) -> None:
+        """Log in (checks the token), open the Gateway and wait for READY."""
         try:
             await client.login(settings.bot_token)
         except discord.LoginFailure:
@@ -224,6 +238,10 @@ class DiscordPlugin(GatewayPlugin):
             routing["thread_id"] = str(channel.id)
             routing["parent_id"] = str(parent_id)
         content, metadata = await self._content(message)
+        if content == {"type": "text", "text": ""}:
+            # An embed alone, a poll...: nothing the agent could read, and an empty turn to answer.
+            log.info("message %s has no text, file or sticker; not forwarded", message.id)
+            return
         reference = message.reference
         replied = reference.resolved if reference is not None else None
         await self.message_received(
@@ -233,7 +251,7 @@ class DiscordPlugin(GatewayPlugin):
             content=content,
             routing=routing,
             reply_to=str(reference.message_id) if reference and reference.message_id else None,
-            mentions_bot=me is not None and any(user.id == me.id for user in message.mentions),
+            mentions_bot=self._mentions_me(message),
             reply_to_bot=isinstance(replied, discord.Message)
             and me is not None
             and replied.author.id == me.id,
@@ -241,9 +259,25 @@ class DiscordPlugin(GatewayPlugin):
             metadata=metadata,
         )
 
+    def _mentions_me(self, message: discord.Message) -> bool:
+        """Whether the message mentions the bot, or its own role in the server.
+
+        Discord gives a bot a role of its name when it joins, and mention autocomplete offers it
+        next to the bot: someone picking it means the bot just as much.
+        """
+        me = self.client.user
+        if me is None:
+            return False
+        if any(user.id == me.id for user in message.mentions):
+            return True
+        own_role = message.guild.self_role if message.guild is not None else None
+        return own_role is not None and own_role.id in message.raw_role_mentions
+
     async def _content(self, message: discord.Message) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """The protocol `content` (mentions of the bot spelled as @name) and a downloaded attachment."""
-        text = self._readable(message)
+        """The protocol `content` (mentions of the bot spelled as @name, stickers by name) and a
+        downloaded attachment."""
+        stickers = [f"[sticker: {sticker.name}]" for sticker in message.stickers]
+        text = " ".join([self._readable(message), *stickers]).strip()
         if not message.attachments:
             return {"type": "text", "text": text}, None
         attachment = message.attachments[0]
@@ -256,11 +290,15 @@ class DiscordPlugin(GatewayPlugin):
         return content, await self._download(attachment)
 
     def _readable(self, message: discord.Message) -> str:
-        """The text with the bot's `<@id>` mention shown as `@name`, as the user saw it."""
+        """The text with the bot's `<@id>` mention (or its role's) shown as `@name`, as the user saw it."""
         text = message.content
         me = self.client.user
         if me is not None:
-            for form in (f"<@{me.id}>", f"<@!{me.id}>"):
+            forms = [f"<@{me.id}>", f"<@!{me.id}>"]
+            own_role = message.guild.self_role if message.guild is not None else None
+            if own_role is not None:
+                forms.append(f"<@&{own_role.id}>")
+            for form in forms:
                 text = text.replace(form, f"@{me.name}")
         return text
 
@@ -400,6 +438,17 @@ class DiscordPlugin(GatewayPlugin):
 
     def _redact(self, text: str) -> str:
         return self._redactor.redact(text)
+
+
+def _refuse_unknown_keys(config: dict[str, Any], known: list[str]) -> None:
+    """A key the plugin does not read is a typo (`http_prot`) it would otherwise silently ignore."""
+    for key in config:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean `{close[0]}`? " if close else ""
+            raise ConfigError(
+                f"unknown key `{key}` in the gateway's config: {hint}(it takes {', '.join(known)})"
+            )
 
 
 def _snowflake(value: str, field: str) -> int:

@@ -2,7 +2,8 @@
 
 Parsed with markdown-it-py (CommonMark + tables + strikethrough) and rendered from the syntax
 tree: bold `*x*`, italics `_x_`, strikethrough `~x~`, inline code, code blocks in triple
-backticks (Slack shows no language), links `<url|text>`, quotes `> `, "• " bullets and numbered
+backticks (Slack shows no language; backticks inside are kept apart by a zero-width space, as
+Slack ends a block at any ```), links `<url|text>`, quotes `> `, "• " bullets and numbered
 lists (indented when nested), headings as bold lines, tables as a padded text table in a code
 block, rules as a line. `&`, `<` and `>` in text are escaped as Slack requires, so a user's
 `<!channel>` typed into a reply never pings anyone.
@@ -17,6 +18,7 @@ from markdown_it.tree import SyntaxTreeNode
 from duragent.plugins.markdown_tree import RULE, list_layout, parse, plain_text, table_rows, text_table
 
 _SAFE_LINK = re.compile(r"^(https?|mailto):", re.IGNORECASE)
+_BACKTICK_PAIR = re.compile(r"`(?=`)")
 
 
 def markdown_to_mrkdwn(markdown: str) -> str:
@@ -27,6 +29,16 @@ def markdown_to_mrkdwn(markdown: str) -> str:
 def escape(text: str) -> str:
     """Text with the three characters Slack treats as markup escaped."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _code_block_text(code: str) -> str:
+    """`code` for inside a ``` block, escaped, with a zero-width space between backticks.
+
+    Slack has no longer fence: its block ends at the next ```, so a command holding one (an
+    approval asked about it) would leave the block and show as mrkdwn. A zero-width space keeps
+    every backtick visible while no two of them touch.
+    """
+    return _BACKTICK_PAIR.sub("`\u200b", escape(code))
 
 
 def _blocks(nodes: list[SyntaxTreeNode], separator: str = "\n\n") -> str:
@@ -45,12 +57,12 @@ def _block(node: SyntaxTreeNode) -> str:
         inner = _blocks(node.children, separator="\n")
         return "\n".join(f"> {line}" if line else ">" for line in inner.split("\n"))
     if kind in ("fence", "code_block"):
-        return f"```\n{escape(node.content.rstrip(chr(10)))}\n```"
+        return f"```\n{_code_block_text(node.content.rstrip(chr(10)))}\n```"
     if kind == "hr":
         return RULE
     if kind == "table":
         table = text_table(table_rows(node))
-        return f"```\n{escape(chr(10).join(table))}\n```" if table else ""
+        return f"```\n{_code_block_text(chr(10).join(table))}\n```" if table else ""
     if kind == "html_block":
         return escape(node.content.rstrip("\n"))
     return _blocks(node.children)

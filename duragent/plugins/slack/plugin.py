@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import difflib
 import logging
 import os
 import re
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -63,6 +64,8 @@ RATE_LIMIT_RETRIES = 5
 #: Where Slack serves files shared in conversations (the bot token is sent nowhere else).
 SLACK_FILE_HOST = "files.slack.com"
 _WANTED_SUBTYPES = (None, "file_share", "thread_broadcast")
+#: What Slack answers a call made with a token it will not take.
+_REFUSED_TOKEN = ("invalid_auth", "not_authed", "account_inactive", "token_revoked", "not_allowed_token_type")
 _CHAT_TYPES = {"im": "dm", "mpim": "group", "channel": "group", "group": "group"}
 
 log = logging.getLogger("duragent.gateway.slack")
@@ -85,6 +88,7 @@ class SlackSettings:
     @classmethod
     def from_config(cls, config: dict[str, Any], environ: dict[str, str]) -> SlackSettings:
         """Read the config map; tokens, the signing secret and `api_base` fall back to the environment."""
+        _refuse_unknown_keys(config, [field.name for field in fields(cls)])
         bot_token = str(config.get("bot_token") or environ.get(BOT_TOKEN_ENV, "")).strip()
         if not bot_token:
             raise ConfigError(
@@ -104,7 +108,15 @@ class SlackSettings:
             raise ConfigError(
                 f"mode: http needs `signing_secret` or {SIGNING_SECRET_ENV} to check Slack's requests"
             )
+        _check_token_kinds(bot_token, app_token)
         api_base = config.get("api_base") or environ.get(API_BASE_ENV) or None
+        if api_base is not None and "://" not in str(api_base):
+            raise ConfigError(f"api_base must be a URL like http://127.0.0.1:8904/api/, not {api_base!r}")
+        http_path = str(config.get("http_path", "/slack/events"))
+        if not http_path.startswith("/"):
+            raise ConfigError(
+                f"http_path must be a path starting with / (like /slack/events), not {http_path!r}"
+            )
         return cls(
             bot_token=bot_token,
             app_token=app_token,
@@ -112,7 +124,7 @@ class SlackSettings:
             signing_secret=secret,
             http_host=str(config.get("http_host", "127.0.0.1")),
             http_port=int_setting(config, "http_port", 3000, minimum=1, maximum=65535),
-            http_path=str(config.get("http_path", "/slack/events")),
+            http_path=http_path,
             api_base=(str(api_base).rstrip("/") + "/") if api_base else None,
             download_dir=config.get("download_dir") or None,
         )
@@ -183,6 +195,8 @@ class SlackPlugin(GatewayPlugin):
         if settings.mode == "http":
             await self._serve_http(app, settings)
         else:
+            assert settings.app_token is not None
+            await self._check_app_token(settings.app_token)
             self._socket = AsyncSocketModeHandler(app, settings.app_token)
             try:
                 await self._socket.connect_async()  # type: ignore[no-untyped-call]
@@ -198,12 +212,7 @@ class SlackPlugin(GatewayPlugin):
                 response = await self.client.auth_test()
                 return dict(response.data) if isinstance(response.data, dict) else {}
             except SlackApiError as error:
-                if error.response.get("error") in (
-                    "invalid_auth",
-                    "not_authed",
-                    "account_inactive",
-                    "token_revoked",
-                ):
+                if error.response.get("error") in _REFUSED_TOKEN:
                     raise ConfigError("Slack refused the bot token (invalid_auth)") from None
                 failure: Exception = error
             except (SlackRequestError, aiohttp.ClientError, OSError) as error:
@@ -214,6 +223,21 @@ class SlackPlugin(GatewayPlugin):
             await asyncio.sleep(delay)
             delay *= 2
         raise AssertionError("unreachable")
+
+    async def _check_app_token(self, app_token: str) -> None:
+        """Ask for a Socket Mode URL once: slack_sdk retries a refused app token for ever."""
+        try:
+            await self.client.apps_connections_open(app_token=app_token)
+        except SlackApiError as error:
+            code = str(error.response.get("error", ""))
+            if code in _REFUSED_TOKEN:
+                raise ConfigError(
+                    f"Slack refused the app-level token ({code}): `app_token` takes an xapp- token "
+                    "with the connections:write scope (Basic Information > App-Level Tokens)"
+                ) from None
+            raise ConnectionError(self._redact(f"cannot open Socket Mode: {code or error}")) from None
+        except (SlackRequestError, aiohttp.ClientError, OSError) as error:
+            raise ConnectionError(self._redact(f"cannot open Socket Mode: {error}")) from None
 
     async def _serve_http(self, app: AsyncApp, settings: SlackSettings) -> None:
         """HTTP Events mode: Bolt's aiohttp app (signature checks included) on the local port."""
@@ -283,6 +307,10 @@ class SlackPlugin(GatewayPlugin):
             routing["parent_id"] = channel
         text = self._readable(str(event.get("text") or ""))
         content, metadata = await self._content(event, text)
+        if content == {"type": "text", "text": ""}:
+            # Attachments of another app alone, a shared message...: no turn for an empty text.
+            log.info("message %s has no text or file; not forwarded", event["ts"])
+            return
         await self.message_received(
             message_id=str(event["ts"]),
             chat_id=chat_id,
@@ -297,7 +325,16 @@ class SlackPlugin(GatewayPlugin):
         )
 
     def _readable(self, text: str) -> str:
-        """Slack's markup as the user saw it: the bot's mention as @name, entities unescaped."""
+        """Slack's markup as the user saw it: the bot's mention as @name, entities unescaped.
+
+        Slack refuses a message starting with "/" that is not one of its slash commands ("/reset is
+        not a valid command"), so `@bot /reset` (or ` /reset`) is how a chat command is typed:
+        it arrives as `/reset`.
+        """
+        mention = re.escape(f"<@{self._bot_user_id}>")
+        command = re.fullmatch(rf"\s*(?:{mention}\s*)?(/[A-Za-z]\w*(?:@\S+)?(?:\s.*)?)", text, re.DOTALL)
+        if command is not None:
+            text = command.group(1)
         text = text.replace(f"<@{self._bot_user_id}>", f"@{self._bot_name}")
         return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
@@ -476,6 +513,31 @@ class SlackPlugin(GatewayPlugin):
 
     def _redact(self, text: str) -> str:
         return self._redactor.redact(text)
+
+
+def _refuse_unknown_keys(config: dict[str, Any], known: list[str]) -> None:
+    """A key the plugin does not read is a typo (`http_prot`) it would otherwise silently ignore."""
+    for key in config:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean `{close[0]}`? " if close else ""
+            raise ConfigError(
+                f"unknown key `{key}` in the gateway's config: {hint}(it takes {', '.join(known)})"
+            )
+
+
+def _check_token_kinds(bot_token: str, app_token: str | None) -> None:
+    """Refuse tokens pasted into each other's key, which Slack would only answer invalid_auth."""
+    if bot_token.startswith("xapp-"):
+        raise ConfigError(
+            "`bot_token` holds an app-level token (xapp-...): it takes the bot token (xoxb-...), "
+            "and `app_token` the xapp- one"
+        )
+    if app_token is not None and app_token.startswith("xox"):
+        raise ConfigError(
+            f"`app_token` holds a {app_token[:4]}- token: it takes the app-level token (xapp-...), "
+            "and `bot_token` the xoxb- one"
+        )
 
 
 def _place(chat_id: str) -> tuple[str, str | None]:
