@@ -320,7 +320,14 @@ def check_provider_key(agent: Agent, env: Mapping[str, str]) -> Check:
         return Check(name, "ok", "the demo provider needs no key and no network")
     if variable is None:
         return Check(name, "ok", f"{model.provider} needs no API key")
-    if env.get(variable):
+    from duragent.llm.errors import UnusableApiKey
+    from duragent.llm.registry import read_api_key
+
+    try:
+        key = read_api_key(env, variable, model.provider)
+    except UnusableApiKey as exc:
+        return Check(name, "fail", str(exc), f"export {variable}=... (the key alone, on one line)")
+    if key:
         return Check(name, "ok", f"{variable} is set")
     if model.base_url is not None and model.api_key_env is None:
         # As the provider does (`create_provider`): a server of your own may take no key, and

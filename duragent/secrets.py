@@ -202,8 +202,12 @@ def _workspace_tokens(config: DuragentConfig) -> AccessTokens | None:
 
 
 def _forms(value: str) -> Iterable[str]:
-    """The value as written in text, and as it appears inside a JSON string (events.jsonl)."""
-    if len(value) < MIN_SECRET_LENGTH or not value.strip():
+    """The value as written in text, and as it appears inside a JSON string (events.jsonl).
+
+    Without the white space around it: a key read from a file keeps the file's line break, and
+    the provider sends the key without it (so that is how a tool's output shows it)."""
+    value = value.strip()
+    if len(value) < MIN_SECRET_LENGTH:
         return ()
     escaped = json.dumps(value)[1:-1]
     return (value,) if escaped == value else (value, escaped)

@@ -9,7 +9,7 @@ from typing import Any
 
 from duragent import json_text
 from duragent.llm.encoded import EncodedConversations, leading_system
-from duragent.llm.errors import StreamError
+from duragent.llm.errors import StreamError, TransientStreamError
 from duragent.llm.http_provider import HttpProvider, StreamDecoder, Timeouts
 from duragent.llm.retry import RetryPolicy
 from duragent.llm.sse import SseEvent
@@ -46,8 +46,14 @@ _STOP_REASONS: dict[str, FinishReason] = {
     "pause_turn": "stop",
     "tool_use": "tool_calls",
     "max_tokens": "length",
+    "model_context_window_exceeded": "length",
     "refusal": "error",
 }
+
+
+#: Error events for what a plain request would get as a 5xx (`overloaded_error` is the 529):
+#: sent after the 200 of a stream, often before any content, where a retry usually succeeds.
+_TRANSIENT_ERRORS = frozenset({"overloaded_error", "api_error"})
 
 
 class AnthropicProvider(HttpProvider):
@@ -245,7 +251,7 @@ class AnthropicStreamDecoder:
         """The body ended before `message_stop`: the reply was cut short."""
         if self._done:
             return []
-        raise StreamError(
+        raise TransientStreamError(
             f"the stream from {self.provider} ended before the reply was complete", provider=self.provider
         )
 
@@ -272,9 +278,10 @@ class AnthropicStreamDecoder:
             return [Usage(input_tokens, usage.get("output_tokens", 0)), Finish(self._finish or "stop")]
         if kind == "error":
             error = data.get("error") or {}
-            raise StreamError(
-                f"{self.provider} reported an error mid-stream: {error.get('type', 'error')}: "
-                f"{error.get('message', '')}",
+            error_type = str(error.get("type", "error"))
+            failure = TransientStreamError if error_type in _TRANSIENT_ERRORS else StreamError
+            raise failure(
+                f"{self.provider} reported an error mid-stream: {error_type}: {error.get('message', '')}",
                 provider=self.provider,
             )
         return []  # ping, and event types newer than this code

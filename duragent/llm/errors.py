@@ -59,6 +59,12 @@ class StreamError(ProviderError):
     """
 
 
+class TransientStreamError(StreamError):
+    """A stream failure the next attempt may well not meet: an error event standing for a 5xx
+    (Anthropic's `overloaded_error`), or a body that ended before the reply did. Retried like a
+    5xx or a dropped connection when nothing of the reply came before it."""
+
+
 class StreamTimeout(StreamError):
     """No bytes arrived from the provider for longer than the idle timeout."""
 
@@ -70,6 +76,19 @@ class MissingApiKey(ConfigError):
         super().__init__(
             f"the {provider} provider needs an API key: set the environment variable {variable} "
             f"(or point spec.model.api_key_env in agent.yaml at the variable that holds it)"
+        )
+        self.provider = provider
+        self.variable = variable
+
+
+class UnusableApiKey(ConfigError):
+    """The variable holding the API key has a control character inside the key, which no HTTP
+    header may carry (the value is never shown)."""
+
+    def __init__(self, provider: str, variable: str):
+        super().__init__(
+            f"the {provider} provider cannot send the API key in {variable}: the value holds a line "
+            f"break or other control character inside it; set {variable} to the key alone"
         )
         self.provider = provider
         self.variable = variable

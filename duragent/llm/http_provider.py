@@ -11,12 +11,14 @@ of one reply (`StreamDecoder`); this module does the rest.
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import logging
 import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
@@ -30,10 +32,12 @@ from duragent.llm.errors import (
     ProviderUnavailable,
     StreamError,
     StreamTimeout,
+    TransientStreamError,
 )
 from duragent.llm.retry import RetryPolicy, is_retryable_status, retry_after_from
 from duragent.llm.sse import SseEvent, SseParser
 from duragent.llm.types import Completion, Finish, LLMRequest, Retrying, StreamChunk, TextDelta
+from duragent.secrets import MIN_SECRET_LENGTH
 
 if TYPE_CHECKING:
     import aiohttp
@@ -41,6 +45,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _READ_SIZE = 64 * 1024
+_EVENT_STREAM = "text/event-stream"
+#: A `data:` line: what shows a reply labelled otherwise to be a stream of events after all.
+_EVENT_LINE = re.compile(rb"(?:^|\n)data:")
+#: Bytes of a reply without an event after which it is taken for something else (a web page).
+_NOT_A_STREAM_AFTER = 64 * 1024
 #: Seconds a finished reply's connection may take to send the rest of its body (the chunked
 #: encoding's end, usually a read behind `[DONE]`) before it is closed instead of reused.
 _DRAIN_SECONDS = 5.0
@@ -120,6 +129,11 @@ class HttpProvider(ABC):
     def new_decoder(self) -> StreamDecoder:
         """A fresh decoder for one reply."""
 
+    def drop_refused_option(self, error: ProviderError) -> bool:
+        """Whether `error` refused an optional field this provider now stops sending (so the
+        request is worth sending again without it); none by default."""
+        return False
+
     async def stream(
         self, request: LLMRequest, *, sent: Callable[[], None] | None = None
     ) -> AsyncGenerator[StreamChunk, None]:
@@ -137,6 +151,14 @@ class HttpProvider(ABC):
                 async for chunk in self._attempt(url, body, headers, sent):
                     started = True
                     yield chunk
+                return
+            except ProviderError as error:
+                if started or not self.drop_refused_option(error):
+                    raise
+                # (once per provider: from now on its requests leave the option out)
+                async with aclosing(self.stream(request, sent=sent)) as again:
+                    async for chunk in again:
+                        yield chunk
                 return
             except _TransientFailure as failure:
                 if started:
@@ -234,10 +256,15 @@ class HttpProvider(ABC):
         try:
             if response.status >= 400:
                 raise await self._status_error(response, url)
+            # (read ahead only when the reply is not labelled a stream, to see whether it is one)
+            unread = (
+                b"" if response.content_type == _EVENT_STREAM else await self._first_events(response, url)
+            )
             decoder = self.new_decoder()
             parser = SseParser()
             while not finished:
-                data = await self._read(response, url)
+                data = unread or await self._read(response, url)
+                unread = b""
                 chunks: list[StreamChunk] = []
                 broken: StreamError | None = None
                 try:
@@ -251,7 +278,9 @@ class HttpProvider(ABC):
                     yield chunk
                     finished = finished or isinstance(chunk, Finish)
                 if broken is not None:
-                    raise broken
+                    self._hide_key_in(broken)
+                    # (`stream` retries it only if nothing of the reply was yielded)
+                    raise _TransientFailure(broken) if isinstance(broken, TransientStreamError) else broken
                 finished = finished or not data
         finally:
             # An unfinished body (error, cancellation, abandoned iterator) must not go back to the
@@ -312,6 +341,26 @@ class HttpProvider(ABC):
             )
             raise _TransientFailure(error) from exc
 
+    async def _first_events(self, response: aiohttp.ClientResponse, url: str) -> bytes:
+        """The start of a reply not labelled `text/event-stream`, once it shows an event (some
+        servers label their stream `text/plain`); a ProviderError saying what it is otherwise."""
+        start = b""
+        while data := await self._read(response, url):
+            start += data
+            if _EVENT_LINE.search(start):
+                return start
+            if len(start) > _NOT_A_STREAM_AFTER:
+                break
+        what = server_message(start.decode("utf-8", errors="replace")) or "an empty body"
+        raise ProviderError(
+            f"{self.name} at {url} answered {response.status} with {response.content_type}, not a "
+            f"stream of events: {self._without_key(what)}; check spec.model.base_url in agent.yaml "
+            "(the API's address, which often ends in /v1)",
+            provider=self.name,
+            status=response.status,
+            url=url,
+        )
+
     async def _status_error(self, response: aiohttp.ClientResponse, url: str) -> Exception:
         import aiohttp
 
@@ -320,7 +369,7 @@ class HttpProvider(ABC):
             body = await response.text(errors="replace")
         except (aiohttp.ClientError, TimeoutError):
             body = ""
-        detail = server_message(body) or response.reason or "no details"
+        detail = self._without_key(server_message(body) or response.reason or "no details")
         where = f"{status} from {self.name} at {url}"
         if status in (401, 403):
             return ProviderAuthError(
@@ -340,6 +389,16 @@ class HttpProvider(ABC):
             )
         if status == 404:
             detail += "; check spec.model.name and spec.model.base_url in agent.yaml"
+        if response.history:
+            # (a 301 or 302 is followed as a GET, which a model server refuses: 405 or 404)
+            detail += (
+                f"; the request was redirected ({response.history[0].status}) to {response.url}: set "
+                "spec.model.base_url in agent.yaml to the address it moved to"
+            )
+        if status == 429 and _NO_CREDIT.search(body):
+            return ProviderError(
+                f"{where}: {detail}; {self._no_credit_text()}", provider=self.name, status=status, url=url
+            )
         if not is_retryable_status(status):
             return ProviderError(f"{where}: {detail}", provider=self.name, status=status, url=url)
         retry_after = retry_after_from(response.headers)
@@ -351,6 +410,25 @@ class HttpProvider(ABC):
         else:
             error = ProviderUnavailable(f"{where}: {detail}", provider=self.name, status=status, url=url)
         return _TransientFailure(error, retry_after)
+
+    def _without_key(self, text: str) -> str:
+        """`text` with the API key replaced by where it comes from: a proxy may echo the key it
+        refused, and this text reaches the user, the log and the session's error event."""
+        key = self.api_key
+        if not key or len(key) < MIN_SECRET_LENGTH or key not in text:
+            return text
+        return text.replace(key, f"[the key in {self.api_key_env}]" if self.api_key_env else "[the API key]")
+
+    def _hide_key_in(self, error: ProviderError) -> None:
+        if error.args and isinstance(error.args[0], str):
+            error.args = (self._without_key(error.args[0]), *error.args[1:])
+
+    def _no_credit_text(self) -> str:
+        whose = f"the API key in {self.api_key_env}" if self.api_key_env else "the API key"
+        return (
+            f"the account of {whose} has no credit left (waiting will not help): add credit or "
+            "raise its spending limit with the provider, then send the message again"
+        )
 
     def _rejected_key_text(self) -> str:
         if self.api_key is None:
@@ -382,6 +460,8 @@ _CONTEXT_OVERFLOW = re.compile(
     r"context[_ ]length|context window|context size|prompt is too long|maximum number of tokens",
     re.IGNORECASE,
 )
+#: A 429 that no wait mends: OpenAI's `insufficient_quota` (the account's credit is spent).
+_NO_CREDIT = re.compile(r"insufficient_quota")
 _CONTEXT_LIMITS = (
     re.compile(r"maximum context length is (\d+)", re.IGNORECASE),
     re.compile(r"(\d+) maximum context length", re.IGNORECASE),
@@ -448,20 +528,57 @@ def _joined_text(chunks: list[StreamChunk]) -> list[StreamChunk]:
 
 
 def server_message(body: str) -> str:
-    """The human-readable message in an error body (`{"error": {"message": ...}}` and kin)."""
+    """The human-readable message in an error body (`{"error": {"message": ...}}` and kin), or
+    in a web page (its title), on one line."""
     try:
         data = json.loads(body)
     except ValueError:
-        return body.strip()[:300]
-    if isinstance(data, dict):
-        error = data.get("error", data)
-        if isinstance(error, dict):
-            for key in ("message", "detail", "msg"):
-                if isinstance(error.get(key), str):
-                    return str(error[key])
-        if isinstance(error, str):
-            return error
-    return body.strip()[:300]
+        return _plain_message(body)
+    return (_message_in(data) if isinstance(data, dict) else None) or _plain_message(body)
+
+
+def _message_in(value: Any, depth: int = 0) -> str | None:
+    """The message in a parsed error body: a string under `error`, `message`, `detail` or `msg`,
+    however nested (Mistral's `message.detail`), or a FastAPI-style list of problems."""
+    if isinstance(value, str):
+        return value
+    if depth > 3:
+        return None
+    if isinstance(value, list):
+        problems = [_problem(item) for item in value]
+        return "; ".join(p for p in problems if p) if problems and all(problems) else None
+    if isinstance(value, dict):
+        for key in ("error", "message", "detail", "msg"):
+            found = _message_in(value.get(key), depth + 1)
+            if found:
+                return found
+    return None
+
+
+def _problem(item: Any) -> str | None:
+    """One entry of a FastAPI-style list of problems as `where: what` (`body.temperature: ...`)."""
+    if not isinstance(item, dict) or not isinstance(item.get("msg"), str):
+        return None
+    where = ".".join(str(part) for part in item.get("loc") or ())
+    return f"{where}: {item['msg']}" if where else item["msg"]
+
+
+_HTML_START = re.compile(r"\s*<(?:!doctype html|html|head|body|!--)", re.IGNORECASE)
+_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_HTML_HIDDEN = re.compile(r"<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_HTML_TAG = re.compile(r"<[^>]*>")
+
+
+def _plain_message(body: str) -> str:
+    """A body that is not JSON, as one line: a web page (a proxy's error page, a web app where the
+    API was expected) by its title rather than its markup."""
+    if _HTML_START.match(body):
+        title = _HTML_TITLE.search(body)
+        if title and title.group(1).strip():
+            return f"an HTML page titled {' '.join(html.unescape(title.group(1)).split())[:200]!r}"
+        words = " ".join(html.unescape(_HTML_TAG.sub(" ", _HTML_HIDDEN.sub(" ", body))).split())
+        return f"an HTML page: {words[:200]}" if words else "an empty HTML page"
+    return " ".join(body.split())[:300]
 
 
 async def _tell_sent(session: aiohttp.ClientSession, context: Any, params: Any) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -10,9 +12,9 @@ from typing import Any
 from duragent import json_text
 from duragent.ids import new_id
 from duragent.llm.encoded import EncodedConversations, EncodedTools, leading_system
-from duragent.llm.errors import StreamError
+from duragent.llm.errors import ProviderError, StreamError, TransientStreamError
 from duragent.llm.http_provider import HttpProvider, StreamDecoder, Timeouts
-from duragent.llm.retry import RetryPolicy
+from duragent.llm.retry import RetryPolicy, is_retryable_status
 from duragent.llm.sse import SseEvent
 from duragent.llm.types import (
     Finish,
@@ -30,6 +32,8 @@ from duragent.llm.types import (
     Usage,
 )
 
+logger = logging.getLogger(__name__)
+
 #: As json.dumps with compact separators (non-ASCII escaped), built once: every request carries
 #: the whole history, and the spaces after "," and ":" were ~5% of a long session's body.
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
@@ -41,6 +45,10 @@ _FINISH_REASONS: dict[str, FinishReason] = {
     "length": "length",
     "content_filter": "error",
 }
+
+
+#: What a server refusing `stream_options` names in its error.
+_NAMES_USAGE_OPTION = re.compile(r"stream_options|include_usage")
 
 
 class OpenAICompatProvider(HttpProvider):
@@ -70,6 +78,9 @@ class OpenAICompatProvider(HttpProvider):
         # OpenAI itself wants `max_completion_tokens` (reasoning models refuse `max_tokens`);
         # most compatible servers only know `max_tokens`.
         self.max_tokens_field = max_tokens_field
+        #: Whether requests ask for usage at the end of the stream (`stream_options`); cleared
+        #: when the server refuses the option (`drop_refused_option`).
+        self.usage_in_stream = True
         self._conversations = EncodedConversations(_OpenAIMessages())
         self._tools = EncodedTools(lambda tools: _ENCODER.encode([tool_to_openai(tool) for tool in tools]))
 
@@ -103,11 +114,9 @@ class OpenAICompatProvider(HttpProvider):
         )
 
     def _options(self, request: LLMRequest, *, with_tools: bool = True) -> dict[str, Any]:
-        payload: dict[str, Any] = {
-            "model": request.model,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
+        payload: dict[str, Any] = {"model": request.model, "stream": True}
+        if self.usage_in_stream:
+            payload["stream_options"] = {"include_usage": True}
         if request.tools:
             if with_tools:
                 payload["tools"] = [tool_to_openai(tool) for tool in request.tools]
@@ -122,6 +131,20 @@ class OpenAICompatProvider(HttpProvider):
     def new_decoder(self) -> StreamDecoder:
         """A decoder for one chat completions SSE stream."""
         return OpenAIStreamDecoder(self.name)
+
+    def drop_refused_option(self, error: ProviderError) -> bool:
+        """Stop asking for usage in the stream when the server refuses `stream_options` (Mistral's
+        API, Azure or Bedrock behind some proxies): its replies then carry no token counts."""
+        refused = error.status in (400, 422) and _NAMES_USAGE_OPTION.search(str(error)) is not None
+        if not (refused and self.usage_in_stream):
+            return False
+        self.usage_in_stream = False
+        logger.warning(
+            "%s; asking %s again without stream_options (replies will carry no token counts)",
+            error,
+            self.name,
+        )
+        return True
 
 
 class _OpenAIMessages:
@@ -189,6 +212,8 @@ class OpenAIStreamDecoder:
     def __init__(self, provider: str):
         self.provider = provider
         self._calls: dict[int, _PartialCall] = {}
+        #: The server's index -> the call its pieces now go to, for an index it reused.
+        self._renumbered: dict[int, int] = {}
         self._finish: FinishReason | None = None
         self._usage: Usage | None = None
         self._done = False
@@ -213,7 +238,7 @@ class OpenAIStreamDecoder:
         if self._done:
             return []
         if self._finish is None:
-            raise StreamError(
+            raise TransientStreamError(
                 f"the stream from {self.provider} ended before the reply was complete", provider=self.provider
             )
         return self._final()
@@ -222,9 +247,8 @@ class OpenAIStreamDecoder:
         if "error" in chunk:
             error = chunk["error"]
             message = error.get("message", error) if isinstance(error, dict) else error
-            raise StreamError(
-                f"{self.provider} reported an error mid-stream: {message}", provider=self.provider
-            )
+            failure = TransientStreamError if _is_transient(error) else StreamError
+            raise failure(f"{self.provider} reported an error mid-stream: {message}", provider=self.provider)
         usage = chunk.get("usage")
         if usage:
             self._usage = Usage(
@@ -248,16 +272,25 @@ class OpenAIStreamDecoder:
         return out
 
     def _tool_call_delta(self, call_delta: dict[str, Any]) -> ToolCallDelta:
-        index = int(call_delta.get("index", len(self._calls)))
+        sent_index = int(call_delta.get("index", len(self._calls)))
+        index = self._renumbered.get(sent_index, sent_index)
         function = call_delta.get("function") or {}
         partial = self._calls.setdefault(index, _PartialCall())
-        if call_delta.get("id"):
-            partial.id = str(call_delta["id"])
+        call_id = call_delta.get("id")
+        if call_id and partial.id and call_id != partial.id and function.get("name"):
+            # A new call (its own id, its name) at an index already taken: Ollama numbers every
+            # call 0. It, and the pieces that follow at that index, go to a call of its own.
+            index = self._renumbered[sent_index] = max(self._calls) + 1
+            partial = self._calls[index] = _PartialCall()
+        if call_id:
+            partial.id = str(call_id)
         if function.get("name"):
             partial.name = str(function["name"])
-        fragment = str(function.get("arguments") or "")
+        arguments = function.get("arguments") or ""
+        # (llama.cpp's server and TGI may send the arguments as an object, not as JSON text)
+        fragment = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
         partial.arguments += fragment
-        return ToolCallDelta(index, call_delta.get("id"), function.get("name"), fragment)
+        return ToolCallDelta(index, call_id, function.get("name"), fragment)
 
     def _complete_calls(self) -> list[StreamChunk]:
         out: list[StreamChunk] = []
@@ -286,3 +319,12 @@ class OpenAIStreamDecoder:
             reason = "tool_calls"
         out.append(Finish(reason))
         return out
+
+
+def _is_transient(error: Any) -> bool:
+    """Whether an error event stands for a failure worth another attempt: a 5xx or 429 `code`
+    (OpenRouter, LiteLLM relaying an upstream's), or Anthropic's overload passed through a proxy."""
+    if not isinstance(error, dict):
+        return False
+    code = str(error.get("code") or "")
+    return (code.isdigit() and is_retryable_status(int(code))) or error.get("type") == "overloaded_error"

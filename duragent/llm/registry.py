@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from duragent.llm.errors import MissingApiKey, UnknownProvider
+from duragent.llm.errors import MissingApiKey, UnknownProvider, UnusableApiKey
 
 if TYPE_CHECKING:
     from duragent.agents.spec import ModelSpec
@@ -64,7 +64,7 @@ def create_provider(
         return DemoProvider()
     preset = PRESETS[provider]
     variable = api_key_env or preset.api_key_env
-    api_key = (env if env is not None else os.environ).get(variable) if variable else None
+    api_key = read_api_key(env if env is not None else os.environ, variable, provider) if variable else None
     key_required = api_key_env is not None or (preset.api_key_env is not None and base_url is None)
     if variable and key_required and not api_key:
         raise MissingApiKey(provider, variable)
@@ -90,6 +90,15 @@ def create_provider(
         if provider == "openai" and base_url is None
         else "max_tokens",
     )
+
+
+def read_api_key(env: Mapping[str, str], variable: str, provider: str) -> str | None:
+    """The key in `variable`, without the white space around it (a key read from a file keeps
+    the file's line break, which no header may carry); None when unset or blank."""
+    key = (env.get(variable) or "").strip()
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+        raise UnusableApiKey(provider, variable)
+    return key or None
 
 
 def provider_for_model(model: ModelSpec, env: Mapping[str, str] | None = None) -> Provider:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from duragent.agents.loader import Agent
 from duragent.agents.spec import ModelSpec, WebSearchSpec
-from duragent.errors import DuragentError
+from duragent.errors import DuragentError, Problem
 from duragent.file_stamps import Stamp, settled, stamp
 from duragent.ids import new_id
 from duragent.llm.base import Provider
@@ -87,6 +87,7 @@ from duragent.tools.web_search import WebSearchTool
 
 if TYPE_CHECKING:
     from duragent.mcp.hub import McpHub
+    from duragent.mcp.tools import McpTool
     from duragent.processes.manager import ProcessManager
     from duragent.scheduling.service import Scheduler
     from duragent.secrets import SecretGuard
@@ -289,8 +290,7 @@ class Runtime:
             if skills:
                 tools.setdefault(SkillTool.name, SkillTool(skills))
             await self._add_folder_tools(agent, tools)
-            for tool in await self._mcp_tools(agent, admission):
-                tools.setdefault(tool.name, tool)
+            self._add_mcp_tools(tools, await self._mcp_tools(agent, admission))
             notifications: asyncio.Queue[str] = asyncio.Queue()
             ctx = self._tool_context(agent, session, notifications, skills)
             steps = self._steps(session, agent, tools, policy, ctx, notifications, control, admission, skills)
@@ -303,7 +303,7 @@ class Runtime:
         finally:
             admission.leave()
 
-    async def _mcp_tools(self, agent: Agent, admission: _Admission) -> list[AnyTool]:
+    async def _mcp_tools(self, agent: Agent, admission: _Admission) -> list[McpTool]:
         """The tools of the agent's MCP servers; a server starting up is waited for outside admission."""
         if self.mcp is None or not self.mcp.configured(agent):
             return []
@@ -312,6 +312,15 @@ class Runtime:
             return list(await self.mcp.tools_for(agent))
         finally:
             await admission.enter()
+
+    def _add_mcp_tools(self, tools: dict[str, AnyTool], offered: list[McpTool]) -> None:
+        """Add MCP tools to `tools`; one whose name another tool has is left out, and said so once."""
+        for tool in offered:
+            if tool.name not in tools:
+                tools[tool.name] = tool
+                continue
+            taken = f"{tool.name!r} of MCP server {tool.server!r}: the agent already has a tool of that name"
+            self.problems.warn([Problem(taken)], "MCP tool", skipping="not offering")
 
     async def _steps(
         self,
@@ -419,6 +428,7 @@ class Runtime:
         # Admitted until the request is sent (making the connection is part of starting), or for
         # `sending_hold` if the network is slower than that.
         admission.leave_within(self.sending_hold)
+        refused = False
         async with aclosing(provider.stream(request, sent=admission.leave)) as stream:
             async for chunk in stream:
                 admission.leave()  # (a provider that cannot tell when it sent: its first chunk)
@@ -431,8 +441,16 @@ class Runtime:
                     reply.usage = {"input_tokens": chunk.input_tokens, "output_tokens": chunk.output_tokens}
                 elif isinstance(chunk, Finish):
                     reply.truncated = chunk.reason == "length"
+                    refused = chunk.reason == "error"
                 elif isinstance(chunk, Retrying):
                     yield ModelRetrying(chunk.attempt, chunk.attempts, chunk.delay, chunk.reason)
+        if refused:
+            # OpenAI's `content_filter`, Anthropic's `refusal`: not an answer to store as one
+            raise ProviderError(
+                f"{provider.name} ended the reply as refused (a content filter, or the model declining "
+                "to answer): rephrase the message, or ask something else",
+                provider=provider.name,
+            )
 
     def _shrink_context(self, agent: Agent, refused: ContextTooLong, sent_tokens: int) -> int:
         """The budget to ask again with after the model refused `sent_tokens` as too long.

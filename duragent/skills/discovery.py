@@ -158,10 +158,10 @@ class ProblemLog:
     def __init__(self) -> None:
         self._seen: set[str] = set()
 
-    def warn(self, problems: Iterable[Problem], what: str) -> None:
+    def warn(self, problems: Iterable[Problem], what: str, skipping: str = "skipping invalid") -> None:
         """Log `problems` not logged before as warnings (`what`: "skill", "tool folder")."""
         for problem in problems:
             text = str(problem)
             if text not in self._seen:
                 self._seen.add(text)
-                log.warning("skipping invalid %s: %s", what, text)
+                log.warning("%s %s: %s", skipping, what, text)

@@ -36,10 +36,12 @@ from duragent.errors import ConfigError
 from duragent.testing.fake_server import FakeServer
 
 Api = Literal["openai", "anthropic"]
-ResponseKind = Literal["text", "tool_calls", "echo", "error", "broken_stream", "malformed", "stream_error"]
+ResponseKind = Literal[
+    "text", "tool_calls", "echo", "error", "broken_stream", "malformed", "stream_error", "raw"
+]
 _FINISH = {
-    "openai": {"stop": "stop", "tool_calls": "tool_calls", "length": "length"},
-    "anthropic": {"stop": "end_turn", "tool_calls": "tool_use", "length": "max_tokens"},
+    "openai": {"stop": "stop", "tool_calls": "tool_calls", "length": "length", "refused": "content_filter"},
+    "anthropic": {"stop": "end_turn", "tool_calls": "tool_use", "length": "max_tokens", "refused": "refusal"},
 }
 #: Responses that start streaming and then stop being a well-formed reply.
 _INTERRUPTED = ("broken_stream", "malformed", "stream_error")
@@ -85,7 +87,7 @@ class ScriptedResponse:
     delay: float = 0.0
     chunk_delay: float = 0.0
     usage: tuple[int, int] | None = None
-    finish: Literal["stop", "tool_calls", "length"] = "stop"
+    finish: Literal["stop", "tool_calls", "length", "refused"] = "stop"
     #: OpenAI: stream parallel calls' argument pieces interleaved by index (the real service sends
     #: one call after the other; some compatible servers interleave).
     interleave: bool = False
@@ -97,6 +99,9 @@ class ScriptedResponse:
     #: Seconds between a streamed reply's last event and the end of its body (the chunked
     #: encoding's last chunk), which a client then reads separately.
     end_delay: float = 0.0
+    #: `raw`: the body's bytes as written, one write each, and the response's content type.
+    writes: tuple[bytes, ...] = ()
+    content_type: str = "text/event-stream"
 
 
 def text(
@@ -106,13 +111,14 @@ def text(
     chunk_delay: float = 0.0,
     delay: float = 0.0,
     usage: tuple[int, int] | None = None,
-    finish: Literal["stop", "length"] = "stop",
+    finish: Literal["stop", "length", "refused"] = "stop",
     late_input_usage: bool = False,
     end_delay: float = 0.0,
 ) -> ScriptedResponse:
     """Reply with `content`, streamed in `chunks` pieces of near-equal length.
 
-    `finish="length"` ends it as cut off by the token limit (`length` / `max_tokens`);
+    `finish="length"` ends it as cut off by the token limit (`length` / `max_tokens`),
+    `finish="refused"` as stopped by a safety check (`content_filter` / `refusal`);
     `end_delay` holds the body's end back after the reply's last event.
     """
     return ScriptedResponse(
@@ -219,6 +225,24 @@ def stream_error(message: str = "Overloaded", after_chunks: int = 0) -> Scripted
         chunks=max(after_chunks, 1),
         body=message,
         after_chunks=after_chunks,
+    )
+
+
+def raw(
+    *writes: bytes | str,
+    status: int = 200,
+    content_type: str = "text/event-stream",
+    headers: Mapping[str, str] | None = None,
+) -> ScriptedResponse:
+    """Answer with exactly these bytes, one write each (wire shapes the other responses do not
+    make: another server's chunks, an HTML page from a proxy, a byte sequence split mid-character).
+    """
+    return ScriptedResponse(
+        "raw",
+        status=status,
+        writes=tuple(w.encode() if isinstance(w, str) else w for w in writes),
+        content_type=content_type,
+        headers=tuple((headers or {}).items()),
     )
 
 
@@ -360,6 +384,8 @@ class FakeLLMServer(FakeServer):
                 await asyncio.sleep(response.delay)
             if response.kind == "error":
                 return _error_response(api, response)
+            if response.kind == "raw":
+                return await _raw_response(request, response)
             reply = self._resolve(response, recorded)
             if not (isinstance(body, dict) and body.get("stream") is True):
                 return web.json_response(_whole_reply(api, reply))
@@ -696,6 +722,16 @@ def _error_response(api: Api, response: ScriptedResponse) -> web.Response:
     if response.retry_after is not None:
         headers["Retry-After"] = response.retry_after
     return web.json_response(body, status=status, headers=headers or None)
+
+
+async def _raw_response(request: web.Request, response: ScriptedResponse) -> web.StreamResponse:
+    headers = {"Content-Type": response.content_type, **dict(response.headers)}
+    stream = web.StreamResponse(status=response.status, headers=headers)
+    await stream.prepare(request)
+    for data in response.writes:
+        await stream.write(data)
+    await stream.write_eof()
+    return stream
 
 
 def _content_text(content: Any) -> str:

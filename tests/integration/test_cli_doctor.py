@@ -150,6 +150,12 @@ def test_a_missing_api_key_fails_without_revealing_anything(workspace: Path, lis
     present = by_name(doctor(workspace, OPENAI_API_KEY="sk-value-never-shown"))["agent writer key"]
     assert present.status == "ok"
     assert "sk-value-never-shown" not in present.message
+    blank = by_name(doctor(workspace, OPENAI_API_KEY=" \n"))["agent writer key"]
+    assert (blank.status, "OPENAI_API_KEY is not set" in blank.message) == ("fail", True)
+    broken = by_name(doctor(workspace, OPENAI_API_KEY="sk-value\nnever-shown"))["agent writer key"]
+    assert broken.status == "fail"
+    assert "line break" in broken.message
+    assert "never-shown" not in broken.message
 
 
 def test_a_server_of_your_own_needs_no_key_unless_agent_yaml_names_its_variable(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -23,7 +24,7 @@ from duragent.llm.types import (
     ToolDefinition,
     Usage,
 )
-from duragent.testing.fake_llm import FakeLLMServer, error, malformed, stream_error, text, tool_calls
+from duragent.testing.fake_llm import FakeLLMServer, error, malformed, raw, stream_error, text, tool_calls
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 
@@ -206,3 +207,42 @@ async def test_a_lone_surrogate_in_the_reply_becomes_a_replacement_character(
     reply = "".join(c.text for c in chunks if isinstance(c, TextDelta))
     assert reply == "half an emoji \ufffd here"
     reply.encode("utf-8")  # storable
+
+
+async def test_a_reply_stopped_by_the_context_window_finishes_as_cut_off(
+    fake_llm: FakeLLMServer, provider: AnthropicProvider
+) -> None:
+    # Newer models stop with `model_context_window_exceeded` when the window, not max_tokens,
+    # ends the reply: it is as cut off as `max_tokens` (and marked truncated, not complete).
+    events = [
+        (
+            "message_start",
+            {"type": "message_start", "message": {"usage": {"input_tokens": 9, "output_tokens": 1}}},
+        ),
+        (
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        ),
+        (
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": "The list goes on"},
+            },
+        ),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "model_context_window_exceeded"},
+                "usage": {"output_tokens": 4},
+            },
+        ),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    fake_llm.enqueue(raw(*(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)))
+    completion = await provider.complete(HELLO)
+    assert completion.text == "The list goes on"
+    assert completion.finish == "length"

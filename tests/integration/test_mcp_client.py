@@ -312,6 +312,35 @@ async def test_an_allow_pattern_lets_the_servers_tools_run_unasked(
     assert finished["test__fail"].content.startswith("denied by policy")
 
 
+async def test_a_tool_folder_of_an_mcp_tools_name_wins_and_the_log_says_which_tool_is_left_out(
+    tmp_path: Path,
+    hub: McpHub,
+    fake_llm: FakeLLMServer,
+    providers: ProviderPool,
+    session: SessionLog,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    agent = write_agent(
+        tmp_path, [server_entry("test")], fake_llm.url, tools={"policy": {"allow": ["test__echo"]}}
+    )
+    folder = agent.directory / "tools" / "test__echo"
+    folder.mkdir(parents=True)
+    (folder / "run").write_text("#!/bin/sh\necho from the folder\n")
+    (folder / "run").chmod(0o755)
+    runtime = Runtime(provider_for=providers.for_agent, mcp=hub, workdir_for=lambda a: tmp_path / "work")
+    fake_llm.enqueue(tool_calls([("test__echo", {"args": "x"})]), text("one"), text("two"))
+
+    events = await drain(runtime.run_turn(session, agent, "echo"))
+    await drain(runtime.run_turn(session, agent, "again"))
+
+    finished = [e for e in events if isinstance(e, ToolCallFinished)]
+    assert [(e.ok, e.content.strip()) for e in finished] == [(True, "from the folder")]
+    left_out = [r.getMessage() for r in caplog.records if "MCP tool" in r.getMessage()]
+    assert left_out == [
+        "not offering MCP tool: 'test__echo' of MCP server 'test': the agent already has a tool of that name"
+    ]
+
+
 async def test_closing_does_not_wait_for_a_server_that_never_answers(tmp_path: Path) -> None:
     hub = McpHub(workspace_dir=tmp_path, workdir_for=lambda agent: tmp_path)
     agent = write_agent(

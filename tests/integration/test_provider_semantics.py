@@ -20,7 +20,7 @@ from duragent.llm.errors import ProviderRateLimited
 from duragent.llm.openai_compat import OpenAICompatProvider
 from duragent.llm.retry import RetryPolicy, retry_after_from
 from duragent.llm.types import Finish, LLMRequest, Message, Usage
-from duragent.runtime.events import TurnFinished
+from duragent.runtime.events import TurnFailed, TurnFinished
 from duragent.runtime.loop import Runtime, drain
 from duragent.runtime.providers import ProviderPool
 from duragent.sessions.log import SessionLog
@@ -142,6 +142,24 @@ async def test_a_reply_cut_off_by_the_token_limit_is_stored_as_truncated(
     assert finished.truncated
     (reply,) = [e for e in await session.store.read(session.session_id) if e.type == "assistant_message"]
     assert reply.payload["truncated"] is True
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_reply_the_provider_ended_as_refused_fails_the_turn_saying_so(
+    tmp_path: Path, fake_llm: FakeLLMServer, session: SessionLog, providers: ProviderPool, provider: str
+) -> None:
+    """OpenAI's `content_filter`, Anthropic's `refusal`: what came before is no whole answer."""
+    agent = make_agent(tmp_path, fake_llm.url, provider)
+    fake_llm.enqueue(text("Here is how to", finish="refused"))
+
+    events = await drain(Runtime(provider_for=providers.for_agent).run_turn(session, agent, "how?"))
+
+    failed = events[-1]
+    assert isinstance(failed, TurnFailed)
+    assert failed.code == "llm_error"
+    assert "ended the reply as refused" in failed.message
+    (reply,) = [e for e in await session.store.read(session.session_id) if e.type == "assistant_message"]
+    assert (reply.payload["content"], reply.payload["partial"]) == ("Here is how to", True)
 
 
 async def test_the_api_marks_a_truncated_reply_and_its_done_event(api: Api, fake_llm: FakeLLMServer) -> None:

@@ -58,6 +58,14 @@ def test_configured_values_are_redacted_with_the_variable_name() -> None:
     assert guard.find(text) == ["DATABASE_PASSWORD"]
 
 
+def test_a_value_read_from_a_file_with_its_line_break_is_found_without_it() -> None:
+    """A key set from a file (`OPENAI_API_KEY=$(cat key.txt)`, a Kubernetes secret) keeps the
+    line break; the provider sends the key without it, and that is how a tool prints it."""
+    guard = SecretGuard({"OPENAI_API_KEY": "sk-live-0123456789abcdef\n"})
+    printed = "OPENAI_API_KEY=sk-live-0123456789abcdef;"
+    assert guard.redact(printed) == "OPENAI_API_KEY=[REDACTED:OPENAI_API_KEY];"
+
+
 def test_values_shorter_than_eight_characters_are_not_treated_as_secrets() -> None:
     guard = SecretGuard({"SHORT_TOKEN": "abc123", "EMPTY_TOKEN": ""})
     assert guard.redact("abc123 everywhere") == "abc123 everywhere"
