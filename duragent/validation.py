@@ -6,6 +6,7 @@ knows where each path is, and this module writes the sentence a user reads.
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from typing import Any, TypeVar
@@ -63,10 +64,9 @@ def describe_error(error: Any, loc: FieldPath) -> str:
     given = error.get("input")
     if kind == "missing":
         return f"{where} is required"
-    if kind == "literal_error":
-        return f"{where} must be {error['ctx']['expected']}, got {given!r}"
-    if kind == "enum":
-        return f"{where} must be {error['ctx']['expected']}, got {given!r}"
+    if kind in ("literal_error", "enum"):
+        expected = error["ctx"]["expected"]
+        return f"{where} must be {expected}, got {given!r}{_did_you_mean(given, expected)}"
     friendly = _FRIENDLY.get(kind)
     if friendly is not None:
         expected = friendly.format(**error.get("ctx", {}))
@@ -83,6 +83,17 @@ def describe_error(error: Any, loc: FieldPath) -> str:
     if _is_scalar(given):
         return f"{where} {message[0].lower()}{message[1:]}, got {given!r}"
     return f"{where} {message[0].lower()}{message[1:]}, got {_kind(given)}"
+
+
+def _did_you_mean(given: Any, expected: str) -> str:
+    """` (did you mean 'openai'?)` when `given` is a near miss of one of the quoted choices."""
+    if not isinstance(given, str):
+        return ""
+    import difflib  # here, not at import: only a wrong value needs it
+
+    choices = re.findall(r"'([^']*)'", expected)
+    close = difflib.get_close_matches(given.lower(), choices, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 _FRIENDLY = {

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from duragent.errors import InvalidName, UsageError
@@ -46,15 +47,26 @@ def memory_folder(workspace: Workspace, agent: str) -> Path:
 def memory_file_names(workspace: Workspace, agent: str) -> list[str]:
     """MEMORY.md first (listed even before it exists), then the daily files, newest first."""
     folder = memory_folder(workspace, agent)
-    days = sorted((p.name for p in folder.glob("*.md") if _DAY_FILE.fullmatch(p.name)), reverse=True)
+    days = sorted((p.name for p in folder.glob("*.md") if _is_day_file(p.name)), reverse=True)
     return [LONG_TERM, *days]
 
 
 def memory_path(workspace: Workspace, agent: str, name: str) -> Path:
     """The file `name` (MEMORY.md or YYYY-MM-DD.md) of `agent`; InvalidName for anything else."""
-    if name != LONG_TERM and not _DAY_FILE.fullmatch(name):
+    if name != LONG_TERM and not _is_day_file(name):
         raise InvalidName(f"invalid memory file {name!r}: MEMORY.md or a day like 2026-01-31.md")
     return memory_folder(workspace, agent) / name
+
+
+def _is_day_file(name: str) -> bool:
+    """`YYYY-MM-DD.md` of a day that exists (the agent reads no `2026-13-45.md`)."""
+    if not _DAY_FILE.fullmatch(name):
+        return False
+    try:
+        date.fromisoformat(name[:-3])
+    except ValueError:
+        return False
+    return True
 
 
 def read_memory_file(workspace: Workspace, agent: str, name: str) -> str:

@@ -3,7 +3,8 @@
 Re-read from the store every turn, so a person's edit in their editor is what the next turn sees.
 Everything fits the memory share of the token budget (`spec.memory.max_tokens`, else
 `MEMORY_SHARE` of the context budget): when it does not, the oldest daily file is dropped first,
-then the next oldest; MEMORY.md, working memory and world memory are cut last (head and tail kept).
+then the next oldest; MEMORY.md, working memory and world memory are cut last (head and tail kept),
+beside the newest day, which keeps up to half the budget.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from duragent.stores.base import MemoryStore, SessionStore
 
 WORKING_MEMORY_FILE = Path("memory") / "working.md"
 _SEPARATOR = "\n\n"
+#: What `cut_middle`'s "[… N characters cut …]" costs, at most.
+_CUT_MARKER_TOKENS = 10
 #: working.md up to this size is read on the event loop (microseconds from the page cache).
 _INLINE_READ_MAX = 256 * 1024
 
@@ -94,12 +97,28 @@ async def gather_memory(
 
 
 def fit_memory(fixed: list[str], days_newest_first: list[str], max_tokens: int) -> str:
-    """The parts joined within `max_tokens`: daily files dropped oldest first, then the rest cut."""
+    """The parts joined within `max_tokens`: daily files dropped oldest first; when not even the
+    newest fits beside the fixed parts, it keeps up to half the budget and they are cut."""
     days = list(days_newest_first)
     while days and estimate_tokens(_SEPARATOR.join([*fixed, *days])) > max_tokens:
         days.pop()
-    text = _SEPARATOR.join([*fixed, *days])
-    return cut_middle(text, max_tokens) if estimate_tokens(text) > max_tokens else text
+    if days or not days_newest_first:
+        text = _SEPARATOR.join([*fixed, *days])
+        return _cut(text, max_tokens)
+    # What the agent learned today matters more than the middle of a MEMORY.md grown too long
+    # (dropped, it would be forgotten by every session until the person trims MEMORY.md).
+    newest = _cut(days_newest_first[0], max_tokens // 2 if fixed else max_tokens)
+    if not fixed:
+        return newest
+    rest = max_tokens - estimate_tokens(newest + _SEPARATOR)
+    return _SEPARATOR.join([_cut(_SEPARATOR.join(fixed), rest), newest])
+
+
+def _cut(text: str, max_tokens: int) -> str:
+    """`text` cut in the middle to `max_tokens`, its marker included."""
+    if estimate_tokens(text) <= max_tokens:
+        return text
+    return cut_middle(text, max(max_tokens - _CUT_MARKER_TOKENS, 1))
 
 
 async def _read_working_memory(path: Path) -> str:

@@ -154,9 +154,12 @@ def _from_paths(files: list[str]) -> tuple[list[str], list[str], list[str]]:
         if kind is None or len(parts) < 2:
             continue
         kinds[kind] = None
+        # a file right under the folder (its `.gitkeep`) belongs to no session or agent
+        if len(parts) < 3:
+            continue
         if kind == "session":
             sessions[parts[1]] = None
-        elif kind == "agent" or (len(parts) >= 3 and parts[1] != "world"):
+        elif parts[1] != "world":
             agents[parts[1]] = None
     return list(kinds), list(sessions), list(agents)
 

@@ -194,6 +194,22 @@ async def test_agents_gateways_and_errors_render_as_pages(api: Api) -> None:
             assert page.status == 400
 
 
+async def test_a_memory_file_of_a_day_that_does_not_exist_is_neither_listed_nor_saved(
+    api: Api, tmp_path: Path
+) -> None:
+    """The agent reads only days that exist: a `2026-13-45.md` saved here would never reach it."""
+    folder = data_dir(tmp_path) / "memory" / "helper"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "2026-13-45.md").write_text("- never read\n")
+    async with browser() as http:
+        await log_in(api, http)
+        async with http.get(api.url("/ui/memory")) as page:
+            assert "2026-13-45" not in await page.text()
+        async with http.get(api.url("/ui/memory/helper/2026-02-30.md")) as page:
+            assert page.status == 400
+    assert not (folder / "2026-02-30.md").exists()
+
+
 async def test_an_agent_whose_edit_does_not_load_shows_its_problem_and_what_still_answers(
     api: Api, tmp_path: Path
 ) -> None:

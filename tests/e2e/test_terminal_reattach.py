@@ -7,10 +7,12 @@ agent's `on_disconnect` chosen per test. What is asserted is what the terminal s
 from __future__ import annotations
 
 import re
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from duragent.testing.fake_llm import text, tool_calls
@@ -196,8 +198,12 @@ def test_attaching_after_a_restart_takes_up_the_turn_a_server_stop_paused(
     term.prompt()
     term.type("do two steps")
     term.expect("Starting")
-    stop_serving(workspace)  # stops at the turn's next safe point
+    # SIGTERM as `serve stop` sends it, but at once: the command's own start-up on a busy machine
+    # can outlast the rest of the turn, which then has no safe point left to stop at
+    serving = psutil.Process(server["pid"])
+    serving.send_signal(signal.SIGTERM)  # stops at the turn's next safe point
     term.expect(re.escape("⏸ session paused: server shutting down (attaching once the server runs again"))
+    serving.wait(PATIENCE)
     term.child.sendcontrol("d")
     term.finish()
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from duragent.agents.loader import Agent, load_agent
+from duragent.agents.loader import Agent
 from duragent.runtime.events import ApprovalRequired, ToolCallFinished
 from duragent.runtime.loop import Runtime
-from duragent.runtime.providers import ProviderPool
 from duragent.sessions.log import SessionLog
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
+from tests.integration.turn_setup import agent_in, runtime_on
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 
@@ -42,21 +42,17 @@ def data(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def agent(data: Path, fake_llm: FakeLLMServer) -> Agent:
-    directory = data / "agents" / "helper"
-    directory.mkdir(parents=True)
-    (directory / "agent.yaml").write_text(AGENT_YAML.format(url=fake_llm.url))
-    (data / "run").mkdir()
+    (data / "run").mkdir(parents=True)
     (data / "run" / "tokens.json").write_text('{"api_token": "a-secret-api-token"}\n')
     (data / "work" / "helper").mkdir(parents=True)
     (data / "work" / "helper" / "notes.txt").write_text("my notes\n")
-    return load_agent(directory, env={"OPENAI_API_KEY": "sk-test"})[0]
+    return agent_in(data, AGENT_YAML.format(url=fake_llm.url))
 
 
 @pytest.fixture
 async def runtime(data: Path) -> AsyncIterator[Runtime]:
-    pool = ProviderPool({"OPENAI_API_KEY": "sk-test"})
-    yield Runtime(provider_for=pool.for_agent, data_dir=data)
-    await pool.close()
+    async with runtime_on(data, memory=False, workdir=False) as made:
+        yield made
 
 
 async def test_an_allowed_command_line_tool_asks_before_reading_the_servers_tokens(

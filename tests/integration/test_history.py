@@ -220,3 +220,16 @@ def test_filtering_thousands_of_commits_finds_the_newest_and_the_oldest(tmp_path
     assert len(newest) == 100
     assert newest[0].subject == f"session s{(commits - 1) % 50}: +1 events"
     assert len(only_old) == 10
+
+
+def test_the_placeholders_keeping_empty_folders_name_no_session_or_agent(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    GitRepo.open_or_init(root)
+    for folder in ("sessions", "agents", "memory", "artifacts"):
+        write(root, f"{folder}/.gitkeep", "")
+    commit_by_hand(root, "scaffold", ".")
+
+    (entry,) = read_history(root)
+
+    assert (entry.sessions, entry.agents) == ([], [])
+    assert sorted(entry.kinds) == ["agent", "artifact", "memory", "session"]

@@ -9,13 +9,12 @@ from typing import Any
 
 import pytest
 
-from duragent.agents.loader import Agent, load_agent
+from duragent.agents.loader import Agent
 from duragent.runtime.events import ToolCallFinished, TurnFinished
 from duragent.runtime.loop import Runtime, drain
-from duragent.runtime.providers import ProviderPool
 from duragent.sessions.log import SessionLog
-from duragent.stores.filesystem.memory import FilesystemMemoryStore
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
+from tests.integration.turn_setup import agent_in, runtime_on
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 
@@ -38,23 +37,13 @@ def data(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def agent(data: Path, fake_llm: FakeLLMServer) -> Agent:
-    directory = data / "agents" / "helper"
-    directory.mkdir(parents=True)
-    (directory / "agent.yaml").write_text(AGENT_YAML.format(url=fake_llm.url))
-    (directory / "policy.yaml").write_text("mode: ask\nallow: ['memory:*']\n")
-    return load_agent(directory, env={"OPENAI_API_KEY": "sk-test"})[0]
+    return agent_in(data, AGENT_YAML.format(url=fake_llm.url), policy="mode: ask\nallow: ['memory:*']\n")
 
 
 @pytest.fixture
 async def runtime(data: Path) -> AsyncIterator[Runtime]:
-    pool = ProviderPool({"OPENAI_API_KEY": "sk-test"})
-    yield Runtime(
-        provider_for=pool.for_agent,
-        memory=FilesystemMemoryStore(data / "memory"),
-        data_dir=data,
-        workdir_for=lambda agent: data / "work",
-    )
-    await pool.close()
+    async with runtime_on(data) as made:
+        yield made
 
 
 async def memory_call(

@@ -70,6 +70,12 @@ async def workers(pg_url: str) -> AsyncIterator[tuple[list[Scheduler], list[Held
         await worker.stop()
 
 
+def skipped_elsewhere(caplog: pytest.LogCaptureFixture, *, minutes: int) -> bool:
+    """Whether a worker logged skipping the slot T0 + `minutes` (its own slot, not an earlier one
+    a slow worker's claim may still be skipping)."""
+    return f"slot {format_time(T0 + timedelta(minutes=minutes))} skipped, {SKIPPED_ELSEWHERE}" in caplog.text
+
+
 def tick(workers: list[Scheduler], minutes: int) -> None:
     """The workers' timers fire at T0 + `minutes`."""
     for worker in workers:
@@ -125,7 +131,7 @@ async def test_a_worker_skips_the_slot_while_another_worker_runs_the_previous_on
     await a_runs_the_first_slot_and_b_finds_it_claimed(a, b, runs_a, minutely.id)
 
     tick([a, b], 2)  # B's timer fires for 09:02 while A's run of 09:01 goes on
-    await until(lambda: runs_b.started or SKIPPED_ELSEWHERE in caplog.text)
+    await until(lambda: runs_b.started or skipped_elsewhere(caplog, minutes=2))
     await until(lambda: a.planned.get(minutely.id) == T0 + timedelta(minutes=3))  # (A skipped it too)
     assert runs_b.started == []
     assert runs_a.started == [T0 + timedelta(minutes=1)]
@@ -181,7 +187,7 @@ async def test_a_run_keeps_its_lock_when_the_connection_holding_it_drops(
 
     await eventually(taken_again)
     tick([b], 2)  # (before A's run went on without a lock, and B ran 09:02 beside it)
-    await until(lambda: runs_b.started or SKIPPED_ELSEWHERE in caplog.text)
+    await until(lambda: runs_b.started or skipped_elsewhere(caplog, minutes=2))
     assert runs_b.started == []
 
 

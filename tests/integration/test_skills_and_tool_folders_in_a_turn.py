@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from duragent.agents.loader import Agent, load_agent
+from duragent.agents.loader import Agent
 from duragent.runtime.events import ApprovalRequired, ToolCallFinished, TurnFinished
 from duragent.runtime.loop import Runtime, drain
-from duragent.runtime.providers import ProviderPool
 from duragent.sessions.log import SessionLog
 from duragent.sessions.state import resume
 from duragent.skills.active import refusal, restricting_skills
 from duragent.skills.discovery import discover_skills
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
+from tests.integration.turn_setup import agent_in, runtime_on
 from tests.unit.test_skills import write_skill
 from tests.unit.test_tool_folders import tool_folder
 
@@ -45,17 +45,13 @@ def data(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def agent(data: Path, fake_llm: FakeLLMServer) -> Agent:
-    directory = data / "agents" / "helper"
-    directory.mkdir(parents=True)
-    (directory / "agent.yaml").write_text(AGENT_YAML.format(url=fake_llm.url))
-    return load_agent(directory, env={"OPENAI_API_KEY": "sk-test"})[0]
+    return agent_in(data, AGENT_YAML.format(url=fake_llm.url))
 
 
 @pytest.fixture
 async def runtime(data: Path) -> AsyncIterator[Runtime]:
-    pool = ProviderPool({"OPENAI_API_KEY": "sk-test"})
-    yield Runtime(provider_for=pool.for_agent, data_dir=data, workdir_for=lambda agent: data / "work")
-    await pool.close()
+    async with runtime_on(data, memory=False) as made:
+        yield made
 
 
 def results(events: list[object]) -> list[ToolCallFinished]:

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from duragent.agents.loader import Agent, load_agent
+from duragent.agents.loader import Agent
 from duragent.runtime.events import ApprovalRequired, ToolCallFinished
 from duragent.runtime.loop import Runtime
-from duragent.runtime.providers import ProviderPool
 from duragent.sessions.log import SessionLog
-from duragent.stores.filesystem.memory import FilesystemMemoryStore
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
+from tests.integration.turn_setup import agent_in, runtime_on
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 
@@ -39,17 +38,13 @@ def data(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def agent(data: Path, fake_llm: FakeLLMServer) -> Agent:
-    directory = data / "agents" / "reader"
-    directory.mkdir(parents=True)
-    (directory / "agent.yaml").write_text(AGENT_YAML.format(url=fake_llm.url))
-    return load_agent(directory, env={"OPENAI_API_KEY": "sk-test"})[0]
+    return agent_in(data, AGENT_YAML.format(url=fake_llm.url), name="reader")
 
 
 @pytest.fixture
 async def runtime(data: Path) -> AsyncIterator[Runtime]:
-    pool = ProviderPool({"OPENAI_API_KEY": "sk-test"})
-    yield Runtime(provider_for=pool.for_agent, data_dir=data, memory=FilesystemMemoryStore(data / "memory"))
-    await pool.close()
+    async with runtime_on(data, workdir=False) as made:
+        yield made
 
 
 async def test_the_default_policy_asks_before_an_agent_writes_every_agents_world_memory(

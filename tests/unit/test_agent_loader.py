@@ -127,7 +127,7 @@ def test_bad_provider_is_reported_at_the_provider_value(workdir: Path) -> None:
 
     assert problems_of(folder) == [
         "agents/bot/agent.yaml:7:15: spec.model.provider must be 'openai', 'anthropic', "
-        "'openrouter', 'ollama' or 'demo', got 'openia'"
+        "'openrouter', 'ollama' or 'demo', got 'openia' (did you mean 'openai'?)"
     ]
 
 
