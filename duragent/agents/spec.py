@@ -158,6 +158,32 @@ class WebSearchSpec(SpecModel):
         return self
 
 
+class WebFetchSpec(SpecModel):
+    """What `web_fetch` may reach besides public internet addresses (it refuses the rest)."""
+
+    allow_networks: list[str] = Field(
+        [],
+        description=(
+            "Networks (`192.168.1.0/24`) or addresses (`10.0.0.5`) web_fetch may fetch although they are "
+            "not public: a LAN service, a test server."
+        ),
+    )
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _are_networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{network!r} is not a network (like 192.168.1.0/24) or an IP address"
+                ) from None
+        return value
+
+
 class ToolsSpec(SpecModel):
     """Tools the agent may call; a plain list of names is shorthand for `builtin:`."""
 
@@ -165,6 +191,9 @@ class ToolsSpec(SpecModel):
     cli: list[CliToolSpec] = []
     policy: PolicySpec | None = None
     web_search: WebSearchSpec | None = Field(None, description="The search service of `web_search`.")
+    web_fetch: WebFetchSpec | None = Field(
+        None, description="What `web_fetch` may reach besides public internet addresses."
+    )
     env: list[str] = Field(
         [],
         description=(
@@ -186,9 +215,9 @@ class ToolsSpec(SpecModel):
                 cli.append({k: v for k, v in item.items() if k != "type"})
             elif isinstance(item, dict) and "name" in item:
                 builtin.append(item["name"])
-                if item["name"] == "web_search" and len(item) > 1:
+                if item["name"] in ("web_search", "web_fetch") and len(item) > 1:
                     # `- {name: web_search, provider: searxng, url: ...}`: the tool with its settings
-                    options["web_search"] = {k: v for k, v in item.items() if k != "name"}
+                    options[item["name"]] = {k: v for k, v in item.items() if k != "name"}
             else:
                 builtin.append(item)
         return {"builtin": builtin, "cli": cli, **options}

@@ -7,9 +7,10 @@ and described but their bytes are not put into the model's context.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from duragent.errors import DuragentError
 from duragent.stores.base import ArtifactMeta, ArtifactRef, ArtifactStore
@@ -19,6 +20,15 @@ from duragent.tools.output import HeadTailBuffer
 DEFAULT_CONTENT_TYPE = "text/plain; charset=utf-8"
 LIST_LIMIT = 100
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/yaml", "+json", "+xml")
+#: A media type (`text/markdown`, `application/json; charset=utf-8`): it becomes the Content-Type
+#: header of the artifact's download, where a line break would split the header.
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][\w!#$&^.+-]*/[A-Za-z0-9][\w!#$&^.+-]*(?: *;[ -~]*)?")
+_MAX_MEDIA_TYPE_LENGTH = 200
+
+
+def is_media_type(value: str) -> bool:
+    """Whether `value` is a media type a Content-Type header can carry (`text/markdown; charset=utf-8`)."""
+    return len(value) <= _MAX_MEDIA_TYPE_LENGTH and _MEDIA_TYPE.fullmatch(value) is not None
 
 
 def _is_text(content_type: str) -> bool:
@@ -43,6 +53,16 @@ class ArtifactPutArgs(ToolArgs):
     name: str = Field(min_length=1, description="Artifact name, e.g. `reports/weekly.md`.")
     content: str = Field(description="The text to store.")
     content_type: str = Field(DEFAULT_CONTENT_TYPE, description="MIME type, e.g. text/markdown.")
+
+    @field_validator("content_type")
+    @classmethod
+    def _media_type(cls, value: str) -> str:
+        if not is_media_type(value):
+            raise ValueError(
+                "must be a media type such as text/markdown or application/json; charset=utf-8 "
+                f"(printable ASCII, at most {_MAX_MEDIA_TYPE_LENGTH} characters), got {value[:80]!r}"
+            )
+        return value
 
 
 class ArtifactPutTool(Tool[ArtifactPutArgs]):

@@ -16,7 +16,7 @@ import shlex
 import signal
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from duragent.agents.spec import CliToolSpec
 from duragent.tools.base import Tool, ToolArgs, ToolContext, ToolResult
@@ -170,6 +170,14 @@ def _command_result(output: HeadTailBuffer, exit_code: int, stray: bool) -> Tool
     return ToolResult(exit_code == 0, content, {"exit_code": exit_code, "output_bytes": output.total})
 
 
+def no_nul_byte(value: str) -> str:
+    """`value`, or a ValueError when it holds a NUL byte (no argument of a program can: it ends C
+    strings)."""
+    if "\x00" in value:
+        raise ValueError("contains a NUL byte, which no command line can hold")
+    return value
+
+
 class BashArgs(ToolArgs):
     """Arguments of `bash`."""
 
@@ -177,6 +185,8 @@ class BashArgs(ToolArgs):
     timeout_seconds: float | None = Field(
         None, gt=0, le=MAX_TIMEOUT_SECONDS, description="Kill the command after this many seconds."
     )
+
+    _no_nul_byte = field_validator("command")(no_nul_byte)
 
 
 class BashTool(Tool[BashArgs]):
@@ -203,6 +213,8 @@ class CliArgs(ToolArgs):
     """Arguments of a command-line tool from agent.yaml."""
 
     args: str = Field("", description="Arguments, split like a shell would but never interpreted by one.")
+
+    _no_nul_byte = field_validator("args")(no_nul_byte)
 
 
 class CliTool(Tool[CliArgs]):

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from pydantic import Field
 
@@ -22,7 +24,11 @@ from duragent.tools.base import Tool, ToolArgs, ToolContext, ToolResult
 from duragent.tools.protected import protected_reason
 
 DEFAULT_READ_LINES = 2000
+#: Largest file `edit_file` changes (it reads the whole file to replace text in it).
+MAX_EDIT_BYTES = 16 * 1024 * 1024
 _BINARY_PROBE_BYTES = 8192
+#: How much of a line longer than a read's limit is read at a time while it is skipped.
+_SKIP_CHUNK = 64 * 1024
 _SKIPPED_IN_LISTINGS = frozenset({".git"})
 
 
@@ -80,6 +86,8 @@ class _ReadWindow:
     last_line: int
     more: bool
     stopped_at_bytes: bool
+    #: The first line shown only in part (longer than the read's byte limit), if any.
+    cut_line: int | None = None
 
 
 class ReadFileArgs(ToolArgs):
@@ -122,6 +130,11 @@ class ReadFileTool(Tool[ReadFileArgs]):
             )
         elif window.last_line < window.first_line:
             content = f"[{display_path(path, ctx)} has fewer than {window.first_line} lines]"
+        if window.cut_line is not None:
+            content += (
+                f"\n[line {window.cut_line} is longer than {ctx.limits.read_max_bytes} bytes: "
+                "only its start is shown]"
+            )
         data = {"path": str(path), "first_line": window.first_line, "last_line": window.last_line}
         return ToolResult(True, content, data)
 
@@ -131,31 +144,75 @@ class ReadFileTool(Tool[ReadFileArgs]):
 
 
 def _read_window(path: Path, offset: int, limit: int, max_bytes: int) -> _ReadWindow:
-    if path.is_dir():
-        raise PathRefused(f"{path} is a folder; use list_files")
-    if path.exists() and not path.is_file():
-        raise PathRefused(f"{path} is not a regular file (a device, socket or pipe)")
-    with path.open("rb") as handle:
+    with open_regular_file(path) as handle:
         if b"\x00" in handle.read(_BINARY_PROBE_BYTES):
             raise PathRefused(f"{path} looks like a binary file; read_file shows text only")
         handle.seek(0)
         lines: list[bytes] = []
         size = 0
-        for number, line in enumerate(handle, start=1):
+        cut_line = None
+        for number, (line, whole) in enumerate(_bounded_lines(handle, max_bytes), start=1):
             if number < offset:
                 continue
             if len(lines) == limit:
-                return _window(lines, offset, more=True, stopped_at_bytes=False)
+                return _window(lines, offset, more=True, stopped_at_bytes=False, cut_line=cut_line)
             if size + len(line) > max_bytes and lines:
-                return _window(lines, offset, more=True, stopped_at_bytes=True)
-            lines.append(line[:max_bytes])
+                return _window(lines, offset, more=True, stopped_at_bytes=True, cut_line=cut_line)
+            lines.append(line)
             size += len(line)
-    return _window(lines, offset, more=False, stopped_at_bytes=False)
+            if not whole and cut_line is None:
+                cut_line = number
+    return _window(lines, offset, more=False, stopped_at_bytes=False, cut_line=cut_line)
 
 
-def _window(lines: list[bytes], offset: int, *, more: bool, stopped_at_bytes: bool) -> _ReadWindow:
+def open_regular_file(path: Path) -> BinaryIO:
+    """`path` opened for reading; PathRefused unless it is a regular file.
+
+    A pipe would block the read forever and a device may never end: the file is opened without
+    waiting for a writer and looked at through the open handle (so a swap after a check cannot
+    slip one in).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise PathRefused(f"{path} is a folder; use list_files")
+        if not stat.S_ISREG(mode):
+            raise PathRefused(f"{path} is not a regular file (a device, socket or pipe)")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _bounded_lines(handle: BinaryIO, keep: int) -> Iterator[tuple[bytes, bool]]:
+    """Each line of `handle`, at most `keep` bytes of it, and whether it is whole: the rest of a
+    longer line is read past a chunk at a time, never held (a file may be one line of gigabytes)."""
+    while line := handle.readline(keep):
+        if line.endswith(b"\n"):
+            yield line, True
+            continue
+        skipped, ended = _skip_rest_of_line(handle)
+        yield (line + b"\n" if ended else line), skipped == 0
+
+
+def _skip_rest_of_line(handle: BinaryIO) -> tuple[int, bool]:
+    """Read past the rest of the current line: how many bytes it had (its newline aside), and
+    whether a newline ended it."""
+    skipped = 0
+    while chunk := handle.readline(_SKIP_CHUNK):
+        if chunk.endswith(b"\n"):
+            return skipped + len(chunk) - 1, True
+        skipped += len(chunk)
+    return skipped, False
+
+
+def _window(
+    lines: list[bytes], offset: int, *, more: bool, stopped_at_bytes: bool, cut_line: int | None
+) -> _ReadWindow:
     text = b"".join(lines).decode("utf-8", errors="replace")
-    return _ReadWindow(text, offset, offset + len(lines) - 1, more, stopped_at_bytes)
+    return _ReadWindow(text, offset, offset + len(lines) - 1, more, stopped_at_bytes, cut_line)
 
 
 class WriteFileArgs(ToolArgs):
@@ -264,7 +321,13 @@ class EditFileTool(Tool[EditFileArgs]):
 def _edit(path: Path, args: EditFileArgs) -> int:
     if path.is_dir():
         raise PathRefused(f"{args.path} is a folder")
-    raw = path.read_bytes()
+    with open_regular_file(path) as handle:
+        raw = handle.read(MAX_EDIT_BYTES + 1)
+    if len(raw) > MAX_EDIT_BYTES:
+        raise PathRefused(
+            f"{args.path} is larger than {MAX_EDIT_BYTES} bytes; edit_file changes smaller files "
+            "(use bash, e.g. sed, for this one)"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -312,6 +375,11 @@ class ListFilesTool(Tool[ListFilesArgs]):
             folder = resolve_inside_roots(args.path, ctx, reading=True)
             if not folder.is_dir():
                 raise PathRefused(f"{args.path} is not a folder")
+            if args.pattern and args.pattern.startswith(("/", "~")):
+                raise PathRefused(
+                    f"pattern {args.pattern!r} must be relative to the folder listed; "
+                    "put the folder in path instead"
+                )
             entries, more = await asyncio.to_thread(_list, folder, args.pattern or "*", ctx)
         except PathRefused as exc:
             return ToolResult(False, str(exc))

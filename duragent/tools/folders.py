@@ -22,6 +22,7 @@ from duragent.agents.spec import NAME_PATTERN, CliToolSpec
 from duragent.errors import Location, Problem
 from duragent.tools.base import Tool, ToolArgs, ToolContext, ToolResult
 from duragent.tools.bash import CliTool
+from duragent.tools.files import PathRefused, open_regular_file
 
 TOOLS_FOLDER = "tools"
 README = "README.md"
@@ -156,14 +157,22 @@ def _read_folder(directory: Path) -> ToolFolder | Problem:
 
 
 def _description(directory: Path) -> str:
-    readme = directory / README
-    try:
-        text = readme.read_text(encoding="utf-8", errors="replace").strip()
-    except OSError:
-        text = ""
+    text = _readme_start(directory / README)
     if not text:
         return f"Run the program of the tool folder {directory.name} with the given arguments."
     return text if len(text) <= MAX_DESCRIPTION_CHARS else text[: MAX_DESCRIPTION_CHARS - 1] + "…"
+
+
+def _readme_start(readme: Path) -> str:
+    """The start of a README, enough for the description; "" when there is none, or it is no
+    regular file (a pipe would block the scan for good, /dev/zero would never end)."""
+    try:
+        with open_regular_file(readme) as handle:
+            # (a character is at most 4 bytes in UTF-8: the description never needs more)
+            start = handle.read(MAX_DESCRIPTION_CHARS * 4 + 1)
+    except (OSError, PathRefused):
+        return ""
+    return start.decode("utf-8", errors="replace").strip()
 
 
 def _shown(path: Path) -> str:

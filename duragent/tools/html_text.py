@@ -28,6 +28,13 @@ _SPACES = re.compile(r"[ \t\r\f\v\n]+")
 _RUNS_OF_SPACES = re.compile(r" {2,}")
 _SPACES_AROUND_NEWLINE = re.compile(r" *\n *")
 _BLANK_LINES = re.compile(r"\n{3,}")
+#: How much HTML the parser is fed at a time. Fed a whole document, CPython's parser rescans the
+#: rest of it at every `<` that starts nothing it can finish (`<a<a<a…`, `</</…`): minutes of CPU
+#: for one hostile megabyte. Fed in parts it waits for more input there instead, and what is left
+#: unparsed at the end is finished only when it is short.
+_FEED_CHARS = 64 * 1024
+#: The longest unparsed end of a document the parser is asked to finish.
+_MAX_UNPARSED_END = 4096
 
 
 class _TextExtractor(HTMLParser):
@@ -110,8 +117,11 @@ class _TextExtractor(HTMLParser):
 def html_to_text(html: str) -> str:
     """Readable text of an HTML document: title first, then the visible content."""
     parser = _TextExtractor()
-    parser.feed(html)
-    parser.close()
+    for start in range(0, len(html), _FEED_CHARS):
+        parser.feed(html[start : start + _FEED_CHARS])
+    unparsed = len(parser.rawdata)
+    if unparsed <= _MAX_UNPARSED_END:
+        parser.close()
     pieces = []
     for preformatted, group in itertools.groupby(parser.parts, key=lambda part: part[1]):
         text = "".join(part[0] for part in group)
@@ -120,6 +130,8 @@ def html_to_text(html: str) -> str:
     title = _SPACES.sub(" ", parser.title).strip()
     if title and not text.startswith(f"# {title}"):
         text = f"Title: {title}\n\n{text}"
+    if unparsed > _MAX_UNPARSED_END:
+        text += f"\n\n[the last {unparsed} characters are not well-formed HTML and were left out]"
     return text
 
 

@@ -42,12 +42,52 @@ class HeadTailBuffer:
         return self.total - len(self._head) - len(self._tail)
 
     def text(self) -> str:
-        """The kept output as text (invalid UTF-8 replaced), with a marker where bytes were cut."""
-        head = self._head.decode("utf-8", errors="replace")
-        tail = self._tail.decode("utf-8", errors="replace")
+        """The kept output as text (invalid UTF-8 replaced), with a marker where bytes were cut.
+
+        Head and tail are cut on character boundaries: a character split by the cap is dropped
+        (and counted as cut) rather than shown as replacement characters.
+        """
         if self.cut == 0:
-            return head + tail
-        return head + cut_marker(self.cut) + tail
+            # (a character may straddle head and tail: decoded together, it stays whole)
+            return (self._head + self._tail).decode("utf-8", errors="replace")
+        head = self._head[: _whole_characters_end(self._head)]
+        tail = self._tail[_whole_characters_start(self._tail) :]
+        cut = self.total - len(head) - len(tail)
+        return (
+            head.decode("utf-8", errors="replace") + cut_marker(cut) + tail.decode("utf-8", errors="replace")
+        )
+
+
+def _sequence_length(lead: int) -> int:
+    """How many bytes the UTF-8 character starting with byte `lead` has (1 for anything else)."""
+    if 0xC0 <= lead < 0xE0:
+        return 2
+    if 0xE0 <= lead < 0xF0:
+        return 3
+    if 0xF0 <= lead < 0xF8:
+        return 4
+    return 1
+
+
+def _is_continuation(byte: int) -> bool:
+    return 0x80 <= byte < 0xC0
+
+
+def _whole_characters_end(data: bytearray) -> int:
+    """Where `data` ends once a UTF-8 character cut off at its end is dropped."""
+    for back in range(1, min(4, len(data)) + 1):
+        lead = data[-back]
+        if not _is_continuation(lead):
+            return len(data) - back if _sequence_length(lead) > back else len(data)
+    return len(data)  # not UTF-8 there: nothing to mend
+
+
+def _whole_characters_start(data: bytearray) -> int:
+    """Where `data` starts once the end of a character cut off at its start is dropped."""
+    skipped = 0
+    while skipped < min(3, len(data)) and _is_continuation(data[skipped]):
+        skipped += 1
+    return skipped
 
 
 def cap_text(text: str, cap: int) -> str:

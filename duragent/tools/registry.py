@@ -85,8 +85,14 @@ def tools_for(spec: ToolsSpec, *, include_memory: bool = False) -> list[AnyTool]
         names.append("memory")
     tools: list[AnyTool] = []
     for name in names:
+        # the builtins with settings of their own
         if name == WebSearchTool.name:
-            tools.append(WebSearchTool(spec.web_search))  # the one builtin with settings of its own
+            tools.append(WebSearchTool(spec.web_search))
+            continue
+        if name == "web_fetch" and spec.web_fetch is not None:
+            from duragent.tools.web import WebFetchTool  # (as `builtin_class` would: when first used)
+
+            tools.append(WebFetchTool(spec.web_fetch.allow_networks))
             continue
         try:
             tools.append(builtin_tool(name))

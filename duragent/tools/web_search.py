@@ -9,6 +9,7 @@ title, URL and snippet.
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,9 @@ TAVILY_URL = "https://api.tavily.com/search"
 DEFAULT_KEY_ENV = {"brave": "BRAVE_API_KEY", "tavily": "TAVILY_API_KEY"}
 _TAG = re.compile(r"<[^>]+>")
 _SNIPPET_CHARS = 500
+#: Most of a search service's answer that is read: 20 results fit many times over, and a service
+#: that sends more (a misconfigured URL serving a disk image, say) must not fill the server's memory.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
 
 
 class SearchFailed(Exception):
@@ -125,11 +129,17 @@ async def _json(response: Any, provider: str) -> Any:
         )
     if response.status == 429:
         raise SearchFailed(f"{provider} is rate limiting (HTTP 429): try again later")
+    # (here: the registry imports this module at start, and web_fetch's HTML parser need not load)
+    from duragent.tools.web import read_limited
+
+    body, more = await read_limited(response.content, MAX_ANSWER_BYTES)
     if response.status >= 400:
-        body = (await response.text())[:200]
-        raise SearchFailed(f"{provider} answered HTTP {response.status}: {body}")
+        shown = body[:200].decode("utf-8", errors="replace")
+        raise SearchFailed(f"{provider} answered HTTP {response.status}: {shown}")
+    if more:
+        raise SearchFailed(f"{provider} answered more than {MAX_ANSWER_BYTES} bytes; check its url")
     try:
-        return await response.json(content_type=None)
+        return json.loads(body)
     except ValueError:
         raise SearchFailed(f"{provider} answered something that is not JSON") from None
 

@@ -18,7 +18,7 @@ from duragent.sessions.log import SessionLog
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
 from duragent.testing.fake_search import API_KEY, FakeResult, FakeSearchServer
 from duragent.tools.base import ToolContext
-from duragent.tools.web_search import WebSearchArgs, WebSearchTool
+from duragent.tools.web_search import MAX_ANSWER_BYTES, WebSearchArgs, WebSearchTool
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 
@@ -258,3 +258,16 @@ async def test_an_agent_without_settings_searches_where_duragent_yaml_says(
         refused.content
         == "web_search is not configured: neither tools.web_search nor duragent.yaml's web_search"
     )
+
+
+async def test_an_answer_larger_than_a_search_needs_is_not_read_whole(
+    fake_search: FakeSearchServer, ctx: ToolContext
+) -> None:
+    # a service (or a wrong url) answering megabytes: reading stops at MAX_ANSWER_BYTES
+    fake_search.results = [FakeResult(f"Result {n}", "https://x.example/", "s" * 1000) for n in range(5000)]
+    tool = WebSearchTool(settings("searxng", fake_search.url))
+
+    result = await tool.run(WebSearchArgs(query="everything"), ctx)
+
+    assert not result.ok
+    assert result.content == f"searxng answered more than {MAX_ANSWER_BYTES} bytes; check its url"

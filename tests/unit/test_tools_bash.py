@@ -11,6 +11,7 @@ import pytest
 from duragent.agents.spec import CliToolSpec
 from duragent.tools.base import ToolContext, ToolLimits, ToolResult
 from duragent.tools.bash import BashArgs, BashTool, CliArgs, CliTool
+from duragent.tools.registry import call_tool
 
 
 def context(workdir: Path, **overrides: object) -> ToolContext:
@@ -197,3 +198,22 @@ async def test_git_in_the_work_folder_does_not_find_the_data_repository_around_i
     own = await run_bash(context(workdir, git_ceiling=data), "git init -q . && git rev-parse --show-toplevel")
     assert own.ok
     assert own.content.strip() == str(workdir.resolve())
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "field"),
+    [
+        (BashTool(), {"command": "echo a\x00b"}, "command"),
+        (CliTool(CliToolSpec(name="say", command="echo")), {"args": "a\x00b"}, "args"),
+    ],
+    ids=["bash", "cli"],
+)
+async def test_a_nul_byte_in_a_command_is_refused_naming_the_argument(
+    tmp_path: Path, tool: BashTool | CliTool, arguments: dict[str, str], field: str
+) -> None:
+    result = await call_tool(tool, arguments, context(tmp_path))
+
+    assert not result.ok
+    assert result.content == (
+        f"invalid arguments for {tool.name}: {field}: contains a NUL byte, which no command line can hold"
+    )

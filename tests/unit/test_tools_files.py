@@ -170,6 +170,16 @@ async def test_list_files_with_a_recursive_pattern(workdir: Path) -> None:
     assert python.content.splitlines() == ["src/pkg/mod.py", "top.py"]
 
 
+@pytest.mark.parametrize("pattern", ["/etc/*", "~/.ssh/*"])
+async def test_list_files_says_a_pattern_must_be_relative(workdir: Path, pattern: str) -> None:
+    result = await ListFilesTool().run(ListFilesArgs(pattern=pattern), context(workdir))
+
+    assert not result.ok
+    assert result.content == (
+        f"pattern {pattern!r} must be relative to the folder listed; put the folder in path instead"
+    )
+
+
 # --- edit ---------------------------------------------------------------------------------------
 
 

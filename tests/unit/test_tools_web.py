@@ -65,6 +65,10 @@ async def server() -> AsyncIterator[TestServer]:
     await test_server.close()
 
 
+#: The test server is on this machine, which web_fetch refuses unless its network is allowed.
+local_fetcher = WebFetchTool(allowed_networks=["127.0.0.1"])
+
+
 def context(tmp_path: Path, **limits: float) -> ToolContext:
     return ToolContext(agent="helper", session_id="s_test", workdir=tmp_path, limits=ToolLimits(**limits))  # type: ignore[arg-type]
 
@@ -72,7 +76,7 @@ def context(tmp_path: Path, **limits: float) -> ToolContext:
 async def test_html_page_is_returned_as_readable_text(server: TestServer, tmp_path: Path) -> None:
     url = str(server.make_url("/page"))
 
-    result = await WebFetchTool().run(WebFetchArgs(url=url), context(tmp_path))
+    result = await local_fetcher.run(WebFetchArgs(url=url), context(tmp_path))
 
     assert result.ok
     assert result.content.startswith(f"Source: {url}")
@@ -85,7 +89,7 @@ async def test_html_page_is_returned_as_readable_text(server: TestServer, tmp_pa
 
 
 async def test_body_is_cut_at_max_bytes(server: TestServer, tmp_path: Path) -> None:
-    result = await WebFetchTool().run(
+    result = await local_fetcher.run(
         WebFetchArgs(url=str(server.make_url("/big")), max_bytes=1000), context(tmp_path)
     )
 
@@ -97,7 +101,7 @@ async def test_body_is_cut_at_max_bytes(server: TestServer, tmp_path: Path) -> N
 
 
 async def test_http_error_status_is_a_failed_result(server: TestServer, tmp_path: Path) -> None:
-    result = await WebFetchTool().run(WebFetchArgs(url=str(server.make_url("/missing"))), context(tmp_path))
+    result = await local_fetcher.run(WebFetchArgs(url=str(server.make_url("/missing"))), context(tmp_path))
 
     assert not result.ok
     assert result.content.startswith("HTTP 404")
@@ -105,7 +109,7 @@ async def test_http_error_status_is_a_failed_result(server: TestServer, tmp_path
 
 
 async def test_binary_content_is_described_not_returned(server: TestServer, tmp_path: Path) -> None:
-    result = await WebFetchTool().run(WebFetchArgs(url=str(server.make_url("/image"))), context(tmp_path))
+    result = await local_fetcher.run(WebFetchArgs(url=str(server.make_url("/image"))), context(tmp_path))
 
     assert "binary content (image/png, 108 bytes) not shown" in result.content
     assert "PNG" not in result.content
@@ -114,7 +118,7 @@ async def test_binary_content_is_described_not_returned(server: TestServer, tmp_
 async def test_slow_server_times_out(server: TestServer, tmp_path: Path) -> None:
     ctx = context(tmp_path, fetch_timeout_seconds=0.3)
 
-    result = await WebFetchTool().run(WebFetchArgs(url=str(server.make_url("/slow"))), ctx)
+    result = await local_fetcher.run(WebFetchArgs(url=str(server.make_url("/slow"))), ctx)
 
     assert not result.ok
     assert "timed out after 0.3 s" in result.content

@@ -21,6 +21,8 @@ from duragent.server.openapi import documented
 from duragent.server.state import STATE
 from duragent.sessions.state import resume
 from duragent.stores.base import ArtifactNotFound, ArtifactRef
+from duragent.stores.filesystem.artifacts import check_artifact_name
+from duragent.tools.artifacts import is_media_type
 
 _BASE = "/api/v1/sessions/{session_id}/artifacts"
 
@@ -64,20 +66,26 @@ async def list_artifacts(request: web.Request) -> web.Response:
 @documented(
     "Download one artifact of the session's agent (its bytes, with its content type).",
     responses={404: ProblemOut},
+    binary=True,
 )
 async def download_artifact(request: web.Request) -> web.StreamResponse:
     """GET /api/v1/sessions/{id}/artifacts/{name}: the bytes, streamed."""
+    # a name no artifact can have (`../x`, a NUL) is a 400 saying which rule it breaks, not a 404
+    name = check_artifact_name(request.match_info["name"])
     agent = await _agent_of(request)
-    name = request.match_info["name"]
     store = request.app[STATE].workspace.stores.artifacts
     # The name itself sorts first among those it prefixes, so one listed ref is enough.
     found = await store.list(agent, prefix=name, limit=1)
     if not found or found[0].name != name:
         raise ArtifactNotFound(f"artifact {name!r} of agent {agent} not found")
     ref = found[0]
+    # (one stored before the tool checked it, or an MCP server's image type: the bytes still download)
+    content_type = (
+        ref.meta.content_type if is_media_type(ref.meta.content_type) else "application/octet-stream"
+    )
     response = web.StreamResponse(
         headers={
-            "Content-Type": ref.meta.content_type,
+            "Content-Type": content_type,
             "Content-Disposition": f'attachment; filename="{name.rsplit("/", 1)[-1]}"',
             "X-Content-Type-Options": "nosniff",
         }
