@@ -6,13 +6,17 @@ OpenAPI document is generated from these models.
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from duragent.server.problems import FieldError, HttpProblem, validation_errors
+from duragent.errors import InvalidName
+from duragent.ids import check_name
+from duragent.server.problems import FieldError, HttpProblem, invalid, validation_errors
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 #: Deepest nesting of lists and objects a request body may have (deeper: 400, never a RecursionError).
@@ -35,10 +39,37 @@ class Reply(BaseModel):
 # --- requests --------------------------------------------------------------------------------
 
 
+def _name_rule(check: Callable[[str], str]) -> AfterValidator:
+    """`check` (InvalidName when it refuses a name) as a pydantic check, so that the 400 names the
+    field holding the name rather than only saying what is wrong with it."""
+
+    def validate(value: str) -> str:
+        try:
+            return check(value)
+        except InvalidName as exc:
+            raise ValueError(str(exc)) from None
+
+    return AfterValidator(validate)
+
+
+def _new_agent_name(value: str) -> str:
+    from duragent.agents.spec import check_new_agent_name
+
+    return check_new_agent_name(value)
+
+
+#: An agent's name in a request (a folder name: no `/`, `..`).
+AgentName = Annotated[str, _name_rule(functools.partial(check_name, what="agent name"))]
+#: The name of an agent a request deploys (not `world`, the shared memory folder, either).
+NewAgentName = Annotated[str, _name_rule(_new_agent_name)]
+#: A session id in a request.
+SessionId = Annotated[str, _name_rule(functools.partial(check_name, what="session id"))]
+
+
 class CreateSession(Body):
     """POST /api/v1/sessions."""
 
-    agent: str = Field(min_length=1, max_length=200, description="Name of the agent to talk to.")
+    agent: AgentName = Field(min_length=1, max_length=200, description="Name of the agent to talk to.")
     on_disconnect: Literal["continue", "pause"] | None = Field(
         None, description="What the session does when no client is attached (default: the agent's)."
     )
@@ -328,13 +359,28 @@ class ProblemOut(Reply):
 # --- parsing ---------------------------------------------------------------------------------
 
 
+class _NotJsonNumber(str):
+    """`NaN`, `Infinity` or `-Infinity` where a body has a number: Python's parser takes them,
+    JSON does not, and no store can write them back (json.dumps of such a float is invalid)."""
+
+
+#: json.loads with `NaN` / `Infinity` kept apart, built once (a decoder per request costs more).
+_DECODER = json.JSONDecoder(parse_constant=_NotJsonNumber)
+
+
+def _decode_json(raw: bytes) -> Any:
+    """`raw` parsed as json.loads parses bytes (UTF-8, -16 or -32), with `_DECODER`."""
+    return _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+
+
 async def read_body(request: web.Request, model: type[ModelT]) -> ModelT:
     """The request's JSON body as `model`; 400 problem with field paths when it is not."""
     raw = await request.read()
     try:
-        data = json.loads(raw) if raw else None
+        data = _decode_json(raw) if raw else None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HttpProblem(400, f"the body is not valid JSON: {exc}", type_name="validation") from None
+        detail = f"the body is not valid JSON: {exc}"
+        raise HttpProblem(400, detail, (FieldError("body", str(exc)),), "validation") from None
     except RecursionError:
         data = _TOO_DEEP
     if data is _TOO_DEEP or (_may_nest_deeply(raw) and json_depth(data) > MAX_JSON_DEPTH):
@@ -344,6 +390,12 @@ async def read_body(request: web.Request, model: type[ModelT]) -> ModelT:
         raise HttpProblem(
             400, "the body must be a JSON object", (FieldError("body", "expected an object"),), "validation"
         )
+    constant = _not_json_number_at(data) if _may_hold_constants(raw) else None
+    if constant is not None:
+        path, value = constant
+        field = ".".join(["body", *path])
+        message = f"{value} is not a JSON number (JSON has no NaN or infinity)"
+        raise HttpProblem(400, f"{field} is not valid JSON", (FieldError(field, message),), "validation")
     where = lone_surrogate_at(data) if _may_hold_surrogates(raw) else None
     if where is not None:
         field = ".".join(["body", *where])
@@ -356,6 +408,12 @@ def _may_nest_deeply(raw: bytes) -> bool:
     """False when `raw` opens too few objects and lists to nest past MAX_JSON_DEPTH (the usual
     small body, spared the walk through its values)."""
     return raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH
+
+
+def _may_hold_constants(raw: bytes) -> bool:
+    """False when `raw` cannot hold `NaN` or `Infinity` outside a string: UTF-8 without either
+    word (UTF-16 and -32 bodies are not ASCII, and are looked through)."""
+    return b"NaN" in raw or b"Infinity" in raw or not raw.isascii()
 
 
 def _may_hold_surrogates(raw: bytes) -> bool:
@@ -381,6 +439,20 @@ def lone_surrogate_at(value: Any) -> list[str] | None:
                 if not _is_utf8_text(key):
                     return [*path, key.encode("utf-8", "backslashreplace").decode("ascii")]
                 pending.append((child, [*path, key]))
+        elif isinstance(item, list):
+            pending.extend((child, [*path, str(index)]) for index, child in enumerate(item))
+    return None
+
+
+def _not_json_number_at(value: Any) -> tuple[list[str], str] | None:
+    """The path (keys and indexes) of the first `NaN` / `Infinity` in `value`, and which, or None."""
+    pending: list[tuple[Any, list[str]]] = [(value, [])]
+    while pending:
+        item, path = pending.pop()
+        if isinstance(item, _NotJsonNumber):
+            return path, str(item)
+        if isinstance(item, dict):
+            pending.extend((child, [*path, key]) for key, child in item.items())
         elif isinstance(item, list):
             pending.extend((child, [*path, str(index)]) for index, child in enumerate(item))
     return None
@@ -413,9 +485,8 @@ def read_query(request: web.Request, model: type[ModelT]) -> ModelT:
     try:
         return model.model_validate(dict(request.query))
     except ValidationError as exc:
-        raise HttpProblem(
-            400, "the query string is invalid", validation_errors(exc, "query"), "validation"
-        ) from None
+        errors = validation_errors(exc, "query")
+        raise HttpProblem(400, invalid("the query string", errors), errors, "validation") from None
 
 
 def json_reply(reply: Reply, status: int = 200) -> web.Response:

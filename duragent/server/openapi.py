@@ -21,6 +21,8 @@ from duragent import __version__
 from duragent.server.auth import ADMIN_PREFIX, ADMIN_TOKEN_HEADER, API_PREFIX, OPENAI_PREFIX
 
 HandlerT = TypeVar("HandlerT", bound=Callable[..., Any])
+#: What one status of a route answers: a body model, one of several (`oneOf`), or None for no body.
+ResponseBody = type[BaseModel] | tuple[type[BaseModel], ...] | None
 _ATTRIBUTE = "__duragent_openapi__"
 _PATH_PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 #: The dashboard's prefix (`duragent.web.login.UI_PREFIX`; not imported: it pulls in Jinja).
@@ -56,9 +58,11 @@ class RouteDoc:
     summary: str
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
-    responses: Mapping[int, type[BaseModel]] = field(default_factory=dict)
+    responses: Mapping[int, ResponseBody] = field(default_factory=dict)
     text: bool = False
     sse: bool = False
+    #: 200 is a file's bytes, with the file's own content type.
+    binary: bool = False
 
 
 def documented(
@@ -66,14 +70,16 @@ def documented(
     *,
     body: type[BaseModel] | None = None,
     query: type[BaseModel] | None = None,
-    responses: Mapping[int, type[BaseModel]] | None = None,
+    responses: Mapping[int, ResponseBody] | None = None,
     text: bool = False,
     sse: bool = False,
+    binary: bool = False,
 ) -> Callable[[HandlerT], HandlerT]:
     """Attach OpenAPI documentation to a handler."""
 
     def attach(handler: HandlerT) -> HandlerT:
-        setattr(handler, _ATTRIBUTE, RouteDoc(summary, body, query, dict(responses or {}), text, sse))
+        doc = RouteDoc(summary, body, query, dict(responses or {}), text, sse, binary)
+        setattr(handler, _ATTRIBUTE, doc)
         return handler
 
     return attach
@@ -225,14 +231,27 @@ def _inline(prop: dict[str, Any]) -> dict[str, Any]:
 
 def _responses(doc: RouteDoc, schemas: dict[str, Any]) -> dict[str, Any]:
     responses: dict[str, Any] = {}
-    for status, model in doc.responses.items():
+    for status, body in doc.responses.items():
+        if body is None:
+            responses[str(status)] = {"description": "no body"}
+            continue
+        models = body if isinstance(body, tuple) else (body,)
+        refs = [_schema_ref(model, schemas) for model in models]
         responses[str(status)] = {
-            "description": (model.__doc__ or model.__name__).strip().splitlines()[0],
-            "content": {_content_type(status): {"schema": _schema_ref(model, schemas)}},
+            "description": " Or: ".join(_first_line(model) for model in models),
+            "content": {_content_type(status): {"schema": refs[0] if len(refs) == 1 else {"oneOf": refs}}},
         }
     if doc.text:
         responses.setdefault(
             "200", {"description": "text", "content": {"text/plain": {"schema": {"type": "string"}}}}
+        )
+    if doc.binary:
+        responses.setdefault(
+            "200",
+            {
+                "description": "the bytes",
+                "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+            },
         )
     if doc.sse:
         responses.setdefault(
@@ -245,6 +264,10 @@ def _responses(doc: RouteDoc, schemas: dict[str, Any]) -> dict[str, Any]:
     if not responses:
         responses["200"] = {"description": "OK"}
     return responses
+
+
+def _first_line(model: type[BaseModel]) -> str:
+    return (model.__doc__ or model.__name__).strip().splitlines()[0]
 
 
 def _content_type(status: int) -> str:

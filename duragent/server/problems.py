@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -23,6 +24,7 @@ from duragent.runtime.approvals import DuplicateApproval
 from duragent.sessions.live import SessionEnded
 from duragent.sessions.manager import ServerClosing
 from duragent.stores.base import SessionLocked
+from duragent.stores.postgres.pool import PostgresUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +109,19 @@ def validation_errors(exc: ValidationError, prefix: str) -> list[FieldError]:
     found = []
     for error in exc.errors(include_url=False):
         path = ".".join(str(part) for part in (prefix, *error["loc"]))
-        found.append(FieldError(path, error["msg"]))
+        # (a check of our own raised ValueError: its message is the whole story)
+        found.append(FieldError(path, error["msg"].removeprefix("Value error, ")))
     return found
+
+
+def invalid(what: str, errors: Sequence[FieldError]) -> str:
+    """The detail of a 400 for `errors`: the first one in words (clients that show only the
+    detail, as the CLI does, still say what is wrong), and how many more the list holds."""
+    if not errors:
+        return f"{what} is invalid"
+    first = errors[0]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{what} is invalid: {first.field}: {first.message}{more}"
 
 
 def _status_of(exc: DuragentError) -> int:
@@ -120,7 +133,7 @@ def _status_of(exc: DuragentError) -> int:
         return 503  # this worker cannot serve sessions any more; another can
     if isinstance(exc, SessionEnded | DuplicateApproval | SessionLocked):
         return 409
-    if isinstance(exc, ServerClosing):
+    if isinstance(exc, ServerClosing | PostgresUnavailable):
         return 503
     if isinstance(exc, UsageError | InvalidName | ConfigError):
         return 400
@@ -132,7 +145,8 @@ def problem_of(exc: Exception) -> HttpProblem | None:
     if isinstance(exc, HttpProblem):
         return exc
     if isinstance(exc, ValidationError):
-        return HttpProblem(400, "the request is invalid", validation_errors(exc, "body"), "validation")
+        errors = validation_errors(exc, "body")
+        return HttpProblem(400, invalid("the request", errors), errors, "validation")
     if isinstance(exc, DuragentError):
         return HttpProblem(_status_of(exc), str(exc))
     return None
@@ -150,12 +164,9 @@ def error_problem(request: web.Request, exc: Exception) -> web.Response | None:
             request, exc.status, exc.detail, errors=exc.errors, type_name=exc.type_name, headers=headers
         )
     if isinstance(exc, ValidationError):
+        errors = validation_errors(exc, "body")
         return problem_response(
-            request,
-            400,
-            "the request is invalid",
-            errors=validation_errors(exc, "body"),
-            type_name="validation",
+            request, 400, invalid("the request", errors), errors=errors, type_name="validation"
         )
     if isinstance(exc, DuragentError):
         status = _status_of(exc)
@@ -164,11 +175,42 @@ def error_problem(request: web.Request, exc: Exception) -> web.Response | None:
         return problem_response(request, status, str(exc))
     if isinstance(exc, web.HTTPException):
         return None if exc.status < 400 else _from_http_exception(request, exc)
+    unreachable = _database_unreachable(exc)
+    if unreachable is not None:
+        log.error("%s %s failed: %s", request.method, request.path, unreachable)
+        return problem_response(request, 503, unreachable, headers={"Retry-After": RETRY_AFTER_SECONDS})
     if isinstance(exc, ConnectionResetError | TimeoutError):
         return None
     # The one place an unexpected error becomes a response: logged with its traceback.
     log.error("%s %s failed", request.method, request.path, exc_info=exc)
     return problem_response(request, 500, "internal server error (see the server log)")
+
+
+#: What a 503 for a database that is away asks a client to wait before trying again.
+RETRY_AFTER_SECONDS = "5"
+
+
+def _database_unreachable(exc: Exception) -> str | None:
+    """What to tell a client when `exc` is PostgreSQL being away (down, restarting, a dropped
+    connection, no connection left): a 503 worth retrying, not a 500 (no bug of the server's)."""
+    asyncpg = sys.modules.get("asyncpg")  # (loaded only when a store uses PostgreSQL)
+    if asyncpg is None:
+        return None
+    errors = asyncpg.exceptions
+    away = (errors.PostgresConnectionError, errors.OperatorInterventionError, errors.TooManyConnectionsError)
+    if isinstance(exc, away) or (isinstance(exc, OSError) and _from_asyncpg(exc)):
+        return f"the database is not reachable ({type(exc).__name__}: {exc}); try again shortly"
+    return None
+
+
+def _from_asyncpg(exc: BaseException) -> bool:
+    """Whether `exc` was raised inside asyncpg (a refused or reset connection to PostgreSQL)."""
+    traceback = exc.__traceback__
+    while traceback is not None:
+        if traceback.tb_frame.f_globals.get("__name__", "").startswith("asyncpg"):
+            return True
+        traceback = traceback.tb_next
+    return False
 
 
 def as_problem(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:

@@ -71,7 +71,7 @@ async def test_an_inline_spec_cannot_name_another_agent(api: Api, fake_llm: Fake
     spec["metadata"] = {"name": "someone-else"}
     status, problem = await api.call("POST", "/api/v1/sessions", {"agent": "billing", "agent_spec": spec})
     assert status == 422
-    assert problem["errors"][0]["field"] == "agent_spec.metadata.name"
+    assert problem["errors"][0]["field"] == "body.agent_spec.metadata.name"
 
 
 async def test_an_inline_spec_cannot_replace_a_static_agent(api: Api, fake_llm: FakeLLMServer) -> None:

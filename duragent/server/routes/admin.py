@@ -9,6 +9,7 @@ does not validate is a 422 whose `errors` locate each problem as `files.<file>:<
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Literal
 
 from aiohttp import web
@@ -17,7 +18,7 @@ from pydantic import Field
 from duragent.agents.catalog import AgentNotFound
 from duragent.agents.registry import AgentRegistry, AgentSummary, StaticAgentConflict
 from duragent.errors import ConfigError, Problem
-from duragent.server.bodies import Body, ProblemOut, Reply, json_reply, read_body
+from duragent.server.bodies import Body, NewAgentName, ProblemOut, Reply, json_reply, read_body
 from duragent.server.openapi import documented
 from duragent.server.problems import FieldError, HttpProblem
 from duragent.server.state import STATE
@@ -36,7 +37,9 @@ AgentFilesField = Field(
 class DeployAgent(Body):
     """POST /api/admin/v1/agents."""
 
-    name: str = Field(min_length=1, max_length=200, description="The agent's name (its folder name).")
+    name: NewAgentName = Field(
+        min_length=1, max_length=200, description="The agent's name (its folder name)."
+    )
     files: dict[str, str] = AgentFilesField
 
 
@@ -141,7 +144,8 @@ async def replace_agent(request: web.Request) -> web.Response:
 
 
 @documented(
-    "Remove a deployed agent (204); static agents are 409.", responses={404: ProblemOut, 409: ProblemOut}
+    "Remove a deployed agent (204); static agents are 409.",
+    responses={204: None, 404: ProblemOut, 409: ProblemOut},
 )
 async def remove_agent(request: web.Request) -> web.Response:
     """Delete the agent's folder under `agents.dynamic.path` and commit the removal."""
@@ -153,8 +157,15 @@ async def remove_agent(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def deploy_files(registry: AgentRegistry, name: str, files: dict[str, str]) -> None:
-    """Deploy, turning the library's refusals into 409 / 422 problems."""
+async def deploy_files(
+    registry: AgentRegistry,
+    name: str,
+    files: dict[str, str],
+    field_of: Callable[[Problem], FieldError] | None = None,
+) -> None:
+    """Deploy, turning the library's refusals into 409 / 422 problems; `field_of` says where in the
+    request each problem is (default: `files.<file>:<line>:<column>`)."""
+    located = field_of or _field_error
     try:
         await asyncio.to_thread(registry.deploy, name, files)
     except StaticAgentConflict as exc:
@@ -164,7 +175,7 @@ async def deploy_files(registry: AgentRegistry, name: str, files: dict[str, str]
         raise HttpProblem(
             422,
             f"agent '{name}' is invalid: {count} problem{'s' if count != 1 else ''}; nothing was written",
-            [_field_error(problem) for problem in exc.problems],
+            [located(problem) for problem in exc.problems],
             "invalid-agent",
         ) from None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 from aiohttp import web
 
@@ -15,6 +16,17 @@ from duragent.vcs.repo import GitRepo, stale_git_lock
 
 #: How long /readyz waits for a store before calling it unreachable.
 STORE_CHECK_TIMEOUT = 2.0
+
+
+async def _unanswered(store: str, check: Awaitable[object]) -> str | None:
+    """Why `store` cannot serve, when its `check` fails; None when it answered."""
+    try:
+        await asyncio.wait_for(check, STORE_CHECK_TIMEOUT)
+    except TimeoutError:
+        return f"{store} store did not answer within {STORE_CHECK_TIMEOUT:g}s"
+    except Exception as exc:  # whatever a store raises, it cannot serve: that is the answer here
+        return f"{store} store unreachable: {exc}"
+    return None
 
 
 @documented("Liveness: 200 `ok` while the process serves requests.", text=True)
@@ -35,12 +47,15 @@ async def readyz(request: web.Request) -> web.Response:
     problems: list[str] = []
     warnings = [line for line in state.agents.errors() if ": warning: " in line]
     broken = state.agents.problems_by_agent()
-    try:
-        await asyncio.wait_for(state.workspace.stores.sessions.list(limit=1), STORE_CHECK_TIMEOUT)
-    except TimeoutError:
-        problems.append(f"session store did not answer within {STORE_CHECK_TIMEOUT:g}s")
-    except OSError as exc:
-        problems.append(f"session store unreachable: {exc}")
+    stores = state.workspace.stores
+    checks: list[tuple[str, Awaitable[object]]] = [("session", stores.sessions.list(limit=1))]
+    if state.config.services.memory.backend == "postgres":
+        # (memory in files answers as long as the disk does; in PostgreSQL it is a server away)
+        checks.append(("memory", stores.memory.read_world()))
+    for name, check in checks:
+        problem = await _unanswered(name, check)
+        if problem is not None:
+            problems.append(problem)
     if state.gateways is not None:
         problems += state.gateways.problems()
     ownership = state.sessions.ownership

@@ -5,22 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
 
 from duragent.mcp.hub import WORKSPACE, agent_scope
-from duragent.server.bodies import ProblemOut, Reply, json_reply, read_query
+from duragent.server.bodies import AgentName, Body, ProblemOut, Reply, json_reply, read_query
 from duragent.server.openapi import documented
 from duragent.server.state import STATE
 
 ADMIN_PREFIX = "/api/admin/v1"
 
 
-class McpQuery(BaseModel):
+class McpQuery(Body):
     """GET /api/admin/v1/mcp query string."""
 
-    model_config = ConfigDict(defer_build=True)
-
-    agent: str | None = None
+    agent: AgentName | None = None
 
 
 class McpServersOut(Reply):

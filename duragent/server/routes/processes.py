@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from duragent.processes.manager import ProcessManager
 from duragent.processes.record import ProcessRecord
-from duragent.server.bodies import ProblemOut, Reply, json_reply, read_query
+from duragent.server.bodies import Body, ProblemOut, Reply, json_reply, read_query
 from duragent.server.openapi import documented
 from duragent.server.problems import HttpProblem
 from duragent.server.state import STATE
@@ -24,19 +24,15 @@ ADMIN_PREFIX = "/api/admin/v1"
 MAX_LOG_BYTES = 256 * 1024
 
 
-class ProcessQuery(BaseModel):
+class ProcessQuery(Body):
     """GET /api/admin/v1/processes query string."""
-
-    model_config = ConfigDict(defer_build=True)
 
     agent: str | None = None
     running: bool = Field(False, description="Only processes still running.")
 
 
-class LogQuery(BaseModel):
+class LogQuery(Body):
     """GET /api/admin/v1/processes/{handle} query string."""
-
-    model_config = ConfigDict(defer_build=True)
 
     offset: int | None = Field(None, ge=0, description="First byte of output (default: the end).")
     limit: int = Field(16 * 1024, ge=1, le=MAX_LOG_BYTES, description="Most bytes of output.")

@@ -8,14 +8,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from duragent.errors import UsageError
 from duragent.scheduling.service import Scheduler
 from duragent.scheduling.spec import Destination, Schedule, ScheduleRequest, format_time
-from duragent.server.bodies import ProblemOut, Reply, json_reply, read_body, read_query
+from duragent.server.bodies import (
+    AgentName,
+    Body,
+    ProblemOut,
+    Reply,
+    SessionId,
+    json_reply,
+    read_body,
+    read_query,
+)
 from duragent.server.openapi import documented
-from duragent.server.problems import HttpProblem
+from duragent.server.problems import FieldError, HttpProblem
 from duragent.server.state import STATE
 
 if TYPE_CHECKING:
@@ -25,18 +33,16 @@ if TYPE_CHECKING:
 class CreateSchedule(ScheduleRequest):
     """POST /api/v1/schedules: the agent, where runs land, one timing and one payload."""
 
-    agent: str = Field(min_length=1, max_length=200, description="The agent that runs it.")
-    session_id: str | None = Field(
+    agent: AgentName = Field(min_length=1, max_length=200, description="The agent that runs it.")
+    session_id: SessionId | None = Field(
         None, description="Deliver into this session (default: one made at first run)."
     )
     gateway: str | None = Field(None, description="Deliver into this gateway's chat (with chat_id).")
     chat_id: str | None = Field(None, description="The chat on `gateway`.")
 
 
-class ScheduleQuery(BaseModel):
+class ScheduleQuery(Body):
     """GET /api/v1/schedules query string."""
-
-    model_config = ConfigDict(defer_build=True)
 
     agent: str | None = None
     all: bool = Field(False, description="Also completed and cancelled schedules.")
@@ -100,13 +106,13 @@ async def create_schedule(request: web.Request) -> web.Response:
     agent = state.agents.get(body.agent)  # 404 for an unknown agent
     if (body.gateway is None) != (body.chat_id is None):
         missing = "body.chat_id" if body.chat_id is None else "body.gateway"
-        raise UsageError(f"{missing}: gateway and chat_id go together: give both or neither")
+        raise _refused(missing, "gateway and chat_id go together: give both or neither")
     if body.gateway is not None:
         _check_gateway(state.config.gateways.external, body.gateway)
     if body.session_id is not None:
         live = await state.sessions.get(body.session_id)  # 404 for an unknown session
         if live.log.state.agent != agent.name:
-            raise UsageError(f"body.session_id: session {body.session_id} is agent {live.log.state.agent}'s")
+            raise _refused("body.session_id", f"session {body.session_id} is agent {live.log.state.agent}'s")
     try:
         destination = Destination(session_id=body.session_id, gateway=body.gateway, chat_id=body.chat_id)
         request_only = ScheduleRequest.model_validate(
@@ -116,7 +122,7 @@ async def create_schedule(request: web.Request) -> web.Response:
             agent.name, destination=destination, created_by="http", now=scheduler.clock()
         )
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        raise _refused_by_the_schedule(str(exc)) from None
     if schedule.until_process is not None:
         _check_process(request, schedule.until_process, agent.name)
     schedule = await scheduler.create(schedule)
@@ -129,7 +135,22 @@ def _check_gateway(configured: list[ExternalGatewayConfig], gateway: str) -> Non
     names = [spec.name for spec in configured]
     if gateway not in names:
         known = f"configured: {', '.join(names)}" if names else "none is configured"
-        raise UsageError(f"body.gateway: no gateway {gateway!r} on this server ({known})")
+        raise _refused("body.gateway", f"no gateway {gateway!r} on this server ({known})")
+
+
+def _refused(field: str, message: str) -> HttpProblem:
+    """A 400 naming `field`, its detail `<field>: <message>`."""
+    return HttpProblem(400, f"{field}: {message}", (FieldError(field, message),), "validation")
+
+
+def _refused_by_the_schedule(message: str) -> HttpProblem:
+    """A 400 for what the schedule's own checks refused (`cron: invalid cron expression ...`), at
+    the body field the message starts with; at `body` when it names none (`give exactly one of
+    at, every or cron`)."""
+    name, sep, rest = message.partition(": ")
+    fields = {field.alias or key for key, field in CreateSchedule.model_fields.items()}
+    error = FieldError(f"body.{name}", rest) if sep and name in fields else FieldError("body", message)
+    return HttpProblem(400, message, (error,), "validation")
 
 
 def _check_process(request: web.Request, handle: str, agent: str) -> None:
@@ -152,7 +173,7 @@ async def get_schedule(request: web.Request) -> web.Response:
     return json_reply(_out(scheduler, schedule, runs))
 
 
-@documented("Delete a schedule and its run history.", responses={204: Reply, 404: ProblemOut})
+@documented("Delete a schedule and its run history.", responses={204: None, 404: ProblemOut})
 async def delete_schedule(request: web.Request) -> web.Response:
     """DELETE /api/v1/schedules/{id} -> 204."""
     await _scheduler(request).remove(request.match_info["schedule_id"])

@@ -27,6 +27,7 @@ from aiohttp import web
 from duragent.cluster.ownership import SessionOwnedElsewhere
 from duragent.cluster.requests import Answer, OwnerStopped, Tell
 from duragent.cluster.turns import RemoteTurn
+from duragent.errors import Problem
 from duragent.server import sse
 from duragent.server.bodies import (
     Accepted,
@@ -56,7 +57,7 @@ from duragent.server.openapi import documented
 from duragent.server.problems import FieldError, HttpProblem, problem_of
 from duragent.server.state import STATE, ServerState
 from duragent.sessions.inspect import unattended_report
-from duragent.sessions.live import LiveSession, Subscription, Ticket
+from duragent.sessions.live import LiveSession, SessionEnded, Subscription, Ticket
 from duragent.sessions.state import SessionState, resume
 from duragent.sessions.stream import STREAM_EVENTS, Position, StreamEvent, ends_turn, own_turn
 from duragent.stores.base import SessionLocked, SessionReadOptions, SessionSummary, utcnow
@@ -276,7 +277,11 @@ async def _deploy_inline_agent(state: ServerState, body: CreateSession) -> None:
         spec.setdefault("name", body.agent)
         named = spec["name"]
     else:
-        metadata = dict(spec.get("metadata") or {})
+        metadata = spec.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            where = FieldError("body.agent_spec.metadata", "must be an object (name, description, ...)")
+            raise HttpProblem(422, "agent_spec is invalid", [where], "invalid-agent")
+        metadata = dict(metadata)
         metadata.setdefault("name", body.agent)
         spec["metadata"] = metadata
         named = metadata["name"]
@@ -286,17 +291,34 @@ async def _deploy_inline_agent(state: ServerState, body: CreateSession) -> None:
             "agent_spec names another agent",
             [
                 FieldError(
-                    "agent_spec.metadata.name", f"must be {body.agent!r} (the session's agent), got {named!r}"
+                    "body.agent_spec.metadata.name",
+                    f"must be {body.agent!r} (the session's agent), got {named!r}",
                 )
             ],
         )
-    files = {"agent.yaml": yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), **(body.prompts or {})}
+    prompts = body.prompts or {}
+    if "agent.yaml" in prompts:
+        # (it would silently take the place of agent_spec)
+        where = FieldError(
+            "body.prompts.agent.yaml", "agent.yaml is agent_spec: send it there, not as a prompt"
+        )
+        raise HttpProblem(422, "agent_spec is invalid", [where], "invalid-agent")
+    files = {**prompts, "agent.yaml": yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)}
     try:
         deployed = await asyncio.to_thread(state.agents.files, body.agent)
     except AgentNotFound:
         deployed = {}
     if deployed != files:
-        await deploy_files(state.agents, body.agent, files)
+        await deploy_files(state.agents, body.agent, files, _inline_field)
+
+
+def _inline_field(problem: Problem) -> FieldError:
+    """Where a problem of an inline agent is in the request: a prompt of `prompts`, else `agent_spec`
+    (the agent.yaml it becomes is never seen by the client: its lines would locate nothing)."""
+    file = problem.location.file if problem.location is not None else None
+    if file and file != "agent.yaml":
+        return FieldError(f"body.prompts.{file}", problem.message)
+    return FieldError("body.agent_spec", problem.message)
 
 
 def _sort_key(summary: SessionSummary) -> tuple[str, str]:
@@ -314,9 +336,8 @@ def _decode_cursor(cursor: str) -> tuple[str, str]:
         text = ""
     updated, sep, session_id = text.partition("|")
     if not sep:
-        raise HttpProblem(
-            400, "invalid cursor: pass the next_cursor of a previous page", type_name="validation"
-        )
+        message = "invalid cursor: pass the next_cursor of a previous page"
+        raise HttpProblem(400, message, (FieldError("query.cursor", message),), "validation")
     return updated, session_id
 
 
@@ -334,7 +355,7 @@ async def get_session(request: web.Request) -> web.Response:
     return json_reply(_stored_out(await resume(state.workspace.stores.sessions, session_id)))
 
 
-@documented("Stop a session and delete its files.", responses={404: ProblemOut})
+@documented("Stop a session and delete its files.", responses={204: None, 404: ProblemOut})
 async def delete_session(request: web.Request) -> web.Response:
     """DELETE /api/v1/sessions/{id} -> 204."""
     return await _at_session(request, "delete")
@@ -454,7 +475,13 @@ def _client_gone_reply() -> web.Response:
 @documented(
     "Send a message and wait for the reply (202 when it waits for approval or is queued).",
     body=SendMessage,
-    responses={200: MessageReply, 202: PendingApproval, 404: ProblemOut, 409: ProblemOut, 502: ProblemOut},
+    responses={
+        200: MessageReply,
+        202: (PendingApproval, Queued, Paused),
+        404: ProblemOut,
+        409: ProblemOut,
+        502: ProblemOut,
+    },
 )
 async def send_message(request: web.Request) -> web.Response:
     """POST /api/v1/sessions/{id}/messages."""
@@ -634,13 +661,14 @@ async def _turn_for_another_worker(serving: _Serving, body: SendMessage) -> web.
 async def follow_events(request: web.Request) -> web.StreamResponse:
     """GET /api/v1/sessions/{id}/events."""
     query = read_query(request, EventsQuery)
-    raw = request.headers.get("Last-Event-ID") or query.after
+    header = request.headers.get("Last-Event-ID")
+    raw = header or query.after
     try:
         after = Position.parse(raw) if raw else None
     except ValueError:
-        raise HttpProblem(
-            400, f"invalid event position {raw!r}: expected `12` or `12.3`", type_name="validation"
-        ) from None
+        message = f"invalid event position {raw!r}: expected `12` or `12.3`"
+        field = "header.Last-Event-ID" if header else "query.after"
+        raise HttpProblem(400, message, (FieldError(field, message),), "validation") from None
     # On stateless workers this relays the session from whichever worker runs it.
     subscription = await request.app[STATE].sessions.follow(_session_id(request), after)
     try:
@@ -658,7 +686,7 @@ async def follow_events(request: web.Request) -> web.StreamResponse:
     body=Approve,
     responses={
         200: ApprovalComplete,
-        202: PendingApproval,
+        202: (PendingApproval, Paused),
         400: ProblemOut,
         404: ProblemOut,
         409: ProblemOut,
@@ -672,6 +700,8 @@ async def approve(request: web.Request) -> web.Response:
 async def _approve(serving: _Serving, body: Approve) -> web.Response:
     state = serving.state
     live = await serving.live()
+    if live.status == "ended":
+        raise SessionEnded(live.session_id)  # (409 as for a message: not "nothing waits")
     pending = state.approvals.pending(live.session_id)
     asked = any(p.call_id == body.call_id for p in pending)
     # The turn stopped after asking (paused at a safe point) and nobody is asked now: resumed,
@@ -679,7 +709,8 @@ async def _approve(serving: _Serving, body: Approve) -> web.Response:
     stopped = not asked and any(a.get("call_id") == body.call_id for a in live.stopped_approvals())
     if not asked and not stopped:
         if pending:
-            raise HttpProblem(400, f"call_id mismatch: expected {pending[0].call_id}", type_name="validation")
+            message = f"call_id mismatch: expected {pending[0].call_id}"
+            raise HttpProblem(400, message, (FieldError("body.call_id", message),), "validation")
         raise HttpProblem(404, "no pending approval for this session", type_name="not-found")
     subscription = await live.subscribe()
     try:
