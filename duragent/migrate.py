@@ -243,6 +243,9 @@ class MemoryFileResult:
     sha256: str
     problem: str | None = None
     verified: bool | None = None
+    #: A skipped file the target has a place for (a day, MEMORY.md, a world topic): once
+    #: `services.memory` moves, the agent would no longer have it, so it is a problem.
+    loses_memory: bool = False
 
 
 @dataclass
@@ -256,14 +259,15 @@ class MigrationReport:
 
     @property
     def problems(self) -> list[str]:
-        """Conflicts and verification failures (skipped memory files are warnings, not problems)."""
+        """Conflicts, verification failures and memory the target would lose (other skipped
+        memory files, such as `notes.md`, are warnings, not problems)."""
         found = [
             f"session {result.session_id}: {result.problem}" for result in self.sessions if result.problem
         ]
         found += [
             f"memory {result.path}: {result.problem}"
             for result in self.memory
-            if result.problem and result.action != "skipped"
+            if result.problem and (result.action != "skipped" or result.loses_memory)
         ]
         return found
 
@@ -498,15 +502,12 @@ async def _migrate_memory(
 ) -> list[MemoryFileResult]:
     source_files, unreadable = await source.read_all()
     target_files = (await target.read_all())[0] if target is not None else {}
-    results = [
-        MemoryFileResult(path, "skipped", "", problem=f"not copied: {reason}")
-        for path, reason in sorted(unreadable.items())
-    ]
+    results = [_skipped(path, "", reason) for path, reason in sorted(unreadable.items())]
     for path, text in sorted(source_files.items()):
         sha = markdown_sha256(text)
         refusal = target.refuses(path, text) if target is not None else _postgres_refusal(path, text)
         if refusal is not None:
-            results.append(MemoryFileResult(path, "skipped", sha, problem=f"not copied: {refusal}"))
+            results.append(_skipped(path, sha, refusal))
             continue
         existing = target_files.get(path)
         action: MemoryAction = "copy" if existing is None else "unchanged" if existing == text else "update"
@@ -524,6 +525,21 @@ async def _migrate_memory(
             if not result.verified:
                 result.problem = "verification failed: the target's sha256 differs"
     return results
+
+
+def _skipped(path: str, sha256: str, reason: str) -> MemoryFileResult:
+    """A memory file left behind: a problem when it is one PostgreSQL memory would serve (only
+    files leave the source for PostgreSQL with content it cannot hold)."""
+    if _postgres_place_refusal(path) is None:
+        return MemoryFileResult(
+            path,
+            "skipped",
+            sha256,
+            problem=f"not copied: {reason}; the agent would lose this memory once services.memory"
+            " moves: make it UTF-8 without NUL characters and run `duragent migrate` again",
+            loses_memory=True,
+        )
+    return MemoryFileResult(path, "skipped", sha256, problem=f"not copied: {reason}")
 
 
 class _FilesystemMemoryTree:
@@ -575,9 +591,16 @@ class _FilesystemMemoryTree:
 
 
 def _postgres_refusal(path: str, text: str) -> str | None:
-    """Why PostgreSQL memory cannot hold this file: only days, MEMORY.md and world topics fit."""
-    if "\x00" in text:
+    """Why PostgreSQL memory cannot hold this file: only days, MEMORY.md and world topics fit,
+    without NUL characters."""
+    shape = _postgres_place_refusal(path)
+    if shape is None and "\x00" in text:
         return "PostgreSQL text cannot hold NUL characters"
+    return shape
+
+
+def _postgres_place_refusal(path: str) -> str | None:
+    """Why PostgreSQL memory has no place for a file at `path` (None: a day, MEMORY.md, a world topic)."""
     parts = PurePosixPath(path).parts
     shape = "PostgreSQL memory holds <agent>/YYYY-MM-DD.md, <agent>/MEMORY.md and world/<topic>.md only"
     if len(parts) != 2:

@@ -42,6 +42,8 @@ def _refuse_a_second_server(config: DuragentConfig) -> None:
     from duragent.client.runfile import read_run_info
     from duragent.errors import UsageError
 
+    if config.services.session.backend == "postgres":
+        return  # stateless workers, which may share a data directory (docs/scaling-out.md)
     running = read_run_info(config.data_path)
     if running is None:
         return

@@ -55,8 +55,18 @@ def _require_library(module: str, extra: str) -> None:
 
 
 def postgres_url(config: DuragentConfig, service: str) -> str:
-    """`services.<service>.url` of a postgres-backed service (ConfigError when unset)."""
-    return _required(config, service, "url", "postgres")
+    """`services.<service>.url` of a postgres-backed service (ConfigError at its line when unset or
+    not a usable PostgreSQL URL: wrong scheme, bad `?schema=`)."""
+    from duragent.stores.postgres.pool import parse_postgres_url
+
+    url = _required(config, service, "url", "postgres")
+    try:
+        parse_postgres_url(url)
+    except ConfigError as error:
+        # Checked here, where the line is known, not at the first connection of a running worker.
+        where = config.locate(("services", service, "url"))
+        raise ConfigError(f"services.{service}.url: {error}", where) from error
+    return url
 
 
 def open_session_store(

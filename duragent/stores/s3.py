@@ -178,7 +178,13 @@ class S3ArtifactStore:
         agent_id, name = _split_id(ref.id)
         key = self._key(agent_id, name)
         client = await self._get_client()
-        await self._call(client.head_object(Bucket=self.bucket, Key=key), ref.id)
+        try:
+            await self._call(client.head_object(Bucket=self.bucket, Key=key), ref.id)
+        except ArtifactNotFound:
+            # A HEAD answer has no body: a missing bucket is a bare 404 too. Ask about the bucket,
+            # or a wrong `bucket` setting would read as "artifact not found".
+            await self._check_bucket(client)
+            raise
         await self._call(client.delete_object(Bucket=self.bucket, Key=key), ref.id)
 
     async def close(self) -> None:
@@ -299,6 +305,15 @@ class S3ArtifactStore:
                 Metadata=metadata,
             )
         )
+
+    async def _check_bucket(self, client: Any) -> None:
+        """S3Error naming the bucket when it does not exist; nothing when it does."""
+        try:
+            await self._call(client.head_bucket(Bucket=self.bucket), self.bucket)
+        except ArtifactNotFound as error:
+            raise S3Error(
+                f"S3 bucket {self.bucket!r} does not exist: create it, or check services.artifacts.bucket"
+            ) from error
 
     async def _describe(self, client: Any, agent_id: str, name: str) -> ArtifactRef | None:
         """A listed object's ref from its HeadObject; None when it vanished meanwhile."""

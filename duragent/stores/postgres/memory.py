@@ -193,21 +193,49 @@ class PostgresMemoryStore:
                 current = await connection.fetchval(
                     "SELECT markdown FROM memory_days WHERE agent = $1 AND day = $2 FOR UPDATE", agent_id, day
                 )
+            conflict = MemoryConflict(f"{where} changed while it was being edited; nothing was written")
             if current != expected:
-                raise MemoryConflict(f"{where} changed while it was being edited; nothing was written")
-            if day is None:
+                raise conflict
+            if current is None:
+                # FOR UPDATE locks no row that is not there yet: a put may create it meanwhile,
+                # and an upsert would then write over what it added.
+                if not await self._insert_new_text(connection, agent_id, day, text, now):
+                    raise conflict
+            elif day is None:
                 await connection.execute(_KEEP_OLD_LONG_TERM, agent_id)
                 await connection.execute(_WRITE_LONG_TERM, agent_id, text, now)
             else:
                 await connection.execute(
-                    "INSERT INTO memory_days (agent, day, markdown, updated_at) VALUES ($1, $2, $3, $4)"
-                    " ON CONFLICT (agent, day) DO UPDATE SET markdown = EXCLUDED.markdown,"
-                    " updated_at = EXCLUDED.updated_at",
+                    "UPDATE memory_days SET markdown = $3, updated_at = $4 WHERE agent = $1 AND day = $2",
                     agent_id,
                     day,
                     text,
                     now,
                 )
+
+    @staticmethod
+    async def _insert_new_text(
+        connection: asyncpg.Connection, agent_id: str, day: date | None, text: str, now: datetime
+    ) -> bool:
+        """Store a day (MEMORY.md when `day` is None) that had no text; False when one appeared."""
+        if day is None:
+            inserted = await connection.fetchval(
+                "INSERT INTO memory_long_term (agent, text, updated_at) VALUES ($1, $2, $3)"
+                " ON CONFLICT (agent) DO NOTHING RETURNING true",
+                agent_id,
+                text,
+                now,
+            )
+        else:
+            inserted = await connection.fetchval(
+                "INSERT INTO memory_days (agent, day, markdown, updated_at) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (agent, day) DO NOTHING RETURNING true",
+                agent_id,
+                day,
+                text,
+                now,
+            )
+        return bool(inserted)
 
     # --- long-term and world memory ------------------------------------------------------
 

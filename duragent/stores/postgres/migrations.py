@@ -110,13 +110,7 @@ async def ensure_schema(pool: asyncpg.Pool, schema: str) -> list[int]:
     applied_now: list[int] = []
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS, schema)
-        await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        await connection.execute(f'SET LOCAL search_path TO "{schema}"')
-        await connection.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version integer PRIMARY KEY, name text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
+        await _prepare_schema(connection, schema)
         applied = await applied_versions(connection, schema)
         _refuse_unknown_versions(applied, migrations, schema)
         for migration in migrations:
@@ -125,6 +119,29 @@ async def ensure_schema(pool: asyncpg.Pool, schema: str) -> list[int]:
             await _apply(connection, migration)
             applied_now.append(migration.version)
     return applied_now
+
+
+async def _prepare_schema(connection: Any, schema: str) -> None:
+    """The schema and its `schema_migrations` table, created when missing (MigrationError when the
+    user may not: the first thing a database user without CREATE rights meets)."""
+    asyncpg_error = _postgres_error_type()
+    try:
+        # Looked up first: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the
+        # schema exists, and a schema a DBA made for the user is how many databases are set up.
+        if not await connection.fetchval("SELECT true FROM pg_namespace WHERE nspname = $1", schema):
+            await connection.execute(f'CREATE SCHEMA "{schema}"')
+        await connection.execute(f'SET LOCAL search_path TO "{schema}"')
+        await connection.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+    except asyncpg_error as error:
+        raise MigrationError(
+            f"cannot create schema {schema!r} and its tables: {error}. Grant the database user"
+            f" CREATE on the database (or create schema {schema!r} owned by it), or run"
+            " `duragent db upgrade` once as a user who may"
+        ) from error
 
 
 async def _apply(connection: Any, migration: Migration) -> None:

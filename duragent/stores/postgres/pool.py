@@ -13,6 +13,7 @@ once per connection and then only bound and executed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -62,7 +63,9 @@ def parse_postgres_url(url: str, schema: str | None = None) -> PostgresTarget:
     """Split our `schema` query parameter off a postgres URL; `schema` given here wins over the URL's."""
     parts = urlsplit(url)
     if parts.scheme not in ("postgres", "postgresql"):
-        raise ConfigError(f"a PostgreSQL URL starts with postgresql://, not {parts.scheme or url!r}")
+        # Never the URL itself: it may hold a password.
+        found = f"not {parts.scheme!r}" if parts.scheme else "and this one has no scheme"
+        raise ConfigError(f"a PostgreSQL URL starts with postgresql:// or postgres://, {found}")
     query = parse_qsl(parts.query, keep_blank_values=True)
     from_url = [value for key, value in query if key == "schema"]
     rest = [(key, value) for key, value in query if key != "schema"]
@@ -83,16 +86,29 @@ def import_asyncpg() -> Any:
 
 
 async def create_pool(target: PostgresTarget, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """An asyncpg pool whose connections use the target's schema; PostgresUnavailable when unreachable."""
+    """An asyncpg pool whose connections use the target's schema; PostgresUnavailable when unreachable.
+
+    `min_size` connections are opened now, so a wrong URL or a database that is down fails here.
+    They are not kept open: a connection that drops is opened again by the next query needing one.
+    """
     driver = import_asyncpg()
     try:
+        # min_size=0: asyncpg 0.32 would otherwise reopen dropped connections in the background and
+        # log a traceback for every failed try, for every pool, while the database is down.
         pool: asyncpg.Pool = await driver.create_pool(
             target.dsn,
-            min_size=min_size,
+            min_size=0,
             max_size=max_size,
             server_settings={"search_path": target.schema, "application_name": "duragent"},
         )
     except (OSError, driver.PostgresError, driver.InterfaceError) as error:
+        raise PostgresUnavailable(f"cannot connect to PostgreSQL at {target.describe()}: {error}") from error
+    try:
+        async with contextlib.AsyncExitStack() as opened:
+            for _ in range(min(min_size, max_size)):
+                await opened.enter_async_context(pool.acquire())
+    except (OSError, driver.PostgresError, driver.InterfaceError) as error:
+        await pool.close()
         raise PostgresUnavailable(f"cannot connect to PostgreSQL at {target.describe()}: {error}") from error
     return pool
 
