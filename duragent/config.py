@@ -248,7 +248,11 @@ class SchedulingConfig(ConfigModel):
 
     enabled: bool = Field(True, description="Fire schedules while the server runs.")
     misfire_grace: Duration = Field(
-        timedelta(hours=1), description="A one-shot missed while the server was down still runs this late."
+        timedelta(hours=1),
+        description=(
+            "A run missed while the server was down (a one-shot, or a recurring schedule's latest "
+            "slot) still runs this late."
+        ),
     )
     max_concurrent_runs: int = Field(5, ge=1, description="Runs delivered at the same time.")
     tasks_may_schedule: bool = Field(False, description="A scheduled task's turn may create schedules.")

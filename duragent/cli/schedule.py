@@ -42,18 +42,34 @@ async def _with_store(ctx: typer.Context, action: Any) -> Any:
             await store.close()
 
 
-def _next_run(schedule: Schedule) -> str:
-    from duragent.scheduling.spec import format_time, next_slot
+def _next_slot(schedule: Schedule) -> datetime | None:
+    from duragent.scheduling.spec import next_slot
     from duragent.stores.base import utcnow
 
-    if schedule.status != "active":
-        return "-"
-    slot = next_slot(schedule, utcnow())
-    return format_time(slot) if slot else "due"
+    return next_slot(schedule, utcnow()) if schedule.status == "active" else None
+
+
+def _next_run(schedule: Schedule) -> str:
+    """The next run for JSON: RFC 3339 in UTC."""
+    from duragent.scheduling.spec import format_time
+
+    slot = _next_slot(schedule)
+    if slot is None:
+        return "-" if schedule.status != "active" else "due"
+    return format_time(slot)
+
+
+def _next_run_text(schedule: Schedule) -> str:
+    """The next run for people, in their time zone like every other time printed."""
+    slot = _next_slot(schedule)
+    if slot is None:
+        return "-" if schedule.status != "active" else "due"
+    return _local(slot)
 
 
 def _local(value: datetime) -> str:
-    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    # the zone is named: a time without it is read wrong by whoever is not in the server's zone
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 @app.command("list")
@@ -89,7 +105,7 @@ def list_schedules(
         )
         return
     rows = [
-        [s.id, s.agent, s.status, s.timing_text(), s.payload_kind, _next_run(s), s.label or ""]
+        [s.id, s.agent, s.status, s.timing_text(), s.payload_kind, _next_run_text(s), s.label or ""]
         for s in schedules
     ]
     print_table(["SCHEDULE", "AGENT", "STATUS", "TIMING", "PAYLOAD", "NEXT RUN", "LABEL"], rows)
@@ -122,7 +138,7 @@ def show_schedule(
     if destination.gateway:
         where += f" (chat {destination.chat_id} on {destination.gateway})"
     print(f"delivers  to {where}")
-    print(f"next run  {_next_run(schedule)}")
+    print(f"next run  {_next_run_text(schedule)}")
     if schedule.until_process:
         print(f"until     background process {schedule.until_process} ends")
     print(f"created   {_local(schedule.created_at)} by {schedule.created_by or 'unknown'}")
@@ -192,7 +208,7 @@ def add_schedule(
         await store.put(schedule, f"created ({schedule.timing_text()}, {schedule.payload_kind})")
 
     run_async(_with_store(ctx, save))
-    print(f"created {schedule.id}: {schedule.timing_text()}, next run {_next_run(schedule)}")
+    print(f"created {schedule.id}: {schedule.timing_text()}, next run {_next_run_text(schedule)}")
 
 
 async def _session_of(workspace: Workspace, text: str, agent: str) -> str:
@@ -246,7 +262,7 @@ def _set_status(ctx: typer.Context, schedule_id: str, status: str) -> None:
         return await store.update(schedule_id, with_status, "paused" if status == "paused" else "resumed")
 
     changed = run_async(_with_store(ctx, change))
-    print(f"{schedule_id} is {changed.status}; next run {_next_run(changed)}")
+    print(f"{schedule_id} is {changed.status}; next run {_next_run_text(changed)}")
 
 
 @app.command("pause")

@@ -8,8 +8,9 @@ asks for it, and ends as a line of run history. A one-shot then becomes `complet
 recurring schedule was already planned for its next slot when the run started.
 
 After a restart, a one-shot that came due while the server was down runs once if it is no
-later than `misfire_grace`, otherwise it is recorded as `missed`; a recurring schedule simply
-plans its next slot (missed slots are not fired in a burst).
+later than `misfire_grace`, otherwise it is recorded as `missed`; a recurring schedule runs its
+latest missed slot once if it is no later than that, then plans its next slot (missed slots are
+not fired in a burst).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from duragent.errors import DuragentError, UsageError
-from duragent.scheduling.spec import FINISHED, Schedule, format_time, next_slot
+from duragent.scheduling.spec import FINISHED, Schedule, format_time, last_slot, next_slot
 from duragent.scheduling.store import Listing, RunRecord, ScheduleNotFound, ScheduleStore
 from duragent.stores.base import utcnow
 
@@ -150,6 +151,8 @@ class Scheduler:
         self._loop_task: asyncio.Task[None] | None = None
         self._folder_signature: frozenset[tuple[str, int, int]] | None = None
         self._reloading = asyncio.Lock()
+        #: Whether the store was read once: the first reading is the start after the server was down.
+        self._loaded = False
         #: Set after every finished run (tests and `run_now` callers wait on the history instead).
         self.run_finished = asyncio.Event()
 
@@ -215,10 +218,13 @@ class Scheduler:
     async def cancel(self, schedule_id: str, *, agent: str | None = None) -> Schedule:
         """Mark a schedule cancelled (its file stays, with its history); `agent` must own it if given."""
 
-        def cancelled(current: Schedule) -> Schedule:
+        def cancelled(current: Schedule) -> Schedule | None:
             if agent is not None and current.agent != agent:
                 raise ScheduleNotFound(schedule_id)
-            return _with_status(current, "cancelled")
+            if current.status == "completed":
+                # it has run: saying "cancelled" would tell the person it never will
+                raise UsageError(f"schedule {schedule_id} has already run (completed): nothing to cancel")
+            return _cancelled_unless_finished(current)
 
         return await self._set_status(schedule_id, cancelled, "cancelled")
 
@@ -308,6 +314,7 @@ class Scheduler:
             for problem in listing.problems:
                 log.error("schedule not loaded: %s", problem)
             seen = set()
+            starting, self._loaded = not self._loaded, True
             for schedule in listing.schedules:
                 seen.add(schedule.id)
                 known = self.schedules.get(schedule.id)
@@ -319,7 +326,7 @@ class Scheduler:
                     await self._set_status(schedule.id, _cancelled_unless_finished, summary)
                 elif known is None or _timing(known) != _timing(schedule):
                     self.planned.pop(schedule.id, None)
-                    await self._plan_loaded(schedule)
+                    await self._plan_loaded(schedule, starting=starting)
             for gone in set(self.schedules) - seen:
                 del self.schedules[gone]
                 self.planned.pop(gone, None)
@@ -338,7 +345,7 @@ class Scheduler:
         else:
             self.planned[schedule.id] = slot
 
-    async def _plan_loaded(self, schedule: Schedule) -> None:
+    async def _plan_loaded(self, schedule: Schedule, *, starting: bool = False) -> None:
         """Plan a schedule read from the store, which may have come due while nothing ran."""
         if schedule.status != "active":
             return
@@ -347,6 +354,17 @@ class Scheduler:
         last = last_runs[-1].slot if last_runs else None
         if schedule.at is None:
             slot = next_slot(schedule, max(now, last) if last else now)
+            missed = last_slot(schedule, now) if starting else None
+            if (
+                missed is not None
+                and missed > schedule.created_at
+                and (last is None or missed > last)
+                and now - missed <= _grace(schedule, self.settings)
+            ):
+                # the server was down across this slot (a restart at 02:30 would skip the
+                # nightly backup for a day): run it once, late; older slots are not fired
+                log.info("schedule %s: slot %s missed while down, run now", schedule.id, format_time(missed))
+                slot = missed
             if slot is not None:
                 self.planned[schedule.id] = slot
             return
@@ -649,8 +667,8 @@ def _timing(schedule: Schedule) -> tuple[object, ...]:
 
 
 def _grace(schedule: Schedule, settings: SchedulerSettings) -> timedelta:
-    """How late the one-shot may still run: its own `misfire_grace` (`0s` too: never late), else
-    the server's."""
+    """How late a missed run may still run: the schedule's own `misfire_grace` (`0s` too: never
+    late), else the server's."""
     return schedule.misfire_grace if schedule.misfire_grace is not None else settings.misfire_grace
 
 

@@ -107,7 +107,7 @@ class Schedule(BaseModel):
     task: str | None = Field(None, min_length=1, description="Instructions the agent carries out in a turn.")
     retry: RetryPolicy | None = Field(None, description="Try a failed run again (no retries without it).")
     misfire_grace: Duration | None = Field(
-        None, description="How late a missed one-shot may still run after a restart (default 1h)."
+        None, description="How late a run missed while the server was down may still run (default 1h)."
     )
     until_process: str | None = Field(
         None, description="A background process (proc_...): the schedule is cancelled when it ends."
@@ -172,7 +172,9 @@ class Schedule(BaseModel):
         if len(payloads) != 1:
             raise ValueError(f"give exactly one of message or task (found {', '.join(payloads) or 'none'})")
         if self.timezone is not None and self.cron is None:
-            raise ValueError("timezone applies to cron only (at carries its own offset)")
+            raise ValueError(
+                "timezone: applies to cron only (at carries its own offset; every has no time of day)"
+            )
         return self
 
     # --- reading it -------------------------------------------------------------------------
@@ -238,11 +240,36 @@ def check_cron(expression: str) -> None:
             f"cron expression {expression!r} has a random field (R); name the minute or hour instead"
         )
     if not croniter.is_valid(expression, second_at_beginning=six):
-        raise ValueError(f"invalid cron expression {expression!r}")
+        raise ValueError(f"invalid cron expression {expression!r}{_bad_field(fields)}")
     try:
         croniter(expression, datetime(2000, 1, 1, tzinfo=UTC), second_at_beginning=six).get_next(datetime)
     except CroniterBadDateError:
         raise ValueError(f"cron expression {expression!r} never fires (no month has that day)") from None
+
+
+#: Each cron field's name and the values it takes, in the order of a 6-field expression.
+_CRON_FIELDS = (
+    ("second", "0-59"),
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day of month", "1-31"),
+    ("month", "1-12 or JAN-DEC"),
+    ("day of week", "0-7 or SUN-SAT"),
+)
+
+
+def _bad_field(fields: list[str]) -> str:
+    """`: hour '25' is not valid (0-23)` for the first field wrong on its own, else ``."""
+    from croniter import croniter
+
+    six = len(fields) == 6
+    names = _CRON_FIELDS if six else _CRON_FIELDS[1:]
+    for index, (part, (name, values)) in enumerate(zip(fields, names, strict=True)):
+        # the field alone, every other one `*`: a person learns which of the five to fix
+        alone = " ".join(part if i == index else "*" for i in range(len(fields)))
+        if not croniter.is_valid(alone, second_at_beginning=six):
+            return f": {name} {part!r} is not valid ({values})"
+    return ""
 
 
 def format_time(moment: datetime) -> str:
@@ -347,7 +374,7 @@ class ScheduleRequest(BaseModel):
                 raise ValueError("give either at or in, not both")
             at = now + self.in_
         if at is not None and at.tzinfo is None:
-            raise ValueError("at needs a time zone offset, e.g. 2026-12-02T09:00:00Z or +01:00")
+            raise ValueError("at: give a time zone offset, e.g. 2026-12-02T09:00:00Z or +01:00")
         retry = None
         if self.max_retries is not None or self.retry_delay is not None:
             retry = RetryPolicy(

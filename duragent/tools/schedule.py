@@ -54,7 +54,10 @@ class ScheduleTool(Tool[ScheduleArgs]):
             return await _list(ctx)
         if args.action == "cancel":
             assert args.schedule_id is not None  # checked by the model validator
-            schedule = await ctx.schedules.cancel(args.schedule_id, agent=ctx.agent)
+            try:
+                schedule = await ctx.schedules.cancel(args.schedule_id, agent=ctx.agent)
+            except DuragentError as exc:
+                return ToolResult(False, f"schedule not cancelled: {exc}")
             return ToolResult(True, f"cancelled schedule {schedule.id}", {"schedule": schedule.to_document()})
         return await _create(args, ctx)
 
