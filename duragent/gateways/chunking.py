@@ -4,25 +4,42 @@ Paragraphs (blank-line separated) and fenced code blocks are kept whole when the
 paragraph too long on its own is split at lines, then words, and the bold (`**`),
 strikethrough (`~~`) or code span open where it is cut is closed at the end of one piece and
 reopened at the start of the next; a code block too long on its own is split at lines, each
-piece closed and reopened with its fence so it still renders.
+piece closed and reopened with its fence so it still renders. A line is cut at a space outside
+links and code spans when there is one, and a run with no space between whole characters (never
+inside an emoji sequence or an HTML entity). `split_then_convert` cuts the Markdown first, then
+converts each piece, for a platform whose own markup (Slack's `*bold*`) the cuts do not know.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Callable
 
 TELEGRAM_LIMIT = 4096
+_MIN_LIMIT = 16
 _FENCE = re.compile(r"^(`{3,}|~{3,})")
 #: What opens and closes inline formatting that a cut could leave open: code spans, bold, strike.
 _INLINE = re.compile(r"`+|\*\*|~~")
+#: Spans a cut at a space would break on both sides (a link's text, a code span), kept whole
+#: when another space allows.
+_UNBREAKABLE = re.compile(r"!?\[[^\]\n]*\]\([^)\n]*\)|(`+)[^`\n]+?\1")
+_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+_LONGEST_ENTITY = 34
+_ZWJ = "\u200d"
+#: Code points that extend the character before them: variation selectors, skin tones, the
+#: tags of subdivision flags.
+_EXTENDERS = ((0xFE00, 0xFE0F), (0x1F3FB, 0x1F3FF), (0xE0020, 0xE007F), (0xE0100, 0xE01EF))
+#: How far back a hard cut looks for a boundary: more than any emoji sequence in use.
+_LONGEST_GRAPHEME = 64
 #: Room kept in each piece of a split paragraph for the markers closed and reopened at its edges.
 _MARKER_ROOM = 16
 
 
 def split_message(text: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
     """Pieces of `text`, each at most `limit` characters, that join back to the same content."""
-    if limit < 16:
-        raise ValueError("limit must be at least 16 characters")
+    if limit < _MIN_LIMIT:
+        raise ValueError(f"limit must be at least {_MIN_LIMIT} characters")
     text = text.strip("\n")
     if len(text) <= limit:
         return [text] if text else []
@@ -40,6 +57,26 @@ def split_message(text: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
     if current:
         chunks.append(current)
     return chunks
+
+
+def split_then_convert(markdown: str, limit: int, convert: Callable[[str], str]) -> list[str]:
+    """`convert` of each piece of `markdown`, each at most `limit` characters.
+
+    For a platform whose markup the cut-and-reopen rules do not know (Slack's `*bold*`,
+    `~strike~`): the Markdown is cut, where `**` and `~~` are closed and reopened, and each
+    piece converted on its own. Converting can lengthen a piece (`&` becomes `&amp;`), so the
+    Markdown is cut shorter until every converted piece fits.
+    """
+    room = limit
+    while True:
+        pieces = [converted for piece in split_message(markdown, room) if (converted := convert(piece))]
+        longest = max((len(piece) for piece in pieces), default=0)
+        if longest <= limit:
+            return pieces
+        if room == _MIN_LIMIT:
+            # Markup everywhere: the limit comes first, formatting across the cuts second.
+            return [part for piece in pieces for part in split_message(piece, limit)]
+        room = max(_MIN_LIMIT, min(room - 1, room * limit // longest))
 
 
 def _blocks(text: str) -> list[str]:
@@ -157,9 +194,78 @@ def _pack(parts: list[str], limit: int, separator: str) -> list[str]:
 
 
 def _fit(part: str, limit: int, separator: str) -> list[str]:
-    """`part` itself, or split at spaces (lines) or hard-cut (words) when longer than `limit`."""
+    """`part` itself, or split at spaces (lines) or hard-cut (words) when longer than `limit`.
+
+    A line is first cut only at spaces outside links and code spans; a word still too long
+    (a link longer than the limit) is cut at any space, and a run with none between characters.
+    """
     if len(part) <= limit:
         return [part]
     if separator == "\n" and " " in part.strip():
+        return _pack(_words(part, limit), limit, " ")
+    if separator == " " and " " in part.strip():
         return _pack(part.split(" "), limit, " ")
-    return [part[i : i + limit] for i in range(0, len(part), limit)]
+    return _hard_cut(part, limit)
+
+
+def _words(line: str, limit: int) -> list[str]:
+    """`line` split at its spaces, a link or code span that fits in `limit` kept as one word."""
+    kept = {
+        index
+        for match in _UNBREAKABLE.finditer(line)
+        if len(match.group()) <= limit
+        for index in range(match.start() + 1, match.end())
+    }
+    words: list[str] = []
+    start = 0
+    for space in (index for index, char in enumerate(line) if char == " " and index not in kept):
+        words.append(line[start:space])
+        start = space + 1
+    words.append(line[start:])
+    return words
+
+
+def _hard_cut(run: str, limit: int) -> list[str]:
+    """`run` in pieces of at most `limit`, each cut between characters as a reader sees them."""
+    pieces: list[str] = []
+    while len(run) > limit:
+        cut = _cut_before(run, limit)
+        pieces.append(run[:cut])
+        run = run[cut:]
+    return [*pieces, run] if run else pieces
+
+
+def _cut_before(run: str, limit: int) -> int:
+    """The last place at or before `limit` that splits no entity and no grapheme (or `limit`)."""
+    for cut in range(limit, max(limit - _LONGEST_GRAPHEME, 0), -1):
+        if not _joins(run[cut - 1], run[cut]) and not _inside_entity(run, cut) and not _inside_flag(run, cut):
+            return cut
+    return limit  # a "character" longer than any platform shows: the limit comes first
+
+
+def _joins(before: str, after: str) -> bool:
+    """Whether `before` and `after` belong to one grapheme (emoji sequence, accent, keycap)."""
+    return (
+        before == _ZWJ
+        or after == _ZWJ
+        or unicodedata.category(after) in ("Mn", "Me", "Mc")
+        or any(low <= ord(after) <= high for low, high in _EXTENDERS)
+    )
+
+
+def _inside_entity(run: str, cut: int) -> bool:
+    """Whether `cut` falls inside an HTML entity such as `&amp;` or `&#128512;`."""
+    start = run.rfind("&", max(cut - _LONGEST_ENTITY, 0), cut)
+    return start != -1 and (entity := _ENTITY.match(run, start)) is not None and entity.end() > cut
+
+
+def _inside_flag(run: str, cut: int) -> bool:
+    """Whether `cut` falls between the two regional indicators of a flag."""
+    indicators = 0
+    while cut - indicators > 0 and _is_regional(run[cut - indicators - 1]):
+        indicators += 1
+    return indicators % 2 == 1 and cut < len(run) and _is_regional(run[cut])
+
+
+def _is_regional(char: str) -> bool:
+    return 0x1F1E6 <= ord(char) <= 0x1F1FF

@@ -178,8 +178,8 @@ class ChatBinding:
         self.key = key
         self.live = live
         self.subscription = subscription
-        #: Who triggered each submitted turn, in order: (sender id, platform message id).
-        self.triggers: collections.deque[tuple[str, str | None]] = collections.deque()
+        #: Who started the running turn: (sender id, platform message id), None for a turn that
+        #: did not come from this chat (an API message, a scheduled task).
         self.current: tuple[str, str | None] | None = None
         #: Pending approvals of this chat's session by button reference (`approval_ref`).
         self.approvals: dict[str, PendingApproval] = {}
@@ -209,7 +209,9 @@ class ChatBinding:
 
     async def _on_event(self, name: str, data: dict[str, Any]) -> None:
         if name == "start" and not data.get("silent"):
-            self.current = self.triggers.popleft() if self.triggers else None
+            # Read from the turn's own message, not guessed from the order chat messages were
+            # submitted in: a turn queued through the API may start between them.
+            self.current = _trigger(data.get("sender"), self.key.gateway)
             self._start_typing()
         elif name == "done":
             self._stop_typing()
@@ -461,6 +463,10 @@ class GatewayRouter:
             return
         key = ChatKey(gateway, message.chat_id, agent.name)
         text = await self._text_of(agent.name, message)
+        if not text.strip():
+            # Nothing to answer, and a model refuses blank text: the chat would see a failed turn.
+            log.info("gateway %s: message %s has no text; ignored", gateway, message.message_id)
+            return
         if await self._chat_command(key, message, text):
             return
         group = is_group(message.routing.chat_type)
@@ -648,7 +654,6 @@ class GatewayRouter:
     async def _submit(self, key: ChatKey, message: MessageReceived, text: str) -> Ticket | None:
         """Queue the turn in the chat's session; its ticket unless the message is already stored."""
         binding = await self._binding(key)
-        binding.triggers.append((message.sender.id, message.message_id))
         live = binding.live
         # What `queue` does next: a message that must wait (or follows a stopped turn) is stored
         # before it returns; one that starts a turn at once is stored by that turn.
@@ -659,7 +664,6 @@ class GatewayRouter:
             # rather than cut off by the new message.
             ticket = await live.queue(text, _sender(key.gateway, message))
         except SessionEnded:
-            binding.triggers.pop()
             await self._forget(key)
             return await self._submit(key, message, text)
         return None if stored_by_queue else ticket
@@ -797,12 +801,20 @@ async def _last_trigger(live: LiveSession) -> tuple[str, str | None] | None:
         live.session_id, SessionReadOptions(after_seq=after, types=frozenset({"user_message"}))
     )
     for event in reversed(events):
-        sender = event.payload.get("sender")
-        if event.payload.get("silent") or not isinstance(sender, dict) or "id" not in sender:
-            continue
-        message_id = sender.get("message_id")
-        return str(sender["id"]), None if message_id is None else str(message_id)
+        trigger = None if event.payload.get("silent") else _trigger(event.payload.get("sender"), None)
+        if trigger is not None:
+            return trigger
     return None
+
+
+def _trigger(sender: object, gateway: str | None) -> tuple[str, str | None] | None:
+    """(sender id, platform message id) of a turn's message when a chat of `gateway` sent it."""
+    if not isinstance(sender, dict) or "id" not in sender:
+        return None
+    if gateway is not None and sender.get("gateway") != gateway:
+        return None
+    message_id = sender.get("message_id")
+    return str(sender["id"]), None if message_id is None else str(message_id)
 
 
 async def _file_chunks(path: Path) -> AsyncIterator[bytes]:

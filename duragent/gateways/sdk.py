@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import logging
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, BinaryIO
 
 from duragent.errors import ConfigError, DuragentError
@@ -81,6 +82,22 @@ def int_setting(
     if number is None or number < minimum or (maximum is not None and number > maximum):
         raise ConfigError(f"`{key}` must be a whole number {bounds}, not {value!r}")
     return number
+
+
+def refuse_unknown_keys(config: Mapping[str, Any], known: Iterable[str]) -> None:
+    """A ConfigError for the first key of `config` not in `known`, with the closest known key.
+
+    A key the plugin does not read is a typo (`http_prot`) it would otherwise silently ignore,
+    running on its default while the operator believes the setting took.
+    """
+    names = list(known)
+    for key in config:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"did you mean `{close[0]}`? " if close else ""
+            raise ConfigError(
+                f"unknown key `{key}` in the gateway's config: {hint}(it takes {', '.join(names)})"
+            )
 
 
 class SecretRedactor(logging.Filter):
@@ -242,16 +259,21 @@ class GatewayPlugin:
 
     async def _lifecycle(self, commands: asyncio.Queue[Command | None]) -> int:
         assert self._stopping is not None
+        configure: Configure | None = None
         if os.environ.get(CONFIGURE_ENV) == "1":
             first = await self._next(commands)
             if first is None:
                 return 0
             if isinstance(first, Configure):
-                await self.on_configure(first.config)
+                configure = first
             else:
                 self.log.warning("expected `configure` first, got %r; starting unconfigured", first.type)
                 await commands.put(first)  # handle it after `ready`, in order
         try:
+            # A config refused in on_configure (a typo'd key) is a startup failure like any other:
+            # one fatal error naming it, not a traceback and a bare exit.
+            if configure is not None:
+                await self.on_configure(configure.config)
             await self.on_start()
         except Exception as exc:  # any startup failure is reported, then we exit 1
             self.log.error("startup failed: %s", exc)

@@ -18,6 +18,7 @@ from duragent.server.app import create_app
 from duragent.testing.echo_gateway import EchoGatewayControl
 from duragent.testing.fake_llm import FakeLLMServer, ScriptedCall, text, tool_calls
 from tests.e2e.server_harness import CHILD_ENV, write_workspace
+from tests.waiting import eventually
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
@@ -265,3 +266,57 @@ async def test_a_button_left_from_an_earlier_call_does_not_decide_a_later_call_o
     )
     tool_results = [m["content"] for m in fake_llm.requests[-1].body["messages"] if m.get("role") == "tool"]
     assert tool_results[-1].startswith("denied")
+
+
+async def test_a_message_of_only_whitespace_starts_no_turn_and_joins_no_other(
+    served: Server, fake_llm: FakeLLMServer
+) -> None:
+    # A model refuses a turn of blank text ("text content blocks must contain non-whitespace
+    # text"): the chat would see an error for a message it never meant to send.
+    fake_llm.enqueue(text("answered the real one"))
+    served.control.inject_message("c9", " \n\t ", sender_id=OWNER)
+    served.control.inject_message("c9", "the real question", sender_id=OWNER)
+    await served.control.wait_for(sends("c9"), within=10)  # type: ignore[arg-type]
+
+    (request,) = fake_llm.requests
+    assert request.body["messages"][-1] == {"role": "user", "content": "the real question"}
+    assert [reply.content for reply in served.control.sent("c9")] == ["answered the real one"]
+
+
+async def test_a_turn_queued_through_the_api_does_not_take_the_chat_messages_place(
+    served: Server, fake_llm: FakeLLMServer
+) -> None:
+    # The chat's turn waits at an approval; an API message, then the owner's next chat message,
+    # queue behind it. The API turn must not answer (nor let approve) as the owner's message.
+    fake_llm.enqueue(
+        tool_calls([("bash", {"command": "ls /"})]),
+        text("listed it"),
+        text("api answer"),
+        text("chat answer"),
+    )
+    served.control.inject_message("c10", "list root", sender_id=OWNER)
+    commands = await served.control.wait_for(sends("c10"), within=10)  # type: ignore[arg-type]
+    (prompt,) = [c for c in commands if isinstance(c, SendMessage)]
+    assert prompt.inline_keyboard is not None
+    async with served.http.get(served.server.make_url("/api/v1/sessions")) as response:
+        (session,) = (await response.json())["sessions"]
+    url = served.server.make_url(f"/api/v1/sessions/{session['session_id']}/messages")
+    async with served.http.post(url, json={"content": "from the api"}) as response:
+        assert response.status == 202, await response.text()
+    second = served.control.inject_message("c10", "and now?", sender_id=OWNER)
+
+    async def both_queued() -> bool | None:
+        async with served.http.get(served.server.make_url(f"/api/v1/sessions/{session['session_id']}")) as r:
+            return True if (await r.json())["queued"] == 2 else None
+
+    await eventually(both_queued, within=10)
+
+    allow_once = prompt.inline_keyboard.rows[0][0].callback_data
+    served.control.press_button("c10", "m1", allow_once, sender_id=OWNER)
+    await served.control.wait_for(
+        lambda cs: len([c for c in cs if isinstance(c, SendMessage)]) >= 4, within=10
+    )
+
+    replies = {reply.content: reply.reply_to for reply in served.control.sent("c10")[1:]}
+    assert replies["api answer"] is None
+    assert replies["chat answer"] == second

@@ -34,3 +34,24 @@ async def test_a_bad_number_in_the_config_is_a_fatal_error_naming_the_key(
     assert key in fatal["message"]
     assert value in fatal["message"]
     assert code == 1
+
+
+@pytest.mark.parametrize(
+    ("module", "config"),
+    [
+        ("duragent.plugins.telegram", {"bot_token": "1:x", "mode": "webhook", "webhok_port": 8443}),
+        ("duragent.plugins.slack", {"bot_token": "xoxb-1", "app_token": "xapp-1", "download_dri": "/tmp"}),
+    ],
+)
+async def test_a_misspelt_key_is_a_fatal_error_naming_the_key_it_meant(
+    module: str, config: dict[str, Any], tmp_path: Path
+) -> None:
+    process = await start_plugin_process(module, config, tmp_path)
+    fatal = await process.event("error", within=READY_WITHIN)
+    code = await process.stop()
+
+    assert fatal["fatal"] is True
+    misspelt = next(key for key in config if key not in ("bot_token", "app_token", "mode"))
+    meant = {"webhok_port": "webhook_port", "download_dri": "download_dir"}[misspelt]
+    assert f"unknown key `{misspelt}` in the gateway's config: did you mean `{meant}`?" in fatal["message"]
+    assert code == 1

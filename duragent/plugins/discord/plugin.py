@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import difflib
 import io
 import logging
 import os
@@ -44,7 +43,7 @@ from duragent.gateways.protocol import (
     SendMessage,
     SendTyping,
 )
-from duragent.gateways.sdk import GatewayPlugin, PlatformError, SecretRedactor
+from duragent.gateways.sdk import GatewayPlugin, PlatformError, SecretRedactor, refuse_unknown_keys
 from duragent.plugins.discord.markdown import markdown_to_discord
 
 TOKEN_ENV = "DISCORD_BOT_TOKEN"
@@ -72,7 +71,7 @@ class DiscordSettings:
     @classmethod
     def from_config(cls, config: dict[str, Any], environ: dict[str, str]) -> DiscordSettings:
         """Read the config map; `bot_token`, `api_base` and `gateway_url` fall back to the environment."""
-        _refuse_unknown_keys(config, [field.name for field in fields(cls)])
+        refuse_unknown_keys(config, [field.name for field in fields(cls)])
         token = str(config.get("bot_token") or environ.get(TOKEN_ENV, "")).strip()
         if not token:
             raise ConfigError(f"no bot token: set `bot_token` in the gateway's config or {TOKEN_ENV}")
@@ -438,17 +437,6 @@ class DiscordPlugin(GatewayPlugin):
 
     def _redact(self, text: str) -> str:
         return self._redactor.redact(text)
-
-
-def _refuse_unknown_keys(config: dict[str, Any], known: list[str]) -> None:
-    """A key the plugin does not read is a typo (`http_prot`) it would otherwise silently ignore."""
-    for key in config:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f"did you mean `{close[0]}`? " if close else ""
-            raise ConfigError(
-                f"unknown key `{key}` in the gateway's config: {hint}(it takes {', '.join(known)})"
-            )
 
 
 def _snowflake(value: str, field: str) -> int:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import difflib
 import logging
 import os
 import re
@@ -40,7 +39,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from duragent.errors import ConfigError
-from duragent.gateways.chunking import split_message
+from duragent.gateways.chunking import split_then_convert
 from duragent.gateways.downloads import DownloadFolder
 from duragent.gateways.protocol import (
     AnswerCallbackQuery,
@@ -50,7 +49,13 @@ from duragent.gateways.protocol import (
     SendMedia,
     SendMessage,
 )
-from duragent.gateways.sdk import GatewayPlugin, PlatformError, SecretRedactor, int_setting
+from duragent.gateways.sdk import (
+    GatewayPlugin,
+    PlatformError,
+    SecretRedactor,
+    int_setting,
+    refuse_unknown_keys,
+)
 from duragent.plugins.slack.mrkdwn import markdown_to_mrkdwn
 
 BOT_TOKEN_ENV = "SLACK_BOT_TOKEN"
@@ -88,7 +93,7 @@ class SlackSettings:
     @classmethod
     def from_config(cls, config: dict[str, Any], environ: dict[str, str]) -> SlackSettings:
         """Read the config map; tokens, the signing secret and `api_base` fall back to the environment."""
-        _refuse_unknown_keys(config, [field.name for field in fields(cls)])
+        refuse_unknown_keys(config, [field.name for field in fields(cls)])
         bot_token = str(config.get("bot_token") or environ.get(BOT_TOKEN_ENV, "")).strip()
         if not bot_token:
             raise ConfigError(
@@ -430,7 +435,7 @@ class SlackPlugin(GatewayPlugin):
 
     async def on_send_message(self, cmd: SendMessage) -> str | None:
         """Post mrkdwn in ordered pieces (buttons under the last); returns the last piece's ts."""
-        pieces = split_message(markdown_to_mrkdwn(cmd.content), SLACK_TEXT_LIMIT)
+        pieces = split_then_convert(cmd.content, SLACK_TEXT_LIMIT, markdown_to_mrkdwn)
         if not pieces:
             raise PlatformError("invalid_request", "nothing to send: the message is empty")
         channel, thread_ts = _place(cmd.chat_id)
@@ -473,7 +478,7 @@ class SlackPlugin(GatewayPlugin):
 
     async def on_edit_message(self, cmd: EditMessage) -> None:
         """Replace a posted message's text (the first 3,000 characters)."""
-        pieces = split_message(markdown_to_mrkdwn(cmd.content), SLACK_TEXT_LIMIT)
+        pieces = split_then_convert(cmd.content, SLACK_TEXT_LIMIT, markdown_to_mrkdwn)
         if not pieces:
             raise PlatformError("invalid_request", "nothing to send: the message is empty")
         channel, _ = _place(cmd.chat_id)
@@ -513,17 +518,6 @@ class SlackPlugin(GatewayPlugin):
 
     def _redact(self, text: str) -> str:
         return self._redactor.redact(text)
-
-
-def _refuse_unknown_keys(config: dict[str, Any], known: list[str]) -> None:
-    """A key the plugin does not read is a typo (`http_prot`) it would otherwise silently ignore."""
-    for key in config:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f"did you mean `{close[0]}`? " if close else ""
-            raise ConfigError(
-                f"unknown key `{key}` in the gateway's config: {hint}(it takes {', '.join(known)})"
-            )
 
 
 def _check_token_kinds(bot_token: str, app_token: str | None) -> None:

@@ -24,7 +24,7 @@ import re
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal, TypeVar
 
 import aiohttp
@@ -64,7 +64,13 @@ from duragent.gateways.protocol import (
     SendMessage,
     SendTyping,
 )
-from duragent.gateways.sdk import GatewayPlugin, PlatformError, SecretRedactor, int_setting
+from duragent.gateways.sdk import (
+    GatewayPlugin,
+    PlatformError,
+    SecretRedactor,
+    int_setting,
+    refuse_unknown_keys,
+)
 from duragent.plugins.telegram.chunks import TELEGRAM_TEXT_LIMIT, split_telegram_html
 from duragent.plugins.telegram.markdown import markdown_to_telegram_html
 
@@ -102,6 +108,7 @@ class TelegramSettings:
     @classmethod
     def from_config(cls, config: dict[str, Any], environ: dict[str, str]) -> TelegramSettings:
         """Read the config map; `bot_token` and `api_base` fall back to their environment variables."""
+        refuse_unknown_keys(config, [field.name for field in fields(cls)])
         token = str(config.get("bot_token") or environ.get(TOKEN_ENV, "")).strip()
         if not token:
             raise ConfigError(f"no bot token: set `bot_token` in the gateway's config or {TOKEN_ENV}")
