@@ -5,7 +5,7 @@ naming rules alone cannot keep an auto-allowed call away from them. `GuardedFile
 snapshot of them before such a batch of calls and puts back whatever the batch changed:
 
 - every agent's definition folder (`agent.yaml`, policy, prompts, its `skills/` and `tools/`),
-  and a new agent folder;
+  and a new agent folder: the guard's agents folder and the data directory's `agents/`;
 - the workspace's shared `skills/` and `tools/`, and agents deployed over the admin API
   (`sys/`);
 - the data repository's git configuration, hooks and `info/`, its `.gitignore`,
@@ -47,10 +47,14 @@ log = logging.getLogger(__name__)
 MAX_KEPT_BYTES = 1024 * 1024
 #: Folders inside the guarded ones that are not walked.
 _SKIPPED_FOLDERS = frozenset({"__pycache__", ".git"})
+#: Skipped folders still watched themselves (not what they hold): a `.git` made in an agent's
+#: folder would turn it into another repository, which the data repository no longer commits.
+_WATCHED_UNWALKED = frozenset({".git"})
 #: Guarded files of the data directory (beside the folders below).
 _DATA_FILES = (".gitignore", ".gitattributes", ".gitmodules", ".git/config", "duragent.yaml")
-#: Guarded folders of the data directory, walked whole.
-_DATA_FOLDERS = ("skills", "tools", "sys", ".git/hooks", ".git/info")
+#: Guarded folders of the data directory, walked whole. (`agents` beside the guard's own agents
+#: folder: an agent deployed over the admin API, in `sys/`, reaches the static agents too.)
+_DATA_FOLDERS = ("agents", "skills", "tools", "sys", ".git/hooks", ".git/info")
 
 
 @dataclass(frozen=True)
@@ -356,8 +360,9 @@ def _walk(roots: Iterable[Path], unlisted: list[Path]) -> Iterator[tuple[str, os
                 unlisted.append(Path(error.filename))
 
         for folder, dirs, files in os.walk(root, onerror=note, followlinks=False):
+            watched = [name for name in dirs if name in _WATCHED_UNWALKED]
             dirs[:] = [name for name in dirs if name not in _SKIPPED_FOLDERS]
-            for name in [*dirs, *files]:
+            for name in [*dirs, *watched, *files]:
                 path = os.path.join(folder, name)
                 try:
                     yield path, os.lstat(path)

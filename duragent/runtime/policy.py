@@ -352,6 +352,8 @@ ESCAPE_OPTIONS: dict[str, frozenset[str]] = {
             "--textconv",
             "--output",
             "-o",
+            # (`git apply` outside a repository writes where the patch says, `../..` too)
+            "--unsafe-paths",
         }
     ),
     "find": frozenset(
@@ -368,8 +370,12 @@ ESCAPE_OPTIONS: dict[str, frozenset[str]] = {
             "-F",
             "--info-script",
             "--new-volume-script",
+            # members named `/…/memory/world/x.md` or `../../x` are written there, not below `.`
+            "-P",
+            "--absolute-names",
         }
     ),
+    "unzip": frozenset({"-:"}),  # (the same: members' `../` kept)
     "rsync": frozenset({"-e", "--rsh", "--rsync-path"}),
     "ssh": frozenset({"-o", "-F"}),
     "scp": frozenset({"-o", "-F", "-S"}),
@@ -435,7 +441,11 @@ def _escapes(words: list[str], pattern_words: list[str]) -> bool:
     subcommand = next((word for word in words[1:] if not word.startswith("-")), None)
     if subcommand in ESCAPE_SUBCOMMANDS.get(program, ()) and subcommand not in pattern_words:
         return True
-    for word in words[1:]:
+    arguments = words[1:]
+    if program == "tar" and arguments and not arguments[0].startswith("-"):
+        # tar's first word may be its options without the dash: `tar xPf a.tar` is `tar -xPf a.tar`
+        arguments = [f"-{arguments[0]}", *arguments[1:]]
+    for word in arguments:
         if "$" in word and word not in spelled:
             return True
         name = _option_name(word, options)
@@ -468,7 +478,7 @@ def _option_name(word: str, options: frozenset[str]) -> str | None:
     # Or bundled with others (`curl -sSLo ~/.bashrc`, `sed -ni`, `tar -cT list`): which letters
     # are flags is the program's to say, so any of a bundle's letters may be the escape.
     letters = word[1:]
-    if letters.isascii() and letters.isalpha():
+    if letters.isascii() and letters.replace(":", "").isalpha():  # (`unzip -o:`)
         return next((f"-{letter}" for letter in letters if f"-{letter}" in options), None)
     return None
 

@@ -21,7 +21,7 @@ from pydantic import Field
 from duragent.errors import DuragentError
 from duragent.ids import ulid
 from duragent.tools.base import Tool, ToolArgs, ToolContext, ToolResult
-from duragent.tools.protected import protected_reason
+from duragent.tools.protected import is_the_tokens_file, protected_reason
 
 DEFAULT_READ_LINES = 2000
 #: Largest file `edit_file` changes (it reads the whole file to replace text in it).
@@ -51,6 +51,8 @@ def resolve_inside_roots(raw: str, ctx: ToolContext, *, reading: bool = False) -
     if not any(resolved.is_relative_to(root) for root in roots):
         allowed = ", ".join(str(root) for root in roots)
         raise PathRefused(f"{raw!r} resolves to {resolved}, outside the allowed folders ({allowed})")
+    if is_the_tokens_file(resolved, ctx.git_ceiling):
+        raise PathRefused(f"{raw!r} is the server's tokens file under another name: only a person reads it")
     return resolved
 
 

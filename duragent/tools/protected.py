@@ -76,6 +76,25 @@ _FOLDERS_CHECKED = 64
 _LINKS_FOLLOWED = 40
 #: How many letters of a short option word (`-xvzfC../..`) are tried as the start of a glued value.
 _GLUED_TAILS_CHECKED = 64
+#: Options that make a program read what the symlinks of the folders it walks lead to: a link a
+#: cloned repository or an archive left in the work folder (`leak -> ../../run`) is named on no
+#: command line, yet `grep -R token .` prints the tokens through it.
+_FOLLOWING_OPTIONS: dict[str, frozenset[str]] = {
+    **dict.fromkeys(("grep", "egrep", "fgrep"), frozenset({"-R", "--dereference-recursive"})),
+    "rg": frozenset({"-L", "--follow"}),
+    "tar": frozenset({"-h", "--dereference"}),
+    "cp": frozenset({"-L", "--dereference"}),
+    "find": frozenset({"-L", "-follow"}),
+    "du": frozenset({"-L", "--dereference"}),
+    # (diff reads what links lead to unless told `--no-dereference`: `diff -rN repo empty`)
+    "diff": frozenset({"-r", "--recursive"}),
+    "rsync": frozenset({"-L", "-k", "--copy-links", "--copy-unsafe-links", "--copy-dirlinks"}),
+    # (zip stores what a link leads to unless told `-y`)
+    "zip": frozenset({"-r", "-R", "--recurse-paths", "--recurse-patterns"}),
+}
+#: How many entries of the folders such a command walks are looked at for a symlink leading out;
+#: past them, the command is asked about.
+_WALKED_ENTRIES_CHECKED = 10_000
 _BRACE_SEQUENCE = re.compile(r"(?P<first>-?\d+|[A-Za-z])\.\.(?P<last>-?\d+|[A-Za-z])(?:\.\.(?P<step>-?\d+))?")
 
 
@@ -93,6 +112,11 @@ def reached_outside_workdir(
     nothing, but resolves to the tokens all the same. A glob matching more than
     `_GLOB_MATCHES_CHECKED` paths, or braces expanding to more than `_BRACE_WORDS_CHECKED`
     words, returns its folder: where the ones not checked lead is unknown.
+
+    A program told to follow the symlinks of the folders it walks (`grep -R`, `tar -ch`, `zip -r`:
+    `_FOLLOWING_OPTIONS`) reads where a link a cloned repository left there leads: the folders the
+    line works in are walked for such a link (past `_WALKED_ENTRIES_CHECKED` entries, their
+    folder is returned).
 
     `start` is the folder the command starts in when it is not the work folder (a background
     process's `workdir`): its relative paths lead from there too.
@@ -122,6 +146,9 @@ class _TooManyMatches(Exception):
 def _first_reached(words: list[str], workdir: Path, data: Path | None, start: Path | None) -> Path | None:
     """The first path `words` reach that `_forbidden` refuses, or None (`workdir`, `data`, `start`
     resolved)."""
+    linked = _linked_tokens(data)
+    if linked is not None:
+        return linked
     # (a word is looked at from several folders, and for them too: each once)
     expanded = functools.cache(_expanded)
     bases = _working_folders(words, workdir, expanded, start)
@@ -132,7 +159,90 @@ def _first_reached(words: list[str], workdir: Path, data: Path | None, start: Pa
                 for path in expanded(text, base):
                     if _forbidden(path, workdir, data):
                         return path
+    if _follows_links_below(words):
+        return _link_out_below([base for base in bases if base.is_dir()], workdir, data)
     return None
+
+
+def is_the_tokens_file(path: Path, data: Path | None) -> bool:
+    """Whether `path` is the server's tokens file under another name (a hard link two archives
+    made: its own path is inside the work folder, so no path check sees it)."""
+    if data is None:
+        return False
+    try:
+        return os.path.samefile(path, data / "run" / "tokens.json")
+    except OSError:
+        return False
+
+
+def _linked_tokens(data: Path | None) -> Path | None:
+    """The tokens file when it has a second name (a hard link an archive made through a symlink
+    it left, `tar -xf b.tar`), or None: any file of any folder may then hold the tokens."""
+    if data is None:
+        return None
+    tokens = data / "run" / "tokens.json"
+    try:
+        return tokens if os.stat(tokens).st_nlink > 1 else None
+    except OSError:
+        return None
+
+
+def _follows_links_below(words: list[str]) -> bool:
+    """Whether a program of the line reads through the symlinks of the folders it walks
+    (`grep -R`, `tar -ch`, `zip -r`), by its `_FOLLOWING_OPTIONS`."""
+    options: frozenset[str] = frozenset()
+    for index, word in enumerate(words):
+        program = os.path.basename(word)
+        if _is_operator(word) or program in _FOLLOWING_OPTIONS:
+            options = _FOLLOWING_OPTIONS.get(program, frozenset())
+            following = words[index + 1] if index + 1 < len(words) else "-"
+            if program == "tar" and not following.startswith("-") and _given(f"-{following}", options):
+                return True  # (`tar chf x .` is `tar -chf x .`)
+        elif _given(word, options):
+            return True
+    return False
+
+
+def _given(word: str, options: frozenset[str]) -> bool:
+    """Whether `word` is one of `options`: itself, `--name=value`, or a letter of a short bundle."""
+    if word.startswith("--"):
+        return word.split("=", 1)[0] in options
+    return word in options or (word.startswith("-") and any(f"-{letter}" in options for letter in word[1:]))
+
+
+def _link_out_below(folders: list[Path], workdir: Path, data: Path | None) -> Path | None:
+    """The first place a symlink below `folders` leads to that `_forbidden` refuses, or None;
+    _TooManyMatches past `_WALKED_ENTRIES_CHECKED` entries (where the others lead is unknown)."""
+    seen = 0
+    # (a folder inside another of them is walked with it, not twice)
+    unique = list(dict.fromkeys(folders))
+    waiting = [one for one in unique if not any(one != top and one.is_relative_to(top) for top in unique)]
+    while waiting:
+        folder = waiting.pop()
+        try:
+            with os.scandir(folder) as entries:
+                listed = list(entries)
+        except OSError:
+            continue  # (the program cannot read it either)
+        seen += len(listed)
+        if seen > _WALKED_ENTRIES_CHECKED:
+            raise _TooManyMatches(folder)
+        for entry in listed:
+            if entry.is_symlink():
+                target = _proc_path(entry.path) or _resolved(entry.path)
+                if target is not None and _forbidden(Path(target), workdir, data):
+                    return Path(target)
+            elif entry.is_dir(follow_symlinks=False):
+                waiting.append(Path(entry.path))
+    return None
+
+
+def _resolved(path: str) -> str | None:
+    """`path` with its symlinks followed, or None for a loop."""
+    try:
+        return os.fspath(Path(path).resolve())
+    except (OSError, RuntimeError, ValueError):
+        return None
 
 
 def _working_folders(
@@ -140,8 +250,8 @@ def _working_folders(
 ) -> list[Path]:
     """The folders the line's relative paths may be read from: the work folder, every folder a
     `cd` goes to, and every folder a word names, since a program may change to it first
-    (`tar -C sub -cf - ../../../run`, `make -C`, `env -C`). _TooManyMatches beyond
-    `_FOLDERS_CHECKED` of them."""
+    (`tar -C sub -cf - ../../../run`, `make -C`, `env -C`); for `ln`, the folder of each path
+    named too (where a link is made). _TooManyMatches beyond `_FOLDERS_CHECKED` of them."""
     bases = [workdir] if start is None or start == workdir else [start, workdir]
     for target in _cd_targets(words):
         bases += [path for base in bases for path in expanded(target, base)]
@@ -154,6 +264,12 @@ def _working_folders(
         for path in expanded(text, base)
     ]
     bases += [path for path in named if path.is_dir()]
+    if any(os.path.basename(word) == "ln" for word in words):
+        # A symlink's target is read from the folder the link is made in, not the command's:
+        # `ln -s ../../../../memory d1/d2/m` leads into the data directory from `d1/d2`. (A link
+        # made elsewhere is only followed by a command naming it, which is checked then.)
+        folders = {path.parent for path in named if path.parent.is_relative_to(workdir)}
+        bases += [folder for folder in folders if folder.is_dir()]
     bases = list(dict.fromkeys(bases))
     if len(bases) > _FOLDERS_CHECKED:
         raise _TooManyMatches(workdir)
