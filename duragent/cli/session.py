@@ -202,13 +202,18 @@ def export_session(
             return full_id, await workspace.stores.sessions.read(full_id)
 
     session_id, events = run_async(run())
+    # Written as UTF-8 bytes whatever the locale says: an export is a file (`> s.jsonl`), and a
+    # terminal encoding without `→` or `é` would otherwise end it half way with a traceback.
+    out = sys.stdout.buffer
     if fmt == "jsonl":
         for event in events:
-            sys.stdout.write(json.dumps(event.to_record(), ensure_ascii=False, separators=(",", ":")) + "\n")
+            record = json.dumps(event.to_record(), ensure_ascii=False, separators=(",", ":"))
+            out.write(record.encode() + b"\n")
     else:
         # (a transcript to read: what the model and tools wrote is shown with its control
         # characters as escapes; the JSON lines keep every character)
-        sys.stdout.write(printable("\n".join(render_markdown(session_id, events))))
+        out.write(printable("\n".join(render_markdown(session_id, events))).encode())
+    out.flush()
 
 
 @app.command("delete")
@@ -273,10 +278,10 @@ def fork_session(
                 folder = workspace.config.service_path("session") / point.session_id / "events.jsonl"
                 events_path = workspace.repo.relative(folder)
             events = await events_to_fork(store, point, repo=workspace.repo, events_path=events_path)
-            return point, await fork_session(store, point.session_id, events, name=name)
+            return point, events[-1].seq, await fork_session(store, point.session_id, events, name=name)
 
-    point, state = run_async(run())
-    forked_at = state.last_seq
+    # (the original's seq: the fork leaves out a `session_end`, so its own last seq may be lower)
+    point, forked_at, state = run_async(run())
     if as_json:
         print_json(
             {"session_id": state.session_id, "forked_from": {"session": point.session_id, "seq": forked_at}}

@@ -2,7 +2,7 @@
 
 `EventFollower` keeps one `GET /events` open (which counts as an attached client), puts every
 event into a queue in order, and reconnects with the last position it saw when the connection
-breaks, so nothing is lost or shown twice.
+breaks, so nothing is lost or shown twice. It stops after the session's `session_end`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ GONE_AFTER = 2.0
 #: Marker events the follower puts in its queue (never sent by a server): the workspace's server
 #: stopped answering (it keeps looking), and answers again.
 SERVER_GONE, SERVER_BACK = "_server_gone", "_server_back"
+#: The last event of a session: the follower stops after it.
+SESSION_END = "session_end"
 
 
 class StreamLost(ServerUnreachable):
@@ -84,6 +86,11 @@ class EventFollower:
         """Whether events are waiting to be taken."""
         return not self.queue.empty()
 
+    @property
+    def stopped(self) -> bool:
+        """True once it follows no more: the session ended, or the stream was lost or refused."""
+        return self._task is not None and self._task.done()
+
     async def _read(self) -> None:
         failing_since: float | None = None
         gone_told = False
@@ -94,6 +101,7 @@ class EventFollower:
                     await self.api.readyz()  # (raises while the server is still gone)
                     gone_told = False
                     self._put(ServerEvent(None, SERVER_BACK, {"url": self.api.base_url}))
+                brought = False
                 async for event in self.api.events(self.session_id, after=self.position):
                     failing_since = None
                     if event.id is not None:
@@ -102,8 +110,16 @@ class EventFollower:
                         ):
                             continue
                         self.position = event.id
+                    brought = True
                     self._put(event)
-                # The server closed the stream (session ended or server stopping): try again.
+                    if event.event == SESSION_END:
+                        return  # nothing follows it: reconnecting would wait forever
+                # The server closed the stream. One that brought nothing may be the answer for an
+                # ended session (204): ask, so its client hears it ended instead of waiting.
+                if not brought and await self._has_ended():
+                    self._put(ServerEvent(None, SESSION_END, {"reason": "it had ended"}))
+                    return
+                # Otherwise the server is stopping: try again.
                 if failing_since is None:
                     failing_since = loop.time()
             except ServerUnreachable as exc:
@@ -127,6 +143,15 @@ class EventFollower:
             if lost and self.relocate is None:
                 self._put(StreamLost(self.api.base_url, "the event stream closed and did not come back"))
                 return
+
+    async def _has_ended(self) -> bool:
+        try:
+            info = await self.api.session(self.session_id)
+        except ApiError as exc:
+            if exc.status == 404:
+                raise  # deleted: its client is told, as a reconnect would tell it
+            return False  # (a server on its way out may answer 503: reconnecting finds out)
+        return info.get("status") == "ended"
 
     def _put(self, item: ServerEvent | BaseException) -> None:
         self.queue.put_nowait(item)

@@ -4,7 +4,8 @@ The fork point is a sequence number (`ID@12`) or a revision of the data reposito
 (`ID@a1b2c3d`: the session's events.jsonl as that commit has it). The new session gets a new
 id; its first event is a `session_start` like the original's plus
 `forked_from: {session, seq}`, and the original's events 2..seq follow with their seq numbers,
-times and payloads (new event ids). The original session is only read.
+times and payloads (new event ids), but for a `session_end`: the fork of an ended session is open.
+The original session is only read.
 """
 
 from __future__ import annotations
@@ -101,8 +102,11 @@ async def fork_session(
     name: str | None = None,
     new_session_id: str | None = None,
 ) -> SessionState:
-    """Write the fork of `source_id` made of `events` (from `events_to_fork`); its state when durable."""
-    start, rest = events[0], events[1:]
+    """Write the fork of `source_id` made of `events` (from `events_to_fork`); its state when durable.
+
+    The original's `session_end` is left out: a fork is a session to talk to, even of one that ended.
+    """
+    start, rest = events[0], [event for event in events[1:] if event.type != "session_end"]
     last_seq = events[-1].seq
     payload: dict[str, Any] = dict(start.payload)
     metadata = dict(payload.get("metadata") or {})

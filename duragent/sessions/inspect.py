@@ -7,8 +7,17 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from duragent.errors import NotFound
 from duragent.sessions.state import SessionState, replay
 from duragent.stores.base import SessionEvent, SessionNotFound, SessionReadOptions, SessionStore
+
+
+class SessionDeleted(SessionNotFound):
+    """The session followed was deleted meanwhile (not a wrong id: it was there a moment ago)."""
+
+    def __init__(self, session_id: str):
+        NotFound.__init__(self, f"session {session_id} was deleted while it was followed")
+        self.session_id = session_id
 
 
 class SessionInfo(SessionState):
@@ -53,10 +62,11 @@ def unattended_report(
     if status != "running" or since is None:
         return None
     return {
-        "unattended_since": since.isoformat(),
+        # (with a `Z`, as every other time of the API)
+        "unattended_since": since.isoformat().replace("+00:00", "Z"),
         "unattended_seconds": max(int((now - since).total_seconds()), 0),
         "max_background_runtime_seconds": int(limit.total_seconds()),
-        "pauses_at": (since + limit).isoformat() if limit > timedelta(0) else None,
+        "pauses_at": (since + limit).isoformat().replace("+00:00", "Z") if limit > timedelta(0) else None,
     }
 
 
@@ -112,4 +122,7 @@ async def follow_events(
         if not follow:
             return
         await asyncio.sleep(poll_seconds)
-        events = await store.read(session_id, SessionReadOptions(after_seq=last))
+        try:
+            events = await store.read(session_id, SessionReadOptions(after_seq=last))
+        except SessionNotFound:
+            raise SessionDeleted(session_id) from None

@@ -458,6 +458,11 @@ class LiveSession:
             # No Subscription reaches the caller to detach it: without this the session stays attached.
             self._subscribers.discard(mailbox)
             raise
+        if self.status == "ended":
+            # Ended before (or while) it attached: nothing more will come, and `end` closed only
+            # the subscribers it had, so the stream would wait for ever.
+            self._subscribers.discard(mailbox)
+            mailbox.put(None)
         return Subscription(self, mailbox, replay)
 
     async def cancel(self) -> bool:

@@ -152,3 +152,29 @@ async def test_a_server_restart_under_an_open_session_page_says_the_live_view_st
             await asyncio.to_thread(restarted.wait, 20)
         elif server.process.poll() is None:
             await asyncio.to_thread(server.terminate)
+
+
+@pytest.mark.slow
+async def test_a_session_that_ends_says_so_and_an_ended_ones_page_does_not_claim_a_failure(
+    api: Api, chrome: Any, fake_llm: FakeLLMServer
+) -> None:
+    from playwright.async_api import expect
+
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    page = await new_page(chrome)
+    with watched(page) as seen:
+        await log_in(page, api.url(""), TOKEN)
+        await page.select_option("#agent", "helper")
+        await page.click("text=Start")
+        await expect(page.locator("#session-status")).to_have_text("active")
+        session_id = page.url.rstrip("/").rsplit("/", 1)[-1]
+        status, _ = await api.call("POST", f"/api/v1/sessions/{session_id}/end", {}, headers=auth)
+        assert status in (200, 204)
+
+        live = page.locator("#live-status")
+        await expect(page.locator("#session-status")).to_have_text("ended")
+        await expect(live).to_contain_text("This session has ended")
+        await page.reload()  # its stream has nothing more to send: a 204, not a lost connection
+        await expect(live).to_contain_text("This session has ended")
+        await expect(live).not_to_contain_text("Live updates stopped")
+    assert seen == []

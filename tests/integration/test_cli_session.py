@@ -234,6 +234,7 @@ def test_show_says_how_long_a_running_session_was_unattended_and_when_it_pauses(
     unattended = info["unattended"]
     since = datetime.fromisoformat(unattended["unattended_since"])
     assert datetime.fromisoformat(unattended["pauses_at"]) - since == timedelta(hours=2)
+    assert unattended["unattended_since"].endswith("Z")  # as every other time of the API
     assert 0 <= unattended["unattended_seconds"] < 60
     text = run("session", "show", session_id).stdout
     assert re.search(r"unattended for \d+s \(since ", text)

@@ -125,6 +125,20 @@ async def test_a_subscribe_whose_replay_fails_does_not_leave_the_session_attache
     assert live.attached == 0
 
 
+async def test_a_subscriber_that_attaches_once_the_session_ended_gets_the_end_and_stops(
+    make_manager: ManagerFactory,
+) -> None:
+    """A stream that checked the session just before it ended: `end` closed only the subscribers
+    it had, and this one would wait for ever."""
+    live = await make_manager().create("helper")
+    await live.end()
+
+    subscription = await live.subscribe(Position(0))
+    events = [event.event async for event in subscription]
+
+    assert events[-1] == "session_end"
+
+
 async def test_unloaded_sessions_give_back_their_files_and_locks(make_manager: ManagerFactory) -> None:
     manager = make_manager()
     manager.idle_ttl = timedelta(0)

@@ -59,7 +59,14 @@ from duragent.server.state import STATE, ServerState
 from duragent.sessions.inspect import unattended_report
 from duragent.sessions.live import LiveSession, SessionEnded, Subscription, Ticket
 from duragent.sessions.state import SessionState, resume
-from duragent.sessions.stream import STREAM_EVENTS, Position, StreamEvent, ends_turn, own_turn
+from duragent.sessions.stream import (
+    STREAM_EVENTS,
+    Position,
+    StreamEvent,
+    ends_turn,
+    from_stored,
+    own_turn,
+)
 from duragent.stores.base import SessionLocked, SessionReadOptions, SessionSummary, utcnow
 
 log = logging.getLogger(__name__)
@@ -653,9 +660,10 @@ async def _turn_for_another_worker(serving: _Serving, body: SendMessage) -> web.
 
 @documented(
     "Follow everything a session does, as server-sent events with `id:` positions. Send "
-    "`Last-Event-ID` (or `?after=`) to replay what was missed first; `?after=0` replays everything.",
+    "`Last-Event-ID` (or `?after=`) to replay what was missed first; `?after=0` replays everything. "
+    "The stream ends after `session_end`; an ended session with nothing left to send answers 204.",
     query=EventsQuery,
-    responses={404: ProblemOut},
+    responses={204: None, 404: ProblemOut},
     sse=True,
 )
 async def follow_events(request: web.Request) -> web.StreamResponse:
@@ -669,16 +677,44 @@ async def follow_events(request: web.Request) -> web.StreamResponse:
         message = f"invalid event position {raw!r}: expected `12` or `12.3`"
         field = "header.Last-Event-ID" if header else "query.after"
         raise HttpProblem(400, message, (FieldError(field, message),), "validation") from None
+    state, session_id = request.app[STATE], _session_id(request)
+    unseen = await _unseen_of_ended(state, session_id, after)
+    if unseen is not None:
+        if not unseen:
+            return web.Response(status=204)
+        response = await sse.open_stream(request)
+        await response.write(b"".join(sse.frame(event) for event in unseen))
+        return response
     # On stateless workers this relays the session from whichever worker runs it.
-    subscription = await request.app[STATE].sessions.follow(_session_id(request), after)
+    subscription = await state.sessions.follow(session_id, after)
     try:
         response = await sse.open_stream(request)
+        # (the feed closes after `session_end`, ending the stream: LiveSession.end, the relay)
         await sse.pump(
             request, response, subscription, lambda event: (True, False), keep_alive=_keep_alive(request)
         )
         return response
     finally:
         subscription.close()
+
+
+async def _unseen_of_ended(
+    state: ServerState, session_id: str, after: Position | None
+) -> list[StreamEvent] | None:
+    """What a client following an ended session has not seen yet (None: the session goes on).
+
+    Read from the store: an ended session is not loaded, nor held loaded, for a stream that could
+    only wait forever (nothing comes after `session_end`).
+    """
+    store = state.workspace.stores.sessions
+    live = state.sessions.live.get(session_id)
+    status = live.status if live is not None else (await resume(store, session_id)).status
+    if status != "ended":
+        return None
+    if after is None:
+        return []
+    stored = await store.read(session_id, SessionReadOptions(after_seq=after.seq))
+    return [from_stored(event) for event in stored if Position(event.seq) > after]
 
 
 @documented(

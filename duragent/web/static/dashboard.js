@@ -88,6 +88,12 @@
     on("error", (d) => { finish(""); add(el("li", "error", "error " + (d.code || "") + ": " + (d.message || ""))); });
     on("cancelled", () => { finish(""); add(el("li", "error", "cancelled")); });
     on("status", (d) => { if (status && d.to) { status.textContent = d.to; status.className = "state state-" + d.to; } });
+    on("session_end", () => {
+      // the server ends the stream after this: nothing more will come, and that is no failure
+      source.close();
+      if (status) { status.textContent = "ended"; status.className = "state state-ended"; }
+      ended();
+    });
   }
 
   function approvalForm(list, d) {
@@ -123,6 +129,12 @@
     source.addEventListener("open", () => { live.hidden = true; });
     source.addEventListener("error", (event) => {
       if (event instanceof MessageEvent) return; // a turn's error, shown in the transcript
+      if (document.getElementById("session-status")?.textContent === "ended") {
+        // an ended session's stream answers 204 once everything was sent: not a lost connection
+        source.close();
+        ended();
+        return;
+      }
       live.hidden = false;
       if (source.readyState !== EventSource.CLOSED) {
         live.textContent = "Connection to the server lost: reconnecting…";
@@ -134,6 +146,13 @@
       live.appendChild(again);
       live.append(" to see new replies.");
     });
+  }
+
+  function ended() {
+    const live = document.getElementById("live-status");
+    if (!live) return;
+    live.hidden = false;
+    live.textContent = "This session has ended: fork it (duragent session fork) to go on from here.";
   }
 
   // What a refused post says, as words: the error page's message, not its HTML.
