@@ -18,7 +18,7 @@ from duragent.agents.loader import Agent
 from duragent.runtime.events import ApprovalRequired, ToolCallFinished
 from duragent.sessions.log import SessionLog
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
-from tests.integration.turn_setup import agent_in, runtime_on
+from tests.integration.turn_setup import agent_in, runtime_on, turn_answering
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 
@@ -101,11 +101,7 @@ async def test_a_command_writing_where_its_archive_or_link_says_is_asked_about(
     fake_llm.enqueue(tool_calls([("bash", {"command": command})]), text("done"))
 
     async with runtime_on(data, memory=False) as runtime:
-        events: list[object] = []
-        async for event in runtime.run_turn(session, agent, "unpack it"):
-            events.append(event)
-            if isinstance(event, ApprovalRequired):
-                runtime.approvals.decide(event.call_id, "deny", session_id=session.session_id)
+        events = await turn_answering(runtime, session, agent, "unpack it")
 
     assert [e.command for e in events if isinstance(e, ApprovalRequired)] == [command]
     [finished] = [e for e in events if isinstance(e, ToolCallFinished)]
@@ -144,11 +140,7 @@ async def test_a_hard_link_two_archives_made_to_the_tokens_is_never_read_unasked
     )
 
     async with runtime_on(data, memory=False) as runtime:
-        events: list[object] = []
-        async for event in runtime.run_turn(session, agent, "unpack them"):
-            events.append(event)
-            if isinstance(event, ApprovalRequired):
-                runtime.approvals.decide(event.call_id, "deny", session_id=session.session_id)
+        events = await turn_answering(runtime, session, agent, "unpack them")
 
     assert (data / "work" / "u").stat().st_nlink == 2  # (what the archives did)
     asked = [e.command for e in events if isinstance(e, ApprovalRequired)]

@@ -13,7 +13,7 @@ from duragent.runtime.events import ApprovalRequired, ToolCallFinished
 from duragent.runtime.loop import Runtime
 from duragent.sessions.log import SessionLog
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
-from tests.integration.turn_setup import agent_in, runtime_on
+from tests.integration.turn_setup import agent_in, runtime_on, turn_answering
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 
@@ -63,11 +63,7 @@ async def test_an_allowed_command_line_tool_asks_before_reading_the_servers_toke
         tool_calls([("show", {"args": "../../run/tokens.json"})]),
         text("done"),
     )
-    events: list[object] = []
-    async for event in runtime.run_turn(session, agent, "show me"):
-        events.append(event)
-        if isinstance(event, ApprovalRequired):
-            runtime.approvals.decide(event.call_id, "deny", session_id=session.session_id)
+    events = await turn_answering(runtime, session, agent, "show me")
 
     [shown, refused] = [e for e in events if isinstance(e, ToolCallFinished)]
     assert (shown.ok, shown.content) == (True, "my notes")
@@ -90,11 +86,7 @@ async def test_an_allowed_glob_matching_more_files_than_are_checked_is_asked_abo
         tool_calls([("show", {"args": "no*s.txt"})]),
         text("done"),
     )
-    events: list[object] = []
-    async for event in runtime.run_turn(session, agent, "show me"):
-        events.append(event)
-        if isinstance(event, ApprovalRequired):
-            runtime.approvals.decide(event.call_id, "deny", session_id=session.session_id)
+    events = await turn_answering(runtime, session, agent, "show me")
 
     asked = [e for e in events if isinstance(e, ApprovalRequired)]
     assert [e.command for e in asked] == ["many/*/../../notes.txt"]  # (a glob of a few: not asked)

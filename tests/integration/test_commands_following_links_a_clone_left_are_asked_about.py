@@ -14,7 +14,7 @@ from duragent.agents.loader import Agent
 from duragent.runtime.events import ApprovalRequired, ToolCallFinished
 from duragent.sessions.log import SessionLog
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
-from tests.integration.turn_setup import agent_in, runtime_on
+from tests.integration.turn_setup import agent_in, runtime_on, turn_answering
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 
@@ -78,11 +78,7 @@ async def test_a_command_following_a_link_out_of_the_work_folder_is_asked_about(
     fake_llm.enqueue(tool_calls([("bash", {"command": command})]), text("done"))
 
     async with runtime_on(data, memory=False) as runtime:
-        events: list[object] = []
-        async for event in runtime.run_turn(session, agent, "look"):
-            events.append(event)
-            if isinstance(event, ApprovalRequired):
-                runtime.approvals.decide(event.call_id, "deny", session_id=session.session_id)
+        events = await turn_answering(runtime, session, agent, "look")
 
     assert [e.command for e in events if isinstance(e, ApprovalRequired)] == [command]
     assert TOKEN not in str(fake_llm.requests[-1].messages)

@@ -12,12 +12,12 @@ from aiohttp.test_utils import TestServer
 
 from duragent.agents.loader import load_agent
 from duragent.errors import ConfigError
-from duragent.runtime.events import ApprovalRequired, ToolCallFinished
+from duragent.runtime.events import ToolCallFinished
 from duragent.sessions.log import SessionLog
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
 from duragent.tools.base import ToolContext
 from duragent.tools.web import MAX_REDIRECTS, WebFetchArgs, WebFetchTool
-from tests.integration.turn_setup import agent_in, runtime_on
+from tests.integration.turn_setup import agent_in, runtime_on, turn_answering
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 
@@ -176,11 +176,7 @@ async def fetch_in_a_turn(
     agent = agent_in(tmp_path, model + tools_yaml)
     fake_llm.enqueue(tool_calls([("web_fetch", {"url": url})]), text("Done."))
     async with runtime_on(tmp_path, memory=False, workdir=False) as runtime:
-        events: list[object] = []
-        async for event in runtime.run_turn(session, agent, "read it"):
-            events.append(event)
-            if isinstance(event, ApprovalRequired):
-                runtime.approvals.decide(event.call_id, "allow_once", session_id=session.session_id)
+        events = await turn_answering(runtime, session, agent, "read it", "allow_once")
     [fetched] = [event for event in events if isinstance(event, ToolCallFinished)]
     return fetched
 

@@ -14,7 +14,7 @@ from duragent.runtime.events import ApprovalRequired, ToolCallFinished
 from duragent.runtime.loop import Runtime
 from duragent.sessions.log import SessionLog
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
-from tests.integration.turn_setup import agent_in, runtime_on
+from tests.integration.turn_setup import agent_in, runtime_on, turn_answering
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 
@@ -60,11 +60,7 @@ async def test_the_default_policy_asks_before_an_agent_writes_every_agents_world
         ),
         text("done"),
     )
-    events: list[object] = []
-    async for event in runtime.run_turn(session, agent, "read this page"):
-        events.append(event)
-        if isinstance(event, ApprovalRequired):
-            runtime.approvals.decide(event.call_id, "deny", session_id=session.session_id)
+    events = await turn_answering(runtime, session, agent, "read this page")
 
     asked = [e.command for e in events if isinstance(e, ApprovalRequired)]
     assert asked == ["update_world"]

@@ -8,8 +8,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from duragent.agents.loader import Agent, load_agent
+from duragent.runtime.events import ApprovalRequired
 from duragent.runtime.loop import Runtime
 from duragent.runtime.providers import ProviderPool
+from duragent.sessions.log import SessionLog
 from duragent.stores.filesystem.memory import FilesystemMemoryStore
 
 
@@ -36,3 +38,15 @@ async def runtime_on(data: Path, *, memory: bool = True, workdir: bool = True) -
         )
     finally:
         await pool.close()
+
+
+async def turn_answering(
+    runtime: Runtime, session: SessionLog, agent: Agent, message: str, decision: str = "deny"
+) -> list[object]:
+    """The events of a turn for `message`, each approval it asks for answered with `decision`."""
+    events: list[object] = []
+    async for event in runtime.run_turn(session, agent, message):
+        events.append(event)
+        if isinstance(event, ApprovalRequired):
+            runtime.approvals.decide(event.call_id, decision, session_id=session.session_id)
+    return events
