@@ -256,6 +256,13 @@ class SchedulingConfig(ConfigModel):
     )
     max_concurrent_runs: int = Field(5, ge=1, description="Runs delivered at the same time.")
     tasks_may_schedule: bool = Field(False, description="A scheduled task's turn may create schedules.")
+    agent_min_interval: Duration = Field(
+        timedelta(minutes=1),
+        description="Shortest time between runs of a recurring schedule an agent makes itself.",
+    )
+    agent_max_active: int = Field(
+        20, ge=0, description="Active schedules an agent may have made itself at once (0: none)."
+    )
     runs_kept: int = Field(200, ge=1, description="Run history lines kept per schedule.")
     poll_interval: Duration = Field(
         timedelta(seconds=30), description="How often schedules are read again (edits by other workers)."

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from duragent.agents.catalog import AgentNotFound
 from duragent.errors import DuragentError, NotFound
 from duragent.scheduling.service import DeliveryFailed, current_run_place
 from duragent.scheduling.spec import TASK_MARKER, Schedule
@@ -46,6 +47,9 @@ class SessionDelivery:
         del slot
         try:
             live = await self._destination(schedule)
+        except AgentNotFound:
+            # (its folder deleted or renamed): no later slot can run either
+            raise DeliveryFailed(f"agent {schedule.agent!r} no longer exists", pause=True) from None
         except DuragentError as exc:
             raise DeliveryFailed(f"cannot reach the destination session: {exc}") from None
         if schedule.message is not None:

@@ -44,12 +44,16 @@ WATCH_INTERVAL = 1.0
 
 
 class DeliveryFailed(DuragentError):
-    """A run could not be delivered or its task failed; `retry` says whether trying again makes sense."""
+    """A run could not be delivered or its task failed; `retry` says whether trying again makes
+    sense, `pause` that no later slot can be delivered either (its agent is gone)."""
 
-    def __init__(self, message: str, *, retry: bool = True, session_id: str | None = None):
+    def __init__(
+        self, message: str, *, retry: bool = True, session_id: str | None = None, pause: bool = False
+    ):
         super().__init__(message)
-        self.retry = retry
+        self.retry = retry and not pause
         self.session_id = session_id
+        self.pause = pause
 
 
 class Deliver(Protocol):
@@ -117,6 +121,10 @@ class SchedulerSettings:
     poll_interval: float = 30.0
     #: Whether a scheduled task's turn may itself create schedules (off: no runaway chains).
     tasks_may_schedule: bool = False
+    #: Shortest gap between runs of a recurring schedule an agent makes with its tool.
+    agent_min_interval: timedelta = timedelta(minutes=1)
+    #: Active schedules an agent may have made with its tool at once.
+    agent_max_active: int = 20
 
 
 class Scheduler:
@@ -236,15 +244,15 @@ class Scheduler:
                 summary = f"cancelled: process {record.handle} ended"
                 await self._set_status(schedule.id, _cancelled_unless_finished, summary)
 
-    async def pause(self, schedule_id: str) -> Schedule:
-        """Stop firing until resumed."""
+    async def pause(self, schedule_id: str, *, reason: str | None = None) -> Schedule:
+        """Stop firing until resumed; `reason` goes into the change's history."""
 
         def paused(current: Schedule) -> Schedule:
             if current.status in FINISHED:
                 raise UsageError(f"schedule {schedule_id} is {current.status}; it cannot be paused")
             return _with_status(current, "paused")
 
-        return await self._set_status(schedule_id, paused, "paused")
+        return await self._set_status(schedule_id, paused, f"paused: {reason}" if reason else "paused")
 
     async def resume(self, schedule_id: str) -> Schedule:
         """Fire again from the next slot after now."""
@@ -491,6 +499,7 @@ class Scheduler:
         attempts = 0
         error: str | None = None
         session_id: str | None = None
+        undeliverable = False
         retries = schedule.retry.max_retries if schedule.retry else 0
         place = place or RunPlace(self._slots)
         token = current_run_place.set(place)
@@ -503,7 +512,7 @@ class Scheduler:
                     error = None
                     break
                 except DeliveryFailed as exc:
-                    error, session_id = str(exc), exc.session_id
+                    error, session_id, undeliverable = str(exc), exc.session_id, exc.pause
                     if not exc.retry or attempts > retries or schedule.retry is None:
                         break
                     wait = schedule.retry.wait_before(attempts) * random.uniform(0.8, 1.2)
@@ -540,6 +549,11 @@ class Scheduler:
             await self.store.record_run(schedule.id, record)
         if error is not None:
             log.warning("schedule %s: run failed after %d attempt(s): %s", schedule.id, attempts, error)
+        if undeliverable and schedule.recurring and not manual:
+            # every later slot would fail the same way: kept, paused, until a person resumes it
+            with contextlib.suppress(ScheduleNotFound, UsageError):
+                await self.pause(schedule.id, reason=error)
+                log.warning("schedule %s: paused (%s); resume it once fixed", schedule.id, error)
         if not manual and not schedule.recurring:
             await self._finish_one_shot(schedule)
         await self._remember_session(schedule.id, session_id)

@@ -315,6 +315,8 @@ async def _start_scheduler(state: ServerState, cluster: ClusterNode | None) -> S
             max_concurrent_runs=settings.max_concurrent_runs,
             poll_interval=settings.poll_interval.total_seconds(),
             tasks_may_schedule=settings.tasks_may_schedule,
+            agent_min_interval=settings.agent_min_interval,
+            agent_max_active=settings.agent_max_active,
         ),
         worker=cluster.worker if cluster is not None else "local",
         watch_folder=store.folder if isinstance(store, FileScheduleStore) else None,

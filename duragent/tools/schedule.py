@@ -3,19 +3,23 @@
 A schedule made here lands in the session that made it, and in its chat when the session is a
 chat's: a reminder (`message`) is delivered as is, a `task` runs as a turn of the agent with its
 tools. A scheduled task's own turn may not make more schedules unless `scheduling.
-tasks_may_schedule` allows it.
+tasks_may_schedule` allows it. What an agent schedules itself is bounded, so a wrong or injected
+call cannot flood a chat or the model bill: recurring runs at least `scheduling.agent_min_interval`
+apart, at most `scheduling.agent_max_active` of its own active at once.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import Field, model_validator
 
+from duragent.durations import format_duration
 from duragent.errors import DuragentError
-from duragent.scheduling.spec import Destination, Schedule, ScheduleRequest, format_time
+from duragent.scheduling.spec import Destination, Schedule, ScheduleRequest, format_time, next_slot
 from duragent.tools.base import Tool, ToolArgs, ToolContext, ToolResult
 
 
@@ -98,6 +102,9 @@ async def _create(args: ScheduleArgs, ctx: ToolContext) -> ToolResult:
         schedule = request.build(
             ctx.agent, destination=destination, created_by=f"session {ctx.session_id}", now=scheduler.clock()
         )
+        refusal = await _limit_refusal(schedule, ctx)
+        if refusal is not None:
+            return ToolResult(False, f"schedule not created: {refusal}")
         schedule = await scheduler.create(schedule)
     except (ValueError, DuragentError) as exc:
         return ToolResult(False, f"schedule not created: {exc}")
@@ -109,6 +116,53 @@ async def _create(args: ScheduleArgs, ctx: ToolContext) -> ToolResult:
         f"created {kind} schedule {schedule.id} ({schedule.timing_text()}, {schedule.payload_kind}){when}",
         {"schedule": schedule.to_document()},
     )
+
+
+# cron slots looked at for the shortest gap: enough to see `*/10 * * * * *` or `0-5 9 * * *`
+_CRON_SLOTS_CHECKED = 12
+
+
+async def _limit_refusal(schedule: Schedule, ctx: ToolContext) -> str | None:
+    """Why the agent may not make this schedule itself (None when it may)."""
+    scheduler = ctx.schedules
+    assert scheduler is not None
+    settings = scheduler.settings
+    gap = _shortest_gap(schedule, scheduler.clock())
+    if gap is not None and gap < settings.agent_min_interval:
+        apart = "" if schedule.every is not None else f" (runs {format_duration(gap)} apart)"
+        return (
+            f"{schedule.timing_text()} is too often{apart}: a schedule you make runs at most every "
+            f"{format_duration(settings.agent_min_interval)} (scheduling.agent_min_interval in duragent.yaml)"
+        )
+    own = [
+        s
+        for s in await scheduler.list_schedules(agent=ctx.agent)
+        if s.status == "active" and s.created_by.startswith("session ")
+    ]
+    if len(own) >= settings.agent_max_active:
+        return (
+            f"you already have {len(own)} active schedules of your own, the most allowed "
+            "(scheduling.agent_max_active in duragent.yaml); cancel one first (action=list shows them)"
+        )
+    return None
+
+
+def _shortest_gap(schedule: Schedule, now: datetime) -> timedelta | None:
+    """The shortest time between two runs of a recurring schedule (None for a one-shot)."""
+    if schedule.every is not None:
+        return schedule.every
+    if schedule.cron is None:
+        return None
+    slots: list[datetime] = []
+    moment = now
+    for _ in range(_CRON_SLOTS_CHECKED):
+        slot = next_slot(schedule, moment)
+        if slot is None:
+            break
+        slots.append(slot)
+        moment = slot
+    gaps = [later - earlier for earlier, later in itertools.pairwise(slots)]
+    return min(gaps, default=None)
 
 
 async def _list(ctx: ToolContext) -> ToolResult:

@@ -255,3 +255,35 @@ async def test_a_schedule_names_the_missing_half_of_a_chat_and_an_unknown_sessio
     assert "s_NONE" in problem["detail"]
     _status, listed = await api.call("GET", "/api/v1/schedules")
     assert listed == {"schedules": []}
+
+
+async def test_a_schedule_of_an_agent_that_was_removed_is_paused_not_failed_every_slot(
+    api: Api, fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    agent_yaml = (tmp_path / "data" / "agents" / "helper" / "agent.yaml").read_text()
+    deployed = agent_yaml.replace("name: helper", "name: courier")
+    status, body = await api.call("PUT", "/api/admin/v1/agents/courier", {"files": {"agent.yaml": deployed}})
+    assert status in (200, 201), body
+    session_id = await api.new_session("courier")
+    status, body = await api.call(
+        "POST",
+        "/api/v1/schedules",
+        {"agent": "courier", "session_id": session_id, "every": "1s", "message": "drink water"},
+    )
+    assert status == 201, body
+    schedule_id = body["schedule"]["id"]
+    status, _ = await api.call("DELETE", "/api/admin/v1/agents/courier")
+    assert status == 204
+    status, _ = await api.call("POST", f"/api/v1/sessions/{session_id}/end")
+    assert status == 200
+
+    async def paused() -> dict[str, Any] | None:
+        status, shown = await api.call("GET", f"/api/v1/schedules/{schedule_id}")
+        assert status == 200, shown
+        return shown if shown["schedule"]["status"] == "paused" else None
+
+    shown = await until(paused)
+    failed = [run for run in shown["runs"] if run["status"] == "error"]
+    assert len(failed) == 1
+    assert failed[0]["error"] == "agent 'courier' no longer exists"
+    assert "status: paused" in (tmp_path / "data" / "schedules" / f"{schedule_id}.yaml").read_text()

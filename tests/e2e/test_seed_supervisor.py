@@ -62,6 +62,9 @@ async def bot(
     """The supervisor agent of the seed, served with its Telegram bot."""
     root = tmp_path_factory.mktemp("seed")
     config = await asyncio.to_thread(create_workspace, root / "home", telegram, llm)
+    # the seed's "every minute", shortened to seconds: allowed for an agent's own schedules here
+    with config.open("a") as file:
+        file.write("scheduling:\n  agent_min_interval: 1s\n")
     agent_dir = root / "home" / ".duragent" / "agents" / "assistant"
     agent = agent_dir / "agent.yaml"
     edit_file(agent, "    # max_background_runtime: 30m\n", "    max_background_runtime: 2h\n")
