@@ -247,13 +247,20 @@ class AnthropicStreamDecoder:
                 f"malformed chunk from {self.provider}: {event.data[:200]}", provider=self.provider
             ) from exc
 
+    @property
+    def answered(self) -> bool:
+        """`message_delta` has brought the stop reason (and the final usage)."""
+        return self._finish is not None
+
     def end(self) -> list[StreamChunk]:
-        """The body ended before `message_stop`: the reply was cut short."""
+        """The body ended before `message_stop`: fine after the stop reason, cut short otherwise."""
         if self._done:
             return []
-        raise TransientStreamError(
-            f"the stream from {self.provider} ended before the reply was complete", provider=self.provider
-        )
+        if self._finish is None:
+            raise TransientStreamError(
+                f"the stream from {self.provider} ended before the reply was complete", provider=self.provider
+            )
+        return self._final()
 
     def _event(self, kind: str, data: dict[str, Any]) -> list[StreamChunk]:
         if kind == "message_start":
@@ -272,10 +279,7 @@ class AnthropicStreamDecoder:
             self._read_usage(data.get("usage"))
             return []
         if kind == "message_stop":
-            self._done = True
-            usage = self._usage
-            input_tokens = sum(usage.get(key, 0) for key in _INPUT_TOKEN_KEYS)
-            return [Usage(input_tokens, usage.get("output_tokens", 0)), Finish(self._finish or "stop")]
+            return self._final()
         if kind == "error":
             error = data.get("error") or {}
             error_type = str(error.get("type", "error"))
@@ -285,6 +289,12 @@ class AnthropicStreamDecoder:
                 provider=self.provider,
             )
         return []  # ping, and event types newer than this code
+
+    def _final(self) -> list[StreamChunk]:
+        self._done = True
+        usage = self._usage
+        input_tokens = sum(usage.get(key, 0) for key in _INPUT_TOKEN_KEYS)
+        return [Usage(input_tokens, usage.get("output_tokens", 0)), Finish(self._finish or "stop")]
 
     def _read_usage(self, usage: Any) -> None:
         # Proxies and some models send `input_tokens: 0` at message_start and the real count in

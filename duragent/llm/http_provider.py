@@ -20,8 +20,10 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
+from functools import cached_property
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
+from urllib.parse import urlsplit
 
 from duragent.llm.base import collect_completion
 from duragent.llm.errors import (
@@ -72,6 +74,12 @@ class StreamDecoder(Protocol):
 
     def end(self) -> list[StreamChunk]:
         """The body ended: the final chunks (ending with Finish), or StreamError if it was cut short."""
+        ...
+
+    @property
+    def answered(self) -> bool:
+        """The reply's finish reason has arrived: it is whole even if its end (usage, the end
+        marker) never does."""
         ...
 
 
@@ -153,6 +161,7 @@ class HttpProvider(ABC):
                     yield chunk
                 return
             except ProviderError as error:
+                self._hide_secrets_in(error)
                 if started or not self.drop_refused_option(error):
                     raise
                 # (once per provider: from now on its requests leave the option out)
@@ -161,6 +170,8 @@ class HttpProvider(ABC):
                         yield chunk
                 return
             except _TransientFailure as failure:
+                self._hide_secrets_in(failure.error)
+                failure.args = (str(failure.error),)
                 if started:
                     raise failure.error from failure
                 if attempt == self.retry.max_attempts:
@@ -240,6 +251,12 @@ class HttpProvider(ABC):
     ) -> AsyncGenerator[StreamChunk, None]:
         import aiohttp
 
+        if self._url_credentials and any(name.lower() == "authorization" for name in headers):
+            raise ProviderError(
+                f"spec.model.base_url of {self.name} holds a user name and password, and its API key "
+                "is sent too (both would be the Authorization header): keep one of them",
+                provider=self.name,
+            )
         try:
             response = await self._client().post(url, data=body, headers=headers, trace_request_ctx=sent)
         except TimeoutError as exc:
@@ -263,7 +280,12 @@ class HttpProvider(ABC):
             decoder = self.new_decoder()
             parser = SseParser()
             while not finished:
-                data = unread or await self._read(response, url)
+                try:
+                    data = unread or await self._read(response, url)
+                except _TransientFailure:
+                    if not decoder.answered:
+                        raise
+                    data = b""  # a whole reply whose end was lost (a proxy reset it): ended here
                 unread = b""
                 chunks: list[StreamChunk] = []
                 broken: StreamError | None = None
@@ -278,7 +300,7 @@ class HttpProvider(ABC):
                     yield chunk
                     finished = finished or isinstance(chunk, Finish)
                 if broken is not None:
-                    self._hide_key_in(broken)
+                    self._hide_secrets_in(broken)
                     # (`stream` retries it only if nothing of the reply was yielded)
                     raise _TransientFailure(broken) if isinstance(broken, TransientStreamError) else broken
                 finished = finished or not data
@@ -354,7 +376,7 @@ class HttpProvider(ABC):
         what = server_message(start.decode("utf-8", errors="replace")) or "an empty body"
         raise ProviderError(
             f"{self.name} at {url} answered {response.status} with {response.content_type}, not a "
-            f"stream of events: {self._without_key(what)}; check spec.model.base_url in agent.yaml "
+            f"stream of events: {self._without_secrets(what)}; check spec.model.base_url in agent.yaml "
             "(the API's address, which often ends in /v1)",
             provider=self.name,
             status=response.status,
@@ -369,7 +391,7 @@ class HttpProvider(ABC):
             body = await response.text(errors="replace")
         except (aiohttp.ClientError, TimeoutError):
             body = ""
-        detail = self._without_key(server_message(body) or response.reason or "no details")
+        detail = self._without_secrets(server_message(body) or response.reason or "no details")
         where = f"{status} from {self.name} at {url}"
         if status in (401, 403):
             return ProviderAuthError(
@@ -411,17 +433,27 @@ class HttpProvider(ABC):
             error = ProviderUnavailable(f"{where}: {detail}", provider=self.name, status=status, url=url)
         return _TransientFailure(error, retry_after)
 
-    def _without_key(self, text: str) -> str:
-        """`text` with the API key replaced by where it comes from: a proxy may echo the key it
-        refused, and this text reaches the user, the log and the session's error event."""
+    @cached_property
+    def _url_credentials(self) -> str:
+        """The `user:password` of a base_url like `http://user:password@host/v1` ("" when none)."""
+        return urlsplit(self.endpoint).netloc.rpartition("@")[0]
+
+    def _without_secrets(self, text: str) -> str:
+        """`text` with the API key replaced by where it comes from, and the password of the
+        base_url hidden: a proxy may echo the key it refused, and every message naming the URL
+        reaches the user, the log and the session's error event."""
+        if self._url_credentials:
+            text = text.replace(f"{self._url_credentials}@", "***@")
         key = self.api_key
         if not key or len(key) < MIN_SECRET_LENGTH or key not in text:
             return text
         return text.replace(key, f"[the key in {self.api_key_env}]" if self.api_key_env else "[the API key]")
 
-    def _hide_key_in(self, error: ProviderError) -> None:
+    def _hide_secrets_in(self, error: ProviderError) -> None:
         if error.args and isinstance(error.args[0], str):
-            error.args = (self._without_key(error.args[0]), *error.args[1:])
+            error.args = (self._without_secrets(error.args[0]), *error.args[1:])
+        if error.url is not None:
+            error.url = self._without_secrets(error.url)
 
     def _no_credit_text(self) -> str:
         whose = f"the API key in {self.api_key_env}" if self.api_key_env else "the API key"

@@ -233,6 +233,11 @@ class OpenAIStreamDecoder:
                 f"malformed chunk from {self.provider}: {data[:200]}", provider=self.provider
             ) from exc
 
+    @property
+    def answered(self) -> bool:
+        """A choice's finish_reason has arrived."""
+        return self._finish is not None
+
     def end(self) -> list[StreamChunk]:
         """The body ended without `[DONE]`: fine after a finish reason, a broken reply otherwise."""
         if self._done:

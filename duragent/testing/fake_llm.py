@@ -102,6 +102,8 @@ class ScriptedResponse:
     #: `raw`: the body's bytes as written, one write each, and the response's content type.
     writes: tuple[bytes, ...] = ()
     content_type: str = "text/event-stream"
+    #: `raw`: drop the connection after the writes instead of ending the body.
+    reset: bool = False
 
 
 def text(
@@ -233,9 +235,11 @@ def raw(
     status: int = 200,
     content_type: str = "text/event-stream",
     headers: Mapping[str, str] | None = None,
+    reset: bool = False,
 ) -> ScriptedResponse:
     """Answer with exactly these bytes, one write each (wire shapes the other responses do not
     make: another server's chunks, an HTML page from a proxy, a byte sequence split mid-character).
+    `reset` drops the connection after them, before the body's end (a proxy cutting it).
     """
     return ScriptedResponse(
         "raw",
@@ -243,6 +247,7 @@ def raw(
         writes=tuple(w.encode() if isinstance(w, str) else w for w in writes),
         content_type=content_type,
         headers=tuple((headers or {}).items()),
+        reset=reset,
     )
 
 
@@ -730,6 +735,9 @@ async def _raw_response(request: web.Request, response: ScriptedResponse) -> web
     await stream.prepare(request)
     for data in response.writes:
         await stream.write(data)
+    if response.reset and request.transport is not None:
+        request.transport.abort()  # no final chunk: the client sees a truncated body
+        return stream
     await stream.write_eof()
     return stream
 
