@@ -28,6 +28,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from duragent.gateways.protocol import MessageReceived
+from duragent.stores.filesystem.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -166,15 +167,10 @@ class PendingInbox:
 
 
 def _read_text(path: Path) -> str:
-    return path.read_text() if path.exists() else ""
+    return path.read_text(encoding="utf-8") if path.exists() else ""
 
 
 def _write_atomically(path: Path, body: str, flush: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w") as file:
-        file.write(body)
-        if flush:
-            file.flush()
-            os.fsync(file.fileno())
-    os.replace(tmp, path)
+    # (UTF-8 whatever the locale: chat text is anything; flushed, the rename is too)
+    write_atomic(path, body.encode("utf-8"), durable=flush)
