@@ -38,11 +38,19 @@ def register(root: typer.Typer) -> None:
 
 def _open(ctx: typer.Context) -> Workspace:
     """The workspace, with edits made while nothing ran committed first."""
+    from duragent.vcs.repo import RepoBusy, RepoLocked
     from duragent.workspace import Workspace
 
     state: CliState = ctx.obj
     workspace = Workspace(state.config())
-    workspace.commit_offline_edits()
+    try:
+        workspace.commit_offline_edits()
+    except (RepoBusy, RepoLocked) as error:
+        # (a rebase in progress): memory is still there to read and add to; committed later
+        print(
+            f"warning: edits made while Duragent was not running are not committed yet: {error}",
+            file=sys.stderr,
+        )
     return workspace
 
 
@@ -303,8 +311,18 @@ def _commit_edit(workspace: Workspace, paths: list[Path], summary: str | None = 
     if edits is None:
         print(f"Saved {', '.join(str(p) for p in paths)} (git is disabled: not committed).")
         return
+    from duragent.vcs.repo import RepoBusy, RepoLocked
+
     relative = [edits.repo.relative(path) for path in paths]
-    result = edits.commit(relative, summary=summary)
+    try:
+        result = edits.commit(relative, summary=summary)
+    except (RepoBusy, RepoLocked) as error:
+        # the change is saved: failing here would have the person run the command again (twice the entry)
+        print(
+            f"Saved {', '.join(relative)} but not committed yet: {error}; the next `duragent` command "
+            "(or the running server) commits it once git can."
+        )
+        return
     if result.sha:
         print(f"Committed {result.sha[:10]} as {edits.repo.person_identity()}: {', '.join(result.files)}")
         return

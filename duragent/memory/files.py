@@ -125,6 +125,10 @@ def save_memory_file(
             current = decoded.replace("\r\n", "\n").replace("\r", "\n")
             if not hmac.compare_digest(opened, text_stamp(current)):
                 raise MemoryChanged(current)
+        if decoded.count("\r\n") * 2 > decoded.count("\n"):
+            # a file written on Windows stays CRLF (the editor was shown it with LF): else every
+            # line of it would change in git
+            text = text.replace("\n", "\r\n")
         write_atomic(path, text.encode("utf-8"))
     edits = workspace.human_edits
     relative = str(path.relative_to(workspace.config.data_path))

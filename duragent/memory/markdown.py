@@ -38,6 +38,8 @@ _SECTION_HEADING = re.compile(r"^##[ \t]+(?P<title>.*?)[ \t#]*$")
 _ANY_HEADING = re.compile(r"^#{1,6}([ \t]|$)")
 _BULLET = re.compile(r"^[-*+][ \t]+(?P<text>.*)$")
 _MAX_SECTION_NAME = 80
+#: The byte order mark some Windows editors put before a UTF-8 file's first line (kept as it is).
+_BOM = "\ufeff"
 
 
 class EmptyMemoryEntry(DuragentError, ValueError):
@@ -117,7 +119,8 @@ def lines_outside_entries(text: str) -> list[str]:
 
 def heading_lines(text: str) -> list[str]:
     """The heading lines (`#` to `######`) of a daily file, stripped, in file order."""
-    return [line.strip() for line in _split_lines(text) if _ANY_HEADING.match(line.rstrip("\r\n"))]
+    lines = _split_lines(text.removeprefix(_BOM))
+    return [line.strip() for line in lines if _ANY_HEADING.match(line.rstrip("\r\n"))]
 
 
 @dataclass
@@ -143,7 +146,7 @@ def _scan_daily(text: str, day: date) -> _Scanned:
         bullet = None
         bullet_lines.clear()
 
-    for raw in _split_lines(text):
+    for raw in _split_lines(text.removeprefix(_BOM)):
         line = raw.rstrip("\r\n")
         heading = _SECTION_HEADING.match(line)
         if heading:
@@ -233,6 +236,8 @@ def _section_of_heading(title: str) -> str:
 def _find_sections(lines: list[str]) -> list[_Section]:
     starts: list[tuple[int, str]] = []
     for index, raw in enumerate(lines):
+        if index == 0:
+            raw = raw.removeprefix(_BOM)
         heading = _SECTION_HEADING.match(raw.rstrip("\r\n"))
         if heading:
             starts.append((index, _section_of_heading(heading.group("title"))))

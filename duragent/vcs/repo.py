@@ -602,6 +602,11 @@ class GitRepo:
         lock = self.git_dir / "index.lock"
         delay = 0.02
         while lock.exists():
+            # a killed git's lock, not a running one's: waiting for it only delays the error
+            with contextlib.suppress(FileNotFoundError):
+                age = time.time() - lock.stat().st_mtime
+                if age > STALE_LOCK_SECONDS:
+                    raise RepoLocked(str(StaleLock(lock, age)))
             if time.monotonic() >= deadline:
                 raise RepoLocked(
                     f"{lock} has been held for {self.lock_timeout:g} s by another git process; "
@@ -610,10 +615,14 @@ class GitRepo:
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 0.25)
 
+    def operation_in_progress(self) -> str | None:
+        """The git operation a person has under way here ("a rebase", "a merge"...), or None."""
+        return next((op for marker, op in _IN_PROGRESS.items() if (self.git_dir / marker).exists()), None)
+
     def _check_not_busy(self) -> None:
-        for marker, operation in _IN_PROGRESS.items():
-            if (self.git_dir / marker).exists():
-                raise RepoBusy(f"{operation} is in progress in {self.root}; commits wait until it ends")
+        operation = self.operation_in_progress()
+        if operation is not None:
+            raise RepoBusy(f"{operation} is in progress in {self.root}; commits wait until it ends")
 
     def _sleep_before_retry(self, deadline: float, why: str) -> None:
         if time.monotonic() >= deadline:

@@ -49,7 +49,8 @@ class RevertRefused(DuragentError):
 
 
 class RevertConflict(DuragentError):
-    """Later changes to the same lines stand in the way of a revert; nothing was written."""
+    """Something stands in the way of a revert now (later changes to the same lines, a secret, a
+    rebase in progress); nothing was written."""
 
 
 # --- diffs ---------------------------------------------------------------------------------------
@@ -105,20 +106,33 @@ def markdown_diff(path: str, status: str, old: str | None, new: str | None) -> F
         sections.setdefault(section, SectionChange(section)).added.extend([text] * count)
     for (section, text), count in (before - after).items():
         sections.setdefault(section, SectionChange(section)).removed.extend([text] * count)
-    old_other = Counter(lines_outside_entries(old or ""))
-    new_other = Counter(lines_outside_entries(new or ""))
-    if not sections and old_other == new_other:
+    old_other = lines_outside_entries(old or "")
+    new_other = lines_outside_entries(new or "")
+    if not sections and Counter(old_other) == Counter(new_other):
         # Only headings may have changed: name them, so "whitespace or order only" is never said
         # of a heading a person added or removed.
-        old_other = Counter(heading_lines(old or ""))
-        new_other = Counter(heading_lines(new or ""))
+        old_other = heading_lines(old or "")
+        new_other = heading_lines(new or "")
     return FileDiff(
         path,
         status,
         sections=list(sections.values()),
-        text_added=list((new_other - old_other).elements()),
-        text_removed=list((old_other - new_other).elements()),
+        text_added=_unmatched(new_other, old_other),
+        text_removed=_unmatched(old_other, new_other),
     )
+
+
+def _unmatched(lines: list[str], others: list[str]) -> list[str]:
+    """The lines that `others` does not hold (as many times), in their order in the file: a
+    front matter's `---` lines stay around what they enclose."""
+    left = Counter(others)
+    unmatched: list[str] = []
+    for line in lines:
+        if left[line] > 0:
+            left[line] -= 1
+        else:
+            unmatched.append(line)
+    return unmatched
 
 
 def diff_revisions(
@@ -363,6 +377,13 @@ def _revert_locked(
                 f"cannot revert {sha[:10]}: {path} would be committed holding a secret "
                 f"({', '.join(found)}); remove it from the file first"
             )
+    operation = repo.operation_in_progress()
+    if planned and operation is not None:
+        # its commit would have to wait: the files reverted on disk would then be committed as an edit
+        raise RevertConflict(
+            f"cannot revert {sha[:10]} while {operation} is in progress in {repo.root}; finish it "
+            "(or abort it) and run revert again"
+        )
     for path in planned:
         on_disk = found_bytes[path]
         if before_write is not None and on_disk is not None:

@@ -66,7 +66,7 @@ from duragent.vcs.process_writes import (
     process_that_changed,
     read_process_spans,
 )
-from duragent.vcs.repo import ContentScreen, GitRepo, Identity, Written
+from duragent.vcs.repo import ContentScreen, GitRepo, Identity, RepoBusy, RepoLocked, Written
 
 if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver
@@ -78,6 +78,10 @@ log = logging.getLogger(__name__)
 EDIT_KIND = "edit"
 DEFAULT_DEBOUNCE = 1.0
 DEFAULT_MAX_DELAY = 10.0
+#: How long the watcher waits before trying again edits it could not commit (a rebase in progress,
+#: a lock a killed git left), doubled after each failure up to the maximum.
+RETRY_DELAY = 2.0
+MAX_RETRY_DELAY = 60.0
 #: Seconds between scans when the operating system will not report changes (inotify limits).
 POLL_INTERVAL = 2.0
 #: Agent writes older than this no longer identify a file as the agent's.
@@ -534,6 +538,7 @@ class HumanEditWatcher:
         self._seen_at: dict[str, float] = {}
         self._first_at: float | None = None
         self._last_at = 0.0
+        self._retry_delay = RETRY_DELAY
         self._wakeup = asyncio.Event()
         self._observer: BaseObserver | None = None
         self._task: asyncio.Task[None] | None = None
@@ -546,8 +551,13 @@ class HumanEditWatcher:
         if committer is None or self._observer is not None:
             return
         self._committer = committer
-        await asyncio.to_thread(self.workspace.commit_offline_edits)
         self._loop = asyncio.get_running_loop()
+        try:
+            await asyncio.to_thread(self.workspace.commit_offline_edits)
+        except (RepoBusy, RepoLocked) as error:
+            # a rebase in progress must not keep the server from starting: commit them once it ends
+            log.warning("could not commit edits made while Duragent was not running: %s", error)
+            self._retry_later(await asyncio.to_thread(committer.pending), {})
         self._observer = await asyncio.to_thread(self._start_observer, committer)
         self._task = asyncio.create_task(self._run(), name="duragent-human-edits")
 
@@ -562,14 +572,18 @@ class HumanEditWatcher:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.flush()
-        if self._pending:
-            # files waiting for the agent's commit: that committer exists (it has them pending)
-            committer = self.workspace.committer
-            if committer is not None:
-                with contextlib.suppress(DuragentError):  # the files stay on disk for the next start
-                    await asyncio.to_thread(committer.flush, 10.0)
+        try:
             await self.flush()
+            if self._pending:
+                # files waiting for the agent's commit: that committer exists (it has them pending)
+                committer = self.workspace.committer
+                if committer is not None:
+                    with contextlib.suppress(DuragentError):  # the files stay on disk for the next start
+                        await asyncio.to_thread(committer.flush, 10.0)
+                await self.flush()
+        except (RepoBusy, RepoLocked) as error:
+            # the edits stay on disk: the next command or start commits them
+            log.warning("could not commit a person's edit before stopping: %s", error)
 
     async def flush(self) -> None:
         """Commit the edits seen so far now, without waiting for the debounce.
@@ -584,7 +598,13 @@ class HumanEditWatcher:
         self._first_at = None
         self.examined.update(files)
         if files and self._committer is not None:
-            result = await asyncio.to_thread(self._commit, self._committer, files, seen_at)
+            try:
+                result = await asyncio.to_thread(self._commit, self._committer, files, seen_at)
+            except (RepoBusy, RepoLocked):
+                # the edits are still on disk: look again once the rebase (or the lock) may be gone
+                self._retry_later(files, seen_at)
+                raise
+            self._retry_delay = RETRY_DELAY
             if result.sha:
                 self.commits.append(result.sha)
             if result.process_sha:
@@ -593,6 +613,16 @@ class HumanEditWatcher:
                 self._pending.update(result.waiting)
                 self._seen_at.update({file: seen_at[file] for file in result.waiting if file in seen_at})
                 self._first_at = self._last_at = time.monotonic()
+
+    def _retry_later(self, files: Collection[str], seen_at: Mapping[str, float]) -> None:
+        """Keep `files` pending and flush them again after the retry delay (which then grows)."""
+        if not files:
+            return
+        self._pending.update(files)
+        self._seen_at.update({file: seen_at[file] for file in files if file in seen_at})
+        self._first_at = self._last_at = time.monotonic() + self._retry_delay
+        self._retry_delay = min(self._retry_delay * 2, MAX_RETRY_DELAY)
+        self._wakeup.set()
 
     def _commit(
         self, committer: HumanEditCommitter, files: list[str], seen_at: dict[str, float]

@@ -233,3 +233,25 @@ async def test_a_turn_with_no_policy_that_loads_says_the_agent_cannot_answer_and
         "agent 'helper' cannot answer until its files are fixed:\n"
         "data/agents/helper/policy.yaml:1:7: mode must be 'allow', 'ask' or 'deny'"
     ), failed.message
+
+
+async def test_hidden_copies_and_week_named_files_are_not_memory(
+    fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, runtime: Runtime, data: Path
+) -> None:
+    """macOS leaves `._team.md` (binary) beside a file copied from its disks, and `2026-W01-1.md`
+    parses as a day in Python 3.11: the first reached the agent's context (never git, never an
+    export), the second was listed as a day that then read as empty."""
+    world = data / "memory" / "world"
+    world.mkdir(parents=True)
+    (world / "team.md").write_text("Five people.\n")
+    (world / "._team.md").write_bytes(b"\x00\x05\x16\x07Mac OS X        \x00\x02resource fork")
+    (data / "memory" / "helper").mkdir(parents=True)
+    (data / "memory" / "helper" / "2026-W01-1.md").write_text("- not a day\n")
+
+    prompt = await system_prompt_of_a_turn(fake_llm, runtime, session, agent)
+
+    assert "Five people." in prompt
+    assert "resource fork" not in prompt
+    assert runtime.memory is not None
+    assert await runtime.memory.read_world() == {"team": "Five people.\n"}
+    assert await runtime.memory.days("helper") == []

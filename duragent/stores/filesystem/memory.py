@@ -245,7 +245,8 @@ class FilesystemMemoryStore:
             return cached[1]
         try:
             with os.scandir(world) as entries:
-                names = sorted(entry.name for entry in entries if entry.name.endswith(".md"))
+                # (hidden names are an editor's or macOS's copies, `._team.md`: not the agent's memory)
+                names = sorted(e.name for e in entries if e.name.endswith(".md") and e.name[0] != ".")
         except (FileNotFoundError, NotADirectoryError):
             names = []
         self._topic_names = (current, names) if settled((current,)) else None
@@ -490,6 +491,9 @@ def _keep_added_lines(seen: str, current: str, text: str) -> str:
     return joined + "\n".join(missing) + "\n"
 
 
+_DAY_FILE = re.compile(r"\d{4}-\d{2}-\d{2}\.md")
+
+
 def _daily_files(agent_dir: Path) -> list[date]:
     """Days that have a `YYYY-MM-DD.md` file in the folder (other files are ignored)."""
     days: list[date] = []
@@ -498,7 +502,7 @@ def _daily_files(agent_dir: Path) -> list[date]:
     except FileNotFoundError:
         return days
     for name in names:
-        if not name.endswith(".md") or len(name) != len("YYYY-MM-DD.md"):
+        if not _DAY_FILE.fullmatch(name):  # (fromisoformat alone reads `2026-W01-1` as a day)
             continue
         try:
             days.append(date.fromisoformat(name[:-3]))
@@ -509,7 +513,7 @@ def _daily_files(agent_dir: Path) -> list[date]:
 
 def _read_world(world_dir: Path) -> dict[str, bytes]:
     try:
-        files = sorted(path for path in world_dir.glob("*.md") if path.is_file())
+        files = sorted(p for p in world_dir.glob("*.md") if p.is_file() and not p.name.startswith("."))
     except FileNotFoundError:
         return {}
     return {path.stem: path.read_bytes() for path in files}
