@@ -114,4 +114,8 @@ def stateless_log(
     state = SessionState(session_id=new_id(STATELESS_PREFIX), agent=agent)
     state.conversation = [dict(entry) for entry in history]
     state.turns = sum(1 for entry in history if entry.get("role") == "user")
+    if history:
+        # The client's history is what was said: one ending in tool results (or in a user
+        # message before the new one) owes no reply of its own, only the new message does.
+        state.turn_closed_by = "history"
     return SessionLog(store, state, snapshot_every=snapshot_every)

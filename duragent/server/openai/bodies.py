@@ -105,13 +105,9 @@ class ChatCompletionRequest(BaseModel):
                     "client-side tools are not supported: the agent's own tools (agent.yaml) run on the "
                     f"server; send the conversation without `{name}`",
                 )
-        for index, message in enumerate(self.messages):
-            for number, part in enumerate(message.content if isinstance(message.content, list) else ()):
-                if part.type != "text":
-                    raise refused(
-                        f"body.messages.{index}.content.{number}",
-                        f"content parts of type {part.type!r} are not supported: agents take text only",
-                    )
+        # Only the message answered: the others reach the model in a stateless request alone
+        # (`history`), and a chat UI sends an image refused once with every later message.
+        _text_only(self.messages[-1], len(self.messages) - 1)
         return self
 
     def include_usage(self) -> bool:
@@ -124,14 +120,29 @@ class ChatCompletionRequest(BaseModel):
         A name that cannot be a session's is refused (400) naming where it came from, so a client
         that sends an e-mail address as `user` learns which of its fields to change.
         """
+        naming = self.session_naming(header)
+        return None if naming is None else _session_name(*naming)
+
+    def session_naming(self, header: str | None) -> tuple[str, str] | None:
+        """The name of the session this request continues, unchecked, and where it came from
+        (`X-Duragent-Session`, `body.metadata.session_id` or `body.user`); None for none."""
+        from_metadata = (self.metadata or {}).get("session_id")
+        if from_metadata is not None and not isinstance(from_metadata, str):
+            # Ignored, it would leave the request stateless: a conversation the client thinks is kept.
+            raise HttpProblem(
+                400,
+                "metadata.session_id names the session to continue",
+                [FieldError("body.metadata.session_id", "must be a string")],
+                type_name="validation",
+            )
         sources = (
             (SESSION_HEADER, header),
-            ("body.metadata.session_id", (self.metadata or {}).get("session_id")),
+            ("body.metadata.session_id", from_metadata),
             ("body.user", self.user),
         )
         for source, candidate in sources:
             if isinstance(candidate, str) and candidate.strip():
-                return _session_name(candidate.strip(), source)
+                return candidate.strip(), source
         return None
 
     def new_user_message(self) -> str:
@@ -155,6 +166,7 @@ class ChatCompletionRequest(BaseModel):
         system: list[dict[str, Any]] = []
         turns: list[dict[str, Any]] = []
         for index, message in enumerate(self.messages[:-1]):
+            _text_only(message, index)
             if message.role in ("system", "developer"):
                 system.append({"role": "system", "content": message.text()})
             elif message.role == "user":
@@ -171,7 +183,32 @@ class ChatCompletionRequest(BaseModel):
                 turns.append(
                     {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.text()}
                 )
+        _owe_no_reply(turns)
         return system + turns
+
+
+def _text_only(message: ChatMessage, index: int) -> None:
+    """Refuse `message` (the `index`th) unless its content is text, naming the first other part."""
+    for number, part in enumerate(message.content if isinstance(message.content, list) else ()):
+        if part.type != "text":
+            raise refused(
+                f"body.messages.{index}.content.{number}",
+                f"content parts of type {part.type!r} are not supported: agents take text only",
+            )
+
+
+def _owe_no_reply(turns: list[dict[str, Any]]) -> None:
+    """Mark the user messages that end the history `silent`: context for the new message.
+
+    A history ending in user messages (a RAG app's documents before its question, a message
+    whose request failed sent again with the next one) is one conversation the model answers
+    once, as OpenAI's would. Unmarked, the session would owe them a reply and run a turn of its
+    own for them first: one more model call, its tools run, and its answer sent as the reply.
+    """
+    for entry in reversed(turns):
+        if entry["role"] != "user":
+            return
+        entry["silent"] = True
 
 
 def _session_name(name: str, source: str) -> str:

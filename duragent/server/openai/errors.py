@@ -66,10 +66,19 @@ def openai_shaped(response: web.StreamResponse) -> web.StreamResponse:
     param = None
     if errors:
         param = str(errors[0].get("field", "")).removeprefix("body.").removeprefix("body") or None
-        message += ": " + "; ".join(f"{e.get('field')}: {e.get('message')}" for e in errors)
+        unsaid = [f"{e.get('field')}: {e.get('message')}" for e in errors if not _said(e, message)]
+        if unsaid:
+            message += ": " + "; ".join(unsaid)
     code = str(problem.get("type", "")).removeprefix(TYPE_PREFIX).replace("-", "_") or None
     converted = openai_error(response.status, message, code=code, param=param)
     for name in ("WWW-Authenticate", "Allow", "Retry-After", SHOULD_RETRY, SESSION_HEADER):
         if name in response.headers:
             converted.headers[name] = response.headers[name]
     return converted
+
+
+def _said(error: dict[str, Any], detail: str) -> bool:
+    """Whether the problem's `detail` already says `error` (a validation error's first one, or
+    what is wrong with the whole body), which the message then does not say twice."""
+    field, text = str(error.get("field")), str(error.get("message"))
+    return f"{field}: {text}" in detail or (field == "body" and text in detail)

@@ -22,10 +22,10 @@ from duragent.server import sse
 from duragent.server.bodies import read_body
 from duragent.server.openai.bodies import ChatCompletionRequest
 from duragent.server.openai.completions import Completion, FinalReply, TurnProblem, reply_pieces
-from duragent.server.openai.errors import SESSION_HEADER, error_body
+from duragent.server.openai.errors import SESSION_HEADER, SHOULD_RETRY, error_body
 from duragent.server.problems import FieldError, HttpProblem
 from duragent.server.state import STATE, ServerState
-from duragent.sessions.live import LiveSession
+from duragent.sessions.live import LiveSession, SessionEnded
 from duragent.sessions.stream import StreamEvent, ends_turn_unless_asking, own_turn
 
 #: What a session made by this API records about where it came from.
@@ -114,7 +114,10 @@ async def agent_turn(request: web.Request, body: ChatCompletionRequest) -> Async
     headers = {SESSION_HEADER: live.session_id} if named else {}
     subscription = await live.subscribe()
     try:
-        ticket = await live.queue(content)
+        try:
+            ticket = await live.queue(content)
+        except SessionEnded:
+            raise _ended(body, request, live.session_id, headers) from None
         yield AgentTurn(live, own_turn(subscription, ticket, ends_turn_unless_asking), headers, named is None)
     finally:
         subscription.close()
@@ -122,6 +125,22 @@ async def agent_turn(request: web.Request, body: ChatCompletionRequest) -> Async
             # Whatever happened, the stateless conversation is over: stop its turn, forget it.
             await live.cancel()
             await live.close(0)
+
+
+def _ended(
+    body: ChatCompletionRequest, request: web.Request, session_id: str, headers: dict[str, str]
+) -> HttpProblem:
+    """The 409 for a message to an ended session, naming the field that named it; not to be
+    sent again (the SDKs retry a 409), since the session stays ended."""
+    naming = body.session_naming(request.headers.get(SESSION_HEADER))
+    source = naming[1] if naming else SESSION_HEADER
+    return HttpProblem(
+        409,
+        f"session {session_id!r} has ended and takes no more messages",
+        [FieldError(source, "name another session")],
+        type_name="conflict",
+        headers={**headers, SHOULD_RETRY: "false"},
+    )
 
 
 async def _whole(
