@@ -80,6 +80,8 @@ class Agent:
     #: Prompt fields read from files (field -> file); fields absent here were inline or unset.
     prompt_files: Mapping[str, Path] = field(default_factory=dict, compare=False)
     layout: AgentFileLayout | None = field(default=None, compare=False, repr=False)
+    #: The environment variables agent.yaml's `${NAME}` references read (their values are secrets).
+    referenced_env: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     @property
     def spec(self) -> AgentSpec:
@@ -198,6 +200,7 @@ def _load_definition(directory: Path, env: Mapping[str, str] | None) -> tuple[Ag
         soul=prompts.get("soul", ""),
         system_prompt=prompts.get("system_prompt", ""),
         instructions=prompts.get("instructions", ""),
+        referenced_env=frozenset(doc.referenced_env),
         prompt_files=prompt_files,
         layout=layout,
     )

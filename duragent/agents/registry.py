@@ -594,10 +594,14 @@ def _check_files(files: Mapping[str, str]) -> None:
 
 
 def _named_keys(agent: Agent, env: Mapping[str, str] | None) -> dict[str, str]:
-    """The values of the variables the agent names as holding its keys (`api_key_env`), by name."""
+    """The values of the variables the agent names as holding its keys (`api_key_env`), and of
+    those its agent.yaml reads with `${NAME}` (an MCP server's token in `args`), by name."""
     environ = os.environ if env is None else env
     search = agent.spec.tools.web_search
     names = [agent.spec.model.key_variable, search.api_key_env if search else None]
+    from duragent.secrets import NOT_SECRET_ENV
+
+    names += sorted(agent.referenced_env - NOT_SECRET_ENV)
     return {name: environ[name] for name in names if name and name in environ}
 
 

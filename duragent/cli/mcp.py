@@ -89,6 +89,7 @@ def _probe(config: Any, agent: str | None) -> list[dict[str, Any]]:
     from duragent.agents.catalog import AgentCatalog
     from duragent.cli.context import run_async
     from duragent.mcp.hub import WORKSPACE, McpHub, agent_scope
+    from duragent.secrets import SecretGuard, redact_logs
 
     catalog = AgentCatalog(config.agents_path)
     if agent:
@@ -100,6 +101,9 @@ def _probe(config: Any, agent: str | None) -> list[dict[str, Any]]:
     if not config.mcp_servers and not any(loaded.spec.mcp_servers for loaded in agents):
         return []  # nothing to start, so nothing to announce
     print("no server is running: starting each MCP server to list its tools", file=sys.stderr)
+    # An argument, a URL or what a server wrote to stderr may carry a token (`${TOKEN}` in
+    # `args`): redacted here as the running server's admin API does, in its warnings too.
+    guard = SecretGuard.from_config(config)
 
     async def probe() -> list[dict[str, Any]]:
         hub = McpHub(
@@ -122,5 +126,9 @@ def _probe(config: Any, agent: str | None) -> list[dict[str, Any]]:
             statuses = [status for status in statuses if status.scope in (agent_scope(agent), WORKSPACE)]
         return [status.to_json() for status in statuses]
 
-    result: list[dict[str, Any]] = run_async(probe())
-    return result
+    undo = redact_logs(guard)
+    try:
+        result: list[dict[str, Any]] = run_async(probe())
+    finally:
+        undo()
+    return [guard.redact_value(status) for status in result]

@@ -13,6 +13,7 @@ import typer
 from duragent.cli.context import CliState, print_json
 
 if TYPE_CHECKING:
+    from duragent.errors import Problem
     from duragent.skills.discovery import SkillSet
     from duragent.skills.skill import Skill
     from duragent.workspace import Workspace
@@ -75,11 +76,19 @@ def show_skill(
     as_json: JsonOption = False,
 ) -> None:
     """Show a skill: where it is, its front matter, its files and its instructions."""
+    from duragent.errors import ConfigError
     from duragent.skills.install import SkillNotFound
 
-    matches = [(skill, owner) for owner, skills in _visible(ctx, agent) for skill in skills.sorted()]
+    visible = _visible(ctx, agent)
+    matches = [(skill, owner) for owner, skills in visible for skill in skills.sorted()]
     chosen = [(skill, owner) for skill, owner in matches if skill.name == name]
     if not chosen:
+        # a folder of that name that is not a valid skill (yet): say what is wrong with it
+        invalid = [
+            problem for _, skills in visible for problem in skills.problems if _of_folder(problem, name)
+        ]
+        if invalid:
+            raise ConfigError(invalid)
         known = ", ".join(sorted({skill.name for skill, _ in matches})) or "none"
         raise SkillNotFound(f"no skill {name!r}; skills: {known}")
     skill, owner = chosen[-1]
@@ -133,13 +142,33 @@ def remove(
     agent: AgentOption = None,
 ) -> None:
     """Delete a skill folder and commit the removal."""
-    from duragent.skills.install import remove_skill
+    from duragent.skills.install import SkillNotFound, remove_skill
 
     with _workspace(ctx) as workspace:
         target = _skills_dir(workspace, agent)
-        files = remove_skill(name, target)
+        try:
+            files = remove_skill(name, target)
+        except SkillNotFound as exc:
+            raise SkillNotFound(f"{exc}{_found_elsewhere(ctx, name, agent)}") from None
         print(f"removed skill {name!r} ({len(files)} file{'s' if len(files) != 1 else ''})")
         _commit(workspace, list(files), f"skill {name} removed")
+
+
+def _of_folder(problem: Problem, name: str) -> bool:
+    """Whether `problem` is about the SKILL.md of a skill folder named `name`."""
+    file = problem.location.file if problem.location is not None else None
+    return file is not None and Path(file).parent.name == name
+
+
+def _found_elsewhere(ctx: typer.Context, name: str, agent: str | None) -> str:
+    """A hint naming the command that removes `name` where it is (the workspace's or an agent's own)."""
+    for owner, skills in _visible(ctx, None):
+        if owner == (agent or "workspace") or name not in skills.skills:
+            continue
+        where = "" if owner == "workspace" else f" --agent {owner}"
+        scope = "a workspace skill" if owner == "workspace" else f"agent {owner}'s own"
+        return f" ({name!r} is {scope}: duragent skill remove {name}{where})"
+    return ""
 
 
 def _state(ctx: typer.Context) -> CliState:
@@ -194,7 +223,12 @@ def _commit(workspace: Workspace, files: list[Path], summary: str) -> None:
     if edits is None:
         print("(git is disabled: not committed)")
         return
-    relative = [edits.repo.relative(path) for path in files]
+    try:
+        relative = [edits.repo.relative(path) for path in files]
+    except ValueError:
+        # (an agents folder outside the data directory: `agents.static.path: ./agents`)
+        print(f"(not in the data repository {edits.repo.root}: not committed)")
+        return
     result = edits.commit(relative, summary=summary)
     if result.sha:
         print(f"committed {result.sha[:10]} as {edits.repo.person_identity()}")

@@ -33,6 +33,7 @@ from duragent import __version__
 from duragent.errors import DuragentError
 from duragent.mcp.naming import tool_names
 from duragent.mcp.spec import McpServerSpec
+from duragent.secrets import SecretGuard
 
 if TYPE_CHECKING:
     import mcp_types
@@ -97,6 +98,10 @@ class McpConnection:
         self.scope = scope
         self.cwd = cwd
         self._env = os.environ if env is None else env
+        #: The values of the variables passed to the server (`env`), its credentials as a rule:
+        #: a server that fails may print them, and its stderr is logged and quoted in errors
+        #: (which reach a tool result, so the session's log and git).
+        self._passed = SecretGuard({name: self._env[name] for name in spec.env if name in self._env})
         self._state: State = "stopped"
         self._progress = asyncio.Event()
         self._tools: tuple[mcp_types.Tool, ...] = ()
@@ -275,7 +280,7 @@ class McpConnection:
         return error
 
     def _on_stderr(self, line: str) -> None:
-        line = line.strip()
+        line = self._passed.redact(line.strip())
         if line:
             self._stderr_tail.append(line)
             stderr_log.info("MCP server %s/%s: %s", self.scope, self.spec.name, line)

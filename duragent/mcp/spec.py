@@ -64,6 +64,16 @@ class McpServerSpec(BaseModel):
         # Header values are usually credentials (expanded from ${VAR}): a dump shows names only.
         return dict.fromkeys(headers, "<hidden>")
 
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name_form(cls, value: object) -> object:
+        # (said in words before the pattern check would quote the regular expression)
+        if isinstance(value, str) and not re.match(SERVER_NAME_PATTERN, value):
+            raise ValueError(
+                f"{value!r} must be 1 to 32 letters, digits, '-' and '_', starting with a letter or digit"
+            )
+        return value
+
     @field_validator("name")
     @classmethod
     def _no_double_underscore(cls, value: str) -> str:
@@ -78,6 +88,14 @@ class McpServerSpec(BaseModel):
             if not _ENV_NAME.match(name):
                 raise ValueError(f"{name!r} is not an environment variable name (list names, not values)")
         return names
+
+    @field_validator("start_timeout", "call_timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        # 0s would fail every start (or every call) at once
+        if value <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return value
 
     @field_validator("url")
     @classmethod

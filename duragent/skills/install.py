@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from yarl import URL
 
 from duragent.errors import DuragentError, NotFound, UsageError
-from duragent.skills.skill import SKILL_FILE, Skill, load_skill
+from duragent.skills.skill import NAME_PATTERN, SKILL_FILE, Skill, load_skill
 
 if TYPE_CHECKING:
     from duragent.secrets import SecretGuard
@@ -191,11 +191,16 @@ def _special_kind(path: Path) -> str | None:
 
 
 def remove_skill(name: str, skills_dir: Path) -> tuple[Path, ...]:
-    """Delete the skill folder `skills_dir/name`; returns the files it held."""
+    """Delete the skill folder `skills_dir/name` (or the link by that name); returns the files it held."""
     target = skills_dir / name
     if "/" in name or name.startswith(".") or not (target / SKILL_FILE).is_file():
         known = sorted(path.parent.name for path in skills_dir.glob(f"*/{SKILL_FILE}"))
         raise SkillNotFound(f"no skill {name!r} in {skills_dir}; skills there: {', '.join(known) or 'none'}")
+    if target.is_symlink():
+        # a link to a skill kept elsewhere (shared by several workspaces): the link goes, the
+        # folder it points to stays
+        target.unlink()
+        return (target,)
     files = tuple(sorted(path for path in target.rglob("*") if path.is_file() or path.is_symlink()))
     shutil.rmtree(target)
     return files
@@ -206,6 +211,8 @@ def _materialised(source: str) -> Iterator[Path]:
     """The source as a local folder: the folder itself, or a shallow clone removed afterwards."""
     if not is_git_source(source):
         folder = Path(source).expanduser()
+        if folder.is_file():
+            raise UsageError(_not_a_folder(source, folder))
         if not folder.is_dir():
             raise UsageError(f"{source}: no such folder (give a skill folder or a git URL)")
         yield folder.resolve()
@@ -214,7 +221,38 @@ def _materialised(source: str) -> Iterator[Path]:
         name = source.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git") or "skill"
         clone = Path(temp) / name
         _clone(source, clone)
-        yield clone
+        # A repository holding one skill at its root is seldom named as the skill is
+        # (`pdf-skill.git` holding `name: pdf`): its clone is, as the installed copy will be.
+        declared = _declared_name(clone / SKILL_FILE)
+        if declared is not None and declared != clone.name:
+            clone = clone.rename(clone.with_name(declared))
+        # resolved as a folder source is: `--path` is checked against it resolved (a temporary
+        # folder reached through a link, as /var/folders on macOS, would refuse every path)
+        yield clone.resolve()
+
+
+def _declared_name(skill_file: Path) -> str | None:
+    """The valid `name` the front matter of `skill_file` declares, if it can be read (`load_skill`
+    reports whatever is wrong otherwise)."""
+    import yaml
+    from frontmatter.default_handlers import YAMLHandler
+
+    if skill_file.is_symlink() or not skill_file.is_file():
+        return None  # (a repository can hold a link to /dev/zero, which would be read forever)
+    try:
+        yaml_text, _body = YAMLHandler().split(skill_file.read_text(encoding="utf-8-sig"))
+        front = yaml.safe_load(yaml_text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError):
+        return None
+    name = front.get("name") if isinstance(front, dict) else None
+    return name if isinstance(name, str) and NAME_PATTERN.fullmatch(name) else None
+
+
+def _not_a_folder(source: str, file: Path) -> str:
+    """Why a file is no source: the skill's SKILL.md (its folder is), or an archive (unpacked, it is)."""
+    if file.name == SKILL_FILE:
+        return f"{source} is the skill's {SKILL_FILE}: give its folder ({file.parent})"
+    return f"{source} is a file, not a folder: give a skill folder (unpack an archive first) or a git URL"
 
 
 def _clone(source: str, into: Path) -> None:

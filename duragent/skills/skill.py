@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,7 +158,11 @@ def load_skill(directory: Path, *, scope: Scope = "workspace", shown: str | None
 
 def _read(path: Path, source: str) -> str:
     try:
-        if path.stat().st_size > MAX_SKILL_BYTES:
+        status = path.stat()
+        if not stat.S_ISREG(status.st_mode):
+            # a named pipe or a device (a link to /dev/zero) would be read forever
+            raise ConfigError("not a regular file", Location(source))
+        if status.st_size > MAX_SKILL_BYTES:
             raise ConfigError(f"{source}: larger than {MAX_SKILL_BYTES // 1024} KiB")
         return path.read_text(encoding="utf-8-sig")  # (an editor on Windows may start it with a BOM)
     except FileNotFoundError:

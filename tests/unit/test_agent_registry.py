@@ -374,3 +374,22 @@ def test_the_key_an_agent_names_in_api_key_env_is_redacted_once_the_agent_is_loa
     registry.get("alpha")
 
     assert guard.redact("Invalid key: llm-key-value-9f8e7d6c") == "Invalid key: [REDACTED:LLM_CREDENTIAL]"
+
+
+def test_variables_agent_yaml_reads_are_redacted_once_the_agent_is_loaded(workspace: Path) -> None:
+    """`${SOME_AUTH}` in an MCP server's args (a name that does not look secret) was expanded
+    into the agent's definition but protected nowhere: a server's error quoting its command line
+    reached the log, the admin API and a tool result in the clear."""
+    from duragent.secrets import SecretGuard
+
+    directory = write_agent(static_dir(workspace), "alpha")
+    server = "mcp_servers:\n  - name: atlas\n    command: atlas-mcp\n    args: [--auth, '${SOME_AUTH}']\n"
+    (directory / "agent.yaml").write_text(agent_yaml("alpha") + server)
+    guard = SecretGuard()
+    registry = AgentRegistry(
+        make_config(workspace), env={"SOME_AUTH": "verysecretvalue99", "HOME": "/home/someone"}, guard=guard
+    )
+
+    registry.get("alpha")
+
+    assert guard.redact("atlas-mcp --auth verysecretvalue99") == "atlas-mcp --auth [REDACTED:SOME_AUTH]"
