@@ -6,6 +6,7 @@ import asyncio
 
 from aiohttp import web
 
+from duragent.errors import InvalidName
 from duragent.server.state import STATE
 from duragent.web.login import UI_PREFIX
 from duragent.web.pages import render
@@ -16,7 +17,10 @@ async def agents(request: web.Request) -> web.Response:
     registry = request.app[STATE].agents
     rows = []
     for summary in registry.summaries():
-        files = await asyncio.to_thread(registry.files, summary.name)
+        try:
+            files = await asyncio.to_thread(registry.files, summary.name)
+        except InvalidName:
+            files = {}  # a folder no agent may be named after (`helper.old`): its problem says so
         rows.append({"summary": summary, "files": files})
     return render(request, "agents.html", {"rows": rows})
 

@@ -14,11 +14,11 @@ from aiohttp import web
 from duragent.server.problems import PROBLEM_CONTENT_TYPE
 from duragent.web import agents, history, memory, schedules, sessions
 from duragent.web.login import (
-    COOKIE,
     LOGIN_COOKIE,
     LOGINS,
     UI_PREFIX,
     Logins,
+    cookie_name,
     form_endpoint,
     mark_form_endpoint,
     read_form,
@@ -85,7 +85,9 @@ def _login_form(request: web.Request, problem: str | None) -> web.Response:
         "ui": UI_PREFIX,
     }
     response = html_page(request, "login.html", context)
-    response.set_cookie(LOGIN_COOKIE, form_token, path=UI_PREFIX, httponly=True, samesite="Strict")
+    response.set_cookie(
+        cookie_name(request, LOGIN_COOKIE), form_token, path=UI_PREFIX, httponly=True, samesite="Strict"
+    )
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -96,7 +98,7 @@ async def log_in(request: web.Request) -> web.StreamResponse:
     import hmac
 
     form = await read_form(request)
-    expected = request.cookies.get(LOGIN_COOKIE, "")
+    expected = request.cookies.get(cookie_name(request, LOGIN_COOKIE), "")
     offered = form.get("form_token", "")
     if not expected or not hmac.compare_digest(offered.encode(), expected.encode()):
         return _login_form(request, "The login form expired: try again.")
@@ -109,16 +111,16 @@ def _logged_in(request: web.Request, location: str) -> web.StreamResponse:
     login_id, _ = request.app[LOGINS].start()
     response = web.Response(status=303, headers={"Location": location})
     set_login_cookie(request, response, login_id)
-    response.del_cookie(LOGIN_COOKIE, path=UI_PREFIX)
+    response.del_cookie(cookie_name(request, LOGIN_COOKIE), path=UI_PREFIX)
     return response
 
 
 @form_endpoint
 async def log_out(request: web.Request, form: dict[str, str]) -> web.StreamResponse:
     """POST /ui/logout: end the login."""
-    request.app[LOGINS].end(request.cookies.get(COOKIE))
+    request.app[LOGINS].end(request.cookies.get(cookie_name(request)))
     response = web.Response(status=303, headers={"Location": f"{UI_PREFIX}/login"})
-    response.del_cookie(COOKIE, path=UI_PREFIX)
+    response.del_cookie(cookie_name(request), path=UI_PREFIX)
     return response
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from duragent.errors import UsageError
+from duragent.server.problems import HttpProblem
 from duragent.server.state import STATE
 from duragent.web.login import UI_PREFIX, form_endpoint
 from duragent.web.pages import render, see_other
@@ -73,8 +74,9 @@ async def revision(request: web.Request) -> web.Response:
 
 @form_endpoint
 async def revert(request: web.Request, form: dict[str, str]) -> web.StreamResponse:
-    """POST /ui/history/{sha}/revert (confirm=yes): undo the change with a commit by the person."""
-    from duragent.vcs.revisions import revert_revision
+    """POST /ui/history/{sha}/revert (confirm=yes): undo the change with a commit by the person;
+    409 when it cannot be now (later edits of the same lines, say), nothing written."""
+    from duragent.vcs.revisions import RevertConflict, RevertRefused, revert_revision
 
     state = request.app[STATE]
     repo = _repo(state.workspace)
@@ -85,18 +87,21 @@ async def revert(request: web.Request, form: dict[str, str]) -> web.StreamRespon
     config = state.workspace.config
     memory_root = config.service_path("memory") if config.services.memory.backend == "filesystem" else None
     edits = state.workspace.human_edits
-    result = await asyncio.to_thread(
-        revert_revision,
-        repo,
-        sha,
-        revertible=revertible,
-        append_only=append_only,
-        memory_root=memory_root,
-        guard=state.workspace.guard,
-        # the agent's write to these files its committer has not committed yet is committed as
-        # the agent's first: the person's revert must not carry its lines in
-        before_write=edits.commit_agent_write if edits is not None else None,
-    )
+    try:
+        result = await asyncio.to_thread(
+            revert_revision,
+            repo,
+            sha,
+            revertible=revertible,
+            append_only=append_only,
+            memory_root=memory_root,
+            guard=state.workspace.guard,
+            # the agent's write to these files its committer has not committed yet is committed as
+            # the agent's first: the person's revert must not carry its lines in
+            before_write=edits.commit_agent_write if edits is not None else None,
+        )
+    except (RevertRefused, RevertConflict) as refused:
+        raise HttpProblem(409, str(refused)) from None  # the files as they are stand in the way
     # No sha with files written: the server's edit watcher saw the files change and committed
     # them (as the person) before this revert's own commit could.
     outcome = result.sha or ("watcher" if result.files else "nothing")

@@ -24,6 +24,7 @@ from aiohttp import web
 from duragent.server.auth import is_loopback
 
 UI_PREFIX = "/ui"
+#: The login cookie's name, before its port (`cookie_name`).
 COOKIE = "duragent_ui"
 #: A login form's own CSRF token (double-submit: cookie and hidden field must match).
 LOGIN_COOKIE = "duragent_ui_login"
@@ -109,16 +110,30 @@ class Logins:
 LOGINS = web.AppKey("duragent_ui_logins", Logins)
 
 
+def cookie_name(request: web.Request, base: str = COOKIE) -> str:
+    """`base` with the port the browser reached this server on (`duragent_ui_8080`).
+
+    A browser sends a host's cookies to all its ports: with one name, logging in to a second
+    server on the same machine (another workspace) would replace, and so end, the first's login.
+    """
+    return f"{base}_{request.url.port}"
+
+
 def set_login_cookie(request: web.Request, response: web.StreamResponse, login_id: str) -> None:
     """The login cookie: HttpOnly, SameSite=Strict, only for /ui (Secure over https)."""
     response.set_cookie(
-        COOKIE, login_id, path=UI_PREFIX, httponly=True, samesite="Strict", secure=request.secure
+        cookie_name(request),
+        login_id,
+        path=UI_PREFIX,
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
     )
 
 
 def current_login(request: web.Request) -> Login:
     """The login of a request the middleware let through."""
-    login = request.app[LOGINS].find(request.cookies.get(COOKIE))
+    login = request.app[LOGINS].find(request.cookies.get(cookie_name(request)))
     if login is None:
         raise web.HTTPFound(f"{UI_PREFIX}/login")
     return login
@@ -133,7 +148,10 @@ def require_login(request: web.Request) -> None:
 
     Asked of every request under /ui; the login page and static files need no login.
     """
-    if _public(request.path) or request.app[LOGINS].find(request.cookies.get(COOKIE)) is not None:
+    if (
+        _public(request.path)
+        or request.app[LOGINS].find(request.cookies.get(cookie_name(request))) is not None
+    ):
         return
     if request.method == "GET" and "text/event-stream" not in request.headers.get("Accept", ""):
         raise web.HTTPFound(f"{UI_PREFIX}/login?next={_next(request)}")

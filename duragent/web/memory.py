@@ -7,6 +7,8 @@ import asyncio
 from aiohttp import web
 
 from duragent.agents.catalog import AgentNotFound
+from duragent.errors import InvalidName
+from duragent.ids import check_name
 from duragent.memory.files import (
     MemoryChanged,
     memory_file_names,
@@ -24,9 +26,18 @@ from duragent.web.pages import render, see_other
 async def memory_index(request: web.Request) -> web.Response:
     """GET /ui/memory: every agent and its memory files."""
     state = request.app[STATE]
-    agents = [s.name for s in state.agents.summaries()]
+    agents = [s.name for s in state.agents.summaries() if _may_have_memory(s.name)]
     files = {name: await asyncio.to_thread(memory_file_names, state.workspace, name) for name in agents}
     return render(request, "memory.html", {"agents": agents, "files": files})
+
+
+def _may_have_memory(name: str) -> bool:
+    """False for a folder no agent may be named after (`helper.old`, listed as an invalid agent)."""
+    try:
+        check_name(name, "agent name")
+    except InvalidName:
+        return False
+    return True
 
 
 def check_agent(state: ServerState, agent: str) -> None:

@@ -73,7 +73,8 @@ async def test_pages_need_a_login_and_the_cookie_is_httponly_strict(api: Api) ->
             assert page.headers["Location"].startswith("/ui/login?next=")
         refused = await log_in(api, http, token="wrong")
         assert refused.status == 200  # the login page again, saying so
-        assert "Set-Cookie" not in refused.headers or "duragent_ui=" not in refused.headers["Set-Cookie"]
+        login_cookie = f"duragent_ui_{api.server.port}="
+        assert "Set-Cookie" not in refused.headers or login_cookie not in refused.headers["Set-Cookie"]
         async with http.get(api.url("/ui/sessions"), allow_redirects=False) as page:
             assert page.status == 302
         response = await log_in(api, http)

@@ -27,6 +27,7 @@
   function followTranscript(list) {
     const agent = document.querySelector(".meta strong")?.textContent || "assistant";
     const status = document.getElementById("session-status");
+    const turns = document.getElementById("session-turns");
     const approvals = document.getElementById("approvals");
     let streaming = null; // the reply being streamed, until its message is stored
     const url = new URL(list.dataset.events, location.href);
@@ -57,7 +58,10 @@
     }
     followConnection(source, list);
 
-    on("start", (d) => add(message("user", "user", d.content || "")));
+    on("start", (d) => {
+      add(message("user", "user", d.content || ""));
+      if (turns && Number.isInteger(d.turn)) turns.textContent = d.turn + (d.turn === 1 ? " turn" : " turns");
+    });
     on("token", (d) => {
       if (!streaming) {
         streaming = message("assistant streaming", agent, "");
@@ -88,11 +92,12 @@
     on("error", (d) => { finish(""); add(el("li", "error", "error " + (d.code || "") + ": " + (d.message || ""))); });
     on("cancelled", () => { finish(""); add(el("li", "error", "cancelled")); });
     on("status", (d) => { if (status && d.to) { status.textContent = d.to; status.className = "state state-" + d.to; } });
-    on("session_end", () => {
+    on("session_end", (d) => {
       // the server ends the stream after this: nothing more will come, and that is no failure
       source.close();
-      if (status) { status.textContent = "ended"; status.className = "state state-ended"; }
-      ended();
+      const deleted = d.reason === "deleted"; // its files are gone: nothing to fork
+      if (status) { status.textContent = deleted ? "deleted" : "ended"; status.className = "state state-ended"; }
+      ended(deleted);
     });
   }
 
@@ -148,11 +153,13 @@
     });
   }
 
-  function ended() {
+  function ended(deleted) {
     const live = document.getElementById("live-status");
     if (!live) return;
     live.hidden = false;
-    live.textContent = "This session has ended: fork it (duragent session fork) to go on from here.";
+    live.textContent = deleted
+      ? "This session was deleted: its transcript and files are gone from the server."
+      : "This session has ended: fork it (duragent session fork) to go on from here.";
   }
 
   // What a refused post says, as words: the error page's message, not its HTML.
@@ -163,7 +170,8 @@
   }
 
   // The form's line saying why it was not sent (role=alert: screen readers read it out).
-  function report(form, text, loginLink) {
+  // `again` (send, save): with it, a link to log in again and what to do then.
+  function report(form, text, again) {
     let line = form.querySelector(".problem");
     if (!line) {
       line = el("p", "problem");
@@ -171,13 +179,13 @@
       form.appendChild(line);
     }
     line.textContent = printable(text);
-    if (loginLink) {
+    if (again) {
       // in a new tab: this one keeps what was typed, to send once logged in
       const link = el("a", "", "log in again");
       link.href = document.body.dataset.login + "?next=" + encodeURIComponent(location.pathname + location.search);
       link.target = "_blank";
       link.rel = "noopener";
-      line.append(" ", link, " (in a new tab), then send again: your text is kept here.");
+      line.append(" ", link, " (in a new tab), then " + again + " again: your text is kept here.");
     }
     return line;
   }
@@ -190,12 +198,20 @@
       event.preventDefault();
       if (form.dataset.sending) return;
       form.dataset.sending = "yes";
-      const body = new URLSearchParams(new FormData(form, event.submitter));
+      const post = () => fetch(form.action, {
+        method: "POST",
+        body: new URLSearchParams(new FormData(form, event.submitter)),
+        credentials: "same-origin",
+      });
       const buttons = form.querySelectorAll("button");
       buttons.forEach((button) => { button.disabled = true; });
       let response;
       try {
-        response = await fetch(form.action, { method: "POST", body, credentials: "same-origin" });
+        const sent = form.elements.csrf.value;
+        response = await post();
+        // refused for the CSRF token of a login that ended (logged in again in another tab since):
+        // nothing was done, so it is posted again with the new login's token
+        if (response.status === 403 && (await renewCsrf(sent))) response = await post();
       } catch {
         report(form, "Not sent: the server did not answer (is it running?).");
         return;
@@ -204,7 +220,7 @@
         buttons.forEach((button) => { button.disabled = false; });
       }
       if (response.status === 401) {
-        report(form, "Not sent: your login has ended (the server restarted?):", true);
+        report(form, "Not sent: your login has ended (the server restarted?):", "send");
         return;
       }
       if (!response.ok) {
@@ -214,6 +230,59 @@
       form.querySelector(".problem")?.remove();
       if (form.classList.contains("approval")) form.remove();
       if (form.id === "send") { form.reset(); form.elements.content.focus(); }
+    });
+  }
+
+  // The CSRF token of the browser's login now, read from this page loaded anew: null when the
+  // login has ended, "" when the page has none (an error page).
+  async function currentCsrf() {
+    const answer = await fetch(location.pathname, { redirect: "manual", credentials: "same-origin" });
+    if (answer.type === "opaqueredirect" || answer.status === 401) return null;
+    const page = new DOMParser().parseFromString(await answer.text(), "text/html");
+    return page.querySelector('meta[name="csrf-token"]')?.content || "";
+  }
+
+  function useCsrf(token) {
+    document.querySelector('meta[name="csrf-token"]').content = token;
+    document.querySelectorAll('input[name="csrf"]').forEach((input) => { input.value = token; });
+  }
+
+  // The page's forms given the current login's CSRF token; true when it is not `old` (a login
+  // made in another tab after this page's ended).
+  async function renewCsrf(old) {
+    const token = await currentCsrf();
+    if (!token || token === old) return false;
+    useCsrf(token);
+    return true;
+  }
+
+  // A form whose answer is a page (the memory editor: the file saved, or both texts after a
+  // conflict) is posted by the browser. When the login has ended or the server is down, it would
+  // show an error page, and going back loads the editor anew, without the text typed: first ask
+  // whether the post can land, and keep the text where it is when it cannot.
+  function checkBeforePosting(form, again) {
+    form.addEventListener("submit", async (event) => {
+      if (form.dataset.checked) return; // checked just now: the browser posts it
+      event.preventDefault();
+      if (form.dataset.checking) return;
+      form.dataset.checking = "yes";
+      let token;
+      try {
+        token = await currentCsrf();
+      } catch {
+        report(form, "Not saved: the server did not answer (is it running?).");
+        return;
+      } finally {
+        delete form.dataset.checking;
+      }
+      if (token === null) {
+        report(form, "Not saved: your login has ended (the server restarted?):", again);
+        return;
+      }
+      if (token) useCsrf(token);
+      form.dataset.checked = "yes";
+      form.requestSubmit(event.submitter);
+      delete form.dataset.checked;
     });
   }
 
@@ -227,6 +296,7 @@
         if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) content.form.requestSubmit();
       });
     }
+    document.querySelectorAll("form.editor").forEach((form) => checkBeforePosting(form, "save"));
     document.querySelectorAll("form[data-confirm]").forEach((form) => {
       form.addEventListener("submit", (event) => {
         if (!window.confirm(form.dataset.confirm)) event.preventDefault();
