@@ -103,6 +103,8 @@ async def diagnose(
     agent_checks, agents = check_agents(config, env)
     checks += agent_checks
     checks += [check_provider_key(agent, env) for agent in agents]
+    server = check_running_server(config, agents, env)
+    checks += [server] if server is not None else []
 
     probes: list[Awaitable[Check]] = [
         check_endpoint(url, users, env, wait_seconds) for url, users in _endpoints(agents).items()
@@ -339,6 +341,47 @@ def check_provider_key(agent: Agent, env: Mapping[str, str]) -> Check:
         f"{variable} is not set, so {agent.name} cannot reach {model.provider}",
         f"export {variable}=... (agent.yaml names the variable; the value stays in the environment)",
     )
+
+
+def check_running_server(config: DuragentConfig, agents: list[Agent], env: Mapping[str, str]) -> Check | None:
+    """The workspace's running server (None when none runs) has the provider environment of this
+    shell: keys and `duragent.yaml` are read when it starts, so an `export` since then, or an
+    agent naming a variable it never read, is not seen until it starts again."""
+    from duragent.client.runfile import config_digest, read_run_info
+
+    info = read_run_info(config.data_path)
+    if info is None:
+        return None
+    name = "server"
+    where = f"pid {info.pid} at {info.url}"
+    restart = (
+        "the next `duragent send` or `chat` restarts it once it is idle"
+        if info.auto_started
+        else "stop it with `duragent serve stop` and start `duragent serve` again from this shell"
+    )
+    if info.env is None:
+        return Check(name, "ok", where)
+    unread = {
+        agent.name: variable
+        for agent in agents
+        if (variable := agent.spec.model.key_variable) and variable not in info.env.names
+    }
+    if unread:
+        named = ", ".join(f"agent {agent} named {variable}" for agent, variable in sorted(unread.items()))
+        return Check(
+            name,
+            "warn",
+            f"{where} started before {named}: the server may lack that variable, and the "
+            "agent's turns then fail on a missing key",
+            "`duragent serve stop`; the next `duragent send` or `chat` starts a server with this "
+            "shell's environment",
+        )
+    if info.config_digest and info.config_digest != config_digest(config.source):
+        return Check(name, "warn", f"{where} runs an older duragent.yaml", restart)
+    if not info.env.matches(env):
+        names = ", ".join(info.env.names)
+        return Check(name, "warn", f"{where} started with another provider environment ({names})", restart)
+    return Check(name, "ok", f"{where}, with this shell's provider environment and duragent.yaml")
 
 
 def _endpoints(agents: list[Agent]) -> dict[str, list[str]]:

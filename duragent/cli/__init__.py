@@ -169,8 +169,10 @@ def main() -> None:
         # The first thing a newcomer types: answered without building the command tree.
         sys.stdout.write(text)
         return
+    from duragent.cli.encoding import tolerate_unencodable_output
     from duragent.errors import DuragentError
 
+    tolerate_unencodable_output()
     # pydantic looks for plugins in every installed package's entry points the first time it
     # builds a model: 10-40 ms of every command's start, for plugins Duragent never uses.
     # (PYDANTIC_DISABLE_PLUGINS= set to empty turns the lookup back on.)
@@ -189,6 +191,27 @@ def main() -> None:
         # own handling (a cold `send` while its server starts) says the same, not a traceback
         print("\nAborted!", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise
+        # `duragent send --json ... | head`: the reader left. Exit as typer's commands do (1),
+        # without a traceback, and send what is still buffered nowhere instead of failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reading end was closed (a broken pipe of another file,
+    such as a socket, is an error worth its traceback)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), 0)
+        ready = poller.poll(0)
+    except (AttributeError, OSError, ValueError):  # no poll() on this platform, or no stdout
+        return False
+    return any(mask & (select.POLLERR | select.POLLHUP) for _, mask in ready)
 
 
 def _fast_path(args: list[str]) -> int | None:

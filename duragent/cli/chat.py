@@ -145,6 +145,9 @@ def send(
     """
     state: CliState = ctx.obj
     config = state.config()
+    if message == "-" and sys.stdin.isatty():
+        # Otherwise the terminal would wait in silence, as if `send` had hung.
+        print("Type the message, then Ctrl-D on a line of its own to send it.", file=sys.stderr)
     content = message_text(sys.stdin.buffer.read(), "on stdin") if message == "-" else message_text(message)
     if not content.strip():
         from duragent.errors import UsageError
@@ -164,10 +167,18 @@ def send(
             info, _resumed = await pick_session(api, client, name, session, new)
             return await send_one(api, client, info, content, as_json=as_json, stream=not no_stream)
 
+    from duragent.errors import DuragentError
+
     try:
         code = run_async(run())
     except KeyboardInterrupt:
         raise typer.Exit(130) from None  # `send_one` said what became of the turn
+    except DuragentError as exc:
+        if as_json:
+            from duragent.cli.sending import print_json_failure
+
+            print_json_failure(exc)
+        raise  # (said on stderr as every command's error)
     if code:
         raise typer.Exit(code)
 

@@ -180,7 +180,8 @@ def farewell(
         renderer.line(f"Session {session.id} has ended. Start another with: duragent chat --new")
         return
     if local:
-        renderer.line(f"The local server stopped; session {session.id} is saved (a running turn paused).")
+        paused = " (its running turn paused)" if running else ""
+        renderer.line(f"The local server stopped; session {session.id} is saved{paused}.")
     elif not running:
         renderer.line(f"Detached. Session {session.id} has no turn running; it waits for your next message.")
     elif others:

@@ -55,10 +55,13 @@ class CliState:
 
 
 def print_json(value: Any) -> None:
-    """Print `value` as indented JSON on stdout (dates and paths as strings)."""
+    """Print `value` as indented JSON on stdout (dates and paths as strings; characters stdout's
+    encoding lacks as `\\u` escapes, so the JSON stays whole in any locale)."""
     import json
 
-    print(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+    from duragent.cli.encoding import stdout_is_utf8
+
+    print(json.dumps(value, indent=2, default=str, ensure_ascii=not stdout_is_utf8()))
 
 
 def use_color() -> bool:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -94,7 +96,8 @@ def init(
 
     interactive = not yes and sys.stdin.isatty() and sys.stdout.isatty()
     if interactive:
-        agent, choice = _ask(agent, provider, model)
+        with _asking():
+            agent, choice = _ask(agent, provider, model)
     else:
         agent, choice = agent or "assistant", _choose_provider(provider, model)
     wanted: list[tuple[type[ChatSetup], str | None, dict[str, str]]] = []
@@ -105,9 +108,10 @@ def init(
     if slack or slack_owner is not None:
         variables = {"token_variable": slack_token_var, "app_token_variable": slack_app_token_var}
         wanted.append((SlackSetup, slack_owner, variables))
-    setups = [
-        _chat_setup(kind, owner, variables, interactive=interactive) for kind, owner, variables in wanted
-    ]
+    with _asking():
+        setups = [
+            _chat_setup(kind, owner, variables, interactive=interactive) for kind, owner, variables in wanted
+        ]
     if force and not no_git:
         _commit_hand_edits(directory)
     result = init_workspace(
@@ -116,6 +120,17 @@ def init(
     _report(result, git_wanted=not no_git)
     if setups:
         _report_gateways(result, setups)
+
+
+@contextlib.contextmanager
+def _asking() -> Iterator[None]:
+    """Ctrl-C at a question leaves as `send` does: `Aborted!` on a line of its own (not glued to
+    the shell's next prompt), status 130, nothing written."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print("\nAborted!", file=sys.stderr)
+        raise typer.Exit(130) from None
 
 
 def _chat_setup(

@@ -265,7 +265,7 @@ def _prepare_to_send() -> None:
 def _send(url: str, token: str, data_path: Path, options: SendOptions, content: str) -> int | None:
     import asyncio
 
-    from duragent.cli.sending import agent_name, pick_session, send_one
+    from duragent.cli.sending import agent_name, pick_session, print_json_failure, send_one
     from duragent.client.asyncio_client import AsyncioApiClient
     from duragent.client.http import ServerUnreachable
     from duragent.client.state import ClientState
@@ -288,8 +288,12 @@ def _send(url: str, token: str, data_path: Path, options: SendOptions, content: 
     except ServerUnreachable as exc:
         if not api.message_sent:
             return None  # gone since it wrote its run file: the full command starts a new one
+        if options.as_json:
+            print_json_failure(exc)
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except DuragentError as exc:
+        if options.as_json:
+            print_json_failure(exc)
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -193,6 +193,28 @@ async def _queue_behind_approval(
     return EXIT_APPROVAL
 
 
+def print_json_failure(error: Exception) -> None:
+    """`send --json`'s object for a message that could not be sent at all (an unknown agent or
+    session, no server): a script reading stdout gets the failure too, not nothing."""
+    import json
+
+    from duragent.client.http import ServerUnreachable
+    from duragent.errors import ConfigError, NotFound, UsageError
+
+    code = (
+        "not_found"
+        if isinstance(error, NotFound)
+        else "config_error"
+        if isinstance(error, ConfigError)
+        else "usage"
+        if isinstance(error, UsageError)
+        else "unreachable"
+        if isinstance(error, ServerUnreachable)
+        else "error"
+    )
+    print(json.dumps({"status": "failed", "error": {"code": code, "message": str(error)}}, indent=2))
+
+
 def detached_note(session_id: str, on_disconnect: str) -> str:
     """What Ctrl-C in `send` did: the turn was not cancelled, this client only stopped following it."""
     if on_disconnect == "pause":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
@@ -157,13 +156,16 @@ def log_session(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line.")] = False,
 ) -> None:
     """The session as a readable transcript (`--follow` tails live appends, like `tail -f`)."""
+    from duragent.cli.encoding import stdout_is_utf8
     from duragent.sessions.inspect import follow_events
+
+    escaped = not stdout_is_utf8()  # JSON lines stay whole in a locale without `é` or `☕`
 
     def emit(event: Any) -> None:
         if as_json:
             import json
 
-            print(json.dumps(event.to_record(), ensure_ascii=False, separators=(",", ":")), flush=True)
+            print(json.dumps(event.to_record(), ensure_ascii=escaped, separators=(",", ":")), flush=True)
         else:
             from duragent.sessions.transcript import render_text
 
@@ -176,8 +178,10 @@ def log_session(
             async for event in follow_events(workspace.stores.sessions, full_id, follow=follow):
                 emit(event)
 
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         run_async(run())
+    except KeyboardInterrupt:
+        print(file=sys.stderr)  # (Ctrl-C ends `--follow`: the shell's prompt goes on a line of its own)
 
 
 @app.command("export")
