@@ -26,12 +26,18 @@ def match_route(routes: Sequence[RouteConfig], gateway: str, routing: Routing) -
             continue
         if rule.chat_type is not None and rule.chat_type.lower() != routing.chat_type.lower():
             continue
-        if rule.chat_id is not None and rule.chat_id != routing.chat_id:
-            continue
+        if rule.chat_id is not None and rule.chat_id not in (routing.chat_id, _parent_of(routing)):
+            continue  # (a thread or forum topic goes where its channel or group goes)
         if rule.sender_id is not None and rule.sender_id != routing.sender_id:
             continue
         return route.agent
     return None
+
+
+def _parent_of(routing: Routing) -> str | None:
+    """The channel or group a thread (or Telegram forum topic) is in, when the plugin says."""
+    parent = (routing.model_extra or {}).get("parent_id")
+    return parent if isinstance(parent, str) and parent else None
 
 
 def matches_entry(value: str, entry: str) -> bool:
@@ -59,8 +65,8 @@ def check_access(access: AccessSpec, gateway: str, routing: Routing) -> AccessDe
         # Both our bare chat ids and the Rust form `<channel>:<chat_id>` are accepted.
         # A thread (Discord thread, Slack thread) is allowed where its parent channel is.
         chats = [routing.chat_id]
-        parent = (routing.model_extra or {}).get("parent_id")
-        if isinstance(parent, str) and parent:
+        parent = _parent_of(routing)
+        if parent is not None:
             chats.append(parent)
         candidates = [
             value for chat in chats for value in (chat, f"{gateway}:{chat}", f"{routing.channel}:{chat}")

@@ -15,9 +15,10 @@ with the `X-Telegram-Bot-Api-Secret-Token` header, and getUpdates answers 409 as
 
 Like Telegram, it rejects HTML it cannot parse and texts over 4096 characters, so a bot that
 sends broken markup or oversized chunks fails here too. Tests drive the user's side with
-`inject_message`, `inject_photo`/`inject_document`/`inject_voice`, `press_button`, and read
-the bot's side with `sent_messages`, `wait_for_message`, `chat_actions`, `callback_answers`
-and `calls`. `fail_next("sendMessage", 429, retry_after=1)` makes the next call fail.
+`inject_message`, `inject_photo`/`inject_document`/`inject_voice`/`inject_video_note`,
+`inject_sticker`, `press_button`, and read the bot's side with `sent_messages`, `wait_for_message`,
+`chat_actions`, `callback_answers` and `calls`. `fail_next("sendMessage", 429, retry_after=1)`
+makes the next call fail; `fail_next(..., html_page=True)` answers an HTML error page instead.
 
 Run it by hand: `python -m duragent.testing.fake_telegram --port 8902`.
 """
@@ -86,6 +87,8 @@ class BotMessage:
     parse_mode: str | None = None
     reply_to_message_id: int | None = None
     reply_markup: dict[str, Any] | None = None
+    #: The forum topic it was sent to (`message_thread_id`), if any.
+    message_thread_id: int | None = None
     #: "text", "photo", "document" or "voice".
     kind: str = "text"
     media: bytes | str | None = None
@@ -190,13 +193,18 @@ class FakeTelegramBotAPI(FakeServer):
         reply_to: int | None = None,
         entities: list[dict[str, Any]] | None = None,
         message_thread_id: int | None = None,
+        sender_chat: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """A user sends `text` to the bot; returns the message as the bot will receive it.
 
         Without `entities`, `@mentions` and `/commands` in the text are marked as Telegram does.
+        `sender_chat` posts it on behalf of a chat: `from_user` is then Telegram's stand-in
+        (GroupAnonymousBot for an anonymous admin, 777000 for a linked channel's post).
         """
         message = self._new_user_message(chat_id, from_user, chat_type, reply_to, message_thread_id)
         message["text"] = text
+        if sender_chat is not None:
+            message["sender_chat"] = dict(sender_chat)
         found = _entities(text) if entities is None else entities
         if found:
             message["entities"] = found
@@ -270,6 +278,53 @@ class FakeTelegramBotAPI(FakeServer):
         }
         return self._deliver_message(message)
 
+    def inject_sticker(
+        self,
+        chat_id: int,
+        emoji: str | None,
+        from_user: int | Mapping[str, Any],
+        set_name: str | None = None,
+        chat_type: str = "private",
+    ) -> dict[str, Any]:
+        """A user sends a sticker (showing `emoji`, from the sticker set `set_name`)."""
+        message = self._new_user_message(chat_id, from_user, chat_type, None, None)
+        file_id, unique_id = self._store_file(f"stickers/file_{len(self._files)}.webp", b"RIFF sticker")
+        sticker: dict[str, Any] = {
+            "file_id": file_id,
+            "file_unique_id": unique_id,
+            "type": "regular",
+            "width": 512,
+            "height": 512,
+            "is_animated": False,
+            "is_video": False,
+        }
+        if emoji is not None:
+            sticker["emoji"] = emoji
+        if set_name is not None:
+            sticker["set_name"] = set_name
+        message["sticker"] = sticker
+        return self._deliver_message(message)
+
+    def inject_video_note(
+        self,
+        chat_id: int,
+        data: bytes,
+        from_user: int | Mapping[str, Any],
+        duration: int = 1,
+        chat_type: str = "private",
+    ) -> dict[str, Any]:
+        """A user sends a video note (the round video a Telegram client records; MPEG-4, no name)."""
+        message = self._new_user_message(chat_id, from_user, chat_type, None, None)
+        file_id, unique_id = self._store_file(f"video_notes/file_{len(self._files)}.mp4", data)
+        message["video_note"] = {
+            "file_id": file_id,
+            "file_unique_id": unique_id,
+            "length": 240,
+            "duration": duration,
+            "file_size": len(data),
+        }
+        return self._deliver_message(message)
+
     def press_button(
         self, chat_id: int, message_id: int, data: str, from_user: int | Mapping[str, Any]
     ) -> dict[str, Any]:
@@ -329,13 +384,19 @@ class FakeTelegramBotAPI(FakeServer):
         retry_after: int | None = 1,
         description: str | None = None,
         times: int = 1,
+        html_page: bool = False,
     ) -> None:
-        """Make the next `times` calls of `method` fail with `status` (429 carries `retry_after`)."""
+        """Make the next `times` calls of `method` fail with `status` (429 carries `retry_after`).
+
+        `html_page=True` answers an HTML error page instead of Telegram's JSON, as the proxy in
+        front of the Bot API does when Telegram itself is down (`502 Bad Gateway`).
+        """
         if description is None:
             description = (
                 f"Too Many Requests: retry after {retry_after}" if status == 429 else "Internal Server Error"
             )
-        failure = Failure(status, retry_after if status == 429 else None, description)
+        kind = _PageFailure if html_page else Failure
+        failure = kind(status, retry_after if status == 429 else None, description)
         self._queue_failure(method.lower(), failure, times)
 
     # ------------------------------------------------------------------ internals
@@ -364,7 +425,23 @@ class FakeTelegramBotAPI(FakeServer):
         if thread_id is not None:
             message["message_thread_id"] = thread_id
             message["is_topic_message"] = True
+            # As in Telegram: a message in a forum topic that replies to nothing else replies to
+            # the service message that created the topic (whose id is the topic's id).
+            message.setdefault("reply_to_message", self._topic_root(chat, thread_id, sender))
         return message
+
+    def _topic_root(self, chat: dict[str, Any], thread_id: int, creator: dict[str, Any]) -> dict[str, Any]:
+        key = (chat["id"], thread_id)
+        if key not in self._messages:
+            self._messages[key] = {
+                "message_id": thread_id,
+                "date": int(time.time()),
+                "chat": chat,
+                "from": creator,
+                "message_thread_id": thread_id,
+                "forum_topic_created": {"name": f"Topic {thread_id}", "icon_color": 7322096},
+            }
+        return self._messages[key]
 
     def _chat(self, chat_id: int, chat_type: str, sender: dict[str, Any]) -> dict[str, Any]:
         if chat_id not in self._chats:
@@ -407,6 +484,9 @@ class FakeTelegramBotAPI(FakeServer):
             payload.update(_media_payload(message))
         if message.reply_markup:
             payload["reply_markup"] = message.reply_markup
+        if message.message_thread_id is not None:
+            payload["message_thread_id"] = message.message_thread_id
+            payload["is_topic_message"] = True
         if message.reply_to_message_id is not None:
             replied = self._messages.get((message.chat_id, message.reply_to_message_id))
             if replied is not None:
@@ -425,6 +505,8 @@ class FakeTelegramBotAPI(FakeServer):
         self.calls.append(RecordedCall(method, params, time.monotonic()))
         self.notify()
         if (failure := self._next_failure(method.lower())) is not None:
+            if isinstance(failure, _PageFailure):
+                return _error_page(failure)
             retry_after = None if failure.retry_after is None else int(failure.retry_after)
             return BotAPIError(failure.status, failure.description or "", retry_after).response()
         try:
@@ -484,6 +566,7 @@ class FakeTelegramBotAPI(FakeServer):
             parse_mode=parse_mode,
             reply_to_message_id=_reply_to(params),
             reply_markup=_reply_markup(params),
+            message_thread_id=_thread(params),
         )
         payload = self._record_bot_message(message)
         self.notify()
@@ -567,6 +650,7 @@ class FakeTelegramBotAPI(FakeServer):
                 parse_mode=parse_mode,
                 reply_to_message_id=_reply_to(params),
                 reply_markup=_reply_markup(params),
+                message_thread_id=_thread(params),
                 kind=kind,
                 media=media,
             )
@@ -622,6 +706,17 @@ class FakeTelegramBotAPI(FakeServer):
                     self._updates.popleft()
                 elif not delivered:
                     await asyncio.sleep(0.2)
+
+
+@dataclass(frozen=True)
+class _PageFailure(Failure):
+    """A failure answered as an HTML page, not as the Bot API's JSON."""
+
+
+def _error_page(failure: Failure) -> web.Response:
+    title = f"{failure.status} {failure.description}"
+    body = f"<html><head><title>{title}</title></head><body><center><h1>{title}</h1></center></body></html>"
+    return web.Response(status=failure.status, text=body, content_type="text/html")
 
 
 def _media_payload(message: BotMessage) -> dict[str, Any]:
@@ -770,6 +865,10 @@ def _reply_to(params: Mapping[str, Any]) -> int | None:
     if params.get("reply_to_message_id") not in (None, ""):
         return _int(params, "reply_to_message_id")
     return None
+
+
+def _thread(params: Mapping[str, Any]) -> int | None:
+    return _int(params, "message_thread_id") if params.get("message_thread_id") else None
 
 
 def _truthy(value: Any) -> bool:

@@ -28,6 +28,17 @@ def test_first_matching_route_wins_with_case_insensitive_gateway_and_chat_type()
     assert match_route(ROUTES, "telegram", routing("dm", sender_id="7")) == "assistant"
 
 
+def test_a_route_for_a_group_also_takes_its_forum_topics_and_threads() -> None:
+    """A Telegram forum topic is a chat of its own (`-100:7`) in its group (`parent_id`): a route
+    naming the group must take it, as the group's allowlist entry admits it."""
+    topic = Routing(channel="telegram", chat_type="group", chat_id="-100:7", sender_id="u1", parent_id="-100")
+    assert match_route(ROUTES, "telegram", topic) == "team"
+    elsewhere = Routing(
+        channel="telegram", chat_type="group", chat_id="-200:7", sender_id="u1", parent_id="-200"
+    )
+    assert match_route(ROUTES, "telegram", elsewhere) == "assistant"
+
+
 def test_a_message_no_route_matches_has_no_agent() -> None:
     assert match_route(ROUTES, "discord", routing("dm", sender_id="7")) is None
 

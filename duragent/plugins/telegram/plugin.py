@@ -2,7 +2,8 @@
 
 Runs as its own process (`duragent-gateway-telegram`) started by `duragent serve`. It receives
 updates by long polling (default) or a webhook (`mode: webhook`), turns each into a
-`message_received` / `callback_query` event, and carries out send/edit/delete/typing commands,
+`message_received` / `callback_query` event (a forum topic is a chat of its own,
+`<chat id>:<topic id>`), and carries out send/edit/delete/typing commands,
 converting the agent's Markdown to Telegram HTML in chunks of at most 4096 characters.
 Photos, documents and voice notes are downloaded into a private folder and passed on in the
 event's `metadata` (`file_path`, `file_name`, `mime_type`, `size`) for Duragent to store as
@@ -32,6 +33,7 @@ from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
+    ClientDecodeError,
     TelegramAPIError,
     TelegramBadRequest,
     TelegramConflictError,
@@ -43,6 +45,7 @@ from aiogram.exceptions import (
 from aiogram.types import (
     BufferedInputFile,
     CallbackQuery,
+    InaccessibleMessage,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
@@ -84,6 +87,8 @@ RATE_LIMIT_ATTEMPTS = 5
 BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
 _ALLOWED_UPDATES = ["message", "channel_post", "callback_query"]
+#: What BotFather hands out: the bot's numeric id, a colon, the secret (`123456789:AA...`).
+_TOKEN_SHAPE = re.compile(r"^\d+:\S+$")
 _CHAT_TYPES = {"private": "dm", "group": "group", "supergroup": "group", "channel": "channel"}
 
 log = logging.getLogger("duragent.gateway.telegram")
@@ -112,6 +117,12 @@ class TelegramSettings:
         token = str(config.get("bot_token") or environ.get(TOKEN_ENV, "")).strip()
         if not token:
             raise ConfigError(f"no bot token: set `bot_token` in the gateway's config or {TOKEN_ENV}")
+        if not _TOKEN_SHAPE.match(token):
+            # Never quote the value: it may be a real token pasted with a typo.
+            raise ConfigError(
+                f"{_token_source(config)} is not a bot token: BotFather's look like 123456789:AA..."
+                " (the bot's number, a colon, then the secret, no spaces)"
+            )
         mode = str(config.get("mode", "polling"))
         if mode not in ("polling", "webhook"):
             raise ConfigError(f"mode must be polling or webhook, not {mode!r}")
@@ -122,7 +133,8 @@ class TelegramSettings:
             bot_token=token,
             api_base=config.get("api_base") or environ.get(API_BASE_ENV) or None,
             mode="webhook" if mode == "webhook" else "polling",
-            poll_timeout=int_setting(config, "poll_timeout", 30, maximum=3600),
+            # 0 would be short polling: a request after request, as fast as Telegram answers.
+            poll_timeout=int_setting(config, "poll_timeout", 30, minimum=1, maximum=3600),
             webhook_url=str(webhook_url) if webhook_url else None,
             webhook_host=str(config.get("webhook_host", "127.0.0.1")),
             webhook_port=int_setting(config, "webhook_port", 8081, minimum=1, maximum=65535),
@@ -149,6 +161,8 @@ class TelegramPlugin(GatewayPlugin):
         self._webhook_runner: web.AppRunner | None = None
         self._seen_updates: deque[int] = deque(maxlen=1000)
         self._update_tasks: set[asyncio.Task[None]] = set()
+        #: Webhook mode: the last update task of each chat, which the chat's next one waits for.
+        self._chat_tails: dict[int | str, asyncio.Task[None]] = {}
         self._downloads: DownloadFolder | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -170,7 +184,11 @@ class TelegramPlugin(GatewayPlugin):
         # A long poll holds the request open for poll_timeout; allow for that plus slow networks.
         session.timeout = settings.poll_timeout + 30
         self._bot = Bot(settings.bot_token, session=session)
-        self._me = await self._get_me()
+        try:
+            self._me = await self._get_me()
+        except BaseException:
+            await session.close()  # on_shutdown does not run after a failed start
+            raise
         self._connected = True
         self._downloads = DownloadFolder(settings.download_dir, prefix="duragent-telegram-")
         log.info("connected as @%s (%s mode)", self._me.username, settings.mode)
@@ -187,7 +205,10 @@ class TelegramPlugin(GatewayPlugin):
             try:
                 return await self._call(lambda: self.bot.get_me())
             except TelegramUnauthorizedError:
-                raise ConfigError("Telegram refused the bot token (401 Unauthorized)") from None
+                raise ConfigError(
+                    f"Telegram refused the bot token in {_token_source(self.config)} (401 Unauthorized):"
+                    " copy it again from @BotFather (/token); revoking it there makes the old one invalid"
+                ) from None
             except (TelegramNetworkError, PlatformError) as error:
                 if attempt == 3:
                     raise ConnectionError(self._redact(f"cannot reach Telegram: {error}")) from None
@@ -236,7 +257,8 @@ class TelegramPlugin(GatewayPlugin):
                 await self.error("unauthorized", "Telegram refused the bot token", fatal=True)
                 self.request_stop("bot token revoked")
                 return
-            except (TelegramAPIError, aiohttp.ClientError, OSError) as error:
+            except (TelegramAPIError, ClientDecodeError, aiohttp.ClientError, OSError) as error:
+                # ClientDecodeError: an HTML error page (502 from the proxy in front of Telegram).
                 self._connected = False
                 failures += 1
                 delay = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** (failures - 1))
@@ -286,12 +308,34 @@ class TelegramPlugin(GatewayPlugin):
                 log.warning("webhook body is not a Telegram update: %s", error)
                 return web.Response(status=400, text="not an update")
             # Answer at once (Telegram retries slow webhooks); handle the update in the background.
-            task = asyncio.create_task(self._handle_update(update))
-            self._update_tasks.add(task)
-            task.add_done_callback(self._update_tasks.discard)
+            self._schedule(update)
             return web.Response(text="ok")
 
         return receive
+
+    def _schedule(self, update: Update) -> None:
+        """Handle an update in the background, after the previous one of its chat.
+
+        Chats proceed side by side, but within a chat a photo still being downloaded is not
+        overtaken by the question about it sent next.
+        """
+        key = _chat_of(update)
+        previous = self._chat_tails.get(key)
+        task = asyncio.create_task(self._handle_after(previous, update))
+        self._chat_tails[key] = task
+        self._update_tasks.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._update_tasks.discard(finished)
+            if self._chat_tails.get(key) is finished:
+                del self._chat_tails[key]
+
+        task.add_done_callback(done)
+
+    async def _handle_after(self, previous: asyncio.Task[None] | None, update: Update) -> None:
+        if previous is not None:
+            await asyncio.wait({previous})  # how it ended is its own business
+        await self._handle_update(update)
 
     async def _handle_update(self, update: Update) -> None:
         """Forward one update as an event; a failure here is logged and skips only this update."""
@@ -305,27 +349,31 @@ class TelegramPlugin(GatewayPlugin):
                 await self._forward_message(update.channel_post)
             elif update.callback_query is not None:
                 await self._forward_callback(update.callback_query)
-        except (TelegramAPIError, aiohttp.ClientError, OSError) as error:
+        except (TelegramAPIError, ClientDecodeError, PlatformError, aiohttp.ClientError, OSError) as error:
             log.error("could not forward update %s: %s", update.update_id, self._redact(str(error)))
 
     async def _forward_message(self, message: Message) -> None:
         content, metadata = await self._content(message)
         if content is None:
-            return  # stickers, polls, service messages...: nothing an agent can read
+            return  # polls, games, service messages...: nothing an agent can read
         sender = _sender(message)
         chat_type = _CHAT_TYPES.get(message.chat.type, message.chat.type)
+        chat_id = _place(message)
         routing: dict[str, Any] = {
             "channel": "telegram",
             "chat_type": chat_type,
-            "chat_id": str(message.chat.id),
+            "chat_id": chat_id,
             "sender_id": sender["id"],
         }
-        if message.message_thread_id is not None and message.is_topic_message:
+        if chat_id != str(message.chat.id):
             routing["thread_id"] = str(message.message_thread_id)
+            routing["parent_id"] = str(message.chat.id)
         replied = message.reply_to_message
+        if replied is not None and routing.get("thread_id") == str(replied.message_id):
+            replied = None  # in a forum topic, every message "replies" to the topic's first one
         await self.message_received(
             message_id=str(message.message_id),
-            chat_id=str(message.chat.id),
+            chat_id=chat_id,
             sender=sender,
             content=content,
             routing=routing,
@@ -344,7 +392,7 @@ class TelegramPlugin(GatewayPlugin):
             return
         await self.callback_query(
             callback_query_id=query.id,
-            chat_id=str(query.message.chat.id),
+            chat_id=_place(query.message),
             sender=_user_sender(query.from_user),
             message_id=str(query.message.message_id),
             data=query.data,
@@ -371,6 +419,10 @@ class TelegramPlugin(GatewayPlugin):
         """The protocol `content` of a message, and `metadata` pointing at a downloaded file."""
         if message.text is not None:
             return {"type": "text", "text": message.text}, None
+        if message.sticker is not None:
+            # A sticker is how many people say "thanks" or "ok": pass on what it shows.
+            shows = message.sticker.emoji or message.sticker.set_name or "sticker"
+            return {"type": "text", "text": f"[sticker: {shows}]"}, None
         if message.location is not None:
             location = message.location
             return {"type": "location", "latitude": location.latitude, "longitude": location.longitude}, None
@@ -415,18 +467,19 @@ class TelegramPlugin(GatewayPlugin):
         chunks = split_telegram_html(markdown_to_telegram_html(cmd.content), TELEGRAM_TEXT_LIMIT)
         if not chunks:
             raise PlatformError("invalid_request", "nothing to send: the message is empty")
-        chat_id = _chat_id(cmd.chat_id)
+        chat_id, thread_id = _chat_and_thread(cmd.chat_id)
         last_id: int | None = None
         for index, chunk in enumerate(chunks):
             first, last = index == 0, index == len(chunks) - 1
             reply = _reply_parameters(cmd.reply_to) if first else None
             markup = _keyboard(cmd.inline_keyboard) if last else None
-            last_id = await self._send_html(chat_id, chunk, reply, markup)
+            last_id = await self._send_html(chat_id, thread_id, chunk, reply, markup)
         return str(last_id)
 
     async def _send_html(
         self,
         chat_id: int | str,
+        thread_id: int | None,
         chunk: str,
         reply: ReplyParameters | None,
         markup: InlineKeyboardMarkup | None,
@@ -434,7 +487,12 @@ class TelegramPlugin(GatewayPlugin):
         try:
             sent = await self._call(
                 lambda: self.bot.send_message(
-                    chat_id, chunk, parse_mode="HTML", reply_parameters=reply, reply_markup=markup
+                    chat_id,
+                    chunk,
+                    message_thread_id=thread_id,
+                    parse_mode="HTML",
+                    reply_parameters=reply,
+                    reply_markup=markup,
                 )
             )
         except PlatformError as error:
@@ -446,6 +504,7 @@ class TelegramPlugin(GatewayPlugin):
                 lambda: self.bot.send_message(
                     chat_id,
                     _visible_text(chunk),
+                    message_thread_id=thread_id,
                     parse_mode=None,
                     reply_parameters=reply,
                     reply_markup=markup,
@@ -455,7 +514,7 @@ class TelegramPlugin(GatewayPlugin):
 
     async def on_send_media(self, cmd: SendMedia) -> str | None:
         """Send a photo, voice note or document (from a URL or base64 data) with an optional caption."""
-        chat_id = _chat_id(cmd.chat_id)
+        chat_id, thread_id = _chat_and_thread(cmd.chat_id)
         mime_type = cmd.media.mime_type or ""
         if cmd.media.source == "url":
             payload: str | BufferedInputFile = cmd.media.url
@@ -470,21 +529,28 @@ class TelegramPlugin(GatewayPlugin):
             caption = split_telegram_html(markdown_to_telegram_html(cmd.caption), CAPTION_LIMIT)[0]
         if mime_type.startswith("image/") and mime_type != "image/gif":
             sent = await self._call(
-                lambda: self.bot.send_photo(chat_id, payload, caption=caption, parse_mode="HTML")
+                lambda: self.bot.send_photo(
+                    chat_id, payload, message_thread_id=thread_id, caption=caption, parse_mode="HTML"
+                )
             )
         elif mime_type == "audio/ogg":
             sent = await self._call(
-                lambda: self.bot.send_voice(chat_id, payload, caption=caption, parse_mode="HTML")
+                lambda: self.bot.send_voice(
+                    chat_id, payload, message_thread_id=thread_id, caption=caption, parse_mode="HTML"
+                )
             )
         else:
             sent = await self._call(
-                lambda: self.bot.send_document(chat_id, payload, caption=caption, parse_mode="HTML")
+                lambda: self.bot.send_document(
+                    chat_id, payload, message_thread_id=thread_id, caption=caption, parse_mode="HTML"
+                )
             )
         return str(sent.message_id)
 
     async def on_send_typing(self, cmd: SendTyping) -> None:
         """Show "typing..." (Telegram shows it for about 5 s or until the next message)."""
-        await self._call(lambda: self.bot.send_chat_action(_chat_id(cmd.chat_id), "typing"))
+        chat_id, thread_id = _chat_and_thread(cmd.chat_id)
+        await self._call(lambda: self.bot.send_chat_action(chat_id, "typing", message_thread_id=thread_id))
 
     async def on_edit_message(self, cmd: EditMessage) -> None:
         """Replace a sent message's text (only the first 4096 characters fit in one message)."""
@@ -495,7 +561,7 @@ class TelegramPlugin(GatewayPlugin):
             await self._call(
                 lambda: self.bot.edit_message_text(
                     text=chunks[0],
-                    chat_id=_chat_id(cmd.chat_id),
+                    chat_id=_chat_and_thread(cmd.chat_id)[0],
                     message_id=int(cmd.message_id),
                     parse_mode="HTML",
                 )
@@ -506,7 +572,8 @@ class TelegramPlugin(GatewayPlugin):
 
     async def on_delete_message(self, cmd: DeleteMessage) -> None:
         """Delete a message."""
-        await self._call(lambda: self.bot.delete_message(_chat_id(cmd.chat_id), int(cmd.message_id)))
+        chat_id = _chat_and_thread(cmd.chat_id)[0]
+        await self._call(lambda: self.bot.delete_message(chat_id, int(cmd.message_id)))
 
     async def on_answer_callback_query(self, cmd: AnswerCallbackQuery) -> None:
         """Acknowledge a button press, with the toast text if given."""
@@ -544,6 +611,19 @@ class TelegramPlugin(GatewayPlugin):
         return text.replace(token, "<bot-token>") if token else text
 
 
+def _chat_of(update: Update) -> int | str:
+    """The chat an update belongs to (its own key for one without a chat)."""
+    message: Message | InaccessibleMessage | None = update.message or update.channel_post
+    if message is None and update.callback_query is not None:
+        message = update.callback_query.message
+    return message.chat.id if message is not None else f"update-{update.update_id}"
+
+
+def _token_source(config: dict[str, Any]) -> str:
+    """Where the token came from, for an error message: the config key or the variable."""
+    return "`bot_token`" if config.get("bot_token") else TOKEN_ENV
+
+
 def _is_conflict(error: BaseException) -> bool:
     return isinstance(error, TelegramConflictError)
 
@@ -563,12 +643,21 @@ def _error_code(error: TelegramAPIError) -> str:
     return "platform_error"
 
 
-def _chat_id(value: str) -> int | str:
-    """Telegram chat ids are integers, channels may be addressed as @name."""
+def _place(message: Message | InaccessibleMessage) -> str:
+    """The protocol chat id: a forum topic is a chat of its own, `<chat id>:<topic id>`."""
+    if isinstance(message, Message) and message.is_topic_message and message.message_thread_id:
+        return f"{message.chat.id}:{message.message_thread_id}"
+    return str(message.chat.id)
+
+
+def _chat_and_thread(value: str) -> tuple[int | str, int | None]:
+    """(Telegram chat id, forum topic) of a protocol chat id; channels may be addressed as @name."""
+    chat, _, thread = value.partition(":")
     try:
-        return int(value)
+        chat_id: int | str = int(chat)
     except ValueError:
-        return value
+        return value, None
+    return chat_id, int(thread) if thread.isdigit() else None
 
 
 def _reply_parameters(reply_to: str | None) -> ReplyParameters | None:
@@ -595,15 +684,16 @@ def _user_sender(user: User) -> dict[str, Any]:
 
 
 def _sender(message: Message) -> dict[str, Any]:
-    if message.from_user is not None:
+    # Channel posts, anonymous group admins and a linked channel's posts speak as a chat; the
+    # user Telegram puts in `from` for the last two (GroupAnonymousBot, "Telegram") is a stand-in.
+    if message.from_user is not None and message.sender_chat is None:
         return _user_sender(message.from_user)
-    # Channel posts and anonymous group admins speak as a chat.
     chat = message.sender_chat or message.chat
     return {"id": str(chat.id), "username": chat.username, "display_name": chat.title}
 
 
 def _media_of(message: Message) -> tuple[str, str, str, str] | None:
-    """(media_type, file_id, file_name, mime_type) of a photo, document, voice, audio or video."""
+    """(media_type, file_id, file_name, mime_type) of a photo, document, voice, audio or video (note)."""
     number = message.message_id
     if message.photo:
         largest = message.photo[-1]
@@ -625,6 +715,9 @@ def _media_of(message: Message) -> tuple[str, str, str, str] | None:
             video.file_name or f"video-{number}.mp4",
             video.mime_type or "video/mp4",
         )
+    if message.video_note is not None:
+        # The round video a client records in place of a voice note: always MPEG-4.
+        return "video", message.video_note.file_id, f"video-note-{number}.mp4", "video/mp4"
     return None
 
 
