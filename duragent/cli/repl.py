@@ -39,7 +39,16 @@ if TYPE_CHECKING:
 QUIET_EVENTS = frozenset({"status", "approval_decision", "session_start"})
 #: Events only a running turn sends.
 TURN_EVENTS = frozenset(
-    {"token", "message", "tool_call", "tool_result", "attempt_restarted", "approval_required", "retrying"}
+    {
+        "token",
+        "message",
+        "tool_call",
+        "tool_result",
+        "attempt_restarted",
+        "approval_required",
+        "retrying",
+        "turn_retried",
+    }
 )
 
 
@@ -76,6 +85,7 @@ Commands:
   /status           state, agent, model, tokens used, on_disconnect
   /cancel           stop the running turn                                     (also Ctrl-C)
   /resume           continue a paused session's stopped turn
+  /retry            run the last turn again when it failed or was cancelled
   /history [N]      the last N messages (default 10)
   /memory           what the agent remembers (read-only)
   /approve [always] allow the tool call waiting for approval (once, or always)
@@ -459,6 +469,10 @@ class Repl:
             r.discard_streamed()
             if live and self.in_turn:
                 r.start_spinner()
+        elif name == "turn_retried":
+            r.line("↻ the turn runs again", "dim")
+            if live:
+                r.start_spinner()
         elif name == "retrying":
             # (live only: not stored, so a replay never shows it) why the reply is late
             r.line(retrying_text(data), "dim")
@@ -758,6 +772,7 @@ class Repl:
             "status": self.cmd_status,
             "cancel": self.cmd_cancel,
             "resume": self.cmd_resume,
+            "retry": self.cmd_retry,
             "history": self.cmd_history,
             "memory": self.cmd_memory,
             "approve": self.cmd_approve,
@@ -821,6 +836,22 @@ class Repl:
         await self.api.resume(self.session.id)
         if not (await self.api.session(self.session.id)).get("busy"):
             self.renderer.notice("resumed; it had no turn left to run")
+            return "idle"
+        self.in_turn = True
+        self.renderer.start_spinner()
+        return await self.follow(target_seq=0)
+
+    async def cmd_retry(self, _argument: str) -> str:
+        """/retry: run the last turn again when it failed (the model was unreachable, say) or was
+        cancelled, without typing its message again."""
+        from duragent.client.http import ApiError
+
+        try:
+            await self.api.retry(self.session.id)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            self.renderer.notice(exc.detail)  # (nothing to retry: says why)
             return "idle"
         self.in_turn = True
         self.renderer.start_spinner()

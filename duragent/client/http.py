@@ -275,6 +275,10 @@ class ApiClient:
         """POST /resume: continue a paused session."""
         return (await self.request("POST", f"/api/v1/sessions/{session_id}/resume"))[1]
 
+    async def retry(self, session_id: str) -> dict[str, Any]:
+        """POST /retry: run the last turn again when it failed or was cancelled."""
+        return (await self.request("POST", f"/api/v1/sessions/{session_id}/retry"))[1]
+
     # --- streams -----------------------------------------------------------------------------
 
     def events(self, session_id: str, *, after: str | None = None) -> AsyncIterator[ServerEvent]:

@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -44,6 +43,7 @@ from duragent.gateways.protocol import (
     InlineKeyboard,
     MediaContent,
     MessageReceived,
+    Routing,
     SendMessage,
     SendTyping,
 )
@@ -51,6 +51,7 @@ from duragent.ids import new_id
 from duragent.sessions.live import LiveSession, SessionEnded, Subscription, Ticket
 from duragent.sessions.manager import SessionManager
 from duragent.stores.base import ArtifactMeta, ArtifactStore, SessionReadOptions
+from duragent.stores.filesystem.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,16 @@ Send = Callable[[str, Command], Awaitable[object]]
 
 HELP_TEXT = (
     "Send a message to talk to the agent.\n\n"
-    "/reset: start a new conversation\n/status: show this chat's session\n/help: this text"
+    "/reset: start a new conversation\n/retry: run the last turn again if it failed\n"
+    "/status: show this chat's session\n/help: this text"
 )
 DECISION_LABELS = {"allow_once": "Allow once", "allow_always": "Allow always", "deny": "Deny"}
 DECISION_TOASTS = {"allow_once": "✓ Running", "allow_always": "✓ Always allowed", "deny": "✗ Denied"}
 NOT_CURRENT = "This approval is no longer current"
+NOT_ASKED_HERE = (
+    "Nobody in this chat asked for this command: only someone the agent takes direct messages "
+    "from can approve it"
+)
 RESTARTING_TEXT = "The bot is restarting; send that again in a minute."
 TYPING_EVERY = 4.0
 RECENT_IDS = 500
@@ -125,14 +131,13 @@ class SessionDirectory:
 
 
 def _read_text(path: Path) -> str:
-    return path.read_text() if path.exists() else ""
+    return path.read_text(encoding="utf-8") if path.exists() else ""
 
 
 def _write_atomically(path: Path, body: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(body)
-    os.replace(tmp, path)
+    # flushed, and its rename: a chat's session must survive a power cut as its messages do
+    write_atomic(path, body.encode("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -221,9 +226,12 @@ class ChatBinding:
             await self._ask_approval(data)
         elif name == "error":
             self._stop_typing()
-            await self._reply(f"Error processing request: {data.get('message', 'unknown error')}")
+            failure = data.get("message", "unknown error")
+            await self._reply(f"Error processing request: {failure}\n\n/retry runs it again.")
         elif name == "notification":
             await self._reply(str(data.get("message") or ""), reply=False)
+        elif name == "turn_retried":
+            self._start_typing()  # (its sender stays the failed turn's: the one to approve its calls)
         elif name == "cancelled" or (name == "status" and data.get("to") == "paused"):
             self._stop_typing()
 
@@ -516,6 +524,8 @@ class GatewayRouter:
             await self._reset(key)
         elif command == "/status":
             await self.send_text(key.gateway, key.chat_id, await self._status(key))
+        elif command == "/retry":
+            await self._retry(key)
         else:
             return False  # other /words are ordinary messages
         return True
@@ -540,6 +550,21 @@ class GatewayRouter:
         await self.send_text(
             key.gateway, key.chat_id, "Session reset. Send a message to start a new conversation."
         )
+
+    async def _retry(self, key: ChatKey) -> None:
+        if self.shutting_down():
+            await self.send_text(key.gateway, key.chat_id, RESTARTING_TEXT)
+            return
+        if self.directory.get(key) is None:
+            await self.send_text(key.gateway, key.chat_id, "No active session: nothing to retry.")
+            return
+        try:
+            binding = await self._binding(key)  # (followed, so the turn's reply reaches the chat)
+            await binding.live.retry()
+        except NotFound:
+            await self.send_text(key.gateway, key.chat_id, "No active session: nothing to retry.")
+        except DuragentError as exc:  # nothing to retry, or the session ended: say why
+            await self.send_text(key.gateway, key.chat_id, f"Cannot retry: {exc}.")
 
     async def _status(self, key: ChatKey) -> str:
         if self.shutting_down():
@@ -739,6 +764,8 @@ class GatewayRouter:
             return NOT_CURRENT
         if pending.requester and pending.requester != query.sender.id:
             return "Only the original requester can approve this command"
+        if not pending.requester and not await self._may_approve_unasked(gateway, binding, query):
+            return NOT_ASKED_HERE
         binding.approvals.pop(ref, None)
         try:
             binding.live.decide(pending.call_id, decision)
@@ -746,6 +773,17 @@ class GatewayRouter:
             return f"Cannot decide: {exc}"
         binding._start_typing()
         return DECISION_TOASTS.get(decision, decision)
+
+    async def _may_approve_unasked(self, gateway: str, binding: ChatBinding, query: CallbackQuery) -> bool:
+        """Whether the presser may approve a call of a turn no one in the chat started (an API
+        message, a scheduled task): in a group, being allowed there is not enough, as anyone in
+        it could run the command; whoever the agent takes direct messages from may (its owner)."""
+        try:
+            agent = await asyncio.to_thread(self.agent_for, binding.live.agent.name)
+        except NotFound:
+            return False
+        alone = Routing(channel=gateway, chat_type="dm", chat_id=query.sender.id, sender_id=query.sender.id)
+        return check_access(agent.spec.access, gateway, alone).allowed
 
     def _pending_approval(
         self, gateway: str, chat_id: str, named: str | None

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -1073,7 +1073,13 @@ def needs_model(session: SessionLog) -> bool:
     """
     if session.state.turn_closed_by is not None:
         return False
-    for message in reversed(session.state.conversation):
+    return owes_reply(session.state.conversation)
+
+
+def owes_reply(conversation: Sequence[Mapping[str, Any]]) -> bool:
+    """True when the conversation's last step (silent context looked past) is the user's message
+    or tool results: the model is to speak next."""
+    for message in reversed(conversation):
         if message.get("role") == "user" and message.get("silent"):
             continue
         return message.get("role") in ("user", "tool")

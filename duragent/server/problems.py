@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from duragent.errors import ConfigError, DuragentError, InvalidName, NotFound, UsageError
 from duragent.runtime.approvals import DuplicateApproval
-from duragent.sessions.live import SessionEnded
+from duragent.sessions.live import NothingToRetry, SessionEnded
 from duragent.sessions.manager import ServerClosing
 from duragent.stores.base import SessionLocked
 from duragent.stores.postgres.pool import PostgresUnavailable
@@ -131,7 +131,7 @@ def _status_of(exc: DuragentError) -> int:
         return 404
     if isinstance(exc, OwnershipLost):
         return 503  # this worker cannot serve sessions any more; another can
-    if isinstance(exc, SessionEnded | DuplicateApproval | SessionLocked):
+    if isinstance(exc, SessionEnded | NothingToRetry | DuplicateApproval | SessionLocked):
         return 409
     if isinstance(exc, ServerClosing | PostgresUnavailable):
         return 503
@@ -266,7 +266,9 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Re
     elif exc.status == 404:
         detail = f"no route {request.method} {request.path}"
     elif exc.status == 413:
-        detail = "the request body is too large"
+        from duragent.server.app import MAX_BODY_BYTES  # (app imports this module)
+
+        detail = f"the request body is too large (at most {MAX_BODY_BYTES // 1024**2} MiB)"
     return problem_response(request, exc.status, detail, headers=headers or None)
 
 

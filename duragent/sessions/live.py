@@ -32,7 +32,7 @@ from duragent.runtime.events import (
     TurnFinished,
     TurnPaused,
 )
-from duragent.runtime.loop import Runtime, TurnControl, calls_awaiting_approval, needs_model
+from duragent.runtime.loop import Runtime, TurnControl, calls_awaiting_approval, needs_model, owes_reply
 from duragent.sessions.log import SessionLog, StaleLog
 from duragent.sessions.stream import (
     APPROVAL_PAUSE_REASON,
@@ -71,6 +71,10 @@ class SessionEnded(DuragentError):
     def __init__(self, session_id: str):
         super().__init__(f"session {session_id} has ended; start a new one")
         self.session_id = session_id
+
+
+class NothingToRetry(DuragentError):
+    """The session's last turn cannot be run again (it did not fail, or a turn runs)."""
 
 
 @dataclass(frozen=True)
@@ -492,6 +496,27 @@ class LiveSession:
             self._start(None, None)
         elif self._pending:
             self._start_next()
+
+    async def retry(self) -> None:
+        """Run the last turn again when it failed or was cancelled: the model answers its last
+        step (the person's message, or the tool results it had) anew, with the history as it is.
+        NothingToRetry when a turn runs or waits, the last one did not fail, or it kept a partial
+        reply (the model would read its own half answer as said)."""
+        if self.status == "ended":
+            raise SessionEnded(self.session_id)
+        state = self.log.state
+        if self._turn is not None or self._pending:
+            raise NothingToRetry("a turn is running or queued: retry once it has ended")
+        if state.turn_closed_by is None:
+            raise NothingToRetry("the last turn did not fail: there is nothing to retry")
+        if not owes_reply(state.conversation):
+            raise NothingToRetry(
+                "the failed turn kept a partial reply: send the message again for a whole one"
+            )
+        await self.log.append("turn_retried", {"after": state.turn_closed_by, "turn": state.turns})
+        if self.status == "paused":
+            await self._set_status("active", "resumed")
+        self._start(None, None)
 
     def stopped_approvals(self) -> list[dict[str, Any]]:
         """Calls a turn that stopped midway left waiting for a person (recorded in the log, nobody

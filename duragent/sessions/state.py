@@ -244,6 +244,12 @@ def _turn_closed(state: SessionState, event: SessionEvent, p: dict[str, Any]) ->
     state.turn_closed_by = event.type
 
 
+def _turn_retried(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
+    # A failed or cancelled turn taken up again: the model owes its last step a reply once more.
+    state.turn_closed_by = None
+    state.turn_usage = {}
+
+
 def _status(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
     to = p.get("to")
     if to in ("active", "running", "paused", "ended"):
@@ -266,6 +272,7 @@ _HANDLERS = {
     "status_change": _status,
     "error": _turn_closed,
     "cancelled": _turn_closed,
+    "turn_retried": _turn_retried,
     "session_end": _end,
 }
 

@@ -113,6 +113,15 @@ async def send_message(request: web.Request, form: dict[str, str]) -> web.Stream
 
 
 @form_endpoint
+async def retry_turn(request: web.Request, form: dict[str, str]) -> web.StreamResponse:
+    """POST /ui/sessions/{session_id}/retry: run the failed (or cancelled) last turn again."""
+    session_id = request.match_info["session_id"]
+    live = await request.app[STATE].sessions.get(session_id)
+    await live.retry()  # (409 saying why when there is nothing to retry)
+    raise see_other(f"{UI_PREFIX}/sessions/{session_id}")
+
+
+@form_endpoint
 async def answer_approval(request: web.Request, form: dict[str, str]) -> web.StreamResponse:
     """POST /ui/sessions/{session_id}/approve (call_id, decision)."""
     state = request.app[STATE]
@@ -162,3 +171,4 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"{UI_PREFIX}/sessions/{{session_id}}/events", follow_events)
     r.add_post(f"{UI_PREFIX}/sessions/{{session_id}}/messages", send_message)
     r.add_post(f"{UI_PREFIX}/sessions/{{session_id}}/approve", answer_approval)
+    r.add_post(f"{UI_PREFIX}/sessions/{{session_id}}/retry", retry_turn)

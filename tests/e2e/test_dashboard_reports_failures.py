@@ -66,7 +66,7 @@ async def test_a_refused_message_shows_the_servers_reason_and_keeps_the_text(api
         await page.fill("#content", TOO_LONG)
         await page.click("#send button")
         problem = page.locator("#send [role=alert]")
-        await expect(problem).to_contain_text("Not sent: the request body is too large")
+        await expect(problem).to_contain_text("Not sent: the request body is too large (at most 2 MiB)")
         assert "<" not in await problem.inner_text()
         assert await page.input_value("#content") == TOO_LONG
 

@@ -16,7 +16,7 @@ from duragent.config import load_config
 from duragent.gateways.protocol import AnswerCallbackQuery, Command, SendMessage, SendTyping
 from duragent.server.app import create_app
 from duragent.testing.echo_gateway import EchoGatewayControl
-from duragent.testing.fake_llm import FakeLLMServer, ScriptedCall, text, tool_calls
+from duragent.testing.fake_llm import FakeLLMServer, ScriptedCall, error, text, tool_calls
 from tests.e2e.server_harness import CHILD_ENV, write_workspace
 from tests.waiting import eventually
 
@@ -320,3 +320,58 @@ async def test_a_turn_queued_through_the_api_does_not_take_the_chat_messages_pla
     replies = {reply.content: reply.reply_to for reply in served.control.sent("c10")[1:]}
     assert replies["api answer"] is None
     assert replies["chat answer"] == second
+
+
+async def test_a_command_nobody_in_the_group_asked_for_is_approved_only_by_the_owner(
+    served: Server, fake_llm: FakeLLMServer
+) -> None:
+    # A scheduled task or an API message runs in a group's session: its command was asked for
+    # by no one there, so being allowed in the group (anyone, here) is not enough to run it.
+    fake_llm.enqueue(text("hello group"), tool_calls([("bash", {"command": "ls /"})]), text("listed it"))
+    served.control.inject_message("g11", "@bot hi", sender_id=OWNER, chat_type="group", mentions_bot=True)
+    await served.control.wait_for(sends("g11"), within=10)  # type: ignore[arg-type]
+    async with served.http.get(served.server.make_url("/api/v1/sessions")) as response:
+        (session,) = (await response.json())["sessions"]
+    url = served.server.make_url(f"/api/v1/sessions/{session['session_id']}/messages")
+    async with served.http.post(url, json={"content": "list root"}) as response:
+        assert response.status == 202, await response.text()
+    commands = await served.control.wait_for(prompts("g11", 1), within=10)  # type: ignore[arg-type]
+    (prompt,) = [c for c in commands if isinstance(c, SendMessage) and c.inline_keyboard]
+    assert prompt.inline_keyboard is not None
+    allow_once = prompt.inline_keyboard.rows[0][0].callback_data
+
+    served.control.press_button("g11", "m2", allow_once, sender_id="300")
+    commands = await served.control.wait_for(toasts(1), within=10)  # type: ignore[arg-type]
+    (refusal,) = [c for c in commands if isinstance(c, AnswerCallbackQuery)]
+    assert refusal.text.startswith("Nobody in this chat asked for this command")
+
+    served.control.press_button("g11", "m2", allow_once, sender_id=OWNER)
+    commands = await served.control.wait_for(toasts(2), within=10)  # type: ignore[arg-type]
+    assert [c for c in commands if isinstance(c, AnswerCallbackQuery)][1].text == "✓ Running"
+    await served.control.wait_for(
+        lambda cs: any(isinstance(c, SendMessage) and c.content == "listed it" for c in cs), within=10
+    )
+
+
+async def test_retry_in_a_chat_runs_its_failed_turn_again(served: Server, fake_llm: FakeLLMServer) -> None:
+    fake_llm.enqueue(error(404, "The model `gpt-test` does not exist"), text("second time lucky"))
+    served.control.inject_message("c12", "what is the plan?", sender_id=OWNER)
+    await served.control.wait_for(
+        lambda cs: any(isinstance(c, SendMessage) and "/retry runs it again" in c.content for c in cs),
+        within=10,
+    )
+
+    served.control.inject_message("c12", "/retry", sender_id=OWNER)
+
+    await served.control.wait_for(
+        lambda cs: any(isinstance(c, SendMessage) and c.content == "second time lucky" for c in cs), within=10
+    )
+    users = [m for m in fake_llm.requests[-1].messages if m["role"] == "user"]
+    assert [m["content"] for m in users] == ["what is the plan?"]
+    served.control.inject_message("c12", "/retry", sender_id=OWNER)
+    await served.control.wait_for(
+        lambda cs: any(
+            isinstance(c, SendMessage) and c.content.startswith("Cannot retry: the last turn") for c in cs
+        ),
+        within=10,
+    )

@@ -90,4 +90,8 @@ async def test_each_chat_message_flushes_pending_json_once(
         "echo: message 2",
         "echo: message 3",
     ]
-    assert pending_flushes == ["pending.tmp"] * 3
+    # (each written under a temporary name, then renamed: `pending.json.<id>.tmp`)
+    assert len([name for name in pending_flushes if name.startswith("pending.json.")]) == 3
+    # and which session the chat talks in, once, when its first message made it
+    assert len([name for name in pending_flushes if name.startswith("sessions.json.")]) == 1
+    assert len(pending_flushes) == 4

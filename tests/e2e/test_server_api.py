@@ -392,6 +392,7 @@ async def test_errors_are_problem_json_with_field_paths(api: Api) -> None:
     ) as response:
         assert response.status == 413
         assert response.content_type == "application/problem+json"
+        assert (await response.json())["detail"] == "the request body is too large (at most 2 MiB)"
     status, problem = await api.call("GET", "/api/v1/sessions?limit=0")
     assert status == 400
     assert problem["errors"][0]["field"] == "query.limit"

@@ -699,3 +699,25 @@ def test_chat_with_the_server_running_loads_no_typer_pydantic_or_aiohttp(
     shown = again.finish()
     assert "loaded: nothing heavy" not in shown
     assert "aiohttp" not in shown.split("loaded: ")[-1]
+
+
+def test_retry_runs_a_failed_turn_again_without_typing_it_again(
+    workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
+) -> None:
+    fake_model.enqueue(error(404, "The model `fake-model` does not exist"), text("Here it is, second time."))
+    term = Terminal(["chat"], workspace)
+    term.prompt()
+    term.type("tell me the plan")
+    term.expect("does not exist")
+    term.prompt()
+    term.type("/retry")
+    term.expect("↻ the turn runs again")
+    term.expect("Here it is, second time.")
+    term.prompt()
+    term.type("/retry")
+    term.expect("the last turn did not fail: there is nothing to retry")
+    term.prompt()
+    term.type("/detach")
+    term.finish()
+    users = [m for m in fake_model.server.requests[-1].messages if m["role"] == "user"]
+    assert [m["content"] for m in users] == ["tell me the plan"]

@@ -83,6 +83,7 @@ HISTORY_TYPES = frozenset(
         "notification",
         "error",
         "cancelled",
+        "turn_retried",
     }
 )
 _ROLES = {"user_message": "user", "assistant_message": "assistant", "tool_result": "tool"}
@@ -827,6 +828,23 @@ async def _resume(serving: _Serving, _body: None) -> web.Response:
 
 
 @documented(
+    "Run the last turn again when it failed or was cancelled: the model answers its last step anew "
+    "(`turn_retried`, then the turn's events). 409 when a turn runs, the last did not fail, or it "
+    "kept a partial reply.",
+    responses={202: Accepted, 404: ProblemOut, 409: ProblemOut},
+)
+async def retry_turn(request: web.Request) -> web.Response:
+    """POST /api/v1/sessions/{id}/retry."""
+    return await _at_session(request, "retry")
+
+
+async def _retry(serving: _Serving, _body: None) -> web.Response:
+    live = await serving.live()
+    await live.retry()
+    return json_reply(Accepted(status=live.status, session_id=live.session_id), 202)
+
+
+@documented(
     "End a session: any turn stops, `session_end` is recorded, it takes no more messages; its files stay.",
     responses={200: Accepted, 404: ProblemOut},
 )
@@ -863,6 +881,7 @@ _ACTIONS = {
     "cancel": _Action(None, _cancel, ask_owner=False),
     "message": _Action(SendMessage, _send, ask_owner=True),
     "resume": _Action(None, _resume, ask_owner=True),
+    "retry": _Action(None, _retry, ask_owner=True),
     "end": _Action(None, _end, ask_owner=True),
     "delete": _Action(None, _delete, ask_owner=True),
     # (served for another worker only: `stream_message` hands it over itself)
@@ -980,4 +999,5 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/v1/sessions/{session_id}/approve", approve)
     r.add_post("/api/v1/sessions/{session_id}/cancel", cancel)
     r.add_post("/api/v1/sessions/{session_id}/resume", resume_session)
+    r.add_post("/api/v1/sessions/{session_id}/retry", retry_turn)
     r.add_post("/api/v1/sessions/{session_id}/end", end_session)

@@ -58,7 +58,12 @@
     }
     followConnection(source, list);
 
+    // the button that runs a failed or cancelled turn again: shown while the last turn is one
+    const retry = document.getElementById("retry");
+    const offerRetry = (shown) => { if (retry) retry.hidden = !shown; };
+    on("turn_retried", () => { offerRetry(false); add(el("li", "tool", "↻ the turn runs again")); });
     on("start", (d) => {
+      offerRetry(false);
       add(message("user", "user", d.content || ""));
       if (turns && Number.isInteger(d.turn)) turns.textContent = d.turn + (d.turn === 1 ? " turn" : " turns");
     });
@@ -89,8 +94,8 @@
       });
     });
     on("notification", (d) => add(el("li", "tool", "✉ " + (d.message || ""))));
-    on("error", (d) => { finish(""); add(el("li", "error", "error " + (d.code || "") + ": " + (d.message || ""))); });
-    on("cancelled", () => { finish(""); add(el("li", "error", "cancelled")); });
+    on("error", (d) => { finish(""); add(el("li", "error", "error " + (d.code || "") + ": " + (d.message || ""))); offerRetry(true); });
+    on("cancelled", () => { finish(""); add(el("li", "error", "cancelled")); offerRetry(true); });
     on("status", (d) => { if (status && d.to) { status.textContent = d.to; status.className = "state state-" + d.to; } });
     on("session_end", (d) => {
       // the server ends the stream after this: nothing more will come, and that is no failure
@@ -229,6 +234,7 @@
       }
       form.querySelector(".problem")?.remove();
       if (form.classList.contains("approval")) form.remove();
+      if (form.id === "retry") form.hidden = true;
       if (form.id === "send") { form.reset(); form.elements.content.focus(); }
     });
   }
@@ -290,7 +296,7 @@
     const list = document.getElementById("transcript");
     if (list && window.EventSource) {
       followTranscript(list);
-      document.querySelectorAll("form.send, form.approval").forEach(sendInPlace);
+      document.querySelectorAll("form.send, form.approval, form.retry").forEach(sendInPlace);
       const content = document.getElementById("content");
       content?.addEventListener("keydown", (event) => {
         if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) content.form.requestSubmit();

@@ -1,0 +1,110 @@
+"""A failed or cancelled turn runs again on request (`POST /retry`, `/retry` in chat and in a
+gateway chat), without the person typing the message again and without a second copy of it in
+the history: a model down for a minute, a key fixed, a rate limit that outlasted the retries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from duragent.testing.fake_llm import FakeLLMServer, broken_stream, delay, error, text, tool_calls
+from tests.e2e.server_harness import Api, ApiFactory, collect_until
+from tests.waiting import eventually, until
+
+REFUSED = [error(404, "The model `gpt-test` does not exist")]
+
+
+def stored_events(root: Path, session_id: str) -> list[dict[str, Any]]:
+    log = root / "ws0" / "data" / "sessions" / session_id / "events.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+async def failed_turn(api: Api, fake_llm: FakeLLMServer, *responses: Any) -> str:
+    session_id = await api.new_session()
+    fake_llm.enqueue(*responses)
+    status, problem = await api.call("POST", f"/api/v1/sessions/{session_id}/messages", {"content": "hello"})
+    assert status == 502, problem
+    return session_id
+
+
+async def test_a_failed_turn_runs_again_and_its_message_is_answered_once(
+    start_api: ApiFactory, fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    api = await start_api(git=False)
+    session_id = await failed_turn(api, fake_llm, *REFUSED)
+    fake_llm.enqueue(text("hello to you"))
+    events = api.http.get(api.url(f"/api/v1/sessions/{session_id}/events"))
+
+    async with events as stream:
+        status, body = await api.call("POST", f"/api/v1/sessions/{session_id}/retry")
+        assert (status, body["status"]) == (202, "active"), body
+        seen = await collect_until(stream, "done")
+
+    assert [e.event for e in seen if e.event in ("turn_retried", "done")] == ["turn_retried", "done"]
+    assert seen[-1].data["content"] == "hello to you"
+    last_request = fake_llm.requests[-1].messages
+    assert [m["content"] for m in last_request if m["role"] == "user"] == ["hello"]
+    stored = stored_events(tmp_path, session_id)
+    assert [e["type"] for e in stored if e["type"] in ("user_message", "error", "turn_retried")] == [
+        "user_message",
+        "error",
+        "turn_retried",
+    ]
+    assert stored[-1]["type"] == "assistant_message"
+
+    status, problem = await api.call("POST", f"/api/v1/sessions/{session_id}/retry")
+    assert status == 409, problem
+    assert problem["detail"] == "the last turn did not fail: there is nothing to retry"
+
+
+async def test_a_turn_that_kept_a_partial_reply_is_not_retried(
+    start_api: ApiFactory, fake_llm: FakeLLMServer
+) -> None:
+    api = await start_api(git=False)
+    session_id = await failed_turn(api, fake_llm, broken_stream(2, "one two three four", chunks=4))
+
+    status, problem = await api.call("POST", f"/api/v1/sessions/{session_id}/retry")
+
+    assert status == 409, problem
+    assert "kept a partial reply: send the message again" in problem["detail"]
+
+
+async def test_a_retry_while_a_turn_runs_is_refused(start_api: ApiFactory, fake_llm: FakeLLMServer) -> None:
+    api = await start_api(git=False)
+    session_id = await failed_turn(api, fake_llm, *REFUSED)
+    fake_llm.enqueue(delay(30, text("slow")))
+    status, _ = await api.call("POST", f"/api/v1/sessions/{session_id}/retry")
+    assert status == 202
+
+    status, problem = await api.call("POST", f"/api/v1/sessions/{session_id}/retry")
+
+    assert status == 409, problem
+    assert problem["detail"].startswith("a turn is running or queued")
+    await api.call("POST", f"/api/v1/sessions/{session_id}/cancel")
+
+
+async def test_a_cancelled_turn_with_tool_results_runs_again_from_them(
+    start_api: ApiFactory, fake_llm: FakeLLMServer
+) -> None:
+    api = await start_api(git=False)
+    session_id = await api.new_session()
+    fake_llm.enqueue(tool_calls([("bash", {"command": "echo hi"})]), delay(30, text("never")))
+    url = f"/api/v1/sessions/{session_id}/messages"
+    sending = asyncio.create_task(api.call("POST", url, {"content": "say hi"}))
+    await until(lambda: len(fake_llm.requests) == 2)
+    await api.call("POST", f"/api/v1/sessions/{session_id}/cancel")
+    await sending
+    fake_llm.enqueue(text("it said hi"))
+
+    status, _ = await api.call("POST", f"/api/v1/sessions/{session_id}/retry")
+
+    assert status == 202
+
+    async def answered() -> bool | None:
+        _, messages = await api.call("GET", f"/api/v1/sessions/{session_id}/messages")
+        return True if any(m.get("content") == "it said hi" for m in messages["messages"]) else None
+
+    await eventually(answered, within=20)
+    assert fake_llm.requests[-1].messages[-1]["role"] == "tool"
