@@ -98,6 +98,14 @@ class StaticAgentConflict(UsageError):
         )
 
 
+class AgentExists(UsageError):
+    """A create-only deploy (POST) of a name that a deployed agent already has."""
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"agent '{name}' already exists; replace it with PUT /api/admin/v1/agents/{name}")
+
+
 @dataclass(frozen=True)
 class _Entry:
     """Where an agent's files are."""
@@ -128,6 +136,8 @@ class AgentRegistry:
         self._on_change = on_change
         self._guard = guard
         self._lock = threading.RLock()
+        # One deploy or remove at a time: "does it exist" and the folder swap are one step.
+        self._deploying = threading.Lock()
         self._known: dict[str, _Entry] = {}
         self._shadowed: dict[str, Path] = {}
         self._cache: OrderedDict[str, Agent] = OrderedDict()
@@ -285,16 +295,16 @@ class AgentRegistry:
 
     # --- deploying ------------------------------------------------------------------------------
 
-    def deploy(self, name: str, files: Mapping[str, str]) -> Agent:
+    def deploy(self, name: str, files: Mapping[str, str], *, replace: bool = True) -> Agent:
         """Validate `files` as agent `name`'s folder, then replace the deployed folder with them.
 
         Nothing is written when the files are invalid: ConfigError lists every problem, each
-        located in the file it is about (`agent.yaml:3:5`). Reports a "deployed" Change.
+        located in the file it is about (`agent.yaml:3:5`). With `replace=False` an agent
+        deployed meanwhile is AgentExists, even one a concurrent call deployed. Reports a
+        "deployed" Change.
         """
         check_new_agent_name(name)
-        static = self.static_path / name
-        if (static / AGENT_FILENAME).is_file():
-            raise StaticAgentConflict(name, static, "change it")
+        self._refuse_static(name, "change it")
         _check_files(files)
         if self._guard is not None:
             _refuse_secrets(files, self._guard)
@@ -312,40 +322,61 @@ class AgentRegistry:
                 raise ConfigError(_relocated(problems, staged, target))
             for warning in _relocated(warnings, staged, target):
                 log.warning("deploying agent '%s': %s", name, warning)
-            with self._lock:
-                if target.exists():
-                    # A directory cannot be renamed over a non-empty one: move the old one aside first.
-                    os.replace(target, staging / ".previous")
-                os.replace(staged, target)
+            with self._deploying:
+                agent = self._swap_in(name, staged, staging / ".previous", replace=replace)
+                # The folder stages deletions of files the new version dropped; the files are listed
+                # too so listeners that track written content (the human-edit ledger) see each one.
+                written = tuple(target / relative for relative in sorted(files))
+                self._on_change(Change((target, *written), "agent", name, "deployed"))
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        agent, _ = load_agent(target, self._env)
+        log.info("agent '%s' deployed to %s", name, display_path(target))
+        return agent
+
+    def _swap_in(self, name: str, staged: Path, previous: Path, *, replace: bool) -> Agent:
+        """Make the checked folder `staged` agent `name`'s deployed folder and serve it (deploy lock held)."""
+        target = self.dynamic_path / name
+        self._refuse_static(name, "change it")
+        if not replace and self._dynamic_folder_has(name):
+            raise AgentExists(name)
+        with self._lock:
+            if target.exists():
+                # A directory cannot be renamed over a non-empty one: move the old one aside first.
+                os.replace(target, previous)
+            os.replace(staged, target)
+        agent, warnings = load_agent(target, self._env)
         with self._lock:
             self._known[name] = _Entry(name, target, "dynamic")
             self._errors.pop(name, None)
             self._remember(agent)
-        # The folder stages deletions of files the new version dropped; the files are listed too
-        # so listeners that track written content (the human-edit ledger) see each one.
-        written = tuple(target / relative for relative in sorted(files))
-        self._on_change(Change((target, *written), "agent", name, "deployed"))
-        log.info("agent '%s' deployed to %s", name, display_path(target))
+        self._note_warnings(name, [str(warning) for warning in warnings])
         return agent
 
-    def remove(self, name: str) -> None:
-        """Delete deployed agent `name`; reports a "removed" Change. Static agents: StaticAgentConflict."""
-        check_new_agent_name(name)
+    def _refuse_static(self, name: str, action: str) -> None:
         static = self.static_path / name
         if (static / AGENT_FILENAME).is_file():
-            raise StaticAgentConflict(name, static, "remove it")
+            raise StaticAgentConflict(name, static, action)
+
+    def remove(self, name: str) -> None:
+        """Delete deployed agent `name`; reports a "removed" Change. Static agents: StaticAgentConflict.
+
+        A deployment hidden by a static agent of the same name is removed too; the static one stays.
+        """
+        check_new_agent_name(name)
         target = self.dynamic_path / name
-        if not (target / AGENT_FILENAME).is_file():
-            raise AgentNotFound(name, self.names(), self.static_path)
         trash = self.dynamic_path / f"{_STAGING_PREFIX}{ulid()}"
-        with self._lock:
-            os.replace(target, trash)
-            self._forget(name)
+        with self._deploying:
+            if not self._dynamic_folder_has(name):
+                self._refuse_static(name, "remove it")
+                raise AgentNotFound(name, self.names(), self.static_path)
+            static = self.static_path / name
+            with self._lock:
+                os.replace(target, trash)
+                self._forget(name)
+                if (static / AGENT_FILENAME).is_file():
+                    self._known[name] = _Entry(name, static, "static")
+            self._on_change(Change((target,), "agent", name, "removed"))
         shutil.rmtree(trash, ignore_errors=True)
-        self._on_change(Change((target,), "agent", name, "removed"))
         log.info("agent '%s' removed from %s", name, display_path(self.dynamic_path))
 
     # --- watching -------------------------------------------------------------------------------
@@ -636,11 +667,16 @@ def _bad_file_name(relative: str) -> str | None:
         return "no '..', '.', empty or hidden path parts"
     if any(len(part.encode()) > _MAX_NAME_BYTES for part in path.parts):
         return f"a file or folder name is longer than {_MAX_NAME_BYTES} bytes"
+    if len(relative.encode()) > _MAX_PATH_BYTES or len(path.parts) - 1 > _MAX_DEPTH:
+        return f"longer than {_MAX_PATH_BYTES} bytes or nested deeper than {_MAX_DEPTH} folders"
     return None
 
 
 #: The longest file name most filesystems (ext4, APFS, NTFS) take.
 _MAX_NAME_BYTES = 255
+#: Well under PATH_MAX (4096) once inside the data folder, and deeper than any agent folder needs.
+_MAX_PATH_BYTES = 1024
+_MAX_DEPTH = 16
 
 
 def _write_files(directory: Path, files: Mapping[str, str]) -> None:
@@ -648,6 +684,17 @@ def _write_files(directory: Path, files: Mapping[str, str]) -> None:
         file = directory / relative
         file.parent.mkdir(parents=True, exist_ok=True)
         file.write_text(content, encoding="utf-8")
+        if _is_tool_program(relative):
+            file.chmod(0o755)
+
+
+def _is_tool_program(relative: str) -> bool:
+    """`tools/<name>/run` or `run.*`: JSON carries no file modes, and a tool folder's program must
+    be executable to be a tool."""
+    from duragent.tools.folders import TOOLS_FOLDER
+
+    parts = PurePosixPath(relative).parts
+    return len(parts) == 3 and parts[0] == TOOLS_FOLDER and (parts[2] == "run" or parts[2].startswith("run."))
 
 
 def _relocated(problems: list[Problem], staged: Path, target: Path) -> list[Problem]:

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from duragent.agents.loader import Agent, session_settings
 from duragent.config import DuragentConfig
-from duragent.errors import UsageError
+from duragent.errors import NotFound, UsageError
 from duragent.ids import check_name, new_id
 from duragent.runtime.loop import Runtime, calls_awaiting_approval, close_open_tool_calls
 from duragent.sessions.live import (
@@ -418,6 +418,10 @@ class SessionManager:
                 continue
             try:
                 outcome = await self.recover_session(summary.session_id)
+            except NotFound as gone:
+                # its agent was removed (or renamed): a line each start, not a traceback
+                log.warning("session %s is not recovered: %s", summary.session_id, gone)
+                continue
             except Exception:
                 # One unreadable session or a removed agent must not stop the server starting.
                 log.exception("session %s could not be recovered", summary.session_id)

@@ -312,3 +312,33 @@ async def test_a_turn_cancelled_while_recording_its_approval_request_leaves_no_a
     errors = [event.payload for event in events if event.type == "error"]
     assert errors == [], errors
     assert live.log.state.conversation[-1]["content"] == "made it"
+
+
+async def test_a_session_of_a_removed_agent_is_one_warning_line_at_start_not_a_traceback(
+    tmp_path: Path, agent: Agent, caplog: pytest.LogCaptureFixture
+) -> None:
+    from duragent.agents.catalog import AgentNotFound
+
+    store = FilesystemSessionStore(tmp_path / "sessions", fsync="never")
+    providers = ProviderPool({"OPENAI_API_KEY": "sk-test"})
+    config = DuragentConfig.model_validate({})
+    first = SessionManager(store, Runtime(provider_for=providers.for_agent), config, lambda name: agent)
+    live = await first.create("helper")
+    await first.close(grace=0)
+
+    def removed(name: str) -> Agent:
+        raise AgentNotFound(name, ["other"], tmp_path / "agents")
+
+    restarted = SessionManager(store, Runtime(provider_for=providers.for_agent), config, removed)
+    try:
+        report = await restarted.recover()
+    finally:
+        await restarted.close(grace=0)
+        await store.close()
+        await providers.close()
+
+    assert report.resumed == report.paused == ()
+    (line,) = [r for r in caplog.records if live.session_id in r.getMessage()]
+    assert line.levelname == "WARNING"
+    assert line.exc_info is None
+    assert "no agent named 'helper'" in line.getMessage()

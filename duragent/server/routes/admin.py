@@ -16,7 +16,13 @@ from aiohttp import web
 from pydantic import Field
 
 from duragent.agents.catalog import AgentNotFound
-from duragent.agents.registry import AgentRegistry, AgentSummary, StaticAgentConflict
+from duragent.agents.registry import (
+    AgentExists,
+    AgentRegistry,
+    AgentSource,
+    AgentSummary,
+    StaticAgentConflict,
+)
 from duragent.errors import ConfigError, Problem
 from duragent.server.bodies import Body, NewAgentName, ProblemOut, Reply, json_reply, read_body
 from duragent.server.openapi import documented
@@ -109,13 +115,10 @@ async def deploy_agent(request: web.Request) -> web.Response:
     """Validate the files, write them under `agents.dynamic.path`, commit them, serve the agent at once."""
     body = await read_body(request, DeployAgent)
     registry = request.app[STATE].agents
-    if _exists(registry, body.name):
-        raise HttpProblem(
-            409,
-            f"agent '{body.name}' already exists; replace it with PUT {ADMIN_PREFIX}/agents/{body.name}",
-            type_name="conflict",
-        )
-    await deploy_files(registry, body.name, body.files)
+    # (deploy refuses it too, once the files are checked; a clash is told before any problem in them)
+    if _source(registry, body.name) == "dynamic":
+        raise HttpProblem(409, str(AgentExists(body.name)), type_name="conflict")
+    await deploy_files(registry, body.name, body.files, replace=False)
     return json_reply(_agent_out(registry.summary(body.name)), 201)
 
 
@@ -138,7 +141,7 @@ async def replace_agent(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     body = await read_body(request, ReplaceAgent)
     registry = request.app[STATE].agents
-    existed = _exists(registry, name)
+    existed = _source(registry, name) is not None
     await deploy_files(registry, name, body.files)
     return json_reply(_agent_out(registry.summary(name)), 200 if existed else 201)
 
@@ -162,13 +165,15 @@ async def deploy_files(
     name: str,
     files: dict[str, str],
     field_of: Callable[[Problem], FieldError] | None = None,
+    *,
+    replace: bool = True,
 ) -> None:
     """Deploy, turning the library's refusals into 409 / 422 problems; `field_of` says where in the
-    request each problem is (default: `files.<file>:<line>:<column>`)."""
+    request each problem is (default: `files.<file>:<line>:<column>`). `replace=False`: create only."""
     located = field_of or _field_error
     try:
-        await asyncio.to_thread(registry.deploy, name, files)
-    except StaticAgentConflict as exc:
+        await asyncio.to_thread(registry.deploy, name, files, replace=replace)
+    except (StaticAgentConflict, AgentExists) as exc:
         raise HttpProblem(409, str(exc), type_name="conflict") from None
     except ConfigError as exc:
         count = len(exc.problems)
@@ -186,12 +191,12 @@ def _field_error(problem: Problem) -> FieldError:
     return FieldError(where, problem.message)
 
 
-def _exists(registry: AgentRegistry, name: str) -> bool:
+def _source(registry: AgentRegistry, name: str) -> AgentSource | None:
+    """Where agent `name` comes from; None when there is no such agent."""
     try:
-        registry.source(name)
+        return registry.source(name)
     except AgentNotFound:
-        return False
-    return True
+        return None
 
 
 def _agent_out(summary: AgentSummary) -> AdminAgentOut:
