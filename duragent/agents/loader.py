@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from duragent.agents.spec import (
     BUILTIN_TOOLS,
+    FULL_FORM_KEYS,
     AgentDocument,
     AgentSpec,
     is_shorthand,
@@ -187,6 +188,9 @@ def _load_definition(directory: Path, env: Mapping[str, str] | None) -> tuple[Ag
     problems: list[Problem] = []
     document = _validate(data, layout, problems)
     problems += _name_problems(data, directory, layout)
+    if document is None:
+        # (a valid file gets an unknown-key warning for each of them instead)
+        problems += _mixed_form_problems(data, layout)
     problems += _tool_problems(data, layout)
     prompts, prompt_files = _read_prompts(data, directory, layout, problems)
     if problems or document is None:
@@ -222,11 +226,13 @@ def session_settings(agent: Agent, config: DuragentConfig) -> dict[str, Setting[
 
 
 def is_prompt_path(value: str) -> bool:
-    """True when a prompt field names a file (one line, `.md`/`.txt`, or `./`/`../`) not inline text."""
+    """True when a prompt field names a file (one line, `.md`/`.txt` in any case, or `./`/`../`)
+    not inline text."""
     text = value.strip()
     if not text or "\n" in text:
         return False
-    return text.endswith(_PROMPT_SUFFIXES) or text.startswith(("./", "../"))
+    # (`SOUL.MD` too: taken for inline text, the file's name would be the whole prompt)
+    return text.lower().endswith(_PROMPT_SUFFIXES) or text.startswith(("./", "../"))
 
 
 def display_path(path: Path) -> str:
@@ -241,10 +247,48 @@ def _validate(data: dict[str, Any], layout: AgentFileLayout, problems: list[Prob
     try:
         return AgentDocument.model_validate(data)
     except ValidationError as exc:
+        spec = data.get("spec")
+        tools = spec.get("tools") if isinstance(spec, dict) else None
         for error in exc.errors(include_url=False):
-            where = layout.file_path(tuple(error["loc"]))
+            where = layout.file_path(_as_written(tuple(error["loc"]), tools))
             problems.append(Problem(describe_error(error, where), layout.document.locate(where)))
         return None
+
+
+def _as_written(path: FieldPath, tools: Any) -> FieldPath:
+    """`path` as the user wrote it: `spec.tools.cli[1].command` is `spec.tools[3].command` when
+    `tools` is a plain list (validated as `builtin` and `cli` lists, in their order in it)."""
+    if not isinstance(tools, list) or path[:2] != ("spec", "tools") or len(path) < 4:
+        return path
+    kind, index = path[2], path[3]
+    is_cli = [isinstance(item, dict) and item.get("type") == "cli" for item in tools]
+    positions = [i for i, cli in enumerate(is_cli) if cli == (kind == "cli")]
+    if kind not in ("builtin", "cli") or not isinstance(index, int) or index >= len(positions):
+        return path
+    item = positions[index]
+    if kind == "builtin" and isinstance(tools[item], dict):
+        return ("spec", "tools", item, "name")
+    return ("spec", "tools", item, *path[4:])
+
+
+def _mixed_form_problems(data: dict[str, Any], layout: AgentFileLayout) -> list[Problem]:
+    """Shorthand keys (`name`, `model`...) at the top of a full-form file, where they are ignored:
+    one `apiVersion`, `kind`, `metadata` or `spec` key makes the whole file the full form."""
+    if layout.shorthand:
+        return []
+    marks = ", ".join(key for key in data if key in FULL_FORM_KEYS)
+    problems = []
+    for key in data:
+        if key in _METADATA_KEYS or key in AgentSpec.model_fields:
+            section = "metadata" if key in _METADATA_KEYS else "spec"
+            problems.append(
+                Problem(
+                    f"{key} at the top level is the flat shorthand's, but this file is in the full "
+                    f"form (it has {marks}): move {key} under {section}",
+                    layout.locate((key,), key=True),
+                )
+            )
+    return problems
 
 
 def _name_problems(data: dict[str, Any], directory: Path, layout: AgentFileLayout) -> list[Problem]:
@@ -276,7 +320,49 @@ def _tool_problems(data: dict[str, Any], layout: AgentFileLayout) -> list[Proble
                     layout.locate(path),
                 )
             )
+    return problems + _cli_name_problems(tools, spec, layout)
+
+
+def _cli_name_problems(tools: Any, spec: Any, layout: AgentFileLayout) -> list[Problem]:
+    """A cli tool named like a builtin the agent has, or like another cli tool: every turn would
+    fail on it (`tools_for` refuses two tools of one name)."""
+    taken = {name for name, _path in _builtin_tool_entries(tools)}
+    memory = spec.get("memory") if isinstance(spec, dict) else None
+    if memory is True or (isinstance(memory, dict) and memory.get("enabled", True) is not False):
+        taken.add("memory")  # (given to every agent with memory)
+    problems = []
+    for name, path in _cli_tool_entries(tools):
+        if name in taken:
+            where = dotted(layout.file_path(path))
+            problems.append(
+                Problem(
+                    f"{where} '{name}' is already the name of another of the agent's tools; "
+                    "give the cli tool another name",
+                    layout.locate(path),
+                )
+            )
+        taken.add(name)
     return problems
+
+
+def _cli_tool_entries(tools: Any) -> list[tuple[str, FieldPath]]:
+    """Each cli tool's name with the full-form path of its `name`, in either form of `spec.tools`."""
+    base: FieldPath = ("spec", "tools")
+    if isinstance(tools, dict):
+        cli = tools.get("cli")
+        items = [(i, item) for i, item in enumerate(cli)] if isinstance(cli, list) else []
+        base = (*base, "cli")
+    elif isinstance(tools, list):
+        items = [
+            (i, item) for i, item in enumerate(tools) if isinstance(item, dict) and item.get("type") == "cli"
+        ]
+    else:
+        items = []
+    return [
+        (item["name"], (*base, i, "name"))
+        for i, item in items
+        if isinstance(item, dict) and isinstance(item.get("name"), str)
+    ]
 
 
 def web_search_problems(agent: Agent) -> list[Problem]:
@@ -365,6 +451,8 @@ def _prompt_file(directory: Path, value: str, field_name: str) -> Path:
             f"{field_name} '{value}' points outside the agent folder; "
             f"prompt files must live inside {display_path(directory)}"
         )
+    if file.is_dir():
+        raise _PromptFileError(f"{field_name} '{value}' is a folder ({display_path(file)}), not a file")
     if not file.is_file():
         raise _PromptFileError(
             f"{field_name} file '{value}' does not exist (looked for {display_path(file)})"

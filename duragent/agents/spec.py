@@ -51,7 +51,8 @@ BUILTIN_TOOLS = (
 )
 
 _SHORTHAND_METADATA = ("name", "description", "labels", "version")
-_FULL_FORM_KEYS = ("apiVersion", "api_version", "kind", "metadata", "spec")
+#: Keys that make a file the full form (any one of them).
+FULL_FORM_KEYS = ("apiVersion", "api_version", "kind", "metadata", "spec")
 
 
 class SpecModel(BaseModel):
@@ -96,6 +97,14 @@ class ModelSpec(SpecModel):
     @classmethod
     def _names_a_variable(cls, value: str | None) -> str | None:
         return variable_name(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_output_limit(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "max_tokens" in value and "max_output_tokens" in value:
+            # (one of the two would be ignored without a word)
+            raise ValueError("max_tokens and max_output_tokens are the same setting: keep one")
+        return value
 
 
 class AgentSessionSpec(SpecModel):
@@ -313,7 +322,7 @@ class AgentDocument(SpecModel):
 
 def is_shorthand(data: Any) -> bool:
     """True for the seed's flat form (`name:` and `model:` at top level, no `spec:`)."""
-    return isinstance(data, dict) and not any(key in data for key in _FULL_FORM_KEYS)
+    return isinstance(data, dict) and not any(key in data for key in FULL_FORM_KEYS)
 
 
 def normalise_shorthand(data: dict[str, Any]) -> dict[str, Any]:

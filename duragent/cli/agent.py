@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from duragent.agents.catalog import AgentCatalog
     from duragent.agents.loader import Agent, Setting
     from duragent.errors import Problem
+    from duragent.llm.types import Message
     from duragent.scaffold import FileAction
 
 agent_app = typer.Typer(
@@ -52,7 +53,8 @@ def list_agents(ctx: typer.Context, as_json: JsonOption = False) -> None:
     table = [("NAME", "DESCRIPTION", "MODEL", "PATH")]
     for row in rows:
         model = f"{row['provider']}/{row['model']}" if row["valid"] else "(invalid)"
-        table.append((str(row["name"]), _shorten(str(row["description"]), 48), model, str(row["path"])))
+        description = " ".join(str(row["description"]).split())  # (one row per agent)
+        table.append((str(row["name"]), _shorten(description, 48), model, str(row["path"])))
     _print_table(table)
 
 
@@ -128,7 +130,7 @@ def agent_context(
     if as_json:
         print_json(
             {
-                "messages": [{"role": m.role, "content": m.content} for m in assembled.messages],
+                "messages": [_message_json(message) for message in assembled.messages],
                 "parts": [{"name": p.name, "tokens": p.tokens} for p in assembled.parts],
                 "tokens": assembled.tokens,
                 "budget": assembled.budget,
@@ -138,14 +140,43 @@ def agent_context(
         )
         return
     for message in assembled.messages:
-        print(f"===== {message.role} =====")
-        print(message.content or "")
+        _print_message(message)
     print(
         f"({assembled.tokens} of {assembled.budget} tokens; "
         + ", ".join(f"{p.name} {p.tokens}" for p in assembled.parts)
         + f"; {assembled.history_kept} messages kept, {assembled.history_dropped} dropped)",
         file=sys.stderr,
     )
+
+
+def _message_json(message: Message) -> dict[str, Any]:
+    """A message of `agent context --json`: its role and content, and the tool calls it makes or
+    answers (the ids pair each result with its call, as the model is sent them)."""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {"id": call.id, "name": call.name, "arguments": call.arguments} for call in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        out |= {"tool_call_id": message.tool_call_id, "name": message.name}
+    if message.is_error:
+        out["is_error"] = True
+    return out
+
+
+def _print_message(message: Message) -> None:
+    """One message of `agent context`: a heading, its text, then each tool call it makes."""
+    import json
+
+    heading = ""
+    if message.tool_call_id is not None:
+        failed = ", failed" if message.is_error else ""
+        heading = f" ({message.name or 'result'} {message.tool_call_id}{failed})"
+    print(f"===== {message.role}{heading} =====")
+    if message.content:
+        print(message.content)
+    for call in message.tool_calls:
+        print(f"-> {call.name} {call.id} {json.dumps(call.arguments, ensure_ascii=False)}")
 
 
 @agent_app.command("validate")
@@ -341,6 +372,18 @@ def _prompt_details(agent: Agent) -> dict[str, dict[str, Any]]:
     return details
 
 
+def _context_details(agent: Agent) -> dict[str, Any]:
+    """The context window, where it comes from, and what of it the prompts and conversation get."""
+    from duragent.runtime.context import context_budget, context_window
+
+    own = agent.spec.context.max_tokens is not None
+    source = str(agent.locate(("spec", "context", "max_tokens"))) if own else "the model's known window"
+    if not own and agent.spec.model.provider == "ollama":
+        # Ollama serves less unless told otherwise (4k on smaller machines), cutting the rest
+        source += "; Ollama may serve less: set context.max_tokens to its context length"
+    return {"window": context_window(agent), "source": source, "budget": context_budget(agent)}
+
+
 def _agent_details(
     agent: Agent, settings: dict[str, Setting[Any]], warnings: list[Problem]
 ) -> dict[str, Any]:
@@ -355,6 +398,7 @@ def _agent_details(
             | {"source": setting.source}
             for key, setting in settings.items()
         },
+        "context": _context_details(agent),
         "prompts": _prompt_details(agent),
         "warnings": [str(warning) for warning in warnings],
     }
@@ -369,6 +413,11 @@ def _print_details(agent: Agent, settings: dict[str, Setting[Any]], workdir: Pat
     print(f"folder       {_shown(agent.directory)}")
     print(f"workdir      {_shown(workdir)}  (where its tools run)")
     print(f"model        {model.provider}/{model.name}{key}")
+    context = _context_details(agent)
+    print(
+        f"context      {context['window']}-token window ({context['source']}), "
+        f"{context['budget']} for prompts and conversation"
+    )
     print("session")
     _print_table(
         [(f"  {name}", _setting_text(setting), f"({setting.source})") for name, setting in settings.items()],

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -72,8 +72,13 @@ def _model_window(provider: str, model: str) -> int:
 def context_budget(agent: Agent) -> int:
     """Tokens the assembled context may use: the window less the reply and a 10% margin."""
     window = context_window(agent)
-    output = agent.spec.model.max_output_tokens or DEFAULT_OUTPUT_TOKENS
-    return max(window - output - window // 10, 256)
+    return max(window - reply_reserve(agent, window) - window // 10, 256)
+
+
+def reply_reserve(agent: Agent, window: int) -> int:
+    """Tokens kept free for the reply: `max_output_tokens`, else 4096 but at most a quarter of the
+    window (a 4k local model would otherwise have no room left for the conversation)."""
+    return agent.spec.model.max_output_tokens or min(DEFAULT_OUTPUT_TOKENS, window // 4)
 
 
 def expand_template(text: str, variables: dict[str, str]) -> str:
@@ -294,7 +299,7 @@ def _fit_turn(turn: list[Message], tokens: list[int], budget: int) -> list[Messa
         if tokens[i] > cap:
             message = turn[i]
             content = cut_middle(message.content or "", max(cap - 24, 1))  # the marker costs ~20
-            fitted[i] = Message("tool", content, tool_call_id=message.tool_call_id, name=message.name)
+            fitted[i] = replace(message, content=content)  # (a failed call's result still says so)
     # Still over (many calls, long arguments): drop the oldest batches after the user message.
     while sum(map(_message_tokens, fitted)) > budget:
         first = next((i for i in range(1, len(fitted)) if fitted[i].tool_calls), None)

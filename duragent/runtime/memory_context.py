@@ -17,9 +17,8 @@ from pathlib import Path
 
 from duragent.agents.loader import Agent
 from duragent.runtime.context import (
-    DEFAULT_OUTPUT_TOKENS,
     MEMORY_SHARE,
-    context_window,
+    context_budget,
     cut_middle,
     estimate_tokens,
 )
@@ -38,10 +37,7 @@ def memory_budget(agent: Agent) -> int:
     spec = agent.spec.memory
     if spec is not None and spec.max_tokens:
         return spec.max_tokens
-    window = context_window(agent)
-    output = agent.spec.model.max_output_tokens or DEFAULT_OUTPUT_TOKENS
-    budget = max(window - output - window // 10, 256)
-    return int(budget * MEMORY_SHARE)
+    return int(context_budget(agent) * MEMORY_SHARE)
 
 
 @lru_cache(maxsize=512)

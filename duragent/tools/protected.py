@@ -160,7 +160,7 @@ def _first_reached(words: list[str], workdir: Path, data: Path | None, start: Pa
                     if _forbidden(path, workdir, data):
                         return path
     if _follows_links_below(words):
-        return _link_out_below([base for base in bases if base.is_dir()], workdir, data)
+        return _link_out_below([base for base in bases if _is_folder(base)], workdir, data)
     return None
 
 
@@ -263,17 +263,26 @@ def _working_folders(
         for base in list(bases)
         for path in expanded(text, base)
     ]
-    bases += [path for path in named if path.is_dir()]
+    bases += [path for path in named if _is_folder(path)]
     if any(os.path.basename(word) == "ln" for word in words):
         # A symlink's target is read from the folder the link is made in, not the command's:
         # `ln -s ../../../../memory d1/d2/m` leads into the data directory from `d1/d2`. (A link
         # made elsewhere is only followed by a command naming it, which is checked then.)
         folders = {path.parent for path in named if path.parent.is_relative_to(workdir)}
-        bases += [folder for folder in folders if folder.is_dir()]
+        bases += [folder for folder in folders if _is_folder(folder)]
     bases = list(dict.fromkeys(bases))
     if len(bases) > _FOLDERS_CHECKED:
         raise _TooManyMatches(workdir)
     return bases
+
+
+def _is_folder(path: Path) -> bool:
+    """Whether `path` is a folder; a word no path can be (longer than a file name may be:
+    `echo yyyy…`) is not one, rather than an OSError that failed the turn."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def _cd_targets(words: list[str]) -> list[str]:
