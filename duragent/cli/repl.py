@@ -520,6 +520,8 @@ class Repl:
             message, code = data.get("message", "the turn failed"), data.get("code", "error")
             # (the agent's files do not load: the message lists their problems, as `send` shows them)
             r.error(f"✗ {message}" if code == "agent_invalid" else f"✗ {message} ({code})")
+            if live and "marked partial" not in message:  # (a kept partial reply is not retried)
+                r.line("/retry runs it again (once the cause is fixed)", "dim")
             return self._turn_over()
         elif name == "cancelled":
             r.notice("[cancelled]")
@@ -851,7 +853,7 @@ class Repl:
         except ApiError as exc:
             if exc.status != 409:
                 raise
-            self.renderer.notice(exc.detail)  # (nothing to retry: says why)
+            self.renderer.notice(str(exc.problem.get("detail") or exc.detail))  # (why not)
             return "idle"
         self.in_turn = True
         self.renderer.start_spinner()

@@ -227,7 +227,9 @@ class ChatBinding:
         elif name == "error":
             self._stop_typing()
             failure = data.get("message", "unknown error")
-            await self._reply(f"Error processing request: {failure}\n\n/retry runs it again.")
+            # (not offered for a turn that kept a partial reply: only sending it again helps)
+            hint = "\n\n/retry runs it again." if self.live.last_turn_retryable else ""
+            await self._reply(f"Error processing request: {failure}{hint}")
         elif name == "notification":
             await self._reply(str(data.get("message") or ""), reply=False)
         elif name == "turn_retried":
@@ -555,14 +557,18 @@ class GatewayRouter:
         if self.shutting_down():
             await self.send_text(key.gateway, key.chat_id, RESTARTING_TEXT)
             return
-        if self.directory.get(key) is None:
+        session_id = self.directory.get(key)
+        try:
+            live = None if session_id is None else await self.sessions.get(session_id)
+        except NotFound:
+            live = None
+        if live is None or live.status == "ended":
+            # (not `_binding`: for a chat whose session ended, it would start a new one)
             await self.send_text(key.gateway, key.chat_id, "No active session: nothing to retry.")
             return
         try:
             binding = await self._binding(key)  # (followed, so the turn's reply reaches the chat)
             await binding.live.retry()
-        except NotFound:
-            await self.send_text(key.gateway, key.chat_id, "No active session: nothing to retry.")
         except DuragentError as exc:  # nothing to retry, or the session ended: say why
             await self.send_text(key.gateway, key.chat_id, f"Cannot retry: {exc}.")
 
@@ -714,7 +720,7 @@ class GatewayRouter:
             binding = ChatBinding(self, key, live, subscription)
             # A turn taken up again (after a restart, or stopped at an approval) starts with no
             # new message: it answers, and only lets approve, whoever sent the last one.
-            binding.current = await _last_trigger(live)
+            binding.current = await _last_trigger(live, key.gateway)
             self.bindings[key] = binding
             return binding
 
@@ -832,16 +838,18 @@ def _sender(gateway: str, message: MessageReceived) -> dict[str, Any]:
 TRIGGER_LOOKBACK = 200
 
 
-async def _last_trigger(live: LiveSession) -> tuple[str, str | None] | None:
-    """(sender id, platform message id) of the last message that started a turn, from the log."""
+async def _last_trigger(live: LiveSession, gateway: str) -> tuple[str, str | None] | None:
+    """(sender id, platform message id) of the last message that started a turn, from the log,
+    when a chat of `gateway` sent it (as `_trigger` reads a turn's `start`)."""
     after = max(0, live.log.state.last_seq - TRIGGER_LOOKBACK)
     events = await live.log.store.read(
         live.session_id, SessionReadOptions(after_seq=after, types=frozenset({"user_message"}))
     )
     for event in reversed(events):
-        trigger = None if event.payload.get("silent") else _trigger(event.payload.get("sender"), None)
-        if trigger is not None:
-            return trigger
+        if not event.payload.get("silent"):
+            # (one no chat sent, an API message or a finished process's, is no one's: not the
+            # person who spoke before it)
+            return _trigger(event.payload.get("sender"), gateway)
     return None
 
 

@@ -292,7 +292,8 @@ class LiveSession:
         )
         self._subscribers: set[Mailbox] = set()
         self._pending: collections.deque[_Waiting] = collections.deque()
-        #: The ticket of the message whose turn runs now, until its user message is stored.
+        #: The ticket of the message whose turn runs now, until its user message is stored (of a
+        #: retry, until its `turn_retried` is).
         self._starting: asyncio.Future[Position] | None = None
         self._turn: asyncio.Task[None] | None = None
         #: The running turn has stored its end: a message coming now is next, not queued behind it.
@@ -513,10 +514,20 @@ class LiveSession:
             raise NothingToRetry(
                 "the failed turn kept a partial reply: send the message again for a whole one"
             )
-        await self.log.append("turn_retried", {"after": state.turn_closed_by, "turn": state.turns})
-        if self.status == "paused":
-            await self._set_status("active", "resumed")
-        self._start(None, None)
+        self.log.check_writable()  # (a copy another worker took over: refused, nothing runs here)
+        # Started before anything is awaited, `turn_retried` stored by the turn itself: a second
+        # retry, or a message, coming meanwhile finds the turn running (not two turns at once).
+        # Returns once it is stored (a crash after that resumes the turn) or the turn has ended.
+        stored = self._future()
+        self._start(None, None, stored, retried={"after": state.turn_closed_by, "turn": state.turns})
+        await asyncio.wait({stored})
+
+    @property
+    def last_turn_retryable(self) -> bool:
+        """True when the last turn failed or was cancelled without keeping a partial reply: `retry`
+        runs it again (once no other turn runs or waits)."""
+        state = self.log.state
+        return state.turn_closed_by is not None and owes_reply(state.conversation)
 
     def stopped_approvals(self) -> list[dict[str, Any]]:
         """Calls a turn that stopped midway left waiting for a person (recorded in the log, nobody
@@ -628,13 +639,14 @@ class LiveSession:
         sender: Mapping[str, Any] | None,
         started: asyncio.Future[Position] | None = None,
         queue_id: str | None = None,
+        retried: dict[str, Any] | None = None,
     ) -> None:
         self._starting = started
         self._control = TurnControl()
         self._turn_stored_end = False
         self.turn_finished.clear()
         self._turn = asyncio.create_task(
-            self._run(content, sender, self._control, queue_id), name=f"turn {self.session_id}"
+            self._run(content, sender, self._control, queue_id, retried), name=f"turn {self.session_id}"
         )
 
     async def _run(
@@ -643,11 +655,14 @@ class LiveSession:
         sender: Mapping[str, Any] | None,
         control: TurnControl,
         queue_id: str | None = None,
+        retried: dict[str, Any] | None = None,
     ) -> None:
         began = time.monotonic()
         self._turn_tokens = [0, 0]
         outcome = "done"
         try:
+            if retried is not None:
+                await self.log.append("turn_retried", retried)  # (the failed turn is owed a reply again)
             await self._set_status("active" if self._subscribers else "running")
             if not self._subscribers:
                 self._on_unattended()
@@ -879,7 +894,7 @@ class LiveSession:
                 self._control = None
                 self._turn_stored_end = self._turn is not None
             if self._starting is not None and (
-                event.type == "user_message" or shown.event in TURN_END_EVENTS
+                event.type in ("user_message", "turn_retried") or shown.event in TURN_END_EVENTS
             ):
                 # Resolved before publishing, so the submitter knows this `start` is its own (or,
                 # when its turn failed before its message could be stored, this end).

@@ -46,6 +46,10 @@ def describe(event: SessionEvent) -> str:
         return f"-- session ended ({p.get('reason', 'ended')})"
     if kind == "error":
         return f"!! error {p.get('code', '')}: {p.get('message', '')}"
+    if kind == "cancelled":
+        return f"!! cancelled ({p.get('reason', 'cancelled')})"
+    if kind == "turn_retried":
+        return f"-- the turn runs again (after {p.get('after', 'error')}, on request)"
     return f"-- {kind} {_preview(p)}"
 
 
@@ -54,6 +58,20 @@ def render_text(events: Iterable[SessionEvent], *, timestamps: bool = True) -> I
     for event in events:
         line = printable(describe(event))
         yield f"[{event.ts.strftime('%H:%M:%S')}] {line}" if timestamps else line
+
+
+#: Events the Markdown export lists as bullets under the message they follow.
+_BULLETS = frozenset(
+    {
+        "tool_call",
+        "tool_result",
+        "approval_required",
+        "approval_decision",
+        "error",
+        "cancelled",
+        "turn_retried",
+    }
+)
 
 
 def render_markdown(session_id: str, events: Iterable[SessionEvent]) -> Iterator[str]:
@@ -66,7 +84,7 @@ def render_markdown(session_id: str, events: Iterable[SessionEvent]) -> Iterator
             yield f"## {p.get('sender') or 'User'} — {when}\n\n{p.get('content', '')}\n"
         elif event.type == "assistant_message":
             yield f"## Assistant — {when}\n\n{p.get('content', '')}\n"
-        elif event.type in ("tool_call", "tool_result", "approval_required", "approval_decision", "error"):
-            yield f"- {describe(event).strip()}\n"
+        elif event.type in _BULLETS:
+            yield f"- {describe(event).strip().removeprefix('-- ')}\n"
         elif event.type in ("session_start", "session_end", "status_change"):
             yield f"*{describe(event).removeprefix('-- ')}*\n"

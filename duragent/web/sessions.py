@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from duragent.runtime.loop import owes_reply
 from duragent.server.problems import HttpProblem
 from duragent.server.routes.sessions import HISTORY_TYPES, follow_events
 from duragent.server.state import STATE
@@ -93,6 +94,9 @@ async def show_session(request: web.Request) -> web.Response:
             "pending": pending,
             "unattended": unattended,
             "decisions": _DECISIONS,
+            # (not a turn that kept a partial reply: the server refuses that, say why, and only
+            # sending the message again helps)
+            "retryable": session.turn_closed_by is not None and owes_reply(session.conversation),
             # as far as the transcript goes: a user message still fsyncing is not read yet
             "last_seq": session.last_seq if live is None else live.log.durable_seq,
             "omitted": max(len(events) - TRANSCRIPT_LIMIT, 0),

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from duragent.testing.fake_llm import FakeLLMServer, error, text
+from duragent.testing.fake_llm import FakeLLMServer, broken_stream, error, text
 from tests.e2e.browser import headless_chromium, log_in, new_page
 from tests.e2e.server_harness import Api, ApiFactory
 
@@ -55,3 +55,29 @@ async def test_a_failed_turn_runs_again_from_its_page(api: Api, fake_llm: FakeLL
         await expect(page.locator("#transcript")).to_contain_text("↻ the turn runs again")
         await expect(retry).to_be_hidden()
     assert errors == []
+
+
+@pytest.mark.slow
+async def test_a_failed_turn_that_kept_a_partial_reply_is_not_offered_again(
+    api: Api, fake_llm: FakeLLMServer
+) -> None:
+    """Run again, the model would read its own half answer as said: only sending the message
+    again helps, so the page does not offer a button the server refuses."""
+    from playwright.async_api import expect
+
+    session_id = await api.new_session()
+    fake_llm.enqueue(broken_stream(2, "one two three four", chunks=4))
+    async with headless_chromium() as browser:
+        page: Any = await new_page(browser)
+        await log_in(page, api.url(""), TOKEN)
+        async with page.expect_response(lambda response: "/events?after=" in response.url):
+            await page.goto(api.url(f"/ui/sessions/{session_id}"))
+
+        await page.fill("#content", "count to four")
+        await page.click("#send button")
+        await expect(page.locator("#transcript")).to_contain_text("error")
+        await expect(page.locator("#retry")).to_be_hidden()
+
+        await page.reload()
+        await expect(page.locator("#transcript")).to_contain_text("error")
+        await expect(page.locator("#retry")).to_be_hidden()

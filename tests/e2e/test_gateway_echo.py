@@ -16,7 +16,7 @@ from duragent.config import load_config
 from duragent.gateways.protocol import AnswerCallbackQuery, Command, SendMessage, SendTyping
 from duragent.server.app import create_app
 from duragent.testing.echo_gateway import EchoGatewayControl
-from duragent.testing.fake_llm import FakeLLMServer, ScriptedCall, error, text, tool_calls
+from duragent.testing.fake_llm import FakeLLMServer, ScriptedCall, broken_stream, error, text, tool_calls
 from tests.e2e.server_harness import CHILD_ENV, write_workspace
 from tests.waiting import eventually
 
@@ -375,3 +375,79 @@ async def test_retry_in_a_chat_runs_its_failed_turn_again(served: Server, fake_l
         ),
         within=10,
     )
+
+
+async def test_retry_in_a_chat_whose_session_ended_starts_no_new_one(
+    served: Server, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.enqueue(error(404, "The model `gpt-test` does not exist"))
+    served.control.inject_message("c13", "what is the plan?", sender_id=OWNER)
+    await served.control.wait_for(
+        lambda cs: any(isinstance(c, SendMessage) and "/retry runs it again" in c.content for c in cs),
+        within=10,
+    )
+    async with served.http.get(served.server.make_url("/api/v1/sessions")) as response:
+        (session,) = (await response.json())["sessions"]
+    async with served.http.post(served.server.make_url(f"/api/v1/sessions/{session['session_id']}/end")) as r:
+        assert r.status == 200, await r.text()
+
+    served.control.inject_message("c13", "/retry", sender_id=OWNER)
+
+    await served.control.wait_for(
+        lambda cs: any(isinstance(c, SendMessage) and c.content.startswith("No active session") for c in cs),
+        within=10,
+    )
+    async with served.http.get(served.server.make_url("/api/v1/sessions")) as response:
+        assert [s["session_id"] for s in (await response.json())["sessions"]] == [session["session_id"]]
+
+
+async def test_a_failed_turn_that_kept_a_partial_reply_is_not_offered_a_retry(
+    served: Server, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.enqueue(broken_stream(2, "one two three four", chunks=4))
+
+    served.control.inject_message("c14", "count to four", sender_id=OWNER)
+
+    commands = await served.control.wait_for(
+        lambda cs: any(isinstance(c, SendMessage) and "Error processing request" in c.content for c in cs),
+        within=10,
+    )
+    (failure,) = [c for c in commands if isinstance(c, SendMessage)]
+    assert "/retry" not in failure.content
+
+
+async def test_a_retry_by_another_member_of_a_group_leaves_its_approvals_to_the_sender(
+    served: Server, fake_llm: FakeLLMServer
+) -> None:
+    """Anyone the group lets talk to the agent may run a failed turn again (they could send the
+    message themselves), but it stays the sender's turn: its reply answers them, and only they
+    approve its commands, as before it failed."""
+    fake_llm.enqueue(
+        error(404, "The model `gpt-test` does not exist"),
+        tool_calls([("bash", {"command": "ls /"})]),
+        text("listed it"),
+    )
+    asked = served.control.inject_message(
+        "g15", "@bot list root", sender_id=OWNER, chat_type="group", mentions_bot=True
+    )
+    await served.control.wait_for(
+        lambda cs: any(isinstance(c, SendMessage) and "/retry runs it again" in c.content for c in cs),
+        within=10,
+    )
+
+    served.control.inject_message("g15", "/retry", sender_id="300", chat_type="group")
+
+    commands = await served.control.wait_for(prompts("g15", 1), within=10)  # type: ignore[arg-type]
+    (prompt,) = [c for c in commands if isinstance(c, SendMessage) and c.inline_keyboard]
+    assert prompt.inline_keyboard is not None
+    allow_once = prompt.inline_keyboard.rows[0][0].callback_data
+    served.control.press_button("g15", "m2", allow_once, sender_id="300")
+    commands = await served.control.wait_for(toasts(1), within=10)  # type: ignore[arg-type]
+    (refusal,) = [c for c in commands if isinstance(c, AnswerCallbackQuery)]
+    assert refusal.text == "Only the original requester can approve this command"
+    served.control.press_button("g15", "m2", allow_once, sender_id=OWNER)
+    await served.control.wait_for(
+        lambda cs: any(isinstance(c, SendMessage) and c.content == "listed it" for c in cs), within=10
+    )
+    (reply,) = [c for c in served.control.sent("g15") if c.content == "listed it"]
+    assert reply.reply_to == asked

@@ -6,11 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from duragent.sessions.live import LiveSession, NothingToRetry
+from duragent.sessions.manager import SessionManager
+from duragent.stores.filesystem.sessions import FilesystemSessionStore
+from duragent.stores.postgres.sessions import PostgresSessionStore
 from duragent.testing.fake_llm import FakeLLMServer, broken_stream, delay, error, text, tool_calls
-from tests.e2e.server_harness import Api, ApiFactory, collect_until
+from duragent.testing.postgres import temporary_schema
+from tests.e2e.server_harness import Api, ApiFactory, collect_until, session_manager
 from tests.waiting import eventually, until
 
 REFUSED = [error(404, "The model `gpt-test` does not exist")]
@@ -108,3 +116,78 @@ async def test_a_cancelled_turn_with_tool_results_runs_again_from_them(
 
     await eventually(answered, within=20)
     assert fake_llm.requests[-1].messages[-1]["role"] == "tool"
+
+
+@pytest.fixture(params=["fs", "pg"])
+async def manager(
+    request: pytest.FixtureRequest, tmp_path: Path, fake_llm: FakeLLMServer
+) -> AsyncIterator[SessionManager]:
+    """A session manager on either store; the files fsynced, so a store write waits (as PG's does)."""
+    if request.param == "fs":
+        store = FilesystemSessionStore(tmp_path / "sessions", fsync="always")
+        async with session_manager(tmp_path, fake_llm.url, store, max_background="1h") as made:
+            yield made
+        return
+    async with (
+        temporary_schema() as url,
+        session_manager(tmp_path, fake_llm.url, PostgresSessionStore(url), max_background="1h") as made,
+    ):
+        yield made
+
+
+async def failed_live_turn(manager: SessionManager, fake_llm: FakeLLMServer) -> LiveSession:
+    fake_llm.enqueue(*REFUSED)
+    live = await manager.create("helper")
+    await live.submit("hello")
+    await until(lambda: not live.busy and live.log.state.turn_closed_by == "error")
+    return live
+
+
+async def test_two_retries_at_once_run_the_turn_once(
+    manager: SessionManager, fake_llm: FakeLLMServer
+) -> None:
+    """Two clients (or a double click) ask while the first retry is being stored: one turn runs."""
+    live = await failed_live_turn(manager, fake_llm)
+    fake_llm.enqueue(text("one"), text("two"))
+
+    first, second = await asyncio.gather(live.retry(), live.retry(), return_exceptions=True)
+
+    assert first is None
+    assert isinstance(second, NothingToRetry), second
+    await until(lambda: not live.busy)
+    events = await live.log.store.read(live.session_id)
+    assert [e.type for e in events].count("turn_retried") == 1
+    assert [e.payload["content"] for e in events if e.type == "assistant_message"] == ["one"]
+    assert len(fake_llm.requests) == 2
+
+
+async def test_a_retry_is_accepted_once_it_is_stored(
+    manager: SessionManager, fake_llm: FakeLLMServer
+) -> None:
+    """So a crash right after the 202 still runs the turn: recovery takes it up."""
+    live = await failed_live_turn(manager, fake_llm)
+    fake_llm.enqueue(text("one"))
+
+    await live.retry()
+
+    assert "turn_retried" in [e.type for e in await live.log.store.read(live.session_id)]
+    await until(lambda: not live.busy)
+
+
+async def test_a_message_sent_as_a_retry_starts_waits_for_the_retried_turn(
+    manager: SessionManager, fake_llm: FakeLLMServer
+) -> None:
+    live = await failed_live_turn(manager, fake_llm)
+    fake_llm.enqueue(text("hello to you"), text("and the rest"))
+
+    retried, ticket = await asyncio.gather(live.retry(), live.queue("and another thing"))
+
+    assert retried is None
+    assert ticket.ahead == 1
+    await until(lambda: live.log.state.turns == 2 and not live.busy)
+    last = fake_llm.requests[-1].messages
+    assert [(m["role"], m["content"]) for m in last[1:]] == [
+        ("user", "hello"),
+        ("assistant", "hello to you"),
+        ("user", "and another thing"),
+    ]

@@ -709,6 +709,7 @@ def test_retry_runs_a_failed_turn_again_without_typing_it_again(
     term.prompt()
     term.type("tell me the plan")
     term.expect("does not exist")
+    term.expect("/retry runs it again")
     term.prompt()
     term.type("/retry")
     term.expect("↻ the turn runs again")

@@ -58,11 +58,14 @@
     }
     followConnection(source, list);
 
-    // the button that runs a failed or cancelled turn again: shown while the last turn is one
+    // the button that runs a failed or cancelled turn again: shown while the last turn is one,
+    // unless it kept a partial reply (the server refuses to run that one again)
     const retry = document.getElementById("retry");
-    const offerRetry = (shown) => { if (retry) retry.hidden = !shown; };
+    let keptPartial = false;
+    const offerRetry = (shown) => { if (retry) retry.hidden = !shown || keptPartial; };
     on("turn_retried", () => { offerRetry(false); add(el("li", "tool", "↻ the turn runs again")); });
     on("start", (d) => {
+      keptPartial = false;
       offerRetry(false);
       add(message("user", "user", d.content || ""));
       if (turns && Number.isInteger(d.turn)) turns.textContent = d.turn + (d.turn === 1 ? " turn" : " turns");
@@ -75,7 +78,7 @@
       streaming.querySelector(".text").textContent += printable(d.content || "");
       streaming.scrollIntoView({ block: "nearest" });
     });
-    on("message", (d) => finish(d.content || ""));
+    on("message", (d) => { keptPartial = d.partial === true; finish(d.content || ""); });
     on("done", (d) => finish(d.content || ""));
     on("tool_call", (d) => add(el("li", "tool", "→ " + d.tool + " " + JSON.stringify(d.arguments || {}))));
     on("tool_result", (d) => {
