@@ -34,8 +34,8 @@ ERROR_CODES = (
     "not_connected",
     "not_implemented",
 )
-#: Capabilities a plugin may announce in `ready`.
-CAPABILITIES = ("media", "edit", "delete", "typing", "reply", "inline_keyboard")
+#: Capabilities a plugin may announce in `ready` (`split`: it cuts long replies itself).
+CAPABILITIES = ("media", "edit", "delete", "typing", "reply", "inline_keyboard", "split")
 
 
 class ProtocolError(DuragentError):
@@ -487,4 +487,9 @@ def parse_event(line: bytes | str) -> Event | UnknownEvent:
 def encode(message: BaseModel) -> bytes:
     """One protocol line (compact JSON + newline); absent optional fields are left out."""
     body = message.model_dump(mode="json", exclude_none=True)
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode() + b"\n"
+    except UnicodeEncodeError:
+        # Half an emoji (a platform's JSON cut it in two): sent as U+FFFD, as a reader would.
+        return json_text.clean_text(text).encode() + b"\n"

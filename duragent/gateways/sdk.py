@@ -4,7 +4,9 @@ The base class owns the stdio framing: it reads commands from stdin, calls the m
 `on_*` handler, answers `command_ok` / `command_error`, answers `ping` with `pong`, and shuts
 down gracefully on a `shutdown` command, stdin EOF (Duragent went away) or SIGTERM.
 Commands for one chat are handled in order (so chunks of a long reply stay ordered); chats
-are handled concurrently. Logs go to stderr; stdout carries only protocol lines.
+are handled concurrently. Logs go to stderr; stdout carries only protocol lines (`run()` points
+`sys.stdout` at stderr, so a stray print() cannot corrupt them). The base class's own state is
+name-mangled (`__x`), so a subclass may use any `_name` for its own.
 """
 
 from __future__ import annotations
@@ -51,8 +53,9 @@ from duragent.gateways.protocol import (
 
 #: Set by Duragent's manager: a `configure` command comes first, wait for it before `on_start`.
 CONFIGURE_ENV = "DURAGENT_GATEWAY_CONFIGURE"
-#: How long in-flight commands may take to finish once shutdown begins.
-SHUTDOWN_GRACE_SECONDS = 5.0
+#: How long in-flight commands may take to finish once shutdown begins: Duragent SIGKILLs a plugin
+#: 5 s after `shutdown`, and on_shutdown needs the rest to disconnect.
+SHUTDOWN_GRACE_SECONDS = 3.0
 
 
 class PlatformError(DuragentError):
@@ -137,13 +140,14 @@ class GatewayPlugin:
     def __init__(self) -> None:
         self.config: dict[str, Any] = {}
         self.log = logging.getLogger(f"duragent.gateway.{self.name}")
-        self._started_at = time.monotonic()
-        self._write_lock: asyncio.Lock | None = None
-        self._out: BinaryIO = sys.stdout.buffer
-        self._stopping: asyncio.Event | None = None
-        self._stop_reason = "stopped"
-        self._chat_queues: dict[str, asyncio.Queue[Command]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.__started_at = time.monotonic()
+        self.__write_lock: asyncio.Lock | None = None
+        self.__out: BinaryIO = sys.stdout.buffer
+        self.__stopping: asyncio.Event | None = None
+        self.__stop_reason = "stopped"
+        self.__chat_queues: dict[str, asyncio.Queue[Command]] = {}
+        self.__tasks: set[asyncio.Task[None]] = set()
+        self.__started = False  # `ready` sent
 
     # ---------------------------------------------------------------- handlers to override
 
@@ -152,14 +156,18 @@ class GatewayPlugin:
         self.config = config
 
     async def on_start(self) -> None:
-        """Connect to the platform; `ready` is sent when this returns (raise to fail startup)."""
+        """Connect to the platform; `ready` is sent when this returns (raise to fail startup).
 
-    async def on_send_message(self, cmd: SendMessage) -> str | None:
-        """Send text; return the platform message id."""
+        Stopped meanwhile (`shutdown`, SIGTERM, stdin EOF), it is cancelled: clean up in its
+        `finally`, as on_shutdown is called only for a plugin that started.
+        """
+
+    async def on_send_message(self, cmd: SendMessage) -> str | int | None:
+        """Send text; return the platform message id (a number is sent as its string)."""
         raise PlatformError("not_implemented", "send_message is not supported")
 
-    async def on_send_media(self, cmd: SendMedia) -> str | None:
-        """Send a photo or file; return the platform message id."""
+    async def on_send_media(self, cmd: SendMedia) -> str | int | None:
+        """Send a photo or file; return the platform message id (a number is sent as its string)."""
         raise PlatformError("not_implemented", "send_media is not supported")
 
     async def on_send_typing(self, cmd: SendTyping) -> None:
@@ -187,27 +195,29 @@ class GatewayPlugin:
 
     async def emit(self, event: Event) -> None:
         """Write one event line to stdout (safe to call from any task)."""
-        if self._write_lock is None:
-            self._write_lock = asyncio.Lock()
+        if self.__write_lock is None:
+            self.__write_lock = asyncio.Lock()
         line = encode(event)
-        async with self._write_lock:
+        async with self.__write_lock:
             # A thread keeps a slow reader on the other end from blocking the event loop.
-            await asyncio.to_thread(self._write_line, line)
+            await asyncio.to_thread(self.__write_line, line)
 
-    def _write_line(self, line: bytes) -> None:
+    def __write_line(self, line: bytes) -> None:
         try:
-            self._out.write(line)
-            self._out.flush()
+            self.__out.write(line)
+            self.__out.flush()
         except (BrokenPipeError, ValueError, OSError) as exc:
             self.log.warning("cannot write to Duragent (%s); stopping", exc)
             self.request_stop("stdout closed")
 
     async def message_received(self, **fields: Any) -> None:
         """Emit `message_received` built from keyword fields (nested models or plain dicts)."""
+        _warn_unknown_fields(self.log, MessageReceived, fields)
         await self.emit(MessageReceived.model_validate(fields))
 
     async def callback_query(self, **fields: Any) -> None:
         """Emit `callback_query` built from keyword fields."""
+        _warn_unknown_fields(self.log, CallbackQuery, fields)
         await self.emit(CallbackQuery.model_validate(fields))
 
     async def error(self, code: str, message: str, *, fatal: bool = False) -> None:
@@ -217,13 +227,13 @@ class GatewayPlugin:
     @property
     def uptime_seconds(self) -> int:
         """Whole seconds since the plugin object was created."""
-        return int(time.monotonic() - self._started_at)
+        return int(time.monotonic() - self.__started_at)
 
     def request_stop(self, reason: str = "stopped") -> None:
         """Begin a graceful shutdown (as if `shutdown` had been received)."""
-        self._stop_reason = reason
-        if self._stopping is not None:
-            self._stopping.set()
+        self.__stop_reason = reason
+        if self.__stopping is not None:
+            self.__stopping.set()
 
     # ---------------------------------------------------------------- running
 
@@ -235,33 +245,37 @@ class GatewayPlugin:
                 level=os.environ.get("DURAGENT_LOG_LEVEL", "INFO").upper(),
                 format=f"%(asctime)s %(levelname)s [{self.name}] %(message)s",
             )
-        code = asyncio.run(self.serve(sys.stdin.buffer, sys.stdout.buffer))
+        protocol_out = sys.stdout.buffer
+        # stdout carries only protocol lines: a stray print() (the plugin's, or a library's) goes
+        # to the log instead of corrupting them.
+        sys.stdout = sys.stderr
+        code = asyncio.run(self.serve(sys.stdin.buffer, protocol_out))
         if code:
             raise SystemExit(code)
 
     async def serve(self, stdin: BinaryIO, stdout: BinaryIO) -> int:
         """Speak the protocol over the given binary streams; returns the process exit code."""
-        self._out = stdout
-        self._stopping = asyncio.Event()
-        self._write_lock = asyncio.Lock()
+        self.__out = stdout
+        self.__stopping = asyncio.Event()
+        self.__write_lock = asyncio.Lock()
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
         reader = await _open_reader(stdin)
         commands: asyncio.Queue[Command | None] = asyncio.Queue()
-        pump = asyncio.create_task(self._pump(reader, commands))
+        pump = asyncio.create_task(self.__pump(reader, commands))
         try:
-            return await self._lifecycle(commands)
+            return await self.__lifecycle(commands)
         finally:
             pump.cancel()
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGTERM)
 
-    async def _lifecycle(self, commands: asyncio.Queue[Command | None]) -> int:
-        assert self._stopping is not None
+    async def __lifecycle(self, commands: asyncio.Queue[Command | None]) -> int:
+        assert self.__stopping is not None
         configure: Configure | None = None
         if os.environ.get(CONFIGURE_ENV) == "1":
-            first = await self._next(commands)
+            first = await self.__next(commands)
             if first is None:
                 return 0
             if isinstance(first, Configure):
@@ -269,34 +283,55 @@ class GatewayPlugin:
             else:
                 self.log.warning("expected `configure` first, got %r; starting unconfigured", first.type)
                 await commands.put(first)  # handle it after `ready`, in order
-        try:
-            # A config refused in on_configure (a typo'd key) is a startup failure like any other:
-            # one fatal error naming it, not a traceback and a bare exit.
-            if configure is not None:
-                await self.on_configure(configure.config)
-            await self.on_start()
-        except Exception as exc:  # any startup failure is reported, then we exit 1
-            self.log.error("startup failed: %s", exc)
-            await self.error("startup_failed", str(exc), fatal=True)
+        starting = asyncio.ensure_future(self.__start(configure))
+        stopper = asyncio.ensure_future(self.__stopping.wait())
+        await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not starting.done():
+            # Stopped while connecting (a platform that does not answer): on_start is cancelled,
+            # so its own cleanup runs and the plugin exits now, not at Duragent's SIGKILL.
+            starting.cancel()
+            await asyncio.wait({starting})
+        if starting.cancelled():
+            self.log.info("stopped while starting (%s)", self.__stop_reason)
+            await self.emit(ShutdownEvent(reason=self.__stop_reason))
+            return 0
+        failure = starting.exception()
+        if isinstance(failure, Exception):  # any startup failure is reported, then we exit 1
+            # A refused setting is the operator's to fix and says it all; anything else is a bug
+            # whose traceback the plugin's author needs (and whose text may be empty).
+            traceback = None if isinstance(failure, DuragentError) else failure
+            self.log.error("startup failed: %s", _describe(failure), exc_info=traceback)
+            await self.error("startup_failed", _describe(failure), fatal=True)
             return 1
+        if failure is not None:
+            raise failure
+        self.__started = True
         await self.emit(
             Ready(gateway=self.name, version=PROTOCOL_VERSION, capabilities=list(self.capabilities))
         )
         while True:
-            command = await self._next(commands)
+            command = await self.__next(commands)
             if command is None or isinstance(command, Shutdown):
                 if isinstance(command, Shutdown):
-                    self._stop_reason = "shutdown requested"
+                    self.__stop_reason = "shutdown requested"
                 break
-            self._dispatch(command)
-        await self._finish()
+            self.__dispatch(command)
+        await self.__finish()
         return 0
 
-    async def _next(self, commands: asyncio.Queue[Command | None]) -> Command | None:
+    async def __start(self, configure: Configure | None) -> None:
+        """on_configure then on_start: a config refused in on_configure (a typo'd key) is a
+        startup failure like any other, one fatal error naming it, not a traceback and a bare exit."""
+        if configure is not None:
+            await self.on_configure(configure.config)
+        await self.on_start()
+
+    async def __next(self, commands: asyncio.Queue[Command | None]) -> Command | None:
         """The next command, or None once stop was requested or stdin reached EOF."""
-        assert self._stopping is not None
+        assert self.__stopping is not None
         getter = asyncio.ensure_future(commands.get())
-        stopper = asyncio.ensure_future(self._stopping.wait())
+        stopper = asyncio.ensure_future(self.__stopping.wait())
         done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
         if getter in done:
@@ -304,8 +339,8 @@ class GatewayPlugin:
         getter.cancel()
         return None
 
-    async def _pump(self, reader: asyncio.StreamReader, commands: asyncio.Queue[Command | None]) -> None:
-        async for line in iter_lines(reader, on_oversize=self._log_oversize):
+    async def __pump(self, reader: asyncio.StreamReader, commands: asyncio.Queue[Command | None]) -> None:
+        async for line in iter_lines(reader, on_oversize=self.__log_oversize):
             try:
                 command = parse_command(line)
             except ProtocolError as exc:
@@ -318,71 +353,73 @@ class GatewayPlugin:
                     uptime_seconds=self.uptime_seconds,
                     connected=self.is_connected(),
                 )
-                self._spawn(self.emit(pong))
+                self.__spawn(self.emit(pong))
                 continue
+            if isinstance(command, Shutdown) and not self.__started:
+                self.request_stop("shutdown requested")  # nothing else is read before `ready`
             await commands.put(command)
-        self._stop_reason = "stdin closed"
+        self.__stop_reason = "stdin closed"
         await commands.put(None)
+        if not self.__started:
+            self.request_stop("stdin closed")
 
-    def _log_oversize(self, size: int) -> None:
+    def __log_oversize(self, size: int) -> None:
         self.log.warning("skipping an oversized command line (%d bytes)", size)
 
-    def _spawn(self, work: Awaitable[None]) -> None:
+    def __spawn(self, work: Awaitable[None]) -> None:
         async def wrapper() -> None:
             await work
 
         task = asyncio.create_task(wrapper())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.__tasks.add(task)
+        task.add_done_callback(self.__tasks.discard)
 
-    def _dispatch(self, command: Command) -> None:
+    def __dispatch(self, command: Command) -> None:
         chat_id = getattr(command, "chat_id", None)
         if chat_id is None:
-            self._spawn(self._handle(command))
+            self.__spawn(self.__handle(command))
             return
-        queue = self._chat_queues.get(chat_id)
+        queue = self.__chat_queues.get(chat_id)
         if queue is None:
             queue = asyncio.Queue()
-            self._chat_queues[chat_id] = queue
-            self._spawn(self._chat_worker(chat_id, queue))
+            self.__chat_queues[chat_id] = queue
+            self.__spawn(self.__chat_worker(chat_id, queue))
         queue.put_nowait(command)
 
-    async def _chat_worker(self, chat_id: str, queue: asyncio.Queue[Command]) -> None:
+    async def __chat_worker(self, chat_id: str, queue: asyncio.Queue[Command]) -> None:
         """Handle one chat's commands in arrival order; ends when the queue runs dry."""
         while True:
             try:
                 command = queue.get_nowait()
             except asyncio.QueueEmpty:
-                del self._chat_queues[chat_id]
+                del self.__chat_queues[chat_id]
                 return
-            await self._handle(command)
+            await self.__handle(command)
 
-    async def _handle(self, command: Command) -> None:
+    async def __handle(self, command: Command) -> None:
         request_id: str | None = getattr(command, "request_id", None)
+        answer: CommandOk | CommandError
         try:
-            message_id = await self._call_handler(command)
+            message_id = _message_id_text(command.type, await self.__call_handler(command))
+            answer = CommandOk(request_id=request_id or "", message_id=message_id)
         except PlatformError as exc:
             self.log.warning("%s failed: %s", command.type, exc)
-            if request_id is not None:
-                await self.emit(CommandError(request_id=request_id, code=exc.code, message=exc.message))
-            return
+            answer = CommandError(request_id=request_id or "", code=exc.code, message=exc.message)
         except Exception as exc:  # a handler bug must answer, not leave Duragent waiting
             self.log.exception("%s failed", command.type)
-            if request_id is not None:
-                await self.emit(CommandError(request_id=request_id, code="platform_error", message=str(exc)))
-            return
+            answer = CommandError(request_id=request_id or "", code="platform_error", message=_describe(exc))
         if request_id is not None:
-            await self.emit(CommandOk(request_id=request_id, message_id=message_id))
+            await self.emit(answer)
 
-    async def _call_handler(self, command: Command) -> str | None:
-        handlers: dict[type[Any], Callable[[Any], Awaitable[str | None]]] = {
+    async def __call_handler(self, command: Command) -> str | int | None:
+        handlers: dict[type[Any], Callable[[Any], Awaitable[str | int | None]]] = {
             SendMessage: self.on_send_message,
             SendMedia: self.on_send_media,
             SendTyping: self.on_send_typing,
             EditMessage: self.on_edit_message,
             DeleteMessage: self.on_delete_message,
             AnswerCallbackQuery: self.on_answer_callback_query,
-            Configure: self._reconfigure,
+            Configure: self.__reconfigure,
         }
         handler = handlers.get(type(command))
         if handler is None:
@@ -395,19 +432,52 @@ class GatewayPlugin:
             return None
         return await handler(command)
 
-    async def _reconfigure(self, command: Configure) -> None:
+    async def __reconfigure(self, command: Configure) -> None:
         await self.on_configure(command.config)
 
-    async def _finish(self) -> None:
+    async def __finish(self) -> None:
         """Let in-flight commands finish (bounded), then on_shutdown, then `shutdown`."""
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=SHUTDOWN_GRACE_SECONDS)
+        if self.__tasks:
+            _, pending = await asyncio.wait(set(self.__tasks), timeout=SHUTDOWN_GRACE_SECONDS)
             for task in pending:
                 task.cancel()
         try:
             await self.on_shutdown()
         finally:
-            await self.emit(ShutdownEvent(reason=self._stop_reason))
+            await self.emit(ShutdownEvent(reason=self.__stop_reason))
+
+
+def _message_id_text(command: str, message_id: object) -> str | None:
+    """A handler's returned message id as the protocol's string (platforms often number them)."""
+    if message_id is None or isinstance(message_id, str):
+        return message_id
+    if isinstance(message_id, int) and not isinstance(message_id, bool):
+        return str(message_id)
+    raise TypeError(
+        f"on_{command} returned {message_id!r}: return the platform's message id as a string, or None"
+    )
+
+
+def _warn_unknown_fields(
+    log: logging.Logger, model: type[MessageReceived | CallbackQuery], fields: Mapping[str, Any]
+) -> None:
+    """Log a field the event does not have (a typo Duragent ignores), with the one it likely meant."""
+    names = [name for name in model.model_fields if name != "type"]
+    for key in fields:
+        if key not in names and (model.__name__, key) not in _WARNED_FIELDS:
+            _WARNED_FIELDS.add((model.__name__, key))
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean `{close[0]}`?)" if close else ""
+            log.warning("%s has no field `%s`%s: Duragent ignores it", model.__name__, key, hint)
+
+
+#: (event, field) pairs already warned about: once each, not on every message.
+_WARNED_FIELDS: set[tuple[str, str]] = set()
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception's text, or its class name when it has none (`TimeoutError()`)."""
+    return str(exc) or type(exc).__name__
 
 
 async def _open_reader(stream: BinaryIO) -> asyncio.StreamReader:

@@ -119,10 +119,13 @@ class EchoGateway(GatewayPlugin):
                 event = json.loads(path.read_text())
                 path.unlink()
                 kind = event.pop("type")
-                if kind == "message_received":
-                    await self.message_received(**event)
-                elif kind == "callback_query":
-                    await self.callback_query(**event)
+                try:
+                    if kind == "message_received":
+                        await self.message_received(**event)
+                    elif kind == "callback_query":
+                        await self.callback_query(**event)
+                except (TypeError, ValueError) as exc:  # a bad event must not stop the ones after it
+                    self.log.error("skipping injected %s %s: %s", kind, path.name, exc)
             await asyncio.sleep(0.02)
 
 
