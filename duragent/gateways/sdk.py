@@ -145,6 +145,7 @@ class GatewayPlugin:
         self.__out: BinaryIO = sys.stdout.buffer
         self.__stopping: asyncio.Event | None = None
         self.__stop_reason = "stopped"
+        self.__failed = False  # exit non-zero once stopped (`restart: on_failure` restarts it)
         self.__chat_queues: dict[str, asyncio.Queue[Command]] = {}
         self.__tasks: set[asyncio.Task[None]] = set()
         self.__started = False  # `ready` sent
@@ -229,9 +230,12 @@ class GatewayPlugin:
         """Whole seconds since the plugin object was created."""
         return int(time.monotonic() - self.__started_at)
 
-    def request_stop(self, reason: str = "stopped") -> None:
-        """Begin a graceful shutdown (as if `shutdown` had been received)."""
+    def request_stop(self, reason: str = "stopped", *, failed: bool = False) -> None:
+        """Begin a graceful shutdown (as if `shutdown` had been received); with `failed`, the
+        process then exits 1, so `restart: on_failure` starts it again (a receive loop that died
+        of something unforeseen), where a stop the plugin meant (a revoked token) exits 0."""
         self.__stop_reason = reason
+        self.__failed = self.__failed or failed
         if self.__stopping is not None:
             self.__stopping.set()
 
@@ -318,7 +322,7 @@ class GatewayPlugin:
                 break
             self.__dispatch(command)
         await self.__finish()
-        return 0
+        return 1 if self.__failed else 0
 
     async def __start(self, configure: Configure | None) -> None:
         """on_configure then on_start: a config refused in on_configure (a typo'd key) is a

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -216,3 +217,34 @@ async def test_a_sticker_arrives_as_the_emoji_it_shows(
 
     assert thumbs_up["content"] == {"type": "text", "text": "[sticker: 👍]"}
     assert no_emoji["content"] == {"type": "text", "text": "[sticker: HotCherry]"}
+
+
+BROKEN_POLLING = """
+from duragent.plugins.telegram.plugin import TelegramPlugin
+
+
+class BrokenPolling(TelegramPlugin):
+    async def _poll_forever(self, poll_timeout):
+        raise RuntimeError("a bug nobody foresaw")
+
+
+BrokenPolling().run()
+"""
+
+
+async def test_a_polling_loop_that_dies_unforeseen_stops_the_plugin_as_failed(
+    fake_telegram: FakeTelegramBotAPI, tmp_path: Path
+) -> None:
+    """An error the loop does not expect ended it while the plugin ran on, deaf and reporting
+    itself connected, and a stop it asked for exited 0, which `restart: on_failure` leaves be."""
+    from duragent.gateways.protocol import ShutdownEvent
+    from duragent.testing.plugin_process import PluginProcess as Plugin
+
+    script = tmp_path / "broken_polling.py"
+    script.write_text(BROKEN_POLLING)
+    config = {"bot_token": fake_telegram.token, "api_base": fake_telegram.api_base, "poll_timeout": 1}
+    async with await Plugin.start(sys.executable, str(script), config=config) as plugin:
+        await plugin.wait_for(lambda event: isinstance(event, ShutdownEvent), within=READY_WITHIN)
+        assert await plugin.wait_exit(within=30) == 1
+    assert "polling Telegram stopped" in plugin.log
+    assert "a bug nobody foresaw" in plugin.log

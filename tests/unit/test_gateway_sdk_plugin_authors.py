@@ -65,6 +65,8 @@ class MatrixPlugin(GatewayPlugin):
             await asyncio.Event().wait()
         if cmd.content == "object":
             return {"event_id": "$1"}
+        if cmd.content in ("lost", "revoked"):  # its receive loop died / the platform said go away
+            self.request_stop(cmd.content, failed=cmd.content == "lost")
         self.sent.append(cmd.content)
         return len(self.sent)  # platforms often number their messages
 
@@ -256,3 +258,16 @@ async def test_the_testing_pages_plugin_example_runs(tmp_path: Path, monkeypatch
     namespace: dict[str, object] = {}
     exec(compile(example, "docs/testing.md", "exec"), namespace)
     await namespace["test_a_reply_is_sent_to_the_chat"](tmp_path)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(("said", "code"), [("lost", 1), ("revoked", 0)])
+async def test_a_stop_the_plugin_asks_for_as_failed_exits_1_so_on_failure_restarts_it(
+    tmp_path: Path, said: str, code: int
+) -> None:
+    """A receive loop that died of something unforeseen left a plugin that heard nothing: its
+    request_stop exited 0, which `restart: on_failure` takes for a stop it meant."""
+    async with await start(tmp_path) as plugin:
+        await plugin.wait_for(lambda event: isinstance(event, Ready))
+        await plugin.send(SendMessage(request_id="r1", chat_id="!room", content=said))
+        await plugin.wait_for(lambda event: isinstance(event, ShutdownEvent))
+        assert await plugin.wait_exit() == code

@@ -197,6 +197,7 @@ class TelegramPlugin(GatewayPlugin):
         else:
             await self._call(lambda: self.bot.delete_webhook(drop_pending_updates=False))
             self._poller = asyncio.create_task(self._poll_forever(settings.poll_timeout))
+            self._poller.add_done_callback(self._poller_ended)
 
     async def _get_me(self) -> User:
         """getMe, retried briefly: a flaky network at boot should not cost a restart cycle."""
@@ -336,6 +337,16 @@ class TelegramPlugin(GatewayPlugin):
         if previous is not None:
             await asyncio.wait({previous})  # how it ended is its own business
         await self._handle_update(update)
+
+    def _poller_ended(self, poller: asyncio.Task[None]) -> None:
+        """A receive loop that died of an error nobody foresaw leaves a bot that hears nothing
+        while it looks connected: stop, failed, so the server starts the plugin again."""
+        if poller.cancelled() or poller.exception() is None:
+            return
+        error = poller.exception()
+        log.error("polling Telegram stopped: %s", self._redact(repr(error)), exc_info=error)
+        self._connected = False
+        self.request_stop("polling stopped on an unexpected error", failed=True)
 
     async def _handle_update(self, update: Update) -> None:
         """Forward one update as an event; a failure here is logged and skips only this update."""
