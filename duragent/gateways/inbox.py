@@ -139,13 +139,13 @@ class PendingInbox:
                 return  # a write that started after this save was asked for covered it
             asked, body = self._asked, self._wanted
             flush = self._asked_durable > self._written
-            await asyncio.to_thread(_write_atomically, self.path, body, flush)
+            await asyncio.to_thread(write_state_file, self.path, body, durable=flush)
             self._written = asked
 
     async def load(self) -> list[PendingEntry]:
         """The stored entries; a file that cannot be read is set aside (renamed), never overwritten."""
         try:
-            text = await asyncio.to_thread(_read_text, self.path)
+            text = await asyncio.to_thread(read_state_file, self.path)
         except OSError as exc:
             log.error("gateways: cannot read %s (%s); its messages are not answered", self.path, exc)
             return []
@@ -166,11 +166,13 @@ class PendingInbox:
             return []
 
 
-def _read_text(path: Path) -> str:
+def read_state_file(path: Path) -> str:
+    """A gateway state file (pending.json, sessions.json) as text; "" when there is none yet."""
     return path.read_text(encoding="utf-8") if path.exists() else ""
 
 
-def _write_atomically(path: Path, body: str, flush: bool) -> None:
+def write_state_file(path: Path, body: str, *, durable: bool = True) -> None:
+    """Replace a gateway state file with `body` at once: UTF-8 whatever the locale (chat text is
+    anything); `durable`: flushed to the disk with its rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # (UTF-8 whatever the locale: chat text is anything; flushed, the rename is too)
-    write_atomic(path, body.encode("utf-8"), durable=flush)
+    write_atomic(path, body.encode("utf-8"), durable=durable)

@@ -33,7 +33,7 @@ from duragent.config import RouteConfig
 from duragent.errors import DuragentError, NotFound
 from duragent.gateways.access import check_access, is_group, match_route
 from duragent.gateways.chunking import TELEGRAM_LIMIT, split_message
-from duragent.gateways.inbox import HeldContext, PendingInbox, PendingTurn
+from duragent.gateways.inbox import HeldContext, PendingInbox, PendingTurn, read_state_file, write_state_file
 from duragent.gateways.protocol import (
     AnswerCallbackQuery,
     CallbackQuery,
@@ -51,7 +51,6 @@ from duragent.ids import new_id
 from duragent.sessions.live import LiveSession, SessionEnded, Subscription, Ticket
 from duragent.sessions.manager import SessionManager
 from duragent.stores.base import ArtifactMeta, ArtifactStore, SessionReadOptions
-from duragent.stores.filesystem.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +100,7 @@ class SessionDirectory:
 
     async def load(self, live_ids: set[str]) -> None:
         """Read the file, keeping only sessions that still exist and have not ended."""
-        text = await asyncio.to_thread(_read_text, self.path)
+        text = await asyncio.to_thread(read_state_file, self.path)
         entries: dict[str, str] = json.loads(text) if text else {}
         for encoded, session_id in entries.items():
             gateway, chat_id, agent = json.loads(encoded)
@@ -127,17 +126,8 @@ class SessionDirectory:
         else:
             self._ids[key] = session_id
         body = json.dumps({k.encode(): v for k, v in self._ids.items()}, indent=1, sort_keys=True)
-        await asyncio.to_thread(_write_atomically, self.path, body)
-
-
-def _read_text(path: Path) -> str:
-    return path.read_text(encoding="utf-8") if path.exists() else ""
-
-
-def _write_atomically(path: Path, body: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # flushed, and its rename: a chat's session must survive a power cut as its messages do
-    write_atomic(path, body.encode("utf-8"))
+        # flushed with its rename: a chat's session must survive a power cut as its messages do
+        await asyncio.to_thread(write_state_file, self.path, body)
 
 
 @dataclass(frozen=True)
