@@ -344,3 +344,29 @@ async def start_api(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[Ap
 async def api(start_api: ApiFactory) -> Api:
     result: Api = await start_api(git=False)
     return result
+
+
+@contextlib.asynccontextmanager
+async def serving_gateways(
+    config_path: Path, within: float = 30.0
+) -> AsyncIterator[tuple[TestServer, aiohttp.ClientSession]]:
+    """The app of `config_path` with its gateway plugin, once the plugin is ready (`within`
+    seconds at most), and a client with the workspace's tokens; stopped gracefully at the end."""
+    from tests.waiting import eventually
+
+    config = load_config(config_path)
+    app = create_app(config, env=CHILD_ENV, shutdown_grace=2, idle_ttl=timedelta(minutes=5))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    http = aiohttp.ClientSession(headers=auth_headers(config))
+
+    async def ready() -> bool | None:
+        async with http.get(server.make_url("/api/admin/v1/gateways")) as response:
+            return True if (await response.json())["gateways"][0]["state"] == "ready" else None
+
+    try:
+        await eventually(ready, within=within)
+        yield server, http
+    finally:
+        await http.close()
+        await server.close()

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 
-import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
-from duragent.access_tokens import auth_headers
-from duragent.config import load_config
 from duragent.gateways.protocol import SendMessage
-from duragent.server.app import create_app
 from duragent.testing.echo_gateway import EchoGatewayControl
 from duragent.testing.fake_llm import FakeLLMServer, text
-from tests.e2e.server_harness import CHILD_ENV, write_workspace
-from tests.waiting import eventually
+from tests.e2e.server_harness import serving_gateways, write_workspace
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
@@ -42,20 +35,8 @@ async def served(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[EchoG
         + control.gateways_yaml()
         + "routes:\n  - match: {gateway: echo}\n    agent: helper\n"
     )
-    config = load_config(config_path)
-    app = create_app(config, env=CHILD_ENV, shutdown_grace=2, idle_ttl=timedelta(minutes=5))
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    http = aiohttp.ClientSession(headers=auth_headers(config))
-
-    async def ready() -> bool | None:
-        async with http.get(server.make_url("/api/admin/v1/gateways")) as response:
-            return (await response.json())["gateways"][0]["state"] == "ready" or None
-
-    await eventually(ready, within=10)
-    yield control
-    await http.close()
-    await server.close()
+    async with serving_gateways(config_path, within=10):
+        yield control
 
 
 def _texts(control: EchoGatewayControl, chat: str) -> list[str]:

@@ -4,22 +4,16 @@ scheduled task) stays so: not answered as a reply to, nor approved by, whoever s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 from aiohttp.test_utils import TestServer
 
-from duragent.access_tokens import auth_headers
-from duragent.config import load_config
 from duragent.gateways.protocol import AnswerCallbackQuery, Command, SendMessage
-from duragent.server.app import create_app
 from duragent.testing.echo_gateway import EchoGatewayControl
 from duragent.testing.fake_llm import FakeLLMServer, error, text, tool_calls
-from tests.e2e.server_harness import CHILD_ENV, write_workspace
-from tests.waiting import eventually
+from tests.e2e.server_harness import serving_gateways, write_workspace
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
@@ -32,27 +26,6 @@ ACCESS = """\
 """
 
 Serve = Callable[[], Awaitable[tuple[TestServer, aiohttp.ClientSession]]]
-
-
-@asynccontextmanager
-async def serving(config_path: Path) -> AsyncIterator[tuple[TestServer, aiohttp.ClientSession]]:
-    """The app with its echo plugin, ready; stopped gracefully at the end."""
-    config = load_config(config_path)
-    app = create_app(config, env=CHILD_ENV, shutdown_grace=2, idle_ttl=timedelta(minutes=5))
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    http = aiohttp.ClientSession(headers=auth_headers(config))
-
-    async def ready() -> bool | None:
-        async with http.get(server.make_url("/api/admin/v1/gateways")) as response:
-            return True if (await response.json())["gateways"][0]["state"] == "ready" else None
-
-    try:
-        await eventually(ready, within=30)
-        yield server, http
-    finally:
-        await http.close()
-        await server.close()
 
 
 def said(chat: str, predicate: Callable[[SendMessage], bool]) -> Callable[[list[Command]], bool]:
@@ -77,7 +50,7 @@ async def test_a_retried_api_turn_after_a_restart_is_no_one_in_the_chats(
         tool_calls([("bash", {"command": "ls /"})]),
         text("listed it"),
     )
-    async with serving(config_path) as (server, http):
+    async with serving_gateways(config_path) as (server, http):
         control.inject_message("g1", "@bot hi", sender_id=MEMBER, chat_type="group", mentions_bot=True)
         await control.wait_for(said("g1", lambda c: c.content == "hello group"), within=10)
         async with http.get(server.make_url("/api/v1/sessions")) as response:
@@ -86,7 +59,7 @@ async def test_a_retried_api_turn_after_a_restart_is_no_one_in_the_chats(
         async with http.post(url, json={"content": "list root"}) as response:
             assert response.status == 502, await response.text()
 
-    async with serving(config_path) as (server, http):
+    async with serving_gateways(config_path) as (server, http):
         control.inject_message("g1", "/retry", sender_id=MEMBER, chat_type="group")
         commands = await control.wait_for(said("g1", lambda c: c.inline_keyboard is not None), within=10)
         (prompt,) = [c for c in commands if isinstance(c, SendMessage) and c.inline_keyboard]

@@ -3,7 +3,6 @@ nothing is lost, and the edits are committed as theirs once the rebase ends."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import time
@@ -20,6 +19,7 @@ from duragent.stores.base import utcnow
 from duragent.vcs import watch
 from duragent.vcs.watch import HumanEditWatcher
 from duragent.workspace import Workspace
+from tests.waiting import until
 
 PERSON = "Test Person <person@example.test>"
 
@@ -30,15 +30,6 @@ def git(root: Path, *args: str) -> str:
 
 def run(*args: str) -> Result:
     return CliRunner().invoke(build_app(), list(args))
-
-
-async def wait_for(condition: object, within: float = 15.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if callable(condition) and condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture
@@ -78,7 +69,7 @@ async def test_the_watcher_starts_during_a_rebase_and_commits_the_edit_once_it_e
     await watcher.start()  # (raised RepoBusy: the server did not start)
     try:
         marker.rmdir()  # the person finishes the rebase
-        await wait_for(lambda: watcher.commits)
+        await until(lambda: watcher.commits)
     finally:
         await watcher.stop()
 
@@ -99,11 +90,11 @@ async def test_an_edit_seen_during_a_rebase_is_committed_once_it_ends(
         marker = rebase_in_progress(data)
         daily = data / "memory" / "assistant" / "2026-11-21.md"
         daily.write_text("# 2026-11-21\n\n## Facts Stored\n- saved in the editor during a rebase\n")
-        await wait_for(lambda: "memory/assistant/2026-11-21.md" in watcher.examined)
+        await until(lambda: "memory/assistant/2026-11-21.md" in watcher.examined)
         assert watcher.commits == []
         marker.rmdir()
         # (was dropped after the failed commit: left uncommitted until the file changed again)
-        await wait_for(lambda: watcher.commits)
+        await until(lambda: watcher.commits)
     finally:
         await watcher.stop()
 
