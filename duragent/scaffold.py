@@ -318,6 +318,11 @@ def _write_workspace(
     gateways: Sequence[ChatSetup],
 ) -> list[FileAction]:
     """Write duragent.yaml, the agent, its memory and the data directory's skeleton; what each became."""
+    if not data_dir.exists():
+        # Every conversation, memory and log lives below it: other users of the machine, who
+        # cannot read them over the API without the tokens, cannot read them from the disk either.
+        # (An existing one keeps the mode its owner gave it.)
+        data_dir.mkdir(mode=0o700, parents=True)
     config_text = template_text("duragent.yaml") + (
         gateways_config_block(gateways, agent) if gateways else ""
     )

@@ -65,7 +65,7 @@ class Workspace:
         self._stores: Stores | None = None
         # files this workspace's stores wrote: its committer commits them, not the offline sweep
         self._written_here: set[str] = set()
-        #: Tool calls running now (the human-edit watcher waits for them before committing).
+        #: Tool calls running now (the committer and the human-edit watcher wait for them).
         self.tool_calls_running = 0
 
     def note_tool_activity(self, delta: int) -> None:
@@ -104,6 +104,8 @@ class Workspace:
             max_delay=self.config.git.max_commit_delay.total_seconds(),
             author=self.config.git.author,
             guard=self.guard,
+            # (what an unapproved tool call changed in git's configuration is put back at its end)
+            held=lambda: self.tool_calls_running > 0,
         )
         # then what a process killed before its commit left in the stores' own folders
         try:

@@ -8,7 +8,8 @@ snapshot of them before such a batch of calls and puts back whatever the batch c
   and a new agent folder: the guard's agents folder and the data directory's `agents/`;
 - the workspace's shared `skills/` and `tools/`, and agents deployed over the admin API
   (`sys/`);
-- the data repository's git configuration, hooks and `info/`, its `.gitignore`,
+- the data repository's git configuration, hooks and `info/` (and `.git/commondir`, which
+  would have git read them from another folder), its `.gitignore`,
   `.gitattributes` and `.gitmodules` (a filter or a hook is a program the server's git runs; an
   un-ignored `run/` would commit the tokens);
 - `duragent.yaml` beside the data directory (the MCP servers the server starts, its tokens).
@@ -50,8 +51,16 @@ _SKIPPED_FOLDERS = frozenset({"__pycache__", ".git"})
 #: Skipped folders still watched themselves (not what they hold): a `.git` made in an agent's
 #: folder would turn it into another repository, which the data repository no longer commits.
 _WATCHED_UNWALKED = frozenset({".git"})
-#: Guarded files of the data directory (beside the folders below).
-_DATA_FILES = (".gitignore", ".gitattributes", ".gitmodules", ".git/config", "duragent.yaml")
+#: Guarded files of the data directory (beside the folders below). `.git/commondir` names the
+#: folder git reads the configuration, hooks and `info/` from instead of `.git/`.
+_DATA_FILES = (
+    ".gitignore",
+    ".gitattributes",
+    ".gitmodules",
+    ".git/config",
+    ".git/commondir",
+    "duragent.yaml",
+)
 #: Guarded folders of the data directory, walked whole. (`agents` beside the guard's own agents
 #: folder: an agent deployed over the admin API, in `sys/`, reaches the static agents too.)
 _DATA_FOLDERS = ("agents", "skills", "tools", "sys", ".git/hooks", ".git/info")

@@ -25,7 +25,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -61,6 +61,8 @@ EDIT_KIND = "edit"
 #: Files, not changes: a busy session's thousand appends to one log are one file to commit, and
 #: starting the commit process for them would cost more than committing them here.
 SEPARATE_PROCESS_FROM = 100
+#: How often a due batch held back (`held`: tool calls run) looks again, in seconds.
+HELD_POLL = 0.1
 
 _MAX_SUBJECT = 100
 _MAX_DETAILS_PER_GROUP = 20
@@ -109,10 +111,11 @@ class Committer:
         author: str = DEFAULT_AUTHOR,
         guard: SecretGuard | None = None,
         separate_process_from: int | None = SEPARATE_PROCESS_FROM,
+        held: Callable[[], bool] | None = None,
     ):
         """`separate_process_from`: the number of files a batch changes from which the worker thread
         has the commit process commit it (None: never; flush() without a worker always commits in
-        its caller)."""
+        its caller). `held`: while it returns True, the worker commits nothing (tool calls run)."""
         parse_identity(author)  # a bad author is a configuration mistake: say so now, not later
         self.repo = repo
         self.debounce = debounce
@@ -120,6 +123,7 @@ class Committer:
         self.author = author
         self.guard = guard
         self.separate_process_from = separate_process_from
+        self.held = held
         #: Commits made so far, and the newest one's sha.
         self.commits_made = 0
         self.last_commit: str | None = None
@@ -339,6 +343,11 @@ class Committer:
                 self._cond.wait()
                 continue
             wait = self._due_at() - time.monotonic()
+            if wait <= 0 and self.held is not None and self.held():
+                # Tool calls run: a command nobody approved may have changed git's configuration
+                # (a filter in .git/config, a .git/commondir naming another), which is put back
+                # only when its batch ends; a commit made meanwhile would run the programs it names.
+                wait = HELD_POLL
             if wait <= 0:
                 return self._take_batch()
             self._cond.wait(wait)
