@@ -534,11 +534,14 @@ async def check_s3(config: DuragentConfig, wait_seconds: float) -> Check:
 
 
 def check_gateway_commands(config: DuragentConfig, env: Mapping[str, str]) -> list[Check]:
-    """Each platform gateway's command can be found (on PATH, or as a path)."""
+    """Each platform gateway's command can be found (on PATH or beside duragent, or as a path)."""
+    from duragent.gateways.manager import plugin_search_path
+
     checks = []
     for index, gateway in enumerate(config.gateways.external):
         name = f"gateway {gateway.name}"
-        found = shutil.which(gateway.command, path=env.get("PATH"))
+        # As serve looks it up: on PATH, then beside the duragent command.
+        found = shutil.which(gateway.command, path=plugin_search_path(env))
         if found:
             checks.append(Check(name, "ok", f"{gateway.command} is {found}"))
             continue

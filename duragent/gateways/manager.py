@@ -23,8 +23,9 @@ import random
 import shutil
 import signal
 import sys
+import sysconfig
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -129,12 +130,21 @@ _DIE_WITH_PARENT = (
 )
 
 
+def plugin_search_path(env: Mapping[str, str]) -> str:
+    """PATH, then the folder Duragent's own commands are installed in: the plugins installed with
+    it (`duragent-gateway-discord`) are found also when its venv is not on PATH (a systemd unit
+    running `~/.venvs/duragent/bin/duragent serve`)."""
+    path = env.get("PATH", os.defpath)
+    scripts = sysconfig.get_path("scripts")
+    return os.pathsep.join([path, scripts]) if scripts else path
+
+
 def _plugin_argv(command: str, args: Iterable[str], env: dict[str, str]) -> list[str]:
     """The command line that starts the plugin (behind `_DIE_WITH_PARENT` on Linux).
 
     The plugin is looked up here, so a missing one is an OSError with its name, as without it.
     """
-    found = shutil.which(command, path=env.get("PATH", os.defpath))
+    found = shutil.which(command, path=plugin_search_path(env))
     if found is None:
         raise FileNotFoundError(errno.ENOENT, "no such executable file", command)
     if sys.platform != "linux":

@@ -21,7 +21,10 @@ Tests drive the users' side with `inject_message` (text, mentions, replies, atta
 `press_button` and `disconnect` (drop the websocket, as Discord does now and then), and read
 the bot's side with `sent_messages`, `wait_for_message`, `typing`, `interaction_responses` and
 `calls`. `fail_next("POST /channels/{channel_id}/messages", 429, retry_after=0.5)` makes the
-next matching call fail the way Discord's rate limiter does.
+next matching call fail the way Discord's rate limiter does; `download_delay` slows attachment
+downloads (`downloads` lists those begun); `inject_message(..., forward_of=message)` forwards a
+message; `message_content_disallowed` refuses the Message Content intent (close code 4014);
+`stop()` then `start()` takes Discord away and brings it back.
 
 Run it by hand: `python -m duragent.testing.fake_discord --port 8903`.
 """
@@ -51,7 +54,23 @@ MESSAGE_LIMIT = 2000
 DEFAULT_TOKEN = "MTAwMDAw.fake-discord.bot-token"
 API_VERSION = 10
 HEARTBEAT_INTERVAL_MS = 41250
+#: The privileged intent a bot needs to read what people write (1 << 15).
+MESSAGE_CONTENT_INTENT = 1 << 15
 _EPOCH_MS = 1420070400000
+#: What a forward's snapshot keeps of the original message.
+_SNAPSHOT_KEYS = (
+    "type",
+    "content",
+    "embeds",
+    "attachments",
+    "timestamp",
+    "edited_timestamp",
+    "flags",
+    "mentions",
+    "mention_roles",
+    "sticker_items",
+    "components",
+)
 
 
 @dataclass
@@ -122,6 +141,13 @@ class FakeDiscord(FakeServer):
         self.calls: list[RecordedCall] = []
         #: Channel ids the bot showed "typing..." in, in order.
         self.typing: list[str] = []
+        #: Seconds each attachment download takes (a big file on a slow link).
+        self.download_delay = 0.0
+        #: Whether the bot's Message Content intent is off in the Developer Portal: an IDENTIFY
+        #: asking for it is closed with 4014 (Disallowed intents), as Discord does.
+        self.message_content_disallowed = False
+        #: Names of the files the bot started downloading, in order.
+        self.downloads: list[str] = []
         self.identifies = 0
         self.resumes = 0
         self._guilds: dict[str, dict[str, Any]] = {}
@@ -272,10 +298,14 @@ class FakeDiscord(FakeServer):
         reply_to: str | None = None,
         attachments: list[tuple[str, bytes, str]] | None = None,
         stickers: list[str] | None = None,
+        forward_of: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """`author` posts in a channel; `<@bot id>` in the text mentions the bot. Returns the message.
 
         `stickers` names stickers sent with it (a sticker alone comes with empty `content`).
+        `forward_of` (a message `inject_message` returned) makes it a forward of that message:
+        Discord sends it with empty `content`, a snapshot of the original in `message_snapshots`
+        and a `message_reference` of type 1.
         """
         channel = self._channels[channel_id]
         message = self._message_payload(channel, content, dict(author))
@@ -296,6 +326,15 @@ class FakeDiscord(FakeServer):
                 "guild_id": channel.get("guild_id"),
             }
             message["referenced_message"] = replied
+        if forward_of is not None:
+            original = {key: forward_of.get(key) for key in _SNAPSHOT_KEYS}
+            message["message_snapshots"] = [{"message": original}]
+            message["message_reference"] = {
+                "type": 1,
+                "message_id": forward_of["id"],
+                "channel_id": forward_of["channel_id"],
+                "guild_id": forward_of.get("guild_id"),
+            }
         self._messages[message["id"]] = message
         self._dispatch("MESSAGE_CREATE", message)
         return message
@@ -421,6 +460,9 @@ class FakeDiscord(FakeServer):
         elif op == 2:
             if data.get("token") != self.token:
                 await socket.close(code=4004, message=b"Authentication failed.")
+                return
+            if self.message_content_disallowed and int(data.get("intents") or 0) & MESSAGE_CONTENT_INTENT:
+                await socket.close(code=4014, message=b"Disallowed intent(s).")
                 return
             self.identifies += 1
             self._session_id = secrets.token_hex(16)
@@ -678,7 +720,10 @@ class FakeDiscord(FakeServer):
         stored = self._files.get(request.match_info["file_id"])
         if stored is None:
             raise web.HTTPNotFound()
-        _name, data, content_type = stored
+        name, data, content_type = stored
+        self.downloads.append(name)
+        self.notify()
+        await asyncio.sleep(self.download_delay)
         return web.Response(body=data, content_type=content_type)
 
     # ------------------------------------------------------------------ internals

@@ -24,7 +24,8 @@ POSTed there instead (HTTP Events mode), signed with `signing_secret` as Slack s
 Tests drive the users' side with `inject_message` (mentions, threads, files), `press_button`
 and `disconnect`, and read the bot's side with `sent_messages`, `wait_for_message`,
 `ephemerals`, `calls_to` and `unacked`. `fail_next("chat.postMessage", 429, retry_after=1)`
-makes the next call fail with Slack's rate-limit answer.
+makes the next call fail with Slack's rate-limit answer; `download_delay` slows file downloads
+(`downloads` lists those begun).
 
 Run it by hand: `python -m duragent.testing.fake_slack --port 8904`.
 """
@@ -126,6 +127,10 @@ class FakeSlack(FakeServer):
         #: Envelope ids the app acknowledged, in order.
         self.acked: list[str] = []
         self.connections = 0
+        #: Seconds each file download takes (a big file on a slow link).
+        self.download_delay = 0.0
+        #: Names of the files the bot started downloading, in order.
+        self.downloads: list[str] = []
         self._users: dict[str, dict[str, Any]] = {self.bot_user["id"]: self.bot_user}
         self._channels: dict[str, dict[str, Any]] = {}
         self._messages: list[SlackMessage] = []
@@ -597,7 +602,10 @@ class FakeSlack(FakeServer):
         stored = self._files.get(request.match_info["file_id"])
         if stored is None:
             raise web.HTTPNotFound()
-        _, data, mimetype = stored
+        name, data, mimetype = stored
+        self.downloads.append(name)
+        self.notify()
+        await asyncio.sleep(self.download_delay)
         return web.Response(body=data, content_type=mimetype)
 
     # ------------------------------------------------------------------ internals

@@ -32,6 +32,7 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from duragent.errors import ConfigError
+from duragent.gateways.chat_order import ChatOrder
 from duragent.gateways.chunking import split_message
 from duragent.gateways.downloads import DownloadFolder
 from duragent.gateways.protocol import (
@@ -53,6 +54,9 @@ GATEWAY_URL_ENV = "DISCORD_GATEWAY_URL"
 DISCORD_TEXT_LIMIT = 2000
 #: How long start-up waits for the Gateway's READY before giving up (the manager restarts us).
 READY_WITHIN_SECONDS = 60.0
+#: How long a stop waits for messages still being passed on (a file downloading): Duragent
+#: kills a plugin 5 s after `shutdown`, in-flight commands may take 3 of them.
+IN_FLIGHT_GRACE_SECONDS = 1.5
 #: Button presses waiting for Duragent's answer are forgotten after this (Discord's token lives 15 min).
 INTERACTION_TTL_SECONDS = 14 * 60
 
@@ -101,9 +105,13 @@ class DiscordPlugin(GatewayPlugin):
         self._client: discord.Client | None = None
         self._connection: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        #: On the Gateway now: READY or RESUMED came, and no disconnect since.
+        self._online = False
+        self._stopping = False
         self._redactor = SecretRedactor()
         self._interactions: dict[str, tuple[discord.Interaction, float]] = {}
         self._downloads: DownloadFolder | None = None
+        self._order = ChatOrder()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -135,6 +143,8 @@ class DiscordPlugin(GatewayPlugin):
         client = discord.Client(intents=intents, allowed_mentions=mentions)
         self._client = client
         client.event(self.on_ready)
+        client.event(self.on_resumed)
+        client.event(self.on_disconnect)
         client.event(self.on_message)
         client.event(self.on_interaction)
         try:
@@ -149,7 +159,11 @@ class DiscordPlugin(GatewayPlugin):
         try:
             await client.login(settings.bot_token)
         except discord.LoginFailure:
-            raise ConfigError("Discord refused the bot token (401 Unauthorized)") from None
+            raise ConfigError(
+                f"Discord refused the bot token in {_token_source(self.config)} (401 Unauthorized):"
+                " copy it again from the Developer Portal (Bot > Reset Token); resetting it there"
+                " makes the old one invalid"
+            ) from None
         except (discord.HTTPException, OSError) as error:
             raise ConnectionError(self._redact(f"cannot reach Discord: {error}")) from None
         gateway = settings.gateway_url
@@ -159,14 +173,18 @@ class DiscordPlugin(GatewayPlugin):
             DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway)
         self._downloads = DownloadFolder(settings.download_dir, prefix="duragent-discord-")
         self._connection = asyncio.create_task(self._stay_connected(client, settings.bot_token))
+        self._connection.add_done_callback(self._connection_ended)
         ready = asyncio.create_task(self._ready.wait())
         await asyncio.wait(
             {ready, self._connection}, timeout=READY_WITHIN_SECONDS, return_when="FIRST_COMPLETED"
         )
         if not self._ready.is_set():
             ready.cancel()
-            if self._connection.done() and self._connection.exception() is not None:
-                raise ConnectionError(self._redact(str(self._connection.exception())))
+            failure = self._connection.exception() if self._connection.done() else None
+            if isinstance(failure, ConfigError):
+                raise failure  # Discord refused the bot: one error saying why
+            if failure is not None:
+                raise ConnectionError(self._redact(str(failure)))
             raise ConnectionError(f"no READY from Discord's Gateway within {READY_WITHIN_SECONDS:.0f} s")
 
     async def _stay_connected(self, client: discord.Client, token: str) -> None:
@@ -174,21 +192,46 @@ class DiscordPlugin(GatewayPlugin):
         try:
             await client.connect(reconnect=True)
         except discord.PrivilegedIntentsRequired:
-            await self._fatal(
+            await self._refused(
                 "unauthorized",
                 "Discord refused the Message Content intent: enable it for the bot in the "
                 "Developer Portal (Bot > Privileged Gateway Intents)",
             )
         except (discord.ConnectionClosed, discord.LoginFailure) as error:
-            await self._fatal("unauthorized", self._redact(f"Discord closed the connection: {error}"))
+            if getattr(error, "code", 4004) == 4004:  # 4004: Authentication failed
+                await self._refused(
+                    "unauthorized",
+                    f"Discord refused the bot token in {_token_source(self.config)}: was it reset in "
+                    "the Developer Portal?",
+                )
+            else:
+                await self._refused("platform_error", self._redact(f"Discord closed the connection: {error}"))
 
-    async def _fatal(self, code: str, message: str) -> None:
+    async def _refused(self, code: str, message: str) -> None:
+        """Discord will not have the bot: before READY a failed start (the start-up error says
+        it), after it a fatal error and a stop."""
+        if not self._ready.is_set():
+            raise ConfigError(message)
+        self._online = False
         log.error("%s", message)
         await self.error(code, message, fatal=True)
         self.request_stop(message)
 
+    def _connection_ended(self, connection: asyncio.Task[None]) -> None:
+        """A receive loop that died of an error nobody foresaw leaves a bot that hears nothing
+        while it looks connected: stop, failed, so the server starts the plugin again."""
+        if connection.cancelled() or connection.exception() is None or not self._ready.is_set():
+            return  # stopped on purpose, a fatal error already reported, or start-up reports it
+        error = connection.exception()
+        log.error("receiving from Discord stopped: %s", self._redact(repr(error)), exc_info=error)
+        self._online = False
+        self.request_stop("receiving from Discord stopped on an unexpected error", failed=True)
+
     async def on_shutdown(self) -> None:
-        """Leave the Gateway and close the HTTP session."""
+        """Finish passing on the messages in hand (briefly), leave the Gateway, close the session."""
+        self._stopping = True
+        # Discord will not send them again: the session ends with us.
+        await self._order.settle(IN_FLIGHT_GRACE_SECONDS)
         if self._client is not None:
             await self._client.close()
         if self._connection is not None:
@@ -199,15 +242,31 @@ class DiscordPlugin(GatewayPlugin):
             self._downloads.close()
 
     def is_connected(self) -> bool:
-        """Whether the Gateway websocket is up."""
-        return self._client is not None and self._client.is_ready() and not self._client.is_closed()
+        """Whether the Gateway websocket is up (discord.py's is_ready() stays true while it
+        retries an unreachable Discord)."""
+        return self._online and self._client is not None and not self._client.is_closed()
 
     async def on_ready(self) -> None:
         """discord.py: READY (and every guild's GUILD_CREATE) arrived."""
         user = self.client.user
         if not self._ready.is_set():
             log.info("connected as %s (%s)", user, user.id if user else "?")
+        elif not self._online:
+            log.info("connection to Discord restored (new session)")
+        self._online = True
         self._ready.set()
+
+    async def on_resumed(self) -> None:
+        """discord.py: a dropped session was resumed (missed events follow)."""
+        if not self._online:
+            log.info("connection to Discord restored")
+        self._online = True
+
+    async def on_disconnect(self) -> None:
+        """discord.py: the Gateway connection dropped; it is being retried with backoff."""
+        if self._online and not self._stopping:
+            log.warning("lost the connection to Discord's Gateway; reconnecting")
+        self._online = False
 
     # ------------------------------------------------------------------ receiving
 
@@ -215,6 +274,11 @@ class DiscordPlugin(GatewayPlugin):
         """discord.py: a message in a channel the bot sees; forwards what people say."""
         if message.author.bot or message.type not in (discord.MessageType.default, discord.MessageType.reply):
             return  # other bots (and ourselves), joins, pins...: nothing an agent should answer
+        # discord.py runs each event in a task of its own: a text must not overtake the photo
+        # sent before it while its file downloads.
+        await self._order.in_turn(str(message.channel.id), lambda: self._forward_logged(message))
+
+    async def _forward_logged(self, message: discord.Message) -> None:
         try:
             await self._forward_message(message)
         except (discord.HTTPException, OSError) as error:
@@ -242,6 +306,8 @@ class DiscordPlugin(GatewayPlugin):
             log.info("message %s has no text, file or sticker; not forwarded", message.id)
             return
         reference = message.reference
+        if reference is not None and reference.type == discord.MessageReferenceType.forward:
+            reference = None  # a forward quotes a message, it does not reply to it
         replied = reference.resolved if reference is not None else None
         await self.message_received(
             message_id=str(message.id),
@@ -273,14 +339,21 @@ class DiscordPlugin(GatewayPlugin):
         return own_role is not None and own_role.id in message.raw_role_mentions
 
     async def _content(self, message: discord.Message) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """The protocol `content` (mentions of the bot spelled as @name, stickers by name) and a
-        downloaded attachment."""
+        """The protocol `content` (mentions of the bot spelled as @name, stickers by name, a
+        forwarded message's text) and a downloaded attachment."""
         stickers = [f"[sticker: {sticker.name}]" for sticker in message.stickers]
         text = " ".join([self._readable(message), *stickers]).strip()
-        if not message.attachments:
+        attachments = list(message.attachments)
+        for snapshot in message.message_snapshots:
+            # A forward: Discord sends the original's text and files in a snapshot, not in content.
+            text = "\n".join(
+                part for part in (text, f"[forwarded message]\n{snapshot.content}".strip()) if part
+            )
+            attachments += snapshot.attachments
+        if not attachments:
             return {"type": "text", "text": text}, None
-        attachment = message.attachments[0]
-        others = len(message.attachments) - 1
+        attachment = attachments[0]
+        others = len(attachments) - 1
         if others:
             text = f"{text}\n[{others} more attachment(s) not forwarded: one file per message]".strip()
         content: dict[str, Any] = {"type": "media", "media_type": _media_type(attachment.content_type)}
@@ -437,6 +510,11 @@ class DiscordPlugin(GatewayPlugin):
 
     def _redact(self, text: str) -> str:
         return self._redactor.redact(text)
+
+
+def _token_source(config: dict[str, Any]) -> str:
+    """Where the token came from, for an error message: the config key or the variable."""
+    return "`bot_token`" if config.get("bot_token") else TOKEN_ENV
 
 
 def _snowflake(value: str, field: str) -> int:

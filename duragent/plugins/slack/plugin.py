@@ -39,6 +39,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from duragent.errors import ConfigError
+from duragent.gateways.chat_order import ChatOrder
 from duragent.gateways.chunking import split_then_convert
 from duragent.gateways.downloads import DownloadFolder
 from duragent.gateways.protocol import (
@@ -64,6 +65,9 @@ SIGNING_SECRET_ENV = "SLACK_SIGNING_SECRET"
 API_BASE_ENV = "SLACK_API_BASE"
 #: A section block's text limit; every piece of a reply fits one.
 SLACK_TEXT_LIMIT = 3000
+#: How long a stop waits for messages still being passed on (a file downloading): Duragent
+#: kills a plugin 5 s after `shutdown`, in-flight commands may take 3 of them.
+IN_FLIGHT_GRACE_SECONDS = 1.5
 #: Attempts at a call Slack answers with 429 before giving up.
 RATE_LIMIT_RETRIES = 5
 #: Where Slack serves files shared in conversations (the bot token is sent nowhere else).
@@ -156,6 +160,7 @@ class SlackPlugin(GatewayPlugin):
         self._seen: deque[tuple[str, str]] = deque(maxlen=1000)
         self._presses: dict[str, tuple[str, str, str | None]] = {}
         self._downloads: DownloadFolder | None = None
+        self._order = ChatOrder()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -217,8 +222,13 @@ class SlackPlugin(GatewayPlugin):
                 response = await self.client.auth_test()
                 return dict(response.data) if isinstance(response.data, dict) else {}
             except SlackApiError as error:
-                if error.response.get("error") in _REFUSED_TOKEN:
-                    raise ConfigError("Slack refused the bot token (invalid_auth)") from None
+                code = str(error.response.get("error", ""))
+                if code in _REFUSED_TOKEN:
+                    raise ConfigError(
+                        f"Slack refused the bot token in {_source(self.config, 'bot_token', BOT_TOKEN_ENV)}"
+                        f" ({code}): copy the xoxb- token again from OAuth & Permissions (reinstalling"
+                        " the app makes a new one)"
+                    ) from None
                 failure: Exception = error
             except (SlackRequestError, aiohttp.ClientError, OSError) as error:
                 failure = error
@@ -237,8 +247,9 @@ class SlackPlugin(GatewayPlugin):
             code = str(error.response.get("error", ""))
             if code in _REFUSED_TOKEN:
                 raise ConfigError(
-                    f"Slack refused the app-level token ({code}): `app_token` takes an xapp- token "
-                    "with the connections:write scope (Basic Information > App-Level Tokens)"
+                    f"Slack refused the app-level token in {_source(self.config, 'app_token', APP_TOKEN_ENV)}"
+                    f" ({code}): `app_token` takes an xapp- token with the connections:write scope"
+                    " (Basic Information > App-Level Tokens)"
                 ) from None
             raise ConnectionError(self._redact(f"cannot open Socket Mode: {code or error}")) from None
         except (SlackRequestError, aiohttp.ClientError, OSError) as error:
@@ -249,7 +260,15 @@ class SlackPlugin(GatewayPlugin):
         web_app = app.web_app(path=settings.http_path, port=settings.http_port)
         self._http = web.AppRunner(web_app, access_log=None)
         await self._http.setup()
-        await web.TCPSite(self._http, settings.http_host, settings.http_port).start()
+        try:
+            await web.TCPSite(self._http, settings.http_host, settings.http_port).start()
+        except OSError as error:
+            await self._http.cleanup()
+            self._http = None
+            raise ConfigError(
+                f"cannot listen on {settings.http_host}:{settings.http_port} (`http_host`, `http_port`"
+                f" in the gateway's config): {error.strerror or error}"
+            ) from None
         log.info(
             "events and interactivity on http://%s:%s%s",
             settings.http_host,
@@ -258,7 +277,9 @@ class SlackPlugin(GatewayPlugin):
         )
 
     async def on_shutdown(self) -> None:
-        """Close the websocket or the HTTP server, then the Web API session."""
+        """Finish passing on the messages in hand (briefly: Slack was told they arrived and will
+        not send them again), close the websocket or the HTTP server, then the Web API session."""
+        await self._order.settle(IN_FLIGHT_GRACE_SECONDS)
         if self._socket is not None:
             with contextlib.suppress(Exception):  # closing a half-open websocket must not stop the exit
                 await self._socket.close_async()  # type: ignore[no-untyped-call]
@@ -289,6 +310,11 @@ class SlackPlugin(GatewayPlugin):
         if seen in self._seen:
             return
         self._seen.append(seen)
+        # Bolt runs each event in a task of its own: a text must not overtake the file shared
+        # before it while the file downloads.
+        await self._order.in_turn(_chat_of(event), lambda: self._forward_logged(event))
+
+    async def _forward_logged(self, event: dict[str, Any]) -> None:
         try:
             await self._forward_message(event)
         except (SlackApiError, aiohttp.ClientError, OSError) as error:
@@ -299,7 +325,7 @@ class SlackPlugin(GatewayPlugin):
         channel_type = str(event.get("channel_type") or ("im" if channel.startswith("D") else "channel"))
         user = str(event["user"])
         thread_ts = event.get("thread_ts")
-        chat_id = f"{channel}:{thread_ts}" if thread_ts else channel
+        chat_id = _chat_of(event)
         routing: dict[str, Any] = {
             "channel": "slack",
             "chat_type": _CHAT_TYPES.get(channel_type, "group"),
@@ -520,6 +546,11 @@ class SlackPlugin(GatewayPlugin):
         return self._redactor.redact(text)
 
 
+def _source(config: dict[str, Any], key: str, variable: str) -> str:
+    """Where a secret came from, for an error message: the config key or the variable."""
+    return f"`{key}`" if config.get(key) else variable
+
+
 def _check_token_kinds(bot_token: str, app_token: str | None) -> None:
     """Refuse tokens pasted into each other's key, which Slack would only answer invalid_auth."""
     if bot_token.startswith("xapp-"):
@@ -532,6 +563,12 @@ def _check_token_kinds(bot_token: str, app_token: str | None) -> None:
             f"`app_token` holds a {app_token[:4]}- token: it takes the app-level token (xapp-...), "
             "and `bot_token` the xoxb- one"
         )
+
+
+def _chat_of(event: dict[str, Any]) -> str:
+    """The chat id of a message event: its channel, or `<channel>:<thread_ts>` in a thread."""
+    channel, thread_ts = str(event["channel"]), event.get("thread_ts")
+    return f"{channel}:{thread_ts}" if thread_ts else channel
 
 
 def _place(chat_id: str) -> tuple[str, str | None]:
