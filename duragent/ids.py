@@ -15,6 +15,28 @@ _last = [0, 0]
 #: Two characters per 10 bits: 13 lookups per id instead of 26 (ids are made for every event).
 _CROCKFORD_PAIRS = [high + low for high in _CROCKFORD for low in _CROCKFORD]
 _PAIR_SHIFTS = tuple(range(120, -10, -10))
+#: Random bytes drawn from the OS in bulk: `os.urandom` lets go of the GIL for its system call, and
+#: the event loop thread then waits for whichever thread took it (a snapshot being written, a
+#: commit being prepared) before it can go on; one draw serves 64 ids.
+_ENTROPY_DRAW = 640
+_entropy = bytearray()
+
+
+def _forget_inherited_randomness() -> None:
+    """In a forked child: neither the parent's undrawn bytes nor its last id's entropy are reused."""
+    _entropy.clear()
+    _last[0] = 0
+
+
+os.register_at_fork(after_in_child=_forget_inherited_randomness)
+
+
+def _random_80_bits() -> int:
+    if not _entropy:
+        _entropy.extend(os.urandom(_ENTROPY_DRAW))
+    drawn = _entropy[-10:]
+    del _entropy[-10:]
+    return int.from_bytes(drawn, "big")
 
 
 def ulid() -> str:
@@ -24,7 +46,7 @@ def ulid() -> str:
         _last[1] += 1
         entropy = _last[1]
     else:
-        entropy = int.from_bytes(os.urandom(10), "big") >> 1
+        entropy = _random_80_bits() >> 1
         _last[0], _last[1] = now, entropy
     value = (now << 80) | (entropy & ((1 << 80) - 1))
     return "".join([_CROCKFORD_PAIRS[(value >> shift) & 1023] for shift in _PAIR_SHIFTS])
