@@ -42,6 +42,17 @@ async def _with_store(ctx: typer.Context, action: Any) -> Any:
             await store.close()
 
 
+def _check_agent_exists(ctx: typer.Context, agent: str) -> None:
+    """UsageError for `--agent` naming no agent (a typo listed "No schedules.", as if none were
+    left); schedules of an agent since removed are still listed by its name."""
+    from duragent.errors import UsageError
+
+    state: CliState = ctx.obj
+    agents = state.config().agents_path
+    if not (agents / agent).is_dir():
+        raise UsageError(f"--agent: no agent {agent!r} in {agents}, and no schedules of one")
+
+
 def _next_slot(schedule: Schedule) -> datetime | None:
     from duragent.scheduling.spec import next_slot
     from duragent.stores.base import utcnow
@@ -87,6 +98,8 @@ def list_schedules(
     listing = run_async(_with_store(ctx, load))
     for problem in listing.problems:
         typer.echo(f"warning: {problem}", err=True)
+    if agent is not None and not any(s.agent == agent for s in listing.schedules):
+        _check_agent_exists(ctx, agent)
     schedules = [
         s
         for s in listing.schedules
@@ -171,7 +184,7 @@ def add_schedule(
     """Create a schedule (exactly one of --at/--in/--every/--cron, and --message or --task)."""
     from pydantic import ValidationError
 
-    from duragent.errors import UsageError
+    from duragent.errors import NotFound, UsageError
     from duragent.scheduling.spec import Destination, ScheduleRequest, describe_validation, format_time
     from duragent.stores.base import utcnow
     from duragent.workspace import Workspace
@@ -202,7 +215,12 @@ def add_schedule(
     if until_process is not None:
         from duragent.processes.record import check_followable, read_stored
 
-        check_followable(read_stored(workspace.config.data_path / "processes", until_process), agent)
+        try:
+            check_followable(read_stored(workspace.config.data_path / "processes", until_process), agent)
+        except NotFound as exc:
+            raise NotFound(f"--until-process: {exc} of agent {agent}") from None
+        except UsageError as exc:
+            raise UsageError(f"--until-process: {exc}") from None
 
     async def save(store: ScheduleStore) -> None:
         await store.put(schedule, f"created ({schedule.timing_text()}, {schedule.payload_kind})")

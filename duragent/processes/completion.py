@@ -9,12 +9,13 @@ the session is a chat's (Telegram, ...), the chat follows it, so the turn's repl
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from duragent.durations import format_duration
-from duragent.errors import NotFound
+from duragent.errors import DuragentError, NotFound
 from duragent.processes.record import ProcessRecord
 from duragent.sessions.live import LiveSession, SessionEnded
 from duragent.sessions.manager import SessionManager
@@ -71,9 +72,17 @@ class SessionReporter:
             log.info("process %s: its end is in session %s already", record.handle, live.session_id)
             return
         try:
-            await live.queue_for_client(finished_message(record, tail), sender)
+            ticket = await live.queue_for_client(finished_message(record, tail), sender)
         except SessionEnded:
             log.info("process %s ended after its session %s ended", record.handle, record.session_id)
+            return
+        if ticket is not None and not _waiting_in_log(live, sender["id"]):
+            # It starts a turn at once, held in memory until that turn stores it: the process is
+            # marked reported only then, or a crash meanwhile (or the turn cancelled before it
+            # stored its message) would lose the end; it is reported again instead.
+            await asyncio.wait({ticket.started})
+            if not await _already_told(live, sender["id"]):
+                raise CompletionNotStored(record.handle, live.session_id)
 
     async def _session(self, record: ProcessRecord) -> LiveSession:
         live = await self.sessions.get(record.session_id)
@@ -85,6 +94,22 @@ class SessionReporter:
             if chat_live.session_id == live.session_id:
                 return chat_live
         return live
+
+
+class CompletionNotStored(DuragentError):
+    """The turn started for a process's end ended before it stored the message (it is tried again)."""
+
+    def __init__(self, handle: str, session_id: str):
+        super().__init__(f"session {session_id} did not store the end of process {handle}")
+
+
+def _waiting_in_log(live: LiveSession, sender_id: str) -> bool:
+    """True when a message from `sender_id` is stored as queued (`message_queued`) in the session."""
+    for queued in live.log.state.queued:
+        sender = queued.get("sender")
+        if isinstance(sender, dict) and sender.get("id") == sender_id:
+            return True
+    return False
 
 
 #: How far back a session is searched for a process's message before it is sent again.

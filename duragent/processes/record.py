@@ -30,7 +30,8 @@ class ProcessNotFound(NotFound):
     """No process of this agent has this handle."""
 
     def __init__(self, handle: str):
-        super().__init__(f"no background process {handle!r} (see action list)")
+        # (no hint where to look: the tool, the schedule tool, the CLI and the API each add their own)
+        super().__init__(f"no background process {handle!r}")
         self.handle = handle
 
 

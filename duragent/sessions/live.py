@@ -393,16 +393,15 @@ class LiveSession:
             await self.resume()
         return self._add(_Waiting(content, sender, self._future(), payload["queue_id"]))
 
-    async def queue_for_client(self, content: str, sender: Mapping[str, Any] | None = None) -> None:
+    async def queue_for_client(self, content: str, sender: Mapping[str, Any] | None = None) -> Ticket | None:
         """Queue a message whose turn waits for a client (`on_disconnect: pause` with nobody attached).
 
         It is stored like any queued message and the session pauses as if its last client had
-        just left: the turn starts when a client attaches (or the session is resumed). With a
-        client attached, or in continue mode, it is an ordinary `queue`.
+        just left: the turn starts when a client attaches (or the session is resumed); returns
+        None. With a client attached, or in continue mode, it is an ordinary `queue` (its ticket).
         """
         if self._subscribers or self.settings.on_disconnect != "pause":
-            await self.queue(content, sender)
-            return
+            return await self.queue(content, sender)
         if self.status == "ended":
             raise SessionEnded(self.session_id)
         self.log.check_writable()
@@ -414,6 +413,7 @@ class LiveSession:
         self._paused_for_disconnect = True
         if self._turn is None:
             await self._set_status("paused", DISCONNECT_PAUSE_REASON)
+        return None
 
     def enqueue(self, content: str, sender: Mapping[str, Any] | None = None) -> Ticket:
         """Queue a message in memory only and return its ticket (prefer `queue`, which is durable)."""

@@ -20,7 +20,7 @@ from pydantic import Field, field_validator, model_validator
 from duragent.durations import Duration, format_duration
 from duragent.errors import DuragentError
 from duragent.processes.manager import SpawnRequest
-from duragent.processes.record import ProcessRecord
+from duragent.processes.record import ProcessNotFound, ProcessRecord
 from duragent.tools.base import Tool, ToolArgs, ToolContext, ToolResult
 from duragent.tools.bash import tool_environment
 
@@ -108,6 +108,8 @@ class BackgroundProcessTool(Tool[BackgroundProcessArgs]):
             if args.action == "list":
                 return _list(ctx)
             return await _on_handle(args, ctx)
+        except ProcessNotFound as exc:
+            return ToolResult(False, f"{args.action} failed: {exc} (see action list)")
         except DuragentError as exc:
             return ToolResult(False, f"{args.action} failed: {exc}")
 

@@ -195,12 +195,14 @@ def _summary(schedule: Schedule, planned: datetime | None) -> dict[str, object]:
 
 def _process_refusal(handle: str, ctx: ToolContext) -> str | None:
     """Why `until_process` cannot name this process (None when it is one of ours and running)."""
-    from duragent.processes.record import check_followable
+    from duragent.processes.record import ProcessNotFound, check_followable
 
     if ctx.processes is None:
         return "until_process needs background processes, which are not available here"
     try:
         check_followable(ctx.processes.get(handle, ctx.agent), ctx.agent)
+    except ProcessNotFound as exc:
+        return f"until_process: {exc} (background_process action list shows yours)"
     except DuragentError as exc:
-        return str(exc)
+        return f"until_process: {exc}"
     return None

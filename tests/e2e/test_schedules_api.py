@@ -239,6 +239,15 @@ async def test_a_schedule_for_an_unknown_agent_is_not_found(api: Api) -> None:
     assert "ghost" in problem["detail"]
 
 
+async def test_listing_the_schedules_of_an_unknown_agent_is_not_found(api: Api) -> None:
+    """A misspelt agent is not "no schedules", which reads as if they were all gone."""
+    status, problem = await api.call("GET", "/api/v1/schedules?agent=helpr")
+    assert status == 404
+    assert "helpr" in problem["detail"]
+    status, listed = await api.call("GET", "/api/v1/schedules?agent=helper")
+    assert (status, listed) == (200, {"schedules": []})
+
+
 async def test_a_schedule_names_the_missing_half_of_a_chat_and_an_unknown_session(api: Api) -> None:
     status, problem = await api.call(
         "POST", "/api/v1/schedules", {"agent": "helper", "every": "1h", "message": "x", "gateway": "telegram"}

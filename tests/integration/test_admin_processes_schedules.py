@@ -110,6 +110,12 @@ async def test_a_schedule_made_over_http_can_follow_a_running_process(client: Cl
     await until(lambda: scheduler.schedules[schedule_id].status == "cancelled")
     again = await client.post("/api/v1/schedules", json=body)
     assert again.status == 400
-    assert "has already ended" in (await again.json())["detail"]
+    refused = await again.json()
+    assert "has already ended" in refused["detail"]
+    assert [error["field"] for error in refused["errors"]] == ["body.until_process"]
     unknown = await client.post("/api/v1/schedules", json={**body, "until_process": "proc_NOPE"})
     assert unknown.status == 404
+    # the field, and no hint meant for the agent's tool ("see action list")
+    missing = await unknown.json()
+    assert missing["detail"] == "body.until_process: no background process 'proc_NOPE' of agent assistant"
+    assert [error["field"] for error in missing["errors"]] == ["body.until_process"]

@@ -132,6 +132,23 @@ def write_process(workspace: Path, handle: str, status: str, agent: str = "assis
     (folder / f"{handle}.yaml").write_text(render_record(record))
 
 
+def test_listing_the_schedules_of_an_unknown_agent_says_so(workspace: Path) -> None:
+    """A misspelt `--agent` is not "No schedules.", which reads as if they were all gone; the
+    schedules of an agent since removed are still listed by its name."""
+    mistyped = run("schedule", "list", "--agent", "asistant")
+    assert isinstance(mistyped.exception, UsageError)
+    assert str(mistyped.exception).startswith("--agent: no agent 'asistant' in ")
+    assert run("schedule", "list", "--agent", "assistant").output.strip() == "No schedules."
+    added = run("schedule", "add", "--agent", "assistant", "--every", "1h", "--message", "hi")
+    assert added.exit_code == 0, added.output
+    schedule_id = added.output.split()[1].rstrip(":")
+    agents = workspace / ".duragent" / "agents"
+    (agents / "assistant").rename(agents / "retired")
+    listed = run("schedule", "list", "--agent", "assistant")
+    assert listed.exit_code == 0, listed.output
+    assert schedule_id in listed.output
+
+
 def test_until_process_names_a_running_process_of_the_agent(workspace: Path) -> None:
     write_process(workspace, "proc_RUNNING", "running")
     write_process(workspace, "proc_DONE", "exited")
@@ -149,4 +166,7 @@ def test_until_process_names_a_running_process_of_the_agent(workspace: Path) -> 
     for handle in ("proc_OTHERS", "proc_NOPE"):
         refused = run(*base, "--until-process", handle)
         assert isinstance(refused.exception, NotFound)
-        assert f"no background process {handle!r}" in str(refused.exception)
+        # the option at fault, and no hint meant for the agent's tool ("see action list")
+        assert (
+            str(refused.exception) == f"--until-process: no background process {handle!r} of agent assistant"
+        )

@@ -7,17 +7,18 @@ process is a real subprocess; `SessionReporter` queues the message as the server
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from duragent.agents.loader import Agent, load_agent
 from duragent.config import DuragentConfig
 from duragent.processes.completion import FINISHED_MARKER, SessionReporter
-from duragent.processes.manager import ProcessManager
-from duragent.processes.record import ProcessRecord
+from duragent.processes.manager import ProcessManager, ProcessSettings
+from duragent.processes.record import ProcessRecord, read_record
 from duragent.runtime.loop import Runtime
 from duragent.runtime.providers import ProviderPool
 from duragent.sessions.manager import SessionManager
@@ -155,6 +156,51 @@ async def test_an_end_reported_again_after_a_crash_reaches_the_session_once(
 
     queued = [q for q in live.log.state.queued if str(q.get("content", "")).startswith(FINISHED_MARKER)]
     assert len(queued) == 1
+
+
+async def test_an_end_whose_message_its_turn_never_stored_is_reported_again(
+    start: Callable[[str], Server], fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    """The end starts a turn at once, and the message is held in memory until that turn stores
+    it: the process is marked reported only then. A turn that ends before storing it (cancelled
+    as it starts here; a kill -9 at that moment is the same) leaves the end to be reported
+    again, not lost."""
+    server = start("continue")
+    server.processes.settings = ProcessSettings(report_retry=0.05)
+    store = server.manager.store
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    def held(append: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def append_held(session_id: str, events: Any) -> Any:
+            batch = events if isinstance(events, list) else [events]
+            ended = any(r.ended for r in server.processes.list("helper"))
+            if ended and not entered.is_set() and any(e.type == "status_change" for e in batch):
+                # the turn the end started, before it stores the message: a slow disk
+                entered.set()
+                await release.wait()
+            return await append(session_id, events)
+
+        return append_held
+
+    store.append = held(store.append)  # type: ignore[method-assign]
+    store.append_unsynced = held(store.append_unsynced)  # type: ignore[method-assign]
+    # it ends once the test creates `go`: after the turn that started it
+    fake_llm.enqueue(spawn("while [ ! -e go ]; do sleep 0.02; done"), text("Started."), text("It ended."))
+    live = await server.manager.create("helper")
+    await live.submit("run it")
+    await until(lambda: contents(server, live.session_id, "assistant")[-1:] == ["Started."])
+    (server.workdir / "go").touch()
+    await asyncio.wait_for(entered.wait(), timeout=15)
+    cancel = asyncio.create_task(live.cancel())  # the turn ends before its message is stored
+    await asyncio.sleep(0)  # (one step of the loop: the cancel has reached the turn)
+    release.set()
+    await asyncio.wait_for(cancel, timeout=15)
+
+    await until(lambda: contents(server, live.session_id, "assistant")[-1:] == ["It ended."])
+    finished = [c for c in contents(server, live.session_id, "user") if c.startswith(FINISHED_MARKER)]
+    assert len(finished) == 1
+    [record] = server.processes.list("helper")
+    await until(lambda: read_record(tmp_path / "processes" / f"{record.handle}.yaml").reported)
 
 
 async def eventually_reported(server: Server) -> ProcessRecord:

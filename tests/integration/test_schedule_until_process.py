@@ -87,6 +87,8 @@ async def test_a_schedule_cannot_follow_a_process_that_ended_or_is_unknown(ctx: 
     )
     assert not unknown.ok
     assert "no background process 'proc_NOPE'" in unknown.content
+    # where the agent finds its processes: another tool's list, not this one's
+    assert "(background_process action list shows yours)" in unknown.content
 
 
 async def test_a_schedule_made_as_its_process_ends_is_not_left_running_for_ever(ctx: ToolContext) -> None:

@@ -5,11 +5,13 @@ Operators also get GET /api/admin/v1/schedules: every agent's, finished ones, la
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from pydantic import Field
 
+from duragent.errors import NotFound, UsageError
 from duragent.scheduling.service import Scheduler
 from duragent.scheduling.spec import Destination, Schedule, ScheduleRequest, format_time
 from duragent.server.bodies import (
@@ -86,12 +88,18 @@ def _out(scheduler: Scheduler, schedule: Schedule, runs: list[dict[str, Any]] | 
     )
 
 
-@documented("Schedules, oldest first.", query=ScheduleQuery, responses={200: ScheduleList})
+@documented("Schedules, oldest first.", query=ScheduleQuery, responses={200: ScheduleList, 404: ProblemOut})
 async def list_schedules(request: web.Request) -> web.Response:
     """GET /api/v1/schedules?agent=&all=."""
     query = read_query(request, ScheduleQuery)
     scheduler = _scheduler(request)
     schedules = await scheduler.list_schedules(agent=query.agent, include_finished=query.all)
+    if query.agent is not None and not any(s.agent == query.agent for s in scheduler.schedules.values()):
+        # a misspelt agent is a 404, not "no schedules"; a removed agent's schedules still list
+        from duragent.agents.catalog import InvalidAgent
+
+        with contextlib.suppress(InvalidAgent):  # (there, though its file is broken)
+            request.app[STATE].agents.get(query.agent)
     return json_reply(ScheduleList(schedules=[_out(scheduler, s) for s in schedules]))
 
 
@@ -160,7 +168,15 @@ def _check_process(request: web.Request, handle: str, agent: str) -> None:
     processes = request.app[STATE].processes
     if processes is None:
         raise HttpProblem(503, "background processes are not available yet (the server is starting)")
-    check_followable(processes.get(handle), agent)
+    try:
+        check_followable(processes.get(handle), agent)
+    except NotFound as exc:
+        message = f"{exc} of agent {agent}"
+        raise HttpProblem(
+            404, f"body.until_process: {message}", (FieldError("body.until_process", message),)
+        ) from None
+    except UsageError as exc:
+        raise _refused("body.until_process", str(exc)) from None
 
 
 @documented("One schedule and its recent runs.", responses={200: ScheduleOut, 404: ProblemOut})
