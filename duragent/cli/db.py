@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from duragent.cli.context import CliState, print_json, run_async
+
+if TYPE_CHECKING:
+    from duragent.config import DuragentConfig
+
+T = TypeVar("T")
 
 db_app = typer.Typer(
     name="db", help="PostgreSQL schema of the services that use it: status and upgrade.", no_args_is_help=True
@@ -27,9 +33,12 @@ def status(
     from duragent.stores.postgres.migrations import configured_databases, database_status
 
     state: CliState = ctx.obj
-    databases = configured_databases(state.config())
+    config = state.config()
+    databases = configured_databases(config)
     reports = [
-        _status_json(target.describe(), target.schema, services, run_async(database_status(target)))
+        _status_json(
+            target.describe(), target.schema, services, _on(config, services, database_status(target))
+        )
         for target, services in databases.items()
     ]
     newer = any(report["newer"] for report in reports)
@@ -64,18 +73,32 @@ def upgrade(ctx: typer.Context) -> None:
     from duragent.stores.postgres.migrations import configured_databases, upgrade_database
 
     state: CliState = ctx.obj
-    databases = configured_databases(state.config())
+    config = state.config()
+    databases = configured_databases(config)
     if not databases:
         print("No service uses PostgreSQL (services.session/memory.backend: postgres); nothing to do.")
         return
     for target, services in databases.items():
-        applied = run_async(upgrade_database(target))
+        applied = _on(config, services, upgrade_database(target))
         done = (
             f"applied {', '.join(f'{version:04d}' for version in applied)}"
             if applied
             else "already up to date"
         )
         print(f"{', '.join(services)}: {target.describe()}  {done}")
+
+
+def _on(config: DuragentConfig, services: list[str], work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` on the database of `services`; one it cannot reach names their url and its line."""
+    from duragent.stores.postgres.pool import PostgresUnavailable
+
+    try:
+        result: T = run_async(work)
+    except PostgresUnavailable as error:
+        where = config.locate(("services", services[0], "url"))
+        keys = ", ".join(f"services.{service}.url" for service in services)
+        raise PostgresUnavailable(f"{where}: {keys}: {error}") from error
+    return result
 
 
 def _status_json(database: str, schema: str, services: list[str], status: Any) -> dict[str, Any]:

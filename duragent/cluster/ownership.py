@@ -122,6 +122,9 @@ class SessionOwnership:
         # One connection runs one query at a time.
         self._guard = asyncio.Lock()
         self.lost = False
+        #: Set while the lock connection is up (see `back`).
+        self._connected = asyncio.Event()
+        self._connected.set()
 
     @property
     def held(self) -> frozenset[str]:
@@ -261,6 +264,7 @@ class SessionOwnership:
     def mark_lost(self) -> None:
         """The dedicated connection is gone: every lock went with it."""
         self.lost = True
+        self._connected.clear()
         self._held.clear()
         self._locked.clear()
         self._terms.clear()
@@ -272,6 +276,17 @@ class SessionOwnership:
         self._locked.clear()
         self._terms.clear()
         self.lost = False
+        self._connected.set()
+
+    async def back(self, *, within: float) -> bool:
+        """True once this worker can own sessions again (at once when it never lost its lock
+        connection); False when it is still reconnecting after `within` seconds."""
+        try:
+            async with asyncio.timeout(within):
+                await self._connected.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def ping(self, *, within: float) -> bool:
         """True when the lock connection answers within `within` seconds; else it is dropped.

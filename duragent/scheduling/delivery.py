@@ -9,6 +9,7 @@ asked there with buttons, and of every client attached to the session, like any 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -20,7 +21,16 @@ from duragent.scheduling.spec import TASK_MARKER, Schedule
 from duragent.sessions.live import LiveSession, SessionEnded
 from duragent.sessions.manager import SessionManager
 from duragent.sessions.stream import APPROVAL_PAUSE_REASON
-from duragent.stores.base import SessionEvent
+from duragent.stores.base import SessionEvent, SessionLocked
+
+#: How long a run waits for this worker to reconnect to PostgreSQL (its session locks lost in a
+#: database restart or a network blip) before it counts as failed.
+RECONNECT_WAIT = 60.0
+#: How long a run waits for another worker to let its destination session go (the turn running
+#: there to end) before it counts as failed.
+OWNER_WAIT = 600.0
+#: Pause between two asks (each of which already waits a moment for the owner).
+RETRY_PAUSE = 0.2
 
 #: Finds (creating and following it if needed) a chat's session: (gateway, chat id, agent).
 ChatSession = Callable[[str, str, str], Awaitable[LiveSession]]
@@ -46,7 +56,7 @@ class SessionDelivery:
         """Deliver one run; DeliveryFailed says what went wrong (and whether a retry may help)."""
         del slot
         try:
-            live = await self._destination(schedule)
+            live = await self._reach(schedule)
         except AgentNotFound:
             # (its folder deleted or renamed): no later slot can run either
             raise DeliveryFailed(f"agent {schedule.agent!r} no longer exists", pause=True) from None
@@ -60,6 +70,33 @@ class SessionDelivery:
             return live.session_id
         await run_task(live, schedule)
         return live.session_id
+
+    async def _reach(self, schedule: Schedule) -> LiveSession:
+        """The destination, once this worker may run it. Scaled out, the run may be claimed by a
+        worker that cannot run the session yet: one reconnecting to PostgreSQL waits to be back,
+        and one whose session another worker keeps (a turn running there) asks it again and again
+        to let the session go (each ask waits for the turn to end for a moment), as a run queued
+        behind a turn on one server waits for it. Meanwhile it holds no place among the runs."""
+        ownership = self.sessions.ownership
+        if ownership is None:
+            return await self._destination(schedule)
+        deadline = time.monotonic() + OWNER_WAIT
+        place = current_run_place.get()
+        while True:
+            if ownership.lost:
+                await ownership.back(within=RECONNECT_WAIT)
+            try:
+                live = await self._destination(schedule)
+                break
+            except SessionLocked:  # (OwnershipLost too: this worker lost its locks meanwhile)
+                if time.monotonic() > deadline:
+                    raise
+                if place is not None:
+                    place.give_back()
+                await asyncio.sleep(RETRY_PAUSE)
+        if place is not None:
+            await place.take()
+        return live
 
     async def _destination(self, schedule: Schedule) -> LiveSession:
         destination = schedule.destination

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from duragent.server.metrics import Metrics
     from duragent.sessions.live import EventFeed, TurnEndHook, TurnReport
     from duragent.sessions.stream import Position
-    from duragent.stores.base import SessionStore
+    from duragent.stores.base import ArtifactStore, SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,7 @@ async def _open(
     # Closed last but one: commits everything the sessions wrote while closing.
     stack.push_async_callback(workspace.close)
     stores = workspace.stores
+    await _check_artifact_bucket(config, stores.artifacts)
     if config.git.enabled:
         # Started now, not at the first write: it commits what a crashed run left uncommitted.
         await asyncio.to_thread(lambda: workspace.committer)
@@ -334,11 +335,33 @@ async def _join_cluster(config: DuragentConfig, stack: contextlib.AsyncExitStack
         return None
     from duragent.cluster.node import ClusterNode
     from duragent.stores.factory import postgres_url
+    from duragent.stores.postgres.pool import PostgresUnavailable
 
-    cluster = await ClusterNode.open(postgres_url(config, "session"))
+    url = postgres_url(config, "session")
+    try:
+        cluster = await ClusterNode.open(url)
+    except PostgresUnavailable as error:
+        # A wrong host, database or role is the configuration's: say which line to look at.
+        where = config.locate(("services", "session", "url"))
+        raise PostgresUnavailable(f"{where}: services.session.url: {error}") from error
     stack.push_async_callback(cluster.close)
     log.info("worker %s joined the cluster (schema %s)", cluster.worker, cluster.schema)
     return cluster
+
+
+async def _check_artifact_bucket(config: DuragentConfig, artifacts: ArtifactStore) -> None:
+    """Refuse to start when the S3 bucket of `services.artifacts` cannot be used, naming its line,
+    rather than failing the first turn that writes an artifact."""
+    if config.services.artifacts.backend != "s3":
+        return
+    from duragent.stores.s3 import S3ArtifactStore, S3Error
+
+    assert isinstance(artifacts, S3ArtifactStore)  # what open_artifact_store makes of backend s3
+    try:
+        await artifacts.check()
+    except S3Error as error:
+        where = config.locate(("services", "artifacts", "bucket"))
+        raise S3Error(f"{where}: services.artifacts.bucket: {error}") from error
 
 
 def _cluster_hooks(cluster: ClusterNode | None, store: SessionStore) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from duragent.sessions.live import NothingToRetry, SessionEnded
 from duragent.sessions.manager import ServerClosing
 from duragent.stores.base import SessionLocked
 from duragent.stores.postgres.pool import PostgresUnavailable
+from duragent.stores.s3 import S3Error
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +134,8 @@ def _status_of(exc: DuragentError) -> int:
         return 503  # this worker cannot serve sessions any more; another can
     if isinstance(exc, SessionEnded | NothingToRetry | DuplicateApproval | SessionLocked):
         return 409
-    if isinstance(exc, ServerClosing | PostgresUnavailable):
-        return 503
+    if isinstance(exc, ServerClosing | PostgresUnavailable | S3Error):
+        return 503  # (S3 refusing or out of reach is the artifact store's trouble, not a bug here)
     if isinstance(exc, UsageError | InvalidName | ConfigError):
         return 400
     return 500

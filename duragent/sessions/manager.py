@@ -68,6 +68,10 @@ class SessionOwner(Protocol):
     async def release(self, session_id: str) -> None:
         """Let the session go."""
 
+    async def back(self, *, within: float) -> bool:
+        """True once this worker can own sessions again (at once unless `lost`); False when it
+        is still reconnecting after `within` seconds."""
+
 
 #: Publishes a session's events to other workers: (session id, event).
 EventPublisher = Callable[[str, StreamEvent], None]

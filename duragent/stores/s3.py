@@ -187,6 +187,10 @@ class S3ArtifactStore:
             raise
         await self._call(client.delete_object(Bucket=self.bucket, Key=key), ref.id)
 
+    async def check(self) -> None:
+        """S3Error when the bucket cannot be used: missing, refused to these credentials, unreachable."""
+        await self._check_bucket(await self._get_client())
+
     async def close(self) -> None:
         """Close the S3 client and its connections."""
         stack, self._exit_stack, self._client = self._exit_stack, None, None

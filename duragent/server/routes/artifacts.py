@@ -52,7 +52,7 @@ def _out(request: web.Request, ref: ArtifactRef) -> ArtifactOut:
 @documented(
     "The artifacts of the session's agent, sorted by name (`prefix` narrows them).",
     query=ArtifactsQuery,
-    responses={200: ArtifactList, 404: ProblemOut},
+    responses={200: ArtifactList, 404: ProblemOut, 503: ProblemOut},
 )
 async def list_artifacts(request: web.Request) -> web.Response:
     """GET /api/v1/sessions/{id}/artifacts."""
@@ -65,7 +65,7 @@ async def list_artifacts(request: web.Request) -> web.Response:
 
 @documented(
     "Download one artifact of the session's agent (its bytes, with its content type).",
-    responses={404: ProblemOut},
+    responses={404: ProblemOut, 503: ProblemOut},
     binary=True,
 )
 async def download_artifact(request: web.Request) -> web.StreamResponse:

@@ -27,6 +27,7 @@ from duragent.server.bodies import (
 from duragent.server.openapi import documented
 from duragent.server.problems import FieldError, HttpProblem
 from duragent.server.state import STATE
+from duragent.sessions.state import resume
 
 if TYPE_CHECKING:
     from duragent.config import ExternalGatewayConfig
@@ -118,9 +119,14 @@ async def create_schedule(request: web.Request) -> web.Response:
     if body.gateway is not None:
         _check_gateway(state.config.gateways.external, body.gateway)
     if body.session_id is not None:
-        live = await state.sessions.get(body.session_id)  # 404 for an unknown session
-        if live.log.state.agent != agent.name:
-            raise _refused("body.session_id", f"session {body.session_id} is agent {live.log.state.agent}'s")
+        # Read, not taken over: scaled out, the session may be running a turn on another worker.
+        live = state.sessions.live.get(body.session_id)
+        if live is not None:
+            session_agent = live.log.state.agent
+        else:  # 404 for an unknown session
+            session_agent = (await resume(state.workspace.stores.sessions, body.session_id)).agent
+        if session_agent != agent.name:
+            raise _refused("body.session_id", f"session {body.session_id} is agent {session_agent}'s")
     try:
         destination = Destination(session_id=body.session_id, gateway=body.gateway, chat_id=body.chat_id)
         request_only = ScheduleRequest.model_validate(
