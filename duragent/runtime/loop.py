@@ -523,7 +523,9 @@ class Runtime:
         return message_id
 
     async def _fail(self, session: SessionLog, code: str, message: str) -> TurnFailed:
-        await session.append("error", {"code": code, "message": message})
+        # `retryable`: whether `/retry` can run the turn again (not when a partial reply was kept)
+        retryable = owes_reply(session.state.conversation)
+        await session.append("error", {"code": code, "message": message, "retryable": retryable})
         return TurnFailed(code, message)
 
     async def _run_calls(

@@ -709,7 +709,8 @@ class LiveSession:
         session deleted underneath), tell the clients anyway: one waiting for the turn's end
         (a POST that answers with the reply) would otherwise wait for ever."""
         try:
-            await self.log.append("error", {"code": code, "message": message})
+            retryable = owes_reply(self.log.state.conversation)
+            await self.log.append("error", {"code": code, "message": message, "retryable": retryable})
         except Exception as error:
             if not isinstance(error, StaleLog):  # (a stale copy says why when it becomes one)
                 log.exception("session %s: the turn's error could not be stored", self.session_id)
@@ -719,7 +720,9 @@ class LiveSession:
                 # its message was never stored: this unstored end is the turn, for its submitter
                 self._starting.set_result(position)
                 self._starting = None
-            self._publish(StreamEvent(position, "error", {"code": code, "message": message}))
+            self._publish(
+                StreamEvent(position, "error", {"code": code, "message": message, "retryable": False})
+            )
 
     async def _attempt_restarted(self, discard_after: int) -> None:
         """Tell clients that the turn starts a new attempt: text streamed after `discard_after`

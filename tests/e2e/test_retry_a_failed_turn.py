@@ -68,7 +68,7 @@ async def test_a_failed_turn_runs_again_and_its_message_is_answered_once(
 
 
 async def test_a_turn_that_kept_a_partial_reply_is_not_retried(
-    start_api: ApiFactory, fake_llm: FakeLLMServer
+    start_api: ApiFactory, fake_llm: FakeLLMServer, tmp_path: Path
 ) -> None:
     api = await start_api(git=False)
     session_id = await failed_turn(api, fake_llm, broken_stream(2, "one two three four", chunks=4))
@@ -77,6 +77,27 @@ async def test_a_turn_that_kept_a_partial_reply_is_not_retried(
 
     assert status == 409, problem
     assert "kept a partial reply: send the message again" in problem["detail"]
+    (error_event,) = [e for e in stored_events(tmp_path, session_id) if e["type"] == "error"]
+    assert error_event["payload"]["retryable"] is False
+
+
+async def test_a_failed_turns_error_says_whether_it_can_be_retried(
+    start_api: ApiFactory, fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    """Clients (the terminal's "/retry runs it again") read `retryable` off the error event."""
+    api = await start_api(git=False)
+    session_id = await api.new_session()
+    events = api.http.get(api.url(f"/api/v1/sessions/{session_id}/events"))
+    fake_llm.enqueue(*REFUSED)
+
+    async with events as stream:
+        status, _ = await api.call("POST", f"/api/v1/sessions/{session_id}/messages", {"content": "hello"})
+        seen = await collect_until(stream, "error")
+
+    assert status == 502
+    assert seen[-1].data["retryable"] is True
+    (error_event,) = [e for e in stored_events(tmp_path, session_id) if e["type"] == "error"]
+    assert error_event["payload"]["retryable"] is True
 
 
 async def test_a_retry_while_a_turn_runs_is_refused(start_api: ApiFactory, fake_llm: FakeLLMServer) -> None:
