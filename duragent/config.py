@@ -370,6 +370,22 @@ class DuragentConfig(ConfigModel):
         return self.gateways.http.port if self.gateways.http.port is not None else self.server.port
 
 
+def _settings_without_effect(config: DuragentConfig, doc: YamlDocument) -> list[Problem]:
+    """Warnings for keys that are accepted (the seed's deployment files set them) but change nothing."""
+    problems = []
+    for name, gateway in (("http", config.gateways.http), ("cli", config.gateways.cli)):
+        if not gateway.enabled:
+            problems.append(
+                Problem(
+                    f"gateways.{name}.enabled: false has no effect: the server always serves its HTTP API, "
+                    "which `duragent chat`, `attach`, `send` and the dashboard use (server.host and the "
+                    "tokens decide who reaches it)",
+                    doc.locate(("gateways", name, "enabled")),
+                )
+            )
+    return problems
+
+
 def load_config(
     path: Path | None = None,
     *,
@@ -390,6 +406,7 @@ def load_config(
     if path.exists():
         doc = load_yaml_file(path, env)
         config, warnings = validate_document(DuragentConfig, doc)
+        warnings = [*warnings, *_settings_without_effect(config, doc)]
     elif required or explicit:
         raise ConfigError(f"{path}: no such configuration file (run `duragent init` to create one)")
     else:
@@ -416,5 +433,5 @@ def parse_config_text(
     doc = load_yaml_text(text, source, os.environ if env is None else env)
     config, warnings = validate_document(DuragentConfig, doc)
     config._document = doc
-    config._warnings = warnings
+    config._warnings = [*warnings, *_settings_without_effect(config, doc)]
     return config

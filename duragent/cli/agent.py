@@ -100,12 +100,18 @@ def agent_context(
     name: Annotated[str, typer.Argument(help="The agent's name.")],
     session: Annotated[
         str | None,
-        typer.Option("--session", "-s", help="Use this session's conversation and working memory."),
+        typer.Option(
+            "--session",
+            "-s",
+            help="Use this session's conversation and working memory "
+            "(its id, its name or a unique start of the id).",
+        ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Print exactly what the agent's next model request would contain (memory included)."""
     from duragent.cli.context import run_async
+    from duragent.ids import resolve_session
     from duragent.runtime.context import assemble_context
     from duragent.runtime.memory_context import gather_memory, session_folder
     from duragent.sessions.state import SessionState, resume
@@ -118,8 +124,12 @@ def agent_context(
         async with Workspace(_state(ctx).config()) as workspace:
             agent = workspace.agents.get(name)
             sessions = workspace.stores.sessions
-            state = await resume(sessions, session) if session else SessionState(session_id="preview")
-            folder = session_folder(sessions, session) if session else None
+            session_id = session
+            if session is not None:
+                # like every other --session: the whole id, the session's name or a unique start of the id
+                session_id = resolve_session(session, ((s.session_id, s.name) for s in await sessions.list()))
+            state = await resume(sessions, session_id) if session_id else SessionState(session_id="preview")
+            folder = session_folder(sessions, session_id) if session_id else None
             now = utcnow()
             memory = await gather_memory(workspace.stores.memory, agent, now.date(), session_dir=folder)
             skills = discover_skills(agent.directory, workspace.config.data_path, agent.spec.skills_dir)
