@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from duragent.errors import ConfigError
+from duragent.private_data_dir import make_data_dir
 
 if TYPE_CHECKING:
     from duragent.config import DuragentConfig
@@ -68,6 +69,7 @@ def ensure_tokens(data_path: Path) -> AccessTokens:
     if existing is not None:
         return existing
     path = tokens_path(data_path)
+    make_data_dir(data_path)  # (a server's first start in a new data directory makes it here)
     path.parent.mkdir(parents=True, exist_ok=True)
     ignore = path.parent / ".gitignore"
     if not ignore.exists():

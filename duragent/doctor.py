@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -103,6 +105,7 @@ async def diagnose(
     agent_checks, agents = check_agents(config, env)
     checks += agent_checks
     checks += [check_provider_key(agent, env) for agent in agents]
+    checks += check_secrets_in_agent_files(config)
     server = check_running_server(config, agents, env)
     checks += [server] if server is not None else []
 
@@ -176,7 +179,19 @@ def check_data_dir(path: Path) -> Check:
         return Check(
             name, "fail", f"{path} is not writable: {exc.strerror}", f"fix the permissions of {path}"
         )
-    return Check(name, "ok", f"{path} is writable")
+    from duragent.private_data_dir import shared_bits
+
+    shared = shared_bits(path)
+    if shared:
+        who = "other users of this machine" if shared & 0o007 else "its group"
+        return Check(
+            name,
+            "warn",
+            f"{path} is mode {stat.S_IMODE(path.stat().st_mode):o}: {who} can read every "
+            "conversation, memory and log below it, and their history",
+            f"chmod 700 {shlex.quote(str(path))}",
+        )
+    return Check(name, "ok", f"{path} is writable, by its owner alone")
 
 
 def check_git_installed(git_enabled: bool) -> Check:
@@ -311,6 +326,36 @@ def check_agents(config: DuragentConfig, env: Mapping[str, str]) -> tuple[list[C
         else:
             checks.append(Check(name, "ok", f"valid ({model})"))
     return checks, agents
+
+
+def check_secrets_in_agent_files(config: DuragentConfig) -> list[Check]:
+    """No agent's YAML file writes a secret in the clear (`api_key: ...`): git is never given one,
+    so the file's edits are never committed while it holds it."""
+    from duragent.secrets import literal_secrets
+
+    checks = []
+    for folder in dict.fromkeys((config.agents_path, config.dynamic_agents_path)):
+        for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+            if path.suffix.lower() not in (".yaml", ".yml") or ".git" in path.relative_to(folder).parts:
+                continue
+            if not path.is_file():
+                continue
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue  # (the agent's own check says why it does not load)
+            for line, key in literal_secrets(text):
+                checks.append(
+                    Check(
+                        f"secret in {path.name}",
+                        "warn",
+                        f"{path}:{line}: `{key}:` holds a secret written in the clear; its file's "
+                        "changes are not committed while it does",
+                        "put the secret in an environment variable and name it there instead "
+                        "(`api_key_env: NAME`, or `${NAME}`); revoke it if it was committed before",
+                    )
+                )
+    return checks
 
 
 def check_provider_key(agent: Agent, env: Mapping[str, str]) -> Check:

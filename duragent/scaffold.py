@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Literal
 from duragent.access_tokens import ensure_tokens
 from duragent.errors import DuragentError, UsageError
 from duragent.gateways.setup import ChatSetup, access_block, gateways_config_block
+from duragent.private_data_dir import make_data_dir
 from duragent.processes.output import OUTPUT_GITIGNORE
 
 if TYPE_CHECKING:
@@ -318,11 +319,9 @@ def _write_workspace(
     gateways: Sequence[ChatSetup],
 ) -> list[FileAction]:
     """Write duragent.yaml, the agent, its memory and the data directory's skeleton; what each became."""
-    if not data_dir.exists():
-        # Every conversation, memory and log lives below it: other users of the machine, who
-        # cannot read them over the API without the tokens, cannot read them from the disk either.
-        # (An existing one keeps the mode its owner gave it.)
-        data_dir.mkdir(mode=0o700, parents=True)
+    # Every conversation, memory and log lives below it: other users of the machine, who cannot
+    # read them over the API without the tokens, cannot read them from the disk either.
+    make_data_dir(data_dir)
     config_text = template_text("duragent.yaml") + (
         gateways_config_block(gateways, agent) if gateways else ""
     )

@@ -84,6 +84,68 @@ def looks_secret(name: str) -> bool:
     return bool(_CERTAINLY_SECRET_NAME.search(name) or _KEY_NAME.search(name))
 
 
+#: A one-line YAML mapping entry (in a list item too): its key and its value as written.
+_YAML_ENTRY = re.compile(
+    r"""^[ \t]*(?:-[ \t]+)?["']?(?P<key>[A-Za-z0-9_.-]+)["']?[ \t]*:[ \t]+(?P<value>[^#\s].*?)"""
+    r"[ \t]*(?:[ \t]#.*)?$"
+)
+#: Keys that name where a secret is, not hold it (`api_key_env: OPENAI_API_KEY`).
+_NAMES_A_PLACE = re.compile(r"(?:^|_)(?:ENV|VAR|VARIABLE|FILE|PATH|COMMAND|CMD)$", re.IGNORECASE)
+#: A value that is no secret written out: a `${VAR}` reference, a variable's name, a redaction,
+#: YAML's null, a boolean or a number, a block or a flow collection.
+_NOT_A_LITERAL = re.compile(
+    r"\$\{.*\}|(?-i:[A-Z][A-Z0-9_]*)|\[REDACTED:[^]]*\]|~|null|true|false|yes|no|on|off"
+    r"|[-+]?[0-9][0-9_.eE+-]*|[|>][-+0-9]*|[\[{].*",
+    re.IGNORECASE,
+)
+#: The files `in_the_clear` reads.
+_YAML_SUFFIXES = (".yaml", ".yml")
+#: Key names of secrets beside those of environment variables (`looks_secret`).
+_SECRET_KEY = re.compile(r"APIKEY|ACCESS_?KEY|PRIVATE_?KEY|PASSPHRASE|CREDENTIALS?$", re.IGNORECASE)
+
+
+def literal_secrets(text: str) -> list[tuple[int, str]]:
+    """(line number, key) of each secret the YAML `text` writes in the clear: a value under a key
+    that names a secret (`api_key`, `token`, `password`, `client_secret`...), written out rather
+    than referenced as `${VARIABLE}`.
+
+    Such a value matches no key shape nor environment value when it is a key of a kind the guard
+    does not know, so the guard alone would let it into git.
+    """
+    found: list[tuple[int, str]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        entry = _YAML_ENTRY.match(line)
+        if entry is None:
+            continue
+        key, value = entry["key"], entry["value"].strip().strip("\"'")
+        name = key.replace("-", "_").replace(".", "_")
+        if len(value) < MIN_SECRET_LENGTH or _NAMES_A_PLACE.search(name):
+            continue
+        if _NOT_A_LITERAL.fullmatch(value):
+            continue
+        if _secret_by_name(name, value) or _SECRET_KEY.search(name):
+            found.append((number, key))
+    return found
+
+
+def _agent_yaml(path: str) -> bool:
+    parts = path.replace(os.sep, "/").split("/")
+    name = parts[-1].lower()
+    if not name.endswith(_YAML_SUFFIXES):
+        return False
+    return parts[0] in ("agents", "sys") or name in ("agent.yaml", "agent.yml")
+
+
+def in_the_clear(path: str, added: str) -> list[str]:
+    """`literal_secrets` of the lines a commit adds to the repo-relative `path` when it is an
+    agent's YAML file (under `agents/` or `sys/`, agents deployed over the admin API, or any
+    `agent.yaml`), as the names a refusal gives. The stores' YAML is not read: a session's
+    `state.yaml` quotes the conversation, whose events the guard screened as they were written."""
+    if not _agent_yaml(path):
+        return []
+    return [f"`{key}:` written in the clear" for _, key in literal_secrets(added)]
+
+
 class SecretGuard:
     """Finds and redacts secrets in text and in JSON-like values."""
 

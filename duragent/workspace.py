@@ -153,12 +153,13 @@ class Workspace:
         repo, ledger = self.repo, self.agent_writes
         if repo is None or ledger is None:
             return None
+        from duragent.secrets import in_the_clear
         from duragent.vcs.watch import HumanEditCommitter
 
         guard = self.guard
 
         def screen(path: str, added: str) -> bool:
-            found = guard.find(added)
+            found = guard.find(added) + in_the_clear(path, added)
             if found:
                 log.error("not committing %s: it contains a secret (%s)", path, ", ".join(found))
             return not found

@@ -12,7 +12,10 @@ snapshot of them before such a batch of calls and puts back whatever the batch c
   would have git read them from another folder), its `.gitignore`,
   `.gitattributes` and `.gitmodules` (a filter or a hook is a program the server's git runs; an
   un-ignored `run/` would commit the tokens);
-- `duragent.yaml` beside the data directory (the MCP servers the server starts, its tokens).
+- `duragent.yaml` beside the data directory (the MCP servers the server starts, its tokens);
+- the data repository's `.git` itself: replaced by a symlink or a gitfile (`gitdir: ...`), it
+  would send the server's commits into a folder the agent wrote; the repository it was is moved
+  back from where the link or file points.
 
 Contents are kept between snapshots by file stamp, so a snapshot of an unchanged workspace costs
 a walk of these folders (one `lstat` per file), not reading them. `__pycache__` folders are left
@@ -61,6 +64,8 @@ _DATA_FILES = (
     ".git/commondir",
     "duragent.yaml",
 )
+#: The data repository's git folder, watched itself (only the parts above are walked).
+_GIT_DIR = ".git"
 #: Guarded folders of the data directory, walked whole. (`agents` beside the guard's own agents
 #: folder: an agent deployed over the admin API, in `sys/`, reaches the static agents too.)
 _DATA_FOLDERS = ("agents", "skills", "tools", "sys", ".git/hooks", ".git/info")
@@ -89,6 +94,7 @@ class _Entry:
 
 
 Snapshot = dict[Path, _Entry]
+_NO_ENTRY = _Entry("none", (0, 0, 0, 0, 0))
 T = TypeVar("T")
 
 
@@ -174,13 +180,14 @@ class GuardedFiles:
         """Close `before` and return what changed since: put back as it was (`undo`: nobody
         approved the batch) or taken into the other open snapshots (a person approved it)."""
         self.close(before)
+        moved_back = self._put_back_git_dir(before) if undo else []
         after = self.snapshot()
         changed = self.changed(before, after)
         if changed and undo:
             self.restore(before, after, changed)
         elif changed:
             self.accept(changed)  # a batch nobody approved, running beside this one, keeps them
-        return changed
+        return sorted({*moved_back, *changed})
 
     def accept(self, paths: Iterable[Path]) -> None:
         """Take `paths` as they are now into every open snapshot (a change a person approved)."""
@@ -203,7 +210,7 @@ class GuardedFiles:
     def roots(self) -> list[Path]:
         """The files and folders watched."""
         data = self.data_dir
-        paths = [self.agents_dir, *(data / name for name in _DATA_FOLDERS)]
+        paths = [self.agents_dir, data / _GIT_DIR, *(data / name for name in _DATA_FOLDERS)]
         paths += [data / name for name in _DATA_FILES]
         paths.append(data.parent / "duragent.yaml")
         return list(dict.fromkeys(paths))
@@ -244,6 +251,18 @@ class GuardedFiles:
         changed = [
             path for path in changed if not any(path.is_relative_to(u) and path != u for u in unlisted)
         ]
+        git_dir = self.data_dir / _GIT_DIR
+        now_git = after.get(git_dir)
+        if (
+            git_dir in changed
+            and before.get(git_dir, _NO_ENTRY).kind == "dir"
+            and (now_git is None or now_git.kind not in ("dir", "unlisted"))
+        ):
+            # still not the repository it was (`_put_back_git_dir` found none to move back): an
+            # empty folder made in its place would be a broken repository, whose files nothing
+            # restores; left as it is, commits refuse it (`GitRepo.check_own_git_dir`)
+            changed = [path for path in changed if not path.is_relative_to(git_dir)]
+            failed.append(git_dir)
         # Whatever is new or replaced goes first (deepest first): a folder swapped for a symlink
         # must be gone before the files it held are written back through it.
         for path in sorted(changed, key=lambda p: len(p.parts), reverse=True):
@@ -275,6 +294,41 @@ class GuardedFiles:
                 failed.append(path)
             self._cache.pop(os.fspath(path), None)
         return failed
+
+    def _put_back_git_dir(self, before: Snapshot) -> list[Path]:
+        """Move the data repository's `.git` folder back when the batch replaced it by a symlink
+        or a gitfile naming it (moved elsewhere); `[.git]` when it was replaced, else `[]`."""
+        git_dir = self.data_dir / _GIT_DIR
+        was = before.get(git_dir)
+        if was is None or was.kind != "dir":
+            return []
+        try:
+            now = os.lstat(git_dir)
+        except FileNotFoundError:
+            now = None
+        if now is not None and stat.S_ISDIR(now.st_mode):
+            # a folder still (what changed in its guarded files is put back as for any file)
+            return []
+        moved_to = _named_git_dir(git_dir)
+        try:
+            if moved_to is None or os.lstat(moved_to).st_ino != was.stamp[1]:
+                raise OSError(f"the folder it was is not where it now leads ({moved_to or 'nowhere'})")
+            if now is not None:
+                git_dir.unlink()
+            os.rename(moved_to, git_dir)
+        except OSError as exc:
+            log.error(
+                "a tool call replaced the data repository's %s and it could not be moved back: %s; "
+                "the server commits nothing until that repository is back in its place",
+                git_dir,
+                exc,
+            )
+            return [git_dir]
+        log.warning(
+            "a tool call replaced the data repository's %s (moved to %s): moved it back", git_dir, moved_to
+        )
+        self._cache.pop(os.fspath(git_dir), None)
+        return [git_dir]
 
     def _kept(self, change: Callable[[], Path]) -> Path:
         path = change()
@@ -347,6 +401,19 @@ def _read_entry(path: str, mode: int, current: Stamp) -> _Entry:
     return _Entry("file", current, content=content)
 
 
+def _named_git_dir(dot_git: Path) -> Path | None:
+    """Where a `.git` symlink or gitfile (`gitdir: <path>`) leads, None for anything else."""
+    if dot_git.is_symlink():
+        return dot_git.resolve()
+    try:
+        first = dot_git.read_text(encoding="utf-8", errors="replace").partition("\n")[0]
+    except OSError:  # (a folder, or gone)
+        return None
+    if not first.startswith("gitdir:"):
+        return None
+    return (dot_git.parent / first.removeprefix("gitdir:").strip()).resolve()
+
+
 def _recent() -> int:
     """Stamps changed at or after this time (ns) are not trusted to show the next change."""
     return time.time_ns() - SETTLE_NS
@@ -361,7 +428,7 @@ def _walk(roots: Iterable[Path], unlisted: list[Path]) -> Iterator[tuple[str, os
         except OSError:
             continue  # absent: its creation shows in the next snapshot
         yield root, status
-        if not stat.S_ISDIR(status.st_mode):
+        if not stat.S_ISDIR(status.st_mode) or os.path.basename(root) in _WATCHED_UNWALKED:
             continue
 
         def note(error: OSError) -> None:

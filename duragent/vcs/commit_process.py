@@ -57,6 +57,8 @@ class Setup:
 
     root: str
     git_dir: str
+    #: The git folder's (device, inode) as the server opened it (`GitRepo.git_dir_id`).
+    git_dir_id: tuple[int, int] | None
     lock_timeout: float
     author: str
     guard: SecretGuard | None
@@ -213,7 +215,9 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
     records = _Records()
     logging.getLogger().addHandler(records)
     logging.getLogger().setLevel(setup.log_level)
-    repo = GitRepo(Path(setup.root), Path(setup.git_dir), lock_timeout=setup.lock_timeout)
+    repo = GitRepo(
+        Path(setup.root), Path(setup.git_dir), lock_timeout=setup.lock_timeout, git_dir_id=setup.git_dir_id
+    )
     committer = Committer(repo, author=setup.author, guard=setup.guard, separate_process_from=None)
     while True:
         try:

@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from duragent.errors import DuragentError
+from duragent.secrets import in_the_clear
 from duragent.stores.base import Change
 from duragent.terminal_text import printable
 from duragent.vcs.commit_process import CommitProcess, Setup
@@ -432,6 +433,7 @@ class Committer:
                 Setup(
                     root=str(self.repo.root),
                     git_dir=str(self.repo.git_dir),
+                    git_dir_id=self.repo.git_dir_id,
                     lock_timeout=self.repo.lock_timeout,
                     author=self.author,
                     guard=self.guard,
@@ -489,7 +491,7 @@ class Committer:
 
     def _screen(self, path: str, added: str) -> bool:
         assert self.guard is not None
-        names = self.guard.find_in_path(path) + self.guard.find(added)
+        names = self.guard.find_in_path(path) + self.guard.find(added) + in_the_clear(path, added)
         if not names:
             return True
         self.files_refused += 1

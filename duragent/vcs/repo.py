@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import IO, TypeVar
 
 from duragent.errors import DuragentError, NotFound
+from duragent.private_data_dir import make_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,16 @@ _T = TypeVar("_T")
 # Run with these so a person's configuration cannot prompt, sign, run a filesystem monitor or
 # quote paths in the output we parse; and so no hook runs: git runs hooks (`post-index-change`,
 # `reference-transaction`) for the plumbing we use too, with the server's whole environment (its
-# API keys), and a hook is a program anyone who could write into `.git/` chose.
+# API keys), and a hook is a program anyone who could write into `.git/` chose. Nor does the
+# history run `gpg.program` (`log.showSignature` verifies every signed commit `log` and `show`
+# print, whatever the format); diffs that print a patch pass `--no-ext-diff --no-textconv`.
 _GIT_FLAGS = (
     "-c",
     "core.quotepath=false",
     "-c",
     "core.fsmonitor=false",
+    "-c",
+    "log.showSignature=false",
     "-c",
     f"core.hooksPath={os.devnull}",
     "-c",
@@ -129,6 +134,10 @@ class RepoLocked(GitError):
 
 class RepoBusy(GitError):
     """A merge, rebase, cherry-pick or revert is in progress; commits wait until it ends."""
+
+
+class NotOwnGitDir(GitError):
+    """The data directory's `.git` no longer leads to the repository opened: commits wait."""
 
 
 class InvalidIdentity(DuragentError):
@@ -251,9 +260,19 @@ def merge_texts(ours: str, base: str, theirs: str, *, union: bool = False) -> tu
 class GitRepo:
     """A git working tree whose top folder is `root` (Duragent's data directory)."""
 
-    def __init__(self, root: Path, git_dir: Path, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT):
+    def __init__(
+        self,
+        root: Path,
+        git_dir: Path,
+        *,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        git_dir_id: tuple[int, int] | None = None,
+    ):
+        """`git_dir_id`: the git folder's (device, inode) when the repository was opened (read
+        now when not given): a `.git` that leads to another folder later is refused."""
         self.root = root
         self.git_dir = git_dir
+        self.git_dir_id = git_dir_id if git_dir_id is not None else _folder_id(git_dir)
         self._root_prefix = os.path.join(os.fspath(root), "")
         self.lock_timeout = lock_timeout
         # two committers in one process must not interleave their HEAD updates
@@ -275,7 +294,7 @@ class GitRepo:
         if git_dir is None:
             if not create:
                 raise NotARepository(f"{path} is not a git repository (its own top folder)")
-            path.mkdir(parents=True, exist_ok=True)
+            make_data_dir(path)
             _run_git(path, ["init", "--quiet", "--initial-branch=main"])
             log.info("created git repository %s", path)
             git_dir = Path(_run_git(path, ["rev-parse", "--absolute-git-dir"]).strip())
@@ -404,7 +423,8 @@ class GitRepo:
     def patch(self, old: str | None, new: str | None, paths: Sequence[str] = ()) -> str:
         """The unified diff between two commits (`new` None: the working tree), as git prints it."""
         base = self.resolve(old) if old is not None else _EMPTY_TREE
-        args = ["diff", "--no-color", "--no-ext-diff", "--no-renames", base]
+        # (a diff or textconv driver the repository's configuration names would run a program)
+        args = ["diff", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames", base]
         if new is not None:
             args.append(self.resolve(new))
         return self._git([*args, "--", *paths])
@@ -445,6 +465,7 @@ class GitRepo:
 
     def stream(self, args: Sequence[str]) -> Generator[str, None, None]:
         """Run a read-only git command and yield its output in chunks; closing the iterator stops git."""
+        self.check_own_git_dir()
         # stderr goes to a file: a pipe nobody reads while stdout streams could fill and stall git
         with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as stderr:
             process = subprocess.Popen(
@@ -493,7 +514,8 @@ class GitRepo:
         another process) and changed again on disk is left out, for whoever changed it to commit.
         Nothing else is staged or committed, whatever the person has staged or changed. Returns
         the new commit's sha, or None when those paths match HEAD already. Raises RepoLocked when
-        index.lock stays held for `lock_timeout` seconds, RepoBusy during a merge or rebase.
+        index.lock stays held for `lock_timeout` seconds, RepoBusy during a merge or rebase,
+        NotOwnGitDir when the root's `.git` leads elsewhere than `git_dir`.
         """
         identity = parse_identity(author)
         relative = list(dict.fromkeys(self.relative(p) for p in paths))
@@ -501,6 +523,7 @@ class GitRepo:
             return None
         given = {self.relative(path): written for path, written in (contents or {}).items()}
         deadline = time.monotonic() + self.lock_timeout
+        self.check_own_git_dir()  # (before the lock file: a repository moved away has none)
         with self._commit_lock, self._index_writer(deadline):
             # during a merge or rebase even the interrupted sync waits: `git reset` of those
             # paths would drop the person's conflict entries or staged resolution
@@ -615,6 +638,25 @@ class GitRepo:
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 0.25)
 
+    def check_own_git_dir(self) -> None:
+        """NotOwnGitDir unless the root's `.git` still leads to the git folder opened.
+
+        A `.git` replaced by a symlink or a gitfile (`gitdir: ...`) would have git commit into,
+        and read the configuration, hooks and filters of, whatever folder it names: every git
+        command here checks first (two `stat`s).
+        """
+        dot_git = self.root / ".git"
+        named, what = _git_dir_named_by(dot_git)
+        if named is not None:
+            if self.git_dir_id is None and named == self.git_dir.resolve():
+                return
+            if self.git_dir_id is not None and _folder_id(named) == self.git_dir_id:
+                return
+        raise NotOwnGitDir(
+            f"{dot_git} no longer leads to the repository the server opened: it is {what}; "
+            f"running no git command in it (put that repository back at {dot_git} as it was)"
+        )
+
     def operation_in_progress(self) -> str | None:
         """The git operation a person has under way here ("a rebase", "a merge"...), or None."""
         return next((op for marker, op in _IN_PROGRESS.items() if (self.git_dir / marker).exists()), None)
@@ -720,6 +762,7 @@ class GitRepo:
         env: dict[str, str] | None = None,
         stdin: IO[bytes] | None = None,
     ) -> str:
+        self.check_own_git_dir()
         return _run_git(
             self.root, args, check=check, input=input, env=env, stdin=stdin, pass_fds=self._held_fds()
         )
@@ -977,6 +1020,7 @@ class _StagingIndex:
         lines, took several times that at once (and left the heap that much larger).
         """
         base = head or _EMPTY_TREE
+        self.repo.check_own_git_dir()
         # --text: a file git takes for binary (a NUL byte, a `-diff` attribute) would show as
         # "Binary files differ", and a key inside it would reach the repository unscreened
         args = [
@@ -1054,6 +1098,7 @@ class _StagingIndex:
         env: dict[str, str] | None = None,
         ok_codes: tuple[int, ...] = (0,),
     ) -> str:
+        self.repo.check_own_git_dir()
         return _run_git(
             self.repo.root,
             args,
@@ -1211,6 +1256,38 @@ def _read_person_config(args: Sequence[str], cwd: Path) -> str:
     except OSError:
         return ""
     return done.stdout.decode("utf-8", errors="replace")
+
+
+def _folder_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the folder `path` leads to, None when there is none."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return (status.st_dev, status.st_ino) if stat.S_ISDIR(status.st_mode) else None
+
+
+def _git_dir_named_by(dot_git: Path) -> tuple[Path | None, str]:
+    """The folder a working tree's `.git` leads git to (resolved), and what `.git` is, in words."""
+    try:
+        mode = os.lstat(dot_git).st_mode
+    except OSError:
+        return None, "missing"
+    if stat.S_ISLNK(mode):
+        target = dot_git.resolve()
+        return target, f"a symlink to {target}"
+    if stat.S_ISDIR(mode):
+        return dot_git.resolve(), "a folder"
+    if not stat.S_ISREG(mode):
+        return None, "neither a folder nor a file"
+    try:
+        first = dot_git.read_text(encoding="utf-8", errors="replace").partition("\n")[0]
+    except OSError as error:
+        return None, f"a file that cannot be read ({error.strerror})"
+    if not first.startswith("gitdir:"):
+        return None, "a file that names no repository"
+    named = (dot_git.parent / first.removeprefix("gitdir:").strip()).resolve()
+    return named, f"a file naming {named}"
 
 
 def _own_git_dir(path: Path) -> Path | None:
