@@ -24,6 +24,7 @@ import shutil
 import signal
 import sys
 import sysconfig
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from typing import Literal
 
 from duragent.config import ExternalGatewayConfig
 from duragent.errors import NotFound
+from duragent.gateways.downloads import DOWNLOADS_ENV
 from duragent.gateways.framing import iter_lines
 from duragent.gateways.protocol import (
     MAX_LINE_BYTES,
@@ -224,6 +226,9 @@ class PluginSupervisor:
         self._handlers: set[asyncio.Task[None]] = set()
         #: Why the current run is failing, when we know better than its exit code.
         self._run_error: str | None = None
+        #: Where the plugin saves the files users send; kept across its restarts and removed by
+        #: `stop` only after the events naming them were handled (the plugin may exit first).
+        self._downloads: Path | None = None
 
     @property
     def name(self) -> str:
@@ -307,6 +312,9 @@ class PluginSupervisor:
         for handler in handlers:
             handler.cancel()
         await asyncio.gather(*handlers, return_exceptions=True)
+        if self._downloads is not None:
+            shutil.rmtree(self._downloads, ignore_errors=True)
+            self._downloads = None
         self.status.state = "stopped"
         self.status.pid = None
         for waiter in self._waiters.values():
@@ -389,7 +397,9 @@ class PluginSupervisor:
         return exit_code
 
     async def _spawn(self) -> asyncio.subprocess.Process:
-        env = {**os.environ, **self.spec.env, CONFIGURE_ENV: "1"}
+        if self._downloads is None:
+            self._downloads = Path(tempfile.mkdtemp(prefix="duragent-gateway-downloads-"))
+        env = {**os.environ, **self.spec.env, CONFIGURE_ENV: "1", DOWNLOADS_ENV: str(self._downloads)}
         return await asyncio.create_subprocess_exec(
             *_plugin_argv(self._command_path, self.spec.args, env),
             stdin=asyncio.subprocess.PIPE,

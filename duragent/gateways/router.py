@@ -26,7 +26,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from duragent.agents.loader import Agent
 from duragent.config import RouteConfig
@@ -71,6 +71,8 @@ NOT_ASKED_HERE = (
 )
 RESTARTING_TEXT = "The bot is restarting; send that again in a minute."
 TYPING_EVERY = 4.0
+#: How much of a received file is read at a time to store it as an artifact.
+FILE_PIECE_BYTES = 1 << 20
 RECENT_IDS = 500
 #: A plugin announcing the `split` capability cuts long replies into messages itself, knowing its
 #: platform (Telegram counts visible characters and closes and reopens bold across a cut); it gets
@@ -476,10 +478,26 @@ class GatewayRouter:
             if agent.spec.access.groups.activation == "mention" and not addressed:
                 await self._keep_as_context(key, message, text)
                 return
+        await self._tell_what_was_not_received(gateway, message)
         window = agent.spec.access.debounce.total_seconds()
         self._debounce(key, message, text, window)
         # Stored before the plugin's next read confirms the message to the platform (for good).
         await self._save_pending()
+
+    async def _tell_what_was_not_received(self, gateway: str, message: MessageReceived) -> None:
+        """Tell the sender why the file they sent did not arrive (too large, a failed download)."""
+        metadata = message.metadata if isinstance(message.metadata, dict) else {}
+        reason = metadata.get("download_error")
+        if not isinstance(message.content, MediaContent) or not reason:
+            return
+        name = metadata.get("file_name") or "your file"
+        notice = f"I did not receive {name}: {reason}."
+        try:
+            await self.send_text(gateway, message.chat_id, notice, reply_to=message.message_id)
+        except (ConnectionError, DuragentError) as exc:
+            log.warning(
+                "gateway %s: chat %s: cannot say a file was not received: %s", gateway, message.chat_id, exc
+            )
 
     async def _text_of(self, agent: str, message: MessageReceived) -> str:
         """The message as text for the agent; media files are stored as artifacts first."""
@@ -490,14 +508,24 @@ class GatewayRouter:
         metadata = message.metadata if isinstance(message.metadata, dict) else {}
         file_path = metadata.get("file_path")
         note = f"[{content.media_type}]"
-        if file_path and self.artifacts is not None:
+        if metadata.get("download_error"):
+            name = metadata.get("file_name") or "file"
+            note = f"[{content.media_type} {name} not received: {metadata['download_error']}]"
+        elif file_path and self.artifacts is not None:
             name = metadata.get("file_name") or Path(str(file_path)).name
-            ref = await self.artifacts.put(
-                agent,
-                f"inbox/{message.message_id}-{name}",
-                _file_chunks(Path(str(file_path))),
-                ArtifactMeta(content_type=str(metadata.get("mime_type") or "application/octet-stream")),
-            )
+            try:
+                file = await asyncio.to_thread(Path(str(file_path)).open, "rb")
+            except OSError as exc:
+                # The message still reaches the agent, saying what became of its file.
+                log.warning("gateway message %s: cannot read its file: %s", message.message_id, exc)
+                return f"[{content.media_type} {name} not received: {exc.strerror or exc}] {text}".strip()
+            with file:
+                ref = await self.artifacts.put(
+                    agent,
+                    f"inbox/{message.message_id}-{name}",
+                    _file_chunks(file),
+                    ArtifactMeta(content_type=str(metadata.get("mime_type") or "application/octet-stream")),
+                )
             note = f"[{content.media_type} saved as artifact {ref.name} ({ref.id})]"
         return f"{note} {text}".strip()
 
@@ -853,9 +881,10 @@ def _trigger(sender: object, gateway: str | None) -> tuple[str, str | None] | No
     return str(sender["id"]), None if message_id is None else str(message_id)
 
 
-async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
-    data = await asyncio.to_thread(path.read_bytes)
-    yield data
+async def _file_chunks(file: BinaryIO) -> AsyncIterator[bytes]:
+    """An open file in pieces: a large upload is not held in the server's memory whole."""
+    while data := await asyncio.to_thread(file.read, FILE_PIECE_BYTES):
+        yield data
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -34,7 +34,7 @@ from discord.http import Route
 from duragent.errors import ConfigError
 from duragent.gateways.chat_order import ChatOrder
 from duragent.gateways.chunking import split_message
-from duragent.gateways.downloads import DownloadFolder
+from duragent.gateways.downloads import MAX_DOWNLOAD_MB, DownloadFolder, too_large
 from duragent.gateways.protocol import (
     AnswerCallbackQuery,
     DeleteMessage,
@@ -44,7 +44,13 @@ from duragent.gateways.protocol import (
     SendMessage,
     SendTyping,
 )
-from duragent.gateways.sdk import GatewayPlugin, PlatformError, SecretRedactor, refuse_unknown_keys
+from duragent.gateways.sdk import (
+    GatewayPlugin,
+    PlatformError,
+    SecretRedactor,
+    int_setting,
+    refuse_unknown_keys,
+)
 from duragent.plugins.discord.markdown import markdown_to_discord
 
 TOKEN_ENV = "DISCORD_BOT_TOKEN"
@@ -71,6 +77,7 @@ class DiscordSettings:
     api_base: str | None = None
     gateway_url: str | None = None
     download_dir: str | None = None
+    max_download_mb: int = MAX_DOWNLOAD_MB
 
     @classmethod
     def from_config(cls, config: dict[str, Any], environ: dict[str, str]) -> DiscordSettings:
@@ -89,6 +96,7 @@ class DiscordSettings:
             api_base=str(api_base).rstrip("/") if api_base else None,
             gateway_url=str(gateway_url) if gateway_url else None,
             download_dir=config.get("download_dir") or None,
+            max_download_mb=int_setting(config, "max_download_mb", MAX_DOWNLOAD_MB, minimum=1),
         )
 
 
@@ -171,7 +179,9 @@ class DiscordPlugin(GatewayPlugin):
             _, gateway, _ = await client.http.get_bot_gateway()
         if gateway is not None:
             DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway)
-        self._downloads = DownloadFolder(settings.download_dir, prefix="duragent-discord-")
+        self._downloads = DownloadFolder(
+            settings.download_dir, prefix="duragent-discord-", environ=self.environ
+        )
         self._connection = asyncio.create_task(self._stay_connected(client, settings.bot_token))
         self._connection.add_done_callback(self._connection_ended)
         ready = asyncio.create_task(self._ready.wait())
@@ -379,6 +389,16 @@ class DiscordPlugin(GatewayPlugin):
         assert self._downloads is not None
         name = Path(attachment.filename).name or "file"
         mime_type = attachment.content_type or "application/octet-stream"
+        limit = self.settings.max_download_mb if self.settings else MAX_DOWNLOAD_MB
+        refused = too_large(attachment.size, limit)
+        if refused is not None:  # discord.py holds the whole file in memory while saving it
+            log.warning("not downloading %s: %s", name, refused)
+            return {
+                "file_name": name,
+                "mime_type": mime_type,
+                "size": attachment.size,
+                "download_error": refused,
+            }
         target = self._downloads.new_file(name)
         try:
             await attachment.save(target)
@@ -445,19 +465,31 @@ class DiscordPlugin(GatewayPlugin):
         return str(last.id)
 
     async def on_send_media(self, cmd: SendMedia) -> str | None:
-        """Send a file (base64 data) as an attachment, or a URL as a link Discord previews."""
+        """Send a file (base64 data) as an attachment, or a URL as a link Discord previews.
+
+        A caption too long for one message is cut like a reply: its first pieces go out as
+        messages, the last with the file (nothing is cut off)."""
         channel = self._channel(cmd.chat_id)
-        caption = markdown_to_discord(cmd.caption or "")[:DISCORD_TEXT_LIMIT]
+        pieces = split_message(markdown_to_discord(cmd.caption or ""), DISCORD_TEXT_LIMIT)
+        file: discord.File | None = None
         if cmd.media.source == "url":
-            text = f"{caption}\n{cmd.media.url}".strip()
-            sent = await self._call(channel.send(text[:DISCORD_TEXT_LIMIT]))
-            return str(sent.id)
-        try:
-            data = base64.b64decode(cmd.media.data, validate=True)
-        except ValueError:
-            raise PlatformError("invalid_request", "media data is not valid base64") from None
-        file = discord.File(io.BytesIO(data), filename=cmd.media.filename or "file")
-        sent = await self._call(channel.send(caption or None, file=file))
+            last = pieces.pop() if pieces else ""
+            if len(last) + 1 + len(cmd.media.url) <= DISCORD_TEXT_LIMIT:
+                caption = f"{last}\n{cmd.media.url}".strip()
+            else:
+                pieces.append(last)
+                caption = cmd.media.url[:DISCORD_TEXT_LIMIT]
+        else:
+            try:
+                data = base64.b64decode(cmd.media.data, validate=True)
+            except ValueError:
+                raise PlatformError("invalid_request", "media data is not valid base64") from None
+            file = discord.File(io.BytesIO(data), filename=cmd.media.filename or "file")
+            caption = pieces.pop() if pieces else ""
+        for piece in pieces:
+            await self._call(channel.send(piece))
+        options: dict[str, Any] = {"file": file} if file is not None else {}
+        sent = await self._call(channel.send(caption or None, **options))
         return str(sent.id)
 
     async def on_send_typing(self, cmd: SendTyping) -> None:

@@ -22,6 +22,7 @@ import logging
 import os
 import re
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -32,6 +33,8 @@ from aiohttp import web
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError, SlackRequestError
+from slack_sdk.http_retry import HttpRequest, HttpResponse, RetryState
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -41,7 +44,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from duragent.errors import ConfigError
 from duragent.gateways.chat_order import ChatOrder
 from duragent.gateways.chunking import split_then_convert
-from duragent.gateways.downloads import DownloadFolder
+from duragent.gateways.downloads import MAX_DOWNLOAD_MB, DownloadFolder, too_large
 from duragent.gateways.protocol import (
     AnswerCallbackQuery,
     DeleteMessage,
@@ -93,6 +96,7 @@ class SlackSettings:
     http_path: str = "/slack/events"
     api_base: str | None = None
     download_dir: str | None = None
+    max_download_mb: int = MAX_DOWNLOAD_MB
 
     @classmethod
     def from_config(cls, config: dict[str, Any], environ: dict[str, str]) -> SlackSettings:
@@ -136,6 +140,7 @@ class SlackSettings:
             http_path=http_path,
             api_base=(str(api_base).rstrip("/") + "/") if api_base else None,
             download_dir=config.get("download_dir") or None,
+            max_download_mb=int_setting(config, "max_download_mb", MAX_DOWNLOAD_MB, minimum=1),
         )
 
 
@@ -161,6 +166,9 @@ class SlackPlugin(GatewayPlugin):
         self._presses: dict[str, tuple[str, str, str | None]] = {}
         self._downloads: DownloadFolder | None = None
         self._order = ChatOrder()
+        #: Started: a token refused from now on was revoked while running (see `_token_refused`).
+        self._running = False
+        self._stopping_for_token = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -183,6 +191,7 @@ class SlackPlugin(GatewayPlugin):
         self._client = AsyncWebClient(
             token=settings.bot_token,
             retry_handlers=[
+                _RefusedTokenWatcher(self._token_refused),
                 AsyncConnectionErrorRetryHandler(),
                 AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
             ],
@@ -191,7 +200,9 @@ class SlackPlugin(GatewayPlugin):
         identity = await self._auth_test()
         self._bot_user_id = str(identity.get("user_id", ""))
         self._bot_name = str(identity.get("user", "bot"))
-        self._downloads = DownloadFolder(settings.download_dir, prefix="duragent-slack-")
+        self._downloads = DownloadFolder(
+            settings.download_dir, prefix="duragent-slack-", environ=self.environ
+        )
         app = AsyncApp(
             client=self._client,
             signing_secret=settings.signing_secret or "",
@@ -213,6 +224,7 @@ class SlackPlugin(GatewayPlugin):
             except (SlackApiError, SlackRequestError, aiohttp.ClientError, OSError) as error:
                 raise ConnectionError(self._redact(f"cannot open Socket Mode: {error}")) from None
         log.info("connected as @%s (%s mode)", self._bot_name, settings.mode)
+        self._running = True
 
     async def _auth_test(self) -> dict[str, Any]:
         """auth.test, retried briefly: a flaky network at boot should not cost a restart cycle."""
@@ -254,6 +266,25 @@ class SlackPlugin(GatewayPlugin):
             raise ConnectionError(self._redact(f"cannot open Socket Mode: {code or error}")) from None
         except (SlackRequestError, aiohttp.ClientError, OSError) as error:
             raise ConnectionError(self._redact(f"cannot open Socket Mode: {error}")) from None
+
+    async def _token_refused(self, method: str, code: str) -> None:
+        """A token Slack no longer takes while the app runs (revoked, regenerated, the app
+        uninstalled): one fatal error naming where it is set, and a stop. Else Socket Mode
+        retries for ever and every event fails its authorization, a bot that hears nothing."""
+        if not self._running or self._stopping_for_token:
+            return
+        self._stopping_for_token = True
+        if method == "apps.connections.open":
+            token = f"app-level token (xapp-) in {_source(self.config, 'app_token', APP_TOKEN_ENV)}"
+        else:
+            token = f"bot token (xoxb-) in {_source(self.config, 'bot_token', BOT_TOKEN_ENV)}"
+        message = (
+            f"Slack refused the {token} ({code}) while running: was it revoked or regenerated,"
+            " or the app uninstalled? Set the current one"
+        )
+        log.error("%s", message)
+        await self.error("unauthorized", message, fatal=True)
+        self.request_stop(message)
 
     async def _serve_http(self, app: AsyncApp, settings: SlackSettings) -> None:
         """HTTP Events mode: Bolt's aiohttp app (signature checks included) on the local port."""
@@ -409,6 +440,12 @@ class SlackPlugin(GatewayPlugin):
                 "mime_type": mimetype,
                 "download_error": "file is not on Slack's file host",
             }
+        limit = self.settings.max_download_mb if self.settings else MAX_DOWNLOAD_MB
+        size = file.get("size")
+        refused = too_large(size if isinstance(size, int) else None, limit)
+        if refused is not None:  # the whole file is held in memory while it is fetched
+            log.warning("not downloading %s: %s", name, refused)
+            return {"file_name": name, "mime_type": mimetype, "size": size, "download_error": refused}
         target = self._downloads.new_file(name)
         headers = {"Authorization": f"Bearer {self.client.token}"}
         try:
@@ -475,19 +512,26 @@ class SlackPlugin(GatewayPlugin):
         return last
 
     async def on_send_media(self, cmd: SendMedia) -> str | None:
-        """Upload a file (base64 data) with the caption; a URL is posted as a link Slack unfurls."""
+        """Upload a file (base64 data) with the caption; a URL is posted as a link Slack unfurls.
+
+        A caption over the section limit is cut like a reply (never inside `&amp;`): its first
+        pieces go out as messages, the last with the file."""
         channel, thread_ts = _place(cmd.chat_id)
-        caption = markdown_to_mrkdwn(cmd.caption or "")[:SLACK_TEXT_LIMIT]
+        pieces = split_then_convert(cmd.caption or "", SLACK_TEXT_LIMIT, markdown_to_mrkdwn)
+        caption = pieces.pop() if pieces else ""
+        if cmd.media.source != "url":
+            try:
+                data = base64.b64decode(cmd.media.data, validate=True)
+            except ValueError:
+                raise PlatformError("invalid_request", "media data is not valid base64") from None
+        for piece in pieces:
+            await self._call(self.client.chat_postMessage(channel=channel, text=piece, thread_ts=thread_ts))
         if cmd.media.source == "url":
             text = f"{caption}\n<{cmd.media.url}>".strip()
             response = await self._call(
                 self.client.chat_postMessage(channel=channel, text=text, thread_ts=thread_ts)
             )
             return str(response.get("ts"))
-        try:
-            data = base64.b64decode(cmd.media.data, validate=True)
-        except ValueError:
-            raise PlatformError("invalid_request", "media data is not valid base64") from None
         filename = cmd.media.filename or "file"
         response = await self._call(
             self.client.files_upload_v2(
@@ -544,6 +588,29 @@ class SlackPlugin(GatewayPlugin):
 
     def _redact(self, text: str) -> str:
         return self._redactor.redact(text)
+
+
+class _RefusedTokenWatcher(AsyncRetryHandler):
+    """Retries nothing: sees every Web API answer, also those of the clients Bolt makes for each
+    event (they copy the retry handlers) and of Socket Mode's reconnects, which only log theirs,
+    and tells `on_refused(method, error)` of a refused token."""
+
+    def __init__(self, on_refused: Callable[[str, str], Awaitable[None]]):
+        super().__init__()
+        self._on_refused = on_refused
+
+    async def can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        body = response.body if response is not None else None
+        if isinstance(body, dict) and body.get("ok") is False and body.get("error") in _REFUSED_TOKEN:
+            await self._on_refused(urlsplit(request.url).path.rsplit("/", 1)[-1], str(body["error"]))
+        return False
 
 
 def _source(config: dict[str, Any], key: str, variable: str) -> str:

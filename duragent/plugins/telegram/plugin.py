@@ -190,7 +190,9 @@ class TelegramPlugin(GatewayPlugin):
             await session.close()  # on_shutdown does not run after a failed start
             raise
         self._connected = True
-        self._downloads = DownloadFolder(settings.download_dir, prefix="duragent-telegram-")
+        self._downloads = DownloadFolder(
+            settings.download_dir, prefix="duragent-telegram-", environ=self.environ
+        )
         log.info("connected as @%s (%s mode)", self._me.username, settings.mode)
         if settings.mode == "webhook":
             await self._start_webhook(settings)
@@ -255,8 +257,13 @@ class TelegramPlugin(GatewayPlugin):
                 await asyncio.sleep(error.retry_after)
                 continue
             except TelegramUnauthorizedError:
-                await self.error("unauthorized", "Telegram refused the bot token", fatal=True)
-                self.request_stop("bot token revoked")
+                message = (
+                    f"Telegram refused the bot token in {_token_source(self.config)} (401 Unauthorized)"
+                    " while running: was it revoked in @BotFather? Set the current one"
+                )
+                log.error("%s", message)
+                await self.error("unauthorized", message, fatal=True)
+                self.request_stop(message)
                 return
             except (TelegramAPIError, ClientDecodeError, aiohttp.ClientError, OSError) as error:
                 # ClientDecodeError: an HTML error page (502 from the proxy in front of Telegram).
