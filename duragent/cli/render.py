@@ -106,6 +106,9 @@ class Renderer:
         self.color = (bool(self.tty) and "NO_COLOR" not in os.environ) if color is None else color
         self.markdown = markdown
         self._streamed: list[str] = []
+        #: Lines were printed below the streamed text (a notice: the server stopped, reconnected):
+        #: it can no longer be erased by moving up over it, which would erase those lines instead.
+        self._buried = False
         self._open_tool: str | None = None
         self._tool_lines: dict[str, str] = {}
         self._spinner: asyncio.Task[None] | None = None
@@ -129,6 +132,7 @@ class Renderer:
         """One line of text, on a line of its own, styled when colours are on (control
         characters in it are shown as escapes: it may come from the model or a tool)."""
         self._end_open_line()
+        self._buried = bool(self._streamed)
         text = printable(text)
         if style and self.color:
             codes = ";".join(_STYLES[s] for s in style.split())
@@ -196,14 +200,16 @@ class Renderer:
 
     def reply(self, content: str, *, final: bool = True) -> None:
         """The assistant's message is complete: re-draw streamed text as Markdown, or print it whole."""
-        streamed = "".join(self._streamed)
+        streamed, erasable = "".join(self._streamed), not self._buried
         self._streamed.clear()
+        self._buried = False
         if not streamed:
             if content.strip():
                 self._end_open_line()
                 self._print_reply(content)
             return
-        if final and self.tty and self.markdown and looks_like_markdown(content) and self._erase(streamed):
+        redraw = final and self.tty and self.markdown and erasable and looks_like_markdown(content)
+        if redraw and self._erase(streamed):
             self._print_reply(content)
             return
         if not self._at_line_start:
@@ -216,10 +222,11 @@ class Renderer:
     def discard_streamed(self) -> None:
         """The text streamed since the last message came from an attempt that died
         (`attempt_restarted`): erase it, or say it is void when it can no longer be erased."""
-        streamed = "".join(self._streamed)
+        streamed, erasable = "".join(self._streamed), not self._buried
         self._streamed.clear()
+        self._buried = False
         self._clear_spinner()
-        if not streamed or (self.tty and self._erase(streamed)):
+        if not streamed or (self.tty and erasable and self._erase(streamed)):
             return
         self.line("↻ the reply restarted; the text above is void", "dim")
 

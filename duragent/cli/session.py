@@ -121,6 +121,10 @@ def show_session(
     print(f"session   {info.session_id}")
     print(f"agent     {info.agent}")
     print(f"status    {info.status}")
+    if info.status == "paused":
+        print(f"paused    {_pause_text(info)}")
+    for queued in info.queued:
+        print(f"waiting   {_waiting_text(queued)}")
     print(f"created   {_when(info.created_at)}")
     print(f"updated   {_when(info.updated_at)}")
     print(
@@ -133,6 +137,32 @@ def show_session(
         print(f"pending   approval for {approval.get('tool', '?')} (call {approval.get('call_id', '?')})")
     if unattended is not None:
         print(f"unattended {describe_unattended(unattended, _when)}")
+
+
+def _pause_text(info: Any) -> str:
+    """Why a paused session paused, and what continues it."""
+    from duragent.sessions.live import DISCONNECT_PAUSE_REASON, RESTART_PAUSE_REASON, SHUTDOWN_PAUSE_REASON
+    from duragent.sessions.stream import APPROVAL_PAUSE_REASON
+
+    reason = info.pause_reason or "no reason recorded"
+    attach = f"duragent attach {info.session_id}"
+    if reason == APPROVAL_PAUSE_REASON or info.pending_approvals:
+        return f"{reason}: {attach} answers it"
+    if reason in (DISCONNECT_PAUSE_REASON, RESTART_PAUSE_REASON, SHUTDOWN_PAUSE_REASON):
+        return f"{reason}: it waits for a client ({attach} continues it)"
+    return f"{reason}: {attach}, then /resume, continues it"
+
+
+def _waiting_text(queued: dict[str, Any]) -> str:
+    """One message queued for a turn: who sent it and its first line (control characters escaped)."""
+    from duragent.terminal_text import printable
+
+    sender = queued.get("sender")
+    name = sender.get("name") if isinstance(sender, dict) else None
+    first = str(queued.get("content", "")).strip().splitlines()[:1]
+    text = first[0] if first else ""
+    text = printable(text if len(text) <= 70 else text[:69] + "…")
+    return f"message from {printable(str(name))}: {text}" if name else f"message: {text}"
 
 
 def _background_limit(workspace: Workspace, agent_name: str) -> timedelta:

@@ -117,10 +117,18 @@ TOLD_LOOKBACK = 500
 
 
 async def _already_told(live: LiveSession, sender_id: str) -> bool:
-    """True when the session's recent log holds a message from `sender_id` (queued or started)."""
+    """True when the session's recent log holds a message from `sender_id` (queued or started), or
+    the result of the agent's call that saw the process end (`wait`, its own `kill`): a crash came
+    after that result was stored and before the process was marked reported."""
     after = max(0, live.log.state.last_seq - TOLD_LOOKBACK)
-    options = SessionReadOptions(after_seq=after, types=frozenset({"message_queued", "user_message"}))
-    for event in await live.log.store.read(live.session_id, options):
+    types = frozenset({"message_queued", "user_message", "tool_result"})
+    answer = f"process {sender_id.removeprefix('process:')} "  # (the call's result starts so)
+    for event in await live.log.store.read(live.session_id, SessionReadOptions(after_seq=after, types=types)):
+        if event.type == "tool_result":
+            content = event.payload.get("content")
+            if event.payload.get("tool") == "background_process" and str(content).startswith(answer):
+                return True
+            continue
         sender = event.payload.get("sender")
         if isinstance(sender, dict) and sender.get("id") == sender_id:
             return True

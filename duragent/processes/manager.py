@@ -150,6 +150,9 @@ class ProcessManager:
         self._closing = False
         #: The handles (and agents) of spawns under way: they count against `max_running` already.
         self._starting: dict[str, str] = {}
+        #: Ends a `wait` (or the agent's `kill`) saw, whose tool result answers the session: marked
+        #: reported once that result is stored (`answered`), reported as usual if it never is.
+        self._unanswered: set[str] = set()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -477,9 +480,32 @@ class ProcessManager:
             else:
                 await self._stop_tmux(running)
             await running.ended.wait()
+        except asyncio.CancelledError:
+            if answered and running.ended.is_set():
+                self._answer_dropped(handle)
+            raise
         finally:
             running.waiting -= int(answered)
         return self.get(handle)
+
+    async def stop_session(self, session_id: str, why: str) -> tuple[ProcessRecord, ...]:
+        """Stop every process `session_id` started that still runs (the session ended or was
+        deleted), all at once, each as `kill` does; returns their records (status `killed`)."""
+        handles = [h for h, r in self._running.items() if r.record.session_id == session_id]
+        if not handles:
+            return ()
+        reason = f"its session ended ({why})"
+        log.info("session %s ended (%s): stopping its background processes %s", session_id, why, handles)
+        outcomes = await asyncio.gather(
+            *(self.kill(h, reason=reason) for h in handles), return_exceptions=True
+        )
+        stopped = []
+        for handle, outcome in zip(handles, outcomes, strict=True):
+            if isinstance(outcome, ProcessRecord):
+                stopped.append(outcome)
+            elif not isinstance(outcome, UsageError):  # (UsageError: it ended by itself meanwhile)
+                log.error("process %s of ended session %s: not stopped: %s", handle, session_id, outcome)
+        return tuple(stopped)
 
     async def wait(self, handle: str, seconds: float) -> ProcessRecord:
         """Wait up to `seconds` for a process to end; an end seen here is not reported to its session."""
@@ -490,9 +516,36 @@ class ProcessManager:
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(running.ended.wait()), seconds)
+        except asyncio.CancelledError:
+            if running.ended.is_set():
+                self._answer_dropped(handle)  # (its turn was cancelled: nobody answers the session)
+            raise
         finally:
             running.waiting -= 1
         return self.get(handle)
+
+    async def answered(self, handle: str) -> None:
+        """The end of `handle` that a `wait` (or the agent's `kill`) saw is now stored in its session
+        as that call's result: mark it reported (until then a crash leaves it to be reported)."""
+        if handle not in self._unanswered:
+            return
+        self._unanswered.discard(handle)
+        record = self._records.get(handle)
+        if record is not None and not record.reported:
+            reported = record.model_copy(update={"reported": True})
+            self._records[handle] = reported
+            await self._save(reported, "reported (answered by the call that waited for it)")
+
+    def _answer_dropped(self, handle: str) -> None:
+        """The call that saw the end of `handle` will not answer the session: report it as usual."""
+        if handle not in self._unanswered:
+            return
+        self._unanswered.discard(handle)
+        record = self._records.get(handle)
+        if record is not None and not record.reported and self.reporter is not None:
+            task = asyncio.create_task(self._tell_session(record, self.reporter), name=f"report {handle}")
+            self._reports.add(task)
+            task.add_done_callback(self._reports.discard)
 
     def log_path(self, handle: str) -> Path:
         """The process's output file."""
@@ -623,11 +676,13 @@ class ProcessManager:
     async def _finish(
         self, running: _Running, status: ProcessStatus, exit_code: int | None, *, reason: str | None = None
     ) -> None:
-        """Record the end, wake waiters, and report it (unless a `wait` already saw it)."""
+        """Record the end, wake waiters, and report it (unless a `wait` saw it: the waiting call's
+        result tells the session, and `answered` marks it reported once that result is stored; a
+        crash before that leaves it unreported, so the next start reports it)."""
         record = self._ended(running, status, exit_code, reason)
         seen_by_waiter = running.waiting > 0
         if seen_by_waiter:
-            record = record.model_copy(update={"reported": True})
+            self._unanswered.add(record.handle)
         self._records[record.handle] = record
         self._running.pop(record.handle, None)
         await self._save(record, record.outcome())

@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -647,6 +647,8 @@ class Runtime:
             ]
         )
         for call in calls:
+            await _after_stored(results[call.id], call)
+        for call in calls:
             result = results[call.id]
             yield ToolCallFinished(call.id, call.name, result.ok, result.content, timings.get(call.id, 0))
 
@@ -753,7 +755,7 @@ class Runtime:
                 "an agent's definition, its policy, skills and tools, git's configuration or "
                 "duragent.yaml; ask them]"
             )
-            outcomes = [ToolResult(False, f"{o.content}\n{note}".lstrip(), o.data) for o in outcomes]
+            outcomes = [replace(o, ok=False, content=f"{o.content}\n{note}".lstrip()) for o in outcomes]
         return outcomes
 
     def _guard(self, agent: Agent) -> GuardedFiles:
@@ -995,6 +997,17 @@ def _approval_payload(session: SessionLog, call: ToolCall, invocation: str) -> d
         "command": invocation,
         "batch_position": session.state.last_batch_position(),
     }
+
+
+async def _after_stored(result: ToolResult, call: ToolCall) -> None:
+    """Run what the tool asked for once its result is durable (`ToolResult.on_stored`)."""
+    if result.on_stored is None:
+        return
+    try:
+        await result.on_stored()
+    except Exception:
+        # (the result is stored: the turn goes on; what the tool meant to follow it is in the log)
+        log.exception("tool %s (call %s): what follows its stored result failed", call.name, call.id)
 
 
 def _kept_with_result(call: ToolCall, result: ToolResult) -> dict[str, Any]:

@@ -272,6 +272,8 @@ async def _start_processes(state: ServerState) -> ProcessManager:
     gateways = state.gateways
     chats = gateways.router.chat_session if gateways is not None and gateways.manager.plugins else None
     processes.reporter = SessionReporter(state.sessions, chats)
+    # ending (or deleting) a session stops what it started in the background
+    state.sessions.end_listeners.append(processes.stop_session)
     if state.schedules is not None:
         processes.on_end.append(state.schedules.process_ended)
     await processes.start()

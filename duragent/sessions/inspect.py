@@ -28,6 +28,8 @@ class SessionInfo(SessionState):
     """
 
     unattended_since: datetime | None = None
+    #: Why a paused session paused (its last status change), None unless its status is `paused`.
+    pause_reason: str | None = None
 
     def unattended(self, limit: timedelta, now: datetime) -> dict[str, Any] | None:
         """How long the session has run unattended and when it will be paused (None unless running)."""
@@ -47,6 +49,11 @@ class SessionInfo(SessionState):
             "event_counts": self.event_counts,
             "usage": self.usage,
             "pending_approvals": self.pending_approvals,
+            "pause_reason": self.pause_reason,
+            "queued": [
+                {"queue_id": q.get("queue_id"), "content": q.get("content"), "sender": q.get("sender")}
+                for q in self.queued
+            ],
             "metadata": self.metadata,
         }
 
@@ -91,7 +98,17 @@ async def inspect_session(store: SessionStore, session_id: str) -> SessionInfo:
     info = SessionInfo(session_id=session_id)
     replay(session_id, events, info)
     info.unattended_since = _unattended_since(events)
+    info.pause_reason = _pause_reason(events) if info.status == "paused" else None
     return info
+
+
+def _pause_reason(events: list[SessionEvent]) -> str | None:
+    """The reason of the last status change to `paused`."""
+    for event in reversed(events):
+        if event.type == "status_change" and event.payload.get("to") == "paused":
+            reason = event.payload.get("reason")
+            return reason if isinstance(reason, str) else None
+    return None
 
 
 def _unattended_since(events: list[SessionEvent]) -> datetime | None:

@@ -14,7 +14,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -104,6 +104,9 @@ class TurnReport:
 
 #: Called once at the end of every turn (keep it quick: it runs on the session's task).
 TurnEndHook = Callable[[TurnReport], None]
+#: Told that a session ended or is being deleted: (session id, why), e.g. to stop its background
+#: processes. Awaited by `end` (and the manager's `delete`) before they return.
+SessionEndListener = Callable[[str, str], Awaitable[object]]
 
 
 @dataclass
@@ -320,6 +323,8 @@ class LiveSession:
         #: and no turn of it runs: the session manager loads the session again from the store.
         self.on_stale: Callable[[LiveSession], None] | None = None
         self._stale_told = False
+        #: Told when the session ends (`end`); the session manager shares its own list here.
+        self.end_listeners: list[SessionEndListener] = []
         session_log.listeners.append(self._on_append)
         session_log.on_stale = self._went_stale
 
@@ -508,6 +513,8 @@ class LiveSession:
         state = self.log.state
         if self._turn is not None or self._pending:
             raise NothingToRetry("a turn is running or queued: retry once it has ended")
+        if state.turn_closed_by is None and self.unfinished_turn:
+            raise NothingToRetry(self._resume_instead())
         if state.turn_closed_by is None:
             raise NothingToRetry("the last turn did not fail: there is nothing to retry")
         if not owes_reply(state.conversation):
@@ -521,6 +528,21 @@ class LiveSession:
         stored = self._future()
         self._start(None, None, stored, retried={"after": state.turn_closed_by, "turn": state.turns})
         await asyncio.wait({stored})
+
+    def _resume_instead(self) -> str:
+        """Why a turn that stopped midway (a pause, a stop or a crash) is not retried, and what
+        continues it: it did not fail, and is owed its end, not a new answer."""
+        why = f" ({self.pause_reason})" if self.status == "paused" and self.pause_reason else ""
+        route = f"/api/v1/sessions/{self.session_id}"
+        if self.log.state.pending_approvals:
+            return (
+                f"the last turn did not fail: it stopped midway{why} waiting for a tool call's "
+                f"approval; answer it instead (POST {route}/approve, or attach to the session)"
+            )
+        return (
+            f"the last turn did not fail: it stopped midway{why}; resume it instead "
+            f"(POST {route}/resume, or /resume in duragent chat and attach)"
+        )
 
     @property
     def last_turn_retryable(self) -> bool:
@@ -569,7 +591,8 @@ class LiveSession:
         self.runtime.approvals.decide(call_id, decision, session_id=self.session_id)
 
     async def end(self, reason: str = "ended by client") -> None:
-        """End the session: stop any turn, record `session_end`, detach everyone."""
+        """End the session: stop any turn, record `session_end`, detach everyone, and tell the
+        `end_listeners` (what the session started in the background is stopped)."""
         for waiting in self._pending:
             waiting.started.cancel()
         self._pending.clear()
@@ -578,6 +601,7 @@ class LiveSession:
             await self.log.append("session_end", {"reason": reason})
             await self.log.snapshot()
         self._close_subscribers()
+        await tell_session_ended(self.end_listeners, self.session_id, reason)
 
     async def close(self, grace: float = 10.0) -> None:
         """Unload: let a running turn reach a safe point within `grace` seconds, then snapshot."""
@@ -948,6 +972,15 @@ class LiveSession:
 _Buffered = tuple[int, int, str, str | dict[str, Any]]
 
 _OUTCOMES: dict[type, str] = {TurnFinished: "done", TurnFailed: "error", TurnPaused: "paused"}
+
+
+async def tell_session_ended(listeners: list[SessionEndListener], session_id: str, reason: str) -> None:
+    """Tell every listener that `session_id` ended; one that fails is logged, the others still told."""
+    for listener in list(listeners):
+        try:
+            await listener(session_id, reason)
+        except Exception:
+            log.exception("session %s: a listener of its end failed", session_id)
 
 
 def _failure_code(error: DuragentError) -> str:

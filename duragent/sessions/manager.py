@@ -28,7 +28,9 @@ from duragent.sessions.live import (
     EventFeed,
     LiveSession,
     LiveSettings,
+    SessionEndListener,
     TurnEndHook,
+    tell_session_ended,
 )
 from duragent.sessions.log import WRITTEN_ELSEWHERE, SessionLog
 from duragent.sessions.stream import Position, StreamEvent
@@ -118,6 +120,9 @@ class SessionManager:
         self._closing = False
         #: Stale copies being replaced (`_reload`): referenced until done.
         self._reloading: set[asyncio.Task[None]] = set()
+        #: Told (session id, why) when a session ends or is deleted, loaded or not (the server's
+        #: process manager stops the session's background processes).
+        self.end_listeners: list[SessionEndListener] = []
 
     @property
     def live(self) -> Mapping[str, LiveSession]:
@@ -297,6 +302,7 @@ class SessionManager:
             term = ownership.term(session_id)
             live.log.owned = lambda: term is not None and ownership.term(session_id) == term
         live.on_stale = self._reload_later
+        live.end_listeners = self.end_listeners
         return live
 
     def _may_run(self, live: LiveSession) -> bool:
@@ -399,7 +405,7 @@ class SessionManager:
                 await live.close(grace=0)  # a stale copy (it writes nothing): deleted as stored below
                 live = None
             if live is not None:
-                await live.end("deleted")
+                await live.end("deleted")  # (which tells `end_listeners`)
                 await live.close(grace=0)
             elif self.ownership is not None:
                 # Not running here: make sure no other worker runs it while it is deleted.
@@ -408,6 +414,9 @@ class SessionManager:
                 await self.store.delete(session_id)
             finally:
                 await self._release(session_id)
+            if live is None:
+                # Not loaded (unloaded while idle, say), its background processes may still run.
+                await tell_session_ended(self.end_listeners, session_id, "deleted")
 
     async def _agent(self, name: str) -> Agent:
         """`agent_for(name)` in a thread: a cache miss reads and parses the agent's files."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -157,7 +158,9 @@ async def _spawn(args: BackgroundProcessArgs, ctx: ToolContext) -> ToolResult:
         if record.ended:
             tail = processes.tail(record.handle)
             text = f"process {record.handle} {record.outcome()}\n{tail}".rstrip()
-            return ToolResult(record.status == "exited" and record.exit_code == 0, text, _data(record))
+            ok = record.status == "exited" and record.exit_code == 0
+            # (reported once this result is stored: a crash before that reports the end as a message)
+            return ToolResult(ok, text, _data(record), on_stored=partial(processes.answered, record.handle))
     return ToolResult(
         True,
         f"started {record.handle} (pid {record.pid}); you will get a [process finished] message when it ends",
@@ -198,7 +201,8 @@ async def _on_handle(args: BackgroundProcessArgs, ctx: ToolContext) -> ToolResul
         return ToolResult(True, text)
     if args.action == "kill":
         record = await processes.kill(handle, agent, "killed by the agent", answered=True)
-        return ToolResult(True, f"process {handle} {record.outcome()}", _data(record))
+        stored = partial(processes.answered, handle)
+        return ToolResult(True, f"process {handle} {record.outcome()}", _data(record), on_stored=stored)
     if args.action == "capture":
         return ToolResult(True, await processes.capture(handle, agent, lines=200))
     assert args.keys is not None

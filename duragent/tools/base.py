@@ -29,11 +29,16 @@ Notify = Callable[[str], Awaitable[None]]
 
 @dataclass(frozen=True)
 class ToolResult:
-    """What a tool call produced: success, the text the model reads, and structured data for clients."""
+    """What a tool call produced: success, the text the model reads, and structured data for clients.
+
+    `on_stored` is awaited once the result is durable in the session's log (not when it is lost to
+    a crash or a cancel first): e.g. a process's end answered by this result is marked reported.
+    """
 
     ok: bool
     content: str
     data: dict[str, Any] | None = None
+    on_stored: Callable[[], Awaitable[object]] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -255,6 +255,9 @@ async def test_an_end_seen_by_wait_is_not_reported_again(
     assert ended.status == "exited"
     await asyncio.sleep(0.2)  # a report would have been queued at the end
     assert reports(manager) == []
+    # reported once the call's result that tells the session is stored (a crash before: at next start)
+    assert not manager.get(record.handle).reported
+    await manager.answered(record.handle)
     assert manager.get(record.handle).reported
 
 
