@@ -429,20 +429,20 @@ class Repl:
         from duragent.client.http import ServerEvent
 
         assert self.follower is not None
-        self.follower.queue.put_nowait(ServerEvent(None, EOF_MARK, {}))
+        self.follower.mark(ServerEvent(None, EOF_MARK, {}))
 
     async def _cancel_turn(self) -> None:
         from duragent.client.http import ServerEvent
 
         answer = await self.api.cancel(self.session.id)
         if answer.get("status") != "cancelled" and self.follower is not None:
-            self.follower.queue.put_nowait(ServerEvent(None, NO_TURN_MARK, {}))
+            self.follower.mark(ServerEvent(None, NO_TURN_MARK, {}))
 
     def _on_sigint(self) -> None:
         from duragent.client.http import ServerEvent
 
         assert self.follower is not None
-        self.follower.queue.put_nowait(ServerEvent(None, SIGINT_MARK, {}))
+        self.follower.mark(ServerEvent(None, SIGINT_MARK, {}))
 
     def show(self, event: ServerEvent, *, echo: bool = True) -> bool:
         """Draw one event; True when it ends a turn."""
@@ -748,7 +748,7 @@ class Repl:
             problem = None if done.cancelled() else _failure(done)
             if mark and self.follower is not None:
                 # The stream shows what became of a sent message; `follow` reports a failed send.
-                self.follower.queue.put_nowait(ServerEvent(None, SENT_MARK, {}))
+                self.follower.mark(ServerEvent(None, SENT_MARK, {}))
             elif problem is not None and not _turn_outcome(done):
                 self.renderer.error(f"✗ {problem}")
 

@@ -53,6 +53,8 @@ class EventFollower:
         self.relocate = relocate
         self.queue: asyncio.Queue[ServerEvent | BaseException] = asyncio.Queue()
         self.arrived = asyncio.Event()
+        #: The client's own marks waiting in the queue (`mark`), by identity: not the server's events.
+        self._marks: set[int] = set()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -78,13 +80,20 @@ class EventFollower:
             return None
         if self.queue.empty():
             self.arrived.clear()
+        self._marks.discard(id(item))
         if isinstance(item, BaseException):
             raise item
         return item
 
     def pending(self) -> bool:
-        """Whether events are waiting to be taken."""
-        return not self.queue.empty()
+        """Whether events of the server are waiting to be taken (the client's own marks aside: the
+        answer to its POST, a Ctrl-C, arriving just behind an event do not make it history)."""
+        return self.queue.qsize() > len(self._marks)
+
+    def mark(self, item: ServerEvent) -> None:
+        """Queue one of the client's own marks among the events (taken by `next` in order)."""
+        self._marks.add(id(item))
+        self.queue.put_nowait(item)
 
     @property
     def stopped(self) -> bool:
