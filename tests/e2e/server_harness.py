@@ -370,3 +370,26 @@ async def serving_gateways(
     finally:
         await http.close()
         await server.close()
+
+
+@contextlib.asynccontextmanager
+async def serving_background_processes(
+    root: Path, llm_url: str, agent: str = "helper", *, git: bool = True
+) -> AsyncIterator[tuple[Api, Path]]:
+    """The app serving a workspace (`write_workspace`) whose agent `agent` may start background
+    processes; the API and the data directory."""
+    config_path = write_workspace(root, llm_url, git=git)
+    data = root / "data"
+    definition = data / "agents" / agent / "agent.yaml"
+    definition.write_text(
+        definition.read_text().replace("builtin: [bash]", "builtin: [bash, background_process]")
+    )
+    config = load_config(config_path)
+    app = create_app(config, env=CHILD_ENV, shutdown_grace=2, idle_ttl=timedelta(minutes=5))
+    server = await start_test_server(TestServer(app, host="127.0.0.1"))
+    http = aiohttp.ClientSession(headers=auth_headers(config))
+    try:
+        yield Api(server, http), data
+    finally:
+        await http.close()
+        await server.close()

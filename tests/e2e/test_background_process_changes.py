@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 
-import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
-from duragent.access_tokens import auth_headers
-from duragent.config import load_config
-from duragent.server.app import create_app
 from duragent.stores.base import utcnow
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
-from tests.e2e.server_harness import CHILD_ENV, Api, start_test_server, write_workspace
+from tests.e2e.server_harness import (
+    Api,
+    serving_background_processes,
+)
 from tests.waiting import eventually, until
 
 PERSON = "Test Person"
@@ -42,21 +39,8 @@ def commits_of(data: Path, relative: str) -> list[tuple[str, str]]:
 @pytest.fixture
 async def served(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[tuple[Api, Path]]:
     """The app serving a workspace whose agent `helper` may start background processes."""
-    config_path = write_workspace(tmp_path / "ws", fake_llm.url)
-    data = tmp_path / "ws" / "data"
-    definition = data / "agents" / "helper" / "agent.yaml"
-    definition.write_text(
-        definition.read_text().replace("builtin: [bash]", "builtin: [bash, background_process]")
-    )
-    config = load_config(config_path)
-    app = create_app(config, env=CHILD_ENV, shutdown_grace=2, idle_ttl=timedelta(minutes=5))
-    server = await start_test_server(TestServer(app, host="127.0.0.1"))
-    http = aiohttp.ClientSession(headers=auth_headers(config))
-    try:
-        yield Api(server, http), data
-    finally:
-        await http.close()
-        await server.close()
+    async with serving_background_processes(tmp_path / "ws", fake_llm.url) as served:
+        yield served
 
 
 async def test_a_background_processs_later_change_is_the_agents_and_a_persons_edits_stay_theirs(

@@ -9,26 +9,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
-from duragent.access_tokens import auth_headers
-from duragent.config import load_config
-from duragent.server.app import create_app
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
 from tests.e2e.server_harness import (
-    CHILD_ENV,
     Api,
     ServeProcess,
     cli,
     read_sse,
+    serving_background_processes,
     start_serve,
-    start_test_server,
     write_workspace,
 )
 from tests.waiting import eventually
@@ -39,21 +33,8 @@ pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 @pytest.fixture
 async def served(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[tuple[Api, Path]]:
     """The app serving a workspace whose pause-mode agent `pauser` may start background processes."""
-    config_path = write_workspace(tmp_path / "ws", fake_llm.url, git=False)
-    data = tmp_path / "ws" / "data"
-    definition = data / "agents" / "pauser" / "agent.yaml"
-    definition.write_text(
-        definition.read_text().replace("builtin: [bash]", "builtin: [bash, background_process]")
-    )
-    config = load_config(config_path)
-    app = create_app(config, env=CHILD_ENV, shutdown_grace=2, idle_ttl=timedelta(minutes=5))
-    server = await start_test_server(TestServer(app, host="127.0.0.1"))
-    http = aiohttp.ClientSession(headers=auth_headers(config))
-    try:
-        yield Api(server, http), data
-    finally:
-        await http.close()
-        await server.close()
+    async with serving_background_processes(tmp_path / "ws", fake_llm.url, "pauser", git=False) as served:
+        yield served
 
 
 async def test_a_waiting_post_to_a_pause_session_with_a_process_end_queued_gets_its_reply(
