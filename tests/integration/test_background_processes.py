@@ -311,7 +311,8 @@ async def test_only_the_newest_ended_processes_are_kept_across_starts(
     handles = []
     for n in range(4):
         record = await first.spawn(request(work, f"echo run {n}"))
-        await first.wait(record.handle, 10)  # seen by the waiter: ended and reported
+        await first.wait(record.handle, 10)
+        await first.answered(record.handle)  # its waiter's result stored: ended and reported
         handles.append(record.handle)
     running = await first.spawn(request(work, "sleep 60"))
     second = managers(keep_ended=2)
