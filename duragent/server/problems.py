@@ -19,13 +19,11 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from pydantic import ValidationError
 
-from duragent.errors import ConfigError, DuragentError, InvalidName, NotFound, UsageError
+from duragent.errors import ConfigError, DuragentError, InvalidName, NotFound, ServiceUnavailable, UsageError
 from duragent.runtime.approvals import DuplicateApproval
 from duragent.sessions.live import NothingToRetry, SessionEnded
 from duragent.sessions.manager import ServerClosing
 from duragent.stores.base import SessionLocked
-from duragent.stores.postgres.pool import PostgresUnavailable
-from duragent.stores.s3 import S3Error
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +132,8 @@ def _status_of(exc: DuragentError) -> int:
         return 503  # this worker cannot serve sessions any more; another can
     if isinstance(exc, SessionEnded | NothingToRetry | DuplicateApproval | SessionLocked):
         return 409
-    if isinstance(exc, ServerClosing | PostgresUnavailable | S3Error):
-        return 503  # (S3 refusing or out of reach is the artifact store's trouble, not a bug here)
+    if isinstance(exc, ServerClosing | ServiceUnavailable):
+        return 503  # (PostgreSQL or S3 away or refusing is the store's trouble, not a bug here)
     if isinstance(exc, UsageError | InvalidName | ConfigError):
         return 400
     return 500

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from duragent.errors import DuragentError, InvalidName
+from duragent.errors import DuragentError, InvalidName, ServiceUnavailable
 from duragent.ids import check_name
 from duragent.stores.base import ArtifactMeta, ArtifactNotFound, ArtifactRef, utcnow
 from duragent.stores.filesystem.artifacts import check_artifact_name
@@ -42,7 +42,7 @@ _HEAD_CONCURRENCY = 16
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
-class S3Error(DuragentError):
+class S3Error(ServiceUnavailable):
     """The S3 server refused or failed a request (other than a missing object)."""
 
 

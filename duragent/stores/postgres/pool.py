@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from duragent.errors import ConfigError, DuragentError
+from duragent.errors import ConfigError, DuragentError, ServiceUnavailable
 
 if TYPE_CHECKING:
     import asyncpg
@@ -28,7 +28,7 @@ DEFAULT_SCHEMA = "duragent"
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
-class PostgresUnavailable(DuragentError):
+class PostgresUnavailable(ServiceUnavailable):
     """The PostgreSQL server could not be reached or refused the connection."""
 
 
