@@ -68,9 +68,9 @@ class NotFound(DuragentError):
 class InvalidName(DuragentError):
     """A session id, agent name or artifact name that could escape its folder or is malformed."""
 
+    exit_code = 2
+
 
 class ServiceUnavailable(DuragentError):
     """A service the request needs (PostgreSQL, S3) cannot be used right now: the server answers
     503, and the same request works once the service is back."""
-
-    exit_code = 2
