@@ -13,7 +13,7 @@ from moto.server import ThreadedMotoServer
 from duragent.testing.fake_llm import FakeLLMServer
 from duragent.testing.s3 import MotoS3Server
 from tests.e2e.server_harness import start_serve, write_workspace
-from tests.e2e.test_scaleout_review_start_errors import S3_ENV, with_artifacts_in
+from tests.e2e.test_worker_start_errors_name_their_key import S3_ENV, with_artifacts_in
 
 BUCKET = "review-artifacts"
 
