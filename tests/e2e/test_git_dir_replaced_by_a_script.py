@@ -9,13 +9,13 @@ ends; when it cannot be found, the server commits nothing into whatever `.git` l
 from __future__ import annotations
 
 import logging
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
+from duragent.testing.fake_llm import FakeLLMServer
 from tests.e2e.server_harness import ApiFactory
+from tests.e2e.unasked_script import commits_touching, run_unasked_script
 from tests.waiting import until
 
 #: What each script ends with: `.git` replaced, leading to the folder `$1` (in the agent's folder).
@@ -29,36 +29,12 @@ printf '* filter=agents\\n' > moved/info/attributes
 """
 
 
-def log_of(folder: Path, *args: str) -> str:
-    done = subprocess.run(["git", "log", "--format=%H", *args], cwd=folder, capture_output=True, text=True)
-    return done.stdout.strip()
-
-
-async def run_script(start_api: ApiFactory, fake_llm: FakeLLMServer, tmp_path: Path, script: str):  # type: ignore[no-untyped-def]
-    """A server whose agent's auto-allowed `sh script.sh` ran `script`: (data, work, ran marker,
-    session id, the tool call's result)."""
-    api = await start_api(git=True)
-    data = tmp_path / "ws0" / "data"
-    (data / "agents" / "helper" / "policy.yaml").write_text('allow: ["bash:sh *"]\n')
-    work = data / "work" / "helper"
-    work.mkdir(parents=True)
-    ran = tmp_path / "the-agents-filter-ran"
-    (work / "clean.sh").write_text(f"#!/bin/sh\ntouch {ran}\ncat\n")
-    (work / "clean.sh").chmod(0o755)
-    (work / "script.sh").write_text(script)
-    fake_llm.enqueue(tool_calls([("bash", {"command": "sh script.sh moved"})]), text("done"))
-    session_id = await api.new_session()
-    status, reply = await api.call("POST", f"/api/v1/sessions/{session_id}/messages", {"content": "go"})
-    assert status == 200, reply  # auto-allowed: nobody was asked
-    result = next(m for m in fake_llm.requests[-1].messages if m["role"] == "tool")
-    return data, work, ran, session_id, result["content"]
-
-
 @pytest.mark.parametrize("replacement", [SYMLINK, GITFILE], ids=["symlink", "gitfile"])
 async def test_a_git_folder_replaced_by_an_unasked_script_is_moved_back(
     start_api: ApiFactory, fake_llm: FakeLLMServer, tmp_path: Path, replacement: str
 ) -> None:
-    data, work, ran, session_id, result = await run_script(start_api, fake_llm, tmp_path, MOVED + replacement)
+    run = await run_unasked_script(start_api, fake_llm, tmp_path, MOVED + replacement)
+    data, work, ran, session_id, result = run.data, run.work, run.filter_ran, run.session_id, run.result
 
     git_dir = data / ".git"
     assert git_dir.is_dir(), "the repository is back in its place"
@@ -68,9 +44,9 @@ async def test_a_git_folder_replaced_by_an_unasked_script_is_moved_back(
     assert "duragent undid this batch's change to" in result
     assert ".git" in result
     # the session's events are committed, by the repository's own configuration, in its history
-    await until(lambda: bool(log_of(data, "--", f"sessions/{session_id}")) or ran.exists(), within=20)
+    await until(lambda: bool(commits_touching(data, f"sessions/{session_id}")) or ran.exists(), within=20)
     assert not ran.exists(), "the server's git ran a filter the agent's script configured"
-    assert log_of(data, "--", "agents/helper/agent.yaml"), "the history is the one it was"
+    assert commits_touching(data, "agents/helper/agent.yaml"), "the history is the one it was"
 
 
 async def test_nothing_is_committed_where_a_git_symlink_leads_when_the_repository_cannot_be_found(
@@ -82,17 +58,18 @@ async def test_nothing_is_committed_where_a_git_symlink_leads_when_the_repositor
     caplog.set_level(logging.INFO)
     # the symlink leads to a copy: the repository itself stays moved away where nothing names it
     copied = MOVED + "cp -r moved copy\n" + SYMLINK.replace("$1", "copy")
-    data, work, ran, session_id, result = await run_script(start_api, fake_llm, tmp_path, copied)
+    run = await run_unasked_script(start_api, fake_llm, tmp_path, copied)
+    data, work, ran, session_id, result = run.data, run.work, run.filter_ran, run.session_id, run.result
 
     assert ".git" in result, "the call's result says .git was changed"
     assert "could not be moved back" in caplog.text
     await until(lambda: "running no git command in it" in caplog.text or ran.exists(), within=20)
     assert not ran.exists(), "the server's git ran a filter the agent's script configured"
-    assert not log_of(work / "copy", "--", f"sessions/{session_id}"), "committed into the agent's copy"
+    assert not commits_touching(work / "copy", f"sessions/{session_id}"), "committed into the agent's copy"
 
     # a person puts the repository back (without the agent's filter): the commits waiting go in
     (data / ".git").unlink()
     (work / "moved").rename(data / ".git")
     (data / ".git" / "info" / "attributes").unlink()
-    await until(lambda: bool(log_of(data, "--", f"sessions/{session_id}")), within=90)
+    await until(lambda: bool(commits_touching(data, f"sessions/{session_id}")), within=90)
     assert not ran.exists()

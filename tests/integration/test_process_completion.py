@@ -191,8 +191,10 @@ async def test_an_end_whose_message_its_turn_never_stored_is_reported_again(
     await until(lambda: contents(server, live.session_id, "assistant")[-1:] == ["Started."])
     (server.workdir / "go").touch()
     await asyncio.wait_for(entered.wait(), timeout=15)
+    turn = live._turn  # the turn the end started, held in its append
+    assert turn is not None
     cancel = asyncio.create_task(live.cancel())  # the turn ends before its message is stored
-    await asyncio.sleep(0)  # (one step of the loop: the cancel has reached the turn)
+    await until(lambda: turn.cancelling() > 0)  # the cancel has reached the turn
     release.set()
     await asyncio.wait_for(cancel, timeout=15)
 
