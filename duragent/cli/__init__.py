@@ -60,6 +60,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "gateway": ("duragent.cli.gateway", "Gateway plugins of the running server."),
     "mcp": ("duragent.cli.mcp", "MCP servers: state and tools."),
+    "process": ("duragent.cli.process", "Background processes the agents started: list, show, kill."),
     "ui": ("duragent.cli.ui", "Open the web dashboard in a browser, logged in."),
     "db": ("duragent.cli.db", "PostgreSQL schema of the services that use it: status and upgrade."),
     "migrate": (
