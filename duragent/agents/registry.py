@@ -306,8 +306,7 @@ class AgentRegistry:
         check_new_agent_name(name)
         self._refuse_static(name, "change it")
         _check_files(files)
-        if self._guard is not None:
-            _refuse_secrets(files, self._guard)
+        _refuse_secrets(files, self._guard)
         self.dynamic_path.mkdir(parents=True, exist_ok=True)
         staging = self.dynamic_path / f"{_STAGING_PREFIX}{ulid()}"
         staged = staging / name
@@ -636,17 +635,30 @@ def _named_keys(agent: Agent, env: Mapping[str, str] | None) -> dict[str, str]:
     return {name: environ[name] for name in names if name and name in environ}
 
 
-def _refuse_secrets(files: Mapping[str, str], guard: SecretGuard) -> None:
-    """Deployed files are committed to git: a secret in one (a key pasted into a prompt) is refused."""
+def _refuse_secrets(files: Mapping[str, str], guard: SecretGuard | None) -> None:
+    """Deployed files are committed to git: a secret in one (a key pasted into a prompt, or a
+    value written out under `api_key:` in a YAML file, which git's commit screen would refuse
+    after the agent was already served) is refused before anything is written."""
+    from duragent.secrets import literal_secrets
+
     problems: list[Problem] = []
     for relative, content in files.items():
+        unnamed = dict(literal_secrets(content)) if relative.lower().endswith((".yaml", ".yml")) else {}
         for number, line in enumerate(content.splitlines(), start=1):
-            names = guard.find(line)
+            names = guard.find(line) if guard is not None else []
             if names:
                 problems.append(
                     Problem(
                         f"contains a secret ({', '.join(names)}): deployed files are committed to git; "
                         "keep secrets in the environment and name them (api_key_env, ${VAR})",
+                        Location(relative, number),
+                    )
+                )
+            elif number in unnamed:
+                problems.append(
+                    Problem(
+                        f"`{unnamed[number]}:` holds a secret written in the clear: deployed files are "
+                        "committed to git; name an environment variable instead (api_key_env, ${VAR})",
                         Location(relative, number),
                     )
                 )

@@ -68,3 +68,31 @@ async def test_an_agent_yaml_edit_with_a_literal_key_is_not_committed_and_doctor
         f"{agent_yaml}:{line}: `api_key:` holds a secret written in the clear"
     )
     assert VALUE not in str(report.to_dict())
+
+
+async def test_an_agent_deployed_with_a_literal_key_is_refused_naming_its_line(
+    start_api: ApiFactory, tmp_path: Path
+) -> None:
+    """Over the admin API the refusal comes before anything is written or served: a 422 naming
+    the file and line (the commit screen alone refused only the commit, after the agent ran)."""
+    api = await start_api(git=True)
+    data = tmp_path / "ws0" / "data"
+    original = (
+        (data / "agents" / "helper" / "agent.yaml").read_text().replace("name: helper", "name: courier")
+    )
+    pasted = original.replace("    api_key_env: FAKE_LLM_KEY\n", f'    api_key: "{VALUE}"\n')
+    line = next(n for n, text in enumerate(pasted.splitlines(), 1) if VALUE in text)
+
+    status, problem = await api.call("PUT", "/api/admin/v1/agents/courier", {"files": {"agent.yaml": pasted}})
+
+    assert status == 422, problem
+    [error] = problem["errors"]
+    assert error["field"] == f"files.agent.yaml:{line}"
+    assert "`api_key:` holds a secret written in the clear" in error["message"]
+    assert VALUE not in str(problem)
+    assert not (data / "sys" / "dyn_agents" / "courier").exists(), "nothing was written"
+    status, _ = await api.call("GET", "/api/admin/v1/agents/courier")
+    assert status == 404
+    # named as a variable, it deploys
+    status, body = await api.call("PUT", "/api/admin/v1/agents/courier", {"files": {"agent.yaml": original}})
+    assert status == 201, body
