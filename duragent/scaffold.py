@@ -334,9 +334,7 @@ def _write_workspace(
         force=force,
         spec_suffix=access_block(gateways) if gateways else "",
     )
-    memory = render(template_text("memory/MEMORY.md"), {"agent_name": agent})
-    # (never rewritten, even with force: what the agent and its person wrote there is not a template)
-    files.append(write_file(data_dir / "memory" / agent / "MEMORY.md", memory))
+    files.append(write_long_term_memory(data_dir / "memory", agent))
     files += [_keep_empty_dir(data_dir / name) for name in _EMPTY_DIRS]
     files += _copy_schemas(data_dir / "schemas", force=force)
     files.append(write_file(data_dir / ".gitignore", template_text("data.gitignore"), force=force))
@@ -345,6 +343,13 @@ def _write_workspace(
     # The API and admin tokens the workspace's server requires and its clients send (0600, ignored).
     ensure_tokens(data_dir)
     return files
+
+
+def write_long_term_memory(memory_dir: Path, agent: str) -> FileAction:
+    """Write the agent's `MEMORY.md` from the template, unless it has one."""
+    memory = render(template_text("memory/MEMORY.md"), {"agent_name": agent})
+    # (never rewritten, even with force: what the agent and its person wrote there is not a template)
+    return write_file(memory_dir / agent / "MEMORY.md", memory)
 
 
 def _keep_empty_dir(folder: Path) -> FileAction:

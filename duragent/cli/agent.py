@@ -266,6 +266,8 @@ def create_agent(
         actions = _catalog(ctx).copy(from_agent, name, provider=provider, model=model, force=force)
     else:
         actions = _write_from_template(agents_dir, name, provider, model, force)
+    if any(action.action != "skipped" for action in actions):
+        actions += _write_long_term_memory(ctx, name)
     _print_actions(actions)
     if all(action.action == "skipped" for action in actions):
         print(f"agent '{name}' already exists; nothing written (--force rewrites its files)")
@@ -284,6 +286,16 @@ def _write_from_template(
         provider, model = choice.provider, model or choice.model
     model = model or DEFAULT_MODELS.get(provider, "")
     return write_agent(agents_dir, name, provider=provider, model=model, force=force)
+
+
+def _write_long_term_memory(ctx: typer.Context, name: str) -> list[FileAction]:
+    """The new agent's MEMORY.md from the template, as `init` writes it (none with PostgreSQL memory)."""
+    from duragent.scaffold import write_long_term_memory
+
+    config = _state(ctx).config()
+    if config.services.memory.backend != "filesystem":
+        return []
+    return [write_long_term_memory(config.service_path("memory"), name)]
 
 
 def _state(ctx: typer.Context) -> CliState:

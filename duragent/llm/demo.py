@@ -150,9 +150,11 @@ def _reflection_to_write(messages: tuple[Message, ...]) -> str | None:
 def merge_reflection(material: str) -> str:
     """MEMORY.md merging the bullets of the current MEMORY.md and the daily files, by section.
 
-    Deterministic: sections in the canonical order (decisions, preferences, facts) then others
-    as first seen; bullets in order of first appearance (MEMORY.md first, then oldest day first),
-    duplicates (ignoring case and spacing) kept once.
+    Deterministic: what the current MEMORY.md holds above its first `## ` heading (a person's
+    title, notes and bullets, which no section holds) stays as it was; then sections in the
+    canonical order (decisions, preferences, facts) then others as first seen; bullets in order
+    of first appearance (MEMORY.md first, then oldest day first), duplicates (ignoring case and
+    spacing) kept once.
     """
     from datetime import date
 
@@ -175,7 +177,7 @@ def merge_reflection(material: str) -> str:
             if key not in seen:
                 seen.add(key)
                 sections.setdefault(entry.section, []).append(entry.text)
-    lines = ["# Long-term memory"]
+    lines = [_preamble(current[0] if current else "") or "# Long-term memory"]
     for section, bullets in sections.items():
         if bullets:
             lines += ["", f"## {section_heading(section)}"]
@@ -183,6 +185,15 @@ def merge_reflection(material: str) -> str:
                 first, *rest = bullet.split("\n")
                 lines += [f"- {first}", *(f"  {line}" for line in rest)]
     return "\n".join(lines) + "\n"
+
+
+def _preamble(long_term: str) -> str:
+    """The text of MEMORY.md (as `reflect` shows it) above its first `## ` heading, or ""."""
+    text = long_term.strip()
+    if text == "(empty)":  # how `reflect` shows a missing or empty MEMORY.md
+        return ""
+    heading = re.search(r"^##[ \t]", text, re.MULTILINE)
+    return (text[: heading.start()] if heading else text).rstrip()
 
 
 def _after_tool_results(messages: tuple[Message, ...]) -> str:

@@ -129,6 +129,26 @@ class _Scanned:
     outside: list[str]  # non-blank, non-heading lines no entry holds, stripped
 
 
+def keep_added_lines(base: str, current: str, text: str) -> str:
+    """`text` (a whole new file written from `base`) plus the lines added to the file since
+    `base` (now `current`) that `text` lacks, at the end: someone else's lines are not dropped."""
+    if current == base:
+        return text
+    import difflib  # here, not at import: only a concurrent change needs it
+
+    before, after = base.splitlines(), current.splitlines()
+    added: list[str] = []
+    for tag, _i1, _i2, j1, j2 in difflib.SequenceMatcher(a=before, b=after, autojunk=False).get_opcodes():
+        if tag in ("insert", "replace"):
+            added.extend(after[j1:j2])
+    have = set(text.splitlines())
+    missing = [line for line in added if line.strip() and line not in have]
+    if not missing:
+        return text
+    joined = text if text.endswith("\n") or not text else text + "\n"
+    return joined + "\n".join(missing) + "\n"
+
+
 def _scan_daily(text: str, day: date) -> _Scanned:
     """One pass over a daily file: its entries, and the lines that belong to none of them."""
     scanned = _Scanned([], [])

@@ -8,15 +8,24 @@
 
 Blank `content` counts as none: models often send every argument, `"content": ""` included, and
 that must show MEMORY.md, not replace it (or a world topic) with nothing.
+
+A `reflect` rewrite is merged with what changed in MEMORY.md since `reflect` showed it to the
+session: lines a person or another session's `reflect` added meanwhile are kept, at the end;
+lines the session was shown and left out are dropped, as it meant. (`recall` does not move that
+base: a line a person added after the `reflect` look is theirs to remove, not a side effect.)
 """
 
 from __future__ import annotations
 
+import weakref
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import Field
 
 from duragent.errors import DuragentError
+from duragent.keyed_locks import KeyedLocks
+from duragent.memory.markdown import keep_added_lines
 from duragent.stores.base import SECTION_HEADINGS, MemoryEntry, MemoryQuery, MemoryStore
 from duragent.tools.base import Tool, ToolArgs, ToolContext, ToolResult
 from duragent.tools.output import cap_text
@@ -25,6 +34,9 @@ from duragent.tools.output import cap_text
 RECALL_LIMIT = 20
 #: How many of the newest daily files `reflect` shows.
 REFLECT_DAYS = 7
+
+#: How many sessions' MEMORY.md as `reflect` showed it a store's reflections keep (oldest go first).
+MAX_SHOWN_LONG_TERM = 64
 
 MemoryAction = Literal["recall", "remember", "reflect", "update_world"]
 
@@ -76,6 +88,53 @@ class MemoryTool(Tool[MemoryArgs]):
         return args.action
 
 
+@dataclass
+class _Reflections:
+    """The MEMORY.md each (agent, session) was last shown, and one lock per agent for rewrites."""
+
+    shown: dict[tuple[str, str], str] = field(default_factory=dict)
+    rewrites: KeyedLocks[str] = field(default_factory=KeyedLocks)
+
+    def note_shown(self, agent: str, session_id: str, text: str) -> None:
+        self.shown.pop((agent, session_id), None)
+        self.shown[(agent, session_id)] = text
+        while len(self.shown) > MAX_SHOWN_LONG_TERM:
+            del self.shown[next(iter(self.shown))]
+
+
+#: Per store: a server's one store serves all its sessions, which is where they must meet. (Tool
+#: instances live for one turn, and a session's `reflect` rewrite may come in a later turn.)
+_REFLECTIONS: weakref.WeakKeyDictionary[MemoryStore, _Reflections] = weakref.WeakKeyDictionary()
+
+
+def _reflections(store: MemoryStore) -> _Reflections:
+    found = _REFLECTIONS.get(store)
+    if found is None:
+        found = _REFLECTIONS[store] = _Reflections()
+    return found
+
+
+async def _read_long_term_shown(store: MemoryStore, ctx: ToolContext) -> str:
+    """MEMORY.md, noted as what `reflect` showed this session (the base its rewrite starts from)."""
+    text = await store.read_long_term(ctx.agent)
+    _reflections(store).note_shown(ctx.agent, ctx.session_id, text)
+    return text
+
+
+async def _rewrite_long_term(store: MemoryStore, ctx: ToolContext, text: str) -> None:
+    """Replace MEMORY.md with the session's rewrite, keeping lines added since it was shown."""
+    reflections = _reflections(store)
+    # One rewrite of an agent's MEMORY.md at a time: two sessions reflecting at once each keep
+    # what the other wrote, rather than the later one overwriting the earlier.
+    async with reflections.rewrites(ctx.agent):
+        # (forgotten once used: the store may redact what it writes, so the file is no longer
+        # exactly the text; a second rewrite without a new look merges as the store does alone)
+        shown = reflections.shown.pop((ctx.agent, ctx.session_id), None)
+        if shown is not None:
+            text = keep_added_lines(shown, await store.read_long_term(ctx.agent), text)
+        await store.write_long_term(ctx.agent, text)
+
+
 async def _recall(store: MemoryStore, args: MemoryArgs, ctx: ToolContext) -> ToolResult:
     query = MemoryQuery(text=args.query, section=args.section, limit=RECALL_LIMIT)
     entries = await store.query(ctx.agent, query)
@@ -107,9 +166,9 @@ async def _remember(store: MemoryStore, args: MemoryArgs, ctx: ToolContext) -> T
 
 async def _reflect(store: MemoryStore, args: MemoryArgs, ctx: ToolContext) -> ToolResult:
     if args.content is not None and args.content.strip():
-        await store.write_long_term(ctx.agent, args.content.rstrip() + "\n")
+        await _rewrite_long_term(store, ctx, args.content.rstrip() + "\n")
         return ToolResult(True, f"MEMORY.md replaced ({len(args.content)} characters)")
-    long_term = (await store.read_long_term(ctx.agent)).strip() or "(empty)"
+    long_term = (await _read_long_term_shown(store, ctx)).strip() or "(empty)"
     parts = [f"## MEMORY.md (current)\n\n{long_term}"]
     for day in (await store.days(ctx.agent))[:REFLECT_DAYS]:
         text = await store.read_day(ctx.agent, day)

@@ -202,6 +202,46 @@ def test_create_writes_a_valid_agent_from_the_template(workspace: Path) -> None:
     }
 
 
+def test_create_writes_the_agents_long_term_memory_as_init_does(workspace: Path) -> None:
+    made = run("agent", "create", "helper", "--provider", "demo")
+    copied = run("agent", "create", "concierge", "--from", "assistant")
+
+    for name, result in (("helper", made), ("concierge", copied)):
+        assert result.exit_code == 0, result.output
+        long_term = workspace / ".duragent" / "memory" / name / "MEMORY.md"
+        assert long_term.read_text().startswith(f"# Long-term memory of {name}\n")
+        assert f"created     .duragent/memory/{name}/MEMORY.md" in result.stdout
+
+
+def test_create_keeps_the_memory_a_new_agent_of_that_name_finds(workspace: Path) -> None:
+    # (an agent removed and created again: what it and its person wrote is not a template's to replace)
+    long_term = workspace / ".duragent" / "memory" / "helper" / "MEMORY.md"
+    long_term.parent.mkdir(parents=True)
+    long_term.write_text("# Memory\n\n- Ada prefers tea\n")
+
+    result = run("agent", "create", "helper", "--provider", "demo", "--force")
+
+    assert result.exit_code == 0, result.output
+    assert long_term.read_text() == "# Memory\n\n- Ada prefers tea\n"
+    assert "skipped     .duragent/memory/helper/MEMORY.md  (exists, left alone)" in result.stdout
+
+
+def test_create_writes_no_memory_file_when_memory_is_in_postgresql(workspace: Path) -> None:
+    config = workspace / "duragent.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "  memory:\n    backend: filesystem\n",
+            "  memory:\n    backend: postgres\n    url: postgresql://nobody@127.0.0.1:1/none\n",
+        )
+    )
+
+    result = run("agent", "create", "helper", "--provider", "demo")
+
+    assert result.exit_code == 0, result.output
+    assert not (workspace / ".duragent" / "memory" / "helper").exists()
+    assert "MEMORY.md" not in result.stdout
+
+
 def test_create_leaves_an_existing_agent_alone_without_force(workspace: Path) -> None:
     agent_yaml = workspace / ".duragent" / "agents" / "assistant" / "agent.yaml"
     before = agent_yaml.read_text()

@@ -381,6 +381,31 @@ async def test_remember_lands_in_its_section_and_reflect_merges_days_in_one_comm
     assert touching.split() == ["Duragent"]
 
 
+async def test_the_demos_reflect_keeps_what_a_person_wrote_in_memory_md_outside_its_sections(
+    root: Path, data: Path
+) -> None:
+    long_term = data / "memory" / "assistant" / "MEMORY.md"
+    long_term.write_text(
+        "# What I know about Ada\n\nShe runs the bakery; ask before ordering flour.\n"
+        "- Her birthday is May 3\n\n## Facts Stored\n- Prefers rye\n"
+    )
+    async with Workspace(load_config(root / "duragent.yaml")) as workspace:
+        agent = workspace.agents.get("assistant")
+        pool = ProviderPool({})
+        runtime = Runtime(provider_for=pool.for_agent, memory=workspace.stores.memory)
+        session = await SessionLog.create(workspace.stores.sessions, agent="assistant")
+        try:
+            await drain(runtime.run_turn(session, agent, "remember the oven is fixed"))
+            await drain(runtime.run_turn(session, agent, "reflect"))
+        finally:
+            await pool.close()
+
+    assert long_term.read_text() == (
+        "# What I know about Ada\n\nShe runs the bakery; ask before ordering flour.\n"
+        "- Her birthday is May 3\n\n## Facts Stored\n- Prefers rye\n- the oven is fixed\n"
+    )
+
+
 def added_lines_by_author(data: Path, path: str) -> dict[str, str]:
     """Each line added to `path` in its history -> the author of the commit that added it."""
     out = git(data, "log", "--reverse", "--format=\x1e%an <%ae>", "-p", "--", path)

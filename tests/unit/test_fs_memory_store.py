@@ -11,6 +11,7 @@ import sys
 import tarfile
 import textwrap
 import threading
+import time
 from datetime import date
 from pathlib import Path
 
@@ -255,3 +256,40 @@ async def test_a_persons_change_found_by_a_write_is_reported_as_their_edit_befor
     ]
     assert changes[0].content is not None
     assert b"- by hand" not in changes[0].content
+
+
+async def test_a_folder_named_like_a_day_is_no_day_and_breaks_no_search(tmp_path: Path) -> None:
+    store = FilesystemMemoryStore(tmp_path)
+    await store.put("assistant", MemoryEntry("Ships on Fridays", "decision", DAY))
+    (tmp_path / "assistant" / "2020-01-01.md").mkdir()  # (a person's folder of notes, say)
+
+    assert await store.days("assistant") == [DAY]
+    [found] = await store.query("assistant", MemoryQuery(text="fridays"))
+    assert found.text == "Ships on Fridays"
+
+
+async def test_an_editor_that_truncates_then_writes_has_finished_its_save_when_the_agent_writes(
+    tmp_path: Path,
+) -> None:
+    store = FilesystemMemoryStore(tmp_path)
+    await store.put("assistant", MemoryEntry("Ships on Fridays", "decision", DAY))
+    path = daily_file(tmp_path)
+    saved = path.read_text() + "\n## Travel Plans\n- Lisbon in May\n"
+    opened = threading.Event()
+
+    def save_as_nano_does() -> None:
+        with open(path, "w") as handle:  # the file is empty from here until the buffer is written
+            opened.set()
+            time.sleep(0.2)  # (the editor writing its buffer)
+            handle.write(saved)
+
+    person = threading.Thread(target=save_as_nano_does)
+    person.start()
+    await asyncio.to_thread(opened.wait)
+    await store.put("assistant", MemoryEntry("Tea, not coffee", "preference", DAY))
+    await asyncio.to_thread(person.join)
+
+    assert path.read_text() == (
+        "# 2026-11-26\n\n## Decisions Made\n- Ships on Fridays\n\n## Preferences Learned\n"
+        "- Tea, not coffee\n\n## Travel Plans\n- Lisbon in May\n"
+    )

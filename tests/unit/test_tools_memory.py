@@ -113,3 +113,53 @@ def test_memory_invocation_is_the_action(ctx: ToolContext) -> None:
     tool = MemoryTool()
 
     assert tool.invocation(tool.parse_arguments({"action": "remember", "content": "x"}), ctx) == "remember"
+
+
+def session(ctx: ToolContext, session_id: str) -> ToolContext:
+    """The same agent and store, another session."""
+    return ToolContext(agent=ctx.agent, session_id=session_id, workdir=ctx.workdir, memory=ctx.memory)
+
+
+async def test_reflect_keeps_a_line_a_person_added_after_it_was_shown_even_once_another_session_read_it(
+    ctx: ToolContext, memory_root: Path
+) -> None:
+    assert ctx.memory is not None
+    await ctx.memory.write_long_term("helper", "# Memory\n\n- Uses vim\n")
+    await memory(ctx, action="reflect")
+    long_term = memory_root / "helper" / "MEMORY.md"
+    long_term.write_text(long_term.read_text() + "- Ada's cat is called Tom\n")
+    # (another session's recall reads the edited file before this session's rewrite lands)
+    await memory(session(ctx, "s_02OTHER"), action="recall")
+
+    await memory(ctx, action="reflect", content="# Memory\n\n- Uses vim, daily\n")
+
+    assert long_term.read_text() == "# Memory\n\n- Uses vim, daily\n- Ada's cat is called Tom\n"
+
+
+async def test_two_sessions_reflecting_at_once_both_keep_what_they_wrote(
+    ctx: ToolContext, memory_root: Path
+) -> None:
+    assert ctx.memory is not None
+    await ctx.memory.write_long_term("helper", "# Memory\n\n- Uses vim\n- Old plan\n")
+    other = session(ctx, "s_02OTHER")
+    await memory(ctx, action="reflect")
+    await memory(other, action="reflect")
+
+    await memory(ctx, action="reflect", content="# Memory\n\n- Uses vim\n- Ships on Fridays\n")
+    await memory(other, action="reflect", content="# Memory\n\n- Uses vim\n- Old plan\n- Likes tea\n")
+
+    text = (memory_root / "helper" / "MEMORY.md").read_text()
+    assert "- Ships on Fridays" in text
+    assert "- Likes tea" in text
+
+
+async def test_reflect_still_drops_a_line_it_was_shown_and_left_out(
+    ctx: ToolContext, memory_root: Path
+) -> None:
+    assert ctx.memory is not None
+    await ctx.memory.write_long_term("helper", "# Memory\n\n- Uses vim\n- Old plan\n")
+    await memory(ctx, action="reflect")
+
+    await memory(ctx, action="reflect", content="# Memory\n\n- Uses vim\n")
+
+    assert (memory_root / "helper" / "MEMORY.md").read_text() == "# Memory\n\n- Uses vim\n"

@@ -49,6 +49,7 @@ from duragent.ids import check_name, ulid
 from duragent.keyed_locks import KeyedLock, KeyedLocks
 from duragent.memory.markdown import (
     add_bullet,
+    keep_added_lines,
     normalize_entry_text,
     parse_daily,
     section_key,
@@ -320,10 +321,17 @@ class FilesystemMemoryStore:
     def _replace_merging(self, path: Path, apply: Callable[[bytes | None], bytes]) -> list[_Version]:
         versions: list[_Version] = []
         ours = True
+        # (one wait for other writers in all, before the read and for late appends: a process that
+        # keeps the file open for writing for good delays a write by _LATE_WRITER_WAIT, not twice)
+        deadline = time.monotonic() + _LATE_WRITER_WAIT
         while True:
             # the old file stays open: what a person appends to it after our last look still
             # reaches it, and is read back from it once the new file is in place
             with _open_or_none(path) as old_file:
+                if old_file is not None:
+                    # An editor that truncates the file and then writes its buffer (nano, a plain
+                    # `open(path, "w")`) leaves it empty or half written until it closes it.
+                    _wait_for_writers(old_file, deadline)
                 old = old_file.read() if old_file is not None else None
                 seen = self._seen.get(path)
                 if ours and old is not None and seen is not None and old != seen:
@@ -331,7 +339,7 @@ class FilesystemMemoryStore:
                 new = apply(old)
                 if not _replace_if_unchanged(path, old, new):
                     continue  # changed while we worked: again, from the new text
-                late = _late_appends(old_file) if old_file is not None else b""
+                late = _late_appends(old_file, deadline) if old_file is not None else b""
             self._seen[path] = new
             versions.append(_Version(by_person=not ours, data=new))
             if not late:
@@ -346,7 +354,7 @@ class FilesystemMemoryStore:
             seen = self._seen.get(path)
             if current is None or seen is None:
                 return text
-            return _keep_added_lines(_decode_kept(seen), current, text)
+            return keep_added_lines(_decode_kept(seen), current, text)
 
         async with self._file_lock(path):
             await asyncio.to_thread(self._update_file, path, merge, subject, summary)
@@ -449,15 +457,32 @@ def _replace_if_unchanged(path: Path, old: bytes | None, new: bytes) -> bool:
     return True
 
 
-def _late_appends(old_file: BinaryIO) -> bytes:
+def _wait_for_writers(handle: BinaryIO, deadline: float) -> bool:
+    """Wait (until `deadline`, a `time.monotonic()`) until no process has the file open for
+    writing; whether none has. On Linux a read lease is refused exactly while some process does;
+    where leases are not supported (or the file is another user's), True at once."""
+    while True:
+        try:
+            fcntl.fcntl(handle.fileno(), fcntl.F_SETLEASE, fcntl.F_RDLCK)
+        except OSError as error:
+            if error.errno != errno.EAGAIN:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.001)
+            continue
+        fcntl.fcntl(handle.fileno(), fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return True
+
+
+def _late_appends(old_file: BinaryIO, deadline: float) -> bytes:
     """What was appended to a file after it was read and replaced (a person's `>>` in flight).
 
     A process may have opened the file just before the replacement and write to it later, so
-    this waits (up to `_LATE_WRITER_WAIT`) until nobody has it open for writing: on Linux a read
-    lease is refused exactly while some process does. Where leases are not supported, what was
-    appended so far.
+    this waits (until `deadline`) until nobody has it open for writing: on Linux a read lease is
+    refused exactly while some process does. Where leases are not supported, what was appended
+    so far.
     """
-    deadline = time.monotonic() + _LATE_WRITER_WAIT
     late = old_file.read()
     while True:
         try:
@@ -472,38 +497,20 @@ def _late_appends(old_file: BinaryIO) -> bytes:
         return late + old_file.read()
 
 
-def _keep_added_lines(seen: str, current: str, text: str) -> str:
-    """`text` (a whole new file) plus the lines a person added to it since the store saw `seen`."""
-    if current == seen:
-        return text
-    import difflib  # here, not at import: only a person's concurrent edit needs it
-
-    before, after = seen.splitlines(), current.splitlines()
-    added: list[str] = []
-    for tag, _i1, _i2, j1, j2 in difflib.SequenceMatcher(a=before, b=after, autojunk=False).get_opcodes():
-        if tag in ("insert", "replace"):
-            added.extend(after[j1:j2])
-    have = set(text.splitlines())
-    missing = [line for line in added if line.strip() and line not in have]
-    if not missing:
-        return text
-    joined = text if text.endswith("\n") or not text else text + "\n"
-    return joined + "\n".join(missing) + "\n"
-
-
 _DAY_FILE = re.compile(r"\d{4}-\d{2}-\d{2}\.md")
 
 
 def _daily_files(agent_dir: Path) -> list[date]:
-    """Days that have a `YYYY-MM-DD.md` file in the folder (other files are ignored)."""
+    """Days that have a `YYYY-MM-DD.md` file in the folder (other files, and folders, are ignored)."""
     days: list[date] = []
     try:
-        names = os.listdir(agent_dir)
-    except FileNotFoundError:
+        with os.scandir(agent_dir) as entries:
+            # (the pattern: fromisoformat alone reads `2026-W01-1` as a day; a folder named like a
+            # day is a person's, not a day: reading it would fail every search)
+            names = [entry.name for entry in entries if _DAY_FILE.fullmatch(entry.name) and entry.is_file()]
+    except (FileNotFoundError, NotADirectoryError):
         return days
     for name in names:
-        if not _DAY_FILE.fullmatch(name):  # (fromisoformat alone reads `2026-W01-1` as a day)
-            continue
         try:
             days.append(date.fromisoformat(name[:-3]))
         except ValueError:
