@@ -162,3 +162,56 @@ async def test_a_history_ending_in_a_tool_result_is_answered_with_one_model_call
     reply = await client(api).chat.completions.create(model="helper", messages=messages)  # type: ignore[arg-type]
     assert reply.choices[0].message.content == "It was 12 degrees."
     assert len(fake_llm.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "param", "said"),
+    [
+        (5, "messages.0.content", "must be a string or a list of content parts"),
+        (["hi"], "messages.0.content", "part 0: a content part must be an object, not str"),
+        (
+            [{"type": "text", "text": "a"}, {"text": "b"}],
+            "messages.0.content",
+            "part 1: `type` must be a string",
+        ),
+        ([{"type": "text", "text": 7}], "messages.0.content", "part 0: `text` must be a string"),
+    ],
+)
+async def test_a_message_content_of_the_wrong_type_is_refused_naming_the_content(
+    api: Api, fake_llm: FakeLLMServer, content: object, param: str, said: str
+) -> None:
+    # One error at the content itself, not one per shape it could have had (`content.str`,
+    # `content.list[TextPart]`): those are names of this server's parser, not fields of the body.
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client(api).chat.completions.create(
+            model="helper",
+            messages=[{"role": "user", "content": content}],  # type: ignore[list-item]
+        )
+    assert caught.value.param == param
+    message = caught.value.message
+    assert said in message, message
+    assert "list[TextPart]" not in message, message
+    assert ".str" not in message, message
+    assert fake_llm.requests == []
+
+
+@pytest.mark.parametrize(
+    ("given", "param", "said"),
+    [
+        (5, "input", "must be a string or a list of messages"),
+        ([{"role": "user", "content": 5}], "input.0.content", "must be a string or a list of content parts"),
+        (["hi"], "input.0", "valid dictionary"),
+        ([{"role": "wizard", "content": "hi"}], "input.0.role", "'user'"),
+    ],
+)
+async def test_a_responses_input_of_the_wrong_type_is_refused_naming_the_item(
+    api: Api, fake_llm: FakeLLMServer, given: object, param: str, said: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client(api).responses.create(model="helper", input=given)  # type: ignore[arg-type]
+    assert caught.value.param == param
+    message = caught.value.message
+    assert said in message, message
+    assert "list[Input" not in message, message
+    assert ".str" not in message, message
+    assert fake_llm.requests == []

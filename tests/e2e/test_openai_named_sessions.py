@@ -94,3 +94,32 @@ async def test_a_failed_response_of_a_named_session_still_names_the_session(
     with pytest.raises(openai.InternalServerError) as failed:
         await client(api).responses.create(model="helper", input="hi", metadata={"session_id": "failing"})
     assert failed.value.response.headers["x-duragent-session"] == "failing"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_failed_turn_of_a_named_session_says_how_to_run_it_again_without_sending_it_twice(
+    api: Api, fake_llm: FakeLLMServer, stream: bool
+) -> None:
+    # The message is stored in the session before the model fails: sent again, it would be in
+    # the conversation twice. The error says what runs the turn again instead.
+    fake_llm.enqueue(error(401, "invalid api key"))
+    with pytest.raises(openai.InternalServerError) as failed:
+        await client(api).chat.completions.create(
+            model="helper", messages=[{"role": "user", "content": "hi"}], user="keyless", stream=stream
+        )
+    assert "POST /api/v1/sessions/keyless/retry" in failed.value.message, failed.value.message
+    # ... and that runs it (the key fixed meanwhile), the message once in the conversation.
+    fake_llm.enqueue(text("Hello."))
+    status, _ = await api.call("POST", "/api/v1/sessions/keyless/retry", {}, headers=AUTH)
+    assert status == 202
+    retried = await fake_llm.wait_until(lambda: fake_llm.requests[1:] or None)
+    assert [m["content"] for m in retried[0].messages if m["role"] == "user"] == ["hi"]
+
+
+async def test_a_failed_stateless_turn_does_not_point_to_a_session(api: Api, fake_llm: FakeLLMServer) -> None:
+    fake_llm.enqueue(error(401, "invalid api key"))
+    with pytest.raises(openai.InternalServerError) as failed:
+        await client(api).chat.completions.create(
+            model="helper", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert "/retry" not in failed.value.message, failed.value.message

@@ -14,12 +14,47 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from duragent.errors import InvalidName
 from duragent.ids import check_name
 from duragent.server.openai.errors import SESSION_HEADER
 from duragent.server.problems import FieldError, HttpProblem
+
+
+def text_or_parts(content: Any) -> Any:
+    """`content` unchanged when it is a string, None or a list of part objects with a string
+    `type`; else the one error that says so.
+
+    Checked before the model so that a wrong content gets one error naming it: left to the
+    union, it would get one per shape it could have had, named after this parser's types
+    (`content.str`, `content.list[TextPart]`), which are no fields of the body.
+    """
+    if content is None or isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise PydanticCustomError(
+            "content_type",
+            'must be a string or a list of content parts ({"type": "text", "text": "..."}), not {kind}',
+            {"kind": type(content).__name__},
+        )
+    for index, part in enumerate(content):
+        if not isinstance(part, dict):
+            raise PydanticCustomError(
+                "content_part",
+                "part {index}: a content part must be an object, not {kind}",
+                {"index": index, "kind": type(part).__name__},
+            )
+        if not isinstance(part.get("type"), str):
+            raise PydanticCustomError(
+                "content_part", 'part {index}: `type` must be a string, such as "text"', {"index": index}
+            )
+        if part.get("text") is not None and not isinstance(part["text"], str):
+            raise PydanticCustomError(
+                "content_part", "part {index}: `text` must be a string", {"index": index}
+            )
+    return content
 
 
 class TextPart(BaseModel):
@@ -61,6 +96,11 @@ class ChatMessage(BaseModel):
     tool_calls: list[ToolCallIn] | None = None
     tool_call_id: str | None = None
     refusal: str | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_or_parts(cls, content: Any) -> Any:
+        return text_or_parts(content)
 
     def text(self) -> str:
         """The content as plain text (text parts joined); other parts are refused by the request."""

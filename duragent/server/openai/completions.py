@@ -72,6 +72,15 @@ def approval_problem(event: StreamEvent) -> TurnProblem:
     )
 
 
+def _how_to_retry(session_id: str) -> str:
+    """What runs a named session's failed turn again: its message is stored in the session, and
+    sent again it would be there twice (and the model would read it twice)."""
+    return (
+        f"; the message is kept in session {session_id!r}: POST /api/v1/sessions/{session_id}/retry "
+        "(or /retry in `duragent attach`) runs the turn again without sending it twice"
+    )
+
+
 @dataclass
 class _Usage:
     prompt: int = 0
@@ -121,7 +130,10 @@ async def reply_pieces(
             return
         elif name == "error":
             code = str(event.data.get("code") or "turn_failed")
-            raise TurnProblem(502, str(event.data.get("message") or "the turn failed"), code)
+            message = str(event.data.get("message") or "the turn failed")
+            if not stateless and event.data.get("retryable"):
+                message += _how_to_retry(live.session_id)
+            raise TurnProblem(502, message, code)
         elif name == "cancelled":
             raise TurnProblem(409, "the turn was cancelled", "cancelled")
         elif name == "status" and ends_turn_unless_asking(event):

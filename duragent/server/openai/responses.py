@@ -18,16 +18,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from duragent.ids import ulid
 from duragent.server import sse
 from duragent.server.bodies import read_body
-from duragent.server.openai.bodies import ChatCompletionRequest, ChatMessage, refused
+from duragent.server.openai.bodies import ChatCompletionRequest, ChatMessage, refused, text_or_parts
 from duragent.server.openai.completions import FinalReply, TurnProblem, reply_pieces
 from duragent.server.openai.errors import error_body
 from duragent.server.openai.routes import AgentTurn, agent_turn, open_event_stream
-from duragent.server.problems import FieldError, HttpProblem
+from duragent.server.problems import FieldError, HttpProblem, invalid, validation_errors
 from duragent.server.state import STATE
 
 
@@ -49,6 +49,11 @@ class InputMessage(BaseModel):
     type: str = "message"
     role: Literal["user", "assistant", "system", "developer"] | None = None
     content: str | list[InputPart] = ""
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_or_parts(cls, content: Any) -> Any:
+        return "" if content is None else text_or_parts(content)
 
     def text(self) -> str:
         if isinstance(self.content, str):
@@ -82,6 +87,34 @@ class ResponseRequest(BaseModel):
     prompt: Any = None
     # Everything else is ignored: sampling options (`temperature`, `max_output_tokens`...) because
     # the agent's `model` settings decide them.
+
+    @model_validator(mode="before")
+    @classmethod
+    def _input_read_item_by_item(cls, data: Any) -> Any:
+        # Left to the union `str | list[InputMessage]`, a wrong input would get one error per
+        # shape it could have had, named after this parser's types (`input.str`,
+        # `input.list[InputMessage].0`), which are no fields of the body: each item is read here,
+        # its errors named `input.<n>...`.
+        given = data.get("input") if isinstance(data, dict) else None
+        if given is None or isinstance(given, str):
+            return data
+        if not isinstance(given, list):
+            errors = [
+                FieldError(
+                    "body.input", f"must be a string or a list of messages, not {type(given).__name__}"
+                )
+            ]
+            raise HttpProblem(400, invalid("the request", errors), errors, type_name="validation")
+        items = []
+        for index, item in enumerate(given):
+            try:
+                items.append(InputMessage.model_validate(item))
+            except ValidationError as wrong:
+                errors = validation_errors(wrong, f"body.input.{index}")
+                raise HttpProblem(
+                    400, invalid("the request", errors), errors, type_name="validation"
+                ) from None
+        return {**data, "input": items}
 
     @model_validator(mode="after")
     def _only_what_an_agent_can_do(self) -> ResponseRequest:
