@@ -54,6 +54,8 @@ CLOSE_GRACE = 10.0
 #: How long the stderr of a server that ended may take to reach its end (a child of the server
 #: can hold it open).
 STDERR_DRAIN = 1.0
+#: How long the processes a stdio server left behind get to end on SIGTERM before SIGKILL.
+GROUP_GRACE = 2.0
 #: The most of a stderr line an error quotes.
 QUOTED_STDERR = 300
 #: The largest input schema of a tool that is offered (as JSON): every request of every turn
@@ -441,12 +443,19 @@ async def _stdio(params: Any, lost: asyncio.Event, on_stderr: Callable[[str], No
     errlog = os.fdopen(write_fd, "w")
     stderr = os.fdopen(read_fd, "rb", buffering=0)
     reader: asyncio.Task[None] | None = None
+    group: int | None = None
     try:
         async with _watched(stdio_client(params, errlog=errlog), lost) as streams:
+            group = _child_writing_to(read_fd)
             errlog.close()  # the server has its copy: the pipe ends when the server does
             reader = asyncio.create_task(_read_lines(stderr, on_stderr), name="mcp stderr")
             yield streams
     finally:
+        if group is not None:
+            # The SDK ends the server's process group only when the server does not exit on
+            # its own: a server that exits cleanly leaves its children (a helper it started)
+            # running, with no one left to stop them.
+            await _end_process_group(group)
         errlog.close()
         if reader is not None:
             # What a server wrote before it exited says why: read it to the end before the
@@ -458,6 +467,38 @@ async def _stdio(params: Any, lost: asyncio.Event, on_stderr: Callable[[str], No
                 with contextlib.suppress(asyncio.CancelledError, OSError):
                     await reader
         stderr.close()
+
+
+def _child_writing_to(pipe_fd: int) -> int | None:
+    """The pid of this process's child whose stderr is the pipe `pipe_fd` reads (the stdio server
+    just started, leader of its own process group), if the system says (Linux's /proc)."""
+    import psutil
+
+    pipe = f"pipe:[{os.fstat(pipe_fd).st_ino}]"
+    for child in psutil.Process().children():
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{child.pid}/fd/2") == pipe and os.getpgid(child.pid) == child.pid:
+                return child.pid
+    return None
+
+
+async def _end_process_group(group: int) -> None:
+    """SIGTERM what is left of process group `group`, then SIGKILL it if it is still there after
+    `GROUP_GRACE` seconds."""
+    import signal
+
+    try:
+        os.killpg(group, signal.SIGTERM)
+        deadline = time.monotonic() + GROUP_GRACE
+        while time.monotonic() < deadline:
+            os.killpg(group, 0)  # ProcessLookupError once every member has ended
+            await asyncio.sleep(0.05)
+    except (ProcessLookupError, PermissionError):
+        return
+    finally:
+        # Also when the wait is cancelled (a server closing past its grace): never left running.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
 
 
 async def _read_lines(pipe: IO[bytes], on_line: Callable[[str], None]) -> None:

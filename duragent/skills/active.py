@@ -35,6 +35,9 @@ TOOL_ALIASES = {
     "WebFetch": "web_fetch",
     "WebSearch": "web_search",
 }
+#: How Claude Code names MCP tools (`mcp__github__get_issue`); the entry is also kept as it is,
+#: for a tool of an MCP server of ours named `mcp` (`mcp__get_issue`).
+_MCP_PREFIX = "mcp__"
 _CALL_FORM = re.compile(r"^(?P<tool>[A-Za-z_][\w-]*)\((?P<argument>.*)\)$")
 
 
@@ -115,8 +118,11 @@ def policy_patterns(entry: str) -> list[str]:
     """An `allowed-tools` entry as policy patterns.
 
     Our own form (`read_file`, `bash:git *`) is kept; the `Tool(argument)` form other runtimes
-    use is translated: `Read` -> `read_file`, `Bash(git:*)` -> `bash:git` and `bash:git *`.
+    use is translated: `Read` -> `read_file`, `Bash(git:*)` -> `bash:git` and `bash:git *`, and
+    so are Claude Code's names of MCP tools: `mcp__github__get_issue` -> `mcp:github:get_issue`.
     """
+    if entry.startswith(_MCP_PREFIX):
+        return [entry, _mcp_pattern(entry.removeprefix(_MCP_PREFIX))]
     match = _CALL_FORM.fullmatch(entry)
     if match is None:
         return [TOOL_ALIASES.get(entry, entry)]
@@ -126,6 +132,15 @@ def policy_patterns(entry: str) -> list[str]:
         prefix = argument[:-2]
         return [f"{tool}:{prefix}", f"{tool}:{prefix} *"]
     return [f"{tool}:{argument}"] if argument else [tool]
+
+
+def _mcp_pattern(named: str) -> str:
+    """The policy pattern of what follows `mcp__` in an MCP tool named as Claude Code names it:
+    `*` (every MCP tool), `<server>` or `<server>__*` (all its tools), `<server>__<tool>`."""
+    server, _, tool = named.partition("__")
+    if server == "*":
+        return "mcp:*"
+    return f"mcp:{server}:{tool or '*'}"
 
 
 def _current_turn(conversation: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:

@@ -3,6 +3,7 @@ allowed-tools; tool folders offered as tools, and `reload_tools` picking up one 
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from collections.abc import AsyncIterator
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from duragent.agents.loader import Agent
+from duragent.mcp.hub import McpHub
 from duragent.runtime.events import ApprovalRequired, ToolCallFinished, TurnFinished
 from duragent.runtime.loop import Runtime, drain
 from duragent.sessions.log import SessionLog
@@ -18,7 +20,8 @@ from duragent.sessions.state import resume
 from duragent.skills.active import refusal, restricting_skills
 from duragent.skills.discovery import discover_skills
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
-from tests.integration.turn_setup import agent_in, runtime_on
+from duragent.testing.mcp_server import server_entry
+from tests.integration.turn_setup import agent_in, runtime_on, turn_answering
 from tests.unit.test_skills import write_skill
 from tests.unit.test_tool_folders import tool_folder
 
@@ -230,3 +233,41 @@ async def test_the_policy_decides_on_a_tool_folder_by_its_name_and_args(
     assert not denied.ok
     assert denied.content == "denied by policy: deploy production now"
     assert not (data / "work" / "deployed").exists()
+
+
+async def test_allowed_tools_naming_mcp_tools_as_claude_code_does_let_those_tools_through(
+    fake_llm: FakeLLMServer, session: SessionLog, runtime: Runtime, data: Path
+) -> None:
+    # A skill written for Claude Code names MCP tools `mcp__<server>__<tool>` (or `mcp__<server>`
+    # for all of a server's tools): the restriction must read them as the same tools here.
+    agent = agent_in(
+        data,
+        AGENT_YAML.format(url=fake_llm.url).replace("greet]", 'greet, "mcp:test:*"]')
+        + f"mcp_servers: [{json.dumps(server_entry('test'))}, {json.dumps(server_entry('other'))}]\n",
+    )
+    runtime.mcp = McpHub(workspace_dir=data, workdir_for=lambda agent: data / "work")
+    write_skill(
+        data / "skills",
+        "echoer",
+        "name: echoer\ndescription: Echoes.\nallowed-tools: mcp__test__echo mcp__other Read\n",
+    )
+    fake_llm.enqueue(
+        tool_calls([("skill", {"name": "echoer"})]),
+        tool_calls([("test__echo", {"text": "hello"})]),
+        tool_calls([("other__add", {"a": 1, "b": 2})]),
+        tool_calls([("test__add", {"a": 1, "b": 2})]),
+        text("done"),
+    )
+
+    try:
+        events = await turn_answering(runtime, session, agent, "echo hello", decision="allow_once")
+    finally:
+        await runtime.mcp.close()
+
+    _loaded, echoed, added_elsewhere, refused = results(events)
+    assert (echoed.ok, echoed.content) == (True, "hello")
+    assert added_elsewhere.ok, added_elsewhere.content
+    assert not refused.ok
+    assert refused.content.startswith(
+        "refused: skill 'echoer' is active and allows only these tools: mcp__test__echo mcp__other Read"
+    )

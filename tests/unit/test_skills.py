@@ -217,6 +217,10 @@ def test_allowed_tools_narrow_the_turn_and_never_widen_it() -> None:
         ("Bash(git:*)", ["bash:git", "bash:git *"]),
         ("Bash(npm test)", ["bash:npm test"]),
         ("WebSearch", ["web_search"]),
+        ("mcp__github__get_issue", ["mcp__github__get_issue", "mcp:github:get_issue"]),
+        ("mcp__github__*", ["mcp__github__*", "mcp:github:*"]),
+        ("mcp__github", ["mcp__github", "mcp:github:*"]),
+        ("mcp__*", ["mcp__*", "mcp:*"]),
     ],
 )
 def test_allowed_tools_entries_become_policy_patterns(entry: str, patterns: list[str]) -> None:
