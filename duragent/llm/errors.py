@@ -13,10 +13,13 @@ class ProviderError(DuragentError):
         self.provider = provider
         self.status = status
         self.url = url
+        #: Whether `explain` already said what to do.
+        self.explained = False
 
     def explain(self, hint: str) -> None:
         """Add what happened next or what to do (`...: tried 4 times ...`) to the message."""
         self.args = (f"{self.args[0]}; {hint}" if self.args else hint, *self.args[1:])
+        self.explained = True
 
 
 class ProviderAuthError(ProviderError):

@@ -38,7 +38,15 @@ from duragent.llm.errors import (
 )
 from duragent.llm.retry import RetryPolicy, is_retryable_status, retry_after_from
 from duragent.llm.sse import SseEvent, SseParser
-from duragent.llm.types import Completion, Finish, LLMRequest, Retrying, StreamChunk, TextDelta
+from duragent.llm.types import (
+    Completion,
+    Finish,
+    LLMRequest,
+    Retrying,
+    StreamChunk,
+    TextDelta,
+    ToolCallComplete,
+)
 from duragent.secrets import MIN_SECRET_LENGTH
 
 if TYPE_CHECKING:
@@ -55,6 +63,11 @@ _NOT_A_STREAM_AFTER = 64 * 1024
 #: Seconds a finished reply's connection may take to send the rest of its body (the chunked
 #: encoding's end, usually a read behind `[DONE]`) before it is closed instead of reused.
 _DRAIN_SECONDS = 5.0
+
+
+#: Chunks that make a reply begun: once one was given out, a failure is not retried (the text
+#: was shown, the call may be kept). A call's pieces (`ToolCallDelta`) and token counts are not.
+_KEPT_CHUNKS = (TextDelta, ToolCallComplete, Finish)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +158,8 @@ class HttpProvider(ABC):
     async def stream(
         self, request: LLMRequest, *, sent: Callable[[], None] | None = None
     ) -> AsyncGenerator[StreamChunk, None]:
-        """Stream the reply, retrying transient failures that happen before the first chunk.
+        """Stream the reply, retrying transient failures that happen before its first text or
+        whole tool call (tool call pieces and token counts alone are nothing a caller keeps).
 
         `sent` is called once each attempt's request headers are written (see `Provider.stream`).
         """
@@ -157,7 +171,7 @@ class HttpProvider(ABC):
             started = False
             try:
                 async for chunk in self._attempt(url, body, headers, sent):
-                    started = True
+                    started = started or isinstance(chunk, _KEPT_CHUNKS)
                     yield chunk
                 return
             except ProviderError as error:
@@ -395,7 +409,7 @@ class HttpProvider(ABC):
         where = f"{status} from {self.name} at {url}"
         if status in (401, 403):
             return ProviderAuthError(
-                f"{where}: {self._rejected_key_text()} (server said: {detail})",
+                f"{where}: {self._rejected_key_text()} (server said: {detail}){self._fix_key_hint()}",
                 provider=self.name,
                 status=status,
                 url=url,
@@ -469,6 +483,15 @@ class HttpProvider(ABC):
             return f"the API key in {self.api_key_env} was rejected"
         return "the API key was rejected"
 
+    def _fix_key_hint(self) -> str:
+        """What to do about a rejected key (the key is read once, when the provider is made)."""
+        if self.api_key is None or not self.api_key_env:
+            return ""
+        return (
+            f"; set {self.api_key_env} to a key the provider accepts and restart the server (it reads "
+            "the key when it starts), then run the turn again"
+        )
+
     def _unreachable(self, url: str, reason: str) -> ProviderUnavailable:
         return ProviderUnavailable(
             f"could not reach {self.name} at {url}: {reason}", provider=self.name, url=url
@@ -489,7 +512,9 @@ class HttpProvider(ABC):
 #: size"), Gemini ("exceeds the maximum number of tokens allowed"), Mistral ("too large for model
 #: with 32768 maximum context length").
 _CONTEXT_OVERFLOW = re.compile(
-    r"context[_ ]length|context window|context size|prompt is too long|maximum number of tokens",
+    r"context[_ ]length|context window|context size|prompt is too long|maximum number of tokens"
+    # Anthropic, when the input and max_tokens together are over the window
+    r"|exceed context limit",
     re.IGNORECASE,
 )
 #: A 429 that no wait mends: OpenAI's `insufficient_quota` (the account's credit is spent).
@@ -498,6 +523,7 @@ _CONTEXT_LIMITS = (
     re.compile(r"maximum context length is (\d+)", re.IGNORECASE),
     re.compile(r"(\d+) maximum context length", re.IGNORECASE),
     re.compile(r"> ?(\d+) maximum", re.IGNORECASE),
+    re.compile(r"exceed context limit: \d+ \+ \d+ > (\d+)", re.IGNORECASE),
     re.compile(r"maximum number of tokens allowed \((\d+)\)", re.IGNORECASE),
     re.compile(r"context (?:size|window|length) (?:is |of )?\(?(\d+)", re.IGNORECASE),
 )

@@ -24,7 +24,7 @@ from duragent.errors import DuragentError, Problem
 from duragent.file_stamps import Stamp, settled, stamp
 from duragent.ids import new_id
 from duragent.llm.base import Provider
-from duragent.llm.errors import ContextTooLong, ProviderError, StreamError
+from duragent.llm.errors import ContextTooLong, ProviderError, StreamError, StreamTimeout
 from duragent.llm.types import (
     Finish,
     LLMRequest,
@@ -57,6 +57,7 @@ from duragent.runtime.memory_context import gather_memory, session_folder
 from duragent.runtime.policy import PolicyCache, ToolPolicy
 from duragent.scheduling.spec import scheduled_task_of
 from duragent.sessions.log import SessionLog
+from duragent.sessions.state import SessionState
 from duragent.skills.active import RECORDED, SKILL_TOOL, refusal, restricting_skills
 from duragent.skills.discovery import (
     ProblemLog,
@@ -388,6 +389,11 @@ class Runtime:
                     raise
                 break
             text, calls, usage, truncated = reply.text, reply.calls, reply.usage, reply.truncated
+            if not calls and not "".join(text).strip():
+                # Stored as the reply, it would show as nothing (a chat gateway cannot even send
+                # empty text) and go back to the model as a message some providers refuse.
+                yield await self._fail(session, "llm_error", _empty_reply_text(provider.name, truncated))
+                return
             # Every model call of this turn so far, those before a restart included (kept in the log).
             turn_usage = dict(session.state.turn_usage)
             for key, count in usage.items():
@@ -524,7 +530,7 @@ class Runtime:
 
     async def _fail(self, session: SessionLog, code: str, message: str) -> TurnFailed:
         # `retryable`: whether `/retry` can run the turn again (not when a partial reply was kept)
-        retryable = owes_reply(session.state.conversation)
+        retryable = can_run_again(session.state)
         await session.append("error", {"code": code, "message": message, "retryable": retryable})
         return TurnFailed(code, message)
 
@@ -980,10 +986,24 @@ def _too_long_hint(agent: Agent) -> str:
     )
 
 
+def _empty_reply_text(provider: str, truncated: bool) -> str:
+    """What to tell the user when the model's reply held no text and no tool call."""
+    if truncated:
+        return (
+            f"{provider} ended its reply at its length limit before any text (a reasoning model may "
+            "have spent it thinking): raise spec.model.max_output_tokens in agent.yaml, then send the "
+            "message again"
+        )
+    return f"{provider} ended its reply without any text or tool call: send the message again"
+
+
 def _failure_text(error: ProviderError, kept_partial: bool) -> str:
     """The turn's error message: the provider's, and what became of the text already streamed."""
     if kept_partial and isinstance(error, StreamError):
         return f"{error}; the reply so far is kept (marked partial): send the message again for a whole one"
+    if isinstance(error, StreamError) and not isinstance(error, StreamTimeout) and not error.explained:
+        # (a stream that broke after its reply began is not asked again: the user must)
+        return f"{error}; nothing of the reply was kept: send the message again"
     return str(error)
 
 
@@ -1089,6 +1109,14 @@ def needs_model(session: SessionLog) -> bool:
     if session.state.turn_closed_by is not None:
         return False
     return owes_reply(session.state.conversation)
+
+
+def can_run_again(state: SessionState) -> bool:
+    """Whether running a failed or cancelled turn again gives the model a step to answer: the
+    person's message or tool results, or tool calls a failure left without a result (answered
+    `interrupted` before the model is asked). Not a kept partial reply: the model would read its
+    own half answer as said."""
+    return owes_reply(state.conversation) or bool(state.open_tool_calls())
 
 
 def owes_reply(conversation: Sequence[Mapping[str, Any]]) -> bool:

@@ -32,7 +32,7 @@ from duragent.runtime.events import (
     TurnFinished,
     TurnPaused,
 )
-from duragent.runtime.loop import Runtime, TurnControl, calls_awaiting_approval, needs_model, owes_reply
+from duragent.runtime.loop import Runtime, TurnControl, calls_awaiting_approval, can_run_again, needs_model
 from duragent.sessions.log import SessionLog, StaleLog
 from duragent.sessions.stream import (
     APPROVAL_PAUSE_REASON,
@@ -517,7 +517,7 @@ class LiveSession:
             raise NothingToRetry(self._resume_instead())
         if state.turn_closed_by is None:
             raise NothingToRetry("the last turn did not fail: there is nothing to retry")
-        if not owes_reply(state.conversation):
+        if not can_run_again(state):
             raise NothingToRetry(
                 "the failed turn kept a partial reply: send the message again for a whole one"
             )
@@ -549,7 +549,7 @@ class LiveSession:
         """True when the last turn failed or was cancelled without keeping a partial reply: `retry`
         runs it again (once no other turn runs or waits)."""
         state = self.log.state
-        return state.turn_closed_by is not None and owes_reply(state.conversation)
+        return state.turn_closed_by is not None and can_run_again(state)
 
     def stopped_approvals(self) -> list[dict[str, Any]]:
         """Calls a turn that stopped midway left waiting for a person (recorded in the log, nobody
@@ -733,7 +733,7 @@ class LiveSession:
         session deleted underneath), tell the clients anyway: one waiting for the turn's end
         (a POST that answers with the reply) would otherwise wait for ever."""
         try:
-            retryable = owes_reply(self.log.state.conversation)
+            retryable = can_run_again(self.log.state)
             await self.log.append("error", {"code": code, "message": message, "retryable": retryable})
         except Exception as error:
             if not isinstance(error, StaleLog):  # (a stale copy says why when it becomes one)

@@ -17,10 +17,11 @@ from duragent.testing.fake_llm import (
     broken_stream,
     echo,
     error,
+    malformed,
     text,
     tool_calls,
 )
-from tests.e2e.server_harness import Api, ApiFactory, collect_until
+from tests.e2e.server_harness import AGENT_YAML, Api, ApiFactory, collect_until
 
 
 def stored_events(root: Path, session_id: str) -> list[dict[str, Any]]:
@@ -43,9 +44,27 @@ def assert_well_formed(messages: list[dict[str, Any]]) -> None:
             assert not open_calls, messages
 
 
+def anthropic_agent(root: Path, fake_llm: FakeLLMServer) -> str:
+    """Add agent `claude` to workspace `ws0`, the fake model spoken to in Anthropic's format."""
+    folder = root / "ws0" / "data" / "agents" / "claude"
+    folder.mkdir()
+    text = AGENT_YAML.format(name="claude", url=fake_llm.url, on_disconnect="continue", max_background="30m")
+    (folder / "agent.yaml").write_text(text.replace("provider: openai", "provider: anthropic"))
+    return "claude"
+
+
 async def send(api: Api, session_id: str, content: str) -> tuple[int, Any]:
     return await api.call("POST", f"/api/v1/sessions/{session_id}/messages", {"content": content})
 
+
+#: A reply that breaks off while the model writes a tool call's arguments, before any text.
+CUT_IN_A_TOOL_CALL = ScriptedResponse(
+    "broken_stream",
+    calls=(ScriptedCall("bash", {"command": "echo hello world"}),),
+    argument_chunks=4,
+    after_chunks=2,
+    finish="tool_calls",
+)
 
 FAILURES = {
     "rate limited on every attempt": (
@@ -67,6 +86,22 @@ FAILURES = {
     "stream cut mid-reply": (
         [broken_stream(2, "one two three four", chunks=4)],
         ["broke mid-stream", "the reply so far is kept (marked partial)"],
+    ),
+    "rejected API key": (
+        [error(401, "Incorrect API key provided")],
+        [
+            "the API key in FAKE_LLM_KEY was rejected",
+            "Incorrect API key provided",
+            "set FAKE_LLM_KEY to a key the provider accepts and restart the server",
+        ],
+    ),
+    "stream cut in a tool call's arguments on every attempt": (
+        [CUT_IN_A_TOOL_CALL] * 4,
+        ["broke mid-stream", "tried 4 times", "send the message again later"],
+    ),
+    "malformed chunk before any text": (
+        [malformed(0)],
+        ["malformed chunk from openai", "nothing of the reply was kept: send the message again"],
     ),
 }
 
@@ -167,6 +202,34 @@ async def test_a_context_the_model_refuses_as_too_long_is_sent_again_without_old
     assert len(fake_llm.requests) == asked + 1  # the window the model named is kept: no refusal first
 
 
+async def test_a_context_anthropic_refuses_with_its_output_room_counted_is_sent_again_smaller(
+    start_api: ApiFactory, fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    # Anthropic's words when input and max_tokens together exceed the window (no "context length"
+    # in them): taken for an ordinary 400, the turn failed, and so did every later one.
+    def answer(request: RecordedRequest) -> ScriptedResponse:
+        size = sum(len(json.dumps(m.get("content"))) for m in request.messages)
+        if size > 3000:
+            message = (
+                f"input length and `max_tokens` exceed context limit: {size // 3} + 200 > 1000, "
+                "decrease input length or `max_tokens` and try again"
+            )
+            return error(
+                400, {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+            )
+        return echo()
+
+    api = await start_api(git=False)
+    session_id = await api.new_session(anthropic_agent(tmp_path, fake_llm))
+    fake_llm.responder = answer
+    assert (await send(api, session_id, "a" * 1400))[0] == 200
+
+    status, reply = await send(api, session_id, "b" * 1400)
+
+    assert (status, reply.get("content")) == (200, f"echo: {'b' * 1400}"), reply
+    assert "error" not in [e["type"] for e in stored_events(tmp_path, session_id)]
+
+
 async def test_a_context_that_never_fits_fails_after_a_bounded_number_of_tries_naming_the_setting(
     start_api: ApiFactory, fake_llm: FakeLLMServer, tmp_path: Path
 ) -> None:
@@ -253,3 +316,65 @@ async def test_tool_calls_with_arguments_not_json_or_an_unknown_tool_get_failed_
     assert results[1]["content"].startswith("unknown tool 'launch_rockets'; available: bash")
     assert_well_formed(fake_llm.requests[-1].messages)
     assert (await send(api, session_id, "next"))[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("reply", "said"),
+    [
+        (text(""), "openai ended its reply without any text or tool call: send the message again"),
+        (
+            text("", finish="length"),
+            "openai ended its reply at its length limit before any text (a reasoning model may have "
+            "spent it thinking): raise spec.model.max_output_tokens in agent.yaml",
+        ),
+    ],
+    ids=["empty", "empty at the length limit"],
+)
+async def test_an_empty_reply_is_a_failed_turn_that_retry_runs_again(
+    reply: ScriptedResponse, said: str, start_api: ApiFactory, fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    # Stored as a reply, it showed as nothing (a chat gateway cannot even send empty text) and
+    # went to the model as an assistant message with neither text nor calls.
+    api = await start_api(git=False)
+    session_id = await api.new_session()
+    fake_llm.enqueue(reply)
+
+    status, problem = await send(api, session_id, "hello")
+
+    assert status == 502, problem
+    assert said in problem["detail"], problem["detail"]
+    stored = stored_events(tmp_path, session_id)
+    assert [e["type"] for e in stored if e["type"] != "session_start"] == ["user_message", "error"]
+    assert stored[-1]["payload"] == {"code": "llm_error", "message": problem["detail"], "retryable": True}
+
+    fake_llm.enqueue(text("hello to you"))
+    events = api.http.get(api.url(f"/api/v1/sessions/{session_id}/events"))
+    async with events as stream:
+        status, body = await api.call("POST", f"/api/v1/sessions/{session_id}/retry")
+        assert status == 202, body
+        seen = await collect_until(stream, "done")
+    assert seen[-1].data["content"] == "hello to you"
+    assert (await send(api, session_id, "next"))[0] == 200
+    assert_well_formed(fake_llm.requests[-1].messages)
+
+
+@pytest.mark.parametrize("api_format", ["openai", "anthropic"])
+async def test_a_stream_cut_in_a_tool_calls_arguments_before_any_text_is_asked_again(
+    api_format: str, start_api: ApiFactory, fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    # Nothing of such a reply reached the user or the log (a call is kept only once whole), so
+    # it is as safe to ask again as a connection that broke before the reply began.
+    api = await start_api(git=False)
+    session_id = await api.new_session(
+        anthropic_agent(tmp_path, fake_llm) if api_format == "anthropic" else "helper"
+    )
+    fake_llm.enqueue(CUT_IN_A_TOOL_CALL, tool_calls([("bash", {"command": "echo hi"})]), text("it said hi"))
+
+    status, reply = await send(api, session_id, "say hi")
+
+    assert (status, reply["content"]) == (200, "it said hi"), reply
+    assert len(fake_llm.requests) == 3
+    stored = stored_events(tmp_path, session_id)
+    assert [e["payload"]["content"] for e in stored if e["type"] == "tool_result"] == ["hi"]
+    assert "error" not in {e["type"] for e in stored}
+    assert_well_formed(fake_llm.requests[-1].messages)
