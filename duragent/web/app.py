@@ -65,6 +65,9 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     ticket = request.query.get("ticket")
     if ticket:
         if not logins.use_ticket(ticket):
+            if logins.find(request.cookies.get(cookie_name(request))) is not None:
+                # the link opened again (clicked twice, reopened) by the browser it logged in
+                raise web.HTTPSeeOther(safe_next(request.query.get("next")))
             return _login_form(
                 request, "That login link was used already or has expired: run `duragent ui` again."
             )

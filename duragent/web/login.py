@@ -13,6 +13,7 @@ bodies, and only after their CSRF token checks out (`FORM_ENDPOINT_ATTRIBUTE` ma
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
 import time
@@ -47,6 +48,8 @@ class Login:
 
     csrf: str
     last_used: float = field(default_factory=time.monotonic)
+    #: Set when the login ends: the session pages' open event streams close with it.
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass
@@ -83,15 +86,16 @@ class Logins:
         login = self._logins.get(login_id)
         now = time.monotonic()
         if login is None or now - login.last_used > IDLE_LIMIT:
-            self._logins.pop(login_id, None)
+            self.end(login_id)
             return None
         login.last_used = now
         return login
 
     def end(self, login_id: str | None) -> None:
         """Log out."""
-        if login_id:
-            self._logins.pop(login_id, None)
+        login = self._logins.pop(login_id, None) if login_id else None
+        if login is not None:
+            login.ended.set()
 
     def new_ticket(self) -> str:
         """A one-time login ticket for `duragent ui` (valid `TICKET_LIFETIME` seconds)."""

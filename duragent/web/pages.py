@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,7 @@ class Templates:
                 undefined=jinja2.StrictUndefined,
                 finalize=shown,
             )
+            self._environment.filters["json_text"] = json_text
         return self._environment.get_template(template).render(context)
 
 
@@ -53,6 +55,13 @@ def shown(value: Any) -> Any:
     if isinstance(value, str) and not hasattr(value, "__html__"):
         return printable(value)
     return value
+
+
+def json_text(value: Any) -> str:
+    """`value` as JSON text to show on a page: plain text, escaped as HTML and `shown` like any
+    other (Jinja's `tojson` writes JSON for a <script> element, `<` as `\\u003c`, `é` as
+    `\\u00e9`, and a tool call's arguments would not read as the model wrote them)."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 TEMPLATES = web.AppKey("templates", Templates)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from datetime import datetime
 from typing import Any
@@ -15,7 +16,7 @@ from duragent.server.state import STATE
 from duragent.sessions.inspect import describe_unattended, unattended_report
 from duragent.sessions.state import resume
 from duragent.stores.base import SessionReadOptions, utcnow
-from duragent.web.login import UI_PREFIX, form_endpoint
+from duragent.web.login import UI_PREFIX, current_login, form_endpoint
 from duragent.web.pages import render, see_other
 
 #: Sessions shown on the list page (newest activity first).
@@ -152,6 +153,26 @@ async def answer_approval(request: web.Request, form: dict[str, str]) -> web.Str
     raise see_other(f"{UI_PREFIX}/sessions/{session_id}")
 
 
+async def follow_events_while_logged_in(request: web.Request) -> web.StreamResponse:
+    """GET /ui/sessions/{session_id}/events: the session's event stream (`follow_events`), cut when
+    the browser's login ends (Log out in another tab): what the session says next is not for a
+    browser logged out. The page's script then says its live view stopped."""
+    login = current_login(request)
+    logged_out = asyncio.ensure_future(login.ended.wait())
+    logged_out.add_done_callback(lambda waited: _hang_up(request, waited))
+    try:
+        return await follow_events(request)
+    finally:
+        logged_out.cancel()
+
+
+def _hang_up(request: web.Request, logged_out: asyncio.Future[Any]) -> None:
+    """Close the connection of `request` once `logged_out` is done, not cancelled (its stream's
+    next write fails, and the handler ends)."""
+    if not logged_out.cancelled() and request.transport is not None:
+        request.transport.close()
+
+
 def _waiting(state: Any, session_id: str) -> list[dict[str, str]]:
     """The calls of a session waiting for a person (`LiveSession.waiting_approvals`); none for a
     session not loaded."""
@@ -172,7 +193,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post(f"{UI_PREFIX}/sessions", start_session)
     r.add_get(f"{UI_PREFIX}/sessions/{{session_id}}", show_session)
     # The same stream as /api/v1/sessions/{id}/events (positions, Last-Event-ID), with the cookie.
-    r.add_get(f"{UI_PREFIX}/sessions/{{session_id}}/events", follow_events)
+    r.add_get(f"{UI_PREFIX}/sessions/{{session_id}}/events", follow_events_while_logged_in)
     r.add_post(f"{UI_PREFIX}/sessions/{{session_id}}/messages", send_message)
     r.add_post(f"{UI_PREFIX}/sessions/{{session_id}}/approve", answer_approval)
     r.add_post(f"{UI_PREFIX}/sessions/{{session_id}}/retry", retry_turn)

@@ -247,6 +247,21 @@ async def test_duragent_ui_ticket_logs_a_browser_in_once(api: Api) -> None:
         assert r.status == 401
 
 
+async def test_a_used_login_link_opened_again_by_the_browser_it_logged_in_goes_on_in(api: Api) -> None:
+    """The link `duragent ui` printed, clicked again (or opened twice): that browser is logged in,
+    and is not told to run `duragent ui` again."""
+    status, ticket = await api.call(
+        "POST", "/api/v1/dashboard/login-ticket", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert status == 200
+    async with browser() as http:
+        async with http.get(api.url(ticket["path"]), allow_redirects=False) as r:
+            assert r.status == 303
+        async with http.get(api.url(ticket["path"] + "&next=/ui/agents"), allow_redirects=False) as r:
+            assert r.status == 303
+            assert r.headers["Location"] == "/ui/agents"
+
+
 async def test_log_out_needs_the_csrf_token_and_ends_the_login(api: Api) -> None:
     async with browser() as http:
         await log_in(api, http)

@@ -174,7 +174,41 @@ async def test_a_session_that_ends_says_so_and_an_ended_ones_page_does_not_claim
         live = page.locator("#live-status")
         await expect(page.locator("#session-status")).to_have_text("ended")
         await expect(live).to_contain_text("This session has ended")
+        # nothing can be sent to it any more: its page offers no form, as when opened later
+        await expect(page.locator("#send")).to_be_hidden()
+        await expect(page.locator("#retry")).to_be_hidden()
         await page.reload()  # its stream has nothing more to send: a 204, not a lost connection
         await expect(live).to_contain_text("This session has ended")
         await expect(live).not_to_contain_text("Live updates stopped")
+    assert seen == []
+
+
+@pytest.mark.slow
+async def test_logging_out_in_another_tab_stops_an_open_sessions_live_view(
+    api: Api, chrome: Any, fake_llm: FakeLLMServer
+) -> None:
+    """After Log out, what the session says next is not shown to that browser's open pages: their
+    stream ends with the login, and they say so."""
+    from playwright.async_api import expect
+
+    session_id = await api.new_session()
+    context = await chrome.new_context()
+    page = await new_page(context)
+    with watched(page) as seen:
+        await log_in(page, api.url(""), TOKEN)
+        async with page.expect_response(lambda response: "/events?after=" in response.url) as stream:
+            await page.goto(api.url(f"/ui/sessions/{session_id}"))
+        assert (await stream.value).status == 200
+        other_tab = await context.new_page()
+        await other_tab.goto(api.url("/ui/sessions"))
+        await other_tab.click("text=Log out")
+        await other_tab.wait_for_url("**/ui/login")
+
+        await expect(page.locator("#live-status")).to_contain_text("Live updates stopped")
+        fake_llm.enqueue(text("not for a logged-out browser"))
+        status, body = await api.call(
+            "POST", f"/api/v1/sessions/{session_id}/messages", {"content": "private"}
+        )
+        assert status == 200, body
+        assert await page.locator("#transcript").inner_text() == ""
     assert seen == []

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from duragent.testing.fake_llm import FakeLLMServer, echo
+from duragent.testing.fake_llm import FakeLLMServer, echo, text, tool_calls
 from tests.e2e.browser import headless_chromium, log_in, new_page
 from tests.e2e.server_harness import Api, ApiFactory
 from tests.waiting import until
@@ -67,3 +67,34 @@ async def test_pressing_ctrl_enter_again_while_sending_sends_the_message_once(
         await page.click("#send button")
         await expect(page.locator(".msg.assistant .text").last).to_have_text("echo: and then this")
     assert await user_messages(api, session_id) == ["only once", "and then this"]
+
+
+@pytest.mark.slow
+async def test_a_message_sent_while_a_turn_runs_says_it_waits_for_its_turn(
+    api: Api, fake_llm: FakeLLMServer
+) -> None:
+    """Its text leaves the form at once, and it shows in the transcript only when its turn starts:
+    without a word meanwhile, it would look lost (and be sent again, a turn of its own)."""
+    session_id = await api.new_session()
+    # the first turn waits for an approval: it runs until the test answers
+    fake_llm.enqueue(
+        tool_calls([("bash", {"command": "rm -f nothing.txt"})]), text("removed"), text("the second")
+    )
+    async with headless_chromium() as browser:
+        expect = pytest.importorskip("playwright.async_api").expect
+        page = await new_page(browser)
+        await log_in(page, api.url(""), TOKEN)
+        await page.goto(api.url(f"/ui/sessions/{session_id}"))
+        await page.fill("#content", "first")
+        await page.click("#send button")
+        await expect(page.locator("#approvals form.approval")).to_have_count(1)
+
+        await page.fill("#content", "second")
+        await page.click("#send button")
+        queued = page.locator("#send .queued")
+        await expect(queued).to_contain_text("Sent: it shows above when its turn starts")
+        await expect(page.locator("#content")).to_have_value("")
+        await page.click("#approvals button[value=allow_once]")
+        await expect(page.locator(".msg.user .text").last).to_have_text("second")
+        await expect(queued).to_have_count(0)
+        await expect(page.locator(".msg.assistant .text").last).to_have_text("the second")

@@ -60,6 +60,27 @@ async def test_a_waiting_command_is_shown_with_its_bidirectional_characters_as_e
     assert approval.group(1) == SHOWN
 
 
+async def test_a_tool_calls_arguments_read_as_the_model_wrote_them(api: Api, fake_llm: FakeLLMServer) -> None:
+    """Not as JSON written for a <script> element (`\\u003c`, `caf\\u00e9`): the page escapes its
+    text as HTML, and its bidirectional characters as the other values'."""
+    command = "grep '<title>' caf\u00e9.html && echo ok \u2067"
+    fake_llm.enqueue(tool_calls([("bash", {"command": command})]), text("done"))
+    session_id = await api.new_session()
+    status, _ = await send(api, session_id)
+    assert status == 202
+    async with browser() as http:
+        await log_in(api, http)
+        async with http.get(api.url(f"/ui/sessions/{session_id}")) as page:
+            html = await page.text()
+
+    arguments = re.search(r'<code class="args">(.*?)</code>', html)
+    assert arguments is not None
+    assert arguments.group(1) == (
+        "{&#34;command&#34;: &#34;grep &#39;&lt;title&gt;&#39; "
+        "caf\u00e9.html &amp;&amp; echo ok \\u2067&#34;}"
+    )
+
+
 async def test_the_memory_editor_keeps_the_files_text_exactly(api: Api, tmp_path: Path) -> None:
     """What the editor sends back on save is the file as it is, its control characters too."""
     memory = tmp_path / "ws0" / "data" / "memory" / "helper" / "MEMORY.md"

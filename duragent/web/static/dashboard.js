@@ -4,6 +4,8 @@
 
 (function () {
   const csrf = () => (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  // turns whose start the page has seen: a message sent after none started waits for its turn
+  let turnsStarted = 0;
 
   // Control and bidirectional characters written out as escapes (`\u2067`), as the server's pages
   // and the terminal show them: isolates and overrides would reorder what a page shows, so a
@@ -65,6 +67,8 @@
     const offerRetry = (shown) => { if (retry) retry.hidden = !shown || keptPartial; };
     on("turn_retried", () => { offerRetry(false); add(el("li", "tool", "↻ the turn runs again")); });
     on("start", (d) => {
+      turnsStarted += 1;
+      document.querySelector("#send .queued")?.remove();
       keptPartial = false;
       offerRetry(false);
       add(message("user", "user", d.content || ""));
@@ -88,7 +92,10 @@
     });
     on("approval_required", (d) => {
       add(el("li", "tool asked", "? approval asked for " + (d.command || d.tool)));
-      approvals.appendChild(approvalForm(list, d));
+      // a page rendered while the call was asked has its form already (the server knew the call
+      // waited before its event was stored, and the stream brings the event after the page)
+      const shown = [...approvals.querySelectorAll("form")].some((form) => form.elements.call_id.value === d.call_id);
+      if (!shown) approvals.appendChild(approvalForm(list, d));
     });
     on("approval_decision", (d) => {
       add(el("li", "tool", "! " + d.decision));
@@ -162,6 +169,12 @@
   }
 
   function ended(deleted) {
+    // nothing can be sent to it any more (the server refuses): no forms, as its page opened now
+    for (const id of ["send", "retry"]) {
+      const form = document.getElementById(id);
+      if (form) form.hidden = true;
+    }
+    document.querySelectorAll("#approvals form.approval").forEach((form) => form.remove());
     const live = document.getElementById("live-status");
     if (!live) return;
     live.hidden = false;
@@ -206,13 +219,16 @@
       event.preventDefault();
       if (form.dataset.sending) return;
       form.dataset.sending = "yes";
-      const post = () => fetch(form.action, {
-        method: "POST",
-        body: new URLSearchParams(new FormData(form, event.submitter)),
-        credentials: "same-origin",
-      });
+      // read before the buttons are disabled: a disabled button is left out of a form's data,
+      // and the pressed one is the answer (allow once, deny)
+      const fields = new FormData(form, event.submitter);
+      const post = () => {
+        fields.set("csrf", form.elements.csrf.value); // (renewed after logging in again)
+        return fetch(form.action, { method: "POST", body: new URLSearchParams(fields), credentials: "same-origin" });
+      };
       const buttons = form.querySelectorAll("button");
       buttons.forEach((button) => { button.disabled = true; });
+      const startedBefore = turnsStarted;
       let response;
       try {
         const sent = form.elements.csrf.value;
@@ -238,8 +254,20 @@
       form.querySelector(".problem")?.remove();
       if (form.classList.contains("approval")) form.remove();
       if (form.id === "retry") form.hidden = true;
-      if (form.id === "send") { form.reset(); form.elements.content.focus(); }
+      if (form.id === "send") {
+        form.reset();
+        form.elements.content.focus();
+        // queued behind a turn that runs now: the transcript shows it only when its turn starts
+        if (turnsStarted === startedBefore) queued(form);
+      }
     });
+  }
+
+  function queued(form) {
+    if (form.querySelector(".queued")) return;
+    const note = el("p", "queued hint", "Sent: it shows above when its turn starts (after the one running now).");
+    note.setAttribute("role", "status");
+    form.appendChild(note);
   }
 
   // The CSRF token of the browser's login now, read from this page loaded anew: null when the
