@@ -8,6 +8,8 @@ Loaded specs are kept in an LRU cache of `agents.cache_size` entries. With `agen
 only names are discovered at start and a spec is read on first `get`; an evicted spec is read
 again on its next use. With `agents.static.watch` a watchdog observer reloads an edited agent
 (debounced); an edit that breaks it keeps the previous version in use and records the error.
+An agent folder that is a symlink is watched where it points, and a static folder created or
+replaced while watching (a restored backup) is watched anew.
 
 The registry is used from the event loop (`get`) and from worker threads (`deploy`, `reload`
 through `asyncio.to_thread`), so its maps are guarded by one lock; files are read outside it.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -45,7 +48,7 @@ from duragent.ids import check_name, ulid
 from duragent.stores.base import Change, ChangeListener, ignore_changes
 
 if TYPE_CHECKING:
-    from watchdog.observers.api import BaseObserver
+    from watchdog.observers.api import BaseObserver, ObservedWatch
 
     from duragent.secrets import SecretGuard
 
@@ -59,6 +62,9 @@ WATCH_DEBOUNCE_SECONDS = 0.3
 _STAGING_PREFIX = ".staging-"
 #: Watchdog events that say a file changed; opened/closed-without-write events are our own reads.
 _CHANGE_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})
+#: The debounce key of a change to the static folder itself (replaced, removed, created): no agent
+#: is named "".
+_WHOLE_FOLDER = ""
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,13 @@ class AgentRegistry:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._refreshes: set[asyncio.Task[bool]] = set()
+        self._folder_handler = _StaticFolderHandler(self.static_path, self._notify_threadsafe)
+        # The recursive watch of the static folder; swapped for a new one when the folder is replaced.
+        self._folder_watch: ObservedWatch | None = None
+        # Watches of agent folders that are symlinks (the folder's watch does not follow them), by
+        # agent name, with the folder each one watches.
+        self._linked_watches: dict[str, tuple[Path, ObservedWatch]] = {}
+        self._rewatching = threading.Lock()
         self._remove_leftover_staging()
         if self.lazy:
             self._rediscover()
@@ -281,8 +294,10 @@ class AgentRegistry:
             if entry is None:
                 self._forget(name)
                 log.info("agent '%s' removed: its folder is gone", name)
+                self._watch_where_linked(name)
                 return False
             self._known[name] = entry
+        self._watch_where_linked(name)
         try:
             agent = self._load(entry)
         except ConfigError:
@@ -381,36 +396,123 @@ class AgentRegistry:
     # --- watching -------------------------------------------------------------------------------
 
     async def start_watching(self) -> None:
-        """Watch the static folder when `agents.static.watch` is on (a no-op otherwise)."""
+        """Watch the static folder when `agents.static.watch` is on (a no-op otherwise).
+
+        Its parent folder is watched too (not recursively), so a static folder created after the
+        start, or replaced by another (a backup restored, a deploy script's swap), is watched anew.
+        """
         if not self.watch_enabled or self._observer is not None:
             return
-        if not self.static_path.is_dir():
-            log.warning("not watching agents: %s does not exist", display_path(self.static_path))
+        parent = self.static_path.absolute().parent
+        if not parent.is_dir():
+            log.warning("not watching agents: %s does not exist", display_path(parent))
             return
         from watchdog.observers import Observer
         from watchdog.observers.polling import PollingObserver
 
         self._loop = asyncio.get_running_loop()
-        handler = _StaticFolderHandler(self.static_path, self._notify_threadsafe)
-        observer: BaseObserver | None = None
         try:
-            observer = Observer()
-            await asyncio.to_thread(_start_observer, observer, handler, self.static_path)
+            observer = await asyncio.to_thread(self._observe, Observer())
         except OSError as exc:
             # Out of inotify instances or watches (many servers on one machine): watching is on by
             # default, so it must never stop the server from starting. Polling sees the same edits.
             log.warning("watching agents by polling every second (%s)", exc)
-            if observer is not None:
-                with contextlib.suppress(RuntimeError, OSError):
-                    observer.stop()
-            observer = PollingObserver(timeout=1.0)
-            await asyncio.to_thread(_start_observer, observer, handler, self.static_path)
+            observer = await asyncio.to_thread(self._observe, PollingObserver(timeout=1.0))
         self._observer = observer
-        log.info("watching %s for agent edits", display_path(self.static_path))
+        if self._folder_watch is None:
+            log.info("%s does not exist yet: agents are watched once it does", display_path(self.static_path))
+        else:
+            log.info("watching %s for agent edits", display_path(self.static_path))
+
+    def _observe(self, observer: BaseObserver) -> BaseObserver:
+        """Schedule the watches on `observer` and start it (in a worker thread); stopped on OSError."""
+        parent = self.static_path.absolute().parent
+        try:
+            observer.schedule(
+                _FolderReplacedHandler(self.static_path, self._notify_threadsafe),
+                str(parent),
+                recursive=False,
+            )
+            self._folder_watch = None
+            if self.static_path.is_dir():
+                self._folder_watch = observer.schedule(
+                    self._folder_handler, str(self.static_path), recursive=True
+                )
+            observer.daemon = True
+            observer.start()
+            self._observer = observer
+            for name in self.names():
+                self._watch_where_linked(name)
+        except OSError:
+            self._observer = None
+            with contextlib.suppress(RuntimeError, OSError):
+                observer.stop()
+            raise
+        return observer
+
+    def _rewatch(self) -> bool:
+        """Watch the static folder anew after it was replaced, removed or created, and read every
+        agent again (the folder may hold other agents now); True when the folder is watched."""
+        observer = self._observer
+        if observer is None:
+            return False
+        with self._rewatching:
+            if self._folder_watch is not None:
+                # The old watch follows the old folder (moved away) or stopped with it (deleted).
+                with contextlib.suppress(KeyError, OSError, RuntimeError):
+                    observer.unschedule(self._folder_watch)
+                self._folder_watch = None
+            if self.static_path.is_dir():
+                try:
+                    self._folder_watch = observer.schedule(
+                        self._folder_handler, str(self.static_path), recursive=True
+                    )
+                except OSError as exc:
+                    log.warning(
+                        "cannot watch %s again (%s): reload edited agents with reload-agents",
+                        display_path(self.static_path),
+                        exc,
+                    )
+        self.reload()
+        for name in {*self.names(), *self._linked_watches}:
+            self._watch_where_linked(name)
+        log.info("%s was created, removed or replaced: agents read again", display_path(self.static_path))
+        return self._folder_watch is not None
+
+    def _watch_where_linked(self, name: str) -> None:
+        """Watch where agent `name`'s folder points when it is a symlink (the static folder's watch
+        sees the link, not edits behind it); drop the watch once it is no longer one."""
+        observer = self._observer
+        if observer is None:
+            return
+        link = self.static_path / name
+        # Only an agent's folder: a link to anything else (a home folder) is no agent to watch.
+        target = link.resolve() if link.is_symlink() and (link / AGENT_FILENAME).is_file() else None
+        with self._rewatching:
+            current = self._linked_watches.get(name)
+            if current is not None and current[0] == target:
+                return
+            if current is not None:
+                del self._linked_watches[name]
+                with contextlib.suppress(KeyError, OSError, RuntimeError):
+                    observer.unschedule(current[1])
+            if target is None:
+                return
+            handler = _LinkedAgentHandler(name, self._notify_threadsafe)
+            try:
+                self._linked_watches[name] = (target, observer.schedule(handler, str(target), recursive=True))
+            except OSError as exc:
+                log.warning(
+                    "cannot watch %s, where agent '%s' links to (%s): reload its edits with reload-agents",
+                    target,
+                    name,
+                    exc,
+                )
 
     async def stop(self) -> None:
         """Stop watching and wait for reloads in progress."""
         observer, self._observer = self._observer, None
+        self._linked_watches.clear()
         if observer is not None:
             observer.stop()
             await asyncio.to_thread(observer.join, 5.0)
@@ -441,7 +543,8 @@ class AgentRegistry:
 
     def _start_refresh(self, name: str) -> None:
         self._timers.pop(name, None)
-        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.reload_agent, name))
+        work = self._rewatch if name == _WHOLE_FOLDER else functools.partial(self.reload_agent, name)
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(work))
         self._refreshes.add(task)
         task.add_done_callback(self._refresh_done)
 
@@ -555,18 +658,15 @@ class AgentRegistry:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _start_observer(observer: BaseObserver, handler: FileSystemEventHandler, folder: Path) -> None:
-    observer.schedule(handler, str(folder), recursive=True)
-    observer.daemon = True
-    observer.start()
-
-
 class _StaticFolderHandler(FileSystemEventHandler):
     """Watchdog handler: maps each file event under the static folder to the agent it belongs to."""
 
     def __init__(self, root: Path, notify: Callable[[str], None]):
         super().__init__()
-        self.root = root.resolve()
+        # Watchdog reports paths under the folder as scheduled; a symlinked agent folder inside it
+        # must not be resolved away (its creation or removal is that agent's change).
+        self.root = Path(os.path.abspath(root))
+        self.resolved_root = root.resolve()
         self.notify = notify
 
     def dispatch(self, event: FileSystemEvent) -> None:
@@ -579,13 +679,49 @@ class _StaticFolderHandler(FileSystemEventHandler):
                 self.notify(name)
 
     def _agent_of(self, path: str) -> str | None:
-        try:
-            parts = Path(path).resolve().relative_to(self.root).parts
-        except ValueError:
+        absolute = Path(os.path.abspath(path))
+        if absolute.is_relative_to(self.root):
+            parts = absolute.relative_to(self.root).parts
+        elif (resolved := Path(path).resolve()).is_relative_to(self.resolved_root):
+            parts = resolved.relative_to(self.resolved_root).parts
+        else:
             return None
         if not parts or parts[0].startswith("."):
             return None
         return parts[0]
+
+
+class _LinkedAgentHandler(FileSystemEventHandler):
+    """Watchdog handler of the folder a symlinked agent folder points to: every change is that agent's."""
+
+    def __init__(self, name: str, notify: Callable[[str], None]):
+        super().__init__()
+        self.name = name
+        self.notify = notify
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        """Called by watchdog on its thread for every event under the linked folder."""
+        if event.event_type in _CHANGE_EVENTS:
+            self.notify(self.name)
+
+
+class _FolderReplacedHandler(FileSystemEventHandler):
+    """Watchdog handler of the static folder's parent: notices the static folder itself being
+    created, removed or swapped for another, which its own (recursive) watch cannot see."""
+
+    def __init__(self, folder: Path, notify: Callable[[str], None]):
+        super().__init__()
+        self.folder = os.path.abspath(folder)
+        self.notify = notify
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        """Called by watchdog on its thread for every event in the parent folder."""
+        if event.event_type not in ("created", "deleted", "moved"):
+            return
+        for raw in (event.src_path, getattr(event, "dest_path", "")):
+            if raw and os.path.abspath(os.fsdecode(raw)) == self.folder:
+                self.notify(_WHOLE_FOLDER)
+                return
 
 
 def _summary(entry: _Entry, agent: Agent | None, error: str | None) -> AgentSummary:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -344,6 +345,60 @@ async def test_new_agent_folder_appears_while_watching(watched: AgentRegistry, w
 
     assert await wait_until(lambda: watched.stats.loaded == 2)
     assert watched.names() == ["alpha", "newcomer"]
+
+
+async def test_agents_folder_replaced_by_a_restored_copy_is_still_watched(
+    watched: AgentRegistry, workspace: Path
+) -> None:
+    # Restoring a backup (or a deploy script) swaps the whole folder: the old one's watch is gone.
+    folder = static_dir(workspace)
+    folder.rename(workspace / "agents.old")
+    assert await wait_until(lambda: watched.names() == [])
+    shutil.copytree(workspace / "agents.old", folder)
+    assert await wait_until(lambda: watched.names() == ["alpha"])
+
+    save_atomically(folder / "alpha" / "agent.yaml", agent_yaml("alpha", "edited after the restore"))
+
+    assert await wait_until(lambda: watched.get("alpha").description == "edited after the restore")
+
+
+async def test_agents_folder_created_after_start_is_watched(workspace: Path) -> None:
+    folder = static_dir(workspace)
+    folder.rmdir()
+    registry = AgentRegistry(make_config(workspace, "static:\n  watch: true"), env={})
+    await registry.start_watching()
+    try:
+        write_agent(folder, "late")
+        assert await wait_until(lambda: registry.names() == ["late"])
+
+        (folder / "late" / "SYSTEM_PROMPT.md").write_text("Edited prompt.")
+
+        assert await wait_until(lambda: registry.get("late").system_prompt == "Edited prompt.")
+    finally:
+        await registry.stop()
+
+
+@pytest.mark.parametrize("linked", ["at start", "while watching"])
+async def test_agent_folder_linked_from_elsewhere_is_watched_where_it_points(
+    workspace: Path, linked: str
+) -> None:
+    # Agents kept in a repository of their own and linked into the workspace.
+    elsewhere = write_agent(workspace / "my-agents", "alpha", "first")
+    link = static_dir(workspace) / "alpha"
+    if linked == "at start":
+        link.symlink_to(elsewhere, target_is_directory=True)
+    registry = AgentRegistry(make_config(workspace, "static:\n  watch: true"), env={})
+    await registry.start_watching()
+    try:
+        if linked == "while watching":
+            link.symlink_to(elsewhere, target_is_directory=True)
+        assert await wait_until(lambda: registry.names() == ["alpha"])
+
+        save_atomically(elsewhere / "agent.yaml", agent_yaml("alpha", "edited where it lives"))
+
+        assert await wait_until(lambda: registry.get("alpha").description == "edited where it lives")
+    finally:
+        await registry.stop()
 
 
 async def test_without_watch_enabled_start_watching_does_nothing(workspace: Path) -> None:
