@@ -43,7 +43,7 @@ from duragent.sessions.stream import (
     from_stored,
     token,
 )
-from duragent.stores.base import SessionEvent, SessionReadOptions, SessionStatus, utcnow
+from duragent.stores.base import SessionEvent, SessionReadOptions, SessionStatus, StorageUnavailable, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -736,7 +736,9 @@ class LiveSession:
             retryable = can_run_again(self.log.state)
             await self.log.append("error", {"code": code, "message": message, "retryable": retryable})
         except Exception as error:
-            if not isinstance(error, StaleLog):  # (a stale copy says why when it becomes one)
+            if isinstance(error, StorageUnavailable):  # (what the turn failed of, already logged)
+                log.warning("session %s: the turn's error could not be stored: %s", self.session_id, error)
+            elif not isinstance(error, StaleLog):  # (a stale copy says why when it becomes one)
                 log.exception("session %s: the turn's error could not be stored", self.session_id)
             self._deltas += 1
             position = Position(self.log.state.last_seq, self._deltas)
@@ -989,6 +991,8 @@ def _failure_code(error: DuragentError) -> str:
         return "config_error"
     if isinstance(error, StaleLog):
         return "conflict"  # another worker has the session (StaleLog says what to do)
+    if isinstance(error, StorageUnavailable):
+        return "storage"  # the data directory is full, read-only or not ours: a 503, not a bug
     return "error"
 
 

@@ -10,13 +10,14 @@ in tests/contract/.
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from duragent.errors import DuragentError, NotFound
+from duragent.errors import DuragentError, NotFound, ServiceUnavailable
 
 SessionStatus = Literal["active", "running", "paused", "ended"]
 MemorySection = Literal["decision", "preference", "fact"]
@@ -150,6 +151,41 @@ class SessionLocked(DuragentError):
 
 class MemoryConflict(DuragentError):
     """A memory file changed between reading it and writing an edit of it back."""
+
+
+#: Why a write to the data directory can fail that a person can put right, and what to do.
+_STORAGE_FIXES = {
+    errno.ENOSPC: "free space on that disk",
+    errno.EDQUOT: "free space or raise the quota",
+    errno.EROFS: "remount it read-write",
+    errno.EACCES: "give the user the server runs as write access to it (e.g. `chown -R`)",
+    errno.EPERM: "give the user the server runs as write access to it (e.g. `chown -R`)",
+}
+
+
+class StorageUnavailable(ServiceUnavailable, OSError):
+    """The data directory cannot be written (the disk is full, read-only, or owned by another
+    user): a 503, and the same request works once a person has put it right, without a restart.
+
+    Still an OSError with the original errno, so code that handles a failed write goes on too.
+    """
+
+    def __init__(self, path: Path, error: OSError):
+        reason = error.strerror or str(error)
+        super().__init__(error.errno, reason, str(path))
+        fix = _STORAGE_FIXES.get(error.errno or 0, "")
+        self.detail = f"cannot write {path}: {reason}; nothing of this was stored: {fix}, then try again"
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+def storage_error(error: OSError, path: Path) -> OSError | StorageUnavailable:
+    """`error` as a StorageUnavailable naming `path` when a person can fix its cause (a full,
+    read-only or foreign-owned disk); any other error (EIO: a failing disk) as it is."""
+    if error.errno in _STORAGE_FIXES and not isinstance(error, StorageUnavailable):
+        return StorageUnavailable(path, error)
+    return error
 
 
 @runtime_checkable

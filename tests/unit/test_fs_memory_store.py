@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import io
 import os
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 
 from duragent.errors import InvalidName
 from duragent.memory.markdown import parse_daily
-from duragent.stores.base import Change, MemoryEntry, MemoryQuery
+from duragent.stores.base import Change, MemoryEntry, MemoryQuery, StorageUnavailable
 from duragent.stores.filesystem.memory import EXPORT_CHUNK_SIZE, FilesystemMemoryStore
 
 DAY = date(2026, 11, 26)
@@ -238,6 +239,28 @@ async def test_replacing_memory_md_keeps_the_lines_a_person_added_since_the_agen
     path.write_text(path.read_text() + "- added by hand\n")
     await store.write_long_term("assistant", "# Memory\n\n- likes green tea\n")
     assert path.read_text() == "# Memory\n\n- likes green tea\n- added by hand\n"
+
+
+async def test_a_memory_write_the_full_disk_refuses_keeps_the_file_and_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FilesystemMemoryStore(tmp_path)
+    await store.write_long_term("assistant", "# Memory\n\n- likes tea\n")
+    path = tmp_path / "assistant" / "MEMORY.md"
+    real_fsync = os.fsync
+
+    def fsync_on_a_full_disk(fd: int) -> None:
+        # (the write went to the page cache; the disk says it is full when it is flushed)
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync_on_a_full_disk)
+    with pytest.raises(StorageUnavailable, match=f"cannot write {path}: No space left on device"):
+        await store.write_long_term("assistant", "# Memory\n\n- likes green tea\n")
+
+    assert path.read_text() == "# Memory\n\n- likes tea\n"
+    assert [child.name for child in path.parent.iterdir()] == ["MEMORY.md"]  # no temp file left
 
 
 async def test_a_persons_change_found_by_a_write_is_reported_as_their_edit_before_the_agents(

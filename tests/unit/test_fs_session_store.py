@@ -24,6 +24,7 @@ from duragent.stores.base import (
     SessionLocked,
     SessionReadOptions,
     SessionSnapshot,
+    StorageUnavailable,
 )
 from duragent.stores.filesystem.atomic import write_atomic
 from duragent.stores.filesystem.sessions import (
@@ -106,6 +107,30 @@ async def test_saving_a_snapshot_leaves_no_temp_files(store: FilesystemSessionSt
     names = sorted(path.name for path in (tmp_path / "sessions" / "s_tmp").iterdir())
 
     assert names == [".lock", "events.jsonl", "state.yaml"]
+
+
+async def test_a_snapshot_the_full_disk_refuses_keeps_the_last_whole_one_and_names_the_file(
+    store: FilesystemSessionStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.append("s_full", make_event(1))
+    await store.save_snapshot(SessionSnapshot("s_full", "helper", "active", 1, START, START))
+    state = tmp_path / "sessions" / "s_full" / "state.yaml"
+    whole = state.read_bytes()
+    real_write = os.write
+
+    def write_until_full(fd: int, data: Any) -> int:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp"):
+            real_write(fd, bytes(data)[:10])  # some bytes fit, then the disk is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write_until_full)
+    with pytest.raises(StorageUnavailable, match=f"cannot write {state}: No space left on device") as raised:
+        await store.save_snapshot(SessionSnapshot("s_full", "helper", "paused", 1, START, START))
+
+    assert raised.value.errno == errno.ENOSPC  # (still an OSError to code that handles one)
+    assert state.read_bytes() == whole
+    assert sorted(path.name for path in state.parent.iterdir()) == [".lock", "events.jsonl", "state.yaml"]
 
 
 def test_atomic_write_replaces_the_whole_file_and_cleans_up(tmp_path: Path) -> None:

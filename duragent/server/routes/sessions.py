@@ -429,6 +429,9 @@ def _turn_problem(event: StreamEvent) -> HttpProblem:
     if code == "conflict":
         # Another worker runs the session now, or wrote to it: send the message again.
         return HttpProblem(409, message, type_name="conflict")
+    if code == "storage":
+        # The data directory is full, read-only or not the server's: nothing was stored.
+        return HttpProblem(503, message, type_name="storage")
     return HttpProblem(502, message, type_name=f"turn-{code}")
 
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from duragent.ids import ulid
+from duragent.stores.base import storage_error
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -68,11 +69,15 @@ def remove_stale_temp_files(root: Path, *, older_than: float = 60.0) -> list[Pat
 def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Replace `path` with `data` atomically; with `durable`, fsync the file and its directory.
 
-    The temp file is removed if anything fails, so no `.tmp` litter is left behind.
+    The temp file is removed if anything fails, so no `.tmp` litter is left behind; a full,
+    read-only or foreign-owned disk raises StorageUnavailable naming `path` (a 503 to a client).
     `durable=False` keeps the atomicity (rename) but skips both fsyncs, for tests and benchmarks.
     """
     temp = temp_path_for(path)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except OSError as error:
+        raise storage_error(error, path) from error
     try:
         try:
             write_all(fd, data)
@@ -81,6 +86,9 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
         finally:
             os.close(fd)
         os.replace(temp, path)
+    except OSError as error:  # (a full or read-only disk: `path` still holds its old bytes)
+        temp.unlink(missing_ok=True)
+        raise storage_error(error, path) from error
     except BaseException:
         temp.unlink(missing_ok=True)
         raise

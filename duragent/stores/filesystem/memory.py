@@ -65,6 +65,7 @@ from duragent.stores.base import (
     MemoryEntry,
     MemoryQuery,
     ignore_changes,
+    storage_error,
 )
 from duragent.stores.filesystem.locks import memory_file_lock
 
@@ -432,6 +433,14 @@ def _open_or_none(path: Path) -> Iterator[BinaryIO | None]:
 def _replace_if_unchanged(path: Path, old: bytes | None, new: bytes) -> bool:
     """Replace `path` with `new` unless its bytes are no longer `old`; whether it was replaced."""
     temp = path.with_name(f".{path.name}.{ulid()}.tmp")
+    try:
+        return _replace_with_temp(path, temp, old, new)
+    except OSError as error:  # (a full or read-only disk: `path` still holds its old bytes)
+        raise storage_error(error, path) from error
+
+
+def _replace_with_temp(path: Path, temp: Path, old: bytes | None, new: bytes) -> bool:
+    """`_replace_if_unchanged` through the temp file `temp`, removed whatever happens."""
     try:
         with open(temp, "wb") as handle:
             handle.write(new)

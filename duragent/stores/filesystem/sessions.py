@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import dataclasses
 import functools
 import json
@@ -61,6 +62,7 @@ from duragent.stores.base import (
     already_durable,
     ignore_changes,
     session_name,
+    storage_error,
 )
 from duragent.stores.filesystem.atomic import fsync_directory, write_all, write_atomic
 from duragent.stores.filesystem.locks import SessionLock
@@ -510,6 +512,24 @@ class FilesystemSessionStore:
         batch = [events] if isinstance(events, SessionEvent) else list(events)
         if not batch:
             return None
+        try:
+            change, synced = await self._write_guarded(session_id, batch, unsynced=unsynced)
+        except OSError as error:  # (a full, read-only or foreign-owned disk: a person can fix it)
+            if batch[0].seq == 1:  # the session's creation: no empty folder stays behind
+                await self._abandon_new_session(session_id)
+            raise self._refused(session_id, error) from error
+        if synced is None:
+            self._on_change(change)
+        elif not unsynced:
+            await synced  # (cannot be cancelled: a cancelled caller stops once the fsync ended)
+            return None
+        return synced
+
+    async def _write_guarded(
+        self, session_id: str, batch: Sequence[SessionEvent], *, unsynced: bool
+    ) -> tuple[Change, asyncio.Future[None] | None]:
+        """Write a batch under the session's guard: its change, and its fsync's future if that
+        still runs (None once the batch is durable)."""
         synced = None
         async with self._guard(session_id):
             writer = self._writers.get(session_id) or await self._open_writer(session_id)
@@ -532,12 +552,7 @@ class FilesystemSessionStore:
                 synced = self._write_unsynced(writer, lines, batch[-1].seq, change)
             else:
                 await _run_to_completion(lambda: self._write_batch(writer, lines, size, batch[-1].seq))
-        if synced is None:
-            self._on_change(change)
-        elif not unsynced:
-            await synced  # (cannot be cancelled: a cancelled caller stops once the fsync ended)
-            return None
-        return synced
+        return change, synced
 
     async def read(
         self, session_id: str, options: SessionReadOptions = SessionReadOptions()
@@ -676,7 +691,10 @@ class FilesystemSessionStore:
     async def _open_writer(self, session_id: str) -> _Writer:
         writer = self._writers.get(session_id)
         if writer is None:
-            writer = await asyncio.to_thread(self._open_writer_sync, session_id)
+            try:
+                writer = await asyncio.to_thread(self._open_writer_sync, session_id)
+            except OSError as error:  # (its lock or its log refused: named, as a write is)
+                raise self._refused(session_id, error) from error
             self._writers[session_id] = writer
         return writer
 
@@ -702,6 +720,24 @@ class FilesystemSessionStore:
             lock.release()
             raise
         return _Writer(path=events_path, lock=lock, fd=fd, last_seq=last_seq, size=size)
+
+    def _refused(self, session_id: str, error: OSError) -> OSError:
+        """`error` of a write to a session, as `storage_error` names it: the file the call
+        named (the session's lock, say), else the session's log."""
+        path = Path(error.filename) if isinstance(error.filename, str) else self.events_path(session_id)
+        return storage_error(error, path)
+
+    async def _abandon_new_session(self, session_id: str) -> None:
+        """Remove the folder of a session whose first event could not be written: its log
+        holds nothing (a batch that failed is cut off), so it is no session at all."""
+        writer = self._writers.get(session_id)
+        if writer is not None:
+            if writer.size or writer.syncing is not None:
+                return  # (something was stored after all: kept)
+            del self._writers[session_id]
+            os.close(writer.fd)
+            writer.lock.release()
+        await asyncio.to_thread(_remove_empty_session_dir, self.session_dir(session_id))
 
     def _recover_tail(self, session_id: str, fd: int) -> tuple[int, int]:
         """Cut a torn or corrupt end off the log (saving the bytes); returns (last seq, new size).
@@ -826,7 +862,7 @@ class FilesystemSessionStore:
         if writer.syncing is synced:
             writer.syncing = None
         if error is not None:
-            synced.set_exception(error)
+            synced.set_exception(storage_error(error, writer.path) if isinstance(error, OSError) else error)
             return
         synced.set_result(None)
         self._on_change(change)
@@ -1051,6 +1087,17 @@ class _Fsync(asyncio.Future[None]):
 
     def cancel(self, msg: Any = None) -> bool:
         return False
+
+
+def _remove_empty_session_dir(session_dir: Path) -> None:
+    """Remove a session folder holding only its lock and an empty log; else leave it."""
+    events = session_dir / EVENTS_FILE
+    with contextlib.suppress(OSError):  # (what cannot go stays: it is only litter)
+        if events.exists() and events.stat().st_size:
+            return
+        events.unlink(missing_ok=True)
+        (session_dir / SessionLock.FILE_NAME).unlink(missing_ok=True)
+        session_dir.rmdir()  # (fails, keeping it, if it holds anything else)
 
 
 def _load_snapshot_file(session_id: str, path: Path) -> SessionSnapshot | None:
