@@ -322,6 +322,9 @@ class LiveSession:
         #: Told once when this copy of the session may not be written any more (`SessionLog.stale`),
         #: and no turn of it runs: the session manager loads the session again from the store.
         self.on_stale: Callable[[LiveSession], None] | None = None
+        #: The agent's definition as the server serves it now (None when not loaded): each turn
+        #: starts with it, so an edited prompt, model or tool list applies from the next turn.
+        self.newest_agent: Callable[[str], Agent | None] | None = None
         self._stale_told = False
         #: Told when the session ends (`end`); the session manager shares its own list here.
         self.end_listeners: list[SessionEndListener] = []
@@ -693,6 +696,9 @@ class LiveSession:
             loaded_at, self._loaded_at_seq = self._loaded_at_seq, None
             if content is None:
                 await self._attempt_restarted(self.log.state.last_seq if loaded_at is None else loaded_at)
+            if self.newest_agent is not None:
+                # (an agent removed since, or never loaded again, keeps the definition it had)
+                self.agent = self.newest_agent(self.agent.name) or self.agent
             turn = self.runtime.run_turn(
                 self.log, self.agent, content, sender=sender, control=control, queue_id=queue_id
             )

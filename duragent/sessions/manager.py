@@ -101,8 +101,12 @@ class SessionManager:
         ownership: SessionOwner | None = None,
         publish: EventPublisher | None = None,
         follow_remote: RemoteFollower | None = None,
+        newest_agent: Callable[[str], Agent | None] | None = None,
     ):
+        """`newest_agent(name)`: the definition the server serves now, if loaded (no file read):
+        a loaded session's next turn takes it, so an edit applies to open conversations too."""
         self.store = store
+        self.newest_agent = newest_agent
         self.ownership = ownership
         self._publish = publish
         self._follow_remote = follow_remote
@@ -303,6 +307,7 @@ class SessionManager:
             live.log.owned = lambda: term is not None and ownership.term(session_id) == term
         live.on_stale = self._reload_later
         live.end_listeners = self.end_listeners
+        live.newest_agent = self.newest_agent
         return live
 
     def _may_run(self, live: LiveSession) -> bool:
