@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from duragent.runtime.loop import owes_reply
+from duragent.runtime.loop import can_run_again
 from duragent.server.problems import HttpProblem
 from duragent.server.routes.sessions import HISTORY_TYPES, follow_events
 from duragent.server.state import STATE
@@ -97,7 +97,7 @@ async def show_session(request: web.Request) -> web.Response:
             "decisions": _DECISIONS,
             # (not a turn that kept a partial reply: the server refuses that, say why, and only
             # sending the message again helps)
-            "retryable": session.turn_closed_by is not None and owes_reply(session.conversation),
+            "retryable": session.turn_closed_by is not None and can_run_again(session),
             # as far as the transcript goes: a user message still fsyncing is not read yet
             "last_seq": session.last_seq if live is None else live.log.durable_seq,
             "omitted": max(len(events) - TRANSCRIPT_LIMIT, 0),
