@@ -242,6 +242,9 @@ def check_data_repo(path: Path, config: DuragentConfig | None = None) -> Check:
                 name, "warn", f"{path} has no commits yet", f"commit it: git -C {path} add -A && git commit"
             )
         head = repo.head.commit.hexsha[:7]
+    detached = _detached_head(path)
+    if detached is not None:
+        return Check(name, "warn", f"{detached}: nothing is committed until then")
     uncommitted = _uncommitted(path, config)
     if not uncommitted:
         return Check(name, "ok", f"{path} is a repository at {head}")
@@ -261,6 +264,16 @@ def check_data_repo(path: Path, config: DuragentConfig | None = None) -> Check:
         "a server that stopped before committing left them: the next `duragent serve` commits the "
         f"stores' files; see `git -C {path} status`",
     )
+
+
+def _detached_head(path: Path) -> str | None:
+    """What to say of a data repository left on no branch (commits wait for one), else None."""
+    from duragent.vcs.repo import GitError, GitRepo
+
+    try:
+        return GitRepo.open_or_init(path, create=False).detached_head()
+    except GitError:
+        return None
 
 
 def _server_running(data_path: Path) -> bool:

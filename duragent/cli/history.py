@@ -86,17 +86,43 @@ def history(
 
 def _full_session_id(config: DuragentConfig, text: str) -> str:
     """The session `text` names (its id, its name or a unique start of its id), as `session show`
-    reads it; `text` itself when no stored session is named so (git may still know it: deleted)."""
+    reads it; when no stored session is named so, the one in git's history whose id starts with
+    `text` (a deleted session), else `text` itself."""
     from duragent.cli.context import run_async
-    from duragent.ids import resolve_session
+    from duragent.ids import resolve_prefix, resolve_session
     from duragent.workspace import Workspace
 
-    async def resolve() -> str:
+    async def resolve() -> tuple[str, list[str]]:
         async with Workspace(config) as workspace:
             listed = await workspace.stores.sessions.list()
-        return resolve_session(text, ((s.session_id, s.name) for s in listed))
+        ids = [s.session_id for s in listed]
+        return resolve_session(text, ((s.session_id, s.name) for s in listed)), ids
 
-    return str(run_async(resolve()))
+    found, stored = run_async(resolve())
+    if found in stored:
+        return str(found)
+    return resolve_prefix(text, [*stored, *_sessions_in_history(config, text)])
+
+
+def _sessions_in_history(config: DuragentConfig, start: str) -> list[str]:
+    """Ids starting with `start` of the sessions whose folders git's history holds."""
+    from duragent.vcs.repo import GitRepo
+
+    folder = config.service_path("session")
+    if not folder.is_relative_to(config.data_path):
+        return []
+    root = folder.relative_to(config.data_path).as_posix()
+    repo = GitRepo.open_or_init(config.data_path, create=False)
+    if repo.head() is None:
+        return []
+    # (git's paths are literal, never globs: every session folder added is listed, then matched)
+    args = ["log", "--format=", "--name-only", "--no-renames", "--diff-filter=A", "-z", "--", root]
+    found: dict[str, None] = {}
+    for name in "".join(repo.stream(args)).split("\0"):
+        session, _, rest = name.strip("\n").removeprefix(f"{root}/").partition("/")
+        if rest and session.startswith(start):
+            found[session] = None
+    return list(found)
 
 
 def _name(author: str) -> str:

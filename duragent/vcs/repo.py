@@ -133,7 +133,7 @@ class RepoLocked(GitError):
 
 
 class RepoBusy(GitError):
-    """A merge, rebase, cherry-pick or revert is in progress; commits wait until it ends."""
+    """A merge, rebase, cherry-pick or revert is in progress, or HEAD is detached; commits wait."""
 
 
 class NotOwnGitDir(GitError):
@@ -452,8 +452,14 @@ class GitRepo:
         return merge_texts(ours, base, theirs)
 
     def gc(self) -> None:
-        """Compact the repository (`git gc`, unreachable objects pruned now)."""
-        self._git(["gc", "--quiet", "--prune=now"])
+        """Compact the repository (`git gc`, unreachable objects pruned now).
+
+        Holding the commit lock, as a commit does: a commit being built (by a server, in another
+        process) has written objects no ref reaches yet, which `--prune=now` would delete.
+        """
+        deadline = time.monotonic() + self.lock_timeout
+        with self._commit_lock, self._index_writer(deadline):
+            self._git(["gc", "--quiet", "--prune=now"])
 
     def person_identity(self) -> Identity:
         """The person at the keyboard: git's user.name/user.email here, else `$USER <$USER@localhost>`."""
@@ -661,10 +667,33 @@ class GitRepo:
         """The git operation a person has under way here ("a rebase", "a merge"...), or None."""
         return next((op for marker, op in _IN_PROGRESS.items() if (self.git_dir / marker).exists()), None)
 
+    def detached_head(self) -> str | None:
+        """What to tell a person whose HEAD is on no branch (`git checkout <sha>`), else None.
+
+        A commit made there would be left behind by their switch back to a branch, and the
+        files it added deleted from disk by that switch: commits wait instead.
+        """
+        try:
+            head = (self.git_dir / "HEAD").read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        if not _OBJECT_ID.fullmatch(head):
+            return None
+        out = self._git(["for-each-ref", "--format=%(refname:short)", "refs/heads/"], check=False)
+        branches = out.split()
+        branch = branches[0] if len(branches) == 1 else "<branch>"
+        return (
+            f"HEAD is detached (at {head[:10]}) in {self.root}, on no branch; "
+            f"switch back to one (`git -C {self.root} switch {branch}`)"
+        )
+
     def _check_not_busy(self) -> None:
         operation = self.operation_in_progress()
         if operation is not None:
             raise RepoBusy(f"{operation} is in progress in {self.root}; commits wait until it ends")
+        detached = self.detached_head()
+        if detached is not None:
+            raise RepoBusy(f"{detached}: commits wait until it is on a branch")
 
     def _sleep_before_retry(self, deadline: float, why: str) -> None:
         if time.monotonic() >= deadline:

@@ -384,6 +384,9 @@ def _revert_locked(
             f"cannot revert {sha[:10]} while {operation} is in progress in {repo.root}; finish it "
             "(or abort it) and run revert again"
         )
+    detached = repo.detached_head() if planned else None
+    if detached is not None:
+        raise RevertConflict(f"cannot revert {sha[:10]}: {detached}, and run revert again")
     for path in planned:
         on_disk = found_bytes[path]
         if before_write is not None and on_disk is not None:
@@ -469,10 +472,22 @@ def _revert_message(sha: str, subject: str, files: list[str], kept: Sequence[str
     )
     trailers = [f"{TRAILER_KIND}: {EDIT_KIND}", *(f"{TRAILER_AGENT}: {agent}" for agent in agents)]
     body = f"This reverts commit {sha}."
+    quoted = _shorten(subject, _MAX_REVERT_SUBJECT - len('revert: ""'))
+    if quoted != subject:
+        body += f"\nIts subject: {subject}"
     if kept:
         left = "\n".join(f"- {file}" for file in kept)
         body += f"\nLeft as they are (only memory and agent definitions are reverted):\n{left}"
-    return f'revert: "{subject}"\n\n{body}\n\n' + "\n".join(trailers) + "\n"
+    return f'revert: "{quoted}"\n\n{body}\n\n' + "\n".join(trailers) + "\n"
+
+
+#: A revert's subject stays readable in `git log --oneline` however long the reverted one was
+#: (or a revert of a revert of ...): the whole subject is in the body.
+_MAX_REVERT_SUBJECT = 72
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _under(path: str, folders: Sequence[str]) -> bool:

@@ -202,6 +202,22 @@ def test_history_takes_a_session_by_the_start_of_its_id_as_session_show_does(wor
     assert unknown.stdout == "No change matches these options.\n"
 
 
+def test_history_takes_a_deleted_session_by_the_start_of_its_id(workspace: Path) -> None:
+    session_id = asyncio.run(make_session())
+    other_id = asyncio.run(make_session())
+    for gone in (session_id, other_id):
+        assert run("session", "delete", gone, "--yes").exit_code == 0
+
+    by_prefix = json.loads(run("history", "--session", session_id[:-2], "--json").stdout)
+    shared = run("history", "--session", "s_")
+
+    assert len(by_prefix) == 2
+    assert "deleted" in by_prefix[0]["subject"]
+    assert all(entry["sessions"] == [session_id] for entry in by_prefix)
+    ids = ", ".join(sorted([session_id, other_id]))
+    assert f"'s_' is the start of 2 session ids ({ids})" in str(shared.exception)
+
+
 def test_commands_outside_a_workspace_say_how_to_make_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -357,3 +357,22 @@ def test_revert_keeps_windows_line_endings_and_refuses_a_binary_file(data: Path)
     assert daily.read_bytes() == b"# 2026-11-26\r\n\r\n## Facts Stored\r\n- likes tea\r\n"
     assert isinstance(binary.exception, RevertRefused)
     assert "agents/assistant/icon.png is not text" in str(binary.exception)
+
+
+def test_the_subject_of_a_revert_of_a_long_subject_stays_short_and_names_the_commit(data: Path) -> None:
+    asyncio.run(agent_remembers("likes tea"))
+    long_subject = "memory assistant: " + "; ".join(f"2026-11-{day} café notes +1" for day in range(10, 16))
+    git(data, "commit", "-q", "--amend", "-m", long_subject)  # as a long-lived subject would read
+    first = git(data, "rev-parse", "HEAD").strip()
+
+    assert run("revert", first, "--yes").exit_code == 0
+    reverting_the_revert = git(data, "rev-parse", "HEAD").strip()
+    assert run("revert", reverting_the_revert, "--yes").exit_code == 0
+
+    for subject in git(data, "log", "-2", "--format=%s").splitlines():
+        assert len(subject) <= 72, subject
+        assert subject.startswith('revert: "'), subject
+        assert subject.endswith('…"'), subject
+    bodies = git(data, "log", "-2", "--format=%b")
+    assert f"This reverts commit {first}" in bodies
+    assert long_subject in bodies
