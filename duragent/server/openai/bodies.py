@@ -15,7 +15,6 @@ import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_core import PydanticCustomError
 
 from duragent.errors import InvalidName
 from duragent.ids import check_name
@@ -34,26 +33,17 @@ def text_or_parts(content: Any) -> Any:
     if content is None or isinstance(content, str):
         return content
     if not isinstance(content, list):
-        raise PydanticCustomError(
-            "content_type",
-            'must be a string or a list of content parts ({"type": "text", "text": "..."}), not {kind}',
-            {"kind": type(content).__name__},
+        raise ValueError(
+            'must be a string or a list of content parts ({"type": "text", "text": "..."}), '
+            f"not {type(content).__name__}"
         )
     for index, part in enumerate(content):
         if not isinstance(part, dict):
-            raise PydanticCustomError(
-                "content_part",
-                "part {index}: a content part must be an object, not {kind}",
-                {"index": index, "kind": type(part).__name__},
-            )
+            raise ValueError(f"part {index}: a content part must be an object, not {type(part).__name__}")
         if not isinstance(part.get("type"), str):
-            raise PydanticCustomError(
-                "content_part", 'part {index}: `type` must be a string, such as "text"', {"index": index}
-            )
+            raise ValueError(f'part {index}: `type` must be a string, such as "text"')
         if part.get("text") is not None and not isinstance(part["text"], str):
-            raise PydanticCustomError(
-                "content_part", "part {index}: `text` must be a string", {"index": index}
-            )
+            raise ValueError(f"part {index}: `text` must be a string")
     return content
 
 
