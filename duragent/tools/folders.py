@@ -140,11 +140,17 @@ def _read_folder(directory: Path) -> ToolFolder | Problem:
 
     if not _NAME.fullmatch(directory.name):
         return problem("a tool folder's name must be 1-64 letters, digits, '-' or '_'")
+    from duragent.vcs.watch import is_editor_junk
+
     with os.scandir(directory) as entries:
+        # (an editor's backup or swap file beside the program, `run.py~` or `.run.py.swp`, is
+        # no second program: counted, it would take the tool away until it is deleted)
         programs = sorted(
             entry.name
             for entry in entries
-            if (entry.name == "run" or entry.name.startswith("run.")) and entry.is_file()
+            if (entry.name == "run" or entry.name.startswith("run."))
+            and not is_editor_junk(entry.name)
+            and entry.is_file()
         )
     if not programs:
         return problem("no `run` program in this tool folder (an executable file named run or run.*)")

@@ -63,6 +63,19 @@ def test_folders_that_are_not_tools_are_reported_with_the_reason(tmp_path: Path)
     )
 
 
+def test_an_editors_backup_beside_the_program_leaves_the_tool_in_place(tmp_path: Path) -> None:
+    tools_dir = tmp_path / "tools"
+    folder = tool_folder(tools_dir, "weather", "#!/usr/bin/env python3\nprint('sunny')\n", run_name="run.py")
+    for leftover in ("run.py~", "run.py.orig", "run.py.bak"):
+        (folder / leftover).write_text("#!/usr/bin/env python3\nprint('old')\n")
+        (folder / leftover).chmod(0o755)
+
+    tools, problems = scan_tool_folders(tools_dir)
+
+    assert problems == []
+    assert [(tool.name, tool.program.name) for tool in tools] == [("weather", "run.py")]
+
+
 def test_an_agents_tool_folder_wins_over_the_workspaces_and_never_over_a_configured_tool(
     tmp_path: Path,
 ) -> None:
