@@ -79,6 +79,22 @@ def _looks_like_a_key(value: str) -> bool:
     return len(value) >= 16 and any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
 
 
+def passed_credentials(names: Iterable[str], env: Mapping[str, str]) -> dict[str, str]:
+    """The values of the variables `names` (passed on by name to a program: an MCP server's `env`)
+    that are secrets by their name or look like a key, by name.
+
+    A person lists such a variable to hand the server a credential (`NOTION_AUTH`); a tool result
+    that echoes it would otherwise reach the session and git. `GIT_AUTHOR_NAME: Alice` is neither.
+    """
+    return {
+        name: env[name]
+        for name in names
+        if name in env
+        and name not in NOT_SECRET_ENV
+        and (_secret_by_name(name, env[name]) or _looks_like_a_key(env[name]))
+    }
+
+
 def looks_secret(name: str) -> bool:
     """True for environment variable names that hold secrets by convention (`*_KEY`, `*_TOKEN`...)."""
     return bool(_CERTAINLY_SECRET_NAME.search(name) or _KEY_NAME.search(name))
@@ -165,6 +181,8 @@ class SecretGuard:
         names = {name for name in config.referenced_env if name not in NOT_SECRET_ENV}
         names.update(name for name in env if _secret_by_name(name, env[name]))
         values = {name: env[name] for name in sorted(names) if name in env}
+        for name, value in passed_credentials((n for s in config.mcp_servers for n in s.env), env).items():
+            values.setdefault(name, value)
         # tokens written literally in duragent.yaml are secrets too
         if config.server.api_token:
             values.setdefault("SERVER_API_TOKEN", config.server.api_token)

@@ -765,10 +765,13 @@ def _named_keys(agent: Agent, env: Mapping[str, str] | None) -> dict[str, str]:
     environ = os.environ if env is None else env
     search = agent.spec.tools.web_search
     names = [agent.spec.model.key_variable, search.api_key_env if search else None]
-    from duragent.secrets import NOT_SECRET_ENV
+    from duragent.secrets import NOT_SECRET_ENV, passed_credentials
 
     names += sorted(agent.referenced_env - NOT_SECRET_ENV)
-    return {name: environ[name] for name in names if name and name in environ}
+    keys = {name: environ[name] for name in names if name and name in environ}
+    # and the credentials its MCP servers are handed by name (`env: [NOTION_AUTH]`)
+    passed = (name for server in agent.spec.mcp_servers for name in server.env)
+    return {**passed_credentials(passed, environ), **keys}
 
 
 def _refuse_secrets(files: Mapping[str, str], guard: SecretGuard | None) -> None:

@@ -448,3 +448,26 @@ def test_variables_agent_yaml_reads_are_redacted_once_the_agent_is_loaded(worksp
     registry.get("alpha")
 
     assert guard.redact("atlas-mcp --auth verysecretvalue99") == "atlas-mcp --auth [REDACTED:SOME_AUTH]"
+
+
+def test_credentials_an_mcp_server_is_handed_by_name_are_redacted_and_plain_values_are_not(
+    workspace: Path,
+) -> None:
+    """`env: [NOTION_AUTH]` hands a server a credential under a name that does not look secret:
+    a tool result that echoed it reached the session and git. A value like a key is protected
+    once the agent loads; a plain one (`GIT_AUTHOR_NAME`) is not, or every name would be."""
+    from duragent.secrets import SecretGuard
+
+    directory = write_agent(static_dir(workspace), "alpha")
+    server = (
+        "mcp_servers:\n  - name: notes\n    command: notes-mcp\n    env: [NOTION_AUTH, GIT_AUTHOR_NAME]\n"
+    )
+    (directory / "agent.yaml").write_text(agent_yaml("alpha") + server)
+    guard = SecretGuard()
+    env = {"NOTION_AUTH": "ntn_4f8a9b2c7d1e6f3a", "GIT_AUTHOR_NAME": "Alice Example"}
+    registry = AgentRegistry(make_config(workspace), env=env, guard=guard)
+
+    registry.get("alpha")
+
+    assert guard.redact("auth is ntn_4f8a9b2c7d1e6f3a") == "auth is [REDACTED:NOTION_AUTH]"
+    assert guard.redact("committed by Alice Example") == "committed by Alice Example"

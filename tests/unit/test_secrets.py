@@ -103,6 +103,17 @@ def test_redact_value_reaches_strings_inside_nested_payloads_and_keeps_other_typ
     assert payload["text"] == "use tok-1234567890"  # the original is not modified
 
 
+def test_from_config_takes_credentials_the_workspaces_mcp_servers_are_handed_by_name() -> None:
+    env = {"NOTION_AUTH": "ntn_4f8a9b2c7d1e6f3a", "GIT_AUTHOR_NAME": "Alice Example"}
+    config = parse_config_text(
+        "mcp_servers:\n  - name: notes\n    command: notes-mcp\n    env: [NOTION_AUTH, GIT_AUTHOR_NAME]\n",
+        env=env,
+    )
+    guard = SecretGuard.from_config(config, env=env)
+    assert guard.secret_names == ["NOTION_AUTH"]
+    assert guard.redact("ntn_4f8a9b2c7d1e6f3a by Alice Example") == "[REDACTED:NOTION_AUTH] by Alice Example"
+
+
 def test_from_config_takes_referenced_variables_and_secret_looking_names() -> None:
     env = {
         "MODEL_ENDPOINT": "https://llm.internal.example/v1",
