@@ -87,6 +87,11 @@ class ModelSpec(SpecModel):
     max_output_tokens: int | None = Field(
         None, ge=1, validation_alias=AliasChoices("max_output_tokens", "max_tokens")
     )
+    timeout: Duration | None = Field(
+        None,
+        description="Longest wait for the model's next bytes, its first token included (default 5m): "
+        "longer for a slow local model, shorter to fail fast.",
+    )
 
     @property
     def key_variable(self) -> str | None:
@@ -97,6 +102,14 @@ class ModelSpec(SpecModel):
     @classmethod
     def _names_a_variable(cls, value: str | None) -> str | None:
         return variable_name(value)
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        # 0s would fail every model call at once
+        if value is not None and value <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -500,7 +500,8 @@ class HttpProvider(ABC):
     def _idle_timeout(self, url: str) -> StreamTimeout:
         return StreamTimeout(
             f"no data from {self.name} for {self.timeouts.idle:g} s ({url}): the model server stopped "
-            "answering; send the message again",
+            "answering (a slow local model may need a longer spec.model.timeout in agent.yaml); send the "
+            "message again",
             provider=self.name,
             url=url,
         )

@@ -103,4 +103,9 @@ def read_api_key(env: Mapping[str, str], variable: str, provider: str) -> str | 
 
 def provider_for_model(model: ModelSpec, env: Mapping[str, str] | None = None) -> Provider:
     """The provider an agent's `spec.model` asks for."""
-    return create_provider(model.provider, base_url=model.base_url, api_key_env=model.api_key_env, env=env)
+    from duragent.llm.http_provider import Timeouts
+
+    timeouts = Timeouts(idle=model.timeout.total_seconds()) if model.timeout is not None else None
+    return create_provider(
+        model.provider, base_url=model.base_url, api_key_env=model.api_key_env, env=env, timeouts=timeouts
+    )

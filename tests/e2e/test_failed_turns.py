@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from duragent.server.state import STATE
 from duragent.testing.fake_llm import (
     FakeLLMServer,
     RecordedRequest,
@@ -22,6 +23,7 @@ from duragent.testing.fake_llm import (
     tool_calls,
 )
 from tests.e2e.server_harness import AGENT_YAML, Api, ApiFactory, collect_until
+from tests.waiting import until
 
 
 def stored_events(root: Path, session_id: str) -> list[dict[str, Any]]:
@@ -378,3 +380,28 @@ async def test_a_stream_cut_in_a_tool_calls_arguments_before_any_text_is_asked_a
     assert [e["payload"]["content"] for e in stored if e["type"] == "tool_result"] == ["hi"]
     assert "error" not in {e["type"] for e in stored}
     assert_well_formed(fake_llm.requests[-1].messages)
+
+
+async def test_a_model_slower_than_its_agents_timeout_fails_the_turn_naming_the_setting(
+    start_api: ApiFactory, fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    """`spec.model.timeout` bounds the wait for the model's next bytes (the first token too): a
+    person shortens it to fail fast, or lengthens it for a slow local model."""
+    api = await start_api(git=False)
+    agent_yaml = tmp_path / "ws0" / "data" / "agents" / "pauser" / "agent.yaml"
+    agent_yaml.write_text(
+        agent_yaml.read_text().replace("    api_key_env:", "    timeout: 500ms\n    api_key_env:")
+    )
+    agents = api.server.app[STATE].agents
+    await until(lambda: (agent := agents.cached("pauser")) is not None and agent.spec.model.timeout)
+    session_id = await api.new_session("pauser")
+    fake_llm.enqueue(text("too late", delay=2))
+
+    status, problem = await send(api, session_id, "hello")
+
+    assert status == 502, problem
+    assert "no data from openai for 0.5 s" in problem["detail"]
+    assert "spec.model.timeout" in problem["detail"]
+    fake_llm.enqueue(text("in time"))
+    status, reply = await send(api, session_id, "again")
+    assert (status, reply["content"]) == (200, "in time")
