@@ -12,7 +12,7 @@ from pathlib import Path
 from aiohttp import web
 
 from duragent.server.problems import PROBLEM_CONTENT_TYPE
-from duragent.web import agents, history, memory, schedules, sessions
+from duragent.web import agents, history, memory, processes, schedules, sessions
 from duragent.web.login import (
     LOGIN_COOKIE,
     LOGINS,
@@ -53,6 +53,7 @@ def add_dashboard(app: web.Application, *, api_token: str | None, admin_token: s
     history.add_routes(app)
     agents.add_routes(app)
     schedules.add_routes(app)
+    processes.add_routes(app)
 
 
 async def _to_front_page(request: web.Request) -> web.StreamResponse:

@@ -98,6 +98,9 @@ async def show_session(request: web.Request) -> web.Response:
             # (not a turn that kept a partial reply: the server refuses that, say why, and only
             # sending the message again helps)
             "retryable": session.turn_closed_by is not None and can_run_again(session),
+            # (a turn waiting for an approval is paused: the approval's buttons answer it)
+            "turn_running": live is not None and live.busy and session.status != "paused",
+            "resumable": session.status == "paused" and not pending,
             # as far as the transcript goes: a user message still fsyncing is not read yet
             "last_seq": session.last_seq if live is None else live.log.durable_seq,
             "omitted": max(len(events) - TRANSCRIPT_LIMIT, 0),
@@ -123,6 +126,37 @@ async def retry_turn(request: web.Request, form: dict[str, str]) -> web.StreamRe
     session_id = request.match_info["session_id"]
     live = await request.app[STATE].sessions.get(session_id)
     await live.retry()  # (409 saying why when there is nothing to retry)
+    raise see_other(f"{UI_PREFIX}/sessions/{session_id}")
+
+
+@form_endpoint
+async def cancel_turn(request: web.Request, form: dict[str, str]) -> web.StreamResponse:
+    """POST /ui/sessions/{session_id}/cancel: stop the running turn (what it said so far is kept)."""
+    session_id = request.match_info["session_id"]
+    live = await request.app[STATE].sessions.get(session_id)
+    await live.cancel()  # (no turn running: nothing to do, as the API answers `idle`)
+    raise see_other(f"{UI_PREFIX}/sessions/{session_id}")
+
+
+@form_endpoint
+async def resume_session(request: web.Request, form: dict[str, str]) -> web.StreamResponse:
+    """POST /ui/sessions/{session_id}/resume: continue a paused session (its unfinished turn,
+    then queued messages)."""
+    session_id = request.match_info["session_id"]
+    live = await request.app[STATE].sessions.get(session_id)
+    await live.resume()  # (409 when it has ended)
+    raise see_other(f"{UI_PREFIX}/sessions/{session_id}")
+
+
+@form_endpoint
+async def end_session(request: web.Request, form: dict[str, str]) -> web.StreamResponse:
+    """POST /ui/sessions/{session_id}/end (confirm=yes): stop any turn and the session's
+    background processes; it takes no more messages. Without the tick, nothing happens."""
+    session_id = request.match_info["session_id"]
+    if form.get("confirm") != "yes":
+        raise see_other(f"{UI_PREFIX}/sessions/{session_id}")
+    live = await request.app[STATE].sessions.get(session_id)
+    await live.end("ended from the dashboard")
     raise see_other(f"{UI_PREFIX}/sessions/{session_id}")
 
 
@@ -197,3 +231,6 @@ def add_routes(app: web.Application) -> None:
     r.add_post(f"{UI_PREFIX}/sessions/{{session_id}}/messages", send_message)
     r.add_post(f"{UI_PREFIX}/sessions/{{session_id}}/approve", answer_approval)
     r.add_post(f"{UI_PREFIX}/sessions/{{session_id}}/retry", retry_turn)
+    r.add_post(f"{UI_PREFIX}/sessions/{{session_id}}/cancel", cancel_turn)
+    r.add_post(f"{UI_PREFIX}/sessions/{{session_id}}/resume", resume_session)
+    r.add_post(f"{UI_PREFIX}/sessions/{{session_id}}/end", end_session)

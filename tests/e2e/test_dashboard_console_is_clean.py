@@ -53,6 +53,7 @@ async def test_pages_load_without_console_errors(api: Api) -> None:
             "/ui/history",
             "/ui/agents",
             "/ui/schedules",
+            "/ui/processes",
             "/ui/gateways",
         ]:
             await page.goto(api.url(path))

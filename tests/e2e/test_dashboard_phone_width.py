@@ -73,6 +73,7 @@ async def test_every_page_fits_a_phone_screen_with_its_menu_on_screen(
         "/ui/agents",
         "/ui/schedules",
         f"/ui/schedules/{schedule_id}",
+        "/ui/processes",
         "/ui/gateways",
     ]
     too_wide = {}

@@ -65,8 +65,14 @@
     const retry = document.getElementById("retry");
     let keptPartial = false;
     const offerRetry = (shown) => { if (retry) retry.hidden = !shown || keptPartial; };
-    on("turn_retried", () => { offerRetry(false); add(el("li", "tool", "↻ the turn runs again")); });
+    // Cancel while a turn runs (not while it waits for an approval: its buttons answer it),
+    // Resume while the session is paused for another reason
+    const cancel = document.getElementById("cancel");
+    const resume = document.getElementById("resume");
+    const turnRuns = (runs) => { if (cancel) cancel.hidden = !runs; };
+    on("turn_retried", () => { offerRetry(false); turnRuns(true); add(el("li", "tool", "↻ the turn runs again")); });
     on("start", (d) => {
+      turnRuns(true);
       turnsStarted += 1;
       document.querySelector("#send .queued")?.remove();
       keptPartial = false;
@@ -83,7 +89,7 @@
       streaming.scrollIntoView({ block: "nearest" });
     });
     on("message", (d) => { keptPartial = d.partial === true; finish(d.content || ""); });
-    on("done", (d) => finish(d.content || ""));
+    on("done", (d) => { turnRuns(false); finish(d.content || ""); });
     on("tool_call", (d) => add(el("li", "tool", "→ " + d.tool + " " + JSON.stringify(d.arguments || {}))));
     on("tool_result", (d) => {
       const item = el("li", "tool " + (d.ok === false ? "failed" : "ok"), "← " + d.tool + (d.ok === false ? " failed: " : " ok: "));
@@ -104,9 +110,16 @@
       });
     });
     on("notification", (d) => add(el("li", "tool", "✉ " + (d.message || ""))));
-    on("error", (d) => { finish(""); add(el("li", "error", "error " + (d.code || "") + ": " + (d.message || ""))); offerRetry(true); });
-    on("cancelled", () => { finish(""); add(el("li", "error", "cancelled")); offerRetry(true); });
-    on("status", (d) => { if (status && d.to) { status.textContent = d.to; status.className = "state state-" + d.to; } });
+    on("error", (d) => { turnRuns(false); finish(""); add(el("li", "error", "error " + (d.code || "") + ": " + (d.message || ""))); offerRetry(true); });
+    on("cancelled", () => { turnRuns(false); finish(""); add(el("li", "error", "cancelled")); offerRetry(true); });
+    on("status", (d) => {
+      if (status && d.to) { status.textContent = d.to; status.className = "state state-" + d.to; }
+      if (resume) resume.hidden = !(d.to === "paused" && d.reason !== "awaiting approval");
+      // paused, the turn stopped; going on from a pause or an unattended run for a reason
+      // (resumed, an approval answered, a client attached), it runs (a turn's end says none)
+      if (d.to === "paused") turnRuns(false);
+      else if (d.reason && (d.from === "paused" || d.from === "running")) turnRuns(true);
+    });
     on("session_end", (d) => {
       // the server ends the stream after this: nothing more will come, and that is no failure
       source.close();
@@ -170,7 +183,7 @@
 
   function ended(deleted) {
     // nothing can be sent to it any more (the server refuses): no forms, as its page opened now
-    for (const id of ["send", "retry"]) {
+    for (const id of ["send", "retry", "cancel", "resume", "end"]) {
       const form = document.getElementById(id);
       if (form) form.hidden = true;
     }
@@ -253,7 +266,7 @@
       }
       form.querySelector(".problem")?.remove();
       if (form.classList.contains("approval")) form.remove();
-      if (form.id === "retry") form.hidden = true;
+      if (form.id === "retry" || form.classList.contains("control")) form.hidden = true;
       if (form.id === "send") {
         form.reset();
         form.elements.content.focus();
@@ -327,7 +340,7 @@
     const list = document.getElementById("transcript");
     if (list && window.EventSource) {
       followTranscript(list);
-      document.querySelectorAll("form.send, form.approval, form.retry").forEach(sendInPlace);
+      document.querySelectorAll("form.send, form.approval, form.retry, form.control").forEach(sendInPlace);
       const content = document.getElementById("content");
       content?.addEventListener("keydown", (event) => {
         if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) content.form.requestSubmit();
