@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import re
+import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -78,6 +79,9 @@ RECENT_IDS = 500
 #: platform (Telegram counts visible characters and closes and reopens bold across a cut); it gets
 #: a reply in pieces of this size, far below the protocol's 1 MiB line limit whatever the text.
 WHOLE_REPLY_LIMIT = 65_536
+#: The longest name a received file is stored under: what an artifact name allows per part.
+INBOX_NAME_LIMIT = 128
+_UNSAFE_IN_ARTIFACT_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
@@ -519,14 +523,17 @@ class GatewayRouter:
                 # The message still reaches the agent, saying what became of its file.
                 log.warning("gateway message %s: cannot read its file: %s", message.message_id, exc)
                 return f"[{content.media_type} {name} not received: {exc.strerror or exc}] {text}".strip()
+            stored_as = _inbox_name(message.message_id, name)
             with file:
                 ref = await self.artifacts.put(
                     agent,
-                    f"inbox/{message.message_id}-{name}",
+                    f"inbox/{stored_as}",
                     _file_chunks(file),
                     ArtifactMeta(content_type=str(metadata.get("mime_type") or "application/octet-stream")),
                 )
             note = f"[{content.media_type} saved as artifact {ref.name} ({ref.id})]"
+            if stored_as != f"{message.message_id}-{name}":
+                note = f"[{content.media_type} {name} saved as artifact {ref.name} ({ref.id})]"
         return f"{note} {text}".strip()
 
     async def _chat_command(self, key: ChatKey, message: MessageReceived, text: str) -> bool:
@@ -826,6 +833,24 @@ class GatewayRouter:
                 if ref == named or (named is None and binding.is_current(approval)):
                     return binding, ref
         return None
+
+
+def _inbox_name(message_id: str, file_name: str) -> str:
+    """The artifact name (under `inbox/`) of a file received in message `message_id`.
+
+    People's file names hold what an artifact name may not (`Rapport (été).pdf`): accents lose
+    their marks, other runs of such characters become `_`, and a long name is cut keeping its
+    extension, so any file can be stored; the note to the agent gives the name it was sent as.
+    """
+    plain = unicodedata.normalize("NFKD", f"{message_id}-{file_name}")
+    plain = "".join(char for char in plain if not unicodedata.combining(char))
+    name = _UNSAFE_IN_ARTIFACT_NAME.sub("_", plain).lstrip(".") or "file"
+    if len(name) <= INBOX_NAME_LIMIT:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    if dot and stem and len(extension) <= 16:
+        return f"{stem[: INBOX_NAME_LIMIT - len(extension) - 1]}.{extension}"
+    return name[:INBOX_NAME_LIMIT]
 
 
 def _owns_its_log(live: LiveSession) -> bool:

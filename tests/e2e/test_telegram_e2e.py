@@ -170,6 +170,28 @@ async def test_notify_user_from_a_continue_mode_session_reaches_the_chat(bot: Te
     assert answer.plain_text == "All six files are fine."
 
 
+async def test_a_file_named_with_spaces_and_accents_reaches_the_agent_stored_as_an_artifact(
+    bot: TelegramBot, chat: int
+) -> None:
+    # Phones name files like this; an artifact name may hold none of ' ', '(', 'é'.
+    file_name = "Rapport annuel (été 2026).pdf"
+    bot.llm.enqueue(text("Got your report."))
+    asked = bot.telegram.inject_document(
+        chat, b"%PDF-1.4 the report", OWNER, file_name, "application/pdf", caption="summarise this"
+    )
+
+    reply = await reply_to(bot, asked)
+
+    assert reply.plain_text == "Got your report."
+    [request] = bot.requests_mentioning("summarise this")
+    said = str(request.messages[-1]["content"])
+    stored = re.search(r"\[document .* saved as artifact (\S+) \(", said)
+    assert stored, said
+    assert file_name in said  # the agent still learns what the file was called
+    artifact = bot.config.parent / ".duragent" / "artifacts" / "assistant" / stored.group(1)
+    assert await asyncio.to_thread(artifact.read_bytes) == b"%PDF-1.4 the report"
+
+
 # ---------------------------------------------------------------------------- access
 
 

@@ -248,3 +248,50 @@ async def test_a_polling_loop_that_dies_unforeseen_stops_the_plugin_as_failed(
         assert await plugin.wait_exit(within=30) == 1
     assert "polling Telegram stopped" in plugin.log
     assert "a bug nobody foresaw" in plugin.log
+
+
+async def test_a_reply_sent_while_telegram_is_down_behind_its_proxy_still_arrives(
+    fake_telegram: FakeTelegramBotAPI, plugin: PluginProcess, chat: int
+) -> None:
+    # The agent's answer is only ever sent once: a 502 page must not lose it.
+    fake_telegram.inject_message(chat_id=chat, text="hi", from_user=user(chat))
+    await plugin.event(received_in(str(chat)), within=15)
+    fake_telegram.fail_next("sendMessage", 502, description="Bad Gateway", html_page=True)
+
+    answer = await plugin.request({"type": "send_message", "chat_id": str(chat), "content": "the answer"})
+
+    assert answer["type"] == "command_ok"
+    assert [m.text for m in fake_telegram.sent_messages(chat)] == ["the answer"]
+
+
+async def test_a_reply_telegram_answers_with_a_server_error_is_sent_again(
+    fake_telegram: FakeTelegramBotAPI, plugin: PluginProcess, chat: int
+) -> None:
+    fake_telegram.inject_message(chat_id=chat, text="hi", from_user=user(chat))
+    await plugin.event(received_in(str(chat)), within=15)
+    fake_telegram.fail_next("sendMessage", 500, times=2)
+
+    answer = await plugin.request({"type": "send_message", "chat_id": str(chat), "content": "the answer"})
+
+    assert answer["type"] == "command_ok"
+    assert [m.text for m in fake_telegram.sent_messages(chat)] == ["the answer"]
+
+
+async def test_typing_held_by_flood_control_does_not_hold_back_the_reply(
+    fake_telegram: FakeTelegramBotAPI, plugin: PluginProcess, chat: int
+) -> None:
+    # Typing shows for 5 s and the next turn sends it again: the chat's reply, queued behind it,
+    # must not wait out a flood limit for it.
+    fake_telegram.inject_message(chat_id=chat, text="hi", from_user=user(chat))
+    await plugin.event(received_in(str(chat)), within=15)
+    fake_telegram.fail_next("sendChatAction", 429, retry_after=30)
+    await plugin.send({"type": "send_typing", "chat_id": str(chat), "duration": 5})
+
+    answer = await plugin.request(
+        {"type": "send_message", "chat_id": str(chat), "content": "the answer"}, within=60
+    )
+
+    [typing] = [c for c in fake_telegram.calls_to("sendChatAction") if c.params["chat_id"] == str(chat)]
+    [sent] = [c for c in fake_telegram.calls_to("sendMessage") if c.params["chat_id"] == str(chat)]
+    assert answer["type"] == "command_ok"
+    assert sent.at - typing.at < 30

@@ -40,6 +40,7 @@ from aiogram.exceptions import (
     TelegramForbiddenError,
     TelegramNetworkError,
     TelegramRetryAfter,
+    TelegramServerError,
     TelegramUnauthorizedError,
 )
 from aiogram.types import (
@@ -83,6 +84,10 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 CAPTION_LIMIT = 1024
 #: Attempts at one Bot API call that Telegram answers with 429 before giving up.
 RATE_LIMIT_ATTEMPTS = 5
+#: Attempts at one Bot API call that fails on the way (the network, a 5xx, the HTML error page
+#: of the proxy in front of Telegram), waiting 1, 2, 4 s between them: an agent's reply is sent
+#: once, and would otherwise be lost to a blip.
+TRANSIENT_ATTEMPTS = 4
 #: Polling backoff after network errors: doubles from the first to the last value.
 BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
@@ -202,23 +207,16 @@ class TelegramPlugin(GatewayPlugin):
             self._poller.add_done_callback(self._poller_ended)
 
     async def _get_me(self) -> User:
-        """getMe, retried briefly: a flaky network at boot should not cost a restart cycle."""
-        delay = BACKOFF_FIRST_SECONDS
-        for attempt in range(4):
-            try:
-                return await self._call(lambda: self.bot.get_me())
-            except TelegramUnauthorizedError:
-                raise ConfigError(
-                    f"Telegram refused the bot token in {_token_source(self.config)} (401 Unauthorized):"
-                    " copy it again from @BotFather (/token); revoking it there makes the old one invalid"
-                ) from None
-            except (TelegramNetworkError, PlatformError) as error:
-                if attempt == 3:
-                    raise ConnectionError(self._redact(f"cannot reach Telegram: {error}")) from None
-                log.warning("getMe failed (%s); retrying in %.0f s", self._redact(str(error)), delay)
-                await asyncio.sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable")
+        """getMe, retried briefly by `_call`: a flaky network at boot should not cost a restart cycle."""
+        try:
+            return await self._call(lambda: self.bot.get_me())
+        except TelegramUnauthorizedError:
+            raise ConfigError(
+                f"Telegram refused the bot token in {_token_source(self.config)} (401 Unauthorized):"
+                " copy it again from @BotFather (/token); revoking it there makes the old one invalid"
+            ) from None
+        except PlatformError as error:
+            raise ConnectionError(self._redact(f"cannot reach Telegram: {error.message}")) from None
 
     async def on_shutdown(self) -> None:
         """Stop receiving, let in-flight updates finish briefly, close the HTTP session."""
@@ -568,7 +566,12 @@ class TelegramPlugin(GatewayPlugin):
     async def on_send_typing(self, cmd: SendTyping) -> None:
         """Show "typing..." (Telegram shows it for about 5 s or until the next message)."""
         chat_id, thread_id = _chat_and_thread(cmd.chat_id)
-        await self._call(lambda: self.bot.send_chat_action(chat_id, "typing", message_thread_id=thread_id))
+        # Tried once: the chat's reply waits behind this command, and the running turn sends
+        # typing again in a few seconds anyway, so a flood limit or a blip is not waited out.
+        await self._call(
+            lambda: self.bot.send_chat_action(chat_id, "typing", message_thread_id=thread_id),
+            retry=False,
+        )
 
     async def on_edit_message(self, cmd: EditMessage) -> None:
         """Replace a sent message's text (only the first 4096 characters fit in one message)."""
@@ -599,30 +602,47 @@ class TelegramPlugin(GatewayPlugin):
 
     # ------------------------------------------------------------------ Bot API calls
 
-    async def _call(self, request: Callable[[], Awaitable[T]]) -> T:
-        """Make a Bot API call, honouring 429 retry_after; Telegram errors become PlatformError.
+    async def _call(self, request: Callable[[], Awaitable[T]], *, retry: bool = True) -> T:
+        """Make a Bot API call, honouring 429 retry_after and retrying failures on the way
+        (unless `retry` is false); Telegram errors become PlatformError.
 
-        `request` makes the call afresh each time, so a rate-limited call can be repeated.
+        `request` makes the call afresh each time, so a failed call can be repeated.
         """
-        for attempt in range(1, RATE_LIMIT_ATTEMPTS + 1):
+        rate_limit_attempts = RATE_LIMIT_ATTEMPTS if retry else 1
+        transient_attempts = TRANSIENT_ATTEMPTS if retry else 1
+        rate_limited = transient_failures = 0
+        while True:
             try:
                 result = await request()
             except TelegramRetryAfter as error:
-                if attempt == RATE_LIMIT_ATTEMPTS:
+                rate_limited += 1
+                if rate_limited == rate_limit_attempts:
                     raise PlatformError(
-                        "rate_limited", f"Telegram kept asking to retry after {error.retry_after} s"
+                        "rate_limited", f"Telegram asked to retry after {error.retry_after} s"
                     ) from None
                 log.info("rate limited by Telegram; retrying in %s s", error.retry_after)
                 await asyncio.sleep(error.retry_after)
                 continue
             except TelegramUnauthorizedError:
                 raise
-            except TelegramAPIError as error:
+            except (TelegramNetworkError, TelegramServerError, ClientDecodeError) as error:
+                # A resent message may, rarely, arrive twice (Telegram cannot tell it from a new
+                # one): better than an answer that never arrives.
                 self._connected = not isinstance(error, TelegramNetworkError)
+                reason = self._redact(_short_reason(error))
+                transient_failures += 1
+                if transient_failures == transient_attempts:
+                    code = "not_connected" if isinstance(error, TelegramNetworkError) else "platform_error"
+                    raise PlatformError(code, reason) from None
+                delay = BACKOFF_FIRST_SECONDS * 2 ** (transient_failures - 1)
+                log.warning("Telegram call failed (%s); retrying in %.0f s", reason, delay)
+                await asyncio.sleep(delay)
+                continue
+            except TelegramAPIError as error:
+                self._connected = True  # Telegram answered: the connection is fine
                 raise PlatformError(_error_code(error), self._redact(error.message)) from None
             self._connected = True
             return result
-        raise AssertionError("unreachable")
 
     def _redact(self, text: str) -> str:
         token = self.settings.bot_token if self.settings else self.environ.get(TOKEN_ENV, "")
@@ -635,6 +655,13 @@ def _chat_of(update: Update) -> int | str:
     if message is None and update.callback_query is not None:
         message = update.callback_query.message
     return message.chat.id if message is not None else f"update-{update.update_id}"
+
+
+def _short_reason(error: TelegramAPIError | ClientDecodeError) -> str:
+    """What went wrong, without the whole HTML error page a ClientDecodeError carries."""
+    if isinstance(error, ClientDecodeError):
+        return f"Telegram answered something that is not JSON ({error.message})"
+    return error.message
 
 
 def _token_source(config: dict[str, Any]) -> str:
