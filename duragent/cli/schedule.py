@@ -29,15 +29,20 @@ def register(root: typer.Typer) -> None:
 
 
 async def _with_store(ctx: typer.Context, action: Any) -> Any:
-    """Run `action` on the workspace's schedule store; what it changed is committed before this returns."""
+    """Run `action` on the workspace's schedule store; what it changed is committed, as the
+    person's, before this returns."""
     from duragent.scheduling.store import open_schedule_store
+    from duragent.stores.base import changes_by_person
     from duragent.workspace import Workspace
 
     state: CliState = ctx.obj
     async with Workspace(state.config()) as workspace:
         store = open_schedule_store(workspace.config, on_change=workspace.record_change)
+        # (the committer starts first: what an earlier run left uncommitted is queued as the agent's)
+        _ = workspace.committer
         try:
-            return await action(store)
+            with changes_by_person():
+                return await action(store)
         finally:
             await store.close()
 

@@ -272,11 +272,16 @@ def delete_session(
     async def run() -> None:
         from duragent.client.http import ApiClient, api_token
         from duragent.client.runfile import read_run_info
+        from duragent.stores.base import changes_by_person
 
         async with _workspace(ctx) as workspace:
             running = read_run_info(workspace.config.data_path)
             if running is None:
-                await workspace.stores.sessions.delete(session_id)
+                # (the committer starts first: what an earlier run left uncommitted is the agent's,
+                # and must be queued before the deletion, which is committed as the person's)
+                _ = workspace.committer
+                with changes_by_person():
+                    await workspace.stores.sessions.delete(session_id)
                 return
             # The server may have the session loaded: deleted underneath it (which PostgreSQL
             # would allow), the session would live on there and its next message hang.

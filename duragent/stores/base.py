@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -422,9 +424,40 @@ class Change:
     summary: str
     details: tuple[str, ...] = ()
     content: bytes | None = None
+    #: The session whose turn made an agent's change (a memory it remembered), else None.
+    session: str | None = None
+    #: True for a change a person asked for (a CLI command, the admin API): committed as theirs.
+    by_person: bool = False
 
 
 ChangeListener = Callable[[Change], None]
+
+#: The session whose turn is changing the stores now (the memory tool sets it around its writes),
+#: so the commit of what the agent remembered names the session it was said in.
+turn_session: ContextVar[str | None] = ContextVar("turn_session", default=None)
+#: True while a person's command changes the stores (`duragent schedule rm`, an admin API call):
+#: those changes are committed with the person's git identity, not the agent's.
+person_acting: ContextVar[bool] = ContextVar("person_acting", default=False)
+
+
+@contextmanager
+def changes_by_person() -> Iterator[None]:
+    """Have the stores' changes made inside this block committed as the person's."""
+    token = person_acting.set(True)
+    try:
+        yield
+    finally:
+        person_acting.reset(token)
+
+
+@contextmanager
+def changes_for_session(session_id: str) -> Iterator[None]:
+    """Have the agent's changes made inside this block committed as made in `session_id`."""
+    token = turn_session.set(session_id)
+    try:
+        yield
+    finally:
+        turn_session.reset(token)
 
 
 def ignore_changes(change: Change) -> None:

@@ -26,7 +26,7 @@ from pydantic import Field
 from duragent.errors import DuragentError
 from duragent.keyed_locks import KeyedLocks
 from duragent.memory.markdown import keep_added_lines
-from duragent.stores.base import SECTION_HEADINGS, MemoryEntry, MemoryQuery, MemoryStore
+from duragent.stores.base import SECTION_HEADINGS, MemoryEntry, MemoryQuery, MemoryStore, changes_for_session
 from duragent.tools.base import Tool, ToolArgs, ToolContext, ToolResult
 from duragent.tools.output import cap_text
 
@@ -73,15 +73,21 @@ class MemoryTool(Tool[MemoryArgs]):
         if ctx.memory is None:
             return ToolResult(False, "memory is not enabled for this agent")
         try:
-            if args.action == "recall":
-                return await _recall(ctx.memory, args, ctx)
-            if args.action == "remember":
-                return await _remember(ctx.memory, args, ctx)
-            if args.action == "reflect":
-                return await _reflect(ctx.memory, args, ctx)
-            return await _update_world(ctx.memory, args)
+            with changes_for_session(ctx.session_id):
+                return await self._run(args, ctx)
         except (DuragentError, ValueError, OSError) as exc:
             return ToolResult(False, f"memory {args.action} failed: {exc}")
+
+    async def _run(self, args: MemoryArgs, ctx: ToolContext) -> ToolResult:
+        # (what it writes is committed naming this session: `duragent history --session` shows it)
+        assert ctx.memory is not None
+        if args.action == "recall":
+            return await _recall(ctx.memory, args, ctx)
+        if args.action == "remember":
+            return await _remember(ctx.memory, args, ctx)
+        if args.action == "reflect":
+            return await _reflect(ctx.memory, args, ctx)
+        return await _update_world(ctx.memory, args)
 
     def invocation(self, args: MemoryArgs, ctx: ToolContext) -> str:
         """The action (`memory:remember` patterns match it)."""

@@ -44,7 +44,10 @@ _PR_SET_PDEATHSIG = 1
 
 #: A change as it crosses the pipe: paths as strings (pickling `Path` objects costs more than the
 #: rest), then what a store's written bytes replaced (`WrittenChange`), if known.
-_WireChange = tuple[tuple[str, ...], str, str, str, tuple[str, ...], bytes | None, bytes | None, str | None]
+#: paths, kind, subject, summary, details, content, replaced, head_then, session, by_person
+_WireChange = tuple[
+    tuple[str, ...], str, str, str, tuple[str, ...], bytes | None, bytes | None, str | None, str | None, bool
+]
 
 
 class CommitProcessFailed(DuragentError):
@@ -103,6 +106,8 @@ class CommitProcess:
                 change.details,
                 change.content,
                 *_written_over(change),
+                change.session,
+                change.by_person,
             )
             for change in batch
         ]
@@ -228,10 +233,21 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
             return
         assert isinstance(request, list)
         batch = [
-            WrittenChange(tuple(map(Path, paths)), kind, subject, summary, details, content, replaced, head)
+            WrittenChange(
+                tuple(map(Path, paths)),
+                kind,
+                subject,
+                summary,
+                details,
+                content,
+                session,
+                by_person,
+                replaced,
+                head,
+            )
             if replaced is not None or head is not None
-            else Change(tuple(map(Path, paths)), kind, subject, summary, details, content)
-            for paths, kind, subject, summary, details, content, replaced, head in request
+            else Change(tuple(map(Path, paths)), kind, subject, summary, details, content, session, by_person)
+            for paths, kind, subject, summary, details, content, replaced, head, session, by_person in request
         ]
         made, refused, error = committer.commits_made, committer.files_refused, None
         try:

@@ -10,7 +10,8 @@ never holds the GIL the server's event loop needs.
 Memory and agent-definition changes are committed apart from session logs and artifacts (two
 commits when a batch holds both), so `duragent revert` can undo what an agent remembered.
 Every commit carries trailers (`Duragent-Kind: session`, `Duragent-Session: <id>`,
-`Duragent-Agent: <name>`) so `duragent.vcs.history` can read the log back.
+`Duragent-Agent: <name>`, and `Duragent-By: person` for a person's command) so
+`duragent.vcs.history` can read the log back.
 
 A change carrying the bytes a store wrote (memory) is committed as those bytes, not as the file
 is by then. `notify` notes what they were written over (the bytes of the file's previous change,
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from duragent.errors import DuragentError
 from duragent.secrets import in_the_clear
-from duragent.stores.base import Change
+from duragent.stores.base import Change, person_acting, turn_session
 from duragent.terminal_text import printable
 from duragent.vcs.commit_process import CommitProcess, Setup
 from duragent.vcs.repo import DEFAULT_AUTHOR, GitRepo, Written, parse_identity
@@ -47,6 +48,10 @@ log = logging.getLogger(__name__)
 TRAILER_KIND = "Duragent-Kind"
 TRAILER_SESSION = "Duragent-Session"
 TRAILER_AGENT = "Duragent-Agent"
+#: `Duragent-By: person` marks a change a person asked Duragent for (`duragent schedule rm`, a
+#: request over the HTTP API), committed with their git identity: history counts it as theirs.
+TRAILER_BY = "Duragent-By"
+BY_PERSON = "person"
 #: Change kinds whose subject names an agent (`assistant` or `assistant/2026-11-26`).
 AGENT_KINDS = frozenset({"memory", "artifact", "agent"})
 #: Change kinds a person may want to undo with `duragent revert` (memory, agent definitions and
@@ -65,7 +70,10 @@ SEPARATE_PROCESS_FROM = 100
 #: How often a due batch held back (`held`: tool calls run) looks again, in seconds.
 HELD_POLL = 0.1
 
-_MAX_SUBJECT = 100
+#: What `git log --oneline` shows whole: ids in a subject are cut to their time part (see `_short_name`).
+_MAX_SUBJECT = 72
+#: `s_01JD8R2K4Q…` and `sch_…`: a prefix and a 26-character ULID, whose first 10 are its millisecond.
+_ULID_NAME = re.compile(r"(?P<prefix>[a-z]+_)(?P<time>[0-9A-HJKMNP-TV-Z]{10})[0-9A-HJKMNP-TV-Z]{16}")
 _MAX_DETAILS_PER_GROUP = 20
 _PLURALS = {"memory": "memories", "edit": "edits"}
 _NUMBER = re.compile(r"(\+?\d+)")
@@ -172,6 +180,10 @@ class Committer:
     def notify(self, change: Change) -> None:
         """Record a change to commit later. Thread-safe; never runs git (for a change carrying
         bytes it reads which commit HEAD is on from git's ref files)."""
+        self._queue(_with_origin(change))
+
+    def _queue(self, change: Change) -> None:
+        """`notify` without looking at who the caller acts for (see `_with_origin`)."""
         # which commit a store's write was made on (a file read): a commit made after it is noticed
         head = self.repo.head_from_refs() if _carries_bytes(change) else None
         with self._cond:
@@ -246,7 +258,8 @@ class Committer:
             subject = relative[len(root) + 1 :].split("/")[0]
             groups.setdefault((roots[root], subject), []).append(self.repo.root / relative)
         for (kind, subject), paths in groups.items():
-            self.notify(Change(tuple(paths), kind, subject, "uncommitted before a restart"))
+            # (the agent's, whoever's command started this committer)
+            self._queue(Change(tuple(paths), kind, subject, "uncommitted before a restart"))
         queued = sum(len(paths) for paths in groups.values())
         if queued:
             log.info("committing %d file(s) an earlier run left uncommitted", queued)
@@ -453,11 +466,9 @@ class Committer:
         revertible = [change for change in batch if change.kind in REVERTIBLE_KINDS]
         logs_and_artifacts = [change for change in batch if change.kind not in REVERTIBLE_KINDS]
         # a person's change a store found before its own write is committed first, as theirs
-        for run in _runs_by_author(revertible):
-            author = str(self.repo.person_identity()) if run[0].kind == EDIT_KIND else self.author
+        for run in [*_runs_by_author(revertible), *_runs_by_author(logs_and_artifacts)]:
+            author = str(self.repo.person_identity()) if _persons(run[0]) else self.author
             self._commit_group(run, author)
-        if logs_and_artifacts:
-            self._commit_group(logs_and_artifacts, self.author)
 
     def _commit_group(self, batch: Sequence[Change], author: str) -> None:
         paths = self._paths_in_repo(batch)
@@ -514,7 +525,9 @@ def commit_message(changes: Sequence[Change]) -> str:
         groups.setdefault((change.kind, change.subject), []).append(change)
     subject = _subject(groups)
     body: list[str] = []
-    if len(groups) > 1 or any(change.details for change in changes):
+    # an id the subject cuts short that no trailer holds whole (a schedule's) is given in the body
+    cut_short = any(kind != "session" and _short_name(name) != name for kind, name in groups)
+    if len(groups) > 1 or cut_short or any(change.details for change in changes):
         for (kind, name), members in groups.items():
             body.append(f"- {kind} {name}: {_what_happened(kind, members)}")
             details = [detail for change in members for detail in change.details]
@@ -524,17 +537,17 @@ def commit_message(changes: Sequence[Change]) -> str:
     parts = [subject]
     if body:
         parts.append("\n".join(body))
-    parts.append("\n".join(_trailers(groups)))
+    parts.append("\n".join(_trailers(groups, changes)))
     return "\n\n".join(parts) + "\n"
 
 
 def _subject(groups: dict[tuple[str, str], list[Change]]) -> str:
     if len(groups) == 1:
         ((kind, name), members), *_ = groups.items()
-        return _shorten(f"{kind} {name}: {_what_happened(kind, members)}")
+        return _shorten(f"{kind} {_short_name(name)}: {_what_happened(kind, members)}")
     by_kind: dict[str, list[str]] = {}
     for kind, name in groups:
-        by_kind.setdefault(kind, []).append(name)
+        by_kind.setdefault(kind, []).append(_short_name(name))
     what = ", ".join(
         f"{kind} {names[0]}" if len(names) == 1 else f"{len(names)} {_PLURALS.get(kind, kind + 's')}"
         for kind, names in by_kind.items()
@@ -661,14 +674,24 @@ def _totals(summaries: Sequence[str]) -> str:
     return ", ".join(parts) if parts else f"{len(summaries)} changes"
 
 
-def _trailers(groups: dict[tuple[str, str], list[Change]]) -> list[str]:
+def _trailers(groups: dict[tuple[str, str], list[Change]], changes: Sequence[Change]) -> list[str]:
     kinds = dict.fromkeys(kind for kind, _ in groups)
     sessions = dict.fromkeys(name for kind, name in groups if kind == "session")
+    # the sessions whose turns made the agent's changes (what it remembered in them)
+    sessions.update(dict.fromkeys(change.session for change in changes if change.session))
     agents = dict.fromkeys(name.split("/")[0] for kind, name in groups if kind in AGENT_KINDS)
     lines = [f"{TRAILER_KIND}: {kind}" for kind in kinds]
     lines += [f"{TRAILER_SESSION}: {session}" for session in sessions]
     lines += [f"{TRAILER_AGENT}: {agent}" for agent in agents if agent]
+    if any(change.by_person for change in changes):
+        lines.append(f"{TRAILER_BY}: {BY_PERSON}")
     return lines
+
+
+def _short_name(name: str) -> str:
+    """`s_01JD8R2K4QXYZ...` (a prefix and a ULID) -> `s_01JD8R2K4Q`, its prefix and millisecond:
+    a subject of two full ids is wider than `git log --oneline` shows. Other names stay whole."""
+    return _ULID_NAME.sub(lambda match: match["prefix"] + match["time"], name)
 
 
 def _shorten(text: str, limit: int = _MAX_SUBJECT) -> str:
@@ -676,11 +699,29 @@ def _shorten(text: str, limit: int = _MAX_SUBJECT) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+def _persons(change: Change) -> bool:
+    """True for a person's change: an edit a store found, or one a person's command made."""
+    return change.kind == EDIT_KIND or change.by_person
+
+
+def _with_origin(change: Change) -> Change:
+    """`change` marked with who it was made for: a person's command (`person_acting`), or, for an
+    agent's change, the session whose turn made it (`turn_session`)."""
+    if change.kind == EDIT_KIND:
+        return change  # a person's text a store found: theirs already, made in no session
+    if person_acting.get() and not change.by_person:
+        return dataclasses.replace(change, by_person=True)
+    session = turn_session.get()
+    if session is not None and change.session is None and change.kind in AGENT_KINDS:
+        return dataclasses.replace(change, session=session)
+    return change
+
+
 def _runs_by_author(changes: Sequence[Change]) -> list[list[Change]]:
-    """Consecutive changes with the same author (a person's edits, the agent's), in order."""
+    """Consecutive changes with the same author (a person's, the agent's), in order."""
     runs: list[list[Change]] = []
     for change in changes:
-        if runs and (runs[-1][0].kind == EDIT_KIND) == (change.kind == EDIT_KIND):
+        if runs and _persons(runs[-1][0]) == _persons(change):
             runs[-1].append(change)
         else:
             runs.append([change])

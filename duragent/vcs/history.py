@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from duragent.vcs.committer import TRAILER_AGENT, TRAILER_KIND, TRAILER_SESSION
+from duragent.vcs.committer import BY_PERSON, TRAILER_AGENT, TRAILER_BY, TRAILER_KIND, TRAILER_SESSION
 from duragent.vcs.repo import DEFAULT_AUTHOR, GitRepo, Identity, parse_identity
 
 AuthorKind = Literal["agent", "human"]
@@ -26,7 +26,8 @@ _FIELD = "\x1f"
 _TRAILER_SEPARATOR = "\x1d"
 _FORMAT = (
     "%x1e%H%x1f%h%x1f%aI%x1f%an%x1f%ae%x1f%s%x1f"
-    f"%(trailers:key={TRAILER_KIND},key={TRAILER_SESSION},key={TRAILER_AGENT},separator=%x1d)%x1f"
+    f"%(trailers:key={TRAILER_KIND},key={TRAILER_SESSION},key={TRAILER_AGENT},key={TRAILER_BY},"
+    "separator=%x1d)%x1f"
 )
 #: Top folder of the data directory -> the kind of change its files are.
 _FOLDER_KINDS = {"sessions": "session", "memory": "memory", "artifacts": "artifact", "agents": "agent"}
@@ -68,20 +69,21 @@ def read_history(
     """The newest `limit` commits of the repository at `repo_path` matching every filter given.
 
     `agent_author` is the configured `git.author`: commits by it, or carrying Duragent trailers
-    other than a person's `edit`, are the agent's; the rest are a human's. `path` (repo-relative)
+    other than a person's `edit`, are the agent's, unless marked `Duragent-By: person` (a person's
+    command); the rest are a human's. `path` (repo-relative)
     keeps only commits touching that file or folder.
     """
     repo = GitRepo.open_or_init(repo_path, create=False)
     if limit <= 0 or repo.head() is None:
         return []
     args = ["log", "-z", "--name-status", "--no-renames", "--no-color", f"--format={_FORMAT}"]
-    filtered_here = agent is not None or kind is not None or author is not None or path is not None
+    filtered_here = any(value is not None for value in (agent, session, kind, author, path))
     if not filtered_here:
         args += ["-n", str(limit)]
-    # git narrows to one folder (the session's, else `path`); --full-diff still lists every file
-    pathspec = f"sessions/{session}" if session is not None else path
-    if pathspec is not None:
-        args += ["--full-diff", "--", pathspec]
+    # git narrows to `path`'s folder (--full-diff still lists every file). Not to a session's: what
+    # the agent remembered in it is under memory/, found by its `Duragent-Session` trailer here
+    if path is not None:
+        args += ["--full-diff", "--", path]
     ours = parse_identity(agent_author)
     entries: list[HistoryEntry] = []
     stream = repo.stream(args)
@@ -117,7 +119,8 @@ def _parse(record: str, ours: Identity) -> HistoryEntry:
     trailers = _trailers(trailer_text)
     trailer_kinds = trailers.get(TRAILER_KIND.lower(), [])
     path_kinds, path_sessions, path_agents = _from_paths(files)
-    is_ours = Identity(name, email) == ours or any(k != "edit" for k in trailer_kinds)
+    by_person = BY_PERSON in trailers.get(TRAILER_BY.lower(), [])
+    is_ours = not by_person and (Identity(name, email) == ours or any(k != "edit" for k in trailer_kinds))
     return HistoryEntry(
         sha=sha,
         short=short,

@@ -90,7 +90,35 @@ def test_what_the_command_line_changes_in_schedules_is_committed(workspace: Path
     assert git("status", "--porcelain", "schedules") == ""
     subjects = git("log", "--format=%s", "--", f"schedules/{schedule_id}.yaml").splitlines()
     assert len(subjects) == 3
-    assert all(schedule_id in subject for subject in subjects)
+    # the id cut to its time part in the subject, whole in the body
+    assert all(f"schedule {schedule_id[:14]}: " in subject for subject in subjects)
+    assert all(len(subject) <= 72 for subject in subjects)
+    bodies = git("log", "--format=%b", "--", f"schedules/{schedule_id}.yaml")
+    assert bodies.count(f"- schedule {schedule_id}: ") == 3
+
+
+def test_a_persons_schedule_commands_are_committed_as_theirs(workspace: Path) -> None:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(workspace / ".duragent"), *args], capture_output=True, text=True, check=True
+        ).stdout
+
+    added = run("schedule", "add", "--agent", "assistant", "--every", "1h", "--message", "stretch")
+    schedule_id = added.output.split()[1].rstrip(":")
+    run("schedule", "pause", schedule_id)
+    run("schedule", "resume", schedule_id)
+    run("schedule", "rm", schedule_id)
+
+    commits = git(
+        "log", "--format=%an <%ae>|%(trailers:separator=%x2c )", "--", f"schedules/{schedule_id}.yaml"
+    )
+    assert (
+        commits.splitlines()
+        == ["Test Person <person@example.test>|Duragent-Kind: schedule, Duragent-By: person"] * 4
+    )
+    history = json.loads(run("history", "--kind", "schedule", "--json").stdout)
+    assert [entry["author_kind"] for entry in history] == ["human"] * 4
+    assert "Test Person" in run("history", "--kind", "schedule").stdout
 
 
 @pytest.mark.parametrize(

@@ -151,6 +151,16 @@ def test_delete_is_committed_so_git_still_has_the_session(workspace: Path) -> No
     assert not (workspace / ".duragent" / "sessions" / session_id).exists()
     assert "deleted" in git_log(workspace, "-1", "--format=%s")
     assert f"sessions/{session_id}/events.jsonl" in git_log(workspace, "--name-only", "--format=")
+    # the person's command, committed as them; the trailers history reads are kept
+    assert git_log(workspace, "-1", "--format=%an <%ae>") == "Test Person <person@example.test>\n"
+    trailers = git_log(workspace, "-1", "--format=%(trailers)").splitlines()
+    assert trailers[:3] == [
+        "Duragent-Kind: session",
+        f"Duragent-Session: {session_id}",
+        "Duragent-By: person",
+    ]
+    (deleted, *_) = json.loads(run("history", "--session", session_id, "--json").stdout)
+    assert (deleted["subject"], deleted["author_kind"]) == (f"session {session_id[:12]}: deleted", "human")
 
 
 def test_delete_without_yes_in_a_pipe_is_refused(workspace: Path) -> None:
@@ -186,7 +196,8 @@ def test_history_lists_what_the_agent_changed(workspace: Path) -> None:
     assert entries[-1]["subject"] == "init: workspace with agent assistant"
     assert json.loads(run("history", "--session", "s_other", "--json").stdout) == []
     text = run("history").stdout
-    assert f"session {session_id}" in text
+    # (the id cut to its time part: a subject `git log --oneline` shows whole)
+    assert f"session {session_id[:12]}: " in text
     assert "sk-abcdefghijklmnopqrstuvwxyz12" not in git_log(workspace, "-p")
 
 

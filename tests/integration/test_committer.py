@@ -1135,9 +1135,36 @@ async def test_a_sessions_first_turn_reads_in_git_log_oneline_as_what_happened(
         await log.append("assistant_message", {"content": "hello"})
 
     oneline = git(tmp_path / "ws" / ".duragent", "log", "--oneline", "-1")
-    assert oneline.split(" ", 1)[1] == f"session {log.session_id}: started, turn 1 (+3 events), snapshot\n"
+    # (the id cut to its time part; whole in the trailer)
+    assert (
+        oneline.split(" ", 1)[1] == f"session {log.session_id[:12]}: started, turn 1 (+3 events), snapshot\n"
+    )
     trailers = git(tmp_path / "ws" / ".duragent", "log", "-1", "--format=%(trailers)")
     assert trailers == f"Duragent-Kind: session\nDuragent-Session: {log.session_id}\n\n"
+
+
+def test_subjects_of_full_ids_fit_git_log_oneline_and_the_ids_stay_whole_below(
+    root: Path, repo: GitRepo
+) -> None:
+    from duragent.vcs.history import read_history
+
+    session, schedule = "s_01JD8R2K4QABCDEFGHJKMNPQRS", "sch_01JD8R2K4QZYXWVTSRQPNMKJHG"
+    schedule_file = root / "schedules" / f"{schedule}.yaml"
+    schedule_file.parent.mkdir(parents=True)
+    schedule_file.write_text("every: 1h\n")
+    committer = Committer(repo)
+    committer.notify(session_change(append_event(root, session, "{}"), session, "turn 1 (+2 events)"))
+    committer.notify(Change((schedule_file,), "schedule", schedule, f"ran: delivered to session {session}"))
+    committer.flush()
+
+    subject, *_ = git(root, "log", "-1", "--format=%B").split("\n\n")
+    assert subject == "session s_01JD8R2K4Q, schedule sch_01JD8R2K4Q: 2 events"
+    assert max(len(line) for line in git(root, "log", "--format=%s").splitlines()) <= 72
+    assert f"- schedule {schedule}: ran: delivered to session {session}" in git(
+        root, "log", "-1", "--format=%b"
+    )
+    assert f"Duragent-Session: {session}\n" in git(root, "log", "-1", "--format=%(trailers)")
+    assert [entry.subject for entry in read_history(root, session=session)] == [subject]
 
 
 def test_a_sessions_notes_merge_into_one_phrase_and_a_snapshot_alone_says_so() -> None:

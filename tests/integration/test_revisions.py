@@ -127,7 +127,7 @@ async def test_what_an_agent_remembered_in_a_turn_is_its_own_commit_and_can_be_r
     events = data / "sessions" / session_id / "events.jsonl"
     log_before = events.read_text()
     assert git(data, "log", "-1", "--format=%s", "--", f"sessions/{session_id}").startswith(
-        f"session {session_id}:"
+        f"session {session_id[:12]}:"  # (the id cut to its time part)
     )
 
     result = await asyncio.to_thread(run, "revert", remembered, "--yes")

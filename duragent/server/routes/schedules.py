@@ -28,6 +28,7 @@ from duragent.server.openapi import documented
 from duragent.server.problems import FieldError, HttpProblem
 from duragent.server.state import STATE
 from duragent.sessions.state import resume
+from duragent.stores.base import changes_by_person
 
 if TYPE_CHECKING:
     from duragent.config import ExternalGatewayConfig
@@ -139,7 +140,8 @@ async def create_schedule(request: web.Request) -> web.Response:
         raise _refused_by_the_schedule(str(exc)) from None
     if schedule.until_process is not None:
         _check_process(request, schedule.until_process, agent.name)
-    schedule = await scheduler.create(schedule)
+    with changes_by_person():  # a client's request, never the agent's: committed as the person's
+        schedule = await scheduler.create(schedule)
     return json_reply(_out(scheduler, schedule), 201)
 
 
@@ -198,7 +200,8 @@ async def get_schedule(request: web.Request) -> web.Response:
 @documented("Delete a schedule and its run history.", responses={204: None, 404: ProblemOut})
 async def delete_schedule(request: web.Request) -> web.Response:
     """DELETE /api/v1/schedules/{id} -> 204."""
-    await _scheduler(request).remove(request.match_info["schedule_id"])
+    with changes_by_person():
+        await _scheduler(request).remove(request.match_info["schedule_id"])
     return web.Response(status=204)
 
 
@@ -215,14 +218,18 @@ async def run_schedule(request: web.Request) -> web.Response:
 async def pause_schedule(request: web.Request) -> web.Response:
     """POST /api/v1/schedules/{id}/pause."""
     scheduler = _scheduler(request)
-    return json_reply(_out(scheduler, await scheduler.pause(request.match_info["schedule_id"])))
+    with changes_by_person():
+        paused = await scheduler.pause(request.match_info["schedule_id"])
+    return json_reply(_out(scheduler, paused))
 
 
 @documented("Fire a paused schedule again from its next slot.", responses={200: ScheduleOut, 404: ProblemOut})
 async def resume_schedule(request: web.Request) -> web.Response:
     """POST /api/v1/schedules/{id}/resume."""
     scheduler = _scheduler(request)
-    return json_reply(_out(scheduler, await scheduler.resume(request.match_info["schedule_id"])))
+    with changes_by_person():
+        resumed = await scheduler.resume(request.match_info["schedule_id"])
+    return json_reply(_out(scheduler, resumed))
 
 
 class AdminScheduleOut(ScheduleOut):

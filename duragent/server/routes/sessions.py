@@ -67,7 +67,7 @@ from duragent.sessions.stream import (
     from_stored,
     own_turn,
 )
-from duragent.stores.base import SessionLocked, SessionReadOptions, SessionSummary, utcnow
+from duragent.stores.base import SessionLocked, SessionReadOptions, SessionSummary, changes_by_person, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -370,7 +370,9 @@ async def delete_session(request: web.Request) -> web.Response:
 
 
 async def _delete(serving: _Serving, _body: None) -> web.Response:
-    await serving.state.sessions.delete(serving.session_id)
+    # a client's (`duragent session delete`), never the agent's: committed as the person's
+    with changes_by_person():
+        await serving.state.sessions.delete(serving.session_id)
     return web.Response(status=204)
 
 

@@ -1,0 +1,76 @@
+"""What a person asks the server for over HTTP (`duragent session delete` beside a running
+server, a schedule made, paused or removed) is committed with their git identity, its kind
+trailers kept, so `duragent history` says who did it."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from duragent.testing.fake_llm import FakeLLMServer, text
+from duragent.vcs.history import read_history
+from tests.e2e.server_harness import ApiFactory
+
+PERSON = "Test Person <person@example.test>"
+
+
+def git(data: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(data), *args], capture_output=True, text=True, check=True).stdout
+
+
+async def wait_for(condition: Callable[[], bool], within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def authors_and_trailers(data: Path, path: str) -> list[str]:
+    return git(data, "log", "--format=%an <%ae>|%(trailers:separator=%x2c )", "--", path).splitlines()
+
+
+async def test_a_session_deleted_and_a_schedule_changed_over_http_are_the_persons(
+    start_api: ApiFactory, fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    api = await start_api(git=True)
+    data = tmp_path / "ws0" / "data"
+    session_id = await api.new_session()
+    fake_llm.enqueue(text("hello"))
+    status, body = await api.call("POST", f"/api/v1/sessions/{session_id}/messages", {"content": "hi"})
+    assert status == 200, body
+    await wait_for(lambda: bool(git(data, "log", "--format=%H", "--", f"sessions/{session_id}")))
+
+    status, body = await api.call("DELETE", f"/api/v1/sessions/{session_id}")
+    assert status == 204, body
+    await wait_for(lambda: not git(data, "ls-tree", "-r", "HEAD", f"sessions/{session_id}"))
+    status, made = await api.call(
+        "POST", "/api/v1/schedules", {"agent": "helper", "every": "1h", "message": "x"}
+    )
+    assert status == 201, made
+    schedule_id = made["schedule"]["id"]
+    schedule_file = f"schedules/{schedule_id}.yaml"
+    # each change committed before the next (in one batch, a file made and removed is no change)
+    await wait_for(lambda: len(authors_and_trailers(data, schedule_file)) == 1)
+    status, body = await api.call("POST", f"/api/v1/schedules/{schedule_id}/pause")
+    assert status == 200, body
+    await wait_for(lambda: len(authors_and_trailers(data, schedule_file)) == 2)
+    status, body = await api.call("DELETE", f"/api/v1/schedules/{schedule_id}")
+    assert status == 204, body
+    await wait_for(lambda: len(authors_and_trailers(data, schedule_file)) == 3)
+
+    author, trailers = authors_and_trailers(data, f"sessions/{session_id}")[0].split("|")
+    assert author == PERSON
+    for trailer in ("Duragent-Kind: session", f"Duragent-Session: {session_id}", "Duragent-By: person"):
+        assert trailer in trailers.split(", ")
+    assert (
+        authors_and_trailers(data, schedule_file)
+        == [f"{PERSON}|Duragent-Kind: schedule, Duragent-By: person"] * 3
+    )
+    deleted, *turns = read_history(data, session=session_id)
+    assert (deleted.author, deleted.author_kind) == (PERSON, "human")
+    # the agent's own turn stays the agent's
+    assert turns
+    assert all(entry.author_kind == "agent" for entry in turns)
