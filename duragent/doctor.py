@@ -417,6 +417,9 @@ def check_running_server(config: DuragentConfig, agents: list[Agent], env: Mappi
         if info.auto_started
         else "stop it with `duragent serve stop` and start `duragent serve` again from this shell"
     )
+    commits = _commits_failing(info.url)
+    if commits is not None:
+        return Check(name, "warn", f"{where}: {commits}")
     if info.env is None:
         return Check(name, "ok", where)
     unread = {
@@ -440,6 +443,22 @@ def check_running_server(config: DuragentConfig, agents: list[Agent], env: Mappi
         names = ", ".join(info.env.names)
         return Check(name, "warn", f"{where} started with another provider environment ({names})", restart)
     return Check(name, "ok", f"{where}, with this shell's provider environment and duragent.yaml")
+
+
+def _commits_failing(url: str) -> str | None:
+    """What the running server's /readyz says of its git commits failing (None: they do not, or
+    it did not answer: the server still serves turns, and its commits are its own to report)."""
+    import json
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=3) as response:
+            report = json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+    warnings = report.get("warnings", []) if isinstance(report, dict) else []
+    failing = [line for line in warnings if isinstance(line, str) and "commits failing" in line]
+    return failing[0].removeprefix("git: ") if failing else None
 
 
 def _endpoints(agents: list[Agent]) -> dict[str, list[str]]:

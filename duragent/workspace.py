@@ -94,9 +94,10 @@ class Workspace:
 
         # a person's edits made while nothing ran go in first, under their name; a repository
         # that cannot take a commit now (a rebase in progress) must not stop the agent's work
+        # (nor must a file it cannot read: a folder replaced by a file, one it may not open)
         try:
             self.commit_offline_edits()
-        except DuragentError as error:
+        except (DuragentError, OSError) as error:
             log.warning("could not commit edits made while Duragent was not running: %s", error)
         committer = Committer(
             repo,
@@ -110,7 +111,7 @@ class Workspace:
         # then what a process killed before its commit left in the stores' own folders
         try:
             committer.queue_uncommitted(store_folders(self.config), skip=self._written_here)
-        except DuragentError as error:
+        except (DuragentError, OSError) as error:
             log.warning("could not look for changes an earlier run left uncommitted: %s", error)
         committer.start()
         return committer
@@ -219,6 +220,27 @@ class Workspace:
         committer: Committer | None = self.__dict__.get("committer")  # the cached_property's value
         return committer.pending_files() if committer is not None else set()
 
+    def commits_failing(self) -> str | None:
+        """Why git commits fail now, since when and what to do; None while they succeed (or no
+        committer runs: asking must not start one)."""
+        committer: Committer | None = self.__dict__.get("committer")
+        if committer is None or committer.last_error is None:
+            return None
+        from datetime import UTC, datetime
+
+        since = committer.failing_since
+        when = (
+            datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+            if since is not None
+            else "now"
+        )
+        waiting = len(committer.pending_files())
+        return (
+            f"commits failing since {when}, {waiting} file{'s' if waiting != 1 else ''} waiting: "
+            f"{committer.last_error}; put that right (`git -C {self.config.data_path} status` "
+            "shows the repository): the next retry commits them, without a restart"
+        )
+
     def record_change(self, change: Change) -> None:
         """The ChangeListener every store reports to: notes agent-written files, hands the change to git."""
         ledger = self.agent_writes
@@ -263,11 +285,14 @@ class Workspace:
 
     async def close(self) -> None:
         """Close the stores and commit everything still pending."""
-        if self._stores is not None:
-            await self._stores.close()
-            self._stores = None
-        if "committer" in self.__dict__ and self.committer is not None:
-            self.committer.close()
+        try:
+            if self._stores is not None:
+                await self._stores.close()
+                self._stores = None
+        finally:
+            # (a store that fails to close must not leave the committer's worker running)
+            if "committer" in self.__dict__ and self.committer is not None:
+                self.committer.close()
 
     async def __aenter__(self) -> Workspace:
         return self

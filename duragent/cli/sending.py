@@ -144,6 +144,10 @@ async def send_one(
     if approval is not None:
         result["approval"] = approval_help(api, session_id, approval)
     broken = error is not None and error.get("code") == AGENT_INVALID
+    # a failed or cancelled turn is run again by /retry: say in which session, and how
+    retryable = status in ("failed", "cancelled") and not broken
+    if retryable:
+        result["retry"] = retry_help(api, session_id)
     if as_json:
         from duragent.cli.context import print_json
 
@@ -155,6 +159,8 @@ async def send_one(
         raise ConfigError(str(error["message"]))
     elif error:
         side.error(f"✗ {error['message']} ({error['code']})")
+        if retryable:
+            side.line(f"the turn is in session {session_id}: {result['retry']['terminal']} runs it again")
     elif approval is not None:
         side.approval(str(approval.get("tool", "")), str(approval.get("command", "")))
         side.line(f"decide with: duragent attach {session_id}")
@@ -240,6 +246,14 @@ def approval_help(api: ApiClient, session_id: str, approval: dict[str, Any]) -> 
                 "body": {"call_id": call_id, "decision": "allow_once | allow_always | deny"},
             },
         },
+    }
+
+
+def retry_help(api: ApiClient, session_id: str) -> dict[str, Any]:
+    """How to run a failed or cancelled turn again: from a terminal, or over HTTP."""
+    return {
+        "terminal": f"duragent attach {session_id}, then /retry",
+        "url": api.url(f"/api/v1/sessions/{session_id}/retry"),
     }
 
 

@@ -165,10 +165,12 @@ def status(
         code, body = request_server(f"{record['url']}/readyz", None)
         ready: Any = json.loads(body) if body else {}
         ready_status = "ready" if code == 200 else "not ready"
+        if code == 200 and isinstance(ready, dict) and ready.get("status") == "degraded":
+            ready_status = "ready, degraded"
     except (OSError, ValueError) as exc:
         ready, ready_status = {"error": str(exc)}, "not answering"
     if as_json:
-        print_json({"running": True, **record, "ready": ready_status == "ready", "readyz": ready})
+        print_json({"running": True, **record, "ready": ready_status.startswith("ready"), "readyz": ready})
         return
     started_by = "started by a terminal client" if record.get("auto_started") else "started by hand"
     print(
@@ -178,6 +180,9 @@ def status(
     report = ready if isinstance(ready, dict) else {}
     for problem in report.get("problems", []):
         print(f"  {problem}")
+    # (still serving, but something needs a person: commits failing, a stale git lock)
+    for warning in report.get("warnings", []):
+        print(f"  warning: {warning}")
     for agent, problems in dict(report.get("agents") or {}).items():
         print(f"  agent {agent} is broken (the others still answer):")
         for problem in problems:

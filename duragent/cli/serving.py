@@ -150,7 +150,14 @@ async def run_server(
             raise PortTaken(host, port, port_holder(port), port_setting) from None
         bound_port = _bound_port(runner, port)
         url = f"http://{_url_host(host)}:{bound_port}"
-        _write_run_file(config, app[STATE], host, bound_port, url, auto_started=auto_started)
+        try:
+            _write_run_file(config, app[STATE], host, bound_port, url, auto_started=auto_started)
+        except OSError as exc:
+            from duragent.errors import DuragentError
+
+            if isinstance(exc, DuragentError):
+                raise  # (StorageUnavailable: it names the file and what to do)
+            raise DuragentError(f"cannot write the run file in {config.data_path / 'run'}: {exc}") from exc
         print(f"duragent serve: listening on {url} (data: {config.data_path})", file=sys.stderr, flush=True)
         print(
             f"duragent serve: dashboard at {url}/ui/ (`duragent ui` opens it logged in)",
@@ -164,9 +171,22 @@ async def run_server(
             loop.add_signal_handler(signum, stopping.set)
         await stopping.wait()
         print("duragent serve: stopping", file=sys.stderr, flush=True)
-    finally:
-        await runner.cleanup()
+    except BaseException:
+        # What stopped the start (a full disk, a port) is the error to show: what fails while
+        # closing after it (pending commits on that same full disk) is only reported beside it.
+        await _close_after_failure(runner)
         remove_run_info(config.data_path, os.getpid())
+        raise
+    await runner.cleanup()
+    remove_run_info(config.data_path, os.getpid())
+
+
+async def _close_after_failure(runner: Any) -> None:
+    """Close the server after an error stopped it; what fails here is printed, not raised."""
+    try:
+        await runner.cleanup()
+    except Exception as exc:  # any failure to close must not hide the error that stopped the server
+        print(f"duragent serve: while closing, also: {exc}", file=sys.stderr, flush=True)
 
 
 def _signal_ready(ready_fd: int | None, url: str) -> None:

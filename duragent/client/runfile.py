@@ -124,12 +124,29 @@ def read_run_info(data_path: Path) -> RunInfo | None:
 
 
 def write_run_info(data_path: Path, record: Mapping[str, Any]) -> Path:
-    """Write the run file atomically (readers never see half of it); returns its path."""
+    """Write the run file atomically (readers never see half of it); returns its path.
+
+    A write the disk refuses (full, read-only) raises StorageUnavailable naming the run file and
+    what to do, and leaves no temp file behind.
+    """
     path = run_file(data_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(dict(record), indent=2) + "\n", encoding="utf-8")
-    temporary.replace(path)
+    data = (json.dumps(dict(record), indent=2) + "\n").encode("utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        temporary.replace(path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        from duragent.stores.base import storage_error  # only a server writes the run file
+
+        raise storage_error(error, path) from error
     return path
 
 

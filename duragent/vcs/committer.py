@@ -138,6 +138,8 @@ class Committer:
         self.last_commit: str | None = None
         #: The last failure to commit (None once a later batch succeeds), for metrics and `doctor`.
         self.last_error: str | None = None
+        #: When (time.time()) the commits now failing began to fail; None while they succeed.
+        self.failing_since: float | None = None
         #: Files left out of commits because they still contained a secret.
         self.files_refused = 0
         # An RLock so close() may run from a signal handler that interrupted notify().
@@ -414,6 +416,7 @@ class Committer:
             self._attempts += 1
             self._last_attempt_failed = False
             self.last_error = None
+            self.failing_since = None
             self._retry_delay = 0.0
             self._retry_at = 0.0
             self._cond.notify_all()
@@ -430,6 +433,7 @@ class Committer:
             self._attempts += 1
             self._last_attempt_failed = True
             self.last_error = error
+            self.failing_since = self.failing_since or time.time()
             self._cond.notify_all()
 
     def _commit_here_or_apart(self, batch: list[Change]) -> None:

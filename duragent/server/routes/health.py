@@ -38,7 +38,7 @@ async def livez(request: web.Request) -> web.Response:
 @documented(
     "Readiness: 503 when a store is unreachable or a gateway down; broken agents are listed per "
     "agent (`degraded`) and do not stop the others; a stale `.git/index.lock` that blocks every "
-    "commit is a warning (`degraded`).",
+    "commit, or commits failing (a full disk, a detached HEAD), is a warning (`degraded`).",
     responses={200: Health, 503: Health},
 )
 async def readyz(request: web.Request) -> web.Response:
@@ -69,9 +69,13 @@ async def readyz(request: web.Request) -> web.Response:
     stale_lock = stale_git_lock(repo.git_dir) if repo is not None else None
     if stale_lock:
         warnings.append(f"git: {stale_lock}")
+    # turns are still served while commits fail: a warning, not a reason to take the server out
+    commits_failing = state.workspace.commits_failing()
+    if commits_failing:
+        warnings.append(f"git: {commits_failing}")
     live = list(state.sessions.live.values())
     body = Health(
-        status="unavailable" if problems else "degraded" if broken or stale_lock else "ok",
+        status="unavailable" if problems else "degraded" if broken or stale_lock or commits_failing else "ok",
         workspace_hash=state.config.workspace_hash,
         problems=problems,
         warnings=warnings,
