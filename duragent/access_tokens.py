@@ -49,6 +49,13 @@ def read_tokens(data_path: Path) -> AccessTokens | None:
         return None
     except PermissionError:
         return None
+    except NotADirectoryError:
+        # `run` itself is a file: deleting tokens.json, as the message below says, cannot help
+        in_the_way = next((folder for folder in path.parents if folder.is_file()), path.parent)
+        raise ConfigError(
+            f"{in_the_way} is a file, not a folder: Duragent keeps its tokens and other run-time "
+            "files there; move or rename the file, then start again"
+        ) from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: not a tokens file ({exc}); delete it to get new tokens") from None
     api, admin = (

@@ -550,6 +550,7 @@ class HumanEditWatcher:
         committer = self.workspace.human_edits
         if committer is None or self._observer is not None:
             return
+        _refuse_files_in_place_of(committer)
         self._committer = committer
         self._loop = asyncio.get_running_loop()
         try:
@@ -697,6 +698,18 @@ class HumanEditWatcher:
                     await self.flush()
                 except Exception as error:  # a failed commit must not end the watcher; retried on next edit
                     log.error("could not commit a person's edit: %s", error)
+
+
+def _refuse_files_in_place_of(committer: HumanEditCommitter) -> None:
+    """A file where a watched folder belongs (`agents` saved over by mistake) stops the start with
+    its name: git and the observer would otherwise fail on it with a traceback."""
+    for root in committer.roots:
+        folder = committer.repo.root / root
+        if folder.exists() and not folder.is_dir():
+            raise DuragentError(
+                f"{folder} is a file, not a folder: Duragent watches this folder for edits to commit; "
+                "move or rename the file, then start again"
+            )
 
 
 def _watching(observer: BaseObserver, handler: _EditHandler, committer: HumanEditCommitter) -> BaseObserver:

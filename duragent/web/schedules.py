@@ -16,6 +16,7 @@ from duragent.scheduling.spec import FINISHED, Schedule
 from duragent.scheduling.store import RunRecord
 from duragent.server.problems import HttpProblem
 from duragent.server.state import STATE
+from duragent.stores.base import changes_by_person
 from duragent.web.login import UI_PREFIX, form_endpoint
 from duragent.web.pages import render, see_other
 
@@ -81,7 +82,8 @@ async def schedule_page(request: web.Request) -> web.Response:
 async def pause(request: web.Request, form: dict[str, str]) -> web.StreamResponse:
     """POST /ui/schedules/{id}/pause."""
     schedule_id = request.match_info["schedule_id"]
-    await _scheduler(request).pause(schedule_id)
+    with changes_by_person():  # a person's click, never the agent's: committed as theirs
+        await _scheduler(request).pause(schedule_id)
     raise see_other(f"{UI_PREFIX}/schedules/{schedule_id}?done=paused")
 
 
@@ -89,7 +91,8 @@ async def pause(request: web.Request, form: dict[str, str]) -> web.StreamRespons
 async def resume(request: web.Request, form: dict[str, str]) -> web.StreamResponse:
     """POST /ui/schedules/{id}/resume."""
     schedule_id = request.match_info["schedule_id"]
-    await _scheduler(request).resume(schedule_id)
+    with changes_by_person():
+        await _scheduler(request).resume(schedule_id)
     raise see_other(f"{UI_PREFIX}/schedules/{schedule_id}?done=resumed")
 
 
@@ -127,7 +130,8 @@ async def delete(request: web.Request, form: dict[str, str]) -> web.StreamRespon
     schedule_id = request.match_info["schedule_id"]
     if form.get("confirm") != "yes":
         raise see_other(f"{UI_PREFIX}/schedules/{schedule_id}")
-    await _scheduler(request).remove(schedule_id)
+    with changes_by_person():
+        await _scheduler(request).remove(schedule_id)
     raise see_other(f"{UI_PREFIX}/schedules?done=deleted")
 
 

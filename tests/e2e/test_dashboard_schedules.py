@@ -9,6 +9,11 @@ import aiohttp
 import pytest
 
 from tests.e2e.server_harness import Api, ApiFactory
+from tests.e2e.test_changes_asked_for_over_http_are_committed_as_the_persons import (
+    PERSON,
+    authors_and_trailers,
+    wait_for,
+)
 from tests.e2e.test_dashboard import TOKEN, browser, csrf_of, data_dir, log_in
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
@@ -104,3 +109,27 @@ async def test_schedule_forms_need_the_csrf_token(api: Api, tmp_path: Path) -> N
     assert status == 200
     assert body["schedule"]["status"] == "active"
     assert body["runs"] == []
+
+
+async def test_pause_resume_and_delete_from_the_page_are_committed_as_the_persons(
+    api: Api, tmp_path: Path
+) -> None:
+    data = data_dir(tmp_path)
+    schedule_id = await make_schedule(api)
+    schedule_file = f"schedules/{schedule_id}.yaml"
+    base = f"/ui/schedules/{schedule_id}"
+    async with browser() as http:
+        await log_in(api, http)
+        csrf = await csrf_of(http, api.url(base))
+        await wait_for(lambda: len(authors_and_trailers(data, schedule_file)) == 1)
+        # each change committed before the next (in one batch, a file made and removed is no change)
+        for number, (action, form) in enumerate(
+            [("pause", {}), ("resume", {}), ("delete", {"confirm": "yes"})], start=2
+        ):
+            answer = await post(http, api.url(f"{base}/{action}"), csrf=csrf, **form)
+            assert answer.status == 303, action
+            await wait_for(lambda count=number: len(authors_and_trailers(data, schedule_file)) == count)
+    assert (
+        authors_and_trailers(data, schedule_file)
+        == [f"{PERSON}|Duragent-Kind: schedule, Duragent-By: person"] * 4
+    )
