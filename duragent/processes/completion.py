@@ -16,15 +16,13 @@ from datetime import datetime
 
 from duragent.durations import format_duration
 from duragent.errors import DuragentError, NotFound
-from duragent.processes.record import ProcessRecord
+from duragent.processes.record import FINISHED_MARKER, ProcessRecord
 from duragent.sessions.live import LiveSession, SessionEnded
 from duragent.sessions.manager import SessionManager
 from duragent.stores.base import SessionReadOptions, utcnow
 
 log = logging.getLogger(__name__)
 
-#: How the message starts (clients and tests recognise it by this).
-FINISHED_MARKER = "[process finished]"
 #: Finds (creating and following it if needed) a chat's session: (gateway, chat id, agent).
 ChatSession = Callable[[str, str, str], Awaitable[LiveSession]]
 

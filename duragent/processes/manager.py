@@ -105,6 +105,8 @@ class SpawnRequest:
     timeout_seconds: float | None = None
     interactive: bool = False
     env: Mapping[str, str] = field(default_factory=dict)
+    #: The schedule whose task's turn asks for it (None for any other turn).
+    scheduled_by: str | None = None
 
 
 @dataclass
@@ -283,6 +285,7 @@ class ProcessManager:
             interactive=request.interactive,
             started_at=self.clock(),
             timeout_seconds=timeout,
+            scheduled_by=request.scheduled_by,
         )
         await asyncio.to_thread(self._prepare_folder)
         if request.interactive:
@@ -374,6 +377,13 @@ class ProcessManager:
         if record is None or (agent is not None and record.agent != agent):
             raise ProcessNotFound(handle)
         return self._current(record)
+
+    def scheduled_by(self, handle: str, agent: str, session_id: str) -> str | None:
+        """The schedule whose task started `handle` in `session_id` (None for any other process)."""
+        record = self._records.get(handle)
+        if record is None or record.agent != agent or record.session_id != session_id:
+            return None
+        return record.scheduled_by
 
     def _current(self, record: ProcessRecord) -> ProcessRecord:
         running = self._running.get(record.handle)

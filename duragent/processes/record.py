@@ -24,6 +24,10 @@ ProcessStatus = Literal["running", "exited", "killed", "timed_out", "lost"]
 #: Statuses of a process that has ended (`lost`: the server restarted and could not follow it).
 ENDED = frozenset({"exited", "killed", "timed_out", "lost"})
 _HANDLE = re.compile(r"proc_[A-Za-z0-9]{1,64}")
+#: How the message telling a session that one of its processes ended starts (clients and tests
+#: recognise it by this), followed by the process's handle.
+FINISHED_MARKER = "[process finished]"
+_FINISHED = re.compile(r"^\[process finished\] (proc_[A-Za-z0-9]{1,64})\b")
 
 
 class ProcessNotFound(NotFound):
@@ -38,6 +42,12 @@ class ProcessNotFound(NotFound):
 def new_handle() -> str:
     """A fresh process handle, `proc_<ULID>`."""
     return new_id("proc")
+
+
+def finished_process_of(content: str) -> str | None:
+    """The handle when a user message is a `[process finished]` message, else None."""
+    match = _FINISHED.match(content)
+    return match.group(1) if match else None
 
 
 def is_handle(value: str) -> bool:
@@ -71,6 +81,9 @@ class ProcessRecord(BaseModel):
     #: Why it ended when that was not its own exit (killed, timed out, lost).
     reason: str | None = None
     reported: bool = Field(False, description="Whether the session was told that the process ended.")
+    #: The schedule whose task's turn started it: the turn its end starts is that task's too, so
+    #: it is bound by the same rules (`scheduling.tasks_may_schedule`).
+    scheduled_by: str | None = None
 
     @property
     def ended(self) -> bool:

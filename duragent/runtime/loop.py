@@ -36,6 +36,7 @@ from duragent.llm.types import (
     Usage,
 )
 from duragent.mcp.naming import is_numbered
+from duragent.processes.record import finished_process_of
 from duragent.runtime.approvals import ApprovalBroker
 from duragent.runtime.context import DEFAULT_OUTPUT_TOKENS, assemble_context, context_budget
 from duragent.runtime.events import (
@@ -912,7 +913,7 @@ class Runtime:
             notify=notify,
             schedules=self.schedules,
             session_metadata=session.state.metadata,
-            scheduled_by=_scheduled_by(session),
+            scheduled_by=_scheduled_by(session, self.processes),
             session_store=session.store,
             processes=self.processes,
             read_roots=tuple(skill.directory for skill in skills.sorted()),
@@ -926,11 +927,20 @@ def _grandparent(directory: Path) -> Path:
     return directory.parent.parent
 
 
-def _scheduled_by(session: SessionLog) -> str | None:
-    """The schedule whose task started the current turn (its user message says so), or None."""
+def _scheduled_by(session: SessionLog, processes: ProcessManager | None) -> str | None:
+    """The schedule whose task started the current turn (its user message says so), or None.
+
+    The turn a process's end starts (`[process finished] proc_...`) is the task's that started
+    the process: otherwise a task would escape `tasks_may_schedule` through a process."""
     for message in reversed(session.state.conversation):
         if message.get("role") == "user" and not message.get("silent"):
-            return scheduled_task_of(str(message.get("content") or ""))
+            content = str(message.get("content") or "")
+            handle = finished_process_of(content)
+            if handle is not None and processes is not None:
+                by_process = processes.scheduled_by(handle, session.state.agent, session.session_id)
+                if by_process is not None:
+                    return by_process
+            return scheduled_task_of(content)
     return None
 
 

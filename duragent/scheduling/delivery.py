@@ -60,6 +60,8 @@ class SessionDelivery:
         except AgentNotFound:
             # (its folder deleted or renamed): no later slot can run either
             raise DeliveryFailed(f"agent {schedule.agent!r} no longer exists", pause=True) from None
+        except DeliveryFailed:
+            raise
         except DuragentError as exc:
             raise DeliveryFailed(f"cannot reach the destination session: {exc}") from None
         if schedule.message is not None:
@@ -107,6 +109,14 @@ class SessionDelivery:
                 live = await self.sessions.get(destination.session_id)
             except NotFound:
                 live = None
+            if live is not None and live.log.state.agent != schedule.agent:
+                # (a hand-edited file): never delivered into another agent's session, nor retried
+                raise DeliveryFailed(
+                    f"destination.session_id: session {destination.session_id} belongs to agent "
+                    f"{live.log.state.agent!r}, not {schedule.agent!r}: a schedule runs only in its "
+                    "own agent's sessions",
+                    pause=True,
+                )
             if live is not None and live.status != "ended":
                 return live
         metadata: dict[str, Any] = {"schedule_id": schedule.id}

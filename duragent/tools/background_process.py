@@ -151,6 +151,7 @@ async def _spawn(args: BackgroundProcessArgs, ctx: ToolContext) -> ToolResult:
             timeout_seconds=args.timeout.total_seconds() if args.timeout else None,
             interactive=args.interactive,
             env=tool_environment(ctx.pass_env, ctx.scrub_env, git_ceiling=ctx.git_ceiling),
+            scheduled_by=ctx.scheduled_by,
         )
     )
     if args.wait is not None and args.wait.total_seconds() > 0:
