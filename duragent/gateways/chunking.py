@@ -36,6 +36,16 @@ _LONGEST_GRAPHEME = 64
 _MARKER_ROOM = 16
 
 
+#: Shown for a reply that is only whitespace, which a platform would refuse to send.
+EMPTY_REPLY_NOTE = "(empty reply)"
+
+
+def as_typed(markdown: str) -> str:
+    """The reply as the agent wrote it, for Markdown that renders to nothing on a platform
+    (`[](http://x)`, `&nbsp;`): the user sees what was written rather than no reply at all."""
+    return markdown.strip() or EMPTY_REPLY_NOTE
+
+
 def split_message(text: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
     """Pieces of `text`, each at most `limit` characters, that join back to the same content."""
     if limit < _MIN_LIMIT:

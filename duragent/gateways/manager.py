@@ -200,8 +200,11 @@ class PluginSupervisor:
         base_dir: Path,
         timing: GatewayTiming,
         on_restart: Callable[[str], None] = lambda name: None,
+        variables: Mapping[str, str] | None = None,
     ):
         self.spec = spec
+        #: `config:` key -> the environment variable duragent.yaml read its value from.
+        self.variables = dict(variables or {})
         self.on_event = on_event
         self.base_dir = base_dir
         self.timing = timing
@@ -485,13 +488,20 @@ class PluginSupervisor:
         elif isinstance(event, Error):
             log.log(logging.ERROR if event.fatal else logging.WARNING, "gateway %s: %s", self.name, event)
             if event.fatal:
-                self._run_error = f"fatal {event.code}: {event.message}"
+                self._run_error = f"fatal {event.code}: {self._name_variables(event.message)}"
         elif isinstance(event, ShutdownEvent):
             log.info("gateway %s is shutting down: %s", self.name, event.reason)
         elif isinstance(event, UnknownEvent):
             log.debug("gateway %s: ignoring unknown event %r", self.name, event.type)
         else:
             self._dispatch(event)
+
+    def _name_variables(self, message: str) -> str:
+        """`message` with "`bot_token`" as "`bot_token` (from TELEGRAM_BOT_TOKEN)" where the
+        value came from a variable: that variable is what the user set, and has to fix."""
+        for key, variable in self.variables.items():
+            message = message.replace(f"`{key}`", f"`{key}` (from {variable})")
+        return message
 
     def _dispatch(self, event: Event) -> None:
         """Hand `event` to the router in a task, after the chat's earlier events.
@@ -568,11 +578,19 @@ class GatewayManager:
         base_dir: Path,
         timing: GatewayTiming | None = None,
         on_restart: Callable[[str], None] = lambda name: None,
+        variables: Mapping[str, Mapping[str, str]] | None = None,
     ):
+        """`variables`: per gateway, which `config:` keys were read from which variable."""
         timing = timing or GatewayTiming()
+        variables = variables or {}
         self.plugins = {
             spec.name: PluginSupervisor(
-                spec, on_event, base_dir=base_dir, timing=timing, on_restart=on_restart
+                spec,
+                on_event,
+                base_dir=base_dir,
+                timing=timing,
+                on_restart=on_restart,
+                variables=variables.get(spec.name),
             )
             for spec in gateways
         }

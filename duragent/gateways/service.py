@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from duragent.gateways.manager import GatewayManager, GatewayTiming, PluginStatus
 from duragent.gateways.protocol import Command
 from duragent.gateways.router import GatewayRouter
+from duragent.interpolation import referenced_names
+from duragent.yaml_source import load_yaml_file
 
 if TYPE_CHECKING:
     from duragent.server.state import ServerState
@@ -36,6 +39,8 @@ class GatewayService:
             base_dir=config.base_dir,
             timing=timing,
             on_restart=state.metrics.plugin_restart,
+            # (read again only when there are plugins: a start without any pays nothing)
+            variables=variables_behind_gateway_settings(config.source) if config.gateways.external else None,
         )
         self._restored = False
 
@@ -82,3 +87,30 @@ class GatewayService:
             for s in self.statuses()
             if s.state == "crash_loop"
         ]
+
+
+def variables_behind_gateway_settings(source: Path | None) -> dict[str, dict[str, str]]:
+    """Gateway name -> `config:` key -> the environment variable its value was read from.
+
+    Plugins get the expanded values only, so a plugin's error names `bot_token` while the user
+    set TELEGRAM_BOT_TOKEN; the manager adds the variable to the error it reports.
+    """
+    if source is None:
+        return {}
+    try:
+        raw = load_yaml_file(source, {}, interpolate=False).data
+        gateways = raw["gateways"]["external"]
+    except Exception:  # only a better error message is lost: the config was loaded already
+        return {}
+    found: dict[str, dict[str, str]] = {}
+    for gateway in gateways if isinstance(gateways, list) else []:
+        settings = gateway.get("config") if isinstance(gateway, dict) else None
+        if not isinstance(settings, dict):
+            continue
+        variables = {}
+        for key, value in settings.items():
+            names = referenced_names(value) if isinstance(value, str) else set()
+            if len(names) == 1:
+                variables[str(key)] = names.pop()
+        found[str(gateway.get("name"))] = variables
+    return found

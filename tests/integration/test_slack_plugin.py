@@ -147,6 +147,17 @@ async def test_a_thread_is_its_own_chat_and_replies_go_into_it(
     assert threaded.text == "threaded"
 
 
+@pytest.mark.parametrize(("reply", "shown"), [("&nbsp;", "&amp;nbsp;"), ("[](<>)", "[](&lt;&gt;)")])
+async def test_a_reply_that_renders_to_nothing_is_sent_as_typed_rather_than_dropped(
+    slack: FakeSlack, plugin: PluginProcess, channel: str, reply: str, shown: str
+) -> None:
+    answer = await plugin.request({"type": "send_message", "chat_id": channel, "content": reply})
+
+    [message] = slack.sent_messages(channel)
+    assert answer["type"] == "command_ok", answer
+    assert message.text == shown
+
+
 async def test_markdown_is_sent_as_mrkdwn_and_long_replies_in_pieces_under_the_section_limit(
     slack: FakeSlack, plugin: PluginProcess, channel: str
 ) -> None:

@@ -174,6 +174,19 @@ async def test_send_message_arrives_as_telegram_html_replying_to_the_user(
     assert message.reply_to_message_id == asked["message_id"]
 
 
+@pytest.mark.parametrize(("reply", "shown"), [("[](http://x)", "[](http://x)"), ("&nbsp;", "&nbsp;")])
+async def test_a_reply_that_renders_to_nothing_is_sent_as_typed_rather_than_dropped(
+    fake_telegram: FakeTelegramBotAPI, plugin: PluginProcess, chat: int, reply: str, shown: str
+) -> None:
+    fake_telegram.inject_message(chat_id=chat, text="say nothing", from_user=user(chat))
+
+    answer = await plugin.request({"type": "send_message", "chat_id": str(chat), "content": reply})
+
+    [message] = fake_telegram.sent_messages(chat)
+    assert answer["type"] == "command_ok", answer
+    assert message.plain_text == shown
+
+
 async def test_a_long_reply_arrives_in_ordered_chunks_within_the_limit(
     fake_telegram: FakeTelegramBotAPI, plugin: PluginProcess, chat: int
 ) -> None:

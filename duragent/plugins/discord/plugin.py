@@ -33,7 +33,7 @@ from discord.http import Route
 
 from duragent.errors import ConfigError
 from duragent.gateways.chat_order import ChatOrder
-from duragent.gateways.chunking import split_message
+from duragent.gateways.chunking import as_typed, split_message
 from duragent.gateways.downloads import MAX_DOWNLOAD_MB, DownloadFolder, too_large
 from duragent.gateways.protocol import (
     AnswerCallbackQuery,
@@ -446,8 +446,8 @@ class DiscordPlugin(GatewayPlugin):
     async def on_send_message(self, cmd: SendMessage) -> str | None:
         """Send Markdown as Discord Markdown in ordered pieces; returns the last piece's message id."""
         pieces = split_message(markdown_to_discord(cmd.content), DISCORD_TEXT_LIMIT)
-        if not pieces:
-            raise PlatformError("invalid_request", "nothing to send: the message is empty")
+        # Markdown rendering to nothing: sent as typed, not refused (the user would see no reply).
+        pieces = pieces or split_message(as_typed(cmd.content), DISCORD_TEXT_LIMIT)
         channel = self._channel(cmd.chat_id)
         last: discord.Message | None = None
         for index, piece in enumerate(pieces):
@@ -499,8 +499,8 @@ class DiscordPlugin(GatewayPlugin):
     async def on_edit_message(self, cmd: EditMessage) -> None:
         """Replace a sent message's text (only the first 2,000 characters fit in one message)."""
         pieces = split_message(markdown_to_discord(cmd.content), DISCORD_TEXT_LIMIT)
-        if not pieces:
-            raise PlatformError("invalid_request", "nothing to send: the message is empty")
+        # Markdown rendering to nothing: sent as typed, not refused (the user would see no reply).
+        pieces = pieces or split_message(as_typed(cmd.content), DISCORD_TEXT_LIMIT)
         message = self._channel(cmd.chat_id).get_partial_message(_snowflake(cmd.message_id, "message_id"))
         await self._call(message.edit(content=pieces[0]))
 

@@ -43,7 +43,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from duragent.errors import ConfigError
 from duragent.gateways.chat_order import ChatOrder
-from duragent.gateways.chunking import split_then_convert
+from duragent.gateways.chunking import as_typed, split_message, split_then_convert
 from duragent.gateways.downloads import MAX_DOWNLOAD_MB, DownloadFolder, too_large
 from duragent.gateways.protocol import (
     AnswerCallbackQuery,
@@ -60,7 +60,7 @@ from duragent.gateways.sdk import (
     int_setting,
     refuse_unknown_keys,
 )
-from duragent.plugins.slack.mrkdwn import markdown_to_mrkdwn
+from duragent.plugins.slack.mrkdwn import escape, markdown_to_mrkdwn
 
 BOT_TOKEN_ENV = "SLACK_BOT_TOKEN"
 APP_TOKEN_ENV = "SLACK_APP_TOKEN"
@@ -498,9 +498,7 @@ class SlackPlugin(GatewayPlugin):
 
     async def on_send_message(self, cmd: SendMessage) -> str | None:
         """Post mrkdwn in ordered pieces (buttons under the last); returns the last piece's ts."""
-        pieces = split_then_convert(cmd.content, SLACK_TEXT_LIMIT, markdown_to_mrkdwn)
-        if not pieces:
-            raise PlatformError("invalid_request", "nothing to send: the message is empty")
+        pieces = _mrkdwn_pieces(cmd.content)
         channel, thread_ts = _place(cmd.chat_id)
         last = ""
         for index, piece in enumerate(pieces):
@@ -548,9 +546,7 @@ class SlackPlugin(GatewayPlugin):
 
     async def on_edit_message(self, cmd: EditMessage) -> None:
         """Replace a posted message's text (the first 3,000 characters)."""
-        pieces = split_then_convert(cmd.content, SLACK_TEXT_LIMIT, markdown_to_mrkdwn)
-        if not pieces:
-            raise PlatformError("invalid_request", "nothing to send: the message is empty")
+        pieces = _mrkdwn_pieces(cmd.content)
         channel, _ = _place(cmd.chat_id)
         await self._call(
             self.client.chat_update(channel=channel, ts=cmd.message_id, text=pieces[0], blocks=[])
@@ -636,6 +632,13 @@ def _chat_of(event: dict[str, Any]) -> str:
     """The chat id of a message event: its channel, or `<channel>:<thread_ts>` in a thread."""
     channel, thread_ts = str(event["channel"]), event.get("thread_ts")
     return f"{channel}:{thread_ts}" if thread_ts else channel
+
+
+def _mrkdwn_pieces(markdown: str) -> list[str]:
+    """mrkdwn for `markdown` in pieces; Markdown that renders to nothing is sent as typed (Slack
+    refuses an empty message, and the user would see no reply)."""
+    pieces = split_then_convert(markdown, SLACK_TEXT_LIMIT, markdown_to_mrkdwn)
+    return pieces or split_message(escape(as_typed(markdown)), SLACK_TEXT_LIMIT)
 
 
 def _place(chat_id: str) -> tuple[str, str | None]:

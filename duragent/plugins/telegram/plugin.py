@@ -58,6 +58,7 @@ from aiogram.types import (
 from aiohttp import web
 
 from duragent.errors import ConfigError
+from duragent.gateways.chunking import as_typed
 from duragent.gateways.downloads import DownloadFolder
 from duragent.gateways.protocol import (
     AnswerCallbackQuery,
@@ -480,9 +481,7 @@ class TelegramPlugin(GatewayPlugin):
 
     async def on_send_message(self, cmd: SendMessage) -> str | None:
         """Send Markdown as Telegram HTML in ordered chunks; returns the last chunk's message id."""
-        chunks = split_telegram_html(markdown_to_telegram_html(cmd.content), TELEGRAM_TEXT_LIMIT)
-        if not chunks:
-            raise PlatformError("invalid_request", "nothing to send: the message is empty")
+        chunks = _html_chunks(cmd.content)
         chat_id, thread_id = _chat_and_thread(cmd.chat_id)
         last_id: int | None = None
         for index, chunk in enumerate(chunks):
@@ -575,9 +574,7 @@ class TelegramPlugin(GatewayPlugin):
 
     async def on_edit_message(self, cmd: EditMessage) -> None:
         """Replace a sent message's text (only the first 4096 characters fit in one message)."""
-        chunks = split_telegram_html(markdown_to_telegram_html(cmd.content), TELEGRAM_TEXT_LIMIT)
-        if not chunks:
-            raise PlatformError("invalid_request", "nothing to send: the message is empty")
+        chunks = _html_chunks(cmd.content)
         try:
             await self._call(
                 lambda: self.bot.edit_message_text(
@@ -647,6 +644,13 @@ class TelegramPlugin(GatewayPlugin):
     def _redact(self, text: str) -> str:
         token = self.settings.bot_token if self.settings else self.environ.get(TOKEN_ENV, "")
         return text.replace(token, "<bot-token>") if token else text
+
+
+def _html_chunks(markdown: str) -> list[str]:
+    """Telegram HTML for `markdown` in chunks; Markdown that renders to nothing is sent as typed
+    (Telegram refuses an empty message, and the user would see no reply)."""
+    chunks = split_telegram_html(markdown_to_telegram_html(markdown), TELEGRAM_TEXT_LIMIT)
+    return chunks or split_telegram_html(html.escape(as_typed(markdown), quote=False), TELEGRAM_TEXT_LIMIT)
 
 
 def _chat_of(update: Update) -> int | str:
