@@ -470,9 +470,15 @@ class Committer:
         revertible = [change for change in batch if change.kind in REVERTIBLE_KINDS]
         logs_and_artifacts = [change for change in batch if change.kind not in REVERTIBLE_KINDS]
         # a person's change a store found before its own write is committed first, as theirs
-        for run in [*_runs_by_author(revertible), *_runs_by_author(logs_and_artifacts)]:
-            author = str(self.repo.person_identity()) if _persons(run[0]) else self.author
-            self._commit_group(run, author)
+        runs = [*_runs_by_author(revertible), *_runs_by_author(logs_and_artifacts)]
+        for index, run in enumerate(runs):
+            # A file committed as it is on disk now holds what a later run did to it too (the
+            # agent's write, then a person's `schedule rm`): it goes in that run, by its author.
+            later = {path for other in runs[index + 1 :] for change in other for path in change.paths}
+            kept = _without_paths_changed_later(run, later) if later else run
+            if kept:
+                author = str(self.repo.person_identity()) if _persons(kept[0]) else self.author
+                self._commit_group(kept, author)
 
     def _commit_group(self, batch: Sequence[Change], author: str) -> None:
         paths = self._paths_in_repo(batch)
@@ -730,6 +736,20 @@ def _runs_by_author(changes: Sequence[Change]) -> list[list[Change]]:
         else:
             runs.append([change])
     return runs
+
+
+def _without_paths_changed_later(run: list[Change], later: set[Path]) -> list[Change]:
+    """`run` without the paths in `later` that it would commit from disk; a path whose exact
+    bytes the run carries (a person's text a store found before its own write) stays."""
+    exact = _contents(run)
+    kept: list[Change] = []
+    for change in run:
+        paths = tuple(path for path in change.paths if path not in later or path in exact)
+        if paths == change.paths:
+            kept.append(change)
+        elif paths:
+            kept.append(dataclasses.replace(change, paths=paths))
+    return kept
 
 
 def _carries_bytes(change: Change) -> bool:

@@ -206,6 +206,35 @@ def test_deleted_paths_are_committed_as_deletions(root: Path, repo: GitRepo) -> 
     assert git(root, "status", "--porcelain") == ""
 
 
+def test_a_persons_removal_after_the_agents_write_in_one_batch_is_committed_as_theirs(
+    root: Path, repo: GitRepo
+) -> None:
+    """The agent's run commits files as they are on disk: a file a person removed after the
+    agent wrote it, before the batch was committed, would go in the agent's commit and the
+    person's would find nothing left."""
+    from duragent.stores.base import changes_by_person
+
+    git(root, "config", "user.name", "Test Person")
+    git(root, "config", "user.email", "person@example.test")
+    committer = Committer(repo)
+    schedule = root / "schedules" / "sch_1.yaml"
+    schedule.parent.mkdir(parents=True)
+    schedule.write_text("id: sch_1\n")
+    committer.notify(Change((schedule,), "schedule", "sch_1", "created"))
+    committer.flush()
+    schedule.write_text("id: sch_1\nlast_run: now\n")
+    committer.notify(Change((schedule,), "schedule", "sch_1", "ran"))
+    schedule.unlink()
+    with changes_by_person():
+        committer.notify(Change((schedule,), "schedule", "sch_1", "removed"))
+    committer.flush()
+
+    last = git(root, "log", "-1", "--format=%an|%s|%(trailers:key=Duragent-By,valueonly)", "--name-status")
+    assert last.splitlines()[0] == "Test Person|schedule sch_1: removed|person"
+    assert "D\tschedules/sch_1.yaml" in last
+    assert git(root, "status", "--porcelain") == ""
+
+
 def test_nothing_is_committed_when_the_files_did_not_change(root: Path, repo: GitRepo) -> None:
     committer = Committer(repo)
     path = append_event(root, "s1", "{}")
