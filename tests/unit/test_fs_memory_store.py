@@ -316,3 +316,39 @@ async def test_an_editor_that_truncates_then_writes_has_finished_its_save_when_t
         "# 2026-11-26\n\n## Decisions Made\n- Ships on Fridays\n\n## Preferences Learned\n"
         "- Tea, not coffee\n\n## Travel Plans\n- Lisbon in May\n"
     )
+
+
+LEASE_HOLDER = """
+import fcntl, subprocess, sys, time
+from pathlib import Path
+from duragent.stores.filesystem.memory import FilesystemMemoryStore
+
+root = Path(sys.argv[1])
+FilesystemMemoryStore(root)  # as a server's start makes it
+path = root / "MEMORY.md"
+with open(path, "rb") as handle:
+    # what _wait_for_writers does for a moment before each write
+    fcntl.fcntl(handle.fileno(), fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    append = "import sys; open(sys.argv[1], 'a').write('- late\\\\n')"
+    writer = subprocess.Popen([sys.executable, "-c", append, str(path)])
+    deadline = time.monotonic() + 20
+    while fcntl.fcntl(handle.fileno(), fcntl.F_GETLEASE) != fcntl.F_UNLCK and time.monotonic() < deadline:
+        time.sleep(0.01)  # the writer's open is breaking the lease: the kernel sent SIGIO by now
+    fcntl.fcntl(handle.fileno(), fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    sys.exit(writer.wait(20))
+"""
+
+
+def test_a_writer_opening_a_file_the_store_has_a_lease_on_does_not_end_the_process(tmp_path: Path) -> None:
+    """The kernel breaks a read lease with SIGIO, whose default action ends the process: a person
+    saving MEMORY.md at the moment a write checked for writers killed the whole server."""
+    import subprocess
+    import sys
+
+    (tmp_path / "MEMORY.md").write_text("# Memory\n")
+    done = subprocess.run(
+        [sys.executable, "-c", LEASE_HOLDER, str(tmp_path)], capture_output=True, timeout=60
+    )
+
+    assert done.returncode == 0, (done.returncode, done.stderr.decode())
+    assert (tmp_path / "MEMORY.md").read_text() == "# Memory\n- late\n"

@@ -33,6 +33,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import stat
 import threading
 import time
@@ -121,6 +122,7 @@ class FilesystemMemoryStore:
         self._context_texts: dict[str, dict[str, tuple[Stamp, str | None]]] = {}
         self._context_paths: dict[str, tuple[str, str]] = {}
         self._topic_names: tuple[Stamp, list[str]] | None = None
+        _survive_lease_breaks()
 
     # --- daily memory --------------------------------------------------------------------
 
@@ -464,6 +466,21 @@ def _replace_with_temp(path: Path, temp: Path, old: bytes | None, new: bytes) ->
     finally:
         os.close(directory)
     return True
+
+
+def _survive_lease_breaks() -> None:
+    """Ignore SIGIO, unless the program handles it already.
+
+    The store takes a read lease for a moment to learn whether a writer still has a file open
+    (`_wait_for_writers`); a process that opens the file for writing in that moment has the
+    kernel break the lease with SIGIO, whose default action ends the whole server. Signal
+    handlers can be set from the main thread only: the store is made there (a server's start, a
+    command), its writes then run in worker threads.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGIO) == signal.SIG_DFL:
+        signal.signal(signal.SIGIO, signal.SIG_IGN)
 
 
 def _wait_for_writers(handle: BinaryIO, deadline: float) -> bool:
