@@ -234,9 +234,11 @@ class Workspace:
             if since is not None
             else "now"
         )
-        waiting = len(committer.pending_files())
+        # (a count kept as changes come, not the files: a probe must not walk a backlog that
+        # grows with every turn while commits fail)
+        waiting = committer.pending
         return (
-            f"commits failing since {when}, {waiting} file{'s' if waiting != 1 else ''} waiting: "
+            f"commits failing since {when}, {waiting} change{'s' if waiting != 1 else ''} waiting: "
             f"{committer.last_error}; put that right (`git -C {self.config.data_path} status` "
             "shows the repository): the next retry commits them, without a restart"
         )
