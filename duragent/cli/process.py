@@ -197,7 +197,9 @@ def show_process(
         print(f"{name:<9} {printable(value)}")
     text = output.get("text", "")
     total = int(output.get("total", 0))
-    shown = f"the last {len(text.encode())} of {total} bytes" if len(text.encode()) < total else "all of it"
+    # (the server's byte range, not the text's length: bytes that are not UTF-8 read as U+FFFD)
+    got = int(output.get("end", total)) - int(output.get("offset", 0))
+    shown = f"the last {got} of {total} bytes" if got < total else "all of it"
     print(f"\noutput ({shown}):" if total else "\nno output yet")
     if text:
         shown_text = printable(text)
@@ -214,5 +216,10 @@ def kill_process(
     server = _Server(ctx)
     whole = server.resolve(handle)
     body = server.request(f"/{urllib.parse.quote(whole, safe='')}/kill", method="POST")
+    from duragent.terminal_text import printable
+
     process = body["process"]
-    print(f"{process['handle']} ({process.get('label') or process['command']}): {_outcome(process)}")
+    # (the label and command are the agent's: shown with their control characters as escapes)
+    print(
+        printable(f"{process['handle']} ({process.get('label') or process['command']}): {_outcome(process)}")
+    )

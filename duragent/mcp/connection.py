@@ -451,22 +451,25 @@ async def _stdio(params: Any, lost: asyncio.Event, on_stderr: Callable[[str], No
             reader = asyncio.create_task(_read_lines(stderr, on_stderr), name="mcp stderr")
             yield streams
     finally:
-        if group is not None:
-            # The SDK ends the server's process group only when the server does not exit on
-            # its own: a server that exits cleanly leaves its children (a helper it started)
-            # running, with no one left to stop them.
-            await _end_process_group(group)
-        errlog.close()
-        if reader is not None:
-            # What a server wrote before it exited says why: read it to the end before the
-            # attempt's error is written.
-            try:
-                await asyncio.wait({reader}, timeout=STDERR_DRAIN)
-            finally:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, OSError):
-                    await reader
-        stderr.close()
+        try:
+            if group is not None:
+                # The SDK ends the server's process group only when the server does not exit on
+                # its own: a server that exits cleanly leaves its children (a helper it started)
+                # running, with no one left to stop them.
+                await _end_process_group(group)
+        finally:
+            # (also when that wait is cancelled: the pipe and its reader never outlive the server)
+            errlog.close()
+            if reader is not None:
+                # What a server wrote before it exited says why: read it to the end before the
+                # attempt's error is written.
+                try:
+                    await asyncio.wait({reader}, timeout=STDERR_DRAIN)
+                finally:
+                    reader.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, OSError):
+                        await reader
+            stderr.close()
 
 
 def _child_writing_to(pipe_fd: int) -> int | None:

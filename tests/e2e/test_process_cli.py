@@ -38,7 +38,9 @@ async def test_a_person_lists_reads_and_kills_a_background_process(
 
     server = start_serve(config, tmp_path / "serve.log")
     try:
-        spawn = {"action": "spawn", "command": "echo warming up && sleep 3600", "label": "sleeper"}
+        # a label the agent chose, with a terminal's retitle sequence in it: shown, never obeyed
+        label = "sleeper\x1b]0;owned\x07"
+        spawn = {"action": "spawn", "command": "echo warming up && sleep 3600", "label": label}
         fake_llm.enqueue(tool_calls([("background_process", spawn)]), text("It runs."))
         async with aiohttp.ClientSession(headers=server.headers) as http:
             async with http.post(f"{server.url}/api/v1/sessions", json={"agent": "helper"}) as created:
@@ -56,7 +58,7 @@ async def test_a_person_lists_reads_and_kills_a_background_process(
         assert header.split()[:3] == ["HANDLE", "AGENT", "STATUS"]
         handle, agent, status = row.split()[:3]
         assert (agent, status) == ("helper", "running")
-        assert row.endswith("sleeper")
+        assert row.endswith("sleeper\\x1b]0;owned\\x07")
 
         def shown() -> str:
             done = cli(config, "process", "show", handle[:12])
@@ -73,7 +75,7 @@ async def test_a_person_lists_reads_and_kills_a_background_process(
         killed = cli(config, "process", "kill", handle[:12])
         assert killed.returncode == 0, killed.stderr
         said = killed.stdout.strip()
-        assert said.startswith(f"{handle} (sleeper): killed"), said
+        assert said.startswith(f"{handle} (sleeper\\x1b]0;owned\\x07): killed"), said
         assert said.endswith(": killed by an operator"), said
 
         none_running = cli(config, "process", "list")

@@ -266,7 +266,9 @@
       }
       form.querySelector(".problem")?.remove();
       if (form.classList.contains("approval")) form.remove();
-      if (form.id === "retry" || form.classList.contains("control")) form.hidden = true;
+      // (not a Cancel whose answer came after the next turn started: that turn's Cancel stays)
+      const anotherTurn = form.id === "cancel" && turnsStarted !== startedBefore;
+      if (form.id === "retry" || (form.classList.contains("control") && !anotherTurn)) form.hidden = true;
       if (form.id === "send") {
         form.reset();
         form.elements.content.focus();
