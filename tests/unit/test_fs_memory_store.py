@@ -352,3 +352,24 @@ def test_a_writer_opening_a_file_the_store_has_a_lease_on_does_not_end_the_proce
 
     assert done.returncode == 0, (done.returncode, done.stderr.decode())
     assert (tmp_path / "MEMORY.md").read_text() == "# Memory\n- late\n"
+
+
+def test_programs_the_server_starts_get_sigio_as_they_would_anywhere(tmp_path: Path) -> None:
+    """What the store does about SIGIO stays in the server: a command or plugin it starts has the
+    default disposition (an ignored signal would stay ignored across exec)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import signal, subprocess, sys\n"
+        "from duragent.stores.filesystem.memory import FilesystemMemoryStore\n"
+        "FilesystemMemoryStore(__import__('pathlib').Path(sys.argv[1]))\n"
+        "child = 'import signal; print(signal.getsignal(signal.SIGIO) == signal.SIG_DFL)'\n"
+        "ran = subprocess.run([sys.executable, '-c', child], capture_output=True, text=True)\n"
+        "print(ran.stdout.strip())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+
+    assert done.stdout.strip() == "True", done.stderr

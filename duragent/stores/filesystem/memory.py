@@ -469,18 +469,24 @@ def _replace_with_temp(path: Path, temp: Path, old: bytes | None, new: bytes) ->
 
 
 def _survive_lease_breaks() -> None:
-    """Ignore SIGIO, unless the program handles it already.
+    """Catch SIGIO with a handler that does nothing, unless the program handles it already.
 
     The store takes a read lease for a moment to learn whether a writer still has a file open
     (`_wait_for_writers`); a process that opens the file for writing in that moment has the
-    kernel break the lease with SIGIO, whose default action ends the whole server. Signal
-    handlers can be set from the main thread only: the store is made there (a server's start, a
-    command), its writes then run in worker threads.
+    kernel break the lease with SIGIO, whose default action ends the whole server. A handler,
+    not SIG_IGN: an ignored signal stays ignored in every program the server starts (tools,
+    processes, plugins), a handler is reset to the default by exec. Handlers can be set from
+    the main thread only: the store is made there (a server's start, a command), its writes
+    then run in worker threads.
     """
     if threading.current_thread() is not threading.main_thread():
         return
     if signal.getsignal(signal.SIGIO) == signal.SIG_DFL:
-        signal.signal(signal.SIGIO, signal.SIG_IGN)
+        signal.signal(signal.SIGIO, _lease_broken)
+
+
+def _lease_broken(signum: int, frame: object) -> None:
+    """SIGIO: a lease of ours was broken; the store drops its leases at once anyway."""
 
 
 def _wait_for_writers(handle: BinaryIO, deadline: float) -> bool:
