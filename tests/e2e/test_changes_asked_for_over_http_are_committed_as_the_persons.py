@@ -4,28 +4,19 @@ trailers kept, so `duragent history` says who did it."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from duragent.testing.fake_llm import FakeLLMServer, text
 from duragent.vcs.history import read_history
 from tests.e2e.server_harness import ApiFactory
+from tests.waiting import until
 
 PERSON = "Test Person <person@example.test>"
 
 
 def git(data: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(data), *args], capture_output=True, text=True, check=True).stdout
-
-
-async def wait_for(condition: Callable[[], bool], within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 def authors_and_trailers(data: Path, path: str) -> list[str]:
@@ -41,11 +32,11 @@ async def test_a_session_deleted_and_a_schedule_changed_over_http_are_the_person
     fake_llm.enqueue(text("hello"))
     status, body = await api.call("POST", f"/api/v1/sessions/{session_id}/messages", {"content": "hi"})
     assert status == 200, body
-    await wait_for(lambda: bool(git(data, "log", "--format=%H", "--", f"sessions/{session_id}")))
+    await until(lambda: bool(git(data, "log", "--format=%H", "--", f"sessions/{session_id}")), within=30)
 
     status, body = await api.call("DELETE", f"/api/v1/sessions/{session_id}")
     assert status == 204, body
-    await wait_for(lambda: not git(data, "ls-tree", "-r", "HEAD", f"sessions/{session_id}"))
+    await until(lambda: not git(data, "ls-tree", "-r", "HEAD", f"sessions/{session_id}"), within=30)
     status, made = await api.call(
         "POST", "/api/v1/schedules", {"agent": "helper", "every": "1h", "message": "x"}
     )
@@ -53,13 +44,13 @@ async def test_a_session_deleted_and_a_schedule_changed_over_http_are_the_person
     schedule_id = made["schedule"]["id"]
     schedule_file = f"schedules/{schedule_id}.yaml"
     # each change committed before the next (in one batch, a file made and removed is no change)
-    await wait_for(lambda: len(authors_and_trailers(data, schedule_file)) == 1)
+    await until(lambda: len(authors_and_trailers(data, schedule_file)) == 1, within=30)
     status, body = await api.call("POST", f"/api/v1/schedules/{schedule_id}/pause")
     assert status == 200, body
-    await wait_for(lambda: len(authors_and_trailers(data, schedule_file)) == 2)
+    await until(lambda: len(authors_and_trailers(data, schedule_file)) == 2, within=30)
     status, body = await api.call("DELETE", f"/api/v1/schedules/{schedule_id}")
     assert status == 204, body
-    await wait_for(lambda: len(authors_and_trailers(data, schedule_file)) == 3)
+    await until(lambda: len(authors_and_trailers(data, schedule_file)) == 3, within=30)
 
     author, trailers = authors_and_trailers(data, f"sessions/{session_id}")[0].split("|")
     assert author == PERSON

@@ -3,26 +3,17 @@ commit a turn's `memory` tool call makes names the session (`Duragent-Session`).
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
 from duragent.vcs.history import read_history
 from tests.e2e.server_harness import ApiFactory
+from tests.waiting import until
 
 
 def git(data: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(data), *args], capture_output=True, text=True, check=True).stdout
-
-
-async def wait_for(condition: Callable[[], bool], within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 def memory_commits(data: Path) -> list[str]:
@@ -41,7 +32,7 @@ async def test_a_memory_commit_made_by_a_turn_names_its_session(
         .replace('allow: ["bash:echo *"]', 'allow: ["bash:echo *", "memory:*"]')
     )
     # (the server reads the edited agent once its watcher has seen, and committed, the edit)
-    await wait_for(lambda: "agents/helper/agent.yaml" in git(data, "log", "-1", "--format=%s"))
+    await until(lambda: "agents/helper/agent.yaml" in git(data, "log", "-1", "--format=%s"), within=30)
     remembering = await api.new_session()
     other = await api.new_session()
     fake_llm.enqueue(tool_calls([("memory", {"action": "remember", "content": "likes green tea"})]))
@@ -53,7 +44,7 @@ async def test_a_memory_commit_made_by_a_turn_names_its_session(
     fake_llm.enqueue(text("hello"))
     status, body = await api.call("POST", f"/api/v1/sessions/{other}/messages", {"content": "hi"})
     assert status == 200, body
-    await wait_for(lambda: bool(memory_commits(data)))
+    await until(lambda: bool(memory_commits(data)), within=30)
 
     (sha,) = memory_commits(data)
     trailers = git(data, "log", "-1", "--format=%(trailers)", sha).splitlines()

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
-from tests.e2e.server_harness import start_serve, write_workspace
+from tests.e2e.server_harness import ServeProcess, start_serve, write_workspace
 from tests.waiting import until
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
@@ -62,6 +62,16 @@ def ended(pid: int) -> bool:
         return True
 
 
+async def one_turn(server: ServeProcess, content: str) -> None:
+    """A new session of agent `helper` takes `content`, and its turn ends with a reply."""
+    async with aiohttp.ClientSession(headers=server.headers) as http:
+        async with http.post(f"{server.url}/api/v1/sessions", json={"agent": "helper"}) as response:
+            session_id = (await response.json())["session_id"]
+        path = f"{server.url}/api/v1/sessions/{session_id}/messages"
+        async with http.post(path, json={"content": content}) as response:
+            assert response.status == 200, await response.text()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 async def test_a_child_of_an_mcp_server_ends_when_serve_stops(
@@ -73,13 +83,7 @@ async def test_a_child_of_an_mcp_server_ends_when_serve_stops(
     server = start_serve(config, tmp_path / "serve.log")
     helper: psutil.Process | None = None
     try:
-        async with aiohttp.ClientSession(headers=server.headers) as http:
-            async with http.post(f"{server.url}/api/v1/sessions", json={"agent": "helper"}) as response:
-                session_id = (await response.json())["session_id"]
-            async with http.post(
-                f"{server.url}/api/v1/sessions/{session_id}/messages", json={"content": "start it"}
-            ) as response:
-                assert response.status == 200, await response.text()
+        await one_turn(server, "start it")
         answer = fake_llm.requests[1].messages[-1]
         assert answer["role"] == "tool", answer
         helper = psutil.Process(int(answer["content"]))
@@ -106,13 +110,7 @@ async def test_a_child_of_an_mcp_server_that_crashed_ends_before_it_is_restarted
     server = start_serve(config, tmp_path / "serve.log")
     helper: psutil.Process | None = None
     try:
-        async with aiohttp.ClientSession(headers=server.headers) as http:
-            async with http.post(f"{server.url}/api/v1/sessions", json={"agent": "helper"}) as response:
-                session_id = (await response.json())["session_id"]
-            async with http.post(
-                f"{server.url}/api/v1/sessions/{session_id}/messages", json={"content": "start, then crash"}
-            ) as response:
-                assert response.status == 200, await response.text()
+        await one_turn(server, "start, then crash")
         answer = fake_llm.requests[1].messages[-1]
         assert answer["role"] == "tool", answer
         helper = psutil.Process(int(answer["content"]))
