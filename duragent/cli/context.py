@@ -80,6 +80,17 @@ def print_table(headers: list[str], rows: list[list[str]]) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
 
 
+def check_agent_exists(state: CliState, agent: str, listed: str) -> None:
+    """UsageError for `--agent` naming no agent folder, so a typo that matched none of the
+    `listed` things (schedules, processes) is not read as "there are none"; those of an agent
+    since removed are still listed by its name before this is asked."""
+    from duragent.errors import UsageError
+
+    agents = state.config().agents_path
+    if not (agents / agent).is_dir():
+        raise UsageError(f"--agent: no agent {agent!r} in {agents}, and no {listed} of one")
+
+
 def run_async(coro: Any) -> Any:
     """Run a coroutine to completion from a synchronous command."""
     import asyncio

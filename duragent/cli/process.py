@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from duragent.cli.context import CliState, print_json, print_table
+from duragent.cli.context import CliState, check_agent_exists, print_json, print_table
 
 app = typer.Typer(help="Background processes the agents started: list, show, kill.", no_args_is_help=True)
 
@@ -126,7 +126,7 @@ def list_processes(
     server = _Server(ctx)
     every = server.processes(agent)
     if agent is not None and not every:
-        _check_agent_exists(ctx, agent)
+        check_agent_exists(ctx.ensure_object(CliState), agent, "processes")
     processes = every if show_all else [p for p in every if p.get("status") == "running"]
     if as_json:
         print_json(processes)
@@ -150,16 +150,6 @@ def list_processes(
         for p in processes
     ]
     print_table(["HANDLE", "AGENT", "STATUS", "STARTED", "LABEL OR COMMAND"], rows)
-
-
-def _check_agent_exists(ctx: typer.Context, agent: str) -> None:
-    """UsageError for `--agent` naming no agent, so a typo is not read as "none are running"."""
-    from duragent.errors import UsageError
-
-    state: CliState = ctx.obj
-    agents = state.config().agents_path
-    if not (agents / agent).is_dir():
-        raise UsageError(f"--agent: no agent {agent!r} in {agents}, and no processes of one")
 
 
 @app.command("show")

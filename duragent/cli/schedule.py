@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from duragent.cli.context import CliState, print_json, print_table, run_async
+from duragent.cli.context import CliState, check_agent_exists, print_json, print_table, run_async
 
 if TYPE_CHECKING:
     from duragent.scheduling.spec import Schedule
@@ -45,17 +45,6 @@ async def _with_store(ctx: typer.Context, action: Any) -> Any:
                 return await action(store)
         finally:
             await store.close()
-
-
-def _check_agent_exists(ctx: typer.Context, agent: str) -> None:
-    """UsageError for `--agent` naming no agent (a typo listed "No schedules.", as if none were
-    left); schedules of an agent since removed are still listed by its name."""
-    from duragent.errors import UsageError
-
-    state: CliState = ctx.obj
-    agents = state.config().agents_path
-    if not (agents / agent).is_dir():
-        raise UsageError(f"--agent: no agent {agent!r} in {agents}, and no schedules of one")
 
 
 def _next_slot(schedule: Schedule) -> datetime | None:
@@ -104,7 +93,7 @@ def list_schedules(
     for problem in listing.problems:
         typer.echo(f"warning: {problem}", err=True)
     if agent is not None and not any(s.agent == agent for s in listing.schedules):
-        _check_agent_exists(ctx, agent)
+        check_agent_exists(ctx.obj, agent, "schedules")  # (a typo listed "No schedules.")
     schedules = [
         s
         for s in listing.schedules
