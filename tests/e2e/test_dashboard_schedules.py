@@ -12,9 +12,9 @@ from tests.e2e.server_harness import Api, ApiFactory
 from tests.e2e.test_changes_asked_for_over_http_are_committed_as_the_persons import (
     PERSON,
     authors_and_trailers,
-    wait_for,
 )
 from tests.e2e.test_dashboard import TOKEN, browser, csrf_of, data_dir, log_in
+from tests.waiting import until
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
@@ -121,14 +121,16 @@ async def test_pause_resume_and_delete_from_the_page_are_committed_as_the_person
     async with browser() as http:
         await log_in(api, http)
         csrf = await csrf_of(http, api.url(base))
-        await wait_for(lambda: len(authors_and_trailers(data, schedule_file)) == 1)
+        await until(lambda: len(authors_and_trailers(data, schedule_file)) == 1, within=30)
         # each change committed before the next (in one batch, a file made and removed is no change)
         for number, (action, form) in enumerate(
             [("pause", {}), ("resume", {}), ("delete", {"confirm": "yes"})], start=2
         ):
             answer = await post(http, api.url(f"{base}/{action}"), csrf=csrf, **form)
             assert answer.status == 303, action
-            await wait_for(lambda count=number: len(authors_and_trailers(data, schedule_file)) == count)
+            await until(
+                lambda count=number: len(authors_and_trailers(data, schedule_file)) == count, within=30
+            )
     assert (
         authors_and_trailers(data, schedule_file)
         == [f"{PERSON}|Duragent-Kind: schedule, Duragent-By: person"] * 4
