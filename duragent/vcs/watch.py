@@ -574,6 +574,10 @@ class HumanEditWatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         try:
+            if self._committer is not None:
+                # the observer can stop before it hands over its last events (a save just before
+                # the stop): what git sees changed in the watched folders is the rest of them
+                self._pending.update(await asyncio.to_thread(self._committer.pending))
             await self.flush()
             if self._pending:
                 # files waiting for the agent's commit: that committer exists (it has them pending)

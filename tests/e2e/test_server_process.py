@@ -29,9 +29,10 @@ def git(data: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=data, capture_output=True, text=True, check=True).stdout
 
 
-def written(path: Path, within: float = 10.0) -> str:
+def written(path: Path, within: float = 60.0) -> str:
     """The file's text once it exists: the server writes serve.json just after it starts
-    answering, so the first answer can come before it."""
+    answering, so the first answer can come before it (seconds before, on a machine busy with
+    other test runs)."""
     deadline = time.monotonic() + within
     while not path.exists() and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -9,7 +9,7 @@ import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -259,6 +259,25 @@ async def test_an_edit_commit_names_only_the_files_that_changed(workspace: Works
     assert result.files == ("memory/assistant/2026-11-18.md",)
     assert human_commits(data)[0] == "edit: memory/assistant/2026-11-18.md"
     assert git(data, "show", "--name-only", "--format=", "HEAD").split() == ["memory/assistant/2026-11-18.md"]
+
+
+async def test_a_save_whose_events_the_stopping_watcher_never_got_is_committed_as_the_persons(
+    workspace: Workspace, data: Path
+) -> None:
+    daily = data / "memory" / "helper" / "2026-11-19.md"
+    await workspace.stores.memory.put("helper", MemoryEntry("agent note", day=date(2026, 11, 19)))
+    assert workspace.committer is not None
+    workspace.committer.flush()
+    watcher = HumanEditWatcher(workspace, debounce=30.0)
+    await watcher.start()
+    # the save lands as the server stops, before the observer hands its events over
+    watcher._from_thread = lambda relative: None  # type: ignore[method-assign]
+    daily.write_text(daily.read_text() + "- saved by hand just before the stop\n")
+
+    await watcher.stop()
+
+    assert git(data, "status", "--porcelain", "--", "memory").strip() == ""
+    assert human_commits(data)[0] == "edit: memory/helper/2026-11-19.md"
 
 
 async def test_edits_made_while_nothing_ran_are_committed_by_the_next_command(root: Path, data: Path) -> None:
