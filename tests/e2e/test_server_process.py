@@ -36,7 +36,7 @@ def written(path: Path, within: float = 60.0) -> str:
     deadline = time.monotonic() + within
     while not path.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
-    return path.read_text()
+    return path.read_text() if path.exists() else ""
 
 
 @pytest.mark.slow
@@ -44,7 +44,9 @@ async def test_sigterm_exits_zero_with_everything_committed(tmp_path: Path, fake
     config = write_workspace(tmp_path, fake_llm.url)
     server = start_serve(config, tmp_path / "serve.log")
     run_file = tmp_path / "data" / "run" / "serve.json"
-    assert json.loads(written(run_file))["pid"] == server.process.pid
+    recorded = written(run_file)
+    assert recorded, f"no {run_file} after 60 s; the server's log:\n{server.log()}"
+    assert json.loads(recorded)["pid"] == server.process.pid
     fake_llm.enqueue(text("remembered reply"))
     async with aiohttp.ClientSession(headers=server.headers) as http:
         status, created = await call(http, "POST", f"{server.url}/api/v1/sessions", {"agent": "helper"})
