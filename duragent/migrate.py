@@ -82,6 +82,17 @@ class MigrationIncomplete(DuragentError):
     """Conflicts or a verification mismatch: the target is not (yet) a copy of the source."""
 
 
+class SourceLogGap(Exception):
+    """The source's log jumps over a seq (a line of a filesystem log that cannot be read is
+    skipped when read): the events from there on cannot be appended in order."""
+
+    def __init__(self, after_seq: int, next_seq: int):
+        super().__init__(
+            f"the source log skips from seq {after_seq} to seq {next_seq} (a line it cannot read?): "
+            f"copied up to seq {after_seq}; repair the source log and run `duragent migrate` again"
+        )
+
+
 # --- what moves where ----------------------------------------------------------------------------
 
 
@@ -297,6 +308,7 @@ async def migrate(
     Raises nothing for conflicts or mismatches: they are in `report.problems` (the CLI exits 1).
     """
     moves = plan_moves(config, request, env)
+    await _prepare_target_folders(moves, create=not request.dry_run)
     progress = on_progress or _quiet
     report = MigrationReport(moves, request.dry_run)
     if not request.dry_run:
@@ -320,6 +332,36 @@ async def migrate(
 
 def _quiet(message: str) -> None:
     del message
+
+
+async def _prepare_target_folders(moves: list[ServiceMove], *, create: bool) -> None:
+    """Check every filesystem target folder (then create them): a file in the way is a usage
+    error naming it, before anything is read or written."""
+    import asyncio
+
+    folders = [
+        (move.target.path, SERVICE_FOLDERS[move.service])
+        for move in moves
+        if move.target.backend == "filesystem" and move.target.path is not None
+    ]
+    for path, what in folders:
+        await asyncio.to_thread(_check_target_folder, path, what)
+    if not create:
+        return  # (a dry run writes nothing, not even a folder)
+    for path, what in folders:
+        try:
+            await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
+        except OSError as error:
+            raise UsageError(f"cannot write the {what} to {path}: {error.strerror or error}") from None
+
+
+def _check_target_folder(path: Path, what: str) -> None:
+    """UsageError when `path` or the nearest of its parents that exists is not a folder."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise UsageError(f"cannot write the {what} to {path}: {folder} is a file, not a folder")
+            return
 
 
 async def _remove_leftovers(moves: list[ServiceMove], progress: Progress) -> None:
@@ -380,6 +422,10 @@ async def _copy_session(
             await _append_tail(source, target, session_id, target_last, request.batch_size, progress)
         except SequenceConflict as error:
             result.action, result.problem = "conflict", f"the target refused an event: {error}"
+        except SourceLogGap as gap:
+            result.action, result.problem = "conflict", str(gap)
+        if result.problem is not None:
+            result.events_copied = await target.last_seq(session_id) - target_last  # what did arrive
             return result
     source_snapshot = await source.load_snapshot(session_id)
     target_snapshot = await target.load_snapshot(session_id) if target is not None else None
@@ -418,14 +464,27 @@ async def _append_tail(
     batch_size: int,
     progress: Progress,
 ) -> None:
-    """Append the source's events after `after_seq`, one durable batch at a time."""
+    """Append the source's events after `after_seq`, one durable batch at a time; SourceLogGap
+    (after appending the events before it) where the source skips a seq."""
     while True:
         batch = await source.read(session_id, SessionReadOptions(after_seq=after_seq, limit=batch_size))
         if not batch:
             return
-        await target.append(session_id, batch)
-        after_seq = batch[-1].seq
-        progress(f"session {session_id}: copied up to seq {after_seq}")
+        contiguous = _contiguous(batch, after_seq)
+        if contiguous:
+            await target.append(session_id, contiguous)
+            after_seq = contiguous[-1].seq
+            progress(f"session {session_id}: copied up to seq {after_seq}")
+        if len(contiguous) < len(batch):
+            raise SourceLogGap(after_seq, batch[len(contiguous)].seq)
+
+
+def _contiguous(batch: list[SessionEvent], after_seq: int) -> list[SessionEvent]:
+    """The events of `batch` that follow `after_seq` without a gap."""
+    for index, event in enumerate(batch):
+        if event.seq != after_seq + index + 1:
+            return batch[:index]
+    return batch
 
 
 async def _verify_session(source: SessionStore, target: SessionStore, result: SessionResult) -> None:

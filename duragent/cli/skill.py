@@ -119,20 +119,23 @@ def add(
     path: Annotated[
         str | None, typer.Option("--path", help="The skill's folder inside a source holding several.")
     ] = None,
+    ref: Annotated[
+        str | None,
+        typer.Option("--ref", help="The branch, tag or full commit id of a git source (default: HEAD)."),
+    ] = None,
 ) -> None:
     """Copy a skill folder (or clone a repository's) into the workspace, validate it, commit it."""
-    from duragent.skills.install import add_skill, shown_source
+    from duragent.skills.install import add_skill
 
     with _workspace(ctx) as workspace:
         target = _skills_dir(workspace, agent)
-        installed = add_skill(source, target, subpath=path, guard=workspace.guard)
+        installed = add_skill(source, target, subpath=path, ref=ref, guard=workspace.guard)
         where = f"agent {agent}" if agent else "the workspace"
         print(f"added skill {installed.skill.name!r} to {where}: {_shown(installed.skill.directory)}")
-        _commit(
-            workspace,
-            list(installed.files),
-            f"skill {installed.skill.name} added from {shown_source(source)}",
-        )
+        origin = installed.origin(source, ref)
+        if installed.commit:
+            print(f"  from {origin}")
+        _commit(workspace, list(installed.files), f"skill {installed.skill.name} added from {origin}")
 
 
 @skill_app.command("remove")

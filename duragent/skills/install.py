@@ -8,6 +8,7 @@ never replaces a skill that is already there.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
 
 GIT_SCHEMES = ("http://", "https://", "ssh://", "git://", "file://", "git@")
 CLONE_TIMEOUT_SECONDS = 300.0
+#: What `--ref` may be: a branch, tag or commit name (not an option, a refspec or a pattern).
+_REF = re.compile(r"^(?![-/.+])[\w./+@-]+$")
+#: An abbreviated commit id, which a fetch does not take.
+_SHORT_COMMIT = re.compile(r"^[0-9a-f]{4,39}$")
 #: How deep `add` looks for SKILL.md files in a repository that holds several skills.
 _SEARCH_DEPTH = 4
 
@@ -54,6 +59,14 @@ class Installed:
 
     skill: Skill
     files: tuple[Path, ...]
+    #: The commit a skill from a git repository was installed from (None for a folder).
+    commit: str | None = None
+
+    def origin(self, source: str, ref: str | None = None) -> str:
+        """Where the skill came from, as printed and committed: the source (without a password),
+        the ref asked for and the commit installed (`https://…/skills.git at v1 (commit 3f2a9c01d4)`)."""
+        shown = shown_source(source) + (f" at {ref}" if ref else "")
+        return f"{shown} (commit {self.commit[:10]})" if self.commit else shown
 
 
 def is_git_source(source: str) -> bool:
@@ -88,28 +101,47 @@ def shown_source(source: str) -> str:
 
 
 def add_skill(
-    source: str, skills_dir: Path, *, subpath: str | None = None, guard: SecretGuard | None = None
+    source: str,
+    skills_dir: Path,
+    *,
+    subpath: str | None = None,
+    ref: str | None = None,
+    guard: SecretGuard | None = None,
 ) -> Installed:
     """Copy the skill at `source` (a folder, or a git URL cloned shallowly) into `skills_dir`.
 
-    `subpath` names the skill's folder inside the source when it holds several skills. Raises
+    `subpath` names the skill's folder inside the source when it holds several skills; `ref`
+    the branch, tag or full commit id of a git source to install (default: its HEAD). Raises
     ConfigError (with file:line) for an invalid skill, SkillExists when the name is taken, and
     UsageError for a file holding a secret (`guard`) or a link leading out of the skill: nothing
     is copied then.
     """
-    with _materialised(source) as root:
+    with _materialised(source, ref) as (root, commit):
         folder = _skill_folder(root, subpath, source)
         skill = load_skill(folder, shown=_shown_skill_file(source, folder, root))
         target = skills_dir / skill.name
-        if target.exists():
-            raise SkillExists(
-                f"a skill named {skill.name!r} is already in {target}; "
-                f"remove it first (duragent skill remove {skill.name})"
-            )
+        if target.exists() or target.is_symlink():
+            raise SkillExists(_taken(target, skill.name))
         _check_files(folder, guard)
         _copy_whole(folder, target)
     files = tuple(sorted(path for path in target.rglob("*") if path.is_file() or path.is_symlink()))
-    return Installed(load_skill(target), files)
+    return Installed(load_skill(target), files, commit)
+
+
+def _taken(target: Path, name: str) -> str:
+    """Why `target` cannot receive the skill, and what to do: `skill remove` for a skill, a
+    person's own decision for anything else there (remove would refuse it)."""
+    if (target / SKILL_FILE).is_file():
+        return (
+            f"a skill named {name!r} is already in {target}; remove it first (duragent skill remove {name})"
+        )
+    if target.is_symlink() and not target.exists():
+        what = "a link to nothing"
+    elif target.is_dir():
+        what = f"a folder without a {SKILL_FILE}, not a skill"
+    else:
+        what = "a file, not a skill"
+    return f"{target} is in the way: {what}; move it elsewhere (or delete it) and add the skill again"
 
 
 def _copy_whole(folder: Path, target: Path) -> None:
@@ -207,20 +239,24 @@ def remove_skill(name: str, skills_dir: Path) -> tuple[Path, ...]:
 
 
 @contextmanager
-def _materialised(source: str) -> Iterator[Path]:
-    """The source as a local folder: the folder itself, or a shallow clone removed afterwards."""
+def _materialised(source: str, ref: str | None = None) -> Iterator[tuple[Path, str | None]]:
+    """The source as a local folder and the commit it holds: the folder itself (no commit), or a
+    shallow clone (of `ref`) removed afterwards."""
     if not is_git_source(source):
         folder = Path(source).expanduser()
+        if ref is not None:
+            raise UsageError(f"--ref needs a git repository; {source} is a folder")
         if folder.is_file():
             raise UsageError(_not_a_folder(source, folder))
         if not folder.is_dir():
             raise UsageError(f"{source}: no such folder (give a skill folder or a git URL)")
-        yield folder.resolve()
+        yield folder.resolve(), None
         return
     with tempfile.TemporaryDirectory(prefix="duragent-skill-") as temp:
         name = source.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git") or "skill"
         clone = Path(temp) / name
-        _clone(source, clone)
+        _clone(source, clone, ref)
+        commit = _head_commit(clone, source)
         # A repository holding one skill at its root is seldom named as the skill is
         # (`pdf-skill.git` holding `name: pdf`): its clone is, as the installed copy will be.
         declared = _declared_name(clone / SKILL_FILE)
@@ -228,7 +264,7 @@ def _materialised(source: str) -> Iterator[Path]:
             clone = clone.rename(clone.with_name(declared))
         # resolved as a folder source is: `--path` is checked against it resolved (a temporary
         # folder reached through a link, as /var/folders on macOS, would refuse every path)
-        yield clone.resolve()
+        yield clone.resolve(), commit
 
 
 def _declared_name(skill_file: Path) -> str | None:
@@ -255,23 +291,65 @@ def _not_a_folder(source: str, file: Path) -> str:
     return f"{source} is a file, not a folder: give a skill folder (unpack an archive first) or a git URL"
 
 
-def _clone(source: str, into: Path) -> None:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
-    command = ["git", "clone", "--depth", "1", "--quiet", "--", source, str(into)]
+def _clone(source: str, into: Path, ref: str | None) -> None:
+    """A shallow clone of `source` into `into`: its HEAD, or the branch, tag or commit `ref`."""
+    shown = shown_source(source)
+    if ref is None:
+        _git(["clone", "--depth", "1", "--quiet", "--", source, str(into)], None, shown)
+        return
+    if not _REF.fullmatch(ref):
+        raise UsageError(f"--ref {ref!r} is not a branch, tag or commit name")
+    # `clone --branch` takes no commit id; a fetch takes all three (a commit given in full)
+    into.mkdir()
+    _git(["init", "--quiet"], into, shown)
+    _git(["fetch", "--depth", "1", "--quiet", "--", source, ref], into, f"{shown} at {ref}", ref)
+    _git(["checkout", "--quiet", "--detach", "FETCH_HEAD"], into, f"{shown} at {ref}")
+
+
+def _head_commit(clone: Path, source: str) -> str:
+    """The commit checked out in `clone`; SkillSourceError for a repository without one."""
     try:
-        subprocess.run(
-            command, check=True, capture_output=True, text=True, timeout=CLONE_TIMEOUT_SECONDS, env=env
-        )
-    except subprocess.CalledProcessError as exc:
-        lines = (exc.stderr or "").strip().splitlines()
-        reason = lines[-1] if lines else f"git exited with {exc.returncode}"
-        raise SkillSourceError(f"could not clone {shown_source(source)}: {reason}") from None
-    except subprocess.TimeoutExpired:
+        return _git(
+            ["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], clone, shown_source(source)
+        ).strip()
+    except SkillSourceError:
         raise SkillSourceError(
-            f"cloning {shown_source(source)} took longer than {CLONE_TIMEOUT_SECONDS:g} s"
+            f"{shown_source(source)}: the repository has no commits: nothing to install"
         ) from None
+
+
+def _git(arguments: list[str], cwd: Path | None, shown: str, ref: str | None = None) -> str:
+    """Run git for a clone and return its output; SkillSourceError says what went wrong."""
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    try:
+        return subprocess.run(
+            ["git", *arguments],
+            cwd=cwd,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=CLONE_TIMEOUT_SECONDS,
+            env=env,
+        ).stdout
+    except subprocess.CalledProcessError as exc:
+        raise SkillSourceError(f"could not clone {shown}: {_git_failure(exc, ref)}") from None
+    except subprocess.TimeoutExpired:
+        raise SkillSourceError(f"cloning {shown} took longer than {CLONE_TIMEOUT_SECONDS:g} s") from None
     except FileNotFoundError:
         raise SkillSourceError("git is not installed: cannot clone a skill repository") from None
+
+
+def _git_failure(exc: subprocess.CalledProcessError, ref: str | None) -> str:
+    """The cause git gave: its first line past warnings and hints (what follows is advice,
+    "...and the repository exists."), a missing ref said plainly."""
+    lines = [line.strip() for line in (exc.stderr or "").splitlines() if line.strip()]
+    causes = [line for line in lines if not line.startswith(("warning:", "hint:"))] or lines
+    reason = causes[0].removeprefix("fatal:").strip() if causes else f"git exited with {exc.returncode}"
+    if ref is not None and reason.startswith("couldn't find remote ref"):
+        reason = f"no branch, tag or commit {ref} in the repository"
+        if _SHORT_COMMIT.fullmatch(ref):
+            reason += " (give a commit by its full 40-character id)"
+    return reason
 
 
 def _skill_folder(root: Path, subpath: str | None, source: str) -> Path:

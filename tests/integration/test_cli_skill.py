@@ -156,6 +156,36 @@ def test_add_refuses_a_name_already_taken_and_a_clone_that_fails(workspace: Path
     assert f"could not clone file://{tmp_path}/no-such-repo.git" in str(missing.exception)
 
 
+def test_a_clone_that_fails_says_what_git_said_went_wrong(workspace: Path, tmp_path: Path) -> None:
+    """git ends its message with advice ("...and the repository exists."); the cause comes first."""
+    missing = run("skill", "add", f"file://{tmp_path}/no-such-repo.git")
+
+    assert exit_code(missing) == 2
+    assert str(missing.exception) == (
+        f"could not clone file://{tmp_path}/no-such-repo.git: "
+        f"'{tmp_path}/no-such-repo.git' does not appear to be a git repository"
+    )
+
+
+def test_add_over_a_folder_that_is_not_a_skill_says_so_instead_of_suggesting_remove(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """`skill remove` only removes skills: pointing at it for a folder without a SKILL.md is a dead end."""
+    notes = workspace / ".duragent" / "skills" / "tea-timer" / "notes.md"
+    notes.parent.mkdir(parents=True)
+    notes.write_text("my notes\n")
+
+    added = run("skill", "add", str(write_skill(tmp_path, "tea-timer")))
+
+    assert exit_code(added) == 2
+    assert str(added.exception) == (
+        f"{notes.parent} is in the way: a folder without a SKILL.md, not a skill; "
+        "move it elsewhere (or delete it) and add the skill again"
+    )
+    assert notes.read_text() == "my notes\n"
+    assert not (notes.parent / "SKILL.md").exists()
+
+
 def test_show_and_remove_an_unknown_skill_name_the_known_ones(workspace: Path, tmp_path: Path) -> None:
     run("skill", "add", str(write_skill(tmp_path, "known")))
 
