@@ -550,6 +550,32 @@ def test_without_a_git_identity_the_author_is_also_the_committer(
     )
 
 
+def test_a_person_setting_their_git_identity_while_the_server_runs_commits_the_next_change_as_them(
+    root: Path, repo: GitRepo, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    home = tmp_path / "person"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    committer = Committer(repo, author="Assistant Bot <bot@example.test>")
+    committer.notify(session_change(append_event(root, "s1", "{}"), "s1"))
+    committer.flush()
+    git(root, "config", "user.name", "Ada Lovelace")
+    git(root, "config", "user.email", "ada@example.test")
+    committer.notify(session_change(append_event(root, "s1", "{}"), "s1"))
+    committer.flush()
+    (home / ".gitconfig").write_text("[user]\n\tname = Grace Hopper\n\temail = grace@example.test\n")
+    git(root, "config", "--unset", "user.name")
+    git(root, "config", "--unset", "user.email")
+    committer.notify(session_change(append_event(root, "s1", "{}"), "s1"))
+    committer.flush()
+
+    assert git(root, "log", "--format=%cn <%ce>", "-3").splitlines() == [
+        "Grace Hopper <grace@example.test>",
+        "Ada Lovelace <ada@example.test>",
+        "Assistant Bot <bot@example.test>",
+    ]
+
+
 def test_paths_outside_the_repository_are_skipped_with_a_warning(
     root: Path, repo: GitRepo, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
