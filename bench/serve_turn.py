@@ -1,7 +1,7 @@
 """Turn overhead where the user meets it: HTTP through `duragent serve`, git and fsync on.
 
     python bench/serve_turn.py [--turns 1000] [--quick] [--startups 5] [--warmup 20]
-                               [--against DIR | --floor]
+                               [--pause 0.25] [--against DIR | --floor]
 
 Four processes: the instant fake model (`duragent.testing.fake_llm`, its own process, recording
 every request body it receives), two `duragent serve` over fresh workspaces made by `init` with
@@ -32,8 +32,10 @@ git on, git off, then the bare replay, so a slow spell of the shared machine fal
   until the git-on server has committed everything, divided by the turns; git on vs git off
   as a ratio, with the number of commits that landed while the turns ran and in which blocks
   (the branch's file is checked after each block). With the default configuration a commit
-  comes 10 s after the first change under constant writes: a run faster than that has none
-  among its turns, and its ratio counts the one that follows them.
+  comes 10 s after the first change under constant writes, and 1,000 turns take ~10 s here:
+  each round of blocks is followed by a `--pause` (0.25 s, shorter than the 2-s quiet time
+  that would start a commit on its own), as a person's turns come with pauses, so the turns
+  span ~23 s and commits land among them. `--pause 0` runs them back to back.
 - Peak RSS of each server (VmHWM) and its growth per turn (VmRSS after turn 50 vs the end).
 - Start-up: `duragent serve` started to `/readyz` answering 200, `--startups` times after one
   untimed start (which writes bytecode); wall time and the server's CPU until then.
@@ -380,7 +382,13 @@ class Run:
 
 
 async def measure(
-    turns: int, startups: int, against: Path | None, floor: bool, fresh: bool = False, warmup: int = 0
+    turns: int,
+    startups: int,
+    against: Path | None,
+    floor: bool,
+    fresh: bool = False,
+    warmup: int = 0,
+    pause: float = 0.0,
 ) -> None:
     # Servers load modules from bytecode, as an installed package does: with
     # PYTHONDONTWRITEBYTECODE set (some shells and CI set it) every start would compile the
@@ -426,7 +434,7 @@ async def measure(
                 try:
                     label = "floor" if floor else "against"
                     await run_turns(
-                        http, turns, llm_url, record, on, off, startup_times, other, label, warmup
+                        http, turns, llm_url, record, on, off, startup_times, other, label, warmup, pause
                     )
                 finally:
                     for server in (on, off, other):
@@ -448,6 +456,7 @@ async def run_turns(
     other: Server | None = None,
     other_label: str = "against",
     warmup: int = 0,
+    pause: float = 0.0,
 ) -> None:
     servers = {"on": on, "off": off, **({"against": other} if other is not None else {})}
     results = {"on": Run(), "off": Run(), "against": Run()}
@@ -495,6 +504,8 @@ async def run_turns(
         if first + BLOCK >= window and not results["on"].rss_early_kib:
             results["on"].rss_early_kib = on.memory_kib("VmRSS")
             results["off"].rss_early_kib = off.memory_kib("VmRSS")
+        if pause:
+            await asyncio.sleep(pause)
     results["on"].seconds = time.monotonic() - started
     commits_during = commits(on.data) - commits_before
     load_end = load_average()
@@ -668,7 +679,10 @@ def report(
         where = f"in its blocks of turns {landed}"
     else:
         # the default git.max_commit_delay: a commit waits at most that long under constant writes
-        where = f"none: the turns took {on.seconds:.1f} s, a commit comes 10 s after the first change"
+        where = (
+            f"none: the turns took {on.seconds:.1f} s, a commit comes 10 s after the first change; "
+            "a longer --pause spreads them"
+        )
     print(
         f"commits by the git-on server: {commits_during} while the turns ran ({where}), "
         f"{commits_total} with the last (counted in its CPU per turn)"
@@ -712,6 +726,12 @@ def main() -> None:
         help="start the turns at once, while the workspaces' files are younger than 3 s",
     )
     parser.add_argument(
+        "--pause",
+        type=float,
+        default=0.25,
+        help="seconds between rounds of blocks, so the git-on server's commits land among the turns",
+    )
+    parser.add_argument(
         "--warmup",
         type=int,
         default=20,
@@ -722,7 +742,7 @@ def main() -> None:
         parser.error("--floor and --against both take the third server's place: choose one")
     turns, startups = (200, 2) if args.quick else (args.turns, args.startups)
     against = args.against.resolve() if args.against is not None else None
-    asyncio.run(measure(turns, startups, against, args.floor, args.fresh, args.warmup))
+    asyncio.run(measure(turns, startups, against, args.floor, args.fresh, args.warmup, args.pause))
 
 
 if __name__ == "__main__":
