@@ -73,6 +73,34 @@ async def test_a_validation_error_says_what_is_wrong_once(api: Api) -> None:
     assert error["message"].count("Expecting property name") == 1, error
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/chat/completions", {"stream": "yes"}, "stream"),
+        (
+            "/v1/chat/completions",
+            {"stream": True, "stream_options": {"include_usage": 1}},
+            "stream_options.include_usage",
+        ),
+        ("/v1/responses", {"stream": "false"}, "stream"),
+    ],
+)
+async def test_a_flag_that_is_not_true_or_false_is_refused_naming_it(
+    api: Api, fake_llm: FakeLLMServer, path: str, body: dict[str, object], param: str
+) -> None:
+    # "false" read as true (or "yes" as a wish to stream) would answer in a shape the client
+    # did not ask for; OpenAI refuses anything but a JSON boolean
+    chat = {"messages": [{"role": "user", "content": "hi"}]} if "chat" in path else {"input": "hi"}
+    async with api.http.post(
+        api.url(path), json={"model": "helper", **chat, **body}, headers=AUTH
+    ) as response:
+        assert response.status == 400
+        error = (await response.json())["error"]
+    assert error["param"] == param
+    assert "boolean" in error["message"], error
+    assert fake_llm.requests == []
+
+
 async def test_a_message_to_an_ended_session_is_refused_naming_where_the_name_came_from(
     api: Api, fake_llm: FakeLLMServer
 ) -> None:

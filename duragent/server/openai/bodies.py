@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from duragent.errors import InvalidName
 from duragent.ids import check_name
@@ -106,7 +106,7 @@ class StreamOptions(BaseModel):
 
     model_config = ConfigDict(defer_build=True, extra="ignore")
 
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class ChatCompletionRequest(BaseModel):
@@ -116,7 +116,7 @@ class ChatCompletionRequest(BaseModel):
 
     model: str = Field(min_length=1, max_length=200, description="The agent to talk to.")
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool | None = False
+    stream: StrictBool | None = False
     stream_options: StreamOptions | None = None
     user: str | None = Field(None, max_length=256, description="Names the session to continue.")
     metadata: dict[str, Any] | None = Field(None, description="`session_id` names the session to continue.")

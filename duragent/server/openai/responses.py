@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from duragent.ids import ulid
 from duragent.server import sse
@@ -77,11 +85,11 @@ class ResponseRequest(BaseModel):
     model: str = Field(min_length=1, max_length=200, description="The agent to talk to.")
     input: str | list[InputMessage] = Field(description="A user message, or the conversation.")
     instructions: str | None = Field(None, description="A system message put first.")
-    stream: bool | None = False
+    stream: StrictBool | None = False
     user: str | None = Field(None, max_length=256, description="Names the session to continue.")
     metadata: dict[str, Any] | None = Field(None, description="`session_id` names the session to continue.")
     tools: list[dict[str, Any]] | None = Field(None, description="Refused: the agent's own tools run.")
-    background: bool | None = Field(None, description="Refused: a response is answered while you wait.")
+    background: StrictBool | None = Field(None, description="Refused: a response is answered while you wait.")
     previous_response_id: str | None = None
     conversation: Any = None
     prompt: Any = None
