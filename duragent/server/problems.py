@@ -93,6 +93,15 @@ def problem_response(
 
 #: Statuses we send that `http.HTTPStatus` does not know (nginx's 499 for a client that hung up).
 _EXTRA_PHRASES = {499: "Client Closed Request"}
+#: The status of a failed turn by its `error` event's code, where it is not the model's or a
+#: tool's failure (502): another worker has the session or wrote to it (send the message again),
+#: the data directory refuses writes (nothing was stored).
+_TURN_ERROR_STATUS = {"conflict": 409, "storage": 503}
+
+
+def turn_error_status(code: str) -> int:
+    """The HTTP status that answers a turn whose `error` event carries `code`."""
+    return _TURN_ERROR_STATUS.get(code, 502)
 
 
 def status_phrase(status: int) -> str:

@@ -101,6 +101,33 @@ async def test_a_message_the_disk_cannot_take_is_a_503_naming_the_file_and_is_no
     assert [event["seq"] for event in stored] == list(range(1, len(stored) + 1))
 
 
+async def test_a_message_through_the_openai_api_the_disk_cannot_take_is_a_503_not_a_model_failure(
+    api: Api, fake_llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    data = tmp_path / "ws0" / "data"
+    fake_llm.enqueue(text("before"), text("after"))
+    request = {"model": "helper", "user": "kitchen", "messages": [{"role": "user", "content": "one"}]}
+    status, first = await api.call("POST", "/v1/chat/completions", request)
+    assert status == 200, first
+    disk = FullDisk(monkeypatch, data)
+    disk.full = True
+
+    status, body = await api.call(
+        "POST", "/v1/chat/completions", {**request, "messages": [{"role": "user", "content": "two"}]}
+    )
+
+    # a 502 would blame the model, and tell the client the turn ran
+    assert status == 503, body
+    assert "no space left" in body["error"]["message"].lower()
+    assert len(fake_llm.requests) == 1
+    disk.full = False
+    status, body = await api.call(
+        "POST", "/v1/chat/completions", {**request, "messages": [{"role": "user", "content": "two"}]}
+    )
+    assert status == 200, body
+    assert body["choices"][0]["message"]["content"] == "after"
+
+
 async def test_a_session_created_on_a_full_disk_is_a_503_and_leaves_no_session(
     api: Api, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

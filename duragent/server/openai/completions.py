@@ -15,7 +15,7 @@ from typing import Any
 
 from duragent.ids import ulid
 from duragent.server.openai.errors import SHOULD_RETRY
-from duragent.server.problems import HttpProblem
+from duragent.server.problems import HttpProblem, turn_error_status
 from duragent.sessions.live import LiveSession
 from duragent.sessions.stream import StreamEvent, ends_turn_unless_asking
 
@@ -133,7 +133,7 @@ async def reply_pieces(
             message = str(event.data.get("message") or "the turn failed")
             if not stateless and event.data.get("retryable"):
                 message += _how_to_retry(live.session_id)
-            raise TurnProblem(502, message, code)
+            raise TurnProblem(turn_error_status(code), message, code)
         elif name == "cancelled":
             raise TurnProblem(409, "the turn was cancelled", "cancelled")
         elif name == "status" and ends_turn_unless_asking(event):

@@ -54,7 +54,7 @@ from duragent.server.bodies import (
     read_query,
 )
 from duragent.server.openapi import documented
-from duragent.server.problems import FieldError, HttpProblem, problem_of
+from duragent.server.problems import FieldError, HttpProblem, problem_of, turn_error_status
 from duragent.server.state import STATE, ServerState
 from duragent.sessions.inspect import unattended_report
 from duragent.sessions.live import LiveSession, SessionEnded, Subscription, Ticket
@@ -428,13 +428,8 @@ def _turn_problem(event: StreamEvent) -> HttpProblem:
         return HttpProblem(409, "the turn was cancelled", type_name="cancelled")
     code = str(event.data.get("code", "error"))
     message = str(event.data.get("message", "the turn failed"))
-    if code == "conflict":
-        # Another worker runs the session now, or wrote to it: send the message again.
-        return HttpProblem(409, message, type_name="conflict")
-    if code == "storage":
-        # The data directory is full, read-only or not the server's: nothing was stored.
-        return HttpProblem(503, message, type_name="storage")
-    return HttpProblem(502, message, type_name=f"turn-{code}")
+    status = turn_error_status(code)
+    return HttpProblem(status, message, type_name=code if status != 502 else f"turn-{code}")
 
 
 async def _wait_for_outcome(
