@@ -33,6 +33,9 @@ async def test_every_operation_documents_its_success_status(start_api: ApiFactor
     sessions = document["paths"]["/api/v1/sessions/{session_id}"]
     assert "204" in sessions["delete"]["responses"]
     assert "204" in document["paths"]["/api/admin/v1/agents/{name}"]["delete"]["responses"]
+    # a full or read-only data directory answers 503 wherever something is stored
+    for path in ("/api/v1/sessions", "/api/v1/sessions/{session_id}/messages"):
+        assert "503" in document["paths"][path]["post"]["responses"], path
 
 
 async def test_a_queued_message_matches_the_documented_202(

@@ -216,7 +216,14 @@ def _summary_out(s: SessionSummary, live: LiveSession | None) -> SessionOut:
     "Start a session with an agent.",
     body=CreateSession,
     # 422: an `agent_spec` that is not a valid agent (deployed like the admin API's)
-    responses={201: SessionOut, 403: ProblemOut, 404: ProblemOut, 409: ProblemOut, 422: ProblemOut},
+    responses={
+        201: SessionOut,
+        403: ProblemOut,
+        404: ProblemOut,
+        409: ProblemOut,
+        422: ProblemOut,
+        503: ProblemOut,
+    },
 )
 async def create_session(request: web.Request) -> web.Response:
     """POST /api/v1/sessions -> 201 with the new session."""
@@ -489,6 +496,7 @@ def _client_gone_reply() -> web.Response:
         404: ProblemOut,
         409: ProblemOut,
         502: ProblemOut,
+        503: ProblemOut,
     },
 )
 async def send_message(request: web.Request) -> web.Response:
@@ -521,7 +529,7 @@ def _only_client(live: LiveSession) -> bool:
     "Send a message and stream its turn as server-sent events (start, token, tool_call, tool_result, "
     "approval_required, status, done, error, cancelled).",
     body=SendMessage,
-    responses={404: ProblemOut, 409: ProblemOut},
+    responses={404: ProblemOut, 409: ProblemOut, 503: ProblemOut},
     sse=True,
 )
 async def stream_message(request: web.Request) -> web.StreamResponse:
@@ -734,6 +742,8 @@ async def _unseen_of_ended(
         400: ProblemOut,
         404: ProblemOut,
         409: ProblemOut,
+        502: ProblemOut,
+        503: ProblemOut,
     },
 )
 async def approve(request: web.Request) -> web.Response:
