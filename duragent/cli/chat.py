@@ -63,6 +63,7 @@ def chat(
     Enter sends, Esc Enter (or Alt-Enter) adds a line, Ctrl-C cancels a turn, Ctrl-D detaches.
     Type /help for the commands.
     """
+    refuse_together(("--session", session is not None), ("--new", new))
     state: CliState = ctx.obj
     config = state.config()
     if local and server:
@@ -97,6 +98,7 @@ def attach(
     server: ServerOption = None,
 ) -> None:
     """Reattach to a session: replay what this terminal missed, then go live."""
+    refuse_together(("SESSION", session_id is not None), ("--last", last), ("--list", list_sessions))
     state: CliState = ctx.obj
     config = state.config()
 
@@ -143,6 +145,7 @@ def send(
 
     Exit status: 0 the turn finished, 1 it failed or was cancelled, 3 it waits for an approval.
     """
+    refuse_together(("--session", session is not None), ("--new", new))
     state: CliState = ctx.obj
     config = state.config()
     if message == "-" and sys.stdin.isatty():
@@ -184,6 +187,16 @@ def send(
 
 
 # --- shared --------------------------------------------------------------------------------
+
+
+def refuse_together(*options: tuple[str, bool]) -> None:
+    """UsageError naming two given options that contradict each other (`--session` and `--new`,
+    `SESSION` and `--last`): one of them would be silently ignored."""
+    given = [name for name, present in options if present]
+    if len(given) > 1:
+        from duragent.errors import UsageError
+
+        raise UsageError(f"{given[0]} and {given[1]} ask for different things: give only one of them")
 
 
 @asynccontextmanager

@@ -123,10 +123,13 @@ def parse_terminal_options(command: str, args: list[str]) -> TerminalOptions | N
             positional.append(arg)
     if (command == "chat" and positional) or len(positional) > 1:
         return None
+    session = values.get("session") or (positional[0] if positional else None)
+    if (session is not None and flags) or len(flags) > 1:
+        return None  # (options that contradict each other: the full command says which)
     return TerminalOptions(
         command,
         agent=values.get("agent"),
-        session=values.get("session") or (positional[0] if positional else None),
+        session=session,
         new="new" in flags,
         list_sessions="list_sessions" in flags,
         last="last" in flags,

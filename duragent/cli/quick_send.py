@@ -191,8 +191,8 @@ def parse_send_options(args: list[str]) -> SendOptions | None:
             message = arg
         else:
             return None
-    if message is None:
-        return None
+    if message is None or ("session" in values and "new" in flags):
+        return None  # (`--session` with `--new`: the full command says they contradict)
     return SendOptions(
         message,
         agent=values.get("agent"),

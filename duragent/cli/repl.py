@@ -534,8 +534,13 @@ class Repl:
         elif name == SERVER_GONE:
             r.notice(
                 f"the server at {data.get('url')} stopped answering; this terminal reconnects when "
-                "the workspace's server runs again (`duragent serve`, or a `send` in another shell)"
+                "the workspace's server runs again (a message sent here starts it, as do "
+                "`duragent serve` and a `send` in another shell)"
             )
+            if self.in_turn:
+                # No server runs the turn now: waiting for its end would hold the prompt back for
+                # good. It is shown again if the restarted server takes it up.
+                return self._turn_over()
         elif name == SERVER_BACK:
             r.notice(f"reconnected to the server at {data.get('url')}")
         return False

@@ -66,6 +66,8 @@ async def send_one(
     last_id: str | None = None
     if live:
         out.start_spinner()
+    from duragent.client.http import ServerUnreachable, TurnCutOff
+
     try:
         async for event in api.stream(session_id, content):
             last_id = event.id or last_id
@@ -128,6 +130,15 @@ async def send_one(
         client.save()
         side.line(detached_note(session_id, str(info.get("on_disconnect") or "continue")))
         raise
+    except ServerUnreachable as exc:
+        out.close()
+        if last_id is None:
+            raise  # (nothing came back: the message may not have reached the server)
+        # The turn started (its message is stored): say where it is, not "cannot reach".
+        client.attached(str(info["agent"]), session_id)
+        client.saw(session_id, last_id)
+        client.save()
+        raise TurnCutOff(exc.url, exc.reason, session_id) from None
     out.close()
     client.attached(str(info["agent"]), session_id)
     client.saw(session_id, last_id)
@@ -201,10 +212,11 @@ async def _queue_behind_approval(
 
 def print_json_failure(error: Exception) -> None:
     """`send --json`'s object for a message that could not be sent at all (an unknown agent or
-    session, no server): a script reading stdout gets the failure too, not nothing."""
+    session, no server), or whose turn a server that went away cut off (with its `session_id`):
+    a script reading stdout gets the failure too, not nothing."""
     import json
 
-    from duragent.client.http import ServerUnreachable
+    from duragent.client.http import ServerUnreachable, TurnCutOff
     from duragent.errors import ConfigError, NotFound, UsageError
 
     code = (
@@ -218,7 +230,10 @@ def print_json_failure(error: Exception) -> None:
         if isinstance(error, ServerUnreachable)
         else "error"
     )
-    print(json.dumps({"status": "failed", "error": {"code": code, "message": str(error)}}, indent=2))
+    failure: dict[str, Any] = {"status": "failed", "error": {"code": code, "message": str(error)}}
+    if isinstance(error, TurnCutOff):
+        failure = {"session_id": error.session_id, **failure}  # (the turn is there)
+    print(json.dumps(failure, indent=2))
 
 
 def detached_note(session_id: str, on_disconnect: str) -> str:

@@ -192,7 +192,7 @@ class _Response:
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives (chunked, sized by Content-Length, or until the server closes)."""
         if "chunked" in self.headers.get("transfer-encoding", "").lower():
-            while size := int((await self.reader.readline()).split(b";", 1)[0], 16):
+            while size := _chunk_size(await self.reader.readline()):
                 yield await self.reader.readexactly(size)
                 await self.reader.readexactly(2)  # the CRLF after each chunk
             return
@@ -216,6 +216,14 @@ class _Response:
     def close(self) -> None:
         """Close the connection."""
         self.writer.close()
+
+
+def _chunk_size(line: bytes) -> int:
+    """The size a chunk's header line announces (0: the last chunk); IncompleteReadError when the
+    connection closed before it (a server that died mid-answer), not a parser's words."""
+    if not line.endswith(b"\n"):
+        raise asyncio.IncompleteReadError(line, None)
+    return int(line.split(b";", 1)[0], 16)
 
 
 def _status(line: bytes) -> int:

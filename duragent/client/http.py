@@ -38,6 +38,23 @@ class ServerUnreachable(DuragentError):
             "themselves unless --server names another)"
         )
         self.url = url
+        self.reason = reason
+
+
+class TurnCutOff(ServerUnreachable):
+    """The server stopped answering in the middle of a turn: the message is stored in the session,
+    and the turn goes on (or waits) there once a server runs again."""
+
+    def __init__(self, url: str, reason: str, session_id: str):
+        DuragentError.__init__(
+            self,
+            f"the server at {url} stopped answering in the middle of the turn ({reason}); the "
+            f"message is stored in session {session_id}: `duragent attach {session_id}` shows what "
+            "became of it",
+        )
+        self.url = url
+        self.reason = reason
+        self.session_id = session_id
 
 
 class ApiError(DuragentError):
@@ -164,7 +181,7 @@ class ApiClient:
                 if response.status >= 400:
                     raise self._error(response.status, text, path)
                 return response.status, _json_object(text)
-        except aiohttp.ClientConnectionError as exc:
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise ServerUnreachable(self.base_url, _reason(exc)) from None
         except TimeoutError:
             raise ServerUnreachable(self.base_url, f"no answer within {time_limit:g}s") from None
@@ -182,7 +199,7 @@ class ApiClient:
                 self.url("/readyz"), timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
             ) as response:
                 return response.status, _json_object(await response.text())
-        except aiohttp.ClientConnectionError as exc:
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise ServerUnreachable(self.base_url, _reason(exc)) from None
         except TimeoutError:
             raise ServerUnreachable(self.base_url, "/readyz did not answer") from None
@@ -309,16 +326,16 @@ class ApiClient:
                 async for message in read_sse(response.content.iter_any()):
                     if not message.is_comment:
                         yield ServerEvent(message.id, message.event, message.json())
-        except aiohttp.ClientConnectionError as exc:
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise ServerUnreachable(self.base_url, _reason(exc)) from None
 
     # --- errors ------------------------------------------------------------------------------
 
     def _error(self, status: int, text: str, path: str) -> ApiError:
         try:
-            problem = _json_object(text)
+            problem, foreign = _json_object(text), False
         except ValueError:
-            problem = {}
+            problem, foreign = {}, True
         detail = str(problem.get("detail") or text.strip() or f"HTTP {status}")
         if status == 401:
             return Unauthorized(
@@ -334,6 +351,14 @@ class ApiClient:
                 f"server.api_token on the server and set {TOKEN_ENV} here",
                 problem,
             )
+        if foreign:
+            # Not Duragent's problem+json: another program answers at the URL (a web server's HTML
+            # error page, say), whose page would only bury the one thing to say.
+            return ApiError(
+                status,
+                f"the server at {self.base_url} answered {path} with HTTP {status} and no Duragent "
+                "error: not a Duragent server? (`duragent serve status` shows the workspace's URL)",
+            )
         if status == 404 and "/sessions/" in path and "session" in detail.lower():
             return SessionNotFound(status, f"{detail}; list sessions with `duragent attach --list`", problem)
         if status in (409, 410) and "ended" in detail:
@@ -348,9 +373,12 @@ def _json_object(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"value": value}
 
 
-def _reason(exc: aiohttp.ClientConnectionError) -> str:
+def _reason(exc: aiohttp.ClientConnectionError | aiohttp.ClientPayloadError) -> str:
     import aiohttp
 
     if isinstance(exc, aiohttp.ClientConnectorError):
         return exc.strerror or "connection refused"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        # (the body was cut off: the server died or was killed while it answered)
+        return "the server closed the connection before its answer was complete"
     return str(exc) or type(exc).__name__

@@ -93,3 +93,29 @@ def test_a_server_option_that_is_not_an_http_url_says_what_one_looks_like(worksp
     assert listed.returncode == 2, listed.stderr
     assert "'ftp://x'" in listed.stderr
     assert "Traceback" not in listed.stderr
+
+
+def test_options_that_contradict_each_other_are_refused_naming_both(
+    workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
+) -> None:
+    """`--session X --new` continued X and ignored `--new` (or failed on X first); `attach X
+    --last` attached to X, `attach X --list` listed: one option silently lost, whichever it was."""
+    fake_model.enqueue(text("Hello."))
+    assert duragent(workspace, "send", "hi").returncode == 0
+    (session_id,) = [p.name for p in sessions_of(workspace)]
+    for args, both in (
+        (["send", "--session", session_id, "--new", "again"], ("--session", "--new")),
+        (["send", "--session", "s_nope", "--new", "again"], ("--session", "--new")),
+        (["chat", "--session", session_id, "--new"], ("--session", "--new")),
+        (["attach", session_id, "--last"], ("SESSION", "--last")),
+        (["attach", session_id, "--list"], ("SESSION", "--list")),
+        (["attach", "--last", "--list"], ("--last", "--list")),
+    ):
+        done = subprocess.run(
+            [*DURAGENT, *args], cwd=workspace, env=client_env(), capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert all(name in done.stderr for name in both), (args, done.stderr)
+        assert "Traceback" not in done.stderr
+    assert [p.name for p in sessions_of(workspace)] == [session_id]
+    assert len(fake_model.server.requests) == 1

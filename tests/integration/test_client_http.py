@@ -21,6 +21,7 @@ from duragent.client.asyncio_client import AsyncioApiClient
 from duragent.client.http import (
     AgentNotFound,
     ApiClient,
+    ApiError,
     ServerUnreachable,
     SessionGone,
     Unauthorized,
@@ -309,3 +310,73 @@ def test_a_terminal_remembers_its_session_and_never_moves_its_position_back(tmp_
     assert again.seen == {"s_1": "12.3"}
     assert again.unseen("s_1", 20) == 8
     assert (tmp_path / "clients" / "term.json").exists()
+
+
+async def test_a_server_that_dies_mid_answer_is_reported_as_gone_not_as_a_crash(
+    client_type: type[ApiClient],
+) -> None:
+    """A server killed while it streams (chunked body cut off) is a lost server to its client,
+    which reconnects or says so, not a traceback or a parser's words."""
+
+    async def answer_then_die(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass
+        event = b'id: 1\nevent: token\ndata: {"content": "half a rep"}\n\n'
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"%x\r\n%s\r\n" % (len(event), event)
+        )
+        await writer.drain()
+        writer.close()  # (no last chunk: the process died)
+
+    dying = await asyncio.start_server(answer_then_die, "127.0.0.1", 0)
+    port = dying.sockets[0].getsockname()[1]
+    try:
+        seen: list[str] = []
+
+        async def follow(api: ApiClient) -> None:
+            async for event in api.events("s_01"):
+                seen.append(str(event.data.get("content")))
+
+        async with client_type(f"http://127.0.0.1:{port}") as api:
+            with pytest.raises(ServerUnreachable) as caught:
+                await follow(api)
+    finally:
+        dying.close()
+        await dying.wait_closed()
+    assert seen == ["half a rep"]
+    assert "closed the connection" in str(caught.value)
+
+
+async def test_a_server_that_is_not_duragent_is_named_as_such_not_pasted(
+    client_type: type[ApiClient],
+) -> None:
+    """`--server` aimed at another program (a web server's HTML 404 page): one line saying the URL
+    does not answer as a Duragent server, not the page's HTML on the terminal."""
+    page = b"<!DOCTYPE HTML>\n<html><body><h1>Error response</h1><p>File not found.</p></body></html>\n"
+
+    async def web_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass
+        writer.write(
+            b"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n%s" % (len(page), page)
+        )
+        await writer.drain()
+        writer.close()
+
+    other = await asyncio.start_server(web_server, "127.0.0.1", 0)
+    port = other.sockets[0].getsockname()[1]
+    try:
+        async with client_type(f"http://127.0.0.1:{port}") as api:
+            with pytest.raises(ApiError) as caught:
+                await api.agents()
+    finally:
+        other.close()
+        await other.wait_closed()
+    message = str(caught.value)
+    assert "<html" not in message.lower()
+    assert "\n" not in message
+    assert f"http://127.0.0.1:{port}" in message
+    assert "not a Duragent server" in message
+    assert "404" in message

@@ -35,6 +35,11 @@ def test_plain_chats_and_attaches_are_taken(command: str, args: list[str], expec
         ("attach", ["one", "two"]),
         ("attach", ["--server=http://127.0.0.1:9", "--last"]),
         ("send", ["hi"]),
+        # options that contradict each other: the full command says which
+        ("chat", ["--session", "s_01", "--new"]),
+        ("attach", ["--list", "s_01"]),
+        ("attach", ["s_01", "--last"]),
+        ("attach", ["--last", "--list"]),
     ],
 )
 def test_anything_else_goes_to_the_full_command(command: str, args: list[str]) -> None:
@@ -43,7 +48,7 @@ def test_anything_else_goes_to_the_full_command(command: str, args: list[str]) -
 
 @pytest.mark.parametrize(
     ("args", "lists_only"),
-    [([], True), (["--list"], True), (["--list", "s_01"], True), (["s_01"], False), (["--last"], False)],
+    [([], True), (["--list"], True), (["s_01"], False), (["--last"], False)],
 )
 def test_attach_without_a_session_only_lists(args: list[str], lists_only: bool) -> None:
     options = parse_terminal_options("attach", args)

@@ -37,6 +37,7 @@ def test_plain_sends_are_taken(args: list[str], expected: SendOptions) -> None:
         ["--agent"],
         ["-a", "one", "-a", "two", "hi"],
         ["--agent=one", "--agent=two", "hi"],
+        ["--session", "s_01", "--new", "hi"],  # they contradict: the full command says so
     ],
 )
 def test_anything_else_goes_to_the_full_command(args: list[str]) -> None:
