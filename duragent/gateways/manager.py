@@ -229,6 +229,8 @@ class PluginSupervisor:
         self._handlers: set[asyncio.Task[None]] = set()
         #: Why the current run is failing, when we know better than its exit code.
         self._run_error: str | None = None
+        #: The last run ended on a fatal `not_connected`: the platform was out of reach.
+        self._unreachable = False
         #: Where the plugin saves the files users send; kept across its restarts and removed by
         #: `stop` only after the events naming them were handled (the plugin may exit first).
         self._downloads: Path | None = None
@@ -343,7 +345,10 @@ class PluginSupervisor:
                 self.status.state = "stopped"
                 log.info("gateway %s exited (%s); restart: %s", self.name, exit_code, self.spec.restart)
                 return
-            self._failures.append(started)
+            if not self._unreachable:
+                # A platform out of reach (the network not up yet after a power cut) is waited
+                # out, backing off: giving up would leave a bot deaf until the server restarts.
+                self._failures.append(started)
             while self._failures and self._failures[0] < time.monotonic() - self.timing.crash_loop_window:
                 self._failures.popleft()
             if len(self._failures) >= self.timing.crash_loop_failures:
@@ -368,6 +373,7 @@ class PluginSupervisor:
         """Run the plugin until it exits; its exit code (None: it could not be started)."""
         self.status.state = "starting"
         self._run_error = None
+        self._unreachable = False
         self._ready.clear()
         try:
             proc = await self._spawn()
@@ -489,6 +495,7 @@ class PluginSupervisor:
             log.log(logging.ERROR if event.fatal else logging.WARNING, "gateway %s: %s", self.name, event)
             if event.fatal:
                 self._run_error = f"fatal {event.code}: {self._name_variables(event.message)}"
+                self._unreachable = event.code == "not_connected"
         elif isinstance(event, ShutdownEvent):
             log.info("gateway %s is shutting down: %s", self.name, event.reason)
         elif isinstance(event, UnknownEvent):

@@ -67,6 +67,15 @@ class PlatformError(DuragentError):
         self.message = message
 
 
+class PlatformUnreachable(PlatformError):
+    """The platform cannot be reached (the network is down, its servers fail): a condition that
+    passes. Raised by `on_start`, it fails startup with a fatal `error` of code `not_connected`,
+    which Duragent keeps retrying instead of counting it toward a crash loop."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("not_connected", message)
+
+
 def int_setting(
     config: Mapping[str, Any], key: str, default: int, *, minimum: int = 0, maximum: int | None = None
 ) -> int:
@@ -305,8 +314,12 @@ class GatewayPlugin:
             # A refused setting is the operator's to fix and says it all; anything else is a bug
             # whose traceback the plugin's author needs (and whose text may be empty).
             traceback = None if isinstance(failure, DuragentError) else failure
-            self.log.error("startup failed: %s", _describe(failure), exc_info=traceback)
-            await self.error("startup_failed", _describe(failure), fatal=True)
+            if isinstance(failure, PlatformUnreachable):
+                code, reason = failure.code, failure.message
+            else:
+                code, reason = "startup_failed", _describe(failure)
+            self.log.error("startup failed: %s", reason, exc_info=traceback)
+            await self.error(code, reason, fatal=True)
             return 1
         if failure is not None:
             raise failure

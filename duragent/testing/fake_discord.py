@@ -154,6 +154,8 @@ class FakeDiscord(FakeServer):
         self._channels: dict[str, dict[str, Any]] = {}
         self._bot_messages: list[DiscordMessage] = []
         self._messages: dict[str, dict[str, Any]] = {}
+        #: Users `add_user` made, by id: a mention of one resolves, as on Discord.
+        self._users: dict[str, dict[str, Any]] = {}
         self._interactions: dict[str, dict[str, Any]] = {}
         self._responses: dict[str, list[DiscordMessage]] = {}
         self._files: dict[str, tuple[str, bytes, str]] = {}
@@ -204,13 +206,15 @@ class FakeDiscord(FakeServer):
 
     def add_user(self, username: str, global_name: str | None = None) -> dict[str, Any]:
         """A Discord user who can talk to the bot."""
-        return {
-            "id": self._snowflake(),
+        user_id = self._snowflake()
+        self._users[user_id] = {
+            "id": user_id,
             "username": username,
             "global_name": global_name,
             "discriminator": "0",
             "avatar": None,
         }
+        return dict(self._users[user_id])
 
     def add_guild(self, name: str) -> str:
         """A server (guild) the bot is a member of; returns its id."""
@@ -766,6 +770,8 @@ class FakeDiscord(FakeServer):
     def _user_by_id(self, user_id: str) -> dict[str, Any] | None:
         if user_id == self.application_id:
             return self.bot_user
+        if user_id in self._users:
+            return dict(self._users[user_id])
         for message in self._messages.values():
             if message["author"]["id"] == user_id:
                 return dict(message["author"])

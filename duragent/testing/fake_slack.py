@@ -136,6 +136,8 @@ class FakeSlack(FakeServer):
         self._messages: list[SlackMessage] = []
         #: (channel, ts) -> user id of the messages users posted.
         self._user_posts: dict[tuple[str, str], str] = {}
+        #: (channel, ts) of the messages users replied to in a thread.
+        self._replied_to: set[tuple[str, str]] = set()
         self._ephemerals: list[SlackMessage] = []
         self._files: dict[str, tuple[str, bytes, str]] = {}
         self._uploads: dict[str, tuple[str, bytes | None]] = {}
@@ -244,6 +246,7 @@ class FakeSlack(FakeServer):
             event["thread_ts"] = thread_ts
             parent = self._find(channel, thread_ts)
             event["parent_user_id"] = self.bot_user["id"] if isinstance(parent, SlackMessage) else parent
+            self._replied_to.add((channel, thread_ts))
         self._user_posts[(channel, ts)] = str(user["id"])
         if files:
             event["subtype"] = "file_share"
@@ -658,7 +661,14 @@ class FakeSlack(FakeServer):
         }
         if message.thread_ts:
             payload["thread_ts"] = message.thread_ts
+        elif self._has_replies(message):
+            # As on Slack: a message with a thread under it names that thread (its own ts).
+            payload["thread_ts"] = message.ts
         return payload
+
+    def _has_replies(self, message: SlackMessage) -> bool:
+        where = (message.channel, message.ts)
+        return where in self._replied_to or any((m.channel, m.thread_ts) == where for m in self._messages)
 
 
 class _SlackError(Exception):

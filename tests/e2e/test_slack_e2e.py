@@ -40,7 +40,7 @@ async def bot(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SlackBo
     """`duragent serve` running the Slack app of a fresh `init --slack` workspace."""
     async with FakeSlack() as slack, FakeLLMServer() as llm:
         owner = slack.add_user("ada", "Ada Lovelace")
-        allowed = [slack.add_channel(f"team-{n}") for n in range(2)]
+        allowed = [slack.add_channel(f"team-{n}") for n in range(3)]
         root = tmp_path_factory.mktemp("slack-bot")
         config = await asyncio.to_thread(
             init_chat_workspace, root / "home", "slack", owner["id"], slack.api_base, llm, allowed
@@ -92,6 +92,14 @@ async def test_notify_user_from_a_continue_mode_session_reaches_the_dm(bot: Slac
         "Halfway there: 3 of 6 files checked",
         "All six files are fine.",
     ]
+
+
+async def test_starting_with_the_token_in_slack_bot_token_warns_of_nothing(bot: SlackBot) -> None:
+    await bot.wait_for_log("connected as @duragent")
+
+    # Set as the docs say, SLACK_BOT_TOKEN is the token the app uses: slack-bolt's warning that
+    # it "will be unused" would send the operator looking for a problem that is not there.
+    assert "will be unused" not in bot.log()
 
 
 async def test_a_stranger_gets_no_reply(bot: SlackBot) -> None:
@@ -153,6 +161,27 @@ async def test_only_the_requester_may_approve_with_the_button_and_then_the_tool_
     [result] = [m for m in after_tool.messages if m.get("role") == "tool"]
     assert "approved-and-ran" in str(result["content"])
     assert final.thread_ts is None
+
+
+async def test_an_approval_with_a_thread_under_it_is_still_answered_by_its_buttons(bot: SlackBot) -> None:
+    channel = bot.allowed[2]
+    bot.llm.enqueue(tool_calls([("bash", {"command": "echo asked-about-in-its-thread"})]))
+    bot.slack.inject_message(channel, f"{bot.slack.mention} run the thread echo", user=bot.owner)
+    prompt = await bot.slack.wait_for_message(channel, lambda m: bool(m.buttons), within=REPLY_WITHIN)
+    # Asking about the command in the prompt's thread makes the prompt a thread's parent.
+    bot.llm.enqueue(text("It prints four words."))
+    bot.slack.inject_message(channel, "what does it print?", user=bot.owner, thread_ts=prompt.ts)
+    await bot.slack.wait_for_message(channel, containing("It prints four words."), within=REPLY_WITHIN)
+    bot.llm.enqueue(text("Done, the thread echo ran."))
+
+    bot.slack.press_button(prompt, prompt.buttons[0]["action_id"], bot.owner)
+
+    final = await bot.slack.wait_for_message(
+        channel, containing("Done, the thread echo ran."), within=REPLY_WITHIN
+    )
+    assert final.thread_ts is None
+    [toast] = [m for m in bot.slack.ephemerals(bot.owner["id"]) if m.channel == channel]
+    assert (toast.text, toast.thread_ts) == ("✓ Running", None)  # in the channel, where it was pressed
 
 
 async def test_a_long_reply_is_split_under_slacks_limits_in_order(bot: SlackBot, dm: str) -> None:

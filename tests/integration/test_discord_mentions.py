@@ -60,3 +60,19 @@ async def test_mentioning_the_bots_own_role_counts_as_mentioning_the_bot(
     event = await plugin.event(received_in(channel))
     assert event["mentions_bot"] is True
     assert event["content"]["text"] == "@duragent-test what time is it?"
+
+
+async def test_people_mentioned_in_a_message_reach_the_agent_by_name(
+    discord: FakeDiscord, plugin: PluginProcess
+) -> None:
+    guild = next(iter(discord._guilds))
+    channel = discord.add_channel(guild, "general")
+    ada = discord.add_user("ada")
+    bea = discord.add_user("bea", "Bea Smith")
+
+    discord.inject_message(
+        channel, f"{discord.mention} ask <@{bea['id']}> what <@!{bea['id']}> thinks", author=ada
+    )
+
+    event = await plugin.event(received_in(channel))
+    assert event["content"]["text"] == "@duragent-test ask @Bea Smith what @Bea Smith thinks"

@@ -214,6 +214,22 @@ async def test_a_429_from_discord_is_waited_out_and_the_message_still_sent(
     assert attempts[1].at - attempts[0].at >= 0.25
 
 
+async def test_a_reply_piece_discord_fails_with_a_server_error_is_sent_again_once(
+    discord: FakeDiscord, plugin: PluginProcess, channel: str
+) -> None:
+    essay = "\n\n".join(f"Paragraph {n}: " + "lorem ipsum " * 30 for n in range(1, 8))
+    discord.fail_next("POST /channels/{channel_id}/messages", 503, times=2)
+
+    answer = await plugin.request({"type": "send_message", "chat_id": channel, "content": essay}, within=30)
+
+    assert answer["type"] == "command_ok"
+    pieces = discord.sent_messages(channel)
+    assert len(pieces) >= 2
+    assert " ".join(piece.content for piece in pieces).split() == essay.split()
+    attempts = [c for c in discord.calls_to("POST /channels/{channel_id}/messages") if channel in c.path]
+    assert len(attempts) == len(pieces) + 2
+
+
 async def test_sending_to_an_unknown_channel_answers_command_error(plugin: PluginProcess) -> None:
     answer = await plugin.request({"type": "send_message", "chat_id": "123456789", "content": "hello?"})
 

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sys
 from pathlib import Path
 
 import pytest
 
+from duragent.config import ExternalGatewayConfig
+from duragent.gateways.manager import GatewayManager, GatewayTiming
+from duragent.gateways.protocol import Event
 from duragent.testing.fake_discord import FakeDiscord
+from duragent.testing.fake_slack import FakeSlack
 from tests.integration.plugin_process import PluginProcess, received_in, start_ready_plugin
-from tests.waiting import eventually
+from tests.waiting import eventually, until
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
@@ -85,3 +90,110 @@ async def test_discord_a_receive_loop_that_dies_stops_the_plugin_as_failed_so_it
 
     assert code == 1
     assert "receiving from Discord stopped" in logs
+
+
+async def test_discord_a_reply_sent_while_discord_is_unreachable_for_a_moment_still_arrives(
+    tmp_path: Path,
+) -> None:
+    async with FakeDiscord() as discord:
+        room = discord.add_channel(discord.add_guild("Home"), "general")
+        settings = {"bot_token": discord.token, "api_base": discord.api_base}
+        plugin = await start_ready_plugin(
+            "duragent.plugins.discord", settings, tmp_path, drop_env=("DISCORD_BOT_TOKEN",)
+        )
+        try:
+            await discord.stop()
+            answer = asyncio.create_task(
+                plugin.request({"type": "send_message", "chat_id": room, "content": "still here"}, within=30)
+            )
+            await until(lambda: "retrying" in plugin.stderr_path.read_text(), within=15)
+            await discord.start()  # back, on the same address
+            reply = await answer
+        finally:
+            await plugin.stop()
+
+    assert reply["type"] == "command_ok"
+    assert [m.content for m in discord.sent_messages(room)] == ["still here"]
+
+
+async def test_slack_a_reply_sent_while_slack_is_unreachable_for_a_moment_still_arrives(
+    tmp_path: Path,
+) -> None:
+    async with FakeSlack() as slack:
+        room = slack.add_channel("general")
+        settings = {"bot_token": slack.bot_token, "app_token": slack.app_token, "api_base": slack.api_base}
+        plugin = await start_ready_plugin(
+            "duragent.plugins.slack", settings, tmp_path, drop_env=("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN")
+        )
+        try:
+            await slack.stop()
+            answer = asyncio.create_task(
+                plugin.request({"type": "send_message", "chat_id": room, "content": "still here"}, within=30)
+            )
+            await until(lambda: "chat.postMessage failed" in plugin.stderr_path.read_text(), within=15)
+            await slack.start()  # back, on the same address
+            reply = await answer
+        finally:
+            await plugin.stop()
+
+    assert reply["type"] == "command_ok"
+    assert [m.text for m in slack.sent_messages(room)] == ["still here"]
+
+
+def supervised(name: str, config: dict[str, str], tmp_path: Path) -> GatewayManager:
+    """The plugin `name` under Duragent's manager, restarted quickly, in a crash loop after 2 failures."""
+
+    async def no_events(gateway: str, event: Event) -> None:
+        return None
+
+    spec = ExternalGatewayConfig(
+        name=name,
+        command=sys.executable,
+        args=["-m", f"duragent.plugins.{name}"],
+        config=config,
+        restart="always",
+    )
+    quick = GatewayTiming(backoff_initial=0.05, backoff_max=0.2, crash_loop_failures=2)
+    return GatewayManager([spec], no_events, base_dir=tmp_path, timing=quick)
+
+
+async def test_discord_unreachable_at_startup_is_tried_again_until_it_is_back_not_given_up(
+    tmp_path: Path,
+) -> None:
+    async with FakeDiscord() as discord:
+        discord.add_guild("Home")
+        await discord.stop()  # the server booted before the network was up
+        manager = supervised("discord", {"bot_token": discord.token, "api_base": discord.api_base}, tmp_path)
+        manager.start()
+        plugin = manager.plugin("discord")
+        try:
+            await until(lambda: plugin.status.restarts >= 2 or plugin.status.state == "crash_loop", within=90)
+            assert plugin.status.state != "crash_loop"
+            assert "cannot reach Discord" in str(plugin.status.last_error)
+
+            await discord.start()  # the network is up
+            await until(lambda: plugin.status.state == "ready", within=90)
+        finally:
+            await manager.stop()
+
+
+async def test_slack_unreachable_at_startup_is_tried_again_until_it_is_back_not_given_up(
+    tmp_path: Path,
+) -> None:
+    async with FakeSlack() as slack:
+        await slack.stop()  # the server booted before the network was up
+        config = {"bot_token": slack.bot_token, "app_token": slack.app_token, "api_base": slack.api_base}
+        manager = supervised("slack", config, tmp_path)
+        manager.start()
+        plugin = manager.plugin("slack")
+        try:
+            await until(
+                lambda: plugin.status.restarts >= 2 or plugin.status.state == "crash_loop", within=120
+            )
+            assert plugin.status.state != "crash_loop"
+            assert "cannot reach Slack" in str(plugin.status.last_error)
+
+            await slack.start()  # the network is up
+            await until(lambda: plugin.status.state == "ready", within=90)
+        finally:
+            await manager.stop()

@@ -87,6 +87,17 @@ async def test_a_direct_message_becomes_message_received_and_the_envelope_is_ack
     assert event["mentions_bot"] is False
 
 
+async def test_people_mentioned_in_a_message_reach_the_agent_by_name(
+    slack: FakeSlack, plugin: PluginProcess, channel: str, ada: dict[str, Any]
+) -> None:
+    bea = slack.add_user("bea", "Bea Smith")
+    slack.inject_message(channel, f"{slack.mention} ask <@{bea['id']}> what <@{bea['id']}> thinks", user=ada)
+
+    event = await plugin.event(received_in(channel))
+
+    assert event["content"]["text"] == "@duragent ask @Bea Smith what @Bea Smith thinks"
+
+
 async def test_a_mention_in_a_channel_arrives_once_though_slack_sends_it_twice(
     slack: FakeSlack, plugin: PluginProcess, channel: str, ada: dict[str, Any]
 ) -> None:
@@ -208,6 +219,22 @@ async def test_a_429_from_slack_is_waited_out_and_the_message_still_sent(
     assert attempts[1].at - attempts[0].at >= 0.9
 
 
+async def test_a_reply_piece_slack_fails_with_a_server_error_is_sent_again_once(
+    slack: FakeSlack, plugin: PluginProcess, channel: str
+) -> None:
+    essay = "\n\n".join(f"Paragraph {n}: " + "lorem ipsum " * 30 for n in range(1, 12))
+    slack.fail_next("chat.postMessage", 503, times=2)
+
+    answer = await plugin.request({"type": "send_message", "chat_id": channel, "content": essay}, within=30)
+
+    assert answer["type"] == "command_ok"
+    pieces = slack.sent_messages(channel)
+    assert len(pieces) >= 2
+    assert " ".join(piece.text for piece in pieces).split() == essay.split()
+    attempts = [c for c in slack.calls_to("chat.postMessage") if c.params.get("channel") == channel]
+    assert len(attempts) == len(pieces) + 2
+
+
 async def test_sending_to_an_unknown_channel_answers_command_error(plugin: PluginProcess) -> None:
     answer = await plugin.request({"type": "send_message", "chat_id": "C0NOPE", "content": "hello?"})
 
@@ -303,6 +330,16 @@ async def test_when_slack_asks_to_reconnect_the_app_does_and_unacknowledged_even
     assert code == 0
     assert own.bot_token not in logs
     assert own.app_token not in logs
+
+
+@pytest.mark.slow
+async def test_slack_failing_at_startup_for_a_moment_does_not_stop_the_app(tmp_path: Path) -> None:
+    async with FakeSlack() as own:
+        own.fail_next("auth.test", 503, times=2)
+        process = await start_plugin(own, tmp_path)
+        await process.stop()
+
+    assert len(own.calls_to("auth.test")) == 3
 
 
 def free_port() -> int:

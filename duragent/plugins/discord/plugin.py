@@ -17,13 +17,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import io
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import discord
 import yarl
@@ -47,6 +49,7 @@ from duragent.gateways.protocol import (
 from duragent.gateways.sdk import (
     GatewayPlugin,
     PlatformError,
+    PlatformUnreachable,
     SecretRedactor,
     int_setting,
     refuse_unknown_keys,
@@ -65,6 +68,14 @@ READY_WITHIN_SECONDS = 60.0
 IN_FLIGHT_GRACE_SECONDS = 1.5
 #: Button presses waiting for Duragent's answer are forgotten after this (Discord's token lives 15 min).
 INTERACTION_TTL_SECONDS = 14 * 60
+#: Attempts at one REST call that fails on the way (Discord unreachable, a 503), waiting 1, 2,
+#: 4 s between them: an agent's reply is sent once, and would otherwise be lost to a blip.
+TRANSIENT_ATTEMPTS = 4
+TRANSIENT_FIRST_DELAY_SECONDS = 1.0
+#: Server errors discord.py already retries itself (five tries over 16 s): not tried again.
+_RETRIED_BY_DISCORD_PY = frozenset({500, 502, 504, 524})
+
+T = TypeVar("T")
 
 log = logging.getLogger("duragent.gateway.discord")
 
@@ -173,7 +184,7 @@ class DiscordPlugin(GatewayPlugin):
                 " makes the old one invalid"
             ) from None
         except (discord.HTTPException, OSError) as error:
-            raise ConnectionError(self._redact(f"cannot reach Discord: {error}")) from None
+            raise PlatformUnreachable(self._redact(f"cannot reach Discord: {error}")) from None
         gateway = settings.gateway_url
         if gateway is None and settings.api_base:
             _, gateway, _ = await client.http.get_bot_gateway()
@@ -195,7 +206,7 @@ class DiscordPlugin(GatewayPlugin):
                 raise failure  # Discord refused the bot: one error saying why
             if failure is not None:
                 raise ConnectionError(self._redact(str(failure)))
-            raise ConnectionError(f"no READY from Discord's Gateway within {READY_WITHIN_SECONDS:.0f} s")
+            raise PlatformUnreachable(f"no READY from Discord's Gateway within {READY_WITHIN_SECONDS:.0f} s")
 
     async def _stay_connected(self, client: discord.Client, token: str) -> None:
         """discord.py's connect loop: resumes, reconnects with backoff; ends only on fatal errors."""
@@ -372,7 +383,8 @@ class DiscordPlugin(GatewayPlugin):
         return content, await self._download(attachment)
 
     def _readable(self, message: discord.Message) -> str:
-        """The text with the bot's `<@id>` mention (or its role's) shown as `@name`, as the user saw it."""
+        """The text with mentions shown as the user saw them: the bot's `<@id>` (or its role's)
+        as `@name`, other people's as `@display name` (the agent cannot tell who `<@1234>` is)."""
         text = message.content
         me = self.client.user
         if me is not None:
@@ -382,6 +394,9 @@ class DiscordPlugin(GatewayPlugin):
                 forms.append(f"<@&{own_role.id}>")
             for form in forms:
                 text = text.replace(form, f"@{me.name}")
+        for user in message.mentions:
+            for form in (f"<@{user.id}>", f"<@!{user.id}>"):
+                text = text.replace(form, f"@{user.display_name}")
         return text
 
     async def _download(self, attachment: discord.Attachment) -> dict[str, Any]:
@@ -460,7 +475,7 @@ class DiscordPlugin(GatewayPlugin):
                 options["mention_author"] = False
             if final and cmd.inline_keyboard is not None:
                 options["view"] = _buttons(cmd.inline_keyboard)
-            last = await self._call(channel.send(piece, **options))
+            last = await self._call(functools.partial(channel.send, piece, **options))
         assert last is not None
         return str(last.id)
 
@@ -471,7 +486,8 @@ class DiscordPlugin(GatewayPlugin):
         messages, the last with the file (nothing is cut off)."""
         channel = self._channel(cmd.chat_id)
         pieces = split_message(markdown_to_discord(cmd.caption or ""), DISCORD_TEXT_LIMIT)
-        file: discord.File | None = None
+        data: bytes | None = None
+        filename = "file"
         if cmd.media.source == "url":
             last = pieces.pop() if pieces else ""
             if len(last) + 1 + len(cmd.media.url) <= DISCORD_TEXT_LIMIT:
@@ -484,17 +500,26 @@ class DiscordPlugin(GatewayPlugin):
                 data = base64.b64decode(cmd.media.data, validate=True)
             except ValueError:
                 raise PlatformError("invalid_request", "media data is not valid base64") from None
-            file = discord.File(io.BytesIO(data), filename=cmd.media.filename or "file")
+            filename = cmd.media.filename or "file"
             caption = pieces.pop() if pieces else ""
         for piece in pieces:
-            await self._call(channel.send(piece))
-        options: dict[str, Any] = {"file": file} if file is not None else {}
-        sent = await self._call(channel.send(caption or None, **options))
+            await self._call(functools.partial(channel.send, piece))
+
+        def send_last() -> Awaitable[discord.Message]:
+            if data is None:
+                return channel.send(caption or None)
+            # A fresh File each attempt: a sent one has been read to its end.
+            file = discord.File(io.BytesIO(data), filename=filename)
+            return channel.send(caption or None, file=file)
+
+        sent = await self._call(send_last)
         return str(sent.id)
 
     async def on_send_typing(self, cmd: SendTyping) -> None:
         """Show "typing..." (Discord shows it for about 10 s or until the next message)."""
-        await self._call(self._channel(cmd.chat_id).typing().wrapped_typer())
+        # Tried once: the reply queued behind it must not wait, and a running turn sends it again.
+        channel = self._channel(cmd.chat_id)
+        await self._call(lambda: channel.typing().wrapped_typer(), retry=False)
 
     async def on_edit_message(self, cmd: EditMessage) -> None:
         """Replace a sent message's text (only the first 2,000 characters fit in one message)."""
@@ -502,12 +527,12 @@ class DiscordPlugin(GatewayPlugin):
         # Markdown rendering to nothing: sent as typed, not refused (the user would see no reply).
         pieces = pieces or split_message(as_typed(cmd.content), DISCORD_TEXT_LIMIT)
         message = self._channel(cmd.chat_id).get_partial_message(_snowflake(cmd.message_id, "message_id"))
-        await self._call(message.edit(content=pieces[0]))
+        await self._call(lambda: message.edit(content=pieces[0]))
 
     async def on_delete_message(self, cmd: DeleteMessage) -> None:
         """Delete a message."""
         message = self._channel(cmd.chat_id).get_partial_message(_snowflake(cmd.message_id, "message_id"))
-        await self._call(message.delete())
+        await self._call(message.delete)
 
     async def on_answer_callback_query(self, cmd: AnswerCallbackQuery) -> None:
         """Tell the presser (only them) what their press did."""
@@ -515,17 +540,36 @@ class DiscordPlugin(GatewayPlugin):
         if entry is None:
             raise PlatformError("invalid_request", f"unknown or expired button press {cmd.callback_query_id}")
         interaction, _ = entry
-        await self._call(interaction.edit_original_response(content=cmd.text or "✓"))
+        await self._call(lambda: interaction.edit_original_response(content=cmd.text or "✓"))
 
     # ------------------------------------------------------------------ REST calls
 
     def _channel(self, chat_id: str) -> discord.PartialMessageable:
         return self.client.get_partial_messageable(_snowflake(chat_id, "chat_id"))
 
-    async def _call(self, request: Any) -> Any:
-        """Await one REST call; Discord's errors become PlatformError (429s were already waited out)."""
+    async def _call(self, request: Callable[[], Awaitable[T]], *, retry: bool = True) -> T:
+        """Make one REST call, trying it again after a failure on the way (unless `retry` is
+        false); Discord's errors become PlatformError (429s were already waited out).
+
+        `request` makes the call afresh each time, so a failed call can be repeated.
+        """
+        attempts = TRANSIENT_ATTEMPTS if retry else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._call_once(request)
+            except _TransientFailure as failure:
+                if attempt == attempts:
+                    raise failure.error from None
+                delay = TRANSIENT_FIRST_DELAY_SECONDS * 2 ** (attempt - 1)
+                # A piece sent again may, rarely, arrive twice (Discord may have posted it before
+                # failing): better than a reply that never arrives.
+                log.warning("Discord call failed (%s); retrying in %.0f s", failure.error.message, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _call_once(self, request: Callable[[], Awaitable[T]]) -> T:
         try:
-            return await request
+            return await request()
         except discord.NotFound as error:
             code = "message_not_found" if error.code in (10008, 10062) else "chat_not_found"
             raise PlatformError(code, self._redact(error.text or str(error))) from None
@@ -536,12 +580,24 @@ class DiscordPlugin(GatewayPlugin):
         except discord.HTTPException as error:
             statuses = {429: "rate_limited", 400: "invalid_request"}
             code = statuses.get(error.status, "platform_error")
-            raise PlatformError(code, self._redact(error.text or str(error))) from None
+            failed = PlatformError(code, self._redact(error.text or str(error)))
+            if error.status >= 500 and error.status not in _RETRIED_BY_DISCORD_PY:
+                raise _TransientFailure(failed) from None
+            raise failed from None
         except (TimeoutError, OSError) as error:
-            raise PlatformError("not_connected", self._redact(f"cannot reach Discord: {error}")) from None
+            reason = self._redact(f"cannot reach Discord: {error}")
+            raise _TransientFailure(PlatformError("not_connected", reason)) from None
 
     def _redact(self, text: str) -> str:
         return self._redactor.redact(text)
+
+
+class _TransientFailure(Exception):
+    """A REST call failed on the way (unreachable, a server error): worth making again."""
+
+    def __init__(self, error: PlatformError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 def _token_source(config: dict[str, Any]) -> str:

@@ -32,13 +32,12 @@ import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.http_retry import HttpRequest, HttpResponse, RetryState
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-)
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
 from slack_sdk.web.async_client import AsyncWebClient
 
 from duragent.errors import ConfigError
@@ -56,6 +55,7 @@ from duragent.gateways.protocol import (
 from duragent.gateways.sdk import (
     GatewayPlugin,
     PlatformError,
+    PlatformUnreachable,
     SecretRedactor,
     int_setting,
     refuse_unknown_keys,
@@ -73,12 +73,17 @@ SLACK_TEXT_LIMIT = 3000
 IN_FLIGHT_GRACE_SECONDS = 1.5
 #: Attempts at a call Slack answers with 429 before giving up.
 RATE_LIMIT_RETRIES = 5
+#: Retries of a call that fails on the way (Slack unreachable, a 5xx), after about 1, 2 and 4 s:
+#: an agent's reply is sent once, and would otherwise be lost to a blip.
+TRANSIENT_RETRIES = 3
 #: Where Slack serves files shared in conversations (the bot token is sent nowhere else).
 SLACK_FILE_HOST = "files.slack.com"
 _WANTED_SUBTYPES = (None, "file_share", "thread_broadcast")
 #: What Slack answers a call made with a token it will not take.
 _REFUSED_TOKEN = ("invalid_auth", "not_authed", "account_inactive", "token_revoked", "not_allowed_token_type")
 _CHAT_TYPES = {"im": "dm", "mpim": "group", "channel": "group", "group": "group"}
+#: How a member is mentioned in a message's text: `<@U0123>` (older clients: `<@U0123|ada>`).
+_MEMBER_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 
 log = logging.getLogger("duragent.gateway.slack")
 
@@ -192,7 +197,11 @@ class SlackPlugin(GatewayPlugin):
             token=settings.bot_token,
             retry_handlers=[
                 _RefusedTokenWatcher(self._token_refused),
-                AsyncConnectionErrorRetryHandler(),
+                # A piece sent again may, rarely, arrive twice (Slack may have posted it before
+                # failing): better than a reply that never arrives.
+                _TransientFailureRetry(
+                    max_retry_count=TRANSIENT_RETRIES, interval_calculator=_TRANSIENT_BACKOFF
+                ),
                 AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
             ],
             **options,
@@ -203,6 +212,9 @@ class SlackPlugin(GatewayPlugin):
         self._downloads = DownloadFolder(
             settings.download_dir, prefix="duragent-slack-", environ=self.environ
         )
+        # Bolt reads SLACK_BOT_TOKEN itself and, given our client too, warns at every start that
+        # the token "will be unused": the client holds that very token.
+        logging.getLogger("slack_bolt.AsyncApp").addFilter(_not_the_unused_token_warning)
         app = AsyncApp(
             client=self._client,
             signing_secret=settings.signing_secret or "",
@@ -222,34 +234,28 @@ class SlackPlugin(GatewayPlugin):
             try:
                 await self._socket.connect_async()  # type: ignore[no-untyped-call]
             except (SlackApiError, SlackRequestError, aiohttp.ClientError, OSError) as error:
-                raise ConnectionError(self._redact(f"cannot open Socket Mode: {error}")) from None
+                raise PlatformUnreachable(self._redact(f"cannot open Socket Mode: {error}")) from None
         log.info("connected as @%s (%s mode)", self._bot_name, settings.mode)
         self._running = True
 
     async def _auth_test(self) -> dict[str, Any]:
-        """auth.test, retried briefly: a flaky network at boot should not cost a restart cycle."""
-        delay = 1.0
-        for attempt in range(4):
-            try:
-                response = await self.client.auth_test()
-                return dict(response.data) if isinstance(response.data, dict) else {}
-            except SlackApiError as error:
-                code = str(error.response.get("error", ""))
-                if code in _REFUSED_TOKEN:
-                    raise ConfigError(
-                        f"Slack refused the bot token in {_source(self.config, 'bot_token', BOT_TOKEN_ENV)}"
-                        f" ({code}): copy the xoxb- token again from OAuth & Permissions (reinstalling"
-                        " the app makes a new one)"
-                    ) from None
-                failure: Exception = error
-            except (SlackRequestError, aiohttp.ClientError, OSError) as error:
-                failure = error
-            if attempt == 3:
-                raise ConnectionError(self._redact(f"cannot reach Slack: {failure}"))
-            log.warning("auth.test failed (%s); retrying in %.0f s", self._redact(str(failure)), delay)
-            await asyncio.sleep(delay)
-            delay *= 2
-        raise AssertionError("unreachable")
+        """auth.test; the client retries a failure on the way (about 1, 2, 4 s): a flaky network
+        at boot should not cost a restart cycle."""
+        try:
+            response = await self.client.auth_test()
+        except SlackApiError as error:
+            code = str(error.response.get("error", ""))
+            if code in _REFUSED_TOKEN:
+                raise ConfigError(
+                    f"Slack refused the bot token in {_source(self.config, 'bot_token', BOT_TOKEN_ENV)}"
+                    f" ({code}): copy the xoxb- token again from OAuth & Permissions (reinstalling"
+                    " the app makes a new one)"
+                ) from None
+            text = self._redact(f"cannot reach Slack: {code or error}")
+            raise _api_failure(text, error.response.status_code) from None
+        except (SlackRequestError, aiohttp.ClientError, OSError) as error:
+            raise PlatformUnreachable(self._redact(f"cannot reach Slack: {error}")) from None
+        return dict(response.data) if isinstance(response.data, dict) else {}
 
     async def _check_app_token(self, app_token: str) -> None:
         """Ask for a Socket Mode URL once: slack_sdk retries a refused app token for ever."""
@@ -263,9 +269,10 @@ class SlackPlugin(GatewayPlugin):
                     f" ({code}): `app_token` takes an xapp- token with the connections:write scope"
                     " (Basic Information > App-Level Tokens)"
                 ) from None
-            raise ConnectionError(self._redact(f"cannot open Socket Mode: {code or error}")) from None
+            text = self._redact(f"cannot open Socket Mode: {code or error}")
+            raise _api_failure(text, error.response.status_code) from None
         except (SlackRequestError, aiohttp.ClientError, OSError) as error:
-            raise ConnectionError(self._redact(f"cannot open Socket Mode: {error}")) from None
+            raise PlatformUnreachable(self._redact(f"cannot open Socket Mode: {error}")) from None
 
     async def _token_refused(self, method: str, code: str) -> None:
         """A token Slack no longer takes while the app runs (revoked, regenerated, the app
@@ -367,7 +374,7 @@ class SlackPlugin(GatewayPlugin):
         if thread_ts:
             routing["thread_id"] = str(thread_ts)
             routing["parent_id"] = channel
-        text = self._readable(str(event.get("text") or ""))
+        text = await self._readable(str(event.get("text") or ""))
         content, metadata = await self._content(event, text)
         if content == {"type": "text", "text": ""}:
             # Attachments of another app alone, a shared message...: no turn for an empty text.
@@ -386,8 +393,9 @@ class SlackPlugin(GatewayPlugin):
             metadata=metadata,
         )
 
-    def _readable(self, text: str) -> str:
-        """Slack's markup as the user saw it: the bot's mention as @name, entities unescaped.
+    async def _readable(self, text: str) -> str:
+        """Slack's markup as the user saw it: the bot's mention as @name, other members' as
+        @display name (the agent cannot tell who `<@U0123>` is), entities unescaped.
 
         Slack refuses a message starting with "/" that is not one of its slash commands ("/reset is
         not a valid command"), so `@bot /reset` (or ` /reset`) is how a chat command is typed:
@@ -398,6 +406,8 @@ class SlackPlugin(GatewayPlugin):
         if command is not None:
             text = command.group(1)
         text = text.replace(f"<@{self._bot_user_id}>", f"@{self._bot_name}")
+        names = {member: await self._display_name(member) for member in _MEMBER_MENTION.findall(text)}
+        text = _MEMBER_MENTION.sub(lambda found: f"@{names[found[1]]}" if names[found[1]] else found[0], text)
         return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
     async def _display_name(self, user: str) -> str | None:
@@ -479,7 +489,9 @@ class SlackPlugin(GatewayPlugin):
             (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
         )
         message = body.get("message") or {}
-        thread_ts = message.get("thread_ts")
+        # A message with a thread under it carries its own ts as thread_ts: it is still in the
+        # channel's chat, not in its thread's.
+        thread_ts = message.get("thread_ts") if message.get("thread_ts") != message.get("ts") else None
         chat_id = f"{channel}:{thread_ts}" if thread_ts else channel
         user = str((body.get("user") or {}).get("id"))
         press_id = f"{message.get('ts')}:{actions[0].get('action_ts')}"
@@ -607,6 +619,42 @@ class _RefusedTokenWatcher(AsyncRetryHandler):
         if isinstance(body, dict) and body.get("ok") is False and body.get("error") in _REFUSED_TOKEN:
             await self._on_refused(urlsplit(request.url).path.rsplit("/", 1)[-1], str(body["error"]))
         return False
+
+
+class _TransientFailureRetry(AsyncRetryHandler):
+    """Retries a call that failed on the way: Slack unreachable or dropping the connection, or a
+    5xx from Slack (or a proxy in front of it)."""
+
+    async def _can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is not None and response.status_code >= 500:
+            reason = f"HTTP {response.status_code}"
+        elif isinstance(error, aiohttp.ClientConnectionError):
+            reason = str(error) or type(error).__name__
+        else:
+            return False
+        method = urlsplit(request.url).path.rsplit("/", 1)[-1]
+        log.warning("Slack call %s failed (%s); retrying", method, reason)
+        return True
+
+
+#: About 1, 2, 4 s (each plus up to 1 s of jitter) between attempts.
+_TRANSIENT_BACKOFF = BackoffRetryIntervalCalculator(backoff_factor=1.0)
+
+
+def _api_failure(text: str, status: int) -> Exception:
+    """Slack's servers failing (a 5xx, after the retries) pass like a network outage; other answers do not."""
+    return PlatformUnreachable(text) if status >= 500 else ConnectionError(text)
+
+
+def _not_the_unused_token_warning(record: logging.LogRecord) -> bool:
+    return record.getMessage() != warning_client_prioritized_and_token_skipped()
 
 
 def _source(config: dict[str, Any], key: str, variable: str) -> str:
