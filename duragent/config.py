@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
@@ -76,8 +77,20 @@ class ServiceConfig(ConfigModel):
     @field_validator("endpoint_url")
     @classmethod
     def _a_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
+        if value is None:
+            return value
+        if not value.startswith(("http://", "https://")):
             raise ValueError(f"give a URL starting with http:// or https://, got {value!r}")
+        try:
+            # botocore would only fail at the first request, with a traceback at serve's start.
+            parts = urlsplit(value)
+            port = parts.port  # (reading it checks it: a number from 0 to 65535)
+        except ValueError as error:
+            raise ValueError(f"{value!r} is not a valid URL: {error}") from error
+        if not parts.hostname:
+            raise ValueError(f"{value!r} names no host")
+        if port == 0:
+            raise ValueError(f"{value!r} is not a valid URL: Port out of range 1-65535")
         return value
 
 

@@ -89,15 +89,16 @@ def upgrade(ctx: typer.Context) -> None:
 
 
 def _on(config: DuragentConfig, services: list[str], work: Coroutine[Any, Any, T]) -> T:
-    """Run `work` on the database of `services`; one it cannot reach names their url and its line."""
+    """Run `work` on the database of `services`; one it cannot reach or use names their url and its line."""
+    from duragent.stores.postgres.migrations import MigrationError
     from duragent.stores.postgres.pool import PostgresUnavailable
 
     try:
         result: T = run_async(work)
-    except PostgresUnavailable as error:
+    except (PostgresUnavailable, MigrationError) as error:
         where = config.locate(("services", services[0], "url"))
         keys = ", ".join(f"services.{service}.url" for service in services)
-        raise PostgresUnavailable(f"{where}: {keys}: {error}") from error
+        raise type(error)(f"{where}: {keys}: {error}") from error
     return result
 
 

@@ -62,6 +62,13 @@ def channel_name(schema: str, kind: str) -> str:
     return f"duragent_{kind}_{digest}"
 
 
+def _why(error: BaseException) -> str:
+    """What went wrong, for the log (asyncpg's timeouts carry no message)."""
+    if isinstance(error, TimeoutError) and not str(error):
+        return "no answer in time"
+    return str(error) or type(error).__name__
+
+
 def worker_name() -> str:
     """How this process appears in `session_claims` and logs: host:pid."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -250,7 +257,7 @@ class ClusterNode:
             try:
                 await self.scan_once()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                log.warning("failover scan failed: %s", error)
+                log.warning("failover scan failed: %s", _why(error))
             except Exception:
                 # Whatever went wrong this time, the scan must go on: a worker whose scan died
                 # would never adopt a dead worker's sessions again.
@@ -313,7 +320,7 @@ class ClusterNode:
                 expected = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
                 log.warning(
                     "reconnecting to PostgreSQL failed (%s); trying again in %.1fs",
-                    error,
+                    _why(error),
                     delay,
                     exc_info=not isinstance(error, expected),
                 )

@@ -101,3 +101,47 @@ def test_a_worker_whose_bucket_exists_starts_and_is_ready(
             assert ready.status == 200
     finally:
         assert worker.terminate() == 0, worker.log()
+
+
+def test_a_worker_whose_database_url_has_no_valid_port_names_services_session_url_and_its_line(
+    tmp_path: Path,
+) -> None:
+    config = write_workspace(tmp_path, "http://127.0.0.1:9/v1", git=False)
+    with config.open("a") as file:
+        file.write(
+            "services:\n  session:\n    backend: postgres\n    url: postgresql://duragent:s3cret@db:99999/app\n"
+        )
+
+    refused = cli(config, "serve", "--port", "0", timeout=60)
+
+    assert refused.returncode == 2, refused.stderr
+    assert f"{config}:{line_of(config, 'url')}:" in refused.stderr
+    assert "services.session.url: port '99999' of host 'db' is not a port number" in refused.stderr
+    assert "s3cret" not in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "problem"),
+    [
+        ("http://[::1", "'http://[::1' is not a valid URL: Invalid IPv6 URL"),
+        ("http://127.0.0.1:99999", "'http://127.0.0.1:99999' is not a valid URL: Port out of range 0-65535"),
+        ("http://:9000", "'http://:9000' names no host"),
+        ("http://minio:0", "'http://minio:0' is not a valid URL: Port out of range 1-65535"),
+    ],
+)
+def test_a_worker_whose_s3_endpoint_is_no_valid_url_names_services_artifacts_endpoint_url(
+    tmp_path: Path, endpoint: str, problem: str
+) -> None:
+    config = write_workspace(tmp_path, "http://127.0.0.1:9/v1", git=False)
+    with config.open("a") as file:
+        file.write(
+            f"services:\n  artifacts:\n    backend: s3\n    bucket: b\n    endpoint_url: '{endpoint}'\n"
+        )
+
+    refused = cli(config, "serve", "--port", "0", env=S3_ENV, timeout=60)
+
+    assert refused.returncode == 2, refused.stderr
+    assert f"{config}:{line_of(config, 'endpoint_url')}:" in refused.stderr
+    assert f"services.artifacts.endpoint_url: {problem}" in refused.stderr
+    assert "Traceback" not in refused.stderr

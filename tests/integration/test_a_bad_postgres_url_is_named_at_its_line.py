@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from typer.testing import CliRunner
@@ -11,6 +13,7 @@ from duragent.cli import build_app
 from duragent.config import parse_config_text
 from duragent.errors import ConfigError
 from duragent.stores.factory import open_memory_store, open_session_store
+from duragent.testing.postgres import postgres_test_url
 
 
 def test_an_invalid_schema_in_the_url_names_the_service_and_its_line() -> None:
@@ -48,3 +51,49 @@ def test_db_status_with_a_url_without_scheme_never_prints_its_password(tmp_path:
     assert "duragent.yaml:4" in shown
     assert "services.session.url" in shown
     assert "s3cret" not in shown
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("postgresql://duragent:s3cret@db:99999/app", "port '99999' of host 'db' is not a port number"),
+        ("postgresql://duragent:s3cret@db:five/app", "port 'five' of host 'db' is not a port number"),
+        ("postgresql://duragent:s3cret@[::1/app", "not a valid URL: Invalid IPv6 URL"),
+    ],
+)
+def test_a_url_with_a_broken_host_or_port_names_the_service_and_its_line(url: str, problem: str) -> None:
+    config = parse_config_text(f"services:\n  session:\n    backend: postgres\n    url: '{url}'\n", env={})
+    with pytest.raises(ConfigError, match=rf"services\.session\.url: {re.escape(problem)}") as raised:
+        open_session_store(config)
+    location = raised.value.problems[0].location
+    assert location is not None
+    assert location.line == 4
+    assert "s3cret" not in str(raised.value)
+
+
+def test_db_status_on_a_url_listing_several_hosts_with_ports_reports_the_database(tmp_path: Path) -> None:
+    # libpq's and asyncpg's multi-host form: the first host that answers is used.
+    server = urlsplit(postgres_test_url())
+    host = f"{server.hostname}:{server.port or 5432}"
+    netloc = f"{server.username}@{host},{host}" if server.username else f"{host},{host}"
+    url = urlunsplit(server._replace(netloc=netloc))
+    config = tmp_path / "duragent.yaml"
+    config.write_text(f"services:\n  session:\n    backend: postgres\n    url: '{url}'\n")
+
+    result = CliRunner().invoke(build_app(), ["--config", str(config), "db", "status"])
+
+    assert result.exit_code == 0, result.output
+    assert f"session: postgresql://{netloc}{server.path} (schema duragent)" in result.output
+
+
+@pytest.mark.parametrize("password", ["s3c#ret", "s3c/ret", "s3c?ret", "123#secret"])
+def test_a_password_with_a_character_the_url_must_encode_is_refused_without_showing_it(password: str) -> None:
+    """`#`, `/` and `?` end the host part of a URL: the password's start read as a host and port,
+    and the message quoted it."""
+    url = f"postgresql://duragent:{password}@db:5432/app"
+    config = parse_config_text(f"services:\n  session:\n    backend: postgres\n    url: '{url}'\n", env={})
+    with pytest.raises(ConfigError, match=r"services\.session\.url: .*percent-encode") as raised:
+        open_session_store(config)
+    assert raised.value.problems[0].location is not None
+    assert "s3c" not in str(raised.value)
+    assert "123" not in str(raised.value)

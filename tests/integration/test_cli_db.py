@@ -108,3 +108,51 @@ def test_status_of_a_schema_newer_than_this_duragent_says_so_and_exits_non_zero(
     code, output = run(config, "status", "--json")
     assert code == 1
     assert json.loads(output)[0]["newer"] == [9999]
+
+
+@pytest.fixture
+async def user_without_access(pg_url: str) -> AsyncIterator[str]:
+    """`pg_url` as a database user who may log in but was granted nothing on its schema."""
+    import secrets
+    from urllib.parse import urlsplit, urlunsplit
+
+    import asyncpg
+
+    role = f"duragent_test_role_{secrets.token_hex(4)}"
+    password = secrets.token_hex(8)
+    admin = await asyncpg.connect(pg_url.split("?")[0])
+    try:
+        await admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+        parts = urlsplit(pg_url)
+        host = parts.netloc.rpartition("@")[2]
+        yield urlunsplit(parts._replace(netloc=f"{role}:{password}@{host}"))
+    finally:
+        await admin.execute(f"DROP ROLE IF EXISTS {role}")
+        await admin.close()
+
+
+@pytest.mark.parametrize("command", ["status", "upgrade"])
+def test_db_commands_for_a_user_without_rights_on_the_schema_say_what_to_grant(
+    pg_url: str, user_without_access: str, tmp_path: Path, command: str
+) -> None:
+    import subprocess
+    import sys
+    from urllib.parse import parse_qs, urlsplit
+
+    assert run(write_config(tmp_path, pg_url), "upgrade")[0] == 0  # the schema exists, made by its owner
+    schema = parse_qs(urlsplit(pg_url).query)["schema"][0]
+    config = write_config(tmp_path, user_without_access)
+
+    refused = subprocess.run(
+        [sys.executable, "-m", "duragent", "-c", str(config), "db", command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert refused.returncode == 1, refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert f"{config}:4:" in refused.stderr
+    assert "services.session.url, services.memory.url:" in refused.stderr
+    assert f"permission denied for schema {schema}" in refused.stderr
+    assert f"GRANT USAGE, CREATE ON SCHEMA {schema} TO" in refused.stderr

@@ -143,3 +143,35 @@ async def test_an_unexpected_error_while_reconnecting_is_retried_and_does_not_br
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_reconnect_that_times_out_says_so_in_the_log(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """asyncpg's timeouts carry no message: the log read `reconnecting to PostgreSQL failed ()`."""
+    a = await ClusterNode.open(pg_url, scan_interval=60)
+    b = await ClusterNode.open(pg_url, scan_interval=60)
+    try:
+        connect = a._connect
+        assert connect is not None
+        tries = 0
+
+        async def timing_out_once() -> object:
+            nonlocal tries
+            tries += 1
+            if tries == 1:
+                raise TimeoutError
+            return await connect()
+
+        a._connect = timing_out_once  # type: ignore[assignment]
+        await b.pool.execute("SELECT pg_terminate_backend($1)", a.connection.get_server_pid())
+
+        await until(lambda: a.reconnects == 1)
+        failed = [
+            r.getMessage() for r in caplog.records if "reconnecting to PostgreSQL failed" in r.getMessage()
+        ]
+        assert failed, caplog.text
+        assert failed[0].startswith("reconnecting to PostgreSQL failed (no answer in time); trying again in")
+    finally:
+        await a.close()
+        await b.close()

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 #: First key of the advisory lock (ASCII "DRGM"); the second is a hash of the schema name.
 _LOCK_CLASS = 0x4452474D
+#: Seconds a migration (or the wait for another worker's) may take: far beyond a store's query
+#: timeout, since a migration may rewrite or index every event.
+MIGRATION_TIMEOUT = 24 * 3600.0
 _FILE_NAME = re.compile(r"(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql")
 
 
@@ -95,8 +98,37 @@ async def applied_versions(connection: asyncpg.Connection | asyncpg.Pool, schema
 
 
 async def migration_status(pool: asyncpg.Pool, schema: str) -> MigrationStatus:
-    """What is applied in `schema` and what this Duragent ships (changes nothing)."""
-    return MigrationStatus(schema, await applied_versions(pool, schema), available_migrations())
+    """What is applied in `schema` and what this Duragent ships (changes nothing).
+
+    MigrationError, saying what to grant, when the database user may not read the schema.
+    """
+    async with pool.acquire() as connection:
+        await _check_access(connection, schema, "USAGE")
+        try:
+            applied = await applied_versions(connection, schema)
+        except _postgres_error_type() as error:
+            raise MigrationError(f"cannot read the migrations of schema {schema!r}: {error}") from error
+    return MigrationStatus(schema, applied, available_migrations())
+
+
+async def _check_access(connection: Any, schema: str, *privileges: str) -> None:
+    """MigrationError saying what to grant when `schema` exists but the database user lacks
+    `privileges` on it (another user made it: a DBA, or a worker running under another role)."""
+    row = await connection.fetchrow(
+        "SELECT current_user AS role, "
+        + ", ".join(f"has_schema_privilege(oid, '{privilege}') AS {privilege}" for privilege in privileges)
+        + " FROM pg_namespace WHERE nspname = $1",
+        schema,
+    )
+    if row is None or all(row[privilege.lower()] for privilege in privileges):
+        return
+    role = row["role"]
+    raise MigrationError(
+        f"permission denied for schema {schema}: database user {role!r} may not use it. Grant it"
+        f" (GRANT USAGE, CREATE ON SCHEMA {schema} TO {role}; GRANT ALL ON ALL TABLES IN SCHEMA"
+        f" {schema} TO {role}; GRANT ALL ON ALL SEQUENCES IN SCHEMA {schema} TO {role}),"
+        " or give this database user a schema of its own (?schema=<name> in the URL)"
+    )
 
 
 async def ensure_schema(pool: asyncpg.Pool, schema: str) -> list[int]:
@@ -109,7 +141,9 @@ async def ensure_schema(pool: asyncpg.Pool, schema: str) -> list[int]:
     migrations = available_migrations()
     applied_now: list[int] = []
     async with pool.acquire() as connection, connection.transaction():
-        await connection.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS, schema)
+        await connection.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS, schema, timeout=MIGRATION_TIMEOUT
+        )
         await _prepare_schema(connection, schema)
         applied = await applied_versions(connection, schema)
         _refuse_unknown_versions(applied, migrations, schema)
@@ -130,6 +164,7 @@ async def _prepare_schema(connection: Any, schema: str) -> None:
         # schema exists, and a schema a DBA made for the user is how many databases are set up.
         if not await connection.fetchval("SELECT true FROM pg_namespace WHERE nspname = $1", schema):
             await connection.execute(f'CREATE SCHEMA "{schema}"')
+        await _check_access(connection, schema, "USAGE", "CREATE")
         await connection.execute(f'SET LOCAL search_path TO "{schema}"')
         await connection.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -149,7 +184,7 @@ async def _apply(connection: Any, migration: Migration) -> None:
     asyncpg_error = _postgres_error_type()
     try:
         async with connection.transaction():
-            await connection.execute(migration.sql)
+            await connection.execute(migration.sql, timeout=MIGRATION_TIMEOUT)
             await connection.execute(
                 "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
                 migration.version,

@@ -25,6 +25,13 @@ if TYPE_CHECKING:
     import asyncpg
 
 DEFAULT_SCHEMA = "duragent"
+#: Seconds a query (and the cancelling of one its caller gave up on) may take. A database gone
+#: silent (a network partition, a failover that drops the old address's packets) would otherwise
+#: hold the query, and the pool connection it uses, until the operating system gives up on the
+#: TCP connection, a quarter of an hour later.
+QUERY_TIMEOUT = 30.0
+#: Seconds opening a connection may take.
+CONNECT_TIMEOUT = 10.0
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -42,11 +49,35 @@ class PostgresTarget:
     def describe(self) -> str:
         """The URL without its password, for messages and `db status`."""
         parts = urlsplit(self.dsn)
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
         user = f"{parts.username}@" if parts.username else ""
-        return f"{parts.scheme}://{user}{host}{parts.path} (schema {self.schema})"
+        return f"{parts.scheme}://{user}{_hosts(parts.netloc)}{parts.path} (schema {self.schema})"
+
+
+def _hosts(netloc: str) -> str:
+    """The `host[:port][,host[:port]...]` part of a URL's netloc (asyncpg takes several hosts)."""
+    return netloc.rpartition("@")[2]
+
+
+def _check_userinfo(url: str, netloc: str) -> None:
+    """ConfigError when a `#`, `/` or `?` in the user name or password ended the host part early:
+    what is left of the password would be read (and reported) as a host and port."""
+    at, equals = url.find("@"), url.find("=")
+    if "@" not in netloc and at != -1 and (equals == -1 or at < equals):
+        raise ConfigError(
+            "the user name or password holds '#', '/' or '?', which end the host part of a URL:"
+            " percent-encode them (%23, %2F, %3F; and '@' as %40)"
+        )
+
+
+def _check_ports(netloc: str) -> None:
+    """ConfigError naming the host whose port is not a number from 1 to 65535."""
+    for address in _hosts(netloc).split(","):
+        # An IPv6 address is bracketed ("[::1]:5432"): its own colons are not a port's.
+        host, colon, port = address.rpartition(":")
+        if not colon or not port or ("[" in address and not host.endswith("]")):
+            continue
+        if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            raise ConfigError(f"port {port!r} of host {host!r} is not a port number (1-65535)")
 
 
 def check_schema_name(schema: str) -> str:
@@ -61,11 +92,17 @@ def check_schema_name(schema: str) -> str:
 
 def parse_postgres_url(url: str, schema: str | None = None) -> PostgresTarget:
     """Split our `schema` query parameter off a postgres URL; `schema` given here wins over the URL's."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:
+        # Never the URL itself: it may hold a password.
+        raise ConfigError(f"not a valid URL: {error}") from error
     if parts.scheme not in ("postgres", "postgresql"):
         # Never the URL itself: it may hold a password.
         found = f"not {parts.scheme!r}" if parts.scheme else "and this one has no scheme"
         raise ConfigError(f"a PostgreSQL URL starts with postgresql:// or postgres://, {found}")
+    _check_userinfo(url, parts.netloc)
+    _check_ports(parts.netloc)
     query = parse_qsl(parts.query, keep_blank_values=True)
     from_url = [value for key, value in query if key == "schema"]
     rest = [(key, value) for key, value in query if key != "schema"]
@@ -85,11 +122,19 @@ def import_asyncpg() -> Any:
     return asyncpg
 
 
-async def create_pool(target: PostgresTarget, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(
+    target: PostgresTarget,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    query_timeout: float = QUERY_TIMEOUT,
+) -> asyncpg.Pool:
     """An asyncpg pool whose connections use the target's schema; PostgresUnavailable when unreachable.
 
     `min_size` connections are opened now, so a wrong URL or a database that is down fails here.
     They are not kept open: a connection that drops is opened again by the next query needing one.
+    A query still waiting for the server after `query_timeout` seconds raises TimeoutError and
+    its connection is closed.
     """
     driver = import_asyncpg()
     try:
@@ -99,6 +144,9 @@ async def create_pool(target: PostgresTarget, *, min_size: int = 1, max_size: in
             target.dsn,
             min_size=0,
             max_size=max_size,
+            # (asyncpg bounds the cancelling of a query by this too: see QUERY_TIMEOUT)
+            command_timeout=query_timeout,
+            timeout=CONNECT_TIMEOUT,
             server_settings={"search_path": target.schema, "application_name": "duragent"},
         )
     except (OSError, driver.PostgresError, driver.InterfaceError) as error:
@@ -129,6 +177,7 @@ class LazyPool:
         migrate: bool = True,
         min_size: int = 1,
         max_size: int = 10,
+        query_timeout: float = QUERY_TIMEOUT,
     ):
         if target is None and pool is None:
             raise ValueError("a PostgreSQL store needs a url or a pool")
@@ -139,6 +188,7 @@ class LazyPool:
         self._migrate = migrate
         self._ready = False
         self._sizes = (min_size, max_size)
+        self._query_timeout = query_timeout
         self._opening = asyncio.Lock()
 
     @property
@@ -153,7 +203,12 @@ class LazyPool:
         async with self._opening:
             if self._pool is None:
                 assert self.target is not None  # checked in __init__
-                self._pool = await create_pool(self.target, min_size=self._sizes[0], max_size=self._sizes[1])
+                self._pool = await create_pool(
+                    self.target,
+                    min_size=self._sizes[0],
+                    max_size=self._sizes[1],
+                    query_timeout=self._query_timeout,
+                )
             if not self._ready:
                 if self._migrate:
                     from duragent.stores.postgres.migrations import ensure_schema

@@ -38,7 +38,7 @@ from duragent.stores.base import (
     ignore_changes,
     name_in_start,
 )
-from duragent.stores.postgres.pool import LazyPool, parse_postgres_url
+from duragent.stores.postgres.pool import QUERY_TIMEOUT, LazyPool, parse_postgres_url
 
 if TYPE_CHECKING:
     import asyncpg
@@ -109,7 +109,8 @@ class PostgresSessionStore:
     Give a `url` (`postgresql://...`, optional `?schema=`; see duragent.stores.postgres.pool) or
     an asyncpg `pool` made by `create_pool` (with its `schema`). The pool is opened and the
     schema migrated on first use. `redact` rewrites each payload before it is stored (the secret
-    guard); `on_change` is accepted and ignored (git does not cover PostgreSQL).
+    guard); `on_change` is accepted and ignored (git does not cover PostgreSQL). A query the
+    database leaves unanswered for `query_timeout` seconds raises TimeoutError.
     """
 
     def __init__(
@@ -122,9 +123,17 @@ class PostgresSessionStore:
         on_change: ChangeListener = ignore_changes,
         migrate: bool = True,
         max_connections: int = 10,
+        query_timeout: float = QUERY_TIMEOUT,
     ):
         target = parse_postgres_url(url, schema) if url is not None else None
-        self._pool = LazyPool(target, pool, schema=schema, migrate=migrate, max_size=max_connections)
+        self._pool = LazyPool(
+            target,
+            pool,
+            schema=schema,
+            migrate=migrate,
+            max_size=max_connections,
+            query_timeout=query_timeout,
+        )
         self._redact = redact
         del on_change  # git does not version PostgreSQL; see the module docstring
 
