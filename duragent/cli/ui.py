@@ -35,8 +35,9 @@ def ui(
 
 async def _login_link(state: CliState, server: str | None) -> str:
     from duragent.cli.chat import announce
-    from duragent.client.http import ApiClient, api_token
+    from duragent.client.http import ApiClient, admin_token, api_token
     from duragent.client.launcher import connect, workspace_of
+    from duragent.server.auth import ADMIN_TOKEN_HEADER
     from duragent.web.app import TICKET_PATH
 
     config = state.config()
@@ -44,5 +45,8 @@ async def _login_link(state: CliState, server: str | None) -> str:
     connection = connect(workspace_of(config), server_url=server)
     announce(connection)
     async with ApiClient(connection.url, token=token) as api:
+        admin = admin_token(config)
+        if admin:  # the link's login may then use the admin controls (Kill a process)
+            api.http.headers[ADMIN_TOKEN_HEADER] = admin
         _, ticket = await api.request("POST", TICKET_PATH, body={})
     return f"{connection.url}{ticket['path']}"

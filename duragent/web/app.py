@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from duragent.server.auth import admin_authorized
 from duragent.server.problems import PROBLEM_CONTENT_TYPE
 from duragent.web import agents, history, memory, processes, schedules, sessions
 from duragent.web.login import (
@@ -65,14 +66,15 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     logins = request.app[LOGINS]
     ticket = request.query.get("ticket")
     if ticket:
-        if not logins.use_ticket(ticket):
+        granted = logins.use_ticket(ticket)
+        if granted is None:
             if logins.find(request.cookies.get(cookie_name(request))) is not None:
                 # the link opened again (clicked twice, reopened) by the browser it logged in
                 raise web.HTTPSeeOther(safe_next(request.query.get("next")))
             return _login_form(
                 request, "That login link was used already or has expired: run `duragent ui` again."
             )
-        return _logged_in(request, safe_next(request.query.get("next")))
+        return _logged_in(request, safe_next(request.query.get("next")), admin=granted.admin)
     return _login_form(request, None)
 
 
@@ -106,13 +108,16 @@ async def log_in(request: web.Request) -> web.StreamResponse:
     offered = form.get("form_token", "")
     if not expected or not hmac.compare_digest(offered.encode(), expected.encode()):
         return _login_form(request, "The login form expired: try again.")
-    if not request.app[LOGINS].token_accepted(form.get("token", "").strip(), request.remote):
+    logins = request.app[LOGINS]
+    token = form.get("token", "").strip()
+    if not logins.token_accepted(token, request.remote):
         return _login_form(request, "That token is not valid.")
-    return _logged_in(request, safe_next(form.get("next")))
+    admin = logins.admin_token_given(token, request.remote)
+    return _logged_in(request, safe_next(form.get("next")), admin=admin)
 
 
-def _logged_in(request: web.Request, location: str) -> web.StreamResponse:
-    login_id, _ = request.app[LOGINS].start()
+def _logged_in(request: web.Request, location: str, *, admin: bool) -> web.StreamResponse:
+    login_id, _ = request.app[LOGINS].start(admin=admin)
     response = web.Response(status=303, headers={"Location": location})
     set_login_cookie(request, response, login_id)
     response.del_cookie(cookie_name(request, LOGIN_COOKIE), path=UI_PREFIX)
@@ -129,8 +134,10 @@ async def log_out(request: web.Request, form: dict[str, str]) -> web.StreamRespo
 
 
 async def login_ticket(request: web.Request) -> web.Response:
-    """POST /api/v1/dashboard/login-ticket: a one-time link that logs a browser in (for `duragent ui`)."""
-    ticket = request.app[LOGINS].new_ticket()
+    """POST /api/v1/dashboard/login-ticket: a one-time link that logs a browser in (for `duragent ui`);
+    its login may use admin controls when the request also carries the admin token."""
+    logins = request.app[LOGINS]
+    ticket = logins.new_ticket(admin=admin_authorized(request, logins.admin_token))
     return web.json_response({"path": f"{UI_PREFIX}/login?ticket={ticket}"})
 
 

@@ -14,7 +14,7 @@ from aiohttp import web
 from duragent.errors import UsageError
 from duragent.server.problems import HttpProblem
 from duragent.server.state import STATE
-from duragent.web.login import UI_PREFIX, form_endpoint
+from duragent.web.login import UI_PREFIX, current_login, form_endpoint, require_admin
 from duragent.web.pages import render, see_other
 
 if TYPE_CHECKING:
@@ -30,6 +30,19 @@ def _repo(workspace: Workspace) -> GitRepo:
     if repo is None:
         raise UsageError("git is disabled for this workspace (git.enabled: false): there is no history")
     return repo
+
+
+def _agent_files(workspace: Workspace, files: list[str]) -> list[str]:
+    """Those of `files` (repo-relative) that define agents: reverting them rewrites an agent, which
+    the API leaves to the admin token (`/api/admin/v1/agents`)."""
+    repo = _repo(workspace)
+    try:
+        folder = repo.relative(workspace.config.agents_path).strip("/")
+    except ValueError:
+        return []
+    if folder in ("", "."):
+        return files
+    return [f for f in files if f == folder or f.startswith(folder + "/")]
 
 
 async def timeline(request: web.Request) -> web.Response:
@@ -68,15 +81,22 @@ async def revision(request: web.Request) -> web.Response:
         files, kept = plan.files, plan.kept
     except RevertRefused as exc:
         refused = str(exc)
-    context = {"rev": shown, "files": files, "kept": kept, "refused": refused}
+    context = {
+        "rev": shown,
+        "files": files,
+        "kept": kept,
+        "refused": refused,
+        "needs_admin": bool(_agent_files(state.workspace, files)) and not current_login(request).admin,
+    }
     return render(request, "revision.html", context)
 
 
 @form_endpoint
 async def revert(request: web.Request, form: dict[str, str]) -> web.StreamResponse:
     """POST /ui/history/{sha}/revert (confirm=yes): undo the change with a commit by the person;
-    409 when it cannot be now (later edits of the same lines, say), nothing written."""
-    from duragent.vcs.revisions import RevertConflict, RevertRefused, revert_revision
+    409 when it cannot be now (later edits of the same lines, say), nothing written; 403 for a
+    change to an agent's definition by a login not made with the admin token."""
+    from duragent.vcs.revisions import RevertConflict, RevertRefused, check_revertible, revert_revision
 
     state = request.app[STATE]
     repo = _repo(state.workspace)
@@ -84,6 +104,15 @@ async def revert(request: web.Request, form: dict[str, str]) -> web.StreamRespon
     if form.get("confirm") != "yes":
         raise see_other(f"{UI_PREFIX}/history/{sha}")
     revertible, append_only = state.workspace.revert_scope()
+    if not current_login(request).admin:
+        try:
+            plan = await asyncio.to_thread(
+                check_revertible, repo, sha, revertible=revertible, append_only=append_only
+            )
+        except RevertRefused as refused:
+            raise HttpProblem(409, str(refused)) from None
+        if _agent_files(state.workspace, plan.files):
+            require_admin(request, "reverting a change to an agent's definition")
     config = state.workspace.config
     memory_root = config.service_path("memory") if config.services.memory.backend == "filesystem" else None
     edits = state.workspace.human_edits

@@ -2,7 +2,9 @@
 
 Logging in with the API (or admin) token makes a login session kept in this process's
 memory; its id travels in an `HttpOnly; SameSite=Strict` cookie scoped to `/ui`, so scripts
-cannot read it and other sites' pages cannot send it. Each login session has its own CSRF
+cannot read it and other sites' pages cannot send it. A login made with the admin token
+(`Login.admin`) may also use the controls the API keeps for that token (`require_admin`): Kill a
+background process, revert a change to an agent's definition. Each login session has its own CSRF
 token, a hidden field in every form; a form post without the right one is refused (403)
 before anything else is read. A restart of the server ends every login.
 
@@ -47,9 +49,18 @@ class Login:
     """One logged-in browser."""
 
     csrf: str
+    #: Made with the admin token (or, none being configured, from loopback): may use admin controls.
+    admin: bool = False
     last_used: float = field(default_factory=time.monotonic)
     #: Set when the login ends: the session pages' open event streams close with it.
     ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What a used one-time login ticket grants."""
+
+    admin: bool
 
 
 @dataclass
@@ -59,7 +70,8 @@ class Logins:
     api_token: str | None
     admin_token: str | None
     _logins: dict[str, Login] = field(default_factory=dict)
-    _tickets: dict[str, float] = field(default_factory=dict)
+    #: Each ticket's time of making, and whether it logs in as admin.
+    _tickets: dict[str, tuple[float, bool]] = field(default_factory=dict)
 
     def token_accepted(self, offered: str, remote: str | None) -> bool:
         """The API or admin token (constant-time); without tokens configured, any loopback browser."""
@@ -68,14 +80,21 @@ class Logins:
             return is_loopback(remote)
         return any(hmac.compare_digest(offered.encode(), token.encode()) for token in expected)
 
+    def admin_token_given(self, offered: str, remote: str | None) -> bool:
+        """Whether a login with `offered` may use admin controls: the admin token (constant-time);
+        without one configured, a loopback browser (as `/api/admin/v1` serves loopback clients)."""
+        if not self.admin_token:
+            return is_loopback(remote)
+        return hmac.compare_digest(offered.encode(), self.admin_token.encode())
+
     def tokens_configured(self) -> bool:
         """Whether logging in needs a token."""
         return bool(self.api_token or self.admin_token)
 
-    def start(self) -> tuple[str, Login]:
-        """A new login: its cookie value and record."""
+    def start(self, *, admin: bool) -> tuple[str, Login]:
+        """A new login (`admin`: it may use admin controls): its cookie value and record."""
         login_id = secrets.token_urlsafe(32)
-        login = Login(csrf=secrets.token_urlsafe(32))
+        login = Login(csrf=secrets.token_urlsafe(32), admin=admin)
         self._logins[login_id] = login
         return login_id, login
 
@@ -97,18 +116,21 @@ class Logins:
         if login is not None:
             login.ended.set()
 
-    def new_ticket(self) -> str:
-        """A one-time login ticket for `duragent ui` (valid `TICKET_LIFETIME` seconds)."""
+    def new_ticket(self, *, admin: bool) -> str:
+        """A one-time login ticket for `duragent ui` (valid `TICKET_LIFETIME` seconds; `admin`:
+        its login may use admin controls)."""
         now = time.monotonic()
-        self._tickets = {t: at for t, at in self._tickets.items() if now - at < TICKET_LIFETIME}
+        self._tickets = {t: made for t, made in self._tickets.items() if now - made[0] < TICKET_LIFETIME}
         ticket = secrets.token_urlsafe(32)
-        self._tickets[ticket] = now
+        self._tickets[ticket] = (now, admin)
         return ticket
 
-    def use_ticket(self, ticket: str) -> bool:
-        """True once for a ticket made less than `TICKET_LIFETIME` seconds ago."""
+    def use_ticket(self, ticket: str) -> Ticket | None:
+        """What a ticket made less than `TICKET_LIFETIME` seconds ago grants, once; None after."""
         made = self._tickets.pop(ticket, None)
-        return made is not None and time.monotonic() - made < TICKET_LIFETIME
+        if made is None or time.monotonic() - made[0] >= TICKET_LIFETIME:
+            return None
+        return Ticket(admin=made[1])
 
 
 LOGINS = web.AppKey("duragent_ui_logins", Logins)
@@ -141,6 +163,15 @@ def current_login(request: web.Request) -> Login:
     if login is None:
         raise web.HTTPFound(f"{UI_PREFIX}/login")
     return login
+
+
+def require_admin(request: web.Request, action: str) -> None:
+    """Refuse (403) `action` to a login not made with the admin token, as the API would."""
+    if not current_login(request).admin:
+        raise web.HTTPForbidden(
+            text=f"{action} needs a login made with the admin token (admin.token): "
+            "log out, then log in with it"
+        )
 
 
 def _public(path: str) -> bool:

@@ -15,7 +15,7 @@ from duragent.processes.manager import ProcessManager
 from duragent.processes.record import ProcessRecord
 from duragent.server.problems import HttpProblem
 from duragent.server.state import STATE
-from duragent.web.login import UI_PREFIX, form_endpoint
+from duragent.web.login import UI_PREFIX, current_login, form_endpoint, require_admin
 from duragent.web.pages import render, see_other
 
 #: Bytes of output a process's page shows (the newest).
@@ -68,13 +68,16 @@ async def show_process(request: web.Request) -> web.Response:
         "shown_from": tail.offset,
         "total": tail.total,
         "done": request.query.get("done"),
+        "may_kill": current_login(request).admin,
     }
     return render(request, "process.html", context)
 
 
 @form_endpoint
 async def kill_process(request: web.Request, form: dict[str, str]) -> web.StreamResponse:
-    """POST /ui/processes/{handle}/kill: stop it (its session is told); 400 when it has ended."""
+    """POST /ui/processes/{handle}/kill: stop it (its session is told); 400 when it has ended, 403
+    for a login not made with the admin token (the API's kill needs it too)."""
+    require_admin(request, "killing a process")
     handle = request.match_info["handle"]
     await _processes(request).kill(handle, reason="killed from the dashboard")
     raise see_other(f"{UI_PREFIX}/processes/{handle}?done=killed")

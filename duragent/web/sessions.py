@@ -24,10 +24,18 @@ LIST_LIMIT = 200
 #: Transcript events shown when a session page opens (the newest ones).
 TRANSCRIPT_LIMIT = 500
 _DECISIONS = ("allow_once", "allow_always", "deny")
+#: The state shown for a session whose turn waits for a person to answer a tool call: its stored
+#: status is `paused`, but Resume does not help it, only the approval's buttons do.
+AWAITING_APPROVAL = "awaiting approval"
 
 
 def _when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def shown_status(status: str, approvals_waiting: int) -> str:
+    """The state a page shows: `awaiting approval` for a session (not ended) with calls waiting."""
+    return AWAITING_APPROVAL if approvals_waiting and status != "ended" else status
 
 
 async def list_sessions(request: web.Request) -> web.Response:
@@ -35,18 +43,20 @@ async def list_sessions(request: web.Request) -> web.Response:
     state = request.app[STATE]
     summaries = sorted(await state.sessions.list_sessions(), key=lambda s: s.updated_at, reverse=True)
     live = state.sessions.live
-    rows = [
-        {
-            "id": s.session_id,
-            "agent": s.agent,
-            "status": s.status,
-            "updated": _when(s.updated_at),
-            "loaded": s.session_id in live,
-            "gateway": _gateway_of(state, s.session_id),
-            "approvals": len(_waiting(state, s.session_id)),
-        }
-        for s in summaries[:LIST_LIMIT]
-    ]
+    rows = []
+    for s in summaries[:LIST_LIMIT]:
+        approvals = len(_waiting(state, s.session_id))
+        rows.append(
+            {
+                "id": s.session_id,
+                "agent": s.agent,
+                "status": shown_status(s.status, approvals),
+                "updated": _when(s.updated_at),
+                "loaded": s.session_id in live,
+                "gateway": _gateway_of(state, s.session_id),
+                "approvals": approvals,
+            }
+        )
     agents = [s.name for s in state.agents.summaries() if s.valid]
     return render(request, "sessions.html", {"rows": rows, "total": len(summaries), "agents": agents})
 
@@ -91,6 +101,7 @@ async def show_session(request: web.Request) -> web.Response:
         "session.html",
         {
             "session": session,
+            "status": shown_status(session.status, len(pending)),
             "transcript": transcript,
             "pending": pending,
             "unattended": unattended,

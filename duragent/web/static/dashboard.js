@@ -113,8 +113,12 @@
     on("error", (d) => { turnRuns(false); finish(""); add(el("li", "error", "error " + (d.code || "") + ": " + (d.message || ""))); offerRetry(true); });
     on("cancelled", () => { turnRuns(false); finish(""); add(el("li", "error", "cancelled")); offerRetry(true); });
     on("status", (d) => {
-      if (status && d.to) { status.textContent = d.to; status.className = "state state-" + d.to; }
-      if (resume) resume.hidden = !(d.to === "paused" && d.reason !== "awaiting approval");
+      // a turn paused on a call waiting for a person is answered by the approval's buttons, not
+      // by Resume (also when it was paused for another reason after asking)
+      const asking = d.to === "paused" && (d.reason === "awaiting approval" || approvals.querySelector("form.approval") !== null);
+      const shown = asking ? "awaiting approval" : d.to;
+      if (status && shown) { status.textContent = shown; status.className = "state state-" + shown.replace(" ", "-"); }
+      if (resume) resume.hidden = !(d.to === "paused" && !asking);
       // paused, the turn stopped; going on from a pause or an unattended run for a reason
       // (resumed, an approval answered, a client attached), it runs (a turn's end says none)
       if (d.to === "paused") turnRuns(false);
@@ -338,6 +342,55 @@
     });
   }
 
+  // Lists that change by themselves (sessions, processes, a process's state and output) are
+  // marked `data-refresh`: every few seconds the page asks the server for itself again and swaps
+  // in the fresh parts (no one is typing in them). Without this script, reload the page.
+  const REFRESH_MS = 3000;
+  function refreshParts(parts) {
+    const live = el("p", "live-status hint");
+    live.setAttribute("role", "status");
+    live.hidden = true;
+    parts[parts.length - 1].after(live);
+    let timer = null;
+    let waiting = false; // hidden tab: no asking until it shows again
+    async function refresh() {
+      timer = null;
+      if (document.hidden) { waiting = true; return; }
+      let answer;
+      try {
+        answer = await fetch(location.href, { redirect: "manual", credentials: "same-origin" });
+      } catch {
+        live.hidden = false;
+        live.textContent = "Connection to the server lost: trying again…";
+        timer = setTimeout(refresh, REFRESH_MS);
+        return;
+      }
+      if (answer.type === "opaqueredirect" || answer.status === 401) {
+        live.hidden = false;
+        live.textContent = "Live updates stopped (the server restarted or your login ended): ";
+        const again = el("a", "", "reload the page");
+        again.href = location.href;
+        live.append(again, ".");
+        return;
+      }
+      if (answer.ok) {
+        const page = new DOMParser().parseFromString(await answer.text(), "text/html");
+        for (const part of parts) {
+          const fresh = page.getElementById(part.id);
+          if (fresh && fresh.innerHTML !== part.innerHTML) part.innerHTML = fresh.innerHTML;
+        }
+        live.hidden = true;
+      }
+      timer = setTimeout(refresh, REFRESH_MS);
+    }
+    document.addEventListener("visibilitychange", () => {
+      if (document.hidden || !waiting) return;
+      waiting = false;
+      refresh();
+    });
+    timer = setTimeout(refresh, REFRESH_MS);
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     const list = document.getElementById("transcript");
     if (list && window.EventSource) {
@@ -349,10 +402,14 @@
       });
     }
     document.querySelectorAll("form.editor").forEach((form) => checkBeforePosting(form, "save"));
-    document.querySelectorAll("form[data-confirm]").forEach((form) => {
-      form.addEventListener("submit", (event) => {
-        if (!window.confirm(form.dataset.confirm)) event.preventDefault();
-      });
+    // (on the document: a refreshed part brings its forms anew)
+    document.addEventListener("submit", (event) => {
+      const form = event.target;
+      if (form instanceof HTMLFormElement && form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+        event.preventDefault();
+      }
     });
+    const parts = [...document.querySelectorAll("[data-refresh][id]")];
+    if (parts.length) refreshParts(parts);
   });
 })();
