@@ -47,6 +47,23 @@ async def _with_store(ctx: typer.Context, action: Any) -> Any:
             await store.close()
 
 
+async def _load_checked(ctx: typer.Context) -> Any:
+    """Every schedule and the problems of loading them, a destination of another agent's too."""
+    from duragent.scheduling.destinations import misdirected_schedules
+    from duragent.scheduling.store import Listing, open_schedule_store
+    from duragent.workspace import Workspace
+
+    state: CliState = ctx.obj
+    async with Workspace(state.config()) as workspace:
+        store = open_schedule_store(workspace.config)
+        try:
+            listing = await store.load_all()
+            misdirected = await misdirected_schedules(listing.schedules, store, workspace.stores.sessions)
+        finally:
+            await store.close()
+    return Listing(listing.schedules, [*listing.problems, *misdirected])
+
+
 def _next_slot(schedule: Schedule) -> datetime | None:
     from duragent.scheduling.spec import next_slot
     from duragent.stores.base import utcnow
@@ -86,10 +103,7 @@ def list_schedules(
 ) -> None:
     """Schedules, oldest first, with their next run."""
 
-    async def load(store: ScheduleStore) -> Any:
-        return await store.load_all()
-
-    listing = run_async(_with_store(ctx, load))
+    listing = run_async(_load_checked(ctx))
     for problem in listing.problems:
         typer.echo(f"warning: {problem}", err=True)
     if agent is not None and not any(s.agent == agent for s in listing.schedules):

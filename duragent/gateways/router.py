@@ -524,13 +524,26 @@ class GatewayRouter:
                 log.warning("gateway message %s: cannot read its file: %s", message.message_id, exc)
                 return f"[{content.media_type} {name} not received: {exc.strerror or exc}] {text}".strip()
             stored_as = _inbox_name(message.message_id, name)
-            with file:
-                ref = await self.artifacts.put(
-                    agent,
-                    f"inbox/{stored_as}",
-                    _file_chunks(file),
-                    ArtifactMeta(content_type=str(metadata.get("mime_type") or "application/octet-stream")),
+            try:
+                with file:
+                    ref = await self.artifacts.put(
+                        agent,
+                        f"inbox/{stored_as}",
+                        _file_chunks(file),
+                        ArtifactMeta(
+                            content_type=str(metadata.get("mime_type") or "application/octet-stream")
+                        ),
+                    )
+            except (OSError, DuragentError) as exc:
+                # A full disk or a failing store must not cost the words sent with the file.
+                log.error(
+                    "gateway message %s: its %s %s could not be stored as an artifact: %s",
+                    message.message_id,
+                    content.media_type,
+                    name,
+                    exc,
                 )
+                return f"[{content.media_type} {name} could not be stored: {exc}] {text}".strip()
             note = f"[{content.media_type} saved as artifact {ref.name} ({ref.id})]"
             if stored_as != f"{message.message_id}-{name}":
                 note = f"[{content.media_type} {name} saved as artifact {ref.name} ({ref.id})]"

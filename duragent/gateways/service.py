@@ -90,27 +90,37 @@ class GatewayService:
 
 
 def variables_behind_gateway_settings(source: Path | None) -> dict[str, dict[str, str]]:
-    """Gateway name -> `config:` key -> the environment variable its value was read from.
+    """Gateway name -> `config:` key -> the environment variable its value was read from, and
+    the line setting it (`TELEGRAM_BOT_TOKEN at /home/me/duragent.yaml:12`).
 
     Plugins get the expanded values only, so a plugin's error names `bot_token` while the user
-    set TELEGRAM_BOT_TOKEN; the manager adds the variable to the error it reports.
+    set TELEGRAM_BOT_TOKEN; the manager adds the variable to the error it reports. A variable
+    the gateway's `env:` sets (`TELEGRAM_BOT_TOKEN: ${HOME_BOT_TOKEN}`) is mapped likewise: the
+    plugin names TELEGRAM_BOT_TOKEN, which the user never set.
     """
     if source is None:
         return {}
     try:
-        raw = load_yaml_file(source, {}, interpolate=False).data
-        gateways = raw["gateways"]["external"]
+        document = load_yaml_file(source, {}, interpolate=False)
+        gateways = document.data["gateways"]["external"]
     except Exception:  # only a better error message is lost: the config was loaded already
         return {}
     found: dict[str, dict[str, str]] = {}
-    for gateway in gateways if isinstance(gateways, list) else []:
-        settings = gateway.get("config") if isinstance(gateway, dict) else None
-        if not isinstance(settings, dict):
+    for index, gateway in enumerate(gateways if isinstance(gateways, list) else []):
+        if not isinstance(gateway, dict):
             continue
-        variables = {}
-        for key, value in settings.items():
+        variables: dict[str, str] = {}
+        settings = gateway.get("config")
+        for key, value in settings.items() if isinstance(settings, dict) else ():
             names = referenced_names(value) if isinstance(value, str) else set()
             if len(names) == 1:
-                variables[str(key)] = names.pop()
+                where = document.locate(("gateways", "external", index, "config", key))
+                variables[str(key)] = f"{names.pop()} at {where.file}:{where.line}"
+        passed = gateway.get("env")
+        for name, value in passed.items() if isinstance(passed, dict) else ():
+            where = document.locate(("gateways", "external", index, "env", name))
+            names = referenced_names(value) if isinstance(value, str) else set()
+            origin = f"{names.pop()}, in `env:`" if len(names) == 1 else "`env:`"
+            variables[str(name)] = f"{origin} at {where.file}:{where.line}"
         found[str(gateway.get("name"))] = variables
     return found

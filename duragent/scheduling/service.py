@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from duragent.errors import DuragentError, UsageError
+from duragent.scheduling.destinations import misdirected_schedules
 from duragent.scheduling.spec import FINISHED, Schedule, format_time, last_slot, next_slot
 from duragent.scheduling.store import Listing, RunRecord, ScheduleNotFound, ScheduleStore
-from duragent.stores.base import utcnow
+from duragent.stores.base import SessionStore, utcnow
 
 if TYPE_CHECKING:
     from duragent.processes.record import ProcessRecord
@@ -139,8 +140,13 @@ class Scheduler:
         clock: Clock = utcnow,
         worker: str = "local",
         watch_folder: Path | None = None,
+        sessions: SessionStore | None = None,
     ):
         self.store = store
+        #: Where destination sessions are looked up, to report a schedule aimed at another
+        #: agent's session when loading (None: not checked).
+        self.sessions = sessions
+        self._session_owners: dict[str, str] = {}
         self.deliver = deliver
         self.settings = settings or SchedulerSettings()
         self.clock = clock
@@ -321,6 +327,13 @@ class Scheduler:
             listing = await self.store.load_all()
             for problem in listing.problems:
                 log.error("schedule not loaded: %s", problem)
+            if self.sessions is not None:
+                misdirected = await misdirected_schedules(
+                    listing.schedules, self.store, self.sessions, self._session_owners
+                )
+                for problem in misdirected:
+                    log.error("schedule will not run: %s", problem)
+                listing = Listing(listing.schedules, [*listing.problems, *misdirected])
             seen = set()
             starting, self._loaded = not self._loaded, True
             for schedule in listing.schedules:

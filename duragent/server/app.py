@@ -324,6 +324,7 @@ async def _start_scheduler(state: ServerState, cluster: ClusterNode | None) -> S
         ),
         worker=cluster.worker if cluster is not None else "local",
         watch_folder=store.folder if isinstance(store, FileScheduleStore) else None,
+        sessions=state.workspace.stores.sessions,
     )
     if settings.enabled:
         await scheduler.start()

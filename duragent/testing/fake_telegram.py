@@ -13,8 +13,9 @@ getFile (+ downloads at `/file/bot<token>/<path>`), sendPhoto/sendDocument/sendV
 setWebhook, deleteWebhook and getWebhookInfo. With a webhook set, updates are POSTed to it
 with the `X-Telegram-Bot-Api-Secret-Token` header, and getUpdates answers 409 as Telegram does.
 
-Like Telegram, it rejects HTML it cannot parse and texts over 4096 characters, so a bot that
-sends broken markup or oversized chunks fails here too. Tests drive the user's side with
+Like Telegram, it rejects HTML it cannot parse, texts over 4096 characters and texts of only
+whitespace or zero-width characters ("message text is empty"), so a bot that sends broken
+markup, oversized chunks or an invisible reply fails here too. Tests drive the user's side with
 `inject_message`, `inject_photo`/`inject_document`/`inject_voice`/`inject_video_note`,
 `inject_sticker`, `press_button`, and read the bot's side with `sent_messages`, `wait_for_message`,
 `chat_actions`, `callback_answers` and `calls`. `fail_next("sendMessage", 429, retry_after=1)`
@@ -55,6 +56,11 @@ _ALLOWED_TAGS = frozenset(
 )
 _MENTION = re.compile(r"(?<![\w@])@[A-Za-z0-9_]{3,32}")
 _COMMAND = re.compile(r"(?<![\w/])/[A-Za-z0-9_]{1,32}(?:@[A-Za-z0-9_]{3,32})?")
+#: What Telegram strips before deciding a text is empty: whitespace and the invisible characters
+#: (zero-width space and joiners, direction marks, word joiner, BOM, Hangul fillers, braille blank).
+_BLANK = re.compile(
+    r"[\s\u00ad\u061c\u115f\u1160\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2800\u3164\ufeff\uffa0]*"
+)
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
@@ -798,7 +804,7 @@ def _plain_text(text: str) -> str:
 
 def _check_text(text: str, parse_mode: str | None, limit: int = MESSAGE_LIMIT) -> None:
     visible = _parse_html(text) if parse_mode == "HTML" else text
-    if not visible.strip():
+    if _BLANK.fullmatch(visible):
         raise BotAPIError(400, "Bad Request: message text is empty")
     if _utf16_length(visible) > limit:
         raise BotAPIError(400, "Bad Request: message is too long")

@@ -2,7 +2,8 @@
 
 `duragent init` writes `bot_token: ${TELEGRAM_BOT_TOKEN}`: the plugin only sees the value, so
 its error named `bot_token` while the user had set TELEGRAM_BOT_TOKEN. The server knows the
-reference and adds it to the error `duragent gateway list` shows.
+reference and adds it, and the line of duragent.yaml holding it, to the error `duragent gateway
+list` shows.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ async def test_a_refused_telegram_token_names_the_variable_it_came_from(tmp_path
         finally:
             await bot.stop()
 
-    assert "`bot_token` (from TELEGRAM_BOT_TOKEN)" in error, error
+    line = config_path.read_text().splitlines().index("        bot_token: ${TELEGRAM_BOT_TOKEN}") + 1
+    assert f"`bot_token` (from TELEGRAM_BOT_TOKEN at {config_path}:{line})" in error, error
     assert "refused" in error
     assert wrong not in bot.log()

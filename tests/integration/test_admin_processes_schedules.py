@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from duragent.processes.manager import SpawnRequest
 from duragent.server.state import STATE
+from duragent.sessions.log import SessionLog
 from tests.integration.test_admin_api import make_app
 from tests.waiting import until
 
@@ -119,3 +120,24 @@ async def test_a_schedule_made_over_http_can_follow_a_running_process(client: Cl
     missing = await unknown.json()
     assert missing["detail"] == "body.until_process: no background process 'proc_NOPE' of agent assistant"
     assert [error["field"] for error in missing["errors"]] == ["body.until_process"]
+
+
+async def test_an_operator_sees_a_schedule_aimed_at_another_agents_session_among_the_problems(
+    client: Client, tmp_path: Path
+) -> None:
+    stores = client.server.app[STATE].workspace.stores
+    theirs = (await SessionLog.create(stores.sessions, agent="other")).session_id
+    (tmp_path / ".duragent" / "schedules").mkdir(parents=True, exist_ok=True)
+    (tmp_path / ".duragent" / "schedules" / "sch_ELSEWHERE.yaml").write_text(
+        "id: sch_ELSEWHERE\nagent: assistant\ncreated_at: '2026-12-06T06:46:57Z'\nevery: 1h\n"
+        f"message: stretch\ndestination:\n  session_id: {theirs}\n"
+    )
+
+    response = await client.get(f"{ADMIN}/schedules")
+
+    assert response.status == 200
+    body = await response.json()
+    assert any(
+        f"sch_ELSEWHERE.yaml:7:15: destination.session_id: session {theirs} is agent other's" in p
+        for p in body["problems"]
+    ), body["problems"]

@@ -63,3 +63,24 @@ def test_the_agents_session_is_taken_by_the_start_of_its_id(workspace: Path) -> 
     assert result.exit_code == 0, result.output
     [path] = schedule_files(workspace)
     assert f"session_id: {mine}" in path.read_text()
+
+
+def test_a_schedule_file_pointing_at_another_agents_session_is_listed_with_the_fix(workspace: Path) -> None:
+    """Refused at run time (the run pauses the schedule): `schedule list` said nothing of it before."""
+    theirs = asyncio.run(make_session("other"))
+    folder = workspace / ".duragent" / "schedules"
+    folder.mkdir(exist_ok=True)
+    (folder / "sch_ELSEWHERE.yaml").write_text(
+        "id: sch_ELSEWHERE\nagent: assistant\ncreated_at: '2026-12-06T06:46:57Z'\nevery: 1h\n"
+        f"message: stretch\ndestination:\n  session_id: {theirs}\n"
+    )
+
+    listed = run("schedule", "list")
+
+    assert listed.exit_code == 0, listed.output
+    assert (
+        f"warning: {folder / 'sch_ELSEWHERE.yaml'}:7:15: destination.session_id: session {theirs} is"
+        " agent other's, not assistant's: the schedule will be paused at its first run"
+    ) in listed.stderr
+    assert "remove `session_id`" in listed.stderr
+    assert "sch_ELSEWHERE" in listed.stdout  # still listed: it is a schedule, only misdirected

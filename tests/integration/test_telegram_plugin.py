@@ -187,6 +187,74 @@ async def test_a_reply_that_renders_to_nothing_is_sent_as_typed_rather_than_drop
     assert message.plain_text == shown
 
 
+@pytest.mark.parametrize(
+    ("reply", "shown"),
+    [("\u200b", "(empty reply)"), ("\u200b\n\n\ufeff \u2060", "(empty reply)"), ("**\u200b**", "**\u200b**")],
+)
+async def test_a_reply_of_only_invisible_characters_still_shows_the_user_something(
+    fake_telegram: FakeTelegramBotAPI, plugin: PluginProcess, chat: int, reply: str, shown: str
+) -> None:
+    """Telegram refuses a text of zero-width characters as empty: the user still sees a reply."""
+    fake_telegram.inject_message(chat_id=chat, text="say nothing", from_user=user(chat))
+
+    answer = await plugin.request({"type": "send_message", "chat_id": str(chat), "content": reply})
+    assert answer["type"] == "command_ok", answer
+    edited = await plugin.request(
+        {"type": "edit_message", "chat_id": str(chat), "message_id": answer["message_id"], "content": reply}
+    )
+
+    [message] = fake_telegram.sent_messages(chat)
+    assert edited["type"] == "command_ok", edited
+    assert message.plain_text == shown
+
+
+async def test_a_photo_with_an_invisible_caption_is_still_sent(
+    fake_telegram: FakeTelegramBotAPI, plugin: PluginProcess, chat: int
+) -> None:
+    fake_telegram.inject_message(chat_id=chat, text="a picture please", from_user=user(chat))
+
+    answer = await plugin.request(
+        {
+            "type": "send_media",
+            "chat_id": str(chat),
+            "media": {"source": "url", "url": "https://example.com/cat.png", "mime_type": "image/png"},
+            "caption": "\u200b",
+        }
+    )
+
+    assert answer["type"] == "command_ok", answer
+    [photo] = fake_telegram.sent_messages(chat)
+    assert photo.kind == "photo"
+
+
+async def test_a_caption_over_telegrams_limit_keeps_every_word(
+    fake_telegram: FakeTelegramBotAPI, plugin: PluginProcess, chat: int
+) -> None:
+    """A caption holds 1024 characters: the rest of a longer one was cut off and lost."""
+    fake_telegram.inject_message(chat_id=chat, text="the report please", from_user=user(chat))
+    caption = " ".join(f"word{n}" for n in range(600))  # 4,000 characters
+
+    answer = await plugin.request(
+        {
+            "type": "send_media",
+            "chat_id": str(chat),
+            "media": {
+                "source": "url",
+                "url": "https://example.com/report.pdf",
+                "mime_type": "application/pdf",
+            },
+            "caption": caption,
+        }
+    )
+
+    assert answer["type"] == "command_ok", answer
+    messages = fake_telegram.sent_messages(chat)
+    assert messages[0].kind == "document"
+    assert len(messages[0].plain_text) <= 1024
+    assert " ".join(m.plain_text for m in messages).split() == caption.split()
+    assert answer["message_id"] == str(messages[0].message_id)
+
+
 async def test_a_long_reply_arrives_in_ordered_chunks_within_the_limit(
     fake_telegram: FakeTelegramBotAPI, plugin: PluginProcess, chat: int
 ) -> None:

@@ -31,7 +31,10 @@ def test_each_setting_read_from_one_variable_is_mapped_to_it(tmp_path: Path) -> 
     config_path.write_text(SLACK_GATEWAY)
 
     assert variables_behind_gateway_settings(config_path) == {
-        "slack": {"bot_token": "SLACK_BOT_TOKEN", "app_token": "SLACK_APP_TOKEN"}
+        "slack": {
+            "bot_token": f"SLACK_BOT_TOKEN at {config_path}:6",
+            "app_token": f"SLACK_APP_TOKEN at {config_path}:7",
+        }
     }
     assert variables_behind_gateway_settings(None) == {}
     assert variables_behind_gateway_settings(tmp_path / "gone.yaml") == {}

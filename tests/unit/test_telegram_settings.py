@@ -21,7 +21,8 @@ def test_a_token_of_the_wrong_shape_names_the_config_key_without_quoting_it(toke
 
 
 def test_a_token_of_the_wrong_shape_from_the_environment_names_the_variable() -> None:
-    with pytest.raises(ConfigError, match="TELEGRAM_BOT_TOKEN is not a bot token"):
+    # (in backticks: the server adds which line of duragent.yaml set the variable, if one did)
+    with pytest.raises(ConfigError, match="`TELEGRAM_BOT_TOKEN` is not a bot token"):
         TelegramSettings.from_config({}, {"TELEGRAM_BOT_TOKEN": "paste-here"})
 
 

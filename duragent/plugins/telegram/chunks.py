@@ -77,14 +77,17 @@ def _indented_after(atoms: list[_Atom], index: int) -> bool:
     return False
 
 
-def split_telegram_html(markup: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
-    """Chunks of `markup`, each with at most `limit` visible characters and balanced tags."""
+def split_telegram_html(
+    markup: str, limit: int = TELEGRAM_TEXT_LIMIT, *, first_limit: int | None = None
+) -> list[str]:
+    """Chunks of `markup`, each with at most `limit` visible characters and balanced tags; the
+    first with at most `first_limit` (a caption's 1024, the rest following as messages)."""
     atoms = _atoms(markup)
     chunks: list[str] = []
     open_tags: list[_Atom] = []
     start = 0
     while start < len(atoms):
-        end = _cut(atoms, start, limit)
+        end = _cut(atoms, start, first_limit if first_limit is not None and not chunks else limit)
         reopened = "".join(tag.raw for tag in open_tags)
         body = []
         for atom in atoms[start:end]:

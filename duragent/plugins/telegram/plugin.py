@@ -58,7 +58,7 @@ from aiogram.types import (
 from aiohttp import web
 
 from duragent.errors import ConfigError
-from duragent.gateways.chunking import as_typed
+from duragent.gateways.chunking import EMPTY_REPLY_NOTE, as_typed
 from duragent.gateways.downloads import DownloadFolder
 from duragent.gateways.protocol import (
     AnswerCallbackQuery,
@@ -96,6 +96,12 @@ _ALLOWED_UPDATES = ["message", "channel_post", "callback_query"]
 #: What BotFather hands out: the bot's numeric id, a colon, the secret (`123456789:AA...`).
 _TOKEN_SHAPE = re.compile(r"^\d+:\S+$")
 _CHAT_TYPES = {"private": "dm", "group": "group", "supergroup": "group", "channel": "channel"}
+#: What Telegram strips before deciding a text is empty ("message text is empty"): whitespace
+#: and the invisible characters (zero-width space and joiners, direction marks, word joiner,
+#: BOM, Hangul fillers, braille blank).
+_BLANK = re.compile(
+    r"[\s\u00ad\u061c\u115f\u1160\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2800\u3164\ufeff\uffa0]*"
+)
 
 log = logging.getLogger("duragent.gateway.telegram")
 T = TypeVar("T")
@@ -122,7 +128,7 @@ class TelegramSettings:
         refuse_unknown_keys(config, [field.name for field in fields(cls)])
         token = str(config.get("bot_token") or environ.get(TOKEN_ENV, "")).strip()
         if not token:
-            raise ConfigError(f"no bot token: set `bot_token` in the gateway's config or {TOKEN_ENV}")
+            raise ConfigError(f"no bot token: set `bot_token` in the gateway's config or `{TOKEN_ENV}`")
         if not _TOKEN_SHAPE.match(token):
             # Never quote the value: it may be a real token pasted with a typo.
             raise ConfigError(
@@ -539,9 +545,7 @@ class TelegramPlugin(GatewayPlugin):
             except ValueError:
                 raise PlatformError("invalid_request", "media data is not valid base64") from None
             payload = BufferedInputFile(data, filename=cmd.media.filename or "file")
-        caption = None
-        if cmd.caption:
-            caption = split_telegram_html(markdown_to_telegram_html(cmd.caption), CAPTION_LIMIT)[0]
+        caption, rest = _caption_chunks(cmd.caption)
         if mime_type.startswith("image/") and mime_type != "image/gif":
             sent = await self._call(
                 lambda: self.bot.send_photo(
@@ -560,6 +564,8 @@ class TelegramPlugin(GatewayPlugin):
                     chat_id, payload, message_thread_id=thread_id, caption=caption, parse_mode="HTML"
                 )
             )
+        for chunk in rest:  # what the caption could not hold follows the file, in order
+            await self._send_html(chat_id, thread_id, chunk, None, None)
         return str(sent.message_id)
 
     async def on_send_typing(self, cmd: SendTyping) -> None:
@@ -647,10 +653,36 @@ class TelegramPlugin(GatewayPlugin):
 
 
 def _html_chunks(markdown: str) -> list[str]:
-    """Telegram HTML for `markdown` in chunks; Markdown that renders to nothing is sent as typed
-    (Telegram refuses an empty message, and the user would see no reply)."""
+    """Telegram HTML for `markdown` in chunks, leaving out any that would show nothing.
+
+    Telegram refuses an empty message, and the user would see no reply: Markdown that renders
+    to nothing is sent as typed, and a reply of only invisible characters (U+200B) as a note.
+    """
     chunks = split_telegram_html(markdown_to_telegram_html(markdown), TELEGRAM_TEXT_LIMIT)
-    return chunks or split_telegram_html(html.escape(as_typed(markdown), quote=False), TELEGRAM_TEXT_LIMIT)
+    chunks = [chunk for chunk in chunks if _shows_text(chunk)]
+    if chunks:
+        return chunks
+    typed = as_typed(markdown)
+    if _BLANK.fullmatch(typed):
+        typed = EMPTY_REPLY_NOTE
+    return split_telegram_html(html.escape(typed, quote=False), TELEGRAM_TEXT_LIMIT)
+
+
+def _caption_chunks(markdown: str | None) -> tuple[str | None, list[str]]:
+    """(the caption, the messages following the file): a caption holds 1024 characters, and the
+    rest of a longer one is not lost. One of only invisible characters is none (Telegram would
+    refuse it as empty, and the file with it)."""
+    if not markdown:
+        return None, []
+    html_text = markdown_to_telegram_html(markdown)
+    chunks = split_telegram_html(html_text, TELEGRAM_TEXT_LIMIT, first_limit=CAPTION_LIMIT)
+    chunks = [chunk for chunk in chunks if _shows_text(chunk)]
+    return (chunks[0], chunks[1:]) if chunks else (None, [])
+
+
+def _shows_text(chunk: str) -> bool:
+    """Whether Telegram HTML `chunk` has text Telegram does not count as empty."""
+    return not _BLANK.fullmatch(_visible_text(chunk))
 
 
 def _chat_of(update: Update) -> int | str:
@@ -669,8 +701,12 @@ def _short_reason(error: TelegramAPIError | ClientDecodeError) -> str:
 
 
 def _token_source(config: dict[str, Any]) -> str:
-    """Where the token came from, for an error message: the config key or the variable."""
-    return "`bot_token`" if config.get("bot_token") else TOKEN_ENV
+    """Where the token came from, for an error message: the config key or the variable.
+
+    In backticks, so the server can add which variable of duragent.yaml, and where, set it
+    (`env: {TELEGRAM_BOT_TOKEN: ${HOME_BOT_TOKEN}}`).
+    """
+    return "`bot_token`" if config.get("bot_token") else f"`{TOKEN_ENV}`"
 
 
 def _is_conflict(error: BaseException) -> bool:
