@@ -77,6 +77,10 @@ REPLY_GRACE = 3.0
 #: Longest a terminal leaving a running turn waits to learn who else follows the session.
 LEAVING_QUESTION_SECONDS = 2.0
 DECISIONS = {"y": "allow_once", "a": "allow_always", "n": "deny"}
+#: What `a` at the approval question asks before it writes an allow rule into the policy.
+ALWAYS_CHECK = (
+    "allow always: add an allow rule to the agent's policy? Enter confirms, any other key goes back "
+)
 HELP = """\
 Commands:
   /help             this list
@@ -944,19 +948,45 @@ async def _keys(prompt: PromptSession[str], default: str) -> tuple[str, str]:
 def _decision_asker(question: str) -> Application[str | None]:
     """`question` on a line of its own, answered by y, a or n (either case); Ctrl-C or Ctrl-D
     leaves it unanswered (None). No other key does anything: a line typed there is no answer,
-    and Enter must not post it as one."""
+    and Enter must not post it as one.
+
+    `a` writes a rule into the agent's policy for good, so it asks again and only Enter confirms:
+    a word typed as the question appeared ("and", "anyway") must not allow a command forever.
+    Any other key goes back to the question.
+    """
     from prompt_toolkit.application import Application
+    from prompt_toolkit.filters import Condition
+    from prompt_toolkit.formatted_text import StyleAndTextTuples
     from prompt_toolkit.key_binding import KeyBindings
     from prompt_toolkit.keys import Keys
     from prompt_toolkit.layout import FormattedTextControl, Layout, Window
 
+    confirming = [False]
+    asking = Condition(lambda: not confirming[0])
+
+    def confirm_always(event: Any) -> None:
+        del event
+        confirming[0] = True
+
+    def back_to_question(event: Any) -> None:
+        del event
+        confirming[0] = False
+
     bindings = KeyBindings()
     for key, decision in DECISIONS.items():
-        bindings.add(key)(_exit_with(decision))
-        bindings.add(key.upper())(_exit_with(decision))
+        answer = confirm_always if decision == "allow_always" else _exit_with(decision)
+        bindings.add(key, filter=asking)(answer)
+        bindings.add(key.upper(), filter=asking)(answer)
+    bindings.add("enter", filter=~asking)(_exit_with("allow_always"))
+    bindings.add(Keys.Any, filter=~asking)(back_to_question)
     for leave in ("c-c", "c-d", Keys.SIGINT):
         bindings.add(leave)(_exit_with(None))
-    text = FormattedTextControl([("", question), ("[SetCursorPosition]", "")])
+
+    def shown() -> StyleAndTextTuples:
+        asked = ALWAYS_CHECK if confirming[0] else question
+        return [("", asked), ("[SetCursorPosition]", "")]
+
+    text = FormattedTextControl(shown)
     return Application(
         layout=Layout(Window(text, wrap_lines=True, dont_extend_height=True)), key_bindings=bindings
     )

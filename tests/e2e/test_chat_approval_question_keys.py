@@ -80,3 +80,29 @@ def test_other_keys_and_enter_at_the_approval_question_are_ignored(
 
     assert "hello" not in shown
     assert "invalid" not in shown
+
+
+def test_a_word_typed_at_the_approval_question_does_not_allow_the_call_always(
+    workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
+) -> None:
+    # "a" writes a rule into the policy for good: only Enter after it confirms, and any other key
+    # (the "n" of "and") goes back to the question, not to a decision
+    policy = workspace / POLICY
+    policy_before = policy.read_text()
+    fake_model.enqueue(tool_calls([("bash", {"command": "rm -rf build"})]), text("Left it alone."))
+    term = Terminal(["chat"], workspace)
+    term.prompt()
+    term.type("clean up")
+    term.expect(r"approval needed: bash rm -rf build")
+    term.question()
+    term.child.send("and")  # "a" asks to confirm, "n" goes back to the question, "d" does nothing
+    term.child.send("n")
+    term.expect("→ deny")
+    term.expect("Left it alone.")
+    term.prompt()
+    term.child.sendcontrol("d")
+    shown = term.finish()
+
+    assert "→ allow always" not in shown
+    assert "→ allow once" not in shown
+    assert policy.read_text() == policy_before
