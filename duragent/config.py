@@ -20,7 +20,7 @@ from duragent.agents.spec import WebSearchSpec
 from duragent.durations import Duration
 from duragent.errors import ConfigError, Location, Problem
 from duragent.mcp.spec import McpServers
-from duragent.validation import validate_document
+from duragent.validation import dotted, validate_document
 from duragent.yaml_source import FieldPath, YamlDocument, load_yaml_file, load_yaml_text
 
 CONFIG_FILENAME = "duragent.yaml"
@@ -328,9 +328,37 @@ class DuragentConfig(ConfigModel):
         return self._base_dir
 
     @property
+    def unset_gateway_variables(self) -> list[Problem]:
+        """Gateway plugin settings reading a variable that is not set here (loaded with
+        `gateway_variables_later`): the value the server would pass to the plugin is missing."""
+        if self._document is None:
+            return []
+        problems = []
+        for path, problem in self._document.unset_later.items():
+            gateway = self.gateways.external[int(path[2])].name
+            problems.append(
+                Problem(
+                    f"{problem.message}: gateway {gateway!r} needs it for {dotted(path)}", problem.location
+                )
+            )
+        return problems
+
+    def require_gateway_variables(self) -> None:
+        """ConfigError for `unset_gateway_variables`: a server must not start a gateway without them."""
+        problems = self.unset_gateway_variables
+        if problems:
+            raise ConfigError(problems)
+
+    @property
     def referenced_env(self) -> set[str]:
         """Names of environment variables referenced as `${NAME}` (their values are secrets)."""
         return set(self._document.referenced_env) if self._document else set()
+
+    @property
+    def referenced_env_outside_gateways(self) -> set[str]:
+        """`referenced_env` less the names only gateway plugin settings read (when loaded with
+        `gateway_variables_later`): what the server itself resolves at its start."""
+        return set(self._document.referenced_now) if self._document else set()
 
     def locate(self, path: FieldPath) -> Location:
         """Where `path` (e.g. `("services", "session", "backend")`) is set, or the file itself."""
@@ -399,14 +427,26 @@ def _settings_without_effect(config: DuragentConfig, doc: YamlDocument) -> list[
     return problems
 
 
+def _gateway_setting(path: FieldPath) -> bool:
+    """A value under `gateways.external[i].config` or `.env`: only the gateway plugin reads it."""
+    return len(path) >= 5 and path[:2] == ("gateways", "external") and path[3] in ("config", "env")
+
+
 def load_config(
     path: Path | None = None,
     *,
     data_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
     required: bool = False,
+    gateway_variables_later: bool = False,
 ) -> DuragentConfig:
-    """Load duragent.yaml; a missing file gives the documented defaults unless `required`."""
+    """Load duragent.yaml; a missing file gives the documented defaults unless `required`.
+
+    A `${NAME}` whose variable is not set is an error naming it and its line; with
+    `gateway_variables_later`, not in a gateway plugin's `config:` and `env:` (commands other than
+    `serve` never use them, and a service's token may be set only in its own environment): those
+    are `unset_gateway_variables`, raised by `require_gateway_variables` before a server starts.
+    """
     env = os.environ if env is None else env
     explicit = path is not None or "DURAGENT_CONFIG" in env
     if path is None:
@@ -417,7 +457,7 @@ def load_config(
     doc: YamlDocument | None = None
     warnings: list[Problem] = []
     if path.exists():
-        doc = load_yaml_file(path, env)
+        doc = load_yaml_file(path, env, unset_later=_gateway_setting if gateway_variables_later else None)
         config, warnings = validate_document(DuragentConfig, doc)
         warnings = [*warnings, *_settings_without_effect(config, doc)]
     elif required or explicit:

@@ -118,6 +118,7 @@ async def diagnose(
     probes += [check_s3(config, wait_seconds)] if config.services.artifacts.backend == "s3" else []
     checks += await asyncio.gather(*probes)
     checks += check_gateway_commands(config, env)
+    checks += check_gateway_variables(config)
     checks += check_gateway_access(config, agents)
     checks += check_mcp_commands(config, agents, env)
     checks += check_skills_and_tool_folders(config, agents)
@@ -142,7 +143,7 @@ def check_config(
     from duragent.errors import ConfigError
 
     try:
-        config = load_config(config_path, data_dir=data_dir, env=env)
+        config = load_config(config_path, data_dir=data_dir, env=env, gateway_variables_later=True)
     except ConfigError as exc:
         return None, Check(
             "config", "fail", str(exc), "fix what is listed above; `duragent schema config` shows every key"
@@ -632,6 +633,20 @@ def check_gateway_commands(config: DuragentConfig, env: Mapping[str, str]) -> li
             )
         )
     return checks
+
+
+def check_gateway_variables(config: DuragentConfig) -> list[Check]:
+    """A gateway setting reads a variable that is not set here: a server started from this shell
+    would refuse to start (a service may well have it, in its own environment file)."""
+    problems = config.unset_gateway_variables
+    if not problems:
+        return []
+    message = "\n".join(str(problem) for problem in problems)
+    hint = (
+        "`duragent serve` refuses to start from this shell without it: export it here, or run the "
+        "server where it is set (e.g. the systemd unit's EnvironmentFile, docs/gateways.md)"
+    )
+    return [Check("gateway variables", "warn", message, hint)]
 
 
 def check_gateway_access(config: DuragentConfig, agents: list[Agent]) -> list[Check]:

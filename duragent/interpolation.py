@@ -9,11 +9,15 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class InterpolationError(ValueError):
-    """A `${...}` reference that cannot be expanded; `column` is 0-based within the string."""
+    """A `${...}` reference that cannot be expanded; `column` is 0-based within the string.
 
-    def __init__(self, message: str, column: int):
+    `unset` names the variable when the reference is well formed but the variable is not set.
+    """
+
+    def __init__(self, message: str, column: int, unset: str | None = None):
         super().__init__(message)
         self.column = column
+        self.unset = unset
 
 
 def expand(text: str, env: Mapping[str, str], used: set[str] | None = None) -> str:
@@ -63,6 +67,7 @@ def _expand_reference(
     raise InterpolationError(
         f"environment variable '{name}' is not set (use ${{{name}:-default}} for a default)",
         start,
+        unset=name,
     )
 
 

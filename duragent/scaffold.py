@@ -294,7 +294,7 @@ def _check_config_keeps_data_here(config_file: Path, data_dir: Path) -> None:
     if not config_file.is_file():
         return
     try:
-        config = load_config(config_file)
+        config = load_config(config_file, gateway_variables_later=True)
     except ConfigError:
         return  # its own error shows at the next command; init still leaves the file alone
     if config.data_path.resolve() != data_dir.resolve():

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from duragent.errors import ConfigError, Problem
+from duragent.interpolation import referenced_names
 from duragent.yaml_source import FieldPath, YamlDocument
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -42,8 +43,19 @@ def validation_problems(exc: ValidationError, doc: YamlDocument, prefix: FieldPa
     problems = []
     for error in exc.errors(include_url=False):
         loc = (*prefix, *error["loc"])
-        problems.append(Problem(describe_error(error, loc), doc.locate(loc)))
+        emptied = doc.emptied.get(loc) if error.get("input") is None else None
+        message = describe_error(error, loc) if emptied is None else _emptied(loc, emptied)
+        problems.append(Problem(message, doc.locate(loc)))
     return problems
+
+
+def _emptied(loc: FieldPath, reference: str) -> str:
+    """Why a value written as references is missing: they expanded to nothing."""
+    names = ", ".join(sorted(referenced_names(reference))) or "the variable"
+    return (
+        f"{dotted(loc)} is empty: {reference} expanded to nothing ({names} is not set here, or is set "
+        "to nothing); set it, or give a default that is not empty"
+    )
 
 
 def dotted(path: FieldPath) -> str:

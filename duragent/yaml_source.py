@@ -8,7 +8,7 @@ loader records the source position of every path it builds (`("services", "sessi
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from duragent.errors import ConfigError, Location, Problem
-from duragent.interpolation import InterpolationError, expand
+from duragent.interpolation import InterpolationError, expand, referenced_names
 
 FieldPath = tuple[str | int, ...]
 #: Largest configuration file read (duragent.yaml, agent.yaml, policy.yaml): 1 MiB.
@@ -78,6 +78,14 @@ class YamlDocument:
     values: dict[FieldPath, Location] = field(default_factory=dict)
     keys: dict[FieldPath, Location] = field(default_factory=dict)
     referenced_env: set[str] = field(default_factory=set)
+    #: The names of `referenced_env` referenced outside the values `unset_later` accepts.
+    referenced_now: set[str] = field(default_factory=set)
+    #: `${NAME}` references to unset variables that the loader was told to leave for later, by
+    #: path (each value keeps its unexpanded text): whoever uses such a value raises these.
+    unset_later: dict[FieldPath, Problem] = field(default_factory=dict)
+    #: Unquoted values that were only references and expanded to nothing (so YAML reads them as
+    #: null), by path: the reference as written, for an error that says why the value is missing.
+    emptied: dict[FieldPath, str] = field(default_factory=dict)
 
     def locate(self, path: FieldPath, *, key: bool = False) -> Location:
         """Location of `path`'s value (or key), falling back to the nearest enclosing node."""
@@ -92,10 +100,22 @@ class YamlDocument:
         return self.values.get((), Location(self.source, 1, 1))
 
 
+#: Which values (by path) may keep a reference to an unset variable until they are used.
+LaterPaths = Callable[[FieldPath], bool]
+
+
 def load_yaml_text(
-    text: str, source: str, env: Mapping[str, str], *, interpolate: bool = True
+    text: str,
+    source: str,
+    env: Mapping[str, str],
+    *,
+    interpolate: bool = True,
+    unset_later: LaterPaths | None = None,
 ) -> YamlDocument:
     """Parse `text` (named `source` in errors); every problem found is raised in one ConfigError.
+
+    A reference to an unset variable is an error, except in values whose path `unset_later`
+    accepts: those keep their text and the problem goes to the document's `unset_later`.
 
     Documents that attack the parser (over MAX_FILE_BYTES, nested deeper than MAX_DEPTH, alias
     bombs, aliases inside themselves, NUL and other control characters) are errors with a location.
@@ -126,7 +146,7 @@ def load_yaml_text(
     if node is None:
         doc.data = {}
         return doc
-    builder = _Builder(doc, env, interpolate, loader.alias_sites)
+    builder = _Builder(doc, env, interpolate, loader.alias_sites, unset_later)
     try:
         doc.data = builder.build(node, ())
     except _LimitExceeded as exc:
@@ -136,8 +156,10 @@ def load_yaml_text(
     return doc
 
 
-def load_yaml_file(path: Path, env: Mapping[str, str], *, interpolate: bool = True) -> YamlDocument:
-    """Read and parse a YAML file; an unreadable file is a ConfigError naming it."""
+def load_yaml_file(
+    path: Path, env: Mapping[str, str], *, interpolate: bool = True, unset_later: LaterPaths | None = None
+) -> YamlDocument:
+    """Read and parse a YAML file (see `load_yaml_text`); an unreadable file is a ConfigError naming it."""
     try:
         with path.open("rb") as handle:
             raw = handle.read(MAX_FILE_BYTES + 1)
@@ -152,7 +174,7 @@ def load_yaml_file(path: Path, env: Mapping[str, str], *, interpolate: bool = Tr
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError(f"{path}:{line}: the file is not UTF-8 text") from None
-    return load_yaml_text(text, str(path), env, interpolate=interpolate)
+    return load_yaml_text(text, str(path), env, interpolate=interpolate, unset_later=unset_later)
 
 
 def _syntax_problem(exc: yaml.MarkedYAMLError, source: str, text: str) -> Problem:
@@ -193,8 +215,10 @@ class _Builder:
         env: Mapping[str, str],
         interpolate: bool,
         alias_sites: dict[tuple[int, int], Location] | None = None,
+        unset_later: LaterPaths | None = None,
     ):
         self.doc = doc
+        self.unset_later = unset_later
         self.alias_sites = alias_sites or {}
         self.env = env
         self.interpolate = interpolate
@@ -213,7 +237,7 @@ class _Builder:
         self._check_limits(node, path, site)
         self.doc.values[path] = self._loc(node)
         if isinstance(node, yaml.ScalarNode):
-            return self._scalar(node)
+            return self._scalar(node, path)
         self._building.add(id(node))
         try:
             if isinstance(node, yaml.MappingNode):
@@ -299,20 +323,35 @@ class _Builder:
                 )
                 node.value = [(k, v) for k, v in node.value if k.tag != "tag:yaml.org,2002:merge"]
 
-    def _scalar(self, node: yaml.ScalarNode) -> Any:
+    def _scalar(self, node: yaml.ScalarNode, path: FieldPath) -> Any:
         if not self.interpolate or "$" not in node.value or node.tag == "tag:yaml.org,2002:binary":
             return self._construct(node)
+        if self.unset_later is None or not self.unset_later(path):
+            self.doc.referenced_now.update(referenced_names(node.value))
         try:
             value = expand(node.value, self.env, self.doc.referenced_env)
         except InterpolationError as exc:
-            self.problems.append(Problem(str(exc), self._loc(node)))
-            return None
+            return self._unexpandable(node, path, exc)
         if node.style is None:
             # Plain scalars get their type from the expanded text, so `port: ${PORT:-8080}`
             # is the integer 8080 and an unquoted `${EMPTY:-}` is null, as YAML would read it.
+            if not value.strip():
+                self.doc.emptied[path] = node.value
             tag = self._constructor.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
             return self._construct(yaml.ScalarNode(tag, value, node.start_mark, node.end_mark))
         return value
+
+    def _unexpandable(self, node: yaml.ScalarNode, path: FieldPath, exc: InterpolationError) -> Any:
+        """None and a problem; for an unset variable where `unset_later` allows, the text as written
+        (never a secret: an unset variable has no value) and the problem kept for later."""
+        problem = Problem(str(exc), self._loc(node))
+        if exc.unset is not None and self.unset_later is not None and self.unset_later(path):
+            self.doc.unset_later[path] = problem
+            # every other reference in the value is still read, so it stays a secret to redact
+            self.doc.referenced_env.update(referenced_names(node.value))
+            return node.value
+        self.problems.append(problem)
+        return None
 
     def _construct(self, node: yaml.ScalarNode) -> Any:
         """The scalar's value; a problem at its place (and None) for a tag YAML cannot build

@@ -29,11 +29,17 @@ class CliState:
         logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
     def config(self) -> DuragentConfig:
-        """duragent.yaml (or the defaults), loaded once; its warnings go to stderr."""
+        """duragent.yaml (or the defaults), loaded once; its warnings go to stderr.
+
+        A gateway setting reading an unset variable is no error here: only a server uses it, and
+        a service keeps its tokens in its own environment (`serve` requires them).
+        """
         if self._config is None:
             from duragent.config import load_config
 
-            self._config = load_config(self.workspace_config(), data_dir=self.data_dir)
+            self._config = load_config(
+                self.workspace_config(), data_dir=self.data_dir, gateway_variables_later=True
+            )
             if self.verbosity >= 0:
                 for warning in self._config.warnings:
                     print(f"warning: {warning}", file=sys.stderr)

@@ -240,7 +240,7 @@ def _commit_hand_edits(directory: Path) -> None:
     if not config_file.is_file():
         return
     try:
-        Workspace(load_config(config_file)).commit_offline_edits()
+        Workspace(load_config(config_file, gateway_variables_later=True)).commit_offline_edits()
     except DuragentError as error:  # a broken duragent.yaml, a repository mid-rebase: the .bak stays
         print(f"could not commit your edits before rewriting the files: {error}", file=sys.stderr)
 

@@ -148,7 +148,7 @@ def _run(server: RunningServer, options: TerminalOptions) -> int | None:
     def load_config() -> DuragentConfig:
         from duragent.config import load_config
 
-        return load_config(server.config_path)
+        return load_config(server.config_path, gateway_variables_later=True)
 
     api = AsyncioApiClient(server.url, token=server.token)
     workspace = TerminalWorkspace(server.data_path, load_config)

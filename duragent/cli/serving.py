@@ -71,6 +71,7 @@ def serve_workspace(state: CliState, options: ServeOptions) -> None:
     config = state.config()
     if not options.auto:
         _refuse_a_second_server(config)
+    config.require_gateway_variables()
     if options.agents_dir is not None:
         path = options.agents_dir.expanduser().absolute()
         static = config.agents.static.model_copy(update={"path": path})
@@ -235,7 +236,10 @@ def _write_run_file(
     from duragent.client.runfile import EnvFingerprint, config_digest, write_run_info
     from duragent.runtime.providers import provider_env_names
 
-    names = provider_env_names((agent.spec.model for agent in state.agents.loaded()), config.referenced_env)
+    # not the gateways' tokens: a shell without them may use this server (a service keeps them)
+    names = provider_env_names(
+        (agent.spec.model for agent in state.agents.loaded()), config.referenced_env_outside_gateways
+    )
     write_run_info(
         config.data_path,
         {
