@@ -21,6 +21,7 @@ import contextvars
 import logging
 import os
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from duragent.errors import DuragentError, UsageError
+from duragent.errors import DuragentError, ServiceUnavailable, UsageError
 from duragent.scheduling.destinations import misdirected_schedules
 from duragent.scheduling.spec import FINISHED, Schedule, format_time, last_slot, next_slot
 from duragent.scheduling.store import Listing, RunRecord, ScheduleNotFound, ScheduleStore
@@ -167,6 +168,8 @@ class Scheduler:
         self._reloading = asyncio.Lock()
         #: Whether the store was read once: the first reading is the start after the server was down.
         self._loaded = False
+        #: Whether the last reading of the store failed with the store away (logged once, not per poll).
+        self._store_away = False
         #: Set after every finished run (tests and `run_now` callers wait on the history instead).
         self.run_finished = asyncio.Event()
 
@@ -416,6 +419,25 @@ class Scheduler:
 
     # --- firing ------------------------------------------------------------------------------
 
+    def _reading_failed(self, exc: Exception) -> None:
+        """Log a failed reading of the store: the store away once while it lasts (a WARNING saying
+        what to check), a store's own error as it is, anything else (a bug) with its traceback."""
+        if isinstance(exc, ServiceUnavailable) or _store_away(exc):
+            if not self._store_away:
+                self._store_away = True
+                log.warning(
+                    "reading schedules failed: the schedule store cannot be used now (%s); schedules"
+                    " wait for it, read again every %gs: check that its database is up and reachable"
+                    " from this worker (or that its disk has room)",
+                    f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+                    self.settings.poll_interval,
+                )
+        elif isinstance(exc, DuragentError):
+            log.error("reading schedules failed: %s", exc)
+        else:
+            # a bug must not stop every schedule from firing: log it, keep the loop
+            log.exception("reading schedules failed", exc_info=exc)
+
     async def _loop(self) -> None:
         last_reload = time.monotonic()
         while True:
@@ -425,11 +447,12 @@ class Scheduler:
                 last_reload = time.monotonic()
                 try:
                     await self.reload()
-                except DuragentError as exc:
-                    log.error("reading schedules failed: %s", exc)
-                except Exception:
-                    # a bug must not stop every schedule from firing: log it, keep the loop
-                    log.exception("reading schedules failed")
+                except Exception as exc:
+                    self._reading_failed(exc)
+                else:
+                    if self._store_away:
+                        self._store_away = False
+                        log.info("reading schedules works again")
             now = self.clock()
             for schedule_id, slot in sorted(self.planned.items(), key=lambda item: item[1]):
                 if slot <= now:
@@ -703,3 +726,21 @@ def _ago(delta: timedelta) -> str:
     from duragent.durations import format_duration
 
     return format_duration(timedelta(seconds=int(delta.total_seconds())))
+
+
+def _store_away(exc: Exception) -> bool:
+    """Whether `exc` is the schedule store's database away or silent (a restart, a partition, a
+    failover): an outage to wait out, not a bug. Timeouts and refused or dropped connections."""
+    if isinstance(exc, TimeoutError | OSError):
+        return True
+    asyncpg = sys.modules.get("asyncpg")  # (loaded only when a store uses PostgreSQL)
+    if asyncpg is None:
+        return False
+    errors = asyncpg.exceptions
+    away = (
+        errors.PostgresConnectionError,
+        errors.ConnectionDoesNotExistError,
+        errors.OperatorInterventionError,
+        errors.TooManyConnectionsError,
+    )
+    return isinstance(exc, away)

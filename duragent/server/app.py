@@ -15,7 +15,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from duragent.server.metrics import Metrics
     from duragent.sessions.live import EventFeed, TurnEndHook, TurnReport
     from duragent.sessions.stream import Position
-    from duragent.stores.base import ArtifactStore, SessionStore
+    from duragent.stores.base import ArtifactStore, MemoryStore, SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,7 @@ async def _open(
     # Closed last but one: commits everything the sessions wrote while closing.
     stack.push_async_callback(workspace.close)
     stores = workspace.stores
+    await _check_memory_database(config, stores.memory)
     await _check_artifact_bucket(config, stores.artifacts)
     if config.git.enabled:
         # Started now, not at the first write: it commits what a crashed run left uncommitted.
@@ -339,18 +340,37 @@ async def _join_cluster(config: DuragentConfig, stack: contextlib.AsyncExitStack
         return None
     from duragent.cluster.node import ClusterNode
     from duragent.stores.factory import postgres_url
-    from duragent.stores.postgres.pool import PostgresUnavailable
 
     url = postgres_url(config, "session")
-    try:
+    with _database_named_at_its_line(config, "session"):
         cluster = await ClusterNode.open(url)
-    except PostgresUnavailable as error:
-        # A wrong host, database or role is the configuration's: say which line to look at.
-        where = config.locate(("services", "session", "url"))
-        raise PostgresUnavailable(f"{where}: services.session.url: {error}") from error
     stack.push_async_callback(cluster.close)
     log.info("worker %s joined the cluster (schema %s)", cluster.worker, cluster.schema)
     return cluster
+
+
+@contextlib.contextmanager
+def _database_named_at_its_line(config: DuragentConfig, service: str) -> Iterator[None]:
+    """Re-raise a database that cannot be reached or used (a wrong host, database or role, a user
+    without rights on the schema, a schema from a newer Duragent) prefixed with the file:line of
+    `services.<service>.url`: each is the configuration's (or the database's) to put right."""
+    from duragent.stores.postgres.migrations import MigrationError
+    from duragent.stores.postgres.pool import PostgresUnavailable
+
+    try:
+        yield
+    except (PostgresUnavailable, MigrationError) as error:
+        where = config.locate(("services", service, "url"))
+        raise type(error)(f"{where}: services.{service}.url: {error}") from error
+
+
+async def _check_memory_database(config: DuragentConfig, memory: MemoryStore) -> None:
+    """Refuse to start when memory in PostgreSQL cannot be reached or used, naming its line,
+    rather than failing every turn (each reads memory) of a server that looked started."""
+    if config.services.memory.backend != "postgres":
+        return
+    with _database_named_at_its_line(config, "memory"):
+        await memory.read_world()  # (opens the pool and migrates the schema)
 
 
 async def _check_artifact_bucket(config: DuragentConfig, artifacts: ArtifactStore) -> None:

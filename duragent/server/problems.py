@@ -178,14 +178,22 @@ def error_problem(request: web.Request, exc: Exception) -> web.Response | None:
         )
     if isinstance(exc, DuragentError):
         status = _status_of(exc)
-        if status >= 500:
+        if status == 503:
+            # (a service away, the disk full, the server closing: the message says what to do)
+            log.warning("%s %s answered 503: %s", request.method, request.path, exc)
+        elif status >= 500:
             log.error("%s %s failed: %s", request.method, request.path, exc)
         return problem_response(request, status, str(exc))
     if isinstance(exc, web.HTTPException):
         return None if exc.status < 400 else _from_http_exception(request, exc)
     unreachable = _database_unreachable(exc)
     if unreachable is not None:
-        log.error("%s %s failed: %s", request.method, request.path, unreachable)
+        log.warning(
+            "%s %s answered 503: %s (check that PostgreSQL is running and reachable from this worker)",
+            request.method,
+            request.path,
+            unreachable,
+        )
         return problem_response(request, 503, unreachable, headers={"Retry-After": RETRY_AFTER_SECONDS})
     if isinstance(exc, ConnectionResetError | TimeoutError):
         return None

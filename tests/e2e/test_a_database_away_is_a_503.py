@@ -14,7 +14,7 @@ import pytest
 
 from duragent.testing.fake_llm import FakeLLMServer, text
 from duragent.testing.postgres import temporary_schema
-from tests.e2e.server_harness import free_port, start_serve, write_workspace
+from tests.e2e.server_harness import start_serve, write_workspace
 from tests.e2e.test_workers_failover import API_HEADERS, worker_config
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
@@ -92,18 +92,26 @@ async def test_reading_a_session_while_the_database_is_away_is_a_503_to_retry(
                 assert problem["detail"].startswith("the database is not reachable")
     finally:
         worker.terminate()
+    # Logged once, as the outage it is (what to check), not as a server bug with its traceback.
+    logged = worker.log()
+    assert "WARNING duragent.server.problems: GET /api/v1/sessions answered 503" in logged, logged
+    assert "check that PostgreSQL is running and reachable" in logged, logged
+    assert "ERROR duragent.server.problems" not in logged, logged
+    assert "Traceback" not in logged, logged
 
 
-async def test_memory_in_a_database_that_cannot_be_reached_makes_the_worker_not_ready(
-    tmp_path: Path, fake_llm: FakeLLMServer
+async def test_memory_in_a_database_that_went_away_makes_the_worker_not_ready(
+    tmp_path: Path, fake_llm: FakeLLMServer, link_url: tuple[CuttableLink, str]
 ) -> None:
-    """Sessions in files answer, but every turn would fail reading memory: not ready, and why."""
+    """Sessions in files answer, but every turn would fail reading memory: not ready, and why.
+    (A memory database that cannot be reached at start stops `serve` there, naming its line.)"""
+    link, url = link_url
     config = write_workspace(tmp_path / "w", fake_llm.url, git=False)
-    nobody = f"postgresql://postgres@127.0.0.1:{free_port()}/test"
     with config.open("a") as file:
-        file.write(f"services:\n  memory:\n    backend: postgres\n    url: {nobody}\n")
+        file.write(f"services:\n  memory:\n    backend: postgres\n    url: {url}\n")
     worker = await asyncio.to_thread(start_serve, config, tmp_path / "w.log")
     try:
+        await link.cut()
         async with aiohttp.ClientSession() as http, http.get(f"{worker.url}/readyz") as ready:
             health = await ready.json()
         assert ready.status == 503, health

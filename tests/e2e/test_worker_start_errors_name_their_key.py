@@ -3,6 +3,7 @@ naming the key and its line, instead of starting and failing later (or reading a
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import urllib.request
 from pathlib import Path
@@ -144,4 +145,51 @@ def test_a_worker_whose_s3_endpoint_is_no_valid_url_names_services_artifacts_end
     assert refused.returncode == 2, refused.stderr
     assert f"{config}:{line_of(config, 'endpoint_url')}:" in refused.stderr
     assert f"services.artifacts.endpoint_url: {problem}" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+async def test_a_worker_on_a_schema_from_a_newer_duragent_names_services_session_url_and_its_line(
+    tmp_path: Path,
+) -> None:
+    import asyncpg
+
+    from duragent.stores.postgres.pool import parse_postgres_url
+    from duragent.testing.postgres import temporary_schema
+
+    async with temporary_schema() as url:
+        target = parse_postgres_url(url)
+        connection = await asyncpg.connect(target.dsn, server_settings={"search_path": target.schema})
+        try:
+            await connection.execute(
+                "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            await connection.execute("INSERT INTO schema_migrations (version, name) VALUES (9999, 'future')")
+        finally:
+            await connection.close()
+        config = write_workspace(tmp_path, "http://127.0.0.1:9/v1", git=False)
+        with config.open("a") as file:
+            file.write(f"services:\n  session:\n    backend: postgres\n    url: {url}\n")
+
+        refused = await asyncio.to_thread(cli, config, "serve", "--port", "0", timeout=60)
+
+    assert refused.returncode == 1, refused.stderr
+    assert f"{config}:{line_of(config, 'url')}:" in refused.stderr
+    assert "services.session.url: schema" in refused.stderr
+    assert "upgrade Duragent" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_a_worker_with_memory_on_a_database_that_does_not_exist_names_services_memory_url_and_its_line(
+    tmp_path: Path,
+) -> None:
+    config = write_workspace(tmp_path, "http://127.0.0.1:9/v1", git=False)
+    missing = on_a_missing_database(config, "memory")
+
+    refused = cli(config, "serve", "--port", "0", timeout=60)
+
+    assert refused.returncode == 1, refused.stderr
+    assert f"{config}:{line_of(config, 'url')}:" in refused.stderr
+    assert "services.memory.url: cannot connect to PostgreSQL" in refused.stderr
+    assert missing in refused.stderr
     assert "Traceback" not in refused.stderr
