@@ -72,7 +72,10 @@ async def open_attach(
     if list_sessions or (session_id is None and not last):
         await list_attachable(api, client, hint=not list_sessions)
         return None
-    target = await full_id(api, session_id) if session_id else await last_session(api, client)
+    if session_id is None:
+        target = await last_session(api, client)
+    else:
+        target = await full_id(api, session_id, "the SESSION argument")
     info = await api.session(target)
     if info.get("status") == "ended":
         from duragent.client.http import SessionGone
@@ -149,6 +152,9 @@ async def talk(api: ApiClient, workspace: TerminalWorkspace, attachment: Attachm
     header(renderer, session, resumed=attachment.resumed)
     repl = Repl(api, session, attachment.client, workspace, renderer=renderer)
     outcome = await repl.run(attachment.after)
+    if repl.server_gone and not local:
+        server_gone_farewell(renderer, session, cut_off=repl.turn_cut_off)
+        return
     farewell(
         renderer, session, outcome, workspace, local=local, running=repl.in_turn, others=repl.others_attached
     )
@@ -193,6 +199,17 @@ def farewell(
         renderer.line(
             f"Detached. Session {session.id} continues in the background (on_disconnect: continue)."
         )
+    renderer.line(f"Come back with: duragent attach {session.id}")
+
+
+def server_gone_farewell(renderer: Renderer, session: Session, *, cut_off: bool) -> None:
+    """Leaving once the server stopped answering: nothing runs the session now (on_disconnect
+    does not apply), it is saved, and a turn the server's end cut off goes on once it runs again."""
+    saved = f"Detached. The server stopped answering; session {session.id} is saved"
+    if cut_off:
+        renderer.line(f"{saved}, and its unfinished turn goes on once the server runs again.")
+    else:
+        renderer.line(f"{saved}.")
     renderer.line(f"Come back with: duragent attach {session.id}")
 
 

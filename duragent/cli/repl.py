@@ -173,6 +173,11 @@ class Repl:
         #: Other clients following the session as this terminal left a running turn (on_disconnect
         #: acts only when the last one leaves).
         self.others_attached = 0
+        #: The server stopped answering (and has not answered since): no server runs the session.
+        self.server_gone = False
+        #: A turn was going on when the server stopped answering: the server takes it up once it
+        #: runs again (a `pause` session once a client attaches).
+        self.turn_cut_off = False
         self._prompt: PromptSession[str] | None = None
         self._keys: HeldKeys | None = None
 
@@ -247,9 +252,15 @@ class Repl:
         """Clients but this one following the session, asked while this one still does (its
         event stream and its requests that wait for the turn); 0 when the server cannot tell
         in a moment: leaving does not wait for it."""
+        from duragent.client.http import ServerUnreachable
+
         ours = 1 + len([task for task in self.attaching if not task.done()])
         try:
             info = await asyncio.wait_for(self.api.session(self.session.id), LEAVING_QUESTION_SECONDS)
+        except ServerUnreachable:
+            # Gone before this terminal was told (it is told after `GONE_AFTER`): the turn stopped.
+            self.server_gone = self.turn_cut_off = True
+            return 0
         except (TimeoutError, DuragentError):
             return 0
         return max(int(info.get("attached") or 0) - ours, 0)
@@ -541,11 +552,14 @@ class Repl:
                 "the workspace's server runs again (a message sent here starts it, as do "
                 "`duragent serve` and a `send` in another shell)"
             )
+            self.server_gone = True
             if self.in_turn:
                 # No server runs the turn now: waiting for its end would hold the prompt back for
                 # good. It is shown again if the restarted server takes it up.
+                self.turn_cut_off = True
                 return self._turn_over()
         elif name == SERVER_BACK:
+            self.server_gone = self.turn_cut_off = False
             r.notice(f"reconnected to the server at {data.get('url')}")
         return False
 

@@ -66,7 +66,7 @@ async def send_one(
     last_id: str | None = None
     if live:
         out.start_spinner()
-    from duragent.client.http import ServerUnreachable, TurnCutOff
+    from duragent.client.http import QUEUED_EVENT, ServerUnreachable, TurnCutOff
 
     try:
         async for event in api.stream(session_id, content):
@@ -74,6 +74,11 @@ async def send_one(
             data = event.data
             if event.event == "token" and live:
                 out.token(str(data.get("content", "")))
+            elif event.event == QUEUED_EVENT:
+                if not as_json:
+                    side.notice(queued_note(session_id, int(data.get("position", 1))))
+                    if live:
+                        out.start_spinner()
             elif event.event == "tool_call":
                 calls[str(data.get("call_id"))] = {
                     "call_id": data.get("call_id"),
@@ -236,6 +241,15 @@ def print_json_failure(error: Exception) -> None:
     print(json.dumps(failure, indent=2))
 
 
+def queued_note(session_id: str, ahead: int) -> str:
+    """Why `send` prints nothing yet: its message waits for the turns ahead of it (a turn a
+    restart stopped, taken up first, or another client's)."""
+    return (
+        f"your message is queued behind {ahead} turn(s) of session {session_id}; "
+        "its reply follows once they end"
+    )
+
+
 def detached_note(session_id: str, on_disconnect: str) -> str:
     """What Ctrl-C in `send` did: the turn was not cancelled, this client only stopped following it."""
     if on_disconnect == "pause":
@@ -335,10 +349,17 @@ async def _the_broken_agent(api: ApiClient) -> str:
     raise UsageError("this workspace has no agents; create one with `duragent agent create NAME`")
 
 
-async def full_id(api: ApiClient, text: str) -> str:
-    """The session id `text` names: the whole id, its name, or any unique start of the id, like git."""
+async def full_id(api: ApiClient, text: str, argument: str = "--session") -> str:
+    """The session id `text` names: the whole id, its name, or any unique start of the id, like git.
+    UsageError naming `argument` when it is empty (every id starts with "")."""
+    from duragent.errors import UsageError
     from duragent.ids import resolve_session
 
+    if not text.strip():
+        raise UsageError(
+            f"{argument} is empty: give a session's id, its name or the start of its id "
+            "(`duragent attach --list` shows them)"
+        )
     listed = await api.sessions()
     return resolve_session(
         text, ((str(s["session_id"]), (s.get("metadata") or {}).get("name")) for s in listed)

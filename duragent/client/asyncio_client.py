@@ -19,13 +19,14 @@ from typing import Any
 
 from duragent.client.http import (
     CONNECT_TIMEOUT,
+    QUEUED_EVENT,
     REQUEST_TIMEOUT,
     ApiClient,
     ServerEvent,
     ServerUnreachable,
     _json_object,
 )
-from duragent.client.sse import read_sse
+from duragent.client.sse import queued_behind, read_sse
 
 _READ_CHUNK = 64 * 1024
 #: What a broken or cut-off answer raises while it is read.
@@ -112,6 +113,8 @@ class AsyncioApiClient(ApiClient):
             async for message in read_sse(response.chunks()):
                 if not message.is_comment:
                     yield ServerEvent(message.id, message.event, message.json())
+                elif (ahead := queued_behind(message)) is not None:
+                    yield ServerEvent(None, QUEUED_EVENT, {"position": ahead})
         except _BROKEN as exc:
             raise ServerUnreachable(self.base_url, _reason(exc)) from None
         finally:

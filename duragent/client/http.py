@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
-from duragent.client.sse import read_sse
+from duragent.client.sse import queued_behind, read_sse
 from duragent.errors import DuragentError, NotFound
 
 if TYPE_CHECKING:
@@ -87,6 +87,11 @@ class AgentNotFound(NotFound):
 
 class SessionGone(ApiError):
     """The session has ended and takes no more messages."""
+
+
+#: The event a client's `stream` starts with when its message waits behind other turns (data:
+#: `position`, how many); the server says so in a comment, as only Rust's event names are sent.
+QUEUED_EVENT = "queued"
 
 
 class ServerEvent(NamedTuple):
@@ -326,6 +331,8 @@ class ApiClient:
                 async for message in read_sse(response.content.iter_any()):
                     if not message.is_comment:
                         yield ServerEvent(message.id, message.event, message.json())
+                    elif (ahead := queued_behind(message)) is not None:
+                        yield ServerEvent(None, QUEUED_EVENT, {"position": ahead})
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise ServerUnreachable(self.base_url, _reason(exc)) from None
 

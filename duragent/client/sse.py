@@ -9,8 +9,13 @@ so a caller can tell a quiet stream from a dead one.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any, NamedTuple
+
+#: The comment `POST /stream` sends first when its message waits behind other turns
+#: (`duragent.server.routes.sessions.QUEUED_COMMENT`).
+_QUEUED = re.compile(r"queued behind (\d+) turn")
 
 
 class SseMessage(NamedTuple):
@@ -32,6 +37,12 @@ class SseMessage(NamedTuple):
             return {}
         value = json.loads(self.data)
         return value if isinstance(value, dict) else {"value": value}
+
+
+def queued_behind(message: SseMessage) -> int | None:
+    """How many turns run before this stream's message, when `message` is the comment saying so."""
+    found = _QUEUED.match(message.comment or "")
+    return int(found.group(1)) if found else None
 
 
 class SseParser:

@@ -12,6 +12,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from duragent.testing.fake_llm import text
 from tests.e2e.terminal import DURAGENT, client_env
 from tests.e2e.test_terminal_clients import ThreadedFakeLLM, duragent, fake_model, server, workspace
@@ -119,3 +121,22 @@ def test_options_that_contradict_each_other_are_refused_naming_both(
         assert "Traceback" not in done.stderr
     assert [p.name for p in sessions_of(workspace)] == [session_id]
     assert len(fake_model.server.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["attach", ""], "the SESSION argument is empty"),
+        (["send", "--session", " ", "hi"], "--session is empty"),
+    ],
+)
+def test_an_empty_session_is_refused_naming_the_argument_even_with_one_session(
+    workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM, args: list[str], named: str
+) -> None:
+    fake_model.enqueue(text("Hello."))
+    assert duragent(workspace, "send", "hello").returncode == 0
+    refused = duragent(workspace, *args)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert named in refused.stderr
+    assert "duragent attach --list" in refused.stderr
+    assert len(sessions_of(workspace)) == 1

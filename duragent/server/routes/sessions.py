@@ -86,6 +86,9 @@ HISTORY_TYPES = frozenset(
         "turn_retried",
     }
 )
+#: The `/stream` comment sent first when the message waits behind other turns (read by
+#: `duragent.client.sse.queued_behind`).
+QUEUED_COMMENT = "queued behind {ahead} turn(s)"
 _ROLES = {"user_message": "user", "assistant_message": "assistant", "tool_result": "tool"}
 
 
@@ -557,6 +560,10 @@ async def _stream_here(
     """Stream the turn of `ticket` (turns ahead of it skipped) from the session on this worker."""
     try:
         response = await sse.open_stream(request)
+        if ticket.ahead:
+            # Said at once, or the client hears nothing until the turns ahead end: a comment,
+            # which clients that know only the Rust event names skip (`duragent send` shows it).
+            await response.write(f": {QUEUED_COMMENT.format(ahead=ticket.ahead)}\n\n".encode())
         state = {"mine": False}
 
         def accept(event: StreamEvent) -> tuple[bool, bool]:

@@ -1,0 +1,139 @@
+"""`duragent send` whose message waits behind other turns says so, instead of nothing.
+
+Behind another client's turn, or in a session whose turn a server's death cut off: a pause-mode
+session (`on_disconnect: pause`) is then paused with reason `server restarted` until a client
+comes. `send` is one: the stopped turn is taken up first and the message waits behind it. `send`
+says so on stderr (stdout stays the reply), then prints its reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from duragent.testing.fake_llm import text
+from tests.e2e import test_terminal_clients as clients
+from tests.e2e.terminal import DURAGENT, PATIENCE, client_env
+from tests.e2e.test_a_server_killed_mid_turn import SLOW_REPLY, kill_when_asked
+from tests.e2e.test_terminal_clients import ThreadedFakeLLM, fake_model, run_info, stop_server
+from tests.waiting import until
+
+__all__ = ["fake_model"]  # the fixtures these tests use
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, fake_model: ThreadedFakeLLM) -> Iterator[Path]:
+    """The terminal tests' workspace, its agent's sessions pausing when their last client leaves."""
+    root = tmp_path / "ws"
+    agent = root / ".duragent" / "agents" / "helper"
+    agent.mkdir(parents=True)
+    (root / "duragent.yaml").write_text(f"data_dir: ./.duragent\nserver:\n  port: {clients.free_port()}\n")
+    yaml = clients.AGENT_YAML.format(base_url=fake_model.url)
+    (agent / "agent.yaml").write_text(yaml.replace("on_disconnect: continue", "on_disconnect: pause"))
+    yield root
+    stop_server(root)
+
+
+def start_server(root: Path) -> dict[str, Any]:
+    """`duragent serve` for the workspace, once its run file names it."""
+    log = (root / "serve.log").open("ab")
+    process = subprocess.Popen(
+        [*DURAGENT, "serve", "--grace", "1"], cwd=root, env=client_env(), stdout=log, stderr=subprocess.STDOUT
+    )
+    log.close()
+    deadline = time.monotonic() + PATIENCE
+    while (info := run_info(root)) is None or info.get("pid") != process.pid:
+        assert process.poll() is None, (root / "serve.log").read_text()
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    return info
+
+
+def cut_off_turn(root: Path, fake_model: ThreadedFakeLLM) -> str:
+    """A session whose turn the server's death stopped midway; the server runs again."""
+    server = start_server(root)
+    fake_model.enqueue(SLOW_REPLY)
+    sending = subprocess.Popen(
+        [*DURAGENT, "send", "tell me a long story"],
+        cwd=root,
+        env=client_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    kill_when_asked(fake_model, server)
+    _out, err = sending.communicate(timeout=60)
+    found = re.search(r"duragent attach (s_\w+)", err)
+    assert found, err
+    start_server(root)
+    shown = subprocess.run(
+        [*DURAGENT, "session", "show", found.group(1)],
+        cwd=root,
+        env=client_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "server restarted" in shown.stdout, shown.stdout + shown.stderr
+    return found.group(1)
+
+
+@pytest.mark.parametrize("transport", ["warm", "--server"])
+def test_send_to_a_session_a_restart_paused_says_its_message_waits_then_replies(
+    workspace: Path, fake_model: ThreadedFakeLLM, transport: str
+) -> None:
+    session = cut_off_turn(workspace, fake_model)
+    fake_model.enqueue(text("The story, taken up again."), text("Here again."))
+    chosen = ["--server", str(run_info(workspace)["url"])] if transport == "--server" else []  # type: ignore[index]
+    sent = subprocess.run(
+        [*DURAGENT, "send", *chosen, "--session", session, "are you there?"],
+        cwd=workspace,
+        env=client_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    print(sent.returncode, sent.stdout, sent.stderr)
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.strip() == "Here again."
+    assert "queued behind 1 turn" in sent.stderr
+
+
+def test_send_behind_another_clients_turn_says_it_is_queued(
+    workspace: Path, fake_model: ThreadedFakeLLM
+) -> None:
+    server = start_server(workspace)
+    fake_model.enqueue(text("word " * 60, chunks=60, chunk_delay=0.25), text("Second reply."))
+    first = subprocess.Popen(
+        [*DURAGENT, "send", "--new", "tell me a story"],
+        cwd=workspace,
+        env=client_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        asyncio.run(until(lambda: fake_model.server.requests, within=60))
+        session = next((workspace / ".duragent" / "sessions").iterdir()).name
+        sent = subprocess.run(
+            [*DURAGENT, "send", "--server", str(server["url"]), "--session", session, "and then?"],
+            cwd=workspace,
+            env=client_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        first.communicate(timeout=60)
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.strip() == "Second reply."
+    assert f"your message is queued behind 1 turn(s) of session {session}" in sent.stderr
