@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from duragent.agents.spec import AccessSpec
 from duragent.config import RouteConfig
-from duragent.gateways.protocol import Routing
+from duragent.gateways.protocol import Admission, AdmissionRule, Routing, matches_entry
 
 GROUP_CHAT_TYPES = frozenset({"group", "supergroup", "channel"})
 DM_CHAT_TYPES = frozenset({"dm", "private"})
@@ -40,9 +40,22 @@ def _parent_of(routing: Routing) -> str | None:
     return parent if isinstance(parent, str) and parent else None
 
 
-def matches_entry(value: str, entry: str) -> bool:
-    """An allowlist entry matches exactly, or as a prefix when it ends with `*`."""
-    return value.startswith(entry[:-1]) if entry.endswith("*") else value == entry
+def routed_agents(routes: Sequence[RouteConfig], gateway: str) -> list[str]:
+    """The agents some route may give a message of `gateway` to."""
+    names = [r.agent for r in routes if r.match.gateway is None or r.match.gateway.lower() == gateway.lower()]
+    return list(dict.fromkeys(names))
+
+
+def admission_of(gateway: str, specs: Iterable[AccessSpec]) -> Admission:
+    """Whose messages on `gateway` any of these agents' `access` rules could let through."""
+    dm, groups = AdmissionRule(), AdmissionRule()
+    for spec in specs:
+        for rule, section in ((dm, spec.dm), (groups, spec.groups)):
+            if section.policy == "open":
+                rule.open = True
+            elif section.policy == "allowlist":
+                rule.allowlist = [*rule.allowlist, *(e for e in section.allowlist if e not in rule.allowlist)]
+    return Admission(gateway=gateway, dm=dm, groups=groups)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 #: Downloaded files older than this are removed (Duragent copies them on receipt).
 RETENTION_SECONDS = 3600
@@ -64,3 +65,13 @@ def too_large(size: int | None, limit_mb: int) -> str | None:
     if size is None or size <= limit_mb * 1024 * 1024:
         return None
     return f"the file is {size / (1024 * 1024):.1f} MB, over the {limit_mb} MB limit (`max_download_mb`)"
+
+
+#: Why a file from a sender the server would not answer was not fetched. The server turns such a
+#: message away; only someone admitted just as the file came (an allowlist changed) reads this.
+NOT_ADMITTED = "it came before the bot's access rules let you in: please send it again"
+
+
+def not_fetched(file_name: str, mime_type: str) -> dict[str, Any]:
+    """The `metadata` of a file left unfetched because its sender is a stranger (see `Admission`)."""
+    return {"file_name": file_name, "mime_type": mime_type, "download_error": NOT_ADMITTED}

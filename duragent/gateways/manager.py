@@ -32,12 +32,13 @@ from pathlib import Path
 from typing import Literal
 
 from duragent.config import ExternalGatewayConfig
-from duragent.errors import NotFound
+from duragent.errors import DuragentError, NotFound
 from duragent.gateways.downloads import DOWNLOADS_ENV
 from duragent.gateways.framing import iter_lines
 from duragent.gateways.protocol import (
     MAX_LINE_BYTES,
     PROTOCOL_VERSION,
+    Admission,
     Command,
     CommandError,
     CommandOk,
@@ -62,6 +63,8 @@ log = logging.getLogger(__name__)
 PluginState = Literal["starting", "ready", "backoff", "stopped", "crash_loop", "stopping"]
 #: Called with (gateway name, event) for events the router handles (messages, button presses).
 EventHandler = Callable[[str, Event], Awaitable[None]]
+#: Whose messages a gateway's agents could answer (the router's `admission`).
+AdmissionSource = Callable[[str], Awaitable[Admission]]
 CommandResult = CommandOk | CommandError
 
 OUTBOX_LIMIT = 1000
@@ -201,8 +204,11 @@ class PluginSupervisor:
         timing: GatewayTiming,
         on_restart: Callable[[str], None] = lambda name: None,
         variables: Mapping[str, str] | None = None,
+        admission: AdmissionSource | None = None,
     ):
         self.spec = spec
+        #: Whose messages the server could answer, sent with `configure` (see `Admission`).
+        self.admission = admission
         #: `config:` key -> the environment variable duragent.yaml read its value from.
         self.variables = dict(variables or {})
         self.on_event = on_event
@@ -387,7 +393,7 @@ class PluginSupervisor:
         watchdog = asyncio.create_task(self._watch(proc), name=f"gateway {self.name} watchdog")
         try:
             try:
-                await self._write(Configure(config=dict(self.spec.config)))
+                await self._write(Configure(config=dict(self.spec.config), admission=await self._admission()))
             except (ConnectionError, OSError) as exc:
                 log.warning("gateway %s: could not send configure: %s", self.name, exc)
             exit_code = await proc.wait()
@@ -404,6 +410,16 @@ class PluginSupervisor:
             self.status.last_error = self._run_error or f"exited with code {exit_code}"
         log.info("gateway %s (pid %s) exited with %s", self.name, proc.pid, exit_code)
         return exit_code
+
+    async def _admission(self) -> Admission | None:
+        """Whose messages the plugin may fetch files for; None (fetch for all) if unknown."""
+        if self.admission is None:
+            return None
+        try:
+            return await self.admission(self.name)
+        except (DuragentError, OSError) as exc:
+            log.warning("gateway %s: cannot tell whose messages may be answered: %s", self.name, exc)
+            return None
 
     async def _spawn(self) -> asyncio.subprocess.Process:
         if self._downloads is None:
@@ -586,8 +602,10 @@ class GatewayManager:
         timing: GatewayTiming | None = None,
         on_restart: Callable[[str], None] = lambda name: None,
         variables: Mapping[str, Mapping[str, str]] | None = None,
+        admission: AdmissionSource | None = None,
     ):
-        """`variables`: per gateway, which `config:` keys were read from which variable."""
+        """`variables`: per gateway, which `config:` keys were read from which variable;
+        `admission`: whose messages each gateway's agents could answer, told to its plugin."""
         timing = timing or GatewayTiming()
         variables = variables or {}
         self.plugins = {
@@ -598,6 +616,7 @@ class GatewayManager:
                 timing=timing,
                 on_restart=on_restart,
                 variables=variables.get(spec.name),
+                admission=admission,
             )
             for spec in gateways
         }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -34,8 +35,9 @@ ERROR_CODES = (
     "not_connected",
     "not_implemented",
 )
-#: Capabilities a plugin may announce in `ready` (`split`: it cuts long replies itself).
-CAPABILITIES = ("media", "edit", "delete", "typing", "reply", "inline_keyboard", "split")
+#: Capabilities a plugin may announce in `ready` (`split`: it cuts long replies itself;
+#: `admission`: it takes `admission` commands, fetching no file for strangers).
+CAPABILITIES = ("media", "edit", "delete", "typing", "reply", "inline_keyboard", "split", "admission")
 
 
 class ProtocolError(DuragentError):
@@ -226,11 +228,56 @@ class Shutdown(WireModel):
     type: Literal["shutdown"] = "shutdown"
 
 
+def matches_entry(value: str, entry: str) -> bool:
+    """An allowlist entry matches exactly, or as a prefix when it ends with `*`."""
+    return value.startswith(entry[:-1]) if entry.endswith("*") else value == entry
+
+
+class AdmissionRule(WireModel):
+    """Who of one kind of chat (DMs, groups) some agent may answer: anyone, or the allowlist's."""
+
+    open: bool = False
+    allowlist: list[str] = []
+
+
+class Admission(WireModel):
+    """Whose messages the server could answer at all (our addition): the union of the `access`
+    rules of every agent a route gives this gateway. A plugin fetches no file for anyone else, so
+    a stranger cannot make the bot download anything; the server still decides each message."""
+
+    type: Literal["admission"] = "admission"
+    gateway: str
+    dm: AdmissionRule = AdmissionRule()
+    groups: AdmissionRule = AdmissionRule()
+
+    def admits(self, routing: Mapping[str, Any]) -> bool:
+        """Whether a message with this `routing` could reach an agent (False: surely not)."""
+        chat_type = str(routing.get("chat_type", "")).lower()
+        if chat_type in ("dm", "private"):
+            rule, candidates = self.dm, [str(routing.get("sender_id", ""))]
+        elif chat_type in ("group", "supergroup", "channel"):
+            rule = self.groups
+            chats = [str(routing.get(key)) for key in ("chat_id", "parent_id") if routing.get(key)]
+            channel = str(routing.get("channel", ""))
+            candidates = [
+                form for chat in chats for form in (chat, f"{self.gateway}:{chat}", f"{channel}:{chat}")
+            ]
+        else:
+            return False
+        return rule.open or any(
+            matches_entry(value, entry) for value in candidates for entry in rule.allowlist
+        )
+
+
 class Configure(WireModel):
-    """The plugin's `config:` map from duragent.yaml; always the first command (our addition)."""
+    """The plugin's `config:` map from duragent.yaml; always the first command (our addition).
+
+    `admission` says whose messages the server could answer (see `Admission`); plugins that
+    do not know it ignore it, as any unknown field."""
 
     type: Literal["configure"] = "configure"
     config: dict[str, Any] = {}
+    admission: Admission | None = None
 
 
 Command = Annotated[
@@ -242,7 +289,8 @@ Command = Annotated[
     | AnswerCallbackQuery
     | Ping
     | Shutdown
-    | Configure,
+    | Configure
+    | Admission,
     Field(discriminator="type"),
 ]
 

@@ -30,15 +30,18 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from duragent.agents.loader import Agent
+from duragent.agents.spec import AccessSpec
 from duragent.config import RouteConfig
 from duragent.errors import DuragentError, NotFound
-from duragent.gateways.access import check_access, is_group, match_route
+from duragent.gateways.access import admission_of, check_access, is_group, match_route, routed_agents
 from duragent.gateways.chunking import TELEGRAM_LIMIT, split_message
 from duragent.gateways.inbox import HeldContext, PendingInbox, PendingTurn, read_state_file, write_state_file
 from duragent.gateways.protocol import (
+    Admission,
     AnswerCallbackQuery,
     CallbackQuery,
     Command,
+    CommandError,
     Event,
     InlineButton,
     InlineKeyboard,
@@ -75,6 +78,11 @@ TYPING_EVERY = 4.0
 #: How much of a received file is read at a time to store it as an artifact.
 FILE_PIECE_BYTES = 1 << 20
 RECENT_IDS = 500
+#: How many chats a denied message was logged for as a warning, before warning about them afresh.
+DENIED_CHATS_REMEMBERED = 10_000
+#: Command errors after which a chat is not told a reply was lost: the platform takes no message
+#: there at all (the bot was removed, blocked or logged out), so the notice would fail too.
+UNREACHABLE_CHAT_CODES = frozenset({"chat_not_found", "unauthorized"})
 #: A plugin announcing the `split` capability cuts long replies into messages itself, knowing its
 #: platform (Telegram counts visible characters and closes and reopens bold across a cut); it gets
 #: a reply in pieces of this size, far below the protocol's 1 MiB line limit whatever the text.
@@ -320,6 +328,12 @@ class GatewayRouter:
         self._tokens = iter(range(1, 1 << 62))
         #: Unaddressed group messages per chat, held for the chat's next turn (see `_keep_as_context`).
         self.context: dict[ChatKey, list[str]] = {}
+        #: Running `_tell_undelivered` tasks (kept so they are not collected mid-way).
+        self._notices: set[asyncio.Task[None]] = set()
+        #: What each gateway's plugin was last told about whose messages may be answered.
+        self._admissions: dict[str, Admission] = {}
+        #: Chats a denied message was already logged as a warning for (see `_denial_level`).
+        self._denied_chats: set[tuple[str, str]] = set()
         #: True once the server stops: sessions take no new turns, so pending ones stay stored.
         self.shutting_down = shutting_down
 
@@ -398,6 +412,8 @@ class GatewayRouter:
                 pending.timer.cancel()
         await asyncio.gather(*(binding.close() for binding in self.bindings.values()))
         self.bindings.clear()
+        for notice in list(self._notices):
+            notice.cancel()
 
     # ---------------------------------------------------------------- outgoing
 
@@ -409,17 +425,21 @@ class GatewayRouter:
         *,
         reply_to: str | None = None,
         keyboard: InlineKeyboard | None = None,
+        tell_failure: bool = True,
     ) -> None:
         """Send text split to the gateway's limit: reply_to on the first piece, keyboard on the last.
 
         A plugin that splits replies itself (`split`) gets them whole, so a cut it makes keeps
-        the formatting across it; Markdown cut here could leave `**` open in both halves.
+        the formatting across it; Markdown cut here could leave `**` open in both halves. If the
+        platform refuses a piece (after the plugin's retries), the chat is told once, when
+        `tell_failure`: else the person would wait for an answer that never comes.
         """
         if "split" in self.capabilities(gateway):
             limit = WHOLE_REPLY_LIMIT
         else:
             limit = self.chunk_limits.get(gateway, TELEGRAM_LIMIT)
         pieces = split_message(text, limit)
+        answers: list[asyncio.Future[object]] = []
         for index, piece in enumerate(pieces):
             command = SendMessage(
                 request_id=new_id("req"),
@@ -428,7 +448,29 @@ class GatewayRouter:
                 reply_to=reply_to if index == 0 else None,
                 inline_keyboard=keyboard if index == len(pieces) - 1 else None,
             )
-            await self.send(gateway, command)
+            answer = await self.send(gateway, command)
+            if isinstance(answer, asyncio.Future):
+                answers.append(answer)
+        if tell_failure and answers:
+            notice = asyncio.create_task(self._tell_undelivered(gateway, chat_id, answers))
+            self._notices.add(notice)
+            notice.add_done_callback(self._notices.discard)
+
+    async def _tell_undelivered(
+        self, gateway: str, chat_id: str, answers: list[asyncio.Future[object]]
+    ) -> None:
+        """Once the first piece of a reply the platform refused is known, say so in the chat (once)."""
+        for answer in answers:
+            try:
+                result = await answer
+            except ConnectionError:
+                return  # dropped from a full outbox: the platform is not taking messages now
+            if isinstance(result, CommandError) and result.code not in UNREACHABLE_CHAT_CODES:
+                notice = f"I could not send my reply: {result.message}"
+                # (never `tell_failure` here: a notice refused in turn must not beget another)
+                with contextlib.suppress(ConnectionError, DuragentError):
+                    await self.send_text(gateway, chat_id, notice, tell_failure=False)
+                return
 
     # ---------------------------------------------------------------- incoming
 
@@ -439,12 +481,38 @@ class GatewayRouter:
         elif isinstance(event, CallbackQuery):
             await self._on_callback(gateway, event)
 
+    async def admission(self, gateway: str) -> Admission:
+        """Whose messages on `gateway` some routed agent could answer (sent to its plugin)."""
+
+        def specs() -> list[AccessSpec]:
+            found = []
+            for name in routed_agents(self.routes, gateway):
+                try:
+                    found.append(self.agent_for(name).spec.access)
+                except DuragentError:
+                    continue  # its messages are dropped (and logged) when they come
+            return found
+
+        # in a thread: a cache miss reads and parses the agent's files
+        admission = admission_of(gateway, await asyncio.to_thread(specs))
+        self._admissions[gateway] = admission
+        return admission
+
+    async def _keep_admission_current(self, gateway: str) -> None:
+        """Tell a plugin that filters by admission when an agent's `access` rules changed."""
+        before = self._admissions.get(gateway)
+        admission = await self.admission(gateway)
+        if admission != before and "admission" in self.capabilities(gateway):
+            log.info("gateway %s: who may be answered changed; telling the plugin", gateway)
+            await self.send(gateway, admission)
+
     async def _on_message(self, gateway: str, message: MessageReceived) -> None:
         seen = (gateway, message.chat_id, message.message_id)
         if seen in self._recent:
             log.info("gateway %s: duplicate message %s ignored", gateway, message.message_id)
             return
         self._recent.append(seen)
+        await self._keep_admission_current(gateway)
         agent_name = match_route(self.routes, gateway, message.routing)
         if agent_name is None:
             log.warning("gateway %s: no route for chat %s; message dropped", gateway, message.chat_id)
@@ -457,8 +525,10 @@ class GatewayRouter:
             return
         decision = check_access(agent.spec.access, gateway, message.routing)
         if not decision.allowed:
-            # A warning, so the default `duragent serve` log shows who knocked (a stranger found the bot).
-            log.warning(
+            # A warning the first time, so the default `duragent serve` log shows who knocked (a
+            # stranger found the bot); then debug, so a busy group it may not answer cannot fill it.
+            log.log(
+                self._denial_level(gateway, message.chat_id),
                 "gateway %s: denied message from sender %s in chat %s: %s in %s",
                 gateway,
                 message.sender.id,
@@ -473,13 +543,14 @@ class GatewayRouter:
             # Nothing to answer, and a model refuses blank text: the chat would see a failed turn.
             log.info("gateway %s: message %s has no text; ignored", gateway, message.message_id)
             return
-        if await self._chat_command(key, message, text):
-            return
         group = is_group(message.routing.chat_type)
+        addressed = message.mentions_bot or message.reply_to_bot
+        unaddressed = group and agent.spec.access.groups.activation == "mention" and not addressed
+        if await self._chat_command(key, message, text, unaddressed=unaddressed):
+            return
         if group:
             text = f"{message.sender.label}: {text}"
-            addressed = message.mentions_bot or message.reply_to_bot
-            if agent.spec.access.groups.activation == "mention" and not addressed:
+            if unaddressed:
                 await self._keep_as_context(key, message, text)
                 return
         await self._tell_what_was_not_received(gateway, message)
@@ -487,6 +558,16 @@ class GatewayRouter:
         self._debounce(key, message, text, window)
         # Stored before the plugin's next read confirms the message to the platform (for good).
         await self._save_pending()
+
+    def _denial_level(self, gateway: str, chat_id: str) -> int:
+        """WARNING for a chat's first denied message, DEBUG for the ones after it."""
+        chat = (gateway, chat_id)
+        if chat in self._denied_chats:
+            return logging.DEBUG
+        if len(self._denied_chats) >= DENIED_CHATS_REMEMBERED:
+            self._denied_chats.clear()  # a flood of new chats: warn about them afresh
+        self._denied_chats.add(chat)
+        return logging.WARNING
 
     async def _tell_what_was_not_received(self, gateway: str, message: MessageReceived) -> None:
         """Tell the sender why the file they sent did not arrive (too large, a failed download)."""
@@ -549,7 +630,15 @@ class GatewayRouter:
                 note = f"[{content.media_type} {name} saved as artifact {ref.name} ({ref.id})]"
         return f"{note} {text}".strip()
 
-    async def _chat_command(self, key: ChatKey, message: MessageReceived, text: str) -> bool:
+    async def _chat_command(
+        self, key: ChatKey, message: MessageReceived, text: str, *, unaddressed: bool = False
+    ) -> bool:
+        """Answer a chat command (True), or leave `text` to be an ordinary message (False).
+
+        `unaddressed`: a group message that the bot answers only when addressed does not address
+        it, so `/reset` there is group talk: else anyone in the group could wipe the conversation
+        without a word to the bot. (`/help`, `/status` and `/retry` lose nothing and still work.)
+        """
         if not text.startswith("/"):
             return False
         command, _, addressee = text.split()[0].partition("@")
@@ -561,6 +650,8 @@ class GatewayRouter:
         if command in ("/start", "/help"):
             await self.send_text(key.gateway, key.chat_id, HELP_TEXT)
         elif command == "/reset":
+            if unaddressed:
+                return False
             await self._reset(key)
         elif command == "/status":
             await self.send_text(key.gateway, key.chat_id, await self._status(key))

@@ -27,6 +27,7 @@ from duragent.errors import ConfigError, DuragentError
 from duragent.gateways.framing import iter_lines
 from duragent.gateways.protocol import (
     PROTOCOL_VERSION,
+    Admission,
     AnswerCallbackQuery,
     CallbackQuery,
     Command,
@@ -148,6 +149,9 @@ class GatewayPlugin:
 
     def __init__(self) -> None:
         self.config: dict[str, Any] = {}
+        #: Whose messages the server could answer (None: it did not say, as older servers):
+        #: see `may_be_answered`. Kept current by the server's `admission` commands.
+        self.admission: Admission | None = None
         self.log = logging.getLogger(f"duragent.gateway.{self.name}")
         self.__started_at = time.monotonic()
         self.__write_lock: asyncio.Lock | None = None
@@ -196,6 +200,14 @@ class GatewayPlugin:
 
     async def on_shutdown(self) -> None:
         """Disconnect from the platform; called once, after in-flight commands finished."""
+
+    def may_be_answered(self, routing: Mapping[str, Any]) -> bool:
+        """Whether a message with this `routing` could reach an agent; False for a stranger.
+
+        Check it before fetching a file the message carries: a stranger's message must cost the
+        bot nothing (it is passed on without the file, and the server turns it away). True when
+        the server did not say whom it answers."""
+        return self.admission is None or self.admission.admits(routing)
 
     def is_connected(self) -> bool:
         """Whether the platform is reachable right now (reported in `pong`)."""
@@ -341,6 +353,7 @@ class GatewayPlugin:
         """on_configure then on_start: a config refused in on_configure (a typo'd key) is a
         startup failure like any other, one fatal error naming it, not a traceback and a bare exit."""
         if configure is not None:
+            self.admission = configure.admission
             await self.on_configure(configure.config)
         await self.on_start()
 
@@ -437,6 +450,7 @@ class GatewayPlugin:
             DeleteMessage: self.on_delete_message,
             AnswerCallbackQuery: self.on_answer_callback_query,
             Configure: self.__reconfigure,
+            Admission: self.__admit,
         }
         handler = handlers.get(type(command))
         if handler is None:
@@ -450,7 +464,12 @@ class GatewayPlugin:
         return await handler(command)
 
     async def __reconfigure(self, command: Configure) -> None:
+        if command.admission is not None:
+            self.admission = command.admission
         await self.on_configure(command.config)
+
+    async def __admit(self, command: Admission) -> None:
+        self.admission = command
 
     async def __finish(self) -> None:
         """Let in-flight commands finish (bounded), then on_shutdown, then `shutdown`."""

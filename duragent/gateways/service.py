@@ -39,6 +39,7 @@ class GatewayService:
             base_dir=config.base_dir,
             timing=timing,
             on_restart=state.metrics.plugin_restart,
+            admission=self.router.admission,
             # (read again only when there are plugins: a start without any pays nothing)
             variables=variables_behind_gateway_settings(config.source) if config.gateways.external else None,
         )

@@ -131,6 +131,21 @@ async def test_a_stranger_gets_no_reply(bot: DiscordBot) -> None:
     assert bot.requests_mentioning("rm -rf /") == []
 
 
+async def test_a_strangers_attachment_is_not_downloaded(bot: DiscordBot) -> None:
+    """Strangers could otherwise make the bot fetch (into memory) files of up to 100 MB."""
+    stranger = bot.discord.add_user("trudy")
+    bot.discord.inject_message(
+        bot.discord.dm_channel(stranger),
+        "take this",
+        author=stranger,
+        attachments=[("payload.bin", b"\0" * 4096, "application/octet-stream")],
+    )
+
+    await bot.wait_for_log(f"denied message from sender {stranger['id']}")
+
+    assert "payload.bin" not in bot.discord.downloads
+
+
 async def test_in_a_channel_only_mentions_are_answered_also_inside_its_threads(bot: DiscordBot) -> None:
     channel = bot.allowed[0]
     bea = bot.discord.add_user("bea", "Bea")

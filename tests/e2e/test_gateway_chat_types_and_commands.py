@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -59,8 +60,18 @@ async def test_a_stranger_in_a_chat_of_an_unknown_type_gets_no_reply(
     assert [r.body["messages"][-1]["content"] for r in fake_llm.requests] == ["hi"]
 
 
-async def test_a_command_addressed_to_another_bot_in_a_group_does_not_reset_this_bots_session(
-    served: EchoGatewayControl, fake_llm: FakeLLMServer
+@pytest.mark.parametrize(
+    ("command", "sender"),
+    [
+        # another bot in the group is told to reset: the plugin says it does not address us
+        ("/reset@otherbot", OWNER),
+        # in a group the bot answers only when mentioned, anyone there could otherwise wipe the
+        # conversation with a bare `/reset`: it must address the bot like any message
+        ("/reset", STRANGER),
+    ],
+)
+async def test_a_reset_in_a_group_that_does_not_address_this_bot_leaves_its_session_alone(
+    served: EchoGatewayControl, fake_llm: FakeLLMServer, command: str, sender: str
 ) -> None:
     fake_llm.enqueue(text("noted"), text("still here"))
     served.inject_message(
@@ -68,8 +79,7 @@ async def test_a_command_addressed_to_another_bot_in_a_group_does_not_reset_this
     )
     await served.wait_for(sends("g-allowed"), within=10)  # type: ignore[arg-type]
 
-    # Another bot in the group is told to reset; the plugin says the message does not address us.
-    served.inject_message("g-allowed", "/reset@otherbot", sender_id=OWNER, chat_type="group")
+    served.inject_message("g-allowed", command, sender_id=sender, chat_type="group")
     served.inject_message(
         "g-allowed", "@bot what number?", sender_id=OWNER, chat_type="group", mentions_bot=True
     )
@@ -86,3 +96,19 @@ async def test_a_command_addressed_to_this_bot_still_works(served: EchoGatewayCo
     served.inject_message("g-allowed", "/help@bot", sender_id=OWNER, chat_type="group", mentions_bot=True)
     await served.wait_for(sends("g-allowed"), within=10)  # type: ignore[arg-type]
     assert _texts(served, "g-allowed")[0].startswith("Send a message to talk to the agent.")
+
+
+async def test_a_chat_that_is_not_allowed_is_warned_about_once(
+    served: EchoGatewayControl, fake_llm: FakeLLMServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A busy group the bot is in but may not answer would otherwise fill the log."""
+    fake_llm.enqueue(text("hi owner"))
+    caplog.set_level(logging.DEBUG, logger="duragent")
+    for n in range(3):
+        served.inject_message("g-other", f"chatter {n}", sender_id=STRANGER, chat_type="group")
+    # Handled after the chatter (one chat, in order): once answered, the chatter was judged.
+    served.inject_message("g-other", "hi", sender_id=OWNER, chat_type="dm")
+    await served.wait_for(sends("g-other"), within=10)  # type: ignore[arg-type]
+
+    denied = [r for r in caplog.records if "denied message" in r.getMessage()]
+    assert [r.levelno for r in denied] == [logging.WARNING, logging.DEBUG, logging.DEBUG]

@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 import pytest_asyncio
 
@@ -141,3 +143,64 @@ async def test_the_sender_is_told_a_file_over_the_limit_was_not_received(tmp_pat
         " the backup"
     )
     assert slack.downloads == []
+
+
+async def test_a_strangers_file_is_never_downloaded(
+    slack_bot: tuple[ServedBot, FakeSlack, dict[str, str]],
+) -> None:
+    """Someone the agent does not answer must not be able to make the bot fetch (and hold in
+    memory) files of up to `max_download_mb`: the plugin knows whom the server answers."""
+    bot, slack, owner = slack_bot
+    stranger = slack.add_user("mallory", "Mallory")
+    slack.inject_message(
+        slack.dm_channel(stranger),
+        "take this",
+        user=stranger,
+        files=[("junk.bin", b"\0" * 4096, "application/zip")],
+    )
+    await bot.wait_for_log(f"denied message from sender {stranger['id']}", within=20)
+
+    bot.llm.enqueue(text("Thanks for the invoice."))
+    slack.inject_message(
+        slack.dm_channel(owner),
+        "the invoice",
+        user=owner,
+        files=[("invoice.pdf", b"%PDF-1.7 42", "application/pdf")],
+    )
+    request = await bot.wait_for_request("the invoice")
+
+    assert slack.downloads == ["invoice.pdf"]
+    assert "saved as artifact" in request.messages[-1]["content"]
+
+
+async def test_files_from_someone_the_allowlist_lets_in_while_serving_are_downloaded(
+    slack_bot: tuple[ServedBot, FakeSlack, dict[str, str]],
+) -> None:
+    """The plugin is told when an agent's allowlist changes, not only when it starts."""
+    bot, slack, owner = slack_bot
+    friend = slack.add_user("bea", "Bea")
+    agent_yaml = bot.config.parent / ".duragent" / "agents" / "assistant" / "agent.yaml"
+    spec = agent_yaml.read_text()
+    assert spec.count(owner["id"]) == 1, spec
+    agent_yaml.write_text(re.sub(f'"?{owner["id"]}"?', f'"{owner["id"]}", "{friend["id"]}"', spec))
+
+    assert bot.server is not None
+    async with (
+        aiohttp.ClientSession(headers=bot.server.headers) as http,
+        http.post(f"{bot.url}/api/admin/v1/reload-agents") as response,
+    ):
+        assert response.status == 200, await response.text()
+
+    # Her first message after the reload is what tells the server the plugin's admission is stale.
+    dm = slack.dm_channel(friend)
+    bot.llm.enqueue(text("Hello Bea."))
+    slack.inject_message(dm, "hi", user=friend)
+    await bot.wait_for_request("hi")
+    bot.llm.enqueue(text("Thanks for the invoice."))
+    slack.inject_message(
+        dm, "the invoice", user=friend, files=[("invoice.pdf", b"%PDF-1.7 42", "application/pdf")]
+    )
+    request = await bot.wait_for_request("the invoice")
+
+    assert slack.downloads == ["invoice.pdf"]
+    assert "saved as artifact" in request.messages[-1]["content"]

@@ -207,6 +207,16 @@ async def test_a_stranger_is_ignored_with_a_log_line_and_no_reply(bot: TelegramB
     assert bot.requests_mentioning("rm -rf /") == []
 
 
+async def test_a_strangers_file_is_not_fetched(bot: TelegramBot) -> None:
+    """Strangers could otherwise make the bot fetch files of up to Telegram's 20 MB."""
+    sent = bot.telegram.inject_document(STRANGER["id"], b"\0" * 4096, STRANGER, "payload.bin")
+
+    await bot.wait_for_log(f"denied message from sender {STRANGER['id']}")
+
+    file_id = sent["document"]["file_id"]
+    assert [c for c in bot.telegram.calls_to("getFile") if c.params.get("file_id") == file_id] == []
+
+
 async def test_in_a_group_only_mentions_are_answered_and_other_talk_is_kept_as_context(
     bot: TelegramBot,
 ) -> None:
@@ -392,3 +402,18 @@ async def test_a_turn_cut_off_by_a_server_crash_is_finished_after_the_restart_an
     assert reply.plain_text == "Sorry for the wait: 42."
     assert reply.reply_to_message_id == asked["message_id"]
     assert len(bot.requests_mentioning("what is six times seven?")) == 2  # asked again, once
+
+
+async def test_a_reply_telegram_refuses_is_followed_by_one_notice_saying_why(
+    bot: TelegramBot, chat: int
+) -> None:
+    """Without the notice the owner would wait for an answer that never comes."""
+    bot.telegram.fail_next("sendMessage", status=400, description="Bad Request: message is too long")
+    owner_says(bot.telegram, chat, "tell me everything")
+
+    notice = await bot.telegram.wait_for_message(
+        chat, containing("could not send my reply"), within=REPLY_WITHIN
+    )
+
+    assert notice.plain_text == "I could not send my reply: Bad Request: message is too long"
+    assert [m.plain_text for m in bot.telegram.sent_messages(chat)] == [notice.plain_text]

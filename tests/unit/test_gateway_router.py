@@ -6,7 +6,7 @@ import pytest
 
 from duragent.agents.spec import AccessSpec
 from duragent.config import RouteConfig
-from duragent.gateways.access import check_access, match_route
+from duragent.gateways.access import admission_of, check_access, match_route
 from duragent.gateways.chunking import split_message
 from duragent.gateways.protocol import Routing
 
@@ -122,3 +122,23 @@ def test_nothing_is_lost_when_splitting_plain_lines(limit: int) -> None:
     pieces = split_message(text, limit)
     assert all(len(p) <= limit for p in pieces)
     assert "\n".join(pieces) == text
+
+
+def test_a_plugin_told_the_admission_admits_whom_some_agent_would_answer_and_nobody_else() -> None:
+    """What a plugin checks before fetching a file: the union of the routed agents' rules."""
+    owner = access(dm={"policy": "allowlist", "allowlist": ["42"]}, groups={"policy": "disabled"})
+    team = access(dm={"policy": "disabled"}, groups={"policy": "allowlist", "allowlist": ["telegram:-100*"]})
+    admission = admission_of("telegram", [owner, team])
+
+    def admits(**routing: str) -> bool:
+        return admission.admits({"channel": "telegram", **routing})
+
+    assert admits(chat_type="dm", chat_id="42", sender_id="42")
+    assert not admits(chat_type="private", chat_id="666", sender_id="666")
+    assert admits(chat_type="supergroup", chat_id="-1005", sender_id="666")
+    assert admits(chat_type="group", chat_id="-2:7", parent_id="-1007", sender_id="666")
+    assert not admits(chat_type="group", chat_id="-200", sender_id="42")
+    assert not admits(chat_type="thread", chat_id="42", sender_id="42")
+    assert admission_of("telegram", [access(dm={"policy": "open"})]).admits(
+        {"chat_type": "dm", "chat_id": "1", "sender_id": "1"}
+    )

@@ -36,7 +36,7 @@ from discord.http import Route
 from duragent.errors import ConfigError
 from duragent.gateways.chat_order import ChatOrder
 from duragent.gateways.chunking import as_typed, split_message
-from duragent.gateways.downloads import MAX_DOWNLOAD_MB, DownloadFolder, too_large
+from duragent.gateways.downloads import MAX_DOWNLOAD_MB, DownloadFolder, not_fetched, too_large
 from duragent.gateways.protocol import (
     AnswerCallbackQuery,
     DeleteMessage,
@@ -115,7 +115,7 @@ class DiscordPlugin(GatewayPlugin):
     """A Discord bot speaking the Duragent gateway protocol."""
 
     name = "discord"
-    capabilities = ("media", "edit", "delete", "typing", "reply", "inline_keyboard", "split")
+    capabilities = ("media", "edit", "delete", "typing", "reply", "inline_keyboard", "split", "admission")
 
     def __init__(self, environ: dict[str, str] | None = None) -> None:
         super().__init__()
@@ -321,7 +321,7 @@ class DiscordPlugin(GatewayPlugin):
         if isinstance(channel, discord.Thread) and parent_id is not None:
             routing["thread_id"] = str(channel.id)
             routing["parent_id"] = str(parent_id)
-        content, metadata = await self._content(message)
+        content, metadata = await self._content(message, fetch=self.may_be_answered(routing))
         if content == {"type": "text", "text": ""}:
             # An embed alone, a poll...: nothing the agent could read, and an empty turn to answer.
             log.info("message %s has no text, file or sticker; not forwarded", message.id)
@@ -359,9 +359,11 @@ class DiscordPlugin(GatewayPlugin):
         own_role = message.guild.self_role if message.guild is not None else None
         return own_role is not None and own_role.id in message.raw_role_mentions
 
-    async def _content(self, message: discord.Message) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    async def _content(
+        self, message: discord.Message, *, fetch: bool
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """The protocol `content` (mentions of the bot spelled as @name, stickers by name, a
-        forwarded message's text) and a downloaded attachment."""
+        forwarded message's text) and an attachment, downloaded if `fetch`."""
         stickers = [f"[sticker: {sticker.name}]" for sticker in message.stickers]
         text = " ".join([self._readable(message), *stickers]).strip()
         attachments = list(message.attachments)
@@ -380,6 +382,9 @@ class DiscordPlugin(GatewayPlugin):
         content: dict[str, Any] = {"type": "media", "media_type": _media_type(attachment.content_type)}
         if text:
             content["caption"] = text
+        if not fetch:
+            mime_type = attachment.content_type or "application/octet-stream"
+            return content, not_fetched(Path(attachment.filename).name or "file", mime_type)
         return content, await self._download(attachment)
 
     def _readable(self, message: discord.Message) -> str:

@@ -43,7 +43,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from duragent.errors import ConfigError
 from duragent.gateways.chat_order import ChatOrder
 from duragent.gateways.chunking import as_typed, split_message, split_then_convert
-from duragent.gateways.downloads import MAX_DOWNLOAD_MB, DownloadFolder, too_large
+from duragent.gateways.downloads import MAX_DOWNLOAD_MB, DownloadFolder, not_fetched, too_large
 from duragent.gateways.protocol import (
     AnswerCallbackQuery,
     DeleteMessage,
@@ -153,7 +153,7 @@ class SlackPlugin(GatewayPlugin):
     """A Slack app speaking the Duragent gateway protocol."""
 
     name = "slack"
-    capabilities = ("media", "edit", "delete", "inline_keyboard", "split")
+    capabilities = ("media", "edit", "delete", "inline_keyboard", "split", "admission")
 
     def __init__(self, environ: dict[str, str] | None = None) -> None:
         super().__init__()
@@ -375,7 +375,7 @@ class SlackPlugin(GatewayPlugin):
             routing["thread_id"] = str(thread_ts)
             routing["parent_id"] = channel
         text = await self._readable(str(event.get("text") or ""))
-        content, metadata = await self._content(event, text)
+        content, metadata = await self._content(event, text, fetch=self.may_be_answered(routing))
         if content == {"type": "text", "text": ""}:
             # Attachments of another app alone, a shared message...: no turn for an empty text.
             log.info("message %s has no text or file; not forwarded", event["ts"])
@@ -425,8 +425,9 @@ class SlackPlugin(GatewayPlugin):
         return self._names[user]
 
     async def _content(
-        self, event: dict[str, Any], text: str
+        self, event: dict[str, Any], text: str, *, fetch: bool
     ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The protocol `content` and the `metadata` of its first file (downloaded if `fetch`)."""
         files = event.get("files") or []
         if not files:
             return {"type": "text", "text": text}, None
@@ -437,6 +438,8 @@ class SlackPlugin(GatewayPlugin):
         content: dict[str, Any] = {"type": "media", "media_type": _media_type(mimetype)}
         if text:
             content["caption"] = text
+        if not fetch:
+            return content, not_fetched(str(file.get("name") or "file"), mimetype)
         return content, await self._download(file, mimetype)
 
     async def _download(self, file: dict[str, Any], mimetype: str) -> dict[str, Any]:

@@ -59,7 +59,7 @@ from aiohttp import web
 
 from duragent.errors import ConfigError
 from duragent.gateways.chunking import EMPTY_REPLY_NOTE, as_typed
-from duragent.gateways.downloads import DownloadFolder
+from duragent.gateways.downloads import DownloadFolder, not_fetched
 from duragent.gateways.protocol import (
     AnswerCallbackQuery,
     DeleteMessage,
@@ -160,7 +160,7 @@ class TelegramPlugin(GatewayPlugin):
     """A Telegram bot speaking the Duragent gateway protocol."""
 
     name = "telegram"
-    capabilities = ("media", "edit", "delete", "typing", "reply", "inline_keyboard", "split")
+    capabilities = ("media", "edit", "delete", "typing", "reply", "inline_keyboard", "split", "admission")
 
     def __init__(self, environ: dict[str, str] | None = None) -> None:
         super().__init__()
@@ -376,9 +376,6 @@ class TelegramPlugin(GatewayPlugin):
             log.error("could not forward update %s: %s", update.update_id, self._redact(str(error)))
 
     async def _forward_message(self, message: Message) -> None:
-        content, metadata = await self._content(message)
-        if content is None:
-            return  # polls, games, service messages...: nothing an agent can read
         sender = _sender(message)
         chat_type = _CHAT_TYPES.get(message.chat.type, message.chat.type)
         chat_id = _place(message)
@@ -391,6 +388,9 @@ class TelegramPlugin(GatewayPlugin):
         if chat_id != str(message.chat.id):
             routing["thread_id"] = str(message.message_thread_id)
             routing["parent_id"] = str(message.chat.id)
+        content, metadata = await self._content(message, fetch=self.may_be_answered(routing))
+        if content is None:
+            return  # polls, games, service messages...: nothing an agent can read
         replied = message.reply_to_message
         if replied is not None and routing.get("thread_id") == str(replied.message_id):
             replied = None  # in a forum topic, every message "replies" to the topic's first one
@@ -438,8 +438,10 @@ class TelegramPlugin(GatewayPlugin):
                 return True
         return False
 
-    async def _content(self, message: Message) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """The protocol `content` of a message, and `metadata` pointing at a downloaded file."""
+    async def _content(
+        self, message: Message, *, fetch: bool
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The protocol `content` of a message, and `metadata` naming its file (downloaded if `fetch`)."""
         if message.text is not None:
             return {"type": "text", "text": message.text}, None
         if message.sticker is not None:
@@ -460,8 +462,9 @@ class TelegramPlugin(GatewayPlugin):
         content: dict[str, Any] = {"type": "media", "media_type": media_type}
         if message.caption:
             content["caption"] = message.caption
-        metadata = await self._download(file_id, file_name, mime_type)
-        return content, metadata
+        if not fetch:
+            return content, not_fetched(file_name, mime_type)
+        return content, await self._download(file_id, file_name, mime_type)
 
     async def _download(self, file_id: str, file_name: str, mime_type: str) -> dict[str, Any]:
         """Fetch a file into the download folder; on failure say why instead of dropping the message."""
