@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from duragent.errors import ConfigError, Location, Problem
+from duragent.errors import ConfigError, DuragentError, InvalidName, Location, Problem
 from duragent.scheduling.spec import FINISHED, Schedule
 from duragent.scheduling.store import FileScheduleStore, ScheduleStore
 from duragent.stores.base import SessionNotFound, SessionReadOptions, SessionStore
@@ -36,7 +36,16 @@ async def misdirected_schedules(
         # (a chat's destination is the chat's current session, found at run time)
         if destination.session_id is None or destination.gateway is not None or schedule.status in FINISHED:
             continue
-        owner = owners.get(destination.session_id) or await _agent_of(sessions, destination.session_id)
+        try:
+            owner = owners.get(destination.session_id) or await _agent_of(sessions, destination.session_id)
+        except InvalidName as error:
+            # a hand edit: the run would fail on it too, and one such file must not keep the
+            # others from loading
+            message = f"destination.session_id: {error}; name one of {schedule.agent}'s sessions or remove it"
+            problems.append(Problem(message, await asyncio.to_thread(_where, store, schedule)))
+            continue
+        except DuragentError:
+            continue  # (the store cannot tell now: the run finds out)
         if owner is None:
             continue
         owners[destination.session_id] = owner

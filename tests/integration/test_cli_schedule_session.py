@@ -65,6 +65,25 @@ def test_the_agents_session_is_taken_by_the_start_of_its_id(workspace: Path) -> 
     assert f"session_id: {mine}" in path.read_text()
 
 
+def test_a_schedule_file_naming_no_valid_session_id_is_listed_as_a_problem_not_a_failure(
+    workspace: Path,
+) -> None:
+    # a hand edit; looking the session up to check its agent must not take every schedule down
+    folder = workspace / ".duragent" / "schedules"
+    folder.mkdir(exist_ok=True)
+    (folder / "sch_BADNAME.yaml").write_text(
+        "id: sch_BADNAME\nagent: assistant\ncreated_at: '2026-12-06T06:46:57Z'\nevery: 1h\n"
+        "message: stretch\ndestination:\n  session_id: weekly.review\n"
+    )
+
+    listed = run("schedule", "list")
+
+    assert listed.exit_code == 0, listed.output
+    assert f"warning: {folder / 'sch_BADNAME.yaml'}:7:15: destination.session_id: " in listed.stderr
+    assert "weekly.review" in listed.stderr
+    assert "sch_BADNAME" in listed.stdout
+
+
 def test_a_schedule_file_pointing_at_another_agents_session_is_listed_with_the_fix(workspace: Path) -> None:
     """Refused at run time (the run pauses the schedule): `schedule list` said nothing of it before."""
     theirs = asyncio.run(make_session("other"))
