@@ -117,7 +117,7 @@ def test_a_worker_whose_database_url_has_no_valid_port_names_services_session_ur
 
     assert refused.returncode == 2, refused.stderr
     assert f"{config}:{line_of(config, 'url')}:" in refused.stderr
-    assert "services.session.url: port '99999' of host 'db' is not a port number" in refused.stderr
+    assert "services.session.url: the port of the host is not a number from 1 to 65535" in refused.stderr
     assert "s3cret" not in refused.stderr
     assert "Traceback" not in refused.stderr
 

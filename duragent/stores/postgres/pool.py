@@ -62,7 +62,13 @@ def _check_userinfo(url: str, netloc: str) -> None:
     """ConfigError when a `#`, `/` or `?` in the user name or password ended the host part early:
     what is left of the password would be read (and reported) as a host and port."""
     at, equals = url.find("@"), url.find("=")
-    if "@" not in netloc and at != -1 and (equals == -1 or at < equals):
+    if "@" in netloc or at == -1:
+        return
+    # An "@" after a "=" may be a query's ("?sslrootcert=/a@b"), but a password cut short leaves
+    # its first part where the port goes ("user:Qm9v/Zm=@host": netloc "user:Qm9v").
+    _, colon, port = netloc.rpartition(":")
+    cut_short = bool(colon) and not netloc.endswith("]") and not port.isdigit()
+    if equals == -1 or at < equals or cut_short:
         raise ConfigError(
             "the user name or password holds '#', '/' or '?', which end the host part of a URL:"
             " percent-encode them (%23, %2F, %3F; and '@' as %40)"
@@ -71,13 +77,16 @@ def _check_userinfo(url: str, netloc: str) -> None:
 
 def _check_ports(netloc: str) -> None:
     """ConfigError naming the host whose port is not a number from 1 to 65535."""
-    for address in _hosts(netloc).split(","):
+    addresses = _hosts(netloc).split(",")
+    for number, address in enumerate(addresses, start=1):
         # An IPv6 address is bracketed ("[::1]:5432"): its own colons are not a port's.
         host, colon, port = address.rpartition(":")
         if not colon or not port or ("[" in address and not host.endswith("]")):
             continue
         if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
-            raise ConfigError(f"port {port!r} of host {host!r} is not a port number (1-65535)")
+            # Neither the port nor the host quoted: either may be a password cut short.
+            which = f"host {number} of {len(addresses)}" if len(addresses) > 1 else "the host"
+            raise ConfigError(f"the port of {which} is not a number from 1 to 65535")
 
 
 def check_schema_name(schema: str) -> str:
