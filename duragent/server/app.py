@@ -57,7 +57,13 @@ def create_app(
     shutdown_grace: float = 10.0,
     idle_ttl: timedelta = timedelta(minutes=30),
 ) -> web.Application:
-    """The server for `config` (nothing is opened until the app starts)."""
+    """The server for `config` (nothing is opened until the app starts).
+
+    ConfigError when a gateway setting's `${VAR}` is not set (commands other than a server load
+    the configuration with its text kept): a plugin must never be started with that text as
+    its token.
+    """
+    config.require_gateway_variables()
     from duragent.access_tokens import server_tokens
     from duragent.server.front_door import front_door
     from duragent.server.openai import routes as openai_routes

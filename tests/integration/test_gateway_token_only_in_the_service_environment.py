@@ -89,6 +89,20 @@ def test_send_that_would_start_a_server_without_the_token_names_the_variable(tmp
     assert "environment variable 'TELEGRAM_BOT_TOKEN' is not set" in result.stderr
 
 
+def test_chat_local_without_the_gateway_token_names_the_variable_instead_of_starting_the_plugin(
+    tmp_path: Path,
+) -> None:
+    # `chat --local` runs a server in the terminal's process: with the `${...}` text as the token,
+    # the plugin would be started and refused by Telegram
+    workspace, line = workspace_with(tmp_path, TELEGRAM)
+
+    result = duragent(workspace, "chat", "--local", "--new")
+
+    assert result.returncode != 0
+    assert f"duragent.yaml:{line}:" in result.stderr
+    assert "environment variable 'TELEGRAM_BOT_TOKEN' is not set" in result.stderr
+
+
 def test_doctor_reports_the_missing_gateway_variable_and_runs_every_other_check(tmp_path: Path) -> None:
     workspace, line = workspace_with(tmp_path, TELEGRAM)
 
