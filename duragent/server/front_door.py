@@ -52,6 +52,10 @@ def front_door(policy: HostPolicy, tokens: auth.Tokens) -> Middleware:
                     if dashboard:
                         require_login(request)
                     response = await handler(request)
+            except ConnectionResetError:
+                # The client hung up before its answer began (an event stream's headers, say):
+                # nobody reads it; 499 is how nginx logs a request its client abandoned.
+                return web.Response(status=499, reason="Client Closed Request")
             except Exception as exc:
                 response = error_problem(request, exc)
                 if response is None:

@@ -9,7 +9,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from duragent.server.auth import Tokens
+from duragent.server.front_door import front_door
 from duragent.server.problems import problem_middleware
+from duragent.server.request_guard import HostPolicy
 
 
 async def _client_went_away(request: web.Request) -> web.Response:
@@ -33,4 +36,31 @@ async def test_a_client_closed_request_reply_is_a_499_problem_without_a_logged_e
     assert (status, reason) == (499, "Client Closed Request")
     assert body["status"] == 499
     assert body["title"] == "Client Closed Request"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def _hung_up_before_the_headers(request: web.Request) -> web.StreamResponse:
+    # what `response.prepare` raises when the client closed the connection first
+    raise ConnectionResetError("Cannot write to closing transport")
+
+
+async def test_a_client_gone_before_its_stream_began_is_a_499_without_a_logged_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # `duragent chat --local` leaving at once closed its /events request as the server opened it:
+    # the server logged "Error handling request" with a traceback
+    app = web.Application(middlewares=[front_door(HostPolicy("127.0.0.1"), Tokens(api=None, admin=None))])
+    app.router.add_get("/api/v1/sessions/s_1/events", _hung_up_before_the_headers)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        with caplog.at_level(logging.ERROR):
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(server.make_url("/api/v1/sessions/s_1/events")) as response,
+            ):
+                status = response.status
+    finally:
+        await server.close()
+    assert status == 499
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
