@@ -10,14 +10,22 @@ others wait on the lock and then find nothing left to do.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from duragent.errors import DuragentError
-from duragent.stores.postgres.pool import PostgresTarget, check_schema_name, create_pool, parse_postgres_url
+from duragent.stores.postgres.pool import (
+    QUERY_TIMEOUT,
+    PostgresTarget,
+    check_schema_name,
+    create_pool,
+    parse_postgres_url,
+)
 
 if TYPE_CHECKING:
     import asyncpg
@@ -29,6 +37,8 @@ _LOCK_CLASS = 0x4452474D
 #: Seconds a migration (or the wait for another worker's) may take: far beyond a store's query
 #: timeout, since a migration may rewrite or index every event.
 MIGRATION_TIMEOUT = 24 * 3600.0
+#: Seconds between tries for the migration lock while another process migrates.
+_LOCK_RETRY_DELAY = 0.2
 _FILE_NAME = re.compile(r"(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql")
 
 
@@ -141,9 +151,7 @@ async def ensure_schema(pool: asyncpg.Pool, schema: str) -> list[int]:
     migrations = available_migrations()
     applied_now: list[int] = []
     async with pool.acquire() as connection, connection.transaction():
-        await connection.execute(
-            "SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS, schema, timeout=MIGRATION_TIMEOUT
-        )
+        await _lock_schema(connection, schema)
         await _prepare_schema(connection, schema)
         applied = await applied_versions(connection, schema)
         _refuse_unknown_versions(applied, migrations, schema)
@@ -153,6 +161,19 @@ async def ensure_schema(pool: asyncpg.Pool, schema: str) -> list[int]:
             await _apply(connection, migration)
             applied_now.append(migration.version)
     return applied_now
+
+
+async def _lock_schema(connection: Any, schema: str) -> None:
+    """Take the schema's migration lock for this transaction, waiting while another process holds
+    it (its migrations may take long), one bounded try at a time: a database gone silent fails
+    within QUERY_TIMEOUT rather than holding the start for a day."""
+    deadline = time.monotonic() + MIGRATION_TIMEOUT
+    while not await connection.fetchval(
+        "SELECT pg_try_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS, schema, timeout=QUERY_TIMEOUT
+    ):
+        if time.monotonic() >= deadline:
+            raise MigrationError(f"schema {schema}: another process has been migrating it for a day")
+        await asyncio.sleep(_LOCK_RETRY_DELAY)
 
 
 async def _prepare_schema(connection: Any, schema: str) -> None:
