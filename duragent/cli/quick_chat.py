@@ -123,7 +123,9 @@ def parse_terminal_options(command: str, args: list[str]) -> TerminalOptions | N
             positional.append(arg)
     if (command == "chat" and positional) or len(positional) > 1:
         return None
-    session = values.get("session") or (positional[0] if positional else None)
+    session = values["session"] if "session" in values else (positional[0] if positional else None)
+    if session is not None and not session.strip():
+        return None  # (an empty name, `--session "$UNSET"`: the full command says which argument)
     if (session is not None and flags) or len(flags) > 1:
         return None  # (options that contradict each other: the full command says which)
     return TerminalOptions(

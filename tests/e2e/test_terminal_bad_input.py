@@ -128,6 +128,7 @@ def test_options_that_contradict_each_other_are_refused_naming_both(
     [
         (["attach", ""], "the SESSION argument is empty"),
         (["send", "--session", " ", "hi"], "--session is empty"),
+        (["chat", "--session", ""], "--session is empty"),
     ],
 )
 def test_an_empty_session_is_refused_naming_the_argument_even_with_one_session(
