@@ -784,18 +784,25 @@ class GitRepo:
             *(_file_stamp(path) for path in (self.git_dir / "config", self.git_dir / "config.worktree")),
             _file_stamp(Path(os.environ.get("GIT_CONFIG_SYSTEM") or "/etc/gitconfig")),
         )
-        known = _person_config_read.get(where)
-        if known is not None:
-            return known
-        listed = _read_person_config(["-z", "--includes", "--get-regexp", r"^user\.(name|email)$"], self.root)
+        cached = _person_config_read.get(where)
+        if cached is not None and all(_file_stamp(path) == stamp for path, stamp in cached[1]):
+            return cached[0]
+        # Every entry with the file it came from: an included file (`[include]`, `[includeIf]`)
+        # is then one of the files whose stamps keep the answer current.
+        listed = _read_person_config(["-z", "--includes", "--show-origin", "--list"], self.root)
+        fields = listed.split("\0")
         found: dict[str, str] = {}
-        for entry in listed.split("\0"):
+        origins: set[Path] = set()
+        for origin, entry in zip(fields[::2], fields[1::2], strict=False):
+            if origin.startswith("file:"):
+                origins.add(self.root / origin.removeprefix("file:"))
             key, _, value = entry.partition("\n")
-            found[key.lower()] = value.strip()  # (listed in precedence order: the last one wins)
+            if key.lower() in ("user.name", "user.email"):
+                found[key.lower()] = value.strip()  # (listed in precedence order: the last one wins)
         known = found.get("user.name", ""), found.get("user.email", "")
         if len(_person_config_read) >= 64:  # (a long-running server whose files keep changing)
             _person_config_read.clear()
-        _person_config_read[where] = known
+        _person_config_read[where] = (known, tuple((path, _file_stamp(path)) for path in sorted(origins)))
         return known
 
     def _git(
@@ -1252,7 +1259,9 @@ _CONFIG_LOCATION_ENV = (
 )
 _person_settings_read: dict[tuple[object, ...], tuple[tuple[str, str], ...]] = {}
 #: `GitRepo.person_config` by repository and version of the configuration files it reads.
-_person_config_read: dict[tuple[object, ...], tuple[str, str]] = {}
+_person_config_read: dict[
+    tuple[object, ...], tuple[tuple[str, str], tuple[tuple[Path, tuple[int, int, int]], ...]]
+] = {}
 
 
 def _global_config_stamps(env: Mapping[str, str]) -> tuple[int, ...]:

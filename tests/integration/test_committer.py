@@ -576,6 +576,28 @@ def test_a_person_setting_their_git_identity_while_the_server_runs_commits_the_n
     ]
 
 
+def test_an_identity_changed_in_an_included_git_config_file_is_used_by_the_next_commit(
+    root: Path, repo: GitRepo, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    home = tmp_path / "person"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    identity = home / "identity.inc"
+    identity.write_text("[user]\n\tname = Ada Lovelace\n\temail = ada@example.test\n")
+    (home / ".gitconfig").write_text(f"[include]\n\tpath = {identity}\n")
+    committer = Committer(repo, author="Assistant Bot <bot@example.test>")
+    committer.notify(session_change(append_event(root, "s1", "{}"), "s1"))
+    committer.flush()
+    identity.write_text("[user]\n\tname = Ada King\n\temail = ada.king@example.test\n")
+    committer.notify(session_change(append_event(root, "s1", "{}"), "s1"))
+    committer.flush()
+
+    assert git(root, "log", "--format=%cn <%ce>", "-2").splitlines() == [
+        "Ada King <ada.king@example.test>",
+        "Ada Lovelace <ada@example.test>",
+    ]
+
+
 def test_paths_outside_the_repository_are_skipped_with_a_warning(
     root: Path, repo: GitRepo, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
