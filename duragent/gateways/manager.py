@@ -235,7 +235,8 @@ class PluginSupervisor:
         self._handlers: set[asyncio.Task[None]] = set()
         #: Why the current run is failing, when we know better than its exit code.
         self._run_error: str | None = None
-        #: The last run ended on a fatal `not_connected`: the platform was out of reach.
+        #: The last run ended on a fatal `not_connected` or no `ready` in time: the platform was
+        #: out of reach.
         self._unreachable = False
         #: Where the plugin saves the files users send; kept across its restarts and removed by
         #: `stop` only after the events naming them were handled (the plugin may exit first).
@@ -441,6 +442,9 @@ class PluginSupervisor:
         try:
             await asyncio.wait_for(self._ready.wait(), self.timing.ready_timeout)
         except TimeoutError:
+            # Still connecting: most likely a platform that silently drops packets or never
+            # answers, which passes like one out of reach (a broken start says so and exits).
+            self._unreachable = True
             self._fail(proc, f"no ready within {self.timing.ready_timeout:g}s")
             return
         while proc.returncode is None:

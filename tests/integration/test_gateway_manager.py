@@ -116,6 +116,28 @@ async def test_a_plugin_not_ready_in_time_is_killed_and_reported(tmp_path: Path)
         await manager.stop()
 
 
+async def test_a_plugin_never_ready_is_started_again_not_given_up_as_a_crash_loop(tmp_path: Path) -> None:
+    # A platform that silently drops packets (or never sends its READY) keeps a plugin starting:
+    # after a power cut that is waited out like a platform out of reach, not a crash loop.
+    control = EchoGatewayControl(tmp_path)
+    recorder = Recorder()
+    timing = GatewayTiming(
+        ready_timeout=0.3, backoff_initial=0.05, backoff_max=0.1, crash_loop_failures=2, stop_grace=1.0
+    )
+    manager = manager_for(echo_spec(control, restart="always", ready_delay=30), recorder, timing)
+    manager.start()
+    plugin = manager.plugin("echo")
+    try:
+        await wait_until(
+            lambda: plugin.status.restarts >= 3 or plugin.status.state == "crash_loop", within=20
+        )
+        assert plugin.status.state != "crash_loop"
+        assert plugin.status.last_error == "no ready within 0.3s"
+        assert manager.healthy
+    finally:
+        await manager.stop()
+
+
 @pytest.mark.slow
 async def test_a_crashing_plugin_is_restarted_then_reported_as_a_crash_loop(tmp_path: Path) -> None:
     control = EchoGatewayControl(tmp_path)

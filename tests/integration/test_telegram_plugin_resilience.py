@@ -139,6 +139,24 @@ async def test_a_token_telegram_refuses_fails_startup_naming_the_key_to_fix(
     assert "Unclosed client session" not in process.stderr_path.read_text()
 
 
+@pytest.mark.slow
+async def test_telegram_out_of_reach_at_startup_is_reported_as_not_connected_to_be_waited_out(
+    fake_telegram: FakeTelegramBotAPI, tmp_path: Path
+) -> None:
+    # The server booted before the network was up: nothing listens where the Bot API should be.
+    config = {"bot_token": fake_telegram.token, "api_base": f"http://127.0.0.1:{free_port()}"}
+    process = await start_plugin_process("duragent.plugins.telegram", config, tmp_path, drop_env=(TOKEN_ENV,))
+
+    fatal = await process.event("error", within=READY_WITHIN)
+    code = await process.stop()
+
+    assert fatal["fatal"] is True
+    assert fatal["code"] == "not_connected"  # what Duragent retries for as long as it takes
+    assert "cannot reach Telegram" in fatal["message"]
+    assert fake_telegram.token not in fatal["message"]
+    assert code == 1
+
+
 async def test_a_video_note_is_downloaded_like_any_video(
     fake_telegram: FakeTelegramBotAPI, plugin: PluginProcess, chat: int
 ) -> None:

@@ -61,8 +61,9 @@ API_BASE_ENV = "DISCORD_API_BASE"
 GATEWAY_URL_ENV = "DISCORD_GATEWAY_URL"
 #: Discord's limit on one message's content.
 DISCORD_TEXT_LIMIT = 2000
-#: How long start-up waits for the Gateway's READY before giving up (the manager restarts us).
-READY_WITHIN_SECONDS = 60.0
+#: How long start-up (logging in, then the Gateway's READY) may take before it reports Discord
+#: out of reach: well within the 30 s Duragent gives a plugin to be ready, so the cause is said.
+READY_WITHIN_SECONDS = 20.0
 #: How long a stop waits for messages still being passed on (a file downloading): Duragent
 #: kills a plugin 5 s after `shutdown`, in-flight commands may take 3 of them.
 IN_FLIGHT_GRACE_SECONDS = 1.5
@@ -175,8 +176,15 @@ class DiscordPlugin(GatewayPlugin):
 
     async def _connect(self, client: discord.Client, settings: DiscordSettings) -> None:
         """Log in (checks the token), open the Gateway and wait for READY."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READY_WITHIN_SECONDS
         try:
-            await client.login(settings.bot_token)
+            async with asyncio.timeout_at(deadline):  # a network that silently drops packets
+                await client.login(settings.bot_token)
+        except TimeoutError:
+            raise PlatformUnreachable(
+                f"cannot reach Discord: no answer to logging in within {READY_WITHIN_SECONDS:.0f} s"
+            ) from None
         except discord.LoginFailure:
             raise ConfigError(
                 f"Discord refused the bot token in {_token_source(self.config)} (401 Unauthorized):"
@@ -197,7 +205,7 @@ class DiscordPlugin(GatewayPlugin):
         self._connection.add_done_callback(self._connection_ended)
         ready = asyncio.create_task(self._ready.wait())
         await asyncio.wait(
-            {ready, self._connection}, timeout=READY_WITHIN_SECONDS, return_when="FIRST_COMPLETED"
+            {ready, self._connection}, timeout=max(0.0, deadline - loop.time()), return_when="FIRST_COMPLETED"
         )
         if not self._ready.is_set():
             ready.cancel()

@@ -76,6 +76,9 @@ RATE_LIMIT_RETRIES = 5
 #: Retries of a call that fails on the way (Slack unreachable, a 5xx), after about 1, 2 and 4 s:
 #: an agent's reply is sent once, and would otherwise be lost to a blip.
 TRANSIENT_RETRIES = 3
+#: How long start-up waits for auth.test (retries included) before it reports Slack out of reach:
+#: well within the 30 s Duragent gives a plugin to be ready, so the cause is said.
+AUTH_TEST_WITHIN_SECONDS = 20.0
 #: Where Slack serves files shared in conversations (the bot token is sent nowhere else).
 SLACK_FILE_HOST = "files.slack.com"
 _WANTED_SUBTYPES = (None, "file_share", "thread_broadcast")
@@ -242,7 +245,12 @@ class SlackPlugin(GatewayPlugin):
         """auth.test; the client retries a failure on the way (about 1, 2, 4 s): a flaky network
         at boot should not cost a restart cycle."""
         try:
-            response = await self.client.auth_test()
+            async with asyncio.timeout(AUTH_TEST_WITHIN_SECONDS):  # a network that silently drops packets
+                response = await self.client.auth_test()
+        except TimeoutError:
+            raise PlatformUnreachable(
+                f"cannot reach Slack: no answer to auth.test within {AUTH_TEST_WITHIN_SECONDS:.0f} s"
+            ) from None
         except SlackApiError as error:
             code = str(error.response.get("error", ""))
             if code in _REFUSED_TOKEN:

@@ -72,6 +72,7 @@ from duragent.gateways.protocol import (
 from duragent.gateways.sdk import (
     GatewayPlugin,
     PlatformError,
+    PlatformUnreachable,
     SecretRedactor,
     int_setting,
     refuse_unknown_keys,
@@ -223,7 +224,10 @@ class TelegramPlugin(GatewayPlugin):
                 " copy it again from @BotFather (/token); revoking it there makes the old one invalid"
             ) from None
         except PlatformError as error:
-            raise ConnectionError(self._redact(f"cannot reach Telegram: {error.message}")) from None
+            text = self._redact(f"cannot reach Telegram: {error.message}")
+            if error.code == "not_connected":  # no network yet (after a power cut): waited out
+                raise PlatformUnreachable(text) from None
+            raise ConnectionError(text) from None
 
     async def on_shutdown(self) -> None:
         """Stop receiving, let in-flight updates finish briefly, close the HTTP session."""
