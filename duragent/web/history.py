@@ -100,7 +100,9 @@ async def revert(request: web.Request, form: dict[str, str]) -> web.StreamRespon
 
     state = request.app[STATE]
     repo = _repo(state.workspace)
-    sha = request.match_info["sha"]
+    # Once: `HEAD` (any name) checked and reverted apart could be two commits, the one a login
+    # without the admin token may revert and an agent's definition committed in between.
+    sha = await asyncio.to_thread(repo.resolve, request.match_info["sha"])
     if form.get("confirm") != "yes":
         raise see_other(f"{UI_PREFIX}/history/{sha}")
     revertible, append_only = state.workspace.revert_scope()

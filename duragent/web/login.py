@@ -35,6 +35,8 @@ LOGIN_COOKIE = "duragent_ui_login"
 FORM_ENDPOINT_ATTRIBUTE = "duragent_form_endpoint"
 #: How long a login lasts without use.
 IDLE_LIMIT = 12 * 3600.0
+#: Sent by a page refreshing its lists by itself: an open tab is not someone using the login.
+REFRESH_HEADER = "X-Duragent-Refresh"
 #: How long a one-time login ticket (`duragent ui`) may wait to be used.
 TICKET_LIFETIME = 120.0
 #: Largest form body read (memory files are the largest thing posted).
@@ -98,8 +100,8 @@ class Logins:
         self._logins[login_id] = login
         return login_id, login
 
-    def find(self, login_id: str | None) -> Login | None:
-        """The login of a cookie value, if it is current."""
+    def find(self, login_id: str | None, *, used: bool = True) -> Login | None:
+        """The login of a cookie value, if it is current; `used`: this request keeps it alive."""
         if not login_id:
             return None
         login = self._logins.get(login_id)
@@ -107,7 +109,8 @@ class Logins:
         if login is None or now - login.last_used > IDLE_LIMIT:
             self.end(login_id)
             return None
-        login.last_used = now
+        if used:
+            login.last_used = now
         return login
 
     def end(self, login_id: str | None) -> None:
@@ -159,10 +162,16 @@ def set_login_cookie(request: web.Request, response: web.StreamResponse, login_i
 
 def current_login(request: web.Request) -> Login:
     """The login of a request the middleware let through."""
-    login = request.app[LOGINS].find(request.cookies.get(cookie_name(request)))
+    login = _login_of(request)
     if login is None:
         raise web.HTTPFound(f"{UI_PREFIX}/login")
     return login
+
+
+def _login_of(request: web.Request) -> Login | None:
+    """The request's current login; a page refreshing by itself does not count as using it."""
+    used = REFRESH_HEADER not in request.headers
+    return request.app[LOGINS].find(request.cookies.get(cookie_name(request)), used=used)
 
 
 def require_admin(request: web.Request, action: str) -> None:
@@ -183,10 +192,7 @@ def require_login(request: web.Request) -> None:
 
     Asked of every request under /ui; the login page and static files need no login.
     """
-    if (
-        _public(request.path)
-        or request.app[LOGINS].find(request.cookies.get(cookie_name(request))) is not None
-    ):
+    if _public(request.path) or _login_of(request) is not None:
         return
     if request.method == "GET" and "text/event-stream" not in request.headers.get("Accept", ""):
         raise web.HTTPFound(f"{UI_PREFIX}/login?next={_next(request)}")

@@ -4,6 +4,7 @@ memory change."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from tests.e2e.server_harness import Api, ApiFactory
 from tests.e2e.test_dashboard import browser, csrf_of, log_in
-from tests.waiting import until
+from tests.waiting import Held, until
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
@@ -65,3 +66,36 @@ async def test_only_a_login_made_with_the_admin_token_reverts_an_agent_definitio
             assert r.status == 200
             assert "Reverted" in await r.text()
         assert "A test agent" in definition.read_text()
+
+
+async def test_a_revert_of_head_reverts_the_change_checked_not_one_committed_meanwhile(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `HEAD` names one commit when the login's right to revert it is checked and another once an
+    # agent's definition is committed in between: a login without the admin token must not
+    # revert that one.
+    from duragent.vcs import revisions
+
+    data = tmp_path / "ws0" / "data"
+    memory = data / "memory" / "helper" / "MEMORY.md"
+    memory.parent.mkdir(parents=True, exist_ok=True)
+    for count, text in enumerate(["- likes tea\n", "- likes tea\n- likes coffee\n"], start=1):
+        memory.write_text(text)
+        await until(lambda: len(commits_of(data, "memory/helper/MEMORY.md")) == count)  # noqa: B023
+    reverting = Held(revisions.revert_revision)
+    monkeypatch.setattr(revisions, "revert_revision", reverting)
+    async with browser() as http:
+        await log_in(api, http, TOKEN)
+        csrf = await csrf_of(http, api.url("/ui/sessions"))
+        post = asyncio.create_task(
+            http.post(api.url("/ui/history/HEAD/revert"), data={"csrf": csrf, "confirm": "yes"})
+        )
+        try:
+            await until(reverting.entered.is_set)  # checked: a memory change, any login may revert it
+            definition, _ = await committed_agent_edit(data)
+        finally:
+            reverting.release.set()
+        async with await post as response:
+            assert response.status == 200, await response.text()
+    assert "An edited agent" in definition.read_text()  # (was: reverted by a login without the admin token)
+    assert memory.read_text() == "- likes tea\n"

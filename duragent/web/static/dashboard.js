@@ -358,7 +358,13 @@
       if (document.hidden) { waiting = true; return; }
       let answer;
       try {
-        answer = await fetch(location.href, { redirect: "manual", credentials: "same-origin" });
+        // The header: a tab refreshing by itself is not someone using the login (it still ends
+        // after 12 hours without use).
+        answer = await fetch(location.href, {
+          redirect: "manual",
+          credentials: "same-origin",
+          headers: { "X-Duragent-Refresh": "1" },
+        });
       } catch {
         live.hidden = false;
         live.textContent = "Connection to the server lost: trying again…";
