@@ -40,7 +40,21 @@ def workspace(tmp_path: Path, fake_model: ThreadedFakeLLM) -> Iterator[Path]:
     yaml = clients.AGENT_YAML.format(base_url=fake_model.url)
     (agent / "agent.yaml").write_text(yaml.replace("on_disconnect: continue", "on_disconnect: pause"))
     yield root
-    stop_server(root)
+    # Stopped and reaped here: a server this test started is its child, a zombie once it exits,
+    # and a zombie's pid still answers the signal `stop_server` polls with (a minute per test).
+    for process in _STARTED.pop(root, []):
+        if process.poll() is None:
+            process.terminate()
+        try:
+            process.wait(timeout=PATIENCE)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    stop_server(root)  # (one a `send` started, if any)
+
+
+#: The servers each workspace's test started, to reap when it ends.
+_STARTED: dict[Path, list[subprocess.Popen[bytes]]] = {}
 
 
 def start_server(root: Path) -> dict[str, Any]:
@@ -49,6 +63,7 @@ def start_server(root: Path) -> dict[str, Any]:
     process = subprocess.Popen(
         [*DURAGENT, "serve", "--grace", "1"], cwd=root, env=client_env(), stdout=log, stderr=subprocess.STDOUT
     )
+    _STARTED.setdefault(root, []).append(process)
     log.close()
     deadline = time.monotonic() + PATIENCE
     while (info := run_info(root)) is None or info.get("pid") != process.pid:
