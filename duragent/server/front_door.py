@@ -35,6 +35,11 @@ def is_dashboard_path(path: str) -> bool:
     return path == UI_PREFIX or path.startswith(UI_PREFIX + "/")
 
 
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 def front_door(policy: HostPolicy, tokens: auth.Tokens) -> Middleware:
     """The middleware applying `policy` and `tokens`, and answering every error as a problem."""
 
@@ -52,11 +57,12 @@ def front_door(policy: HostPolicy, tokens: auth.Tokens) -> Middleware:
                     if dashboard:
                         require_login(request)
                     response = await handler(request)
-            except ConnectionResetError:
-                # The client hung up before its answer began (an event stream's headers, say):
-                # nobody reads it; 499 is how nginx logs a request its client abandoned.
-                return web.Response(status=499, reason="Client Closed Request")
             except Exception as exc:
+                if isinstance(exc, ConnectionResetError) and _client_gone(request):
+                    # The client hung up before its answer began (an event stream's headers, say):
+                    # nobody reads it; 499 is how nginx logs a request its client abandoned. (A
+                    # reset of another connection, to a peer worker, stays an error.)
+                    return web.Response(status=499, reason="Client Closed Request")
                 response = error_problem(request, exc)
                 if response is None:
                     raise
