@@ -36,14 +36,14 @@ def kill_when_asked(fake_model: ThreadedFakeLLM, server: dict[str, Any]) -> None
     os.kill(int(server["pid"]), signal.SIGKILL)
 
 
-@pytest.mark.parametrize("transport", ["warm", "--server"])
-def test_send_says_where_the_turn_is_when_the_server_dies_mid_reply(
-    workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM, transport: str
-) -> None:
+def send_cut_off(
+    workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM, *options: str
+) -> tuple[int, str, str]:
+    """`duragent send *options` of a long story, its server killed once the model streams the
+    reply: the exit status, stdout and stderr."""
     fake_model.enqueue(SLOW_REPLY)
-    chosen = ["--server", str(server["url"])] if transport == "--server" else []
     sending = subprocess.Popen(
-        [*DURAGENT, "send", *chosen, "tell me a long story"],
+        [*DURAGENT, "send", *options, "tell me a long story"],
         cwd=workspace,
         env=client_env(),
         stdout=subprocess.PIPE,
@@ -51,8 +51,17 @@ def test_send_says_where_the_turn_is_when_the_server_dies_mid_reply(
         text=True,
     )
     kill_when_asked(fake_model, server)
-    _out, err = sending.communicate(timeout=60)
-    assert sending.returncode == 1, err
+    out, err = sending.communicate(timeout=60)
+    return sending.returncode, out, err
+
+
+@pytest.mark.parametrize("transport", ["warm", "--server"])
+def test_send_says_where_the_turn_is_when_the_server_dies_mid_reply(
+    workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM, transport: str
+) -> None:
+    chosen = ["--server", str(server["url"])] if transport == "--server" else []
+    status, _out, err = send_cut_off(workspace, server, fake_model, *chosen)
+    assert status == 1, err
     assert "Traceback" not in err
     assert "invalid literal" not in err
     assert "stopped answering in the middle of the turn" in err
@@ -64,18 +73,8 @@ def test_send_says_where_the_turn_is_when_the_server_dies_mid_reply(
 def test_send_json_names_the_session_of_a_turn_the_server_dying_cut_off(
     workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
 ) -> None:
-    fake_model.enqueue(SLOW_REPLY)
-    sending = subprocess.Popen(
-        [*DURAGENT, "send", "--json", "tell me a long story"],
-        cwd=workspace,
-        env=client_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    kill_when_asked(fake_model, server)
-    out, err = sending.communicate(timeout=60)
-    assert sending.returncode == 1, err
+    status, out, err = send_cut_off(workspace, server, fake_model, "--json")
+    assert status == 1, err
     answer = json.loads(out)
     assert answer["status"] == "failed"
     assert answer["error"]["code"] == "unreachable"

@@ -21,7 +21,7 @@ import pytest
 from duragent.testing.fake_llm import text
 from tests.e2e import test_terminal_clients as clients
 from tests.e2e.terminal import DURAGENT, PATIENCE, client_env
-from tests.e2e.test_a_server_killed_mid_turn import SLOW_REPLY, kill_when_asked
+from tests.e2e.test_a_server_killed_mid_turn import send_cut_off
 from tests.e2e.test_terminal_clients import ThreadedFakeLLM, fake_model, run_info, stop_server
 from tests.waiting import until
 
@@ -75,18 +75,7 @@ def start_server(root: Path) -> dict[str, Any]:
 
 def cut_off_turn(root: Path, fake_model: ThreadedFakeLLM) -> str:
     """A session whose turn the server's death stopped midway; the server runs again."""
-    server = start_server(root)
-    fake_model.enqueue(SLOW_REPLY)
-    sending = subprocess.Popen(
-        [*DURAGENT, "send", "tell me a long story"],
-        cwd=root,
-        env=client_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    kill_when_asked(fake_model, server)
-    _out, err = sending.communicate(timeout=60)
+    _status, _out, err = send_cut_off(root, start_server(root), fake_model)
     found = re.search(r"duragent attach (s_\w+)", err)
     assert found, err
     start_server(root)
