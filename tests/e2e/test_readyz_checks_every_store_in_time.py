@@ -6,33 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
-import pytest
 
 from duragent.testing.fake_llm import FakeLLMServer
-from duragent.testing.postgres import temporary_schema
 from duragent.testing.s3 import MotoS3Server
 from tests.e2e.server_harness import start_serve, write_workspace
 from tests.e2e.test_worker_start_errors_name_their_key import S3_ENV, with_artifacts_in
-from tests.integration.test_a_silent_database_never_holds_a_query import SilentRelay
+from tests.integration.test_a_silent_database_never_holds_a_query import SilentRelay, pg_url, relay
 
-
-@pytest.fixture
-async def silent_url() -> AsyncIterator[tuple[SilentRelay, str]]:
-    """A relay to a fresh schema on the test server that can go silent, and the URL through it."""
-    async with temporary_schema() as url:
-        parts = urlsplit(url)
-        relay = SilentRelay((parts.hostname or "127.0.0.1", parts.port or 5432))
-        port = await relay.start()
-        user = f"{parts.username}@" if parts.username else ""
-        try:
-            yield relay, urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{port}"))
-        finally:
-            await relay.close()
+__all__ = ["pg_url", "relay"]  # the fixtures these tests use
 
 
 async def readiness(url: str) -> tuple[int, dict[str, object], float]:
@@ -69,9 +53,9 @@ async def test_readyz_is_unavailable_while_the_s3_artifact_store_is_away(
 
 
 async def test_readyz_answers_within_seconds_while_the_session_and_memory_databases_are_silent(
-    tmp_path: Path, fake_llm: FakeLLMServer, silent_url: tuple[SilentRelay, str]
+    tmp_path: Path, fake_llm: FakeLLMServer, relay: tuple[SilentRelay, str]
 ) -> None:
-    silent, url = silent_url
+    silent, url = relay
     config = write_workspace(tmp_path, fake_llm.url, git=False)
     with config.open("a") as file:
         file.write(

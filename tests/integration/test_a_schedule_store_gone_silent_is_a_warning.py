@@ -5,31 +5,17 @@ every poll that reads as a bug; once the database answers again the scheduler sa
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from duragent.scheduling.postgres import PostgresScheduleStore
 from duragent.scheduling.service import Scheduler, SchedulerSettings
 from duragent.stores.postgres.pool import create_pool, parse_postgres_url
-from duragent.testing.postgres import temporary_schema
-from tests.integration.test_a_silent_database_never_holds_a_query import SilentRelay
+from tests.integration.test_a_silent_database_never_holds_a_query import SilentRelay, pg_url, relay
 from tests.integration.test_scheduler import T0, Clock, Recorder
 from tests.waiting import until
 
-
-@pytest.fixture
-async def silent_url() -> AsyncIterator[tuple[SilentRelay, str]]:
-    async with temporary_schema() as url:
-        parts = urlsplit(url)
-        relay = SilentRelay((parts.hostname or "127.0.0.1", parts.port or 5432))
-        port = await relay.start()
-        user = f"{parts.username}@" if parts.username else ""
-        try:
-            yield relay, urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{port}"))
-        finally:
-            await relay.close()
+__all__ = ["pg_url", "relay"]  # the fixtures these tests use
 
 
 def reading_failed(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -37,9 +23,9 @@ def reading_failed(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 
 async def test_schedules_on_a_silent_database_are_a_warning_once_without_a_traceback(
-    silent_url: tuple[SilentRelay, str], caplog: pytest.LogCaptureFixture
+    relay: tuple[SilentRelay, str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    silent, url = silent_url
+    silent, url = relay
     target = parse_postgres_url(url)
     pool = await create_pool(target, query_timeout=0.5)
     store = PostgresScheduleStore(pool=pool, schema=target.schema)
