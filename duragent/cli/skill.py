@@ -125,17 +125,19 @@ def add(
     ] = None,
 ) -> None:
     """Copy a skill folder (or clone a repository's) into the workspace, validate it, commit it."""
-    from duragent.skills.install import add_skill
+    from duragent.skills.install import staged_skill
 
     with _workspace(ctx) as workspace:
         target = _skills_dir(workspace, agent)
-        installed = add_skill(source, target, subpath=path, ref=ref, guard=workspace.guard)
-        where = f"agent {agent}" if agent else "the workspace"
-        print(f"added skill {installed.skill.name!r} to {where}: {_shown(installed.skill.directory)}")
-        origin = installed.origin(source, ref)
-        if installed.commit:
-            print(f"  from {origin}")
-        _commit(workspace, list(installed.files), f"skill {installed.skill.name} added from {origin}")
+        staging = staged_skill(source, target, subpath=path, ref=ref, guard=workspace.guard)
+        with staging as staged, _commits_held(workspace):
+            installed = staged.place()
+            where = f"agent {agent}" if agent else "the workspace"
+            print(f"added skill {installed.skill.name!r} to {where}: {_shown(installed.skill.directory)}")
+            origin = installed.origin(source, ref)
+            if installed.commit:
+                print(f"  from {origin}")
+            _commit(workspace, list(installed.files), f"skill {installed.skill.name} added from {origin}")
 
 
 @skill_app.command("remove")
@@ -149,12 +151,13 @@ def remove(
 
     with _workspace(ctx) as workspace:
         target = _skills_dir(workspace, agent)
-        try:
-            files = remove_skill(name, target)
-        except SkillNotFound as exc:
-            raise SkillNotFound(f"{exc}{_found_elsewhere(ctx, name, agent)}") from None
-        print(f"removed skill {name!r} ({len(files)} file{'s' if len(files) != 1 else ''})")
-        _commit(workspace, list(files), f"skill {name} removed")
+        with _commits_held(workspace):
+            try:
+                files = remove_skill(name, target)
+            except SkillNotFound as exc:
+                raise SkillNotFound(f"{exc}{_found_elsewhere(ctx, name, agent)}") from None
+            print(f"removed skill {name!r} ({len(files)} file{'s' if len(files) != 1 else ''})")
+            _commit(workspace, list(files), f"skill {name} removed")
 
 
 def _of_folder(problem: Problem, name: str) -> bool:
@@ -218,6 +221,13 @@ def _skills_dir(workspace: Workspace, agent: str | None) -> Path:
         return shared_skills_dir(workspace.config.data_path)
     loaded = workspace.agents.get(agent)
     return agent_skills_dir(loaded.directory, loaded.spec.skills_dir)
+
+
+def _commits_held(workspace: Workspace) -> contextlib.AbstractContextManager[object]:
+    """Other commits wait from the change until its commit: a running server's edit watcher
+    would otherwise commit a change it saw first as a bare edit, without the command's message."""
+    edits = workspace.human_edits
+    return edits.repo.holding_commits() if edits is not None else contextlib.nullcontext()
 
 
 def _commit(workspace: Workspace, files: list[Path], summary: str) -> None:

@@ -116,6 +116,43 @@ def add_skill(
     UsageError for a file holding a secret (`guard`) or a link leading out of the skill: nothing
     is copied then.
     """
+    with staged_skill(source, skills_dir, subpath=subpath, ref=ref, guard=guard) as staged:
+        return staged.place()
+
+
+@dataclass(frozen=True)
+class StagedSkill:
+    """A checked skill copied into a hidden folder beside its place, not yet in it."""
+
+    target: Path
+    copy: Path
+    #: The commit a skill from a git repository is installed from (None for a folder).
+    commit: str | None
+
+    def place(self) -> Installed:
+        """Move the copy to its place in one rename: a turn never sees half a skill."""
+        if self.target.exists() or self.target.is_symlink():
+            raise SkillExists(_taken(self.target, self.target.name))  # (added meanwhile)
+        try:
+            os.rename(self.copy, self.target)
+        except OSError as exc:
+            raise UsageError(f"could not copy the skill into {self.target.parent}: {exc}") from None
+        files = tuple(sorted(p for p in self.target.rglob("*") if p.is_file() or p.is_symlink()))
+        return Installed(load_skill(self.target), files, self.commit)
+
+
+@contextmanager
+def staged_skill(
+    source: str,
+    skills_dir: Path,
+    *,
+    subpath: str | None = None,
+    ref: str | None = None,
+    guard: SecretGuard | None = None,
+) -> Iterator[StagedSkill]:
+    """`add_skill` in two steps: the skill checked and copied beside its place, for the caller
+    to `place()` when it is ready to commit it (the slow part, a clone, is done by then). A copy
+    not placed is removed on exit. Raises as `add_skill` does."""
     with _materialised(source, ref) as (root, commit):
         folder = _skill_folder(root, subpath, source)
         skill = load_skill(folder, shown=_shown_skill_file(source, folder, root))
@@ -123,9 +160,8 @@ def add_skill(
         if target.exists() or target.is_symlink():
             raise SkillExists(_taken(target, skill.name))
         _check_files(folder, guard)
-        _copy_whole(folder, target)
-    files = tuple(sorted(path for path in target.rglob("*") if path.is_file() or path.is_symlink()))
-    return Installed(load_skill(target), files, commit)
+        with _copied_beside(folder, target) as copy:
+            yield StagedSkill(target, copy, commit)
 
 
 def _taken(target: Path, name: str) -> str:
@@ -144,26 +180,25 @@ def _taken(target: Path, name: str) -> str:
     return f"{target} is in the way: {what}; move it elsewhere (or delete it) and add the skill again"
 
 
-def _copy_whole(folder: Path, target: Path) -> None:
-    """Copy `folder` to `target`, which appears whole or not at all.
-
-    The copy is made in a hidden folder beside it (skipped by the skill scan and the edit
-    watcher) and renamed into place: a turn never sees half a skill, and a copy that fails
-    midway leaves nothing that would block the next `add`.
-    """
+@contextmanager
+def _copied_beside(folder: Path, target: Path) -> Iterator[Path]:
+    """A copy of `folder` named as `target`, in a hidden folder beside it (skipped by the skill
+    scan and the edit watcher), removed on exit unless it was renamed into place. A copy that
+    fails midway leaves nothing that would block the next `add`."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.adding-", dir=target.parent))
     try:
         copy = staging / target.name
-        shutil.copytree(folder, copy, ignore=shutil.ignore_patterns(".git"), symlinks=True)
-        os.rename(copy, target)
-    except shutil.Error as exc:
-        # (copytree copies what it can, then lists what it could not: the first one says why)
-        failures = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
-        reason = str(failures[0][2]) if failures and len(failures[0]) == 3 else str(exc)
-        raise UsageError(f"could not copy the skill into {target.parent}: {reason}") from None
-    except OSError as exc:
-        raise UsageError(f"could not copy the skill into {target.parent}: {exc}") from None
+        try:
+            shutil.copytree(folder, copy, ignore=shutil.ignore_patterns(".git"), symlinks=True)
+        except shutil.Error as exc:
+            # (copytree copies what it can, then lists what it could not: the first one says why)
+            failures = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
+            reason = str(failures[0][2]) if failures and len(failures[0]) == 3 else str(exc)
+            raise UsageError(f"could not copy the skill into {target.parent}: {reason}") from None
+        except OSError as exc:
+            raise UsageError(f"could not copy the skill into {target.parent}: {exc}") from None
+        yield copy
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -275,8 +275,9 @@ class GitRepo:
         self.git_dir_id = git_dir_id if git_dir_id is not None else _folder_id(git_dir)
         self._root_prefix = os.path.join(os.fspath(root), "")
         self.lock_timeout = lock_timeout
-        # two committers in one process must not interleave their HEAD updates
-        self._commit_lock = threading.Lock()
+        # two committers in one process must not interleave their HEAD updates (reentrant: a
+        # commit made inside `holding_commits` takes it again)
+        self._commit_lock = threading.RLock()
         self._staging_index: _StagingIndex | None = None
         #: `fd`: the index writer lock's descriptor, set in the committing thread only, so
         #: only the git commands that thread runs inherit the lock.
@@ -551,8 +552,27 @@ class GitRepo:
                 return made.sha
 
     @contextlib.contextmanager
+    def holding_commits(self) -> Iterator[None]:
+        """Keep every other commit to this repository waiting (other threads', other processes')
+        while the caller changes files and commits them itself.
+
+        For a person's command that changes watched files (`duragent skill add|remove`): a
+        running server's edit watcher sees the change, waits here, and then finds it committed
+        already, under the command's own message, instead of committing it as a bare edit.
+        Raises RepoLocked when another commit holds the lock for `lock_timeout` seconds.
+        """
+        deadline = time.monotonic() + self.lock_timeout
+        self.check_own_git_dir()
+        with self._commit_lock, self._index_writer(deadline):
+            yield
+
+    @contextlib.contextmanager
     def _index_writer(self, deadline: float) -> Iterator[None]:
-        """Hold the index writer lock (waiting for whoever holds it, until `deadline`)."""
+        """Hold the index writer lock (waiting for whoever holds it, until `deadline`); a thread
+        that holds it already (`holding_commits`) keeps it."""
+        if getattr(self._writer, "fd", None) is not None:
+            yield
+            return
         fd = os.open(self.git_dir / INDEX_WRITER_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             while True:
