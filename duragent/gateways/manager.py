@@ -5,8 +5,9 @@ waits for `ready`, pings it, and restarts it per its `restart` policy with expon
 and jitter. Too many failures inside a window is a crash loop: it stops restarting and says so
 (state `crash_loop`). Commands that carry a `request_id` stay in an outbox until the plugin
 acknowledges them, so replies owed to a plugin that crashed are re-sent after it restarts.
-Plugins die with the server: SIGKILL via PR_SET_PDEATHSIG on Linux (even one that ignores
-SIGTERM), and stdin EOF otherwise. Each plugin is its own process group, stopped as a group.
+Plugins die with the server: SIGKILL via PR_SET_PDEATHSIG on Linux (`duragent.child_lifetime`;
+even one that ignores SIGTERM), and stdin EOF otherwise. Each plugin is its own process group,
+stopped as a group.
 A bad line from a plugin (not JSON, nested too deep, too long, an invalid event) is skipped and
 logged, a few times a minute at most; a reader that fails anyway restarts the plugin.
 """
@@ -22,7 +23,6 @@ import os
 import random
 import shutil
 import signal
-import sys
 import sysconfig
 import tempfile
 import time
@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from duragent.child_lifetime import tied_to_this_process
 from duragent.config import ExternalGatewayConfig
 from duragent.errors import DuragentError, NotFound
 from duragent.gateways.downloads import DOWNLOADS_ENV
@@ -121,20 +122,6 @@ class GatewayNotFound(NotFound):
         self.name = name
 
 
-#: Run by the server's own Python in the child, before the plugin: Linux is asked to SIGKILL the
-#: child when the server dies (the request survives `exec`, so it holds for the plugin), then the
-#: child becomes the plugin. A `preexec_fn` could do the same, but it is unsafe in a process with
-#: threads (the committer's, asyncio's workers). SIGKILL, not SIGTERM: a plugin may ignore SIGTERM,
-#: and after the server is gone nobody is left to follow up.
-_DIE_WITH_PARENT = (
-    "import ctypes, os, signal, sys\n"
-    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)\n"  # 1: PR_SET_PDEATHSIG
-    "if os.getppid() != int(sys.argv[1]):\n"
-    "    os._exit(1)  # the server died before prctl: nobody would ever stop us\n"
-    "os.execvp(sys.argv[2], sys.argv[2:])\n"
-)
-
-
 def plugin_search_path(env: Mapping[str, str]) -> str:
     """PATH, then the folder Duragent's own commands are installed in: the plugins installed with
     it (`duragent-gateway-discord`) are found also when its venv is not on PATH (a systemd unit
@@ -145,16 +132,15 @@ def plugin_search_path(env: Mapping[str, str]) -> str:
 
 
 def _plugin_argv(command: str, args: Iterable[str], env: dict[str, str]) -> list[str]:
-    """The command line that starts the plugin (behind `_DIE_WITH_PARENT` on Linux).
+    """The command line that starts the plugin (killed with the server on Linux).
 
     The plugin is looked up here, so a missing one is an OSError with its name, as without it.
     """
     found = shutil.which(command, path=plugin_search_path(env))
     if found is None:
         raise FileNotFoundError(errno.ENOENT, "no such executable file", command)
-    if sys.platform != "linux":
-        return [found, *args]
-    return [sys.executable, "-I", "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), found, *args]
+    program, argv = tied_to_this_process(found, [found, *args])
+    return [program, *argv]
 
 
 class _BadLines:

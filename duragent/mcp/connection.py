@@ -17,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import json
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -30,6 +32,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 from pydantic import ValidationError
 
 from duragent import __version__
+from duragent.child_lifetime import tied_to_this_process
 from duragent.errors import DuragentError
 from duragent.mcp.naming import tool_names
 from duragent.mcp.spec import McpServerSpec
@@ -381,6 +384,7 @@ class McpConnection:
             )
             return _closing_http(streamable_http_client(self.spec.url, http_client=http), http, self._lost)
         from mcp import StdioServerParameters
+        from mcp.client.stdio import get_default_environment
 
         assert self.spec.command is not None
         env = {name: self._env[name] for name in self.spec.env if name in self._env}
@@ -388,9 +392,14 @@ class McpConnection:
             # An agent's server runs in its work folder, which the agent writes: `python -m
             # some_server` would import a `some_server.py` it put there before the installed one.
             env.setdefault("PYTHONSAFEPATH", "1")
-        params = StdioServerParameters(
-            command=self.spec.command, args=list(self.spec.args), env=env, cwd=self._workdir()
+        workdir = self._workdir()
+        search_path = (get_default_environment() | env).get("PATH", os.defpath)
+        # Killed with Duragent on Linux: a server that does not exit when its stdin ends would
+        # otherwise outlive a `kill -9` of `duragent serve`.
+        command, args = tied_to_this_process(
+            _found(self.spec.command, search_path, workdir), [self.spec.command, *self.spec.args]
         )
+        params = StdioServerParameters(command=command, args=args, env=env, cwd=workdir)
         return _stdio(params, self._lost, self._on_stderr)
 
     def _workdir(self) -> Path:
@@ -424,6 +433,15 @@ class McpConnection:
                 await asyncio.wait_for(self._progress.wait(), remaining)
         reason = f": {self._error}" if self._error else ""
         raise McpUnavailable(f"MCP server {self.spec.name!r} is not running{reason}")
+
+
+def _found(command: str, search_path: str, workdir: Path) -> str:
+    """The path of `command`: looked up in `search_path` (a name) or in `workdir` (a path), as the
+    server's own start would; FileNotFoundError naming it when there is none."""
+    found = shutil.which(command, path=search_path) if os.sep not in command else str(workdir / command)
+    if found is None or not os.path.exists(found):
+        raise FileNotFoundError(errno.ENOENT, "no such executable file", command)
+    return found
 
 
 @contextlib.asynccontextmanager

@@ -18,6 +18,10 @@ Three pieces:
   files to the committer, so one save burst is one commit. Reads raise no event at all, and
   the runtime's own writes are dropped in watchdog's thread (one stat against what it wrote),
   so a turn that reads or writes memory costs the watcher nothing.
+  When the kernel drops events (inotify's queue overflowed: a big checkout, a tool rewriting
+  thousands of files), watchdog says so (`EventsLostEvent`) and the watcher takes every file
+  git sees changed under the folders as seen changing, as `stop()` does: an edit made during
+  the overflow is still committed, as the person's.
 
 Why content hashes rather than "paths the agent wrote in the last few seconds": a time window
 either misses a slow commit or swallows a person's edit made right after an agent write. The
@@ -46,6 +50,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from watchdog.events import (
+    EventsLostEvent,
     FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
@@ -97,6 +102,8 @@ _SED_TEMP = re.compile(r"sed[A-Za-z0-9]{6}")
 #: The events that can mean new content. Opening and reading a file (the runtime reads MEMORY.md
 #: every turn) raises none of them; with inotify the kernel does not even report those.
 CHANGE_EVENTS = (FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent)
+#: What the watcher is told: the changes, and that some were lost (an inotify queue overflow).
+WATCHED_EVENTS = (*CHANGE_EVENTS, EventsLostEvent)
 
 
 def is_editor_junk(relative: str) -> bool:
@@ -544,6 +551,9 @@ class HumanEditWatcher:
         self._task: asyncio.Task[None] | None = None
         self._committer: HumanEditCommitter | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # the look at git after events were lost, and whether another is due
+        self._sweep: asyncio.Task[None] | None = None
+        self._sweep_again = False
 
     async def start(self) -> None:
         """Commit edits made while nothing ran, then start watching (no-op without git)."""
@@ -568,11 +578,12 @@ class HumanEditWatcher:
         if observer is not None:
             observer.stop()
             await asyncio.to_thread(observer.join, 5.0)
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._task, self._sweep):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._sweep = None
         try:
             if self._committer is not None:
                 # the observer can stop before it hands over its last events (a save just before
@@ -643,7 +654,7 @@ class HumanEditWatcher:
         from watchdog.observers import Observer
         from watchdog.observers.polling import PollingObserver
 
-        handler = _EditHandler(committer.repo, self._from_thread, self._is_candidate)
+        handler = _EditHandler(committer.repo, self._from_thread, self._is_candidate, self._lost_from_thread)
         try:
             return _watching(Observer(), handler, committer)
         except OSError as error:
@@ -661,6 +672,39 @@ class HumanEditWatcher:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._seen, relative, time.time())
+
+    def _lost_from_thread(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._sweep_soon)
+
+    def _sweep_soon(self) -> None:
+        """Look at what git sees changed under the roots, once more if a look is under way (an
+        overflow tells each watched folder, one after another)."""
+        if self._observer is None:  # stopping: stop() sweeps itself
+            return
+        self._sweep_again = True
+        if self._sweep is None or self._sweep.done():
+            self._sweep = asyncio.create_task(self._sweep_changes(), name="duragent-human-edits-sweep")
+
+    async def _sweep_changes(self) -> None:
+        """Treat every file git sees changed under the roots as seen changing now: edits whose
+        events were lost are then committed as any other (the runtime's own writes are left out
+        as ever, by `flush`)."""
+        committer = self._committer
+        while self._sweep_again and committer is not None:
+            self._sweep_again = False
+            log.warning(
+                "events of edits were lost (inotify's queue overflowed): looking at what git sees changed"
+            )
+            try:
+                changed = await asyncio.to_thread(committer.pending)
+            except DuragentError as error:
+                log.error("could not look for the edits whose events were lost: %s", error)
+                return
+            at = time.time()
+            for file in changed:
+                self._seen(file, at)
 
     def _is_candidate(self, relative: str) -> bool:
         """A path worth a look: a real file under the roots, not as this process last wrote it."""
@@ -722,7 +766,7 @@ def _watching(observer: BaseObserver, handler: _EditHandler, committer: HumanEdi
         for root in committer.roots:
             folder = committer.repo.root / root
             folder.mkdir(parents=True, exist_ok=True)
-            observer.schedule(handler, str(folder), recursive=True, event_filter=list(CHANGE_EVENTS))
+            observer.schedule(handler, str(folder), recursive=True, event_filter=list(WATCHED_EVENTS))
         observer.daemon = True
         observer.start()
     except OSError:
@@ -738,14 +782,26 @@ class _EditHandler(FileSystemEventHandler):
     own writes), so those never wake the event loop.
     """
 
-    def __init__(self, repo: GitRepo, report: Callable[[str], None], wanted: Callable[[str], bool]):
+    def __init__(
+        self,
+        repo: GitRepo,
+        report: Callable[[str], None],
+        wanted: Callable[[str], bool],
+        lost: Callable[[], None],
+    ):
         super().__init__()
         self.repo = repo
         self.report = report
         self.wanted = wanted
+        self.lost = lost
 
     def dispatch(self, event: FileSystemEvent) -> None:
         """Called by watchdog's thread for each event; directory events carry no content."""
+        if isinstance(event, EventsLostEvent):
+            # the kernel dropped events (inotify's queue overflowed): which files changed is
+            # no longer known, so git is asked
+            self.lost()
+            return
         if event.is_directory:
             return
         for raw in (event.src_path, getattr(event, "dest_path", "")):

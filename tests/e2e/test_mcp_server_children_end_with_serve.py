@@ -1,6 +1,7 @@
 """What an MCP server started ends with it: a stdio server's own children (a helper it ran, a
 command of a tool) do not outlive `duragent serve`, even when the server exits cleanly itself,
-nor a server that crashed and is restarted (each restart would leave more of them)."""
+nor a server that crashed and is restarted (each restart would leave more of them); and the
+server itself does not outlive a `duragent serve` killed with SIGKILL (on Linux)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ pytest_plugins = ["duragent.testing.pytest_plugin"]
 SPAWNING_SERVER = """\
 import os
 import subprocess
+import threading
+import time
 
 from mcp.server.mcpserver import MCPServer
 
@@ -34,6 +37,12 @@ server = MCPServer("spawner", version="1.0")
 @server.tool(description="Start a helper process and answer with its pid.")
 def start_helper() -> str:
     return str(subprocess.Popen(["sleep", "600"]).pid)
+
+
+@server.tool(description="Keep this process running after its stdin ends; answer with its pid.")
+def linger() -> str:
+    threading.Thread(target=time.sleep, args=(600,)).start()  # not a daemon: exit waits for it
+    return str(os.getpid())
 
 
 @server.tool(description="Exit the server process at once.")
@@ -121,3 +130,27 @@ async def test_a_child_of_an_mcp_server_that_crashed_ends_before_it_is_restarted
         assert await asyncio.to_thread(server.terminate) == 0, server.log()
         if helper is not None and not ended(helper.pid):
             helper.kill()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(sys.platform != "linux", reason="only Linux kills a child when its parent dies")
+async def test_an_mcp_server_ends_when_serve_is_killed(tmp_path: Path, fake_llm: FakeLLMServer) -> None:
+    config = write_workspace(tmp_path, fake_llm.url, git=False)
+    add_spawning_server(config)
+    fake_llm.enqueue(tool_calls([("spawner__linger", {})]), text("Lingering."))
+    server = start_serve(config, tmp_path / "serve.log")
+    mcp_server: psutil.Process | None = None
+    try:
+        await one_turn(server, "linger")
+        answer = fake_llm.requests[1].messages[-1]
+        assert answer["role"] == "tool", answer
+        mcp_server = psutil.Process(int(answer["content"]))
+        assert mcp_server.ppid() == server.process.pid
+        await asyncio.to_thread(server.kill)  # no shutdown: nothing of serve's own stops it
+        await until(lambda: ended(mcp_server.pid), within=15)
+    finally:
+        if server.process.poll() is None:
+            server.kill()
+        if mcp_server is not None and not ended(mcp_server.pid):
+            mcp_server.kill()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import sys
 import textwrap
@@ -278,6 +279,40 @@ async def test_a_save_whose_events_the_stopping_watcher_never_got_is_committed_a
 
     assert git(data, "status", "--porcelain", "--", "memory").strip() == ""
     assert human_commits(data)[0] == "edit: memory/helper/2026-11-19.md"
+
+
+async def test_edits_whose_events_an_inotify_overflow_lost_are_committed_as_the_persons(
+    workspace: Workspace, data: Path
+) -> None:
+    from watchdog.events import EventsLostEvent
+
+    daily = data / "memory" / "helper" / "2026-11-21.md"
+    daily.parent.mkdir()
+    watcher = HumanEditWatcher(workspace, debounce=0.1)
+    await watcher.start()
+    try:
+        assert watcher._observer is not None
+        emitters = list(watcher._observer.emitters)
+        # the kernel's queue overflows: the events of what happens now never reach the watcher
+        lost: list[str] = []
+        for emitter in emitters:
+            emitter.queue_event = lambda event: lost.extend(
+                os.fsdecode(path) for path in (event.src_path, getattr(event, "dest_path", ""))
+            )
+        daily.write_text("# 2026-11-21\n\n## Facts Stored\n- saved by hand during the overflow\n")
+        await wait_for(lambda: str(daily) in lost)
+        for emitter in emitters:
+            del emitter.queue_event
+            # what watchdog queues once it has rebuilt its watches, one per watched folder
+            emitter.queue_event(EventsLostEvent(emitter.watch.path, is_directory=True))
+        await wait_for(lambda: watcher.commits)
+    finally:
+        await watcher.stop()
+    assert len(watcher.commits) == 1
+    assert human_commits(data)[0] == "edit: memory/helper/2026-11-21.md"
+    assert git(data, "show", "--name-only", "--format=", watcher.commits[0]).split() == [
+        "memory/helper/2026-11-21.md"
+    ]
 
 
 async def test_edits_made_while_nothing_ran_are_committed_by_the_next_command(root: Path, data: Path) -> None:
