@@ -535,7 +535,7 @@ class Repl:
             message, code = data.get("message", "the turn failed"), data.get("code", "error")
             # (the agent's files do not load: the message lists their problems, as `send` shows them)
             r.error(f"✗ {message}" if code == "agent_invalid" else f"✗ {message} ({code})")
-            # (a kept partial reply is not retried; a server from before `retryable` says it in the text)
+            # (a server from before `retryable` refused a turn that kept a partial reply, and said so)
             if live and data.get("retryable", "marked partial" not in message):
                 r.line("/retry runs it again (once the cause is fixed)", "dim")
             return self._turn_over()

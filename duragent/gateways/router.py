@@ -231,7 +231,7 @@ class ChatBinding:
         elif name == "error":
             self._stop_typing()
             failure = data.get("message", "unknown error")
-            # (not offered for a turn that kept a partial reply: only sending it again helps)
+            # (not offered for a turn that left the model nothing to answer: the server refuses it)
             hint = "\n\n/retry runs it again." if self.live.last_turn_retryable else ""
             await self._reply(f"Error processing request: {failure}{hint}")
         elif name == "notification":

@@ -32,6 +32,9 @@ acting on assumptions."""
 DEFAULT_OUTPUT_TOKENS = 4096
 TOOL_RESULT_MAX_TOKENS = 4000
 MEMORY_SHARE = 0.25
+#: Ends a reply the stream cut off (a stored `partial` assistant message) when the model reads it
+#: again: it is not to take its half answer for one it finished.
+PARTIAL_NOTE = "[this reply was cut off before it finished]"
 
 #: Context windows by model-name fragment, first match wins (checked in order).
 _CONTEXT_WINDOWS = (
@@ -126,9 +129,13 @@ def to_message(entry: dict[str, Any]) -> Message:
         ToolCall(id=str(c.get("id")), name=str(c.get("name")), arguments=dict(c.get("arguments") or {}))
         for c in entry.get("tool_calls") or ()
     )
+    content = entry.get("content")
+    if entry.get("partial"):
+        said = (content or "").rstrip()
+        content = f"{said}\n\n{PARTIAL_NOTE}" if said else PARTIAL_NOTE
     return Message(
         role=entry["role"],
-        content=entry.get("content"),
+        content=content,
         tool_calls=calls,
         tool_call_id=entry.get("tool_call_id"),
         name=entry.get("name"),
@@ -202,8 +209,9 @@ def _variables(agent: Agent, state: SessionState, now: datetime) -> dict[str, st
 class _HistoryCache:
     """The conversation as LLM messages, their token estimates and running totals, built once each.
 
-    Kept on the session state (the conversation only grows), so a turn's context costs the new
-    messages plus a binary search, not a walk over the whole conversation.
+    Kept on the session state (the conversation grows; `forget_derived` drops it otherwise), so a
+    turn's context costs the new messages plus a binary search, not a walk over the whole
+    conversation.
     """
 
     messages: list[Message] = field(default_factory=list)

@@ -380,7 +380,10 @@ class Runtime:
                 except ProviderError as exc:
                     if reply.text:
                         await self._assistant(session, "".join(reply.text), [], reply.usage, partial=True)
-                    yield await self._fail(session, "llm_error", _failure_text(exc, bool(reply.text)))
+                    # (a call refused without any text may still have said what it used)
+                    unstored = {} if reply.text else reply.usage
+                    failed = _failure_text(exc, bool(reply.text))
+                    yield await self._fail(session, "llm_error", failed, usage=unstored)
                     return
                 except asyncio.CancelledError:
                     # Keep what was said so far; the caller records the cancellation.
@@ -392,8 +395,10 @@ class Runtime:
             text, calls, usage, truncated = reply.text, reply.calls, reply.usage, reply.truncated
             if not calls and not "".join(text).strip():
                 # Stored as the reply, it would show as nothing (a chat gateway cannot even send
-                # empty text) and go back to the model as a message some providers refuse.
-                yield await self._fail(session, "llm_error", _empty_reply_text(provider.name, truncated))
+                # empty text) and go back to the model as a message some providers refuse. What
+                # the call used is kept with the error: it was paid for all the same.
+                empty = _empty_reply_text(provider.name, truncated)
+                yield await self._fail(session, "llm_error", empty, usage=usage)
                 return
             # Every model call of this turn so far, those before a restart included (kept in the log).
             turn_usage = dict(session.state.turn_usage)
@@ -529,10 +534,16 @@ class Runtime:
         await session.append("assistant_message", payload)
         return message_id
 
-    async def _fail(self, session: SessionLog, code: str, message: str) -> TurnFailed:
-        # `retryable`: whether `/retry` can run the turn again (not when a partial reply was kept)
+    async def _fail(
+        self, session: SessionLog, code: str, message: str, *, usage: dict[str, int] | None = None
+    ) -> TurnFailed:
+        """Record the turn's `error`; `usage`: what a model call whose reply is not stored used."""
+        # `retryable`: whether `/retry` can run the turn again
         retryable = can_run_again(session.state)
-        await session.append("error", {"code": code, "message": message, "retryable": retryable})
+        payload: dict[str, Any] = {"code": code, "message": message, "retryable": retryable}
+        if usage:
+            payload["usage"] = dict(usage)
+        await session.append("error", payload)
         return TurnFailed(code, message)
 
     async def _run_calls(
@@ -1010,7 +1021,7 @@ def _empty_reply_text(provider: str, truncated: bool) -> str:
 def _failure_text(error: ProviderError, kept_partial: bool) -> str:
     """The turn's error message: the provider's, and what became of the text already streamed."""
     if kept_partial and isinstance(error, StreamError):
-        return f"{error}; the reply so far is kept (marked partial): send the message again for a whole one"
+        return f"{error}; the reply so far is kept (marked partial): run the turn again for a whole one"
     if isinstance(error, StreamError) and not isinstance(error, StreamTimeout) and not error.explained:
         # (a stream that broke after its reply began is not asked again: the user must)
         return f"{error}; nothing of the reply was kept: send the message again"
@@ -1113,27 +1124,32 @@ def needs_model(session: SessionLog) -> bool:
     """True when the last durable step leaves the model to speak (a user message or tool results).
 
     Silent user messages (group chat messages kept as context, not addressed to the agent) owe no
-    reply, so they are looked past. A turn that ended in an error or was cancelled is over: the
-    model owes it nothing more, even though its last step was a user message or tool results.
+    reply, so they are looked past; so is a reply a stop or a crash cut off (`partial`, left out
+    when the turn starts again: `attempt_restarted`). A turn that ended in an error or was
+    cancelled is over: the model owes it nothing more, even though its last step was a user
+    message or tool results.
     """
     if session.state.turn_closed_by is not None:
         return False
-    return owes_reply(session.state.conversation)
+    return owes_reply(session.state.conversation, past_partial=True)
 
 
 def can_run_again(state: SessionState) -> bool:
     """Whether running a failed or cancelled turn again gives the model a step to answer: the
-    person's message or tool results, or tool calls a failure left without a result (answered
-    `interrupted` before the model is asked). Not a kept partial reply: the model would read its
-    own half answer as said."""
-    return owes_reply(state.conversation) or bool(state.open_tool_calls())
+    person's message or tool results (with the partial reply a cut stream kept after them, which
+    `turn_retried` leaves out of the conversation), or tool calls a failure left without a result
+    (answered `interrupted` before the model is asked)."""
+    return owes_reply(state.conversation, past_partial=True) or bool(state.open_tool_calls())
 
 
-def owes_reply(conversation: Sequence[Mapping[str, Any]]) -> bool:
-    """True when the conversation's last step (silent context looked past) is the user's message
-    or tool results: the model is to speak next."""
+def owes_reply(conversation: Sequence[Mapping[str, Any]], *, past_partial: bool = False) -> bool:
+    """True when the conversation's last step (silent context looked past, and with `past_partial`
+    a partial reply after it too) is the user's message or tool results: the model is to speak next."""
     for message in reversed(conversation):
         if message.get("role") == "user" and message.get("silent"):
+            continue
+        if past_partial and message.get("partial"):
+            past_partial = False
             continue
         return message.get("role") in ("user", "tool")
     return False

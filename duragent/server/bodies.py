@@ -354,6 +354,9 @@ class ProblemOut(Reply):
     detail: str
     instance: str
     errors: list[dict[str, str]] | None = None
+    retryable: bool | None = Field(
+        None, description="A failed turn: whether `POST /api/v1/sessions/{id}/retry` runs it again."
+    )
 
 
 # --- parsing ---------------------------------------------------------------------------------

@@ -57,6 +57,8 @@ class HttpProblem(Exception):
     type_name: str | None = None
     #: Headers the answer carries (`X-Should-Retry` on a turn that must not be sent again, say).
     headers: Mapping[str, str] | None = None
+    #: RFC 7807 extension members of the body (a failed turn's `retryable`).
+    extensions: Mapping[str, Any] | None = None
 
     def __str__(self) -> str:
         return self.detail
@@ -70,6 +72,7 @@ def problem_response(
     errors: Sequence[FieldError] = (),
     type_name: str | None = None,
     headers: dict[str, str] | None = None,
+    extensions: Mapping[str, Any] | None = None,
 ) -> web.Response:
     """The problem+json response for `status` (also for statuses `http.HTTPStatus` lacks, like 499)."""
     phrase = status_phrase(status)
@@ -82,6 +85,8 @@ def problem_response(
     }
     if errors:
         body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
+    if extensions:
+        body.update({key: value for key, value in extensions.items() if key not in body})
     return web.Response(
         status=status,
         reason=phrase,
@@ -169,7 +174,13 @@ def error_problem(request: web.Request, exc: Exception) -> web.Response | None:
     if isinstance(exc, HttpProblem):
         headers = dict(exc.headers) if exc.headers else None
         return problem_response(
-            request, exc.status, exc.detail, errors=exc.errors, type_name=exc.type_name, headers=headers
+            request,
+            exc.status,
+            exc.detail,
+            errors=exc.errors,
+            type_name=exc.type_name,
+            headers=headers,
+            extensions=exc.extensions,
         )
     if isinstance(exc, ValidationError):
         errors = validation_errors(exc, "body")

@@ -508,9 +508,9 @@ class LiveSession:
 
     async def retry(self) -> None:
         """Run the last turn again when it failed or was cancelled: the model answers its last
-        step (the person's message, or the tool results it had) anew, with the history as it is.
-        NothingToRetry when a turn runs or waits, the last one did not fail, or it kept a partial
-        reply (the model would read its own half answer as said)."""
+        step (the person's message, or the tool results it had) anew, with the history as it is
+        (a partial reply the turn kept is left out). NothingToRetry when a turn runs or waits, the
+        last one did not fail, or it left the model nothing to answer."""
         if self.status == "ended":
             raise SessionEnded(self.session_id)
         state = self.log.state
@@ -521,9 +521,7 @@ class LiveSession:
         if state.turn_closed_by is None:
             raise NothingToRetry("the last turn did not fail: there is nothing to retry")
         if not can_run_again(state):
-            raise NothingToRetry(
-                "the failed turn kept a partial reply: send the message again for a whole one"
-            )
+            raise NothingToRetry("the last turn left the model nothing to answer: send a new message")
         self.log.check_writable()  # (a copy another worker took over: refused, nothing runs here)
         # Started before anything is awaited, `turn_retried` stored by the turn itself: a second
         # retry, or a message, coming meanwhile finds the turn running (not two turns at once).
@@ -549,8 +547,8 @@ class LiveSession:
 
     @property
     def last_turn_retryable(self) -> bool:
-        """True when the last turn failed or was cancelled without keeping a partial reply: `retry`
-        runs it again (once no other turn runs or waits)."""
+        """True when the last turn failed or was cancelled with a step left for the model to
+        answer: `retry` runs it again (once no other turn runs or waits)."""
         state = self.log.state
         return state.turn_closed_by is not None and can_run_again(state)
 
@@ -921,7 +919,7 @@ class LiveSession:
                 reason = event.payload.get("reason")
                 paused = event.payload.get("to") == "paused" and isinstance(reason, str)
                 self.pause_reason = reason if paused else None
-            if event.type == "assistant_message" and self._turn is not None:
+            if event.type in ("assistant_message", "error") and self._turn is not None:
                 self._count_tokens(event.payload.get("usage"))
             shown = from_stored(event)
             if shown.event in TURN_END_EVENTS:

@@ -50,7 +50,8 @@ class SessionState:
     #: runs it again); None while it runs, after it answered, or when a stop or crash cut it off.
     turn_closed_by: str | None = None
     event_counts: dict[str, int] = field(default_factory=dict)
-    #: Derived per-message data the context builder caches (the conversation only grows).
+    #: Derived per-message data the context builder caches (the conversation only grows, but for
+    #: the cut-off reply a retry leaves out: `forget_derived`).
     context_cache: list[Any] = field(default_factory=list, repr=False, compare=False)
     _tool_calls: _ToolCallIndex = field(
         default_factory=lambda: _ToolCallIndex(), init=False, repr=False, compare=False
@@ -79,6 +80,11 @@ class SessionState:
             if message.get("role") == "assistant" and message.get("tool_calls"):
                 return position
         return None
+
+    def forget_derived(self) -> None:
+        """Drop what is derived from the conversation (after a message was taken out of it)."""
+        self.context_cache.clear()
+        self._tool_calls = _ToolCallIndex()
 
     def apply(self, event: SessionEvent) -> None:
         """Fold one event into the state (events must arrive in seq order)."""
@@ -144,7 +150,8 @@ class SessionState:
 
 @dataclass
 class _ToolCallIndex:
-    """Which tool calls have no result yet, read incrementally from a conversation that only grows.
+    """Which tool calls have no result yet, read incrementally from a conversation that grows
+    (started afresh by `SessionState.forget_derived` when it loses a message).
 
     A call id names a call within its own batch only: models reuse ids from one reply to the next
     (`call_0` in every reply), so a result answers the most recent call of its id still without
@@ -204,7 +211,13 @@ def _assistant(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> N
     message: dict[str, Any] = {"role": "assistant", "content": p.get("content", "")}
     if p.get("tool_calls"):
         message["tool_calls"] = p["tool_calls"]
+    if p.get("partial"):
+        message["partial"] = True  # (cut off: the model is told so when it reads it again)
     state.conversation.append(message)
+    _count_usage(state, p)
+
+
+def _count_usage(state: SessionState, p: dict[str, Any]) -> None:
     for key, value in (p.get("usage") or {}).items():
         if isinstance(value, int):
             state.usage[key] = state.usage.get(key, 0) + value
@@ -242,12 +255,38 @@ def _turn_closed(state: SessionState, event: SessionEvent, p: dict[str, Any]) ->
     # The turn ended without an answer and was reported so: it stays over, whatever the log
     # looks like (a user message or tool results still waiting for the model).
     state.turn_closed_by = event.type
+    _count_usage(state, p)  # (a failed model call, e.g. an empty reply, was paid for too)
 
 
 def _turn_retried(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
     # A failed or cancelled turn taken up again: the model owes its last step a reply once more.
     state.turn_closed_by = None
     state.turn_usage = {}
+    _leave_out_cut_off_reply(state)
+
+
+def _attempt_restarted(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
+    # A turn a stop or a crash cut off starts again from its last whole step.
+    _leave_out_cut_off_reply(state)
+
+
+def _leave_out_cut_off_reply(state: SessionState) -> None:
+    """Drop the reply a cut stream left as the conversation's last step (`partial`): asked for
+    again, the model answers the step before it anew, not after its own half answer. The log
+    keeps it (clients show it, marked cut off); the conversation, which the model is sent, not."""
+    last = _last_step(state.conversation)
+    if last is not None and state.conversation[last].get("partial"):
+        del state.conversation[last]
+        state.forget_derived()
+
+
+def _last_step(conversation: list[dict[str, Any]]) -> int | None:
+    """Where the conversation's last message that is not silent context stands (None: none is)."""
+    for position in range(len(conversation) - 1, -1, -1):
+        message = conversation[position]
+        if not (message.get("role") == "user" and message.get("silent")):
+            return position
+    return None
 
 
 def _status(state: SessionState, event: SessionEvent, p: dict[str, Any]) -> None:
@@ -273,6 +312,7 @@ _HANDLERS = {
     "error": _turn_closed,
     "cancelled": _turn_closed,
     "turn_retried": _turn_retried,
+    "attempt_restarted": _attempt_restarted,
     "session_end": _end,
 }
 

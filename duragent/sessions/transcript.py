@@ -26,7 +26,8 @@ def describe(event: SessionEvent) -> str:
         sender = p.get("sender") or "user"
         return f"{sender}: {p.get('content', '')}"
     if kind == "assistant_message":
-        return f"assistant: {p.get('content', '')}"
+        cut = " (cut off)" if p.get("partial") else ""
+        return f"assistant{cut}: {p.get('content', '')}"
     if kind == "tool_call":
         return f"  → {p.get('tool', '?')}({_preview(p.get('arguments', {}))})"
     if kind == "tool_result":
@@ -83,7 +84,8 @@ def render_markdown(session_id: str, events: Iterable[SessionEvent]) -> Iterator
         if event.type == "user_message":
             yield f"## {p.get('sender') or 'User'} — {when}\n\n{p.get('content', '')}\n"
         elif event.type == "assistant_message":
-            yield f"## Assistant — {when}\n\n{p.get('content', '')}\n"
+            cut = " (cut off)" if p.get("partial") else ""
+            yield f"## Assistant{cut} — {when}\n\n{p.get('content', '')}\n"
         elif event.type in _BULLETS:
             yield f"- {describe(event).strip().removeprefix('-- ')}\n"
         elif event.type in ("session_start", "session_end", "status_change"):

@@ -106,8 +106,7 @@ async def show_session(request: web.Request) -> web.Response:
             "pending": pending,
             "unattended": unattended,
             "decisions": _DECISIONS,
-            # (not a turn that kept a partial reply: the server refuses that, say why, and only
-            # sending the message again helps)
+            # (not a turn that left the model nothing to answer: the server refuses that)
             "retryable": session.turn_closed_by is not None and can_run_again(session),
             # (a turn waiting for an approval is paused: the approval's buttons answer it)
             "turn_running": live is not None and live.busy and session.status != "paused",

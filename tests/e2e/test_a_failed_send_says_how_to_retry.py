@@ -11,11 +11,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
-from duragent.testing.fake_llm import FakeLLMServer, error
+from duragent.testing.fake_llm import FakeLLMServer, broken_stream, error, text
 from tests.e2e.server_harness import CHILD_ENV, ServeProcess, start_serve, write_workspace
+from tests.waiting import eventually
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -72,3 +75,30 @@ async def test_a_failed_send_json_carries_how_to_run_the_turn_again(
     assert result["status"] == "failed"
     assert result["retry"]["terminal"] == f"duragent attach {session_id}, then /retry"
     assert result["retry"]["url"] == f"{server.url}/api/v1/sessions/{session_id}/retry"
+
+
+async def test_a_send_whose_reply_was_cut_off_is_run_again_by_the_retry_it_names(
+    server: ServeProcess, fake_llm: FakeLLMServer
+) -> None:
+    # `send` named a /retry that the server then refused ("send the message again"): the person
+    # could only send it again, and the message stood twice in the history.
+    fake_llm.enqueue(broken_stream(2, "one two three four", chunks=4), text("one two three four"))
+
+    failed = await send(server, "--json", "count to four")
+
+    assert failed.returncode == 1, failed.stderr
+    result = json.loads(failed.stdout)
+    assert "marked partial" in result["error"]["message"], result
+    session = f"{server.url}/api/v1/sessions/{result['session_id']}"
+    async with aiohttp.ClientSession(headers=server.headers) as http:
+        async with http.post(f"{session}/retry") as answered:
+            assert answered.status == 202, await answered.text()
+
+        async def answered_whole() -> list[dict[str, Any]] | None:
+            async with http.get(f"{session}/messages") as response:
+                messages = (await response.json())["messages"]
+            return messages if any(m.get("content") == "one two three four" for m in messages) else None
+
+        messages = await eventually(answered_whole, within=30)
+    assert [m["content"] for m in messages if m["type"] == "user_message"] == ["count to four"]
+    assert [m["role"] for m in fake_llm.requests[-1].messages] == ["system", "user"]

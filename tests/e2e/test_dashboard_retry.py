@@ -58,26 +58,31 @@ async def test_a_failed_turn_runs_again_from_its_page(api: Api, fake_llm: FakeLL
 
 
 @pytest.mark.slow
-async def test_a_failed_turn_that_kept_a_partial_reply_is_not_offered_again(
+async def test_a_turn_whose_reply_was_cut_off_is_offered_again_and_answered_whole(
     api: Api, fake_llm: FakeLLMServer
 ) -> None:
-    """Run again, the model would read its own half answer as said: only sending the message
-    again helps, so the page does not offer a button the server refuses."""
+    """The half reply stays on the page, marked cut off (as the log marks it partial); the model
+    is asked anew."""
     from playwright.async_api import expect
 
     session_id = await api.new_session()
-    fake_llm.enqueue(broken_stream(2, "one two three four", chunks=4))
+    fake_llm.enqueue(broken_stream(2, "one two three four", chunks=4), text("one two three four five"))
     async with headless_chromium() as browser:
         page: Any = await new_page(browser)
         await log_in(page, api.url(""), TOKEN)
         async with page.expect_response(lambda response: "/events?after=" in response.url):
             await page.goto(api.url(f"/ui/sessions/{session_id}"))
 
-        await page.fill("#content", "count to four")
+        await page.fill("#content", "count to five")
         await page.click("#send button")
         await expect(page.locator("#transcript")).to_contain_text("error")
-        await expect(page.locator("#retry")).to_be_hidden()
-
+        await expect(page.locator("#transcript")).to_contain_text("(cut off)")
+        retry = page.locator("#retry")
+        await expect(retry).to_be_visible()
         await page.reload()
-        await expect(page.locator("#transcript")).to_contain_text("error")
-        await expect(page.locator("#retry")).to_be_hidden()
+        await expect(page.locator("#transcript")).to_contain_text("(cut off)")
+        await expect(retry).to_be_visible()
+        await retry.locator("button").click()
+
+        await expect(page.locator("#transcript")).to_contain_text("one two three four five")
+        await expect(retry).to_be_hidden()

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from duragent.server.state import STATE
+from duragent.sessions.state import replay
+from duragent.stores.base import SessionEvent
 from duragent.testing.fake_llm import (
     FakeLLMServer,
     RecordedRequest,
@@ -126,13 +128,10 @@ async def test_a_failed_model_call_tells_the_user_what_to_do_and_the_next_messag
     stored = stored_events(tmp_path, session_id)
     assert [e["payload"]["content"] for e in stored if e["type"] == "user_message"] == ["hello"]
     assert stored[-1]["type"] == "error"
-    # (`/retry` runs the turn again unless the reply so far was kept)
-    retryable = failure != "stream cut mid-reply"
-    assert stored[-1]["payload"] == {
-        "code": "llm_error",
-        "message": problem["detail"],
-        "retryable": retryable,
-    }
+    # (`/retry` runs the turn again, a reply so far kept or not: the 502 says so, as the event does,
+    # so that a client runs it again instead of sending the message a second time)
+    assert stored[-1]["payload"] == {"code": "llm_error", "message": problem["detail"], "retryable": True}
+    assert problem["retryable"] is True
     _, session = await api.call("GET", f"/api/v1/sessions/{session_id}")
     assert session["status"] == "active"
 
@@ -347,7 +346,8 @@ async def test_an_empty_reply_is_a_failed_turn_that_retry_runs_again(
     assert said in problem["detail"], problem["detail"]
     stored = stored_events(tmp_path, session_id)
     assert [e["type"] for e in stored if e["type"] != "session_start"] == ["user_message", "error"]
-    assert stored[-1]["payload"] == {"code": "llm_error", "message": problem["detail"], "retryable": True}
+    failed = {**stored[-1]["payload"], "usage": None}
+    assert failed == {"code": "llm_error", "message": problem["detail"], "retryable": True, "usage": None}
 
     fake_llm.enqueue(text("hello to you"))
     events = api.http.get(api.url(f"/api/v1/sessions/{session_id}/events"))
@@ -358,6 +358,26 @@ async def test_an_empty_reply_is_a_failed_turn_that_retry_runs_again(
     assert seen[-1].data["content"] == "hello to you"
     assert (await send(api, session_id, "next"))[0] == 200
     assert_well_formed(fake_llm.requests[-1].messages)
+
+
+@pytest.mark.parametrize("finish", ["stop", "refused"], ids=["empty", "refused before any text"])
+async def test_the_tokens_an_empty_reply_used_count_in_the_sessions_usage(
+    finish: Any, start_api: ApiFactory, fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    # The model was paid for the call: leaving its usage out made the session's total too low.
+    api = await start_api(git=False)
+    session_id = await api.new_session()
+    fake_llm.enqueue(text("", usage=(7, 5), finish=finish), text("hello to you", usage=(9, 3)))
+
+    assert (await send(api, session_id, "hello"))[0] == 502
+    status, reply = await send(api, session_id, "hello again")
+
+    assert status == 200, reply
+    assert reply["usage"] == {"input_tokens": 9, "output_tokens": 3}
+    (failed,) = [e for e in stored_events(tmp_path, session_id) if e["type"] == "error"]
+    assert failed["payload"]["usage"] == {"input_tokens": 7, "output_tokens": 5}
+    log = [SessionEvent.from_record(e) for e in stored_events(tmp_path, session_id)]
+    assert replay(session_id, log).usage == {"input_tokens": 16, "output_tokens": 8}
 
 
 @pytest.mark.parametrize("api_format", ["openai", "anthropic"])

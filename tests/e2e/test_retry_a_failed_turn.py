@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from duragent.runtime.context import PARTIAL_NOTE
 from duragent.sessions.live import LiveSession, NothingToRetry
 from duragent.sessions.manager import SessionManager
 from duragent.stores.filesystem.sessions import FilesystemSessionStore
@@ -67,18 +68,48 @@ async def test_a_failed_turn_runs_again_and_its_message_is_answered_once(
     assert problem["detail"] == "the last turn did not fail: there is nothing to retry"
 
 
-async def test_a_turn_that_kept_a_partial_reply_is_not_retried(
+async def test_a_turn_that_kept_a_partial_reply_runs_again_without_the_half_reply(
     start_api: ApiFactory, fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    # A stream cut mid-reply used to be refused a retry: the person had to send the message again,
+    # leaving it twice in the history.
+    api = await start_api(git=False)
+    session_id = await failed_turn(api, fake_llm, broken_stream(2, "one two three four", chunks=4))
+    (error_event,) = [e for e in stored_events(tmp_path, session_id) if e["type"] == "error"]
+    assert error_event["payload"]["retryable"] is True
+    fake_llm.enqueue(text("one two three four"))
+    events = api.http.get(api.url(f"/api/v1/sessions/{session_id}/events"))
+
+    async with events as stream:
+        status, body = await api.call("POST", f"/api/v1/sessions/{session_id}/retry")
+        assert status == 202, body
+        seen = await collect_until(stream, "done")
+
+    assert seen[-1].data["content"] == "one two three four"
+    # The model answers the person's message anew: not after its own half answer, as if said.
+    assert [m["role"] for m in fake_llm.requests[-1].messages] == ["system", "user"]
+    fake_llm.enqueue(text("fine"))
+    status, _ = await api.call("POST", f"/api/v1/sessions/{session_id}/messages", {"content": "next"})
+    assert status == 200
+    later = [(m["role"], m["content"]) for m in fake_llm.requests[-1].messages[1:]]
+    assert later == [("user", "hello"), ("assistant", "one two three four"), ("user", "next")]
+    status, _ = await api.call("POST", f"/api/v1/sessions/{session_id}/retry")
+    assert status == 409
+
+
+async def test_a_partial_reply_the_person_answered_reaches_the_model_marked_as_cut_off(
+    start_api: ApiFactory, fake_llm: FakeLLMServer
 ) -> None:
     api = await start_api(git=False)
     session_id = await failed_turn(api, fake_llm, broken_stream(2, "one two three four", chunks=4))
+    fake_llm.enqueue(text("three four"))
 
-    status, problem = await api.call("POST", f"/api/v1/sessions/{session_id}/retry")
+    status, _ = await api.call("POST", f"/api/v1/sessions/{session_id}/messages", {"content": "go on"})
 
-    assert status == 409, problem
-    assert "kept a partial reply: send the message again" in problem["detail"]
-    (error_event,) = [e for e in stored_events(tmp_path, session_id) if e["type"] == "error"]
-    assert error_event["payload"]["retryable"] is False
+    assert status == 200
+    (half,) = [m for m in fake_llm.requests[-1].messages if m["role"] == "assistant"]
+    assert half["content"].startswith("one two")
+    assert half["content"].endswith(PARTIAL_NOTE), half
 
 
 async def test_a_failed_turns_error_says_whether_it_can_be_retried(

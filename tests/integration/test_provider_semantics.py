@@ -20,6 +20,7 @@ from duragent.llm.errors import ProviderRateLimited
 from duragent.llm.openai_compat import OpenAICompatProvider
 from duragent.llm.retry import RetryPolicy, retry_after_from
 from duragent.llm.types import Finish, LLMRequest, Message, Usage
+from duragent.runtime.context import PARTIAL_NOTE
 from duragent.runtime.events import TurnFailed, TurnFinished
 from duragent.runtime.loop import Runtime, drain
 from duragent.runtime.providers import ProviderPool
@@ -200,12 +201,12 @@ async def test_a_reply_cut_off_after_only_white_space_does_not_break_the_anthrop
     tmp_path: Path, fake_llm: FakeLLMServer, session: SessionLog, providers: ProviderPool
 ) -> None:
     """The API refuses a text block of only white space; a stream cut after "\n\n" keeps that
-    partial reply in the log, and every later request would carry it."""
+    partial reply in the log, and every later request would carry it: it goes as the note alone."""
     agent = make_agent(tmp_path, fake_llm.url, "anthropic")
     runtime = Runtime(provider_for=providers.for_agent)
     fake_llm.enqueue(broken_stream(after_chunks=1, content="\n\n\n\n", chunks=2))
     await drain(runtime.run_turn(session, agent, "hello"))
-    assert session.state.conversation[-1] == {"role": "assistant", "content": "\n\n"}
+    assert session.state.conversation[-1] == {"role": "assistant", "content": "\n\n", "partial": True}
     fake_llm.enqueue(text("hi again"))
 
     events = await drain(runtime.run_turn(session, agent, "are you there?"))
@@ -213,8 +214,8 @@ async def test_a_reply_cut_off_after_only_white_space_does_not_break_the_anthrop
     assert isinstance(events[-1], TurnFinished)
     sent = fake_llm.requests[-1].messages
     texts = [block["text"] for message in sent for block in message["content"] if block["type"] == "text"]
-    assert texts == ["hello", "are you there?"]
-    assert [message["role"] for message in sent] == ["user"]
+    assert texts == ["hello", PARTIAL_NOTE, "are you there?"]
+    assert [message["role"] for message in sent] == ["user", "assistant", "user"]
 
 
 # --- 6. retry hints ---------------------------------------------------------------------------

@@ -247,3 +247,36 @@ async def test_a_chat_message_to_a_session_stopped_at_an_approval_asks_that_call
     toasts = [c.text for c in sent if isinstance(c, AnswerCallbackQuery)]
     assert toasts == ["Only the original requester can approve this command", "✓ Running"]
     await router.stop()
+
+
+async def test_a_reply_a_server_stop_cut_off_is_asked_for_again_at_the_next_start(
+    tmp_path: Path, fake_llm: FakeLLMServer
+) -> None:
+    """A stop that outlasts its grace cancels the turn mid-reply: the text so far is kept (marked
+    partial) and the turn paused for the shutdown. The next start left it there, as if the half
+    reply were the answer: the person's message was never answered, and nothing said so."""
+    sessions = tmp_path / "sessions"
+    fake_llm.enqueue(text("one two three four", chunks=4, chunk_delay=60))
+    store = FilesystemSessionStore(sessions, fsync="never")
+    async with session_manager(tmp_path / "before", fake_llm.url, store, max_background="1h") as first:
+        live = await first.create("helper")
+        session_id = live.session_id
+        subscription = await live.subscribe()
+        await live.submit("count to four")
+        async with asyncio.timeout(10):
+            async for event in subscription:
+                if event.event == "token":
+                    break
+    # (closed with no grace: the stream is cut after its first words)
+
+    fake_llm.enqueue(text("one two three four"))
+    store = FilesystemSessionStore(sessions, fsync="never")
+    async with session_manager(tmp_path / "after", fake_llm.url, store, max_background="1h") as second:
+        assert await second.recover_session(session_id) == "resumed"
+        live = await second.get(session_id)
+        await until(lambda: not live.busy and live.log.state.conversation[-1]["role"] == "assistant")
+
+        last = fake_llm.requests[-1]
+        assert roles(last) == ["system", "user"]  # asked anew: not after its own half answer
+        assert live.log.state.conversation[-1] == {"role": "assistant", "content": "one two three four"}
+        assert live.status == "active"

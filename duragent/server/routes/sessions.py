@@ -439,7 +439,11 @@ def _turn_problem(event: StreamEvent) -> HttpProblem:
     code = str(event.data.get("code", "error"))
     message = str(event.data.get("message", "the turn failed"))
     status = turn_error_status(code)
-    return HttpProblem(status, message, type_name=code if status != 502 else f"turn-{code}")
+    # (`POST …/retry` runs it again: sent again, the message would stand twice in the history)
+    retryable = {"retryable": bool(event.data.get("retryable"))}
+    return HttpProblem(
+        status, message, type_name=code if status != 502 else f"turn-{code}", extensions=retryable
+    )
 
 
 async def _wait_for_outcome(
@@ -853,8 +857,8 @@ async def _resume(serving: _Serving, _body: None) -> web.Response:
 
 @documented(
     "Run the last turn again when it failed or was cancelled: the model answers its last step anew "
-    "(`turn_retried`, then the turn's events). 409 when a turn runs, the last did not fail, or it "
-    "kept a partial reply.",
+    "(`turn_retried`, then the turn's events; a partial reply the turn kept is left out). 409 when "
+    "a turn runs, or the last did not fail.",
     responses={202: Accepted, 404: ProblemOut, 409: ProblemOut},
 )
 async def retry_turn(request: web.Request) -> web.Response:

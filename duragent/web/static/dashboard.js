@@ -47,10 +47,10 @@
       item.appendChild(el("div", "text", text));
       return item;
     }
-    function finish(text) {
+    function finish(text, cutOff = false) {
       if (streaming) streaming.remove();
       streaming = null;
-      if (text) add(message("assistant", agent, text));
+      if (text) add(message("assistant", cutOff ? agent + " (cut off)" : agent, text));
     }
     function on(name, handler) {
       // a lost connection fires "error" too, as a plain event without data: not a turn's error
@@ -60,11 +60,10 @@
     }
     followConnection(source, list);
 
-    // the button that runs a failed or cancelled turn again: shown while the last turn is one,
-    // unless it kept a partial reply (the server refuses to run that one again)
+    // the button that runs a failed or cancelled turn again: shown while the last turn is one
+    // (a failure says whether the server can: its `retryable`)
     const retry = document.getElementById("retry");
-    let keptPartial = false;
-    const offerRetry = (shown) => { if (retry) retry.hidden = !shown || keptPartial; };
+    const offerRetry = (shown) => { if (retry) retry.hidden = !shown; };
     // Cancel while a turn runs (not while it waits for an approval: its buttons answer it),
     // Resume while the session is paused for another reason
     const cancel = document.getElementById("cancel");
@@ -75,7 +74,6 @@
       turnRuns(true);
       turnsStarted += 1;
       document.querySelector("#send .queued")?.remove();
-      keptPartial = false;
       offerRetry(false);
       add(message("user", "user", d.content || ""));
       if (turns && Number.isInteger(d.turn)) turns.textContent = d.turn + (d.turn === 1 ? " turn" : " turns");
@@ -88,7 +86,7 @@
       streaming.querySelector(".text").textContent += printable(d.content || "");
       streaming.scrollIntoView({ block: "nearest" });
     });
-    on("message", (d) => { keptPartial = d.partial === true; finish(d.content || ""); });
+    on("message", (d) => finish(d.content || "", d.partial === true));
     on("done", (d) => { turnRuns(false); finish(d.content || ""); });
     on("tool_call", (d) => add(el("li", "tool", "→ " + d.tool + " " + JSON.stringify(d.arguments || {}))));
     on("tool_result", (d) => {
@@ -110,7 +108,7 @@
       });
     });
     on("notification", (d) => add(el("li", "tool", "✉ " + (d.message || ""))));
-    on("error", (d) => { turnRuns(false); finish(""); add(el("li", "error", "error " + (d.code || "") + ": " + (d.message || ""))); offerRetry(true); });
+    on("error", (d) => { turnRuns(false); finish(""); add(el("li", "error", "error " + (d.code || "") + ": " + (d.message || ""))); offerRetry(d.retryable !== false); });
     on("cancelled", () => { turnRuns(false); finish(""); add(el("li", "error", "cancelled")); offerRetry(true); });
     on("status", (d) => {
       // a turn paused on a call waiting for a person is answered by the approval's buttons, not
