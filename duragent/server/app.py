@@ -66,10 +66,10 @@ def create_app(
     config.require_gateway_variables()
     from duragent.access_tokens import server_tokens
     from duragent.server.front_door import front_door
-    from duragent.server.openai import routes as openai_routes
+    from duragent.server.lazy_routes import add_lazy_routes
     from duragent.server.openapi import openapi_json
     from duragent.server.request_guard import HostPolicy, add_cors
-    from duragent.server.routes import agents, artifacts, health, schedules, sessions
+    from duragent.server.routes import ADMIN_ROUTES, API_ROUTES, health
     from duragent.web.app import add_dashboard
 
     bind = host or config.server.host
@@ -90,22 +90,11 @@ def create_app(
     app[auth.REQUIRED_TOKENS] = tokens
     health.add_routes(app)
     app.router.add_get("/openapi.json", openapi_json)
-    agents.add_routes(app)
-    sessions.add_routes(app)
-    artifacts.add_routes(app)
-    openai_routes.add_routes(app)
-    schedules.add_routes(app)
+    # Their modules are imported on first request: /readyz needs none of them.
+    add_lazy_routes(app, API_ROUTES)
     add_dashboard(app, api_token=tokens.api, admin_token=tokens.admin)
     if config.admin.enabled:
-        from duragent.server.routes.admin import add_admin_routes
-
-        add_admin_routes(app)
-        from duragent.server.routes import gateways, mcp, processes
-
-        gateways.add_routes(app)
-        processes.add_routes(app)
-        mcp.add_routes(app)
-        schedules.add_admin_routes(app)
+        add_lazy_routes(app, ADMIN_ROUTES)
     app.cleanup_ctx.append(
         _lifecycle(
             config,

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from duragent import __version__
 from duragent.server.auth import ADMIN_PREFIX, ADMIN_TOKEN_HEADER, API_PREFIX, OPENAI_PREFIX
+from duragent.server.lazy_routes import loaded
 
 HandlerT = TypeVar("HandlerT", bound=Callable[..., Any])
 #: What one status of a route answers: a body model, one of several (`oneOf`), or None for no body.
@@ -98,12 +99,13 @@ def build_document(app: web.Application) -> dict[str, Any]:
         path = route.resource.canonical
         if path == _DASHBOARD or path.startswith(_DASHBOARD + "/"):
             continue  # the dashboard's pages and forms are for a browser (docs/dashboard.md), not the API
-        doc: RouteDoc = getattr(route.handler, _ATTRIBUTE, None) or RouteDoc(
-            (route.handler.__doc__ or "").strip().splitlines()[0] if route.handler.__doc__ else path
+        handler = loaded(route.handler)  # (a lazy route's module is imported here)
+        doc: RouteDoc = getattr(handler, _ATTRIBUTE, None) or RouteDoc(
+            (handler.__doc__ or "").strip().splitlines()[0] if handler.__doc__ else path
         )
         operation: dict[str, Any] = {
             "summary": doc.summary,
-            "operationId": f"{method}_{route.handler.__name__}",
+            "operationId": f"{method}_{handler.__name__}",
             "parameters": _path_parameters(path) + _query_parameters(doc.query),
             "responses": _responses(doc, schemas),
         }

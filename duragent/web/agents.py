@@ -8,7 +8,6 @@ from aiohttp import web
 
 from duragent.errors import InvalidName
 from duragent.server.state import STATE
-from duragent.web.login import UI_PREFIX
 from duragent.web.pages import render
 
 
@@ -30,9 +29,3 @@ async def gateways(request: web.Request) -> web.Response:
     service = request.app[STATE].gateways
     statuses = service.statuses() if service is not None else []
     return render(request, "gateways.html", {"gateways": statuses})
-
-
-def add_routes(app: web.Application) -> None:
-    """Register the agents and gateways pages."""
-    app.router.add_get(f"{UI_PREFIX}/agents", agents)
-    app.router.add_get(f"{UI_PREFIX}/gateways", gateways)

@@ -12,8 +12,9 @@ from pathlib import Path
 from aiohttp import web
 
 from duragent.server.auth import admin_authorized
+from duragent.server.lazy_routes import Route, add_lazy_routes
 from duragent.server.problems import PROBLEM_CONTENT_TYPE
-from duragent.web import agents, history, memory, processes, schedules, sessions
+from duragent.web import schedules
 from duragent.web.login import (
     LOGIN_COOKIE,
     LOGINS,
@@ -37,6 +38,39 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
+_SESSIONS = "duragent.web.sessions"
+_MEMORY = "duragent.web.memory"
+_HISTORY = "duragent.web.history"
+_PROCESSES = "duragent.web.processes"
+#: The pages whose modules are imported on their first request (`duragent.server.lazy_routes`).
+PAGE_ROUTES: tuple[Route, ...] = (
+    ("GET", f"{UI_PREFIX}/", f"{_SESSIONS}:list_sessions"),
+    ("GET", f"{UI_PREFIX}/sessions", f"{_SESSIONS}:list_sessions"),
+    ("POST", f"{UI_PREFIX}/sessions", f"{_SESSIONS}:start_session"),
+    ("GET", f"{UI_PREFIX}/sessions/{{session_id}}", f"{_SESSIONS}:show_session"),
+    # The same stream as /api/v1/sessions/{id}/events (positions, Last-Event-ID), with the cookie.
+    ("GET", f"{UI_PREFIX}/sessions/{{session_id}}/events", f"{_SESSIONS}:follow_events_while_logged_in"),
+    ("POST", f"{UI_PREFIX}/sessions/{{session_id}}/messages", f"{_SESSIONS}:send_message"),
+    ("POST", f"{UI_PREFIX}/sessions/{{session_id}}/approve", f"{_SESSIONS}:answer_approval"),
+    ("POST", f"{UI_PREFIX}/sessions/{{session_id}}/retry", f"{_SESSIONS}:retry_turn"),
+    ("POST", f"{UI_PREFIX}/sessions/{{session_id}}/cancel", f"{_SESSIONS}:cancel_turn"),
+    ("POST", f"{UI_PREFIX}/sessions/{{session_id}}/resume", f"{_SESSIONS}:resume_session"),
+    ("POST", f"{UI_PREFIX}/sessions/{{session_id}}/end", f"{_SESSIONS}:end_session"),
+    ("GET", f"{UI_PREFIX}/memory", f"{_MEMORY}:memory_index"),
+    ("GET", f"{UI_PREFIX}/memory/{{agent}}/{{name}}", f"{_MEMORY}:memory_file"),
+    ("POST", f"{UI_PREFIX}/memory/{{agent}}/{{name}}", f"{_MEMORY}:save_file"),
+    ("GET", f"{UI_PREFIX}/history", f"{_HISTORY}:timeline"),
+    ("GET", f"{UI_PREFIX}/history/{{sha}}", f"{_HISTORY}:revision"),
+    ("POST", f"{UI_PREFIX}/history/{{sha}}/revert", f"{_HISTORY}:revert"),
+    ("GET", f"{UI_PREFIX}/agents", "duragent.web.agents:agents"),
+    ("GET", f"{UI_PREFIX}/gateways", "duragent.web.agents:gateways"),
+)
+#: After the schedule pages (registered at once: they keep the runs they started on the app).
+PROCESS_ROUTES: tuple[Route, ...] = (
+    ("GET", f"{UI_PREFIX}/processes", f"{_PROCESSES}:list_processes"),
+    ("GET", f"{UI_PREFIX}/processes/{{handle}}", f"{_PROCESSES}:show_process"),
+    ("POST", f"{UI_PREFIX}/processes/{{handle}}/kill", f"{_PROCESSES}:kill_process"),
+)
 
 
 def add_dashboard(app: web.Application, *, api_token: str | None, admin_token: str | None) -> None:
@@ -49,12 +83,9 @@ def add_dashboard(app: web.Application, *, api_token: str | None, admin_token: s
     app.router.add_post(f"{UI_PREFIX}/logout", log_out)
     app.router.add_post(TICKET_PATH, login_ticket)
     app.router.add_static(f"{UI_PREFIX}/static", HERE / "static", append_version=True)
-    sessions.add_routes(app)
-    memory.add_routes(app)
-    history.add_routes(app)
-    agents.add_routes(app)
+    add_lazy_routes(app, PAGE_ROUTES)
     schedules.add_routes(app)
-    processes.add_routes(app)
+    add_lazy_routes(app, PROCESS_ROUTES)
 
 
 async def _to_front_page(request: web.Request) -> web.StreamResponse:

@@ -137,10 +137,3 @@ async def revert(request: web.Request, form: dict[str, str]) -> web.StreamRespon
     # them (as the person) before this revert's own commit could.
     outcome = result.sha or ("watcher" if result.files else "nothing")
     raise see_other(f"{UI_PREFIX}/history?reverted={outcome}")
-
-
-def add_routes(app: web.Application) -> None:
-    """Register the history pages."""
-    app.router.add_get(f"{UI_PREFIX}/history", timeline)
-    app.router.add_get(f"{UI_PREFIX}/history/{{sha}}", revision)
-    app.router.add_post(f"{UI_PREFIX}/history/{{sha}}/revert", revert)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from duragent.server.auth import is_loopback
+from duragent.server.lazy_routes import loaded
 
 UI_PREFIX = "/ui"
 #: The login cookie's name, before its port (`cookie_name`).
@@ -227,7 +228,7 @@ def accepts_form(request: web.Request) -> bool:
 
     The server's JSON-only body rule asks this before refusing a form: the one exception it makes.
     """
-    handler = request.match_info.handler
+    handler = loaded(request.match_info.handler)  # (a dashboard page's module may not be imported yet)
     return bool(getattr(handler, FORM_ENDPOINT_ATTRIBUTE, False)) and (
         request.content_type == "application/x-www-form-urlencoded"
     )

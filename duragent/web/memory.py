@@ -93,10 +93,3 @@ def _changed_meanwhile(request: web.Request, agent: str, name: str, text: str, c
     )
     page[KEEP_BODY] = True  # this page is the answer, not an error page in its place
     return page
-
-
-def add_routes(app: web.Application) -> None:
-    """Register the memory pages."""
-    app.router.add_get(f"{UI_PREFIX}/memory", memory_index)
-    app.router.add_get(f"{UI_PREFIX}/memory/{{agent}}/{{name}}", memory_file)
-    app.router.add_post(f"{UI_PREFIX}/memory/{{agent}}/{{name}}", save_file)

@@ -81,10 +81,3 @@ async def kill_process(request: web.Request, form: dict[str, str]) -> web.Stream
     handle = request.match_info["handle"]
     await _processes(request).kill(handle, reason="killed from the dashboard")
     raise see_other(f"{UI_PREFIX}/processes/{handle}?done=killed")
-
-
-def add_routes(app: web.Application) -> None:
-    """Register the process pages and their form."""
-    app.router.add_get(f"{UI_PREFIX}/processes", list_processes)
-    app.router.add_get(f"{UI_PREFIX}/processes/{{handle}}", show_process)
-    app.router.add_post(f"{UI_PREFIX}/processes/{{handle}}/kill", kill_process)

@@ -227,20 +227,3 @@ def _waiting(state: Any, session_id: str) -> list[dict[str, str]]:
         {"call_id": str(a["call_id"]), "tool": str(a["tool"]), "invocation": str(a["command"])}
         for a in live.waiting_approvals()
     ]
-
-
-def add_routes(app: web.Application) -> None:
-    """Register the session pages."""
-    r = app.router
-    r.add_get(f"{UI_PREFIX}/", list_sessions)
-    r.add_get(f"{UI_PREFIX}/sessions", list_sessions)
-    r.add_post(f"{UI_PREFIX}/sessions", start_session)
-    r.add_get(f"{UI_PREFIX}/sessions/{{session_id}}", show_session)
-    # The same stream as /api/v1/sessions/{id}/events (positions, Last-Event-ID), with the cookie.
-    r.add_get(f"{UI_PREFIX}/sessions/{{session_id}}/events", follow_events_while_logged_in)
-    r.add_post(f"{UI_PREFIX}/sessions/{{session_id}}/messages", send_message)
-    r.add_post(f"{UI_PREFIX}/sessions/{{session_id}}/approve", answer_approval)
-    r.add_post(f"{UI_PREFIX}/sessions/{{session_id}}/retry", retry_turn)
-    r.add_post(f"{UI_PREFIX}/sessions/{{session_id}}/cancel", cancel_turn)
-    r.add_post(f"{UI_PREFIX}/sessions/{{session_id}}/resume", resume_session)
-    r.add_post(f"{UI_PREFIX}/sessions/{{session_id}}/end", end_session)

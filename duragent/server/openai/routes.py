@@ -245,11 +245,3 @@ async def responses_route(request: web.Request) -> web.StreamResponse:
     from duragent.server.openai.responses import create_response
 
     return await create_response(request)
-
-
-def add_routes(app: web.Application) -> None:
-    """Register the OpenAI-compatible routes."""
-    app.router.add_get("/v1/models", list_models)
-    app.router.add_get("/v1/models/{model}", get_model)
-    app.router.add_post("/v1/chat/completions", chat_completions)
-    app.router.add_post("/v1/responses", responses_route)

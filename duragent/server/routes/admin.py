@@ -29,8 +29,6 @@ from duragent.server.openapi import documented
 from duragent.server.problems import FieldError, HttpProblem
 from duragent.server.state import STATE
 
-ADMIN_PREFIX = "/api/admin/v1"
-
 #: Files of one agent: relative path inside the agent folder -> text content.
 AgentFilesField = Field(
     min_length=1,
@@ -210,14 +208,3 @@ def _agent_out(summary: AgentSummary) -> AdminAgentOut:
         valid=summary.valid,
         error=summary.error,
     )
-
-
-def add_admin_routes(app: web.Application) -> None:
-    """Register the admin routes under /api/admin/v1 (call only when `admin.enabled`)."""
-    app.router.add_post(f"{ADMIN_PREFIX}/shutdown", shutdown)
-    app.router.add_post(f"{ADMIN_PREFIX}/reload-agents", reload_agents)
-    app.router.add_get(f"{ADMIN_PREFIX}/agents", list_agents)
-    app.router.add_post(f"{ADMIN_PREFIX}/agents", deploy_agent)
-    app.router.add_get(f"{ADMIN_PREFIX}/agents/{{name}}", get_agent)
-    app.router.add_put(f"{ADMIN_PREFIX}/agents/{{name}}", replace_agent)
-    app.router.add_delete(f"{ADMIN_PREFIX}/agents/{{name}}", remove_agent)

@@ -58,9 +58,3 @@ async def get_agent(request: web.Request) -> web.Response:
         ),
     )
     return json_reply(detail)
-
-
-def add_routes(app: web.Application) -> None:
-    """Register the agent routes."""
-    app.router.add_get("/api/v1/agents", list_agents)
-    app.router.add_get("/api/v1/agents/{name}", get_agent)

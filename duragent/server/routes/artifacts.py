@@ -24,8 +24,6 @@ from duragent.stores.base import ArtifactNotFound, ArtifactRef
 from duragent.stores.filesystem.artifacts import check_artifact_name
 from duragent.tools.artifacts import is_media_type
 
-_BASE = "/api/v1/sessions/{session_id}/artifacts"
-
 
 async def _agent_of(request: web.Request) -> str:
     """The agent of the session in the path (404 problem when there is no such session)."""
@@ -101,9 +99,3 @@ async def download_artifact(request: web.Request) -> web.StreamResponse:
         await response.write(chunk)
     await response.write_eof()
     return response
-
-
-def add_routes(app: web.Application) -> None:
-    """Register the artifact routes."""
-    app.router.add_get(_BASE, list_artifacts)
-    app.router.add_get(_BASE + "/{name:.+}", download_artifact)

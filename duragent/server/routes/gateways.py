@@ -9,8 +9,6 @@ from duragent.server.bodies import Reply, json_reply
 from duragent.server.openapi import documented
 from duragent.server.state import STATE
 
-ADMIN_PREFIX = "/api/admin/v1"
-
 
 class GatewayOut(Reply):
     """One gateway plugin as `duragent gateway list` shows it."""
@@ -43,8 +41,3 @@ async def list_gateways(request: web.Request) -> web.Response:
     return json_reply(
         GatewaysOut(gateways=[GatewayOut.model_validate(redact(s.to_json())) for s in statuses])
     )
-
-
-def add_routes(app: web.Application) -> None:
-    """Register the gateway admin route."""
-    app.router.add_get(f"{ADMIN_PREFIX}/gateways", list_gateways)

@@ -11,8 +11,6 @@ from duragent.server.bodies import AgentName, Body, ProblemOut, Reply, json_repl
 from duragent.server.openapi import documented
 from duragent.server.state import STATE
 
-ADMIN_PREFIX = "/api/admin/v1"
-
 
 class McpQuery(Body):
     """GET /api/admin/v1/mcp query string."""
@@ -44,8 +42,3 @@ async def list_mcp_servers(request: web.Request) -> web.Response:
     # An error or a URL may carry a token: never shown.
     redact = state.workspace.guard.redact_value
     return json_reply(McpServersOut(servers=[redact(status.to_json()) for status in statuses]))
-
-
-def add_routes(app: web.Application) -> None:
-    """Register the MCP admin route."""
-    app.router.add_get(f"{ADMIN_PREFIX}/mcp", list_mcp_servers)

@@ -19,7 +19,6 @@ from duragent.server.openapi import documented
 from duragent.server.problems import HttpProblem
 from duragent.server.state import STATE
 
-ADMIN_PREFIX = "/api/admin/v1"
 #: Most bytes of output one request returns.
 MAX_LOG_BYTES = 256 * 1024
 
@@ -105,10 +104,3 @@ async def kill_process(request: web.Request) -> web.Response:
     """POST /api/admin/v1/processes/{handle}/kill."""
     record = await _processes(request).kill(request.match_info["handle"], reason="killed by an operator")
     return json_reply(_out(request, record))
-
-
-def add_routes(app: web.Application) -> None:
-    """Register the process admin routes (call only when `admin.enabled`)."""
-    app.router.add_get(f"{ADMIN_PREFIX}/processes", list_processes)
-    app.router.add_get(f"{ADMIN_PREFIX}/processes/{{handle}}", get_process)
-    app.router.add_post(f"{ADMIN_PREFIX}/processes/{{handle}}/kill", kill_process)

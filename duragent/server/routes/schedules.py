@@ -262,20 +262,3 @@ async def admin_list_schedules(request: web.Request) -> web.Response:
         )
         rows.append(row)
     return json_reply(AdminScheduleList(schedules=rows, problems=[str(p) for p in listing.problems]))
-
-
-def add_admin_routes(app: web.Application) -> None:
-    """Register the schedule admin route (call only when `admin.enabled`)."""
-    app.router.add_get("/api/admin/v1/schedules", admin_list_schedules)
-
-
-def add_routes(app: web.Application) -> None:
-    """Register the schedule routes."""
-    r = app.router
-    r.add_get("/api/v1/schedules", list_schedules)
-    r.add_post("/api/v1/schedules", create_schedule)
-    r.add_get("/api/v1/schedules/{schedule_id}", get_schedule)
-    r.add_delete("/api/v1/schedules/{schedule_id}", delete_schedule)
-    r.add_post("/api/v1/schedules/{schedule_id}/run", run_schedule)
-    r.add_post("/api/v1/schedules/{schedule_id}/pause", pause_schedule)
-    r.add_post("/api/v1/schedules/{schedule_id}/resume", resume_schedule)

@@ -1011,21 +1011,3 @@ async def serve_for_another_worker(
             }
         }
     return {"status": response.status, "content_type": response.content_type, "text": response.text}
-
-
-def add_routes(app: web.Application) -> None:
-    """Register the session routes."""
-    r = app.router
-    r.add_post("/api/v1/sessions", create_session)
-    r.add_get("/api/v1/sessions", list_sessions)
-    r.add_get("/api/v1/sessions/{session_id}", get_session)
-    r.add_delete("/api/v1/sessions/{session_id}", delete_session)
-    r.add_get("/api/v1/sessions/{session_id}/messages", list_messages)
-    r.add_post("/api/v1/sessions/{session_id}/messages", send_message)
-    r.add_post("/api/v1/sessions/{session_id}/stream", stream_message)
-    r.add_get("/api/v1/sessions/{session_id}/events", follow_events)
-    r.add_post("/api/v1/sessions/{session_id}/approve", approve)
-    r.add_post("/api/v1/sessions/{session_id}/cancel", cancel)
-    r.add_post("/api/v1/sessions/{session_id}/resume", resume_session)
-    r.add_post("/api/v1/sessions/{session_id}/retry", retry_turn)
-    r.add_post("/api/v1/sessions/{session_id}/end", end_session)
