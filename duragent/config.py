@@ -153,6 +153,18 @@ class ExternalGatewayConfig(ConfigModel):
     env: dict[str, str] = {}
     config: dict[str, Any] = {}
     restart: Literal["always", "on_failure", "never"] = "on_failure"
+    # None: the server's default (30s, 30s, 10s, 5s), which suits a home server.
+    ready_timeout: Duration | None = Field(
+        None, description="How long a started plugin has to say `ready` before it is restarted."
+    )
+    ping_interval: Duration | None = Field(None, description="How often a ready plugin is pinged.")
+    pong_timeout: Duration | None = Field(
+        None, description="How long a ping waits for its pong before the plugin is restarted."
+    )
+    stop_grace: Duration | None = Field(
+        None,
+        description="How long a stopping plugin has to exit after `shutdown` and SIGTERM before SIGKILL.",
+    )
 
 
 class GatewaysConfig(ConfigModel):

@@ -27,7 +27,7 @@ import sysconfig
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -88,6 +88,16 @@ class GatewayTiming:
     crash_loop_window: float = 300.0
     #: After `shutdown` + SIGTERM, how long before SIGKILL.
     stop_grace: float = 5.0
+
+
+def timing_of(spec: ExternalGatewayConfig, timing: GatewayTiming) -> GatewayTiming:
+    """`timing` with the timeouts `spec` sets itself (`ready_timeout`, ...) in their place."""
+    own = {
+        name: value.total_seconds()
+        for name in ("ready_timeout", "ping_interval", "pong_timeout", "stop_grace")
+        if (value := getattr(spec, name)) is not None
+    }
+    return replace(timing, **own)
 
 
 @dataclass
@@ -603,7 +613,7 @@ class GatewayManager:
                 spec,
                 on_event,
                 base_dir=base_dir,
-                timing=timing,
+                timing=timing_of(spec, timing),
                 on_restart=on_restart,
                 variables=variables.get(spec.name),
                 admission=admission,

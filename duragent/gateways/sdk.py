@@ -21,8 +21,10 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import timedelta
 from typing import Any, BinaryIO
 
+from duragent.durations import format_duration, parse_duration
 from duragent.errors import ConfigError, DuragentError
 from duragent.gateways.framing import iter_lines
 from duragent.gateways.protocol import (
@@ -95,6 +97,25 @@ def int_setting(
     if number is None or number < minimum or (maximum is not None and number > maximum):
         raise ConfigError(f"`{key}` must be a whole number {bounds}, not {value!r}")
     return number
+
+
+def seconds_setting(config: Mapping[str, Any], key: str, default: float, *, maximum: float) -> float:
+    """Duration setting `key` of a plugin's `config:` map in seconds (`1s`, `200ms`, `2m`, or a
+    number of seconds; absent: `default`), above 0 and at most `maximum`.
+
+    Anything else is a ConfigError naming the key, like `int_setting`'s.
+    """
+    value = config.get(key, default)
+    try:
+        seconds = parse_duration(value).total_seconds()
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= maximum:
+        most = format_duration(timedelta(seconds=maximum))
+        raise ConfigError(
+            f"`{key}` must be a duration above 0 and at most {most} (like 1s or 500ms), not {value!r}"
+        )
+    return seconds
 
 
 def refuse_unknown_keys(config: Mapping[str, Any], known: Iterable[str]) -> None:

@@ -23,6 +23,7 @@ import gc
 import json
 import subprocess
 import sys
+import threading
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -104,6 +105,8 @@ class ScriptedResponse:
     content_type: str = "text/event-stream"
     #: `raw`: drop the connection after the writes instead of ending the body.
     reset: bool = False
+    #: Answer only once this is set (`held`): a reply that takes as long as the test needs.
+    release: threading.Event | None = None
 
 
 def text(
@@ -203,6 +206,13 @@ def error(
 def delay(seconds: float, then: ScriptedResponse | None = None) -> ScriptedResponse:
     """Wait `seconds` before answering with `then` (default: echo)."""
     return replace(then or echo(), delay=seconds)
+
+
+def held(release: threading.Event, then: ScriptedResponse | None = None) -> ScriptedResponse:
+    """Answer with `then` (default: echo) only once `release` is set: a slow reply that ends when
+    the test has seen what it waits for, not after a fixed time. A `threading.Event`, so a test
+    can release a fake that runs on another thread's event loop."""
+    return replace(then or echo(), release=release)
 
 
 def broken_stream(
@@ -387,6 +397,8 @@ class FakeLLMServer(FakeServer):
         try:
             if response.delay:
                 await asyncio.sleep(response.delay)
+            if response.release is not None:
+                await _released(response.release)
             if response.kind == "error":
                 return _error_response(api, response)
             if response.kind == "raw":
@@ -475,6 +487,16 @@ class FakeLLMServer(FakeServer):
         return stream
 
 
+async def _released(release: threading.Event) -> None:
+    """Return once `release` is set (from any thread). Waited for in a worker thread, a short
+    wait at a time: a reply cancelled while held (its client hung up, the fake stopped) leaves
+    no thread blocked for good behind it."""
+    while not await asyncio.to_thread(release.wait, _RELEASE_WAIT_AT_A_TIME):
+        pass
+
+
+#: Longest one wait of a held reply's worker thread (seconds).
+_RELEASE_WAIT_AT_A_TIME = 0.2
 #: Events an instant reply sends per write.
 _INSTANT_PIECES_PER_WRITE = 32
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from duragent.testing.fake_llm import text
+from duragent.testing.fake_llm import held, text
 from tests.e2e import test_terminal_clients as clients
 from tests.e2e.terminal import DURAGENT, PATIENCE, client_env
 from tests.e2e.test_a_server_killed_mid_turn import send_cut_off
@@ -116,7 +117,9 @@ def test_send_behind_another_clients_turn_says_it_is_queued(
     workspace: Path, fake_model: ThreadedFakeLLM
 ) -> None:
     server = start_server(workspace)
-    fake_model.enqueue(text("word " * 60, chunks=60, chunk_delay=0.25), text("Second reply."))
+    # The first turn's reply is held until the second `send` said it waits behind that turn.
+    release = threading.Event()
+    fake_model.enqueue(held(release, text("word " * 60, chunks=60)), text("Second reply."))
     first = subprocess.Popen(
         [*DURAGENT, "send", "--new", "tell me a story"],
         cwd=workspace,
@@ -125,19 +128,30 @@ def test_send_behind_another_clients_turn_says_it_is_queued(
         stderr=subprocess.PIPE,
         text=True,
     )
+    second_err = workspace / "second.err"
+    second = None
     try:
         asyncio.run(until(lambda: fake_model.server.requests, within=60))
         session = next((workspace / ".duragent" / "sessions").iterdir()).name
-        sent = subprocess.run(
-            [*DURAGENT, "send", "--server", str(server["url"]), "--session", session, "and then?"],
-            cwd=workspace,
-            env=client_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        with second_err.open("w") as err:
+            second = subprocess.Popen(
+                [*DURAGENT, "send", "--server", str(server["url"]), "--session", session, "and then?"],
+                cwd=workspace,
+                env=client_env(),
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+            )
+        said = second
+        asyncio.run(until(lambda: "queued behind" in second_err.read_text() or said.poll() is not None, 60))
+        release.set()
+        out, _ = second.communicate(timeout=60)
     finally:
+        release.set()  # (also when a wait failed: the first turn ends, nothing is left hanging)
         first.communicate(timeout=60)
-    assert sent.returncode == 0, sent.stderr
-    assert sent.stdout.strip() == "Second reply."
-    assert f"your message is queued behind 1 turn(s) of session {session}" in sent.stderr
+        if second is not None and second.poll() is None:
+            second.kill()
+            second.wait()
+    assert second.returncode == 0, second_err.read_text()
+    assert out.strip() == "Second reply."
+    assert f"your message is queued behind 1 turn(s) of session {session}" in second_err.read_text()

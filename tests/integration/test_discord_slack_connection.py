@@ -183,7 +183,8 @@ async def test_slack_unreachable_at_startup_is_tried_again_until_it_is_back_not_
     async with FakeSlack() as slack:
         await slack.stop()  # the server booted before the network was up
         config = {"bot_token": slack.bot_token, "app_token": slack.app_token, "api_base": slack.api_base}
-        manager = supervised("slack", config, tmp_path)
+        # Each start tries auth.test 4 times: retried quickly, the same failures come in a second.
+        manager = supervised("slack", {**config, "retry_backoff": "50ms"}, tmp_path)
         manager.start()
         plugin = manager.plugin("slack")
         try:

@@ -5,7 +5,9 @@ Each test talks to the fake OpenAI / Anthropic server on 127.0.0.1 in the real w
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,7 +27,7 @@ from duragent.runtime.events import TurnFailed, TurnFinished
 from duragent.runtime.loop import Runtime, drain
 from duragent.runtime.providers import ProviderPool
 from duragent.sessions.log import SessionLog
-from duragent.testing.fake_llm import FakeLLMServer, broken_stream, error, text, tool_calls
+from duragent.testing.fake_llm import FakeLLMServer, broken_stream, error, held, text, tool_calls
 from tests.e2e.server_harness import Api
 from tests.waiting import until
 
@@ -319,3 +321,20 @@ async def test_the_fake_openai_server_sends_parallel_calls_one_after_another_unl
     assert await openai_call_indexes(fake_llm) == [0, 0, 0, 1, 1, 1]
     fake_llm.enqueue(tool_calls(calls, argument_chunks=2, interleave=True))
     assert await openai_call_indexes(fake_llm) == [0, 1, 0, 1, 0, 1]
+
+
+# --- 8. the fake server's held reply ------------------------------------------------------------
+
+
+async def test_a_held_reply_of_the_fake_server_answers_only_once_the_test_releases_it(
+    fake_llm: FakeLLMServer,
+) -> None:
+    release = threading.Event()
+    fake_llm.enqueue(held(release, text("at last")))
+    async with OpenAICompatProvider(fake_llm.url, "sk-test") as provider:
+        answer = asyncio.create_task(provider.complete(HELLO))
+        await until(lambda: fake_llm.requests, within=10)
+        await asyncio.sleep(0.2)  # long enough for an answer not held to arrive
+        assert not answer.done()
+        release.set()
+        assert (await asyncio.wait_for(answer, 10)).text == "at last"

@@ -52,8 +52,8 @@ async def start_plugin(slack: FakeSlack, tmp_path: Path, **config: Any) -> Plugi
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def plugin(slack: FakeSlack, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PluginProcess]:
-    """The shared plugin process (Socket Mode)."""
-    process = await start_plugin(slack, tmp_path_factory.mktemp("slack-plugin"))
+    """The shared plugin process (Socket Mode); a call that failed on the way is retried at once."""
+    process = await start_plugin(slack, tmp_path_factory.mktemp("slack-plugin"), retry_backoff="50ms")
     yield process
     await process.stop()
 
@@ -336,7 +336,7 @@ async def test_when_slack_asks_to_reconnect_the_app_does_and_unacknowledged_even
 async def test_slack_failing_at_startup_for_a_moment_does_not_stop_the_app(tmp_path: Path) -> None:
     async with FakeSlack() as own:
         own.fail_next("auth.test", 503, times=2)
-        process = await start_plugin(own, tmp_path)
+        process = await start_plugin(own, tmp_path, retry_backoff="50ms")
         await process.stop()
 
     assert len(own.calls_to("auth.test")) == 3

@@ -36,8 +36,8 @@ async def fake_telegram() -> AsyncIterator[FakeTelegramBotAPI]:
 async def plugin(
     fake_telegram: FakeTelegramBotAPI, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[PluginProcess]:
-    """One plugin process in polling mode, connected to the fake."""
-    process, _ = await start_plugin(fake_telegram, tmp_path_factory.mktemp("plugin"))
+    """One plugin process in polling mode, connected to the fake; what fails is retried at once."""
+    process, _ = await start_plugin(fake_telegram, tmp_path_factory.mktemp("plugin"), retry_backoff="50ms")
     yield process
     await process.stop()
 
@@ -144,7 +144,11 @@ async def test_telegram_out_of_reach_at_startup_is_reported_as_not_connected_to_
     fake_telegram: FakeTelegramBotAPI, tmp_path: Path
 ) -> None:
     # The server booted before the network was up: nothing listens where the Bot API should be.
-    config = {"bot_token": fake_telegram.token, "api_base": f"http://127.0.0.1:{free_port()}"}
+    config = {
+        "bot_token": fake_telegram.token,
+        "api_base": f"http://127.0.0.1:{free_port()}",
+        "retry_backoff": "50ms",  # the 4 tries of getMe in a moment, not 7 s
+    }
     process = await start_plugin_process("duragent.plugins.telegram", config, tmp_path, drop_env=(TOKEN_ENV,))
 
     fatal = await process.event("error", within=READY_WITHIN)

@@ -1,8 +1,9 @@
 """Gateway plugins that misbehave, under a real `duragent serve`: it stays up and reports each.
 
 Six plugins at once (crash loop, garbage before `ready`, a flood of bad lines, no `ready`, no
-`pong`, ignores SIGTERM) with the default timings a user gets (30 s to be ready, a ping every
-30 s answered within 10 s). The server keeps answering, reports each plugin's state and last
+`pong`, ignores SIGTERM), with their timeouts shortened in duragent.yaml (`TIMEOUTS`; the
+defaults, 30 s to be ready, a ping every 30 s answered within 10 s and 5 s to exit, only make
+the same waits longer). The server keeps answering, reports each plugin's state and last
 error on the admin API (a crash loop also on /readyz), logs a flood a few times only, and stops
 cleanly, killing the plugin that ignores SIGTERM.
 """
@@ -35,6 +36,9 @@ PLUGINS = {
     "deaf": READY + "\nfor line in sys.stdin:\n    pass",
     "stubborn": "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" + READY + "\nanswer()\ntime.sleep(600)",
 }
+#: Each gateway's timeouts: short, yet long enough for a healthy plugin on a busy machine (a
+#: healthy plugin that missed them would be restarted, and the flood logged again).
+TIMEOUTS = {"ready_timeout": "10s", "ping_interval": "1s", "pong_timeout": "3s", "stop_grace": "1s"}
 PRELUDE = """
 import json, signal, sys, time
 
@@ -58,6 +62,7 @@ def gateways_config(root: Path) -> str:
             f"      command: {sys.executable}",
             f"      args: [{json.dumps(str(script))}, {name}]",
             "      restart: always",
+            *(f"      {key}: {value}" for key, value in TIMEOUTS.items()),
         ]
     return "\n".join(lines) + "\n"
 

@@ -20,6 +20,7 @@ import base64
 import contextlib
 import logging
 import os
+import random
 import re
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -38,6 +39,7 @@ from slack_sdk.http_retry import HttpRequest, HttpResponse, RetryState
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
+from slack_sdk.http_retry.jitter import Jitter
 from slack_sdk.web.async_client import AsyncWebClient
 
 from duragent.errors import ConfigError
@@ -59,6 +61,7 @@ from duragent.gateways.sdk import (
     SecretRedactor,
     int_setting,
     refuse_unknown_keys,
+    seconds_setting,
 )
 from duragent.plugins.slack.mrkdwn import escape, markdown_to_mrkdwn
 
@@ -76,6 +79,9 @@ RATE_LIMIT_RETRIES = 5
 #: Retries of a call that fails on the way (Slack unreachable, a 5xx), after about 1, 2 and 4 s:
 #: an agent's reply is sent once, and would otherwise be lost to a blip.
 TRANSIENT_RETRIES = 3
+#: The first wait before such a retry (`retry_backoff`); it doubles for each next one.
+RETRY_BACKOFF_SECONDS = 1.0
+MAX_RETRY_BACKOFF_SECONDS = 10.0
 #: How long start-up waits for auth.test (retries included) before it reports Slack out of reach:
 #: well within the 30 s Duragent gives a plugin to be ready, so the cause is said.
 AUTH_TEST_WITHIN_SECONDS = 20.0
@@ -105,6 +111,8 @@ class SlackSettings:
     api_base: str | None = None
     download_dir: str | None = None
     max_download_mb: int = MAX_DOWNLOAD_MB
+    #: The first wait (seconds) before a failed call is tried again; it doubles for each retry.
+    retry_backoff: float = RETRY_BACKOFF_SECONDS
 
     @classmethod
     def from_config(cls, config: dict[str, Any], environ: dict[str, str]) -> SlackSettings:
@@ -149,6 +157,9 @@ class SlackSettings:
             api_base=(str(api_base).rstrip("/") + "/") if api_base else None,
             download_dir=config.get("download_dir") or None,
             max_download_mb=int_setting(config, "max_download_mb", MAX_DOWNLOAD_MB, minimum=1),
+            retry_backoff=seconds_setting(
+                config, "retry_backoff", RETRY_BACKOFF_SECONDS, maximum=MAX_RETRY_BACKOFF_SECONDS
+            ),
         )
 
 
@@ -203,7 +214,8 @@ class SlackPlugin(GatewayPlugin):
                 # A piece sent again may, rarely, arrive twice (Slack may have posted it before
                 # failing): better than a reply that never arrives.
                 _TransientFailureRetry(
-                    max_retry_count=TRANSIENT_RETRIES, interval_calculator=_TRANSIENT_BACKOFF
+                    max_retry_count=TRANSIENT_RETRIES,
+                    interval_calculator=_transient_backoff(settings.retry_backoff),
                 ),
                 AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
             ],
@@ -655,8 +667,20 @@ class _TransientFailureRetry(AsyncRetryHandler):
         return True
 
 
-#: About 1, 2, 4 s (each plus up to 1 s of jitter) between attempts.
-_TRANSIENT_BACKOFF = BackoffRetryIntervalCalculator(backoff_factor=1.0)
+class _ScaledJitter(Jitter):
+    """Adds up to `most` seconds at random, so plugins that lost Slack together retry apart."""
+
+    def __init__(self, most: float):
+        self.most = most
+
+    def recalculate(self, duration: float) -> float:
+        return duration + random.uniform(0, self.most)
+
+
+def _transient_backoff(first: float) -> BackoffRetryIntervalCalculator:
+    """`first`, twice and four times it between attempts (1, 2, 4 s by default), each plus up
+    to `first` of jitter."""
+    return BackoffRetryIntervalCalculator(backoff_factor=first, jitter=_ScaledJitter(first))
 
 
 def _api_failure(text: str, status: int) -> Exception:

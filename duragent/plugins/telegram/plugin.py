@@ -76,6 +76,7 @@ from duragent.gateways.sdk import (
     SecretRedactor,
     int_setting,
     refuse_unknown_keys,
+    seconds_setting,
 )
 from duragent.plugins.telegram.chunks import TELEGRAM_TEXT_LIMIT, split_telegram_html
 from duragent.plugins.telegram.markdown import markdown_to_telegram_html
@@ -90,8 +91,10 @@ RATE_LIMIT_ATTEMPTS = 5
 #: of the proxy in front of Telegram), waiting 1, 2, 4 s between them: an agent's reply is sent
 #: once, and would otherwise be lost to a blip.
 TRANSIENT_ATTEMPTS = 4
-#: Polling backoff after network errors: doubles from the first to the last value.
+#: The first wait after such a failure (`retry_backoff`), also polling's after a network error;
+#: it doubles for each next one, polling's up to BACKOFF_MAX_SECONDS.
 BACKOFF_FIRST_SECONDS = 1.0
+MAX_RETRY_BACKOFF_SECONDS = 10.0
 BACKOFF_MAX_SECONDS = 60.0
 _ALLOWED_UPDATES = ["message", "channel_post", "callback_query"]
 #: What BotFather hands out: the bot's numeric id, a colon, the secret (`123456789:AA...`).
@@ -122,6 +125,8 @@ class TelegramSettings:
     webhook_path: str = "/telegram/webhook"
     secret_token: str | None = None
     download_dir: str | None = None
+    #: Seconds before a failed call (or poll) is tried again; doubled for each next try.
+    retry_backoff: float = BACKOFF_FIRST_SECONDS
 
     @classmethod
     def from_config(cls, config: dict[str, Any], environ: dict[str, str]) -> TelegramSettings:
@@ -154,6 +159,9 @@ class TelegramSettings:
             webhook_path=str(config.get("webhook_path", "/telegram/webhook")),
             secret_token=config.get("secret_token") or None,
             download_dir=config.get("download_dir") or None,
+            retry_backoff=seconds_setting(
+                config, "retry_backoff", BACKOFF_FIRST_SECONDS, maximum=MAX_RETRY_BACKOFF_SECONDS
+            ),
         )
 
 
@@ -248,6 +256,11 @@ class TelegramPlugin(GatewayPlugin):
         """Whether the last Bot API exchange succeeded."""
         return self._connected
 
+    @property
+    def _retry_backoff(self) -> float:
+        """The first wait before a failed call or poll is tried again (`retry_backoff`)."""
+        return self.settings.retry_backoff if self.settings else BACKOFF_FIRST_SECONDS
+
     # ------------------------------------------------------------------ receiving
 
     async def _poll_forever(self, poll_timeout: int) -> None:
@@ -278,7 +291,7 @@ class TelegramPlugin(GatewayPlugin):
                 # ClientDecodeError: an HTML error page (502 from the proxy in front of Telegram).
                 self._connected = False
                 failures += 1
-                delay = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** (failures - 1))
+                delay = min(BACKOFF_MAX_SECONDS, self._retry_backoff * 2 ** (failures - 1))
                 delay *= random.uniform(0.8, 1.2)  # jitter: many bots must not retry in lockstep
                 hint = " (is a webhook set, or another poller running?)" if _is_conflict(error) else ""
                 log.warning("getUpdates failed: %s%s; retry in %.1f s", self._redact(str(error)), hint, delay)
@@ -644,8 +657,8 @@ class TelegramPlugin(GatewayPlugin):
                 if transient_failures == transient_attempts:
                     code = "not_connected" if isinstance(error, TelegramNetworkError) else "platform_error"
                     raise PlatformError(code, reason) from None
-                delay = BACKOFF_FIRST_SECONDS * 2 ** (transient_failures - 1)
-                log.warning("Telegram call failed (%s); retrying in %.0f s", reason, delay)
+                delay = self._retry_backoff * 2 ** (transient_failures - 1)
+                log.warning("Telegram call failed (%s); retrying in %.1f s", reason, delay)
                 await asyncio.sleep(delay)
                 continue
             except TelegramAPIError as error:
