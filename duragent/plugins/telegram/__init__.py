@@ -19,6 +19,9 @@ def main() -> None:
 
 
 def _load() -> type[GatewayPlugin]:
+    from duragent.plugins.telegram.lazy_aiogram import import_aiogram
+
+    import_aiogram()  # (first: the plugin's own imports would build every Telegram type)
     from duragent.plugins.telegram.plugin import TelegramPlugin
 
     return TelegramPlugin
