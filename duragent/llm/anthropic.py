@@ -13,6 +13,7 @@ from duragent.llm.errors import StreamError, TransientStreamError
 from duragent.llm.http_provider import HttpProvider, StreamDecoder, Timeouts
 from duragent.llm.retry import RetryPolicy
 from duragent.llm.sse import SseEvent
+from duragent.llm.tool_format import tool_to_anthropic
 from duragent.llm.types import (
     Finish,
     FinishReason,
@@ -121,10 +122,7 @@ class AnthropicProvider(HttpProvider):
         if system:
             payload["system"] = system
         if request.tools:
-            payload["tools"] = [
-                {"name": tool.name, "description": tool.description, "input_schema": tool.parameters}
-                for tool in request.tools
-            ]
+            payload["tools"] = [tool_to_anthropic(tool) for tool in request.tools]
             if request.tool_choice is not None:
                 payload["tool_choice"] = tool_choice_to_anthropic(request.tool_choice)
         if request.temperature is not None:

@@ -16,6 +16,7 @@ from duragent.llm.errors import ProviderError, StreamError, TransientStreamError
 from duragent.llm.http_provider import HttpProvider, StreamDecoder, Timeouts
 from duragent.llm.retry import RetryPolicy, is_retryable_status
 from duragent.llm.sse import SseEvent
+from duragent.llm.tool_format import tool_to_openai
 from duragent.llm.types import (
     Finish,
     FinishReason,
@@ -28,7 +29,6 @@ from duragent.llm.types import (
     ToolCallComplete,
     ToolCallDelta,
     ToolChoice,
-    ToolDefinition,
     Usage,
 )
 
@@ -181,14 +181,6 @@ def message_to_openai(message: Message) -> dict[str, Any]:
     if message.name and message.role in ("user", "system"):
         result["name"] = message.name
     return result
-
-
-def tool_to_openai(tool: ToolDefinition) -> dict[str, Any]:
-    """A tool definition as a chat completions `function` tool."""
-    return {
-        "type": "function",
-        "function": {"name": tool.name, "description": tool.description, "parameters": tool.parameters},
-    }
 
 
 def tool_choice_to_openai(choice: ToolChoice) -> str | dict[str, Any]:

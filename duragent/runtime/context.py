@@ -1,9 +1,10 @@
 """Context assembly: what the model sees each turn, in priority order, inside a token budget.
 
 Order: prime directives, SOUL.md, SYSTEM_PROMPT.md, INSTRUCTIONS.md, the skills index,
-memory, then the conversation. Fixed parts are always kept; memory gets at most its share of
-the budget; the conversation fills the rest, newest first, so the oldest history is dropped
-first. Large tool results are cut to their head and tail with a marker.
+memory, then the conversation. The tool definitions the request offers are taken off the budget
+first (they are sent whatever else fits); fixed parts are always kept; memory gets at most its
+share of what is left; the conversation fills the rest, newest first, so the oldest history is
+dropped first. Large tool results are cut to their head and tail with a marker.
 
 Tokens are estimated as ceil(characters / 4) (no tokenizer is downloaded at run time); the
 estimate errs on the generous side for English and code, and the budget keeps a 10% margin.
@@ -12,14 +13,17 @@ estimate errs on the generous side for English and code, and the budget keeps a 
 from __future__ import annotations
 
 import bisect
+import copy
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 from duragent.agents.loader import Agent
-from duragent.llm.types import Message, ToolCall
+from duragent.llm.tool_format import tools_as_sent
+from duragent.llm.types import Message, ToolCall, ToolDefinition
 from duragent.sessions.state import SessionState
 
 PRIME_DIRECTIVES = """\
@@ -84,6 +88,47 @@ def reply_reserve(agent: Agent, window: int) -> int:
     return agent.spec.model.max_output_tokens or min(DEFAULT_OUTPUT_TOKENS, window // 4)
 
 
+def memory_share(agent: Agent, room: int) -> int:
+    """Tokens memory may use out of `room` (the budget less the tools): `spec.memory.max_tokens`,
+    else `MEMORY_SHARE` of the room."""
+    spec = agent.spec.memory
+    if spec is not None and spec.max_tokens:
+        return spec.max_tokens
+    return int(max(room, 0) * MEMORY_SHARE)
+
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+#: Tool lists whose size a `ToolTokens` remembers (roughly the agents a runtime serves).
+_TOOL_LISTS = 8
+
+
+class ToolTokens:
+    """The estimated tokens of the tool definitions a request offers, as `provider` sends them.
+
+    Every model call of a turn offers the same tools, and MCP schemas can be long: a list is
+    encoded once, then found again by equality.
+    """
+
+    def __init__(self) -> None:
+        self._recent: list[tuple[str, tuple[ToolDefinition, ...], int]] = []
+
+    def count(self, provider: str, tools: Sequence[ToolDefinition]) -> int:
+        """Tokens of `tools`' JSON in `provider`'s format (0 without tools)."""
+        if not tools:
+            return 0
+        tools = tuple(tools)
+        for i, (known_provider, known, tokens) in enumerate(self._recent):
+            if known_provider == provider and known == tools:
+                if i:
+                    self._recent.insert(0, self._recent.pop(i))
+                return tokens
+        tokens = estimate_tokens(_COMPACT.encode(tools_as_sent(provider, tools)))
+        # (a copy: a schema changed in place later must not match the list counted here)
+        self._recent.insert(0, (provider, copy.deepcopy(tools), tokens))
+        del self._recent[_TOOL_LISTS:]
+        return tokens
+
+
 def expand_template(text: str, variables: dict[str, str]) -> str:
     """Replace `{{name}}` (spaces inside the braces allowed); unknown names stay as written."""
     if "{{" not in text:
@@ -119,8 +164,11 @@ class AssembledContext:
     parts: tuple[ContextPart, ...]
     history_kept: int
     history_dropped: int
+    #: everything sent, the tool definitions included
     tokens: int
     budget: int
+    #: what the tool definitions take of `budget`
+    tools_tokens: int = 0
 
 
 def to_message(entry: dict[str, Any]) -> Message:
@@ -158,13 +206,16 @@ def assemble_context(
     skills_text: str = "",
     now: datetime,
     budget: int | None = None,
+    tools_tokens: int = 0,
 ) -> AssembledContext:
     """Build this turn's messages for `agent` from the session's conversation.
 
     `skills_text` is the skills index (already fitted to its share of the budget). `budget`, when
     given and smaller, replaces `context_budget(agent)` (the model refused a larger context).
+    `tools_tokens` (what the request's tool definitions take) comes off the budget first.
     """
     budget = min(context_budget(agent), budget) if budget is not None else context_budget(agent)
+    room = budget - tools_tokens
     prompts = (
         ("SOUL.md", agent.soul),
         ("SYSTEM_PROMPT.md", agent.system_prompt),
@@ -179,18 +230,16 @@ def assemble_context(
     if skills_text.strip():
         parts.append(ContextPart("skills", skills_text.strip(), estimate_tokens(skills_text.strip())))
     if memory_text.strip():
-        share = agent.spec.memory.max_tokens if agent.spec.memory and agent.spec.memory.max_tokens else None
-        memory_budget = share or int(budget * MEMORY_SHARE)
-        text = cut_middle(memory_text.strip(), memory_budget)
+        text = cut_middle(memory_text.strip(), memory_share(agent, room))
         parts.append(ContextPart("memory", text, estimate_tokens(text)))
     system = "\n\n".join(p.text for p in parts)
     used = estimate_tokens(system) + 4
-    history, dropped, history_tokens = _fit_history(state, budget - used)
-    used += history_tokens
+    history, dropped, history_tokens = _fit_history(state, room - used)
+    used += history_tokens + tools_tokens
     kept = len(history)
     # (in place: a long history is copied once, into the tuple, not first into a new list)
     history.insert(0, Message(role="system", content=system))
-    return AssembledContext(tuple(history), tuple(parts), kept, dropped, used, budget)
+    return AssembledContext(tuple(history), tuple(parts), kept, dropped, used, budget, tools_tokens)
 
 
 def _variables(agent: Agent, state: SessionState, now: datetime) -> dict[str, str]:

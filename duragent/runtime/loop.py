@@ -38,7 +38,14 @@ from duragent.llm.types import (
 from duragent.mcp.naming import is_numbered
 from duragent.processes.record import finished_process_of
 from duragent.runtime.approvals import ApprovalBroker
-from duragent.runtime.context import DEFAULT_OUTPUT_TOKENS, assemble_context, context_budget
+from duragent.runtime.context import (
+    DEFAULT_OUTPUT_TOKENS,
+    AssembledContext,
+    ToolTokens,
+    assemble_context,
+    context_budget,
+    context_window,
+)
 from duragent.runtime.events import (
     ApprovalRequired,
     ApprovalResolved,
@@ -54,7 +61,7 @@ from duragent.runtime.events import (
 )
 from duragent.runtime.events import TextDelta as TextEvent
 from duragent.runtime.guarded_files import GuardedFiles
-from duragent.runtime.memory_context import gather_memory, session_folder
+from duragent.runtime.memory_context import gather_memory, memory_budget, session_folder
 from duragent.runtime.policy import PolicyCache, ToolPolicy
 from duragent.scheduling.spec import scheduled_task_of
 from duragent.sessions.log import SessionLog
@@ -247,6 +254,7 @@ class Runtime:
     #: Per model: the context budget its own window allows, once it refused a larger context
     #: naming its window (`ContextTooLong.limit`); later turns start there.
     _context_budgets: dict[ModelSpec, int] = field(default_factory=dict, init=False, repr=False)
+    _tool_tokens: ToolTokens = field(default_factory=ToolTokens, init=False, repr=False)
 
     async def run_turn(
         self,
@@ -362,7 +370,23 @@ class Runtime:
             definitions = tuple(ToolDefinition(**definition(t)) for t in tools.values())
             budget = self._context_budgets.get(agent.spec.model) if self._context_budgets else None
             for shrinks in range(CONTEXT_SHRINKS + 1):
-                request, tokens = await self._request(agent, session, definitions, skills, budget)
+                request, context = await self._request(agent, session, definitions, skills, budget)
+                if context.tools_tokens >= context.budget:
+                    # Nothing else would fit beside them: the model could only refuse, every turn.
+                    refusal = _tools_too_large_text(agent, len(definitions), context)
+                    log.warning("agent %s: %s", agent.name, refusal)
+                    yield await self._fail(session, "context_too_long", refusal)
+                    return
+                if context.tokens > context.budget and context.tools_tokens:
+                    log.warning(
+                        "agent %s: the context (about %d tokens) is over its budget of %d: its %d tool "
+                        "definitions take about %d of them; the model may refuse it",
+                        agent.name,
+                        context.tokens,
+                        context.budget,
+                        len(definitions),
+                        context.tools_tokens,
+                    )
                 reply = _StepReply()
                 try:
                     async with aclosing(self._ask_model(provider, request, admission, reply)) as asked:
@@ -370,12 +394,12 @@ class Runtime:
                             yield event
                 except ContextTooLong as exc:
                     if shrinks == CONTEXT_SHRINKS:
-                        hint = _too_long_hint(agent)
+                        hint = _too_long_hint(agent, len(definitions), context.tools_tokens)
                         yield await self._fail(session, "context_too_long", f"{exc}; {hint}")
                         return
                     # Left as it is, every later turn would send the same context and fail the
                     # same way: older messages are left out until it fits (as trimming does).
-                    budget = self._shrink_context(agent, exc, tokens)
+                    budget = self._shrink_context(agent, exc, context.tokens)
                     continue
                 except ProviderError as exc:
                     if reply.text:
@@ -485,17 +509,31 @@ class Runtime:
         definitions: tuple[ToolDefinition, ...],
         skills: SkillSet,
         budget: int | None = None,
-    ) -> tuple[LLMRequest, int]:
-        """The step's model request, and the estimated tokens of its context."""
+    ) -> tuple[LLMRequest, AssembledContext]:
+        """The step's model request, and the account of its context (the tools counted in it)."""
         now = utcnow()
+        tools_tokens = self._tool_tokens.count(agent.spec.model.provider, definitions)
+        # The tools are sent whatever else fits: memory's share is of what they leave.
+        whole = context_budget(agent) if budget is None else min(context_budget(agent), budget)
+        room = whole - tools_tokens
         memory_text = ""
         if self.memory:
             memory_text = await gather_memory(
-                self.memory, agent, now.date(), session_dir=self._session_folder(session)
+                self.memory,
+                agent,
+                now.date(),
+                session_dir=self._session_folder(session),
+                max_tokens=memory_budget(agent, room),
             )
         index = skills_index(skills.sorted(), index_budget(agent))
         context = assemble_context(
-            agent, session.state, memory_text=memory_text, skills_text=index, now=now, budget=budget
+            agent,
+            session.state,
+            memory_text=memory_text,
+            skills_text=index,
+            now=now,
+            budget=budget,
+            tools_tokens=tools_tokens,
         )
         model = agent.spec.model
         request = LLMRequest(
@@ -505,7 +543,7 @@ class Runtime:
             temperature=model.temperature,
             max_output_tokens=model.max_output_tokens,
         )
-        return request, context.tokens
+        return request, context
 
     async def _assistant(
         self,
@@ -998,12 +1036,29 @@ def smaller_budget(agent: Agent, limit: int | None, sent_tokens: int) -> int:
     return max(256, min(budgets))
 
 
-def _too_long_hint(agent: Agent) -> str:
+def _too_long_hint(agent: Agent, tools: int = 0, tools_tokens: int = 0) -> str:
     """What to do when the context does not fit even with older messages left out."""
-    return (
+    hint = (
         "older messages were left out and it still does not fit: send a shorter message or start a "
         f"new session; if the model's window is smaller than Duragent assumed ({context_budget(agent)} "
         "tokens of context), set spec.context.max_tokens in agent.yaml"
+    )
+    if tools_tokens:
+        hint += (
+            f"; the agent's {tools} tool definitions take about {tools_tokens:,} tokens of it: offering "
+            "fewer tools (spec.tools, MCP servers) leaves the conversation more room"
+        )
+    return hint
+
+
+def _tools_too_large_text(agent: Agent, tools: int, context: AssembledContext) -> str:
+    """Why a turn whose tool definitions alone fill the context budget is not sent."""
+    return (
+        f"the agent's {tools} tool definitions take about {context.tools_tokens:,} tokens, all of the "
+        f"{context.budget:,}-token context budget (the model's window of {context_window(agent):,} tokens "
+        "less the reply and a 10% margin): no room is left for the prompts and the conversation, so "
+        "nothing was sent; offer fewer tools (spec.tools, MCP servers in duragent.yaml), or if the "
+        "model's window is larger than Duragent assumed, set spec.context.max_tokens in agent.yaml"
     )
 
 

@@ -2,9 +2,9 @@
 
 Re-read from the store every turn, so a person's edit in their editor is what the next turn sees.
 Everything fits the memory share of the token budget (`spec.memory.max_tokens`, else
-`MEMORY_SHARE` of the context budget): when it does not, the oldest daily file is dropped first,
-then the next oldest; MEMORY.md, working memory and world memory are cut last (head and tail kept),
-beside the newest day, which keeps up to half the budget.
+`MEMORY_SHARE` of the context budget left after the tool definitions): when it does not, the
+oldest daily file is dropped first, then the next oldest; MEMORY.md, working memory and world
+memory are cut last (head and tail kept), beside the newest day, which keeps up to half the budget.
 """
 
 from __future__ import annotations
@@ -16,12 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from duragent.agents.loader import Agent
-from duragent.runtime.context import (
-    MEMORY_SHARE,
-    context_budget,
-    cut_middle,
-    estimate_tokens,
-)
+from duragent.runtime.context import context_budget, cut_middle, estimate_tokens, memory_share
 from duragent.stores.base import MemoryStore, SessionStore
 
 WORKING_MEMORY_FILE = Path("memory") / "working.md"
@@ -32,12 +27,10 @@ _CUT_MARKER_TOKENS = 10
 _INLINE_READ_MAX = 256 * 1024
 
 
-def memory_budget(agent: Agent) -> int:
-    """Tokens the memory slot may use: `spec.memory.max_tokens`, else a share of the context budget."""
-    spec = agent.spec.memory
-    if spec is not None and spec.max_tokens:
-        return spec.max_tokens
-    return int(context_budget(agent) * MEMORY_SHARE)
+def memory_budget(agent: Agent, room: int | None = None) -> int:
+    """Tokens the memory slot may use: `spec.memory.max_tokens`, else a share of `room` (the
+    context budget less the tool definitions; default the whole context budget)."""
+    return memory_share(agent, context_budget(agent) if room is None else room)
 
 
 @lru_cache(maxsize=512)

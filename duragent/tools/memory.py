@@ -6,6 +6,11 @@
   `content`, that text replaces MEMORY.md;
 - `update_world`: `content` replaces the shared world-memory `topic` every agent reads.
 
+What one call may write is capped (`REMEMBER_MAX_CHARS` for a note, `REWRITE_MAX_CHARS` for a
+whole MEMORY.md or world topic), and `remember` stops adding to a day whose file holds
+`DAY_MAX_CHARS`: a model looping on a huge write would otherwise grow files every turn re-reads.
+An oversized call writes nothing and tells the model the limit and the size it sent.
+
 Blank `content` counts as none: models often send every argument, `"content": ""` included, and
 that must show MEMORY.md, not replace it (or a world topic) with nothing.
 
@@ -26,7 +31,14 @@ from pydantic import Field
 from duragent.errors import DuragentError
 from duragent.keyed_locks import KeyedLocks
 from duragent.memory.markdown import keep_added_lines
-from duragent.stores.base import SECTION_HEADINGS, MemoryEntry, MemoryQuery, MemoryStore, changes_for_session
+from duragent.stores.base import (
+    SECTION_HEADINGS,
+    MemoryEntry,
+    MemoryQuery,
+    MemoryStore,
+    changes_for_session,
+    utcnow,
+)
 from duragent.tools.base import Tool, ToolArgs, ToolContext, ToolResult
 from duragent.tools.output import cap_text
 
@@ -38,6 +50,13 @@ REFLECT_DAYS = 7
 #: How many sessions' MEMORY.md as `reflect` showed it a store's reflections keep (oldest go first).
 MAX_SHOWN_LONG_TERM = 64
 
+#: The most characters one `remember` note may hold (a note, not a document).
+REMEMBER_MAX_CHARS = 4_000
+#: The most characters a `reflect` rewrite of MEMORY.md or an `update_world` topic may hold.
+REWRITE_MAX_CHARS = 64_000
+#: `remember` adds nothing to a daily file already this long: `reflect` should consolidate it.
+DAY_MAX_CHARS = 256_000
+
 MemoryAction = Literal["recall", "remember", "reflect", "update_world"]
 
 
@@ -46,7 +65,11 @@ class MemoryArgs(ToolArgs):
 
     action: MemoryAction = Field(description="recall, remember, reflect or update_world.")
     content: str | None = Field(
-        None, description="remember: the text; reflect: the new MEMORY.md; update_world: the topic's text."
+        None,
+        description=(
+            f"remember: the text (at most {REMEMBER_MAX_CHARS:,} characters); reflect: the new "
+            f"MEMORY.md; update_world: the topic's text (each at most {REWRITE_MAX_CHARS:,})."
+        ),
     )
     section: Literal["decision", "preference", "fact"] | None = Field(
         None, description="remember: where the entry goes (default fact); recall: only this section."
@@ -163,8 +186,18 @@ async def _recall(store: MemoryStore, args: MemoryArgs, ctx: ToolContext) -> Too
 async def _remember(store: MemoryStore, args: MemoryArgs, ctx: ToolContext) -> ToolResult:
     if not args.content or not args.content.strip():
         return ToolResult(False, "remember needs content: the text to remember")
+    if too_long := _over_limit("remember", args.content, REMEMBER_MAX_CHARS):
+        return too_long
     section = args.section or "fact"
-    entry = MemoryEntry(text=args.content.strip(), section=section, source=ctx.session_id)
+    today = utcnow().date()
+    held = len(await store.read_day(ctx.agent, today) or "")
+    if held >= DAY_MAX_CHARS:
+        return ToolResult(
+            False,
+            f"remember refused: today's memory file already holds {held:,} characters (the limit is "
+            f"{DAY_MAX_CHARS:,}); nothing was written: call memory action=reflect to consolidate it",
+        )
+    entry = MemoryEntry(text=args.content.strip(), section=section, day=today, source=ctx.session_id)
     await store.put(ctx.agent, entry)
     where = f"{SECTION_HEADINGS[section]} of {entry.day.isoformat()}"
     return ToolResult(True, f"remembered under {where}", {"section": section, "day": entry.day.isoformat()})
@@ -172,6 +205,8 @@ async def _remember(store: MemoryStore, args: MemoryArgs, ctx: ToolContext) -> T
 
 async def _reflect(store: MemoryStore, args: MemoryArgs, ctx: ToolContext) -> ToolResult:
     if args.content is not None and args.content.strip():
+        if too_long := _over_limit("reflect", args.content, REWRITE_MAX_CHARS):
+            return too_long
         await _rewrite_long_term(store, ctx, args.content.rstrip() + "\n")
         return ToolResult(True, f"MEMORY.md replaced ({len(args.content)} characters)")
     long_term = (await _read_long_term_shown(store, ctx)).strip() or "(empty)"
@@ -190,5 +225,18 @@ async def _reflect(store: MemoryStore, args: MemoryArgs, ctx: ToolContext) -> To
 async def _update_world(store: MemoryStore, args: MemoryArgs) -> ToolResult:
     if not args.topic or args.content is None or not args.content.strip():
         return ToolResult(False, "update_world needs a topic and content (the topic's whole new text)")
+    if too_long := _over_limit("update_world", args.content, REWRITE_MAX_CHARS):
+        return too_long
     await store.write_world(args.topic, args.content.rstrip() + "\n")
     return ToolResult(True, f"world memory {args.topic!r} updated", {"topic": args.topic})
+
+
+def _over_limit(action: str, content: str, limit: int) -> ToolResult | None:
+    """The refusal of a `content` longer than `limit` characters (None when it fits)."""
+    if len(content) <= limit:
+        return None
+    return ToolResult(
+        False,
+        f"{action} refused: content is {len(content):,} characters, memory takes at most {limit:,} "
+        "per call; nothing was written: send a shorter text",
+    )

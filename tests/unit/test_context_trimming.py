@@ -170,3 +170,19 @@ def test_a_clients_leading_instructions_survive_trimming(agent: Agent) -> None:
     assert rest[-1].content == "And of France?"
     assert context.history_dropped > 0
     assert context.tokens <= context.budget
+
+
+def test_tool_definitions_come_off_the_budget_before_the_conversation(agent: Agent) -> None:
+    conversation: list[dict[str, Any]] = []
+    for turn in range(40):
+        conversation.append({"role": "user", "content": f"question {turn} " + "q" * 1000})
+        conversation.append({"role": "assistant", "content": f"answer {turn}"})
+    state = SessionState("s_tools", conversation=conversation)
+    without = assemble_context(agent, state, now=NOW)
+    tools = without.budget // 2
+    with_tools = assemble_context(agent, state, now=NOW, tools_tokens=tools)
+
+    assert with_tools.tools_tokens == tools
+    assert with_tools.history_kept < without.history_kept
+    assert with_tools.tokens <= with_tools.budget
+    check_valid(with_tools, conversation)
