@@ -1,4 +1,8 @@
-"""Dashboard: agent definitions with their validation problems, and the gateway plugins."""
+"""Dashboard: agent definitions with their validation problems, and the gateway plugins.
+
+What `GET /api/admin/v1/agents` and `/api/admin/v1/gateways` show: pages for a login made with the
+admin token (`admin_page`).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,10 @@ from aiohttp import web
 
 from duragent.errors import InvalidName
 from duragent.server.state import STATE
-from duragent.web.pages import render
+from duragent.web.pages import admin_page, render
 
 
+@admin_page("The Agents page")
 async def agents(request: web.Request) -> web.Response:
     """GET /ui/agents: every agent (valid or not), its problems and its files."""
     registry = request.app[STATE].agents
@@ -24,6 +29,7 @@ async def agents(request: web.Request) -> web.Response:
     return render(request, "agents.html", {"rows": rows})
 
 
+@admin_page("The Gateways page")
 async def gateways(request: web.Request) -> web.Response:
     """GET /ui/gateways: each gateway plugin's state, restarts and last error."""
     service = request.app[STATE].gateways

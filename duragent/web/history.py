@@ -64,7 +64,8 @@ async def timeline(request: web.Request) -> web.Response:
 
 
 async def revision(request: web.Request) -> web.Response:
-    """GET /ui/history/{sha}: one change, its diff, and whether it can be reverted."""
+    """GET /ui/history/{sha}: one change, its diff (but an agent definition's only to a login made with
+    the admin token), and whether it can be reverted."""
     from duragent.vcs.revisions import RevertRefused, check_revertible, show_revision
 
     state = request.app[STATE]
@@ -81,12 +82,15 @@ async def revision(request: web.Request) -> web.Response:
         files, kept = plan.files, plan.kept
     except RevertRefused as exc:
         refused = str(exc)
+    admin = current_login(request).admin
     context = {
         "rev": shown,
+        # An agent's files are the admin API's to show (`GET /api/admin/v1/agents/{name}`).
+        "hidden": [] if admin else _agent_files(state.workspace, [d.path for d in shown.diffs]),
         "files": files,
         "kept": kept,
         "refused": refused,
-        "needs_admin": bool(_agent_files(state.workspace, files)) and not current_login(request).admin,
+        "needs_admin": bool(_agent_files(state.workspace, files)) and not admin,
     }
     return render(request, "revision.html", context)
 

@@ -3,8 +3,9 @@
 Logging in with the API (or admin) token makes a login session kept in this process's
 memory; its id travels in an `HttpOnly; SameSite=Strict` cookie scoped to `/ui`, so scripts
 cannot read it and other sites' pages cannot send it. A login made with the admin token
-(`Login.admin`) may also use the controls the API keeps for that token (`require_admin`): Kill a
-background process, revert a change to an agent's definition. Each login session has its own CSRF
+(`Login.admin`) may also see the pages and use the controls whose API needs that token: the Agents,
+Gateways and Processes pages (`duragent.web.pages.admin_page`), Kill a background process, revert a
+change to an agent's definition (`require_admin`). Each login session has its own CSRF
 token, a hidden field in every form; a form post without the right one is refused (403)
 before anything else is read. A restart of the server ends every login.
 
@@ -52,7 +53,7 @@ class Login:
     """One logged-in browser."""
 
     csrf: str
-    #: Made with the admin token (or, none being configured, from loopback): may use admin controls.
+    #: Made with the admin token (or, none being configured, from loopback): may use admin pages and controls.
     admin: bool = False
     last_used: float = field(default_factory=time.monotonic)
     #: Set when the login ends: the session pages' open event streams close with it.

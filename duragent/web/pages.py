@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from duragent.server.problems import KEEP_BODY
 from duragent.terminal_text import printable
-from duragent.web.login import UI_PREFIX, current_login
+from duragent.web.login import UI_PREFIX, Handler, current_login
 
 if TYPE_CHECKING:
     import jinja2
@@ -80,7 +82,8 @@ def render(
 ) -> web.Response:
     """The page `template` with the login's CSRF token and the current section in its context."""
     login = current_login(request)
-    shared = {"csrf": login.csrf, "ui": UI_PREFIX, "section": template.split(".")[0].split("_")[0]}
+    section = template.split(".")[0].split("_")[0]
+    shared = {"csrf": login.csrf, "ui": UI_PREFIX, "section": section, "admin": login.admin}
     response = html_page(request, template, {**shared, **context}, status=status)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -89,3 +92,22 @@ def render(
 def see_other(path: str) -> web.HTTPSeeOther:
     """After a form post: go to `path` (a GET), so reloading does not post again."""
     return web.HTTPSeeOther(location=path)
+
+
+def admin_page(what: str) -> Callable[[Handler], Handler]:
+    """A page showing what only the admin API serves (`what`, as a sentence's subject): a login not
+    made with the admin token gets, in its place, a page saying so (403), as the API would refuse
+    its token."""
+
+    def guarded(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def page(request: web.Request) -> web.StreamResponse:
+            if not current_login(request).admin:
+                refusal = render(request, "admin_needed.html", {"what": what}, status=403)
+                refusal[KEEP_BODY] = True  # this page is the answer, not an error page in its place
+                return refusal
+            return await handler(request)
+
+        return page
+
+    return guarded

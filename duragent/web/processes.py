@@ -1,6 +1,7 @@
 """Dashboard: every agent's background processes (running first), one process's output, kill.
 
-What `GET /api/admin/v1/processes` and `duragent process` show; commands, reasons and output are
+What `GET /api/admin/v1/processes` and `duragent process` show, to a login made with the admin token
+(`admin_page`), as that API needs it; commands, reasons and output are
 redacted like every server reply (a command line may carry a token the agent was given).
 """
 
@@ -15,8 +16,8 @@ from duragent.processes.manager import ProcessManager
 from duragent.processes.record import ProcessRecord
 from duragent.server.problems import HttpProblem
 from duragent.server.state import STATE
-from duragent.web.login import UI_PREFIX, current_login, form_endpoint, require_admin
-from duragent.web.pages import render, see_other
+from duragent.web.login import UI_PREFIX, form_endpoint, require_admin
+from duragent.web.pages import admin_page, render, see_other
 
 #: Bytes of output a process's page shows (the newest).
 OUTPUT_TAIL_BYTES = 16 * 1024
@@ -49,6 +50,7 @@ def _row(request: web.Request, record: ProcessRecord) -> dict[str, Any]:
     }
 
 
+@admin_page("The Processes page")
 async def list_processes(request: web.Request) -> web.Response:
     """GET /ui/processes: running ones first, then those that ended; newest first in each."""
     records = sorted(_processes(request).list(), key=lambda r: r.started_at, reverse=True)
@@ -56,6 +58,7 @@ async def list_processes(request: web.Request) -> web.Response:
     return render(request, "processes.html", {"rows": [_row(request, r) for r in records]})
 
 
+@admin_page("A process's page")
 async def show_process(request: web.Request) -> web.Response:
     """GET /ui/processes/{handle}: its facts and the end of its output."""
     processes = _processes(request)
@@ -68,7 +71,6 @@ async def show_process(request: web.Request) -> web.Response:
         "shown_from": tail.offset,
         "total": tail.total,
         "done": request.query.get("done"),
-        "may_kill": current_login(request).admin,
     }
     return render(request, "process.html", context)
 

@@ -18,11 +18,13 @@ from tests.waiting import eventually
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
 TOKEN = "ui-test-token"
+#: Logs in to the pages of what only the admin API shows (Agents, Gateways, Processes).
+ADMIN = "ui-test-admin-token"
 
 
 @pytest.fixture
 async def api(start_api: ApiFactory) -> Api:
-    result: Api = await start_api(git=True, api_token=TOKEN)
+    result: Api = await start_api(git=True, api_token=TOKEN, admin_token=ADMIN)
     return result
 
 
@@ -180,7 +182,7 @@ async def test_memory_edit_is_committed_as_the_person_and_can_be_reverted(api: A
 
 async def test_agents_gateways_and_errors_render_as_pages(api: Api) -> None:
     async with browser() as http:
-        await log_in(api, http)
+        await log_in(api, http, ADMIN)
         async with http.get(api.url("/ui/agents")) as page:
             html = await page.text()
         assert "helper" in html
@@ -223,7 +225,7 @@ async def test_an_agent_whose_edit_does_not_load_shows_its_problem_and_what_stil
         return html if "kind must be" in html else None
 
     async with browser() as http:
-        await log_in(api, http)
+        await log_in(api, http, ADMIN)
         html = await eventually(page_with_problem)
     assert "answers as its last valid version" in html
     assert "Its files changed and do not load" in html

@@ -1,13 +1,10 @@
 """The dashboard in a real browser: headless Chromium (the distribution's) driven by Playwright
-through a real `duragent serve`.
-
-Set DURAGENT_DASHBOARD_SCREENSHOTS=<folder> to save a screenshot of each page (docs/dashboard.md's).
+through a real `duragent serve`. (docs/dashboard.md's screenshots: `python -m duragent.testing.screenshots`.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +18,7 @@ from tests.e2e.server_harness import ServeProcess, start_serve, write_workspace
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
 TOKEN = "browser-test-token"
+ADMIN = "browser-test-admin-token"
 
 
 def git_log_line(repo: Path) -> str:
@@ -47,7 +45,7 @@ def make_schedule(server: ServeProcess) -> None:
 
 @pytest.fixture
 async def server(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[ServeProcess]:
-    config = write_workspace(tmp_path, fake_llm.url, api_token=TOKEN, git=True)
+    config = write_workspace(tmp_path, fake_llm.url, api_token=TOKEN, admin_token=ADMIN, git=True)
     process = await asyncio.to_thread(start_serve, config, tmp_path / "serve.log")
     yield process
     assert await asyncio.to_thread(process.terminate) == 0, process.log()
@@ -59,12 +57,6 @@ async def test_log_in_chat_edit_memory_and_revert_it_in_a_browser(
 ) -> None:
     playwright_api = pytest.importorskip("playwright.async_api")
     executable = chromium()
-    shots = os.environ.get("DURAGENT_DASHBOARD_SCREENSHOTS")
-
-    async def shot(page: object, name: str) -> None:
-        if shots:
-            await page.screenshot(path=str(Path(shots) / f"dashboard-{name}.png"))  # type: ignore[attr-defined]
-
     fake_llm.enqueue(text("Hello from the agent, streamed to your browser.", chunks=8, chunk_delay=0.05))
     expect = playwright_api.expect
     async with playwright_api.async_playwright() as playwright:
@@ -77,7 +69,6 @@ async def test_log_in_chat_edit_memory_and_revert_it_in_a_browser(
             # log in
             await page.goto(server.url + "/ui/")
             await expect(page.locator("h1")).to_have_text("Log in")
-            await shot(page, "login")
             await page.fill("#token", "wrong")
             await page.click("button[type=submit]")
             await expect(page.locator(".problem")).to_contain_text("not valid")
@@ -96,30 +87,24 @@ async def test_log_in_chat_edit_memory_and_revert_it_in_a_browser(
             await expect(reply).to_have_text("Hello from the agent, streamed to your browser.")
             await expect(page.locator(".msg.user .text").last).to_have_text("Say hello")
             assert page.url == session_url  # it arrived over the page's event stream, not a reload
-            await shot(page, "session")
             await page.goto(server.url + "/ui/sessions")
             await expect(page.locator("tbody tr")).to_have_count(1)
-            await shot(page, "sessions")
 
             # edit a memory file; the commit shows in history with its diff
             await page.click("nav >> text=Memory")
-            await shot(page, "memory")
             await page.click("a[href='/ui/memory/helper/MEMORY.md']")
             await page.fill("#text", "# Long-term memory of helper\n\n## Preferences\n- tea, not coffee\n")
             await page.click("form.editor button")
             await expect(page.locator(".notice")).to_contain_text("Saved and committed as")
             await expect(page.locator(".notice")).to_contain_text("Test Person")
-            await shot(page, "memory-file")
             memory_file = Path(server.config).parent / "data" / "memory" / "helper" / "MEMORY.md"
             assert "tea, not coffee" in memory_file.read_text()
             await page.click("nav >> text=History")
             first_row = page.locator("table.timeline tbody tr").first
             await expect(first_row).to_contain_text("edit: memory/helper/MEMORY.md")
             await expect(first_row).to_contain_text("Test Person")
-            await shot(page, "history")
             await first_row.locator("a").click()
             await expect(page.locator("ins", has_text="tea, not coffee")).to_have_text("+- tea, not coffee")
-            await shot(page, "revision")
 
             # revert it, confirming twice (the checkbox and the browser's dialog)
             await page.check("input[name=confirm]")
@@ -130,11 +115,19 @@ async def test_log_in_chat_edit_memory_and_revert_it_in_a_browser(
             assert log.startswith("Test Person ")
             assert "revert" in log.lower()
 
+            # the agents' pages are the admin API's: this login, made with the API token, is told so
+            assert await page.locator("nav >> text=Agents").count() == 0
+            answer = await page.goto(server.url + "/ui/agents")
+            assert answer is not None
+            assert answer.status == 403
+            await expect(page.locator("h1")).to_have_text("403 Admin token needed")
+            await page.click("text=Log out")
+            await page.fill("#token", ADMIN)
+            await page.click("button[type=submit]")
+            await expect(page.locator("h1")).to_have_text("Sessions")
             await page.click("nav >> text=Agents")
             await expect(page.locator("section.agent h2").first).to_contain_text("helper")
-            await shot(page, "agents")
             await page.click("nav >> text=Gateways")
-            await shot(page, "gateways")
 
             # a schedule: listed with its next run; pause it and run it now from its page
             await asyncio.to_thread(make_schedule, server)
@@ -142,13 +135,11 @@ async def test_log_in_chat_edit_memory_and_revert_it_in_a_browser(
             row = page.locator("table.schedules tbody tr").first
             await expect(row).to_contain_text("every 1h")
             await expect(row).to_contain_text("active")
-            await shot(page, "schedules")
             await row.locator("a").first.click()
             await page.click("text=Pause")
             await expect(page.locator(".notice")).to_contain_text("Paused")
             await page.click("text=Run now")
             await expect(page.locator(".notice")).to_contain_text("Ran now: ok.")
             await expect(page.locator(".run-ok").first).to_have_text("ok")
-            await shot(page, "schedule")
         finally:
             await browser.close()

@@ -13,11 +13,13 @@ from tests.e2e.server_harness import Api, ApiFactory
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
 TOKEN = "ui-console-token"
+#: Logs in to every page (Agents, Processes and Gateways are for the admin token's logins).
+ADMIN = "ui-console-admin-token"
 
 
 @pytest.fixture
 async def api(start_api: ApiFactory) -> Api:
-    result: Api = await start_api(git=True, api_token=TOKEN)
+    result: Api = await start_api(git=True, api_token=TOKEN, admin_token=ADMIN)
     return result
 
 
@@ -42,7 +44,7 @@ async def test_pages_load_without_console_errors(api: Api) -> None:
         answer = await page.request.get(api.url(icon))
         assert answer.ok, answer.status
         assert answer.headers["content-type"].startswith("image/")
-        await page.fill("#token", TOKEN)
+        await page.fill("#token", ADMIN)
         await page.click("button[type=submit]")
         await page.wait_for_url("**/ui/")
         for path in [

@@ -18,6 +18,8 @@ from tests.e2e.server_harness import start_serve, write_workspace
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
 TOKEN = "ui-odd-folder-token"
+#: Logs in to the Agents page (the admin API's to show).
+ADMIN = "ui-odd-folder-admin-token"
 
 
 @pytest.mark.slow
@@ -26,14 +28,14 @@ async def test_agents_and_memory_pages_list_around_a_folder_no_agent_may_be_name
 ) -> None:
     from playwright.async_api import expect
 
-    config = write_workspace(tmp_path, fake_llm.url, api_token=TOKEN, git=False)
+    config = write_workspace(tmp_path, fake_llm.url, api_token=TOKEN, admin_token=ADMIN, git=False)
     agents = tmp_path / "data" / "agents"
     shutil.copytree(agents / "helper", agents / "helper.old")
     server = await asyncio.to_thread(start_serve, config, tmp_path / "serve.log")
     try:
         async with headless_chromium() as browser:
             page = await new_page(browser)
-            await log_in(page, server.url, TOKEN)
+            await log_in(page, server.url, ADMIN)
 
             answer = await page.goto(server.url + "/ui/agents")
             assert answer is not None

@@ -16,6 +16,8 @@ from tests.e2e.server_harness import Api, ApiFactory, collect_until
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
 TOKEN = "ui-phone-token"
+#: Logs in to every page, with the menu's every entry (Agents, Processes, Gateways are the admin's).
+ADMIN = "ui-phone-admin-token"
 PHONE = {"width": 375, "height": 740}
 #: A word too long for the screen (a URL, a hash) in a message.
 LONG_WORD = "https://example.com/" + "a" * 160
@@ -23,7 +25,7 @@ LONG_WORD = "https://example.com/" + "a" * 160
 
 @pytest.fixture
 async def api(start_api: ApiFactory) -> Api:
-    result: Api = await start_api(git=True, api_token=TOKEN)
+    result: Api = await start_api(git=True, api_token=TOKEN, admin_token=ADMIN)
     return result
 
 
@@ -62,7 +64,7 @@ async def test_every_page_fits_a_phone_screen_with_its_menu_on_screen(
 ) -> None:
     session_id = await a_session_with_a_long_word(api, fake_llm)
     schedule_id = await make_schedule(api)
-    await log_in(phone, api.url(""), TOKEN)
+    await log_in(phone, api.url(""), ADMIN)
 
     pages = [
         "/ui/sessions",

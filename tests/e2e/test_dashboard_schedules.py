@@ -13,7 +13,7 @@ from tests.e2e.test_changes_asked_for_over_http_are_committed_as_the_persons imp
     PERSON,
     authors_and_trailers,
 )
-from tests.e2e.test_dashboard import TOKEN, browser, csrf_of, data_dir, log_in
+from tests.e2e.test_dashboard import ADMIN, TOKEN, browser, csrf_of, data_dir, log_in
 from tests.waiting import until
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
@@ -23,7 +23,7 @@ API_AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 async def api(start_api: ApiFactory) -> Api:
-    result: Api = await start_api(git=True, api_token=TOKEN)
+    result: Api = await start_api(git=True, api_token=TOKEN, admin_token=ADMIN)
     return result
 
 
@@ -52,7 +52,7 @@ async def test_the_list_shows_state_next_run_last_runs_and_broken_files(api: Api
     assert status == 200
     (data_dir(tmp_path) / "schedules" / "sch_HANDEDIT.yaml").write_text("id: sch_HANDEDIT\nevery: [\n")
     async with browser() as http:
-        await log_in(api, http)
+        await log_in(api, http, ADMIN)  # (broken files are the admin API's to show)
         html = await page(http, api.url("/ui/schedules"))
     row = re.search(rf"<tr>\s*<td><a href=\"/ui/schedules/{schedule_id}\">.*?</tr>", html, re.S)
     assert row is not None, html

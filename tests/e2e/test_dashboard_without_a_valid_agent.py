@@ -16,6 +16,8 @@ from tests.e2e.server_harness import start_serve, write_workspace
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
 TOKEN = "ui-no-valid-agent-token"
+#: Logs in to the Agents page (the admin API's to show).
+ADMIN = "ui-no-valid-agent-admin-token"
 
 
 @pytest.mark.slow
@@ -25,7 +27,7 @@ async def test_the_sessions_page_says_no_agent_can_start_a_session(
     from playwright.async_api import expect
 
     config = write_workspace(
-        tmp_path, fake_llm.url, api_token=TOKEN, git=False, agents={"helper": "continue"}
+        tmp_path, fake_llm.url, api_token=TOKEN, admin_token=ADMIN, git=False, agents={"helper": "continue"}
     )
     definition = tmp_path / "data" / "agents" / "helper" / "agent.yaml"
     definition.write_text(definition.read_text().replace("kind: Agent", "kind: Agnet"))
@@ -33,7 +35,7 @@ async def test_the_sessions_page_says_no_agent_can_start_a_session(
     try:
         async with headless_chromium() as browser:
             page = await new_page(browser)
-            await log_in(page, server.url, TOKEN)
+            await log_in(page, server.url, ADMIN)
 
             await expect(page.locator("main")).to_contain_text("No agent can start a session")
             assert await page.locator("button", has_text="Start").count() == 0

@@ -18,6 +18,8 @@ from tests.e2e.server_harness import Api, ApiFactory
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
 TOKEN = "history-test-token"
+#: Logs in to see an agent definition's diff (the admin API's to show).
+ADMIN = "history-test-admin-token"
 
 
 def git(data: Path, *args: str, stdin: str | None = None) -> str:
@@ -48,7 +50,7 @@ async def page(api: Api, http: aiohttp.ClientSession, path: str) -> str:
 async def test_history_pages_run_no_textconv_nor_signature_program_of_the_repository(
     start_api: ApiFactory, tmp_path: Path
 ) -> None:
-    api = await start_api(git=True, api_token=TOKEN)
+    api = await start_api(git=True, api_token=TOKEN, admin_token=ADMIN)
     data = tmp_path / "ws0" / "data"
     ran = tmp_path / "ran"
     program = tmp_path / "program.sh"
@@ -65,7 +67,7 @@ async def test_history_pages_run_no_textconv_nor_signature_program_of_the_reposi
         async with http.get(api.url("/ui/login")) as login:
             form_token = re.search(r'name="form_token" value="([^"]+)"', await login.text())
         assert form_token is not None
-        fields = {"token": TOKEN, "form_token": form_token.group(1), "next": "/ui/history"}
+        fields = {"token": ADMIN, "form_token": form_token.group(1), "next": "/ui/history"}
         async with http.post(api.url("/ui/login"), data=fields) as response:
             assert response.status == 200
         timeline = await page(api, http, "/ui/history")
