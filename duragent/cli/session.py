@@ -305,6 +305,7 @@ def fork_session(
     import dataclasses
 
     from duragent.sessions.fork import events_to_fork, fork_session, parse_fork_target
+    from duragent.stores.base import changes_by_person
 
     parsed = parse_fork_target(target)
 
@@ -317,7 +318,11 @@ def fork_session(
                 folder = workspace.config.service_path("session") / point.session_id / "events.jsonl"
                 events_path = workspace.repo.relative(folder)
             events = await events_to_fork(store, point, repo=workspace.repo, events_path=events_path)
-            return point, events[-1].seq, await fork_session(store, point.session_id, events, name=name)
+            # (the committer starts first: what an earlier run left uncommitted is the agent's)
+            _ = workspace.committer
+            with changes_by_person():  # the person's command: the new session is committed as theirs
+                state = await fork_session(store, point.session_id, events, name=name)
+            return point, events[-1].seq, state
 
     # (the original's seq: the fork leaves out a `session_end`, so its own last seq may be lower)
     point, forked_at, state = run_async(run())

@@ -227,6 +227,7 @@ class FakeDiscord(FakeServer):
             "channels": [],
             "threads": [],
             "bot_role": bot_role,
+            "roles": [],
         }
         self._dispatch_if_ready("GUILD_CREATE", lambda: self._guild_payload(guild_id))
         return guild_id
@@ -272,6 +273,23 @@ class FakeDiscord(FakeServer):
         self._channels[thread["id"]] = thread
         self._dispatch_if_ready("THREAD_CREATE", lambda: {**thread, "newly_created": True})
         return str(thread["id"])
+
+    def add_role(self, guild_id: str, name: str) -> str:
+        """A role people can mention in a guild (`<@&id>`); returns its id."""
+        role = {
+            "id": self._snowflake(),
+            "name": name,
+            "permissions": "0",
+            "position": 2 + len(self._guilds[guild_id]["roles"]),
+            "color": 0,
+            "hoist": False,
+            "managed": False,
+            "mentionable": True,
+            "flags": 0,
+        }
+        self._guilds[guild_id]["roles"].append(role)
+        self._dispatch_if_ready("GUILD_ROLE_CREATE", lambda: {"guild_id": guild_id, "role": role})
+        return str(role["id"])
 
     def role_mention(self, guild_id: str) -> str:
         """How a user mentions the bot's own role in a guild (`<@&id>`), picked from autocomplete
@@ -862,6 +880,7 @@ class FakeDiscord(FakeServer):
                     "flags": 0,
                     "tags": {"bot_id": self.application_id},
                 },
+                *guild["roles"],
             ],
             "emojis": [],
             "stickers": [],

@@ -9,8 +9,8 @@
 
 Web API (`/api/<method>`, JSON, form or query parameters, the token as a Bearer header):
 auth.test, apps.connections.open (answers a ws:// URL of this server; needs the xapp- app
-token), users.info, chat.postMessage / update / delete / postEphemeral, and the file upload
-flow (files.getUploadURLExternal, the upload URL, files.completeUploadExternal). Like Slack it
+token), users.info, conversations.info, chat.postMessage / update / delete / postEphemeral, and
+the file upload flow (files.getUploadURLExternal, the upload URL, files.completeUploadExternal). Like Slack it
 refuses texts over 40,000 characters (`msg_too_long`) and blocks over Slack's limits
 (`invalid_blocks`: section text over 3,000 characters, more than 50 blocks), and answers
 `{"ok": false, "error": ...}` for unknown channels and messages. Received files are served at
@@ -486,6 +486,7 @@ class FakeSlack(FakeServer):
             "auth.test": self._auth_test,
             "apps.connections.open": self._connections_open,
             "users.info": self._users_info,
+            "conversations.info": self._conversations_info,
             "chat.postMessage": self._post_message,
             "chat.update": self._update,
             "chat.delete": self._delete,
@@ -520,6 +521,13 @@ class FakeSlack(FakeServer):
         return {
             "user": {**user, "profile": {"display_name": user["real_name"], "real_name": user["real_name"]}}
         }
+
+    def _conversations_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._channels.get(str(params.get("channel")))
+        if channel is None:
+            raise _SlackError("channel_not_found")
+        is_im = channel["type"] == "im"
+        return {"channel": {"id": channel["id"], "name": channel.get("name"), "is_im": is_im}}
 
     def _post_message(self, params: dict[str, Any]) -> dict[str, Any]:
         message = self._new_message(params)

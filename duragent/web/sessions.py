@@ -15,7 +15,7 @@ from duragent.server.routes.sessions import HISTORY_TYPES, follow_events
 from duragent.server.state import STATE
 from duragent.sessions.inspect import describe_unattended, unattended_report
 from duragent.sessions.state import resume
-from duragent.stores.base import SessionReadOptions, utcnow
+from duragent.stores.base import SessionReadOptions, changes_by_person, utcnow
 from duragent.web.login import UI_PREFIX, current_login, form_endpoint
 from duragent.web.pages import render, see_other
 
@@ -166,7 +166,8 @@ async def end_session(request: web.Request, form: dict[str, str]) -> web.StreamR
     if form.get("confirm") != "yes":
         raise see_other(f"{UI_PREFIX}/sessions/{session_id}")
     live = await request.app[STATE].sessions.get(session_id)
-    await live.end("ended from the dashboard")
+    with changes_by_person():  # a person's click, never the agent's: committed as theirs
+        await live.end("ended from the dashboard")
     raise see_other(f"{UI_PREFIX}/sessions/{session_id}")
 
 

@@ -5,14 +5,18 @@ trailers kept, so `duragent history` says who did it."""
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+import pytest
 
 from duragent.testing.fake_llm import FakeLLMServer, text
 from duragent.vcs.history import read_history
-from tests.e2e.server_harness import ApiFactory
+from tests.e2e.server_harness import Api, ApiFactory
 from tests.waiting import until
 
 PERSON = "Test Person <person@example.test>"
+DASHBOARD_TOKEN = "attribution-token"
 
 
 def git(data: Path, *args: str) -> str:
@@ -63,5 +67,63 @@ async def test_a_session_deleted_and_a_schedule_changed_over_http_are_the_person
     deleted, *turns = read_history(data, session=session_id)
     assert (deleted.author, deleted.author_kind) == (PERSON, "human")
     # the agent's own turn stays the agent's
+    assert turns
+    assert all(entry.author_kind == "agent" for entry in turns)
+
+
+async def end_over_the_dashboard(api: Api, session_id: str) -> None:
+    from tests.e2e.test_dashboard import browser, csrf_of, log_in
+
+    session_page = api.url(f"/ui/sessions/{session_id}")
+    async with browser() as http:
+        await log_in(api, http, DASHBOARD_TOKEN)
+        data = {"csrf": await csrf_of(http, session_page), "confirm": "yes"}
+        async with http.post(f"{session_page}/end", data=data, allow_redirects=False) as response:
+            assert response.status == 303
+
+
+async def end_over_the_api(api: Api, session_id: str) -> None:
+    status, body = await api.call("POST", f"/api/v1/sessions/{session_id}/end")
+    assert status == 200, body
+
+
+async def end_for_another_worker(api: Api, session_id: str) -> None:
+    """As the worker that runs the session serves an end another worker got (scaling out)."""
+    from duragent.server.routes.sessions import serve_for_another_worker
+    from duragent.server.state import STATE
+
+    answer = await serve_for_another_worker(api.server.app[STATE], session_id, "end", {})
+    assert answer["status"] == 200, answer
+
+
+@pytest.mark.parametrize(
+    "end",
+    [end_over_the_api, end_over_the_dashboard, end_for_another_worker],
+    ids=["api", "dashboard", "served-for-another-worker"],
+)
+async def test_a_session_a_person_ends_is_committed_as_theirs(
+    start_api: ApiFactory,
+    fake_llm: FakeLLMServer,
+    tmp_path: Path,
+    end: Callable[[Api, str], Awaitable[None]],
+) -> None:
+    api = await start_api(git=True, api_token=DASHBOARD_TOKEN)
+    data = tmp_path / "ws0" / "data"
+    session_id = await api.new_session()
+    fake_llm.enqueue(text("hello"))
+    status, body = await api.call("POST", f"/api/v1/sessions/{session_id}/messages", {"content": "hi"})
+    assert status == 200, body
+    await until(lambda: bool(git(data, "log", "--format=%H", "--", f"sessions/{session_id}")), within=30)
+
+    await end(api, session_id)
+    last_subject = ("log", "-1", "--format=%s", "--", f"sessions/{session_id}")
+    await until(lambda: "ended" in git(data, *last_subject), within=30)
+
+    author, trailers = authors_and_trailers(data, f"sessions/{session_id}")[0].split("|")
+    assert author == PERSON
+    for trailer in ("Duragent-Kind: session", f"Duragent-Session: {session_id}", "Duragent-By: person"):
+        assert trailer in trailers.split(", ")
+    ended, *turns = read_history(data, session=session_id)
+    assert (ended.author, ended.author_kind) == (PERSON, "human")
     assert turns
     assert all(entry.author_kind == "agent" for entry in turns)

@@ -163,6 +163,20 @@ def test_delete_is_committed_so_git_still_has_the_session(workspace: Path) -> No
     assert (deleted["subject"], deleted["author_kind"]) == (f"session {session_id[:12]}: deleted", "human")
 
 
+def test_a_fork_is_committed_as_the_person_who_ran_it(workspace: Path) -> None:
+    session_id = asyncio.run(make_session())
+    forked = run("session", "fork", f"{session_id}@2", "--json")
+    assert forked.exit_code == 0, forked.output
+    fork_id = json.loads(forked.stdout)["session_id"]
+    assert git_log(workspace, "-1", "--format=%an <%ae>", "--", f"sessions/{fork_id}") == (
+        "Test Person <person@example.test>\n"
+    )
+    trailers = git_log(workspace, "-1", "--format=%(trailers)", "--", f"sessions/{fork_id}").splitlines()
+    assert trailers[:3] == ["Duragent-Kind: session", f"Duragent-Session: {fork_id}", "Duragent-By: person"]
+    entries = json.loads(run("history", "--session", fork_id, "--json").stdout)
+    assert [entry["author_kind"] for entry in entries] == ["human"]
+
+
 def test_delete_without_yes_in_a_pipe_is_refused(workspace: Path) -> None:
     session_id = asyncio.run(make_session())
     completed = subprocess.run(

@@ -133,6 +133,26 @@ async def test_guild_messages_report_mentions_and_replies_to_the_bot(
     assert reply["reply_to"] == answer["message_id"]
 
 
+async def test_channels_roles_and_custom_emoji_reach_the_agent_as_people_read_them(
+    discord: FakeDiscord, plugin: PluginProcess, channel: str, guild: str, ada: dict[str, Any]
+) -> None:
+    general = discord.add_channel(guild, "general")
+    helpers = discord.add_role(guild, "helpers")
+    discord.inject_message(
+        channel,
+        f"see <#{general}>, ask <@&{helpers}> <:party:123456789012345678> <a:wave:223456789012345678>"
+        f" with </deploy:323456789012345678>; typed: `<#{general}>` <#general> <:no colon>",
+        author=ada,
+    )
+
+    event = await plugin.event(received_in(channel))
+
+    assert event["content"]["text"] == (
+        "see #general, ask @helpers :party: :wave: with /deploy;"
+        f" typed: `<#{general}>` <#general> <:no colon>"
+    )
+
+
 async def test_a_thread_is_its_own_chat_routed_with_its_parent_channel(
     discord: FakeDiscord, plugin: PluginProcess, channel: str, ada: dict[str, Any]
 ) -> None:

@@ -98,6 +98,31 @@ async def test_people_mentioned_in_a_message_reach_the_agent_by_name(
     assert event["content"]["text"] == "@duragent ask @Bea Smith what @Bea Smith thinks"
 
 
+async def test_channels_links_and_group_mentions_reach_the_agent_as_people_read_them(
+    slack: FakeSlack, plugin: PluginProcess, channel: str, ada: dict[str, Any]
+) -> None:
+    general = slack.add_channel("general")
+    random = slack.add_channel("random")
+    text = (
+        f"{slack.mention} see <#{general}|general> and <#{random}> <#C0GONE>, <https://example.com|example>,"
+        " <https://example.com/a?b=1&amp;c=2>, <http://example.org|example.org>,"
+        " <!here> <!channel|channel> <!subteam^S0123|@team>,"
+        " <mailto:ada@example.com|ada@example.com> <mailto:ada@example.com|write to me>;"
+        " typed: &lt;#C999|fake&gt; &amp; &lt;https://x.test|z&gt; &lt;!here&gt; <nothing>"
+    )
+    slack.inject_message(channel, text, user=ada)
+
+    event = await plugin.event(received_in(channel))
+
+    assert event["content"]["text"] == (
+        "@duragent see #general and #random <#C0GONE>, example (https://example.com),"
+        " https://example.com/a?b=1&c=2, example.org,"
+        " @here @channel @team,"
+        " ada@example.com write to me (ada@example.com);"
+        " typed: <#C999|fake> & <https://x.test|z> <!here> <nothing>"
+    )
+
+
 async def test_a_mention_in_a_channel_arrives_once_though_slack_sends_it_twice(
     slack: FakeSlack, plugin: PluginProcess, channel: str, ada: dict[str, Any]
 ) -> None:

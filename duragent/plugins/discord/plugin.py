@@ -54,6 +54,7 @@ from duragent.gateways.sdk import (
     int_setting,
     refuse_unknown_keys,
 )
+from duragent.plugins.discord import mentions
 from duragent.plugins.discord.markdown import markdown_to_discord
 
 TOKEN_ENV = "DISCORD_BOT_TOKEN"
@@ -159,8 +160,8 @@ class DiscordPlugin(GatewayPlugin):
         intents.message_content = True
         # What the agent writes is often what someone asked it to write: it may ping the people it
         # names, never the whole channel or a role (bots usually hold the permission to).
-        mentions = discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=False)
-        client = discord.Client(intents=intents, allowed_mentions=mentions)
+        allowed = discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=False)
+        client = discord.Client(intents=intents, allowed_mentions=allowed)
         self._client = client
         client.event(self.on_ready)
         client.event(self.on_resumed)
@@ -397,7 +398,8 @@ class DiscordPlugin(GatewayPlugin):
 
     def _readable(self, message: discord.Message) -> str:
         """The text with mentions shown as the user saw them: the bot's `<@id>` (or its role's)
-        as `@name`, other people's as `@display name` (the agent cannot tell who `<@1234>` is)."""
+        as `@name`, other people's as `@display name` (the agent cannot tell who `<@1234>` is),
+        channels, roles, custom emoji and commands by name (duragent.plugins.discord.mentions)."""
         text = message.content
         me = self.client.user
         if me is not None:
@@ -410,7 +412,9 @@ class DiscordPlugin(GatewayPlugin):
         for user in message.mentions:
             for form in (f"<@{user.id}>", f"<@!{user.id}>"):
                 text = text.replace(form, f"@{user.display_name}")
-        return text
+        channels = {channel.id: channel.name for channel in message.channel_mentions}
+        roles = {role.id: role.name for role in message.role_mentions}
+        return mentions.as_read(text, channels=channels, roles=roles)
 
     async def _download(self, attachment: discord.Attachment) -> dict[str, Any]:
         """Fetch an attachment into the download folder; on failure say why instead of dropping it."""

@@ -63,6 +63,7 @@ from duragent.gateways.sdk import (
     refuse_unknown_keys,
     seconds_setting,
 )
+from duragent.plugins.slack import markup
 from duragent.plugins.slack.mrkdwn import escape, markdown_to_mrkdwn
 
 BOT_TOKEN_ENV = "SLACK_BOT_TOKEN"
@@ -181,6 +182,7 @@ class SlackPlugin(GatewayPlugin):
         self._bot_user_id = ""
         self._bot_name = ""
         self._names: dict[str, str | None] = {}
+        self._channel_names: dict[str, str | None] = {}
         self._seen: deque[tuple[str, str]] = deque(maxlen=1000)
         self._presses: dict[str, tuple[str, str, str | None]] = {}
         self._downloads: DownloadFolder | None = None
@@ -415,7 +417,9 @@ class SlackPlugin(GatewayPlugin):
 
     async def _readable(self, text: str) -> str:
         """Slack's markup as the user saw it: the bot's mention as @name, other members' as
-        @display name (the agent cannot tell who `<@U0123>` is), entities unescaped.
+        @display name (the agent cannot tell who `<@U0123>` is), channels as #name, links, group
+        mentions and e-mail addresses as they read (see duragent.plugins.slack.markup), entities
+        unescaped.
 
         Slack refuses a message starting with "/" that is not one of its slash commands ("/reset is
         not a valid command"), so `@bot /reset` (or ` /reset`) is how a chat command is typed:
@@ -428,7 +432,8 @@ class SlackPlugin(GatewayPlugin):
         text = text.replace(f"<@{self._bot_user_id}>", f"@{self._bot_name}")
         names = {member: await self._display_name(member) for member in _MEMBER_MENTION.findall(text)}
         text = _MEMBER_MENTION.sub(lambda found: f"@{names[found[1]]}" if names[found[1]] else found[0], text)
-        return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+        channels = {channel: await self._channel_name(channel) for channel in markup.CHANNEL.findall(text)}
+        return markup.as_read(text, channels)
 
     async def _display_name(self, user: str) -> str | None:
         """The member's name (users.info, cached); None if Slack will not say."""
@@ -443,6 +448,21 @@ class SlackPlugin(GatewayPlugin):
                 profile.get("display_name") or info.get("real_name") or info.get("name") or None
             )
         return self._names[user]
+
+    async def _channel_name(self, channel: str) -> str | None:
+        """The channel's name (conversations.info, cached); None if Slack will not say (the bot
+        lacks the `channels:read` scope, or is not in a private channel)."""
+        if channel not in self._channel_names:
+            try:
+                info = (await self.client.conversations_info(channel=channel)).get("channel") or {}
+            except SlackApiError as error:  # Slack's answer (`missing_scope`): asked once, not per message
+                log.info("conversations.info %s failed: %s", channel, self._redact(str(error)))
+                info = {}
+            except (SlackRequestError, aiohttp.ClientError, OSError) as error:
+                log.info("conversations.info %s failed: %s", channel, self._redact(str(error)))
+                return None
+            self._channel_names[channel] = info.get("name") or None
+        return self._channel_names[channel]
 
     async def _content(
         self, event: dict[str, Any], text: str, *, fetch: bool

@@ -883,7 +883,10 @@ async def end_session(request: web.Request) -> web.Response:
 
 async def _end(serving: _Serving, _body: None) -> web.Response:
     live = await serving.live()
-    await live.end("ended by client")
+    # a client's (`/end` in the REPL, a program), never the agent's: committed as the person's,
+    # also when served for the worker the request reached (`serve_for_another_worker`)
+    with changes_by_person():
+        await live.end("ended by client")
     return json_reply(Accepted(status=live.status, session_id=live.session_id))
 
 

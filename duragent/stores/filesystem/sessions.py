@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import contextvars
 import dataclasses
 import functools
 import json
@@ -827,8 +828,19 @@ class FilesystemSessionStore:
         synced = writer.syncing = _Fsync(loop=loop)
         if self._fsync_threads is None:
             self._fsync_threads = _FsyncThreads(_FSYNC_THREADS)
+        # (run in the writer's context: the committer hears of the batch as made for whom it was,
+        # a person's command or an agent's turn, see duragent.stores.base.person_acting)
         self._fsync_threads.run(
-            functools.partial(self._sync_batch, loop, writer, synced, change, len(data), last_seq)
+            functools.partial(
+                contextvars.copy_context().run,
+                self._sync_batch,
+                loop,
+                writer,
+                synced,
+                change,
+                len(data),
+                last_seq,
+            )
         )
         return synced
 
