@@ -34,7 +34,14 @@ from duragent.sessions.live import (
 )
 from duragent.sessions.log import WRITTEN_ELSEWHERE, SessionLog
 from duragent.sessions.stream import Position, StreamEvent
-from duragent.stores.base import SessionNotFound, SessionStatus, SessionStore, SessionSummary
+from duragent.stores.base import (
+    ListKey,
+    SessionNotFound,
+    SessionStatus,
+    SessionStore,
+    SessionSummary,
+    list_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -389,18 +396,30 @@ class SessionManager:
             await asyncio.sleep(0)  # let the turn's own cleanup (and any next turn's start) run
 
     async def list_sessions(
-        self, *, agent: str | None = None, status: str | None = None, limit: int | None = None
+        self,
+        *,
+        agent: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        after: ListKey | None = None,
     ) -> list[SessionSummary]:
-        """Every stored session (not only live ones), newest activity first."""
-        summaries = await self.store.list(agent=agent, status=status)
-        # A live session's status is newer than its last snapshot.
-        merged = [
-            s if s.session_id not in self._live else _with_status(s, self._live[s.session_id].status)
-            for s in summaries
-        ]
-        if status is not None:
-            merged = [s for s in merged if s.status == status]
-        return merged[:limit] if limit is not None else merged
+        """Stored sessions (not only live ones) in `ListKey` order, from after `after` on.
+
+        A live session's status is newer than its last snapshot: it is the one shown and filtered
+        on, and a stored page that loses sessions to it is topped up from the store.
+        """
+        chosen: list[SessionSummary] = []
+        while True:
+            want = None if limit is None else max(limit - len(chosen), 0)
+            stored = await self.store.list(agent=agent, status=status, limit=want, after=after)
+            merged = [
+                s if s.session_id not in self._live else _with_status(s, self._live[s.session_id].status)
+                for s in stored
+            ]
+            chosen += [s for s in merged if status is None or s.status == status]
+            if want is None or len(stored) < want or len(chosen) == limit:
+                return chosen
+            after = list_key(stored[-1])
 
     async def delete(self, session_id: str) -> None:
         """Stop and forget a session, and remove its files."""

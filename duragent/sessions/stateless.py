@@ -17,6 +17,7 @@ from duragent.ids import new_id
 from duragent.sessions.log import SessionLog
 from duragent.sessions.state import SessionState
 from duragent.stores.base import (
+    ListKey,
     SequenceConflict,
     SessionEvent,
     SessionNotFound,
@@ -79,7 +80,12 @@ class InMemorySessionStore:
         return stored[-1].seq if stored else 0
 
     async def list(
-        self, *, agent: str | None = None, status: str | None = None, limit: int | None = None
+        self,
+        *,
+        agent: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        after: ListKey | None = None,
     ) -> list[SessionSummary]:
         """Nothing: stateless conversations are never listed among sessions."""
         return []

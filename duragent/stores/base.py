@@ -110,6 +110,16 @@ class SessionSummary:
     name: str | None = None
 
 
+#: A session's place in a listing: (updated_at, session_id). Listings run from the greatest key
+#: down (newest activity first, a tie by the greater id first); a page's last key starts the next.
+ListKey = tuple[datetime, str]
+
+
+def list_key(summary: SessionSummary) -> ListKey:
+    """The summary's place in a listing (see `ListKey`)."""
+    return (summary.updated_at, summary.session_id)
+
+
 def session_name(first: SessionEvent | None) -> str | None:
     """The `metadata.name` a session_start event gives its session, if any."""
     if first is None or first.type != "session_start":
@@ -231,9 +241,18 @@ class SessionStore(Protocol):
         ...
 
     async def list(
-        self, *, agent: str | None = None, status: str | None = None, limit: int | None = None
+        self,
+        *,
+        agent: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        after: ListKey | None = None,
     ) -> list[SessionSummary]:
-        """Addition: every stored session, newest activity first, optionally filtered."""
+        """Addition: stored sessions in `ListKey` order, optionally filtered, from after `after` on.
+
+        A page costs about the page: `limit` rows (PostgreSQL) or the sessions active since the
+        page's own (files, by modification time), not every session.
+        """
         ...
 
     async def save_snapshot(self, snapshot: SessionSnapshot) -> None:

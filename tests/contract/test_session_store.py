@@ -14,12 +14,14 @@ import pytest
 from duragent.errors import InvalidName
 from duragent.ids import new_id
 from duragent.stores.base import (
+    ListKey,
     SequenceConflict,
     SessionEvent,
     SessionNotFound,
     SessionReadOptions,
     SessionSnapshot,
     SessionStore,
+    list_key,
 )
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -334,3 +336,42 @@ async def test_a_session_named_at_its_start_is_listed_with_its_name(session_stor
     names = {s.session_id: s.name for s in await session_store.list()}
 
     assert names == {"s_named": "try-b", "s_plain": None}
+
+
+async def test_pages_after_a_key_continue_the_listing_with_filters_and_ties(
+    session_store: SessionStore,
+) -> None:
+    # Ten sessions, two agents, some paused, and pairs active at the same moment (ties break by id).
+    for n in range(10):
+        agent = "helper" if n % 3 else "coder"
+        await start_session(session_store, f"s_{n:02d}", agent, at=START + timedelta(minutes=n // 2))
+        if n % 4 == 0:
+            await session_store.append(
+                f"s_{n:02d}",
+                make_event(2, "status_change", at=START + timedelta(minutes=n // 2), to="paused"),
+            )
+    everything = await session_store.list()
+    expected_order = sorted(everything, key=list_key, reverse=True)
+    assert [s.session_id for s in everything] == [s.session_id for s in expected_order]
+
+    for filters in ({}, {"agent": "helper"}, {"status": "paused"}, {"agent": "coder", "status": "active"}):
+        wanted = [s.session_id for s in await session_store.list(**filters)]
+        for size in (1, 2, 3, 100):
+            paged: list[str] = []
+            after: ListKey | None = None
+            while True:
+                page = await session_store.list(**filters, limit=size, after=after)
+                assert len(page) <= size
+                paged += [s.session_id for s in page]
+                if len(page) < size:
+                    break
+                after = list_key(page[-1])
+            assert paged == wanted, (filters, size)
+
+
+async def test_a_page_after_the_last_session_is_empty(session_store: SessionStore) -> None:
+    await start_session(session_store, "s_only", "helper")
+    (only,) = await session_store.list()
+
+    assert await session_store.list(limit=5, after=list_key(only)) == []
+    assert await session_store.list(after=(START + timedelta(days=1), "")) == [only]

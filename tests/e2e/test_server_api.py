@@ -93,6 +93,29 @@ async def test_session_list_pages_with_a_cursor_without_gaps_or_repeats(api: Api
     assert sorted(seen) == sorted(created)
 
 
+async def test_a_filtered_session_list_pages_full_pages_newest_first(api: Api) -> None:
+    helpers = [await api.new_session("helper") for _ in range(3)]
+    await api.new_session("pauser")
+    helpers += [await api.new_session("helper") for _ in range(2)]
+    _, everything = await api.call("GET", "/api/v1/sessions?agent=helper")
+    newest_first = [s["session_id"] for s in everything["sessions"]]
+    assert sorted(newest_first) == sorted(helpers)
+
+    pages: list[list[str]] = []
+    cursor = None
+    while True:
+        query = "?agent=helper&limit=2" + (f"&cursor={cursor}" if cursor else "")
+        status, page = await api.call("GET", "/api/v1/sessions" + query)
+        assert status == 200
+        pages.append([s["session_id"] for s in page["sessions"]])
+        cursor = page.get("next_cursor")
+        if cursor is None:
+            break
+
+    assert [len(page) for page in pages] == [2, 2, 1]
+    assert [session_id for page in pages for session_id in page] == newest_first
+
+
 async def test_sync_message_returns_the_reply_and_history_has_it(api: Api, fake_llm: FakeLLMServer) -> None:
     fake_llm.enqueue(text("Hello there", chunks=3, usage=(5, 2)))
     session_id = await api.new_session()

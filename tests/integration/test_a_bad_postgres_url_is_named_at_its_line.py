@@ -105,3 +105,15 @@ def test_a_password_with_a_character_the_url_must_encode_is_refused_without_show
     assert raised.value.problems[0].location is not None
     assert "s3c" not in str(raised.value)
     assert "123" not in str(raised.value)
+
+
+def test_a_schema_given_twice_in_the_url_is_refused_not_the_last_one_used() -> None:
+    config = parse_config_text(
+        "services:\n  session:\n    backend: postgres\n    url: postgresql://db/app?schema=a&schema=b\n",
+        env={},
+    )
+    with pytest.raises(ConfigError, match=r"services\.session\.url: .*'schema' is given 2 times") as raised:
+        open_session_store(config)
+    location = raised.value.problems[0].location
+    assert location is not None
+    assert location.line == 4

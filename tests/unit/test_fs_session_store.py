@@ -670,3 +670,42 @@ async def test_a_store_keeps_no_lock_for_sessions_it_has_released(tmp_path: Path
     await store.delete("s_0")
     assert (len(store._guards), len(store._snapshot_guards)) == (0, 0)
     await store.close()
+
+
+async def _session_active_at(
+    store: FilesystemSessionStore, session_id: str, at: datetime, touched: datetime
+) -> None:
+    """A session whose only activity is at `at` and whose files were last written at `touched`."""
+    start = SessionEvent(1, new_id("evt"), at, "session_start", {"agent": "helper", "metadata": {}})
+    await store.append(session_id, start)
+    stamp = touched.timestamp()
+    os.utime(store.events_path(session_id), (stamp, stamp))
+
+
+async def test_a_page_never_reads_sessions_whose_files_are_older_than_it(
+    store: FilesystemSessionStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    await _session_active_at(store, "s_new", START + timedelta(days=2), START + timedelta(days=2))
+    await _session_active_at(store, "s_old", START, START)
+    store.snapshot_path("s_old").write_text("{not: yaml")  # reading it would be a warning
+    os.utime(store.snapshot_path("s_old"), (START.timestamp(), START.timestamp()))
+
+    with caplog.at_level(logging.WARNING):
+        page = await store.list(limit=1)
+
+    assert [s.session_id for s in page] == ["s_new"]
+    assert "s_old" not in caplog.text
+
+
+async def test_pages_are_in_activity_order_when_files_were_written_in_another_order(
+    store: FilesystemSessionStore,
+) -> None:
+    # Copied or migrated: every file written later than its activity, the oldest session last.
+    written = START + timedelta(days=30)
+    for n in range(6):
+        await _session_active_at(store, f"s_{n}", START + timedelta(hours=n), written - timedelta(hours=n))
+
+    first = await store.list(limit=4)
+    rest = await store.list(limit=4, after=(first[-1].updated_at, first[-1].session_id))
+
+    assert [s.session_id for s in first + rest] == ["s_5", "s_4", "s_3", "s_2", "s_1", "s_0"]

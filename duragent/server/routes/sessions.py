@@ -67,7 +67,15 @@ from duragent.sessions.stream import (
     from_stored,
     own_turn,
 )
-from duragent.stores.base import SessionLocked, SessionReadOptions, SessionSummary, changes_by_person, utcnow
+from duragent.stores.base import (
+    ListKey,
+    SessionLocked,
+    SessionReadOptions,
+    SessionSummary,
+    changes_by_person,
+    list_key,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -248,18 +256,18 @@ async def list_sessions(request: web.Request) -> web.Response:
     """GET /api/v1/sessions?agent=&status=&limit=&cursor=."""
     query = read_query(request, SessionQuery)
     state = request.app[STATE]
-    summaries = await state.sessions.list_sessions(agent=query.agent, status=query.status)
-    ordered = sorted(summaries, key=_sort_key, reverse=True)
-    if query.cursor:
-        after = _decode_cursor(query.cursor)
-        ordered = [s for s in ordered if _sort_key(s) < after]
-    page = ordered[: query.limit]
-    more = len(ordered) > query.limit
+    after = _decode_cursor(query.cursor) if query.cursor else None
+    # One more than the page tells whether there is a next one.
+    found = await state.sessions.list_sessions(
+        agent=query.agent, status=query.status, limit=query.limit + 1, after=after
+    )
+    page = found[: query.limit]
+    more = len(found) > query.limit
     live = state.sessions.live
     return json_reply(
         SessionList(
             sessions=[_summary_out(s, live.get(s.session_id)) for s in page],
-            next_cursor=_encode_cursor(_sort_key(page[-1])) if more and page else None,
+            next_cursor=_encode_cursor(list_key(page[-1])) if more and page else None,
         )
     )
 
@@ -339,24 +347,22 @@ def _inline_field(problem: Problem) -> FieldError:
     return FieldError("body.agent_spec", problem.message)
 
 
-def _sort_key(summary: SessionSummary) -> tuple[str, str]:
-    return (_iso(summary.updated_at), summary.session_id)
+def _encode_cursor(key: ListKey) -> str:
+    updated_at, session_id = key
+    return base64.urlsafe_b64encode(f"{_iso(updated_at)}|{session_id}".encode()).decode().rstrip("=")
 
 
-def _encode_cursor(key: tuple[str, str]) -> str:
-    return base64.urlsafe_b64encode("|".join(key).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[str, str]:
+def _decode_cursor(cursor: str) -> ListKey:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        updated, sep, session_id = text.partition("|")
+        updated_at = datetime.fromisoformat(updated) if sep else None
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        text = ""
-    updated, sep, session_id = text.partition("|")
-    if not sep:
+        updated_at = None
+    if updated_at is None or updated_at.tzinfo is None:
         message = "invalid cursor: pass the next_cursor of a previous page"
         raise HttpProblem(400, message, (FieldError("query.cursor", message),), "validation")
-    return updated, session_id
+    return updated_at, session_id
 
 
 @documented(

@@ -32,6 +32,7 @@ import contextlib
 import contextvars
 import dataclasses
 import functools
+import heapq
 import json
 import logging
 import os
@@ -41,7 +42,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
@@ -53,6 +54,7 @@ from duragent.keyed_locks import KeyedLock, KeyedLocks
 from duragent.stores.base import (
     Change,
     ChangeListener,
+    ListKey,
     SequenceConflict,
     SessionEvent,
     SessionNotFound,
@@ -62,6 +64,7 @@ from duragent.stores.base import (
     SessionSummary,
     already_durable,
     ignore_changes,
+    list_key,
     session_name,
     storage_error,
 )
@@ -100,6 +103,10 @@ _FSYNC_THREADS = 4
 #: loop for this long: other sessions' streams may be running (a turn writes at its start and end).
 _SHARED_WINDOW = 10.0
 _STATUSES: frozenset[str] = frozenset(get_args(SessionStatus))
+#: How far a session's activity may come after its files' modification time: the kernel stamps
+#: files with a coarse clock (up to a tick behind the one events are stamped with), and a clock
+#: may be stepped back a little. A page reads on until no session left can be newer than its own.
+_MODIFIED_SLACK = timedelta(seconds=5)
 #: Compact, UTF-8 as is (greppable), strict JSON (no NaN, so jq reads every line); built once.
 _JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
@@ -601,19 +608,29 @@ class FilesystemSessionStore:
         return await asyncio.to_thread(self._last_seq_sync, session_id)
 
     async def list(
-        self, *, agent: str | None = None, status: str | None = None, limit: int | None = None
-    ) -> list[SessionSummary]:
-        """Every session (from its snapshot and the end of its log, never the whole log), newest first."""
+        self,
+        *,
+        agent: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        after: ListKey | None = None,
+    ) -> builtins.list[SessionSummary]:
+        """Sessions newest activity first (ties: greater id first), filtered, from after `after` on.
+
+        Each session is read from its snapshot and the end of its log, never the whole log. A page
+        (`limit`) reads sessions newest file first and stops once none left can be on it.
+        """
         # (a snapshot of the dict in one C call: an fsync thread that fails may forget a writer)
         durable = {session_id: writer.size for session_id, writer in list(self._writers.items())}
-        summaries = await asyncio.to_thread(self._list_sync, durable)
-        chosen = [
-            summary
-            for summary in summaries
-            if (agent is None or summary.agent == agent) and (status is None or summary.status == status)
-        ]
-        chosen.sort(key=lambda summary: summary.updated_at, reverse=True)
-        return chosen if limit is None else chosen[:limit]
+
+        def wanted(summary: SessionSummary) -> bool:
+            return (
+                (agent is None or summary.agent == agent)
+                and (status is None or summary.status == status)
+                and (after is None or list_key(summary) < after)
+            )
+
+        return await asyncio.to_thread(self._list_sync, durable, wanted, limit)
 
     async def save_snapshot(self, snapshot: SessionSnapshot) -> None:
         """Write state.yaml atomically (temp file, fsync, rename, fsync dir) as this session's writer.
@@ -989,13 +1006,42 @@ class FilesystemSessionStore:
 
     # --- listing -------------------------------------------------------------------------------
 
-    def _list_sync(self, durable: dict[str, int]) -> builtins.list[SessionSummary]:
-        """Every session's summary; `durable` bounds the logs open here (see `_durable_size`)."""
+    def _list_sync(
+        self, durable: dict[str, int], wanted: Callable[[SessionSummary], bool], limit: int | None
+    ) -> builtins.list[SessionSummary]:
+        """The first `limit` wanted summaries; `durable` bounds the logs open here (`_durable_size`).
+
+        A session's activity is never (much) later than its files' modification time, so reading
+        them newest file first, a page is complete once its last session is newer than the next
+        file: the rest of the sessions are never read.
+        """
+        best: builtins.list[tuple[ListKey, SessionSummary]] = []  # a min-heap of the page so far
+        for modified_ns, session_id in self._by_modification():
+            if limit is not None and len(best) == limit:
+                modified = datetime.fromtimestamp(modified_ns / 1e9, UTC)
+                if best[0][0][0] > modified + _MODIFIED_SLACK:
+                    break
+            summary = self._summarize(session_id, durable.get(session_id))
+            if summary is None or not wanted(summary):
+                continue
+            # (keys are unique, so summaries are never compared)
+            if limit is None or len(best) < limit:
+                heapq.heappush(best, (list_key(summary), summary))
+            elif list_key(summary) > best[0][0]:
+                heapq.heapreplace(best, (list_key(summary), summary))
+        return [summary for _, summary in sorted(best, reverse=True)]
+
+    def _by_modification(self) -> builtins.list[tuple[int, str]]:
+        """(modification time of its log in ns, id) of every session, newest first.
+
+        The log holds every event a snapshot covers, so its time is the session's; state.yaml's
+        only stands in for a log that is missing.
+        """
         try:
-            entries = sorted(os.scandir(self.root), key=lambda entry: entry.name)
+            entries = builtins.list(os.scandir(self.root))
         except FileNotFoundError:
             return []
-        summaries = []
+        found = []
         for entry in entries:
             if not entry.is_dir() or entry.name.startswith("."):
                 continue
@@ -1003,10 +1049,14 @@ class FilesystemSessionStore:
                 check_name(entry.name, "session id")
             except InvalidName:
                 continue
-            summary = self._summarize(entry.name, durable.get(entry.name))
-            if summary is not None:
-                summaries.append(summary)
-        return summaries
+            for name in (EVENTS_FILE, SNAPSHOT_FILE):
+                try:
+                    found.append((os.stat(f"{entry.path}/{name}").st_mtime_ns, entry.name))
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                break
+        found.sort(reverse=True)
+        return found
 
     def _summarize(self, session_id: str, durable_size: int | None = None) -> SessionSummary | None:
         """A session's row from its snapshot, corrected by the events at the end of its log."""

@@ -114,8 +114,11 @@ def parse_postgres_url(url: str, schema: str | None = None) -> PostgresTarget:
     _check_ports(parts.netloc)
     query = parse_qsl(parts.query, keep_blank_values=True)
     from_url = [value for key, value in query if key == "schema"]
+    if len(from_url) > 1:
+        # Which one was meant is a guess either way (and the worker would quietly use another schema).
+        raise ConfigError(f"the URL's query option 'schema' is given {len(from_url)} times: give it once")
     rest = [(key, value) for key, value in query if key != "schema"]
-    chosen = schema or (from_url[-1] if from_url else DEFAULT_SCHEMA)
+    chosen = schema or (from_url[0] if from_url else DEFAULT_SCHEMA)
     dsn = urlunsplit(parts._replace(query=urlencode(rest)))
     return PostgresTarget(dsn=dsn, schema=check_schema_name(chosen))
 

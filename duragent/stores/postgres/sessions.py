@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, get_args
 from duragent.ids import check_name
 from duragent.stores.base import (
     ChangeListener,
+    ListKey,
     SequenceConflict,
     SessionEvent,
     SessionNotFound,
@@ -77,13 +78,18 @@ SELECT seq, id, ts, type, payload::text AS payload FROM events
 WHERE session_id = $1 AND seq > $2 AND ($3::text[] IS NULL OR type = ANY($3::text[]))
 ORDER BY seq LIMIT $4
 """
+#: A page of the listing: only the conditions a call needs are put in (`_list_query`), so each
+#: shape gets a plan that walks `sessions_by_activity_and_id` (or `sessions_by_agent`) from the
+#: cursor and stops after LIMIT rows, however many sessions there are. The name comes from a
+#: subquery per row (one primary-key lookup each), never from a join the planner might run over
+#: every event.
 _LIST_SESSIONS = """
 SELECT s.id, s.agent, s.status, s.created_at, s.updated_at, s.last_seq,
-       e.payload::text AS start
+       (SELECT e.payload::text FROM events e
+        WHERE e.session_id = s.id AND e.seq = 1 AND e.type = 'session_start') AS start
 FROM sessions s
-LEFT JOIN events e ON e.session_id = s.id AND e.seq = 1 AND e.type = 'session_start'
-WHERE ($1::text IS NULL OR s.agent = $1) AND ($2::text IS NULL OR s.status = $2)
-ORDER BY s.updated_at DESC, s.id LIMIT $3
+WHERE {conditions}
+ORDER BY s.updated_at DESC, s.id COLLATE "C" DESC LIMIT $1
 """
 _UPSERT_SNAPSHOT_SESSION = """
 INSERT INTO sessions (id, agent, status, created_at, updated_at, last_seq)
@@ -220,11 +226,17 @@ class PostgresSessionStore:
         return int(value or 0)
 
     async def list(
-        self, *, agent: str | None = None, status: str | None = None, limit: int | None = None
+        self,
+        *,
+        agent: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        after: ListKey | None = None,
     ) -> builtins.list[SessionSummary]:
-        """Every session, newest activity first, optionally filtered by agent and status."""
+        """Sessions newest activity first (ties: greater id first), filtered, from after `after` on."""
+        query, arguments = _list_query(agent=agent, status=status, limit=limit, after=after)
         pool = await self._pool.get()
-        rows = await pool.fetch(_LIST_SESSIONS, agent, status, limit)
+        rows = await pool.fetch(query, *arguments)
         return [
             SessionSummary(
                 row["id"],
@@ -400,6 +412,24 @@ def _unique_violation() -> type[Exception]:
 
     error_type: type[Exception] = asyncpg.UniqueViolationError
     return error_type
+
+
+def _list_query(
+    *, agent: str | None, status: str | None, limit: int | None, after: ListKey | None
+) -> tuple[str, builtins.list[object]]:
+    """`_LIST_SESSIONS` with the conditions these filters need, and its arguments ($1 is the limit)."""
+    arguments: builtins.list[object] = [limit]
+    conditions: builtins.list[str] = []
+    if agent is not None:
+        arguments.append(agent)
+        conditions.append(f"s.agent = ${len(arguments)}")
+    if status is not None:
+        arguments.append(status)
+        conditions.append(f"s.status = ${len(arguments)}")
+    if after is not None:
+        arguments += after
+        conditions.append(f'(s.updated_at, s.id COLLATE "C") < (${len(arguments) - 1}, ${len(arguments)})')
+    return _LIST_SESSIONS.format(conditions=" AND ".join(conditions) or "true"), arguments
 
 
 def _name(start: str | None) -> str | None:
