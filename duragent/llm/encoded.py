@@ -111,12 +111,20 @@ class EncodedConversations:
         conversation, start = self._conversation_of(history)
         encoding = self._encoding
         end = start + len(history)
+        offsets = conversation.offsets
+        if start == 0 and conversation.dropped == 0:
+            # The history opens where the conversation does, whose first messages were written as
+            # they open an array: its text is already the array's, in one piece (no message
+            # encoded again; empty only when every message is left out).
+            with memoryview(conversation.text)[: offsets[end] - offsets[0]] as whole:
+                if not whole:
+                    return before + after
+                return b"".join((before, separator, whole, encoding.closing().encode(), after))
         first = start
         while first < end and not (opening := encoding.opening(conversation.messages[first])):
             first += 1
         if first == end:
             return before + after
-        offsets = conversation.offsets
         base = offsets[0]
         # (the view is released before anything appends to the buffer again)
         with memoryview(conversation.text)[offsets[first + 1] - base : offsets[end] - base] as rest:

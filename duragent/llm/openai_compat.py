@@ -47,6 +47,10 @@ _FINISH_REASONS: dict[str, FinishReason] = {
 }
 
 
+#: System prompts whose encoded text a provider keeps (roughly the agents it serves; a prompt
+#: changes with the day and the agent's memory, not between most turns).
+_SYSTEM_TEXTS = 4
+
 #: What a server refusing `stream_options` names in its error.
 _NAMES_USAGE_OPTION = re.compile(r"stream_options|include_usage")
 
@@ -83,6 +87,7 @@ class OpenAICompatProvider(HttpProvider):
         self.usage_in_stream = True
         self._conversations = EncodedConversations(_OpenAIMessages())
         self._tools = EncodedTools(lambda tools: _ENCODER.encode([tool_to_openai(tool) for tool in tools]))
+        self._system_texts: dict[tuple[Message, ...], str] = {}
 
     @property
     def endpoint(self) -> str:
@@ -100,10 +105,10 @@ class OpenAICompatProvider(HttpProvider):
 
     def encode_body(self, request: LLMRequest) -> bytes:
         """`build_payload` as JSON; the history's messages are encoded once per conversation
-        (`duragent.llm.encoded`), the system prompt (date, memory) afresh."""
+        (`duragent.llm.encoded`), the system prompt (date, memory) when it changed."""
         messages = request.messages
         lead = leading_system(messages)
-        system = ",".join(_ENCODER.encode(message_to_openai(message)) for message in messages[:lead])
+        system = self._system_text(tuple(messages[:lead]))
         options = self._options(request, with_tools=False)
         tools = f'"tools":{self._tools.text(request.tools)},' if request.tools else ""
         return self._conversations.body(
@@ -112,6 +117,17 @@ class OpenAICompatProvider(HttpProvider):
             ("]," + tools + _ENCODER.encode(options)[1:]).encode(),
             separator=b"," if lead else b"",
         )
+
+    def _system_text(self, system: tuple[Message, ...]) -> str:
+        """The leading system messages as they read in the messages array; the last few prompts'
+        text is kept (found by equality: a prompt is a few KB, encoded ten times slower)."""
+        text = self._system_texts.get(system)
+        if text is None:
+            if len(self._system_texts) >= _SYSTEM_TEXTS:
+                self._system_texts.clear()
+            text = ",".join(_ENCODER.encode(message_to_openai(message)) for message in system)
+            self._system_texts[system] = text
+        return text
 
     def _options(self, request: LLMRequest, *, with_tools: bool = True) -> dict[str, Any]:
         payload: dict[str, Any] = {"model": request.model, "stream": True}

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
@@ -301,7 +302,8 @@ class Runtime:
                 tools.setdefault(SkillTool.name, SkillTool(skills))
             await self._add_folder_tools(agent, tools)
             self._add_mcp_tools(tools, await self._mcp_tools(agent, admission))
-            notifications: asyncio.Queue[str] = asyncio.Queue()
+            # (a plain deque: only this turn's tool calls add to it, on the loop, without waiting)
+            notifications: deque[str] = deque()
             ctx = self._tool_context(agent, session, notifications, skills)
             steps = self._steps(session, agent, tools, policy, ctx, notifications, control, admission, skills)
             # Each level closes the one below it when it stops early (a cancel, the caller closing
@@ -339,7 +341,7 @@ class Runtime:
         tools: dict[str, AnyTool],
         policy: ToolPolicy,
         ctx: ToolContext,
-        notifications: asyncio.Queue[str],
+        notifications: deque[str],
         control: TurnControl,
         admission: _Admission,
         skills: SkillSet,
@@ -448,8 +450,8 @@ class Runtime:
                     yield event
             if paused:
                 return
-            while not notifications.empty():
-                yield Notification(notifications.get_nowait())
+            while notifications:
+                yield Notification(notifications.popleft())
         yield await self._fail(
             session,
             "max_steps",
@@ -943,11 +945,11 @@ class Runtime:
         return workdir
 
     def _tool_context(
-        self, agent: Agent, session: SessionLog, notifications: asyncio.Queue[str], skills: SkillSet
+        self, agent: Agent, session: SessionLog, notifications: deque[str], skills: SkillSet
     ) -> ToolContext:
         async def notify(message: str) -> None:
             await session.append("notification", {"message": message})
-            notifications.put_nowait(message)
+            notifications.append(message)
 
         workdir = prepare_workdir(self.workdir(agent))
         return ToolContext(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ from duragent.stores.filesystem.sessions import (
     FsyncMode,
     snapshot_to_yaml,
 )
+from tests.waiting import until
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -709,3 +711,40 @@ async def test_pages_are_in_activity_order_when_files_were_written_in_another_or
     rest = await store.list(limit=4, after=(first[-1].updated_at, first[-1].session_id))
 
     assert [s.session_id for s in first + rest] == ["s_5", "s_4", "s_3", "s_2", "s_1", "s_0"]
+
+
+def _fsync_threads_alive() -> set[threading.Thread]:
+    return {thread for thread in threading.enumerate() if thread.name.startswith("duragent-fsync-")}
+
+
+async def test_fsync_threads_run_jobs_side_by_side_up_to_their_count_and_queue_the_rest() -> None:
+    from duragent.stores.filesystem.sessions import _FsyncThreads
+
+    before = _fsync_threads_alive()
+    threads = _FsyncThreads(2)
+    release = threading.Event()
+    started: list[int] = []
+    finished: list[int] = []
+
+    def job(number: int) -> None:
+        started.append(number)
+        assert release.wait(30)
+        finished.append(number)
+
+    # one job at a time (a session's turns): one thread serves them all
+    release.set()
+    for number in range(3):
+        threads.run(functools.partial(job, number))
+        await until(lambda number=number: number in finished)
+    assert len(_fsync_threads_alive() - before) == 1
+    # three held at once: two run side by side, the third waits for one of them to end
+    release.clear()
+    for number in range(3, 6):
+        threads.run(functools.partial(job, number))
+    await until(lambda: len(started) == 5)
+    assert sorted(started[3:]) == [3, 4]
+    assert len(_fsync_threads_alive() - before) == 2
+    release.set()
+    await until(lambda: sorted(finished) == [0, 1, 2, 3, 4, 5])
+    threads.stop()
+    await until(lambda: not _fsync_threads_alive() - before)

@@ -205,3 +205,15 @@ def test_the_tools_offered_are_sent_as_they_are_now_turn_after_turn() -> None:
             "properties"
         ]
     )
+
+
+def test_the_system_prompt_is_sent_as_it_is_now_turn_after_turn(provider: HttpProvider) -> None:
+    # a prompt changes with the day and the agent's memory; several agents share one provider
+    history = conversation(2)
+    prompts = [f"You are agent {n}. Today is 2026-12-0{n % 7 + 1}. Remember: ünïcode {n}." for n in range(9)]
+    for turn in range(1, len(history) + 1):
+        for prompt in (prompts[0], prompts[turn], prompts[0], prompts[8 - turn]):
+            named = Message(role="system", content=prompt, name="ops" if turn % 2 else None)
+            second = Message(role="system", content=f"turn {turn}")
+            body = sent(provider, request(named, second, *history[:turn]))
+            assert prompt in json.dumps(body, ensure_ascii=False)

@@ -570,7 +570,9 @@ def _context_files(agent: str, world: str, topics: Sequence[str], days: Sequence
     """
     candidates: list[tuple[str, str, str]] = [("long_term", "", os.path.join(agent, LONG_TERM_FILE))]
     candidates += [("world", name.removesuffix(".md"), os.path.join(world, name)) for name in topics]
-    candidates += [("day", day.isoformat(), os.path.join(agent, f"{day.isoformat()}.md")) for day in days]
+    for day in days:
+        name = day.isoformat()
+        candidates.append(("day", name, os.path.join(agent, f"{name}.md")))
     found: list[_ContextFile] = []
     for kind, key, path in candidates:
         current = stamp(path)

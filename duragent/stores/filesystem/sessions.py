@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import collections
 import contextlib
 import contextvars
 import dataclasses
@@ -99,6 +100,8 @@ _SUMMARY_TAIL_BYTES = 64 * 1024
 _FSYNC_AVERAGE_WEIGHT = 0.2
 #: Threads fsyncing unsynced batches (`append_unsynced`): fsyncs of several sessions overlap.
 _FSYNC_THREADS = 4
+#: A job of an fsync thread (None: the thread is to end).
+_FsyncJob = Callable[[], None] | None
 #: After two sessions wrote within this many seconds of each other, fsyncs stay off the event
 #: loop for this long: other sessions' streams may be running (a turn writes at its start and end).
 _SHARED_WINDOW = 10.0
@@ -1111,36 +1114,73 @@ async def _wait_for_sync(writer: _Writer) -> None:
 
 
 class _FsyncThreads:
-    """A few threads that run the fsyncs of unsynced batches, fed through one queue.
+    """Up to `count` threads that run the fsyncs of unsynced batches.
 
-    Lighter than a ThreadPoolExecutor (no concurrent future, no locks per job): a turn's fsync
-    hands over one call and hears back through `call_soon_threadsafe`.
+    Lighter than a ThreadPoolExecutor (no concurrent future per job): a turn's fsync
+    hands over one call and hears back through `call_soon_threadsafe`. Each thread waits on an
+    inbox of its own and a job goes to one idle thread: with one queue shared by all, a job also
+    woke another idle thread, which took the GIL from the event loop to find nothing (strace: two
+    threads' futex calls per fsync). A thread starts only when none is idle, so one session's
+    turns keep one thread.
     """
 
     def __init__(self, count: int):
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._work, name=f"duragent-fsync-{number}", daemon=True)
-            for number in range(count)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._count = count
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        #: The inboxes of the threads waiting for a job (the last to finish is woken first).
+        self._idle: list[queue.SimpleQueue[_FsyncJob]] = []
+        #: Jobs given while every thread was busy (None: a thread is to end).
+        self._pending: collections.deque[_FsyncJob] = collections.deque()
 
     def run(self, job: Callable[[], None]) -> None:
         """Run `job` in one of the threads (it reports its own outcome)."""
-        self._jobs.put(job)
+        with self._lock:
+            if self._idle:
+                inbox = self._idle.pop()
+            elif len(self._threads) < self._count:
+                thread = threading.Thread(
+                    target=self._work, args=(job,), name=f"duragent-fsync-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+                inbox = None
+            else:
+                self._pending.append(job)
+                return
+        if inbox is not None:
+            inbox.put(job)
+            return
+        try:
+            thread.start()
+        except BaseException:
+            with self._lock:
+                self._threads.remove(thread)
+            raise
 
     def stop(self) -> None:
         """Let the threads end once the jobs given before are done."""
-        for _ in self._threads:
-            self._jobs.put(None)
+        with self._lock:
+            idle, self._idle = self._idle, []
+            self._pending.extend([None] * (len(self._threads) - len(idle)))
+        for inbox in idle:
+            inbox.put(None)
 
-    def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
+    def _work(self, job: _FsyncJob) -> None:
+        inbox: queue.SimpleQueue[_FsyncJob] = queue.SimpleQueue()
+        while job is not None:
             try:
                 job()
             except BaseException:  # a job reports its errors; this is a bug (or the loop closed)
                 log.exception("fsync thread: a job failed")
+            job = self._next_job(inbox)
+
+    def _next_job(self, inbox: queue.SimpleQueue[_FsyncJob]) -> _FsyncJob:
+        """A pending job, else the next one `run` gives this thread (waited for)."""
+        with self._lock:
+            if self._pending:
+                return self._pending.popleft()
+            self._idle.append(inbox)
+        return inbox.get()
 
 
 class _Fsync(asyncio.Future[None]):
