@@ -123,6 +123,8 @@ async def send_one(
                     out.write(printable(reply) + ("" if reply.endswith("\n") else "\n"))
             elif event.event == "error":
                 status, error = "failed", {"code": data.get("code"), "message": data.get("message")}
+                # (the model calls of a failed turn were paid for too: an empty reply's included)
+                usage = dict(data.get("turn_usage") or data.get("usage") or {})
             elif event.event == "cancelled":
                 status, error = "cancelled", {"code": "cancelled", "message": "the turn was cancelled"}
             elif event.event == "status" and data.get("to") == "paused" and approval is None:

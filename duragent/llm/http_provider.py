@@ -473,7 +473,7 @@ class HttpProvider(ABC):
         whose = f"the API key in {self.api_key_env}" if self.api_key_env else "the API key"
         return (
             f"the account of {whose} has no credit left (waiting will not help): add credit or "
-            "raise its spending limit with the provider, then send the message again"
+            "raise its spending limit with the provider, then retry the turn"
         )
 
     def _rejected_key_text(self) -> str:
@@ -500,8 +500,8 @@ class HttpProvider(ABC):
     def _idle_timeout(self, url: str) -> StreamTimeout:
         return StreamTimeout(
             f"no data from {self.name} for {self.timeouts.idle:g} s ({url}): the model server stopped "
-            "answering (a slow local model may need a longer spec.model.timeout in agent.yaml); send the "
-            "message again",
+            "answering (a slow local model may need a longer spec.model.timeout in agent.yaml); retry the "
+            "turn",
             provider=self.name,
             url=url,
         )
@@ -546,11 +546,11 @@ def _gave_up(failure: _TransientFailure, attempts: int, seconds: float) -> str:
     if isinstance(error, ProviderRateLimited):
         return (
             f"{tried}: the provider's rate limit for this API key or model is still reached; "
-            "wait a minute, then send the message again"
+            "wait a minute, then retry the turn"
         )
     if isinstance(error, ProviderUnavailable) and error.status is None:
         return f"{tried}: is the model server running, and is spec.model.base_url in agent.yaml right?"
-    return f"{tried}: the provider is failing or overloaded; send the message again later"
+    return f"{tried}: the provider is failing or overloaded; retry the turn later"
 
 
 def _wait_too_long(retry_after: float, most: float) -> str:
@@ -558,7 +558,7 @@ def _wait_too_long(retry_after: float, most: float) -> str:
     until = time.strftime("%H:%M:%S UTC", time.gmtime(time.time() + retry_after))
     return (
         f"the provider asks to wait {retry_after:.0f} s (until {until}), longer than Duragent waits "
-        f"within a turn ({most:g} s): send the message again after that"
+        f"within a turn ({most:g} s): retry the turn after that"
     )
 
 

@@ -170,6 +170,10 @@ class ApprovalBroker:
         if opened is not None and not opened[1].done():
             opened[1].cancel()
 
+    def is_open(self, call_id: str, *, session_id: str) -> bool:
+        """Whether the request for `call_id` of `session_id` still waits for its answer."""
+        return (session_id, call_id) in self._open
+
     def pending(self, session_id: str | None = None) -> list[ApprovalRequest]:
         """Open requests, oldest first, optionally of one session."""
         entries = [entry for entry, _future in self._open.values()]

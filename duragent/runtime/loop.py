@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -38,7 +38,7 @@ from duragent.llm.types import (
 )
 from duragent.mcp.naming import is_numbered
 from duragent.processes.record import finished_process_of
-from duragent.runtime.approvals import ApprovalBroker
+from duragent.runtime.approvals import ApprovalBroker, ApprovalOutcome
 from duragent.runtime.context import (
     DEFAULT_OUTPUT_TOKENS,
     AssembledContext,
@@ -149,11 +149,19 @@ class TurnControl:
 
     pause_requested: bool = False
     pause_reason: str = ""
+    #: Set when the turn is not to wait for a person's answer any more (the server stops).
+    stop_asking: asyncio.Event = field(default_factory=asyncio.Event)
 
     def request_pause(self, reason: str) -> None:
         """Stop before the next model or tool call; the turn can be resumed later."""
         self.pause_requested = True
         self.pause_reason = reason
+
+    def request_stop(self, reason: str) -> None:
+        """Pause like `request_pause`, and at once when the turn waits for an approval: nothing
+        runs then, and the question, already stored, is asked again when the turn resumes."""
+        self.request_pause(reason)
+        self.stop_asking.set()
 
 
 #: How many turns may be starting at once: storing the message, gathering memory, assembling the
@@ -583,6 +591,12 @@ class Runtime:
         payload: dict[str, Any] = {"code": code, "message": message, "retryable": retryable}
         if usage:
             payload["usage"] = dict(usage)
+        # What every model call of the turn used, this one's included (as on a turn's final reply).
+        turn_usage = dict(session.state.turn_usage)
+        for key, count in (usage or {}).items():
+            turn_usage[key] = turn_usage.get(key, 0) + count
+        if turn_usage:
+            payload["turn_usage"] = turn_usage
         await session.append("error", payload)
         return TurnFailed(code, message)
 
@@ -644,9 +658,13 @@ class Runtime:
                     yield TurnPaused(control.pause_reason)
                     return
                 try:
-                    asking = self._ask(session, agent, call, (subject, invocation), policy)
+                    asking = self._ask(session, agent, call, (subject, invocation), policy, control)
                     async with aclosing(asking):
                         async for event in asking:
+                            if isinstance(event, TurnPaused):
+                                # (stopped while asking: no call of the batch has run, as above)
+                                yield event
+                                return
                             if isinstance(event, ApprovalResolved):
                                 verdict = "allow" if event.decision != "deny" else "deny"
                                 approved = verdict == "allow"
@@ -717,6 +735,7 @@ class Runtime:
         call: ToolCall,
         target: tuple[str, str],
         policy: ToolPolicy,
+        control: TurnControl,
     ) -> AsyncGenerator[RuntimeEvent, None]:
         subject, invocation = target
         waiting = self.approvals.request(
@@ -730,11 +749,17 @@ class Runtime:
         try:
             await session.append("approval_required", _approval_payload(session, call, invocation))
             yield ApprovalRequired(call.id, call.name, call.arguments, invocation)
-            outcome = await waiting
+            outcome = await _answer_unless_stopped(
+                waiting, control, lambda: self.approvals.is_open(call.id, session_id=session.session_id)
+            )
         finally:
-            # However the wait ended (decided, timed out, or the turn cancelled or closed while the
-            # request was being recorded), the request is over: a later resume asks again.
+            # However the wait ended (decided, timed out, stopped, or the turn cancelled or closed
+            # while the request was being recorded), the request is over: a later resume asks again.
             self.approvals.withdraw(call.id, session_id=session.session_id)
+        if outcome is None:
+            # The server stops: the question stays stored unanswered, and is asked again on resume.
+            yield TurnPaused(control.pause_reason)
+            return
         await session.append(
             "approval_decision", {"call_id": call.id, "decision": outcome.decision, "reason": outcome.reason}
         )
@@ -1069,20 +1094,38 @@ def _empty_reply_text(provider: str, truncated: bool) -> str:
     if truncated:
         return (
             f"{provider} ended its reply at its length limit before any text (a reasoning model may "
-            "have spent it thinking): raise spec.model.max_output_tokens in agent.yaml, then send the "
-            "message again"
+            "have spent it thinking): raise spec.model.max_output_tokens in agent.yaml, then retry the "
+            "turn"
         )
-    return f"{provider} ended its reply without any text or tool call: send the message again"
+    return f"{provider} ended its reply without any text or tool call: retry the turn"
 
 
 def _failure_text(error: ProviderError, kept_partial: bool) -> str:
     """The turn's error message: the provider's, and what became of the text already streamed."""
     if kept_partial and isinstance(error, StreamError):
-        return f"{error}; the reply so far is kept (marked partial): run the turn again for a whole one"
+        return f"{error}; the reply so far is kept (marked partial): retry the turn for a whole one"
     if isinstance(error, StreamError) and not isinstance(error, StreamTimeout) and not error.explained:
         # (a stream that broke after its reply began is not asked again: the user must)
-        return f"{error}; nothing of the reply was kept: send the message again"
+        return f"{error}; nothing of the reply was kept: retry the turn"
     return str(error)
+
+
+async def _answer_unless_stopped(
+    waiting: Awaitable[ApprovalOutcome], control: TurnControl, still_open: Callable[[], bool]
+) -> ApprovalOutcome | None:
+    """The person's answer, or None when the turn is stopped before it came (`still_open`: nobody
+    has answered yet). An answer given before the stop is applied, even if it is still on its way."""
+    answer = asyncio.ensure_future(waiting)
+    stopped = asyncio.ensure_future(control.stop_asking.wait())
+    try:
+        done, _ = await asyncio.wait({answer, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if answer in done or not still_open():
+            return await answer
+        return None
+    finally:
+        # (cancelled or stopped: the wait for the answer is over, and its request withdrawn by the caller)
+        answer.cancel()
+        stopped.cancel()
 
 
 def _approval_payload(session: SessionLog, call: ToolCall, invocation: str) -> dict[str, Any]:

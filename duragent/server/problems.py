@@ -21,8 +21,7 @@ from pydantic import ValidationError
 
 from duragent.errors import ConfigError, DuragentError, InvalidName, NotFound, ServiceUnavailable, UsageError
 from duragent.runtime.approvals import DuplicateApproval
-from duragent.sessions.live import NothingToRetry, SessionEnded
-from duragent.sessions.manager import ServerClosing
+from duragent.sessions.live import NothingToRetry, ServerClosing, SessionEnded
 from duragent.stores.base import SessionLocked
 
 log = logging.getLogger(__name__)

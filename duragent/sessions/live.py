@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from duragent.agents.loader import Agent
 from duragent.durations import format_duration
-from duragent.errors import ConfigError, DuragentError
+from duragent.errors import ConfigError, DuragentError, UsageError
 from duragent.ids import new_id
 from duragent.runtime.events import (
     ApprovalRequired,
@@ -71,6 +71,12 @@ class SessionEnded(DuragentError):
     def __init__(self, session_id: str):
         super().__init__(f"session {session_id} has ended; start a new one")
         self.session_id = session_id
+
+
+class ServerClosing(UsageError):
+    """The process is shutting down and takes no new work."""
+
+    exit_code = 1
 
 
 class NothingToRetry(DuragentError):
@@ -315,6 +321,8 @@ class LiveSession:
         self._paused_for_disconnect = False
         #: Set when unloading cancels a turn that did not reach a safe point within the grace time.
         self._stopping = False
+        #: Set when unloading (the server stops) stops a turn: answers to its approvals are refused.
+        self._closing = False
         #: The reason of the status change that paused the session (None while it is not paused).
         self.pause_reason: str | None = None
         self._status_lock = asyncio.Lock()
@@ -578,6 +586,7 @@ class LiveSession:
         once it has asked again and waits for the answer (`decide`), False when it asked another
         call or went on without asking (what `subscription` brought is appended to `seen`).
         TimeoutError when it does neither within ASK_AGAIN_WITHIN seconds."""
+        self._refuse_answer_when_closing(call_id)
         await self.resume()
         async with asyncio.timeout(ASK_AGAIN_WITHIN):
             return await asked_again(subscription, call_id, seen)
@@ -588,8 +597,17 @@ class LiveSession:
         return needs_model(self.log) or bool(calls_awaiting_approval(self.log))
 
     def decide(self, call_id: str, decision: str) -> None:
-        """Answer a pending approval of this session (allow_once, allow_always, deny)."""
+        """Answer a pending approval of this session (allow_once, allow_always, deny); ServerClosing
+        once the session is being unloaded (its turn stops without waiting for the answer)."""
+        self._refuse_answer_when_closing(call_id)
         self.runtime.approvals.decide(call_id, decision, session_id=self.session_id)
+
+    def _refuse_answer_when_closing(self, call_id: str) -> None:
+        if self._closing:
+            raise ServerClosing(
+                f"the server is stopping: the answer for call {call_id} was not applied; "
+                "the approval is asked again when the server runs again"
+            )
 
     async def end(self, reason: str = "ended by client") -> None:
         """End the session: stop any turn, record `session_end`, detach everyone, and tell the
@@ -605,9 +623,14 @@ class LiveSession:
         await tell_session_ended(self.end_listeners, self.session_id, reason)
 
     async def close(self, grace: float = 10.0) -> None:
-        """Unload: let a running turn reach a safe point within `grace` seconds, then snapshot."""
+        """Unload: let a running turn reach a safe point within `grace` seconds, then snapshot.
+
+        A turn waiting for a person's answer pauses at once: nothing of it runs, and the question,
+        stored, is asked again when the session is loaded again.
+        """
         if self._turn is not None and self._control is not None:
-            self._control.request_pause(SHUTDOWN_PAUSE_REASON)
+            self._closing = True
+            self._control.request_stop(SHUTDOWN_PAUSE_REASON)
             done, _ = await asyncio.wait({self._turn}, timeout=grace)
             if not done:
                 # Cut off by the stop, not ended by a client: recorded as paused for the shutdown,

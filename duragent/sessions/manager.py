@@ -28,6 +28,7 @@ from duragent.sessions.live import (
     EventFeed,
     LiveSession,
     LiveSettings,
+    ServerClosing,
     SessionEndListener,
     TurnEndHook,
     tell_session_ended,
@@ -551,12 +552,6 @@ class SessionManager:
     def _refuse_when_closing(self) -> None:
         if self._closing:
             raise ServerClosing("the server is shutting down")
-
-
-class ServerClosing(UsageError):
-    """The process is shutting down and takes no new work."""
-
-    exit_code = 1
 
 
 def _with_status(summary: SessionSummary, status: SessionStatus) -> SessionSummary:

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from duragent.testing.fake_llm import FakeLLMServer, broken_stream, error, text
+from duragent.testing.fake_llm import FakeLLMServer, broken_stream, error, text, tool_calls
 from tests.e2e.server_harness import CHILD_ENV, ServeProcess, start_serve, write_workspace
 from tests.waiting import eventually
 
@@ -75,6 +75,21 @@ async def test_a_failed_send_json_carries_how_to_run_the_turn_again(
     assert result["status"] == "failed"
     assert result["retry"]["terminal"] == f"duragent attach {session_id}, then /retry"
     assert result["retry"]["url"] == f"{server.url}/api/v1/sessions/{session_id}/retry"
+
+
+async def test_a_failed_send_json_reports_the_tokens_its_turn_used(
+    server: ServeProcess, fake_llm: FakeLLMServer
+) -> None:
+    # The model was paid for every call of the turn, the empty reply's too: `usage: {}` said none.
+    fake_llm.enqueue(tool_calls([("bash", {"command": "echo hi"})], usage=(3, 2)), text("", usage=(7, 5)))
+
+    failed = await send(server, "--json", "hello")
+
+    assert failed.returncode == 1, failed.stderr
+    result = json.loads(failed.stdout)
+    assert result["status"] == "failed"
+    assert "retry the turn" in result["error"]["message"]
+    assert result["usage"] == {"input_tokens": 10, "output_tokens": 7}
 
 
 async def test_a_send_whose_reply_was_cut_off_is_run_again_by_the_retry_it_names(

@@ -48,9 +48,8 @@ def test_an_answer_the_stopped_server_never_got_is_asked_again_when_it_runs(
     workspace: Path, fake_model: ThreadedFakeLLM
 ) -> None:
     fake_model.enqueue(tool_calls([("bash", {"command": "rm -rf build"})]), text("Left it alone."))
-    # Started by hand with a short grace: the turn waiting for the answer holds the stop below
-    # for the whole grace (10 s by default), and the chat behaves the same with either server.
-    first = start_by_hand(workspace, "--grace", "1")
+    # (the default grace, 10 s: the turn waiting for the answer pauses at once, it holds no stop)
+    first = start_by_hand(workspace)
     term = Terminal(["chat"], workspace)
     restarted: subprocess.Popen[bytes] | None = None
     try:

@@ -73,15 +73,19 @@ CUT_IN_A_TOOL_CALL = ScriptedResponse(
 FAILURES = {
     "rate limited on every attempt": (
         [error(429, "slow down")] * 4,
-        ["429 from openai", "slow down", "tried 4 times", "wait a minute, then send the message again"],
+        ["429 from openai", "slow down", "tried 4 times", "wait a minute, then retry the turn"],
     ),
     "rate limited with a Retry-After of an hour": (
         [error(429, "slow down", retry_after=3600)],
-        ["asks to wait 3600 s", "longer than Duragent waits within a turn (60 s)", "send the message again"],
+        [
+            "asks to wait 3600 s",
+            "longer than Duragent waits within a turn (60 s)",
+            "retry the turn after that",
+        ],
     ),
     "overloaded on every attempt": (
         [error(529, "Overloaded")] * 4,
-        ["529 from openai", "tried 4 times", "send the message again later"],
+        ["529 from openai", "tried 4 times", "retry the turn later"],
     ),
     "unknown model": (
         [error(404, "The model `gpt-test` does not exist")],
@@ -101,11 +105,11 @@ FAILURES = {
     ),
     "stream cut in a tool call's arguments on every attempt": (
         [CUT_IN_A_TOOL_CALL] * 4,
-        ["broke mid-stream", "tried 4 times", "send the message again later"],
+        ["broke mid-stream", "tried 4 times", "retry the turn later"],
     ),
     "malformed chunk before any text": (
         [malformed(0)],
-        ["malformed chunk from openai", "nothing of the reply was kept: send the message again"],
+        ["malformed chunk from openai", "nothing of the reply was kept: retry the turn"],
     ),
 }
 
@@ -322,7 +326,7 @@ async def test_tool_calls_with_arguments_not_json_or_an_unknown_tool_get_failed_
 @pytest.mark.parametrize(
     ("reply", "said"),
     [
-        (text(""), "openai ended its reply without any text or tool call: send the message again"),
+        (text(""), "openai ended its reply without any text or tool call: retry the turn"),
         (
             text("", finish="length"),
             "openai ended its reply at its length limit before any text (a reasoning model may have "
@@ -346,8 +350,9 @@ async def test_an_empty_reply_is_a_failed_turn_that_retry_runs_again(
     assert said in problem["detail"], problem["detail"]
     stored = stored_events(tmp_path, session_id)
     assert [e["type"] for e in stored if e["type"] != "session_start"] == ["user_message", "error"]
-    failed = {**stored[-1]["payload"], "usage": None}
-    assert failed == {"code": "llm_error", "message": problem["detail"], "retryable": True, "usage": None}
+    failed = {**stored[-1]["payload"], "usage": None, "turn_usage": None}
+    expected = {"code": "llm_error", "message": problem["detail"], "retryable": True}
+    assert failed == {**expected, "usage": None, "turn_usage": None}
 
     fake_llm.enqueue(text("hello to you"))
     events = api.http.get(api.url(f"/api/v1/sessions/{session_id}/events"))
@@ -376,6 +381,7 @@ async def test_the_tokens_an_empty_reply_used_count_in_the_sessions_usage(
     assert reply["usage"] == {"input_tokens": 9, "output_tokens": 3}
     (failed,) = [e for e in stored_events(tmp_path, session_id) if e["type"] == "error"]
     assert failed["payload"]["usage"] == {"input_tokens": 7, "output_tokens": 5}
+    assert failed["payload"]["turn_usage"] == {"input_tokens": 7, "output_tokens": 5}
     log = [SessionEvent.from_record(e) for e in stored_events(tmp_path, session_id)]
     assert replay(session_id, log).usage == {"input_tokens": 16, "output_tokens": 8}
 
