@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from duragent.agents.spec import WebSearchSpec
-from duragent.durations import Duration
+from duragent.durations import Duration, format_duration
 from duragent.errors import ConfigError, Location, Problem
 from duragent.mcp.spec import McpServers
 from duragent.validation import dotted, validate_document
@@ -165,6 +165,14 @@ class ExternalGatewayConfig(ConfigModel):
         None,
         description="How long a stopping plugin has to exit after `shutdown` and SIGTERM before SIGKILL.",
     )
+
+    @field_validator("ready_timeout", "ping_interval", "pong_timeout", "stop_grace")
+    @classmethod
+    def _between_10ms_and_an_hour(cls, value: timedelta | None) -> timedelta | None:
+        # 0 would ping in a tight loop or restart the plugin at once; hours would stall a stop
+        if value is not None and not timedelta(milliseconds=10) <= value <= timedelta(hours=1):
+            raise ValueError(f"must be between 10ms and 1h, got {format_duration(value)}")
+        return value
 
 
 class GatewaysConfig(ConfigModel):

@@ -42,3 +42,12 @@ def test_a_gateways_own_timeouts_replace_the_defaults_for_it_alone(tmp_path: Pat
 def test_a_gateway_timeout_that_is_no_duration_is_refused_naming_the_key() -> None:
     with pytest.raises(ConfigError, match="ready_timeout"):
         parse_config_text(GATEWAYS.replace("ready_timeout: 2m", "ready_timeout: soon"), env={})
+
+
+@pytest.mark.parametrize(
+    "setting", ["ping_interval: 0s", "pong_timeout: 0", "ready_timeout: 0ms", "stop_grace: 2h"]
+)
+def test_a_gateway_timeout_of_nothing_or_hours_is_refused_naming_the_key(setting: str) -> None:
+    key = setting.split(":")[0]
+    with pytest.raises(ConfigError, match=key):
+        parse_config_text(GATEWAYS.replace("ready_timeout: 2m", setting), env={})
