@@ -28,7 +28,10 @@ _LOADER = "__duragent_load_handler__"
 def add_lazy_routes(app: web.Application, routes: Iterable[Route]) -> None:
     """Register `routes` in their order, each module imported on its first request."""
     for method, path, target in routes:
-        app.router.add_route(method, path, lazy_handler(target))
+        if method == "GET":
+            app.router.add_get(path, lazy_handler(target))  # (and HEAD, as add_get gives it)
+        else:
+            app.router.add_route(method, path, lazy_handler(target))
 
 
 def lazy_handler(target: str) -> Handler:

@@ -88,3 +88,11 @@ async def test_a_form_post_as_a_page_modules_first_request_is_known_for_a_form(p
 def test_a_route_target_without_a_function_is_refused() -> None:
     with pytest.raises(ValueError, match="module:function"):
         lazy_handler("duragent.server.routes.sessions")
+
+
+async def test_a_lazy_get_route_answers_head_as_any_get_route_does(probe_module: str) -> None:
+    app = web.Application()
+    add_lazy_routes(app, [("GET", "/hello/{name}", f"{probe_module}:hello")])
+    async with TestClient(TestServer(app)) as client:
+        head = await client.head("/hello/you")
+        assert head.status == 200
