@@ -438,7 +438,12 @@ class McpConnection:
 def _found(command: str, search_path: str, workdir: Path) -> str:
     """The path of `command`: looked up in `search_path` (a name) or in `workdir` (a path), as the
     server's own start would; FileNotFoundError naming it when there is none."""
-    found = shutil.which(command, path=search_path) if os.sep not in command else str(workdir / command)
+    if os.sep in command:
+        found: str | None = str(workdir / command)
+    else:
+        # (a relative PATH entry, `node_modules/.bin`, is relative to the folder the server runs in)
+        in_workdir = [str(workdir / entry) for entry in search_path.split(os.pathsep)]
+        found = shutil.which(command, path=os.pathsep.join(in_workdir))
     if found is None or not os.path.exists(found):
         raise FileNotFoundError(errno.ENOENT, "no such executable file", command)
     return found

@@ -383,7 +383,7 @@ class Runtime:
                 request, context = await self._request(agent, session, definitions, skills, budget)
                 if context.tools_tokens >= context.budget:
                     # Nothing else would fit beside them: the model could only refuse, every turn.
-                    refusal = _tools_too_large_text(agent, len(definitions), context)
+                    refusal = _tools_too_large_text(agent, len(definitions), context, budget is not None)
                     log.warning("agent %s: %s", agent.name, refusal)
                     yield await self._fail(session, "context_too_long", refusal)
                     return
@@ -409,7 +409,7 @@ class Runtime:
                         return
                     # Left as it is, every later turn would send the same context and fail the
                     # same way: older messages are left out until it fits (as trimming does).
-                    budget = self._shrink_context(agent, exc, context.tokens)
+                    budget = self._shrink_context(agent, exc, context.tokens, context.tools_tokens)
                     continue
                 except ProviderError as exc:
                     if reply.text:
@@ -498,13 +498,16 @@ class Runtime:
                 provider=provider.name,
             )
 
-    def _shrink_context(self, agent: Agent, refused: ContextTooLong, sent_tokens: int) -> int:
-        """The budget to ask again with after the model refused `sent_tokens` as too long.
+    def _shrink_context(
+        self, agent: Agent, refused: ContextTooLong, sent_tokens: int, tools_tokens: int = 0
+    ) -> int:
+        """The budget to ask again with after the model refused `sent_tokens` (`tools_tokens` of
+        them tool definitions, which stay as they are) as too long.
 
         The window the model named holds for its next turns too (not a guess made without it:
         one odd refusal must not shrink every later turn).
         """
-        budget = smaller_budget(agent, refused.limit, sent_tokens)
+        budget = smaller_budget(agent, refused.limit, sent_tokens, tools_tokens)
         if refused.limit:
             known = smaller_budget(agent, refused.limit, refused.limit)
             model = agent.spec.model
@@ -1053,10 +1056,12 @@ def _shown(path: Path, data_dir: Path) -> str:
     return str(path.relative_to(data_dir)) if path.is_relative_to(data_dir) else str(path)
 
 
-def smaller_budget(agent: Agent, limit: int | None, sent_tokens: int) -> int:
+def smaller_budget(agent: Agent, limit: int | None, sent_tokens: int, fixed_tokens: int = 0) -> int:
     """A context budget below what the model just refused: its window (when it said it) less the
-    reply and a 10% margin, and at most three quarters of what was sent (our estimate erred)."""
-    budgets = [sent_tokens * 3 // 4]
+    reply and a 10% margin, and at most what was sent with three quarters of what can shrink (our
+    estimate erred); `fixed_tokens` (the tool definitions) cannot: the conversation gives way."""
+    fixed = min(fixed_tokens, sent_tokens)
+    budgets = [fixed + (sent_tokens - fixed) * 3 // 4]
     if limit:
         output = agent.spec.model.max_output_tokens or DEFAULT_OUTPUT_TOKENS
         budgets.append(limit - min(output, limit // 4) - limit // 10)
@@ -1078,14 +1083,20 @@ def _too_long_hint(agent: Agent, tools: int = 0, tools_tokens: int = 0) -> str:
     return hint
 
 
-def _tools_too_large_text(agent: Agent, tools: int, context: AssembledContext) -> str:
-    """Why a turn whose tool definitions alone fill the context budget is not sent."""
+def _tools_too_large_text(agent: Agent, tools: int, context: AssembledContext, refused: bool = False) -> str:
+    """Why a turn whose tool definitions alone fill the context budget is not sent (`refused`:
+    the budget is what is left after the model refused a larger request)."""
+    source = (
+        "what is left below a request the model refused as too long"
+        if refused
+        else f"the model's window of {context_window(agent):,} tokens less the reply and a 10% margin"
+    )
     return (
         f"the agent's {tools} tool definitions take about {context.tools_tokens:,} tokens, all of the "
-        f"{context.budget:,}-token context budget (the model's window of {context_window(agent):,} tokens "
-        "less the reply and a 10% margin): no room is left for the prompts and the conversation, so "
-        "nothing was sent; offer fewer tools (spec.tools, MCP servers in duragent.yaml), or if the "
-        "model's window is larger than Duragent assumed, set spec.context.max_tokens in agent.yaml"
+        f"{context.budget:,}-token context budget ({source}): no room is left for the prompts and "
+        "the conversation, so nothing was sent; offer fewer tools (spec.tools, MCP servers in "
+        "duragent.yaml), or if the model's window is larger than Duragent assumed, set "
+        "spec.context.max_tokens in agent.yaml"
     )
 
 

@@ -699,7 +699,7 @@ class HumanEditWatcher:
             )
             try:
                 changed = await asyncio.to_thread(committer.pending)
-            except DuragentError as error:
+            except (DuragentError, OSError) as error:  # (OSError: git could not start)
                 log.error("could not look for the edits whose events were lost: %s", error)
                 return
             at = time.time()

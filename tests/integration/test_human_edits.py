@@ -315,6 +315,34 @@ async def test_edits_whose_events_an_inotify_overflow_lost_are_committed_as_the_
     ]
 
 
+async def test_a_look_at_git_that_fails_after_lost_events_still_lets_the_stop_commit_the_edit(
+    workspace: Workspace, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from watchdog.events import EventsLostEvent
+
+    daily = data / "memory" / "helper" / "2026-11-22.md"
+    daily.parent.mkdir()
+    watcher = HumanEditWatcher(workspace, debounce=60)
+    await watcher.start()
+    assert watcher._observer is not None
+    assert watcher._committer is not None
+    pending = watcher._committer.pending
+    failures: list[str] = []
+
+    def git_cannot_start() -> list[str]:
+        failures.append("EMFILE")
+        raise OSError(24, "Too many open files")  # (as starting git fails in an event storm)
+
+    monkeypatch.setattr(watcher._committer, "pending", git_cannot_start)
+    emitter = next(iter(watcher._observer.emitters))
+    emitter.queue_event(EventsLostEvent(emitter.watch.path, is_directory=True))
+    await wait_for(lambda: failures)
+    monkeypatch.setattr(watcher._committer, "pending", pending)
+    daily.write_text("# 2026-11-22\n\n## Facts Stored\n- saved by hand\n")
+    await watcher.stop()  # (raises nothing, and sweeps)
+    assert human_commits(data)[0] == "edit: memory/helper/2026-11-22.md"
+
+
 async def test_edits_made_while_nothing_ran_are_committed_by_the_next_command(root: Path, data: Path) -> None:
     daily = data / "memory" / "assistant" / "2026-11-20.md"
     daily.write_text("# 2026-11-20\n\n## Facts Stored\n- written in vim while the server was down\n")

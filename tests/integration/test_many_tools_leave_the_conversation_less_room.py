@@ -10,7 +10,7 @@ from pathlib import Path
 
 from duragent.runtime.events import TurnFailed, TurnFinished
 from duragent.sessions.log import SessionLog
-from duragent.testing.fake_llm import FakeLLMServer, text
+from duragent.testing.fake_llm import FakeLLMServer, RecordedRequest, ScriptedResponse, error, text
 from tests.integration.turn_setup import agent_in, runtime_on, turn_answering
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
@@ -74,3 +74,34 @@ async def test_tools_larger_than_the_window_fail_the_turn_naming_them(
     assert failed.code == "context_too_long"
     assert "16 tool definitions" in failed.message
     assert "spec.context.max_tokens" in failed.message
+
+
+async def test_a_refusal_that_names_no_window_shrinks_the_conversation_not_the_tools(
+    tmp_path: Path, session: SessionLog
+) -> None:
+    # (the tools are most of the request: shrinking the whole request by a quarter would leave
+    # less than the tools, and the turn would fail without asking again)
+    data = tmp_path / "data"
+    refused: list[int] = []
+
+    def refuse_long_histories(request: RecordedRequest) -> ScriptedResponse:
+        if len(request.messages) > 3:
+            refused.append(len(request.messages))
+            message = "the prompt exceeds the context window of this model"  # (no size named)
+            return error(400, {"error": {"message": message, "code": "context_length_exceeded"}})
+        return text("short answer")
+
+    async with FakeLLMServer() as server:
+        agent = agent_in(
+            data, agent_yaml(server.url, tools=9).replace(f"max_tokens: {WINDOW}", "max_tokens: 9000")
+        )
+        async with runtime_on(data) as runtime:
+            server.responder = refuse_long_histories
+            first = await turn_answering(runtime, session, agent, "turn 0: " + "u" * 600)
+            assert isinstance(first[-1], TurnFinished), first[-1]
+            events = await turn_answering(runtime, session, agent, "turn 1: " + "u" * 600)
+
+    assert isinstance(events[-1], TurnFinished), events[-1]
+    assert refused == [4]
+    sent = [m["content"] for m in server.requests[-1].body["messages"][1:]]
+    assert sent == ["turn 1: " + "u" * 600]

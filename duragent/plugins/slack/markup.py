@@ -16,8 +16,8 @@ from collections.abc import Mapping
 
 #: One piece of Slack's markup: `<target>` or `<target|label>` (members are `@U...`, see the plugin).
 _MARKUP = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
-#: A channel Slack names without its label (`<#C0123>`): its name is looked up.
-CHANNEL = re.compile(r"<#([CG][A-Z0-9]+)>")
+#: A channel Slack names without its label (`<#C0123>` or `<#C0123|>`): its name is looked up.
+CHANNEL = re.compile(r"<#([CG][A-Z0-9]+)\|?>")
 #: Group mentions everyone in Slack sees as `@here`, `@channel`, `@everyone`.
 _BROADCASTS = frozenset({"here", "channel", "everyone"})
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
