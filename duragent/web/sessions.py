@@ -11,16 +11,16 @@ from aiohttp import web
 
 from duragent.runtime.loop import can_run_again
 from duragent.server.problems import HttpProblem
-from duragent.server.routes.sessions import HISTORY_TYPES, follow_events
+from duragent.server.routes.sessions import HISTORY_TYPES, decode_cursor, encode_cursor, follow_events
 from duragent.server.state import STATE
 from duragent.sessions.inspect import describe_unattended, unattended_report
 from duragent.sessions.state import resume
-from duragent.stores.base import SessionReadOptions, changes_by_person, utcnow
+from duragent.stores.base import SessionReadOptions, changes_by_person, list_key, utcnow
 from duragent.web.login import UI_PREFIX, current_login, form_endpoint
 from duragent.web.pages import render, see_other
 
-#: Sessions shown on the list page (newest activity first).
-LIST_LIMIT = 200
+#: Sessions on a page of the list (newest activity first); "Older sessions" shows the next page.
+LIST_PAGE = 50
 #: Transcript events shown when a session page opens (the newest ones).
 TRANSCRIPT_LIMIT = 500
 _DECISIONS = ("allow_once", "allow_always", "deny")
@@ -39,12 +39,19 @@ def shown_status(status: str, approvals_waiting: int) -> str:
 
 
 async def list_sessions(request: web.Request) -> web.Response:
-    """GET /ui/ and /ui/sessions."""
+    """GET /ui/ and /ui/sessions?cursor=: a page of sessions, from the newest or after the cursor's
+    session (the `next_cursor` format of GET /api/v1/sessions); it costs the page, not every session,
+    as the page's script asks for it again every few seconds."""
     state = request.app[STATE]
-    summaries = sorted(await state.sessions.list_sessions(), key=lambda s: s.updated_at, reverse=True)
+    cursor = request.query.get("cursor")
+    after = decode_cursor(cursor) if cursor else None
+    # One more than the page tells whether there is an older one.
+    found = await state.sessions.list_sessions(limit=LIST_PAGE + 1, after=after)
+    page = found[:LIST_PAGE]
+    older = encode_cursor(list_key(page[-1])) if len(found) > LIST_PAGE else None
     live = state.sessions.live
     rows = []
-    for s in summaries[:LIST_LIMIT]:
+    for s in page:
         approvals = len(_waiting(state, s.session_id))
         rows.append(
             {
@@ -58,7 +65,11 @@ async def list_sessions(request: web.Request) -> web.Response:
             }
         )
     agents = [s.name for s in state.agents.summaries() if s.valid]
-    return render(request, "sessions.html", {"rows": rows, "total": len(summaries), "agents": agents})
+    return render(
+        request,
+        "sessions.html",
+        {"rows": rows, "older": older, "newest": after is None, "agents": agents},
+    )
 
 
 def _gateway_of(state: Any, session_id: str) -> str:

@@ -1,12 +1,13 @@
 """The Sessions page keeps itself up to date: a session started elsewhere, a turn waiting for an
-approval and a turn that finished show without a reload (and, without JavaScript, on reload); in
-headless Chromium."""
+approval and a turn that finished show without a reload (and, without JavaScript, on reload); an
+older page refreshes as itself; in headless Chromium."""
 
 from __future__ import annotations
 
 import pytest
 
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
+from duragent.web import sessions as sessions_page
 from tests.e2e.browser import headless_chromium, log_in, new_page
 from tests.e2e.server_harness import Api, ApiFactory
 from tests.e2e.test_agent_cannot_escape_its_policy import send
@@ -62,3 +63,25 @@ async def test_without_javascript_the_sessions_list_is_current_on_reload(api: Ap
         session_id = await api.new_session()
         await page.reload()
         await expect(page.locator("tr", has_text=session_id)).to_be_visible()
+
+
+@pytest.mark.slow
+async def test_an_older_page_of_the_sessions_list_stays_that_page_as_it_refreshes(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sessions_page, "LIST_PAGE", 1)
+    oldest = await api.new_session()
+    await api.new_session()
+    async with headless_chromium() as chrome:
+        page = await new_page(chrome)
+        await log_in(page, api.url(""), TOKEN)
+        await page.get_by_role("link", name="Older sessions").click()
+        await expect(page.locator("tr", has_text=oldest)).to_be_visible()
+
+        newer = await api.new_session()  # (the first page's news, not this page's)
+        status, _ = await api.call("DELETE", f"/api/v1/sessions/{oldest}")
+        assert status == 204
+        await expect(page.locator("#sessions-list")).to_contain_text("No older sessions", timeout=LIVE)
+        await expect(page.locator("#sessions-list")).not_to_contain_text(newer)
+        await page.get_by_role("link", name="Newest sessions").click()
+        await expect(page.locator("tr", has_text=newer)).to_be_visible()

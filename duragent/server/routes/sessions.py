@@ -256,7 +256,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     """GET /api/v1/sessions?agent=&status=&limit=&cursor=."""
     query = read_query(request, SessionQuery)
     state = request.app[STATE]
-    after = _decode_cursor(query.cursor) if query.cursor else None
+    after = decode_cursor(query.cursor) if query.cursor else None
     # One more than the page tells whether there is a next one.
     found = await state.sessions.list_sessions(
         agent=query.agent, status=query.status, limit=query.limit + 1, after=after
@@ -267,7 +267,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     return json_reply(
         SessionList(
             sessions=[_summary_out(s, live.get(s.session_id)) for s in page],
-            next_cursor=_encode_cursor(list_key(page[-1])) if more and page else None,
+            next_cursor=encode_cursor(list_key(page[-1])) if more and page else None,
         )
     )
 
@@ -347,12 +347,14 @@ def _inline_field(problem: Problem) -> FieldError:
     return FieldError("body.agent_spec", problem.message)
 
 
-def _encode_cursor(key: ListKey) -> str:
+def encode_cursor(key: ListKey) -> str:
+    """The `next_cursor` of a page whose last session has `key` (the dashboard's Older link too)."""
     updated_at, session_id = key
     return base64.urlsafe_b64encode(f"{_iso(updated_at)}|{session_id}".encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> ListKey:
+def decode_cursor(cursor: str) -> ListKey:
+    """The `ListKey` a cursor from `encode_cursor` stands for; a 400 problem for any other text."""
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         updated, sep, session_id = text.partition("|")
