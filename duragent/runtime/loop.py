@@ -61,13 +61,10 @@ from duragent.runtime.events import (
     TurnStarted,
 )
 from duragent.runtime.events import TextDelta as TextEvent
-from duragent.runtime.guarded_files import GuardedFiles
-from duragent.runtime.memory_context import gather_memory, memory_budget, session_folder
 from duragent.runtime.policy import PolicyCache, ToolPolicy
 from duragent.scheduling.spec import scheduled_task_of
 from duragent.sessions.log import SessionLog
 from duragent.sessions.state import SessionState
-from duragent.skills.active import RECORDED, SKILL_TOOL, refusal, restricting_skills
 from duragent.skills.discovery import (
     ProblemLog,
     SkillCache,
@@ -77,7 +74,6 @@ from duragent.skills.discovery import (
     shared_skills_dir,
     skill_stamps,
 )
-from duragent.skills.index import index_budget, skills_index
 from duragent.stores.base import ArtifactStore, Change, ChangeListener, MemoryStore, ignore_changes, utcnow
 from duragent.tools.base import InvalidToolArguments, ToolContext, ToolResult
 from duragent.tools.bash import CliTool
@@ -92,13 +88,16 @@ from duragent.tools.folders import (
 )
 from duragent.tools.protected import reached_outside_workdir
 from duragent.tools.registry import AnyTool, definition, execute, tools_for
-from duragent.tools.skill import SkillTool
 from duragent.tools.web_search import WebSearchTool
 
+# duragent.runtime.memory_context, .guarded_files, duragent.skills.active, .index and
+# duragent.tools.skill are imported in the methods that use them, so that a starting server does
+# not load what only a turn needs (duragent.runtime.context is not: every Runtime holds a ToolTokens).
 if TYPE_CHECKING:
     from duragent.mcp.hub import McpHub
     from duragent.mcp.tools import McpTool
     from duragent.processes.manager import ProcessManager
+    from duragent.runtime.guarded_files import GuardedFiles
     from duragent.scheduling.service import Scheduler
     from duragent.secrets import SecretGuard
 
@@ -307,6 +306,8 @@ class Runtime:
                 tools[WebSearchTool.name] = WebSearchTool(self.web_search)
             skills = await self._skills(agent)
             if skills:
+                from duragent.tools.skill import SkillTool
+
                 tools.setdefault(SkillTool.name, SkillTool(skills))
             await self._add_folder_tools(agent, tools)
             self._add_mcp_tools(tools, await self._mcp_tools(agent, admission))
@@ -524,6 +525,9 @@ class Runtime:
         budget: int | None = None,
     ) -> tuple[LLMRequest, AssembledContext]:
         """The step's model request, and the account of its context (the tools counted in it)."""
+        from duragent.runtime.memory_context import gather_memory, memory_budget
+        from duragent.skills.index import index_budget, skills_index
+
         now = utcnow()
         tools_tokens = self._tool_tokens.count(agent.spec.model.provider, definitions)
         # The tools are sent whatever else fits: memory's share is of what they leave.
@@ -624,6 +628,8 @@ class Runtime:
         # the guarded files (definitions, policy, git's configuration) is kept.
         runnable: list[tuple[ToolCall, AnyTool, Any, bool]] = []
         results: dict[str, ToolResult] = {}
+        from duragent.skills.active import refusal, restricting_skills
+
         restricting = restricting_skills(session.state.conversation, skills.skills) if skills else []
         for call in calls:
             prepared = _prepare(call, tools)
@@ -849,6 +855,8 @@ class Runtime:
         key = (self._data_dir(agent), agent.directory.parent)
         guard = self._guards.get(key)
         if guard is None:
+            from duragent.runtime.guarded_files import GuardedFiles
+
             guard = self._guards[key] = GuardedFiles(*key)
         return guard
 
@@ -949,6 +957,8 @@ class Runtime:
             return known[1]
         if len(self._session_folders) >= _SESSION_FOLDERS_KEPT:
             self._session_folders.clear()
+        from duragent.runtime.memory_context import session_folder
+
         folder = session_folder(store, session.session_id)
         self._session_folders[key] = (store, folder)
         return folder
@@ -1164,6 +1174,8 @@ async def _after_stored(result: ToolResult, call: ToolCall) -> None:
 
 def _kept_with_result(call: ToolCall, result: ToolResult) -> dict[str, Any]:
     """What a result's event keeps beside its text: a skill's restriction as it was loaded."""
+    from duragent.skills.active import RECORDED, SKILL_TOOL
+
     if call.name == SKILL_TOOL and result.ok and result.data and RECORDED in result.data:
         return {RECORDED: result.data[RECORDED]}
     return {}

@@ -18,6 +18,10 @@ from duragent.errors import InvalidName
 from duragent.ids import check_name
 from duragent.server.problems import FieldError, HttpProblem, invalid, validation_errors
 
+# Re-exported: the routes take their bodies and their replies from here.
+from duragent.server.replies import Reply as Reply
+from duragent.server.replies import json_reply as json_reply
+
 ModelT = TypeVar("ModelT", bound=BaseModel)
 #: Deepest nesting of lists and objects a request body may have (deeper: 400, never a RecursionError).
 MAX_JSON_DEPTH = 64
@@ -28,12 +32,6 @@ class Body(BaseModel):
     """A request body: unknown fields are refused, so typos are not silently ignored."""
 
     model_config = ConfigDict(defer_build=True, extra="forbid")
-
-
-class Reply(BaseModel):
-    """A response body."""
-
-    model_config = ConfigDict(defer_build=True)
 
 
 # --- requests --------------------------------------------------------------------------------
@@ -319,32 +317,6 @@ class Accepted(Reply):
     session_id: str
 
 
-class Health(Reply):
-    """GET /readyz."""
-
-    status: Literal["ok", "degraded", "unavailable"]
-    workspace_hash: str
-    #: What stops the whole server (a store unreachable, a gateway down): 503.
-    problems: list[str] = []
-    warnings: list[str] = []
-    #: Broken agents and their problems (`file:line:col: message`); the other agents still serve.
-    agents: dict[str, list[str]] = {}
-    #: Answering agents whose files load with warnings (an unknown key, ignored), by agent.
-    agent_warnings: dict[str, list[str]] = {}
-    #: Sessions with a running turn or a pending approval, and clients attached to streams.
-    busy: int = 0
-    attached: int = 0
-
-
-class VersionOut(Reply):
-    """GET /version."""
-
-    version: str
-    commit: str | None = None
-    build_date: str | None = None
-    variant: str = "python"
-
-
 class ProblemOut(Reply):
     """Every error: RFC 7807 problem details."""
 
@@ -490,10 +462,3 @@ def read_query(request: web.Request, model: type[ModelT]) -> ModelT:
     except ValidationError as exc:
         errors = validation_errors(exc, "query")
         raise HttpProblem(400, invalid("the query string", errors), errors, "validation") from None
-
-
-def json_reply(reply: Reply, status: int = 200) -> web.Response:
-    """A response whose body is `reply` (fields that are None left out)."""
-    # Serialised straight to UTF-8 bytes: no str to encode again.
-    body = reply.__pydantic_serializer__.to_json(reply, exclude_none=True)
-    return web.Response(status=status, body=body, content_type="application/json", charset="utf-8")

@@ -47,6 +47,13 @@ NOT_AT_START = (
     "duragent.web.history",
     "duragent.web.agents",
     "duragent.web.processes",
+    "duragent.server.bodies",  # the API's request and reply models (the health routes: server.replies)
+    # what a turn takes, imported by duragent.runtime.loop when the first turn needs it
+    "duragent.runtime.memory_context",
+    "duragent.runtime.guarded_files",
+    "duragent.skills.active",
+    "duragent.skills.index",
+    "duragent.tools.skill",
 )
 
 

@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from duragent import __version__
-from duragent.server.bodies import Health, VersionOut, json_reply
 from duragent.server.openapi import documented
 from duragent.server.problems import KEEP_BODY
+from duragent.server.replies import Health, VersionOut, json_reply
 from duragent.server.state import STATE, ServerState
 from duragent.vcs.repo import GitRepo, stale_git_lock
 
