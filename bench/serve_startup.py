@@ -17,6 +17,7 @@ valgrind's, many times a plain start's.
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import re
 import statistics
@@ -61,7 +62,7 @@ def start_once(
                     with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
                         if response.status == 200:
                             break
-                except (urllib.error.URLError, ConnectionError):
+                except (urllib.error.URLError, ConnectionError, http.client.HTTPException):
                     time.sleep(0.005)
             wall = time.perf_counter() - started
             count = _dump_count(process.pid, Path(dumps)) if instructions else 0.0
@@ -107,7 +108,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="duragent-serve-startup-") as tmp:
         workspace = Path(tmp)
         init_workspace(workspace, provider=ProviderChoice("openai", "bench", "benchmark"), git=True)
-        port = 20000 + os.getpid() % 20000
+        # below Linux's ephemeral ports (32768 up): polling a port there that nothing listens on
+        # yet can connect the client to itself, which reads its own request back
+        port = 20000 + os.getpid() % 12000
         for run in range(args.runs + 1):
             for name, tree in trees.items():
                 measured = start_once(tree, workspace, port, env, instructions=args.instructions)
