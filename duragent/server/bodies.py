@@ -208,7 +208,9 @@ class SessionList(Reply):
     """GET /api/v1/sessions: one page, newest activity first."""
 
     sessions: list[SessionOut]
-    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page; null at the end.")
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the next page; absent on the last page."
+    )
 
 
 class HistoryItem(Reply):
