@@ -9,12 +9,11 @@ the turn.
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 from duragent.testing.fake_llm import text, tool_calls
-from tests.e2e.terminal import DURAGENT, PATIENCE, Terminal, client_env
-from tests.e2e.test_terminal_clients import ThreadedFakeLLM, fake_model, run_info, workspace
+from tests.e2e.terminal import DURAGENT, Terminal, client_env
+from tests.e2e.test_terminal_clients import ThreadedFakeLLM, fake_model, serve_by_hand, workspace
 
 __all__ = ["fake_model", "workspace"]  # the fixtures this test uses
 
@@ -30,26 +29,12 @@ def serve(workspace: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def start_by_hand(workspace: Path, *args: str) -> subprocess.Popen[bytes]:
-    """`duragent serve *args` for the workspace, once its run file names it."""
-    with (workspace / "serve.log").open("ab") as log:
-        process = subprocess.Popen(
-            [*DURAGENT, "serve", *args], cwd=workspace, env=client_env(), stdout=log, stderr=subprocess.STDOUT
-        )
-    deadline = time.monotonic() + PATIENCE
-    while (info := run_info(workspace)) is None or info.get("pid") != process.pid:
-        assert process.poll() is None, (workspace / "serve.log").read_text()
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    return process
-
-
 def test_an_answer_the_stopped_server_never_got_is_asked_again_when_it_runs(
     workspace: Path, fake_model: ThreadedFakeLLM
 ) -> None:
     fake_model.enqueue(tool_calls([("bash", {"command": "rm -rf build"})]), text("Left it alone."))
     # (the default grace, 10 s: the turn waiting for the answer pauses at once, it holds no stop)
-    first = start_by_hand(workspace)
+    first = serve_by_hand(workspace)[0]
     term = Terminal(["chat"], workspace)
     restarted: subprocess.Popen[bytes] | None = None
     try:
@@ -63,7 +48,7 @@ def test_an_answer_the_stopped_server_never_got_is_asked_again_when_it_runs(
         term.question()
         term.child.send("y")
         term.expect("cannot reach the Duragent server")
-        restarted = start_by_hand(workspace)  # started again
+        restarted = serve_by_hand(workspace)[0]  # started again
         term.expect("reconnected to the server")
         term.expect(r"approval needed: bash rm -rf build")
         term.question()

@@ -12,7 +12,6 @@ import asyncio
 import re
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from duragent.testing.fake_llm import held, text
 from tests.e2e import test_terminal_clients as clients
 from tests.e2e.terminal import DURAGENT, PATIENCE, client_env
 from tests.e2e.test_a_server_killed_mid_turn import send_cut_off
-from tests.e2e.test_terminal_clients import ThreadedFakeLLM, fake_model, run_info, stop_server
+from tests.e2e.test_terminal_clients import ThreadedFakeLLM, fake_model, run_info, serve_by_hand, stop_server
 from tests.waiting import until
 
 __all__ = ["fake_model"]  # the fixtures these tests use
@@ -60,17 +59,8 @@ _STARTED: dict[Path, list[subprocess.Popen[bytes]]] = {}
 
 def start_server(root: Path) -> dict[str, Any]:
     """`duragent serve` for the workspace, once its run file names it."""
-    log = (root / "serve.log").open("ab")
-    process = subprocess.Popen(
-        [*DURAGENT, "serve", "--grace", "1"], cwd=root, env=client_env(), stdout=log, stderr=subprocess.STDOUT
-    )
+    process, info = serve_by_hand(root, "--grace", "1")
     _STARTED.setdefault(root, []).append(process)
-    log.close()
-    deadline = time.monotonic() + PATIENCE
-    while (info := run_info(root)) is None or info.get("pid") != process.pid:
-        assert process.poll() is None, (root / "serve.log").read_text()
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
     return info
 
 

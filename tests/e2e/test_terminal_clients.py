@@ -132,26 +132,28 @@ def stop_server(root: Path) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
+def serve_by_hand(root: Path, *args: str) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """`duragent serve *args` for the workspace (its output in serve.log), once its run file names
+    it: the process and that run file."""
+    with (root / "serve.log").open("ab") as log:
+        process = subprocess.Popen(
+            [*DURAGENT, "serve", *args], cwd=root, env=client_env(), stdout=log, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + PATIENCE
+    while (info := run_info(root)) is None or info.get("pid") != process.pid:
+        assert process.poll() is None, (root / "serve.log").read_text()
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)  # (polling the run file)
+    return process, info
+
+
 @pytest.fixture
 def server(workspace: Path) -> Iterator[dict[str, Any]]:
     """A real `duragent serve` for the workspace, stopped with SIGTERM afterwards."""
-    log = (workspace / "serve.log").open("ab")
-    process = subprocess.Popen(
-        [*DURAGENT, "serve", "--grace", "1"],
-        cwd=workspace,
-        env=client_env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + PATIENCE
-    while (info := run_info(workspace)) is None or info.get("pid") != process.pid:
-        assert process.poll() is None, (workspace / "serve.log").read_text()
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
+    process, info = serve_by_hand(workspace, "--grace", "1")
     yield info
     process.send_signal(signal.SIGTERM)
     process.wait(15)
-    log.close()
 
 
 def test_chat_streams_the_reply_as_it_arrives(

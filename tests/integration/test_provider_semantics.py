@@ -330,11 +330,12 @@ async def test_a_held_reply_of_the_fake_server_answers_only_once_the_test_releas
     fake_llm: FakeLLMServer,
 ) -> None:
     release = threading.Event()
-    fake_llm.enqueue(held(release, text("at last")))
+    fake_llm.enqueue(held(release, text("at last")), text("meanwhile"))
     async with OpenAICompatProvider(fake_llm.url, "sk-test") as provider:
         answer = asyncio.create_task(provider.complete(HELLO))
         await until(lambda: fake_llm.requests, within=10)
-        await asyncio.sleep(0.2)  # long enough for an answer not held to arrive
+        # a reply not held, asked for after it, arrives while the held one still waits
+        assert (await asyncio.wait_for(provider.complete(HELLO), 10)).text == "meanwhile"
         assert not answer.done()
         release.set()
         assert (await asyncio.wait_for(answer, 10)).text == "at last"
