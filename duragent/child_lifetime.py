@@ -16,9 +16,12 @@ its stdin end when the server dies, and should exit.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 #: Run by the server's own Python in the child, before the command. SIGKILL, not SIGTERM: a
 #: child may ignore SIGTERM, and after the server is gone nobody is left to follow up. The
@@ -40,3 +43,16 @@ def tied_to_this_process(executable: str, argv: Sequence[str]) -> tuple[str, lis
     if sys.platform != "linux":
         return executable, list(argv[1:])
     return sys.executable, ["-I", "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), executable, *argv]
+
+
+def executable(command: str, search_path: str, cwd: Path | None = None) -> str:
+    """The file `command` runs, looked up here as exec would in a child started in `cwd` with PATH
+    `search_path`: a name in its folders (a relative folder, `node_modules/.bin`, from `cwd`; None:
+    this process's folder), a path as it is. FileNotFoundError naming it when there is none: the
+    exec step below could only say so once the child runs."""
+    if cwd is not None:
+        search_path = os.pathsep.join(str(cwd / folder) for folder in search_path.split(os.pathsep))
+    found = shutil.which(command, path=search_path)
+    if found is None:
+        raise FileNotFoundError(errno.ENOENT, "no such executable file", command)
+    return found

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import errno
 import logging
 import os
 import random
@@ -31,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from duragent.child_lifetime import tied_to_this_process
+from duragent.child_lifetime import executable, tied_to_this_process
 from duragent.config import ExternalGatewayConfig
 from duragent.errors import DuragentError, NotFound
 from duragent.gateways.downloads import DOWNLOADS_ENV
@@ -146,9 +145,7 @@ def _plugin_argv(command: str, args: Iterable[str], env: dict[str, str]) -> list
 
     The plugin is looked up here, so a missing one is an OSError with its name, as without it.
     """
-    found = shutil.which(command, path=plugin_search_path(env))
-    if found is None:
-        raise FileNotFoundError(errno.ENOENT, "no such executable file", command)
+    found = executable(command, plugin_search_path(env))
     program, argv = tied_to_this_process(found, [found, *args])
     return [program, *argv]
 

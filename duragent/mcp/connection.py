@@ -22,7 +22,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -32,7 +31,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 from pydantic import ValidationError
 
 from duragent import __version__
-from duragent.child_lifetime import tied_to_this_process
+from duragent.child_lifetime import executable, tied_to_this_process
 from duragent.errors import DuragentError
 from duragent.mcp.naming import tool_names
 from duragent.mcp.spec import McpServerSpec
@@ -438,13 +437,10 @@ class McpConnection:
 def _found(command: str, search_path: str, workdir: Path) -> str:
     """The path of `command`: looked up in `search_path` (a name) or in `workdir` (a path), as the
     server's own start would; FileNotFoundError naming it when there is none."""
-    if os.sep in command:
-        found: str | None = str(workdir / command)
-    else:
-        # (a relative PATH entry, `node_modules/.bin`, is relative to the folder the server runs in)
-        in_workdir = [str(workdir / entry) for entry in search_path.split(os.pathsep)]
-        found = shutil.which(command, path=os.pathsep.join(in_workdir))
-    if found is None or not os.path.exists(found):
+    if os.sep not in command:
+        return executable(command, search_path, workdir)
+    found = str(workdir / command)
+    if not os.path.exists(found):
         raise FileNotFoundError(errno.ENOENT, "no such executable file", command)
     return found
 

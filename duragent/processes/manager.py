@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
-import shutil
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from duragent.child_lifetime import tied_to_this_process
+from duragent.child_lifetime import executable, tied_to_this_process
 from duragent.errors import ConfigError, UsageError
 from duragent.processes.output import (
     OUTPUT_GITIGNORE,
@@ -298,9 +296,7 @@ class ProcessManager:
     async def _spawn_plain(self, record: ProcessRecord, cwd: Path, env: Mapping[str, str]) -> ProcessRecord:
         read_fd, write_fd = os.pipe()
         try:
-            bash = shutil.which("bash", path=env.get("PATH", os.defpath))
-            if bash is None:
-                raise FileNotFoundError(errno.ENOENT, "no such executable file", "bash")
+            bash = executable("bash", env.get("PATH", os.defpath), cwd)
             # Killed with the server on Linux (bash execs a lone command, which inherits that):
             # nobody would be left to read its output, time it or report its end.
             program, argv = tied_to_this_process(bash, ["bash", "-c", record.command])
