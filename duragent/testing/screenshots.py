@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -85,8 +86,6 @@ def serving(config: Path, env: dict[str, str]) -> Iterator[str]:
 
 
 def _wait_for_port(server: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    import time
-
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.poll() is not None:
