@@ -13,7 +13,6 @@ estimate errs on the generous side for English and code, and the budget keeps a 
 from __future__ import annotations
 
 import bisect
-import copy
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -22,6 +21,7 @@ from functools import lru_cache
 from typing import Any
 
 from duragent.agents.loader import Agent
+from duragent.llm.encoded import EncodedTools
 from duragent.llm.tool_format import tools_as_sent
 from duragent.llm.types import Message, ToolCall, ToolDefinition
 from duragent.sessions.state import SessionState
@@ -98,35 +98,28 @@ def memory_share(agent: Agent, room: int) -> int:
 
 
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
-#: Tool lists whose size a `ToolTokens` remembers (roughly the agents a runtime serves).
-_TOOL_LISTS = 8
 
 
 class ToolTokens:
     """The estimated tokens of the tool definitions a request offers, as `provider` sends them.
 
     Every model call of a turn offers the same tools, and MCP schemas can be long: a list is
-    encoded once, then found again by equality.
+    encoded once per provider format, then found again by equality (`EncodedTools`).
     """
 
     def __init__(self) -> None:
-        self._recent: list[tuple[str, tuple[ToolDefinition, ...], int]] = []
+        self._encoded: dict[str, EncodedTools] = {}
 
     def count(self, provider: str, tools: Sequence[ToolDefinition]) -> int:
         """Tokens of `tools`' JSON in `provider`'s format (0 without tools)."""
         if not tools:
             return 0
-        tools = tuple(tools)
-        for i, (known_provider, known, tokens) in enumerate(self._recent):
-            if known_provider == provider and known == tools:
-                if i:
-                    self._recent.insert(0, self._recent.pop(i))
-                return tokens
-        tokens = estimate_tokens(_COMPACT.encode(tools_as_sent(provider, tools)))
-        # (a copy: a schema changed in place later must not match the list counted here)
-        self._recent.insert(0, (provider, copy.deepcopy(tools), tokens))
-        del self._recent[_TOOL_LISTS:]
-        return tokens
+        encoded = self._encoded.get(provider)
+        if encoded is None:
+            encoded = self._encoded[provider] = EncodedTools(
+                lambda listed: _COMPACT.encode(tools_as_sent(provider, listed))
+            )
+        return estimate_tokens(encoded.text(tools))
 
 
 def expand_template(text: str, variables: dict[str, str]) -> str:
