@@ -6,7 +6,6 @@ is fitted to the share, today's notes kept."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,14 +13,15 @@ from typing import Any
 import pytest
 
 from duragent.agents.loader import Agent
-from duragent.runtime.events import ToolCallFinished, TurnFinished
-from duragent.runtime.loop import Runtime, drain
+from duragent.runtime.loop import Runtime
 from duragent.sessions.log import SessionLog
-from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
+from duragent.testing.fake_llm import FakeLLMServer
 from duragent.tools.memory import DAY_MAX_CHARS, REMEMBER_MAX_CHARS, REWRITE_MAX_CHARS
-from tests.integration.turn_setup import agent_in, runtime_on
+from tests.integration.test_memory_tool_blank_content_keeps_memory import data, memory_call, runtime
+from tests.integration.turn_setup import agent_in
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
+__all__ = ["data", "runtime"]  # (the fixtures, imported for pytest)
 
 AGENT_YAML = """\
 name: helper
@@ -32,29 +32,8 @@ memory: {{enabled: true}}
 
 
 @pytest.fixture
-def data(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
-@pytest.fixture
 def agent(data: Path, fake_llm: FakeLLMServer) -> Agent:
     return agent_in(data, AGENT_YAML.format(url=fake_llm.url), policy="mode: ask\nallow: ['memory:*']\n")
-
-
-@pytest.fixture
-async def runtime(data: Path) -> AsyncIterator[Runtime]:
-    async with runtime_on(data) as made:
-        yield made
-
-
-async def memory_call(
-    fake_llm: FakeLLMServer, runtime: Runtime, session: SessionLog, agent: Agent, arguments: dict[str, Any]
-) -> ToolCallFinished:
-    fake_llm.enqueue(tool_calls([("memory", arguments)]))
-    fake_llm.enqueue(text("done"))
-    events = await drain(runtime.run_turn(session, agent, "look after your memory"))
-    assert isinstance(events[-1], TurnFinished), events[-1]
-    return next(event for event in events if isinstance(event, ToolCallFinished))
 
 
 def memory_files(data: Path) -> list[str]:
