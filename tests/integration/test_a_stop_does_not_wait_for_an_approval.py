@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from duragent.agents.loader import Agent, load_agent
+from duragent.agents.loader import Agent
 from duragent.config import DuragentConfig
 from duragent.runtime.loop import Runtime
 from duragent.runtime.providers import ProviderPool
@@ -23,6 +23,7 @@ from duragent.sessions.live import ServerClosing
 from duragent.sessions.manager import SessionManager
 from duragent.stores.filesystem.sessions import FilesystemSessionStore
 from duragent.testing.fake_llm import FakeLLMServer, held, text, tool_calls
+from tests.integration.turn_setup import agent_in
 from tests.waiting import until
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
@@ -55,30 +56,27 @@ ManagerFactory = Callable[[], SessionManager]
 
 @pytest.fixture
 def agent(tmp_path: Path, fake_llm: FakeLLMServer) -> Agent:
-    directory = tmp_path / "agents" / "helper"
-    directory.mkdir(parents=True)
-    (directory / "agent.yaml").write_text(AGENT_YAML.format(url=fake_llm.url))
-    loaded, _ = load_agent(directory, env={"OPENAI_API_KEY": "sk-test"})
-    return loaded
+    return agent_in(tmp_path, AGENT_YAML.format(url=fake_llm.url))
 
 
 @pytest.fixture
 async def start_server(tmp_path: Path, agent: Agent) -> AsyncIterator[ManagerFactory]:
     """Each call is a server start: a new store and manager over `<tmp>/sessions`."""
-    made: list[tuple[SessionManager, FilesystemSessionStore]] = []
+    made: list[tuple[SessionManager, FilesystemSessionStore, ProviderPool]] = []
 
     def make() -> SessionManager:
         store = FilesystemSessionStore(tmp_path / "sessions", fsync="never")
         providers = ProviderPool({"OPENAI_API_KEY": "sk-test"})
         config = DuragentConfig.model_validate({"session": {"on_disconnect": "continue"}})
         manager = SessionManager(store, Runtime(provider_for=providers.for_agent), config, lambda name: agent)
-        made.append((manager, store))
+        made.append((manager, store, providers))
         return manager
 
     yield make
-    for manager, store in made:
+    for manager, store, providers in made:
         await manager.close(grace=0)
         await store.close()
+        await providers.close()
 
 
 async def test_a_stop_pauses_a_turn_waiting_for_an_approval_at_once_and_asks_again_after(

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from duragent.agents.loader import load_agent
 from duragent.config import DuragentConfig
 from duragent.ids import new_id
 from duragent.runtime.loop import Runtime
@@ -17,6 +16,7 @@ from duragent.sessions.manager import SessionManager
 from duragent.stores.base import SessionEvent
 from duragent.stores.filesystem.sessions import FilesystemSessionStore
 from duragent.testing.fake_llm import FakeLLMServer
+from tests.integration.turn_setup import agent_in
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 
@@ -37,10 +37,7 @@ EARLIER = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 @pytest.fixture
 async def manager(tmp_path: Path, fake_llm: FakeLLMServer) -> AsyncIterator[SessionManager]:
-    directory = tmp_path / "agents" / "helper"
-    directory.mkdir(parents=True)
-    (directory / "agent.yaml").write_text(AGENT_YAML.format(url=fake_llm.url))
-    agent, _ = load_agent(directory, env={"OPENAI_API_KEY": "sk-test"})
+    agent = agent_in(tmp_path, AGENT_YAML.format(url=fake_llm.url))
     store = FilesystemSessionStore(tmp_path / "sessions", fsync="never")
     providers = ProviderPool({"OPENAI_API_KEY": "sk-test"})
     config = DuragentConfig.model_validate({"session": {"on_disconnect": "continue"}})
