@@ -17,6 +17,7 @@ import yaml
 
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
 from tests.e2e.server_harness import start_serve, write_workspace
+from tests.integration.mcp_helpers import ended
 from tests.waiting import until
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
@@ -24,13 +25,6 @@ pytest_plugins = ["duragent.testing.pytest_plugin"]
 
 def records(data: Path) -> list[dict[str, Any]]:
     return [yaml.safe_load(path.read_text()) for path in sorted((data / "processes").glob("proc_*.yaml"))]
-
-
-def ended(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 @pytest.mark.slow

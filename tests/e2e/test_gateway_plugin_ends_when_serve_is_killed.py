@@ -14,6 +14,7 @@ import pytest
 from duragent.testing.echo_gateway import EchoGatewayControl
 from duragent.testing.fake_llm import FakeLLMServer
 from tests.e2e.server_harness import start_serve, write_workspace
+from tests.integration.mcp_helpers import ended
 from tests.waiting import until
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
@@ -31,13 +32,6 @@ signal.signal(signal.SIGTERM, signal.SIG_IGN)
 threading.Thread(target=time.sleep, args=(600,)).start()
 EchoGateway().run()
 """
-
-
-def ended(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 @pytest.mark.slow

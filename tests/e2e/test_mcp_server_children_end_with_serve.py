@@ -16,6 +16,7 @@ import yaml
 
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
 from tests.e2e.server_harness import ServeProcess, start_serve, write_workspace
+from tests.integration.mcp_helpers import ended
 from tests.waiting import until
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
@@ -62,13 +63,6 @@ def add_spawning_server(config: Path) -> None:
     agent["spec"]["mcp_servers"] = [{"name": "spawner", "command": sys.executable, "args": [str(script)]}]
     agent["spec"]["tools"]["policy"]["allow"].append("mcp:spawner:*")
     agent_yaml.write_text(yaml.safe_dump(agent))
-
-
-def ended(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 async def one_turn(server: ServeProcess, content: str) -> None:

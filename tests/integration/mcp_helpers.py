@@ -63,14 +63,20 @@ async def wait_until(probe: Callable[[], Awaitable[T | None]], within: float = 3
         await asyncio.sleep(0.05)
 
 
-async def process_ended(pid: int, within: float = 30.0) -> None:
-    """Wait until process `pid` is gone (or a zombie its parent has not reaped yet)."""
+def ended(pid: int) -> bool:
+    """Whether process `pid` is gone (or a zombie its parent has not reaped yet)."""
     import psutil
 
-    async def ended() -> bool:
-        try:
-            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return True
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
-    await wait_until(ended, within)
+
+async def process_ended(pid: int, within: float = 30.0) -> None:
+    """Wait until process `pid` is gone (or a zombie its parent has not reaped yet)."""
+
+    async def gone() -> bool:
+        return ended(pid)
+
+    await wait_until(gone, within)
