@@ -64,6 +64,8 @@ _VALUE_GROUP = "value"
 _TOKEN_ANCHORS = ("sk-", "xox", "AKIA", "ghp_", "github_pat_")
 #: A necessary condition for a Telegram token that starts with a literal, hence fast to search.
 _TELEGRAM_HINT = re.compile(r":(?<=\d{6}:)[A-Za-z0-9_-]{30}")
+#: Values `redact_value` keeps as they are: no text inside (bool is an int).
+_NO_TEXT = (int, float, type(None))
 
 
 def _secret_by_name(name: str, value: str) -> bool:
@@ -226,7 +228,11 @@ class SecretGuard:
         if isinstance(value, str):
             return self.redact(value)
         if isinstance(value, dict):
-            return {key: self.redact_value(item) for key, item in value.items()}
+            # (numbers and None, half of an event's values, are kept without a call each)
+            return {
+                key: item if isinstance(item, _NO_TEXT) else self.redact_value(item)
+                for key, item in value.items()
+            }
         if isinstance(value, list):
             return [self.redact_value(item) for item in value]
         if isinstance(value, tuple):

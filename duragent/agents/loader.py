@@ -7,6 +7,7 @@ full form, and field paths are mapped back to where the user wrote them.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -84,9 +85,9 @@ class Agent:
     #: The environment variables agent.yaml's `${NAME}` references read (their values are secrets).
     referenced_env: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
-    @property
+    @functools.cached_property
     def spec(self) -> AgentSpec:
-        """The agent's `spec` section."""
+        """The agent's `spec` section (kept on the agent: a turn asks for it a dozen times)."""
         return self.document.spec
 
     @property

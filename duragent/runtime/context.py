@@ -203,29 +203,23 @@ def assemble_context(
 ) -> AssembledContext:
     """Build this turn's messages for `agent` from the session's conversation.
 
-    `skills_text` is the skills index (already fitted to its share of the budget). `budget`, when
-    given and smaller, replaces `context_budget(agent)` (the model refused a larger context).
-    `tools_tokens` (what the request's tool definitions take) comes off the budget first.
+    `skills_text` is the skills index (already fitted to its share of the budget). `budget` is
+    `context_budget(agent)` unless given (the runtime's, smaller once the model refused a larger
+    context). `tools_tokens` (what the request's tool definitions take) comes off the budget first.
     """
-    budget = min(context_budget(agent), budget) if budget is not None else context_budget(agent)
+    if budget is None:
+        budget = context_budget(agent)
     room = budget - tools_tokens
-    prompts = (
-        ("SOUL.md", agent.soul),
-        ("SYSTEM_PROMPT.md", agent.system_prompt),
-        ("INSTRUCTIONS.md", agent.instructions),
-    )
-    variables = _variables(agent, state, now) if any("{{" in text for _name, text in prompts) else {}
-    parts = [ContextPart("prime directives", PRIME_DIRECTIVES, estimate_tokens(PRIME_DIRECTIVES))]
-    for name, text in prompts:
-        if text.strip():
-            expanded = expand_template(text.strip(), variables)
-            parts.append(ContextPart(name, expanded, estimate_tokens(expanded)))
+    soul, system_prompt, instructions = agent.soul, agent.system_prompt, agent.instructions
+    templated = "{{" in soul or "{{" in system_prompt or "{{" in instructions
+    variables = tuple(_variables(agent, state, now).items()) if templated else ()
+    parts = list(_prompt_parts(soul, system_prompt, instructions, variables))
     if skills_text.strip():
         parts.append(ContextPart("skills", skills_text.strip(), estimate_tokens(skills_text.strip())))
     if memory_text.strip():
         text = cut_middle(memory_text.strip(), memory_share(agent, room))
         parts.append(ContextPart("memory", text, estimate_tokens(text)))
-    system = "\n\n".join(p.text for p in parts)
+    system = "\n\n".join([part.text for part in parts])
     used = estimate_tokens(system) + 4
     history, dropped, history_tokens = _fit_history(state, room - used)
     used += history_tokens + tools_tokens
@@ -233,6 +227,21 @@ def assemble_context(
     # (in place: a long history is copied once, into the tuple, not first into a new list)
     history.insert(0, Message(role="system", content=system))
     return AssembledContext(tuple(history), tuple(parts), kept, dropped, used, budget, tools_tokens)
+
+
+@lru_cache(maxsize=64)
+def _prompt_parts(
+    soul: str, system_prompt: str, instructions: str, variables: tuple[tuple[str, str], ...]
+) -> tuple[ContextPart, ...]:
+    """The prime directives and the agent's prompts with `variables` filled in, made once per
+    prompt text and variables (`{{time}}` in them changes once a minute, not every turn)."""
+    parts = [ContextPart("prime directives", PRIME_DIRECTIVES, estimate_tokens(PRIME_DIRECTIVES))]
+    named = (("SOUL.md", soul), ("SYSTEM_PROMPT.md", system_prompt), ("INSTRUCTIONS.md", instructions))
+    for name, text in named:
+        if text.strip():
+            expanded = expand_template(text.strip(), dict(variables))
+            parts.append(ContextPart(name, expanded, estimate_tokens(expanded)))
+    return tuple(parts)
 
 
 def _variables(agent: Agent, state: SessionState, now: datetime) -> dict[str, str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from duragent.agents.loader import Agent
-from duragent.agents.spec import ModelSpec, WebSearchSpec
+from duragent.agents.spec import AgentSpec, ModelSpec, WebSearchSpec
 from duragent.errors import DuragentError, Problem
 from duragent.file_stamps import Stamp, settled, stamp
 from duragent.ids import new_id
@@ -87,8 +87,9 @@ from duragent.tools.folders import (
     tool_folders_dirs,
 )
 from duragent.tools.protected import reached_outside_workdir
-from duragent.tools.registry import AnyTool, definition, execute, tools_for
+from duragent.tools.registry import AnyTool, execute, tools_for
 from duragent.tools.web_search import WebSearchTool
+from duragent.tools.workdir import prepare_workdir
 
 # duragent.runtime.memory_context, .guarded_files, duragent.skills.active, .index and
 # duragent.tools.skill are imported in the methods that use them, so that a starting server does
@@ -251,7 +252,7 @@ class Runtime:
         default_factory=dict, init=False, repr=False
     )
     #: Per agent folder: its two `tools/` folders, and their stamps while they hold no tool folder.
-    _tool_dirs: dict[Path, tuple[Path, ...]] = field(default_factory=dict, init=False, repr=False)
+    _tool_dirs: dict[Path, tuple[str, ...]] = field(default_factory=dict, init=False, repr=False)
     _no_tool_folders: dict[Path, tuple[Stamp, ...]] = field(default_factory=dict, init=False, repr=False)
     _workdirs: dict[tuple[Path, str], Path] = field(default_factory=dict, init=False, repr=False)
     #: Per (data directory, agents folder): the files undone when a call nobody approved changes them.
@@ -263,6 +264,10 @@ class Runtime:
     #: naming its window (`ContextTooLong.limit`); later turns start there.
     _context_budgets: dict[ModelSpec, int] = field(default_factory=dict, init=False, repr=False)
     _tool_tokens: ToolTokens = field(default_factory=ToolTokens, init=False, repr=False)
+    #: Per agent folder: the tools its `spec.tools` enables, by name, with the spec they came from.
+    _builtins: dict[Path, tuple[AgentSpec, dict[str, AnyTool]]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     async def run_turn(
         self,
@@ -297,7 +302,7 @@ class Runtime:
                 await session.append_unsynced("user_message", payload)
             yield TurnStarted(session.state.turns, content)
             try:
-                tools = {t.name: t for t in tools_for(agent.spec.tools, include_memory=_memory_on(agent))}
+                tools = dict(self._builtin_tools(agent))
                 policy = self.policies.load(agent.directory, agent.spec.tools.policy)
             except DuragentError as exc:
                 yield await self._fail(session, AGENT_INVALID, agent_cannot_answer(agent.name, str(exc)))
@@ -313,8 +318,7 @@ class Runtime:
             self._add_mcp_tools(tools, await self._mcp_tools(agent, admission))
             # (a plain deque: only this turn's tool calls add to it, on the loop, without waiting)
             notifications: deque[str] = deque()
-            ctx = self._tool_context(agent, session, notifications, skills)
-            steps = self._steps(session, agent, tools, policy, ctx, notifications, control, admission, skills)
+            steps = self._steps(session, agent, tools, policy, notifications, control, admission, skills)
             # Each level closes the one below it when it stops early (a cancel, the caller closing
             # the turn): the cleanup inside (an approval request withdrawn) happens now, not when
             # the garbage collector's finalizer gets to it.
@@ -323,6 +327,16 @@ class Runtime:
                     yield event
         finally:
             admission.leave()
+
+    def _builtin_tools(self, agent: Agent) -> dict[str, AnyTool]:
+        """`tools_for` the agent's spec by name, made once per agent version (the tools keep no
+        state between calls); the caller copies it before adding the turn's own tools."""
+        known = self._builtins.get(agent.directory)
+        if known is not None and known[0] is agent.spec:
+            return known[1]
+        tools = {t.name: t for t in tools_for(agent.spec.tools, include_memory=_memory_on(agent))}
+        self._builtins[agent.directory] = (agent.spec, tools)
+        return tools
 
     async def _mcp_tools(self, agent: Agent, admission: _Admission) -> list[McpTool]:
         """The tools of the agent's MCP servers; a server starting up is waited for outside admission."""
@@ -349,15 +363,16 @@ class Runtime:
         agent: Agent,
         tools: dict[str, AnyTool],
         policy: ToolPolicy,
-        ctx: ToolContext,
         notifications: deque[str],
         control: TurnControl,
         admission: _Admission,
         skills: SkillSet,
     ) -> AsyncGenerator[RuntimeEvent, None]:
         provider = self.provider_for(agent)
+        ctx: ToolContext | None = None  # made for the turn's first tool call: most turns make none
         waiting = calls_awaiting_approval(session)
         if waiting:
+            ctx = self._tool_context(agent, session, notifications, skills)
             admission.leave()  # a person may take a while to answer
             # The turn stopped (a restart) while a person was being asked: none of these calls ran,
             # so ask again and carry on from there.
@@ -378,7 +393,7 @@ class Runtime:
                 yield TurnPaused(control.pause_reason)
                 return
             # Built every step: `reload_tools` may have changed the tools since the last one.
-            definitions = tuple(ToolDefinition(**definition(t)) for t in tools.values())
+            definitions = tuple(tool.definition for tool in tools.values())
             budget = self._context_budgets.get(agent.spec.model) if self._context_budgets else None
             for shrinks in range(CONTEXT_SHRINKS + 1):
                 request, context = await self._request(agent, session, definitions, skills, budget)
@@ -452,6 +467,8 @@ class Runtime:
                 yield TurnFinished(message_id, "".join(text), dict(turn_usage), truncated)
                 return
             paused = False
+            if ctx is None:
+                ctx = self._tool_context(agent, session, notifications, skills)
             ran = self._run_calls(session, agent, tools, policy, ctx, calls, control, skills=skills)
             async with aclosing(ran):
                 async for event in ran:
@@ -526,7 +543,6 @@ class Runtime:
     ) -> tuple[LLMRequest, AssembledContext]:
         """The step's model request, and the account of its context (the tools counted in it)."""
         from duragent.runtime.memory_context import gather_memory, memory_budget
-        from duragent.skills.index import index_budget, skills_index
 
         now = utcnow()
         tools_tokens = self._tool_tokens.count(agent.spec.model.provider, definitions)
@@ -542,14 +558,18 @@ class Runtime:
                 session_dir=self._session_folder(session),
                 max_tokens=memory_budget(agent, room),
             )
-        index = skills_index(skills.sorted(), index_budget(agent))
+        index = ""
+        if skills:
+            from duragent.skills.index import index_budget, skills_index
+
+            index = skills_index(skills.sorted(), index_budget(agent))
         context = assemble_context(
             agent,
             session.state,
             memory_text=memory_text,
             skills_text=index,
             now=now,
-            budget=budget,
+            budget=whole,
             tools_tokens=tools_tokens,
         )
         model = agent.spec.model
@@ -624,6 +644,8 @@ class Runtime:
             await session.append_many(
                 [("tool_call", {"call_id": c.id, "tool": c.name, "arguments": c.arguments}) for c in calls]
             )
+        # (here, not every turn: most turns call no tool, and a person may remove the folder)
+        prepare_workdir(ctx.workdir)
         # The calls that run, each with whether a person approved it: only what those change in
         # the guarded files (definitions, policy, git's configuration) is kept.
         runnable: list[tuple[ToolCall, AnyTool, Any, bool]] = []
@@ -937,8 +959,10 @@ class Runtime:
         absent or empty (one stat each a turn instead of listing them)."""
         dirs = self._tool_dirs.get(agent.directory)
         if dirs is None:
-            dirs = self._tool_dirs[agent.directory] = tuple(tool_folders_dirs(agent.directory, data_dir))
-        stamps = tuple(stamp(os.fspath(folder)) for folder in dirs)
+            dirs = self._tool_dirs[agent.directory] = tuple(
+                map(os.fspath, tool_folders_dirs(agent.directory, data_dir))
+            )
+        stamps = tuple(map(stamp, dirs))
         if self._no_tool_folders.get(agent.directory) == stamps:
             return False
         if has_tool_folders(agent.directory, data_dir):
@@ -989,11 +1013,10 @@ class Runtime:
             await session.append("notification", {"message": message})
             notifications.append(message)
 
-        workdir = prepare_workdir(self.workdir(agent))
         return ToolContext(
             agent=agent.name,
             session_id=session.session_id,
-            workdir=workdir,
+            workdir=self.workdir(agent),  # (made by the first tool call: `_run_calls`)
             memory=self.memory,
             artifacts=self.artifacts,
             scrub_env=self.scrub_env,
@@ -1038,17 +1061,7 @@ def default_workdir(agent: Agent) -> Path:
     return agent.directory.parent.parent / "work" / agent.name
 
 
-def prepare_workdir(folder: Path) -> Path:
-    """Create the working directory (git-ignored: it is the tools' scratch space) and return it."""
-    if not folder.is_dir():
-        folder.mkdir(parents=True, exist_ok=True)
-        ignore = folder.parent / ".gitignore"
-        if folder.parent.name == "work" and not ignore.exists():
-            ignore.write_text("*\n", encoding="utf-8")
-    return folder
-
-
-def _any_entries(folders: Iterable[Path]) -> bool:
+def _any_entries(folders: Iterable[str]) -> bool:
     """Whether any of `folders` holds something not hidden (listing an empty folder costs microseconds,
     a thread hop to scan it a good part of a turn's overhead)."""
     for folder in folders:
@@ -1233,9 +1246,9 @@ def calls_awaiting_approval(session: SessionLog) -> list[ToolCall]:
     batch can safely be taken up again. Only the latest batch counts, by position: its call ids
     may repeat those of earlier batches (models number their calls anew in every reply).
     """
-    pending = {a.get("call_id") for a in session.state.pending_approvals}
-    if not pending:
+    if not session.state.pending_approvals:
         return []
+    pending = {a.get("call_id") for a in session.state.pending_approvals}
     open_calls = [
         ToolCall(str(c.get("id")), str(c.get("name")), dict(c.get("arguments") or {}))
         for c in session.state.open_calls_of_last_batch()

@@ -62,7 +62,7 @@ async def gather_memory(
     spec = agent.spec.memory
     if spec is None or not spec.enabled:
         return ""
-    recent = [today - timedelta(days=offset) for offset in range(spec.recent_days)]
+    recent = _recent_days(today, spec.recent_days)
     # One call for the store's part (one query on PostgreSQL, no thread hop for small files):
     # this runs before every model call.
     memory = await store.read_for_context(agent.name, recent)
@@ -83,6 +83,12 @@ async def gather_memory(
         if daily and daily.strip():
             days.append(f"# Memory of {day.isoformat()}\n\n{daily.strip()}")
     return fit_memory(fixed, days, memory_budget(agent) if max_tokens is None else max_tokens)
+
+
+@lru_cache(maxsize=16)
+def _recent_days(today: date, count: int) -> tuple[date, ...]:
+    """`today` and the `count - 1` days before it, newest first (the same tuple all day long)."""
+    return tuple(today - timedelta(days=offset) for offset in range(count))
 
 
 def fit_memory(fixed: list[str], days_newest_first: list[str], max_tokens: int) -> str:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from duragent.errors import DuragentError
+from duragent.llm.types import ToolDefinition
 from duragent.stores.base import ArtifactStore, MemoryStore, SessionStore
 from duragent.validation import describe_error
 
@@ -149,6 +150,12 @@ class Tool(ABC, Generic[ArgsT]):
     def parameters(self) -> dict[str, Any]:
         """The JSON schema of the arguments, as offered to the model."""
         return json_schema(self.Args)
+
+    @functools.cached_property
+    def definition(self) -> ToolDefinition:
+        """What the model is offered: name, description and `parameters()`, made once per tool
+        (every model call offers it again, and a tool's description and schema never change)."""
+        return ToolDefinition(self.name, self.description, self.parameters())
 
     def parse_arguments(self, raw: Any) -> ArgsT:
         """Validate the model's arguments; InvalidToolArguments says what is wrong in one sentence."""

@@ -109,7 +109,8 @@ def tools_for(spec: ToolsSpec, *, include_memory: bool = False) -> list[AnyTool]
 
 def definition(tool: AnyTool) -> dict[str, Any]:
     """What the model is offered: `{"name", "description", "parameters"}` (a JSON schema)."""
-    return {"name": tool.name, "description": tool.description, "parameters": tool.parameters()}
+    offered = tool.definition
+    return {"name": offered.name, "description": offered.description, "parameters": offered.parameters}
 
 
 async def execute(tool: AnyTool, args: Any, ctx: ToolContext) -> ToolResult:

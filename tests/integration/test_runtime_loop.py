@@ -262,6 +262,23 @@ async def test_ask_waits_for_a_decision_and_allow_always_is_saved(
     assert "approval_decision" in await stored_types(session)
 
 
+async def test_a_work_folder_removed_between_turns_is_made_again_for_the_next_tool_call(
+    fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, runtime: Runtime
+) -> None:
+    work = agent.directory.parent.parent / "work" / "helper"
+    fake_llm.enqueue(tool_calls([("bash", {"command": "echo first"})]), text("done"))
+    await drain(runtime.run_turn(session, agent, "run it"))
+    assert work.is_dir()
+    work.rmdir()
+    fake_llm.enqueue(text("just talking"))
+    await drain(runtime.run_turn(session, agent, "hello"))
+    fake_llm.enqueue(tool_calls([("bash", {"command": "echo again"})]), text("done"))
+    events = await drain(runtime.run_turn(session, agent, "run it again"))
+    result = next(e for e in events if isinstance(e, ToolCallFinished))
+    assert (result.ok, result.content.strip()) == (True, "again")
+    assert work.is_dir()
+
+
 async def test_allow_always_of_a_command_holding_a_secret_runs_once_and_is_not_saved(
     fake_llm: FakeLLMServer,
     agent: Agent,

@@ -121,6 +121,10 @@ class FilesystemMemoryStore:
         # what read_for_context read, per agent: path -> (stamp, text or None when it vanished)
         self._context_texts: dict[str, dict[str, tuple[Stamp, str | None]]] = {}
         self._context_paths: dict[str, tuple[str, str]] = {}
+        # per agent: the days and world topics asked for last, and the paths of their files
+        self._context_candidates: dict[str, tuple[tuple[date, ...], list[str], list[_Candidate]]] = {}
+        # per agent: the files found last and what read_for_context made of them (while settled)
+        self._last_memory: dict[str, tuple[list[_ContextFile], ContextMemory]] = {}
         self._topic_names: tuple[Stamp, list[str]] | None = None
         _survive_lease_breaks()
 
@@ -206,10 +210,10 @@ class FilesystemMemoryStore:
         """MEMORY.md, the world folder and the given days' files as they are on disk now.
 
         Every file is stat'ed each call and read again only when its stamp changed
-        (`duragent.file_stamps`), so a person's edit is what the next turn sees.
+        (`duragent.file_stamps`), so a person's edit is what the next turn sees. While none
+        changed, the same ContextMemory is returned: treat it as read-only.
         """
-        agent, world = self._context_dirs(agent_id)
-        files = _context_files(agent, world, self._world_topics(world), days)
+        files = _context_files(self._candidates(agent_id, days))
         known = self._context_texts.get(agent_id, {})
         texts: dict[str, tuple[Stamp, str | None]] = {}
         stale: list[_ContextFile] = []
@@ -219,15 +223,34 @@ class FilesystemMemoryStore:
                 texts[file[2]] = cached
             else:
                 stale.append(file)
-        if stale:
-            if sum(file[3][2] for file in stale) <= _INLINE_CONTEXT_READ_MAX:
-                read = _read_context_files(stale)
-            else:
-                read = await asyncio.to_thread(_read_context_files, stale)
-            texts.update((file[2], (file[3], read.get(file[2]))) for file in stale)
+        if not stale:
+            # every text as kept (settled): the same files make the same memory as last time
+            last = self._last_memory.get(agent_id)
+            if last is None or last[0] != files:
+                last = self._last_memory[agent_id] = (files, _context_memory(files, texts))
+            return last[1]
+        if sum(file[3][2] for file in stale) <= _INLINE_CONTEXT_READ_MAX:
+            read = _read_context_files(stale)
+        else:
+            read = await asyncio.to_thread(_read_context_files, stale)
+        texts.update((file[2], (file[3], read.get(file[2]))) for file in stale)
         # (texts read within the last few seconds are not kept: see file_stamps.SETTLE_NS)
         self._context_texts[agent_id] = {path: entry for path, entry in texts.items() if settled((entry[0],))}
+        self._last_memory.pop(agent_id, None)
         return _context_memory(files, texts)
+
+    def _candidates(self, agent_id: str, days: Sequence[date]) -> list[_Candidate]:
+        """The context files the agent may have (`_context_candidates`), worked out again only
+        when the days asked for or the world topics changed."""
+        agent, world = self._context_dirs(agent_id)
+        topics = self._world_topics(world)
+        asked = tuple(days)  # (the runtime asks with the same tuple all day: no copy)
+        known = self._context_candidates.get(agent_id)
+        if known is not None and known[0] == asked and known[1] == topics:
+            return known[2]
+        candidates = _context_candidates(agent, world, topics, asked)
+        self._context_candidates[agent_id] = (asked, topics, candidates)
+        return candidates
 
     def _context_dirs(self, agent_id: str) -> tuple[str, str]:
         """The agent's memory folder and the world folder, as strings (worked out once per agent)."""
@@ -558,21 +581,30 @@ def _read_world(world_dir: Path) -> dict[str, bytes]:
     return {path.stem: path.read_bytes() for path in files}
 
 
-#: (kind, key, path, stamp) of a context file: ("long_term", "", ...), ("world", topic, ...),
-#: ("day", "YYYY-MM-DD", ...).
+#: (kind, key, path) of a file that may be in the context: ("long_term", "", ...), ("world",
+#: topic, ...), ("day", "YYYY-MM-DD", ...).
+_Candidate = tuple[str, str, str]
+#: (kind, key, path, stamp) of a context file found.
 _ContextFile = tuple[str, str, str, Stamp]
 
 
-def _context_files(agent: str, world: str, topics: Sequence[str], days: Sequence[date]) -> list[_ContextFile]:
-    """The context files that exist as regular files, with their stamps: long_term, world topics, days.
+def _context_candidates(
+    agent: str, world: str, topics: Sequence[str], days: Sequence[date]
+) -> list[_Candidate]:
+    """The files the context reads if they exist: long_term, world topics, days.
 
-    Plain `os` calls on strings: this runs every turn and pathlib's object churn cost more than the stats.
+    Plain `os` calls on strings: pathlib's object churn costs more than the stats of a turn.
     """
-    candidates: list[tuple[str, str, str]] = [("long_term", "", os.path.join(agent, LONG_TERM_FILE))]
+    candidates: list[_Candidate] = [("long_term", "", os.path.join(agent, LONG_TERM_FILE))]
     candidates += [("world", name.removesuffix(".md"), os.path.join(world, name)) for name in topics]
     for day in days:
         name = day.isoformat()
         candidates.append(("day", name, os.path.join(agent, f"{name}.md")))
+    return candidates
+
+
+def _context_files(candidates: Sequence[_Candidate]) -> list[_ContextFile]:
+    """The candidates that exist as regular files, with their stamps."""
     found: list[_ContextFile] = []
     for kind, key, path in candidates:
         current = stamp(path)
