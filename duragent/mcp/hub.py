@@ -24,6 +24,7 @@ from duragent.mcp.connection import McpConnection, ServerStatus
 from duragent.mcp.naming import MAX_SUFFIX, tool_name, tool_names
 from duragent.mcp.spec import McpServerSpec
 from duragent.mcp.tools import McpTool
+from duragent.tools.workdir import prepare_workdir
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ class McpHub:
     def configured(self, agent: Agent) -> list[tuple[str, McpServerSpec]]:
         """The servers `agent` gets, as (scope, spec): its own, then the workspace's it does not shadow."""
         own = list(agent.spec.mcp_servers)
+        if not own and not self.servers:
+            return []  # (asked every turn: most agents have none)
         names = {spec.name for spec in own}
         shared = [(WORKSPACE, spec) for spec in self.servers if spec.name not in names]
         return [(agent_scope(agent.name), spec) for spec in own] + shared
@@ -78,7 +81,7 @@ class McpHub:
             return existing
         if existing is not None:
             self._retire(existing)
-        cwd = self._workspace_dir if scope == WORKSPACE else self._workdir_for(agent)
+        cwd = self._workspace_dir if scope == WORKSPACE else prepare_workdir(self._workdir_for(agent))
         made = McpConnection(spec, scope=scope, cwd=cwd, env=self._env)
         self._connections[key] = made
         return made

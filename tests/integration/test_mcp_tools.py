@@ -55,6 +55,12 @@ async def test_server_tools_are_offered_namespaced_with_their_json_schemas(hub: 
     assert echo.parameters()["required"] == ["text"]
 
 
+async def test_the_work_folder_a_server_runs_in_is_kept_out_of_git(hub: McpHub, root: Path) -> None:
+    # The server started before any tool call made the folder: what it leaves there is scratch.
+    assert (root / "work" / "helper").is_dir()
+    assert (root / "work" / ".gitignore").read_text() == "*\n"
+
+
 async def test_text_and_structured_results_come_back_as_tool_results(
     hub: McpHub, agent: Agent, tmp_path: Path
 ) -> None:
