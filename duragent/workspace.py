@@ -67,6 +67,9 @@ class Workspace:
         self._written_here: set[str] = set()
         #: Tool calls running now (the committer and the human-edit watcher wait for them).
         self.tool_calls_running = 0
+        #: True while a `HumanEditWatcher` watches the editable folders: it committed the edits
+        #: made while nothing ran when it started, and commits every later one itself.
+        self.human_edits_watched = False
 
     def note_tool_activity(self, delta: int) -> None:
         """The runtime's `tool_activity` hook: +1 when tool calls start, -1 when they end."""
@@ -92,13 +95,15 @@ class Workspace:
             return None
         from duragent.vcs.committer import Committer
 
-        # a person's edits made while nothing ran go in first, under their name; a repository
-        # that cannot take a commit now (a rebase in progress) must not stop the agent's work
-        # (nor must a file it cannot read: a folder replaced by a file, one it may not open)
-        try:
-            self.commit_offline_edits()
-        except (DuragentError, OSError) as error:
-            log.warning("could not commit edits made while Duragent was not running: %s", error)
+        # a person's edits made while nothing ran go in first, under their name (a watcher
+        # already running did that, one `git status` ago); a repository that cannot take a commit
+        # now (a rebase in progress) must not stop the agent's work (nor must a file it cannot
+        # read: a folder replaced by a file, one it may not open)
+        if not self.human_edits_watched:
+            try:
+                self.commit_offline_edits()
+            except (DuragentError, OSError) as error:
+                log.warning("could not commit edits made while Duragent was not running: %s", error)
         committer = Committer(
             repo,
             debounce=self.config.git.commit_debounce.total_seconds(),

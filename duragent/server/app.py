@@ -162,6 +162,13 @@ async def _open(
     await _check_memory_database(config, stores.memory)
     await _check_artifact_bucket(config, stores.artifacts)
     if config.git.enabled:
+        from duragent.vcs.watch import HumanEditWatcher
+
+        # A person's edits to memory and agent files are committed as theirs while we run (and
+        # first those made while nothing ran: the committer started next need not look again).
+        watcher = HumanEditWatcher(workspace)
+        await watcher.start()
+        stack.push_async_callback(watcher.stop)
         # Started now, not at the first write: it commits what a crashed run left uncommitted.
         await asyncio.to_thread(lambda: workspace.committer)
     providers = ProviderPool(env)
@@ -191,13 +198,6 @@ async def _open(
     if config.agents.static.watch:
         await registry.start_watching()
     stack.push_async_callback(registry.stop)
-    if config.git.enabled:
-        from duragent.vcs.watch import HumanEditWatcher
-
-        # A person's edits to memory and agent files are committed as theirs while we run.
-        watcher = HumanEditWatcher(workspace)
-        await watcher.start()
-        stack.push_async_callback(watcher.stop)
     if cluster is not None:
         await cluster.agents.attach(registry)
     metrics = Metrics()

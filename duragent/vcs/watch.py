@@ -570,12 +570,14 @@ class HumanEditWatcher:
             log.warning("could not commit edits made while Duragent was not running: %s", error)
             self._retry_later(await asyncio.to_thread(committer.pending), {})
         self._observer = await asyncio.to_thread(self._start_observer, committer)
+        self.workspace.human_edits_watched = True
         self._task = asyncio.create_task(self._run(), name="duragent-human-edits")
 
     async def stop(self) -> None:
         """Stop watching and commit what is still waiting for its debounce."""
         observer, self._observer = self._observer, None
         if observer is not None:
+            self.workspace.human_edits_watched = False
             observer.stop()
             await asyncio.to_thread(observer.join, 5.0)
         for task in (self._task, self._sweep):

@@ -9,20 +9,23 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from duragent.client.runfile import write_run_info
 from duragent.config import load_config
 from duragent.runtime.loop import Runtime, drain
 from duragent.runtime.providers import ProviderPool
 from duragent.scaffold import init_workspace
+from duragent.server.app import create_app
 from duragent.sessions.log import SessionLog
 from duragent.stores.base import MemoryEntry, utcnow
 from duragent.testing.fake_llm import FakeLLMServer, text
+from duragent.vcs.repo import GitRepo
 from duragent.vcs.watch import HumanEditWatcher
 from duragent.workspace import Workspace
 
@@ -358,6 +361,32 @@ async def test_edits_made_while_nothing_ran_are_committed_by_the_next_command(ro
     files = git(data, "show", "--name-only", "--format=", "HEAD").split()
     assert sorted(files) == ["agents/assistant/SOUL.md", "memory/assistant/2026-11-20.md"]
     assert git(data, "status", "--porcelain").strip() == ""
+
+
+async def test_a_server_start_commits_edits_made_while_nothing_ran_as_the_persons_after_one_look(
+    root: Path, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    daily = data / "memory" / "assistant" / "2026-11-20.md"
+    daily.write_text("# 2026-11-20\n\n## Facts Stored\n- written in vim while the server was down\n")
+    looked_under: list[list[str]] = []
+    changed_paths = GitRepo.changed_paths
+
+    def looking(repo: GitRepo, under: Sequence[Path] = ()) -> list[str]:
+        looked_under.append([repo.relative(folder) for folder in under])
+        return changed_paths(repo, under)
+
+    monkeypatch.setattr(GitRepo, "changed_paths", looking)
+    app = create_app(load_config(root / "duragent.yaml"), env={"OPENAI_API_KEY": "sk-test"})
+    runner = web.AppRunner(app)
+    await runner.setup()  # every resource open: what /readyz answers for
+    try:
+        assert authors_and_subjects(data)[0] == (PERSON, "edit: memory/assistant/2026-11-20.md")
+        # the watcher's look at the editable folders serves the committer started after it too
+        assert [folders for folders in looked_under if "memory" in folders] == [
+            ["memory", "agents", "skills", "tools"]
+        ]
+    finally:
+        await runner.cleanup()
 
 
 async def test_uncommitted_agent_writes_left_by_a_crash_are_recovered_as_the_agents(
