@@ -37,21 +37,33 @@ class KeyedLocks(Generic[K]):
 
 
 class KeyedLock(Generic[K]):
-    """The lock of one key; it leaves its `KeyedLocks` when its last user has left."""
+    """The lock of one key; it leaves its `KeyedLocks` when its last user has left.
+
+    Its `asyncio.Lock` is made only once a second task comes while the first holds the key: most
+    keys are never contended (a session's appends come one at a time), and a hold nobody else
+    wants costs a count, not a lock's acquire and release.
+    """
 
     __slots__ = ("_in_use", "_key", "_lock", "_users")
 
     def __init__(self, in_use: dict[K, KeyedLock[K]], key: K):
         self._in_use = in_use
         self._key = key
-        self._lock = asyncio.Lock()
+        self._lock: asyncio.Lock | None = None
         self._users = 0  # tasks holding or waiting for it
 
     def locked(self) -> bool:
-        return self._lock.locked()
+        return self._users > 0 if self._lock is None else self._lock.locked()
 
     async def __aenter__(self) -> None:
         self._users += 1
+        if self._lock is None:
+            if self._users == 1:
+                return  # nobody else holds or awaits it: held, no lock needed
+            # The holder took the key before there was a lock: the lock is taken for it now (at
+            # once, being free), and released when it leaves, so this task waits for that.
+            self._lock = asyncio.Lock()
+            await self._lock.acquire()
         try:
             await self._lock.acquire()
         except BaseException:  # cancelled while waiting: it never held the lock
@@ -64,7 +76,8 @@ class KeyedLock(Generic[K]):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._lock.release()
+        if self._lock is not None:
+            self._lock.release()
         self._leave()
 
     def _leave(self) -> None:

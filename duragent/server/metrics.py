@@ -48,7 +48,10 @@ class _LabelledCounter:
     series: dict[str, _Series] = field(default_factory=dict)
 
     def add(self, label_value: str, amount: float = 1.0) -> None:
-        self.series.setdefault(label_value, _Series()).value += amount
+        series = self.series.get(label_value)
+        if series is None:  # (not made before looking: its `created` reads the clock)
+            series = self.series[label_value] = _Series()
+        series.value += amount
 
     def family(self) -> Metric:
         from prometheus_client.core import CounterMetricFamily

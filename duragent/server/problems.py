@@ -7,6 +7,7 @@ or `HttpProblem`; the middleware here maps each to a status and a problem docume
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import sys
@@ -272,7 +273,10 @@ def too_long(request: web.Request) -> web.Response | None:
     if line > MAX_REQUEST_LINE:
         detail = f"the request line is {line} bytes long; at most {MAX_REQUEST_LINE} are served"
         return problem_response(request, 414, detail)
-    for name, value in request.raw_headers:
+    raw_headers = request.raw_headers
+    if sum(map(len, itertools.chain.from_iterable(raw_headers))) + 2 * len(raw_headers) <= MAX_REQUEST_LINE:
+        return None  # (all header lines together no longer than one may be: the usual request)
+    for name, value in raw_headers:
         if len(name) + len(value) + 2 > MAX_REQUEST_LINE:
             header = name.decode("latin-1")
             return problem_response(request, 431, f"header {header} is longer than {MAX_REQUEST_LINE} bytes")

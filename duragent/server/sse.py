@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import time
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -143,24 +144,21 @@ async def while_connected(
 class _HangUpWatch:
     """Cancels the wait for the next event once the client hangs up, then raises ClientGone.
 
-    The wait runs in the caller's task: one timer per request checks the connection every
-    `DISCONNECT_CHECK` seconds while a wait lasts (a task and a timer per event cost more than
-    the event's own trip through the server).
+    The wait runs in the caller's task, and the loop's `_HangUpPatrol` checks the connection while
+    it lasts (a task and a timer per event, or a timer per request, cost more than the event's
+    own trip through the server).
     """
 
     def __init__(self, request: web.Request):
-        self._request = request
+        self.request = request
+        self._patrol = _patrol_of_this_loop()
         self._task: asyncio.Task[Any] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._waiting = False
         self._gone = False
 
     async def next_of(self, iterator: AsyncIterator[StreamEvent]) -> StreamEvent:
         """The next event (StopAsyncIteration at the end); ClientGone once the client has hung up."""
         self._task = asyncio.current_task()
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(DISCONNECT_CHECK, self._check)
-        self._waiting = True
+        self._patrol.watch(self)
         try:
             return await anext(iterator)
         except asyncio.CancelledError:
@@ -169,23 +167,57 @@ class _HangUpWatch:
                 raise ClientGone() from None
             raise
         finally:
-            self._waiting = False
+            self._patrol.waiting.discard(self)
 
-    def _check(self) -> None:
-        self._timer = None
-        if not self._waiting or self._task is None:
-            return  # between two events: the next wait arms the timer again
-        if client_gone(self._request):
-            self._gone = True
+    def hung_up(self) -> None:
+        """The client is gone: end the wait."""
+        self._gone = True
+        if self._task is not None:
             self._task.cancel()
-        else:
-            self._timer = asyncio.get_running_loop().call_later(DISCONNECT_CHECK, self._check)
 
     def close(self) -> None:
         """Stop checking."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._patrol.waiting.discard(self)
+
+
+class _HangUpPatrol:
+    """Every `DISCONNECT_CHECK` seconds while requests of its loop wait (`_HangUpWatch`), looks
+    whether their clients hung up: one timer for all of them, armed only while any waits."""
+
+    def __init__(self) -> None:
+        self.waiting: set[_HangUpWatch] = set()
+        # (a flag, not the timer: the patrol holds nothing of its loop, see `_patrol_of_this_loop`)
+        self._armed = False
+
+    def watch(self, watch: _HangUpWatch) -> None:
+        """Check `watch`'s client until it leaves `waiting`."""
+        self.waiting.add(watch)
+        if not self._armed:
+            self._arm()
+
+    def _arm(self) -> None:
+        self._armed = True
+        asyncio.get_running_loop().call_later(DISCONNECT_CHECK, self._check)
+
+    def _check(self) -> None:
+        self._armed = False
+        for watch in [watch for watch in self.waiting if client_gone(watch.request)]:
+            self.waiting.discard(watch)
+            watch.hung_up()
+        if self.waiting:
+            self._arm()
+
+
+#: The patrol of each running loop (a server has one loop; tests start many).
+_PATROLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _HangUpPatrol] = weakref.WeakKeyDictionary()
+
+
+def _patrol_of_this_loop() -> _HangUpPatrol:
+    loop = asyncio.get_running_loop()
+    patrol = _PATROLS.get(loop)
+    if patrol is None:
+        patrol = _PATROLS[loop] = _HangUpPatrol()
+    return patrol
 
 
 async def _with_keep_alive(

@@ -49,6 +49,12 @@ log = logging.getLogger(__name__)
 
 #: A subscriber this far behind is dropped; it reconnects with its last position and catches up.
 SUBSCRIBER_QUEUE_LIMIT = 10_000
+#: Events an `outcome_only` subscriber is not given: only streamed, never stored (text, model retries).
+TEXT_EVENTS = frozenset({"token", "retrying"})
+#: Events that wake an `outcome_only` subscriber: those that may end a wait for a turn's outcome.
+OUTCOME_EVENTS = frozenset({"done", "error", "cancelled", "status", "approval_required"})
+#: Events an `outcome_only` subscriber may leave unread before it is woken to read them anyway.
+OUTCOME_BACKLOG = 100
 #: Longest wait for a stopped turn, taken up again to answer a call, to ask it again.
 ASK_AGAIN_WITHIN = 30.0
 #: Why a turn paused when the server stopped gracefully (continue-mode sessions resume on next start).
@@ -153,16 +159,30 @@ class EventFeed(Protocol):
 
 class Mailbox:
     """One subscriber's inbox: events in order (None closes it); the waiting reader is woken once
-    per burst, however many events the burst holds."""
+    per burst, however many events the burst holds.
 
-    __slots__ = ("events", "waiter")
+    The inbox of a client that waits only for a turn's outcome (`outcome_only`: a POST answered
+    with the reply) takes none of `TEXT_EVENTS`, and wakes its reader only for an event
+    that may end the wait (or once `OUTCOME_BACKLOG` events wait): the others (the turn's
+    `start`, its tool calls) are read with it, sparing the reader a wake-up for each.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("events", "outcome_only", "waiter")
+
+    def __init__(self, *, outcome_only: bool = False) -> None:
         self.events: collections.deque[StreamEvent | None] = collections.deque()
         self.waiter: asyncio.Future[None] | None = None
+        self.outcome_only = outcome_only
 
     def put(self, event: StreamEvent | None) -> None:
-        """Deliver `event` and wake the reader if it waits."""
+        """Deliver `event` and wake the reader if it waits (and wants to hear of it now)."""
+        if self.outcome_only and event is not None:
+            if event.event in TEXT_EVENTS:
+                return
+            self.events.append(event)
+            if event.event in OUTCOME_EVENTS or len(self.events) >= OUTCOME_BACKLOG:
+                self.wake()
+            return
         self.events.append(event)
         self.wake()
 
@@ -468,9 +488,12 @@ class LiveSession:
         self._start_next()
         return Ticket(ahead, waiting.started)
 
-    async def subscribe(self, after: Position | None = None) -> Subscription:
-        """Attach: replay what came after `after` (None: nothing, only live events), then go live."""
-        mailbox = Mailbox()
+    async def subscribe(self, after: Position | None = None, *, outcome_only: bool = False) -> Subscription:
+        """Attach: replay what came after `after` (None: nothing, only live events), then go live.
+
+        `outcome_only`: for a client waiting only for a turn's outcome (see `Mailbox`).
+        """
+        mailbox = Mailbox(outcome_only=outcome_only)
         self._subscribers.add(mailbox)
         try:
             replay = await self._replay(after) if after is not None else []

@@ -151,7 +151,7 @@ class SessionLog:
 
     async def append(self, type: str, payload: dict[str, Any] | None = None) -> SessionEvent:
         """Append one event; durable when this returns."""
-        (event,) = await self.append_many([(type, payload or {})])
+        (event,) = await self._append(((type, payload or {}),), unsynced=False)
         return event
 
     async def append_unsynced(self, type: str, payload: dict[str, Any] | None = None) -> SessionEvent:

@@ -16,7 +16,7 @@ from duragent.config import DuragentConfig
 from duragent.runtime.loop import Runtime
 from duragent.runtime.providers import ProviderPool
 from duragent.secrets import SecretGuard
-from duragent.sessions.live import DISCONNECT_PAUSE_REASON
+from duragent.sessions.live import DISCONNECT_PAUSE_REASON, collect_turn
 from duragent.sessions.log import SessionLog
 from duragent.sessions.manager import SessionManager
 from duragent.sessions.stream import Position
@@ -342,3 +342,22 @@ async def test_a_session_of_a_removed_agent_is_one_warning_line_at_start_not_a_t
     assert line.levelname == "WARNING"
     assert line.exc_info is None
     assert "no agent named 'helper'" in line.getMessage()
+
+
+async def test_a_client_waiting_for_the_outcome_reads_the_turn_without_its_text(
+    make_manager: ManagerFactory, fake_llm: FakeLLMServer
+) -> None:
+    live = await make_manager().create("helper")
+    outcome = await live.subscribe(outcome_only=True)
+    everything = await live.subscribe()
+    fake_llm.enqueue(text("the whole answer"))
+    await live.submit("hi")
+
+    seen = [event async for event in collect_turn(outcome)]
+    streamed = [event.event async for event in collect_turn(everything)]
+
+    assert [event.event for event in seen] == ["start", "done"]
+    assert seen[-1].data["content"] == "the whole answer"
+    assert "token" in streamed
+    outcome.close()
+    everything.close()

@@ -80,3 +80,22 @@ async def test_a_waiter_cancelled_alone_leaves_nothing_behind() -> None:
     assert len(locks) == 0
     async with locks("k"):  # a fresh lock, free
         assert locks("k").locked()
+
+
+async def test_a_key_taken_alone_still_keeps_out_a_task_that_comes_after_a_waiter_gave_up() -> None:
+    locks: KeyedLocks[str] = KeyedLocks()
+    holder = locks("k")
+    await holder.__aenter__()  # nobody else about: taken without waiting
+    given_up = asyncio.ensure_future(locks("k").__aenter__())
+    await asyncio.sleep(0)
+    given_up.cancel()
+    await asyncio.gather(given_up, return_exceptions=True)
+    assert holder.locked()
+
+    later = asyncio.ensure_future(locks("k").__aenter__())
+    await asyncio.sleep(0.01)
+    assert not later.done()  # the holder has not left
+    await holder.__aexit__(None, None, None)
+    await asyncio.wait_for(later, 1)
+    await locks("k").__aexit__(None, None, None)
+    assert len(locks) == 0

@@ -149,8 +149,11 @@ async def _as_they_come(events: AsyncIterator[StreamEvent]) -> AsyncGenerator[St
             await events.aclose()
 
 
-async def _accept(serving: _Serving, content: str) -> tuple[LiveSession, Subscription, Ticket]:
-    """Attach to the session and queue the message: the caller owns the subscription.
+async def _accept(
+    serving: _Serving, content: str, *, outcome_only: bool = False
+) -> tuple[LiveSession, Subscription, Ticket]:
+    """Attach to the session and queue the message: the caller owns the subscription (of a
+    caller that waits only for the turn's outcome when `outcome_only`, see `LiveSession.subscribe`).
 
     Requests get through this a few at a time (`ServerState.accepting`): 200 clients posting at
     once would otherwise do all of it in one turn of the event loop, while every reply already
@@ -158,7 +161,7 @@ async def _accept(serving: _Serving, content: str) -> tuple[LiveSession, Subscri
     """
     async with serving.state.accepting:
         live = await serving.live()
-        subscription = await live.subscribe()
+        subscription = await live.subscribe(outcome_only=outcome_only)
         try:
             ticket = await live.queue(content)
         except BaseException:
@@ -520,7 +523,7 @@ async def send_message(request: web.Request) -> web.Response:
 
 
 async def _send(serving: _Serving, body: SendMessage) -> web.Response:
-    live, subscription, ticket = await _accept(serving, body.content)
+    live, subscription, ticket = await _accept(serving, body.content, outcome_only=True)
     try:
         if ticket.ahead and not _only_client(live):
             return json_reply(Queued(position=ticket.ahead), 202)
@@ -939,13 +942,13 @@ async def _at_session(request: web.Request, action: str, body: Body | None = Non
     spec = _ACTIONS[action]
     serving = _reached(request, ask_owner=spec.ask_owner)
     owners = state.owner_requests
-    body_json = body.model_dump(mode="json") if body is not None else {}
     for _attempt in range(_OWNER_ATTEMPTS):
         try:
             return await spec.serve(serving, body)
         except SessionOwnedElsewhere:
             if owners is None:
                 raise
+        body_json = body.model_dump(mode="json") if body is not None else {}
         try:
             answer = await _until_answered(request, owners.ask(serving.session_id, action, body_json))
         except sse.ClientGone:
