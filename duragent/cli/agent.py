@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from duragent.agents.catalog import AgentCatalog
     from duragent.agents.loader import Agent, Setting
     from duragent.errors import Problem
+    from duragent.llm.base import Provider
     from duragent.llm.types import Message
+    from duragent.runtime.context import AssembledContext
     from duragent.scaffold import FileAction
 
 agent_app = typer.Typer(
@@ -112,16 +114,16 @@ def agent_context(
     """Print exactly what the agent's next model request would contain (memory included)."""
     from duragent.cli.context import run_async
     from duragent.ids import resolve_session
-    from duragent.runtime.context import assemble_context
-    from duragent.runtime.memory_context import gather_memory, session_folder
+    from duragent.mcp.hub import McpHub
+    from duragent.runtime.loop import Runtime
+    from duragent.runtime.memory_context import session_folder
     from duragent.sessions.state import SessionState, resume
-    from duragent.skills.discovery import discover_skills
-    from duragent.skills.index import index_budget, skills_index
-    from duragent.stores.base import utcnow
     from duragent.workspace import Workspace
 
-    async def run() -> Any:
-        async with Workspace(_state(ctx).config()) as workspace:
+    config = _state(ctx).config()
+
+    async def run() -> tuple[AssembledContext, int, list[str]]:
+        async with Workspace(config) as workspace:
             agent = workspace.agents.get(name)
             sessions = workspace.stores.sessions
             session_id = session
@@ -130,13 +132,23 @@ def agent_context(
                 session_id = resolve_session(session, ((s.session_id, s.name) for s in await sessions.list()))
             state = await resume(sessions, session_id) if session_id else SessionState(session_id="preview")
             folder = session_folder(sessions, session_id) if session_id else None
-            now = utcnow()
-            memory = await gather_memory(workspace.stores.memory, agent, now.date(), session_dir=folder)
-            skills = discover_skills(agent.directory, workspace.config.data_path, agent.spec.skills_dir)
-            index = skills_index(skills.sorted(), index_budget(agent))
-            return assemble_context(agent, state, memory_text=memory, skills_text=index, now=now)
+            # The turn's own tools and budget, from the runtime that runs turns (it asks no model here).
+            runtime = Runtime(
+                provider_for=_no_provider,
+                memory=workspace.stores.memory,
+                data_dir=config.data_path,
+                web_search=config.web_search,
+            )
+            context, tools = await runtime.preview_context(agent, state, folder)
+            # Listing MCP servers' tools means starting them (processes, connections): not for a look.
+            hub = McpHub(
+                config.mcp_servers,
+                workspace_dir=config.base_dir,
+                workdir_for=lambda loaded: config.tool_workdir(loaded.name),
+            )
+            return context, tools, [spec.name for _scope, spec in hub.configured(agent)]
 
-    assembled = run_async(run())
+    assembled, tools, mcp_servers = run_async(run())
     if as_json:
         print_json(
             {
@@ -146,6 +158,11 @@ def agent_context(
                 "budget": assembled.budget,
                 "history_kept": assembled.history_kept,
                 "history_dropped": assembled.history_dropped,
+                "tools": {
+                    "count": tools,
+                    "tokens": assembled.tools_tokens,
+                    "mcp_servers_not_counted": mcp_servers,
+                },
             }
         )
         return
@@ -154,9 +171,22 @@ def agent_context(
     print(
         f"({assembled.tokens} of {assembled.budget} tokens; "
         + ", ".join(f"{p.name} {p.tokens}" for p in assembled.parts)
+        + f"; tools: {tools} definitions, ~{assembled.tools_tokens} tokens"
         + f"; {assembled.history_kept} messages kept, {assembled.history_dropped} dropped)",
         file=sys.stderr,
     )
+    if mcp_servers:
+        print(
+            f"(not counted: the tools of MCP servers {', '.join(mcp_servers)}, which a turn offers too; "
+            "they are known only once a server starts, and agent context starts none: a turn may keep "
+            "less than shown)",
+            file=sys.stderr,
+        )
+
+
+def _no_provider(agent: Agent) -> Provider:
+    """`agent context` builds a request, never sends one."""
+    raise AssertionError(f"agent context asked for {agent.name}'s model")
 
 
 def _message_json(message: Message) -> dict[str, Any]:

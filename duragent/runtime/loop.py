@@ -307,14 +307,8 @@ class Runtime:
             except DuragentError as exc:
                 yield await self._fail(session, AGENT_INVALID, agent_cannot_answer(agent.name, str(exc)))
                 return
-            if agent.spec.tools.web_search is None and WebSearchTool.name in tools:
-                tools[WebSearchTool.name] = WebSearchTool(self.web_search)
             skills = await self._skills(agent)
-            if skills:
-                from duragent.tools.skill import SkillTool
-
-                tools.setdefault(SkillTool.name, SkillTool(skills))
-            await self._add_folder_tools(agent, tools)
+            await self._add_local_tools(agent, tools, skills)
             self._add_mcp_tools(tools, await self._mcp_tools(agent, admission))
             # (a plain deque: only this turn's tool calls add to it, on the loop, without waiting)
             notifications: deque[str] = deque()
@@ -337,6 +331,29 @@ class Runtime:
         tools = {t.name: t for t in tools_for(agent.spec.tools, include_memory=_memory_on(agent))}
         self._builtins[agent.directory] = (agent.spec, tools)
         return tools
+
+    async def _add_local_tools(self, agent: Agent, tools: dict[str, AnyTool], skills: SkillSet) -> None:
+        """Add to `tools` (the agent's `spec.tools`) what a turn offers beside them, MCP servers'
+        tools aside: the workspace's web search, `skill`, the tool folders' tools."""
+        if agent.spec.tools.web_search is None and WebSearchTool.name in tools:
+            tools[WebSearchTool.name] = WebSearchTool(self.web_search)
+        if skills:
+            from duragent.tools.skill import SkillTool
+
+            tools.setdefault(SkillTool.name, SkillTool(skills))
+        await self._add_folder_tools(agent, tools)
+
+    async def preview_context(
+        self, agent: Agent, state: SessionState, session_dir: Path | None
+    ) -> tuple[AssembledContext, int]:
+        """The context the agent's next model request would send for a session in `state`
+        (`session_dir`: its folder, where working memory is), and how many tool definitions are
+        counted in it: every tool a turn offers save MCP servers' (no server is started for a look)."""
+        tools = dict(self._builtin_tools(agent))
+        skills = await self._skills(agent)
+        await self._add_local_tools(agent, tools, skills)
+        definitions = tuple(tool.definition for tool in tools.values())
+        return await self._context(agent, state, session_dir, definitions, skills), len(definitions)
 
     async def _mcp_tools(self, agent: Agent, admission: _Admission) -> list[McpTool]:
         """The tools of the agent's MCP servers; a server starting up is waited for outside admission."""
@@ -542,6 +559,29 @@ class Runtime:
         budget: int | None = None,
     ) -> tuple[LLMRequest, AssembledContext]:
         """The step's model request, and the account of its context (the tools counted in it)."""
+        session_dir = self._session_folder(session) if self.memory else None
+        context = await self._context(agent, session.state, session_dir, definitions, skills, budget)
+        model = agent.spec.model
+        request = LLMRequest(
+            model=model.name,
+            messages=context.messages,
+            tools=definitions,
+            temperature=model.temperature,
+            max_output_tokens=model.max_output_tokens,
+        )
+        return request, context
+
+    async def _context(
+        self,
+        agent: Agent,
+        state: SessionState,
+        session_dir: Path | None,
+        definitions: tuple[ToolDefinition, ...],
+        skills: SkillSet,
+        budget: int | None = None,
+    ) -> AssembledContext:
+        """The context of a request offering `definitions`: memory and the conversation fitted to
+        what the tools leave of the budget."""
         from duragent.runtime.memory_context import gather_memory, memory_budget
 
         now = utcnow()
@@ -555,7 +595,7 @@ class Runtime:
                 self.memory,
                 agent,
                 now.date(),
-                session_dir=self._session_folder(session),
+                session_dir=session_dir,
                 max_tokens=memory_budget(agent, room),
             )
         index = ""
@@ -563,24 +603,15 @@ class Runtime:
             from duragent.skills.index import index_budget, skills_index
 
             index = skills_index(skills.sorted(), index_budget(agent))
-        context = assemble_context(
+        return assemble_context(
             agent,
-            session.state,
+            state,
             memory_text=memory_text,
             skills_text=index,
             now=now,
             budget=whole,
             tools_tokens=tools_tokens,
         )
-        model = agent.spec.model
-        request = LLMRequest(
-            model=model.name,
-            messages=context.messages,
-            tools=definitions,
-            temperature=model.temperature,
-            max_output_tokens=model.max_output_tokens,
-        )
-        return request, context
 
     async def _assistant(
         self,
