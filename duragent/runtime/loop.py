@@ -676,7 +676,7 @@ class Runtime:
                 [("tool_call", {"call_id": c.id, "tool": c.name, "arguments": c.arguments}) for c in calls]
             )
         # (here, not every turn: most turns call no tool, and a person may remove the folder)
-        prepare_workdir(ctx.workdir)
+        unusable = _unusable_workdir(ctx.workdir)
         # The calls that run, each with whether a person approved it: only what those change in
         # the guarded files (definitions, policy, git's configuration) is kept.
         runnable: list[tuple[ToolCall, AnyTool, Any, bool]] = []
@@ -685,6 +685,9 @@ class Runtime:
 
         restricting = restricting_skills(session.state.conversation, skills.skills) if skills else []
         for call in calls:
+            if unusable is not None:
+                results[call.id] = ToolResult(False, unusable)
+                continue
             prepared = _prepare(call, tools)
             if isinstance(prepared, ToolResult):
                 results[call.id] = prepared
@@ -1090,6 +1093,17 @@ def _scheduled_by(session: SessionLog, processes: ProcessManager | None) -> str 
 def default_workdir(agent: Agent) -> Path:
     """`<data dir>/work/<agent>`: beside `agents/`, so the definition folder is never the tools' cwd."""
     return agent.directory.parent.parent / "work" / agent.name
+
+
+def _unusable_workdir(folder: Path) -> str | None:
+    """Why the tools cannot run in `folder` (made if missing), None when they can: each call is
+    answered with it, so the model hears of it and no call is left without a result."""
+    try:
+        prepare_workdir(folder)
+    except OSError as exc:
+        log.warning("the work folder %s cannot be made: %s", folder, exc)
+        return f"the work folder {folder} cannot be made: {exc.strerror or exc}"
+    return None
 
 
 def _any_entries(folders: Iterable[str]) -> bool:

@@ -279,6 +279,23 @@ async def test_a_work_folder_removed_between_turns_is_made_again_for_the_next_to
     assert work.is_dir()
 
 
+async def test_a_work_folder_that_cannot_be_made_fails_the_calls_and_the_turn_goes_on(
+    fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, runtime: Runtime
+) -> None:
+    work = agent.directory.parent.parent / "work" / "helper"
+    work.parent.mkdir(parents=True, exist_ok=True)
+    work.write_text("a file where the work folder goes")
+    fake_llm.enqueue(tool_calls([("bash", {"command": "echo hi"})]), text("the folder is broken"))
+    events = await drain(runtime.run_turn(session, agent, "run it"))
+    result = next(e for e in events if isinstance(e, ToolCallFinished))
+    assert not result.ok
+    assert str(work) in result.content
+    assert "cannot be made" in result.content
+    # every call answered, and the model told: nothing is left open for the next turn to close
+    assert isinstance(events[-1], TurnFinished)
+    assert (await stored_types(session))[-3:] == ["tool_call", "tool_result", "assistant_message"]
+
+
 async def test_allow_always_of_a_command_holding_a_secret_runs_once_and_is_not_saved(
     fake_llm: FakeLLMServer,
     agent: Agent,
