@@ -146,11 +146,12 @@ def validate_agent_folder(
 def policy_file_problems(directory: Path, name: str = POLICY_FILENAME) -> tuple[list[Problem], list[Problem]]:
     """The problems and warnings (unknown keys) of the agent's policy file `name`, read as the
     runtime reads it; none when there is no such file. Locations are `display_path`s."""
-    from duragent.runtime.policy import read_policy_file
-
     path = directory / name
     if not path.exists():
         return [], []
+    # (here, not above: an agent without the file does not load the policy's parser at start)
+    from duragent.runtime.policy import read_policy_file
+
     try:
         return [], read_policy_file(Path(display_path(path)))[1]
     except ConfigError as exc:

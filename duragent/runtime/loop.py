@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,14 +39,6 @@ from duragent.llm.types import (
 from duragent.mcp.naming import is_numbered
 from duragent.processes.record import finished_process_of
 from duragent.runtime.approvals import ApprovalBroker, ApprovalOutcome
-from duragent.runtime.context import (
-    DEFAULT_OUTPUT_TOKENS,
-    AssembledContext,
-    ToolTokens,
-    assemble_context,
-    context_budget,
-    context_window,
-)
 from duragent.runtime.events import (
     ApprovalRequired,
     ApprovalResolved,
@@ -61,46 +53,30 @@ from duragent.runtime.events import (
     TurnStarted,
 )
 from duragent.runtime.events import TextDelta as TextEvent
-from duragent.runtime.policy import PolicyCache, ToolPolicy
 from duragent.scheduling.spec import scheduled_task_of
 from duragent.sessions.log import SessionLog
 from duragent.sessions.state import SessionState
-from duragent.skills.discovery import (
-    ProblemLog,
-    SkillCache,
-    SkillSet,
-    agent_skills_dir,
-    discover_skills,
-    shared_skills_dir,
-    skill_stamps,
-)
 from duragent.stores.base import ArtifactStore, Change, ChangeListener, MemoryStore, ignore_changes, utcnow
 from duragent.tools.base import InvalidToolArguments, ToolContext, ToolResult
 from duragent.tools.bash import CliTool
-from duragent.tools.folders import (
-    FolderTool,
-    ReloadToolsTool,
-    add_folder_tools,
-    discover_tool_folders,
-    has_tool_folders,
-    reload_summary,
-    tool_folders_dirs,
-)
-from duragent.tools.protected import reached_outside_workdir
-from duragent.tools.registry import AnyTool, execute, tools_for
-from duragent.tools.web_search import WebSearchTool
 from duragent.tools.workdir import prepare_workdir
 
-# duragent.runtime.memory_context, .guarded_files, duragent.skills.active, .index and
-# duragent.tools.skill are imported in the methods that use them, so that a starting server does
-# not load what only a turn needs (duragent.runtime.context is not: every Runtime holds a ToolTokens).
+# What only a turn needs (the context, the policy, skills, tool folders, the builtin tools'
+# registry: duragent.runtime.context, .policy, .memory_context, .guarded_files, duragent.skills.*,
+# duragent.tools.folders, .registry, .protected, .web_search, .skill) is imported in the methods
+# that use it, and the Runtime's caches of it are made at their first use: a starting server does
+# not load it before /readyz, the first turn does.
 if TYPE_CHECKING:
     from duragent.mcp.hub import McpHub
     from duragent.mcp.tools import McpTool
     from duragent.processes.manager import ProcessManager
+    from duragent.runtime.context import AssembledContext, ToolTokens
     from duragent.runtime.guarded_files import GuardedFiles
+    from duragent.runtime.policy import PolicyCache, ToolPolicy
     from duragent.scheduling.service import Scheduler
     from duragent.secrets import SecretGuard
+    from duragent.skills.discovery import ProblemLog, SkillCache, SkillSet
+    from duragent.tools.registry import AnyTool
 
 log = logging.getLogger(__name__)
 
@@ -232,16 +208,10 @@ class Runtime:
     starting: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(STARTING_AT_ONCE))
     #: Seconds a turn keeps its place among them while its model request is being sent.
     sending_hold: float = SENDING_HOLD
-    #: Invalid skills are logged once, not every turn.
-    problems: ProblemLog = field(default_factory=ProblemLog)
     #: Where `web_search` searches for agents without their own `tools.web_search` (duragent.yaml).
     web_search: WebSearchSpec | None = None
-    #: Skills parsed in earlier turns, parsed again only when their SKILL.md changes.
-    skill_cache: SkillCache = field(default_factory=SkillCache)
     #: The MCP servers whose tools agents get (None: no MCP tools).
     mcp: McpHub | None = None
-    #: Agents' policies, parsed again only when policy.yaml changes.
-    policies: PolicyCache = field(default_factory=PolicyCache)
     #: Agent folders with their symlinks resolved, worked out once (a dozen system calls a turn).
     _resolved_dirs: dict[Path, Path] = field(default_factory=dict, init=False, repr=False)
     #: Per agent: its two skills folders, and the skills found there with the stamps they hold for.
@@ -263,11 +233,38 @@ class Runtime:
     #: Per model: the context budget its own window allows, once it refused a larger context
     #: naming its window (`ContextTooLong.limit`); later turns start there.
     _context_budgets: dict[ModelSpec, int] = field(default_factory=dict, init=False, repr=False)
-    _tool_tokens: ToolTokens = field(default_factory=ToolTokens, init=False, repr=False)
     #: Per agent folder: the tools its `spec.tools` enables, by name, with the spec they came from.
     _builtins: dict[Path, tuple[AgentSpec, dict[str, AnyTool]]] = field(
         default_factory=dict, init=False, repr=False
     )
+
+    @cached_property
+    def problems(self) -> ProblemLog:
+        """Invalid skills and tool folders are logged once, not every turn."""
+        from duragent.skills.discovery import ProblemLog
+
+        return ProblemLog()
+
+    @cached_property
+    def skill_cache(self) -> SkillCache:
+        """Skills parsed in earlier turns, parsed again only when their SKILL.md changes."""
+        from duragent.skills.discovery import SkillCache
+
+        return SkillCache()
+
+    @cached_property
+    def policies(self) -> PolicyCache:
+        """Agents' policies, parsed again only when policy.yaml changes."""
+        from duragent.runtime.policy import PolicyCache
+
+        return PolicyCache()
+
+    @cached_property
+    def _tool_tokens(self) -> ToolTokens:
+        """The tokens of the tool definitions offered, counted once per list and provider."""
+        from duragent.runtime.context import ToolTokens
+
+        return ToolTokens()
 
     async def run_turn(
         self,
@@ -328,6 +325,8 @@ class Runtime:
         known = self._builtins.get(agent.directory)
         if known is not None and known[0] is agent.spec:
             return known[1]
+        from duragent.tools.registry import tools_for
+
         tools = {t.name: t for t in tools_for(agent.spec.tools, include_memory=_memory_on(agent))}
         self._builtins[agent.directory] = (agent.spec, tools)
         return tools
@@ -335,7 +334,9 @@ class Runtime:
     async def _add_local_tools(self, agent: Agent, tools: dict[str, AnyTool], skills: SkillSet) -> None:
         """Add to `tools` (the agent's `spec.tools`) what a turn offers beside them, MCP servers'
         tools aside: the workspace's web search, `skill`, the tool folders' tools."""
-        if agent.spec.tools.web_search is None and WebSearchTool.name in tools:
+        if agent.spec.tools.web_search is None and "web_search" in tools:
+            from duragent.tools.web_search import WebSearchTool
+
             tools[WebSearchTool.name] = WebSearchTool(self.web_search)
         if skills:
             from duragent.tools.skill import SkillTool
@@ -582,6 +583,7 @@ class Runtime:
     ) -> AssembledContext:
         """The context of a request offering `definitions`: memory and the conversation fitted to
         what the tools leave of the budget."""
+        from duragent.runtime.context import assemble_context, context_budget
         from duragent.runtime.memory_context import gather_memory, memory_budget
 
         now = utcnow()
@@ -682,6 +684,7 @@ class Runtime:
         runnable: list[tuple[ToolCall, AnyTool, Any, bool]] = []
         results: dict[str, ToolResult] = {}
         from duragent.skills.active import refusal, restricting_skills
+        from duragent.tools.protected import reached_outside_workdir
 
         restricting = restricting_skills(session.state.conversation, skills.skills) if skills else []
         for call in calls:
@@ -871,6 +874,8 @@ class Runtime:
         approved them) or reported as the agent's change (a person did)."""
         if not calls:
             return []
+        from duragent.tools.folders import FolderTool
+        from duragent.tools.registry import execute
 
         async def timed(call: ToolCall, tool: AnyTool, args: Any) -> ToolResult:
             started = time.perf_counter()
@@ -946,17 +951,25 @@ class Runtime:
 
         Kept while the folders' stamps are unchanged (`skill_stamps`): a few stats a turn.
         """
-        data_dir = self._data_dir(agent)
         key = (agent.directory, agent.spec.skills_dir)
+        known = self._skill_sets.get(key)
+        if known is not None and all(stamp(path) == before for path, before in known[0]):
+            return known[1]
+        from duragent.skills.discovery import (
+            SkillSet,
+            agent_skills_dir,
+            discover_skills,
+            shared_skills_dir,
+            skill_stamps,
+        )
+
+        data_dir = self._data_dir(agent)
         folders = self._skill_folders.get(key)
         if folders is None:
             folders = self._skill_folders[key] = (
                 shared_skills_dir(data_dir),
                 agent_skills_dir(agent.directory, agent.spec.skills_dir),
             )
-        known = self._skill_sets.get(key)
-        if known is not None and all(stamp(path) == before for path, before in known[0]):
-            return known[1]
         stamps = skill_stamps(folders)  # before the scan: a change after it shows next turn
         if len(stamps) == len(folders):
             skills = SkillSet()  # no skill folder: no thread hop to find nothing
@@ -976,6 +989,13 @@ class Runtime:
         data_dir = self._data_dir(agent)
         if not self._has_tool_folders(agent, data_dir):
             return  # no tool folder: nothing to scan, and no reload_tools to offer
+        from duragent.tools.folders import (
+            FolderTool,
+            ReloadToolsTool,
+            add_folder_tools,
+            discover_tool_folders,
+            reload_summary,
+        )
 
         async def rescan() -> str:
             before = {name for name, tool in tools.items() if isinstance(tool, FolderTool)}
@@ -993,12 +1013,16 @@ class Runtime:
         absent or empty (one stat each a turn instead of listing them)."""
         dirs = self._tool_dirs.get(agent.directory)
         if dirs is None:
+            from duragent.tools.folders import tool_folders_dirs
+
             dirs = self._tool_dirs[agent.directory] = tuple(
                 map(os.fspath, tool_folders_dirs(agent.directory, data_dir))
             )
         stamps = tuple(map(stamp, dirs))
         if self._no_tool_folders.get(agent.directory) == stamps:
             return False
+        from duragent.tools.folders import has_tool_folders
+
         if has_tool_folders(agent.directory, data_dir):
             return True
         # (only empty folders: an entry that is a symlink to a folder made later changes no stamp)
@@ -1128,6 +1152,8 @@ def smaller_budget(agent: Agent, limit: int | None, sent_tokens: int, fixed_toke
     """A context budget below what the model just refused: its window (when it said it) less the
     reply and a 10% margin, and at most what was sent with three quarters of what can shrink (our
     estimate erred); `fixed_tokens` (the tool definitions) cannot: the conversation gives way."""
+    from duragent.runtime.context import DEFAULT_OUTPUT_TOKENS
+
     fixed = min(fixed_tokens, sent_tokens)
     budgets = [fixed + (sent_tokens - fixed) * 3 // 4]
     if limit:
@@ -1138,6 +1164,8 @@ def smaller_budget(agent: Agent, limit: int | None, sent_tokens: int, fixed_toke
 
 def _too_long_hint(agent: Agent, tools: int = 0, tools_tokens: int = 0) -> str:
     """What to do when the context does not fit even with older messages left out."""
+    from duragent.runtime.context import context_budget
+
     hint = (
         "older messages were left out and it still does not fit: send a shorter message or start a "
         f"new session; if the model's window is smaller than Duragent assumed ({context_budget(agent)} "
@@ -1154,6 +1182,8 @@ def _too_long_hint(agent: Agent, tools: int = 0, tools_tokens: int = 0) -> str:
 def _tools_too_large_text(agent: Agent, tools: int, context: AssembledContext, refused: bool = False) -> str:
     """Why a turn whose tool definitions alone fill the context budget is not sent (`refused`:
     the budget is what is left after the model refused a larger request)."""
+    from duragent.runtime.context import context_window
+
     source = (
         "what is left below a request the model refused as too long"
         if refused

@@ -16,7 +16,6 @@ from duragent.agents.loader import Agent, load_agent
 from duragent.llm.base import Provider
 from duragent.llm.types import Finish, LLMRequest, StreamChunk
 from duragent.llm.types import TextDelta as LLMTextDelta
-from duragent.runtime import loop as runtime_loop
 from duragent.runtime.approvals import ApprovalBroker, ApprovalDecision
 from duragent.runtime.events import (
     ApprovalRequired,
@@ -36,6 +35,7 @@ from duragent.stores.base import Change, SessionReadOptions
 from duragent.stores.filesystem.memory import FilesystemMemoryStore
 from duragent.stores.filesystem.sessions import FilesystemSessionStore
 from duragent.testing.fake_llm import FakeLLMServer, broken_stream, delay, error, text, tool_calls
+from duragent.tools import protected
 from tests.durability import DurabilityWaits, HeldLogFsync
 from tests.waiting import Held, until
 
@@ -632,8 +632,8 @@ async def test_a_batchs_guard_work_never_holds_up_another_sessions_turn(
     """The snapshot of the guarded files (a walk as long as a tool folder is big) and the allowed
     command's path check (a glob matched over the work folder) run off the event loop."""
     if held_work == "the path check":
-        held = Held(runtime_loop.reached_outside_workdir)
-        monkeypatch.setattr(runtime_loop, "reached_outside_workdir", held)
+        held = Held(protected.reached_outside_workdir)
+        monkeypatch.setattr(protected, "reached_outside_workdir", held)
     else:
         held = Held(GuardedFiles.snapshot, nth=1 if held_work == "the walk before the batch" else 2)
         monkeypatch.setattr(GuardedFiles, "snapshot", lambda self: held(self))

@@ -49,11 +49,19 @@ NOT_AT_START = (
     "duragent.web.processes",
     "duragent.server.bodies",  # the API's request and reply models (the health routes: server.replies)
     # what a turn takes, imported by duragent.runtime.loop when the first turn needs it
+    "duragent.runtime.context",
     "duragent.runtime.memory_context",
     "duragent.runtime.guarded_files",
+    "duragent.runtime.policy",  # (and at start by an agent with a policy.yaml to check)
+    "duragent.skills.discovery",
     "duragent.skills.active",
     "duragent.skills.index",
     "duragent.tools.skill",
+    "duragent.tools.registry",
+    "duragent.tools.folders",
+    "duragent.tools.files",
+    "duragent.tools.protected",
+    "duragent.tools.web_search",
 )
 
 
