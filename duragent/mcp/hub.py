@@ -13,6 +13,7 @@ them all (the server does at shutdown).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -81,7 +82,11 @@ class McpHub:
             return existing
         if existing is not None:
             self._retire(existing)
-        cwd = self._workspace_dir if scope == WORKSPACE else prepare_workdir(self._workdir_for(agent))
+        cwd = self._workspace_dir if scope == WORKSPACE else self._workdir_for(agent)
+        if scope != WORKSPACE:
+            # (a folder that cannot be made is the server's failure to start, reported as such)
+            with contextlib.suppress(OSError):
+                prepare_workdir(cwd)
         made = McpConnection(spec, scope=scope, cwd=cwd, env=self._env)
         self._connections[key] = made
         return made

@@ -36,6 +36,22 @@ async def test_a_server_that_exits_at_start_shows_what_it_wrote_to_stderr(
     assert "fatal: TEST_API_KEY is not set" in status.error
 
 
+async def test_a_work_folder_that_cannot_be_made_fails_the_server_not_the_caller(
+    tmp_path: Path, hub: McpHub
+) -> None:
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "helper").write_text("a file where the agent's work folder goes")
+    agent = write_agent(tmp_path, [server_entry("test")])
+
+    # (a turn asks for these before anything else: an error here would fail every turn)
+    assert await tools_by_name(hub, agent) == {}
+
+    [status] = hub.statuses("helper")
+    assert status.state == "failed"
+    assert status.error is not None
+    assert "File exists" in status.error
+
+
 async def test_a_servers_stderr_is_logged_under_its_name(
     tmp_path: Path, hub: McpHub, caplog: pytest.LogCaptureFixture
 ) -> None:
