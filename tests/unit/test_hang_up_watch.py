@@ -13,13 +13,16 @@ from aiohttp import web
 
 from duragent.server import sse
 from duragent.sessions.stream import Position, StreamEvent
+from tests.waiting import until
 
 
 class Transport:
     def __init__(self) -> None:
         self.closed = False
+        self.checked = 0  # how often the server looked whether its client hung up
 
     def is_closing(self) -> bool:
+        self.checked += 1
         return self.closed
 
 
@@ -42,12 +45,13 @@ async def test_only_the_request_whose_client_hung_up_stops_waiting() -> None:
     event_comes = asyncio.Event()
     leaving = asyncio.ensure_future(first_of(request_over(gone), events_after(event_comes)))
     staying = asyncio.ensure_future(first_of(request_over(connected), events_after(event_comes)))
-    await asyncio.sleep(1.2 * sse.DISCONNECT_CHECK)  # (checked once: both connected)
+    await until(lambda: gone.checked and connected.checked)  # (checked once: both connected)
 
     gone.closed = True
     with pytest.raises(sse.ClientGone):
         await asyncio.wait_for(leaving, 3 * sse.DISCONNECT_CHECK)
-    await asyncio.sleep(2 * sse.DISCONNECT_CHECK)  # checked again meanwhile: still waiting
+    checked_before = connected.checked
+    await until(lambda: connected.checked > checked_before)  # checked again since: still waiting
     assert not staying.done()
 
     event_comes.set()
@@ -55,8 +59,9 @@ async def test_only_the_request_whose_client_hung_up_stops_waiting() -> None:
 
 
 async def test_a_cancel_from_elsewhere_stays_a_cancellation() -> None:
-    waiting = asyncio.ensure_future(first_of(request_over(Transport()), events_after(asyncio.Event())))
-    await asyncio.sleep(0.05)
+    transport = Transport()
+    waiting = asyncio.ensure_future(first_of(request_over(transport), events_after(asyncio.Event())))
+    await until(lambda: transport.checked)  # waiting, and watched
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
