@@ -16,9 +16,10 @@ from duragent.stores.filesystem.memory import FilesystemMemoryStore
 
 
 def agent_in(data: Path, agent_yaml: str, *, name: str = "helper", policy: str | None = None) -> Agent:
-    """Agent `name` of `data/agents/<name>/agent.yaml` (and its policy.yaml, if given), loaded."""
+    """Agent `name` of `data/agents/<name>/agent.yaml` (and its policy.yaml, if given), loaded;
+    written again over an agent already there, as a person's edit would."""
     directory = data / "agents" / name
-    directory.mkdir(parents=True)
+    directory.mkdir(parents=True, exist_ok=True)
     (directory / "agent.yaml").write_text(agent_yaml)
     if policy is not None:
         (directory / "policy.yaml").write_text(policy)

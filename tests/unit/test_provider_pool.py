@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from duragent.agents.loader import Agent, load_agent
+from duragent.agents.loader import Agent
 from duragent.runtime.providers import ProviderPool
+from tests.integration import turn_setup
 
 AGENT_YAML = """\
 apiVersion: duragent/v1alpha1
@@ -21,11 +22,7 @@ spec:
 
 
 def agent_in(root: Path, name: str, model: str) -> Agent:
-    directory = root / name
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "agent.yaml").write_text(AGENT_YAML.format(name=name, model=model))
-    loaded, _ = load_agent(directory, env={"OPENAI_API_KEY": "sk-test"})
-    return loaded
+    return turn_setup.agent_in(root, AGENT_YAML.format(name=name, model=model), name=name)
 
 
 async def test_an_agent_edited_to_another_model_gets_that_models_provider(tmp_path: Path) -> None:
