@@ -7,8 +7,11 @@ Four processes: the instant fake model (`duragent.testing.fake_llm`, its own pro
 every request body it receives), two `duragent serve` over fresh workspaces made by `init` with
 the default configuration (fsync per turn; one with git on as by default, one with
 `git.enabled: false`), and this script, the client. Each server gets 1,000 turns in one session:
-`POST /api/v1/sessions/{id}/messages` and its synchronous reply. Blocks of 20 turns alternate:
-git on, git off, then the bare replay, so a slow spell of the shared machine falls on all three.
+`POST /api/v1/sessions/{id}/messages` and its synchronous reply. Blocks of 20 turns alternate
+between the servers, then the bare replay, so a slow spell of the shared machine falls on all of
+them. Which server goes first turns round each round: the first block after a pause pays for
+caches the pause let go cold (~0.2 ms of server CPU per turn here), which a fixed order charged
+to git on alone, as if git cost it.
 
 - Overhead per turn: the turn's latency at the client minus the latency of a bare request of
   the same body (the exact bytes the server sent the model, recorded by the fake and replayed
@@ -485,15 +488,15 @@ async def run_turns(
     head = branch_ref(on.data)
     head_stamp = stamp_of(head)
     started = time.monotonic()
-    for first in range(0, turns, BLOCK):
+    sessions = {"on": on_session, "off": off_session, "against": other_session}
+    for round_number, first in enumerate(range(0, turns, BLOCK)):
         block = range(first, min(first + BLOCK, turns))
-        await timed_block("on", on_session, block)
-        bodies, offset = read_recorded(record, offset)
-        await timed_block("off", off_session, block)
-        _, offset = read_recorded(record, offset)
-        if other is not None:
-            await timed_block("against", other_session, block)
-            _, offset = read_recorded(record, offset)
+        bodies: list[bytes] = []
+        for name in in_turn(list(servers), round_number):
+            await timed_block(name, sessions[name], block)
+            sent, offset = read_recorded(record, offset)
+            if name == "on":
+                bodies = sent
         replays += await bare(http, llm_url, bodies)
         _, offset = read_recorded(record, offset)
         if len(bodies) != len(block):
@@ -530,6 +533,12 @@ async def run_turns(
     )
 
 
+def in_turn(names: list[str], round_number: int) -> list[str]:
+    """`names` rotated by `round_number`: each server goes first in as many rounds as the others."""
+    shift = round_number % len(names)
+    return names[shift:] + names[:shift]
+
+
 async def in_alternation(
     http: aiohttp.ClientSession,
     llm_url: str,
@@ -546,13 +555,15 @@ async def in_alternation(
     machine, so what differs is the history. Per server: (the long session's, the new ones')."""
     measured: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in long_sessions}
     next_turn = turns
+    blocks = 0
     for _round in range(rounds):
         new_sessions = {name: await new_session(http, servers[name]) for name in long_sessions}
         _, offset = read_recorded(record, offset)
         for first in range(0, count, BLOCK):
             block = range(first, min(first + BLOCK, count))
             latencies: dict[str, list[float]] = {}
-            for name in long_sessions:
+            blocks += 1
+            for name in in_turn(list(long_sessions), blocks):
                 server, long_session, new = servers[name], long_sessions[name], new_sessions[name]
                 latencies[name] = []
                 for i in block:
