@@ -48,6 +48,7 @@ from duragent.ids import check_name, ulid
 from duragent.stores.base import Change, ChangeListener, ignore_changes
 
 if TYPE_CHECKING:
+    from watchdog.events import FileSystemEvent
     from watchdog.observers.api import BaseObserver, ObservedWatch
 
     from duragent.secrets import SecretGuard
@@ -432,11 +433,12 @@ class AgentRegistry:
                 _FolderReplacedHandler(self.static_path, self._notify_threadsafe),
                 str(parent),
                 recursive=False,
+                event_filter=_entry_events(),
             )
             self._folder_watch = None
             if self.static_path.is_dir():
                 self._folder_watch = observer.schedule(
-                    self._folder_handler, str(self.static_path), recursive=True
+                    self._folder_handler, str(self.static_path), recursive=True, event_filter=_change_events()
                 )
             observer.daemon = True
             observer.start()
@@ -465,7 +467,10 @@ class AgentRegistry:
             if self.static_path.is_dir():
                 try:
                     self._folder_watch = observer.schedule(
-                        self._folder_handler, str(self.static_path), recursive=True
+                        self._folder_handler,
+                        str(self.static_path),
+                        recursive=True,
+                        event_filter=_change_events(),
                     )
                 except OSError as exc:
                     log.warning(
@@ -500,7 +505,8 @@ class AgentRegistry:
                 return
             handler = _LinkedAgentHandler(name, self._notify_threadsafe)
             try:
-                self._linked_watches[name] = (target, observer.schedule(handler, str(target), recursive=True))
+                watch = observer.schedule(handler, str(target), recursive=True, event_filter=_change_events())
+                self._linked_watches[name] = (target, watch)
             except OSError as exc:
                 log.warning(
                     "cannot watch %s, where agent '%s' links to (%s): reload its edits with reload-agents",
@@ -656,6 +662,39 @@ class AgentRegistry:
             return
         for leftover in self.dynamic_path.glob(f"{_STAGING_PREFIX}*"):
             shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _change_events() -> list[type[FileSystemEvent]]:
+    """The watchdog events of `_CHANGE_EVENTS`, as a watch's filter.
+
+    Watchdog asks the kernel only for what a watch's filter names: without one, inotify reports
+    every open and read, and a turn's reads of `.duragent/` kept watchdog's threads busy for
+    ~0.25 ms of CPU per turn, taking the GIL from the event loop, only to be dropped here.
+    """
+    from watchdog.events import DirModifiedEvent, FileClosedEvent, FileModifiedEvent
+
+    return [*_entry_events(), FileModifiedEvent, DirModifiedEvent, FileClosedEvent]
+
+
+def _entry_events() -> list[type[FileSystemEvent]]:
+    """The events of a folder's entries coming, going or being renamed (files and folders)."""
+    from watchdog.events import (
+        DirCreatedEvent,
+        DirDeletedEvent,
+        DirMovedEvent,
+        FileCreatedEvent,
+        FileDeletedEvent,
+        FileMovedEvent,
+    )
+
+    return [
+        FileCreatedEvent,
+        DirCreatedEvent,
+        FileDeletedEvent,
+        DirDeletedEvent,
+        FileMovedEvent,
+        DirMovedEvent,
+    ]
 
 
 class _StaticFolderHandler(FileSystemEventHandler):

@@ -401,6 +401,42 @@ async def test_agent_folder_linked_from_elsewhere_is_watched_where_it_points(
         await registry.stop()
 
 
+async def test_reading_agent_files_and_the_data_folder_reaches_no_watch(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A turn reads agent files and opens folders of `.duragent/`; events for those would each
+    # cost watchdog's threads CPU and the GIL, only to be dropped.
+    from duragent.agents import registry as registry_module
+
+    seen: list[str] = []
+    for handler in ("_StaticFolderHandler", "_FolderReplacedHandler"):
+        handler_class = getattr(registry_module, handler)
+        original = handler_class.dispatch
+        monkeypatch.setattr(
+            handler_class,
+            "dispatch",
+            lambda self, event, original=original: (seen.append(event.event_type), original(self, event))[1],
+        )
+    write_agent(static_dir(workspace), "alpha", "first")
+    registry = AgentRegistry(make_config(workspace, "static:\n  watch: true"), env={})
+    await registry.start_watching()
+    try:
+        folder = static_dir(workspace) / "alpha"
+        for _ in range(20):
+            (folder / "agent.yaml").read_text()
+            (folder / "SYSTEM_PROMPT.md").read_bytes()
+            os.listdir(workspace / ".duragent")
+            os.listdir(folder)
+        # an edit afterwards: its events come after any of the reads', in order
+        (folder / "SYSTEM_PROMPT.md").write_text("Edited prompt.")
+        assert await wait_until(lambda: registry.get("alpha").system_prompt == "Edited prompt.")
+    finally:
+        await registry.stop()
+
+    assert seen
+    assert set(seen) <= {"modified", "closed"}, seen
+
+
 async def test_without_watch_enabled_start_watching_does_nothing(workspace: Path) -> None:
     write_agent(static_dir(workspace), "alpha", "first")
     registry = AgentRegistry(make_config(workspace, "static:\n  watch: false"), env={})
