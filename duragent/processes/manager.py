@@ -156,8 +156,24 @@ class ProcessManager:
         #: Ends a `wait` (or the agent's `kill`) saw, whose tool result answers the session: marked
         #: reported once that result is stored (`answered`), reported as usual if it never is.
         self._unanswered: set[str] = set()
+        #: The handles of the records the last run left (`load`), dealt with by `start`.
+        self._left: list[str] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Read the records the last run left, once (`start` does, if nobody did before it).
+
+        A server loads them before its recovery and starts after it: the turns recovery resumes
+        may ask about them meanwhile (which schedule started one) and spawn their own."""
+        if self._left is not None:
+            return
+        left = []
+        for record in await asyncio.to_thread(self._load):
+            if record.handle not in self._records:  # (one spawned already is no restart's leftover)
+                self._records[record.handle] = record
+                left.append(record.handle)
+        self._left = left
 
     async def start(self) -> None:
         """Read every record: adopt live tmux processes, mark plain ones `lost`, report unreported ends."""
@@ -166,8 +182,9 @@ class ProcessManager:
         # start, not only when written: a kill -9 before its commit would leave it untracked
         # (the committer makes no commit when it is committed already)
         self.on_change(Change((ignore,), "process", "processes", "output kept out of git"))
-        for record in await asyncio.to_thread(self._load):
-            self._records[record.handle] = record
+        await self.load()
+        for handle in self._left or ():
+            record = self._records[handle]
             if record.status == "running":
                 await self._recover(record)
             elif not record.reported:

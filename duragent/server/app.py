@@ -235,6 +235,13 @@ async def _open(
         if cluster is None:
             # Chats follow their sessions before recovery, so a resumed turn's reply reaches its chat.
             await state.gateways.restore()
+    # Made before recovery, started after it: a turn recovery resumes makes its tool context at
+    # once (one waiting for an approval, before it asks again), and `schedule` and
+    # `background_process` must find them there, not None, when it runs its calls later. (The
+    # process records are read now: that context says which schedule started a process.)
+    state.schedules = runtime.schedules = _scheduler(state, cluster)
+    state.processes = runtime.processes = _process_manager(state)
+    await state.processes.load()
     if cluster is not None:
         # Sessions of workers that died (or of the whole cluster's last stop) are adopted by the scan.
         cluster.start(manager)
@@ -245,17 +252,16 @@ async def _open(
     if state.gateways is not None:
         await state.gateways.start()
         stack.push_async_callback(state.gateways.stop)
-    state.schedules = await _start_scheduler(state, cluster)
+    await _start_scheduler(state.schedules, config)
     stack.push_async_callback(state.schedules.stop)
-    runtime.schedules = state.schedules
-    state.processes = await _start_processes(state)
+    await state.processes.start()
     stack.push_async_callback(state.processes.close)
-    runtime.processes = state.processes
     return state
 
 
-async def _start_processes(state: ServerState) -> ProcessManager:
-    """Background processes: adopt those that survived a restart, report the ends nobody heard of."""
+def _process_manager(state: ServerState) -> ProcessManager:
+    """Background processes, reported to their sessions; `start` adopts those that survived a
+    restart and reports the ends nobody heard of."""
     from duragent.processes.completion import SessionReporter
     from duragent.processes.manager import ProcessManager
     from duragent.processes.tmux import socket_name
@@ -273,7 +279,6 @@ async def _start_processes(state: ServerState) -> ProcessManager:
     state.sessions.end_listeners.append(processes.stop_session)
     if state.schedules is not None:
         processes.on_end.append(state.schedules.process_ended)
-    await processes.start()
     return processes
 
 
@@ -296,8 +301,8 @@ def _mcp_hub(config: DuragentConfig, env: Mapping[str, str]) -> McpHub:
     )
 
 
-async def _start_scheduler(state: ServerState, cluster: ClusterNode | None) -> Scheduler:
-    """The scheduler, started after recovery (a resumed turn goes first); it fires only when enabled."""
+def _scheduler(state: ServerState, cluster: ClusterNode | None) -> Scheduler:
+    """The scheduler, not started yet (`_start_scheduler`)."""
     from duragent.scheduling.delivery import SessionDelivery
     from duragent.scheduling.service import Scheduler, SchedulerSettings
     from duragent.scheduling.store import FileScheduleStore, open_schedule_store
@@ -307,7 +312,7 @@ async def _start_scheduler(state: ServerState, cluster: ClusterNode | None) -> S
     store = open_schedule_store(config, on_change=state.workspace.record_change)
     gateways = state.gateways
     chats = gateways.router.chat_session if gateways is not None and gateways.manager.plugins else None
-    scheduler = Scheduler(
+    return Scheduler(
         store,
         SessionDelivery(state.sessions, chats),
         settings=SchedulerSettings(
@@ -322,11 +327,14 @@ async def _start_scheduler(state: ServerState, cluster: ClusterNode | None) -> S
         watch_folder=store.folder if isinstance(store, FileScheduleStore) else None,
         sessions=state.workspace.stores.sessions,
     )
-    if settings.enabled:
+
+
+async def _start_scheduler(scheduler: Scheduler, config: DuragentConfig) -> None:
+    """Start the scheduler after recovery (a resumed turn goes first); it fires only when enabled."""
+    if config.scheduling.enabled:
         await scheduler.start()
     else:
         await scheduler.reload()
-    return scheduler
 
 
 async def _join_cluster(config: DuragentConfig, stack: contextlib.AsyncExitStack) -> ClusterNode | None:

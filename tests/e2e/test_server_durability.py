@@ -11,7 +11,8 @@ import aiohttp
 import pytest
 
 from duragent.testing.fake_llm import FakeLLMServer, error, text, tool_calls
-from tests.e2e.server_harness import Api, ServeProcess, read_sse, start_serve, write_workspace
+from tests.e2e.server_harness import AGENT_YAML, Api, ServeProcess, read_sse, start_serve, write_workspace
+from tests.waiting import eventually
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
@@ -168,3 +169,55 @@ async def test_a_client_hanging_up_on_a_waiting_message_detaches_at_once(
         return bool(body["messages"][-1]["type"] == "assistant_message")
 
     assert await wait_until(finished, 5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("tool", "arguments", "answer"),
+    [
+        ("schedule", {"action": "create", "in": "1h", "message": "stand up"}, "created one-shot schedule"),
+        ("background_process", {"action": "list"}, "no background processes"),
+    ],
+)
+async def test_a_server_tool_approved_after_a_restart_reaches_the_servers_scheduler_and_processes(
+    tmp_path: Path, fake_llm: FakeLLMServer, tool: str, arguments: dict[str, Any], answer: str
+) -> None:
+    # The restarted server's recovery resumes the turn (which makes its tool context) before it
+    # starts the scheduler and the process manager: the call, approved after, must still reach them.
+    config = write_workspace(tmp_path, fake_llm.url, git=False, agents={"helper": "continue"})
+    helper = AGENT_YAML.format(
+        name="helper", url=fake_llm.url, on_disconnect="continue", max_background="30m"
+    )
+    # (the policy asks for every call but `bash:echo *`)
+    (tmp_path / "data" / "agents" / "helper" / "agent.yaml").write_text(
+        helper.replace("builtin: [bash]", f"builtin: [{tool}]")
+    )
+    server = start_serve(config, tmp_path / "serve.log")
+    fake_llm.enqueue(tool_calls([(tool, arguments)]))
+    async with aiohttp.ClientSession(headers=server.headers) as http:
+        _, created = await call(http, "POST", f"{server.url}/api/v1/sessions", {"agent": "helper"})
+        session_id = created["session_id"]
+        status, pending = await call(
+            http, "POST", f"{server.url}/api/v1/sessions/{session_id}/messages", {"content": "do it"}
+        )
+        assert status == 202, pending
+        assert await asyncio.to_thread(server.terminate) == 0
+        server = start_serve(config, tmp_path / "serve2.log")
+        try:
+            base = f"{server.url}/api/v1/sessions/{session_id}"
+
+            async def asked_again() -> list[str] | None:
+                _, session = await call(http, "GET", base)
+                return [a["call_id"] for a in session.get("pending_approvals") or []] or None
+
+            assert await eventually(asked_again) == [pending["call_id"]], server.log()
+            fake_llm.enqueue(text("done"))
+            status, done = await call(
+                http, "POST", f"{base}/approve", {"call_id": pending["call_id"], "decision": "allow_once"}
+            )
+            assert status == 200, done
+            results = [m for m in await history(http, server, session_id) if m["type"] == "tool_result"]
+            assert [r["payload"]["ok"] for r in results] == [True], results
+            assert results[0]["content"].startswith(answer), results
+        finally:
+            assert await asyncio.to_thread(server.terminate) == 0

@@ -225,6 +225,47 @@ async def test_a_plain_process_left_by_a_crash_is_killed_and_reported_lost(
     assert orphan.wait(timeout=5) != 0  # killed, not left running
 
 
+async def test_records_loaded_before_the_start_say_which_task_started_a_process_and_wait_for_it(
+    managers: Callable[..., ProcessManager], tmp_path: Path
+) -> None:
+    # The server loads the records before its recovery (a resumed turn that a process's end
+    # started is that process's task's turn) and starts the manager, which reports, after it.
+    ended = ProcessRecord(
+        handle="proc_BYTASK1",
+        agent="helper",
+        session_id="s_OWNER",
+        command="make",
+        status="exited",
+        exit_code=0,
+        started_at=utcnow(),
+        ended_at=utcnow(),
+        scheduled_by="sch_NIGHTLY",
+    )
+    (tmp_path / "processes").mkdir()
+    (tmp_path / "processes" / "proc_BYTASK1.yaml").write_text(render_record(ended))
+    manager = managers()
+    await manager.load()
+    assert manager.scheduled_by("proc_BYTASK1", "helper", "s_OWNER") == "sch_NIGHTLY"
+    assert reports(manager) == []
+    await manager.start()
+    await until(lambda: reports(manager))
+    assert [record.handle for record, _ in reports(manager)] == ["proc_BYTASK1"]
+
+
+async def test_a_process_spawned_before_the_start_keeps_running_through_it(
+    managers: Callable[..., ProcessManager], work: Path
+) -> None:
+    # The server makes the manager before its recovery and starts it after: a turn recovery
+    # resumed may spawn meanwhile, and the start must not take that process for one a crash left.
+    manager = managers()
+    record = await manager.spawn(request(work, "sleep 60"))
+    await manager.start()
+    assert record.pid is not None
+    assert alive(record.pid)
+    assert manager.get(record.handle).status == "running"
+    assert reports(manager) == []
+
+
 async def test_an_unreported_end_is_reported_at_the_next_start(
     managers: Callable[..., ProcessManager], work: Path
 ) -> None:
