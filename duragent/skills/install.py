@@ -2,11 +2,14 @@
 
 A person does this (`duragent skill add|remove`); the change is committed as their edit, like a
 memory edit from the command line. `add` validates the skill before anything is written, and
-never replaces a skill that is already there.
+never replaces a skill that is already there. An `add` killed midway (kill -9, power loss) leaves
+its hidden staging folder behind; the next `add` or `remove` in that skills folder removes it.
 """
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import os
 import re
 import shutil
@@ -35,6 +38,11 @@ _REF = re.compile(r"^(?![-/.+])[\w./+@-]+$")
 _SHORT_COMMIT = re.compile(r"^[0-9a-f]{4,39}$")
 #: How deep `add` looks for SKILL.md files in a repository that holds several skills.
 _SEARCH_DEPTH = 4
+#: In the name of the hidden folder a skill is copied into before it is renamed into place:
+#: `.<skill>.adding-<random>`.
+_STAGING_MARK = ".adding-"
+
+log = logging.getLogger(__name__)
 
 
 class SkillSourceError(DuragentError):
@@ -153,6 +161,7 @@ def staged_skill(
     """`add_skill` in two steps: the skill checked and copied beside its place, for the caller
     to `place()` when it is ready to commit it (the slow part, a clone, is done by then). A copy
     not placed is removed on exit. Raises as `add_skill` does."""
+    remove_abandoned_copies(skills_dir)
     with _materialised(source, ref) as (root, commit):
         folder = _skill_folder(root, subpath, source)
         skill = load_skill(folder, shown=_shown_skill_file(source, folder, root))
@@ -186,8 +195,7 @@ def _copied_beside(folder: Path, target: Path) -> Iterator[Path]:
     scan and the edit watcher), removed on exit unless it was renamed into place. A copy that
     fails midway leaves nothing that would block the next `add`."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.adding-", dir=target.parent))
-    try:
+    with _staging_folder(target.parent, target.name) as staging:
         copy = staging / target.name
         try:
             shutil.copytree(folder, copy, ignore=shutil.ignore_patterns(".git"), symlinks=True)
@@ -199,8 +207,74 @@ def _copied_beside(folder: Path, target: Path) -> Iterator[Path]:
         except OSError as exc:
             raise UsageError(f"could not copy the skill into {target.parent}: {exc}") from None
         yield copy
+
+
+@contextmanager
+def _staging_folder(skills_dir: Path, name: str) -> Iterator[Path]:
+    """A new hidden folder `.<name>.adding-…` in `skills_dir`, removed on exit. It is flocked for
+    as long as it is in use: the kernel drops the lock when the process dies, however it dies, so
+    `remove_abandoned_copies` can tell an add still running (in any process) from a killed one."""
+    while True:
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}{_STAGING_MARK}", dir=skills_dir))
+        lock = _lock_folder(staging)
+        if lock is not None and _still_named(staging, lock):
+            break
+        # another add or remove swept the folder between its creation and its lock (it had no
+        # holder yet): that one deletes it, or did; make another
+        if lock is not None:
+            os.close(lock)
+    try:
+        yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        os.close(lock)
+
+
+def remove_abandoned_copies(skills_dir: Path) -> list[Path]:
+    """Remove the staging folders in `skills_dir` that adds killed midway left (no process holds
+    their lock); returns the folders removed. The folder of an add still running stays."""
+    removed: list[Path] = []
+    for staging in sorted(skills_dir.glob(f".*{_STAGING_MARK}*")):
+        if staging.is_symlink() or not staging.is_dir():
+            continue
+        lock = _lock_folder(staging)
+        if lock is None:
+            continue  # an add in progress (or a folder gone meanwhile)
+        try:
+            shutil.rmtree(staging)
+        except OSError as exc:
+            log.warning("could not remove %s, left by an interrupted skill add: %s", staging, exc)
+            continue
+        finally:
+            os.close(lock)
+        log.info("removed %s, left by a skill add that was interrupted", staging)
+        removed.append(staging)
+    return removed
+
+
+def _lock_folder(folder: Path) -> int | None:
+    """A descriptor of `folder` holding an exclusive flock on it (closing it releases the lock);
+    None when another open descriptor holds it, or the folder is gone or not ours to open."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return None  # (a folder another user's add left is theirs to clear)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _still_named(folder: Path, lock: int) -> bool:
+    """Whether `folder` is still the folder `lock` was opened on (not removed meanwhile)."""
+    try:
+        named = os.stat(folder)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(lock)
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
 
 def _check_files(folder: Path, guard: SecretGuard | None) -> None:
@@ -259,6 +333,7 @@ def _special_kind(path: Path) -> str | None:
 
 def remove_skill(name: str, skills_dir: Path) -> tuple[Path, ...]:
     """Delete the skill folder `skills_dir/name` (or the link by that name); returns the files it held."""
+    remove_abandoned_copies(skills_dir)
     target = skills_dir / name
     if "/" in name or name.startswith(".") or not (target / SKILL_FILE).is_file():
         known = sorted(path.parent.name for path in skills_dir.glob(f"*/{SKILL_FILE}"))
