@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Coroutine, Generator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast, get_args
 
 from duragent.errors import DuragentError, NotFound, UsageError
-from duragent.stores.base import utcnow
+from duragent.stores.base import changes_by_person, utcnow
 
 ApprovalDecision = Literal["allow_once", "allow_always", "deny"]
 ApprovalReason = Literal["decided", "timeout"]
@@ -68,6 +69,12 @@ class ApprovalRequest:
             "requested_at": _iso(self.requested_at),
             "expires_at": _iso(self.expires_at) if self.expires_at else None,
         }
+
+
+def changes_for_answer(reason: str) -> AbstractContextManager[None]:
+    """Around writing down an answer: committed as the person's when a person decided (`decided`),
+    as the agent's when nobody did in time. What the turn does next is the agent's either way."""
+    return changes_by_person() if reason == "decided" else contextlib.nullcontext()
 
 
 @dataclass(frozen=True)

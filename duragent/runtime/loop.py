@@ -38,7 +38,7 @@ from duragent.llm.types import (
 )
 from duragent.mcp.naming import is_numbered
 from duragent.processes.record import finished_process_of
-from duragent.runtime.approvals import ApprovalBroker, ApprovalOutcome
+from duragent.runtime.approvals import ApprovalBroker, ApprovalOutcome, changes_for_answer
 from duragent.runtime.events import (
     ApprovalRequired,
     ApprovalResolved,
@@ -828,9 +828,11 @@ class Runtime:
             # The server stops: the question stays stored unanswered, and is asked again on resume.
             yield TurnPaused(control.pause_reason)
             return
-        await session.append(
-            "approval_decision", {"call_id": call.id, "decision": outcome.decision, "reason": outcome.reason}
-        )
+        with changes_for_answer(outcome.reason):
+            await session.append(
+                "approval_decision",
+                {"call_id": call.id, "decision": outcome.decision, "reason": outcome.reason},
+            )
         secrets = self.guard.find(invocation) if self.guard is not None else []
         if outcome.decision == "allow_always" and secrets:
             log.warning(

@@ -23,6 +23,7 @@ from duragent.agents.loader import Agent
 from duragent.durations import format_duration
 from duragent.errors import ConfigError, DuragentError, UsageError
 from duragent.ids import new_id
+from duragent.runtime.approvals import changes_for_answer
 from duragent.runtime.events import (
     ApprovalRequired,
     ApprovalResolved,
@@ -43,7 +44,16 @@ from duragent.sessions.stream import (
     from_stored,
     token,
 )
-from duragent.stores.base import SessionEvent, SessionReadOptions, SessionStatus, StorageUnavailable, utcnow
+from duragent.stores.base import (
+    SessionEvent,
+    SessionReadOptions,
+    SessionStatus,
+    StorageUnavailable,
+    agents_context,
+    changes_by_person,
+    person_acting,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -328,6 +338,9 @@ class LiveSession:
         #: The running turn has stored its end: a message coming now is next, not queued behind it.
         self._turn_stored_end = False
         self._control: TurnControl | None = None
+        #: The running turn was cancelled by a person's command (`cancel` inside `changes_by_person`):
+        #: its `cancelled` event is committed as theirs.
+        self._cancelled_by_person = False
         self._delta_after = session_log.state.last_seq
         #: The last event stored before this process loaded the session: text another process (a
         #: worker that died, or this server before a crash) streamed after it was never stored.
@@ -514,6 +527,7 @@ class LiveSession:
         task = self._turn
         if task is None:
             return False
+        self._cancelled_by_person = person_acting.get()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -715,9 +729,14 @@ class LiveSession:
         self._starting = started
         self._control = TurnControl()
         self._turn_stored_end = False
+        self._cancelled_by_person = False
         self.turn_finished.clear()
+        # The agent's turn, also when a person's command started it (`resume`): only that command's
+        # own changes are committed as the person's, none of the turn's.
         self._turn = asyncio.create_task(
-            self._run(content, sender, self._control, queue_id, retried), name=f"turn {self.session_id}"
+            self._run(content, sender, self._control, queue_id, retried),
+            name=f"turn {self.session_id}",
+            context=agents_context(),
         )
 
     async def _run(
@@ -764,7 +783,8 @@ class LiveSession:
                     outcome = "paused"
                     await self._set_status("paused", SHUTDOWN_PAUSE_REASON)
                 else:
-                    await self.log.append("cancelled", {"reason": "cancelled by client"})
+                    with changes_by_person() if self._cancelled_by_person else contextlib.nullcontext():
+                        await self.log.append("cancelled", {"reason": "cancelled by client"})
         except DuragentError as exc:
             # A problem the person can fix (a missing API key, an invalid file): its own words.
             outcome = "error"
@@ -885,7 +905,10 @@ class LiveSession:
         elif isinstance(event, ApprovalRequired):
             await self._set_status("paused", APPROVAL_PAUSE_REASON)
         elif isinstance(event, ApprovalResolved):
-            await self._set_status("active" if self._subscribers else "running", f"approval {event.decision}")
+            with changes_for_answer(event.reason):
+                await self._set_status(
+                    "active" if self._subscribers else "running", f"approval {event.decision}"
+                )
         elif isinstance(event, TurnPaused):
             # The turn is over; nothing is left to pause (or to un-pause on reattach).
             self._control = None

@@ -13,7 +13,7 @@ import asyncio
 import errno
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import Context, ContextVar, copy_context
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -447,6 +447,10 @@ class Change:
     session: str | None = None
     #: True for a change a person asked for (a CLI command, the admin API): committed as theirs.
     by_person: bool = False
+    #: For a change that only appended to its one file (a session's log): the file's length after
+    #: it. Committed apart from what someone else appended next (a person's answer, then the
+    #: agent's turn, in one batch), the file is committed cut there.
+    appended_up_to: int | None = None
 
 
 ChangeListener = Callable[[Change], None]
@@ -467,6 +471,14 @@ def changes_by_person() -> Iterator[None]:
         yield
     finally:
         person_acting.reset(token)
+
+
+def agents_context() -> Context:
+    """A copy of the current context whose store changes are the agent's: for a task a person's
+    command starts that goes on as the agent's own (the turn a resumed session runs)."""
+    context = copy_context()
+    context.run(person_acting.set, False)
+    return context
 
 
 @contextmanager

@@ -44,9 +44,20 @@ _PR_SET_PDEATHSIG = 1
 
 #: A change as it crosses the pipe: paths as strings (pickling `Path` objects costs more than the
 #: rest), then what a store's written bytes replaced (`WrittenChange`), if known.
-#: paths, kind, subject, summary, details, content, replaced, head_then, session, by_person
+#: paths, kind, subject, summary, details, content, replaced, head_then, session, by_person,
+#: appended_up_to
 _WireChange = tuple[
-    tuple[str, ...], str, str, str, tuple[str, ...], bytes | None, bytes | None, str | None, str | None, bool
+    tuple[str, ...],
+    str,
+    str,
+    str,
+    tuple[str, ...],
+    bytes | None,
+    bytes | None,
+    str | None,
+    str | None,
+    bool,
+    int | None,
 ]
 
 
@@ -108,6 +119,7 @@ class CommitProcess:
                 *_written_over(change),
                 change.session,
                 change.by_person,
+                change.appended_up_to,
             )
             for change in batch
         ]
@@ -232,23 +244,14 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
         if _server_gone():
             return
         assert isinstance(request, list)
-        batch = [
-            WrittenChange(
-                tuple(map(Path, paths)),
-                kind,
-                subject,
-                summary,
-                details,
-                content,
-                session,
-                by_person,
-                replaced,
-                head,
+        batch: list[Change] = []
+        for wire in request:
+            paths, kind, subject, summary, details, content, replaced, head, session, by_person, up_to = wire
+            change = Change(
+                tuple(map(Path, paths)), kind, subject, summary, details, content, session, by_person, up_to
             )
-            if replaced is not None or head is not None
-            else Change(tuple(map(Path, paths)), kind, subject, summary, details, content, session, by_person)
-            for paths, kind, subject, summary, details, content, replaced, head, session, by_person in request
-        ]
+            written_over_known = replaced is not None or head is not None
+            batch.append(WrittenChange.of(change, replaced, head) if written_over_known else change)
         made, refused, error = committer.commits_made, committer.files_refused, None
         try:
             committer.commit_batch(batch)

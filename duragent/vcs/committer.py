@@ -475,7 +475,7 @@ class Committer:
             # A file committed as it is on disk now holds what a later run did to it too (the
             # agent's write, then a person's `schedule rm`): it goes in that run, by its author.
             later = {path for other in runs[index + 1 :] for change in other for path in change.paths}
-            kept = _without_paths_changed_later(run, later) if later else run
+            kept = _without_paths_changed_later(_with_appends_cut(run, later), later) if later else run
             if kept:
                 author = str(self.repo.person_identity()) if _persons(kept[0]) else self.author
                 self._commit_group(kept, author)
@@ -736,6 +736,37 @@ def _runs_by_author(changes: Sequence[Change]) -> list[list[Change]]:
         else:
             runs.append([change])
     return runs
+
+
+def _with_appends_cut(run: list[Change], later: set[Path]) -> list[Change]:
+    """`run`, its last append to each log a later run changes too carrying the log's bytes up to
+    where that append ended: the log is committed as this run left it (the agent's lines before a
+    person's answer, the answer before the turn it lets go on), the rest by the later run's author."""
+    last: dict[Path, int] = {}
+    for index, change in enumerate(run):
+        for path in change.paths:
+            if path in later:
+                last[path] = index
+    cut = list(run)
+    for path, index in last.items():
+        change = run[index]
+        if change.appended_up_to is None or change.content is not None or len(change.paths) != 1:
+            continue
+        data = _read_up_to(path, change.appended_up_to)
+        if data is not None:
+            cut[index] = dataclasses.replace(change, content=data)
+    return cut
+
+
+def _read_up_to(path: Path, length: int) -> bytes | None:
+    """The file's first `length` bytes; None when it is gone or shorter by now (then the later
+    run commits it as it is)."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(length)
+    except OSError:
+        return None
+    return data if len(data) == length else None
 
 
 def _without_paths_changed_later(run: list[Change], later: set[Path]) -> list[Change]:

@@ -155,7 +155,8 @@ async def cancel_turn(request: web.Request, form: dict[str, str]) -> web.StreamR
     """POST /ui/sessions/{session_id}/cancel: stop the running turn (what it said so far is kept)."""
     session_id = request.match_info["session_id"]
     live = await request.app[STATE].sessions.get(session_id)
-    await live.cancel()  # (no turn running: nothing to do, as the API answers `idle`)
+    with changes_by_person():  # a person's click: the turn's `cancelled` is committed as theirs
+        await live.cancel()  # (no turn running: nothing to do, as the API answers `idle`)
     raise see_other(f"{UI_PREFIX}/sessions/{session_id}")
 
 
@@ -165,7 +166,8 @@ async def resume_session(request: web.Request, form: dict[str, str]) -> web.Stre
     then queued messages)."""
     session_id = request.match_info["session_id"]
     live = await request.app[STATE].sessions.get(session_id)
-    await live.resume()  # (409 when it has ended)
+    with changes_by_person():  # a person's click: `resumed` is theirs, the turn it runs on the agent's
+        await live.resume()  # (409 when it has ended)
     raise see_other(f"{UI_PREFIX}/sessions/{session_id}")
 
 
@@ -202,7 +204,9 @@ async def answer_approval(request: web.Request, form: dict[str, str]) -> web.Str
     subscription = await live.subscribe()
     try:
         with contextlib.suppress(TimeoutError):
-            if await live.take_up(subscription, call_id, []):
+            with changes_by_person():  # the answer resumes the session: as the API's /approve does
+                asked_now = await live.take_up(subscription, call_id, [])
+            if asked_now:
                 live.decide(call_id, decision)
     finally:
         subscription.close()

@@ -235,6 +235,48 @@ def test_a_persons_removal_after_the_agents_write_in_one_batch_is_committed_as_t
     assert git(root, "status", "--porcelain") == ""
 
 
+@pytest.mark.parametrize("where", ["here", "apart"])
+def test_a_persons_lines_between_the_agents_in_one_session_log_are_committed_as_theirs(
+    root: Path, repo: GitRepo, where: str
+) -> None:
+    """A person's answer comes between the agent's lines of a session log, all in one batch (the
+    turn goes on at once): each run's lines are committed by its author, the log cut where the
+    run's last append ended, not all of it by whoever's run came last. Also in the commit process."""
+    from duragent.stores.base import changes_by_person
+
+    git(root, "config", "user.name", "Test Person")
+    git(root, "config", "user.email", "person@example.test")
+    apart = 1 if where == "apart" else None
+    committer = Committer(repo, debounce=3600, max_delay=3600, separate_process_from=apart)
+    committer.start()
+
+    def appended(line: str) -> Change:
+        path = append_event(root, "s1", line)
+        return Change((path,), "session", "s1", "+1 event", appended_up_to=path.stat().st_size)
+
+    try:
+        committer.notify(appended("asked"))
+        with changes_by_person():
+            committer.notify(appended("answered"))
+        committer.notify(appended("ran"))
+        committer.flush(timeout=30)
+        assert (committer._commit_process is not None) == (where == "apart")
+    finally:
+        committer.close(timeout=15)
+
+    log = git(
+        root, "log", "--reverse", "--format=%H|%an|%(trailers:key=Duragent-By,valueonly,separator=%x2c)"
+    )
+    commits = [line.split("|") for line in log.splitlines()]
+    assert [
+        (author, by, git(root, "show", f"{sha}:sessions/s1/events.jsonl")) for sha, author, by in commits
+    ] == [
+        ("Duragent", "", "asked\n"),
+        ("Test Person", "person", "asked\nanswered\n"),
+        ("Duragent", "", "asked\nanswered\nran\n"),
+    ]
+
+
 def test_nothing_is_committed_when_the_files_did_not_change(root: Path, repo: GitRepo) -> None:
     committer = Committer(repo)
     path = append_event(root, "s1", "{}")

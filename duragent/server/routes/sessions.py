@@ -793,7 +793,10 @@ async def _approve(serving: _Serving, body: Approve) -> web.Response:
         if stopped:
             seen: list[StreamEvent] = []
             try:
-                asked_now = await live.take_up(subscription, body.call_id, seen)
+                # the client's answer resumes the session: committed as the person's (the turn
+                # it takes up stays the agent's, and so does its asking again)
+                with changes_by_person():
+                    asked_now = await live.take_up(subscription, body.call_id, seen)
             except TimeoutError:
                 raise HttpProblem(
                     409, f"the session's turn did not ask for call {body.call_id} again", type_name="conflict"
@@ -804,6 +807,7 @@ async def _approve(serving: _Serving, body: Approve) -> web.Response:
                 replay = serving.watch(_replayed(seen, subscription))
                 async with contextlib.aclosing(replay):
                     return await _wait_for_outcome(live, replay, approve=True)
+        # (the turn writes the decision down: as the person's, see `changes_for_answer`)
         live.decide(body.call_id, body.decision)
         events = serving.watch(_after_decision(subscription, body.call_id))
         async with contextlib.aclosing(events):
@@ -847,7 +851,10 @@ async def cancel(request: web.Request) -> web.Response:
 
 async def _cancel(serving: _Serving, _body: None) -> web.Response:
     live = await serving.live()
-    cancelled = await live.cancel()
+    # a client's (Ctrl-C in `duragent chat`, a program), never the agent's: the turn's `cancelled`
+    # is committed as the person's
+    with changes_by_person():
+        cancelled = await live.cancel()
     return json_reply(Accepted(status="cancelled" if cancelled else "idle", session_id=live.session_id))
 
 
@@ -862,7 +869,10 @@ async def resume_session(request: web.Request) -> web.Response:
 
 async def _resume(serving: _Serving, _body: None) -> web.Response:
     live = await serving.live()
-    await live.resume()
+    # a client's (`/resume` in `duragent chat`, a program): the session's `resumed` is committed as
+    # the person's, the turn it runs on as the agent's
+    with changes_by_person():
+        await live.resume()
     return json_reply(Accepted(status=live.status, session_id=live.session_id), 202)
 
 

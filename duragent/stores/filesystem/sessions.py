@@ -402,8 +402,11 @@ def _corrupt_copy_path(events_path: Path) -> Path:
     return candidate
 
 
-def _batch_change(events_path: Path, session_id: str, batch: Sequence[SessionEvent]) -> Change:
-    """What an append tells the committer: `turn K (+N events)` or `+N events`, details = the types."""
+def _batch_change(
+    events_path: Path, session_id: str, batch: Sequence[SessionEvent], appended_up_to: int
+) -> Change:
+    """What an append tells the committer: `turn K (+N events)` or `+N events`, details = the types,
+    and where the log ends after it (`appended_up_to`)."""
     turn = None
     for event in batch:
         value = event.payload.get("turn")
@@ -417,6 +420,7 @@ def _batch_change(events_path: Path, session_id: str, batch: Sequence[SessionEve
         subject=session_id,
         summary=count if turn is None else f"turn {turn} ({count})",
         details=_shared_details(types),
+        appended_up_to=appended_up_to,
     )
 
 
@@ -551,7 +555,7 @@ class FilesystemSessionStore:
             _check_sequence(session_id, writer.last_seq, batch)
             lines = [self._encode(event) for event in batch]
             size = sum(map(len, lines))
-            change = _batch_change(writer.path, session_id, batch)
+            change = _batch_change(writer.path, session_id, batch, writer.size + size)
             if unsynced and self._can_sync_later(len(lines), size):
                 self._others_writing(session_id)
                 synced = self._write_unsynced(writer, lines, batch[-1].seq, change)
