@@ -35,7 +35,14 @@ from typing import Any
 
 from duragent.ids import new_id
 from duragent.sessions.state import SessionState, resume
-from duragent.stores.base import SequenceConflict, SessionEvent, SessionLocked, SessionStore, utcnow
+from duragent.stores.base import (
+    SequenceConflict,
+    SessionEvent,
+    SessionLocked,
+    SessionStore,
+    agents_context,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +346,10 @@ class SessionLog:
             self._cancel_quiet_timer()
             self._snapshot_in_background()
         elif self._quiet_timer is None:
-            self._quiet_timer = asyncio.get_running_loop().call_later(SNAPSHOT_QUIET, self._when_quiet)
+            # (the agent's, also when a person's append made it due: a snapshot holds the agent's state)
+            self._quiet_timer = asyncio.get_running_loop().call_later(
+                SNAPSHOT_QUIET, self._when_quiet, context=agents_context()
+            )
 
     def _when_quiet(self) -> None:
         self._quiet_timer = None
@@ -348,7 +358,9 @@ class SessionLog:
         quiet_for = time.monotonic() - self._last_event_at
         if quiet_for < SNAPSHOT_QUIET:
             wait = SNAPSHOT_QUIET - quiet_for
-            self._quiet_timer = asyncio.get_running_loop().call_later(wait, self._when_quiet)
+            self._quiet_timer = asyncio.get_running_loop().call_later(
+                wait, self._when_quiet, context=agents_context()
+            )
         elif self._snapshot_due():
             self._snapshot_in_background()
 
@@ -369,8 +381,12 @@ class SessionLog:
         self._since_snapshot = 0
         if not self._writable():
             return
-        self._snapshotting = asyncio.ensure_future(self.store.save_snapshot(self.state.to_snapshot()))
-        self._snapshotting.add_done_callback(self._snapshot_written)
+        # committed as the agent's, also when a person's append (an approval answer) made it due
+        context = agents_context()
+        self._snapshotting = asyncio.get_running_loop().create_task(
+            self.store.save_snapshot(self.state.to_snapshot()), context=context
+        )
+        self._snapshotting.add_done_callback(self._snapshot_written, context=context)
 
     def _snapshot_written(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():

@@ -21,6 +21,7 @@ never undone by committing the older bytes over it (`GitRepo.commit_paths`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import re
@@ -475,10 +476,21 @@ class Committer:
             # A file committed as it is on disk now holds what a later run did to it too (the
             # agent's write, then a person's `schedule rm`): it goes in that run, by its author.
             later = {path for other in runs[index + 1 :] for change in other for path in change.paths}
-            kept = _without_paths_changed_later(_with_appends_cut(run, later), later) if later else run
+            if later:
+                run = _with_appends_cut(run, later, self._committed_sizes)
+            kept = _without_paths_changed_later(run, later) if later else run
             if kept:
                 author = str(self.repo.person_identity()) if _persons(kept[0]) else self.author
                 self._commit_group(kept, author)
+
+    def _committed_sizes(self, paths: Sequence[Path]) -> dict[Path, int | None]:
+        """How long each file is in HEAD (None: not there, no commit yet, or outside the repository)."""
+        relative: dict[Path, str] = {}
+        for path in paths:
+            with contextlib.suppress(ValueError):  # (outside: not committed at all)
+                relative[path] = self.repo.relative(path)
+        sizes = self.repo.sizes_at("HEAD", list(relative.values()))
+        return {path: sizes.get(name) for path, name in relative.items()}
 
     def _commit_group(self, batch: Sequence[Change], author: str) -> None:
         paths = self._paths_in_repo(batch)
@@ -738,35 +750,54 @@ def _runs_by_author(changes: Sequence[Change]) -> list[list[Change]]:
     return runs
 
 
-def _with_appends_cut(run: list[Change], later: set[Path]) -> list[Change]:
+def _with_appends_cut(
+    run: list[Change],
+    later: set[Path],
+    committed_sizes: Callable[[Sequence[Path]], Mapping[Path, int | None]],
+) -> list[Change]:
     """`run`, its last append to each log a later run changes too carrying the log's bytes up to
     where that append ended: the log is committed as this run left it (the agent's lines before a
-    person's answer, the answer before the turn it lets go on), the rest by the later run's author."""
+    person's answer, the answer before the turn it lets go on), the rest by the later run's author.
+
+    A cut never takes a log back: where HEAD already holds more of it (a retry after a later run
+    was committed, or an earlier batch committed the log from disk past this append), the run
+    leaves the log to the later run, as it would without a cut."""
     last: dict[Path, int] = {}
     for index, change in enumerate(run):
         for path in change.paths:
             if path in later:
                 last[path] = index
+    candidates = {
+        path: index
+        for path, index in last.items()
+        if run[index].appended_up_to is not None and run[index].content is None and len(run[index].paths) == 1
+    }
+    if not candidates:
+        return run
+    committed = committed_sizes(list(candidates))
     cut = list(run)
-    for path, index in last.items():
+    for path, index in candidates.items():
         change = run[index]
-        if change.appended_up_to is None or change.content is not None or len(change.paths) != 1:
+        length = change.appended_up_to
+        assert length is not None
+        in_head = committed.get(path)
+        if in_head is not None and in_head > length:
             continue
-        data = _read_up_to(path, change.appended_up_to)
+        data = _read_up_to(path, length)
         if data is not None:
             cut[index] = dataclasses.replace(change, content=data)
     return cut
 
 
 def _read_up_to(path: Path, length: int) -> bytes | None:
-    """The file's first `length` bytes; None when it is gone or shorter by now (then the later
-    run commits it as it is)."""
+    """The file's first `length` bytes; None when it is gone, shorter by now, or they end inside
+    a line (the file was replaced meanwhile: the later run commits it as it is)."""
     try:
         with path.open("rb") as file:
             data = file.read(length)
     except OSError:
         return None
-    return data if len(data) == length else None
+    return data if len(data) == length and data.endswith(b"\n") else None
 
 
 def _without_paths_changed_later(run: list[Change], later: set[Path]) -> list[Change]:

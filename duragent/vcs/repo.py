@@ -436,6 +436,22 @@ class GitRepo:
         data = self.bytes_at(rev, path)
         return None if data is None else data.decode("utf-8", errors="replace")
 
+    def sizes_at(self, rev: str, paths: Sequence[str]) -> dict[str, int | None]:
+        """The size of each file in commit `rev`, None where it has no such file (or no commit)."""
+        asked = [path for path in paths if "\n" not in path]
+        sizes: dict[str, int | None] = dict.fromkeys(paths)
+        if not asked:
+            return sizes
+        out = self._git(
+            ["cat-file", "--batch-check=%(objecttype) %(objectsize)"],
+            input="".join(f"{rev}:{path}\n" for path in asked),
+            check=False,
+        )
+        for path, line in zip(asked, out.splitlines(), strict=False):
+            kind, _, size = line.partition(" ")
+            sizes[path] = int(size) if kind == "blob" and size.isdigit() else None
+        return sizes
+
     def bytes_at(self, rev: str, path: str) -> bytes | None:
         """The bytes of `path` in commit `rev`, or None when the commit has no such file."""
         sha = self.resolve(rev)

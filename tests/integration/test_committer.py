@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
@@ -10,7 +11,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -275,6 +276,78 @@ def test_a_persons_lines_between_the_agents_in_one_session_log_are_committed_as_
         ("Test Person", "person", "asked\nanswered\n"),
         ("Duragent", "", "asked\nanswered\nran\n"),
     ]
+
+
+def committed_logs(root: Path, session: str = "s1") -> list[str]:
+    """The session's log as each commit holds it, oldest first."""
+    shas = git(root, "log", "--reverse", "--format=%H").split()
+    return [git(root, "show", f"{sha}:sessions/{session}/events.jsonl") for sha in shas]
+
+
+def test_a_batch_retried_after_a_later_run_failed_never_takes_a_log_back(
+    root: Path, repo: GitRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch's second run is committed, its third fails (a person's rebase): the retry's first
+    run must not commit the log cut where its own lines ended, behind what HEAD holds by then."""
+    from duragent.stores.base import changes_by_person
+    from duragent.vcs.committer import CommitFailed
+
+    git(root, "config", "user.name", "Test Person")
+    git(root, "config", "user.email", "person@example.test")
+    committer = Committer(repo, debounce=3600, max_delay=3600)
+    commit_group = Committer._commit_group
+    groups = 0
+
+    def third_fails(self: Committer, batch: Sequence[Change], author: str) -> None:
+        nonlocal groups
+        groups += 1
+        if groups == 3:
+            raise RepoBusy("a rebase is in progress")
+        commit_group(self, batch, author)
+
+    monkeypatch.setattr(Committer, "_commit_group", third_fails)
+
+    def appended(line: str) -> Change:
+        path = append_event(root, "s1", line)
+        return Change((path,), "session", "s1", "+1 event", appended_up_to=path.stat().st_size)
+
+    committer.notify(appended("asked"))
+    with changes_by_person():
+        committer.notify(appended("answered"))
+    committer.notify(appended("ran"))
+    with pytest.raises(CommitFailed):
+        committer.flush()  # fails in its third run and keeps the batch
+    committer.flush()  # the retry
+
+    logs = committed_logs(root)
+    assert logs[-1] == "asked\nanswered\nran\n"
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(logs)), logs
+
+
+def test_a_log_an_earlier_commit_took_from_disk_is_never_cut_back_by_the_next_batch(
+    root: Path, repo: GitRepo
+) -> None:
+    """A commit took the log as it was on disk, with lines whose notices came after it: the next
+    batch's runs must not commit it cut where those lines' own appends ended, behind HEAD."""
+    from duragent.stores.base import changes_by_person
+
+    git(root, "config", "user.name", "Test Person")
+    git(root, "config", "user.email", "person@example.test")
+    committer = Committer(repo, debounce=3600, max_delay=3600)
+    path = append_event(root, "s1", "asked")
+    asked = path.stat().st_size
+    paused = append_event(root, "s1", "paused").stat().st_size
+    answered = append_event(root, "s1", "answered").stat().st_size
+    committer.notify(Change((path,), "session", "s1", "+1 event", appended_up_to=asked))
+    committer.flush()  # commits all three lines, as the log is on disk
+    committer.notify(Change((path,), "session", "s1", "+1 event", appended_up_to=paused))
+    with changes_by_person():
+        committer.notify(Change((path,), "session", "s1", "+1 event", appended_up_to=answered))
+    committer.flush()
+
+    logs = committed_logs(root)
+    assert logs[-1] == "asked\npaused\nanswered\n"
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(logs)), logs
 
 
 def test_nothing_is_committed_when_the_files_did_not_change(root: Path, repo: GitRepo) -> None:

@@ -9,7 +9,8 @@ from typing import Any
 from duragent.sessions.log import MAX_SNAPSHOT_INTERVAL, SNAPSHOT_SPACING, SessionLog, snapshot_interval
 from duragent.sessions.state import SessionState
 from duragent.sessions.stateless import InMemorySessionStore
-from duragent.stores.base import SessionSnapshot
+from duragent.stores.base import SessionSnapshot, changes_by_person, person_acting
+from tests.waiting import until
 
 
 class HeldSnapshots(InMemorySessionStore):
@@ -166,3 +167,28 @@ async def test_an_explicit_snapshot_replaces_a_due_one_rather_than_following_it(
     await log.snapshot()
     assert store.saved == [2]
     assert log._quiet_timer is None  # and none comes later
+
+
+class SnapshotsWithTheirAuthor(InMemorySessionStore):
+    """Notes, for each snapshot, whether it is being written as a person's change."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_person: list[bool] = []
+
+    async def save_snapshot(self, snapshot: SessionSnapshot) -> None:
+        await super().save_snapshot(snapshot)
+        self.by_person.append(person_acting.get())
+
+
+async def test_a_snapshot_a_persons_append_makes_due_is_still_the_agents() -> None:
+    # An approval answer (a person's) can be the append that makes the snapshot due: state.yaml
+    # holds the agent's conversation and is committed as the agent's all the same.
+    store = SnapshotsWithTheirAuthor()
+    log = SessionLog(store, SessionState(session_id="s_answer"), snapshot_every=2)
+    await log.append("user_message", {"content": "hi", "turn": 1})
+    with changes_by_person():
+        await log.append("approval_decision", {"call_id": "c1", "decision": "allow_once"})
+    await until(lambda: store.by_person)  # written once the session went quiet
+
+    assert store.by_person == [False]
