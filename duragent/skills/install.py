@@ -41,6 +41,12 @@ _SEARCH_DEPTH = 4
 #: In the name of the hidden folder a skill is copied into before it is renamed into place:
 #: `.<skill>.adding-<random>`.
 _STAGING_MARK = ".adding-"
+#: Exactly the names `_staging_folder` makes (`mkdtemp` adds 8 characters): the sweep of
+#: abandoned ones must never take a person's hidden folder that merely looks alike.
+_STAGING_NAME = re.compile(r"\.[a-z0-9][a-z0-9-]*\.adding-[a-z0-9_]{8}")
+#: Attempts at a staging folder that is still ours once locked (a sweep may take a new one
+#: before its lock): more failures mean something else is wrong.
+_STAGING_ATTEMPTS = 5
 
 log = logging.getLogger(__name__)
 
@@ -214,15 +220,22 @@ def _staging_folder(skills_dir: Path, name: str) -> Iterator[Path]:
     """A new hidden folder `.<name>.adding-…` in `skills_dir`, removed on exit. It is flocked for
     as long as it is in use: the kernel drops the lock when the process dies, however it dies, so
     `remove_abandoned_copies` can tell an add still running (in any process) from a killed one."""
-    while True:
+    for _attempt in range(_STAGING_ATTEMPTS):
         staging = Path(tempfile.mkdtemp(prefix=f".{name}{_STAGING_MARK}", dir=skills_dir))
-        lock = _lock_folder(staging)
+        try:
+            lock = _lock_folder(staging)
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise UsageError(f"could not lock {staging} to copy the skill into: {exc}") from None
         if lock is not None and _still_named(staging, lock):
             break
         # another add or remove swept the folder between its creation and its lock (it had no
-        # holder yet): that one deletes it, or did; make another
+        # holder yet), or it cannot be opened: make another, leaving none behind
         if lock is not None:
             os.close(lock)
+        shutil.rmtree(staging, ignore_errors=True)
+    else:
+        raise UsageError(f"could not make a folder to copy the skill into in {skills_dir}: each one vanished")
     try:
         yield staging
     finally:
@@ -232,12 +245,17 @@ def _staging_folder(skills_dir: Path, name: str) -> Iterator[Path]:
 
 def remove_abandoned_copies(skills_dir: Path) -> list[Path]:
     """Remove the staging folders in `skills_dir` that adds killed midway left (no process holds
-    their lock); returns the folders removed. The folder of an add still running stays."""
+    their lock); returns the folders removed. The folder of an add still running stays. Best
+    effort: what cannot be looked at or removed is logged and left."""
     removed: list[Path] = []
     for staging in sorted(skills_dir.glob(f".*{_STAGING_MARK}*")):
-        if staging.is_symlink() or not staging.is_dir():
+        if not _STAGING_NAME.fullmatch(staging.name) or staging.is_symlink() or not staging.is_dir():
             continue
-        lock = _lock_folder(staging)
+        try:
+            lock = _lock_folder(staging)
+        except OSError as exc:
+            log.warning("could not check %s, left by an interrupted skill add: %s", staging, exc)
+            continue
         if lock is None:
             continue  # an add in progress (or a folder gone meanwhile)
         try:
@@ -254,7 +272,8 @@ def remove_abandoned_copies(skills_dir: Path) -> list[Path]:
 
 def _lock_folder(folder: Path) -> int | None:
     """A descriptor of `folder` holding an exclusive flock on it (closing it releases the lock);
-    None when another open descriptor holds it, or the folder is gone or not ours to open."""
+    None when another open descriptor holds it, or the folder is gone or not ours to open.
+    Raises OSError when the filesystem cannot lock it (the descriptor closed)."""
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     except (FileNotFoundError, NotADirectoryError, PermissionError):
@@ -264,6 +283,9 @@ def _lock_folder(folder: Path) -> int | None:
     except BlockingIOError:
         os.close(fd)
         return None
+    except OSError:
+        os.close(fd)
+        raise
     return fd
 
 

@@ -5,7 +5,9 @@ copy (its file copy waits on stdin) so the test kills it, or lets it go on, at a
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from duragent.errors import UsageError
 from duragent.skills import install
 from tests.integration.test_cli_skill import git, workspace
 from tests.integration.test_skill_add_leaves_no_half_copy import duragent
@@ -127,14 +130,18 @@ def test_a_staging_folder_nobody_holds_is_removed_and_logged(
     skills.mkdir()
     left = Path(tempfile.mkdtemp(prefix=".notes.adding-", dir=skills))  # as an add makes it
     write_skill(left, "notes")
-    person_folder = skills / ".adding-notes"  # not a staging folder's name: never touched
-    person_folder.mkdir()
+    for person_folder in (".adding-notes", ".ideas.adding-later"):  # not names an add makes: kept
+        (skills / person_folder).mkdir()
 
     with caplog.at_level(logging.INFO, logger="duragent.skills.install"):
         installed = install.add_skill(str(write_skill(tmp_path / "source", "changelog")), skills)
 
     assert installed.skill.name == "changelog"
-    assert sorted(path.name for path in skills.iterdir()) == [".adding-notes", "changelog"]
+    assert sorted(path.name for path in skills.iterdir()) == [
+        ".adding-notes",
+        ".ideas.adding-later",
+        "changelog",
+    ]
     assert f"removed {left}, left by a skill add that was interrupted" in caplog.messages
 
 
@@ -165,3 +172,47 @@ def test_an_add_whose_new_folder_is_swept_before_it_holds_it_makes_another(
 
     assert (installed.skill.directory / "SKILL.md").is_file()
     assert sorted(path.name for path in skills.iterdir()) == ["changelog"]
+
+
+def test_a_filesystem_that_cannot_lock_gets_a_clear_error_and_keeps_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """flock refused (ENOLCK on some network filesystems): the add says so, leaves no folder, and a
+    remove in that folder still works (its sweep only logs what it cannot check)."""
+    skills = tmp_path / "skills"
+    skills.mkdir()
+    write_skill(skills, "notes")
+    Path(tempfile.mkdtemp(prefix=".notes.adding-", dir=skills))  # a killed add's
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(install.fcntl, "flock", no_locks)
+    with pytest.raises(UsageError, match=r"could not lock .* to copy the skill into: .*No locks available"):
+        install.add_skill(str(write_skill(tmp_path / "source", "changelog")), skills)
+    assert not (skills / "changelog").exists()
+
+    with caplog.at_level(logging.WARNING, logger="duragent.skills.install"):
+        install.remove_skill("notes", skills)
+    assert not (skills / "notes").exists()
+    assert any("could not check" in message for message in caplog.messages)
+
+
+def test_an_add_that_cannot_open_its_new_folders_gives_up_and_leaves_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder it made but may not open (a security module's denial): a few attempts, then a
+    clear error, and none of the attempts' folders left behind."""
+    skills = tmp_path / "skills"
+    skills.mkdir()
+    opened = os.open
+
+    def denied(path: object, flags: int, *args: object, **kwargs: object) -> int:
+        if flags & os.O_DIRECTORY and ".adding-" in str(path):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return opened(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(install.os, "open", denied)
+    with pytest.raises(UsageError, match="could not make a folder to copy the skill into"):
+        install.add_skill(str(write_skill(tmp_path / "source", "changelog")), skills)
+    assert list(skills.iterdir()) == []
