@@ -30,7 +30,20 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirModifiedEvent,
+    DirMovedEvent,
+    EventsLostEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 
 from duragent.agents.catalog import AgentNotFound, InvalidAgent
 from duragent.agents.loader import (
@@ -48,7 +61,6 @@ from duragent.ids import check_name, ulid
 from duragent.stores.base import Change, ChangeListener, ignore_changes
 
 if TYPE_CHECKING:
-    from watchdog.events import FileSystemEvent
     from watchdog.observers.api import BaseObserver, ObservedWatch
 
     from duragent.secrets import SecretGuard
@@ -665,28 +677,17 @@ class AgentRegistry:
 
 
 def _change_events() -> list[type[FileSystemEvent]]:
-    """The watchdog events of `_CHANGE_EVENTS`, as a watch's filter.
+    """The watchdog events of `_CHANGE_EVENTS`, and that some were lost, as a watch's filter.
 
     Watchdog asks the kernel only for what a watch's filter names: without one, inotify reports
     every open and read, and a turn's reads of `.duragent/` kept watchdog's threads busy for
     ~0.25 ms of CPU per turn, taking the GIL from the event loop, only to be dropped here.
     """
-    from watchdog.events import DirModifiedEvent, FileClosedEvent, FileModifiedEvent
-
-    return [*_entry_events(), FileModifiedEvent, DirModifiedEvent, FileClosedEvent]
+    return [*_entry_events(), FileModifiedEvent, DirModifiedEvent, FileClosedEvent, EventsLostEvent]
 
 
 def _entry_events() -> list[type[FileSystemEvent]]:
     """The events of a folder's entries coming, going or being renamed (files and folders)."""
-    from watchdog.events import (
-        DirCreatedEvent,
-        DirDeletedEvent,
-        DirMovedEvent,
-        FileCreatedEvent,
-        FileDeletedEvent,
-        FileMovedEvent,
-    )
-
     return [
         FileCreatedEvent,
         DirCreatedEvent,
@@ -710,6 +711,9 @@ class _StaticFolderHandler(FileSystemEventHandler):
 
     def dispatch(self, event: FileSystemEvent) -> None:
         """Called by watchdog on its thread for every event."""
+        if isinstance(event, EventsLostEvent):
+            self.notify(_WHOLE_FOLDER)  # the kernel's queue overflowed: any agent may have changed
+            return
         if event.event_type not in _CHANGE_EVENTS:
             return
         for raw in (event.src_path, getattr(event, "dest_path", "")):
@@ -740,7 +744,7 @@ class _LinkedAgentHandler(FileSystemEventHandler):
 
     def dispatch(self, event: FileSystemEvent) -> None:
         """Called by watchdog on its thread for every event under the linked folder."""
-        if event.event_type in _CHANGE_EVENTS:
+        if event.event_type in _CHANGE_EVENTS or isinstance(event, EventsLostEvent):
             self.notify(self.name)
 
 

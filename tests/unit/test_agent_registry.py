@@ -437,6 +437,30 @@ async def test_reading_agent_files_and_the_data_folder_reaches_no_watch(
     assert set(seen) <= {"modified", "closed"}, seen
 
 
+async def test_an_edit_whose_events_an_inotify_overflow_lost_is_read_all_the_same(
+    watched: AgentRegistry, workspace: Path
+) -> None:
+    from watchdog.events import EventsLostEvent
+
+    assert watched._observer is not None
+    emitters = list(watched._observer.emitters)
+    # the kernel's queue overflows: the events of what happens now never reach the registry
+    lost: list[str] = []
+    for emitter in emitters:
+        emitter.queue_event = lambda event: lost.extend(  # type: ignore[method-assign]
+            os.fsdecode(path) for path in (event.src_path, getattr(event, "dest_path", ""))
+        )
+    source = static_dir(workspace) / "alpha" / "agent.yaml"
+    save_atomically(source, agent_yaml("alpha", "saved during the overflow"))
+    assert await wait_until(lambda: str(source) in lost)
+    for emitter in emitters:
+        del emitter.queue_event
+        # what watchdog queues once it has rebuilt its watches, one per watched folder
+        emitter.queue_event(EventsLostEvent(emitter.watch.path, is_directory=True))
+
+    assert await wait_until(lambda: watched.get("alpha").description == "saved during the overflow")
+
+
 async def test_without_watch_enabled_start_watching_does_nothing(workspace: Path) -> None:
     write_agent(static_dir(workspace), "alpha", "first")
     registry = AgentRegistry(make_config(workspace, "static:\n  watch: false"), env={})
