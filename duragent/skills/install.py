@@ -235,7 +235,10 @@ def _staging_folder(skills_dir: Path, name: str) -> Iterator[Path]:
             os.close(lock)
         shutil.rmtree(staging, ignore_errors=True)
     else:
-        raise UsageError(f"could not make a folder to copy the skill into in {skills_dir}: each one vanished")
+        raise UsageError(
+            f"could not make a folder to copy the skill into in {skills_dir}: "
+            "each one vanished or could not be opened"
+        )
     try:
         yield staging
     finally:
