@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +15,6 @@ import pytest
 
 from duragent.testing.fake_llm import FakeLLMServer, error, text, tool_calls
 from tests.e2e.server_harness import AGENT_YAML, Api, ServeProcess, read_sse, start_serve, write_workspace
-from tests.waiting import eventually
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
@@ -36,6 +38,57 @@ async def wait_until(check: Any, seconds: float = 10.0) -> Any:
         if result or time.monotonic() > deadline:
             return result
         await asyncio.sleep(0.05)
+
+
+@dataclass
+class AskingAgain:
+    """A turn's tool call that waited for approval across a restart, asked again by the new server."""
+
+    http: aiohttp.ClientSession
+    server: ServeProcess
+    session_id: str
+    call_id: str
+
+    async def approve(self) -> tuple[int, Any]:
+        url = f"{self.server.url}/api/v1/sessions/{self.session_id}/approve"
+        return await call(self.http, "POST", url, {"call_id": self.call_id, "decision": "allow_once"})
+
+    async def tool_results(self) -> list[dict[str, Any]]:
+        messages = await history(self.http, self.server, self.session_id)
+        return [message for message in messages if message["type"] == "tool_result"]
+
+
+@contextlib.asynccontextmanager
+async def asked_again_after_a_restart(
+    tmp_path: Path, config: Path, fake_llm: FakeLLMServer, tool_call: tuple[str, Any], *, crash: bool
+) -> AsyncIterator[AskingAgain]:
+    """A message whose turn makes `tool_call`, which waits for approval; the server stopped
+    (killed if `crash`, else stopped as on SIGTERM) and started again; once the new server asks
+    for the call again, the caller answers it. The new server is stopped after."""
+    server = start_serve(config, tmp_path / "serve.log")
+    fake_llm.enqueue(tool_calls([tool_call]))
+    async with aiohttp.ClientSession(headers=server.headers) as http:
+        _, created = await call(http, "POST", f"{server.url}/api/v1/sessions", {"agent": "helper"})
+        session_id = created["session_id"]
+        status, pending = await call(
+            http, "POST", f"{server.url}/api/v1/sessions/{session_id}/messages", {"content": "do it"}
+        )
+        assert status == 202, pending
+        if crash:
+            server.kill()
+        else:
+            assert await asyncio.to_thread(server.terminate) == 0
+        server = start_serve(config, tmp_path / "serve2.log")
+        try:
+
+            async def asked_again() -> list[str]:
+                _, session = await call(http, "GET", f"{server.url}/api/v1/sessions/{session_id}")
+                return [a["call_id"] for a in session.get("pending_approvals") or []]
+
+            assert await wait_until(asked_again) == [pending["call_id"]], server.log()
+            yield AskingAgain(http, server, session_id, pending["call_id"])
+        finally:
+            assert await asyncio.to_thread(server.terminate) == 0
 
 
 @pytest.mark.slow
@@ -89,37 +142,15 @@ async def test_an_approval_pending_at_a_crash_can_be_answered_after_the_restart(
     tmp_path: Path, fake_llm: FakeLLMServer
 ) -> None:
     config = write_workspace(tmp_path, fake_llm.url, git=False)
-    server = start_serve(config, tmp_path / "serve.log")
     # the test policy allows `echo` only: `printf` asks a person
-    fake_llm.enqueue(tool_calls([("bash", {"command": "printf approved-after-restart"})]))
-    async with aiohttp.ClientSession(headers=server.headers) as http:
-        _, created = await call(http, "POST", f"{server.url}/api/v1/sessions", {"agent": "helper"})
-        session_id = created["session_id"]
-        status, pending = await call(
-            http, "POST", f"{server.url}/api/v1/sessions/{session_id}/messages", {"content": "print it"}
-        )
-        assert status == 202, pending
-        call_id = pending["call_id"]
-        server.kill()
-        server = start_serve(config, tmp_path / "serve2.log")
-        try:
-            base = f"{server.url}/api/v1/sessions/{session_id}"
-
-            async def asked_again() -> list[str]:
-                _, session = await call(http, "GET", base)
-                return [a["call_id"] for a in session.get("pending_approvals") or []]
-
-            assert await wait_until(asked_again) == [call_id], server.log()
-            fake_llm.enqueue(text("it printed approved-after-restart"))
-            status, done = await call(
-                http, "POST", f"{base}/approve", {"call_id": call_id, "decision": "allow_once"}
-            )
-            assert status == 200, done
-            assert done["content"] == "it printed approved-after-restart"
-            results = [m for m in await history(http, server, session_id) if m["type"] == "tool_result"]
-            assert [(r["payload"]["ok"], r["content"]) for r in results] == [(True, "approved-after-restart")]
-        finally:
-            assert await asyncio.to_thread(server.terminate) == 0
+    printf = ("bash", {"command": "printf approved-after-restart"})
+    async with asked_again_after_a_restart(tmp_path, config, fake_llm, printf, crash=True) as waiting:
+        fake_llm.enqueue(text("it printed approved-after-restart"))
+        status, done = await waiting.approve()
+        assert status == 200, done
+        assert done["content"] == "it printed approved-after-restart"
+        results = await waiting.tool_results()
+        assert [(r["payload"]["ok"], r["content"]) for r in results] == [(True, "approved-after-restart")]
 
 
 async def test_metrics_count_turns_by_outcome_and_their_tokens(api: Api, fake_llm: FakeLLMServer) -> None:
@@ -192,32 +223,12 @@ async def test_a_server_tool_approved_after_a_restart_reaches_the_servers_schedu
     (tmp_path / "data" / "agents" / "helper" / "agent.yaml").write_text(
         helper.replace("builtin: [bash]", f"builtin: [{tool}]")
     )
-    server = start_serve(config, tmp_path / "serve.log")
-    fake_llm.enqueue(tool_calls([(tool, arguments)]))
-    async with aiohttp.ClientSession(headers=server.headers) as http:
-        _, created = await call(http, "POST", f"{server.url}/api/v1/sessions", {"agent": "helper"})
-        session_id = created["session_id"]
-        status, pending = await call(
-            http, "POST", f"{server.url}/api/v1/sessions/{session_id}/messages", {"content": "do it"}
-        )
-        assert status == 202, pending
-        assert await asyncio.to_thread(server.terminate) == 0
-        server = start_serve(config, tmp_path / "serve2.log")
-        try:
-            base = f"{server.url}/api/v1/sessions/{session_id}"
-
-            async def asked_again() -> list[str] | None:
-                _, session = await call(http, "GET", base)
-                return [a["call_id"] for a in session.get("pending_approvals") or []] or None
-
-            assert await eventually(asked_again) == [pending["call_id"]], server.log()
-            fake_llm.enqueue(text("done"))
-            status, done = await call(
-                http, "POST", f"{base}/approve", {"call_id": pending["call_id"], "decision": "allow_once"}
-            )
-            assert status == 200, done
-            results = [m for m in await history(http, server, session_id) if m["type"] == "tool_result"]
-            assert [r["payload"]["ok"] for r in results] == [True], results
-            assert results[0]["content"].startswith(answer), results
-        finally:
-            assert await asyncio.to_thread(server.terminate) == 0
+    async with asked_again_after_a_restart(
+        tmp_path, config, fake_llm, (tool, arguments), crash=False
+    ) as waiting:
+        fake_llm.enqueue(text("done"))
+        status, done = await waiting.approve()
+        assert status == 200, done
+        results = await waiting.tool_results()
+        assert [r["payload"]["ok"] for r in results] == [True], results
+        assert results[0]["content"].startswith(answer), results
