@@ -489,8 +489,12 @@ class Committer:
         for path in paths:
             with contextlib.suppress(ValueError):  # (outside: not committed at all)
                 relative[path] = self.repo.relative(path)
-        sizes = self.repo.sizes_at("HEAD", list(relative.values()))
-        return {path: sizes.get(name) for path, name in relative.items()}
+        found = self.repo.objects_at([("HEAD", name) for name in relative.values()])
+        sizes: dict[Path, int | None] = {}
+        for path, name in relative.items():
+            blob = found.get(("HEAD", name))
+            sizes[path] = blob.size if blob is not None and blob.kind == "blob" else None
+        return sizes
 
     def _commit_group(self, batch: Sequence[Change], author: str) -> None:
         paths = self._paths_in_repo(batch)

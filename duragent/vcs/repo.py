@@ -257,6 +257,15 @@ def merge_texts(ours: str, base: str, theirs: str, *, union: bool = False) -> tu
     return done.stdout.decode("utf-8", errors="replace"), done.returncode != 0
 
 
+@dataclass(frozen=True)
+class GitObject:
+    """An object a commit's path names: its type (`blob`, `tree`), id and size in bytes."""
+
+    kind: str
+    name: str
+    size: int
+
+
 class GitRepo:
     """A git working tree whose top folder is `root` (Duragent's data directory)."""
 
@@ -436,21 +445,22 @@ class GitRepo:
         data = self.bytes_at(rev, path)
         return None if data is None else data.decode("utf-8", errors="replace")
 
-    def sizes_at(self, rev: str, paths: Sequence[str]) -> dict[str, int | None]:
-        """The size of each file in commit `rev`, None where it has no such file (or no commit)."""
-        asked = [path for path in paths if "\n" not in path]
-        sizes: dict[str, int | None] = dict.fromkeys(paths)
+    def objects_at(self, specs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], GitObject]:
+        """What each (commit, path) names, from one `cat-file`; a pair naming nothing (no such
+        file, no such commit) is left out, and so is a path holding a newline (it cannot be asked)."""
+        asked = list(dict.fromkeys((rev, path) for rev, path in specs if "\n" not in path))
         if not asked:
-            return sizes
+            return {}
         out = self._git(
-            ["cat-file", "--batch-check=%(objecttype) %(objectsize)"],
-            input="".join(f"{rev}:{path}\n" for path in asked),
-            check=False,
+            ["cat-file", "--batch-check=%(objecttype) %(objectname) %(objectsize)"],
+            input="".join(f"{rev}:{path}\n" for rev, path in asked),
         )
-        for path, line in zip(asked, out.splitlines(), strict=False):
-            kind, _, size = line.partition(" ")
-            sizes[path] = int(size) if kind == "blob" and size.isdigit() else None
-        return sizes
+        found: dict[tuple[str, str], GitObject] = {}
+        for spec, line in zip(asked, out.splitlines(), strict=True):
+            if not line.endswith((" missing", " ambiguous")):
+                kind, name, size = line.split(" ")
+                found[spec] = GitObject(kind, name, int(size))
+        return found
 
     def bytes_at(self, rev: str, path: str) -> bytes | None:
         """The bytes of `path` in commit `rev`, or None when the commit has no such file."""
@@ -996,18 +1006,11 @@ class _StagingIndex:
 
     def _blobs(self, specs: Sequence[tuple[str | None, str]]) -> dict[tuple[str | None, str], str | None]:
         """The blob each (commit, path) names, None where the commit has no such file (or no commit)."""
-        asked = list(dict.fromkeys((rev, path) for rev, path in specs if rev))
-        found: dict[tuple[str | None, str], str | None] = dict.fromkeys(specs)
-        if not asked:
-            return found
-        out = self._git(
-            ["cat-file", "--batch-check=%(objectname) %(objecttype)"],
-            input="".join(f"{rev}:{path}\n" for rev, path in asked),
-        )
-        for spec, line in zip(asked, out.splitlines(), strict=True):
-            name, _, kind = line.rpartition(" ")
-            found[spec] = name if kind not in ("missing", "ambiguous") else None
-        return found
+        found = self.repo.objects_at([(rev, path) for rev, path in specs if rev])
+        return {
+            (rev, path): found[(rev, path)].name if rev and (rev, path) in found else None
+            for rev, path in specs
+        }
 
     def _stage(self, relative: list[str]) -> None:
         files: list[str] = []
