@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import sys
 from pathlib import Path
 
@@ -59,6 +60,14 @@ async def test_discord_unreachable_is_reported_as_not_connected_until_the_bot_is
 
     assert event["content"]["text"] == "are you back?"
     assert code == 0
+    # The waits between attempts are the plugin's (1 s doubling, within 20%), not discord.py's
+    # draws from 0 to 2**n s, which after a short outage could keep the bot away for a minute.
+    waits = [
+        float(w) for w in re.findall(r"Attempting a reconnect in ([\d.]+)s", plugin.stderr_path.read_text())
+    ]
+    assert waits
+    for attempt, wait in enumerate(waits):
+        assert 0.8 * 2**attempt <= wait <= 1.2 * 2**attempt
 
 
 async def _when(answer: object, wanted: bool) -> bool | None:

@@ -1,15 +1,16 @@
 """The Discord gateway plugin: Discord (through discord.py 2) <-> the gateway protocol.
 
 Runs as its own process (`duragent-gateway-discord`) started by `duragent serve`. It stays on
-Discord's Gateway websocket (discord.py resumes dropped connections and reconnects with
-exponential backoff), turns each message into a `message_received` event and each button press
-into a `callback_query`, and carries out send/edit/delete/typing/media commands. Replies are
-converted to Discord Markdown and sent in pieces of at most 2,000 characters; approval buttons
-are message components whose presses are acknowledged at once (Discord allows three seconds)
-and answered with a message only the presser sees. Attachments are downloaded into a private
-folder and passed on in the event's `metadata` (`file_path`, `file_name`, `mime_type`, `size`)
-for Duragent to store as artifacts. Rate limits (per-route buckets and 429 `retry_after`) are
-waited out by discord.py. The bot token is never logged.
+Discord's Gateway websocket (discord.py resumes dropped connections; the waits between its
+reconnects are this plugin's, see `ReconnectBackoff`), turns each message into a
+`message_received` event and each button press into a `callback_query`, and carries out
+send/edit/delete/typing/media commands. Replies are converted to Discord Markdown and sent in
+pieces of at most 2,000 characters; approval buttons are message components whose presses are
+acknowledged at once (Discord allows three seconds) and answered with a message only the
+presser sees. Attachments are downloaded into a private folder and passed on in the event's
+`metadata` (`file_path`, `file_name`, `mime_type`, `size`) for Duragent to store as artifacts.
+Rate limits (per-route buckets and 429 `retry_after`) are waited out by discord.py. The bot
+token is never logged.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import functools
 import io
 import logging
 import os
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import discord
+import discord.client
 import yarl
 from discord import ui
 from discord.gateway import DiscordWebSocket
@@ -74,6 +77,9 @@ INTERACTION_TTL_SECONDS = 14 * 60
 #: 4 s between them: an agent's reply is sent once, and would otherwise be lost to a blip.
 TRANSIENT_ATTEMPTS = 4
 TRANSIENT_FIRST_DELAY_SECONDS = 1.0
+#: Waits between attempts at the Gateway while it is out of reach: 1 s doubling to a minute.
+RECONNECT_FIRST_SECONDS = 1.0
+RECONNECT_MAX_SECONDS = 60.0
 #: Server errors discord.py already retries itself (five tries over 16 s): not tried again.
 _RETRIED_BY_DISCORD_PY = frozenset({500, 502, 504, 524})
 
@@ -133,6 +139,7 @@ class DiscordPlugin(GatewayPlugin):
         self._interactions: dict[str, tuple[discord.Interaction, float]] = {}
         self._downloads: DownloadFolder | None = None
         self._order = ChatOrder()
+        self._reconnects = ReconnectBackoff()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -156,6 +163,9 @@ class DiscordPlugin(GatewayPlugin):
         # The bot never joins voice: warnings at every start that voice libraries are missing
         # would only send its operator looking for a problem.
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
+        # The reconnect loop in discord.py's Client.connect makes its backoff from this name; the
+        # plugin's process runs one client, whose waits should be ours.
+        discord.client.ExponentialBackoff = lambda: self._reconnects  # type: ignore[attr-defined,assignment,misc]
         intents = discord.Intents.default()
         intents.message_content = True
         # What the agent writes is often what someone asked it to write: it may ping the people it
@@ -284,6 +294,7 @@ class DiscordPlugin(GatewayPlugin):
         elif not self._online:
             log.info("connection to Discord restored (new session)")
         self._online = True
+        self._reconnects.reset()
         self._ready.set()
 
     async def on_resumed(self) -> None:
@@ -291,6 +302,7 @@ class DiscordPlugin(GatewayPlugin):
         if not self._online:
             log.info("connection to Discord restored")
         self._online = True
+        self._reconnects.reset()
 
     async def on_disconnect(self) -> None:
         """discord.py: the Gateway connection dropped; it is being retried with backoff."""
@@ -607,6 +619,31 @@ class DiscordPlugin(GatewayPlugin):
 
     def _redact(self, text: str) -> str:
         return self._redactor.redact(text)
+
+
+class ReconnectBackoff:
+    """The waits between discord.py's attempts at an unreachable Gateway, as the Telegram plugin's:
+    1 s doubling to a minute, each within 20% either way (bots must not retry in lockstep), back
+    to 1 s once the Gateway answers.
+
+    discord.py's own waits are drawn from 0 to 2**n s, n growing by one each attempt up to 10 and
+    going back to 1 only after 34 quiet minutes: a few quick draws during a short outage could
+    leave the bot waiting a minute, after a long one 17, for a Discord that was already back.
+    Doubling waits keep the wait after an outage within about its length.
+    """
+
+    def __init__(self) -> None:
+        self.failures = 0
+
+    def delay(self) -> float:
+        """Seconds to wait before the next attempt (discord.py calls this after each failure)."""
+        self.failures += 1
+        wait = min(RECONNECT_MAX_SECONDS, RECONNECT_FIRST_SECONDS * 2.0 ** min(self.failures - 1, 16))
+        return wait * random.uniform(0.8, 1.2)
+
+    def reset(self) -> None:
+        """The Gateway answered (READY or RESUMED): the next outage starts again from 1 s."""
+        self.failures = 0
 
 
 class _TransientFailure(Exception):
