@@ -16,7 +16,7 @@ import pytest
 from duragent.server.state import STATE
 from duragent.testing.fake_llm import FakeLLMServer, delay, text, tool_calls
 from duragent.vcs.history import read_history
-from tests.e2e.server_harness import Api, ApiFactory
+from tests.e2e.server_harness import Api, ApiFactory, collect_until
 from tests.waiting import eventually, until
 
 PERSON = "Test Person <person@example.test>"
@@ -299,3 +299,35 @@ async def test_a_stopped_turn_a_person_takes_up_is_resumed_as_theirs_and_runs_on
     ]
     assert events.count(("approval_required", "agent")) == 2  # asked, and asked again once resumed
     assert events[-2:] == [("tool_result", "agent"), ("assistant_message", "agent")]
+
+
+async def test_a_paused_session_a_person_attaches_to_is_resumed_as_theirs_and_runs_on_as_the_agents(
+    start_api: ApiFactory, fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    from tests.e2e.test_server_detach import stream_a_few, wait_for
+
+    api = await start_api(git=True)
+    data = tmp_path / "ws0" / "data"
+    fake_llm.enqueue(
+        tool_calls([("bash", {"command": "echo step"})], text="a b c d e f", chunk_delay=0.05),
+        text("finished after resume"),
+    )
+    session_id = await api.new_session("pauser")  # on_disconnect: pause
+    await stream_a_few(api, session_id, 1)  # the client hangs up mid-turn
+    await wait_for(api, session_id, lambda s: s["status"] == "paused" and not s["busy"])
+
+    # `duragent attach`: attaching resumes the session, and the stream follows its turn
+    async with api.http.get(api.url(f"/api/v1/sessions/{session_id}/events")) as response:
+        events = await collect_until(response, "done")
+    assert events[-1].data["content"] == "finished after resume"
+    await all_committed(api, data, session_id)
+
+    committed = events_as_committed(data, session_id)
+    assert [event for event in committed if event[1] == "person"] == [("status_change (resumed)", "person")]
+    assert committed[-4:] == [
+        ("status_change (client disconnected (on_disconnect: pause))", "agent"),
+        ("status_change (resumed)", "person"),
+        # the turn the attach let go on
+        ("attempt_restarted", "agent"),
+        ("assistant_message", "agent"),
+    ]

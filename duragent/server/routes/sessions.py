@@ -723,8 +723,11 @@ async def follow_events(request: web.Request) -> web.StreamResponse:
         response = await sse.open_stream(request)
         await response.write(b"".join(sse.frame(event) for event in unseen))
         return response
-    # On stateless workers this relays the session from whichever worker runs it.
-    subscription = await state.sessions.follow(session_id, after)
+    # On stateless workers this relays the session from whichever worker runs it. A client
+    # attaching (`duragent attach`, a chat coming back) resumes a session paused for want of one:
+    # the person's act, committed as theirs (the turn it lets run is the agent's).
+    with changes_by_person():
+        subscription = await state.sessions.follow(session_id, after)
     try:
         response = await sse.open_stream(request)
         # (the feed closes after `session_end`, ending the stream: LiveSession.end, the relay)
