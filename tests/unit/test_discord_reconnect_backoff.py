@@ -5,6 +5,14 @@ from __future__ import annotations
 from duragent.plugins.discord.plugin import ReconnectBackoff
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_waits_double_from_a_second_to_a_minute_each_within_a_fifth_either_way() -> None:
     backoff = ReconnectBackoff()
     waits = [backoff.delay() for _ in range(12)]
@@ -13,14 +21,26 @@ def test_waits_double_from_a_second_to_a_minute_each_within_a_fifth_either_way()
         assert 0.8 * nominal <= wait <= 1.2 * nominal
 
 
-def test_an_answer_from_the_gateway_starts_the_next_outage_from_a_second_again() -> None:
-    backoff = ReconnectBackoff()
+def test_a_connection_that_stays_up_a_minute_starts_the_next_outage_from_a_second() -> None:
+    clock = Clock()
+    backoff = ReconnectBackoff(clock)
     for _ in range(8):
         backoff.delay()
-    backoff.reset()
+    backoff.connected()
+    clock.now += 60
     assert backoff.delay() <= 1.2
 
 
-def test_a_long_outage_never_waits_more_than_a_minute() -> None:
+def test_a_connection_that_drops_again_within_a_minute_goes_on_doubling() -> None:
+    clock = Clock()
+    backoff = ReconnectBackoff(clock)
+    for _ in range(4):
+        backoff.delay()  # 1, 2, 4, 8 s
+    backoff.connected()
+    clock.now += 20
+    assert 0.8 * 16 <= backoff.delay() <= 1.2 * 16
+
+
+def test_a_long_outage_never_waits_more_than_a_minute_and_a_fifth() -> None:
     backoff = ReconnectBackoff()
     assert max(backoff.delay() for _ in range(2000)) <= 72

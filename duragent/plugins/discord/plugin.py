@@ -80,6 +80,8 @@ TRANSIENT_FIRST_DELAY_SECONDS = 1.0
 #: Waits between attempts at the Gateway while it is out of reach: 1 s doubling to a minute.
 RECONNECT_FIRST_SECONDS = 1.0
 RECONNECT_MAX_SECONDS = 60.0
+#: How long the Gateway must stay up after a reconnect for the next outage to start from 1 s.
+RECONNECT_STABLE_SECONDS = 60.0
 #: Server errors discord.py already retries itself (five tries over 16 s): not tried again.
 _RETRIED_BY_DISCORD_PY = frozenset({500, 502, 504, 524})
 
@@ -294,7 +296,7 @@ class DiscordPlugin(GatewayPlugin):
         elif not self._online:
             log.info("connection to Discord restored (new session)")
         self._online = True
-        self._reconnects.reset()
+        self._reconnects.connected()
         self._ready.set()
 
     async def on_resumed(self) -> None:
@@ -302,7 +304,7 @@ class DiscordPlugin(GatewayPlugin):
         if not self._online:
             log.info("connection to Discord restored")
         self._online = True
-        self._reconnects.reset()
+        self._reconnects.connected()
 
     async def on_disconnect(self) -> None:
         """discord.py: the Gateway connection dropped; it is being retried with backoff."""
@@ -624,26 +626,33 @@ class DiscordPlugin(GatewayPlugin):
 class ReconnectBackoff:
     """The waits between discord.py's attempts at an unreachable Gateway, as the Telegram plugin's:
     1 s doubling to a minute, each within 20% either way (bots must not retry in lockstep), back
-    to 1 s once the Gateway answers.
+    to 1 s once the Gateway has answered (READY or RESUMED) and stayed up for a minute.
 
     discord.py's own waits are drawn from 0 to 2**n s, n growing by one each attempt up to 10 and
     going back to 1 only after 34 quiet minutes: a few quick draws during a short outage could
     leave the bot waiting a minute, after a long one 17, for a Discord that was already back.
-    Doubling waits keep the wait after an outage within about its length.
+    Doubling waits keep the wait after an outage within about one and a half times its length.
+    A connection that drops again within a minute of coming back goes on doubling.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.failures = 0
+        self._clock = clock
+        self._up_since: float | None = None
 
     def delay(self) -> float:
         """Seconds to wait before the next attempt (discord.py calls this after each failure)."""
+        if self._up_since is not None and self._clock() - self._up_since >= RECONNECT_STABLE_SECONDS:
+            self.failures = 0
+        self._up_since = None
         self.failures += 1
         wait = min(RECONNECT_MAX_SECONDS, RECONNECT_FIRST_SECONDS * 2.0 ** min(self.failures - 1, 16))
         return wait * random.uniform(0.8, 1.2)
 
-    def reset(self) -> None:
-        """The Gateway answered (READY or RESUMED): the next outage starts again from 1 s."""
-        self.failures = 0
+    def connected(self) -> None:
+        """The Gateway answered (READY or RESUMED): once it stays up for a minute, the next outage
+        starts again from 1 s."""
+        self._up_since = self._clock()
 
 
 class _TransientFailure(Exception):
