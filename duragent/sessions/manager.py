@@ -41,6 +41,7 @@ from duragent.stores.base import (
     SessionStatus,
     SessionStore,
     SessionSummary,
+    agents_context,
     list_key,
 )
 
@@ -326,7 +327,11 @@ class SessionManager:
         return live.log.owned is None or live.log.owned()
 
     def _reload_later(self, stale: LiveSession) -> None:
-        task = asyncio.get_running_loop().create_task(self._reload(stale), name=f"reload {stale.session_id}")
+        # The reload is the server's, whatever write found the copy stale (a person's resume):
+        # what its recovery writes is committed as the agent's.
+        task = asyncio.get_running_loop().create_task(
+            self._reload(stale), name=f"reload {stale.session_id}", context=agents_context()
+        )
         self._reloading.add(task)
         task.add_done_callback(self._reloading.discard)
 

@@ -201,7 +201,8 @@ async def answer_approval(request: web.Request, form: dict[str, str]) -> web.Str
         raise see_other(f"{UI_PREFIX}/sessions/{session_id}")
     # left by a turn that stopped: taken up, it asks again, and this is the answer (if it asks
     # another call first, or goes on without asking, the page shows that instead)
-    subscription = await live.subscribe()
+    with changes_by_person():  # attaching may resume the session: the person's act
+        subscription = await live.subscribe()
     try:
         with contextlib.suppress(TimeoutError):
             with changes_by_person():  # the answer resumes the session: as the API's /approve does

@@ -301,8 +301,27 @@ async def test_a_stopped_turn_a_person_takes_up_is_resumed_as_theirs_and_runs_on
     assert events[-2:] == [("tool_result", "agent"), ("assistant_message", "agent")]
 
 
+async def attach_over_the_events_stream(api: Api, session_id: str) -> None:
+    """`duragent attach`: the stream follows the turn attaching resumed to its end."""
+    async with api.http.get(api.url(f"/api/v1/sessions/{session_id}/events")) as response:
+        events = await collect_until(response, "done")
+    assert events[-1].data["content"] == "finished after resume"
+
+
+async def attach_with_a_message(api: Api, session_id: str) -> None:
+    """A client posting a message attaches: the resumed turn finishes first, then the message's."""
+    status, body = await api.call("POST", f"/api/v1/sessions/{session_id}/messages", {"content": "and now?"})
+    assert (status, body["content"]) == (200, "the message's answer"), body
+
+
+@pytest.mark.parametrize(
+    "attach", [attach_over_the_events_stream, attach_with_a_message], ids=["events", "message"]
+)
 async def test_a_paused_session_a_person_attaches_to_is_resumed_as_theirs_and_runs_on_as_the_agents(
-    start_api: ApiFactory, fake_llm: FakeLLMServer, tmp_path: Path
+    start_api: ApiFactory,
+    fake_llm: FakeLLMServer,
+    tmp_path: Path,
+    attach: Callable[[Api, str], Awaitable[None]],
 ) -> None:
     from tests.e2e.test_server_detach import stream_a_few, wait_for
 
@@ -311,23 +330,19 @@ async def test_a_paused_session_a_person_attaches_to_is_resumed_as_theirs_and_ru
     fake_llm.enqueue(
         tool_calls([("bash", {"command": "echo step"})], text="a b c d e f", chunk_delay=0.05),
         text("finished after resume"),
+        text("the message's answer"),
     )
     session_id = await api.new_session("pauser")  # on_disconnect: pause
     await stream_a_few(api, session_id, 1)  # the client hangs up mid-turn
     await wait_for(api, session_id, lambda s: s["status"] == "paused" and not s["busy"])
 
-    # `duragent attach`: attaching resumes the session, and the stream follows its turn
-    async with api.http.get(api.url(f"/api/v1/sessions/{session_id}/events")) as response:
-        events = await collect_until(response, "done")
-    assert events[-1].data["content"] == "finished after resume"
+    await attach(api, session_id)
     await all_committed(api, data, session_id)
 
     committed = events_as_committed(data, session_id)
     assert [event for event in committed if event[1] == "person"] == [("status_change (resumed)", "person")]
-    assert committed[-4:] == [
-        ("status_change (client disconnected (on_disconnect: pause))", "agent"),
-        ("status_change (resumed)", "person"),
-        # the turn the attach let go on
-        ("attempt_restarted", "agent"),
-        ("assistant_message", "agent"),
-    ]
+    resumed = committed.index(("status_change (resumed)", "person"))
+    assert committed[resumed - 1] == ("status_change (client disconnected (on_disconnect: pause))", "agent")
+    # the turn the attach let go on (and the message's, after it) are the agent's
+    assert ("attempt_restarted", "agent") in committed[resumed + 1 :]
+    assert committed[-1] == ("assistant_message", "agent")

@@ -27,6 +27,7 @@ from duragent.server.problems import FieldError, HttpProblem
 from duragent.server.state import STATE, ServerState
 from duragent.sessions.live import LiveSession, SessionEnded
 from duragent.sessions.stream import StreamEvent, ends_turn_unless_asking, own_turn
+from duragent.stores.base import changes_by_person
 
 #: What a session made by this API records about where it came from.
 CREATED_BY = {"created_by": "openai"}
@@ -112,7 +113,8 @@ async def agent_turn(request: web.Request, body: ChatCompletionRequest) -> Async
                 type_name="session-agent-mismatch",
             )
     headers = {SESSION_HEADER: live.session_id} if named else {}
-    subscription = await live.subscribe()
+    with changes_by_person():  # attaching may resume the session: the client's act, not the agent's
+        subscription = await live.subscribe()
     try:
         try:
             ticket = await live.queue(content)

@@ -161,7 +161,8 @@ async def _accept(
     """
     async with serving.state.accepting:
         live = await serving.live()
-        subscription = await live.subscribe(outcome_only=outcome_only)
+        with changes_by_person():  # attaching may resume the session: the client's act (see follow_events)
+            subscription = await live.subscribe(outcome_only=outcome_only)
         try:
             ticket = await live.queue(content)
         except BaseException:
@@ -791,7 +792,8 @@ async def _approve(serving: _Serving, body: Approve) -> web.Response:
             message = f"call_id mismatch: expected {pending[0].call_id}"
             raise HttpProblem(400, message, (FieldError("body.call_id", message),), "validation")
         raise HttpProblem(404, "no pending approval for this session", type_name="not-found")
-    subscription = await live.subscribe()
+    with changes_by_person():  # attaching may resume the session: the client's act (see follow_events)
+        subscription = await live.subscribe()
     try:
         if stopped:
             seen: list[StreamEvent] = []
