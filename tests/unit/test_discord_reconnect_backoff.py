@@ -44,3 +44,15 @@ def test_a_connection_that_drops_again_within_a_minute_goes_on_doubling() -> Non
 def test_a_long_outage_never_waits_more_than_a_minute_and_a_fifth() -> None:
     backoff = ReconnectBackoff()
     assert max(backoff.delay() for _ in range(2000)) <= 72
+
+
+def test_a_resume_without_an_outage_does_not_make_a_drop_after_hours_up_look_like_flapping() -> None:
+    clock = Clock()
+    backoff = ReconnectBackoff(clock)
+    for _ in range(7):
+        backoff.delay()
+    backoff.connected()
+    clock.now += 3600
+    backoff.connected()  # Discord asked the bot to reconnect: resumed at once, no wait
+    clock.now += 10
+    assert backoff.delay() <= 1.2

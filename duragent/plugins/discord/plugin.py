@@ -624,9 +624,9 @@ class DiscordPlugin(GatewayPlugin):
 
 
 class ReconnectBackoff:
-    """The waits between discord.py's attempts at an unreachable Gateway, as the Telegram plugin's:
-    1 s doubling to a minute, each within 20% either way (bots must not retry in lockstep), back
-    to 1 s once the Gateway has answered (READY or RESUMED) and stayed up for a minute.
+    """The waits between discord.py's attempts at an unreachable Gateway: 1 s doubling to a minute,
+    each within 20% either way (bots must not retry in lockstep), as the Telegram plugin waits;
+    back to 1 s once the Gateway has answered (READY or RESUMED) and stayed up for a minute.
 
     discord.py's own waits are drawn from 0 to 2**n s, n growing by one each attempt up to 10 and
     going back to 1 only after 34 quiet minutes: a few quick draws during a short outage could
@@ -651,8 +651,10 @@ class ReconnectBackoff:
 
     def connected(self) -> None:
         """The Gateway answered (READY or RESUMED): once it stays up for a minute, the next outage
-        starts again from 1 s."""
-        self._up_since = self._clock()
+        starts again from 1 s. The minute runs from the first answer after the last failure: the
+        resumes discord.py makes without a wait (Discord asked it to reconnect) do not restart it."""
+        if self._up_since is None:
+            self._up_since = self._clock()
 
 
 class _TransientFailure(Exception):
