@@ -286,6 +286,12 @@ def _report_nesting(result: InitResult) -> None:
 
 
 def _report_provider(result: InitResult) -> None:
+    agent_file = result.data_dir / "agents" / result.agent / "agent.yaml"
+    if any(f.path == agent_file and f.action == "skipped" for f in result.files):
+        # the agent is as it was: the provider detected now is not the one it uses
+        shown = _relative(agent_file, result.root)
+        print(f"Model: {_model_in(agent_file)}, as {shown} says (left alone).")
+        return
     choice = result.provider
     print(f"Provider: {choice.provider}, model {choice.model} ({choice.reason}).")
     from duragent.agents.spec import DEFAULT_API_KEY_ENV
@@ -298,12 +304,24 @@ def _report_provider(result: InitResult) -> None:
             "  (agent.yaml names the variable; its value stays in the environment)."
         )
     if choice.provider == "demo":
-        agent_file = _relative(result.data_dir / "agents" / result.agent / "agent.yaml", result.root)
         print(
             "  demo answers offline without a language model. For a real one, set an API key\n"
             "  (e.g. export OPENAI_API_KEY=...) and edit spec.model in "
-            f"{agent_file}\n  (provider: openai, name: gpt-4o-mini, api_key_env: OPENAI_API_KEY)."
+            f"{_relative(agent_file, result.root)}\n"
+            "  (provider: openai, name: gpt-4o-mini, api_key_env: OPENAI_API_KEY)."
         )
+
+
+def _model_in(agent_file: Path) -> str:
+    """`provider/name` of the model an existing agent.yaml names (what it says, unchecked)."""
+    import yaml
+
+    try:
+        document = yaml.safe_load(agent_file.read_text(encoding="utf-8"))
+        model = document["spec"]["model"]
+        return f"{model['provider']}/{model['name']}"
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):
+        return "not readable (duragent agent validate says why)"
 
 
 def _report_git(result: InitResult, *, git_wanted: bool, git_found: bool) -> None:

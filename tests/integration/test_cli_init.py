@@ -95,6 +95,9 @@ def test_a_second_init_overwrites_nothing_and_says_so(tmp_path: Path) -> None:
     assert "Nothing changed" in output
     assert config.read_text() == "data_dir: ./.duragent/\n"
     assert len(git_log(tmp_path / ".duragent")) == 1
+    # the agent is left as it was: what it uses is said, not the provider detected now
+    assert "Model: demo/demo, as .duragent/agents/assistant/agent.yaml says (left alone)." in output
+    assert "Provider: openai" not in output
 
 
 def test_force_keeps_bak_copies_of_what_it_rewrites(tmp_path: Path) -> None:
