@@ -190,12 +190,19 @@ def _load_definition(directory: Path, env: Mapping[str, str] | None) -> tuple[Ag
     problems: list[Problem] = []
     document = _validate(data, layout, problems)
     problems += _name_problems(data, directory, layout)
+    mixed_form: list[Problem] = []
     if document is None:
         # (a valid file gets an unknown-key warning for each of them instead)
-        problems += _mixed_form_problems(data, layout)
+        mixed_form = _mixed_form_problems(data, layout)
+        problems += mixed_form
     problems += _tool_problems(data, layout)
     prompts, prompt_files = _read_prompts(data, directory, layout, problems)
     if problems or document is None:
+        # A misspelt key is often why a required one is missing: its 'did you mean' goes with
+        # the error, which would otherwise name only the key that is not there. (The keys of the
+        # shorthand in a full-form file have their own problem already.)
+        said = {_reading_order(problem) for problem in mixed_form}
+        problems += [w for w in _key_warnings(doc.data, layout) if _reading_order(w) not in said]
         raise ConfigError(sorted(problems, key=_reading_order))
 
     agent = Agent(

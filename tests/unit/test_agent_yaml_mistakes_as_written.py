@@ -129,3 +129,21 @@ def test_both_spellings_of_the_output_limit_are_an_error_not_one_ignored(agents:
     assert problems_of(folder) == [
         "agents/bot/agent.yaml:2:8: model: max_tokens and max_output_tokens are the same setting: keep one"
     ]
+
+
+def test_a_misspelt_required_key_is_named_with_its_correction_beside_the_missing_one(agents: Path) -> None:
+    """`provder:` makes `provider` missing: the error says which key was meant, not only what is gone."""
+    folder = write(
+        agents,
+        """
+        name: bot
+        model:
+          provder: demo
+          name: demo
+        """,
+    )
+
+    assert problems_of(folder) == [
+        "agents/bot/agent.yaml:3:3: model.provider is required",
+        "agents/bot/agent.yaml:3:3: unknown key 'model.provder' is ignored (did you mean 'provider'?)",
+    ]
