@@ -208,6 +208,20 @@ class AgentRegistry:
         with self._lock:
             return self._cache.get(name)
 
+    async def settled(self, name: str) -> Agent | None:
+        """`cached(name)` once the edits the watcher has seen are read: a change to the agent's
+        files (or to the agents folder) still in its quiet time is reloaded now, and reloads under
+        way are waited for. A message sent right after a save (`sed -i ... && duragent send`)
+        meets the edited agent; the quiet time only spares reloads while nobody asks."""
+        for key in (_WHOLE_FOLDER, name):
+            timer = self._timers.get(key)
+            if timer is not None:
+                timer.cancel()
+                self._start_refresh(key)
+        if self._refreshes:
+            await asyncio.gather(*self._refreshes, return_exceptions=True)
+        return self.cached(name)
+
     def loaded(self) -> list[Agent]:
         """The agents loaded right now (every valid one unless `agents.lazy_load`)."""
         with self._lock:

@@ -208,7 +208,7 @@ async def _open(
         registry.get,
         idle_ttl=idle_ttl,
         on_turn_end=_turn_metrics(metrics),
-        newest_agent=registry.cached,
+        newest_agent=registry.settled,
         **_cluster_hooks(cluster, stores.sessions),
     )
     stack.push_async_callback(manager.close, shutdown_grace)

@@ -365,7 +365,7 @@ class LiveSession:
         self.on_stale: Callable[[LiveSession], None] | None = None
         #: The agent's definition as the server serves it now (None when not loaded): each turn
         #: starts with it, so an edited prompt, model or tool list applies from the next turn.
-        self.newest_agent: Callable[[str], Agent | None] | None = None
+        self.newest_agent: Callable[[str], Awaitable[Agent | None]] | None = None
         self._stale_told = False
         #: Told when the session ends (`end`); the session manager shares its own list here.
         self.end_listeners: list[SessionEndListener] = []
@@ -761,7 +761,7 @@ class LiveSession:
                 await self._attempt_restarted(self.log.state.last_seq if loaded_at is None else loaded_at)
             if self.newest_agent is not None:
                 # (an agent removed since, or never loaded again, keeps the definition it had)
-                self.agent = self.newest_agent(self.agent.name) or self.agent
+                self.agent = await self.newest_agent(self.agent.name) or self.agent
             turn = self.runtime.run_turn(
                 self.log, self.agent, content, sender=sender, control=control, queue_id=queue_id
             )

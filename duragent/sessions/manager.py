@@ -110,10 +110,11 @@ class SessionManager:
         ownership: SessionOwner | None = None,
         publish: EventPublisher | None = None,
         follow_remote: RemoteFollower | None = None,
-        newest_agent: Callable[[str], Agent | None] | None = None,
+        newest_agent: Callable[[str], Awaitable[Agent | None]] | None = None,
     ):
-        """`newest_agent(name)`: the definition the server serves now, if loaded (no file read):
-        a loaded session's next turn takes it, so an edit applies to open conversations too."""
+        """`newest_agent(name)`: the definition the server serves now, if loaded (an edit the
+        watcher saw is read first): a loaded session's next turn takes it, so an edit applies to
+        open conversations too."""
         self.store = store
         self.newest_agent = newest_agent
         self.ownership = ownership

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from duragent.agents import registry as agent_registry
 from duragent.server.state import STATE
 from duragent.testing.fake_llm import FakeLLMServer, text
 from tests.e2e.server_harness import ApiFactory
@@ -43,3 +46,28 @@ async def test_an_open_sessions_next_turn_uses_the_edited_system_prompt(
     status, _ = await api.call("POST", path, {"content": "still there?"})
     assert status == 200
     assert "You answer in haiku." in fake_llm.requests[-1].messages[0]["content"]
+
+
+async def test_a_message_sent_right_after_a_save_meets_the_edited_agent(
+    start_api: ApiFactory, fake_llm: FakeLLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sed -i ... agent.yaml && duragent send ...`: the save is not yet through the watcher's quiet
+    time (made a minute long here) when the message comes; its turn reads the edit first."""
+    monkeypatch.setattr(agent_registry, "WATCH_DEBOUNCE_SECONDS", 60.0)
+    api = await start_api(git=False)
+    registry = api.server.app[STATE].agents
+    agent_yaml = tmp_path / "ws0" / "data" / "agents" / "helper" / "agent.yaml"
+    session_id = await api.new_session()
+    path = f"/api/v1/sessions/{session_id}/messages"
+    fake_llm.enqueue(text("first"))
+    status, _ = await api.call("POST", path, {"content": "hello"})
+    assert status == 200
+
+    agent_yaml.write_text(agent_yaml.read_text().replace("You are a test agent.", "You answer in haiku."))
+    await until(lambda: "helper" in registry._timers)  # the watcher has seen the save, not read it
+    fake_llm.enqueue(text("second"))
+    status, _ = await api.call("POST", path, {"content": "and now?"})
+
+    assert status == 200
+    assert "You answer in haiku." in fake_llm.requests[-1].messages[0]["content"]
+    assert not registry._timers  # read once: the quiet time's reload is not made again
