@@ -78,6 +78,7 @@ def add_dashboard(app: web.Application, *, api_token: str | None, admin_token: s
     app[TEMPLATES] = Templates(HERE / "templates")
     app[LOGINS] = Logins(api_token=api_token, admin_token=admin_token)
     app.router.add_get(UI_PREFIX, _to_front_page)
+    app.router.add_get("/", _to_front_page)  # the server's address opened in a browser
     app.router.add_get(f"{UI_PREFIX}/login", login_page)
     app.router.add_post(f"{UI_PREFIX}/login", log_in)
     app.router.add_post(f"{UI_PREFIX}/logout", log_out)

@@ -93,6 +93,13 @@ async def test_pages_need_a_login_and_the_cookie_is_httponly_strict(api: Api) ->
             assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
 
 
+async def test_the_servers_address_opened_in_a_browser_leads_to_the_dashboards_login(api: Api) -> None:
+    async with browser() as http, http.get(api.url("/")) as page:
+        assert page.status == 200
+        assert page.url.path == "/ui/login"
+        assert "<form" in await page.text()
+
+
 async def test_a_form_post_without_the_csrf_token_is_refused(api: Api) -> None:
     async with browser() as http:
         await log_in(api, http)
