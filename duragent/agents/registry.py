@@ -71,6 +71,8 @@ AgentSource = Literal["static", "dynamic"]
 
 #: Quiet time after the last file event before an edited agent is reloaded (editors write in bursts).
 WATCH_DEBOUNCE_SECONDS = 0.3
+#: How long a turn waits for its agent's reload before going on with the definition it has.
+SETTLE_WITHIN_SECONDS = 2.0
 #: Folders `deploy` works in, inside the dynamic folder; hidden, so never taken for agents.
 _STAGING_PREFIX = ".staging-"
 #: Watchdog events that say a file changed; opened/closed-without-write events are our own reads.
@@ -167,6 +169,8 @@ class AgentRegistry:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._refreshes: set[asyncio.Task[bool]] = set()
+        #: The newest reload of each agent (or of the folder, under `_WHOLE_FOLDER`) still running.
+        self._refreshing: dict[str, asyncio.Task[bool]] = {}
         self._folder_handler = _StaticFolderHandler(self.static_path, self._notify_threadsafe)
         # The recursive watch of the static folder; swapped for a new one when the folder is replaced.
         self._folder_watch: ObservedWatch | None = None
@@ -213,13 +217,19 @@ class AgentRegistry:
         files (or to the agents folder) still in its quiet time is reloaded now, and reloads under
         way are waited for. A message sent right after a save (`sed -i ... && duragent send`)
         meets the edited agent; the quiet time only spares reloads while nobody asks."""
+        waiting = set()
         for key in (_WHOLE_FOLDER, name):
             timer = self._timers.get(key)
             if timer is not None:
                 timer.cancel()
                 self._start_refresh(key)
-        if self._refreshes:
-            await asyncio.gather(*self._refreshes, return_exceptions=True)
+            refreshing = self._refreshing.get(key)
+            if refreshing is not None:
+                waiting.add(refreshing)
+        if waiting:
+            # (wait, not gather: a turn cancelled meanwhile must not cancel the reloads; a reload
+            # stuck on a hung mount leaves the turn its last definition, not stuck with it)
+            await asyncio.wait(waiting, timeout=SETTLE_WITHIN_SECONDS)
         return self.cached(name)
 
     def loaded(self) -> list[Agent]:
@@ -578,10 +588,13 @@ class AgentRegistry:
         work = self._rewatch if name == _WHOLE_FOLDER else functools.partial(self.reload_agent, name)
         task = asyncio.get_running_loop().create_task(asyncio.to_thread(work))
         self._refreshes.add(task)
-        task.add_done_callback(self._refresh_done)
+        self._refreshing[name] = task
+        task.add_done_callback(functools.partial(self._refresh_done, name))
 
-    def _refresh_done(self, task: asyncio.Task[bool]) -> None:
+    def _refresh_done(self, name: str, task: asyncio.Task[bool]) -> None:
         self._refreshes.discard(task)
+        if self._refreshing.get(name) is task:
+            del self._refreshing[name]
         if not task.cancelled() and task.exception() is not None:
             log.error("reloading an edited agent failed", exc_info=task.exception())
 

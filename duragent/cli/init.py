@@ -316,8 +316,12 @@ def _model_in(agent_file: Path) -> str:
     """`provider/name` of the model an existing agent.yaml names (what it says, unchecked)."""
     import yaml
 
+    from duragent.agents.spec import is_shorthand, normalise_shorthand
+
     try:
         document = yaml.safe_load(agent_file.read_text(encoding="utf-8"))
+        if is_shorthand(document):
+            document = normalise_shorthand(document)
         model = document["spec"]["model"]
         return f"{model['provider']}/{model['name']}"
     except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):

@@ -97,8 +97,10 @@ def build_document(app: web.Application) -> dict[str, Any]:
         if method in ("head", "*") or route.resource is None:
             continue
         path = route.resource.canonical
-        if path == _DASHBOARD or path.startswith(_DASHBOARD + "/"):
-            continue  # the dashboard's pages and forms are for a browser (docs/dashboard.md), not the API
+        if path in (_DASHBOARD, "/") or path.startswith(_DASHBOARD + "/"):
+            # the dashboard's pages and forms (and `/`, which leads there) are for a browser
+            # (docs/dashboard.md), not the API
+            continue
         handler = loaded(route.handler)  # (a lazy route's module is imported here)
         doc: RouteDoc = getattr(handler, _ATTRIBUTE, None) or RouteDoc(
             (handler.__doc__ or "").strip().splitlines()[0] if handler.__doc__ else path

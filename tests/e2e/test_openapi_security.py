@@ -76,7 +76,8 @@ async def test_every_routes_documented_security_is_what_the_server_enforces(
 
 
 async def test_the_document_lists_every_route_of_the_app(api: Api) -> None:
-    """What the security test walks: the dashboard's browser pages are the only routes left out."""
+    """What the security test walks: the dashboard's browser pages (and `/`, leading to them) are
+    the only routes left out."""
     document = build_document(api.server.app)
     listed = {(path, method) for path, operations in document["paths"].items() for method in operations}
     served = {
@@ -84,4 +85,6 @@ async def test_the_document_lists_every_route_of_the_app(api: Api) -> None:
         for route in api.server.app.router.routes()
         if route.resource is not None and route.method not in ("HEAD", "*")
     }
-    assert {route for route in served if not route[0].startswith("/ui")} == listed
+    browsers = {route for route in served if route[0].startswith("/ui") or route[0] == "/"}
+    assert ("/", "get") in browsers
+    assert served - browsers == listed

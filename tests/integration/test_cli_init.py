@@ -100,6 +100,15 @@ def test_a_second_init_overwrites_nothing_and_says_so(tmp_path: Path) -> None:
     assert "Provider: openai" not in output
 
 
+def test_a_second_init_says_the_model_of_an_agent_written_in_the_shorthand(tmp_path: Path) -> None:
+    run_init("-y", "--provider", "demo", str(tmp_path))
+    agent_yaml = tmp_path / ".duragent" / "agents" / "assistant" / "agent.yaml"
+    agent_yaml.write_text("name: assistant\nmodel: {provider: openai, name: gpt-4o}\n")
+    code, output = run_init("-y", str(tmp_path))
+    assert code == 0, output
+    assert "Model: openai/gpt-4o, as .duragent/agents/assistant/agent.yaml says (left alone)." in output
+
+
 def test_force_keeps_bak_copies_of_what_it_rewrites(tmp_path: Path) -> None:
     run_init("-y", "--provider", "demo", str(tmp_path))
     (tmp_path / "duragent.yaml").write_text("data_dir: ./.duragent/\n")
