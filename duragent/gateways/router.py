@@ -264,7 +264,8 @@ class ChatBinding:
         self.approvals = {ref: a for ref, a in self.approvals.items() if self.is_current(a)}
         ref = approval_ref(self.live.session_id, call_id, approval.batch_position)
         self.approvals[ref] = approval
-        command = str(data.get("command") or data.get("tool") or "")
+        tool = str(data.get("tool") or "")
+        command = str(data.get("command") or tool)
         keyboard = InlineKeyboard(
             rows=[
                 [
@@ -273,7 +274,9 @@ class ChatBinding:
                 ]
             ]
         )
-        text = f"Command requires approval:\n\n{_code_block(command)}"
+        # (a tool other than bash shows its arguments: its name says what they are for)
+        asking = "Command" if tool in ("", "bash") else f"Tool {tool}"
+        text = f"{asking} requires approval:\n\n{_code_block(command)}"
         await self.router.send_text(self.key.gateway, self.key.chat_id, text, keyboard=keyboard)
 
     def _start_typing(self) -> None:

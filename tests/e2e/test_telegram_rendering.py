@@ -72,3 +72,14 @@ async def test_an_approval_shows_every_line_of_the_command_even_one_written_to_h
     asked = await bot.telegram.wait_for_message(group, lambda m: bool(m.buttons), within=REPLY_WITHIN)
 
     assert asked.plain_text == f"Command requires approval:\n\n{HIDING}"
+
+
+async def test_an_approval_of_a_tool_other_than_bash_names_the_tool(bot: TelegramBot) -> None:
+    """Its arguments alone (`update_world`, `{"timezone": "UTC"}`) would not say what is asked."""
+    group = ALLOWED_GROUPS[1]
+    bot.llm.enqueue(tool_calls([("memory", {"action": "update_world", "topic": "home", "content": "x"})]))
+    bot.telegram.inject_message(group, "@duragent_test_bot note it", from_user=OWNER, chat_type="group")
+
+    asked = await bot.telegram.wait_for_message(group, lambda m: bool(m.buttons), within=REPLY_WITHIN)
+
+    assert asked.plain_text == "Tool memory requires approval:\n\nupdate_world"

@@ -61,10 +61,13 @@ class TurnProblem(Exception):
 
 def approval_problem(event: StreamEvent) -> TurnProblem:
     """What a stateless caller hears when the agent wants to run a tool a person must approve."""
-    command = str(event.data.get("command") or event.data.get("tool") or "a tool")
+    tool = str(event.data.get("tool") or "")
+    command = str(event.data.get("command") or tool or "a tool")
+    # (a tool other than bash shows its arguments: its name says what they are for)
+    asked = f"to run `{command}`" if tool in ("", "bash") else f"to call the tool `{tool}` with `{command}`"
     return TurnProblem(
         409,
-        f"the agent asked to run `{command}`, which its policy says a person must approve, and a "
+        f"the agent asked {asked}, which its policy says a person must approve, and a "
         "stateless request cannot wait for that; the turn was stopped. Name a session (header "
         "X-Duragent-Session) so the request waits while you answer with `duragent attach`, the "
         "dashboard or POST /api/v1/sessions/{id}/approve, or allow the command in the agent's policy.yaml",
