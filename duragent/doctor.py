@@ -440,9 +440,15 @@ def check_running_server(config: DuragentConfig, agents: list[Agent], env: Mappi
         )
     if info.config_digest and info.config_digest != config_digest(config.source):
         return Check(name, "warn", f"{where} runs an older duragent.yaml", restart)
-    if not info.env.matches(env):
-        names = ", ".join(info.env.names)
+    changed = info.env.changed_in(env)
+    if changed:
+        names = ", ".join(changed)
         return Check(name, "warn", f"{where} started with another provider environment ({names})", restart)
+    if not info.env.matches(env):
+        # (this shell lacks a variable the server has: no reason to restart it, which would lose it)
+        return Check(
+            name, "ok", f"{where}, with provider variables this shell does not set, and duragent.yaml"
+        )
     return Check(name, "ok", f"{where}, with this shell's provider environment and duragent.yaml")
 
 

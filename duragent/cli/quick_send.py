@@ -236,7 +236,7 @@ def _running_server(config_path: Path, data_path: Path, env: Mapping[str, str]) 
         return None
     if info.config_digest and info.config_digest != config_digest(config_path):
         return None
-    if info.env is not None and not info.env.matches(env):
+    if info.env is not None and info.env.changed_in(env):
         return None
     return info.url
 

@@ -316,6 +316,7 @@ def run_schedule(
     ] = None,
 ) -> None:
     """Run a schedule once now, in the server (started if none runs); prints how the run went."""
+    from duragent.cli.chat import announce
     from duragent.client.http import ApiClient, api_token
     from duragent.client.launcher import connect, workspace_of
 
@@ -325,6 +326,7 @@ def run_schedule(
 
     async def run() -> dict[str, Any]:
         connection = await asyncio.to_thread(connect, workspace_of(config), server_url=server)
+        announce(connection)  # a server started or restarted for the run is said, as `send` does
         async with ApiClient(connection.url, token=token) as client:
             _status, body = await client.request(
                 "POST", f"/api/v1/schedules/{schedule_id}/run", time_limit=None

@@ -189,9 +189,11 @@ def stale_because(info: RunInfo, workspace: Workspace, env: Mapping[str, str]) -
     """
     if info.config_digest and info.config_digest != config_digest(workspace.config_path):
         return "duragent.yaml changed since it started"
-    if info.env is not None and not info.env.matches(env):
-        names = ", ".join(info.env.names)
-        return f"this shell's provider environment ({names}) differs from the one it started with"
+    changed = info.env.changed_in(env) if info.env is not None else ()
+    if changed:
+        return (
+            f"this shell's provider environment ({', '.join(changed)}) differs from the one it started with"
+        )
     return ""
 
 

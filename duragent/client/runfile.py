@@ -34,11 +34,15 @@ PROVIDER_ENV = (
 
 
 class EnvFingerprint(NamedTuple):
-    """A keyed hash of some environment variables' values (absent ones count as absent)."""
+    """A keyed hash of some environment variables' values (absent ones count as absent), whole
+    and one per variable."""
 
     names: tuple[str, ...]
     salt: str
     digest: str
+    #: Per name (in `names`' order): the keyed hash of its value, None where it was not set;
+    #: empty in a run file written before they were kept.
+    each: tuple[str | None, ...] = ()
 
     @classmethod
     def of(cls, names: Iterable[str], env: Mapping[str, str], salt: str | None = None) -> EnvFingerprint:
@@ -48,15 +52,31 @@ class EnvFingerprint(NamedTuple):
             import secrets  # only the server makes a fingerprint; clients compare with one
 
             salt = secrets.token_hex(16)
-        return cls(ordered, salt, _digest(ordered, env, salt))
+        each = tuple(_value_digest(name, env.get(name), salt) for name in ordered)
+        return cls(ordered, salt, _digest(ordered, env, salt), each)
 
     def matches(self, env: Mapping[str, str]) -> bool:
         """Whether `env` holds the same values for the same names."""
         return hmac.compare_digest(self.digest, _digest(self.names, env, self.salt))
 
+    def changed_in(self, env: Mapping[str, str]) -> tuple[str, ...]:
+        """The names `env` sets to another value than this fingerprint's (set where it was not,
+        or to something else). One `env` leaves unset is no change: a shell without a key is no
+        reason to restart a server that has it, which would then lose it."""
+        if len(self.each) != len(self.names):  # (an older run file: only the whole is known)
+            return () if self.matches(env) else self.names
+        changed = []
+        for name, kept in zip(self.names, self.each, strict=True):
+            value = env.get(name)
+            if not value:
+                continue
+            if kept is None or not hmac.compare_digest(kept, str(_value_digest(name, value, self.salt))):
+                changed.append(name)
+        return tuple(changed)
+
     def as_json(self) -> dict[str, Any]:
         """The record kept in serve.json."""
-        return {"names": list(self.names), "salt": self.salt, "digest": self.digest}
+        return {"names": list(self.names), "salt": self.salt, "digest": self.digest, "each": list(self.each)}
 
 
 def _digest(names: tuple[str, ...], env: Mapping[str, str], salt: str) -> str:
@@ -65,6 +85,13 @@ def _digest(names: tuple[str, ...], env: Mapping[str, str], salt: str) -> str:
         value = env.get(name)
         mac.update(name.encode() + (b"\x01" + value.encode() if value else b"\x00") + b"\x02")
     return mac.hexdigest()
+
+
+def _value_digest(name: str, value: str | None, salt: str) -> str | None:
+    """The keyed hash of one variable's value; None when it is unset or empty."""
+    if not value:
+        return None
+    return hmac.new(salt.encode(), name.encode() + b"\x01" + value.encode(), hashlib.sha256).hexdigest()
 
 
 class RunInfo(NamedTuple):
@@ -113,7 +140,12 @@ def read_run_info(data_path: Path) -> RunInfo | None:
             auto_started=bool(data.get("auto_started", False)),
             config_digest=str(data.get("config_digest", "")),
             env=(
-                EnvFingerprint(tuple(env["names"]), str(env["salt"]), str(env["digest"]))
+                EnvFingerprint(
+                    tuple(env["names"]),
+                    str(env["salt"]),
+                    str(env["digest"]),
+                    tuple(None if d is None else str(d) for d in env.get("each") or ()),
+                )
                 if isinstance(env, dict)
                 else None
             ),

@@ -73,5 +73,19 @@ def test_an_agent_made_after_the_server_started_names_a_variable_it_may_lack(wor
 def test_a_key_exported_since_the_server_started_is_named(workspace: Path) -> None:
     check = server_check(workspace, OPENAI_API_KEY="sk-new")
     assert check["status"] == "warn"
-    assert "started with another provider environment" in check["message"]
+    assert "started with another provider environment (OPENAI_API_KEY)" in check["message"]
     assert "restarts it once it is idle" in check["hint"]
+
+
+def test_a_shell_without_a_key_the_server_has_is_no_reason_to_restart_it(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    assert duragent(tmp_path, "init", "--yes", str(root)).returncode == 0
+    started = duragent(root, "send", "hello", ANTHROPIC_API_KEY="sk-ant-kept")
+    assert started.returncode == 0, started.stderr
+    try:
+        check = server_check(root)
+    finally:
+        assert duragent(root, "serve", "stop").returncode == 0
+
+    assert check["status"] == "ok"
+    assert "with provider variables this shell does not set" in check["message"]

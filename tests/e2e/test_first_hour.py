@@ -235,6 +235,52 @@ async def test_an_exported_api_key_reaches_the_next_send(
     assert "sk-now-exported" not in (workspace / ".duragent" / "run" / "serve.json").read_text()
 
 
+async def test_a_shell_without_the_key_leaves_the_server_that_has_it_running(
+    tmp_path: Path, workspaces: list[Path], fake_llm: FakeLLMServer
+) -> None:
+    """A second terminal, a cron job: its command must not restart the server without the key
+    (its schedules would fail on it from then on)."""
+    workspace = await init(tmp_path / "ws")
+    workspaces.append(workspace)
+    _use_fake_model(workspace, fake_llm)
+    fake_llm.enqueue(text("with the key"))
+    keyed = await duragent(workspace, "send", "hello", env=shell_env(OPENAI_API_KEY="sk-the-key"))
+    assert keyed.returncode == 0, keyed.stderr
+    pid = run_info(workspace)["pid"]
+
+    fake_llm.enqueue(text("still with the key"))
+    keyless = await duragent(workspace, "send", "--new", "hello again")
+
+    assert keyless.returncode == 0, keyless.stderr
+    assert "still with the key" in keyless.stdout
+    assert "restarted the workspace's server" not in keyless.stderr
+    assert run_info(workspace)["pid"] == pid
+
+
+async def test_a_schedule_run_says_when_it_restarted_the_server_for_a_new_key(
+    tmp_path: Path, workspaces: list[Path], fake_llm: FakeLLMServer
+) -> None:
+    workspace = await init(tmp_path / "ws")
+    workspaces.append(workspace)
+    _use_fake_model(workspace, fake_llm)
+    fake_llm.enqueue(text("hello"))
+    sent = await duragent(workspace, "send", "hello", env=shell_env(OPENAI_API_KEY="sk-old"))
+    assert sent.returncode == 0, sent.stderr
+    added = await duragent(
+        workspace, "schedule", "add", "--agent", "assistant", "--every", "1h", "--task", "say hi"
+    )
+    assert added.returncode == 0, added.stderr
+    [schedule_id] = re.findall(r"sch_[0-9A-Za-z]+", added.stdout)
+    fake_llm.enqueue(text("hi"))
+
+    ran = await duragent(workspace, "schedule", "run", schedule_id, env=shell_env(OPENAI_API_KEY="sk-new"))
+
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "restarted the workspace's server" in ran.stderr
+    assert "OPENAI_API_KEY" in ran.stderr
+    assert f"{schedule_id}: ok" in ran.stdout
+
+
 async def test_an_edited_duragent_yaml_reaches_the_next_send(tmp_path: Path, workspaces: list[Path]) -> None:
     workspace = await init(tmp_path / "ws")
     workspaces.append(workspace)
@@ -268,10 +314,13 @@ async def test_a_broken_agent_blocks_nothing_else(tmp_path: Path, workspaces: li
     ready = await asyncio.to_thread(_get_json, run_info(workspace)["url"] + "/readyz")
     assert ready["status"] == "degraded"
     assert ready["workspace_hash"]
-    [problem] = ready["agents"]["helper"]
-    assert problem.startswith(".duragent/agents/helper/agent.yaml:")
-    assert problem.split(":")[1].isdigit()
-    assert problem.split(":")[2].isdigit()
+    missing, misspelt = ready["agents"]["helper"]
+    assert "spec.model is required" in missing
+    assert "unknown key 'spec.modle' is ignored (did you mean 'model'?)" in misspelt
+    for problem in (missing, misspelt):
+        assert problem.startswith(".duragent/agents/helper/agent.yaml:")
+        assert problem.split(":")[1].isdigit()
+        assert problem.split(":")[2].isdigit()
     status = await duragent(workspace, "serve", "status")
     assert status.returncode == 0
     assert "helper" in status.stdout
