@@ -172,12 +172,23 @@ _TOKEN_EXAMPLES = {"telegram": "123456:ABC...", "discord": "MTA...", "slack": "x
 
 
 def _report_gateways(result: InitResult, setups: list[ChatSetup]) -> None:
-    from duragent.gateways.setup import gateways_config_block
+    from duragent.gateways.setup import access_block, gateways_config_block
 
     config = result.root / "duragent.yaml"
+    agent_file = result.data_dir / "agents" / result.agent / "agent.yaml"
     skipped = any(f.path == config and f.action == "skipped" for f in result.files)
-    for setup in setups:
-        print(f"{setup.title}: the bot answers direct messages from user {setup.owner_id} only.")
+    agent_skipped = any(f.path == agent_file and f.action == "skipped" for f in result.files)
+    owners = " and ".join(f"{setup.title} user {setup.owner_id}" for setup in setups)
+    if agent_skipped:
+        # (its access list is what lets the owners in: without it the bot answers nobody)
+        print(
+            f"{_relative(agent_file, result.root)} already existed and was left alone: the bot answers "
+            f"nobody until you add this under its `spec:` (direct messages from {owners} only):"
+        )
+        print(access_block(setups))
+    else:
+        for setup in setups:
+            print(f"{setup.title}: the bot answers direct messages from user {setup.owner_id} only.")
     if skipped:
         print("  duragent.yaml already existed and was left alone; add this to it:")
         print(gateways_config_block(setups, result.agent))

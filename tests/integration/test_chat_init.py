@@ -72,3 +72,20 @@ def test_owner_ids_are_checked_per_platform() -> None:
         SlackSetup(owner_id="@ada")
     with pytest.raises(UsageError):
         SlackSetup(owner_id="U0123ABCD", app_token_variable="NOT A VAR")
+
+
+def test_a_telegram_init_over_an_existing_workspace_gives_the_access_lines_its_agent_lacks(
+    tmp_path: Path,
+) -> None:
+    assert run_init(tmp_path).returncode == 0  # a workspace made without a chat gateway
+
+    result = run_init(tmp_path, "--telegram", "--telegram-owner", "424242")
+
+    assert result.returncode == 0, result.stderr
+    assert "the bot answers direct messages from user 424242 only." not in result.stdout
+    assert (
+        ".duragent/agents/assistant/agent.yaml already existed and was left alone: the bot answers "
+        "nobody until you add this under its `spec:` (direct messages from Telegram user 424242 only):"
+    ) in result.stdout
+    assert '      allowlist: ["424242"]' in result.stdout
+    assert "duragent.yaml already existed and was left alone; add this to it:" in result.stdout
