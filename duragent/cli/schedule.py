@@ -89,6 +89,11 @@ def _next_run_text(schedule: Schedule) -> str:
     return _local(slot)
 
 
+def _timing_text(schedule: Schedule) -> str:
+    """`Schedule.timing_text` with a one-off time in the person's time zone, as NEXT RUN is."""
+    return f"at {_local(schedule.at)}" if schedule.at is not None else schedule.timing_text()
+
+
 def _local(value: datetime) -> str:
     # the zone is named: a time without it is read wrong by whoever is not in the server's zone
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -126,7 +131,7 @@ def list_schedules(
         )
         return
     rows = [
-        [s.id, s.agent, s.status, s.timing_text(), s.payload_kind, _next_run_text(s), s.label or ""]
+        [s.id, s.agent, s.status, _timing_text(s), s.payload_kind, _next_run_text(s), s.label or ""]
         for s in schedules
     ]
     print_table(["SCHEDULE", "AGENT", "STATUS", "TIMING", "PAYLOAD", "NEXT RUN", "LABEL"], rows)
@@ -152,7 +157,7 @@ def show_schedule(
     print(f"schedule  {schedule.id}{f'  ({schedule.label})' if schedule.label else ''}")
     print(f"agent     {schedule.agent}")
     print(f"status    {schedule.status}")
-    print(f"timing    {schedule.timing_text()}")
+    print(f"timing    {_timing_text(schedule)}")
     print(f"{schedule.payload_kind:<9} {schedule.payload_text}")
     destination = schedule.destination
     where = destination.session_id or "a new session at first run"
@@ -201,6 +206,8 @@ def add_schedule(
     workspace = Workspace(state.config())
     if not (workspace.config.agents_path / agent).is_dir():
         raise UsageError(f"no agent {agent!r} in {workspace.config.agents_path}")
+    if at is not None:
+        _check_time(at)
     fields: dict[str, object] = {"at": at, "in": after, "every": every, "cron": cron, "timezone": timezone}
     fields |= {"message": message, "task": task, "label": label, "max_retries": retries}
     fields["until_process"] = until_process
@@ -234,7 +241,21 @@ def add_schedule(
         await store.put(schedule, f"created ({schedule.timing_text()}, {schedule.payload_kind})")
 
     run_async(_with_store(ctx, save))
-    print(f"created {schedule.id}: {schedule.timing_text()}, next run {_next_run_text(schedule)}")
+    print(f"created {schedule.id}: {_timing_text(schedule)}, next run {_next_run_text(schedule)}")
+
+
+def _check_time(at: str) -> None:
+    """UsageError unless `--at` reads as a time (the validator's own words would be about
+    'input is too short')."""
+    from duragent.errors import UsageError
+
+    try:
+        datetime.fromisoformat(at.replace("z", "Z"))
+    except ValueError:
+        raise UsageError(
+            f"--at {at!r} is not a time: give one with its zone, e.g. 2026-12-08T09:00:00+01:00 or "
+            "2026-12-08T08:00:00Z, or --in 20m for a time from now"
+        ) from None
 
 
 async def _session_of(workspace: Workspace, text: str, agent: str) -> str:

@@ -59,3 +59,30 @@ def test_the_next_run_is_shown_in_the_users_zone_like_the_other_times(workspace:
 
     [document] = json.loads(duragent(workspace, "schedule", "list", "--json"))
     assert document["next_run"].endswith(("08:30:00Z", "07:30:00Z"))  # 9:30 in Paris, in UTC
+
+
+def test_a_one_off_time_is_shown_in_the_users_zone_too(workspace: Path) -> None:
+    added = duragent(
+        workspace, "schedule", "add", "--agent", "assistant", "--at", "2099-01-02T08:00:00Z",
+        "--message", "happy new year",
+    )  # fmt: skip
+    schedule_id = added.split()[1].rstrip(":")
+    assert f"created {schedule_id}: at 2099-01-02 09:00:00 CET, next run 2099-01-02 09:00:00 CET" in added
+
+    listed = duragent(workspace, "schedule", "list")
+    [row] = [line for line in listed.splitlines() if line.startswith(schedule_id)]
+    assert "at 2099-01-02 09:00:00 CET" in row
+    shown = duragent(workspace, "schedule", "show", schedule_id)
+    assert "timing    at 2099-01-02 09:00:00 CET" in shown
+
+
+def test_a_one_off_time_that_is_not_a_time_says_how_to_write_one(workspace: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "duragent", "schedule", "add", "--agent", "assistant", "--at", "tomorrow",
+         "--message", "x"],
+        cwd=workspace, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert (
+        "--at 'tomorrow' is not a time: give one with its zone, e.g. 2026-12-08T09:00:00+01:00" in done.stderr
+    )
