@@ -140,13 +140,14 @@ def list_schedules(
 @app.command("show")
 def show_schedule(
     ctx: typer.Context,
-    schedule_id: Annotated[str, typer.Argument(help="Schedule id (sch_...).")],
+    schedule_id: Annotated[str, typer.Argument(help="Schedule id (sch_...), or a unique start of it.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """One schedule: its document, next run and recent runs."""
 
     async def load(store: ScheduleStore) -> Any:
-        return await store.get(schedule_id), await store.runs(schedule_id)
+        found = await _resolved(store, schedule_id)
+        return await store.get(found), await store.runs(found)
 
     schedule, runs = run_async(_with_store(ctx, load))
     if as_json:
@@ -244,6 +245,15 @@ def add_schedule(
     print(f"created {schedule.id}: {_timing_text(schedule)}, next run {_next_run_text(schedule)}")
 
 
+async def _resolved(store: ScheduleStore, text: str) -> str:
+    """The schedule `text` names: its id, or a unique start of it (`sch_01M98JW0WF`, as commit
+    messages and lists cut it), like a session's."""
+    from duragent.ids import resolve_prefix
+
+    listing = await store.load_all()
+    return resolve_prefix(text, (schedule.id for schedule in listing.schedules), "schedule")
+
+
 def _check_time(at: str) -> None:
     """UsageError unless `--at` reads as a time (the validator's own words would be about
     'input is too short')."""
@@ -284,15 +294,17 @@ def _option_names(message: str) -> str:
 
 @app.command("rm")
 def remove_schedule(
-    ctx: typer.Context, schedule_id: Annotated[str, typer.Argument(help="Schedule id (sch_...).")]
+    ctx: typer.Context,
+    schedule_id: Annotated[str, typer.Argument(help="Schedule id (sch_...), or a unique start of it.")],
 ) -> None:
     """Delete a schedule and its run history (git keeps the file's history)."""
 
-    async def remove(store: ScheduleStore) -> None:
-        await store.delete(schedule_id)
+    async def remove(store: ScheduleStore) -> str:
+        found = await _resolved(store, schedule_id)
+        await store.delete(found)
+        return found
 
-    run_async(_with_store(ctx, remove))
-    print(f"removed {schedule_id}")
+    print(f"removed {run_async(_with_store(ctx, remove))}")
 
 
 def _set_status(ctx: typer.Context, schedule_id: str, status: str) -> None:
@@ -301,20 +313,22 @@ def _set_status(ctx: typer.Context, schedule_id: str, status: str) -> None:
 
     def with_status(current: Schedule) -> Schedule:
         if current.status in FINISHED:
-            raise UsageError(f"schedule {schedule_id} is {current.status}")
+            raise UsageError(f"schedule {current.id} is {current.status}")
         return current.model_copy(update={"status": status})
 
     async def change(store: ScheduleStore) -> Schedule:
+        found = await _resolved(store, schedule_id)
         # (the schedule as stored when it is written: a run's session recorded meanwhile is kept)
-        return await store.update(schedule_id, with_status, "paused" if status == "paused" else "resumed")
+        return await store.update(found, with_status, "paused" if status == "paused" else "resumed")
 
     changed = run_async(_with_store(ctx, change))
-    print(f"{schedule_id} is {changed.status}; next run {_next_run_text(changed)}")
+    print(f"{changed.id} is {changed.status}; next run {_next_run_text(changed)}")
 
 
 @app.command("pause")
 def pause_schedule(
-    ctx: typer.Context, schedule_id: Annotated[str, typer.Argument(help="Schedule id (sch_...).")]
+    ctx: typer.Context,
+    schedule_id: Annotated[str, typer.Argument(help="Schedule id (sch_...), or a unique start of it.")],
 ) -> None:
     """Stop a schedule firing until it is resumed."""
     _set_status(ctx, schedule_id, "paused")
@@ -322,7 +336,8 @@ def pause_schedule(
 
 @app.command("resume")
 def resume_schedule(
-    ctx: typer.Context, schedule_id: Annotated[str, typer.Argument(help="Schedule id (sch_...).")]
+    ctx: typer.Context,
+    schedule_id: Annotated[str, typer.Argument(help="Schedule id (sch_...), or a unique start of it.")],
 ) -> None:
     """Fire a paused schedule again, from its next slot."""
     _set_status(ctx, schedule_id, "active")
@@ -331,7 +346,7 @@ def resume_schedule(
 @app.command("run")
 def run_schedule(
     ctx: typer.Context,
-    schedule_id: Annotated[str, typer.Argument(help="Schedule id (sch_...).")],
+    schedule_id: Annotated[str, typer.Argument(help="Schedule id (sch_...), or a unique start of it.")],
     server: Annotated[
         str | None, typer.Option("--server", help="Server URL (default: this workspace's).")
     ] = None,
@@ -345,17 +360,21 @@ def run_schedule(
     config = state.config()
     token = api_token(config)
 
+    found = (
+        run_async(_with_store(ctx, lambda store: _resolved(store, schedule_id)))
+        if server is None
+        else schedule_id
+    )
+
     async def run() -> dict[str, Any]:
         connection = await asyncio.to_thread(connect, workspace_of(config), server_url=server)
         announce(connection)  # a server started or restarted for the run is said, as `send` does
         async with ApiClient(connection.url, token=token) as client:
-            _status, body = await client.request(
-                "POST", f"/api/v1/schedules/{schedule_id}/run", time_limit=None
-            )
+            _status, body = await client.request("POST", f"/api/v1/schedules/{found}/run", time_limit=None)
             return body
 
     record = run_async(run())["run"]
     detail = f": {record['error']}" if record.get("error") else ""
-    print(f"{schedule_id}: {record['status']} after {record.get('attempts', 1)} attempt(s){detail}")
+    print(f"{found}: {record['status']} after {record.get('attempts', 1)} attempt(s){detail}")
     if record["status"] != "ok":
         raise typer.Exit(1)

@@ -147,6 +147,28 @@ def test_an_unknown_schedule_is_named_in_the_error(workspace: Path) -> None:
     assert "no schedule 'sch_NOPE'" in str(result.exception)
 
 
+def test_a_schedule_is_named_by_a_unique_start_of_its_id_as_commit_messages_cut_it(workspace: Path) -> None:
+    made = [
+        run("schedule", "add", "--agent", "assistant", "--every", "1h", "--message", f"ping {n}")
+        for n in (1, 2)
+    ]
+    first, second = (added.output.split()[1].rstrip(":") for added in made)
+    start = next(n for n in range(5, len(first)) if first[:n] != second[:n])
+    short = first[: start + 2]
+
+    paused = run("schedule", "pause", short)
+    assert paused.exit_code == 0, paused.output
+    assert paused.output.startswith(f"{first} is paused")
+    shown = run("schedule", "show", short)
+    assert first in shown.output
+    both = run("schedule", "rm", "sch_")
+    assert isinstance(both.exception, UsageError)
+    assert "is the start of 2 schedule ids" in str(both.exception)
+    removed = run("schedule", "rm", short)
+    assert removed.output == f"removed {first}\n"
+    assert not (workspace / ".duragent" / "schedules" / f"{first}.yaml").exists()
+
+
 def write_process(workspace: Path, handle: str, status: str, agent: str = "assistant") -> None:
     """A background process's record, as the server leaves it in the data directory."""
     from duragent.processes.record import ProcessRecord, render_record
