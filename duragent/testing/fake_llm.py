@@ -891,10 +891,10 @@ def load_script(path: Path) -> Script:
     return parse_script(data, str(path))
 
 
-def read_recorded(path: Path, offset: int = 0) -> tuple[list[bytes], int]:
+def read_recorded(path: str | Path, offset: int = 0) -> tuple[list[bytes], int]:
     """The request bodies `--record` wrote to `path` from byte `offset` on, and the offset after them."""
     bodies: list[bytes] = []
-    with path.open("rb") as source:
+    with open(path, "rb") as source:
         source.seek(offset)
         while header := source.readline():
             size = int(header)

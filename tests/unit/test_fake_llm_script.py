@@ -114,6 +114,7 @@ async def test_a_fake_that_keeps_no_requests_still_records_each_body_for_replay(
         assert server.requests == []
     bodies, _ = read_recorded(record)
     assert [json.loads(body)["messages"][-1]["content"] for body in bodies] == ["hello"] * 3
+    assert read_recorded(str(record)) == read_recorded(record)  # a plugin author's path as text
 
 
 @pytest.mark.slow
