@@ -179,7 +179,7 @@ def _report_gateways(result: InitResult, setups: list[ChatSetup]) -> None:
     skipped = any(f.path == config and f.action == "skipped" for f in result.files)
     agent_skipped = any(f.path == agent_file and f.action == "skipped" for f in result.files)
     owners = " and ".join(f"{setup.title} user {setup.owner_id}" for setup in setups)
-    if agent_skipped:
+    if agent_skipped and not _lets_in(agent_file, [setup.owner_id for setup in setups]):
         # (its access list is what lets the owners in: without it the bot answers nobody)
         print(
             f"{_relative(agent_file, result.root)} already existed and was left alone: the bot answers "
@@ -321,6 +321,23 @@ def _report_provider(result: InitResult) -> None:
             f"{_relative(agent_file, result.root)}\n"
             "  (provider: openai, name: gpt-4o-mini, api_key_env: OPENAI_API_KEY)."
         )
+
+
+def _lets_in(agent_file: Path, owners: list[str]) -> bool:
+    """Whether an existing agent.yaml's direct-message allowlist holds every one of `owners`
+    (an `init --telegram` run again over its own workspace: nothing to add)."""
+    import yaml
+
+    from duragent.agents.spec import is_shorthand, normalise_shorthand
+
+    try:
+        document = yaml.safe_load(agent_file.read_text(encoding="utf-8"))
+        if is_shorthand(document):
+            document = normalise_shorthand(document)
+        allowed = {str(entry) for entry in document["spec"]["access"]["dm"]["allowlist"]}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):
+        return False
+    return all(owner in allowed for owner in owners)
 
 
 def _model_in(agent_file: Path) -> str:

@@ -8,12 +8,18 @@ starting one for the workspace if none runs, since a run happens inside a sessio
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from duragent.cli.context import CliState, check_agent_exists, print_json, print_table, run_async
+
+#: A schedule's whole id (`sch_` and a ULID), which needs no lookup.
+_WHOLE_ID = re.compile(r"sch_[0-9A-HJKMNP-TV-Z]{26}")
+#: Schedule ids in the problems of files that do not parse (their paths name them).
+_ID_IN_TEXT = re.compile(r"sch_[A-Za-z0-9]+")
 
 if TYPE_CHECKING:
     from duragent.scheduling.spec import Schedule
@@ -207,8 +213,6 @@ def add_schedule(
     workspace = Workspace(state.config())
     if not (workspace.config.agents_path / agent).is_dir():
         raise UsageError(f"no agent {agent!r} in {workspace.config.agents_path}")
-    if at is not None:
-        _check_time(at)
     fields: dict[str, object] = {"at": at, "in": after, "every": every, "cron": cron, "timezone": timezone}
     fields |= {"message": message, "task": task, "label": label, "max_retries": retries}
     fields["until_process"] = until_process
@@ -219,6 +223,11 @@ def add_schedule(
             agent, destination=Destination(session_id=session), created_by="cli", now=now
         )
     except ValidationError as exc:
+        if at is not None and any(_not_a_time(error) for error in exc.errors(include_url=False)):
+            raise UsageError(
+                f"--at {at!r} is not a time: give one with its zone, e.g. 2026-12-08T09:00:00+01:00 or "
+                "2026-12-08T08:00:00Z, or --in 20m for a time from now"
+            ) from None
         raise UsageError(_option_names(describe_validation(exc))) from None
     except ValueError as exc:
         raise UsageError(_option_names(str(exc))) from None
@@ -251,21 +260,16 @@ async def _resolved(store: ScheduleStore, text: str) -> str:
     from duragent.ids import resolve_prefix
 
     listing = await store.load_all()
-    return resolve_prefix(text, (schedule.id for schedule in listing.schedules), "schedule")
+    # a schedule whose file does not parse is a candidate too: a start it shares with another
+    # must not pick the other one without a word (and `rm` remove it)
+    broken = (found for problem in listing.problems for found in _ID_IN_TEXT.findall(str(problem)))
+    return resolve_prefix(text, [*(schedule.id for schedule in listing.schedules), *broken], "schedule")
 
 
-def _check_time(at: str) -> None:
-    """UsageError unless `--at` reads as a time (the validator's own words would be about
-    'input is too short')."""
-    from duragent.errors import UsageError
-
-    try:
-        datetime.fromisoformat(at.replace("z", "Z"))
-    except ValueError:
-        raise UsageError(
-            f"--at {at!r} is not a time: give one with its zone, e.g. 2026-12-08T09:00:00+01:00 or "
-            "2026-12-08T08:00:00Z, or --in 20m for a time from now"
-        ) from None
+def _not_a_time(error: Any) -> bool:
+    """Whether a validation error of `--at` is pydantic's own parse failure (its words: "input is
+    too short"), not one of ours (a missing zone, a time in the past)."""
+    return tuple(error["loc"])[:1] == ("at",) and str(error["type"]).startswith(("datetime_", "date_"))
 
 
 async def _session_of(workspace: Workspace, text: str, agent: str) -> str:
@@ -360,9 +364,12 @@ def run_schedule(
     config = state.config()
     token = api_token(config)
 
+    # (only a start of an id is looked up, in this workspace's schedules: a whole id, or one for
+    # another server, is sent as it is)
+    whole = _WHOLE_ID.fullmatch(schedule_id) is not None
     found = (
         run_async(_with_store(ctx, lambda store: _resolved(store, schedule_id)))
-        if server is None
+        if server is None and not whole
         else schedule_id
     )
 

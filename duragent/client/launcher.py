@@ -189,12 +189,17 @@ def stale_because(info: RunInfo, workspace: Workspace, env: Mapping[str, str]) -
     """
     if info.config_digest and info.config_digest != config_digest(workspace.config_path):
         return "duragent.yaml changed since it started"
-    changed = info.env.changed_in(env) if info.env is not None else ()
-    if changed:
-        return (
-            f"this shell's provider environment ({', '.join(changed)}) differs from the one it started with"
-        )
-    return ""
+    if info.env is None:
+        return ""
+    changed = info.env.changed_in(env)
+    if not changed:
+        return ""
+    why = f"this shell's provider environment ({', '.join(changed)}) differs from the one it started with"
+    lost = info.env.unset_in(env)
+    if lost:
+        # (a restart takes this shell's environment whole: say what the server loses with it)
+        why += f"; the new server lacks {', '.join(lost)}, which this shell does not set"
+    return why
 
 
 def _restart_advice(info: RunInfo, workspace: Workspace, env: Mapping[str, str]) -> str:

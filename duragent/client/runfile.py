@@ -74,6 +74,15 @@ class EnvFingerprint(NamedTuple):
                 changed.append(name)
         return tuple(changed)
 
+    def unset_in(self, env: Mapping[str, str]) -> tuple[str, ...]:
+        """The names this fingerprint had a value for that `env` does not set (a server started
+        from `env` would not have them); none known from an older run file."""
+        if len(self.each) != len(self.names):
+            return ()
+        return tuple(
+            name for name, kept in zip(self.names, self.each, strict=True) if kept and not env.get(name)
+        )
+
     def as_json(self) -> dict[str, Any]:
         """The record kept in serve.json."""
         return {"names": list(self.names), "salt": self.salt, "digest": self.digest, "each": list(self.each)}

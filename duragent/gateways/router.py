@@ -275,8 +275,12 @@ class ChatBinding:
             ]
         )
         # (a tool other than bash shows its arguments: its name says what they are for)
-        asking = "Command" if tool in ("", "bash") else f"Tool {tool}"
-        text = f"{asking} requires approval:\n\n{_code_block(command)}"
+        if tool in ("", "bash"):
+            text = f"Command requires approval:\n\n{_code_block(command)}"
+        elif command == tool:
+            text = f"Tool {tool} requires approval (no arguments)."
+        else:
+            text = f"Tool {tool} requires approval:\n\n{_code_block(command)}"
         await self.router.send_text(self.key.gateway, self.key.chat_id, text, keyboard=keyboard)
 
     def _start_typing(self) -> None:

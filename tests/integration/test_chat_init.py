@@ -89,3 +89,14 @@ def test_a_telegram_init_over_an_existing_workspace_gives_the_access_lines_its_a
     ) in result.stdout
     assert '      allowlist: ["424242"]' in result.stdout
     assert "duragent.yaml already existed and was left alone; add this to it:" in result.stdout
+
+
+def test_a_telegram_init_run_twice_does_not_ask_for_the_access_lines_the_agent_has(tmp_path: Path) -> None:
+    assert run_init(tmp_path, "--telegram", "--telegram-owner", "424242").returncode == 0
+
+    again = run_init(tmp_path, "--telegram", "--telegram-owner", "424242")
+
+    assert again.returncode == 0, again.stderr
+    assert "Telegram: the bot answers direct messages from user 424242 only." in again.stdout
+    assert "answers nobody" not in again.stdout
+    assert "allowlist:" not in again.stdout

@@ -64,7 +64,10 @@ def approval_problem(event: StreamEvent) -> TurnProblem:
     tool = str(event.data.get("tool") or "")
     command = str(event.data.get("command") or tool or "a tool")
     # (a tool other than bash shows its arguments: its name says what they are for)
-    asked = f"to run `{command}`" if tool in ("", "bash") else f"to call the tool `{tool}` with `{command}`"
+    if tool in ("", "bash"):
+        asked = f"to run `{command}`"
+    else:
+        asked = f"to call the tool `{tool}`" + (f" with `{command}`" if command != tool else "")
     return TurnProblem(
         409,
         f"the agent asked {asked}, which its policy says a person must approve, and a "

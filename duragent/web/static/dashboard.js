@@ -26,6 +26,11 @@
     return node;
   }
 
+  // An approval of a tool other than bash names it: its arguments alone do not say what is asked.
+  function namesTool(d) {
+    return Boolean(d.tool && d.tool !== "bash" && d.command && d.command !== d.tool);
+  }
+
   function followTranscript(list) {
     const agent = document.querySelector(".meta strong")?.textContent || "assistant";
     const status = document.getElementById("session-status");
@@ -95,7 +100,7 @@
       add(item);
     });
     on("approval_required", (d) => {
-      add(el("li", "tool asked", "? approval asked for " + (d.command || d.tool)));
+      add(el("li", "tool asked", "? approval asked for " + (namesTool(d) ? d.tool + " " : "") + (d.command || d.tool)));
       // a page rendered while the call was asked has its form already (the server knew the call
       // waited before its event was stored, and the stream brings the event after the page)
       const shown = [...approvals.querySelectorAll("form")].some((form) => form.elements.call_id.value === d.call_id);
@@ -140,7 +145,11 @@
       input.type = "hidden"; input.name = name; input.value = value;
       form.appendChild(input);
     }
-    const question = el("p", "", "The agent wants to run ");
+    const question = el("p", "", namesTool(d) ? "The agent wants to call " : "The agent wants to run ");
+    if (namesTool(d)) {
+      question.appendChild(el("code", "", d.tool));
+      question.appendChild(document.createTextNode(" with "));
+    }
     question.appendChild(el("code", "", d.command || d.tool));
     form.appendChild(question);
     for (const decision of ["allow_once", "allow_always", "deny"]) {
