@@ -183,7 +183,10 @@ def show_schedule(
 @app.command("add")
 def add_schedule(
     ctx: typer.Context,
-    agent: Annotated[str, typer.Option("--agent", "-a", help="The agent that runs it.")],
+    agent: Annotated[
+        str | None,
+        typer.Option("--agent", "-a", help="The agent that runs it (default: --session's, or the only one)."),
+    ] = None,
     at: Annotated[str | None, typer.Option("--at", help="Once, at this RFC 3339 time.")] = None,
     after: Annotated[str | None, typer.Option("--in", help="Once, after this long (20m, 2h).")] = None,
     every: Annotated[str | None, typer.Option("--every", help="Again and again, this often (1h).")] = None,
@@ -211,8 +214,14 @@ def add_schedule(
 
     state: CliState = ctx.obj
     workspace = Workspace(state.config())
+    session_id: str | None = None
+    if session is not None:
+        # as over HTTP: a mistyped session would not be noticed until the first run made another
+        session_id, agent = run_async(_session_of(workspace, session, agent))
+    elif agent is None:
+        agent = _the_only_agent(workspace)
     if not (workspace.config.agents_path / agent).is_dir():
-        raise UsageError(f"no agent {agent!r} in {workspace.config.agents_path}")
+        raise UsageError(f"--agent: no agent {agent!r} in {workspace.config.agents_path}")
     fields: dict[str, object] = {"at": at, "in": after, "every": every, "cron": cron, "timezone": timezone}
     fields |= {"message": message, "task": task, "label": label, "max_retries": retries}
     fields["until_process"] = until_process
@@ -220,7 +229,7 @@ def add_schedule(
     try:
         request = ScheduleRequest.model_validate({k: v for k, v in fields.items() if v is not None})
         schedule = request.build(
-            agent, destination=Destination(session_id=session), created_by="cli", now=now
+            agent, destination=Destination(session_id=session_id), created_by="cli", now=now
         )
     except ValidationError as exc:
         if at is not None and any(_not_a_time(error) for error in exc.errors(include_url=False)):
@@ -233,10 +242,6 @@ def add_schedule(
         raise UsageError(_option_names(str(exc))) from None
     if schedule.at is not None and schedule.at <= now:
         raise UsageError(f"--at {format_time(schedule.at)} is in the past")
-    if session is not None:
-        # as over HTTP: a mistyped session would not be noticed until the first run made another
-        destination = Destination(session_id=run_async(_session_of(workspace, session, agent)))
-        schedule = schedule.model_copy(update={"destination": destination})
     if until_process is not None:
         from duragent.processes.record import check_followable, read_stored
 
@@ -272,9 +277,23 @@ def _not_a_time(error: Any) -> bool:
     return tuple(error["loc"])[:1] == ("at",) and str(error["type"]).startswith(("datetime_", "date_"))
 
 
-async def _session_of(workspace: Workspace, text: str, agent: str) -> str:
-    """The session `--session` names (its id, its name or a unique start of its id); it must be
-    one of `agent`'s."""
+def _the_only_agent(workspace: Workspace) -> str:
+    """The agent a schedule made without --agent (or --session) is for: the only one there is, as
+    `send` picks it."""
+    from duragent.agents.loader import discover_agents
+    from duragent.errors import UsageError
+
+    names = [folder.name for folder in discover_agents(workspace.config.agents_path)]
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise UsageError("this workspace has no agents; create one with `duragent agent create NAME`")
+    raise UsageError(f"there are several agents ({', '.join(names)}); pick one with --agent NAME")
+
+
+async def _session_of(workspace: Workspace, text: str, agent: str | None) -> tuple[str, str]:
+    """The session `--session` names (its id, its name or a unique start of its id) and its agent,
+    which must be `agent` when one is given."""
     from duragent.errors import NotFound, UsageError
     from duragent.ids import resolve_session
 
@@ -284,9 +303,9 @@ async def _session_of(workspace: Workspace, text: str, agent: str) -> str:
     found = next((s for s in listed if s.session_id == session_id), None)
     if found is None:
         raise NotFound(f"--session: no session {text!r} (see `duragent session list`)")
-    if found.agent != agent:
+    if agent is not None and found.agent != agent:
         raise UsageError(f"--session: session {session_id} is agent {found.agent}'s, not {agent}'s")
-    return session_id
+    return session_id, found.agent
 
 
 def _option_names(message: str) -> str:

@@ -169,6 +169,20 @@ def test_a_schedule_is_named_by_a_unique_start_of_its_id_as_commit_messages_cut_
     assert not (workspace / ".duragent" / "schedules" / f"{first}.yaml").exists()
 
 
+def test_without_agent_a_schedule_is_for_the_only_agent_as_send_picks_it(workspace: Path) -> None:
+    added = run("schedule", "add", "--every", "1h", "--message", "ping")
+    assert added.exit_code == 0, added.output
+    [row] = json.loads(run("schedule", "list", "--json").output)
+    assert row["agent"] == "assistant"
+
+    assert run("agent", "create", "second").exit_code == 0
+    several = run("schedule", "add", "--every", "1h", "--message", "ping")
+    assert isinstance(several.exception, UsageError)
+    assert "there are several agents (assistant, second); pick one with --agent NAME" in str(
+        several.exception
+    )
+
+
 def write_process(workspace: Path, handle: str, status: str, agent: str = "assistant") -> None:
     """A background process's record, as the server leaves it in the data directory."""
     from duragent.processes.record import ProcessRecord, render_record

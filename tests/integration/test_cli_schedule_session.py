@@ -65,6 +65,16 @@ def test_the_agents_session_is_taken_by_the_start_of_its_id(workspace: Path) -> 
     assert f"session_id: {mine}" in path.read_text()
 
 
+def test_without_agent_the_sessions_agent_runs_it(workspace: Path) -> None:
+    assert run("agent", "create", "other").exit_code == 0
+    theirs = asyncio.run(make_session("other"))
+    result = run("schedule", "add", "--every", "1h", "--message", "stretch", "--session", theirs)
+    assert result.exit_code == 0, result.output
+    [path] = schedule_files(workspace)
+    assert "agent: other" in path.read_text()
+    assert f"session_id: {theirs}" in path.read_text()
+
+
 def test_a_schedule_file_naming_no_valid_session_id_is_listed_as_a_problem_not_a_failure(
     workspace: Path,
 ) -> None:
