@@ -9,25 +9,32 @@ from pathlib import Path
 import pytest
 
 from duragent.agents import registry as agent_registry
+from duragent.agents.registry import AgentRegistry
 from duragent.server.state import STATE
 from duragent.testing.fake_llm import FakeLLMServer, text
-from tests.e2e.server_harness import ApiFactory
+from tests.e2e.server_harness import Api, ApiFactory
 from tests.waiting import until
+
+
+async def a_conversation(
+    start_api: ApiFactory, fake_llm: FakeLLMServer, tmp_path: Path
+) -> tuple[Api, AgentRegistry, Path, str]:
+    """A server, and a session of its agent `helper` that has had one turn: (the API, the
+    server's agent registry, helper's agent.yaml, the session's messages path)."""
+    api = await start_api(git=False)
+    agent_yaml = tmp_path / "ws0" / "data" / "agents" / "helper" / "agent.yaml"
+    path = f"/api/v1/sessions/{await api.new_session()}/messages"
+    fake_llm.enqueue(text("first"))
+    status, _ = await api.call("POST", path, {"content": "hello"})
+    assert status == 200
+    assert "You are a test agent." in fake_llm.requests[-1].messages[0]["content"]
+    return api, api.server.app[STATE].agents, agent_yaml, path
 
 
 async def test_an_open_sessions_next_turn_uses_the_edited_system_prompt(
     start_api: ApiFactory, fake_llm: FakeLLMServer, tmp_path: Path
 ) -> None:
-    api = await start_api(git=False)
-    registry = api.server.app[STATE].agents
-    agent_yaml = tmp_path / "ws0" / "data" / "agents" / "helper" / "agent.yaml"
-    session_id = await api.new_session()
-    path = f"/api/v1/sessions/{session_id}/messages"
-
-    fake_llm.enqueue(text("first"))
-    status, _ = await api.call("POST", path, {"content": "hello"})
-    assert status == 200
-    assert "You are a test agent." in fake_llm.requests[-1].messages[0]["content"]
+    api, registry, agent_yaml, path = await a_conversation(start_api, fake_llm, tmp_path)
 
     loaded = registry.cached("helper")
     agent_yaml.write_text(agent_yaml.read_text().replace("You are a test agent.", "You answer in haiku."))
@@ -54,14 +61,7 @@ async def test_a_message_sent_right_after_a_save_meets_the_edited_agent(
     """`sed -i ... agent.yaml && duragent send ...`: the save is not yet through the watcher's quiet
     time (made a minute long here) when the message comes; its turn reads the edit first."""
     monkeypatch.setattr(agent_registry, "WATCH_DEBOUNCE_SECONDS", 60.0)
-    api = await start_api(git=False)
-    registry = api.server.app[STATE].agents
-    agent_yaml = tmp_path / "ws0" / "data" / "agents" / "helper" / "agent.yaml"
-    session_id = await api.new_session()
-    path = f"/api/v1/sessions/{session_id}/messages"
-    fake_llm.enqueue(text("first"))
-    status, _ = await api.call("POST", path, {"content": "hello"})
-    assert status == 200
+    api, registry, agent_yaml, path = await a_conversation(start_api, fake_llm, tmp_path)
 
     agent_yaml.write_text(agent_yaml.read_text().replace("You are a test agent.", "You answer in haiku."))
     await until(lambda: "helper" in registry._timers)  # the watcher has seen the save, not read it

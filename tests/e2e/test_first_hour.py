@@ -235,17 +235,25 @@ async def test_an_exported_api_key_reaches_the_next_send(
     assert "sk-now-exported" not in (workspace / ".duragent" / "run" / "serve.json").read_text()
 
 
+async def served_with_a_key(
+    tmp_path: Path, workspaces: list[Path], fake_llm: FakeLLMServer, key: str
+) -> Path:
+    """A workspace on the fake model whose server a `send` started from a shell with OPENAI_API_KEY=`key`."""
+    workspace = await init(tmp_path / "ws")
+    workspaces.append(workspace)
+    _use_fake_model(workspace, fake_llm)
+    fake_llm.enqueue(text("hello"))
+    sent = await duragent(workspace, "send", "hello", env=shell_env(OPENAI_API_KEY=key))
+    assert sent.returncode == 0, sent.stderr
+    return workspace
+
+
 async def test_a_shell_without_the_key_leaves_the_server_that_has_it_running(
     tmp_path: Path, workspaces: list[Path], fake_llm: FakeLLMServer
 ) -> None:
     """A second terminal, a cron job: its command must not restart the server without the key
     (its schedules would fail on it from then on)."""
-    workspace = await init(tmp_path / "ws")
-    workspaces.append(workspace)
-    _use_fake_model(workspace, fake_llm)
-    fake_llm.enqueue(text("with the key"))
-    keyed = await duragent(workspace, "send", "hello", env=shell_env(OPENAI_API_KEY="sk-the-key"))
-    assert keyed.returncode == 0, keyed.stderr
+    workspace = await served_with_a_key(tmp_path, workspaces, fake_llm, "sk-the-key")
     pid = run_info(workspace)["pid"]
 
     fake_llm.enqueue(text("still with the key"))
@@ -260,12 +268,7 @@ async def test_a_shell_without_the_key_leaves_the_server_that_has_it_running(
 async def test_a_schedule_run_says_when_it_restarted_the_server_for_a_new_key(
     tmp_path: Path, workspaces: list[Path], fake_llm: FakeLLMServer
 ) -> None:
-    workspace = await init(tmp_path / "ws")
-    workspaces.append(workspace)
-    _use_fake_model(workspace, fake_llm)
-    fake_llm.enqueue(text("hello"))
-    sent = await duragent(workspace, "send", "hello", env=shell_env(OPENAI_API_KEY="sk-old"))
-    assert sent.returncode == 0, sent.stderr
+    workspace = await served_with_a_key(tmp_path, workspaces, fake_llm, "sk-old")
     added = await duragent(
         workspace, "schedule", "add", "--agent", "assistant", "--every", "1h", "--task", "say hi"
     )
