@@ -334,10 +334,13 @@ def _lets_in(agent_file: Path, owners: list[str]) -> bool:
         document = yaml.safe_load(agent_file.read_text(encoding="utf-8"))
         if is_shorthand(document):
             document = normalise_shorthand(document)
-        allowed = {str(entry) for entry in document["spec"]["access"]["dm"]["allowlist"]}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):
+        dm = document["spec"]["access"]["dm"]
+        allowed = {str(entry) for entry in dm["allowlist"]}
+        # (`disabled` answers nobody, `open` everyone: only an allowlist is "the owners only")
+        policy = dm.get("policy", "allowlist")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError, AttributeError):
         return False
-    return all(owner in allowed for owner in owners)
+    return policy == "allowlist" and all(owner in allowed for owner in owners)
 
 
 def _model_in(agent_file: Path) -> str:

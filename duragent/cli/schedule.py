@@ -215,13 +215,16 @@ def add_schedule(
     state: CliState = ctx.obj
     workspace = Workspace(state.config())
     session_id: str | None = None
+    known = _agent_names(workspace)
+    if agent is not None and agent not in known:
+        raise UsageError(f"--agent: no agent {agent!r} in {workspace.config.agents_path}")
     if session is not None:
         # as over HTTP: a mistyped session would not be noticed until the first run made another
         session_id, agent = run_async(_session_of(workspace, session, agent))
+        if agent not in known:
+            raise UsageError(f"--session: session {session_id}'s agent {agent!r} has no folder any more")
     elif agent is None:
-        agent = _the_only_agent(workspace)
-    if not (workspace.config.agents_path / agent).is_dir():
-        raise UsageError(f"--agent: no agent {agent!r} in {workspace.config.agents_path}")
+        agent = _the_only_agent(known)
     fields: dict[str, object] = {"at": at, "in": after, "every": every, "cron": cron, "timezone": timezone}
     fields |= {"message": message, "task": task, "label": label, "max_retries": retries}
     fields["until_process"] = until_process
@@ -277,18 +280,26 @@ def _not_a_time(error: Any) -> bool:
     return tuple(error["loc"])[:1] == ("at",) and str(error["type"]).startswith(("datetime_", "date_"))
 
 
-def _the_only_agent(workspace: Workspace) -> str:
+def _agent_names(workspace: Workspace) -> list[str]:
+    """The agents a schedule may be for: the agents folder's and those deployed over the admin
+    API (each a folder with an agent.yaml), as the server finds them."""
+    from duragent.agents.loader import discover_agents
+
+    config = workspace.config
+    folders = (config.agents_path, config.dynamic_agents_path)
+    return sorted({found.name for folder in folders for found in discover_agents(folder)})
+
+
+def _the_only_agent(known: list[str]) -> str:
     """The agent a schedule made without --agent (or --session) is for: the only one there is, as
     `send` picks it."""
-    from duragent.agents.loader import discover_agents
     from duragent.errors import UsageError
 
-    names = [folder.name for folder in discover_agents(workspace.config.agents_path)]
-    if len(names) == 1:
-        return names[0]
-    if not names:
+    if len(known) == 1:
+        return known[0]
+    if not known:
         raise UsageError("this workspace has no agents; create one with `duragent agent create NAME`")
-    raise UsageError(f"there are several agents ({', '.join(names)}); pick one with --agent NAME")
+    raise UsageError(f"there are several agents ({', '.join(known)}); pick one with --agent NAME")
 
 
 async def _session_of(workspace: Workspace, text: str, agent: str | None) -> tuple[str, str]:

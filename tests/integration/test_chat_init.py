@@ -100,3 +100,13 @@ def test_a_telegram_init_run_twice_does_not_ask_for_the_access_lines_the_agent_h
     assert "Telegram: the bot answers direct messages from user 424242 only." in again.stdout
     assert "answers nobody" not in again.stdout
     assert "allowlist:" not in again.stdout
+
+
+def test_an_agent_whose_dms_are_disabled_is_not_said_to_answer_the_owner(tmp_path: Path) -> None:
+    assert run_init(tmp_path, "--telegram", "--telegram-owner", "424242").returncode == 0
+    agent_yaml = tmp_path / "ws" / ".duragent" / "agents" / "assistant" / "agent.yaml"
+    agent_yaml.write_text(agent_yaml.read_text().replace("policy: allowlist", "policy: disabled", 1))
+
+    again = run_init(tmp_path, "--telegram", "--telegram-owner", "424242")
+
+    assert "the bot answers nobody until you add this" in again.stdout

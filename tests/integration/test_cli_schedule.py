@@ -183,6 +183,29 @@ def test_without_agent_a_schedule_is_for_the_only_agent_as_send_picks_it(workspa
     )
 
 
+def test_an_agent_deployed_over_the_admin_api_counts_and_a_name_no_agent_has_is_refused(
+    workspace: Path,
+) -> None:
+    import shutil
+
+    from duragent.config import load_config
+
+    deployed = load_config().dynamic_agents_path / "bot"
+    shutil.copytree(workspace / ".duragent" / "agents" / "assistant", deployed)
+    (deployed / "agent.yaml").write_text(
+        (deployed / "agent.yaml").read_text().replace("name: assistant", "name: bot")
+    )
+
+    several = run("schedule", "add", "--every", "1h", "--message", "ping")
+    assert "there are several agents (assistant, bot)" in str(several.exception)
+    for_bot = run("schedule", "add", "--agent", "bot", "--every", "1h", "--message", "ping")
+    assert for_bot.exit_code == 0, for_bot.output
+    for name in ("..", ".hidden", "nobody"):
+        refused = run("schedule", "add", "--agent", name, "--every", "1h", "--message", "ping")
+        assert isinstance(refused.exception, UsageError), name
+        assert f"--agent: no agent {name!r} in " in str(refused.exception)
+
+
 def write_process(workspace: Path, handle: str, status: str, agent: str = "assistant") -> None:
     """A background process's record, as the server leaves it in the data directory."""
     from duragent.processes.record import ProcessRecord, render_record
