@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from duragent.server.state import STATE
 from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
 from tests.e2e.browser import CHROMIUM_FLAGS, chromium
 from tests.e2e.server_harness import Api, ApiFactory
 from tests.e2e.test_agent_cannot_escape_its_policy import send
 from tests.e2e.test_dashboard import browser, log_in
+from tests.waiting import until
 
 pytest_plugins = ["duragent.testing.pytest_plugin", "tests.e2e.server_harness"]
 
@@ -79,6 +81,28 @@ async def test_a_tool_calls_arguments_read_as_the_model_wrote_them(api: Api, fak
         "{&#34;command&#34;: &#34;grep &#39;&lt;title&gt;&#39; "
         "caf\u00e9.html &amp;&amp; echo ok \\u2067&#34;}"
     )
+
+
+async def test_a_tool_other_than_bash_waiting_for_approval_is_named_beside_its_arguments(
+    api: Api, fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    """`update_world` alone would not say what the person is asked to allow."""
+    registry = api.server.app[STATE].agents
+    loaded = registry.cached("helper")
+    agent_yaml = tmp_path / "ws0" / "data" / "agents" / "helper" / "agent.yaml"
+    agent_yaml.write_text(agent_yaml.read_text().replace("builtin: [bash]", "builtin: [bash, memory]"))
+    await until(lambda: registry.cached("helper") is not loaded, within=20)
+    fake_llm.enqueue(tool_calls([("memory", {"action": "update_world", "topic": "home", "content": "x"})]))
+    session_id = await api.new_session()
+    status, _ = await send(api, session_id)
+    assert status == 202
+    async with browser() as http:
+        await log_in(api, http)
+        async with http.get(api.url(f"/ui/sessions/{session_id}")) as page:
+            html = await page.text()
+
+    assert "The agent wants to call <code>memory</code> with <code>update_world</code>" in html
+    assert "? approval asked for <code>memory</code> <code>update_world</code>" in html
 
 
 async def test_the_memory_editor_keeps_the_files_text_exactly(api: Api, tmp_path: Path) -> None:
