@@ -148,10 +148,16 @@ def _kind(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-def unknown_key_warnings(model: type[BaseModel], data: Any, doc: YamlDocument) -> list[Problem]:
-    """Warnings for keys no model field accepts, each with a 'did you mean' where one is close."""
+def unknown_key_warnings(
+    model: type[BaseModel], data: Any, doc: YamlDocument, *, beside: tuple[str, ...] = ()
+) -> list[Problem]:
+    """Warnings for keys no model field accepts, each with a 'did you mean' where one is close.
+
+    `beside`: keys that sit next to the model's at the top without being its (the metadata of an
+    agent.yaml in the shorthand), offered as suggestions there too.
+    """
     warnings: list[Problem] = []
-    _walk_model(model, data, (), doc, warnings)
+    _walk_model(model, data, (), doc, warnings, beside)
     return warnings
 
 
@@ -173,7 +179,12 @@ def _field_names(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def _walk_model(
-    model: type[BaseModel], data: Any, path: FieldPath, doc: YamlDocument, out: list[Problem]
+    model: type[BaseModel],
+    data: Any,
+    path: FieldPath,
+    doc: YamlDocument,
+    out: list[Problem],
+    beside: tuple[str, ...] = (),
 ) -> None:
     if not isinstance(data, dict) or model.model_config.get("extra") == "allow":
         return
@@ -182,7 +193,7 @@ def _walk_model(
         if key not in fields:
             import difflib  # here, not at import: only an unknown key needs it
 
-            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
+            close = difflib.get_close_matches(str(key), [*fields, *beside], n=1, cutoff=0.6)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             where = dotted((*path, key))
             out.append(Problem(f"unknown key '{where}' is ignored{hint}", doc.locate((*path, key), key=True)))

@@ -490,7 +490,7 @@ def _key_warnings(raw: dict[str, Any], layout: AgentFileLayout) -> list[Problem]
     # In the shorthand, spec keys sit at the top level beside the metadata keys: walk the spec
     # model over everything but those, so warnings name the keys as the user wrote them.
     spec_part = {key: value for key, value in raw.items() if key not in _METADATA_KEYS}
-    return unknown_key_warnings(AgentSpec, spec_part, layout.document)
+    return unknown_key_warnings(AgentSpec, spec_part, layout.document, beside=_METADATA_KEYS)
 
 
 def _reading_order(problem: Problem) -> tuple[int, int]:

@@ -147,3 +147,11 @@ def test_a_misspelt_required_key_is_named_with_its_correction_beside_the_missing
         "agents/bot/agent.yaml:3:3: model.provider is required",
         "agents/bot/agent.yaml:3:3: unknown key 'model.provder' is ignored (did you mean 'provider'?)",
     ]
+
+
+def test_a_misspelt_name_in_the_shorthand_is_named_with_its_correction(agents: Path) -> None:
+    folder = write(agents, "nmae: bot\nmodel: {provider: demo, name: demo}\n")
+
+    assert "agents/bot/agent.yaml:1:1: unknown key 'nmae' is ignored (did you mean 'name'?)" in problems_of(
+        folder
+    )
