@@ -8,7 +8,7 @@ import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -326,37 +326,37 @@ def _report_provider(result: InitResult) -> None:
 def _lets_in(agent_file: Path, owners: list[str]) -> bool:
     """Whether an existing agent.yaml's direct-message allowlist holds every one of `owners`
     (an `init --telegram` run again over its own workspace: nothing to add)."""
-    import yaml
-
-    from duragent.agents.spec import is_shorthand, normalise_shorthand
-
     try:
-        document = yaml.safe_load(agent_file.read_text(encoding="utf-8"))
-        if is_shorthand(document):
-            document = normalise_shorthand(document)
-        dm = document["spec"]["access"]["dm"]
+        dm = _agent_document(agent_file)["spec"]["access"]["dm"]
         allowed = {str(entry) for entry in dm["allowlist"]}
         # (`disabled` answers nobody, `open` everyone: only an allowlist is "the owners only")
         policy = dm.get("policy", "allowlist")
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, AttributeError):
         return False
     return policy == "allowlist" and all(owner in allowed for owner in owners)
 
 
 def _model_in(agent_file: Path) -> str:
     """`provider/name` of the model an existing agent.yaml names (what it says, unchecked)."""
+    try:
+        model = _agent_document(agent_file)["spec"]["model"]
+        return f"{model['provider']}/{model['name']}"
+    except (KeyError, TypeError):
+        return "not readable (duragent agent validate says why)"
+
+
+def _agent_document(agent_file: Path) -> Any:
+    """An existing agent.yaml as plain data, in the full form whichever form it is written in;
+    None when it cannot be read or parsed (its uses then find nothing in it)."""
     import yaml
 
     from duragent.agents.spec import is_shorthand, normalise_shorthand
 
     try:
         document = yaml.safe_load(agent_file.read_text(encoding="utf-8"))
-        if is_shorthand(document):
-            document = normalise_shorthand(document)
-        model = document["spec"]["model"]
-        return f"{model['provider']}/{model['name']}"
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):
-        return "not readable (duragent agent validate says why)"
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return normalise_shorthand(document) if is_shorthand(document) else document
 
 
 def _report_git(result: InitResult, *, git_wanted: bool, git_found: bool) -> None:
