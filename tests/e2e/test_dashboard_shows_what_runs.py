@@ -47,14 +47,19 @@ async def ask_for_the_disguised_command(api: Api, fake_llm: FakeLLMServer) -> st
     return session_id
 
 
+async def session_page(api: Api, session_id: str) -> str:
+    """The HTML of the session's dashboard page, as a logged-in browser gets it."""
+    async with browser() as http:
+        await log_in(api, http)
+        async with http.get(api.url(f"/ui/sessions/{session_id}")) as page:
+            return await page.text()
+
+
 async def test_a_waiting_command_is_shown_with_its_bidirectional_characters_as_escapes(
     api: Api, fake_llm: FakeLLMServer
 ) -> None:
     session_id = await ask_for_the_disguised_command(api, fake_llm)
-    async with browser() as http:
-        await log_in(api, http)
-        async with http.get(api.url(f"/ui/sessions/{session_id}")) as page:
-            html = await page.text()
+    html = await session_page(api, session_id)
 
     assert BIDI.search(html) is None
     approval = re.search(r"The agent wants to run <code>(.*?)</code>", html)
@@ -70,10 +75,7 @@ async def test_a_tool_calls_arguments_read_as_the_model_wrote_them(api: Api, fak
     session_id = await api.new_session()
     status, _ = await send(api, session_id)
     assert status == 202
-    async with browser() as http:
-        await log_in(api, http)
-        async with http.get(api.url(f"/ui/sessions/{session_id}")) as page:
-            html = await page.text()
+    html = await session_page(api, session_id)
 
     arguments = re.search(r'<code class="args">(.*?)</code>', html)
     assert arguments is not None
@@ -96,10 +98,7 @@ async def test_a_tool_other_than_bash_waiting_for_approval_is_named_beside_its_a
     session_id = await api.new_session()
     status, _ = await send(api, session_id)
     assert status == 202
-    async with browser() as http:
-        await log_in(api, http)
-        async with http.get(api.url(f"/ui/sessions/{session_id}")) as page:
-            html = await page.text()
+    html = await session_page(api, session_id)
 
     assert "The agent wants to call <code>memory</code> with <code>update_world</code>" in html
     assert "? approval asked for <code>memory</code> <code>update_world</code>" in html
