@@ -16,6 +16,7 @@ import contextlib
 import difflib
 import logging
 import os
+import random
 import signal
 import sys
 import threading
@@ -116,6 +117,12 @@ def seconds_setting(config: Mapping[str, Any], key: str, default: float, *, maxi
             f"`{key}` must be a duration above 0 and at most {most} (like 1s or 500ms), not {value!r}"
         )
     return seconds
+
+
+def doubling_wait(first: float, failures: int, most: float) -> float:
+    """Seconds to wait after the `failures`-th failure in a row: `first` doubling up to `most`,
+    each within 20% either way, so many bots do not retry in lockstep."""
+    return min(most, first * 2.0 ** min(failures - 1, 30)) * random.uniform(0.8, 1.2)
 
 
 def refuse_unknown_keys(config: Mapping[str, Any], known: Iterable[str]) -> None:

@@ -22,7 +22,6 @@ import functools
 import io
 import logging
 import os
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
@@ -54,6 +53,7 @@ from duragent.gateways.sdk import (
     PlatformError,
     PlatformUnreachable,
     SecretRedactor,
+    doubling_wait,
     int_setting,
     refuse_unknown_keys,
 )
@@ -646,8 +646,7 @@ class ReconnectBackoff:
             self.failures = 0
         self._up_since = None
         self.failures += 1
-        wait = min(RECONNECT_MAX_SECONDS, RECONNECT_FIRST_SECONDS * 2.0 ** min(self.failures - 1, 16))
-        return wait * random.uniform(0.8, 1.2)
+        return doubling_wait(RECONNECT_FIRST_SECONDS, self.failures, RECONNECT_MAX_SECONDS)
 
     def connected(self) -> None:
         """The Gateway answered (READY or RESUMED): once it stays up for a minute, the next outage

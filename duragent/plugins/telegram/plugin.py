@@ -20,7 +20,6 @@ import hmac
 import html
 import logging
 import os
-import random
 import re
 import secrets
 from collections import deque
@@ -74,6 +73,7 @@ from duragent.gateways.sdk import (
     PlatformError,
     PlatformUnreachable,
     SecretRedactor,
+    doubling_wait,
     int_setting,
     refuse_unknown_keys,
     seconds_setting,
@@ -291,8 +291,7 @@ class TelegramPlugin(GatewayPlugin):
                 # ClientDecodeError: an HTML error page (502 from the proxy in front of Telegram).
                 self._connected = False
                 failures += 1
-                delay = min(BACKOFF_MAX_SECONDS, self._retry_backoff * 2 ** (failures - 1))
-                delay *= random.uniform(0.8, 1.2)  # jitter: many bots must not retry in lockstep
+                delay = doubling_wait(self._retry_backoff, failures, BACKOFF_MAX_SECONDS)
                 hint = " (is a webhook set, or another poller running?)" if _is_conflict(error) else ""
                 log.warning("getUpdates failed: %s%s; retry in %.1f s", self._redact(str(error)), hint, delay)
                 await asyncio.sleep(delay)
