@@ -218,7 +218,13 @@ async def test_after_a_kill_and_restart_the_chats_schedule_fires_on_time_and_a_c
             schedule_chat, said(schedule_chat, "Build check", seen_before), within=WITHIN
         )
         assert "green" in fired.plain_text
-        runs = await schedule_runs(bot)
+        # The run history, read as `duragent schedule show` prints it. A run's `ok` is recorded once
+        # its turn has ended, just after its reply reached the chat.
+        await until(
+            lambda: any(r["status"] == "ok" and parse(r["slot"]) > down_at for r in read_runs(bot)),
+            within=WITHIN,
+        )
+        runs = read_runs(bot)
         after_restart = [r for r in runs if r["status"] == "ok" and parse(r["slot"]) > down_at]
         assert after_restart, runs
         first = after_restart[0]
@@ -243,13 +249,16 @@ def parse(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-async def schedule_runs(bot: TelegramBot) -> list[dict[str, Any]]:
-    """The run history of the agent's one active schedule, read as `duragent schedule show` prints it."""
-    await until(lambda: bool(schedules_of(bot)), within=WITHIN)
+def runs_file(bot: TelegramBot) -> Path:
     [schedule_id] = schedules_of(bot)
-    runs_file = data_dir(bot) / "schedules" / "runs" / f"{schedule_id}.jsonl"
-    await until(lambda: runs_file.exists(), within=WITHIN)
-    return [json.loads(line) for line in runs_file.read_text().splitlines() if line.strip()]
+    return data_dir(bot) / "schedules" / "runs" / f"{schedule_id}.jsonl"
+
+
+def read_runs(bot: TelegramBot) -> list[dict[str, Any]]:
+    """The run history of the agent's one active schedule (none until it has one and ran)."""
+    if not schedules_of(bot) or not runs_file(bot).exists():
+        return []
+    return [json.loads(line) for line in runs_file(bot).read_text().splitlines() if line.strip()]
 
 
 def data_dir(bot: TelegramBot) -> Path:
