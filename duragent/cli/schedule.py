@@ -16,8 +16,6 @@ import typer
 
 from duragent.cli.context import CliState, check_agent_exists, print_json, print_table, run_async
 
-#: A schedule's whole id (`sch_` and a ULID), which needs no lookup.
-_WHOLE_ID = re.compile(r"sch_[0-9A-HJKMNP-TV-Z]{26}")
 #: Schedule ids in the problems of files that do not parse (their paths name them).
 _ID_IN_TEXT = re.compile(r"sch_[A-Za-z0-9]+")
 
@@ -394,14 +392,13 @@ def run_schedule(
     config = state.config()
     token = api_token(config)
 
-    # (only a start of an id is looked up, in this workspace's schedules: a whole id, or one for
-    # another server, is sent as it is)
-    whole = _WHOLE_ID.fullmatch(schedule_id) is not None
-    found = (
-        run_async(_with_store(ctx, lambda store: _resolved(store, schedule_id)))
-        if server is None and not whole
-        else schedule_id
-    )
+    async def existing(store: ScheduleStore) -> str:
+        found = await _resolved(store, schedule_id)
+        await store.get(found)  # one this workspace lacks, its server lacks too: said before starting it
+        return found
+
+    # (an id for another server is sent as it is: its schedules are not this workspace's)
+    found = run_async(_with_store(ctx, existing)) if server is None else schedule_id
 
     async def run() -> dict[str, Any]:
         connection = await asyncio.to_thread(connect, workspace_of(config), server_url=server)

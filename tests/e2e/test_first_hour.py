@@ -284,6 +284,23 @@ async def test_a_schedule_run_says_when_it_restarted_the_server_for_a_new_key(
     assert f"{schedule_id}: ok" in ran.stdout
 
 
+async def test_a_schedule_run_of_a_schedule_nobody_has_starts_no_server(
+    tmp_path: Path, workspaces: list[Path]
+) -> None:
+    """A mistyped id is said at once, as `pause` says it: starting a server only to hear 404 costs
+    a second and leaves a server behind."""
+    workspace = await init(tmp_path / "ws")
+    workspaces.append(workspace)
+
+    for mistyped in ("sch_nope", "sch_01ABCDEFGHJKMNPQRSTVWXYZ01"):
+        ran = await duragent(workspace, "schedule", "run", mistyped)
+
+        assert ran.returncode == 1
+        assert f"no schedule {mistyped!r}" in ran.stderr
+        assert "started the workspace's server" not in ran.stderr
+    assert not (workspace / ".duragent" / "run" / "serve.json").exists()
+
+
 async def test_an_edited_duragent_yaml_reaches_the_next_send(tmp_path: Path, workspaces: list[Path]) -> None:
     workspace = await init(tmp_path / "ws")
     workspaces.append(workspace)
