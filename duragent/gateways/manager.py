@@ -343,7 +343,16 @@ class PluginSupervisor:
             failed = exit_code != 0
             if self.spec.restart == "never" or (self.spec.restart == "on_failure" and not failed):
                 self.status.state = "stopped"
-                log.info("gateway %s exited (%s); restart: %s", self.name, exit_code, self.spec.restart)
+                if self._run_error is not None:
+                    log.error(
+                        "gateway %s stopped (exit %s; restart: %s): %s",
+                        self.name,
+                        exit_code,
+                        self.spec.restart,
+                        self._run_error,
+                    )
+                else:
+                    log.info("gateway %s exited (%s); restart: %s", self.name, exit_code, self.spec.restart)
                 return
             if not self._unreachable:
                 # A platform out of reach (the network not up yet after a power cut) is waited
@@ -363,7 +372,9 @@ class PluginSupervisor:
                 return
             self.status.state = "backoff"
             delay = backoff * (1 + random.uniform(0, self.timing.jitter))
-            log.warning("gateway %s: restarting in %.1fs (%s)", self.name, delay, self.status.last_error)
+            # (an error the plugin called fatal, e.g. a refused token, is the operator's to fix)
+            level = logging.ERROR if self._run_error is not None else logging.WARNING
+            log.log(level, "gateway %s: restarting in %.1fs (%s)", self.name, delay, self.status.last_error)
             await asyncio.sleep(delay)
             backoff = min(backoff * 2, self.timing.backoff_max)
             self.status.restarts += 1
@@ -505,10 +516,12 @@ class PluginSupervisor:
             if pong is not None and not pong.done():
                 pong.set_result(event)
         elif isinstance(event, Error):
-            log.log(logging.ERROR if event.fatal else logging.WARNING, "gateway %s: %s", self.name, event)
             if event.fatal:
+                # said once, where the run's end is logged (with the restart it leads to)
                 self._run_error = f"fatal {event.code}: {self._name_variables(event.message)}"
                 self._unreachable = event.code == "not_connected"
+            else:
+                log.warning("gateway %s: %s (%s)", self.name, self._name_variables(event.message), event.code)
         elif isinstance(event, ShutdownEvent):
             log.info("gateway %s is shutting down: %s", self.name, event.reason)
         elif isinstance(event, UnknownEvent):

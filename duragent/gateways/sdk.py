@@ -271,7 +271,8 @@ class GatewayPlugin:
         await self.emit(CallbackQuery.model_validate(fields))
 
     async def error(self, code: str, message: str, *, fatal: bool = False) -> None:
-        """Emit an `error` event not tied to a command."""
+        """Emit an `error` event not tied to a command. The host logs it (a fatal one once, with
+        the restart it leads to), so the plugin need not log it too."""
         await self.emit(Error(code=code, message=message, fatal=fatal))
 
     @property
@@ -358,7 +359,14 @@ class GatewayPlugin:
                 code, reason = failure.code, failure.message
             else:
                 code, reason = "startup_failed", _describe(failure)
-            self.log.error("startup failed: %s", reason, exc_info=traceback)
+            # (the host logs the error it is sent, naming the variables behind the settings;
+            # a line here too would say it twice on each restart)
+            self.log.log(
+                logging.ERROR if traceback else logging.DEBUG,
+                "startup failed: %s",
+                reason,
+                exc_info=traceback,
+            )
             await self.error(code, reason, fatal=True)
             return 1
         if failure is not None:

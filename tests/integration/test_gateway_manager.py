@@ -407,3 +407,39 @@ async def test_a_plugin_ignoring_sigterm_dies_when_the_server_is_killed(tmp_path
         if server.returncode is None:
             server.kill()
             await server.wait()
+
+
+PLUGIN_REFUSED_ITS_TOKEN = """
+    import json, sys
+    refused = "the platform refused the token in `bot_token`"
+    error = {"type": "error", "code": "startup_failed", "message": refused, "fatal": True}
+    print(json.dumps(error), flush=True)
+    sys.exit(1)
+"""
+
+
+@pytest.mark.parametrize("restart", ["on_failure", "never"])
+async def test_a_fatal_error_is_logged_once_per_attempt_with_what_follows(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, restart: str
+) -> None:
+    """A wrong token is the operator's to fix: one error line per attempt says it (and the
+    restart it leads to), not one per layer it passed through."""
+    recorder = Recorder()
+    manager = manager_for(script_spec(tmp_path, PLUGIN_REFUSED_ITS_TOKEN, restart=restart), recorder)
+    with caplog.at_level("INFO", logger="duragent.gateways.manager"):
+        manager.start()
+        plugin = manager.plugin("raw")
+        try:
+            ended = "crash_loop" if restart == "on_failure" else "stopped"
+            await wait_until(lambda: plugin.status.state == ended, within=20)
+        finally:
+            await manager.stop()
+
+    said = [record for record in caplog.records if "refused the token" in record.getMessage()]
+    assert len(said) == plugin.status.restarts + 1, [record.getMessage() for record in said]
+    assert {record.levelname for record in said} == {"ERROR"}
+    if restart == "never":
+        assert "stopped (exit 1; restart: never)" in said[0].getMessage()
+    else:
+        assert "restarting in" in said[0].getMessage()
+        assert "not restarting" in said[-1].getMessage()

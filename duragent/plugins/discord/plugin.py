@@ -255,7 +255,7 @@ class DiscordPlugin(GatewayPlugin):
         if not self._ready.is_set():
             raise ConfigError(message)
         self._online = False
-        log.error("%s", message)
+        log.debug("%s", message)  # the host logs the fatal error it is sent
         await self.error(code, message, fatal=True)
         self.request_stop(message)
 

@@ -311,7 +311,7 @@ class SlackPlugin(GatewayPlugin):
             f"Slack refused the {token} ({code}) while running: was it revoked or regenerated,"
             " or the app uninstalled? Set the current one"
         )
-        log.error("%s", message)
+        log.debug("%s", message)  # the host logs the fatal error it is sent
         await self.error("unauthorized", message, fatal=True)
         self.request_stop(message)
 

@@ -283,7 +283,7 @@ class TelegramPlugin(GatewayPlugin):
                     f"Telegram refused the bot token in {_token_source(self.config)} (401 Unauthorized)"
                     " while running: was it revoked in @BotFather? Set the current one"
                 )
-                log.error("%s", message)
+                log.debug("%s", message)  # the host logs the fatal error it is sent
                 await self.error("unauthorized", message, fatal=True)
                 self.request_stop(message)
                 return
