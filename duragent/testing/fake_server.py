@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -130,13 +130,18 @@ class FakeServer:
 
     # ------------------------------------------------------------------ by hand
 
-    async def serve_until_interrupted(self, announce: Callable[[], str]) -> None:
+    async def serve_until_interrupted(
+        self, announce: Callable[[], str], alongside: Callable[[], Coroutine[Any, Any, None]] | None = None
+    ) -> None:
         """Start, print what `announce()` returns (it may set up the fake first), serve until
-        SIGINT or SIGTERM, stop."""
+        SIGINT or SIGTERM, stop. `alongside()` runs meanwhile (a console for the user's side)."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         async with self:
             print(announce(), flush=True)
+            beside = asyncio.create_task(alongside()) if alongside is not None else None
             await stop.wait()
+            if beside is not None:
+                beside.cancel()

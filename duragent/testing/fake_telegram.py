@@ -21,7 +21,8 @@ markup, oversized chunks or an invisible reply fails here too. Tests drive the u
 `chat_actions`, `callback_answers` and `calls`. `fail_next("sendMessage", 429, retry_after=1)`
 makes the next call fail; `fail_next(..., html_page=True)` answers an HTML error page instead.
 
-Run it by hand: `python -m duragent.testing.fake_telegram --port 8902`.
+Run it by hand: `python -m duragent.testing.fake_telegram --port 8902`; with `--chat USER_ID`,
+what you type is a private message to the bot from that user and its replies are printed.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ import html
 import itertools
 import json
 import re
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -881,18 +884,87 @@ def _truthy(value: Any) -> bool:
     return value is True or str(value).lower() in ("true", "1")
 
 
-def main() -> None:
-    """Run the fake by hand, to point a bot at it."""
+#: How long a bot message must stay unedited before the console prints it (a streamed reply is
+#: edited many times a second; a person wants its settled text once).
+CONSOLE_SETTLE_SECONDS = 0.4
+
+
+async def chat_console(telegram: FakeTelegramBotAPI, user: int) -> None:
+    """A private chat with the bot, by hand, as user `user`: each line read from stdin is a
+    message to the bot, and `/press N` presses the Nth button last shown. The bot's messages are
+    printed once they stop changing (again when edited later), their buttons numbered."""
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def read_stdin() -> None:  # a thread: stdin may be a terminal, a pipe or a file
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(lines.put_nowait, line.rstrip("\n"))
+        loop.call_soon_threadsafe(lines.put_nowait, None)
+
+    threading.Thread(target=read_stdin, name="fake-telegram-console", daemon=True).start()
+    shown: dict[int, str] = {}
+    pressable: tuple[int, list[str]] = (0, [])
+
+    async def print_settled() -> None:
+        nonlocal pressable
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CONSOLE_SETTLE_SECONDS):
+                    await telegram.next_change()
+                    continue
+            for message in telegram.sent_messages(user):
+                looks = f"{message.plain_text}{message.buttons}{message.deleted}"
+                if message.deleted or shown.get(message.message_id) == looks:
+                    continue
+                edited = " (edited)" if message.message_id in shown else ""
+                shown[message.message_id] = looks
+                print(f"bot{edited}: {message.plain_text}", flush=True)
+                if message.buttons:
+                    labels = "  ".join(f"[{n}] {b['text']}" for n, b in enumerate(message.buttons, 1))
+                    print(f"  {labels}   (/press N)", flush=True)
+                    pressable = (
+                        message.message_id,
+                        [str(b.get("callback_data", "")) for b in message.buttons],
+                    )
+
+    printer = asyncio.create_task(print_settled())
+    try:
+        while (line := await lines.get()) is not None:
+            pressed = re.fullmatch(r"/press\s+(\d+)", line.strip())
+            message_id, data = pressable
+            if pressed and 1 <= int(pressed[1]) <= len(data):
+                telegram.press_button(user, message_id, data[int(pressed[1]) - 1], from_user=user)
+            elif pressed:
+                print(f"no button {pressed[1]} is shown", flush=True)
+            elif line.strip():
+                telegram.inject_message(chat_id=user, text=line, from_user=user)
+        await asyncio.Event().wait()  # stdin ended: go on serving (and printing) until interrupted
+    finally:
+        printer.cancel()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the fake by hand, to point a bot at it; with `--chat USER_ID`, chat with the bot."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--port", type=int, default=8902)
     parser.add_argument("--token", default=DEFAULT_TOKEN)
-    arguments = parser.parse_args()
-    telegram = FakeTelegramBotAPI(token=arguments.token, port=arguments.port)
-    asyncio.run(
-        telegram.serve_until_interrupted(
-            lambda: f"Fake Telegram Bot API on {telegram.api_base} (token {arguments.token})"
-        )
+    parser.add_argument(
+        "--chat",
+        type=int,
+        metavar="USER_ID",
+        help="type messages to the bot as this user (a private chat) and see its replies",
     )
+    arguments = parser.parse_args(argv)
+    telegram = FakeTelegramBotAPI(token=arguments.token, port=arguments.port)
+
+    def announce() -> str:
+        said = f"Fake Telegram Bot API on {telegram.api_base} (token {arguments.token})"
+        if arguments.chat is not None:
+            said += f"\nyou are user {arguments.chat}: type a message to the bot; /press N presses a button"
+        return said
+
+    console = (lambda: chat_console(telegram, arguments.chat)) if arguments.chat is not None else None
+    asyncio.run(telegram.serve_until_interrupted(announce, console))
 
 
 if __name__ == "__main__":

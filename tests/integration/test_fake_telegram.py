@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from duragent.testing.fake_telegram import SECRET_HEADER, FakeTelegramBotAPI
+from duragent.testing.fake_telegram import DEFAULT_TOKEN, SECRET_HEADER, FakeTelegramBotAPI
 
 pytest_plugins = ["duragent.testing.pytest_plugin"]
 
@@ -275,3 +276,51 @@ async def test_wait_for_message_returns_the_first_matching_message(fake_telegram
     await replying
 
     assert found.text == "the answer"
+
+
+async def test_python_m_with_chat_lets_a_person_talk_to_the_bot_and_press_its_buttons() -> None:
+    """`python -m duragent.testing.fake_telegram --chat 42`: what is typed reaches the bot as user
+    42's message, the bot's replies are printed once settled, and `/press N` answers a keyboard."""
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "duragent.testing.fake_telegram", "--port", "0", "--chat", "42"),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    printed: list[str] = []
+
+    async def printed_line(containing: str) -> str:
+        while not any(containing in line for line in printed):
+            printed.append((await asyncio.wait_for(process.stdout.readline(), 30)).decode())
+        return next(line for line in printed if containing in line)
+
+    async def bot(method: str, **params: Any) -> Any:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{api_base}/bot{DEFAULT_TOKEN}/{method}", json=params) as response,
+        ):
+            return (await response.json())["result"]
+
+    try:
+        api_base = (await printed_line("Fake Telegram Bot API on")).split(" on ")[1].split(" ")[0]
+        process.stdin.write(b"hello bot\n")
+        [update] = await bot("getUpdates", timeout=10)
+        keyboard = {"inline_keyboard": [[{"text": "Approve", "callback_data": "yes"}]]}
+        draft = await bot("sendMessage", chat_id=42, text="thinking")
+        await bot("editMessageText", chat_id=42, message_id=draft["message_id"], text="Let me look.")
+        await bot("sendMessage", chat_id=42, text="May I run ls?", reply_markup=keyboard)
+        await printed_line("[1] Approve")
+        process.stdin.write(b"/press 1\n")
+        [pressed] = await bot("getUpdates", offset=update["update_id"] + 1, timeout=10)
+    finally:
+        process.terminate()
+        code = await process.wait()
+
+    assert update["message"]["text"] == "hello bot"
+    assert update["message"]["from"]["id"] == update["message"]["chat"]["id"] == 42
+    assert any(line.startswith(("bot: Let me look.", "bot (edited): Let me look.")) for line in printed)
+    assert "bot: May I run ls?\n" in printed
+    assert pressed["callback_query"]["data"] == "yes"
+    assert pressed["callback_query"]["from"]["id"] == 42
+    assert code == 0
