@@ -134,8 +134,8 @@ def add(
             installed = staged.place()
             where = f"agent {agent}" if agent else "the workspace"
             print(f"added skill {installed.skill.name!r} to {where}: {_shown(installed.skill.directory)}")
-            origin = installed.origin(source, ref)
-            if installed.commit:
+            origin = installed.origin(source, ref, path)
+            if installed.commit or path:
                 print(f"  from {origin}")
             _commit(workspace, list(installed.files), f"skill {installed.skill.name} added from {origin}")
 

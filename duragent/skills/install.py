@@ -76,10 +76,15 @@ class Installed:
     #: The commit a skill from a git repository was installed from (None for a folder).
     commit: str | None = None
 
-    def origin(self, source: str, ref: str | None = None) -> str:
+    def origin(self, source: str, ref: str | None = None, subpath: str | None = None) -> str:
         """Where the skill came from, as printed and committed: the source (without a password),
-        the ref asked for and the commit installed (`https://…/skills.git at v1 (commit 3f2a9c01d4)`)."""
-        shown = shown_source(source) + (f" at {ref}" if ref else "")
+        the folder in it, the ref asked for and the commit installed
+        (`https://…/skills.git, folder skills/pdf, at v1 (commit 3f2a9c01d4)`)."""
+        shown = shown_source(source)
+        if subpath:
+            shown += f", folder {subpath}" + ("," if ref else "")
+        if ref:
+            shown += f" at {ref}"
         return f"{shown} (commit {self.commit[:10]})" if self.commit else shown
 
 

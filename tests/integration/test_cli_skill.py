@@ -92,6 +92,7 @@ def test_add_clones_one_skill_of_a_repository_for_an_agent_and_remove_takes_it_o
         ambiguous.exception
     )
     assert added.exit_code == 0, added.output
+    assert f"from {url}, folder skills/release-notes (commit " in added.stdout
     folder = workspace / ".duragent" / "agents" / "assistant" / "skills" / "release-notes"
     assert not folder.exists()  # removed again
     assert shown.exit_code == 0, shown.output
@@ -103,6 +104,8 @@ def test_add_clones_one_skill_of_a_repository_for_an_agent_and_remove_takes_it_o
     assert subjects[0].startswith(
         "edit: 2 files in agents/assistant/skills/release-notes (skill release-notes removed"
     )
+    addition = next(subject for subject in subjects if "added from" in subject)
+    assert f"(skill release-notes added from {url}, folder skills/release-notes (commit " in addition
     assert "Duragent-Agent: assistant" in subjects
     assert git(workspace / ".duragent", "status", "--porcelain") == ""
 
