@@ -487,6 +487,9 @@ class Runtime:
             paused = False
             if ctx is None:
                 ctx = self._tool_context(agent, session, notifications, skills)
+            # (an "allow always" answered since the turn began, in it or in another session,
+            # covers these calls)
+            policy = self._current_policy(agent, policy)
             ran = self._run_calls(session, agent, tools, policy, ctx, calls, control, skills=skills)
             async with aclosing(ran):
                 async for event in ran:
@@ -660,6 +663,14 @@ class Runtime:
         await session.append("error", payload)
         return TurnFailed(code, message)
 
+    def _current_policy(self, agent: Agent, known: ToolPolicy) -> ToolPolicy:
+        """The agent's policy as policy.yaml holds it now (one stat when unchanged); `known` when
+        the file stopped loading and the cache has nothing better."""
+        try:
+            return self.policies.load(agent.directory, agent.spec.tools.policy)
+        except DuragentError:
+            return known
+
     async def _run_calls(
         self,
         session: SessionLog,
@@ -734,6 +745,8 @@ class Runtime:
                                 yield event
                                 return
                             if isinstance(event, ApprovalResolved):
+                                if event.decision == "allow_always":  # the batch's next such call is allowed
+                                    policy = self._current_policy(agent, policy)
                                 verdict = "allow" if event.decision != "deny" else "deny"
                                 approved = verdict == "allow"
                                 denial = (

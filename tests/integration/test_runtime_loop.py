@@ -262,6 +262,30 @@ async def test_ask_waits_for_a_decision_and_allow_always_is_saved(
     assert "approval_decision" in await stored_types(session)
 
 
+async def test_allow_always_covers_the_same_call_again_in_its_batch_and_in_the_turns_next_step(
+    fake_llm: FakeLLMServer,
+    agent: Agent,
+    session: SessionLog,
+    memory: FilesystemMemoryStore,
+    providers: ProviderPool,
+) -> None:
+    """"Always" means the person is not asked about that call again, from the next one on."""
+    broker = ApprovalBroker()
+    runtime = Runtime(provider_for=providers.for_agent, memory=memory, approvals=broker)
+    fake_llm.enqueue(
+        tool_calls([("bash", {"command": "pwd"}), ("bash", {"command": "pwd"})]),
+        tool_calls([("bash", {"command": "pwd"})]),
+        text("done"),
+    )
+
+    seen = await turn_answering(runtime, broker, session, agent, "where are you, thrice?", "allow_always")
+
+    assert [e.decision for e in seen if isinstance(e, ApprovalResolved)] == ["allow_always"]
+    finished = [e for e in seen if isinstance(e, ToolCallFinished)]
+    assert [e.ok for e in finished] == [True, True, True]
+    assert (await stored_types(session)).count("approval_required") == 1
+
+
 async def test_a_work_folder_removed_between_turns_is_made_again_for_the_next_tool_call(
     fake_llm: FakeLLMServer, agent: Agent, session: SessionLog, runtime: Runtime
 ) -> None:
