@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from duragent.testing.fake_llm import held, text
+from duragent.testing.fake_llm import held, text, tool_calls
 from tests.e2e import test_terminal_clients as clients
 from tests.e2e.terminal import DURAGENT, PATIENCE, client_env
 from tests.e2e.test_a_server_killed_mid_turn import send_cut_off
@@ -145,3 +145,48 @@ def test_send_behind_another_clients_turn_says_it_is_queued(
     assert second.returncode == 0, second_err.read_text()
     assert out.strip() == "Second reply."
     assert f"your message is queued behind 1 turn(s) of session {session}" in second_err.read_text()
+
+
+def test_send_to_a_paused_session_waiting_for_an_approval_queues_its_message_and_says_so(
+    workspace: Path, fake_model: ThreadedFakeLLM
+) -> None:
+    """The session paused when `send` left its approval unanswered: a second `send` attaching
+    alone would wait, silent, behind a turn nobody can answer from there (up to 10 minutes)."""
+    start_server(workspace)
+    fake_model.enqueue(tool_calls([("bash", {"command": "ls -la"})]))
+    asked = subprocess.run(
+        [*DURAGENT, "send", "--new", "list the files"],
+        cwd=workspace,
+        env=client_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert asked.returncode == 3, asked.stderr
+    session = re.findall(r"duragent attach (s_\w+)", asked.stderr)[-1]
+    asyncio.run(until(lambda: "paused" in _status(workspace, session), within=30))
+
+    again = subprocess.run(
+        [*DURAGENT, "send", "--session", session, "and one more thing"],
+        cwd=workspace,
+        env=client_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert again.returncode == 3, again.stdout + again.stderr
+    assert "approval needed" in again.stderr
+    assert "queued behind this decision" in again.stderr
+
+
+def _status(root: Path, session: str) -> str:
+    shown = subprocess.run(
+        [*DURAGENT, "session", "show", session],
+        cwd=root,
+        env=client_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return shown.stdout

@@ -269,7 +269,7 @@ async def test_allow_always_covers_the_same_call_again_in_its_batch_and_in_the_t
     memory: FilesystemMemoryStore,
     providers: ProviderPool,
 ) -> None:
-    """"Always" means the person is not asked about that call again, from the next one on."""
+    """A person who chose "always" is not asked about that call again, from the next one on."""
     broker = ApprovalBroker()
     runtime = Runtime(provider_for=providers.for_agent, memory=memory, approvals=broker)
     fake_llm.enqueue(

@@ -526,7 +526,7 @@ async def send_message(request: web.Request) -> web.Response:
 async def _send(serving: _Serving, body: SendMessage) -> web.Response:
     live, subscription, ticket = await _accept(serving, body.content, outcome_only=True)
     try:
-        if ticket.ahead and not _only_client(live):
+        if ticket.ahead and not _turns_ahead_run_for_it(live):
             return json_reply(Queued(position=ticket.ahead), 202)
         events = serving.watch(own_turn(subscription, ticket))
         async with contextlib.aclosing(events):
@@ -537,11 +537,13 @@ async def _send(serving: _Serving, body: SendMessage) -> web.Response:
         subscription.close()
 
 
-def _only_client(live: LiveSession) -> bool:
+def _turns_ahead_run_for_it(live: LiveSession) -> bool:
     """True when a waiting request is the only client of a pause-mode session: the turns ahead of
     its message run because it is attached, and would pause as it left with a 202 (its message then
-    waiting for the next client), so it waits for its own turn as it would with nothing ahead."""
-    return live.settings.on_disconnect == "pause" and live.attached <= 1
+    waiting for the next client), so it waits for its own turn as it would with nothing ahead.
+    Not when a turn ahead waits for a person's answer: it would wait, silent, until the approval
+    times out."""
+    return live.settings.on_disconnect == "pause" and live.attached <= 1 and not live.waiting_approvals()
 
 
 @documented(
