@@ -82,8 +82,15 @@ def serve_workspace(state: CliState, options: ServeOptions) -> None:
     elif config.http_port is not None:
         port = config.http_port
         setting = f"set another server.port in {config.source or 'duragent.yaml'}"
+    elif options.auto:
+        from duragent.client.runfile import last_auto_port
+
+        # the last auto-started server's port when it is free (a dashboard tab left open comes
+        # back), else any free one: two workspaces never clash
+        port = last_auto_port(config.data_path) or 0
+        setting = ""
     else:
-        port = 0 if options.auto else DEFAULT_PORT
+        port = DEFAULT_PORT
         setting = "pass --port 0 (any free port) or set server.port in duragent.yaml"
     asyncio.run(
         run_server(
@@ -95,6 +102,7 @@ def serve_workspace(state: CliState, options: ServeOptions) -> None:
             auto_started=options.auto,
             ready_fd=options.ready_fd,
             port_setting=setting,
+            any_port_if_taken=options.auto and options.port is None and config.http_port is None,
         )
     )
 
@@ -109,6 +117,7 @@ async def run_server(
     auto_started: bool = False,
     ready_fd: int | None = None,
     port_setting: str = "set another server.port in duragent.yaml",
+    any_port_if_taken: bool = False,
 ) -> None:
     """Serve until a signal or an admin shutdown; then stop gracefully and remove the run file.
 
@@ -123,7 +132,7 @@ async def run_server(
     import_aiohttp()
     from aiohttp import web
 
-    from duragent.client.runfile import remove_run_info
+    from duragent.client.runfile import remember_auto_port, remove_run_info
     from duragent.server.app import create_app
     from duragent.server.ports import PortTaken, is_address_in_use, port_holder
     from duragent.server.state import STATE
@@ -148,8 +157,13 @@ async def run_server(
                     f"cannot listen on {host} port {port}: {exc.strerror or exc}; check --host or "
                     "server.host in duragent.yaml"
                 ) from None
-            raise PortTaken(host, port, port_holder(port), port_setting) from None
+            if not any_port_if_taken:
+                raise PortTaken(host, port, port_holder(port), port_setting) from None
+            site = web.TCPSite(runner, host, 0)  # (the port it preferred is taken: any free one)
+            await site.start()
         bound_port = _bound_port(runner, port)
+        if auto_started and any_port_if_taken:
+            remember_auto_port(config.data_path, bound_port)
         url = f"http://{_url_host(host)}:{bound_port}"
         try:
             _write_run_file(config, app[STATE], host, bound_port, url, auto_started=auto_started)

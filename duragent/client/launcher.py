@@ -4,8 +4,8 @@ Order: `--server URL` as given; else the server named in `<data_dir>/run/serve.j
 a server of this data directory once it is ready, so no request is needed to trust it); else a
 new `duragent serve` started detached (its own session, stdin from /dev/null, output appended to
 `<data_dir>/logs/serve.log`), on a free port unless `server.port` is set (the server decides:
-`serve --auto`), so two workspaces never clash. The new server says it is ready on a pipe this
-client gave it: no polling.
+`serve --auto`; the last such server's port when it is free), so two workspaces never clash.
+The new server says it is ready on a pipe this client gave it: no polling.
 
 When the environment the running server resolved providers with (API keys, base URLs) differs
 from this shell's, a server a terminal client started is restarted if it is idle; otherwise the

@@ -12,6 +12,7 @@ anything heavy is imported.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -189,6 +190,28 @@ def write_run_info(data_path: Path, record: Mapping[str, Any]) -> Path:
 
         raise storage_error(error, path) from error
     return path
+
+
+#: The port the workspace's last auto-started server listened on (`run/port`): the next one asks
+#: for it first, so a dashboard tab left open reconnects when a client starts the server again.
+LAST_PORT_FILENAME = "port"
+
+
+def last_auto_port(data_path: Path) -> int | None:
+    """The port a server a terminal client started last listened on, if one did."""
+    try:
+        port = int((data_path / RUN_FOLDER / LAST_PORT_FILENAME).read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None
+    return port if 0 < port < 65536 else None
+
+
+def remember_auto_port(data_path: Path, port: int) -> None:
+    """Keep `port` for the next auto-started server (best effort: it is only a preference)."""
+    path = data_path / RUN_FOLDER / LAST_PORT_FILENAME
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{port}\n", encoding="ascii")
 
 
 def remove_run_info(data_path: Path, pid: int) -> None:

@@ -698,3 +698,27 @@ async def test_a_mistyped_key_in_policy_yaml_is_a_warning_where_you_talk_to_the_
     ready = await asyncio.to_thread(_get_json, run_info(workspace)["url"] + "/readyz")
     assert ready["agents"] == {}
     assert ready["agent_warnings"]["assistant"][0].startswith(".duragent/agents/assistant/policy.yaml:2:1:")
+
+
+async def test_a_server_a_client_starts_again_takes_its_last_port_if_free(
+    tmp_path: Path, workspaces: list[Path]
+) -> None:
+    """A dashboard tab left open reconnects after `serve stop` and the next `send`; a port taken
+    meanwhile does not stop the server from starting."""
+    workspace = await init(tmp_path / "ws")
+    workspaces.append(workspace)
+    assert (await duragent(workspace, "send", "hi")).returncode == 0
+    first_port = run_info(workspace)["port"]
+    assert (await duragent(workspace, "serve", "stop")).returncode == 0
+
+    assert (await duragent(workspace, "send", "hi again")).returncode == 0
+    assert run_info(workspace)["port"] == first_port
+
+    assert (await duragent(workspace, "serve", "stop")).returncode == 0
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # (the stopped server's TIME_WAITs)
+        squatter.bind(("127.0.0.1", first_port))
+        squatter.listen()
+        sent = await duragent(workspace, "send", "and again")
+        assert sent.returncode == 0, sent.stderr
+        assert run_info(workspace)["port"] != first_port
