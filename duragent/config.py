@@ -374,6 +374,10 @@ class DuragentConfig(ConfigModel):
         """Names of environment variables referenced as `${NAME}` (their values are secrets)."""
         return set(self._document.referenced_env) if self._document else set()
 
+    def env_reference_paths(self, name: str) -> set[FieldPath]:
+        """The settings that reference `${name}` (empty for a name the file does not reference)."""
+        return set(self._document.reference_paths.get(name, ())) if self._document else set()
+
     @property
     def referenced_env_outside_gateways(self) -> set[str]:
         """`referenced_env` less the names only gateway plugin settings read (when loaded with

@@ -68,6 +68,32 @@ _TELEGRAM_HINT = re.compile(r":(?<=\d{6}:)[A-Za-z0-9_-]{30}")
 _NO_TEXT = (int, float, type(None))
 
 
+#: Storage settings that hold an address, not a credential. A variable only they read is shown
+#: but for a password in it (`postgresql://app:PASSWORD@db/duragent`): a presigned artifact URL
+#: carries the endpoint, bucket and region, and redacted it would lead nowhere.
+_ADDRESS_SETTINGS = frozenset({"url", "endpoint_url", "bucket", "region", "prefix"})
+
+
+def _only_addresses(paths: Iterable[tuple[str | int, ...]]) -> bool:
+    """Whether every setting in `paths` is a service's address (`services.artifacts.endpoint_url`)."""
+    paths = list(paths)
+    return bool(paths) and all(
+        len(path) == 3 and path[0] == "services" and path[2] in _ADDRESS_SETTINGS for path in paths
+    )
+
+
+def _url_password(value: str) -> str | None:
+    """The password in a URL (`scheme://user:PASSWORD@host`, or `?password=`), if it has one."""
+    from urllib.parse import parse_qs, urlsplit
+
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:
+        return value  # (not a URL one can take apart: all of it stays secret)
+    from_query = parse_qs(parts.query).get("password")
+    return parts.password or (from_query[0] if from_query else None)
+
+
 def _secret_by_name(name: str, value: str) -> bool:
     """Whether the environment variable `name` holds a secret, by its name (and, for a name that
     only ends in KEY, by its value)."""
@@ -182,7 +208,12 @@ class SecretGuard:
         env = os.environ if env is None else env
         names = {name for name in config.referenced_env if name not in NOT_SECRET_ENV}
         names.update(name for name in env if _secret_by_name(name, env[name]))
-        values = {name: env[name] for name in sorted(names) if name in env}
+        values: dict[str, str] = {}
+        for name in sorted(names & env.keys()):
+            if _secret_by_name(name, env[name]) or not _only_addresses(config.env_reference_paths(name)):
+                values[name] = env[name]
+            elif (password := _url_password(env[name])) is not None:
+                values[name] = password
         for name, value in passed_credentials((n for s in config.mcp_servers for n in s.env), env).items():
             values.setdefault(name, value)
         # tokens written literally in duragent.yaml are secrets too

@@ -80,6 +80,8 @@ class YamlDocument:
     referenced_env: set[str] = field(default_factory=set)
     #: The names of `referenced_env` referenced outside the values `unset_later` accepts.
     referenced_now: set[str] = field(default_factory=set)
+    #: Where each name of `referenced_env` is referenced (the paths of the values naming it).
+    reference_paths: dict[str, set[FieldPath]] = field(default_factory=dict)
     #: `${NAME}` references to unset variables that the loader was told to leave for later, by
     #: path (each value keeps its unexpanded text): whoever uses such a value raises these.
     unset_later: dict[FieldPath, Problem] = field(default_factory=dict)
@@ -326,8 +328,11 @@ class _Builder:
     def _scalar(self, node: yaml.ScalarNode, path: FieldPath) -> Any:
         if not self.interpolate or "$" not in node.value or node.tag == "tag:yaml.org,2002:binary":
             return self._construct(node)
+        names = referenced_names(node.value)
         if self.unset_later is None or not self.unset_later(path):
-            self.doc.referenced_now.update(referenced_names(node.value))
+            self.doc.referenced_now.update(names)
+        for name in names:
+            self.doc.reference_paths.setdefault(name, set()).add(path)
         try:
             value = expand(node.value, self.env, self.doc.referenced_env)
         except InterpolationError as exc:

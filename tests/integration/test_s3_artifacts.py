@@ -145,3 +145,37 @@ async def test_a_hung_s3_server_fails_the_artifact_tool_with_a_clear_error_inste
     assert not result.ok
     assert "did not answer in time" in result.content
     assert "services.artifacts.read_timeout" in result.content
+
+
+async def test_a_presigned_url_survives_the_secret_guard_when_the_endpoint_comes_from_a_variable(
+    moto_s3: MotoS3Server,  # noqa: F811
+    tmp_path: object,
+) -> None:
+    """As `duragent init`'s template writes it (`endpoint_url: ${S3_ENDPOINT_URL}`): the tool
+    result the session stores, after the guard, still downloads the artifact."""
+    import re
+
+    from duragent.config import parse_config_text
+    from duragent.secrets import SecretGuard
+    from duragent.tools.artifacts import ArtifactPutArgs, ArtifactPutTool
+    from duragent.tools.base import ToolContext
+
+    options = moto_s3.client_options()
+    env = {"S3_ENDPOINT_URL": options["endpoint_url"], "S3_BUCKET": moto_s3.create_bucket("team-artifacts")}
+    config = parse_config_text(
+        "services:\n  artifacts:\n    backend: s3\n    bucket: ${S3_BUCKET}\n"
+        "    endpoint_url: ${S3_ENDPOINT_URL}\n",
+        env=env,
+    )
+    guard = SecretGuard.from_config(config, env=env)
+    store = S3ArtifactStore(env["S3_BUCKET"], **options)
+    ctx = ToolContext(agent="helper", session_id="s_1", workdir=tmp_path, artifacts=store)  # type: ignore[arg-type]
+    try:
+        result = await ArtifactPutTool().run(ArtifactPutArgs(name="report.md", content="# hi"), ctx)
+    finally:
+        await store.close()
+    stored = guard.redact(result.content)
+
+    [url] = re.findall(r"https?://\S+", stored)
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        assert (response.status, await response.text()) == (200, "# hi")

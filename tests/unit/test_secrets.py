@@ -114,6 +114,39 @@ def test_from_config_takes_credentials_the_workspaces_mcp_servers_are_handed_by_
     assert guard.redact("ntn_4f8a9b2c7d1e6f3a by Alice Example") == "[REDACTED:NOTION_AUTH] by Alice Example"
 
 
+def test_a_variable_only_a_storage_address_reads_is_shown_but_for_its_password() -> None:
+    """A presigned artifact URL carries the endpoint, bucket and region: redacted, it leads nowhere."""
+    env = {
+        "S3_ENDPOINT_URL": "http://minio.internal:9000",
+        "S3_BUCKET": "prod-artifacts",
+        "AWS_REGION": "eu-central-1",
+        "DATABASE_URL": "postgresql://app:db-password-6@db.internal/duragent",
+        "PG_URL_BY_QUERY": "postgresql://db.internal/duragent?user=app&password=query-password-7",
+        "ALSO_ELSEWHERE": "tenant-42-artifacts",
+    }
+    config = parse_config_text(
+        "services:\n"
+        "  session:\n    backend: postgres\n    url: ${DATABASE_URL}\n"
+        "  memory:\n    backend: postgres\n    url: ${PG_URL_BY_QUERY}\n"
+        "  artifacts:\n    backend: s3\n    bucket: ${S3_BUCKET}\n    region: ${AWS_REGION}\n"
+        "    endpoint_url: ${S3_ENDPOINT_URL}\n    prefix: ${ALSO_ELSEWHERE}\n"
+        "server:\n  host: ${ALSO_ELSEWHERE}\n",
+        env=env,
+    )
+    guard = SecretGuard.from_config(config, env=env)
+
+    url = (
+        "http://minio.internal:9000/prod-artifacts/a.md?X-Amz-Credential=AKIA%2F20261207%2Feu-central-1%2Fs3"
+    )
+    assert guard.redact(url) == url
+    assert (
+        guard.redact(env["DATABASE_URL"]) == "postgresql://app:[REDACTED:DATABASE_URL]@db.internal/duragent"
+    )
+    assert "query-password-7" not in guard.redact(env["PG_URL_BY_QUERY"])
+    # read by a setting that is not an address too: all of it stays secret
+    assert guard.redact(env["ALSO_ELSEWHERE"]) == "[REDACTED:ALSO_ELSEWHERE]"
+
+
 def test_from_config_takes_referenced_variables_and_secret_looking_names() -> None:
     env = {
         "MODEL_ENDPOINT": "https://llm.internal.example/v1",
@@ -125,8 +158,7 @@ def test_from_config_takes_referenced_variables_and_secret_looking_names() -> No
         "EDITOR": "vim-but-long-enough",
     }
     config = parse_config_text(
-        "server:\n  api_token: literal-admin-token-5\nservices:\n"
-        "  session:\n    url: ${MODEL_ENDPOINT}\ndata_dir: ${HOME}/data\n",
+        "server:\n  api_token: literal-admin-token-5\n  host: ${MODEL_ENDPOINT}\ndata_dir: ${HOME}/data\n",
         env=env,
     )
     guard = SecretGuard.from_config(config, env=env)
