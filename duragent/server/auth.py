@@ -105,6 +105,12 @@ def refusal(request: web.Request, tokens: Tokens) -> web.Response | None:
     if _under(path, ADMIN_PREFIX):
         if admin_authorized(request, tokens.admin):
             return None
+        if tokens.api is not None and authorized(request, tokens.api):
+            detail = (
+                "this is the API token; admin routes need the admin token (`admin_token` in "
+                "<data_dir>/run/tokens.json, or admin.token in duragent.yaml)"
+            )
+            return problem_response(request, 403, detail, type_name="forbidden")
         return _refuse(request, tokens.admin, 403, "admin")
     if _under(path, API_PREFIX) or _under(path, OPENAI_PREFIX):
         if authorized(request, tokens.api):

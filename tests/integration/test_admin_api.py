@@ -286,6 +286,22 @@ async def test_admin_token_guards_the_admin_api(
     assert allowed.status == 200
 
 
+async def test_the_api_token_on_an_admin_route_is_refused_saying_which_token_is_needed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, duragent_client: ClientFactory
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = "admin:\n  token: admin-secret-token\nserver:\n  api_token: api-secret-token\n"
+    client = await duragent_client(make_app(tmp_path, config))
+
+    headers = {"Authorization": "Bearer api-secret-token", "X-Duragent-Admin-Token": ""}
+    refused = await client.get(f"{ADMIN}/agents", headers=headers)
+
+    assert refused.status == 403
+    detail = (await refused.json())["detail"]
+    assert "this is the API token" in detail
+    assert "admin_token" in detail
+
+
 # --- hot reload -------------------------------------------------------------------------------
 
 
