@@ -378,7 +378,11 @@ async def read_body(request: web.Request, model: type[ModelT]) -> ModelT:
         field = ".".join(["body", *where])
         message = "contains a lone surrogate (a \\ud800-\\udfff escape without its pair): not Unicode text"
         raise HttpProblem(400, f"{field} is not valid text", (FieldError(field, message),), "validation")
-    return model.model_validate(data)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = validation_errors(exc, "body", model)
+        raise HttpProblem(400, invalid("the request", errors), errors, "validation") from None
 
 
 def _may_nest_deeply(raw: bytes) -> bool:
@@ -462,5 +466,5 @@ def read_query(request: web.Request, model: type[ModelT]) -> ModelT:
     try:
         return model.model_validate(dict(request.query))
     except ValidationError as exc:
-        errors = validation_errors(exc, "query")
+        errors = validation_errors(exc, "query", model)
         raise HttpProblem(400, invalid("the query string", errors), errors, "validation") from None

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from duragent.errors import ConfigError, DuragentError, InvalidName, NotFound, ServiceUnavailable, UsageError
 from duragent.runtime.approvals import DuplicateApproval
@@ -117,14 +117,29 @@ def status_phrase(status: int) -> str:
         return _EXTRA_PHRASES.get(status, f"Status {status}")
 
 
-def validation_errors(exc: ValidationError, prefix: str) -> list[FieldError]:
-    """pydantic errors as field paths under `prefix` (`body`, `query`)."""
+def validation_errors(
+    exc: ValidationError, prefix: str, model: type[BaseModel] | None = None
+) -> list[FieldError]:
+    """pydantic errors as field paths under `prefix` (`body`, `query`); an unknown top-level
+    field of `model` gets the nearest known one (`query.runing: … (did you mean 'running'?)`)."""
     found = []
     for error in exc.errors(include_url=False):
         path = ".".join(str(part) for part in (prefix, *error["loc"]))
         # (a check of our own raised ValueError: its message is the whole story)
-        found.append(FieldError(path, error["msg"].removeprefix("Value error, ")))
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden" and model is not None and len(error["loc"]) == 1:
+            message += _nearest_field(model, str(error["loc"][0]))
+        found.append(FieldError(path, message))
     return found
+
+
+def _nearest_field(model: type[BaseModel], given: str) -> str:
+    """` (did you mean 'running'?)` when `given` is a near miss of one of `model`'s fields."""
+    import difflib  # here, not at import: only a wrong field needs it
+
+    names = [info.alias or name for name, info in model.model_fields.items()]
+    close = difflib.get_close_matches(given, names, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def invalid(what: str, errors: Sequence[FieldError]) -> str:

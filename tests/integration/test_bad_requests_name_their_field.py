@@ -128,6 +128,20 @@ async def test_a_mistyped_query_parameter_is_refused_not_ignored(
     status, body = await api.call("GET", path)
     assert status == 400, body
     assert _fields(body) == [field]
+    if path.endswith("runing=true"):
+        assert body["errors"][0]["message"].endswith("(did you mean 'running'?)")
+
+
+async def test_a_mistyped_body_field_is_refused_with_the_nearest_one(start_api: ApiFactory) -> None:
+    api: Api = await start_api(git=False)
+    session_id = await api.new_session()
+
+    status, body = await api.call("POST", f"/api/v1/sessions/{session_id}/messages", {"contnet": "hi"})
+
+    assert status == 400, body
+    assert "body.contnet" in _fields(body)
+    [mistyped] = [error for error in body["errors"] if error["field"] == "body.contnet"]
+    assert mistyped["message"].endswith("(did you mean 'content'?)")
 
 
 async def test_an_inline_agent_spec_is_refused_at_the_fields_the_client_sent(
