@@ -121,15 +121,23 @@ def _print_totals(report: MigrationReport, would: str) -> None:
     copied_sessions = sum(1 for r in report.sessions if r.events_copied or r.snapshot_copied)
     files = sum(1 for m in report.memory if m.action in ("copy", "update"))
     events = report.events_copied
-    print(f"{would.capitalize()}: {events} events in {copied_sessions} sessions, {files} memory files.")
+    print(
+        f"{would.capitalize()}: {_count(events, 'event')} in {_count(copied_sessions, 'session')}, "
+        f"{_count(files, 'memory file')}."
+    )
     if not report.dry_run:
         verified_sessions = [r for r in report.sessions if r.events_verified is not None and not r.problem]
         verified_events = sum(r.events_verified or 0 for r in verified_sessions)
         verified_files = sum(1 for m in report.memory if m.verified)
         print(
-            f"Verified: {len(verified_sessions)} sessions ({verified_events} events, sha256 per session), "
-            f"{verified_files} memory files (sha256 each)."
+            f"Verified: {_count(len(verified_sessions), 'session')} ({_count(verified_events, 'event')}, "
+            f"sha256 per session), {_count(verified_files, 'memory file')} (sha256 each)."
         )
+
+
+def _count(number: int, noun: str) -> str:
+    """`1 session`, `2 sessions`."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _print_next_step(report: MigrationReport) -> None:

@@ -439,11 +439,17 @@ def _translated(what: str) -> Iterator[None]:
         if code in _NOT_FOUND_CODES:
             raise ArtifactNotFound(f"artifact {what!r} not found") from error
         raise S3Error(f"S3 request for {what!r} failed: {error}") from error
-    except (ConnectTimeoutError, ReadTimeoutError, EndpointConnectionError) as error:
+    except (ConnectTimeoutError, ReadTimeoutError) as error:
         raise S3Error(
-            f"S3 request for {what!r} failed: the S3 server did not answer in time or could not be"
-            f" reached, after every retry ({error}); check services.artifacts.endpoint_url and the"
-            " server, or raise services.artifacts.read_timeout"
+            f"S3 request for {what!r} failed: the S3 server did not answer in time, after every"
+            f" retry ({error}); check services.artifacts.endpoint_url and the server, or raise"
+            " services.artifacts.read_timeout"
+        ) from error
+    except EndpointConnectionError as error:
+        # (connection refused, no route, a name that does not resolve: waiting longer would not help)
+        raise S3Error(
+            f"S3 request for {what!r} failed: the S3 server could not be reached, after every retry"
+            f" ({error}); check services.artifacts.endpoint_url and that the server runs"
         ) from error
     except BotoCoreError as error:
         raise S3Error(f"S3 request for {what!r} failed: {error}") from error

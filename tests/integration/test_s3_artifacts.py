@@ -179,3 +179,32 @@ async def test_a_presigned_url_survives_the_secret_guard_when_the_endpoint_comes
     [url] = re.findall(r"https?://\S+", stored)
     async with aiohttp.ClientSession() as http, http.get(url) as response:
         assert (response.status, await response.text()) == (200, "# hi")
+
+
+async def test_an_s3_server_that_refuses_connections_is_said_to_be_unreachable(tmp_path: object) -> None:
+    """Nothing listens there: waiting longer (read_timeout) would not help, so it is not advised."""
+    import socket
+
+    from duragent.stores.s3 import S3Timeouts
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # (closed again: nothing listens on it)
+    store = S3ArtifactStore(
+        "bucket",
+        region="us-east-1",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        access_key_id="test",
+        secret_access_key="test",
+        timeouts=S3Timeouts(connect=0.5, read=0.5, max_attempts=1),
+    )
+    try:
+        with pytest.raises(S3Error) as refused:
+            await store.put(
+                "helper", "report.md", stream(b"# hi"), ArtifactMeta(content_type="text/markdown")
+            )
+    finally:
+        await store.close()
+
+    assert "could not be reached" in str(refused.value)
+    assert "read_timeout" not in str(refused.value)
