@@ -122,6 +122,8 @@ async def diagnose(
     checks += check_gateway_access(config, agents)
     checks += check_mcp_commands(config, agents, env)
     checks += check_skills_and_tool_folders(config, agents)
+    if config.services.session.backend != "postgres":  # (rows in PostgreSQL were checked when written)
+        checks.append(await check_schedule_files(config))
     checks.append(check_tmux(agents, env))
     return DoctorReport(checks)
 
@@ -610,7 +612,15 @@ async def check_s3(config: DuragentConfig, wait_seconds: float) -> Check:
             f"{where}: no answer within {wait_seconds:g} s",
             "check endpoint_url and the network",
         )
-    except (BotoCoreError, ClientError, OSError) as exc:
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchBucket", "NotFound"):
+            return Check(
+                name, "fail", f"{where} does not exist", "create it, or check services.artifacts.bucket"
+            )
+        return Check(
+            name, "fail", f"{where}: {exc}", "check the bucket, region, endpoint_url and AWS credentials"
+        )
+    except (BotoCoreError, OSError) as exc:
         return Check(
             name, "fail", f"{where}: {exc}", "check the bucket, region, endpoint_url and AWS credentials"
         )
@@ -749,6 +759,20 @@ def check_skills_and_tool_folders(config: DuragentConfig, agents: list[Agent]) -
             "give each tool folder one executable `run` (or run.*) program: chmod +x it",
         ),
     ]
+
+
+async def check_schedule_files(config: DuragentConfig) -> Check:
+    """Every schedule file loads: one that does not never fires (the server logs it once)."""
+    from duragent.scheduling.store import FileScheduleStore, schedules_folder
+
+    store = FileScheduleStore(schedules_folder(config))
+    try:
+        listing = await store.load_all()
+    finally:
+        await store.close()
+    problems = [str(problem) for problem in listing.problems]
+    hint = "fix the file at the place shown, or remove it with `duragent schedule rm ID`"
+    return _folders_check("schedules", len(listing.schedules), problems, hint)
 
 
 def _folders_check(name: str, valid: int, problems: list[str], hint: str) -> Check:

@@ -296,7 +296,25 @@ def test_s3_bucket_reachable_is_ok_and_a_missing_bucket_fails(workspace: Path, s
     (workspace / "duragent.yaml").write_text(config.format(bucket="artifacts"))
     assert by_name(doctor(workspace))["s3 (artifacts)"].status == "ok"
     (workspace / "duragent.yaml").write_text(config.format(bucket="no-such-bucket"))
-    assert by_name(doctor(workspace))["s3 (artifacts)"].status == "fail"
+    missing = by_name(doctor(workspace))["s3 (artifacts)"]
+    assert (missing.status, missing.message) == (
+        "fail",
+        f"bucket no-such-bucket at {s3_server} does not exist",
+    )
+    assert "create it" in (missing.hint or "")
+
+
+def test_a_schedule_file_that_does_not_load_is_named_with_its_place(workspace: Path) -> None:
+    schedules = workspace / ".duragent" / "schedules"
+    schedules.mkdir(parents=True, exist_ok=True)
+    (schedules / "sch_broken.yaml").write_text("id: sch_broken\nagent: assistant\nwhen: [not, a, time\n")
+
+    checks = by_name(doctor(workspace))
+
+    assert checks["schedules"].status == "warn"
+    assert checks["schedules"].message.startswith("0 valid, 1 skipped as invalid:")
+    assert "schedules/sch_broken.yaml" in checks["schedules"].message
+    assert "duragent schedule rm" in (checks["schedules"].hint or "")
 
 
 def test_mcp_server_commands_must_be_on_path_and_missing_variables_are_named(workspace: Path) -> None:
