@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 from duragent.agents.spec import (
     BUILTIN_TOOLS,
     FULL_FORM_KEYS,
+    NAME_PATTERN,
     AgentDocument,
     AgentSpec,
     is_shorthand,
@@ -306,6 +308,17 @@ def _name_problems(data: dict[str, Any], directory: Path, layout: AgentFileLayou
     if not isinstance(name, str) or name == directory.name:
         return []
     field_name = dotted(layout.file_path(("metadata", "name")))
+    if re.fullmatch(NAME_PATTERN, directory.name) is None:
+        # (`mv helper helper.old` to keep a copy: no name could match that folder)
+        usable = re.sub(r"[^A-Za-z0-9_-]+", "-", directory.name).strip("-")[:64] or "agent"
+        return [
+            Problem(
+                f"the folder name '{directory.name}' cannot be an agent's name (letters, digits, '-' "
+                f"and '_'): rename the folder ('{usable}'), or hide it ('.{directory.name}') to keep "
+                "it out of the agents",
+                layout.locate(("metadata", "name")),
+            )
+        ]
     return [
         Problem(
             f"{field_name} '{name}' must equal the folder name '{directory.name}' "

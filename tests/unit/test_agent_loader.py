@@ -440,6 +440,27 @@ def test_session_settings_without_config_file_come_from_defaults(agents: Path) -
     assert (settings["output_buffer_size"].value, settings["output_buffer_size"].source) == (1000, "default")
 
 
+def test_a_folder_no_agent_name_can_match_says_to_rename_or_hide_it(workdir: Path) -> None:
+    """`mv helper helper.old` keeps a copy; "change the name" would lead to another error."""
+    folder = write_agent(
+        workdir,
+        "helper.old",
+        """
+        apiVersion: duragent/v1alpha1
+        kind: Agent
+        metadata:
+          name: helper
+        spec:
+          model: {provider: demo, name: demo}
+        """,
+    )
+
+    (problem,) = problems_of(folder)
+    assert "the folder name 'helper.old' cannot be an agent's name" in problem
+    assert "rename the folder ('helper-old')" in problem
+    assert "hide it ('.helper.old')" in problem
+
+
 def test_catalog_lists_and_gets_agents_by_folder_name(agents: Path) -> None:
     catalog = AgentCatalog(agents, env={})
 
