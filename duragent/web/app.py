@@ -110,15 +110,16 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     return _login_form(request, None)
 
 
-def _login_form(request: web.Request, problem: str | None) -> web.Response:
-    """The login page, saying what went wrong with the last try (200: error statuses become error pages)."""
+def _login_form(request: web.Request, problem: str | None, next_page: str | None = None) -> web.Response:
+    """The login page, saying what went wrong with the last try (200: error statuses become error
+    pages); after it, the browser goes to `next_page` (default: the query's `next`)."""
     import secrets
 
     form_token = secrets.token_urlsafe(24)
     context = {
         "problem": problem,
         "form_token": form_token,
-        "next": safe_next(request.query.get("next")),
+        "next": safe_next(next_page if next_page is not None else request.query.get("next")),
         "needs_token": request.app[LOGINS].tokens_configured(),
         "ui": UI_PREFIX,
     }
@@ -138,12 +139,13 @@ async def log_in(request: web.Request) -> web.StreamResponse:
     form = await read_form(request)
     expected = request.cookies.get(cookie_name(request, LOGIN_COOKIE), "")
     offered = form.get("form_token", "")
+    next_page = form.get("next")  # (kept for the next try: the page asked for before the login)
     if not expected or not hmac.compare_digest(offered.encode(), expected.encode()):
-        return _login_form(request, "The login form expired: try again.")
+        return _login_form(request, "The login form expired: try again.", next_page)
     logins = request.app[LOGINS]
     token = form.get("token", "").strip()
     if not logins.token_accepted(token, request.remote):
-        return _login_form(request, "That token is not valid.")
+        return _login_form(request, "That token is not valid.", next_page)
     admin = logins.admin_token_given(token, request.remote)
     return _logged_in(request, safe_next(form.get("next")), admin=admin)
 

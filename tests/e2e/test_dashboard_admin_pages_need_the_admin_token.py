@@ -5,6 +5,7 @@ Schedules page's broken files nor the History's diffs of agent definitions show 
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,25 @@ async def test_the_text_of_an_agent_definition_changed_shows_only_to_a_login_mad
         async with http.get(change) as page:
             html = await page.text()
         assert "An edited agent" in html
+
+
+async def test_a_wrong_token_keeps_the_page_asked_for_for_the_next_try(api: Api) -> None:
+    async with browser() as http:
+        async with http.get(api.url("/ui/login?next=/ui/schedules")) as page:
+            form = await page.text()
+        form_token = form.split('name="form_token" value="', 1)[1].split('"', 1)[0]
+        wrong = {"token": "not-the-token", "form_token": form_token, "next": "/ui/schedules"}
+        async with http.post(api.url(_action(form)), data=wrong) as refused:  # (as a browser posts it)
+            again = await refused.text()
+        assert "That token is not valid." in again
+        assert 'name="next" value="/ui/schedules"' in again
+        assert _action(again) == "/ui/login?next=/ui/schedules"  # (the address bar keeps it too)
+
+        form_token = again.split('name="form_token" value="', 1)[1].split('"', 1)[0]
+        right = {"token": TOKEN, "form_token": form_token, "next": "/ui/schedules"}
+        async with http.post(api.url(_action(again)), data=right) as landed:
+            assert (landed.status, landed.url.path) == (200, "/ui/schedules")
+
+
+def _action(form: str) -> str:
+    return html.unescape(form.split('<form method="post" action="', 1)[1].split('"', 1)[0])
