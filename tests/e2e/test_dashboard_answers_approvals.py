@@ -94,3 +94,56 @@ async def test_a_call_asked_while_the_page_loaded_gets_one_form(api: Api, fake_l
 
         await answered_in_the_browser(page, "allow_once")
         await expect(page.locator(".msg.assistant .text").last).to_have_text("removed")
+
+
+@pytest.mark.slow
+async def test_the_tool_lines_of_a_turn_read_the_same_live_and_after_a_reload(
+    api: Api, fake_llm: FakeLLMServer
+) -> None:
+    session_id = await api.new_session()
+    async with headless_chromium() as chrome:
+        page = await new_page(chrome)
+        await log_in(page, api.url(""), TOKEN)
+        await page.goto(api.url(f"/ui/sessions/{session_id}"))
+        arguments = {"command": "rm -f nothing.txt", "timeout_seconds": 5}
+        fake_llm.enqueue(tool_calls([("bash", arguments)]), text("listed"))
+        status, body = await send(api, session_id)
+        assert status == 202, body
+        await answered_in_the_browser(page, "allow_once")
+        await expect(page.locator(".msg.assistant .text").last).to_have_text("listed")
+        tools = page.locator("#transcript li.tool")
+        live = [await tools.nth(i).inner_html() for i in range(await tools.count())]
+
+        await page.reload()
+        await expect(page.locator(".msg.assistant .text").last).to_have_text("listed")
+        reloaded = [await tools.nth(i).inner_html() for i in range(await tools.count())]
+
+    assert [_tags_and_text(item) for item in live] == [_tags_and_text(item) for item in reloaded]
+    assert '<code class="args">{"command": "rm -f nothing.txt", "timeout_seconds": 5}</code>' in live[0]
+
+
+def _tags_and_text(html: str) -> str:
+    """The markup a person sees, white space between elements aside (the template's line breaks)."""
+    return re.sub(r">\s+<", "><", re.sub(r"\s+", " ", html)).strip()
+
+
+@pytest.mark.slow
+async def test_a_message_sent_while_a_call_waits_for_an_answer_says_it_waits_behind_that_answer(
+    api: Api, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.enqueue(tool_calls([("bash", {"command": "rm -f nothing.txt"})]), text("removed"))
+    session_id = await api.new_session()
+    status, _ = await send(api, session_id)
+    assert status == 202
+    async with headless_chromium() as chrome:
+        page = await new_page(chrome)
+        await log_in(page, api.url(""), TOKEN)
+        await page.goto(api.url(f"/ui/sessions/{session_id}"))
+        await expect(page.locator("#approvals form.approval")).to_have_count(1)
+
+        await page.fill("#send textarea", "and then?")
+        await page.locator("#send button[type=submit]").click()
+
+        note = page.locator("#send .queued")
+        await expect(note).to_contain_text("after the turn waiting for your answer above")
+        await expect(note).not_to_contain_text("running now")

@@ -127,7 +127,8 @@ async def test_end_asks_first_and_works_without_javascript(api: Api, fake_llm: F
         await end.get_by_label("Yes, end this session").check()
         await end.locator("button").click()
         await expect(page.locator("#session-status")).to_have_text("ended")
-        await expect(page.locator("main")).to_contain_text("This session has ended.")
+        await expect(page.locator("main")).to_contain_text("This session has ended: fork it")
+        assert (await page.locator("main").inner_text()).count("This session has ended") == 1
         for control in ("#end", "#send", "#cancel", "#resume"):
             await expect(page.locator(control)).to_have_count(0)
     status, body = await api.call("GET", f"/api/v1/sessions/{session_id}")

@@ -26,6 +26,22 @@
     return node;
   }
 
+  // A transcript line of text and elements, in order.
+  function line(className, ...parts) {
+    const item = el("li", className);
+    for (const part of parts) item.append(typeof part === "string" ? printable(part) : part);
+    return item;
+  }
+
+  // JSON as the page's server writes it (Python's json.dumps: ", " and ": " between items).
+  function asPythonJson(value) {
+    if (Array.isArray(value)) return "[" + value.map(asPythonJson).join(", ") + "]";
+    if (value && typeof value === "object") {
+      return "{" + Object.entries(value).map(([k, v]) => JSON.stringify(k) + ": " + asPythonJson(v)).join(", ") + "}";
+    }
+    return JSON.stringify(value) ?? "null";
+  }
+
   // An approval of a tool other than bash names it: its arguments alone do not say what is asked.
   function namesTool(d) {
     return Boolean(d.tool && d.tool !== "bash" && d.command && d.command !== d.tool);
@@ -93,14 +109,18 @@
     });
     on("message", (d) => finish(d.content || "", d.partial === true));
     on("done", (d) => { turnRuns(false); finish(d.content || ""); });
-    on("tool_call", (d) => add(el("li", "tool", "→ " + d.tool + " " + JSON.stringify(d.arguments || {}))));
+    // (each line as the page renders it from the stored events: a reload shows the same)
+    on("tool_call", (d) => {
+      add(line("tool", "→ ", el("code", "", d.tool), " ", el("code", "args", asPythonJson(d.arguments || {}))));
+    });
     on("tool_result", (d) => {
-      const item = el("li", "tool " + (d.ok === false ? "failed" : "ok"), "← " + d.tool + (d.ok === false ? " failed: " : " ok: "));
-      item.appendChild(el("pre", "", String(d.content || "").slice(0, 2000)));
-      add(item);
+      const ok = d.ok !== false;
+      const content = el("pre", "", String(d.content || "").slice(0, 2000));
+      add(line("tool " + (ok ? "ok" : "failed"), "← ", el("code", "", d.tool), ok ? " ok: " : " failed: ", content));
     });
     on("approval_required", (d) => {
-      add(el("li", "tool asked", "? approval asked for " + (namesTool(d) ? d.tool + " " : "") + (d.command || d.tool)));
+      const named = namesTool(d) ? [el("code", "", d.tool), " "] : [];
+      add(line("tool asked", "? approval asked for ", ...named, el("code", "", d.command || d.tool)));
       // a page rendered while the call was asked has its form already (the server knew the call
       // waited before its event was stored, and the stream brings the event after the page)
       const shown = [...approvals.querySelectorAll("form")].some((form) => form.elements.call_id.value === d.call_id);
@@ -200,7 +220,8 @@
     }
     document.querySelectorAll("#approvals form.approval").forEach((form) => form.remove());
     const live = document.getElementById("live-status");
-    if (!live) return;
+    // (a page rendered ended says so already, in the same words)
+    if (!live || (!deleted && document.getElementById("ended-note"))) return;
     live.hidden = false;
     live.textContent = deleted
       ? "This session was deleted: its transcript and files are gone from the server."
@@ -291,7 +312,10 @@
 
   function queued(form) {
     if (form.querySelector(".queued")) return;
-    const note = el("p", "queued hint", "Sent: it shows above when its turn starts (after the one running now).");
+    const asking = document.querySelector("#approvals form.approval");
+    const note = el("p", "queued hint", asking
+      ? "Sent: it shows above when its turn starts, after the turn waiting for your answer above."
+      : "Sent: it shows above when its turn starts (after the one running now).");
     note.setAttribute("role", "status");
     form.appendChild(note);
   }
