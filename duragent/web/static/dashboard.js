@@ -173,7 +173,7 @@
     question.appendChild(el("code", "", d.command || d.tool));
     form.appendChild(question);
     for (const decision of ["allow_once", "allow_always", "deny"]) {
-      const button = el("button", "", decision.replace("_", " "));
+      const button = el("button", "decision-" + decision, decision.replace("_", " "));
       button.type = "submit"; button.name = "decision"; button.value = decision;
       form.appendChild(button);
     }
