@@ -38,7 +38,7 @@ from duragent.secrets import in_the_clear
 from duragent.stores.base import Change, person_acting, turn_session
 from duragent.terminal_text import printable
 from duragent.vcs.commit_process import CommitProcess, Setup
-from duragent.vcs.repo import DEFAULT_AUTHOR, GitRepo, Written, parse_identity
+from duragent.vcs.repo import DEFAULT_AUTHOR, GitRepo, Written, file_prefix, parse_identity
 
 if TYPE_CHECKING:
     from duragent.config import DuragentConfig
@@ -507,7 +507,9 @@ class Committer:
             return self.guard.redact(text) if self.guard is not None else text
 
         screen = self._screen if self.guard is not None else None
-        sha = self.repo.commit_paths(paths, message, author, screen=screen, contents=_contents(batch))
+        sha = self.repo.commit_paths(
+            paths, message, author, screen=screen, contents=_contents(batch), appended=_appends_end(batch)
+        )
         if sha is not None:
             self.commits_made += 1
             self.last_commit = sha
@@ -787,21 +789,22 @@ def _with_appends_cut(
         in_head = committed.get(path)
         if in_head is not None and in_head > length:
             continue
-        data = _read_up_to(path, length)
+        data = file_prefix(path, length)
         if data is not None:
             cut[index] = dataclasses.replace(change, content=data)
     return cut
 
 
-def _read_up_to(path: Path, length: int) -> bytes | None:
-    """The file's first `length` bytes; None when it is gone, shorter by now, or they end inside
-    a line (the file was replaced meanwhile: the later run commits it as it is)."""
-    try:
-        with path.open("rb") as file:
-            data = file.read(length)
-    except OSError:
-        return None
-    return data if len(data) == length and data.endswith(b"\n") else None
+def _appends_end(batch: Sequence[Change]) -> dict[Path, int]:
+    """Where each log the batch commits from disk ended after the batch's last append to it."""
+    ends: dict[Path, int] = {}
+    for change in batch:
+        if change.appended_up_to is not None and change.content is None and len(change.paths) == 1:
+            ends[change.paths[0]] = change.appended_up_to
+        else:
+            for path in change.paths:
+                ends.pop(path, None)  # (changed otherwise since: what is on disk)
+    return ends
 
 
 def _without_paths_changed_later(run: list[Change], later: set[Path]) -> list[Change]:

@@ -537,8 +537,13 @@ class GitRepo:
         *,
         screen: ContentScreen | None = None,
         contents: Mapping[Path, Written] | None = None,
+        appended: Mapping[Path, int] | None = None,
     ) -> str | None:
         """Commit exactly `paths` (files or folders, deletions included) as they are on disk now.
+
+        `appended` gives, for append-only logs among them, where their last append this commit
+        is for ended: a log holding more by the time git read it (another author's lines, whose
+        change is committed next, by them) is committed up to there.
 
         `contents` gives the bytes to commit for some of the files instead of what is on disk
         (the bytes a store wrote, before a person appended to the file). They are committed only
@@ -555,6 +560,7 @@ class GitRepo:
         if not relative:
             return None
         given = {self.relative(path): written for path, written in (contents or {}).items()}
+        ends = {self.relative(path): size for path, size in (appended or {}).items()}
         deadline = time.monotonic() + self.lock_timeout
         self.check_own_git_dir()  # (before the lock file: a repository moved away has none)
         with self._commit_lock, self._index_writer(deadline):
@@ -566,7 +572,7 @@ class GitRepo:
                 self._wait_for_index_lock(deadline)
                 self._check_not_busy()
                 try:
-                    made = self._staging.commit(identity, relative, message, screen, given)
+                    made = self._staging.commit(identity, relative, message, screen, given, ends)
                 except _HeadMoved:
                     log.debug("HEAD moved while committing in %s; rebuilding on top", self.root)
                     self._sleep_before_retry(deadline, "HEAD kept moving")
@@ -931,6 +937,7 @@ class _StagingIndex:
         message: CommitMessage,
         screen: ContentScreen | None,
         contents: Mapping[str, Written],
+        appended: Mapping[str, int] | None = None,
     ) -> _Commit | None:
         """Stage `relative` on top of HEAD and commit them; None when nothing changed."""
         # HEAD as this index left it saves a `rev-parse`; the compare-and-swap below (or the
@@ -941,8 +948,12 @@ class _StagingIndex:
             if not cached:
                 self._read(head)
             written = self._still_current(head, {path: w for path, w in contents.items() if path in relative})
-            self._stage([path for path in relative if path not in contents])
+            from_disk = [path for path in relative if path not in contents]
+            self._stage(from_disk)
             self._stage_contents(written)
+            self._stage_contents(
+                self._appended_past((appended or {}).keys() & set(from_disk), appended or {}, head)
+            )
             changes = self._staged_changes(head)
             if screen is not None and changes:
                 refused = self._screen(changes, screen, head)
@@ -959,6 +970,34 @@ class _StagingIndex:
             raise
         self.base = sha
         return _Commit(sha, [(change.new_mode, change.new_sha, change.path) for change in changes])
+
+    def _appended_past(
+        self, logs: Iterable[str], appended: Mapping[str, int], head: str | None
+    ) -> dict[str, bytes]:
+        """The bytes up to `appended[log]` of each log longer than that after `_stage` read it.
+
+        A log is only appended to: one no longer than its last recorded append once staged was
+        read by git exactly up to there. One longer may hold lines appended since (a person's
+        answer written while this commit was prepared, reported to the committer only once
+        fsynced): git may have read them, so the log is staged again as it was at that append.
+        Never taken back behind what HEAD holds already."""
+        grown = {
+            log_path: appended[log_path]
+            for log_path in logs
+            if _size(self.repo.root / log_path) > appended[log_path]
+        }
+        if not grown:
+            return {}
+        in_head = self.repo.objects_at([(head, log_path) for log_path in grown]) if head else {}
+        cut: dict[str, bytes] = {}
+        for log_path, length in grown.items():
+            held = in_head.get((head, log_path)) if head else None
+            if held is not None and held.size > length:
+                continue
+            data = file_prefix(self.repo.root / log_path, length)
+            if data is not None:
+                cut[log_path] = data
+        return cut
 
     def _read(self, head: str | None) -> None:
         _remove_index_files(self.index)
@@ -1250,6 +1289,24 @@ def _blob_id(data: bytes, head: str | None) -> str:
     """The id git gives a blob of `data` in a repository whose commits are named like `head`."""
     algorithm = "sha256" if head is not None and len(head) == 64 else "sha1"
     return hashlib.new(algorithm, b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _size(path: Path) -> int:
+    """The file's size now (-1: gone)."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return -1
+
+
+def file_prefix(path: Path, length: int) -> bytes | None:
+    """The file's first `length` bytes, ending a line; None when it is shorter or cut mid-line."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(length)
+    except OSError:
+        return None
+    return data if len(data) == length and data.endswith(b"\n") else None
 
 
 def _bytes_of(path: Path) -> bytes | None:

@@ -350,6 +350,39 @@ def test_a_log_an_earlier_commit_took_from_disk_is_never_cut_back_by_the_next_ba
     assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(logs)), logs
 
 
+@pytest.mark.parametrize("where", ["in process", "apart"])
+def test_a_persons_line_on_disk_before_its_notice_is_not_committed_in_the_agents_commit(
+    root: Path, repo: GitRepo, where: str
+) -> None:
+    """A person's answer is written while the agent's batch is committed, and reported only once
+    fsynced: the agent's commit takes the log up to its own last append, the answer is theirs."""
+    from duragent.stores.base import changes_by_person
+
+    git(root, "config", "user.name", "Test Person")
+    git(root, "config", "user.email", "person@example.test")
+    committer = Committer(
+        repo, debounce=3600, max_delay=3600, separate_process_from=1 if where == "apart" else None
+    )
+    committer.start()
+    try:
+        path = append_event(root, "s1", "asked")
+        committer.notify(Change((path,), "session", "s1", "+1 event", appended_up_to=path.stat().st_size))
+        answered = append_event(root, "s1", "answered").stat().st_size  # on disk, not yet reported
+        committer.flush(timeout=30)
+        with changes_by_person():
+            committer.notify(Change((path,), "session", "s1", "+1 event", appended_up_to=answered))
+        committer.flush(timeout=30)
+    finally:
+        committer.close(timeout=15)
+
+    log = git(root, "log", "--reverse", "--format=%H|%an")
+    commits = [line.split("|") for line in log.splitlines()]
+    assert [(author, git(root, "show", f"{sha}:sessions/s1/events.jsonl")) for sha, author in commits] == [
+        ("Duragent", "asked\n"),
+        ("Test Person", "asked\nanswered\n"),
+    ]
+
+
 def test_nothing_is_committed_when_the_files_did_not_change(root: Path, repo: GitRepo) -> None:
     committer = Committer(repo)
     path = append_event(root, "s1", "{}")
