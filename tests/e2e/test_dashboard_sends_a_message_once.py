@@ -98,3 +98,36 @@ async def test_a_message_sent_while_a_turn_runs_says_it_waits_for_its_turn(
         await expect(page.locator(".msg.user .text").last).to_have_text("second")
         await expect(queued).to_have_count(0)
         await expect(page.locator(".msg.assistant .text").last).to_have_text("the second")
+
+
+@pytest.mark.slow
+async def test_what_is_typed_while_a_message_is_on_its_way_stays_in_the_box(
+    api: Api, fake_llm: FakeLLMServer
+) -> None:
+    """The next message, begun while the first was sent: clearing the box once the first arrived
+    would wipe it (and a quick Send would then send nothing)."""
+    session_id = await api.new_session()
+    fake_llm.default = echo()
+    async with headless_chromium() as browser:
+        expect = pytest.importorskip("playwright.async_api").expect
+        page = await new_page(browser)
+        await log_in(page, api.url(""), TOKEN)
+        await page.goto(api.url(f"/ui/sessions/{session_id}"))
+        release = asyncio.Event()
+        posts: list[str] = []
+
+        async def hold(route: Any) -> None:
+            posts.append(route.request.post_data or "")
+            await release.wait()
+            await route.continue_()
+
+        await page.route("**/messages", hold)
+        await page.fill("#content", "first")
+        await page.click("#send button")
+        await until(lambda: posts)
+        await page.fill("#content", "second, begun meanwhile")
+        release.set()
+
+        await expect(page.locator(".msg.assistant .text").last).to_have_text("echo: first")
+        await expect(page.locator("#send button")).to_be_enabled()
+        await expect(page.locator("#content")).to_have_value("second, begun meanwhile")

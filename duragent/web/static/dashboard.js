@@ -302,8 +302,10 @@
       const anotherTurn = form.id === "cancel" && turnsStarted !== startedBefore;
       if (form.id === "retry" || (form.classList.contains("control") && !anotherTurn)) form.hidden = true;
       if (form.id === "send") {
-        form.reset();
-        form.elements.content.focus();
+        // (what was typed while it was on its way, the next message, stays)
+        const box = form.elements.content;
+        if (box.value === fields.get("content")) box.value = "";
+        box.focus();
         // queued behind a turn that runs now: the transcript shows it only when its turn starts
         if (turnsStarted === startedBefore) queued(form);
       }
