@@ -164,7 +164,7 @@ async def test_a_worker_on_a_schema_from_a_newer_duragent_names_services_session
                 "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
                 " applied_at timestamptz NOT NULL DEFAULT now())"
             )
-            await connection.execute("INSERT INTO schema_migrations (version, name) VALUES (9999, 'future')")
+            await connection.execute("INSERT INTO schema_migrations (version, name) VALUES (42, 'future')")
         finally:
             await connection.close()
         config = write_workspace(tmp_path, "http://127.0.0.1:9/v1", git=False)
@@ -176,6 +176,7 @@ async def test_a_worker_on_a_schema_from_a_newer_duragent_names_services_session
     assert refused.returncode == 1, refused.stderr
     assert f"{config}:{line_of(config, 'url')}:" in refused.stderr
     assert "services.session.url: schema" in refused.stderr
+    assert "migration(s) 0042 that this version" in refused.stderr  # (numbered as `db status` shows them)
     assert "upgrade Duragent" in refused.stderr
     assert "Traceback" not in refused.stderr
 

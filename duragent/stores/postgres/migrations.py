@@ -221,9 +221,10 @@ def _refuse_unknown_versions(applied: dict[int, datetime], migrations: list[Migr
     known = {migration.version for migration in migrations}
     unknown = sorted(set(applied) - known)
     if unknown:
+        versions = ", ".join(f"{version:04d}" for version in unknown)  # (as `duragent db status` names them)
         raise MigrationError(
-            f"schema {schema!r} has migration(s) {', '.join(map(str, unknown))} that this version of "
-            "Duragent does not know: upgrade Duragent"
+            f"schema {schema!r} has migration(s) {versions} that this version of Duragent does not know:"
+            " upgrade Duragent"
         )
 
 
