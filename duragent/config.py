@@ -378,6 +378,10 @@ class DuragentConfig(ConfigModel):
         """The settings that reference `${name}` (empty for a name the file does not reference)."""
         return set(self._document.reference_paths.get(name, ())) if self._document else set()
 
+    def env_embedded(self, name: str) -> bool:
+        """Whether `${name}` is part of a longer value somewhere (`https://${HOST}/v1`)."""
+        return self._document is not None and name in self._document.embedded_env
+
     @property
     def referenced_env_outside_gateways(self) -> set[str]:
         """`referenced_env` less the names only gateway plugin settings read (when loaded with

@@ -68,10 +68,14 @@ _TELEGRAM_HINT = re.compile(r":(?<=\d{6}:)[A-Za-z0-9_-]{30}")
 _NO_TEXT = (int, float, type(None))
 
 
-#: Storage settings that hold an address, not a credential. A variable only they read is shown
-#: but for a password in it (`postgresql://app:PASSWORD@db/duragent`): a presigned artifact URL
-#: carries the endpoint, bucket and region, and redacted it would lead nowhere.
+#: Storage settings that hold an address, not a credential. A variable only they read, as a
+#: whole value, is shown but for the credentials in it (`postgresql://app:PASSWORD@db/duragent`):
+#: a presigned artifact URL carries the endpoint, bucket and region, and redacted it would lead
+#: nowhere.
 _ADDRESS_SETTINGS = frozenset({"url", "endpoint_url", "bucket", "region", "prefix"})
+_URL_SETTINGS = frozenset({"url", "endpoint_url"})
+#: A query parameter that may carry a credential (`?password=`, `?sslpassword=`, `?token=`, `?sig=`).
+_CREDENTIAL_PARAMETER = re.compile(r"pass|token|secret|key|sig|credential|auth", re.IGNORECASE)
 
 
 def _only_addresses(paths: Iterable[tuple[str | int, ...]]) -> bool:
@@ -82,16 +86,26 @@ def _only_addresses(paths: Iterable[tuple[str | int, ...]]) -> bool:
     )
 
 
-def _url_password(value: str) -> str | None:
-    """The password in a URL (`scheme://user:PASSWORD@host`, or `?password=`), if it has one."""
-    from urllib.parse import parse_qs, urlsplit
+def _credential_in(value: str, paths: Iterable[tuple[str | int, ...]]) -> str | None:
+    """What of an address must stay secret: None for nothing (a bucket name, a URL without
+    credentials), its `user:password@host` part, or all of it when that cannot be told apart."""
+    if not any(path[-1] in _URL_SETTINGS for path in paths):
+        return None  # (a bucket, a region, a key prefix)
+    from urllib.parse import urlsplit
 
     try:
         parts = urlsplit(value.strip())
+        password = parts.password
     except ValueError:
-        return value  # (not a URL one can take apart: all of it stays secret)
-    from_query = parse_qs(parts.query).get("password")
-    return parts.password or (from_query[0] if from_query else None)
+        return value
+    if not parts.scheme or not parts.netloc:
+        return value
+    if parts.username and password is None:
+        return value  # (a token given as the user name: `https://TOKEN@minio`)
+    keys = (pair.partition("=")[0] for pair in parts.query.split("&") if pair)
+    if any(_CREDENTIAL_PARAMETER.search(key) for key in keys):
+        return value
+    return parts.netloc if password is not None else None
 
 
 def _secret_by_name(name: str, value: str) -> bool:
@@ -210,10 +224,11 @@ class SecretGuard:
         names.update(name for name in env if _secret_by_name(name, env[name]))
         values: dict[str, str] = {}
         for name in sorted(names & env.keys()):
-            if _secret_by_name(name, env[name]) or not _only_addresses(config.env_reference_paths(name)):
+            paths = config.env_reference_paths(name)
+            if _secret_by_name(name, env[name]) or config.env_embedded(name) or not _only_addresses(paths):
                 values[name] = env[name]
-            elif (password := _url_password(env[name])) is not None:
-                values[name] = password
+            elif (credential := _credential_in(env[name], paths)) is not None:
+                values[name] = credential
         for name, value in passed_credentials((n for s in config.mcp_servers for n in s.env), env).items():
             values.setdefault(name, value)
         # tokens written literally in duragent.yaml are secrets too

@@ -26,6 +26,8 @@ MAX_DEPTH = 64
 #: Values an alias may add beyond those written out: a "billion laughs" stops here.
 MAX_ALIAS_VALUES = 10_000
 _BRACKET_RUN = re.compile(rf"(?:[\[{{][ \t]*){{{MAX_DEPTH + 1}}}")
+#: A value that is one reference and nothing else (`${DATABASE_URL}`, `${S3_BUCKET:-artifacts}`).
+_WHOLE_REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::?-[^}]*)?\}")
 
 
 class _LimitExceeded(Exception):
@@ -82,6 +84,9 @@ class YamlDocument:
     referenced_now: set[str] = field(default_factory=set)
     #: Where each name of `referenced_env` is referenced (the paths of the values naming it).
     reference_paths: dict[str, set[FieldPath]] = field(default_factory=dict)
+    #: The names of `referenced_env` referenced inside a longer value somewhere
+    #: (`postgresql://app:${DB_PASS}@db/x`), not as a whole value.
+    embedded_env: set[str] = field(default_factory=set)
     #: `${NAME}` references to unset variables that the loader was told to leave for later, by
     #: path (each value keeps its unexpanded text): whoever uses such a value raises these.
     unset_later: dict[FieldPath, Problem] = field(default_factory=dict)
@@ -331,8 +336,11 @@ class _Builder:
         names = referenced_names(node.value)
         if self.unset_later is None or not self.unset_later(path):
             self.doc.referenced_now.update(names)
+        whole = _WHOLE_REFERENCE.fullmatch(node.value.strip())
         for name in names:
             self.doc.reference_paths.setdefault(name, set()).add(path)
+            if whole is None or whole["name"] != name:
+                self.doc.embedded_env.add(name)
         try:
             value = expand(node.value, self.env, self.doc.referenced_env)
         except InterpolationError as exc:

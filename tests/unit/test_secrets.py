@@ -139,12 +139,34 @@ def test_a_variable_only_a_storage_address_reads_is_shown_but_for_its_password()
         "http://minio.internal:9000/prod-artifacts/a.md?X-Amz-Credential=AKIA%2F20261207%2Feu-central-1%2Fs3"
     )
     assert guard.redact(url) == url
-    assert (
-        guard.redact(env["DATABASE_URL"]) == "postgresql://app:[REDACTED:DATABASE_URL]@db.internal/duragent"
-    )
-    assert "query-password-7" not in guard.redact(env["PG_URL_BY_QUERY"])
+    assert guard.redact(env["DATABASE_URL"]) == "postgresql://[REDACTED:DATABASE_URL]/duragent"
+    assert guard.redact(env["PG_URL_BY_QUERY"]) == "[REDACTED:PG_URL_BY_QUERY]"
     # read by a setting that is not an address too: all of it stays secret
     assert guard.redact(env["ALSO_ELSEWHERE"]) == "[REDACTED:ALSO_ELSEWHERE]"
+
+
+@pytest.mark.parametrize(
+    ("url_setting", "value", "hidden"),
+    [
+        # only part of the URL: the variable may be the password itself
+        ("postgresql://app:${DB_PART}@db/duragent", "hunter2-long-pw", "hunter2-long-pw"),
+        # a short password: the user, password and host go together
+        ("${DB_PART}", "postgresql://app:hunter2@db/duragent", "app:hunter2@db"),
+        ("${DB_PART}", "https://minio-token-0123456789@minio.internal", "minio-token-0123456789"),
+        ("${DB_PART}", "postgresql://db/duragent?sslpassword=abc%2Fdef%2B123", "abc%2Fdef%2B123"),
+        ("${DB_PART}", "http://minio.internal:9000/?X-Amz-Security-Token=tok-0123456789", "tok-0123456789"),
+    ],
+)
+def test_what_may_carry_a_credential_in_an_address_stays_secret(
+    url_setting: str, value: str, hidden: str
+) -> None:
+    env = {"DB_PART": value}
+    config = parse_config_text(
+        f"services:\n  session:\n    backend: postgres\n    url: {url_setting}\n", env=env
+    )
+    guard = SecretGuard.from_config(config, env=env)
+
+    assert hidden not in guard.redact(f"connecting to {config.services.session.url}")
 
 
 def test_from_config_takes_referenced_variables_and_secret_looking_names() -> None:
