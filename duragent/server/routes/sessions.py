@@ -17,7 +17,7 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
@@ -528,13 +528,30 @@ async def _send(serving: _Serving, body: SendMessage) -> web.Response:
     try:
         if ticket.ahead and not _turns_ahead_run_for_it(live):
             return json_reply(Queued(position=ticket.ahead), 202)
-        events = serving.watch(own_turn(subscription, ticket))
+        events = serving.watch(own_turn(_unless_a_turn_ahead_asks(subscription, ticket), ticket))
         async with contextlib.aclosing(events):
             return await _wait_for_outcome(live, events, approve=False)
+    except _TurnAheadAsks:
+        return json_reply(Queued(position=ticket.ahead), 202)
     except sse.ClientGone:
         return _client_gone_reply()
     finally:
         subscription.close()
+
+
+class _TurnAheadAsks(Exception):
+    """A turn ahead of the request's own asked a person: the request answers `queued` now."""
+
+
+async def _unless_a_turn_ahead_asks(
+    events: AsyncIterable[StreamEvent], ticket: Ticket
+) -> AsyncIterator[StreamEvent]:
+    """`events`, until a turn ahead of the ticket's asks for an approval (_TurnAheadAsks): the
+    request waiting alone behind it would wait, silent, for an answer nobody gives from there."""
+    async for event in events:
+        if event.event == "approval_required" and not ticket.started.done():
+            raise _TurnAheadAsks
+        yield event
 
 
 def _turns_ahead_run_for_it(live: LiveSession) -> bool:
