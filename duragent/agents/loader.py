@@ -310,7 +310,7 @@ def _name_problems(data: dict[str, Any], directory: Path, layout: AgentFileLayou
     field_name = dotted(layout.file_path(("metadata", "name")))
     if re.fullmatch(NAME_PATTERN, directory.name) is None:
         # (`mv helper helper.old` to keep a copy: no name could match that folder)
-        usable = re.sub(r"[^A-Za-z0-9_-]+", "-", directory.name).strip("-")[:64] or "agent"
+        usable = _usable_folder_name(directory)
         return [
             Problem(
                 f"the folder name '{directory.name}' cannot be an agent's name (letters, digits, '-' "
@@ -326,6 +326,18 @@ def _name_problems(data: dict[str, Any], directory: Path, layout: AgentFileLayou
             layout.locate(("metadata", "name")),
         )
     ]
+
+
+def _usable_folder_name(directory: Path) -> str:
+    """A name like the folder's that an agent may have and no other folder beside it has."""
+    from duragent.agents.spec import RESERVED_AGENT_NAME
+
+    base = re.sub(r"[^A-Za-z0-9_-]+", "-", directory.name).strip("-_")[:60] or "agent"
+    for number in range(1, 100):
+        name = base if number == 1 else f"{base}-{number}"
+        if name != RESERVED_AGENT_NAME and not (directory.parent / name).exists():
+            return name
+    return f"{base}-new"
 
 
 def _tool_problems(data: dict[str, Any], layout: AgentFileLayout) -> list[Problem]:

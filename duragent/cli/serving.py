@@ -88,7 +88,7 @@ def serve_workspace(state: CliState, options: ServeOptions) -> None:
         # the last auto-started server's port when it is free (a dashboard tab left open comes
         # back), else any free one: two workspaces never clash
         port = last_auto_port(config.data_path) or 0
-        setting = ""
+        setting = "pass --port 0 (any free port) or set server.port in duragent.yaml"  # (unused: any port)
     else:
         port = DEFAULT_PORT
         setting = "pass --port 0 (any free port) or set server.port in duragent.yaml"
@@ -159,10 +159,11 @@ async def run_server(
                 ) from None
             if not any_port_if_taken:
                 raise PortTaken(host, port, port_holder(port), port_setting) from None
+            await site.stop()  # (unregistered from the runner: it never listened)
             site = web.TCPSite(runner, host, 0)  # (the port it preferred is taken: any free one)
             await site.start()
         bound_port = _bound_port(runner, port)
-        if auto_started and any_port_if_taken:
+        if any_port_if_taken:  # (a server a terminal client started, on a port of its choosing)
             remember_auto_port(config.data_path, bound_port)
         url = f"http://{_url_host(host)}:{bound_port}"
         try:

@@ -231,6 +231,8 @@ class PluginSupervisor:
         #: The last run ended on a fatal `not_connected` or no `ready` in time: the platform was
         #: out of reach.
         self._unreachable = False
+        #: The current run ended on an error the plugin itself called fatal (a refused token).
+        self._said_fatal = False
         #: Where the plugin saves the files users send; kept across its restarts and removed by
         #: `stop` only after the events naming them were handled (the plugin may exit first).
         self._downloads: Path | None = None
@@ -343,7 +345,7 @@ class PluginSupervisor:
             failed = exit_code != 0
             if self.spec.restart == "never" or (self.spec.restart == "on_failure" and not failed):
                 self.status.state = "stopped"
-                if self._run_error is not None:
+                if self._said_fatal:
                     log.error(
                         "gateway %s stopped (exit %s; restart: %s): %s",
                         self.name,
@@ -372,8 +374,9 @@ class PluginSupervisor:
                 return
             self.status.state = "backoff"
             delay = backoff * (1 + random.uniform(0, self.timing.jitter))
-            # (an error the plugin called fatal, e.g. a refused token, is the operator's to fix)
-            level = logging.ERROR if self._run_error is not None else logging.WARNING
+            # (an error the plugin called fatal, e.g. a refused token, is the operator's to fix; a
+            # platform out of reach is waited out)
+            level = logging.ERROR if self._said_fatal and not self._unreachable else logging.WARNING
             log.log(level, "gateway %s: restarting in %.1fs (%s)", self.name, delay, self.status.last_error)
             await asyncio.sleep(delay)
             backoff = min(backoff * 2, self.timing.backoff_max)
@@ -385,6 +388,7 @@ class PluginSupervisor:
         self.status.state = "starting"
         self._run_error = None
         self._unreachable = False
+        self._said_fatal = False
         self._ready.clear()
         try:
             proc = await self._spawn()
@@ -520,6 +524,7 @@ class PluginSupervisor:
                 # said once, where the run's end is logged (with the restart it leads to)
                 self._run_error = f"fatal {event.code}: {self._name_variables(event.message)}"
                 self._unreachable = event.code == "not_connected"
+                self._said_fatal = True
             else:
                 log.warning("gateway %s: %s (%s)", self.name, self._name_variables(event.message), event.code)
         elif isinstance(event, ShutdownEvent):

@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from duragent.errors import InvalidName
 from duragent.ids import check_name
-from duragent.server.problems import FieldError, HttpProblem, invalid, validation_errors
+from duragent.server.problems import FieldError, HttpProblem, body_problem, invalid, validation_errors
 
 # Re-exported: the routes take their bodies and their replies from here.
 from duragent.server.replies import Reply as Reply
@@ -381,8 +381,7 @@ async def read_body(request: web.Request, model: type[ModelT]) -> ModelT:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = validation_errors(exc, "body", model)
-        raise HttpProblem(400, invalid("the request", errors), errors, "validation") from None
+        raise body_problem(exc, model) from None
 
 
 def _may_nest_deeply(raw: bytes) -> bool:

@@ -142,6 +142,12 @@ def _nearest_field(model: type[BaseModel], given: str) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def body_problem(exc: ValidationError, model: type[BaseModel] | None = None) -> HttpProblem:
+    """The 400 for a request body `model` refused, each error at its `body.<field>`."""
+    errors = validation_errors(exc, "body", model)
+    return HttpProblem(400, invalid("the request", errors), errors, "validation")
+
+
 def invalid(what: str, errors: Sequence[FieldError]) -> str:
     """The detail of a 400 for `errors`: the first one in words (clients that show only the
     detail, as the CLI does, still say what is wrong), and how many more the list holds."""
@@ -173,8 +179,7 @@ def problem_of(exc: Exception) -> HttpProblem | None:
     if isinstance(exc, HttpProblem):
         return exc
     if isinstance(exc, ValidationError):
-        errors = validation_errors(exc, "body")
-        return HttpProblem(400, invalid("the request", errors), errors, "validation")
+        return body_problem(exc)
     if isinstance(exc, DuragentError):
         return HttpProblem(_status_of(exc), str(exc))
     return None

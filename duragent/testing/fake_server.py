@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -142,6 +143,14 @@ class FakeServer:
         async with self:
             print(announce(), flush=True)
             beside = asyncio.create_task(alongside()) if alongside is not None else None
+            if beside is not None:
+                beside.add_done_callback(_say_why_it_ended)
             await stop.wait()
             if beside is not None:
                 beside.cancel()
+
+
+def _say_why_it_ended(task: asyncio.Task[None]) -> None:
+    """A console that failed says so (the fake goes on serving without it)."""
+    if not task.cancelled() and task.exception() is not None:
+        print(f"the console stopped: {task.exception()!r}", file=sys.stderr, flush=True)

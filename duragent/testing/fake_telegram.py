@@ -914,6 +914,8 @@ async def chat_console(telegram: FakeTelegramBotAPI, user: int) -> None:
                     continue
             for message in telegram.sent_messages(user):
                 looks = f"{message.plain_text}{message.buttons}{message.deleted}"
+                if message.message_id == pressable[0] and (message.deleted or not message.buttons):
+                    pressable = (0, [])  # (its keyboard is gone: nothing to press any more)
                 if message.deleted or shown.get(message.message_id) == looks:
                     continue
                 edited = " (edited)" if message.message_id in shown else ""

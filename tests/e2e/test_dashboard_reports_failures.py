@@ -173,12 +173,14 @@ async def test_a_session_that_ends_says_so_and_an_ended_ones_page_does_not_claim
 
         live = page.locator("#live-status")
         await expect(page.locator("#session-status")).to_have_text("ended")
-        await expect(live).to_contain_text("This session has ended")
+        await expect(live).to_contain_text(
+            f"This session has ended: fork it (duragent session fork {session_id})"
+        )
         # nothing can be sent to it any more: its page offers no form, as when opened later
         await expect(page.locator("#send")).to_be_hidden()
         await expect(page.locator("#retry")).to_be_hidden()
         await page.reload()  # its stream has nothing more to send: a 204, not a lost connection
-        await expect(page.locator("#ended-note")).to_contain_text("This session has ended: fork it")
+        await expect(page.locator("#ended-note")).to_contain_text(f"duragent session fork {session_id}")
         await expect(page.locator("#session-status")).to_have_text("ended")
         assert (await page.locator("main").inner_text()).count("This session has ended") == 1  # (said once)
         await expect(live).not_to_contain_text("Live updates stopped")

@@ -225,7 +225,7 @@
     live.hidden = false;
     live.textContent = deleted
       ? "This session was deleted: its transcript and files are gone from the server."
-      : "This session has ended: fork it (duragent session fork) to go on from here.";
+      : "This session has ended: fork it (duragent session fork " + document.getElementById("transcript").dataset.session + ") to go on from here.";
   }
 
   // What a refused post says, as words: the error page's message, not its HTML.
@@ -302,9 +302,10 @@
       const anotherTurn = form.id === "cancel" && turnsStarted !== startedBefore;
       if (form.id === "retry" || (form.classList.contains("control") && !anotherTurn)) form.hidden = true;
       if (form.id === "send") {
-        // (what was typed while it was on its way, the next message, stays)
+        // (what was typed while it was on its way, the next message, stays: the sent text goes)
         const box = form.elements.content;
-        if (box.value === fields.get("content")) box.value = "";
+        const sentText = String(fields.get("content") || "");
+        if (box.value.startsWith(sentText)) box.value = box.value.slice(sentText.length).replace(/^\s+/, "");
         box.focus();
         // queued behind a turn that runs now: the transcript shows it only when its turn starts
         if (turnsStarted === startedBefore) queued(form);
