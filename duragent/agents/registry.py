@@ -286,32 +286,16 @@ class AgentRegistry:
 
     def files(self, name: str) -> dict[str, str]:
         """The text files of agent `name`'s folder by relative POSIX path (binary files are left out)."""
-        return _text_files(self._entry(name).directory)
-
-    def deployed_names(self) -> list[str]:
-        """Names of every deployed agent folder, sorted, those a static agent hides included."""
-        return [directory.name for directory in discover_agents(self.dynamic_path)]
-
-    def deployed_files(self, name: str) -> dict[str, str] | None:
-        """The files a deploy could have written in deployed agent `name`'s folder (text, none
-        hidden: a temporary file of an edit in progress is no part of it), also when a static
-        agent hides it; None when no agent of that name is deployed."""
-        directory = self.dynamic_path / name
-        while True:
+        directory = self._entry(name).directory
+        contents: dict[str, str] = {}
+        for file in sorted(directory.rglob("*")):
+            if not file.is_file():
+                continue
             try:
-                before = directory.stat().st_ino
-            except FileNotFoundError:
-                return None
-            if not self._dynamic_folder_has(name):
-                return None
-            try:
-                files = _text_files(directory)
-                after = directory.stat().st_ino
-            except FileNotFoundError:
-                continue  # a file went while it was read (an edit's temporary file, a swap)
-            # (a deploy in another process sharing the folder swaps it whole: one version is read)
-            if after == before:
-                return {path: text for path, text in files.items() if not _is_hidden(path)}
+                contents[file.relative_to(directory).as_posix()] = file.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                log.debug("files(%s): leaving out binary file %s", name, file)
+        return contents
 
     # --- reloading ------------------------------------------------------------------------------
 
@@ -823,23 +807,6 @@ def _summary(entry: _Entry, agent: Agent | None, error: str | None) -> AgentSumm
         valid=True,
         error=error,
     )
-
-
-def _text_files(directory: Path) -> dict[str, str]:
-    """The text files under `directory` by relative POSIX path (binary files are left out)."""
-    contents: dict[str, str] = {}
-    for file in sorted(directory.rglob("*")):
-        if not file.is_file():
-            continue
-        try:
-            contents[file.relative_to(directory).as_posix()] = file.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            log.debug("leaving out binary file %s", file)
-    return contents
-
-
-def _is_hidden(relative: str) -> bool:
-    return any(part.startswith(".") for part in relative.split("/"))
 
 
 def _check_files(files: Mapping[str, str]) -> None:

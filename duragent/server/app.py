@@ -174,17 +174,13 @@ async def _open(
     providers = ProviderPool(env)
     stack.push_async_callback(providers.close)
     approvals = ApprovalBroker()
-    # With workers, a change to a deployed agent (a deploy, "allow always") is every worker's.
-    agent_changes = (
-        workspace.record_change if cluster is None else cluster.agents.listener(workspace.record_change)
-    )
     runtime = Runtime(
         provider_for=providers.for_agent,
         approvals=approvals,
         memory=stores.memory,
         artifacts=stores.artifacts,
         scrub_env=frozenset(config.referenced_env | {name for name in env if looks_secret(name)}),
-        on_change=agent_changes,
+        on_change=workspace.record_change,
         guard=workspace.guard,
         workdir_for=_tool_workdirs(config),
         data_dir=config.data_path,
@@ -194,13 +190,16 @@ async def _open(
     runtime.mcp = _mcp_hub(config, env)
     # Pushed before the session manager: servers stop after the last turn has ended.
     stack.push_async_callback(runtime.mcp.close)
+    agent_changes = (
+        workspace.record_change if cluster is None else cluster.agents.listener(workspace.record_change)
+    )
     registry = AgentRegistry(config, env=env, on_change=agent_changes, guard=workspace.guard)
     runtime.mcp.newest = registry.cached
     if config.agents.static.watch:
         await registry.start_watching()
     stack.push_async_callback(registry.stop)
     if cluster is not None:
-        await cluster.agents.attach(registry, config.data_path)
+        await cluster.agents.attach(registry)
     metrics = Metrics()
     manager = SessionManager(
         stores.sessions,

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
 
+from duragent.agents.catalog import AgentNotFound
 from duragent.cluster.node import ClusterNode
 from duragent.cluster.ownership import OwnershipLost
 from duragent.testing.postgres import temporary_schema
-from tests.integration.test_cluster_shared_agents import agent_files, attached_registry
 from tests.waiting import until
 
 
@@ -23,15 +23,39 @@ async def pg_url() -> AsyncIterator[str]:
         yield url
 
 
+class DeployedAgents:
+    """Stands in for a worker's agent registry: the deployed agents' files by name."""
+
+    def __init__(self) -> None:
+        self.deployed: dict[str, dict[str, str]] = {}
+
+    def names(self) -> list[str]:
+        return list(self.deployed)
+
+    def source(self, name: str) -> str:
+        if name not in self.deployed:
+            raise AgentNotFound(name, self.names(), Path("agents"))
+        return "dynamic"
+
+    def files(self, name: str) -> dict[str, str]:
+        if name not in self.deployed:
+            raise AgentNotFound(name, self.names(), Path("agents"))
+        return dict(self.deployed[name])
+
+    def deploy(self, name: str, files: Mapping[str, str]) -> None:
+        self.deployed[name] = dict(files)
+
+
 async def test_an_agent_deployed_while_a_worker_was_reconnecting_is_served_there_once_it_is_back(
-    pg_url: str, tmp_path: Path
+    pg_url: str,
 ) -> None:
     """The deploy's notification reached nobody on that worker: it never had the agent (404 for
     every session of it) until restarted."""
     a = await ClusterNode.open(pg_url, scan_interval=60)
     b = await ClusterNode.open(pg_url, scan_interval=60)
     try:
-        registry = await attached_registry(a, tmp_path, [])
+        registry = DeployedAgents()
+        await a.agents.attach(registry)  # type: ignore[arg-type]
         may_reconnect = asyncio.Event()
         connect = a._connect
         assert connect is not None
@@ -44,7 +68,7 @@ async def test_an_agent_deployed_while_a_worker_was_reconnecting_is_served_there
         await b.pool.execute("SELECT pg_terminate_backend($1)", a.connection.get_server_pid())
         await until(lambda: a.ownership.lost)
 
-        files = agent_files("late")
+        files = {"agent.yaml": "kind: Agent\n"}
         await b.pool.execute(
             "INSERT INTO dynamic_agents (name, files, updated_by) VALUES ($1, $2::json, 'b')",
             "late",
@@ -54,8 +78,7 @@ async def test_an_agent_deployed_while_a_worker_was_reconnecting_is_served_there
         may_reconnect.set()
 
         await until(lambda: a.reconnects == 1)
-        await until(lambda: registry.deployed_files("late") == files)
-        assert registry.get("late").description == "shared agent"
+        await until(lambda: registry.deployed.get("late") == files)
     finally:
         await a.close()
         await b.close()
