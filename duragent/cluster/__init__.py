@@ -3,7 +3,6 @@
 - `ownership`: which worker runs which session (advisory locks on a dedicated connection).
 - `events`: a session's stream on any worker (LISTEN/NOTIFY plus the events table).
 - `agents`: agents deployed through the admin API, shared through PostgreSQL.
-- `agent_merge`: a worker's copy of a deployed agent's folder merged with its row.
 - `requests`: requests for a session another worker runs, handed to that worker.
 - `turns`: a streamed message's turn run by another worker, streamed on this one.
 - `node`: one worker's membership: connections, notifications, the failover scan, reconnecting.

@@ -637,15 +637,6 @@ def allow_always(tool: str, invocation: str, policy_path: Path, *, seed_defaults
     return policy_path
 
 
-def allowed_patterns(text: str, path: Path) -> list[str]:
-    """The `allow:` patterns of a policy.yaml's `text`; PolicyEditError when it is not a valid policy
-    file (`path` names it in the message)."""
-    try:
-        return list(_parse(text, path).allow)
-    except ConfigError as exc:  # (not YAML at all)
-        raise PolicyEditError(f"{path} is not a valid policy file: {exc}") from None
-
-
 def add_allow_pattern(text: str, pattern: str) -> str:
     """`text` of a policy.yaml with `pattern` appended to its top-level `allow:` list."""
     if text and not text.endswith("\n"):
