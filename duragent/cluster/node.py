@@ -236,8 +236,8 @@ class ClusterNode:
     async def scan_once(self) -> list[str]:
         """Adopt and recover the sessions of dead workers once; returns the adopted ids."""
         manager = self._manager
-        if manager is None:
-            return []
+        if manager is None or manager.closing:
+            return []  # (a worker that stops takes no session over)
         adopted = await self.ownership.adopt_orphans()
         for session_id in adopted:
             try:

@@ -428,6 +428,7 @@ class LiveSession:
         if self.status == "ended":
             raise SessionEnded(self.session_id)
         self.log.check_writable()  # a copy another worker took over: refused, nothing queued here
+        self._refuse_work_when_closing()
         idle = self._turn is None and not self._pending
         if idle and not self.unfinished_turn:
             return self.enqueue(content, sender)
@@ -454,6 +455,7 @@ class LiveSession:
         if self.status == "ended":
             raise SessionEnded(self.session_id)
         self.log.check_writable()
+        self._refuse_work_when_closing()
         payload: dict[str, Any] = {"queue_id": new_id("q"), "content": content}
         if sender:
             payload["sender"] = dict(sender)
@@ -469,6 +471,7 @@ class LiveSession:
         if self.status == "ended":
             raise SessionEnded(self.session_id)
         self.log.check_writable()
+        self._refuse_work_when_closing()
         return self._add(_Waiting(content, sender, self._future()))
 
     def requeue_stored(self) -> int:
@@ -540,6 +543,7 @@ class LiveSession:
         """Continue a paused session: its unfinished turn, then any queued messages."""
         if self.status == "ended":
             raise SessionEnded(self.session_id)
+        self._refuse_work_when_closing()
         self._paused_for_disconnect = False
         if self._turn is not None:
             return
@@ -558,6 +562,7 @@ class LiveSession:
         last one did not fail, or it left the model nothing to answer."""
         if self.status == "ended":
             raise SessionEnded(self.session_id)
+        self._refuse_work_when_closing()
         state = self.log.state
         if self._turn is not None or self._pending:
             raise NothingToRetry("a turn is running or queued: retry once it has ended")
@@ -639,6 +644,14 @@ class LiveSession:
         self._refuse_answer_when_closing(call_id)
         self.runtime.approvals.decide(call_id, decision, session_id=self.session_id)
 
+    def _refuse_work_when_closing(self) -> None:
+        """ServerClosing (nothing stored) once the session is being unloaded: no turn starts here."""
+        if self._closing:
+            raise ServerClosing(
+                "the server is shutting down: nothing was stored; send it again once it runs again "
+                "(or to another worker)"
+            )
+
     def _refuse_answer_when_closing(self, call_id: str) -> None:
         if self._closing:
             raise ServerClosing(
@@ -665,8 +678,10 @@ class LiveSession:
         A turn waiting for a person's answer pauses at once: nothing of it runs, and the question,
         stored, is asked again when the session is loaded again.
         """
+        # No turn starts from now on (a message queued behind this one is recorded, and runs where
+        # the session is loaded next), and answers to its approvals are refused.
+        self._closing = True
         if self._turn is not None and self._control is not None:
-            self._closing = True
             self._control.request_stop(SHUTDOWN_PAUSE_REASON)
             done, _ = await asyncio.wait({self._turn}, timeout=grace)
             if not done:
@@ -843,7 +858,9 @@ class LiveSession:
         if self.log.stale is not None:
             # The messages recorded behind this turn are queued again by the copy loaded next.
             self._tell_stale()
-        elif self.status != "paused":
+        elif self.status != "paused" and not self._closing:
+            # (Closing, the session is let go once this turn is over: the copy loaded next, here
+            # after a restart or on another worker, runs the messages recorded behind it.)
             self._start_next()
 
     async def _settle_status(self, outcome: str) -> None:

@@ -132,6 +132,8 @@ class SessionManager:
         self._unloading: dict[str, asyncio.Future[None]] = {}
         self._idle_since: dict[str, float] = {}
         self._closing = False
+        #: While the process stops: each live session's stop (its turn's grace, then letting it go).
+        self._stopping: dict[str, asyncio.Task[None]] = {}
         #: Stale copies being replaced (`_reload`): referenced until done.
         self._reloading: set[asyncio.Task[None]] = set()
         #: Told (session id, why) when a session ends or is deleted, loaded or not (the server's
@@ -142,6 +144,11 @@ class SessionManager:
     def live(self) -> Mapping[str, LiveSession]:
         """Loaded sessions by id."""
         return self._live
+
+    @property
+    def closing(self) -> bool:
+        """True once the process stops (`close`): no session is loaded or handed over any more."""
+        return self._closing
 
     def settings_for(self, agent: Agent, on_disconnect: str | None = None) -> LiveSettings:
         """The agent's session settings over duragent.yaml's, with an explicit override."""
@@ -386,6 +393,8 @@ class SessionManager:
         """
         deadline = time.monotonic() + wait
         while True:
+            if self._closing:
+                return False  # (the stop lets each session go once its turn is over: `close`)
             live = self._live.get(session_id)
             if live is None:
                 if session_id in self._loading:
@@ -507,7 +516,9 @@ class SessionManager:
 
     async def unload_idle(self, now: float) -> list[str]:
         """Unload sessions idle (no turn, no subscriber) for longer than `idle_ttl`."""
-        unloaded = []
+        unloaded: list[str] = []
+        if self._closing:
+            return unloaded  # (the stop closes them)
         for session_id, live in list(self._live.items()):
             # A paused session with no turn running is safe to unload: everything is in its log.
             if live.busy or live.attached or live.queued:
@@ -543,17 +554,41 @@ class SessionManager:
             done.set_result(None)
 
     async def close(self, grace: float = 10.0) -> None:
-        """Stop taking work, let running turns reach a safe point within `grace`, snapshot everything."""
+        """Stop taking work, let running turns reach a safe point within `grace`, snapshot everything.
+
+        Each session stays loaded, and owned, until its turn is over (ended, or paused when `grace`
+        runs out): a cancel reaches it meanwhile, and no other worker takes it over in the middle
+        of its turn. It is let go then, without waiting for the other sessions' turns.
+        """
         self._closing = True
         if self._reloading:
             await asyncio.gather(*self._reloading, return_exceptions=True)
-        sessions = list(self._live.values())
-        self._live.clear()
-        results = await asyncio.gather(*(s.close(grace) for s in sessions), return_exceptions=True)
-        for session, result in zip(sessions, results, strict=True):
-            if isinstance(result, BaseException):
-                log.error("session %s did not close cleanly: %s", session.session_id, result)
-            await self._release(session.session_id)
+        loop = asyncio.get_running_loop()
+        for session_id, live in list(self._live.items()):
+            if session_id not in self._stopping:
+                self._stopping[session_id] = loop.create_task(
+                    self._stop(session_id, live, grace), name=f"stop {session_id}"
+                )
+        await asyncio.gather(*self._stopping.values(), return_exceptions=True)
+
+    async def _stop(self, session_id: str, live: LiveSession, grace: float) -> None:
+        """Close one session as the process stops, then let it go."""
+        try:
+            await live.close(grace)
+        except Exception as error:
+            log.error("session %s did not close cleanly: %s", session_id, error)
+        finally:
+            if self._live.get(session_id) is live:
+                del self._live[session_id]
+            self._idle_since.pop(session_id, None)
+            await self._release(session_id)
+
+    async def let_go(self, session_id: str) -> None:
+        """Once the process stops: wait until it has let the session go (at once when it is not
+        stopping it, it never had it, or it has let it go already)."""
+        stopping = self._stopping.get(session_id)
+        if stopping is not None:
+            await asyncio.wait({stopping})
 
     def _refuse_when_closing(self) -> None:
         if self._closing:

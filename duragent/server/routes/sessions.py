@@ -1037,6 +1037,11 @@ async def serve_for_another_worker(
     spec = _ACTIONS.get(action)
     if spec is None:
         return {"error": f"this worker does not serve {action!r} requests (an older Duragent?)"}
+    if state.sessions.closing and action != "cancel":
+        # This worker stops: it keeps the session while its turn runs (a cancel stops that turn),
+        # and starts nothing new. The worker that asked serves the request once it is let go.
+        await state.sessions.let_go(session_id)
+        return {"retry": True}
     serving = _Serving(state, session_id, ask_owner=False, watch=_as_they_come, tell=tell)
     try:
         parsed = spec.body.model_validate(body) if spec.body is not None else None
