@@ -7,7 +7,8 @@ every session at once, with no lease to expire and no clock to trust.
 
 Next to the lock, a `session_claims` row records that a worker took the session. The row is
 written after the lock is taken and deleted before it is released, so a row whose lock is free
-can only belong to a worker that died: `adopt_orphans` finds those sessions for recovery.
+can only belong to a worker that died, or to one that stopped and left the row on purpose (work
+left in the session: `release(to_adopt=True)`): `adopt_orphans` finds those sessions for recovery.
 
 A worker that wants a session another worker holds asks it to let go (`ask_release`, sent
 through NOTIFY; the owner releases it when no turn runs) and waits a moment for the lock.
@@ -200,21 +201,31 @@ class SessionOwnership:
                 return
         raise SessionOwnedElsewhere(session_id)
 
-    async def release(self, session_id: str) -> None:
-        """Let the session go: its claim row first, then the lock (see the module docstring)."""
+    async def release(self, session_id: str, *, to_adopt: bool = False) -> None:
+        """Let the session go: its claim row first, then the lock (see the module docstring).
+
+        With `to_adopt`, the claim row stays: the failover scan of another worker adopts the
+        session and takes up what it left, as when its worker dies (a worker that stops does so
+        with a session it left work in).
+        """
         if session_id not in self._held:
             return
         self._held.discard(session_id)
         self._terms.pop(session_id, None)
         if self.lost:
             return
-        await _to_the_end(self._let_go(session_id, self._connection))
+        await _to_the_end(self._let_go(session_id, self._connection, keep_claim=to_adopt))
 
-    async def _let_go(self, session_id: str, connection: asyncpg.Connection) -> None:
+    async def _let_go(
+        self, session_id: str, connection: asyncpg.Connection, *, keep_claim: bool = False
+    ) -> None:
         try:
-            await self._pool.execute(
-                "DELETE FROM session_claims WHERE session_id = $1 AND worker = $2", session_id, self.worker
-            )
+            if not keep_claim:
+                await self._pool.execute(
+                    "DELETE FROM session_claims WHERE session_id = $1 AND worker = $2",
+                    session_id,
+                    self.worker,
+                )
         finally:
             # Unlocked even when the row stays: a row whose lock is free is only taken for an
             # orphan and recovered, where a lock kept would keep the session from every worker.

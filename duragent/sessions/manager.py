@@ -76,8 +76,8 @@ class SessionOwner(Protocol):
         """Own the session, or raise SessionLocked when another worker keeps it (asked to let it
         go first, and waited for a moment, unless `ask_owner` is False)."""
 
-    async def release(self, session_id: str) -> None:
-        """Let the session go."""
+    async def release(self, session_id: str, *, to_adopt: bool = False) -> None:
+        """Let the session go (with `to_adopt`, for another worker to take up what it left)."""
 
     async def back(self, *, within: float) -> bool:
         """True once this worker can own sessions again (at once unless `lost`); False when it
@@ -372,9 +372,9 @@ class SessionManager:
                 self._idle_since.pop(session_id, None)
             await stale.close(grace=0)
 
-    async def _release(self, session_id: str) -> None:
+    async def _release(self, session_id: str, *, to_adopt: bool = False) -> None:
         if self.ownership is not None:
-            await self.ownership.release(session_id)
+            await self.ownership.release(session_id, to_adopt=to_adopt)
 
     async def follow(self, session_id: str, after: Position | None = None) -> EventFeed:
         """A session's events from `after` on (None: only new ones), wherever the session runs."""
@@ -490,6 +490,8 @@ class SessionManager:
     async def recover_session(self, session_id: str) -> str | None:
         """Load one session a crash may have left mid-turn: "resumed", "paused", or None (nothing to do)."""
         live = await self.get(session_id)
+        if live.busy:
+            return None  # a request got there first: its turn takes up what was left
         if live.log.state.turn_closed_by is not None and not live.queued:
             # The last turn ended in an error (or was cancelled) and was reported so: it is over,
             # never run again. Only a crash between its end and the status change leaves `running`.
@@ -572,7 +574,9 @@ class SessionManager:
         await asyncio.gather(*self._stopping.values(), return_exceptions=True)
 
     async def _stop(self, session_id: str, live: LiveSession, grace: float) -> None:
-        """Close one session as the process stops, then let it go."""
+        """Close one session as the process stops, then let it go: to another worker, which takes
+        up what is left (a turn the grace cut off, messages queued behind the turn), as the next
+        start does on one server."""
         try:
             await live.close(grace)
         except Exception as error:
@@ -581,7 +585,7 @@ class SessionManager:
             if self._live.get(session_id) is live:
                 del self._live[session_id]
             self._idle_since.pop(session_id, None)
-            await self._release(session_id)
+            await self._release(session_id, to_adopt=_work_left(live))
 
     async def let_go(self, session_id: str) -> None:
         """Once the process stops: wait until it has let the session go (at once when it is not
@@ -593,6 +597,14 @@ class SessionManager:
     def _refuse_when_closing(self) -> None:
         if self._closing:
             raise ServerClosing("the server is shutting down")
+
+
+def _work_left(live: LiveSession) -> bool:
+    """True when a session let go has something left to run: a turn stopped midway, or messages
+    recorded as queued (a copy that may not write any more leaves nothing of its own)."""
+    if live.log.stale is not None or live.status == "ended":
+        return False
+    return bool(live.log.state.queued) or live.unfinished_turn
 
 
 def _with_status(summary: SessionSummary, status: SessionStatus) -> SessionSummary:
