@@ -60,6 +60,7 @@ from duragent.sessions.inspect import unattended_report
 from duragent.sessions.live import LiveSession, SessionEnded, Subscription, Ticket
 from duragent.sessions.state import SessionState, resume
 from duragent.sessions.stream import (
+    APPROVAL_PAUSE_REASON,
     STREAM_EVENTS,
     Position,
     StreamEvent,
@@ -854,14 +855,27 @@ async def _after_decision(subscription: Subscription, call_id: str) -> AsyncIter
     """The turn's events after deciding `call_id`, to its end or to the pause for its next question.
 
     (Not to the next `approval_required` alone: the pause follows it once stored, a database round
-    trip later, and `_wait_for_outcome` answers 202 on that pause.)
+    trip later, and `_wait_for_outcome` answers 202 on that pause.) The question of `call_id`
+    itself, and the pause for it, are left out until the decision is stored: a call is listed as
+    waiting (and may be answered) a moment before its question is stored and the session paused
+    for it, and that pause is not what the answer led to.
     """
+    decided = False
     async for event in subscription:
-        if event.event == "approval_required" and event.data.get("call_id") == call_id:
+        if event.event == "approval_decision" and event.data.get("call_id") == call_id:
+            decided = True
+        if not decided and _asking(event, call_id):
             continue
         yield event
         if ends_turn(event):
             return
+
+
+def _asking(event: StreamEvent, call_id: str) -> bool:
+    """True for the question of `call_id` and the session's pause for an approval."""
+    if event.event == "approval_required":
+        return event.data.get("call_id") == call_id
+    return event.event == "status" and event.data.get("reason") == APPROVAL_PAUSE_REASON
 
 
 @documented(
