@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from duragent.errors import ConfigError, DuragentError, InvalidName, NotFound, ServiceUnavailable, UsageError
 from duragent.runtime.approvals import DuplicateApproval
-from duragent.sessions.live import NothingToRetry, ServerClosing, SessionEnded
+from duragent.sessions.live import AwaitingApproval, NothingToRetry, ServerClosing, SessionEnded
 from duragent.stores.base import SessionLocked
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ def _status_of(exc: DuragentError) -> int:
         return 404
     if isinstance(exc, OwnershipLost):
         return 503  # this worker cannot serve sessions any more; another can
-    if isinstance(exc, SessionEnded | NothingToRetry | DuplicateApproval | SessionLocked):
+    if isinstance(exc, SessionEnded | NothingToRetry | AwaitingApproval | DuplicateApproval | SessionLocked):
         return 409
     if isinstance(exc, ServerClosing | ServiceUnavailable):
         return 503  # (PostgreSQL or S3 away or refusing is the store's trouble, not a bug here)

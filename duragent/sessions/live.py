@@ -99,6 +99,18 @@ class NothingToRetry(DuragentError):
     """The session's last turn cannot be run again (it did not fail, or a turn runs)."""
 
 
+class AwaitingApproval(DuragentError):
+    """The session's turn waits for a person's answer to a tool call: resuming cannot go on with it."""
+
+    def __init__(self, session_id: str, call_id: str, what: str):
+        route = f"/api/v1/sessions/{session_id}"
+        super().__init__(
+            f"session {session_id} waits for a person's approval of call {call_id} ({what}), not "
+            f"for a resume: answer it (POST {route}/approve)"
+        )
+        self.session_id = session_id
+
+
 @dataclass(frozen=True)
 class Ticket:
     """A submitted message: how many turns run before it, and the position of its `start` event.
@@ -545,15 +557,30 @@ class LiveSession:
             raise SessionEnded(self.session_id)
         self._refuse_work_when_closing()
         self._paused_for_disconnect = False
+        turn = self._turn
+        if turn is not None and self._control is None and self.status == "paused":
+            # The turn has paused (at a safe point) and is ending: it is taken up once it has.
+            await asyncio.wait({turn})
         if self._turn is not None:
+            self._refuse_when_awaiting_approval()
             return
         if self.status == "paused":
             # Before the turn starts, so whoever asked sees the session active at once.
             await self._set_status("active", "resumed")
+            if self._turn is not None:
+                return  # (another resume, or a message, started it meanwhile)
         if self.unfinished_turn:
             self._start(None, None)
         elif self._pending:
             self._start_next()
+
+    def _refuse_when_awaiting_approval(self) -> None:
+        """AwaitingApproval when the running turn waits for a person's answer."""
+        if self.status != "paused" or self.pause_reason != APPROVAL_PAUSE_REASON:
+            return
+        for asked in self.runtime.approvals.pending(self.session_id):
+            what = f"{asked.tool}: {asked.invocation}" if asked.invocation else asked.tool
+            raise AwaitingApproval(self.session_id, asked.call_id, what)
 
     async def retry(self) -> None:
         """Run the last turn again when it failed or was cancelled: the model answers its last
