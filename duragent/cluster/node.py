@@ -235,6 +235,8 @@ class ClusterNode:
 
     async def scan_once(self) -> list[str]:
         """Adopt and recover the sessions of dead workers once; returns the adopted ids."""
+        from duragent.sessions.live import ServerClosing
+
         manager = self._manager
         if manager is None or manager.closing:
             return []  # (a worker that stops takes no session over)
@@ -242,6 +244,10 @@ class ClusterNode:
         for session_id in adopted:
             try:
                 outcome = await manager.recover_session(session_id)
+            except ServerClosing:
+                # This worker began to stop meanwhile: the session stays for another to adopt.
+                await self.ownership.release(session_id, to_adopt=True)
+                continue
             except Exception:
                 # One unreadable session (or an agent unknown here) must not stop the scan.
                 log.exception("session %s could not be taken over", session_id)

@@ -452,7 +452,10 @@ class LiveSession:
             # The turn before this message stopped midway (paused at an approval or at a safe
             # point, a restart): it finishes first, so the conversation reads in order (a message
             # between a tool call and its result is refused by every provider); this one waits.
-            await self.resume()
+            # (A stop begun during the append starts nothing here: the message is stored, and
+            # runs where the session is loaded next, so it is answered as queued, not refused.)
+            with contextlib.suppress(ServerClosing):
+                await self.resume()
         return self._add(_Waiting(content, sender, self._future(), payload["queue_id"]))
 
     async def queue_for_client(self, content: str, sender: Mapping[str, Any] | None = None) -> Ticket | None:
@@ -556,19 +559,23 @@ class LiveSession:
         if self.status == "ended":
             raise SessionEnded(self.session_id)
         self._refuse_work_when_closing()
-        self._paused_for_disconnect = False
         turn = self._turn
         if turn is not None and self._control is None and self.status == "paused":
             # The turn has paused (at a safe point) and is ending: it is taken up once it has.
             await asyncio.wait({turn})
+            self._refuse_work_when_closing()  # (a stop begun meanwhile: nothing starts here)
         if self._turn is not None:
-            self._refuse_when_awaiting_approval()
+            self._refuse_when_awaiting_approval()  # (refused: nothing about the session changes)
+            self._paused_for_disconnect = False
             return
+        self._paused_for_disconnect = False
         if self.status == "paused":
             # Before the turn starts, so whoever asked sees the session active at once.
             await self._set_status("active", "resumed")
             if self._turn is not None:
                 return  # (another resume, or a message, started it meanwhile)
+        if self._closing:
+            return  # (a stop began while the status was stored: the session's next owner takes it up)
         if self.unfinished_turn:
             self._start(None, None)
         elif self._pending:
