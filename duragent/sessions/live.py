@@ -763,7 +763,8 @@ class LiveSession:
         return self._turn is not None and not self._turn_stored_end
 
     def _start_next(self) -> None:
-        if self._turn is None and self._pending and self.status != "ended":
+        # (closing, nothing starts: the messages stay recorded for the copy loaded next)
+        if self._turn is None and self._pending and self.status != "ended" and not self._closing:
             waiting = self._pending.popleft()
             self._start(waiting.content, waiting.sender, waiting.started, waiting.queue_id)
 
