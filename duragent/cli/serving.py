@@ -88,7 +88,7 @@ def serve_workspace(state: CliState, options: ServeOptions) -> None:
         # the last auto-started server's port when it is free (a dashboard tab left open comes
         # back), else any free one: two workspaces never clash
         port = last_auto_port(config.data_path) or 0
-        setting = "pass --port 0 (any free port) or set server.port in duragent.yaml"  # (unused: any port)
+        setting = ""  # (never shown: a port taken meanwhile falls back to any free one)
     else:
         port = DEFAULT_PORT
         setting = "pass --port 0 (any free port) or set server.port in duragent.yaml"
