@@ -69,7 +69,7 @@ class SharedAgents:
         rows = await self._pool.fetch("SELECT name, files::text AS files FROM dynamic_agents")
         shared = {str(row["name"]): _files(row["files"]) for row in rows}
         for name, files in shared.items():
-            await self._apply(name, files, starting=True)
+            await self._apply(name, files)
         for name in registry.names():
             if name not in shared and registry.source(name) == "dynamic":
                 # Deployed here before this worker joined a cluster: keep it, and share it.
@@ -146,7 +146,7 @@ class SharedAgents:
         else:
             await self._apply(name, _files(raw))
 
-    async def _apply(self, name: str, files: Mapping[str, str], *, starting: bool = False) -> None:
+    async def _apply(self, name: str, files: Mapping[str, str]) -> None:
         registry = self._registry
         if registry is None:
             return
@@ -154,13 +154,8 @@ class SharedAgents:
             if registry.source(name) == "dynamic" and await asyncio.to_thread(registry.files, name) == dict(
                 files
             ):
-                if starting:
-                    # (the registry reads the folder as it is now, at its start or on first use:
-                    # reading every agent again here would cost each start, and defeat lazy_load)
-                    self._served[name] = _digest(files)
-                else:
-                    # written by a worker sharing the data directory: this registry must read it too
-                    await self._serve(name, files)
+                # (written by a worker sharing the data directory: this registry must read it too)
+                await self._serve(name, files)
                 return
         except AgentNotFound:
             pass  # new here
