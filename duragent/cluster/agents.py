@@ -8,16 +8,11 @@ A deploy or removal on any worker reaches the table before the admin API answers
 change listener blocks its worker thread until the row is written), then a NOTIFY tells the
 other workers, which apply the row to their folder. Applying a row deploys the same files again,
 whose change is then found identical to the row and not published twice.
-
-Workers sharing one data directory share the folder too: the one that deploys writes it, and the
-others find it holding the row already. Each still has its registry read it, or the agent would
-stay unlisted there (or its previous version served) until `reload-agents`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import threading
@@ -49,8 +44,6 @@ class SharedAgents:
         self._registry: AgentRegistry | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        #: A digest of the files this worker's registry was last made to read, by agent.
-        self._served: dict[str, str] = {}
 
     def listener(self, forward: ChangeListener) -> ChangeListener:
         """A change listener for the registry: publishes agent deploys/removals, then calls `forward`."""
@@ -129,10 +122,6 @@ class SharedAgents:
                 _encode(files),
                 self.worker,
             )
-        if action == "removed":
-            self._served.pop(name, None)
-        else:
-            self._served[name] = _digest(files)
         if changed:
             await self._pool.execute("SELECT pg_notify($1, $2)", self.channel, name)
             log.info("agent '%s' %s for every worker", name, action)
@@ -154,8 +143,6 @@ class SharedAgents:
             if registry.source(name) == "dynamic" and await asyncio.to_thread(registry.files, name) == dict(
                 files
             ):
-                # (written by a worker sharing the data directory: this registry must read it too)
-                await self._serve(name, files)
                 return
         except AgentNotFound:
             pass  # new here
@@ -164,20 +151,6 @@ class SharedAgents:
         except (ConfigError, UsageError) as error:
             # Valid where it was deployed but not here (a static agent of that name, a missing ${VAR}).
             log.warning("agent '%s' from PostgreSQL not deployed on this worker: %s", name, error)
-        else:
-            self._served[name] = _digest(files)
-
-    async def _serve(self, name: str, files: Mapping[str, str]) -> None:
-        """Have the registry read agent `name` again unless it was last made to read `files`: a
-        worker sharing the data directory wrote them, and this registry has an older version of
-        the agent, or none (it found the folder on disk without reading it)."""
-        registry = self._registry
-        assert registry is not None
-        digest = _digest(files)
-        if self._served.get(name) == digest:
-            return
-        await asyncio.to_thread(registry.reload_agent, name)
-        self._served[name] = digest
 
     async def _remove_local(self, name: str) -> None:
         registry = self._registry
@@ -188,10 +161,7 @@ class SharedAgents:
                 return
             await asyncio.to_thread(registry.remove, name)
         except AgentNotFound:
-            if name in registry.names():
-                # Removed by a worker sharing the data directory: forgotten here too.
-                await asyncio.to_thread(registry.reload_agent, name)
-        self._served.pop(name, None)
+            return
 
 
 def _encode(files: Mapping[str, str]) -> str:
@@ -201,10 +171,6 @@ def _encode(files: Mapping[str, str]) -> str:
 def _files(raw: str) -> dict[str, str]:
     decoded = json.loads(raw)
     return {str(path): str(content) for path, content in decoded.items()}
-
-
-def _digest(files: Mapping[str, str]) -> str:
-    return hashlib.sha256(_encode(files).encode()).hexdigest()
 
 
 def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
