@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import types
 import typing
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -101,10 +102,14 @@ def _did_you_mean(given: Any, expected: str) -> str:
     """` (did you mean 'openai'?)` when `given` is a near miss of one of the quoted choices."""
     if not isinstance(given, str):
         return ""
-    import difflib  # here, not at import: only a wrong value needs it
+    return nearest_hint(given.lower(), re.findall(r"'([^']*)'", expected))
 
-    choices = re.findall(r"'([^']*)'", expected)
-    close = difflib.get_close_matches(given.lower(), choices, n=1, cutoff=0.6)
+
+def nearest_hint(given: str, choices: Iterable[str]) -> str:
+    """` (did you mean 'running'?)` when `given` is a near miss of one of `choices`, else ""."""
+    import difflib  # here, not at import: only a wrong key or value needs it
+
+    close = difflib.get_close_matches(given, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
@@ -191,10 +196,7 @@ def _walk_model(
     fields = _field_names(model)
     for key, value in data.items():
         if key not in fields:
-            import difflib  # here, not at import: only an unknown key needs it
-
-            close = difflib.get_close_matches(str(key), [*fields, *beside], n=1, cutoff=0.6)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hint = nearest_hint(str(key), [*fields, *beside])
             where = dotted((*path, key))
             out.append(Problem(f"unknown key '{where}' is ignored{hint}", doc.locate((*path, key), key=True)))
             continue

@@ -24,6 +24,7 @@ from duragent.errors import ConfigError, DuragentError, InvalidName, NotFound, S
 from duragent.runtime.approvals import DuplicateApproval
 from duragent.sessions.live import AwaitingApproval, NothingToRetry, ServerClosing, SessionEnded
 from duragent.stores.base import SessionLocked
+from duragent.validation import nearest_hint
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +136,7 @@ def validation_errors(
 
 def _nearest_field(model: type[BaseModel], given: str) -> str:
     """` (did you mean 'running'?)` when `given` is a near miss of one of `model`'s fields."""
-    import difflib  # here, not at import: only a wrong field needs it
-
-    names = [info.alias or name for name, info in model.model_fields.items()]
-    close = difflib.get_close_matches(given, names, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    return nearest_hint(given, [info.alias or name for name, info in model.model_fields.items()])
 
 
 def body_problem(exc: ValidationError, model: type[BaseModel] | None = None) -> HttpProblem:
