@@ -31,6 +31,20 @@ async def user_messages(api: Api, session_id: str) -> list[str]:
     return [m["content"] for m in body["messages"] if m["type"] == "user_message"]
 
 
+async def held_messages(page: Any) -> tuple[asyncio.Event, list[str]]:
+    """The page's message posts held on their way until the event is set; their bodies, as sent."""
+    release = asyncio.Event()
+    posts: list[str] = []
+
+    async def hold(route: Any) -> None:
+        posts.append(route.request.post_data or "")
+        await release.wait()
+        await route.continue_()
+
+    await page.route("**/messages", hold)
+    return release, posts
+
+
 @pytest.mark.slow
 async def test_pressing_ctrl_enter_again_while_sending_sends_the_message_once(
     api: Api, fake_llm: FakeLLMServer
@@ -44,15 +58,7 @@ async def test_pressing_ctrl_enter_again_while_sending_sends_the_message_once(
         await page.goto(api.url(f"/ui/sessions/{session_id}"))
 
         # the posts are held on their way (a slow network, a busy server) while the keys are pressed
-        release = asyncio.Event()
-        posts: list[str] = []
-
-        async def hold(route: Any) -> None:
-            posts.append(route.request.post_data or "")
-            await release.wait()
-            await route.continue_()
-
-        await page.route("**/messages", hold)
+        release, posts = await held_messages(page)
         await page.fill("#content", "only once")
         await page.focus("#content")
         for _ in range(3):
@@ -113,15 +119,7 @@ async def test_what_is_typed_while_a_message_is_on_its_way_stays_in_the_box(
         page = await new_page(browser)
         await log_in(page, api.url(""), TOKEN)
         await page.goto(api.url(f"/ui/sessions/{session_id}"))
-        release = asyncio.Event()
-        posts: list[str] = []
-
-        async def hold(route: Any) -> None:
-            posts.append(route.request.post_data or "")
-            await release.wait()
-            await route.continue_()
-
-        await page.route("**/messages", hold)
+        release, posts = await held_messages(page)
         await page.fill("#content", "first")
         await page.click("#send button")
         await until(lambda: posts)
