@@ -32,3 +32,15 @@ def _escape(match: re.Match[str]) -> str:
         return named
     code = ord(char)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def shortened(text: str, width: int) -> str:
+    """`text` if it has at most `width` characters, else its start ending in "…" (`width` at most),
+    cut at a space when one falls in the second half, so no word is shown half."""
+    if len(text) <= width:
+        return text
+    head = text[: width - 1]
+    if not text[width - 1].isspace():  # the cut falls inside a word: end before it
+        space = head.rfind(" ", width // 2)
+        head = head[:space] if space > 0 else head
+    return head.rstrip() + "…"

@@ -93,6 +93,9 @@ async def list_attachable(api: ApiClient, client: ClientState, *, hint: bool) ->
     if not sessions:
         print("No open sessions. Start one with: duragent chat")
         return
+    from duragent.cli.context import FIRST_MESSAGE_SHOWN, print_table
+    from duragent.terminal_text import shortened
+
     rows = [
         [
             str(s["session_id"]),
@@ -100,12 +103,11 @@ async def list_attachable(api: ApiClient, client: ClientState, *, hint: bool) ->
             str(s.get("status", "")),
             str(s.get("updated_at", ""))[:19].replace("T", " "),
             str(client.unseen(str(s["session_id"]), int(s.get("last_seq", 0)))),
+            shortened(str(s.get("first_message") or "-"), FIRST_MESSAGE_SHOWN),
         ]
         for s in sessions
     ]
-    from duragent.cli.context import print_table
-
-    print_table(["SESSION", "AGENT", "STATE", "LAST ACTIVITY", "UNSEEN"], rows)
+    print_table(["SESSION", "AGENT", "STATE", "LAST ACTIVITY", "UNSEEN", "FIRST MESSAGE"], rows)
     if hint:
         print("\nAttach with: duragent attach <SESSION>  (or --last)")
 

@@ -86,6 +86,10 @@ def print_table(headers: list[str], rows: list[list[str]]) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
 
 
+#: How much of a session's first message a row of a session table shows (`--json` has it all).
+FIRST_MESSAGE_SHOWN = 40
+
+
 def check_agent_exists(state: CliState, agent: str, listed: str) -> None:
     """UsageError for `--agent` naming no agent folder, so a typo that matched none of the
     `listed` things (schedules, processes) is not read as "there are none"; those of an agent

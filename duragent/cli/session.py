@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from duragent.cli.context import CliState, print_json, print_table, run_async
+from duragent.cli.context import FIRST_MESSAGE_SHOWN, CliState, print_json, print_table, run_async
+from duragent.terminal_text import shortened
 
 if TYPE_CHECKING:
     from duragent.workspace import Workspace
@@ -68,6 +69,7 @@ def list_sessions(
                     "updated_at": s.updated_at.isoformat(),
                     "events": s.last_seq,
                     "name": s.name,
+                    "first_message": s.first_message,
                 }
                 for s in sessions
             ]
@@ -76,8 +78,18 @@ def list_sessions(
     if not sessions:
         print("No session matches these options." if agent or status else "No sessions yet.")
         return
-    rows = [[s.session_id, s.agent, s.status, str(s.last_seq), _when(s.updated_at)] for s in sessions]
-    header = ["SESSION", "AGENT", "STATUS", "EVENTS", "LAST ACTIVITY"]
+    rows = [
+        [
+            s.session_id,
+            s.agent,
+            s.status,
+            str(s.last_seq),
+            _when(s.updated_at),
+            shortened(s.first_message or "-", FIRST_MESSAGE_SHOWN),
+        ]
+        for s in sessions
+    ]
+    header = ["SESSION", "AGENT", "STATUS", "EVENTS", "LAST ACTIVITY", "FIRST MESSAGE"]
     if any(s.name for s in sessions):
         header.insert(1, "NAME")
         for row, s in zip(rows, sessions, strict=True):

@@ -199,6 +199,10 @@ class SessionOut(Reply):
     busy: bool | None = None
     pending_approvals: list[dict[str, Any]] | None = None
     metadata: dict[str, Any] | None = None
+    first_message: str | None = Field(
+        None,
+        description="In a listing: the start of the first message a person sent (100 characters at most).",
+    )
     unattended: UnattendedOut | None = Field(
         None, description="For a running session of this server with no client attached."
     )

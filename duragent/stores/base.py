@@ -17,9 +17,10 @@ from contextvars import Context, ContextVar, copy_context
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from duragent.errors import DuragentError, NotFound, ServiceUnavailable
+from duragent.terminal_text import shortened
 
 SessionStatus = Literal["active", "running", "paused", "ended"]
 MemorySection = Literal["decision", "preference", "fact"]
@@ -108,6 +109,33 @@ class SessionSummary:
     last_seq: int
     #: The name given at creation (`session fork --name`, `metadata.name`), if any.
     name: str | None = None
+    #: The start of the first message a person sent (`first_message`), if the log's first
+    #: `FIRST_MESSAGE_WITHIN` events hold one: what tells sessions apart in a list.
+    first_message: str | None = None
+
+
+#: How many events from the start of a log a listing looks through for its first message.
+FIRST_MESSAGE_WITHIN: Final = 16
+#: How much of the first message a listing shows (characters, whitespace collapsed).
+FIRST_MESSAGE_CHARS: Final = 100
+
+
+def first_message(event_type: str, payload: object) -> str | None:
+    """The shown start of a `user_message` event's text (None for another event, a silent
+    message or one without text): whitespace collapsed, `FIRST_MESSAGE_CHARS` at most."""
+    if event_type != "user_message" or not isinstance(payload, dict) or payload.get("silent"):
+        return None
+    content = payload.get("content")
+    if isinstance(content, list):  # content parts: their text, in order
+        content = " ".join(
+            part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    if not isinstance(content, str):
+        return None
+    text = " ".join(content.split())
+    if not text:
+        return None
+    return shortened(text, FIRST_MESSAGE_CHARS)
 
 
 #: A session's place in a listing: (updated_at, session_id). Listings run from the greatest key

@@ -56,6 +56,8 @@ async def list_sessions(request: web.Request) -> web.Response:
         rows.append(
             {
                 "id": s.session_id,
+                "name": s.name,
+                "first_message": s.first_message,
                 "agent": s.agent,
                 "status": shown_status(s.status, approvals),
                 "updated": _when(s.updated_at),

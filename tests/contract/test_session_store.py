@@ -14,6 +14,8 @@ import pytest
 from duragent.errors import InvalidName
 from duragent.ids import new_id
 from duragent.stores.base import (
+    FIRST_MESSAGE_CHARS,
+    FIRST_MESSAGE_WITHIN,
     ListKey,
     SequenceConflict,
     SessionEvent,
@@ -336,6 +338,51 @@ async def test_a_session_named_at_its_start_is_listed_with_its_name(session_stor
     names = {s.session_id: s.name for s in await session_store.list()}
 
     assert names == {"s_named": "try-b", "s_plain": None}
+
+
+async def test_a_listing_shows_the_start_of_the_first_message_a_person_sent(
+    session_store: SessionStore,
+) -> None:
+    await start_session(session_store, "s_trip", "helper")
+    await session_store.append(
+        "s_trip",
+        [
+            make_event(2, content="what the group said before", turn=0, silent=True),
+            make_event(3, content="  Plan my\n trip to   Lisbon ", turn=1),
+            make_event(4, "assistant_message", content="Sure."),
+            make_event(5, content="a later message", turn=2),
+        ],
+    )
+    await start_session(session_store, "s_long", "helper")
+    await session_store.append("s_long", [make_event(2, content="word " * 60, turn=1)])
+    await start_session(session_store, "s_nul", "helper")
+    await session_store.append("s_nul", [make_event(2, content="pasted\x00bytes", turn=1)])
+    await start_session(session_store, "s_quiet", "helper")
+
+    shown = {s.session_id: s.first_message for s in await session_store.list()}
+
+    assert shown["s_trip"] == "Plan my trip to Lisbon"
+    assert shown["s_long"] == " ".join(["word"] * (FIRST_MESSAGE_CHARS // 5)) + "…"  # whole words
+    assert shown["s_nul"] == "pasted\x00bytes"
+    assert shown["s_quiet"] is None
+
+
+async def test_a_first_message_past_the_log_start_is_not_looked_for(session_store: SessionStore) -> None:
+    await start_session(session_store, "s_busy", "helper")
+    await session_store.append(
+        "s_busy",
+        [
+            *(
+                make_event(seq, "status_change", status="active")
+                for seq in range(2, FIRST_MESSAGE_WITHIN + 1)
+            ),
+            make_event(FIRST_MESSAGE_WITHIN + 1, content="too far in", turn=1),
+        ],
+    )
+
+    [summary] = await session_store.list()
+
+    assert summary.first_message is None
 
 
 async def test_pages_after_a_key_continue_the_listing_with_filters_and_ties(

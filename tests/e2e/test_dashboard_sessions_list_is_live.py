@@ -42,9 +42,11 @@ async def test_the_sessions_list_shows_new_sessions_and_their_states_without_a_r
         await expect(row.locator(".state")).to_have_text("active", timeout=LIVE)
 
         fake_llm.enqueue(tool_calls([("bash", {"command": "rm -f nothing.txt"})]), text("removed"))
-        status, asked = await send(api, session_id)
+        status, asked = await send(api, session_id, "tidy up\n   the scratch files")
         assert status == 202
         await expect(row.locator(".state")).to_have_text("awaiting approval", timeout=LIVE)
+        # what tells this session from the next: the start of its first message
+        await expect(row.locator(".first-message")).to_have_text("tidy up the scratch files")
         await expect(row).to_contain_text("1 approval waiting")
 
         decision = {"call_id": asked["call_id"], "decision": "allow_once"}

@@ -66,6 +66,8 @@ async def test_sessions_are_created_listed_read_and_deleted(api: Api) -> None:
         session_id: {"name": "try-b"},
         second: None,
     }
+    # nobody has written to either yet: no first message to tell them apart by
+    assert all("first_message" not in s for s in listing["sessions"])
     status, only = await api.call("GET", "/api/v1/sessions?agent=pauser")
     assert [s["session_id"] for s in only["sessions"]] == [second]
     status, one = await api.call("GET", f"/api/v1/sessions/{session_id}")
@@ -133,6 +135,8 @@ async def test_sync_message_returns_the_reply_and_history_has_it(api: Api, fake_
         ("user", "hi"),
         ("assistant", "Hello there"),
     ]
+    _, listing = await api.call("GET", "/api/v1/sessions")
+    assert [(s["session_id"], s["first_message"]) for s in listing["sessions"]] == [(session_id, "hi")]
 
 
 async def test_history_pages_forward_with_after(api: Api, fake_llm: FakeLLMServer) -> None:

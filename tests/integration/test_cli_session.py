@@ -68,16 +68,21 @@ def git_log(workspace: Path, *args: str) -> str:
     ).stdout
 
 
-def test_list_shows_sessions_on_disk(workspace: Path) -> None:
-    session_id = asyncio.run(make_session())
+def test_list_shows_sessions_on_disk_with_their_first_message(workspace: Path) -> None:
+    session_id = asyncio.run(make_session("hello there"))
+    long_id = asyncio.run(make_session("please summarise the quarterly report for the board meeting"))
     result = run("session", "list")
     assert result.exit_code == 0, result.output
-    header, row = result.stdout.splitlines()
-    assert header.split() == ["SESSION", "AGENT", "STATUS", "EVENTS", "LAST", "ACTIVITY"]
+    header, long_row, row = result.stdout.splitlines()
+    assert header.split() == ["SESSION", "AGENT", "STATUS", "EVENTS", "LAST", "ACTIVITY", "FIRST", "MESSAGE"]
     assert row.split()[:4] == [session_id, "assistant", "active", "6"]
+    assert row.endswith("  hello there")
+    assert long_row.startswith(long_id)
+    assert long_row.endswith("  please summarise the quarterly report…")
     rows = json.loads(run("session", "list", "--json").stdout)
-    assert rows[0]["session_id"] == session_id
-    assert rows[0]["events"] == 6
+    assert rows[1]["session_id"] == session_id
+    assert rows[1]["events"] == 6
+    assert rows[0]["first_message"] == "please summarise the quarterly report for the board meeting"
     assert json.loads(run("session", "list", "--agent", "other", "--json").stdout) == []
 
 

@@ -8,7 +8,7 @@ import io
 import pytest
 
 from duragent.cli.render import Renderer
-from duragent.terminal_text import printable
+from duragent.terminal_text import printable, shortened
 
 #: A command that, printed as is, erases itself and shows a harmless one in its place.
 SPOOF = "touch ~/pwned # \r\x1b[2K⚠ approval needed: bash ls -la"
@@ -61,3 +61,16 @@ def test_a_tool_line_shows_escapes_in_its_arguments() -> None:
     renderer.tool_call("c1", "read_file", {"path": "notes\x1b[8m.md"})
     renderer.tool_result("c1", "read_file", True, 3)
     assert out.getvalue() == "⚙ read_file notes\\x1b[8m.md … ok 3 ms\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("fits exactly here", "fits exactly here"),
+        ("book a table for two at eight", "book a table for…"),
+        ("supercalifragilisticexpialidocious", "supercalifragili…"),
+    ],
+)
+def test_a_shortened_text_keeps_its_width_and_whole_words_where_it_can(text: str, shown: str) -> None:
+    assert shortened(text, 17) == shown
+    assert len(shortened(text, 17)) <= 17

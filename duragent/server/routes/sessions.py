@@ -222,6 +222,7 @@ def _summary_out(s: SessionSummary, live: LiveSession | None) -> SessionOut:
         last_seq=s.last_seq,
         loaded=live is not None,
         metadata={"name": s.name} if s.name else None,
+        first_message=s.first_message,
     )
 
 

@@ -53,6 +53,7 @@ from duragent.errors import InvalidName
 from duragent.ids import check_name
 from duragent.keyed_locks import KeyedLock, KeyedLocks
 from duragent.stores.base import (
+    FIRST_MESSAGE_WITHIN,
     Change,
     ChangeListener,
     ListKey,
@@ -64,6 +65,7 @@ from duragent.stores.base import (
     SessionStatus,
     SessionSummary,
     already_durable,
+    first_message,
     ignore_changes,
     list_key,
     session_name,
@@ -1068,7 +1070,7 @@ class FilesystemSessionStore:
     def _summarize(self, session_id: str, durable_size: int | None = None) -> SessionSummary | None:
         """A session's row from its snapshot, corrected by the events at the end of its log."""
         snapshot = _load_snapshot_file(session_id, self.snapshot_path(session_id))
-        first, tail = _head_and_tail(self.events_path(session_id), durable_size)
+        first, message, tail = _head_and_tail(self.events_path(session_id), durable_size)
         status: SessionStatus
         if snapshot is not None:
             agent, status, last_seq = snapshot.agent, snapshot.status, snapshot.last_seq
@@ -1084,7 +1086,7 @@ class FilesystemSessionStore:
             status = _status_after(status, event)
             last_seq, updated_at = event.seq, max(updated_at, event.ts)
         return SessionSummary(
-            session_id, agent, status, created_at, updated_at, last_seq, session_name(first)
+            session_id, agent, status, created_at, updated_at, last_seq, session_name(first), message
         )
 
 
@@ -1229,24 +1231,29 @@ def _load_snapshot_file(session_id: str, path: Path) -> SessionSnapshot | None:
 
 def _head_and_tail(
     events_path: Path, durable_size: int | None = None
-) -> tuple[SessionEvent | None, list[SessionEvent]]:
-    """The first valid event and the valid events in the last 64 KiB of a log (in order), up to
-    `durable_size` bytes when given."""
+) -> tuple[SessionEvent | None, str | None, list[SessionEvent]]:
+    """The first valid event, the first message a person sent among the first
+    `FIRST_MESSAGE_WITHIN` events (`first_message`), and the valid events in the last 64 KiB of
+    a log (in order), up to `durable_size` bytes when given."""
     try:
         fd = os.open(events_path, os.O_RDONLY)
     except FileNotFoundError:
-        return None, []
+        return None, None, []
     try:
         size = os.fstat(fd).st_size
         end = _complete_end(fd, size if durable_size is None else min(size, durable_size))
-        first = next(
-            (
-                event
-                for _offset, line in _lines_forward(fd, end, chunk_size=4096)
-                if (event := parse_event_line(line)) is not None
-            ),
-            None,
-        )
+        first: SessionEvent | None = None
+        message: str | None = None
+        read = 0
+        for _offset, line in _lines_forward(fd, end, chunk_size=4096):
+            event = parse_event_line(line)
+            if event is None:
+                continue
+            first = first or event
+            message = first_message(event.type, event.payload)
+            read += 1
+            if message is not None or read == FIRST_MESSAGE_WITHIN:
+                break
         tail: list[SessionEvent] = []
         for offset, line in _lines_backward(fd, end):
             event = parse_event_line(line)
@@ -1257,7 +1264,7 @@ def _head_and_tail(
     finally:
         os.close(fd)
     tail.reverse()
-    return first, tail
+    return first, message, tail
 
 
 def _agent_of(first: SessionEvent | None) -> str:

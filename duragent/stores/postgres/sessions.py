@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, get_args
 
 from duragent.ids import check_name
 from duragent.stores.base import (
+    FIRST_MESSAGE_WITHIN,
     ChangeListener,
     ListKey,
     SequenceConflict,
@@ -36,6 +37,7 @@ from duragent.stores.base import (
     SessionStatus,
     SessionSummary,
     already_durable,
+    first_message,
     ignore_changes,
     name_in_start,
 )
@@ -86,7 +88,10 @@ ORDER BY seq LIMIT $4
 _LIST_SESSIONS = """
 SELECT s.id, s.agent, s.status, s.created_at, s.updated_at, s.last_seq,
        (SELECT e.payload::text FROM events e
-        WHERE e.session_id = s.id AND e.seq = 1 AND e.type = 'session_start') AS start
+        WHERE e.session_id = s.id AND e.seq = 1 AND e.type = 'session_start') AS start,
+       ARRAY(SELECT e.payload::text FROM events e
+             WHERE e.session_id = s.id AND e.seq <= {within} AND e.type = 'user_message'
+             ORDER BY e.seq) AS first_messages
 FROM sessions s
 WHERE {conditions}
 ORDER BY s.updated_at DESC, s.id COLLATE "C" DESC LIMIT $1
@@ -246,6 +251,7 @@ class PostgresSessionStore:
                 row["updated_at"],
                 int(row["last_seq"]),
                 _name(row["start"]),
+                _first_message(row["first_messages"]),
             )
             for row in rows
         ]
@@ -429,7 +435,19 @@ def _list_query(
     if after is not None:
         arguments += after
         conditions.append(f'(s.updated_at, s.id COLLATE "C") < (${len(arguments) - 1}, ${len(arguments)})')
-    return _LIST_SESSIONS.format(conditions=" AND ".join(conditions) or "true"), arguments
+    query = _LIST_SESSIONS.format(conditions=" AND ".join(conditions) or "true", within=FIRST_MESSAGE_WITHIN)
+    return query, arguments
+
+
+def _first_message(payloads: builtins.list[str]) -> str | None:
+    """The shown start of the first of these `user_message` payloads that has one (`first_message`).
+
+    They are read as text and decoded here, as `_name`'s: any JSON operator in the query (even to
+    skip a silent message) fails on a payload holding U+0000."""
+    return next(
+        (text for payload in payloads if (text := first_message("user_message", json.loads(payload)))),
+        None,
+    )
 
 
 def _name(start: str | None) -> str | None:
