@@ -8,6 +8,7 @@ is whatever `ApiClient` the caller passes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -66,69 +67,84 @@ async def send_one(
     last_id: str | None = None
     if live:
         out.start_spinner()
-    from duragent.client.http import QUEUED_EVENT, ServerUnreachable, TurnCutOff
+    from duragent.client.http import ServerUnreachable, TurnCutOff
+    from duragent.client.sse import BEHIND_APPROVAL_EVENT, QUEUED_EVENT
 
+    position: int | None = None
+    waited_for: dict[str, Any] | None = None  # an approval a turn ahead asks: this message waits
     try:
-        async for event in api.stream(session_id, content):
-            last_id = event.id or last_id
-            data = event.data
-            if event.event == "token" and live:
-                out.token(str(data.get("content", "")))
-            elif event.event == QUEUED_EVENT:
-                if not as_json:
-                    side.notice(queued_note(session_id, int(data.get("position", 1))))
+        async with contextlib.aclosing(api.stream(session_id, content)) as events:
+            async for event in events:
+                last_id = event.id or last_id
+                data = event.data
+                if event.event == "token" and live:
+                    out.token(str(data.get("content", "")))
+                elif event.event == QUEUED_EVENT:
+                    position = int(data.get("position", 1))
+                    if not as_json:
+                        side.notice(queued_note(session_id, position))
+                        if live:
+                            out.start_spinner()
+                elif event.event == BEHIND_APPROVAL_EVENT:
+                    # This stream would wait, silent, until someone decides (up to the approval's
+                    # timeout): say so now, as when the approval was asked before the message.
+                    asked = (await api.session(session_id)).get("pending_approvals") or []
+                    if asked:  # (else already decided: the turns go on, and so does this stream)
+                        call_id = data.get("call_id")
+                        waited_for = next((a for a in asked if a.get("call_id") == call_id), asked[0])
+                        break
+                elif event.event == "tool_call":
+                    calls[str(data.get("call_id"))] = {
+                        "call_id": data.get("call_id"),
+                        "tool": data.get("tool"),
+                        "arguments": data.get("arguments") or {},
+                    }
+                    if not as_json:
+                        side.tool_call(
+                            str(data.get("call_id")), str(data.get("tool")), dict(data.get("arguments") or {})
+                        )
+                elif event.event == "tool_result":
+                    call = calls.setdefault(
+                        str(data.get("call_id")), {"call_id": data.get("call_id"), "tool": data.get("tool")}
+                    )
+                    call.update(
+                        ok=bool(data.get("ok")),
+                        duration_ms=data.get("duration_ms"),
+                        result=data.get("content"),
+                    )
+                    if not as_json:
+                        side.tool_result(
+                            str(data.get("call_id")),
+                            str(data.get("tool")),
+                            bool(data.get("ok")),
+                            None if data.get("duration_ms") is None else int(data["duration_ms"]),
+                            str(data.get("content", "")),
+                        )
                     if live:
                         out.start_spinner()
-            elif event.event == "tool_call":
-                calls[str(data.get("call_id"))] = {
-                    "call_id": data.get("call_id"),
-                    "tool": data.get("tool"),
-                    "arguments": data.get("arguments") or {},
-                }
-                if not as_json:
-                    side.tool_call(
-                        str(data.get("call_id")), str(data.get("tool")), dict(data.get("arguments") or {})
-                    )
-            elif event.event == "tool_result":
-                call = calls.setdefault(
-                    str(data.get("call_id")), {"call_id": data.get("call_id"), "tool": data.get("tool")}
-                )
-                call.update(
-                    ok=bool(data.get("ok")), duration_ms=data.get("duration_ms"), result=data.get("content")
-                )
-                if not as_json:
-                    side.tool_result(
-                        str(data.get("call_id")),
-                        str(data.get("tool")),
-                        bool(data.get("ok")),
-                        None if data.get("duration_ms") is None else int(data["duration_ms"]),
+                elif event.event == "approval_required":
+                    approval = dict(data)
+                    status = "pending_approval"
+                elif event.event == "done":
+                    reply, usage = (
                         str(data.get("content", "")),
+                        dict(data.get("turn_usage") or data.get("usage") or {}),
                     )
-                if live:
-                    out.start_spinner()
-            elif event.event == "approval_required":
-                approval = dict(data)
-                status = "pending_approval"
-            elif event.event == "done":
-                reply, usage = (
-                    str(data.get("content", "")),
-                    dict(data.get("turn_usage") or data.get("usage") or {}),
-                )
-                status = "truncated" if data.get("truncated") else "complete"
-                if status == "truncated":
-                    error = {"code": "truncated", "message": TRUNCATED}
-                if live:
-                    out.reply(reply)
-                elif not as_json:
-                    out.write(printable(reply) + ("" if reply.endswith("\n") else "\n"))
-            elif event.event == "error":
-                status, error = "failed", {"code": data.get("code"), "message": data.get("message")}
-                # (the model calls of a failed turn were paid for too: an empty reply's included)
-                usage = dict(data.get("turn_usage") or data.get("usage") or {})
-            elif event.event == "cancelled":
-                status, error = "cancelled", {"code": "cancelled", "message": "the turn was cancelled"}
-            elif event.event == "status" and data.get("to") == "paused" and approval is None:
-                status, error = "paused", {"code": "paused", "message": str(data.get("reason", "paused"))}
+                    status = "truncated" if data.get("truncated") else "complete"
+                    if status == "truncated":
+                        error = {"code": "truncated", "message": TRUNCATED}
+                    if live:
+                        out.reply(reply)
+                    elif not as_json:
+                        out.write(printable(reply) + ("" if reply.endswith("\n") else "\n"))
+                elif event.event == "error":
+                    status, error = "failed", {"code": data.get("code"), "message": data.get("message")}
+                    # (the model calls of a failed turn were paid for too: an empty reply's included)
+                    usage = dict(data.get("turn_usage") or data.get("usage") or {})
+                elif event.event == "cancelled":
+                    status, error = "cancelled", {"code": "cancelled", "message": "the turn was cancelled"}
+                elif event.event == "status" and data.get("to") == "paused" and approval is None:
+                    status, error = "paused", {"code": "paused", "message": str(data.get("reason", "paused"))}
     except asyncio.CancelledError:
         # Ctrl-C: closing the stream detaches; the session goes on (or pauses) on the server.
         out.close()
@@ -150,6 +166,8 @@ async def send_one(
     client.attached(str(info["agent"]), session_id)
     client.saw(session_id, last_id)
     client.save()
+    if waited_for is not None:
+        return _say_queued_behind(api, session_id, waited_for, position, as_json=as_json)
     result: dict[str, Any] = {
         "session_id": session_id,
         "reply": reply,
@@ -192,13 +210,20 @@ async def _queue_behind_approval(
 ) -> int:
     """The session's turn waits for a person: queue the message behind it and say so at once
     (streaming it would wait, silent, until someone decides, up to the approval's timeout)."""
-    from duragent.cli.render import Renderer
-
     session_id = str(info["session_id"])
     _, body = await api.send(session_id, content)
-    approval = dict(info["pending_approvals"][0])
     client.attached(str(info["agent"]), session_id)
     client.save()
+    approval = dict(info["pending_approvals"][0])
+    return _say_queued_behind(api, session_id, approval, body.get("position"), as_json=as_json)
+
+
+def _say_queued_behind(
+    api: ApiClient, session_id: str, approval: dict[str, Any], position: object, *, as_json: bool
+) -> int:
+    """Say that the message is queued behind a person's decision on `approval`, and how to decide."""
+    from duragent.cli.render import Renderer
+
     if as_json:
         from duragent.cli.context import print_json
 
@@ -206,7 +231,7 @@ async def _queue_behind_approval(
             {
                 "session_id": session_id,
                 "status": "queued",
-                "position": body.get("position"),
+                "position": position,
                 "approval": approval_help(api, session_id, approval),
             }
         )

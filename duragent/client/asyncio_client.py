@@ -14,19 +14,18 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.parse
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 from duragent.client.http import (
     CONNECT_TIMEOUT,
-    QUEUED_EVENT,
     REQUEST_TIMEOUT,
     ApiClient,
     ServerEvent,
     ServerUnreachable,
     _json_object,
 )
-from duragent.client.sse import queued_behind, read_sse
+from duragent.client.sse import comment_event, read_sse
 
 _READ_CHUNK = 64 * 1024
 #: What a broken or cut-off answer raises while it is read.
@@ -103,7 +102,7 @@ class AsyncioApiClient(ApiClient):
         *,
         params: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
-    ) -> AsyncIterator[ServerEvent]:
+    ) -> AsyncGenerator[ServerEvent, None]:
         response = await self._open(
             method, path, body, params, accept="text/event-stream", sends_message=method == "POST"
         )
@@ -113,8 +112,8 @@ class AsyncioApiClient(ApiClient):
             async for message in read_sse(response.chunks()):
                 if not message.is_comment:
                     yield ServerEvent(message.id, message.event, message.json())
-                elif (ahead := queued_behind(message)) is not None:
-                    yield ServerEvent(None, QUEUED_EVENT, {"position": ahead})
+                elif (said := comment_event(message)) is not None:
+                    yield ServerEvent(None, *said)
         except _BROKEN as exc:
             raise ServerUnreachable(self.base_url, _reason(exc)) from None
         finally:

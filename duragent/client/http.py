@@ -9,11 +9,11 @@ message as is.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
-from duragent.client.sse import queued_behind, read_sse
+from duragent.client.sse import comment_event, read_sse
 from duragent.errors import DuragentError, NotFound
 
 if TYPE_CHECKING:
@@ -87,11 +87,6 @@ class AgentNotFound(NotFound):
 
 class SessionGone(ApiError):
     """The session has ended and takes no more messages."""
-
-
-#: The event a client's `stream` starts with when its message waits behind other turns (data:
-#: `position`, how many); the server says so in a comment, as only Rust's event names are sent.
-QUEUED_EVENT = "queued"
 
 
 class ServerEvent(NamedTuple):
@@ -308,7 +303,7 @@ class ApiClient:
         params = {"after": after} if after is not None else None
         return self._sse("GET", f"/api/v1/sessions/{session_id}/events", params=params)
 
-    def stream(self, session_id: str, content: str) -> AsyncIterator[ServerEvent]:
+    def stream(self, session_id: str, content: str) -> AsyncGenerator[ServerEvent, None]:
         """POST /stream: the events of one turn for `content`, ending with the turn."""
         return self._sse("POST", f"/api/v1/sessions/{session_id}/stream", body={"content": content})
 
@@ -319,7 +314,7 @@ class ApiClient:
         *,
         params: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
-    ) -> AsyncIterator[ServerEvent]:
+    ) -> AsyncGenerator[ServerEvent, None]:
         import aiohttp
 
         try:
@@ -331,8 +326,8 @@ class ApiClient:
                 async for message in read_sse(response.content.iter_any()):
                     if not message.is_comment:
                         yield ServerEvent(message.id, message.event, message.json())
-                    elif (ahead := queued_behind(message)) is not None:
-                        yield ServerEvent(None, QUEUED_EVENT, {"position": ahead})
+                    elif (said := comment_event(message)) is not None:
+                        yield ServerEvent(None, *said)
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise ServerUnreachable(self.base_url, _reason(exc)) from None
 

@@ -16,6 +16,16 @@ from typing import Any, NamedTuple
 #: The comment `POST /stream` sends first when its message waits behind other turns
 #: (`duragent.server.routes.sessions.QUEUED_COMMENT`).
 _QUEUED = re.compile(r"queued behind (\d+) turn")
+#: The comment `POST /stream` sends when a turn ahead of its message asks for an approval
+#: (`duragent.server.routes.sessions.BEHIND_APPROVAL_COMMENT`).
+_BEHIND_APPROVAL = re.compile(r"queued behind an approval of call (\S+)")
+
+#: The event a client's `stream` starts with when its message waits behind other turns (data:
+#: `position`, how many); the server says so in a comment, as only Rust's event names are sent.
+QUEUED_EVENT = "queued"
+#: The event a client's `stream` gives when a turn ahead of its message asks a person (data:
+#: `call_id`): the message waits for that decision, which this stream does not take.
+BEHIND_APPROVAL_EVENT = "queued_behind_approval"
 
 
 class SseMessage(NamedTuple):
@@ -43,6 +53,15 @@ def queued_behind(message: SseMessage) -> int | None:
     """How many turns run before this stream's message, when `message` is the comment saying so."""
     found = _QUEUED.match(message.comment or "")
     return int(found.group(1)) if found else None
+
+
+def comment_event(message: SseMessage) -> tuple[str, dict[str, Any]] | None:
+    """The client event a `/stream` comment stands for (`QUEUED_EVENT`, `BEHIND_APPROVAL_EVENT`),
+    or None for any other comment (a keep-alive)."""
+    if (ahead := queued_behind(message)) is not None:
+        return QUEUED_EVENT, {"position": ahead}
+    found = _BEHIND_APPROVAL.match(message.comment or "")
+    return (BEHIND_APPROVAL_EVENT, {"call_id": found.group(1)}) if found else None
 
 
 class SseParser:

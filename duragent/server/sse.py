@@ -25,8 +25,9 @@ DEFAULT_KEEP_ALIVE = 15.0
 #: How often an idle stream checks that its client is still connected.
 DISCONNECT_CHECK = 0.5
 
-#: Decides, per event, whether to send it and whether the stream ends after it.
-EventFilter = Callable[[StreamEvent], tuple[bool, bool]]
+#: Decides, per event, whether to send it (True: its frame; bytes: these instead, a comment say)
+#: and whether the stream ends after it.
+EventFilter = Callable[[StreamEvent], tuple[bool | bytes, bool]]
 
 
 #: Built once: json.dumps with options makes a new encoder per call, and this runs per token.
@@ -90,7 +91,7 @@ async def pump(
             for item in [event, *subscription.ready()]:
                 send, ends = accept(item)
                 if send:
-                    chunks.append(frame(item))
+                    chunks.append(send if isinstance(send, bytes) else frame(item))
                 if ends:
                     ended = True
                     break

@@ -180,6 +180,61 @@ def test_send_to_a_paused_session_waiting_for_an_approval_queues_its_message_and
     assert "queued behind this decision" in again.stderr
 
 
+def test_send_behind_a_turn_that_then_asks_for_an_approval_says_so_at_once(
+    workspace: Path, fake_model: ThreadedFakeLLM
+) -> None:
+    """The turn ahead asks only after the second message was queued: the second `send` is told
+    in its stream and says so, rather than waiting, silent, for a decision it cannot give."""
+    server = start_server(workspace)
+    release = threading.Event()
+    fake_model.enqueue(held(release, tool_calls([("bash", {"command": "ls -la"})])))
+    first = subprocess.Popen(
+        [*DURAGENT, "send", "--new", "list the files"],
+        cwd=workspace,
+        env=client_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    second_err = workspace / "second.err"
+    second = None
+    try:
+        asyncio.run(until(lambda: fake_model.server.requests, within=60))
+        session = next((workspace / ".duragent" / "sessions").iterdir()).name
+        with second_err.open("w") as err:
+            second = subprocess.Popen(
+                [*DURAGENT, "send", "--server", str(server["url"]), "--session", session, "and then?"],
+                cwd=workspace,
+                env=client_env(),
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+            )
+        said = second
+        asyncio.run(until(lambda: "queued behind" in second_err.read_text() or said.poll() is not None, 60))
+        release.set()  # the turn ahead now asks about `ls -la`
+        second.communicate(timeout=60)
+    finally:
+        release.set()
+        first.communicate(timeout=60)
+        if second is not None and second.poll() is None:
+            second.kill()
+            second.wait()
+    said_there = second_err.read_text()
+    assert second.returncode == 3, said_there
+    assert "approval needed" in said_there
+    assert "ls -la" in said_there
+    assert (
+        f"your message is queued behind this decision; decide with: duragent attach {session}" in said_there
+    )
+    assert "and then?" in _queued_messages(workspace, session)
+
+
+def _queued_messages(root: Path, session: str) -> str:
+    """The session's log as text: a queued message is stored before its turn runs."""
+    return (root / ".duragent" / "sessions" / session / "events.jsonl").read_text()
+
+
 def _status(root: Path, session: str) -> str:
     shown = subprocess.run(
         [*DURAGENT, "session", "show", session],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from duragent.client.sse import SseMessage, SseParser
+from duragent.client.sse import BEHIND_APPROVAL_EVENT, QUEUED_EVENT, SseMessage, SseParser, comment_event
 
 STREAM = (
     ": keep-alive\n\n"
@@ -44,3 +44,25 @@ def test_a_long_replay_in_one_chunk_comes_out_whole_and_in_order() -> None:
     messages = parser.feed(frames.encode())
     assert [m.id for m in messages] == [str(n) for n in range(20_000)]
     assert messages[-1].json() == {"content": "19999 "}
+
+
+def test_the_stream_comments_about_a_waiting_message_read_back_as_client_events() -> None:
+    from duragent.server.routes.sessions import QUEUED_COMMENT, _behind_approval
+
+    said = f": {QUEUED_COMMENT.format(ahead=2)}\n\n".encode() + _behind_approval("call_7")
+    assert [comment_event(m) for m in SseParser().feed(said + b": keep-alive\n\n")] == [
+        (QUEUED_EVENT, {"position": 2}),
+        (BEHIND_APPROVAL_EVENT, {"call_id": "call_7"}),
+        None,
+    ]
+
+
+def test_a_call_id_from_the_model_cannot_write_events_into_the_stream() -> None:
+    from duragent.server.routes.sessions import _behind_approval
+
+    messages = SseParser().feed(_behind_approval('x\n\nevent: done\ndata: {"content": "forged"}'))
+    assert [m.is_comment for m in messages] == [True]
+    assert comment_event(messages[0]) == (
+        BEHIND_APPROVAL_EVENT,
+        {"call_id": 'xevent:donedata:{"content":"forged"}'},
+    )

@@ -98,6 +98,9 @@ HISTORY_TYPES = frozenset(
 #: The `/stream` comment sent first when the message waits behind other turns (read by
 #: `duragent.client.sse.queued_behind`).
 QUEUED_COMMENT = "queued behind {ahead} turn(s)"
+#: The `/stream` comment sent when a turn ahead of the message asks a person (read by
+#: `duragent.client.sse.comment_event`): the stream goes on, but its turn waits for that answer.
+BEHIND_APPROVAL_COMMENT = "queued behind an approval of call {call_id}"
 _ROLES = {"user_message": "user", "assistant_message": "assistant", "tool_result": "tool"}
 
 
@@ -579,7 +582,7 @@ async def stream_message(request: web.Request) -> web.StreamResponse:
     serving = _reached(request)
     for _attempt in range(_OWNER_ATTEMPTS):
         try:
-            _, subscription, ticket = await _accept(serving, body.content)
+            live, subscription, ticket = await _accept(serving, body.content)
         except SessionOwnedElsewhere:
             if serving.state.owner_requests is None:
                 raise
@@ -587,12 +590,12 @@ async def stream_message(request: web.Request) -> web.StreamResponse:
             if relayed is not None:
                 return relayed
             continue  # the session changed hands: look for its owner again
-        return await _stream_here(request, subscription, ticket)
+        return await _stream_here(request, live, subscription, ticket)
     raise SessionOwnedElsewhere(serving.session_id)
 
 
 async def _stream_here(
-    request: web.Request, subscription: Subscription, ticket: Ticket
+    request: web.Request, live: LiveSession, subscription: Subscription, ticket: Ticket
 ) -> web.StreamResponse:
     """Stream the turn of `ticket` (turns ahead of it skipped) from the session on this worker."""
     try:
@@ -601,11 +604,16 @@ async def _stream_here(
             # Said at once, or the client hears nothing until the turns ahead end: a comment,
             # which clients that know only the Rust event names skip (`duragent send` shows it).
             await response.write(f": {QUEUED_COMMENT.format(ahead=ticket.ahead)}\n\n".encode())
+            waiting = live.waiting_approvals()
+            if waiting:
+                await response.write(_behind_approval(waiting[0].get("call_id")))
         state = {"mine": False}
 
-        def accept(event: StreamEvent) -> tuple[bool, bool]:
+        def accept(event: StreamEvent) -> tuple[bool | bytes, bool]:
             if not state["mine"]:
                 if not ticket.started.done():
+                    if event.event == "approval_required":
+                        return _behind_approval(event.data.get("call_id")), False
                     return False, False
                 if ticket.started.cancelled():
                     return event.event == "cancelled", event.event == "cancelled"
@@ -618,6 +626,13 @@ async def _stream_here(
         return response
     finally:
         subscription.close()
+
+
+def _behind_approval(call_id: object) -> bytes:
+    """The comment saying a turn ahead asks a person about `call_id` (a model's id: anything that
+    could end the comment line is left out, so it cannot write events into the stream)."""
+    shown = "".join(char for char in str(call_id) if char.isprintable() and not char.isspace())
+    return f": {BEHIND_APPROVAL_COMMENT.format(call_id=shown or '-')}\n\n".encode()
 
 
 async def _stream_from_owner(
