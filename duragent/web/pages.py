@@ -62,8 +62,19 @@ def shown(value: Any) -> Any:
 def json_text(value: Any) -> str:
     """`value` as JSON text to show on a page: plain text, escaped as HTML and `shown` like any
     other (Jinja's `tojson` writes JSON for a <script> element, `<` as `\\u003c`, `é` as
-    `\\u00e9`, and a tool call's arguments would not read as the model wrote them)."""
-    return json.dumps(value, ensure_ascii=False)
+    `\\u00e9`, and a tool call's arguments would not read as the model wrote them). A whole
+    number stored as a float (`2.0`) is written `2`, as the page's script writes it live."""
+    return json.dumps(_whole_floats_as_ints(value), ensure_ascii=False)
+
+
+def _whole_floats_as_ints(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _whole_floats_as_ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_floats_as_ints(item) for item in value]
+    return value
 
 
 TEMPLATES = web.AppKey("templates", Templates)

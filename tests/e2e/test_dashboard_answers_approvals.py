@@ -105,7 +105,8 @@ async def test_the_tool_lines_of_a_turn_read_the_same_live_and_after_a_reload(
         page = await new_page(chrome)
         await log_in(page, api.url(""), TOKEN)
         await page.goto(api.url(f"/ui/sessions/{session_id}"))
-        arguments = {"command": "rm -f nothing.txt", "timeout_seconds": 5}
+        # (5.0: a whole number the model wrote as a float reads "5" live, as JSON.parse makes it)
+        arguments = {"command": "rm -f nothing.txt", "timeout_seconds": 5.0}
         fake_llm.enqueue(tool_calls([("bash", arguments)]), text("listed"))
         status, body = await send(api, session_id)
         assert status == 202, body
