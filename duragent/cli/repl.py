@@ -77,6 +77,8 @@ REPLY_GRACE = 3.0
 #: Longest a terminal leaving a running turn waits to learn who else follows the session.
 LEAVING_QUESTION_SECONDS = 2.0
 DECISIONS = {"y": "allow_once", "a": "allow_always", "n": "deny"}
+#: Slash commands that need no server.
+_LOCAL_COMMANDS = frozenset({"help", "detach", "quit", "exit"})
 #: What `a` at the approval question asks before it writes an allow rule into the policy.
 ALWAYS_CHECK = (
     "allow always: add an allow rule to the agent's policy? Enter confirms, any other key goes back "
@@ -786,7 +788,16 @@ class Repl:
         if handler is None:
             self.renderer.error(f"unknown command /{name}; /help lists them")
             return "idle"
-        return await handler(argument.strip())
+        try:
+            if name.lower() not in _LOCAL_COMMANDS:
+                # as a message does: the workspace's server stopped meanwhile, this starts it again
+                await self._start_the_server_if_gone()
+            return await handler(argument.strip())
+        except DuragentError as exc:
+            # Said, and this terminal stays (a server gone before this terminal knew it, one that
+            # cannot start, a refused request): it follows the server again once one runs.
+            self.renderer.error(f"✗ /{name.lower()}: {exc}")
+            return "idle"
 
     def _commands(self) -> dict[str, Callable[[str], Awaitable[str]]]:
         return {

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from duragent.testing.fake_llm import text
 from tests.e2e.terminal import Terminal
 from tests.e2e.test_a_server_killed_mid_turn import SLOW_REPLY
 from tests.e2e.test_send_says_when_its_message_waits import start_server, workspace
@@ -43,3 +44,27 @@ def test_leaving_chat_after_the_server_died_mid_turn_says_no_server_runs_it(
     assert "The server stopped answering" in farewell
     assert "its unfinished turn goes on once the server runs again" in farewell
     assert "Come back with: duragent attach s_" in farewell
+
+
+@pytest.mark.parametrize("command", ["/status", "/history 2", "/sessions"])
+def test_a_slash_command_after_the_server_died_keeps_chat_open(
+    workspace: Path, fake_model: ThreadedFakeLLM, command: str
+) -> None:
+    """A slash command starts the workspace's server again as a message does, and a failure is
+    said at the prompt: it never closes the terminal (it did, with `error: cannot reach`)."""
+    server = start_server(workspace)
+    fake_model.enqueue(text("Hello."))
+    term = Terminal(["chat"], workspace)
+    term.prompt()
+    term.type("hi")
+    term.expect("Hello.")
+    term.prompt()
+    os.kill(int(server["pid"]), signal.SIGKILL)
+    term.expect("stopped answering; this terminal reconnects")
+    term.prompt()
+    term.type(command)
+    term.prompt()  # still in chat, the command answered (the server started again)
+    term.type("/detach")
+    shown = term.finish()
+    assert "error: cannot reach" not in shown
+    assert "Come back with: duragent attach s_" in shown
