@@ -5,7 +5,8 @@ The fork point is a sequence number (`ID@12`) or a revision of the data reposito
 id; its first event is a `session_start` like the original's plus
 `forked_from: {session, seq}`, and the original's events 2..seq follow with their seq numbers,
 times and payloads (new event ids), but for a `session_end`: the fork of an ended session is open.
-The original session is only read.
+A fork made in the middle of a turn ends with a `status_change` to `paused` (`FORKED_MID_TURN`):
+`/resume` takes the turn up. The original session is only read.
 """
 
 from __future__ import annotations
@@ -119,10 +120,30 @@ async def fork_session(
     # seq numbers stay those of the original, so `ID@SEQ` means the same event in both sessions
     copied += [replace(event, id=new_id("ev")) for event in rest]
     copied = _renumbered(copied)
-    await store.append(session_id, copied)
     state = replay(session_id, copied)
+    if _mid_turn(state):
+        # Nothing runs the copied turn: the fork waits, paused, for /resume (or a message) to
+        # take it up, where a copied `running` would say a turn runs that never does.
+        change = {"from": state.status, "to": "paused", "reason": FORKED_MID_TURN}
+        copied.append(SessionEvent(len(copied) + 1, new_id("ev"), utcnow(), "status_change", change))
+        state = replay(session_id, copied)
+    await store.append(session_id, copied)
     await store.save_snapshot(state.to_snapshot())
     return state
+
+
+#: Why a fork made in the middle of a turn is paused (`session show`, attach).
+FORKED_MID_TURN = "forked in the middle of a turn: /resume takes the turn up"
+
+
+def _mid_turn(state: SessionState) -> bool:
+    """True when the fork point falls inside a turn: one running, a call without its result or
+    waiting for a person, or the model left to speak (a turn that failed or was cancelled is over)."""
+    from duragent.runtime.loop import owes_reply
+
+    if state.status == "running" or state.open_tool_calls() or state.pending_approvals:
+        return True
+    return state.turn_closed_by is None and owes_reply(state.conversation, past_partial=True)
 
 
 def _renumbered(events: list[SessionEvent]) -> list[SessionEvent]:
