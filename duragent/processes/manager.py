@@ -21,7 +21,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -842,17 +842,29 @@ def _runs_in_group(pgid: int) -> bool:
     A member whose parent died waits as a zombie until init reaps it, which some inits (in
     containers) do late: the group is over all the same, and a kill need not wait out its grace.
     """
-    proc = Path("/proc")
-    if not proc.is_dir():
+    if not Path("/proc").is_dir():
         return True
-    for stat in proc.glob("[0-9]*/stat"):
+    return any(True for _member in _group_members(pgid))
+
+
+def _group_members(pgid: int) -> Iterator[_Member]:
+    """The processes of group `pgid` that are not zombies, from /proc (Linux)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rpartition(")")[2].split()
         except OSError:
             continue  # (gone meanwhile)
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
-            return True
-    return False
+        if len(fields) > 19 and fields[2] == str(pgid) and fields[0] != "Z":
+            yield _Member(int(stat.parent.name), session=int(fields[3]), started=int(fields[19]))
+
+
+@dataclass(frozen=True)
+class _Member:
+    """A process as /proc/PID/stat shows it: its id, session id and start (clock ticks since boot)."""
+
+    pid: int
+    session: int
+    started: int
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -866,8 +878,26 @@ def _start_ticks(pid: int) -> int | None:
 
 
 def _kill_stale_group(record: ProcessRecord) -> None:
-    """Stop what is left of a process the server lost, if its pid is still that process."""
+    """Stop what is left of a process the server lost: its group, while its pid is still that
+    process, or once that process is gone, what it started (its `bash -c` dies with the server,
+    but a command's own children do not: `sleep 45 &` ran on, orphaned, for good).
+
+    Without its leader, a member of the group in the leader's session started no earlier than it
+    is of that group: Linux does not give a pid to a new process while a group or session still
+    bears that number.
+    """
     if record.pid is None or record.pid_started is None:
         return
-    if _start_ticks(record.pid) == record.pid_started:
-        kill_group(record.pid, signal.SIGKILL)
+    leader_started = _start_ticks(record.pid)
+    if leader_started is None:
+        left = [
+            member
+            for member in _group_members(record.pid)
+            if member.session == record.pid and member.started >= record.pid_started
+        ]
+        if not left:
+            return
+        log.info("background process %s: stopping %d process(es) it left running", record.handle, len(left))
+    elif leader_started != record.pid_started:
+        return  # the pid is another process's now
+    kill_group(record.pid, signal.SIGKILL)

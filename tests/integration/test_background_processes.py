@@ -225,6 +225,37 @@ async def test_a_plain_process_left_by_a_crash_is_killed_and_reported_lost(
     assert orphan.wait(timeout=5) != 0  # killed, not left running
 
 
+async def test_what_a_crashed_process_started_is_killed_at_the_next_start_though_its_shell_died(
+    managers: Callable[..., ProcessManager], tmp_path: Path
+) -> None:
+    # What a `kill -9` of the server leaves: the `bash -c` died with it (PDEATHSIG), the commands
+    # it started run on in its process group, orphaned; the record still says running.
+    from duragent.processes.manager import _group_members, _start_ticks
+
+    shell = subprocess.Popen(["bash", "-c", "sleep 60 & sleep 61; true"], start_new_session=True)  # noqa: ASYNC220
+    started = _start_ticks(shell.pid)
+    await until(lambda: len(list(_group_members(shell.pid))) == 3)
+    shell.kill()
+    shell.wait()  # (reaped: its pid is gone, the group is not)
+    assert len(list(_group_members(shell.pid))) == 2
+    record = ProcessRecord(
+        handle="proc_CRASHED2",
+        agent="helper",
+        session_id="s_OWNER",
+        command="sleep 60 & sleep 61; true",
+        pid=shell.pid,
+        pid_started=started,
+        started_at=utcnow(),
+    )
+    (tmp_path / "processes").mkdir()
+    (tmp_path / "processes" / "proc_CRASHED2.yaml").write_text(render_record(record))
+    manager = managers()
+    await manager.start()
+    await until(lambda: reports(manager))
+    assert reports(manager)[0][0].status == "lost"
+    await until(lambda: not list(_group_members(shell.pid)))  # (zombies aside: init reaps them)
+
+
 async def test_records_loaded_before_the_start_say_which_task_started_a_process_and_wait_for_it(
     managers: Callable[..., ProcessManager], tmp_path: Path
 ) -> None:
