@@ -21,9 +21,10 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -112,8 +113,11 @@ def _parse_entry(value: object) -> PendingEntry:
 class PendingInbox:
     """The stored set of pending turns and held context, rewritten whole (it is small) on every change."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, redact: Callable[[Any], Any] | None = None):
         self.path = path
+        #: The secret guard's: what waits here is stored as the session will store it, secrets
+        #: redacted (what a restart submits from here is the redacted text, as the log holds it).
+        self._redact = redact
         self._lock = asyncio.Lock()
         #: The newest body asked for and its number, the newest save that must reach the disk,
         #: and the number of the last one written.
@@ -129,7 +133,10 @@ class PendingInbox:
         for every save that waited meanwhile (flushed if any of them must be): one fsync for a
         burst of messages.
         """
-        self._wanted = json.dumps([entry.to_json() for entry in entries], ensure_ascii=False, indent=1)
+        stored = [entry.to_json() for entry in entries]
+        if self._redact is not None:
+            stored = [self._redact(entry) for entry in stored]
+        self._wanted = json.dumps(stored, ensure_ascii=False, indent=1)
         self._asked += 1
         mine = self._asked
         if durable:
@@ -175,4 +182,21 @@ def write_state_file(path: Path, body: str, *, durable: bool = True) -> None:
     """Replace a gateway state file with `body` at once: UTF-8 whatever the locale (chat text is
     anything); `durable`: flushed to the disk with its rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    _ignored_by_git(path.parent)
     write_atomic(path, body.encode("utf-8"), durable=durable)
+
+
+#: Folders `_ignored_by_git` made sure of in this process.
+_IGNORED: set[Path] = set()
+
+
+def _ignored_by_git(folder: Path) -> None:
+    """Ignore `folder` in the data repository: what it holds is this machine's state (which
+    session each chat talks to, messages not stored yet), not history (a folder that ignores
+    itself, like run/, whatever the repository's own .gitignore says)."""
+    if folder in _IGNORED:
+        return
+    ignore = folder / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("*\n", encoding="utf-8")
+    _IGNORED.add(folder)

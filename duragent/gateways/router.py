@@ -315,6 +315,7 @@ class GatewayRouter:
         chunk_limits: dict[str, int] | None = None,
         shutting_down: Callable[[], bool] = lambda: False,
         capabilities: Callable[[str], Sequence[str]] = lambda gateway: (),
+        redact: Callable[[Any], Any] | None = None,
     ):
         self.sessions = sessions
         self.agent_for = agent_for
@@ -329,7 +330,7 @@ class GatewayRouter:
         self._debounces: dict[tuple[ChatKey, str], Debounce] = {}
         self._recent: collections.deque[tuple[str, str, str]] = collections.deque(maxlen=RECENT_IDS)
         self._lock = asyncio.Lock()
-        self.inbox = PendingInbox(directory_path.with_name("pending.json"))
+        self.inbox = PendingInbox(directory_path.with_name("pending.json"), redact=redact)
         #: Turns flushed from their debounce window whose message the session has not stored yet.
         self._submitting: dict[int, PendingTurn] = {}
         self._tokens = iter(range(1, 1 << 62))

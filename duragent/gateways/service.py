@@ -32,6 +32,7 @@ class GatewayService:
             artifacts=state.workspace.stores.artifacts,
             shutting_down=state.shutdown.is_set,
             capabilities=self._capabilities,
+            redact=state.workspace.guard.redact_value,  # (no key-shaped text at rest in pending.json)
         )
         self.manager = GatewayManager(
             config.gateways.external,

@@ -3,6 +3,7 @@ when it cannot be read."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from duragent.gateways.inbox import PendingInbox, PendingTurn
 from duragent.gateways.protocol import MessageReceived
+from duragent.secrets import SecretGuard
 
 MESSAGE = MessageReceived.model_validate(
     {
@@ -66,3 +68,35 @@ def test_chat_text_outside_ascii_is_kept_under_an_ascii_locale(tmp_path: Path) -
     )
     assert done.returncode == 0, done.stderr
     assert "café ☕ 🎉" in (tmp_path / "pending.json").read_text(encoding="utf-8")
+
+
+async def test_a_secret_in_a_waiting_message_is_not_stored_at_rest(tmp_path: Path) -> None:
+    """The session's log gets the text redacted; pending.json held it raw while it waited."""
+    key = "sk-trialSECRET0123456789abcdefABCDEF"
+    inbox = PendingInbox(tmp_path / "pending.json", redact=SecretGuard({"OPENAI_API_KEY": key}).redact_value)
+    said = MESSAGE.model_copy(update={"content": MESSAGE.content.model_copy(update={"text": f"key: {key}"})})
+
+    await inbox.save([PendingTurn("telegram", "assistant", (f"my key is {key}",), said)])
+
+    stored = (tmp_path / "pending.json").read_text()
+    assert key not in stored
+    assert "my key is [REDACTED:OPENAI_API_KEY]" in stored
+    [loaded] = await PendingInbox(tmp_path / "pending.json").load()
+    assert isinstance(loaded, PendingTurn)
+    assert loaded.texts == ("my key is [REDACTED:OPENAI_API_KEY]",)
+
+
+def test_the_gateways_folder_stays_out_of_the_data_repository(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    subprocess.run(["git", "init", "-q", str(data)], check=True)
+    turn = PendingTurn("telegram", "assistant", ("hi",), MESSAGE)
+    asyncio.run(PendingInbox(data / "gateways" / "pending.json").save([turn]))
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=data,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert (data / "gateways" / "pending.json").exists()
+    assert status.stdout == ""
