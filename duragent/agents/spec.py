@@ -9,9 +9,19 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from duragent.durations import Duration
 from duragent.mcp.spec import McpServers
@@ -111,13 +121,26 @@ class ModelSpec(SpecModel):
             raise ValueError("must be longer than 0s")
         return value
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _one_output_limit(cls, value: Any) -> Any:
-        if isinstance(value, dict) and "max_tokens" in value and "max_output_tokens" in value:
-            # (one of the two would be ignored without a word)
-            raise ValueError("max_tokens and max_output_tokens are the same setting: keep one")
-        return value
+    def _one_output_limit(cls, value: Any, handler: ModelWrapValidatorHandler[ModelSpec]) -> ModelSpec:
+        if not (isinstance(value, dict) and "max_tokens" in value and "max_output_tokens" in value):
+            return handler(value)
+        # (one of the two would be ignored without a word) Said with the fields' own problems,
+        # not instead of them: every problem of an agent is reported at once.
+        conflict: InitErrorDetails = {
+            "type": PydanticCustomError(
+                "value_error", "Value error, max_tokens and max_output_tokens are the same setting: keep one"
+            ),
+            "loc": (),
+            "input": value,
+        }
+        try:
+            handler(value)
+        except ValidationError as exc:
+            problems = [cast(InitErrorDetails, error) for error in exc.errors()]
+            raise ValidationError.from_exception_data(exc.title, [*problems, conflict]) from None
+        raise ValidationError.from_exception_data(cls.__name__, [conflict])
 
 
 class AgentSessionSpec(SpecModel):

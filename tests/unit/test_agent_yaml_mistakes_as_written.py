@@ -131,6 +131,26 @@ def test_both_spellings_of_the_output_limit_are_an_error_not_one_ignored(agents:
     ]
 
 
+def test_both_spellings_of_the_output_limit_are_said_with_the_other_problems_of_the_model(
+    agents: Path,
+) -> None:
+    """The conflict was said instead of the fields' own problems, which came only once it was fixed."""
+    folder = write(
+        agents,
+        "name: bot\n"
+        "model: {provider: 5, name: demo, temperature: hot, max_tokens: 1, max_output_tokens: 2}\n",
+    )
+
+    problems = problems_of(folder)
+
+    assert len(problems) == 3, problems
+    assert problems[0] == (
+        "agents/bot/agent.yaml:2:8: model: max_tokens and max_output_tokens are the same setting: keep one"
+    )
+    assert problems[1].startswith("agents/bot/agent.yaml:2:19: model.provider must be ")
+    assert problems[2] == "agents/bot/agent.yaml:2:47: model.temperature must be a number, got 'hot'"
+
+
 def test_a_misspelt_required_key_is_named_with_its_correction_beside_the_missing_one(agents: Path) -> None:
     """`provder:` makes `provider` missing: the error says which key was meant, not only what is gone."""
     folder = write(
