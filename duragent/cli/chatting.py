@@ -158,7 +158,14 @@ async def talk(api: ApiClient, workspace: TerminalWorkspace, attachment: Attachm
         server_gone_farewell(renderer, session, cut_off=repl.turn_cut_off)
         return
     farewell(
-        renderer, session, outcome, workspace, local=local, running=repl.in_turn, others=repl.others_attached
+        renderer,
+        session,
+        outcome,
+        workspace,
+        local=local,
+        running=repl.in_turn,
+        others=repl.others_attached,
+        undecided=repl.left_at_question,
     )
 
 
@@ -180,16 +187,24 @@ def farewell(
     local: bool,
     running: bool,
     others: int = 0,
+    undecided: str | None = None,
 ) -> None:
     """What became of the session, and how to come back to it (`running`: a turn was going on
     when the terminal left, which on_disconnect lets go on or pauses once `others`, the clients
-    still following it, have left too)."""
+    still following it, have left too; `undecided`: the call whose approval question it left)."""
     if outcome == "ended":
         renderer.line(f"Session {session.id} has ended. Start another with: duragent chat --new")
         return
     if local:
         paused = " (its running turn paused)" if running else ""
         renderer.line(f"The local server stopped; session {session.id} is saved{paused}.")
+    elif undecided is not None:
+        from duragent.terminal_text import printable
+
+        renderer.line(
+            f"Detached. Session {session.id} waits for a decision on {printable(undecided)}: "
+            "attaching asks it again (or POST .../approve decides it)."
+        )
     elif not running:
         renderer.line(f"Detached. Session {session.id} has no turn running; it waits for your next message.")
     elif others:

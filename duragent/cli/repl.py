@@ -72,6 +72,8 @@ SHUTDOWN_PAUSE_REASON = "server shutting down"
 RESTART_PAUSE_REASON = "server restarted"
 #: What `read_decision` returns when an event came before the answer.
 INTERRUPTED = "_interrupted"
+#: What the approval question answers for Ctrl-D: leave, as Ctrl-D does anywhere (the call waits).
+DETACH = "_detach"
 #: Seconds to wait for the stream to show a reply the server already returned.
 REPLY_GRACE = 3.0
 #: Longest a terminal leaving a running turn waits to learn who else follows the session.
@@ -182,6 +184,8 @@ class Repl:
         self.turn_cut_off = False
         self._prompt: PromptSession[str] | None = None
         self._keys: HeldKeys | None = None
+        #: The call whose approval question the person left with Ctrl-D ("bash ls -la"), if so.
+        self.left_at_question: str | None = None
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -354,7 +358,10 @@ class Repl:
             if caught_up and self.held is None:
                 waiting = [c for c in self.pending if c not in self.asked]
                 if waiting:
-                    if not await self.ask(waiting[0]):
+                    answered = await self.ask(waiting[0])
+                    if answered is None:
+                        return "detach"
+                    if not answered:
                         return "idle"
                     continue
                 if own is None and not self.in_turn:
@@ -592,8 +599,9 @@ class Repl:
         self.renderer.known_call(call_id, tool, dict(approval.get("arguments") or {}))
         self.renderer.approval(tool, str(approval.get("command", "")))
 
-    async def ask(self, call_id: str) -> bool:
-        """Ask allow once / always / deny for a pending call and post the answer; False if skipped."""
+    async def ask(self, call_id: str) -> bool | None:
+        """Ask allow once / always / deny for a pending call and post the answer; False if skipped,
+        None to leave (Ctrl-D: the call waits for whoever decides it)."""
         self.asked.add(call_id)
         self.renderer.stop_spinner()
         if call_id in self.unannounced:
@@ -610,6 +618,12 @@ class Repl:
             # the call is asked again if it still waits.
             self.asked.discard(call_id)
             return True
+        if decision == DETACH:
+            approval = self.pending.get(call_id, {})
+            self.left_at_question = " ".join(
+                part for part in (str(approval.get("tool", "")), str(approval.get("command", ""))) if part
+            )
+            return None
         if decision is None:
             self.renderer.notice("left waiting: /approve, /approve always or /deny decides it")
             return False
@@ -630,13 +644,14 @@ class Repl:
         self.renderer.start_spinner()
 
     async def read_decision(self, call_id: str = "") -> str | None:
-        """y / a / n from the keyboard (one key, no Enter needed); None on Ctrl-C / Ctrl-D;
-        INTERRUPTED when an event worth showing came first (`call_id` decided elsewhere, say)."""
+        """y / a / n from the keyboard (one key, no Enter needed); None on Ctrl-C, DETACH on
+        Ctrl-D (the end of the input); INTERRUPTED when an event worth showing came first
+        (`call_id` decided elsewhere, say)."""
         question = "allow once / always / deny (y/a/n)? "
         if not self.interactive:
             self.renderer.write(question)
-            answer = (await asyncio.to_thread(sys.stdin.readline)).strip().lower()[:1]
-            return DECISIONS.get(answer)
+            line = await asyncio.to_thread(sys.stdin.readline)
+            return DETACH if line == "" else DECISIONS.get(line.strip().lower()[:1])
         from prompt_toolkit.input.typeahead import get_typeahead, store_typeahead
 
         asker = _decision_asker(question)
@@ -649,7 +664,8 @@ class Repl:
             store_typeahead(asker.input, ahead + get_typeahead(asker.input))
 
     async def _answer_or_news(self, asker: Application[str | None], call_id: str) -> str | None:
-        """The key that answered, None for Ctrl-C or Ctrl-D, or INTERRUPTED by an event worth showing."""
+        """The key that answered, None for Ctrl-C, DETACH for Ctrl-D, or INTERRUPTED by an event
+        worth showing."""
         loop = asyncio.get_running_loop()
         answering = loop.create_task(asker.run_async())
         watching = loop.create_task(self._wait_for_news(decided=call_id))
@@ -971,9 +987,9 @@ async def _keys(prompt: PromptSession[str], default: str) -> tuple[str, str]:
 
 
 def _decision_asker(question: str) -> Application[str | None]:
-    """`question` on a line of its own, answered by y, a or n (either case); Ctrl-C or Ctrl-D
-    leaves it unanswered (None). No other key does anything: a line typed there is no answer,
-    and Enter must not post it as one.
+    """`question` on a line of its own, answered by y, a or n (either case); Ctrl-C leaves it
+    unanswered (None), Ctrl-D leaves the session (DETACH). No other key does anything: a line
+    typed there is no answer, and Enter must not post it as one.
 
     `a` writes a rule into the agent's policy for good, so it asks again and only Enter confirms:
     a word typed as the question appeared ("and", "anyway") must not allow a command forever.
@@ -1004,8 +1020,9 @@ def _decision_asker(question: str) -> Application[str | None]:
         bindings.add(key.upper(), filter=asking)(answer)
     bindings.add("enter", filter=~asking)(_exit_with("allow_always"))
     bindings.add(Keys.Any, filter=~asking)(back_to_question)
-    for leave in ("c-c", "c-d", Keys.SIGINT):
-        bindings.add(leave)(_exit_with(None))
+    for unanswered in ("c-c", Keys.SIGINT):
+        bindings.add(unanswered)(_exit_with(None))
+    bindings.add("c-d")(_exit_with(DETACH))
 
     def shown() -> StyleAndTextTuples:
         asked = ALWAYS_CHECK if confirming[0] else question

@@ -8,12 +8,14 @@ waiting with no question on screen and no prompt.
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
 from duragent.testing.fake_llm import text, tool_calls
 from tests.e2e.terminal import Terminal
-from tests.e2e.test_terminal_clients import ThreadedFakeLLM, fake_model, server, workspace
+from tests.e2e.test_terminal_clients import ThreadedFakeLLM, duragent, fake_model, server, workspace
 
 __all__ = ["fake_model", "server", "workspace"]  # the fixtures these tests use
 
@@ -106,3 +108,26 @@ def test_a_word_typed_at_the_approval_question_does_not_allow_the_call_always(
     assert "→ allow always" not in shown
     assert "→ allow once" not in shown
     assert policy.read_text() == policy_before
+
+
+def test_ctrl_d_at_the_approval_question_detaches_and_the_call_waits(
+    workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
+) -> None:
+    """Ctrl-D detaches anywhere, during a turn too (docs/cli.md): at the question it only said
+    "left waiting" and stayed, as Ctrl-C does."""
+    fake_model.enqueue(tool_calls([("bash", {"command": "ls -la"})]), text("Listed the folder."))
+    term = Terminal(["chat"], workspace)
+    term.prompt()
+    term.type("list files")
+    term.expect(r"approval needed: bash ls -la")
+    term.question()
+    term.child.sendcontrol("d")
+    shown = term.finish()
+
+    assert "Detached. Session s_" in shown
+    assert "waits for a decision on bash ls -la: attaching asks it again" in shown
+    assert "left waiting" not in shown
+    session = re.search(r"duragent attach (s_\w+)", shown)
+    assert session, shown
+    info = json.loads(duragent(workspace, "session", "show", session.group(1), "--json").stdout)
+    assert [a["command"] for a in info["pending_approvals"]] == ["ls -la"]
