@@ -107,7 +107,7 @@ async def list_attachable(api: ApiClient, client: ClientState, *, hint: bool) ->
         ]
         for s in sessions
     ]
-    print_table(["SESSION", "AGENT", "STATE", "LAST ACTIVITY", "UNSEEN", "FIRST MESSAGE"], rows)
+    print_table(["SESSION", "AGENT", "STATUS", "LAST ACTIVITY", "UNSEEN", "FIRST MESSAGE"], rows)
     if hint:
         print("\nAttach with: duragent attach <SESSION>  (or --last)")
 
