@@ -255,12 +255,12 @@ class Repl:
         self.remember()
 
     async def _others_attached(self) -> int:
-        """Clients but this one following the session, asked while this one still does (its
-        event stream and its requests that wait for the turn); 0 when the server cannot tell
-        in a moment: leaving does not wait for it."""
+        """Clients but this one following the session, asked while this one still does (the
+        server counts a client's event stream and its requests waiting for the turn as one, by
+        `CLIENT_HEADER`); 0 when the server cannot tell in a moment: leaving does not wait for it."""
         from duragent.client.http import ServerUnreachable
 
-        ours = 1 + len([task for task in self.attaching if not task.done()])
+        ours = 1
         try:
             info = await asyncio.wait_for(self.api.session(self.session.id), LEAVING_QUESTION_SECONDS)
         except ServerUnreachable:

@@ -18,6 +18,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 from duragent.client.http import (
+    CLIENT_HEADER,
     CONNECT_TIMEOUT,
     REQUEST_TIMEOUT,
     ApiClient,
@@ -172,6 +173,7 @@ class AsyncioApiClient(ApiClient):
             "Connection: close",
             f"Accept: {accept}",
             f"Content-Length: {len(data)}",
+            f"{CLIENT_HEADER}: {self.client_id}",
         ]
         if body is not None:
             lines.append("Content-Type: application/json")

@@ -9,6 +9,7 @@ message as is.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Self
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
 
 TOKEN_ENV = "DURAGENT_API_TOKEN"
 #: Seconds to wait for a TCP connection before calling the server unreachable.
+#: The header in which a client says which it is (`ApiClient.client_id`): a session then counts a
+#: terminal's event stream and the message it is sending as one client attached, not two.
+CLIENT_HEADER = "X-Duragent-Client"
 CONNECT_TIMEOUT = 5.0
 #: Seconds a plain (non-turn) request may take.
 REQUEST_TIMEOUT = 30.0
@@ -119,6 +123,9 @@ class ApiClient:
     def __init__(self, base_url: str, *, token: str | None = None):
         self.base_url = base_url.rstrip("/")
         self.token = token
+        #: Sent with every request (`CLIENT_HEADER`): this terminal's event stream and the message
+        #: it sends count as one client attached to the session, not two.
+        self.client_id = os.urandom(8).hex()
         self._http: aiohttp.ClientSession | None = None
 
     def move_to(self, base_url: str) -> None:
@@ -145,7 +152,9 @@ class ApiClient:
         import aiohttp  # here, not at import: the fast paths never load it (client.asyncio_client)
 
         if self._http is None:
-            headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+            headers = {CLIENT_HEADER: self.client_id}
+            if self.token:
+                headers["Authorization"] = f"Bearer {self.token}"
             self._http = aiohttp.ClientSession(
                 headers=headers, timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT)
             )

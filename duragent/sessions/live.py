@@ -189,12 +189,15 @@ class Mailbox:
     `start`, its tool calls) are read with it, sparing the reader a wake-up for each.
     """
 
-    __slots__ = ("events", "outcome_only", "waiter")
+    __slots__ = ("client", "events", "outcome_only", "waiter")
 
-    def __init__(self, *, outcome_only: bool = False) -> None:
+    def __init__(self, *, outcome_only: bool = False, client: str | None = None) -> None:
         self.events: collections.deque[StreamEvent | None] = collections.deque()
         self.waiter: asyncio.Future[None] | None = None
         self.outcome_only = outcome_only
+        #: Which client it is, when it says (`CLIENT_HEADER`): a terminal's event stream and the
+        #: message it is sending are one client attached, not two.
+        self.client = client
 
     def put(self, event: StreamEvent | None) -> None:
         """Deliver `event` and wake the reader if it waits (and wants to hear of it now)."""
@@ -403,8 +406,14 @@ class LiveSession:
 
     @property
     def attached(self) -> int:
-        """How many clients are subscribed."""
+        """How many subscriptions there are (a client's stream and its request waiting for a turn
+        are two): whether anybody follows the session at all."""
         return len(self._subscribers)
+
+    @property
+    def clients(self) -> int:
+        """How many clients are attached: subscriptions of one client that says which it is count once."""
+        return len({mailbox.client or mailbox for mailbox in self._subscribers})
 
     @property
     def queued(self) -> int:
@@ -519,12 +528,15 @@ class LiveSession:
         self._start_next()
         return Ticket(ahead, waiting.started)
 
-    async def subscribe(self, after: Position | None = None, *, outcome_only: bool = False) -> Subscription:
+    async def subscribe(
+        self, after: Position | None = None, *, outcome_only: bool = False, client: str | None = None
+    ) -> Subscription:
         """Attach: replay what came after `after` (None: nothing, only live events), then go live.
 
-        `outcome_only`: for a client waiting only for a turn's outcome (see `Mailbox`).
+        `outcome_only`: for a client waiting only for a turn's outcome (see `Mailbox`); `client`:
+        which client subscribes, if it says (see `clients`).
         """
-        mailbox = Mailbox(outcome_only=outcome_only)
+        mailbox = Mailbox(outcome_only=outcome_only, client=client)
         self._subscribers.add(mailbox)
         try:
             replay = await self._replay(after) if after is not None else []

@@ -376,12 +376,15 @@ class SessionManager:
         if self.ownership is not None:
             await self.ownership.release(session_id, to_adopt=to_adopt)
 
-    async def follow(self, session_id: str, after: Position | None = None) -> EventFeed:
-        """A session's events from `after` on (None: only new ones), wherever the session runs."""
+    async def follow(
+        self, session_id: str, after: Position | None = None, *, client: str | None = None
+    ) -> EventFeed:
+        """A session's events from `after` on (None: only new ones), wherever the session runs
+        (`client`: which client follows, if it says: `LiveSession.clients`)."""
         if self._follow_remote is not None:
             return await self._follow_remote(session_id, after)
         live = await self.get(session_id)
-        return await live.subscribe(after)
+        return await live.subscribe(after, client=client)
 
     async def release_if_idle(self, session_id: str, wait: float = 0.0) -> bool:
         """Unload a session no turn is using (another worker asked for it); True when released.

@@ -64,3 +64,29 @@ def test_leaving_a_pause_session_another_terminal_follows_says_it_goes_on(
     assert "pauses at the next safe point" not in farewell, farewell
     assert re.search(rf"Detached\. Session {session_id} goes on: 1 other client still attached", farewell)
     assert "paused" not in watched
+
+
+def test_leaving_while_another_terminal_s_turn_runs_counts_that_terminal_once(
+    workspace: Path, go: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
+) -> None:
+    """The other terminal's event stream and the message it is sending are one client: it said
+    "2 other clients still attached"."""
+    fake_model.enqueue(tool_calls([("look_around", {"args": "here"})]), text("Looked around, all done."))
+
+    first = Terminal(["chat"], workspace)
+    header = first.expect(r"session (s_\w+) · new session")
+    session_id = re.findall(r"s_\w+", header)[-1]
+    first.prompt()
+    second = Terminal(["attach", session_id], workspace, DURAGENT_CLIENT_ID="terminal-two")
+    second.prompt()
+    first.type("look around")
+    second.expect("running look_around")
+    second.child.sendcontrol("d")
+    farewell = second.finish()
+    go.touch()
+    first.expect("Looked around, all done.")
+    first.prompt()
+    first.child.sendcontrol("d")
+    first.finish()
+
+    assert re.search(rf"Detached\. Session {session_id} goes on: 1 other client still attached", farewell)

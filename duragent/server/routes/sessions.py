@@ -24,6 +24,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from aiohttp import web
 
+from duragent.client.http import CLIENT_HEADER
 from duragent.cluster.ownership import SessionOwnedElsewhere
 from duragent.cluster.requests import Answer, OwnerStopped, Tell
 from duragent.cluster.turns import RemoteTurn
@@ -128,6 +129,8 @@ class _Serving:
     watch: Watch
     #: Tells the worker that asked how the request goes, before the answer (served for another worker).
     tell: Tell | None = None
+    #: Which client asks, when it says (`client_of`).
+    client: str | None = None
 
     async def live(self) -> LiveSession:
         return await self.state.sessions.get(self.session_id, ask_owner=self.ask_owner)
@@ -140,7 +143,17 @@ def _reached(request: web.Request, *, ask_owner: bool = True) -> _Serving:
         _session_id(request),
         ask_owner,
         lambda events: sse.while_connected(request, events),
+        client=client_of(request),
     )
+
+
+def client_of(request: web.Request) -> str | None:
+    """The client id a request gives in `CLIENT_HEADER` (the CLI's terminals do), if a sane one."""
+    said = request.headers.get(CLIENT_HEADER)
+    return said if said and len(said) <= _LONGEST_CLIENT_ID and said.isprintable() else None
+
+
+_LONGEST_CLIENT_ID = 64
 
 
 async def _as_they_come(events: AsyncIterator[StreamEvent]) -> AsyncGenerator[StreamEvent, None]:
@@ -166,7 +179,7 @@ async def _accept(
     async with serving.state.accepting:
         live = await serving.live()
         with changes_by_person():  # attaching may resume the session: the client's act (see follow_events)
-            subscription = await live.subscribe(outcome_only=outcome_only)
+            subscription = await live.subscribe(outcome_only=outcome_only, client=serving.client)
         try:
             ticket = await live.queue(content)
         except BaseException:
@@ -186,7 +199,7 @@ def _live_out(live: LiveSession, state: ServerState) -> SessionOut:
         last_seq=live.log.durable_seq,  # (a user message still fsyncing is not told of)
         loaded=True,
         on_disconnect=live.settings.on_disconnect,
-        attached=live.attached,
+        attached=live.clients,
         queued=live.queued,
         busy=live.busy,
         pending_approvals=live.waiting_approvals(),
@@ -764,7 +777,7 @@ async def follow_events(request: web.Request) -> web.StreamResponse:
     # attaching (`duragent attach`, a chat coming back) resumes a session paused for want of one:
     # the person's act, committed as theirs (the turn it lets run is the agent's).
     with changes_by_person():
-        subscription = await state.sessions.follow(session_id, after)
+        subscription = await state.sessions.follow(session_id, after, client=client_of(request))
     try:
         response = await sse.open_stream(request)
         # (the feed closes after `session_end`, ending the stream: LiveSession.end, the relay)
@@ -829,7 +842,7 @@ async def _approve(serving: _Serving, body: Approve) -> web.Response:
             raise HttpProblem(400, message, (FieldError("body.call_id", message),), "validation")
         raise HttpProblem(404, "no pending approval for this session", type_name="not-found")
     with changes_by_person():  # attaching may resume the session: the client's act (see follow_events)
-        subscription = await live.subscribe()
+        subscription = await live.subscribe(client=serving.client)
     try:
         if stopped:
             seen: list[StreamEvent] = []
