@@ -421,8 +421,8 @@ def check_running_server(config: DuragentConfig, agents: list[Agent], env: Mappi
         else "stop it with `duragent serve stop` and start `duragent serve` again from this shell"
     )
     commits = _commits_failing(info.url)
-    if commits is not None:
-        return Check(name, "warn", f"{where}: {commits}")
+    if commits:
+        return Check(name, "warn", f"{where}: " + "; ".join(commits))
     if info.env is None:
         return Check(name, "ok", where)
     unread = {
@@ -454,9 +454,10 @@ def check_running_server(config: DuragentConfig, agents: list[Agent], env: Mappi
     return Check(name, "ok", f"{where}, with this shell's provider environment and duragent.yaml")
 
 
-def _commits_failing(url: str) -> str | None:
-    """What the running server's /readyz says of its git commits failing (None: they do not, or
-    it did not answer: the server still serves turns, and its commits are its own to report)."""
+def _commits_failing(url: str) -> list[str]:
+    """What the running server's /readyz says of its git commits failing, and of files it leaves
+    out of them for a secret ([]: nothing, or it did not answer: the server still serves turns,
+    and its commits are its own to report)."""
     import json
     import urllib.request
 
@@ -464,10 +465,14 @@ def _commits_failing(url: str) -> str | None:
         with urllib.request.urlopen(f"{url}/readyz", timeout=3) as response:
             report = json.loads(response.read())
     except (OSError, ValueError):
-        return None
+        return []
     warnings = report.get("warnings", []) if isinstance(report, dict) else []
-    failing = [line for line in warnings if isinstance(line, str) and "commits failing" in line]
-    return failing[0].removeprefix("git: ") if failing else None
+    said = ("commits failing", "is not committed: it holds a secret")
+    return [
+        line.removeprefix("git: ")
+        for line in warnings
+        if isinstance(line, str) and any(words in line for words in said)
+    ]
 
 
 def _endpoints(agents: list[Agent]) -> dict[str, list[str]]:

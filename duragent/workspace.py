@@ -70,6 +70,8 @@ class Workspace:
         #: True while a `HumanEditWatcher` watches the editable folders: it committed the edits
         #: made while nothing ran when it started, and commits every later one itself.
         self.human_edits_watched = False
+        #: A person's edits left out of commits for a secret (repo-relative path: its names).
+        self._held_back_edits: dict[str, tuple[str, ...]] = {}
 
     def note_tool_activity(self, delta: int) -> None:
         """The runtime's `tool_activity` hook: +1 when tool calls start, -1 when they end."""
@@ -164,10 +166,15 @@ class Workspace:
 
         guard = self.guard
 
+        held_back = self._held_back_edits
+
         def screen(path: str, added: str) -> bool:
             found = guard.find(added) + in_the_clear(path, added)
             if found:
                 log.error("not committing %s: it contains a secret (%s)", path, ", ".join(found))
+                held_back[path] = tuple(dict.fromkeys(found))
+            else:
+                held_back.pop(path, None)
             return not found
 
         memory = self.config.services.memory.backend == "filesystem"
@@ -247,6 +254,17 @@ class Workspace:
             f"{committer.last_error}; put that right (`git -C {self.config.data_path} status` "
             "shows the repository): the next retry commits them, without a restart"
         )
+
+    def files_held_back(self) -> list[str]:
+        """A line for each file left out of commits because it holds a secret (by the committer
+        of the stores' changes, or of a person's edits; asking starts neither)."""
+        committer: Committer | None = self.__dict__.get("committer")
+        held_back = {**(dict(committer.held_back) if committer is not None else {}), **self._held_back_edits}
+        return [
+            f"{path} is not committed: it holds a secret ({', '.join(names)}); remove it from the "
+            "file and the file is committed with its next change"
+            for path, names in sorted(held_back.items())
+        ]
 
     def record_change(self, change: Change) -> None:
         """The ChangeListener every store reports to: notes agent-written files, hands the change to git."""

@@ -86,6 +86,8 @@ class Outcome:
     commits: int = 0
     last_commit: str | None = None
     files_refused: int = 0
+    #: Each file screened for secrets: the names found (() when none), see `Committer.held_back`.
+    screened: dict[str, tuple[str, ...]] = field(default_factory=dict)
     error: str | None = None
     #: (logger name, level, message) of what the child logged, for the server's own log.
     records: list[tuple[str, int, str]] = field(default_factory=list)
@@ -262,6 +264,7 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
             commits=committer.commits_made - made,
             last_commit=committer.last_commit,
             files_refused=committer.files_refused - refused,
+            screened=committer.screened,
             error=error,
             records=records.take(),
         )

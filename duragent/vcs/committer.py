@@ -143,6 +143,12 @@ class Committer:
         self.failing_since: float | None = None
         #: Files left out of commits because they still contained a secret.
         self.files_refused = 0
+        #: The files left out now (repo-relative path: the secrets' names), until a commit takes
+        #: them: what `/readyz` and `doctor` say, not only the log.
+        self.held_back: dict[str, tuple[str, ...]] = {}
+        #: Every screening of the batch being committed (path: names, or () when it passed), for
+        #: the commit process to hand back (`Outcome.screened`).
+        self.screened: dict[str, tuple[str, ...]] = {}
         # An RLock so close() may run from a signal handler that interrupted notify().
         self._cond = threading.Condition(threading.RLock())
         self._pending: list[Change] = []
@@ -463,11 +469,13 @@ class Committer:
         if outcome.commits:
             self.last_commit = outcome.last_commit
         self.files_refused += outcome.files_refused
+        self.note_screened(outcome.screened)
         if outcome.error is not None:
             raise CommitFailed(outcome.error)
 
     def commit_batch(self, batch: Sequence[Change]) -> None:
         """Commit `batch` now, in this thread: memory and agent changes apart from session logs."""
+        self.screened = {}
         revertible = [change for change in batch if change.kind in REVERTIBLE_KINDS]
         logs_and_artifacts = [change for change in batch if change.kind not in REVERTIBLE_KINDS]
         # a person's change a store found before its own write is committed first, as theirs
@@ -515,6 +523,15 @@ class Committer:
             self.last_commit = sha
             log.debug("committed %s (%d change(s))", sha[:10], len(batch))
 
+    def note_screened(self, screened: Mapping[str, tuple[str, ...]]) -> None:
+        """Files screened for secrets (path: the names found, () for none): `held_back` follows."""
+        self.screened.update(screened)
+        for path, names in screened.items():
+            if names:
+                self.held_back[path] = names
+            else:
+                self.held_back.pop(path, None)
+
     def _paths_in_repo(self, batch: Sequence[Change]) -> list[Path]:
         paths: list[Path] = []
         for path in dict.fromkeys(path for change in batch for path in change.paths):
@@ -531,6 +548,7 @@ class Committer:
     def _screen(self, path: str, added: str) -> bool:
         assert self.guard is not None
         names = self.guard.find_in_path(path) + self.guard.find(added) + in_the_clear(path, added)
+        self.note_screened({path: tuple(dict.fromkeys(names))})
         if not names:
             return True
         self.files_refused += 1

@@ -78,3 +78,49 @@ async def test_failing_commits_are_a_degraded_readiness_named_by_status_and_doct
             assert "still answered" in git(data, "log", "-p", "-1", "--", "sessions")
     finally:
         server.terminate()
+
+
+async def test_a_memory_file_held_back_for_a_secret_is_named_by_readyz_and_doctor(
+    tmp_path: Path, fake_llm: FakeLLMServer
+) -> None:
+    """The commit was refused with a line in the server's log and nowhere else: the agent's later
+    lines in that file waited, unseen, and went in with the next person's edit."""
+    config = write_workspace(tmp_path, fake_llm.url)
+    data = tmp_path / "data"
+    daily = data / "memory" / "helper" / "2026-12-07.md"
+    token = "ghp_" + "a1B2c3D4e5" * 3 + "f6G7h8"  # GitHub's token shape: a secret by its look
+    server = start_serve(config, tmp_path / "serve.log")
+    try:
+        async with aiohttp.ClientSession(base_url=server.url, headers=server.headers) as http:
+
+            async def warnings() -> list[str]:
+                async with http.get("/readyz") as response:
+                    body = await response.json()
+                    assert (response.status, body["status"]) == (200, "ok"), body
+                    return [line for line in body["warnings"] if "holds a secret" in line]
+
+            daily.parent.mkdir(parents=True)
+            daily.write_text(f"- pasted by hand: {token}\n")  # a person's edit, seen by the watcher
+
+            async def held_back() -> list[str] | None:
+                return await warnings() or None
+
+            (warning,) = await eventually(held_back, within=30)
+            assert warning.startswith("git: memory/helper/2026-12-07.md is not committed: it holds a secret")
+            assert token not in warning
+
+            doctor = cli(config, "doctor", "--json")
+            checks = {check["name"]: check for check in json.loads(doctor.stdout)["checks"]}
+            assert checks["server"]["status"] == "warn"
+            assert "memory/helper/2026-12-07.md is not committed" in checks["server"]["message"]
+
+            daily.write_text("- I like hiking\n")
+
+            async def taken() -> bool | None:
+                return True if not await warnings() else None
+
+            await eventually(taken, within=30)
+            assert "I like hiking" in git(data, "log", "-p", "-1", "--", "memory")
+            assert token not in git(data, "log", "-p", "--all")
+    finally:
+        server.terminate()

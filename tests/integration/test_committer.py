@@ -794,6 +794,34 @@ def test_a_file_still_holding_a_secret_is_not_committed_and_never_reaches_git(
     ]
 
 
+@pytest.mark.parametrize("where", ["here", "apart"])
+def test_a_file_held_back_for_a_secret_is_known_until_a_commit_takes_it(
+    root: Path, repo: GitRepo, where: str
+) -> None:
+    """The log alone said a file was held back; /readyz and doctor read `held_back`."""
+    secret = "super-secret-value-42"
+    committer = Committer(
+        repo,
+        guard=SecretGuard({"MY_SERVICE_TOKEN": secret}),
+        separate_process_from=1 if where == "apart" else None,
+    )
+    try:
+        daily = root / "memory" / "helper" / "2026-12-07.md"
+        daily.parent.mkdir(parents=True)
+        daily.write_text(f"- pasted by hand: {secret}\n")
+        committer.notify(Change((daily,), "memory", "helper", "edit"))
+        committer.flush()
+        assert committer.held_back == {"memory/helper/2026-12-07.md": ("MY_SERVICE_TOKEN",)}
+
+        daily.write_text("- I like hiking\n")  # the secret taken out
+        committer.notify(Change((daily,), "memory", "helper", "edit"))
+        committer.flush()
+        assert committer.held_back == {}
+        assert git(root, "ls-tree", "-r", "--name-only", "HEAD").split() == ["memory/helper/2026-12-07.md"]
+    finally:
+        committer.close()
+
+
 def test_a_key_shaped_token_appended_to_a_committed_file_blocks_that_file(root: Path, repo: GitRepo) -> None:
     committer = Committer(repo, guard=SecretGuard())
     path = append_event(root, "s1", '{"text": "hello"}')
