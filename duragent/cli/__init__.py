@@ -16,6 +16,10 @@ from duragent import __version__
 if TYPE_CHECKING:
     import typer
 
+#: Whether this command read duragent.yaml itself and said its warnings (`CliState.config`): the
+#: fast paths do not, and say what the running server read instead (`sending.agent_name`).
+config_read_here = False
+
 #: Every command: name -> (module that registers it, the one line `--help` shows).
 #: `duragent --help` lists these without importing the modules; a test checks that each module
 #: registers exactly the commands listed here.

@@ -43,6 +43,9 @@ class CliState:
             if self.verbosity >= 0:
                 for warning in self._config.warnings:
                     print(f"warning: {warning}", file=sys.stderr)
+            import duragent.cli
+
+            duragent.cli.config_read_here = True
         return self._config
 
     def workspace_config(self) -> Path | None:

@@ -332,6 +332,11 @@ async def agent_name(api: ApiClient, agent: str | None, session: str | None) -> 
             print(f"  {problem}", file=sys.stderr)
     for warning in (ready.get("agent_warnings") or {}).get(name, []):
         print(f"warning: {warning}", file=sys.stderr)
+    # (the full command prints its own reading of duragent.yaml: these are the running server's)
+    import duragent.cli
+
+    for warning in [] if duragent.cli.config_read_here else ready.get("config_warnings") or []:
+        print(f"warning: {warning} (in the running server's configuration)", file=sys.stderr)
     return name
 
 

@@ -29,6 +29,8 @@ class Health(Reply):
     agents: dict[str, list[str]] = {}
     #: Answering agents whose files load with warnings (an unknown key, ignored), by agent.
     agent_warnings: dict[str, list[str]] = {}
+    #: What the server's duragent.yaml loaded with (an unknown key, ignored), `file:line:col: ...`.
+    config_warnings: list[str] = []
     #: Sessions with a running turn or a pending approval, and clients attached to streams.
     busy: int = 0
     attached: int = 0

@@ -567,6 +567,25 @@ async def test_a_mistyped_key_in_agent_yaml_is_a_warning_where_you_talk_to_the_a
     )
 
 
+async def test_a_mistyped_key_in_duragent_yaml_is_said_by_send_to_a_running_server(
+    tmp_path: Path, workspaces: list[Path]
+) -> None:
+    """`send` to a running server reads no duragent.yaml itself (it is fast for that): the server's
+    own reading is what it says, once; the cold start says its own, also once."""
+    workspace = await init(tmp_path / "ws")
+    workspaces.append(workspace)
+    config = workspace / "duragent.yaml"
+    config.write_text(config.read_text() + "sesion:\n  on_disconnect: pause\n")
+
+    cold = await duragent(workspace, "send", "hello")
+    warm = await duragent(workspace, "send", "hello again")
+
+    for said in (cold, warm):
+        assert said.returncode == 0, said.stderr
+        assert said.stderr.count("unknown key 'sesion' is ignored") == 1, said.stderr
+    assert "(in the running server's configuration)" in warm.stderr
+
+
 async def test_a_session_of_another_agent_is_refused_rather_than_answered_by_it(
     tmp_path: Path, workspaces: list[Path]
 ) -> None:

@@ -125,6 +125,7 @@ async def readyz(request: web.Request) -> web.Response:
         warnings=warnings,
         agents=broken,
         agent_warnings=state.agents.warnings_by_agent(),
+        config_warnings=[str(warning) for warning in state.config.warnings],
         busy=sum(1 for session in live if session.busy),
         attached=sum(session.attached for session in live),
     )
