@@ -284,6 +284,8 @@ class Renderer:
             outcome = content.split(":", 1)[0].split()[0]
         timed = duration_ms is not None and outcome in ("ok", "failed")
         verdict = f"{outcome} {duration_ms} ms" if timed else outcome
+        if outcome == "failed" and (reason := _failure_reason(content)):
+            verdict += f": {reason}"  # (an interrupted call, arguments not JSON, `[exit code 1]`)
         style = "green" if ok else "red"
         head = self._tool_lines.pop(call_id, f"⚙ {tool} …")
         self._running_tool = None
@@ -315,3 +317,16 @@ class Renderer:
         """Finish any open line and stop the spinner."""
         with contextlib.suppress(RuntimeError):
             self._end_open_line()
+
+
+#: How much of a failed tool call's reason its line shows.
+_REASON_CHARS = 80
+
+
+def _failure_reason(content: str) -> str:
+    """The last line a failed call's result has (a tool's last words, `[exit code 1]`, why the
+    runtime stopped it), safe for a terminal and cut to `_REASON_CHARS`."""
+    from duragent.terminal_text import printable, shortened
+
+    last = next((line.strip() for line in reversed(content.splitlines()) if line.strip()), "")
+    return shortened(printable(last), _REASON_CHARS)

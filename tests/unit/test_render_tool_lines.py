@@ -39,5 +39,21 @@ def test_a_call_stopped_by_a_cancel_says_cancelled_not_failed_in_zero_ms() -> No
     assert result_line(False, None, "cancelled: the turn was cancelled") == "⚙ bash sleep 30 … cancelled\n"
     assert result_line(False, 3012, "cancelled: the turn was cancelled") == "⚙ bash sleep 30 … cancelled\n"
     assert result_line(False, None, "denied by policy: bash sleep 30") == "⚙ bash sleep 30 … denied\n"
-    assert result_line(False, None, "interrupted by restart") == "⚙ bash sleep 30 … failed\n"
-    assert result_line(False, 3, "exit status 1") == "⚙ bash sleep 30 … failed 3 ms\n"
+    assert (
+        result_line(False, None, "interrupted by restart")
+        == "⚙ bash sleep 30 … failed: interrupted by restart\n"
+    )
+    assert result_line(False, 3, "exit status 1") == "⚙ bash sleep 30 … failed 3 ms: exit status 1\n"
+
+
+def test_a_failed_call_says_why_in_its_last_line() -> None:
+    """`⚙ bash … failed 0 ms` said nothing of arguments that were not JSON, or of a restart."""
+    assert result_line(False, 0, "invalid arguments for bash: not a JSON object: {'cmd'") == (
+        "⚙ bash sleep 30 … failed 0 ms: invalid arguments for bash: not a JSON object: {'cmd'\n"
+    )
+    assert (
+        result_line(False, 41, "no such file\n\n[exit code 1]\n")
+        == "⚙ bash sleep 30 … failed 41 ms: [exit code 1]\n"
+    )
+    assert result_line(False, 5, "x" * 200).endswith("…\n")
+    assert result_line(False, 5, "\x1b[2Kgone") == "⚙ bash sleep 30 … failed 5 ms: \\x1b[2Kgone\n"
