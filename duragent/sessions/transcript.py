@@ -51,6 +51,13 @@ def describe(event: SessionEvent) -> str:
         return f"!! cancelled ({p.get('reason', 'cancelled')})"
     if kind == "turn_retried":
         return f"-- the turn runs again (after {p.get('after', 'error')}, on request)"
+    if kind == "attempt_restarted":
+        return (
+            "-- the unfinished turn starts again from its last stored step (what it streamed since is void)"
+        )
+    if kind == "message_queued":
+        sender = p.get("sender") or "user"
+        return f"-- queued behind the running turn: {sender}: {p.get('content', '')}"
     return f"-- {kind} {_preview(p)}"
 
 

@@ -35,3 +35,21 @@ def test_the_markdown_export_lists_the_retry_and_the_cancel() -> None:
     assert "- !! error llm_error: the model server is down\n" in text
     assert "- the turn runs again (after error, on request)\n" in text
     assert "- !! cancelled (cancelled by client)\n" in text
+
+
+def test_the_log_says_in_words_that_a_turn_started_again_and_that_a_message_waited() -> None:
+    """Both printed their raw payload: `-- attempt_restarted {"discard_after": "16", "turn": 5}`."""
+    made = [
+        ("attempt_restarted", {"discard_after": "16", "turn": 5}),
+        ("message_queued", {"queue_id": "q_1", "content": "and also this"}),
+    ]
+    lines = list(
+        render_text(
+            (SessionEvent(n, f"ev_{n}", WHEN, kind, p) for n, (kind, p) in enumerate(made, 1)),
+            timestamps=False,
+        )
+    )
+    assert lines == [
+        "-- the unfinished turn starts again from its last stored step (what it streamed since is void)",
+        "-- queued behind the running turn: user: and also this",
+    ]
