@@ -51,8 +51,29 @@ class ConfigError(DuragentError):
             problems = [Problem(problems, location)]
         elif isinstance(problems, Problem):  # a NamedTuple: iterating it would give its fields
             problems = [problems]
-        self.problems: list[Problem] = list(problems)
+        self.problems: list[Problem] = _in_file_order(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def _in_file_order(problems: Sequence[Problem]) -> list[Problem]:
+    """Problems of one file from its top down (validation finds them in the model's field order:
+    line 103 before line 102); problems of several files, or without a place, as found."""
+    places = [problem.location for problem in problems]
+    if not all(places) or len({place.file for place in places if place}) != 1:
+        return list(problems)
+    return sorted(problems, key=_place)
+
+
+def _place(problem: Problem) -> tuple[int, int]:
+    where = problem.location
+    return (where.line or 0, where.column or 0) if where is not None else (0, 0)
+
+
+def error_text(error: DuragentError) -> str:
+    """What the CLI prints for `error`: `error: ` before it, and before each problem of a file."""
+    if isinstance(error, ConfigError) and len(error.problems) > 1:
+        return "\n".join(f"error: {problem}" for problem in error.problems)
+    return f"error: {error}"
 
 
 class UsageError(DuragentError):

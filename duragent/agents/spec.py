@@ -21,7 +21,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from duragent.durations import Duration
 from duragent.mcp.spec import McpServers
@@ -128,19 +127,14 @@ class ModelSpec(SpecModel):
             return handler(value)
         # (one of the two would be ignored without a word) Said with the fields' own problems,
         # not instead of them: every problem of an agent is reported at once.
-        conflict: InitErrorDetails = {
-            "type": PydanticCustomError(
-                "value_error", "Value error, max_tokens and max_output_tokens are the same setting: keep one"
-            ),
-            "loc": (),
-            "input": value,
-        }
+        same = ValueError("max_tokens and max_output_tokens are the same setting: keep one")
+        conflict: dict[str, Any] = {"type": "value_error", "loc": (), "input": value, "ctx": {"error": same}}
         try:
             handler(value)
         except ValidationError as exc:
-            problems = [cast(InitErrorDetails, error) for error in exc.errors()]
-            raise ValidationError.from_exception_data(exc.title, [*problems, conflict]) from None
-        raise ValidationError.from_exception_data(cls.__name__, [conflict])
+            problems: list[Any] = [*exc.errors(), conflict]
+            raise ValidationError.from_exception_data(exc.title, problems) from None
+        raise ValidationError.from_exception_data(cls.__name__, [cast(Any, conflict)])
 
 
 class AgentSessionSpec(SpecModel):

@@ -175,7 +175,7 @@ def main() -> None:
         sys.stdout.write(text)
         return
     from duragent.cli.encoding import tolerate_unencodable_output
-    from duragent.errors import DuragentError
+    from duragent.errors import DuragentError, error_text
 
     tolerate_unencodable_output()
     # pydantic looks for plugins in every installed package's entry points the first time it
@@ -189,7 +189,7 @@ def main() -> None:
             sys.exit(code)
         build_app()()
     except DuragentError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_text(exc), file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         # typer says "Aborted!" for the commands it runs; a fast path interrupted before its

@@ -145,7 +145,7 @@ def _run(server: RunningServer, options: TerminalOptions) -> int | None:
     from duragent.cli.repl import TerminalWorkspace
     from duragent.client.asyncio_client import AsyncioApiClient
     from duragent.client.http import ServerUnreachable
-    from duragent.errors import DuragentError
+    from duragent.errors import DuragentError, error_text
 
     def load_config() -> DuragentConfig:
         from duragent.config import load_config
@@ -182,5 +182,5 @@ def _run(server: RunningServer, options: TerminalOptions) -> int | None:
         say_interrupted()
         return 130
     except DuragentError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_text(exc), file=sys.stderr)
         return exc.exit_code

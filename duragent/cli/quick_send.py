@@ -269,7 +269,7 @@ def _send(url: str, token: str, data_path: Path, options: SendOptions, content: 
     from duragent.client.asyncio_client import AsyncioApiClient
     from duragent.client.http import ServerUnreachable
     from duragent.client.state import ClientState
-    from duragent.errors import DuragentError
+    from duragent.errors import DuragentError, error_text
 
     api = AsyncioApiClient(url, token=token)
 
@@ -290,10 +290,10 @@ def _send(url: str, token: str, data_path: Path, options: SendOptions, content: 
             return None  # gone since it wrote its run file: the full command starts a new one
         if options.as_json:
             print_json_failure(exc)
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_text(exc), file=sys.stderr)
         return exc.exit_code
     except DuragentError as exc:
         if options.as_json:
             print_json_failure(exc)
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_text(exc), file=sys.stderr)
         return exc.exit_code

@@ -52,14 +52,14 @@ def quick_serve(args: list[str]) -> int | None:
         return None
     from duragent.cli.context import CliState
     from duragent.cli.serving import serve_workspace
-    from duragent.errors import DuragentError
+    from duragent.errors import DuragentError, error_text
 
     state = CliState(config_path=command.config_path, data_dir=command.data_dir, verbosity=command.verbosity)
     state.setup_logging()
     try:
         serve_workspace(state, command.options)
     except DuragentError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_text(exc), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("Aborted!", file=sys.stderr)  # as typer says it
