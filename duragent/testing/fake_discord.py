@@ -9,7 +9,8 @@
         assert reply.reference_id == sent["id"]
 
 The Gateway speaks v10 JSON: HELLO, IDENTIFY (the token is checked), READY followed by one
-GUILD_CREATE per guild, heartbeats and their ACKs, dispatches with sequence numbers
+GUILD_CREATE per guild, heartbeats and their ACKs (a round trip later, as over a network;
+`heartbeat_interval_ms` shortens the interval HELLO asks for), dispatches with sequence numbers
 (MESSAGE_CREATE, INTERACTION_CREATE, CHANNEL_CREATE, THREAD_CREATE) and RESUME, which replays
 what the bot missed while it was away. `compress=zlib-stream` is honoured. REST serves
 `/api/v10/...`: users/@me, gateway/bot, channel messages (JSON or multipart with files; over
@@ -54,6 +55,11 @@ MESSAGE_LIMIT = 2000
 DEFAULT_TOKEN = "MTAwMDAw.fake-discord.bot-token"
 API_VERSION = 10
 HEARTBEAT_INTERVAL_MS = 41250
+#: How long a heartbeat's ACK takes to come back (a network's round trip). Not at once: discord.py
+#: times its latency from when its keep-alive thread notes the heartbeat sent, which on loopback can
+#: come after an instant ACK; it then takes the whole interval for the latency ("Can't keep up,
+#: shard ID None websocket is 41.3s behind").
+HEARTBEAT_ACK_DELAY = 0.05
 #: The privileged intent a bot needs to read what people write (1 << 15).
 MESSAGE_CONTENT_INTENT = 1 << 15
 _EPOCH_MS = 1420070400000
@@ -150,6 +156,10 @@ class FakeDiscord(FakeServer):
         self.downloads: list[str] = []
         self.identifies = 0
         self.resumes = 0
+        #: The `heartbeat_interval` HELLO asks for, in milliseconds (Discord's; tests may shorten it).
+        self.heartbeat_interval_ms = HEARTBEAT_INTERVAL_MS
+        #: Heartbeats the bot sent (and were acknowledged, `HEARTBEAT_ACK_DELAY` s later).
+        self.heartbeats = 0
         self._guilds: dict[str, dict[str, Any]] = {}
         self._channels: dict[str, dict[str, Any]] = {}
         self._bot_messages: list[DiscordMessage] = []
@@ -166,6 +176,8 @@ class FakeDiscord(FakeServer):
         self._session_id = secrets.token_hex(16)
         self._socket: web.WebSocketResponse | None = None
         self._compressor: Any = None
+        #: One frame at a time: a zlib stream must reach the bot in the order it was compressed.
+        self._sending = asyncio.Lock()
         self._identified = False
 
     # ----------------------------------------------------------------- lifecycle
@@ -450,14 +462,18 @@ class FakeDiscord(FakeServer):
         self._identified = False
         compressed = request.query.get("compress") == "zlib-stream"
         self._compressor = zlib.compressobj() if compressed else None
-        await self._send({"op": 10, "d": {"heartbeat_interval": HEARTBEAT_INTERVAL_MS}, "s": None, "t": None})
+        hello = {"heartbeat_interval": self.heartbeat_interval_ms}
+        await self._send({"op": 10, "d": hello, "s": None, "t": None})
         pump = asyncio.create_task(self._pump(socket))
+        acks: set[asyncio.Task[None]] = set()
         try:
             async for frame in socket:
                 if frame.type == WSMsgType.TEXT:
-                    await self._on_op(socket, json.loads(frame.data))
+                    await self._on_op(socket, json.loads(frame.data), acks)
         finally:
             pump.cancel()
+            for ack in acks:
+                ack.cancel()
             if self._socket is socket:
                 self._identified = False
             self.notify()
@@ -475,11 +491,18 @@ class FakeDiscord(FakeServer):
             self._new_events.clear()
             await self._new_events.wait()
 
-    async def _on_op(self, socket: web.WebSocketResponse, payload: dict[str, Any]) -> None:
+    async def _on_op(
+        self, socket: web.WebSocketResponse, payload: dict[str, Any], acks: set[asyncio.Task[None]]
+    ) -> None:
         op, data = payload.get("op"), payload.get("d") or {}
         if op == 1:
-            await self._send({"op": 11, "d": None, "s": None, "t": None})
-        elif op == 2:
+            # Only acknowledged: discord.py heartbeats right after HELLO, and a heartbeat is no
+            # IDENTIFY (nothing may be dispatched before READY or RESUMED).
+            ack = asyncio.create_task(self._ack_heartbeat(socket))
+            acks.add(ack)
+            ack.add_done_callback(acks.discard)
+            return
+        if op == 2:
             if data.get("token") != self.token:
                 await socket.close(code=4004, message=b"Authentication failed.")
                 return
@@ -504,6 +527,15 @@ class FakeDiscord(FakeServer):
         self._identified = True
         self._new_events.set()
         self.notify()
+
+    async def _ack_heartbeat(self, socket: web.WebSocketResponse) -> None:
+        """HEARTBEAT_ACK, a round trip after the heartbeat (see `HEARTBEAT_ACK_DELAY`)."""
+        await asyncio.sleep(HEARTBEAT_ACK_DELAY)
+        if self._socket is socket and not socket.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self._send({"op": 11, "d": None, "s": None, "t": None})
+            self.heartbeats += 1
+            self.notify()
 
     def _queue_ready(self) -> None:
         ready = {
@@ -539,11 +571,12 @@ class FakeDiscord(FakeServer):
     async def _send(self, payload: dict[str, Any]) -> None:
         assert self._socket is not None
         text = json.dumps(payload)
-        if self._compressor is None:
-            await self._socket.send_str(text)
-        else:
-            data = self._compressor.compress(text.encode()) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
-            await self._socket.send_bytes(data)
+        async with self._sending:
+            if self._compressor is None:
+                await self._socket.send_str(text)
+            else:
+                data = self._compressor.compress(text.encode()) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
+                await self._socket.send_bytes(data)
 
     # ------------------------------------------------------------------- REST
 

@@ -6,8 +6,14 @@ import asyncio
 import sys
 
 import aiohttp
+import discord
+import pytest
+import yarl
+from discord.gateway import DiscordWebSocket, KeepAliveHandler
+from discord.http import Route
 
 from duragent.testing.fake_discord import MESSAGE_LIMIT, FakeDiscord
+from tests.waiting import until
 
 
 async def test_rest_refuses_a_wrong_token_and_oversized_or_empty_messages(fake_discord: FakeDiscord) -> None:
@@ -54,6 +60,65 @@ async def test_the_gateway_says_hello_checks_the_token_and_acks_heartbeats(fake_
     assert ack["op"] == 11
     assert closed.type == aiohttp.WSMsgType.CLOSE
     assert closed.data == 4004
+
+
+async def test_a_heartbeat_before_identify_is_only_acknowledged_and_resume_replays_what_was_missed(
+    fake_discord: FakeDiscord,
+) -> None:
+    guild = fake_discord.add_guild("Home")
+    channel = fake_discord.add_channel(guild, "general")
+    ada = fake_discord.add_user("ada")
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(fake_discord.gateway_url) as first:
+            await first.receive_json()
+            await first.send_json({"op": 2, "d": {"token": fake_discord.token, "intents": 513}})
+            ready = await first.receive_json()
+            await first.receive_json()  # GUILD_CREATE
+        missed = fake_discord.inject_message(channel, "while you were away", author=ada)
+        async with http.ws_connect(fake_discord.gateway_url) as second:
+            await second.receive_json()
+            # discord.py heartbeats at once after HELLO, before it resumes
+            await second.send_json({"op": 1, "d": 2})
+            after_heartbeat = await second.receive_json()
+            connected_before_resume = fake_discord.connected
+            resume = {"token": fake_discord.token, "session_id": ready["d"]["session_id"], "seq": 2}
+            await second.send_json({"op": 6, "d": resume})
+            replayed = await second.receive_json()
+            resumed = await second.receive_json()
+
+    assert after_heartbeat["op"] == 11
+    assert connected_before_resume is False
+    assert (replayed["t"], replayed["d"]["id"]) == ("MESSAGE_CREATE", missed["id"])
+    assert resumed["t"] == "RESUMED"
+
+
+async def test_discord_py_measures_a_heartbeat_round_trip_not_the_heartbeat_interval(
+    fake_discord: FakeDiscord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ACK sent the instant the heartbeat lands can beat discord.py's keep-alive thread to noting
+    the heartbeat sent: discord.py then took the whole interval for the latency and warned "Can't
+    keep up, shard ID None websocket is 41.3s behind" once a heartbeat interval after connecting."""
+    fake_discord.heartbeat_interval_ms = 250
+    latencies: list[float] = []
+    acknowledged = KeepAliveHandler.ack
+
+    def ack(handler: KeepAliveHandler) -> None:
+        acknowledged(handler)
+        latencies.append(handler.latency)
+
+    monkeypatch.setattr(KeepAliveHandler, "ack", ack)
+    monkeypatch.setattr(Route, "BASE", f"{fake_discord.api_base}/api/v10")
+    monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake_discord.gateway_url))
+    client = discord.Client(intents=discord.Intents.default())
+    await client.login(fake_discord.token)
+    connection = asyncio.create_task(client.connect(reconnect=False))
+    try:
+        await until(lambda: len(latencies) >= 12, within=30)
+    finally:
+        await client.close()
+        await connection
+
+    assert max(latencies) < 0.2, latencies
 
 
 async def test_python_m_serves_a_fake_discord_until_interrupted() -> None:
