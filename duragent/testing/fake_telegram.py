@@ -34,8 +34,6 @@ import html
 import itertools
 import json
 import re
-import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -46,6 +44,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from duragent.testing.chat_console import Button, ShownMessage, chat_console
 from duragent.testing.fake_server import Failure, FakeServer, RecordedCall
 
 #: Telegram's limit on a message's text, after entities are parsed, in UTF-16 code units.
@@ -884,65 +883,31 @@ def _truthy(value: Any) -> bool:
     return value is True or str(value).lower() in ("true", "1")
 
 
-#: How long a bot message must stay unedited before the console prints it (a streamed reply is
-#: edited many times a second; a person wants its settled text once).
-CONSOLE_SETTLE_SECONDS = 0.4
+class _PrivateChat:
+    """The console's chat: user `user`'s private chat with the bot (its id is the user's)."""
 
+    def __init__(self, telegram: FakeTelegramBotAPI, user: int):
+        self.telegram, self.user = telegram, user
 
-async def chat_console(telegram: FakeTelegramBotAPI, user: int) -> None:
-    """A private chat with the bot, by hand, as user `user`: each line read from stdin is a
-    message to the bot, and `/press N` presses the Nth button last shown. The bot's messages are
-    printed once they stop changing (again when edited later), their buttons numbered."""
-    loop = asyncio.get_running_loop()
-    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    def bot_messages(self) -> list[ShownMessage]:
+        """What the bot sent to the chat, markup removed, with its inline keyboard."""
+        return [
+            ShownMessage(
+                id=str(message.message_id),
+                text=message.plain_text,
+                buttons=tuple(Button(b["text"], str(b.get("callback_data", ""))) for b in message.buttons),
+                deleted=message.deleted,
+            )
+            for message in self.telegram.sent_messages(self.user)
+        ]
 
-    def read_stdin() -> None:  # a thread: stdin may be a terminal, a pipe or a file
-        for line in sys.stdin:
-            loop.call_soon_threadsafe(lines.put_nowait, line.rstrip("\n"))
-        loop.call_soon_threadsafe(lines.put_nowait, None)
+    def say(self, text: str) -> None:
+        """A private message from the user."""
+        self.telegram.inject_message(chat_id=self.user, text=text, from_user=self.user)
 
-    threading.Thread(target=read_stdin, name="fake-telegram-console", daemon=True).start()
-    shown: dict[int, str] = {}
-    pressable: tuple[int, list[str]] = (0, [])
-
-    async def print_settled() -> None:
-        nonlocal pressable
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(CONSOLE_SETTLE_SECONDS):
-                    await telegram.next_change()
-                    continue
-            for message in telegram.sent_messages(user):
-                looks = f"{message.plain_text}{message.buttons}{message.deleted}"
-                if message.message_id == pressable[0] and (message.deleted or not message.buttons):
-                    pressable = (0, [])  # (its keyboard is gone: nothing to press any more)
-                if message.deleted or shown.get(message.message_id) == looks:
-                    continue
-                edited = " (edited)" if message.message_id in shown else ""
-                shown[message.message_id] = looks
-                print(f"bot{edited}: {message.plain_text}", flush=True)
-                if message.buttons:
-                    labels = "  ".join(f"[{n}] {b['text']}" for n, b in enumerate(message.buttons, 1))
-                    print(f"  {labels}   (/press N)", flush=True)
-                    pressable = (
-                        message.message_id,
-                        [str(b.get("callback_data", "")) for b in message.buttons],
-                    )
-
-    printer = asyncio.create_task(print_settled())
-    try:
-        while (line := await lines.get()) is not None:
-            pressed = re.fullmatch(r"/press\s+(\d+)", line.strip())
-            message_id, data = pressable
-            if pressed and 1 <= int(pressed[1]) <= len(data):
-                telegram.press_button(user, message_id, data[int(pressed[1]) - 1], from_user=user)
-            elif pressed:
-                print(f"no button {pressed[1]} is shown", flush=True)
-            elif line.strip():
-                telegram.inject_message(chat_id=user, text=line, from_user=user)
-        await asyncio.Event().wait()  # stdin ended: go on serving (and printing) until interrupted
-    finally:
-        printer.cancel()
+    def press(self, message: ShownMessage, button: Button) -> None:
+        """A callback query from the user."""
+        self.telegram.press_button(self.user, int(message.id), button.data, from_user=self.user)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -965,7 +930,8 @@ def main(argv: list[str] | None = None) -> None:
             said += f"\nyou are user {arguments.chat}: type a message to the bot; /press N presses a button"
         return said
 
-    console = (lambda: chat_console(telegram, arguments.chat)) if arguments.chat is not None else None
+    chat = _PrivateChat(telegram, arguments.chat) if arguments.chat is not None else None
+    console = (lambda: chat_console(telegram, chat)) if chat is not None else None
     asyncio.run(telegram.serve_until_interrupted(announce, console))
 
 
