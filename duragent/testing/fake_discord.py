@@ -27,7 +27,8 @@ downloads (`downloads` lists those begun); `inject_message(..., forward_of=messa
 message; `message_content_disallowed` refuses the Message Content intent (close code 4014);
 `stop()` then `start()` takes Discord away and brings it back.
 
-Run it by hand: `python -m duragent.testing.fake_discord --port 8903`.
+Run it by hand: `python -m duragent.testing.fake_discord --port 8903`; with `--user ID`, what you
+type is a direct message to the bot from that user and its replies are printed.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from duragent.gateways.setup import DiscordSetup
+from duragent.testing.chat_console import Button, ShownMessage, chat_console
 from duragent.testing.fake_server import Failure, FakeServer
 
 #: Discord's limit on one message's content.
@@ -216,9 +219,13 @@ class FakeDiscord(FakeServer):
 
     # ----------------------------------------------------------------- the world
 
-    def add_user(self, username: str, global_name: str | None = None) -> dict[str, Any]:
-        """A Discord user who can talk to the bot."""
-        user_id = self._snowflake()
+    def add_user(
+        self, username: str, global_name: str | None = None, *, user_id: str | None = None
+    ) -> dict[str, Any]:
+        """A Discord user who can talk to the bot (with the id given, else a new snowflake)."""
+        user_id = user_id or self._snowflake()
+        if user_id in self._users or user_id == self.application_id:
+            raise ValueError(f"user {user_id} exists already")
         self._users[user_id] = {
             "id": user_id,
             "username": username,
@@ -997,29 +1004,6 @@ def _timestamp() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`python -m duragent.testing.fake_discord`: serve a fake Discord until interrupted."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--port", type=int, default=8903)
-    parser.add_argument("--token", default=DEFAULT_TOKEN)
-    args = parser.parse_args(argv)
-    discord = FakeDiscord(port=args.port, token=args.token)
-
-    def announce() -> str:
-        guild = discord.add_guild("Fake Guild")
-        channel = discord.add_channel(guild, "general")
-        return (
-            f"fake Discord: api_base {discord.api_base}, gateway {discord.gateway_url}\n"
-            f"bot token {args.token}; guild {guild}, channel #general {channel}"
-        )
-
-    asyncio.run(discord.serve_until_interrupted(announce))
-
-
-if __name__ == "__main__":
-    main()
-
-
 def _mentions_everyone(content: str, allowed_mentions: Any) -> bool:
     """Discord's rule: `@everyone`/`@here` notify unless `allowed_mentions` leaves "everyone" out."""
     if "@everyone" not in content and "@here" not in content:
@@ -1027,3 +1011,84 @@ def _mentions_everyone(content: str, allowed_mentions: Any) -> bool:
     if not isinstance(allowed_mentions, dict):
         return True
     return "everyone" in (allowed_mentions.get("parse") or [])
+
+
+class _DirectMessages:
+    """The console's chat: a user's direct messages with the bot, and what its button presses
+    answered (shown to that user alone)."""
+
+    def __init__(self, discord: FakeDiscord, user: dict[str, Any]):
+        self.discord, self.user = discord, user
+        self.channel = discord.dm_channel(user)
+        self.presses: list[str] = []
+
+    def bot_messages(self) -> list[ShownMessage]:
+        """The bot's messages in the DM channel and its (non-empty) answers to presses, in order."""
+        answers = [m for press in self.presses for m in self.discord.interaction_responses(press)]
+        messages = [
+            _shown(message, note="only you can see this" if message.ephemeral else "")
+            for message in answers
+            if message.content
+        ]
+        messages += [_shown(message) for message in self.discord.sent_messages(self.channel)]
+        return sorted(messages, key=lambda message: int(message.id))
+
+    def say(self, text: str) -> None:
+        """A direct message from the user."""
+        self.discord.inject_message(self.channel, text, author=self.user)
+
+    def press(self, message: ShownMessage, button: Button) -> None:
+        """The user presses a button: an interaction, whose answers are shown too."""
+        self.presses.append(self.discord.press_button(message.id, button.data, self.user)["id"])
+
+
+def _shown(message: DiscordMessage, note: str = "") -> ShownMessage:
+    buttons = tuple(Button(b.get("label", ""), b["custom_id"]) for b in message.buttons if "custom_id" in b)
+    return ShownMessage(message.id, message.content, buttons, message.deleted, note)
+
+
+def _user_id(value: str) -> str:
+    """A `--user` id as `duragent init --discord-owner` takes it."""
+    if not re.fullmatch(DiscordSetup.owner_pattern, value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a Discord user id (15 to 21 digits)")
+    return value
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m duragent.testing.fake_discord`: serve a fake Discord until interrupted; with
+    `--user ID`, chat with the bot in direct messages as that user."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--port", type=int, default=8903)
+    parser.add_argument("--token", default=DEFAULT_TOKEN)
+    parser.add_argument(
+        "--user",
+        type=_user_id,
+        metavar="ID",
+        help="type direct messages to the bot as the user with this id and see its replies",
+    )
+    args = parser.parse_args(argv)
+    discord = FakeDiscord(port=args.port, token=args.token)
+    chat = None
+    if args.user is not None:
+        chat = _DirectMessages(discord, discord.add_user(f"user{args.user[-4:]}", user_id=args.user))
+
+    def announce() -> str:
+        guild = discord.add_guild("Fake Guild")
+        channel = discord.add_channel(guild, "general")
+        said = (
+            f"fake Discord: api_base {discord.api_base}, gateway {discord.gateway_url}\n"
+            f"bot token {args.token}; guild {guild}, channel #general {channel}"
+        )
+        if chat is not None:
+            said += (
+                f"\nyou are user {args.user} (`duragent init --discord-owner {args.user}`): type a direct"
+                " message to the bot; /press N presses a button"
+            )
+        return said
+
+    console = (lambda: chat_console(discord, chat)) if chat is not None else None
+    asyncio.run(discord.serve_until_interrupted(announce, console))
+
+
+if __name__ == "__main__":
+    main()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 
 import aiohttp
 import discord
@@ -12,7 +13,9 @@ import yarl
 from discord.gateway import DiscordWebSocket, KeepAliveHandler
 from discord.http import Route
 
-from duragent.testing.fake_discord import MESSAGE_LIMIT, FakeDiscord
+from duragent.testing.fake_discord import DEFAULT_TOKEN, MESSAGE_LIMIT, FakeDiscord
+from tests.integration.console_process import ConsoleProcess
+from tests.integration.plugin_process import start_ready_plugin
 from tests.waiting import until
 
 
@@ -141,3 +144,56 @@ async def test_python_m_serves_a_fake_discord_until_interrupted() -> None:
     assert refused == 401
     assert code == 0
     assert first.startswith("fake Discord: api_base http://127.0.0.1:")
+
+
+@pytest.mark.slow
+async def test_python_m_with_user_lets_a_person_dm_the_real_plugin_and_press_its_buttons(
+    tmp_path: Path,
+) -> None:
+    """`python -m duragent.testing.fake_discord --user ID`: what is typed reaches the Discord plugin
+    (unmodified discord.py) as that user's direct message, the bot's messages are printed with
+    their buttons numbered, `/press N` presses one and the answer only the presser sees is shown."""
+    owner = "123456789012345678"
+    console = await ConsoleProcess.start("duragent.testing.fake_discord", "--port", "0", "--user", owner)
+    try:
+        first = await console.printed_line("fake Discord: api_base")
+        you = await console.printed_line("you are user")
+        api_base = first.split("api_base ")[1].split(",")[0]
+        settings = {"bot_token": DEFAULT_TOKEN, "api_base": api_base}
+        plugin = await start_ready_plugin(
+            "duragent.plugins.discord", settings, tmp_path, drop_env=("DISCORD_BOT_TOKEN",)
+        )
+        try:
+            await console.type("hello bot")
+            received = await plugin.event("message_received", within=15)
+            keyboard = {"rows": [[{"text": "Allow once", "callback_data": "approve:c1:allow_once"}]]}
+            await plugin.request(
+                {
+                    "type": "send_message",
+                    "chat_id": received["chat_id"],
+                    "content": "May I run **ls**?",
+                    "reply_to": received["message_id"],
+                    "inline_keyboard": keyboard,
+                }
+            )
+            buttons = await console.printed_line("[1] Allow once")
+            await console.type("/press 1")
+            pressed = await plugin.event("callback_query", within=15)
+            answer = {"callback_query_id": pressed["callback_query_id"], "text": "Running"}
+            await plugin.request({"type": "answer_callback_query", **answer})
+            only_you = await console.printed_line("Running")
+        finally:
+            await plugin.stop()
+    finally:
+        code = await console.stop()
+
+    assert f"--discord-owner {owner}" in you
+    assert received["content"] == {"type": "text", "text": "hello bot"}
+    assert received["routing"]["chat_type"] == "dm"
+    assert received["sender"]["id"] == received["routing"]["sender_id"] == owner
+    assert "bot: May I run **ls**?\n" in console.printed
+    assert "(/press N)" in buttons
+    assert pressed["data"] == "approve:c1:allow_once"
+    assert pressed["sender"]["id"] == owner
+    assert only_you == "bot (only you can see this): Running\n"
+    assert code == 0
