@@ -27,7 +27,8 @@ and `disconnect`, and read the bot's side with `sent_messages`, `wait_for_messag
 makes the next call fail with Slack's rate-limit answer; `download_delay` slows file downloads
 (`downloads` lists those begun).
 
-Run it by hand: `python -m duragent.testing.fake_slack --port 8904`.
+Run it by hand: `python -m duragent.testing.fake_slack --port 8904`; with `--user ID`, what you
+type is a direct message to the app from that member and its replies are printed.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -49,6 +51,8 @@ from urllib.parse import parse_qsl, urlencode
 import aiohttp
 from aiohttp import web
 
+from duragent.gateways.setup import SlackSetup
+from duragent.testing.chat_console import Button, ShownMessage, chat_console
 from duragent.testing.fake_server import Failure, FakeServer, RecordedCall
 
 #: Slack truncates (and we refuse) a message's `text` beyond this.
@@ -189,10 +193,15 @@ class FakeSlack(FakeServer):
 
     # ----------------------------------------------------------------- the world
 
-    def add_user(self, name: str, real_name: str | None = None) -> dict[str, Any]:
-        """A member of the workspace."""
+    def add_user(
+        self, name: str, real_name: str | None = None, *, user_id: str | None = None
+    ) -> dict[str, Any]:
+        """A member of the workspace (with the member id given, else a new one)."""
+        user_id = user_id or self._id("U")
+        if user_id in self._users:
+            raise ValueError(f"user {user_id} exists already")
         user: dict[str, Any] = {
-            "id": self._id("U"),
+            "id": user_id,
             "name": name,
             "real_name": real_name or name,
             "is_bot": False,
@@ -721,21 +730,75 @@ def _check(text: str, blocks: list[dict[str, Any]]) -> None:
             raise _SlackError("invalid_blocks")
 
 
+class _DirectMessages:
+    """The console's chat: a member's direct messages with the app, and what it showed that member
+    alone there (the answers to button presses)."""
+
+    def __init__(self, slack: FakeSlack, user: dict[str, Any]):
+        self.slack, self.user = slack, user
+        self.channel = slack.dm_channel(user)
+
+    def bot_messages(self) -> list[ShownMessage]:
+        """The app's messages in the DM (threads included) and its ephemerals there, in order."""
+        ephemerals = [m for m in self.slack.ephemerals(self.user["id"]) if m.channel == self.channel]
+        messages = [_shown(m, note="only visible to you") for m in ephemerals]
+        messages += [_shown(m) for m in self.slack.sent_messages(self.channel)]
+        return sorted(messages, key=lambda message: [int(part) for part in message.id.split(".")])
+
+    def say(self, text: str) -> None:
+        """A direct message from the member."""
+        self.slack.inject_message(self.channel, text, user=self.user)
+
+    def press(self, message: ShownMessage, button: Button) -> None:
+        """The member presses a button of one of the app's messages."""
+        [pressed] = [m for m in self.slack.sent_messages(self.channel) if m.ts == message.id]
+        self.slack.press_button(pressed, button.data, self.user)
+
+
+def _shown(message: SlackMessage, note: str = "") -> ShownMessage:
+    buttons = tuple(Button(str(b["text"].get("text", "")), b["action_id"]) for b in message.buttons)
+    return ShownMessage(message.ts, message.shown_text, buttons, message.deleted, note)
+
+
+def _member_id(value: str) -> str:
+    """A `--user` id as `duragent init --slack-owner` takes it."""
+    if not re.fullmatch(SlackSetup.owner_pattern, value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a Slack member id (like U0123ABCD)")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
-    """`python -m duragent.testing.fake_slack`: serve a fake Slack until interrupted."""
+    """`python -m duragent.testing.fake_slack`: serve a fake Slack until interrupted; with
+    `--user ID`, chat with the app in direct messages as that member."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--port", type=int, default=8904)
+    parser.add_argument(
+        "--user",
+        type=_member_id,
+        metavar="ID",
+        help="type direct messages to the app as the member with this id and see its replies",
+    )
     args = parser.parse_args(argv)
     slack = FakeSlack(port=args.port)
+    chat = None
+    if args.user is not None:
+        chat = _DirectMessages(slack, slack.add_user(f"user{args.user[-4:].lower()}", user_id=args.user))
 
     def announce() -> str:
         channel = slack.add_channel("general")
-        return (
+        said = (
             f"fake Slack: api_base {slack.api_base}, channel #general {channel}\n"
             f"bot token {slack.bot_token}, app token {slack.app_token}"
         )
+        if chat is not None:
+            said += (
+                f"\nyou are member {args.user} (`duragent init --slack-owner {args.user}`): type a direct"
+                " message to the app; /press N presses a button"
+            )
+        return said
 
-    asyncio.run(slack.serve_until_interrupted(announce))
+    console = (lambda: chat_console(slack, chat)) if chat is not None else None
+    asyncio.run(slack.serve_until_interrupted(announce, console))
 
 
 if __name__ == "__main__":

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 
 import aiohttp
+import pytest
 
-from duragent.testing.fake_slack import SECTION_TEXT_LIMIT, TEXT_LIMIT, FakeSlack
+from duragent.testing.fake_slack import (
+    DEFAULT_APP_TOKEN,
+    DEFAULT_BOT_TOKEN,
+    SECTION_TEXT_LIMIT,
+    TEXT_LIMIT,
+    FakeSlack,
+)
+from tests.integration.console_process import ConsoleProcess
+from tests.integration.plugin_process import start_ready_plugin
 
 
 async def _call(
@@ -88,4 +98,60 @@ async def test_python_m_serves_a_fake_slack_until_interrupted() -> None:
         code = await process.wait()
 
     assert answer == {"ok": False, "error": "invalid_auth"}
+    assert code == 0
+
+
+@pytest.mark.slow
+async def test_python_m_with_user_lets_a_person_dm_the_real_plugin_and_press_its_buttons(
+    tmp_path: Path,
+) -> None:
+    """`python -m duragent.testing.fake_slack --user ID`: what is typed reaches the Slack plugin
+    (unmodified Bolt, over Socket Mode) as that member's direct message, the app's messages are
+    printed with their buttons numbered, `/press N` presses one and its ephemeral answer is shown."""
+    owner = "U0123ABCD"
+    console = await ConsoleProcess.start("duragent.testing.fake_slack", "--port", "0", "--user", owner)
+    try:
+        first = await console.printed_line("fake Slack: api_base")
+        you = await console.printed_line("you are member")
+        api_base = first.split("api_base ")[1].split(",")[0]
+        settings = {"bot_token": DEFAULT_BOT_TOKEN, "app_token": DEFAULT_APP_TOKEN, "api_base": api_base}
+        plugin = await start_ready_plugin(
+            "duragent.plugins.slack",
+            settings,
+            tmp_path,
+            drop_env=("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET"),
+        )
+        try:
+            await console.type("hello app")
+            received = await plugin.event("message_received", within=15)
+            keyboard = {"rows": [[{"text": "Allow once", "callback_data": "approve:c1:allow_once"}]]}
+            await plugin.request(
+                {
+                    "type": "send_message",
+                    "chat_id": received["chat_id"],
+                    "content": "May I run **ls**?",
+                    "reply_to": received["message_id"],
+                    "inline_keyboard": keyboard,
+                }
+            )
+            buttons = await console.printed_line("[1] Allow once")
+            await console.type("/press 1")
+            pressed = await plugin.event("callback_query", within=15)
+            answer = {"callback_query_id": pressed["callback_query_id"], "text": "Running"}
+            await plugin.request({"type": "answer_callback_query", **answer})
+            only_you = await console.printed_line("Running")
+        finally:
+            await plugin.stop()
+    finally:
+        code = await console.stop()
+
+    assert f"--slack-owner {owner}" in you
+    assert received["content"] == {"type": "text", "text": "hello app"}
+    assert received["routing"]["chat_type"] == "dm"
+    assert received["sender"]["id"] == received["routing"]["sender_id"] == owner
+    assert "bot: May I run *ls*?\n" in console.printed
+    assert "(/press N)" in buttons
+    assert pressed["data"] == "approve:c1:allow_once"
+    assert pressed["sender"]["id"] == owner
+    assert only_you == "bot (only visible to you): Running\n"
     assert code == 0
