@@ -42,7 +42,7 @@ async def bot(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Discord
     async with FakeDiscord() as discord, FakeLLMServer() as llm:
         owner = discord.add_user("ada", "Ada Lovelace")
         guild = discord.add_guild("Home")
-        allowed = [discord.add_channel(guild, f"team-{n}") for n in range(3)]
+        allowed = [discord.add_channel(guild, f"team-{n}") for n in range(4)]
         root = tmp_path_factory.mktemp("discord-bot")
         config = await asyncio.to_thread(
             init_chat_workspace, root / "home", "discord", owner["id"], discord.api_base, llm, allowed
@@ -87,6 +87,15 @@ async def reply_to(bot: DiscordBot, message: dict[str, Any]) -> DiscordMessage:
     """The bot's reply to one of the user's messages."""
     return await bot.discord.wait_for_message(
         message["channel_id"], replying_to(message), within=REPLY_WITHIN
+    )
+
+
+async def next_answer(bot: DiscordBot, channel: str, content: str, **options: Any) -> DiscordMessage:
+    """The owner says `content` in `channel`; the bot's next message there."""
+    before = len(bot.discord.sent_messages(channel))
+    bot.discord.inject_message(channel, content, author=bot.owner, **options)
+    return await bot.discord.wait_for_message(
+        channel, lambda m: m in bot.discord.sent_messages(channel)[before:], within=REPLY_WITHIN
     )
 
 
@@ -167,6 +176,42 @@ async def test_in_a_channel_only_mentions_are_answered_also_inside_its_threads(b
     assert "and lunch?" in thread_reply.content
     assert bot.requests_mentioning("fountain")[-1] is request  # the thread is a conversation of its own
     assert bot.discord.sent_messages(other) == []
+
+
+async def test_reset_addressed_to_the_bot_in_a_channel_ends_the_session_in_each_documented_form(
+    bot: DiscordBot,
+) -> None:
+    # `activation: mention`: a bare /reset is group talk; `@bot /reset`, `/reset@bot` and a reply
+    # to the bot address it (docs/gateways.md).
+    channel, mention = bot.allowed[2], bot.discord.mention
+    await next_answer(bot, channel, f"{mention} the door is blue")
+    after_mention = await next_answer(bot, channel, f"{mention} /reset")
+    await next_answer(bot, channel, f"{mention} the door is red")
+    naming_the_bot = await next_answer(bot, channel, "/reset@duragent-test")
+    answer = await next_answer(bot, channel, f"{mention} the door is green")
+    replying = await next_answer(bot, channel, "/reset", reply_to=answer.id)
+
+    reset = "Session reset. Send a message to start a new conversation."
+    assert [after_mention.content, naming_the_bot.content, replying.content] == [reset] * 3
+    assert bot.requests_mentioning("/reset") == []  # answered as commands, never sent to the agent
+    [green] = bot.requests_mentioning("the door is green")
+    assert "the door is red" not in str(green.messages)  # a new session: the reset took
+
+
+async def test_status_after_the_bots_mention_is_answered_in_a_channel_and_a_dm(
+    bot: DiscordBot, dm: str
+) -> None:
+    channel, mention = bot.allowed[3], bot.discord.mention
+    await next_answer(bot, channel, f"{mention} hello from the channel")
+    await next_answer(bot, dm, "hello from the dm")
+
+    in_channel = await next_answer(bot, channel, f"{mention} /status")
+    in_dm = await next_answer(bot, dm, f"{mention} /status")
+
+    assert in_channel.content.startswith("Session: ")
+    assert in_dm.content.startswith("Session: ")
+    assert in_channel.content != in_dm.content  # each chat's own session
+    assert bot.requests_mentioning("/status") == []
 
 
 async def test_only_the_requester_may_approve_with_the_button_and_then_the_tool_runs(bot: DiscordBot) -> None:

@@ -133,6 +133,32 @@ async def test_guild_messages_report_mentions_and_replies_to_the_bot(
     assert reply["reply_to"] == answer["message_id"]
 
 
+async def test_a_command_after_the_bots_mention_or_naming_the_bot_arrives_as_a_command_to_it(
+    discord: FakeDiscord, plugin: PluginProcess, channel: str, guild: str, ada: dict[str, Any]
+) -> None:
+    # The router answers text starting with "/" as a command, and takes `/reset@name` in a
+    # group for another bot's unless `mentions_bot` says it is this one's.
+    discord.inject_message(channel, f"{discord.mention} /reset", author=ada)
+    after_mention = await plugin.event(received_in(channel))
+    discord.inject_message(channel, f"{discord.role_mention(guild)}  /status please", author=ada)
+    after_role = await plugin.event(received_in(channel))
+    discord.inject_message(channel, "/reset@duragent-test", author=ada)
+    named = await plugin.event(received_in(channel))
+    discord.inject_message(channel, "/reset@otherbot", author=ada)
+    other_bots = await plugin.event(received_in(channel))
+    discord.inject_message(channel, f"{discord.mention} /etc/hosts holds what?", author=ada)
+    path = await plugin.event(received_in(channel))
+
+    assert after_mention["content"]["text"] == "/reset"
+    assert after_mention["mentions_bot"] is True
+    assert after_role["content"]["text"] == "/status please"
+    assert after_role["mentions_bot"] is True
+    assert named["content"]["text"] == "/reset@duragent-test"
+    assert named["mentions_bot"] is True
+    assert other_bots["mentions_bot"] is False
+    assert path["content"]["text"] == "@duragent-test /etc/hosts holds what?"
+
+
 async def test_channels_roles_and_custom_emoji_reach_the_agent_as_people_read_them(
     discord: FakeDiscord, plugin: PluginProcess, channel: str, guild: str, ada: dict[str, Any]
 ) -> None:

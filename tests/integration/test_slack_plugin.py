@@ -149,9 +149,13 @@ async def test_a_chat_command_typed_after_the_mention_arrives_as_the_command(
     status = await plugin.event(received_in(dm))
     slack.inject_message(dm, f"{slack.mention} /etc/hosts holds what?", user=ada)
     path = await plugin.event(received_in(dm))
+    slack.inject_message(channel, " /reset@duragent", user=ada)
+    named = await plugin.event(received_in(channel))
 
     assert reset["content"]["text"] == "/reset"
     assert reset["mentions_bot"] is True
+    assert named["content"]["text"] == "/reset@duragent"
+    assert named["mentions_bot"] is True  # else the router takes it for another bot's command
     assert status["content"]["text"] == "/status"
     assert path["content"]["text"] == "@duragent /etc/hosts holds what?"
 

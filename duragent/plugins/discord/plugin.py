@@ -36,6 +36,7 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from duragent.errors import ConfigError
+from duragent.gateways.chat_commands import command_addressed_to, command_after_mention
 from duragent.gateways.chat_order import ChatOrder
 from duragent.gateways.chunking import as_typed, split_message
 from duragent.gateways.downloads import MAX_DOWNLOAD_MB, DownloadFolder, not_fetched, too_large
@@ -379,8 +380,22 @@ class DiscordPlugin(GatewayPlugin):
             return False
         if any(user.id == me.id for user in message.mentions):
             return True
+        if command_addressed_to(message.content, me.name):
+            return True  # `/reset@botname`: Discord sees no mention in it, the router needs one
         own_role = message.guild.self_role if message.guild is not None else None
         return own_role is not None and own_role.id in message.raw_role_mentions
+
+    def _own_mentions(self, message: discord.Message) -> list[str]:
+        """How the message's text may write a mention of the bot: `<@id>`, `<@!id>` (older
+        clients), or its own role in the server, `<@&id>` (see `_mentions_me`)."""
+        me = self.client.user
+        if me is None:
+            return []
+        forms = [f"<@{me.id}>", f"<@!{me.id}>"]
+        own_role = message.guild.self_role if message.guild is not None else None
+        if own_role is not None:
+            forms.append(f"<@&{own_role.id}>")
+        return forms
 
     async def _content(
         self, message: discord.Message, *, fetch: bool
@@ -413,14 +428,18 @@ class DiscordPlugin(GatewayPlugin):
     def _readable(self, message: discord.Message) -> str:
         """The text with mentions shown as the user saw them: the bot's `<@id>` (or its role's)
         as `@name`, other people's as `@display name` (the agent cannot tell who `<@1234>` is),
-        channels, roles, custom emoji and commands by name (duragent.plugins.discord.mentions)."""
+        channels, roles, custom emoji and commands by name (duragent.plugins.discord.mentions).
+
+        A chat command after the bot's mention (`@bot /reset`) arrives as the command alone, as
+        the router reads commands: shown as `@name /reset`, it would reach the agent as talk.
+        """
         text = message.content
         me = self.client.user
         if me is not None:
-            forms = [f"<@{me.id}>", f"<@!{me.id}>"]
-            own_role = message.guild.self_role if message.guild is not None else None
-            if own_role is not None:
-                forms.append(f"<@&{own_role.id}>")
+            forms = self._own_mentions(message)
+            command = command_after_mention(text, forms)
+            if command is not None:
+                text = command
             for form in forms:
                 text = text.replace(form, f"@{me.name}")
         for user in message.mentions:

@@ -43,6 +43,7 @@ from slack_sdk.http_retry.jitter import Jitter
 from slack_sdk.web.async_client import AsyncWebClient
 
 from duragent.errors import ConfigError
+from duragent.gateways.chat_commands import command_addressed_to, command_after_mention
 from duragent.gateways.chat_order import ChatOrder
 from duragent.gateways.chunking import as_typed, split_message, split_then_convert
 from duragent.gateways.downloads import MAX_DOWNLOAD_MB, DownloadFolder, not_fetched, too_large
@@ -409,11 +410,16 @@ class SlackPlugin(GatewayPlugin):
             content=content,
             routing=routing,
             reply_to=str(thread_ts) if thread_ts and thread_ts != event["ts"] else None,
-            mentions_bot=f"<@{self._bot_user_id}>" in str(event.get("text") or ""),
+            mentions_bot=self._mentions_me(str(event.get("text") or "")),
             reply_to_bot=bool(thread_ts) and event.get("parent_user_id") == self._bot_user_id,
             timestamp=datetime.fromtimestamp(float(event["ts"]), UTC).isoformat(),
             metadata=metadata,
         )
+
+    def _mentions_me(self, text: str) -> bool:
+        """Whether the message's text mentions the bot, or is a command addressed to it by name
+        (` /reset@duragent`), which Slack does not mark as a mention."""
+        return f"<@{self._bot_user_id}>" in text or command_addressed_to(text, self._bot_name)
 
     async def _readable(self, text: str) -> str:
         """Slack's markup as the user saw it: the bot's mention as @name, other members' as
@@ -425,10 +431,9 @@ class SlackPlugin(GatewayPlugin):
         not a valid command"), so `@bot /reset` (or ` /reset`) is how a chat command is typed:
         it arrives as `/reset`.
         """
-        mention = re.escape(f"<@{self._bot_user_id}>")
-        command = re.fullmatch(rf"\s*(?:{mention}\s*)?(/[A-Za-z]\w*(?:@\S+)?(?:\s.*)?)", text, re.DOTALL)
+        command = command_after_mention(text, [f"<@{self._bot_user_id}>"])
         if command is not None:
-            text = command.group(1)
+            text = command
         text = text.replace(f"<@{self._bot_user_id}>", f"@{self._bot_name}")
         names = {member: await self._display_name(member) for member in _MEMBER_MENTION.findall(text)}
         text = _MEMBER_MENTION.sub(lambda found: f"@{names[found[1]]}" if names[found[1]] else found[0], text)
