@@ -109,6 +109,8 @@ class PluginStatus:
     last_error: str | None = None
     pid: int | None = None
     capabilities: list[str] = field(default_factory=list)
+    #: What the plugin said people type before a chat command (see `Ready.command_prefix`).
+    command_prefix: str = ""
     ready_since: float | None = None
 
     def to_json(self) -> dict[str, object]:
@@ -576,6 +578,7 @@ class PluginSupervisor:
             )
         self.status.state = "ready"
         self.status.capabilities = list(event.capabilities)
+        self.status.command_prefix = event.command_prefix
         self.status.ready_since = time.monotonic()
         self._ready.set()
         owed = list(self._outbox.values())

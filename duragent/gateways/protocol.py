@@ -305,6 +305,9 @@ class Ready(WireModel):
     gateway: str
     version: str = PROTOCOL_VERSION
     capabilities: list[str] = []
+    #: What people type before a chat command on this platform (Slack: `@duragent `, as it
+    #: refuses a message starting with "/"), so the commands the bot names are ones that work.
+    command_prefix: str = ""
 
 
 class MessageReceived(WireModel):

@@ -61,11 +61,6 @@ log = logging.getLogger(__name__)
 #: Sends one command to a gateway (the manager's `send`).
 Send = Callable[[str, Command], Awaitable[object]]
 
-HELP_TEXT = (
-    "Send a message to talk to the agent.\n\n"
-    "/reset: start a new conversation\n/retry: run the last turn again if it failed\n"
-    "/status: show this chat's session\n/help: this text"
-)
 DECISION_LABELS = {"allow_once": "Allow once", "allow_always": "Allow always", "deny": "Deny"}
 DECISION_TOASTS = {"allow_once": "✓ Running", "allow_always": "✓ Always allowed", "deny": "✗ Denied"}
 NOT_CURRENT = "This approval is no longer current"
@@ -232,7 +227,8 @@ class ChatBinding:
             self._stop_typing()
             failure = data.get("message", "unknown error")
             # (not offered for a turn that left the model nothing to answer: the server refuses it)
-            hint = "\n\n/retry runs it again." if self.live.last_turn_retryable else ""
+            retry = f"{self.router.command_prefix(self.key.gateway)}/retry"
+            hint = f"\n\n{retry} runs it again." if self.live.last_turn_retryable else ""
             await self._reply(f"Error processing request: {failure}{hint}")
         elif name == "notification":
             await self._reply(str(data.get("message") or ""), reply=False)
@@ -316,6 +312,7 @@ class GatewayRouter:
         shutting_down: Callable[[], bool] = lambda: False,
         capabilities: Callable[[str], Sequence[str]] = lambda gateway: (),
         redact: Callable[[Any], Any] | None = None,
+        command_prefix: Callable[[str], str] = lambda gateway: "",
     ):
         self.sessions = sessions
         self.agent_for = agent_for
@@ -326,6 +323,8 @@ class GatewayRouter:
         self.chunk_limits = chunk_limits or {}
         #: What a gateway's plugin announced in its last `ready`.
         self.capabilities = capabilities
+        #: What a gateway's plugin said people type before a chat command (`Ready.command_prefix`).
+        self.command_prefix = command_prefix
         self.bindings: dict[ChatKey, ChatBinding] = {}
         self._debounces: dict[tuple[ChatKey, str], Debounce] = {}
         self._recent: collections.deque[tuple[str, str, str]] = collections.deque(maxlen=RECENT_IDS)
@@ -656,7 +655,7 @@ class GatewayRouter:
             return False
         command = command.lower()
         if command in ("/start", "/help"):
-            await self.send_text(key.gateway, key.chat_id, HELP_TEXT)
+            await self.send_text(key.gateway, key.chat_id, help_text(self.command_prefix(key.gateway)))
         elif command == "/reset":
             if unaddressed:
                 return False
@@ -968,6 +967,17 @@ def _inbox_name(message_id: str, file_name: str) -> str:
 def _owns_its_log(live: LiveSession) -> bool:
     """Whether a turn runs, waits, or stopped midway: a message stored now would come between."""
     return live.busy or bool(live.queued) or live.unfinished_turn or bool(live.log.state.open_tool_calls())
+
+
+def help_text(command_prefix: str = "") -> str:
+    """What `/help` answers, naming each command as it is typed on the platform (Slack refuses
+    a bare `/reset`: there it is `@duragent /reset`, `command_prefix` "@duragent ")."""
+    return (
+        "Send a message to talk to the agent.\n\n"
+        f"{command_prefix}/reset: start a new conversation\n"
+        f"{command_prefix}/retry: run the last turn again if it failed\n"
+        f"{command_prefix}/status: show this chat's session\n{command_prefix}/help: this text"
+    )
 
 
 def _code_block(code: str) -> str:

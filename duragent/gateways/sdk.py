@@ -174,6 +174,9 @@ class GatewayPlugin:
 
     name: str = "gateway"
     capabilities: tuple[str, ...] = ()
+    #: Sent in `ready`: what people type before a chat command here (set it in `on_start` when it
+    #: names the bot, `@duragent `); empty where `/reset` can be typed as it is.
+    command_prefix: str = ""
 
     def __init__(self) -> None:
         self.config: dict[str, Any] = {}
@@ -373,7 +376,12 @@ class GatewayPlugin:
             raise failure
         self.__started = True
         await self.emit(
-            Ready(gateway=self.name, version=PROTOCOL_VERSION, capabilities=list(self.capabilities))
+            Ready(
+                gateway=self.name,
+                version=PROTOCOL_VERSION,
+                capabilities=list(self.capabilities),
+                command_prefix=self.command_prefix,
+            )
         )
         while True:
             command = await self.__next(commands)

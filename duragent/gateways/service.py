@@ -33,6 +33,7 @@ class GatewayService:
             shutting_down=state.shutdown.is_set,
             capabilities=self._capabilities,
             redact=state.workspace.guard.redact_value,  # (no key-shaped text at rest in pending.json)
+            command_prefix=self._command_prefix,
         )
         self.manager = GatewayManager(
             config.gateways.external,
@@ -49,6 +50,10 @@ class GatewayService:
     def _capabilities(self, gateway: str) -> list[str]:
         plugin = self.manager.plugins.get(gateway)
         return plugin.status.capabilities if plugin is not None else []
+
+    def _command_prefix(self, gateway: str) -> str:
+        plugin = self.manager.plugins.get(gateway)
+        return plugin.status.command_prefix if plugin is not None else ""
 
     async def _send(self, gateway: str, command: Command) -> object:
         return await self.manager.send(gateway, command)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from duragent.testing.fake_llm import FakeLLMServer, text, tool_calls
+from duragent.testing.fake_llm import FakeLLMServer, error, text, tool_calls
 from duragent.testing.fake_slack import SECTION_TEXT_LIMIT, FakeSlack, SlackMessage
 from tests.e2e.served_bot import ServedBot, init_chat_workspace, served_env
 
@@ -195,6 +195,30 @@ async def test_a_long_reply_is_split_under_slacks_limits_in_order(bot: SlackBot,
     assert len(pieces) >= 4
     assert all(len(piece.text) <= SECTION_TEXT_LIMIT for piece in pieces)
     assert " ".join(piece.text for piece in pieces).split() == essay.split()
+
+
+async def test_help_names_the_commands_as_slack_lets_them_be_typed(bot: SlackBot, dm: str) -> None:
+    # Slack refuses a message starting with "/" that is none of its own slash commands.
+    bot.slack.inject_message(dm, f"{bot.slack.mention} /help", user=bot.owner)
+
+    answer = await bot.slack.wait_for_message(dm, containing("/reset"), within=REPLY_WITHIN)
+
+    lines = answer.shown_text.splitlines()
+    assert "@duragent /reset: start a new conversation" in lines
+    assert "@duragent /status: show this chat's session" in lines
+    assert [line for line in lines if line.startswith("/")] == []
+    assert bot.requests_mentioning("/help") == []
+
+
+async def test_a_failed_turn_offers_retry_as_slack_lets_it_be_typed(bot: SlackBot, dm: str) -> None:
+    bot.llm.enqueue(error(400, "the model refused the request"))
+    bot.slack.inject_message(dm, "summarise my week", user=bot.owner)
+
+    failure = await bot.slack.wait_for_message(
+        dm, containing("Error processing request"), within=REPLY_WITHIN
+    )
+
+    assert failure.shown_text.endswith("@duragent /retry runs it again.")
 
 
 async def test_after_a_server_restart_the_conversation_continues_in_the_same_session(

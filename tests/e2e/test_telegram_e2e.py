@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from duragent.gateways.router import HELP_TEXT
+from duragent.gateways.router import help_text
 from duragent.testing.fake_llm import FakeLLMServer, delay, text, tool_calls
 from duragent.testing.fake_telegram import MESSAGE_LIMIT, BotMessage, FakeTelegramBotAPI
 from tests.e2e.telegram_bot import (
@@ -289,7 +289,7 @@ async def test_help_and_help_at_botname_explain_the_bot_without_asking_the_model
     )
 
     answers = [m.plain_text for m in bot.telegram.sent_messages(chat)]
-    assert answers == [HELP_TEXT, HELP_TEXT]
+    assert answers == [help_text(), help_text()]
     assert len(bot.llm.requests) == requests_before
 
 

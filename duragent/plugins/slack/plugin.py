@@ -227,6 +227,9 @@ class SlackPlugin(GatewayPlugin):
         identity = await self._auth_test()
         self._bot_user_id = str(identity.get("user_id", ""))
         self._bot_name = str(identity.get("user", "bot"))
+        # Slack takes a message starting with "/" for one of its own slash commands (and refuses
+        # it): the chat commands the bot lists are typed after its mention.
+        self.command_prefix = f"@{self._bot_name} "
         self._downloads = DownloadFolder(
             settings.download_dir, prefix="duragent-slack-", environ=self.environ
         )
