@@ -99,6 +99,8 @@ async def test_slack_refused_token_names_where_it_is_set(
     named = f"`{key}`" if in_config else variable
     assert fatal["fatal"] is True
     assert f"refused the {what} in {named}" in fatal["message"]
+    # Named once: the server adds "(from SLACK_APP_TOKEN at duragent.yaml:7)" to each `app_token`.
+    assert fatal["message"].count(f"`{key}`") <= 1
     assert wrong not in process.stderr_path.read_text()
     assert code == 1
 

@@ -292,7 +292,7 @@ class SlackPlugin(GatewayPlugin):
             if code in _REFUSED_TOKEN:
                 raise ConfigError(
                     f"Slack refused the app-level token in {_source(self.config, 'app_token', APP_TOKEN_ENV)}"
-                    f" ({code}): `app_token` takes an xapp- token with the connections:write scope"
+                    f" ({code}): it must be an xapp- token with the connections:write scope"
                     " (Basic Information > App-Level Tokens)"
                 ) from None
             text = self._redact(f"cannot open Socket Mode: {code or error}")
