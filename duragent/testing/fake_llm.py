@@ -856,13 +856,15 @@ def _base_response(kind: str, value: Any, item: dict[str, Any]) -> ScriptedRespo
         headers = {str(k): str(v) for k, v in (item.get("headers") or {}).items()}
         return error(int(value), item.get("body"), retry_after=item.get("retry_after"), headers=headers)
     if kind == "broken_stream":
-        return broken_stream(int(value), item.get("text", "this reply breaks off here"))
+        return broken_stream(
+            int(value), item.get("text", "this reply breaks off here"), chunks=int(item.get("chunks", 4))
+        )
     if kind == "malformed":
         return malformed(0 if value is True else int(value))
     if kind == "stream_error":
         return stream_error(str(value))
     if kind == "tool_calls":
-        calls = [ScriptedCall(str(c["name"]), dict(c.get("arguments") or {}), c.get("id")) for c in value]
+        calls = [_scripted_call(call, index) for index, call in enumerate(value)]
         argument_chunks = int(item.get("argument_chunks", 2))
         return tool_calls(
             calls,
@@ -878,6 +880,28 @@ def _base_response(kind: str, value: Any, item: dict[str, Any]) -> ScriptedRespo
     if finish not in ("stop", "length"):
         raise ValueError(f"finish must be stop or length, not {finish!r}")
     return text(str(value), int(item.get("chunks", 1)), usage=usage, finish=finish, late_input_usage=late)
+
+
+#: What a call of `tool_calls` takes in a script.
+_CALL_KEYS = frozenset({"name", "arguments", "id", "raw_arguments"})
+
+
+def _scripted_call(call: Any, index: int) -> ScriptedCall:
+    """One call of a scripted `tool_calls` (`{name: bash, arguments: {...}}`); `raw_arguments`
+    streams text that need not be JSON, for a model that writes broken arguments."""
+    if not isinstance(call, dict) or "name" not in call:
+        raise ValueError(f"tool_calls[{index}] must be a mapping with a name, got {call!r}")
+    unknown = set(call) - _CALL_KEYS
+    if unknown:
+        known = ", ".join(sorted(_CALL_KEYS))
+        raise ValueError(f"tool_calls[{index}]: unknown keys {', '.join(sorted(unknown))} (known: {known})")
+    raw = call.get("raw_arguments")
+    return ScriptedCall(
+        str(call["name"]),
+        dict(call.get("arguments") or {}),
+        call.get("id"),
+        raw_arguments=None if raw is None else str(raw),
+    )
 
 
 def load_script(path: Path) -> Script:

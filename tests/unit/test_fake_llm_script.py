@@ -57,6 +57,17 @@ def test_a_yaml_script_lists_responses_in_order(tmp_path: Path) -> None:
     assert script.default == echo()
 
 
+def test_a_script_streams_arguments_that_are_not_json_and_breaks_off_after_its_chunks() -> None:
+    script = parse_script(
+        [
+            {"tool_calls": [{"name": "bash", "raw_arguments": '{"command": '}]},
+            {"broken_stream": 3, "text": "one two three four five six", "chunks": 6},
+        ]
+    )
+    assert script.responses[0] == tool_calls([ScriptedCall("bash", {}, raw_arguments='{"command": ')])
+    assert (script.responses[1].chunks, script.responses[1].after_chunks) == (6, 3)
+
+
 def test_a_json_script_can_set_the_default_reply() -> None:
     script = parse_script(json.loads('{"responses": [], "default": {"text": "always this"}}'))
     assert script.default == text("always this")
@@ -67,6 +78,8 @@ def test_a_json_script_can_set_the_default_reply() -> None:
     [
         ({"responses": [{"txt": "typo"}]}, "response 1: needs one of"),
         ([{"text": "hi", "chunkz": 2}], "response 1: unknown keys chunkz"),
+        ([{"tool_calls": [{"name": "bash", "args": {}}]}], r"response 1: tool_calls\[0\]: unknown keys args"),
+        ([{"tool_calls": ["bash"]}], r"response 1: tool_calls\[0\] must be a mapping with a name"),
         ([{"error": "not a status"}], "response 1: invalid literal"),
         ("just a string", "a script is a list of responses"),
     ],
