@@ -39,10 +39,17 @@ def list_gateways(
         print("no gateway plugins configured (gateways.external in duragent.yaml)")
         return
     rows = [
-        [g["name"], g["state"], str(g["restarts"]), str(g.get("pid") or "-"), g.get("last_error") or ""]
+        [g["name"], _state(g), str(g["restarts"]), str(g.get("pid") or "-"), g.get("last_error") or ""]
         for g in gateways
     ]
     print_table(["NAME", "STATE", "RESTARTS", "PID", "LAST ERROR"], rows)
+
+
+def _state(gateway: dict[str, Any]) -> str:
+    """`ready`, or `ready, reconnecting` while its platform is out of reach (its last health check)."""
+    if gateway["state"] == "ready" and gateway.get("connected") is False:
+        return "ready, reconnecting"
+    return str(gateway["state"])
 
 
 def _fetch(url: str, token: str | None) -> list[dict[str, Any]]:

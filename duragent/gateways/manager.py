@@ -112,6 +112,9 @@ class PluginStatus:
     #: What the plugin said people type before a chat command (see `Ready.command_prefix`).
     command_prefix: str = ""
     ready_since: float | None = None
+    #: Whether the plugin reached its platform at its last `pong` (None: not asked yet in this
+    #: run): a `ready` plugin whose platform dropped it is still `ready`, and reconnecting.
+    connected: bool | None = None
 
     def to_json(self) -> dict[str, object]:
         """The JSON form used by the admin endpoint."""
@@ -122,6 +125,7 @@ class PluginStatus:
             "last_error": self.last_error,
             "pid": self.pid,
             "capabilities": self.capabilities,
+            "connected": self.connected,
         }
 
 
@@ -388,6 +392,7 @@ class PluginSupervisor:
     async def _run_once(self) -> int | None:
         """Run the plugin until it exits; its exit code (None: it could not be started)."""
         self.status.state = "starting"
+        self.status.connected = None
         self._run_error = None
         self._unreachable = False
         self._said_fatal = False
@@ -518,6 +523,11 @@ class PluginSupervisor:
             if isinstance(event, CommandError):
                 log.warning("gateway %s: command %s failed: %s", self.name, event.request_id, event.message)
         elif isinstance(event, Pong):
+            if not event.connected and self.status.connected is not False:
+                log.warning("gateway %s: the plugin lost its platform and is reconnecting", self.name)
+            elif event.connected and self.status.connected is False:
+                log.info("gateway %s: the plugin reached its platform again", self.name)
+            self.status.connected = event.connected
             pong = self._pongs.get(event.request_id)
             if pong is not None and not pong.done():
                 pong.set_result(event)

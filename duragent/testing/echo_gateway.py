@@ -66,8 +66,8 @@ class EchoGateway(GatewayPlugin):
             asyncio.get_running_loop().call_later(0.2, os._exit, code)
 
     def is_connected(self) -> bool:
-        """Always connected (there is no platform)."""
-        return True
+        """Connected unless the test took the platform away (`EchoGatewayControl.disconnect`)."""
+        return self.control is None or not (self.control / "disconnected").exists()
 
     async def on_send_message(self, cmd: SendMessage) -> str | None:
         """Record the message; optionally crash or fail first."""
@@ -135,6 +135,14 @@ class EchoGatewayControl:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         (folder / "inject").mkdir(parents=True, exist_ok=True)
+
+    def disconnect(self, gone: bool = True) -> None:
+        """Have the plugin report its platform out of reach in `pong` (False: back again)."""
+        marker = self.folder / "disconnected"
+        if gone:
+            marker.touch()
+        else:
+            marker.unlink(missing_ok=True)
 
     def config(self, **switches: Any) -> dict[str, Any]:
         """The `config:` map for duragent.yaml pointing the plugin at this folder."""

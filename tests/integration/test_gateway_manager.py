@@ -102,6 +102,24 @@ async def test_plugin_is_configured_becomes_ready_and_delivers_both_ways(tmp_pat
     assert plugin.status.state == "stopped"
 
 
+async def test_a_ready_plugin_that_lost_its_platform_says_so_until_it_is_back(tmp_path: Path) -> None:
+    """`gateway list` said `ready` through a Discord outage: nothing showed the bot was deaf."""
+    control = EchoGatewayControl(tmp_path)
+    manager = manager_for(echo_spec(control), Recorder())
+    manager.start()
+    plugin = manager.plugin("echo")
+    try:
+        await wait_until(lambda: plugin.status.connected is True)
+        control.disconnect()
+        await wait_until(lambda: plugin.status.connected is False)
+        assert plugin.status.state == "ready"
+        assert plugin.status.to_json()["connected"] is False
+        control.disconnect(gone=False)
+        await wait_until(lambda: plugin.status.connected is True)
+    finally:
+        await manager.stop()
+
+
 async def test_a_plugin_not_ready_in_time_is_killed_and_reported(tmp_path: Path) -> None:
     control = EchoGatewayControl(tmp_path)
     recorder = Recorder()

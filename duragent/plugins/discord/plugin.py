@@ -91,6 +91,17 @@ T = TypeVar("T")
 log = logging.getLogger("duragent.gateway.discord")
 
 
+def _reconnect_in_one_line(record: logging.LogRecord) -> bool:
+    """discord.py logs each failed reconnect attempt at ERROR with its whole traceback (some 55
+    lines, five of them in a 30-s outage): one warning line with the reason says the same."""
+    if record.msg == "Attempting a reconnect in %.2fs" and record.exc_info and record.exc_info[1]:
+        error = record.exc_info[1]
+        record.msg = f"Discord out of reach ({type(error).__name__}: {error}); reconnecting in %.2fs"
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info = record.exc_text = None
+    return True
+
+
 @dataclass(frozen=True)
 class DiscordSettings:
     """The plugin's `config:` map from duragent.yaml, with environment fallbacks applied."""
@@ -169,6 +180,7 @@ class DiscordPlugin(GatewayPlugin):
         # The reconnect loop in discord.py's Client.connect makes its backoff from this name; the
         # plugin's process runs one client, whose waits should be ours.
         discord.client.ExponentialBackoff = lambda: self._reconnects  # type: ignore[attr-defined,assignment,misc]
+        logging.getLogger("discord.client").addFilter(_reconnect_in_one_line)
         intents = discord.Intents.default()
         intents.message_content = True
         # What the agent writes is often what someone asked it to write: it may ping the people it

@@ -19,6 +19,9 @@ class GatewayOut(Reply):
     last_error: str | None = None
     pid: int | None = None
     capabilities: list[str] = Field(default_factory=list)
+    connected: bool | None = Field(
+        None, description="Whether it reached its platform at the last health check (every 30 s)."
+    )
 
 
 class GatewaysOut(Reply):
