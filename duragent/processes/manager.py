@@ -321,7 +321,7 @@ class ProcessManager:
                 program,
                 *argv,
                 cwd=cwd,
-                env=dict(env),
+                env={**env, PROCESS_MARKER: record.handle},
                 stdin=asyncio.subprocess.PIPE,
                 stdout=write_fd,
                 stderr=write_fd,
@@ -858,6 +858,11 @@ def _group_members(pgid: int) -> Iterator[_Member]:
             yield _Member(int(stat.parent.name), session=int(fields[3]), started=int(fields[19]))
 
 
+#: Set in every background process's environment to its handle (`proc_...`): what a restart
+#: recognises its leftovers by (`_kill_stale_group`).
+PROCESS_MARKER = "DURAGENT_PROCESS"
+
+
 @dataclass(frozen=True)
 class _Member:
     """A process as /proc/PID/stat shows it: its id, session id and start (clock ticks since boot)."""
@@ -879,25 +884,35 @@ def _start_ticks(pid: int) -> int | None:
 
 def _kill_stale_group(record: ProcessRecord) -> None:
     """Stop what is left of a process the server lost: its group, while its pid is still that
-    process, or once that process is gone, what it started (its `bash -c` dies with the server,
-    but a command's own children do not: `sleep 45 &` ran on, orphaned, for good).
+    process (same start), or once that process is gone, the processes that carry its handle in
+    their environment (`PROCESS_MARKER`): its `bash -c` dies with the server, but a command's own
+    children do not (`sleep 45 &` ran on, orphaned, for good).
 
-    Without its leader, a member of the group in the leader's session started no earlier than it
-    is of that group: Linux does not give a pid to a new process while a group or session still
-    bears that number.
+    The marker, not the group number, says which are its: once its leftovers all end, the number
+    is free, and a process of anybody's that takes it may lead a group of its own by then.
     """
     if record.pid is None or record.pid_started is None:
         return
-    leader_started = _start_ticks(record.pid)
-    if leader_started is None:
-        left = [
-            member
-            for member in _group_members(record.pid)
-            if member.session == record.pid and member.started >= record.pid_started
-        ]
+    if _start_ticks(record.pid) == record.pid_started:
+        kill_group(record.pid, signal.SIGKILL)
+        return
+    marker = f"{PROCESS_MARKER}={record.handle}".encode()
+    stopped = 0
+    for _ in range(3):  # (one may start another while it is being stopped)
+        left = [m.pid for m in _group_members(record.pid) if marker in _environment(m.pid)]
         if not left:
-            return
-        log.info("background process %s: stopping %d process(es) it left running", record.handle, len(left))
-    elif leader_started != record.pid_started:
-        return  # the pid is another process's now
-    kill_group(record.pid, signal.SIGKILL)
+            break
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        stopped += len(left)
+    if stopped:
+        log.info("background process %s: stopped %d process(es) it left running", record.handle, stopped)
+
+
+def _environment(pid: int) -> list[bytes]:
+    """The `NAME=value` entries of a process's environment ([] when it cannot be read)."""
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return []

@@ -6,7 +6,8 @@ id; its first event is a `session_start` like the original's plus
 `forked_from: {session, seq}`, and the original's events 2..seq follow with their seq numbers,
 times and payloads (new event ids), but for a `session_end`: the fork of an ended session is open.
 A fork made in the middle of a turn ends with a `status_change` to `paused` (`FORKED_MID_TURN`):
-`/resume` takes the turn up. The original session is only read.
+`/resume` takes the turn up (a call copied without its result gets one first, as never run). The
+original session is only read.
 """
 
 from __future__ import annotations
@@ -121,10 +122,23 @@ async def fork_session(
     copied += [replace(event, id=new_id("ev")) for event in rest]
     copied = _renumbered(copied)
     state = replay(session_id, copied)
-    if _mid_turn(state):
-        # Nothing runs the copied turn: the fork waits, paused, for /resume (or a message) to
-        # take it up, where a copied `running` would say a turn runs that never does.
-        change = {"from": state.status, "to": "paused", "reason": FORKED_MID_TURN}
+    if not state.pending_approvals:
+        # A call copied without its result never ran in the fork: answered so, the model is
+        # asked again from there (a call waiting for a person is asked again instead, its batch whole).
+        for call in state.open_tool_calls():
+            result = {
+                "call_id": call.get("id"),
+                "tool": call.get("name"),
+                "ok": False,
+                "content": FORKED_BEFORE_RESULT,
+            }
+            copied.append(SessionEvent(len(copied) + 1, new_id("ev"), utcnow(), "tool_result", result))
+        state = replay(session_id, copied)
+    if state.status != "paused" and _mid_turn(state):
+        # Nothing runs the copied turn: the fork waits, paused, for a person to take it up, where
+        # a copied `running` would say a turn runs that never does.
+        reason = FORKED_AT_APPROVAL if state.pending_approvals else FORKED_MID_TURN
+        change = {"from": state.status, "to": "paused", "reason": reason}
         copied.append(SessionEvent(len(copied) + 1, new_id("ev"), utcnow(), "status_change", change))
         state = replay(session_id, copied)
     await store.append(session_id, copied)
@@ -134,14 +148,18 @@ async def fork_session(
 
 #: Why a fork made in the middle of a turn is paused (`session show`, attach).
 FORKED_MID_TURN = "forked in the middle of a turn: /resume takes the turn up"
+#: Why a fork made while a call waited for a person is paused.
+FORKED_AT_APPROVAL = "forked while a call waited for approval: attaching asks it again"
+#: The result of a call the fork point left without one (it never ran in the fork).
+FORKED_BEFORE_RESULT = "interrupted: the session was forked before this tool call finished"
 
 
 def _mid_turn(state: SessionState) -> bool:
-    """True when the fork point falls inside a turn: one running, a call without its result or
-    waiting for a person, or the model left to speak (a turn that failed or was cancelled is over)."""
+    """True when the fork point falls inside a turn: one running, a call waiting for a person,
+    or the model left to speak (a turn that failed or was cancelled is over)."""
     from duragent.runtime.loop import owes_reply
 
-    if state.status == "running" or state.open_tool_calls() or state.pending_approvals:
+    if state.status == "running" or state.pending_approvals:
         return True
     return state.turn_closed_by is None and owes_reply(state.conversation, past_partial=True)
 

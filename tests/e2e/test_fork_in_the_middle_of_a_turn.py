@@ -27,15 +27,17 @@ def events(workspace: Path, session: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_a_fork_after_a_tool_result_is_paused_and_resume_takes_its_turn_up(
-    workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
+@pytest.mark.parametrize("point", ["tool_result", "tool_call"])
+def test_a_fork_in_a_turn_is_paused_and_resume_takes_its_turn_up(
+    workspace: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM, point: str
 ) -> None:
     fake_model.enqueue(tool_calls([("bash", {"command": "echo hi"})]), text("It said hi."))
     sent = duragent(workspace, "send", "--new", "--json", "say hi with bash")
     original = json.loads(sent.stdout)["session_id"]
-    tool_result = next(e["seq"] for e in events(workspace, original) if e["type"] == "tool_result")
+    # after the tool's result, or at its call (a fork made while a tool ran: no result copied)
+    at = next(e["seq"] for e in events(workspace, original) if e["type"] == point)
 
-    forked = duragent(workspace, "session", "fork", f"{original}@{tool_result}", "--name", "what-if")
+    forked = duragent(workspace, "session", "fork", f"{original}@{at}", "--name", "what-if")
     assert forked.returncode == 0, forked.stderr
 
     listed = json.loads(duragent(workspace, "session", "list", "--json").stdout)
@@ -49,7 +51,7 @@ def test_a_fork_after_a_tool_result_is_paused_and_resume_takes_its_turn_up(
     term.expect("/resume")
     term.prompt()  # not a silent wait for a turn nobody runs
     term.type("/resume")
-    term.expect("Taken up again.")
+    term.expect("Taken up again.")  # the model was asked again from the fork point
     term.prompt()
     term.type("/detach")
     term.finish()

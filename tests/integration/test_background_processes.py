@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -230,9 +231,13 @@ async def test_what_a_crashed_process_started_is_killed_at_the_next_start_though
 ) -> None:
     # What a `kill -9` of the server leaves: the `bash -c` died with it (PDEATHSIG), the commands
     # it started run on in its process group, orphaned; the record still says running.
-    from duragent.processes.manager import _group_members, _start_ticks
+    from duragent.processes.manager import PROCESS_MARKER, _group_members, _start_ticks
 
-    shell = subprocess.Popen(["bash", "-c", "sleep 60 & sleep 61; true"], start_new_session=True)  # noqa: ASYNC220
+    # as the manager starts it: its own session, its handle in its environment
+    marked = {**os.environ, PROCESS_MARKER: "proc_CRASHED2"}
+    shell = subprocess.Popen(  # noqa: ASYNC220
+        ["bash", "-c", "sleep 60 & sleep 61; true"], start_new_session=True, env=marked
+    )
     started = _start_ticks(shell.pid)
     await until(lambda: len(list(_group_members(shell.pid))) == 3)
     shell.kill()
@@ -254,6 +259,41 @@ async def test_what_a_crashed_process_started_is_killed_at_the_next_start_though
     await until(lambda: reports(manager))
     assert reports(manager)[0][0].status == "lost"
     await until(lambda: not list(_group_members(shell.pid)))  # (zombies aside: init reaps them)
+
+
+async def test_a_group_that_took_a_lost_process_s_number_is_left_alone(
+    managers: Callable[..., ProcessManager], tmp_path: Path
+) -> None:
+    """Once a lost process's leftovers ended, its number is free: another program's group may
+    bear it by the next start. Only what carries the lost process's handle is stopped."""
+    from duragent.processes.manager import _group_members, _start_ticks
+
+    stranger = subprocess.Popen(  # noqa: ASYNC220
+        ["bash", "-c", "sleep 60 & sleep 61; true"], start_new_session=True
+    )
+    await until(lambda: len(list(_group_members(stranger.pid))) == 3)
+    stranger_started = _start_ticks(stranger.pid)
+    assert stranger_started is not None
+    record = ProcessRecord(
+        handle="proc_LONGGONE",
+        agent="helper",
+        session_id="s_OWNER",
+        command="make",
+        pid=stranger.pid,  # the number a process of ours had, long ago
+        pid_started=stranger_started - 1,
+        started_at=utcnow(),
+    )
+    (tmp_path / "processes").mkdir()
+    (tmp_path / "processes" / "proc_LONGGONE.yaml").write_text(render_record(record))
+    try:
+        manager = managers()
+        await manager.start()
+        await until(lambda: reports(manager))
+        assert reports(manager)[0][0].status == "lost"
+        assert len(list(_group_members(stranger.pid))) == 3  # untouched
+    finally:
+        os.killpg(stranger.pid, signal.SIGKILL)
+        stranger.wait()
 
 
 async def test_records_loaded_before_the_start_say_which_task_started_a_process_and_wait_for_it(

@@ -82,6 +82,43 @@ def test_a_fork_resumes_with_the_shortened_conversation(root: Path) -> None:
     assert resumed.agent == "assistant"
 
 
+async def a_turn_asking(approval: bool) -> str:
+    """A session stopped in its turn's tool call, which waits for a person when `approval`."""
+    async with Workspace(load_config()) as workspace:
+        log = await SessionLog.create(workspace.stores.sessions, agent="assistant")
+        call = {"id": "c1", "name": "bash", "arguments": {"command": "ls"}}
+        await log.append("user_message", {"content": "list the files", "turn": 1})
+        await log.append("status_change", {"from": "active", "to": "running"})
+        await log.append("assistant_message", {"content": "", "message_id": "m1", "tool_calls": [call]})
+        if approval:
+            asked = {"call_id": "c1", "tool": "bash", "arguments": {"command": "ls"}, "batch_position": 1}
+            await log.append("approval_required", asked)
+        else:
+            await log.append("tool_call", {"call_id": "c1", "tool": "bash", "arguments": {"command": "ls"}})
+        return log.session_id
+
+
+@pytest.mark.parametrize("approval", [False, True])
+def test_a_fork_in_a_turn_is_paused_and_a_call_left_without_result_is_answered_as_never_run(
+    root: Path, approval: bool
+) -> None:
+    """A fork at a tool call was paused saying /resume takes the turn up, and /resume found nothing
+    to run: the call had no result, so the model owed nothing yet."""
+    from duragent.sessions.fork import FORKED_AT_APPROVAL, FORKED_BEFORE_RESULT, FORKED_MID_TURN
+
+    original = asyncio.run(a_turn_asking(approval))
+    new_id = json.loads(run("session", "fork", original, "--json").output)["session_id"]
+
+    events = asyncio.run(events_of(new_id))
+    if approval:  # asked again when someone attaches, its batch whole: nothing answered for it
+        assert [e.type for e in events[-2:]] == ["approval_required", "status_change"]
+        assert events[-1].payload == {"from": "running", "to": "paused", "reason": FORKED_AT_APPROVAL}
+    else:
+        assert [e.type for e in events[-2:]] == ["tool_result", "status_change"]
+        assert events[-2].payload["content"] == FORKED_BEFORE_RESULT
+        assert events[-1].payload == {"from": "running", "to": "paused", "reason": FORKED_MID_TURN}
+
+
 def test_fork_at_a_revision_uses_the_log_as_that_commit_has_it(root: Path) -> None:
     original = asyncio.run(conversation(1))
     data = root / ".duragent"
