@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from duragent.agents.loader import Agent
+    from duragent.client.runfile import RunInfo
     from duragent.config import DuragentConfig
 
 Status = Literal["ok", "warn", "fail"]
@@ -408,7 +409,7 @@ def check_running_server(config: DuragentConfig, agents: list[Agent], env: Mappi
     """The workspace's running server (None when none runs) has the provider environment of this
     shell: keys and `duragent.yaml` are read when it starts, so an `export` since then, or an
     agent naming a variable it never read, is not seen until it starts again."""
-    from duragent.client.runfile import config_digest, read_run_info
+    from duragent.client.runfile import read_run_info
 
     info = read_run_info(config.data_path)
     if info is None:
@@ -420,9 +421,30 @@ def check_running_server(config: DuragentConfig, agents: list[Agent], env: Mappi
         if info.auto_started
         else "stop it with `duragent serve stop` and start `duragent serve` again from this shell"
     )
-    commits = _commits_failing(info.url)
-    if commits:
-        return Check(name, "warn", f"{where}: " + "; ".join(commits))
+    said = _git_warnings(info.url)
+    failing = [line for line in said if "commits failing" in line]
+    if failing:
+        return Check(name, "warn", f"{where}: " + "; ".join(said))
+    check = _environment_check(info, config, agents, env, where, restart)
+    held_back = [line for line in said if line not in failing]
+    if not held_back:
+        return check
+    # (said with the rest: a key the server never read matters more than a file waiting)
+    return Check(name, "warn", "; ".join([check.message, *held_back]), check.hint)
+
+
+def _environment_check(
+    info: RunInfo,
+    config: DuragentConfig,
+    agents: list[Agent],
+    env: Mapping[str, str],
+    where: str,
+    restart: str,
+) -> Check:
+    """The running server's provider environment and duragent.yaml against this shell's."""
+    from duragent.client.runfile import config_digest
+
+    name = "server"
     if info.env is None:
         return Check(name, "ok", where)
     unread = {
@@ -454,7 +476,7 @@ def check_running_server(config: DuragentConfig, agents: list[Agent], env: Mappi
     return Check(name, "ok", f"{where}, with this shell's provider environment and duragent.yaml")
 
 
-def _commits_failing(url: str) -> list[str]:
+def _git_warnings(url: str) -> list[str]:
     """What the running server's /readyz says of its git commits failing, and of files it leaves
     out of them for a secret ([]: nothing, or it did not answer: the server still serves turns,
     and its commits are its own to report)."""

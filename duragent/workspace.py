@@ -259,12 +259,34 @@ class Workspace:
         """A line for each file left out of commits because it holds a secret (by the committer
         of the stores' changes, or of a person's edits; asking starts neither)."""
         committer: Committer | None = self.__dict__.get("committer")
-        held_back = {**(dict(committer.held_back) if committer is not None else {}), **self._held_back_edits}
-        return [
-            f"{path} is not committed: it holds a secret ({', '.join(names)}); remove it from the "
-            "file and the file is committed with its next change"
-            for path, names in sorted(held_back.items())
-        ]
+        kept = [self._held_back_edits] + ([committer.held_back] if committer is not None else [])
+        held_back = {path: names for held in kept for path, names in list(held.items())}
+        lines = []
+        for path, names in sorted(held_back.items()):
+            if not self._still_holds_a_secret(path):
+                # Gone, or the secret taken out: the other committer (or none, the file back as
+                # committed) may have taken it, and this one would never look at it again.
+                for held in kept:
+                    held.pop(path, None)
+                continue
+            lines.append(
+                f"{self.guard.redact(path)} is not committed: it holds a secret ({', '.join(names)}); "
+                "remove it from the file and the file is committed with its next change"
+            )
+        return lines
+
+    def _still_holds_a_secret(self, path: str) -> bool:
+        """Whether the data directory's file `path` (repo-relative) exists and a secret is in it."""
+        repo = self.repo
+        if repo is None:
+            return False
+        try:
+            text = (repo.root / path).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return False
+        from duragent.secrets import in_the_clear
+
+        return bool(self.guard.find_in_path(path) or self.guard.find(text) or in_the_clear(path, text))
 
     def record_change(self, change: Change) -> None:
         """The ChangeListener every store reports to: notes agent-written files, hands the change to git."""

@@ -186,17 +186,10 @@ def write_state_file(path: Path, body: str, *, durable: bool = True) -> None:
     write_atomic(path, body.encode("utf-8"), durable=durable)
 
 
-#: Folders `_ignored_by_git` made sure of in this process.
-_IGNORED: set[Path] = set()
-
-
 def _ignored_by_git(folder: Path) -> None:
     """Ignore `folder` in the data repository: what it holds is this machine's state (which
     session each chat talks to, messages not stored yet), not history (a folder that ignores
     itself, like run/, whatever the repository's own .gitignore says)."""
-    if folder in _IGNORED:
-        return
     ignore = folder / ".gitignore"
-    if not ignore.exists():
+    if not ignore.exists():  # (one stat a write: a folder removed meanwhile gets it again)
         ignore.write_text("*\n", encoding="utf-8")
-    _IGNORED.add(folder)

@@ -36,7 +36,8 @@ def finished_message(record: ProcessRecord, tail: str, now: datetime | None = No
     lines = [
         f"{FINISHED_MARKER} {name}",
         f"command: {record.command}",
-        f"ran for: {ran}",
+        # (a lost process's end was not seen: it ran until then at most)
+        f"ran for: at most {ran}" if record.status == "lost" else f"ran for: {ran}",
         f"outcome: {record.outcome()}",
         f"exit code: {record.exit_code if record.exit_code is not None else 'unknown'}",
     ]

@@ -525,7 +525,6 @@ class Committer:
 
     def note_screened(self, screened: Mapping[str, tuple[str, ...]]) -> None:
         """Files screened for secrets (path: the names found, () for none): `held_back` follows."""
-        self.screened.update(screened)
         for path, names in screened.items():
             if names:
                 self.held_back[path] = names
@@ -548,7 +547,9 @@ class Committer:
     def _screen(self, path: str, added: str) -> bool:
         assert self.guard is not None
         names = self.guard.find_in_path(path) + self.guard.find(added) + in_the_clear(path, added)
-        self.note_screened({path: tuple(dict.fromkeys(names))})
+        found = {path: tuple(dict.fromkeys(names))}
+        self.screened.update(found)  # (handed back by the commit process; reset every batch)
+        self.note_screened(found)
         if not names:
             return True
         self.files_refused += 1

@@ -1,0 +1,56 @@
+"""What `/readyz`, `doctor` and `serve status` say of files left out of commits for a secret:
+each while it still holds one, never a secret itself."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from duragent.config import load_config
+from duragent.scaffold import init_workspace
+from duragent.workspace import Workspace
+
+TOKEN = "ghp_" + "a1B2c3D4e5" * 3 + "f6G7h8"  # GitHub's token shape: a secret by its look
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
+    init_workspace(tmp_path / "ws")
+    monkeypatch.chdir(tmp_path / "ws")
+    opened = Workspace(load_config())
+    yield opened
+    asyncio.run(opened.close())  # (its committer's thread)
+
+
+def test_a_file_is_listed_while_it_holds_a_secret_and_not_once_it_no_longer_does(
+    workspace: Workspace,
+) -> None:
+    daily = workspace.config.data_path / "memory" / "assistant" / "2026-12-07.md"
+    daily.parent.mkdir(parents=True, exist_ok=True)
+    daily.write_text(f"- pasted by hand: {TOKEN}\n")
+    workspace.committer.held_back["memory/assistant/2026-12-07.md"] = ("GITHUB_TOKEN",)
+
+    [line] = workspace.files_held_back()
+    assert line.startswith(
+        "memory/assistant/2026-12-07.md is not committed: it holds a secret (GITHUB_TOKEN)"
+    )
+
+    # taken out, and committed by the other committer (or back as committed): this one would never
+    # screen it again, and it stayed listed until a restart
+    daily.write_text("- I like hiking\n")
+    assert workspace.files_held_back() == []
+    assert workspace.committer.held_back == {}
+
+
+def test_a_secret_in_a_held_back_file_s_name_is_not_said(workspace: Workspace) -> None:
+    named = workspace.config.data_path / "artifacts" / f"inbox-{TOKEN}.txt"
+    named.parent.mkdir(parents=True, exist_ok=True)
+    named.write_text("an upload\n")
+    workspace.committer.held_back[f"artifacts/inbox-{TOKEN}.txt"] = ("GITHUB_TOKEN",)
+
+    [line] = workspace.files_held_back()
+    assert TOKEN not in line
+    assert "artifacts/inbox-[REDACTED:GITHUB_TOKEN].txt is not committed" in line
