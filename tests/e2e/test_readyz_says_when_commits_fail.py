@@ -120,7 +120,11 @@ async def test_a_memory_file_held_back_for_a_secret_is_named_by_readyz_and_docto
                 return True if not await warnings() else None
 
             await eventually(taken, within=30)
-            assert "I like hiking" in git(data, "log", "-p", "-1", "--", "memory")
+
+            async def committed() -> bool | None:
+                return True if "I like hiking" in git(data, "log", "-p", "-1", "--", "memory") else None
+
+            await eventually(committed, within=30)
             assert token not in git(data, "log", "-p", "--all")
     finally:
         server.terminate()
