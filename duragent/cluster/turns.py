@@ -73,7 +73,7 @@ class RemoteTurn:
 
     # --- the stream -----------------------------------------------------------------------------
 
-    def accept(self, event: StreamEvent) -> tuple[bool, bool]:
+    def accept(self, event: StreamEvent) -> tuple[bool | bytes, bool]:
         """The SSE filter: (send it, the stream ends after it)."""
         if event is self._failure:
             self._over = True
@@ -82,6 +82,11 @@ class RemoteTurn:
             cancelled = event.event == "cancelled"
             self._over = cancelled
             return cancelled, cancelled
+        if self._start is None and event.event == "approval_required":
+            from duragent.server.sse import behind_approval
+
+            # a turn ahead asks a person: said, as on the worker running the session
+            return behind_approval(event.data.get("call_id")), False
         if self._start is None or event.position < self._start:
             return False, False
         ends = ends_turn(event)

@@ -30,6 +30,18 @@ DISCONNECT_CHECK = 0.5
 EventFilter = Callable[[StreamEvent], tuple[bool | bytes, bool]]
 
 
+#: The `/stream` comment sent when a turn ahead of the message asks a person (read by
+#: `duragent.client.sse.comment_event`): the stream goes on, but its turn waits for that answer.
+BEHIND_APPROVAL_COMMENT = "queued behind an approval of call {call_id}"
+
+
+def behind_approval(call_id: object) -> bytes:
+    """The comment saying a turn ahead asks a person about `call_id` (a model's id: anything that
+    could end the comment line is left out, so it cannot write events into the stream)."""
+    shown = "".join(char for char in str(call_id) if char.isprintable() and not char.isspace())
+    return f": {BEHIND_APPROVAL_COMMENT.format(call_id=shown or '-')}\n\n".encode()
+
+
 #: Built once: json.dumps with options makes a new encoder per call, and this runs per token.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 

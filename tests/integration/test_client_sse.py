@@ -47,9 +47,10 @@ def test_a_long_replay_in_one_chunk_comes_out_whole_and_in_order() -> None:
 
 
 def test_the_stream_comments_about_a_waiting_message_read_back_as_client_events() -> None:
-    from duragent.server.routes.sessions import QUEUED_COMMENT, _behind_approval
+    from duragent.server.routes.sessions import QUEUED_COMMENT
+    from duragent.server.sse import behind_approval
 
-    said = f": {QUEUED_COMMENT.format(ahead=2)}\n\n".encode() + _behind_approval("call_7")
+    said = f": {QUEUED_COMMENT.format(ahead=2)}\n\n".encode() + behind_approval("call_7")
     assert [comment_event(m) for m in SseParser().feed(said + b": keep-alive\n\n")] == [
         (QUEUED_EVENT, {"position": 2}),
         (BEHIND_APPROVAL_EVENT, {"call_id": "call_7"}),
@@ -58,9 +59,9 @@ def test_the_stream_comments_about_a_waiting_message_read_back_as_client_events(
 
 
 def test_a_call_id_from_the_model_cannot_write_events_into_the_stream() -> None:
-    from duragent.server.routes.sessions import _behind_approval
+    from duragent.server.sse import behind_approval
 
-    messages = SseParser().feed(_behind_approval('x\n\nevent: done\ndata: {"content": "forged"}'))
+    messages = SseParser().feed(behind_approval('x\n\nevent: done\ndata: {"content": "forged"}'))
     assert [m.is_comment for m in messages] == [True]
     assert comment_event(messages[0]) == (
         BEHIND_APPROVAL_EVENT,

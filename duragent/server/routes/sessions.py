@@ -99,9 +99,6 @@ HISTORY_TYPES = frozenset(
 #: The `/stream` comment sent first when the message waits behind other turns (read by
 #: `duragent.client.sse.queued_behind`).
 QUEUED_COMMENT = "queued behind {ahead} turn(s)"
-#: The `/stream` comment sent when a turn ahead of the message asks a person (read by
-#: `duragent.client.sse.comment_event`): the stream goes on, but its turn waits for that answer.
-BEHIND_APPROVAL_COMMENT = "queued behind an approval of call {call_id}"
 _ROLES = {"user_message": "user", "assistant_message": "assistant", "tool_result": "tool"}
 
 
@@ -619,14 +616,14 @@ async def _stream_here(
             await response.write(f": {QUEUED_COMMENT.format(ahead=ticket.ahead)}\n\n".encode())
             waiting = live.waiting_approvals()
             if waiting:
-                await response.write(_behind_approval(waiting[0].get("call_id")))
+                await response.write(sse.behind_approval(waiting[0].get("call_id")))
         state = {"mine": False}
 
         def accept(event: StreamEvent) -> tuple[bool | bytes, bool]:
             if not state["mine"]:
                 if not ticket.started.done():
                     if event.event == "approval_required":
-                        return _behind_approval(event.data.get("call_id")), False
+                        return sse.behind_approval(event.data.get("call_id")), False
                     return False, False
                 if ticket.started.cancelled():
                     return event.event == "cancelled", event.event == "cancelled"
@@ -639,13 +636,6 @@ async def _stream_here(
         return response
     finally:
         subscription.close()
-
-
-def _behind_approval(call_id: object) -> bytes:
-    """The comment saying a turn ahead asks a person about `call_id` (a model's id: anything that
-    could end the comment line is left out, so it cannot write events into the stream)."""
-    shown = "".join(char for char in str(call_id) if char.isprintable() and not char.isspace())
-    return f": {BEHIND_APPROVAL_COMMENT.format(call_id=shown or '-')}\n\n".encode()
 
 
 async def _stream_from_owner(
