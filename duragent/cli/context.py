@@ -89,7 +89,8 @@ def print_table(headers: list[str], rows: list[list[str]]) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
 
 
-#: How much of a session's first message a row of a session table shows (`--json` has it all).
+#: How much of a session's first message a row of a session table shows (`--json`: the 100
+#: characters the store keeps).
 FIRST_MESSAGE_SHOWN = 40
 
 

@@ -18,13 +18,21 @@ def _preview(value: Any, limit: int = _ARG_PREVIEW) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _sender(payload: dict[str, Any]) -> str:
+    """Who sent a message: `user`, or a chat's sender by name (a gateway's `{id, name, gateway}`)."""
+    sender = payload.get("sender")
+    if isinstance(sender, dict):
+        named = sender.get("name") or sender.get("id")
+        return str(named) if named else "user"
+    return str(sender) if sender else "user"
+
+
 def describe(event: SessionEvent) -> str:
     """One event as a line or block of plain text."""
     p = event.payload
     kind = event.type
     if kind == "user_message":
-        sender = p.get("sender") or "user"
-        return f"{sender}: {p.get('content', '')}"
+        return f"{_sender(p)}: {p.get('content', '')}"
     if kind == "assistant_message":
         cut = " (cut off)" if p.get("partial") else ""
         return f"assistant{cut}: {p.get('content', '')}"
@@ -56,8 +64,7 @@ def describe(event: SessionEvent) -> str:
             "-- the unfinished turn starts again from its last stored step (what it streamed since is void)"
         )
     if kind == "message_queued":
-        sender = p.get("sender") or "user"
-        return f"-- queued behind the running turn: {sender}: {p.get('content', '')}"
+        return f"-- queued for its turn: {_sender(p)}: {p.get('content', '')}"
     return f"-- {kind} {_preview(p)}"
 
 

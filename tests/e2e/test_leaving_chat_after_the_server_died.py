@@ -46,9 +46,11 @@ def test_leaving_chat_after_the_server_died_mid_turn_says_no_server_runs_it(
     assert "Come back with: duragent attach s_" in farewell
 
 
-@pytest.mark.parametrize("command", ["/status", "/history 2", "/sessions"])
+@pytest.mark.parametrize(
+    ("command", "answer"), [("/status", "attached"), ("/history 2", "Hello."), ("/sessions", r"\* s_")]
+)
 def test_a_slash_command_after_the_server_died_keeps_chat_open(
-    workspace: Path, fake_model: ThreadedFakeLLM, command: str
+    workspace: Path, fake_model: ThreadedFakeLLM, command: str, answer: str
 ) -> None:
     """A slash command starts the workspace's server again as a message does, and a failure is
     said at the prompt: it never closes the terminal (it did, with `error: cannot reach`)."""
@@ -63,7 +65,9 @@ def test_a_slash_command_after_the_server_died_keeps_chat_open(
     term.expect("stopped answering; this terminal reconnects")
     term.prompt()
     term.type(command)
-    term.prompt()  # still in chat, the command answered (the server started again)
+    term.expect("started the workspace's server")  # as a message would
+    term.expect(answer)  # and the command answered by it
+    term.prompt()  # still in chat
     term.type("/detach")
     shown = term.finish()
     assert "error: cannot reach" not in shown

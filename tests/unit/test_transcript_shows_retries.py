@@ -42,6 +42,7 @@ def test_the_log_says_in_words_that_a_turn_started_again_and_that_a_message_wait
     made = [
         ("attempt_restarted", {"discard_after": "16", "turn": 5}),
         ("message_queued", {"queue_id": "q_1", "content": "and also this"}),
+        ("user_message", {"content": "hi", "turn": 6, "sender": {"id": "42", "name": "Ana"}}),
     ]
     lines = list(
         render_text(
@@ -51,5 +52,6 @@ def test_the_log_says_in_words_that_a_turn_started_again_and_that_a_message_wait
     )
     assert lines == [
         "-- the unfinished turn starts again from its last stored step (what it streamed since is void)",
-        "-- queued behind the running turn: user: and also this",
+        "-- queued for its turn: user: and also this",
+        "Ana: hi",  # (a chat's sender by name, not its record)
     ]

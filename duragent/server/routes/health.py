@@ -127,7 +127,7 @@ async def readyz(request: web.Request) -> web.Response:
         agent_warnings=state.agents.warnings_by_agent(),
         config_warnings=[str(warning) for warning in state.config.warnings],
         busy=sum(1 for session in live if session.busy),
-        attached=sum(session.attached for session in live),
+        attached=sum(session.clients for session in live),
     )
     response = json_reply(body, 503 if problems else 200)
     # The body is the readiness report itself (clients read workspace_hash from it), not a problem.
