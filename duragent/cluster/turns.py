@@ -82,11 +82,6 @@ class RemoteTurn:
             cancelled = event.event == "cancelled"
             self._over = cancelled
             return cancelled, cancelled
-        if self._start is None and event.event == "approval_required":
-            from duragent.server.sse import behind_approval
-
-            # a turn ahead asks a person: said, as on the worker running the session
-            return behind_approval(event.data.get("call_id")), False
         if self._start is None or event.position < self._start:
             return False, False
         ends = ends_turn(event)
