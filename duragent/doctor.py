@@ -422,15 +422,11 @@ def check_running_server(config: DuragentConfig, agents: list[Agent], env: Mappi
         else "stop it with `duragent serve stop` and start `duragent serve` again from this shell"
     )
     said = _git_warnings(info.url)
-    failing = [line for line in said if "commits failing" in line]
-    if failing:
-        return Check(name, "warn", f"{where}: " + "; ".join(said))
     check = _environment_check(info, config, agents, env, where, restart)
-    held_back = [line for line in said if line not in failing]
-    if not held_back:
+    if not said:
         return check
-    # (said with the rest: a key the server never read matters more than a file waiting)
-    return Check(name, "warn", "; ".join([check.message, *held_back]), check.hint)
+    # (said with the rest: a key the server never read matters as much as commits waiting)
+    return Check(name, "warn", "; ".join([check.message, *said]), check.hint)
 
 
 def _environment_check(

@@ -6,9 +6,11 @@ every resource through it, so each resource has exactly one owner and one place 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
+import stat
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
@@ -28,6 +30,10 @@ if TYPE_CHECKING:
     from duragent.vcs.watch import AgentWriteLedger, HumanEditCommitter
 
 log = logging.getLogger(__name__)
+
+#: The largest held-back file `files_held_back` reads again to see whether it still holds a
+#: secret (a larger one is taken to hold it still: /readyz must stay cheap).
+_SCREENED_AT_MOST = 1 << 20
 
 #: Change kinds that write files a person may also edit (recorded so the two are told apart).
 _EDITABLE_KINDS = frozenset({"memory", "agent"})
@@ -72,6 +78,8 @@ class Workspace:
         self.human_edits_watched = False
         #: A person's edits left out of commits for a secret (repo-relative path: its names).
         self._held_back_edits: dict[str, tuple[str, ...]] = {}
+        #: Whether a held-back file still holds its secret, by (path, mtime_ns, size).
+        self._held_back_verdicts: dict[tuple[str, int, int], bool] = {}
 
     def note_tool_activity(self, delta: int) -> None:
         """The runtime's `tool_activity` hook: +1 when tool calls start, -1 when they end."""
@@ -260,33 +268,53 @@ class Workspace:
         of the stores' changes, or of a person's edits; asking starts neither)."""
         committer: Committer | None = self.__dict__.get("committer")
         kept = [self._held_back_edits] + ([committer.held_back] if committer is not None else [])
+        # (copies: the committers' threads write these; what no longer holds is left out here,
+        # not taken out of them)
         held_back = {path: names for held in kept for path, names in list(held.items())}
-        lines = []
-        for path, names in sorted(held_back.items()):
-            if not self._still_holds_a_secret(path):
-                # Gone, or the secret taken out: the other committer (or none, the file back as
-                # committed) may have taken it, and this one would never look at it again.
-                for held in kept:
-                    held.pop(path, None)
-                continue
-            lines.append(
-                f"{self.guard.redact(path)} is not committed: it holds a secret ({', '.join(names)}); "
-                "remove it from the file and the file is committed with its next change"
-            )
-        return lines
+        return [
+            f"{self.guard.redact(path)} is not committed: it holds a secret ({', '.join(names)}); "
+            "remove it from the file and the file is committed with its next change"
+            for path, names in sorted(held_back.items())
+            if self._still_held_back(path)
+        ]
 
-    def _still_holds_a_secret(self, path: str) -> bool:
-        """Whether the data directory's file `path` (repo-relative) exists and a secret is in it."""
+    def _still_held_back(self, path: str) -> bool:
+        """Whether the data directory's file `path` (repo-relative) still differs from its
+        committed version by a secret. One stat a call once known (`/readyz` asks it often): the
+        file is read and screened again only when it changed, and never when it is not a regular
+        file or larger than `_SCREENED_AT_MOST` (then it is taken to hold one still)."""
         repo = self.repo
         if repo is None:
             return False
         try:
-            text = (repo.root / path).read_text(encoding="utf-8", errors="replace")
+            status = (repo.root / path).stat()
         except OSError:
+            return False  # gone: nothing left to commit
+        if not stat.S_ISREG(status.st_mode):
             return False
-        from duragent.secrets import in_the_clear
+        key = (path, status.st_mtime_ns, status.st_size)
+        known = self._held_back_verdicts.get(key)
+        if known is not None:
+            return known
+        verdict = True
+        if status.st_size <= _SCREENED_AT_MOST and not self.guard.find_in_path(path):
+            from duragent.secrets import in_the_clear
 
-        return bool(self.guard.find_in_path(path) or self.guard.find(text) or in_the_clear(path, text))
+            text = (repo.root / path).read_text(encoding="utf-8", errors="replace")
+            committed = repo.file_at("HEAD", path)
+            # the lines the file adds to its committed version, as the committers screen them
+            left = collections.Counter((committed or "").splitlines())
+            added = []
+            for line in text.splitlines():
+                if left[line] > 0:
+                    left[line] -= 1
+                else:
+                    added.append(line)
+            new = "\n".join(added)
+            verdict = text != committed and bool(self.guard.find(new) or in_the_clear(path, new))
+        self._held_back_verdicts = {k: v for k, v in self._held_back_verdicts.items() if k[0] != path}
+        self._held_back_verdicts[key] = verdict
+        return verdict
 
     def record_change(self, change: Change) -> None:
         """The ChangeListener every store reports to: notes agent-written files, hands the change to git."""

@@ -372,7 +372,7 @@ class ProcessManager:
                 record.handle,
                 record.command,
                 cwd=cwd,
-                env=env,
+                env={**env, PROCESS_MARKER: record.handle},
                 log=log_path,
                 exit_file=self._exit_path(record.handle),
             )
@@ -884,30 +884,43 @@ def _start_ticks(pid: int) -> int | None:
 
 def _kill_stale_group(record: ProcessRecord) -> None:
     """Stop what is left of a process the server lost: its group, while its pid is still that
-    process (same start), or once that process is gone, the processes that carry its handle in
-    their environment (`PROCESS_MARKER`): its `bash -c` dies with the server, but a command's own
-    children do not (`sleep 45 &` ran on, orphaned, for good).
+    process (same start), or once that process is gone, while a process of the group carries its
+    handle in its environment (`PROCESS_MARKER`): its `bash -c` dies with the server, but a
+    command's own children do not (`sleep 45 &` ran on, orphaned, for good).
 
-    The marker, not the group number, says which are its: once its leftovers all end, the number
-    is free, and a process of anybody's that takes it may lead a group of its own by then.
+    The marker, not the group's number, says the group is its: once its leftovers all end, the
+    number is free, and a process of anybody's that takes it may lead a group of its own. While
+    one marked member runs, the number cannot be reused, and only processes of its session can
+    join the group: the whole group is stopped at once (those that cleared their environment too).
     """
     if record.pid is None or record.pid_started is None:
         return
     if _start_ticks(record.pid) == record.pid_started:
         kill_group(record.pid, signal.SIGKILL)
         return
+    members = [
+        m for m in _group_members(record.pid) if m.session == record.pid and m.started >= record.pid_started
+    ]
+    if not members:
+        return
     marker = f"{PROCESS_MARKER}={record.handle}".encode()
-    stopped = 0
-    for _ in range(3):  # (one may start another while it is being stopped)
-        left = [m.pid for m in _group_members(record.pid) if marker in _environment(m.pid)]
-        if not left:
-            break
-        for pid in left:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        stopped += len(left)
-    if stopped:
-        log.info("background process %s: stopped %d process(es) it left running", record.handle, stopped)
+    if any(marker in _environment(member.pid) for member in members):
+        kill_group(record.pid, signal.SIGKILL)
+        log.info(
+            "background process %s: stopped what it left running (%d process(es))",
+            record.handle,
+            len(members),
+        )
+        return
+    log.warning(
+        "background process %s: %d process(es) in its process group %d run on, left alone: none "
+        "carries %s=%s (started by an older version, or another program's that took the number)",
+        record.handle,
+        len(members),
+        record.pid,
+        PROCESS_MARKER,
+        record.handle,
+    )
 
 
 def _environment(pid: int) -> list[bytes]:

@@ -4,6 +4,7 @@ each while it still holds one, never a secret itself."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,7 +43,21 @@ def test_a_file_is_listed_while_it_holds_a_secret_and_not_once_it_no_longer_does
     # screen it again, and it stayed listed until a restart
     daily.write_text("- I like hiking\n")
     assert workspace.files_held_back() == []
-    assert workspace.committer.held_back == {}
+
+
+def test_a_secret_committed_before_is_not_taken_for_one_held_back(workspace: Workspace) -> None:
+    """Only what a file adds to its committed version is screened, as the committers do: a secret
+    already in HEAD (committed before the guard knew it) kept the file listed after its commit."""
+    data = workspace.config.data_path
+    daily = data / "memory" / "assistant" / "2026-12-06.md"
+    daily.parent.mkdir(parents=True, exist_ok=True)
+    daily.write_text(f"- from long ago: {TOKEN}\n")
+    subprocess.run(["git", "-C", str(data), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(data), "commit", "-qm", "before the guard"], check=True)
+    daily.write_text(f"- from long ago: {TOKEN}\n- a new line\n")
+    workspace.committer.held_back["memory/assistant/2026-12-06.md"] = ("GITHUB_TOKEN",)
+
+    assert workspace.files_held_back() == []
 
 
 def test_a_secret_in_a_held_back_file_s_name_is_not_said(workspace: Workspace) -> None:
