@@ -38,11 +38,10 @@ def go(workspace: Path, tmp_path: Path) -> Path:
     return go
 
 
-def test_leaving_a_pause_session_another_terminal_follows_says_it_goes_on(
-    workspace: Path, go: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
-) -> None:
+def two_terminals_in_a_turn(workspace: Path, fake_model: ThreadedFakeLLM) -> tuple[str, Terminal, Terminal]:
+    """`chat` in a new session and `attach` to it in a second terminal; the first then sends a
+    message whose turn runs `look_around` until `go` exists. (session id, first, second)"""
     fake_model.enqueue(tool_calls([("look_around", {"args": "here"})]), text("Looked around, all done."))
-
     first = Terminal(["chat"], workspace)
     header = first.expect(r"session (s_\w+) · new session")
     session_id = re.findall(r"s_\w+", header)[-1]
@@ -50,6 +49,13 @@ def test_leaving_a_pause_session_another_terminal_follows_says_it_goes_on(
     second = Terminal(["attach", session_id], workspace, DURAGENT_CLIENT_ID="terminal-two")
     second.prompt()
     first.type("look around")
+    return session_id, first, second
+
+
+def test_leaving_a_pause_session_another_terminal_follows_says_it_goes_on(
+    workspace: Path, go: Path, server: dict[str, Any], fake_model: ThreadedFakeLLM
+) -> None:
+    session_id, first, second = two_terminals_in_a_turn(workspace, fake_model)
     first.expect("running look_around")
     second.expect("running look_around")
     first.child.sendcontrol("d")
@@ -71,15 +77,7 @@ def test_leaving_while_another_terminal_s_turn_runs_counts_that_terminal_once(
 ) -> None:
     """The other terminal's event stream and the message it is sending are one client: it said
     "2 other clients still attached"."""
-    fake_model.enqueue(tool_calls([("look_around", {"args": "here"})]), text("Looked around, all done."))
-
-    first = Terminal(["chat"], workspace)
-    header = first.expect(r"session (s_\w+) · new session")
-    session_id = re.findall(r"s_\w+", header)[-1]
-    first.prompt()
-    second = Terminal(["attach", session_id], workspace, DURAGENT_CLIENT_ID="terminal-two")
-    second.prompt()
-    first.type("look around")
+    session_id, first, second = two_terminals_in_a_turn(workspace, fake_model)
     second.expect("running look_around")
     second.child.sendcontrol("d")
     farewell = second.finish()

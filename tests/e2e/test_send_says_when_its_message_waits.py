@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from duragent.testing.fake_llm import held, text, tool_calls
+from duragent.testing.fake_llm import ScriptedResponse, held, text, tool_calls
 from tests.e2e import test_terminal_clients as clients
 from tests.e2e.terminal import DURAGENT, PATIENCE, client_env
 from tests.e2e.test_a_server_killed_mid_turn import send_cut_off
@@ -103,13 +103,15 @@ def test_send_to_a_session_a_restart_paused_says_its_message_waits_then_replies(
     assert "queued behind 1 turn" in sent.stderr
 
 
-def test_send_behind_another_clients_turn_says_it_is_queued(
-    workspace: Path, fake_model: ThreadedFakeLLM
-) -> None:
+def send_behind_a_held_turn(
+    workspace: Path, fake_model: ThreadedFakeLLM, first_reply: ScriptedResponse, *then: ScriptedResponse
+) -> tuple[str, subprocess.Popen[str], str, str]:
+    """A `send --new` whose model reply (`first_reply`) is held until a second `send` to its
+    session said it waits behind that turn; then released (`then`: the model's next replies).
+    (session, the second `send` ended, its stdout, its stderr)."""
     server = start_server(workspace)
-    # The first turn's reply is held until the second `send` said it waits behind that turn.
     release = threading.Event()
-    fake_model.enqueue(held(release, text("word " * 60, chunks=60)), text("Second reply."))
+    fake_model.enqueue(held(release, first_reply), *then)
     first = subprocess.Popen(
         [*DURAGENT, "send", "--new", "tell me a story"],
         cwd=workspace,
@@ -142,9 +144,17 @@ def test_send_behind_another_clients_turn_says_it_is_queued(
         if second is not None and second.poll() is None:
             second.kill()
             second.wait()
-    assert second.returncode == 0, second_err.read_text()
+    return session, second, out, second_err.read_text()
+
+
+def test_send_behind_another_clients_turn_says_it_is_queued(
+    workspace: Path, fake_model: ThreadedFakeLLM
+) -> None:
+    story = text("word " * 60, chunks=60)
+    session, second, out, err = send_behind_a_held_turn(workspace, fake_model, story, text("Second reply."))
+    assert second.returncode == 0, err
     assert out.strip() == "Second reply."
-    assert f"your message is queued behind 1 turn(s) of session {session}" in second_err.read_text()
+    assert f"your message is queued behind 1 turn(s) of session {session}" in err
 
 
 def test_send_to_a_paused_session_waiting_for_an_approval_queues_its_message_and_says_so(
@@ -185,42 +195,8 @@ def test_send_behind_a_turn_that_then_asks_for_an_approval_says_so_at_once(
 ) -> None:
     """The turn ahead asks only after the second message was queued: the second `send` is told
     in its stream and says so, rather than waiting, silent, for a decision it cannot give."""
-    server = start_server(workspace)
-    release = threading.Event()
-    fake_model.enqueue(held(release, tool_calls([("bash", {"command": "ls -la"})])))
-    first = subprocess.Popen(
-        [*DURAGENT, "send", "--new", "list the files"],
-        cwd=workspace,
-        env=client_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    second_err = workspace / "second.err"
-    second = None
-    try:
-        asyncio.run(until(lambda: fake_model.server.requests, within=60))
-        session = next((workspace / ".duragent" / "sessions").iterdir()).name
-        with second_err.open("w") as err:
-            second = subprocess.Popen(
-                [*DURAGENT, "send", "--server", str(server["url"]), "--session", session, "and then?"],
-                cwd=workspace,
-                env=client_env(),
-                stdout=subprocess.PIPE,
-                stderr=err,
-                text=True,
-            )
-        said = second
-        asyncio.run(until(lambda: "queued behind" in second_err.read_text() or said.poll() is not None, 60))
-        release.set()  # the turn ahead now asks about `ls -la`
-        second.communicate(timeout=60)
-    finally:
-        release.set()
-        first.communicate(timeout=60)
-        if second is not None and second.poll() is None:
-            second.kill()
-            second.wait()
-    said_there = second_err.read_text()
+    asking = tool_calls([("bash", {"command": "ls -la"})])  # the turn ahead asks, once released
+    session, second, _out, said_there = send_behind_a_held_turn(workspace, fake_model, asking)
     assert second.returncode == 3, said_there
     assert "approval needed" in said_there
     assert "ls -la" in said_there
