@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from dataclasses import dataclass
+from typing import Any
 
 
 class ConsoleProcess:
@@ -50,3 +52,37 @@ class ConsoleProcess:
         if self.process.returncode is None:
             self.process.terminate()
         return await self.process.wait()
+
+
+@dataclass
+class Exchange:
+    """What `dm_and_press` saw: the plugin's event for the typed line, the console's line listing
+    the buttons, the plugin's event for the press, and the console's line with its answer."""
+
+    received: dict[str, Any]
+    buttons: str
+    pressed: dict[str, Any]
+    answer: str
+
+
+async def dm_and_press(console: ConsoleProcess, plugin: Any, typed: str) -> Exchange:
+    """Type `typed` at the console; have the plugin (`start_ready_plugin`'s) answer it with an
+    "Allow once" button; press it at the console; answer the press with "Running"."""
+    await console.type(typed)
+    received = await plugin.event("message_received", within=15)
+    keyboard = {"rows": [[{"text": "Allow once", "callback_data": "approve:c1:allow_once"}]]}
+    await plugin.request(
+        {
+            "type": "send_message",
+            "chat_id": received["chat_id"],
+            "content": "May I run **ls**?",
+            "reply_to": received["message_id"],
+            "inline_keyboard": keyboard,
+        }
+    )
+    buttons = await console.printed_line("[1] Allow once")
+    await console.type("/press 1")
+    pressed = await plugin.event("callback_query", within=15)
+    answer = {"callback_query_id": pressed["callback_query_id"], "text": "Running"}
+    await plugin.request({"type": "answer_callback_query", **answer})
+    return Exchange(received, buttons, pressed, await console.printed_line("Running"))

@@ -14,7 +14,7 @@ from discord.gateway import DiscordWebSocket, KeepAliveHandler
 from discord.http import Route
 
 from duragent.testing.fake_discord import DEFAULT_TOKEN, MESSAGE_LIMIT, FakeDiscord
-from tests.integration.console_process import ConsoleProcess
+from tests.integration.console_process import ConsoleProcess, dm_and_press
 from tests.integration.plugin_process import start_ready_plugin
 from tests.waiting import until
 
@@ -164,36 +164,20 @@ async def test_python_m_with_user_lets_a_person_dm_the_real_plugin_and_press_its
             "duragent.plugins.discord", settings, tmp_path, drop_env=("DISCORD_BOT_TOKEN",)
         )
         try:
-            await console.type("hello bot")
-            received = await plugin.event("message_received", within=15)
-            keyboard = {"rows": [[{"text": "Allow once", "callback_data": "approve:c1:allow_once"}]]}
-            await plugin.request(
-                {
-                    "type": "send_message",
-                    "chat_id": received["chat_id"],
-                    "content": "May I run **ls**?",
-                    "reply_to": received["message_id"],
-                    "inline_keyboard": keyboard,
-                }
-            )
-            buttons = await console.printed_line("[1] Allow once")
-            await console.type("/press 1")
-            pressed = await plugin.event("callback_query", within=15)
-            answer = {"callback_query_id": pressed["callback_query_id"], "text": "Running"}
-            await plugin.request({"type": "answer_callback_query", **answer})
-            only_you = await console.printed_line("Running")
+            seen = await dm_and_press(console, plugin, "hello bot")
         finally:
             await plugin.stop()
     finally:
         code = await console.stop()
 
     assert f"--discord-owner {owner}" in you
+    received, pressed = seen.received, seen.pressed
     assert received["content"] == {"type": "text", "text": "hello bot"}
     assert received["routing"]["chat_type"] == "dm"
     assert received["sender"]["id"] == received["routing"]["sender_id"] == owner
     assert "bot: May I run **ls**?\n" in console.printed
-    assert "(/press N)" in buttons
+    assert "(/press N)" in seen.buttons
     assert pressed["data"] == "approve:c1:allow_once"
     assert pressed["sender"]["id"] == owner
-    assert only_you == "bot (only you can see this): Running\n"
+    assert seen.answer == "bot (only you can see this): Running\n"
     assert code == 0

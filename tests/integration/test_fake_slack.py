@@ -16,7 +16,7 @@ from duragent.testing.fake_slack import (
     TEXT_LIMIT,
     FakeSlack,
 )
-from tests.integration.console_process import ConsoleProcess
+from tests.integration.console_process import ConsoleProcess, dm_and_press
 from tests.integration.plugin_process import start_ready_plugin
 
 
@@ -122,36 +122,20 @@ async def test_python_m_with_user_lets_a_person_dm_the_real_plugin_and_press_its
             drop_env=("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET"),
         )
         try:
-            await console.type("hello app")
-            received = await plugin.event("message_received", within=15)
-            keyboard = {"rows": [[{"text": "Allow once", "callback_data": "approve:c1:allow_once"}]]}
-            await plugin.request(
-                {
-                    "type": "send_message",
-                    "chat_id": received["chat_id"],
-                    "content": "May I run **ls**?",
-                    "reply_to": received["message_id"],
-                    "inline_keyboard": keyboard,
-                }
-            )
-            buttons = await console.printed_line("[1] Allow once")
-            await console.type("/press 1")
-            pressed = await plugin.event("callback_query", within=15)
-            answer = {"callback_query_id": pressed["callback_query_id"], "text": "Running"}
-            await plugin.request({"type": "answer_callback_query", **answer})
-            only_you = await console.printed_line("Running")
+            seen = await dm_and_press(console, plugin, "hello app")
         finally:
             await plugin.stop()
     finally:
         code = await console.stop()
 
     assert f"--slack-owner {owner}" in you
+    received, pressed = seen.received, seen.pressed
     assert received["content"] == {"type": "text", "text": "hello app"}
     assert received["routing"]["chat_type"] == "dm"
     assert received["sender"]["id"] == received["routing"]["sender_id"] == owner
     assert "bot: May I run *ls*?\n" in console.printed
-    assert "(/press N)" in buttons
+    assert "(/press N)" in seen.buttons
     assert pressed["data"] == "approve:c1:allow_once"
     assert pressed["sender"]["id"] == owner
-    assert only_you == "bot (only visible to you): Running\n"
+    assert seen.answer == "bot (only visible to you): Running\n"
     assert code == 0
