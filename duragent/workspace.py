@@ -6,7 +6,6 @@ every resource through it, so each resource has exactly one owner and one place 
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import os
@@ -78,8 +77,8 @@ class Workspace:
         self.human_edits_watched = False
         #: A person's edits left out of commits for a secret (repo-relative path: its names).
         self._held_back_edits: dict[str, tuple[str, ...]] = {}
-        #: Whether a held-back file still holds its secret, by (path, mtime_ns, size).
-        self._held_back_verdicts: dict[tuple[str, int, int], bool] = {}
+        #: Whether a held-back file still adds a secret to HEAD, by its stat and HEAD.
+        self._held_back_verdicts: dict[tuple[str, int, int, int, int, str | None], bool] = {}
 
     def note_tool_activity(self, delta: int) -> None:
         """The runtime's `tool_activity` hook: +1 when tool calls start, -1 when they end."""
@@ -177,7 +176,7 @@ class Workspace:
         held_back = self._held_back_edits
 
         def screen(path: str, added: str) -> bool:
-            found = guard.find(added) + in_the_clear(path, added)
+            found = guard.find_in_path(path) + guard.find(added) + in_the_clear(path, added)
             if found:
                 log.error("not committing %s: it contains a secret (%s)", path, ", ".join(found))
                 held_back[path] = tuple(dict.fromkeys(found))
@@ -265,12 +264,18 @@ class Workspace:
 
     def files_held_back(self) -> list[str]:
         """A line for each file left out of commits because it holds a secret (by the committer
-        of the stores' changes, or of a person's edits; asking starts neither)."""
+        of the stores' changes, or of a person's edits; asking starts neither). Blocking (git
+        runs when a listed file changed): call it in a thread."""
         committer: Committer | None = self.__dict__.get("committer")
         kept = [self._held_back_edits] + ([committer.held_back] if committer is not None else [])
         # (copies: the committers' threads write these; what no longer holds is left out here,
         # not taken out of them)
         held_back = {path: names for held in kept for path, names in list(held.items())}
+        # (one verdict kept per file still listed: those of earlier versions, or of files no
+        # longer held back, go)
+        self._held_back_verdicts = {
+            key: verdict for key, verdict in list(self._held_back_verdicts.items()) if key[0] in held_back
+        }
         return [
             f"{self.guard.redact(path)} is not committed: it holds a secret ({', '.join(names)}); "
             "remove it from the file and the file is committed with its next change"
@@ -279,40 +284,34 @@ class Workspace:
         ]
 
     def _still_held_back(self, path: str) -> bool:
-        """Whether the data directory's file `path` (repo-relative) still differs from its
-        committed version by a secret. One stat a call once known (`/readyz` asks it often): the
-        file is read and screened again only when it changed, and never when it is not a regular
-        file or larger than `_SCREENED_AT_MOST` (then it is taken to hold one still)."""
+        """Whether the data directory's file `path` (repo-relative) still adds a secret to its
+        committed version, screened as the committers screen it. Blocking (git runs): call it
+        in a thread. Once known, one `lstat` and a read of HEAD's ref a call: the file is
+        screened again only when it or HEAD changed, and never read when it is not a regular
+        file or is larger than `_SCREENED_AT_MOST` (then it is taken to hold one still)."""
         repo = self.repo
         if repo is None:
             return False
         try:
-            status = (repo.root / path).stat()
+            status = (repo.root / path).lstat()
         except OSError:
             return False  # gone: nothing left to commit
-        if not stat.S_ISREG(status.st_mode):
-            return False
-        key = (path, status.st_mtime_ns, status.st_size)
+        head = repo.head_from_refs()
+        key = (path, status.st_ino, status.st_mtime_ns, status.st_ctime_ns, status.st_size, head)
         known = self._held_back_verdicts.get(key)
         if known is not None:
             return known
-        verdict = True
-        if status.st_size <= _SCREENED_AT_MOST and not self.guard.find_in_path(path):
+        screened = stat.S_ISREG(status.st_mode) and status.st_size <= _SCREENED_AT_MOST
+        if not screened or self.guard.find_in_path(path):
+            verdict = True
+        else:
             from duragent.secrets import in_the_clear
 
-            text = (repo.root / path).read_text(encoding="utf-8", errors="replace")
-            committed = repo.file_at("HEAD", path)
-            # the lines the file adds to its committed version, as the committers screen them
-            left = collections.Counter((committed or "").splitlines())
-            added = []
-            for line in text.splitlines():
-                if left[line] > 0:
-                    left[line] -= 1
-                else:
-                    added.append(line)
-            new = "\n".join(added)
-            verdict = text != committed and bool(self.guard.find(new) or in_the_clear(path, new))
-        self._held_back_verdicts = {k: v for k, v in self._held_back_verdicts.items() if k[0] != path}
+            try:
+                added = repo.added_since(head, path)
+            except (OSError, DuragentError):
+                return True  # (unreadable now: said as held, and looked at again next time)
+            verdict = bool(self.guard.find(added) or in_the_clear(path, added))
         self._held_back_verdicts[key] = verdict
         return verdict
 

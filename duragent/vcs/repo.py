@@ -474,6 +474,16 @@ class GitRepo:
         )
         return out.stdout if out.returncode == 0 else None
 
+    def added_since(self, commit: str | None, path: str) -> str:
+        """The lines the working tree's `path` adds to its version in `commit` (the whole file
+        when it has none, or there is no commit), as the committers' secret screen reads a
+        commit's diff: `git diff -U0 --text`, lines ending at "\n" only."""
+        if commit is None or self.bytes_at(commit, path) is None:
+            return (self.root / path).read_bytes().decode("utf-8", errors="replace")
+        args = ["diff", "-U0", "--text", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames"]
+        added = _run_git_lines(self.root, [*args, commit, "--", path], _added_lines_by_file, env=_git_env())
+        return "\n".join(added)
+
     def merge_text(self, ours: str, base: str, theirs: str) -> tuple[str, bool]:
         """Three-way merge of texts (`git merge-file`): the result and whether it has conflicts."""
         return merge_texts(ours, base, theirs)

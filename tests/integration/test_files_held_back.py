@@ -4,6 +4,7 @@ each while it still holds one, never a secret itself."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,3 +70,34 @@ def test_a_secret_in_a_held_back_file_s_name_is_not_said(workspace: Workspace) -
     [line] = workspace.files_held_back()
     assert TOKEN not in line
     assert "artifacts/inbox-[REDACTED:GITHUB_TOKEN].txt is not committed" in line
+
+
+def test_a_repository_without_a_commit_yet_is_asked_without_an_error(workspace: Workspace) -> None:
+    """/readyz answered 404 on a data directory whose first commit had been refused: asking for
+    the file's version in a HEAD that does not exist yet raised."""
+    data = workspace.config.data_path
+    shutil.rmtree(data / ".git")
+    subprocess.run(["git", "-C", str(data), "init", "-q"], check=True)
+    daily = data / "memory" / "assistant" / "2026-12-05.md"
+    daily.parent.mkdir(parents=True, exist_ok=True)
+    daily.write_text(f"- pasted: {TOKEN}\n")
+    workspace.committer.held_back["memory/assistant/2026-12-05.md"] = ("GITHUB_TOKEN",)
+
+    [line] = workspace.files_held_back()
+    assert line.startswith("memory/assistant/2026-12-05.md is not committed")
+
+
+def test_a_file_committed_by_hand_is_no_longer_listed(workspace: Workspace) -> None:
+    """The verdict was kept by the file's stat alone: a `git commit` by hand, the file unchanged,
+    left it listed until the file was next touched."""
+    data = workspace.config.data_path
+    daily = data / "memory" / "assistant" / "2026-12-04.md"
+    daily.parent.mkdir(parents=True, exist_ok=True)
+    daily.write_text(f"- pasted: {TOKEN}\n")
+    workspace.committer.held_back["memory/assistant/2026-12-04.md"] = ("GITHUB_TOKEN",)
+    assert workspace.files_held_back() != []
+
+    subprocess.run(["git", "-C", str(data), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(data), "commit", "-qm", "by hand"], check=True)
+
+    assert workspace.files_held_back() == []

@@ -116,7 +116,9 @@ async def readyz(request: web.Request) -> web.Response:
     if commits_failing:
         warnings.append(f"git: {commits_failing}")
     # (not degraded: every other file is committed; the log alone said so before)
-    warnings += [f"git: {held_back}" for held_back in state.workspace.files_held_back()]
+    # (in a thread: git runs when a listed file changed)
+    held_back = await asyncio.to_thread(state.workspace.files_held_back)
+    warnings += [f"git: {line}" for line in held_back]
     live = list(state.sessions.live.values())
     body = Health(
         status="unavailable" if problems else "degraded" if broken or stale_lock or commits_failing else "ok",
