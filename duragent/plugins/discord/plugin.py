@@ -96,7 +96,8 @@ def _reconnect_in_one_line(record: logging.LogRecord) -> bool:
     lines, five of them in a 30-s outage): one warning line with the reason says the same."""
     if record.msg == "Attempting a reconnect in %.2fs" and record.exc_info and record.exc_info[1]:
         error = record.exc_info[1]
-        record.msg = f"Discord out of reach ({type(error).__name__}: {error}); reconnecting in %.2fs"
+        reason = f"{type(error).__name__}: {error}".replace("%", "%%")  # (the message is a %-format)
+        record.msg = f"Discord out of reach ({reason}); reconnecting in %.2fs"
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         record.exc_info = record.exc_text = None
     return True
