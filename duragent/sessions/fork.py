@@ -134,7 +134,7 @@ async def fork_session(
             }
             copied.append(SessionEvent(len(copied) + 1, new_id("ev"), utcnow(), "tool_result", result))
         state = replay(session_id, copied)
-    if state.status != "paused" and _mid_turn(state):
+    if (state.status != "paused" or _paused_for_an_approval_decided(copied, state)) and _mid_turn(state):
         # Nothing runs the copied turn: the fork waits, paused, for a person to take it up, where
         # a copied `running` would say a turn runs that never does.
         reason = FORKED_AT_APPROVAL if state.pending_approvals else FORKED_MID_TURN
@@ -152,6 +152,17 @@ FORKED_MID_TURN = "forked in the middle of a turn: /resume takes the turn up"
 FORKED_AT_APPROVAL = "forked while a call waited for approval: attaching asks it again"
 #: The result of a call the fork point left without one (it never ran in the fork).
 FORKED_BEFORE_RESULT = "interrupted: the session was forked before this tool call finished"
+
+
+def _paused_for_an_approval_decided(events: list[SessionEvent], state: SessionState) -> bool:
+    """True when the copy stops between an approval's decision and the status change after it:
+    paused "awaiting approval" with nothing left to approve (a reason that would mislead)."""
+    from duragent.sessions.stream import APPROVAL_PAUSE_REASON
+
+    if state.status != "paused" or state.pending_approvals:
+        return False
+    change = next((event for event in reversed(events) if event.type == "status_change"), None)
+    return change is not None and change.payload.get("reason") == APPROVAL_PAUSE_REASON
 
 
 def _mid_turn(state: SessionState) -> bool:

@@ -119,6 +119,32 @@ def test_a_fork_in_a_turn_is_paused_and_a_call_left_without_result_is_answered_a
         assert events[-1].payload == {"from": "running", "to": "paused", "reason": FORKED_MID_TURN}
 
 
+def test_a_fork_after_an_approval_was_decided_does_not_say_it_awaits_one(root: Path) -> None:
+    from duragent.sessions.fork import FORKED_MID_TURN
+
+    async def decided() -> str:
+        async with Workspace(load_config()) as workspace:
+            log = await SessionLog.create(workspace.stores.sessions, agent="assistant")
+            call = {"id": "c1", "name": "bash", "arguments": {"command": "ls"}}
+            await log.append("user_message", {"content": "list the files", "turn": 1})
+            await log.append("status_change", {"from": "active", "to": "running"})
+            await log.append("assistant_message", {"content": "", "message_id": "m1", "tool_calls": [call]})
+            asked = {"call_id": "c1", "tool": "bash", "arguments": {"command": "ls"}, "batch_position": 1}
+            await log.append("approval_required", asked)
+            await log.append(
+                "status_change", {"from": "running", "to": "paused", "reason": "awaiting approval"}
+            )
+            await log.append("approval_decision", {"call_id": "c1", "decision": "allow_once"})
+            return log.session_id
+
+    original = asyncio.run(decided())
+    new_id = json.loads(run("session", "fork", original, "--json").output)["session_id"]
+
+    events = asyncio.run(events_of(new_id))
+    assert events[-1].type == "status_change"
+    assert events[-1].payload["reason"] == FORKED_MID_TURN
+
+
 def test_fork_at_a_revision_uses_the_log_as_that_commit_has_it(root: Path) -> None:
     original = asyncio.run(conversation(1))
     data = root / ".duragent"
