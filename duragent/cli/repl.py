@@ -168,8 +168,6 @@ class Repl:
         #: replay may show them in their place; those it does not are drawn just before asking.
         self.unannounced: set[str] = set()
         self.background: set[asyncio.Task[Any]] = set()
-        #: Those of them the server counts as attached clients until the turn ends.
-        self.attaching: set[asyncio.Task[Any]] = set()
         self.draft = ""
         self.cancel_pressed = False
         self.cancelled_last_turn = False
@@ -300,7 +298,7 @@ class Repl:
             self.renderer.error(f"✗ {exc}")
             return "idle"
         task = asyncio.get_running_loop().create_task(self.api.send(self.session.id, text))
-        self._track(task, mark=True, attaches=True)
+        self._track(task, mark=True)
         self.renderer.start_spinner()
         return await self.follow(target_seq=0, own=text, send_task=task)
 
@@ -638,8 +636,7 @@ class Repl:
         self.in_turn = True  # the decision takes the turn up again (also one a pause stopped)
         self.renderer.notice(f"→ {decision.replace('_', ' ')}")
         self._track(
-            asyncio.get_running_loop().create_task(self.api.approve(self.session.id, call_id, decision)),
-            attaches=True,
+            asyncio.get_running_loop().create_task(self.api.approve(self.session.id, call_id, decision))
         )
         self.renderer.start_spinner()
 
@@ -772,18 +769,14 @@ class Repl:
             )
         return self._prompt
 
-    def _track(self, task: asyncio.Task[Any], *, mark: bool = False, attaches: bool = False) -> None:
-        """Run a request in the background (`attaches`: it follows the session until the turn
-        ends, as a message or a decision does, so the server counts it as a client)."""
+    def _track(self, task: asyncio.Task[Any], *, mark: bool = False) -> None:
+        """Run a request in the background (`mark`: a message, whose stream shows what became of it)."""
         from duragent.client.http import ServerEvent
 
         self.background.add(task)
-        if attaches:
-            self.attaching.add(task)
 
         def finished(done: asyncio.Task[Any]) -> None:
             self.background.discard(done)
-            self.attaching.discard(done)
             # Read the outcome here, always: an exception nobody retrieves (a 409 for a turn the
             # person cancelled) would reach prompt_toolkit's handler and block on "Press ENTER".
             problem = None if done.cancelled() else _failure(done)
