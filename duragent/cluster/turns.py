@@ -73,7 +73,7 @@ class RemoteTurn:
 
     # --- the stream -----------------------------------------------------------------------------
 
-    def accept(self, event: StreamEvent) -> tuple[bool | bytes, bool]:
+    def accept(self, event: StreamEvent) -> tuple[bool, bool]:
         """The SSE filter: (send it, the stream ends after it)."""
         if event is self._failure:
             self._over = True

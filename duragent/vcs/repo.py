@@ -478,7 +478,7 @@ class GitRepo:
         """The lines the working tree's `path` adds to its version in `commit` (the whole file
         when it has none, or there is no commit), as the committers' secret screen reads a
         commit's diff: `git diff -U0 --text`, lines ending at "\n" only."""
-        if commit is None or self.bytes_at(commit, path) is None:
+        if commit is None or (commit, path) not in self.objects_at([(commit, path)]):
             return (self.root / path).read_bytes().decode("utf-8", errors="replace")
         args = ["diff", "-U0", "--text", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames"]
         added = _run_git_lines(self.root, [*args, commit, "--", path], _added_lines_by_file, env=_git_env())
