@@ -199,6 +199,21 @@ async def test_a_plain_process_running_at_a_stop_is_reported_lost_at_the_next_st
     assert "server stopped" in ended.outcome()
 
 
+def left_running(data: Path, handle: str, command: str, pid: int, pid_started: int | None) -> None:
+    """The record a crashed server leaves in `data`: process `handle` running as `pid`."""
+    record = ProcessRecord(
+        handle=handle,
+        agent="helper",
+        session_id="s_OWNER",
+        command=command,
+        pid=pid,
+        pid_started=pid_started,
+        started_at=utcnow(),
+    )
+    (data / "processes").mkdir(exist_ok=True)
+    (data / "processes" / f"{handle}.yaml").write_text(render_record(record))
+
+
 async def test_a_plain_process_left_by_a_crash_is_killed_and_reported_lost(
     managers: Callable[..., ProcessManager], work: Path, tmp_path: Path
 ) -> None:
@@ -206,17 +221,7 @@ async def test_a_plain_process_left_by_a_crash_is_killed_and_reported_lost(
     orphan = subprocess.Popen(["sleep", "60"], start_new_session=True)  # noqa: ASYNC220
     from duragent.processes.manager import _start_ticks
 
-    record = ProcessRecord(
-        handle="proc_CRASHED1",
-        agent="helper",
-        session_id="s_OWNER",
-        command="sleep 60",
-        pid=orphan.pid,
-        pid_started=_start_ticks(orphan.pid),
-        started_at=utcnow(),
-    )
-    (tmp_path / "processes").mkdir()
-    (tmp_path / "processes" / "proc_CRASHED1.yaml").write_text(render_record(record))
+    left_running(tmp_path, "proc_CRASHED1", "sleep 60", orphan.pid, _start_ticks(orphan.pid))
     manager = managers()
     await manager.start()
     await until(lambda: reports(manager))
@@ -243,17 +248,7 @@ async def test_what_a_crashed_process_started_is_killed_at_the_next_start_though
     shell.kill()
     shell.wait()  # (reaped: its pid is gone, the group is not)
     assert len(list(_group_members(shell.pid))) == 2
-    record = ProcessRecord(
-        handle="proc_CRASHED2",
-        agent="helper",
-        session_id="s_OWNER",
-        command="sleep 60 & sleep 61; true",
-        pid=shell.pid,
-        pid_started=started,
-        started_at=utcnow(),
-    )
-    (tmp_path / "processes").mkdir()
-    (tmp_path / "processes" / "proc_CRASHED2.yaml").write_text(render_record(record))
+    left_running(tmp_path, "proc_CRASHED2", "sleep 60 & sleep 61; true", shell.pid, started)
     manager = managers()
     await manager.start()
     await until(lambda: reports(manager))
@@ -274,17 +269,8 @@ async def test_a_group_that_took_a_lost_process_s_number_is_left_alone(
     await until(lambda: len(list(_group_members(stranger.pid))) == 3)
     stranger_started = _start_ticks(stranger.pid)
     assert stranger_started is not None
-    record = ProcessRecord(
-        handle="proc_LONGGONE",
-        agent="helper",
-        session_id="s_OWNER",
-        command="make",
-        pid=stranger.pid,  # the number a process of ours had, long ago
-        pid_started=stranger_started - 1,
-        started_at=utcnow(),
-    )
-    (tmp_path / "processes").mkdir()
-    (tmp_path / "processes" / "proc_LONGGONE.yaml").write_text(render_record(record))
+    # the number a process of ours had, long ago
+    left_running(tmp_path, "proc_LONGGONE", "make", stranger.pid, stranger_started - 1)
     try:
         manager = managers()
         await manager.start()
